@@ -1,0 +1,289 @@
+//! Kafka through rdkafka.
+//!
+//! Producer: idempotent (`enable.idempotence=true` forces acks=all and bounded
+//! in-flight requests), murmur2 partitioner so keys land where Java clients put
+//! them. Consumer: a consumer group with `enable.auto.offset.store=false`;
+//! offsets are stored only through [`Subscription::commit`], after the caller's
+//! effect is durable, and auto-committed from there (rust-rdkafka
+//! `examples/at_least_once.rs`).
+
+use crate::{Bus, BusError, Outgoing, Position, Record, Subscription};
+use async_trait::async_trait;
+use bytes::Bytes;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct KafkaOptions {
+    /// Replication factor for topics opptak creates (3 in production).
+    pub replication: i32,
+    /// How long a publish may wait for the broker before failing.
+    pub publish_timeout: Duration,
+    /// Extra librdkafka settings (e.g. security.protocol, sasl.*), applied last.
+    pub extra: Vec<(String, String)>,
+}
+
+impl Default for KafkaOptions {
+    fn default() -> Self {
+        Self {
+            replication: 1,
+            publish_timeout: Duration::from_secs(30),
+            extra: Vec::new(),
+        }
+    }
+}
+
+pub struct KafkaBus {
+    brokers: String,
+    options: KafkaOptions,
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+}
+
+fn unavailable(e: KafkaError) -> BusError {
+    match e.rdkafka_error_code() {
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+            | RDKafkaErrorCode::UnknownTopicOrPartition
+            | RDKafkaErrorCode::UnknownTopic
+            | RDKafkaErrorCode::InvalidMessage
+            | RDKafkaErrorCode::TopicAuthorizationFailed,
+        ) => BusError::Rejected(e.to_string()),
+        _ => BusError::Unavailable(e.to_string()),
+    }
+}
+
+impl KafkaBus {
+    pub fn new(brokers: &str, options: KafkaOptions) -> Result<Self, BusError> {
+        let mut pc = Self::base_config(brokers, &options);
+        pc.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", options.publish_timeout.as_millis().to_string());
+        Self::apply_extra(&mut pc, &options);
+        let producer: FutureProducer = pc
+            .create()
+            .map_err(|e| BusError::Config(format!("kafka producer: {e}")))?;
+        let admin: AdminClient<DefaultClientContext> = Self::base_config(brokers, &options)
+            .create()
+            .map_err(|e| BusError::Config(format!("kafka admin: {e}")))?;
+        Ok(Self {
+            brokers: brokers.to_owned(),
+            options,
+            producer,
+            admin,
+        })
+    }
+
+    fn base_config(brokers: &str, options: &KafkaOptions) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", brokers);
+        Self::apply_extra(&mut c, options);
+        c
+    }
+
+    fn apply_extra(c: &mut ClientConfig, options: &KafkaOptions) {
+        for (k, v) in &options.extra {
+            c.set(k, v);
+        }
+    }
+
+    fn send(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<rdkafka::producer::DeliveryFuture, BusError> {
+        let mut record = FutureRecord::to(topic).key(key).payload(payload);
+        // send_result queues without waiting; QueueFull means librdkafka's own
+        // buffer is full: let it drain and retry, anything else is an error.
+        loop {
+            match self.producer.send_result(record) {
+                Ok(f) => return Ok(f),
+                Err((e, r)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                    self.producer.poll(Duration::from_millis(10));
+                    record = r;
+                }
+                Err((e, _)) => return Err(unavailable(e)),
+            }
+        }
+    }
+}
+
+async fn await_delivery(f: rdkafka::producer::DeliveryFuture) -> Result<(i32, i64), BusError> {
+    match f.await {
+        Ok(Ok(d)) => Ok((d.partition, d.offset)),
+        Ok(Err((e, _))) => Err(unavailable(e)),
+        Err(_) => Err(BusError::Unavailable("producer dropped the delivery".into())),
+    }
+}
+
+#[async_trait]
+impl Bus for KafkaBus {
+    async fn create_topic(&self, name: &str, partitions: i32) -> Result<(), BusError> {
+        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(self.options.replication));
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        let results = self
+            .admin
+            .create_topics([&topic], &opts)
+            .await
+            .map_err(unavailable)?;
+        for r in results {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, code)) => return Err(BusError::Config(format!("create topic {t}: {code}"))),
+            }
+        }
+        // Metadata propagates asynchronously; wait until the topic is visible.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let md = self
+                .producer
+                .client()
+                .fetch_metadata(Some(name), Duration::from_secs(5))
+                .map_err(unavailable)?;
+            if md.topics().iter().any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty()) {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(BusError::Unavailable(format!("topic {name} not visible after creation")));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn publish(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<(i32, i64), BusError> {
+        await_delivery(self.send(topic, key, payload)?).await
+    }
+
+    async fn publish_all(&self, messages: Vec<Outgoing>) -> Result<(), BusError> {
+        let mut first_err = None;
+        let mut futures = Vec::with_capacity(messages.len());
+        for m in &messages {
+            match self.send(&m.topic, &m.key, &m.payload) {
+                Ok(f) => futures.push(f),
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        for f in futures {
+            if let Err(e) = await_delivery(f).await {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    async fn subscribe(&self, group: &str, topics: &[String]) -> Result<Box<dyn Subscription>, BusError> {
+        let mut c = Self::base_config(&self.brokers, &self.options);
+        c.set("group.id", group)
+            .set("enable.auto.commit", "true")
+            .set("auto.commit.interval.ms", "1000")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("partition.assignment.strategy", "cooperative-sticky");
+        Self::apply_extra(&mut c, &self.options);
+        let consumer: StreamConsumer = c
+            .create()
+            .map_err(|e| BusError::Config(format!("kafka consumer: {e}")))?;
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&names).map_err(unavailable)?;
+        Ok(Box::new(KafkaSubscription { consumer }))
+    }
+
+    async fn end_offsets(&self, topic: &str) -> Result<Vec<(i32, i64)>, BusError> {
+        let c: BaseConsumer = Self::base_config(&self.brokers, &self.options)
+            .create()
+            .map_err(|e| BusError::Config(format!("kafka consumer: {e}")))?;
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let md = c.fetch_metadata(Some(&topic), Duration::from_secs(10)).map_err(unavailable)?;
+            let parts: Vec<i32> = md
+                .topics()
+                .iter()
+                .filter(|t| t.name() == topic)
+                .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+                .collect();
+            let mut out = Vec::new();
+            for p in parts {
+                let (_, high) = c
+                    .fetch_watermarks(&topic, p, Duration::from_secs(10))
+                    .map_err(unavailable)?;
+                out.push((p, high));
+            }
+            out.sort();
+            Ok(out)
+        })
+        .await
+        .map_err(|e| BusError::Unavailable(e.to_string()))?
+    }
+}
+
+struct KafkaSubscription {
+    consumer: StreamConsumer,
+}
+
+#[async_trait]
+impl Subscription for KafkaSubscription {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, BusError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut out = Vec::new();
+        while out.len() < max {
+            // After the first record, take only what is already buffered.
+            let until = if out.is_empty() {
+                deadline
+            } else {
+                tokio::time::Instant::now() + Duration::from_millis(2)
+            };
+            match tokio::time::timeout_at(until, self.consumer.recv()).await {
+                Err(_) => break,
+                Ok(Err(e)) => {
+                    if out.is_empty() {
+                        return Err(unavailable(e));
+                    }
+                    break;
+                }
+                Ok(Ok(m)) => out.push(Record {
+                    topic: m.topic().to_owned(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    key: m.key().map(Bytes::copy_from_slice),
+                    payload: m.payload().map(Bytes::copy_from_slice).unwrap_or_default(),
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    fn commit(&mut self, positions: &[Position]) -> Result<(), BusError> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for p in positions {
+            tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next_offset))
+                .map_err(unavailable)?;
+        }
+        self.consumer.store_offsets(&tpl).map_err(|e| match e.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::State) | Some(RDKafkaErrorCode::UnknownPartition) => {
+                BusError::NotAssigned(e.to_string())
+            }
+            _ => unavailable(e),
+        })
+    }
+
+    async fn flush_commits(&mut self) -> Result<(), BusError> {
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => Ok(()),
+            // Nothing stored since the last commit.
+            Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}

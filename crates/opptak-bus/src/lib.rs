@@ -1,0 +1,183 @@
+//! The event bus: one trait, two real implementations.
+//!
+//! - [`kafka::KafkaBus`] (`kafka://host:port,...`): rdkafka with an idempotent
+//!   producer (acks=all) and consumer groups; offsets are stored only when the
+//!   caller says the effect is durable ([`Subscription::commit`]).
+//! - [`memory::MemoryBus`] (`memory://`): partitioned in-process logs with
+//!   committed group offsets, for the embedded single-process mode.
+//!
+//! Vendor types never leave this crate: consumers see [`Record`]s.
+//! [`contract`] holds the test suite both implementations must pass.
+
+pub mod contract;
+pub mod kafka;
+pub mod memory;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One message read from a topic.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Bytes>,
+    pub payload: Bytes,
+}
+
+impl Record {
+    /// The position just after this record: committing it marks the record done.
+    pub fn next_position(&self) -> Position {
+        Position {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            next_offset: self.offset + 1,
+        }
+    }
+}
+
+/// A consumer position: every offset below `next_offset` is processed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Position {
+    pub topic: String,
+    pub partition: i32,
+    pub next_offset: i64,
+}
+
+/// A message to publish.
+#[derive(Clone, Debug)]
+pub struct Outgoing {
+    pub topic: String,
+    pub key: Bytes,
+    pub payload: Bytes,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The broker cannot be reached or timed out; retrying may succeed.
+    #[error("bus unavailable: {0}")]
+    Unavailable(String),
+    /// The broker refused the message (too large, unknown topic, ...).
+    #[error("bus refused the message: {0}")]
+    Rejected(String),
+    /// A commit for a partition this consumer no longer owns (after a rebalance).
+    #[error("partition no longer assigned: {0}")]
+    NotAssigned(String),
+    #[error("bus configuration: {0}")]
+    Config(String),
+}
+
+impl BusError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, BusError::Unavailable(_))
+    }
+}
+
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// Creates the topic if it does not exist.
+    async fn create_topic(&self, name: &str, partitions: i32) -> Result<(), BusError>;
+
+    /// Publishes and waits until the bus has made it durable. Returns (partition, offset).
+    async fn publish(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<(i32, i64), BusError>;
+
+    /// Publishes all messages, concurrently where the bus allows, and waits for all.
+    /// Order holds per topic and key.
+    async fn publish_all(&self, messages: Vec<Outgoing>) -> Result<(), BusError> {
+        for m in messages {
+            self.publish(&m.topic, &m.key, &m.payload).await?;
+        }
+        Ok(())
+    }
+
+    /// Joins `group` and consumes `topics` from the group's committed positions
+    /// (the earliest offset for a new group).
+    async fn subscribe(&self, group: &str, topics: &[String]) -> Result<Box<dyn Subscription>, BusError>;
+
+    /// Number of messages in a partition (end offset), for tests and lag.
+    async fn end_offsets(&self, topic: &str) -> Result<Vec<(i32, i64)>, BusError>;
+}
+
+#[async_trait]
+pub trait Subscription: Send {
+    /// Waits up to `wait` and returns at most `max` records (possibly none).
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, BusError>;
+
+    /// Records that everything before each position is durably processed.
+    fn commit(&mut self, positions: &[Position]) -> Result<(), BusError>;
+
+    /// Writes stored positions to the bus now (shutdown); otherwise they are
+    /// written periodically.
+    async fn flush_commits(&mut self) -> Result<(), BusError>;
+}
+
+/// Opens the bus named by a URL: `memory://` or `kafka://host:port[,host:port]`.
+pub fn open(url: &str) -> Result<Arc<dyn Bus>, BusError> {
+    if url == "memory://" || url == "memory:" {
+        return Ok(Arc::new(memory::MemoryBus::new()));
+    }
+    if let Some(brokers) = url.strip_prefix("kafka://") {
+        let brokers = brokers.trim_end_matches('/');
+        if brokers.is_empty() {
+            return Err(BusError::Config("kafka:// needs at least one broker, e.g. kafka://127.0.0.1:9092".into()));
+        }
+        return Ok(Arc::new(kafka::KafkaBus::new(brokers, kafka::KafkaOptions::default())?));
+    }
+    Err(BusError::Config(format!(
+        "unsupported bus url {url:?}: use memory:// or kafka://host:port"
+    )))
+}
+
+/// Stable partition for a key: murmur2 as Java clients compute it, so the
+/// telephony system's Java producer and opptak agree.
+pub fn partition_for(key: &[u8], partitions: i32) -> i32 {
+    ((murmur2(key) & 0x7fff_ffff) % partitions as u32) as i32
+}
+
+fn murmur2(data: &[u8]) -> u32 {
+    const M: u32 = 0x5bd1_e995;
+    const SEED: u32 = 0x9747_b28c;
+    let len = data.len();
+    let mut h = SEED ^ len as u32;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> 24;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 3 {
+        h ^= (rest[2] as u32) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= (rest[1] as u32) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= rest[0] as u32;
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn murmur2_matches_kafka_java_client() {
+        // Values from Kafka's UtilsTest.testMurmur2.
+        assert_eq!(super::murmur2(b"21") as i32, -973932308);
+        assert_eq!(super::murmur2(b"foobar") as i32, -790332482);
+        assert_eq!(super::murmur2(b"a-little-bit-long-string") as i32, -985981536);
+        assert_eq!(super::murmur2(b"a-little-bit-longer-string") as i32, -1486304829);
+        assert_eq!(super::murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32, -58897971);
+        assert_eq!(super::murmur2(b"abc") as i32, 479470107);
+    }
+}

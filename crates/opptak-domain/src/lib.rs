@@ -1,0 +1,16 @@
+//! Pure domain of opptak: no IO, no async, no vendor types.
+//!
+//! - [`model`]: calls, audio formats, the routing facts later issues decide on.
+//! - [`g711`]: the ITU-T G.711 µ-law / A-law codec (hound cannot read G.711).
+//! - [`reassembly`]: turning duplicated, reordered, lossy chunks into one
+//!   gap-aware timeline per call.
+//!
+//! The IO crates (bus, store, recorder) call into this crate; it calls nothing.
+
+pub mod g711;
+pub mod model;
+pub mod reassembly;
+
+pub use model::{
+    AudioFormat, CallFacts, CallId, ChannelRole, Codec, Desk, Direction, ServiceCategory,
+};

@@ -1,0 +1,590 @@
+#!/usr/bin/env bash
+# Local Kafka + PostgreSQL for opptak's tests and CI.
+#
+#   deploy/local/services.sh install        # Debian packages + Kafka jars (cached)
+#   deploy/local/services.sh start          # install if needed, start both, wait until ready
+#   deploy/local/services.sh stop           # stop both
+#   deploy/local/services.sh restart-kafka  # stop + start the broker only, keeping its data
+#   deploy/local/services.sh status         # what is running (exit 0 only if both are up)
+#   deploy/local/services.sh env            # export lines: eval "$(deploy/local/services.sh env)"
+#   deploy/local/services.sh reset          # stop, delete data (keeps installed jars)
+#   deploy/local/services.sh topics ARGS..  # kafka's TopicCommand, --bootstrap-server filled in
+#
+# Everything lives in ${OPPTAK_SERVICES_DIR:-$HOME/.cache/opptak-services}
+# (outside the clone, so CI re-runs reuse the jars):
+#   m2/           Maven repository used to resolve the broker's class path
+#   kafka/lib/    the broker's jars (from deploy/local/kafka/pom.xml), kafka/lib.stamp
+#   kafka/conf/   rendered server.properties + log4j2 configs
+#   kafka/data/   KRaft log dirs,  kafka/broker.log,  kafka/kafka.pid
+#   pg/data/      PostgreSQL cluster,  pg/run/ (unix socket),  pg/postgres.log
+#
+# Variables: OPPTAK_SERVICES_DIR, OPPTAK_KAFKA_PORT (19092),
+# OPPTAK_KAFKA_CONTROLLER_PORT (19093), OPPTAK_PG_PORT (55432),
+# OPPTAK_KAFKA_START_TIMEOUT (90 s), OPPTAK_KAFKA_HEAP (512m),
+# OPPTAK_MAVEN_REPO ($OPPTAK_SERVICES_DIR/m2), OPPTAK_PG_BINDIR (auto).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+CACHE=${OPPTAK_SERVICES_DIR:-$HOME/.cache/opptak-services}
+HOST=127.0.0.1
+KAFKA_PORT=${OPPTAK_KAFKA_PORT:-19092}
+KAFKA_CONTROLLER_PORT=${OPPTAK_KAFKA_CONTROLLER_PORT:-19093}
+PG_PORT=${OPPTAK_PG_PORT:-55432}
+KAFKA_START_TIMEOUT=${OPPTAK_KAFKA_START_TIMEOUT:-90}
+KAFKA_STOP_TIMEOUT=30
+KAFKA_HEAP=${OPPTAK_KAFKA_HEAP:-512m}
+M2_REPO=${OPPTAK_MAVEN_REPO:-$CACHE/m2}
+
+KAFKA_DIR=$CACHE/kafka
+KAFKA_LIB=$KAFKA_DIR/lib
+KAFKA_STAMP=$KAFKA_DIR/lib.stamp
+KAFKA_CONF=$KAFKA_DIR/conf
+KAFKA_DATA=$KAFKA_DIR/data
+KAFKA_PIDFILE=$KAFKA_DIR/kafka.pid
+KAFKA_LOG=$KAFKA_DIR/broker.log
+KAFKA_CLUSTER_ID_FILE=$KAFKA_DIR/cluster.id
+KAFKA_BOOTSTRAP=$HOST:$KAFKA_PORT
+
+PG_DIR=$CACHE/pg
+PG_DATA=$PG_DIR/data
+PG_SOCK=$PG_DIR/run
+PG_LOG=$PG_DIR/postgres.log
+PG_DB=opptak
+PG_ROLE=opptak
+PG_SUPERUSER=postgres
+
+DEBIAN_PACKAGES=(espeak-ng sox kcat)
+
+# Daemons must not keep the caller's pipes or our lock open (a CI runner
+# waiting for EOF would hang): the launching bash closes every fd above 2.
+# shellcheck disable=SC2016 # expanded by the inner bash
+CLOSE_FDS='for f in /proc/$$/fd/*; do f=${f##*/}; if ((f > 2)); then eval "exec $f>&-"; fi; done 2>/dev/null'
+
+log() { printf '[services] %s\n' "$*" >&2; }
+die() { printf '[services] ERROR: %s\n' "$*" >&2; exit 1; }
+
+java_bin() {
+  if [[ -n ${JAVA_HOME:-} && -x $JAVA_HOME/bin/java ]]; then
+    printf '%s\n' "$JAVA_HOME/bin/java"
+  else
+    command -v java || die "java not found (install a JDK 17+ or set JAVA_HOME)"
+  fi
+}
+
+port_open() { # host port
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  timeout 2 bash -c 'exec 3<>"/dev/tcp/$1/$2"' _ "$1" "$2" 2>/dev/null
+}
+
+lock() {
+  mkdir -p "$CACHE"
+  # fd 9 holds the lock until this script exits; children started in the
+  # background close it (9>&-) so they do not keep it.
+  exec 9>"$CACHE/.lock"
+  flock -w 300 9 || die "another services.sh holds $CACHE/.lock"
+}
+
+# --------------------------------------------------------------- install ---
+
+deb_installed() {
+  [[ $(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null || true) == installed ]]
+}
+
+pg_bindir() { # prints the directory holding initdb/pg_ctl/postgres
+  local d cands=()
+  if [[ -n ${OPPTAK_PG_BINDIR:-} ]]; then
+    cands+=("$OPPTAK_PG_BINDIR")
+  fi
+  # Newest Debian layout first, then whatever is on PATH (/usr/local/bin here).
+  while IFS= read -r d; do cands+=("$d"); done < <(
+    compgen -G '/usr/lib/postgresql/*/bin' | sort -rV || true)
+  if command -v pg_ctl >/dev/null 2>&1; then
+    cands+=("$(dirname "$(readlink -f "$(command -v pg_ctl)")")")
+  fi
+  for d in "${cands[@]}"; do
+    if [[ -x $d/initdb && -x $d/pg_ctl && -x $d/postgres ]]; then
+      printf '%s\n' "$d"
+      return 0
+    fi
+  done
+  return 1
+}
+
+install_debs() {
+  local missing=() p
+  for p in "${DEBIAN_PACKAGES[@]}"; do
+    deb_installed "$p" || missing+=("$p")
+  done
+  pg_bindir >/dev/null || missing+=(postgresql)
+  command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+  command -v java >/dev/null 2>&1 || [[ -n ${JAVA_HOME:-} ]] || missing+=(openjdk-17-jdk-headless)
+  command -v mvn >/dev/null 2>&1 || missing+=(maven)
+  if ((${#missing[@]} == 0)); then
+    return 0
+  fi
+  local sudo=()
+  if ((EUID != 0)); then
+    command -v sudo >/dev/null 2>&1 || die "need root (or sudo) to install: ${missing[*]}"
+    sudo=(sudo -n)
+  fi
+  log "installing Debian packages: ${missing[*]}"
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    "${missing[@]}" >/dev/null
+}
+
+pom_hash() {
+  sha256sum "$HERE/kafka/pom.xml" | cut -d' ' -f1
+}
+
+kafka_installed() {
+  [[ -f $KAFKA_STAMP && $(<"$KAFKA_STAMP") == "$(pom_hash)" ]] &&
+    compgen -G "$KAFKA_LIB/kafka_2.13-*.jar" >/dev/null
+}
+
+install_kafka() {
+  if kafka_installed; then
+    return 0
+  fi
+  command -v mvn >/dev/null 2>&1 || die "mvn not found"
+  log "resolving Kafka broker jars with Maven (repo: $M2_REPO)"
+  local tmp=$KAFKA_DIR/lib.tmp
+  rm -rf "$tmp"
+  mkdir -p "$KAFKA_DIR" "$M2_REPO"
+  if ! mvn -B -q -f "$HERE/kafka/pom.xml" \
+    -Dmaven.repo.local="$M2_REPO" \
+    dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$tmp" >"$KAFKA_DIR/mvn.log" 2>&1; then
+    tail -n 40 "$KAFKA_DIR/mvn.log" >&2
+    die "maven failed (full log: $KAFKA_DIR/mvn.log)"
+  fi
+  compgen -G "$tmp/kafka_2.13-*.jar" >/dev/null || die "maven produced no kafka_2.13 jar in $tmp"
+  rm -rf "$KAFKA_LIB"
+  mv "$tmp" "$KAFKA_LIB"
+  pom_hash >"$KAFKA_STAMP"
+  log "installed $(find "$KAFKA_LIB" -name '*.jar' | wc -l) jars into $KAFKA_LIB"
+}
+
+cmd_install() {
+  lock
+  install_debs
+  install_kafka
+}
+
+# ----------------------------------------------------------------- kafka ---
+
+kafka_java() { # runs a Kafka tool class with the installed class path
+  "$(java_bin)" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+    -Dlog4j2.configurationFile="$HERE/kafka/tools-log4j2.properties" \
+    -cp "$KAFKA_LIB/*" "$@"
+}
+
+kafka_pid() { # prints the pid of our running broker, if any
+  local pid
+  [[ -f $KAFKA_PIDFILE ]] || return 1
+  pid=$(<"$KAFKA_PIDFILE")
+  [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
+  # The pid may have been reused after a reboot or a killed session:
+  # it only counts if it is a broker started with our server.properties.
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null |
+    grep -qF "kafka.Kafka $KAFKA_CONF/server.properties" || return 1
+  printf '%s\n' "$pid"
+}
+
+kafka_ready() {
+  if command -v kcat >/dev/null 2>&1; then
+    timeout 15 kcat -b "$KAFKA_BOOTSTRAP" -L -m 5 2>/dev/null | grep -q 'broker 1 at'
+  else
+    port_open "$HOST" "$KAFKA_PORT" &&
+      grep -q 'Kafka Server started' "$KAFKA_LOG" 2>/dev/null
+  fi
+}
+
+render() { # template output key=value...
+  local tpl=$1 out=$2 text kv
+  shift 2
+  text=$(<"$tpl")
+  for kv in "$@"; do
+    text=${text//"@${kv%%=*}@"/"${kv#*=}"}
+  done
+  printf '%s\n' "$text" >"$out.tmp"
+  mv "$out.tmp" "$out"
+}
+
+kafka_configure() {
+  mkdir -p "$KAFKA_CONF" "$KAFKA_DATA"
+  render "$HERE/kafka/server.properties.in" "$KAFKA_CONF/server.properties" \
+    "KAFKA_PORT=$KAFKA_PORT" "CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT" "DATA_DIR=$KAFKA_DATA"
+  cp "$HERE/kafka/log4j2.properties" "$KAFKA_CONF/log4j2.properties"
+  if [[ ! -f $KAFKA_DATA/meta.properties ]]; then
+    local id
+    if [[ -s $KAFKA_CLUSTER_ID_FILE ]]; then
+      id=$(<"$KAFKA_CLUSTER_ID_FILE")
+    else
+      id=$(kafka_java kafka.tools.StorageTool random-uuid)
+      printf '%s\n' "$id" >"$KAFKA_CLUSTER_ID_FILE"
+    fi
+    log "formatting KRaft storage in $KAFKA_DATA (cluster id $id)"
+    rm -rf "$KAFKA_DATA"
+    mkdir -p "$KAFKA_DATA"
+    kafka_java kafka.tools.StorageTool format -t "$id" \
+      -c "$KAFKA_CONF/server.properties" --standalone >&2
+  fi
+}
+
+kafka_log_tail() {
+  if [[ -f $KAFKA_LOG ]]; then
+    printf -- '--- last lines of %s ---\n' "$KAFKA_LOG" >&2
+    tail -n 40 "$KAFKA_LOG" >&2
+    printf -- '---\n' >&2
+  fi
+}
+
+start_kafka() {
+  local pid
+  if pid=$(kafka_pid); then
+    if kafka_ready; then
+      log "kafka already running (pid $pid) on $KAFKA_BOOTSTRAP"
+      return 0
+    fi
+    log "kafka process $pid is up but not answering yet; waiting"
+  else
+    rm -f "$KAFKA_PIDFILE"
+    local p
+    for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+      if port_open "$HOST" "$p"; then
+        die "port $HOST:$p is already in use by another process (not our broker); free it or set OPPTAK_KAFKA_PORT / OPPTAK_KAFKA_CONTROLLER_PORT"
+      fi
+    done
+    install_kafka
+    kafka_configure
+    [[ -f $KAFKA_LOG ]] && mv -f "$KAFKA_LOG" "$KAFKA_LOG.1"
+    log "starting kafka on $KAFKA_BOOTSTRAP (log: $KAFKA_LOG)"
+    # setsid: own session, so the broker outlives the calling shell; the inner
+    # bash drops inherited fds, writes its own pid and execs java, so the pid
+    # file holds java's pid.
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    setsid bash -c "$CLOSE_FDS"'; echo $$ >"$1"; shift; exec "$@"' _ "$KAFKA_PIDFILE" \
+      "$(java_bin)" -Xms"$KAFKA_HEAP" -Xmx"$KAFKA_HEAP" \
+      -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+      -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+      -Dlog4j2.configurationFile="$KAFKA_CONF/log4j2.properties" \
+      -cp "$KAFKA_LIB/*" kafka.Kafka "$KAFKA_CONF/server.properties" \
+      </dev/null >>"$KAFKA_LOG" 2>&1 9>&- &
+    local i
+    for ((i = 0; i < 50; i++)); do
+      pid=$(kafka_pid) && break
+      sleep 0.1
+    done
+    [[ -n ${pid:-} ]] || { kafka_log_tail; die "kafka exited right after launch"; }
+  fi
+  local deadline=$((SECONDS + KAFKA_START_TIMEOUT))
+  until kafka_ready; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      kafka_log_tail
+      die "kafka exited during startup"
+    fi
+    if ((SECONDS >= deadline)); then
+      kafka_log_tail
+      stop_kafka
+      die "kafka not ready on $KAFKA_BOOTSTRAP after ${KAFKA_START_TIMEOUT}s (stopped it)"
+    fi
+    sleep 1
+  done
+  log "kafka ready on $KAFKA_BOOTSTRAP (pid $pid)"
+}
+
+stop_kafka() {
+  local pid
+  if ! pid=$(kafka_pid); then
+    rm -f "$KAFKA_PIDFILE"
+    log "kafka not running"
+    return 0
+  fi
+  log "stopping kafka (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
+  while kill -0 "$pid" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      log "kafka still up after ${KAFKA_STOP_TIMEOUT}s; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 1
+      break
+    fi
+    sleep 0.5
+  done
+  rm -f "$KAFKA_PIDFILE"
+  log "kafka stopped"
+}
+
+# ------------------------------------------------------------- postgres ---
+
+PG_BIN=
+PG_USER=
+PSQL=psql
+
+pg_setup_user() {
+  if ((EUID != 0)); then
+    PG_USER=$(id -un)
+  elif id postgres >/dev/null 2>&1; then
+    PG_USER=postgres
+  else
+    if ! id opptak-pg >/dev/null 2>&1; then
+      log "creating system user opptak-pg (postgres refuses to run as root)"
+      useradd --system --user-group --no-create-home --home-dir /nonexistent \
+        --shell /usr/sbin/nologin opptak-pg
+    fi
+    PG_USER=opptak-pg
+  fi
+}
+
+as_pg() {
+  if ((EUID == 0)); then
+    runuser -u "$PG_USER" -- "$@"
+  else
+    "$@"
+  fi
+}
+
+ensure_traversable() { # dir: let PG_USER reach it (e.g. through /root, mode 0700)
+  ((EUID == 0)) || return 0
+  local d=$1 dirs=()
+  while [[ $d != / ]]; do
+    dirs=("$d" "${dirs[@]}")
+    d=$(dirname "$d")
+  done
+  for d in "${dirs[@]}"; do # top down: each check needs its parents reachable
+    if ! runuser -u "$PG_USER" -- test -x "$d" 2>/dev/null; then
+      if command -v setfacl >/dev/null 2>&1; then
+        log "granting $PG_USER search (x) permission on $d (ACL)"
+        setfacl -m "u:$PG_USER:x" "$d"
+      else
+        log "granting search (o+x) permission on $d so $PG_USER can reach its data dir"
+        chmod o+x "$d"
+      fi
+    fi
+  done
+}
+
+psql_admin() {
+  "$PSQL" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCK" -p "$PG_PORT" \
+    -U "$PG_SUPERUSER" -d postgres "$@"
+}
+
+pg_prepare() {
+  PG_BIN=$(pg_bindir) || {
+    install_debs
+    PG_BIN=$(pg_bindir) || die "no PostgreSQL server binaries found"
+  }
+  if [[ -x $PG_BIN/psql ]]; then
+    PSQL=$PG_BIN/psql
+  else
+    PSQL=$(command -v psql) || die "psql not found"
+  fi
+  pg_setup_user
+  mkdir -p "$PG_DIR"
+  chown "$PG_USER:" "$PG_DIR"
+  chmod 0700 "$PG_DIR"
+  ensure_traversable "$PG_DIR"
+  if ((${#PG_SOCK} + 20 > 107)); then
+    die "socket path $PG_SOCK is too long for a unix socket; use a shorter OPPTAK_SERVICES_DIR"
+  fi
+}
+
+pg_running() { # postmaster alive for our data dir
+  [[ -f $PG_DATA/postmaster.pid ]] || return 1
+  local pid
+  pid=$(head -n 1 "$PG_DATA/postmaster.pid")
+  # A reused pid (other program, or another cluster's postgres) does not count:
+  # the postmaster runs with its data directory as working directory.
+  [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/comm && $(<"/proc/$pid/comm") == postgres ]] &&
+    [[ $(readlink "/proc/$pid/cwd" 2>/dev/null) == "$(readlink -f "$PG_DATA")" ]]
+}
+
+pg_clear_stale() {
+  if [[ -f $PG_DATA/postmaster.pid ]] && ! pg_running; then
+    log "removing stale $PG_DATA/postmaster.pid"
+    rm -f "$PG_DATA/postmaster.pid"
+    rm -f "$PG_SOCK"/.s.PGSQL.*
+  fi
+}
+
+pg_configure() {
+  if [[ ! -s $PG_DATA/PG_VERSION ]]; then
+    log "initdb $PG_DATA (as $PG_USER)"
+    rm -rf "$PG_DATA"
+    as_pg "$PG_BIN/initdb" -D "$PG_DATA" -U "$PG_SUPERUSER" -A trust \
+      -E UTF8 --locale=C >"$PG_DIR/initdb.log" 2>&1 ||
+      { cat "$PG_DIR/initdb.log" >&2; die "initdb failed"; }
+    printf "\ninclude_if_exists = 'opptak.conf'\n" | as_pg tee -a "$PG_DATA/postgresql.conf" >/dev/null
+  fi
+  mkdir -p "$PG_SOCK"
+  chown "$PG_USER:" "$PG_SOCK"
+  chmod 0700 "$PG_SOCK"
+  render "$HERE/postgres/opptak.conf.in" "$PG_DATA/opptak.conf" \
+    "PG_PORT=$PG_PORT" "SOCKET_DIR=$PG_SOCK"
+  cp "$HERE/postgres/pg_hba.conf" "$PG_DATA/pg_hba.conf"
+  chown "$PG_USER:" "$PG_DATA/opptak.conf" "$PG_DATA/pg_hba.conf"
+  chmod 0600 "$PG_DATA/opptak.conf" "$PG_DATA/pg_hba.conf"
+}
+
+pg_ensure_db() {
+  local have
+  have=$(psql_admin -tAc "select 1 from pg_roles where rolname = '$PG_ROLE'")
+  if [[ $have != 1 ]]; then
+    log "creating role $PG_ROLE"
+    psql_admin -c "create role $PG_ROLE login createdb"
+  fi
+  have=$(psql_admin -tAc "select 1 from pg_database where datname = '$PG_DB'")
+  if [[ $have != 1 ]]; then
+    log "creating database $PG_DB"
+    psql_admin -c "create database $PG_DB owner $PG_ROLE"
+  fi
+}
+
+start_pg() {
+  pg_prepare
+  if pg_running && "$PG_BIN/pg_isready" -q -h "$HOST" -p "$PG_PORT"; then
+    pg_ensure_db
+    log "postgres already running on $HOST:$PG_PORT"
+    return 0
+  fi
+  if pg_running; then
+    log "postgres is running but not answering on $HOST:$PG_PORT; restarting it"
+    as_pg "$PG_BIN/pg_ctl" stop -D "$PG_DATA" -m fast -w -t 60 >/dev/null 9>&- || true
+  fi
+  pg_clear_stale
+  if port_open "$HOST" "$PG_PORT"; then
+    die "port $HOST:$PG_PORT is already in use by another process; free it or set OPPTAK_PG_PORT"
+  fi
+  pg_configure
+  log "starting postgres on $HOST:$PG_PORT (log: $PG_LOG)"
+  touch "$PG_LOG"
+  chown "$PG_USER:" "$PG_LOG"
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  if ! as_pg bash -c "$CLOSE_FDS"'; exec "$@"' _ \
+    "$PG_BIN/pg_ctl" start -D "$PG_DATA" -l "$PG_LOG" -w -t 60 -s 9>&-; then
+    tail -n 30 "$PG_LOG" >&2
+    die "postgres failed to start"
+  fi
+  pg_ensure_db
+  log "postgres ready on $HOST:$PG_PORT"
+}
+
+stop_pg() {
+  if [[ ! -s $PG_DATA/PG_VERSION ]]; then
+    log "postgres not initialised"
+    return 0
+  fi
+  if ! pg_running; then
+    log "postgres not running"
+    return 0
+  fi
+  pg_prepare
+  log "stopping postgres"
+  as_pg "$PG_BIN/pg_ctl" stop -D "$PG_DATA" -m fast -w -t 60 -s
+  log "postgres stopped"
+}
+
+# ------------------------------------------------------------- commands ---
+
+cmd_start() {
+  lock
+  install_debs
+  install_kafka
+  start_pg
+  start_kafka
+}
+
+cmd_stop() {
+  lock
+  stop_kafka
+  stop_pg
+}
+
+cmd_restart_kafka() {
+  lock
+  stop_kafka
+  start_kafka
+}
+
+cmd_status() {
+  local rc=0 pid
+  if pid=$(kafka_pid); then
+    if kafka_ready; then
+      echo "kafka:    running, ready  (pid $pid, $KAFKA_BOOTSTRAP)"
+    else
+      echo "kafka:    running, NOT ready (pid $pid, $KAFKA_BOOTSTRAP)"
+      rc=3
+    fi
+  else
+    echo "kafka:    stopped"
+    rc=3
+  fi
+  if pg_running; then
+    pid=$(head -n 1 "$PG_DATA/postmaster.pid")
+    if port_open "$HOST" "$PG_PORT"; then
+      echo "postgres: running, ready  (pid $pid, $HOST:$PG_PORT)"
+    else
+      echo "postgres: running, NOT ready (pid $pid, $HOST:$PG_PORT)"
+      rc=3
+    fi
+  else
+    echo "postgres: stopped"
+    rc=3
+  fi
+  if kafka_installed; then
+    echo "install:  kafka jars in $KAFKA_LIB"
+  else
+    echo "install:  kafka jars not installed"
+  fi
+  return "$rc"
+}
+
+cmd_env() {
+  echo "export OPPTAK_TEST_KAFKA=$KAFKA_BOOTSTRAP"
+  echo "export OPPTAK_TEST_POSTGRES=postgres://$PG_ROLE@$HOST:$PG_PORT/$PG_DB"
+}
+
+cmd_reset() {
+  lock
+  stop_kafka
+  stop_pg
+  log "deleting data: $KAFKA_DATA $PG_DIR"
+  rm -rf "$KAFKA_DATA" "$KAFKA_CONF" "$KAFKA_CLUSTER_ID_FILE" \
+    "$KAFKA_PIDFILE" "$KAFKA_LOG" "$KAFKA_LOG.1" "$PG_DIR"
+}
+
+cmd_topics() {
+  kafka_installed || die "kafka is not installed (run: $0 install)"
+  kafka_java org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" "$@"
+}
+
+usage() {
+  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2
+  exit 2
+}
+
+main() {
+  (($# >= 1)) || usage
+  local cmd=$1
+  shift
+  case $cmd in
+  install) cmd_install ;;
+  start) cmd_start ;;
+  stop) cmd_stop ;;
+  restart-kafka) cmd_restart_kafka ;;
+  status) cmd_status ;;
+  env) cmd_env ;;
+  reset) cmd_reset ;;
+  topics) cmd_topics "$@" ;;
+  -h | --help | help) usage ;;
+  *)
+    log "unknown command: $cmd"
+    usage
+    ;;
+  esac
+}
+
+main "$@"
