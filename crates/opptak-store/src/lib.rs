@@ -1,1 +1,30 @@
-//! opptak-store
+//! Storage edges of opptak.
+//!
+//! - [`blob`]: the [`BlobStore`] trait over the object_store crate
+//!   (`memory://`, `file:///path`; S3 arrives with the archive issue). Only
+//!   sealed segments are ever written here.
+//! - [`meta`]: the [`MetadataStore`] trait and its SQL implementation (sqlx
+//!   `Any`: `postgres://` in production, `sqlite://` embedded), with
+//!   migrations per backend under `migrations/`.
+//! - [`contract`]: the test suites every backend passes.
+
+pub mod blob;
+pub mod contract;
+pub mod meta;
+
+pub use blob::{open_blob_store, BlobStore};
+pub use meta::{open_metadata_store, MetadataStore};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// Transient: connection lost, timeout. Retrying may succeed.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("storage configuration: {0}")]
+    Config(String),
+    /// The stored data contradicts itself (a bug or tampering).
+    #[error("inconsistent stored data: {0}")]
+    Corrupt(String),
+}

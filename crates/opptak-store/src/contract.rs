@@ -1,0 +1,105 @@
+//! Test suites every storage backend passes (run from `tests/contract.rs`).
+#![allow(clippy::unwrap_used)]
+
+use crate::meta::{CallEnd, CallUpdate, Flush, GapRow, NewCall, OptOut, SegmentRow, StoredKey};
+use crate::{BlobStore, MetadataStore, StoreError};
+use bytes::Bytes;
+use opptak_domain::model::{AudioFormat, CallFacts, CallId, ChannelRole, Codec, Desk, Direction, ServiceCategory};
+use std::sync::Arc;
+
+pub async fn blob_store_suite(store: Arc<dyn BlobStore>, prefix: &str) {
+    let a = format!("{prefix}/rec/seg-00000001");
+    let b = format!("{prefix}/rec/seg-00000000");
+    store.put(&a, Bytes::from_static(b"one")).await.unwrap();
+    store.put(&b, Bytes::from_static(b"zero")).await.unwrap();
+    assert_eq!(store.get(&a).await.unwrap().as_ref(), b"one");
+    store.put(&a, Bytes::from_static(b"uno")).await.unwrap();
+    assert_eq!(store.get(&a).await.unwrap().as_ref(), b"uno");
+    assert_eq!(store.list(&format!("{prefix}/rec")).await.unwrap(), vec![b.clone(), a.clone()]);
+    store.delete(&a).await.unwrap();
+    assert!(matches!(store.get(&a).await, Err(StoreError::NotFound(_))));
+    assert_eq!(store.list(&format!("{prefix}/rec")).await.unwrap(), vec![b]);
+    assert!(store.list(&format!("{prefix}/none")).await.unwrap().is_empty());
+}
+
+pub fn sample_call(id: &str) -> NewCall {
+    NewCall {
+        facts: CallFacts {
+            call_id: CallId::parse(id).unwrap(),
+            started_at_us: 1_764_000_000_000_000,
+            direction: Direction::Inbound,
+            customer_ref: "cust-1".into(),
+            advisor_id: "adv-1".into(),
+            desk: Desk::Markets,
+            service_category: ServiceCategory::InvestmentAdvice,
+            ki_enabled: true,
+            customer_informed: true,
+            format: AudioFormat::new(Codec::Pcma, 8000, vec![ChannelRole::Agent, ChannelRole::Customer]).unwrap(),
+        },
+        key: StoredKey {
+            key_id: format!("dk-{id}"),
+            class: "audio-24h".into(),
+            kek_id: "kek-1".into(),
+            sealed: vec![0, 1, 2, 255],
+        },
+        recording_id: format!("rec-{id}"),
+        blob_prefix: format!("recordings/{id}"),
+        created_at_us: 1_764_000_000_000_001,
+    }
+}
+
+pub async fn metadata_store_suite(store: Arc<dyn MetadataStore>, prefix: &str) {
+    let id = format!("{prefix}-call");
+    let call = sample_call(&id);
+    let cid = call.facts.call_id.clone();
+    assert!(store.load_call(&cid).await.unwrap().is_none());
+    let flush = Flush { new_calls: vec![call.clone()], ..Default::default() };
+    store.apply(&flush).await.unwrap();
+    store.apply(&flush).await.unwrap(); // replay is harmless
+    let got = store.load_call(&cid).await.unwrap().unwrap();
+    assert_eq!(got.facts, call.facts);
+    assert_eq!(got.key, call.key);
+    assert_eq!(got.progress.next_sequence, 0);
+    assert!(!got.complete && got.end.is_none());
+
+    let seg = |idx: u64, final_segment: bool| SegmentRow {
+        recording_id: call.recording_id.clone(),
+        idx,
+        blob_path: format!("{}/seg-{idx:08}", call.blob_prefix),
+        first_frame: idx * 800,
+        frames: 800,
+        sealed_bytes: 3300,
+        final_segment,
+    };
+    let update = CallUpdate {
+        call_id: cid.clone(),
+        recording_id: call.recording_id.clone(),
+        next_sequence: 12,
+        frames: 1600,
+        last_chunk_frames: 800,
+        duplicate_chunks: 3,
+        segments: 2,
+        complete: true,
+        end: Some(CallEnd { ended_at_us: 5, reason: "hangup_customer".into(), last_sequence: Some(11) }),
+        opt_out: Some(OptOut { at_us: 4, requested_by: "adv-1".into() }),
+        updated_at_us: 6,
+    };
+    let gap = GapRow { recording_id: call.recording_id.clone(), first_missing: 3, missing: 2, at_frame: 400, frames: 200 };
+    store
+        .apply(&Flush { segments: vec![seg(1, true), seg(0, false)], gaps: vec![gap.clone()], updates: vec![update.clone()], ..Default::default() })
+        .await
+        .unwrap();
+    let got = store.load_call(&cid).await.unwrap().unwrap();
+    assert_eq!(got.progress.next_sequence, 12);
+    assert_eq!(got.progress.frames, 1600);
+    assert_eq!(got.progress.gaps, vec![(3, 2)]);
+    assert!(got.progress.ended && got.complete);
+    assert_eq!(got.segments, 2);
+    assert_eq!(got.duplicate_chunks, 3);
+    assert_eq!(got.end, update.end);
+    assert_eq!(got.opt_out, update.opt_out);
+    assert_eq!(store.segments(&call.recording_id).await.unwrap(), vec![seg(0, false), seg(1, true)]);
+    assert_eq!(store.gaps(&call.recording_id).await.unwrap(), vec![gap]);
+    let listed = store.list_calls(10_000).await.unwrap();
+    assert!(listed.iter().any(|c| c.facts.call_id == cid));
+}

@@ -1,0 +1,490 @@
+//! The metadata store: calls, wrapped data keys, recordings, segments, gaps.
+//!
+//! One SQL implementation over sqlx's `Any` driver serves PostgreSQL and
+//! SQLite: the DML is portable (`$n` placeholders, `ON CONFLICT`), only the
+//! DDL differs (`migrations/postgres`, `migrations/sqlite`).
+
+use crate::StoreError;
+use async_trait::async_trait;
+use opptak_domain::model::{AudioFormat, CallFacts, CallId, ChannelRole, Codec, Desk, Direction, ServiceCategory};
+use opptak_domain::reassembly::Progress;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+use std::sync::Arc;
+
+/// A data key as stored: sealed under a KEK.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredKey {
+    pub key_id: String,
+    pub class: String,
+    pub kek_id: String,
+    pub sealed: Vec<u8>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NewCall {
+    pub facts: CallFacts,
+    pub key: StoredKey,
+    pub recording_id: String,
+    pub blob_prefix: String,
+    pub created_at_us: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallEnd {
+    pub ended_at_us: i64,
+    pub reason: String,
+    pub last_sequence: Option<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OptOut {
+    pub at_us: i64,
+    pub requested_by: String,
+}
+
+/// The mutable state of a call after a flush.
+#[derive(Clone, Debug)]
+pub struct CallUpdate {
+    pub call_id: CallId,
+    pub recording_id: String,
+    pub next_sequence: u64,
+    pub frames: u64,
+    pub last_chunk_frames: u64,
+    pub duplicate_chunks: u64,
+    pub segments: u64,
+    pub complete: bool,
+    pub end: Option<CallEnd>,
+    pub opt_out: Option<OptOut>,
+    pub updated_at_us: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentRow {
+    pub recording_id: String,
+    pub idx: u64,
+    pub blob_path: String,
+    pub first_frame: u64,
+    pub frames: u64,
+    pub sealed_bytes: u64,
+    pub final_segment: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GapRow {
+    pub recording_id: String,
+    pub first_missing: u64,
+    pub missing: u64,
+    pub at_frame: u64,
+    pub frames: u64,
+}
+
+/// Everything one recorder flush makes durable, applied atomically.
+#[derive(Clone, Debug, Default)]
+pub struct Flush {
+    pub new_calls: Vec<NewCall>,
+    pub segments: Vec<SegmentRow>,
+    pub gaps: Vec<GapRow>,
+    pub updates: Vec<CallUpdate>,
+}
+
+impl Flush {
+    pub fn is_empty(&self) -> bool {
+        self.new_calls.is_empty() && self.segments.is_empty() && self.gaps.is_empty() && self.updates.is_empty()
+    }
+}
+
+/// A call as stored, with its recording.
+#[derive(Clone, Debug)]
+pub struct CallRecord {
+    pub facts: CallFacts,
+    pub key: StoredKey,
+    pub recording_id: String,
+    pub blob_prefix: String,
+    pub segments: u64,
+    pub complete: bool,
+    pub progress: Progress,
+    pub duplicate_chunks: u64,
+    pub end: Option<CallEnd>,
+    pub opt_out: Option<OptOut>,
+    pub created_at_us: i64,
+    pub updated_at_us: i64,
+}
+
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Applies a flush in one transaction.
+    async fn apply(&self, flush: &Flush) -> Result<(), StoreError>;
+    async fn load_call(&self, call_id: &CallId) -> Result<Option<CallRecord>, StoreError>;
+    /// Most recent calls first.
+    async fn list_calls(&self, limit: u32) -> Result<Vec<CallRecord>, StoreError>;
+    async fn segments(&self, recording_id: &str) -> Result<Vec<SegmentRow>, StoreError>;
+    async fn gaps(&self, recording_id: &str) -> Result<Vec<GapRow>, StoreError>;
+    fn describe(&self) -> String;
+}
+
+pub struct SqlStore {
+    pool: AnyPool,
+    description: String,
+}
+
+fn db(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::Configuration(c) => StoreError::Config(c.to_string()),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+/// Opens (and migrates) the metadata store named by a URL:
+/// `postgres://user@host:port/db` or `sqlite:///absolute/file.db`.
+pub async fn open_metadata_store(url: &str) -> Result<Arc<dyn MetadataStore>, StoreError> {
+    Ok(Arc::new(SqlStore::open(url).await?))
+}
+
+impl SqlStore {
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (pool, description) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = AnyPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(std::time::Duration::from_secs(30))
+                .connect(url)
+                .await
+                .map_err(db)?;
+            sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(|e| StoreError::Config(format!("migrations: {e}")))?;
+            (pool, redact(url))
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            if path.is_empty() {
+                return Err(StoreError::Config("sqlite:// needs a file path, e.g. sqlite:///var/lib/opptak/opptak.db".into()));
+            }
+            if let Some(dir) = std::path::Path::new(path).parent() {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Config(format!("{}: {e}", dir.display())))?;
+            }
+            let pool = AnyPoolOptions::new()
+                .max_connections(4)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        use sqlx::Executor;
+                        conn.execute("PRAGMA journal_mode=WAL").await?;
+                        conn.execute("PRAGMA synchronous=NORMAL").await?;
+                        conn.execute("PRAGMA busy_timeout=30000").await?;
+                        conn.execute("PRAGMA foreign_keys=ON").await?;
+                        Ok(())
+                    })
+                })
+                .connect(&format!("sqlite://{path}?mode=rwc"))
+                .await
+                .map_err(db)?;
+            sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(|e| StoreError::Config(format!("migrations: {e}")))?;
+            (pool, url.to_owned())
+        } else {
+            return Err(StoreError::Config(format!(
+                "unsupported metadata url {:?}: use postgres://... or sqlite:///path",
+                redact(url)
+            )));
+        };
+        Ok(Self { pool, description })
+    }
+
+    fn call_from_row(r: &AnyRow) -> Result<CallRecord, StoreError> {
+        let bad = |what: &str| StoreError::Corrupt(format!("calls.{what}"));
+        let text = |c: &str| r.try_get::<String, _>(c).map_err(|_| bad(c));
+        let int = |c: &str| r.try_get::<i64, _>(c).map_err(|_| bad(c));
+        let opt_int = |c: &str| r.try_get::<Option<i64>, _>(c).map_err(|_| bad(c));
+        let flag = |c: &str| r.try_get::<i64, _>(c).map(|v| v != 0).map_err(|_| bad(c));
+        let call_id = CallId::parse(&text("call_id")?).map_err(|_| bad("call_id"))?;
+        let codec = Codec::parse(&text("codec")?).ok_or_else(|| bad("codec"))?;
+        let roles = text("channel_roles")?
+            .split(',')
+            .map(|s| ChannelRole::parse(s).ok_or_else(|| bad("channel_roles")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let format = AudioFormat::new(codec, int("sample_rate_hz")? as u32, roles).map_err(|_| bad("format"))?;
+        let facts = CallFacts {
+            call_id,
+            started_at_us: int("started_at_us")?,
+            direction: Direction::parse(&text("direction")?).ok_or_else(|| bad("direction"))?,
+            customer_ref: text("customer_ref")?,
+            advisor_id: text("advisor_id")?,
+            desk: Desk::parse(&text("desk")?).ok_or_else(|| bad("desk"))?,
+            service_category: ServiceCategory::parse(&text("service_category")?).ok_or_else(|| bad("service_category"))?,
+            ki_enabled: flag("ki_enabled")?,
+            customer_informed: flag("customer_informed")?,
+            format,
+        };
+        let end = match opt_int("ended_at_us")? {
+            Some(ended_at_us) => Some(CallEnd {
+                ended_at_us,
+                reason: r.try_get::<Option<String>, _>("end_reason").map_err(|_| bad("end_reason"))?.unwrap_or_default(),
+                last_sequence: opt_int("last_sequence")?.map(|v| v as u64),
+            }),
+            None => None,
+        };
+        let opt_out = match opt_int("ki_opt_out_at_us")? {
+            Some(at_us) => Some(OptOut {
+                at_us,
+                requested_by: r.try_get::<Option<String>, _>("ki_opt_out_by").map_err(|_| bad("ki_opt_out_by"))?.unwrap_or_default(),
+            }),
+            None => None,
+        };
+        Ok(CallRecord {
+            facts,
+            key: StoredKey {
+                key_id: text("key_id")?,
+                class: text("class")?,
+                kek_id: text("kek_id")?,
+                sealed: r.try_get::<Vec<u8>, _>("sealed").map_err(|_| bad("sealed"))?,
+            },
+            recording_id: text("recording_id")?,
+            blob_prefix: text("blob_prefix")?,
+            segments: int("segments")? as u64,
+            complete: flag("complete")?,
+            progress: Progress {
+                next_sequence: int("next_sequence")? as u64,
+                frames: int("frames")? as u64,
+                gaps: Vec::new(),
+                last_chunk_frames: int("last_chunk_frames")? as u64,
+                ended: end.is_some(),
+            },
+            duplicate_chunks: int("duplicate_chunks")? as u64,
+            end,
+            opt_out,
+            created_at_us: int("created_at_us")?,
+            updated_at_us: int("updated_at_us")?,
+        })
+    }
+}
+
+/// Hides a password in a database URL.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:*****{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+const CALL_SELECT: &str = "SELECT c.call_id, c.started_at_us, c.direction, c.customer_ref, c.advisor_id, c.desk, \
+    c.service_category, c.ki_enabled, c.customer_informed, c.codec, c.sample_rate_hz, c.channel_roles, \
+    c.next_sequence, c.frames, c.last_chunk_frames, c.duplicate_chunks, c.ended_at_us, c.end_reason, \
+    c.last_sequence, c.ki_opt_out_at_us, c.ki_opt_out_by, c.created_at_us, c.updated_at_us, \
+    k.key_id, k.class, k.kek_id, k.sealed, r.recording_id, r.blob_prefix, r.segments, r.complete \
+    FROM calls c JOIN recordings r ON r.call_id = c.call_id AND r.kind = 'recording' \
+    JOIN data_keys k ON k.key_id = r.key_id";
+
+#[async_trait]
+impl MetadataStore for SqlStore {
+    async fn apply(&self, f: &Flush) -> Result<(), StoreError> {
+        if f.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        for c in &f.new_calls {
+            let roles: Vec<&str> = c.facts.format.channel_roles().iter().map(|r| r.as_str()).collect();
+            sqlx::query(
+                "INSERT INTO calls (call_id, started_at_us, direction, customer_ref, advisor_id, desk, \
+                 service_category, ki_enabled, customer_informed, codec, sample_rate_hz, channel_roles, state, \
+                 created_at_us, updated_at_us) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'recording', $13, $13) \
+                 ON CONFLICT (call_id) DO NOTHING",
+            )
+            .bind(c.facts.call_id.as_str())
+            .bind(c.facts.started_at_us)
+            .bind(c.facts.direction.as_str())
+            .bind(c.facts.customer_ref.as_str())
+            .bind(c.facts.advisor_id.as_str())
+            .bind(c.facts.desk.as_str())
+            .bind(c.facts.service_category.as_str())
+            .bind(c.facts.ki_enabled as i64)
+            .bind(c.facts.customer_informed as i64)
+            .bind(c.facts.format.codec().as_str())
+            .bind(c.facts.format.sample_rate_hz() as i64)
+            .bind(roles.join(","))
+            .bind(c.created_at_us)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            sqlx::query(
+                "INSERT INTO data_keys (key_id, call_id, class, kek_id, sealed, created_at_us) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key_id) DO NOTHING",
+            )
+            .bind(c.key.key_id.as_str())
+            .bind(c.facts.call_id.as_str())
+            .bind(c.key.class.as_str())
+            .bind(c.key.kek_id.as_str())
+            .bind(c.key.sealed.clone())
+            .bind(c.created_at_us)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            sqlx::query(
+                "INSERT INTO recordings (recording_id, call_id, kind, key_id, blob_prefix, created_at_us) \
+                 VALUES ($1, $2, 'recording', $3, $4, $5) ON CONFLICT (recording_id) DO NOTHING",
+            )
+            .bind(c.recording_id.as_str())
+            .bind(c.facts.call_id.as_str())
+            .bind(c.key.key_id.as_str())
+            .bind(c.blob_prefix.as_str())
+            .bind(c.created_at_us)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        for s in &f.segments {
+            sqlx::query(
+                "INSERT INTO segments (recording_id, idx, blob_path, first_frame, frames, sealed_bytes, final_segment) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (recording_id, idx) DO UPDATE SET \
+                 blob_path = excluded.blob_path, first_frame = excluded.first_frame, frames = excluded.frames, \
+                 sealed_bytes = excluded.sealed_bytes, final_segment = excluded.final_segment",
+            )
+            .bind(s.recording_id.as_str())
+            .bind(s.idx as i64)
+            .bind(s.blob_path.as_str())
+            .bind(s.first_frame as i64)
+            .bind(s.frames as i64)
+            .bind(s.sealed_bytes as i64)
+            .bind(s.final_segment as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        for g in &f.gaps {
+            sqlx::query(
+                "INSERT INTO gaps (recording_id, first_missing, missing, at_frame, frames) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (recording_id, first_missing) DO NOTHING",
+            )
+            .bind(g.recording_id.as_str())
+            .bind(g.first_missing as i64)
+            .bind(g.missing as i64)
+            .bind(g.at_frame as i64)
+            .bind(g.frames as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        for u in &f.updates {
+            sqlx::query(
+                "UPDATE calls SET next_sequence = $2, frames = $3, last_chunk_frames = $4, duplicate_chunks = $5, \
+                 state = $6, ended_at_us = $7, end_reason = $8, last_sequence = $9, ki_opt_out_at_us = $10, \
+                 ki_opt_out_by = $11, updated_at_us = $12 WHERE call_id = $1",
+            )
+            .bind(u.call_id.as_str())
+            .bind(u.next_sequence as i64)
+            .bind(u.frames as i64)
+            .bind(u.last_chunk_frames as i64)
+            .bind(u.duplicate_chunks as i64)
+            .bind(if u.complete { "complete" } else { "recording" })
+            .bind(u.end.as_ref().map(|e| e.ended_at_us))
+            .bind(u.end.as_ref().map(|e| e.reason.clone()))
+            .bind(u.end.as_ref().and_then(|e| e.last_sequence).map(|v| v as i64))
+            .bind(u.opt_out.as_ref().map(|o| o.at_us))
+            .bind(u.opt_out.as_ref().map(|o| o.requested_by.clone()))
+            .bind(u.updated_at_us)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            sqlx::query(
+                "UPDATE recordings SET segments = $2, complete = $3, completed_at_us = $4 WHERE recording_id = $1",
+            )
+            .bind(u.recording_id.as_str())
+            .bind(u.segments as i64)
+            .bind(u.complete as i64)
+            .bind(if u.complete { Some(u.updated_at_us) } else { None })
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn load_call(&self, call_id: &CallId) -> Result<Option<CallRecord>, StoreError> {
+        let row = sqlx::query(&format!("{CALL_SELECT} WHERE c.call_id = $1"))
+            .bind(call_id.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        let Some(row) = row else { return Ok(None) };
+        let mut rec = Self::call_from_row(&row)?;
+        rec.progress.gaps = self
+            .gaps(&rec.recording_id)
+            .await?
+            .into_iter()
+            .map(|g| (g.first_missing, g.missing))
+            .collect();
+        Ok(Some(rec))
+    }
+
+    async fn list_calls(&self, limit: u32) -> Result<Vec<CallRecord>, StoreError> {
+        let rows = sqlx::query(&format!("{CALL_SELECT} ORDER BY c.started_at_us DESC, c.call_id LIMIT $1"))
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(Self::call_from_row).collect()
+    }
+
+    async fn segments(&self, recording_id: &str) -> Result<Vec<SegmentRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT recording_id, idx, blob_path, first_frame, frames, sealed_bytes, final_segment \
+             FROM segments WHERE recording_id = $1 ORDER BY idx",
+        )
+        .bind(recording_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let bad = |_| StoreError::Corrupt("segments row".into());
+                Ok(SegmentRow {
+                    recording_id: r.try_get("recording_id").map_err(bad)?,
+                    idx: r.try_get::<i64, _>("idx").map_err(bad)? as u64,
+                    blob_path: r.try_get("blob_path").map_err(bad)?,
+                    first_frame: r.try_get::<i64, _>("first_frame").map_err(bad)? as u64,
+                    frames: r.try_get::<i64, _>("frames").map_err(bad)? as u64,
+                    sealed_bytes: r.try_get::<i64, _>("sealed_bytes").map_err(bad)? as u64,
+                    final_segment: r.try_get::<i64, _>("final_segment").map_err(bad)? != 0,
+                })
+            })
+            .collect()
+    }
+
+    async fn gaps(&self, recording_id: &str) -> Result<Vec<GapRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT recording_id, first_missing, missing, at_frame, frames FROM gaps \
+             WHERE recording_id = $1 ORDER BY first_missing",
+        )
+        .bind(recording_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let bad = |_| StoreError::Corrupt("gaps row".into());
+                Ok(GapRow {
+                    recording_id: r.try_get("recording_id").map_err(bad)?,
+                    first_missing: r.try_get::<i64, _>("first_missing").map_err(bad)? as u64,
+                    missing: r.try_get::<i64, _>("missing").map_err(bad)? as u64,
+                    at_frame: r.try_get::<i64, _>("at_frame").map_err(bad)? as u64,
+                    frames: r.try_get::<i64, _>("frames").map_err(bad)? as u64,
+                })
+            })
+            .collect()
+    }
+
+    fn describe(&self) -> String {
+        self.description.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(super::redact("postgres://u:secret@h:5432/db"), "postgres://u:*****@h:5432/db");
+        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}
