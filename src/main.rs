@@ -1,1 +1,215 @@
-fn main() {}
+//! `opptak`: call recording and KI summarization pipeline.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use opptak::app::{Edges, RunningRecorder};
+use opptak::config::Config;
+use opptak_domain::model::CallId;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "opptak", version, about = "Call recording and KI summarization pipeline")]
+struct Cli {
+    /// Configuration file (TOML); OPPTAK__SECTION__KEY environment variables override it.
+    #[arg(long, global = true, env = "OPPTAK_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the sample calls through the whole pipeline in one process (no servers needed).
+    Demo {
+        /// Where the demo keeps its data (cleared on every run).
+        #[arg(long, default_value = ".opptak/demo")]
+        data_dir: PathBuf,
+        /// Directory holding calls.toml and the sample audio.
+        #[arg(long)]
+        samples: Option<PathBuf>,
+        /// Chunk length the simulated telephony system sends.
+        #[arg(long, default_value_t = 100)]
+        chunk_ms: u32,
+    },
+    /// Run pipeline roles until SIGINT/SIGTERM (production).
+    Run {
+        /// Roles to run in this process.
+        #[arg(long, value_delimiter = ',', default_value = "recorder")]
+        roles: Vec<Role>,
+    },
+    /// Stored recordings.
+    Recordings {
+        #[command(subcommand)]
+        command: RecordingsCommand,
+    },
+    /// Play N concurrent real-time calls through the bus into an in-process recorder.
+    Loadgen {
+        /// Concurrent calls; several comma-separated values run one after another.
+        #[arg(long, value_delimiter = ',', default_value = "100")]
+        calls: Vec<usize>,
+        #[arg(long, default_value_t = 30)]
+        seconds: u64,
+        #[arg(long, default_value_t = 100)]
+        chunk_ms: u64,
+        /// Write the produced messages to a file (for the kcat baseline).
+        #[arg(long)]
+        dump: Option<PathBuf>,
+    },
+    /// Print the effective configuration (secrets are not part of it).
+    Config,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Role {
+    Recorder,
+}
+
+#[derive(Subcommand)]
+enum RecordingsCommand {
+    /// List recordings, newest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Decrypt one call's recording to a WAV file (needs the keyring).
+    Export {
+        call_id: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("OPPTAK_LOG").unwrap_or_else(|_| EnvFilter::new("warn,opptak=info,opptak_recorder=info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Demo { data_dir, samples, chunk_ms } => {
+            let filter = std::env::var("OPPTAK_LOG").unwrap_or_else(|_| "error".into());
+            tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_writer(std::io::stderr).init();
+            let samples = samples.unwrap_or_else(opptak::demo::default_samples_dir);
+            opptak::demo::run(&data_dir, &samples, chunk_ms).await
+        }
+        Command::Run { roles } => {
+            let config = Config::load(cli.config.as_deref())?;
+            init_logging(config.log.format == "json");
+            run(config, roles).await
+        }
+        Command::Recordings { command } => {
+            let config = Config::load(cli.config.as_deref())?;
+            init_logging(config.log.format == "json");
+            recordings(config, command).await
+        }
+        Command::Loadgen { calls, seconds, chunk_ms, dump } => {
+            let config = Config::load(cli.config.as_deref())?;
+            init_logging(config.log.format == "json");
+            let edges = Edges::open(config).await?;
+            println!("| calls | chunk ms | chunks sent | durable | p50 ms | p99 ms | max ms | CPU cores used | calls per core | sustained |");
+            println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+            for n in calls {
+                let spec = opptak::loadgen::LoadSpec { calls: n, seconds, chunk_ms, dump: dump.clone() };
+                let r = opptak::loadgen::run(&edges, &spec).await?;
+                println!(
+                    "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} | {} |",
+                    r.calls, r.chunk_ms, r.chunks_sent, r.chunks_durable, r.p50_ms, r.p99_ms, r.max_ms,
+                    r.cores_used(), r.calls_per_core(), if r.sustained() { "yes" } else { "no" }
+                );
+            }
+            Ok(())
+        }
+        Command::Config => {
+            let config = Config::load(cli.config.as_deref())?;
+            println!("{config:#?}");
+            Ok(())
+        }
+    }
+}
+
+async fn run(config: Config, roles: Vec<Role>) -> Result<()> {
+    let edges = Edges::open(config).await?;
+    edges.create_topics().await?;
+    let mut running = Vec::new();
+    for role in roles {
+        match role {
+            Role::Recorder => running.push(RunningRecorder::spawn(edges.recorder())),
+        }
+    }
+    tracing::info!(bus = %edges.config.bus.url, blobs = %edges.blobs.describe(), metadata = %edges.meta.describe(), "opptak running");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+    tracing::info!("shutting down");
+    for r in running {
+        r.stop().await?;
+    }
+    Ok(())
+}
+
+async fn recordings(config: Config, command: RecordingsCommand) -> Result<()> {
+    let meta = opptak_store::open_metadata_store(&config.storage.metadata).await?;
+    match command {
+        RecordingsCommand::List { limit } => {
+            println!("{:<28} {:<26} {:<16} {:<18} {:<5} {:>2} {:>8} {:>5} {:>4} {:<8}", "call", "started (UTC)", "desk", "service", "codec", "ch", "seconds", "segs", "gaps", "state");
+            for c in meta.list_calls(limit).await? {
+                let secs = c.progress.frames as f64 / c.facts.format.sample_rate_hz() as f64;
+                let started = format_time(c.facts.started_at_us);
+                println!(
+                    "{:<28} {:<26} {:<16} {:<18} {:<5} {:>2} {:>8.1} {:>5} {:>4} {:<8}",
+                    c.facts.call_id.as_str(), started, c.facts.desk.as_str(), c.facts.service_category.as_str(),
+                    c.facts.format.codec().as_str(), c.facts.format.channels(), secs, c.segments, c.progress.gaps.len(),
+                    if c.complete { "complete" } else { "recording" }
+                );
+            }
+            Ok(())
+        }
+        RecordingsCommand::Export { call_id, out } => {
+            let id = CallId::parse(&call_id)?;
+            let keyring = std::path::Path::new(&config.keys.keyring);
+            if !keyring.exists() {
+                bail!("keyring {} not found: recordings cannot be decrypted without the key-encryption key", keyring.display());
+            }
+            let keys: std::sync::Arc<dyn opptak_crypto::KeyProvider> =
+                std::sync::Arc::new(opptak_crypto::LocalKeyring::open(keyring)?);
+            let blobs = opptak_store::open_blob_store(&config.storage.blobs)?;
+            let rec = opptak_recorder::reader::read_recording(&meta, &blobs, &keys, &id).await?;
+            let mut f = std::io::BufWriter::new(std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?);
+            opptak_recorder::reader::write_wav(&rec, &mut f)?;
+            tracing::info!(call_id = %id, recording_id = %rec.recording_id, frames = rec.frames, "recording exported");
+            eprintln!(
+                "wrote {} ({} ch, {} Hz, {:.1} s, {} gaps{})",
+                out.display(), rec.facts.format.channels(), rec.facts.format.sample_rate_hz(),
+                rec.frames as f64 / rec.facts.format.sample_rate_hz() as f64, rec.gaps.len(),
+                if rec.complete { "" } else { ", call still in progress" }
+            );
+            Ok(())
+        }
+    }
+}
+
+fn format_time(us: i64) -> String {
+    // Civil date from days since the epoch (Howard Hinnant's algorithm), no tz database needed.
+    let secs = us.div_euclid(1_000_000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+}

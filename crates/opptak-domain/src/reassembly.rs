@@ -67,7 +67,7 @@ pub enum Rejection {
     Oversized { len: usize, max: usize },
     #[error(transparent)]
     Decode(#[from] DecodeError),
-    #[error("sequence {sequence} is more than {window} past the highest sequence seen ({highest:?})")]
+    #[error("sequence {sequence} is more than {window} past the highest sequence seen ({})", highest.map(|h| h.to_string()).unwrap_or_else(|| "none".into()))]
     OutsideWindow {
         sequence: u64,
         highest: Option<u64>,
@@ -75,7 +75,7 @@ pub enum Rejection {
     },
     #[error("sequence {sequence} arrived after its hole was closed as a gap")]
     Late { sequence: u64 },
-    #[error("sequence {sequence} arrived after the call ended (last sequence {last:?})")]
+    #[error("sequence {sequence} arrived after the call ended{}", last.map(|l| format!(" (last sequence {l})")).unwrap_or_default())]
     AfterEnd { sequence: u64, last: Option<u64> },
     #[error("sequence {sequence} was received twice with different audio")]
     Conflicting { sequence: u64 },

@@ -1,1 +1,711 @@
-//! opptak-recorder
+//! The recorder stage: telephony events in, encrypted recordings out.
+//!
+//! Layout:
+//! - [`Recorder`] (this file): consumes the input topic in batches, reassembles
+//!   each call ([`opptak_domain::reassembly`]), seals new audio into segments,
+//!   and makes a batch durable in three steps — segment blobs, one metadata
+//!   transaction, dead letters and `RecordingStored` events — before storing
+//!   the consumer offsets. A crash anywhere replays from the last stored
+//!   offset; replayed chunks are recognised by sequence number and dropped, so
+//!   nothing acknowledged is lost and nothing is written twice.
+//! - [`convert`]: protobuf → domain validation, refusal reasons.
+//! - [`reader`]: reading a recording back (decrypt, verify, PCM/WAV).
+//! - [`topics`]: topic names.
+
+pub mod convert;
+pub mod reader;
+
+use bytes::Bytes;
+use convert::Refusal;
+use futures::StreamExt;
+use opptak_bus::{Bus, BusError, Outgoing, Position, Record, Subscription};
+use opptak_crypto::segment::{self, ArtifactKind, SegmentHeader};
+use opptak_crypto::{CryptoError, DataKey, KeyProvider, WrappedKey};
+use opptak_domain::model::{CallFacts, CallId};
+use opptak_domain::reassembly::{Offer, Piece, ReassemblyConfig, Reassembler, Rejection};
+use opptak_proto::v1::{self, telephony_event::Event, DeadLetterReason};
+use opptak_proto::Message;
+use opptak_store::meta::{CallEnd, CallRecord, CallUpdate, Flush, GapRow, NewCall, OptOut, SegmentRow, StoredKey};
+use opptak_store::{BlobStore, MetadataStore, StoreError};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+/// Topic names; a prefix lets tests and tenants share a cluster.
+#[derive(Clone, Debug)]
+pub struct Topics {
+    pub telephony: String,
+    pub recordings: String,
+    pub deadletter: String,
+}
+
+impl Topics {
+    pub fn with_prefix(prefix: &str) -> Self {
+        Self {
+            telephony: format!("{prefix}opptak.telephony.v1"),
+            recordings: format!("{prefix}opptak.recordings.v1"),
+            deadletter: format!("{prefix}opptak.deadletter.v1"),
+        }
+    }
+
+    /// Creates the topics if missing.
+    pub async fn create(&self, bus: &dyn Bus, partitions: i32) -> Result<(), BusError> {
+        for t in [&self.telephony, &self.recordings, &self.deadletter] {
+            bus.create_topic(t, partitions).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Default for Topics {
+    fn default() -> Self {
+        Self::with_prefix("")
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RecorderConfig {
+    pub topics: Topics,
+    pub group: String,
+    /// How often new audio is made durable; bounds chunk-to-durable latency.
+    pub flush_interval: Duration,
+    /// Most records taken from the bus per poll.
+    pub max_batch: usize,
+    pub reassembly: ReassemblyConfig,
+    /// How long a hole may wait for its chunk before it is closed as a gap.
+    pub reorder_timeout: Duration,
+    /// Largest plaintext per segment.
+    pub max_segment_bytes: usize,
+    /// Parallel blob writes per flush.
+    pub blob_concurrency: usize,
+}
+
+impl Default for RecorderConfig {
+    fn default() -> Self {
+        Self {
+            topics: Topics::default(),
+            group: "opptak-recorder".into(),
+            flush_interval: Duration::from_millis(250),
+            max_batch: 10_000,
+            reassembly: ReassemblyConfig::default(),
+            reorder_timeout: Duration::from_secs(5),
+            max_segment_bytes: 1 << 20,
+            blob_concurrency: 32,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    #[error("bus: {0}")]
+    Bus(#[from] BusError),
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    #[error("crypto: {0}")]
+    Crypto(#[from] CryptoError),
+}
+
+/// Where a record came from: (topic, partition, offset).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Source {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Retention class of the recording's data key (R2: every call, 24 hours).
+pub const RECORDING_KEY_CLASS: &str = "audio-24h";
+
+pub fn key_context(call_id: &CallId, class: &str) -> Vec<u8> {
+    format!("{call_id}/{class}").into_bytes()
+}
+
+fn now_us() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+struct CallState {
+    facts: CallFacts,
+    recording_id: String,
+    blob_prefix: String,
+    key: DataKey,
+    reasm: Reassembler<Source>,
+    /// Segments durably written.
+    segments: u64,
+    /// Decoded audio not yet sealed, starting at frame `buf_first_frame`.
+    buf: Vec<u8>,
+    buf_first_frame: u64,
+    new_gaps: Vec<GapRow>,
+    duplicates: u64,
+    end: Option<CallEnd>,
+    opt_out: Option<OptOut>,
+    /// Written as complete (final segment stored).
+    complete: bool,
+    new_call: Option<NewCall>,
+    dirty: bool,
+    hole_since: Option<Instant>,
+}
+
+impl CallState {
+    fn absorb(&mut self, pieces: Vec<Piece<Source>>) {
+        let frame_bytes = self.reasm.format().pcm_frame_bytes();
+        for p in pieces {
+            match p {
+                Piece::Audio { pcm, .. } => self.buf.extend_from_slice(&pcm),
+                Piece::Gap(g) => {
+                    self.buf.resize(self.buf.len() + g.frames as usize * frame_bytes, 0);
+                    self.new_gaps.push(GapRow {
+                        recording_id: self.recording_id.clone(),
+                        first_missing: g.first_missing,
+                        missing: g.missing,
+                        at_frame: g.at_frame,
+                        frames: g.frames,
+                    });
+                }
+            }
+            self.dirty = true;
+        }
+    }
+}
+
+/// Counters since start, for logs, the demo and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecorderStats {
+    pub records: u64,
+    pub chunks_accepted: u64,
+    pub chunks_duplicate: u64,
+    pub dead_letters: u64,
+    pub segments_written: u64,
+    pub recordings_completed: u64,
+    pub flushes: u64,
+}
+
+pub struct Recorder {
+    bus: Arc<dyn Bus>,
+    blobs: Arc<dyn BlobStore>,
+    meta: Arc<dyn MetadataStore>,
+    keys: Arc<dyn KeyProvider>,
+    cfg: RecorderConfig,
+    calls: HashMap<CallId, CallState>,
+    unknown: HashSet<CallId>,
+    /// Highest offset seen per (topic, partition) since the last commit.
+    seen: BTreeMap<(Arc<str>, i32), i64>,
+    dead_letters: Vec<Outgoing>,
+    completed: Vec<Outgoing>,
+    stats: RecorderStats,
+    stats_tx: watch::Sender<RecorderStats>,
+    durable_tx: watch::Sender<Vec<Position>>,
+    durable: BTreeMap<(String, i32), i64>,
+}
+
+impl Recorder {
+    pub fn new(
+        bus: Arc<dyn Bus>,
+        blobs: Arc<dyn BlobStore>,
+        meta: Arc<dyn MetadataStore>,
+        keys: Arc<dyn KeyProvider>,
+        cfg: RecorderConfig,
+    ) -> Self {
+        let (stats_tx, _) = watch::channel(RecorderStats::default());
+        let (durable_tx, _) = watch::channel(Vec::new());
+        Self {
+            bus,
+            blobs,
+            meta,
+            keys,
+            cfg,
+            calls: HashMap::new(),
+            unknown: HashSet::new(),
+            seen: BTreeMap::new(),
+            dead_letters: Vec::new(),
+            completed: Vec::new(),
+            stats: RecorderStats::default(),
+            stats_tx,
+            durable_tx,
+            durable: BTreeMap::new(),
+        }
+    }
+
+    /// Live counters, updated after every flush.
+    pub fn stats(&self) -> watch::Receiver<RecorderStats> {
+        self.stats_tx.subscribe()
+    }
+
+    /// Input positions (all partitions seen) whose effect is durable, after every flush (the load
+    /// generator measures chunk-to-durable latency with it).
+    pub fn durable_positions(&self) -> watch::Receiver<Vec<Position>> {
+        self.durable_tx.subscribe()
+    }
+
+    /// Runs until `shutdown` turns true, then flushes and commits what it has.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<RecorderStats, RecorderError> {
+        let topics = [self.cfg.topics.telephony.clone()];
+        let mut sub = self.bus.subscribe(&self.cfg.group, &topics).await?;
+        tracing::info!(group = %self.cfg.group, topic = %topics[0], "recorder started");
+        let mut last_flush = Instant::now();
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let records = tokio::select! {
+                r = sub.poll(self.cfg.max_batch, self.cfg.flush_interval) => r?,
+                _ = shutdown.changed() => Vec::new(),
+            };
+            for r in records {
+                self.handle(r).await?;
+            }
+            self.expire_holes(Instant::now());
+            if last_flush.elapsed() >= self.cfg.flush_interval || self.dead_letters.len() > 1000 {
+                self.flush(sub.as_mut()).await?;
+                last_flush = Instant::now();
+            }
+        }
+        self.flush(sub.as_mut()).await?;
+        sub.flush_commits().await?;
+        tracing::info!(stats = ?self.stats, "recorder stopped");
+        Ok(self.stats)
+    }
+
+    fn dead_letter(&mut self, r: &Record, call_id: &str, refusal: Refusal) {
+        const MAX_ORIGINAL: usize = 512 * 1024;
+        let mut detail = refusal.detail;
+        let original = if r.payload.len() > MAX_ORIGINAL {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(&r.payload);
+            detail.push_str(&format!(
+                "; original of {} bytes truncated to {MAX_ORIGINAL}, sha256 {}",
+                r.payload.len(),
+                digest.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            ));
+            r.payload.slice(..MAX_ORIGINAL)
+        } else {
+            r.payload.clone()
+        };
+        tracing::warn!(call_id, reason = ?refusal.reason, partition = r.partition, offset = r.offset, %detail, "dead letter");
+        let dl = v1::DeadLetter {
+            source_topic: r.topic.clone(),
+            source_partition: r.partition,
+            source_offset: r.offset,
+            original_key: r.key.clone().map(|k| k.to_vec()).unwrap_or_default(),
+            original_value: original.to_vec(),
+            reason: refusal.reason as i32,
+            detail,
+            call_id: call_id.to_owned(),
+            at: Some(convert::timestamp(now_us())),
+            stage: "recorder".into(),
+        };
+        self.stats.dead_letters += 1;
+        self.dead_letters.push(Outgoing {
+            topic: self.cfg.topics.deadletter.clone(),
+            key: r.key.clone().unwrap_or_else(|| Bytes::from_static(b"unknown")),
+            payload: Bytes::from(dl.encode_to_vec()),
+        });
+    }
+
+    async fn handle(&mut self, r: Record) -> Result<(), RecorderError> {
+        self.stats.records += 1;
+        let topic: Arc<str> = Arc::from(r.topic.as_str());
+        let slot = self.seen.entry((topic.clone(), r.partition)).or_insert(r.offset);
+        *slot = (*slot).max(r.offset);
+        let source = Source { topic, partition: r.partition, offset: r.offset };
+
+        let ev = match v1::TelephonyEvent::decode(r.payload.as_ref()) {
+            Ok(ev) => ev,
+            Err(e) => {
+                self.dead_letter(&r, "", Refusal::new(DeadLetterReason::Malformed, format!("not a TelephonyEvent: {e}")));
+                return Ok(());
+            }
+        };
+        let call_id = match CallId::parse(&ev.call_id) {
+            Ok(id) => id,
+            Err(e) => {
+                self.dead_letter(&r, "", Refusal::new(DeadLetterReason::Malformed, e.to_string()));
+                return Ok(());
+            }
+        };
+        if r.key.as_deref() != Some(ev.call_id.as_bytes()) {
+            self.dead_letter(&r, call_id.as_str(), Refusal::new(DeadLetterReason::KeyMismatch, "message key must be the call id"));
+            return Ok(());
+        }
+        match ev.event {
+            None => self.dead_letter(&r, call_id.as_str(), Refusal::new(DeadLetterReason::Malformed, "no event set")),
+            Some(Event::CallStarted(s)) => self.on_started(&r, call_id, &s).await?,
+            Some(Event::AudioChunk(c)) => self.on_chunk(&r, call_id, &c, source).await?,
+            Some(Event::KiOptOut(o)) => {
+                if let Some(call) = self.call(&call_id).await? {
+                    if call.opt_out.is_none() {
+                        let at_us = o.at.as_ref().map(convert::micros).unwrap_or_else(now_us);
+                        tracing::info!(call_id = %call_id, "ki opt-out recorded");
+                        call.opt_out = Some(OptOut { at_us, requested_by: o.requested_by.clone() });
+                        call.dirty = true;
+                    }
+                } else {
+                    self.dead_letter(&r, call_id.as_str(), Refusal::new(DeadLetterReason::UnknownCall, "KiOptOut for a call never started"));
+                }
+            }
+            Some(Event::CallEnded(e)) => self.on_ended(&r, call_id, &e).await?,
+        }
+        Ok(())
+    }
+
+    /// The call's state, from memory or rebuilt from the metadata store.
+    async fn call(&mut self, id: &CallId) -> Result<Option<&mut CallState>, RecorderError> {
+        if !self.calls.contains_key(id) {
+            if self.unknown.contains(id) {
+                return Ok(None);
+            }
+            match self.meta.load_call(id).await? {
+                Some(rec) => {
+                    let state = self.rebuild(rec)?;
+                    self.calls.insert(id.clone(), state);
+                }
+                None => {
+                    if self.unknown.len() > 10_000 {
+                        self.unknown.clear();
+                    }
+                    self.unknown.insert(id.clone());
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(self.calls.get_mut(id))
+    }
+
+    fn rebuild(&self, rec: CallRecord) -> Result<CallState, RecorderError> {
+        let wrapped = WrappedKey { key_id: rec.key.key_id.clone(), kek_id: rec.key.kek_id.clone(), sealed: rec.key.sealed.clone() };
+        let key = self.keys.unwrap(&wrapped, &key_context(&rec.facts.call_id, &rec.key.class))?;
+        let reasm = Reassembler::resume(rec.facts.format.clone(), self.cfg.reassembly, rec.progress.clone());
+        Ok(CallState {
+            buf_first_frame: rec.progress.frames,
+            facts: rec.facts,
+            recording_id: rec.recording_id,
+            blob_prefix: rec.blob_prefix,
+            key,
+            reasm,
+            segments: rec.segments,
+            buf: Vec::new(),
+            new_gaps: Vec::new(),
+            duplicates: rec.duplicate_chunks,
+            end: rec.end,
+            opt_out: rec.opt_out,
+            complete: rec.complete,
+            new_call: None,
+            dirty: false,
+            hole_since: None,
+        })
+    }
+
+    async fn on_started(&mut self, r: &Record, call_id: CallId, s: &v1::CallStarted) -> Result<(), RecorderError> {
+        let facts = match convert::call_facts(call_id.clone(), s) {
+            Ok(f) => f,
+            Err(refusal) => {
+                self.dead_letter(r, call_id.as_str(), refusal);
+                return Ok(());
+            }
+        };
+        if let Some(existing) = self.call(&call_id).await? {
+            if existing.facts != facts {
+                self.dead_letter(r, call_id.as_str(), Refusal::new(DeadLetterReason::DuplicateStart, "CallStarted again with different facts"));
+            }
+            // The same start again (a replay or a resend) changes nothing.
+            return Ok(());
+        }
+        self.unknown.remove(&call_id);
+        let key = DataKey::generate();
+        let wrapped = self.keys.wrap(&key, &key_context(&call_id, RECORDING_KEY_CLASS))?;
+        let recording_id = format!("rec-{}", uuid::Uuid::new_v4().simple());
+        let blob_prefix = format!("recordings/{call_id}/{recording_id}");
+        let new_call = NewCall {
+            facts: facts.clone(),
+            key: StoredKey { key_id: wrapped.key_id, class: RECORDING_KEY_CLASS.into(), kek_id: wrapped.kek_id, sealed: wrapped.sealed },
+            recording_id: recording_id.clone(),
+            blob_prefix: blob_prefix.clone(),
+            created_at_us: now_us(),
+        };
+        tracing::info!(call_id = %call_id, %recording_id, desk = %facts.desk, category = %facts.service_category, ki = facts.ki_active(), "call started");
+        let reasm = Reassembler::new(facts.format.clone(), self.cfg.reassembly);
+        self.calls.insert(
+            call_id,
+            CallState {
+                facts,
+                recording_id,
+                blob_prefix,
+                key,
+                reasm,
+                segments: 0,
+                buf: Vec::new(),
+                buf_first_frame: 0,
+                new_gaps: Vec::new(),
+                duplicates: 0,
+                end: None,
+                opt_out: None,
+                complete: false,
+                new_call: Some(new_call),
+                dirty: true,
+                hole_since: None,
+            },
+        );
+        Ok(())
+    }
+
+    async fn on_chunk(&mut self, r: &Record, call_id: CallId, c: &v1::AudioChunk, source: Source) -> Result<(), RecorderError> {
+        if self.call(&call_id).await?.is_none() {
+            self.dead_letter(r, call_id.as_str(), Refusal::new(DeadLetterReason::UnknownCall, "AudioChunk for a call never started"));
+            return Ok(());
+        }
+        let Some(call) = self.calls.get_mut(&call_id) else { return Ok(()) };
+        let offset = c.offset.as_ref().and_then(convert::duration_micros);
+        let outcome = call.reasm.offer(c.sequence, &c.payload, offset, source);
+        let rej = match outcome {
+            Ok(Offer::Accepted) => {
+                self.stats.chunks_accepted += 1;
+                let pieces = call.reasm.drain();
+                call.absorb(pieces);
+                call.hole_since = match (call.reasm.buffered(), call.hole_since) {
+                    (0, _) => None,
+                    (_, Some(t)) => Some(t),
+                    (_, None) => Some(Instant::now()),
+                };
+                return Ok(());
+            }
+            Ok(Offer::Duplicate) => {
+                self.stats.chunks_duplicate += 1;
+                call.duplicates += 1;
+                call.dirty = true;
+                return Ok(());
+            }
+            Err(rej) => rej,
+        };
+        let reason = match &rej {
+            Rejection::Oversized { .. } => DeadLetterReason::OversizedChunk,
+            Rejection::Decode(_) => DeadLetterReason::InvalidFormat,
+            Rejection::OutsideWindow { .. } => DeadLetterReason::OutsideWindow,
+            Rejection::Late { .. } => DeadLetterReason::LateChunk,
+            Rejection::AfterEnd { .. } => DeadLetterReason::AfterEnd,
+            Rejection::Conflicting { .. } => DeadLetterReason::ConflictingChunk,
+        };
+        self.dead_letter(r, call_id.as_str(), Refusal::new(reason, rej.to_string()));
+        Ok(())
+    }
+
+    async fn on_ended(&mut self, r: &Record, call_id: CallId, e: &v1::CallEnded) -> Result<(), RecorderError> {
+        let Some(call) = self.call(&call_id).await? else {
+            self.dead_letter(r, call_id.as_str(), Refusal::new(DeadLetterReason::UnknownCall, "CallEnded for a call never started"));
+            return Ok(());
+        };
+        if call.end.is_some() {
+            // Replayed after a crash: announce again if the recording was finished.
+            if call.complete {
+                let recording_id = call.recording_id.clone();
+                let format = call.reasm.format().clone();
+                let mut ev = recording_stored(call);
+                ev.gaps = self.meta.gaps(&recording_id).await?.iter().map(|g| gap_event(g, &format)).collect();
+                self.completed.push(Outgoing {
+                    topic: self.cfg.topics.recordings.clone(),
+                    key: Bytes::from(call_id.as_str().to_owned()),
+                    payload: Bytes::from(ev.encode_to_vec()),
+                });
+            }
+            return Ok(());
+        }
+        let last = if e.no_audio { None } else { Some(e.last_sequence) };
+        call.reasm.finish(last);
+        let pieces = call.reasm.drain();
+        call.absorb(pieces);
+        call.hole_since = None;
+        call.end = Some(CallEnd {
+            ended_at_us: e.ended_at.as_ref().map(convert::micros).unwrap_or_else(now_us),
+            reason: convert::end_reason(e.reason).into(),
+            last_sequence: last,
+        });
+        call.dirty = true;
+        Ok(())
+    }
+
+    fn expire_holes(&mut self, now: Instant) {
+        for call in self.calls.values_mut() {
+            if let Some(since) = call.hole_since {
+                if now.duration_since(since) >= self.cfg.reorder_timeout {
+                    call.reasm.close_oldest_hole();
+                    let pieces = call.reasm.drain();
+                    call.absorb(pieces);
+                    call.hole_since = if call.reasm.buffered() > 0 { Some(now) } else { None };
+                }
+            }
+        }
+    }
+
+    /// Makes everything handled so far durable, then stores the offsets.
+    async fn flush(&mut self, sub: &mut dyn Subscription) -> Result<(), RecorderError> {
+        let now = now_us();
+        let mut flush = Flush::default();
+        let mut puts = Vec::new();
+        let mut finished = Vec::new();
+        for (id, call) in self.calls.iter_mut().filter(|(_, c)| c.dirty) {
+            if let Some(nc) = call.new_call.take() {
+                flush.new_calls.push(nc);
+            }
+            let ending = call.end.is_some() && !call.complete;
+            let frame_bytes = call.reasm.format().pcm_frame_bytes();
+            let max = (self.cfg.max_segment_bytes / frame_bytes).max(1) * frame_bytes;
+            let mut pieces: Vec<&[u8]> = call.buf.chunks(max).collect();
+            if pieces.is_empty() && ending {
+                pieces.push(&[]);
+            }
+            let n = pieces.len();
+            for (i, pt) in pieces.into_iter().enumerate() {
+                let header = SegmentHeader {
+                    kind: ArtifactKind::Recording,
+                    final_segment: ending && i + 1 == n,
+                    key_id: call.key.id().to_owned(),
+                    recording_id: call.recording_id.clone(),
+                    index: call.segments,
+                    first_frame: call.buf_first_frame,
+                };
+                let sealed = segment::seal(&call.key, &header, pt)?;
+                let frames = (pt.len() / frame_bytes) as u64;
+                let path = format!("{}/seg-{:08}", call.blob_prefix, call.segments);
+                flush.segments.push(SegmentRow {
+                    recording_id: call.recording_id.clone(),
+                    idx: call.segments,
+                    blob_path: path.clone(),
+                    first_frame: call.buf_first_frame,
+                    frames,
+                    sealed_bytes: sealed.len() as u64,
+                    final_segment: header.final_segment,
+                });
+                puts.push((path, Bytes::from(sealed)));
+                call.segments += 1;
+                call.buf_first_frame += frames;
+            }
+            call.buf.clear();
+            flush.gaps.append(&mut call.new_gaps);
+            if ending {
+                call.complete = true;
+                finished.push(id.clone());
+            }
+            let p = call.reasm.progress();
+            flush.updates.push(CallUpdate {
+                call_id: id.clone(),
+                recording_id: call.recording_id.clone(),
+                next_sequence: p.next_sequence,
+                frames: p.frames,
+                last_chunk_frames: p.last_chunk_frames,
+                duplicate_chunks: call.duplicates,
+                segments: call.segments,
+                complete: call.complete,
+                end: call.end.clone(),
+                opt_out: call.opt_out.clone(),
+                updated_at_us: now,
+            });
+            call.dirty = false;
+        }
+        let segments_written = puts.len() as u64;
+        // 1. Sealed audio into the blob store.
+        let blobs = self.blobs.clone();
+        let mut writes = futures::stream::iter(puts.into_iter().map(|(path, data)| {
+            let blobs = blobs.clone();
+            async move { blobs.put(&path, data).await }
+        }))
+        .buffer_unordered(self.cfg.blob_concurrency);
+        while let Some(res) = writes.next().await {
+            res?;
+        }
+        // 2. Metadata in one transaction.
+        self.meta.apply(&flush).await?;
+        // 3. Dead letters and completion events, acknowledged by the bus.
+        for id in &finished {
+            if let Some(call) = self.calls.get(id) {
+                tracing::info!(call_id = %id, recording_id = %call.recording_id, frames = call.reasm.progress().frames,
+                    segments = call.segments, gaps = call.reasm.progress().gaps.len(), "recording stored");
+                let mut ev = recording_stored(call);
+                let format = call.reasm.format();
+                ev.gaps = self.meta.gaps(&call.recording_id).await?.iter().map(|g| gap_event(g, format)).collect();
+                self.completed.push(Outgoing {
+                    topic: self.cfg.topics.recordings.clone(),
+                    key: Bytes::from(id.as_str().to_owned()),
+                    payload: Bytes::from(ev.encode_to_vec()),
+                });
+            }
+        }
+        let mut out = std::mem::take(&mut self.dead_letters);
+        let completed = std::mem::take(&mut self.completed);
+        self.stats.recordings_completed += completed.len() as u64;
+        out.extend(completed);
+        if !out.is_empty() {
+            self.bus.publish_all(out).await?;
+        }
+        // 4. Offsets: up to the oldest chunk still held back for reordering.
+        let mut held: HashMap<(Arc<str>, i32), i64> = HashMap::new();
+        for call in self.calls.values() {
+            for s in call.reasm.buffered_tags() {
+                let e = held.entry((s.topic.clone(), s.partition)).or_insert(s.offset);
+                *e = (*e).min(s.offset);
+            }
+        }
+        let positions: Vec<Position> = self
+            .seen
+            .iter()
+            .map(|((topic, partition), max_seen)| Position {
+                topic: topic.to_string(),
+                partition: *partition,
+                next_offset: held.get(&(topic.clone(), *partition)).copied().unwrap_or(max_seen + 1),
+            })
+            .collect();
+        let committed = sub.commit(&positions);
+        if committed.is_ok() && !positions.is_empty() {
+            for p in &positions {
+                self.durable.insert((p.topic.clone(), p.partition), p.next_offset);
+            }
+            let all = self
+                .durable
+                .iter()
+                .map(|((topic, partition), next_offset)| Position { topic: topic.clone(), partition: *partition, next_offset: *next_offset })
+                .collect();
+            self.durable_tx.send_replace(all);
+        }
+        match committed {
+            Ok(()) => {}
+            // After a rebalance the new owner replays; the effect is idempotent.
+            Err(BusError::NotAssigned(e)) => tracing::warn!(error = %e, "offsets not stored: partition moved"),
+            Err(e) => return Err(e.into()),
+        }
+        // Partitions with nothing held back are fully committed.
+        self.seen.retain(|k, _| held.contains_key(k));
+        for id in finished {
+            self.calls.remove(&id);
+        }
+        self.stats.segments_written += segments_written;
+        self.stats.flushes += 1;
+        self.stats_tx.send_replace(self.stats.clone());
+        Ok(())
+    }
+}
+
+fn recording_stored(call: &CallState) -> v1::RecordingStored {
+    let format = call.reasm.format();
+    let p = call.reasm.progress();
+    v1::RecordingStored {
+        call_id: call.facts.call_id.to_string(),
+        recording_id: call.recording_id.clone(),
+        stored_at: Some(convert::timestamp(now_us())),
+        sample_rate_hz: format.sample_rate_hz(),
+        channels: format.channels() as u32,
+        frames: p.frames,
+        duration: Some(convert::duration(format.frames_to_micros(p.frames))),
+        segments: call.segments as u32,
+        gaps: Vec::new(),
+        duplicate_chunks: call.duplicates,
+        blob_prefix: call.blob_prefix.clone(),
+    }
+}
+
+fn gap_event(g: &GapRow, format: &opptak_domain::AudioFormat) -> v1::Gap {
+    v1::Gap {
+        first_missing_sequence: g.first_missing,
+        missing_chunks: g.missing,
+        at: Some(convert::duration(format.frames_to_micros(g.at_frame))),
+        length: Some(convert::duration(format.frames_to_micros(g.frames))),
+    }
+}

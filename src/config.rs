@@ -1,0 +1,177 @@
+//! Typed configuration: the embedded `default.toml`, then an optional file,
+//! then `OPPTAK__SECTION__KEY=value` environment overrides; validated before
+//! anything starts.
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use std::path::Path;
+use std::time::Duration;
+
+const DEFAULT: &str = include_str!("default.toml");
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub bus: BusConfig,
+    pub storage: StorageConfig,
+    pub keys: KeysConfig,
+    pub recorder: RecorderSection,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusConfig {
+    pub url: String,
+    pub topic_prefix: String,
+    pub partitions: i32,
+    pub replication: i32,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    pub blobs: String,
+    pub metadata: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysConfig {
+    pub keyring: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecorderSection {
+    pub group: String,
+    pub flush_interval_ms: u64,
+    pub reorder_window: u64,
+    pub reorder_timeout_ms: u64,
+    pub max_batch: usize,
+    pub max_segment_bytes: usize,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: String,
+}
+
+impl Config {
+    /// Loads defaults, then `file`, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self> {
+        let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("OPPTAK__")).collect();
+        Self::load_from(file, &env)
+    }
+
+    pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> Result<Self> {
+        let mut value: toml::Table = DEFAULT.parse().context("embedded default.toml")?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+            let over: toml::Table = text.parse().with_context(|| format!("parsing config {}", path.display()))?;
+            merge(&mut value, over);
+        }
+        for (k, v) in env {
+            let path: Vec<String> = k["OPPTAK__".len()..].split("__").map(|s| s.to_ascii_lowercase()).collect();
+            if path.len() != 2 {
+                bail!("environment override {k}: expected OPPTAK__SECTION__KEY");
+            }
+            let section = value
+                .entry(path[0].clone())
+                .or_insert_with(|| toml::Value::Table(Default::default()));
+            let toml::Value::Table(section) = section else { bail!("{k}: {} is not a section", path[0]) };
+            section.insert(path[1].clone(), env_value(v));
+        }
+        let cfg: Config = toml::Value::Table(value)
+            .try_into()
+            .context("invalid configuration")?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=10_000).contains(&self.bus.partitions) {
+            bail!("bus.partitions = {}: expected 1..=10000", self.bus.partitions);
+        }
+        if !(1..=10).contains(&self.bus.replication) {
+            bail!("bus.replication = {}: expected 1..=10", self.bus.replication);
+        }
+        if !(10..=5_000).contains(&self.recorder.flush_interval_ms) {
+            bail!("recorder.flush_interval_ms = {}: expected 10..=5000", self.recorder.flush_interval_ms);
+        }
+        if !(1..=100_000).contains(&self.recorder.reorder_window) {
+            bail!("recorder.reorder_window = {}: expected 1..=100000", self.recorder.reorder_window);
+        }
+        if self.recorder.max_segment_bytes < 4096 || self.recorder.max_segment_bytes > 64 << 20 {
+            bail!("recorder.max_segment_bytes = {}: expected 4096..=67108864", self.recorder.max_segment_bytes);
+        }
+        if self.recorder.max_batch == 0 {
+            bail!("recorder.max_batch must be at least 1");
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            bail!("log.format = {:?}: expected \"text\" or \"json\"", self.log.format);
+        }
+        Ok(())
+    }
+
+    pub fn recorder_config(&self) -> opptak_recorder::RecorderConfig {
+        opptak_recorder::RecorderConfig {
+            topics: opptak_recorder::Topics::with_prefix(&self.bus.topic_prefix),
+            group: self.recorder.group.clone(),
+            flush_interval: Duration::from_millis(self.recorder.flush_interval_ms),
+            max_batch: self.recorder.max_batch,
+            reassembly: opptak_domain::reassembly::ReassemblyConfig { window: self.recorder.reorder_window },
+            reorder_timeout: Duration::from_millis(self.recorder.reorder_timeout_ms),
+            max_segment_bytes: self.recorder.max_segment_bytes,
+            ..Default::default()
+        }
+    }
+}
+
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (k, v) in over {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => merge(b, o),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+fn env_value(v: &str) -> toml::Value {
+    if let Ok(i) = v.parse::<i64>() {
+        toml::Value::Integer(i)
+    } else if let Ok(b) = v.parse::<bool>() {
+        toml::Value::Boolean(b)
+    } else {
+        toml::Value::String(v.to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load_and_env_overrides_apply() {
+        let env = vec![
+            ("OPPTAK__BUS__URL".to_string(), "kafka://127.0.0.1:9092".to_string()),
+            ("OPPTAK__RECORDER__FLUSH_INTERVAL_MS".to_string(), "100".to_string()),
+        ];
+        let c = Config::load_from(None, &env).unwrap();
+        assert_eq!(c.bus.url, "kafka://127.0.0.1:9092");
+        assert_eq!(c.recorder.flush_interval_ms, 100);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let env = vec![("OPPTAK__BUS__URLL".to_string(), "x".to_string())];
+        let e = format!("{:#}", Config::load_from(None, &env).unwrap_err());
+        assert!(e.contains("urll"), "{e}");
+        let env = vec![("OPPTAK__RECORDER__FLUSH_INTERVAL_MS".to_string(), "0".to_string())];
+        let e = format!("{:#}", Config::load_from(None, &env).unwrap_err());
+        assert!(e.contains("flush_interval_ms"), "{e}");
+    }
+}

@@ -1,0 +1,9 @@
+//! The `opptak` binary's library: configuration, wiring of the roles, the
+//! telephony simulator, and the commands (`demo`, `run`, `recordings`,
+//! `loadgen`). The pipeline itself lives in `crates/`.
+
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod loadgen;
+pub mod sim;
