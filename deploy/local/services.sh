@@ -545,6 +545,7 @@ cmd_status() {
 cmd_env() {
   echo "export OPPTAK_TEST_KAFKA=$KAFKA_BOOTSTRAP"
   echo "export OPPTAK_TEST_POSTGRES=postgres://$PG_ROLE@$HOST:$PG_PORT/$PG_DB"
+  echo "export OPPTAK_TEST_PG_DATA=$PG_DATA"
 }
 
 cmd_reset() {

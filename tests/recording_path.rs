@@ -1,0 +1,260 @@
+//! Acceptance tests of the recording path, against a real Kafka broker and
+//! PostgreSQL (started by `deploy/local/services.sh`), and the same checks on
+//! the embedded backend (memory bus, SQLite).
+
+mod common;
+
+use common::{verify_calls, wait_for_recordings, play_interleaved, Backend, Env};
+use opptak::app::{Edges, RunningRecorder};
+use opptak::sim::{self, SimCall};
+use opptak_domain::model::CallId;
+use opptak_proto::v1::{self, telephony_event::Event};
+use opptak_proto::Message;
+use std::time::Duration;
+
+async fn services_backend(name: &str) -> Option<Backend> {
+    let kafka = common::kafka()?;
+    let postgres = common::postgres_db(name).await?;
+    Some(Backend::Services { kafka, postgres })
+}
+
+async fn dead_letters(edges: &Edges, at_least: usize, secs: u64) -> Vec<v1::DeadLetter> {
+    let topic = edges.config.recorder_config().topics.deadletter;
+    let mut sub = edges.bus.subscribe(&common::unique("watch-dl"), &[topic]).await.unwrap();
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        for r in sub.poll(1000, Duration::from_millis(300)).await.unwrap() {
+            got.push(v1::DeadLetter::decode(r.payload.as_ref()).unwrap());
+        }
+        if got.len() >= at_least || tokio::time::Instant::now() > deadline {
+            return got;
+        }
+    }
+}
+
+async fn fifty_interleaved_calls(backend: Backend, name: &str) -> Env {
+    let env = Env::new(&backend, name);
+    let edges = env.edges().await;
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let calls = common::mixed_calls(&common::unique("call"), 50);
+    play_interleaved(&edges, &calls, 7).await;
+    let stored = wait_for_recordings(&edges, calls.len(), 180).await;
+    let stats = recorder.stop().await.unwrap();
+    assert!(stats.chunks_duplicate > 0, "the test must exercise duplicates");
+    assert_eq!(stats.dead_letters, 0, "no dead letters for well-formed calls");
+    verify_calls(&edges, &calls).await;
+    for c in &calls {
+        let ev = &stored[&c.call_id];
+        assert_eq!(ev.frames as usize, c.frames());
+        assert_eq!(ev.channels, c.format.channels() as u32);
+    }
+    // Scan the blob store for any run of the source audio.
+    let probes = common::probes(&calls, 200);
+    // Positive control: the scanner finds the source in a buffer at an odd offset.
+    let mut control = vec![7u8; 13];
+    control.extend_from_slice(&calls[5].wire);
+    assert!(common::find_probe(&control, &probes).is_some(), "scanner must detect plaintext");
+    let hits = common::scan_dir(&env.blob_dir(), &probes);
+    assert!(hits.is_empty(), "plaintext audio in the blob store: {hits:?}");
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_interleaved_calls_embedded() {
+    let env = fifty_interleaved_calls(Backend::Embedded, "fifty_embedded").await;
+    // The SQLite files (database, WAL) hold no audio either.
+    let db_hits = common::scan_dir(env.dir.path(), &common::probes(&common::mixed_calls("x", 50), 200));
+    assert!(db_hits.is_empty(), "plaintext audio on disk: {db_hits:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_interleaved_calls_kafka_postgres() {
+    let Some(backend) = services_backend("fifty").await else { return };
+    let Backend::Services { postgres, .. } = &backend else { unreachable!() };
+    let postgres = postgres.clone();
+    let env = fifty_interleaved_calls(backend, "fifty").await;
+    let probes = common::probes(&common::mixed_calls("x", 50), 200);
+    // Logical scan: every value in every table.
+    let pool = sqlx::PgPool::connect(&postgres).await.unwrap();
+    for table in ["calls", "data_keys", "recordings", "segments", "gaps"] {
+        let rows: Vec<(String,)> = sqlx::query_as(&format!("SELECT CAST(t.* AS TEXT) FROM {table} t"))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        for (text,) in rows {
+            assert!(common::find_probe(text.as_bytes(), &probes).is_none(), "plaintext in {table}");
+        }
+        let blobs: Vec<(Vec<u8>,)> = if table == "data_keys" {
+            sqlx::query_as("SELECT sealed FROM data_keys").fetch_all(&pool).await.unwrap()
+        } else {
+            Vec::new()
+        };
+        for (b,) in blobs {
+            assert!(common::find_probe(&b, &probes).is_none(), "plaintext in data_keys");
+        }
+    }
+    // Physical scan: the database's files and the write-ahead log.
+    if let Ok(pg_data) = std::env::var("OPPTAK_TEST_PG_DATA") {
+        let (oid,): (sqlx::postgres::types::Oid,) =
+            sqlx::query_as("SELECT oid FROM pg_database WHERE datname = current_database()").fetch_one(&pool).await.unwrap();
+        for dir in [format!("{pg_data}/base/{}", oid.0), format!("{pg_data}/pg_wal")] {
+            let hits = common::scan_dir(std::path::Path::new(&dir), &probes);
+            assert!(hits.is_empty(), "plaintext audio in PostgreSQL files: {hits:?}");
+        }
+    }
+    drop(env);
+}
+
+/// Builds one bad input of each kind for the dead-letter test.
+fn bad_inputs(good: &SimCall) -> Vec<(&'static str, bytes::Bytes, bytes::Bytes, v1::DeadLetterReason)> {
+    use v1::DeadLetterReason as R;
+    let ev = |id: &str, e: Event| v1::TelephonyEvent { call_id: id.into(), event: Some(e) };
+    let chunk = |seq: u64, payload: Vec<u8>| Event::AudioChunk(v1::AudioChunk { sequence: seq, payload, duration: None, offset: None });
+    let mut bad_codec = good.started.clone();
+    bad_codec.audio_format.as_mut().unwrap().codec = 99;
+    let bad_codec_id = format!("{}-codec", good.call_id);
+    let enc = |e: v1::TelephonyEvent| sim::encode(&e);
+    let (k1, v1_) = (bytes::Bytes::from(good.call_id.clone()), bytes::Bytes::from_static(b"\x08\x96\x01garbage\xff"));
+    let (k2, v2) = enc(ev(&bad_codec_id, Event::CallStarted(bad_codec)));
+    let (k3, v3) = enc(ev(&good.call_id, chunk(3, vec![0x55; 300 * 1024])));
+    let (k4, v4) = enc(ev("never-started-call", chunk(0, vec![0x55; 1600])));
+    let (k5, v5) = enc(ev(&good.call_id, chunk(50_000_000, vec![0x55; 1600])));
+    let (_, v6) = enc(ev(&good.call_id, chunk(1, vec![0x55; 1600])));
+    vec![
+        ("malformed protobuf", k1, v1_, R::Malformed),
+        ("unknown codec", k2, v2, R::UnknownCodec),
+        ("oversized chunk", k3, v3, R::OversizedChunk),
+        ("chunk for a call never started", k4, v4, R::UnknownCall),
+        ("sequence far outside the window", k5, v5, R::OutsideWindow),
+        ("key is not the call id", bytes::Bytes::from_static(b"another-key"), v6, R::KeyMismatch),
+    ]
+}
+
+async fn dead_letter_cases(backend: Backend, name: &str) {
+    let env = Env::new(&backend, name);
+    let edges = env.edges().await;
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let calls = common::mixed_calls(&common::unique("dl"), 6);
+    let topic = edges.config.recorder_config().topics.telephony;
+    let bad = bad_inputs(&calls[0]);
+    // Bad inputs go in the middle of the good calls' traffic.
+    let mut good: Vec<_> = calls.iter().map(|c| c.events(100)).collect();
+    for (i, evs) in good.iter_mut().enumerate() {
+        let tail = evs.split_off(evs.len() / 2);
+        for e in evs.iter() {
+            let (key, payload) = sim::encode(e);
+            edges.bus.publish(&topic, &key, &payload).await.unwrap();
+        }
+        if i == 0 {
+            for (_, key, payload, _) in &bad {
+                edges.bus.publish(&topic, key, payload).await.unwrap();
+            }
+        }
+        *evs = tail;
+    }
+    for evs in &good {
+        for e in evs {
+            let (key, payload) = sim::encode(e);
+            edges.bus.publish(&topic, &key, &payload).await.unwrap();
+        }
+    }
+    // A chunk after its call ended.
+    let after_end = sim::encode(&v1::TelephonyEvent {
+        call_id: calls[1].call_id.clone(),
+        event: Some(Event::AudioChunk(v1::AudioChunk { sequence: 10_000, payload: vec![0xD5; 1600], duration: None, offset: None })),
+    });
+    wait_for_recordings(&edges, calls.len(), 120).await;
+    edges.bus.publish(&topic, &after_end.0, &after_end.1).await.unwrap();
+    let dls = dead_letters(&edges, bad.len() + 1, 60).await;
+    recorder.stop().await.unwrap();
+    verify_calls(&edges, &calls).await;
+    for (what, key, payload, reason) in &bad {
+        let d = dls
+            .iter()
+            .find(|d| d.reason == *reason as i32)
+            .unwrap_or_else(|| panic!("{what}: no dead letter with {reason:?}; got {dls:?}"));
+        assert_eq!(&d.original_key[..], &key[..], "{what}");
+        let keep = payload.len().min(512 * 1024);
+        assert_eq!(&d.original_value[..], &payload[..keep], "{what}: original bytes");
+        assert!(!d.detail.is_empty(), "{what}: a reason text");
+        assert_eq!(d.source_topic, topic);
+    }
+    assert!(dls.iter().any(|d| d.reason == v1::DeadLetterReason::AfterEnd as i32 && &d.original_value[..] == &after_end.1[..]));
+    assert_eq!(dls.len(), bad.len() + 1, "exactly one dead letter per bad input: {dls:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_embedded() {
+    dead_letter_cases(Backend::Embedded, "dl_embedded").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_kafka_postgres() {
+    let Some(backend) = services_backend("dl").await else { return };
+    dead_letter_cases(backend, "dl").await;
+}
+
+/// Lost chunks become gaps of the right length, filled with silence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_chunks_are_kept_as_gaps() {
+    let env = Env::new(&Backend::Embedded, "gaps");
+    let edges = env.edges().await;
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let call = SimCall::synthetic("gap-call", opptak_domain::Codec::Pcmu, 2, 3.0, 5);
+    let mut evs = call.events(100);
+    // Drop chunks 5, 6 and 20 (events are CallStarted + chunks + CallEnded).
+    for seq in [20usize, 6, 5] {
+        evs.remove(seq + 1);
+    }
+    let topic = edges.config.recorder_config().topics.telephony;
+    for e in &evs {
+        let (k, v) = sim::encode(e);
+        edges.bus.publish(&topic, &k, &v).await.unwrap();
+    }
+    let stored = wait_for_recordings(&edges, 1, 60).await;
+    recorder.stop().await.unwrap();
+    let rec = opptak_recorder::reader::read_recording(&edges.meta, &edges.blobs, &edges.keys, &CallId::parse("gap-call").unwrap())
+        .await
+        .unwrap();
+    let gaps: Vec<(u64, u64, u64, u64)> = rec.gaps.iter().map(|g| (g.first_missing, g.missing, g.at_frame, g.frames)).collect();
+    assert_eq!(gaps, vec![(5, 2, 4000, 1600), (20, 1, 16000, 800)]);
+    // The timeline keeps its length; the gaps are silence, the rest the source.
+    let src = call.expected_pcm();
+    assert_eq!(rec.pcm.len(), src.len());
+    let fb = 4;
+    for (i, (a, b)) in rec.pcm.chunks(fb).zip(src.chunks(fb)).enumerate() {
+        let in_gap = (4000..5600).contains(&i) || (16000..16800).contains(&i);
+        if in_gap {
+            assert_eq!(a, [0; 4], "frame {i} should be silence");
+        } else {
+            assert_eq!(a, b, "frame {i}");
+        }
+    }
+    let ev = &stored["gap-call"];
+    assert_eq!(ev.gaps.len(), 2);
+    assert_eq!(ev.gaps[0].length, Some(prost_types::Duration { seconds: 0, nanos: 200_000_000 }));
+}
+
+/// A reader without the key-encryption key gets a clear refusal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_refuses_without_the_key() {
+    let env = Env::new(&Backend::Embedded, "nokey");
+    let edges = env.edges().await;
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let call = SimCall::synthetic("key-call", opptak_domain::Codec::Pcma, 2, 1.0, 9);
+    let topic = edges.config.recorder_config().topics.telephony;
+    for e in &call.events(100) {
+        let (k, v) = sim::encode(e);
+        edges.bus.publish(&topic, &k, &v).await.unwrap();
+    }
+    wait_for_recordings(&edges, 1, 60).await;
+    recorder.stop().await.unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let wrong: std::sync::Arc<dyn opptak_crypto::KeyProvider> =
+        std::sync::Arc::new(opptak_crypto::LocalKeyring::open_or_create(&other.path().join("k.json")).unwrap());
+    let err = opptak_recorder::reader::read_recording(&edges.meta, &edges.blobs, &wrong, &CallId::parse("key-call").unwrap())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot decrypt"), "{err}");
+}
