@@ -22,7 +22,10 @@ pub struct Edges {
 impl Edges {
     pub async fn open(config: Config) -> Result<Self> {
         let bus: Arc<dyn Bus> = if let Some(brokers) = config.bus.url.strip_prefix("kafka://") {
-            let opts = opptak_bus::kafka::KafkaOptions { replication: config.bus.replication, ..Default::default() };
+            let opts = opptak_bus::kafka::KafkaOptions {
+                replication: config.bus.replication,
+                ..Default::default()
+            };
             Arc::new(opptak_bus::kafka::KafkaBus::new(brokers.trim_end_matches('/'), opts)?)
         } else {
             opptak_bus::open(&config.bus.url)?
@@ -32,13 +35,19 @@ impl Edges {
             .await
             .context("opening the metadata store")?;
         let keys = Self::open_keys(&config)?;
-        Ok(Self { config, bus, blobs, meta, keys })
+        Ok(Self {
+            config,
+            bus,
+            blobs,
+            meta,
+            keys,
+        })
     }
 
     /// Opens only what reading recordings needs (no bus).
     pub fn open_keys(config: &Config) -> Result<Arc<dyn KeyProvider>> {
-        let ring = LocalKeyring::open_or_create(std::path::Path::new(&config.keys.keyring))
-            .context("opening the keyring")?;
+        let ring =
+            LocalKeyring::open_or_create(std::path::Path::new(&config.keys.keyring)).context("opening the keyring")?;
         Ok(Arc::new(ring))
     }
 
@@ -52,7 +61,13 @@ impl Edges {
     }
 
     pub fn recorder(&self) -> Recorder {
-        Recorder::new(self.bus.clone(), self.blobs.clone(), self.meta.clone(), self.keys.clone(), self.config.recorder_config())
+        Recorder::new(
+            self.bus.clone(),
+            self.blobs.clone(),
+            self.meta.clone(),
+            self.keys.clone(),
+            self.config.recorder_config(),
+        )
     }
 }
 

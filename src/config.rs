@@ -69,23 +69,28 @@ impl Config {
         let mut value: toml::Table = DEFAULT.parse().context("embedded default.toml")?;
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
-            let over: toml::Table = text.parse().with_context(|| format!("parsing config {}", path.display()))?;
+            let over: toml::Table = text
+                .parse()
+                .with_context(|| format!("parsing config {}", path.display()))?;
             merge(&mut value, over);
         }
         for (k, v) in env {
-            let path: Vec<String> = k["OPPTAK__".len()..].split("__").map(|s| s.to_ascii_lowercase()).collect();
+            let path: Vec<String> = k["OPPTAK__".len()..]
+                .split("__")
+                .map(|s| s.to_ascii_lowercase())
+                .collect();
             if path.len() != 2 {
                 bail!("environment override {k}: expected OPPTAK__SECTION__KEY");
             }
             let section = value
                 .entry(path[0].clone())
                 .or_insert_with(|| toml::Value::Table(Default::default()));
-            let toml::Value::Table(section) = section else { bail!("{k}: {} is not a section", path[0]) };
+            let toml::Value::Table(section) = section else {
+                bail!("{k}: {} is not a section", path[0])
+            };
             section.insert(path[1].clone(), env_value(v));
         }
-        let cfg: Config = toml::Value::Table(value)
-            .try_into()
-            .context("invalid configuration")?;
+        let cfg: Config = toml::Value::Table(value).try_into().context("invalid configuration")?;
         cfg.validate()?;
         Ok(cfg)
     }
@@ -98,13 +103,22 @@ impl Config {
             bail!("bus.replication = {}: expected 1..=10", self.bus.replication);
         }
         if !(10..=5_000).contains(&self.recorder.flush_interval_ms) {
-            bail!("recorder.flush_interval_ms = {}: expected 10..=5000", self.recorder.flush_interval_ms);
+            bail!(
+                "recorder.flush_interval_ms = {}: expected 10..=5000",
+                self.recorder.flush_interval_ms
+            );
         }
         if !(1..=100_000).contains(&self.recorder.reorder_window) {
-            bail!("recorder.reorder_window = {}: expected 1..=100000", self.recorder.reorder_window);
+            bail!(
+                "recorder.reorder_window = {}: expected 1..=100000",
+                self.recorder.reorder_window
+            );
         }
         if self.recorder.max_segment_bytes < 4096 || self.recorder.max_segment_bytes > 64 << 20 {
-            bail!("recorder.max_segment_bytes = {}: expected 4096..=67108864", self.recorder.max_segment_bytes);
+            bail!(
+                "recorder.max_segment_bytes = {}: expected 4096..=67108864",
+                self.recorder.max_segment_bytes
+            );
         }
         if self.recorder.max_batch == 0 {
             bail!("recorder.max_batch must be at least 1");
@@ -121,7 +135,9 @@ impl Config {
             group: self.recorder.group.clone(),
             flush_interval: Duration::from_millis(self.recorder.flush_interval_ms),
             max_batch: self.recorder.max_batch,
-            reassembly: opptak_domain::reassembly::ReassemblyConfig { window: self.recorder.reorder_window },
+            reassembly: opptak_domain::reassembly::ReassemblyConfig {
+                window: self.recorder.reorder_window,
+            },
             reorder_timeout: Duration::from_millis(self.recorder.reorder_timeout_ms),
             max_segment_bytes: self.recorder.max_segment_bytes,
             ..Default::default()

@@ -10,7 +10,7 @@ use crate::app::{Edges, RunningRecorder};
 use crate::config::Config;
 use crate::sim::{self, SimCall};
 use anyhow::{bail, Context, Result};
-use opptak_domain::model::{AudioFormat, ChannelRole, Codec, CallId};
+use opptak_domain::model::{AudioFormat, CallId, ChannelRole, Codec};
 use opptak_proto::v1::{self, telephony_event::Event};
 use opptak_proto::Message;
 use serde::Deserialize;
@@ -55,8 +55,12 @@ pub fn default_samples_dir() -> PathBuf {
 
 fn load_samples(dir: &Path) -> Result<Vec<(SampleCall, SimCall)>> {
     let manifest_path = dir.join("calls.toml");
-    let text = std::fs::read_to_string(&manifest_path)
-        .with_context(|| format!("reading {} (run from the repository root or pass --samples)", manifest_path.display()))?;
+    let text = std::fs::read_to_string(&manifest_path).with_context(|| {
+        format!(
+            "reading {} (run from the repository root or pass --samples)",
+            manifest_path.display()
+        )
+    })?;
     let manifest: Manifest = toml::from_str(&text).with_context(|| format!("parsing {}", manifest_path.display()))?;
     let mut out = Vec::new();
     for s in manifest.call {
@@ -64,9 +68,18 @@ fn load_samples(dir: &Path) -> Result<Vec<(SampleCall, SimCall)>> {
         let wav = sim::read_wav(&bytes).with_context(|| format!("sample {}", s.file))?;
         let codec = Codec::parse(&s.codec).with_context(|| format!("sample {}: codec {}", s.id, s.codec))?;
         if codec != wav.codec {
-            bail!("sample {}: manifest says {} but the file is {}", s.id, s.codec, wav.codec.as_str());
+            bail!(
+                "sample {}: manifest says {} but the file is {}",
+                s.id,
+                s.codec,
+                wav.codec.as_str()
+            );
         }
-        let roles = if wav.channels == 2 { vec![ChannelRole::Agent, ChannelRole::Customer] } else { vec![ChannelRole::Mixed] };
+        let roles = if wav.channels == 2 {
+            vec![ChannelRole::Agent, ChannelRole::Customer]
+        } else {
+            vec![ChannelRole::Mixed]
+        };
         let format = AudioFormat::new(codec, wav.sample_rate_hz, roles)?;
         let mut call = SimCall::new(&s.id, format, wav.data);
         let st = &mut call.started;
@@ -102,10 +115,18 @@ fn load_samples(dir: &Path) -> Result<Vec<(SampleCall, SimCall)>> {
 fn broken_inputs(first: &SimCall) -> Vec<(bytes::Bytes, bytes::Bytes)> {
     let chunk = |call_id: &str, seq: u64, payload: Vec<u8>| v1::TelephonyEvent {
         call_id: call_id.into(),
-        event: Some(Event::AudioChunk(v1::AudioChunk { sequence: seq, payload, duration: None, offset: None })),
+        event: Some(Event::AudioChunk(v1::AudioChunk {
+            sequence: seq,
+            payload,
+            duration: None,
+            offset: None,
+        })),
     };
     vec![
-        (bytes::Bytes::from_static(b"demo-broken"), bytes::Bytes::from_static(b"\xff\xfenot protobuf")),
+        (
+            bytes::Bytes::from_static(b"demo-broken"),
+            bytes::Bytes::from_static(b"\xff\xfenot protobuf"),
+        ),
         sim::encode(&chunk("demo-never-started", 0, vec![0xFF; 1600])),
         // A chunk far beyond anything seen: a corrupt sequence number.
         sim::encode(&chunk(&first.call_id, 9_999_999, vec![0xFF; 1600])),
@@ -116,7 +137,10 @@ pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32) -> Result<()> {
     let marker = data_dir.join(".opptak-demo");
     if data_dir.exists() {
         if !marker.exists() {
-            bail!("{} exists and is not a demo directory; choose another --data-dir", data_dir.display());
+            bail!(
+                "{} exists and is not a demo directory; choose another --data-dir",
+                data_dir.display()
+            );
         }
         std::fs::remove_dir_all(data_dir).with_context(|| format!("clearing {}", data_dir.display()))?;
     }
@@ -126,19 +150,46 @@ pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32) -> Result<()> {
     let env = vec![
         ("OPPTAK__BUS__URL".to_string(), "memory://".to_string()),
         ("OPPTAK__BUS__PARTITIONS".to_string(), "4".to_string()),
-        ("OPPTAK__STORAGE__BLOBS".to_string(), format!("file://{}/blobs", data_dir.display())),
-        ("OPPTAK__STORAGE__METADATA".to_string(), format!("sqlite://{}/opptak.db", data_dir.display())),
-        ("OPPTAK__KEYS__KEYRING".to_string(), format!("{}/keyring.json", data_dir.display())),
+        (
+            "OPPTAK__STORAGE__BLOBS".to_string(),
+            format!("file://{}/blobs", data_dir.display()),
+        ),
+        (
+            "OPPTAK__STORAGE__METADATA".to_string(),
+            format!("sqlite://{}/opptak.db", data_dir.display()),
+        ),
+        (
+            "OPPTAK__KEYS__KEYRING".to_string(),
+            format!("{}/keyring.json", data_dir.display()),
+        ),
         ("OPPTAK__RECORDER__FLUSH_INTERVAL_MS".to_string(), "100".to_string()),
     ];
     // Written out so `opptak recordings list|export --config` finds this data.
     let mut toml_text = String::new();
-    for (section, items) in [("bus", vec![("url", "memory://".to_string()), ("partitions", "4".to_string())]),
-        ("storage", vec![("blobs", format!("file://{}/blobs", data_dir.display())), ("metadata", format!("sqlite://{}/opptak.db", data_dir.display()))]),
-        ("keys", vec![("keyring", format!("{}/keyring.json", data_dir.display()))])] {
+    for (section, items) in [
+        (
+            "bus",
+            vec![("url", "memory://".to_string()), ("partitions", "4".to_string())],
+        ),
+        (
+            "storage",
+            vec![
+                ("blobs", format!("file://{}/blobs", data_dir.display())),
+                ("metadata", format!("sqlite://{}/opptak.db", data_dir.display())),
+            ],
+        ),
+        (
+            "keys",
+            vec![("keyring", format!("{}/keyring.json", data_dir.display()))],
+        ),
+    ] {
         toml_text.push_str(&format!("[{section}]\n"));
         for (k, v) in items {
-            if v.parse::<i64>().is_ok() { toml_text.push_str(&format!("{k} = {v}\n")); } else { toml_text.push_str(&format!("{k} = {v:?}\n")); }
+            if v.parse::<i64>().is_ok() {
+                toml_text.push_str(&format!("{k} = {v}\n"));
+            } else {
+                toml_text.push_str(&format!("{k} = {v:?}\n"));
+            }
         }
     }
     let config_path = data_dir.join("opptak.toml");
@@ -148,12 +199,18 @@ pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32) -> Result<()> {
     edges.create_topics().await?;
     let topics = edges.config.recorder_config().topics;
     let calls = load_samples(samples)?;
-    println!("opptak demo — embedded mode (in-process bus, SQLite, local files), data in {}", data_dir.display());
+    println!(
+        "opptak demo — embedded mode (in-process bus, SQLite, local files), data in {}",
+        data_dir.display()
+    );
     println!("playing {} sample calls in {chunk_ms} ms chunks\n", calls.len());
 
     let recorder = RunningRecorder::spawn(edges.recorder());
     let mut recordings_sub = edges.bus.subscribe("demo-watch", &[topics.recordings.clone()]).await?;
-    let mut dl_sub = edges.bus.subscribe("demo-watch-dl", &[topics.deadletter.clone()]).await?;
+    let mut dl_sub = edges
+        .bus
+        .subscribe("demo-watch-dl", &[topics.deadletter.clone()])
+        .await?;
 
     // The calls run concurrently, as on a real switch: interleave their events.
     let mut streams: Vec<Vec<v1::TelephonyEvent>> = Vec::new();
@@ -179,7 +236,11 @@ pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32) -> Result<()> {
             .filter_map(|s| s.get(step))
             .map(|e| {
                 let (key, payload) = sim::encode(e);
-                opptak_bus::Outgoing { topic: topics.telephony.clone(), key, payload }
+                opptak_bus::Outgoing {
+                    topic: topics.telephony.clone(),
+                    key,
+                    payload,
+                }
             })
             .collect();
         edges.bus.publish_all(batch).await?;
@@ -205,7 +266,10 @@ pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32) -> Result<()> {
     }
     let stats = recorder.stop().await?;
 
-    println!("{:<10} {:<16} {:<18} {:<5} {:>6} {:>4} {:>4} {:>4}  {:<22} result", "call", "desk", "service", "codec", "secs", "segs", "gaps", "dups", "KI");
+    println!(
+        "{:<10} {:<16} {:<18} {:<5} {:>6} {:>4} {:>4} {:>4}  {:<22} result",
+        "call", "desk", "service", "codec", "secs", "segs", "gaps", "dups", "KI"
+    );
     let mut all_ok = true;
     for (sample, call) in &calls {
         let id = CallId::parse(&call.call_id)?;
@@ -230,21 +294,38 @@ pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32) -> Result<()> {
             rec.gaps.len(),
             ev.map_or(0, |e| e.duplicate_chunks),
             ki,
-            if identical { "stored encrypted, sample-identical" } else { "MISMATCH" },
+            if identical {
+                "stored encrypted, sample-identical"
+            } else {
+                "MISMATCH"
+            },
         );
         println!("{:<10} └ {}", "", sample.summary);
     }
     println!("\ndead letters ({}):", dead.len());
     for d in &dead {
-        let reason = v1::DeadLetterReason::try_from(d.reason).map(|r| r.as_str_name()).unwrap_or("?");
-        println!("  {:<36} call {:<20} {}", reason, if d.call_id.is_empty() { "-" } else { &d.call_id }, d.detail);
+        let reason = v1::DeadLetterReason::try_from(d.reason)
+            .map(|r| r.as_str_name())
+            .unwrap_or("?");
+        println!(
+            "  {:<36} call {:<20} {}",
+            reason,
+            if d.call_id.is_empty() { "-" } else { &d.call_id },
+            d.detail
+        );
     }
     println!(
         "\nrecorder: {} records, {} chunks accepted, {} duplicates dropped, {} segments sealed (AES-256-GCM), {} dead letters",
         stats.records, stats.chunks_accepted, stats.chunks_duplicate, stats.segments_written, stats.dead_letters
     );
-    println!("\nlist:   cargo run --release -- recordings list --config {}", config_path.display());
-    println!("listen: cargo run --release -- recordings export <call-id> --out call.wav --config {}", config_path.display());
+    println!(
+        "\nlist:   cargo run --release -- recordings list --config {}",
+        config_path.display()
+    );
+    println!(
+        "listen: cargo run --release -- recordings export <call-id> --out call.wav --config {}",
+        config_path.display()
+    );
     println!("every call's audio is kept under the 24-hour class (R2); retention, KI transcription and review arrive in later releases");
     if !all_ok {
         bail!("a recording did not match its source");

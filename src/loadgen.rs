@@ -49,9 +49,13 @@ impl LoadReport {
 
 /// User + system CPU seconds of this process (Linux /proc).
 pub fn process_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
     // Fields after the command name (which may hold spaces) start after ')'.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return 0.0 };
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // utime and stime are fields 14 and 15 of the full line: 11 and 12 here.
@@ -103,7 +107,9 @@ pub async fn run(edges: &Edges, spec: &LoadSpec) -> Result<LoadReport> {
         .map(|i| SimCall::synthetic("pool", if i % 2 == 0 { Codec::Pcmu } else { Codec::Pcma }, 2, 10.0, i))
         .collect();
     let run_id = uuid::Uuid::new_v4().simple().to_string();
-    let calls: Vec<(String, &SimCall)> = (0..spec.calls).map(|i| (format!("load-{}-{i:05}", &run_id[..8]), &pool[i % pool.len()])).collect();
+    let calls: Vec<(String, &SimCall)> = (0..spec.calls)
+        .map(|i| (format!("load-{}-{i:05}", &run_id[..8]), &pool[i % pool.len()]))
+        .collect();
     let chunks_per_call = spec.seconds * 1000 / spec.chunk_ms;
 
     let track: Arc<Mutex<Tracker>> = Arc::default();
@@ -142,7 +148,11 @@ pub async fn run(edges: &Edges, spec: &LoadSpec) -> Result<LoadReport> {
             c.call_id = id.clone();
             let ev = &c.events(spec.chunk_ms as u32)[0];
             let (k, v) = sim::encode(ev);
-            opptak_bus::Outgoing { topic: topic.clone(), key: k, payload: v }
+            opptak_bus::Outgoing {
+                topic: topic.clone(),
+                key: k,
+                payload: v,
+            }
         })
         .collect();
     edges.bus.publish_all(starts).await?;
@@ -166,12 +176,14 @@ pub async fn run(edges: &Edges, spec: &LoadSpec) -> Result<LoadReport> {
             let start = (seq as usize * chunk_bytes) % (c.wire.len() - chunk_bytes);
             let ev = opptak_proto::v1::TelephonyEvent {
                 call_id: id.clone(),
-                event: Some(opptak_proto::v1::telephony_event::Event::AudioChunk(opptak_proto::v1::AudioChunk {
-                    sequence: seq,
-                    payload: c.wire[start..start + chunk_bytes].to_vec(),
-                    duration: Some(sim::duration_ms(spec.chunk_ms)),
-                    offset: Some(sim::duration_ms(seq * spec.chunk_ms)),
-                })),
+                event: Some(opptak_proto::v1::telephony_event::Event::AudioChunk(
+                    opptak_proto::v1::AudioChunk {
+                        sequence: seq,
+                        payload: c.wire[start..start + chunk_bytes].to_vec(),
+                        duration: Some(sim::duration_ms(spec.chunk_ms)),
+                        offset: Some(sim::duration_ms(seq * spec.chunk_ms)),
+                    },
+                )),
             };
             let (k, v) = sim::encode(&ev);
             if let Some(d) = dump.as_mut() {
@@ -212,7 +224,13 @@ pub async fn run(edges: &Edges, spec: &LoadSpec) -> Result<LoadReport> {
     watcher.abort();
     let mut lat = track.lock().unwrap_or_else(|e| e.into_inner()).latencies_ms.clone();
     lat.sort_by(|a, b| a.total_cmp(b));
-    let q = |p: f64| if lat.is_empty() { f64::NAN } else { lat[((lat.len() - 1) as f64 * p) as usize] };
+    let q = |p: f64| {
+        if lat.is_empty() {
+            f64::NAN
+        } else {
+            lat[((lat.len() - 1) as f64 * p) as usize]
+        }
+    };
     Ok(LoadReport {
         calls: spec.calls,
         chunk_ms: spec.chunk_ms,

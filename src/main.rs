@@ -81,8 +81,11 @@ enum RecordingsCommand {
 
 fn init_logging(json: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("OPPTAK_LOG").unwrap_or_else(|_| EnvFilter::new("warn,opptak=info,opptak_recorder=info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = EnvFilter::try_from_env("OPPTAK_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("warn,opptak=info,opptak_recorder=info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         b.json().init();
     } else {
@@ -94,9 +97,16 @@ fn init_logging(json: bool) {
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Demo { data_dir, samples, chunk_ms } => {
+        Command::Demo {
+            data_dir,
+            samples,
+            chunk_ms,
+        } => {
             let filter = std::env::var("OPPTAK_LOG").unwrap_or_else(|_| "error".into());
-            tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_writer(std::io::stderr).init();
+            tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_writer(std::io::stderr)
+                .init();
             let samples = samples.unwrap_or_else(opptak::demo::default_samples_dir);
             opptak::demo::run(&data_dir, &samples, chunk_ms).await
         }
@@ -110,19 +120,37 @@ async fn main() -> Result<()> {
             init_logging(config.log.format == "json");
             recordings(config, command).await
         }
-        Command::Loadgen { calls, seconds, chunk_ms, dump } => {
+        Command::Loadgen {
+            calls,
+            seconds,
+            chunk_ms,
+            dump,
+        } => {
             let config = Config::load(cli.config.as_deref())?;
             init_logging(config.log.format == "json");
             let edges = Edges::open(config).await?;
             println!("| calls | chunk ms | chunks sent | durable | p50 ms | p99 ms | max ms | CPU cores used | calls per core | sustained |");
             println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
             for n in calls {
-                let spec = opptak::loadgen::LoadSpec { calls: n, seconds, chunk_ms, dump: dump.clone() };
+                let spec = opptak::loadgen::LoadSpec {
+                    calls: n,
+                    seconds,
+                    chunk_ms,
+                    dump: dump.clone(),
+                };
                 let r = opptak::loadgen::run(&edges, &spec).await?;
                 println!(
                     "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} | {} |",
-                    r.calls, r.chunk_ms, r.chunks_sent, r.chunks_durable, r.p50_ms, r.p99_ms, r.max_ms,
-                    r.cores_used(), r.calls_per_core(), if r.sustained() { "yes" } else { "no" }
+                    r.calls,
+                    r.chunk_ms,
+                    r.chunks_sent,
+                    r.chunks_durable,
+                    r.p50_ms,
+                    r.p99_ms,
+                    r.max_ms,
+                    r.cores_used(),
+                    r.calls_per_core(),
+                    if r.sustained() { "yes" } else { "no" }
                 );
             }
             Ok(())
@@ -161,14 +189,24 @@ async fn recordings(config: Config, command: RecordingsCommand) -> Result<()> {
     let meta = opptak_store::open_metadata_store(&config.storage.metadata).await?;
     match command {
         RecordingsCommand::List { limit } => {
-            println!("{:<28} {:<26} {:<16} {:<18} {:<5} {:>2} {:>8} {:>5} {:>4} {:<8}", "call", "started (UTC)", "desk", "service", "codec", "ch", "seconds", "segs", "gaps", "state");
+            println!(
+                "{:<28} {:<26} {:<16} {:<18} {:<5} {:>2} {:>8} {:>5} {:>4} {:<8}",
+                "call", "started (UTC)", "desk", "service", "codec", "ch", "seconds", "segs", "gaps", "state"
+            );
             for c in meta.list_calls(limit).await? {
                 let secs = c.progress.frames as f64 / c.facts.format.sample_rate_hz() as f64;
                 let started = format_time(c.facts.started_at_us);
                 println!(
                     "{:<28} {:<26} {:<16} {:<18} {:<5} {:>2} {:>8.1} {:>5} {:>4} {:<8}",
-                    c.facts.call_id.as_str(), started, c.facts.desk.as_str(), c.facts.service_category.as_str(),
-                    c.facts.format.codec().as_str(), c.facts.format.channels(), secs, c.segments, c.progress.gaps.len(),
+                    c.facts.call_id.as_str(),
+                    started,
+                    c.facts.desk.as_str(),
+                    c.facts.service_category.as_str(),
+                    c.facts.format.codec().as_str(),
+                    c.facts.format.channels(),
+                    secs,
+                    c.segments,
+                    c.progress.gaps.len(),
                     if c.complete { "complete" } else { "recording" }
                 );
             }
@@ -178,19 +216,27 @@ async fn recordings(config: Config, command: RecordingsCommand) -> Result<()> {
             let id = CallId::parse(&call_id)?;
             let keyring = std::path::Path::new(&config.keys.keyring);
             if !keyring.exists() {
-                bail!("keyring {} not found: recordings cannot be decrypted without the key-encryption key", keyring.display());
+                bail!(
+                    "keyring {} not found: recordings cannot be decrypted without the key-encryption key",
+                    keyring.display()
+                );
             }
             let keys: std::sync::Arc<dyn opptak_crypto::KeyProvider> =
                 std::sync::Arc::new(opptak_crypto::LocalKeyring::open(keyring)?);
             let blobs = opptak_store::open_blob_store(&config.storage.blobs)?;
             let rec = opptak_recorder::reader::read_recording(&meta, &blobs, &keys, &id).await?;
-            let mut f = std::io::BufWriter::new(std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?);
+            let mut f = std::io::BufWriter::new(
+                std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?,
+            );
             opptak_recorder::reader::write_wav(&rec, &mut f)?;
             tracing::info!(call_id = %id, recording_id = %rec.recording_id, frames = rec.frames, "recording exported");
             eprintln!(
                 "wrote {} ({} ch, {} Hz, {:.1} s, {} gaps{})",
-                out.display(), rec.facts.format.channels(), rec.facts.format.sample_rate_hz(),
-                rec.frames as f64 / rec.facts.format.sample_rate_hz() as f64, rec.gaps.len(),
+                out.display(),
+                rec.facts.format.channels(),
+                rec.facts.format.sample_rate_hz(),
+                rec.frames as f64 / rec.facts.format.sample_rate_hz() as f64,
+                rec.gaps.len(),
                 if rec.complete { "" } else { ", call still in progress" }
             );
             Ok(())
@@ -211,5 +257,10 @@ fn format_time(us: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }

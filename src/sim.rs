@@ -43,16 +43,27 @@ fn roles_to_proto(roles: &[ChannelRole]) -> Vec<i32> {
 }
 
 pub fn now_timestamp() -> prost_types::Timestamp {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    prost_types::Timestamp { seconds: d.as_secs() as i64, nanos: d.subsec_nanos() as i32 }
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    prost_types::Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
 }
 
 pub fn duration_ms(ms: u64) -> prost_types::Duration {
-    prost_types::Duration { seconds: (ms / 1000) as i64, nanos: ((ms % 1000) * 1_000_000) as i32 }
+    prost_types::Duration {
+        seconds: (ms / 1000) as i64,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    }
 }
 
 fn duration_us(us: u64) -> prost_types::Duration {
-    prost_types::Duration { seconds: (us / 1_000_000) as i64, nanos: ((us % 1_000_000) * 1000) as i32 }
+    prost_types::Duration {
+        seconds: (us / 1_000_000) as i64,
+        nanos: ((us % 1_000_000) * 1000) as i32,
+    }
 }
 
 impl SimCall {
@@ -73,12 +84,22 @@ impl SimCall {
                 channel_roles: roles_to_proto(format.channel_roles()),
             }),
         };
-        Self { call_id: call_id.to_owned(), started, format, wire, opt_out_at_ms: None }
+        Self {
+            call_id: call_id.to_owned(),
+            started,
+            format,
+            wire,
+            opt_out_at_ms: None,
+        }
     }
 
     /// A synthetic call: speech-like tones and noise, different per channel and seed.
     pub fn synthetic(call_id: &str, codec: Codec, channels: usize, seconds: f64, seed: u64) -> Self {
-        let roles = if channels == 2 { vec![ChannelRole::Agent, ChannelRole::Customer] } else { vec![ChannelRole::Mixed] };
+        let roles = if channels == 2 {
+            vec![ChannelRole::Agent, ChannelRole::Customer]
+        } else {
+            vec![ChannelRole::Mixed]
+        };
         let format = AudioFormat::new(codec, 8000, roles).expect("valid synthetic format");
         let frames = (seconds * 8000.0) as usize;
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -109,7 +130,10 @@ impl SimCall {
     }
 
     fn event(&self, e: Event) -> v1::TelephonyEvent {
-        v1::TelephonyEvent { call_id: self.call_id.clone(), event: Some(e) }
+        v1::TelephonyEvent {
+            call_id: self.call_id.clone(),
+            event: Some(e),
+        }
     }
 
     /// The call's events in order, with chunks of `chunk_ms` milliseconds.
@@ -165,7 +189,8 @@ pub fn encode_pcm(codec: Codec, pcm: &[i16]) -> Vec<u8> {
 }
 
 fn fxhash(b: &[u8]) -> u32 {
-    b.iter().fold(0x811c9dc5u32, |h, &x| (h ^ x as u32).wrapping_mul(0x01000193))
+    b.iter()
+        .fold(0x811c9dc5u32, |h, &x| (h ^ x as u32).wrapping_mul(0x01000193))
 }
 
 /// Audio read from a WAV file, still in its wire encoding.
@@ -187,7 +212,9 @@ pub fn read_wav(bytes: &[u8]) -> Result<WavAudio> {
     while at + 8 <= bytes.len() {
         let id = &bytes[at..at + 4];
         let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into()?) as usize;
-        let body = bytes.get(at + 8..at + 8 + len).context("chunk runs past the end of the file")?;
+        let body = bytes
+            .get(at + 8..at + 8 + len)
+            .context("chunk runs past the end of the file")?;
         match id {
             b"fmt " => {
                 if body.len() < 16 {
@@ -214,7 +241,12 @@ pub fn read_wav(bytes: &[u8]) -> Result<WavAudio> {
             }
             b"data" => {
                 let (codec, sample_rate_hz, channels) = fmt.context("data chunk before fmt chunk")?;
-                return Ok(WavAudio { codec, sample_rate_hz, channels, data: body.to_vec() });
+                return Ok(WavAudio {
+                    codec,
+                    sample_rate_hz,
+                    channels,
+                    data: body.to_vec(),
+                });
             }
             _ => {}
         }

@@ -24,7 +24,10 @@ fn spawn_recorder(env: &Env, log: &std::path::Path) -> Child {
 
 async fn durable_frames(env: &Env) -> i64 {
     let pool = sqlx::PgPool::connect(&env.config.storage.metadata).await.unwrap();
-    let (n,): (Option<i64>,) = sqlx::query_as("SELECT CAST(SUM(frames) AS BIGINT) FROM calls").fetch_one(&pool).await.unwrap_or((None,));
+    let (n,): (Option<i64>,) = sqlx::query_as("SELECT CAST(SUM(frames) AS BIGINT) FROM calls")
+        .fetch_one(&pool)
+        .await
+        .unwrap_or((None,));
     pool.close().await;
     n.unwrap_or(0)
 }
@@ -32,7 +35,9 @@ async fn durable_frames(env: &Env) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recorder_killed_mid_call_loses_and_duplicates_nothing() {
     let Some(kafka) = common::kafka() else { return };
-    let Some(postgres) = common::postgres_db("crash").await else { return };
+    let Some(postgres) = common::postgres_db("crash").await else {
+        return;
+    };
     let env = Env::new(&Backend::Services { kafka, postgres }, "crash");
     let edges = env.edges().await;
     let log = env.dir.path().join("recorder.log");
@@ -53,7 +58,11 @@ async fn recorder_killed_mid_call_loses_and_duplicates_nothing() {
                     .filter_map(|s| s.get(step))
                     .map(|e| {
                         let (key, payload) = sim::encode(e);
-                        Outgoing { topic: topic.clone(), key, payload }
+                        Outgoing {
+                            topic: topic.clone(),
+                            key,
+                            payload,
+                        }
                     })
                     .collect();
                 bus.publish_all(batch).await.unwrap();
@@ -69,7 +78,11 @@ async fn recorder_killed_mid_call_loses_and_duplicates_nothing() {
         if f as usize * 4 >= total_frames {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "recorder made no progress; log: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "recorder made no progress; log: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(!publisher.is_finished(), "the kill must happen mid-call");
@@ -77,7 +90,10 @@ async fn recorder_killed_mid_call_loses_and_duplicates_nothing() {
     let status = child.wait().unwrap();
     assert!(!status.success());
     let at_kill = durable_frames(&env).await;
-    assert!((at_kill as usize) < total_frames, "calls must be unfinished at the kill");
+    assert!(
+        (at_kill as usize) < total_frames,
+        "calls must be unfinished at the kill"
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let mut child = spawn_recorder(&env, &log);
@@ -88,10 +104,16 @@ async fn recorder_killed_mid_call_loses_and_duplicates_nothing() {
 
     verify_calls(&edges, &calls).await;
     let pool = sqlx::PgPool::connect(&env.config.storage.metadata).await.unwrap();
-    let (replayed,): (Option<i64>,) = sqlx::query_as("SELECT CAST(SUM(duplicate_chunks) AS BIGINT) FROM calls").fetch_one(&pool).await.unwrap();
+    let (replayed,): (Option<i64>,) = sqlx::query_as("SELECT CAST(SUM(duplicate_chunks) AS BIGINT) FROM calls")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     // Informational: the sender sent no duplicates, so these are chunks the
     // restarted recorder read again and recognised as already stored.
-    eprintln!("durable at kill: {at_kill} of {total_frames} frames; replayed chunks dropped as duplicates: {}", replayed.unwrap_or(0));
+    eprintln!(
+        "durable at kill: {at_kill} of {total_frames} frames; replayed chunks dropped as duplicates: {}",
+        replayed.unwrap_or(0)
+    );
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert_eq!(text.matches("recorder started").count(), 2, "two recorder runs: {text}");
 }

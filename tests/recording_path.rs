@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{verify_calls, wait_for_recordings, play_interleaved, Backend, Env};
+use common::{play_interleaved, verify_calls, wait_for_recordings, Backend, Env};
 use opptak::app::{Edges, RunningRecorder};
 use opptak::sim::{self, SimCall};
 use opptak_domain::model::CallId;
@@ -20,7 +20,11 @@ async fn services_backend(name: &str) -> Option<Backend> {
 
 async fn dead_letters(edges: &Edges, at_least: usize, secs: u64) -> Vec<v1::DeadLetter> {
     let topic = edges.config.recorder_config().topics.deadletter;
-    let mut sub = edges.bus.subscribe(&common::unique("watch-dl"), &[topic]).await.unwrap();
+    let mut sub = edges
+        .bus
+        .subscribe(&common::unique("watch-dl"), &[topic])
+        .await
+        .unwrap();
     let mut got = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     loop {
@@ -54,7 +58,10 @@ async fn fifty_interleaved_calls(backend: Backend, name: &str) -> Env {
     // Positive control: the scanner finds the source in a buffer at an odd offset.
     let mut control = vec![7u8; 13];
     control.extend_from_slice(&calls[5].wire);
-    assert!(common::find_probe(&control, &probes).is_some(), "scanner must detect plaintext");
+    assert!(
+        common::find_probe(&control, &probes).is_some(),
+        "scanner must detect plaintext"
+    );
     let hits = common::scan_dir(&env.blob_dir(), &probes);
     assert!(hits.is_empty(), "plaintext audio in the blob store: {hits:?}");
     env
@@ -70,8 +77,12 @@ async fn fifty_interleaved_calls_embedded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_interleaved_calls_kafka_postgres() {
-    let Some(backend) = services_backend("fifty").await else { return };
-    let Backend::Services { postgres, .. } = &backend else { unreachable!() };
+    let Some(backend) = services_backend("fifty").await else {
+        return;
+    };
+    let Backend::Services { postgres, .. } = &backend else {
+        unreachable!()
+    };
     let postgres = postgres.clone();
     let env = fifty_interleaved_calls(backend, "fifty").await;
     let probes = common::probes(&common::mixed_calls("x", 50), 200);
@@ -83,10 +94,16 @@ async fn fifty_interleaved_calls_kafka_postgres() {
             .await
             .unwrap();
         for (text,) in rows {
-            assert!(common::find_probe(text.as_bytes(), &probes).is_none(), "plaintext in {table}");
+            assert!(
+                common::find_probe(text.as_bytes(), &probes).is_none(),
+                "plaintext in {table}"
+            );
         }
         let blobs: Vec<(Vec<u8>,)> = if table == "data_keys" {
-            sqlx::query_as("SELECT sealed FROM data_keys").fetch_all(&pool).await.unwrap()
+            sqlx::query_as("SELECT sealed FROM data_keys")
+                .fetch_all(&pool)
+                .await
+                .unwrap()
         } else {
             Vec::new()
         };
@@ -97,7 +114,10 @@ async fn fifty_interleaved_calls_kafka_postgres() {
     // Physical scan: the database's files and the write-ahead log.
     if let Ok(pg_data) = std::env::var("OPPTAK_TEST_PG_DATA") {
         let (oid,): (sqlx::postgres::types::Oid,) =
-            sqlx::query_as("SELECT oid FROM pg_database WHERE datname = current_database()").fetch_one(&pool).await.unwrap();
+            sqlx::query_as("SELECT oid FROM pg_database WHERE datname = current_database()")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
         for dir in [format!("{pg_data}/base/{}", oid.0), format!("{pg_data}/pg_wal")] {
             let hits = common::scan_dir(std::path::Path::new(&dir), &probes);
             assert!(hits.is_empty(), "plaintext audio in PostgreSQL files: {hits:?}");
@@ -109,13 +129,26 @@ async fn fifty_interleaved_calls_kafka_postgres() {
 /// Builds one bad input of each kind for the dead-letter test.
 fn bad_inputs(good: &SimCall) -> Vec<(&'static str, bytes::Bytes, bytes::Bytes, v1::DeadLetterReason)> {
     use v1::DeadLetterReason as R;
-    let ev = |id: &str, e: Event| v1::TelephonyEvent { call_id: id.into(), event: Some(e) };
-    let chunk = |seq: u64, payload: Vec<u8>| Event::AudioChunk(v1::AudioChunk { sequence: seq, payload, duration: None, offset: None });
+    let ev = |id: &str, e: Event| v1::TelephonyEvent {
+        call_id: id.into(),
+        event: Some(e),
+    };
+    let chunk = |seq: u64, payload: Vec<u8>| {
+        Event::AudioChunk(v1::AudioChunk {
+            sequence: seq,
+            payload,
+            duration: None,
+            offset: None,
+        })
+    };
     let mut bad_codec = good.started.clone();
     bad_codec.audio_format.as_mut().unwrap().codec = 99;
     let bad_codec_id = format!("{}-codec", good.call_id);
     let enc = |e: v1::TelephonyEvent| sim::encode(&e);
-    let (k1, v1_) = (bytes::Bytes::from(good.call_id.clone()), bytes::Bytes::from_static(b"\x08\x96\x01garbage\xff"));
+    let (k1, v1_) = (
+        bytes::Bytes::from(good.call_id.clone()),
+        bytes::Bytes::from_static(b"\x08\x96\x01garbage\xff"),
+    );
     let (k2, v2) = enc(ev(&bad_codec_id, Event::CallStarted(bad_codec)));
     let (k3, v3) = enc(ev(&good.call_id, chunk(3, vec![0x55; 300 * 1024])));
     let (k4, v4) = enc(ev("never-started-call", chunk(0, vec![0x55; 1600])));
@@ -127,7 +160,12 @@ fn bad_inputs(good: &SimCall) -> Vec<(&'static str, bytes::Bytes, bytes::Bytes, 
         ("oversized chunk", k3, v3, R::OversizedChunk),
         ("chunk for a call never started", k4, v4, R::UnknownCall),
         ("sequence far outside the window", k5, v5, R::OutsideWindow),
-        ("key is not the call id", bytes::Bytes::from_static(b"another-key"), v6, R::KeyMismatch),
+        (
+            "key is not the call id",
+            bytes::Bytes::from_static(b"another-key"),
+            v6,
+            R::KeyMismatch,
+        ),
     ]
 }
 
@@ -162,7 +200,12 @@ async fn dead_letter_cases(backend: Backend, name: &str) {
     // A chunk after its call ended.
     let after_end = sim::encode(&v1::TelephonyEvent {
         call_id: calls[1].call_id.clone(),
-        event: Some(Event::AudioChunk(v1::AudioChunk { sequence: 10_000, payload: vec![0xD5; 1600], duration: None, offset: None })),
+        event: Some(Event::AudioChunk(v1::AudioChunk {
+            sequence: 10_000,
+            payload: vec![0xD5; 1600],
+            duration: None,
+            offset: None,
+        })),
     });
     wait_for_recordings(&edges, calls.len(), 120).await;
     edges.bus.publish(&topic, &after_end.0, &after_end.1).await.unwrap();
@@ -180,8 +223,14 @@ async fn dead_letter_cases(backend: Backend, name: &str) {
         assert!(!d.detail.is_empty(), "{what}: a reason text");
         assert_eq!(d.source_topic, topic);
     }
-    assert!(dls.iter().any(|d| d.reason == v1::DeadLetterReason::AfterEnd as i32 && &d.original_value[..] == &after_end.1[..]));
-    assert_eq!(dls.len(), bad.len() + 1, "exactly one dead letter per bad input: {dls:?}");
+    assert!(dls
+        .iter()
+        .any(|d| d.reason == v1::DeadLetterReason::AfterEnd as i32 && &d.original_value[..] == &after_end.1[..]));
+    assert_eq!(
+        dls.len(),
+        bad.len() + 1,
+        "exactly one dead letter per bad input: {dls:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,7 +240,9 @@ async fn dead_letters_embedded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_kafka_postgres() {
-    let Some(backend) = services_backend("dl").await else { return };
+    let Some(backend) = services_backend("dl").await else {
+        return;
+    };
     dead_letter_cases(backend, "dl").await;
 }
 
@@ -214,10 +265,19 @@ async fn lost_chunks_are_kept_as_gaps() {
     }
     let stored = wait_for_recordings(&edges, 1, 60).await;
     recorder.stop().await.unwrap();
-    let rec = opptak_recorder::reader::read_recording(&edges.meta, &edges.blobs, &edges.keys, &CallId::parse("gap-call").unwrap())
-        .await
-        .unwrap();
-    let gaps: Vec<(u64, u64, u64, u64)> = rec.gaps.iter().map(|g| (g.first_missing, g.missing, g.at_frame, g.frames)).collect();
+    let rec = opptak_recorder::reader::read_recording(
+        &edges.meta,
+        &edges.blobs,
+        &edges.keys,
+        &CallId::parse("gap-call").unwrap(),
+    )
+    .await
+    .unwrap();
+    let gaps: Vec<(u64, u64, u64, u64)> = rec
+        .gaps
+        .iter()
+        .map(|g| (g.first_missing, g.missing, g.at_frame, g.frames))
+        .collect();
     assert_eq!(gaps, vec![(5, 2, 4000, 1600), (20, 1, 16000, 800)]);
     // The timeline keeps its length; the gaps are silence, the rest the source.
     let src = call.expected_pcm();
@@ -233,7 +293,13 @@ async fn lost_chunks_are_kept_as_gaps() {
     }
     let ev = &stored["gap-call"];
     assert_eq!(ev.gaps.len(), 2);
-    assert_eq!(ev.gaps[0].length, Some(prost_types::Duration { seconds: 0, nanos: 200_000_000 }));
+    assert_eq!(
+        ev.gaps[0].length,
+        Some(prost_types::Duration {
+            seconds: 0,
+            nanos: 200_000_000
+        })
+    );
 }
 
 /// A reader without the key-encryption key gets a clear refusal.
@@ -253,8 +319,9 @@ async fn export_refuses_without_the_key() {
     let other = tempfile::tempdir().unwrap();
     let wrong: std::sync::Arc<dyn opptak_crypto::KeyProvider> =
         std::sync::Arc::new(opptak_crypto::LocalKeyring::open_or_create(&other.path().join("k.json")).unwrap());
-    let err = opptak_recorder::reader::read_recording(&edges.meta, &edges.blobs, &wrong, &CallId::parse("key-call").unwrap())
-        .await
-        .unwrap_err();
+    let err =
+        opptak_recorder::reader::read_recording(&edges.meta, &edges.blobs, &wrong, &CallId::parse("key-call").unwrap())
+            .await
+            .unwrap_err();
     assert!(err.to_string().contains("cannot decrypt"), "{err}");
 }

@@ -4,17 +4,17 @@
 
 use opptak::app::Edges;
 use opptak::config::Config;
-use opptak::sim::SimCall;
-use opptak_domain::model::Codec;
 use opptak::sim;
+use opptak::sim::SimCall;
 use opptak_bus::Outgoing;
 use opptak_domain::model::CallId;
+use opptak_domain::model::Codec;
 use opptak_proto::v1;
 use opptak_proto::Message;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashSet};
-use std::time::Duration;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub fn unique(name: &str) -> String {
     format!("{name}_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
@@ -49,7 +49,10 @@ pub async fn postgres_db(name: &str) -> Option<String> {
     use sqlx::Connection;
     let db = unique(name).to_lowercase();
     let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut conn).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
     let (prefix, _) = base.rsplit_once('/').unwrap();
     Some(format!("{prefix}/{db}"))
 }
@@ -139,7 +142,10 @@ pub fn probes(calls: &[SimCall], per_call: usize) -> HashSet<[u8; 16]> {
 
 /// Finds any probe in `haystack`, at any alignment.
 pub fn find_probe(haystack: &[u8], probes: &HashSet<[u8; 16]>) -> Option<usize> {
-    let firsts: HashSet<u64> = probes.iter().map(|p| u64::from_le_bytes(p[..8].try_into().unwrap())).collect();
+    let firsts: HashSet<u64> = probes
+        .iter()
+        .map(|p| u64::from_le_bytes(p[..8].try_into().unwrap()))
+        .collect();
     if haystack.len() < 16 {
         return None;
     }
@@ -190,7 +196,11 @@ pub async fn play_interleaved(edges: &Edges, calls: &[SimCall], seed: u64) {
         let i = live[rng.gen_range(0..live.len())];
         let ev = streams[i].pop_front().unwrap();
         let (key, payload) = sim::encode(&ev);
-        batch.push(Outgoing { topic: topic.clone(), key, payload });
+        batch.push(Outgoing {
+            topic: topic.clone(),
+            key,
+            payload,
+        });
         if batch.len() == 500 {
             edges.bus.publish_all(std::mem::take(&mut batch)).await.unwrap();
         }
@@ -204,7 +214,11 @@ pub async fn wait_for_recordings(edges: &Edges, n: usize, secs: u64) -> BTreeMap
     let mut got = BTreeMap::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     while got.len() < n {
-        assert!(tokio::time::Instant::now() < deadline, "only {} of {n} recordings stored", got.len());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {n} recordings stored",
+            got.len()
+        );
         for r in sub.poll(1000, Duration::from_millis(300)).await.unwrap() {
             let ev = v1::RecordingStored::decode(r.payload.as_ref()).unwrap();
             got.insert(ev.call_id.clone(), ev);
@@ -212,7 +226,6 @@ pub async fn wait_for_recordings(edges: &Edges, n: usize, secs: u64) -> BTreeMap
     }
     got
 }
-
 
 /// Every call decrypts to exactly its source audio and its metadata matches.
 pub async fn verify_calls(edges: &Edges, calls: &[SimCall]) {
@@ -223,7 +236,11 @@ pub async fn verify_calls(edges: &Edges, calls: &[SimCall]) {
             .unwrap_or_else(|e| panic!("{}: {e}", c.call_id));
         assert!(rec.complete, "{} not complete", c.call_id);
         assert_eq!(rec.frames as usize, c.frames(), "{} frames", c.call_id);
-        assert!(rec.pcm == c.expected_pcm(), "{}: audio differs from the source", c.call_id);
+        assert!(
+            rec.pcm == c.expected_pcm(),
+            "{}: audio differs from the source",
+            c.call_id
+        );
         assert!(rec.gaps.is_empty(), "{}: unexpected gaps {:?}", c.call_id, rec.gaps);
         let f = &rec.facts;
         assert_eq!(f.format, c.format, "{}", c.call_id);
@@ -231,13 +248,21 @@ pub async fn verify_calls(edges: &Edges, calls: &[SimCall]) {
         assert_eq!(f.customer_ref, c.started.customer_ref);
         assert_eq!(f.ki_enabled, c.started.ki_enabled);
         assert_eq!(f.customer_informed, c.started.customer_informed);
-        assert_eq!(f.started_at_us, opptak_recorder::convert::micros(c.started.started_at.as_ref().unwrap()));
+        assert_eq!(
+            f.started_at_us,
+            opptak_recorder::convert::micros(c.started.started_at.as_ref().unwrap())
+        );
         assert_eq!(
             opptak::sim::codec_to_proto(f.format.codec()) as i32,
             c.started.audio_format.as_ref().unwrap().codec
         );
         assert_eq!(desk_code(f.desk), c.started.desk, "{} desk", c.call_id);
-        assert_eq!(category_code(f.service_category), c.started.service_category, "{} category", c.call_id);
+        assert_eq!(
+            category_code(f.service_category),
+            c.started.service_category,
+            "{} category",
+            c.call_id
+        );
     }
 }
 
@@ -264,4 +289,3 @@ fn category_code(c: opptak_domain::ServiceCategory) -> i32 {
         General => 6,
     }
 }
-

@@ -73,8 +73,12 @@ pub async fn resume_from_committed(bus: Arc<dyn Bus>, prefix: &str) {
         let got = drain(&mut sub, 10).await;
         assert_eq!(got.len(), 10);
         // Only the first 4 are done.
-        sub.commit(&[Position { topic: topic.clone(), partition: 0, next_offset: got[3].offset + 1 }])
-            .unwrap();
+        sub.commit(&[Position {
+            topic: topic.clone(),
+            partition: 0,
+            next_offset: got[3].offset + 1,
+        }])
+        .unwrap();
         sub.flush_commits().await.unwrap();
     }
     let mut sub = bus.subscribe(&group, &[topic.clone()]).await.unwrap();
@@ -82,7 +86,10 @@ pub async fn resume_from_committed(bus: Arc<dyn Bus>, prefix: &str) {
     let values: Vec<u8> = got.iter().map(|r| r.payload[0]).collect();
     assert_eq!(values, [4, 5, 6, 7, 8, 9]);
     // Another group is independent and sees everything.
-    let mut other = bus.subscribe(&format!("{prefix}-other"), &[topic.clone()]).await.unwrap();
+    let mut other = bus
+        .subscribe(&format!("{prefix}-other"), &[topic.clone()])
+        .await
+        .unwrap();
     assert_eq!(drain(&mut other, 10).await.len(), 10);
 }
 

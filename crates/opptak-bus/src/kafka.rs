@@ -126,11 +126,7 @@ impl Bus for KafkaBus {
     async fn create_topic(&self, name: &str, partitions: i32) -> Result<(), BusError> {
         let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(self.options.replication));
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        let results = self
-            .admin
-            .create_topics([&topic], &opts)
-            .await
-            .map_err(unavailable)?;
+        let results = self.admin.create_topics([&topic], &opts).await.map_err(unavailable)?;
         for r in results {
             match r {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
@@ -145,11 +141,17 @@ impl Bus for KafkaBus {
                 .client()
                 .fetch_metadata(Some(name), Duration::from_secs(5))
                 .map_err(unavailable)?;
-            if md.topics().iter().any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty()) {
+            if md
+                .topics()
+                .iter()
+                .any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty())
+            {
                 return Ok(());
             }
             if std::time::Instant::now() > deadline {
-                return Err(BusError::Unavailable(format!("topic {name} not visible after creation")));
+                return Err(BusError::Unavailable(format!(
+                    "topic {name} not visible after creation"
+                )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -203,7 +205,9 @@ impl Bus for KafkaBus {
             .map_err(|e| BusError::Config(format!("kafka consumer: {e}")))?;
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || {
-            let md = c.fetch_metadata(Some(&topic), Duration::from_secs(10)).map_err(unavailable)?;
+            let md = c
+                .fetch_metadata(Some(&topic), Duration::from_secs(10))
+                .map_err(unavailable)?;
             let parts: Vec<i32> = md
                 .topics()
                 .iter()
@@ -270,12 +274,14 @@ impl Subscription for KafkaSubscription {
             tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next_offset))
                 .map_err(unavailable)?;
         }
-        self.consumer.store_offsets(&tpl).map_err(|e| match e.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::State) | Some(RDKafkaErrorCode::UnknownPartition) => {
-                BusError::NotAssigned(e.to_string())
-            }
-            _ => unavailable(e),
-        })
+        self.consumer
+            .store_offsets(&tpl)
+            .map_err(|e| match e.rdkafka_error_code() {
+                Some(RDKafkaErrorCode::State) | Some(RDKafkaErrorCode::UnknownPartition) => {
+                    BusError::NotAssigned(e.to_string())
+                }
+                _ => unavailable(e),
+            })
     }
 
     async fn flush_commits(&mut self) -> Result<(), BusError> {

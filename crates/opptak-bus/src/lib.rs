@@ -122,7 +122,9 @@ pub fn open(url: &str) -> Result<Arc<dyn Bus>, BusError> {
     if let Some(brokers) = url.strip_prefix("kafka://") {
         let brokers = brokers.trim_end_matches('/');
         if brokers.is_empty() {
-            return Err(BusError::Config("kafka:// needs at least one broker, e.g. kafka://127.0.0.1:9092".into()));
+            return Err(BusError::Config(
+                "kafka:// needs at least one broker, e.g. kafka://127.0.0.1:9092".into(),
+            ));
         }
         return Ok(Arc::new(kafka::KafkaBus::new(brokers, kafka::KafkaOptions::default())?));
     }
@@ -177,7 +179,10 @@ mod tests {
         assert_eq!(super::murmur2(b"foobar") as i32, -790332482);
         assert_eq!(super::murmur2(b"a-little-bit-long-string") as i32, -985981536);
         assert_eq!(super::murmur2(b"a-little-bit-longer-string") as i32, -1486304829);
-        assert_eq!(super::murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32, -58897971);
+        assert_eq!(
+            super::murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8") as i32,
+            -58897971
+        );
         assert_eq!(super::murmur2(b"abc") as i32, 479470107);
     }
 }

@@ -126,7 +126,11 @@ impl Bus for MemoryBus {
             .topics
             .get(topic)
             .ok_or_else(|| BusError::Config(format!("unknown topic {topic}")))?;
-        Ok(parts.iter().enumerate().map(|(p, l)| (p as i32, l.len() as i64)).collect())
+        Ok(parts
+            .iter()
+            .enumerate()
+            .map(|(p, l)| (p as i32, l.len() as i64))
+            .collect())
     }
 }
 

@@ -41,4 +41,9 @@ macro_rules! contract_tests {
     };
 }
 
-contract_tests!(order_and_partitioning, resume_from_committed, unknown_topic_is_an_error, empty_poll_returns);
+contract_tests!(
+    order_and_partitioning,
+    resume_from_committed,
+    unknown_topic_is_an_error,
+    empty_poll_returns
+);

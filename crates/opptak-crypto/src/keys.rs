@@ -19,7 +19,10 @@ pub struct DataKey {
 
 impl std::fmt::Debug for DataKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DataKey").field("id", &self.id).field("secret", &self.secret).finish()
+        f.debug_struct("DataKey")
+            .field("id", &self.id)
+            .field("secret", &self.secret)
+            .finish()
     }
 }
 
@@ -34,7 +37,10 @@ impl DataKey {
     }
 
     pub fn from_parts(id: String, secret: [u8; 32]) -> Self {
-        Self { id, secret: Sensitive::new(secret) }
+        Self {
+            id,
+            secret: Sensitive::new(secret),
+        }
     }
 
     pub fn id(&self) -> &str {
@@ -98,7 +104,10 @@ pub struct LocalKeyring {
 
 impl std::fmt::Debug for LocalKeyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalKeyring").field("path", &self.path).field("active", &self.active).finish()
+        f.debug_struct("LocalKeyring")
+            .field("path", &self.path)
+            .field("active", &self.active)
+            .finish()
     }
 }
 
@@ -131,12 +140,16 @@ impl LocalKeyring {
         let file: KeyringFile = serde_json::from_slice(&raw)
             .map_err(|e| CryptoError::Keyring(format!("{}: not a keyring: {e}", path.display())))?;
         if file.version != 1 {
-            return Err(CryptoError::Keyring(format!("unsupported keyring version {}", file.version)));
+            return Err(CryptoError::Keyring(format!(
+                "unsupported keyring version {}",
+                file.version
+            )));
         }
         let mut keks = Vec::new();
         for e in file.keks {
             let bytes = zeroize::Zeroizing::new(
-                B64.decode(&e.key).map_err(|_| CryptoError::Keyring(format!("kek {} is not base64", e.id)))?,
+                B64.decode(&e.key)
+                    .map_err(|_| CryptoError::Keyring(format!("kek {} is not base64", e.id)))?,
             );
             let key: [u8; 32] = bytes
                 .as_slice()
@@ -145,9 +158,16 @@ impl LocalKeyring {
             keks.push((e.id, Sensitive::new(key)));
         }
         if !keks.iter().any(|(id, _)| *id == file.active) {
-            return Err(CryptoError::Keyring(format!("active kek {} not in the keyring", file.active)));
+            return Err(CryptoError::Keyring(format!(
+                "active kek {} not in the keyring",
+                file.active
+            )));
         }
-        Ok(Self { path: path.to_owned(), active: file.active, keks })
+        Ok(Self {
+            path: path.to_owned(),
+            active: file.active,
+            keks,
+        })
     }
 
     fn create(path: &Path) -> Result<(), CryptoError> {
@@ -170,9 +190,8 @@ impl LocalKeyring {
                 key: B64.encode(k.as_ref()),
             }],
         };
-        let json = zeroize::Zeroizing::new(
-            serde_json::to_vec_pretty(&file).map_err(|e| CryptoError::Keyring(e.to_string()))?,
-        );
+        let json =
+            zeroize::Zeroizing::new(serde_json::to_vec_pretty(&file).map_err(|e| CryptoError::Keyring(e.to_string()))?);
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
         #[cfg(unix)]
@@ -211,11 +230,21 @@ impl KeyProvider for LocalKeyring {
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let aad = wrap_aad(key.id(), &self.active, context);
         let ct = cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: key.secret(), aad: &aad })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: key.secret(),
+                    aad: &aad,
+                },
+            )
             .map_err(|_| CryptoError::Authentication)?;
         let mut sealed = nonce.to_vec();
         sealed.extend_from_slice(&ct);
-        Ok(WrappedKey { key_id: key.id().to_owned(), kek_id: self.active.clone(), sealed })
+        Ok(WrappedKey {
+            key_id: key.id().to_owned(),
+            kek_id: self.active.clone(),
+            sealed,
+        })
     }
 
     fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<DataKey, CryptoError> {
@@ -254,9 +283,15 @@ mod tests {
         let dk = DataKey::generate();
         let w = ring.wrap(&dk, b"call-1/audio-24h").unwrap();
         assert!(!w.sealed.windows(32).any(|s| s == dk.secret()));
-        let back = LocalKeyring::open(&path).unwrap().unwrap(&w, b"call-1/audio-24h").unwrap();
+        let back = LocalKeyring::open(&path)
+            .unwrap()
+            .unwrap(&w, b"call-1/audio-24h")
+            .unwrap();
         assert_eq!(back.secret(), dk.secret());
-        assert!(matches!(ring.unwrap(&w, b"call-2/audio-24h"), Err(CryptoError::Authentication)));
+        assert!(matches!(
+            ring.unwrap(&w, b"call-2/audio-24h"),
+            Err(CryptoError::Authentication)
+        ));
         assert!(!format!("{ring:?} {dk:?}").contains(&B64.encode(dk.secret())));
     }
 

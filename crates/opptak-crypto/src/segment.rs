@@ -89,8 +89,7 @@ impl SegmentHeader {
         if alg != ALG_AES256GCM {
             return Err(CryptoError::Format(format!("unsupported algorithm {alg}")));
         }
-        let kind = ArtifactKind::from_u8(r.u8()?)
-            .ok_or_else(|| CryptoError::Format("unknown artifact kind".into()))?;
+        let kind = ArtifactKind::from_u8(r.u8()?).ok_or_else(|| CryptoError::Format("unknown artifact kind".into()))?;
         let flags = r.u8()?;
         if flags > 1 {
             return Err(CryptoError::Format(format!("unknown flags {flags:#x}")));
@@ -136,8 +135,7 @@ impl<'a> Reader<'a> {
     }
     fn string(&mut self) -> Result<String, CryptoError> {
         let n = self.u8()? as usize;
-        String::from_utf8(self.take(n)?.to_vec())
-            .map_err(|_| CryptoError::Format("header field is not UTF-8".into()))
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| CryptoError::Format("header field is not UTF-8".into()))
     }
 }
 
@@ -151,7 +149,13 @@ pub fn seal(key: &DataKey, header: &SegmentHeader, plaintext: &[u8]) -> Result<V
     let mut out = header.encode(&nonce)?;
     let cipher = Aes256Gcm::new_from_slice(key.secret()).map_err(|_| CryptoError::Authentication)?;
     let ct = cipher
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &out })
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad: &out,
+            },
+        )
         .map_err(|_| CryptoError::Authentication)?;
     out.extend_from_slice(&ct);
     Ok(out)
@@ -169,13 +173,19 @@ pub struct Expect<'a> {
 pub fn open(key: &DataKey, blob: &[u8], expect: Expect<'_>) -> Result<(SegmentHeader, Vec<u8>), CryptoError> {
     let (hdr, hlen) = SegmentHeader::parse(blob)?;
     if hdr.kind != expect.kind {
-        return Err(CryptoError::Misplaced(format!("kind {:?}, expected {:?}", hdr.kind, expect.kind)));
+        return Err(CryptoError::Misplaced(format!(
+            "kind {:?}, expected {:?}",
+            hdr.kind, expect.kind
+        )));
     }
     if hdr.recording_id != expect.recording_id {
         return Err(CryptoError::Misplaced("segment belongs to another recording".into()));
     }
     if hdr.index != expect.index {
-        return Err(CryptoError::Misplaced(format!("segment index {}, expected {}", hdr.index, expect.index)));
+        return Err(CryptoError::Misplaced(format!(
+            "segment index {}, expected {}",
+            hdr.index, expect.index
+        )));
     }
     if hdr.key_id != key.id() {
         return Err(CryptoError::Misplaced("segment sealed under another key".into()));
@@ -205,7 +215,11 @@ mod tests {
     }
 
     fn expect(index: u64) -> Expect<'static> {
-        Expect { kind: ArtifactKind::Recording, recording_id: "rec-1", index }
+        Expect {
+            kind: ArtifactKind::Recording,
+            recording_id: "rec-1",
+            index,
+        }
     }
 
     #[test]
@@ -221,7 +235,10 @@ mod tests {
             assert!(open(&key, &b, expect(3)).is_err(), "flip of bit {bit} accepted");
         }
         for len in 0..blob.len() {
-            assert!(open(&key, &blob[..len], expect(3)).is_err(), "truncation to {len} accepted");
+            assert!(
+                open(&key, &blob[..len], expect(3)).is_err(),
+                "truncation to {len} accepted"
+            );
         }
     }
 
@@ -231,18 +248,27 @@ mod tests {
         let other = DataKey::generate();
         let blob = seal(&key, &hdr(&key, 3, false), b"x").unwrap();
         assert!(matches!(open(&key, &blob, expect(4)), Err(CryptoError::Misplaced(_))));
-        let e = Expect { recording_id: "rec-2", ..expect(3) };
+        let e = Expect {
+            recording_id: "rec-2",
+            ..expect(3)
+        };
         assert!(matches!(open(&key, &blob, e), Err(CryptoError::Misplaced(_))));
         assert!(open(&other, &blob, expect(3)).is_err());
         let forged = DataKey::from_parts(key.id().to_owned(), *other.secret());
-        assert!(matches!(open(&forged, &blob, expect(3)), Err(CryptoError::Authentication)));
+        assert!(matches!(
+            open(&forged, &blob, expect(3)),
+            Err(CryptoError::Authentication)
+        ));
     }
 
     #[test]
     fn nist_gcm_test_case_16() {
         // NIST GCM spec (McGrew & Viega), test case 16: AES-256, 96-bit IV, with AAD.
         let h = |s: &str| -> Vec<u8> {
-            (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect()
         };
         let key = h("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308");
         let iv = h("cafebabefacedbaddecaf888");
@@ -251,7 +277,9 @@ mod tests {
         let expect_ct = h("522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662");
         let expect_tag = h("76fc6ece0f4e1768cddf8853bb2d551b");
         let cipher = Aes256Gcm::new_from_slice(&key).unwrap();
-        let out = cipher.encrypt(Nonce::from_slice(&iv), Payload { msg: &pt, aad: &aad }).unwrap();
+        let out = cipher
+            .encrypt(Nonce::from_slice(&iv), Payload { msg: &pt, aad: &aad })
+            .unwrap();
         assert_eq!(&out[..pt.len()], &expect_ct[..]);
         assert_eq!(&out[pt.len()..], &expect_tag[..]);
     }

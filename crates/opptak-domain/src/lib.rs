@@ -11,6 +11,4 @@ pub mod g711;
 pub mod model;
 pub mod reassembly;
 
-pub use model::{
-    AudioFormat, CallFacts, CallId, ChannelRole, Codec, Desk, Direction, ServiceCategory,
-};
+pub use model::{AudioFormat, CallFacts, CallId, ChannelRole, Codec, Desk, Direction, ServiceCategory};

@@ -125,11 +125,7 @@ impl AudioFormat {
     /// Telephony sample rates opptak accepts (narrowband to fullband).
     pub const SAMPLE_RATES: [u32; 5] = [8_000, 16_000, 24_000, 32_000, 48_000];
 
-    pub fn new(
-        codec: Codec,
-        sample_rate_hz: u32,
-        channel_roles: Vec<ChannelRole>,
-    ) -> Result<Self, ModelError> {
+    pub fn new(codec: Codec, sample_rate_hz: u32, channel_roles: Vec<ChannelRole>) -> Result<Self, ModelError> {
         if !Self::SAMPLE_RATES.contains(&sample_rate_hz) {
             return Err(ModelError::InvalidFormat(format!(
                 "sample rate {sample_rate_hz} Hz not one of {:?}",

@@ -393,7 +393,10 @@ mod tests {
         r.offer(2, &chunk(2), None, 2).unwrap();
         r.finish(Some(4));
         assert_eq!(audio_seqs(&r.drain()), ["0", "gap1+1:4f", "2", "gap3+2:8f"]);
-        assert!(matches!(r.offer(5, &chunk(5), None, 5), Err(Rejection::AfterEnd { .. })));
+        assert!(matches!(
+            r.offer(5, &chunk(5), None, 5),
+            Err(Rejection::AfterEnd { .. })
+        ));
         assert_eq!(r.offer(2, &chunk(2), None, 2), Ok(Offer::Duplicate));
     }
 
@@ -401,7 +404,10 @@ mod tests {
     fn conflicting_duplicates_and_bad_payloads_are_rejected() {
         let mut r = Reassembler::new(fmt(), ReassemblyConfig::default());
         r.offer(1, &chunk(1), None, 1).unwrap();
-        assert_eq!(r.offer(1, &chunk(7), None, 1), Err(Rejection::Conflicting { sequence: 1 }));
+        assert_eq!(
+            r.offer(1, &chunk(7), None, 1),
+            Err(Rejection::Conflicting { sequence: 1 })
+        );
         assert!(matches!(r.offer(0, &[0; 3], None, 0), Err(Rejection::Decode(_))));
         let big = vec![0; MAX_CHUNK_PAYLOAD + 4];
         assert!(matches!(r.offer(0, &big, None, 0), Err(Rejection::Oversized { .. })));

@@ -3,12 +3,11 @@
 //! right length at the right place.
 
 use opptak_domain::model::{AudioFormat, ChannelRole, Codec};
-use opptak_domain::reassembly::{Piece, ReassemblyConfig, Reassembler};
+use opptak_domain::reassembly::{Piece, Reassembler, ReassemblyConfig};
 use proptest::prelude::*;
 
 fn fmt() -> AudioFormat {
-    AudioFormat::new(Codec::Pcmu, 8000, vec![ChannelRole::Agent, ChannelRole::Customer])
-        .expect("valid format")
+    AudioFormat::new(Codec::Pcmu, 8000, vec![ChannelRole::Agent, ChannelRole::Customer]).expect("valid format")
 }
 
 /// Chunks of varying length, `lost` marks those never sent, `order` a
@@ -16,15 +15,18 @@ fn fmt() -> AudioFormat {
 fn scenario() -> impl Strategy<Value = (Vec<Vec<u8>>, Vec<bool>, Vec<usize>, Vec<bool>)> {
     (1usize..120).prop_flat_map(|n| {
         (
-            prop::collection::vec(prop::collection::vec(any::<u8>(), 1..20).prop_map(|mut v| {
-                if v.len() % 2 == 1 {
-                    v.pop();
-                }
-                if v.is_empty() {
-                    v = vec![0xFF, 0xFF];
-                }
-                v
-            }), n),
+            prop::collection::vec(
+                prop::collection::vec(any::<u8>(), 1..20).prop_map(|mut v| {
+                    if v.len() % 2 == 1 {
+                        v.pop();
+                    }
+                    if v.is_empty() {
+                        v = vec![0xFF, 0xFF];
+                    }
+                    v
+                }),
+                n,
+            ),
             prop::collection::vec(prop::bool::weighted(0.05), n),
             prop::collection::vec(0usize..8, n),
             prop::collection::vec(prop::bool::weighted(0.2), n),

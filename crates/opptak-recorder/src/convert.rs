@@ -13,27 +13,42 @@ pub struct Refusal {
 
 impl Refusal {
     pub fn new(reason: DeadLetterReason, detail: impl Into<String>) -> Self {
-        Self { reason, detail: detail.into() }
+        Self {
+            reason,
+            detail: detail.into(),
+        }
     }
 }
 
 pub fn micros(ts: &prost_types::Timestamp) -> i64 {
-    ts.seconds.saturating_mul(1_000_000).saturating_add(ts.nanos as i64 / 1_000)
+    ts.seconds
+        .saturating_mul(1_000_000)
+        .saturating_add(ts.nanos as i64 / 1_000)
 }
 
 pub fn duration_micros(d: &prost_types::Duration) -> Option<u64> {
     if d.seconds < 0 || d.nanos < 0 {
         return None;
     }
-    Some((d.seconds as u64).saturating_mul(1_000_000).saturating_add(d.nanos as u64 / 1_000))
+    Some(
+        (d.seconds as u64)
+            .saturating_mul(1_000_000)
+            .saturating_add(d.nanos as u64 / 1_000),
+    )
 }
 
 pub fn timestamp(us: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: us.div_euclid(1_000_000), nanos: (us.rem_euclid(1_000_000) * 1_000) as i32 }
+    prost_types::Timestamp {
+        seconds: us.div_euclid(1_000_000),
+        nanos: (us.rem_euclid(1_000_000) * 1_000) as i32,
+    }
 }
 
 pub fn duration(us: u64) -> prost_types::Duration {
-    prost_types::Duration { seconds: (us / 1_000_000) as i64, nanos: ((us % 1_000_000) * 1_000) as i32 }
+    prost_types::Duration {
+        seconds: (us / 1_000_000) as i64,
+        nanos: ((us % 1_000_000) * 1_000) as i32,
+    }
 }
 
 pub fn audio_format(f: Option<&v1::AudioFormat>) -> Result<AudioFormat, Refusal> {
@@ -100,7 +115,10 @@ pub fn call_facts(call_id: CallId, s: &v1::CallStarted) -> Result<CallFacts, Ref
         _ => ServiceCategory::Unspecified,
     };
     if s.customer_ref.len() > 256 || s.advisor_id.len() > 256 {
-        return Err(Refusal::new(InvalidFormat, "customer_ref or advisor_id longer than 256 bytes"));
+        return Err(Refusal::new(
+            InvalidFormat,
+            "customer_ref or advisor_id longer than 256 bytes",
+        ));
     }
     Ok(CallFacts {
         call_id,

@@ -22,7 +22,7 @@ use opptak_bus::{Bus, BusError, Outgoing, Position, Record, Subscription};
 use opptak_crypto::segment::{self, ArtifactKind, SegmentHeader};
 use opptak_crypto::{CryptoError, DataKey, KeyProvider, WrappedKey};
 use opptak_domain::model::{CallFacts, CallId};
-use opptak_domain::reassembly::{Offer, Piece, ReassemblyConfig, Reassembler, Rejection};
+use opptak_domain::reassembly::{Offer, Piece, Reassembler, ReassemblyConfig, Rejection};
 use opptak_proto::v1::{self, telephony_event::Event, DeadLetterReason};
 use opptak_proto::Message;
 use opptak_store::meta::{CallEnd, CallRecord, CallUpdate, Flush, GapRow, NewCall, OptOut, SegmentRow, StoredKey};
@@ -122,7 +122,10 @@ pub fn key_context(call_id: &CallId, class: &str) -> Vec<u8> {
 }
 
 fn now_us() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
 }
 
 struct CallState {
@@ -308,12 +311,20 @@ impl Recorder {
         let topic: Arc<str> = Arc::from(r.topic.as_str());
         let slot = self.seen.entry((topic.clone(), r.partition)).or_insert(r.offset);
         *slot = (*slot).max(r.offset);
-        let source = Source { topic, partition: r.partition, offset: r.offset };
+        let source = Source {
+            topic,
+            partition: r.partition,
+            offset: r.offset,
+        };
 
         let ev = match v1::TelephonyEvent::decode(r.payload.as_ref()) {
             Ok(ev) => ev,
             Err(e) => {
-                self.dead_letter(&r, "", Refusal::new(DeadLetterReason::Malformed, format!("not a TelephonyEvent: {e}")));
+                self.dead_letter(
+                    &r,
+                    "",
+                    Refusal::new(DeadLetterReason::Malformed, format!("not a TelephonyEvent: {e}")),
+                );
                 return Ok(());
             }
         };
@@ -325,11 +336,19 @@ impl Recorder {
             }
         };
         if r.key.as_deref() != Some(ev.call_id.as_bytes()) {
-            self.dead_letter(&r, call_id.as_str(), Refusal::new(DeadLetterReason::KeyMismatch, "message key must be the call id"));
+            self.dead_letter(
+                &r,
+                call_id.as_str(),
+                Refusal::new(DeadLetterReason::KeyMismatch, "message key must be the call id"),
+            );
             return Ok(());
         }
         match ev.event {
-            None => self.dead_letter(&r, call_id.as_str(), Refusal::new(DeadLetterReason::Malformed, "no event set")),
+            None => self.dead_letter(
+                &r,
+                call_id.as_str(),
+                Refusal::new(DeadLetterReason::Malformed, "no event set"),
+            ),
             Some(Event::CallStarted(s)) => self.on_started(&r, call_id, &s).await?,
             Some(Event::AudioChunk(c)) => self.on_chunk(&r, call_id, &c, source).await?,
             Some(Event::KiOptOut(o)) => {
@@ -337,11 +356,18 @@ impl Recorder {
                     if call.opt_out.is_none() {
                         let at_us = o.at.as_ref().map(convert::micros).unwrap_or_else(now_us);
                         tracing::info!(call_id = %call_id, "ki opt-out recorded");
-                        call.opt_out = Some(OptOut { at_us, requested_by: o.requested_by.clone() });
+                        call.opt_out = Some(OptOut {
+                            at_us,
+                            requested_by: o.requested_by.clone(),
+                        });
                         call.dirty = true;
                     }
                 } else {
-                    self.dead_letter(&r, call_id.as_str(), Refusal::new(DeadLetterReason::UnknownCall, "KiOptOut for a call never started"));
+                    self.dead_letter(
+                        &r,
+                        call_id.as_str(),
+                        Refusal::new(DeadLetterReason::UnknownCall, "KiOptOut for a call never started"),
+                    );
                 }
             }
             Some(Event::CallEnded(e)) => self.on_ended(&r, call_id, &e).await?,
@@ -373,8 +399,14 @@ impl Recorder {
     }
 
     fn rebuild(&self, rec: CallRecord) -> Result<CallState, RecorderError> {
-        let wrapped = WrappedKey { key_id: rec.key.key_id.clone(), kek_id: rec.key.kek_id.clone(), sealed: rec.key.sealed.clone() };
-        let key = self.keys.unwrap(&wrapped, &key_context(&rec.facts.call_id, &rec.key.class))?;
+        let wrapped = WrappedKey {
+            key_id: rec.key.key_id.clone(),
+            kek_id: rec.key.kek_id.clone(),
+            sealed: rec.key.sealed.clone(),
+        };
+        let key = self
+            .keys
+            .unwrap(&wrapped, &key_context(&rec.facts.call_id, &rec.key.class))?;
         let reasm = Reassembler::resume(rec.facts.format.clone(), self.cfg.reassembly, rec.progress.clone());
         Ok(CallState {
             buf_first_frame: rec.progress.frames,
@@ -406,7 +438,14 @@ impl Recorder {
         };
         if let Some(existing) = self.call(&call_id).await? {
             if existing.facts != facts {
-                self.dead_letter(r, call_id.as_str(), Refusal::new(DeadLetterReason::DuplicateStart, "CallStarted again with different facts"));
+                self.dead_letter(
+                    r,
+                    call_id.as_str(),
+                    Refusal::new(
+                        DeadLetterReason::DuplicateStart,
+                        "CallStarted again with different facts",
+                    ),
+                );
             }
             // The same start again (a replay or a resend) changes nothing.
             return Ok(());
@@ -418,7 +457,12 @@ impl Recorder {
         let blob_prefix = format!("recordings/{call_id}/{recording_id}");
         let new_call = NewCall {
             facts: facts.clone(),
-            key: StoredKey { key_id: wrapped.key_id, class: RECORDING_KEY_CLASS.into(), kek_id: wrapped.kek_id, sealed: wrapped.sealed },
+            key: StoredKey {
+                key_id: wrapped.key_id,
+                class: RECORDING_KEY_CLASS.into(),
+                kek_id: wrapped.kek_id,
+                sealed: wrapped.sealed,
+            },
             recording_id: recording_id.clone(),
             blob_prefix: blob_prefix.clone(),
             created_at_us: now_us(),
@@ -449,12 +493,24 @@ impl Recorder {
         Ok(())
     }
 
-    async fn on_chunk(&mut self, r: &Record, call_id: CallId, c: &v1::AudioChunk, source: Source) -> Result<(), RecorderError> {
+    async fn on_chunk(
+        &mut self,
+        r: &Record,
+        call_id: CallId,
+        c: &v1::AudioChunk,
+        source: Source,
+    ) -> Result<(), RecorderError> {
         if self.call(&call_id).await?.is_none() {
-            self.dead_letter(r, call_id.as_str(), Refusal::new(DeadLetterReason::UnknownCall, "AudioChunk for a call never started"));
+            self.dead_letter(
+                r,
+                call_id.as_str(),
+                Refusal::new(DeadLetterReason::UnknownCall, "AudioChunk for a call never started"),
+            );
             return Ok(());
         }
-        let Some(call) = self.calls.get_mut(&call_id) else { return Ok(()) };
+        let Some(call) = self.calls.get_mut(&call_id) else {
+            return Ok(());
+        };
         let offset = c.offset.as_ref().and_then(convert::duration_micros);
         let outcome = call.reasm.offer(c.sequence, &c.payload, offset, source);
         let rej = match outcome {
@@ -491,7 +547,11 @@ impl Recorder {
 
     async fn on_ended(&mut self, r: &Record, call_id: CallId, e: &v1::CallEnded) -> Result<(), RecorderError> {
         let Some(call) = self.call(&call_id).await? else {
-            self.dead_letter(r, call_id.as_str(), Refusal::new(DeadLetterReason::UnknownCall, "CallEnded for a call never started"));
+            self.dead_letter(
+                r,
+                call_id.as_str(),
+                Refusal::new(DeadLetterReason::UnknownCall, "CallEnded for a call never started"),
+            );
             return Ok(());
         };
         if call.end.is_some() {
@@ -500,7 +560,13 @@ impl Recorder {
                 let recording_id = call.recording_id.clone();
                 let format = call.reasm.format().clone();
                 let mut ev = recording_stored(call);
-                ev.gaps = self.meta.gaps(&recording_id).await?.iter().map(|g| gap_event(g, &format)).collect();
+                ev.gaps = self
+                    .meta
+                    .gaps(&recording_id)
+                    .await?
+                    .iter()
+                    .map(|g| gap_event(g, &format))
+                    .collect();
                 self.completed.push(Outgoing {
                     topic: self.cfg.topics.recordings.clone(),
                     key: Bytes::from(call_id.as_str().to_owned()),
@@ -621,7 +687,13 @@ impl Recorder {
                     segments = call.segments, gaps = call.reasm.progress().gaps.len(), "recording stored");
                 let mut ev = recording_stored(call);
                 let format = call.reasm.format();
-                ev.gaps = self.meta.gaps(&call.recording_id).await?.iter().map(|g| gap_event(g, format)).collect();
+                ev.gaps = self
+                    .meta
+                    .gaps(&call.recording_id)
+                    .await?
+                    .iter()
+                    .map(|g| gap_event(g, format))
+                    .collect();
                 self.completed.push(Outgoing {
                     topic: self.cfg.topics.recordings.clone(),
                     key: Bytes::from(id.as_str().to_owned()),
@@ -661,7 +733,11 @@ impl Recorder {
             let all = self
                 .durable
                 .iter()
-                .map(|((topic, partition), next_offset)| Position { topic: topic.clone(), partition: *partition, next_offset: *next_offset })
+                .map(|((topic, partition), next_offset)| Position {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    next_offset: *next_offset,
+                })
                 .collect();
             self.durable_tx.send_replace(all);
         }

@@ -16,7 +16,11 @@ pub enum ReadError {
     #[error("cannot decrypt: {0}")]
     Key(CryptoError),
     #[error("segment {index} of recording {recording_id} failed verification: {source}")]
-    Segment { recording_id: String, index: u64, source: CryptoError },
+    Segment {
+        recording_id: String,
+        index: u64,
+        source: CryptoError,
+    },
     #[error("recording {recording_id} is inconsistent: {detail}")]
     Integrity { recording_id: String, detail: String },
     #[error(transparent)]
@@ -58,12 +62,25 @@ pub async fn read_recording(
         .load_call(call_id)
         .await?
         .ok_or_else(|| ReadError::UnknownCall(call_id.to_string()))?;
-    let wrapped = WrappedKey { key_id: rec.key.key_id.clone(), kek_id: rec.key.kek_id.clone(), sealed: rec.key.sealed.clone() };
-    let key = keys.unwrap(&wrapped, &key_context(call_id, &rec.key.class)).map_err(ReadError::Key)?;
+    let wrapped = WrappedKey {
+        key_id: rec.key.key_id.clone(),
+        kek_id: rec.key.kek_id.clone(),
+        sealed: rec.key.sealed.clone(),
+    };
+    let key = keys
+        .unwrap(&wrapped, &key_context(call_id, &rec.key.class))
+        .map_err(ReadError::Key)?;
     let rows = meta.segments(&rec.recording_id).await?;
-    let integrity = |detail: String| ReadError::Integrity { recording_id: rec.recording_id.clone(), detail };
+    let integrity = |detail: String| ReadError::Integrity {
+        recording_id: rec.recording_id.clone(),
+        detail,
+    };
     if rows.len() as u64 != rec.segments {
-        return Err(integrity(format!("{} segment rows, {} recorded", rows.len(), rec.segments)));
+        return Err(integrity(format!(
+            "{} segment rows, {} recorded",
+            rows.len(),
+            rec.segments
+        )));
     }
     let frame_bytes = rec.facts.format.pcm_frame_bytes();
     let mut pcm = Vec::new();
@@ -73,14 +90,31 @@ pub async fn read_recording(
             return Err(integrity(format!("segment {i} missing")));
         }
         let blob = blobs.get(&row.blob_path).await?;
-        let (hdr, pt) = segment::open(&key, &blob, Expect { kind: ArtifactKind::Recording, recording_id: &rec.recording_id, index: row.idx })
-            .map_err(|source| ReadError::Segment { recording_id: rec.recording_id.clone(), index: row.idx, source })?;
+        let (hdr, pt) = segment::open(
+            &key,
+            &blob,
+            Expect {
+                kind: ArtifactKind::Recording,
+                recording_id: &rec.recording_id,
+                index: row.idx,
+            },
+        )
+        .map_err(|source| ReadError::Segment {
+            recording_id: rec.recording_id.clone(),
+            index: row.idx,
+            source,
+        })?;
         if hdr.first_frame != frames || row.first_frame != frames {
-            return Err(integrity(format!("segment {i} starts at frame {}, expected {frames}", hdr.first_frame)));
+            return Err(integrity(format!(
+                "segment {i} starts at frame {}, expected {frames}",
+                hdr.first_frame
+            )));
         }
         let last = i + 1 == rows.len();
         if hdr.final_segment != (last && rec.complete) || hdr.final_segment != row.final_segment {
-            return Err(integrity(format!("segment {i}: final marker does not match the recording state")));
+            return Err(integrity(format!(
+                "segment {i}: final marker does not match the recording state"
+            )));
         }
         if pt.len() % frame_bytes != 0 {
             return Err(integrity(format!("segment {i} holds a partial frame")));
@@ -92,7 +126,10 @@ pub async fn read_recording(
         return Err(integrity("complete recording without a final segment".into()));
     }
     if frames != rec.progress.frames {
-        return Err(integrity(format!("{frames} frames stored, {} recorded", rec.progress.frames)));
+        return Err(integrity(format!(
+            "{frames} frames stored, {} recorded",
+            rec.progress.frames
+        )));
     }
     let gaps = meta.gaps(&rec.recording_id).await?;
     Ok(Recording {

@@ -15,7 +15,10 @@ pub async fn blob_store_suite(store: Arc<dyn BlobStore>, prefix: &str) {
     assert_eq!(store.get(&a).await.unwrap().as_ref(), b"one");
     store.put(&a, Bytes::from_static(b"uno")).await.unwrap();
     assert_eq!(store.get(&a).await.unwrap().as_ref(), b"uno");
-    assert_eq!(store.list(&format!("{prefix}/rec")).await.unwrap(), vec![b.clone(), a.clone()]);
+    assert_eq!(
+        store.list(&format!("{prefix}/rec")).await.unwrap(),
+        vec![b.clone(), a.clone()]
+    );
     store.delete(&a).await.unwrap();
     assert!(matches!(store.get(&a).await, Err(StoreError::NotFound(_))));
     assert_eq!(store.list(&format!("{prefix}/rec")).await.unwrap(), vec![b]);
@@ -53,7 +56,10 @@ pub async fn metadata_store_suite(store: Arc<dyn MetadataStore>, prefix: &str) {
     let call = sample_call(&id);
     let cid = call.facts.call_id.clone();
     assert!(store.load_call(&cid).await.unwrap().is_none());
-    let flush = Flush { new_calls: vec![call.clone()], ..Default::default() };
+    let flush = Flush {
+        new_calls: vec![call.clone()],
+        ..Default::default()
+    };
     store.apply(&flush).await.unwrap();
     store.apply(&flush).await.unwrap(); // replay is harmless
     let got = store.load_call(&cid).await.unwrap().unwrap();
@@ -80,13 +86,31 @@ pub async fn metadata_store_suite(store: Arc<dyn MetadataStore>, prefix: &str) {
         duplicate_chunks: 3,
         segments: 2,
         complete: true,
-        end: Some(CallEnd { ended_at_us: 5, reason: "hangup_customer".into(), last_sequence: Some(11) }),
-        opt_out: Some(OptOut { at_us: 4, requested_by: "adv-1".into() }),
+        end: Some(CallEnd {
+            ended_at_us: 5,
+            reason: "hangup_customer".into(),
+            last_sequence: Some(11),
+        }),
+        opt_out: Some(OptOut {
+            at_us: 4,
+            requested_by: "adv-1".into(),
+        }),
         updated_at_us: 6,
     };
-    let gap = GapRow { recording_id: call.recording_id.clone(), first_missing: 3, missing: 2, at_frame: 400, frames: 200 };
+    let gap = GapRow {
+        recording_id: call.recording_id.clone(),
+        first_missing: 3,
+        missing: 2,
+        at_frame: 400,
+        frames: 200,
+    };
     store
-        .apply(&Flush { segments: vec![seg(1, true), seg(0, false)], gaps: vec![gap.clone()], updates: vec![update.clone()], ..Default::default() })
+        .apply(&Flush {
+            segments: vec![seg(1, true), seg(0, false)],
+            gaps: vec![gap.clone()],
+            updates: vec![update.clone()],
+            ..Default::default()
+        })
         .await
         .unwrap();
     let got = store.load_call(&cid).await.unwrap().unwrap();
@@ -98,7 +122,10 @@ pub async fn metadata_store_suite(store: Arc<dyn MetadataStore>, prefix: &str) {
     assert_eq!(got.duplicate_chunks, 3);
     assert_eq!(got.end, update.end);
     assert_eq!(got.opt_out, update.opt_out);
-    assert_eq!(store.segments(&call.recording_id).await.unwrap(), vec![seg(0, false), seg(1, true)]);
+    assert_eq!(
+        store.segments(&call.recording_id).await.unwrap(),
+        vec![seg(0, false), seg(1, true)]
+    );
     assert_eq!(store.gaps(&call.recording_id).await.unwrap(), vec![gap]);
     let listed = store.list_calls(10_000).await.unwrap();
     assert!(listed.iter().any(|c| c.facts.call_id == cid));

@@ -151,11 +151,16 @@ impl SqlStore {
                 .connect(url)
                 .await
                 .map_err(db)?;
-            sqlx::migrate!("./migrations/postgres").run(&pool).await.map_err(|e| StoreError::Config(format!("migrations: {e}")))?;
+            sqlx::migrate!("./migrations/postgres")
+                .run(&pool)
+                .await
+                .map_err(|e| StoreError::Config(format!("migrations: {e}")))?;
             (pool, redact(url))
         } else if let Some(path) = url.strip_prefix("sqlite://") {
             if path.is_empty() {
-                return Err(StoreError::Config("sqlite:// needs a file path, e.g. sqlite:///var/lib/opptak/opptak.db".into()));
+                return Err(StoreError::Config(
+                    "sqlite:// needs a file path, e.g. sqlite:///var/lib/opptak/opptak.db".into(),
+                ));
             }
             if let Some(dir) = std::path::Path::new(path).parent() {
                 std::fs::create_dir_all(dir).map_err(|e| StoreError::Config(format!("{}: {e}", dir.display())))?;
@@ -175,7 +180,10 @@ impl SqlStore {
                 .connect(&format!("sqlite://{path}?mode=rwc"))
                 .await
                 .map_err(db)?;
-            sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(|e| StoreError::Config(format!("migrations: {e}")))?;
+            sqlx::migrate!("./migrations/sqlite")
+                .run(&pool)
+                .await
+                .map_err(|e| StoreError::Config(format!("migrations: {e}")))?;
             (pool, url.to_owned())
         } else {
             return Err(StoreError::Config(format!(
@@ -206,7 +214,8 @@ impl SqlStore {
             customer_ref: text("customer_ref")?,
             advisor_id: text("advisor_id")?,
             desk: Desk::parse(&text("desk")?).ok_or_else(|| bad("desk"))?,
-            service_category: ServiceCategory::parse(&text("service_category")?).ok_or_else(|| bad("service_category"))?,
+            service_category: ServiceCategory::parse(&text("service_category")?)
+                .ok_or_else(|| bad("service_category"))?,
             ki_enabled: flag("ki_enabled")?,
             customer_informed: flag("customer_informed")?,
             format,
@@ -214,7 +223,10 @@ impl SqlStore {
         let end = match opt_int("ended_at_us")? {
             Some(ended_at_us) => Some(CallEnd {
                 ended_at_us,
-                reason: r.try_get::<Option<String>, _>("end_reason").map_err(|_| bad("end_reason"))?.unwrap_or_default(),
+                reason: r
+                    .try_get::<Option<String>, _>("end_reason")
+                    .map_err(|_| bad("end_reason"))?
+                    .unwrap_or_default(),
                 last_sequence: opt_int("last_sequence")?.map(|v| v as u64),
             }),
             None => None,
@@ -222,7 +234,10 @@ impl SqlStore {
         let opt_out = match opt_int("ki_opt_out_at_us")? {
             Some(at_us) => Some(OptOut {
                 at_us,
-                requested_by: r.try_get::<Option<String>, _>("ki_opt_out_by").map_err(|_| bad("ki_opt_out_by"))?.unwrap_or_default(),
+                requested_by: r
+                    .try_get::<Option<String>, _>("ki_opt_out_by")
+                    .map_err(|_| bad("ki_opt_out_by"))?
+                    .unwrap_or_default(),
             }),
             None => None,
         };
@@ -419,11 +434,13 @@ impl MetadataStore for SqlStore {
     }
 
     async fn list_calls(&self, limit: u32) -> Result<Vec<CallRecord>, StoreError> {
-        let rows = sqlx::query(&format!("{CALL_SELECT} ORDER BY c.started_at_us DESC, c.call_id LIMIT $1"))
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
+        let rows = sqlx::query(&format!(
+            "{CALL_SELECT} ORDER BY c.started_at_us DESC, c.call_id LIMIT $1"
+        ))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
         rows.iter().map(Self::call_from_row).collect()
     }
 
@@ -484,7 +501,10 @@ impl MetadataStore for SqlStore {
 mod tests {
     #[test]
     fn passwords_are_redacted() {
-        assert_eq!(super::redact("postgres://u:secret@h:5432/db"), "postgres://u:*****@h:5432/db");
+        assert_eq!(
+            super::redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:*****@h:5432/db"
+        );
         assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
     }
 }

@@ -31,7 +31,11 @@ async fn sqlite_metadata_store() {
 #[tokio::test]
 async fn postgres_metadata_store() {
     let Ok(url) = std::env::var("OPPTAK_TEST_POSTGRES") else {
-        assert_ne!(std::env::var("OPPTAK_REQUIRE_SERVICES").as_deref(), Ok("1"), "OPPTAK_TEST_POSTGRES not set");
+        assert_ne!(
+            std::env::var("OPPTAK_REQUIRE_SERVICES").as_deref(),
+            Ok("1"),
+            "OPPTAK_TEST_POSTGRES not set"
+        );
         eprintln!("skipping: OPPTAK_TEST_POSTGRES not set");
         return;
     };

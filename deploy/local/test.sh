@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The full test suite: starts what the tests need (Kafka, PostgreSQL) with
+# deploy/local/services.sh, then runs every test against the real services.
+# Extra arguments go to `cargo test` (e.g. a test name filter).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+deploy/local/services.sh start
+eval "$(deploy/local/services.sh env)"
+# Tests that need a service fail (instead of skipping) when it is missing.
+export OPPTAK_REQUIRE_SERVICES=1
+
+cargo fmt --all -- --check
+cargo test --workspace --all-targets "$@"
+# The first quick-start command must keep working too.
+cargo run --quiet -- demo --data-dir "${TMPDIR:-/tmp}/opptak-ci-demo"
