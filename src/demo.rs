@@ -319,11 +319,11 @@ pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32) -> Result<()> {
         stats.records, stats.chunks_accepted, stats.chunks_duplicate, stats.segments_written, stats.dead_letters
     );
     println!(
-        "\nlist:   cargo run --release -- recordings list --config {}",
+        "\nlist:   cargo run -- recordings list --config {}",
         config_path.display()
     );
     println!(
-        "listen: cargo run --release -- recordings export <call-id> --out call.wav --config {}",
+        "listen: cargo run -- recordings export <call-id> --out call.wav --config {}",
         config_path.display()
     );
     println!("every call's audio is kept under the 24-hour class (R2); retention, KI transcription and review arrive in later releases");
