@@ -7,7 +7,7 @@ use opptak::sim::{self, SimCall};
 use opptak_crypto::segment::{self, ArtifactKind, Expect, SegmentHeader};
 use opptak_crypto::DataKey;
 use opptak_domain::model::Codec;
-use opptak_domain::reassembly::{ReassemblyConfig, Reassembler};
+use opptak_domain::reassembly::{Reassembler, ReassemblyConfig};
 use opptak_proto::v1;
 use opptak_proto::Message;
 
@@ -54,7 +54,9 @@ fn per_chunk(c: &mut Criterion) {
         b.iter(|| {
             let mut r = Reassembler::new(call.format.clone(), ReassemblyConfig::default());
             for e in &enc {
-                if let Some(v1::telephony_event::Event::AudioChunk(a)) = v1::TelephonyEvent::decode(e.as_slice()).unwrap().event {
+                if let Some(v1::telephony_event::Event::AudioChunk(a)) =
+                    v1::TelephonyEvent::decode(e.as_slice()).unwrap().event
+                {
                     let _ = r.offer(a.sequence, &a.payload, None, ());
                     black_box(r.drain());
                 }
@@ -80,9 +82,15 @@ fn sealing(c: &mut Criterion) {
         let sealed = segment::seal(&key, &hdr, &pt).unwrap();
         let mut g = c.benchmark_group(format!("segment_{size}_bytes"));
         g.throughput(Throughput::Bytes(size as u64));
-        g.bench_function("seal", |b| b.iter(|| black_box(segment::seal(&key, &hdr, &pt).unwrap())));
+        g.bench_function("seal", |b| {
+            b.iter(|| black_box(segment::seal(&key, &hdr, &pt).unwrap()))
+        });
         g.bench_function("open", |b| {
-            let e = Expect { kind: ArtifactKind::Recording, recording_id: "rec-bench", index: 7 };
+            let e = Expect {
+                kind: ArtifactKind::Recording,
+                recording_id: "rec-bench",
+                index: 7,
+            };
             b.iter(|| black_box(segment::open(&key, &sealed, e).unwrap()))
         });
         g.finish();

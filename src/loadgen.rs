@@ -16,10 +16,15 @@ pub struct LoadSpec {
     pub calls: usize,
     pub seconds: u64,
     pub chunk_ms: u64,
-    /// Write every produced message to this file for the kcat baseline
-    /// (`key \x1f value \x1e` records).
+    /// Write every produced chunk message to this file for the kcat baseline:
+    /// `key`, [`DUMP_KEY_DELIMITER`], `value`, [`DUMP_DELIMITER`] per record.
     pub dump: Option<std::path::PathBuf>,
 }
+
+/// Separates key and value in a dump file (`kcat -K`).
+pub const DUMP_KEY_DELIMITER: &[u8] = b"\x1f";
+/// Ends a record in a dump file (`kcat -D`); long enough not to occur in audio.
+pub const DUMP_DELIMITER: &[u8] = b"\x1e\xfe\x1d\xfd\x1c\xfc\x1b\xfb";
 
 #[derive(Clone, Debug, Default)]
 pub struct LoadReport {
@@ -188,9 +193,9 @@ pub async fn run(edges: &Edges, spec: &LoadSpec) -> Result<LoadReport> {
             let (k, v) = sim::encode(&ev);
             if let Some(d) = dump.as_mut() {
                 d.write_all(&k)?;
-                d.write_all(b"\x1f")?;
+                d.write_all(DUMP_KEY_DELIMITER)?;
                 d.write_all(&v)?;
-                d.write_all(b"\x1e\x1e\x1e\x1e")?;
+                d.write_all(DUMP_DELIMITER)?;
             }
             let bus = edges.bus.clone();
             let topic = topic.clone();
@@ -208,6 +213,9 @@ pub async fn run(edges: &Edges, spec: &LoadSpec) -> Result<LoadReport> {
     }
     for h in pending {
         h.await??;
+    }
+    if let Some(mut d) = dump.take() {
+        d.flush()?;
     }
     // Let the recorder catch up, then stop.
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -42,6 +42,9 @@ fn contract_guide_names_every_dead_letter_reason() {
     for i in 1..=11 {
         let r = opptak_proto::v1::DeadLetterReason::try_from(i).unwrap();
         let name = r.as_str_name().trim_start_matches("DEAD_LETTER_REASON_");
-        assert!(guide.contains(name), "docs/telephony-contract.md does not explain {name}");
+        assert!(
+            guide.contains(name),
+            "docs/telephony-contract.md does not explain {name}"
+        );
     }
 }

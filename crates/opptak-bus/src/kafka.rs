@@ -229,6 +229,21 @@ impl Bus for KafkaBus {
     }
 }
 
+fn is_transient(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::BrokerTransportFailure
+            | RDKafkaErrorCode::AllBrokersDown
+            | RDKafkaErrorCode::NotLeaderForPartition
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::NetworkException
+            | RDKafkaErrorCode::CoordinatorNotAvailable
+            | RDKafkaErrorCode::NotCoordinator
+            | RDKafkaErrorCode::OperationTimedOut
+    )
+}
+
 struct KafkaSubscription {
     consumer: StreamConsumer,
 }
@@ -248,7 +263,10 @@ impl Subscription for KafkaSubscription {
             match tokio::time::timeout_at(until, self.consumer.recv()).await {
                 Err(_) => break,
                 Ok(Err(e)) => {
-                    if out.is_empty() {
+                    // librdkafka reconnects by itself (broker restarts, leader
+                    // moves); report and let the caller poll again.
+                    tracing::warn!(error = %e, "kafka consume error");
+                    if out.is_empty() && !e.rdkafka_error_code().is_some_and(is_transient) {
                         return Err(unavailable(e));
                     }
                     break;

@@ -749,9 +749,8 @@ impl Recorder {
         }
         // Partitions with nothing held back are fully committed.
         self.seen.retain(|k, _| held.contains_key(k));
-        for id in finished {
-            self.calls.remove(&id);
-        }
+        // Finished calls leave memory; a late or replayed chunk reloads them.
+        self.calls.retain(|_, c| !c.complete);
         self.stats.segments_written += segments_written;
         self.stats.flushes += 1;
         self.stats_tx.send_replace(self.stats.clone());
