@@ -19,6 +19,9 @@ pub struct LoadSpec {
     /// Write every produced chunk message to this file for the kcat baseline:
     /// `key`, [`DUMP_KEY_DELIMITER`], `value`, [`DUMP_DELIMITER`] per record.
     pub dump: Option<std::path::PathBuf>,
+    /// Run without the recorder: the load generator's own cost, subtracted
+    /// to give the recorder's CPU per call.
+    pub producer_only: bool,
 }
 
 /// Separates key and value in a dump file (`kcat -K`).
@@ -101,17 +104,34 @@ pub async fn run(edges: &Edges, spec: &LoadSpec) -> Result<LoadReport> {
     if spec.calls == 0 || spec.chunk_ms == 0 || spec.seconds == 0 {
         bail!("calls, seconds and chunk-ms must be positive");
     }
-    edges.create_topics().await?;
-    let topic = edges.config.recorder_config().topics.telephony;
-    let recorder = edges.recorder();
+    // Fresh topics and group per run, so one run's backlog never skews the next.
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let mut rc = edges.config.recorder_config();
+    rc.topics =
+        opptak_recorder::Topics::with_prefix(&format!("{}loadgen-{}.", edges.config.bus.topic_prefix, &run_id[..8]));
+    rc.group = format!("{}-{}", rc.group, &run_id[..8]);
+    rc.topics
+        .create(edges.bus.as_ref(), edges.config.bus.partitions)
+        .await?;
+    let topic = rc.topics.telephony.clone();
+    let recorder = opptak_recorder::Recorder::new(
+        edges.bus.clone(),
+        edges.blobs.clone(),
+        edges.meta.clone(),
+        edges.keys.clone(),
+        rc,
+    );
     let mut durable_rx = recorder.durable_positions();
-    let running = RunningRecorder::spawn(recorder);
+    let running = if spec.producer_only {
+        None
+    } else {
+        Some(RunningRecorder::spawn(recorder))
+    };
 
     // A pool of distinct 10-second stereo G.711 calls, looped for each call.
     let pool: Vec<SimCall> = (0..8)
         .map(|i| SimCall::synthetic("pool", if i % 2 == 0 { Codec::Pcmu } else { Codec::Pcma }, 2, 10.0, i))
         .collect();
-    let run_id = uuid::Uuid::new_v4().simple().to_string();
     let calls: Vec<(String, &SimCall)> = (0..spec.calls)
         .map(|i| (format!("load-{}-{i:05}", &run_id[..8]), &pool[i % pool.len()]))
         .collect();
@@ -221,14 +241,16 @@ pub async fn run(edges: &Edges, spec: &LoadSpec) -> Result<LoadReport> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let n = track.lock().unwrap_or_else(|e| e.into_inner()).latencies_ms.len() as u64;
-        if n >= chunks_sent || Instant::now() > deadline {
+        if spec.producer_only || n >= chunks_sent || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let wall_s = t0.elapsed().as_secs_f64();
     let cpu_s = process_cpu_seconds() - cpu0;
-    running.stop().await?;
+    if let Some(r) = running {
+        r.stop().await?;
+    }
     watcher.abort();
     let mut lat = track.lock().unwrap_or_else(|e| e.into_inner()).latencies_ms.clone();
     lat.sort_by(|a, b| a.total_cmp(b));

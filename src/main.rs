@@ -54,6 +54,9 @@ enum Command {
         /// Write the produced messages to a file (for the kcat baseline).
         #[arg(long)]
         dump: Option<PathBuf>,
+        /// Also run each size without the recorder, to subtract the generator's own CPU.
+        #[arg(long)]
+        baseline: bool,
     },
     /// Print the effective configuration (secrets are not part of it).
     Config,
@@ -125,22 +128,36 @@ async fn main() -> Result<()> {
             seconds,
             chunk_ms,
             dump,
+            baseline,
         } => {
             let config = Config::load(cli.config.as_deref())?;
             init_logging(config.log.format == "json");
             let edges = Edges::open(config).await?;
-            println!("| calls | chunk ms | chunks sent | durable | p50 ms | p99 ms | max ms | CPU cores used | calls per core | sustained |");
-            println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+            println!("| calls | chunk ms | chunks sent | durable | p50 ms | p99 ms | max ms | process cores | generator-only cores | recorder cores | calls per recorder core | sustained |");
+            println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
             for n in calls {
                 let spec = opptak::loadgen::LoadSpec {
                     calls: n,
                     seconds,
                     chunk_ms,
                     dump: dump.clone(),
+                    producer_only: false,
                 };
                 let r = opptak::loadgen::run(&edges, &spec).await?;
+                let gen = if baseline {
+                    let spec = opptak::loadgen::LoadSpec {
+                        dump: None,
+                        producer_only: true,
+                        ..spec
+                    };
+                    Some(opptak::loadgen::run(&edges, &spec).await?.cores_used())
+                } else {
+                    None
+                };
+                let rec = gen.map(|g| (r.cores_used() - g).max(1e-6));
+                let fmt = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |v| format!("{v:.p$}"));
                 println!(
-                    "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.0} | {} |",
+                    "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {} | {} | {} | {} |",
                     r.calls,
                     r.chunk_ms,
                     r.chunks_sent,
@@ -149,7 +166,9 @@ async fn main() -> Result<()> {
                     r.p99_ms,
                     r.max_ms,
                     r.cores_used(),
-                    r.calls_per_core(),
+                    fmt(gen, 2),
+                    fmt(rec, 2),
+                    fmt(rec.map(|c| n as f64 / c), 0),
                     if r.sustained() { "yes" } else { "no" }
                 );
             }

@@ -10,6 +10,12 @@ eval "$(deploy/local/services.sh env)"
 # Tests that need a service fail (instead of skipping) when it is missing.
 export OPPTAK_REQUIRE_SERVICES=1
 
+# Each test creates its own database; drop those of earlier runs.
+for db in $(psql -qtA "$OPPTAK_TEST_POSTGRES" -c \
+  "SELECT datname FROM pg_database WHERE datname ~ '^(fifty|dl|crash|bench)_[0-9a-f_]+$'"); do
+  psql -q "$OPPTAK_TEST_POSTGRES" -c "DROP DATABASE IF EXISTS $db"
+done
+
 cargo fmt --all -- --check
 cargo test --workspace --all-targets "$@"
 # The first quick-start command must keep working too.

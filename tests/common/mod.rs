@@ -157,14 +157,26 @@ pub fn find_probe(haystack: &[u8], probes: &HashSet<[u8; 16]>) -> Option<usize> 
 
 /// Every file under `dir` that contains a probe.
 pub fn scan_dir(dir: &Path, probes: &HashSet<[u8; 16]>) -> Vec<(PathBuf, usize)> {
+    scan_dir_since(dir, probes, std::time::SystemTime::UNIX_EPOCH)
+}
+
+/// Like [`scan_dir`], for files modified at or after `since` (a test's own
+/// writes in a shared directory such as PostgreSQL's WAL).
+pub fn scan_dir_since(dir: &Path, probes: &HashSet<[u8; 16]>, since: std::time::SystemTime) -> Vec<(PathBuf, usize)> {
     let mut hits = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else { continue };
         for e in entries.flatten() {
             let p = e.path();
+            let modified = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::SystemTime::now());
             if p.is_dir() {
                 stack.push(p);
+            } else if modified < since {
+                continue;
             } else if let Ok(bytes) = std::fs::read(&p) {
                 if let Some(at) = find_probe(&bytes, probes) {
                     hits.push((p, at));

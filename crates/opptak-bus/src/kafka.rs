@@ -255,10 +255,12 @@ impl Subscription for KafkaSubscription {
         let mut out = Vec::new();
         while out.len() < max {
             // After the first record, take only what is already buffered.
+            // Wait for the first record up to the deadline; after that take only
+            // what arrives without a pause, and never past the deadline.
             let until = if out.is_empty() {
                 deadline
             } else {
-                tokio::time::Instant::now() + Duration::from_millis(2)
+                deadline.min(tokio::time::Instant::now() + Duration::from_millis(2))
             };
             match tokio::time::timeout_at(until, self.consumer.recv()).await {
                 Err(_) => break,

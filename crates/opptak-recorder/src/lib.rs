@@ -251,8 +251,15 @@ impl Recorder {
             if *shutdown.borrow() {
                 break;
             }
+            // Poll only until the next flush is due, so a chunk waits at most
+            // one flush interval (plus the flush itself) to become durable.
+            let wait = self
+                .cfg
+                .flush_interval
+                .saturating_sub(last_flush.elapsed())
+                .max(Duration::from_millis(1));
             let records = tokio::select! {
-                r = sub.poll(self.cfg.max_batch, self.cfg.flush_interval) => r?,
+                r = sub.poll(self.cfg.max_batch, wait) => r?,
                 _ = shutdown.changed() => Vec::new(),
             };
             for r in records {
@@ -260,8 +267,9 @@ impl Recorder {
             }
             self.expire_holes(Instant::now());
             if last_flush.elapsed() >= self.cfg.flush_interval || self.dead_letters.len() > 1000 {
-                self.flush(sub.as_mut()).await?;
+                // Timed from the start: a flush every interval, however long it takes.
                 last_flush = Instant::now();
+                self.flush(sub.as_mut()).await?;
             }
         }
         self.flush(sub.as_mut()).await?;
@@ -668,6 +676,7 @@ impl Recorder {
             call.dirty = false;
         }
         let segments_written = puts.len() as u64;
+        let t_start = Instant::now();
         // 1. Sealed audio into the blob store.
         let blobs = self.blobs.clone();
         let mut writes = futures::stream::iter(puts.into_iter().map(|(path, data)| {
@@ -678,8 +687,10 @@ impl Recorder {
         while let Some(res) = writes.next().await {
             res?;
         }
+        let t_blobs = t_start.elapsed();
         // 2. Metadata in one transaction.
         self.meta.apply(&flush).await?;
+        let t_meta = t_start.elapsed() - t_blobs;
         // 3. Dead letters and completion events, acknowledged by the bus.
         for id in &finished {
             if let Some(call) = self.calls.get(id) {
@@ -707,6 +718,16 @@ impl Recorder {
         out.extend(completed);
         if !out.is_empty() {
             self.bus.publish_all(out).await?;
+        }
+        let t_events = t_start.elapsed() - t_blobs - t_meta;
+        if segments_written > 0 {
+            tracing::debug!(
+                segments = segments_written,
+                blobs_ms = t_blobs.as_millis() as u64,
+                meta_ms = t_meta.as_millis() as u64,
+                events_ms = t_events.as_millis() as u64,
+                "flush"
+            );
         }
         // 4. Offsets: up to the oldest chunk still held back for reordering.
         let mut held: HashMap<(Arc<str>, i32), i64> = HashMap::new();

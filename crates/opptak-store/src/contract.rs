@@ -129,4 +129,58 @@ pub async fn metadata_store_suite(store: Arc<dyn MetadataStore>, prefix: &str) {
     assert_eq!(store.gaps(&call.recording_id).await.unwrap(), vec![gap]);
     let listed = store.list_calls(10_000).await.unwrap();
     assert!(listed.iter().any(|c| c.facts.call_id == cid));
+
+    // Many rows in one flush (more than one multi-row statement), several calls.
+    let many: Vec<NewCall> = (0..3).map(|i| sample_call(&format!("{prefix}-many-{i}"))).collect();
+    store
+        .apply(&Flush {
+            new_calls: many.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut flush = Flush::default();
+    for (i, c) in many.iter().enumerate() {
+        for idx in 0..1203u64 {
+            flush.segments.push(SegmentRow {
+                recording_id: c.recording_id.clone(),
+                idx,
+                blob_path: format!("{}/seg-{idx:08}", c.blob_prefix),
+                first_frame: idx * 10,
+                frames: 10,
+                sealed_bytes: 100 + i as u64,
+                final_segment: idx == 1202,
+            });
+        }
+        flush.updates.push(CallUpdate {
+            call_id: c.facts.call_id.clone(),
+            recording_id: c.recording_id.clone(),
+            next_sequence: 1203 + i as u64,
+            frames: 12030,
+            last_chunk_frames: 10,
+            duplicate_chunks: i as u64,
+            segments: 1203,
+            complete: i == 1,
+            end: (i == 1).then(|| CallEnd {
+                ended_at_us: 9,
+                reason: "transfer".into(),
+                last_sequence: None,
+            }),
+            opt_out: None,
+            updated_at_us: 10,
+        });
+    }
+    store.apply(&flush).await.unwrap();
+    for (i, c) in many.iter().enumerate() {
+        let got = store.load_call(&c.facts.call_id).await.unwrap().unwrap();
+        assert_eq!(got.progress.next_sequence, 1203 + i as u64);
+        assert_eq!(got.duplicate_chunks, i as u64);
+        assert_eq!(got.complete, i == 1);
+        assert_eq!(got.end.is_some(), i == 1);
+        assert_eq!(got.segments, 1203);
+        let segs = store.segments(&c.recording_id).await.unwrap();
+        assert_eq!(segs.len(), 1203);
+        assert!(segs.iter().all(|s| s.sealed_bytes == 100 + i as u64));
+        assert!(segs[1202].final_segment && !segs[1201].final_segment);
+    }
 }
