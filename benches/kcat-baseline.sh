@@ -34,7 +34,7 @@ export OPPTAK__KEYS__KEYRING="$work/keyring.json"
 export OPPTAK_LOG=${OPPTAK_LOG:-warn}
 
 echo "## opptak loadgen: $CALLS calls, ${SECONDS_PER_RUN}s, ${CHUNK_MS} ms chunks"
-"$bin" loadgen --calls "$CALLS" --seconds "$SECONDS_PER_RUN" --chunk-ms "$CHUNK_MS" --dump "$work/messages.bin"
+"$bin" loadgen --calls "$CALLS" --seconds "$SECONDS_PER_RUN" --chunk-ms "$CHUNK_MS" --baseline --dump "$work/messages.bin"
 
 topic="kcat-baseline-$(date +%s)"
 deploy/local/services.sh topics --create --topic "$topic" --partitions 12 --replication-factor 1 >/dev/null
@@ -54,3 +54,4 @@ print(f"kcat produce: {n / (t1 - t0):,.0f} msg/s ({t1 - t0:.2f} s)")
 print(f"kcat consume: {got / (t2 - t1):,.0f} msg/s ({t2 - t1:.2f} s, {got} messages)")
 PY
 psql -q "$OPPTAK_TEST_POSTGRES" -c "DROP DATABASE $db"
+deploy/local/services.sh topics --delete --topic "$topic" >/dev/null

@@ -114,6 +114,7 @@ pub async fn run(edges: &Edges, spec: &LoadSpec) -> Result<LoadReport> {
         .create(edges.bus.as_ref(), edges.config.bus.partitions)
         .await?;
     let topic = rc.topics.telephony.clone();
+    let rc_topics = rc.topics.clone();
     let recorder = opptak_recorder::Recorder::new(
         edges.bus.clone(),
         edges.blobs.clone(),
@@ -250,6 +251,10 @@ pub async fn run(edges: &Edges, spec: &LoadSpec) -> Result<LoadReport> {
     let cpu_s = process_cpu_seconds() - cpu0;
     if let Some(r) = running {
         r.stop().await?;
+    }
+    // Load runs write gigabytes; leave nothing behind in the broker.
+    for t in [&rc_topics.telephony, &rc_topics.recordings, &rc_topics.deadletter] {
+        edges.bus.delete_topic(t).await?;
     }
     watcher.abort();
     let mut lat = track.lock().unwrap_or_else(|e| e.into_inner()).latencies_ms.clone();

@@ -57,6 +57,8 @@ pub async fn order_and_partitioning(bus: Arc<dyn Bus>, prefix: &str) {
     }
     let ends: i64 = bus.end_offsets(&topic).await.unwrap().iter().map(|(_, e)| e).sum();
     assert_eq!(ends, 201);
+    bus.delete_topic(&topic).await.unwrap();
+    bus.delete_topic(&topic).await.unwrap(); // idempotent
 }
 
 /// A new member of a group starts at the committed positions: committed

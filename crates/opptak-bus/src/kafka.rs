@@ -157,6 +157,17 @@ impl Bus for KafkaBus {
         }
     }
 
+    async fn delete_topic(&self, name: &str) -> Result<(), BusError> {
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        for r in self.admin.delete_topics(&[name], &opts).await.map_err(unavailable)? {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+                Err((t, code)) => return Err(BusError::Config(format!("delete topic {t}: {code}"))),
+            }
+        }
+        Ok(())
+    }
+
     async fn publish(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<(i32, i64), BusError> {
         await_delivery(self.send(topic, key, payload)?).await
     }

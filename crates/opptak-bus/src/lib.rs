@@ -81,6 +81,9 @@ pub trait Bus: Send + Sync + 'static {
     /// Creates the topic if it does not exist.
     async fn create_topic(&self, name: &str, partitions: i32) -> Result<(), BusError>;
 
+    /// Deletes a topic and everything in it (load tests, test clean-up).
+    async fn delete_topic(&self, name: &str) -> Result<(), BusError>;
+
     /// Publishes and waits until the bus has made it durable. Returns (partition, offset).
     async fn publish(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<(i32, i64), BusError>;
 

@@ -61,6 +61,13 @@ impl Bus for MemoryBus {
         Ok(())
     }
 
+    async fn delete_topic(&self, name: &str) -> Result<(), BusError> {
+        let mut st = self.inner.lock();
+        st.topics.remove(name);
+        st.committed.retain(|(_, t, _), _| t != name);
+        Ok(())
+    }
+
     async fn publish(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<(i32, i64), BusError> {
         let at = {
             let mut st = self.inner.lock();

@@ -35,7 +35,7 @@ const TAG_LEN: usize = 16;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ArtifactKind {
-    /// The call's recording: interleaved PCM16.
+    /// The call's recording: interleaved frames in the call's wire codec (G.711 or L16).
     Recording = 1,
 }
 

@@ -182,6 +182,29 @@ impl AudioFormat {
         (micros * self.sample_rate_hz as u64 + 500_000) / 1_000_000
     }
 
+    /// Whole frames in a wire payload, or why it is not whole frames.
+    pub fn frames_in(&self, payload: &[u8]) -> Result<u64, DecodeError> {
+        let fb = self.wire_frame_bytes();
+        if payload.len() % fb != 0 {
+            return Err(DecodeError::PartialFrame {
+                len: payload.len(),
+                frame_bytes: fb,
+            });
+        }
+        Ok((payload.len() / fb) as u64)
+    }
+
+    /// One frame of silence in the wire codec (µ-law 0xFF and A-law 0xD5 are
+    /// the codes closest to zero; L16 zero).
+    pub fn silence_frame(&self) -> Vec<u8> {
+        let sample: &[u8] = match self.codec {
+            Codec::Pcmu => &[0xFF],
+            Codec::Pcma => &[0xD5],
+            Codec::L16 => &[0, 0],
+        };
+        sample.repeat(self.channel_roles.len())
+    }
+
     /// Decodes a wire payload to interleaved PCM16 little-endian bytes.
     pub fn decode(&self, payload: &[u8]) -> Result<Vec<u8>, DecodeError> {
         let fb = self.wire_frame_bytes();

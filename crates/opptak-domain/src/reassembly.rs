@@ -53,8 +53,8 @@ pub struct Gap {
 pub enum Piece<T> {
     Audio {
         sequence: u64,
-        /// Interleaved PCM16 little-endian.
-        pcm: Vec<u8>,
+        /// Interleaved frames in the call's wire codec, exactly as received.
+        wire: Vec<u8>,
         frames: u64,
         tag: T,
     },
@@ -90,7 +90,7 @@ pub enum Offer {
 }
 
 struct Pending<T> {
-    pcm: Vec<u8>,
+    wire: Vec<u8>,
     frames: u64,
     offset_frames: Option<u64>,
     tag: T,
@@ -196,10 +196,9 @@ impl<T> Reassembler<T> {
                 window,
             });
         }
-        let pcm = self.format.decode(payload)?;
-        let frames = (pcm.len() / self.format.pcm_frame_bytes()) as u64;
+        let frames = self.format.frames_in(payload)?;
         if let Some(existing) = self.pending.get(&sequence) {
-            return if existing.pcm == pcm {
+            return if existing.wire == payload {
                 Ok(Offer::Duplicate)
             } else {
                 Err(Rejection::Conflicting { sequence })
@@ -209,7 +208,7 @@ impl<T> Reassembler<T> {
         self.pending.insert(
             sequence,
             Pending {
-                pcm,
+                wire: payload.to_vec(),
                 frames,
                 offset_frames,
                 tag,
@@ -241,7 +240,7 @@ impl<T> Reassembler<T> {
             }
             self.out.push(Piece::Audio {
                 sequence,
-                pcm: p.pcm,
+                wire: p.wire,
                 frames: p.frames,
                 tag: p.tag,
             });

@@ -136,7 +136,7 @@ struct CallState {
     reasm: Reassembler<Source>,
     /// Segments durably written.
     segments: u64,
-    /// Decoded audio not yet sealed, starting at frame `buf_first_frame`.
+    /// Audio (wire codec) not yet sealed, starting at frame `buf_first_frame`.
     buf: Vec<u8>,
     buf_first_frame: u64,
     new_gaps: Vec<GapRow>,
@@ -152,12 +152,15 @@ struct CallState {
 
 impl CallState {
     fn absorb(&mut self, pieces: Vec<Piece<Source>>) {
-        let frame_bytes = self.reasm.format().pcm_frame_bytes();
         for p in pieces {
             match p {
-                Piece::Audio { pcm, .. } => self.buf.extend_from_slice(&pcm),
+                Piece::Audio { wire, .. } => self.buf.extend_from_slice(&wire),
                 Piece::Gap(g) => {
-                    self.buf.resize(self.buf.len() + g.frames as usize * frame_bytes, 0);
+                    // Silence in the call's own codec keeps the timeline true.
+                    let silence = self.reasm.format().silence_frame();
+                    for _ in 0..g.frames {
+                        self.buf.extend_from_slice(&silence);
+                    }
                     self.new_gaps.push(GapRow {
                         recording_id: self.recording_id.clone(),
                         first_missing: g.first_missing,
@@ -621,7 +624,7 @@ impl Recorder {
                 flush.new_calls.push(nc);
             }
             let ending = call.end.is_some() && !call.complete;
-            let frame_bytes = call.reasm.format().pcm_frame_bytes();
+            let frame_bytes = call.reasm.format().wire_frame_bytes();
             let max = (self.cfg.max_segment_bytes / frame_bytes).max(1) * frame_bytes;
             let mut pieces: Vec<&[u8]> = call.buf.chunks(max).collect();
             if pieces.is_empty() && ending {

@@ -82,7 +82,8 @@ pub async fn read_recording(
             rec.segments
         )));
     }
-    let frame_bytes = rec.facts.format.pcm_frame_bytes();
+    // Segments hold the call's wire codec; PCM16 is decoded on the way out.
+    let frame_bytes = rec.facts.format.wire_frame_bytes();
     let mut pcm = Vec::new();
     let mut frames = 0u64;
     for (i, row) in rows.iter().enumerate() {
@@ -120,7 +121,12 @@ pub async fn read_recording(
             return Err(integrity(format!("segment {i} holds a partial frame")));
         }
         frames += (pt.len() / frame_bytes) as u64;
-        pcm.extend_from_slice(&pt);
+        pcm.extend_from_slice(
+            &rec.facts
+                .format
+                .decode(&pt)
+                .map_err(|e| integrity(format!("segment {i}: {e}")))?,
+        );
     }
     if rec.complete && rows.is_empty() {
         return Err(integrity("complete recording without a final segment".into()));
