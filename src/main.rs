@@ -96,8 +96,19 @@ fn init_logging(json: bool) {
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> Result<()> {
+    // Blob writes to local files run on tokio's blocking pool; left unbounded
+    // (512 threads) a flush of thousands of segments spawns a hundred threads
+    // that spend their time in the scheduler (measured: 13 s of system CPU in
+    // 10 s at 1,000 calls). A few threads write as fast.
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(8)
+        .build()?
+        .block_on(async_main())
+}
+
+async fn async_main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Demo {

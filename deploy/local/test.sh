@@ -12,7 +12,7 @@ export OPPTAK_REQUIRE_SERVICES=1
 
 # Each test creates its own database; drop those of earlier runs.
 for db in $(psql -qtA "$OPPTAK_TEST_POSTGRES" -c \
-  "SELECT datname FROM pg_database WHERE datname ~ '^(fifty|dl|crash|bench)_[0-9a-f_]+$'"); do
+  "SELECT datname FROM pg_database WHERE datname ~ '^(fifty|dl|crash|bench|store)_[0-9a-f_]+$'"); do
   psql -q "$OPPTAK_TEST_POSTGRES" -c "DROP DATABASE IF EXISTS $db"
 done
 

@@ -90,7 +90,9 @@ pub async fn read_recording(
         if row.idx != i as u64 {
             return Err(integrity(format!("segment {i} missing")));
         }
-        let blob = blobs.get(&row.blob_path).await?;
+        let blob = blobs
+            .get_range(&row.blob_path, row.blob_offset..row.blob_offset + row.sealed_bytes)
+            .await?;
         let (hdr, pt) = segment::open(
             &key,
             &blob,

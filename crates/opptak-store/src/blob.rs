@@ -13,6 +13,8 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Writes (or replaces) an object; durable when this returns.
     async fn put(&self, path: &str, data: Bytes) -> Result<(), StoreError>;
     async fn get(&self, path: &str) -> Result<Bytes, StoreError>;
+    /// Bytes `range` of an object; an error when the object is shorter.
+    async fn get_range(&self, path: &str, range: std::ops::Range<u64>) -> Result<Bytes, StoreError>;
     /// Object paths under `prefix`, sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
     async fn delete(&self, path: &str) -> Result<(), StoreError>;
@@ -48,6 +50,18 @@ impl BlobStore for ObjectBlobStore {
     async fn get(&self, p: &str) -> Result<Bytes, StoreError> {
         let r = self.inner.get(&path(p)?).await.map_err(map_err)?;
         r.bytes().await.map_err(map_err)
+    }
+
+    async fn get_range(&self, p: &str, range: std::ops::Range<u64>) -> Result<Bytes, StoreError> {
+        let want = range.end.saturating_sub(range.start);
+        let got = self.inner.get_range(&path(p)?, range).await.map_err(map_err)?;
+        if got.len() as u64 != want {
+            return Err(StoreError::Corrupt(format!(
+                "{p}: {} bytes where {want} were expected",
+                got.len()
+            )));
+        }
+        Ok(got)
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {

@@ -15,6 +15,11 @@ pub async fn blob_store_suite(store: Arc<dyn BlobStore>, prefix: &str) {
     assert_eq!(store.get(&a).await.unwrap().as_ref(), b"one");
     store.put(&a, Bytes::from_static(b"uno")).await.unwrap();
     assert_eq!(store.get(&a).await.unwrap().as_ref(), b"uno");
+    assert_eq!(store.get_range(&a, 1..3).await.unwrap().as_ref(), b"no");
+    assert!(
+        store.get_range(&a, 2..9).await.is_err(),
+        "a range past the end is an error"
+    );
     assert_eq!(
         store.list(&format!("{prefix}/rec")).await.unwrap(),
         vec![b.clone(), a.clone()]
@@ -71,7 +76,8 @@ pub async fn metadata_store_suite(store: Arc<dyn MetadataStore>, prefix: &str) {
     let seg = |idx: u64, final_segment: bool| SegmentRow {
         recording_id: call.recording_id.clone(),
         idx,
-        blob_path: format!("{}/seg-{idx:08}", call.blob_prefix),
+        blob_path: format!("spool/{idx:08}"),
+        blob_offset: idx * 3300,
         first_frame: idx * 800,
         frames: 800,
         sealed_bytes: 3300,
@@ -145,7 +151,8 @@ pub async fn metadata_store_suite(store: Arc<dyn MetadataStore>, prefix: &str) {
             flush.segments.push(SegmentRow {
                 recording_id: c.recording_id.clone(),
                 idx,
-                blob_path: format!("{}/seg-{idx:08}", c.blob_prefix),
+                blob_path: format!("spool/{i}"),
+                blob_offset: idx * 100,
                 first_frame: idx * 10,
                 frames: 10,
                 sealed_bytes: 100 + i as u64,

@@ -63,7 +63,9 @@ pub struct CallUpdate {
 pub struct SegmentRow {
     pub recording_id: String,
     pub idx: u64,
+    /// The spool object holding the sealed segment, and where in it.
     pub blob_path: String,
+    pub blob_offset: u64,
     pub first_frame: u64,
     pub frames: u64,
     pub sealed_bytes: u64,
@@ -387,11 +389,12 @@ impl MetadataStore for SqlStore {
         // trips, not 6,000 (measured: 200 ms → see BENCHMARKS.md).
         for rows in f.segments.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
-                "INSERT INTO segments (recording_id, idx, blob_path, first_frame, frames, sealed_bytes, final_segment) \
-                 VALUES {} ON CONFLICT (recording_id, idx) DO UPDATE SET \
-                 blob_path = excluded.blob_path, first_frame = excluded.first_frame, frames = excluded.frames, \
+                "INSERT INTO segments (recording_id, idx, blob_path, blob_offset, first_frame, frames, sealed_bytes, \
+                 final_segment) VALUES {} ON CONFLICT (recording_id, idx) DO UPDATE SET \
+                 blob_path = excluded.blob_path, blob_offset = excluded.blob_offset, first_frame = excluded.first_frame, \
+                 frames = excluded.frames, \
                  sealed_bytes = excluded.sealed_bytes, final_segment = excluded.final_segment",
-                placeholders(rows.len(), 7)
+                placeholders(rows.len(), 8)
             );
             let mut q = sqlx::query(&sql);
             for s in rows {
@@ -399,6 +402,7 @@ impl MetadataStore for SqlStore {
                     .bind(s.recording_id.as_str())
                     .bind(s.idx as i64)
                     .bind(s.blob_path.as_str())
+                    .bind(s.blob_offset as i64)
                     .bind(s.first_frame as i64)
                     .bind(s.frames as i64)
                     .bind(s.sealed_bytes as i64)
@@ -502,7 +506,7 @@ impl MetadataStore for SqlStore {
 
     async fn segments(&self, recording_id: &str) -> Result<Vec<SegmentRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT recording_id, idx, blob_path, first_frame, frames, sealed_bytes, final_segment \
+            "SELECT recording_id, idx, blob_path, blob_offset, first_frame, frames, sealed_bytes, final_segment \
              FROM segments WHERE recording_id = $1 ORDER BY idx",
         )
         .bind(recording_id)
@@ -516,6 +520,7 @@ impl MetadataStore for SqlStore {
                     recording_id: r.try_get("recording_id").map_err(bad)?,
                     idx: r.try_get::<i64, _>("idx").map_err(bad)? as u64,
                     blob_path: r.try_get("blob_path").map_err(bad)?,
+                    blob_offset: r.try_get::<i64, _>("blob_offset").map_err(bad)? as u64,
                     first_frame: r.try_get::<i64, _>("first_frame").map_err(bad)? as u64,
                     frames: r.try_get::<i64, _>("frames").map_err(bad)? as u64,
                     sealed_bytes: r.try_get::<i64, _>("sealed_bytes").map_err(bad)? as u64,

@@ -39,7 +39,14 @@ async fn postgres_metadata_store() {
         eprintln!("skipping: OPPTAK_TEST_POSTGRES not set");
         return;
     };
+    // A fresh database per run: migrations and data of earlier runs cannot interfere.
+    use sqlx::Connection;
+    let db = format!("store_{}", suffix());
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut conn).await.unwrap();
+    let url = format!("{}/{db}", url.rsplit_once('/').unwrap().0);
     metadata_store_suite(open_metadata_store(&url).await.unwrap(), &suffix()).await;
+    drop(conn);
 }
 
 #[test]

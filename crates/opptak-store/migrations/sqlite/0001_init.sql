@@ -57,6 +57,7 @@ CREATE TABLE segments (
     recording_id      TEXT NOT NULL REFERENCES recordings (recording_id),
     idx               BIGINT NOT NULL,
     blob_path         TEXT NOT NULL,
+    blob_offset       BIGINT NOT NULL,
     first_frame       BIGINT NOT NULL,
     frames            BIGINT NOT NULL,
     sealed_bytes      BIGINT NOT NULL,
