@@ -17,7 +17,14 @@ fn memory() -> Arc<dyn Bus> {
 
 fn kafka() -> Option<Arc<dyn Bus>> {
     match std::env::var("OPPTAK_TEST_KAFKA") {
-        Ok(b) => Some(opptak_bus::open(&format!("kafka://{b}")).expect("kafka bus")),
+        Ok(b) => {
+            // A short publish timeout: a send to a missing topic fails after it.
+            let opts = opptak_bus::kafka::KafkaOptions {
+                publish_timeout: std::time::Duration::from_secs(5),
+                ..Default::default()
+            };
+            Some(Arc::new(opptak_bus::kafka::KafkaBus::new(&b, opts).expect("kafka bus")))
+        }
         Err(_) if std::env::var("OPPTAK_REQUIRE_SERVICES").as_deref() == Ok("1") => {
             panic!("OPPTAK_TEST_KAFKA is not set but OPPTAK_REQUIRE_SERVICES=1")
         }

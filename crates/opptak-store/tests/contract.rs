@@ -43,7 +43,10 @@ async fn postgres_metadata_store() {
     use sqlx::Connection;
     let db = format!("store_{}", suffix());
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {db}")).execute(&mut conn).await.unwrap();
+    sqlx::query(&format!("CREATE DATABASE {db}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
     let url = format!("{}/{db}", url.rsplit_once('/').unwrap().0);
     metadata_store_suite(open_metadata_store(&url).await.unwrap(), &suffix()).await;
     drop(conn);
