@@ -132,6 +132,8 @@ struct CallState {
     reasm: Reassembler<Source>,
     /// Segments durably written.
     segments: u64,
+    /// Segment count at the last flush (the store's view; fences the next).
+    flushed_segments: u64,
     /// Audio (wire codec) not yet sealed, starting at frame `buf_first_frame`.
     buf: Vec<u8>,
     buf_first_frame: u64,
@@ -428,6 +430,7 @@ impl Recorder {
             key,
             reasm,
             segments: rec.segments,
+            flushed_segments: rec.segments,
             buf: Vec::new(),
             new_gaps: Vec::new(),
             duplicates: rec.duplicate_chunks,
@@ -490,6 +493,7 @@ impl Recorder {
                 key,
                 reasm,
                 segments: 0,
+                flushed_segments: 0,
                 buf: Vec::new(),
                 buf_first_frame: 0,
                 new_gaps: Vec::new(),
@@ -684,6 +688,7 @@ impl Recorder {
                 last_chunk_frames: p.last_chunk_frames,
                 duplicate_chunks: call.duplicates,
                 segments: call.segments,
+                prev_segments: call.flushed_segments,
                 complete: call.complete,
                 end: call.end.clone(),
                 opt_out: call.opt_out.clone(),
@@ -697,8 +702,12 @@ impl Recorder {
             self.blobs.put(&spool_path, Bytes::from(spool)).await?;
         }
         let t_blobs = t_start.elapsed();
-        // 2. Metadata in one transaction.
+        // 2. Metadata in one transaction (refused if another recorder moved
+        //    any of these calls on: this process then stops and restarts clean).
         self.meta.apply(&flush).await?;
+        for call in self.calls.values_mut() {
+            call.flushed_segments = call.segments;
+        }
         let t_meta = t_start.elapsed() - t_blobs;
         // 3. Dead letters and completion events, acknowledged by the bus.
         for id in &finished {

@@ -91,6 +91,7 @@ pub async fn metadata_store_suite(store: Arc<dyn MetadataStore>, prefix: &str) {
         last_chunk_frames: 800,
         duplicate_chunks: 3,
         segments: 2,
+        prev_segments: 0,
         complete: true,
         end: Some(CallEnd {
             ended_at_us: 5,
@@ -167,6 +168,7 @@ pub async fn metadata_store_suite(store: Arc<dyn MetadataStore>, prefix: &str) {
             last_chunk_frames: 10,
             duplicate_chunks: i as u64,
             segments: 1203,
+            prev_segments: 0,
             complete: i == 1,
             end: (i == 1).then(|| CallEnd {
                 ended_at_us: 9,
@@ -190,4 +192,40 @@ pub async fn metadata_store_suite(store: Arc<dyn MetadataStore>, prefix: &str) {
         assert!(segs.iter().all(|s| s.sealed_bytes == 100 + i as u64));
         assert!(segs[1202].final_segment && !segs[1201].final_segment);
     }
+
+    // A writer whose view is stale (another recorder moved the call on) is
+    // refused, and nothing of its flush is applied.
+    let c = &many[0];
+    let stale = Flush {
+        segments: vec![SegmentRow {
+            recording_id: c.recording_id.clone(),
+            idx: 0,
+            blob_path: "spool/stale".into(),
+            blob_offset: 0,
+            first_frame: 0,
+            frames: 1,
+            sealed_bytes: 1,
+            final_segment: false,
+        }],
+        updates: vec![CallUpdate {
+            call_id: c.facts.call_id.clone(),
+            recording_id: c.recording_id.clone(),
+            next_sequence: 1,
+            frames: 1,
+            last_chunk_frames: 1,
+            duplicate_chunks: 0,
+            segments: 1,
+            prev_segments: 0,
+            complete: false,
+            end: None,
+            opt_out: None,
+            updated_at_us: 11,
+        }],
+        ..Default::default()
+    };
+    assert!(matches!(store.apply(&stale).await, Err(StoreError::Conflict(_))));
+    let got = store.load_call(&c.facts.call_id).await.unwrap().unwrap();
+    assert_eq!(got.segments, 1203);
+    assert_eq!(got.progress.next_sequence, 1203);
+    assert_eq!(store.segments(&c.recording_id).await.unwrap()[0].blob_path, "spool/0");
 }

@@ -27,4 +27,8 @@ pub enum StoreError {
     /// The stored data contradicts itself (a bug or tampering).
     #[error("inconsistent stored data: {0}")]
     Corrupt(String),
+    /// Someone else changed the rows this write expected to own (another
+    /// recorder took over the calls); nothing of the write was applied.
+    #[error("write conflict: {0}")]
+    Conflict(String),
 }

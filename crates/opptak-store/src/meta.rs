@@ -53,6 +53,9 @@ pub struct CallUpdate {
     pub last_chunk_frames: u64,
     pub duplicate_chunks: u64,
     pub segments: u64,
+    /// The segment count this writer last saw stored: the write applies only
+    /// if the store still says so (fences a recorder whose calls moved away).
+    pub prev_segments: u64,
     pub complete: bool,
     pub end: Option<CallEnd>,
     pub opt_out: Option<OptOut>,
@@ -385,6 +388,62 @@ impl MetadataStore for SqlStore {
             }
             q.execute(&mut *tx).await.map_err(db)?;
         }
+        // Guarded updates first: a fenced writer fails before it writes anything.
+        for rows in f.updates.chunks(ROWS_PER_STATEMENT) {
+            // A CTE with a column list: portable between PostgreSQL and SQLite
+            // (SQLite's VALUES cannot be aliased with column names otherwise).
+            let sql = format!(
+                "WITH v (call_id, next_sequence, frames, last_chunk_frames, duplicate_chunks, state, ended_at_us, \
+                 end_reason, last_sequence, ki_opt_out_at_us, ki_opt_out_by, updated_at_us) AS (VALUES {}) \
+                 UPDATE calls SET next_sequence = v.next_sequence, frames = v.frames, \
+                 last_chunk_frames = v.last_chunk_frames, duplicate_chunks = v.duplicate_chunks, state = v.state, \
+                 ended_at_us = v.ended_at_us, end_reason = v.end_reason, last_sequence = v.last_sequence, \
+                 ki_opt_out_at_us = v.ki_opt_out_at_us, ki_opt_out_by = v.ki_opt_out_by, updated_at_us = v.updated_at_us \
+                 FROM v WHERE calls.call_id = v.call_id",
+                placeholders(rows.len(), 12)
+            );
+            let mut q = sqlx::query(&sql);
+            for u in rows {
+                q = q
+                    .bind(u.call_id.as_str())
+                    .bind(u.next_sequence as i64)
+                    .bind(u.frames as i64)
+                    .bind(u.last_chunk_frames as i64)
+                    .bind(u.duplicate_chunks as i64)
+                    .bind(if u.complete { "complete" } else { "recording" })
+                    .bind(u.end.as_ref().map(|e| e.ended_at_us))
+                    .bind(u.end.as_ref().map(|e| e.reason.clone()))
+                    .bind(u.end.as_ref().and_then(|e| e.last_sequence).map(|v| v as i64))
+                    .bind(u.opt_out.as_ref().map(|o| o.at_us))
+                    .bind(u.opt_out.as_ref().map(|o| o.requested_by.clone()))
+                    .bind(u.updated_at_us);
+            }
+            q.execute(&mut *tx).await.map_err(db)?;
+            let sql = format!(
+                "WITH v (recording_id, segments, prev_segments, complete, completed_at_us) AS (VALUES {}) \
+                 UPDATE recordings SET segments = v.segments, complete = v.complete, completed_at_us = v.completed_at_us \
+                 FROM v WHERE recordings.recording_id = v.recording_id AND recordings.segments = v.prev_segments",
+                placeholders(rows.len(), 5)
+            );
+            let mut q = sqlx::query(&sql);
+            for u in rows {
+                q = q
+                    .bind(u.recording_id.as_str())
+                    .bind(u.segments as i64)
+                    .bind(u.prev_segments as i64)
+                    .bind(u.complete as i64)
+                    .bind(if u.complete { Some(u.updated_at_us) } else { None });
+            }
+            let done = q.execute(&mut *tx).await.map_err(db)?.rows_affected();
+            if done != rows.len() as u64 {
+                // Dropping the transaction rolls everything back.
+                return Err(StoreError::Conflict(format!(
+                    "{} of {} recordings were changed by another writer",
+                    rows.len() as u64 - done,
+                    rows.len()
+                )));
+            }
+        }
         // Multi-row statements: a flush of 2,000 calls is a handful of round
         // trips, not 6,000 (measured: 200 ms → see BENCHMARKS.md).
         for rows in f.segments.chunks(ROWS_PER_STATEMENT) {
@@ -424,52 +483,6 @@ impl MetadataStore for SqlStore {
                     .bind(g.missing as i64)
                     .bind(g.at_frame as i64)
                     .bind(g.frames as i64);
-            }
-            q.execute(&mut *tx).await.map_err(db)?;
-        }
-        for rows in f.updates.chunks(ROWS_PER_STATEMENT) {
-            // A CTE with a column list: portable between PostgreSQL and SQLite
-            // (SQLite's VALUES cannot be aliased with column names otherwise).
-            let sql = format!(
-                "WITH v (call_id, next_sequence, frames, last_chunk_frames, duplicate_chunks, state, ended_at_us, \
-                 end_reason, last_sequence, ki_opt_out_at_us, ki_opt_out_by, updated_at_us) AS (VALUES {}) \
-                 UPDATE calls SET next_sequence = v.next_sequence, frames = v.frames, \
-                 last_chunk_frames = v.last_chunk_frames, duplicate_chunks = v.duplicate_chunks, state = v.state, \
-                 ended_at_us = v.ended_at_us, end_reason = v.end_reason, last_sequence = v.last_sequence, \
-                 ki_opt_out_at_us = v.ki_opt_out_at_us, ki_opt_out_by = v.ki_opt_out_by, updated_at_us = v.updated_at_us \
-                 FROM v WHERE calls.call_id = v.call_id",
-                placeholders(rows.len(), 12)
-            );
-            let mut q = sqlx::query(&sql);
-            for u in rows {
-                q = q
-                    .bind(u.call_id.as_str())
-                    .bind(u.next_sequence as i64)
-                    .bind(u.frames as i64)
-                    .bind(u.last_chunk_frames as i64)
-                    .bind(u.duplicate_chunks as i64)
-                    .bind(if u.complete { "complete" } else { "recording" })
-                    .bind(u.end.as_ref().map(|e| e.ended_at_us))
-                    .bind(u.end.as_ref().map(|e| e.reason.clone()))
-                    .bind(u.end.as_ref().and_then(|e| e.last_sequence).map(|v| v as i64))
-                    .bind(u.opt_out.as_ref().map(|o| o.at_us))
-                    .bind(u.opt_out.as_ref().map(|o| o.requested_by.clone()))
-                    .bind(u.updated_at_us);
-            }
-            q.execute(&mut *tx).await.map_err(db)?;
-            let sql = format!(
-                "WITH v (recording_id, segments, complete, completed_at_us) AS (VALUES {}) \
-                 UPDATE recordings SET segments = v.segments, complete = v.complete, completed_at_us = v.completed_at_us \
-                 FROM v WHERE recordings.recording_id = v.recording_id",
-                placeholders(rows.len(), 4)
-            );
-            let mut q = sqlx::query(&sql);
-            for u in rows {
-                q = q
-                    .bind(u.recording_id.as_str())
-                    .bind(u.segments as i64)
-                    .bind(u.complete as i64)
-                    .bind(if u.complete { Some(u.updated_at_us) } else { None });
             }
             q.execute(&mut *tx).await.map_err(db)?;
         }
