@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the recorder's per-chunk work: protobuf decode, G.711
 //! decode, reassembly, and sealing segments. `cargo bench --bench recorder`.
 //! End-to-end throughput through Kafka is `opptak loadgen` (BENCHMARKS.md).
+#![allow(clippy::unwrap_used)]
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use opptak::sim::{self, SimCall};

@@ -140,7 +140,6 @@ impl Config {
             },
             reorder_timeout: Duration::from_millis(self.recorder.reorder_timeout_ms),
             max_segment_bytes: self.recorder.max_segment_bytes,
-            ..Default::default()
         }
     }
 }
@@ -167,6 +166,7 @@ fn env_value(v: &str) -> toml::Value {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

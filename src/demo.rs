@@ -206,10 +206,13 @@ pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32) -> Result<()> {
     println!("playing {} sample calls in {chunk_ms} ms chunks\n", calls.len());
 
     let recorder = RunningRecorder::spawn(edges.recorder());
-    let mut recordings_sub = edges.bus.subscribe("demo-watch", &[topics.recordings.clone()]).await?;
+    let mut recordings_sub = edges
+        .bus
+        .subscribe("demo-watch", std::slice::from_ref(&topics.recordings))
+        .await?;
     let mut dl_sub = edges
         .bus
-        .subscribe("demo-watch-dl", &[topics.deadletter.clone()])
+        .subscribe("demo-watch-dl", std::slice::from_ref(&topics.deadletter))
         .await?;
 
     // The calls run concurrently, as on a real switch: interleave their events.

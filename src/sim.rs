@@ -283,6 +283,7 @@ pub fn shuffle_and_duplicate(events: &mut Vec<v1::TelephonyEvent>, window: usize
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -1,4 +1,5 @@
 //! The `opptak` binary as an operator uses it: demo, list, export, refusals.
+#![allow(clippy::unwrap_used)]
 
 use std::process::Command;
 

@@ -1,6 +1,7 @@
 //! The recorder is killed with SIGKILL mid-call (a real child process, no
 //! graceful shutdown) and restarted: nothing acknowledged is lost and nothing
 //! is written twice. Needs Kafka and PostgreSQL (`deploy/local/services.sh`).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Documentation that copies the contract must not drift from it.
+#![allow(clippy::unwrap_used)]
 
 fn blocks(proto: &str) -> Vec<String> {
     // Top-level `message`/`enum` blocks of a .proto file.

@@ -1,6 +1,7 @@
 //! Acceptance tests of the recording path, against a real Kafka broker and
 //! PostgreSQL (started by `deploy/local/services.sh`), and the same checks on
 //! the embedded backend (memory bus, SQLite).
+#![allow(clippy::unwrap_used)]
 
 mod common;
 
@@ -227,7 +228,7 @@ async fn dead_letter_cases(backend: Backend, name: &str) {
     }
     assert!(dls
         .iter()
-        .any(|d| d.reason == v1::DeadLetterReason::AfterEnd as i32 && &d.original_value[..] == &after_end.1[..]));
+        .any(|d| d.reason == v1::DeadLetterReason::AfterEnd as i32 && d.original_value[..] == after_end.1[..]));
     assert_eq!(
         dls.len(),
         bad.len() + 1,

@@ -17,6 +17,7 @@ for db in $(psql -qtA "$OPPTAK_TEST_POSTGRES" -c \
 done
 
 cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace --all-targets "$@"
 # The first quick-start command must keep working too.
 cargo run --quiet -- demo --data-dir "${TMPDIR:-/tmp}/opptak-ci-demo"

@@ -39,7 +39,10 @@ pub async fn order_and_partitioning(bus: Arc<dyn Bus>, prefix: &str) {
     let (p, _) = bus.publish(&topic, b"call-x", &[0xff; 1000]).await.unwrap();
     assert_eq!(p, partition_for(b"call-x", 4));
 
-    let mut sub = bus.subscribe(&format!("{prefix}-g"), &[topic.clone()]).await.unwrap();
+    let mut sub = bus
+        .subscribe(&format!("{prefix}-g"), std::slice::from_ref(&topic))
+        .await
+        .unwrap();
     let got = drain(&mut sub, 201).await;
     assert_eq!(got.len(), 201);
     let mut last: HashMap<Bytes, u32> = HashMap::new();
@@ -71,7 +74,7 @@ pub async fn resume_from_committed(bus: Arc<dyn Bus>, prefix: &str) {
         bus.publish(&topic, b"k", &[i]).await.unwrap();
     }
     {
-        let mut sub = bus.subscribe(&group, &[topic.clone()]).await.unwrap();
+        let mut sub = bus.subscribe(&group, std::slice::from_ref(&topic)).await.unwrap();
         let got = drain(&mut sub, 10).await;
         assert_eq!(got.len(), 10);
         // Only the first 4 are done.
@@ -83,13 +86,13 @@ pub async fn resume_from_committed(bus: Arc<dyn Bus>, prefix: &str) {
         .unwrap();
         sub.flush_commits().await.unwrap();
     }
-    let mut sub = bus.subscribe(&group, &[topic.clone()]).await.unwrap();
+    let mut sub = bus.subscribe(&group, std::slice::from_ref(&topic)).await.unwrap();
     let got = drain(&mut sub, 6).await;
     let values: Vec<u8> = got.iter().map(|r| r.payload[0]).collect();
     assert_eq!(values, [4, 5, 6, 7, 8, 9]);
     // Another group is independent and sees everything.
     let mut other = bus
-        .subscribe(&format!("{prefix}-other"), &[topic.clone()])
+        .subscribe(&format!("{prefix}-other"), std::slice::from_ref(&topic))
         .await
         .unwrap();
     assert_eq!(drain(&mut other, 10).await.len(), 10);

@@ -174,6 +174,7 @@ fn murmur2(data: &[u8]) -> u32 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     #[test]
     fn murmur2_matches_kafka_java_client() {

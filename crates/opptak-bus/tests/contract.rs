@@ -3,6 +3,7 @@
 //! Kafka tests need `OPPTAK_TEST_KAFKA=host:port` (set by
 //! `deploy/local/services.sh env`); without it they are skipped, unless
 //! `OPPTAK_REQUIRE_SERVICES=1` (the project's test command) makes that a failure.
+#![allow(clippy::unwrap_used)]
 
 use opptak_bus::{contract, Bus};
 use std::sync::Arc;

@@ -267,6 +267,7 @@ impl KeyProvider for LocalKeyring {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

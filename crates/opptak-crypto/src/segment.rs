@@ -200,6 +200,7 @@ pub fn open(key: &DataKey, blob: &[u8], expect: Expect<'_>) -> Result<(SegmentHe
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

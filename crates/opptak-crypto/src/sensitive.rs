@@ -42,6 +42,7 @@ impl<T: Zeroize> fmt::Display for Sensitive<T> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

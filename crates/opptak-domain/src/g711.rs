@@ -115,6 +115,7 @@ pub fn alaw_encode(sample: i16) -> u8 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

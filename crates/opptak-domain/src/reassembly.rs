@@ -309,6 +309,7 @@ impl<T> Reassembler<T> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::model::{ChannelRole, Codec};

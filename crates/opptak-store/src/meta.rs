@@ -572,6 +572,7 @@ impl MetadataStore for SqlStore {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     #[test]
     fn passwords_are_redacted() {
