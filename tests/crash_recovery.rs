@@ -222,8 +222,9 @@ async fn two_recorders_in_one_group_survive_rebalances_and_a_kill() {
         .map(|l| std::fs::read_to_string(l).unwrap_or_default())
         .collect();
     eprintln!(
-        "recorder starts: {}, fenced exits restarted: {restarts}, write conflicts logged: {}",
+        "recorder starts: {}, fenced exits restarted: {restarts}, state dropped after rebalances: {}, write conflicts logged: {}",
         text.matches("recorder started").count(),
+        text.matches("call state dropped").count(),
         text.matches("write conflict").count()
     );
 }

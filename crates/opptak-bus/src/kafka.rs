@@ -315,6 +315,16 @@ impl Subscription for KafkaSubscription {
             })
     }
 
+    fn assigned(&self) -> Result<Option<Vec<(String, i32)>>, BusError> {
+        let tpl = self.consumer.assignment().map_err(unavailable)?;
+        Ok(Some(
+            tpl.elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect(),
+        ))
+    }
+
     async fn flush_commits(&mut self) -> Result<(), BusError> {
         match self.consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => Ok(()),

@@ -112,6 +112,10 @@ pub trait Subscription: Send {
     /// Records that everything before each position is durably processed.
     fn commit(&mut self, positions: &[Position]) -> Result<(), BusError>;
 
+    /// The partitions this member owns now, or None when it owns everything
+    /// (the embedded bus). Changes after a consumer-group rebalance.
+    fn assigned(&self) -> Result<Option<Vec<(String, i32)>>, BusError>;
+
     /// Writes stored positions to the bus now (shutdown); otherwise they are
     /// written periodically.
     async fn flush_commits(&mut self) -> Result<(), BusError>;

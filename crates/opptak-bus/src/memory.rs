@@ -209,6 +209,10 @@ impl Subscription for MemorySubscription {
         Ok(())
     }
 
+    fn assigned(&self) -> Result<Option<Vec<(String, i32)>>, BusError> {
+        Ok(None)
+    }
+
     async fn flush_commits(&mut self) -> Result<(), BusError> {
         Ok(())
     }

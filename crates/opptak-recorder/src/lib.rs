@@ -146,6 +146,8 @@ struct CallState {
     new_call: Option<NewCall>,
     dirty: bool,
     hole_since: Option<Instant>,
+    /// The input partition this call's events arrive on.
+    partition: Option<(Arc<str>, i32)>,
 }
 
 impl CallState {
@@ -268,6 +270,7 @@ impl Recorder {
                 r = sub.poll(self.cfg.max_batch, wait) => r?,
                 _ = shutdown.changed() => Vec::new(),
             };
+            self.forget_revoked(sub.as_ref())?;
             for r in records {
                 self.handle(r).await?;
             }
@@ -325,6 +328,7 @@ impl Recorder {
         let topic: Arc<str> = Arc::from(r.topic.as_str());
         let slot = self.seen.entry((topic.clone(), r.partition)).or_insert(r.offset);
         *slot = (*slot).max(r.offset);
+        let source_topic = topic.clone();
         let source = Source {
             topic,
             partition: r.partition,
@@ -363,8 +367,8 @@ impl Recorder {
                 call_id.as_str(),
                 Refusal::new(DeadLetterReason::Malformed, "no event set"),
             ),
-            Some(Event::CallStarted(s)) => self.on_started(&r, call_id, &s).await?,
-            Some(Event::AudioChunk(c)) => self.on_chunk(&r, call_id, &c, source).await?,
+            Some(Event::CallStarted(s)) => self.on_started(&r, call_id.clone(), &s).await?,
+            Some(Event::AudioChunk(c)) => self.on_chunk(&r, call_id.clone(), &c, source).await?,
             Some(Event::KiOptOut(o)) => {
                 if let Some(call) = self.call(&call_id).await? {
                     if call.opt_out.is_none() {
@@ -384,7 +388,10 @@ impl Recorder {
                     );
                 }
             }
-            Some(Event::CallEnded(e)) => self.on_ended(&r, call_id, &e).await?,
+            Some(Event::CallEnded(e)) => self.on_ended(&r, call_id.clone(), &e).await?,
+        }
+        if let Some(call) = self.calls.get_mut(&call_id) {
+            call.partition = Some((source_topic, r.partition));
         }
         Ok(())
     }
@@ -440,6 +447,7 @@ impl Recorder {
             new_call: None,
             dirty: false,
             hole_since: None,
+            partition: None,
         })
     }
 
@@ -504,6 +512,7 @@ impl Recorder {
                 new_call: Some(new_call),
                 dirty: true,
                 hole_since: None,
+                partition: None,
             },
         );
         Ok(())
@@ -602,6 +611,27 @@ impl Recorder {
             last_sequence: last,
         });
         call.dirty = true;
+        Ok(())
+    }
+
+    /// After a rebalance, drops the state of calls whose partition moved to
+    /// another recorder. What they held unflushed was never committed, so the
+    /// new owner re-reads it; the metadata store fences any stale write.
+    fn forget_revoked(&mut self, sub: &dyn Subscription) -> Result<(), RecorderError> {
+        let Some(assigned) = sub.assigned()? else { return Ok(()) };
+        let owned = |t: &str, p: i32| assigned.iter().any(|(at, ap)| at == t && *ap == p);
+        let before = self.calls.len();
+        self.calls.retain(|_, c| match &c.partition {
+            Some((t, p)) => owned(t, *p),
+            None => true,
+        });
+        self.seen.retain(|(t, p), _| owned(t, *p));
+        if self.calls.len() != before {
+            tracing::info!(
+                dropped = before - self.calls.len(),
+                "partitions moved away: call state dropped"
+            );
+        }
         Ok(())
     }
 
