@@ -328,3 +328,37 @@ async fn export_refuses_without_the_key() {
             .unwrap_err();
     assert!(err.to_string().contains("cannot decrypt"), "{err}");
 }
+
+/// A KiOptOut is recorded with who asked, when, and from which point of the
+/// audio; the recording itself goes on to the end (R12).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ki_opt_out_is_recorded_and_the_recording_goes_on() {
+    let env = Env::new(&Backend::Embedded, "optout");
+    let edges = env.edges().await;
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let mut call = SimCall::synthetic("optout-call", opptak_domain::Codec::Pcmu, 2, 3.0, 11);
+    call.started.ki_enabled = true;
+    call.started.customer_informed = true;
+    call.started.advisor_id = "adv-77".into();
+    call.opt_out_at_ms = Some(1_200);
+    let topic = edges.config.recorder_config().topics.telephony;
+    for e in &call.events(100) {
+        let (k, v) = sim::encode(e);
+        edges.bus.publish(&topic, &k, &v).await.unwrap();
+    }
+    wait_for_recordings(&edges, 1, 60).await;
+    recorder.stop().await.unwrap();
+    let id = CallId::parse("optout-call").unwrap();
+    let rec = opptak_recorder::reader::read_recording(&edges.meta, &edges.blobs, &edges.keys, &id)
+        .await
+        .unwrap();
+    let o = rec.record.opt_out.clone().expect("opt-out recorded");
+    assert_eq!(o.requested_by, "adv-77");
+    assert_eq!(o.offset_us, 1_200_000);
+    assert!(rec.facts.ki_active());
+    assert!(rec.complete);
+    assert!(
+        rec.pcm == call.expected_pcm(),
+        "the recording continues after the opt-out"
+    );
+}

@@ -374,9 +374,16 @@ impl Recorder {
                     if call.opt_out.is_none() {
                         let at_us = o.at.as_ref().map(convert::micros).unwrap_or_else(now_us);
                         tracing::info!(call_id = %call_id, "ki opt-out recorded");
+                        // Without an offset: from the audio received so far.
+                        let offset_us = o
+                            .offset
+                            .as_ref()
+                            .and_then(convert::duration_micros)
+                            .unwrap_or_else(|| call.reasm.format().frames_to_micros(call.reasm.progress().frames));
                         call.opt_out = Some(OptOut {
                             at_us,
                             requested_by: o.requested_by.clone(),
+                            offset_us,
                         });
                         call.dirty = true;
                     }

@@ -101,6 +101,7 @@ pub async fn metadata_store_suite(store: Arc<dyn MetadataStore>, prefix: &str) {
         opt_out: Some(OptOut {
             at_us: 4,
             requested_by: "adv-1".into(),
+            offset_us: 1_250_000,
         }),
         updated_at_us: 6,
     };

@@ -39,8 +39,11 @@ pub struct CallEnd {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OptOut {
+    /// Wall-clock time of the request.
     pub at_us: i64,
     pub requested_by: String,
+    /// Position on the call's audio timeline from which no audio may reach KI.
+    pub offset_us: u64,
 }
 
 /// The mutable state of a call after a flush.
@@ -267,6 +270,7 @@ impl SqlStore {
                     .try_get::<Option<String>, _>("ki_opt_out_by")
                     .map_err(|_| bad("ki_opt_out_by"))?
                     .unwrap_or_default(),
+                offset_us: opt_int("ki_opt_out_offset_us")?.unwrap_or(0) as u64,
             }),
             None => None,
         };
@@ -315,7 +319,7 @@ fn redact(url: &str) -> String {
 const CALL_SELECT: &str = "SELECT c.call_id, c.started_at_us, c.direction, c.customer_ref, c.advisor_id, c.desk, \
     c.service_category, c.ki_enabled, c.customer_informed, c.codec, c.sample_rate_hz, c.channel_roles, \
     c.next_sequence, c.frames, c.last_chunk_frames, c.duplicate_chunks, c.ended_at_us, c.end_reason, \
-    c.last_sequence, c.ki_opt_out_at_us, c.ki_opt_out_by, c.created_at_us, c.updated_at_us, \
+    c.last_sequence, c.ki_opt_out_at_us, c.ki_opt_out_by, c.ki_opt_out_offset_us, c.created_at_us, c.updated_at_us, \
     k.key_id, k.class, k.kek_id, k.sealed, r.recording_id, r.blob_prefix, r.segments, r.complete \
     FROM calls c JOIN recordings r ON r.call_id = c.call_id AND r.kind = 'recording' \
     JOIN data_keys k ON k.key_id = r.key_id";
@@ -394,13 +398,15 @@ impl MetadataStore for SqlStore {
             // (SQLite's VALUES cannot be aliased with column names otherwise).
             let sql = format!(
                 "WITH v (call_id, next_sequence, frames, last_chunk_frames, duplicate_chunks, state, ended_at_us, \
-                 end_reason, last_sequence, ki_opt_out_at_us, ki_opt_out_by, updated_at_us) AS (VALUES {}) \
+                 end_reason, last_sequence, ki_opt_out_at_us, ki_opt_out_by, ki_opt_out_offset_us, updated_at_us) \
+                 AS (VALUES {}) \
                  UPDATE calls SET next_sequence = v.next_sequence, frames = v.frames, \
                  last_chunk_frames = v.last_chunk_frames, duplicate_chunks = v.duplicate_chunks, state = v.state, \
                  ended_at_us = v.ended_at_us, end_reason = v.end_reason, last_sequence = v.last_sequence, \
-                 ki_opt_out_at_us = v.ki_opt_out_at_us, ki_opt_out_by = v.ki_opt_out_by, updated_at_us = v.updated_at_us \
+                 ki_opt_out_at_us = v.ki_opt_out_at_us, ki_opt_out_by = v.ki_opt_out_by, \
+                 ki_opt_out_offset_us = v.ki_opt_out_offset_us, updated_at_us = v.updated_at_us \
                  FROM v WHERE calls.call_id = v.call_id",
-                placeholders(rows.len(), 12)
+                placeholders(rows.len(), 13)
             );
             let mut q = sqlx::query(&sql);
             for u in rows {
@@ -416,6 +422,7 @@ impl MetadataStore for SqlStore {
                     .bind(u.end.as_ref().and_then(|e| e.last_sequence).map(|v| v as i64))
                     .bind(u.opt_out.as_ref().map(|o| o.at_us))
                     .bind(u.opt_out.as_ref().map(|o| o.requested_by.clone()))
+                    .bind(u.opt_out.as_ref().map(|o| o.offset_us as i64))
                     .bind(u.updated_at_us);
             }
             q.execute(&mut *tx).await.map_err(db)?;

@@ -23,6 +23,8 @@ CREATE TABLE calls (
     last_sequence      BIGINT,
     ki_opt_out_at_us   BIGINT,
     ki_opt_out_by      TEXT,
+    -- Position on the audio timeline (µs) from which no audio may reach KI.
+    ki_opt_out_offset_us BIGINT,
     created_at_us      BIGINT NOT NULL,
     updated_at_us      BIGINT NOT NULL
 );
