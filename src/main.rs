@@ -58,8 +58,29 @@ enum Command {
         #[arg(long)]
         baseline: bool,
     },
+    /// Key-encryption keys: status, rotation (re-wraps every data key), retirement.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Print the effective configuration (secrets are not part of it).
     Config,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// KEKs in the keyring and how many data keys each wraps, per retention class.
+    Status,
+    /// Make a new KEK active and re-wrap every data key under it (audio untouched).
+    Rotate,
+    /// Remove a KEK that no data key references any more.
+    Retire {
+        kek_id: String,
+        /// Minimum time since it stopped being active, so every running
+        /// process has reloaded the keyring.
+        #[arg(long, default_value_t = 10)]
+        grace_minutes: u64,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -185,6 +206,11 @@ async fn async_main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Keys { command } => {
+            let config = Config::load(cli.config.as_deref())?;
+            init_logging(config.log.format == "json");
+            keys(config, command).await
+        }
         Command::Config => {
             let config = Config::load(cli.config.as_deref())?;
             println!("{config:#?}");
@@ -269,6 +295,99 @@ async fn recordings(config: Config, command: RecordingsCommand) -> Result<()> {
                 rec.gaps.len(),
                 if rec.complete { "" } else { ", call still in progress" }
             );
+            Ok(())
+        }
+    }
+}
+
+async fn keys(config: Config, command: KeysCommand) -> Result<()> {
+    use opptak_crypto::KeyProvider;
+    let keyring = std::path::Path::new(&config.keys.keyring);
+    if !keyring.exists() {
+        bail!("keyring {} not found", keyring.display());
+    }
+    let ring = opptak_crypto::LocalKeyring::open(keyring)?;
+    let meta = opptak_store::open_metadata_store(&config.storage.metadata).await?;
+    match command {
+        KeysCommand::Status => {
+            let counts = meta.key_counts().await?;
+            println!("keyring {}", ring.path().display());
+            for k in ring.list() {
+                let per_class: Vec<String> = counts
+                    .iter()
+                    .filter(|(kek, _, _)| *kek == k.id)
+                    .map(|(_, class, n)| format!("{class}: {n}"))
+                    .collect();
+                println!(
+                    "{:<22} {:<8} created {:<12} data keys: {}",
+                    k.id,
+                    if k.active { "active" } else { "inactive" },
+                    k.created_at,
+                    if per_class.is_empty() {
+                        "none".to_string()
+                    } else {
+                        per_class.join(", ")
+                    }
+                );
+            }
+            let known: Vec<String> = ring.list().into_iter().map(|k| k.id).collect();
+            for (kek, class, n) in counts.iter().filter(|(kek, _, _)| !known.contains(kek)) {
+                println!("{kek:<22} MISSING  {n} {class} data keys cannot be unwrapped");
+            }
+            Ok(())
+        }
+        KeysCommand::Rotate => {
+            let new = ring.rotate()?;
+            tracing::info!(kek_id = %new, "kek rotated");
+            let mut total = 0u64;
+            loop {
+                let batch = meta.keys_not_under(&new, 500).await?;
+                if batch.is_empty() {
+                    break;
+                }
+                let mut rewrapped = Vec::with_capacity(batch.len());
+                for (call_id, k) in batch {
+                    let call_id = CallId::parse(&call_id)?;
+                    let ctx = opptak_recorder::key_context(&call_id, &k.class);
+                    let wrapped = opptak_crypto::WrappedKey {
+                        key_id: k.key_id.clone(),
+                        kek_id: k.kek_id.clone(),
+                        sealed: k.sealed,
+                    };
+                    let dk = ring
+                        .unwrap(&wrapped, &ctx)
+                        .with_context(|| format!("unwrapping data key {}", k.key_id))?;
+                    let w = ring.wrap(&dk, &ctx)?;
+                    rewrapped.push((
+                        k.kek_id,
+                        opptak_store::meta::StoredKey {
+                            key_id: w.key_id,
+                            class: k.class,
+                            kek_id: w.kek_id,
+                            sealed: w.sealed,
+                        },
+                    ));
+                }
+                total += meta.rewrap(&rewrapped).await?;
+            }
+            println!("new active kek {new}; {total} data keys re-wrapped; audio untouched");
+            println!("retire the old kek after the grace period: opptak keys retire <kek-id>");
+            Ok(())
+        }
+        KeysCommand::Retire { kek_id, grace_minutes } => {
+            let refs: u64 = meta
+                .key_counts()
+                .await?
+                .iter()
+                .filter(|(k, _, _)| *k == kek_id)
+                .map(|(_, _, n)| n)
+                .sum();
+            if refs > 0 {
+                bail!("{kek_id} still wraps {refs} data keys; run `opptak keys rotate` first");
+            }
+            ring.retire(&kek_id, std::time::Duration::from_secs(grace_minutes * 60))?;
+            tracing::info!(%kek_id, "kek retired");
+            println!("retired {kek_id}");
             Ok(())
         }
     }

@@ -103,3 +103,93 @@ fn demo_refuses_to_clear_a_directory_it_did_not_create() {
     assert!(!out.status.success());
     assert!(dir.path().join("precious.txt").exists());
 }
+
+/// `opptak keys`: rotation re-wraps every data key without touching audio;
+/// a KEK is retired only when nothing references it and it is not active.
+#[test]
+fn keys_rotate_then_retire_keeps_every_recording_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let out = opptak(&["demo", "--data-dir", data.to_str().unwrap()]);
+    assert!(out.status.success());
+    let config = data.join("opptak.toml");
+    let config_s = config.to_str().unwrap();
+    let status = |args: &[&str]| {
+        let out = opptak(&[&["keys"], args, &["--config", config_s]].concat());
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, before, _) = status(&["status"]);
+    assert!(ok && before.contains("audio-24h: 5"), "{before}");
+    let active_of = |text: &str| {
+        text.lines()
+            .find(|l| l.contains(" active "))
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let old = active_of(&before);
+    let blobs_before: Vec<_> = walk(&data.join("blobs"));
+
+    let (ok, rotated, err) = status(&["rotate"]);
+    assert!(ok, "{err}");
+    assert!(rotated.contains("5 data keys re-wrapped"), "{rotated}");
+    assert_eq!(walk(&data.join("blobs")), blobs_before, "rotation must not touch audio");
+    let (_, after, _) = status(&["status"]);
+    assert!(
+        after.contains(&format!("{old:<22} inactive")) && after.contains("active"),
+        "{after}"
+    );
+
+    // The active KEK and a KEK still in use cannot be retired.
+    let active = after
+        .lines()
+        .find(|l| l.contains(" active "))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let (ok, _, err) = status(&["retire", &active, "--grace-minutes", "0"]);
+    assert!(!ok, "retiring a referenced kek must fail: {err}");
+    let (ok, _, err) = status(&["retire", &old]);
+    assert!(!ok && err.contains("wait"), "grace period: {err}");
+    let (ok, _, err) = status(&["retire", &old, "--grace-minutes", "0"]);
+    assert!(ok, "{err}");
+
+    // Every recording still decrypts, now under the new KEK only.
+    for id in ["demo-0001", "demo-0003", "demo-0005"] {
+        let wav = dir.path().join(format!("{id}.wav"));
+        let out = opptak(&[
+            "recordings",
+            "export",
+            id,
+            "--out",
+            wav.to_str().unwrap(),
+            "--config",
+            config_s,
+        ]);
+        assert!(out.status.success(), "{id}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+fn walk(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push((e.path(), std::fs::read(e.path()).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}

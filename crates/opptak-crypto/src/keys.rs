@@ -64,7 +64,7 @@ pub struct WrappedKey {
 /// Holds key-encryption keys. The local keyring file is the embedded default;
 /// a PKCS#11 HSM provider is a later issue.
 pub trait KeyProvider: Send + Sync + 'static {
-    fn active_kek_id(&self) -> &str;
+    fn active_kek_id(&self) -> String;
     fn wrap(&self, key: &DataKey, context: &[u8]) -> Result<WrappedKey, CryptoError>;
     fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<DataKey, CryptoError>;
 }
@@ -91,37 +91,105 @@ struct KeyringFile {
 struct KekEntry {
     id: String,
     created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deactivated_at: Option<u64>,
     key: String,
 }
 
 /// KEKs in a local JSON file, mode 0600. Created on first use; refused when
-/// anyone but the owner can read it.
+/// anyone but the owner can read it. `opptak keys rotate|retire` change the
+/// file; running processes reload it when it changes (checked before every
+/// wrap and unwrap: one `stat`).
 pub struct LocalKeyring {
     path: PathBuf,
+    state: std::sync::RwLock<Loaded>,
+}
+
+struct Loaded {
     active: String,
-    keks: Vec<(String, Sensitive<[u8; 32]>)>,
+    keks: Vec<KekSlot>,
+    modified: Option<std::time::SystemTime>,
+}
+
+struct KekSlot {
+    id: String,
+    created_at: String,
+    deactivated_at: Option<u64>,
+    key: Sensitive<[u8; 32]>,
+}
+
+/// What `opptak keys status` shows of a KEK (never the key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KekInfo {
+    pub id: String,
+    pub created_at: String,
+    pub active: bool,
+    /// Unix seconds when it stopped being the active KEK.
+    pub deactivated_at: Option<u64>,
 }
 
 impl std::fmt::Debug for LocalKeyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalKeyring")
             .field("path", &self.path)
-            .field("active", &self.active)
+            .field("active", &self.active_kek_id())
             .finish()
     }
 }
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn new_kek_id() -> String {
+    let mut idb = [0u8; 8];
+    rand::rngs::OsRng.fill_bytes(&mut idb);
+    format!("kek-{}", idb.iter().map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+fn new_kek() -> Sensitive<[u8; 32]> {
+    let mut k = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut k);
+    let s = Sensitive::new(k);
+    k.zeroize();
+    s
+}
+
+use zeroize::Zeroize;
 
 impl LocalKeyring {
     /// Opens the keyring at `path`, creating it with a fresh KEK if absent.
     pub fn open_or_create(path: &Path) -> Result<Self, CryptoError> {
         if !path.exists() {
-            Self::create(path)?;
+            let id = new_kek_id();
+            let loaded = Loaded {
+                active: id.clone(),
+                keks: vec![KekSlot {
+                    id,
+                    created_at: unix_now().to_string(),
+                    deactivated_at: None,
+                    key: new_kek(),
+                }],
+                modified: None,
+            };
+            Self::write(path, &loaded, true)?;
         }
         Self::open(path)
     }
 
     /// Opens an existing keyring; fails when it is missing.
     pub fn open(path: &Path) -> Result<Self, CryptoError> {
+        let loaded = Self::load(path)?;
+        Ok(Self {
+            path: path.to_owned(),
+            state: std::sync::RwLock::new(loaded),
+        })
+    }
+
+    fn load(path: &Path) -> Result<Loaded, CryptoError> {
         let io = |e: std::io::Error| CryptoError::Keyring(format!("{}: {e}", path.display()));
         let meta = std::fs::metadata(path).map_err(io)?;
         #[cfg(unix)]
@@ -135,8 +203,7 @@ impl LocalKeyring {
                 )));
             }
         }
-        let _ = meta;
-        let raw = std::fs::read(path).map_err(io)?;
+        let raw = zeroize::Zeroizing::new(std::fs::read(path).map_err(io)?);
         let file: KeyringFile = serde_json::from_slice(&raw)
             .map_err(|e| CryptoError::Keyring(format!("{}: not a keyring: {e}", path.display())))?;
         if file.version != 1 {
@@ -155,43 +222,55 @@ impl LocalKeyring {
                 .as_slice()
                 .try_into()
                 .map_err(|_| CryptoError::Keyring(format!("kek {} is not 32 bytes", e.id)))?;
-            keks.push((e.id, Sensitive::new(key)));
+            keks.push(KekSlot {
+                id: e.id,
+                created_at: e.created_at,
+                deactivated_at: e.deactivated_at,
+                key: Sensitive::new(key),
+            });
         }
-        if !keks.iter().any(|(id, _)| *id == file.active) {
+        if !keks.iter().any(|k| k.id == file.active) {
             return Err(CryptoError::Keyring(format!(
                 "active kek {} not in the keyring",
                 file.active
             )));
         }
-        Ok(Self {
-            path: path.to_owned(),
+        Ok(Loaded {
             active: file.active,
             keks,
+            modified: meta.modified().ok(),
         })
     }
 
-    fn create(path: &Path) -> Result<(), CryptoError> {
+    /// Writes the keyring atomically (temporary file, fsync, rename), mode 0600.
+    fn write(path: &Path, loaded: &Loaded, create_new: bool) -> Result<(), CryptoError> {
         use std::io::Write;
         let io = |e: std::io::Error| CryptoError::Keyring(format!("{}: {e}", path.display()));
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let mut k = zeroize::Zeroizing::new([0u8; 32]);
-        rand::rngs::OsRng.fill_bytes(k.as_mut());
-        let mut idb = [0u8; 8];
-        rand::rngs::OsRng.fill_bytes(&mut idb);
-        let id = format!("kek-{}", idb.iter().map(|b| format!("{b:02x}")).collect::<String>());
         let file = KeyringFile {
             version: 1,
-            active: id.clone(),
-            keks: vec![KekEntry {
-                id,
-                created_at: format!("{:?}", std::time::SystemTime::now()),
-                key: B64.encode(k.as_ref()),
-            }],
+            active: loaded.active.clone(),
+            keks: loaded
+                .keks
+                .iter()
+                .map(|k| KekEntry {
+                    id: k.id.clone(),
+                    created_at: k.created_at.clone(),
+                    deactivated_at: k.deactivated_at,
+                    key: B64.encode(k.key.expose()),
+                })
+                .collect(),
         };
         let json =
             zeroize::Zeroizing::new(serde_json::to_vec_pretty(&file).map_err(|e| CryptoError::Keyring(e.to_string()))?);
+        for e in file.keks {
+            let mut k = e.key;
+            k.zeroize();
+        }
+        let tmp = path.with_extension("tmp");
+        let _ = std::fs::remove_file(&tmp);
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
         #[cfg(unix)]
@@ -199,9 +278,28 @@ impl LocalKeyring {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
-        let mut f = opts.open(path).map_err(io)?;
+        let mut f = opts.open(&tmp).map_err(io)?;
         f.write_all(&json).map_err(io)?;
         f.sync_all().map_err(io)?;
+        if create_new && path.exists() {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(CryptoError::Keyring(format!("{} appeared meanwhile", path.display())));
+        }
+        std::fs::rename(&tmp, path).map_err(io)?;
+        Ok(())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Loaded> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Re-reads the file if it changed since it was loaded.
+    pub fn reload_if_changed(&self) -> Result<(), CryptoError> {
+        let now = std::fs::metadata(&self.path).ok().and_then(|m| m.modified().ok());
+        if now.is_some() && now != self.read().modified {
+            let fresh = Self::load(&self.path)?;
+            *self.state.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        }
         Ok(())
     }
 
@@ -209,57 +307,124 @@ impl LocalKeyring {
         &self.path
     }
 
-    fn kek(&self, id: &str) -> Result<&[u8; 32], CryptoError> {
-        self.keks
+    pub fn list(&self) -> Vec<KekInfo> {
+        let st = self.read();
+        st.keks
             .iter()
-            .find(|(k, _)| k == id)
-            .map(|(_, s)| s.expose())
+            .map(|k| KekInfo {
+                id: k.id.clone(),
+                created_at: k.created_at.clone(),
+                active: k.id == st.active,
+                deactivated_at: k.deactivated_at,
+            })
+            .collect()
+    }
+
+    /// Adds a new KEK and makes it the active one; the old stays to unwrap
+    /// until every data key is re-wrapped and it is retired. Returns its id.
+    pub fn rotate(&self) -> Result<String, CryptoError> {
+        self.reload_if_changed()?;
+        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let id = new_kek_id();
+        let now = unix_now();
+        let old = st.active.clone();
+        for k in st.keks.iter_mut().filter(|k| k.id == old) {
+            k.deactivated_at = Some(now);
+        }
+        st.keks.push(KekSlot {
+            id: id.clone(),
+            created_at: now.to_string(),
+            deactivated_at: None,
+            key: new_kek(),
+        });
+        st.active = id.clone();
+        Self::write(&self.path, &st, false)?;
+        st.modified = std::fs::metadata(&self.path).ok().and_then(|m| m.modified().ok());
+        Ok(id)
+    }
+
+    /// Removes a KEK. Refused for the active KEK and for one deactivated less
+    /// than `grace` ago (a process that has not reloaded yet may still wrap
+    /// with it). The caller checks that no data key references it.
+    pub fn retire(&self, id: &str, grace: std::time::Duration) -> Result<(), CryptoError> {
+        self.reload_if_changed()?;
+        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
+        if st.active == id {
+            return Err(CryptoError::Keyring(format!("{id} is the active kek; rotate first")));
+        }
+        let Some(k) = st.keks.iter().find(|k| k.id == id) else {
+            return Err(CryptoError::Keyring(format!("{id} is not in {}", self.path.display())));
+        };
+        let since = k.deactivated_at.map(|d| unix_now().saturating_sub(d)).unwrap_or(0);
+        if since < grace.as_secs() {
+            return Err(CryptoError::Keyring(format!(
+                "{id} stopped being active {since} s ago; wait {} s so every process has reloaded the keyring",
+                grace.as_secs() - since
+            )));
+        }
+        st.keks.retain(|k| k.id != id);
+        Self::write(&self.path, &st, false)?;
+        st.modified = std::fs::metadata(&self.path).ok().and_then(|m| m.modified().ok());
+        Ok(())
+    }
+
+    fn with_kek<R>(&self, id: &str, f: impl FnOnce(&[u8; 32]) -> R) -> Result<R, CryptoError> {
+        let st = self.read();
+        st.keks
+            .iter()
+            .find(|k| k.id == id)
+            .map(|k| f(k.key.expose()))
             .ok_or_else(|| CryptoError::KeyUnavailable(format!("kek {id} is not in {}", self.path.display())))
     }
 }
 
 impl KeyProvider for LocalKeyring {
-    fn active_kek_id(&self) -> &str {
-        &self.active
+    fn active_kek_id(&self) -> String {
+        self.read().active.clone()
     }
 
     fn wrap(&self, key: &DataKey, context: &[u8]) -> Result<WrappedKey, CryptoError> {
-        let kek = self.kek(&self.active)?;
-        let cipher = Aes256Gcm::new_from_slice(kek).map_err(|_| CryptoError::Authentication)?;
+        self.reload_if_changed()?;
+        let active = self.active_kek_id();
         let mut nonce = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let aad = wrap_aad(key.id(), &self.active, context);
-        let ct = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: key.secret(),
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| CryptoError::Authentication)?;
+        let aad = wrap_aad(key.id(), &active, context);
+        let ct = self.with_kek(&active, |kek| {
+            let cipher = Aes256Gcm::new_from_slice(kek).map_err(|_| CryptoError::Authentication)?;
+            cipher
+                .encrypt(
+                    Nonce::from_slice(&nonce),
+                    Payload {
+                        msg: key.secret(),
+                        aad: &aad,
+                    },
+                )
+                .map_err(|_| CryptoError::Authentication)
+        })??;
         let mut sealed = nonce.to_vec();
         sealed.extend_from_slice(&ct);
         Ok(WrappedKey {
             key_id: key.id().to_owned(),
-            kek_id: self.active.clone(),
+            kek_id: active,
             sealed,
         })
     }
 
     fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<DataKey, CryptoError> {
-        let kek = self.kek(&wrapped.kek_id)?;
         if wrapped.sealed.len() != 12 + 32 + 16 {
             return Err(CryptoError::Authentication);
         }
-        let cipher = Aes256Gcm::new_from_slice(kek).map_err(|_| CryptoError::Authentication)?;
+        // Rotations and retirements by another process take effect here too.
+        self.reload_if_changed()?;
         let aad = wrap_aad(&wrapped.key_id, &wrapped.kek_id, context);
         let (nonce, ct) = wrapped.sealed.split_at(12);
-        let pt = zeroize::Zeroizing::new(
+        let pt = self.with_kek(&wrapped.kek_id, |kek| {
+            let cipher = Aes256Gcm::new_from_slice(kek).map_err(|_| CryptoError::Authentication)?;
             cipher
                 .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
-                .map_err(|_| CryptoError::Authentication)?,
-        );
+                .map(zeroize::Zeroizing::new)
+                .map_err(|_| CryptoError::Authentication)
+        })??;
         let mut k = [0u8; 32];
         k.copy_from_slice(&pt);
         Ok(DataKey::from_parts(wrapped.key_id.clone(), k))
@@ -314,5 +479,35 @@ mod tests {
         let b = LocalKeyring::open_or_create(&dir.path().join("b.json")).unwrap();
         let w = a.wrap(&DataKey::generate(), b"ctx").unwrap();
         assert!(matches!(b.unwrap(&w, b"ctx"), Err(CryptoError::KeyUnavailable(_))));
+    }
+
+    #[test]
+    fn rotation_keeps_old_keys_readable_and_retire_is_guarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.json");
+        let ring = LocalKeyring::open_or_create(&path).unwrap();
+        let old = ring.active_kek_id();
+        let w_old = ring.wrap(&DataKey::generate(), b"c").unwrap();
+        // Another process (a second handle) rotates; this one picks it up.
+        let other = LocalKeyring::open(&path).unwrap();
+        let new = other.rotate().unwrap();
+        assert_ne!(old, new);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let w_new = ring.wrap(&DataKey::generate(), b"c").unwrap();
+        assert_eq!(w_new.kek_id, new, "wrap reloads the rotated keyring");
+        assert!(ring.unwrap(&w_old, b"c").is_ok());
+        assert!(other.retire(&new, std::time::Duration::ZERO).is_err(), "active kek");
+        let e = other
+            .retire(&old, std::time::Duration::from_secs(600))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("wait"), "{e}");
+        other.retire(&old, std::time::Duration::ZERO).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(matches!(ring.unwrap(&w_old, b"c"), Err(CryptoError::KeyUnavailable(_))));
+        assert!(ring.unwrap(&w_new, b"c").is_ok());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(ring.list().len(), 1);
     }
 }

@@ -229,4 +229,37 @@ pub async fn metadata_store_suite(store: Arc<dyn MetadataStore>, prefix: &str) {
     assert_eq!(got.segments, 1203);
     assert_eq!(got.progress.next_sequence, 1203);
     assert_eq!(store.segments(&c.recording_id).await.unwrap()[0].blob_path, "spool/0");
+
+    // Re-wrapping for KEK rotation: guarded by the KEK the caller read.
+    let counts = store.key_counts().await.unwrap();
+    assert!(counts
+        .iter()
+        .any(|(kek, class, n)| kek == "kek-1" && class == "audio-24h" && *n >= 4));
+    let todo = store.keys_not_under("kek-2", 100_000).await.unwrap();
+    let mine: Vec<_> = todo
+        .iter()
+        .filter(|(call, _)| call.starts_with(prefix))
+        .cloned()
+        .collect();
+    assert_eq!(mine.len(), 4);
+    let (call, k) = &mine[0];
+    let new = StoredKey {
+        kek_id: "kek-2".into(),
+        sealed: vec![9, 9],
+        ..k.clone()
+    };
+    assert_eq!(store.rewrap(&[("kek-1".into(), new.clone())]).await.unwrap(), 1);
+    assert_eq!(
+        store.rewrap(&[("kek-1".into(), new.clone())]).await.unwrap(),
+        0,
+        "already re-wrapped"
+    );
+    let got = store.load_call(&CallId::parse(call).unwrap()).await.unwrap().unwrap();
+    assert_eq!(got.key, new);
+    assert!(store
+        .keys_not_under("kek-2", 100_000)
+        .await
+        .unwrap()
+        .iter()
+        .all(|(_, k)| k.key_id != new.key_id));
 }

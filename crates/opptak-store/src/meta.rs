@@ -128,6 +128,13 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn list_calls(&self, limit: u32) -> Result<Vec<CallRecord>, StoreError>;
     async fn segments(&self, recording_id: &str) -> Result<Vec<SegmentRow>, StoreError>;
     async fn gaps(&self, recording_id: &str) -> Result<Vec<GapRow>, StoreError>;
+    /// Live (not destroyed) data keys per KEK and class: `(kek_id, class, count)`.
+    async fn key_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError>;
+    /// Up to `limit` live data keys not wrapped by `kek_id`, with their call id.
+    async fn keys_not_under(&self, kek_id: &str, limit: u32) -> Result<Vec<(String, StoredKey)>, StoreError>;
+    /// Replaces wrapped keys, each only if it is still wrapped by the KEK the
+    /// caller read (`old_kek_id`); returns how many were replaced.
+    async fn rewrap(&self, keys: &[(String, StoredKey)]) -> Result<u64, StoreError>;
     fn describe(&self) -> String;
 }
 
@@ -571,6 +578,70 @@ impl MetadataStore for SqlStore {
                 })
             })
             .collect()
+    }
+
+    async fn key_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT kek_id, class, COUNT(*) AS n FROM data_keys WHERE destroyed_at_us IS NULL \
+             GROUP BY kek_id, class ORDER BY kek_id, class",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let bad = |_| StoreError::Corrupt("data_keys count".into());
+                Ok((
+                    r.try_get::<String, _>("kek_id").map_err(bad)?,
+                    r.try_get::<String, _>("class").map_err(bad)?,
+                    r.try_get::<i64, _>("n").map_err(bad)? as u64,
+                ))
+            })
+            .collect()
+    }
+
+    async fn keys_not_under(&self, kek_id: &str, limit: u32) -> Result<Vec<(String, StoredKey)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT call_id, key_id, class, kek_id, sealed FROM data_keys \
+             WHERE kek_id <> $1 AND destroyed_at_us IS NULL ORDER BY key_id LIMIT $2",
+        )
+        .bind(kek_id)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let bad = |_| StoreError::Corrupt("data_keys row".into());
+                Ok((
+                    r.try_get::<String, _>("call_id").map_err(bad)?,
+                    StoredKey {
+                        key_id: r.try_get("key_id").map_err(bad)?,
+                        class: r.try_get("class").map_err(bad)?,
+                        kek_id: r.try_get("kek_id").map_err(bad)?,
+                        sealed: r.try_get("sealed").map_err(bad)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    async fn rewrap(&self, keys: &[(String, StoredKey)]) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut done = 0;
+        for (old_kek_id, k) in keys {
+            done += sqlx::query("UPDATE data_keys SET kek_id = $1, sealed = $2 WHERE key_id = $3 AND kek_id = $4")
+                .bind(k.kek_id.as_str())
+                .bind(k.sealed.clone())
+                .bind(k.key_id.as_str())
+                .bind(old_kek_id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(done)
     }
 
     fn describe(&self) -> String {
