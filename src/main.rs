@@ -73,6 +73,21 @@ enum KeysCommand {
     Status,
     /// Make a new KEK active and re-wrap every data key under it (audio untouched).
     Rotate,
+    /// Crypto-shred one retention class of a call: its data key is destroyed,
+    /// every artifact under it becomes unreadable, evidence is kept.
+    Shred {
+        call_id: String,
+        #[arg(long, default_value = "audio-24h")]
+        class: String,
+        /// Why (retention expiry, erasure request reference, ...); kept as evidence.
+        #[arg(long)]
+        reason: String,
+        /// Who asked (kept as evidence).
+        #[arg(long, default_value = "operator")]
+        by: String,
+    },
+    /// Shredding evidence (what, when, why, who; never a key).
+    Shreddings { call_id: Option<String> },
     /// Remove a KEK that no data key references any more.
     Retire {
         kek_id: String,
@@ -303,13 +318,16 @@ async fn recordings(config: Config, command: RecordingsCommand) -> Result<()> {
 async fn keys(config: Config, command: KeysCommand) -> Result<()> {
     use opptak_crypto::KeyProvider;
     let keyring = std::path::Path::new(&config.keys.keyring);
-    if !keyring.exists() {
-        bail!("keyring {} not found", keyring.display());
-    }
-    let ring = opptak_crypto::LocalKeyring::open(keyring)?;
+    let open_ring = || -> Result<opptak_crypto::LocalKeyring> {
+        if !keyring.exists() {
+            bail!("keyring {} not found", keyring.display());
+        }
+        Ok(opptak_crypto::LocalKeyring::open(keyring)?)
+    };
     let meta = opptak_store::open_metadata_store(&config.storage.metadata).await?;
     match command {
         KeysCommand::Status => {
+            let ring = open_ring()?;
             let counts = meta.key_counts().await?;
             println!("keyring {}", ring.path().display());
             for k in ring.list() {
@@ -337,6 +355,7 @@ async fn keys(config: Config, command: KeysCommand) -> Result<()> {
             Ok(())
         }
         KeysCommand::Rotate => {
+            let ring = open_ring()?;
             let new = ring.rotate()?;
             tracing::info!(kek_id = %new, "kek rotated");
             let mut total = 0u64;
@@ -374,6 +393,48 @@ async fn keys(config: Config, command: KeysCommand) -> Result<()> {
             println!("retire the old kek after the grace period: opptak keys retire <kek-id>");
             Ok(())
         }
+        KeysCommand::Shred {
+            call_id,
+            class,
+            reason,
+            by,
+        } => {
+            let id = CallId::parse(&call_id)?;
+            if reason.trim().is_empty() {
+                bail!("--reason must say why (it is kept as evidence)");
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_micros() as i64;
+            let ev = meta.shred_key(&id, &class, &reason, &by, now).await?;
+            tracing::info!(call_id = %id, %class, key_id = %ev.key_id, "data key shredded");
+            println!(
+                "shredded {} key {} of call {} at {} ({}; by {})",
+                ev.class,
+                ev.key_id,
+                ev.call_id,
+                format_time(ev.shredded_at_us),
+                ev.reason,
+                ev.requested_by
+            );
+            Ok(())
+        }
+        KeysCommand::Shreddings { call_id } => {
+            let id = call_id.as_deref().map(CallId::parse).transpose()?;
+            for ev in meta.shreddings(id.as_ref()).await? {
+                println!(
+                    "{}  {:<28} {:<10} {:<28} kek {:<22} by {:<12} {}",
+                    format_time(ev.shredded_at_us),
+                    ev.call_id,
+                    ev.class,
+                    ev.key_id,
+                    ev.kek_id,
+                    ev.requested_by,
+                    ev.reason
+                );
+            }
+            Ok(())
+        }
         KeysCommand::Retire { kek_id, grace_minutes } => {
             let refs: u64 = meta
                 .key_counts()
@@ -385,7 +446,7 @@ async fn keys(config: Config, command: KeysCommand) -> Result<()> {
             if refs > 0 {
                 bail!("{kek_id} still wraps {refs} data keys; run `opptak keys rotate` first");
             }
-            ring.retire(&kek_id, std::time::Duration::from_secs(grace_minutes * 60))?;
+            open_ring()?.retire(&kek_id, std::time::Duration::from_secs(grace_minutes * 60))?;
             tracing::info!(%kek_id, "kek retired");
             println!("retired {kek_id}");
             Ok(())

@@ -193,3 +193,66 @@ fn walk(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     out.sort();
     out
 }
+
+/// `opptak keys shred`: the class's key is destroyed, the recording can never
+/// be read again ("key destroyed"), the other calls are untouched, and the
+/// shredding leaves evidence but no key.
+#[test]
+fn shredding_a_key_makes_exactly_that_recording_unreadable() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    assert!(opptak(&["demo", "--data-dir", data.to_str().unwrap()]).status.success());
+    let config = data.join("opptak.toml");
+    let c = config.to_str().unwrap();
+    let out = opptak(&[
+        "keys",
+        "shred",
+        "demo-0002",
+        "--reason",
+        "retention expired (test)",
+        "--by",
+        "sweeper",
+        "--config",
+        c,
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("shredded audio-24h key"));
+
+    let wav = dir.path().join("x.wav");
+    let out = opptak(&[
+        "recordings",
+        "export",
+        "demo-0002",
+        "--out",
+        wav.to_str().unwrap(),
+        "--config",
+        c,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("key destroyed"), "{err}");
+    assert!(
+        !wav.exists() || std::fs::metadata(&wav).unwrap().len() == 0,
+        "no plaintext written"
+    );
+    let out = opptak(&[
+        "recordings",
+        "export",
+        "demo-0003",
+        "--out",
+        wav.to_str().unwrap(),
+        "--config",
+        c,
+    ]);
+    assert!(out.status.success(), "other calls still decrypt");
+
+    // Shredding twice finds no live key; the evidence is listed once.
+    let again = opptak(&["keys", "shred", "demo-0002", "--reason", "again", "--config", c]);
+    assert!(!again.status.success());
+    let ev = opptak(&["keys", "shreddings", "--config", c]);
+    let ev = String::from_utf8_lossy(&ev.stdout);
+    assert_eq!(ev.lines().count(), 1, "{ev}");
+    assert!(ev.contains("demo-0002") && ev.contains("retention expired (test)") && ev.contains("sweeper"));
+    let status = opptak(&["keys", "status", "--config", c]);
+    assert!(String::from_utf8_lossy(&status.stdout).contains("audio-24h: 4"));
+}

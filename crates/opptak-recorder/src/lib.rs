@@ -410,6 +410,12 @@ impl Recorder {
                 return Ok(None);
             }
             match self.meta.load_call(id).await? {
+                // A shredded recording takes no more audio: like an unknown call.
+                Some(rec) if rec.key_destroyed_at_us.is_some() => {
+                    tracing::warn!(call_id = %id, "input for a call whose recording key was shredded");
+                    self.unknown.insert(id.clone());
+                    return Ok(None);
+                }
                 Some(rec) => {
                     let state = self.rebuild(rec)?;
                     self.calls.insert(id.clone(), state);
@@ -536,7 +542,10 @@ impl Recorder {
             self.dead_letter(
                 r,
                 call_id.as_str(),
-                Refusal::new(DeadLetterReason::UnknownCall, "AudioChunk for a call never started"),
+                Refusal::new(
+                    DeadLetterReason::UnknownCall,
+                    "AudioChunk for a call never started (or whose recording was shredded)",
+                ),
             );
             return Ok(());
         }

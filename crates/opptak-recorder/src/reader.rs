@@ -15,6 +15,8 @@ pub enum ReadError {
     UnknownCall(String),
     #[error("cannot decrypt: {0}")]
     Key(CryptoError),
+    #[error("key destroyed: the {class} data key of call {call_id} was crypto-shredded (at {at_us} µs since the epoch); its recording can never be decrypted again")]
+    KeyDestroyed { call_id: String, class: String, at_us: i64 },
     #[error("segment {index} of recording {recording_id} failed verification: {source}")]
     Segment {
         recording_id: String,
@@ -62,6 +64,13 @@ pub async fn read_recording(
         .load_call(call_id)
         .await?
         .ok_or_else(|| ReadError::UnknownCall(call_id.to_string()))?;
+    if let Some(at_us) = rec.key_destroyed_at_us {
+        return Err(ReadError::KeyDestroyed {
+            call_id: call_id.to_string(),
+            class: rec.key.class.clone(),
+            at_us,
+        });
+    }
     let wrapped = WrappedKey {
         key_id: rec.key.key_id.clone(),
         kek_id: rec.key.kek_id.clone(),

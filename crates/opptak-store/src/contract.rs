@@ -262,4 +262,26 @@ pub async fn metadata_store_suite(store: Arc<dyn MetadataStore>, prefix: &str) {
         .unwrap()
         .iter()
         .all(|(_, k)| k.key_id != new.key_id));
+
+    // Crypto-shredding: the wrapped key is gone, evidence stays, once.
+    let victim = &many[2].facts.call_id;
+    let ev = store
+        .shred_key(victim, "audio-24h", "test", "tester", 42)
+        .await
+        .unwrap();
+    assert_eq!(ev.call_id, victim.as_str());
+    let got = store.load_call(victim).await.unwrap().unwrap();
+    assert_eq!(got.key_destroyed_at_us, Some(42));
+    assert!(got.key.sealed.is_empty(), "the wrapped key is overwritten");
+    assert!(matches!(
+        store.shred_key(victim, "audio-24h", "again", "tester", 43).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(store.shreddings(Some(victim)).await.unwrap(), vec![ev]);
+    assert!(store
+        .keys_not_under("kek-9", 100_000)
+        .await
+        .unwrap()
+        .iter()
+        .all(|(c, _)| c != victim.as_str()));
 }

@@ -117,6 +117,20 @@ pub struct CallRecord {
     pub opt_out: Option<OptOut>,
     pub created_at_us: i64,
     pub updated_at_us: i64,
+    /// Set when the recording's data key was crypto-shredded.
+    pub key_destroyed_at_us: Option<i64>,
+}
+
+/// The record a crypto-shredding leaves (never the key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShredEvidence {
+    pub key_id: String,
+    pub call_id: String,
+    pub class: String,
+    pub kek_id: String,
+    pub shredded_at_us: i64,
+    pub reason: String,
+    pub requested_by: String,
 }
 
 #[async_trait]
@@ -135,6 +149,19 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Replaces wrapped keys, each only if it is still wrapped by the KEK the
     /// caller read (`old_kek_id`); returns how many were replaced.
     async fn rewrap(&self, keys: &[(String, StoredKey)]) -> Result<u64, StoreError>;
+    /// Crypto-shreds the data key of a call's retention class: the wrapped key
+    /// is overwritten with nothing and marked destroyed, and an evidence record
+    /// is written, in one transaction. NotFound when there is no live key.
+    async fn shred_key(
+        &self,
+        call_id: &CallId,
+        class: &str,
+        reason: &str,
+        requested_by: &str,
+        at_us: i64,
+    ) -> Result<ShredEvidence, StoreError>;
+    /// Shredding evidence, oldest first (of one call, or all).
+    async fn shreddings(&self, call_id: Option<&CallId>) -> Result<Vec<ShredEvidence>, StoreError>;
     fn describe(&self) -> String;
 }
 
@@ -305,6 +332,7 @@ impl SqlStore {
             opt_out,
             created_at_us: int("created_at_us")?,
             updated_at_us: int("updated_at_us")?,
+            key_destroyed_at_us: opt_int("key_destroyed_at_us")?,
         })
     }
 }
@@ -327,7 +355,7 @@ const CALL_SELECT: &str = "SELECT c.call_id, c.started_at_us, c.direction, c.cus
     c.service_category, c.ki_enabled, c.customer_informed, c.codec, c.sample_rate_hz, c.channel_roles, \
     c.next_sequence, c.frames, c.last_chunk_frames, c.duplicate_chunks, c.ended_at_us, c.end_reason, \
     c.last_sequence, c.ki_opt_out_at_us, c.ki_opt_out_by, c.ki_opt_out_offset_us, c.created_at_us, c.updated_at_us, \
-    k.key_id, k.class, k.kek_id, k.sealed, r.recording_id, r.blob_prefix, r.segments, r.complete \
+    k.key_id, k.class, k.kek_id, k.sealed, k.destroyed_at_us AS key_destroyed_at_us, r.recording_id, r.blob_prefix, r.segments, r.complete \
     FROM calls c JOIN recordings r ON r.call_id = c.call_id AND r.kind = 'recording' \
     JOIN data_keys k ON k.key_id = r.key_id";
 
@@ -642,6 +670,84 @@ impl MetadataStore for SqlStore {
         }
         tx.commit().await.map_err(db)?;
         Ok(done)
+    }
+
+    async fn shred_key(
+        &self,
+        call_id: &CallId,
+        class: &str,
+        reason: &str,
+        requested_by: &str,
+        at_us: i64,
+    ) -> Result<ShredEvidence, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let row = sqlx::query(
+            "SELECT key_id, kek_id FROM data_keys WHERE call_id = $1 AND class = $2 AND destroyed_at_us IS NULL",
+        )
+        .bind(call_id.as_str())
+        .bind(class)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| StoreError::NotFound(format!("live {class} key of call {call_id}")))?;
+        let bad = |_| StoreError::Corrupt("data_keys row".into());
+        let ev = ShredEvidence {
+            key_id: row.try_get("key_id").map_err(bad)?,
+            call_id: call_id.to_string(),
+            class: class.to_owned(),
+            kek_id: row.try_get("kek_id").map_err(bad)?,
+            shredded_at_us: at_us,
+            reason: reason.to_owned(),
+            requested_by: requested_by.to_owned(),
+        };
+        sqlx::query("UPDATE data_keys SET sealed = $1, destroyed_at_us = $2 WHERE key_id = $3")
+            .bind(Vec::<u8>::new())
+            .bind(at_us)
+            .bind(ev.key_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query(
+            "INSERT INTO key_shreddings (key_id, call_id, class, kek_id, shredded_at_us, reason, requested_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(ev.key_id.as_str())
+        .bind(ev.call_id.as_str())
+        .bind(ev.class.as_str())
+        .bind(ev.kek_id.as_str())
+        .bind(ev.shredded_at_us)
+        .bind(ev.reason.as_str())
+        .bind(ev.requested_by.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(ev)
+    }
+
+    async fn shreddings(&self, call_id: Option<&CallId>) -> Result<Vec<ShredEvidence>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT key_id, call_id, class, kek_id, shredded_at_us, reason, requested_by FROM key_shreddings \
+             WHERE $1 = '' OR call_id = $1 ORDER BY shredded_at_us, key_id",
+        )
+        .bind(call_id.map(|c| c.as_str()).unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let bad = |_| StoreError::Corrupt("key_shreddings row".into());
+                Ok(ShredEvidence {
+                    key_id: r.try_get("key_id").map_err(bad)?,
+                    call_id: r.try_get("call_id").map_err(bad)?,
+                    class: r.try_get("class").map_err(bad)?,
+                    kek_id: r.try_get("kek_id").map_err(bad)?,
+                    shredded_at_us: r.try_get("shredded_at_us").map_err(bad)?,
+                    reason: r.try_get("reason").map_err(bad)?,
+                    requested_by: r.try_get("requested_by").map_err(bad)?,
+                })
+            })
+            .collect()
     }
 
     fn describe(&self) -> String {

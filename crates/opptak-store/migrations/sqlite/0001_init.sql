@@ -42,6 +42,18 @@ CREATE TABLE data_keys (
     UNIQUE (call_id, class)
 );
 
+-- Evidence of crypto-shredding: what was destroyed, when, why, by whom.
+-- Never the key (the wrapped key in data_keys is overwritten with nothing).
+CREATE TABLE key_shreddings (
+    key_id            TEXT PRIMARY KEY REFERENCES data_keys (key_id),
+    call_id           TEXT NOT NULL,
+    class             TEXT NOT NULL,
+    kek_id            TEXT NOT NULL,
+    shredded_at_us    BIGINT NOT NULL,
+    reason            TEXT NOT NULL,
+    requested_by      TEXT NOT NULL
+);
+
 CREATE TABLE recordings (
     recording_id      TEXT PRIMARY KEY,
     call_id           TEXT NOT NULL REFERENCES calls (call_id),
