@@ -23,6 +23,8 @@ pub enum CryptoError {
     Format(String),
     #[error("segment does not belong here: {0}")]
     Misplaced(String),
+    #[error("segment stream is broken: {0}")]
+    Stream(String),
     #[error("key unavailable: {0}")]
     KeyUnavailable(String),
     #[error("keyring: {0}")]

@@ -199,6 +199,60 @@ pub fn open(key: &DataKey, blob: &[u8], expect: Expect<'_>) -> Result<(SegmentHe
     Ok((hdr, pt))
 }
 
+/// Opens a whole artifact from its segments in stored order and checks the
+/// stream: indexes 0..n, each segment starting where the previous ended
+/// (`frame_bytes` of plaintext per frame), and — for a complete artifact — the
+/// final marker on the last segment and nowhere else. Returns the plaintext
+/// only if everything verifies.
+pub fn open_stream(
+    key: &DataKey,
+    kind: ArtifactKind,
+    recording_id: &str,
+    segments: &[&[u8]],
+    frame_bytes: usize,
+    complete: bool,
+) -> Result<Vec<u8>, CryptoError> {
+    let mut out = Vec::new();
+    let mut frames = 0u64;
+    for (i, blob) in segments.iter().enumerate() {
+        let (hdr, pt) = open(
+            key,
+            blob,
+            Expect {
+                kind,
+                recording_id,
+                index: i as u64,
+            },
+        )?;
+        if hdr.first_frame != frames {
+            return Err(CryptoError::Stream(format!(
+                "segment {i} starts at frame {}, expected {frames}",
+                hdr.first_frame
+            )));
+        }
+        let last = i + 1 == segments.len();
+        if hdr.final_segment && !last {
+            return Err(CryptoError::Stream(format!(
+                "segment {i} is marked final but more follow"
+            )));
+        }
+        if pt.len() % frame_bytes.max(1) != 0 {
+            return Err(CryptoError::Stream(format!("segment {i} holds a partial frame")));
+        }
+        frames += (pt.len() / frame_bytes.max(1)) as u64;
+        out.extend_from_slice(&pt);
+    }
+    if complete
+        && !segments
+            .last()
+            .map(|b| SegmentHeader::parse(b).map(|(h, _)| h.final_segment).unwrap_or(false))
+            .unwrap_or(false)
+    {
+        return Err(CryptoError::Stream("truncated: the final segment is missing".into()));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -2,7 +2,7 @@
 //! metadata (index, position, final marker), then PCM or WAV out.
 
 use crate::key_context;
-use opptak_crypto::segment::{self, ArtifactKind, Expect};
+use opptak_crypto::segment::{self, ArtifactKind};
 use opptak_crypto::{CryptoError, KeyProvider, WrappedKey};
 use opptak_domain::model::{CallFacts, CallId};
 use opptak_store::meta::{CallRecord, GapRow};
@@ -17,12 +17,8 @@ pub enum ReadError {
     Key(CryptoError),
     #[error("key destroyed: the {class} data key of call {call_id} was crypto-shredded (at {at_us} µs since the epoch); its recording can never be decrypted again")]
     KeyDestroyed { call_id: String, class: String, at_us: i64 },
-    #[error("segment {index} of recording {recording_id} failed verification: {source}")]
-    Segment {
-        recording_id: String,
-        index: u64,
-        source: CryptoError,
-    },
+    #[error("recording {recording_id} failed verification: {source}")]
+    Segment { recording_id: String, source: CryptoError },
     #[error("recording {recording_id} is inconsistent: {detail}")]
     Integrity { recording_id: String, detail: String },
     #[error(transparent)]
@@ -93,52 +89,39 @@ pub async fn read_recording(
     }
     // Segments hold the call's wire codec; PCM16 is decoded on the way out.
     let frame_bytes = rec.facts.format.wire_frame_bytes();
-    let mut pcm = Vec::new();
+    let mut blobs_read = Vec::with_capacity(rows.len());
     let mut frames = 0u64;
     for (i, row) in rows.iter().enumerate() {
-        if row.idx != i as u64 {
-            return Err(integrity(format!("segment {i} missing")));
+        if row.idx != i as u64 || row.first_frame != frames {
+            return Err(integrity(format!("segment row {i} out of place")));
         }
-        let blob = blobs
-            .get_range(&row.blob_path, row.blob_offset..row.blob_offset + row.sealed_bytes)
-            .await?;
-        let (hdr, pt) = segment::open(
-            &key,
-            &blob,
-            Expect {
-                kind: ArtifactKind::Recording,
-                recording_id: &rec.recording_id,
-                index: row.idx,
-            },
-        )
-        .map_err(|source| ReadError::Segment {
-            recording_id: rec.recording_id.clone(),
-            index: row.idx,
-            source,
-        })?;
-        if hdr.first_frame != frames || row.first_frame != frames {
-            return Err(integrity(format!(
-                "segment {i} starts at frame {}, expected {frames}",
-                hdr.first_frame
-            )));
-        }
-        let last = i + 1 == rows.len();
-        if hdr.final_segment != (last && rec.complete) || hdr.final_segment != row.final_segment {
+        if row.final_segment != (i + 1 == rows.len() && rec.complete) {
             return Err(integrity(format!(
                 "segment {i}: final marker does not match the recording state"
             )));
         }
-        if pt.len() % frame_bytes != 0 {
-            return Err(integrity(format!("segment {i} holds a partial frame")));
-        }
-        frames += (pt.len() / frame_bytes) as u64;
-        pcm.extend_from_slice(
-            &rec.facts
-                .format
-                .decode(&pt)
-                .map_err(|e| integrity(format!("segment {i}: {e}")))?,
+        frames += row.frames;
+        blobs_read.push(
+            blobs
+                .get_range(&row.blob_path, row.blob_offset..row.blob_offset + row.sealed_bytes)
+                .await?,
         );
     }
+    let parts: Vec<&[u8]> = blobs_read.iter().map(|b| b.as_ref()).collect();
+    let wire = segment::open_stream(
+        &key,
+        ArtifactKind::Recording,
+        &rec.recording_id,
+        &parts,
+        frame_bytes,
+        rec.complete,
+    )
+    .map_err(|source| ReadError::Segment {
+        recording_id: rec.recording_id.clone(),
+        source,
+    })?;
+    let frames = (wire.len() / frame_bytes) as u64;
+    let pcm = rec.facts.format.decode(&wire).map_err(|e| integrity(e.to_string()))?;
     if rec.complete && rows.is_empty() {
         return Err(integrity("complete recording without a final segment".into()));
     }
