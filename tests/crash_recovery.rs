@@ -6,8 +6,6 @@
 mod common;
 
 use common::{verify_calls, wait_for_recordings, Backend, Env};
-use opptak::sim;
-use opptak_bus::Outgoing;
 use opptak_proto::v1;
 use opptak_proto::Message;
 use std::process::{Child, Command, Stdio};
@@ -49,30 +47,7 @@ async fn recorder_killed_mid_call_loses_and_duplicates_nothing() {
     let calls = common::mixed_calls(&common::unique("crash"), 20);
     let total_frames: usize = calls.iter().map(|c| c.frames()).sum();
     // The telephony side keeps sending at a steady pace the whole time.
-    let publisher = {
-        let bus = edges.bus.clone();
-        let topic = edges.config.recorder_config().topics.telephony;
-        let streams: Vec<_> = calls.iter().map(|c| c.events(100)).collect();
-        tokio::spawn(async move {
-            let longest = streams.iter().map(Vec::len).max().unwrap_or(0);
-            for step in 0..longest {
-                let batch: Vec<Outgoing> = streams
-                    .iter()
-                    .filter_map(|s| s.get(step))
-                    .map(|e| {
-                        let (key, payload) = sim::encode(e);
-                        Outgoing {
-                            topic: topic.clone(),
-                            key,
-                            payload,
-                        }
-                    })
-                    .collect();
-                bus.publish_all(batch).await.unwrap();
-                tokio::time::sleep(Duration::from_millis(60)).await;
-            }
-        })
-    };
+    let publisher = common::spawn_paced_publisher(&edges, &calls, Duration::from_millis(60));
 
     // Kill once a quarter of the audio is durable, while calls are still running.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
@@ -139,30 +114,7 @@ async fn two_recorders_in_one_group_survive_rebalances_and_a_kill() {
     let mut restarts = 0;
 
     let calls = common::mixed_calls(&common::unique("group"), 16);
-    let topic = edges.config.recorder_config().topics.telephony;
-    let streams: Vec<_> = calls.iter().map(|c| c.events(100)).collect();
-    let longest = streams.iter().map(Vec::len).max().unwrap_or(0);
-    let publisher = {
-        let bus = edges.bus.clone();
-        tokio::spawn(async move {
-            for step in 0..longest {
-                let batch: Vec<Outgoing> = streams
-                    .iter()
-                    .filter_map(|s| s.get(step))
-                    .map(|e| {
-                        let (key, payload) = sim::encode(e);
-                        Outgoing {
-                            topic: topic.clone(),
-                            key,
-                            payload,
-                        }
-                    })
-                    .collect();
-                bus.publish_all(batch).await.unwrap();
-                tokio::time::sleep(Duration::from_millis(150)).await;
-            }
-        })
-    };
+    let publisher = common::spawn_paced_publisher(&edges, &calls, Duration::from_millis(150));
     let started = tokio::time::Instant::now();
     let mut b_started = false;
     let mut a_killed = false;

@@ -261,11 +261,7 @@ async fn lost_chunks_are_kept_as_gaps() {
     for seq in [20usize, 6, 5] {
         evs.remove(seq + 1);
     }
-    let topic = edges.config.recorder_config().topics.telephony;
-    for e in &evs {
-        let (k, v) = sim::encode(e);
-        edges.bus.publish(&topic, &k, &v).await.unwrap();
-    }
+    common::publish_events(&edges, &evs).await;
     let stored = wait_for_recordings(&edges, 1, 60).await;
     recorder.stop().await.unwrap();
     let rec = opptak_recorder::reader::read_recording(
@@ -312,11 +308,7 @@ async fn export_refuses_without_the_key() {
     let edges = env.edges().await;
     let recorder = RunningRecorder::spawn(edges.recorder());
     let call = SimCall::synthetic("key-call", opptak_domain::Codec::Pcma, 2, 1.0, 9);
-    let topic = edges.config.recorder_config().topics.telephony;
-    for e in &call.events(100) {
-        let (k, v) = sim::encode(e);
-        edges.bus.publish(&topic, &k, &v).await.unwrap();
-    }
+    common::publish_events(&edges, &call.events(100)).await;
     wait_for_recordings(&edges, 1, 60).await;
     recorder.stop().await.unwrap();
     let other = tempfile::tempdir().unwrap();
@@ -341,11 +333,7 @@ async fn ki_opt_out_is_recorded_and_the_recording_goes_on() {
     call.started.customer_informed = true;
     call.started.advisor_id = "adv-77".into();
     call.opt_out_at_ms = Some(1_200);
-    let topic = edges.config.recorder_config().topics.telephony;
-    for e in &call.events(100) {
-        let (k, v) = sim::encode(e);
-        edges.bus.publish(&topic, &k, &v).await.unwrap();
-    }
+    common::publish_events(&edges, &call.events(100)).await;
     wait_for_recordings(&edges, 1, 60).await;
     recorder.stop().await.unwrap();
     let id = CallId::parse("optout-call").unwrap();

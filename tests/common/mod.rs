@@ -301,3 +301,43 @@ fn category_code(c: opptak_domain::ServiceCategory) -> i32 {
         General => 6,
     }
 }
+
+/// Publishes each call's events as the telephony system would while the calls
+/// run: step by step across all calls, pausing `pace` between steps.
+pub fn spawn_paced_publisher(
+    edges: &Edges,
+    calls: &[opptak::sim::SimCall],
+    pace: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let bus = edges.bus.clone();
+    let topic = edges.config.recorder_config().topics.telephony;
+    let streams: Vec<_> = calls.iter().map(|c| c.events(100)).collect();
+    tokio::spawn(async move {
+        let longest = streams.iter().map(Vec::len).max().unwrap_or(0);
+        for step in 0..longest {
+            let batch: Vec<Outgoing> = streams
+                .iter()
+                .filter_map(|s| s.get(step))
+                .map(|e| {
+                    let (key, payload) = sim::encode(e);
+                    Outgoing {
+                        topic: topic.clone(),
+                        key,
+                        payload,
+                    }
+                })
+                .collect();
+            bus.publish_all(batch).await.unwrap();
+            tokio::time::sleep(pace).await;
+        }
+    })
+}
+
+/// Publishes one call's events in order.
+pub async fn publish_events(edges: &Edges, events: &[v1::TelephonyEvent]) {
+    let topic = edges.config.recorder_config().topics.telephony;
+    for e in events {
+        let (k, v) = sim::encode(e);
+        edges.bus.publish(&topic, &k, &v).await.unwrap();
+    }
+}
