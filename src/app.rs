@@ -3,7 +3,7 @@
 use crate::config::Config;
 use anyhow::{Context, Result};
 use opptak_bus::Bus;
-use opptak_crypto::{KeyProvider, LocalKeyring};
+use opptak_crypto::{KeyAdmin, KeyProvider, LocalKeyring, Pkcs11Keyring};
 use opptak_recorder::{Recorder, RecorderStats};
 use opptak_store::{BlobStore, MetadataStore};
 use std::sync::Arc;
@@ -44,11 +44,10 @@ impl Edges {
         })
     }
 
-    /// Opens only what reading recordings needs (no bus).
+    /// Opens the configured KEK provider, creating a local keyring if there
+    /// is none yet.
     pub fn open_keys(config: &Config) -> Result<Arc<dyn KeyProvider>> {
-        let ring =
-            LocalKeyring::open_or_create(std::path::Path::new(&config.keys.keyring)).context("opening the keyring")?;
-        Ok(Arc::new(ring))
+        Ok(open_key_admin(config, true)?)
     }
 
     pub async fn create_topics(&self) -> Result<()> {
@@ -69,6 +68,77 @@ impl Edges {
             self.config.recorder_config(),
         )
     }
+}
+
+/// Opens the configured KEK provider with its management operations. With
+/// `create` false a missing local keyring is an error (readers must not
+/// invent keys).
+pub fn open_key_admin(config: &Config, create: bool) -> Result<Arc<dyn KeyAdmin>> {
+    let k = &config.keys;
+    match k.provider.as_str() {
+        "pkcs11" => Ok(Arc::new(
+            Pkcs11Keyring::open(
+                std::path::Path::new(&k.pkcs11_module),
+                &k.pkcs11_token,
+                k.pkcs11_pin.expose(),
+                &k.pkcs11_prefix,
+            )
+            .context("opening the PKCS#11 token")?,
+        )),
+        _ => {
+            let path = std::path::Path::new(&k.keyring);
+            if !create && !path.exists() {
+                anyhow::bail!(
+                    "keyring {} not found: recordings cannot be decrypted without the key-encryption key",
+                    path.display()
+                );
+            }
+            Ok(Arc::new(
+                LocalKeyring::open_or_create(path).context("opening the keyring")?,
+            ))
+        }
+    }
+}
+
+/// `opptak keys rotate`: a new active KEK, then every live data key re-wrapped
+/// under it (each update guarded by the KEK it was read under; audio is not
+/// touched). Safe to run again after an interruption. Returns the new KEK id
+/// and how many data keys were re-wrapped.
+pub async fn rotate_and_rewrap(admin: &dyn KeyAdmin, meta: &dyn MetadataStore) -> Result<(String, u64)> {
+    let new = admin.rotate_kek()?;
+    tracing::info!(kek_id = %new, "kek rotated");
+    let mut total = 0u64;
+    loop {
+        let batch = meta.keys_not_under(&new, 500).await?;
+        if batch.is_empty() {
+            break;
+        }
+        let mut rewrapped = Vec::with_capacity(batch.len());
+        for (call_id, k) in batch {
+            let call_id = opptak_domain::CallId::parse(&call_id)?;
+            let ctx = opptak_recorder::key_context(&call_id, &k.class);
+            let wrapped = opptak_crypto::WrappedKey {
+                key_id: k.key_id.clone(),
+                kek_id: k.kek_id.clone(),
+                sealed: k.sealed,
+            };
+            let dk = admin
+                .unwrap(&wrapped, &ctx)
+                .with_context(|| format!("unwrapping data key {}", k.key_id))?;
+            let w = admin.wrap(&dk, &ctx)?;
+            rewrapped.push((
+                k.kek_id,
+                opptak_store::meta::StoredKey {
+                    key_id: w.key_id,
+                    class: k.class,
+                    kek_id: w.kek_id,
+                    sealed: w.sealed,
+                },
+            ));
+        }
+        total += meta.rewrap(&rewrapped).await?;
+    }
+    Ok((new, total))
 }
 
 /// A recorder running as a task, stopped by [`RunningRecorder::stop`].

@@ -38,7 +38,29 @@ pub struct StorageConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeysConfig {
+    pub provider: String,
     pub keyring: String,
+    pub pkcs11_module: String,
+    pub pkcs11_token: String,
+    pub pkcs11_prefix: String,
+    pub pkcs11_pin: Secret,
+}
+
+/// A configuration secret: never printed (`opptak config` shows `*****`).
+#[derive(Clone, Default, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "*****" })
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -122,6 +144,14 @@ impl Config {
         }
         if self.recorder.max_batch == 0 {
             bail!("recorder.max_batch must be at least 1");
+        }
+        match self.keys.provider.as_str() {
+            "file" => {}
+            "pkcs11" if self.keys.pkcs11_pin.expose().is_empty() => {
+                bail!("keys.provider = \"pkcs11\" needs the token PIN in OPPTAK__KEYS__PKCS11_PIN")
+            }
+            "pkcs11" => {}
+            other => bail!("keys.provider = {other:?}: expected \"file\" or \"pkcs11\""),
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format = {:?}: expected \"text\" or \"json\"", self.log.format);

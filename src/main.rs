@@ -285,15 +285,7 @@ async fn recordings(config: Config, command: RecordingsCommand) -> Result<()> {
         }
         RecordingsCommand::Export { call_id, out } => {
             let id = CallId::parse(&call_id)?;
-            let keyring = std::path::Path::new(&config.keys.keyring);
-            if !keyring.exists() {
-                bail!(
-                    "keyring {} not found: recordings cannot be decrypted without the key-encryption key",
-                    keyring.display()
-                );
-            }
-            let keys: std::sync::Arc<dyn opptak_crypto::KeyProvider> =
-                std::sync::Arc::new(opptak_crypto::LocalKeyring::open(keyring)?);
+            let keys: std::sync::Arc<dyn opptak_crypto::KeyProvider> = opptak::app::open_key_admin(&config, false)?;
             let blobs = opptak_store::open_blob_store(&config.storage.blobs)?;
             let rec = opptak_recorder::reader::read_recording(&meta, &blobs, &keys, &id).await?;
             let mut f = std::io::BufWriter::new(
@@ -316,21 +308,15 @@ async fn recordings(config: Config, command: RecordingsCommand) -> Result<()> {
 }
 
 async fn keys(config: Config, command: KeysCommand) -> Result<()> {
-    use opptak_crypto::KeyProvider;
-    let keyring = std::path::Path::new(&config.keys.keyring);
-    let open_ring = || -> Result<opptak_crypto::LocalKeyring> {
-        if !keyring.exists() {
-            bail!("keyring {} not found", keyring.display());
-        }
-        Ok(opptak_crypto::LocalKeyring::open(keyring)?)
-    };
+    let open_admin = || opptak::app::open_key_admin(&config, false);
     let meta = opptak_store::open_metadata_store(&config.storage.metadata).await?;
     match command {
         KeysCommand::Status => {
-            let ring = open_ring()?;
+            let admin = open_admin()?;
             let counts = meta.key_counts().await?;
-            println!("keyring {}", ring.path().display());
-            for k in ring.list() {
+            println!("{}", admin.describe());
+            let keks = admin.list_keks()?;
+            for k in &keks {
                 let per_class: Vec<String> = counts
                     .iter()
                     .filter(|(kek, _, _)| *kek == k.id)
@@ -340,7 +326,7 @@ async fn keys(config: Config, command: KeysCommand) -> Result<()> {
                     "{:<22} {:<8} created {:<12} data keys: {}",
                     k.id,
                     if k.active { "active" } else { "inactive" },
-                    k.created_at,
+                    if k.created_at.is_empty() { "-" } else { &k.created_at },
                     if per_class.is_empty() {
                         "none".to_string()
                     } else {
@@ -348,47 +334,14 @@ async fn keys(config: Config, command: KeysCommand) -> Result<()> {
                     }
                 );
             }
-            let known: Vec<String> = ring.list().into_iter().map(|k| k.id).collect();
-            for (kek, class, n) in counts.iter().filter(|(kek, _, _)| !known.contains(kek)) {
+            for (kek, class, n) in counts.iter().filter(|(kek, _, _)| !keks.iter().any(|k| k.id == *kek)) {
                 println!("{kek:<22} MISSING  {n} {class} data keys cannot be unwrapped");
             }
             Ok(())
         }
         KeysCommand::Rotate => {
-            let ring = open_ring()?;
-            let new = ring.rotate()?;
-            tracing::info!(kek_id = %new, "kek rotated");
-            let mut total = 0u64;
-            loop {
-                let batch = meta.keys_not_under(&new, 500).await?;
-                if batch.is_empty() {
-                    break;
-                }
-                let mut rewrapped = Vec::with_capacity(batch.len());
-                for (call_id, k) in batch {
-                    let call_id = CallId::parse(&call_id)?;
-                    let ctx = opptak_recorder::key_context(&call_id, &k.class);
-                    let wrapped = opptak_crypto::WrappedKey {
-                        key_id: k.key_id.clone(),
-                        kek_id: k.kek_id.clone(),
-                        sealed: k.sealed,
-                    };
-                    let dk = ring
-                        .unwrap(&wrapped, &ctx)
-                        .with_context(|| format!("unwrapping data key {}", k.key_id))?;
-                    let w = ring.wrap(&dk, &ctx)?;
-                    rewrapped.push((
-                        k.kek_id,
-                        opptak_store::meta::StoredKey {
-                            key_id: w.key_id,
-                            class: k.class,
-                            kek_id: w.kek_id,
-                            sealed: w.sealed,
-                        },
-                    ));
-                }
-                total += meta.rewrap(&rewrapped).await?;
-            }
+            let admin = open_admin()?;
+            let (new, total) = opptak::app::rotate_and_rewrap(admin.as_ref(), meta.as_ref()).await?;
             println!("new active kek {new}; {total} data keys re-wrapped; audio untouched");
             println!("retire the old kek after the grace period: opptak keys retire <kek-id>");
             Ok(())
@@ -446,7 +399,7 @@ async fn keys(config: Config, command: KeysCommand) -> Result<()> {
             if refs > 0 {
                 bail!("{kek_id} still wraps {refs} data keys; run `opptak keys rotate` first");
             }
-            open_ring()?.retire(&kek_id, std::time::Duration::from_secs(grace_minutes * 60))?;
+            open_admin()?.retire_kek(&kek_id, std::time::Duration::from_secs(grace_minutes * 60))?;
             tracing::info!(%kek_id, "kek retired");
             println!("retired {kek_id}");
             Ok(())

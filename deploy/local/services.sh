@@ -53,7 +53,7 @@ PG_DB=opptak
 PG_ROLE=opptak
 PG_SUPERUSER=postgres
 
-DEBIAN_PACKAGES=(espeak-ng sox kcat)
+DEBIAN_PACKAGES=(espeak-ng sox kcat softhsm2)
 
 # Daemons must not keep the caller's pipes or our lock open (a CI runner
 # waiting for EOF would hang): the launching bash closes every fd above 2.
@@ -493,8 +493,32 @@ cmd_start() {
   lock
   install_debs
   install_kafka
+  init_softhsm
   start_pg
   start_kafka
+}
+
+# --------------------------------------------------------------- softhsm ---
+# A SoftHSM2 token for the PKCS#11 key provider's tests: its own config and
+# token directory under the cache, initialised once.
+SOFTHSM_DIR=$CACHE/softhsm
+SOFTHSM_CONF=$SOFTHSM_DIR/softhsm2.conf
+SOFTHSM_TOKEN=opptak-test
+SOFTHSM_PIN=4711-test
+SOFTHSM_MODULE=/usr/lib/softhsm/libsofthsm2.so
+
+init_softhsm() {
+  mkdir -p "$SOFTHSM_DIR/tokens"
+  chmod 700 "$SOFTHSM_DIR"
+  if [[ ! -f $SOFTHSM_CONF ]]; then
+    printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
+      "$SOFTHSM_DIR/tokens" >"$SOFTHSM_CONF"
+  fi
+  if ! SOFTHSM2_CONF=$SOFTHSM_CONF softhsm2-util --show-slots 2>/dev/null | grep -q "Label:.*$SOFTHSM_TOKEN"; then
+    log "initialising SoftHSM2 token $SOFTHSM_TOKEN"
+    SOFTHSM2_CONF=$SOFTHSM_CONF softhsm2-util --init-token --free --label "$SOFTHSM_TOKEN" \
+      --so-pin "$SOFTHSM_PIN-so" --pin "$SOFTHSM_PIN" >/dev/null
+  fi
 }
 
 cmd_stop() {
@@ -546,6 +570,10 @@ cmd_env() {
   echo "export OPPTAK_TEST_KAFKA=$KAFKA_BOOTSTRAP"
   echo "export OPPTAK_TEST_POSTGRES=postgres://$PG_ROLE@$HOST:$PG_PORT/$PG_DB"
   echo "export OPPTAK_TEST_PG_DATA=$PG_DATA"
+  echo "export SOFTHSM2_CONF=$SOFTHSM_CONF"
+  echo "export OPPTAK_TEST_PKCS11_MODULE=$SOFTHSM_MODULE"
+  echo "export OPPTAK_TEST_PKCS11_TOKEN=$SOFTHSM_TOKEN"
+  echo "export OPPTAK_TEST_PKCS11_PIN=$SOFTHSM_PIN"
 }
 
 cmd_reset() {

@@ -52,6 +52,19 @@ impl DataKey {
     }
 }
 
+/// Managing KEKs: `opptak keys rotate|retire|status`, for every provider.
+pub trait KeyAdmin: KeyProvider {
+    /// Creates a new KEK and makes it active; returns its id.
+    fn rotate_kek(&self) -> Result<String, CryptoError>;
+    /// Removes a KEK that is not active and stopped being active at least
+    /// `grace` ago (so every running process has switched). The caller checks
+    /// that no data key references it.
+    fn retire_kek(&self, id: &str, grace: std::time::Duration) -> Result<(), CryptoError>;
+    fn list_keks(&self) -> Result<Vec<KekInfo>, CryptoError>;
+    /// Where the KEKs live, for messages (no secrets).
+    fn describe(&self) -> String;
+}
+
 /// A data key sealed under a KEK. Safe to store.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WrappedKey {
@@ -69,7 +82,7 @@ pub trait KeyProvider: Send + Sync + 'static {
     fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<DataKey, CryptoError>;
 }
 
-fn wrap_aad(key_id: &str, kek_id: &str, context: &[u8]) -> Vec<u8> {
+pub(crate) fn wrap_aad(key_id: &str, kek_id: &str, context: &[u8]) -> Vec<u8> {
     let mut aad = b"opptak-dek-v1\0".to_vec();
     for part in [key_id.as_bytes(), kek_id.as_bytes(), context] {
         aad.extend_from_slice(&(part.len() as u32).to_be_bytes());
@@ -375,6 +388,21 @@ impl LocalKeyring {
             .find(|k| k.id == id)
             .map(|k| f(k.key.expose()))
             .ok_or_else(|| CryptoError::KeyUnavailable(format!("kek {id} is not in {}", self.path.display())))
+    }
+}
+
+impl KeyAdmin for LocalKeyring {
+    fn rotate_kek(&self) -> Result<String, CryptoError> {
+        self.rotate()
+    }
+    fn retire_kek(&self, id: &str, grace: std::time::Duration) -> Result<(), CryptoError> {
+        self.retire(id, grace)
+    }
+    fn list_keks(&self) -> Result<Vec<KekInfo>, CryptoError> {
+        Ok(self.list())
+    }
+    fn describe(&self) -> String {
+        format!("keyring file {}", self.path.display())
     }
 }
 

@@ -4,13 +4,16 @@
 //!   artifact uses (`docs/encryption-format.md`).
 //! - [`keys`]: data keys, wrapped by a key-encryption key from a
 //!   [`KeyProvider`] (a local keyring file in the embedded mode).
+//! - [`pkcs11`]: the KEK held in an HSM through PKCS#11 (tested with SoftHSM2).
 //! - [`Sensitive`]: secrets that never print and are zeroized on drop.
 
 pub mod keys;
+pub mod pkcs11;
 pub mod segment;
 mod sensitive;
 
-pub use keys::{DataKey, KeyProvider, LocalKeyring, WrappedKey};
+pub use keys::{DataKey, KekInfo, KeyAdmin, KeyProvider, LocalKeyring, WrappedKey};
+pub use pkcs11::Pkcs11Keyring;
 pub use sensitive::Sensitive;
 
 #[derive(Debug, thiserror::Error)]
