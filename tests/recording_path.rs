@@ -126,6 +126,27 @@ async fn fifty_interleaved_calls_kafka_postgres() {
             assert!(hits.is_empty(), "plaintext audio in PostgreSQL files: {hits:?}");
         }
     }
+    // The Kafka logs of every topic opptak produces to (not the input topic,
+    // which the telephony system writes in plaintext by contract).
+    if let Ok(kafka_data) = std::env::var("OPPTAK_TEST_KAFKA_DATA") {
+        let topics = env.config.recorder_config().topics;
+        let mut scanned = 0;
+        for entry in std::fs::read_dir(&kafka_data).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with(&topics.recordings) || name.starts_with(&topics.deadletter) {
+                scanned += 1;
+                let hits = common::scan_dir(&entry.path(), &probes);
+                assert!(hits.is_empty(), "plaintext audio in Kafka log {name}: {hits:?}");
+            }
+        }
+        assert!(scanned >= 8, "the output topics' partitions were scanned ({scanned})");
+        // Positive control: the input topic's log does hold the audio.
+        let input_hit = std::fs::read_dir(&kafka_data).unwrap().flatten().any(|e| {
+            e.file_name().to_string_lossy().starts_with(&topics.telephony)
+                && !common::scan_dir(&e.path(), &probes).is_empty()
+        });
+        assert!(input_hit, "the scan must find the plaintext the telephony system wrote");
+    }
     drop(env);
 }
 
