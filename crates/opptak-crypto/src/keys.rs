@@ -91,6 +91,45 @@ pub(crate) fn wrap_aad(key_id: &str, kek_id: &str, context: &[u8]) -> Vec<u8> {
     aad
 }
 
+/// Seals a data key under `kek_id` in the layout every provider shares:
+/// nonce (12) ‖ ciphertext (32) ‖ tag (16), associated data from [`wrap_aad`].
+/// `encrypt(nonce, aad, plaintext)` is the provider's AES-256-GCM.
+pub(crate) fn seal_data_key(
+    key: &DataKey,
+    kek_id: String,
+    context: &[u8],
+    encrypt: impl FnOnce(&mut [u8; 12], &[u8], &[u8]) -> Result<Vec<u8>, CryptoError>,
+) -> Result<WrappedKey, CryptoError> {
+    let mut nonce = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    let aad = wrap_aad(key.id(), &kek_id, context);
+    let mut sealed = nonce.to_vec();
+    sealed.extend_from_slice(&encrypt(&mut nonce, &aad, key.secret())?);
+    Ok(WrappedKey {
+        key_id: key.id().to_owned(),
+        kek_id,
+        sealed,
+    })
+}
+
+/// Opens what [`seal_data_key`] sealed; `decrypt(nonce, aad, ciphertext)` is
+/// the provider's AES-256-GCM.
+pub(crate) fn open_data_key(
+    wrapped: &WrappedKey,
+    context: &[u8],
+    decrypt: impl FnOnce(&mut [u8; 12], &[u8], &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, CryptoError>,
+) -> Result<DataKey, CryptoError> {
+    if wrapped.sealed.len() != 12 + 32 + 16 {
+        return Err(CryptoError::Authentication);
+    }
+    let aad = wrap_aad(&wrapped.key_id, &wrapped.kek_id, context);
+    let mut nonce = [0u8; 12];
+    nonce.copy_from_slice(&wrapped.sealed[..12]);
+    let pt = decrypt(&mut nonce, &aad, &wrapped.sealed[12..])?;
+    let k: [u8; 32] = pt.as_slice().try_into().map_err(|_| CryptoError::Authentication)?;
+    Ok(DataKey::from_parts(wrapped.key_id.clone(), k))
+}
+
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct KeyringFile {
@@ -414,48 +453,28 @@ impl KeyProvider for LocalKeyring {
     fn wrap(&self, key: &DataKey, context: &[u8]) -> Result<WrappedKey, CryptoError> {
         self.reload_if_changed()?;
         let active = self.active_kek_id();
-        let mut nonce = [0u8; 12];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let aad = wrap_aad(key.id(), &active, context);
-        let ct = self.with_kek(&active, |kek| {
-            let cipher = Aes256Gcm::new_from_slice(kek).map_err(|_| CryptoError::Authentication)?;
-            cipher
-                .encrypt(
-                    Nonce::from_slice(&nonce),
-                    Payload {
-                        msg: key.secret(),
-                        aad: &aad,
-                    },
-                )
-                .map_err(|_| CryptoError::Authentication)
-        })??;
-        let mut sealed = nonce.to_vec();
-        sealed.extend_from_slice(&ct);
-        Ok(WrappedKey {
-            key_id: key.id().to_owned(),
-            kek_id: active,
-            sealed,
+        seal_data_key(key, active.clone(), context, |nonce, aad, msg| {
+            self.with_kek(&active, |kek| {
+                let cipher = Aes256Gcm::new_from_slice(kek).map_err(|_| CryptoError::Authentication)?;
+                cipher
+                    .encrypt(Nonce::from_slice(nonce), Payload { msg, aad })
+                    .map_err(|_| CryptoError::Authentication)
+            })?
         })
     }
 
     fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<DataKey, CryptoError> {
-        if wrapped.sealed.len() != 12 + 32 + 16 {
-            return Err(CryptoError::Authentication);
-        }
         // Rotations and retirements by another process take effect here too.
         self.reload_if_changed()?;
-        let aad = wrap_aad(&wrapped.key_id, &wrapped.kek_id, context);
-        let (nonce, ct) = wrapped.sealed.split_at(12);
-        let pt = self.with_kek(&wrapped.kek_id, |kek| {
-            let cipher = Aes256Gcm::new_from_slice(kek).map_err(|_| CryptoError::Authentication)?;
-            cipher
-                .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
-                .map(zeroize::Zeroizing::new)
-                .map_err(|_| CryptoError::Authentication)
-        })??;
-        let mut k = [0u8; 32];
-        k.copy_from_slice(&pt);
-        Ok(DataKey::from_parts(wrapped.key_id.clone(), k))
+        open_data_key(wrapped, context, |nonce, aad, msg| {
+            self.with_kek(&wrapped.kek_id, |kek| {
+                let cipher = Aes256Gcm::new_from_slice(kek).map_err(|_| CryptoError::Authentication)?;
+                cipher
+                    .decrypt(Nonce::from_slice(nonce), Payload { msg, aad })
+                    .map(zeroize::Zeroizing::new)
+                    .map_err(|_| CryptoError::Authentication)
+            })?
+        })
     }
 }
 

@@ -7,7 +7,7 @@
 //! a private data object `<prefix>active` on the token. Tested against SoftHSM2
 //! (`deploy/local/services.sh` initialises a token).
 
-use crate::keys::{wrap_aad, KekInfo, KeyAdmin};
+use crate::keys::{open_data_key, seal_data_key, KekInfo, KeyAdmin};
 use crate::{CryptoError, DataKey, KeyProvider, WrappedKey};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::mechanism::aead::GcmParams;
@@ -283,32 +283,15 @@ impl KeyProvider for Pkcs11Keyring {
                 self.token
             )));
         }
-        let mut nonce = [0u8; 12];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let aad = wrap_aad(key.id(), &active, context);
-        let ct = self.gcm(&active, true, &mut nonce, &aad, key.secret())?;
-        let mut sealed = nonce.to_vec();
-        sealed.extend_from_slice(&ct);
-        Ok(WrappedKey {
-            key_id: key.id().to_owned(),
-            kek_id: active,
-            sealed,
+        seal_data_key(key, active.clone(), context, |nonce, aad, msg| {
+            self.gcm(&active, true, nonce, aad, msg)
         })
     }
 
     fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<DataKey, CryptoError> {
-        if wrapped.sealed.len() != 12 + 32 + 16 {
-            return Err(CryptoError::Authentication);
-        }
-        let aad = wrap_aad(&wrapped.key_id, &wrapped.kek_id, context);
-        let mut nonce = [0u8; 12];
-        nonce.copy_from_slice(&wrapped.sealed[..12]);
-        let pt = zeroize::Zeroizing::new(self.gcm(&wrapped.kek_id, false, &mut nonce, &aad, &wrapped.sealed[12..])?);
-        if pt.len() != 32 {
-            return Err(CryptoError::Authentication);
-        }
-        let mut k = [0u8; 32];
-        k.copy_from_slice(&pt);
-        Ok(DataKey::from_parts(wrapped.key_id.clone(), k))
+        open_data_key(wrapped, context, |nonce, aad, msg| {
+            self.gcm(&wrapped.kek_id, false, nonce, aad, msg)
+                .map(zeroize::Zeroizing::new)
+        })
     }
 }
