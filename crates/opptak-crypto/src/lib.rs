@@ -1,7 +1,10 @@
 //! Encryption at rest for opptak.
 //!
-//! - [`segment`]: the versioned segmented AES-256-GCM format every stored
-//!   artifact uses (`docs/encryption-format.md`).
+//! - [`segment`]: format v1, the small self-describing segments the recorder
+//!   spools every flush (`docs/encryption-format.md`).
+//! - [`stream`]: format v2, one object per finished artifact with fixed-size
+//!   segments and random access (recordings after compaction, copies, and
+//!   every payload opptak publishes).
 //! - [`keys`]: data keys, wrapped by a key-encryption key from a
 //!   [`KeyProvider`] (a local keyring file in the embedded mode).
 //! - [`pkcs11`]: the KEK held in an HSM through PKCS#11 (tested with SoftHSM2).
@@ -11,6 +14,7 @@ pub mod keys;
 pub mod pkcs11;
 pub mod segment;
 mod sensitive;
+pub mod stream;
 
 pub use keys::{DataKey, KekInfo, KeyAdmin, KeyProvider, LocalKeyring, WrappedKey};
 pub use pkcs11::Pkcs11Keyring;

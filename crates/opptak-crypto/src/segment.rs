@@ -37,14 +37,38 @@ const TAG_LEN: usize = 16;
 pub enum ArtifactKind {
     /// The call's recording: interleaved frames in the call's wire codec (G.711 or L16).
     Recording = 1,
+    /// The investment-advice archive copy of a recording (`archive-5y` key).
+    ArchiveCopy = 2,
+    /// The KI copy of a recording, kept for the KI purposes (`ki` key).
+    KiAudio = 3,
+    /// Transcript segments (`ki` key).
+    Transcript = 4,
+    /// A draft summary (`ki` key).
+    Draft = 5,
+    /// Topic tags (`ki` key).
+    TopicTags = 6,
+    /// The approved summary, the customer-service record (`record-5y` key).
+    ApprovedSummary = 7,
+    /// The original bytes of a refused input message.
+    DeadLetter = 8,
+    /// An audio chunk the telephony system sealed itself.
+    TelephonyChunk = 9,
 }
 
 impl ArtifactKind {
-    fn from_u8(v: u8) -> Option<Self> {
-        match v {
-            1 => Some(Self::Recording),
-            _ => None,
-        }
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => Self::Recording,
+            2 => Self::ArchiveCopy,
+            3 => Self::KiAudio,
+            4 => Self::Transcript,
+            5 => Self::Draft,
+            6 => Self::TopicTags,
+            7 => Self::ApprovedSummary,
+            8 => Self::DeadLetter,
+            9 => Self::TelephonyChunk,
+            _ => return None,
+        })
     }
 }
 
@@ -314,6 +338,34 @@ mod tests {
             open(&forged, &blob, expect(3)),
             Err(CryptoError::Authentication)
         ));
+    }
+
+    #[test]
+    fn nist_gcm_test_cases_13_to_15() {
+        // NIST GCM spec (McGrew & Viega), AES-256 test cases without AAD:
+        // (key, iv, plaintext, ciphertext ‖ tag).
+        let cases = [
+            ("00".repeat(32), "00".repeat(12), String::new(), "530f8afbc74536b9a963b4f1c4cb738b".to_owned()),
+            ("00".repeat(32), "00".repeat(12), "00".repeat(16),
+             "cea7403d4d606b6e074ec5d3baf39d18d0d1c8a799996bf0265b98b5d48ab919".to_owned()),
+            ("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308".to_owned(),
+             "cafebabefacedbaddecaf888".to_owned(),
+             "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b391aafd255".to_owned(),
+             "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662898015adb094dac5d93471bdec1a502270e3cc6c".to_owned()),
+        ];
+        let h = |s: &str| -> Vec<u8> {
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect()
+        };
+        for (key, iv, pt, ct) in cases {
+            let cipher = Aes256Gcm::new_from_slice(&h(&key)).unwrap();
+            let out = cipher.encrypt(Nonce::from_slice(&h(&iv)), h(&pt).as_slice()).unwrap();
+            assert_eq!(out, h(&ct));
+            let back = cipher.decrypt(Nonce::from_slice(&h(&iv)), out.as_slice()).unwrap();
+            assert_eq!(back, h(&pt));
+        }
     }
 
     #[test]

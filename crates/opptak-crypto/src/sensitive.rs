@@ -15,6 +15,10 @@ impl<T: Zeroize> Sensitive<T> {
     pub fn expose(&self) -> &T {
         &self.0
     }
+    /// The secret, writable (to fill a derived key in place).
+    pub fn expose_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
 }
 
 impl<T: Zeroize + Clone> Clone for Sensitive<T> {
