@@ -17,6 +17,8 @@ pub struct Edges {
     pub blobs: Arc<dyn BlobStore>,
     pub meta: Arc<dyn MetadataStore>,
     pub keys: Arc<dyn KeyProvider>,
+    /// KEKs shared with the telephony system (keys.telephony_keyring).
+    pub telephony_keys: Option<Arc<dyn KeyProvider>>,
 }
 
 impl Edges {
@@ -35,12 +37,14 @@ impl Edges {
             .await
             .context("opening the metadata store")?;
         let keys = Self::open_keys(&config)?;
+        let telephony_keys = open_telephony_keyring(&config)?;
         Ok(Self {
             config,
             bus,
             blobs,
             meta,
             keys,
+            telephony_keys,
         })
     }
 
@@ -67,7 +71,29 @@ impl Edges {
             self.keys.clone(),
             self.config.recorder_config(),
         )
+        .with_telephony_keys(self.telephony_keys.clone())
     }
+}
+
+/// Opens the keyring of KEKs shared with the telephony system, if configured.
+/// It must exist: a shared KEK is agreed with the telephony side, not invented
+/// here (`opptak keys telephony-init` creates one to hand over).
+pub fn open_telephony_keyring(config: &Config) -> Result<Option<Arc<dyn KeyProvider>>> {
+    let path = config.keys.telephony_keyring.trim();
+    if path.is_empty() {
+        return Ok(None);
+    }
+    let path = std::path::Path::new(path);
+    if !path.exists() {
+        anyhow::bail!(
+            "keys.telephony_keyring {} not found: create it with `opptak keys telephony-init` and give the \
+             telephony system its KEK",
+            path.display()
+        );
+    }
+    Ok(Some(Arc::new(
+        LocalKeyring::open(path).context("opening the telephony keyring")?,
+    )))
 }
 
 /// Opens the configured KEK provider with its management operations. With

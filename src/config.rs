@@ -40,6 +40,9 @@ pub struct StorageConfig {
 pub struct KeysConfig {
     pub provider: String,
     pub keyring: String,
+    /// KEKs shared with the telephony system, for calls whose chunks it seals
+    /// itself (empty: the input topic carries plaintext chunks).
+    pub telephony_keyring: String,
     pub pkcs11_module: String,
     pub pkcs11_token: String,
     pub pkcs11_prefix: String,
@@ -72,6 +75,9 @@ pub struct RecorderSection {
     pub reorder_timeout_ms: u64,
     pub max_batch: usize,
     pub max_segment_bytes: usize,
+    pub compact: bool,
+    pub stream_segment_bytes: u32,
+    pub compact_sweep_s: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -142,6 +148,15 @@ impl Config {
                 self.recorder.max_segment_bytes
             );
         }
+        if !(4096..=16 << 20).contains(&self.recorder.stream_segment_bytes) {
+            bail!(
+                "recorder.stream_segment_bytes = {}: expected 4096..=16777216",
+                self.recorder.stream_segment_bytes
+            );
+        }
+        if self.recorder.compact_sweep_s == 0 {
+            bail!("recorder.compact_sweep_s must be at least 1");
+        }
         if self.recorder.max_batch == 0 {
             bail!("recorder.max_batch must be at least 1");
         }
@@ -170,6 +185,9 @@ impl Config {
             },
             reorder_timeout: Duration::from_millis(self.recorder.reorder_timeout_ms),
             max_segment_bytes: self.recorder.max_segment_bytes,
+            compact: self.recorder.compact,
+            stream_segment_bytes: self.recorder.stream_segment_bytes,
+            compact_sweep_interval: Duration::from_secs(self.recorder.compact_sweep_s),
         }
     }
 }

@@ -120,6 +120,7 @@ fn broken_inputs(first: &SimCall) -> Vec<(bytes::Bytes, bytes::Bytes)> {
             payload,
             duration: None,
             offset: None,
+            sealed_payload: Vec::new(),
         })),
     };
     vec![

@@ -208,6 +208,7 @@ pub async fn run(edges: &Edges, spec: &LoadSpec) -> Result<LoadReport> {
                         payload: c.wire[start..start + chunk_bytes].to_vec(),
                         duration: Some(sim::duration_ms(spec.chunk_ms)),
                         offset: Some(sim::duration_ms(seq * spec.chunk_ms)),
+                        sealed_payload: Vec::new(),
                     },
                 )),
             };

@@ -58,6 +58,15 @@ enum Command {
         #[arg(long)]
         baseline: bool,
     },
+    /// Dead letters on the bus: list them; with --out, decrypt each original value to a file.
+    Deadletters {
+        /// Directory for the decrypted originals (`<partition>-<offset>.bin`, mode 0600).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Stop after this many dead letters.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
     /// Key-encryption keys: status, rotation (re-wraps every data key), retirement.
     Keys {
         #[command(subcommand)]
@@ -86,6 +95,12 @@ enum KeysCommand {
         #[arg(long, default_value = "operator")]
         by: String,
     },
+    /// Create the keyring of KEKs shared with the telephony system (for
+    /// chunks it seals itself) at keys.telephony_keyring or --out.
+    TelephonyInit {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Shredding evidence (what, when, why, who; never a key).
     Shreddings { call_id: Option<String> },
     /// Remove a KEK that no data key references any more.
@@ -110,11 +125,21 @@ enum RecordingsCommand {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
-    /// Decrypt one call's recording to a WAV file (needs the keyring).
+    /// Decrypt one call's recording (or its archive / KI copy) to a WAV file
+    /// (needs the keyring). With --from, only that stretch is decrypted.
     Export {
         call_id: String,
         #[arg(long)]
         out: PathBuf,
+        /// Which artifact: recording, archive (investment calls) or ki (KI calls).
+        #[arg(long, default_value = "recording")]
+        copy: String,
+        /// Seek: start this many seconds into the call.
+        #[arg(long)]
+        from: Option<f64>,
+        /// With --from: how many seconds to export.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
     },
 }
 
@@ -221,6 +246,11 @@ async fn async_main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Deadletters { out, limit } => {
+            let config = Config::load(cli.config.as_deref())?;
+            init_logging(config.log.format == "json");
+            deadletters(config, out, limit).await
+        }
         Command::Keys { command } => {
             let config = Config::load(cli.config.as_deref())?;
             init_logging(config.log.format == "json");
@@ -261,14 +291,30 @@ async fn recordings(config: Config, command: RecordingsCommand) -> Result<()> {
     match command {
         RecordingsCommand::List { limit } => {
             println!(
-                "{:<28} {:<26} {:<16} {:<18} {:<5} {:>2} {:>8} {:>5} {:>4} {:<8}",
+                "{:<28} {:<26} {:<16} {:<18} {:<5} {:>2} {:>8} {:>5} {:>4} {:<9} stored",
                 "call", "started (UTC)", "desk", "service", "codec", "ch", "seconds", "segs", "gaps", "state"
             );
             for c in meta.list_calls(limit).await? {
+                // What is kept: each artifact, its form, and whether its key is shredded.
+                let stored: Vec<String> = meta
+                    .artifacts(&c.facts.call_id)
+                    .await?
+                    .iter()
+                    .map(|a| {
+                        let form = if a.key.destroyed_at_us.is_some() {
+                            "shredded"
+                        } else if a.object.is_some() {
+                            "v2"
+                        } else {
+                            "spool"
+                        };
+                        format!("{}:{form}", a.kind)
+                    })
+                    .collect();
                 let secs = c.progress.frames as f64 / c.facts.format.sample_rate_hz() as f64;
                 let started = format_time(c.facts.started_at_us);
                 println!(
-                    "{:<28} {:<26} {:<16} {:<18} {:<5} {:>2} {:>8.1} {:>5} {:>4} {:<8}",
+                    "{:<28} {:<26} {:<16} {:<18} {:<5} {:>2} {:>8.1} {:>5} {:>4} {:<9} {}",
                     c.facts.call_id.as_str(),
                     started,
                     c.facts.desk.as_str(),
@@ -278,16 +324,54 @@ async fn recordings(config: Config, command: RecordingsCommand) -> Result<()> {
                     secs,
                     c.segments,
                     c.progress.gaps.len(),
-                    if c.complete { "complete" } else { "recording" }
+                    if c.complete { "complete" } else { "recording" },
+                    stored.join(" ")
                 );
             }
             Ok(())
         }
-        RecordingsCommand::Export { call_id, out } => {
+        RecordingsCommand::Export {
+            call_id,
+            out,
+            copy,
+            from,
+            seconds,
+        } => {
+            use opptak_recorder::reader::{self, Which};
             let id = CallId::parse(&call_id)?;
+            let which =
+                Which::parse(&copy).with_context(|| format!("--copy {copy:?}: expected recording, archive or ki"))?;
             let keys: std::sync::Arc<dyn opptak_crypto::KeyProvider> = opptak::app::open_key_admin(&config, false)?;
             let blobs = opptak_store::open_blob_store(&config.storage.blobs)?;
-            let rec = opptak_recorder::reader::read_recording(&meta, &blobs, &keys, &id).await?;
+            if let Some(from) = from {
+                if !(from >= 0.0 && seconds > 0.0 && from.is_finite() && seconds.is_finite()) {
+                    bail!("--from must be >= 0 and --seconds > 0");
+                }
+                let w = reader::read_window(
+                    &meta,
+                    &blobs,
+                    &keys,
+                    &id,
+                    which,
+                    std::time::Duration::from_secs_f64(from),
+                    std::time::Duration::from_secs_f64(seconds),
+                )
+                .await?;
+                let mut f = std::io::BufWriter::new(
+                    std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?,
+                );
+                reader::write_pcm_wav(&w.facts.format, &w.pcm, &mut f)?;
+                tracing::info!(call_id = %id, copy = %copy, first_frame = w.first_frame, frames = w.frames, "window exported");
+                eprintln!(
+                    "wrote {} ({:.1} s from {:.1} s; {} segment(s) decrypted)",
+                    out.display(),
+                    w.frames as f64 / w.facts.format.sample_rate_hz() as f64,
+                    w.first_frame as f64 / w.facts.format.sample_rate_hz() as f64,
+                    w.segments_opened
+                );
+                return Ok(());
+            }
+            let rec = reader::read_artifact(&meta, &blobs, &keys, &id, which).await?;
             let mut f = std::io::BufWriter::new(
                 std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?,
             );
@@ -305,6 +389,84 @@ async fn recordings(config: Config, command: RecordingsCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+async fn deadletters(config: Config, out: Option<PathBuf>, limit: usize) -> Result<()> {
+    use opptak_proto::Message;
+    if config.bus.url.starts_with("memory://") {
+        bail!("bus.url is memory://: the embedded bus keeps no messages between processes (`opptak demo` lists its own dead letters); point bus.url at Kafka");
+    }
+    let edges = Edges::open(config).await?;
+    let topic = edges.config.recorder_config().topics.deadletter;
+    // A throwaway group that commits nothing: read the topic from its start.
+    let group = format!("opptak-deadletters-{}", std::process::id());
+    let mut sub = edges.bus.subscribe(&group, std::slice::from_ref(&topic)).await?;
+    if let Some(dir) = &out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut seen = 0usize;
+    let mut idle = 0;
+    while seen < limit && idle < 3 {
+        let batch = sub.poll(limit - seen, std::time::Duration::from_secs(1)).await?;
+        if batch.is_empty() {
+            idle += 1;
+            continue;
+        }
+        idle = 0;
+        for r in batch {
+            seen += 1;
+            let dl = match opptak_proto::v1::DeadLetter::decode(r.payload.as_ref()) {
+                Ok(dl) => dl,
+                Err(e) => {
+                    println!("{}/{}: not a DeadLetter: {e}", r.partition, r.offset);
+                    continue;
+                }
+            };
+            let reason = opptak_proto::v1::DeadLetterReason::try_from(dl.reason)
+                .map(|r| r.as_str_name().trim_start_matches("DEAD_LETTER_REASON_").to_owned())
+                .unwrap_or_else(|_| dl.reason.to_string());
+            let mut line = format!(
+                "{:<18} call {:<28} from {}/{}@{} ({} bytes, sha256 {:.16}…): {}",
+                reason,
+                if dl.call_id.is_empty() { "-" } else { &dl.call_id },
+                dl.source_topic,
+                dl.source_partition,
+                dl.source_offset,
+                dl.original_bytes,
+                dl.original_sha256,
+                dl.detail
+            );
+            if let Some(dir) = &out {
+                match opptak_recorder::reader::open_dead_letter(&edges.meta, &edges.keys, &dl).await {
+                    Ok(original) => {
+                        let path = dir.join(format!("{}-{}.bin", dl.source_partition, dl.source_offset));
+                        write_private(&path, &original)?;
+                        tracing::info!(call_id = %dl.call_id, partition = dl.source_partition, offset = dl.source_offset, "dead-letter original decrypted");
+                        line.push_str(&format!(" → {}", path.display()));
+                    }
+                    Err(e) => line.push_str(&format!(" → not decrypted: {e}")),
+                }
+            }
+            println!("{line}");
+        }
+    }
+    eprintln!("{seen} dead letter(s) on {topic}");
+    Ok(())
+}
+
+/// Writes a file only the owner can read (it may hold audio).
+fn write_private(path: &std::path::Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(data)?;
+    Ok(())
 }
 
 async fn keys(config: Config, command: KeysCommand) -> Result<()> {
@@ -359,6 +521,9 @@ async fn keys(config: Config, command: KeysCommand) -> Result<()> {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)?
                 .as_micros() as i64;
+            if opptak_domain::KeyClass::parse(&class).is_none() {
+                bail!("--class {class:?}: expected one of audio-24h, archive-5y, ki, record-5y");
+            }
             let ev = meta.shred_key(&id, &class, &reason, &by, now).await?;
             tracing::info!(call_id = %id, %class, key_id = %ev.key_id, "data key shredded");
             println!(
@@ -369,6 +534,30 @@ async fn keys(config: Config, command: KeysCommand) -> Result<()> {
                 format_time(ev.shredded_at_us),
                 ev.reason,
                 ev.requested_by
+            );
+            Ok(())
+        }
+        KeysCommand::TelephonyInit { out } => {
+            let path = out
+                .or_else(|| {
+                    let p = config.keys.telephony_keyring.trim();
+                    (!p.is_empty()).then(|| PathBuf::from(p))
+                })
+                .context("say where: --out PATH, or set keys.telephony_keyring")?;
+            if path.exists() {
+                bail!(
+                    "{} exists; a shared KEK is replaced only by agreement with the telephony side",
+                    path.display()
+                );
+            }
+            let ring = opptak_crypto::LocalKeyring::open_or_create(&path)?;
+            let kek = opptak_crypto::KeyProvider::active_kek_id(&ring);
+            println!(
+                "created {} (mode 0600) with shared kek {kek}\n\
+                 give the telephony system this KEK through the bank's key ceremony (or import it into its HSM),\n\
+                 set keys.telephony_keyring = {:?} for opptak, and see docs/telephony-contract.md for the chunk format",
+                path.display(),
+                path.display().to_string()
             );
             Ok(())
         }
@@ -408,22 +597,5 @@ async fn keys(config: Config, command: KeysCommand) -> Result<()> {
 }
 
 fn format_time(us: i64) -> String {
-    // Civil date from days since the epoch (Howard Hinnant's algorithm), no tz database needed.
-    let secs = us.div_euclid(1_000_000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    opptak_domain::time::utc_time(us)
 }

@@ -21,6 +21,8 @@ pub struct SimCall {
     /// Wire-encoded interleaved frames.
     pub wire: Vec<u8>,
     pub opt_out_at_ms: Option<u64>,
+    /// Set by [`SimCall::seal_with`]: chunks go out sealed under this key.
+    pub telephony_key: Option<opptak_crypto::DataKey>,
 }
 
 pub fn codec_to_proto(c: Codec) -> v1::Codec {
@@ -83,6 +85,7 @@ impl SimCall {
                 channels: format.channels() as u32,
                 channel_roles: roles_to_proto(format.channel_roles()),
             }),
+            telephony_key: None,
         };
         Self {
             call_id: call_id.to_owned(),
@@ -90,7 +93,23 @@ impl SimCall {
             format,
             wire,
             opt_out_at_ms: None,
+            telephony_key: None,
         }
+    }
+
+    /// Makes the simulated telephony system seal this call's chunks itself:
+    /// a fresh data key, wrapped under the shared KEK of `shared` and sent in
+    /// `CallStarted`.
+    pub fn seal_with(&mut self, shared: &dyn opptak_crypto::KeyProvider) -> Result<(), opptak_crypto::CryptoError> {
+        let key = opptak_crypto::DataKey::generate();
+        let w = shared.wrap(&key, &opptak_crypto::chunk::key_context(&self.call_id))?;
+        self.started.telephony_key = Some(v1::TelephonyKey {
+            key_id: w.key_id,
+            kek_id: w.kek_id,
+            wrapped: w.sealed,
+        });
+        self.telephony_key = Some(key);
+        Ok(())
     }
 
     /// A synthetic call: speech-like tones and noise, different per channel and seed.
@@ -157,11 +176,19 @@ impl SimCall {
                 }
             }
             let frames = chunk.len() / fb;
+            let (payload, sealed_payload) = match &self.telephony_key {
+                Some(key) => (
+                    Vec::new(),
+                    opptak_crypto::chunk::seal(key, &self.call_id, seq, chunk).expect("sealing a chunk"),
+                ),
+                None => (chunk.to_vec(), Vec::new()),
+            };
             out.push(self.event(Event::AudioChunk(v1::AudioChunk {
                 sequence: seq,
-                payload: chunk.to_vec(),
+                payload,
                 duration: Some(duration_us(frames as u64 * 1_000_000 / rate as u64)),
                 offset: Some(duration_us(offset_us)),
+                sealed_payload,
             })));
             seq += 1;
         }

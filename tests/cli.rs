@@ -138,7 +138,18 @@ fn keys_rotate_then_retire_keeps_every_recording_readable() {
 
     let (ok, rotated, err) = status(&["rotate"]);
     assert!(ok, "{err}");
-    assert!(rotated.contains("5 data keys re-wrapped"), "{rotated}");
+    // Every live data key: the 5 recordings, the archive and KI copies' keys, the dead-letter key.
+    let live: u64 = before
+        .lines()
+        .filter_map(|l| l.split_once("data keys:"))
+        .flat_map(|(_, counts)| {
+            counts
+                .split(',')
+                .filter_map(|c| c.rsplit(' ').next()?.parse::<u64>().ok())
+        })
+        .sum();
+    assert!(live >= 7, "{before}");
+    assert!(rotated.contains(&format!("{live} data keys re-wrapped")), "{rotated}");
     assert_eq!(walk(&data.join("blobs")), blobs_before, "rotation must not touch audio");
     let (_, after, _) = status(&["status"]);
     assert!(

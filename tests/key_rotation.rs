@@ -23,13 +23,16 @@ async fn rotate_with(provider_vars: Vec<(String, String)>, name: &str) {
     wait_for_recordings(&edges, calls.len(), 60).await;
     recorder.stop().await.unwrap();
 
+    let live: u64 = edges.meta.key_counts().await.unwrap().iter().map(|(_, _, n)| n).sum();
+    // A recording key per call, plus the archive and KI copies' keys.
+    assert!(live > calls.len() as u64, "copies have their own keys");
     let admin = opptak::app::open_key_admin(&env.config, false).unwrap();
     let old = opptak_crypto::KeyProvider::active_kek_id(admin.as_ref());
     let (new, n) = opptak::app::rotate_and_rewrap(admin.as_ref(), edges.meta.as_ref())
         .await
         .unwrap();
     assert_ne!(old, new);
-    assert_eq!(n, calls.len() as u64, "every data key re-wrapped");
+    assert_eq!(n, live, "every data key re-wrapped");
     let counts = edges.meta.key_counts().await.unwrap();
     assert!(counts.iter().all(|(kek, _, _)| *kek == new), "{counts:?}");
     admin.retire_kek(&old, Duration::ZERO).unwrap();
@@ -37,6 +40,7 @@ async fn rotate_with(provider_vars: Vec<(String, String)>, name: &str) {
     // A fresh reader (new process state) decrypts everything under the new KEK.
     let edges = Edges::open(env.config.clone()).await.unwrap();
     verify_calls(&edges, &calls).await;
+    common::verify_copies(&edges, &calls).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

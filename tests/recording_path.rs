@@ -11,6 +11,7 @@ use opptak::sim::{self, SimCall};
 use opptak_domain::model::CallId;
 use opptak_proto::v1::{self, telephony_event::Event};
 use opptak_proto::Message;
+use opptak_recorder::reader::open_dead_letter;
 use std::time::Duration;
 
 async fn services_backend(name: &str) -> Option<Backend> {
@@ -49,6 +50,7 @@ async fn fifty_interleaved_calls(backend: Backend, name: &str) -> Env {
     assert!(stats.chunks_duplicate > 0, "the test must exercise duplicates");
     assert_eq!(stats.dead_letters, 0, "no dead letters for well-formed calls");
     verify_calls(&edges, &calls).await;
+    common::verify_copies(&edges, &calls).await;
     for c in &calls {
         let ev = &stored[&c.call_id];
         assert_eq!(ev.frames as usize, c.frames());
@@ -91,7 +93,15 @@ async fn fifty_interleaved_calls_kafka_postgres() {
     let probes = common::probes(&common::mixed_calls("x", 50), 200);
     // Logical scan: every value in every table.
     let pool = sqlx::PgPool::connect(&postgres).await.unwrap();
-    for table in ["calls", "data_keys", "recordings", "segments", "gaps"] {
+    for table in [
+        "calls",
+        "data_keys",
+        "recordings",
+        "segments",
+        "gaps",
+        "key_shreddings",
+        "deadletter_keys",
+    ] {
         let rows: Vec<(String,)> = sqlx::query_as(&format!("SELECT CAST(t.* AS TEXT) FROM {table} t"))
             .fetch_all(&pool)
             .await
@@ -163,6 +173,7 @@ fn bad_inputs(good: &SimCall) -> Vec<(&'static str, bytes::Bytes, bytes::Bytes, 
             payload,
             duration: None,
             offset: None,
+            sealed_payload: Vec::new(),
         })
     };
     let mut bad_codec = good.started.clone();
@@ -229,6 +240,7 @@ async fn dead_letter_cases(backend: Backend, name: &str) {
             payload: vec![0xD5; 1600],
             duration: None,
             offset: None,
+            sealed_payload: Vec::new(),
         })),
     });
     wait_for_recordings(&edges, calls.len(), 120).await;
@@ -243,13 +255,24 @@ async fn dead_letter_cases(backend: Backend, name: &str) {
             .unwrap_or_else(|| panic!("{what}: no dead letter with {reason:?}; got {dls:?}"));
         assert_eq!(&d.original_key[..], &key[..], "{what}");
         let keep = payload.len().min(512 * 1024);
-        assert_eq!(&d.original_value[..], &payload[..keep], "{what}: original bytes");
+        // The original is sealed on the topic; opptak (with the keys) opens it.
+        let original = open_dead_letter(&edges.meta, &edges.keys, d).await.unwrap();
+        assert_eq!(&original[..], &payload[..keep], "{what}: original bytes");
+        assert_eq!(d.original_bytes, payload.len() as u64, "{what}");
         assert!(!d.detail.is_empty(), "{what}: a reason text");
         assert_eq!(d.source_topic, topic);
     }
-    assert!(dls
+    let late = dls
         .iter()
-        .any(|d| d.reason == v1::DeadLetterReason::AfterEnd as i32 && d.original_value[..] == after_end.1[..]));
+        .find(|d| d.reason == v1::DeadLetterReason::AfterEnd as i32)
+        .expect("a dead letter for the chunk after the end");
+    // Sealed under the call's own recording key (so shredding the call covers it).
+    assert_eq!(
+        open_dead_letter(&edges.meta, &edges.keys, late).await.unwrap(),
+        after_end.1.to_vec()
+    );
+    let declared = opptak_crypto::stream::peek(&late.sealed_original).unwrap();
+    assert_eq!(declared.key_ref, format!("{}/audio-24h", calls[1].call_id));
     assert_eq!(
         dls.len(),
         bad.len() + 1,

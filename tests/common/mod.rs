@@ -278,6 +278,34 @@ pub async fn verify_calls(edges: &Edges, calls: &[SimCall]) {
     }
 }
 
+/// After the recorder stopped (compaction done): every recording is a
+/// format-v2 object, investment calls have an archive copy and KI calls
+/// (informed, no opt-out) a KI copy, each sample-identical to the source and
+/// under its own class's key; other calls have no copies.
+pub async fn verify_copies(edges: &Edges, calls: &[SimCall]) {
+    use opptak_recorder::reader::{read_artifact, Which};
+    for c in calls {
+        let id = CallId::parse(&c.call_id).unwrap();
+        let arts = edges.meta.artifacts(&id).await.unwrap();
+        let rec = arts.iter().find(|a| a.kind == "recording").unwrap();
+        assert!(rec.object.is_some(), "{}: recording not compacted", c.call_id);
+        let investment = c.started.service_category == 1;
+        let ki = c.started.ki_enabled && c.started.customer_informed;
+        for (which, wanted) in [(Which::Archive, investment), (Which::Ki, ki)] {
+            let art = arts.iter().find(|a| a.kind == which.store_kind());
+            assert_eq!(art.is_some(), wanted, "{}: {which:?} copy", c.call_id);
+            if let Some(art) = art {
+                assert_eq!(art.key.key.class, which.class().as_str());
+                assert_ne!(art.key.key.key_id, rec.key.key.key_id, "own key per class");
+                let copy = read_artifact(&edges.meta, &edges.blobs, &edges.keys, &id, which)
+                    .await
+                    .unwrap_or_else(|e| panic!("{}: {which:?}: {e}", c.call_id));
+                assert!(copy.pcm == c.expected_pcm(), "{}: {which:?} copy differs", c.call_id);
+            }
+        }
+    }
+}
+
 fn desk_code(d: opptak_domain::Desk) -> i32 {
     use opptak_domain::Desk::*;
     match d {

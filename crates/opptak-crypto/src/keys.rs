@@ -47,6 +47,12 @@ impl DataKey {
         &self.id
     }
 
+    /// The same secret under another id (a key received from outside gets
+    /// an id of opptak's own before it is stored).
+    pub fn renamed(&self, id: String) -> Self {
+        Self::from_parts(id, *self.secret())
+    }
+
     pub(crate) fn secret(&self) -> &[u8; 32] {
         self.secret.expose()
     }

@@ -10,6 +10,7 @@
 //! - [`pkcs11`]: the KEK held in an HSM through PKCS#11 (tested with SoftHSM2).
 //! - [`Sensitive`]: secrets that never print and are zeroized on drop.
 
+pub mod chunk;
 pub mod keys;
 pub mod pkcs11;
 pub mod segment;

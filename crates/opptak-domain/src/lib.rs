@@ -4,11 +4,13 @@
 //! - [`g711`]: the ITU-T G.711 µ-law / A-law codec (hound cannot read G.711).
 //! - [`reassembly`]: turning duplicated, reordered, lossy chunks into one
 //!   gap-aware timeline per call.
+//! - [`time`]: UTC dates without a time-zone database.
 //!
 //! The IO crates (bus, store, recorder) call into this crate; it calls nothing.
 
 pub mod g711;
 pub mod model;
 pub mod reassembly;
+pub mod time;
 
-pub use model::{AudioFormat, CallFacts, CallId, ChannelRole, Codec, Desk, Direction, ServiceCategory};
+pub use model::{AudioFormat, CallFacts, CallId, ChannelRole, Codec, Desk, Direction, KeyClass, ServiceCategory};

@@ -291,6 +291,26 @@ str_enum!(Direction { Unspecified => "unspecified", Inbound => "inbound", Outbou
 str_enum!(Desk { Unspecified => "unspecified", CustomerCenter => "customer_center", Markets => "markets", PrivateBanking => "private_banking", Corporate => "corporate" });
 str_enum!(ServiceCategory { Unspecified => "unspecified", InvestmentAdvice => "investment_advice", Loan => "loan", Savings => "savings", Insurance => "insurance", Payments => "payments", General => "general" });
 
+/// A retention class: each call has one data key per class it uses, and
+/// shredding a class's key makes every artifact of that class unreadable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum KeyClass {
+    /// The recording of every call (R2: 24 hours).
+    Audio24h,
+    /// The investment-advice archive copy (R1: 5 years, 7 on request).
+    Archive5y,
+    /// Every KI artifact: KI audio copy, transcript, drafts, topic tags (R4: 30 days).
+    Ki,
+    /// The approved summary, the customer-service record (5 years).
+    Record5y,
+}
+
+str_enum!(KeyClass { Audio24h => "audio-24h", Archive5y => "archive-5y", Ki => "ki", Record5y => "record-5y" });
+
+impl KeyClass {
+    pub const ALL: [KeyClass; 4] = [Self::Audio24h, Self::Archive5y, Self::Ki, Self::Record5y];
+}
+
 /// What the telephony system told us when the call started. These are the
 /// routing facts the retention policy (a later issue) decides on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,6 +12,7 @@
 //! - [`reader`]: reading a recording back (decrypt, verify, PCM/WAV).
 //! - [`topics`]: topic names.
 
+pub mod compact;
 pub mod convert;
 pub mod reader;
 
@@ -19,8 +20,9 @@ use bytes::Bytes;
 use convert::Refusal;
 use opptak_bus::{Bus, BusError, Outgoing, Position, Record, Subscription};
 use opptak_crypto::segment::{self, ArtifactKind, SegmentHeader};
+use opptak_crypto::stream::StreamInfo;
 use opptak_crypto::{CryptoError, DataKey, KeyProvider, WrappedKey};
-use opptak_domain::model::{CallFacts, CallId};
+use opptak_domain::model::{CallFacts, CallId, KeyClass};
 use opptak_domain::reassembly::{Offer, Piece, Reassembler, ReassemblyConfig, Rejection};
 use opptak_proto::v1::{self, telephony_event::Event, DeadLetterReason};
 use opptak_proto::Message;
@@ -76,6 +78,14 @@ pub struct RecorderConfig {
     pub reorder_timeout: Duration,
     /// Largest plaintext per segment.
     pub max_segment_bytes: usize,
+    /// Compact finished recordings into format-v2 objects (and write their
+    /// archive / KI copies) in the background.
+    pub compact: bool,
+    /// Plaintext bytes per format-v2 segment.
+    pub stream_segment_bytes: u32,
+    /// How often to look for finished recordings nobody compacted (after a
+    /// crash, or another recorder's), and how old they must be.
+    pub compact_sweep_interval: Duration,
 }
 
 impl Default for RecorderConfig {
@@ -88,6 +98,9 @@ impl Default for RecorderConfig {
             reassembly: ReassemblyConfig::default(),
             reorder_timeout: Duration::from_secs(5),
             max_segment_bytes: 1 << 20,
+            compact: true,
+            stream_segment_bytes: opptak_crypto::stream::DEFAULT_SEGMENT_SIZE,
+            compact_sweep_interval: Duration::from_secs(30),
         }
     }
 }
@@ -100,6 +113,8 @@ pub enum RecorderError {
     Store(#[from] StoreError),
     #[error("crypto: {0}")]
     Crypto(#[from] CryptoError),
+    #[error("compaction: {0}")]
+    Compaction(String),
 }
 
 /// Where a record came from: (topic, partition, offset).
@@ -112,12 +127,14 @@ pub struct Source {
 
 /// Retention class of the recording's data key (R2: every call, 24 hours).
 pub const RECORDING_KEY_CLASS: &str = "audio-24h";
+/// Class of the telephony system's chunk key as opptak stores it (re-wrapped).
+pub const TELEPHONY_KEY_CLASS: &str = "telephony";
 
 pub fn key_context(call_id: &CallId, class: &str) -> Vec<u8> {
     format!("{call_id}/{class}").into_bytes()
 }
 
-fn now_us() -> i64 {
+pub(crate) fn now_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)
@@ -129,6 +146,8 @@ struct CallState {
     recording_id: String,
     blob_prefix: String,
     key: DataKey,
+    /// The telephony system's key for this call's sealed chunks, if it seals them.
+    tel_key: Option<DataKey>,
     reasm: Reassembler<Source>,
     /// Segments durably written.
     segments: u64,
@@ -185,6 +204,8 @@ pub struct RecorderStats {
     pub segments_written: u64,
     pub recordings_completed: u64,
     pub flushes: u64,
+    /// Cached data keys dropped because their key was crypto-shredded.
+    pub keys_evicted: u64,
 }
 
 pub struct Recorder {
@@ -192,13 +213,20 @@ pub struct Recorder {
     blobs: Arc<dyn BlobStore>,
     meta: Arc<dyn MetadataStore>,
     keys: Arc<dyn KeyProvider>,
+    /// KEKs shared with the telephony system (for calls whose chunks it seals).
+    telephony_keys: Option<Arc<dyn KeyProvider>>,
     cfg: RecorderConfig,
     calls: HashMap<CallId, CallState>,
     unknown: HashSet<CallId>,
     /// Highest offset seen per (topic, partition) since the last commit.
     seen: BTreeMap<(Arc<str>, i32), i64>,
-    dead_letters: Vec<Outgoing>,
+    dead_letters: Vec<PendingDeadLetter>,
     completed: Vec<Outgoing>,
+    /// The dead-letter key of the day, for refusals that name no known call.
+    day_key: Option<(String, DataKey)>,
+    /// Finished recordings, handed to the compaction task.
+    finished_tx: Option<tokio::sync::mpsc::UnboundedSender<CallId>>,
+
     stats: RecorderStats,
     stats_tx: watch::Sender<RecorderStats>,
     durable_tx: watch::Sender<Vec<Position>>,
@@ -223,12 +251,16 @@ impl Recorder {
             blobs,
             meta,
             keys,
+            telephony_keys: None,
             cfg,
             calls: HashMap::new(),
             unknown: HashSet::new(),
             seen: BTreeMap::new(),
             dead_letters: Vec::new(),
             completed: Vec::new(),
+            day_key: None,
+            finished_tx: None,
+
             stats: RecorderStats::default(),
             stats_tx,
             durable_tx,
@@ -236,6 +268,12 @@ impl Recorder {
             instance: uuid::Uuid::new_v4().simple().to_string(),
             flush_seq: 0,
         }
+    }
+
+    /// Accepts chunks the telephony system seals under KEKs from `shared`.
+    pub fn with_telephony_keys(mut self, shared: Option<Arc<dyn KeyProvider>>) -> Self {
+        self.telephony_keys = shared;
+        self
     }
 
     /// Live counters, updated after every flush.
@@ -254,6 +292,24 @@ impl Recorder {
         let topics = [self.cfg.topics.telephony.clone()];
         let mut sub = self.bus.subscribe(&self.cfg.group, &topics).await?;
         tracing::info!(group = %self.cfg.group, topic = %topics[0], "recorder started");
+        let compaction = if self.cfg.compact {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            self.finished_tx = Some(tx);
+            let c = compact::Compactor::new(
+                self.meta.clone(),
+                self.blobs.clone(),
+                self.keys.clone(),
+                self.cfg.stream_segment_bytes,
+            );
+            Some(tokio::spawn(compaction_loop(
+                c,
+                rx,
+                self.cfg.compact_sweep_interval,
+                shutdown.clone(),
+            )))
+        } else {
+            None
+        };
         let mut last_flush = Instant::now();
         loop {
             if *shutdown.borrow() {
@@ -283,44 +339,161 @@ impl Recorder {
         }
         self.flush(sub.as_mut()).await?;
         sub.flush_commits().await?;
+        self.finished_tx = None;
+        if let Some(task) = compaction {
+            // Pending compactions resume at the next start (the sweep finds them).
+            let _ = task.await;
+        }
         tracing::info!(stats = ?self.stats, "recorder stopped");
         Ok(self.stats)
     }
 
     fn dead_letter(&mut self, r: &Record, call_id: &str, refusal: Refusal) {
+        tracing::warn!(call_id, reason = ?refusal.reason, partition = r.partition, offset = r.offset, detail = %refusal.detail, "dead letter");
+        self.stats.dead_letters += 1;
+        // Sealed at the flush (the dead-letter key may need the store).
+        self.dead_letters.push(PendingDeadLetter {
+            record: r.clone(),
+            call_id: call_id.to_owned(),
+            refusal,
+        });
+    }
+
+    /// A dead letter with its original bytes sealed (format v2, kind
+    /// dead-letter) under the call's `audio-24h` key — so shredding the call
+    /// makes its dead letters on Kafka unreadable too — or, when the message
+    /// names no known call, under the dead-letter key of the day.
+    async fn seal_dead_letter(&mut self, p: PendingDeadLetter) -> Result<Outgoing, RecorderError> {
         const MAX_ORIGINAL: usize = 512 * 1024;
-        let mut detail = refusal.detail;
+        let r = &p.record;
+        let mut detail = p.refusal.detail;
+        use sha2::Digest;
+        let digest: String = sha2::Sha256::digest(&r.payload)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let original = if r.payload.len() > MAX_ORIGINAL {
-            use sha2::Digest;
-            let digest = sha2::Sha256::digest(&r.payload);
             detail.push_str(&format!(
-                "; original of {} bytes truncated to {MAX_ORIGINAL}, sha256 {}",
-                r.payload.len(),
-                digest.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                "; original of {} bytes truncated to {MAX_ORIGINAL}",
+                r.payload.len()
             ));
             r.payload.slice(..MAX_ORIGINAL)
         } else {
             r.payload.clone()
         };
-        tracing::warn!(call_id, reason = ?refusal.reason, partition = r.partition, offset = r.offset, %detail, "dead letter");
+        let known = CallId::parse(&p.call_id)
+            .ok()
+            .and_then(|id| self.calls.get(&id).map(|c| (id, c.key.clone())));
+        let (key, key_ref) = match known {
+            Some((id, key)) => (key, compact::ref_of(&id, KeyClass::Audio24h)),
+            None => self.day_key().await?,
+        };
+        let info = StreamInfo {
+            kind: ArtifactKind::DeadLetter,
+            key_id: key.id().to_owned(),
+            key_ref,
+            artifact_id: deadletter_artifact_id(r.partition, r.offset),
+        };
+        let sealed = opptak_crypto::stream::seal(&key, &info, self.cfg.stream_segment_bytes, &original)?;
         let dl = v1::DeadLetter {
             source_topic: r.topic.clone(),
             source_partition: r.partition,
             source_offset: r.offset,
             original_key: r.key.clone().map(|k| k.to_vec()).unwrap_or_default(),
-            original_value: original.to_vec(),
-            reason: refusal.reason as i32,
+            sealed_original: sealed,
+            original_bytes: r.payload.len() as u64,
+            original_sha256: digest,
+            reason: p.refusal.reason as i32,
             detail,
-            call_id: call_id.to_owned(),
+            call_id: p.call_id,
             at: Some(convert::timestamp(now_us())),
             stage: "recorder".into(),
         };
-        self.stats.dead_letters += 1;
-        self.dead_letters.push(Outgoing {
+        Ok(Outgoing {
             topic: self.cfg.topics.deadletter.clone(),
             key: r.key.clone().unwrap_or_else(|| Bytes::from_static(b"unknown")),
             payload: Bytes::from(dl.encode_to_vec()),
-        });
+        })
+    }
+
+    /// Unwraps the call key the telephony system sent, under a shared KEK;
+    /// the error says why not (for the dead letter).
+    fn open_telephony_key(&self, call_id: &CallId, tk: &v1::TelephonyKey) -> Result<DataKey, String> {
+        let Some(shared) = &self.telephony_keys else {
+            return Err(
+                "CallStarted carries a telephony_key, but no telephony keyring is configured \
+                        (keys.telephony_keyring)"
+                    .into(),
+            );
+        };
+        if tk.key_id.is_empty() || tk.key_id.len() > 64 {
+            return Err("telephony_key.key_id must be 1 to 64 bytes".into());
+        }
+        let w = WrappedKey {
+            key_id: tk.key_id.clone(),
+            kek_id: tk.kek_id.clone(),
+            sealed: tk.wrapped.clone(),
+        };
+        let k = shared
+            .unwrap(&w, &opptak_crypto::chunk::key_context(call_id.as_str()))
+            .map_err(|e| format!("telephony_key (kek {:?}) does not open: {e}", tk.kek_id))?;
+        // Stored under an id of opptak's own: telephony ids need not be unique.
+        Ok(k.renamed(format!("tk-{}", uuid::Uuid::new_v4().simple())))
+    }
+
+    /// The dead-letter key of today (UTC), created on first use.
+    async fn day_key(&mut self) -> Result<(DataKey, String), RecorderError> {
+        let day = opptak_domain::time::utc_day(now_us());
+        let owner = format!("deadletters-{day}");
+        let class = KeyClass::Audio24h.as_str();
+        if let Some((d, key)) = &self.day_key {
+            if *d == day {
+                return Ok((key.clone(), format!("{owner}/{class}")));
+            }
+        }
+        let ctx = format!("{owner}/{class}").into_bytes();
+        let fresh = DataKey::generate();
+        let w = self.keys.wrap(&fresh, &ctx)?;
+        let stored = StoredKey {
+            key_id: w.key_id,
+            class: class.to_owned(),
+            kek_id: w.kek_id,
+            sealed: w.sealed,
+        };
+        let row = self.meta.deadletter_key(&day, &stored, now_us()).await?;
+        let key = self.keys.unwrap(
+            &WrappedKey {
+                key_id: row.key.key_id,
+                kek_id: row.key.kek_id,
+                sealed: row.key.sealed,
+            },
+            &ctx,
+        )?;
+        self.day_key = Some((day, key.clone()));
+        Ok((key, format!("{owner}/{class}")))
+    }
+
+    /// Drops the cached keys (and the state) of calls whose recording key was
+    /// crypto-shredded since the last flush: no further audio is sealed under
+    /// a destroyed key, and the plaintext key leaves memory (zeroized). Runs
+    /// before every flush (one indexed query); a shredding that commits
+    /// between this look and the flush's transaction is caught by the store's
+    /// fence (the flush is refused and the recorder restarts clean).
+    async fn evict_shredded(&mut self) -> Result<(), RecorderError> {
+        // A minute of overlap: eviction is idempotent, clocks differ.
+        let since = now_us() - 60_000_000;
+        for ev in self.meta.shreddings_since(since).await? {
+            let Ok(id) = CallId::parse(&ev.call_id) else { continue };
+            if let Some(call) = self.calls.get(&id) {
+                if call.key.id() == ev.key_id {
+                    tracing::warn!(call_id = %id, class = %ev.class, "recording key shredded: cached key and call state dropped");
+                    self.calls.remove(&id);
+                    self.unknown.insert(id);
+                    self.stats.keys_evicted += 1;
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn handle(&mut self, r: Record) -> Result<(), RecorderError> {
@@ -417,7 +590,16 @@ impl Recorder {
                     return Ok(None);
                 }
                 Some(rec) => {
-                    let state = self.rebuild(rec)?;
+                    let tel = self.meta.class_key(id, TELEPHONY_KEY_CLASS).await?;
+                    let mut state = self.rebuild(rec)?;
+                    if let Some(row) = tel.filter(|r| r.destroyed_at_us.is_none()) {
+                        let w = WrappedKey {
+                            key_id: row.key.key_id,
+                            kek_id: row.key.kek_id,
+                            sealed: row.key.sealed,
+                        };
+                        state.tel_key = Some(self.keys.unwrap(&w, &key_context(id, TELEPHONY_KEY_CLASS))?);
+                    }
                     self.calls.insert(id.clone(), state);
                 }
                 None => {
@@ -448,6 +630,7 @@ impl Recorder {
             recording_id: rec.recording_id,
             blob_prefix: rec.blob_prefix,
             key,
+            tel_key: None,
             reasm,
             segments: rec.segments,
             flushed_segments: rec.segments,
@@ -486,6 +669,32 @@ impl Recorder {
             // The same start again (a replay or a resend) changes nothing.
             return Ok(());
         }
+        // A call whose chunks the telephony system seals: its key must open
+        // now, or the call cannot be recorded.
+        let mut extra_keys = Vec::new();
+        let tel_key = match &s.telephony_key {
+            None => None,
+            Some(tk) => match self.open_telephony_key(&call_id, tk) {
+                Ok(k) => {
+                    let w = self.keys.wrap(&k, &key_context(&call_id, TELEPHONY_KEY_CLASS))?;
+                    extra_keys.push(StoredKey {
+                        key_id: w.key_id,
+                        class: TELEPHONY_KEY_CLASS.into(),
+                        kek_id: w.kek_id,
+                        sealed: w.sealed,
+                    });
+                    Some(k)
+                }
+                Err(detail) => {
+                    self.dead_letter(
+                        r,
+                        call_id.as_str(),
+                        Refusal::new(DeadLetterReason::Undecryptable, detail),
+                    );
+                    return Ok(());
+                }
+            },
+        };
         self.unknown.remove(&call_id);
         let key = DataKey::generate();
         let wrapped = self.keys.wrap(&key, &key_context(&call_id, RECORDING_KEY_CLASS))?;
@@ -499,6 +708,7 @@ impl Recorder {
                 kek_id: wrapped.kek_id,
                 sealed: wrapped.sealed,
             },
+            extra_keys,
             recording_id: recording_id.clone(),
             blob_prefix: blob_prefix.clone(),
             created_at_us: now_us(),
@@ -512,6 +722,7 @@ impl Recorder {
                 recording_id,
                 blob_prefix,
                 key,
+                tel_key,
                 reasm,
                 segments: 0,
                 flushed_segments: 0,
@@ -553,7 +764,44 @@ impl Recorder {
             return Ok(());
         };
         let offset = c.offset.as_ref().and_then(convert::duration_micros);
-        let outcome = call.reasm.offer(c.sequence, &c.payload, offset, source);
+        let opened;
+        let payload: &[u8] = match (&call.tel_key, c.sealed_payload.is_empty()) {
+            (None, true) => &c.payload,
+            (Some(k), false) => match opptak_crypto::chunk::open(k, call_id.as_str(), c.sequence, &c.sealed_payload) {
+                Ok(p) => {
+                    opened = p;
+                    &opened
+                }
+                Err(e) => {
+                    let detail = format!("sealed_payload of sequence {} does not open: {e}", c.sequence);
+                    self.dead_letter(
+                        r,
+                        call_id.as_str(),
+                        Refusal::new(DeadLetterReason::Undecryptable, detail),
+                    );
+                    return Ok(());
+                }
+            },
+            (None, false) => {
+                let detail = "sealed_payload for a call started without a telephony_key";
+                self.dead_letter(
+                    r,
+                    call_id.as_str(),
+                    Refusal::new(DeadLetterReason::Undecryptable, detail),
+                );
+                return Ok(());
+            }
+            (Some(_), true) => {
+                let detail = "plaintext payload for a call whose chunks are sealed (telephony_key was set)";
+                self.dead_letter(
+                    r,
+                    call_id.as_str(),
+                    Refusal::new(DeadLetterReason::Undecryptable, detail),
+                );
+                return Ok(());
+            }
+        };
+        let outcome = call.reasm.offer(c.sequence, payload, offset, source);
         let rej = match outcome {
             Ok(Offer::Accepted) => {
                 self.stats.chunks_accepted += 1;
@@ -666,6 +914,7 @@ impl Recorder {
 
     /// Makes everything handled so far durable, then stores the offsets.
     async fn flush(&mut self, sub: &mut dyn Subscription) -> Result<(), RecorderError> {
+        self.evict_shredded().await?;
         let now = now_us();
         let mut flush = Flush::default();
         // All calls' new segments go into one spool object per flush: one
@@ -776,7 +1025,10 @@ impl Recorder {
                 });
             }
         }
-        let mut out = std::mem::take(&mut self.dead_letters);
+        let mut out = Vec::with_capacity(self.dead_letters.len() + self.completed.len());
+        for p in std::mem::take(&mut self.dead_letters) {
+            out.push(self.seal_dead_letter(p).await?);
+        }
         let completed = std::mem::take(&mut self.completed);
         self.stats.recordings_completed += completed.len() as u64;
         out.extend(completed);
@@ -810,6 +1062,11 @@ impl Recorder {
                 next_offset: held.get(&(topic.clone(), *partition)).copied().unwrap_or(max_seen + 1),
             })
             .collect();
+        if let Some(tx) = &self.finished_tx {
+            for id in &finished {
+                let _ = tx.send(id.clone());
+            }
+        }
         let committed = sub.commit(&positions);
         if committed.is_ok() && !positions.is_empty() {
             for p in &positions {
@@ -867,5 +1124,50 @@ fn gap_event(g: &GapRow, format: &opptak_domain::AudioFormat) -> v1::Gap {
         missing_chunks: g.missing,
         at: Some(convert::duration(format.frames_to_micros(g.at_frame))),
         length: Some(convert::duration(format.frames_to_micros(g.frames))),
+    }
+}
+
+/// A refused input waiting for the flush that seals and publishes it.
+struct PendingDeadLetter {
+    record: Record,
+    call_id: String,
+    refusal: Refusal,
+}
+
+/// The artifact id a dead letter's sealed original is bound to.
+pub fn deadletter_artifact_id(partition: i32, offset: i64) -> String {
+    format!("dl/{partition}/{offset}")
+}
+
+/// Compacts the recordings this recorder finished as they come, and sweeps
+/// for ones left behind (a crash, another recorder) every `sweep`.
+async fn compaction_loop(
+    c: compact::Compactor,
+    mut finished: tokio::sync::mpsc::UnboundedReceiver<CallId>,
+    sweep: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(sweep);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            // Runs until the recorder drops its sender after the last flush:
+            // everything it finished is compacted before the process exits.
+            id = finished.recv() => match id {
+                Some(id) => {
+                    if let Err(e) = c.compact(&id).await {
+                        tracing::warn!(call_id = %id, error = %e, "compaction failed; the sweep retries");
+                    }
+                }
+                None => return,
+            },
+            _ = tick.tick(), if !stopping => {
+                if let Err(e) = c.run_pending(sweep, 100).await {
+                    tracing::warn!(error = %e, "compaction sweep failed");
+                }
+            }
+            r = shutdown.changed(), if !stopping => stopping = r.is_err() || *shutdown.borrow(),
+        }
     }
 }

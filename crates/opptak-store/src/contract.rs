@@ -44,6 +44,7 @@ pub fn sample_call(id: &str) -> NewCall {
             customer_informed: true,
             format: AudioFormat::new(Codec::Pcma, 8000, vec![ChannelRole::Agent, ChannelRole::Customer]).unwrap(),
         },
+        extra_keys: Vec::new(),
         key: StoredKey {
             key_id: format!("dk-{id}"),
             class: "audio-24h".into(),

@@ -25,6 +25,9 @@ pub struct StoredKey {
 pub struct NewCall {
     pub facts: CallFacts,
     pub key: StoredKey,
+    /// Further data keys of the call known at its start (the telephony
+    /// system's chunk key, re-wrapped under opptak's KEK).
+    pub extra_keys: Vec<StoredKey>,
     pub recording_id: String,
     pub blob_prefix: String,
     pub created_at_us: i64,
@@ -119,6 +122,53 @@ pub struct CallRecord {
     pub updated_at_us: i64,
     /// Set when the recording's data key was crypto-shredded.
     pub key_destroyed_at_us: Option<i64>,
+    /// The format-v2 object once the finished recording was compacted.
+    pub object: Option<StoredObject>,
+}
+
+/// A data key row: live, or destroyed (then `sealed` is empty).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyRow {
+    pub key: StoredKey,
+    pub destroyed_at_us: Option<i64>,
+}
+
+/// A stored artifact of a call: the recording itself (kind `recording`) or a
+/// copy under another retention class (`archive-copy`, `ki-audio`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ArtifactRow {
+    pub artifact_id: String,
+    pub call_id: String,
+    pub kind: String,
+    pub key: KeyRow,
+    pub complete: bool,
+    /// The format-v2 object, once written (`None`: only spool segments yet).
+    pub object: Option<StoredObject>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredObject {
+    pub path: String,
+    pub bytes: u64,
+}
+
+/// A copy of a recording under another retention class, written with the compaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewCopy {
+    pub artifact_id: String,
+    pub kind: String,
+    pub key_id: String,
+    pub object: StoredObject,
+}
+
+/// A finished recording compacted into one format-v2 object, with its copies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Compacted {
+    pub call_id: CallId,
+    pub recording_id: String,
+    pub object: StoredObject,
+    pub copies: Vec<NewCopy>,
+    pub at_us: i64,
 }
 
 /// The record a crypto-shredding leaves (never the key).
@@ -162,6 +212,26 @@ pub trait MetadataStore: Send + Sync + 'static {
     ) -> Result<ShredEvidence, StoreError>;
     /// Shredding evidence, oldest first (of one call, or all).
     async fn shreddings(&self, call_id: Option<&CallId>) -> Result<Vec<ShredEvidence>, StoreError>;
+    /// Shreddings at or after `since_us`, oldest first (running processes
+    /// poll this to drop cached keys).
+    async fn shreddings_since(&self, since_us: i64) -> Result<Vec<ShredEvidence>, StoreError>;
+    /// Every artifact of a call with its key.
+    async fn artifacts(&self, call_id: &CallId) -> Result<Vec<ArtifactRow>, StoreError>;
+    /// The data key of one retention class of a call, live or destroyed.
+    async fn class_key(&self, call_id: &CallId, class: &str) -> Result<Option<KeyRow>, StoreError>;
+    /// Stores `key` as the call's key of its class unless one exists; returns
+    /// the one that is stored (the first writer wins a race).
+    async fn create_key(&self, call_id: &CallId, key: &StoredKey, at_us: i64) -> Result<KeyRow, StoreError>;
+    /// Any data key by id, with its owner (a call id, or `deadletters-<day>`).
+    async fn key_by_id(&self, key_id: &str) -> Result<Option<(String, KeyRow)>, StoreError>;
+    /// The dead-letter key of a day (`YYYY-MM-DD`), created from `key` if missing.
+    async fn deadletter_key(&self, day: &str, key: &StoredKey, at_us: i64) -> Result<KeyRow, StoreError>;
+    /// Recordings finished before `completed_before_us` and not yet compacted
+    /// into a format-v2 object (whose key is live), oldest first.
+    async fn to_compact(&self, completed_before_us: i64, limit: u32) -> Result<Vec<CallId>, StoreError>;
+    /// Records a compaction and its copies in one transaction; Conflict if the
+    /// recording was compacted meanwhile (the caller deletes its objects).
+    async fn store_compacted(&self, c: &Compacted) -> Result<(), StoreError>;
     fn describe(&self) -> String;
 }
 
@@ -333,8 +403,48 @@ impl SqlStore {
             created_at_us: int("created_at_us")?,
             updated_at_us: int("updated_at_us")?,
             key_destroyed_at_us: opt_int("key_destroyed_at_us")?,
+            object: object_from_row(r)?,
         })
     }
+}
+
+fn object_from_row(r: &AnyRow) -> Result<Option<StoredObject>, StoreError> {
+    let bad = |_| StoreError::Corrupt("recordings.object".into());
+    let path = r.try_get::<Option<String>, _>("object_path").map_err(bad)?;
+    let bytes = r.try_get::<Option<i64>, _>("object_bytes").map_err(bad)?;
+    Ok(match (path, bytes) {
+        (Some(path), Some(bytes)) => Some(StoredObject {
+            path,
+            bytes: bytes as u64,
+        }),
+        _ => None,
+    })
+}
+
+fn key_row(r: &AnyRow, table: &str) -> Result<KeyRow, StoreError> {
+    let bad = |_| StoreError::Corrupt(format!("{table} row"));
+    Ok(KeyRow {
+        key: StoredKey {
+            key_id: r.try_get("key_id").map_err(bad)?,
+            class: r.try_get("class").map_err(bad)?,
+            kek_id: r.try_get("kek_id").map_err(bad)?,
+            sealed: r.try_get("sealed").map_err(bad)?,
+        },
+        destroyed_at_us: r.try_get("destroyed_at_us").map_err(bad)?,
+    })
+}
+
+fn evidence_row(r: &AnyRow) -> Result<ShredEvidence, StoreError> {
+    let bad = |_| StoreError::Corrupt("key_shreddings row".into());
+    Ok(ShredEvidence {
+        key_id: r.try_get("key_id").map_err(bad)?,
+        call_id: r.try_get("call_id").map_err(bad)?,
+        class: r.try_get("class").map_err(bad)?,
+        kek_id: r.try_get("kek_id").map_err(bad)?,
+        shredded_at_us: r.try_get("shredded_at_us").map_err(bad)?,
+        reason: r.try_get("reason").map_err(bad)?,
+        requested_by: r.try_get("requested_by").map_err(bad)?,
+    })
 }
 
 /// Hides a password in a database URL.
@@ -355,7 +465,8 @@ const CALL_SELECT: &str = "SELECT c.call_id, c.started_at_us, c.direction, c.cus
     c.service_category, c.ki_enabled, c.customer_informed, c.codec, c.sample_rate_hz, c.channel_roles, \
     c.next_sequence, c.frames, c.last_chunk_frames, c.duplicate_chunks, c.ended_at_us, c.end_reason, \
     c.last_sequence, c.ki_opt_out_at_us, c.ki_opt_out_by, c.ki_opt_out_offset_us, c.created_at_us, c.updated_at_us, \
-    k.key_id, k.class, k.kek_id, k.sealed, k.destroyed_at_us AS key_destroyed_at_us, r.recording_id, r.blob_prefix, r.segments, r.complete \
+    k.key_id, k.class, k.kek_id, k.sealed, k.destroyed_at_us AS key_destroyed_at_us, r.recording_id, r.blob_prefix, r.segments, r.complete, \
+    r.object_path, r.object_bytes \
     FROM calls c JOIN recordings r ON r.call_id = c.call_id AND r.kind = 'recording' \
     JOIN data_keys k ON k.key_id = r.key_id";
 
@@ -410,6 +521,23 @@ impl MetadataStore for SqlStore {
                     .bind(c.created_at_us);
             }
             q.execute(&mut *tx).await.map_err(db)?;
+            for c in rows {
+                for k in &c.extra_keys {
+                    sqlx::query(
+                        "INSERT INTO data_keys (key_id, call_id, class, kek_id, sealed, created_at_us) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (key_id) DO NOTHING",
+                    )
+                    .bind(k.key_id.as_str())
+                    .bind(c.facts.call_id.as_str())
+                    .bind(k.class.as_str())
+                    .bind(k.kek_id.as_str())
+                    .bind(k.sealed.clone())
+                    .bind(c.created_at_us)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                }
+            }
             let sql = format!(
                 "INSERT INTO recordings (recording_id, call_id, kind, key_id, blob_prefix, created_at_us) VALUES {} \
                  ON CONFLICT (recording_id) DO NOTHING",
@@ -464,7 +592,9 @@ impl MetadataStore for SqlStore {
             let sql = format!(
                 "WITH v (recording_id, segments, prev_segments, complete, completed_at_us) AS (VALUES {}) \
                  UPDATE recordings SET segments = v.segments, complete = v.complete, completed_at_us = v.completed_at_us \
-                 FROM v WHERE recordings.recording_id = v.recording_id AND recordings.segments = v.prev_segments",
+                 FROM v WHERE recordings.recording_id = v.recording_id AND recordings.segments = v.prev_segments \
+                 AND NOT EXISTS (SELECT 1 FROM data_keys k WHERE k.key_id = recordings.key_id \
+                 AND k.destroyed_at_us IS NOT NULL)",
                 placeholders(rows.len(), 5)
             );
             let mut q = sqlx::query(&sql);
@@ -480,7 +610,7 @@ impl MetadataStore for SqlStore {
             if done != rows.len() as u64 {
                 // Dropping the transaction rolls everything back.
                 return Err(StoreError::Conflict(format!(
-                    "{} of {} recordings were changed by another writer",
+                    "{} of {} recordings were changed by another writer or had their key shredded",
                     rows.len() as u64 - done,
                     rows.len()
                 )));
@@ -610,8 +740,9 @@ impl MetadataStore for SqlStore {
 
     async fn key_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT kek_id, class, COUNT(*) AS n FROM data_keys WHERE destroyed_at_us IS NULL \
-             GROUP BY kek_id, class ORDER BY kek_id, class",
+            "SELECT kek_id, class, COUNT(*) AS n FROM (SELECT kek_id, class FROM data_keys \
+             WHERE destroyed_at_us IS NULL UNION ALL SELECT kek_id, 'deadletters' AS class FROM deadletter_keys \
+             WHERE destroyed_at_us IS NULL) live GROUP BY kek_id, class ORDER BY kek_id, class",
         )
         .fetch_all(&self.pool)
         .await
@@ -630,8 +761,11 @@ impl MetadataStore for SqlStore {
 
     async fn keys_not_under(&self, kek_id: &str, limit: u32) -> Result<Vec<(String, StoredKey)>, StoreError> {
         let rows = sqlx::query(
-            "SELECT call_id, key_id, class, kek_id, sealed FROM data_keys \
-             WHERE kek_id <> $1 AND destroyed_at_us IS NULL ORDER BY key_id LIMIT $2",
+            "SELECT owner AS call_id, key_id, class, kek_id, sealed FROM (\
+             SELECT call_id AS owner, key_id, class, kek_id, sealed FROM data_keys \
+             WHERE kek_id <> $1 AND destroyed_at_us IS NULL \
+             UNION ALL SELECT 'deadletters-' || day AS owner, key_id, class, kek_id, sealed FROM deadletter_keys \
+             WHERE kek_id <> $1 AND destroyed_at_us IS NULL) live ORDER BY key_id LIMIT $2",
         )
         .bind(kek_id)
         .bind(limit as i64)
@@ -658,7 +792,11 @@ impl MetadataStore for SqlStore {
         let mut tx = self.pool.begin().await.map_err(db)?;
         let mut done = 0;
         for (old_kek_id, k) in keys {
-            done += sqlx::query("UPDATE data_keys SET kek_id = $1, sealed = $2 WHERE key_id = $3 AND kek_id = $4")
+            for table in ["data_keys", "deadletter_keys"] {
+                done += sqlx::query(&format!(
+                    "UPDATE {table} SET kek_id = $1, sealed = $2 WHERE key_id = $3 AND kek_id = $4 \
+                     AND destroyed_at_us IS NULL"
+                ))
                 .bind(k.kek_id.as_str())
                 .bind(k.sealed.clone())
                 .bind(k.key_id.as_str())
@@ -667,6 +805,7 @@ impl MetadataStore for SqlStore {
                 .await
                 .map_err(db)?
                 .rows_affected();
+            }
         }
         tx.commit().await.map_err(db)?;
         Ok(done)
@@ -734,20 +873,181 @@ impl MetadataStore for SqlStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
+        rows.iter().map(evidence_row).collect()
+    }
+
+    async fn shreddings_since(&self, since_us: i64) -> Result<Vec<ShredEvidence>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT key_id, call_id, class, kek_id, shredded_at_us, reason, requested_by FROM key_shreddings \
+             WHERE shredded_at_us >= $1 ORDER BY shredded_at_us, key_id",
+        )
+        .bind(since_us)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(evidence_row).collect()
+    }
+
+    async fn artifacts(&self, call_id: &CallId) -> Result<Vec<ArtifactRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.recording_id, r.call_id, r.kind, r.complete, r.object_path, r.object_bytes, \
+             k.key_id, k.class, k.kek_id, k.sealed, k.destroyed_at_us \
+             FROM recordings r JOIN data_keys k ON k.key_id = r.key_id WHERE r.call_id = $1 \
+             ORDER BY r.created_at_us, r.recording_id",
+        )
+        .bind(call_id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
         rows.iter()
             .map(|r| {
-                let bad = |_| StoreError::Corrupt("key_shreddings row".into());
-                Ok(ShredEvidence {
-                    key_id: r.try_get("key_id").map_err(bad)?,
+                let bad = |_| StoreError::Corrupt("recordings row".into());
+                Ok(ArtifactRow {
+                    artifact_id: r.try_get("recording_id").map_err(bad)?,
                     call_id: r.try_get("call_id").map_err(bad)?,
-                    class: r.try_get("class").map_err(bad)?,
-                    kek_id: r.try_get("kek_id").map_err(bad)?,
-                    shredded_at_us: r.try_get("shredded_at_us").map_err(bad)?,
-                    reason: r.try_get("reason").map_err(bad)?,
-                    requested_by: r.try_get("requested_by").map_err(bad)?,
+                    kind: r.try_get("kind").map_err(bad)?,
+                    key: key_row(r, "data_keys")?,
+                    complete: r.try_get::<i64, _>("complete").map_err(bad)? != 0,
+                    object: object_from_row(r)?,
                 })
             })
             .collect()
+    }
+
+    async fn class_key(&self, call_id: &CallId, class: &str) -> Result<Option<KeyRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT key_id, class, kek_id, sealed, destroyed_at_us FROM data_keys WHERE call_id = $1 AND class = $2",
+        )
+        .bind(call_id.as_str())
+        .bind(class)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(|r| key_row(r, "data_keys")).transpose()
+    }
+
+    async fn create_key(&self, call_id: &CallId, key: &StoredKey, at_us: i64) -> Result<KeyRow, StoreError> {
+        sqlx::query(
+            "INSERT INTO data_keys (key_id, call_id, class, kek_id, sealed, created_at_us) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (call_id, class) DO NOTHING",
+        )
+        .bind(key.key_id.as_str())
+        .bind(call_id.as_str())
+        .bind(key.class.as_str())
+        .bind(key.kek_id.as_str())
+        .bind(key.sealed.clone())
+        .bind(at_us)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        self.class_key(call_id, &key.class)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("{} key of call {call_id} vanished", key.class)))
+    }
+
+    async fn key_by_id(&self, key_id: &str) -> Result<Option<(String, KeyRow)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT call_id AS owner, key_id, class, kek_id, sealed, destroyed_at_us FROM data_keys WHERE key_id = $1 \
+             UNION ALL SELECT 'deadletters-' || day AS owner, key_id, class, kek_id, sealed, destroyed_at_us \
+             FROM deadletter_keys WHERE key_id = $1",
+        )
+        .bind(key_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        match row {
+            Some(r) => Ok(Some((
+                r.try_get("owner")
+                    .map_err(|_| StoreError::Corrupt("key owner".into()))?,
+                key_row(&r, "data_keys")?,
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    async fn deadletter_key(&self, day: &str, key: &StoredKey, at_us: i64) -> Result<KeyRow, StoreError> {
+        sqlx::query(
+            "INSERT INTO deadletter_keys (day, key_id, class, kek_id, sealed, created_at_us) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (day) DO NOTHING",
+        )
+        .bind(day)
+        .bind(key.key_id.as_str())
+        .bind(key.class.as_str())
+        .bind(key.kek_id.as_str())
+        .bind(key.sealed.clone())
+        .bind(at_us)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        let row =
+            sqlx::query("SELECT key_id, class, kek_id, sealed, destroyed_at_us FROM deadletter_keys WHERE day = $1")
+                .bind(day)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+        key_row(&row, "deadletter_keys")
+    }
+
+    async fn to_compact(&self, completed_before_us: i64, limit: u32) -> Result<Vec<CallId>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.call_id FROM recordings r JOIN data_keys k ON k.key_id = r.key_id \
+             WHERE r.kind = 'recording' AND r.complete = 1 AND r.object_path IS NULL \
+             AND k.destroyed_at_us IS NULL AND r.completed_at_us < $1 ORDER BY r.completed_at_us LIMIT $2",
+        )
+        .bind(completed_before_us)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r
+                    .try_get("call_id")
+                    .map_err(|_| StoreError::Corrupt("recordings row".into()))?;
+                CallId::parse(&id).map_err(|_| StoreError::Corrupt("recordings.call_id".into()))
+            })
+            .collect()
+    }
+
+    async fn store_compacted(&self, c: &Compacted) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let done = sqlx::query(
+            "UPDATE recordings SET object_path = $1, object_bytes = $2, compacted_at_us = $3 \
+             WHERE recording_id = $4 AND object_path IS NULL AND complete = 1",
+        )
+        .bind(c.object.path.as_str())
+        .bind(c.object.bytes as i64)
+        .bind(c.at_us)
+        .bind(c.recording_id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if done != 1 {
+            return Err(StoreError::Conflict(format!(
+                "recording {} was compacted by another writer (or is not complete)",
+                c.recording_id
+            )));
+        }
+        for copy in &c.copies {
+            sqlx::query(
+                "INSERT INTO recordings (recording_id, call_id, kind, key_id, blob_prefix, segments, complete, \
+                 created_at_us, completed_at_us, object_path, object_bytes, compacted_at_us) \
+                 VALUES ($1, $2, $3, $4, $5, 0, 1, $6, $6, $7, $8, $6)",
+            )
+            .bind(copy.artifact_id.as_str())
+            .bind(c.call_id.as_str())
+            .bind(copy.kind.as_str())
+            .bind(copy.key_id.as_str())
+            .bind(copy.object.path.as_str())
+            .bind(c.at_us)
+            .bind(copy.object.path.as_str())
+            .bind(copy.object.bytes as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
     }
 
     fn describe(&self) -> String {
