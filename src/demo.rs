@@ -271,14 +271,29 @@ pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32) -> Result<()> {
     let stats = recorder.stop().await?;
 
     println!(
-        "{:<10} {:<16} {:<18} {:<5} {:>6} {:>4} {:>4} {:>4}  {:<22} result",
+        "{:<10} {:<16} {:<18} {:<5} {:>6} {:>4} {:>4} {:>4}  {:<22} kept (each under its own key), checked",
         "call", "desk", "service", "codec", "secs", "segs", "gaps", "dups", "KI"
     );
     let mut all_ok = true;
     for (sample, call) in &calls {
         let id = CallId::parse(&call.call_id)?;
         let rec = opptak_recorder::reader::read_recording(&edges.meta, &edges.blobs, &edges.keys, &id).await?;
-        let identical = rec.pcm == call.expected_pcm();
+        let mut identical = rec.pcm == call.expected_pcm() && rec.record.object.is_some();
+        // The copies for longer retention classes, each decrypted and compared.
+        let mut kept = vec!["recording"];
+        for a in edges.meta.artifacts(&id).await? {
+            use opptak_recorder::reader::Which;
+            let Some(which) = Which::parse(&a.kind).filter(|w| *w != Which::Recording) else {
+                continue;
+            };
+            let copy =
+                opptak_recorder::reader::read_artifact(&edges.meta, &edges.blobs, &edges.keys, &id, which).await?;
+            identical &= copy.pcm == call.expected_pcm();
+            kept.push(match which {
+                Which::Archive => "archive 5y",
+                _ => "KI copy",
+            });
+        }
         all_ok &= identical;
         let ki = match (sample.ki_enabled, sample.customer_informed, &rec.record.opt_out) {
             (true, true, Some(o)) => format!("opted out by {}", o.requested_by),
@@ -299,14 +314,17 @@ pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32) -> Result<()> {
             ev.map_or(0, |e| e.duplicate_chunks),
             ki,
             if identical {
-                "stored encrypted, sample-identical"
+                format!("{}: sample-identical", kept.join(" + "))
             } else {
-                "MISMATCH"
+                "MISMATCH".to_string()
             },
         );
         println!("{:<10} └ {}", "", sample.summary);
     }
-    println!("\ndead letters ({}):", dead.len());
+    println!(
+        "\ndead letters ({}; original bytes sealed under the call's key or the day's):",
+        dead.len()
+    );
     for d in &dead {
         let reason = v1::DeadLetterReason::try_from(d.reason)
             .map(|r| r.as_str_name())
@@ -330,7 +348,11 @@ pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32) -> Result<()> {
         "listen: cargo run -- recordings export <call-id> --out call.wav --config {}",
         config_path.display()
     );
-    println!("every call's audio is kept under the 24-hour class (R2); retention, KI transcription and review arrive in later releases");
+    println!(
+        "seek:   cargo run -- recordings export demo-0002 --from 5 --seconds 2 --out part.wav --config {}",
+        config_path.display()
+    );
+    println!("every recording is one encrypted object with 64 KiB segments (random access); investment calls get a 5-year archive copy and KI calls a KI copy, each under its own key, so one shredding removes one class; expiry, KI transcription and review arrive in later releases");
     if !all_ok {
         bail!("a recording did not match its source");
     }
