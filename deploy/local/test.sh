@@ -19,5 +19,8 @@ done
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace --all-targets "$@"
+# Coverage-guided fuzzing of the encryption-format decoders (nightly, its own
+# target dir): OPPTAK_FUZZ_SECONDS per target, default 30; 0 skips.
+fuzz/run.sh "${OPPTAK_FUZZ_SECONDS:-30}"
 # The first quick-start command must keep working too.
 cargo run --quiet -- demo --data-dir "${TMPDIR:-/tmp}/opptak-ci-demo"
