@@ -237,7 +237,8 @@ async fn dead_letter_cases(backend: Backend, name: &str) {
         call_id: calls[1].call_id.clone(),
         event: Some(Event::AudioChunk(v1::AudioChunk {
             sequence: 10_000,
-            payload: vec![0xD5; 1600],
+            // Real audio of the call: the dead letter must not show it in clear.
+            payload: calls[1].wire[..1600].to_vec(),
             duration: None,
             offset: None,
             sealed_payload: Vec::new(),
@@ -278,6 +279,29 @@ async fn dead_letter_cases(backend: Backend, name: &str) {
         bad.len() + 1,
         "exactly one dead letter per bad input: {dls:?}"
     );
+    // The dead-letter topic's Kafka log holds none of that audio in clear; the
+    // input topic's log (the positive control) does.
+    if let (Some(_), Ok(kafka_data)) = (
+        edges.config.bus.url.strip_prefix("kafka://"),
+        std::env::var("OPPTAK_TEST_KAFKA_DATA"),
+    ) {
+        let mut probes = std::collections::HashSet::new();
+        for w in calls[1].wire[..1600].chunks_exact(16).step_by(5) {
+            probes.insert(<[u8; 16]>::try_from(w).unwrap());
+        }
+        let topics = edges.config.recorder_config().topics;
+        let (mut in_dl, mut in_input) = (Vec::new(), Vec::new());
+        for entry in std::fs::read_dir(&kafka_data).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with(&topics.deadletter) {
+                in_dl.extend(common::scan_dir(&entry.path(), &probes));
+            } else if name.starts_with(&topics.telephony) {
+                in_input.extend(common::scan_dir(&entry.path(), &probes));
+            }
+        }
+        assert!(in_dl.is_empty(), "plaintext audio in the dead-letter log: {in_dl:?}");
+        assert!(!in_input.is_empty(), "the scan must find the audio in the input log");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
