@@ -159,6 +159,7 @@ async fn sixty_minute_call() -> Fixture {
         recording_id,
         object: StoredObject { path, bytes },
         copies: Vec::new(),
+        retention: Vec::new(),
         at_us: 3,
     })
     .await

@@ -19,6 +19,8 @@ pub struct Edges {
     pub keys: Arc<dyn KeyProvider>,
     /// KEKs shared with the telephony system (keys.telephony_keyring).
     pub telephony_keys: Option<Arc<dyn KeyProvider>>,
+    pub policy: Arc<opptak_domain::retention::Policy>,
+    pub clock: Arc<dyn opptak_domain::time::Clock>,
 }
 
 impl Edges {
@@ -38,6 +40,7 @@ impl Edges {
             .context("opening the metadata store")?;
         let keys = Self::open_keys(&config)?;
         let telephony_keys = open_telephony_keyring(&config)?;
+        let policy = Arc::new(config.policy()?);
         Ok(Self {
             config,
             bus,
@@ -45,6 +48,8 @@ impl Edges {
             meta,
             keys,
             telephony_keys,
+            policy,
+            clock: clock_from_env()?,
         })
     }
 
@@ -72,6 +77,65 @@ impl Edges {
             self.config.recorder_config(),
         )
         .with_telephony_keys(self.telephony_keys.clone())
+        .with_retention(self.policy.clone(), self.clock.clone())
+    }
+
+    /// Retention routing, sweeping and holds over these edges.
+    pub fn retention(&self) -> opptak_retention::Retention {
+        opptak_retention::Retention::new(
+            self.meta.clone(),
+            self.blobs.clone(),
+            self.policy.clone(),
+            self.clock.clone(),
+        )
+    }
+}
+
+/// The system clock, or — for tests and rehearsals of retention — a fixed
+/// time from `OPPTAK_NOW_US` (µs since the epoch).
+pub fn clock_from_env() -> Result<Arc<dyn opptak_domain::time::Clock>> {
+    match std::env::var("OPPTAK_NOW_US") {
+        Ok(v) => {
+            let us: i64 = v.trim().parse().context("OPPTAK_NOW_US must be µs since the epoch")?;
+            tracing::warn!(now = %opptak_domain::time::utc_time(us), "clock fixed by OPPTAK_NOW_US");
+            Ok(Arc::new(opptak_domain::time::ManualClock::new(us)))
+        }
+        Err(_) => Ok(Arc::new(opptak_domain::time::SystemClock)),
+    }
+}
+
+/// The sweeper role: every `retention.sweep_interval_s`, deletes what expired.
+pub struct RunningSweeper {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningSweeper {
+    pub fn spawn(edges: &Edges) -> Self {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let retention = edges.retention();
+        let interval = std::time::Duration::from_secs(edges.config.retention.sweep_interval_s);
+        let batch = edges.config.retention.sweep_batch;
+        let flag = stop.clone();
+        let task = tokio::spawn(async move {
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                match retention.sweep(batch, &flag, |_| {}).await {
+                    Ok(r) if r.deleted + r.spool_objects_deleted > 0 => tracing::info!(?r, "sweep"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "sweep failed; retrying next interval"),
+                }
+                let deadline = tokio::time::Instant::now() + interval;
+                while tokio::time::Instant::now() < deadline && !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+            }
+        });
+        Self { stop, task }
+    }
+
+    pub async fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.task.await;
     }
 }
 

@@ -16,6 +16,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub keys: KeysConfig,
     pub recorder: RecorderSection,
+    pub retention: RetentionSection,
     pub log: LogConfig,
 }
 
@@ -78,6 +79,15 @@ pub struct RecorderSection {
     pub compact: bool,
     pub stream_segment_bytes: u32,
     pub compact_sweep_s: u64,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    /// A policy file; empty: the bank's defaults shipped with opptak.
+    pub policy: String,
+    pub sweep_interval_s: u64,
+    pub sweep_batch: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -168,10 +178,24 @@ impl Config {
             "pkcs11" => {}
             other => bail!("keys.provider = {other:?}: expected \"file\" or \"pkcs11\""),
         }
+        if self.retention.sweep_interval_s == 0 || !(1..=100_000).contains(&self.retention.sweep_batch) {
+            bail!("retention.sweep_interval_s must be at least 1 and retention.sweep_batch 1..=100000");
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format = {:?}: expected \"text\" or \"json\"", self.log.format);
         }
         Ok(())
+    }
+
+    /// The retention policy: the file named by `retention.policy`, or the
+    /// shipped default. A policy with gaps or overlaps stops the process here.
+    pub fn policy(&self) -> Result<opptak_domain::retention::Policy> {
+        let path = self.retention.policy.trim();
+        if path.is_empty() {
+            return Ok(opptak_domain::retention::Policy::default_policy());
+        }
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading retention.policy {path}"))?;
+        opptak_domain::retention::Policy::parse(&text).with_context(|| format!("retention.policy {path}"))
     }
 
     pub fn recorder_config(&self) -> opptak_recorder::RecorderConfig {

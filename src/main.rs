@@ -72,8 +72,100 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// The retention policy: check a file, show the default, explain a call.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Retention: sweep what expired, recompute after a policy change, show a call's retention and deletions.
+    Retention {
+        #[command(subcommand)]
+        command: RetentionCommand,
+    },
+    /// Legal holds and authority extensions (compliance officers).
+    Hold {
+        #[command(subcommand)]
+        command: HoldCommand,
+    },
     /// Print the effective configuration (secrets are not part of it).
     Config,
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy file: every artifact and case covered exactly once.
+    Check { file: PathBuf },
+    /// Print the policy in force (retention.policy, or the shipped default).
+    Show,
+    /// The decision for every artifact of a call: class, expiry, tier, and the rules that decided.
+    Explain { call_id: String },
+}
+
+#[derive(Subcommand)]
+enum RetentionCommand {
+    /// Delete every expired artifact now (batches; Ctrl-C stops cleanly, run again to resume).
+    Sweep {
+        #[arg(long)]
+        batch: Option<u32>,
+    },
+    /// Recompute every call's retention (after a policy change). Resumable with --after.
+    Recompute {
+        /// Resume after this call id (printed when interrupted).
+        #[arg(long, default_value = "")]
+        after: String,
+    },
+    /// A call's artifacts with their retention, and what was deleted.
+    Status { call_id: String },
+    /// A compliance officer's reclassification of a call's service category.
+    Reclassify {
+        call_id: String,
+        #[arg(long)]
+        category: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        by: String,
+    },
+    /// Deletion evidence (what, which rule, when, which key was shredded).
+    Deletions { call_id: Option<String> },
+}
+
+#[derive(Subcommand)]
+enum HoldCommand {
+    /// Place a legal hold on a call: nothing of it expires until released.
+    Place {
+        call_id: String,
+        #[arg(long)]
+        case: String,
+        #[arg(long)]
+        reason: String,
+        #[arg(long)]
+        by: String,
+    },
+    /// Release a hold: the first officer asks, a second one confirms.
+    Release {
+        hold_id: String,
+        #[arg(long)]
+        by: String,
+    },
+    /// Holds in force (--all: released ones too).
+    List {
+        call_id: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
+    /// An authority's extension of the archive retention (MiFID: up to 7 years).
+    Extend {
+        call_id: String,
+        #[arg(long)]
+        years: u32,
+        #[arg(long)]
+        authority: String,
+        #[arg(long)]
+        case: String,
+        #[arg(long)]
+        by: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -116,6 +208,8 @@ enum KeysCommand {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Role {
     Recorder,
+    /// Deletes expired artifacts and shreds their keys every retention.sweep_interval_s.
+    Sweeper,
 }
 
 #[derive(Subcommand)]
@@ -256,6 +350,21 @@ async fn async_main() -> Result<()> {
             init_logging(config.log.format == "json");
             keys(config, command).await
         }
+        Command::Policy { command } => {
+            let config = Config::load(cli.config.as_deref())?;
+            init_logging(config.log.format == "json");
+            policy(config, command).await
+        }
+        Command::Retention { command } => {
+            let config = Config::load(cli.config.as_deref())?;
+            init_logging(config.log.format == "json");
+            retention(config, command).await
+        }
+        Command::Hold { command } => {
+            let config = Config::load(cli.config.as_deref())?;
+            init_logging(config.log.format == "json");
+            hold(config, command).await
+        }
         Command::Config => {
             let config = Config::load(cli.config.as_deref())?;
             println!("{config:#?}");
@@ -268,9 +377,11 @@ async fn run(config: Config, roles: Vec<Role>) -> Result<()> {
     let edges = Edges::open(config).await?;
     edges.create_topics().await?;
     let mut running = Vec::new();
+    let mut sweepers = Vec::new();
     for role in roles {
         match role {
             Role::Recorder => running.push(RunningRecorder::spawn(edges.recorder())),
+            Role::Sweeper => sweepers.push(opptak::app::RunningSweeper::spawn(&edges)),
         }
     }
     tracing::info!(bus = %edges.config.bus.url, blobs = %edges.blobs.describe(), metadata = %edges.meta.describe(), "opptak running");
@@ -280,10 +391,248 @@ async fn run(config: Config, roles: Vec<Role>) -> Result<()> {
         _ = term.recv() => {},
     }
     tracing::info!("shutting down");
+    for s in sweepers {
+        s.stop().await;
+    }
     for r in running {
         r.stop().await?;
     }
     Ok(())
+}
+
+/// Stops a long command cleanly on Ctrl-C: the flag is checked between items.
+fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f = flag.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupted: finishing the current item");
+            f.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    flag
+}
+
+/// Progress on a terminal only (a log file gets the summary).
+fn progress_line(text: &str) {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        eprint!("\r{text}\x1b[K");
+    }
+}
+
+async fn policy(config: Config, command: PolicyCommand) -> Result<()> {
+    match command {
+        PolicyCommand::Check { file } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let p = opptak_domain::retention::Policy::parse(&text).with_context(|| file.display().to_string())?;
+            println!(
+                "{}: valid — {} rules cover every artifact kind and case exactly once; extensions up to {}",
+                file.display(),
+                p.rules.len(),
+                p.extension.max
+            );
+            Ok(())
+        }
+        PolicyCommand::Show => {
+            let path = config.retention.policy.trim();
+            if path.is_empty() {
+                print!("{}", opptak_domain::retention::DEFAULT_POLICY);
+            } else {
+                print!(
+                    "{}",
+                    std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?
+                );
+            }
+            Ok(())
+        }
+        PolicyCommand::Explain { call_id } => {
+            let edges = Edges::open(config).await?;
+            let id = CallId::parse(&call_id)?;
+            let r = edges.retention();
+            let (_, facts) = r.facts(&id).await?;
+            let stored = edges.meta.retention_of(&id).await?;
+            let decisions = edges.policy.explain(&facts);
+            println!("call {id}");
+            print!("{}", opptak_domain::retention::render_explanation(&facts, &decisions));
+            println!("\nstored:");
+            for s in &stored {
+                println!(
+                    "  {:<40} {:<15} {}",
+                    s.artifact_id,
+                    s.kind,
+                    match s.deleted_at_us {
+                        Some(t) => format!("deleted {}", format_time(t)),
+                        None if s.held => "held".into(),
+                        None => format!("expires {}", format_time(s.expires_at_us)),
+                    }
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn retention(config: Config, command: RetentionCommand) -> Result<()> {
+    let edges = Edges::open(config).await?;
+    let r = edges.retention();
+    match command {
+        RetentionCommand::Sweep { batch } => {
+            let stop = interrupt_flag();
+            let batch = batch.unwrap_or(edges.config.retention.sweep_batch);
+            let report = r
+                .sweep(batch, &stop, |p| {
+                    progress_line(&format!(
+                        "swept: {} artifacts deleted, {} keys shredded",
+                        p.deleted, p.keys_shredded
+                    ))
+                })
+                .await?;
+            progress_line("");
+            println!(
+                "{} expired artifacts deleted, {} keys shredded, {} refused by the archive (rescheduled), {} spool objects removed{}",
+                report.deleted,
+                report.keys_shredded,
+                report.refused,
+                report.spool_objects_deleted,
+                if report.interrupted { "; interrupted: run again to resume" } else { "" }
+            );
+            Ok(())
+        }
+        RetentionCommand::Recompute { after } => {
+            let stop = interrupt_flag();
+            let (n, last) = r
+                .recompute_all(&after, &stop, |n, id| {
+                    progress_line(&format!("recomputed {n} calls (at {id})"))
+                })
+                .await?;
+            progress_line("");
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                println!("interrupted after {n} calls; resume with: opptak retention recompute --after {last}");
+            } else {
+                println!("retention recomputed for {n} calls");
+            }
+            Ok(())
+        }
+        RetentionCommand::Status { call_id } => {
+            let id = CallId::parse(&call_id)?;
+            for row in edges.meta.retention_of(&id).await? {
+                println!(
+                    "{:<40} {:<15} {:<10} {:<7} {}",
+                    row.artifact_id,
+                    row.kind,
+                    row.class,
+                    row.tier,
+                    match (row.deleted_at_us, row.held) {
+                        (Some(t), _) => format!("deleted {}", format_time(t)),
+                        (None, true) => "held".into(),
+                        (None, false) => format!("expires {}", format_time(row.expires_at_us)),
+                    }
+                );
+            }
+            Ok(())
+        }
+        RetentionCommand::Reclassify {
+            call_id,
+            category,
+            reason,
+            by,
+        } => {
+            let id = CallId::parse(&call_id)?;
+            let c = opptak_domain::ServiceCategory::parse(&category)
+                .with_context(|| format!("--category {category:?}: e.g. investment_advice, loan, savings, general"))?;
+            let rows = r.reclassify(&id, c, &reason, &by).await?;
+            println!("call {id} reclassified as {c}; {} artifact(s) re-routed", rows.len());
+            Ok(())
+        }
+        RetentionCommand::Deletions { call_id } => {
+            let id = call_id.as_deref().map(CallId::parse).transpose()?;
+            for d in edges.meta.deletions(id.as_ref()).await? {
+                println!(
+                    "{} {:<40} {:<15} {:<10} rule {:<24} expired {} key shredded: {}",
+                    format_time(d.deleted_at_us),
+                    d.artifact_id,
+                    d.kind,
+                    d.class,
+                    d.rule.split(' ').next().unwrap_or_default(),
+                    format_time(d.expired_at_us),
+                    d.key_shredded.as_deref().unwrap_or("no (class still in use)")
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn hold(config: Config, command: HoldCommand) -> Result<()> {
+    let edges = Edges::open(config).await?;
+    let r = edges.retention();
+    match command {
+        HoldCommand::Place {
+            call_id,
+            case,
+            reason,
+            by,
+        } => {
+            let h = r.place_hold(&CallId::parse(&call_id)?, &case, &reason, &by).await?;
+            println!(
+                "hold {} placed on call {} (case {}, by {})",
+                h.hold_id, h.call_id, h.case_ref, h.placed_by
+            );
+            Ok(())
+        }
+        HoldCommand::Release { hold_id, by } => {
+            let h = r.release_hold(&hold_id, &by).await?;
+            match (&h.released_by, &h.release_requested_by) {
+                (Some(conf), Some(req)) => println!(
+                    "hold {} released (asked by {req}, confirmed by {conf}); call {} follows its retention again",
+                    h.hold_id, h.call_id
+                ),
+                _ => println!(
+                    "release of hold {} requested by {by}; it stays in force until a second compliance officer confirms: opptak hold release {} --by <other officer>",
+                    h.hold_id, h.hold_id
+                ),
+            }
+            Ok(())
+        }
+        HoldCommand::List { call_id, all } => {
+            let id = call_id.as_deref().map(CallId::parse).transpose()?;
+            for h in edges.meta.holds(id.as_ref(), !all).await? {
+                println!(
+                    "{:<36} call {:<28} case {:<14} placed {} by {:<10} {}",
+                    h.hold_id,
+                    h.call_id,
+                    h.case_ref,
+                    format_time(h.placed_at_us),
+                    h.placed_by,
+                    match (&h.released_by, &h.release_requested_by) {
+                        (Some(b), _) => format!("released by {b}"),
+                        (None, Some(b)) => format!("release asked by {b}, awaiting a second officer"),
+                        _ => "in force".into(),
+                    }
+                );
+            }
+            Ok(())
+        }
+        HoldCommand::Extend {
+            call_id,
+            years,
+            authority,
+            case,
+            by,
+        } => {
+            let id = CallId::parse(&call_id)?;
+            let rows = r.extend(&id, years, &authority, &case, &by).await?;
+            for row in rows.iter().filter(|r| r.kind == "archive-copy") {
+                println!(
+                    "{} of call {id} kept until {}",
+                    row.kind,
+                    format_time(row.expires_at_us)
+                );
+            }
+            Ok(())
+        }
+    }
 }
 
 async fn recordings(config: Config, command: RecordingsCommand) -> Result<()> {

@@ -4,13 +4,16 @@
 //! - [`g711`]: the ITU-T G.711 µ-law / A-law codec (hound cannot read G.711).
 //! - [`reassembly`]: turning duplicated, reordered, lossy chunks into one
 //!   gap-aware timeline per call.
-//! - [`time`]: UTC dates without a time-zone database.
+//! - [`retention`]: the retention policy engine (which class keeps an
+//!   artifact, until when, and why).
+//! - [`time`]: UTC dates without a time-zone database, and the injected [`time::Clock`].
 //!
 //! The IO crates (bus, store, recorder) call into this crate; it calls nothing.
 
 pub mod g711;
 pub mod model;
 pub mod reassembly;
+pub mod retention;
 pub mod time;
 
 pub use model::{AudioFormat, CallFacts, CallId, ChannelRole, Codec, Desk, Direction, KeyClass, ServiceCategory};

@@ -15,12 +15,15 @@
 //! compacted again later. Every retry draws a new salt and nonce prefix.
 
 use crate::reader::{self, ReadError, Which};
-use crate::{key_context, now_us, RecorderError};
+use crate::{key_context, RecorderError};
 use bytes::Bytes;
 use opptak_crypto::stream::{self, StreamInfo};
 use opptak_crypto::{DataKey, KeyProvider, WrappedKey};
 use opptak_domain::model::{CallId, KeyClass};
-use opptak_store::meta::{Compacted, KeyRow, NewCopy, StoredKey, StoredObject};
+use opptak_domain::retention::{ArtifactKind, Policy};
+use opptak_domain::time::{Clock, SystemClock};
+use opptak_retention::Retention;
+use opptak_store::meta::{ArtifactRow, Compacted, KeyRow, NewCopy, StoredKey, StoredObject};
 use opptak_store::{BlobStore, MetadataStore, StoreError};
 use std::sync::Arc;
 
@@ -31,6 +34,7 @@ pub struct Compactor {
     blobs: Arc<dyn BlobStore>,
     keys: Arc<dyn KeyProvider>,
     segment_size: u32,
+    retention: Retention,
 }
 
 /// What one compaction did.
@@ -47,12 +51,31 @@ impl Compactor {
         keys: Arc<dyn KeyProvider>,
         segment_size: u32,
     ) -> Self {
+        let retention = Retention::new(
+            meta.clone(),
+            blobs.clone(),
+            Arc::new(Policy::default_policy()),
+            Arc::new(SystemClock),
+        );
         Self {
             meta,
             blobs,
             keys,
             segment_size,
+            retention,
         }
+    }
+
+    /// Decides copies and retention under `policy` and `clock` (default: the
+    /// shipped policy and the system clock).
+    pub fn with_policy(mut self, policy: Arc<Policy>, clock: Arc<dyn Clock>) -> Self {
+        self.retention = Retention::new(self.meta.clone(), self.blobs.clone(), policy, clock);
+        self
+    }
+
+    /// The retention routing this compactor writes decisions with.
+    pub fn retention(&self) -> &Retention {
+        &self.retention
     }
 
     /// Compacts up to `limit` recordings finished at least `min_age` ago that
@@ -60,7 +83,7 @@ impl Compactor {
     /// returns how many were compacted.
     pub async fn run_pending(&self, min_age: std::time::Duration, limit: u32) -> Result<usize, RecorderError> {
         let mut n = 0;
-        let before = now_us() - min_age.as_micros() as i64;
+        let before = crate::now_us() - min_age.as_micros() as i64;
         for call_id in self.meta.to_compact(before, limit).await? {
             if self.compact(&call_id).await?.compacted {
                 n += 1;
@@ -85,7 +108,12 @@ impl Compactor {
                 Err(ReadError::KeyDestroyed { .. }) => return Ok(CompactOutcome::default()),
                 Err(e) => return Err(RecorderError::Compaction(e.to_string())),
             };
-        let at_us = now_us();
+        let at_us = self.retention.clock.now_us();
+        let (_, facts) = self
+            .retention
+            .facts(call_id)
+            .await
+            .map_err(|e| RecorderError::Compaction(e.to_string()))?;
         let key = self.unwrap(
             call_id,
             &KeyRow {
@@ -109,12 +137,24 @@ impl Compactor {
         let mut written = vec![rec_path];
 
         let mut copies = Vec::new();
+        let mut arts = vec![artifact_row(
+            &rec.recording_id,
+            Which::Recording,
+            rec.key.clone(),
+            object.clone(),
+        )];
+        // The policy decides which copies exist: an archive copy for
+        // investment advice, a KI copy for KI calls (none after an opt-out:
+        // its retention would already have ended).
         let mut wanted = Vec::new();
-        if rec.facts.investment_service() {
-            wanted.push((Which::Archive, "arc", "archive"));
-        }
-        if rec.facts.ki_active() && rec.opt_out.is_none() {
-            wanted.push((Which::Ki, "kia", "ki"));
+        for (which, kind, prefix, dir) in [
+            (Which::Archive, ArtifactKind::ArchiveCopy, "arc", "archive"),
+            (Which::Ki, ArtifactKind::KiAudio, "kia", "ki"),
+        ] {
+            let d = self.retention.policy.decide(&facts, kind);
+            if d.kept && !d.expired(at_us) {
+                wanted.push((which, prefix, dir));
+            }
         }
         for (which, prefix, dir) in wanted {
             let class = which.class();
@@ -134,18 +174,32 @@ impl Compactor {
             let bytes = sealed.len() as u64;
             self.blobs.put(&path, Bytes::from(sealed)).await?;
             written.push(path.clone());
+            let object = StoredObject { path, bytes };
+            arts.push(artifact_row(
+                &artifact_id,
+                which,
+                StoredKey {
+                    key_id: key.id().to_owned(),
+                    class: class.as_str().to_owned(),
+                    kek_id: String::new(),
+                    sealed: Vec::new(),
+                },
+                object.clone(),
+            ));
             copies.push(NewCopy {
                 artifact_id,
                 kind: which.store_kind().to_owned(),
                 key_id: key.id().to_owned(),
-                object: StoredObject { path, bytes },
+                object,
             });
         }
+        let retention = self.retention.rows(call_id, &facts, &arts);
         let done = Compacted {
             call_id: call_id.clone(),
             recording_id: rec.recording_id.clone(),
             object,
             copies,
+            retention,
             at_us,
         };
         match self.meta.store_compacted(&done).await {
@@ -199,6 +253,21 @@ impl Compactor {
             return Ok(None);
         }
         self.unwrap(call_id, &row).map(Some)
+    }
+}
+
+/// An artifact as the retention routing sees it (only kind, key class and object matter).
+fn artifact_row(id: &str, which: Which, key: StoredKey, object: StoredObject) -> ArtifactRow {
+    ArtifactRow {
+        artifact_id: id.to_owned(),
+        call_id: String::new(),
+        kind: which.store_kind().to_owned(),
+        key: KeyRow {
+            key,
+            destroyed_at_us: None,
+        },
+        complete: true,
+        object: Some(object),
     }
 }
 

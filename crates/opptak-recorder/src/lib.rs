@@ -24,6 +24,8 @@ use opptak_crypto::stream::StreamInfo;
 use opptak_crypto::{CryptoError, DataKey, KeyProvider, WrappedKey};
 use opptak_domain::model::{CallFacts, CallId, KeyClass};
 use opptak_domain::reassembly::{Offer, Piece, Reassembler, ReassemblyConfig, Rejection};
+use opptak_domain::retention::Policy;
+use opptak_domain::time::{Clock, SystemClock};
 use opptak_proto::v1::{self, telephony_event::Event, DeadLetterReason};
 use opptak_proto::Message;
 use opptak_store::meta::{CallEnd, CallRecord, CallUpdate, Flush, GapRow, NewCall, OptOut, SegmentRow, StoredKey};
@@ -225,7 +227,11 @@ pub struct Recorder {
     /// The dead-letter key of the day, for refusals that name no known call.
     day_key: Option<(String, DataKey)>,
     /// Finished recordings, handed to the compaction task.
-    finished_tx: Option<tokio::sync::mpsc::UnboundedSender<CallId>>,
+    finished_tx: Option<tokio::sync::mpsc::UnboundedSender<Job>>,
+    /// Finished calls whose retention facts changed (a late KI opt-out).
+    reroute: Vec<CallId>,
+    policy: Arc<Policy>,
+    clock: Arc<dyn Clock>,
 
     stats: RecorderStats,
     stats_tx: watch::Sender<RecorderStats>,
@@ -260,6 +266,9 @@ impl Recorder {
             completed: Vec::new(),
             day_key: None,
             finished_tx: None,
+            reroute: Vec::new(),
+            policy: Arc::new(Policy::default_policy()),
+            clock: Arc::new(SystemClock),
 
             stats: RecorderStats::default(),
             stats_tx,
@@ -268,6 +277,13 @@ impl Recorder {
             instance: uuid::Uuid::new_v4().simple().to_string(),
             flush_seq: 0,
         }
+    }
+
+    /// The retention policy and clock compaction decides copies and expiries by.
+    pub fn with_retention(mut self, policy: Arc<Policy>, clock: Arc<dyn Clock>) -> Self {
+        self.policy = policy;
+        self.clock = clock;
+        self
     }
 
     /// Accepts chunks the telephony system seals under KEKs from `shared`.
@@ -300,7 +316,8 @@ impl Recorder {
                 self.blobs.clone(),
                 self.keys.clone(),
                 self.cfg.stream_segment_bytes,
-            );
+            )
+            .with_policy(self.policy.clone(), self.clock.clone());
             Some(tokio::spawn(compaction_loop(
                 c,
                 rx,
@@ -559,6 +576,10 @@ impl Recorder {
                             offset_us,
                         });
                         call.dirty = true;
+                        if call.complete {
+                            // After the end: the KI copy's retention ends now.
+                            self.reroute.push(call_id.clone());
+                        }
                     }
                 } else {
                     self.dead_letter(
@@ -1064,7 +1085,10 @@ impl Recorder {
             .collect();
         if let Some(tx) = &self.finished_tx {
             for id in &finished {
-                let _ = tx.send(id.clone());
+                let _ = tx.send(Job::Compact(id.clone()));
+            }
+            for id in self.reroute.drain(..) {
+                let _ = tx.send(Job::Reroute(id));
             }
         }
         let committed = sub.commit(&positions);
@@ -1127,6 +1151,14 @@ fn gap_event(g: &GapRow, format: &opptak_domain::AudioFormat) -> v1::Gap {
     }
 }
 
+/// Work for the compaction task.
+enum Job {
+    /// A recording finished: compact it, write its copies, route its retention.
+    Compact(CallId),
+    /// A finished call's facts changed: recompute its retention.
+    Reroute(CallId),
+}
+
 /// A refused input waiting for the flush that seals and publishes it.
 struct PendingDeadLetter {
     record: Record,
@@ -1143,7 +1175,7 @@ pub fn deadletter_artifact_id(partition: i32, offset: i64) -> String {
 /// for ones left behind (a crash, another recorder) every `sweep`.
 async fn compaction_loop(
     c: compact::Compactor,
-    mut finished: tokio::sync::mpsc::UnboundedReceiver<CallId>,
+    mut finished: tokio::sync::mpsc::UnboundedReceiver<Job>,
     sweep: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -1154,10 +1186,15 @@ async fn compaction_loop(
         tokio::select! {
             // Runs until the recorder drops its sender after the last flush:
             // everything it finished is compacted before the process exits.
-            id = finished.recv() => match id {
-                Some(id) => {
+            job = finished.recv() => match job {
+                Some(Job::Compact(id)) => {
                     if let Err(e) = c.compact(&id).await {
                         tracing::warn!(call_id = %id, error = %e, "compaction failed; the sweep retries");
+                    }
+                }
+                Some(Job::Reroute(id)) => {
+                    if let Err(e) = c.retention().route(&id).await {
+                        tracing::warn!(call_id = %id, error = %e, "retention routing failed");
                     }
                 }
                 None => return,

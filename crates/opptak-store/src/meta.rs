@@ -168,7 +168,79 @@ pub struct Compacted {
     pub recording_id: String,
     pub object: StoredObject,
     pub copies: Vec<NewCopy>,
+    /// Retention of the recording and each copy, decided at the call's end.
+    pub retention: Vec<RetentionRow>,
     pub at_us: i64,
+}
+
+/// The retention decided for one stored artifact.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetentionRow {
+    pub artifact_id: String,
+    pub call_id: String,
+    /// The policy's artifact kind (`recording`, `archive-copy`, `ki-audio`, ...).
+    pub kind: String,
+    pub class: String,
+    /// `hot` (blob store) or `archive` (WORM archive store).
+    pub tier: String,
+    /// The object in its tier's store; empty when there is none.
+    pub location: String,
+    pub expires_at_us: i64,
+    pub held: bool,
+    /// The rule chain that decided, one per line.
+    pub rules: String,
+    pub decided_at_us: i64,
+    pub deleted_at_us: Option<i64>,
+}
+
+/// A legal hold on a call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HoldRow {
+    pub hold_id: String,
+    pub call_id: String,
+    pub case_ref: String,
+    pub reason: String,
+    pub placed_by: String,
+    pub placed_at_us: i64,
+    pub release_requested_by: Option<String>,
+    pub release_requested_at_us: Option<i64>,
+    pub released_by: Option<String>,
+    pub released_at_us: Option<i64>,
+}
+
+/// An authority's extension of a call's retention.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtensionRow {
+    pub call_id: String,
+    pub years: u32,
+    pub authority: String,
+    pub case_ref: String,
+    pub requested_by: String,
+    pub at_us: i64,
+}
+
+/// A compliance officer's reclassification of a call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReclassRow {
+    pub call_id: String,
+    pub service_category: String,
+    pub by_officer: String,
+    pub reason: String,
+    pub at_us: i64,
+}
+
+/// The evidence one deletion by the sweeper leaves (no personal data).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeletionRow {
+    pub artifact_id: String,
+    pub call_id: String,
+    pub kind: String,
+    pub class: String,
+    pub tier: String,
+    pub rule: String,
+    pub expired_at_us: i64,
+    pub deleted_at_us: i64,
+    pub key_shredded: Option<String>,
 }
 
 /// The record a crypto-shredding leaves (never the key).
@@ -231,7 +303,38 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn to_compact(&self, completed_before_us: i64, limit: u32) -> Result<Vec<CallId>, StoreError>;
     /// Records a compaction and its copies in one transaction; Conflict if the
     /// recording was compacted meanwhile (the caller deletes its objects).
+    /// The recording's spool segment rows are dropped (the object replaces
+    /// them), and the retention rows of the artifacts are written.
     async fn store_compacted(&self, c: &Compacted) -> Result<(), StoreError>;
+    /// Which of these spool objects still hold segments some row points to.
+    async fn spool_referenced(&self, paths: &[String]) -> Result<std::collections::HashSet<String>, StoreError>;
+
+    /// Writes retention decisions (an artifact already deleted keeps its row).
+    async fn put_retention(&self, rows: &[RetentionRow]) -> Result<(), StoreError>;
+    async fn retention_of(&self, call_id: &CallId) -> Result<Vec<RetentionRow>, StoreError>;
+    /// Live artifacts whose retention ended at or before `now_us`, not held,
+    /// oldest first.
+    async fn due(&self, now_us: i64, limit: u32) -> Result<Vec<RetentionRow>, StoreError>;
+    /// After the sweeper deleted an artifact's object: marks it deleted and
+    /// writes the evidence, and — when it was the call's last live artifact of
+    /// its class — shreds the class's key (with its own evidence), in one
+    /// transaction. Idempotent: `None` if it was already recorded.
+    async fn record_deletion(&self, row: &RetentionRow, at_us: i64) -> Result<Option<DeletionRow>, StoreError>;
+    async fn deletions(&self, call_id: Option<&CallId>) -> Result<Vec<DeletionRow>, StoreError>;
+    /// Call ids after `after` (exclusive), in order: for recomputing all.
+    async fn call_ids(&self, after: &str, limit: u32) -> Result<Vec<CallId>, StoreError>;
+
+    async fn place_hold(&self, hold: &HoldRow) -> Result<(), StoreError>;
+    /// First step of a release: recorded, the hold stays in force.
+    async fn request_hold_release(&self, hold_id: &str, by: &str, at_us: i64) -> Result<HoldRow, StoreError>;
+    /// Second step: another officer than the requester confirms; the hold ends.
+    async fn confirm_hold_release(&self, hold_id: &str, by: &str, at_us: i64) -> Result<HoldRow, StoreError>;
+    /// Holds of one call or all, active only or all, oldest first.
+    async fn holds(&self, call_id: Option<&CallId>, active_only: bool) -> Result<Vec<HoldRow>, StoreError>;
+    async fn set_extension(&self, ext: &ExtensionRow) -> Result<(), StoreError>;
+    async fn extension_of(&self, call_id: &CallId) -> Result<Option<ExtensionRow>, StoreError>;
+    async fn set_reclassification(&self, r: &ReclassRow) -> Result<(), StoreError>;
+    async fn reclassification_of(&self, call_id: &CallId) -> Result<Option<ReclassRow>, StoreError>;
     fn describe(&self) -> String;
 }
 
@@ -328,6 +431,16 @@ impl SqlStore {
             )));
         };
         Ok(Self { pool, description })
+    }
+
+    async fn hold(&self, hold_id: &str) -> Result<HoldRow, StoreError> {
+        let row = sqlx::query(&format!("{HOLD_SELECT} WHERE hold_id = $1"))
+            .bind(hold_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .ok_or_else(|| StoreError::NotFound(format!("hold {hold_id}")))?;
+        hold_row(&row)
     }
 
     fn call_from_row(r: &AnyRow) -> Result<CallRecord, StoreError> {
@@ -431,6 +544,125 @@ fn key_row(r: &AnyRow, table: &str) -> Result<KeyRow, StoreError> {
             sealed: r.try_get("sealed").map_err(bad)?,
         },
         destroyed_at_us: r.try_get("destroyed_at_us").map_err(bad)?,
+    })
+}
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
+/// Shreds a call's live key of `class` inside a transaction: the wrapped key
+/// overwritten with nothing and marked destroyed, the evidence written.
+/// `None` if there is no live key of that class.
+async fn shred_in_tx(
+    tx: &mut Tx<'_>,
+    call_id: &CallId,
+    class: &str,
+    reason: &str,
+    requested_by: &str,
+    at_us: i64,
+) -> Result<Option<ShredEvidence>, StoreError> {
+    let row = sqlx::query(
+        "SELECT key_id, kek_id FROM data_keys WHERE call_id = $1 AND class = $2 AND destroyed_at_us IS NULL",
+    )
+    .bind(call_id.as_str())
+    .bind(class)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(db)?;
+    let Some(row) = row else { return Ok(None) };
+    let bad = |_| StoreError::Corrupt("data_keys row".into());
+    let ev = ShredEvidence {
+        key_id: row.try_get("key_id").map_err(bad)?,
+        call_id: call_id.to_string(),
+        class: class.to_owned(),
+        kek_id: row.try_get("kek_id").map_err(bad)?,
+        shredded_at_us: at_us,
+        reason: reason.to_owned(),
+        requested_by: requested_by.to_owned(),
+    };
+    sqlx::query("UPDATE data_keys SET sealed = $1, destroyed_at_us = $2 WHERE key_id = $3")
+        .bind(Vec::<u8>::new())
+        .bind(at_us)
+        .bind(ev.key_id.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    sqlx::query(
+        "INSERT INTO key_shreddings (key_id, call_id, class, kek_id, shredded_at_us, reason, requested_by) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(ev.key_id.as_str())
+    .bind(ev.call_id.as_str())
+    .bind(ev.class.as_str())
+    .bind(ev.kek_id.as_str())
+    .bind(ev.shredded_at_us)
+    .bind(ev.reason.as_str())
+    .bind(ev.requested_by.as_str())
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(Some(ev))
+}
+
+const RETENTION_SELECT: &str = "SELECT artifact_id, call_id, kind, class, tier, location, expires_at_us, held, rules, \
+    decided_at_us, deleted_at_us FROM retention";
+
+async fn upsert_retention(tx: &mut Tx<'_>, r: &RetentionRow) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO retention (artifact_id, call_id, kind, class, tier, location, expires_at_us, held, rules, \
+         decided_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (artifact_id) DO UPDATE SET \
+         kind = excluded.kind, class = excluded.class, tier = excluded.tier, location = excluded.location, \
+         expires_at_us = excluded.expires_at_us, held = excluded.held, rules = excluded.rules, \
+         decided_at_us = excluded.decided_at_us WHERE retention.deleted_at_us IS NULL",
+    )
+    .bind(r.artifact_id.as_str())
+    .bind(r.call_id.as_str())
+    .bind(r.kind.as_str())
+    .bind(r.class.as_str())
+    .bind(r.tier.as_str())
+    .bind(r.location.as_str())
+    .bind(r.expires_at_us)
+    .bind(r.held as i64)
+    .bind(r.rules.as_str())
+    .bind(r.decided_at_us)
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+fn retention_row(r: &AnyRow) -> Result<RetentionRow, StoreError> {
+    let bad = |_| StoreError::Corrupt("retention row".into());
+    Ok(RetentionRow {
+        artifact_id: r.try_get("artifact_id").map_err(bad)?,
+        call_id: r.try_get("call_id").map_err(bad)?,
+        kind: r.try_get("kind").map_err(bad)?,
+        class: r.try_get("class").map_err(bad)?,
+        tier: r.try_get("tier").map_err(bad)?,
+        location: r.try_get("location").map_err(bad)?,
+        expires_at_us: r.try_get("expires_at_us").map_err(bad)?,
+        held: r.try_get::<i64, _>("held").map_err(bad)? != 0,
+        rules: r.try_get("rules").map_err(bad)?,
+        decided_at_us: r.try_get("decided_at_us").map_err(bad)?,
+        deleted_at_us: r.try_get("deleted_at_us").map_err(bad)?,
+    })
+}
+
+const HOLD_SELECT: &str = "SELECT hold_id, call_id, case_ref, reason, placed_by, placed_at_us, release_requested_by, \
+    release_requested_at_us, released_by, released_at_us FROM holds";
+
+fn hold_row(r: &AnyRow) -> Result<HoldRow, StoreError> {
+    let bad = |_| StoreError::Corrupt("holds row".into());
+    Ok(HoldRow {
+        hold_id: r.try_get("hold_id").map_err(bad)?,
+        call_id: r.try_get("call_id").map_err(bad)?,
+        case_ref: r.try_get("case_ref").map_err(bad)?,
+        reason: r.try_get("reason").map_err(bad)?,
+        placed_by: r.try_get("placed_by").map_err(bad)?,
+        placed_at_us: r.try_get("placed_at_us").map_err(bad)?,
+        release_requested_by: r.try_get("release_requested_by").map_err(bad)?,
+        release_requested_at_us: r.try_get("release_requested_at_us").map_err(bad)?,
+        released_by: r.try_get("released_by").map_err(bad)?,
+        released_at_us: r.try_get("released_at_us").map_err(bad)?,
     })
 }
 
@@ -820,46 +1052,9 @@ impl MetadataStore for SqlStore {
         at_us: i64,
     ) -> Result<ShredEvidence, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let row = sqlx::query(
-            "SELECT key_id, kek_id FROM data_keys WHERE call_id = $1 AND class = $2 AND destroyed_at_us IS NULL",
-        )
-        .bind(call_id.as_str())
-        .bind(class)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?
-        .ok_or_else(|| StoreError::NotFound(format!("live {class} key of call {call_id}")))?;
-        let bad = |_| StoreError::Corrupt("data_keys row".into());
-        let ev = ShredEvidence {
-            key_id: row.try_get("key_id").map_err(bad)?,
-            call_id: call_id.to_string(),
-            class: class.to_owned(),
-            kek_id: row.try_get("kek_id").map_err(bad)?,
-            shredded_at_us: at_us,
-            reason: reason.to_owned(),
-            requested_by: requested_by.to_owned(),
-        };
-        sqlx::query("UPDATE data_keys SET sealed = $1, destroyed_at_us = $2 WHERE key_id = $3")
-            .bind(Vec::<u8>::new())
-            .bind(at_us)
-            .bind(ev.key_id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        sqlx::query(
-            "INSERT INTO key_shreddings (key_id, call_id, class, kek_id, shredded_at_us, reason, requested_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(ev.key_id.as_str())
-        .bind(ev.call_id.as_str())
-        .bind(ev.class.as_str())
-        .bind(ev.kek_id.as_str())
-        .bind(ev.shredded_at_us)
-        .bind(ev.reason.as_str())
-        .bind(ev.requested_by.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+        let ev = shred_in_tx(&mut tx, call_id, class, reason, requested_by, at_us)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("live {class} key of call {call_id}")))?;
         tx.commit().await.map_err(db)?;
         Ok(ev)
     }
@@ -1047,7 +1242,344 @@ impl MetadataStore for SqlStore {
             .await
             .map_err(db)?;
         }
+        sqlx::query("DELETE FROM segments WHERE recording_id = $1")
+            .bind(c.recording_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        for r in &c.retention {
+            upsert_retention(&mut tx, r).await?;
+        }
         tx.commit().await.map_err(db)
+    }
+
+    async fn spool_referenced(&self, paths: &[String]) -> Result<std::collections::HashSet<String>, StoreError> {
+        let mut out = std::collections::HashSet::new();
+        for chunk in paths.chunks(ROWS_PER_STATEMENT) {
+            let list = (1..=chunk.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!("SELECT DISTINCT blob_path FROM segments WHERE blob_path IN ({list})");
+            let mut q = sqlx::query(&sql);
+            for p in chunk {
+                q = q.bind(p.as_str());
+            }
+            for r in q.fetch_all(&self.pool).await.map_err(db)? {
+                out.insert(
+                    r.try_get::<String, _>("blob_path")
+                        .map_err(|_| StoreError::Corrupt("segments".into()))?,
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put_retention(&self, rows: &[RetentionRow]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        for r in rows {
+            upsert_retention(&mut tx, r).await?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn retention_of(&self, call_id: &CallId) -> Result<Vec<RetentionRow>, StoreError> {
+        let rows = sqlx::query(&format!("{RETENTION_SELECT} WHERE call_id = $1 ORDER BY artifact_id"))
+            .bind(call_id.as_str())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(retention_row).collect()
+    }
+
+    async fn due(&self, now_us: i64, limit: u32) -> Result<Vec<RetentionRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{RETENTION_SELECT} WHERE deleted_at_us IS NULL AND held = 0 AND expires_at_us <= $1 \
+             AND NOT EXISTS (SELECT 1 FROM holds h WHERE h.call_id = retention.call_id AND h.released_at_us IS NULL) \
+             ORDER BY expires_at_us, artifact_id LIMIT $2"
+        ))
+        .bind(now_us)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(retention_row).collect()
+    }
+
+    async fn record_deletion(&self, row: &RetentionRow, at_us: i64) -> Result<Option<DeletionRow>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let done = sqlx::query(
+            "UPDATE retention SET deleted_at_us = $1 WHERE artifact_id = $2 AND deleted_at_us IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM holds h WHERE h.call_id = retention.call_id AND h.released_at_us IS NULL)",
+        )
+        .bind(at_us)
+        .bind(row.artifact_id.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if done == 0 {
+            return Ok(None);
+        }
+        let live: i64 = sqlx::query(
+            "SELECT COUNT(*) AS n FROM retention WHERE call_id = $1 AND class = $2 AND deleted_at_us IS NULL",
+        )
+        .bind(row.call_id.as_str())
+        .bind(row.class.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?
+        .try_get("n")
+        .map_err(|_| StoreError::Corrupt("retention count".into()))?;
+        if row.kind == "recording" {
+            // Spool segments of a recording never compacted: their rows go, the
+            // spool collector then removes the objects.
+            sqlx::query("DELETE FROM segments WHERE recording_id = $1")
+                .bind(row.artifact_id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        let rule = row.rules.lines().next().unwrap_or_default().to_owned();
+        let mut key_shredded = None;
+        if live == 0 {
+            let call_id = CallId::parse(&row.call_id).map_err(|_| StoreError::Corrupt("retention.call_id".into()))?;
+            let reason = format!("retention expired: {rule}");
+            if let Some(ev) = shred_in_tx(&mut tx, &call_id, &row.class, &reason, "retention-sweeper", at_us).await? {
+                key_shredded = Some(ev.key_id);
+            }
+        }
+        let d = DeletionRow {
+            artifact_id: row.artifact_id.clone(),
+            call_id: row.call_id.clone(),
+            kind: row.kind.clone(),
+            class: row.class.clone(),
+            tier: row.tier.clone(),
+            rule,
+            expired_at_us: row.expires_at_us,
+            deleted_at_us: at_us,
+            key_shredded,
+        };
+        sqlx::query(
+            "INSERT INTO deletions (artifact_id, call_id, kind, class, tier, rule, expired_at_us, deleted_at_us, \
+             key_shredded) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (artifact_id) DO NOTHING",
+        )
+        .bind(d.artifact_id.as_str())
+        .bind(d.call_id.as_str())
+        .bind(d.kind.as_str())
+        .bind(d.class.as_str())
+        .bind(d.tier.as_str())
+        .bind(d.rule.as_str())
+        .bind(d.expired_at_us)
+        .bind(d.deleted_at_us)
+        .bind(d.key_shredded.clone())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(Some(d))
+    }
+
+    async fn deletions(&self, call_id: Option<&CallId>) -> Result<Vec<DeletionRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT artifact_id, call_id, kind, class, tier, rule, expired_at_us, deleted_at_us, key_shredded \
+             FROM deletions WHERE $1 = '' OR call_id = $1 ORDER BY deleted_at_us, artifact_id",
+        )
+        .bind(call_id.map(|c| c.as_str()).unwrap_or(""))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let bad = |_| StoreError::Corrupt("deletions row".into());
+                Ok(DeletionRow {
+                    artifact_id: r.try_get("artifact_id").map_err(bad)?,
+                    call_id: r.try_get("call_id").map_err(bad)?,
+                    kind: r.try_get("kind").map_err(bad)?,
+                    class: r.try_get("class").map_err(bad)?,
+                    tier: r.try_get("tier").map_err(bad)?,
+                    rule: r.try_get("rule").map_err(bad)?,
+                    expired_at_us: r.try_get("expired_at_us").map_err(bad)?,
+                    deleted_at_us: r.try_get("deleted_at_us").map_err(bad)?,
+                    key_shredded: r.try_get("key_shredded").map_err(bad)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn call_ids(&self, after: &str, limit: u32) -> Result<Vec<CallId>, StoreError> {
+        let rows = sqlx::query("SELECT call_id FROM calls WHERE call_id > $1 ORDER BY call_id LIMIT $2")
+            .bind(after)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r
+                    .try_get("call_id")
+                    .map_err(|_| StoreError::Corrupt("calls row".into()))?;
+                CallId::parse(&id).map_err(|_| StoreError::Corrupt("calls.call_id".into()))
+            })
+            .collect()
+    }
+
+    async fn place_hold(&self, h: &HoldRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO holds (hold_id, call_id, case_ref, reason, placed_by, placed_at_us) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(h.hold_id.as_str())
+        .bind(h.call_id.as_str())
+        .bind(h.case_ref.as_str())
+        .bind(h.reason.as_str())
+        .bind(h.placed_by.as_str())
+        .bind(h.placed_at_us)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn request_hold_release(&self, hold_id: &str, by: &str, at_us: i64) -> Result<HoldRow, StoreError> {
+        let done = sqlx::query(
+            "UPDATE holds SET release_requested_by = $1, release_requested_at_us = $2 \
+             WHERE hold_id = $3 AND released_at_us IS NULL",
+        )
+        .bind(by)
+        .bind(at_us)
+        .bind(hold_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if done == 0 {
+            return Err(StoreError::NotFound(format!("active hold {hold_id}")));
+        }
+        self.hold(hold_id).await
+    }
+
+    async fn confirm_hold_release(&self, hold_id: &str, by: &str, at_us: i64) -> Result<HoldRow, StoreError> {
+        let h = self.hold(hold_id).await?;
+        if h.released_at_us.is_some() {
+            return Err(StoreError::Conflict(format!("hold {hold_id} is already released")));
+        }
+        match h.release_requested_by.as_deref() {
+            None => {
+                return Err(StoreError::Conflict(format!(
+                    "hold {hold_id}: nobody asked for its release yet (first: opptak hold release {hold_id} --by <officer>)"
+                )))
+            }
+            Some(req) if req == by => {
+                return Err(StoreError::Conflict(format!(
+                    "hold {hold_id}: {by} asked for the release; a second compliance officer must confirm it"
+                )))
+            }
+            Some(_) => {}
+        }
+        sqlx::query(
+            "UPDATE holds SET released_by = $1, released_at_us = $2 WHERE hold_id = $3 AND released_at_us IS NULL",
+        )
+        .bind(by)
+        .bind(at_us)
+        .bind(hold_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        self.hold(hold_id).await
+    }
+
+    async fn holds(&self, call_id: Option<&CallId>, active_only: bool) -> Result<Vec<HoldRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{HOLD_SELECT} WHERE ($1 = '' OR call_id = $1) AND ($2 = 0 OR released_at_us IS NULL) \
+             ORDER BY placed_at_us, hold_id"
+        ))
+        .bind(call_id.map(|c| c.as_str()).unwrap_or(""))
+        .bind(active_only as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(hold_row).collect()
+    }
+
+    async fn set_extension(&self, e: &ExtensionRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO extensions (call_id, years, authority, case_ref, requested_by, at_us) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (call_id) DO UPDATE SET years = excluded.years, \
+             authority = excluded.authority, case_ref = excluded.case_ref, requested_by = excluded.requested_by, \
+             at_us = excluded.at_us",
+        )
+        .bind(e.call_id.as_str())
+        .bind(e.years as i64)
+        .bind(e.authority.as_str())
+        .bind(e.case_ref.as_str())
+        .bind(e.requested_by.as_str())
+        .bind(e.at_us)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn extension_of(&self, call_id: &CallId) -> Result<Option<ExtensionRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT call_id, years, authority, case_ref, requested_by, at_us FROM extensions WHERE call_id = $1",
+        )
+        .bind(call_id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(|r| {
+            let bad = |_| StoreError::Corrupt("extensions row".into());
+            Ok(ExtensionRow {
+                call_id: r.try_get("call_id").map_err(bad)?,
+                years: r.try_get::<i64, _>("years").map_err(bad)? as u32,
+                authority: r.try_get("authority").map_err(bad)?,
+                case_ref: r.try_get("case_ref").map_err(bad)?,
+                requested_by: r.try_get("requested_by").map_err(bad)?,
+                at_us: r.try_get("at_us").map_err(bad)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn set_reclassification(&self, r: &ReclassRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO reclassifications (call_id, service_category, by_officer, reason, at_us) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (call_id) DO UPDATE SET \
+             service_category = excluded.service_category, by_officer = excluded.by_officer, \
+             reason = excluded.reason, at_us = excluded.at_us",
+        )
+        .bind(r.call_id.as_str())
+        .bind(r.service_category.as_str())
+        .bind(r.by_officer.as_str())
+        .bind(r.reason.as_str())
+        .bind(r.at_us)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn reclassification_of(&self, call_id: &CallId) -> Result<Option<ReclassRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT call_id, service_category, by_officer, reason, at_us FROM reclassifications WHERE call_id = $1",
+        )
+        .bind(call_id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        row.map(|r| {
+            let bad = |_| StoreError::Corrupt("reclassifications row".into());
+            Ok(ReclassRow {
+                call_id: r.try_get("call_id").map_err(bad)?,
+                service_category: r.try_get("service_category").map_err(bad)?,
+                by_officer: r.try_get("by_officer").map_err(bad)?,
+                reason: r.try_get("reason").map_err(bad)?,
+                at_us: r.try_get("at_us").map_err(bad)?,
+            })
+        })
+        .transpose()
     }
 
     fn describe(&self) -> String {
