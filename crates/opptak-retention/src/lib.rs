@@ -141,31 +141,34 @@ impl Retention {
     }
 
     /// Re-routes every call, in call-id order from `after` (exclusive), e.g.
-    /// after a policy change. Resumable: returns the last call id done, and
-    /// stops early when `stop` is set. `progress` sees the running count.
+    /// after a policy change: pages of 500 calls, 8 at a time. Resumable:
+    /// returns how many were done and the last call id of the last whole
+    /// page, and stops after the current page when `stop` is set.
+    /// `progress` sees the running count and position.
     pub async fn recompute_all(
         &self,
         after: &str,
         stop: &AtomicBool,
         mut progress: impl FnMut(u64, &str),
     ) -> Result<(u64, String), RetentionError> {
+        use futures::stream::{self, StreamExt, TryStreamExt};
         let mut last = after.to_owned();
         let mut n = 0u64;
-        loop {
+        while !stop.load(Ordering::Relaxed) {
             let ids = self.meta.call_ids(&last, 500).await?;
-            if ids.is_empty() {
-                return Ok((n, last));
-            }
-            for id in ids {
-                if stop.load(Ordering::Relaxed) {
-                    return Ok((n, last));
-                }
-                self.route(&id).await?;
-                n += 1;
-                last = id.to_string();
-                progress(n, &last);
-            }
+            let Some(page_last) = ids.last().map(|id| id.to_string()) else {
+                break;
+            };
+            let done = ids.len() as u64;
+            stream::iter(ids.into_iter().map(|id| async move { self.route(&id).await }))
+                .buffer_unordered(8)
+                .try_collect::<Vec<_>>()
+                .await?;
+            n += done;
+            last = page_last;
+            progress(n, &last);
         }
+        Ok((n, last))
     }
 
     /// Deletes expired artifacts in batches of `batch` until none is due or
