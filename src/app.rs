@@ -21,6 +21,10 @@ pub struct Edges {
     pub telephony_keys: Option<Arc<dyn KeyProvider>>,
     pub policy: Arc<opptak_domain::retention::Policy>,
     pub clock: Arc<dyn opptak_domain::time::Clock>,
+    /// The WORM archive (also reachable through `blobs` under `archive/`).
+    pub archive: Arc<dyn opptak_store::archive::ArchiveStore>,
+    /// The hot blob store alone.
+    pub hot: Arc<dyn BlobStore>,
 }
 
 impl Edges {
@@ -34,13 +38,18 @@ impl Edges {
         } else {
             opptak_bus::open(&config.bus.url)?
         };
-        let blobs = opptak_store::open_blob_store(&config.storage.blobs).context("opening the blob store")?;
+        let hot = opptak_store::open_blob_store(&config.storage.blobs).context("opening the blob store")?;
         let meta = opptak_store::open_metadata_store(&config.storage.metadata)
             .await
             .context("opening the metadata store")?;
         let keys = Self::open_keys(&config)?;
         let telephony_keys = open_telephony_keyring(&config)?;
         let policy = Arc::new(config.policy()?);
+        let clock = clock_from_env()?;
+        let archive = opptak_store::archive::open_archive_store(&config.storage.archive, clock.clone())
+            .context("opening the archive store")?;
+        let blobs: Arc<dyn BlobStore> =
+            Arc::new(opptak_retention::tiered::TieredBlobs::new(hot.clone(), archive.clone()));
         Ok(Self {
             config,
             bus,
@@ -49,8 +58,34 @@ impl Edges {
             keys,
             telephony_keys,
             policy,
-            clock: clock_from_env()?,
+            clock,
+            archive,
+            hot,
         })
+    }
+
+    /// The same edges on another clock (tests travel in time): the archive is
+    /// reopened so its WORM checks use that clock too.
+    pub fn with_clock(mut self, clock: Arc<dyn opptak_domain::time::Clock>) -> Result<Self> {
+        self.archive = opptak_store::archive::open_archive_store(&self.config.storage.archive, clock.clone())
+            .context("opening the archive store")?;
+        self.blobs = Arc::new(opptak_retention::tiered::TieredBlobs::new(
+            self.hot.clone(),
+            self.archive.clone(),
+        ));
+        self.clock = clock;
+        Ok(self)
+    }
+
+    /// The same edges on another archive store (tests: a store opened with
+    /// explicit credentials).
+    pub fn with_archive_store(mut self, archive: Arc<dyn opptak_store::archive::ArchiveStore>) -> Self {
+        self.archive = archive;
+        self.blobs = Arc::new(opptak_retention::tiered::TieredBlobs::new(
+            self.hot.clone(),
+            self.archive.clone(),
+        ));
+        self
     }
 
     /// Opens the configured KEK provider, creating a local keyring if there
@@ -78,6 +113,7 @@ impl Edges {
         )
         .with_telephony_keys(self.telephony_keys.clone())
         .with_retention(self.policy.clone(), self.clock.clone())
+        .with_archive(Some(self.archive.clone()))
     }
 
     /// Retention routing, sweeping and holds over these edges.
@@ -88,6 +124,7 @@ impl Edges {
             self.policy.clone(),
             self.clock.clone(),
         )
+        .with_archive(self.archive.clone())
     }
 }
 

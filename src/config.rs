@@ -34,6 +34,8 @@ pub struct BusConfig {
 pub struct StorageConfig {
     pub blobs: String,
     pub metadata: String,
+    /// The WORM archive for archive-tier artifacts (investment recordings).
+    pub archive: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -160,6 +160,10 @@ pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32) -> Result<()> {
             format!("sqlite://{}/opptak.db", data_dir.display()),
         ),
         (
+            "OPPTAK__STORAGE__ARCHIVE".to_string(),
+            format!("file://{}/archive", data_dir.display()),
+        ),
+        (
             "OPPTAK__KEYS__KEYRING".to_string(),
             format!("{}/keyring.json", data_dir.display()),
         ),
@@ -177,6 +181,7 @@ pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32) -> Result<()> {
             vec![
                 ("blobs", format!("file://{}/blobs", data_dir.display())),
                 ("metadata", format!("sqlite://{}/opptak.db", data_dir.display())),
+                ("archive", format!("file://{}/archive", data_dir.display())),
             ],
         ),
         (
@@ -352,7 +357,12 @@ pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32) -> Result<()> {
         "seek:   cargo run -- recordings export demo-0002 --from 5 --seconds 2 --out part.wav --config {}",
         config_path.display()
     );
-    println!("every recording is one encrypted object with 64 KiB segments (random access); investment calls get a 5-year archive copy and KI calls a KI copy, each under its own key, so one shredding removes one class; expiry, KI transcription and review arrive in later releases");
+    println!("every recording is one encrypted object with 64 KiB segments (random access); investment calls get a 5-year archive copy and KI calls a KI copy, each under its own key, so one shredding removes one class");
+    println!(
+        "why:    cargo run -- policy explain demo-0003 --config {}   (how long each artifact is kept, and the rules that decided)",
+        config_path.display()
+    );
+    println!("KI transcription, summaries and review arrive in later releases");
     if !all_ok {
         bail!("a recording did not match its source");
     }

@@ -5,5 +5,7 @@
 pub mod app;
 pub mod config;
 pub mod demo;
+pub mod disclose;
 pub mod loadgen;
 pub mod sim;
+pub mod subject;

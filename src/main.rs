@@ -87,8 +87,63 @@ enum Command {
         #[command(subcommand)]
         command: HoldCommand,
     },
+    /// Disclosure package for an authority or Finansklagenemnda (R10): the
+    /// call's recording, facts and retention history, encrypted to the
+    /// recipient's age key.
+    Disclose {
+        call_id: String,
+        /// The receiving authority or board (e.g. "Finansklagenemnda").
+        #[arg(long = "to")]
+        to: String,
+        /// The recipient's age X25519 public key (age1…).
+        #[arg(long)]
+        recipient_key: String,
+        /// The case reference.
+        #[arg(long)]
+        case: String,
+        /// Who discloses (kept with the disclosure).
+        #[arg(long)]
+        by: String,
+        /// Why (the legal order, the complaint case, ...).
+        #[arg(long)]
+        reason: String,
+        /// The package to write (mode 0600; never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Data-subject requests (R11): export everything held about a customer, or erase what the law lets go.
+    Subject {
+        #[command(subcommand)]
+        command: SubjectCommand,
+    },
     /// Print the effective configuration (secrets are not part of it).
     Config,
+}
+
+#[derive(Subcommand)]
+enum SubjectCommand {
+    /// Everything held about a customer: per call its metadata and every
+    /// readable audio artifact as WAV, plus index.json with SHA-256s.
+    Export {
+        customer_ref: String,
+        /// A new (or empty) directory; created 0700, files 0600.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Erase what the law lets go (KI artifacts, recordings of non-investment
+    /// calls) and report what stays and under which legal basis.
+    Erase {
+        customer_ref: String,
+        /// The officer handling the request (kept as evidence).
+        #[arg(long)]
+        by: String,
+        /// The request's reference or reason (kept as evidence).
+        #[arg(long)]
+        reason: String,
+        /// Print the report and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -364,6 +419,32 @@ async fn async_main() -> Result<()> {
             let config = Config::load(cli.config.as_deref())?;
             init_logging(config.log.format == "json");
             hold(config, command).await
+        }
+        Command::Disclose {
+            call_id,
+            to,
+            recipient_key,
+            case,
+            by,
+            reason,
+            out,
+        } => {
+            let config = Config::load(cli.config.as_deref())?;
+            init_logging(config.log.format == "json");
+            let req = opptak::disclose::Request {
+                call_id: CallId::parse(&call_id)?,
+                recipient: to,
+                recipient_key,
+                case_ref: case,
+                disclosed_by: by,
+                reason,
+            };
+            disclose(config, req, out).await
+        }
+        Command::Subject { command } => {
+            let config = Config::load(cli.config.as_deref())?;
+            init_logging(config.log.format == "json");
+            subject(config, command).await
         }
         Command::Config => {
             let config = Config::load(cli.config.as_deref())?;
@@ -940,6 +1021,73 @@ async fn keys(config: Config, command: KeysCommand) -> Result<()> {
             open_admin()?.retire_kek(&kek_id, std::time::Duration::from_secs(grace_minutes * 60))?;
             tracing::info!(%kek_id, "kek retired");
             println!("retired {kek_id}");
+            Ok(())
+        }
+    }
+}
+
+/// Edges for a command that reads recordings: the keyring must exist already
+/// (a reader never invents a key-encryption key).
+async fn reader_edges(config: Config) -> Result<Edges> {
+    let keys = opptak::app::open_key_admin(&config, false)?;
+    let mut edges = Edges::open(config).await?;
+    edges.keys = keys;
+    Ok(edges)
+}
+
+async fn disclose(config: Config, req: opptak::disclose::Request, out: PathBuf) -> Result<()> {
+    opptak::disclose::validate(&req)?;
+    if out.exists() {
+        bail!(
+            "{} exists: refusing to overwrite it; choose another --out",
+            out.display()
+        );
+    }
+    let edges = reader_edges(config).await?;
+    let pkg = opptak::disclose::disclose(&edges, &req, &out, &mut |s| progress_line(s)).await?;
+    progress_line("");
+    print!("{}", opptak::disclose::receipt(&pkg, &req, &out));
+    Ok(())
+}
+
+async fn subject(config: Config, command: SubjectCommand) -> Result<()> {
+    let edges = reader_edges(config).await?;
+    match command {
+        SubjectCommand::Export { customer_ref, out } => {
+            let r = opptak::subject::export(&edges, &customer_ref, &out, &mut |s| progress_line(s)).await?;
+            progress_line("");
+            for c in &r.calls {
+                for f in &c.files {
+                    println!("{:<60} {:>10} bytes  sha256 {}", f.name, f.bytes, f.sha256);
+                }
+                for (kind, why) in &c.unreadable {
+                    println!("{}/{kind}: not exported: {why}", c.call_id);
+                }
+            }
+            println!(
+                "exported {} call(s) of customer {} to {}; index.json sha256 {}",
+                r.calls.len(),
+                r.customer_ref,
+                r.dir.display(),
+                r.index.sha256
+            );
+            Ok(())
+        }
+        SubjectCommand::Erase {
+            customer_ref,
+            by,
+            reason,
+            dry_run,
+        } => {
+            let req = opptak::subject::EraseRequest {
+                customer_ref,
+                by,
+                reason,
+                dry_run,
+            };
+            let report = opptak::subject::erase(&edges, &req, &mut |s| progress_line(s)).await?;
+            progress_line("");
+            print!("{}", report.render());
             Ok(())
         }
     }

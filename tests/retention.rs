@@ -81,10 +81,11 @@ fn timestamp(us: i64) -> prost_types::Timestamp {
 /// Records `n` calls ending at `base` + 0..9 s, then routes them.
 async fn world(name: &str, n: usize, base: i64) -> World {
     let env = Env::new(&Backend::Embedded, name);
-    let edges = env.edges().await;
     let clock = Arc::new(ManualClock::new(base + 20 * SEC));
     let clock_dyn: Arc<dyn Clock> = clock.clone();
-    let recorder = RunningRecorder::spawn(edges.recorder().with_retention(edges.policy.clone(), clock_dyn.clone()));
+    // Every clock the same one: routing, the sweeper, and the archive's WORM checks.
+    let edges = env.edges().await.with_clock(clock_dyn.clone()).unwrap();
+    let recorder = RunningRecorder::spawn(edges.recorder());
     let mut calls = Vec::new();
     let mut events = Vec::new();
     for i in 0..n {
@@ -142,7 +143,7 @@ async fn world(name: &str, n: usize, base: i64) -> World {
     }
     assert_eq!(dead_letters.len(), late.len());
     recorder.stop().await.unwrap();
-    let retention = Retention::new(edges.meta.clone(), edges.blobs.clone(), edges.policy.clone(), clock_dyn);
+    let retention = edges.retention();
     for (c, mix, _) in &calls {
         let id = CallId::parse(&c.call_id).unwrap();
         match mix {
@@ -424,4 +425,85 @@ async fn an_interrupted_or_killed_sweep_reaches_the_same_final_state() {
         .await;
     // A third run changes nothing.
     assert_eq!(w.sweep().await.deleted, 0);
+}
+
+/// The archive copy of an investment call lands in a real S3 server with
+/// Object Lock (MinIO, started by deploy/local/services.sh) in COMPLIANCE
+/// mode: an early delete fails on the server, and a sweeper whose clock says
+/// the 5 years are over is refused too (the server's clock decides), logs it
+/// and reschedules; the object stays readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_archive_refuses_early_deletes() {
+    let Ok(endpoint) = std::env::var("OPPTAK_TEST_S3_ENDPOINT") else {
+        assert_ne!(
+            std::env::var("OPPTAK_REQUIRE_SERVICES").as_deref(),
+            Ok("1"),
+            "OPPTAK_TEST_S3_ENDPOINT not set"
+        );
+        eprintln!("skipping: no S3 server");
+        return;
+    };
+    use opptak_store::archive::ArchiveStore;
+    use opptak_store::s3::{S3ArchiveStore, S3Credentials};
+    let creds = S3Credentials::new(
+        std::env::var("OPPTAK_TEST_S3_ACCESS_KEY").unwrap(),
+        std::env::var("OPPTAK_TEST_S3_SECRET_KEY").unwrap(),
+    );
+    let prefix = common::unique("pipeline");
+    let s3 = S3ArchiveStore::open(
+        &format!("s3://opptak-archive-test/{prefix}?endpoint={endpoint}&region=us-east-1"),
+        creds,
+    )
+    .unwrap();
+    s3.create_bucket().await.unwrap();
+    let archive: Arc<dyn ArchiveStore> = Arc::new(s3);
+
+    let base = (opptak_domain::time::SystemClock.now_us() / SEC) * SEC;
+    let env = Env::new(&Backend::Embedded, "s3arch");
+    let clock = Arc::new(ManualClock::new(base + 20 * SEC));
+    let edges = env
+        .edges()
+        .await
+        .with_clock(clock.clone())
+        .unwrap()
+        .with_archive_store(archive.clone());
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let mut c = SimCall::synthetic(&common::unique("inv"), Codec::Pcmu, 2, 1.0, 3);
+    c.started.service_category = 1;
+    common::publish_events(&edges, &c.events(100)).await;
+    wait_for_recordings(&edges, 1, 60).await;
+    recorder.stop().await.unwrap();
+    let id = CallId::parse(&c.call_id).unwrap();
+
+    // The copy is in S3, locked until its 5 years are over.
+    let row = edges
+        .meta
+        .retention_of(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.kind == "archive-copy")
+        .unwrap();
+    assert!(row.location.starts_with("archive/"));
+    assert_eq!(archive.list("archive/").await.unwrap(), vec![row.location.clone()]);
+    let lock = archive.retention(&row.location).await.unwrap();
+    assert!(lock.retain_until_us >= row.expires_at_us && lock.retain_until_us < row.expires_at_us + SEC);
+    let e = archive.delete(&row.location).await.unwrap_err();
+    assert!(matches!(e, opptak_store::StoreError::Retained(_)), "{e}");
+
+    // The sweeper, five years on by its own clock, is refused by the server.
+    clock.set(row.expires_at_us + DAY);
+    let w = edges.retention();
+    let report = w.sweep(100, &AtomicBool::new(false), |_| {}).await.unwrap();
+    assert_eq!(report.deleted, 1, "the 24-hour recording goes: {report:?}");
+    assert_eq!(report.refused, 1, "the archive copy stays: {report:?}");
+    let again = edges.meta.retention_of(&id).await.unwrap();
+    let arc = again.iter().find(|r| r.kind == "archive-copy").unwrap();
+    assert!(
+        arc.deleted_at_us.is_none() && arc.rules.contains("archive refused deletion"),
+        "{arc:?}"
+    );
+    reader::read_artifact(&edges.meta, &edges.blobs, &edges.keys, &id, Which::Archive)
+        .await
+        .unwrap();
 }

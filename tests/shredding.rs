@@ -314,7 +314,8 @@ async fn windows_match_whole_reads_before_and_after_compaction() {
     };
     check(false).await;
     let compactor =
-        opptak_recorder::compact::Compactor::new(edges.meta.clone(), edges.blobs.clone(), edges.keys.clone(), 65_536);
+        opptak_recorder::compact::Compactor::new(edges.meta.clone(), edges.blobs.clone(), edges.keys.clone(), 65_536)
+            .with_archive(edges.archive.clone());
     assert_eq!(compactor.run_pending(Duration::ZERO, 100).await.unwrap(), calls.len());
     // Idempotent: a second pass finds nothing to do.
     assert_eq!(compactor.run_pending(Duration::ZERO, 100).await.unwrap(), 0);

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Local Kafka + PostgreSQL for opptak's tests and CI.
+# Local Kafka + PostgreSQL + MinIO (S3 with Object Lock) for opptak's tests and CI.
 #
-#   deploy/local/services.sh install        # Debian packages + Kafka jars (cached)
-#   deploy/local/services.sh start          # install if needed, start both, wait until ready
-#   deploy/local/services.sh stop           # stop both
+#   deploy/local/services.sh install        # Debian packages + Kafka jars + MinIO build (cached)
+#   deploy/local/services.sh start          # install if needed, start all, wait until ready
+#   deploy/local/services.sh stop           # stop all
 #   deploy/local/services.sh restart-kafka  # stop + start the broker only, keeping its data
-#   deploy/local/services.sh status         # what is running (exit 0 only if both are up)
+#   deploy/local/services.sh status         # what is running (exit 0 only if all are up)
 #   deploy/local/services.sh env            # export lines: eval "$(deploy/local/services.sh env)"
-#   deploy/local/services.sh reset          # stop, delete data (keeps installed jars)
+#   deploy/local/services.sh reset          # stop, delete data (keeps installed jars and binaries)
 #   deploy/local/services.sh topics ARGS..  # kafka's TopicCommand, --bootstrap-server filled in
 #
 # Everything lives in ${OPPTAK_SERVICES_DIR:-$HOME/.cache/opptak-services}
@@ -17,11 +17,15 @@
 #   kafka/conf/   rendered server.properties + log4j2 configs
 #   kafka/data/   KRaft log dirs,  kafka/broker.log,  kafka/kafka.pid
 #   pg/data/      PostgreSQL cluster,  pg/run/ (unix socket),  pg/postgres.log
+#   minio/bin/    the MinIO server built from source with Go (minio/bin.stamp: its version),
+#   minio/go/     Go module and build caches for that build,
+#   minio/data/   the object store,  minio/minio.log,  minio/minio.pid
 #
 # Variables: OPPTAK_SERVICES_DIR, OPPTAK_KAFKA_PORT (19092),
 # OPPTAK_KAFKA_CONTROLLER_PORT (19093), OPPTAK_PG_PORT (55432),
 # OPPTAK_KAFKA_START_TIMEOUT (90 s), OPPTAK_KAFKA_HEAP (512m),
-# OPPTAK_MAVEN_REPO ($OPPTAK_SERVICES_DIR/m2), OPPTAK_PG_BINDIR (auto).
+# OPPTAK_MAVEN_REPO ($OPPTAK_SERVICES_DIR/m2), OPPTAK_PG_BINDIR (auto),
+# OPPTAK_MINIO_PORT (19000), OPPTAK_MINIO_VERSION (the Go module version built).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -52,6 +56,24 @@ PG_LOG=$PG_DIR/postgres.log
 PG_DB=opptak
 PG_ROLE=opptak
 PG_SUPERUSER=postgres
+
+MINIO_PORT=${OPPTAK_MINIO_PORT:-19000}
+# MinIO publishes no tagged Go module versions; this is what `go install
+# github.com/minio/minio@latest` resolved to (2026-02-12), pinned so every
+# machine builds the same server.
+MINIO_VERSION=${OPPTAK_MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}
+MINIO_DIR=$CACHE/minio
+MINIO_BIN=$MINIO_DIR/bin/minio
+MINIO_STAMP=$MINIO_DIR/bin.stamp
+MINIO_DATA=$MINIO_DIR/data
+MINIO_PIDFILE=$MINIO_DIR/minio.pid
+MINIO_LOG=$MINIO_DIR/minio.log
+MINIO_START_TIMEOUT=60
+MINIO_STOP_TIMEOUT=30
+MINIO_ENDPOINT=http://$HOST:$MINIO_PORT
+# Test-only root credentials of the local server (not secrets).
+MINIO_USER=opptak-test
+MINIO_PASSWORD=opptak-test-secret
 
 DEBIAN_PACKAGES=(espeak-ng sox kcat softhsm2)
 
@@ -119,6 +141,7 @@ install_debs() {
   command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
   command -v java >/dev/null 2>&1 || [[ -n ${JAVA_HOME:-} ]] || missing+=(openjdk-17-jdk-headless)
   command -v mvn >/dev/null 2>&1 || missing+=(maven)
+  command -v curl >/dev/null 2>&1 || missing+=(curl)
   if ((${#missing[@]} == 0)); then
     return 0
   fi
@@ -170,6 +193,7 @@ cmd_install() {
   lock
   install_debs
   install_kafka
+  install_minio
 }
 
 # ----------------------------------------------------------------- kafka ---
@@ -487,15 +511,138 @@ stop_pg() {
   log "postgres stopped"
 }
 
+# ----------------------------------------------------------------- minio ---
+# S3 with Object Lock for the archive's tests (SeaweedFS and Garage do not
+# enforce Object Lock: ../shared/PITFALLS.md). Built from source with Go (no
+# prebuilt download), one node, one drive.
+
+minio_installed() {
+  [[ -x $MINIO_BIN && -f $MINIO_STAMP && $(<"$MINIO_STAMP") == "$MINIO_VERSION" ]]
+}
+
+install_minio() {
+  if minio_installed; then
+    return 0
+  fi
+  command -v go >/dev/null 2>&1 || die "go not found (needed to build MinIO)"
+  log "building MinIO $MINIO_VERSION with $(go version | cut -d' ' -f3) (several minutes; log: $MINIO_DIR/build.log)"
+  mkdir -p "$MINIO_DIR/go"
+  rm -f "$MINIO_STAMP"
+  if ! env GOBIN="$MINIO_DIR/bin" GOPATH="$MINIO_DIR/go" GOMODCACHE="$MINIO_DIR/go/pkg/mod" \
+    GOCACHE="$MINIO_DIR/go/cache" CGO_ENABLED=0 GOFLAGS=-buildvcs=false \
+    go install "github.com/minio/minio@$MINIO_VERSION" >"$MINIO_DIR/build.log" 2>&1; then
+    grep -v '^go: downloading' "$MINIO_DIR/build.log" | tail -n 40 >&2
+    die "building MinIO failed (full log: $MINIO_DIR/build.log)"
+  fi
+  printf '%s\n' "$MINIO_VERSION" >"$MINIO_STAMP"
+  log "installed $MINIO_BIN"
+}
+
+minio_pid() { # prints the pid of our running MinIO, if any
+  local pid
+  [[ -f $MINIO_PIDFILE ]] || return 1
+  pid=$(<"$MINIO_PIDFILE")
+  [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
+  # Only a MinIO serving our data dir counts (pids get reused).
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null |
+    grep -qF "minio server --quiet --anonymous --address $HOST:$MINIO_PORT $MINIO_DATA" || return 1
+  printf '%s\n' "$pid"
+}
+
+minio_ready() {
+  curl -fsS -o /dev/null --max-time 2 "$MINIO_ENDPOINT/minio/health/live" 2>/dev/null
+}
+
+minio_log_tail() {
+  if [[ -f $MINIO_LOG ]]; then
+    printf -- '--- last lines of %s ---\n' "$MINIO_LOG" >&2
+    tail -n 40 "$MINIO_LOG" >&2
+    printf -- '---\n' >&2
+  fi
+}
+
+start_minio() {
+  local pid
+  if pid=$(minio_pid); then
+    if minio_ready; then
+      log "minio already running (pid $pid) on $MINIO_ENDPOINT"
+      return 0
+    fi
+    log "minio process $pid is up but not answering yet; waiting"
+  else
+    rm -f "$MINIO_PIDFILE"
+    if port_open "$HOST" "$MINIO_PORT"; then
+      die "port $HOST:$MINIO_PORT is already in use by another process (not our MinIO); free it or set OPPTAK_MINIO_PORT"
+    fi
+    install_minio
+    mkdir -p "$MINIO_DATA"
+    [[ -f $MINIO_LOG ]] && mv -f "$MINIO_LOG" "$MINIO_LOG.1"
+    log "starting minio on $MINIO_ENDPOINT (log: $MINIO_LOG)"
+    # Same launch as kafka: own session, no inherited fds, pid file = server pid.
+    # No web console, no update checks: nothing listens or calls out but S3.
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    MINIO_ROOT_USER=$MINIO_USER MINIO_ROOT_PASSWORD=$MINIO_PASSWORD \
+      MINIO_BROWSER=off MINIO_UPDATE=off \
+      setsid bash -c "$CLOSE_FDS"'; echo $$ >"$1"; shift; exec "$@"' _ "$MINIO_PIDFILE" \
+      "$MINIO_BIN" server --quiet --anonymous --address "$HOST:$MINIO_PORT" "$MINIO_DATA" \
+      </dev/null >>"$MINIO_LOG" 2>&1 9>&- &
+    local i
+    for ((i = 0; i < 50; i++)); do
+      pid=$(minio_pid) && break
+      sleep 0.1
+    done
+    [[ -n ${pid:-} ]] || { minio_log_tail; die "minio exited right after launch"; }
+  fi
+  local deadline=$((SECONDS + MINIO_START_TIMEOUT))
+  until minio_ready; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      minio_log_tail
+      die "minio exited during startup"
+    fi
+    if ((SECONDS >= deadline)); then
+      minio_log_tail
+      stop_minio
+      die "minio not ready on $MINIO_ENDPOINT after ${MINIO_START_TIMEOUT}s (stopped it)"
+    fi
+    sleep 0.5
+  done
+  log "minio ready on $MINIO_ENDPOINT (pid $pid)"
+}
+
+stop_minio() {
+  local pid
+  if ! pid=$(minio_pid); then
+    rm -f "$MINIO_PIDFILE"
+    log "minio not running"
+    return 0
+  fi
+  log "stopping minio (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + MINIO_STOP_TIMEOUT))
+  while kill -0 "$pid" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      log "minio still up after ${MINIO_STOP_TIMEOUT}s; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 1
+      break
+    fi
+    sleep 0.5
+  done
+  rm -f "$MINIO_PIDFILE"
+  log "minio stopped"
+}
+
 # ------------------------------------------------------------- commands ---
 
 cmd_start() {
   lock
   install_debs
   install_kafka
+  install_minio
   init_softhsm
   start_pg
   start_kafka
+  start_minio
 }
 
 # --------------------------------------------------------------- softhsm ---
@@ -525,6 +672,7 @@ cmd_stop() {
   lock
   stop_kafka
   stop_pg
+  stop_minio
 }
 
 cmd_restart_kafka() {
@@ -558,10 +706,26 @@ cmd_status() {
     echo "postgres: stopped"
     rc=3
   fi
+  if pid=$(minio_pid); then
+    if minio_ready; then
+      echo "minio:    running, ready  (pid $pid, $MINIO_ENDPOINT)"
+    else
+      echo "minio:    running, NOT ready (pid $pid, $MINIO_ENDPOINT)"
+      rc=3
+    fi
+  else
+    echo "minio:    stopped"
+    rc=3
+  fi
   if kafka_installed; then
     echo "install:  kafka jars in $KAFKA_LIB"
   else
     echo "install:  kafka jars not installed"
+  fi
+  if minio_installed; then
+    echo "install:  minio $MINIO_VERSION in $MINIO_BIN"
+  else
+    echo "install:  minio not built"
   fi
   return "$rc"
 }
@@ -575,15 +739,20 @@ cmd_env() {
   echo "export OPPTAK_TEST_PKCS11_MODULE=$SOFTHSM_MODULE"
   echo "export OPPTAK_TEST_PKCS11_TOKEN=$SOFTHSM_TOKEN"
   echo "export OPPTAK_TEST_PKCS11_PIN=$SOFTHSM_PIN"
+  echo "export OPPTAK_TEST_S3_ENDPOINT=$MINIO_ENDPOINT"
+  echo "export OPPTAK_TEST_S3_ACCESS_KEY=$MINIO_USER"
+  echo "export OPPTAK_TEST_S3_SECRET_KEY=$MINIO_PASSWORD"
 }
 
 cmd_reset() {
   lock
   stop_kafka
   stop_pg
-  log "deleting data: $KAFKA_DATA $PG_DIR"
+  stop_minio
+  log "deleting data: $KAFKA_DATA $PG_DIR $MINIO_DATA"
   rm -rf "$KAFKA_DATA" "$KAFKA_CONF" "$KAFKA_CLUSTER_ID_FILE" \
-    "$KAFKA_PIDFILE" "$KAFKA_LOG" "$KAFKA_LOG.1" "$PG_DIR"
+    "$KAFKA_PIDFILE" "$KAFKA_LOG" "$KAFKA_LOG.1" "$PG_DIR" \
+    "$MINIO_DATA" "$MINIO_PIDFILE" "$MINIO_LOG" "$MINIO_LOG.1"
 }
 
 cmd_topics() {

@@ -84,6 +84,7 @@ impl Env {
             ("OPPTAK__BUS__TOPIC_PREFIX".to_string(), format!("{}.", unique(name))),
             ("OPPTAK__STORAGE__BLOBS".to_string(), format!("file://{d}/blobs")),
             ("OPPTAK__STORAGE__METADATA".to_string(), meta),
+            ("OPPTAK__STORAGE__ARCHIVE".to_string(), format!("file://{d}/archive")),
             ("OPPTAK__KEYS__KEYRING".to_string(), format!("{d}/keyring.json")),
             ("OPPTAK__RECORDER__GROUP".to_string(), unique("recorder")),
             ("OPPTAK__RECORDER__FLUSH_INTERVAL_MS".to_string(), "100".to_string()),

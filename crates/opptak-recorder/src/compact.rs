@@ -20,9 +20,10 @@ use bytes::Bytes;
 use opptak_crypto::stream::{self, StreamInfo};
 use opptak_crypto::{DataKey, KeyProvider, WrappedKey};
 use opptak_domain::model::{CallId, KeyClass};
-use opptak_domain::retention::{ArtifactKind, Policy};
+use opptak_domain::retention::{ArtifactKind, Policy, Tier};
 use opptak_domain::time::{Clock, SystemClock};
 use opptak_retention::Retention;
+use opptak_store::archive::ArchiveStore;
 use opptak_store::meta::{ArtifactRow, Compacted, KeyRow, NewCopy, StoredKey, StoredObject};
 use opptak_store::{BlobStore, MetadataStore, StoreError};
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub struct Compactor {
     keys: Arc<dyn KeyProvider>,
     segment_size: u32,
     retention: Retention,
+    archive: Option<Arc<dyn ArchiveStore>>,
 }
 
 /// What one compaction did.
@@ -63,13 +65,25 @@ impl Compactor {
             keys,
             segment_size,
             retention,
+            archive: None,
         }
+    }
+
+    /// Writes archive-tier copies to the WORM archive (retain-until = their
+    /// expiry) instead of the blob store, and keeps it in step when routing.
+    pub fn with_archive(mut self, archive: Arc<dyn ArchiveStore>) -> Self {
+        self.retention = self.retention.with_archive(archive.clone());
+        self.archive = Some(archive);
+        self
     }
 
     /// Decides copies and retention under `policy` and `clock` (default: the
     /// shipped policy and the system clock).
     pub fn with_policy(mut self, policy: Arc<Policy>, clock: Arc<dyn Clock>) -> Self {
         self.retention = Retention::new(self.meta.clone(), self.blobs.clone(), policy, clock);
+        if let Some(a) = &self.archive {
+            self.retention = self.retention.with_archive(a.clone());
+        }
         self
     }
 
@@ -153,10 +167,10 @@ impl Compactor {
         ] {
             let d = self.retention.policy.decide(&facts, kind);
             if d.kept && !d.expired(at_us) {
-                wanted.push((which, prefix, dir));
+                wanted.push((which, prefix, dir, d));
             }
         }
-        for (which, prefix, dir) in wanted {
+        for (which, prefix, dir, decision) in wanted {
             let class = which.class();
             let Some(key) = self.class_key(call_id, class, at_us).await? else {
                 tracing::info!(call_id = %call_id, class = class.as_str(), "copy not written: its key was shredded");
@@ -172,7 +186,18 @@ impl Compactor {
             let sealed = stream::seal(&key, &info, self.segment_size, &wire)?;
             let path = format!("{dir}/{call_id}/{artifact_id}.optk");
             let bytes = sealed.len() as u64;
-            self.blobs.put(&path, Bytes::from(sealed)).await?;
+            match (&self.archive, decision.tier) {
+                // WORM: kept at least until the decided expiry, held if the call is.
+                (Some(archive), Tier::Archive) => {
+                    archive
+                        .put_retained(&path, Bytes::from(sealed), decision.expires_at_us)
+                        .await?;
+                    if decision.held {
+                        archive.set_legal_hold(&path, true).await?;
+                    }
+                }
+                _ => self.blobs.put(&path, Bytes::from(sealed)).await?,
+            }
             written.push(path.clone());
             let object = StoredObject { path, bytes };
             arts.push(artifact_row(

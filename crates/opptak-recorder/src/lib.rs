@@ -232,6 +232,7 @@ pub struct Recorder {
     reroute: Vec<CallId>,
     policy: Arc<Policy>,
     clock: Arc<dyn Clock>,
+    archive: Option<Arc<dyn opptak_store::archive::ArchiveStore>>,
 
     stats: RecorderStats,
     stats_tx: watch::Sender<RecorderStats>,
@@ -269,6 +270,7 @@ impl Recorder {
             reroute: Vec::new(),
             policy: Arc::new(Policy::default_policy()),
             clock: Arc::new(SystemClock),
+            archive: None,
 
             stats: RecorderStats::default(),
             stats_tx,
@@ -283,6 +285,12 @@ impl Recorder {
     pub fn with_retention(mut self, policy: Arc<Policy>, clock: Arc<dyn Clock>) -> Self {
         self.policy = policy;
         self.clock = clock;
+        self
+    }
+
+    /// Archive-tier copies go to this WORM archive.
+    pub fn with_archive(mut self, archive: Option<Arc<dyn opptak_store::archive::ArchiveStore>>) -> Self {
+        self.archive = archive;
         self
     }
 
@@ -318,6 +326,10 @@ impl Recorder {
                 self.cfg.stream_segment_bytes,
             )
             .with_policy(self.policy.clone(), self.clock.clone());
+            let c = match &self.archive {
+                Some(a) => c.with_archive(a.clone()),
+                None => c,
+            };
             Some(tokio::spawn(compaction_loop(
                 c,
                 rx,

@@ -14,6 +14,10 @@
 use opptak_domain::model::{CallId, ServiceCategory};
 use opptak_domain::retention::{ArtifactKind, Decision, ExtensionFact, Policy, RetentionFacts, Tier};
 use opptak_domain::time::Clock;
+pub mod tiered;
+
+use opptak_domain::time::utc_time;
+use opptak_store::archive::ArchiveStore;
 use opptak_store::meta::{ArtifactRow, CallRecord, ExtensionRow, HoldRow, ReclassRow, RetentionRow};
 use opptak_store::{BlobStore, MetadataStore, StoreError};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +40,8 @@ pub struct Retention {
     pub blobs: Arc<dyn BlobStore>,
     pub policy: Arc<Policy>,
     pub clock: Arc<dyn Clock>,
+    /// The WORM archive, kept in step with holds and extensions.
+    pub archive: Option<Arc<dyn ArchiveStore>>,
 }
 
 /// What one sweep did.
@@ -62,7 +68,15 @@ impl Retention {
             blobs,
             policy,
             clock,
+            archive: None,
         }
+    }
+
+    /// Keeps archive objects' legal holds and retain-until dates in step with
+    /// the decisions, and reschedules deletes the archive refuses.
+    pub fn with_archive(mut self, archive: Arc<dyn ArchiveStore>) -> Self {
+        self.archive = Some(archive);
+        self
     }
 
     /// The facts the policy decides on, from the metadata store.
@@ -135,9 +149,43 @@ impl Retention {
             return Ok(Vec::new());
         }
         let artifacts = self.meta.artifacts(call_id).await?;
-        let rows = self.rows(call_id, &facts, &artifacts);
+        let mut rows = self.rows(call_id, &facts, &artifacts);
+        self.sync_archive(&mut rows).await?;
         self.meta.put_retention(&rows).await?;
         Ok(rows)
+    }
+
+    /// Archive objects follow the decisions: a legal hold while the call is
+    /// held, retain-until moved out by an extension. WORM never shortens: a
+    /// decision earlier than the archive's retain-until waits for it.
+    async fn sync_archive(&self, rows: &mut [RetentionRow]) -> Result<(), RetentionError> {
+        let Some(archive) = &self.archive else { return Ok(()) };
+        for row in rows
+            .iter_mut()
+            .filter(|r| r.tier == Tier::Archive.as_str() && !r.location.is_empty())
+        {
+            if !row.location.starts_with(tiered::ARCHIVE_PREFIX) {
+                continue;
+            }
+            let state = match archive.retention(&row.location).await {
+                Ok(s) => s,
+                Err(StoreError::NotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if state.legal_hold != row.held {
+                archive.set_legal_hold(&row.location, row.held).await?;
+            }
+            if row.expires_at_us > state.retain_until_us {
+                archive.extend_retention(&row.location, row.expires_at_us).await?;
+            } else if row.expires_at_us < state.retain_until_us && !row.held {
+                row.expires_at_us = state.retain_until_us;
+                row.rules.push_str(&format!(
+                    "\nthe archive keeps it until {} (WORM retain-until cannot be shortened)",
+                    utc_time(state.retain_until_us)
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Re-routes every call, in call-id order from `after` (exclusive), e.g.
@@ -201,6 +249,15 @@ impl Retention {
                 if !row.location.is_empty() {
                     match self.blobs.delete(&row.location).await {
                         Ok(()) | Err(StoreError::NotFound(_)) => {}
+                        Err(StoreError::Retained(why)) => {
+                            // The WORM archive refused (its retain-until or a
+                            // legal hold): logged, and rescheduled for then.
+                            tracing::warn!(artifact = %row.artifact_id, location = %row.location, %why,
+                                "archive refused an expired artifact's deletion; rescheduled");
+                            report.refused += 1;
+                            self.reschedule(row, &why).await?;
+                            continue;
+                        }
                         Err(e) => return Err(e.into()),
                     }
                 }
@@ -215,6 +272,23 @@ impl Retention {
         }
         report.spool_objects_deleted = self.collect_spool(stop).await?;
         Ok(report)
+    }
+
+    /// After the archive refused a delete: the row waits for the archive's
+    /// retain-until (at least a minute from now).
+    async fn reschedule(&self, row: &RetentionRow, why: &str) -> Result<(), RetentionError> {
+        let until = match &self.archive {
+            Some(a) => a.retention(&row.location).await.map(|r| r.retain_until_us).unwrap_or(0),
+            None => 0,
+        };
+        let mut next = row.clone();
+        next.expires_at_us = until.max(self.clock.now_us() + 60_000_000);
+        next.rules.push_str(&format!(
+            "\narchive refused deletion ({why}); retried from {}",
+            utc_time(next.expires_at_us)
+        ));
+        self.meta.put_retention(&[next]).await?;
+        Ok(())
     }
 
     /// Deletes spool objects no segment row points to any more (their

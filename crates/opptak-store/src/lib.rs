@@ -6,12 +6,18 @@
 //! - [`meta`]: the [`MetadataStore`] trait and its SQL implementation (sqlx
 //!   `Any`: `postgres://` in production, `sqlite://` embedded), with
 //!   migrations per backend under `migrations/`.
+//! - [`archive`]: the [`ArchiveStore`] trait, WORM storage for records kept
+//!   for years (`file:///path` enforced by opptak, [`s3`] with Object Lock in
+//!   COMPLIANCE mode); see `docs/archive-store.md`.
 //! - [`contract`]: the test suites every backend passes.
 
+pub mod archive;
 pub mod blob;
 pub mod contract;
 pub mod meta;
+pub mod s3;
 
+pub use archive::{open_archive_store, ArchiveStore, FsArchiveStore, Retention};
 pub use blob::{open_blob_store, BlobStore};
 pub use meta::{open_metadata_store, MetadataStore};
 
@@ -31,4 +37,8 @@ pub enum StoreError {
     /// recorder took over the calls); nothing of the write was applied.
     #[error("write conflict: {0}")]
     Conflict(String),
+    /// The archive refused an overwrite, an earlier retain-until or a delete
+    /// before retain-until or under a legal hold (WORM). Not retryable.
+    #[error("retained: {0}")]
+    Retained(String),
 }

@@ -336,6 +336,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn set_reclassification(&self, r: &ReclassRow) -> Result<(), StoreError>;
     async fn reclassification_of(&self, call_id: &CallId) -> Result<Option<ReclassRow>, StoreError>;
     fn describe(&self) -> String;
+    /// Every call of one (pseudonymous) customer, oldest first: for
+    /// data-subject requests (R11).
+    async fn calls_of_customer(&self, customer_ref: &str) -> Result<Vec<CallId>, StoreError>;
 }
 
 /// Rows per multi-row statement: 500 × 12 parameters stays far below
@@ -532,6 +535,18 @@ fn object_from_row(r: &AnyRow) -> Result<Option<StoredObject>, StoreError> {
         }),
         _ => None,
     })
+}
+
+/// The `call_id` column of each row, parsed.
+fn call_ids_of(rows: &[AnyRow], table: &str) -> Result<Vec<CallId>, StoreError> {
+    rows.iter()
+        .map(|r| {
+            let id: String = r
+                .try_get("call_id")
+                .map_err(|_| StoreError::Corrupt(format!("{table} row")))?;
+            CallId::parse(&id).map_err(|_| StoreError::Corrupt(format!("{table}.call_id")))
+        })
+        .collect()
 }
 
 fn key_row(r: &AnyRow, table: &str) -> Result<KeyRow, StoreError> {
@@ -1194,14 +1209,7 @@ impl MetadataStore for SqlStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r
-                    .try_get("call_id")
-                    .map_err(|_| StoreError::Corrupt("recordings row".into()))?;
-                CallId::parse(&id).map_err(|_| StoreError::Corrupt("recordings.call_id".into()))
-            })
-            .collect()
+        call_ids_of(&rows, "recordings")
     }
 
     async fn store_compacted(&self, c: &Compacted) -> Result<(), StoreError> {
@@ -1414,14 +1422,7 @@ impl MetadataStore for SqlStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r
-                    .try_get("call_id")
-                    .map_err(|_| StoreError::Corrupt("calls row".into()))?;
-                CallId::parse(&id).map_err(|_| StoreError::Corrupt("calls.call_id".into()))
-            })
-            .collect()
+        call_ids_of(&rows, "calls")
     }
 
     async fn place_hold(&self, h: &HoldRow) -> Result<(), StoreError> {
@@ -1584,6 +1585,15 @@ impl MetadataStore for SqlStore {
 
     fn describe(&self) -> String {
         self.description.clone()
+    }
+
+    async fn calls_of_customer(&self, customer_ref: &str) -> Result<Vec<CallId>, StoreError> {
+        let rows = sqlx::query("SELECT call_id FROM calls WHERE customer_ref = $1 ORDER BY started_at_us, call_id")
+            .bind(customer_ref)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        call_ids_of(&rows, "calls")
     }
 }
 

@@ -1,0 +1,2 @@
+-- Data-subject requests (R11) find a customer's calls by reference.
+CREATE INDEX calls_customer ON calls (customer_ref);

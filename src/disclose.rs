@@ -1,0 +1,550 @@
+//! Disclosure packages for public authorities and Finansklagenemnda (R10):
+//! one call's recording, its facts and its retention history, packed as a
+//! tar archive and encrypted to the recipient's age X25519 public key
+//! (`docs/disclosure-and-subject-requests.md` has the format).
+//!
+//! Package contents, in this order:
+//! - `manifest.json`: every other file's name, size and SHA-256, who
+//!   disclosed what to whom and why, and the policy rules that kept the audio;
+//! - `metadata.json`: [`call_metadata`] plus the disclosure itself;
+//! - `recording.wav`: the decrypted audio (the archive copy when there is one,
+//!   else the 24-hour recording); left out, with the reason in the manifest,
+//!   when neither can be read any more (expired, shredded).
+//!
+//! [`call_metadata`] is shared with the data-subject export (`subject.rs`):
+//! it describes one call only, so it never carries another customer's data.
+
+use crate::app::Edges;
+use anyhow::{bail, Context, Result};
+use opptak_domain::model::CallId;
+use opptak_domain::retention::{ArtifactKind, Decision, RetentionFacts};
+use opptak_domain::time::utc_time;
+use opptak_recorder::reader::{self, ReadError, Recording, Which};
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// The `format` of a package's manifest.
+pub const PACKAGE_FORMAT: &str = "opptak-disclosure/1";
+
+/// What the manifest says in place of a summary until approved summaries exist.
+pub const NO_SUMMARY: &str = "no approved summary";
+
+/// One disclosure: which call, to whom, on whose authority and why.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub call_id: CallId,
+    /// The receiving authority or board, as named in the case.
+    pub recipient: String,
+    /// The recipient's age X25519 public key (`age1…`).
+    pub recipient_key: String,
+    pub case_ref: String,
+    pub disclosed_by: String,
+    pub reason: String,
+}
+
+/// One file inside a package (or an export): name, size, SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileEntry {
+    pub name: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+impl FileEntry {
+    pub fn of(name: &str, data: &[u8]) -> Self {
+        Self {
+            name: name.to_owned(),
+            bytes: data.len() as u64,
+            sha256: sha256_hex(data),
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({ "name": self.name, "bytes": self.bytes, "sha256": self.sha256 })
+    }
+}
+
+/// An encrypted package, ready to be written.
+pub struct Package {
+    pub call_id: CallId,
+    /// The age file: what goes to the recipient.
+    pub encrypted: Vec<u8>,
+    /// SHA-256 of `encrypted`.
+    pub sha256: String,
+    /// The files inside, in archive order (the manifest first).
+    pub files: Vec<FileEntry>,
+    /// Which artifact the audio came from, or `None` when none could be read.
+    pub audio_source: Option<String>,
+    /// Why each candidate audio artifact was not used.
+    pub audio_missing: Vec<String>,
+    pub created_at_us: i64,
+}
+
+impl std::fmt::Debug for Package {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Package")
+            .field("call_id", &self.call_id)
+            .field("sha256", &self.sha256)
+            .field("files", &self.files)
+            .field("audio_source", &self.audio_source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Lowercase hex SHA-256.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A time as the packages show it.
+pub(crate) fn utc(us: i64) -> String {
+    format!("{} UTC", utc_time(us))
+}
+
+/// Parses the recipient's public key, explaining what one looks like.
+pub fn parse_recipient(key: &str) -> Result<age::x25519::Recipient> {
+    let key = key.trim();
+    if key.to_ascii_uppercase().starts_with("AGE-SECRET-KEY-") {
+        bail!(
+            "--recipient-key is an age *secret* key: it must never leave the recipient; ask them for their \
+             public key instead (`age-keygen -y key.txt` prints it: age1…)"
+        );
+    }
+    key.parse::<age::x25519::Recipient>().map_err(|e| {
+        anyhow::anyhow!(
+            "--recipient-key {key:?} is not an age X25519 recipient ({e}): expected the recipient's public key, \
+             62 characters starting with age1 (e.g. age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p), \
+             as printed by `age-keygen` or `rage-keygen`"
+        )
+    })
+}
+
+fn require(what: &str, value: &str) -> Result<()> {
+    if value.trim().is_empty() {
+        bail!("{what} must not be empty (it is recorded with the disclosure)");
+    }
+    Ok(())
+}
+
+/// Checks a request before any work: fields present, key well-formed.
+pub fn validate(req: &Request) -> Result<age::x25519::Recipient> {
+    require("--to", &req.recipient)?;
+    require("--case", &req.case_ref)?;
+    require("--by", &req.disclosed_by)?;
+    require("--reason", &req.reason)?;
+    parse_recipient(&req.recipient_key)
+}
+
+fn decision_json(d: &Decision) -> Value {
+    json!({
+        "kind": d.kind.as_str(),
+        "kept": d.kept,
+        "class": d.class.map(|c| c.as_str()),
+        "tier": d.tier.as_str(),
+        "expires_at": d.kept.then(|| utc(d.expires_at_us)),
+        "held": d.held,
+        "rules": d.chain,
+    })
+}
+
+fn facts_json(f: &RetentionFacts) -> Value {
+    json!({
+        "service_category": f.service_category.as_str(),
+        "desk": f.desk.as_str(),
+        "ki_active": f.ki_active,
+        "ended_at": utc(f.ended_at_us),
+        "ki_opt_out_at": f.opt_out_at_us.map(utc),
+        "reclassified": f.reclassified.as_ref().map(|(c, by)| json!({ "service_category": c.as_str(), "by": by })),
+        "holds": f.holds,
+        "extension": f.extension.as_ref().map(|e| json!({ "years": e.years, "authority": e.authority, "case": e.case })),
+    })
+}
+
+/// Everything stored about one call, without audio: its facts, the
+/// retention decisions with their rule chains, holds, each artifact and its
+/// state, and the shredding and deletion evidence. Only this call's data.
+pub async fn call_metadata(edges: &Edges, call_id: &CallId) -> Result<Value> {
+    let retention = edges.retention();
+    let (rec, facts) = retention
+        .facts(call_id)
+        .await
+        .with_context(|| format!("reading call {call_id}"))?;
+    let decisions = edges.policy.explain(&facts);
+    let meta = &edges.meta;
+    let stored = meta.retention_of(call_id).await?;
+    let holds = meta.holds(Some(call_id), false).await?;
+    let artifacts = meta.artifacts(call_id).await?;
+    let shreddings = meta.shreddings(Some(call_id)).await?;
+    let deletions = meta.deletions(Some(call_id)).await?;
+    let gaps = meta.gaps(&rec.recording_id).await?;
+    let f = &rec.facts;
+    let rate = f.format.sample_rate_hz() as f64;
+    let seconds = |frames: u64| (frames as f64 / rate * 1000.0).round() / 1000.0;
+    let call = json!({
+        "call_id": f.call_id.as_str(),
+        "customer_ref": f.customer_ref,
+        "advisor_id": f.advisor_id,
+        "desk": f.desk.as_str(),
+        "service_category": f.service_category.as_str(),
+        "direction": f.direction.as_str(),
+        "started_at": utc(f.started_at_us),
+        "started_at_us": f.started_at_us,
+        "ended_at": rec.end.as_ref().map(|e| utc(e.ended_at_us)),
+        "ended_at_us": rec.end.as_ref().map(|e| e.ended_at_us),
+        "end_reason": rec.end.as_ref().map(|e| e.reason.as_str()),
+        "complete": rec.complete,
+        "codec": f.format.codec().as_str(),
+        "sample_rate_hz": f.format.sample_rate_hz(),
+        "channels": f.format.channels(),
+        "channel_roles": f.format.channel_roles().iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+        "duration_seconds": seconds(rec.progress.frames),
+        "frames": rec.progress.frames,
+        "gaps": gaps.iter().map(|g| json!({
+            "at_seconds": seconds(g.at_frame),
+            "seconds": seconds(g.frames),
+            "first_missing_chunk": g.first_missing,
+            "missing_chunks": g.missing,
+        })).collect::<Vec<_>>(),
+        "ki_enabled": f.ki_enabled,
+        "customer_informed": f.customer_informed,
+        "ki_opt_out": rec.opt_out.as_ref().map(|o| json!({
+            "at": utc(o.at_us),
+            "requested_by": o.requested_by,
+            "from_audio_second": (o.offset_us as f64 / 1e6),
+        })),
+    });
+    let artifacts: Vec<Value> = artifacts
+        .iter()
+        .map(|a| {
+            let row = stored.iter().find(|r| r.artifact_id == a.artifact_id);
+            let deleted = row.and_then(|r| r.deleted_at_us);
+            let state = match (deleted, a.key.destroyed_at_us) {
+                (Some(_), _) => "deleted",
+                (None, Some(_)) => "unreadable (key destroyed)",
+                (None, None) => "stored",
+            };
+            json!({
+                "artifact_id": a.artifact_id,
+                "kind": a.kind,
+                "class": a.key.key.class,
+                "key_id": a.key.key.key_id,
+                "state": state,
+                "complete": a.complete,
+                "bytes": a.object.as_ref().map(|o| o.bytes),
+                "deleted_at": deleted.map(utc),
+                "key_destroyed_at": a.key.destroyed_at_us.map(utc),
+                "retention": row.map(|r| json!({
+                    "class": r.class,
+                    "tier": r.tier,
+                    "expires_at": utc(r.expires_at_us),
+                    "held": r.held,
+                    "rules": r.rules.lines().collect::<Vec<_>>(),
+                    "decided_at": utc(r.decided_at_us),
+                })),
+            })
+        })
+        .collect();
+    Ok(json!({
+        "call": call,
+        "retention": {
+            "facts": facts_json(&facts),
+            "decisions": decisions.iter().map(decision_json).collect::<Vec<_>>(),
+            "explanation": opptak_domain::retention::render_explanation(&facts, &decisions),
+        },
+        "holds": holds.iter().map(|h| json!({
+            "hold_id": h.hold_id,
+            "case": h.case_ref,
+            "reason": h.reason,
+            "placed_by": h.placed_by,
+            "placed_at": utc(h.placed_at_us),
+            "release_requested_by": h.release_requested_by,
+            "released_by": h.released_by,
+            "released_at": h.released_at_us.map(utc),
+        })).collect::<Vec<_>>(),
+        "artifacts": artifacts,
+        "shreddings": shreddings.iter().map(|s| json!({
+            "key_id": s.key_id,
+            "class": s.class,
+            "kek_id": s.kek_id,
+            "at": utc(s.shredded_at_us),
+            "reason": s.reason,
+            "requested_by": s.requested_by,
+        })).collect::<Vec<_>>(),
+        "deletions": deletions.iter().map(|d| json!({
+            "artifact_id": d.artifact_id,
+            "kind": d.kind,
+            "class": d.class,
+            "tier": d.tier,
+            "rule": d.rule,
+            "expired_at": utc(d.expired_at_us),
+            "deleted_at": utc(d.deleted_at_us),
+            "key_shredded": d.key_shredded,
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+/// Reads one audio artifact; `Ok(Err(why))` when it is legitimately gone
+/// (never written for this call, or its key destroyed). Anything else —
+/// tampering, a missing object, an unreachable store — is an error: a
+/// package must not silently lack audio that exists.
+pub(crate) async fn read_audio(
+    edges: &Edges,
+    call_id: &CallId,
+    which: Which,
+) -> Result<std::result::Result<Recording, ReadError>> {
+    match reader::read_artifact(&edges.meta, &edges.blobs, &edges.keys, call_id, which).await {
+        Ok(r) => Ok(Ok(r)),
+        Err(e @ (ReadError::KeyDestroyed { .. } | ReadError::NoArtifact { .. })) => Ok(Err(e)),
+        Err(e) => Err(e).with_context(|| format!("reading the {} of call {call_id}", which.store_kind())),
+    }
+}
+
+/// PCM16 WAV bytes of a decrypted artifact.
+pub(crate) fn wav_bytes(rec: &Recording) -> Result<Vec<u8>> {
+    let mut out = std::io::Cursor::new(Vec::with_capacity(rec.pcm.len() + 64));
+    reader::write_wav(rec, &mut out).context("writing the WAV")?;
+    Ok(out.into_inner())
+}
+
+fn tar(files: &[(&str, &[u8])], mtime_s: u64) -> Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in files {
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(data.len() as u64);
+        h.set_mode(0o600);
+        h.set_mtime(mtime_s);
+        h.set_uid(0);
+        h.set_gid(0);
+        b.append_data(&mut h, name, *data)
+            .with_context(|| format!("packing {name}"))?;
+    }
+    b.into_inner().context("finishing the tar archive")
+}
+
+/// Builds and encrypts the package (in memory; nothing is written).
+/// `progress` sees each step.
+pub async fn build(edges: &Edges, req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Package> {
+    let recipient = validate(req)?;
+    let call_id = &req.call_id;
+    let now = edges.clock.now_us();
+    progress(&format!("call {call_id}: reading facts and retention"));
+    if edges.meta.load_call(call_id).await?.is_none() {
+        bail!("no call {call_id}: check the call id (`opptak recordings list`)");
+    }
+    let artifacts = edges.meta.artifacts(call_id).await?;
+    if artifacts
+        .iter()
+        .any(|a| a.kind == ArtifactKind::ApprovedSummary.as_str())
+    {
+        bail!("call {call_id} has an approved summary this version of opptak cannot read; refusing to disclose without it");
+    }
+    let mut metadata = call_metadata(edges, call_id).await?;
+    let (_, facts) = edges.retention().facts(call_id).await?;
+
+    let mut audio = None;
+    let mut missing = Vec::new();
+    for which in [Which::Archive, Which::Recording] {
+        progress(&format!("call {call_id}: decrypting the {}", which.store_kind()));
+        match read_audio(edges, call_id, which).await? {
+            Ok(rec) => {
+                audio = Some((which, rec));
+                break;
+            }
+            Err(why) => missing.push(format!("{}: {why}", which.store_kind())),
+        }
+    }
+
+    metadata["disclosure"] = json!({
+        "case": req.case_ref,
+        "recipient": req.recipient,
+        "recipient_key": req.recipient_key.trim(),
+        "disclosed_by": req.disclosed_by,
+        "reason": req.reason,
+        "created_at": utc(now),
+    });
+    let metadata = serde_json::to_vec_pretty(&metadata)?;
+    let wav = audio.as_ref().map(|(_, rec)| wav_bytes(rec)).transpose()?;
+
+    let mut contents: Vec<(&str, &[u8])> = vec![("metadata.json", &metadata)];
+    if let Some(wav) = &wav {
+        contents.push(("recording.wav", wav));
+    }
+    let entries: Vec<FileEntry> = contents.iter().map(|(n, d)| FileEntry::of(n, d)).collect();
+    let rules = |kind| edges.policy.decide(&facts, kind).chain;
+    let audio_json = match &audio {
+        Some((which, rec)) => json!({
+            "included": true,
+            "file": "recording.wav",
+            "source": which.store_kind(),
+            "artifact_id": rec.recording_id,
+            "format": format!("PCM16 WAV, {} Hz, {} channel(s)", rec.facts.format.sample_rate_hz(), rec.facts.format.channels()),
+            "seconds": rec.frames as f64 / rec.facts.format.sample_rate_hz() as f64,
+            "gaps": rec.gaps.len(),
+            "not_used": missing,
+        }),
+        None => json!({
+            "included": false,
+            "why": missing,
+        }),
+    };
+    let manifest = json!({
+        "format": PACKAGE_FORMAT,
+        "opptak_version": env!("CARGO_PKG_VERSION"),
+        "created_at": utc(now),
+        "created_at_us": now,
+        "call_id": call_id.as_str(),
+        "case": req.case_ref,
+        "recipient": req.recipient,
+        "recipient_key": req.recipient_key.trim(),
+        "disclosed_by": req.disclosed_by,
+        "reason": req.reason,
+        "encryption": "age v1 (https://age-encryption.org/v1), one X25519 recipient: recipient_key",
+        "files": entries.iter().map(FileEntry::json).collect::<Vec<_>>(),
+        "audio": audio_json,
+        "approved_summary": NO_SUMMARY,
+        "policy_rules": {
+            "recording": rules(ArtifactKind::Recording),
+            "archive-copy": rules(ArtifactKind::ArchiveCopy),
+        },
+    });
+    let manifest = serde_json::to_vec_pretty(&manifest)?;
+
+    progress(&format!("call {call_id}: packing and encrypting to {}", req.recipient));
+    let mut files = vec![FileEntry::of("manifest.json", &manifest)];
+    files.extend(entries);
+    let mut ordered: Vec<(&str, &[u8])> = vec![("manifest.json", &manifest)];
+    ordered.extend(contents);
+    let plain = tar(&ordered, now.div_euclid(1_000_000).max(0) as u64)?;
+    let encrypted = age::encrypt(&recipient, &plain).context("encrypting the package")?;
+    Ok(Package {
+        call_id: call_id.clone(),
+        sha256: sha256_hex(&encrypted),
+        encrypted,
+        files,
+        audio_source: audio.map(|(w, _)| w.store_kind().to_owned()),
+        audio_missing: missing,
+        created_at_us: now,
+    })
+}
+
+/// Creates `path` with mode 0600, refusing to overwrite anything; a failed
+/// write removes the partial file.
+pub(crate) fn write_new_private(path: &Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                anyhow::anyhow!(
+                    "{} exists: refusing to overwrite it; choose another --out",
+                    path.display()
+                )
+            }
+            _ => anyhow::Error::new(e).context(format!("creating {}", path.display())),
+        })?;
+    if let Err(e) = f.write_all(data).and_then(|()| f.sync_all()) {
+        drop(f);
+        let _ = std::fs::remove_file(path);
+        return Err(e).with_context(|| format!("writing {}", path.display()));
+    }
+    Ok(())
+}
+
+/// Builds the package and writes it to `out` (mode 0600, never over an
+/// existing file); the disclosure is logged with its package hash.
+pub async fn disclose(edges: &Edges, req: &Request, out: &Path, progress: &mut dyn FnMut(&str)) -> Result<Package> {
+    validate(req)?;
+    if out.exists() {
+        bail!(
+            "{} exists: refusing to overwrite it; choose another --out",
+            out.display()
+        );
+    }
+    let pkg = build(edges, req, progress).await?;
+    progress(&format!("writing {}", out.display()));
+    write_new_private(out, &pkg.encrypted)?;
+    tracing::info!(
+        call_id = %req.call_id,
+        case = %req.case_ref,
+        recipient = %req.recipient,
+        by = %req.disclosed_by,
+        reason = %req.reason,
+        package_sha256 = %pkg.sha256,
+        audio = pkg.audio_source.as_deref().unwrap_or("none"),
+        "disclosure package created"
+    );
+    Ok(pkg)
+}
+
+/// The receipt printed for the disclosing officer's case file.
+pub fn receipt(pkg: &Package, req: &Request, out: &Path) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(s, "disclosure package {}", out.display());
+    let _ = writeln!(s, "  call        {}", pkg.call_id);
+    let _ = writeln!(s, "  case        {}", req.case_ref);
+    let _ = writeln!(s, "  recipient   {} ({})", req.recipient, req.recipient_key.trim());
+    let _ = writeln!(s, "  by          {}", req.disclosed_by);
+    let _ = writeln!(s, "  reason      {}", req.reason);
+    let _ = writeln!(s, "  created     {}", utc(pkg.created_at_us));
+    let _ = writeln!(
+        s,
+        "  audio       {}",
+        match &pkg.audio_source {
+            Some(src) => format!("recording.wav from the {src}"),
+            None => format!("none ({})", pkg.audio_missing.join("; ")),
+        }
+    );
+    let _ = writeln!(s, "  package     {} bytes, sha256 {}", pkg.encrypted.len(), pkg.sha256);
+    for f in &pkg.files {
+        let _ = writeln!(s, "  {:<15} {:>10} bytes  sha256 {}", f.name, f.bytes, f.sha256);
+    }
+    s
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipients_are_explained() {
+        let id = age::x25519::Identity::generate();
+        let public = id.to_public().to_string();
+        assert!(parse_recipient(&public).is_ok());
+        assert!(parse_recipient(&format!("  {public}\n")).is_ok());
+        let e = parse_recipient("age1notakey").unwrap_err().to_string();
+        assert!(e.contains("starting with age1"), "{e}");
+        use age::secrecy::ExposeSecret;
+        let e = parse_recipient(id.to_string().expose_secret()).unwrap_err().to_string();
+        assert!(e.contains("secret"), "{e}");
+    }
+
+    #[test]
+    fn tar_is_deterministic() {
+        let a = tar(&[("a.txt", b"one"), ("b.txt", b"two")], 1_800_000_000).unwrap();
+        let b = tar(&[("a.txt", b"one"), ("b.txt", b"two")], 1_800_000_000).unwrap();
+        assert_eq!(a, b);
+        let mut ar = tar::Archive::new(a.as_slice());
+        let names: Vec<String> = ar
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        assert_eq!(names, ["a.txt", "b.txt"]);
+    }
+
+    #[test]
+    fn sha256_hex_of_abc() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
