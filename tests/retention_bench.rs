@@ -41,8 +41,8 @@ async fn sweeper_and_recompute_over_a_large_population() {
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
     let base: i64 = 1_795_824_000_000_000;
     let t = Instant::now();
-    // Calls ending every 10 ms before `base`: the first `due` of them have
-    // recordings older than 24 h when the clock reads base + 24 h.
+    // Calls ending 10 ms apart: the first `due` of them have recordings
+    // older than 24 h when the clock reads base + 24 h.
     let sql = [
         format!(
             "INSERT INTO calls (call_id, started_at_us, direction, customer_ref, advisor_id, desk, service_category, \
@@ -50,35 +50,37 @@ async fn sweeper_and_recompute_over_a_large_population() {
              created_at_us, updated_at_us) \
              SELECT 'b-' || lpad(g::text, 8, '0'), {base} - g * 10000 - 60000000, 'inbound', 'cust-' || (g % 50000), \
              'adv-1', 'customer_center', CASE WHEN g % 2 = 0 THEN 'investment_advice' ELSE 'general' END, 0, 0, \
-             'pcmu', 8000, 'mixed', 'complete', 8000, {base} - g * 10000 + {due} * 10000, 'hangup_customer', \
-             {base}, {base} FROM generate_series(1, {calls}) g"
+             'pcmu', 8000, 'mixed', 'complete', 8000, {base} + (g - {due}) * 10000, 'hangup_customer', \
+             {base}, {base} FROM generate_series(1::bigint, {calls}) g"
         ),
         format!(
             "INSERT INTO data_keys (key_id, call_id, class, kek_id, sealed, created_at_us) \
              SELECT 'dk-r-' || g, 'b-' || lpad(g::text, 8, '0'), 'audio-24h', 'kek-bench', '\\x00'::bytea, {base} \
-             FROM generate_series(1, {calls}) g \
+             FROM generate_series(1::bigint, {calls}) g \
              UNION ALL SELECT 'dk-a-' || g, 'b-' || lpad(g::text, 8, '0'), 'archive-5y', 'kek-bench', '\\x00'::bytea, {base} \
-             FROM generate_series(2, {calls}, 2) g"
+             FROM generate_series(2::bigint, {calls}, 2) g"
         ),
         format!(
             "INSERT INTO recordings (recording_id, call_id, kind, key_id, blob_prefix, segments, complete, created_at_us) \
              SELECT 'rec-' || g, 'b-' || lpad(g::text, 8, '0'), 'recording', 'dk-r-' || g, '', 1, 1, {base} \
-             FROM generate_series(1, {calls}) g \
+             FROM generate_series(1::bigint, {calls}) g \
              UNION ALL SELECT 'arc-' || g, 'b-' || lpad(g::text, 8, '0'), 'archive-copy', 'dk-a-' || g, '', 0, 1, {base} \
-             FROM generate_series(2, {calls}, 2) g"
+             FROM generate_series(2::bigint, {calls}, 2) g"
         ),
         format!(
             "INSERT INTO retention (artifact_id, call_id, kind, class, tier, location, expires_at_us, held, rules, decided_at_us) \
              SELECT 'rec-' || g, 'b-' || lpad(g::text, 8, '0'), 'recording', 'audio-24h', 'hot', '', \
-             {base} - g * 10000 + {due} * 10000 + {day}, 0, 'audio-24h (bench)', {base} FROM generate_series(1, {calls}) g \
+             {base} + (g - {due}) * 10000 + {day}, 0, 'audio-24h (bench)', {base} FROM generate_series(1::bigint, {calls}) g \
              UNION ALL SELECT 'arc-' || g, 'b-' || lpad(g::text, 8, '0'), 'archive-copy', 'archive-5y', 'archive', '', \
-             {base} + 5 * 365 * {day}, 0, 'investment-archive-5y (bench)', {base} FROM generate_series(2, {calls}, 2) g",
+             {base} + 5 * 365 * {day}, 0, 'investment-archive-5y (bench)', {base} FROM generate_series(2::bigint, {calls}, 2) g",
             day = 24 * HOUR
         ),
         "ANALYZE".to_string(),
     ];
     for s in &sql {
-        sqlx::query(s).execute(&pool).await.unwrap();
+        if let Err(e) = sqlx::query(s).execute(&pool).await {
+            panic!("{e}: {s}");
+        }
     }
     let rows: i64 = sqlx::query_scalar(
         "SELECT (SELECT COUNT(*) FROM calls) + (SELECT COUNT(*) FROM data_keys) + (SELECT COUNT(*) FROM recordings) \
