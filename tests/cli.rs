@@ -267,3 +267,107 @@ fn shredding_a_key_makes_exactly_that_recording_unreadable() {
     let status = opptak(&["keys", "status", "--config", c]);
     assert!(String::from_utf8_lossy(&status.stdout).contains("audio-24h: 4"));
 }
+
+/// `opptak policy` and `opptak hold` as a compliance officer uses them, on
+/// the demo's data: the policy checks, explains a call with the rules that
+/// decided, and a hold needs two officers to end.
+#[test]
+fn policy_and_holds_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    assert!(opptak(&["demo", "--data-dir", data.to_str().unwrap()]).status.success());
+    let config = data.join("opptak.toml");
+    let run = |args: &[&str]| {
+        let out = opptak(&[args, &["--config", config.to_str().unwrap()]].concat());
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    // The shipped policy, shown and checked; a broken one refused with the reason.
+    let (ok, shown, _) = run(&["policy", "show"]);
+    assert!(ok && shown.contains("investment-archive-5y"));
+    let good = dir.path().join("policy.toml");
+    std::fs::write(&good, &shown).unwrap();
+    let (ok, out, err) = run(&["policy", "check", good.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    assert!(out.contains("valid"), "{out}");
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, shown.replace("keep = \"24h\"", "keep = \"a day\"")).unwrap();
+    let (ok, _, err) = run(&["policy", "check", broken.to_str().unwrap()]);
+    assert!(
+        !ok && err.contains("rule \"audio-24h\": keep = \"a day\" is not a period"),
+        "{err}"
+    );
+
+    // The investment call: 24 h recording, 5-year archive copy, and why.
+    let (ok, out, err) = run(&["policy", "explain", "demo-0002"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("archive-copy      archive-5y archive  until 20"), "{out}");
+    assert!(out.contains("Verdipapirhandelloven"), "{out}");
+
+    // A hold: placed, a release asked for, refused to the same officer, confirmed by another.
+    let (ok, out, err) = run(&[
+        "hold",
+        "place",
+        "demo-0002",
+        "--case",
+        "FKN-1",
+        "--reason",
+        "complaint",
+        "--by",
+        "co-anne",
+    ]);
+    assert!(ok, "{err}");
+    let hold_id = out.split_whitespace().nth(1).unwrap().to_string();
+    let (_, explained, _) = run(&["policy", "explain", "demo-0002"]);
+    assert!(explained.contains("HELD"), "{explained}");
+    let (ok, out, _) = run(&["hold", "release", &hold_id, "--by", "co-anne"]);
+    assert!(ok && out.contains("second compliance officer"), "{out}");
+    let (ok, _, err) = run(&["hold", "release", &hold_id, "--by", "co-anne"]);
+    assert!(!ok && err.contains("a second compliance officer must confirm"), "{err}");
+    let (_, listed, _) = run(&["hold", "list"]);
+    assert!(listed.contains("awaiting a second officer"), "{listed}");
+    let (ok, out, err) = run(&["hold", "release", &hold_id, "--by", "co-bjorn"]);
+    assert!(ok && out.contains("released"), "{out} {err}");
+    let (_, listed, _) = run(&["hold", "list"]);
+    assert!(!listed.contains(&hold_id), "{listed}");
+
+    // An authority's extension beyond the policy's maximum is refused; 7 years is fine.
+    let (ok, _, err) = run(&[
+        "hold",
+        "extend",
+        "demo-0002",
+        "--years",
+        "9",
+        "--authority",
+        "FT",
+        "--case",
+        "X",
+        "--by",
+        "co-anne",
+    ]);
+    assert!(!ok && err.contains("up to 7 years"), "{err}");
+    let (ok, out, _) = run(&[
+        "hold",
+        "extend",
+        "demo-0002",
+        "--years",
+        "7",
+        "--authority",
+        "FT",
+        "--case",
+        "X",
+        "--by",
+        "co-anne",
+    ]);
+    assert!(
+        ok && out.contains("archive-copy of call demo-0002 kept until 20"),
+        "{out}"
+    );
+
+    // Nothing has expired yet: a sweep deletes nothing.
+    let (ok, out, _) = run(&["retention", "sweep"]);
+    assert!(ok && out.starts_with("0 expired artifacts deleted"), "{out}");
+}
