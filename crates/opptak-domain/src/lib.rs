@@ -6,6 +6,7 @@
 //!   gap-aware timeline per call.
 //! - [`retention`]: the retention policy engine (which class keeps an
 //!   artifact, until when, and why).
+//! - [`vad`]: energy-based voice activity detection, cutting a channel into utterances.
 //! - [`time`]: UTC dates without a time-zone database, and the injected [`time::Clock`].
 //!
 //! The IO crates (bus, store, recorder) call into this crate; it calls nothing.
@@ -15,5 +16,6 @@ pub mod model;
 pub mod reassembly;
 pub mod retention;
 pub mod time;
+pub mod vad;
 
 pub use model::{AudioFormat, CallFacts, CallId, ChannelRole, Codec, Desk, Direction, KeyClass, ServiceCategory};
