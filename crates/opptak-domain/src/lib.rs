@@ -4,9 +4,12 @@
 //! - [`g711`]: the ITU-T G.711 µ-law / A-law codec (hound cannot read G.711).
 //! - [`reassembly`]: turning duplicated, reordered, lossy chunks into one
 //!   gap-aware timeline per call.
+//! - [`redact`]: PII redaction of transcript text before it reaches a language model.
 //! - [`retention`]: the retention policy engine (which class keeps an
 //!   artifact, until when, and why).
 //! - [`vad`]: energy-based voice activity detection, cutting a channel into utterances.
+//! - [`summary`]: draft summaries and topic tags: the topic taxonomy, the
+//!   embedded extractive summarizer and classifier, prompts and JSON schema.
 //! - [`time`]: UTC dates without a time-zone database, and the injected [`time::Clock`].
 //!
 //! The IO crates (bus, store, recorder) call into this crate; it calls nothing.
@@ -14,7 +17,9 @@
 pub mod g711;
 pub mod model;
 pub mod reassembly;
+pub mod redact;
 pub mod retention;
+pub mod summary;
 pub mod time;
 pub mod vad;
 

@@ -306,6 +306,17 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// The recording's spool segment rows are dropped (the object replaces
     /// them), and the retention rows of the artifacts are written.
     async fn store_compacted(&self, c: &Compacted) -> Result<(), StoreError>;
+    /// Records a further artifact of a finished call (a transcript, a draft):
+    /// one object under the key `key_id`.
+    async fn add_artifact(
+        &self,
+        call_id: &CallId,
+        artifact_id: &str,
+        kind: &str,
+        key_id: &str,
+        object: &StoredObject,
+        at_us: i64,
+    ) -> Result<(), StoreError>;
     /// Which of these spool objects still hold segments some row points to.
     async fn spool_referenced(&self, paths: &[String]) -> Result<std::collections::HashSet<String>, StoreError>;
 
@@ -1259,6 +1270,33 @@ impl MetadataStore for SqlStore {
             upsert_retention(&mut tx, r).await?;
         }
         tx.commit().await.map_err(db)
+    }
+
+    async fn add_artifact(
+        &self,
+        call_id: &CallId,
+        artifact_id: &str,
+        kind: &str,
+        key_id: &str,
+        object: &StoredObject,
+        at_us: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO recordings (recording_id, call_id, kind, key_id, blob_prefix, segments, complete, \
+             created_at_us, completed_at_us, object_path, object_bytes, compacted_at_us) \
+             VALUES ($1, $2, $3, $4, $5, 0, 1, $6, $6, $5, $7, $6) ON CONFLICT (call_id, kind) DO NOTHING",
+        )
+        .bind(artifact_id)
+        .bind(call_id.as_str())
+        .bind(kind)
+        .bind(key_id)
+        .bind(object.path.as_str())
+        .bind(at_us)
+        .bind(object.bytes as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
     }
 
     async fn spool_referenced(&self, paths: &[String]) -> Result<std::collections::HashSet<String>, StoreError> {

@@ -1,0 +1,333 @@
+//! Transcribing a finished KI call from its stored audio: the KI copy (or the
+//! recording) is decrypted, each channel cut into utterances by voice
+//! activity ([`opptak_domain::vad`]) — the channel is the speaker —, every
+//! utterance sent to the speech recognizer, and the transcript stored as one
+//! format-v2 object under the call's `ki` key, routed to its retention, and
+//! published segment by segment, sealed, on `opptak.transcripts.v1`.
+//!
+//! This is the path that guarantees completeness: a call whose recognizer
+//! was down is left pending (nothing stored) and transcribed again later
+//! (`Transcriber::transcribe_pending`). A call whose customer opted out of
+//! KI is never sent, and its `ki` key is shredded.
+
+use crate::asr::{AsrError, SpeechRecognizer, Utterance};
+use bytes::Bytes;
+use opptak_bus::{Bus, Outgoing};
+use opptak_crypto::segment::ArtifactKind;
+use opptak_crypto::stream::{self, StreamInfo, DEFAULT_SEGMENT_SIZE};
+use opptak_crypto::{DataKey, KeyProvider, WrappedKey};
+use opptak_domain::model::{CallId, ChannelRole, KeyClass};
+use opptak_domain::vad::{Vad, VadConfig};
+use opptak_proto::Message;
+use opptak_recorder::key_context;
+use opptak_recorder::reader::{self, ReadError, Which};
+use opptak_retention::Retention;
+use opptak_store::meta::{StoredKey, StoredObject};
+use opptak_store::{BlobStore, MetadataStore, StoreError};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// One recognised utterance.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TranscriptSegment {
+    /// `agent`, `customer` or `mixed` (a mono call).
+    pub speaker: String,
+    /// Seconds from the start of the call.
+    pub start_s: f32,
+    pub end_s: f32,
+    pub text: String,
+}
+
+/// What transcribing a call did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Done {
+        segments: usize,
+    },
+    AlreadyDone,
+    /// KI does not run on this call (not requested or the customer not informed).
+    NotKi,
+    /// The customer opted out: nothing was sent, the `ki` key is shredded.
+    OptedOut,
+    /// The recognizer is unavailable; nothing stored, try again later.
+    Pending(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TranscribeError {
+    #[error("no call {0}")]
+    UnknownCall(String),
+    #[error("reading the audio: {0}")]
+    Read(#[from] ReadError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("crypto: {0}")]
+    Crypto(#[from] opptak_crypto::CryptoError),
+    #[error("bus: {0}")]
+    Bus(#[from] opptak_bus::BusError),
+    #[error("retention: {0}")]
+    Retention(String),
+}
+
+pub struct Transcriber {
+    pub meta: Arc<dyn MetadataStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub keys: Arc<dyn KeyProvider>,
+    pub bus: Arc<dyn Bus>,
+    pub asr: Arc<dyn SpeechRecognizer>,
+    pub retention: Retention,
+    /// `opptak.transcripts.v1` (with the deployment's prefix).
+    pub topic: String,
+    pub vad: VadConfig,
+    pub language: Option<String>,
+}
+
+impl Transcriber {
+    /// Transcribes one finished call, once.
+    pub async fn transcribe_call(&self, call_id: &CallId) -> Result<Outcome, TranscribeError> {
+        let rec = self
+            .meta
+            .load_call(call_id)
+            .await?
+            .ok_or_else(|| TranscribeError::UnknownCall(call_id.to_string()))?;
+        if !rec.facts.ki_active() {
+            return Ok(Outcome::NotKi);
+        }
+        if let Some(o) = &rec.opt_out {
+            // R12: nothing of this call reaches the recognizer; any KI data goes.
+            if let Some(row) = self.meta.class_key(call_id, KeyClass::Ki.as_str()).await? {
+                if row.destroyed_at_us.is_none() {
+                    let reason = format!("KI opt-out by {}", o.requested_by);
+                    self.meta
+                        .shred_key(call_id, KeyClass::Ki.as_str(), &reason, &o.requested_by, o.at_us)
+                        .await?;
+                }
+            }
+            return Ok(Outcome::OptedOut);
+        }
+        if self
+            .meta
+            .artifacts(call_id)
+            .await?
+            .iter()
+            .any(|a| a.kind == "transcript")
+        {
+            return Ok(Outcome::AlreadyDone);
+        }
+        let key = match self.ki_key(call_id).await? {
+            Some(k) => k,
+            None => return Ok(Outcome::OptedOut),
+        };
+        // The KI copy if compaction wrote it, else the recording itself.
+        let wire = match reader::read_artifact_wire(&self.meta, &self.blobs, &self.keys, call_id, Which::Ki).await {
+            Ok(w) => w,
+            Err(ReadError::NoArtifact { .. }) => {
+                reader::read_artifact_wire(&self.meta, &self.blobs, &self.keys, call_id, Which::Recording).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let format = wire.record.facts.format.clone();
+        let pcm = format
+            .decode(&wire.wire)
+            .map_err(|e| TranscribeError::Retention(format!("decoding the audio: {e}")))?;
+        let rate = format.sample_rate_hz();
+        let roles = format.channel_roles().to_vec();
+        let channels = roles.len();
+        let samples: Vec<i16> = pcm.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+        // Utterances of every channel, in time order.
+        let mut utterances = Vec::new();
+        for (ch, role) in roles.iter().enumerate() {
+            let mono: Vec<i16> = samples.iter().skip(ch).step_by(channels).copied().collect();
+            let mut vad = Vad::new(rate, self.vad);
+            let mut spans = vad.push(&mono);
+            spans.extend(vad.finish());
+            for s in spans {
+                utterances.push((
+                    s.start,
+                    *role,
+                    s.end,
+                    mono[s.start as usize..(s.end as usize).min(mono.len())].to_vec(),
+                ));
+            }
+        }
+        utterances.sort_by_key(|u| u.0);
+        let mut segments = Vec::new();
+        for (start, role, end, mono) in utterances {
+            let u = Utterance {
+                pcm16: mono.iter().flat_map(|s| s.to_le_bytes()).collect(),
+                sample_rate_hz: rate,
+                language: self.language.clone(),
+            };
+            match self.asr.transcribe(&u).await {
+                Ok(t) => {
+                    let text = t.text.trim().to_owned();
+                    if !text.is_empty() {
+                        segments.push(TranscriptSegment {
+                            speaker: speaker(role).into(),
+                            start_s: start as f32 / rate as f32,
+                            end_s: end as f32 / rate as f32,
+                            text,
+                        });
+                    }
+                }
+                Err(AsrError::Rejected(why)) => {
+                    tracing::warn!(call_id = %call_id, start, %why, "utterance refused by the recognizer; skipped");
+                }
+                Err(e) => {
+                    tracing::warn!(call_id = %call_id, error = %e, "speech recognizer unavailable; call left pending");
+                    return Ok(Outcome::Pending(e.to_string()));
+                }
+            }
+        }
+        self.store(call_id, &key, &segments).await?;
+        Ok(Outcome::Done {
+            segments: segments.len(),
+        })
+    }
+
+    /// Transcribes every finished KI call that has no transcript yet
+    /// (after an outage of the recognizer); returns the outcomes.
+    pub async fn transcribe_pending(&self, call_ids: &[CallId]) -> Result<Vec<Outcome>, TranscribeError> {
+        let mut out = Vec::new();
+        for id in call_ids {
+            out.push(self.transcribe_call(id).await?);
+        }
+        Ok(out)
+    }
+
+    /// The call's `ki` key, created on first use; `None` once shredded.
+    async fn ki_key(&self, call_id: &CallId) -> Result<Option<DataKey>, TranscribeError> {
+        let class = KeyClass::Ki.as_str();
+        let row = match self.meta.class_key(call_id, class).await? {
+            Some(r) => r,
+            None => {
+                let k = DataKey::generate();
+                let w = self.keys.wrap(&k, &key_context(call_id, class))?;
+                let stored = StoredKey {
+                    key_id: w.key_id,
+                    class: class.into(),
+                    kek_id: w.kek_id,
+                    sealed: w.sealed,
+                };
+                self.meta.create_key(call_id, &stored, now_us()).await?
+            }
+        };
+        if row.destroyed_at_us.is_some() {
+            return Ok(None);
+        }
+        let w = WrappedKey {
+            key_id: row.key.key_id,
+            kek_id: row.key.kek_id,
+            sealed: row.key.sealed,
+        };
+        Ok(Some(self.keys.unwrap(&w, &key_context(call_id, class))?))
+    }
+
+    async fn store(
+        &self,
+        call_id: &CallId,
+        key: &DataKey,
+        segments: &[TranscriptSegment],
+    ) -> Result<(), TranscribeError> {
+        let id = format!("tr-{}", uuid::Uuid::new_v4().simple());
+        let key_ref = format!("{call_id}/{}", KeyClass::Ki.as_str());
+        let json = serde_json::to_vec(segments).map_err(|e| TranscribeError::Retention(e.to_string()))?;
+        let info = StreamInfo {
+            kind: ArtifactKind::Transcript,
+            key_id: key.id().to_owned(),
+            key_ref: key_ref.clone(),
+            artifact_id: id.clone(),
+        };
+        let sealed = stream::seal(key, &info, DEFAULT_SEGMENT_SIZE, &json)?;
+        let path = format!("ki/{call_id}/{id}.optk");
+        let object = StoredObject {
+            path: path.clone(),
+            bytes: sealed.len() as u64,
+        };
+        self.blobs.put(&path, Bytes::from(sealed)).await?;
+        self.meta
+            .add_artifact(call_id, &id, "transcript", key.id(), &object, now_us())
+            .await?;
+        // Each segment on the bus, sealed: unreadable once the key goes.
+        let mut out = Vec::with_capacity(segments.len());
+        for (i, s) in segments.iter().enumerate() {
+            let body = serde_json::to_vec(s).map_err(|e| TranscribeError::Retention(e.to_string()))?;
+            let info = StreamInfo {
+                kind: ArtifactKind::Transcript,
+                key_id: key.id().to_owned(),
+                key_ref: key_ref.clone(),
+                artifact_id: format!("{id}/{i}"),
+            };
+            let msg = opptak_proto::v1::TranscriptSegment {
+                call_id: call_id.to_string(),
+                transcript_id: id.clone(),
+                index: i as u32,
+                sealed: stream::seal(key, &info, DEFAULT_SEGMENT_SIZE, &body)?,
+                last: i + 1 == segments.len(),
+            };
+            out.push(Outgoing {
+                topic: self.topic.clone(),
+                key: Bytes::from(call_id.to_string()),
+                payload: Bytes::from(msg.encode_to_vec()),
+            });
+        }
+        if !out.is_empty() {
+            self.bus.publish_all(out).await?;
+        }
+        self.retention
+            .route(call_id)
+            .await
+            .map_err(|e| TranscribeError::Retention(e.to_string()))?;
+        tracing::info!(call_id = %call_id, transcript_id = %id, segments = segments.len(), "transcript stored");
+        Ok(())
+    }
+}
+
+/// Reads a stored transcript back (decrypted; fails with "key destroyed" after an opt-out or expiry).
+pub async fn read_transcript(
+    meta: &Arc<dyn MetadataStore>,
+    blobs: &Arc<dyn BlobStore>,
+    keys: &Arc<dyn KeyProvider>,
+    call_id: &CallId,
+) -> Result<Vec<TranscriptSegment>, TranscribeError> {
+    let art = meta
+        .artifacts(call_id)
+        .await?
+        .into_iter()
+        .find(|a| a.kind == "transcript")
+        .ok_or_else(|| {
+            TranscribeError::Read(ReadError::NoArtifact {
+                call_id: call_id.to_string(),
+                kind: "transcript",
+            })
+        })?;
+    let key = reader::unwrap_key(keys, call_id, &art.key)?;
+    let obj = art
+        .object
+        .as_ref()
+        .ok_or_else(|| TranscribeError::Retention("transcript without an object".into()))?;
+    let bytes = blobs.get(&obj.path).await?;
+    let info = StreamInfo {
+        kind: ArtifactKind::Transcript,
+        key_id: art.key.key.key_id.clone(),
+        key_ref: format!("{call_id}/{}", art.key.key.class),
+        artifact_id: art.artifact_id.clone(),
+    };
+    let json = stream::open(&key, &bytes, &info)?;
+    serde_json::from_slice(&json).map_err(|e| TranscribeError::Retention(format!("transcript JSON: {e}")))
+}
+
+fn speaker(role: ChannelRole) -> &'static str {
+    match role {
+        ChannelRole::Agent => "agent",
+        ChannelRole::Customer => "customer",
+        _ => "mixed",
+    }
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
