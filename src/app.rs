@@ -176,6 +176,31 @@ impl RunningSweeper {
     }
 }
 
+/// The transcriber role over these edges (needs `ki.asr_url`).
+pub fn transcriber(edges: &Edges) -> Result<Arc<opptak_ki::transcribe::Transcriber>> {
+    let ki = &edges.config.ki;
+    if ki.asr_url.trim().is_empty() {
+        anyhow::bail!(
+            "the transcriber role needs a speech recognizer: set ki.asr_url (locally: deploy/local/services.sh \
+             start-speech, then ki.asr_url = \"http://127.0.0.1:19100\")"
+        );
+    }
+    let mut cfg = opptak_ki::asr::AsrConfig::new(ki.asr_url.trim(), ki.asr_model.as_str());
+    cfg.timeout = std::time::Duration::from_secs(ki.asr_timeout_s.max(1));
+    let asr = opptak_ki::asr::HttpAsr::new(cfg).map_err(|e| anyhow::anyhow!("ki.asr_url: {e}"))?;
+    Ok(Arc::new(opptak_ki::transcribe::Transcriber {
+        meta: edges.meta.clone(),
+        blobs: edges.blobs.clone(),
+        keys: edges.keys.clone(),
+        bus: edges.bus.clone(),
+        asr: Arc::new(asr),
+        retention: edges.retention(),
+        topic: format!("{}opptak.transcripts.v1", edges.config.bus.topic_prefix),
+        vad: Default::default(),
+        language: (!ki.language.trim().is_empty()).then(|| ki.language.trim().to_owned()),
+    }))
+}
+
 /// Opens the keyring of KEKs shared with the telephony system, if configured.
 /// It must exist: a shared KEK is agreed with the telephony side, not invented
 /// here (`opptak keys telephony-init` creates one to hand over).

@@ -17,6 +17,7 @@ pub struct Config {
     pub keys: KeysConfig,
     pub recorder: RecorderSection,
     pub retention: RetentionSection,
+    pub ki: KiSection,
     pub log: LogConfig,
 }
 
@@ -90,6 +91,18 @@ pub struct RetentionSection {
     pub policy: String,
     pub sweep_interval_s: u64,
     pub sweep_batch: u32,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KiSection {
+    /// The speech recognizer (OpenAI-compatible `/v1/audio/transcriptions`); empty: none.
+    pub asr_url: String,
+    pub asr_model: String,
+    pub asr_timeout_s: u64,
+    /// Language hint for the recognizer (`en`, `no`); empty: let it detect.
+    pub language: String,
+    pub transcriber_group: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]

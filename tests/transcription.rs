@@ -148,3 +148,108 @@ async fn sample_calls_are_transcribed_close_to_their_scripts() {
     // of 0.15 over a 20-call corpus is still open (see ARCHITECTURE.md).
     assert!(wer <= 0.5, "word error rate {wer:.3}");
 }
+
+/// Stands in for a speech server that is down until `up` is set, then passes
+/// every utterance to the real one.
+struct Outage {
+    real: Arc<dyn SpeechRecognizer>,
+    up: std::sync::atomic::AtomicBool,
+    refused: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl SpeechRecognizer for Outage {
+    async fn transcribe(
+        &self,
+        u: &opptak_ki::asr::Utterance,
+    ) -> Result<opptak_ki::asr::Transcript, opptak_ki::asr::AsrError> {
+        use std::sync::atomic::Ordering;
+        if !self.up.load(Ordering::SeqCst) {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            return Err(opptak_ki::asr::AsrError::Unavailable("speech server stopped".into()));
+        }
+        self.real.transcribe(u).await
+    }
+    fn describe(&self) -> String {
+        format!("outage in front of {}", self.real.describe())
+    }
+}
+
+/// The transcriber role during a speech-server outage: the KI calls go
+/// pending, nothing is stored or acknowledged, and when the server is back
+/// every one of them is transcribed — none lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transcriber_role_waits_out_an_outage() {
+    let Ok(url) = std::env::var("OPPTAK_TEST_SPEECH_URL") else {
+        assert_ne!(
+            std::env::var("OPPTAK_REQUIRE_SERVICES").as_deref(),
+            Ok("1"),
+            "OPPTAK_TEST_SPEECH_URL not set"
+        );
+        eprintln!("skipping: no speech server");
+        return;
+    };
+    use std::sync::atomic::Ordering;
+    let env = Env::new(&Backend::Embedded, "asr_role");
+    let edges = env.edges().await;
+    let topic = format!("{}opptak.transcripts.v1", edges.config.bus.topic_prefix);
+    edges.bus.create_topic(&topic, 4).await.unwrap();
+    let outage = Arc::new(Outage {
+        real: asr(&url),
+        up: false.into(),
+        refused: 0.into(),
+    });
+    let t = Arc::new(transcriber(&edges, outage.clone()));
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let recordings = edges.config.recorder_config().topics.recordings;
+    let role = tokio::spawn({
+        let t = t.clone();
+        let group = common::unique("transcriber");
+        async move { opptak_ki::transcribe::run_role(t, &group, &recordings, rx).await }
+    });
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let mut samples = opptak::demo::samples(&opptak::demo::default_samples_dir()).unwrap();
+    samples.truncate(3);
+    for s in samples.iter_mut() {
+        s.call.started.ki_enabled = true;
+        s.call.started.customer_informed = true;
+        s.call.opt_out_at_ms = None;
+        common::publish_events(&edges, &s.call.events(100)).await;
+    }
+    wait_for_recordings(&edges, samples.len(), 120).await;
+    // Down: the role keeps trying, nothing is stored.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while outage.refused.load(Ordering::SeqCst) < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the role never tried");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for s in &samples {
+        let id = CallId::parse(&s.call.call_id).unwrap();
+        assert!(read_transcript(&edges.meta, &edges.blobs, &edges.keys, &id)
+            .await
+            .is_err());
+    }
+    // Back: every call completes.
+    outage.up.store(true, Ordering::SeqCst);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    for s in &samples {
+        let id = CallId::parse(&s.call.call_id).unwrap();
+        loop {
+            if read_transcript(&edges.meta, &edges.blobs, &edges.keys, &id)
+                .await
+                .is_ok()
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} never transcribed",
+                s.call.call_id
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    stop.send(true).unwrap();
+    assert_eq!(role.await.unwrap().unwrap(), samples.len() as u64);
+    recorder.stop().await.unwrap();
+}

@@ -331,3 +331,67 @@ fn now_us() -> i64 {
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0)
 }
+
+/// The transcriber role: every recording stored (`opptak.recordings.v1`) of a
+/// KI call is transcribed. A call whose recognizer is down is retried with
+/// backoff and its event is not acknowledged until it is done, so a restart
+/// or an outage loses nothing; the calls behind it wait (they would fail the
+/// same way).
+pub async fn run_role(
+    t: Arc<Transcriber>,
+    group: &str,
+    recordings_topic: &str,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<u64, TranscribeError> {
+    let mut sub = t.bus.subscribe(group, &[recordings_topic.to_owned()]).await?;
+    let mut done = 0u64;
+    tracing::info!(group, topic = recordings_topic, asr = %t.asr.describe(), "transcriber started");
+    while !*shutdown.borrow() {
+        let records = tokio::select! {
+            r = sub.poll(100, std::time::Duration::from_millis(500)) => r?,
+            _ = shutdown.changed() => Vec::new(),
+        };
+        for r in records {
+            let ev = match opptak_proto::v1::RecordingStored::decode(r.payload.as_ref()) {
+                Ok(ev) => ev,
+                Err(e) => {
+                    tracing::warn!(partition = r.partition, offset = r.offset, error = %e, "not a RecordingStored; skipped");
+                    continue;
+                }
+            };
+            let Ok(call_id) = CallId::parse(&ev.call_id) else {
+                continue;
+            };
+            let mut backoff = std::time::Duration::from_millis(500);
+            loop {
+                match t.transcribe_call(&call_id).await? {
+                    Outcome::Pending(why) => {
+                        tracing::warn!(call_id = %call_id, %why, retry_in_ms = backoff.as_millis() as u64, "transcription pending");
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = shutdown.changed() => {}
+                        }
+                        if *shutdown.borrow() {
+                            // Not acknowledged: the next start retries it.
+                            sub.flush_commits().await?;
+                            return Ok(done);
+                        }
+                        backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
+                    }
+                    Outcome::Done { .. } => {
+                        done += 1;
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+            sub.commit(&[opptak_bus::Position {
+                topic: r.topic.clone(),
+                partition: r.partition,
+                next_offset: r.offset + 1,
+            }])?;
+        }
+    }
+    sub.flush_commits().await?;
+    Ok(done)
+}
