@@ -178,7 +178,35 @@ impl RunningSweeper {
 
 /// The transcriber role over these edges (needs `ki.asr_url`).
 pub fn transcriber(edges: &Edges) -> Result<Arc<opptak_ki::transcribe::Transcriber>> {
+    transcriber_with(edges, None)
+}
+
+/// The transcriber role with `asr`, or the configured recognizer when `None`.
+pub fn transcriber_with(
+    edges: &Edges,
+    asr: Option<Arc<dyn opptak_ki::asr::SpeechRecognizer>>,
+) -> Result<Arc<opptak_ki::transcribe::Transcriber>> {
     let ki = &edges.config.ki;
+    let asr = match asr {
+        Some(a) => a,
+        None => configured_asr(&edges.config)?,
+    };
+    Ok(Arc::new(opptak_ki::transcribe::Transcriber {
+        meta: edges.meta.clone(),
+        blobs: edges.blobs.clone(),
+        keys: edges.keys.clone(),
+        bus: edges.bus.clone(),
+        asr,
+        retention: edges.retention(),
+        topic: transcripts_topic(&edges.config),
+        vad: Default::default(),
+        language: (!ki.language.trim().is_empty()).then(|| ki.language.trim().to_owned()),
+    }))
+}
+
+/// The recognizer `ki.asr_url` names.
+pub fn configured_asr(config: &Config) -> Result<Arc<dyn opptak_ki::asr::SpeechRecognizer>> {
+    let ki = &config.ki;
     if ki.asr_url.trim().is_empty() {
         anyhow::bail!(
             "the transcriber role needs a speech recognizer: set ki.asr_url (locally: deploy/local/services.sh \
@@ -188,17 +216,139 @@ pub fn transcriber(edges: &Edges) -> Result<Arc<opptak_ki::transcribe::Transcrib
     let mut cfg = opptak_ki::asr::AsrConfig::new(ki.asr_url.trim(), ki.asr_model.as_str());
     cfg.timeout = std::time::Duration::from_secs(ki.asr_timeout_s.max(1));
     let asr = opptak_ki::asr::HttpAsr::new(cfg).map_err(|e| anyhow::anyhow!("ki.asr_url: {e}"))?;
-    Ok(Arc::new(opptak_ki::transcribe::Transcriber {
+    Ok(Arc::new(asr))
+}
+
+/// The draft writer `ki.llm_url` names (the embedded one by default).
+pub fn draft_writer(config: &Config) -> Result<Arc<dyn opptak_ki::llm::DraftWriter>> {
+    let ki = &config.ki;
+    let taxonomy = Arc::new(opptak_domain::summary::Taxonomy::default_taxonomy());
+    let url = ki.llm_url.trim();
+    if url.is_empty() || url.starts_with("embedded:") {
+        return Ok(Arc::new(opptak_ki::llm::EmbeddedDrafts::new(taxonomy)));
+    }
+    let mut cfg = opptak_ki::llm::ChatConfig::new(url, ki.llm_model.trim());
+    cfg.timeout = std::time::Duration::from_secs(ki.llm_timeout_s.max(1));
+    let env = ki.llm_api_key_env.trim();
+    if !env.is_empty() {
+        let key = std::env::var(env)
+            .with_context(|| format!("ki.llm_api_key_env names {env}, which is not set"))?;
+        cfg.api_key = Some(opptak_ki::llm::ApiKey::new(key));
+    }
+    Ok(Arc::new(
+        opptak_ki::llm::ChatDrafts::new(cfg, taxonomy).map_err(|e| anyhow::anyhow!("ki.llm_url: {e}"))?,
+    ))
+}
+
+/// The summarizer role over these edges.
+pub fn summarizer(edges: &Edges) -> Result<Arc<opptak_ki::summarize::Summarizer>> {
+    let taxonomy = opptak_domain::summary::Taxonomy::default_taxonomy();
+    Ok(Arc::new(opptak_ki::summarize::Summarizer {
         meta: edges.meta.clone(),
         blobs: edges.blobs.clone(),
         keys: edges.keys.clone(),
         bus: edges.bus.clone(),
-        asr: Arc::new(asr),
+        writer: draft_writer(&edges.config)?,
+        fallback: opptak_ki::llm::EmbeddedDrafts::default(),
         retention: edges.retention(),
-        topic: format!("{}opptak.transcripts.v1", edges.config.bus.topic_prefix),
-        vad: Default::default(),
-        language: (!ki.language.trim().is_empty()).then(|| ki.language.trim().to_owned()),
+        topic: drafts_topic(&edges.config),
+        language: edges.config.ki.language.trim().to_owned(),
+        taxonomy_version: taxonomy.version(),
     }))
+}
+
+pub fn transcripts_topic(config: &Config) -> String {
+    format!("{}opptak.transcripts.v1", config.bus.topic_prefix)
+}
+
+pub fn drafts_topic(config: &Config) -> String {
+    format!("{}opptak.drafts.v1", config.bus.topic_prefix)
+}
+
+type KiTask = tokio::task::JoinHandle<std::result::Result<String, opptak_ki::transcribe::TranscribeError>>;
+
+/// The KI roles running in this process: the transcriber (live from the
+/// telephony topic when `ki.live`, and batch from `opptak.recordings.v1`)
+/// and/or the summarizer (from `opptak.transcripts.v1`).
+pub struct RunningKi {
+    stop: watch::Sender<bool>,
+    tasks: Vec<(&'static str, KiTask)>,
+    /// The live transcriber, when one runs (its counters).
+    pub live: Option<Arc<opptak_ki::live::Live>>,
+}
+
+impl RunningKi {
+    /// Starts the transcriber with `asr` (the configured one when `None`).
+    pub async fn spawn(
+        edges: &Edges,
+        transcribe: bool,
+        summarize: bool,
+        asr: Option<Arc<dyn opptak_ki::asr::SpeechRecognizer>>,
+    ) -> Result<Self> {
+        let (stop, _) = watch::channel(false);
+        let mut tasks: Vec<(&'static str, KiTask)> = Vec::new();
+        let cfg = &edges.config;
+        edges.bus.create_topic(&transcripts_topic(cfg), cfg.bus.partitions).await?;
+        edges.bus.create_topic(&drafts_topic(cfg), cfg.bus.partitions).await?;
+        let mut live = None;
+        if transcribe {
+            let mut t = transcriber_with(edges, asr)?;
+            let mut calls = None;
+            if cfg.ki.live {
+                let l = Arc::new(opptak_ki::live::Live::new(t.clone(), edges.telephony_keys.clone()));
+                calls = Some(l.calls.clone());
+                let (group, topic, rx) = (cfg.ki.live_group.clone(), cfg.recorder_config().topics.telephony, stop.subscribe());
+                let task = {
+                    let l = l.clone();
+                    tokio::spawn(async move {
+                        opptak_ki::live::run_role(l, &group, &topic, rx)
+                            .await
+                            .map(|s| format!("{} calls live, {} utterances", s.calls_started, s.utterances_sent))
+                    })
+                };
+                tasks.push(("live transcriber", task));
+                live = Some(l);
+            }
+            t = t.clone();
+            let (group, topic, rx) = (
+                cfg.ki.transcriber_group.clone(),
+                cfg.recorder_config().topics.recordings,
+                stop.subscribe(),
+            );
+            tasks.push((
+                "transcriber",
+                tokio::spawn(async move {
+                    opptak_ki::transcribe::run_role(t, &group, &topic, calls, rx)
+                        .await
+                        .map(|n| format!("{n} calls transcribed from their recordings"))
+                }),
+            ));
+        }
+        if summarize {
+            let s = summarizer(edges)?;
+            let (group, topic, rx) = (cfg.ki.summarizer_group.clone(), transcripts_topic(cfg), stop.subscribe());
+            tasks.push((
+                "summarizer",
+                tokio::spawn(async move {
+                    opptak_ki::summarize::run_role(s, &group, &topic, rx)
+                        .await
+                        .map(|n| format!("{n} drafts"))
+                }),
+            ));
+        }
+        Ok(Self { stop, tasks, live })
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for (name, task) in self.tasks {
+            match task.await {
+                Ok(Ok(what)) => tracing::info!(role = name, %what, "stopped"),
+                Ok(Err(e)) => tracing::warn!(role = name, error = %e, "stopped with an error"),
+                Err(e) => tracing::warn!(role = name, error = %e, "task failed"),
+            }
+        }
+    }
 }
 
 /// Opens the keyring of KEKs shared with the telephony system, if configured.

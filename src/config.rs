@@ -103,6 +103,16 @@ pub struct KiSection {
     /// Language hint for the recognizer (`en`, `no`); empty: let it detect.
     pub language: String,
     pub transcriber_group: String,
+    /// Also transcribe KI calls while they run (from the telephony topic).
+    pub live: bool,
+    pub live_group: String,
+    /// `embedded://` or an OpenAI-compatible chat-completions server.
+    pub llm_url: String,
+    pub llm_model: String,
+    /// Name of the environment variable holding the model server's API key.
+    pub llm_api_key_env: String,
+    pub llm_timeout_s: u64,
+    pub summarizer_group: String,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -265,8 +265,11 @@ enum Role {
     Recorder,
     /// Deletes expired artifacts and shreds their keys every retention.sweep_interval_s.
     Sweeper,
-    /// Transcribes every finished KI call (needs ki.asr_url).
+    /// Transcribes KI calls while they run and every finished KI call left
+    /// without a transcript (needs ki.asr_url).
     Transcriber,
+    /// Drafts a summary with topics of every transcribed KI call (ki.llm_url).
+    Summarizer,
 }
 
 #[derive(Subcommand)]
@@ -461,24 +464,20 @@ async fn run(config: Config, roles: Vec<Role>) -> Result<()> {
     edges.create_topics().await?;
     let mut running = Vec::new();
     let mut sweepers = Vec::new();
-    let mut transcribers = Vec::new();
-    let (transcriber_stop, _) = tokio::sync::watch::channel(false);
+    let (mut transcribe, mut summarize) = (false, false);
     for role in roles {
         match role {
             Role::Recorder => running.push(RunningRecorder::spawn(edges.recorder())),
             Role::Sweeper => sweepers.push(opptak::app::RunningSweeper::spawn(&edges)),
-            Role::Transcriber => {
-                let t = opptak::app::transcriber(&edges)?;
-                edges.bus.create_topic(&t.topic, edges.config.bus.partitions).await?;
-                let group = edges.config.ki.transcriber_group.clone();
-                let topic = edges.config.recorder_config().topics.recordings;
-                let rx = transcriber_stop.subscribe();
-                transcribers.push(tokio::spawn(async move {
-                    opptak_ki::transcribe::run_role(t, &group, &topic, rx).await
-                }));
-            }
+            Role::Transcriber => transcribe = true,
+            Role::Summarizer => summarize = true,
         }
     }
+    let ki = if transcribe || summarize {
+        Some(opptak::app::RunningKi::spawn(&edges, transcribe, summarize, None).await?)
+    } else {
+        None
+    };
     tracing::info!(bus = %edges.config.bus.url, blobs = %edges.blobs.describe(), metadata = %edges.meta.describe(), "opptak running");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -489,13 +488,8 @@ async fn run(config: Config, roles: Vec<Role>) -> Result<()> {
     for s in sweepers {
         s.stop().await;
     }
-    let _ = transcriber_stop.send(true);
-    for t in transcribers {
-        match t.await {
-            Ok(Ok(n)) => tracing::info!(transcribed = n, "transcriber stopped"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "transcriber stopped with an error"),
-            Err(e) => tracing::warn!(error = %e, "transcriber task failed"),
-        }
+    if let Some(ki) = ki {
+        ki.stop().await;
     }
     for r in running {
         r.stop().await?;

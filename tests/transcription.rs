@@ -205,7 +205,7 @@ async fn the_transcriber_role_waits_out_an_outage() {
     let role = tokio::spawn({
         let t = t.clone();
         let group = common::unique("transcriber");
-        async move { opptak_ki::transcribe::run_role(t, &group, &recordings, rx).await }
+        async move { opptak_ki::transcribe::run_role(t, &group, &recordings, None, rx).await }
     });
     let recorder = RunningRecorder::spawn(edges.recorder());
     let mut samples = opptak::demo::samples(&opptak::demo::default_samples_dir()).unwrap();

@@ -104,6 +104,15 @@ impl Vad {
         out
     }
 
+    /// The earliest sample a span reported later can start at: audio before
+    /// it can be let go by a caller that buffers the channel.
+    pub fn keep_from(&self) -> u64 {
+        match &self.open {
+            Some(open) => open.start,
+            None => self.pos.saturating_sub(self.ms_to_samples(self.cfg.lead_in_ms)),
+        }
+    }
+
     /// The end of the call: closes an open utterance.
     pub fn finish(&mut self) -> Option<Span> {
         let open = self.open.take()?;

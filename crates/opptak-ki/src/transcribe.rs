@@ -19,7 +19,7 @@ use opptak_crypto::{DataKey, KeyProvider, WrappedKey};
 use opptak_domain::model::{CallId, ChannelRole, KeyClass};
 use opptak_domain::vad::{Vad, VadConfig};
 use opptak_proto::Message;
-use opptak_recorder::key_context;
+use opptak_recorder::{key_context, purge_ki};
 use opptak_recorder::reader::{self, ReadError, Which};
 use opptak_retention::Retention;
 use opptak_store::meta::{StoredKey, StoredObject};
@@ -95,14 +95,9 @@ impl Transcriber {
         }
         if let Some(o) = &rec.opt_out {
             // R12: nothing of this call reaches the recognizer; any KI data goes.
-            if let Some(row) = self.meta.class_key(call_id, KeyClass::Ki.as_str()).await? {
-                if row.destroyed_at_us.is_none() {
-                    let reason = format!("KI opt-out by {}", o.requested_by);
-                    self.meta
-                        .shred_key(call_id, KeyClass::Ki.as_str(), &reason, &o.requested_by, o.at_us)
-                        .await?;
-                }
-            }
+            purge_ki(&self.meta, &self.keys, call_id, &o.requested_by, o.at_us)
+                .await
+                .map_err(|e| TranscribeError::Retention(e.to_string()))?;
             return Ok(Outcome::OptedOut);
         }
         if self
@@ -179,7 +174,10 @@ impl Transcriber {
                 }
             }
         }
-        self.store(call_id, &key, &segments).await?;
+        let id = new_transcript_id();
+        if !self.store(call_id, &key, &id, &segments, 0).await? {
+            return Ok(Outcome::AlreadyDone);
+        }
         Ok(Outcome::Done {
             segments: segments.len(),
         })
@@ -196,7 +194,7 @@ impl Transcriber {
     }
 
     /// The call's `ki` key, created on first use; `None` once shredded.
-    async fn ki_key(&self, call_id: &CallId) -> Result<Option<DataKey>, TranscribeError> {
+    pub(crate) async fn ki_key(&self, call_id: &CallId) -> Result<Option<DataKey>, TranscribeError> {
         let class = KeyClass::Ki.as_str();
         let row = match self.meta.class_key(call_id, class).await? {
             Some(r) => r,
@@ -223,34 +221,19 @@ impl Transcriber {
         Ok(Some(self.keys.unwrap(&w, &key_context(call_id, class))?))
     }
 
-    async fn store(
+    /// Seals `segments[first..]` for `opptak.transcripts.v1`, as indexes
+    /// `first..` of transcript `id`.
+    pub(crate) fn segment_records(
         &self,
         call_id: &CallId,
         key: &DataKey,
+        id: &str,
+        first: usize,
         segments: &[TranscriptSegment],
-    ) -> Result<(), TranscribeError> {
-        let id = format!("tr-{}", uuid::Uuid::new_v4().simple());
+    ) -> Result<Vec<Outgoing>, TranscribeError> {
         let key_ref = format!("{call_id}/{}", KeyClass::Ki.as_str());
-        let json = serde_json::to_vec(segments).map_err(|e| TranscribeError::Retention(e.to_string()))?;
-        let info = StreamInfo {
-            kind: ArtifactKind::Transcript,
-            key_id: key.id().to_owned(),
-            key_ref: key_ref.clone(),
-            artifact_id: id.clone(),
-        };
-        let sealed = stream::seal(key, &info, DEFAULT_SEGMENT_SIZE, &json)?;
-        let path = format!("ki/{call_id}/{id}.optk");
-        let object = StoredObject {
-            path: path.clone(),
-            bytes: sealed.len() as u64,
-        };
-        self.blobs.put(&path, Bytes::from(sealed)).await?;
-        self.meta
-            .add_artifact(call_id, &id, "transcript", key.id(), &object, now_us())
-            .await?;
-        // Each segment on the bus, sealed: unreadable once the key goes.
         let mut out = Vec::with_capacity(segments.len());
-        for (i, s) in segments.iter().enumerate() {
+        for (i, s) in segments.iter().enumerate().skip(first) {
             let body = serde_json::to_vec(s).map_err(|e| TranscribeError::Retention(e.to_string()))?;
             let info = StreamInfo {
                 kind: ArtifactKind::Transcript,
@@ -260,27 +243,119 @@ impl Transcriber {
             };
             let msg = opptak_proto::v1::TranscriptSegment {
                 call_id: call_id.to_string(),
-                transcript_id: id.clone(),
+                transcript_id: id.to_owned(),
                 index: i as u32,
                 sealed: stream::seal(key, &info, DEFAULT_SEGMENT_SIZE, &body)?,
-                last: i + 1 == segments.len(),
+                last: false,
+                count: 0,
             };
-            out.push(Outgoing {
-                topic: self.topic.clone(),
-                key: Bytes::from(call_id.to_string()),
-                payload: Bytes::from(msg.encode_to_vec()),
-            });
+            out.push(self.record(call_id, &msg));
         }
-        if !out.is_empty() {
-            self.bus.publish_all(out).await?;
+        Ok(out)
+    }
+
+    fn record(&self, call_id: &CallId, msg: &opptak_proto::v1::TranscriptSegment) -> Outgoing {
+        Outgoing {
+            topic: self.topic.clone(),
+            key: Bytes::from(call_id.to_string()),
+            payload: Bytes::from(msg.encode_to_vec()),
         }
+    }
+
+    /// Stores the whole transcript as one object under the `ki` key, routes
+    /// its retention, publishes the segments from `published` on (those
+    /// before went out live) and the closing record. `false` when the call
+    /// already has a transcript (another attempt won; nothing stored).
+    pub(crate) async fn store(
+        &self,
+        call_id: &CallId,
+        key: &DataKey,
+        id: &str,
+        segments: &[TranscriptSegment],
+        published: usize,
+    ) -> Result<bool, TranscribeError> {
+        if self.meta.artifacts(call_id).await?.iter().any(|a| a.kind == "transcript") {
+            return Ok(false);
+        }
+        let key_ref = format!("{call_id}/{}", KeyClass::Ki.as_str());
+        let json = serde_json::to_vec(segments).map_err(|e| TranscribeError::Retention(e.to_string()))?;
+        let info = StreamInfo {
+            kind: ArtifactKind::Transcript,
+            key_id: key.id().to_owned(),
+            key_ref,
+            artifact_id: id.to_owned(),
+        };
+        let sealed = stream::seal(key, &info, DEFAULT_SEGMENT_SIZE, &json)?;
+        let path = format!("ki/{call_id}/{id}.optk");
+        let object = StoredObject {
+            path: path.clone(),
+            bytes: sealed.len() as u64,
+        };
+        self.blobs.put(&path, Bytes::from(sealed)).await?;
+        self.meta
+            .add_artifact(call_id, id, "transcript", key.id(), &object, now_us())
+            .await?;
         self.retention
             .route(call_id)
             .await
             .map_err(|e| TranscribeError::Retention(e.to_string()))?;
+        // Each segment on the bus, sealed (unreadable once the key goes),
+        // then the closing record: the transcript is complete and stored.
+        let mut out = self.segment_records(call_id, key, id, published, segments)?;
+        out.push(self.record(
+            call_id,
+            &opptak_proto::v1::TranscriptSegment {
+                call_id: call_id.to_string(),
+                transcript_id: id.to_owned(),
+                index: segments.len() as u32,
+                sealed: Vec::new(),
+                last: true,
+                count: segments.len() as u32,
+            },
+        ));
+        self.bus.publish_all(out).await?;
         tracing::info!(call_id = %call_id, transcript_id = %id, segments = segments.len(), "transcript stored");
-        Ok(())
+        Ok(true)
     }
+}
+
+pub(crate) fn new_transcript_id() -> String {
+    format!("tr-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Reads and opens the (first) KI artifact of `kind` of a call.
+pub(crate) async fn read_ki_object(
+    meta: &Arc<dyn MetadataStore>,
+    blobs: &Arc<dyn BlobStore>,
+    keys: &Arc<dyn KeyProvider>,
+    call_id: &CallId,
+    kind: &'static str,
+    artifact_kind: ArtifactKind,
+) -> Result<Vec<u8>, TranscribeError> {
+    let art = meta
+        .artifacts(call_id)
+        .await?
+        .into_iter()
+        .find(|a| a.kind == kind)
+        .ok_or_else(|| {
+            TranscribeError::Read(ReadError::NoArtifact {
+                call_id: call_id.to_string(),
+                kind,
+            })
+        })?;
+    let key = reader::unwrap_key(keys, call_id, &art.key)?;
+    let obj = art
+        .object
+        .as_ref()
+        .ok_or_else(|| TranscribeError::Retention(format!("{kind} without an object")))?;
+    let bytes = blobs.get(&obj.path).await?;
+    let info = StreamInfo {
+        kind: artifact_kind,
+        key_id: art.key.key.key_id.clone(),
+        key_ref: format!("{call_id}/{}", art.key.key.class),
+        artifact_id: art.artifact_id.clone(),
+    };
+    Ok(stream::open(&key, &bytes, &info)?)
 }
 
 /// Reads a stored transcript back (decrypted; fails with "key destroyed" after an opt-out or expiry).
@@ -290,34 +365,11 @@ pub async fn read_transcript(
     keys: &Arc<dyn KeyProvider>,
     call_id: &CallId,
 ) -> Result<Vec<TranscriptSegment>, TranscribeError> {
-    let art = meta
-        .artifacts(call_id)
-        .await?
-        .into_iter()
-        .find(|a| a.kind == "transcript")
-        .ok_or_else(|| {
-            TranscribeError::Read(ReadError::NoArtifact {
-                call_id: call_id.to_string(),
-                kind: "transcript",
-            })
-        })?;
-    let key = reader::unwrap_key(keys, call_id, &art.key)?;
-    let obj = art
-        .object
-        .as_ref()
-        .ok_or_else(|| TranscribeError::Retention("transcript without an object".into()))?;
-    let bytes = blobs.get(&obj.path).await?;
-    let info = StreamInfo {
-        kind: ArtifactKind::Transcript,
-        key_id: art.key.key.key_id.clone(),
-        key_ref: format!("{call_id}/{}", art.key.key.class),
-        artifact_id: art.artifact_id.clone(),
-    };
-    let json = stream::open(&key, &bytes, &info)?;
+    let json = read_ki_object(meta, blobs, keys, call_id, "transcript", ArtifactKind::Transcript).await?;
     serde_json::from_slice(&json).map_err(|e| TranscribeError::Retention(format!("transcript JSON: {e}")))
 }
 
-fn speaker(role: ChannelRole) -> &'static str {
+pub(crate) fn speaker(role: ChannelRole) -> &'static str {
     match role {
         ChannelRole::Agent => "agent",
         ChannelRole::Customer => "customer",
@@ -337,10 +389,14 @@ fn now_us() -> i64 {
 /// backoff and its event is not acknowledged until it is done, so a restart
 /// or an outage loses nothing; the calls behind it wait (they would fail the
 /// same way).
+///
+/// With `live`, a call this process is transcribing live is waited for
+/// first (it is then usually already done).
 pub async fn run_role(
     t: Arc<Transcriber>,
     group: &str,
     recordings_topic: &str,
+    live: Option<crate::live::LiveCalls>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<u64, TranscribeError> {
     let mut sub = t.bus.subscribe(group, &[recordings_topic.to_owned()]).await?;
@@ -362,6 +418,12 @@ pub async fn run_role(
             let Ok(call_id) = CallId::parse(&ev.call_id) else {
                 continue;
             };
+            while live.as_ref().is_some_and(|l| l.contains(&call_id)) && !*shutdown.borrow() {
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
             let mut backoff = std::time::Duration::from_millis(500);
             loop {
                 match t.transcribe_call(&call_id).await? {

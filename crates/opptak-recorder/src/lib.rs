@@ -136,6 +136,49 @@ pub fn key_context(call_id: &CallId, class: &str) -> Vec<u8> {
     format!("{call_id}/{class}").into_bytes()
 }
 
+/// R12: makes every KI artifact of a call unreadable, everywhere, by
+/// shredding its `ki` data key (transcript segments on Kafka, stored
+/// transcripts and drafts, the KI audio copy). When no KI key exists yet, one
+/// is created and shredded at once: the destroyed row then stands in the
+/// way of any later attempt to create one (the store keeps the first key of
+/// a class), so nothing of the call can be sealed for KI afterwards.
+/// Idempotent. Returns whether this call shredded the key.
+pub async fn purge_ki(
+    meta: &Arc<dyn MetadataStore>,
+    keys: &Arc<dyn KeyProvider>,
+    call_id: &CallId,
+    requested_by: &str,
+    at_us: i64,
+) -> Result<bool, RecorderError> {
+    let class = KeyClass::Ki.as_str();
+    let row = match meta.class_key(call_id, class).await? {
+        Some(row) => row,
+        None => {
+            let w = keys.wrap(&DataKey::generate(), &key_context(call_id, class))?;
+            let stored = StoredKey {
+                key_id: w.key_id,
+                class: class.to_owned(),
+                kek_id: w.kek_id,
+                sealed: w.sealed,
+            };
+            meta.create_key(call_id, &stored, now_us()).await?
+        }
+    };
+    if row.destroyed_at_us.is_some() {
+        return Ok(false);
+    }
+    let reason = format!("KI opt-out requested by {requested_by}");
+    match meta.shred_key(call_id, class, &reason, requested_by, at_us).await {
+        Ok(_) => {
+            tracing::info!(call_id = %call_id, "KI opt-out: ki key shredded, every KI artifact of the call unreadable");
+            Ok(true)
+        }
+        // Shredded by another process meanwhile.
+        Err(StoreError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 pub(crate) fn now_us() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -230,6 +273,9 @@ pub struct Recorder {
     finished_tx: Option<tokio::sync::mpsc::UnboundedSender<Job>>,
     /// Finished calls whose retention facts changed (a late KI opt-out).
     reroute: Vec<CallId>,
+    /// Calls whose customer opted out of KI since the last flush: their `ki`
+    /// key is shredded once the opt-out is stored (R12).
+    ki_purge: Vec<(CallId, OptOut)>,
     policy: Arc<Policy>,
     clock: Arc<dyn Clock>,
     archive: Option<Arc<dyn opptak_store::archive::ArchiveStore>>,
@@ -268,6 +314,7 @@ impl Recorder {
             day_key: None,
             finished_tx: None,
             reroute: Vec::new(),
+            ki_purge: Vec::new(),
             policy: Arc::new(Policy::default_policy()),
             clock: Arc::new(SystemClock),
             archive: None,
@@ -582,13 +629,16 @@ impl Recorder {
                             .as_ref()
                             .and_then(convert::duration_micros)
                             .unwrap_or_else(|| call.reasm.format().frames_to_micros(call.reasm.progress().frames));
-                        call.opt_out = Some(OptOut {
+                        let opt_out = OptOut {
                             at_us,
                             requested_by: o.requested_by.clone(),
                             offset_us,
-                        });
+                        };
+                        call.opt_out = Some(opt_out.clone());
                         call.dirty = true;
-                        if call.complete {
+                        let complete = call.complete;
+                        self.ki_purge.push((call_id.clone(), opt_out));
+                        if complete {
                             // After the end: the KI copy's retention ends now.
                             self.reroute.push(call_id.clone());
                         }
@@ -1077,6 +1127,11 @@ impl Recorder {
                 events_ms = t_events.as_millis() as u64,
                 "flush"
             );
+        }
+        // The opt-outs are stored: every KI artifact of those calls goes now,
+        // before their offsets are committed (a crash here replays them).
+        for (call_id, o) in std::mem::take(&mut self.ki_purge) {
+            purge_ki(&self.meta, &self.keys, &call_id, &o.requested_by, o.at_us).await?;
         }
         // 4. Offsets: up to the oldest chunk still held back for reordering.
         let mut held: HashMap<(Arc<str>, i32), i64> = HashMap::new();

@@ -1,0 +1,498 @@
+//! Live transcription (issue 5 item 1): KI calls are transcribed while they
+//! run, from the telephony topic itself, in a consumer group of their own.
+//!
+//! Per call, chunks are put back in order ([`Reassembler`]), decoded, and
+//! each channel (the channel is the speaker) runs through a streaming voice
+//! activity detector; every utterance is sent to the recognizer as soon as
+//! it ends, and each recognised segment is published at once on
+//! `opptak.transcripts.v1`, sealed under the call's `ki` key. When the call
+//! ends the whole transcript is stored and the closing record published.
+//!
+//! A `KiOptOut` (R12) stops the call's KI at once: requests in flight are
+//! cancelled (their futures dropped, so their connections close and any
+//! answer is never read), buffered audio is dropped, and the call's `ki` key
+//! is shredded, which makes every segment already published unreadable.
+//! Kafka keeps one call's records in order, so no audio after the opt-out
+//! has been read, let alone sent, when it is handled.
+//!
+//! Live is the fast path, not the guarantee: a call this process did not see
+//! start (a restart mid-call, a rebalance), a recognizer outage, or a chunk
+//! it could not place leaves the call to the batch path
+//! ([`crate::transcribe::run_role`]), which transcribes every finished KI
+//! call that has no transcript from its stored recording. The batch path
+//! waits while a call is being transcribed live by the same process
+//! ([`LiveCalls`]).
+
+use crate::asr::{AsrError, Utterance};
+use crate::transcribe::{new_transcript_id, TranscribeError, Transcriber, TranscriptSegment};
+use opptak_crypto::{DataKey, KeyProvider, WrappedKey};
+use opptak_domain::model::{AudioFormat, CallId, ChannelRole};
+use opptak_domain::reassembly::{Piece, Reassembler, ReassemblyConfig, Rejection};
+use opptak_domain::vad::{Span, Vad};
+use opptak_proto::v1::{self, telephony_event::Event};
+use opptak_proto::Message;
+use opptak_recorder::purge_ki;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+/// Calls being transcribed live in this process.
+#[derive(Clone, Default)]
+pub struct LiveCalls(Arc<Mutex<HashSet<CallId>>>);
+
+impl LiveCalls {
+    pub fn contains(&self, id: &CallId) -> bool {
+        self.0.lock().map(|s| s.contains(id)).unwrap_or(false)
+    }
+    fn insert(&self, id: CallId) {
+        if let Ok(mut s) = self.0.lock() {
+            s.insert(id);
+        }
+    }
+    fn remove(&self, id: &CallId) {
+        if let Ok(mut s) = self.0.lock() {
+            s.remove(id);
+        }
+    }
+    pub fn len(&self) -> usize {
+        self.0.lock().map(|s| s.len()).unwrap_or(0)
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What ended a call's live transcription.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LiveEnd {
+    /// The transcript is stored and closed.
+    Stored { segments: usize },
+    /// The customer opted out: in-flight requests cancelled, `ki` key shredded.
+    OptedOut,
+    /// Left to the batch path (why).
+    Abandoned(String),
+}
+
+/// Counters of the live role (for tests, benchmarks and logs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LiveStats {
+    pub calls_started: u64,
+    pub utterances_sent: u64,
+    pub requests_cancelled: u64,
+    pub ends: Vec<(String, LiveEnd)>,
+}
+
+enum Cmd {
+    /// Decoded PCM16 of every channel, one `Vec` per channel.
+    Audio(Vec<Vec<i16>>),
+    OptOut { by: String, at_us: i64 },
+    End,
+}
+
+struct CallHandle {
+    tx: mpsc::UnboundedSender<Cmd>,
+    format: AudioFormat,
+    reasm: Reassembler<()>,
+    chunk_key: Option<DataKey>,
+}
+
+/// The live transcriber: one per process, fed by [`run_role`].
+pub struct Live {
+    pub t: Arc<Transcriber>,
+    /// KEKs shared with the telephony system, for calls whose chunks it seals.
+    pub telephony_keys: Option<Arc<dyn KeyProvider>>,
+    pub reassembly: ReassemblyConfig,
+    pub calls: LiveCalls,
+    stats: Arc<Mutex<LiveStats>>,
+}
+
+impl Live {
+    pub fn new(t: Arc<Transcriber>, telephony_keys: Option<Arc<dyn KeyProvider>>) -> Self {
+        Self {
+            t,
+            telephony_keys,
+            reassembly: ReassemblyConfig::default(),
+            calls: LiveCalls::default(),
+            stats: Arc::default(),
+        }
+    }
+
+    pub fn stats(&self) -> LiveStats {
+        self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+/// The live role: consumes the telephony topic in `group` until `shutdown`.
+/// Offsets are committed as records are handled: live state is not durable
+/// (a restart hands the calls in progress to the batch path).
+pub async fn run_role(
+    live: Arc<Live>,
+    group: &str,
+    input_topic: &str,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<LiveStats, TranscribeError> {
+    let mut sub = live.t.bus.subscribe(group, &[input_topic.to_owned()]).await?;
+    let mut calls: HashMap<CallId, CallHandle> = HashMap::new();
+    let mut workers = JoinSet::new();
+    tracing::info!(group, topic = input_topic, asr = %live.t.asr.describe(), "live transcriber started");
+    while !*shutdown.borrow() {
+        let records = tokio::select! {
+            r = sub.poll(200, std::time::Duration::from_millis(200)) => r?,
+            _ = shutdown.changed() => Vec::new(),
+        };
+        let mut positions: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        for r in records {
+            positions.insert((r.topic.clone(), r.partition), r.offset + 1);
+            let Ok(ev) = v1::TelephonyEvent::decode(r.payload.as_ref()) else {
+                continue; // the recorder dead-letters it
+            };
+            let Ok(call_id) = CallId::parse(&ev.call_id) else { continue };
+            match ev.event {
+                Some(Event::CallStarted(s)) => {
+                    if calls.contains_key(&call_id) {
+                        continue;
+                    }
+                    let Ok(facts) = opptak_recorder::convert::call_facts(call_id.clone(), &s) else {
+                        continue;
+                    };
+                    if !facts.ki_active() {
+                        continue;
+                    }
+                    let chunk_key = match &s.telephony_key {
+                        Some(tk) => match open_telephony_key(&live, &call_id, tk) {
+                            Some(k) => Some(k),
+                            None => continue, // left to the batch path
+                        },
+                        None => None,
+                    };
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    live.calls.insert(call_id.clone());
+                    if let Ok(mut st) = live.stats.lock() {
+                        st.calls_started += 1;
+                    }
+                    workers.spawn(call_worker(live.clone(), call_id.clone(), facts.format.clone(), rx));
+                    calls.insert(
+                        call_id,
+                        CallHandle {
+                            tx,
+                            reasm: Reassembler::new(facts.format.clone(), live.reassembly),
+                            format: facts.format,
+                            chunk_key,
+                        },
+                    );
+                }
+                Some(Event::AudioChunk(c)) => {
+                    let Some(h) = calls.get_mut(&call_id) else { continue };
+                    let payload = match (&h.chunk_key, c.sealed_payload.is_empty()) {
+                        (Some(k), false) => {
+                            match opptak_crypto::chunk::open(k, call_id.as_str(), c.sequence, &c.sealed_payload) {
+                                Ok(p) => p,
+                                Err(_) => continue, // dead-lettered by the recorder; a gap here
+                            }
+                        }
+                        _ => c.payload.clone(),
+                    };
+                    let offset = c.offset.as_ref().and_then(opptak_recorder::convert::duration_micros);
+                    let mut offered = h.reasm.offer(c.sequence, &payload, offset, ());
+                    if matches!(offered, Err(Rejection::OutsideWindow { .. })) {
+                        h.reasm.close_oldest_hole();
+                        offered = h.reasm.offer(c.sequence, &payload, offset, ());
+                    }
+                    if offered.is_err() {
+                        continue;
+                    }
+                    let pieces = h.reasm.drain();
+                    send_pieces(h, pieces);
+                }
+                Some(Event::KiOptOut(o)) => {
+                    if let Some(h) = calls.remove(&call_id) {
+                        let at_us = o.at.as_ref().map(opptak_recorder::convert::micros).unwrap_or_else(now_us);
+                        let _ = h.tx.send(Cmd::OptOut {
+                            by: o.requested_by.clone(),
+                            at_us,
+                        });
+                    }
+                }
+                Some(Event::CallEnded(e)) => {
+                    if let Some(mut h) = calls.remove(&call_id) {
+                        h.reasm.finish(if e.no_audio { None } else { Some(e.last_sequence) });
+                        let pieces = h.reasm.drain();
+                        send_pieces(&h, pieces);
+                        let _ = h.tx.send(Cmd::End);
+                    }
+                }
+                None => {}
+            }
+        }
+        // Reap finished workers.
+        while let Some(done) = workers.try_join_next() {
+            if let Err(e) = done {
+                tracing::warn!(error = %e, "live call worker failed");
+            }
+        }
+        let positions: Vec<opptak_bus::Position> = positions
+            .into_iter()
+            .map(|((topic, partition), next_offset)| opptak_bus::Position {
+                topic,
+                partition,
+                next_offset,
+            })
+            .collect();
+        if !positions.is_empty() {
+            if let Err(e) = sub.commit(&positions) {
+                tracing::warn!(error = %e, "live offsets not stored");
+            }
+        }
+    }
+    // Calls in progress are abandoned to the batch path.
+    drop(calls);
+    while workers.join_next().await.is_some() {}
+    sub.flush_commits().await?;
+    Ok(live.stats())
+}
+
+fn send_pieces(h: &CallHandle, pieces: Vec<Piece<()>>) {
+    let channels = h.format.channels().max(1) as usize;
+    for p in pieces {
+        let pcm: Vec<i16> = match p {
+            Piece::Audio { wire, .. } => match h.format.decode(&wire) {
+                Ok(bytes) => bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect(),
+                Err(_) => continue,
+            },
+            // A hole on the timeline: silence, so times stay true.
+            Piece::Gap(g) => vec![0; (g.frames as usize).min(3_600 * 48_000) * channels],
+        };
+        let mut per: Vec<Vec<i16>> = vec![Vec::with_capacity(pcm.len() / channels); channels];
+        for frame in pcm.chunks_exact(channels) {
+            for (ch, s) in frame.iter().enumerate() {
+                per[ch].push(*s);
+            }
+        }
+        let _ = h.tx.send(Cmd::Audio(per));
+    }
+}
+
+fn open_telephony_key(live: &Live, call_id: &CallId, tk: &v1::TelephonyKey) -> Option<DataKey> {
+    let shared = live.telephony_keys.as_ref()?;
+    let w = WrappedKey {
+        key_id: tk.key_id.clone(),
+        kek_id: tk.kek_id.clone(),
+        sealed: tk.wrapped.clone(),
+    };
+    shared
+        .unwrap(&w, &opptak_crypto::chunk::key_context(call_id.as_str()))
+        .ok()
+}
+
+/// One channel's audio since `base` (sample index from the call start).
+struct Channel {
+    role: ChannelRole,
+    vad: Vad,
+    base: u64,
+    samples: Vec<i16>,
+}
+
+impl Channel {
+    fn cut(&self, span: Span) -> Vec<i16> {
+        let from = span.start.saturating_sub(self.base) as usize;
+        let to = (span.end.saturating_sub(self.base) as usize).min(self.samples.len());
+        self.samples.get(from..to).map(<[i16]>::to_vec).unwrap_or_default()
+    }
+
+    fn trim(&mut self) {
+        let keep = self.vad.keep_from();
+        if keep > self.base {
+            let drop = ((keep - self.base) as usize).min(self.samples.len());
+            self.samples.drain(..drop);
+            self.base += drop as u64;
+        }
+    }
+}
+
+type Heard = (usize, ChannelRole, u64, u64, Result<crate::asr::Transcript, AsrError>);
+
+/// Transcribes one call live; ends on `End`, `OptOut`, a recognizer outage,
+/// or the feed going away (a shutdown).
+async fn call_worker(live: Arc<Live>, call_id: CallId, format: AudioFormat, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+    let end = work(&live, &call_id, &format, &mut rx).await;
+    let end = match end {
+        Ok(end) => end,
+        Err(e) => LiveEnd::Abandoned(e.to_string()),
+    };
+    match &end {
+        LiveEnd::Abandoned(why) => {
+            tracing::warn!(call_id = %call_id, %why, "live transcription abandoned; the batch path transcribes the call")
+        }
+        LiveEnd::OptedOut => tracing::info!(call_id = %call_id, "live transcription stopped by a KI opt-out"),
+        LiveEnd::Stored { segments } => tracing::debug!(call_id = %call_id, segments, "live transcript stored"),
+    }
+    if let Ok(mut st) = live.stats.lock() {
+        st.ends.push((call_id.to_string(), end));
+    }
+    live.calls.remove(&call_id);
+}
+
+async fn work(
+    live: &Live,
+    call_id: &CallId,
+    format: &AudioFormat,
+    rx: &mut mpsc::UnboundedReceiver<Cmd>,
+) -> Result<LiveEnd, TranscribeError> {
+    let t = &live.t;
+    let rate = format.sample_rate_hz();
+    let mut channels: Vec<Channel> = format
+        .channel_roles()
+        .iter()
+        .map(|role| Channel {
+            role: *role,
+            vad: Vad::new(rate, t.vad),
+            base: 0,
+            samples: Vec::new(),
+        })
+        .collect();
+    let mut inflight: JoinSet<Heard> = JoinSet::new();
+    let mut ordinal = 0usize;
+    // Results by ordinal, published in ordinal order.
+    let mut heard: BTreeMap<usize, Option<TranscriptSegment>> = BTreeMap::new();
+    let mut next = 0usize;
+    let mut segments: Vec<TranscriptSegment> = Vec::new();
+    let mut key: Option<DataKey> = None;
+    let transcript_id = new_transcript_id();
+    let mut ended = false;
+    loop {
+        if ended && inflight.is_empty() {
+            break;
+        }
+        tokio::select! {
+            cmd = rx.recv(), if !ended => match cmd {
+                Some(Cmd::Audio(per)) => {
+                    for (ch, pcm) in channels.iter_mut().zip(per) {
+                        ch.samples.extend_from_slice(&pcm);
+                        let spans = ch.vad.push(&pcm);
+                        for span in spans {
+                            spawn_utterance(live, &mut inflight, ordinal, ch, span, rate);
+                            ordinal += 1;
+                        }
+                        ch.trim();
+                    }
+                }
+                Some(Cmd::OptOut { by, at_us }) => {
+                    let cancelled = inflight.len() as u64;
+                    inflight.abort_all();
+                    if let Ok(mut st) = live.stats.lock() {
+                        st.requests_cancelled += cancelled;
+                    }
+                    purge_ki(&t.meta, &t.keys, call_id, &by, at_us)
+                        .await
+                        .map_err(|e| TranscribeError::Retention(e.to_string()))?;
+                    return Ok(LiveEnd::OptedOut);
+                }
+                Some(Cmd::End) => {
+                    for ch in channels.iter_mut() {
+                        if let Some(span) = ch.vad.finish() {
+                            spawn_utterance(live, &mut inflight, ordinal, ch, span, rate);
+                            ordinal += 1;
+                        }
+                    }
+                    ended = true;
+                }
+                None => {
+                    inflight.abort_all();
+                    return Ok(LiveEnd::Abandoned("shut down mid-call".into()));
+                }
+            },
+            Some(done) = inflight.join_next(), if !inflight.is_empty() => {
+                let Ok((n, role, start, end, result)) = done else { continue };
+                let seg = match result {
+                    Ok(tr) => {
+                        let text = tr.text.trim().to_owned();
+                        (!text.is_empty()).then(|| TranscriptSegment {
+                            speaker: crate::transcribe::speaker(role).into(),
+                            start_s: start as f32 / rate as f32,
+                            end_s: end as f32 / rate as f32,
+                            text,
+                        })
+                    }
+                    Err(AsrError::Rejected(why)) => {
+                        tracing::warn!(call_id = %call_id, start, %why, "utterance refused by the recognizer; skipped");
+                        None
+                    }
+                    Err(e) => {
+                        inflight.abort_all();
+                        return Ok(LiveEnd::Abandoned(format!("speech recognizer unavailable: {e}")));
+                    }
+                };
+                heard.insert(n, seg);
+                // Publish what is contiguous, sealed under the ki key.
+                let mut ready = Vec::new();
+                while let Some(s) = heard.remove(&next) {
+                    next += 1;
+                    if let Some(s) = s {
+                        ready.push(s);
+                    }
+                }
+                if !ready.is_empty() {
+                    if key.is_none() {
+                        key = t.ki_key(call_id).await?;
+                    }
+                    let Some(k) = &key else {
+                        // Shredded: an opt-out recorded elsewhere. Stop.
+                        inflight.abort_all();
+                        return Ok(LiveEnd::OptedOut);
+                    };
+                    let first = segments.len();
+                    segments.extend(ready);
+                    let out = t.segment_records(call_id, k, &transcript_id, first, &segments)?;
+                    t.bus.publish_all(out).await?;
+                }
+            }
+        }
+    }
+    if key.is_none() {
+        key = t.ki_key(call_id).await?;
+    }
+    let Some(k) = key else {
+        return Ok(LiveEnd::OptedOut);
+    };
+    // Opted out after the end, before this was stored?
+    if let Some(rec) = t.meta.load_call(call_id).await? {
+        if let Some(o) = rec.opt_out {
+            purge_ki(&t.meta, &t.keys, call_id, &o.requested_by, o.at_us)
+                .await
+                .map_err(|e| TranscribeError::Retention(e.to_string()))?;
+            return Ok(LiveEnd::OptedOut);
+        }
+    }
+    let published = segments.len();
+    // Stored in time order; the feed's indexes follow the order utterances ended.
+    let mut stored = segments.clone();
+    stored.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
+    if t.store(call_id, &k, &transcript_id, &stored, published).await? {
+        Ok(LiveEnd::Stored { segments: published })
+    } else {
+        Ok(LiveEnd::Abandoned("a transcript was stored by another attempt".into()))
+    }
+}
+
+fn spawn_utterance(live: &Live, inflight: &mut JoinSet<Heard>, n: usize, ch: &Channel, span: Span, rate: u32) {
+    let pcm = ch.cut(span);
+    let u = Utterance {
+        pcm16: pcm.iter().flat_map(|s| s.to_le_bytes()).collect(),
+        sample_rate_hz: rate,
+        language: live.t.language.clone(),
+    };
+    if let Ok(mut st) = live.stats.lock() {
+        st.utterances_sent += 1;
+    }
+    let asr = live.t.asr.clone();
+    let role = ch.role;
+    inflight.spawn(async move { (n, role, span.start, span.end, asr.transcribe(&u).await) });
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,272 @@
+//! Draft summaries of transcribed KI calls (issue 5 item 5, R5, R13): the
+//! stored transcript is decrypted, every segment PII-redacted
+//! ([`opptak_domain::redact`]) — and checked to be clean — before any text
+//! goes to the [`DraftWriter`], the draft (summary, taxonomy topics, customer
+//! requests, follow-ups) is sealed under the call's `ki` key, stored as a
+//! `draft` artifact routed to its retention, and published sealed on
+//! `opptak.drafts.v1` for the advisor's review queue.
+//!
+//! A language model that is down (timeouts, HTTP 5xx) leaves the call
+//! pending, to be drafted when it is back; one whose answers stay invalid
+//! (bad JSON, topics outside the taxonomy) or that refuses the request gets
+//! replaced, for that call, by the embedded drafter, so every KI call has a
+//! draft for its advisor, and the draft's `source` says which wrote it.
+//!
+//! A customer's opt-out wins at every step: checked before the transcript
+//! is read, and again after the model answered (that draft is discarded).
+//! A draft stored in the instant before a concurrent opt-out is sealed under
+//! the key the opt-out shreds, so it is unreadable either way.
+
+use crate::llm::{DraftRequest, DraftWriter, EmbeddedDrafts, LlmError};
+use crate::transcribe::{read_transcript, TranscribeError};
+use bytes::Bytes;
+use opptak_bus::{Bus, Outgoing};
+use opptak_crypto::segment::ArtifactKind;
+use opptak_crypto::stream::{self, StreamInfo, DEFAULT_SEGMENT_SIZE};
+use opptak_crypto::{KeyProvider, WrappedKey};
+use opptak_domain::model::{CallId, KeyClass};
+use opptak_domain::redact::redact;
+use opptak_domain::summary::Draft;
+use opptak_proto::Message;
+use opptak_recorder::reader::ReadError;
+use opptak_recorder::{key_context, purge_ki};
+use opptak_retention::Retention;
+use opptak_store::meta::StoredObject;
+use opptak_store::{BlobStore, MetadataStore};
+use std::sync::Arc;
+
+/// What summarizing a call did.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SummaryOutcome {
+    /// A draft is stored and published.
+    Done { draft_id: String, draft: Draft },
+    AlreadyDone,
+    /// KI does not run on this call.
+    NotKi,
+    /// The customer opted out (or the KI data expired): nothing drafted.
+    OptedOut,
+    /// The call has no transcript yet.
+    NoTranscript,
+    /// The language model is unavailable; try again later.
+    Pending(String),
+}
+
+pub struct Summarizer {
+    pub meta: Arc<dyn MetadataStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub keys: Arc<dyn KeyProvider>,
+    pub bus: Arc<dyn Bus>,
+    pub writer: Arc<dyn DraftWriter>,
+    /// Writes the draft when the model's answers stay invalid.
+    pub fallback: EmbeddedDrafts,
+    pub retention: Retention,
+    /// `opptak.drafts.v1` (with the deployment's prefix).
+    pub topic: String,
+    /// The calls' language (`nb`, `en`); empty: guessed from the transcript.
+    pub language: String,
+    pub taxonomy_version: u32,
+}
+
+impl Summarizer {
+    /// Drafts one transcribed KI call, once.
+    pub async fn summarize_call(&self, call_id: &CallId) -> Result<SummaryOutcome, TranscribeError> {
+        let Some(rec) = self.meta.load_call(call_id).await? else {
+            return Err(TranscribeError::UnknownCall(call_id.to_string()));
+        };
+        if !rec.facts.ki_active() {
+            return Ok(SummaryOutcome::NotKi);
+        }
+        if let Some(o) = &rec.opt_out {
+            purge_ki(&self.meta, &self.keys, call_id, &o.requested_by, o.at_us)
+                .await
+                .map_err(|e| TranscribeError::Retention(e.to_string()))?;
+            return Ok(SummaryOutcome::OptedOut);
+        }
+        let arts = self.meta.artifacts(call_id).await?;
+        if arts.iter().any(|a| a.kind == "draft") {
+            return Ok(SummaryOutcome::AlreadyDone);
+        }
+        let segments = match read_transcript(&self.meta, &self.blobs, &self.keys, call_id).await {
+            Ok(s) => s,
+            Err(TranscribeError::Read(ReadError::NoArtifact { .. })) => return Ok(SummaryOutcome::NoTranscript),
+            Err(TranscribeError::Read(ReadError::KeyDestroyed { .. })) => return Ok(SummaryOutcome::OptedOut),
+            Err(e) => return Err(e),
+        };
+        // R13: only redacted text leaves, and redaction is checked, not trusted.
+        let mut request = DraftRequest {
+            language: self.language.clone(),
+            segments: Vec::with_capacity(segments.len()),
+        };
+        for s in &segments {
+            let clean = redact(&s.text).text;
+            let again = redact(&clean);
+            if !again.findings.is_empty() {
+                return Err(TranscribeError::Retention(format!(
+                    "redaction left {} identifier(s) in a segment of {call_id}; nothing sent",
+                    again.findings.len()
+                )));
+            }
+            let speaker = if s.speaker == "agent" { "agent" } else { "customer" };
+            request.segments.push((speaker.to_owned(), s.start_s, clean));
+        }
+        let draft = match self.writer.draft(&request).await {
+            Ok(d) => d,
+            Err(e) if e.is_transient() => return Ok(SummaryOutcome::Pending(e.to_string())),
+            Err(e) => {
+                tracing::warn!(call_id = %call_id, error = %e, writer = %self.writer.describe(),
+                    "no usable draft from the language model; the embedded drafter writes this one");
+                self.fallback.draft(&request).await.map_err(|e: LlmError| {
+                    TranscribeError::Retention(format!("embedded draft of {call_id}: {e}"))
+                })?
+            }
+        };
+        // The opt-out may have come while the model was writing.
+        let key_row = self.meta.class_key(call_id, KeyClass::Ki.as_str()).await?;
+        let opted_out = self.meta.load_call(call_id).await?.and_then(|r| r.opt_out).is_some();
+        let Some(key_row) = key_row.filter(|k| k.destroyed_at_us.is_none() && !opted_out) else {
+            tracing::info!(call_id = %call_id, "KI stopped while drafting: draft discarded");
+            return Ok(SummaryOutcome::OptedOut);
+        };
+        let key = self.keys.unwrap(
+            &WrappedKey {
+                key_id: key_row.key.key_id.clone(),
+                kek_id: key_row.key.kek_id.clone(),
+                sealed: key_row.key.sealed.clone(),
+            },
+            &key_context(call_id, KeyClass::Ki.as_str()),
+        )?;
+        let draft_id = format!("dr-{}", uuid::Uuid::new_v4().simple());
+        let json = serde_json::to_vec(&draft).map_err(|e| TranscribeError::Retention(e.to_string()))?;
+        let info = StreamInfo {
+            kind: ArtifactKind::Draft,
+            key_id: key.id().to_owned(),
+            key_ref: format!("{call_id}/{}", KeyClass::Ki.as_str()),
+            artifact_id: draft_id.clone(),
+        };
+        let sealed = stream::seal(&key, &info, DEFAULT_SEGMENT_SIZE, &json)?;
+        let path = format!("ki/{call_id}/{draft_id}.optk");
+        self.blobs.put(&path, Bytes::from(sealed.clone())).await?;
+        let object = StoredObject {
+            path,
+            bytes: sealed.len() as u64,
+        };
+        self.meta
+            .add_artifact(call_id, &draft_id, "draft", key.id(), &object, self.retention.clock.now_us())
+            .await?;
+        let msg = opptak_proto::v1::DraftWritten {
+            call_id: call_id.to_string(),
+            draft_id: draft_id.clone(),
+            sealed,
+            source: draft.source.clone(),
+            prompt_version: draft.prompt_version.clone(),
+            taxonomy_version: self.taxonomy_version.to_string(),
+        };
+        self.bus
+            .publish_all(vec![Outgoing {
+                topic: self.topic.clone(),
+                key: Bytes::from(call_id.to_string()),
+                payload: Bytes::from(msg.encode_to_vec()),
+            }])
+            .await?;
+        self.retention
+            .route(call_id)
+            .await
+            .map_err(|e| TranscribeError::Retention(e.to_string()))?;
+        tracing::info!(call_id = %call_id, %draft_id, source = %draft.source, topics = ?draft.topics, "draft stored for review");
+        Ok(SummaryOutcome::Done { draft_id, draft })
+    }
+}
+
+/// Reads a call's stored draft back (fails with "key destroyed" after an
+/// opt-out or the 30-day expiry).
+pub async fn read_draft(
+    meta: &Arc<dyn MetadataStore>,
+    blobs: &Arc<dyn BlobStore>,
+    keys: &Arc<dyn KeyProvider>,
+    call_id: &CallId,
+) -> Result<Draft, TranscribeError> {
+    let json = crate::transcribe::read_ki_object(meta, blobs, keys, call_id, "draft", ArtifactKind::Draft).await?;
+    serde_json::from_slice(&json).map_err(|e| TranscribeError::Retention(format!("draft JSON: {e}")))
+}
+
+/// Opens a sealed `DraftWritten.sealed` body with the call's `ki` key.
+pub fn open_draft_message(
+    key: &opptak_crypto::DataKey,
+    msg: &opptak_proto::v1::DraftWritten,
+) -> Result<Draft, TranscribeError> {
+    let info = StreamInfo {
+        kind: ArtifactKind::Draft,
+        key_id: key.id().to_owned(),
+        key_ref: format!("{}/{}", msg.call_id, KeyClass::Ki.as_str()),
+        artifact_id: msg.draft_id.clone(),
+    };
+    let json = stream::open(key, &msg.sealed, &info)?;
+    serde_json::from_slice(&json).map_err(|e| TranscribeError::Retention(format!("draft JSON: {e}")))
+}
+
+/// The summarizer role: every closed transcript (`opptak.transcripts.v1`)
+/// of a KI call gets a draft. A language model that is down is retried with
+/// backoff and the transcript's record is not acknowledged until its draft
+/// is stored, so an outage or a restart loses nothing.
+pub async fn run_role(
+    s: Arc<Summarizer>,
+    group: &str,
+    transcripts_topic: &str,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<u64, TranscribeError> {
+    let mut sub = s.bus.subscribe(group, &[transcripts_topic.to_owned()]).await?;
+    let mut done = 0u64;
+    tracing::info!(group, topic = transcripts_topic, writer = %s.writer.describe(), "summarizer started");
+    while !*shutdown.borrow() {
+        let records = tokio::select! {
+            r = sub.poll(100, std::time::Duration::from_millis(500)) => r?,
+            _ = shutdown.changed() => Vec::new(),
+        };
+        for r in records {
+            let closing = match opptak_proto::v1::TranscriptSegment::decode(r.payload.as_ref()) {
+                Ok(m) if m.last => CallId::parse(&m.call_id).ok(),
+                Ok(_) => None,
+                Err(e) => {
+                    tracing::warn!(partition = r.partition, offset = r.offset, error = %e, "not a TranscriptSegment; skipped");
+                    None
+                }
+            };
+            if let Some(call_id) = closing {
+                let mut backoff = std::time::Duration::from_millis(500);
+                loop {
+                    match s.summarize_call(&call_id).await {
+                        Ok(SummaryOutcome::Pending(why)) => {
+                            tracing::warn!(call_id = %call_id, %why, retry_in_ms = backoff.as_millis() as u64, "draft pending");
+                        }
+                        Ok(SummaryOutcome::Done { .. }) => {
+                            done += 1;
+                            break;
+                        }
+                        Ok(_) => break,
+                        Err(TranscribeError::UnknownCall(_)) => break,
+                        Err(e) => {
+                            tracing::warn!(call_id = %call_id, error = %e, retry_in_ms = backoff.as_millis() as u64, "draft failed; retrying");
+                        }
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    if *shutdown.borrow() {
+                        // Not acknowledged: the next start retries it.
+                        sub.flush_commits().await?;
+                        return Ok(done);
+                    }
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
+                }
+            }
+            sub.commit(&[opptak_bus::Position {
+                topic: r.topic.clone(),
+                partition: r.partition,
+                next_offset: r.offset + 1,
+            }])?;
+        }
+    }
+    sub.flush_commits().await?;
+    Ok(done)
+}
