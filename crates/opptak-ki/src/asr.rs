@@ -849,6 +849,12 @@ pub fn normalize_words(text: &str) -> Vec<String> {
         let digits_only = raw.trim_matches(|c: char| !c.is_ascii_digit());
         if !digits_only.is_empty() && digits_only.chars().all(|c| c.is_ascii_digit() || c == ',') {
             let plain: String = digits_only.chars().filter(char::is_ascii_digit).collect();
+            // Five digits or more without separators: phone and account
+            // numbers, said digit by digit.
+            if plain.len() >= 5 && !digits_only.contains(',') {
+                words.extend(plain.chars().map(|d| spell_number(u64::from(d as u8 - b'0'))));
+                continue;
+            }
             if let Ok(n) = plain.parse::<u64>() {
                 words.extend(spell_number(n).split(' ').map(str::to_string));
                 continue;
@@ -873,7 +879,33 @@ pub fn normalize_words(text: &str) -> Vec<String> {
             "okay" => "ok",
             w => w,
         };
-        words.push(word.to_string());
+        // Contractions as Whisper's English normalizer expands them.
+        let expanded = match word {
+            "it's" => "it is",
+            "that's" => "that is",
+            "there's" => "there is",
+            "what's" => "what is",
+            "i'm" => "i am",
+            "you're" => "you are",
+            "we're" => "we are",
+            "they're" => "they are",
+            "i'll" => "i will",
+            "we'll" => "we will",
+            "you'll" => "you will",
+            "i've" => "i have",
+            "we've" => "we have",
+            "i'd" => "i would",
+            "can't" => "cannot",
+            "don't" => "do not",
+            "doesn't" => "does not",
+            "didn't" => "did not",
+            "won't" => "will not",
+            "isn't" => "is not",
+            "aren't" => "are not",
+            "let's" => "let us",
+            w => w,
+        };
+        words.extend(expanded.split(' ').map(str::to_string));
     }
     words
 }
@@ -1168,7 +1200,7 @@ mod tests {
         );
         assert_eq!(
             word_errors("I don't want fund-saving", "i don't want fund saving"),
-            (0, 5)
+            (0, 6)
         );
     }
 
@@ -1185,6 +1217,13 @@ mod tests {
                 .collect::<Vec<_>>()
         );
         assert_eq!(normalize_words("0"), ["zero"]);
+        // Phone and account numbers are said digit by digit.
+        assert_eq!(
+            word_error_rate("nine one two three four five six seven", "9-1-2-3-4-5-6-7."),
+            0.0
+        );
+        assert_eq!(word_error_rate("nine eight seven six five", "98765"), 0.0);
+        assert_eq!(word_error_rate("It is locked, I am out", "It's locked, I'm out"), 0.0);
         assert_eq!(
             word_error_rate("Fifty thousand kroner, and yes.", "50,000 kroner and yes"),
             0.0

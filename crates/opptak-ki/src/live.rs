@@ -86,7 +86,10 @@ pub struct LiveStats {
 enum Cmd {
     /// Decoded PCM16 of every channel, one `Vec` per channel.
     Audio(Vec<Vec<i16>>),
-    OptOut { by: String, at_us: i64 },
+    OptOut {
+        by: String,
+        at_us: i64,
+    },
     End,
 }
 
@@ -147,7 +150,9 @@ pub async fn run_role(
             let Ok(ev) = v1::TelephonyEvent::decode(r.payload.as_ref()) else {
                 continue; // the recorder dead-letters it
             };
-            let Ok(call_id) = CallId::parse(&ev.call_id) else { continue };
+            let Ok(call_id) = CallId::parse(&ev.call_id) else {
+                continue;
+            };
             match ev.event {
                 Some(Event::CallStarted(s)) => {
                     if calls.contains_key(&call_id) {
@@ -207,7 +212,10 @@ pub async fn run_role(
                 }
                 Some(Event::KiOptOut(o)) => {
                     if let Some(h) = calls.remove(&call_id) {
-                        let at_us = o.at.as_ref().map(opptak_recorder::convert::micros).unwrap_or_else(now_us);
+                        let at_us =
+                            o.at.as_ref()
+                                .map(opptak_recorder::convert::micros)
+                                .unwrap_or_else(now_us);
                         let _ = h.tx.send(Cmd::OptOut {
                             by: o.requested_by.clone(),
                             at_us,
@@ -257,7 +265,10 @@ fn send_pieces(h: &CallHandle, pieces: Vec<Piece<()>>) {
     for p in pieces {
         let pcm: Vec<i16> = match p {
             Piece::Audio { wire, .. } => match h.format.decode(&wire) {
-                Ok(bytes) => bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect(),
+                Ok(bytes) => bytes
+                    .chunks_exact(2)
+                    .map(|b| i16::from_le_bytes([b[0], b[1]]))
+                    .collect(),
                 Err(_) => continue,
             },
             // A hole on the timeline: silence, so times stay true.

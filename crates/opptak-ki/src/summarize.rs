@@ -39,7 +39,10 @@ use std::sync::Arc;
 #[derive(Clone, Debug, PartialEq)]
 pub enum SummaryOutcome {
     /// A draft is stored and published.
-    Done { draft_id: String, draft: Draft },
+    Done {
+        draft_id: String,
+        draft: Draft,
+    },
     AlreadyDone,
     /// KI does not run on this call.
     NotKi,
@@ -115,9 +118,10 @@ impl Summarizer {
             Err(e) => {
                 tracing::warn!(call_id = %call_id, error = %e, writer = %self.writer.describe(),
                     "no usable draft from the language model; the embedded drafter writes this one");
-                self.fallback.draft(&request).await.map_err(|e: LlmError| {
-                    TranscribeError::Retention(format!("embedded draft of {call_id}: {e}"))
-                })?
+                self.fallback
+                    .draft(&request)
+                    .await
+                    .map_err(|e: LlmError| TranscribeError::Retention(format!("embedded draft of {call_id}: {e}")))?
             }
         };
         // The opt-out may have come while the model was writing.
@@ -151,7 +155,14 @@ impl Summarizer {
             bytes: sealed.len() as u64,
         };
         self.meta
-            .add_artifact(call_id, &draft_id, "draft", key.id(), &object, self.retention.clock.now_us())
+            .add_artifact(
+                call_id,
+                &draft_id,
+                "draft",
+                key.id(),
+                &object,
+                self.retention.clock.now_us(),
+            )
             .await?;
         let msg = opptak_proto::v1::DraftWritten {
             call_id: call_id.to_string(),

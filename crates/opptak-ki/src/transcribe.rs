@@ -19,8 +19,8 @@ use opptak_crypto::{DataKey, KeyProvider, WrappedKey};
 use opptak_domain::model::{CallId, ChannelRole, KeyClass};
 use opptak_domain::vad::{Vad, VadConfig};
 use opptak_proto::Message;
-use opptak_recorder::{key_context, purge_ki};
 use opptak_recorder::reader::{self, ReadError, Which};
+use opptak_recorder::{key_context, purge_ki};
 use opptak_retention::Retention;
 use opptak_store::meta::{StoredKey, StoredObject};
 use opptak_store::{BlobStore, MetadataStore, StoreError};
@@ -274,7 +274,13 @@ impl Transcriber {
         segments: &[TranscriptSegment],
         published: usize,
     ) -> Result<bool, TranscribeError> {
-        if self.meta.artifacts(call_id).await?.iter().any(|a| a.kind == "transcript") {
+        if self
+            .meta
+            .artifacts(call_id)
+            .await?
+            .iter()
+            .any(|a| a.kind == "transcript")
+        {
             return Ok(false);
         }
         let key_ref = format!("{call_id}/{}", KeyClass::Ki.as_str());
