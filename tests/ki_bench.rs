@@ -108,7 +108,11 @@ async fn pipeline_transcription_throughput_against_direct_calls() {
         "{} calls, {audio_s:.1} s of audio, {} utterances; bus {}",
         samples.len(),
         utterances.len(),
-        if kafka.is_some() { "Kafka + PostgreSQL" } else { "embedded" }
+        if kafka.is_some() {
+            "Kafka + PostgreSQL"
+        } else {
+            "embedded"
+        }
     );
     let (mut direct, mut pipeline, mut cpu) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
@@ -145,7 +149,14 @@ async fn pipeline_transcription_throughput_against_direct_calls() {
         for s in &samples {
             let id = CallId::parse(&s.call.call_id).unwrap();
             loop {
-                if edges.meta.artifacts(&id).await.unwrap().iter().any(|a| a.kind == "transcript") {
+                if edges
+                    .meta
+                    .artifacts(&id)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .any(|a| a.kind == "transcript")
+                {
                     break;
                 }
                 assert!(t0.elapsed() < Duration::from_secs(900), "{id} never transcribed");

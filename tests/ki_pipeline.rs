@@ -571,7 +571,9 @@ async fn a_real_language_model_drafts_from_the_redacted_transcript() {
     samples.retain(|s| {
         s.call.started.ki_enabled
             && s.call.started.customer_informed
-            && s.script.iter().any(|l| l.contains(" dot com") || l.contains("nine one two"))
+            && s.script
+                .iter()
+                .any(|l| l.contains(" dot com") || l.contains("nine one two"))
     });
     samples.truncate(1);
     assert!(!samples.is_empty());
@@ -602,7 +604,9 @@ async fn a_real_language_model_drafts_from_the_redacted_transcript() {
     let (mut pii_in_transcripts, mut by_model) = (0, 0);
     for s in &samples {
         let id = CallId::parse(&s.call.call_id).unwrap();
-        let segs = read_transcript(&edges.meta, &edges.blobs, &edges.keys, &id).await.unwrap();
+        let segs = read_transcript(&edges.meta, &edges.blobs, &edges.keys, &id)
+            .await
+            .unwrap();
         pii_in_transcripts += segs
             .iter()
             .map(|g| opptak_domain::redact::redact(&g.text).findings.len())
