@@ -648,3 +648,145 @@ async fn a_real_language_model_drafts_from_the_redacted_transcript() {
         "nothing was redacted"
     );
 }
+
+/// A speech server of this test's own (the same server.py and model as
+/// services.sh starts), on a free port, that can be stopped and started.
+struct OwnSpeechServer {
+    python: String,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnSpeechServer {
+    fn new(python: String) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self {
+            python,
+            port,
+            child: None,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn start(&mut self) {
+        let server = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/speech/server.py");
+        let child = std::process::Command::new(&self.python)
+            .arg(server)
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .env("HF_HUB_OFFLINE", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let health = format!("127.0.0.1:{}", self.port);
+        wait_until("the speech server", 120, || {
+            let health = health.clone();
+            async move { tokio::net::TcpStream::connect(health).await.is_ok() }
+        })
+        .await;
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnSpeechServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The speech server is stopped mid-run: the calls in flight go pending
+/// (live abandons them, the batch path waits without acknowledging), and
+/// when the server is back every KI call gets its transcript and draft.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speech_server_stopped_mid_run_loses_no_call() {
+    let Some(_) = speech_url() else { return };
+    let Ok(python) = std::env::var("OPPTAK_TEST_SPEECH_PYTHON") else {
+        assert_ne!(
+            std::env::var("OPPTAK_REQUIRE_SERVICES").as_deref(),
+            Ok("1"),
+            "OPPTAK_TEST_SPEECH_PYTHON not set"
+        );
+        return;
+    };
+    let Some(backend) = services("ki_outage").await else {
+        return;
+    };
+    let env = Env::new(&backend, "ki_outage");
+    let edges = env.edges().await;
+    let mut samples = corpus(&env.dir.path().join("corpus"));
+    samples.retain(|s| s.call.started.ki_enabled && s.call.started.customer_informed);
+    samples.truncate(6);
+    let mut server = OwnSpeechServer::new(python);
+    server.start().await;
+    let mut cfg = AsrConfig::new(server.url(), "tiny.en");
+    cfg.timeout = Duration::from_secs(60);
+    cfg.retries = 1;
+    cfg.backoff = Duration::from_millis(100);
+    cfg.breaker_failures = 2;
+    cfg.breaker_cooldown = Duration::from_secs(2);
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let ki = RunningKi::spawn(&edges, true, true, Some(Arc::new(HttpAsr::new(cfg).unwrap())))
+        .await
+        .unwrap();
+    let live = ki.live.clone().unwrap();
+    // The first calls play; the server dies once the first transcript is stored.
+    let first = CallId::parse(&samples[0].call.call_id).unwrap();
+    play(&edges, &samples[0].call.events(100)).await;
+    wait_until("the first transcript", 300, || {
+        has_artifact(&edges, &first, "transcript")
+    })
+    .await;
+    server.stop();
+    for s in &samples[1..] {
+        play(&edges, &s.call.events(100)).await;
+    }
+    wait_for_recordings(&edges, samples.len(), 120).await;
+    // Down for a while: the other calls stay pending, nothing of them stored.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut pending = 0;
+    for s in &samples[1..] {
+        let id = CallId::parse(&s.call.call_id).unwrap();
+        if !has_artifact(&edges, &id, "transcript").await {
+            pending += 1;
+        }
+    }
+    assert_eq!(pending, samples.len() - 1, "transcripts appeared with the server down");
+    assert!(
+        live.stats()
+            .ends
+            .iter()
+            .any(|(_, e)| matches!(e, LiveEnd::Abandoned(_))),
+        "{:?}",
+        live.stats().ends
+    );
+    // Back: every call completes, with its draft.
+    server.start().await;
+    for s in &samples {
+        let id = CallId::parse(&s.call.call_id).unwrap();
+        wait_until(&format!("the draft of {id}"), 600, || {
+            has_artifact(&edges, &id, "draft")
+        })
+        .await;
+        let segs = read_transcript(&edges.meta, &edges.blobs, &edges.keys, &id)
+            .await
+            .unwrap();
+        let (e, n) = errors(s, &segs);
+        assert!(e * 3 < n, "{id}: {e}/{n} word errors");
+    }
+    ki.stop().await;
+    recorder.stop().await.unwrap();
+}

@@ -939,6 +939,7 @@ cmd_env() {
   echo "export OPPTAK_TEST_S3_ACCESS_KEY=$MINIO_USER"
   echo "export OPPTAK_TEST_S3_SECRET_KEY=$MINIO_PASSWORD"
   echo "export OPPTAK_TEST_SPEECH_URL=$SPEECH_URL"
+  echo "export OPPTAK_TEST_SPEECH_PYTHON=$SPEECH_VENV/bin/python"
   llm env
 }
 
