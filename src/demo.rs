@@ -470,7 +470,7 @@ async fn ki_section(
     }
     let Some(ki) = ki else {
         for (_, id) in &wanted {
-            println!("  {id} transcription-pending (no speech server)");
+            println!("  {id} transcription-pending (no speech server; `opptak ki` lists where each KI call stands)");
         }
         println!(
             "  no speech server at {url}: start one with `deploy/local/services.sh start-speech` (installs \

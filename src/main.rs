@@ -67,6 +67,16 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         limit: usize,
     },
+    /// Where KI calls stand: transcription-pending, draft-pending, drafted, opted out.
+    Ki {
+        /// One call (default: the most recent calls).
+        call_id: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Only calls still waiting for a transcript or a draft.
+        #[arg(long)]
+        pending: bool,
+    },
     /// Key-encryption keys: status, rotation (re-wraps every data key), retirement.
     Keys {
         #[command(subcommand)]
@@ -405,6 +415,15 @@ async fn async_main() -> Result<()> {
             init_logging(config.log.format == "json");
             deadletters(config, out, limit).await
         }
+        Command::Ki {
+            call_id,
+            limit,
+            pending,
+        } => {
+            let config = Config::load(cli.config.as_deref())?;
+            init_logging(config.log.format == "json");
+            ki_status(config, call_id, limit, pending).await
+        }
         Command::Keys { command } => {
             let config = Config::load(cli.config.as_deref())?;
             init_logging(config.log.format == "json");
@@ -457,6 +476,42 @@ async fn async_main() -> Result<()> {
             Ok(())
         }
     }
+}
+
+async fn ki_status(config: Config, call_id: Option<String>, limit: u32, pending: bool) -> Result<()> {
+    use opptak_ki::summarize::{ki_state, KiState};
+    let edges = Edges::open(config).await?;
+    let ids: Vec<CallId> = match call_id {
+        Some(id) => vec![CallId::parse(&id)?],
+        None => edges
+            .meta
+            .list_calls(limit)
+            .await?
+            .into_iter()
+            .filter(|r| r.facts.ki_active())
+            .map(|r| r.facts.call_id)
+            .collect(),
+    };
+    println!("{:<36} state", "call");
+    for id in ids {
+        let state = ki_state(&edges.meta, &id).await?;
+        if pending && !matches!(state, KiState::TranscriptionPending | KiState::DraftPending) {
+            continue;
+        }
+        let detail = match &state {
+            KiState::OptedOut { by, shredded } => format!(
+                " (by {by}; ki key {})",
+                if *shredded { "shredded" } else { "not yet shredded" }
+            ),
+            KiState::TranscriptionPending => {
+                " (the transcriber role finishes it when the speech server answers)".into()
+            }
+            KiState::DraftPending => " (the summarizer role finishes it when the model answers)".into(),
+            _ => String::new(),
+        };
+        println!("{:<36} {}{detail}", id.to_string(), state.as_str());
+    }
+    Ok(())
 }
 
 async fn run(config: Config, roles: Vec<Role>) -> Result<()> {

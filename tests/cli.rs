@@ -371,3 +371,58 @@ fn policy_and_holds_from_the_command_line() {
     let (ok, out, _) = run(&["retention", "sweep"]);
     assert!(ok && out.starts_with("0 expired artifacts deleted"), "{out}");
 }
+
+fn opptak_env(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_opptak"));
+    c.args(args).env_remove("OPPTAK_CONFIG").env_remove("OPPTAK_LLM_URL");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run opptak")
+}
+
+/// Without a speech server the demo still records every call and the KI
+/// call is transcription-pending; with one (when the test services run) it
+/// is transcribed live and drafted. `opptak ki` says which.
+#[test]
+fn ki_states_from_the_command_line_with_and_without_a_speech_server() {
+    let mut runs = vec![("http://127.0.0.1:9".to_string(), "transcription-pending")];
+    if let Ok(url) = std::env::var("OPPTAK_TEST_SPEECH_URL") {
+        runs.push((url, "drafted"));
+    }
+    for (url, want) in runs {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("demo");
+        let out = opptak_env(
+            &["demo", "--data-dir", data.to_str().unwrap()],
+            &[("OPPTAK_SPEECH_URL", &url)],
+        );
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(stdout.matches("sample-identical").count(), 5, "{stdout}");
+        let config = data.join("opptak.toml");
+        let out = opptak(&["ki", "--config", config.to_str().unwrap()]);
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{table}");
+        let line = |id: &str| table.lines().find(|l| l.starts_with(id)).unwrap_or_default().to_owned();
+        assert!(line("demo-0003").contains(want), "{table}");
+        assert!(
+            line("demo-0004").contains("opted-out (by adv-1187; ki key shredded)"),
+            "{table}"
+        );
+        // Not KI: not listed.
+        assert!(!table.contains("demo-0001") && !table.contains("demo-0005"), "{table}");
+        let out = opptak(&["ki", "--pending", "--config", config.to_str().unwrap()]);
+        let pending = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            pending.contains("demo-0003"),
+            want == "transcription-pending",
+            "{pending}"
+        );
+        assert!(!pending.contains("demo-0004"));
+    }
+}

@@ -281,3 +281,69 @@ pub async fn run_role(
     sub.flush_commits().await?;
     Ok(done)
 }
+
+/// Where a call stands on the KI path (no content: for operators).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KiState {
+    /// KI not requested, or the customer not informed.
+    NotKi,
+    /// The customer opted out (by whom); every KI artifact shredded.
+    OptedOut { by: String, shredded: bool },
+    /// The 30-day KI data is gone (its key shredded by the sweeper).
+    Expired,
+    /// The call is still running.
+    InProgress,
+    /// Finished, no transcript yet (recognizer down or behind).
+    TranscriptionPending,
+    /// Transcribed, no draft yet (model down or behind).
+    DraftPending,
+    /// Draft stored, waiting for the advisor.
+    Drafted,
+}
+
+impl KiState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::NotKi => "not-ki",
+            Self::OptedOut { .. } => "opted-out",
+            Self::Expired => "expired",
+            Self::InProgress => "in-progress",
+            Self::TranscriptionPending => "transcription-pending",
+            Self::DraftPending => "draft-pending",
+            Self::Drafted => "drafted",
+        }
+    }
+}
+
+/// The KI state of one call, from the metadata store alone.
+pub async fn ki_state(meta: &Arc<dyn MetadataStore>, call_id: &CallId) -> Result<KiState, TranscribeError> {
+    let rec = meta
+        .load_call(call_id)
+        .await?
+        .ok_or_else(|| TranscribeError::UnknownCall(call_id.to_string()))?;
+    if !rec.facts.ki_active() {
+        return Ok(KiState::NotKi);
+    }
+    let key = meta.class_key(call_id, KeyClass::Ki.as_str()).await?;
+    let shredded = key.as_ref().is_some_and(|k| k.destroyed_at_us.is_some());
+    if let Some(o) = rec.opt_out {
+        return Ok(KiState::OptedOut {
+            by: o.requested_by,
+            shredded,
+        });
+    }
+    if shredded {
+        return Ok(KiState::Expired);
+    }
+    if !rec.complete {
+        return Ok(KiState::InProgress);
+    }
+    let arts = meta.artifacts(call_id).await?;
+    Ok(if arts.iter().any(|a| a.kind == "draft") {
+        KiState::Drafted
+    } else if arts.iter().any(|a| a.kind == "transcript") {
+        KiState::DraftPending
+    } else {
+        KiState::TranscriptionPending
+    })
+}
