@@ -3,7 +3,9 @@
 //!
 //! **Export** writes, for each of the customer's calls, a directory with
 //! `metadata.json` ([`crate::disclose::call_metadata`]: this call only) and
-//! every audio artifact that can still be decrypted as a WAV, plus a
+//! every audio artifact that can still be decrypted as a WAV, the KI
+//! transcript (`transcript.json`) and draft (`draft.json`) while they exist,
+//! plus a
 //! top-level `index.json` naming every file with its SHA-256. Directories
 //! are created 0700, files 0600.
 //!
@@ -131,6 +133,20 @@ pub async fn export(
                 Err(opptak_recorder::reader::ReadError::NoArtifact { .. }) => {}
                 Err(why) => unreadable.push((which.store_kind().to_owned(), why.to_string())),
             }
+        }
+        // KI text: the transcript and the draft (as stored, unredacted: it is
+        // the customer's own data).
+        use opptak_ki::transcribe::TranscribeError;
+        use opptak_recorder::reader::ReadError;
+        match opptak_ki::transcribe::read_transcript(&edges.meta, &edges.blobs, &edges.keys, id).await {
+            Ok(t) => put("transcript.json", &serde_json::to_vec_pretty(&t)?)?,
+            Err(TranscribeError::Read(ReadError::NoArtifact { .. })) => {}
+            Err(why) => unreadable.push(("transcript".to_owned(), why.to_string())),
+        }
+        match opptak_ki::summarize::read_draft(&edges.meta, &edges.blobs, &edges.keys, id).await {
+            Ok(d) => put("draft.json", &serde_json::to_vec_pretty(&d)?)?,
+            Err(TranscribeError::Read(ReadError::NoArtifact { .. })) => {}
+            Err(why) => unreadable.push(("draft".to_owned(), why.to_string())),
         }
         calls.push(ExportedCall {
             call_id: id.clone(),

@@ -790,3 +790,70 @@ async fn speech_server_stopped_mid_run_loses_no_call() {
     ki.stop().await;
     recorder.stop().await.unwrap();
 }
+
+/// R11 for KI text: a customer's export holds the transcript and the draft of
+/// their KI call; an erasure shreds them (KI artifacts are not exempt), and a
+/// later export names them unreadable instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subject_export_and_erasure_cover_transcripts_and_drafts() {
+    let Some(url) = speech_url() else { return };
+    let env = Env::new(&Backend::Embedded, "ki_subject");
+    let edges = env.edges().await;
+    let mut samples = corpus(&env.dir.path().join("corpus"));
+    samples.retain(|s| s.call.started.ki_enabled && s.call.started.customer_informed);
+    samples.truncate(1);
+    let s = &samples[0];
+    let customer = s.call.started.customer_ref.clone();
+    let id = CallId::parse(&s.call.call_id).unwrap();
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let ki = RunningKi::spawn(&edges, true, true, Some(asr(&url))).await.unwrap();
+    play(&edges, &s.call.events(100)).await;
+    wait_until("the draft", 300, || has_artifact(&edges, &id, "draft")).await;
+    ki.stop().await;
+    recorder.stop().await.unwrap();
+
+    let out = env.dir.path().join("export");
+    let report = opptak::subject::export(&edges, &customer, &out, &mut |_| {})
+        .await
+        .unwrap();
+    let call = report.calls.iter().find(|c| c.call_id == id).unwrap();
+    let names: Vec<&str> = call.files.iter().map(|f| f.name.as_str()).collect();
+    assert!(names.contains(&format!("{id}/transcript.json").as_str()), "{names:?}");
+    assert!(names.contains(&format!("{id}/draft.json").as_str()), "{names:?}");
+    let exported: Vec<opptak_ki::transcribe::TranscriptSegment> =
+        serde_json::from_slice(&std::fs::read(out.join(id.as_str()).join("transcript.json")).unwrap()).unwrap();
+    assert_eq!(
+        exported,
+        read_transcript(&edges.meta, &edges.blobs, &edges.keys, &id)
+            .await
+            .unwrap()
+    );
+
+    let erased = opptak::subject::erase(
+        &edges,
+        &opptak::subject::EraseRequest {
+            customer_ref: customer.clone(),
+            by: "co-anne".into(),
+            reason: "erasure request DSR-2026-0043".into(),
+            dry_run: false,
+        },
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    println!("{}", erased.render());
+    assert!(read_transcript(&edges.meta, &edges.blobs, &edges.keys, &id)
+        .await
+        .is_err());
+    assert!(read_draft(&edges.meta, &edges.blobs, &edges.keys, &id).await.is_err());
+    let again = opptak::subject::export(&edges, &customer, &env.dir.path().join("again"), &mut |_| {})
+        .await
+        .unwrap();
+    let call = again.calls.iter().find(|c| c.call_id == id).unwrap();
+    assert!(call
+        .files
+        .iter()
+        .all(|f| !f.name.ends_with("transcript.json") && !f.name.ends_with("draft.json")));
+    let gone: Vec<&str> = call.unreadable.iter().map(|(k, _)| k.as_str()).collect();
+    assert!(gone.contains(&"transcript") && gone.contains(&"draft"), "{gone:?}");
+}

@@ -63,7 +63,8 @@ TOPIC_IDS=" mortgage_loans cards online_mobile_bank_login savings_funds investme
 #   "nine one two three"), so the script is the exact reference text;
 # - 4 to 6 turns, the call 10 to 25 s long.
 # KI calls (KI=true, INFORMED=true): the agent's first line says an AI takes
-# notes. TOPICS are the taxonomy ids (crates/opptak-domain/taxonomy/topics.toml)
+# notes ("We use an AI to take notes on this call": Whisper tiny.en hears
+# "An AI takes notes" as "and I take notes"). TOPICS are the taxonomy ids (crates/opptak-domain/taxonomy/topics.toml)
 # the call is about; the dialogue uses the taxonomy's English phrases so the
 # phrase classifier finds exactly these (tests/ki_corpus/measure.py --topics
 # checks that on the script). No call opts out of KI.
@@ -74,12 +75,12 @@ call_1() {
   ID="ki-0001"; DIRECTION="inbound"; DESK="customer_center"; SERVICE="loan"
   ADVISOR="adv-1042"; CUSTOMER="cust-3a91f0"; KI=true; INFORMED=true
   TOPICS=(mortgage_loans)
-  SUMMARY="A customer asks to move a mortgage of two million kroner to the bank; the agent offers a lower interest rate and will send an offer."
+  SUMMARY="A customer asks to move a mortgage of about two million kroner to the bank; the agent offers a lower interest rate and will send an offer."
   TURNS=(
-    "agent|Good morning, you are through to the bank. An AI takes notes on this call."
+    "agent|Good morning, and welcome. We use an AI to take notes on this call."
     "customer|Hello. I would like to move my mortgage to your bank."
     "agent|Happy to help. How much is left on the loan?"
-    "customer|About two million kroner, and the interest rate is five percent."
+    "customer|About two million, and the interest rate is five percent."
     "agent|We can offer four percent. I will send you an offer today."
   )
 }
@@ -88,13 +89,13 @@ call_2() {
   ID="ki-0002"; DIRECTION="inbound"; DESK="customer_center"; SERVICE="payments"
   ADVISOR="adv-1187"; CUSTOMER="cust-8c2e47"; KI=true; INFORMED=true
   TOPICS=(cards)
-  SUMMARY="A customer's debit card no longer works in shops; the agent orders a new card with the same pin code."
+  SUMMARY="A customer's debit card no longer works; the agent finds it damaged and orders a new card with the same pin code."
   TURNS=(
-    "agent|Hello, customer service. An AI takes notes on this call."
-    "customer|Hi. My debit card does not work in the shops any more."
+    "agent|Hello, customer service. We use an AI to take notes on this call."
+    "customer|Hi. My debit card does not work when I try to pay."
     "agent|I can see the card is damaged. I will order a new card for you."
     "customer|Thank you. Will I get a new pin code?"
-    "agent|No, the pin code stays the same. The card arrives in five days."
+    "agent|No, you keep the same code. The new card comes in five days."
   )
 }
 
@@ -102,12 +103,12 @@ call_3() {
   ID="ki-0003"; DIRECTION="inbound"; DESK="customer_center"; SERVICE="general"
   ADVISOR="adv-1042"; CUSTOMER="cust-f06b13"; KI=true; INFORMED=true
   TOPICS=(online_mobile_bank_login)
-  SUMMARY="A customer is locked out of the mobile bank; after confirming the phone number the agent unlocks it and the customer sets a new password."
+  SUMMARY="A customer is locked out of the banking app; after confirming the phone number the agent unlocks it and the customer chooses a new password."
   TURNS=(
-    "agent|Good afternoon, customer service. An AI takes notes on this call."
-    "customer|Hello. I cannot log in to the mobile bank. It says I am locked out."
+    "agent|Good afternoon, customer service. We use an AI to take notes on this call."
+    "customer|Hello. I cannot log in on my phone, and now I am locked out of the app."
     "agent|I can unlock it for you. Can you confirm your phone number?"
-    "customer|Yes, it is nine one two three four five six seven."
+    "customer|Yes, it is four one two, three four, five six seven."
     "agent|Thank you. You can now log in and choose a new password."
   )
 }
@@ -116,12 +117,12 @@ call_4() {
   ID="ki-0004"; DIRECTION="outbound"; DESK="private_banking"; SERVICE="savings"
   ADVISOR="adv-3305"; CUSTOMER="cust-51d7a2"; KI=true; INFORMED=true
   TOPICS=(savings_funds)
-  SUMMARY="A Private Banking advisor calls back and sets up monthly savings of one thousand kroner in an index fund for the client's son."
+  SUMMARY="A Private Banking advisor calls and sets up monthly savings of one thousand kroner in an index fund for the client's son."
   TURNS=(
-    "agent|Hello, this is your advisor at the bank. An AI takes notes on this call."
-    "customer|Good, I have been waiting for your call."
+    "agent|Hello, this is your advisor. We use an AI to take notes on this call."
+    "customer|Yes, hello. Thank you for calling."
     "agent|You wanted to start saving for your son. An index fund could suit you."
-    "customer|Yes, let us do monthly savings of one thousand kroner."
+    "customer|Yes, let us save one thousand every month."
     "agent|Done. The savings plan starts next month."
   )
 }
@@ -130,13 +131,13 @@ call_5() {
   ID="ki-0005"; DIRECTION="inbound"; DESK="markets"; SERVICE="investment_advice"
   ADVISOR="adv-2217"; CUSTOMER="cust-0e4c95"; KI=true; INFORMED=true
   TOPICS=(investments_securities)
-  SUMMARY="A customer buys shares for twenty thousand kroner after the Markets desk checks the risk profile and the key information."
+  SUMMARY="A customer buys shares in a shipping company for twenty thousand kroner after the Markets desk checks the risk profile and the key information."
   TURNS=(
-    "agent|Markets desk, good morning. An AI takes notes on this call."
-    "customer|Hello. I want to buy shares in a large shipping company."
+    "agent|Good morning, investment service. We use an AI to take notes on this call."
+    "customer|Hello. I would like to purchase some shares in a shipping company."
     "agent|Your risk profile allows that. Have you read the key information?"
-    "customer|Yes, I have. Buy shares for twenty thousand kroner, please."
-    "agent|Thank you. The buy order is placed."
+    "customer|Yes, I have. Please buy shares for twenty thousand."
+    "agent|Thank you. Your order is placed."
   )
 }
 
@@ -144,12 +145,12 @@ call_6() {
   ID="ki-0006"; DIRECTION="inbound"; DESK="customer_center"; SERVICE="payments"
   ADVISOR="adv-1187"; CUSTOMER="cust-a7793d"; KI=true; INFORMED=true
   TOPICS=(payments_transfers)
-  SUMMARY="A customer makes an international payment to a sister in Spain from an account read out digit by digit."
+  SUMMARY="A customer makes an international payment to a sister in Spain from an account whose number is read out digit by digit."
   TURNS=(
-    "agent|Customer service, hello. An AI takes notes on this call."
+    "agent|Customer service, hello. We use an AI to take notes on this call."
     "customer|Hi. I need to make an international payment to my sister in Spain."
     "agent|No problem. Which account should the money come from?"
-    "customer|The account number is one two three four, five six, seven eight nine zero one."
+    "customer|The account number is one two three four, five six, seven eight five zero one."
     "agent|Thank you. The transfer will arrive in two days."
   )
 }
@@ -158,10 +159,10 @@ call_7() {
   ID="ki-0007"; DIRECTION="inbound"; DESK="customer_center"; SERVICE="general"
   ADVISOR="adv-1310"; CUSTOMER="cust-2b5e80"; KI=true; INFORMED=true
   TOPICS=(fraud_security)
-  SUMMARY="A customer answered a strange text message and gave away a code to a scammer; the agent closes access and advises a police report."
+  SUMMARY="A customer answered a strange text message and gave away a code; the agent treats it as fraud, closes access and advises a police report."
   TURNS=(
-    "agent|Good evening, customer service. An AI takes notes on this call."
-    "customer|I got a strange text message, and I think I gave away the code to a scammer."
+    "agent|Good evening, customer service. We use an AI to take notes on this call."
+    "customer|I got a strange text message, and I think I gave away the code to someone."
     "agent|Thank you for calling so quickly. This looks like fraud, so I have closed your access."
     "customer|What should I do now?"
     "agent|Please make a police report. We will check your account for anything suspicious."
@@ -172,13 +173,13 @@ call_8() {
   ID="ki-0008"; DIRECTION="inbound"; DESK="customer_center"; SERVICE="insurance"
   ADVISOR="adv-1455"; CUSTOMER="cust-c4f2d6"; KI=true; INFORMED=true
   TOPICS=(insurance)
-  SUMMARY="A customer's suitcase was damaged on a flight; travel insurance covers it, with a claim and an excess of five hundred kroner."
+  SUMMARY="A customer's suitcase was damaged on a flight; travel insurance covers it and the customer will send a claim with the receipt."
   TURNS=(
-    "agent|Hello, insurance service. An AI takes notes on this call."
+    "agent|Hello, insurance service. We use an AI to take notes on this call."
     "customer|Hi. My suitcase was damaged on the flight home. Does my travel insurance cover it?"
     "agent|Yes, you are covered. Please send us a claim with the receipt."
-    "customer|How much is the excess?"
-    "agent|The excess is five hundred kroner."
+    "customer|Thank you, I will do that today."
+    "agent|Good. You will get an answer within a week."
   )
 }
 
@@ -186,13 +187,13 @@ call_9() {
   ID="ki-0009"; DIRECTION="outbound"; DESK="private_banking"; SERVICE="savings"
   ADVISOR="adv-3305"; CUSTOMER="cust-7d08be"; KI=true; INFORMED=true
   TOPICS=(pension)
-  SUMMARY="A Private Banking advisor suggests individual pension savings for the client's retirement, up to twenty five thousand kroner a year."
+  SUMMARY="A Private Banking advisor suggests individual pension savings for the client's retirement, twenty five thousand kroner a year with less tax."
   TURNS=(
-    "agent|Good morning, this is your advisor. An AI takes notes on this call."
-    "customer|Good morning. I have been thinking about my retirement."
-    "agent|Then individual pension savings could be a good idea for you."
+    "agent|Good morning, this is your advisor. We use an AI to take notes on this call."
+    "customer|Good morning. I have been thinking of my retirement."
+    "agent|I think individual pension savings could be a good idea for you."
     "customer|How much can I put in each year?"
-    "agent|Up to twenty five thousand kroner a year, with a lower tax."
+    "agent|You can put in twenty five thousand a year, and you pay less tax."
     "customer|Good, let us set that up."
   )
 }
@@ -203,9 +204,9 @@ call_10() {
   TOPICS=(complaints)
   SUMMARY="A customer complains about a fee never agreed to; the agent finds it was the bank's mistake and refunds it."
   TURNS=(
-    "agent|Customer service, good afternoon. An AI takes notes on this call."
+    "agent|Customer service, good afternoon. We use an AI to take notes on this call."
     "customer|I want to make a complaint. You charged me a fee I never agreed to."
-    "agent|I am sorry to hear that. I can see the fee was the bank's mistake."
+    "agent|I am sorry to hear that. You are right, the fee was a mistake."
     "customer|I am not happy about this. It is unfair."
     "agent|I understand. We will pay the fee back today."
   )
@@ -217,12 +218,12 @@ call_11() {
   TOPICS=(other)
   SUMMARY="A customer who has moved updates the email address and phone number, both read out."
   TURNS=(
-    "agent|Hello, customer service. An AI takes notes on this call."
+    "agent|Hello, customer service. We use an AI to take notes on this call."
     "customer|Hi. I have moved, and I need to change my address and email."
     "agent|Of course. What is your new email address?"
-    "customer|It is ola dot nordmann at example dot com."
-    "agent|Thank you. And your phone number?"
-    "customer|Nine eight seven six five four three two."
+    "customer|My email is tom dot berg at example dot com."
+    "agent|Thank you. What is your phone number?"
+    "customer|It is four eight two, one five, three six seven."
   )
 }
 
@@ -232,10 +233,10 @@ call_12() {
   TOPICS=(mortgage_loans insurance)
   SUMMARY="The bank calls to say a car loan is approved and offers car insurance; the customer asks for the offer by email."
   TURNS=(
-    "agent|Hello, this is the bank calling about your car loan. An AI takes notes on this call."
+    "agent|Good afternoon, I am calling about your car loan. We use an AI to take notes on this call."
     "customer|Hi. Yes, I applied last week."
-    "agent|The loan is approved. Do you also want car insurance with us?"
-    "customer|Yes. Please send an offer to kari dot hansen at example dot com."
+    "agent|Your loan has been approved. Do you also want car insurance with us?"
+    "customer|Yes. Please send an offer to john dot smith at example dot com."
     "agent|I will send it today."
   )
 }
@@ -244,13 +245,13 @@ call_13() {
   ID="ki-0013"; DIRECTION="inbound"; DESK="corporate"; SERVICE="payments"
   ADVISOR="adv-4021"; CUSTOMER="cust-16c8f4"; KI=true; INFORMED=true
   TOPICS=(payments_transfers)
-  SUMMARY="A corporate customer needs to pay a supplier's bill before tomorrow's due date; the agent sends the payment to the account number given."
+  SUMMARY="A corporate customer needs to pay a supplier's invoice before tomorrow; the agent sends the payment to the account number given."
   TURNS=(
-    "agent|Corporate banking, good morning. An AI takes notes on this call."
-    "customer|Hello. We must pay a bill from a supplier before the due date tomorrow."
+    "agent|Corporate banking, good morning. We use an AI to take notes on this call."
+    "customer|Hello. We need to pay an invoice to a supplier before tomorrow."
     "agent|I can help. What is the account number?"
-    "customer|Nine eight one zero, two two, three three four four five."
-    "agent|Thank you. The payment is sent and will arrive today."
+    "customer|It is three two one zero, four four, five five six eight one."
+    "agent|Thank you. The payment is sent, and it will arrive today."
   )
 }
 
@@ -258,13 +259,13 @@ call_14() {
   ID="ki-0014"; DIRECTION="inbound"; DESK="customer_center"; SERVICE="payments"
   ADVISOR="adv-1455"; CUSTOMER="cust-b20d5e"; KI=true; INFORMED=true
   TOPICS=(cards fraud_security)
-  SUMMARY="Someone used the customer's credit card abroad; the agent blocks the card, sends a new one and disputes the fraud."
+  SUMMARY="Someone used the customer's credit card abroad; the agent stops the card, sends a new one and reports the fraud."
   TURNS=(
-    "agent|Hello, customer service. An AI takes notes on this call."
+    "agent|Hello, customer service. We use an AI to take notes on this call."
     "customer|Someone used my credit card in another country last night. It must be fraud."
-    "agent|I will block the card now and send you a new one."
-    "customer|Thank you. Will I get the money back?"
-    "agent|Yes. We will report the fraud and you will hear from us within a week."
+    "agent|I will stop the card right now and send you a new one."
+    "customer|Thank you. Will I get my money back?"
+    "agent|Yes. We will report the fraud, and you will hear from us in a week."
   )
 }
 
@@ -275,11 +276,11 @@ call_15() {
   ID="ki-0015"; DIRECTION="inbound"; DESK="customer_center"; SERVICE="general"
   ADVISOR="adv-1042"; CUSTOMER="cust-60f9a3"; KI=false; INFORMED=false
   TOPICS=(cards)
-  SUMMARY="A customer forgot the pin code of a new card; the agent sends it by letter."
+  SUMMARY="A customer forgot the code of a new card; the agent sends a new one by post."
   TURNS=(
     "agent|Customer service, good morning. How can I help?"
-    "customer|Hello. I forgot the pin code for my new card."
-    "agent|No problem. I will send the pin code to your home address by letter."
+    "customer|Hello. I forgot the code for my new card."
+    "agent|No problem. I will send you a new code by post."
     "customer|Great, thank you very much."
   )
 }
@@ -290,9 +291,9 @@ call_16() {
   TOPICS=(payments_transfers)
   SUMMARY="The corporate desk calls to set up a monthly standing order for a customer's rent."
   TURNS=(
-    "agent|Good afternoon, this is corporate banking calling about your standing order."
-    "customer|Yes, we want to pay the rent every month."
-    "agent|Fine. The first payment goes out on the first day of next month."
+    "agent|Good afternoon, I am calling about your standing order."
+    "customer|Yes, we want to pay the rent each month."
+    "agent|Fine. The first payment is made on the first of next month."
     "customer|Perfect. Thank you for the help."
   )
 }
@@ -301,12 +302,12 @@ call_17() {
   ID="ki-0017"; DIRECTION="inbound"; DESK="customer_center"; SERVICE="insurance"
   ADVISOR="adv-1455"; CUSTOMER="cust-5e27c4"; KI=false; INFORMED=false
   TOPICS=(insurance)
-  SUMMARY="A customer with water damage in the kitchen reports a home insurance claim and leaves a phone number."
+  SUMMARY="A customer with water damage in the kitchen reports an insurance claim and leaves a phone number."
   TURNS=(
     "agent|Insurance service, hello. How can I help you?"
-    "customer|We have water damage in the kitchen. Does our home insurance cover it?"
+    "customer|We have water damage in the kitchen. Does our insurance cover it?"
     "agent|Yes, it does. I will open a claim. What is the best phone number for you?"
-    "customer|It is four seven one one two two three three."
+    "customer|It is four seven three, two one, six five eight."
     "agent|Thank you. Someone will call you tomorrow."
   )
 }
@@ -315,13 +316,13 @@ call_18() {
   ID="ki-0018"; DIRECTION="inbound"; DESK="markets"; SERVICE="investment_advice"
   ADVISOR="adv-2217"; CUSTOMER="cust-9a4d06"; KI=false; INFORMED=false
   TOPICS=(investments_securities)
-  SUMMARY="A customer asks the Markets desk to sell all shares in one company; the sell order is placed."
+  SUMMARY="A customer asks the Markets desk to sell all shares in an oil company; the sell order is placed."
   TURNS=(
-    "agent|Markets desk, good afternoon."
+    "agent|Good afternoon, investment service."
     "customer|Hello. I would like to sell all my shares in the oil company."
     "agent|Fine. That is two hundred shares. Shall I place the sell order now?"
     "customer|Yes, please do."
-    "agent|The sell order is placed."
+    "agent|Thank you. The order is placed."
   )
 }
 
@@ -331,10 +332,10 @@ call_19() {
   TOPICS=(savings_funds)
   SUMMARY="KI was requested but the customer was not told: a client opens a high-interest savings account and gives an email address."
   TURNS=(
-    "agent|Private banking, good morning. How can I help you?"
+    "agent|Good morning, this is your advisor. How can I help you?"
     "customer|I would like to open a savings account with a good rate."
     "agent|Our high-interest account pays four percent. Where should I send the papers?"
-    "customer|To anna dot berg at example dot com, please."
+    "customer|Please send them to linda dot hill at example dot com."
     "agent|Thank you, they are on their way."
   )
 }
@@ -343,13 +344,13 @@ call_20() {
   ID="ki-0020"; DIRECTION="outbound"; DESK="customer_center"; SERVICE="loan"
   ADVISOR="adv-1187"; CUSTOMER="cust-7b3f92"; KI=true; INFORMED=false
   TOPICS=(mortgage_loans)
-  SUMMARY="KI was requested but the customer was not told: the bank calls about a higher mortgage rate and confirms the loan account."
+  SUMMARY="KI was requested but the customer was not told: the bank calls about a higher mortgage rate and the customer confirms the loan account."
   TURNS=(
-    "agent|Hello, this is the bank calling about your mortgage."
-    "customer|Hello. Is it about the interest rate?"
+    "agent|Hello, this is your advisor. I have news on your mortgage."
+    "customer|Yes, hello. Has the interest rate changed?"
     "agent|Yes. The rate goes up next month. Can you confirm your loan account?"
-    "customer|It is one five zero three, two seven, one one nine eight four."
-    "agent|Thank you. You will get a letter with the new monthly amount."
+    "customer|It is one five zero three, two seven, one one six eight four."
+    "agent|Thank you. You will get a letter with your new monthly amount."
   )
 }
 
@@ -403,7 +404,7 @@ check_meta() {
   local first="${TURNS[0]}"
   [[ "${first%%|*}" == agent ]] || die "$ID: the agent speaks first"
   if [[ "$KI$INFORMED" == truetrue ]]; then
-    [[ "$first" == *"An AI takes notes on this call."* ]] || die "$ID: a KI call's first line tells the customer an AI takes notes"
+    [[ "$first" == *" an AI "*" notes "* ]] || die "$ID: a KI call's first line tells the customer an AI takes notes"
   else
     [[ "$first" != *" AI "* ]] || die "$ID: a non-KI call must not mention AI"
   fi

@@ -15,7 +15,8 @@ it) and compared with that party's lines joined.
 WER = word-level edit distance / reference words, summed over the corpus.
 Both texts are normalised first: lowercase, punctuation dropped, hyphens and
 slashes split words, "%" -> "percent", e-mail addresses spelled as spoken
-("ola.nordmann@example.com" -> "ola dot nordmann at example dot com"),
+("ola.nordmann@example.com" -> "ola dot nordmann at example dot com": "@"
+is "at", a dot between letters or digits is "dot", but "A.I." is "ai"),
 numerals spelled in English words ("400" -> "four hundred", "2,000" -> "two
 thousand", "4.5" -> "four point five"), except that a run of numerals with
 five or more digits in all, or with a leading zero, is read digit by digit
@@ -201,15 +202,17 @@ def spell_number(n):
     return " ".join(out)
 
 
-EMAIL = re.compile(r"[a-z0-9._+-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)+")
 DECIMAL = re.compile(r"\b(\d+)\.(\d+)\b")
+ACRONYM = re.compile(r"\b(?:[a-z]\.){2,}")  # "a.i." -> "ai"
+DOT = re.compile(r"(?<=[a-z0-9])\.(?=[a-z0-9])")  # a dot inside a word: an address
 
 
 def normalize(text):
     """Reference and hypothesis words (see the module docstring)."""
     t = text.lower().replace("\u2019", "'")
-    t = EMAIL.sub(lambda m: m.group(0).replace(".", " dot ").replace("@", " at "), t)
     t = DECIMAL.sub(lambda m: f"{m.group(1)} point {' '.join(ONES[int(c)] for c in m.group(2))}", t)
+    t = ACRONYM.sub(lambda m: m.group(0).replace(".", ""), t)
+    t = DOT.sub(" dot ", t).replace("@", " at ")
     t = t.replace("%", " percent ")
     tokens = []  # (kind, value): ("num", "912") | ("amount", 2000) | ("word", "bank")
     for raw in re.split(r"[\s/-]+", t):
