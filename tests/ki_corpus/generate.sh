@@ -60,14 +60,16 @@ TOPIC_IDS=" mortgage_loans cards online_mobile_bank_login savings_funds investme
 # Rules for the lines (checked below):
 # - no double quotes or backslashes (they go into TOML basic strings verbatim);
 # - no digits: numbers are written as they are spoken ("four hundred",
-#   "nine one two three"), so the script is the exact reference text;
+#   "four one two, three four"), so the script is the exact reference text;
 # - 4 to 6 turns, the call 10 to 25 s long.
 # KI calls (KI=true, INFORMED=true): the agent's first line says an AI takes
 # notes ("We use an AI to take notes on this call": Whisper tiny.en hears
-# "An AI takes notes" as "and I take notes"). TOPICS are the taxonomy ids (crates/opptak-domain/taxonomy/topics.toml)
-# the call is about; the dialogue uses the taxonomy's English phrases so the
-# phrase classifier finds exactly these (tests/ki_corpus/measure.py --topics
-# checks that on the script). No call opts out of KI.
+# "An AI takes notes" as "and I take notes"). TOPICS are the ids from
+# crates/opptak-domain/taxonomy/topics.toml the call is about; the dialogue
+# uses the taxonomy's English phrases so that the phrase classifier finds
+# exactly these (measure.py --topics checks that on the script). No call
+# opts out of KI. The wording avoids what tiny.en mishears in these voices
+# (see README.md): re-measure with measure.py after changing a line.
 # All identities, numbers and addresses are made up.
 # ---------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Word error rate of a speech server on the KI corpus (tests/ki_corpus/).
 
-Usage: tests/ki_corpus/measure.py OUT_DIR [--url URL] [--whole] [-j N] [-v] [--topics]
+Usage: tests/ki_corpus/measure.py OUT_DIR [--url URL] [--whole] [-j N] [-v] [--topics] [--max-wer X]
 
 OUT_DIR is what generate.sh wrote (calls.toml and calls/ki-00NN.wav, any of
 its rates and codecs). Each turn of each call is cut from the speaker's
@@ -358,6 +358,7 @@ def main():
     ap.add_argument("-v", "--verbose", action="store_true", help="print every reference and transcript")
     ap.add_argument("--topics", action="store_true", help="also check the phrase classifier's topics")
     ap.add_argument("--taxonomy", default=TAXONOMY)
+    ap.add_argument("--max-wer", type=float, help="exit 1 if the corpus WER is above this")
     args = ap.parse_args()
 
     calls = load_manifest(args.out_dir)
@@ -434,6 +435,9 @@ def main():
               + f"; transcripts of KI calls {transcript_hits}/{ki_calls}")
         if topic_bad:
             return 1
+    if args.max_wer is not None and e / n > args.max_wer:
+        print(f"measure.py: WER {e / n:.3f} is above --max-wer {args.max_wer}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -838,76 +838,140 @@ pub fn word_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
 }
 
 /// Lowercase words without punctuation, for comparing transcripts: hyphens
-/// split words, apostrophes stay inside them (`don't`), numbers in digits are
-/// spelled out in English (`400` → `four hundred`, `2,000` → `two thousand`)
-/// and a few British spellings become American (`centre` → `center`), as
-/// Whisper writes them.
+/// split words, apostrophes stay inside them (`don't`, then expanded as
+/// Whisper's English normalizer does), e-mail addresses are spelled as spoken
+/// (`tom.berg@example.com` → `tom dot berg at example dot com`), `%` is
+/// `percent`, numbers in digits are spelled out in English (`400` → `four
+/// hundred`, `2,000` → `two thousand`) except that a run of numerals with five
+/// digits or more in all, or a leading zero, is read digit by digit (`412 34
+/// 567` → `four one two three four five six seven`: phone and account
+/// numbers), and a few British spellings become American (`centre` →
+/// `center`), as Whisper writes them.
 pub fn normalize_words(text: &str) -> Vec<String> {
-    let lower = text.to_lowercase();
-    let mut words = Vec::new();
-    for raw in lower.split(|c: char| c.is_whitespace() || c == '-' || c == '/') {
-        let digits_only = raw.trim_matches(|c: char| !c.is_ascii_digit());
-        if !digits_only.is_empty() && digits_only.chars().all(|c| c.is_ascii_digit() || c == ',') {
-            let plain: String = digits_only.chars().filter(char::is_ascii_digit).collect();
-            // Five digits or more without separators: phone and account
-            // numbers, said digit by digit.
-            if plain.len() >= 5 && !digits_only.contains(',') {
-                words.extend(plain.chars().map(|d| spell_number(u64::from(d as u8 - b'0'))));
-                continue;
+    enum Tok {
+        Digits(String),
+        Amount(u64),
+        Word(String),
+    }
+    let lower = text.to_lowercase().replace('\u{2019}', "'");
+    // Spoken punctuation of addresses; acronyms ("a.i.") lose their dots.
+    let chars: Vec<char> = lower.chars().collect();
+    let mut spelled = String::with_capacity(lower.len() + 16);
+    for (i, &c) in chars.iter().enumerate() {
+        let before = i.checked_sub(1).and_then(|j| chars.get(j)).copied();
+        let after = chars.get(i + 1).copied();
+        let alnum = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+        match c {
+            '@' => spelled.push_str(" at "),
+            '%' => spelled.push_str(" percent "),
+            '.' if alnum(before) && alnum(after) => {
+                // "a.i." stays one word; "tom.berg" is "tom dot berg".
+                let single = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric());
+                let acronym =
+                    single(i.checked_sub(2).and_then(|j| chars.get(j)).copied()) && single(chars.get(i + 2).copied());
+                if acronym {
+                    continue;
+                }
+                spelled.push_str(" dot ");
             }
+            c => spelled.push(c),
+        }
+    }
+    let mut toks = Vec::new();
+    for raw in spelled.split(|c: char| c.is_whitespace() || c == '-' || c == '/') {
+        let core = raw.trim_matches(|c: char| !c.is_alphanumeric() && c != ',');
+        let core = core.trim_matches(',');
+        if !core.is_empty() && core.chars().all(|c| c.is_ascii_digit()) {
+            toks.push(Tok::Digits(core.to_owned()));
+            continue;
+        }
+        if !core.is_empty() && core.chars().all(|c| c.is_ascii_digit() || c == ',') {
+            let plain: String = core.chars().filter(char::is_ascii_digit).collect();
             if let Ok(n) = plain.parse::<u64>() {
-                words.extend(spell_number(n).split(' ').map(str::to_string));
+                toks.push(Tok::Amount(n));
                 continue;
             }
         }
         let word: String = raw.chars().filter(|c| c.is_alphanumeric() || *c == '\'').collect();
         let word = word.trim_matches('\'');
-        if word.is_empty() {
-            continue;
+        if !word.is_empty() {
+            toks.push(Tok::Word(word.to_owned()));
         }
-        let word = match word {
-            "centre" => "center",
-            "centres" => "centers",
-            "colour" => "color",
-            "favour" => "favor",
-            "favourite" => "favorite",
-            "cheque" => "check",
-            "cheques" => "checks",
-            "organise" => "organize",
-            "realise" => "realize",
-            "programme" => "program",
-            "okay" => "ok",
-            w => w,
-        };
-        // Contractions as Whisper's English normalizer expands them.
-        let expanded = match word {
-            "it's" => "it is",
-            "that's" => "that is",
-            "there's" => "there is",
-            "what's" => "what is",
-            "i'm" => "i am",
-            "you're" => "you are",
-            "we're" => "we are",
-            "they're" => "they are",
-            "i'll" => "i will",
-            "we'll" => "we will",
-            "you'll" => "you will",
-            "i've" => "i have",
-            "we've" => "we have",
-            "i'd" => "i would",
-            "can't" => "cannot",
-            "don't" => "do not",
-            "doesn't" => "does not",
-            "didn't" => "did not",
-            "won't" => "will not",
-            "isn't" => "is not",
-            "aren't" => "are not",
-            "let's" => "let us",
-            w => w,
-        };
-        words.extend(expanded.split(' ').map(str::to_string));
+    }
+    let mut words = Vec::new();
+    let mut i = 0;
+    while i < toks.len() {
+        match &toks[i] {
+            Tok::Digits(_) => {
+                let mut run = Vec::new();
+                while let Some(Tok::Digits(d)) = toks.get(i) {
+                    run.push(d.as_str());
+                    i += 1;
+                }
+                let total: usize = run.iter().map(|d| d.len()).sum();
+                if total >= 5 || run.iter().any(|d| d.len() > 1 && d.starts_with('0')) {
+                    for d in run.iter().flat_map(|d| d.chars()) {
+                        words.push(spell_number(u64::from(d as u8 - b'0')));
+                    }
+                } else {
+                    for d in run {
+                        if let Ok(n) = d.parse::<u64>() {
+                            words.extend(spell_number(n).split(' ').map(str::to_string));
+                        }
+                    }
+                }
+                continue;
+            }
+            Tok::Amount(n) => words.extend(spell_number(*n).split(' ').map(str::to_string)),
+            Tok::Word(w) => push_word(&mut words, w),
+        }
+        i += 1;
     }
     words
+}
+
+fn push_word(words: &mut Vec<String>, word: &str) {
+    let word = match word {
+        "centre" => "center",
+        "centres" => "centers",
+        "colour" => "color",
+        "favour" => "favor",
+        "favourite" => "favorite",
+        "cheque" => "check",
+        "cheques" => "checks",
+        "organise" => "organize",
+        "realise" => "realize",
+        "programme" => "program",
+        "okay" => "ok",
+        w => w,
+    };
+    // Contractions as Whisper's English normalizer expands them.
+    let expanded = match word {
+        "it's" => "it is",
+        "that's" => "that is",
+        "there's" => "there is",
+        "what's" => "what is",
+        "i'm" => "i am",
+        "you're" => "you are",
+        "we're" => "we are",
+        "they're" => "they are",
+        "i'll" => "i will",
+        "we'll" => "we will",
+        "you'll" => "you will",
+        "i've" => "i have",
+        "we've" => "we have",
+        "i'd" => "i would",
+        "can't" => "cannot",
+        "don't" => "do not",
+        "doesn't" => "does not",
+        "didn't" => "did not",
+        "won't" => "will not",
+        "isn't" => "is not",
+        "aren't" => "are not",
+        "let's" => "let us",
+        w => w,
+    };
+    words.extend(expanded.split(' ').map(str::to_string));
 }
 
 fn spell_number(n: u64) -> String {
@@ -1224,6 +1288,19 @@ mod tests {
         );
         assert_eq!(word_error_rate("nine eight seven six five", "98765"), 0.0);
         assert_eq!(word_error_rate("It is locked, I am out", "It's locked, I'm out"), 0.0);
+        assert_eq!(
+            word_error_rate("It is four one two, three four, five six seven.", "It's 412 34 567."),
+            0.0
+        );
+        assert_eq!(word_error_rate("one two three", "123"), 0.0 + 2.0 / 3.0);
+        assert_eq!(
+            word_error_rate("john dot smith at example dot com", "John.Smith@example.com"),
+            0.0
+        );
+        assert_eq!(
+            word_error_rate("an AI takes notes, five percent", "An A.I. takes notes, 5%"),
+            0.0
+        );
         assert_eq!(
             word_error_rate("Fifty thousand kroner, and yes.", "50,000 kroner and yes"),
             0.0
