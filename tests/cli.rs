@@ -262,8 +262,16 @@ fn shredding_a_key_makes_exactly_that_recording_unreadable() {
     assert!(!again.status.success());
     let ev = opptak(&["keys", "shreddings", "--config", c]);
     let ev = String::from_utf8_lossy(&ev.stdout);
-    assert_eq!(ev.lines().count(), 1, "{ev}");
-    assert!(ev.contains("demo-0002") && ev.contains("retention expired (test)") && ev.contains("sweeper"));
+    let mine: Vec<&str> = ev.lines().filter(|l| l.contains("demo-0002")).collect();
+    assert_eq!(mine.len(), 1, "{ev}");
+    assert!(mine[0].contains("retention expired (test)") && mine[0].contains("sweeper"));
+    // The demo's KI opt-out left its own evidence: the ki key of demo-0004.
+    assert!(
+        ev.lines()
+            .any(|l| l.contains("demo-0004") && l.contains(" ki ") && l.contains("KI opt-out requested by adv-1187")),
+        "{ev}"
+    );
+    assert_eq!(ev.lines().count(), 2, "{ev}");
     let status = opptak(&["keys", "status", "--config", c]);
     assert!(String::from_utf8_lossy(&status.stdout).contains("audio-24h: 4"));
 }
