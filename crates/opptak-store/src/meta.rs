@@ -379,6 +379,7 @@ fn placeholders(rows: usize, cols: usize) -> String {
 pub struct SqlStore {
     pool: AnyPool,
     description: String,
+    sqlite: bool,
 }
 
 fn db(e: sqlx::Error) -> StoreError {
@@ -395,6 +396,19 @@ pub async fn open_metadata_store(url: &str) -> Result<Arc<dyn MetadataStore>, St
 }
 
 impl SqlStore {
+    /// A write transaction. SQLite's deferred `BEGIN` fails with
+    /// SQLITE_BUSY_SNAPSHOT (517, which no busy timeout waits out) when a
+    /// transaction that read first writes after another connection
+    /// committed; `BEGIN IMMEDIATE` takes the write lock up front and waits
+    /// for it instead (busy_timeout).
+    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        if self.sqlite {
+            self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)
+        } else {
+            self.pool.begin().await.map_err(db)
+        }
+    }
+
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let (pool, description) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -444,7 +458,12 @@ impl SqlStore {
                 redact(url)
             )));
         };
-        Ok(Self { pool, description })
+        let sqlite = url.starts_with("sqlite://");
+        Ok(Self {
+            pool,
+            description,
+            sqlite,
+        })
     }
 
     async fn hold(&self, hold_id: &str) -> Result<HoldRow, StoreError> {
@@ -734,7 +753,7 @@ impl MetadataStore for SqlStore {
         if f.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin().await?;
         for rows in f.new_calls.chunks(ROWS_PER_STATEMENT) {
             let sql = format!(
                 "INSERT INTO calls (call_id, started_at_us, direction, customer_ref, advisor_id, desk, \
@@ -1047,7 +1066,7 @@ impl MetadataStore for SqlStore {
     }
 
     async fn rewrap(&self, keys: &[(String, StoredKey)]) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin().await?;
         let mut done = 0;
         for (old_kek_id, k) in keys {
             for table in ["data_keys", "deadletter_keys"] {
@@ -1077,7 +1096,7 @@ impl MetadataStore for SqlStore {
         requested_by: &str,
         at_us: i64,
     ) -> Result<ShredEvidence, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin().await?;
         let ev = shred_in_tx(&mut tx, call_id, class, reason, requested_by, at_us)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("live {class} key of call {call_id}")))?;
@@ -1224,7 +1243,7 @@ impl MetadataStore for SqlStore {
     }
 
     async fn store_compacted(&self, c: &Compacted) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE recordings SET object_path = $1, object_bytes = $2, compacted_at_us = $3 \
              WHERE recording_id = $4 AND object_path IS NULL AND complete = 1",
@@ -1322,7 +1341,7 @@ impl MetadataStore for SqlStore {
     }
 
     async fn put_retention(&self, rows: &[RetentionRow]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin().await?;
         for r in rows {
             upsert_retention(&mut tx, r).await?;
         }
@@ -1353,7 +1372,7 @@ impl MetadataStore for SqlStore {
     }
 
     async fn record_deletion(&self, row: &RetentionRow, at_us: i64) -> Result<Option<DeletionRow>, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.begin().await?;
         let done = sqlx::query(
             "UPDATE retention SET deleted_at_us = $1 WHERE artifact_id = $2 AND deleted_at_us IS NULL \
              AND NOT EXISTS (SELECT 1 FROM holds h WHERE h.call_id = retention.call_id AND h.released_at_us IS NULL)",
