@@ -91,6 +91,8 @@ enum Cmd {
         at_us: i64,
     },
     End,
+    /// Leave the call to the batch path (why).
+    Abandon(String),
 }
 
 struct CallHandle {
@@ -188,6 +190,10 @@ pub async fn run_role(
                     );
                 }
                 Some(Event::AudioChunk(c)) => {
+                    if calls.get(&call_id).is_some_and(|h| h.tx.is_closed()) {
+                        // Its worker gave the call up to the batch path.
+                        calls.remove(&call_id);
+                    }
                     let Some(h) = calls.get_mut(&call_id) else { continue };
                     let payload = match (&h.chunk_key, c.sealed_payload.is_empty()) {
                         (Some(k), false) => {
@@ -271,8 +277,14 @@ fn send_pieces(h: &CallHandle, pieces: Vec<Piece<()>>) {
                     .collect(),
                 Err(_) => continue,
             },
-            // A hole on the timeline: silence, so times stay true.
-            Piece::Gap(g) => vec![0; (g.frames as usize).min(3_600 * 48_000) * channels],
+            // A hole on the timeline: silence, so times stay true. A hole of
+            // more than a minute is not padded: the batch path takes the call.
+            Piece::Gap(g) if g.frames > 60 * u64::from(h.format.sample_rate_hz()) => {
+                let _ =
+                    h.tx.send(Cmd::Abandon(format!("a gap of {} frames in the audio", g.frames)));
+                return;
+            }
+            Piece::Gap(g) => vec![0; g.frames as usize * channels],
         };
         let mut per: Vec<Vec<i16>> = vec![Vec::with_capacity(pcm.len() / channels); channels];
         for frame in pcm.chunks_exact(channels) {
@@ -407,6 +419,10 @@ async fn work(
                         }
                     }
                     ended = true;
+                }
+                Some(Cmd::Abandon(why)) => {
+                    inflight.abort_all();
+                    return Ok(LiveEnd::Abandoned(why));
                 }
                 None => {
                     inflight.abort_all();

@@ -100,19 +100,21 @@ impl Summarizer {
             language: self.language.clone(),
             segments: Vec::with_capacity(segments.len()),
         };
+        let mut leftovers = 0;
         for s in &segments {
             let clean = redact(&s.text).text;
-            let again = redact(&clean);
-            if !again.findings.is_empty() {
-                return Err(TranscribeError::Retention(format!(
-                    "redaction left {} identifier(s) in a segment of {call_id}; nothing sent",
-                    again.findings.len()
-                )));
-            }
+            leftovers += redact(&clean).findings.len();
             let speaker = if s.speaker == "agent" { "agent" } else { "customer" };
             request.segments.push((speaker.to_owned(), s.start_s, clean));
         }
-        let draft = match self.writer.draft(&request).await {
+        let asked = if leftovers > 0 {
+            // Never sent: the embedded drafter runs here and sends nothing.
+            tracing::error!(call_id = %call_id, leftovers, "redaction left identifiers; drafted locally, nothing sent");
+            self.fallback.draft(&request).await
+        } else {
+            self.writer.draft(&request).await
+        };
+        let draft = match asked {
             Ok(d) => d,
             Err(e) if e.is_transient() => return Ok(SummaryOutcome::Pending(e.to_string())),
             Err(e) => {
@@ -244,6 +246,7 @@ pub async fn run_role(
             };
             if let Some(call_id) = closing {
                 let mut backoff = std::time::Duration::from_millis(500);
+                let mut failures = 0u32;
                 loop {
                     match s.summarize_call(&call_id).await {
                         Ok(SummaryOutcome::Pending(why)) => {
@@ -256,6 +259,13 @@ pub async fn run_role(
                         Ok(_) => break,
                         Err(TranscribeError::UnknownCall(_)) => break,
                         Err(e) => {
+                            failures += 1;
+                            if failures >= crate::transcribe::MAX_FAILURES {
+                                // Not lost: `opptak ki --pending` lists it.
+                                tracing::error!(call_id = %call_id, error = %e, attempts = failures,
+                                    "draft keeps failing; the call stays draft-pending");
+                                break;
+                            }
                             tracing::warn!(call_id = %call_id, error = %e, retry_in_ms = backoff.as_millis() as u64, "draft failed; retrying");
                         }
                     }

@@ -325,6 +325,10 @@ impl Transcriber {
     }
 }
 
+/// Attempts of a role at a call that fails with an error (not an outage)
+/// before it moves on and leaves the call pending.
+pub(crate) const MAX_FAILURES: u32 = 5;
+
 pub(crate) fn new_transcript_id() -> String {
     format!("tr-{}", uuid::Uuid::new_v4().simple())
 }
@@ -431,27 +435,39 @@ pub async fn run_role(
                 }
             }
             let mut backoff = std::time::Duration::from_millis(500);
+            let mut failures = 0u32;
             loop {
-                match t.transcribe_call(&call_id).await? {
-                    Outcome::Pending(why) => {
+                match t.transcribe_call(&call_id).await {
+                    Ok(Outcome::Pending(why)) => {
                         tracing::warn!(call_id = %call_id, %why, retry_in_ms = backoff.as_millis() as u64, "transcription pending");
-                        tokio::select! {
-                            _ = tokio::time::sleep(backoff) => {}
-                            _ = shutdown.changed() => {}
-                        }
-                        if *shutdown.borrow() {
-                            // Not acknowledged: the next start retries it.
-                            sub.flush_commits().await?;
-                            return Ok(done);
-                        }
-                        backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
                     }
-                    Outcome::Done { .. } => {
+                    Ok(Outcome::Done { .. }) => {
                         done += 1;
                         break;
                     }
-                    _ => break,
+                    Ok(_) | Err(TranscribeError::UnknownCall(_)) => break,
+                    Err(e) => {
+                        failures += 1;
+                        if failures >= MAX_FAILURES {
+                            // Not lost: `opptak ki --pending` lists it, and a
+                            // replay or `opptak run` after a fix retries it.
+                            tracing::error!(call_id = %call_id, error = %e, attempts = failures,
+                                "transcription keeps failing; the call stays transcription-pending");
+                            break;
+                        }
+                        tracing::warn!(call_id = %call_id, error = %e, retry_in_ms = backoff.as_millis() as u64, "transcription failed; retrying");
+                    }
                 }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => {}
+                }
+                if *shutdown.borrow() {
+                    // Not acknowledged: the next start retries it.
+                    sub.flush_commits().await?;
+                    return Ok(done);
+                }
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
             }
             sub.commit(&[opptak_bus::Position {
                 topic: r.topic.clone(),
