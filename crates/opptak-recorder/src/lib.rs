@@ -175,7 +175,10 @@ pub async fn purge_ki(
         }
         // Shredded by another process meanwhile.
         Err(StoreError::NotFound(_)) => Ok(false),
-        Err(e) => Err(e.into()),
+        Err(e) => match meta.class_key(call_id, class).await {
+            Ok(Some(k)) if k.destroyed_at_us.is_some() => Ok(false),
+            _ => Err(e.into()),
+        },
     }
 }
 

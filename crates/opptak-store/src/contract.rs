@@ -279,6 +279,38 @@ pub async fn metadata_store_suite(store: Arc<dyn MetadataStore>, prefix: &str) {
         Err(StoreError::NotFound(_))
     ));
     assert_eq!(store.shreddings(Some(victim)).await.unwrap(), vec![ev]);
+    // Shreddings racing each other (a KI opt-out seen by two roles): exactly
+    // one wins, the others find the key gone, one piece of evidence.
+    let racer = &many[1].facts.call_id;
+    let ki = StoredKey {
+        key_id: format!("{prefix}-ki-key"),
+        class: "ki".into(),
+        kek_id: "kek-2".into(),
+        sealed: vec![7; 40],
+    };
+    store.create_key(racer, &ki, 50).await.unwrap();
+    let attempts = (0..6).map(|i| {
+        let store = store.clone();
+        let racer = racer.clone();
+        async move {
+            store
+                .shred_key(&racer, "ki", "KI opt-out", &format!("role-{i}"), 60)
+                .await
+        }
+    });
+    let results = futures::future::join_all(attempts).await;
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+    assert!(results
+        .iter()
+        .all(|r| r.is_ok() || matches!(r, Err(StoreError::NotFound(_)))));
+    let ev: Vec<_> = store
+        .shreddings(Some(racer))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.class == "ki")
+        .collect();
+    assert_eq!(ev.len(), 1);
     assert!(store
         .keys_not_under("kek-9", 100_000)
         .await

@@ -624,13 +624,21 @@ async fn shred_in_tx(
         reason: reason.to_owned(),
         requested_by: requested_by.to_owned(),
     };
-    sqlx::query("UPDATE data_keys SET sealed = $1, destroyed_at_us = $2 WHERE key_id = $3")
-        .bind(Vec::<u8>::new())
-        .bind(at_us)
-        .bind(ev.key_id.as_str())
-        .execute(&mut **tx)
-        .await
-        .map_err(db)?;
+    // Guarded: of two shreddings racing (a KI opt-out seen by the recorder
+    // and the transcriber at once), the second waits for the first's row
+    // lock, then matches nothing and reports the key gone.
+    let updated = sqlx::query(
+        "UPDATE data_keys SET sealed = $1, destroyed_at_us = $2 WHERE key_id = $3 AND destroyed_at_us IS NULL",
+    )
+    .bind(Vec::<u8>::new())
+    .bind(at_us)
+    .bind(ev.key_id.as_str())
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    if updated.rows_affected() == 0 {
+        return Ok(None);
+    }
     sqlx::query(
         "INSERT INTO key_shreddings (key_id, call_id, class, kek_id, shredded_at_us, reason, requested_by) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
