@@ -103,6 +103,11 @@ impl Edges {
             .context("creating topics")
     }
 
+    /// The audit log in the metadata database.
+    pub async fn audit(&self) -> Result<crate::audit::Audit> {
+        crate::audit::Audit::open(&self.config.storage.metadata, self.keys.clone(), self.clock.clone()).await
+    }
+
     pub fn recorder(&self) -> Recorder {
         Recorder::new(
             self.bus.clone(),

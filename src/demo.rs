@@ -396,11 +396,11 @@ pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32) -> Result<()> {
         config_path.display()
     );
     println!(
-        "listen: cargo run -- recordings export <call-id> --out call.wav --config {}",
+        "listen: cargo run -- recordings export <call-id> --reason \"complaint check\" --out call.wav --config {}",
         config_path.display()
     );
     println!(
-        "seek:   cargo run -- recordings export demo-0002 --from 5 --seconds 2 --out part.wav --config {}",
+        "seek:   cargo run -- recordings export demo-0002 --reason \"complaint check\" --from 5 --seconds 2 --out part.wav --config {}",
         config_path.display()
     );
     println!("every recording is one encrypted object with 64 KiB segments (random access); investment calls get a 5-year archive copy and KI calls a KI copy, each under its own key, so one shredding removes one class");

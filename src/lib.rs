@@ -3,6 +3,7 @@
 //! `loadgen`). The pipeline itself lives in `crates/`.
 
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod demo;
 pub mod disclose;

@@ -67,6 +67,11 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         limit: usize,
     },
+    /// The tamper-evident audit log: verify the chain and its signed checkpoints, list, checkpoint.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Where KI calls stand: transcription-pending, draft-pending, drafted, opted out.
     Ki {
         /// One call (default: the most recent calls).
@@ -283,6 +288,26 @@ enum Role {
 }
 
 #[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the whole chain and every signed checkpoint; exits 1 and names
+    /// every entry edited, deleted or reordered.
+    Verify {
+        /// The checkpoint signer's public key (hex), kept outside the database.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Sign a checkpoint over the newest entry now.
+    Checkpoint,
+    /// Print entries (no content is ever in them).
+    List {
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+#[derive(Subcommand)]
 enum RecordingsCommand {
     /// List recordings, newest first.
     List {
@@ -304,6 +329,12 @@ enum RecordingsCommand {
         /// With --from: how many seconds to export.
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
+        /// Why you listen (required; kept in the audit log with your name).
+        #[arg(long)]
+        reason: String,
+        /// Who is asking (default: the OS user).
+        #[arg(long)]
+        actor: Option<String>,
     },
 }
 
@@ -415,6 +446,11 @@ async fn async_main() -> Result<()> {
             init_logging(config.log.format == "json");
             deadletters(config, out, limit).await
         }
+        Command::Audit { command } => {
+            let config = Config::load(cli.config.as_deref())?;
+            init_logging(config.log.format == "json");
+            audit_command(config, command).await
+        }
         Command::Ki {
             call_id,
             limit,
@@ -473,6 +509,60 @@ async fn async_main() -> Result<()> {
         Command::Config => {
             let config = Config::load(cli.config.as_deref())?;
             println!("{config:#?}");
+            Ok(())
+        }
+    }
+}
+
+async fn audit_command(config: Config, command: AuditCommand) -> Result<()> {
+    let edges = Edges::open(config).await?;
+    let audit = edges.audit().await?;
+    let utc = |us: i64| {
+        let (d, t) = (opptak_domain::time::utc_day(us), opptak_domain::time::utc_time(us));
+        format!("{d} {t}")
+    };
+    match command {
+        AuditCommand::Verify { public_key } => {
+            let r = audit.verify(public_key.as_deref()).await?;
+            println!("{} entries, {} signed checkpoints", r.entries, r.checkpoints);
+            for s in &r.signers {
+                println!("checkpoint signer (public key, pin it with --public-key): {s}");
+            }
+            if let Some((seq, hash)) = &r.newest_checkpoint {
+                println!("newest good checkpoint: entry {seq}, hash {hash}");
+            }
+            if r.ok() {
+                println!("audit log intact");
+                Ok(())
+            } else {
+                for p in &r.problems {
+                    println!("TAMPERED: {p}");
+                }
+                std::process::exit(1);
+            }
+        }
+        AuditCommand::Checkpoint => {
+            match audit.checkpoint().await? {
+                Some(c) => println!("checkpoint signed at entry {}", c.seq),
+                None => println!("the audit log is empty"),
+            }
+            Ok(())
+        }
+        AuditCommand::List { from, limit } => {
+            for e in audit.entries(from, limit).await? {
+                let v = &e.event;
+                println!(
+                    "{:>8} {}  {:<16} {:<11} {:<20} {:<24} {:<8} {}",
+                    e.seq,
+                    utc(e.at_us),
+                    v.actor,
+                    v.role,
+                    v.action,
+                    v.subject,
+                    v.outcome,
+                    v.reason
+                );
+            }
             Ok(())
         }
     }
@@ -837,13 +927,39 @@ async fn recordings(config: Config, command: RecordingsCommand) -> Result<()> {
             copy,
             from,
             seconds,
+            reason,
+            actor,
         } => {
             use opptak_recorder::reader::{self, Which};
             let id = CallId::parse(&call_id)?;
             let which =
                 Which::parse(&copy).with_context(|| format!("--copy {copy:?}: expected recording, archive or ki"))?;
+            if reason.trim().is_empty() {
+                bail!("--reason: say why you listen to this call (kept in the audit log)");
+            }
             let keys: std::sync::Arc<dyn opptak_crypto::KeyProvider> = opptak::app::open_key_admin(&config, false)?;
-            let blobs = opptak_store::open_blob_store(&config.storage.blobs)?;
+            // Audited before anything is decrypted (R3, R9).
+            let audit =
+                opptak::audit::Audit::open(&config.storage.metadata, keys.clone(), opptak::app::clock_from_env()?)
+                    .await?;
+            audit
+                .record(&opptak::audit::Event {
+                    actor: actor.unwrap_or_else(opptak::audit::os_user),
+                    role: "operator".into(),
+                    action: format!("{}.export", which.store_kind()),
+                    subject: format!("call:{id}"),
+                    reason: reason.trim().to_owned(),
+                    outcome: "allowed".into(),
+                })
+                .await?;
+            // Hot objects and the WORM archive (archive copies) alike.
+            let clock = opptak::app::clock_from_env()?;
+            let archive = opptak_store::archive::open_archive_store(&config.storage.archive, clock)?;
+            let blobs: std::sync::Arc<dyn opptak_store::BlobStore> =
+                std::sync::Arc::new(opptak_retention::tiered::TieredBlobs::new(
+                    opptak_store::open_blob_store(&config.storage.blobs)?,
+                    archive,
+                ));
             if let Some(from) = from {
                 if !(from >= 0.0 && seconds > 0.0 && from.is_finite() && seconds.is_finite()) {
                     bail!("--from must be >= 0 and --seconds > 0");

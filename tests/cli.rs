@@ -38,6 +38,8 @@ fn demo_then_list_and_export_a_recording() {
     let out = opptak(&[
         "recordings",
         "export",
+        "--reason",
+        "test: check the export",
         "demo-0003",
         "--out",
         wav.to_str().unwrap(),
@@ -58,6 +60,8 @@ fn demo_then_list_and_export_a_recording() {
     let out = opptak(&[
         "recordings",
         "export",
+        "--reason",
+        "test: check the export",
         "no-such-call",
         "--out",
         "/dev/null",
@@ -70,6 +74,8 @@ fn demo_then_list_and_export_a_recording() {
     let out = opptak(&[
         "recordings",
         "export",
+        "--reason",
+        "test: check the export",
         "demo-0003",
         "--out",
         "/dev/null",
@@ -179,6 +185,8 @@ fn keys_rotate_then_retire_keeps_every_recording_readable() {
         let out = opptak(&[
             "recordings",
             "export",
+            "--reason",
+            "test: check the export",
             id,
             "--out",
             wav.to_str().unwrap(),
@@ -233,6 +241,8 @@ fn shredding_a_key_makes_exactly_that_recording_unreadable() {
     let out = opptak(&[
         "recordings",
         "export",
+        "--reason",
+        "test: check the export",
         "demo-0002",
         "--out",
         wav.to_str().unwrap(),
@@ -249,6 +259,8 @@ fn shredding_a_key_makes_exactly_that_recording_unreadable() {
     let out = opptak(&[
         "recordings",
         "export",
+        "--reason",
+        "test: check the export",
         "demo-0003",
         "--out",
         wav.to_str().unwrap(),
@@ -433,4 +445,73 @@ fn ki_states_from_the_command_line_with_and_without_a_speech_server() {
         );
         assert!(!pending.contains("demo-0004"));
     }
+}
+
+/// Listening needs a stated reason, and every export lands in the audit log
+/// (who, what, why), which `opptak audit verify` finds intact.
+#[test]
+fn exports_need_a_reason_and_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let out = opptak_env(
+        &["demo", "--data-dir", data.to_str().unwrap()],
+        &[("OPPTAK_SPEECH_URL", "http://127.0.0.1:9")],
+    );
+    assert!(out.status.success());
+    let config = data.join("opptak.toml");
+    let c = config.to_str().unwrap();
+    let wav = dir.path().join("x.wav");
+    let w = wav.to_str().unwrap();
+    let refused = opptak(&["recordings", "export", "demo-0002", "--out", w, "--config", c]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--reason"));
+    assert!(!wav.exists(), "nothing decrypted without a reason");
+    let blank = opptak(&[
+        "recordings",
+        "export",
+        "demo-0002",
+        "--reason",
+        " ",
+        "--out",
+        w,
+        "--config",
+        c,
+    ]);
+    assert!(!blank.status.success());
+    for (who, copy) in [("co-anne", "recording"), ("co-bjorn", "archive")] {
+        let ok = opptak(&[
+            "recordings",
+            "export",
+            "demo-0002",
+            "--copy",
+            copy,
+            "--reason",
+            "complaint FKN-2026-0203",
+            "--actor",
+            who,
+            "--out",
+            w,
+            "--config",
+            c,
+        ]);
+        assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    }
+    let list = opptak(&["audit", "list", "--config", c]);
+    let list = String::from_utf8_lossy(&list.stdout);
+    let lines: Vec<&str> = list.lines().collect();
+    assert_eq!(lines.len(), 2, "{list}");
+    assert!(
+        lines[0].contains("co-anne") && lines[0].contains("recording.export") && lines[0].contains("call:demo-0002")
+    );
+    assert!(
+        lines[1].contains("co-bjorn")
+            && lines[1].contains("archive-copy.export")
+            && lines[1].contains("complaint FKN-2026-0203")
+    );
+    let verify = opptak(&["audit", "verify", "--config", c]);
+    let text = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        verify.status.success() && text.contains("audit log intact") && text.contains("2 entries"),
+        "{text}"
+    );
 }

@@ -15,6 +15,7 @@ pub mod keys;
 pub mod pkcs11;
 pub mod segment;
 mod sensitive;
+pub mod signing;
 pub mod stream;
 
 pub use keys::{DataKey, KekInfo, KeyAdmin, KeyProvider, LocalKeyring, WrappedKey};

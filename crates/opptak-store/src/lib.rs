@@ -12,6 +12,7 @@
 //! - [`contract`]: the test suites every backend passes.
 
 pub mod archive;
+pub mod audit;
 pub mod blob;
 pub mod contract;
 pub mod meta;

@@ -377,12 +377,12 @@ fn placeholders(rows: usize, cols: usize) -> String {
 }
 
 pub struct SqlStore {
-    pool: AnyPool,
+    pub(crate) pool: AnyPool,
     description: String,
-    sqlite: bool,
+    pub(crate) sqlite: bool,
 }
 
-fn db(e: sqlx::Error) -> StoreError {
+pub(crate) fn db(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::Configuration(c) => StoreError::Config(c.to_string()),
         other => StoreError::Unavailable(other.to_string()),
@@ -401,7 +401,7 @@ impl SqlStore {
     /// transaction that read first writes after another connection
     /// committed; `BEGIN IMMEDIATE` takes the write lock up front and waits
     /// for it instead (busy_timeout).
-    async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+    pub(crate) async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         if self.sqlite {
             self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)
         } else {

@@ -1,0 +1,284 @@
+//! The audit log's storage (R3, R9): an append-only, hash-chained table.
+//!
+//! Entry `n` stores `hash_n = SHA-256("opptak-audit-v1\0" ‖ n ‖ at_us ‖
+//! actor ‖ role ‖ action ‖ subject ‖ reason ‖ outcome ‖ hash_{n-1})` (numbers
+//! big-endian, texts length-prefixed, `hash_0` all zeros), so editing,
+//! deleting or reordering any entry breaks the chain from there on.
+//! Checkpoints (signed by the caller, `src/audit.rs`) pin the hash of an
+//! entry, so rewriting the whole chain after an edit is caught as well.
+//! Appends are serialised by the sequence number's primary key: two
+//! appenders that read the same tail race for one `seq`, and the loser
+//! retries on the new tail.
+
+use crate::meta::{db, SqlStore};
+use crate::StoreError;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+/// What an entry records (never content: no audio, no transcript text).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// Who: a user id, a service role, or the OS user of a CLI.
+    pub actor: String,
+    /// In which role (advisor, team-lead, qa, compliance, auditor, admin, operator, system).
+    pub role: String,
+    /// What: `recording.read`, `transcript.read`, `draft.approve`, `user.create`, ...
+    pub action: String,
+    /// On what: `call:<id>`, `user:<id>`, `config`, ...
+    pub subject: String,
+    /// Why (the stated reason; empty where none is asked).
+    pub reason: String,
+    /// `allowed`, `refused` or `failed`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub seq: u64,
+    pub at_us: i64,
+    pub event: AuditEvent,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub seq: u64,
+    pub hash: Vec<u8>,
+    pub at_us: i64,
+    pub key_id: String,
+    pub signature: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SigningKeyRow {
+    pub key_id: String,
+    pub kek_id: String,
+    pub sealed: Vec<u8>,
+    pub public_key: Vec<u8>,
+    pub created_at_us: i64,
+}
+
+/// The hash of entry `seq` over its fields and the previous entry's hash.
+pub fn entry_hash(seq: u64, at_us: i64, e: &AuditEvent, prev_hash: &[u8]) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(b"opptak-audit-v1\0");
+    h.update(seq.to_be_bytes());
+    h.update(at_us.to_be_bytes());
+    for f in [&e.actor, &e.role, &e.action, &e.subject, &e.reason, &e.outcome] {
+        h.update((f.len() as u32).to_be_bytes());
+        h.update(f.as_bytes());
+    }
+    h.update(prev_hash);
+    h.finalize().to_vec()
+}
+
+/// The message a checkpoint signs.
+pub fn checkpoint_message(seq: u64, hash: &[u8], at_us: i64) -> Vec<u8> {
+    let mut m = b"opptak-audit-checkpoint-v1\0".to_vec();
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(hash);
+    m.extend_from_slice(&at_us.to_be_bytes());
+    m
+}
+
+pub const GENESIS: [u8; 32] = [0; 32];
+const MAX_FIELD: usize = 1024;
+
+/// The audit tables of a metadata database.
+pub struct SqlAudit {
+    store: SqlStore,
+}
+
+impl SqlAudit {
+    /// Opens (and migrates) the database at `url` (`postgres://…`, `sqlite://…`).
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Ok(Self {
+            store: SqlStore::open(url).await?,
+        })
+    }
+
+    /// Appends one entry at `at_us`; returns it.
+    pub async fn append(&self, e: &AuditEvent, at_us: i64) -> Result<AuditEntry, StoreError> {
+        for (name, f) in [
+            ("actor", &e.actor),
+            ("role", &e.role),
+            ("action", &e.action),
+            ("subject", &e.subject),
+            ("reason", &e.reason),
+            ("outcome", &e.outcome),
+        ] {
+            if f.len() > MAX_FIELD {
+                return Err(StoreError::Config(format!(
+                    "audit {name} longer than {MAX_FIELD} bytes"
+                )));
+            }
+        }
+        let mut last_err = None;
+        for _ in 0..20 {
+            let mut tx = self.store.begin().await?;
+            let tail = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+            let (seq, prev) = match tail {
+                Some(r) => (
+                    r.try_get::<i64, _>("seq").map_err(db)? as u64 + 1,
+                    r.try_get::<Vec<u8>, _>("hash").map_err(db)?,
+                ),
+                None => (1, GENESIS.to_vec()),
+            };
+            let hash = entry_hash(seq, at_us, e, &prev);
+            let inserted = sqlx::query(
+                "INSERT INTO audit_log (seq, at_us, actor, role, action, subject, reason, outcome, prev_hash, hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(seq as i64)
+            .bind(at_us)
+            .bind(e.actor.as_str())
+            .bind(e.role.as_str())
+            .bind(e.action.as_str())
+            .bind(e.subject.as_str())
+            .bind(e.reason.as_str())
+            .bind(e.outcome.as_str())
+            .bind(prev.clone())
+            .bind(hash.clone())
+            .execute(&mut *tx)
+            .await;
+            match inserted {
+                Ok(_) => {
+                    tx.commit().await.map_err(db)?;
+                    return Ok(AuditEntry {
+                        seq,
+                        at_us,
+                        event: e.clone(),
+                        prev_hash: prev,
+                        hash,
+                    });
+                }
+                // Another appender took this seq: go again on the new tail.
+                Err(err) => {
+                    let _ = tx.rollback().await;
+                    last_err = Some(err);
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            }
+        }
+        Err(db(last_err.unwrap_or(sqlx::Error::PoolClosed)))
+    }
+
+    /// Entries with `seq >= from`, in `seq` order, at most `limit`.
+    pub async fn entries(&self, from: u64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, at_us, actor, role, action, subject, reason, outcome, prev_hash, hash FROM audit_log \
+             WHERE seq >= $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(from as i64)
+        .bind(i64::from(limit))
+        .fetch_all(&self.store.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    seq: r.try_get::<i64, _>("seq").map_err(db)? as u64,
+                    at_us: r.try_get("at_us").map_err(db)?,
+                    event: AuditEvent {
+                        actor: r.try_get("actor").map_err(db)?,
+                        role: r.try_get("role").map_err(db)?,
+                        action: r.try_get("action").map_err(db)?,
+                        subject: r.try_get("subject").map_err(db)?,
+                        reason: r.try_get("reason").map_err(db)?,
+                        outcome: r.try_get("outcome").map_err(db)?,
+                    },
+                    prev_hash: r.try_get("prev_hash").map_err(db)?,
+                    hash: r.try_get("hash").map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The newest entry, if any.
+    pub async fn tail(&self) -> Result<Option<AuditEntry>, StoreError> {
+        let row = sqlx::query("SELECT MAX(seq) AS s FROM audit_log")
+            .fetch_one(&self.store.pool)
+            .await
+            .map_err(db)?;
+        let Some(last) = row.try_get::<Option<i64>, _>("s").map_err(db)? else {
+            return Ok(None);
+        };
+        Ok(self.entries(last as u64, 1).await?.into_iter().next())
+    }
+
+    pub async fn add_signing_key(&self, k: &SigningKeyRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_signing_keys (key_id, kek_id, sealed, public_key, created_at_us) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(k.key_id.as_str())
+        .bind(k.kek_id.as_str())
+        .bind(k.sealed.clone())
+        .bind(k.public_key.clone())
+        .bind(k.created_at_us)
+        .execute(&self.store.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    /// Every signing key, oldest first.
+    pub async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT key_id, kek_id, sealed, public_key, created_at_us FROM audit_signing_keys ORDER BY created_at_us, key_id",
+        )
+        .fetch_all(&self.store.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(SigningKeyRow {
+                    key_id: r.try_get("key_id").map_err(db)?,
+                    kek_id: r.try_get("kek_id").map_err(db)?,
+                    sealed: r.try_get("sealed").map_err(db)?,
+                    public_key: r.try_get("public_key").map_err(db)?,
+                    created_at_us: r.try_get("created_at_us").map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Stores a checkpoint (idempotent for the same seq).
+    pub async fn add_checkpoint(&self, c: &StoredCheckpoint) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO audit_checkpoints (seq, hash, at_us, key_id, signature) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (seq) DO NOTHING",
+        )
+        .bind(c.seq as i64)
+        .bind(c.hash.clone())
+        .bind(c.at_us)
+        .bind(c.key_id.as_str())
+        .bind(c.signature.clone())
+        .execute(&self.store.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    /// Every checkpoint, by seq.
+    pub async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let rows = sqlx::query("SELECT seq, hash, at_us, key_id, signature FROM audit_checkpoints ORDER BY seq")
+            .fetch_all(&self.store.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredCheckpoint {
+                    seq: r.try_get::<i64, _>("seq").map_err(db)? as u64,
+                    hash: r.try_get("hash").map_err(db)?,
+                    at_us: r.try_get("at_us").map_err(db)?,
+                    key_id: r.try_get("key_id").map_err(db)?,
+                    signature: r.try_get("signature").map_err(db)?,
+                })
+            })
+            .collect()
+    }
+}

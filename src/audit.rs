@@ -1,0 +1,243 @@
+//! The tamper-evident audit log (R3, R9; issue 6 item 5): every read of
+//! personal data, every decision and every admin action is appended to a
+//! hash chain (`opptak_store::audit`), and every `checkpoint_every` entries
+//! the tail's hash is signed with an Ed25519 key whose seed is wrapped under
+//! the KEK (`opptak_crypto::signing`). [`Audit::verify`] walks the chain and
+//! the checkpoints and names every entry edited, deleted or reordered, and a
+//! chain rewritten after the last good checkpoint. Entries hold no audio or
+//! transcript content.
+//!
+//! What it cannot see: entries appended after the newest checkpoint and then
+//! removed from the end leave a shorter but consistent chain. Checkpoints
+//! every few entries (and `opptak audit checkpoint` before an export of the
+//! log) keep that window small; `opptak audit verify` prints the newest
+//! checkpoint so it can be compared with a copy kept elsewhere.
+
+use anyhow::{Context, Result};
+use opptak_crypto::{signing, DataKey, KeyProvider, WrappedKey};
+use opptak_domain::time::Clock;
+use opptak_store::audit::{
+    checkpoint_message, entry_hash, AuditEvent, SigningKeyRow, SqlAudit, StoredCheckpoint, GENESIS,
+};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub use opptak_store::audit::AuditEvent as Event;
+
+/// How often a checkpoint is signed, by default (entries).
+pub const CHECKPOINT_EVERY: u64 = 100;
+
+pub struct Audit {
+    store: SqlAudit,
+    keys: Arc<dyn KeyProvider>,
+    clock: Arc<dyn Clock>,
+    pub checkpoint_every: u64,
+}
+
+/// What [`Audit::verify`] found.
+#[derive(Debug, Default)]
+pub struct VerifyReport {
+    pub entries: u64,
+    pub checkpoints: usize,
+    /// The newest valid checkpoint: `(seq, hash hex)`.
+    pub newest_checkpoint: Option<(u64, String)>,
+    /// Every problem, with the entry it concerns.
+    pub problems: Vec<String>,
+    /// Public keys that signed checkpoints (hex).
+    pub signers: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn context(key_id: &str) -> Vec<u8> {
+    format!("audit-signing/{key_id}").into_bytes()
+}
+
+impl Audit {
+    pub async fn open(metadata_url: &str, keys: Arc<dyn KeyProvider>, clock: Arc<dyn Clock>) -> Result<Self> {
+        Ok(Self {
+            store: SqlAudit::open(metadata_url).await.context("opening the audit log")?,
+            keys,
+            clock,
+            checkpoint_every: CHECKPOINT_EVERY,
+        })
+    }
+
+    /// Appends `e`; signs a checkpoint every `checkpoint_every` entries.
+    pub async fn record(&self, e: &AuditEvent) -> Result<u64> {
+        let entry = self.store.append(e, self.clock.now_us()).await?;
+        if self.checkpoint_every > 0 && entry.seq % self.checkpoint_every == 0 {
+            self.checkpoint().await?;
+        }
+        Ok(entry.seq)
+    }
+
+    /// Signs the current tail (nothing when the log is empty).
+    pub async fn checkpoint(&self) -> Result<Option<StoredCheckpoint>> {
+        let Some(tail) = self.store.tail().await? else {
+            return Ok(None);
+        };
+        let (row, key) = self.signing_key().await?;
+        let at_us = self.clock.now_us();
+        let signature = signing::sign(&key, &checkpoint_message(tail.seq, &tail.hash, at_us)).to_vec();
+        let c = StoredCheckpoint {
+            seq: tail.seq,
+            hash: tail.hash,
+            at_us,
+            key_id: row.key_id,
+            signature,
+        };
+        self.store.add_checkpoint(&c).await?;
+        Ok(Some(c))
+    }
+
+    /// The newest signing key, made on first use (seed wrapped under the KEK).
+    async fn signing_key(&self) -> Result<(SigningKeyRow, DataKey)> {
+        if let Some(row) = self.store.signing_keys().await?.pop() {
+            let key = self.open_key(&row)?;
+            return Ok((row, key));
+        }
+        let key = DataKey::generate();
+        let w = self.keys.wrap(&key, &context(key.id()))?;
+        let row = SigningKeyRow {
+            key_id: w.key_id,
+            kek_id: w.kek_id,
+            sealed: w.sealed,
+            public_key: signing::public_key(&key).to_vec(),
+            created_at_us: self.clock.now_us(),
+        };
+        self.store.add_signing_key(&row).await?;
+        Ok((row, key))
+    }
+
+    fn open_key(&self, row: &SigningKeyRow) -> Result<DataKey> {
+        let w = WrappedKey {
+            key_id: row.key_id.clone(),
+            kek_id: row.kek_id.clone(),
+            sealed: row.sealed.clone(),
+        };
+        Ok(self.keys.unwrap(&w, &context(&row.key_id))?)
+    }
+
+    /// Entries in order, from `from`, at most `limit` (for auditors).
+    pub async fn entries(&self, from: u64, limit: u32) -> Result<Vec<opptak_store::audit::AuditEntry>> {
+        Ok(self.store.entries(from, limit).await?)
+    }
+
+    /// Walks the whole chain and every checkpoint. `pinned`: a public key
+    /// (hex) kept outside the database that every checkpoint must be signed with.
+    pub async fn verify(&self, pinned: Option<&str>) -> Result<VerifyReport> {
+        let mut report = VerifyReport::default();
+        // Signing keys: each must open under the KEK and match its public key,
+        // so a key swapped in by someone with only database access is caught.
+        let mut publics: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+        for row in self.store.signing_keys().await? {
+            match self.open_key(&row) {
+                Ok(k) if signing::public_key(&k).as_slice() == row.public_key.as_slice() => {
+                    if let Some(p) = pinned {
+                        if !p.eq_ignore_ascii_case(&hex(&row.public_key)) {
+                            report.problems.push(format!(
+                                "signing key {}: public key {} is not the pinned one",
+                                row.key_id,
+                                hex(&row.public_key)
+                            ));
+                            continue;
+                        }
+                    }
+                    report.signers.push(hex(&row.public_key));
+                    publics.insert(row.key_id.clone(), row.public_key.clone());
+                }
+                Ok(_) => report.problems.push(format!(
+                    "signing key {}: the stored public key is not the wrapped key's (replaced)",
+                    row.key_id
+                )),
+                Err(e) => report.problems.push(format!(
+                    "signing key {}: its wrapped seed does not open under the KEK ({e})",
+                    row.key_id
+                )),
+            }
+        }
+        let checkpoints = self.store.checkpoints().await?;
+        report.checkpoints = checkpoints.len();
+        let mut pinned_hashes: BTreeMap<u64, &StoredCheckpoint> = BTreeMap::new();
+        for c in &checkpoints {
+            let signed = publics
+                .get(&c.key_id)
+                .is_some_and(|pk| signing::verify(pk, &checkpoint_message(c.seq, &c.hash, c.at_us), &c.signature));
+            if signed {
+                pinned_hashes.insert(c.seq, c);
+            } else {
+                report.problems.push(format!(
+                    "checkpoint at entry {}: signature invalid (forged or altered checkpoint)",
+                    c.seq
+                ));
+            }
+        }
+        // The chain.
+        let (mut expected, mut prev) = (1u64, GENESIS.to_vec());
+        let mut seen: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+        loop {
+            let page = self.store.entries(expected.max(1), 10_000).await?;
+            if page.is_empty() {
+                break;
+            }
+            let last = page.last().map(|e| e.seq).unwrap_or(expected);
+            for e in page {
+                report.entries += 1;
+                if e.seq != expected {
+                    report.problems.push(if e.seq == expected + 1 {
+                        format!("entry {expected}: missing (deleted)")
+                    } else {
+                        format!("entries {expected} to {}: missing (deleted)", e.seq - 1)
+                    });
+                } else if e.prev_hash != prev {
+                    report.problems.push(format!(
+                        "entry {}: does not follow entry {} (reordered, or an entry before it was replaced)",
+                        e.seq,
+                        e.seq.saturating_sub(1)
+                    ));
+                }
+                if entry_hash(e.seq, e.at_us, &e.event, &e.prev_hash) != e.hash {
+                    report
+                        .problems
+                        .push(format!("entry {}: altered (its contents do not match its hash)", e.seq));
+                }
+                if pinned_hashes.contains_key(&e.seq) {
+                    seen.insert(e.seq, e.hash.clone());
+                }
+                prev = e.hash;
+                expected = e.seq + 1;
+            }
+            expected = last + 1;
+        }
+        for (seq, c) in &pinned_hashes {
+            match seen.get(seq) {
+                Some(h) if *h == c.hash => {
+                    report.newest_checkpoint = Some((*seq, hex(h)));
+                }
+                Some(_) => report.problems.push(format!(
+                    "entry {seq}: differs from its signed checkpoint (the chain was rewritten)"
+                )),
+                None => report.problems.push(format!(
+                    "entry {seq}: missing, but a signed checkpoint covers it (entries deleted from the end)"
+                )),
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// The OS user running a CLI command (the actor of its audit entries).
+pub fn os_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown-os-user".into())
+}
