@@ -235,6 +235,30 @@ impl Audit {
     }
 }
 
+/// Appends one allowed read or decision by `actor` (a shortcut for the
+/// library's own operations: disclosures, data-subject requests).
+pub async fn record(
+    edges: &crate::app::Edges,
+    actor: &str,
+    role: &str,
+    action: &str,
+    subject: &str,
+    reason: &str,
+) -> Result<u64> {
+    edges
+        .audit()
+        .await?
+        .record(&AuditEvent {
+            actor: actor.to_owned(),
+            role: role.to_owned(),
+            action: action.to_owned(),
+            subject: subject.to_owned(),
+            reason: reason.to_owned(),
+            outcome: "allowed".into(),
+        })
+        .await
+}
+
 /// The OS user running a CLI command (the actor of its audit entries).
 pub fn os_user() -> String {
     std::env::var("USER")

@@ -460,6 +460,16 @@ pub(crate) fn write_new_private(path: &Path, data: &[u8]) -> Result<()> {
 /// existing file); the disclosure is logged with its package hash.
 pub async fn disclose(edges: &Edges, req: &Request, out: &Path, progress: &mut dyn FnMut(&str)) -> Result<Package> {
     validate(req)?;
+    // Audited before anything is decrypted (R3, R9).
+    crate::audit::record(
+        edges,
+        &req.disclosed_by,
+        "compliance",
+        "disclosure",
+        &format!("call:{}", req.call_id),
+        &format!("{} to {}: {}", req.case_ref, req.recipient, req.reason),
+    )
+    .await?;
     if out.exists() {
         bail!(
             "{} exists: refusing to overwrite it; choose another --out",

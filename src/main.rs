@@ -144,6 +144,9 @@ enum SubjectCommand {
         /// A new (or empty) directory; created 0700, files 0600.
         #[arg(long)]
         out: PathBuf,
+        /// The officer handling the request (audited; default: the OS user).
+        #[arg(long)]
+        by: Option<String>,
     },
     /// Erase what the law lets go (KI artifacts, recordings of non-investment
     /// calls) and report what stays and under which legal basis.
@@ -1240,8 +1243,9 @@ async fn disclose(config: Config, req: opptak::disclose::Request, out: PathBuf) 
 async fn subject(config: Config, command: SubjectCommand) -> Result<()> {
     let edges = reader_edges(config).await?;
     match command {
-        SubjectCommand::Export { customer_ref, out } => {
-            let r = opptak::subject::export(&edges, &customer_ref, &out, &mut |s| progress_line(s)).await?;
+        SubjectCommand::Export { customer_ref, out, by } => {
+            let by = by.unwrap_or_else(opptak::audit::os_user);
+            let r = opptak::subject::export(&edges, &by, &customer_ref, &out, &mut |s| progress_line(s)).await?;
             progress_line("");
             for c in &r.calls {
                 for f in &c.files {

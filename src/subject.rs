@@ -102,11 +102,25 @@ fn require_ref(customer_ref: &str) -> Result<()> {
 /// Exports everything held about one customer to `out` (see the module docs).
 pub async fn export(
     edges: &Edges,
+    by: &str,
     customer_ref: &str,
     out: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<ExportReport> {
     require_ref(customer_ref)?;
+    if by.trim().is_empty() {
+        bail!("say who handles the request (kept in the audit log)");
+    }
+    // Audited before anything is decrypted (R3, R9).
+    crate::audit::record(
+        edges,
+        by,
+        "compliance",
+        "subject.export",
+        &format!("customer:{customer_ref}"),
+        "data-subject access request (GDPR art. 15, 20)",
+    )
+    .await?;
     let ids = edges.meta.calls_of_customer(customer_ref).await?;
     prepare_out(out)?;
     let now = edges.clock.now_us();
@@ -391,6 +405,19 @@ pub async fn erase(edges: &Edges, req: &EraseRequest, progress: &mut dyn FnMut(&
             bail!("{what} must not be empty (it is kept as evidence of the erasure)");
         }
     }
+    crate::audit::record(
+        edges,
+        &req.by,
+        "compliance",
+        if req.dry_run {
+            "subject.erase.dry-run"
+        } else {
+            "subject.erase"
+        },
+        &format!("customer:{}", req.customer_ref),
+        &req.reason,
+    )
+    .await?;
     let meta = &edges.meta;
     let retention = edges.retention();
     let now = edges.clock.now_us();

@@ -116,6 +116,13 @@ async fn an_investment_call_is_disclosed_to_its_recipient_only() {
     assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(disclose::sha256_hex(&std::fs::read(&out).unwrap()), pkg.sha256);
     assert_eq!(pkg.audio_source.as_deref(), Some("archive-copy"));
+    // Audited: who, to whom, under which case.
+    let audit = w.edges.audit().await.unwrap();
+    let logged = audit.entries(1, 10).await.unwrap();
+    assert_eq!(logged.len(), 1);
+    assert_eq!(logged[0].event.action, "disclosure");
+    assert_eq!(logged[0].event.actor, req.disclosed_by);
+    assert!(logged[0].event.reason.contains(&req.case_ref), "{:?}", logged[0].event);
 
     let (order, files) = open_package(&identity, &out);
     assert_eq!(order, ["manifest.json", "metadata.json", "recording.wav"]);

@@ -813,7 +813,7 @@ async fn subject_export_and_erasure_cover_transcripts_and_drafts() {
     recorder.stop().await.unwrap();
 
     let out = env.dir.path().join("export");
-    let report = opptak::subject::export(&edges, &customer, &out, &mut |_| {})
+    let report = opptak::subject::export(&edges, "co-anne", &customer, &out, &mut |_| {})
         .await
         .unwrap();
     let call = report.calls.iter().find(|c| c.call_id == id).unwrap();
@@ -846,7 +846,7 @@ async fn subject_export_and_erasure_cover_transcripts_and_drafts() {
         .await
         .is_err());
     assert!(read_draft(&edges.meta, &edges.blobs, &edges.keys, &id).await.is_err());
-    let again = opptak::subject::export(&edges, &customer, &env.dir.path().join("again"), &mut |_| {})
+    let again = opptak::subject::export(&edges, "co-anne", &customer, &env.dir.path().join("again"), &mut |_| {})
         .await
         .unwrap();
     let call = again.calls.iter().find(|c| c.call_id == id).unwrap();

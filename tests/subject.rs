@@ -183,7 +183,7 @@ async fn export_holds_all_of_a_and_nothing_of_b() {
     let w = world("subjexp").await;
     let out = w.env.dir.path().join("export-a");
     let mut steps = 0;
-    let report = subject::export(&w.edges, &w.a_ref, &out, &mut |_| steps += 1)
+    let report = subject::export(&w.edges, "co-anne", &w.a_ref, &out, &mut |_| steps += 1)
         .await
         .unwrap();
     assert_eq!(steps, w.a.len());
@@ -272,16 +272,18 @@ async fn export_holds_all_of_a_and_nothing_of_b() {
     assert!(hits.is_empty(), "B's audio in A's export: {hits:?}");
 
     // Refusals: a non-empty directory, an empty reference.
-    let e = subject::export(&w.edges, &w.a_ref, &out, &mut |_| {})
+    let e = subject::export(&w.edges, "co-anne", &w.a_ref, &out, &mut |_| {})
         .await
         .unwrap_err();
     assert!(e.to_string().contains("not empty"), "{e}");
-    assert!(subject::export(&w.edges, " ", &w.env.dir.path().join("x"), &mut |_| {})
-        .await
-        .is_err());
+    assert!(
+        subject::export(&w.edges, "co-anne", " ", &w.env.dir.path().join("x"), &mut |_| {})
+            .await
+            .is_err()
+    );
     // A customer with no calls gets an index that says so.
     let none = w.env.dir.path().join("export-none");
-    let r = subject::export(&w.edges, "kunde-ukjent", &none, &mut |_| {})
+    let r = subject::export(&w.edges, "co-anne", "kunde-ukjent", &none, &mut |_| {})
         .await
         .unwrap();
     assert!(r.calls.is_empty());
@@ -429,4 +431,19 @@ async fn erasure_keeps_what_the_law_requires_and_nothing_else() {
     bad.by = " ".into();
     let e = subject::erase(&w.edges, &bad, &mut |_| {}).await.unwrap_err();
     assert!(e.to_string().contains("--by must not be empty"), "{e}");
+    // Every request is in the audit log, which verifies.
+    let audit = w.edges.audit().await.unwrap();
+    let entries = audit.entries(1, 100).await.unwrap();
+    let actions: Vec<&str> = entries.iter().map(|e| e.event.action.as_str()).collect();
+    assert!(
+        actions.contains(&"subject.erase") && actions.contains(&"subject.erase.dry-run"),
+        "{actions:?}"
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.event.role == "compliance" && e.event.subject == format!("customer:{}", w.a_ref)),
+        "{entries:?}"
+    );
+    assert!(audit.verify(None).await.unwrap().ok());
 }
