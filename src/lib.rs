@@ -7,6 +7,7 @@ pub mod audit;
 pub mod config;
 pub mod demo;
 pub mod disclose;
+pub mod identity;
 pub mod loadgen;
 pub mod sim;
 pub mod subject;

@@ -67,6 +67,11 @@ enum Command {
         #[arg(long, default_value_t = 1000)]
         limit: usize,
     },
+    /// Local users of the embedded mode (Argon2id passwords, one role each; admin actions audited).
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
     /// The tamper-evident audit log: verify the chain and its signed checkpoints, list, checkpoint.
     Audit {
         #[command(subcommand)]
@@ -291,6 +296,38 @@ enum Role {
 }
 
 #[derive(Subcommand)]
+enum UsersCommand {
+    /// Add a user; the password is read from standard input (never an argument).
+    Add {
+        user_id: String,
+        #[arg(long)]
+        name: String,
+        /// advisor, team-lead, qa, compliance, auditor or admin.
+        #[arg(long)]
+        role: String,
+        #[arg(long, default_value = "")]
+        team: String,
+        /// The admin doing it (audited; default: the OS user).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Users, their roles and whether they are active (no hashes).
+    List,
+    /// Disable a user and end their sessions.
+    Disable {
+        user_id: String,
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Set a new password, read from standard input.
+    Passwd {
+        user_id: String,
+        #[arg(long)]
+        by: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCommand {
     /// Walk the whole chain and every signed checkpoint; exits 1 and names
     /// every entry edited, deleted or reordered.
@@ -449,6 +486,11 @@ async fn async_main() -> Result<()> {
             init_logging(config.log.format == "json");
             deadletters(config, out, limit).await
         }
+        Command::Users { command } => {
+            let config = Config::load(cli.config.as_deref())?;
+            init_logging(config.log.format == "json");
+            users_command(config, command).await
+        }
         Command::Audit { command } => {
             let config = Config::load(cli.config.as_deref())?;
             init_logging(config.log.format == "json");
@@ -515,6 +557,58 @@ async fn async_main() -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn password_from_stdin() -> Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+async fn users_command(config: Config, command: UsersCommand) -> Result<()> {
+    use opptak::identity::{Identity, Role};
+    let edges = Edges::open(config).await?;
+    let id = Identity::open(&edges).await?;
+    let by = |b: Option<String>| b.unwrap_or_else(opptak::audit::os_user);
+    match command {
+        UsersCommand::Add {
+            user_id,
+            name,
+            role,
+            team,
+            by: b,
+        } => {
+            let role = Role::parse(&role)?;
+            let password = password_from_stdin()?;
+            let u = id.add_user(&by(b), &user_id, &name, role, &team, &password).await?;
+            println!("added {} ({}, team {:?})", u.user_id, u.role.as_str(), u.team);
+        }
+        UsersCommand::List => {
+            println!("{:<24} {:<11} {:<16} {:<8} name", "user", "role", "team", "state");
+            for (u, active) in id.users().await? {
+                println!(
+                    "{:<24} {:<11} {:<16} {:<8} {}",
+                    u.user_id,
+                    u.role.as_str(),
+                    u.team,
+                    if active { "active" } else { "disabled" },
+                    u.display_name
+                );
+            }
+        }
+        UsersCommand::Disable { user_id, by: b } => {
+            id.disable(&by(b), &user_id).await?;
+            println!("disabled {user_id}; their sessions ended");
+        }
+        UsersCommand::Passwd { user_id, by: b } => {
+            let password = password_from_stdin()?;
+            id.set_password(&by(b), &user_id, &password).await?;
+            println!("password of {user_id} changed");
+        }
+    }
+    Ok(())
 }
 
 async fn audit_command(config: Config, command: AuditCommand) -> Result<()> {

@@ -515,3 +515,85 @@ fn exports_need_a_reason_and_are_audited() {
         "{text}"
     );
 }
+
+/// `opptak users`: the password comes on standard input, never as an
+/// argument; roles are checked; the admin's actions land in the audit log.
+#[test]
+fn users_from_the_command_line() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("o.db");
+    let env = [
+        ("OPPTAK__STORAGE__METADATA", format!("sqlite://{}", db.display())),
+        (
+            "OPPTAK__KEYS__KEYRING",
+            format!("{}/keyring.json", dir.path().display()),
+        ),
+        (
+            "OPPTAK__STORAGE__BLOBS",
+            format!("file://{}/blobs", dir.path().display()),
+        ),
+        (
+            "OPPTAK__STORAGE__ARCHIVE",
+            format!("file://{}/archive", dir.path().display()),
+        ),
+    ];
+    let run = |args: &[&str], stdin: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_opptak"));
+        c.args(args)
+            .env_remove("OPPTAK_CONFIG")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in &env {
+            c.env(k, v);
+        }
+        let mut child = c.spawn().unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let add = run(
+        &[
+            "users",
+            "add",
+            "adv-anne",
+            "--name",
+            "Anne",
+            "--role",
+            "advisor",
+            "--team",
+            "oslo",
+            "--by",
+            "admin-ola",
+        ],
+        "correct horse battery staple\n",
+    );
+    assert!(add.status.success(), "{}", String::from_utf8_lossy(&add.stderr));
+    let bad_role = run(
+        &["users", "add", "x", "--name", "X", "--role", "root"],
+        "correct horse battery staple\n",
+    );
+    assert!(!bad_role.status.success());
+    assert!(String::from_utf8_lossy(&bad_role.stderr).contains("unknown role"));
+    let short = run(&["users", "add", "y", "--name", "Y", "--role", "qa"], "short\n");
+    assert!(!short.status.success());
+    let list = run(&["users", "list"], "");
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        list.contains("adv-anne") && list.contains("advisor") && list.contains("active"),
+        "{list}"
+    );
+    assert!(!list.contains("argon2"), "hashes are never listed");
+    assert!(run(&["users", "disable", "adv-anne", "--by", "admin-ola"], "")
+        .status
+        .success());
+    let list = run(&["users", "list"], "");
+    assert!(String::from_utf8_lossy(&list.stdout).contains("disabled"));
+    let log = run(&["audit", "list"], "");
+    let log = String::from_utf8_lossy(&log.stdout);
+    assert!(
+        log.contains("user.create") && log.contains("user.disable") && log.contains("admin-ola"),
+        "{log}"
+    );
+    assert!(run(&["audit", "verify"], "").status.success());
+}

@@ -17,6 +17,7 @@ pub mod blob;
 pub mod contract;
 pub mod meta;
 pub mod s3;
+pub mod users;
 
 pub use archive::{open_archive_store, ArchiveStore, FsArchiveStore, Retention};
 pub use blob::{open_blob_store, BlobStore};

@@ -1,0 +1,164 @@
+//! Local users and web sessions of the embedded mode (issue 6): rows only;
+//! hashing and policy live in `src/identity.rs`.
+
+use crate::meta::{db, SqlStore};
+use crate::StoreError;
+use sqlx::Row;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRow {
+    pub user_id: String,
+    pub display_name: String,
+    pub role: String,
+    pub team: String,
+    /// Argon2id PHC string; never printed.
+    pub password_hash: String,
+    pub created_at_us: i64,
+    pub disabled_at_us: Option<i64>,
+}
+
+pub struct SqlUsers {
+    store: SqlStore,
+}
+
+fn user(r: &sqlx::any::AnyRow) -> Result<UserRow, StoreError> {
+    Ok(UserRow {
+        user_id: r.try_get("user_id").map_err(db)?,
+        display_name: r.try_get("display_name").map_err(db)?,
+        role: r.try_get("role").map_err(db)?,
+        team: r.try_get("team").map_err(db)?,
+        password_hash: r.try_get("password_hash").map_err(db)?,
+        created_at_us: r.try_get("created_at_us").map_err(db)?,
+        disabled_at_us: r.try_get("disabled_at_us").map_err(db)?,
+    })
+}
+
+const USER_SELECT: &str =
+    "SELECT user_id, display_name, role, team, password_hash, created_at_us, disabled_at_us FROM users";
+
+impl SqlUsers {
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Ok(Self {
+            store: SqlStore::open(url).await?,
+        })
+    }
+
+    /// Adds a user; `Conflict` if the id is taken.
+    pub async fn add(&self, u: &UserRow) -> Result<(), StoreError> {
+        let r = sqlx::query(
+            "INSERT INTO users (user_id, display_name, role, team, password_hash, created_at_us) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id) DO NOTHING",
+        )
+        .bind(u.user_id.as_str())
+        .bind(u.display_name.as_str())
+        .bind(u.role.as_str())
+        .bind(u.team.as_str())
+        .bind(u.password_hash.as_str())
+        .bind(u.created_at_us)
+        .execute(&self.store.pool)
+        .await
+        .map_err(db)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("user {} exists", u.user_id)));
+        }
+        Ok(())
+    }
+
+    pub async fn get(&self, user_id: &str) -> Result<Option<UserRow>, StoreError> {
+        sqlx::query(&format!("{USER_SELECT} WHERE user_id = $1"))
+            .bind(user_id)
+            .fetch_optional(&self.store.pool)
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(user)
+            .transpose()
+    }
+
+    pub async fn list(&self) -> Result<Vec<UserRow>, StoreError> {
+        let rows = sqlx::query(&format!("{USER_SELECT} ORDER BY user_id"))
+            .fetch_all(&self.store.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(user).collect()
+    }
+
+    pub async fn set_password(&self, user_id: &str, hash: &str) -> Result<(), StoreError> {
+        let r = sqlx::query("UPDATE users SET password_hash = $1 WHERE user_id = $2")
+            .bind(hash)
+            .bind(user_id)
+            .execute(&self.store.pool)
+            .await
+            .map_err(db)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("user {user_id}")));
+        }
+        Ok(())
+    }
+
+    /// Disables a user and ends every session of theirs.
+    pub async fn disable(&self, user_id: &str, at_us: i64) -> Result<(), StoreError> {
+        let mut tx = self.store.begin().await?;
+        let r = sqlx::query("UPDATE users SET disabled_at_us = $1 WHERE user_id = $2 AND disabled_at_us IS NULL")
+            .bind(at_us)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("active user {user_id}")));
+        }
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    pub async fn add_session(
+        &self,
+        token_sha256: &str,
+        user_id: &str,
+        at_us: i64,
+        expires_at_us: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (token_sha256, user_id, created_at_us, expires_at_us) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token_sha256)
+        .bind(user_id)
+        .bind(at_us)
+        .bind(expires_at_us)
+        .execute(&self.store.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    /// The session's user, if the session exists, has not expired at
+    /// `now_us`, and its user is not disabled.
+    pub async fn session_user(&self, token_sha256: &str, now_us: i64) -> Result<Option<UserRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT u.user_id, u.display_name, u.role, u.team, u.password_hash, u.created_at_us, u.disabled_at_us \
+             FROM sessions s JOIN users u ON u.user_id = s.user_id \
+             WHERE s.token_sha256 = $1 AND s.expires_at_us > $2 AND u.disabled_at_us IS NULL",
+        )
+        .bind(token_sha256)
+        .bind(now_us)
+        .fetch_optional(&self.store.pool)
+        .await
+        .map_err(db)?;
+        row.as_ref().map(user).transpose()
+    }
+
+    pub async fn end_session(&self, token_sha256: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE token_sha256 = $1")
+            .bind(token_sha256)
+            .execute(&self.store.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+}

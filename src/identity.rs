@@ -1,0 +1,255 @@
+//! Who may do what (issue 6 item 4), for the embedded mode's local users:
+//! passwords hashed with Argon2id (PHC strings with their own salt and
+//! parameters), one [`Role`] per user, and web sessions whose random token
+//! is kept only as its SHA-256. Every admin action is written to the audit
+//! log; a failed login is logged as refused without saying whether the user
+//! exists. (OIDC bearer tokens for production arrive with the HTTP service.)
+
+use anyhow::{bail, Context, Result};
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use opptak_domain::time::Clock;
+use opptak_store::users::{SqlUsers, UserRow};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+/// The roles of issue 6; each user has exactly one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Their own calls' drafts, transcripts and audio.
+    Advisor,
+    /// Their team's calls.
+    TeamLead,
+    /// Sampled items only.
+    Qa,
+    /// Archive, holds, disclosures.
+    Compliance,
+    /// The audit log only.
+    Auditor,
+    /// Users and configuration, never content.
+    Admin,
+}
+
+impl Role {
+    pub const ALL: [Role; 6] = [
+        Role::Advisor,
+        Role::TeamLead,
+        Role::Qa,
+        Role::Compliance,
+        Role::Auditor,
+        Role::Admin,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Advisor => "advisor",
+            Role::TeamLead => "team-lead",
+            Role::Qa => "qa",
+            Role::Compliance => "compliance",
+            Role::Auditor => "auditor",
+            Role::Admin => "admin",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Role> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .with_context(|| format!("unknown role {s:?}: one of advisor, team-lead, qa, compliance, auditor, admin"))
+    }
+
+    /// Whether this role may ever see call content (audio, transcripts, drafts).
+    pub fn reads_content(self) -> bool {
+        matches!(self, Role::Advisor | Role::TeamLead | Role::Qa | Role::Compliance)
+    }
+}
+
+/// A signed-in user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub user_id: String,
+    pub display_name: String,
+    pub role: Role,
+    pub team: String,
+}
+
+impl User {
+    fn from_row(r: &UserRow) -> Result<Self> {
+        Ok(Self {
+            user_id: r.user_id.clone(),
+            display_name: r.display_name.clone(),
+            role: Role::parse(&r.role)?,
+            team: r.team.clone(),
+        })
+    }
+}
+
+/// How long a web session lasts.
+pub const SESSION_HOURS: i64 = 8;
+const MIN_PASSWORD: usize = 12;
+
+pub struct Identity {
+    users: SqlUsers,
+    edges: crate::app::Edges,
+    clock: Arc<dyn Clock>,
+}
+
+fn token_hash(token: &str) -> String {
+    Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+impl Identity {
+    pub async fn open(edges: &crate::app::Edges) -> Result<Self> {
+        Ok(Self {
+            users: SqlUsers::open(&edges.config.storage.metadata).await?,
+            edges: edges.clone(),
+            clock: edges.clock.clone(),
+        })
+    }
+
+    async fn audit(&self, actor: &str, role: &str, action: &str, subject: &str, outcome: &str) -> Result<()> {
+        self.edges
+            .audit()
+            .await?
+            .record(&crate::audit::Event {
+                actor: actor.into(),
+                role: role.into(),
+                action: action.into(),
+                subject: subject.into(),
+                reason: String::new(),
+                outcome: outcome.into(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Adds a user (an admin action, audited under `by`).
+    pub async fn add_user(
+        &self,
+        by: &str,
+        user_id: &str,
+        display_name: &str,
+        role: Role,
+        team: &str,
+        password: &str,
+    ) -> Result<User> {
+        if !valid_id(user_id) {
+            bail!("user id {user_id:?}: 1 to 64 letters, digits, '.', '_' or '-'");
+        }
+        check_password(password)?;
+        let hash = Argon2::default()
+            .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
+            .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?
+            .to_string();
+        let row = UserRow {
+            user_id: user_id.into(),
+            display_name: display_name.into(),
+            role: role.as_str().into(),
+            team: team.into(),
+            password_hash: hash,
+            created_at_us: self.clock.now_us(),
+            disabled_at_us: None,
+        };
+        self.users.add(&row).await?;
+        self.audit(
+            by,
+            "admin",
+            "user.create",
+            &format!("user:{user_id} ({})", role.as_str()),
+            "allowed",
+        )
+        .await?;
+        User::from_row(&row)
+    }
+
+    pub async fn set_password(&self, by: &str, user_id: &str, password: &str) -> Result<()> {
+        check_password(password)?;
+        let hash = Argon2::default()
+            .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
+            .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?
+            .to_string();
+        self.users.set_password(user_id, &hash).await?;
+        self.audit(by, "admin", "user.password", &format!("user:{user_id}"), "allowed")
+            .await
+    }
+
+    pub async fn disable(&self, by: &str, user_id: &str) -> Result<()> {
+        self.users.disable(user_id, self.clock.now_us()).await?;
+        self.audit(by, "admin", "user.disable", &format!("user:{user_id}"), "allowed")
+            .await
+    }
+
+    pub async fn users(&self) -> Result<Vec<(User, bool)>> {
+        self.users
+            .list()
+            .await?
+            .iter()
+            .map(|r| Ok((User::from_row(r)?, r.disabled_at_us.is_none())))
+            .collect()
+    }
+
+    /// Checks a password; on success opens a session and returns its token
+    /// (give it to the browser; only its hash is stored). Every attempt is
+    /// audited; a failure does not say whether the user exists.
+    pub async fn login(&self, user_id: &str, password: &str) -> Result<Option<(User, String)>> {
+        let row = self.users.get(user_id).await?;
+        // Verify against a dummy hash when the user is unknown, so both
+        // failures take the same time.
+        static DUMMY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            Argon2::default()
+                .hash_password(b"no such user", &SaltString::generate(&mut OsRng))
+                .map(|h| h.to_string())
+                .unwrap_or_default()
+        });
+        let stored = row.as_ref().map_or(DUMMY.as_str(), |r| r.password_hash.as_str());
+        let ok = PasswordHash::new(stored)
+            .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+            .unwrap_or(false);
+        let active = row.as_ref().is_some_and(|r| r.disabled_at_us.is_none());
+        let subject = format!("user:{user_id}");
+        let Some(row) = row.filter(|_| ok && active) else {
+            self.audit(user_id, "-", "login", &subject, "refused").await?;
+            return Ok(None);
+        };
+        let user = User::from_row(&row)?;
+        let mut raw = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let now = self.clock.now_us();
+        self.users
+            .add_session(&token_hash(&token), user_id, now, now + SESSION_HOURS * 3_600_000_000)
+            .await?;
+        self.audit(user_id, user.role.as_str(), "login", &subject, "allowed")
+            .await?;
+        Ok(Some((user, token)))
+    }
+
+    /// The user of a session token, if it is valid now.
+    pub async fn session(&self, token: &str) -> Result<Option<User>> {
+        self.users
+            .session_user(&token_hash(token), self.clock.now_us())
+            .await?
+            .as_ref()
+            .map(User::from_row)
+            .transpose()
+    }
+
+    pub async fn logout(&self, token: &str) -> Result<()> {
+        Ok(self.users.end_session(&token_hash(token)).await?)
+    }
+}
+
+fn check_password(p: &str) -> Result<()> {
+    if p.chars().count() < MIN_PASSWORD {
+        bail!("passwords need at least {MIN_PASSWORD} characters");
+    }
+    Ok(())
+}
