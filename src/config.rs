@@ -18,6 +18,7 @@ pub struct Config {
     pub recorder: RecorderSection,
     pub retention: RetentionSection,
     pub ki: KiSection,
+    pub web: WebSection,
     pub log: LogConfig,
 }
 
@@ -113,6 +114,15 @@ pub struct KiSection {
     pub llm_api_key_env: String,
     pub llm_timeout_s: u64,
     pub summarizer_group: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSection {
+    /// Address the review service listens on.
+    pub listen: String,
+    /// Mark the session cookie `Secure` (behind TLS).
+    pub secure_cookies: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]

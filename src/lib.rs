@@ -11,3 +11,4 @@ pub mod identity;
 pub mod loadgen;
 pub mod sim;
 pub mod subject;
+pub mod web;

@@ -293,6 +293,8 @@ enum Role {
     Transcriber,
     /// Drafts a summary with topics of every transcribed KI call (ki.llm_url).
     Summarizer,
+    /// The review service on web.listen: sign-in, queues, draft pages.
+    Review,
 }
 
 #[derive(Subcommand)]
@@ -707,12 +709,28 @@ async fn run(config: Config, roles: Vec<Role>) -> Result<()> {
     let mut running = Vec::new();
     let mut sweepers = Vec::new();
     let (mut transcribe, mut summarize) = (false, false);
+    let mut web_servers = Vec::new();
     for role in roles {
         match role {
             Role::Recorder => running.push(RunningRecorder::spawn(edges.recorder())),
             Role::Sweeper => sweepers.push(opptak::app::RunningSweeper::spawn(&edges)),
             Role::Transcriber => transcribe = true,
             Role::Summarizer => summarize = true,
+            Role::Review => {
+                let listen = edges.config.web.listen.clone();
+                let listener = tokio::net::TcpListener::bind(&listen)
+                    .await
+                    .with_context(|| format!("web.listen {listen}"))?;
+                let router = opptak::web::router(&edges, edges.config.web.secure_cookies).await?;
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                tracing::info!(%listen, "review service listening");
+                web_servers.push((
+                    tx,
+                    tokio::spawn(opptak::web::serve(listener, router, async {
+                        let _ = rx.await;
+                    })),
+                ));
+            }
         }
     }
     let ki = if transcribe || summarize {
@@ -729,6 +747,14 @@ async fn run(config: Config, roles: Vec<Role>) -> Result<()> {
     tracing::info!("shutting down");
     for s in sweepers {
         s.stop().await;
+    }
+    for (stop, task) in web_servers {
+        let _ = stop.send(());
+        match task.await {
+            Ok(Ok(())) => tracing::info!("review service stopped"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "review service stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "review service task failed"),
+        }
     }
     if let Some(ki) = ki {
         ki.stop().await;

@@ -1,0 +1,436 @@
+//! The review service (issue 6, first slice): sign-in with a local user, the
+//! advisor's queue of drafts, and a draft page with the call's transcript —
+//! server-rendered HTML (maud escapes every value, so a transcript holding
+//! `<script>` shows as text), no JavaScript.
+//!
+//! Every request for call content is authorized by role and written to the
+//! audit log first, refusals included:
+//! - advisor: only calls where they are the advisor (reason "review", not asked);
+//! - team lead: calls of advisors in their team (reason "team review");
+//! - compliance: any call, with a stated `?reason=`;
+//! - QA: sampled items only (sampling arrives later: refused today);
+//! - auditor, admin: never content.
+//!
+//! Sessions: an `HttpOnly`, `SameSite=Strict` cookie holding a random token
+//! (only its hash is stored, [`crate::identity`]). Every form post carries a
+//! CSRF token derived from the session token (`SHA-256("opptak-csrf" ‖
+//! token)`), which a page from another origin cannot compute.
+
+use crate::app::Edges;
+use crate::identity::{Identity, Role, User};
+use anyhow::Result;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use maud::{html, Markup, DOCTYPE};
+use opptak_domain::model::CallId;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+
+const COOKIE: &str = "opptak_session";
+
+struct App {
+    edges: Edges,
+    identity: Identity,
+    audit: crate::audit::Audit,
+    secure_cookies: bool,
+}
+
+/// Builds the service's router over `edges`.
+pub async fn router(edges: &Edges, secure_cookies: bool) -> Result<Router> {
+    let app = Arc::new(App {
+        identity: Identity::open(edges).await?,
+        audit: edges.audit().await?,
+        edges: edges.clone(),
+        secure_cookies,
+    });
+    Ok(Router::new()
+        .route("/", get(|| async { Redirect::to("/queue") }))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/queue", get(queue))
+        .route("/calls/{id}", get(call_page))
+        .with_state(app))
+}
+
+/// Serves the router on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}
+
+fn csrf_of(token: &str) -> String {
+    let d = Sha256::digest([b"opptak-csrf\0".as_slice(), token.as_bytes()].concat());
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn session_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn page(title: &str, user: Option<&User>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="nb" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " — opptak" }
+                style { "body{font-family:system-ui,sans-serif;max-width:60rem;margin:1rem auto;padding:0 1rem}\
+                        table{border-collapse:collapse}td,th{padding:.3rem .6rem;border-bottom:1px solid #ccc;text-align:left}\
+                        .agent{color:#124}.customer{color:#412}:focus{outline:3px solid #06c}" }
+            }
+            body {
+                header {
+                    strong { "opptak" }
+                    @if let Some(u) = user {
+                        " · " (u.display_name) " (" (u.role.as_str()) ") · "
+                        a href="/queue" { "Kø / queue" }
+                    }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    }
+}
+
+struct Html(Markup, StatusCode);
+
+impl IntoResponse for Html {
+    fn into_response(self) -> Response {
+        let mut r = (self.1, self.0.into_string()).into_response();
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+            ),
+        );
+        h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r
+    }
+}
+
+fn error(status: StatusCode, msg: &str) -> Response {
+    Html(page("Feil / error", None, html! { p { (msg) } }), status).into_response()
+}
+
+impl App {
+    async fn user(&self, headers: &HeaderMap) -> Result<Option<(User, String)>> {
+        let Some(token) = session_token(headers) else {
+            return Ok(None);
+        };
+        Ok(self.identity.session(&token).await?.map(|u| (u, token)))
+    }
+
+    async fn audit(&self, u: &User, action: &str, subject: &str, reason: &str, outcome: &str) -> Result<()> {
+        self.audit
+            .record(&crate::audit::Event {
+                actor: u.user_id.clone(),
+                role: u.role.as_str().into(),
+                action: action.into(),
+                subject: subject.into(),
+                reason: reason.into(),
+                outcome: outcome.into(),
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+fn internal(e: anyhow::Error) -> Response {
+    tracing::error!(error = %e, "request failed");
+    error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Noe gikk galt / something went wrong",
+    )
+}
+
+async fn login_page() -> Response {
+    Html(
+        page(
+            "Logg inn / sign in",
+            None,
+            html! {
+                form method="post" action="/login" {
+                    p { label { "Bruker / user " input name="user" autocomplete="username" required autofocus; } }
+                    p { label { "Passord / password " input name="password" type="password" autocomplete="current-password" required; } }
+                    button type="submit" { "Logg inn / sign in" }
+                }
+            },
+        ),
+        StatusCode::OK,
+    )
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    user: String,
+    password: String,
+}
+
+async fn login(State(app): State<Arc<App>>, Form(f): Form<LoginForm>) -> Response {
+    match app.identity.login(&f.user, &f.password).await {
+        Ok(Some((_, token))) => {
+            let cookie = format!(
+                "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+                crate::identity::SESSION_HOURS * 3600,
+                if app.secure_cookies { "; Secure" } else { "" }
+            );
+            let mut r = Redirect::to("/queue").into_response();
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                r.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            r
+        }
+        Ok(None) => error(
+            StatusCode::UNAUTHORIZED,
+            "Feil bruker eller passord / wrong user or password",
+        ),
+        Err(e) => internal(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(State(app): State<Arc<App>>, headers: HeaderMap, Form(f): Form<CsrfForm>) -> Response {
+    let Some(token) = session_token(&headers) else {
+        return Redirect::to("/login").into_response();
+    };
+    if f.csrf != csrf_of(&token) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "Skjemaet mangler gyldig CSRF-token / invalid form token",
+        );
+    }
+    if let Err(e) = app.identity.logout(&token).await {
+        return internal(e);
+    }
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("opptak_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    r
+}
+
+async fn queue(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let (user, token) = match app.user(&headers).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return Redirect::to("/login").into_response(),
+        Err(e) => return internal(e),
+    };
+    let rows = match drafts_for(&app, &user).await {
+        Ok(r) => r,
+        Err(e) => return internal(e),
+    };
+    Html(
+        page(
+            "Utkast til gjennomgang / drafts to review",
+            Some(&user),
+            html! {
+                @if rows.is_empty() {
+                    p { "Ingen utkast venter / no drafts are waiting." }
+                } @else {
+                    table {
+                        thead { tr { th { "Samtale / call" } th { "Rådgiver / advisor" } th { "Startet / started (UTC)" } } }
+                        tbody {
+                            @for (id, advisor, started) in &rows {
+                                tr {
+                                    td { a href={ "/calls/" (id) } { (id) } }
+                                    td { (advisor) }
+                                    td { (started) }
+                                }
+                            }
+                        }
+                    }
+                }
+                form method="post" action="/logout" {
+                    input type="hidden" name="csrf" value=(csrf_of(&token));
+                    button type="submit" { "Logg ut / sign out" }
+                }
+            },
+        ),
+        StatusCode::OK,
+    )
+    .into_response()
+}
+
+/// Drafted KI calls the user may review: their own (advisor) or their
+/// team's (team lead); nobody else gets a queue yet.
+async fn drafts_for(app: &App, user: &User) -> Result<Vec<(String, String, String)>> {
+    let team: Vec<String> = match user.role {
+        Role::Advisor => vec![user.user_id.clone()],
+        Role::TeamLead => app
+            .identity
+            .users()
+            .await?
+            .into_iter()
+            .filter(|(u, _)| u.team == user.team && !u.team.is_empty())
+            .map(|(u, _)| u.user_id)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let mut out = Vec::new();
+    for c in app.edges.meta.list_calls(500).await? {
+        if !team.contains(&c.facts.advisor_id) {
+            continue;
+        }
+        if opptak_ki::summarize::ki_state(&app.edges.meta, &c.facts.call_id).await?
+            == opptak_ki::summarize::KiState::Drafted
+        {
+            let at = c.facts.started_at_us;
+            out.push((
+                c.facts.call_id.to_string(),
+                c.facts.advisor_id.clone(),
+                format!(
+                    "{} {}",
+                    opptak_domain::time::utc_day(at),
+                    opptak_domain::time::utc_time(at)
+                ),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+struct ReasonQuery {
+    reason: Option<String>,
+}
+
+async fn call_page(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<ReasonQuery>,
+) -> Response {
+    let (user, _) = match app.user(&headers).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return error(StatusCode::UNAUTHORIZED, "Logg inn først / sign in first"),
+        Err(e) => return internal(e),
+    };
+    let Ok(call_id) = CallId::parse(&id) else {
+        return error(StatusCode::NOT_FOUND, "Ukjent samtale / unknown call");
+    };
+    let subject = format!("call:{call_id}");
+    let call = match app.edges.meta.load_call(&call_id).await {
+        Ok(c) => c,
+        Err(e) => return internal(e.into()),
+    };
+    // Who may read this call's content, and why.
+    let decision: std::result::Result<String, (StatusCode, &str)> = match (&call, user.role) {
+        (None, _) => Err((StatusCode::NOT_FOUND, "Ukjent samtale / unknown call")),
+        (Some(c), Role::Advisor) if c.facts.advisor_id == user.user_id => Ok("review".into()),
+        (Some(c), Role::TeamLead) => {
+            let in_team = app
+                .identity
+                .users()
+                .await
+                .map(|us| {
+                    us.iter()
+                        .any(|(u, _)| u.user_id == c.facts.advisor_id && u.team == user.team && !u.team.is_empty())
+                })
+                .unwrap_or(false);
+            if in_team {
+                Ok("team review".into())
+            } else {
+                Err((StatusCode::FORBIDDEN, "Ikke ditt team / not your team's call"))
+            }
+        }
+        (Some(_), Role::Compliance) => match q.reason.as_deref().map(str::trim) {
+            Some(r) if !r.is_empty() => Ok(r.to_owned()),
+            _ => Err((StatusCode::BAD_REQUEST, "Oppgi en grunn (?reason=…) / state a reason")),
+        },
+        (Some(_), Role::Advisor) => Err((StatusCode::FORBIDDEN, "Ikke din samtale / not your call")),
+        (Some(_), Role::Qa) => Err((StatusCode::FORBIDDEN, "Ikke trukket ut til QA / not sampled for QA")),
+        (Some(_), Role::Auditor | Role::Admin) => Err((
+            StatusCode::FORBIDDEN,
+            "Rollen din gir ikke tilgang til innhold / your role never reads content",
+        )),
+    };
+    let reason = match decision {
+        Ok(r) => r,
+        Err((status, msg)) => {
+            if let Err(e) = app.audit(&user, "transcript.read", &subject, "", "refused").await {
+                return internal(e);
+            }
+            return error(status, msg);
+        }
+    };
+    // Audited before anything is decrypted.
+    if let Err(e) = app.audit(&user, "transcript.read", &subject, &reason, "allowed").await {
+        return internal(e);
+    }
+    let e = &app.edges;
+    let transcript = opptak_ki::transcribe::read_transcript(&e.meta, &e.blobs, &e.keys, &call_id).await;
+    let draft = opptak_ki::summarize::read_draft(&e.meta, &e.blobs, &e.keys, &call_id).await;
+    Html(
+        page(
+            &format!("Samtale / call {call_id}"),
+            Some(&user),
+            html! {
+                h2 { "Utkast / draft" }
+                @match &draft {
+                    Ok(d) => {
+                        p { (d.summary) }
+                        p { "Emner / topics: " (d.topics.join(", ")) }
+                        @if !d.customer_requests.is_empty() {
+                            h3 { "Kunden ba om / customer requests" }
+                            ul { @for r in &d.customer_requests { li { (r) } } }
+                        }
+                        @if !d.follow_ups.is_empty() {
+                            h3 { "Oppfølging / follow-ups" }
+                            ul { @for f in &d.follow_ups { li { (f) } } }
+                        }
+                        p { small { "Skrevet av / written by " (d.source) " · " (d.prompt_version) } }
+                    }
+                    Err(err) => p { "Intet utkast / no draft: " (err.to_string()) }
+                }
+                h2 { "Transkripsjon / transcript" }
+                @match &transcript {
+                    Ok(segs) => {
+                        table {
+                            tbody {
+                                @for s in segs {
+                                    tr class=(s.speaker) {
+                                        td { (format!("{:.1} s", s.start_s)) }
+                                        td { (s.speaker) }
+                                        td { (s.text) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Err(err) => p { "Ingen transkripsjon / no transcript: " (err.to_string()) }
+                }
+            },
+        ),
+        StatusCode::OK,
+    )
+    .into_response()
+}

@@ -1,0 +1,246 @@
+//! The review service over real HTTP (issue 6, first slice): sign-in, the
+//! advisor's queue, the draft page, and every role trying what it must not —
+//! another advisor's call, a team lead outside the team, QA without a
+//! sample, an auditor and an admin reading content, compliance without a
+//! reason, a forged session, a form post without its CSRF token — each
+//! refused with the right status and audited; a transcript holding
+//! `<script>` is rendered inert.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{wait_for_recordings, Backend, Env};
+use opptak::app::{RunningKi, RunningRecorder};
+use opptak::identity::{Identity, Role};
+use opptak_ki::asr::{AsrError, SpeechRecognizer, Transcript, Utterance};
+use std::sync::Arc;
+use std::time::Duration;
+
+const PW: &str = "correct horse battery staple";
+const HOSTILE: &str = "<script>alert('x')</script> I want to move my mortgage";
+
+/// Hears the same hostile line in every utterance: the only way to get
+/// markup into a transcript (no speech model writes tags).
+struct Hostile;
+
+#[async_trait::async_trait]
+impl SpeechRecognizer for Hostile {
+    async fn transcribe(&self, u: &Utterance) -> Result<Transcript, AsrError> {
+        let secs = u.pcm16.len() as f32 / 2.0 / u.sample_rate_hz as f32;
+        Ok(Transcript {
+            text: HOSTILE.into(),
+            segments: vec![opptak_ki::asr::Segment {
+                start_s: 0.0,
+                end_s: secs,
+                text: HOSTILE.into(),
+            }],
+        })
+    }
+    fn describe(&self) -> String {
+        "hostile test recognizer".into()
+    }
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    async fn login(&self, user: &str, password: &str) -> (reqwest::StatusCode, Option<String>) {
+        let r = self
+            .http
+            .post(format!("{}/login", self.base))
+            .form(&[("user", user), ("password", password)])
+            .send()
+            .await
+            .unwrap();
+        let cookie = r
+            .headers()
+            .get("set-cookie")
+            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned());
+        if let Some(c) = &cookie {
+            let full = r.headers().get("set-cookie").unwrap().to_str().unwrap();
+            assert!(full.contains("HttpOnly") && full.contains("SameSite=Strict"), "{full}");
+            assert!(c.starts_with("opptak_session="));
+        }
+        (r.status(), cookie)
+    }
+
+    async fn get(&self, path: &str, cookie: Option<&str>) -> (reqwest::StatusCode, reqwest::header::HeaderMap, String) {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(c) = cookie {
+            req = req.header("cookie", c);
+        }
+        let r = req.send().await.unwrap();
+        let (s, h) = (r.status(), r.headers().clone());
+        (s, h, r.text().await.unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_role_gets_exactly_what_it_may() {
+    let env = Env::new(&Backend::Embedded, "web");
+    let edges = env.edges().await;
+    let id = Identity::open(&edges).await.unwrap();
+    for (user, role, team) in [
+        ("adv-anne", Role::Advisor, "oslo"),
+        ("adv-bo", Role::Advisor, "oslo"),
+        ("lead-lise", Role::TeamLead, "oslo"),
+        ("lead-per", Role::TeamLead, "bergen"),
+        ("qa-kari", Role::Qa, "qa"),
+        ("co-cato", Role::Compliance, "compliance"),
+        ("aud-astrid", Role::Auditor, "audit"),
+        ("admin-ola", Role::Admin, "it"),
+    ] {
+        id.add_user("setup", user, user, role, team, PW).await.unwrap();
+    }
+
+    // One KI call of adv-anne, transcribed and drafted.
+    let mut sample = opptak::demo::samples(&opptak::demo::default_samples_dir())
+        .unwrap()
+        .into_iter()
+        .find(|s| s.call.call_id == "demo-0003")
+        .unwrap();
+    sample.call.started.advisor_id = "adv-anne".into();
+    let call = sample.call.call_id.clone();
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let ki = RunningKi::spawn(&edges, true, true, Some(Arc::new(Hostile)))
+        .await
+        .unwrap();
+    common::publish_events(&edges, &sample.call.events(100)).await;
+    wait_for_recordings(&edges, 1, 60).await;
+    let cid = opptak_domain::model::CallId::parse(&call).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !edges
+        .meta
+        .artifacts(&cid)
+        .await
+        .unwrap()
+        .iter()
+        .any(|a| a.kind == "draft")
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no draft");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ki.stop().await;
+    recorder.stop().await.unwrap();
+
+    // The service on a free port.
+    let router = opptak::web::router(&edges, false).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(opptak::web::serve(listener, router, async {
+        let _ = stopped.await;
+    }));
+    let c = Client {
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        base,
+    };
+
+    // Not signed in, wrong password, forged session.
+    let (s, h, _) = c.get("/queue", None).await;
+    assert_eq!(s, 303);
+    assert_eq!(h.get("location").unwrap(), "/login");
+    assert_eq!(c.login("adv-anne", "not the password").await.0, 401);
+    assert_eq!(
+        c.get(&format!("/calls/{call}"), Some("opptak_session=forged")).await.0,
+        401
+    );
+
+    // The advisor: the queue, and the draft with the transcript, inert.
+    let (s, anne) = c.login("adv-anne", PW).await;
+    assert_eq!(s, 303);
+    let anne = anne.unwrap();
+    let (s, _, body) = c.get("/queue", Some(&anne)).await;
+    assert_eq!(s, 200);
+    assert!(body.contains(&format!("/calls/{call}")), "{body}");
+    let (s, h, body) = c.get(&format!("/calls/{call}"), Some(&anne)).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("&lt;script&gt;"), "{body}");
+    assert!(!body.contains("<script>"), "markup from a transcript must be inert");
+    assert!(h
+        .get("content-security-policy")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .contains("default-src 'none'"));
+    assert_eq!(h.get("cache-control").unwrap(), "no-store");
+
+    // Everyone else.
+    for (user, query, want) in [
+        ("adv-bo", "", 403),
+        ("lead-lise", "", 200),
+        ("lead-per", "", 403),
+        ("qa-kari", "", 403),
+        ("aud-astrid", "", 403),
+        ("admin-ola", "", 403),
+        ("co-cato", "", 400),
+        ("co-cato", "?reason=complaint%20FKN-2026-0203", 200),
+    ] {
+        let (_, cookie) = c.login(user, PW).await;
+        let (s, _, body) = c.get(&format!("/calls/{call}{query}"), cookie.as_deref()).await;
+        assert_eq!(s.as_u16(), want, "{user}{query}: {body}");
+        if want != 200 {
+            assert!(!body.contains("mortgage"), "{user} saw content");
+        }
+    }
+    // Another advisor's queue does not list the call.
+    let (_, bo) = c.login("adv-bo", PW).await;
+    let (_, _, body) = c.get("/queue", bo.as_deref()).await;
+    assert!(!body.contains(&call));
+
+    // Sign-out needs the form's CSRF token.
+    let post = |cookie: &str, csrf: &str| {
+        c.http
+            .post(format!("{}/logout", c.base))
+            .header("cookie", cookie)
+            .form(&[("csrf", csrf)])
+            .send()
+    };
+    assert_eq!(post(&anne, "forged").await.unwrap().status(), 403);
+    assert_eq!(c.get("/queue", Some(&anne)).await.0, 200, "still signed in");
+    let (_, _, queue) = c.get("/queue", Some(&anne)).await;
+    let csrf = queue
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(post(&anne, &csrf).await.unwrap().status(), 303);
+    assert_eq!(c.get("/queue", Some(&anne)).await.0, 303, "signed out");
+
+    // Every read and refusal is in the audit log, which verifies.
+    let audit = edges.audit().await.unwrap();
+    let log = audit.entries(1, 1000).await.unwrap();
+    let reads: Vec<(String, String, String)> = log
+        .iter()
+        .filter(|e| e.event.action == "transcript.read")
+        .map(|e| (e.event.actor.clone(), e.event.outcome.clone(), e.event.reason.clone()))
+        .collect();
+    for want in [
+        ("adv-anne", "allowed", "review"),
+        ("lead-lise", "allowed", "team review"),
+        ("co-cato", "allowed", "complaint FKN-2026-0203"),
+        ("adv-bo", "refused", ""),
+        ("lead-per", "refused", ""),
+        ("qa-kari", "refused", ""),
+        ("aud-astrid", "refused", ""),
+        ("admin-ola", "refused", ""),
+        ("co-cato", "refused", ""),
+    ] {
+        assert!(
+            reads.contains(&(want.0.into(), want.1.into(), want.2.into())),
+            "{want:?} not in {reads:?}"
+        );
+    }
+    assert!(audit.verify(None).await.unwrap().ok());
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
