@@ -9,6 +9,7 @@ pub mod demo;
 pub mod disclose;
 pub mod identity;
 pub mod loadgen;
+pub mod review;
 pub mod sim;
 pub mod subject;
 pub mod web;

@@ -36,6 +36,7 @@ struct App {
     edges: Edges,
     identity: Identity,
     audit: crate::audit::Audit,
+    review: crate::review::Review,
     secure_cookies: bool,
 }
 
@@ -44,6 +45,7 @@ pub async fn router(edges: &Edges, secure_cookies: bool) -> Result<Router> {
     let app = Arc::new(App {
         identity: Identity::open(edges).await?,
         audit: edges.audit().await?,
+        review: crate::review::Review::open(edges).await?,
         edges: edges.clone(),
         secure_cookies,
     });
@@ -54,6 +56,7 @@ pub async fn router(edges: &Edges, secure_cookies: bool) -> Result<Router> {
         .route("/logout", post(logout))
         .route("/queue", get(queue))
         .route("/calls/{id}", get(call_page))
+        .route("/calls/{id}/decide", post(decide))
         .with_state(app))
 }
 
@@ -329,7 +332,7 @@ async fn call_page(
     Path(id): Path<String>,
     Query(q): Query<ReasonQuery>,
 ) -> Response {
-    let (user, _) = match app.user(&headers).await {
+    let (user, token) = match app.user(&headers).await {
         Ok(Some(u)) => u,
         Ok(None) => return error(StatusCode::UNAUTHORIZED, "Logg inn først / sign in first"),
         Err(e) => return internal(e),
@@ -389,6 +392,18 @@ async fn call_page(
     let e = &app.edges;
     let transcript = opptak_ki::transcribe::read_transcript(&e.meta, &e.blobs, &e.keys, &call_id).await;
     let draft = opptak_ki::summarize::read_draft(&e.meta, &e.blobs, &e.keys, &call_id).await;
+    let versions = match app.review.versions(&call_id).await {
+        Ok(v) => v,
+        Err(e) => return internal(e),
+    };
+    let closed = versions.iter().any(|v| v.kind != "edit");
+    let mine = call.as_ref().is_some_and(|c| c.facts.advisor_id == user.user_id) && user.role == Role::Advisor;
+    let current = versions
+        .iter()
+        .rev()
+        .find_map(|v| v.text.clone().filter(|_| v.kind != "rejected"))
+        .or_else(|| draft.as_ref().ok().map(|d| d.summary.clone()))
+        .unwrap_or_default();
     Html(
         page(
             &format!("Samtale / call {call_id}"),
@@ -410,6 +425,34 @@ async fn call_page(
                         p { small { "Skrevet av / written by " (d.source) " · " (d.prompt_version) } }
                     }
                     Err(err) => p { "Intet utkast / no draft: " (err.to_string()) }
+                }
+                @if !versions.is_empty() {
+                    h2 { "Versjoner / versions" }
+                    table {
+                        tbody {
+                            @for v in &versions {
+                                tr {
+                                    td { (v.version) }
+                                    td { (v.kind) }
+                                    td { (v.author) }
+                                    td { (opptak_domain::time::utc_day(v.at_us)) " " (opptak_domain::time::utc_time(v.at_us)) }
+                                    td { (v.text.as_deref().unwrap_or("(KI-data slettet / KI data erased)")) }
+                                }
+                            }
+                        }
+                    }
+                }
+                @if mine && !closed && draft.is_ok() {
+                    h2 { "Din vurdering / your decision" }
+                    form method="post" action={ "/calls/" (call_id) "/decide" } {
+                        input type="hidden" name="csrf" value=(csrf_of(&token));
+                        p { label { "Sammendrag / summary" br; textarea name="text" rows="6" cols="80" { (current) } } }
+                        button type="submit" name="action" value="edit" { "Lagre / save" }
+                        " "
+                        button type="submit" name="action" value="approve" { "Godkjenn / approve" }
+                        " "
+                        button type="submit" name="action" value="reject" { "Avvis med begrunnelse / reject (the text is the reason)" }
+                    }
                 }
                 h2 { "Transkripsjon / transcript" }
                 @match &transcript {
@@ -433,4 +476,78 @@ async fn call_page(
         StatusCode::OK,
     )
     .into_response()
+}
+
+#[derive(Deserialize)]
+struct DecideForm {
+    csrf: String,
+    action: String,
+    text: String,
+}
+
+async fn decide(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(f): Form<DecideForm>,
+) -> Response {
+    let (user, token) = match app.user(&headers).await {
+        Ok(Some(u)) => u,
+        Ok(None) => return error(StatusCode::UNAUTHORIZED, "Logg inn først / sign in first"),
+        Err(e) => return internal(e),
+    };
+    let Ok(call_id) = CallId::parse(&id) else {
+        return error(StatusCode::NOT_FOUND, "Ukjent samtale / unknown call");
+    };
+    let subject = format!("call:{call_id}");
+    let action = format!("draft.{}", f.action);
+    if f.csrf != csrf_of(&token) {
+        if let Err(e) = app
+            .audit(&user, &action, &subject, "no valid CSRF token", "refused")
+            .await
+        {
+            return internal(e);
+        }
+        return error(
+            StatusCode::FORBIDDEN,
+            "Skjemaet mangler gyldig CSRF-token / invalid form token",
+        );
+    }
+    let decision = match f.action.as_str() {
+        "edit" => crate::review::Decision::Edit(f.text),
+        "approve" => crate::review::Decision::Approve(f.text),
+        "reject" => crate::review::Decision::Reject(f.text),
+        _ => return error(StatusCode::BAD_REQUEST, "Ukjent handling / unknown action"),
+    };
+    let mine = match app.edges.meta.load_call(&call_id).await {
+        Ok(Some(c)) => c.facts.advisor_id == user.user_id && user.role == Role::Advisor,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "Ukjent samtale / unknown call"),
+        Err(e) => return internal(e.into()),
+    };
+    if !mine {
+        if let Err(e) = app.audit(&user, &action, &subject, "", "refused").await {
+            return internal(e);
+        }
+        return error(
+            StatusCode::FORBIDDEN,
+            "Bare samtalens rådgiver / only the call's advisor decides",
+        );
+    }
+    match app.review.decide(&user, &call_id, decision).await {
+        Ok(v) => {
+            if let Err(e) = app
+                .audit(&user, &action, &subject, &format!("version {}", v.version), "allowed")
+                .await
+            {
+                return internal(e);
+            }
+            Redirect::to(&format!("/calls/{call_id}")).into_response()
+        }
+        Err(e) => {
+            if let Err(e) = app.audit(&user, &action, &subject, "", "failed").await {
+                return internal(e);
+            }
+            error(StatusCode::CONFLICT, &e.to_string())
+        }
+    }
 }

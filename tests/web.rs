@@ -194,6 +194,72 @@ async fn every_role_gets_exactly_what_it_may() {
     let (_, _, body) = c.get("/queue", bo.as_deref()).await;
     assert!(!body.contains(&call));
 
+    // Decisions: only the advisor, only with the form's token; edits are
+    // kept as versions; approval makes the 5-year record and its event.
+    let (_, _, page) = c.get(&format!("/calls/{call}"), Some(&anne)).await;
+    let token = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let decide = |cookie: &str, csrf: &str, action: &str, text: &str| {
+        c.http
+            .post(format!("{}/calls/{call}/decide", c.base))
+            .header("cookie", cookie)
+            .form(&[("csrf", csrf), ("action", action), ("text", text)])
+            .send()
+    };
+    assert_eq!(decide(&anne, "forged", "approve", "x").await.unwrap().status(), 403);
+    let bo_page = c.get(&format!("/calls/{call}"), bo.as_deref()).await.2;
+    assert!(!bo_page.contains("decide"));
+    assert_eq!(
+        decide(bo.as_deref().unwrap(), "forged", "approve", "x")
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    let edited = "The customer wants to move the mortgage; the advisor sends an offer.";
+    assert_eq!(decide(&anne, &token, "edit", edited).await.unwrap().status(), 303);
+    assert_eq!(decide(&anne, &token, "approve", edited).await.unwrap().status(), 303);
+    assert_eq!(
+        decide(&anne, &token, "reject", "too late").await.unwrap().status(),
+        409,
+        "closed"
+    );
+    let review = opptak::review::Review::open(&edges).await.unwrap();
+    let versions = review.versions(&cid).await.unwrap();
+    let kinds: Vec<&str> = versions.iter().map(|v| v.kind.as_str()).collect();
+    assert_eq!(kinds, ["edit", "approved"]);
+    assert!(versions
+        .iter()
+        .all(|v| v.author == "adv-anne" && v.text.as_deref() == Some(edited)));
+    let record = opptak::review::read_approved(&edges, &cid).await.unwrap();
+    assert_eq!(record["summary"], edited);
+    assert_eq!(record["approved_by"], "adv-anne");
+    let rows = edges.meta.retention_of(&cid).await.unwrap();
+    assert!(
+        rows.iter()
+            .any(|r| r.kind == "approved-summary" && r.class == "record-5y"),
+        "{rows:?}"
+    );
+    let mut sub = edges
+        .bus
+        .subscribe("web-test", &[opptak::review::summaries_topic(&edges)])
+        .await
+        .unwrap();
+    let got = sub.poll(10, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(got.len(), 1);
+    let ev = <opptak_proto::v1::SummaryApproved as opptak_proto::Message>::decode(got[0].payload.as_ref()).unwrap();
+    assert_eq!(ev.call_id, call);
+    assert!(
+        !got[0].payload.windows(12).any(|w| w == &edited.as_bytes()[..12]),
+        "sealed on the bus"
+    );
+
     // Sign-out needs the form's CSRF token.
     let post = |cookie: &str, csrf: &str| {
         c.http
@@ -238,6 +304,22 @@ async fn every_role_gets_exactly_what_it_may() {
         assert!(
             reads.contains(&(want.0.into(), want.1.into(), want.2.into())),
             "{want:?} not in {reads:?}"
+        );
+    }
+    let decisions: Vec<(String, String)> = log
+        .iter()
+        .filter(|e| e.event.action.starts_with("draft."))
+        .map(|e| (e.event.action.clone(), e.event.outcome.clone()))
+        .collect();
+    for want in [
+        ("draft.approve", "refused"),
+        ("draft.edit", "allowed"),
+        ("draft.approve", "allowed"),
+        ("draft.reject", "failed"),
+    ] {
+        assert!(
+            decisions.contains(&(want.0.into(), want.1.into())),
+            "{want:?} not in {decisions:?}"
         );
     }
     assert!(audit.verify(None).await.unwrap().ok());

@@ -1,0 +1,82 @@
+//! Review versions of a call's summary (issue 6): rows only; sealing and
+//! rules live in `src/review.rs`.
+
+use crate::meta::{db, SqlStore};
+use crate::StoreError;
+use sqlx::Row;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionRow {
+    pub call_id: String,
+    pub version: u64,
+    /// `edit`, `approved` or `rejected`.
+    pub kind: String,
+    pub author: String,
+    pub at_us: i64,
+    pub key_id: String,
+    /// Format v2 under the key `key_id`.
+    pub sealed: Vec<u8>,
+}
+
+pub struct SqlReview {
+    store: SqlStore,
+}
+
+impl SqlReview {
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Ok(Self {
+            store: SqlStore::open(url).await?,
+        })
+    }
+
+    /// Adds a version; `Conflict` when that version number is taken (another
+    /// decision came first).
+    pub async fn add(&self, v: &VersionRow) -> Result<(), StoreError> {
+        let r = sqlx::query(
+            "INSERT INTO review_versions (call_id, version, kind, author, at_us, key_id, sealed) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (call_id, version) DO NOTHING",
+        )
+        .bind(v.call_id.as_str())
+        .bind(v.version as i64)
+        .bind(v.kind.as_str())
+        .bind(v.author.as_str())
+        .bind(v.at_us)
+        .bind(v.key_id.as_str())
+        .bind(v.sealed.clone())
+        .execute(&self.store.pool)
+        .await
+        .map_err(db)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!(
+                "version {} of {} exists",
+                v.version, v.call_id
+            )));
+        }
+        Ok(())
+    }
+
+    /// A call's versions, oldest first.
+    pub async fn versions(&self, call_id: &str) -> Result<Vec<VersionRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT call_id, version, kind, author, at_us, key_id, sealed FROM review_versions \
+             WHERE call_id = $1 ORDER BY version",
+        )
+        .bind(call_id)
+        .fetch_all(&self.store.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(VersionRow {
+                    call_id: r.try_get("call_id").map_err(db)?,
+                    version: r.try_get::<i64, _>("version").map_err(db)? as u64,
+                    kind: r.try_get("kind").map_err(db)?,
+                    author: r.try_get("author").map_err(db)?,
+                    at_us: r.try_get("at_us").map_err(db)?,
+                    key_id: r.try_get("key_id").map_err(db)?,
+                    sealed: r.try_get("sealed").map_err(db)?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,277 @@
+//! The advisor's decisions on a draft (R4; issue 6 item 2): edits, approval
+//! and rejection, every version kept with its author and time. The texts are
+//! sealed under the call's `ki` key (they are KI data, 30 days); the approved
+//! summary also becomes the customer-service record — an `approved-summary`
+//! artifact under the `record-5y` key, routed to its 5-year retention — and
+//! a `SummaryApproved` event on `opptak.summaries.v1` for the contact history.
+//! Once approved or rejected a draft is closed.
+
+use crate::app::Edges;
+use crate::identity::{Role, User};
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use opptak_crypto::segment::ArtifactKind;
+use opptak_crypto::stream::{self, StreamInfo, DEFAULT_SEGMENT_SIZE};
+use opptak_crypto::{DataKey, WrappedKey};
+use opptak_domain::model::{CallId, KeyClass};
+use opptak_proto::Message;
+use opptak_store::meta::{StoredKey, StoredObject};
+use opptak_store::review::{SqlReview, VersionRow};
+use serde::{Deserialize, Serialize};
+
+/// What the advisor decides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Save an edited summary (the draft stays open).
+    Edit(String),
+    /// Approve this summary as the record.
+    Approve(String),
+    /// Reject the draft, with the reason.
+    Reject(String),
+}
+
+impl Decision {
+    fn kind(&self) -> &'static str {
+        match self {
+            Decision::Edit(_) => "edit",
+            Decision::Approve(_) => "approved",
+            Decision::Reject(_) => "rejected",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Sealed {
+    /// The summary text (edits, approval) or the rejection's reason.
+    text: String,
+}
+
+/// One version as a reviewer sees it (`text` is `None` once the KI key is gone).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Version {
+    pub version: u64,
+    pub kind: String,
+    pub author: String,
+    pub at_us: i64,
+    pub text: Option<String>,
+}
+
+pub struct Review {
+    edges: Edges,
+    store: SqlReview,
+}
+
+pub fn summaries_topic(edges: &Edges) -> String {
+    format!("{}opptak.summaries.v1", edges.config.bus.topic_prefix)
+}
+
+impl Review {
+    pub async fn open(edges: &Edges) -> Result<Self> {
+        edges
+            .bus
+            .create_topic(&summaries_topic(edges), edges.config.bus.partitions)
+            .await?;
+        Ok(Self {
+            edges: edges.clone(),
+            store: SqlReview::open(&edges.config.storage.metadata).await?,
+        })
+    }
+
+    /// The versions of a call's summary, oldest first.
+    pub async fn versions(&self, call_id: &CallId) -> Result<Vec<Version>> {
+        let key = self.key(call_id, KeyClass::Ki, false).await.ok().flatten();
+        let mut out = Vec::new();
+        for row in self.store.versions(call_id.as_str()).await? {
+            let text = key
+                .as_ref()
+                .filter(|k| k.id() == row.key_id)
+                .and_then(|k| stream::open(k, &row.sealed, &info(call_id, k, &row.version.to_string())).ok())
+                .and_then(|json| serde_json::from_slice::<Sealed>(&json).ok())
+                .map(|s| s.text);
+            out.push(Version {
+                version: row.version,
+                kind: row.kind,
+                author: row.author,
+                at_us: row.at_us,
+                text,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records `decision` by `user` (the call's advisor) on the call's draft.
+    pub async fn decide(&self, user: &User, call_id: &CallId, decision: Decision) -> Result<Version> {
+        let rec = self.edges.meta.load_call(call_id).await?.context("no such call")?;
+        if user.role != Role::Advisor || rec.facts.advisor_id != user.user_id {
+            bail!("only the call's advisor decides on its draft");
+        }
+        if opptak_ki::summarize::ki_state(&self.edges.meta, call_id).await? != opptak_ki::summarize::KiState::Drafted {
+            bail!("the call has no draft to review (KI not run, opted out, expired, or not drafted yet)");
+        }
+        let text = match &decision {
+            Decision::Edit(t) | Decision::Approve(t) | Decision::Reject(t) => t.trim().to_owned(),
+        };
+        if text.is_empty() {
+            bail!(match decision {
+                Decision::Reject(_) => "a rejection needs a reason",
+                _ => "the summary is empty",
+            });
+        }
+        if text.len() > 20_000 {
+            bail!("the text is longer than 20,000 bytes");
+        }
+        let existing = self.store.versions(call_id.as_str()).await?;
+        if let Some(closed) = existing.iter().find(|v| v.kind != "edit") {
+            bail!("the draft is closed: {} by {}", closed.kind, closed.author);
+        }
+        let version = existing.last().map_or(1, |v| v.version + 1);
+        let ki = self
+            .key(call_id, KeyClass::Ki, false)
+            .await?
+            .context("the call's KI data is gone (opted out or expired)")?;
+        let at_us = self.edges.clock.now_us();
+        let json = serde_json::to_vec(&Sealed { text: text.clone() })?;
+        let sealed = stream::seal(
+            &ki,
+            &info(call_id, &ki, &version.to_string()),
+            DEFAULT_SEGMENT_SIZE,
+            &json,
+        )?;
+        self.store
+            .add(&VersionRow {
+                call_id: call_id.to_string(),
+                version,
+                kind: decision.kind().into(),
+                author: user.user_id.clone(),
+                at_us,
+                key_id: ki.id().to_owned(),
+                sealed,
+            })
+            .await
+            .context("another decision on this draft came first; reload")?;
+        if let Decision::Approve(_) = decision {
+            self.approve(user, call_id, &text, at_us).await?;
+        }
+        Ok(Version {
+            version,
+            kind: decision.kind().into(),
+            author: user.user_id.clone(),
+            at_us,
+            text: Some(text),
+        })
+    }
+
+    /// The customer-service record: sealed under record-5y, stored, routed, announced.
+    async fn approve(&self, user: &User, call_id: &CallId, text: &str, at_us: i64) -> Result<()> {
+        let e = &self.edges;
+        let draft = opptak_ki::summarize::read_draft(&e.meta, &e.blobs, &e.keys, call_id).await?;
+        let key = self
+            .key(call_id, KeyClass::Record5y, true)
+            .await?
+            .context("the record key of this call was shredded")?;
+        let id = format!("as-{}", uuid::Uuid::new_v4().simple());
+        let body = serde_json::to_vec(&serde_json::json!({
+            "summary": text,
+            "topics": draft.topics,
+            "approved_by": user.user_id,
+            "approved_at_us": at_us,
+        }))?;
+        let stream_info = StreamInfo {
+            kind: ArtifactKind::ApprovedSummary,
+            key_id: key.id().to_owned(),
+            key_ref: format!("{call_id}/{}", KeyClass::Record5y.as_str()),
+            artifact_id: id.clone(),
+        };
+        let sealed = stream::seal(&key, &stream_info, DEFAULT_SEGMENT_SIZE, &body)?;
+        let path = format!("record/{call_id}/{id}.optk");
+        e.blobs.put(&path, Bytes::from(sealed.clone())).await?;
+        e.meta
+            .add_artifact(
+                call_id,
+                &id,
+                "approved-summary",
+                key.id(),
+                &StoredObject {
+                    path,
+                    bytes: sealed.len() as u64,
+                },
+                at_us,
+            )
+            .await?;
+        e.retention().route(call_id).await?;
+        let msg = opptak_proto::v1::SummaryApproved {
+            call_id: call_id.to_string(),
+            summary_id: id,
+            sealed,
+        };
+        e.bus
+            .publish(&summaries_topic(e), call_id.as_str().as_bytes(), &msg.encode_to_vec())
+            .await?;
+        Ok(())
+    }
+
+    /// The call's key of `class` (made on first use when `create`); `None` once shredded.
+    async fn key(&self, call_id: &CallId, class: KeyClass, create: bool) -> Result<Option<DataKey>> {
+        let e = &self.edges;
+        let ctx = opptak_recorder::key_context(call_id, class.as_str());
+        let row = match e.meta.class_key(call_id, class.as_str()).await? {
+            Some(r) => r,
+            None if create => {
+                let w = e.keys.wrap(&DataKey::generate(), &ctx)?;
+                let stored = StoredKey {
+                    key_id: w.key_id,
+                    class: class.as_str().into(),
+                    kek_id: w.kek_id,
+                    sealed: w.sealed,
+                };
+                e.meta.create_key(call_id, &stored, e.clock.now_us()).await?
+            }
+            None => return Ok(None),
+        };
+        if row.destroyed_at_us.is_some() {
+            return Ok(None);
+        }
+        Ok(Some(e.keys.unwrap(
+            &WrappedKey {
+                key_id: row.key.key_id,
+                kek_id: row.key.kek_id,
+                sealed: row.key.sealed,
+            },
+            &ctx,
+        )?))
+    }
+}
+
+fn info(call_id: &CallId, key: &DataKey, version: &str) -> StreamInfo {
+    StreamInfo {
+        kind: ArtifactKind::Draft,
+        key_id: key.id().to_owned(),
+        key_ref: format!("{call_id}/{}", KeyClass::Ki.as_str()),
+        artifact_id: format!("review/{version}"),
+    }
+}
+
+/// Reads the approved summary of a call (the record; `record-5y` key).
+pub async fn read_approved(edges: &Edges, call_id: &CallId) -> Result<serde_json::Value> {
+    let art = edges
+        .meta
+        .artifacts(call_id)
+        .await?
+        .into_iter()
+        .find(|a| a.kind == "approved-summary")
+        .context("no approved summary")?;
+    let key = opptak_recorder::reader::unwrap_key(&edges.keys, call_id, &art.key)?;
+    let obj = art.object.context("approved summary without an object")?;
+    let bytes = edges.blobs.get(&obj.path).await?;
+    let json = stream::open(
+        &key,
+        &bytes,
+        &StreamInfo {
+            kind: ArtifactKind::ApprovedSummary,
+            key_id: art.key.key.key_id.clone(),
+            key_ref: format!("{call_id}/{}", art.key.key.class),
+            artifact_id: art.artifact_id.clone(),
+        },
+    )?;
+    Ok(serde_json::from_slice(&json)?)
+}
