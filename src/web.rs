@@ -161,6 +161,24 @@ impl App {
     }
 }
 
+impl App {
+    /// The signed-in user, their session token and the call of a request
+    /// about one call; the error response otherwise.
+    async fn call_request(
+        &self,
+        headers: &HeaderMap,
+        id: &str,
+    ) -> std::result::Result<(User, String, CallId), Response> {
+        let (user, token) = match self.user(headers).await {
+            Ok(Some(u)) => u,
+            Ok(None) => return Err(error(StatusCode::UNAUTHORIZED, "Logg inn først / sign in first")),
+            Err(e) => return Err(internal(e)),
+        };
+        let call_id = CallId::parse(id).map_err(|_| error(StatusCode::NOT_FOUND, "Ukjent samtale / unknown call"))?;
+        Ok((user, token, call_id))
+    }
+}
+
 fn internal(e: anyhow::Error) -> Response {
     tracing::error!(error = %e, "request failed");
     error(
@@ -332,13 +350,9 @@ async fn call_page(
     Path(id): Path<String>,
     Query(q): Query<ReasonQuery>,
 ) -> Response {
-    let (user, token) = match app.user(&headers).await {
-        Ok(Some(u)) => u,
-        Ok(None) => return error(StatusCode::UNAUTHORIZED, "Logg inn først / sign in first"),
-        Err(e) => return internal(e),
-    };
-    let Ok(call_id) = CallId::parse(&id) else {
-        return error(StatusCode::NOT_FOUND, "Ukjent samtale / unknown call");
+    let (user, token, call_id) = match app.call_request(&headers, &id).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let subject = format!("call:{call_id}");
     let call = match app.edges.meta.load_call(&call_id).await {
@@ -491,13 +505,9 @@ async fn decide(
     Path(id): Path<String>,
     Form(f): Form<DecideForm>,
 ) -> Response {
-    let (user, token) = match app.user(&headers).await {
-        Ok(Some(u)) => u,
-        Ok(None) => return error(StatusCode::UNAUTHORIZED, "Logg inn først / sign in first"),
-        Err(e) => return internal(e),
-    };
-    let Ok(call_id) = CallId::parse(&id) else {
-        return error(StatusCode::NOT_FOUND, "Ukjent samtale / unknown call");
+    let (user, token, call_id) = match app.call_request(&headers, &id).await {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let subject = format!("call:{call_id}");
     let action = format!("draft.{}", f.action);
