@@ -57,6 +57,7 @@ pub async fn router(edges: &Edges, secure_cookies: bool) -> Result<Router> {
         .route("/queue", get(queue))
         .route("/calls/{id}", get(call_page))
         .route("/calls/{id}/decide", post(decide))
+        .route("/calls/{id}/audio", get(audio))
         .with_state(app))
 }
 
@@ -162,6 +163,63 @@ impl App {
 }
 
 impl App {
+    /// Whether `user` may read `call`'s content, and why (the reason kept in
+    /// the audit log). Writes the audit entry either way, before anything is
+    /// decrypted; on refusal returns the response to send.
+    async fn authorize(
+        &self,
+        user: &User,
+        call: Option<&opptak_store::meta::CallRecord>,
+        subject: &str,
+        action: &str,
+        stated: Option<&str>,
+    ) -> std::result::Result<String, Response> {
+        let decision: std::result::Result<String, (StatusCode, &str)> = match (call, user.role) {
+            (None, _) => Err((StatusCode::NOT_FOUND, "Ukjent samtale / unknown call")),
+            (Some(c), Role::Advisor) if c.facts.advisor_id == user.user_id => Ok("review".into()),
+            (Some(c), Role::TeamLead) => {
+                let in_team = self
+                    .identity
+                    .users()
+                    .await
+                    .map(|us| {
+                        us.iter()
+                            .any(|(u, _)| u.user_id == c.facts.advisor_id && u.team == user.team && !u.team.is_empty())
+                    })
+                    .unwrap_or(false);
+                if in_team {
+                    Ok("team review".into())
+                } else {
+                    Err((StatusCode::FORBIDDEN, "Ikke ditt team / not your team's call"))
+                }
+            }
+            (Some(_), Role::Compliance) => match stated.map(str::trim) {
+                Some(r) if !r.is_empty() => Ok(r.to_owned()),
+                _ => Err((StatusCode::BAD_REQUEST, "Oppgi en grunn (?reason=…) / state a reason")),
+            },
+            (Some(_), Role::Advisor) => Err((StatusCode::FORBIDDEN, "Ikke din samtale / not your call")),
+            (Some(_), Role::Qa) => Err((StatusCode::FORBIDDEN, "Ikke trukket ut til QA / not sampled for QA")),
+            (Some(_), Role::Auditor | Role::Admin) => Err((
+                StatusCode::FORBIDDEN,
+                "Rollen din gir ikke tilgang til innhold / your role never reads content",
+            )),
+        };
+        match decision {
+            Ok(reason) => {
+                self.audit(user, action, subject, &reason, "allowed")
+                    .await
+                    .map_err(internal)?;
+                Ok(reason)
+            }
+            Err((status, msg)) => {
+                self.audit(user, action, subject, "", "refused")
+                    .await
+                    .map_err(internal)?;
+                Err(error(status, msg))
+            }
+        }
+    }
+
     /// The signed-in user, their session token and the call of a request
     /// about one call; the error response otherwise.
     async fn call_request(
@@ -359,49 +417,11 @@ async fn call_page(
         Ok(c) => c,
         Err(e) => return internal(e.into()),
     };
-    // Who may read this call's content, and why.
-    let decision: std::result::Result<String, (StatusCode, &str)> = match (&call, user.role) {
-        (None, _) => Err((StatusCode::NOT_FOUND, "Ukjent samtale / unknown call")),
-        (Some(c), Role::Advisor) if c.facts.advisor_id == user.user_id => Ok("review".into()),
-        (Some(c), Role::TeamLead) => {
-            let in_team = app
-                .identity
-                .users()
-                .await
-                .map(|us| {
-                    us.iter()
-                        .any(|(u, _)| u.user_id == c.facts.advisor_id && u.team == user.team && !u.team.is_empty())
-                })
-                .unwrap_or(false);
-            if in_team {
-                Ok("team review".into())
-            } else {
-                Err((StatusCode::FORBIDDEN, "Ikke ditt team / not your team's call"))
-            }
-        }
-        (Some(_), Role::Compliance) => match q.reason.as_deref().map(str::trim) {
-            Some(r) if !r.is_empty() => Ok(r.to_owned()),
-            _ => Err((StatusCode::BAD_REQUEST, "Oppgi en grunn (?reason=…) / state a reason")),
-        },
-        (Some(_), Role::Advisor) => Err((StatusCode::FORBIDDEN, "Ikke din samtale / not your call")),
-        (Some(_), Role::Qa) => Err((StatusCode::FORBIDDEN, "Ikke trukket ut til QA / not sampled for QA")),
-        (Some(_), Role::Auditor | Role::Admin) => Err((
-            StatusCode::FORBIDDEN,
-            "Rollen din gir ikke tilgang til innhold / your role never reads content",
-        )),
-    };
-    let reason = match decision {
-        Ok(r) => r,
-        Err((status, msg)) => {
-            if let Err(e) = app.audit(&user, "transcript.read", &subject, "", "refused").await {
-                return internal(e);
-            }
-            return error(status, msg);
-        }
-    };
-    // Audited before anything is decrypted.
-    if let Err(e) = app.audit(&user, "transcript.read", &subject, &reason, "allowed").await {
-        return internal(e);
+    if let Err(r) = app
+        .authorize(&user, call.as_ref(), &subject, "transcript.read", q.reason.as_deref())
+        .await
+    {
+        return r;
     }
     let e = &app.edges;
     let transcript = opptak_ki::transcribe::read_transcript(&e.meta, &e.blobs, &e.keys, &call_id).await;
@@ -423,6 +443,8 @@ async fn call_page(
             &format!("Samtale / call {call_id}"),
             Some(&user),
             html! {
+                h2 { "Opptak / recording" }
+                audio controls preload="none" src={ "/calls/" (call_id) "/audio" @if let Some(r) = &q.reason { "?reason=" (urlencode(r)) } } {}
                 h2 { "Utkast / draft" }
                 @match &draft {
                     Ok(d) => {
@@ -560,4 +582,152 @@ async fn decide(
             error(StatusCode::CONFLICT, &e.to_string())
         }
     }
+}
+
+/// The 44-byte header of a PCM16 WAV file with `frames` frames.
+fn wav_header(channels: u16, rate: u32, frames: u64) -> Vec<u8> {
+    let data = (frames * u64::from(channels) * 2).min(u64::from(u32::MAX - 36)) as u32;
+    let mut h = Vec::with_capacity(44);
+    h.extend_from_slice(b"RIFF");
+    h.extend_from_slice(&(36 + data).to_le_bytes());
+    h.extend_from_slice(b"WAVEfmt ");
+    h.extend_from_slice(&16u32.to_le_bytes());
+    h.extend_from_slice(&1u16.to_le_bytes());
+    h.extend_from_slice(&channels.to_le_bytes());
+    h.extend_from_slice(&rate.to_le_bytes());
+    h.extend_from_slice(&(rate * u32::from(channels) * 2).to_le_bytes());
+    h.extend_from_slice(&(channels * 2).to_le_bytes());
+    h.extend_from_slice(&16u16.to_le_bytes());
+    h.extend_from_slice(b"data");
+    h.extend_from_slice(&data.to_le_bytes());
+    h
+}
+
+/// Most bytes one response carries: an open-ended range gets this much and
+/// the player asks for the rest.
+const MAX_RANGE: u64 = 4 << 20;
+
+/// `bytes=a-b`, `bytes=a-` or `bytes=-n` of a `total`-byte file (one range).
+fn parse_range(v: &str, total: u64) -> Option<(u64, u64)> {
+    let spec = v.strip_prefix("bytes=")?.trim();
+    if spec.contains(',') || total == 0 {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().ok()?;
+            (total.saturating_sub(n), total - 1)
+        }
+        (a, "") => {
+            let a: u64 = a.parse().ok()?;
+            (a, (a + MAX_RANGE - 1).min(total - 1))
+        }
+        (a, b) => (a.parse().ok()?, b.parse::<u64>().ok()?.min(total - 1)),
+    };
+    (start <= end && start < total).then_some((start, end))
+}
+
+/// The call's recording as a PCM16 WAV, with byte ranges (an audio element
+/// seeks with them): only the segments that hold the range are decrypted.
+async fn audio(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<ReasonQuery>,
+) -> Response {
+    let (user, _, call_id) = match app.call_request(&headers, &id).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let call = match app.edges.meta.load_call(&call_id).await {
+        Ok(c) => c,
+        Err(e) => return internal(e.into()),
+    };
+    let subject = format!("call:{call_id}");
+    if let Err(r) = app
+        .authorize(&user, call.as_ref(), &subject, "recording.play", q.reason.as_deref())
+        .await
+    {
+        return r;
+    }
+    let Some(call) = call else {
+        return error(StatusCode::NOT_FOUND, "Ukjent samtale / unknown call");
+    };
+    let format = &call.facts.format;
+    let (ch, rate) = (format.channels(), format.sample_rate_hz());
+    let fb = u64::from(ch) * 2;
+    let frames = call.progress.frames;
+    let header = wav_header(ch, rate, frames);
+    let total = 44 + frames * fb;
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (start, end, partial) = match range {
+        None => (0, total.saturating_sub(1), false),
+        Some(r) => match parse_range(r, total) {
+            Some((a, b)) => (a, b, true),
+            None => {
+                let mut resp = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
+                    resp.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                return resp;
+            }
+        },
+    };
+    let mut body = Vec::with_capacity((end - start + 1) as usize);
+    if start < 44 {
+        body.extend_from_slice(&header[start as usize..=(end.min(43)) as usize]);
+    }
+    if end >= 44 {
+        let (a, b) = (start.max(44) - 44, end - 44 + 1); // data bytes [a, b)
+        let (first, last) = (a / fb, b.div_ceil(fb));
+        let e = &app.edges;
+        let w = match opptak_recorder::reader::read_frames(
+            &e.meta,
+            &e.blobs,
+            &e.keys,
+            &call_id,
+            opptak_recorder::reader::Which::Recording,
+            first,
+            last - first,
+        )
+        .await
+        {
+            Ok(w) => w,
+            Err(err) => return internal(err.into()),
+        };
+        let skip = (a - first * fb) as usize;
+        let take = (b - a) as usize;
+        let end_at = (skip + take).min(w.pcm.len());
+        body.extend_from_slice(&w.pcm[skip.min(end_at)..end_at]);
+    }
+    let mut resp = (
+        if partial {
+            StatusCode::PARTIAL_CONTENT
+        } else {
+            StatusCode::OK
+        },
+        body,
+    )
+        .into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if partial {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")) {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
+    resp
+}
+
+/// Percent-encodes a query value.
+fn urlencode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -194,6 +194,50 @@ async fn every_role_gets_exactly_what_it_may() {
     let (_, _, body) = c.get("/queue", bo.as_deref()).await;
     assert!(!body.contains(&call));
 
+    // Audio: the recording as WAV, whole or by byte range, same rules.
+    let get_audio = |cookie: Option<String>, range: Option<&'static str>| {
+        let mut r = c.http.get(format!("{}/calls/{call}/audio", c.base));
+        if let Some(ck) = cookie {
+            r = r.header("cookie", ck);
+        }
+        if let Some(rg) = range {
+            r = r.header("range", rg);
+        }
+        r.send()
+    };
+    let full = get_audio(Some(anne.clone()), None).await.unwrap();
+    assert_eq!(full.status(), 200);
+    assert_eq!(full.headers().get("accept-ranges").unwrap(), "bytes");
+    let full = full.bytes().await.unwrap().to_vec();
+    assert_eq!(&full[..4], b"RIFF");
+    assert_eq!(
+        &full[44..],
+        &sample.call.expected_pcm()[..],
+        "the recording, sample for sample"
+    );
+    for (range, from, to) in [
+        ("bytes=0-99", 0, 100),
+        ("bytes=40-70001", 40, 70_002),
+        ("bytes=12345-", 12_345, full.len()),
+    ] {
+        let r = get_audio(Some(anne.clone()), Some(range)).await.unwrap();
+        assert_eq!(r.status(), 206, "{range}");
+        let cr = r.headers().get("content-range").unwrap().to_str().unwrap().to_owned();
+        assert_eq!(cr, format!("bytes {from}-{}/{}", to - 1, full.len()));
+        assert_eq!(r.bytes().await.unwrap().as_ref(), &full[from..to], "{range}");
+    }
+    let tail = get_audio(Some(anne.clone()), Some("bytes=-10")).await.unwrap();
+    assert_eq!(tail.bytes().await.unwrap().as_ref(), &full[full.len() - 10..]);
+    assert_eq!(
+        get_audio(Some(anne.clone()), Some("bytes=99999999-"))
+            .await
+            .unwrap()
+            .status(),
+        416
+    );
+    assert_eq!(get_audio(bo.clone(), None).await.unwrap().status(), 403);
+    assert_eq!(get_audio(None, None).await.unwrap().status(), 401);
+
     // Decisions: only the advisor, only with the form's token; edits are
     // kept as versions; approval makes the 5-year record and its event.
     let (_, _, page) = c.get(&format!("/calls/{call}"), Some(&anne)).await;
@@ -306,6 +350,14 @@ async fn every_role_gets_exactly_what_it_may() {
             "{want:?} not in {reads:?}"
         );
     }
+    let plays: Vec<(String, String)> = log
+        .iter()
+        .filter(|e| e.event.action == "recording.play")
+        .map(|e| (e.event.actor.clone(), e.event.outcome.clone()))
+        .collect();
+    assert!(
+        plays.contains(&("adv-anne".into(), "allowed".into())) && plays.contains(&("adv-bo".into(), "refused".into()))
+    );
     let decisions: Vec<(String, String)> = log
         .iter()
         .filter(|e| e.event.action.starts_with("draft."))

@@ -349,12 +349,29 @@ pub async fn read_window(
     from: std::time::Duration,
     length: std::time::Duration,
 ) -> Result<Window, ReadError> {
+    let rec = meta.load_call(call_id).await?.ok_or_else(|| ReadError::NoArtifact {
+        call_id: call_id.to_string(),
+        kind: which.store_kind(),
+    })?;
+    let rate = rec.facts.format.sample_rate_hz() as u128;
+    let first = ((from.as_micros() * rate) / 1_000_000) as u64;
+    let want = ((length.as_micros() * rate) / 1_000_000) as u64;
+    read_frames(meta, blobs, keys, call_id, which, first, want).await
+}
+
+/// [`read_window`] in frames: `want` frames from frame `first` (fewer at the end).
+pub async fn read_frames(
+    meta: &Arc<dyn MetadataStore>,
+    blobs: &Arc<dyn BlobStore>,
+    keys: &Arc<dyn KeyProvider>,
+    call_id: &CallId,
+    which: Which,
+    first: u64,
+    want: u64,
+) -> Result<Window, ReadError> {
     let loc = locate(meta, keys, call_id, which).await?;
     let format = loc.record.facts.format.clone();
     let fb = format.wire_frame_bytes() as u64;
-    let rate = format.sample_rate_hz() as u128;
-    let first = ((from.as_micros() * rate) / 1_000_000) as u64;
-    let want = ((length.as_micros() * rate) / 1_000_000) as u64;
     let first = first.min(loc.record.progress.frames);
     let last = (first + want).min(loc.record.progress.frames);
     let id = loc.artifact.artifact_id.clone();
