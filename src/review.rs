@@ -275,3 +275,82 @@ pub async fn read_approved(edges: &Edges, call_id: &CallId) -> Result<serde_json
     )?;
     Ok(serde_json::from_slice(&json)?)
 }
+
+/// One piece of a word diff.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Diff {
+    Same(String),
+    Removed(String),
+    Added(String),
+}
+
+/// The word-level difference from `old` to `new` (longest common
+/// subsequence); texts over 3,000 words each are shown as replaced whole.
+pub fn word_diff(old: &str, new: &str) -> Vec<Diff> {
+    let a: Vec<&str> = old.split_whitespace().collect();
+    let b: Vec<&str> = new.split_whitespace().collect();
+    if a.len() > 3_000 || b.len() > 3_000 {
+        return vec![Diff::Removed(a.join(" ")), Diff::Added(b.join(" "))];
+    }
+    // lcs[i][j]: the LCS length of a[i..] and b[j..].
+    let mut lcs = vec![vec![0u16; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let mut out: Vec<Diff> = Vec::new();
+    let push = |out: &mut Vec<Diff>, d: Diff| match (out.last_mut(), d) {
+        (Some(Diff::Same(s)), Diff::Same(w))
+        | (Some(Diff::Removed(s)), Diff::Removed(w))
+        | (Some(Diff::Added(s)), Diff::Added(w)) => {
+            s.push(' ');
+            s.push_str(&w);
+        }
+        (_, d) => out.push(d),
+    };
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            push(&mut out, Diff::Same(a[i].into()));
+            i += 1;
+            j += 1;
+        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
+            push(&mut out, Diff::Added(b[j].into()));
+            j += 1;
+        } else {
+            push(&mut out, Diff::Removed(a[i].into()));
+            i += 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_diffs_keep_what_stayed_and_mark_the_rest() {
+        assert_eq!(
+            word_diff("the customer wants a loan", "the customer wants to move a mortgage"),
+            vec![
+                Diff::Same("the customer wants".into()),
+                Diff::Added("to move".into()),
+                Diff::Same("a".into()),
+                Diff::Added("mortgage".into()),
+                Diff::Removed("loan".into()),
+            ]
+        );
+        assert_eq!(
+            word_diff("same words", "same  words"),
+            vec![Diff::Same("same words".into())]
+        );
+        assert_eq!(word_diff("", "new"), vec![Diff::Added("new".into())]);
+        assert_eq!(word_diff("old", ""), vec![Diff::Removed("old".into())]);
+    }
+}

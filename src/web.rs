@@ -97,7 +97,7 @@ fn page(title: &str, user: Option<&User>, body: Markup) -> Markup {
                 title { (title) " — opptak" }
                 style { "body{font-family:system-ui,sans-serif;max-width:60rem;margin:1rem auto;padding:0 1rem}\
                         table{border-collapse:collapse}td,th{padding:.3rem .6rem;border-bottom:1px solid #ccc;text-align:left}\
-                        .agent{color:#124}.customer{color:#412}:focus{outline:3px solid #06c}" }
+                        .agent{color:#124}.customer{color:#412}del{color:#900}ins{color:#060}:focus{outline:3px solid #06c}" }
             }
             body {
                 header {
@@ -473,6 +473,19 @@ async fn call_page(
                                     td { (v.author) }
                                     td { (opptak_domain::time::utc_day(v.at_us)) " " (opptak_domain::time::utc_time(v.at_us)) }
                                     td { (v.text.as_deref().unwrap_or("(KI-data slettet / KI data erased)")) }
+                                    td {
+                                        @if let (Some(before), Some(after)) = (previous_text(&versions, &draft, v.version), &v.text) {
+                                            @if v.kind != "rejected" {
+                                                @for d in crate::review::word_diff(&before, after) {
+                                                    @match d {
+                                                        crate::review::Diff::Same(t) => { (t) " " }
+                                                        crate::review::Diff::Removed(t) => { del { (t) } " " }
+                                                        crate::review::Diff::Added(t) => { ins { (t) } " " }
+                                                    }
+                                                }
+                                            }
+                                        }
+                                    }
                                 }
                             }
                         }
@@ -730,4 +743,18 @@ fn urlencode(v: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// The text a version changed: the previous edit's, or the draft's.
+fn previous_text(
+    versions: &[crate::review::Version],
+    draft: &std::result::Result<opptak_domain::summary::Draft, opptak_ki::transcribe::TranscribeError>,
+    version: u64,
+) -> Option<String> {
+    versions
+        .iter()
+        .filter(|v| v.version < version && v.kind == "edit")
+        .next_back()
+        .and_then(|v| v.text.clone())
+        .or_else(|| draft.as_ref().ok().map(|d| d.summary.clone()))
 }

@@ -281,6 +281,10 @@ async fn every_role_gets_exactly_what_it_may() {
     assert!(versions
         .iter()
         .all(|v| v.author == "adv-anne" && v.text.as_deref() == Some(edited)));
+    // The page shows each version's change against the one before.
+    let (_, _, page) = c.get(&format!("/calls/{call}"), Some(&anne)).await;
+    assert!(page.contains("<ins>") && page.contains("offer."), "{page}");
+    assert!(!page.contains("name=\"action\""), "closed: no more decisions offered");
     let record = opptak::review::read_approved(&edges, &cid).await.unwrap();
     assert_eq!(record["summary"], edited);
     assert_eq!(record["approved_by"], "adv-anne");
