@@ -753,8 +753,7 @@ fn previous_text(
 ) -> Option<String> {
     versions
         .iter()
-        .filter(|v| v.version < version && v.kind == "edit")
-        .next_back()
+        .rfind(|v| v.version < version && v.kind == "edit")
         .and_then(|v| v.text.clone())
         .or_else(|| draft.as_ref().ok().map(|d| d.summary.clone()))
 }
