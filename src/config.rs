@@ -123,6 +123,8 @@ pub struct WebSection {
     pub listen: String,
     /// Mark the session cookie `Secure` (behind TLS).
     pub secure_cookies: bool,
+    /// Drafts not decided this many hours after the call go to the team lead.
+    pub escalate_after_h: u32,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -359,8 +359,9 @@ async fn queue(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
     .into_response()
 }
 
-/// Drafted KI calls the user may review: their own (advisor) or their
-/// team's (team lead); nobody else gets a queue yet.
+/// Open drafts (drafted, neither approved nor rejected) the user should
+/// review: an advisor their own; a team lead their team's drafts that waited
+/// longer than `web.escalate_after_h` since the call ended (escalated).
 async fn drafts_for(app: &App, user: &User) -> Result<Vec<(String, String, String)>> {
     let team: Vec<String> = match user.role {
         Role::Advisor => vec![user.user_id.clone()],
@@ -374,25 +375,43 @@ async fn drafts_for(app: &App, user: &User) -> Result<Vec<(String, String, Strin
             .collect(),
         _ => Vec::new(),
     };
+    let now = app.edges.clock.now_us();
+    let escalate_after = i64::from(app.edges.config.web.escalate_after_h) * 3_600_000_000;
     let mut out = Vec::new();
     for c in app.edges.meta.list_calls(500).await? {
         if !team.contains(&c.facts.advisor_id) {
             continue;
         }
         if opptak_ki::summarize::ki_state(&app.edges.meta, &c.facts.call_id).await?
-            == opptak_ki::summarize::KiState::Drafted
+            != opptak_ki::summarize::KiState::Drafted
         {
-            let at = c.facts.started_at_us;
-            out.push((
-                c.facts.call_id.to_string(),
-                c.facts.advisor_id.clone(),
-                format!(
-                    "{} {}",
-                    opptak_domain::time::utc_day(at),
-                    opptak_domain::time::utc_time(at)
-                ),
-            ));
+            continue;
         }
+        if app
+            .review
+            .versions(&c.facts.call_id)
+            .await?
+            .iter()
+            .any(|v| v.kind != "edit")
+        {
+            continue; // decided
+        }
+        let ended = c.end.as_ref().map_or(c.facts.started_at_us, |e| e.ended_at_us);
+        let overdue = now - ended > escalate_after;
+        if user.role == Role::TeamLead && !overdue {
+            continue;
+        }
+        let at = c.facts.started_at_us;
+        out.push((
+            c.facts.call_id.to_string(),
+            c.facts.advisor_id.clone(),
+            format!(
+                "{} {}{}",
+                opptak_domain::time::utc_day(at),
+                opptak_domain::time::utc_time(at),
+                if overdue { " · eskalert / escalated" } else { "" }
+            ),
+        ));
     }
     Ok(out)
 }

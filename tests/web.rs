@@ -12,6 +12,7 @@ mod common;
 use common::{wait_for_recordings, Backend, Env};
 use opptak::app::{RunningKi, RunningRecorder};
 use opptak::identity::{Identity, Role};
+use opptak_domain::time::Clock;
 use opptak_ki::asr::{AsrError, SpeechRecognizer, Transcript, Utterance};
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,7 +82,10 @@ impl Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_role_gets_exactly_what_it_may() {
     let env = Env::new(&Backend::Embedded, "web");
-    let edges = env.edges().await;
+    let clock = Arc::new(opptak_domain::time::ManualClock::new(
+        opptak_domain::time::SystemClock.now_us(),
+    ));
+    let edges = env.edges().await.with_clock(clock.clone()).unwrap();
     let id = Identity::open(&edges).await.unwrap();
     for (user, role, team) in [
         ("adv-anne", Role::Advisor, "oslo"),
@@ -193,6 +197,24 @@ async fn every_role_gets_exactly_what_it_may() {
     let (_, bo) = c.login("adv-bo", PW).await;
     let (_, _, body) = c.get("/queue", bo.as_deref()).await;
     assert!(!body.contains(&call));
+    drop(bo);
+
+    // Escalation: the team lead's queue gets the draft once it waited too long.
+    let (_, lise) = c.login("lead-lise", PW).await;
+    let (_, _, body) = c.get("/queue", lise.as_deref()).await;
+    assert!(!body.contains(&call), "not overdue yet");
+    clock.set(clock.now_us() + 25 * 3_600_000_000);
+    let (_, lise) = c.login("lead-lise", PW).await;
+    let (_, _, body) = c.get("/queue", lise.as_deref()).await;
+    assert!(body.contains(&call) && body.contains("escalated"), "{body}");
+    let (_, per) = c.login("lead-per", PW).await;
+    assert!(
+        !c.get("/queue", per.as_deref()).await.2.contains(&call),
+        "not that lead's team"
+    );
+    let (_, anne) = c.login("adv-anne", PW).await; // the old session expired
+    let anne = anne.unwrap();
+    let (_, bo) = c.login("adv-bo", PW).await;
 
     // Audio: the recording as WAV, whole or by byte range, same rules.
     let get_audio = |cookie: Option<String>, range: Option<&'static str>| {
