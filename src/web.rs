@@ -635,8 +635,7 @@ fn wav_header(channels: u16, rate: u32, frames: u64) -> Vec<u8> {
     h
 }
 
-/// Most bytes one response carries: an open-ended range gets this much and
-/// the player asks for the rest.
+/// Most bytes one ranged response carries; the player asks for the rest.
 const MAX_RANGE: u64 = 4 << 20;
 
 /// `bytes=a-b`, `bytes=a-` or `bytes=-n` of a `total`-byte file (one range).
@@ -655,7 +654,17 @@ fn parse_range(v: &str, total: u64) -> Option<(u64, u64)> {
             let a: u64 = a.parse().ok()?;
             (a, (a + MAX_RANGE - 1).min(total - 1))
         }
-        (a, b) => (a.parse().ok()?, b.parse::<u64>().ok()?.min(total - 1)),
+        // An explicit range is served up to 4 MiB too (a 206 may carry less
+        // than asked; Content-Range says what), so no request holds a whole
+        // hour of audio in memory.
+        (a, b) => {
+            let a: u64 = a.parse().ok()?;
+            let b: u64 = b.parse().ok()?;
+            if b < a {
+                return None;
+            }
+            (a, b.min(total - 1).min(a + MAX_RANGE - 1))
+        }
     };
     (start <= end && start < total).then_some((start, end))
 }
