@@ -245,40 +245,23 @@ pub async fn run_role(
                 }
             };
             if let Some(call_id) = closing {
-                let mut backoff = std::time::Duration::from_millis(500);
-                let mut failures = 0u32;
-                loop {
-                    match s.summarize_call(&call_id).await {
-                        Ok(SummaryOutcome::Pending(why)) => {
-                            tracing::warn!(call_id = %call_id, %why, retry_in_ms = backoff.as_millis() as u64, "draft pending");
-                        }
-                        Ok(SummaryOutcome::Done { .. }) => {
-                            done += 1;
-                            break;
-                        }
-                        Ok(_) => break,
-                        Err(TranscribeError::UnknownCall(_)) => break,
-                        Err(e) => {
-                            failures += 1;
-                            if failures >= crate::transcribe::MAX_FAILURES {
-                                // Not lost: `opptak ki --pending` lists it.
-                                tracing::error!(call_id = %call_id, error = %e, attempts = failures,
-                                    "draft keeps failing; the call stays draft-pending");
-                                break;
-                            }
-                            tracing::warn!(call_id = %call_id, error = %e, retry_in_ms = backoff.as_millis() as u64, "draft failed; retrying");
-                        }
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = shutdown.changed() => {}
-                    }
-                    if *shutdown.borrow() {
-                        // Not acknowledged: the next start retries it.
+                let settled = crate::transcribe::settle(&call_id, "draft", &mut shutdown, || async {
+                    use crate::transcribe::Attempt;
+                    Ok(match s.summarize_call(&call_id).await? {
+                        SummaryOutcome::Pending(why) => Attempt::Pending(why),
+                        SummaryOutcome::Done { .. } => Attempt::Done,
+                        _ => Attempt::Final,
+                    })
+                })
+                .await;
+                match settled {
+                    // Not acknowledged: the next start retries it.
+                    None => {
                         sub.flush_commits().await?;
                         return Ok(done);
                     }
-                    backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
+                    Some(true) => done += 1,
+                    Some(false) => {}
                 }
             }
             sub.commit(&[opptak_bus::Position {

@@ -434,40 +434,22 @@ pub async fn run_role(
                     _ = shutdown.changed() => {}
                 }
             }
-            let mut backoff = std::time::Duration::from_millis(500);
-            let mut failures = 0u32;
-            loop {
-                match t.transcribe_call(&call_id).await {
-                    Ok(Outcome::Pending(why)) => {
-                        tracing::warn!(call_id = %call_id, %why, retry_in_ms = backoff.as_millis() as u64, "transcription pending");
-                    }
-                    Ok(Outcome::Done { .. }) => {
-                        done += 1;
-                        break;
-                    }
-                    Ok(_) | Err(TranscribeError::UnknownCall(_)) => break,
-                    Err(e) => {
-                        failures += 1;
-                        if failures >= MAX_FAILURES {
-                            // Not lost: `opptak ki --pending` lists it, and a
-                            // replay or `opptak run` after a fix retries it.
-                            tracing::error!(call_id = %call_id, error = %e, attempts = failures,
-                                "transcription keeps failing; the call stays transcription-pending");
-                            break;
-                        }
-                        tracing::warn!(call_id = %call_id, error = %e, retry_in_ms = backoff.as_millis() as u64, "transcription failed; retrying");
-                    }
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => {}
-                }
-                if *shutdown.borrow() {
-                    // Not acknowledged: the next start retries it.
+            let settled = settle(&call_id, "transcription", &mut shutdown, || async {
+                Ok(match t.transcribe_call(&call_id).await? {
+                    Outcome::Pending(why) => Attempt::Pending(why),
+                    Outcome::Done { .. } => Attempt::Done,
+                    _ => Attempt::Final,
+                })
+            })
+            .await;
+            match settled {
+                // Not acknowledged: the next start retries it.
+                None => {
                     sub.flush_commits().await?;
                     return Ok(done);
                 }
-                backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
+                Some(true) => done += 1,
+                Some(false) => {}
             }
             sub.commit(&[opptak_bus::Position {
                 topic: r.topic.clone(),
@@ -478,4 +460,60 @@ pub async fn run_role(
     }
     sub.flush_commits().await?;
     Ok(done)
+}
+
+/// What one attempt of a role at a call came to, for [`settle`].
+pub(crate) enum Attempt {
+    /// Stored.
+    Done,
+    /// Nothing to do, or nothing more will help (not KI, opted out, done before).
+    Final,
+    /// The backend is unavailable; try again later.
+    Pending(String),
+}
+
+/// Tries `attempt` on a call until it settles: an unavailable backend is
+/// retried with backoff (0.5 s doubling to 30 s) for as long as it takes, an
+/// error [`MAX_FAILURES`] times, after which the call stays `{what}-pending`
+/// (`opptak ki --pending` lists it) and the role moves on. `None` when
+/// `shutdown` came first (the caller must not acknowledge the call), else
+/// whether the call is done.
+pub(crate) async fn settle<F, Fut>(
+    call_id: &CallId,
+    what: &str,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+    mut attempt: F,
+) -> Option<bool>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Attempt, TranscribeError>>,
+{
+    let mut backoff = std::time::Duration::from_millis(500);
+    let mut failures = 0u32;
+    loop {
+        match attempt().await {
+            Ok(Attempt::Done) => return Some(true),
+            Ok(Attempt::Final) | Err(TranscribeError::UnknownCall(_)) => return Some(false),
+            Ok(Attempt::Pending(why)) => {
+                tracing::warn!(call_id = %call_id, %why, retry_in_ms = backoff.as_millis() as u64, "{what} pending");
+            }
+            Err(e) => {
+                failures += 1;
+                if failures >= MAX_FAILURES {
+                    tracing::error!(call_id = %call_id, error = %e, attempts = failures,
+                        "{what} keeps failing; the call stays {what}-pending");
+                    return Some(false);
+                }
+                tracing::warn!(call_id = %call_id, error = %e, retry_in_ms = backoff.as_millis() as u64, "{what} failed; retrying");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return None;
+        }
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
+    }
 }
