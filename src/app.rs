@@ -244,10 +244,12 @@ pub fn draft_writer(config: &Config) -> Result<Arc<dyn opptak_ki::llm::DraftWrit
     ))
 }
 
-/// The summarizer role over these edges.
-pub fn summarizer(edges: &Edges) -> Result<Arc<opptak_ki::summarize::Summarizer>> {
+/// The summarizer role over these edges; every stored draft is indexed
+/// for reporting and QA sampling ([`crate::qa::Qa`]).
+pub async fn summarizer(edges: &Edges) -> Result<Arc<opptak_ki::summarize::Summarizer>> {
     let taxonomy = opptak_domain::summary::Taxonomy::default_taxonomy();
-    Ok(Arc::new(opptak_ki::summarize::Summarizer {
+    let qa = Arc::new(crate::qa::Qa::open(edges).await?);
+    let summarizer = opptak_ki::summarize::Summarizer {
         meta: edges.meta.clone(),
         blobs: edges.blobs.clone(),
         keys: edges.keys.clone(),
@@ -258,7 +260,9 @@ pub fn summarizer(edges: &Edges) -> Result<Arc<opptak_ki::summarize::Summarizer>
         topic: drafts_topic(&edges.config),
         language: edges.config.ki.language.trim().to_owned(),
         taxonomy_version: taxonomy.version(),
-    }))
+        listener: None,
+    };
+    Ok(Arc::new(summarizer.with_listener(qa)))
 }
 
 pub fn transcripts_topic(config: &Config) -> String {
@@ -336,7 +340,7 @@ impl RunningKi {
             ));
         }
         if summarize {
-            let s = summarizer(edges)?;
+            let s = summarizer(edges).await?;
             let (group, topic, rx) = (
                 cfg.ki.summarizer_group.clone(),
                 transcripts_topic(cfg),

@@ -19,6 +19,11 @@ pub struct Config {
     pub retention: RetentionSection,
     pub ki: KiSection,
     pub web: WebSection,
+    /// OIDC bearer tokens for the review service's API (production); absent:
+    /// only the embedded mode's local users sign in.
+    #[serde(default)]
+    pub oidc: Option<OidcSection>,
+    pub qa: QaSection,
     pub log: LogConfig,
 }
 
@@ -125,6 +130,97 @@ pub struct WebSection {
     pub secure_cookies: bool,
     /// Drafts not decided this many hours after the call go to the team lead.
     pub escalate_after_h: u32,
+    /// Dashboard counts below this are suppressed (R5).
+    pub dashboard_k: u32,
+    /// Failed sign-ins per user name or client address per window before 429.
+    pub login_max_failures: u32,
+    pub login_window_min: u32,
+}
+
+/// The identity provider whose JWT access tokens the API accepts
+/// (checked by [`crate::oidc::OidcVerifier`]; the rules are in `crate::oidc`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSection {
+    /// The issuer identifier, exactly as the tokens' `iss` spells it.
+    pub issuer: String,
+    /// The value the tokens' `aud` must contain (this API's identifier at the
+    /// provider); required, or any token the provider mints for any
+    /// application would be accepted here.
+    pub audience: String,
+    /// The JWK set; empty: `jwks_uri` from `{issuer}/.well-known/openid-configuration`.
+    #[serde(default)]
+    pub jwks_url: String,
+    /// The claim naming the user (default `sub`); it must equal the advisor id
+    /// the telephony system puts on calls. A dotted path reaches nested claims.
+    #[serde(default = "oidc_default::user_claim")]
+    pub user_claim: String,
+    /// A string or array claim with the opptak role (`realm_access.roles` for Keycloak).
+    #[serde(default = "oidc_default::roles_claim")]
+    pub roles_claim: String,
+    #[serde(default = "oidc_default::team_claim")]
+    pub team_claim: String,
+    #[serde(default = "oidc_default::name_claim")]
+    pub name_claim: String,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
+    #[serde(default = "oidc_default::leeway_s")]
+    pub leeway_s: u64,
+    /// Accepted JWS algorithms (a list, or one comma-separated string from the
+    /// environment); only asymmetric ones exist here.
+    #[serde(
+        default = "oidc_default::algorithms",
+        deserialize_with = "oidc_default::string_or_list"
+    )]
+    pub algorithms: Vec<String>,
+    /// Bound on each discovery or JWK-set request.
+    #[serde(default = "oidc_default::fetch_timeout_ms")]
+    pub fetch_timeout_ms: u64,
+}
+
+mod oidc_default {
+    pub(super) fn user_claim() -> String {
+        "sub".into()
+    }
+    pub(super) fn roles_claim() -> String {
+        "roles".into()
+    }
+    pub(super) fn team_claim() -> String {
+        "team".into()
+    }
+    pub(super) fn name_claim() -> String {
+        "name".into()
+    }
+    pub(super) fn leeway_s() -> u64 {
+        60
+    }
+    pub(super) fn algorithms() -> Vec<String> {
+        vec!["RS256".into(), "ES256".into()]
+    }
+    pub(super) fn fetch_timeout_ms() -> u64 {
+        5000
+    }
+    pub(super) fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match OneOrMany::deserialize(d)? {
+            OneOrMany::One(s) => s.split(',').map(|a| a.trim().to_owned()).collect(),
+            OneOrMany::Many(v) => v,
+        })
+    }
+    use serde::Deserialize;
+}
+
+/// QA sampling of drafted KI calls (R6; `crate::qa`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QaSection {
+    /// The share of each stratum (topic, desk, language) sampled for QA,
+    /// 0.0..=1.0; a stratum's first call is always sampled when above 0.
+    pub share: f64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -207,6 +303,15 @@ impl Config {
         if self.recorder.max_batch == 0 {
             bail!("recorder.max_batch must be at least 1");
         }
+        if self.web.dashboard_k < 2 {
+            bail!(
+                "web.dashboard_k = {}: expected at least 2 (1 would publish single calls)",
+                self.web.dashboard_k
+            );
+        }
+        if self.web.login_max_failures == 0 || self.web.login_window_min == 0 {
+            bail!("web.login_max_failures and web.login_window_min must be at least 1");
+        }
         match self.keys.provider.as_str() {
             "file" => {}
             "pkcs11" if self.keys.pkcs11_pin.expose().is_empty() => {
@@ -217,6 +322,15 @@ impl Config {
         }
         if self.retention.sweep_interval_s == 0 || !(1..=100_000).contains(&self.retention.sweep_batch) {
             bail!("retention.sweep_interval_s must be at least 1 and retention.sweep_batch 1..=100000");
+        }
+        if !(0.0..=1.0).contains(&self.qa.share) {
+            bail!(
+                "qa.share = {}: expected a share from 0.0 to 1.0 (0.1 samples one drafted call in ten per stratum)",
+                self.qa.share
+            );
+        }
+        if let Some(oidc) = &self.oidc {
+            crate::oidc::check_config(oidc)?;
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format = {:?}: expected \"text\" or \"json\"", self.log.format);
@@ -269,6 +383,9 @@ fn env_value(v: &str) -> toml::Value {
         toml::Value::Integer(i)
     } else if let Ok(b) = v.parse::<bool>() {
         toml::Value::Boolean(b)
+    } else if let Some(f) = v.parse::<f64>().ok().filter(|f| v.contains('.') && f.is_finite()) {
+        // Shares and other fractions (`OPPTAK__QA__SHARE=0.25`).
+        toml::Value::Float(f)
     } else {
         toml::Value::String(v.to_owned())
     }
@@ -288,6 +405,21 @@ mod tests {
         let c = Config::load_from(None, &env).unwrap();
         assert_eq!(c.bus.url, "kafka://127.0.0.1:9092");
         assert_eq!(c.recorder.flush_interval_ms, 100);
+    }
+
+    #[test]
+    fn qa_share_is_a_fraction() {
+        let c = Config::load_from(None, &[]).unwrap();
+        assert_eq!(c.qa.share, 0.1);
+        let env = vec![("OPPTAK__QA__SHARE".to_string(), "0.25".to_string())];
+        assert_eq!(Config::load_from(None, &env).unwrap().qa.share, 0.25);
+        let env = vec![("OPPTAK__QA__SHARE".to_string(), "1".to_string())];
+        assert_eq!(Config::load_from(None, &env).unwrap().qa.share, 1.0);
+        for bad in ["1.5", "-0.1"] {
+            let env = vec![("OPPTAK__QA__SHARE".to_string(), bad.to_string())];
+            let e = format!("{:#}", Config::load_from(None, &env).unwrap_err());
+            assert!(e.contains("qa.share") && e.contains("0.0 to 1.0"), "{e}");
+        }
     }
 
     #[test]

@@ -159,7 +159,9 @@ fn broken_inputs(first: &SimCall) -> Vec<(bytes::Bytes, bytes::Bytes)> {
     ]
 }
 
-pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32) -> Result<()> {
+/// With `serve`, the review service (issue 6) runs on `serve` afterwards
+/// (e.g. `127.0.0.1:8080`), with a user per role, until Ctrl-C.
+pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32, serve: Option<&str>) -> Result<()> {
     let marker = data_dir.join(".opptak-demo");
     if data_dir.exists() {
         if !marker.exists() {
@@ -408,12 +410,57 @@ pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32) -> Result<()> {
         "why:    cargo run -- policy explain demo-0003 --config {}   (how long each artifact is kept, and the rules that decided)",
         config_path.display()
     );
-    println!("the advisor review queue for the drafts arrives in a later release");
     ki_section(&edges, &calls, ki, &speech_url).await?;
     if !all_ok {
         bail!("a recording did not match its source");
     }
-    Ok(())
+    match serve {
+        Some(listen) => serve_review(&edges, &calls, listen).await,
+        None => {
+            println!("\nreview: cargo run -- demo --serve   (the advisors' review service on http://127.0.0.1:8080, a user per role)");
+            Ok(())
+        }
+    }
+}
+
+/// The review service over the demo's data: one user per sample advisor
+/// (team "demo") and one per other role, each with a fresh random password
+/// printed once (only its Argon2id hash is stored).
+async fn serve_review(edges: &Edges, calls: &[(SampleCall, SimCall)], listen: &str) -> Result<()> {
+    use crate::identity::{Identity, Role};
+    let identity = Identity::open(edges).await?;
+    let mut users: Vec<(String, Role, &str)> = Vec::new();
+    for (sample, _) in calls {
+        if !users.iter().any(|(u, _, _)| *u == sample.advisor_id) {
+            users.push((sample.advisor_id.clone(), Role::Advisor, "demo"));
+        }
+    }
+    for (user, role, team) in [
+        ("lead", Role::TeamLead, "demo"),
+        ("qa", Role::Qa, "qa"),
+        ("compliance", Role::Compliance, "compliance"),
+        ("auditor", Role::Auditor, "audit"),
+        ("admin", Role::Admin, "it"),
+    ] {
+        users.push((user.into(), role, team));
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}: pass another address to --serve"))?;
+    println!(
+        "\nreview service: http://{}/  (Ctrl-C stops it)",
+        listener.local_addr()?
+    );
+    for (user, role, team) in &users {
+        let password: String = rand::random::<[u8; 9]>().iter().map(|b| format!("{b:02x}")).collect();
+        identity.add_user("demo", user, user, *role, team, &password).await?;
+        println!("  {:<12} {:<11} password {password}", role.as_str(), user);
+    }
+    let router = crate::web::router(edges, false).await?;
+    crate::web::serve(listener, router, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
 }
 
 /// Whether something listens at `url`'s host and port (the speech server).

@@ -5,10 +5,13 @@
 pub mod app;
 pub mod audit;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod disclose;
 pub mod identity;
 pub mod loadgen;
+pub mod oidc;
+pub mod qa;
 pub mod review;
 pub mod sim;
 pub mod subject;

@@ -30,6 +30,10 @@ enum Command {
         /// Chunk length the simulated telephony system sends.
         #[arg(long, default_value_t = 100)]
         chunk_ms: u32,
+        /// Afterwards, serve the review web UI on this address (a user per
+        /// role, random passwords printed) until Ctrl-C.
+        #[arg(long, num_args = 0..=1, default_missing_value = "127.0.0.1:8080")]
+        serve: Option<String>,
     },
     /// Run pipeline roles until SIGINT/SIGTERM (production).
     Run {
@@ -413,6 +417,7 @@ async fn async_main() -> Result<()> {
             data_dir,
             samples,
             chunk_ms,
+            serve,
         } => {
             let filter = std::env::var("OPPTAK_LOG").unwrap_or_else(|_| "error".into());
             tracing_subscriber::fmt()
@@ -420,7 +425,7 @@ async fn async_main() -> Result<()> {
                 .with_writer(std::io::stderr)
                 .init();
             let samples = samples.unwrap_or_else(opptak::demo::default_samples_dir);
-            opptak::demo::run(&data_dir, &samples, chunk_ms).await
+            opptak::demo::run(&data_dir, &samples, chunk_ms, serve.as_deref()).await
         }
         Command::Run { roles } => {
             let config = Config::load(cli.config.as_deref())?;

@@ -59,6 +59,8 @@ pub struct Version {
 pub struct Review {
     edges: Edges,
     store: SqlReview,
+    /// Outcomes for the QA report (decision, edit distance).
+    qa: crate::qa::Qa,
 }
 
 pub fn summaries_topic(edges: &Edges) -> String {
@@ -74,6 +76,7 @@ impl Review {
         Ok(Self {
             edges: edges.clone(),
             store: SqlReview::open(&edges.config.storage.metadata).await?,
+            qa: crate::qa::Qa::open(edges).await?,
         })
     }
 
@@ -149,8 +152,21 @@ impl Review {
             })
             .await
             .context("another decision on this draft came first; reload")?;
-        if let Decision::Approve(_) = decision {
-            self.approve(user, call_id, &text, at_us).await?;
+        match &decision {
+            Decision::Approve(_) => {
+                let draft = self.approve(user, call_id, &text, at_us).await?;
+                let outcome = crate::qa::DraftOutcome::Approved {
+                    draft: &draft,
+                    approved: &text,
+                };
+                self.qa.on_decision(call_id, outcome, at_us).await?;
+            }
+            Decision::Reject(_) => {
+                self.qa
+                    .on_decision(call_id, crate::qa::DraftOutcome::Rejected, at_us)
+                    .await?
+            }
+            Decision::Edit(_) => {}
         }
         Ok(Version {
             version,
@@ -161,8 +177,9 @@ impl Review {
         })
     }
 
-    /// The customer-service record: sealed under record-5y, stored, routed, announced.
-    async fn approve(&self, user: &User, call_id: &CallId, text: &str, at_us: i64) -> Result<()> {
+    /// The customer-service record: sealed under record-5y, stored, routed,
+    /// announced. Returns the draft's summary (for the edit distance).
+    async fn approve(&self, user: &User, call_id: &CallId, text: &str, at_us: i64) -> Result<String> {
         let e = &self.edges;
         let draft = opptak_ki::summarize::read_draft(&e.meta, &e.blobs, &e.keys, call_id).await?;
         let key = self
@@ -207,7 +224,7 @@ impl Review {
         e.bus
             .publish(&summaries_topic(e), call_id.as_str().as_bytes(), &msg.encode_to_vec())
             .await?;
-        Ok(())
+        Ok(draft.summary)
     }
 
     /// The call's key of `class` (made on first use when `create`); `None` once shredded.

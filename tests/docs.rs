@@ -49,3 +49,34 @@ fn contract_guide_names_every_dead_letter_reason() {
         );
     }
 }
+
+/// `docs/openapi.json` is the document the service serves, generated from
+/// the handlers; `OPPTAK_UPDATE_DOCS=1 cargo test --test docs` rewrites it.
+#[test]
+fn openapi_document_is_current() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let path = format!("{root}/docs/openapi.json");
+    let want = serde_json::to_string_pretty(&opptak::web::openapi()).unwrap() + "\n";
+    if std::env::var("OPPTAK_UPDATE_DOCS").as_deref() == Ok("1") {
+        std::fs::write(&path, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        have == want,
+        "docs/openapi.json is out of date: run OPPTAK_UPDATE_DOCS=1 cargo test --test docs"
+    );
+    // Every documented path is served under /api/v1 and says who may call it.
+    let doc: serde_json::Value = serde_json::from_str(&want).unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 3, "{paths:?}");
+    for (p, ops) in paths {
+        assert!(p.starts_with("/api/v1/"), "{p}");
+        for (method, op) in ops.as_object().unwrap() {
+            assert!(
+                op["security"].as_array().is_some_and(|s| !s.is_empty()),
+                "{method} {p} has no security"
+            );
+            assert!(op["responses"]["401"].is_object(), "{method} {p} does not document 401");
+        }
+    }
+}

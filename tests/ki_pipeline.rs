@@ -185,6 +185,7 @@ async fn corpus_is_transcribed_live_drafted_and_tagged_over_kafka() {
     assert_eq!(stored_live, ki_calls.len(), "{:?}", live.ends);
 
     let taxonomy = Taxonomy::default_taxonomy();
+    let qa = opptak::qa::Qa::open(&edges).await.unwrap();
     let (mut errs, mut total, mut topic_hits) = (0usize, 0usize, 0usize);
     for s in &samples {
         let id = CallId::parse(&s.call.call_id).unwrap();
@@ -207,6 +208,13 @@ async fn corpus_is_transcribed_live_drafted_and_tagged_over_kafka() {
         total += n;
         let d = read_draft(&edges.meta, &edges.blobs, &edges.keys, &id).await.unwrap();
         assert!(!d.summary.is_empty() && !d.topics.is_empty(), "{id}: {d:?}");
+        // Every drafted KI call has its reporting index row (issue 6, R5/R6).
+        let indexed = qa.call(&id).await.unwrap();
+        assert_eq!(
+            indexed.map(|c| c.row.topics),
+            Some(d.topics.clone()),
+            "{id}: no ki_calls row"
+        );
         assert!(
             d.topics.iter().all(|t| taxonomy.get(t).is_some()),
             "{id}: {:?}",
@@ -598,7 +606,7 @@ async fn a_real_language_model_drafts_from_the_redacted_transcript() {
         real: Arc::new(opptak_ki::llm::ChatDrafts::new(cfg, taxonomy.clone()).unwrap()),
         seen: Default::default(),
     });
-    let mut summarizer = opptak::app::summarizer(&edges).unwrap();
+    let mut summarizer = opptak::app::summarizer(&edges).await.unwrap();
     Arc::get_mut(&mut summarizer).unwrap().writer = spy.clone();
     let schema = opptak_ki::llm::draft_schema(&taxonomy).unwrap();
     let (mut pii_in_transcripts, mut by_model) = (0, 0);

@@ -48,11 +48,32 @@ struct Client {
 }
 
 impl Client {
+    /// Signs in through the form: fetches it (its double-submit cookie and
+    /// hidden field), then posts it.
     async fn login(&self, user: &str, password: &str) -> (reqwest::StatusCode, Option<String>) {
+        let page = self.http.get(format!("{}/login", self.base)).send().await.unwrap();
+        let nonce_cookie = page
+            .headers()
+            .get("set-cookie")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let body = page.text().await.unwrap();
+        let csrf = body
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|v| v.split('"').next())
+            .unwrap()
+            .to_owned();
         let r = self
             .http
             .post(format!("{}/login", self.base))
-            .form(&[("user", user), ("password", password)])
+            .header("cookie", nonce_cookie)
+            .form(&[("user", user), ("password", password), ("csrf", &csrf)])
             .send()
             .await
             .unwrap();
@@ -60,6 +81,7 @@ impl Client {
             .headers()
             .get("set-cookie")
             .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned());
+        let cookie = cookie.filter(|c| c.starts_with("opptak_session="));
         if let Some(c) = &cookie {
             let full = r.headers().get("set-cookie").unwrap().to_str().unwrap();
             assert!(full.contains("HttpOnly") && full.contains("SameSite=Strict"), "{full}");
@@ -156,6 +178,45 @@ async fn every_role_gets_exactly_what_it_may() {
         401
     );
 
+    // Sign-in: a post without the form's double-submit token (login CSRF)
+    // is refused; repeated failures for one name get 429, audited.
+    let r = c
+        .http
+        .post(format!("{}/login", c.base))
+        .form(&[("user", "adv-anne"), ("password", PW)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    for _ in 0..5 {
+        assert_eq!(c.login("guess-me", "wrong password").await.0, 401);
+    }
+    assert_eq!(c.login("guess-me", "wrong password").await.0, 429);
+
+    // Language: Norwegian by default, English by Accept-Language or the
+    // /lang switch (a cookie), and never an open redirect.
+    let (_, _, body) = c.get("/login", None).await;
+    assert!(body.contains("lang=\"nb\"") && body.contains("Logg inn"), "{body}");
+    let r = c
+        .http
+        .get(format!("{}/login", c.base))
+        .header("accept-language", "en-GB,en;q=0.9")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.text().await.unwrap().contains("Sign in"));
+    let (s, h, _) = c.get("/lang/en?back=//evil.example/", None).await;
+    assert_eq!(s, 303);
+    assert_eq!(h.get("location").unwrap(), "/");
+    assert!(h
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("opptak_lang=en"));
+    let (_, _, body) = c.get("/login", Some("opptak_lang=en")).await;
+    assert!(body.contains("lang=\"en\"") && body.contains("User name"), "{body}");
+
     // The advisor: the queue, and the draft with the transcript, inert.
     let (s, anne) = c.login("adv-anne", PW).await;
     assert_eq!(s, 303);
@@ -180,7 +241,7 @@ async fn every_role_gets_exactly_what_it_may() {
         ("adv-bo", "", 403),
         ("lead-lise", "", 200),
         ("lead-per", "", 403),
-        ("qa-kari", "", 403),
+        ("qa-kari", "", 200),
         ("aud-astrid", "", 403),
         ("admin-ola", "", 403),
         ("co-cato", "", 400),
@@ -206,7 +267,7 @@ async fn every_role_gets_exactly_what_it_may() {
     clock.set(clock.now_us() + 25 * 3_600_000_000);
     let (_, lise) = c.login("lead-lise", PW).await;
     let (_, _, body) = c.get("/queue", lise.as_deref()).await;
-    assert!(body.contains(&call) && body.contains("escalated"), "{body}");
+    assert!(body.contains(&call) && body.contains("eskalert"), "{body}");
     let (_, per) = c.login("lead-per", PW).await;
     assert!(
         !c.get("/queue", per.as_deref()).await.2.contains(&call),
@@ -334,6 +395,229 @@ async fn every_role_gets_exactly_what_it_may() {
         "sealed on the bus"
     );
 
+    // The JSON API: the same rules, the same audit log.
+    let api = |path: &str, cookie: Option<&str>, bearer: Option<&str>| {
+        let mut r = c.http.get(format!("{}{path}", c.base));
+        if let Some(cookie) = cookie {
+            r = r.header("cookie", cookie);
+        }
+        if let Some(b) = bearer {
+            r = r.bearer_auth(b);
+        }
+        r.send()
+    };
+    let r = api(&format!("/api/v1/calls/{call}"), Some(&anne), None).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let view: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(view["reason"], "review");
+    assert_eq!(view["closed"], true);
+    assert_eq!(view["versions"].as_array().unwrap().len(), 2);
+    assert!(
+        view["transcript"][0]["text"].as_str().unwrap().contains("<script>"),
+        "JSON carries the text as data"
+    );
+    let r = api(&format!("/api/v1/calls/{call}"), bo.as_deref(), None)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["status"], 403);
+    let r = api("/api/v1/queue", None, Some("not.a.jwt")).await.unwrap();
+    assert_eq!(r.status(), 401, "no OIDC issuer configured: every token refused");
+    assert!(r.headers().get("www-authenticate").is_some());
+    assert_eq!(api("/api/v1/queue", None, None).await.unwrap().status(), 401);
+    let queue: serde_json::Value = api("/api/v1/queue", Some(&anne), None)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(queue, serde_json::json!([]), "approved: nothing waits");
+    let post_decision = |csrf: Option<&str>| {
+        let mut r = c
+            .http
+            .post(format!("{}/api/v1/calls/{call}/decision", c.base))
+            .header("cookie", &anne)
+            .json(&serde_json::json!({"action": "reject", "text": "late"}));
+        if let Some(t) = csrf {
+            r = r.header("x-csrf-token", t);
+        }
+        r.send()
+    };
+    assert_eq!(
+        post_decision(None).await.unwrap().status(),
+        403,
+        "a session needs X-CSRF-Token"
+    );
+    assert_eq!(
+        post_decision(Some(&token)).await.unwrap().status(),
+        409,
+        "already approved"
+    );
+    let doc: serde_json::Value = api("/api/openapi.json", None, None)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/api/v1/calls/{id}/decision"]["post"].is_object());
+
+    // QA: the call is sampled (the first of its stratum always is); the QA
+    // reviewer scores it through the call page's form, and the report counts
+    // it, in the page and as CSV. Advisors may not score nor read the report.
+    let (_, kari) = c.login("qa-kari", PW).await;
+    let kari = kari.unwrap();
+    let (s, _, body) = c.get("/qa", Some(&kari)).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains(&format!("/calls/{call}")), "{body}");
+    assert_eq!(c.get("/qa", Some(&anne)).await.0, 403);
+    let (_, _, page) = c.get(&format!("/calls/{call}"), Some(&kari)).await;
+    assert!(page.contains(&format!("/calls/{call}/qa")), "the assessment form");
+    let qa_csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let assess = |cookie: &str, csrf: &str, flag: &str, note: &str| {
+        c.http
+            .post(format!("{}/calls/{call}/qa", c.base))
+            .header("cookie", cookie)
+            .form(&[
+                ("csrf", csrf),
+                ("correctness", "4"),
+                ("relevance", "5"),
+                ("quality", "3"),
+                ("flag", flag),
+                ("note", note),
+            ])
+            .send()
+    };
+    assert_eq!(assess(&kari, "forged", "", "").await.unwrap().status(), 403);
+    assert_eq!(
+        assess(&kari, &qa_csrf, "unexpected", "").await.unwrap().status(),
+        400,
+        "a flag needs a note"
+    );
+    assert_eq!(
+        assess(&anne, &token, "", "").await.unwrap().status(),
+        403,
+        "advisors do not score"
+    );
+    let note = "The summary repeats a markup string from the transcript.";
+    assert_eq!(assess(&kari, &qa_csrf, "unexpected", note).await.unwrap().status(), 303);
+    let (_, _, page) = c.get(&format!("/calls/{call}"), Some(&kari)).await;
+    assert!(page.contains(note) && page.contains("uventet innhold"), "{page}");
+    let (s, _, report) = c.get("/qa/report", Some(&kari)).await;
+    assert_eq!(s, 200);
+    assert!(report.contains("Totalt"), "{report}");
+    let r = c
+        .http
+        .get(format!("{}/qa/report.csv", c.base))
+        .header("cookie", &kari)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers().get("content-type").unwrap(), "text/csv; charset=utf-8");
+    let csv = r.text().await.unwrap();
+    let total = csv
+        .lines()
+        .find(|l| l.starts_with("TOTAL"))
+        .unwrap_or_else(|| panic!("{csv}"));
+    assert!(total.contains(",1,1,1,"), "drafted, sampled, scored: {total}\n{csv}");
+    assert!(!csv.contains(note), "the report holds no notes");
+    assert_eq!(c.get("/qa/report", Some(&anne)).await.0, 403);
+
+    // The topic dashboard: one call is fewer than k = 5, so its count is
+    // suppressed in the page, the chart and the CSV; the auditor may not look.
+    let (_, lise) = c.login("lead-lise", PW).await;
+    let (s, _, body) = c.get("/dashboard?period=day", lise.as_deref()).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("<svg") && body.contains("role=\"img\""), "{body}");
+    assert!(body.contains("title=\"suppressed\""), "{body}");
+    let r = c
+        .http
+        .get(format!("{}/dashboard.csv?period=week", c.base))
+        .header("cookie", lise.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let csv = r.text().await.unwrap();
+    assert!(csv.starts_with("period,desk,topic,count"), "{csv}");
+    for line in csv.lines().skip(1) {
+        let count = line.rsplit(',').next().unwrap();
+        if let Ok(n) = count.parse::<u64>() {
+            assert!(n == 0 || n >= 5, "a small count published: {line}");
+        }
+    }
+    assert!(csv.lines().any(|l| l.ends_with(",:")), "{csv}");
+    assert_eq!(c.get("/dashboard?period=fortnight", lise.as_deref()).await.0, 400);
+    let (_, astrid) = c.login("aud-astrid", PW).await;
+    assert_eq!(c.get("/dashboard", astrid.as_deref()).await.0, 403);
+
+    // The auditor reads the audit log (and verifies it) but no content; the
+    // admin manages users but reads no audit log and no content.
+    let (_, astrid) = c.login("aud-astrid", PW).await;
+    let (s, _, body) = c.get("/audit", astrid.as_deref()).await;
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("transcript.read") && body.contains("refused"));
+    assert!(!body.contains("mortgage"), "the log holds no content");
+    let csrf = body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = c
+        .http
+        .post(format!("{}/audit/verify", c.base))
+        .header("cookie", astrid.as_deref().unwrap())
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("Kjeden er intakt"));
+    let (_, ola) = c.login("admin-ola", PW).await;
+    assert_eq!(c.get("/audit", ola.as_deref()).await.0, 403);
+    assert_eq!(c.get("/admin/users", Some(&anne)).await.0, 403);
+    let (s, _, body) = c.get("/admin/users", ola.as_deref()).await;
+    assert_eq!(s, 200);
+    assert!(
+        body.contains("adv-anne") && !body.contains("$argon2"),
+        "no hashes shown"
+    );
+    let csrf = body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let r = c
+        .http
+        .post(format!("{}/admin/users", c.base))
+        .header("cookie", ola.as_deref().unwrap())
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("action", "add"),
+            ("user", "adv-nina"),
+            ("name", "Nina"),
+            ("role", "advisor"),
+            ("team", "oslo"),
+            ("password", PW),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(c.login("adv-nina", PW).await.0, 303);
+
     // Sign-out needs the form's CSRF token.
     let post = |cookie: &str, csrf: &str| {
         c.http
@@ -370,7 +654,7 @@ async fn every_role_gets_exactly_what_it_may() {
         ("co-cato", "allowed", "complaint FKN-2026-0203"),
         ("adv-bo", "refused", ""),
         ("lead-per", "refused", ""),
-        ("qa-kari", "refused", ""),
+        ("qa-kari", "allowed", "qa sample"),
         ("aud-astrid", "refused", ""),
         ("admin-ola", "refused", ""),
         ("co-cato", "refused", ""),
@@ -398,10 +682,36 @@ async fn every_role_gets_exactly_what_it_may() {
         ("draft.edit", "allowed"),
         ("draft.approve", "allowed"),
         ("draft.reject", "failed"),
+        ("draft.reject", "refused"),
     ] {
         assert!(
             decisions.contains(&(want.0.into(), want.1.into())),
             "{want:?} not in {decisions:?}"
+        );
+    }
+    let actions: Vec<(String, String)> = log
+        .iter()
+        .map(|e| (e.event.action.clone(), e.event.outcome.clone()))
+        .collect();
+    for want in [
+        ("token", "refused"),
+        ("audit.read", "allowed"),
+        ("audit.read", "refused"),
+        ("audit.verify", "intact"),
+        ("user.list", "refused"),
+        ("user.create", "allowed"),
+        ("login", "refused"),
+        ("qa.score", "allowed"),
+        ("qa.score", "refused"),
+        ("qa.report", "allowed"),
+        ("qa.report", "refused"),
+        ("qa.queue", "refused"),
+        ("dashboard.read", "allowed"),
+        ("dashboard.read", "refused"),
+    ] {
+        assert!(
+            actions.contains(&(want.0.into(), want.1.into())),
+            "{want:?} not audited"
         );
     }
     assert!(audit.verify(None).await.unwrap().ok());

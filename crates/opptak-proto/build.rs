@@ -1,6 +1,8 @@
 //! Compiles `proto/opptak/v1/*.proto` with protox (pure Rust, no system protoc).
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time: a build script binary reused from a cache built in
+    // another checkout would otherwise carry that checkout's path.
+    let root = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = [
         root.join("opptak/v1/telephony.proto"),
         root.join("opptak/v1/events.proto"),

@@ -98,7 +98,7 @@ SPEECH_INSTALL_LOG=$SPEECH_DIR/install.log
 SPEECH_PIDFILE=$SPEECH_DIR/speech.pid
 SPEECH_LOG=$SPEECH_DIR/speech.log
 
-DEBIAN_PACKAGES=(espeak-ng sox kcat softhsm2)
+DEBIAN_PACKAGES=(espeak-ng sox kcat softhsm2 chromium chromium-driver wrk)
 
 # Daemons must not keep the caller's pipes or our lock open (a CI runner
 # waiting for EOF would hang): the launching bash closes every fd above 2.

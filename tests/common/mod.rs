@@ -2,6 +2,8 @@
 //! fresh database and topic prefix per test, and a plaintext scanner.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
+pub mod webdriver;
+
 use opptak::app::Edges;
 use opptak::config::Config;
 use opptak::sim;

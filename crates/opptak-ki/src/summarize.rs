@@ -24,7 +24,7 @@ use opptak_bus::{Bus, Outgoing};
 use opptak_crypto::segment::ArtifactKind;
 use opptak_crypto::stream::{self, StreamInfo, DEFAULT_SEGMENT_SIZE};
 use opptak_crypto::{KeyProvider, WrappedKey};
-use opptak_domain::model::{CallId, KeyClass};
+use opptak_domain::model::{CallFacts, CallId, KeyClass};
 use opptak_domain::redact::redact;
 use opptak_domain::summary::Draft;
 use opptak_proto::Message;
@@ -54,6 +54,16 @@ pub enum SummaryOutcome {
     Pending(String),
 }
 
+/// Told of every stored draft before the call's transcript record is
+/// acknowledged: the reporting index and QA sampling (`src/qa.rs`) hook in
+/// here. An error leaves the call to be retried like a store error, and a
+/// retry finding the draft already stored reads it back and tells the
+/// listener again, so a listener must be idempotent per call.
+#[async_trait::async_trait]
+pub trait DraftListener: Send + Sync + 'static {
+    async fn drafted(&self, facts: &CallFacts, draft: &Draft) -> Result<(), String>;
+}
+
 pub struct Summarizer {
     pub meta: Arc<dyn MetadataStore>,
     pub blobs: Arc<dyn BlobStore>,
@@ -68,9 +78,24 @@ pub struct Summarizer {
     /// The calls' language (`nb`, `en`); empty: guessed from the transcript.
     pub language: String,
     pub taxonomy_version: u32,
+    /// Told of each stored draft (see [`DraftListener`]).
+    pub listener: Option<Arc<dyn DraftListener>>,
 }
 
 impl Summarizer {
+    /// The same summarizer, telling `listener` of every stored draft.
+    pub fn with_listener(mut self, listener: Arc<dyn DraftListener>) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
+    async fn tell(&self, facts: &CallFacts, draft: &Draft) -> Result<(), TranscribeError> {
+        match &self.listener {
+            Some(l) => l.drafted(facts, draft).await.map_err(TranscribeError::Listener),
+            None => Ok(()),
+        }
+    }
+
     /// Drafts one transcribed KI call, once.
     pub async fn summarize_call(&self, call_id: &CallId) -> Result<SummaryOutcome, TranscribeError> {
         let Some(rec) = self.meta.load_call(call_id).await? else {
@@ -87,6 +112,16 @@ impl Summarizer {
         }
         let arts = self.meta.artifacts(call_id).await?;
         if arts.iter().any(|a| a.kind == "draft") {
+            // The attempt that stored it may have failed before the listener
+            // was told; telling it again is harmless (idempotent).
+            if self.listener.is_some() {
+                match read_draft(&self.meta, &self.blobs, &self.keys, call_id).await {
+                    Ok(d) => self.tell(&rec.facts, &d).await?,
+                    // Opted out or expired since: nothing to index.
+                    Err(TranscribeError::Read(ReadError::KeyDestroyed { .. })) => {}
+                    Err(e) => return Err(e),
+                }
+            }
             return Ok(SummaryOutcome::AlreadyDone);
         }
         let segments = match read_transcript(&self.meta, &self.blobs, &self.keys, call_id).await {
@@ -185,6 +220,7 @@ impl Summarizer {
             .route(call_id)
             .await
             .map_err(|e| TranscribeError::Retention(e.to_string()))?;
+        self.tell(&rec.facts, &draft).await?;
         tracing::info!(call_id = %call_id, %draft_id, source = %draft.source, topics = ?draft.topics, "draft stored for review");
         Ok(SummaryOutcome::Done { draft_id, draft })
     }

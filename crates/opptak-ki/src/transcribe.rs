@@ -67,6 +67,9 @@ pub enum TranscribeError {
     Bus(#[from] opptak_bus::BusError),
     #[error("retention: {0}")]
     Retention(String),
+    /// The summarizer's [`crate::summarize::DraftListener`] failed.
+    #[error("draft listener: {0}")]
+    Listener(String),
 }
 
 pub struct Transcriber {

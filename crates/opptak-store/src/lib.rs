@@ -16,6 +16,7 @@ pub mod audit;
 pub mod blob;
 pub mod contract;
 pub mod meta;
+pub mod reporting;
 pub mod review;
 pub mod s3;
 pub mod users;

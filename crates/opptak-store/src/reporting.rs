@@ -1,0 +1,518 @@
+//! The KI reporting index (R5) and QA sampling (R6), issue 6: rows only;
+//! the sampling rule, sealing of notes, access rules and the report's
+//! arithmetic live in `src/qa.rs`. Tables from migration 0008.
+//!
+//! Every reader leaves out calls whose customer opted out of KI
+//! (`calls.ki_opt_out_at_us IS NOT NULL`), joined at read time: the index
+//! row may be written before or after the opt-out, and either way the call
+//! shows nowhere.
+
+use crate::meta::{db, SqlStore};
+use crate::StoreError;
+use sqlx::Row;
+
+/// The index row of one drafted KI call (no content).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KiCallRow {
+    pub call_id: String,
+    /// UTC day of the call's start, `YYYY-MM-DD`.
+    pub day: String,
+    pub desk: String,
+    pub language: String,
+    /// Taxonomy ids, primary first; never empty.
+    pub topics: Vec<String>,
+    pub advisor_id: String,
+    pub drafted_at_us: i64,
+    pub draft_words: u64,
+}
+
+impl KiCallRow {
+    /// The primary topic.
+    pub fn topic(&self) -> &str {
+        self.topics.first().map_or("", String::as_str)
+    }
+}
+
+/// An index row with the advisor's outcome, as read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexedCall {
+    pub row: KiCallRow,
+    /// `approved` or `rejected`.
+    pub decision: Option<String>,
+    pub edit_distance: Option<u64>,
+    pub decided_at_us: Option<i64>,
+    pub sampled: bool,
+}
+
+/// What indexing a draft did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Indexed {
+    /// False when the call was indexed before (a retried draft): nothing
+    /// changed, `sampled` is the decision made then.
+    pub new: bool,
+    pub sampled: bool,
+}
+
+/// One sampled call in the QA queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueRow {
+    pub call_id: String,
+    pub day: String,
+    pub desk: String,
+    pub language: String,
+    pub topic: String,
+    pub stratum: String,
+    pub sampled_at_us: i64,
+    /// Who scored it already, sorted.
+    pub reviewers: Vec<String>,
+}
+
+/// A QA review as stored (`note_sealed` under `key_id`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QaReviewRow {
+    pub call_id: String,
+    pub reviewer: String,
+    pub at_us: i64,
+    pub correctness: u8,
+    pub relevance: u8,
+    pub quality: u8,
+    /// `""`, `discriminatory` or `unexpected`.
+    pub flag: String,
+    pub key_id: String,
+    pub note_sealed: Vec<u8>,
+}
+
+/// A drafted call as the report counts it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportCallRow {
+    pub call_id: String,
+    pub topic: String,
+    pub draft_words: u64,
+    pub sampled: bool,
+    pub decision: Option<String>,
+    pub edit_distance: Option<u64>,
+}
+
+/// A review's scores as the report counts them (no note).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReportReviewRow {
+    pub call_id: String,
+    pub topic: String,
+    pub correctness: u8,
+    pub relevance: u8,
+    pub quality: u8,
+    pub flag: String,
+}
+
+/// One call and one of its topics, for the topic dashboard.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicRow {
+    pub day: String,
+    pub desk: String,
+    pub topic: String,
+}
+
+/// A stratum's counters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StratumRow {
+    pub stratum: String,
+    pub seen: u64,
+    pub sampled: u64,
+}
+
+pub struct SqlReporting {
+    store: SqlStore,
+}
+
+/// The calls a reader may count: no KI opt-out.
+const NOT_OPTED_OUT: &str = "JOIN calls c ON c.call_id = k.call_id AND c.ki_opt_out_at_us IS NULL";
+
+fn score(r: &sqlx::any::AnyRow, col: &str) -> Result<u8, StoreError> {
+    let v: i64 = r.try_get(col).map_err(db)?;
+    u8::try_from(v)
+        .ok()
+        .filter(|s| (1..=5).contains(s))
+        .ok_or_else(|| StoreError::Corrupt(format!("qa_reviews.{col} = {v}")))
+}
+
+fn count(r: &sqlx::any::AnyRow, col: &str) -> Result<u64, StoreError> {
+    let v: i64 = r.try_get(col).map_err(db)?;
+    u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{col} = {v}")))
+}
+
+fn opt_count(r: &sqlx::any::AnyRow, col: &str) -> Result<Option<u64>, StoreError> {
+    let v: Option<i64> = r.try_get(col).map_err(db)?;
+    v.map(|v| u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{col} = {v}"))))
+        .transpose()
+}
+
+impl SqlReporting {
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Ok(Self {
+            store: SqlStore::open(url).await?,
+        })
+    }
+
+    /// Indexes a drafted call and makes its sampling decision, in one write
+    /// transaction: the call gets the next number `n` (0-based) of its
+    /// `stratum`, and `sample(n)` says whether it is sampled. The stratum's
+    /// row is locked from the increment to the commit, so concurrent
+    /// writers — in this process or others, PostgreSQL or SQLite (`BEGIN
+    /// IMMEDIATE`) — number a stratum's calls without gaps or repeats.
+    /// Idempotent: a call indexed before keeps its row and its decision, and
+    /// `sample` is not asked.
+    pub async fn index_draft(
+        &self,
+        row: &KiCallRow,
+        stratum: &str,
+        at_us: i64,
+        sample: impl FnOnce(u64) -> bool + Send,
+    ) -> Result<Indexed, StoreError> {
+        if row.topics.is_empty() || row.topics.iter().any(|t| t.is_empty() || t.contains(',')) {
+            return Err(StoreError::Corrupt(format!(
+                "topics of {}: {:?} (non-empty ids without commas expected)",
+                row.call_id, row.topics
+            )));
+        }
+        let mut tx = self.store.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO ki_calls (call_id, day, desk, language, topic, topics, advisor_id, drafted_at_us, \
+             draft_words) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (call_id) DO NOTHING",
+        )
+        .bind(row.call_id.as_str())
+        .bind(row.day.as_str())
+        .bind(row.desk.as_str())
+        .bind(row.language.as_str())
+        .bind(row.topic())
+        .bind(row.topics.join(","))
+        .bind(row.advisor_id.as_str())
+        .bind(row.drafted_at_us)
+        .bind(row.draft_words as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if inserted == 0 {
+            let sampled = sqlx::query("SELECT call_id FROM qa_samples WHERE call_id = $1")
+                .bind(row.call_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?
+                .is_some();
+            tx.commit().await.map_err(db)?;
+            return Ok(Indexed { new: false, sampled });
+        }
+        let mut seen_topics = std::collections::HashSet::new();
+        for t in row.topics.iter().filter(|t| seen_topics.insert(t.as_str())) {
+            sqlx::query(
+                "INSERT INTO call_topics (call_id, topic, day, desk) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (call_id, topic) DO NOTHING",
+            )
+            .bind(row.call_id.as_str())
+            .bind(t.as_str())
+            .bind(row.day.as_str())
+            .bind(row.desk.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        sqlx::query(
+            "INSERT INTO qa_strata (stratum, seen, sampled) VALUES ($1, 0, 0) ON CONFLICT (stratum) DO NOTHING",
+        )
+        .bind(stratum)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        // PostgreSQL (read committed) re-reads the row after waiting for its
+        // lock, so `seen + 1` counts every committed call before this one.
+        let seen: i64 = sqlx::query("UPDATE qa_strata SET seen = seen + 1 WHERE stratum = $1 RETURNING seen")
+            .bind(stratum)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?
+            .try_get("seen")
+            .map_err(db)?;
+        let n = u64::try_from(seen - 1).map_err(|_| StoreError::Corrupt(format!("qa_strata.seen = {seen}")))?;
+        let sampled = sample(n);
+        if sampled {
+            sqlx::query("UPDATE qa_strata SET sampled = sampled + 1 WHERE stratum = $1")
+                .bind(stratum)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            sqlx::query("INSERT INTO qa_samples (call_id, stratum, sampled_at_us) VALUES ($1, $2, $3)")
+                .bind(row.call_id.as_str())
+                .bind(stratum)
+                .bind(at_us)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(Indexed { new: true, sampled })
+    }
+
+    /// Records the advisor's outcome of a call's draft (`approved` with its
+    /// edit distance, or `rejected`). The first outcome stays; false when
+    /// the call is not indexed or already has one.
+    pub async fn set_outcome(
+        &self,
+        call_id: &str,
+        decision: &str,
+        edit_distance: Option<u64>,
+        at_us: i64,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE ki_calls SET decision = $1, edit_distance = $2, decided_at_us = $3 \
+             WHERE call_id = $4 AND decision IS NULL",
+        )
+        .bind(decision)
+        .bind(edit_distance.map(|d| d as i64))
+        .bind(at_us)
+        .bind(call_id)
+        .execute(&self.store.pool)
+        .await
+        .map_err(db)?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// A call's index row and outcome (`None` if not indexed or opted out).
+    pub async fn call(&self, call_id: &str) -> Result<Option<IndexedCall>, StoreError> {
+        let Some(r) = sqlx::query(&format!(
+            "SELECT k.call_id, k.day, k.desk, k.language, k.topics, k.advisor_id, k.drafted_at_us, \
+             k.draft_words, k.decision, k.edit_distance, k.decided_at_us, s.call_id AS sampled_id \
+             FROM ki_calls k {NOT_OPTED_OUT} LEFT JOIN qa_samples s ON s.call_id = k.call_id \
+             WHERE k.call_id = $1"
+        ))
+        .bind(call_id)
+        .fetch_optional(&self.store.pool)
+        .await
+        .map_err(db)?
+        else {
+            return Ok(None);
+        };
+        let topics: String = r.try_get("topics").map_err(db)?;
+        Ok(Some(IndexedCall {
+            row: KiCallRow {
+                call_id: r.try_get("call_id").map_err(db)?,
+                day: r.try_get("day").map_err(db)?,
+                desk: r.try_get("desk").map_err(db)?,
+                language: r.try_get("language").map_err(db)?,
+                topics: topics.split(',').map(str::to_owned).collect(),
+                advisor_id: r.try_get("advisor_id").map_err(db)?,
+                drafted_at_us: r.try_get("drafted_at_us").map_err(db)?,
+                draft_words: count(&r, "draft_words")?,
+            },
+            decision: r.try_get("decision").map_err(db)?,
+            edit_distance: opt_count(&r, "edit_distance")?,
+            decided_at_us: r.try_get("decided_at_us").map_err(db)?,
+            sampled: r.try_get::<Option<String>, _>("sampled_id").map_err(db)?.is_some(),
+        }))
+    }
+
+    /// Whether the call is in the QA sample (and not opted out).
+    pub async fn is_sampled(&self, call_id: &str) -> Result<bool, StoreError> {
+        Ok(sqlx::query(&format!(
+            "SELECT k.call_id FROM qa_samples k {NOT_OPTED_OUT} WHERE k.call_id = $1"
+        ))
+        .bind(call_id)
+        .fetch_optional(&self.store.pool)
+        .await
+        .map_err(db)?
+        .is_some())
+    }
+
+    /// The QA queue: sampled calls, not opted out, whose `ki` key still
+    /// exists (QA cannot read a call whose KI data is gone), oldest sample
+    /// first, each with who scored it.
+    pub async fn queue(&self) -> Result<Vec<QueueRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT k.call_id, k.day, k.desk, k.language, k.topic, s.stratum, s.sampled_at_us, r.reviewer \
+             FROM qa_samples s JOIN ki_calls k ON k.call_id = s.call_id {NOT_OPTED_OUT} \
+             LEFT JOIN qa_reviews r ON r.call_id = s.call_id \
+             WHERE EXISTS (SELECT 1 FROM data_keys d WHERE d.call_id = s.call_id AND d.class = 'ki' \
+             AND d.destroyed_at_us IS NULL) \
+             ORDER BY s.sampled_at_us, s.call_id, r.reviewer"
+        ))
+        .fetch_all(&self.store.pool)
+        .await
+        .map_err(db)?;
+        let mut out: Vec<QueueRow> = Vec::new();
+        for r in &rows {
+            let call_id: String = r.try_get("call_id").map_err(db)?;
+            let reviewer: Option<String> = r.try_get("reviewer").map_err(db)?;
+            if out.last().map(|q| &q.call_id) != Some(&call_id) {
+                out.push(QueueRow {
+                    call_id,
+                    day: r.try_get("day").map_err(db)?,
+                    desk: r.try_get("desk").map_err(db)?,
+                    language: r.try_get("language").map_err(db)?,
+                    topic: r.try_get("topic").map_err(db)?,
+                    stratum: r.try_get("stratum").map_err(db)?,
+                    sampled_at_us: r.try_get("sampled_at_us").map_err(db)?,
+                    reviewers: Vec::new(),
+                });
+            }
+            if let (Some(q), Some(who)) = (out.last_mut(), reviewer) {
+                q.reviewers.push(who);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds or replaces a reviewer's review of a sampled call. `NotFound`
+    /// when the call is not sampled.
+    pub async fn upsert_review(&self, v: &QaReviewRow) -> Result<(), StoreError> {
+        let mut tx = self.store.begin().await?;
+        if sqlx::query("SELECT call_id FROM qa_samples WHERE call_id = $1")
+            .bind(v.call_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            .is_none()
+        {
+            return Err(StoreError::NotFound(format!("sampled call {}", v.call_id)));
+        }
+        sqlx::query(
+            "INSERT INTO qa_reviews (call_id, reviewer, at_us, correctness, relevance, quality, flag, key_id, \
+             note_sealed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (call_id, reviewer) DO UPDATE \
+             SET at_us = excluded.at_us, correctness = excluded.correctness, relevance = excluded.relevance, \
+             quality = excluded.quality, flag = excluded.flag, key_id = excluded.key_id, \
+             note_sealed = excluded.note_sealed",
+        )
+        .bind(v.call_id.as_str())
+        .bind(v.reviewer.as_str())
+        .bind(v.at_us)
+        .bind(i64::from(v.correctness))
+        .bind(i64::from(v.relevance))
+        .bind(i64::from(v.quality))
+        .bind(v.flag.as_str())
+        .bind(v.key_id.as_str())
+        .bind(v.note_sealed.clone())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    /// A call's reviews, by reviewer (none once opted out).
+    pub async fn reviews(&self, call_id: &str) -> Result<Vec<QaReviewRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT k.call_id, k.reviewer, k.at_us, k.correctness, k.relevance, k.quality, k.flag, k.key_id, \
+             k.note_sealed FROM qa_reviews k {NOT_OPTED_OUT} WHERE k.call_id = $1 ORDER BY k.reviewer"
+        ))
+        .bind(call_id)
+        .fetch_all(&self.store.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(QaReviewRow {
+                    call_id: r.try_get("call_id").map_err(db)?,
+                    reviewer: r.try_get("reviewer").map_err(db)?,
+                    at_us: r.try_get("at_us").map_err(db)?,
+                    correctness: score(r, "correctness")?,
+                    relevance: score(r, "relevance")?,
+                    quality: score(r, "quality")?,
+                    flag: r.try_get("flag").map_err(db)?,
+                    key_id: r.try_get("key_id").map_err(db)?,
+                    note_sealed: r.try_get("note_sealed").map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The drafted calls of the days `from_day..=to_day` (`YYYY-MM-DD`).
+    pub async fn report_calls(&self, from_day: &str, to_day: &str) -> Result<Vec<ReportCallRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT k.call_id, k.topic, k.draft_words, k.decision, k.edit_distance, s.call_id AS sampled_id \
+             FROM ki_calls k {NOT_OPTED_OUT} LEFT JOIN qa_samples s ON s.call_id = k.call_id \
+             WHERE k.day >= $1 AND k.day <= $2 ORDER BY k.topic, k.call_id"
+        ))
+        .bind(from_day)
+        .bind(to_day)
+        .fetch_all(&self.store.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReportCallRow {
+                    call_id: r.try_get("call_id").map_err(db)?,
+                    topic: r.try_get("topic").map_err(db)?,
+                    draft_words: count(r, "draft_words")?,
+                    sampled: r.try_get::<Option<String>, _>("sampled_id").map_err(db)?.is_some(),
+                    decision: r.try_get("decision").map_err(db)?,
+                    edit_distance: opt_count(r, "edit_distance")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The QA reviews of the calls of the days `from_day..=to_day`.
+    pub async fn report_reviews(&self, from_day: &str, to_day: &str) -> Result<Vec<ReportReviewRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT k.call_id, k.topic, r.correctness, r.relevance, r.quality, r.flag \
+             FROM qa_reviews r JOIN ki_calls k ON k.call_id = r.call_id {NOT_OPTED_OUT} \
+             WHERE k.day >= $1 AND k.day <= $2 ORDER BY k.topic, k.call_id, r.reviewer"
+        ))
+        .bind(from_day)
+        .bind(to_day)
+        .fetch_all(&self.store.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReportReviewRow {
+                    call_id: r.try_get("call_id").map_err(db)?,
+                    topic: r.try_get("topic").map_err(db)?,
+                    correctness: score(r, "correctness")?,
+                    relevance: score(r, "relevance")?,
+                    quality: score(r, "quality")?,
+                    flag: r.try_get("flag").map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    /// One row per drafted call and topic of the days `from_day..=to_day`
+    /// (`YYYY-MM-DD`), ordered by day, desk, topic: the topic dashboard's input.
+    pub async fn topic_rows(&self, from_day: &str, to_day: &str) -> Result<Vec<TopicRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT k.day, k.desk, k.topic FROM call_topics k {NOT_OPTED_OUT} \
+             WHERE k.day >= $1 AND k.day <= $2 ORDER BY k.day, k.desk, k.topic, k.call_id"
+        ))
+        .bind(from_day)
+        .bind(to_day)
+        .fetch_all(&self.store.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(TopicRow {
+                    day: r.try_get("day").map_err(db)?,
+                    desk: r.try_get("desk").map_err(db)?,
+                    topic: r.try_get("topic").map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every stratum's counters (every drafted call, opted out or not: they
+    /// are the sampling's own bookkeeping), by stratum.
+    pub async fn strata(&self) -> Result<Vec<StratumRow>, StoreError> {
+        let rows = sqlx::query("SELECT stratum, seen, sampled FROM qa_strata ORDER BY stratum")
+            .fetch_all(&self.store.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                Ok(StratumRow {
+                    stratum: r.try_get("stratum").map_err(db)?,
+                    seen: count(r, "seen")?,
+                    sampled: count(r, "sampled")?,
+                })
+            })
+            .collect()
+    }
+}

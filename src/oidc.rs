@@ -1,0 +1,952 @@
+//! OIDC bearer tokens for the review service's API (issue 6 item 4): a JWT
+//! access token from the bank's identity provider, verified against the
+//! provider's published keys (JWKS), becomes a [`Principal`] carrying an
+//! opptak [`User`].
+//!
+//! What is checked, in this order (claims are read only once the signature
+//! holds, so nothing an attacker wrote decides anything before that):
+//! - size (at most [`MAX_TOKEN_BYTES`], refused before decoding) and shape:
+//!   compact JWS, three base64url parts, a JSON header with `alg` and `kid`,
+//!   no `crit` extensions;
+//! - `alg` is in `oidc.algorithms` and asymmetric. `none` and every HS*
+//!   algorithm are refused outright: verifying HS256 "with the public key"
+//!   is the algorithm-confusion attack, where anyone holding the public key
+//!   mints tokens. Keys are only ever taken from the JWKS, never from the
+//!   token's `jwk`/`jku`/`x5u` headers;
+//! - the key named by `kid` exists, its type (and its own `alg`, if stated)
+//!   fits `alg`, and the signature verifies (ring: RSA keys of 2048-8192 bits,
+//!   P-256/P-384, Ed25519);
+//! - `iss` equals `oidc.issuer` exactly; `aud` (string or array) contains
+//!   `oidc.audience`; `exp` is present and not past (with `oidc.leeway_s`);
+//!   `nbf` and `iat`, when present, are not in the future beyond the leeway;
+//! - the user claim (`sub` by default) is a usable id, and the roles claim
+//!   names exactly one opptak role.
+//!
+//! Roles: values of the roles claim that are not opptak roles (`advisor`,
+//! `team-lead`, `qa`, `compliance`, `auditor`, `admin`) are ignored, since
+//! the provider may list other applications' roles too. Exactly one distinct
+//! opptak role must remain: with two (say `advisor` and `admin`) the token is
+//! refused rather than the first one winning, because identity providers do
+//! not promise an order, and an admin must never end up reading content
+//! because of one.
+//!
+//! The user id is the user claim as is (no prefix), so an advisor signed in
+//! through the provider is the same person as the advisor id on the calls;
+//! point `oidc.user_claim` at a stable employee-id claim if `sub` differs
+//! from it.
+//!
+//! Keys are fetched lazily and cached. A token naming an unknown `kid`
+//! triggers one refetch (the provider rotated its keys), at most once per
+//! [`REFETCH_INTERVAL`], so tokens with made-up kids cannot make opptak
+//! hammer the provider; after a failed fetch the next try waits
+//! [`RETRY_AFTER_FAILURE`]. The set is also refreshed when older than
+//! [`KEYS_MAX_AGE`], so retired keys stop being accepted. A provider that
+//! cannot be reached is [`TokenError::Unavailable`] (503), never "invalid
+//! token": the token may well be good. If a refresh fails while cached keys
+//! exist, the cached keys go on being used.
+//!
+//! Nothing here logs or returns the token: [`TokenError`]'s messages are
+//! fixed strings (plus a sanitized algorithm name) and safe for the audit log.
+
+use crate::config::OidcSection;
+use crate::identity::{Role, User};
+use anyhow::{bail, Context};
+use axum::http::StatusCode;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use opptak_domain::time::Clock;
+use ring::signature;
+use serde_json::{Map, Value};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// Longer tokens are refused before any decoding (real access tokens are a
+/// few KiB; this bounds the work an unauthenticated request can cause).
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// An unknown `kid` refetches the key set at most this often.
+pub const REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+/// After a failed fetch, requests fail fast for this long before the next try.
+pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
+/// Cached keys older than this are refreshed on the next token.
+pub const KEYS_MAX_AGE: Duration = Duration::from_secs(3600);
+/// A discovery document or key set larger than this is refused.
+const MAX_DOCUMENT_BYTES: usize = 1 << 20;
+/// Ids, names and teams from the token longer than this are refused or cut.
+const MAX_ID_BYTES: usize = 255;
+const MAX_TEXT_CHARS: usize = 200;
+
+fn us(d: Duration) -> i64 {
+    d.as_micros() as i64
+}
+
+/// A JWS algorithm opptak can verify (all asymmetric by construction).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Algorithm {
+    Rs256,
+    Rs384,
+    Rs512,
+    Ps256,
+    Ps384,
+    Ps512,
+    Es256,
+    Es384,
+    EdDsa,
+}
+
+impl Algorithm {
+    pub const ALL: [Algorithm; 9] = [
+        Algorithm::Rs256,
+        Algorithm::Rs384,
+        Algorithm::Rs512,
+        Algorithm::Ps256,
+        Algorithm::Ps384,
+        Algorithm::Ps512,
+        Algorithm::Es256,
+        Algorithm::Es384,
+        Algorithm::EdDsa,
+    ];
+
+    /// The JWS name (`RS256`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::Rs256 => "RS256",
+            Algorithm::Rs384 => "RS384",
+            Algorithm::Rs512 => "RS512",
+            Algorithm::Ps256 => "PS256",
+            Algorithm::Ps384 => "PS384",
+            Algorithm::Ps512 => "PS512",
+            Algorithm::Es256 => "ES256",
+            Algorithm::Es384 => "ES384",
+            Algorithm::EdDsa => "EdDSA",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Algorithm> {
+        Algorithm::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+
+    fn fits(self, key: &KeyMaterial) -> bool {
+        use Algorithm::*;
+        matches!(
+            (self, key),
+            (Rs256 | Rs384 | Rs512 | Ps256 | Ps384 | Ps512, KeyMaterial::Rsa { .. })
+                | (Es256, KeyMaterial::P256(_))
+                | (Es384, KeyMaterial::P384(_))
+                | (EdDsa, KeyMaterial::Ed25519(_))
+        )
+    }
+}
+
+/// Why a token was refused. `Display` is a short, fixed text safe to log and
+/// audit (it never contains the token); [`TokenError::reason`] is a stable code.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Not a well-formed compact JWS, or a claim of the wrong shape.
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    /// `none`, HS*, unknown, not configured, or not matching the key's type.
+    #[error("unsupported algorithm {0}")]
+    UnsupportedAlgorithm(String),
+    /// No published key has the token's `kid` (even after a refetch).
+    #[error("unknown signing key")]
+    UnknownKey,
+    #[error("bad signature")]
+    BadSignature,
+    #[error("token expired")]
+    Expired,
+    /// `nbf` or `iat` in the future (beyond the leeway).
+    #[error("token not yet valid")]
+    NotYetValid,
+    #[error("wrong issuer")]
+    WrongIssuer,
+    #[error("wrong audience")]
+    WrongAudience,
+    /// The roles claim names no opptak role.
+    #[error("no opptak role in token")]
+    MissingRole,
+    /// The roles claim names more than one opptak role (see the module docs).
+    #[error("more than one opptak role in token")]
+    ConflictingRoles,
+    /// The identity provider's keys could not be fetched: the token was not judged.
+    #[error("identity provider unavailable")]
+    Unavailable,
+}
+
+impl TokenError {
+    /// 503 when the provider could not be asked, 401 for every refused token.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            TokenError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::UNAUTHORIZED,
+        }
+    }
+
+    /// A stable, machine-readable code for the audit log's reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            TokenError::Malformed(_) => "malformed",
+            TokenError::UnsupportedAlgorithm(_) => "unsupported_algorithm",
+            TokenError::UnknownKey => "unknown_key",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::Expired => "expired",
+            TokenError::NotYetValid => "not_yet_valid",
+            TokenError::WrongIssuer => "wrong_issuer",
+            TokenError::WrongAudience => "wrong_audience",
+            TokenError::MissingRole => "missing_role",
+            TokenError::ConflictingRoles => "conflicting_roles",
+            TokenError::Unavailable => "unavailable",
+        }
+    }
+
+    /// The `WWW-Authenticate` value for a 401 (RFC 6750); none for a 503.
+    pub fn www_authenticate(&self) -> Option<&'static str> {
+        match self {
+            TokenError::Unavailable => None,
+            _ => Some("Bearer realm=\"opptak\", error=\"invalid_token\""),
+        }
+    }
+
+    /// The attacker chooses `alg`: keep only a short printable prefix of it.
+    fn algorithm(name: &str) -> Self {
+        let clean: String = name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .take(16)
+            .collect();
+        TokenError::UnsupportedAlgorithm(if clean.is_empty() { "(empty)".into() } else { clean })
+    }
+}
+
+/// Who a verified token speaks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub user: User,
+    /// The token's `exp` in microseconds since the epoch: nothing built on
+    /// the token (a cache entry, a session) may outlive it.
+    pub expires_at_us: i64,
+    /// The token's `jti`, if any, to name the token in the audit log.
+    pub token_id: Option<String>,
+}
+
+impl From<Principal> for User {
+    fn from(p: Principal) -> User {
+        p.user
+    }
+}
+
+/// `oidc.*` checked and parsed once.
+#[derive(Clone, Debug)]
+struct Settings {
+    issuer: String,
+    audience: String,
+    jwks_url: Option<String>,
+    user_claim: String,
+    roles_claim: String,
+    team_claim: String,
+    name_claim: String,
+    leeway_us: i64,
+    algorithms: Vec<Algorithm>,
+    timeout: Duration,
+}
+
+/// `https://`, or `http://` to this machine only (tests, a local provider).
+fn check_url(key: &str, value: &str) -> anyhow::Result<()> {
+    let url = reqwest::Url::parse(value).with_context(|| format!("oidc.{key} = {value:?}: not a URL"))?;
+    let loopback = url.host_str().is_some_and(|h| {
+        let h = h.trim_start_matches('[').trim_end_matches(']');
+        h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    });
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => bail!("oidc.{key} = {value:?}: expected an https:// URL (http:// only to a loopback address)"),
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        bail!("oidc.{key} = {value:?}: no query or fragment allowed");
+    }
+    Ok(())
+}
+
+fn settings(c: &OidcSection) -> anyhow::Result<Settings> {
+    check_url("issuer", &c.issuer)?;
+    if !c.jwks_url.is_empty() {
+        check_url("jwks_url", &c.jwks_url)?;
+    }
+    if c.audience.trim().is_empty() {
+        bail!("oidc.audience is required: this API's identifier at the identity provider");
+    }
+    for (key, value) in [
+        ("user_claim", &c.user_claim),
+        ("roles_claim", &c.roles_claim),
+        ("team_claim", &c.team_claim),
+        ("name_claim", &c.name_claim),
+    ] {
+        if value.trim().is_empty() {
+            bail!("oidc.{key} must name a claim");
+        }
+    }
+    if c.leeway_s > 600 {
+        bail!(
+            "oidc.leeway_s = {}: expected 0..=600 (more makes expiry meaningless)",
+            c.leeway_s
+        );
+    }
+    if !(100..=60_000).contains(&c.fetch_timeout_ms) {
+        bail!("oidc.fetch_timeout_ms = {}: expected 100..=60000", c.fetch_timeout_ms);
+    }
+    if c.algorithms.is_empty() {
+        bail!("oidc.algorithms is empty: expected e.g. [\"RS256\", \"ES256\"]");
+    }
+    let mut algorithms = Vec::new();
+    for name in &c.algorithms {
+        if name.eq_ignore_ascii_case("none") || name.to_ascii_uppercase().starts_with("HS") {
+            bail!(
+                "oidc.algorithms: {name:?} is refused: unsigned and shared-secret tokens are open to \
+                 forgery (algorithm confusion); use RS256, PS256, ES256 or EdDSA"
+            );
+        }
+        let Some(alg) = Algorithm::parse(name) else {
+            let known: Vec<&str> = Algorithm::ALL.iter().map(|a| a.as_str()).collect();
+            bail!(
+                "oidc.algorithms: unknown algorithm {name:?}: one of {}",
+                known.join(", ")
+            );
+        };
+        if !algorithms.contains(&alg) {
+            algorithms.push(alg);
+        }
+    }
+    Ok(Settings {
+        issuer: c.issuer.clone(),
+        audience: c.audience.clone(),
+        jwks_url: (!c.jwks_url.is_empty()).then(|| c.jwks_url.clone()),
+        user_claim: c.user_claim.clone(),
+        roles_claim: c.roles_claim.clone(),
+        team_claim: c.team_claim.clone(),
+        name_claim: c.name_claim.clone(),
+        leeway_us: c.leeway_s as i64 * 1_000_000,
+        algorithms,
+        timeout: Duration::from_millis(c.fetch_timeout_ms),
+    })
+}
+
+/// Checks an `[oidc]` section (called by `Config::validate`).
+pub fn check_config(c: &OidcSection) -> anyhow::Result<()> {
+    settings(c).map(|_| ())
+}
+
+#[derive(Clone, Debug)]
+enum KeyMaterial {
+    /// Big-endian modulus and exponent without leading zeros (as ring wants).
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
+    /// Uncompressed SEC1 points.
+    P256(Vec<u8>),
+    P384(Vec<u8>),
+    Ed25519(Vec<u8>),
+}
+
+#[derive(Clone, Debug)]
+struct Jwk {
+    kid: String,
+    /// The key's own `alg`, when the provider pins one.
+    alg: Option<String>,
+    key: KeyMaterial,
+}
+
+impl Jwk {
+    /// A verification key from one JWKS entry; None for keys opptak cannot
+    /// or must not use (encryption keys, unknown types, short RSA moduli).
+    fn parse(v: &Value) -> Option<Jwk> {
+        let s = |name: &str| v.get(name).and_then(Value::as_str);
+        let b = |name: &str| s(name).and_then(|x| URL_SAFE_NO_PAD.decode(x).ok());
+        let kid = s("kid")?.to_owned();
+        if s("use").is_some_and(|u| u != "sig") {
+            return None;
+        }
+        if let Some(ops) = v.get("key_ops").and_then(Value::as_array) {
+            if !ops.iter().any(|o| o.as_str() == Some("verify")) {
+                return None;
+            }
+        }
+        let key = match s("kty")? {
+            "RSA" => {
+                let strip = |mut x: Vec<u8>| {
+                    let zeros = x.iter().take_while(|b| **b == 0).count();
+                    x.drain(..zeros);
+                    x
+                };
+                let n = strip(b("n")?);
+                let e = strip(b("e")?);
+                let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+                if bits < 2048 || e.is_empty() {
+                    return None;
+                }
+                KeyMaterial::Rsa { n, e }
+            }
+            "EC" => {
+                let (x, y) = (b("x")?, b("y")?);
+                let size = match s("crv")? {
+                    "P-256" => 32,
+                    "P-384" => 48,
+                    _ => return None,
+                };
+                if x.len() != size || y.len() != size {
+                    return None;
+                }
+                let point = [&[4u8][..], &x, &y].concat();
+                if size == 32 {
+                    KeyMaterial::P256(point)
+                } else {
+                    KeyMaterial::P384(point)
+                }
+            }
+            "OKP" if s("crv")? == "Ed25519" => {
+                let x = b("x")?;
+                if x.len() != 32 {
+                    return None;
+                }
+                KeyMaterial::Ed25519(x)
+            }
+            _ => return None,
+        };
+        Some(Jwk {
+            kid,
+            alg: s("alg").map(str::to_owned),
+            key,
+        })
+    }
+
+    fn verify(&self, alg: Algorithm, message: &[u8], sig: &[u8]) -> bool {
+        use Algorithm::*;
+        match (&self.key, alg) {
+            (KeyMaterial::Rsa { n, e }, _) => {
+                let params: &signature::RsaParameters = match alg {
+                    Rs256 => &signature::RSA_PKCS1_2048_8192_SHA256,
+                    Rs384 => &signature::RSA_PKCS1_2048_8192_SHA384,
+                    Rs512 => &signature::RSA_PKCS1_2048_8192_SHA512,
+                    Ps256 => &signature::RSA_PSS_2048_8192_SHA256,
+                    Ps384 => &signature::RSA_PSS_2048_8192_SHA384,
+                    Ps512 => &signature::RSA_PSS_2048_8192_SHA512,
+                    _ => return false,
+                };
+                signature::RsaPublicKeyComponents { n, e }
+                    .verify(params, message, sig)
+                    .is_ok()
+            }
+            (KeyMaterial::P256(point), Es256) => {
+                signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+                    .verify(message, sig)
+                    .is_ok()
+            }
+            (KeyMaterial::P384(point), Es384) => {
+                signature::UnparsedPublicKey::new(&signature::ECDSA_P384_SHA384_FIXED, point)
+                    .verify(message, sig)
+                    .is_ok()
+            }
+            (KeyMaterial::Ed25519(x), EdDsa) => signature::UnparsedPublicKey::new(&signature::ED25519, x)
+                .verify(message, sig)
+                .is_ok(),
+            _ => false,
+        }
+    }
+}
+
+/// The provider's keys as last fetched.
+#[derive(Debug, Default)]
+struct KeySet {
+    keys: Vec<Jwk>,
+    /// None: never fetched.
+    fetched_at_us: Option<i64>,
+}
+
+impl KeySet {
+    fn fresh(&self, now_us: i64) -> bool {
+        self.fetched_at_us.is_some_and(|t| now_us - t < us(KEYS_MAX_AGE))
+    }
+
+    /// The key for `kid` that fits `alg`; Err when none does.
+    fn select(&self, kid: &str, alg: Algorithm) -> Result<Jwk, TokenError> {
+        let mut named = self.keys.iter().filter(|k| k.kid == kid).peekable();
+        if named.peek().is_none() {
+            return Err(TokenError::UnknownKey);
+        }
+        named
+            .find(|k| alg.fits(&k.key) && k.alg.as_deref().is_none_or(|a| a == alg.as_str()))
+            .cloned()
+            .ok_or_else(|| TokenError::algorithm(alg.as_str()))
+    }
+}
+
+#[derive(Debug, Default)]
+struct FetchState {
+    /// From the configuration, or discovered once.
+    jwks_url: Option<String>,
+    last_attempt_us: Option<i64>,
+    last_failed: bool,
+}
+
+/// Verifies the identity provider's bearer tokens. One per process: it owns
+/// the key cache. Cheap to share behind an `Arc`.
+pub struct OidcVerifier {
+    settings: Settings,
+    http: reqwest::Client,
+    clock: Arc<dyn Clock>,
+    keys: RwLock<Arc<KeySet>>,
+    /// Held while fetching, so concurrent requests with an unknown `kid`
+    /// cause one fetch, not one each.
+    fetch: tokio::sync::Mutex<FetchState>,
+}
+
+impl std::fmt::Debug for OidcVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcVerifier")
+            .field("issuer", &self.settings.issuer)
+            .field("audience", &self.settings.audience)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OidcVerifier {
+    /// A verifier for `config`; fetches nothing until the first token (or
+    /// [`OidcVerifier::refresh`]). `clock` decides expiry and the refetch
+    /// intervals. Per-request timeouts come from `oidc.fetch_timeout_ms`.
+    pub fn new(config: &OidcSection, http: reqwest::Client, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
+        let settings = settings(config)?;
+        Ok(Self {
+            fetch: tokio::sync::Mutex::new(FetchState {
+                jwks_url: settings.jwks_url.clone(),
+                ..FetchState::default()
+            }),
+            settings,
+            http,
+            clock,
+            keys: RwLock::new(Arc::new(KeySet::default())),
+        })
+    }
+
+    /// The configured issuer.
+    pub fn issuer(&self) -> &str {
+        &self.settings.issuer
+    }
+
+    /// Fetches the key set now, whatever the cache holds (start-up check,
+    /// health probe); the number of usable keys.
+    pub async fn refresh(&self) -> Result<usize, TokenError> {
+        let mut state = self.fetch.lock().await;
+        state.last_attempt_us = Some(self.clock.now_us());
+        match self.fetch_keys(&mut state).await {
+            Ok(set) => {
+                state.last_failed = false;
+                let n = set.keys.len();
+                self.install(set);
+                Ok(n)
+            }
+            Err(e) => {
+                state.last_failed = true;
+                tracing::warn!(issuer = %self.settings.issuer, error = %e, "identity provider keys unavailable");
+                Err(TokenError::Unavailable)
+            }
+        }
+    }
+
+    /// Verifies a bearer token (without the `Bearer ` prefix).
+    pub async fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Malformed("token too large"));
+        }
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            return Err(TokenError::Malformed("not a compact JWS (three dot-separated parts)"));
+        };
+        let decode = |x: &str, what: &'static str| URL_SAFE_NO_PAD.decode(x).map_err(|_| TokenError::Malformed(what));
+        let header: Map<String, Value> = serde_json::from_slice(&decode(h, "header is not base64url")?)
+            .map_err(|_| TokenError::Malformed("header is not a JSON object with alg"))?;
+        let Some(Value::String(alg)) = header.get("alg") else {
+            return Err(TokenError::Malformed("header is not a JSON object with alg"));
+        };
+        let payload = decode(p, "claims are not base64url")?;
+        let sig = decode(s, "signature is not base64url")?;
+
+        let alg = Algorithm::parse(alg)
+            .filter(|a| self.settings.algorithms.contains(a))
+            .ok_or_else(|| TokenError::algorithm(alg))?;
+        if header.contains_key("crit") {
+            return Err(TokenError::Malformed("critical header extensions are not supported"));
+        }
+        let kid = match header.get("kid") {
+            Some(Value::String(kid)) => kid,
+            Some(_) => return Err(TokenError::Malformed("kid is not a string")),
+            None => return Err(TokenError::Malformed("no kid in header")),
+        };
+        let key = self.key(kid, alg).await?;
+        let signed = &token[..h.len() + 1 + p.len()];
+        if !key.verify(alg, signed.as_bytes(), &sig) {
+            return Err(TokenError::BadSignature);
+        }
+        let claims: Map<String, Value> =
+            serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed("claims are not a JSON object"))?;
+        self.check_claims(&claims)
+    }
+
+    fn check_claims(&self, claims: &Map<String, Value>) -> Result<Principal, TokenError> {
+        let s = &self.settings;
+        if claims.get("iss").and_then(Value::as_str) != Some(s.issuer.as_str()) {
+            return Err(TokenError::WrongIssuer);
+        }
+        let audience_ok = match claims.get("aud") {
+            Some(Value::String(a)) => *a == s.audience,
+            Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(s.audience.as_str())),
+            _ => false,
+        };
+        if !audience_ok {
+            return Err(TokenError::WrongAudience);
+        }
+        let now = self.clock.now_us();
+        let exp = numeric_date(claims, "exp")?.ok_or(TokenError::Malformed("no exp claim"))?;
+        if now >= exp.saturating_add(s.leeway_us) {
+            return Err(TokenError::Expired);
+        }
+        for name in ["nbf", "iat"] {
+            if let Some(t) = numeric_date(claims, name)? {
+                if t > now.saturating_add(s.leeway_us) {
+                    return Err(TokenError::NotYetValid);
+                }
+            }
+        }
+
+        let user_id = match lookup(claims, &s.user_claim) {
+            Some(Value::String(id)) => id.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => return Err(TokenError::Malformed("no user id claim")),
+        };
+        if user_id.is_empty()
+            || user_id.len() > MAX_ID_BYTES
+            || user_id.chars().any(|c| c.is_control() || c.is_whitespace())
+        {
+            return Err(TokenError::Malformed("unusable user id claim"));
+        }
+        let role = role(lookup(claims, &s.roles_claim))?;
+        let text = |name: &str| {
+            lookup(claims, name)
+                .and_then(Value::as_str)
+                .map(|v| {
+                    v.chars()
+                        .filter(|c| !c.is_control())
+                        .take(MAX_TEXT_CHARS)
+                        .collect::<String>()
+                })
+                .filter(|v| !v.trim().is_empty())
+        };
+        Ok(Principal {
+            user: User {
+                display_name: text(&s.name_claim).unwrap_or_else(|| user_id.clone()),
+                team: text(&s.team_claim).unwrap_or_default(),
+                user_id,
+                role,
+            },
+            expires_at_us: exp,
+            token_id: claims
+                .get("jti")
+                .and_then(Value::as_str)
+                .map(|j| j.chars().filter(|c| !c.is_control()).take(MAX_TEXT_CHARS).collect()),
+        })
+    }
+
+    fn current(&self) -> Arc<KeySet> {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn install(&self, set: KeySet) {
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+    }
+
+    /// The key for `kid`, from the cache or, when it is stale or lacks the
+    /// kid, from one (rate-limited) fetch.
+    async fn key(&self, kid: &str, alg: Algorithm) -> Result<Jwk, TokenError> {
+        let cached = self.current();
+        if cached.fresh(self.clock.now_us()) {
+            match cached.select(kid, alg) {
+                Err(TokenError::UnknownKey) => {}
+                done => return done,
+            }
+        }
+        let mut state = self.fetch.lock().await;
+        let now = self.clock.now_us();
+        // Another request may have fetched while this one waited.
+        let cached = self.current();
+        if cached.fresh(now) {
+            match cached.select(kid, alg) {
+                Err(TokenError::UnknownKey) => {}
+                done => return done,
+            }
+        }
+        let wait = us(if state.last_failed {
+            RETRY_AFTER_FAILURE
+        } else {
+            REFETCH_INTERVAL
+        });
+        let throttled = state.last_attempt_us.is_some_and(|t| now - t < wait);
+        let failed = if throttled {
+            state.last_failed
+        } else {
+            state.last_attempt_us = Some(now);
+            match self.fetch_keys(&mut state).await {
+                Ok(set) => {
+                    state.last_failed = false;
+                    tracing::info!(issuer = %self.settings.issuer, keys = set.keys.len(), "identity provider keys fetched");
+                    self.install(set);
+                    false
+                }
+                Err(e) => {
+                    state.last_failed = true;
+                    tracing::warn!(issuer = %self.settings.issuer, error = %e, "identity provider keys unavailable");
+                    true
+                }
+            }
+        };
+        // After a failure, keys fetched earlier still count: they were the
+        // provider's. A kid they lack could not be checked, which is not
+        // the token's fault.
+        match self.current().select(kid, alg) {
+            Err(TokenError::UnknownKey) if failed => Err(TokenError::Unavailable),
+            other => other,
+        }
+    }
+
+    /// One fetch of the key set (after discovery, the first time, when no
+    /// `jwks_url` is configured). Errors are for the log, never the client.
+    async fn fetch_keys(&self, state: &mut FetchState) -> anyhow::Result<KeySet> {
+        let url = match &state.jwks_url {
+            Some(url) => url.clone(),
+            None => {
+                let url = self.discover().await?;
+                state.jwks_url = Some(url.clone());
+                url
+            }
+        };
+        let doc = self.get_json(&url).await.context("fetching the JWK set")?;
+        let Some(entries) = doc.get("keys").and_then(Value::as_array) else {
+            bail!("{url} is not a JWK set (no keys array)");
+        };
+        let keys: Vec<Jwk> = entries.iter().filter_map(Jwk::parse).collect();
+        if keys.len() < entries.len() {
+            tracing::debug!(url = %url, skipped = entries.len() - keys.len(), "skipped JWK set entries opptak cannot use to verify");
+        }
+        Ok(KeySet {
+            keys,
+            fetched_at_us: Some(self.clock.now_us()),
+        })
+    }
+
+    /// `jwks_uri` from the provider's discovery document, whose `issuer` must
+    /// be ours (OpenID Connect Discovery 1.0 section 4.3).
+    async fn discover(&self) -> anyhow::Result<String> {
+        let issuer = &self.settings.issuer;
+        let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+        let doc = self.get_json(&url).await.context("fetching the discovery document")?;
+        if doc.get("issuer").and_then(Value::as_str) != Some(issuer.as_str()) {
+            bail!("{url} names another issuer than oidc.issuer {issuer:?}");
+        }
+        let jwks = doc
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .with_context(|| format!("{url} has no jwks_uri"))?;
+        check_url("jwks_url (discovered)", jwks)?;
+        Ok(jwks.to_owned())
+    }
+
+    async fn get_json(&self, url: &str) -> anyhow::Result<Value> {
+        let mut resp = self
+            .http
+            .get(url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .timeout(self.settings.timeout)
+            .send()
+            .await
+            .with_context(|| format!("GET {url}"))?;
+        if !resp.status().is_success() {
+            bail!("GET {url}: status {}", resp.status());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.with_context(|| format!("GET {url}"))? {
+            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+                bail!("GET {url}: larger than {MAX_DOCUMENT_BYTES} bytes");
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).with_context(|| format!("GET {url}: not JSON"))
+    }
+}
+
+/// A NumericDate claim in microseconds (seconds, possibly fractional).
+fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, TokenError> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(v) => match v.as_f64() {
+            Some(secs) if secs.is_finite() && secs.abs() < 1e12 => Ok(Some((secs * 1e6) as i64)),
+            _ => Err(TokenError::Malformed(match name {
+                "exp" => "exp is not a number",
+                "nbf" => "nbf is not a number",
+                _ => "iat is not a number",
+            })),
+        },
+    }
+}
+
+/// A claim by name, or by dotted path into nested objects
+/// (`realm_access.roles`) when no top-level claim has the whole name.
+fn lookup<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    if let Some(v) = claims.get(name) {
+        return Some(v);
+    }
+    let mut parts = name.split('.');
+    let mut v = claims.get(parts.next()?)?;
+    for part in parts {
+        v = v.get(part)?;
+    }
+    Some(v)
+}
+
+/// Exactly one distinct opptak role among the claim's values.
+fn role(claim: Option<&Value>) -> Result<Role, TokenError> {
+    let values: Vec<&str> = match claim {
+        Some(Value::String(s)) => vec![s.as_str()],
+        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let mut found: Option<Role> = None;
+    for role in values.into_iter().filter_map(|v| Role::parse(v).ok()) {
+        match found {
+            Some(r) if r != role => return Err(TokenError::ConflictingRoles),
+            _ => found = Some(role),
+        }
+    }
+    found.ok_or(TokenError::MissingRole)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn section() -> OidcSection {
+        toml::from_str(
+            r#"
+            issuer = "https://idp.example/realms/bank"
+            audience = "opptak-review"
+            "#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn defaults_and_refused_settings() {
+        let s = settings(&section()).unwrap();
+        assert_eq!(s.algorithms, vec![Algorithm::Rs256, Algorithm::Es256]);
+        assert_eq!(s.leeway_us, 60_000_000);
+        assert_eq!(s.user_claim, "sub");
+        let refused = |f: &dyn Fn(&mut OidcSection), needle: &str| {
+            let mut c = section();
+            f(&mut c);
+            let e = format!("{:#}", settings(&c).unwrap_err());
+            assert!(e.contains(needle), "{e}");
+        };
+        refused(&|c| c.algorithms = vec!["HS256".into()], "algorithm confusion");
+        refused(&|c| c.algorithms = vec!["none".into()], "algorithm confusion");
+        refused(&|c| c.algorithms = vec!["RS1".into()], "unknown algorithm");
+        refused(&|c| c.algorithms = vec![], "empty");
+        refused(&|c| c.issuer = "http://idp.example".into(), "https://");
+        refused(&|c| c.issuer = "idp".into(), "not a URL");
+        refused(&|c| c.jwks_url = "http://10.0.0.1/jwks".into(), "loopback");
+        refused(&|c| c.audience = " ".into(), "audience");
+        refused(&|c| c.leeway_s = 3600, "leeway_s");
+        refused(&|c| c.roles_claim = String::new(), "roles_claim");
+        refused(&|c| c.fetch_timeout_ms = 0, "fetch_timeout_ms");
+        let mut c = section();
+        c.issuer = "http://127.0.0.1:9000/realms/x".into();
+        settings(&c).unwrap();
+    }
+
+    #[test]
+    fn the_section_is_optional_and_takes_env_overrides() {
+        use crate::config::Config;
+        assert!(Config::load_from(None, &[]).unwrap().oidc.is_none());
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let c = Config::load_from(
+            None,
+            &env(&[
+                ("OPPTAK__OIDC__ISSUER", "https://idp.example/realms/bank"),
+                ("OPPTAK__OIDC__AUDIENCE", "opptak-review"),
+                ("OPPTAK__OIDC__ALGORITHMS", "RS256, PS256"),
+            ]),
+        )
+        .unwrap();
+        let oidc = c.oidc.unwrap();
+        assert_eq!(oidc.algorithms, vec!["RS256", "PS256"]);
+        assert_eq!((oidc.roles_claim.as_str(), oidc.leeway_s), ("roles", 60));
+        let e = Config::load_from(None, &env(&[("OPPTAK__OIDC__AUDIENCE", "x")])).unwrap_err();
+        assert!(format!("{e:#}").contains("issuer"), "{e:#}");
+        let e = Config::load_from(
+            None,
+            &env(&[
+                ("OPPTAK__OIDC__ISSUER", "https://idp.example"),
+                ("OPPTAK__OIDC__AUDIENCE", "x"),
+                ("OPPTAK__OIDC__ALGORITHMS", "HS256"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("algorithm confusion"), "{e:#}");
+    }
+
+    #[test]
+    fn the_commented_example_in_default_toml_is_valid() {
+        let text: String = include_str!("default.toml")
+            .lines()
+            .skip_while(|l| *l != "# [oidc]")
+            .take_while(|l| !l.is_empty())
+            .map(|l| format!("{}\n", l.trim_start_matches("# ")))
+            .collect();
+        let doc: toml::Table = text.parse().unwrap();
+        let section: OidcSection = doc["oidc"].clone().try_into().unwrap();
+        assert_eq!(section.fetch_timeout_ms, 5000);
+        check_config(&section).unwrap();
+    }
+
+    #[test]
+    fn roles_need_exactly_one_opptak_role() {
+        assert_eq!(role(Some(&json!("team-lead"))), Ok(Role::TeamLead));
+        assert_eq!(role(Some(&json!(["offline_access", "qa", "qa"]))), Ok(Role::Qa));
+        assert_eq!(
+            role(Some(&json!(["advisor", "admin"]))),
+            Err(TokenError::ConflictingRoles)
+        );
+        assert_eq!(role(Some(&json!(["operator"]))), Err(TokenError::MissingRole));
+        assert_eq!(role(Some(&json!(7))), Err(TokenError::MissingRole));
+        assert_eq!(role(None), Err(TokenError::MissingRole));
+    }
+
+    #[test]
+    fn dotted_claims_reach_nested_objects() {
+        let claims = json!({"realm_access": {"roles": ["auditor"]}, "a.b": 1});
+        let claims = claims.as_object().unwrap();
+        assert_eq!(lookup(claims, "realm_access.roles"), Some(&json!(["auditor"])));
+        assert_eq!(lookup(claims, "a.b"), Some(&json!(1)));
+        assert_eq!(lookup(claims, "realm_access.groups"), None);
+    }
+
+    #[test]
+    fn errors_map_to_status_and_stay_short() {
+        assert_eq!(TokenError::Unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(TokenError::Expired.status(), StatusCode::UNAUTHORIZED);
+        assert!(TokenError::Unavailable.www_authenticate().is_none());
+        let e = TokenError::algorithm(&format!("HS256\"\n{}", "x".repeat(1000)));
+        assert_eq!(e, TokenError::UnsupportedAlgorithm("HS256xxxxxxxxxxx".into()));
+        assert_eq!(e.reason(), "unsupported_algorithm");
+    }
+}

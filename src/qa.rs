@@ -1,0 +1,718 @@
+//! QA sampling (R6) and the KI reporting index (R5), issue 6 item 3.
+//!
+//! Every drafted KI call gets a content-free index row the moment its draft
+//! is stored ([`Qa::on_draft`], called by the summarizer through
+//! [`opptak_ki::summarize::DraftListener`]): UTC day, desk, language,
+//! taxonomy topics, the draft's length. The same transaction decides whether
+//! the call lands in the QA queue (stratified systematic sampling, see
+//! [`systematic_pick`]). The advisor's outcome (approved with the word-level
+//! edit distance from the draft, or rejected) is added by `src/review.rs`
+//! ([`Qa::on_decision`]).
+//!
+//! QA reviewers ([`Role::Qa`]) score sampled calls ([`Qa::score`]); the note
+//! is the one text stored, sealed under the call's `ki` key like the review
+//! versions, so it goes with the KI data. [`Qa::report`] aggregates per
+//! topic (UI and CSV); [`Qa::topic_rows`] feeds the topic dashboard.
+//!
+//! Calls whose customer opted out of KI are left out of every read (the
+//! store joins `calls` at read time), whatever order the opt-out and the
+//! draft arrived in. Authorization beyond "only QA scores, only sampled
+//! calls" and the audit log are the caller's (the web layer's).
+
+use crate::app::Edges;
+use crate::identity::{Role, User};
+use anyhow::{Context, Result};
+use opptak_crypto::segment::ArtifactKind;
+use opptak_crypto::stream::{self, StreamInfo, DEFAULT_SEGMENT_SIZE};
+use opptak_crypto::DataKey;
+use opptak_domain::model::{CallFacts, CallId, KeyClass};
+use opptak_domain::summary::Draft;
+use opptak_store::reporting::{KiCallRow, QaReviewRow, SqlReporting};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+pub use opptak_store::reporting::{Indexed, IndexedCall, QueueRow, StratumRow, TopicRow};
+
+/// Shares are kept as parts per million so every process makes the same
+/// decision for the same number: float products like `0.07 × 100` land a
+/// hair above an integer and would shift a ceiling.
+pub const SHARE_SCALE: u64 = 1_000_000;
+
+/// `share` (0.0..=1.0) in parts per million.
+pub fn share_ppm(share: f64) -> u64 {
+    (share.clamp(0.0, 1.0) * SHARE_SCALE as f64).round() as u64
+}
+
+/// Systematic sampling within a stratum: the `n`-th call (0-based) is
+/// sampled iff `ceil((n+1)·share) > ceil(n·share)`.
+///
+/// Why this rule: the sampled count after `N` calls is then exactly
+/// `ceil(N·share)` (the steps telescope), so every stratum's sample stays
+/// within one call of `share × seen` at every moment, not only on average
+/// as with random draws; and `ceil(1·share) = 1` for any share above 0, so
+/// each stratum's *first* call is sampled. Small strata — a rare topic at a
+/// small desk in the less common language — are where discriminatory or
+/// unexpected output hides from a proportional sample, and this keeps every
+/// one of them in front of QA. A changed share applies from the stratum's
+/// next call on.
+pub fn systematic_pick(n: u64, share_ppm: u64) -> bool {
+    let p = u128::from(share_ppm.min(SHARE_SCALE));
+    let scale = u128::from(SHARE_SCALE);
+    let ceil = |k: u128| (k * p).div_ceil(scale);
+    let n = u128::from(n);
+    ceil(n + 1) > ceil(n)
+}
+
+/// The sampling stratum of a call: primary topic, desk, language.
+pub fn stratum(topic: &str, desk: &str, language: &str) -> String {
+    format!("{topic}|{desk}|{language}")
+}
+
+/// Word-level Levenshtein distance: the fewest words inserted, deleted or
+/// replaced to turn `a` into `b` (whitespace-separated; spacing is ignored).
+pub fn word_edit_distance(a: &str, b: &str) -> u64 {
+    let a: Vec<&str> = a.split_whitespace().collect();
+    let b: Vec<&str> = b.split_whitespace().collect();
+    // Two rows of the table: O(|a|·|b|) time, O(|b|) memory (texts are
+    // bounded by the review's 20,000 bytes).
+    let mut prev: Vec<u64> = (0..=b.len() as u64).collect();
+    let mut cur = vec![0u64; b.len() + 1];
+    for (i, wa) in a.iter().enumerate() {
+        cur[0] = i as u64 + 1;
+        for (j, wb) in b.iter().enumerate() {
+            let replace = prev[j] + u64::from(wa != wb);
+            cur[j + 1] = replace.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// What a QA reviewer may flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QaFlag {
+    /// The KI output treats the customer differently for who they are.
+    Discriminatory,
+    /// Anything else QA did not expect of the KI output.
+    Unexpected,
+}
+
+impl QaFlag {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Discriminatory => "discriminatory",
+            Self::Unexpected => "unexpected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "discriminatory" => Some(Self::Discriminatory),
+            "unexpected" => Some(Self::Unexpected),
+            _ => None,
+        }
+    }
+}
+
+/// A QA reviewer's assessment of one sampled call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QaScore {
+    /// 1..=5 each.
+    pub correctness: u8,
+    pub relevance: u8,
+    pub quality: u8,
+    /// A flag needs a note saying why.
+    pub flag: Option<QaFlag>,
+    /// Free text (may be empty without a flag); sealed at rest.
+    pub note: String,
+}
+
+/// A stored QA review as a reader sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QaReview {
+    pub reviewer: String,
+    pub at_us: i64,
+    pub correctness: u8,
+    pub relevance: u8,
+    pub quality: u8,
+    pub flag: Option<QaFlag>,
+    /// `None` once the call's `ki` key is gone (opt-out, expiry, erasure).
+    pub note: Option<String>,
+}
+
+/// Why [`Qa::score`] refused; inside the `anyhow::Error` it returns
+/// (`err.downcast_ref::<Refusal>()`), so the web layer can pick a status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Only QA reviewers score (403).
+    NotQa,
+    /// The call is not in the QA sample, or its customer opted out of KI (403).
+    NotSampled,
+    /// A score outside 1..=5, a flag without a note, a note too long (400).
+    Invalid(String),
+    /// The call's KI data is gone (expired or erased): nothing to assess (410).
+    KiGone,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotQa => f.write_str("only QA reviewers score KI calls"),
+            Self::NotSampled => f.write_str("the call is not in the QA sample"),
+            Self::Invalid(why) => f.write_str(why),
+            Self::KiGone => f.write_str("the call's KI data is gone (expired or erased)"),
+        }
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+/// The advisor's outcome of a draft, for [`Qa::on_decision`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DraftOutcome<'a> {
+    /// Approved as `approved`; `draft` is the summary the model wrote.
+    Approved {
+        draft: &'a str,
+        approved: &'a str,
+    },
+    Rejected,
+}
+
+/// The QA report's numbers for one topic (or all of them).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TopicStats {
+    /// The primary topic, or [`TOTAL`] for the total row.
+    pub topic: String,
+    /// Drafted KI calls.
+    pub drafted: u64,
+    /// Of those, sampled for QA.
+    pub sampled: u64,
+    /// Sampled calls with at least one QA review.
+    pub scored: u64,
+    /// QA reviews (a call may be scored by several reviewers); the means
+    /// and flags count reviews.
+    pub reviews: u64,
+    pub mean_correctness: Option<f64>,
+    pub mean_relevance: Option<f64>,
+    pub mean_quality: Option<f64>,
+    pub flagged_discriminatory: u64,
+    pub flagged_unexpected: u64,
+    pub approved: u64,
+    pub rejected: u64,
+    /// Mean word-level edit distance from draft to approved summary, over
+    /// the approved calls.
+    pub mean_edit_distance: Option<f64>,
+    /// Mean of (edit distance ÷ draft words) over the approved calls: the
+    /// share of the draft the advisor had to change.
+    pub mean_edit_distance_per_draft_word: Option<f64>,
+}
+
+/// The topic of the total row.
+pub const TOTAL: &str = "TOTAL";
+
+/// The QA report over the calls of `from_day..=to_day` (UTC days of the
+/// calls' start), per primary topic (sorted) and in total.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QaReport {
+    pub from_day: String,
+    pub to_day: String,
+    pub topics: Vec<TopicStats>,
+    pub total: TopicStats,
+}
+
+#[derive(Default)]
+struct Acc {
+    drafted: u64,
+    sampled: u64,
+    scored: BTreeSet<String>,
+    reviews: u64,
+    scores: [u64; 3],
+    flags: [u64; 2],
+    approved: u64,
+    rejected: u64,
+    distances: Vec<(u64, u64)>,
+}
+
+impl Acc {
+    fn stats(&self, topic: &str) -> TopicStats {
+        let mean = |sum: u64, n: u64| (n > 0).then(|| sum as f64 / n as f64);
+        let n = self.distances.len() as u64;
+        TopicStats {
+            topic: topic.to_owned(),
+            drafted: self.drafted,
+            sampled: self.sampled,
+            scored: self.scored.len() as u64,
+            reviews: self.reviews,
+            mean_correctness: mean(self.scores[0], self.reviews),
+            mean_relevance: mean(self.scores[1], self.reviews),
+            mean_quality: mean(self.scores[2], self.reviews),
+            flagged_discriminatory: self.flags[0],
+            flagged_unexpected: self.flags[1],
+            approved: self.approved,
+            rejected: self.rejected,
+            mean_edit_distance: mean(self.distances.iter().map(|d| d.0).sum(), n),
+            mean_edit_distance_per_draft_word: (n > 0).then(|| {
+                self.distances
+                    .iter()
+                    .map(|&(d, words)| d as f64 / words.max(1) as f64)
+                    .sum::<f64>()
+                    / n as f64
+            }),
+        }
+    }
+}
+
+/// The CSV header of [`QaReport::to_csv`].
+pub const CSV_HEADER: [&str; 14] = [
+    "topic",
+    "drafted",
+    "sampled",
+    "scored",
+    "reviews",
+    "mean_correctness",
+    "mean_relevance",
+    "mean_quality",
+    "flagged_discriminatory",
+    "flagged_unexpected",
+    "approved",
+    "rejected",
+    "mean_edit_distance",
+    "mean_edit_distance_per_draft_word",
+];
+
+/// One CSV cell: RFC 4180 quoting, and a leading `'` on anything a
+/// spreadsheet would run as a formula (`= + - @`, and tab or CR, which
+/// some strip before looking) — CSV injection.
+fn csv_cell(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+impl QaReport {
+    /// The report as CSV (RFC 4180, CRLF line ends): [`CSV_HEADER`], one
+    /// row per topic, then the [`TOTAL`] row. Means have two decimals (the
+    /// per-word distance three); an empty cell means nothing to average.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::new();
+        let mut line = |cells: Vec<String>| {
+            out.push_str(&cells.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(","));
+            out.push_str("\r\n");
+        };
+        line(CSV_HEADER.iter().map(|h| h.to_string()).collect());
+        let f = |v: Option<f64>, decimals: usize| v.map_or(String::new(), |v| format!("{v:.decimals$}"));
+        for t in self.topics.iter().chain(std::iter::once(&self.total)) {
+            line(vec![
+                t.topic.clone(),
+                t.drafted.to_string(),
+                t.sampled.to_string(),
+                t.scored.to_string(),
+                t.reviews.to_string(),
+                f(t.mean_correctness, 2),
+                f(t.mean_relevance, 2),
+                f(t.mean_quality, 2),
+                t.flagged_discriminatory.to_string(),
+                t.flagged_unexpected.to_string(),
+                t.approved.to_string(),
+                t.rejected.to_string(),
+                f(t.mean_edit_distance, 2),
+                f(t.mean_edit_distance_per_draft_word, 3),
+            ]);
+        }
+        out
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SealedNote {
+    note: String,
+}
+
+/// The longest note kept, in bytes.
+pub const MAX_NOTE_BYTES: usize = 10_000;
+
+/// QA sampling, scoring and the report over the edges' metadata store.
+pub struct Qa {
+    edges: Edges,
+    store: SqlReporting,
+    share_ppm: u64,
+}
+
+impl Qa {
+    /// Opens the reporting tables; the share is `qa.share` of the config.
+    pub async fn open(edges: &Edges) -> Result<Self> {
+        Ok(Self {
+            edges: edges.clone(),
+            store: SqlReporting::open(&edges.config.storage.metadata)
+                .await
+                .context("opening the reporting tables")?,
+            share_ppm: share_ppm(edges.config.qa.share),
+        })
+    }
+
+    /// The configured share, 0.0..=1.0.
+    pub fn share(&self) -> f64 {
+        self.share_ppm as f64 / SHARE_SCALE as f64
+    }
+
+    /// Indexes a call whose draft was just stored and decides whether QA
+    /// samples it. Idempotent per call: a retried draft changes nothing and
+    /// returns the first decision.
+    pub async fn on_draft(&self, facts: &CallFacts, draft: &Draft) -> Result<Indexed> {
+        let topics: Vec<String> = if draft.topics.is_empty() {
+            vec!["other".to_owned()]
+        } else {
+            draft.topics.clone()
+        };
+        let language = if draft.language.is_empty() {
+            "und"
+        } else {
+            draft.language.as_str()
+        };
+        let row = KiCallRow {
+            call_id: facts.call_id.to_string(),
+            day: opptak_domain::time::utc_day(facts.started_at_us),
+            desk: facts.desk.as_str().to_owned(),
+            language: language.to_owned(),
+            topics,
+            advisor_id: facts.advisor_id.clone(),
+            drafted_at_us: self.edges.clock.now_us(),
+            draft_words: draft.summary.split_whitespace().count() as u64,
+        };
+        let stratum = stratum(row.topic(), &row.desk, &row.language);
+        let share = self.share_ppm;
+        let indexed = self
+            .store
+            .index_draft(&row, &stratum, row.drafted_at_us, |n| systematic_pick(n, share))
+            .await
+            .with_context(|| format!("indexing the draft of {}", facts.call_id))?;
+        if indexed.new {
+            tracing::info!(call_id = %facts.call_id, %stratum, sampled = indexed.sampled, "ki call indexed");
+        }
+        Ok(indexed)
+    }
+
+    /// Records the advisor's outcome of the call's draft; the first one
+    /// stays. A call drafted before the index existed is skipped.
+    pub async fn on_decision(&self, call_id: &CallId, outcome: DraftOutcome<'_>, at_us: i64) -> Result<()> {
+        let (decision, distance) = match outcome {
+            DraftOutcome::Approved { draft, approved } => ("approved", Some(word_edit_distance(draft, approved))),
+            DraftOutcome::Rejected => ("rejected", None),
+        };
+        let set = self
+            .store
+            .set_outcome(call_id.as_str(), decision, distance, at_us)
+            .await
+            .with_context(|| format!("recording the outcome of {call_id} for the QA report"))?;
+        if !set {
+            tracing::warn!(call_id = %call_id, decision, "no open index row for the decided draft; not in the QA report");
+        }
+        Ok(())
+    }
+
+    /// The call's index row and outcome; `None` when not indexed or opted out.
+    pub async fn call(&self, call_id: &CallId) -> Result<Option<IndexedCall>> {
+        Ok(self.store.call(call_id.as_str()).await?)
+    }
+
+    /// Whether the call is in the QA sample (and its customer did not opt out).
+    pub async fn is_sampled(&self, call_id: &CallId) -> Result<bool> {
+        Ok(self.store.is_sampled(call_id.as_str()).await?)
+    }
+
+    /// The QA queue: sampled calls QA can still read (not opted out, `ki`
+    /// key alive), oldest sample first, with who scored each already.
+    pub async fn queue(&self) -> Result<Vec<QueueRow>> {
+        Ok(self.store.queue().await?)
+    }
+
+    /// The sampling counters of every stratum.
+    pub async fn strata(&self) -> Result<Vec<StratumRow>> {
+        Ok(self.store.strata().await?)
+    }
+
+    /// Stores `user`'s assessment of a sampled call (replacing their
+    /// earlier one). Refused with a [`Refusal`] unless `user` is a QA
+    /// reviewer, the call is sampled and its KI data is still there, the
+    /// scores are 1..=5, and a flag comes with a note.
+    pub async fn score(&self, user: &User, call_id: &CallId, score: QaScore) -> Result<()> {
+        if user.role != Role::Qa {
+            return Err(Refusal::NotQa.into());
+        }
+        for (name, v) in [
+            ("correctness", score.correctness),
+            ("relevance", score.relevance),
+            ("quality", score.quality),
+        ] {
+            if !(1..=5).contains(&v) {
+                return Err(Refusal::Invalid(format!("{name} = {v}: scores are 1 to 5")).into());
+            }
+        }
+        let note = score.note.trim();
+        if let (Some(flag), true) = (score.flag, note.is_empty()) {
+            return Err(Refusal::Invalid(format!("a {} flag needs a note saying why", flag.as_str())).into());
+        }
+        if note.len() > MAX_NOTE_BYTES {
+            return Err(Refusal::Invalid(format!("the note is longer than {MAX_NOTE_BYTES} bytes")).into());
+        }
+        if !self.store.is_sampled(call_id.as_str()).await? {
+            return Err(Refusal::NotSampled.into());
+        }
+        let key = self.ki_key(call_id).await?.ok_or(Refusal::KiGone)?;
+        let at_us = self.edges.clock.now_us();
+        let json = serde_json::to_vec(&SealedNote { note: note.to_owned() })?;
+        let sealed = stream::seal(
+            &key,
+            &note_info(call_id, &key, &user.user_id, at_us),
+            DEFAULT_SEGMENT_SIZE,
+            &json,
+        )?;
+        self.store
+            .upsert_review(&QaReviewRow {
+                call_id: call_id.to_string(),
+                reviewer: user.user_id.clone(),
+                at_us,
+                correctness: score.correctness,
+                relevance: score.relevance,
+                quality: score.quality,
+                flag: score.flag.map_or("", QaFlag::as_str).to_owned(),
+                key_id: key.id().to_owned(),
+                note_sealed: sealed,
+            })
+            .await
+            .map_err(|e| match e {
+                opptak_store::StoreError::NotFound(_) => anyhow::Error::new(Refusal::NotSampled),
+                e => anyhow::Error::new(e).context(format!("storing the QA review of {call_id}")),
+            })
+    }
+
+    /// A call's QA reviews with their notes opened (`note: None` once the
+    /// `ki` key is gone); none once the customer opted out. The caller
+    /// decides who may read them.
+    pub async fn reviews(&self, call_id: &CallId) -> Result<Vec<QaReview>> {
+        let rows = self.store.reviews(call_id.as_str()).await?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = self.ki_key(call_id).await.ok().flatten();
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let note = key
+                    .as_ref()
+                    .filter(|k| k.id() == r.key_id)
+                    .and_then(|k| stream::open(k, &r.note_sealed, &note_info(call_id, k, &r.reviewer, r.at_us)).ok())
+                    .and_then(|json| serde_json::from_slice::<SealedNote>(&json).ok())
+                    .map(|n| n.note);
+                QaReview {
+                    reviewer: r.reviewer,
+                    at_us: r.at_us,
+                    correctness: r.correctness,
+                    relevance: r.relevance,
+                    quality: r.quality,
+                    flag: QaFlag::parse(&r.flag),
+                    note,
+                }
+            })
+            .collect())
+    }
+
+    /// The QA report over the calls of `from_day..=to_day` (`YYYY-MM-DD`,
+    /// UTC day of the call's start).
+    pub async fn report(&self, from_day: &str, to_day: &str) -> Result<QaReport> {
+        check_day(from_day)?;
+        check_day(to_day)?;
+        let mut by_topic: BTreeMap<String, Acc> = BTreeMap::new();
+        let mut total = Acc::default();
+        for c in self.store.report_calls(from_day, to_day).await? {
+            let t = by_topic.entry(c.topic.clone()).or_default();
+            for a in [&mut *t, &mut total] {
+                a.drafted += 1;
+                a.sampled += u64::from(c.sampled);
+                match c.decision.as_deref() {
+                    Some("approved") => {
+                        a.approved += 1;
+                        if let Some(d) = c.edit_distance {
+                            a.distances.push((d, c.draft_words));
+                        }
+                    }
+                    Some("rejected") => a.rejected += 1,
+                    _ => {}
+                }
+            }
+        }
+        for r in self.store.report_reviews(from_day, to_day).await? {
+            let t = by_topic.entry(r.topic.clone()).or_default();
+            for a in [&mut *t, &mut total] {
+                a.scored.insert(r.call_id.clone());
+                a.reviews += 1;
+                a.scores[0] += u64::from(r.correctness);
+                a.scores[1] += u64::from(r.relevance);
+                a.scores[2] += u64::from(r.quality);
+                match QaFlag::parse(&r.flag) {
+                    Some(QaFlag::Discriminatory) => a.flags[0] += 1,
+                    Some(QaFlag::Unexpected) => a.flags[1] += 1,
+                    None => {}
+                }
+            }
+        }
+        Ok(QaReport {
+            from_day: from_day.to_owned(),
+            to_day: to_day.to_owned(),
+            topics: by_topic.iter().map(|(topic, a)| a.stats(topic)).collect(),
+            total: total.stats(TOTAL),
+        })
+    }
+
+    /// One row per drafted call and topic of `from_day..=to_day` (calls
+    /// with several topics count under each), for the topic dashboard.
+    pub async fn topic_rows(&self, from_day: &str, to_day: &str) -> Result<Vec<TopicRow>> {
+        check_day(from_day)?;
+        check_day(to_day)?;
+        Ok(self.store.topic_rows(from_day, to_day).await?)
+    }
+
+    /// The call's live `ki` key; `None` once shredded (or never made).
+    async fn ki_key(&self, call_id: &CallId) -> Result<Option<DataKey>> {
+        match self.edges.meta.class_key(call_id, KeyClass::Ki.as_str()).await? {
+            Some(row) if row.destroyed_at_us.is_none() => Ok(Some(opptak_recorder::reader::unwrap_key(
+                &self.edges.keys,
+                call_id,
+                &row,
+            )?)),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// The summarizer's hook: every stored draft is indexed (and maybe
+/// sampled) before its transcript record is acknowledged.
+#[async_trait::async_trait]
+impl opptak_ki::summarize::DraftListener for Qa {
+    async fn drafted(&self, facts: &CallFacts, draft: &Draft) -> std::result::Result<(), String> {
+        self.on_draft(facts, draft)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"))
+    }
+}
+
+/// A note is bound to its call, reviewer and time: a sealed note moved to
+/// another row does not open.
+fn note_info(call_id: &CallId, key: &DataKey, reviewer: &str, at_us: i64) -> StreamInfo {
+    StreamInfo {
+        kind: ArtifactKind::Draft,
+        key_id: key.id().to_owned(),
+        key_ref: format!("{call_id}/{}", KeyClass::Ki.as_str()),
+        artifact_id: format!("qa-note/{reviewer}/{at_us}"),
+    }
+}
+
+/// Days are compared as text, so they must be exactly `YYYY-MM-DD`.
+fn check_day(day: &str) -> Result<()> {
+    let b = day.as_bytes();
+    let ok = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    if !ok {
+        anyhow::bail!("{day:?}: expected a day as YYYY-MM-DD");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn systematic_sampling_keeps_every_prefix_within_one_of_the_share() {
+        for share in [0.0, 0.01, 0.07, 0.1, 0.25, 1.0 / 3.0, 0.5, 0.9, 1.0] {
+            let p = share_ppm(share);
+            let mut sampled = 0u64;
+            for n in 0..2_000u64 {
+                let pick = systematic_pick(n, p);
+                if n == 0 {
+                    assert_eq!(pick, share > 0.0, "first call at share {share}");
+                }
+                sampled += u64::from(pick);
+                let expect = (n + 1) as f64 * share;
+                assert!(
+                    (sampled as f64 - expect).abs() <= 1.0,
+                    "share {share}: {sampled} sampled of {}",
+                    n + 1
+                );
+            }
+        }
+        assert!((0..100).all(|n| systematic_pick(n, SHARE_SCALE)));
+        assert!((0..100).all(|n| !systematic_pick(n, 0)));
+        // One in ten: calls 0, 10, 20, …
+        let p = share_ppm(0.1);
+        let picked: Vec<u64> = (0..35).filter(|&n| systematic_pick(n, p)).collect();
+        assert_eq!(picked, vec![0, 10, 20, 30]);
+    }
+
+    #[test]
+    fn word_edit_distance_counts_words() {
+        assert_eq!(word_edit_distance("", ""), 0);
+        assert_eq!(word_edit_distance("a b c", "a  b\nc"), 0);
+        assert_eq!(word_edit_distance("a b c", ""), 3);
+        assert_eq!(word_edit_distance("", "x y"), 2);
+        assert_eq!(
+            word_edit_distance("the customer wants a loan", "the customer wants a mortgage"),
+            1
+        );
+        assert_eq!(word_edit_distance("a b c d", "b c d e"), 2);
+        assert_eq!(word_edit_distance("kitten sat on mat", "sitting sat on the mat"), 2);
+    }
+
+    #[test]
+    fn csv_quotes_and_defuses_formulas() {
+        assert_eq!(csv_cell("cards"), "cards");
+        assert_eq!(csv_cell("a,b"), "\"a,b\"");
+        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        for s in ["+1", "-1", "@SUM(A1)", "\tx"] {
+            assert!(csv_cell(s).starts_with('\'') || csv_cell(s).starts_with("\"'"), "{s}");
+        }
+        let report = QaReport {
+            from_day: "2026-01-01".into(),
+            to_day: "2026-01-31".into(),
+            topics: vec![TopicStats {
+                topic: "=cmd".into(),
+                drafted: 2,
+                mean_quality: Some(4.5),
+                ..Default::default()
+            }],
+            total: TopicStats {
+                topic: TOTAL.into(),
+                drafted: 2,
+                ..Default::default()
+            },
+        };
+        let csv = report.to_csv();
+        let lines: Vec<&str> = csv.split("\r\n").collect();
+        assert_eq!(lines[0], CSV_HEADER.join(","));
+        assert_eq!(lines[1], "'=cmd,2,0,0,0,,,4.50,0,0,0,0,,");
+        assert_eq!(lines[2], "TOTAL,2,0,0,0,,,,0,0,0,0,,");
+        assert_eq!(lines[3], "");
+    }
+
+    #[test]
+    fn days_must_be_iso() {
+        assert!(check_day("2026-02-03").is_ok());
+        for bad in ["2026-2-03", "20260203", "2026-02-03'", "' OR 1=1 --", ""] {
+            assert!(check_day(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! The topic dashboard for internal reporting (R5): topic volumes per day
+//! or ISO week, per desk, with trends, from the content-free index of
+//! drafted KI calls. Counts below `web.dashboard_k` are suppressed, with
+//! complementary suppression so none can be worked out from the totals
+//! ([`crate::dashboard`]); the chart is server-rendered SVG; the same
+//! numbers download as CSV. Every query is audited with its parameters,
+//! so differencing across overlapping queries can be traced.
+
+use super::qa::csv_response;
+use super::{internal, App, Ctx, Lang};
+use crate::dashboard::{self, Cell, Dashboard, Day, Filter, Period, Table};
+use crate::identity::Role;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use maud::{html, Markup, PreEscaped};
+use serde::Deserialize;
+use std::sync::Arc;
+
+pub(super) fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/dashboard", get(page))
+        .route("/dashboard.csv", get(csv))
+}
+
+/// Everyone but the auditor (the audit log only) sees the aggregates.
+pub(crate) fn reads_dashboard(role: Role) -> bool {
+    role != Role::Auditor
+}
+
+const DESKS: [&str; 5] = [
+    "customer_center",
+    "markets",
+    "private_banking",
+    "corporate",
+    "unspecified",
+];
+
+#[derive(Deserialize, Default)]
+struct Params {
+    from: Option<String>,
+    to: Option<String>,
+    period: Option<String>,
+    desk: Option<String>,
+}
+
+/// The dashboard for a role that may read it; the refusal or a 400 for
+/// bad parameters otherwise.
+async fn build(app: &App, ctx: &Ctx, p: &Params) -> Result<Dashboard, Response> {
+    let (user, _) = ctx.page_user()?;
+    let lang = ctx.lang;
+    if !reads_dashboard(user.role) {
+        if let Err(e) = app.audit(user, "dashboard.read", "dashboard", "", "refused").await {
+            return Err(internal(lang, e));
+        }
+        return Err(ctx.error(
+            StatusCode::FORBIDDEN,
+            "Rollen din gir ikke tilgang til rapportene.",
+            "Your role has no access to the reports.",
+        ));
+    }
+    let bad = |e: &dyn std::fmt::Display| ctx.error(StatusCode::BAD_REQUEST, &e.to_string(), &e.to_string());
+    let today: Day = opptak_domain::time::utc_day(app.edges.clock.now_us())
+        .parse()
+        .map_err(|e: dashboard::DashboardError| bad(&e))?;
+    let period = match p.period.as_deref().filter(|s| !s.is_empty()) {
+        None => Period::Week,
+        Some(s) => Period::parse(s).map_err(|e| bad(&e))?,
+    };
+    let day = |v: &Option<String>, default: Day| match v.as_deref().filter(|s| !s.is_empty()) {
+        None => Ok(default),
+        Some(s) => s.parse::<Day>().map_err(|e| bad(&e)),
+    };
+    let default_from = match period {
+        Period::Week => today.plus(-7 * 7),
+        Period::Day => today.plus(-13),
+    };
+    let from = day(&p.from, default_from)?;
+    let to = day(&p.to, today)?;
+    let filter = Filter::new(from, to, period, today)
+        .map_err(|e| bad(&e))?
+        .with_desk(p.desk.clone().filter(|d| !d.is_empty()))
+        .with_k(app.edges.config.web.dashboard_k)
+        .map_err(|e| bad(&e))?;
+    let subject = format!(
+        "dashboard:{} {} {}",
+        filter.range_label(),
+        filter.period().as_str(),
+        filter.desk().unwrap_or(dashboard::ALL)
+    );
+    if let Err(e) = app.audit(user, "dashboard.read", &subject, "", "allowed").await {
+        return Err(internal(lang, e));
+    }
+    let rows = app
+        .qa
+        .topic_rows(&filter.first_day().to_string(), &filter.last_day().to_string())
+        .await
+        .map_err(|e| internal(lang, e))?;
+    let rows: Vec<dashboard::TopicRow> = rows
+        .into_iter()
+        .map(|r| dashboard::TopicRow {
+            day: r.day,
+            desk: r.desk,
+            topic: r.topic,
+        })
+        .collect();
+    dashboard::aggregate(&rows, &filter).map_err(|e| internal(lang, e.into()))
+}
+
+async fn page(State(app): State<Arc<App>>, ctx: Ctx, Query(p): Query<Params>) -> Response {
+    let d = match build(&app, &ctx, &p).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let lang = ctx.lang;
+    let f = &d.filter;
+    let csv = format!(
+        "/dashboard.csv?from={}&to={}&period={}&desk={}",
+        f.first_day(),
+        f.last_day(),
+        f.period().as_str(),
+        f.desk().unwrap_or("")
+    );
+    ctx.page(
+        ("Emner i samtalene", "Call topics"),
+        html! {
+            form method="get" action="/dashboard" {
+                label { (lang.t("Fra ", "From ")) input type="date" name="from" value=(f.first_day()); } " "
+                label { (lang.t("Til ", "To ")) input type="date" name="to" value=(f.last_day()); } " "
+                label { (lang.t("Periode ", "Period ")) select name="period" {
+                    option value="week" selected[f.period() == Period::Week] { (lang.t("uke", "week")) }
+                    option value="day" selected[f.period() == Period::Day] { (lang.t("dag", "day")) }
+                } } " "
+                label { "Desk " select name="desk" {
+                    option value="" selected[f.desk().is_none()] { (lang.t("alle", "all")) }
+                    @for desk in DESKS { option value=(desk) selected[f.desk() == Some(desk)] { (desk) } }
+                } } " "
+                button type="submit" { (lang.t("Vis", "Show")) }
+            }
+            p.muted { (d.suppression_note(lang.code())) }
+            figure {
+                (PreEscaped(dashboard::svg_chart(&d, lang.code())))
+                figcaption { (lang.t("Samtaler per emne, ", "Calls per topic, ")) (f.range_label()) ", desk: " (d.slice_desk()) }
+            }
+            h2 { (lang.t("Per periode", "Per period")) }
+            (table(lang, &d.by_period, lang.t("Emne", "Topic")))
+            @if !d.trends.is_empty() {
+                h2 { (lang.t("Utvikling siste hele periode", "Trend over the last complete period")) }
+                table {
+                    thead { tr {
+                        th scope="col" { (lang.t("Emne", "Topic")) }
+                        th scope="col" { (lang.t("Forrige", "Previous")) }
+                        th scope="col" { (lang.t("Siste", "Last")) }
+                        th scope="col" { (lang.t("Endring", "Change")) }
+                    } }
+                    tbody { @for t in &d.trends { tr {
+                        th scope="row" { (t.topic) }
+                        td { (t.previous) } td { (t.last) }
+                        td { @match t.change { Some(c) => (format!("{c:+}")), None => "–" } }
+                    } } }
+                }
+            }
+            h2 { (lang.t("Per desk, hele perioden", "Per desk, whole range")) }
+            (table(lang, &d.by_desk, "Desk"))
+            p { a href=(csv) download { (lang.t("Last ned som CSV", "Download as CSV")) } }
+        },
+    )
+}
+
+fn cell(c: &Cell) -> Markup {
+    match c {
+        Cell::Count(n) => html! { td { (n) } },
+        Cell::Suppressed => html! { td.muted title="suppressed" { (dashboard::SUPPRESSED) } },
+    }
+}
+
+fn table(lang: Lang, t: &Table, corner: &str) -> Markup {
+    html! {
+        table {
+            thead { tr {
+                th scope="col" { (corner) }
+                @for c in &t.columns { th scope="col" { (c) } }
+                th scope="col" { (lang.t("Sum", "Total")) }
+            } }
+            tbody {
+                @for (i, r) in t.rows.iter().enumerate() {
+                    tr {
+                        th scope="row" { (r) }
+                        @for c in &t.cells[i] { (cell(c)) }
+                        (cell(&t.row_totals[i]))
+                    }
+                }
+            }
+            tfoot { tr {
+                th scope="row" { (lang.t("Sum", "Total")) }
+                @for c in &t.column_totals { (cell(c)) }
+                (cell(&t.total))
+            } }
+        }
+    }
+}
+
+async fn csv(State(app): State<Arc<App>>, ctx: Ctx, Query(p): Query<Params>) -> Response {
+    let d = match build(&app, &ctx, &p).await {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let name = format!(
+        "opptak-topics-{}-{}-{}.csv",
+        d.filter.first_day(),
+        d.filter.last_day(),
+        d.filter.period().as_str()
+    );
+    csv_response(dashboard::to_csv(&d), &name)
+}

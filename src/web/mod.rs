@@ -1,0 +1,786 @@
+//! The review service (issue 6): server-rendered HTML (maud escapes every
+//! value, so a transcript holding `<script>` shows as text), no JavaScript,
+//! Norwegian and English, every page reachable by keyboard.
+//!
+//! - [`admin`]: the auditor's audit-log view and the admin's users.
+//! - [`api`]: the JSON API under `/api/v1` and its OpenAPI document.
+//! - [`dashboard`]: the topic dashboard (R5), k-suppressed, SVG and CSV.
+//! - [`qa`]: quality sampling: the QA queue, assessments, the QA report.
+//! - [`review`]: the advisor's queue, the call page (draft, versions with
+//!   their word diffs, transcript, audio player), decisions, audio ranges.
+//!
+//! Every request for call content is authorized by role and written to the
+//! audit log first, refusals included ([`App::authorize`]):
+//! - advisor: only calls where they are the advisor (reason "review", not asked);
+//! - team lead: calls of advisors in their team (reason "team review");
+//! - compliance: any call, with a stated `?reason=`;
+//! - QA: sampled calls only (reason "qa sample");
+//! - auditor, admin: never content.
+//!
+//! Sessions: an `HttpOnly`, `SameSite=Strict` cookie holding a random token
+//! (only its hash is stored, [`crate::identity`]). Every form post carries a
+//! CSRF token derived from the session token (`SHA-256("opptak-csrf" ‖
+//! token)`), which a page from another origin cannot compute; the sign-in
+//! form, before any session, uses a double-submit token (a random cookie
+//! repeated in the form). Failed sign-ins are limited per user name and per
+//! client address ([`LoginLimiter`]).
+
+// Handlers refuse by returning the finished `Response` (128 bytes, built
+// once per request): boxing it would only add an allocation.
+#![allow(clippy::result_large_err)]
+
+mod admin;
+mod api;
+mod dashboard;
+mod qa;
+mod review;
+
+pub use api::openapi;
+
+use crate::app::Edges;
+use crate::identity::{Identity, Role, User};
+use anyhow::Result;
+use axum::extract::{ConnectInfo, Form, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use maud::{html, Markup, DOCTYPE};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+const COOKIE: &str = "opptak_session";
+const LANG_COOKIE: &str = "opptak_lang";
+const LOGIN_COOKIE: &str = "opptak_login";
+
+/// The page language: Norwegian (bokmål) first, English on request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lang {
+    Nb,
+    En,
+}
+
+impl Lang {
+    /// The `opptak_lang` cookie if set, else the first supported language
+    /// of `Accept-Language`, else Norwegian.
+    fn of(headers: &HeaderMap) -> Lang {
+        if let Some(v) = cookie(headers, LANG_COOKIE) {
+            return Lang::parse(&v).unwrap_or(Lang::Nb);
+        }
+        headers
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.split(',')
+                    .filter_map(|part| part.split(';').next())
+                    .find_map(|tag| Lang::parse(tag.trim().split('-').next().unwrap_or("")))
+            })
+            .unwrap_or(Lang::Nb)
+    }
+
+    fn parse(code: &str) -> Option<Lang> {
+        match code.to_ascii_lowercase().as_str() {
+            "nb" | "no" | "nn" => Some(Lang::Nb),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Nb => "nb",
+            Lang::En => "en",
+        }
+    }
+
+    /// Picks the text of this language from a Norwegian/English pair (both
+    /// stay side by side in the page code, so neither goes missing).
+    pub fn t<'a>(self, nb: &'a str, en: &'a str) -> &'a str {
+        match self {
+            Lang::Nb => nb,
+            Lang::En => en,
+        }
+    }
+
+    fn other(self) -> Lang {
+        match self {
+            Lang::Nb => Lang::En,
+            Lang::En => Lang::Nb,
+        }
+    }
+}
+
+/// Knobs of the router; production uses [`router`].
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub secure_cookies: bool,
+    /// Only for measuring the audit log's cost (`BENCHMARKS.md`): `false`
+    /// skips the audit appends of content reads. Not reachable from config.
+    #[doc(hidden)]
+    pub audit_reads: bool,
+}
+
+pub(crate) struct App {
+    pub(crate) edges: Edges,
+    pub(crate) identity: Identity,
+    pub(crate) audit: crate::audit::Audit,
+    pub(crate) review: crate::review::Review,
+    pub(crate) qa: crate::qa::Qa,
+    /// Verifies bearer tokens when `[oidc]` is configured.
+    oidc: Option<crate::oidc::OidcVerifier>,
+    secure_cookies: bool,
+    audit_reads: bool,
+    limiter: LoginLimiter,
+}
+
+/// Builds the service's router over `edges`.
+pub async fn router(edges: &Edges, secure_cookies: bool) -> Result<Router> {
+    router_with(
+        edges,
+        Options {
+            secure_cookies,
+            audit_reads: true,
+        },
+    )
+    .await
+}
+
+/// [`router`] with explicit [`Options`].
+pub async fn router_with(edges: &Edges, options: Options) -> Result<Router> {
+    let web = &edges.config.web;
+    let app = Arc::new(App {
+        identity: Identity::open(edges).await?,
+        audit: edges.audit().await?,
+        review: crate::review::Review::open(edges).await?,
+        qa: crate::qa::Qa::open(edges).await?,
+        oidc: match &edges.config.oidc {
+            Some(cfg) => Some(crate::oidc::OidcVerifier::new(
+                cfg,
+                reqwest::Client::builder()
+                    .timeout(std::time::Duration::from_millis(cfg.fetch_timeout_ms))
+                    .build()?,
+                edges.clock.clone(),
+            )?),
+            None => None,
+        },
+        edges: edges.clone(),
+        secure_cookies: options.secure_cookies,
+        audit_reads: options.audit_reads,
+        limiter: LoginLimiter::new(web.login_max_failures, i64::from(web.login_window_min) * 60_000_000),
+    });
+    Ok(Router::new()
+        .route("/", get(home))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/lang/{code}", get(set_lang))
+        .merge(review::routes())
+        .merge(api::routes())
+        .merge(admin::routes())
+        .merge(qa::routes())
+        .merge(dashboard::routes())
+        .with_state(app))
+}
+
+/// Serves the router on `listener` until `shutdown` resolves (with the
+/// client address known, for the sign-in limiter).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+pub(crate) fn csrf_of(token: &str) -> String {
+    hex(&Sha256::digest(
+        [b"opptak-csrf\0".as_slice(), token.as_bytes()].concat(),
+    ))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// What every handler knows about its request: the page language and the
+/// signed-in user with their session token, if any.
+pub(crate) struct Ctx {
+    pub(crate) lang: Lang,
+    pub(crate) session: Option<(User, String)>,
+}
+
+impl FromRequestParts<Arc<App>> for Ctx {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+        let lang = Lang::of(&parts.headers);
+        let session = match cookie(&parts.headers, COOKIE) {
+            None => None,
+            Some(token) => app
+                .identity
+                .session(&token)
+                .await
+                .map_err(|e| internal(lang, e))?
+                .map(|u| (u, token)),
+        };
+        Ok(Ctx { lang, session })
+    }
+}
+
+impl Ctx {
+    /// The signed-in user and token, or 401.
+    pub(crate) fn user(&self) -> Result<(&User, &str), Response> {
+        match &self.session {
+            Some((u, t)) => Ok((u, t)),
+            None => Err(self.error(StatusCode::UNAUTHORIZED, "Logg inn først.", "Sign in first.")),
+        }
+    }
+
+    /// The signed-in user, or a redirect to the sign-in page (for pages
+    /// a person navigates to).
+    pub(crate) fn page_user(&self) -> Result<(&User, &str), Response> {
+        self.user().map_err(|_| Redirect::to("/login").into_response())
+    }
+
+    pub(crate) fn error(&self, status: StatusCode, nb: &str, en: &str) -> Response {
+        error(self.lang, status, nb, en)
+    }
+
+    /// A full page for this request.
+    pub(crate) fn page(&self, title: (&str, &str), body: Markup) -> Response {
+        Html(
+            page(self.lang, self.lang.t(title.0, title.1), self.session.as_ref(), body),
+            StatusCode::OK,
+        )
+        .into_response()
+    }
+}
+
+/// The links a role's pages offer in the header.
+fn nav(lang: Lang, role: Role) -> Vec<(&'static str, &'static str)> {
+    let mut links = Vec::new();
+    if matches!(role, Role::Advisor | Role::TeamLead) {
+        links.push(("/queue", lang.t("Utkast", "Drafts")));
+    }
+    if role == Role::Qa {
+        links.push(("/qa", lang.t("Kvalitetskontroll", "QA")));
+    }
+    if qa::reads_report(role) {
+        links.push(("/qa/report", lang.t("QA-rapport", "QA report")));
+    }
+    if dashboard::reads_dashboard(role) {
+        links.push(("/dashboard", lang.t("Emner", "Topics")));
+    }
+    match role {
+        Role::Auditor => links.push(("/audit", lang.t("Revisjonslogg", "Audit log"))),
+        Role::Admin => links.push(("/admin/users", lang.t("Brukere", "Users"))),
+        _ => {}
+    }
+    links
+}
+
+fn page(lang: Lang, title: &str, session: Option<&(User, String)>, body: Markup) -> Markup {
+    let other = lang.other();
+    html! {
+        (DOCTYPE)
+        html lang=(lang.code()) {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " — opptak" }
+                link rel="icon" href="data:,";
+                style { (STYLE) }
+            }
+            body {
+                a.skip href="#main" { (lang.t("Hopp til innhold", "Skip to content")) }
+                header {
+                    strong { "opptak" }
+                    nav aria-label=(lang.t("Hovedmeny", "Main menu")) {
+                        @if let Some((u, token)) = session {
+                            @for (href, label) in nav(lang, u.role) {
+                                a href=(href) { (label) }
+                            }
+                            span.who { (u.display_name) " (" (role_name(lang, u.role)) ")" }
+                            form.inline method="post" action="/logout" {
+                                input type="hidden" name="csrf" value=(csrf_of(token));
+                                button type="submit" { (lang.t("Logg ut", "Sign out")) }
+                            }
+                        }
+                        a href={ "/lang/" (other.code()) } hreflang=(other.code()) lang=(other.code()) {
+                            (other.t("Norsk", "English"))
+                        }
+                    }
+                }
+                main #main tabindex="-1" { h1 { (title) } (body) }
+            }
+        }
+    }
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:64rem;margin:1rem auto;padding:0 1rem;color:#111}\
+header{display:flex;gap:1rem;align-items:center;border-bottom:2px solid #124;padding-bottom:.5rem}\
+header nav{display:flex;gap:1rem;align-items:center;flex:1}header .who{margin-left:auto}\
+form.inline{display:inline}.skip{position:absolute;left:-999px}.skip:focus{left:1rem;top:1rem;background:#fff}\
+table{border-collapse:collapse}td,th{padding:.3rem .6rem;border-bottom:1px solid #ccc;text-align:left;vertical-align:top}\
+.agent{color:#124}.customer{color:#412}del{color:#900}ins{color:#060}\
+a:focus,button:focus,input:focus,textarea:focus,select:focus,audio:focus{outline:3px solid #06c;outline-offset:2px}\
+button{padding:.3rem .8rem}.flag{color:#900;font-weight:bold}.muted{color:#555}";
+
+/// A role's name in `lang`.
+pub(crate) fn role_name(lang: Lang, role: Role) -> &'static str {
+    match role {
+        Role::Advisor => lang.t("rådgiver", "advisor"),
+        Role::TeamLead => lang.t("teamleder", "team lead"),
+        Role::Qa => lang.t("kvalitetskontroll", "QA reviewer"),
+        Role::Compliance => lang.t("compliance", "compliance officer"),
+        Role::Auditor => lang.t("revisor", "auditor"),
+        Role::Admin => lang.t("administrator", "admin"),
+    }
+}
+
+pub(crate) struct Html(pub(crate) Markup, pub(crate) StatusCode);
+
+impl IntoResponse for Html {
+    fn into_response(self) -> Response {
+        let mut r = (self.1, self.0.into_string()).into_response();
+        let h = r.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(
+                "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; media-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            ),
+        );
+        h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        r
+    }
+}
+
+pub(crate) fn error(lang: Lang, status: StatusCode, nb: &str, en: &str) -> Response {
+    Html(
+        page(
+            lang,
+            lang.t("Feil", "Error"),
+            None,
+            html! { p role="alert" { (lang.t(nb, en)) } },
+        ),
+        status,
+    )
+    .into_response()
+}
+
+pub(crate) fn internal(lang: Lang, e: anyhow::Error) -> Response {
+    tracing::error!(error = %e, "request failed");
+    error(
+        lang,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Noe gikk galt. Forsøk igjen, eller meld fra om feilen vedvarer.",
+        "Something went wrong. Try again, or report it if it persists.",
+    )
+}
+
+impl App {
+    /// The user of a bearer token, verified against the OIDC issuer's JWKS
+    /// (issuer, audience, expiry, signature, role). Without an `[oidc]`
+    /// issuer (the embedded mode) every token is refused. Refusals are
+    /// audited with the reason (never the token).
+    pub(crate) async fn bearer_user(&self, token: &str) -> std::result::Result<User, Response> {
+        let refused = |reason: &str| crate::audit::Event {
+            actor: "-".into(),
+            role: "-".into(),
+            action: "token".into(),
+            subject: "api".into(),
+            reason: reason.into(),
+            outcome: "refused".into(),
+        };
+        let Some(oidc) = &self.oidc else {
+            let reason = "no OIDC issuer configured";
+            if let Err(e) = self.audit.record(&refused(reason)).await {
+                return Err(internal(Lang::En, e));
+            }
+            return Err(api::api_error(StatusCode::UNAUTHORIZED, reason));
+        };
+        match oidc.verify(token).await {
+            Ok(p) => Ok(p.user),
+            Err(err) => {
+                if let Err(e) = self.audit.record(&refused(err.reason())).await {
+                    return Err(internal(Lang::En, e));
+                }
+                let mut r = api::api_error(err.status(), &err.to_string());
+                if let Some(v) = err.www_authenticate() {
+                    r.headers_mut()
+                        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(v));
+                }
+                Err(r)
+            }
+        }
+    }
+
+    /// Checks a form's CSRF token against the session's; a mismatch is
+    /// audited as a refusal of `action` and answered with 403.
+    pub(crate) async fn check_form(
+        &self,
+        ctx: &Ctx,
+        (user, token): (&User, &str),
+        sent: &str,
+        action: &str,
+        subject: &str,
+    ) -> std::result::Result<(), Response> {
+        if sent == csrf_of(token) {
+            return Ok(());
+        }
+        if let Err(e) = self
+            .audit(user, action, subject, "no valid CSRF token", "refused")
+            .await
+        {
+            return Err(internal(ctx.lang, e));
+        }
+        Err(ctx.error(
+            StatusCode::FORBIDDEN,
+            "Skjemaet mangler gyldig CSRF-token.",
+            "The form lacks a valid CSRF token.",
+        ))
+    }
+
+    pub(crate) async fn audit(&self, u: &User, action: &str, subject: &str, reason: &str, outcome: &str) -> Result<()> {
+        self.audit
+            .record(&crate::audit::Event {
+                actor: u.user_id.clone(),
+                role: u.role.as_str().into(),
+                action: action.into(),
+                subject: subject.into(),
+                reason: reason.into(),
+                outcome: outcome.into(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Whether `user` may read `call`'s content, and why (the reason kept in
+    /// the audit log). Writes the audit entry either way, before anything is
+    /// decrypted; on refusal returns the response to send.
+    pub(crate) async fn authorize(
+        &self,
+        lang: Lang,
+        user: &User,
+        call: Option<&opptak_store::meta::CallRecord>,
+        subject: &str,
+        action: &str,
+        stated: Option<&str>,
+    ) -> std::result::Result<String, Response> {
+        type Refusal = (StatusCode, &'static str, &'static str);
+        let decision: std::result::Result<String, Refusal> = match (call, user.role) {
+            (None, _) => Err((StatusCode::NOT_FOUND, "Ukjent samtale.", "Unknown call.")),
+            (Some(c), Role::Advisor) if c.facts.advisor_id == user.user_id => Ok("review".into()),
+            (Some(c), Role::TeamLead) => {
+                let in_team = self
+                    .identity
+                    .users()
+                    .await
+                    .map(|us| {
+                        us.iter()
+                            .any(|(u, _)| u.user_id == c.facts.advisor_id && u.team == user.team && !u.team.is_empty())
+                    })
+                    .unwrap_or(false);
+                if in_team {
+                    Ok("team review".into())
+                } else {
+                    Err((
+                        StatusCode::FORBIDDEN,
+                        "Samtalen hører ikke til teamet ditt.",
+                        "Not your team's call.",
+                    ))
+                }
+            }
+            (Some(_), Role::Compliance) => match stated.map(str::trim) {
+                Some(r) if !r.is_empty() => Ok(r.to_owned()),
+                _ => Err((
+                    StatusCode::BAD_REQUEST,
+                    "Oppgi en grunn (?reason=…) for å lese eller lytte.",
+                    "State a reason (?reason=…) to read or listen.",
+                )),
+            },
+            (Some(_), Role::Advisor) => Err((StatusCode::FORBIDDEN, "Dette er ikke din samtale.", "Not your call.")),
+            (Some(c), Role::Qa)
+                if self
+                    .qa
+                    .is_sampled(&c.facts.call_id)
+                    .await
+                    .map_err(|e| internal(lang, e))? =>
+            {
+                Ok("qa sample".into())
+            }
+            (Some(_), Role::Qa) => Err((
+                StatusCode::FORBIDDEN,
+                "Samtalen er ikke trukket ut til kvalitetskontroll.",
+                "This call is not sampled for QA.",
+            )),
+            (Some(_), Role::Auditor | Role::Admin) => Err((
+                StatusCode::FORBIDDEN,
+                "Rollen din gir aldri tilgang til innhold.",
+                "Your role never reads call content.",
+            )),
+        };
+        match decision {
+            Ok(reason) => {
+                if self.audit_reads {
+                    self.audit(user, action, subject, &reason, "allowed")
+                        .await
+                        .map_err(|e| internal(lang, e))?;
+                }
+                Ok(reason)
+            }
+            Err((status, nb, en)) => {
+                self.audit(user, action, subject, "", "refused")
+                    .await
+                    .map_err(|e| internal(lang, e))?;
+                Err(error(lang, status, nb, en))
+            }
+        }
+    }
+}
+
+/// Failed sign-ins per user name and per client address in a fixed
+/// window; past the limit further attempts are refused (429) until the
+/// window ends, so passwords cannot be guessed at speed. Per process: with several
+/// review processes behind a balancer the limit applies per process.
+pub(crate) struct LoginLimiter {
+    max: u32,
+    window_us: i64,
+    failures: Mutex<HashMap<String, (i64, u32)>>,
+}
+
+impl LoginLimiter {
+    fn new(max: u32, window_us: i64) -> Self {
+        Self {
+            max,
+            window_us,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether sign-in is refused: `max` failures for the user name, or ten
+    /// times that from the client address (an office behind one NAT).
+    fn blocked(&self, keys: &[String; 2], now: i64) -> bool {
+        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let over = |k: &String, max: u32| {
+            map.get(k)
+                .is_some_and(|(start, n)| now - start < self.window_us && *n >= max)
+        };
+        over(&keys[0], self.max) || over(&keys[1], self.max.saturating_mul(10))
+    }
+
+    fn failed(&self, keys: &[String; 2], now: i64) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 100_000 {
+            let w = self.window_us;
+            map.retain(|_, (start, _)| now - *start < w);
+        }
+        for k in keys {
+            let e = map.entry(k.clone()).or_insert((now, 0));
+            if now - e.0 >= self.window_us {
+                *e = (now, 0);
+            }
+            e.1 += 1;
+        }
+    }
+
+    fn succeeded(&self, user_key: &str) {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(user_key);
+    }
+}
+
+async fn home(ctx: Ctx) -> Response {
+    match &ctx.session {
+        None => Redirect::to("/login").into_response(),
+        Some((u, _)) => Redirect::to(nav(ctx.lang, u.role).first().map_or("/login", |(href, _)| *href)).into_response(),
+    }
+}
+
+/// `/lang/{nb|en}`: remembers the language in a cookie and goes back to
+/// the page it came from (a local path only: no open redirect).
+#[derive(Deserialize)]
+struct Back {
+    back: Option<String>,
+}
+
+async fn set_lang(Path(code): Path<String>, Query(q): Query<Back>, headers: HeaderMap) -> Response {
+    let Some(lang) = Lang::parse(&code) else {
+        return error(
+            Lang::of(&headers),
+            StatusCode::NOT_FOUND,
+            "Ukjent språk.",
+            "Unknown language.",
+        );
+    };
+    let back = q
+        .back
+        .filter(|b| b.starts_with('/') && !b.starts_with("//") && !b.contains('\\'))
+        .unwrap_or_else(|| "/".into());
+    let mut r = Redirect::to(&back).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{LANG_COOKIE}={}; Path=/; SameSite=Strict; Max-Age=31536000",
+        lang.code()
+    )) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn login_page(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
+    let nonce = hex(&rand::random::<[u8; 16]>());
+    let lang = ctx.lang;
+    let mut r = Html(
+        page(
+            lang,
+            lang.t("Logg inn", "Sign in"),
+            None,
+            html! {
+                form method="post" action="/login" {
+                    input type="hidden" name="csrf" value=(nonce);
+                    p { label { (lang.t("Brukernavn", "User name")) " " input name="user" autocomplete="username" required autofocus; } }
+                    p { label { (lang.t("Passord", "Password")) " " input name="password" type="password" autocomplete="current-password" required; } }
+                    button type="submit" { (lang.t("Logg inn", "Sign in")) }
+                }
+            },
+        ),
+        StatusCode::OK,
+    )
+    .into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{LOGIN_COOKIE}={nonce}; Path=/login; HttpOnly; SameSite=Strict; Max-Age=1800{}",
+        if app.secure_cookies { "; Secure" } else { "" }
+    )) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    user: String,
+    password: String,
+    #[serde(default)]
+    csrf: String,
+}
+
+async fn login(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(f): Form<LoginForm>,
+) -> Response {
+    let lang = Lang::of(&headers);
+    // Double submit: the form repeats the random cookie set with the page,
+    // which another site's form cannot read (login CSRF).
+    if f.csrf.is_empty() || cookie(&headers, LOGIN_COOKIE).as_deref() != Some(f.csrf.as_str()) {
+        return error(
+            lang,
+            StatusCode::FORBIDDEN,
+            "Skjemaet er utløpt. Last inn siden på nytt og logg inn igjen.",
+            "The form has expired. Reload the page and sign in again.",
+        );
+    }
+    let now = app.edges.clock.now_us();
+    let user_key = format!("user:{}", f.user.to_ascii_lowercase());
+    let keys = [user_key.clone(), format!("addr:{}", peer.ip())];
+    if app.limiter.blocked(&keys, now) {
+        let refused = crate::audit::Event {
+            actor: f.user.clone(),
+            role: "-".into(),
+            action: "login".into(),
+            subject: format!("user:{}", f.user),
+            reason: "too many failed sign-ins".into(),
+            outcome: "refused".into(),
+        };
+        if let Err(e) = app.audit.record(&refused).await {
+            return internal(lang, e);
+        }
+        let mut r = error(
+            lang,
+            StatusCode::TOO_MANY_REQUESTS,
+            "For mange mislykkede innlogginger. Vent en stund og forsøk igjen.",
+            "Too many failed sign-ins. Wait a while and try again.",
+        );
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(app.limiter.window_us / 1_000_000),
+        );
+        return r;
+    }
+    match app.identity.login(&f.user, &f.password).await {
+        Ok(Some((_, token))) => {
+            app.limiter.succeeded(&user_key);
+            let cookie = format!(
+                "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
+                crate::identity::SESSION_HOURS * 3600,
+                if app.secure_cookies { "; Secure" } else { "" }
+            );
+            let mut r = Redirect::to("/").into_response();
+            if let Ok(v) = HeaderValue::from_str(&cookie) {
+                r.headers_mut().append(header::SET_COOKIE, v);
+            }
+            r.headers_mut().append(
+                header::SET_COOKIE,
+                HeaderValue::from_static("opptak_login=; Path=/login; HttpOnly; SameSite=Strict; Max-Age=0"),
+            );
+            r
+        }
+        Ok(None) => {
+            app.limiter.failed(&keys, now);
+            error(
+                lang,
+                StatusCode::UNAUTHORIZED,
+                "Feil brukernavn eller passord.",
+                "Wrong user name or password.",
+            )
+        }
+        Err(e) => internal(lang, e),
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(State(app): State<Arc<App>>, ctx: Ctx, Form(f): Form<CsrfForm>) -> Response {
+    let Some((user, token)) = &ctx.session else {
+        return Redirect::to("/login").into_response();
+    };
+    if let Err(r) = app.check_form(&ctx, (user, token), &f.csrf, "logout", "session").await {
+        return r;
+    }
+    if let Err(e) = app.identity.logout(token).await {
+        return internal(ctx.lang, e);
+    }
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("opptak_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
+    );
+    r
+}

@@ -1,0 +1,359 @@
+//! Quality sampling in the review service (R6): the QA reviewer's queue of
+//! sampled calls, the assessment form on the call page (correctness,
+//! relevance, quality 1–5; a flag for discriminatory or unexpected content
+//! with a note), and the QA report as a page and as CSV.
+
+use super::{csrf_of, internal, App, Ctx, Lang};
+use crate::identity::{Role, User};
+use crate::qa::{QaFlag, QaReport, QaReview, QaScore, Refusal, TopicStats};
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use maud::{html, Markup};
+use opptak_domain::model::CallId;
+use serde::Deserialize;
+use std::sync::Arc;
+
+pub(super) fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/qa", get(queue))
+        .route("/qa/report", get(report_page))
+        .route("/qa/report.csv", get(report_csv))
+        .route("/calls/{id}/qa", post(assess))
+}
+
+/// Who reads the QA report (aggregates, no content).
+pub(crate) fn reads_report(role: Role) -> bool {
+    matches!(role, Role::Qa | Role::TeamLead | Role::Compliance)
+}
+
+async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
+    let (user, _) = match ctx.page_user() {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let lang = ctx.lang;
+    if user.role != Role::Qa {
+        if let Err(e) = app.audit(user, "qa.queue", "qa", "", "refused").await {
+            return internal(lang, e);
+        }
+        return ctx.error(
+            StatusCode::FORBIDDEN,
+            "Bare kvalitetskontrollører ser QA-køen.",
+            "Only QA reviewers see the QA queue.",
+        );
+    }
+    let (rows, strata) = match (app.qa.queue().await, app.qa.strata().await) {
+        (Ok(r), Ok(s)) => (r, s),
+        (Err(e), _) | (_, Err(e)) => return internal(lang, e),
+    };
+    let share = app.qa.share();
+    ctx.page(
+        ("Kvalitetskontroll", "Quality assurance"),
+        html! {
+            p { (lang.t("Andel trukket ut per stratum (emne, desk, språk): ", "Share sampled per stratum (topic, desk, language): "))
+                strong { (format!("{:.0} %", share * 100.0)) }
+                (lang.t(". Den første samtalen i hvert stratum trekkes alltid, så små grupper blir sett.",
+                        ". The first call of every stratum is always sampled, so small groups are seen.")) }
+            @if rows.is_empty() {
+                p { (lang.t("Ingen samtaler venter på kontroll.", "No calls are waiting for QA.")) }
+            } @else {
+                table {
+                    thead { tr {
+                        th scope="col" { (lang.t("Samtale", "Call")) }
+                        th scope="col" { (lang.t("Dag", "Day")) }
+                        th scope="col" { "Desk" }
+                        th scope="col" { (lang.t("Språk", "Language")) }
+                        th scope="col" { (lang.t("Emne", "Topic")) }
+                        th scope="col" { (lang.t("Vurdert av", "Scored by")) }
+                    } }
+                    tbody {
+                        @for r in &rows {
+                            tr {
+                                td { a href={ "/calls/" (r.call_id) } { (r.call_id) } }
+                                td { (r.day) }
+                                td { (r.desk) }
+                                td { (r.language) }
+                                td { (r.topic) }
+                                td {
+                                    @if r.reviewers.is_empty() { span.muted { (lang.t("ingen ennå", "no one yet")) } }
+                                    @else { (r.reviewers.join(", ")) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            details {
+                summary { (lang.t("Strata", "Strata")) }
+                table {
+                    thead { tr { th scope="col" { "Stratum" } th scope="col" { (lang.t("Sett", "Seen")) } th scope="col" { (lang.t("Trukket", "Sampled")) } } }
+                    tbody { @for s in &strata { tr { td { (s.stratum) } td { (s.seen) } td { (s.sampled) } } } }
+                }
+            }
+            p { a href="/qa/report" { (lang.t("QA-rapport", "QA report")) } }
+        },
+    )
+}
+
+/// The assessment section of the call page for a QA reviewer: earlier
+/// assessments and the form.
+pub(crate) async fn section(app: &App, lang: Lang, user: &User, token: &str, call_id: &CallId) -> Markup {
+    let reviews: Vec<QaReview> = app.qa.reviews(call_id).await.unwrap_or_default();
+    let mine = reviews.iter().find(|r| r.reviewer == user.user_id);
+    let score_field = |name: &str, label: &str, current: Option<u8>| {
+        html! {
+            fieldset {
+                legend { (label) }
+                @for v in 1..=5u8 {
+                    label { input type="radio" name=(name) value=(v) required checked[current == Some(v)]; " " (v) } " "
+                }
+            }
+        }
+    };
+    html! {
+        h2 #qa { (lang.t("Kvalitetskontroll", "Quality assessment")) }
+        @if !reviews.is_empty() {
+            table {
+                thead { tr {
+                    th scope="col" { (lang.t("Av", "By")) }
+                    th scope="col" { (lang.t("Korrekthet", "Correctness")) }
+                    th scope="col" { (lang.t("Relevans", "Relevance")) }
+                    th scope="col" { (lang.t("Kvalitet", "Quality")) }
+                    th scope="col" { (lang.t("Flagg", "Flag")) }
+                    th scope="col" { (lang.t("Notat", "Note")) }
+                } }
+                tbody { @for r in &reviews { tr {
+                    td { (r.reviewer) }
+                    td { (r.correctness) } td { (r.relevance) } td { (r.quality) }
+                    td { @if let Some(f) = r.flag { strong.flag { (flag_name(lang, f)) } } }
+                    td { (r.note.as_deref().unwrap_or(lang.t("(KI-data slettet)", "(KI data erased)"))) }
+                } } }
+            }
+        }
+        form method="post" action={ "/calls/" (call_id) "/qa" } {
+            input type="hidden" name="csrf" value=(csrf_of(token));
+            (score_field("correctness", lang.t("Korrekthet: stemmer sammendraget med samtalen?", "Correctness: does the summary match the call?"), mine.map(|r| r.correctness)))
+            (score_field("relevance", lang.t("Relevans: tar det med det som betyr noe?", "Relevance: does it keep what matters?"), mine.map(|r| r.relevance)))
+            (score_field("quality", lang.t("Kvalitet: språk og form", "Quality: language and form"), mine.map(|r| r.quality)))
+            p { label { (lang.t("Flagg ", "Flag ")) select name="flag" {
+                option value="" { (lang.t("ingen", "none")) }
+                option value="discriminatory" selected[mine.and_then(|r| r.flag) == Some(QaFlag::Discriminatory)] { (flag_name(lang, QaFlag::Discriminatory)) }
+                option value="unexpected" selected[mine.and_then(|r| r.flag) == Some(QaFlag::Unexpected)] { (flag_name(lang, QaFlag::Unexpected)) }
+            } } }
+            p { label for="note" { (lang.t("Notat (påkrevd ved flagg)", "Note (required with a flag)")) } br;
+                textarea #note name="note" rows="3" cols="80" { (mine.and_then(|r| r.note.clone()).unwrap_or_default()) } }
+            button type="submit" { (lang.t("Lagre vurdering", "Save assessment")) }
+        }
+    }
+}
+
+fn flag_name(lang: Lang, f: QaFlag) -> &'static str {
+    match f {
+        QaFlag::Discriminatory => lang.t("diskriminerende", "discriminatory"),
+        QaFlag::Unexpected => lang.t("uventet innhold", "unexpected content"),
+    }
+}
+
+#[derive(Deserialize)]
+struct AssessForm {
+    csrf: String,
+    correctness: u8,
+    relevance: u8,
+    quality: u8,
+    #[serde(default)]
+    flag: String,
+    #[serde(default)]
+    note: String,
+}
+
+async fn assess(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>, Form(f): Form<AssessForm>) -> Response {
+    let (user, token) = match ctx.user() {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let lang = ctx.lang;
+    let Ok(call_id) = CallId::parse(&id) else {
+        return ctx.error(StatusCode::NOT_FOUND, "Ukjent samtale.", "Unknown call.");
+    };
+    let subject = format!("call:{call_id}");
+    if let Err(r) = app.check_form(&ctx, (user, token), &f.csrf, "qa.score", &subject).await {
+        return r;
+    }
+    let flag = match f.flag.as_str() {
+        "" => None,
+        other => match QaFlag::parse(other) {
+            Some(flag) => Some(flag),
+            None => return ctx.error(StatusCode::BAD_REQUEST, "Ukjent flagg.", "Unknown flag."),
+        },
+    };
+    let score = QaScore {
+        correctness: f.correctness,
+        relevance: f.relevance,
+        quality: f.quality,
+        flag,
+        note: f.note,
+    };
+    match app.qa.score(user, &call_id, score).await {
+        Ok(()) => {
+            let reason = flag.map_or("", |f| f.as_str());
+            if let Err(e) = app.audit(user, "qa.score", &subject, reason, "allowed").await {
+                return internal(lang, e);
+            }
+            Redirect::to(&format!("/calls/{call_id}#qa")).into_response()
+        }
+        Err(e) => {
+            let Some(refusal) = e.downcast_ref::<Refusal>() else {
+                return internal(lang, e);
+            };
+            let status = match refusal {
+                Refusal::NotQa | Refusal::NotSampled => StatusCode::FORBIDDEN,
+                Refusal::Invalid(_) => StatusCode::BAD_REQUEST,
+                Refusal::KiGone => StatusCode::GONE,
+            };
+            if let Err(e) = app.audit(user, "qa.score", &subject, "", "refused").await {
+                return internal(lang, e);
+            }
+            let msg = refusal.to_string();
+            ctx.error(status, &msg, &msg)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Range {
+    pub(crate) from: Option<String>,
+    pub(crate) to: Option<String>,
+}
+
+impl Range {
+    /// The requested days, by default the 30 days up to today (UTC).
+    pub(crate) fn days(&self, now_us: i64) -> (String, String) {
+        let to = self
+            .to
+            .clone()
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| opptak_domain::time::utc_day(now_us));
+        let from = self
+            .from
+            .clone()
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| opptak_domain::time::utc_day(now_us - 29 * 86_400_000_000));
+        (from, to)
+    }
+}
+
+/// The report for a role that may read it, or the audited refusal.
+async fn report_for(app: &App, ctx: &Ctx, q: &Range) -> Result<(QaReport, User), Response> {
+    let (user, _) = ctx.page_user()?;
+    let lang = ctx.lang;
+    if !reads_report(user.role) {
+        if let Err(e) = app.audit(user, "qa.report", "qa", "", "refused").await {
+            return Err(internal(lang, e));
+        }
+        return Err(ctx.error(
+            StatusCode::FORBIDDEN,
+            "Rollen din gir ikke tilgang til QA-rapporten.",
+            "Your role has no access to the QA report.",
+        ));
+    }
+    let (from, to) = q.days(app.edges.clock.now_us());
+    match app.qa.report(&from, &to).await {
+        Ok(r) => {
+            if let Err(e) = app
+                .audit(user, "qa.report", &format!("qa:{from}..{to}"), "", "allowed")
+                .await
+            {
+                return Err(internal(lang, e));
+            }
+            Ok((r, user.clone()))
+        }
+        Err(e) => Err(ctx.error(StatusCode::BAD_REQUEST, &e.to_string(), &e.to_string())),
+    }
+}
+
+fn mean(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".to_owned(), |m| format!("{m:.2}"))
+}
+
+async fn report_page(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Range>) -> Response {
+    let (report, _) = match report_for(&app, &ctx, &q).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let lang = ctx.lang;
+    let row = |t: &TopicStats, total: bool| {
+        html! {
+            tr {
+                @if total { th scope="row" { (lang.t("Totalt", "Total")) } } @else { th scope="row" { (t.topic) } }
+                td { (t.drafted) } td { (t.sampled) } td { (t.scored) }
+                td { (mean(t.mean_correctness)) } td { (mean(t.mean_relevance)) } td { (mean(t.mean_quality)) }
+                td { @if t.flagged_discriminatory > 0 { strong.flag { (t.flagged_discriminatory) } } @else { "0" } }
+                td { @if t.flagged_unexpected > 0 { strong.flag { (t.flagged_unexpected) } } @else { "0" } }
+                td { (t.approved) } td { (t.rejected) }
+                td { (mean(t.mean_edit_distance)) }
+                td { (t.mean_edit_distance_per_draft_word.map_or_else(|| "–".to_owned(), |m| format!("{:.0} %", m * 100.0))) }
+            }
+        }
+    };
+    let csv = format!("/qa/report.csv?from={}&to={}", report.from_day, report.to_day);
+    ctx.page(
+        ("QA-rapport", "QA report"),
+        html! {
+            form method="get" action="/qa/report" {
+                label { (lang.t("Fra ", "From ")) input type="date" name="from" value=(report.from_day); } " "
+                label { (lang.t("Til ", "To ")) input type="date" name="to" value=(report.to_day); } " "
+                button type="submit" { (lang.t("Vis", "Show")) }
+            }
+            table {
+                thead { tr {
+                    th scope="col" { (lang.t("Emne", "Topic")) }
+                    th scope="col" { (lang.t("Utkast", "Drafts")) }
+                    th scope="col" { (lang.t("Trukket", "Sampled")) }
+                    th scope="col" { (lang.t("Vurdert", "Scored")) }
+                    th scope="col" { (lang.t("Korrekthet", "Correctness")) }
+                    th scope="col" { (lang.t("Relevans", "Relevance")) }
+                    th scope="col" { (lang.t("Kvalitet", "Quality")) }
+                    th scope="col" { (lang.t("Diskriminerende", "Discriminatory")) }
+                    th scope="col" { (lang.t("Uventet", "Unexpected")) }
+                    th scope="col" { (lang.t("Godkjent", "Approved")) }
+                    th scope="col" { (lang.t("Avvist", "Rejected")) }
+                    th scope="col" { (lang.t("Redigeringsavstand (ord)", "Edit distance (words)")) }
+                    th scope="col" { (lang.t("Andel endret", "Share changed")) }
+                } }
+                tbody { @for t in &report.topics { (row(t, false)) } }
+                tfoot { (row(&report.total, true)) }
+            }
+            p { a href=(csv) download { (lang.t("Last ned som CSV", "Download as CSV")) } }
+        },
+    )
+}
+
+async fn report_csv(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Range>) -> Response {
+    let (report, _) = match report_for(&app, &ctx, &q).await {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    csv_response(
+        report.to_csv(),
+        &format!("opptak-qa-{}-{}.csv", report.from_day, report.to_day),
+    )
+}
+
+/// A CSV download.
+pub(crate) fn csv_response(body: String, filename: &str) -> Response {
+    let mut r = (StatusCode::OK, body).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
+}

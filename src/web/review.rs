@@ -1,0 +1,546 @@
+//! The advisor's side of the review service (R4): the queue of drafts, the
+//! call page (draft, versions with word diffs, transcript, audio player),
+//! decisions, and the recording as a WAV served in byte ranges.
+
+use super::{csrf_of, internal, App, Ctx, Lang};
+use crate::identity::{Role, User};
+use anyhow::Result;
+use axum::extract::{Form, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use maud::html;
+use opptak_domain::model::CallId;
+use serde::Deserialize;
+use std::sync::Arc;
+
+pub(super) fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/queue", get(queue))
+        .route("/calls/{id}", get(call_page))
+        .route("/calls/{id}/decide", post(decide))
+        .route("/calls/{id}/audio", get(audio))
+}
+
+/// One open draft in a queue.
+pub(crate) struct QueueItem {
+    pub(crate) call_id: String,
+    pub(crate) advisor_id: String,
+    pub(crate) started_at_us: i64,
+    pub(crate) escalated: bool,
+}
+
+fn when(at_us: i64) -> String {
+    opptak_domain::time::utc_time(at_us)
+}
+
+async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
+    let (user, _) = match ctx.page_user() {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let lang = ctx.lang;
+    let rows = match drafts_for(&app, user).await {
+        Ok(r) => r,
+        Err(e) => return internal(lang, e),
+    };
+    ctx.page(
+        ("Utkast til gjennomgang", "Drafts to review"),
+        html! {
+            @if rows.is_empty() {
+                p { (lang.t("Ingen utkast venter.", "No drafts are waiting.")) }
+            } @else {
+                table {
+                    thead { tr {
+                        th scope="col" { (lang.t("Samtale", "Call")) }
+                        th scope="col" { (lang.t("Rådgiver", "Advisor")) }
+                        th scope="col" { (lang.t("Startet (UTC)", "Started (UTC)")) }
+                        th scope="col" { (lang.t("Status", "Status")) }
+                    } }
+                    tbody {
+                        @for r in &rows {
+                            tr {
+                                td { a href={ "/calls/" (r.call_id) } { (r.call_id) } }
+                                td { (r.advisor_id) }
+                                td { (when(r.started_at_us)) }
+                                td { @if r.escalated { strong.flag { (lang.t("eskalert", "escalated")) } } @else { (lang.t("venter", "waiting")) } }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// Open drafts (drafted, neither approved nor rejected) the user should
+/// review: an advisor their own; a team lead their team's drafts that waited
+/// longer than `web.escalate_after_h` since the call ended (escalated).
+pub(crate) async fn drafts_for(app: &App, user: &User) -> Result<Vec<QueueItem>> {
+    let team: Vec<String> = match user.role {
+        Role::Advisor => vec![user.user_id.clone()],
+        Role::TeamLead => app
+            .identity
+            .users()
+            .await?
+            .into_iter()
+            .filter(|(u, _)| u.team == user.team && !u.team.is_empty())
+            .map(|(u, _)| u.user_id)
+            .collect(),
+        _ => Vec::new(),
+    };
+    let now = app.edges.clock.now_us();
+    let escalate_after = i64::from(app.edges.config.web.escalate_after_h) * 3_600_000_000;
+    let mut out = Vec::new();
+    for c in app.edges.meta.list_calls(500).await? {
+        if !team.contains(&c.facts.advisor_id) {
+            continue;
+        }
+        if opptak_ki::summarize::ki_state(&app.edges.meta, &c.facts.call_id).await?
+            != opptak_ki::summarize::KiState::Drafted
+        {
+            continue;
+        }
+        if app
+            .review
+            .versions(&c.facts.call_id)
+            .await?
+            .iter()
+            .any(|v| v.kind != "edit")
+        {
+            continue; // decided
+        }
+        let ended = c.end.as_ref().map_or(c.facts.started_at_us, |e| e.ended_at_us);
+        let overdue = now - ended > escalate_after;
+        if user.role == Role::TeamLead && !overdue {
+            continue;
+        }
+        out.push(QueueItem {
+            call_id: c.facts.call_id.to_string(),
+            advisor_id: c.facts.advisor_id.clone(),
+            started_at_us: c.facts.started_at_us,
+            escalated: overdue,
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ReasonQuery {
+    pub(crate) reason: Option<String>,
+}
+
+/// The user, their token and the call id of a request about one call.
+fn call_request<'a>(ctx: &'a Ctx, id: &str) -> std::result::Result<(&'a User, &'a str, CallId), Response> {
+    let (user, token) = ctx.user()?;
+    let call_id =
+        CallId::parse(id).map_err(|_| ctx.error(StatusCode::NOT_FOUND, "Ukjent samtale.", "Unknown call."))?;
+    Ok((user, token, call_id))
+}
+
+async fn call_page(
+    State(app): State<Arc<App>>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Query(q): Query<ReasonQuery>,
+) -> Response {
+    let (user, token, call_id) = match call_request(&ctx, &id) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let lang = ctx.lang;
+    let subject = format!("call:{call_id}");
+    let call = match app.edges.meta.load_call(&call_id).await {
+        Ok(c) => c,
+        Err(e) => return internal(lang, e.into()),
+    };
+    if let Err(r) = app
+        .authorize(
+            lang,
+            user,
+            call.as_ref(),
+            &subject,
+            "transcript.read",
+            q.reason.as_deref(),
+        )
+        .await
+    {
+        return r;
+    }
+    let e = &app.edges;
+    let transcript = opptak_ki::transcribe::read_transcript(&e.meta, &e.blobs, &e.keys, &call_id).await;
+    let draft = opptak_ki::summarize::read_draft(&e.meta, &e.blobs, &e.keys, &call_id).await;
+    let versions = match app.review.versions(&call_id).await {
+        Ok(v) => v,
+        Err(e) => return internal(lang, e),
+    };
+    let closed = versions.iter().any(|v| v.kind != "edit");
+    let mine = call.as_ref().is_some_and(|c| c.facts.advisor_id == user.user_id) && user.role == Role::Advisor;
+    let current = versions
+        .iter()
+        .rev()
+        .find_map(|v| v.text.clone().filter(|_| v.kind != "rejected"))
+        .or_else(|| draft.as_ref().ok().map(|d| d.summary.clone()))
+        .unwrap_or_default();
+    let qa_section = if user.role == Role::Qa {
+        Some(super::qa::section(&app, lang, user, token, &call_id).await)
+    } else {
+        None
+    };
+    let reason_q = q
+        .reason
+        .as_ref()
+        .map(|r| format!("?reason={}", urlencode(r)))
+        .unwrap_or_default();
+    let title = format!("{} {call_id}", lang.t("Samtale", "Call"));
+    ctx.page(
+        (&title, &title),
+        html! {
+            h2 { (lang.t("Opptak", "Recording")) }
+            audio controls preload="none" src={ "/calls/" (call_id) "/audio" (reason_q) } {
+                (lang.t("Nettleseren kan ikke spille av lyd.", "Your browser cannot play audio."))
+            }
+            h2 { (lang.t("Utkast", "Draft")) }
+            @match &draft {
+                Ok(d) => {
+                    p.summary { (d.summary) }
+                    p { (lang.t("Emner: ", "Topics: ")) (d.topics.join(", ")) }
+                    @if !d.customer_requests.is_empty() {
+                        h3 { (lang.t("Kunden ba om", "Customer requests")) }
+                        ul { @for r in &d.customer_requests { li { (r) } } }
+                    }
+                    @if !d.follow_ups.is_empty() {
+                        h3 { (lang.t("Oppfølging", "Follow-ups")) }
+                        ul { @for f in &d.follow_ups { li { (f) } } }
+                    }
+                    p.muted { small { (lang.t("Skrevet av ", "Written by ")) (d.source) " · " (d.prompt_version) } }
+                }
+                Err(err) => p { (lang.t("Intet utkast: ", "No draft: ")) (err.to_string()) }
+            }
+            @if !versions.is_empty() {
+                h2 { (lang.t("Versjoner", "Versions")) }
+                table.versions {
+                    thead { tr {
+                        th scope="col" { "#" }
+                        th scope="col" { (lang.t("Type", "Kind")) }
+                        th scope="col" { (lang.t("Av", "By")) }
+                        th scope="col" { (lang.t("Tid (UTC)", "Time (UTC)")) }
+                        th scope="col" { (lang.t("Tekst", "Text")) }
+                        th scope="col" { (lang.t("Endringer", "Changes")) }
+                    } }
+                    tbody {
+                        @for v in &versions {
+                            tr {
+                                td { (v.version) }
+                                td { (version_kind(lang, &v.kind)) }
+                                td { (v.author) }
+                                td { (when(v.at_us)) }
+                                td { (v.text.as_deref().unwrap_or(lang.t("(KI-data slettet)", "(KI data erased)"))) }
+                                td {
+                                    @if let (Some(before), Some(after)) = (previous_text(&versions, &draft, v.version), &v.text) {
+                                        @if v.kind != "rejected" {
+                                            @for d in crate::review::word_diff(&before, after) {
+                                                @match d {
+                                                    crate::review::Diff::Same(t) => { (t) " " }
+                                                    crate::review::Diff::Removed(t) => { del { (t) } " " }
+                                                    crate::review::Diff::Added(t) => { ins { (t) } " " }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if mine && !closed && draft.is_ok() {
+                h2 { (lang.t("Din vurdering", "Your decision")) }
+                form method="post" action={ "/calls/" (call_id) "/decide" } {
+                    input type="hidden" name="csrf" value=(csrf_of(token));
+                    p { label for="text" { (lang.t("Sammendrag (ved avvisning: begrunnelsen)", "Summary (when rejecting: the reason)")) } br;
+                        textarea #text name="text" rows="6" cols="80" { (current) } }
+                    button type="submit" name="action" value="edit" { (lang.t("Lagre", "Save")) }
+                    " "
+                    button type="submit" name="action" value="approve" { (lang.t("Godkjenn", "Approve")) }
+                    " "
+                    button type="submit" name="action" value="reject" { (lang.t("Avvis", "Reject")) }
+                }
+            }
+            @if let Some(qa) = &qa_section { (qa) }
+            h2 { (lang.t("Transkripsjon", "Transcript")) }
+            @match &transcript {
+                Ok(segs) => {
+                    table.transcript {
+                        tbody {
+                            @for s in segs {
+                                tr class=(s.speaker) {
+                                    td { (format!("{:.1} s", s.start_s)) }
+                                    td { (speaker(lang, &s.speaker)) }
+                                    td { (s.text) }
+                                }
+                            }
+                        }
+                    }
+                }
+                Err(err) => p { (lang.t("Ingen transkripsjon: ", "No transcript: ")) (err.to_string()) }
+            }
+        },
+    )
+}
+
+fn version_kind(lang: Lang, kind: &str) -> &str {
+    match kind {
+        "edit" => lang.t("redigert", "edited"),
+        "approved" => lang.t("godkjent", "approved"),
+        "rejected" => lang.t("avvist", "rejected"),
+        other => other,
+    }
+}
+
+fn speaker(lang: Lang, s: &str) -> &str {
+    match s {
+        "agent" => lang.t("rådgiver", "advisor"),
+        "customer" => lang.t("kunde", "customer"),
+        other => other,
+    }
+}
+
+#[derive(Deserialize)]
+struct DecideForm {
+    csrf: String,
+    action: String,
+    text: String,
+}
+
+async fn decide(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>, Form(f): Form<DecideForm>) -> Response {
+    let (user, token, call_id) = match call_request(&ctx, &id) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let lang = ctx.lang;
+    let subject = format!("call:{call_id}");
+    let action = format!("draft.{}", f.action);
+    if let Err(r) = app.check_form(&ctx, (user, token), &f.csrf, &action, &subject).await {
+        return r;
+    }
+    let decision = match f.action.as_str() {
+        "edit" => crate::review::Decision::Edit(f.text),
+        "approve" => crate::review::Decision::Approve(f.text),
+        "reject" => crate::review::Decision::Reject(f.text),
+        _ => return ctx.error(StatusCode::BAD_REQUEST, "Ukjent handling.", "Unknown action."),
+    };
+    let mine = match app.edges.meta.load_call(&call_id).await {
+        Ok(Some(c)) => c.facts.advisor_id == user.user_id && user.role == Role::Advisor,
+        Ok(None) => return ctx.error(StatusCode::NOT_FOUND, "Ukjent samtale.", "Unknown call."),
+        Err(e) => return internal(lang, e.into()),
+    };
+    if !mine {
+        if let Err(e) = app.audit(user, &action, &subject, "", "refused").await {
+            return internal(lang, e);
+        }
+        return ctx.error(
+            StatusCode::FORBIDDEN,
+            "Bare samtalens rådgiver kan avgjøre utkastet.",
+            "Only the call's advisor decides on its draft.",
+        );
+    }
+    match app.review.decide(user, &call_id, decision).await {
+        Ok(v) => {
+            if let Err(e) = app
+                .audit(user, &action, &subject, &format!("version {}", v.version), "allowed")
+                .await
+            {
+                return internal(lang, e);
+            }
+            Redirect::to(&format!("/calls/{call_id}")).into_response()
+        }
+        Err(e) => {
+            if let Err(e) = app.audit(user, &action, &subject, "", "failed").await {
+                return internal(lang, e);
+            }
+            let msg = e.to_string();
+            ctx.error(StatusCode::CONFLICT, &msg, &msg)
+        }
+    }
+}
+
+/// The 44-byte header of a PCM16 WAV file with `frames` frames.
+fn wav_header(channels: u16, rate: u32, frames: u64) -> Vec<u8> {
+    let data = (frames * u64::from(channels) * 2).min(u64::from(u32::MAX - 36)) as u32;
+    let mut h = Vec::with_capacity(44);
+    h.extend_from_slice(b"RIFF");
+    h.extend_from_slice(&(36 + data).to_le_bytes());
+    h.extend_from_slice(b"WAVEfmt ");
+    h.extend_from_slice(&16u32.to_le_bytes());
+    h.extend_from_slice(&1u16.to_le_bytes());
+    h.extend_from_slice(&channels.to_le_bytes());
+    h.extend_from_slice(&rate.to_le_bytes());
+    h.extend_from_slice(&(rate * u32::from(channels) * 2).to_le_bytes());
+    h.extend_from_slice(&(channels * 2).to_le_bytes());
+    h.extend_from_slice(&16u16.to_le_bytes());
+    h.extend_from_slice(b"data");
+    h.extend_from_slice(&data.to_le_bytes());
+    h
+}
+
+/// Most bytes one ranged response carries; the player asks for the rest.
+const MAX_RANGE: u64 = 4 << 20;
+
+/// `bytes=a-b`, `bytes=a-` or `bytes=-n` of a `total`-byte file (one range).
+fn parse_range(v: &str, total: u64) -> Option<(u64, u64)> {
+    let spec = v.strip_prefix("bytes=")?.trim();
+    if spec.contains(',') || total == 0 {
+        return None;
+    }
+    let (a, b) = spec.split_once('-')?;
+    let (start, end) = match (a.trim(), b.trim()) {
+        ("", n) => {
+            let n: u64 = n.parse().ok()?;
+            (total.saturating_sub(n), total - 1)
+        }
+        (a, "") => {
+            let a: u64 = a.parse().ok()?;
+            (a, (a + MAX_RANGE - 1).min(total - 1))
+        }
+        // An explicit range is served up to 4 MiB too (a 206 may carry less
+        // than asked; Content-Range says what), so no request holds a whole
+        // hour of audio in memory.
+        (a, b) => {
+            let a: u64 = a.parse().ok()?;
+            let b: u64 = b.parse().ok()?;
+            if b < a {
+                return None;
+            }
+            (a, b.min(total - 1).min(a + MAX_RANGE - 1))
+        }
+    };
+    (start <= end && start < total).then_some((start, end))
+}
+
+/// The call's recording as a PCM16 WAV, with byte ranges (an audio element
+/// seeks with them): only the segments that hold the range are decrypted.
+async fn audio(
+    State(app): State<Arc<App>>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Query(q): Query<ReasonQuery>,
+) -> Response {
+    let (user, _, call_id) = match call_request(&ctx, &id) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let lang = ctx.lang;
+    let call = match app.edges.meta.load_call(&call_id).await {
+        Ok(c) => c,
+        Err(e) => return internal(lang, e.into()),
+    };
+    let subject = format!("call:{call_id}");
+    if let Err(r) = app
+        .authorize(
+            lang,
+            user,
+            call.as_ref(),
+            &subject,
+            "recording.play",
+            q.reason.as_deref(),
+        )
+        .await
+    {
+        return r;
+    }
+    let Some(call) = call else {
+        return ctx.error(StatusCode::NOT_FOUND, "Ukjent samtale.", "Unknown call.");
+    };
+    let format = &call.facts.format;
+    let (ch, rate) = (format.channels(), format.sample_rate_hz());
+    let fb = u64::from(ch) * 2;
+    let frames = call.progress.frames;
+    let header = wav_header(ch, rate, frames);
+    let total = 44 + frames * fb;
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let (start, end, partial) = match range {
+        None => (0, total.saturating_sub(1), false),
+        Some(r) => match parse_range(r, total) {
+            Some((a, b)) => (a, b, true),
+            None => {
+                let mut resp = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
+                    resp.headers_mut().insert(header::CONTENT_RANGE, v);
+                }
+                return resp;
+            }
+        },
+    };
+    let mut body = Vec::with_capacity((end - start + 1) as usize);
+    if start < 44 {
+        body.extend_from_slice(&header[start as usize..=(end.min(43)) as usize]);
+    }
+    if end >= 44 {
+        let (a, b) = (start.max(44) - 44, end - 44 + 1); // data bytes [a, b)
+        let (first, last) = (a / fb, b.div_ceil(fb));
+        let e = &app.edges;
+        let w = match opptak_recorder::reader::read_frames(
+            &e.meta,
+            &e.blobs,
+            &e.keys,
+            &call_id,
+            opptak_recorder::reader::Which::Recording,
+            first,
+            last - first,
+        )
+        .await
+        {
+            Ok(w) => w,
+            Err(err) => return internal(lang, err.into()),
+        };
+        let skip = (a - first * fb) as usize;
+        let take = (b - a) as usize;
+        let end_at = (skip + take).min(w.pcm.len());
+        body.extend_from_slice(&w.pcm[skip.min(end_at)..end_at]);
+    }
+    let mut resp = (
+        if partial {
+            StatusCode::PARTIAL_CONTENT
+        } else {
+            StatusCode::OK
+        },
+        body,
+    )
+        .into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if partial {
+        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")) {
+            h.insert(header::CONTENT_RANGE, v);
+        }
+    }
+    resp
+}
+
+/// Percent-encodes a query value.
+pub(crate) fn urlencode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The text a version changed: the previous edit's, or the draft's.
+fn previous_text(
+    versions: &[crate::review::Version],
+    draft: &std::result::Result<opptak_domain::summary::Draft, opptak_ki::transcribe::TranscribeError>,
+    version: u64,
+) -> Option<String> {
+    versions
+        .iter()
+        .rfind(|v| v.version < version && v.kind == "edit")
+        .and_then(|v| v.text.clone())
+        .or_else(|| draft.as_ref().ok().map(|d| d.summary.clone()))
+}
