@@ -434,6 +434,11 @@ impl Qa {
         Ok(self.store.queue().await?)
     }
 
+    /// The undecided, readable drafts of `advisors`' calls (the review queues).
+    pub async fn open_drafts(&self, advisors: &[String]) -> Result<Vec<opptak_store::reporting::OpenDraft>> {
+        Ok(self.store.open_drafts(advisors).await?)
+    }
+
     /// The sampling counters of every stratum.
     pub async fn strata(&self) -> Result<Vec<StratumRow>> {
         Ok(self.store.strata().await?)

@@ -423,6 +423,7 @@ pub async fn erase(edges: &Edges, req: &EraseRequest, progress: &mut dyn FnMut(&
     let now = edges.clock.now_us();
     let ids = meta.calls_of_customer(&req.customer_ref).await?;
     let shred_reason = format!("data-subject erasure: {}", req.reason);
+    let reporting = opptak_store::reporting::SqlReporting::open(&edges.config.storage.metadata).await?;
     let mut items = Vec::new();
     for (i, id) in ids.iter().enumerate() {
         progress(&format!("call {}/{}: {id}", i + 1, ids.len()));
@@ -528,6 +529,16 @@ pub async fn erase(edges: &Edges, req: &EraseRequest, progress: &mut dyn FnMut(&
                 .route(id)
                 .await
                 .with_context(|| format!("re-routing call {id}"))?;
+        }
+        // With the KI data gone, the call's content-free reporting rows
+        // (topics, QA sample and scores) go too: they still link the
+        // customer's call to what it was about.
+        let ki_gone = meta
+            .class_key(id, opptak_domain::model::KeyClass::Ki.as_str())
+            .await?
+            .is_some_and(|k| k.destroyed_at_us.is_some());
+        if !req.dry_run && ki_gone {
+            reporting.forget(id.as_str()).await?;
         }
     }
     let report = EraseReport {

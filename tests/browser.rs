@@ -802,23 +802,41 @@ async fn assess_by_keyboard(b: &Browser, note: &str) -> Vec<String> {
     path
 }
 
-/// Types `from` and `to` (`YYYY-MM-DD`) into the QA report's date fields,
-/// day first as a Norwegian browser shows them, and submits with Enter.
+/// Types `from` and `to` (`YYYY-MM-DD`) into the QA report's date fields
+/// and submits with Enter. A date field takes its parts in the browser's
+/// order (the browser's locale, not the page's: Debian's Chromium without
+/// `chromium-l10n` is American, month first), the order `Intl` reports.
 async fn set_report_range(b: &Browser, from: &str, to: &str) {
+    let order = b
+        .execute(
+            "return new Intl.DateTimeFormat(undefined, {year: 'numeric', month: '2-digit', day: '2-digit'})
+                .formatToParts(new Date(2020, 11, 31)).filter(p => p.type !== 'literal').map(p => p.type);",
+            vec![],
+        )
+        .await;
+    let order: Vec<String> = serde_json::from_value(order).unwrap();
     for (name, day) in [("from", from), ("to", to)] {
         let field = b.find(&format!("input[name={name}]")).await;
-        // Empty first: the field checks a typed day against the month
-        // still shown (31 in a 30-day month goes astray).
+        // Empty first: a field checks a typed day against the month it
+        // still shows.
         b.clear(&field).await;
         b.click(&field).await;
         let (y, rest) = day.split_once('-').unwrap();
         let (m, d) = rest.split_once('-').unwrap();
-        // Back to the day segment, then day, month, year.
-        b.press_keys(&format!("{0}{0}{d}{m}{y}", keys::ARROW_LEFT)).await;
+        // Back to the first part, then the parts in order.
+        let mut typed = keys::ARROW_LEFT.repeat(2);
+        for part in &order {
+            typed.push_str(match part.as_str() {
+                "year" => y,
+                "month" => m,
+                _ => d,
+            });
+        }
+        b.press_keys(&typed).await;
         assert_eq!(
             b.property(&field, "value").await,
             json!(day),
-            "typing {day} into {name}"
+            "typing {day} into {name} ({order:?})"
         );
     }
     b.press_keys(keys::ENTER).await;

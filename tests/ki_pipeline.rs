@@ -819,6 +819,8 @@ async fn subject_export_and_erasure_cover_transcripts_and_drafts() {
     wait_until("the draft", 300, || has_artifact(&edges, &id, "draft")).await;
     ki.stop().await;
     recorder.stop().await.unwrap();
+    let qa = opptak::qa::Qa::open(&edges).await.unwrap();
+    assert!(qa.call(&id).await.unwrap().is_some(), "indexed for reporting and QA");
 
     let out = env.dir.path().join("export");
     let report = opptak::subject::export(&edges, "co-anne", &customer, &out, &mut |_| {})
@@ -854,6 +856,13 @@ async fn subject_export_and_erasure_cover_transcripts_and_drafts() {
         .await
         .is_err());
     assert!(read_draft(&edges.meta, &edges.blobs, &edges.keys, &id).await.is_err());
+    // The content-free reporting rows go with the KI data: no topic, sample
+    // or score links the customer's call any longer.
+    assert!(qa.call(&id).await.unwrap().is_none());
+    assert!(!qa.is_sampled(&id).await.unwrap());
+    let started = edges.meta.load_call(&id).await.unwrap().unwrap().facts.started_at_us;
+    let day = opptak_domain::time::utc_day(started);
+    assert!(qa.topic_rows(&day, &day).await.unwrap().is_empty());
     let again = opptak::subject::export(&edges, "co-anne", &customer, &env.dir.path().join("again"), &mut |_| {})
         .await
         .unwrap();

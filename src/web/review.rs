@@ -77,6 +77,7 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
 /// Open drafts (drafted, neither approved nor rejected) the user should
 /// review: an advisor their own; a team lead their team's drafts that waited
 /// longer than `web.escalate_after_h` since the call ended (escalated).
+/// One indexed query over the drafted-calls index (`ki_calls`).
 pub(crate) async fn drafts_for(app: &App, user: &User) -> Result<Vec<QueueItem>> {
     let team: Vec<String> = match user.role {
         Role::Advisor => vec![user.user_id.clone()],
@@ -93,33 +94,16 @@ pub(crate) async fn drafts_for(app: &App, user: &User) -> Result<Vec<QueueItem>>
     let now = app.edges.clock.now_us();
     let escalate_after = i64::from(app.edges.config.web.escalate_after_h) * 3_600_000_000;
     let mut out = Vec::new();
-    for c in app.edges.meta.list_calls(500).await? {
-        if !team.contains(&c.facts.advisor_id) {
-            continue;
-        }
-        if opptak_ki::summarize::ki_state(&app.edges.meta, &c.facts.call_id).await?
-            != opptak_ki::summarize::KiState::Drafted
-        {
-            continue;
-        }
-        if app
-            .review
-            .versions(&c.facts.call_id)
-            .await?
-            .iter()
-            .any(|v| v.kind != "edit")
-        {
-            continue; // decided
-        }
-        let ended = c.end.as_ref().map_or(c.facts.started_at_us, |e| e.ended_at_us);
+    for d in app.qa.open_drafts(&team).await? {
+        let ended = d.ended_at_us.unwrap_or(d.started_at_us);
         let overdue = now - ended > escalate_after;
         if user.role == Role::TeamLead && !overdue {
             continue;
         }
         out.push(QueueItem {
-            call_id: c.facts.call_id.to_string(),
-            advisor_id: c.facts.advisor_id.clone(),
-            started_at_us: c.facts.started_at_us,
+            call_id: d.call_id,
+            advisor_id: d.advisor_id,
+            started_at_us: d.started_at_us,
             escalated: overdue,
         });
     }

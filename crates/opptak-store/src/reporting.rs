@@ -67,6 +67,15 @@ pub struct QueueRow {
     pub reviewers: Vec<String>,
 }
 
+/// An undecided draft in a review queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OpenDraft {
+    pub call_id: String,
+    pub advisor_id: String,
+    pub started_at_us: i64,
+    pub ended_at_us: Option<i64>,
+}
+
 /// A QA review as stored (`note_sealed` under `key_id`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QaReviewRow {
@@ -358,6 +367,57 @@ impl SqlReporting {
             }
         }
         Ok(out)
+    }
+
+    /// The undecided drafts of `advisors`' calls that can still be read
+    /// (no KI opt-out, `ki` key alive), oldest call first: the review
+    /// queues, from the index instead of a scan of every call.
+    pub async fn open_drafts(&self, advisors: &[String]) -> Result<Vec<OpenDraft>, StoreError> {
+        if advisors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let binds: Vec<String> = (1..=advisors.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT k.call_id, k.advisor_id, c.started_at_us, c.ended_at_us \
+             FROM ki_calls k {NOT_OPTED_OUT} \
+             WHERE k.decision IS NULL AND k.advisor_id IN ({}) \
+             AND EXISTS (SELECT 1 FROM data_keys d WHERE d.call_id = k.call_id AND d.class = 'ki' \
+             AND d.destroyed_at_us IS NULL) \
+             ORDER BY c.started_at_us, k.call_id",
+            binds.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for a in advisors {
+            q = q.bind(a.as_str());
+        }
+        q.fetch_all(&self.store.pool)
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|r| {
+                Ok(OpenDraft {
+                    call_id: r.try_get("call_id").map_err(db)?,
+                    advisor_id: r.try_get("advisor_id").map_err(db)?,
+                    started_at_us: r.try_get("started_at_us").map_err(db)?,
+                    ended_at_us: r.try_get("ended_at_us").map_err(db)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Forgets a call's reporting rows (a data subject's erasure): its
+    /// reviews, sample, topics and index row. The stratum counters keep
+    /// counting it (they hold no call ids).
+    pub async fn forget(&self, call_id: &str) -> Result<(), StoreError> {
+        let mut tx = self.store.begin().await?;
+        for table in ["qa_reviews", "qa_samples", "call_topics", "ki_calls"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE call_id = $1"))
+                .bind(call_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
     }
 
     /// Adds or replaces a reviewer's review of a sampled call. `NotFound`

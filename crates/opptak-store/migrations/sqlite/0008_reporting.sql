@@ -31,6 +31,8 @@ CREATE TABLE ki_calls (
     decided_at_us BIGINT
 );
 CREATE INDEX ki_calls_day ON ki_calls (day);
+-- The review queues: an advisor's (or a team's) undecided drafts.
+CREATE INDEX ki_calls_advisor ON ki_calls (advisor_id, decision);
 
 -- One row per call and topic, for the dashboard's GROUP BY day, desk, topic.
 CREATE TABLE call_topics (
