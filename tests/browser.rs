@@ -8,8 +8,8 @@
 //!
 //! One seeded service ([`Service`]) and one function per flow, each flow in
 //! its own browser (fresh cookies): the advisor's ([`advisor_flow`]), then
-//! QA's on the call the advisor approved ([`qa_flow`]). Screenshots of every
-//! page go to
+//! QA's on the call the advisor approved ([`qa_flow`]), then the team lead's
+//! topic dashboard ([`dashboard_flow`]). Screenshots of every page go to
 //! `$CARGO_TARGET_TMPDIR/screenshots/`, and into `docs/screenshots/` with
 //! `OPPTAK_UPDATE_SCREENSHOTS=1`.
 //!
@@ -223,6 +223,9 @@ async fn review_pages_work_in_headless_chromium() {
     let t = Instant::now();
     qa_flow(&tools, &svc, &edit).await;
     eprintln!("qa flow in {:.1} s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    dashboard_flow(&tools, &svc).await;
+    eprintln!("dashboard flow in {:.1} s", t.elapsed().as_secs_f64());
     svc.stop().await;
 }
 
@@ -660,30 +663,7 @@ async fn qa_flow(tools: &Tools, svc: &Service, edit: &Edit) {
         .find(|c| c.name == "opptak_session")
         .expect("a session cookie");
     assert!(session.http_only && session.same_site == "Strict", "{session:?}");
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let resp = http
-        .get(&url)
-        .header(reqwest::header::COOKIE, b.cookie_header().await)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let header = |r: &reqwest::Response, h: &str| {
-        r.headers()
-            .get(h)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    assert_eq!(header(&resp, "content-type"), "text/csv; charset=utf-8");
-    assert_eq!(
-        header(&resp, "content-disposition"),
-        format!("attachment; filename=\"opptak-qa-{0}-{0}.csv\"", k.day)
-    );
-    let csv = resp.text().await.unwrap();
+    let csv = download_csv(b, &url, &format!("opptak-qa-{0}-{0}.csv", k.day)).await;
     let nums = format!(
         "1,1,1,1,{},{},{},0,1,1,0,{distance}.00,{share:.3}",
         means[0], means[1], means[2]
@@ -697,9 +677,13 @@ async fn qa_flow(tools: &Tools, svc: &Service, edit: &Edit) {
         ),
         "the CSV"
     );
-    let resp = http.get(&url).send().await.unwrap();
+    let resp = no_redirects().get(&url).send().await.unwrap();
     assert!(resp.status().is_redirection(), "{}", resp.status());
-    assert_eq!(header(&resp, "location"), "/login", "no session, no report");
+    assert_eq!(
+        resp.headers().get("location").map(|v| v.as_bytes()),
+        Some(&b"/login"[..]),
+        "no session, no report"
+    );
 
     // English by the header link, and back.
     let nb_heads = report_headings(b).await;
@@ -997,4 +981,255 @@ async fn error_page(b: &Browser, page: &str, status: u16) -> String {
         "{page}: the browser reported {other:#?}"
     );
     b.text(&b.find("main p[role=alert]").await).await
+}
+
+/// Signs in as the team lead and reads the topic dashboard: the chart is
+/// drawn, and the fixture's one call — every count of it below k — shows
+/// only as the suppression marker, in the tables and the chart alike; then
+/// another period and desk, chosen by keyboard in the form; then the same
+/// view as CSV, suppressed alike.
+async fn dashboard_flow(tools: &Tools, svc: &Service) {
+    let b = &Browser::start(tools).await;
+    let k = u64::from(svc.edges.config.web.dashboard_k);
+    assert!(k > 1, "k = {k}: the fixture's single call must be below it");
+    let cid = opptak_domain::model::CallId::parse(&svc.call).unwrap();
+    let qa = opptak::qa::Qa::open(&svc.edges).await.unwrap();
+    let indexed = qa.call(&cid).await.unwrap().expect("the call is indexed");
+    let call = &indexed.row;
+
+    sign_in(b, svc, LEAD, "/queue").await;
+    assert_clean(b, "lead's queue").await;
+    b.click(&b.find("header a[href='/dashboard']").await).await;
+    wait_for_path(b, "/dashboard").await;
+    assert_clean(b, "dashboard").await;
+    assert_eq!(b.text(&b.find("h1").await).await, "Emner i samtalene");
+    let week = call.day.parse::<opptak::dashboard::Day>().unwrap().week_label();
+    dashboard_suppresses(b, k, &indexed, &week, "per uke", "alle avdelinger").await;
+    shot(b, "dashboard-1").await;
+
+    // Days instead of weeks, the call's desk only: by keyboard.
+    b.execute("document.activeElement.blur(); window.scrollTo(0, 0);", vec![])
+        .await;
+    let path = tab_to(b, "select[name=period]").await;
+    eprintln!("Tab order to the period: {}", path.join(" → "));
+    assert_focus_visible(b, "the period list").await;
+    b.press_keys(keys::ARROW_DOWN).await;
+    assert_eq!(b.property(&b.active_element().await, "value").await, json!("day"));
+    b.press_keys(keys::TAB).await;
+    let desk = b.active_element().await;
+    assert_eq!(desk, b.find("select[name=desk]").await);
+    assert_focus_visible(b, "the desk list").await;
+    let index = b
+        .execute(
+            "return [...arguments[0].options].findIndex(o => o.value === arguments[1]);",
+            vec![desk.to_json(), json!(call.desk)],
+        )
+        .await;
+    let index =
+        usize::try_from(index.as_i64().unwrap()).unwrap_or_else(|_| panic!("no desk {} in the list", call.desk));
+    b.press_keys(&keys::ARROW_DOWN.repeat(index)).await;
+    assert_eq!(b.property(&desk, "value").await, json!(call.desk));
+    b.press_keys(keys::TAB).await;
+    assert_eq!(b.text(&b.active_element().await).await, "Vis");
+    b.press_keys(keys::ENTER).await;
+    let wanted = format!("period=day&desk={}", call.desk);
+    b.wait_until("the dashboard by day for the desk", WAIT, || {
+        let wanted = wanted.clone();
+        async move { b.current_url().await.ends_with(&wanted).then_some(()) }
+    })
+    .await;
+    assert_clean(b, "dashboard, by day").await;
+    let form = b
+        .execute(
+            "const f = document.querySelector('main form'); return [f.period.value, f.desk.value];",
+            vec![],
+        )
+        .await;
+    assert_eq!(form, json!(["day", call.desk]), "the form keeps the choice");
+    dashboard_suppresses(b, k, &indexed, &call.day, "per dag", &format!("avdeling {}", call.desk)).await;
+    shot(b, "dashboard-2-day-desk").await;
+
+    // The CSV of what is shown: every count at least k, or suppressed; the
+    // call's own cells suppressed.
+    let link = b.find("main a[download]").await;
+    let url = b.property(&link, "href").await.as_str().unwrap().to_owned();
+    let query = url.split_once('?').map(|(_, q)| q.to_owned()).unwrap_or_default();
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!((param("period"), param("desk")), ("day".into(), call.desk.clone()));
+    let (from, to) = (param("from"), param("to"));
+    let csv = download_csv(b, &url, &format!("opptak-topics-{from}-{to}-day.csv")).await;
+    let mut lines = csv.split_terminator("\r\n");
+    assert_eq!(lines.next(), Some("period,desk,topic,count"));
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    for r in &rows {
+        assert_eq!(r.len(), 4, "{r:?}");
+        assert!(published(r[3], k), "a count below k = {k} in the CSV: {r:?}");
+    }
+    let suppressed = |period: &str, desk: &str, topic: &str| {
+        rows.iter()
+            .find(|r| r[0] == period && r[1] == desk && r[2] == topic)
+            .unwrap_or_else(|| panic!("no CSV line for {period},{desk},{topic}:\n{csv}"))[3]
+            == opptak::dashboard::SUPPRESSED
+    };
+    let range = format!("{from}/{to}");
+    let topic = call.topic();
+    assert!(suppressed(&call.day, &call.desk, topic), "the call's day");
+    assert!(suppressed(&range, &call.desk, topic), "the call's desk and topic");
+    assert!(
+        suppressed(&range, opptak::dashboard::ALL, opptak::dashboard::ALL),
+        "the total"
+    );
+
+    let log = svc.edges.audit().await.unwrap().entries(1, 1000).await.unwrap();
+    let reads: Vec<&str> = log
+        .iter()
+        .filter(|e| e.event.actor == LEAD && e.event.action == "dashboard.read" && e.event.outcome == "allowed")
+        .map(|e| e.event.subject.as_str())
+        .collect();
+    assert!(
+        reads
+            .iter()
+            .any(|s| s.ends_with(&format!("week {}", opptak::dashboard::ALL)))
+            && reads
+                .iter()
+                .filter(|s| s.ends_with(&format!("day {}", call.desk)))
+                .count()
+                == 2,
+        "every query audited with its parameters: {reads:?}"
+    );
+}
+
+/// Whether a dashboard number may be shown: the marker, a dash (no
+/// trend), zero, or at least `k` (a trend's sign aside).
+fn published(v: &str, k: u64) -> bool {
+    v == opptak::dashboard::SUPPRESSED
+        || v == "–"
+        || v.trim_start_matches(['+', '-'])
+            .parse::<u64>()
+            .is_ok_and(|n| n == 0 || n >= k)
+}
+
+/// The dashboard page as [`dashboard_flow`] expects it for the fixture's
+/// one call (counted in the period labelled `period`): the chart drawn and
+/// named for the view (`per`, `desk`), no count below `k` in a table or in
+/// the chart, the call's cells showing the marker, the marker explained.
+async fn dashboard_suppresses(
+    b: &Browser,
+    k: u64,
+    call: &opptak::qa::IndexedCall,
+    period: &str,
+    per: &str,
+    desk: &str,
+) {
+    let call = &call.row;
+    let page = b
+        .execute(
+            "const svg = document.querySelector('main figure svg[role=img]');
+             const r = svg ? svg.getBoundingClientRect() : {width: 0, height: 0};
+             const cells = t => [...t.rows].map(r => [...r.cells].map(c => c.textContent.trim()));
+             const tables = [...document.querySelectorAll('main table')];
+             return {
+                 size: [r.width, r.height],
+                 label: svg && svg.getAttribute('aria-label'),
+                 title: svg && svg.querySelector('title').textContent,
+                 hatched: svg ? svg.querySelectorAll('rect[fill^=\"url(#opptak-dashboard-hatch\"]').length : 0,
+                 points: svg ? [...svg.querySelectorAll('circle > title')].map(t => t.textContent) : [],
+                 tables: tables.map(cells),
+                 suppressed: [...document.querySelectorAll('main table td')]
+                     .filter(c => c.textContent.trim() === arguments[0])
+                     .every(c => c.title === 'suppressed'),
+                 note: document.querySelector('main p.muted').textContent,
+             };",
+            vec![json!(opptak::dashboard::SUPPRESSED)],
+        )
+        .await;
+    let size: [f64; 2] = serde_json::from_value(page["size"].clone()).unwrap();
+    assert!(size[0] > 100.0 && size[1] > 50.0, "the chart is drawn: {page}");
+    let label = page["label"].as_str().unwrap_or_default();
+    assert!(
+        label.contains(per) && label.contains(desk),
+        "the chart's name: {label:?}"
+    );
+    assert_eq!(page["title"], json!(label), "the chart's title");
+    assert!(
+        page["hatched"].as_u64().unwrap() >= 1,
+        "a suppressed period is marked in the chart: {page}"
+    );
+    for p in page["points"].as_array().unwrap() {
+        let v = p.as_str().unwrap().rsplit(": ").next().unwrap();
+        assert!(published(v, k), "a point below k = {k} in the chart: {p}");
+    }
+    let tables: Vec<Vec<Vec<String>>> = serde_json::from_value(page["tables"].clone()).unwrap();
+    assert!(tables.len() >= 2, "{tables:?}");
+    for t in &tables {
+        for row in &t[1..] {
+            for v in &row[1..] {
+                assert!(published(v, k), "a count below k = {k}: {v:?} in {row:?}");
+            }
+        }
+    }
+    assert_eq!(page["suppressed"], json!(true), "the marker says what it is");
+    // The call in the topic × period table (first) and the desk × topic
+    // table (last): the marker where its 1 would be.
+    let at = |t: &Vec<Vec<String>>, row: &str, column: &str| -> String {
+        let c = t[0]
+            .iter()
+            .position(|h| h == column)
+            .unwrap_or_else(|| panic!("no column {column} in {:?}", t[0]));
+        let r = t
+            .iter()
+            .find(|r| r[0] == row)
+            .unwrap_or_else(|| panic!("no row {row} in {t:?}"));
+        r[c].clone()
+    };
+    assert_eq!(at(&tables[0], call.topic(), period), opptak::dashboard::SUPPRESSED);
+    assert_eq!(
+        at(tables.last().unwrap(), &call.desk, call.topic()),
+        opptak::dashboard::SUPPRESSED
+    );
+    let note = page["note"].as_str().unwrap();
+    assert!(
+        note.starts_with(opptak::dashboard::SUPPRESSED) && note.contains(&format!("færre enn {k} samtaler")),
+        "{note}"
+    );
+}
+
+/// A client that shows redirects instead of following them.
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Fetches the CSV at `url` as the browser would, with its cookies (a
+/// headless browser saves a download without a word): a `text/csv`
+/// attachment named `filename`; its text.
+async fn download_csv(b: &Browser, url: &str, filename: &str) -> String {
+    let resp = no_redirects()
+        .get(url)
+        .header(reqwest::header::COOKIE, b.cookie_header().await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{url}");
+    let header = |h: &str| {
+        resp.headers()
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(header("content-type"), "text/csv; charset=utf-8");
+    assert_eq!(
+        header("content-disposition"),
+        format!("attachment; filename=\"{filename}\"")
+    );
+    resp.text().await.unwrap()
 }

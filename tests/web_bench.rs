@@ -368,21 +368,16 @@ async fn review_service_with_200_advisors_under_wrk() {
 
     // Advisors.
     let t0 = Instant::now();
-    let identity = Arc::new(Identity::open(&edges).await.unwrap());
-    let mut set = tokio::task::JoinSet::new();
+    // One at a time: each add_user opens its own audit-log connection pool
+    // (Identity::audit), so hundreds at once exhaust PostgreSQL.
+    let identity = Identity::open(&edges).await.unwrap();
     for i in 0..ADVISORS {
-        let identity = identity.clone();
-        set.spawn(async move {
-            let user = format!("adv-{i:03}");
-            let team = format!("team-{:02}", i / 20);
-            identity
-                .add_user("setup", &user, &format!("Advisor {i:03}"), Role::Advisor, &team, PW)
-                .await
-                .unwrap();
-        });
-    }
-    while let Some(r) = set.join_next().await {
-        r.unwrap();
+        let user = format!("adv-{i:03}");
+        let team = format!("team-{:02}", i / 20);
+        identity
+            .add_user("setup", &user, &format!("Advisor {i:03}"), Role::Advisor, &team, PW)
+            .await
+            .unwrap();
     }
     println!("{ADVISORS} advisors created in {:.1} s", t0.elapsed().as_secs_f64());
 

@@ -152,11 +152,14 @@ async fn audit_verify(State(app): State<Arc<App>>, ctx: Ctx, Form(f): Form<CsrfO
 }
 
 async fn users_page(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
-    let (_, token) = match only(&app, &ctx, Role::Admin, "user.list").await {
+    let (admin, token) = match only(&app, &ctx, Role::Admin, "user.list").await {
         Ok(u) => u,
         Err(r) => return r,
     };
     let lang = ctx.lang;
+    if let Err(e) = app.audit(&admin, "user.list", "users", "", "allowed").await {
+        return internal(lang, e);
+    }
     let users = match app.identity.users().await {
         Ok(u) => u,
         Err(e) => return internal(lang, e),
