@@ -3,8 +3,12 @@
 //! with it, checking what only a browser sees — the page's CSP refusing
 //! nothing the page needs, the recording decodable and playable by the
 //! browser's media stack through ranged requests, markup in a transcript
-//! shown as text and never run, every decision reachable by keyboard with a
-//! visible focus.
+//! shown as text and never run, every decision and form reachable by
+//! keyboard with a visible focus (radio groups by arrow keys, lists by
+//! arrow keys, dates typed), error pages answering with their status, the
+//! CSV downloads carrying what the page shows (fetched with the browser's
+//! session cookie), and no count below k on the dashboard, in a table, the
+//! chart or the CSV.
 //!
 //! One seeded service ([`Service`]) and one function per flow, each flow in
 //! its own browser (fresh cookies): the advisor's ([`advisor_flow`]), then
@@ -787,10 +791,24 @@ async fn assess_by_keyboard(b: &Browser, note: &str) -> Vec<String> {
 }
 
 /// Types `from` and `to` (`YYYY-MM-DD`) into the QA report's date fields
-/// and submits with Enter. A date field takes its parts in the browser's
-/// order (the browser's locale, not the page's: Debian's Chromium without
-/// `chromium-l10n` is American, month first), the order `Intl` reports.
+/// and submits with Enter.
 async fn set_report_range(b: &Browser, from: &str, to: &str) {
+    type_date(b, "input[name=from]", from).await;
+    type_date(b, "input[name=to]", to).await;
+    b.press_keys(keys::ENTER).await;
+    b.wait_until("the report for the range", WAIT, || async move {
+        let url = b.current_url().await;
+        url.ends_with(&format!("/qa/report?from={from}&to={to}")).then_some(())
+    })
+    .await;
+    assert_clean(b, "qa report, range").await;
+}
+
+/// Types `day` (`YYYY-MM-DD`) into the date field `css` as a person does:
+/// the field emptied, then its parts in the browser's order (the browser's
+/// locale decides, not the page's: Debian's Chromium without
+/// `chromium-l10n` is American, month first), which `Intl` reports.
+async fn type_date(b: &Browser, css: &str, day: &str) {
     let order = b
         .execute(
             "return new Intl.DateTimeFormat(undefined, {year: 'numeric', month: '2-digit', day: '2-digit'})
@@ -799,37 +817,28 @@ async fn set_report_range(b: &Browser, from: &str, to: &str) {
         )
         .await;
     let order: Vec<String> = serde_json::from_value(order).unwrap();
-    for (name, day) in [("from", from), ("to", to)] {
-        let field = b.find(&format!("input[name={name}]")).await;
-        // Empty first: a field checks a typed day against the month it
-        // still shows.
-        b.clear(&field).await;
-        b.click(&field).await;
-        let (y, rest) = day.split_once('-').unwrap();
-        let (m, d) = rest.split_once('-').unwrap();
-        // Back to the first part, then the parts in order.
-        let mut typed = keys::ARROW_LEFT.repeat(2);
-        for part in &order {
-            typed.push_str(match part.as_str() {
-                "year" => y,
-                "month" => m,
-                _ => d,
-            });
-        }
-        b.press_keys(&typed).await;
-        assert_eq!(
-            b.property(&field, "value").await,
-            json!(day),
-            "typing {day} into {name} ({order:?})"
-        );
+    let field = b.find(css).await;
+    // Empty first: a field checks a typed day against the month it still
+    // shows (31 typed into a 30-day month goes astray).
+    b.clear(&field).await;
+    b.click(&field).await;
+    let (y, rest) = day.split_once('-').unwrap();
+    let (m, d) = rest.split_once('-').unwrap();
+    // Back to the first part, then the parts in order.
+    let mut typed = keys::ARROW_LEFT.repeat(2);
+    for part in &order {
+        typed.push_str(match part.as_str() {
+            "year" => y,
+            "month" => m,
+            _ => d,
+        });
     }
-    b.press_keys(keys::ENTER).await;
-    b.wait_until("the report for the range", WAIT, || async move {
-        let url = b.current_url().await;
-        url.ends_with(&format!("/qa/report?from={from}&to={to}")).then_some(())
-    })
-    .await;
-    assert_clean(b, "qa report, range").await;
+    b.press_keys(&typed).await;
+    assert_eq!(
+        b.property(&field, "value").await,
+        json!(day),
+        "typing {day} into {css} ({order:?})"
+    );
 }
 
 /// The QA report's total row, cell by cell.
@@ -930,7 +939,7 @@ async fn tab_to(b: &Browser, css: &str) -> Vec<String> {
                  const v = a.getAttribute('value'), n = a.getAttribute('name'), t = a.getAttribute('type');
                  return {at: a.matches(arguments[0]),
                          stop: a.tagName.toLowerCase() + (t && t !== 'submit' ? '[' + t + ']' : '')
-                               + (n && n !== 'action' ? ' ' + n : '') + (v && t !== 'hidden' ? '=' + v : '')};",
+                               + (n && n !== 'action' ? ' ' + n : '') + (v && t !== 'hidden' && t !== 'date' ? '=' + v : '')};",
                 vec![json!(css)],
             )
             .await;
@@ -1007,9 +1016,16 @@ async fn dashboard_flow(tools: &Tools, svc: &Service) {
     dashboard_suppresses(b, k, &indexed, &week, "per uke", "alle avdelinger").await;
     shot(b, "dashboard-1").await;
 
-    // Days instead of weeks, the call's desk only: by keyboard.
-    b.execute("document.activeElement.blur(); window.scrollTo(0, 0);", vec![])
-        .await;
+    // The two weeks up to the call's day, by day, the call's desk only:
+    // typed and chosen by keyboard.
+    let from = call
+        .day
+        .parse::<opptak::dashboard::Day>()
+        .unwrap()
+        .plus(-13)
+        .to_string();
+    type_date(b, "input[name=from]", &from).await;
+    type_date(b, "input[name=to]", &call.day).await;
     let path = tab_to(b, "select[name=period]").await;
     eprintln!("Tab order to the period: {}", path.join(" → "));
     assert_focus_visible(b, "the period list").await;
@@ -1032,7 +1048,7 @@ async fn dashboard_flow(tools: &Tools, svc: &Service) {
     b.press_keys(keys::TAB).await;
     assert_eq!(b.text(&b.active_element().await).await, "Vis");
     b.press_keys(keys::ENTER).await;
-    let wanted = format!("period=day&desk={}", call.desk);
+    let wanted = format!("?from={from}&to={}&period=day&desk={}", call.day, call.desk);
     b.wait_until("the dashboard by day for the desk", WAIT, || {
         let wanted = wanted.clone();
         async move { b.current_url().await.ends_with(&wanted).then_some(()) }
@@ -1061,8 +1077,12 @@ async fn dashboard_flow(tools: &Tools, svc: &Service) {
             .unwrap_or_default()
             .to_owned()
     };
-    assert_eq!((param("period"), param("desk")), ("day".into(), call.desk.clone()));
-    let (from, to) = (param("from"), param("to"));
+    assert_eq!(
+        [param("from"), param("to"), param("period"), param("desk")],
+        [&from, &call.day, "day", &call.desk],
+        "the CSV of the view shown"
+    );
+    let to = &call.day;
     let csv = download_csv(b, &url, &format!("opptak-topics-{from}-{to}-day.csv")).await;
     let mut lines = csv.split_terminator("\r\n");
     assert_eq!(lines.next(), Some("period,desk,topic,count"));

@@ -554,8 +554,39 @@ async fn every_role_gets_exactly_what_it_may() {
     }
     assert!(csv.lines().any(|l| l.ends_with(",:")), "{csv}");
     assert_eq!(c.get("/dashboard?period=fortnight", lise.as_deref()).await.0, 400);
+    // The same numbers over the JSON API: suppressed counts are null.
+    let r = api("/api/v1/dashboard?period=day", lise.as_deref(), None)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let d: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(d["k"], 5);
+    let cells: Vec<&serde_json::Value> = d["by_period"]["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.as_array().unwrap())
+        .collect();
+    assert!(cells.iter().any(|c| c.is_null()), "{d}");
+    assert!(cells.iter().all(|c| c.as_u64().is_none_or(|n| n == 0 || n >= 5)), "{d}");
+    let r = api("/api/v1/qa/report", Some(&kari), None).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let rep: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        (rep["total"]["drafted"].as_u64(), rep["total"]["scored"].as_u64()),
+        (Some(1), Some(1)),
+        "{rep}"
+    );
+    assert_eq!(api("/api/v1/qa/report", Some(&anne), None).await.unwrap().status(), 403);
     let (_, astrid) = c.login("aud-astrid", PW).await;
     assert_eq!(c.get("/dashboard", astrid.as_deref()).await.0, 403);
+    assert_eq!(
+        api("/api/v1/dashboard", astrid.as_deref(), None)
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
 
     // The auditor reads the audit log (and verifies it) but no content; the
     // admin manages users but reads no audit log and no content.

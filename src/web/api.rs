@@ -10,7 +10,7 @@
 //! the web pages' own ([`App::authorize`]); a refused token is audited too.
 
 use super::review::{drafts_for, ReasonQuery};
-use super::{csrf_of, App, Ctx, Lang};
+use super::{csrf_of, App, Ctx, Lang, Reply};
 use crate::identity::{Role, User};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -29,6 +29,9 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route("/api/v1/queue", get(queue))
         .route("/api/v1/calls/{id}", get(call))
         .route("/api/v1/calls/{id}/decision", post(decision))
+        .route("/api/v1/calls/{id}/qa", post(qa_score))
+        .route("/api/v1/qa/report", get(qa_report))
+        .route("/api/v1/dashboard", get(dashboard))
 }
 
 #[derive(OpenApi)]
@@ -38,9 +41,13 @@ pub(super) fn routes() -> Router<Arc<App>> {
         description = "Drafts, reviews, QA and reporting of opptak's KI calls. Every read of call content is authorized by role and written to the tamper-evident audit log, refusals included.",
         license(name = "UNLICENSED")
     ),
-    paths(queue, call, decision),
+    paths(queue, call, decision, qa_score, qa_report, dashboard),
     modifiers(&Security),
-    tags((name = "review", description = "The advisor's drafts and decisions (R4)"))
+    tags(
+        (name = "review", description = "The advisor's drafts and decisions (R4)"),
+        (name = "qa", description = "Quality sampling: assessments and the QA report (R6)"),
+        (name = "reporting", description = "The topic dashboard, small counts suppressed (R5)")
+    )
 )]
 pub(super) struct ApiDoc;
 
@@ -189,7 +196,7 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx, headers: HeaderMap) -> Res
     }
 }
 
-fn internal_json(e: anyhow::Error) -> Response {
+pub(crate) fn internal_json(e: anyhow::Error) -> Response {
     tracing::error!(error = %e, "API request failed");
     api_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
 }
@@ -437,5 +444,252 @@ async fn decision(
             }
             api_error(StatusCode::CONFLICT, &e.to_string())
         }
+    }
+}
+
+/// A QA reviewer's assessment of a sampled call.
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct QaScoreRequest {
+    /// 1–5: does the summary match the call?
+    correctness: u8,
+    /// 1–5: does it keep what matters?
+    relevance: u8,
+    /// 1–5: language and form.
+    quality: u8,
+    /// `""` (none), `discriminatory` or `unexpected`; a flag needs a note.
+    #[serde(default)]
+    flag: String,
+    /// Sealed under the call's `ki` key; gone with the KI data.
+    #[serde(default)]
+    note: String,
+}
+
+/// Stores (or replaces) the caller's assessment of a call sampled for QA.
+#[utoipa::path(post, path = "/api/v1/calls/{id}/qa", tag = "qa",
+    params(("id" = String, Path, description = "The call id"),
+           ("X-CSRF-Token" = Option<String>, Header, description = "Required with a session cookie")),
+    request_body = QaScoreRequest,
+    responses(
+        (status = 204, description = "Stored"),
+        (status = 400, description = "A score outside 1–5, an unknown flag, a flag without a note", body = ApiError),
+        (status = 401, description = "Not signed in, or the token was refused", body = ApiError),
+        (status = 403, description = "Not a QA reviewer, the call is not sampled, or no CSRF token", body = ApiError),
+        (status = 404, description = "Unknown call", body = ApiError),
+        (status = 410, description = "The call's KI data is gone", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = [])))]
+async fn qa_score(
+    State(app): State<Arc<App>>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(req): Json<QaScoreRequest>,
+) -> Response {
+    let (user, via) = match app.api_user(&ctx, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let Ok(call_id) = CallId::parse(&id) else {
+        return api_error(StatusCode::NOT_FOUND, "unknown call");
+    };
+    if let Err(r) = check_csrf(&via, &headers) {
+        if let Err(e) = app
+            .audit(
+                &user,
+                "qa.score",
+                &format!("call:{call_id}"),
+                "no valid CSRF token",
+                "refused",
+            )
+            .await
+        {
+            return internal_json(e);
+        }
+        return r;
+    }
+    let scores = [req.correctness, req.relevance, req.quality];
+    match super::qa::score_call(&app, Reply::Json, &user, &call_id, &req.flag, scores, req.note).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(r) => r,
+    }
+}
+
+/// The QA report's numbers for one topic or the total.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TopicStatsView {
+    /// The primary topic, or `TOTAL`.
+    topic: String,
+    drafted: u64,
+    sampled: u64,
+    scored: u64,
+    reviews: u64,
+    mean_correctness: Option<f64>,
+    mean_relevance: Option<f64>,
+    mean_quality: Option<f64>,
+    flagged_discriminatory: u64,
+    flagged_unexpected: u64,
+    approved: u64,
+    rejected: u64,
+    /// Mean word-level edit distance from draft to approved summary.
+    mean_edit_distance: Option<f64>,
+    /// Mean share of the draft's words the advisor changed.
+    mean_edit_distance_per_draft_word: Option<f64>,
+}
+
+impl From<&crate::qa::TopicStats> for TopicStatsView {
+    fn from(t: &crate::qa::TopicStats) -> Self {
+        Self {
+            topic: t.topic.clone(),
+            drafted: t.drafted,
+            sampled: t.sampled,
+            scored: t.scored,
+            reviews: t.reviews,
+            mean_correctness: t.mean_correctness,
+            mean_relevance: t.mean_relevance,
+            mean_quality: t.mean_quality,
+            flagged_discriminatory: t.flagged_discriminatory,
+            flagged_unexpected: t.flagged_unexpected,
+            approved: t.approved,
+            rejected: t.rejected,
+            mean_edit_distance: t.mean_edit_distance,
+            mean_edit_distance_per_draft_word: t.mean_edit_distance_per_draft_word,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct QaReportView {
+    from_day: String,
+    to_day: String,
+    topics: Vec<TopicStatsView>,
+    total: TopicStatsView,
+}
+
+/// The QA report over the calls of a range of days (QA, team lead, compliance).
+#[utoipa::path(get, path = "/api/v1/qa/report", tag = "qa",
+    params(super::qa::Range),
+    responses(
+        (status = 200, description = "The report", body = QaReportView),
+        (status = 400, description = "A day that is not YYYY-MM-DD", body = ApiError),
+        (status = 401, description = "Not signed in, or the token was refused", body = ApiError),
+        (status = 403, description = "The role may not read the report", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = [])))]
+async fn qa_report(
+    State(app): State<Arc<App>>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    Query(q): Query<super::qa::Range>,
+) -> Response {
+    let (user, _) = match app.api_user(&ctx, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    match super::qa::report_for(&app, Reply::Json, &user, &q).await {
+        Ok(r) => Json(QaReportView {
+            from_day: r.from_day.clone(),
+            to_day: r.to_day.clone(),
+            topics: r.topics.iter().map(TopicStatsView::from).collect(),
+            total: TopicStatsView::from(&r.total),
+        })
+        .into_response(),
+        Err(r) => r,
+    }
+}
+
+/// A table of counts; `null` is a suppressed count.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TableView {
+    rows: Vec<String>,
+    columns: Vec<String>,
+    cells: Vec<Vec<Option<u64>>>,
+    row_totals: Vec<Option<u64>>,
+    column_totals: Vec<Option<u64>>,
+    total: Option<u64>,
+}
+
+impl From<&crate::dashboard::Table> for TableView {
+    fn from(t: &crate::dashboard::Table) -> Self {
+        let cells = |v: &[crate::dashboard::Cell]| v.iter().map(|c| c.count()).collect::<Vec<_>>();
+        Self {
+            rows: t.rows.clone(),
+            columns: t.columns.clone(),
+            cells: t.cells.iter().map(|r| cells(r)).collect(),
+            row_totals: cells(&t.row_totals),
+            column_totals: cells(&t.column_totals),
+            total: t.total.count(),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TrendView {
+    topic: String,
+    previous: Option<u64>,
+    last: Option<u64>,
+    /// `null` when either count is suppressed.
+    change: Option<i64>,
+}
+
+/// The topic dashboard's numbers; counts below `k` and those that would
+/// reveal them are `null`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DashboardView {
+    from_day: String,
+    to_day: String,
+    /// `day` or `week`.
+    period: String,
+    /// The desk of `by_period`, or `(all)`.
+    desk: String,
+    k: u32,
+    /// Topics × periods for `desk`.
+    by_period: TableView,
+    /// Desks × topics over the whole range.
+    by_desk: TableView,
+    trends: Vec<TrendView>,
+}
+
+/// Topic volumes per period and desk (every role but the auditor).
+#[utoipa::path(get, path = "/api/v1/dashboard", tag = "reporting",
+    params(super::dashboard::Params),
+    responses(
+        (status = 200, description = "The dashboard's numbers", body = DashboardView),
+        (status = 400, description = "A bad day, period or range", body = ApiError),
+        (status = 401, description = "Not signed in, or the token was refused", body = ApiError),
+        (status = 403, description = "The auditor's role reads the audit log only", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = [])))]
+async fn dashboard(
+    State(app): State<Arc<App>>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    Query(p): Query<super::dashboard::Params>,
+) -> Response {
+    let (user, _) = match app.api_user(&ctx, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    match super::dashboard::build(&app, Reply::Json, &user, &p).await {
+        Ok(d) => Json(DashboardView {
+            from_day: d.filter.first_day().to_string(),
+            to_day: d.filter.last_day().to_string(),
+            period: d.filter.period().as_str().to_owned(),
+            desk: d.slice_desk().to_owned(),
+            k: d.filter.k(),
+            by_period: TableView::from(&d.by_period),
+            by_desk: TableView::from(&d.by_desk),
+            trends: d
+                .trends
+                .iter()
+                .map(|t| TrendView {
+                    topic: t.topic.clone(),
+                    previous: t.previous.count(),
+                    last: t.last.count(),
+                    change: t.change,
+                })
+                .collect(),
+        })
+        .into_response(),
+        Err(r) => r,
     }
 }

@@ -7,9 +7,9 @@
 //! so differencing across overlapping queries can be traced.
 
 use super::qa::csv_response;
-use super::{internal, App, Ctx, Lang};
+use super::{App, Ctx, Lang, Reply};
 use crate::dashboard::{self, Cell, Dashboard, Day, Filter, Period, Table};
-use crate::identity::Role;
+use crate::identity::{Role, User};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -38,30 +38,33 @@ const DESKS: [&str; 5] = [
     "unspecified",
 ];
 
-#[derive(Deserialize, Default)]
-struct Params {
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct Params {
+    /// First day, `YYYY-MM-DD` (default: 7 weeks before today, or 13 days by day).
     from: Option<String>,
+    /// Last day, `YYYY-MM-DD` (default: today, UTC).
     to: Option<String>,
+    /// `week` (default) or `day`.
     period: Option<String>,
+    /// One desk, or empty for all.
     desk: Option<String>,
 }
 
 /// The dashboard for a role that may read it; the refusal or a 400 for
 /// bad parameters otherwise.
-async fn build(app: &App, ctx: &Ctx, p: &Params) -> Result<Dashboard, Response> {
-    let (user, _) = ctx.page_user()?;
-    let lang = ctx.lang;
+pub(crate) async fn build(app: &App, reply: Reply, user: &User, p: &Params) -> Result<Dashboard, Response> {
     if !reads_dashboard(user.role) {
         if let Err(e) = app.audit(user, "dashboard.read", "dashboard", "", "refused").await {
-            return Err(internal(lang, e));
+            return Err(reply.internal(e));
         }
-        return Err(ctx.error(
+        return Err(reply.error(
             StatusCode::FORBIDDEN,
             "Rollen din gir ikke tilgang til rapportene.",
             "Your role has no access to the reports.",
         ));
     }
-    let bad = |e: &dyn std::fmt::Display| ctx.error(StatusCode::BAD_REQUEST, &e.to_string(), &e.to_string());
+    let bad = |e: &dyn std::fmt::Display| reply.error(StatusCode::BAD_REQUEST, &e.to_string(), &e.to_string());
     let today: Day = opptak_domain::time::utc_day(app.edges.clock.now_us())
         .parse()
         .map_err(|e: dashboard::DashboardError| bad(&e))?;
@@ -91,13 +94,13 @@ async fn build(app: &App, ctx: &Ctx, p: &Params) -> Result<Dashboard, Response> 
         filter.desk().unwrap_or(dashboard::ALL)
     );
     if let Err(e) = app.audit(user, "dashboard.read", &subject, "", "allowed").await {
-        return Err(internal(lang, e));
+        return Err(reply.internal(e));
     }
     let rows = app
         .qa
         .topic_rows(&filter.first_day().to_string(), &filter.last_day().to_string())
         .await
-        .map_err(|e| internal(lang, e))?;
+        .map_err(|e| reply.internal(e))?;
     let rows: Vec<dashboard::TopicRow> = rows
         .into_iter()
         .map(|r| dashboard::TopicRow {
@@ -106,11 +109,15 @@ async fn build(app: &App, ctx: &Ctx, p: &Params) -> Result<Dashboard, Response> 
             topic: r.topic,
         })
         .collect();
-    dashboard::aggregate(&rows, &filter).map_err(|e| internal(lang, e.into()))
+    dashboard::aggregate(&rows, &filter).map_err(|e| reply.internal(e.into()))
 }
 
 async fn page(State(app): State<Arc<App>>, ctx: Ctx, Query(p): Query<Params>) -> Response {
-    let d = match build(&app, &ctx, &p).await {
+    let (user, _) = match ctx.page_user() {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let d = match build(&app, Reply::Html(ctx.lang), user, &p).await {
         Ok(d) => d,
         Err(r) => return r,
     };
@@ -203,7 +210,11 @@ fn table(lang: Lang, t: &Table, corner: &str) -> Markup {
 }
 
 async fn csv(State(app): State<Arc<App>>, ctx: Ctx, Query(p): Query<Params>) -> Response {
-    let d = match build(&app, &ctx, &p).await {
+    let (user, _) = match ctx.page_user() {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let d = match build(&app, Reply::Html(ctx.lang), user, &p).await {
         Ok(d) => d,
         Err(r) => return r,
     };

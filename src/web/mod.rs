@@ -392,6 +392,29 @@ pub(crate) fn error(lang: Lang, status: StatusCode, nb: &str, en: &str) -> Respo
     .into_response()
 }
 
+/// How a handler shared by a page and the JSON API answers errors.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Reply {
+    Html(Lang),
+    Json,
+}
+
+impl Reply {
+    pub(crate) fn error(self, status: StatusCode, nb: &str, en: &str) -> Response {
+        match self {
+            Reply::Html(lang) => error(lang, status, nb, en),
+            Reply::Json => api::api_error(status, en),
+        }
+    }
+
+    pub(crate) fn internal(self, e: anyhow::Error) -> Response {
+        match self {
+            Reply::Html(lang) => internal(lang, e),
+            Reply::Json => api::internal_json(e),
+        }
+    }
+}
+
 pub(crate) fn internal(lang: Lang, e: anyhow::Error) -> Response {
     tracing::error!(error = %e, "request failed");
     error(

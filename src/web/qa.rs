@@ -3,7 +3,7 @@
 //! relevance, quality 1–5; a flag for discriminatory or unexpected content
 //! with a note), and the QA report as a page and as CSV.
 
-use super::{csrf_of, internal, App, Ctx, Lang};
+use super::{csrf_of, internal, App, Ctx, Lang, Reply};
 use crate::identity::{Role, User};
 use crate::qa::{QaFlag, QaReport, QaReview, QaScore, Refusal, TopicStats};
 use axum::extract::{Form, Path, Query, State};
@@ -174,7 +174,6 @@ async fn assess(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>, F
         Ok(u) => u,
         Err(r) => return r,
     };
-    let lang = ctx.lang;
     let Ok(call_id) = CallId::parse(&id) else {
         return ctx.error(StatusCode::NOT_FOUND, "Ukjent samtale.", "Unknown call.");
     };
@@ -182,31 +181,57 @@ async fn assess(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>, F
     if let Err(r) = app.check_form(&ctx, (user, token), &f.csrf, "qa.score", &subject).await {
         return r;
     }
-    let flag = match f.flag.as_str() {
+    match score_call(
+        &app,
+        Reply::Html(ctx.lang),
+        user,
+        &call_id,
+        &f.flag,
+        [f.correctness, f.relevance, f.quality],
+        f.note,
+    )
+    .await
+    {
+        Ok(()) => Redirect::to(&format!("/calls/{call_id}#qa")).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// Stores `user`'s assessment of a sampled call, audited either way.
+pub(crate) async fn score_call(
+    app: &App,
+    reply: Reply,
+    user: &User,
+    call_id: &CallId,
+    flag: &str,
+    [correctness, relevance, quality]: [u8; 3],
+    note: String,
+) -> Result<(), Response> {
+    let subject = format!("call:{call_id}");
+    let flag = match flag {
         "" => None,
         other => match QaFlag::parse(other) {
             Some(flag) => Some(flag),
-            None => return ctx.error(StatusCode::BAD_REQUEST, "Ukjent flagg.", "Unknown flag."),
+            None => return Err(reply.error(StatusCode::BAD_REQUEST, "Ukjent flagg.", "Unknown flag.")),
         },
     };
     let score = QaScore {
-        correctness: f.correctness,
-        relevance: f.relevance,
-        quality: f.quality,
+        correctness,
+        relevance,
+        quality,
         flag,
-        note: f.note,
+        note,
     };
-    match app.qa.score(user, &call_id, score).await {
+    match app.qa.score(user, call_id, score).await {
         Ok(()) => {
             let reason = flag.map_or("", |f| f.as_str());
-            if let Err(e) = app.audit(user, "qa.score", &subject, reason, "allowed").await {
-                return internal(lang, e);
-            }
-            Redirect::to(&format!("/calls/{call_id}#qa")).into_response()
+            app.audit(user, "qa.score", &subject, reason, "allowed")
+                .await
+                .map_err(|e| reply.internal(e))
         }
         Err(e) => {
             let Some(refusal) = e.downcast_ref::<Refusal>() else {
-                return internal(lang, e);
+                return Err(reply.internal(e));
             };
             let status = match refusal {
                 Refusal::NotQa | Refusal::NotSampled => StatusCode::FORBIDDEN,
@@ -214,17 +239,20 @@ async fn assess(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>, F
                 Refusal::KiGone => StatusCode::GONE,
             };
             if let Err(e) = app.audit(user, "qa.score", &subject, "", "refused").await {
-                return internal(lang, e);
+                return Err(reply.internal(e));
             }
             let msg = refusal.to_string();
-            ctx.error(status, &msg, &msg)
+            Err(reply.error(status, &msg, &msg))
         }
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct Range {
+    /// First day, `YYYY-MM-DD` (default: 29 days before today, UTC).
     pub(crate) from: Option<String>,
+    /// Last day, `YYYY-MM-DD` (default: today, UTC).
     pub(crate) to: Option<String>,
 }
 
@@ -246,14 +274,12 @@ impl Range {
 }
 
 /// The report for a role that may read it, or the audited refusal.
-async fn report_for(app: &App, ctx: &Ctx, q: &Range) -> Result<(QaReport, User), Response> {
-    let (user, _) = ctx.page_user()?;
-    let lang = ctx.lang;
+pub(crate) async fn report_for(app: &App, reply: Reply, user: &User, q: &Range) -> Result<QaReport, Response> {
     if !reads_report(user.role) {
         if let Err(e) = app.audit(user, "qa.report", "qa", "", "refused").await {
-            return Err(internal(lang, e));
+            return Err(reply.internal(e));
         }
-        return Err(ctx.error(
+        return Err(reply.error(
             StatusCode::FORBIDDEN,
             "Rollen din gir ikke tilgang til QA-rapporten.",
             "Your role has no access to the QA report.",
@@ -266,11 +292,11 @@ async fn report_for(app: &App, ctx: &Ctx, q: &Range) -> Result<(QaReport, User),
                 .audit(user, "qa.report", &format!("qa:{from}..{to}"), "", "allowed")
                 .await
             {
-                return Err(internal(lang, e));
+                return Err(reply.internal(e));
             }
-            Ok((r, user.clone()))
+            Ok(r)
         }
-        Err(e) => Err(ctx.error(StatusCode::BAD_REQUEST, &e.to_string(), &e.to_string())),
+        Err(e) => Err(reply.error(StatusCode::BAD_REQUEST, &e.to_string(), &e.to_string())),
     }
 }
 
@@ -279,7 +305,11 @@ fn mean(v: Option<f64>) -> String {
 }
 
 async fn report_page(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Range>) -> Response {
-    let (report, _) = match report_for(&app, &ctx, &q).await {
+    let (user, _) = match ctx.page_user() {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let report = match report_for(&app, Reply::Html(ctx.lang), user, &q).await {
         Ok(r) => r,
         Err(r) => return r,
     };
@@ -332,7 +362,11 @@ async fn report_page(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Rang
 }
 
 async fn report_csv(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Range>) -> Response {
-    let (report, _) = match report_for(&app, &ctx, &q).await {
+    let (user, _) = match ctx.page_user() {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let report = match report_for(&app, Reply::Html(ctx.lang), user, &q).await {
         Ok(r) => r,
         Err(r) => return r,
     };
