@@ -323,6 +323,27 @@ async fn every_role_gets_exactly_what_it_may() {
         416
     );
     assert_eq!(get_audio(bo.clone(), None).await.unwrap().status(), 403);
+    // Compliance listens only with a stated reason, which the log keeps.
+    let (_, cato) = c.login("co-cato", PW).await;
+    assert_eq!(get_audio(cato.clone(), None).await.unwrap().status(), 400);
+    let r = c
+        .http
+        .get(format!(
+            "{}/calls/{call}/audio?reason=complaint%20FKN-2026-0203",
+            c.base
+        ))
+        .header("cookie", cato.clone().unwrap())
+        .header("range", "bytes=0-99")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    let (_, astrid_) = c.login("aud-astrid", PW).await;
+    assert_eq!(
+        get_audio(astrid_, None).await.unwrap().status(),
+        403,
+        "an auditor never listens"
+    );
     assert_eq!(get_audio(None, None).await.unwrap().status(), 401);
 
     // Decisions: only the advisor, only with the form's token; edits are
@@ -700,9 +721,18 @@ async fn every_role_gets_exactly_what_it_may() {
         .filter(|e| e.event.action == "recording.play")
         .map(|e| (e.event.actor.clone(), e.event.outcome.clone()))
         .collect();
-    assert!(
-        plays.contains(&("adv-anne".into(), "allowed".into())) && plays.contains(&("adv-bo".into(), "refused".into()))
-    );
+    for want in [
+        ("adv-anne", "allowed"),
+        ("adv-bo", "refused"),
+        ("co-cato", "refused"),
+        ("co-cato", "allowed"),
+        ("aud-astrid", "refused"),
+    ] {
+        assert!(
+            plays.contains(&(want.0.into(), want.1.into())),
+            "{want:?} not in {plays:?}"
+        );
+    }
     let decisions: Vec<(String, String)> = log
         .iter()
         .filter(|e| e.event.action.starts_with("draft."))
