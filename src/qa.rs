@@ -463,7 +463,7 @@ impl Qa {
         }
         let note = score.note.trim();
         if let (Some(flag), true) = (score.flag, note.is_empty()) {
-            return Err(Refusal::Invalid(format!("a {} flag needs a note saying why", flag.as_str())).into());
+            return Err(Refusal::Invalid(format!("the flag {} needs a note saying why", flag.as_str())).into());
         }
         if note.len() > MAX_NOTE_BYTES {
             return Err(Refusal::Invalid(format!("the note is longer than {MAX_NOTE_BYTES} bytes")).into());

@@ -556,7 +556,7 @@ async fn every_role_gets_exactly_what_it_may() {
     let (s, _, body) = c.get("/dashboard?period=day", lise.as_deref()).await;
     assert_eq!(s, 200, "{body}");
     assert!(body.contains("<svg") && body.contains("role=\"img\""), "{body}");
-    assert!(body.contains("title=\"suppressed\""), "{body}");
+    assert!(body.contains("title=\"skjult\""), "{body}");
     let r = c
         .http
         .get(format!("{}/dashboard.csv?period=week", c.base))

@@ -149,7 +149,7 @@ async fn page(State(app): State<Arc<App>>, ctx: Ctx, Query(p): Query<Params>) ->
             p.muted { (d.suppression_note(lang.code())) }
             figure {
                 (PreEscaped(dashboard::svg_chart(&d, lang.code())))
-                figcaption { (lang.t("Samtaler per emne, ", "Calls per topic, ")) (f.range_label()) ", desk: " (d.slice_desk()) }
+                figcaption { (lang.t("Samtaler per emne, ", "Calls per topic, ")) (f.range_label()) ", desk: " (f.desk().unwrap_or(lang.t("alle", "all"))) }
             }
             h2 { (lang.t("Per periode", "Per period")) }
             (table(lang, &d.by_period, lang.t("Emne", "Topic")))
@@ -176,10 +176,13 @@ async fn page(State(app): State<Arc<App>>, ctx: Ctx, Query(p): Query<Params>) ->
     )
 }
 
-fn cell(c: &Cell) -> Markup {
+fn cell(lang: Lang, c: &Cell) -> Markup {
     match c {
         Cell::Count(n) => html! { td { (n) } },
-        Cell::Suppressed => html! { td.muted title="suppressed" { (dashboard::SUPPRESSED) } },
+        Cell::Suppressed => {
+            let hidden = lang.t("skjult", "suppressed");
+            html! { td.muted title=(hidden) aria-label=(hidden) { (dashboard::SUPPRESSED) } }
+        }
     }
 }
 
@@ -195,15 +198,15 @@ fn table(lang: Lang, t: &Table, corner: &str) -> Markup {
                 @for (i, r) in t.rows.iter().enumerate() {
                     tr {
                         th scope="row" { (r) }
-                        @for c in &t.cells[i] { (cell(c)) }
-                        (cell(&t.row_totals[i]))
+                        @for c in &t.cells[i] { (cell(lang, c)) }
+                        (cell(lang, &t.row_totals[i]))
                     }
                 }
             }
             tfoot { tr {
                 th scope="row" { (lang.t("Sum", "Total")) }
-                @for c in &t.column_totals { (cell(c)) }
-                (cell(&t.total))
+                @for c in &t.column_totals { (cell(lang, c)) }
+                (cell(lang, &t.total))
             } }
         }
     }

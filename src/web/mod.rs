@@ -225,6 +225,9 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
 pub(crate) struct Ctx {
     pub(crate) lang: Lang,
     pub(crate) session: Option<(User, String)>,
+    /// Where the language switch returns to: this page (path and query)
+    /// for a GET, the home page otherwise.
+    back: String,
 }
 
 impl FromRequestParts<Arc<App>> for Ctx {
@@ -241,7 +244,11 @@ impl FromRequestParts<Arc<App>> for Ctx {
                 .map_err(|e| internal(lang, e))?
                 .map(|u| (u, token)),
         };
-        Ok(Ctx { lang, session })
+        let back = match (&parts.method, parts.uri.path_and_query()) {
+            (&axum::http::Method::GET, Some(pq)) => pq.as_str().to_owned(),
+            _ => "/".to_owned(),
+        };
+        Ok(Ctx { lang, session, back })
     }
 }
 
@@ -260,14 +267,32 @@ impl Ctx {
         self.user().map_err(|_| Redirect::to("/login").into_response())
     }
 
+    /// An error page, with the signed-in user's menu.
     pub(crate) fn error(&self, status: StatusCode, nb: &str, en: &str) -> Response {
-        error(self.lang, status, nb, en)
+        let lang = self.lang;
+        Html(
+            page(
+                lang,
+                lang.t("Feil", "Error"),
+                self.session.as_ref(),
+                &self.back,
+                html! { p role="alert" { (lang.t(nb, en)) } },
+            ),
+            status,
+        )
+        .into_response()
     }
 
     /// A full page for this request.
     pub(crate) fn page(&self, title: (&str, &str), body: Markup) -> Response {
         Html(
-            page(self.lang, self.lang.t(title.0, title.1), self.session.as_ref(), body),
+            page(
+                self.lang,
+                self.lang.t(title.0, title.1),
+                self.session.as_ref(),
+                &self.back,
+                body,
+            ),
             StatusCode::OK,
         )
         .into_response()
@@ -297,7 +322,7 @@ fn nav(lang: Lang, role: Role) -> Vec<(&'static str, &'static str)> {
     links
 }
 
-fn page(lang: Lang, title: &str, session: Option<&(User, String)>, body: Markup) -> Markup {
+fn page(lang: Lang, title: &str, session: Option<&(User, String)>, back: &str, body: Markup) -> Markup {
     let other = lang.other();
     html! {
         (DOCTYPE)
@@ -324,7 +349,7 @@ fn page(lang: Lang, title: &str, session: Option<&(User, String)>, body: Markup)
                                 button type="submit" { (lang.t("Logg ut", "Sign out")) }
                             }
                         }
-                        a href={ "/lang/" (other.code()) } hreflang=(other.code()) lang=(other.code()) {
+                        a href={ "/lang/" (other.code()) "?back=" (urlencode(back)) } hreflang=(other.code()) lang=(other.code()) {
                             (other.t("Norsk", "English"))
                         }
                     }
@@ -342,7 +367,7 @@ form.inline{display:inline}.skip{position:absolute;left:-999px}.skip:focus{left:
 table{border-collapse:collapse}td,th{padding:.3rem .6rem;border-bottom:1px solid #ccc;text-align:left;vertical-align:top}\
 .agent{color:#124}.customer{color:#412}del{color:#900}ins{color:#060}\
 a:focus,button:focus,input:focus,textarea:focus,select:focus,audio:focus{outline:3px solid #06c;outline-offset:2px}\
-button{padding:.3rem .8rem}.flag{color:#900;font-weight:bold}.muted{color:#555}";
+button{padding:.3rem .8rem}main{overflow-x:auto}.flag{color:#900;font-weight:bold}.muted{color:#555}";
 
 /// A role's name in `lang`.
 pub(crate) fn role_name(lang: Lang, role: Role) -> &'static str {
@@ -385,6 +410,7 @@ pub(crate) fn error(lang: Lang, status: StatusCode, nb: &str, en: &str) -> Respo
             lang,
             lang.t("Feil", "Error"),
             None,
+            "/",
             html! { p role="alert" { (lang.t(nb, en)) } },
         ),
         status,
@@ -681,6 +707,7 @@ async fn login_page(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
             lang,
             lang.t("Logg inn", "Sign in"),
             None,
+            "/login",
             html! {
                 form method="post" action="/login" {
                     input type="hidden" name="csrf" value=(nonce);
@@ -806,4 +833,14 @@ async fn logout(State(app): State<Arc<App>>, ctx: Ctx, Form(f): Form<CsrfForm>) 
         HeaderValue::from_static("opptak_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0"),
     );
     r
+}
+
+/// Percent-encodes a query value.
+pub(crate) fn urlencode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

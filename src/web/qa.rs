@@ -241,8 +241,16 @@ pub(crate) async fn score_call(
             if let Err(e) = app.audit(user, "qa.score", &subject, "", "refused").await {
                 return Err(reply.internal(e));
             }
-            let msg = refusal.to_string();
-            Err(reply.error(status, &msg, &msg))
+            let en = refusal.to_string();
+            let nb = match refusal {
+                Refusal::NotQa => "Bare kvalitetskontrollører vurderer KI-samtaler.".to_owned(),
+                Refusal::NotSampled => "Samtalen er ikke trukket ut til kvalitetskontroll.".to_owned(),
+                Refusal::KiGone => "KI-dataene til samtalen er slettet (utløpt eller på forespørsel).".to_owned(),
+                Refusal::Invalid(why) => {
+                    format!("Vurderingen ble ikke lagret: hver karakter er 1–5, og et flagg krever et notat ({why}).")
+                }
+            };
+            Err(reply.error(status, &nb, &en))
         }
     }
 }
@@ -300,8 +308,16 @@ pub(crate) async fn report_for(app: &App, reply: Reply, user: &User, q: &Range) 
     }
 }
 
-fn mean(v: Option<f64>) -> String {
-    v.map_or_else(|| "–".to_owned(), |m| format!("{m:.2}"))
+/// A mean with two decimals, with a decimal comma in Norwegian.
+fn mean(lang: Lang, v: Option<f64>) -> String {
+    v.map_or_else(|| "–".to_owned(), |m| decimal(lang, format!("{m:.2}")))
+}
+
+fn decimal(lang: Lang, s: String) -> String {
+    match lang {
+        Lang::Nb => s.replace('.', ","),
+        Lang::En => s,
+    }
 }
 
 async fn report_page(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Range>) -> Response {
@@ -319,11 +335,11 @@ async fn report_page(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Rang
             tr {
                 @if total { th scope="row" { (lang.t("Totalt", "Total")) } } @else { th scope="row" { (t.topic) } }
                 td { (t.drafted) } td { (t.sampled) } td { (t.scored) }
-                td { (mean(t.mean_correctness)) } td { (mean(t.mean_relevance)) } td { (mean(t.mean_quality)) }
+                td { (mean(lang, t.mean_correctness)) } td { (mean(lang, t.mean_relevance)) } td { (mean(lang, t.mean_quality)) }
                 td { @if t.flagged_discriminatory > 0 { strong.flag { (t.flagged_discriminatory) } } @else { "0" } }
                 td { @if t.flagged_unexpected > 0 { strong.flag { (t.flagged_unexpected) } } @else { "0" } }
                 td { (t.approved) } td { (t.rejected) }
-                td { (mean(t.mean_edit_distance)) }
+                td { (mean(lang, t.mean_edit_distance)) }
                 td { (t.mean_edit_distance_per_draft_word.map_or_else(|| "–".to_owned(), |m| format!("{:.0} %", m * 100.0))) }
             }
         }

@@ -2,7 +2,7 @@
 //! call page (draft, versions with word diffs, transcript, audio player),
 //! decisions, and the recording as a WAV served in byte ranges.
 
-use super::{csrf_of, internal, App, Ctx, Lang};
+use super::{csrf_of, internal, urlencode, App, Ctx, Lang};
 use crate::identity::{Role, User};
 use anyhow::Result;
 use axum::extract::{Form, Path, Query, State};
@@ -504,16 +504,6 @@ async fn audio(
         }
     }
     resp
-}
-
-/// Percent-encodes a query value.
-pub(crate) fn urlencode(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The text a version changed: the previous edit's, or the draft's.
