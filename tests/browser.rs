@@ -37,6 +37,8 @@ const PW: &str = "correct horse battery staple";
 const ADVISOR: &str = "adv-anne";
 const QA: &str = "qa-kari";
 const LEAD: &str = "lead-lise";
+const AUDITOR: &str = "aud-astrid";
+const ADMIN: &str = "admin-ola";
 /// What a customer "says" to get markup into a transcript (no speech model
 /// writes tags, so only a test recognizer can).
 /// `</textarea>` too: the draft carries it into the edit form, which must
@@ -110,6 +112,8 @@ impl Service {
             (ADVISOR, Role::Advisor, "oslo"),
             (LEAD, Role::TeamLead, "oslo"),
             (QA, Role::Qa, "qa"),
+            (AUDITOR, Role::Auditor, "audit"),
+            (ADMIN, Role::Admin, "it"),
         ] {
             id.add_user("setup", user, user, role, team, PW).await.unwrap();
         }
@@ -230,6 +234,9 @@ async fn review_pages_work_in_headless_chromium() {
     let t = Instant::now();
     dashboard_flow(&tools, &svc).await;
     eprintln!("dashboard flow in {:.1} s", t.elapsed().as_secs_f64());
+    let t = Instant::now();
+    audit_and_admin_flow(&tools, &svc).await;
+    eprintln!("audit and admin flow in {:.1} s", t.elapsed().as_secs_f64());
     svc.stop().await;
 }
 
@@ -1268,4 +1275,53 @@ async fn download_csv(b: &Browser, url: &str, filename: &str) -> String {
         format!("attachment; filename=\"{filename}\"")
     );
     resp.text().await.unwrap()
+}
+
+/// The roles that never see content: the auditor reads the audit log (the
+/// flows above are in it, without content) and verifies the chain; the
+/// admin lists users and adds one by the form. Neither can open the call.
+async fn audit_and_admin_flow(tools: &Tools, svc: &Service) {
+    let call_path = format!("/calls/{}", svc.call);
+    let b = &Browser::start(tools).await;
+    sign_in(b, svc, AUDITOR, "/audit").await;
+    assert_clean(b, "audit log").await;
+    let text = b.text(&b.find("main table").await).await;
+    assert!(text.contains("transcript.read") && text.contains("qa.score"), "{text}");
+    assert!(!text.contains("savings plan"), "no content in the log");
+    shot(b, "audit-1-log").await;
+    b.click(&b.find("main form button[type=submit]").await).await;
+    wait_for_path(b, "/audit/verify").await;
+    assert_clean(b, "audit verification").await;
+    assert_eq!(b.text(&b.find("main p[role=status]").await).await, "Kjeden er intakt.");
+    shot(b, "audit-2-verified").await;
+    b.goto(&svc.url(&call_path)).await;
+    let said = error_page(b, "the auditor opens a call", 403).await;
+    assert!(said.contains("aldri"), "{said}");
+
+    let b = &Browser::start(tools).await;
+    sign_in(b, svc, ADMIN, "/dashboard").await;
+    b.click(&b.find("header a[href='/admin/users']").await).await;
+    wait_for_path(b, "/admin/users").await;
+    assert_clean(b, "users").await;
+    b.send_keys(&b.find("main > form input[name=user]").await, "adv-nina")
+        .await;
+    b.send_keys(&b.find("main > form input[name=name]").await, "Nina Nordmann")
+        .await;
+    b.send_keys(&b.find("main > form input[name=team]").await, "oslo").await;
+    b.send_keys(&b.find("main > form input[name=password]").await, PW).await;
+    b.click(&b.find("main > form button[type=submit]").await).await;
+    b.wait_until("the new user listed", WAIT, || async move {
+        let listed = b
+            .execute(
+                "const t = document.querySelector('main table'); return !!t && t.innerText.includes('Nina Nordmann');",
+                vec![],
+            )
+            .await;
+        (listed == json!(true)).then_some(())
+    })
+    .await;
+    assert_clean(b, "users, after adding").await;
+    shot(b, "admin-1-users").await;
+    b.goto(&svc.url(&call_path)).await;
+    error_page(b, "the admin opens a call", 403).await;
 }

@@ -210,7 +210,7 @@ async fn users_page(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
             form method="post" action="/admin/users" {
                 input type="hidden" name="csrf" value=(csrf_of(&token));
                 input type="hidden" name="action" value="add";
-                p { label { (lang.t("Brukernavn ", "User name ")) input name="user" required pattern="[A-Za-z0-9._-]{1,64}"; } }
+                p { label { (lang.t("Brukernavn ", "User name ")) input name="user" required pattern="[A-Za-z0-9._\\-]{1,64}"; } }
                 p { label { (lang.t("Navn ", "Name ")) input name="name" required; } }
                 p { label { (lang.t("Rolle ", "Role ")) select name="role" {
                     @for r in roles { option value=(r.as_str()) { (super::role_name(lang, r)) } }
