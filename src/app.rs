@@ -159,7 +159,9 @@ impl RunningSweeper {
         let interval = std::time::Duration::from_secs(edges.config.retention.sweep_interval_s);
         let batch = edges.config.retention.sweep_batch;
         let flag = stop.clone();
+        let up = opptak_telemetry::metrics().role_up("sweeper");
         let task = tokio::spawn(async move {
+            let _up = up;
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
                 match retention.sweep(batch, &flag, |_| {}).await {
                     Ok(r) if r.deleted + r.spool_objects_deleted > 0 => tracing::info!(?r, "sweep"),
@@ -315,7 +317,9 @@ impl RunningKi {
                 );
                 let task = {
                     let l = l.clone();
+                    let up = opptak_telemetry::metrics().role_up("transcriber");
                     tokio::spawn(async move {
+                        let _up = up;
                         opptak_ki::live::run_role(l, &group, &topic, rx)
                             .await
                             .map(|s| format!("{} calls live, {} utterances", s.calls_started, s.utterances_sent))
@@ -330,9 +334,11 @@ impl RunningKi {
                 cfg.recorder_config().topics.recordings,
                 stop.subscribe(),
             );
+            let up = opptak_telemetry::metrics().role_up("transcriber");
             tasks.push((
                 "transcriber",
                 tokio::spawn(async move {
+                    let _up = up;
                     opptak_ki::transcribe::run_role(t, &group, &topic, calls, rx)
                         .await
                         .map(|n| format!("{n} calls transcribed from their recordings"))
@@ -346,9 +352,11 @@ impl RunningKi {
                 transcripts_topic(cfg),
                 stop.subscribe(),
             );
+            let up = opptak_telemetry::metrics().role_up("summarizer");
             tasks.push((
                 "summarizer",
                 tokio::spawn(async move {
+                    let _up = up;
                     opptak_ki::summarize::run_role(s, &group, &topic, rx)
                         .await
                         .map(|n| format!("{n} drafts"))
@@ -473,7 +481,12 @@ impl RunningRecorder {
     pub fn spawn(recorder: Recorder) -> Self {
         let (shutdown, rx) = watch::channel(false);
         let stats = recorder.stats();
-        let task = tokio::spawn(recorder.run(rx));
+        // `opptak_role_up{role="recorder"}` is 1 for as long as the task runs.
+        let up = opptak_telemetry::metrics().role_up("recorder");
+        let task = tokio::spawn(async move {
+            let _up = up;
+            recorder.run(rx).await
+        });
         Self { stats, shutdown, task }
     }
 

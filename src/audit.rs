@@ -74,6 +74,7 @@ impl Audit {
     /// Appends `e`; signs a checkpoint every `checkpoint_every` entries.
     pub async fn record(&self, e: &AuditEvent) -> Result<u64> {
         let entry = self.store.append(e, self.clock.now_us()).await?;
+        opptak_telemetry::metrics().audit_appends.inc();
         if self.checkpoint_every > 0 && entry.seq % self.checkpoint_every == 0 {
             self.checkpoint().await?;
         }

@@ -25,6 +25,7 @@ pub struct Config {
     pub oidc: Option<OidcSection>,
     pub qa: QaSection,
     pub log: LogConfig,
+    pub telemetry: TelemetrySection,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -229,6 +230,14 @@ pub struct LogConfig {
     pub format: String,
 }
 
+/// Metrics and health endpoints of `opptak run` (`crate::telemetry`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySection {
+    /// Address serving `/metrics`, `/healthz` and `/readyz`; empty: none.
+    pub listen: String,
+}
+
 impl Config {
     /// Loads defaults, then `file`, then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self> {
@@ -332,6 +341,15 @@ impl Config {
         if let Some(oidc) = &self.oidc {
             crate::oidc::check_config(oidc)?;
         }
+        let listen = self.telemetry.listen.trim();
+        if !listen.is_empty()
+            && listen
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+        {
+            bail!("telemetry.listen = {listen:?}: expected host:port such as \"0.0.0.0:9464\", or \"\" for none");
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format = {:?}: expected \"text\" or \"json\"", self.log.format);
         }
@@ -420,6 +438,18 @@ mod tests {
             let e = format!("{:#}", Config::load_from(None, &env).unwrap_err());
             assert!(e.contains("qa.share") && e.contains("0.0 to 1.0"), "{e}");
         }
+    }
+
+    #[test]
+    fn telemetry_listen_is_an_address_or_empty() {
+        assert_eq!(Config::load_from(None, &[]).unwrap().telemetry.listen, "127.0.0.1:9464");
+        for ok in ["", "0.0.0.0:9464", "localhost:9464"] {
+            let env = vec![("OPPTAK__TELEMETRY__LISTEN".to_string(), ok.to_string())];
+            assert_eq!(Config::load_from(None, &env).unwrap().telemetry.listen, ok);
+        }
+        let env = vec![("OPPTAK__TELEMETRY__LISTEN".to_string(), "metrics.example".to_string())];
+        let e = format!("{:#}", Config::load_from(None, &env).unwrap_err());
+        assert!(e.contains("telemetry.listen"), "{e}");
     }
 
     #[test]

@@ -15,4 +15,5 @@ pub mod qa;
 pub mod review;
 pub mod sim;
 pub mod subject;
+pub mod telemetry;
 pub mod web;

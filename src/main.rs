@@ -301,6 +301,19 @@ enum Role {
     Review,
 }
 
+impl Role {
+    /// The `role` label of `opptak_role_up`.
+    fn name(self) -> &'static str {
+        match self {
+            Role::Recorder => "recorder",
+            Role::Sweeper => "sweeper",
+            Role::Transcriber => "transcriber",
+            Role::Summarizer => "summarizer",
+            Role::Review => "review",
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum UsersCommand {
     /// Add a user; the password is read from standard input (never an argument).
@@ -709,8 +722,15 @@ async fn ki_status(config: Config, call_id: Option<String>, limit: u32, pending:
 }
 
 async fn run(config: Config, roles: Vec<Role>) -> Result<()> {
+    // Up before the edges open: probes see a live process that is starting.
+    let health = opptak::telemetry::Health::new();
+    let telemetry = opptak::telemetry::start(&config.telemetry.listen, health.clone()).await;
     let edges = Edges::open(config).await?;
     edges.create_topics().await?;
+    health.edges_open(&edges);
+    let mut role_names: Vec<&'static str> = roles.iter().map(|r| r.name()).collect();
+    role_names.sort_unstable();
+    role_names.dedup();
     let mut running = Vec::new();
     let mut sweepers = Vec::new();
     let (mut transcribe, mut summarize) = (false, false);
@@ -729,11 +749,16 @@ async fn run(config: Config, roles: Vec<Role>) -> Result<()> {
                 let router = opptak::web::router(&edges, edges.config.web.secure_cookies).await?;
                 let (tx, rx) = tokio::sync::oneshot::channel::<()>();
                 tracing::info!(%listen, "review service listening");
+                let up = opptak_telemetry::metrics().role_up("review");
                 web_servers.push((
                     tx,
-                    tokio::spawn(opptak::web::serve(listener, router, async {
-                        let _ = rx.await;
-                    })),
+                    tokio::spawn(async move {
+                        let _up = up;
+                        opptak::web::serve(listener, router, async {
+                            let _ = rx.await;
+                        })
+                        .await
+                    }),
                 ));
             }
         }
@@ -743,6 +768,7 @@ async fn run(config: Config, roles: Vec<Role>) -> Result<()> {
     } else {
         None
     };
+    health.roles_started(role_names);
     tracing::info!(bus = %edges.config.bus.url, blobs = %edges.blobs.describe(), metadata = %edges.meta.describe(), "opptak running");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -766,6 +792,9 @@ async fn run(config: Config, roles: Vec<Role>) -> Result<()> {
     }
     for r in running {
         r.stop().await?;
+    }
+    if let Some(t) = telemetry {
+        t.stop().await;
     }
     Ok(())
 }

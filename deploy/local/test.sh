@@ -19,6 +19,8 @@ done
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 cargo test --workspace --all-targets "$@"
+# The deploy files (compose, Helm chart, Dockerfiles) without a container engine.
+deploy/validate.sh --opptak-bin cargo
 # Coverage-guided fuzzing of the encryption-format decoders (nightly, its own
 # target dir): OPPTAK_FUZZ_SECONDS per target, default 30; 0 skips.
 fuzz/run.sh "${OPPTAK_FUZZ_SECONDS:-30}"

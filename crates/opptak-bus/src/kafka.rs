@@ -11,14 +11,19 @@ use crate::{Bus, BusError, Outgoing, Position, Record, Subscription};
 use async_trait::async_trait;
 use bytes::Bytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashSet;
+use std::sync::Mutex;
 use std::time::Duration;
+
+/// How often librdkafka reports a consumer's statistics (the consumer lag).
+const STATS_INTERVAL_MS: &str = "5000";
 
 #[derive(Clone, Debug)]
 pub struct KafkaOptions {
@@ -200,10 +205,15 @@ impl Bus for KafkaBus {
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
             .set("heartbeat.interval.ms", "1000")
-            .set("partition.assignment.strategy", "cooperative-sticky");
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .set("statistics.interval.ms", STATS_INTERVAL_MS);
         Self::apply_extra(&mut c, &self.options);
-        let consumer: StreamConsumer = c
-            .create()
+        let context = LagContext {
+            group: group.to_owned(),
+            reported: Mutex::new(HashSet::new()),
+        };
+        let consumer: StreamConsumer<LagContext> = c
+            .create_with_context(context)
             .map_err(|e| BusError::Config(format!("kafka consumer: {e}")))?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names).map_err(unavailable)?;
@@ -238,6 +248,22 @@ impl Bus for KafkaBus {
         .await
         .map_err(|e| BusError::Unavailable(e.to_string()))?
     }
+
+    async fn ping(&self, topic: &str, timeout: Duration) -> Result<(), BusError> {
+        // The producer's client is connected already: a metadata request
+        // for one topic is the cheapest question a broker answers.
+        let client = self.producer.clone();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            client
+                .client()
+                .fetch_metadata(Some(&topic), timeout)
+                .map(|_| ())
+                .map_err(unavailable)
+        })
+        .await
+        .map_err(|e| BusError::Unavailable(e.to_string()))?
+    }
 }
 
 fn is_transient(code: RDKafkaErrorCode) -> bool {
@@ -255,8 +281,51 @@ fn is_transient(code: RDKafkaErrorCode) -> bool {
     )
 }
 
+/// Reports the consumer lag of every partition the group owns here
+/// (`opptak_consumer_lag`) from librdkafka's statistics, which the consumer
+/// emits every [`STATS_INTERVAL_MS`] while it is polled: no extra requests
+/// to the broker.
+struct LagContext {
+    group: String,
+    /// Partitions with a lag reported, so revoked ones are removed.
+    reported: Mutex<HashSet<(String, i32)>>,
+}
+
+impl ClientContext for LagContext {
+    fn stats(&self, stats: rdkafka::Statistics) {
+        let m = opptak_telemetry::metrics();
+        let mut now = HashSet::new();
+        for (topic, t) in &stats.topics {
+            for p in t.partitions.values() {
+                // -1 is librdkafka's internal "unassigned" partition.
+                if p.partition < 0 || !p.desired {
+                    continue;
+                }
+                // consumer_lag is -1 until the group has committed; then
+                // everything from the low watermark is still to be read.
+                let lag = if p.consumer_lag >= 0 {
+                    p.consumer_lag
+                } else if p.hi_offset >= 0 && p.lo_offset >= 0 {
+                    p.hi_offset - p.lo_offset
+                } else {
+                    continue;
+                };
+                m.set_consumer_lag(&self.group, topic, p.partition, lag);
+                now.insert((topic.clone(), p.partition));
+            }
+        }
+        let mut reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
+        for (topic, partition) in reported.difference(&now) {
+            m.remove_consumer_lag(&self.group, topic, *partition);
+        }
+        *reported = now;
+    }
+}
+
+impl ConsumerContext for LagContext {}
+
 struct KafkaSubscription {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<LagContext>,
 }
 
 #[async_trait]
@@ -290,6 +359,7 @@ impl Subscription for KafkaSubscription {
                     offset: m.offset(),
                     key: m.key().map(Bytes::copy_from_slice),
                     payload: m.payload().map(Bytes::copy_from_slice).unwrap_or_default(),
+                    timestamp_ms: m.timestamp().to_millis(),
                 }),
             }
         }

@@ -26,6 +26,9 @@ pub struct Record {
     pub offset: i64,
     pub key: Option<Bytes>,
     pub payload: Bytes,
+    /// When the producer wrote it (ms since the epoch; Kafka's CreateTime),
+    /// if the bus knows: the start of the end-to-end latency.
+    pub timestamp_ms: Option<i64>,
 }
 
 impl Record {
@@ -102,6 +105,12 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Number of messages in a partition (end offset), for tests and lag.
     async fn end_offsets(&self, topic: &str) -> Result<Vec<(i32, i64)>, BusError>;
+
+    /// Whether the bus answers, for readiness probes: one metadata request
+    /// for `topic`, bounded by `timeout`. The embedded bus always answers.
+    async fn ping(&self, _topic: &str, _timeout: Duration) -> Result<(), BusError> {
+        Ok(())
+    }
 }
 
 #[async_trait]

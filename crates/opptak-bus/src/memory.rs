@@ -84,6 +84,7 @@ impl Bus for MemoryBus {
                 offset,
                 key: Some(Bytes::copy_from_slice(key)),
                 payload: Bytes::copy_from_slice(payload),
+                timestamp_ms: Some(now_ms()),
             });
             (partition, offset)
         };
@@ -139,6 +140,13 @@ impl Bus for MemoryBus {
             .map(|(p, l)| (p as i32, l.len() as i64))
             .collect())
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 struct MemorySubscription {
@@ -205,6 +213,15 @@ impl Subscription for MemorySubscription {
                 .or_insert(0);
             // Positions only move forward, as Kafka's stored offsets do in practice.
             *slot = (*slot).max(p.next_offset);
+            let committed = *slot;
+            if let Some(log) = st
+                .topics
+                .get(&p.topic)
+                .and_then(|parts| parts.get(p.partition as usize))
+            {
+                let lag = (log.len() as i64 - committed).max(0);
+                opptak_telemetry::metrics().set_consumer_lag(&self.group, &p.topic, p.partition, lag);
+            }
         }
         Ok(())
     }
@@ -215,5 +232,28 @@ impl Subscription for MemorySubscription {
 
     async fn flush_commits(&mut self) -> Result<(), BusError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn commits_report_the_consumer_lag() {
+        let bus = MemoryBus::new();
+        bus.create_topic("lag-test", 1).await.unwrap();
+        for i in 0..5u8 {
+            bus.publish("lag-test", b"k", &[i]).await.unwrap();
+        }
+        let mut sub = bus.subscribe("lag-group", &["lag-test".into()]).await.unwrap();
+        let got = sub.poll(2, Duration::from_millis(10)).await.unwrap();
+        assert!(got.iter().all(|r| r.timestamp_ms.is_some_and(|t| t > 0)));
+        sub.commit(&[got[1].next_position()]).unwrap();
+        let series = r#"opptak_consumer_lag{group="lag-group",topic="lag-test",partition="0"} "#;
+        let text = opptak_telemetry::metrics().render();
+        let lag = text.lines().find_map(|l| l.strip_prefix(series));
+        assert_eq!(lag, Some("3"), "{text}");
     }
 }

@@ -111,6 +111,7 @@ pub(crate) fn seal_data_key(
     let aad = wrap_aad(key.id(), &kek_id, context);
     let mut sealed = nonce.to_vec();
     sealed.extend_from_slice(&encrypt(&mut nonce, &aad, key.secret())?);
+    opptak_telemetry::metrics().key_operation(opptak_telemetry::KeyOp::Wrap);
     Ok(WrappedKey {
         key_id: key.id().to_owned(),
         kek_id,
@@ -133,6 +134,7 @@ pub(crate) fn open_data_key(
     nonce.copy_from_slice(&wrapped.sealed[..12]);
     let pt = decrypt(&mut nonce, &aad, &wrapped.sealed[12..])?;
     let k: [u8; 32] = pt.as_slice().try_into().map_err(|_| CryptoError::Authentication)?;
+    opptak_telemetry::metrics().key_operation(opptak_telemetry::KeyOp::Unwrap);
     Ok(DataKey::from_parts(wrapped.key_id.clone(), k))
 }
 

@@ -659,8 +659,10 @@ impl SpeechRecognizer for HttpAsr {
                 breaker: &self.breaker,
                 pass: Some(self.breaker.admit()?),
             };
+            let sent = Instant::now();
             let result = self.attempt(&wav, u).await;
             drop(permit);
+            opptak_telemetry::metrics().asr_request(request_outcome(&result), sent.elapsed());
             let elapsed_ms = started.elapsed().as_millis() as u64;
             let (error, retry_after) = match result {
                 Ok(transcript) => {
@@ -707,6 +709,18 @@ impl SpeechRecognizer for HttpAsr {
 
     fn describe(&self) -> String {
         format!("speech model {} at {}", self.config.model, origin(&self.config.url))
+    }
+}
+
+/// How one attempt ended, for `opptak_asr_request_seconds`.
+fn request_outcome(result: &Result<Transcript, Failure>) -> opptak_telemetry::RequestOutcome {
+    use opptak_telemetry::RequestOutcome as O;
+    match result {
+        Ok(_) => O::Ok,
+        Err(Failure::Retry(AsrError::Timeout, _)) => O::Timeout,
+        Err(Failure::Fatal(AsrError::Rejected(_)) | Failure::Downgrade) => O::Rejected,
+        Err(Failure::Fatal(AsrError::Invalid(_))) => O::Invalid,
+        Err(_) => O::Error,
     }
 }
 

@@ -36,6 +36,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 /// Calls being transcribed live in this process.
 #[derive(Clone, Default)]
@@ -47,12 +48,16 @@ impl LiveCalls {
     }
     fn insert(&self, id: CallId) {
         if let Ok(mut s) = self.0.lock() {
-            s.insert(id);
+            if s.insert(id) {
+                opptak_telemetry::metrics().live_calls_in_flight.inc();
+            }
         }
     }
     fn remove(&self, id: &CallId) {
         if let Ok(mut s) = self.0.lock() {
-            s.remove(id);
+            if s.remove(id) {
+                opptak_telemetry::metrics().live_calls_in_flight.dec();
+            }
         }
     }
     pub fn len(&self) -> usize {
@@ -100,6 +105,8 @@ struct CallHandle {
     format: AudioFormat,
     reasm: Reassembler<()>,
     chunk_key: Option<DataKey>,
+    /// The input partition the call's events arrive on.
+    partition: (String, i32),
 }
 
 /// The live transcriber: one per process, fed by [`run_role`].
@@ -178,7 +185,11 @@ pub async fn run_role(
                     if let Ok(mut st) = live.stats.lock() {
                         st.calls_started += 1;
                     }
-                    workers.spawn(call_worker(live.clone(), call_id.clone(), facts.format.clone(), rx));
+                    // Everything the worker logs (the recognizer's requests
+                    // too) carries the call id.
+                    let span = tracing::info_span!("live_call", call_id = %call_id);
+                    workers
+                        .spawn(call_worker(live.clone(), call_id.clone(), facts.format.clone(), rx).instrument(span));
                     calls.insert(
                         call_id,
                         CallHandle {
@@ -186,6 +197,7 @@ pub async fn run_role(
                             reasm: Reassembler::new(facts.format.clone(), live.reassembly),
                             format: facts.format,
                             chunk_key,
+                            partition: (r.topic.clone(), r.partition),
                         },
                     );
                 }
@@ -238,6 +250,21 @@ pub async fn run_role(
                 }
                 None => {}
             }
+        }
+        // A rebalance moved partitions to another transcriber: the rest of
+        // their calls goes there, where the calls were not seen starting, so
+        // an end never comes here. Those calls go to the batch path now
+        // (without this their workers waited for ever, and the batch path of
+        // this process with them).
+        if let Ok(Some(assigned)) = sub.assigned() {
+            calls.retain(|_, h| {
+                let owned = assigned.iter().any(|(t, p)| *t == h.partition.0 && *p == h.partition.1);
+                if !owned {
+                    let _ =
+                        h.tx.send(Cmd::Abandon("its partition moved to another transcriber".into()));
+                }
+                owned
+            });
         }
         // Reap finished workers.
         while let Some(done) = workers.try_join_next() {
@@ -514,7 +541,7 @@ fn spawn_utterance(live: &Live, inflight: &mut JoinSet<Heard>, n: usize, ch: &Ch
     }
     let asr = live.t.asr.clone();
     let role = ch.role;
-    inflight.spawn(async move { (n, role, span.start, span.end, asr.transcribe(&u).await) });
+    inflight.spawn(async move { (n, role, span.start, span.end, asr.transcribe(&u).await) }.in_current_span());
 }
 
 fn now_us() -> i64 {

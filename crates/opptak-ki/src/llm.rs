@@ -135,8 +135,15 @@ impl Default for EmbeddedDrafts {
 #[async_trait]
 impl DraftWriter for EmbeddedDrafts {
     async fn draft(&self, req: &DraftRequest) -> Result<Draft, LlmError> {
-        let segments = req.to_segments()?;
-        Ok(summary::embedded_draft(&self.taxonomy, &req.language, &segments))
+        let started = Instant::now();
+        let segments = req.to_segments();
+        let outcome = match &segments {
+            Ok(_) => opptak_telemetry::RequestOutcome::Ok,
+            Err(_) => opptak_telemetry::RequestOutcome::Rejected,
+        };
+        let draft = segments.map(|s| summary::embedded_draft(&self.taxonomy, &req.language, &s));
+        opptak_telemetry::metrics().llm_request("embedded", outcome, started.elapsed());
+        draft
     }
 
     fn describe(&self) -> String {
@@ -447,6 +454,11 @@ impl DraftWriter for ChatDrafts {
                 }
                 Ok(content) => match check_answer(&self.taxonomy, &self.schema, &content) {
                     Ok(answer) => {
+                        opptak_telemetry::metrics().llm_request(
+                            "model",
+                            opptak_telemetry::RequestOutcome::Ok,
+                            t.elapsed(),
+                        );
                         tracing::info!(
                             model = %self.config.model,
                             attempt,
@@ -469,6 +481,14 @@ impl DraftWriter for ChatDrafts {
                 Err(f) => f,
             };
             let elapsed_ms = t.elapsed().as_millis() as u64;
+            use opptak_telemetry::RequestOutcome as O;
+            let observed = match &outcome {
+                Failure::Downgrade(_) | Failure::Fatal(LlmError::Rejected(_)) => O::Rejected,
+                Failure::Fatal(LlmError::Timeout) | Failure::Retry(LlmError::Timeout, _) => O::Timeout,
+                Failure::Invalid(..) | Failure::Fatal(LlmError::Invalid(_)) => O::Invalid,
+                Failure::Fatal(_) | Failure::Retry(..) => O::Error,
+            };
+            opptak_telemetry::metrics().llm_request("model", observed, t.elapsed());
             match outcome {
                 // Refused again after the downgrade: nothing else to try.
                 Failure::Downgrade(what) | Failure::Fatal(LlmError::Rejected(what)) => {

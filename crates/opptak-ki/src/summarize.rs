@@ -34,6 +34,7 @@ use opptak_retention::Retention;
 use opptak_store::meta::StoredObject;
 use opptak_store::{BlobStore, MetadataStore};
 use std::sync::Arc;
+use tracing::Instrument;
 
 /// What summarizing a call did.
 #[derive(Clone, Debug, PartialEq)]
@@ -221,6 +222,7 @@ impl Summarizer {
             .await
             .map_err(|e| TranscribeError::Retention(e.to_string()))?;
         self.tell(&rec.facts, &draft).await?;
+        opptak_telemetry::metrics().drafts_stored.inc();
         tracing::info!(call_id = %call_id, %draft_id, source = %draft.source, topics = ?draft.topics, "draft stored for review");
         Ok(SummaryOutcome::Done { draft_id, draft })
     }
@@ -281,6 +283,7 @@ pub async fn run_role(
                 }
             };
             if let Some(call_id) = closing {
+                let span = tracing::info_span!("summarize", call_id = %call_id);
                 let settled = crate::transcribe::settle(&call_id, "draft", &mut shutdown, || async {
                     use crate::transcribe::Attempt;
                     Ok(match s.summarize_call(&call_id).await? {
@@ -289,6 +292,7 @@ pub async fn run_role(
                         _ => Attempt::Final,
                     })
                 })
+                .instrument(span)
                 .await;
                 match settled {
                     // Not acknowledged: the next start retries it.
@@ -300,11 +304,7 @@ pub async fn run_role(
                     Some(false) => {}
                 }
             }
-            sub.commit(&[opptak_bus::Position {
-                topic: r.topic.clone(),
-                partition: r.partition,
-                next_offset: r.offset + 1,
-            }])?;
+            crate::transcribe::acknowledge(sub.as_mut(), &r)?;
         }
     }
     sub.flush_commits().await?;

@@ -26,6 +26,7 @@ use opptak_store::meta::{StoredKey, StoredObject};
 use opptak_store::{BlobStore, MetadataStore, StoreError};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use tracing::Instrument;
 
 /// One recognised utterance.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -323,6 +324,7 @@ impl Transcriber {
             },
         ));
         self.bus.publish_all(out).await?;
+        opptak_telemetry::metrics().transcripts_stored.inc();
         tracing::info!(call_id = %call_id, transcript_id = %id, segments = segments.len(), "transcript stored");
         Ok(true)
     }
@@ -437,6 +439,7 @@ pub async fn run_role(
                     _ = shutdown.changed() => {}
                 }
             }
+            let span = tracing::info_span!("transcribe", call_id = %call_id);
             let settled = settle(&call_id, "transcription", &mut shutdown, || async {
                 Ok(match t.transcribe_call(&call_id).await? {
                     Outcome::Pending(why) => Attempt::Pending(why),
@@ -444,6 +447,7 @@ pub async fn run_role(
                     _ => Attempt::Final,
                 })
             })
+            .instrument(span)
             .await;
             match settled {
                 // Not acknowledged: the next start retries it.
@@ -454,15 +458,25 @@ pub async fn run_role(
                 Some(true) => done += 1,
                 Some(false) => {}
             }
-            sub.commit(&[opptak_bus::Position {
-                topic: r.topic.clone(),
-                partition: r.partition,
-                next_offset: r.offset + 1,
-            }])?;
+            acknowledge(sub.as_mut(), &r)?;
         }
     }
     sub.flush_commits().await?;
     Ok(done)
+}
+
+/// Marks `r` done for the role's group. A partition that moved to another
+/// member meanwhile (a rebalance) is not an error: the new owner reads the
+/// record again and the work is idempotent (a role that stopped here left
+/// its process running without it; found by the fault suite, tests/fault.rs).
+pub(crate) fn acknowledge(sub: &mut dyn opptak_bus::Subscription, r: &opptak_bus::Record) -> Result<(), TranscribeError> {
+    match sub.commit(&[r.next_position()]) {
+        Err(opptak_bus::BusError::NotAssigned(e)) => {
+            tracing::warn!(partition = r.partition, offset = r.offset, error = %e, "offset not stored: partition moved");
+            Ok(())
+        }
+        other => Ok(other?),
+    }
 }
 
 /// What one attempt of a role at a call came to, for [`settle`].

@@ -125,6 +125,8 @@ pub struct Source {
     pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
+    /// The producer's timestamp (ms), for the end-to-end latency.
+    pub timestamp_ms: Option<i64>,
 }
 
 /// Retention class of the recording's data key (R2: every call, 24 hours).
@@ -215,13 +217,19 @@ struct CallState {
     hole_since: Option<Instant>,
     /// The input partition this call's events arrive on.
     partition: Option<(Arc<str>, i32)>,
+    /// Producer timestamps (ms) of the chunks in `buf`: their end-to-end
+    /// latency is observed once the flush that seals them is durable.
+    arrived_ms: Vec<i64>,
 }
 
 impl CallState {
     fn absorb(&mut self, pieces: Vec<Piece<Source>>) {
         for p in pieces {
             match p {
-                Piece::Audio { wire, .. } => self.buf.extend_from_slice(&wire),
+                Piece::Audio { wire, tag, .. } => {
+                    self.buf.extend_from_slice(&wire);
+                    self.arrived_ms.extend(tag.timestamp_ms);
+                }
                 Piece::Gap(g) => {
                     // Silence in the call's own codec keeps the timeline true.
                     let silence = self.reasm.format().silence_frame();
@@ -290,6 +298,9 @@ pub struct Recorder {
     /// Names this process's spool objects apart from other recorders'.
     instance: String,
     flush_seq: u64,
+    /// What this recorder last added to `opptak_calls_in_flight` (several
+    /// recorders may share a process).
+    in_flight_reported: i64,
 }
 
 impl Recorder {
@@ -328,6 +339,7 @@ impl Recorder {
             durable: BTreeMap::new(),
             instance: uuid::Uuid::new_v4().simple().to_string(),
             flush_seq: 0,
+            in_flight_reported: 0,
         }
     }
 
@@ -417,6 +429,10 @@ impl Recorder {
             }
         }
         self.flush(sub.as_mut()).await?;
+        opptak_telemetry::metrics()
+            .calls_in_flight
+            .dec_by(self.in_flight_reported);
+        self.in_flight_reported = 0;
         sub.flush_commits().await?;
         self.finished_tx = None;
         if let Some(task) = compaction {
@@ -430,6 +446,8 @@ impl Recorder {
     fn dead_letter(&mut self, r: &Record, call_id: &str, refusal: Refusal) {
         tracing::warn!(call_id, reason = ?refusal.reason, partition = r.partition, offset = r.offset, detail = %refusal.detail, "dead letter");
         self.stats.dead_letters += 1;
+        let name = refusal.reason.as_str_name();
+        opptak_telemetry::metrics().dead_letter(name.strip_prefix("DEAD_LETTER_REASON_").unwrap_or(name));
         // Sealed at the flush (the dead-letter key may need the store).
         self.dead_letters.push(PendingDeadLetter {
             record: r.clone(),
@@ -585,6 +603,7 @@ impl Recorder {
             topic,
             partition: r.partition,
             offset: r.offset,
+            timestamp_ms: r.timestamp_ms,
         };
 
         let ev = match v1::TelephonyEvent::decode(r.payload.as_ref()) {
@@ -620,7 +639,13 @@ impl Recorder {
                 Refusal::new(DeadLetterReason::Malformed, "no event set"),
             ),
             Some(Event::CallStarted(s)) => self.on_started(&r, call_id.clone(), &s).await?,
-            Some(Event::AudioChunk(c)) => self.on_chunk(&r, call_id.clone(), &c, source).await?,
+            Some(Event::AudioChunk(c)) => {
+                let refused = self.stats.dead_letters;
+                self.on_chunk(&r, call_id.clone(), &c, source).await?;
+                if self.stats.dead_letters > refused {
+                    opptak_telemetry::metrics().chunk(opptak_telemetry::ChunkOutcome::DeadLetter);
+                }
+            }
             Some(Event::KiOptOut(o)) => {
                 if let Some(call) = self.call(&call_id).await? {
                     if call.opt_out.is_none() {
@@ -730,6 +755,7 @@ impl Recorder {
             dirty: false,
             hole_since: None,
             partition: None,
+            arrived_ms: Vec::new(),
         })
     }
 
@@ -823,6 +849,7 @@ impl Recorder {
                 dirty: true,
                 hole_since: None,
                 partition: None,
+                arrived_ms: Vec::new(),
             },
         );
         Ok(())
@@ -891,6 +918,7 @@ impl Recorder {
         let rej = match outcome {
             Ok(Offer::Accepted) => {
                 self.stats.chunks_accepted += 1;
+                opptak_telemetry::metrics().chunk(opptak_telemetry::ChunkOutcome::Accepted);
                 let pieces = call.reasm.drain();
                 call.absorb(pieces);
                 call.hole_since = match (call.reasm.buffered(), call.hole_since) {
@@ -902,6 +930,7 @@ impl Recorder {
             }
             Ok(Offer::Duplicate) => {
                 self.stats.chunks_duplicate += 1;
+                opptak_telemetry::metrics().chunk(opptak_telemetry::ChunkOutcome::Duplicate);
                 call.duplicates += 1;
                 call.dirty = true;
                 return Ok(());
@@ -1016,6 +1045,7 @@ impl Recorder {
         let mut spool: Vec<u8> = Vec::new();
         let mut segments_written = 0u64;
         let mut finished = Vec::new();
+        let mut arrived_ms = Vec::new();
         for (id, call) in self.calls.iter_mut().filter(|(_, c)| c.dirty) {
             if let Some(nc) = call.new_call.take() {
                 flush.new_calls.push(nc);
@@ -1055,6 +1085,7 @@ impl Recorder {
                 call.buf_first_frame += frames;
             }
             call.buf.clear();
+            arrived_ms.append(&mut call.arrived_ms);
             flush.gaps.append(&mut call.new_gaps);
             if ending {
                 call.complete = true;
@@ -1089,6 +1120,13 @@ impl Recorder {
         for call in self.calls.values_mut() {
             call.flushed_segments = call.segments;
         }
+        let metrics = opptak_telemetry::metrics();
+        let durable_ms = now_us() / 1000;
+        for at in arrived_ms {
+            metrics
+                .end_to_end_latency
+                .observe((durable_ms - at).max(0) as f64 / 1000.0);
+        }
         let t_meta = t_start.elapsed() - t_blobs;
         // 3. Dead letters and completion events, acknowledged by the bus.
         for id in &finished {
@@ -1117,6 +1155,7 @@ impl Recorder {
         }
         let completed = std::mem::take(&mut self.completed);
         self.stats.recordings_completed += completed.len() as u64;
+        metrics.recordings_stored.inc_by(completed.len() as u64);
         out.extend(completed);
         if !out.is_empty() {
             self.bus.publish_all(out).await?;
@@ -1189,6 +1228,13 @@ impl Recorder {
         self.calls.retain(|_, c| !c.complete);
         self.stats.segments_written += segments_written;
         self.stats.flushes += 1;
+        if segments_written > 0 {
+            // Idle flushes (nothing new) would only drown the real ones.
+            metrics.flush_duration.observe(t_start.elapsed().as_secs_f64());
+        }
+        let in_flight = self.calls.len() as i64;
+        metrics.calls_in_flight.inc_by(in_flight - self.in_flight_reported);
+        self.in_flight_reported = in_flight;
         self.stats_tx.send_replace(self.stats.clone());
         Ok(())
     }
@@ -1258,7 +1304,8 @@ async fn compaction_loop(
             // everything it finished is compacted before the process exits.
             job = finished.recv() => match job {
                 Some(Job::Compact(id)) => {
-                    if let Err(e) = c.compact(&id).await {
+                    let span = tracing::info_span!("compact", call_id = %id);
+                    if let Err(e) = tracing::Instrument::instrument(c.compact(&id), span).await {
                         tracing::warn!(call_id = %id, error = %e, "compaction failed; the sweep retries");
                     }
                 }

@@ -266,11 +266,13 @@ impl Retention {
                         key_shredded = d.key_shredded.as_deref().unwrap_or("-"), "expired artifact deleted");
                     report.deleted += 1;
                     report.keys_shredded += d.key_shredded.is_some() as u64;
+                    opptak_telemetry::metrics().sweeper_deleted(&d.kind, 1);
                 }
             }
             progress(&report);
         }
         report.spool_objects_deleted = self.collect_spool(stop).await?;
+        opptak_telemetry::metrics().sweeper_deleted("spool", report.spool_objects_deleted);
         Ok(report)
     }
 

@@ -347,6 +347,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn set_reclassification(&self, r: &ReclassRow) -> Result<(), StoreError>;
     async fn reclassification_of(&self, call_id: &CallId) -> Result<Option<ReclassRow>, StoreError>;
     fn describe(&self) -> String;
+    /// One trivial query, for readiness probes: whether the store answers.
+    async fn ping(&self) -> Result<(), StoreError>;
     /// Every call of one (pseudonymous) customer, oldest first: for
     /// data-subject requests (R11).
     async fn calls_of_customer(&self, customer_ref: &str) -> Result<Vec<CallId>, StoreError>;
@@ -1109,6 +1111,7 @@ impl MetadataStore for SqlStore {
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("live {class} key of call {call_id}")))?;
         tx.commit().await.map_err(db)?;
+        opptak_telemetry::metrics().key_operation(opptak_telemetry::KeyOp::Shred);
         Ok(ev)
     }
 
@@ -1450,6 +1453,9 @@ impl MetadataStore for SqlStore {
         .await
         .map_err(db)?;
         tx.commit().await.map_err(db)?;
+        if d.key_shredded.is_some() {
+            opptak_telemetry::metrics().key_operation(opptak_telemetry::KeyOp::Shred);
+        }
         Ok(Some(d))
     }
 
@@ -1650,6 +1656,11 @@ impl MetadataStore for SqlStore {
 
     fn describe(&self) -> String {
         self.description.clone()
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db)?;
+        Ok(())
     }
 
     async fn calls_of_customer(&self, customer_ref: &str) -> Result<Vec<CallId>, StoreError> {

@@ -1,0 +1,189 @@
+{{/*
+Names, labels, the rendered opptak.toml and the secret references shared by
+every template.
+*/}}
+
+{{- define "opptak.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* <release>-opptak, or the release name when it already says opptak. */}}
+{{- define "opptak.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "opptak.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "opptak.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: opptak
+{{- end -}}
+
+{{- define "opptak.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "opptak.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* Labels of one role's objects: call with (dict "root" $ "role" "recorder"). */}}
+{{- define "opptak.roleLabels" -}}
+{{ include "opptak.labels" .root }}
+app.kubernetes.io/component: {{ .role }}
+{{- end -}}
+
+{{- define "opptak.roleSelectorLabels" -}}
+{{ include "opptak.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .role }}
+{{- end -}}
+
+{{- define "opptak.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "opptak.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "opptak.image" -}}
+{{- $tag := .Values.image.tag | default .Chart.AppVersion -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "opptak.blobsClaim" -}}
+{{- .Values.blobs.persistence.existingClaim | default (printf "%s-blobs" (include "opptak.fullname" .)) -}}
+{{- end -}}
+
+{{/* The Secret every credential comes from unless its item names another. */}}
+{{- define "opptak.secretName" -}}
+{{- .Values.secrets.name | default (printf "%s-secrets" (include "opptak.fullname" .)) -}}
+{{- end -}}
+
+{{/*
+A secretKeyRef for one item of .Values.secrets.refs:
+(dict "root" $ "item" "postgresPassword").
+*/}}
+{{- define "opptak.secretKeyRef" -}}
+{{- $ref := index .root.Values.secrets.refs .item -}}
+secretKeyRef:
+  name: {{ $ref.name | default (include "opptak.secretName" .root) }}
+  key: {{ $ref.key }}
+{{- end -}}
+
+{{/* Paths inside the containers. */}}
+{{- define "opptak.keysDir" -}}/run/opptak/keys{{- end -}}
+{{- define "opptak.configDir" -}}/etc/opptak{{- end -}}
+
+{{- define "opptak.usesKeyringFile" -}}
+{{- if eq .Values.config.keys.provider "file" }}true{{ end -}}
+{{- end -}}
+
+{{/* Key files the init container copies into the private keys directory. */}}
+{{- define "opptak.needsKeyFiles" -}}
+{{- if or (include "opptak.usesKeyringFile" .) .Values.telephonyKeyring.enabled }}true{{ end -}}
+{{- end -}}
+
+{{/*
+The effective configuration: .Values.config (opptak's own sections and
+keys, as in src/default.toml) with the keys the chart decides from its
+endpoint, path and port values. values.schema.json refuses those keys in
+.Values.config, so each has exactly one place.
+*/}}
+{{- define "opptak.config" -}}
+{{- $c := deepCopy .Values.config -}}
+{{- $owned := dict
+  "bus" (dict "url" (printf "kafka://%s" .Values.kafka.brokers))
+  "storage" (dict
+    "blobs" (printf "file://%s" .Values.blobs.mountPath)
+    "metadata" .Values.postgresql.url
+    "archive" .Values.archive.url)
+  "ki" (dict "asr_url" .Values.speech.url "llm_url" .Values.llm.url "llm_model" .Values.llm.model)
+  "web" (dict "listen" (printf "0.0.0.0:%d" (int .Values.review.port)))
+  "telemetry" (dict "listen" (printf "0.0.0.0:%d" (int .Values.telemetry.port)))
+-}}
+{{- if include "opptak.usesKeyringFile" . -}}
+{{- $_ := set $owned "keys" (dict "keyring" (printf "%s/keyring.json" (include "opptak.keysDir" .))) -}}
+{{- end -}}
+{{- if .Values.telephonyKeyring.enabled -}}
+{{- $k := get $owned "keys" | default dict -}}
+{{- $_ := set $k "telephony_keyring" (printf "%s/telephony-keyring.json" (include "opptak.keysDir" .)) -}}
+{{- $_ := set $owned "keys" $k -}}
+{{- end -}}
+{{- if .Values.llm.apiKey.enabled -}}
+{{- $_ := set (get $owned "ki") "llm_api_key_env" "OPPTAK_LLM_API_KEY" -}}
+{{- end -}}
+{{- if .Values.retentionPolicy -}}
+{{- $_ := set $owned "retention" (dict "policy" (printf "%s/policy.toml" (include "opptak.configDir" .))) -}}
+{{- end -}}
+{{- mustMergeOverwrite $c $owned | toYaml -}}
+{{- end -}}
+
+{{/* One TOML value: strings as JSON strings (valid TOML basic strings), whole numbers as integers. */}}
+{{- define "opptak.tomlValue" -}}
+{{- $v := . -}}
+{{- if kindIs "string" $v -}}
+{{- $v | toRawJson -}}
+{{- else if kindIs "bool" $v -}}
+{{- $v -}}
+{{- else if or (kindIs "float64" $v) (kindIs "float32" $v) -}}
+{{- if eq (float64 $v) (floor $v) -}}{{- int64 $v -}}{{- else -}}{{- $v -}}{{- end -}}
+{{- else if or (kindIs "int" $v) (kindIs "int64" $v) -}}
+{{- $v -}}
+{{- else if kindIs "slice" $v -}}
+[{{- range $i, $e := $v -}}{{- if $i }}, {{ end -}}{{- include "opptak.tomlValue" $e -}}{{- end -}}]
+{{- else -}}
+{{- fail (printf "opptak.toml: cannot write a %s value (%v)" (kindOf $v) $v) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* opptak.toml from the effective configuration: one table per section. */}}
+{{- define "opptak.toml" -}}
+{{- $cfg := include "opptak.config" . | fromYaml -}}
+# Rendered by the opptak Helm chart from .Values.config and the endpoint
+# values; OPPTAK__SECTION__KEY environment variables override single keys.
+{{- range $section := keys $cfg | sortAlpha }}
+{{- $table := get $cfg $section }}
+{{- if $table }}
+
+[{{ $section }}]
+{{- range $key := keys $table | sortAlpha }}
+{{ $key }} = {{ include "opptak.tomlValue" (get $table $key) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+Combinations the schema cannot express; configmap.yaml includes this so
+`helm template` / `helm install` stop with the reason.
+*/}}
+{{- define "opptak.validate" -}}
+{{- if and .Values.roles.transcriber.enabled (not .Values.speech.url) -}}
+{{- fail "roles.transcriber.enabled needs speech.url (the speech recognizer); disable the role or name the server" -}}
+{{- end -}}
+{{- if and (eq .Values.config.keys.provider "pkcs11") (not .Values.config.keys.pkcs11_module) -}}
+{{- fail "config.keys.provider = pkcs11 needs config.keys.pkcs11_module (the HSM vendor's library, mounted with extraVolumes)" -}}
+{{- end -}}
+{{- if and .Values.llm.apiKey.enabled (eq .Values.llm.url "embedded://") -}}
+{{- fail "llm.apiKey.enabled with llm.url = embedded://: the embedded summarizer takes no key" -}}
+{{- end -}}
+{{- $partitions := int (.Values.config.bus.partitions | default 12) -}}
+{{- range $role := list "recorder" "transcriber" "summarizer" -}}
+{{- $r := index $.Values.roles $role -}}
+{{- if and $r.enabled (gt (int $r.replicas) $partitions) -}}
+{{- fail (printf "roles.%s.replicas = %d exceeds config.bus.partitions = %d: a consumer group gives each partition to one member, the rest would idle" $role (int $r.replicas) $partitions) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
