@@ -469,7 +469,10 @@ pub async fn run_role(
 /// member meanwhile (a rebalance) is not an error: the new owner reads the
 /// record again and the work is idempotent (a role that stopped here left
 /// its process running without it; found by the fault suite, tests/fault.rs).
-pub(crate) fn acknowledge(sub: &mut dyn opptak_bus::Subscription, r: &opptak_bus::Record) -> Result<(), TranscribeError> {
+pub(crate) fn acknowledge(
+    sub: &mut dyn opptak_bus::Subscription,
+    r: &opptak_bus::Record,
+) -> Result<(), TranscribeError> {
     match sub.commit(&[r.next_position()]) {
         Err(opptak_bus::BusError::NotAssigned(e)) => {
             tracing::warn!(partition = r.partition, offset = r.offset, error = %e, "offset not stored: partition moved");
