@@ -236,12 +236,88 @@ fn machine() -> String {
     )
 }
 
-/// The 1-minute load average.
-fn load() -> f64 {
+/// `/proc/loadavg`'s three load averages.
+fn load() -> String {
     std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|l| l.split_whitespace().next()?.parse().ok())
-        .unwrap_or(f64::NAN)
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// CPU time so far, in clock ticks (1/100 s), split by who used it.
+#[derive(Clone, Copy)]
+struct Cpu {
+    /// This process: the service (during a wrk run nothing else runs in it).
+    service: u64,
+    /// Its reaped children: the wrk runs.
+    wrk: u64,
+    /// PostgreSQL: every `postgres` process alive now and its reaped children.
+    postgres: u64,
+    /// The machine, all cores: busy time, and all time.
+    busy: u64,
+    total: u64,
+}
+
+/// utime + stime (and cutime + cstime) of `/proc/<pid>/stat`.
+fn proc_ticks(pid: &str) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let f: Vec<u64> = stat[stat.rfind(')')? + 2..]
+        .split(' ')
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    // Fields 14-17 of proc(5) are 11-14 after the state.
+    Some((f[11] + f[12], f[13] + f[14]))
+}
+
+impl Cpu {
+    fn now() -> Cpu {
+        let (service, wrk) = proc_ticks("self").unwrap();
+        let postgres = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+            .filter(|pid| std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "postgres"))
+            .filter_map(|pid| proc_ticks(&pid))
+            // Backends that exited (a client dropped mid-query closes its
+            // connection) are in the postmaster's children's time.
+            .map(|(own, children)| own + children)
+            .sum();
+        let stat = std::fs::read_to_string("/proc/stat").unwrap();
+        let v: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        // user nice system idle iowait irq softirq steal (guest time is
+        // already in user). Interrupts count as busy: loopback traffic is
+        // handled in softirqs, charged partly to the processes, partly not.
+        Cpu {
+            service,
+            wrk,
+            postgres,
+            busy: v[..3].iter().sum::<u64>() + v[5] + v[6],
+            total: v[..8].iter().sum(),
+        }
+    }
+
+    /// What happened between `self` and `later`: per request, the service's
+    /// and PostgreSQL's CPU µs; and the cores everything else kept busy
+    /// (other engineers' builds, Kafka, kernel work not charged to a
+    /// process, ...), which should be near 0.
+    fn per_request(self, later: Cpu, requests: u64) -> (f64, f64, f64) {
+        let per = |a: u64, b: u64| (b.saturating_sub(a)) as f64 * 10_000.0 / requests.max(1) as f64;
+        let ours =
+            (later.service - self.service) + (later.wrk - self.wrk) + later.postgres.saturating_sub(self.postgres);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let others = ((later.busy - self.busy) as f64 - ours as f64) / (later.total - self.total).max(1) as f64;
+        (
+            per(self.service, later.service),
+            per(self.postgres, later.postgres),
+            others * cores,
+        )
+    }
 }
 
 /// Runs wrk against `base` with the sessions of `file` (see
@@ -358,7 +434,7 @@ async fn review_service_with_200_advisors_under_wrk() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
     let t_all = Instant::now();
-    println!("machine: {}", machine());
+    println!("machine: {}; load {}", machine(), load());
     let kafka = common::kafka().expect("Kafka (deploy/local/services.sh start; eval its env)");
     let postgres = common::postgres_db("web_bench")
         .await
@@ -569,18 +645,24 @@ async fn review_service_with_200_advisors_under_wrk() {
     let endpoints = [Endpoint::QueueHtml, Endpoint::QueueJson, Endpoint::Audio];
     // results[endpoint][audit on = 0, off = 1] = runs
     let mut results: Vec<[Vec<WrkRun>; 2]> = endpoints.iter().map(|_| [Vec::new(), Vec::new()]).collect();
-    let mut log = String::from("| round | endpoint | audit | load | requests | req/s | p50 ms | p99 ms |\n|---:|---|---|---:|---:|---:|---:|---:|\n");
+    let mut log = String::from(
+        "| round | endpoint | audit | requests | req/s | p50 ms | p99 ms | service CPU µs/req | PostgreSQL CPU µs/req | other load (cores) |\n\
+         |---:|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    println!("load before measuring: {}", load());
     for round in 0..rounds {
         let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
         for (ei, &e) in endpoints.iter().enumerate() {
             for &side in &order {
                 let (file, mode) = file_of(e);
                 let base = if side == 0 { &on } else { &off };
-                let la = load();
                 let before = audit_tail(&audit).await;
+                let c0 = Cpu::now();
                 let (run, text) = wrk(base, file, mode, seconds).await;
-                // Let requests still in flight when wrk stopped finish.
+                // Let requests still in flight when wrk stopped finish, and
+                // PostgreSQL reap the backends whose queries they abandoned.
                 tokio::time::sleep(Duration::from_secs(1)).await;
+                let (service_us, postgres_us, others) = c0.per_request(Cpu::now(), run.requests);
                 let grew = audit_tail(&audit).await - before;
                 assert!(
                     run.non_2xx == 0 && run.unexpected == 0 && run.socket_errors == 0,
@@ -598,13 +680,13 @@ async fn review_service_with_200_advisors_under_wrk() {
                     assert_eq!(grew, 0, "{}: no audit entries expected", e.name());
                 }
                 let row = format!(
-                    "| {round} | {} | {} | {la:.2} | {} | {:.0} | {:.1} | {:.1} |",
+                    "| {round} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {service_us:.0} | {postgres_us:.0} | {others:.2} |",
                     e.name(),
                     if side == 0 { "on" } else { "off" },
                     run.requests,
                     run.rps,
                     run.p50_ms,
-                    run.p99_ms
+                    run.p99_ms,
                 );
                 println!("{row}");
                 writeln!(log, "{row}").unwrap();
