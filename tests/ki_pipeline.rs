@@ -12,6 +12,8 @@
 
 mod common;
 
+use common::speech_url;
+
 use common::{wait_for_recordings, Backend, Env};
 use opptak::app::{Edges, RunningKi, RunningRecorder};
 use opptak::demo::Sample;
@@ -26,21 +28,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-fn speech_url() -> Option<String> {
-    match std::env::var("OPPTAK_TEST_SPEECH_URL") {
-        Ok(u) => Some(u),
-        Err(_) => {
-            assert_ne!(
-                std::env::var("OPPTAK_REQUIRE_SERVICES").as_deref(),
-                Ok("1"),
-                "OPPTAK_TEST_SPEECH_URL not set"
-            );
-            eprintln!("skipping: no speech server");
-            None
-        }
-    }
-}
 
 async fn services(name: &str) -> Option<Backend> {
     let kafka = common::kafka()?;

@@ -21,26 +21,13 @@
 
 mod common;
 
+use common::speech_url;
+
 use common::{publish_events, wait_for_recordings, Backend, Env};
 use opptak_proto::v1;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn speech_url() -> Option<String> {
-    match std::env::var("OPPTAK_TEST_SPEECH_URL") {
-        Ok(u) => Some(u),
-        Err(_) => {
-            assert_ne!(
-                std::env::var("OPPTAK_REQUIRE_SERVICES").as_deref(),
-                Ok("1"),
-                "OPPTAK_TEST_SPEECH_URL not set"
-            );
-            eprintln!("skipping: no speech server");
-            None
-        }
-    }
-}
 
 /// A port nobody listens on right now.
 fn free_port() -> u16 {
@@ -207,30 +194,8 @@ impl Scrape {
 
 /// A sign-in with a wrong password (refused, and audited as refused).
 async fn failed_login(base: &str) {
-    let http = reqwest::Client::new();
-    let page = http.get(format!("{base}/login")).send().await.unwrap();
-    let cookie = page.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let body = page.text().await.unwrap();
-    let csrf = body
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|v| v.split('"').next())
-        .unwrap()
-        .to_owned();
-    let r = http
-        .post(format!("{base}/login"))
-        .header("cookie", cookie)
-        .form(&[("user", "nobody"), ("password", "not the password"), ("csrf", &csrf)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
+    let (status, _) = common::web_sign_in(&reqwest::Client::new(), base, "nobody", "not the password").await;
+    assert_eq!(status, 401);
 }
 
 /// Every `opptak_*` metric name in any string of the dashboard (queries,

@@ -48,46 +48,9 @@ struct Client {
 }
 
 impl Client {
-    /// Signs in through the form: fetches it (its double-submit cookie and
-    /// hidden field), then posts it.
+    /// Signs in through the form (which checks the session cookie's flags).
     async fn login(&self, user: &str, password: &str) -> (reqwest::StatusCode, Option<String>) {
-        let page = self.http.get(format!("{}/login", self.base)).send().await.unwrap();
-        let nonce_cookie = page
-            .headers()
-            .get("set-cookie")
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
-        let body = page.text().await.unwrap();
-        let csrf = body
-            .split("name=\"csrf\" value=\"")
-            .nth(1)
-            .and_then(|v| v.split('"').next())
-            .unwrap()
-            .to_owned();
-        let r = self
-            .http
-            .post(format!("{}/login", self.base))
-            .header("cookie", nonce_cookie)
-            .form(&[("user", user), ("password", password), ("csrf", &csrf)])
-            .send()
-            .await
-            .unwrap();
-        let cookie = r
-            .headers()
-            .get("set-cookie")
-            .map(|v| v.to_str().unwrap().split(';').next().unwrap().to_owned());
-        let cookie = cookie.filter(|c| c.starts_with("opptak_session="));
-        if let Some(c) = &cookie {
-            let full = r.headers().get("set-cookie").unwrap().to_str().unwrap();
-            assert!(full.contains("HttpOnly") && full.contains("SameSite=Strict"), "{full}");
-            assert!(c.starts_with("opptak_session="));
-        }
-        (r.status(), cookie)
+        common::web_sign_in(&self.http, &self.base, user, password).await
     }
 
     async fn get(&self, path: &str, cookie: Option<&str>) -> (reqwest::StatusCode, reqwest::header::HeaderMap, String) {

@@ -361,39 +361,9 @@ struct Advisor {
 /// Signs in through the form: fetches it (its double-submit cookie and
 /// hidden field), then posts it; returns `opptak_session=...`.
 async fn login(http: &reqwest::Client, base: &str, user: &str) -> String {
-    let page = http.get(format!("{base}/login")).send().await.unwrap();
-    let nonce = page
-        .headers()
-        .get("set-cookie")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let body = page.text().await.unwrap();
-    let csrf = body
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|v| v.split('"').next())
-        .unwrap()
-        .to_owned();
-    let r = http
-        .post(format!("{base}/login"))
-        .header("cookie", nonce)
-        .form(&[("user", user), ("password", PW), ("csrf", &csrf)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 303, "{user} could not sign in");
-    r.headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok()?.split(';').next())
-        .find(|c| c.starts_with("opptak_session=") && c.len() > "opptak_session=".len())
-        .unwrap()
-        .to_owned()
+    let (status, session) = common::web_sign_in(http, base, user, PW).await;
+    assert_eq!(status, 303, "{user} could not sign in");
+    session.unwrap()
 }
 
 /// The newest audit entry's sequence number (0 when empty).

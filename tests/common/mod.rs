@@ -375,3 +375,65 @@ pub async fn publish_events(edges: &Edges, events: &[v1::TelephonyEvent]) {
         edges.bus.publish(&topic, &k, &v).await.unwrap();
     }
 }
+
+/// The speech server of `services.sh start-speech`, or None (skip) when not
+/// configured and not required.
+pub fn speech_url() -> Option<String> {
+    match std::env::var("OPPTAK_TEST_SPEECH_URL") {
+        Ok(u) => Some(u),
+        Err(_) => {
+            assert!(
+                !required(),
+                "OPPTAK_TEST_SPEECH_URL not set but OPPTAK_REQUIRE_SERVICES=1"
+            );
+            eprintln!("skipping: no speech server");
+            None
+        }
+    }
+}
+
+/// Signs in to the review service at `base` through its form: fetches the
+/// form (its double-submit cookie and hidden field), then posts it. Returns
+/// the response status and the `opptak_session=...` cookie, if one was set
+/// (checked to be `HttpOnly` and `SameSite=Strict`).
+pub async fn web_sign_in(
+    http: &reqwest::Client,
+    base: &str,
+    user: &str,
+    password: &str,
+) -> (reqwest::StatusCode, Option<String>) {
+    let page = http.get(format!("{base}/login")).send().await.unwrap();
+    let nonce = page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let body = page.text().await.unwrap();
+    let csrf = body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .unwrap()
+        .to_owned();
+    let r = http
+        .post(format!("{base}/login"))
+        .header("cookie", nonce)
+        .form(&[("user", user), ("password", password), ("csrf", &csrf)])
+        .send()
+        .await
+        .unwrap();
+    let full = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("opptak_session=") && !c.starts_with("opptak_session=;"))
+        .map(str::to_owned);
+    if let Some(full) = &full {
+        assert!(full.contains("HttpOnly") && full.contains("SameSite=Strict"), "{full}");
+    }
+    let session = full.map(|c| c.split(';').next().unwrap_or_default().to_owned());
+    (r.status(), session)
+}
