@@ -22,6 +22,12 @@ pub struct LoadSpec {
     /// Run without the recorder: the load generator's own cost, subtracted
     /// to give the recorder's CPU per call.
     pub producer_only: bool,
+    /// Produce only, into the configured topics (`bus.topic_prefix`), for
+    /// recorders running as separate `opptak run --roles recorder` processes
+    /// (benches/scale.sh). The topics are created if missing and kept after
+    /// the run; durability is then measured from those processes' metrics.
+    /// Implies `producer_only`.
+    pub external_recorders: bool,
 }
 
 /// Separates key and value in a dump file (`kcat -K`).
@@ -107,9 +113,14 @@ pub async fn run(edges: &Edges, spec: &LoadSpec) -> Result<LoadReport> {
     // Fresh topics and group per run, so one run's backlog never skews the next.
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let mut rc = edges.config.recorder_config();
-    rc.topics =
-        opptak_recorder::Topics::with_prefix(&format!("{}loadgen-{}.", edges.config.bus.topic_prefix, &run_id[..8]));
-    rc.group = format!("{}-{}", rc.group, &run_id[..8]);
+    if !spec.external_recorders {
+        rc.topics = opptak_recorder::Topics::with_prefix(&format!(
+            "{}loadgen-{}.",
+            edges.config.bus.topic_prefix,
+            &run_id[..8]
+        ));
+        rc.group = format!("{}-{}", rc.group, &run_id[..8]);
+    }
     rc.topics
         .create(edges.bus.as_ref(), edges.config.bus.partitions)
         .await?;
@@ -123,7 +134,7 @@ pub async fn run(edges: &Edges, spec: &LoadSpec) -> Result<LoadReport> {
         rc,
     );
     let mut durable_rx = recorder.durable_positions();
-    let running = if spec.producer_only {
+    let running = if spec.producer_only || spec.external_recorders {
         None
     } else {
         Some(RunningRecorder::spawn(recorder))
@@ -243,7 +254,7 @@ pub async fn run(edges: &Edges, spec: &LoadSpec) -> Result<LoadReport> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let n = track.lock().unwrap_or_else(|e| e.into_inner()).latencies_ms.len() as u64;
-        if spec.producer_only || n >= chunks_sent || Instant::now() > deadline {
+        if spec.producer_only || spec.external_recorders || n >= chunks_sent || Instant::now() > deadline {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -253,9 +264,12 @@ pub async fn run(edges: &Edges, spec: &LoadSpec) -> Result<LoadReport> {
     if let Some(r) = running {
         r.stop().await?;
     }
-    // Load runs write gigabytes; leave nothing behind in the broker.
-    for t in [&rc_topics.telephony, &rc_topics.recordings, &rc_topics.deadletter] {
-        edges.bus.delete_topic(t).await?;
+    // Load runs write gigabytes; leave nothing behind in the broker (the
+    // external recorders' topics belong to their caller, which drops them).
+    if !spec.external_recorders {
+        for t in [&rc_topics.telephony, &rc_topics.recordings, &rc_topics.deadletter] {
+            edges.bus.delete_topic(t).await?;
+        }
     }
     watcher.abort();
     let mut lat = track.lock().unwrap_or_else(|e| e.into_inner()).latencies_ms.clone();

@@ -61,6 +61,11 @@ enum Command {
         /// Also run each size without the recorder, to subtract the generator's own CPU.
         #[arg(long)]
         baseline: bool,
+        /// Only produce, into the configured topics (`bus.topic_prefix`, kept
+        /// afterwards), for recorders running as separate processes
+        /// (benches/scale.sh); prints chunks sent, producer CPU and lag.
+        #[arg(long, conflicts_with_all = ["baseline", "dump"])]
+        external_recorders: bool,
     },
     /// Dead letters on the bus: list them; with --out, decrypt each original value to a file.
     Deadletters {
@@ -456,10 +461,36 @@ async fn async_main() -> Result<()> {
             chunk_ms,
             dump,
             baseline,
+            external_recorders,
         } => {
             let config = Config::load(cli.config.as_deref())?;
             init_logging(config.log.format == "json");
             let edges = Edges::open(config).await?;
+            if external_recorders {
+                println!("| calls | chunk ms | chunks sent | wall s | generator cores | generator max lag ms |");
+                println!("|---:|---:|---:|---:|---:|---:|");
+                for n in calls {
+                    let spec = opptak::loadgen::LoadSpec {
+                        calls: n,
+                        seconds,
+                        chunk_ms,
+                        dump: None,
+                        producer_only: true,
+                        external_recorders: true,
+                    };
+                    let r = opptak::loadgen::run(&edges, &spec).await?;
+                    println!(
+                        "| {} | {} | {} | {:.1} | {:.2} | {:.0} |",
+                        r.calls,
+                        r.chunk_ms,
+                        r.chunks_sent,
+                        r.wall_s,
+                        r.cores_used(),
+                        r.send_lag_ms
+                    );
+                }
+                return Ok(());
+            }
             println!("| calls | chunk ms | chunks sent | durable | p50 ms | p99 ms | max ms | process cores | generator-only cores | recorder cores | calls per recorder core | sustained |");
             println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
             for n in calls {
@@ -469,6 +500,7 @@ async fn async_main() -> Result<()> {
                     chunk_ms,
                     dump: dump.clone(),
                     producer_only: false,
+                    external_recorders: false,
                 };
                 let r = opptak::loadgen::run(&edges, &spec).await?;
                 let gen = if baseline {
