@@ -403,6 +403,11 @@ async fn review_service_with_200_advisors_under_wrk() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
+    // The service's own errors (a failed request logs why), on stderr.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_writer(std::io::stderr)
+        .try_init();
     let t_all = Instant::now();
     println!("machine: {}; load {}", machine(), load());
     let kafka = common::kafka().expect("Kafka (deploy/local/services.sh start; eval its env)");
