@@ -146,7 +146,9 @@ pub fn clock_from_env() -> Result<Arc<dyn opptak_domain::time::Clock>> {
     }
 }
 
-/// The sweeper role: every `retention.sweep_interval_s`, deletes what expired.
+/// The sweeper role: every `retention.sweep_interval_s`, deletes what
+/// expired, and ends the calls idle past `recorder.idle_timeout_s` whose
+/// CallEnded never came ([`opptak_recorder::close_idle_calls`]).
 pub struct RunningSweeper {
     stop: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
@@ -160,6 +162,9 @@ impl RunningSweeper {
         let batch = edges.config.retention.sweep_batch;
         let flag = stop.clone();
         let up = opptak_telemetry::metrics().role_up("sweeper");
+        let idle_timeout_us = edges.config.recorder.idle_timeout_s.saturating_mul(1_000_000) as i64;
+        let (meta, bus, clock) = (edges.meta.clone(), edges.bus.clone(), edges.clock.clone());
+        let telephony = edges.config.recorder_config().topics.telephony;
         let task = tokio::spawn(async move {
             let _up = up;
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
@@ -167,6 +172,16 @@ impl RunningSweeper {
                     Ok(r) if r.deleted + r.spool_objects_deleted > 0 => tracing::info!(?r, "sweep"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "sweep failed; retrying next interval"),
+                }
+                if idle_timeout_us > 0 {
+                    let before = clock.now_us() - idle_timeout_us;
+                    match opptak_recorder::close_idle_calls(meta.as_ref(), bus.as_ref(), &telephony, before, batch)
+                        .await
+                    {
+                        Ok(0) => {}
+                        Ok(n) => tracing::warn!(calls = n, "idle calls ended (no CallEnded came)"),
+                        Err(e) => tracing::warn!(error = %e, "closing idle calls failed; retrying next interval"),
+                    }
                 }
                 let deadline = tokio::time::Instant::now() + interval;
                 while tokio::time::Instant::now() < deadline && !flag.load(std::sync::atomic::Ordering::Relaxed) {

@@ -89,6 +89,9 @@ pub struct RecorderSection {
     pub compact: bool,
     pub stream_segment_bytes: u32,
     pub compact_sweep_s: u64,
+    /// A call with no input for this long and no CallEnded is ended by the
+    /// sweeper role (`END_REASON_IDLE_TIMEOUT`); 0: never.
+    pub idle_timeout_s: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]

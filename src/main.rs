@@ -800,14 +800,22 @@ async fn run(config: Config, roles: Vec<Role>) -> Result<()> {
     } else {
         None
     };
-    health.roles_started(role_names);
+    health.roles_started(role_names.clone());
     tracing::info!(bus = %edges.config.bus.url, blobs = %edges.blobs.describe(), metadata = %edges.meta.describe(), "opptak running");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
+    // A role whose task ended on its own (its bus or store failed past its
+    // retries) would leave a live process doing nothing: the process stops
+    // the other roles and exits non-zero, so its supervisor (Kubernetes,
+    // systemd) restarts it clean. Its uncommitted input is read again.
+    let failed = tokio::select! {
+        _ = tokio::signal::ctrl_c() => None,
+        _ = term.recv() => None,
+        role = first_role_down(&role_names) => Some(role),
+    };
+    match failed {
+        Some(role) => tracing::error!(role, "role ended on its own: stopping this process so it restarts"),
+        None => tracing::info!("shutting down"),
     }
-    tracing::info!("shutting down");
     for s in sweepers {
         s.stop().await;
     }
@@ -822,13 +830,37 @@ async fn run(config: Config, roles: Vec<Role>) -> Result<()> {
     if let Some(ki) = ki {
         ki.stop().await;
     }
+    let mut recorder_error = None;
     for r in running {
-        r.stop().await?;
+        if let Err(e) = r.stop().await {
+            tracing::error!(error = %format!("{e:#}"), "recorder stopped with an error");
+            recorder_error = Some(e);
+        }
     }
     if let Some(t) = telemetry {
         t.stop().await;
     }
-    Ok(())
+    match failed {
+        Some(role) => Err(anyhow::anyhow!(
+            "the {role} role ended on its own (its error is logged above); exiting so the supervisor restarts \
+             the process"
+        )),
+        None => recorder_error.map_or(Ok(()), Err),
+    }
+}
+
+/// Resolves with the first of `roles` whose `opptak_role_up` fell to 0.
+async fn first_role_down(roles: &[&'static str]) -> &'static str {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        if let Some(r) = roles
+            .iter()
+            .find(|r| opptak_telemetry::metrics().roles_running(&[**r]).is_err())
+        {
+            return r;
+        }
+    }
 }
 
 /// Stops a long command cleanly on Ctrl-C: the flag is checked between items.

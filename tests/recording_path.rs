@@ -9,9 +9,11 @@ use common::{play_interleaved, verify_calls, wait_for_recordings, Backend, Env};
 use opptak::app::{Edges, RunningRecorder};
 use opptak::sim::{self, SimCall};
 use opptak_domain::model::CallId;
+use opptak_domain::time::Clock;
 use opptak_proto::v1::{self, telephony_event::Event};
 use opptak_proto::Message;
 use opptak_recorder::reader::open_dead_letter;
+use std::sync::Arc;
 use std::time::Duration;
 
 async fn services_backend(name: &str) -> Option<Backend> {
@@ -417,4 +419,127 @@ async fn ki_opt_out_is_recorded_and_the_recording_goes_on() {
         rec.pcm == call.expected_pcm(),
         "the recording continues after the opt-out"
     );
+}
+
+/// Waits until the store holds a call's input up to `next_sequence`.
+async fn wait_stored(edges: &Edges, id: &CallId, next_sequence: u64) -> opptak_store::meta::CallRecord {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(rec) = edges.meta.load_call(id).await.unwrap() {
+            if rec.progress.next_sequence >= next_sequence {
+                return rec;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{id}: input up to {next_sequence} never stored"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Calls whose CallEnded never comes are ended by the sweeper after
+/// `recorder.idle_timeout_s` with what arrived; an idle end stamped before a
+/// call's latest input is refused; a chunk after the idle end is dead-lettered.
+async fn idle_calls_are_ended(backend: Backend, name: &str) {
+    let env = Env::new(&backend, name);
+    let edges = env.edges().await;
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let prefix = common::unique("idle");
+    let call =
+        |tag: &str, seed| SimCall::synthetic(&format!("{prefix}-{tag}"), opptak_domain::Codec::Pcma, 2, 2.0, seed);
+    let (lost, active, ended) = (call("lost", 21), call("active", 22), call("ended", 23));
+    let id = |c: &SimCall| CallId::parse(&c.call_id).unwrap();
+    // `lost` and `active` never send their CallEnded; `ended` does.
+    let without_end = |c: &SimCall| {
+        let mut e = c.events(100);
+        assert!(matches!(e.pop().unwrap().event, Some(Event::CallEnded(_))));
+        e
+    };
+    let (lost_events, active_events) = (without_end(&lost), without_end(&active));
+    common::publish_events(&edges, &lost_events).await;
+    common::publish_events(&edges, &active_events[..active_events.len() - 1]).await;
+    common::publish_events(&edges, &ended.events(100)).await;
+    wait_for_recordings(&edges, 1, 60).await;
+    let chunks = (lost_events.len() - 1) as u64;
+    wait_stored(&edges, &id(&lost), chunks).await;
+    let before = wait_stored(&edges, &id(&active), chunks - 1).await;
+
+    // An idle end stamped before `active`'s latest input is refused: the
+    // chunk after it is stored, and the call stays open.
+    let stale = v1::TelephonyEvent {
+        call_id: active.call_id.clone(),
+        event: Some(Event::CallEnded(v1::CallEnded {
+            ended_at: Some(opptak_recorder::convert::timestamp(before.updated_at_us - 1_000_000)),
+            reason: v1::EndReason::IdleTimeout as i32,
+            last_sequence: 0,
+            no_audio: false,
+        })),
+    };
+    common::publish_events(&edges, &[stale]).await;
+    common::publish_events(&edges, &active_events[active_events.len() - 1..]).await;
+    let rec = wait_stored(&edges, &id(&active), chunks).await;
+    assert!(rec.end.is_none() && !rec.complete, "a refused idle end ended the call");
+
+    // The sweeper, 16 minutes on (the default timeout is 15): both open
+    // calls end with everything that arrived.
+    let now = opptak_domain::time::SystemClock.now_us();
+    let later = edges
+        .clone()
+        .with_clock(Arc::new(opptak_domain::time::ManualClock::new(
+            now + 16 * 60 * 1_000_000,
+        )))
+        .unwrap();
+    assert_eq!(later.config.recorder.idle_timeout_s, 900);
+    let sweeper = opptak::app::RunningSweeper::spawn(&later);
+    let stored = wait_for_recordings(&edges, 3, 60).await;
+    sweeper.stop().await;
+    for c in [&lost, &active] {
+        let ev = &stored[&c.call_id];
+        assert_eq!(ev.frames as usize, c.frames(), "{}", c.call_id);
+        assert!(ev.gaps.is_empty());
+        let rec = opptak_recorder::reader::read_recording(&edges.meta, &edges.blobs, &edges.keys, &id(c))
+            .await
+            .unwrap();
+        assert!(rec.complete);
+        assert!(
+            rec.pcm == c.expected_pcm(),
+            "{}: the recording holds what arrived",
+            c.call_id
+        );
+        let end = rec.record.end.clone().unwrap();
+        assert_eq!(end.reason, "idle_timeout");
+        assert_eq!(end.last_sequence, Some(chunks - 1));
+        assert!(end.ended_at_us <= now, "ended when its last input was stored");
+    }
+    let normal = edges.meta.load_call(&id(&ended)).await.unwrap().unwrap();
+    assert_ne!(normal.end.unwrap().reason, "idle_timeout");
+
+    // A chunk that comes after all is kept as a dead letter, with its reason.
+    let mut late = active_events.last().unwrap().clone();
+    match late.event.as_mut() {
+        Some(Event::AudioChunk(c)) => c.sequence = chunks,
+        other => panic!("{other:?}"),
+    }
+    common::publish_events(&edges, &[late]).await;
+    let dl = dead_letters(&edges, 1, 60).await;
+    recorder.stop().await.unwrap();
+    assert!(
+        dl.iter()
+            .any(|d| d.call_id == active.call_id && d.reason == v1::DeadLetterReason::AfterEnd as i32),
+        "{dl:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_calls_are_ended_embedded() {
+    idle_calls_are_ended(Backend::Embedded, "idle").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_calls_are_ended_kafka_postgres() {
+    let Some(backend) = services_backend("idle").await else {
+        return;
+    };
+    idle_calls_are_ended(backend, "idle").await;
 }

@@ -117,6 +117,22 @@ impl Proc {
         );
     }
 
+    /// Waits for the process to exit on its own; returns its status.
+    async fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "still running after {secs} s; log:\n{}",
+                tail(&self.log_text())
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// Polls `/metrics` until `ok` holds; returns that scrape.
     async fn wait_metrics(&self, what: &str, secs: u64, ok: impl Fn(&Scrape) -> bool) -> Scrape {
         let deadline = Instant::now() + Duration::from_secs(secs);
@@ -427,17 +443,38 @@ async fn every_role_exposes_its_metrics_and_health() {
     let why = b.wait_ready(503, 60).await;
     assert!(why.starts_with("metadata store"), "{why}");
     assert_eq!(b.get("/healthz").await, Some((200, "ok\n".to_string())));
-    let why_a = a.wait_ready(503, 60).await;
+    // The recorder's next flush fails: its role ends, and with it the
+    // process, non-zero, naming the role (a supervisor restarts it).
+    let status = a.wait_exit(120).await;
+    assert!(!status.success(), "{status}");
+    let log = a.log_text();
+    let ended = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|j| j["fields"]["message"] == "role ended on its own: stopping this process so it restarts")
+        .unwrap_or_else(|| panic!("no role-ended line:\n{}", tail(&log)));
+    assert_eq!(ended["level"], "ERROR");
     assert!(
-        why_a.starts_with("metadata store") || why_a.contains("is not running"),
-        "{why_a}"
+        ["recorder", "transcriber", "summarizer", "review"].contains(&ended["fields"]["role"].as_str().unwrap_or("")),
+        "{ended}"
     );
-    // Connections allowed again: the sweeper, which retries, is ready again.
+    // Connections allowed again: the sweeper, which retries, is ready again,
+    // and the restarted process too.
     sqlx::query(&format!("ALTER DATABASE {db} ALLOW_CONNECTIONS true"))
         .execute(&admin)
         .await
         .unwrap();
     assert_eq!(b.wait_ready(200, 60).await, "ready\n");
+    let mut a = Proc::spawn(
+        &env,
+        "recorder,transcriber,summarizer,review",
+        &[
+            ("OPPTAK__KI__ASR_URL", speech.clone()),
+            ("OPPTAK__WEB__LISTEN", format!("127.0.0.1:{}", free_port())),
+        ],
+        env.dir.path().join("a2.log"),
+    );
+    assert_eq!(a.wait_ready(200, 120).await, "ready\n");
 
     // The dashboard names only metrics these processes expose, charts every
     // family, and every family is documented.

@@ -302,6 +302,16 @@ impl<T> Reassembler<T> {
         self.progress.ended = true;
     }
 
+    /// The highest sequence number received so far (written, or buffered
+    /// behind a hole); `None` before the first chunk.
+    pub fn last_received(&self) -> Option<u64> {
+        self.pending
+            .keys()
+            .next_back()
+            .copied()
+            .or_else(|| self.progress.next_sequence.checked_sub(1))
+    }
+
     /// Takes the pieces released since the last call, in timeline order.
     pub fn drain(&mut self) -> Vec<Piece<T>> {
         std::mem::take(&mut self.out)
@@ -341,6 +351,20 @@ mod tests {
         }
         assert_eq!(audio_seqs(&r.drain()), ["0", "1", "2"]);
         assert_eq!(r.progress().frames, 12);
+    }
+
+    #[test]
+    fn last_received_counts_chunks_held_behind_a_hole() {
+        let mut r = Reassembler::new(fmt(), ReassemblyConfig::default());
+        assert_eq!(r.last_received(), None);
+        r.offer(0, &chunk(0), None, 0).unwrap();
+        assert_eq!(r.last_received(), Some(0));
+        r.offer(3, &chunk(3), None, 3).unwrap();
+        assert_eq!(r.last_received(), Some(3));
+        // Ending there writes the held chunk after a gap, and nothing after it.
+        r.finish(r.last_received());
+        assert_eq!(audio_seqs(&r.drain()), ["0", "gap1+2:8f", "3"]);
+        assert_eq!(r.last_received(), Some(3));
     }
 
     #[test]

@@ -240,6 +240,14 @@ pub async fn run_role(
                         });
                     }
                 }
+                Some(Event::CallEnded(e)) if e.reason == v1::EndReason::IdleTimeout as i32 => {
+                    // opptak's own idle end, which the recorder may refuse
+                    // (input came since): the batch path transcribes whatever
+                    // recording results.
+                    if let Some(h) = calls.remove(&call_id) {
+                        let _ = h.tx.send(Cmd::Abandon("no input for the idle timeout".into()));
+                    }
+                }
                 Some(Event::CallEnded(e)) => {
                     if let Some(mut h) = calls.remove(&call_id) {
                         h.reasm.finish(if e.no_audio { None } else { Some(e.last_sequence) });

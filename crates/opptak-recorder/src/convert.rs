@@ -140,6 +140,7 @@ pub fn end_reason(r: i32) -> &'static str {
         Ok(v1::EndReason::HangupAgent) => "hangup_agent",
         Ok(v1::EndReason::Transfer) => "transfer",
         Ok(v1::EndReason::Error) => "error",
+        Ok(v1::EndReason::IdleTimeout) => "idle_timeout",
         _ => "unspecified",
     }
 }

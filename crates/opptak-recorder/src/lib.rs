@@ -134,6 +134,49 @@ pub const RECORDING_KEY_CLASS: &str = "audio-24h";
 /// Class of the telephony system's chunk key as opptak stores it (re-wrapped).
 pub const TELEPHONY_KEY_CLASS: &str = "telephony";
 
+/// Ends the calls whose last input was stored before `idle_before_us` and
+/// that never got a `CallEnded` (the telephony system crashed, a link
+/// dropped): each gets a `CallEnded` with `END_REASON_IDLE_TIMEOUT` on the
+/// telephony `topic`, keyed by its call id, so the recorder that owns the
+/// call's partition ends it in order with the rest of its input. Without
+/// this such a call would stay open for ever: in a recorder's memory, and
+/// outside retention (a recording's clock starts at its end). Returns how
+/// many were sent; sending one twice is harmless (a second end is ignored).
+pub async fn close_idle_calls(
+    meta: &dyn MetadataStore,
+    bus: &dyn Bus,
+    topic: &str,
+    idle_before_us: i64,
+    limit: u32,
+) -> Result<usize, RecorderError> {
+    let idle = meta.idle_calls(idle_before_us, limit).await?;
+    let out: Vec<Outgoing> = idle
+        .iter()
+        .map(|(call_id, last_input_us)| {
+            tracing::warn!(call_id = %call_id, last_input = %opptak_domain::time::utc_time(*last_input_us), "call idle with no CallEnded: ending it");
+            let ev = v1::TelephonyEvent {
+                call_id: call_id.as_str().to_owned(),
+                event: Some(Event::CallEnded(v1::CallEnded {
+                    ended_at: Some(convert::timestamp(*last_input_us)),
+                    reason: v1::EndReason::IdleTimeout as i32,
+                    last_sequence: 0,
+                    no_audio: false,
+                })),
+            };
+            Outgoing {
+                topic: topic.to_owned(),
+                key: Bytes::from(call_id.as_str().to_owned()),
+                payload: Bytes::from(ev.encode_to_vec()),
+            }
+        })
+        .collect();
+    let n = out.len();
+    if n > 0 {
+        bus.publish_all(out).await?;
+    }
+    Ok(n)
+}
+
 pub fn key_context(call_id: &CallId, class: &str) -> Vec<u8> {
     format!("{call_id}/{class}").into_bytes()
 }
@@ -220,6 +263,11 @@ struct CallState {
     /// Producer timestamps (ms) of the chunks in `buf`: their end-to-end
     /// latency is observed once the flush that seals them is durable.
     arrived_ms: Vec<i64>,
+    /// When this recorder last handled input of the call (µs), or for a call
+    /// rebuilt from the store, when its last input was stored. An idle end
+    /// (`END_REASON_IDLE_TIMEOUT`) stamped before this is refused: the call
+    /// is not idle.
+    last_input_us: i64,
 }
 
 impl CallState {
@@ -632,6 +680,7 @@ impl Recorder {
             );
             return Ok(());
         }
+        let input = !matches!(ev.event, Some(Event::CallEnded(_)));
         match ev.event {
             None => self.dead_letter(
                 &r,
@@ -683,6 +732,9 @@ impl Recorder {
         }
         if let Some(call) = self.calls.get_mut(&call_id) {
             call.partition = Some((source_topic, r.partition));
+            if input {
+                call.last_input_us = call.last_input_us.max(now_us());
+            }
         }
         Ok(())
     }
@@ -756,6 +808,7 @@ impl Recorder {
             hole_since: None,
             partition: None,
             arrived_ms: Vec::new(),
+            last_input_us: rec.updated_at_us,
         })
     }
 
@@ -850,6 +903,7 @@ impl Recorder {
                 hole_since: None,
                 partition: None,
                 arrived_ms: Vec::new(),
+                last_input_us: now_us(),
             },
         );
         Ok(())
@@ -958,9 +1012,11 @@ impl Recorder {
             );
             return Ok(());
         };
+        let idle = e.reason == v1::EndReason::IdleTimeout as i32;
         if call.end.is_some() {
-            // Replayed after a crash: announce again if the recording was finished.
-            if call.complete {
+            // Replayed after a crash: announce again if the recording was
+            // finished (an idle end racing a real one announces nothing).
+            if call.complete && !idle {
                 let recording_id = call.recording_id.clone();
                 let format = call.reasm.format().clone();
                 let mut ev = recording_stored(call);
@@ -979,13 +1035,28 @@ impl Recorder {
             }
             return Ok(());
         }
-        let last = if e.no_audio { None } else { Some(e.last_sequence) };
+        let ended_at_us = e.ended_at.as_ref().map(convert::micros).unwrap_or_else(now_us);
+        if idle && call.last_input_us > ended_at_us {
+            // Input came after the sweeper looked: the call is not idle.
+            tracing::info!(call_id = %call_id, "idle end ignored: the call had input since");
+            return Ok(());
+        }
+        let last = if idle {
+            // The recording ends with what arrived (chunks held behind a hole too).
+            let last = call.reasm.last_received();
+            tracing::warn!(call_id = %call_id, last_sequence = ?last, "no CallEnded came: call closed after the idle timeout");
+            last
+        } else if e.no_audio {
+            None
+        } else {
+            Some(e.last_sequence)
+        };
         call.reasm.finish(last);
         let pieces = call.reasm.drain();
         call.absorb(pieces);
         call.hole_since = None;
         call.end = Some(CallEnd {
-            ended_at_us: e.ended_at.as_ref().map(convert::micros).unwrap_or_else(now_us),
+            ended_at_us,
             reason: convert::end_reason(e.reason).into(),
             last_sequence: last,
         });

@@ -194,6 +194,22 @@ pub async fn metadata_store_suite(store: Arc<dyn MetadataStore>, prefix: &str) {
         assert!(segs.iter().all(|s| s.sealed_bytes == 100 + i as u64));
         assert!(segs[1202].final_segment && !segs[1201].final_segment);
     }
+    // Open calls by when their last input was stored (the idle sweep): the
+    // ended ones never, the open ones only strictly before the bound.
+    let idle = |v: Vec<(CallId, i64)>| -> Vec<(String, i64)> {
+        v.into_iter()
+            .filter(|(c, _)| c.as_str().starts_with(prefix))
+            .map(|(c, at)| (c.as_str().to_owned(), at))
+            .collect()
+    };
+    let open = idle(store.idle_calls(11, 1_000_000).await.unwrap());
+    let want: Vec<(String, i64)> = [&many[0], &many[2]]
+        .iter()
+        .map(|c| (c.facts.call_id.as_str().to_owned(), 10))
+        .collect();
+    assert_eq!(open.len(), 2, "{open:?}");
+    assert!(want.iter().all(|w| open.contains(w)), "{open:?}");
+    assert!(idle(store.idle_calls(10, 1_000_000).await.unwrap()).is_empty());
 
     // A writer whose view is stale (another recorder moved the call on) is
     // refused, and nothing of its flush is applied.

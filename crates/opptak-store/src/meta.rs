@@ -301,6 +301,10 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Recordings finished before `completed_before_us` and not yet compacted
     /// into a format-v2 object (whose key is live), oldest first.
     async fn to_compact(&self, completed_before_us: i64, limit: u32) -> Result<Vec<CallId>, StoreError>;
+    /// Calls with no end stored whose last input was stored before
+    /// `updated_before_us` (and whose recording key is live), with that time,
+    /// oldest first: the telephony system never sent their CallEnded.
+    async fn idle_calls(&self, updated_before_us: i64, limit: u32) -> Result<Vec<(CallId, i64)>, StoreError>;
     /// Records a compaction and its copies in one transaction; Conflict if the
     /// recording was compacted meanwhile (the caller deletes its objects).
     /// The recording's spool segment rows are dropped (the object replaces
@@ -1251,6 +1255,30 @@ impl MetadataStore for SqlStore {
         .await
         .map_err(db)?;
         call_ids_of(&rows, "recordings")
+    }
+
+    async fn idle_calls(&self, updated_before_us: i64, limit: u32) -> Result<Vec<(CallId, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.call_id, c.updated_at_us FROM calls c \
+             JOIN recordings r ON r.call_id = c.call_id AND r.kind = 'recording' \
+             JOIN data_keys k ON k.key_id = r.key_id \
+             WHERE c.ended_at_us IS NULL AND c.updated_at_us < $1 AND r.complete = 0 \
+             AND k.destroyed_at_us IS NULL ORDER BY c.updated_at_us LIMIT $2",
+        )
+        .bind(updated_before_us)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let ids = call_ids_of(&rows, "calls")?;
+        let mut out = Vec::with_capacity(ids.len());
+        for (id, r) in ids.into_iter().zip(&rows) {
+            let at: i64 = r
+                .try_get("updated_at_us")
+                .map_err(|_| StoreError::Corrupt("calls.updated_at_us".into()))?;
+            out.push((id, at));
+        }
+        Ok(out)
     }
 
     async fn store_compacted(&self, c: &Compacted) -> Result<(), StoreError> {
