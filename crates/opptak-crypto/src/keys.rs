@@ -156,6 +156,22 @@ struct KekEntry {
     key: String,
 }
 
+/// Why [`LocalKeyring::write`] did not write.
+enum KeyringWrite {
+    /// Creating: another writer created the keyring first.
+    Exists,
+    Failed(CryptoError),
+}
+
+impl From<KeyringWrite> for CryptoError {
+    fn from(w: KeyringWrite) -> Self {
+        match w {
+            KeyringWrite::Exists => CryptoError::Keyring("the keyring appeared meanwhile".into()),
+            KeyringWrite::Failed(e) => e,
+        }
+    }
+}
+
 /// KEKs in a local JSON file, mode 0600. Created on first use; refused when
 /// anyone but the owner can read it. `opptak keys rotate|retire` change the
 /// file; running processes reload it when it changes (checked before every
@@ -235,7 +251,12 @@ impl LocalKeyring {
                 }],
                 modified: None,
             };
-            Self::write(path, &loaded, true)?;
+            // Several processes may start on a fresh keyring at once: one
+            // creates it, the others open that one (never a second KEK).
+            match Self::write(path, &loaded, true) {
+                Ok(()) | Err(KeyringWrite::Exists) => {}
+                Err(KeyringWrite::Failed(e)) => return Err(e),
+            }
         }
         Self::open(path)
     }
@@ -303,9 +324,14 @@ impl LocalKeyring {
     }
 
     /// Writes the keyring atomically (temporary file, fsync, rename), mode 0600.
-    fn write(path: &Path, loaded: &Loaded, create_new: bool) -> Result<(), CryptoError> {
+    /// Writes the keyring through a temporary file of this writer's own
+    /// (racing writers never share one).
+    /// With `create_new` the file is linked into place only if `path` does
+    /// not exist (atomic: of racing creators exactly one wins, the others get
+    /// [`KeyringWrite::Exists`]); otherwise it replaces `path` by a rename.
+    fn write(path: &Path, loaded: &Loaded, create_new: bool) -> Result<(), KeyringWrite> {
         use std::io::Write;
-        let io = |e: std::io::Error| CryptoError::Keyring(format!("{}: {e}", path.display()));
+        let io = |e: std::io::Error| KeyringWrite::Failed(CryptoError::Keyring(format!("{}: {e}", path.display())));
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
@@ -323,14 +349,16 @@ impl LocalKeyring {
                 })
                 .collect(),
         };
-        let json =
-            zeroize::Zeroizing::new(serde_json::to_vec_pretty(&file).map_err(|e| CryptoError::Keyring(e.to_string()))?);
+        let json = zeroize::Zeroizing::new(
+            serde_json::to_vec_pretty(&file).map_err(|e| KeyringWrite::Failed(CryptoError::Keyring(e.to_string())))?,
+        );
         for e in file.keks {
             let mut k = e.key;
             k.zeroize();
         }
-        let tmp = path.with_extension("tmp");
-        let _ = std::fs::remove_file(&tmp);
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".{}-{:016x}.tmp", std::process::id(), rand::random::<u64>()));
+        let tmp = std::path::PathBuf::from(tmp);
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
         #[cfg(unix)]
@@ -338,15 +366,28 @@ impl LocalKeyring {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
-        let mut f = opts.open(&tmp).map_err(io)?;
-        f.write_all(&json).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        if create_new && path.exists() {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(CryptoError::Keyring(format!("{} appeared meanwhile", path.display())));
+        let written = (|| {
+            let mut f = opts.open(&tmp)?;
+            f.write_all(&json)?;
+            f.sync_all()?;
+            if create_new {
+                std::fs::hard_link(&tmp, path)
+            } else {
+                std::fs::rename(&tmp, path)
+            }
+        })();
+        let _ = std::fs::remove_file(&tmp);
+        match written {
+            Ok(()) => {
+                // The new name is durable only once its directory is.
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+                }
+                Ok(())
+            }
+            Err(e) if create_new && e.kind() == std::io::ErrorKind::AlreadyExists => Err(KeyringWrite::Exists),
+            Err(e) => Err(io(e)),
         }
-        std::fs::rename(&tmp, path).map_err(io)?;
-        Ok(())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Loaded> {
@@ -490,6 +531,42 @@ impl KeyProvider for LocalKeyring {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn processes_starting_on_a_fresh_keyring_all_get_the_same_kek() {
+        // Several recorders started at once on a fresh keyring: before the fix
+        // each could write its own KEK over the others' (their data keys then
+        // opened nowhere).
+        for round in 0..30 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("keyring.json");
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let rings: Vec<LocalKeyring> = (0..8)
+                .map(|_| {
+                    let (p, b) = (path.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        b.wait();
+                        LocalKeyring::open_or_create(&p)
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|t| t.join().unwrap().unwrap())
+                .collect();
+            let on_disk = LocalKeyring::open(&path).unwrap();
+            for (i, ring) in rings.iter().enumerate() {
+                assert_eq!(ring.active_kek_id(), on_disk.active_kek_id(), "round {round}, opener {i}");
+                let dk = DataKey::generate();
+                let w = ring.wrap(&dk, b"call/audio-24h").unwrap();
+                assert_eq!(on_disk.unwrap(&w, b"call/audio-24h").unwrap().secret(), dk.secret());
+            }
+            let names: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert_eq!(names, ["keyring.json"], "round {round}: temporary files left");
+        }
+    }
 
     #[test]
     fn keyring_is_created_private_and_wraps_round_trip() {
