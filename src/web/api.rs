@@ -9,9 +9,9 @@
 //! session's CSRF token in `X-CSRF-Token`. Authorization and auditing are
 //! the web pages' own ([`App::authorize`]); a refused token is audited too.
 
-use super::review::{drafts_for, ReasonQuery};
+use super::review::{decide_draft, drafts_for, ReasonQuery};
 use super::{csrf_of, App, Ctx, Lang, Reply};
-use crate::identity::{Role, User};
+use crate::identity::User;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -404,46 +404,16 @@ async fn decision(
         }
         return r;
     }
-    let decision = match req.action.as_str() {
-        "edit" => crate::review::Decision::Edit(req.text),
-        "approve" => crate::review::Decision::Approve(req.text),
-        "reject" => crate::review::Decision::Reject(req.text),
-        _ => return api_error(StatusCode::BAD_REQUEST, "action must be edit, approve or reject"),
-    };
-    let mine = match app.edges.meta.load_call(&call_id).await {
-        Ok(Some(c)) => c.facts.advisor_id == user.user_id && user.role == Role::Advisor,
-        Ok(None) => return api_error(StatusCode::NOT_FOUND, "unknown call"),
-        Err(e) => return internal_json(e.into()),
-    };
-    if !mine {
-        if let Err(e) = app.audit(&user, &action, &subject, "", "refused").await {
-            return internal_json(e);
-        }
-        return api_error(StatusCode::FORBIDDEN, "only the call's advisor decides on its draft");
-    }
-    match app.review.decide(&user, &call_id, decision).await {
-        Ok(v) => {
-            if let Err(e) = app
-                .audit(&user, &action, &subject, &format!("version {}", v.version), "allowed")
-                .await
-            {
-                return internal_json(e);
-            }
-            Json(VersionView {
-                version: v.version,
-                kind: v.kind,
-                author: v.author,
-                at_us: v.at_us,
-                text: v.text,
-            })
-            .into_response()
-        }
-        Err(e) => {
-            if let Err(e) = app.audit(&user, &action, &subject, "", "failed").await {
-                return internal_json(e);
-            }
-            api_error(StatusCode::CONFLICT, &e.to_string())
-        }
+    match decide_draft(&app, &user, &call_id, &req.action, req.text, Reply::Json).await {
+        Ok(v) => Json(VersionView {
+            version: v.version,
+            kind: v.kind,
+            author: v.author,
+            at_us: v.at_us,
+            text: v.text,
+        })
+        .into_response(),
+        Err(r) => r,
     }
 }
 

@@ -2,7 +2,7 @@
 //! call page (draft, versions with word diffs, transcript, audio player),
 //! decisions, and the recording as a WAV served in byte ranges.
 
-use super::{csrf_of, internal, urlencode, App, Ctx, Lang};
+use super::{csrf_of, internal, urlencode, App, Ctx, Lang, Reply};
 use crate::identity::{Role, User};
 use anyhow::Result;
 use axum::extract::{Form, Path, Query, State};
@@ -309,43 +309,66 @@ async fn decide(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>, F
     if let Err(r) = app.check_form(&ctx, (user, token), &f.csrf, &action, &subject).await {
         return r;
     }
-    let decision = match f.action.as_str() {
-        "edit" => crate::review::Decision::Edit(f.text),
-        "approve" => crate::review::Decision::Approve(f.text),
-        "reject" => crate::review::Decision::Reject(f.text),
-        _ => return ctx.error(StatusCode::BAD_REQUEST, "Ukjent handling.", "Unknown action."),
+    match decide_draft(&app, user, &call_id, &f.action, f.text, Reply::Html(lang)).await {
+        Ok(_) => Redirect::to(&format!("/calls/{call_id}")).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// The advisor's decision on a draft (`edit`, `approve` or `reject` with
+/// `text`), for the page and the API alike: only the call's own advisor
+/// decides; the refusal, the version written or the failure is audited.
+/// The caller has checked the request's CSRF token.
+pub(crate) async fn decide_draft(
+    app: &App,
+    user: &User,
+    call_id: &CallId,
+    action: &str,
+    text: String,
+    reply: Reply,
+) -> Result<crate::review::Version, Response> {
+    let subject = format!("call:{call_id}");
+    let audited = format!("draft.{action}");
+    let decision = match action {
+        "edit" => crate::review::Decision::Edit(text),
+        "approve" => crate::review::Decision::Approve(text),
+        "reject" => crate::review::Decision::Reject(text),
+        _ => {
+            return Err(reply.error(
+                StatusCode::BAD_REQUEST,
+                "Handlingen må være edit, approve eller reject.",
+                "action must be edit, approve or reject",
+            ))
+        }
     };
-    let mine = match app.edges.meta.load_call(&call_id).await {
+    let mine = match app.edges.meta.load_call(call_id).await {
         Ok(Some(c)) => c.facts.advisor_id == user.user_id && user.role == Role::Advisor,
-        Ok(None) => return ctx.error(StatusCode::NOT_FOUND, "Ukjent samtale.", "Unknown call."),
-        Err(e) => return internal(lang, e.into()),
+        Ok(None) => return Err(reply.error(StatusCode::NOT_FOUND, "Ukjent samtale.", "unknown call")),
+        Err(e) => return Err(reply.internal(e.into())),
     };
     if !mine {
-        if let Err(e) = app.audit(user, &action, &subject, "", "refused").await {
-            return internal(lang, e);
-        }
-        return ctx.error(
+        app.audit(user, &audited, &subject, "", "refused")
+            .await
+            .map_err(|e| reply.internal(e))?;
+        return Err(reply.error(
             StatusCode::FORBIDDEN,
             "Bare samtalens rådgiver kan avgjøre utkastet.",
-            "Only the call's advisor decides on its draft.",
-        );
+            "only the call's advisor decides on its draft",
+        ));
     }
-    match app.review.decide(user, &call_id, decision).await {
+    match app.review.decide(user, call_id, decision).await {
         Ok(v) => {
-            if let Err(e) = app
-                .audit(user, &action, &subject, &format!("version {}", v.version), "allowed")
+            app.audit(user, &audited, &subject, &format!("version {}", v.version), "allowed")
                 .await
-            {
-                return internal(lang, e);
-            }
-            Redirect::to(&format!("/calls/{call_id}")).into_response()
+                .map_err(|e| reply.internal(e))?;
+            Ok(v)
         }
         Err(e) => {
-            if let Err(e) = app.audit(user, &action, &subject, "", "failed").await {
-                return internal(lang, e);
-            }
+            app.audit(user, &audited, &subject, "", "failed")
+                .await
+                .map_err(|e| reply.internal(e))?;
             let msg = e.to_string();
-            ctx.error(StatusCode::CONFLICT, &msg, &msg)
+            Err(reply.error(StatusCode::CONFLICT, &msg, &msg))
         }
     }
 }
