@@ -93,6 +93,8 @@ pub struct Identity {
     users: SqlUsers,
     edges: crate::app::Edges,
     clock: Arc<dyn Clock>,
+    /// Opened at the first audited event, then shared (one pool, not one per sign-in).
+    audit: tokio::sync::OnceCell<crate::audit::Audit>,
 }
 
 fn token_hash(token: &str) -> String {
@@ -112,12 +114,13 @@ impl Identity {
             users: SqlUsers::open(&edges.config.storage.metadata).await?,
             edges: edges.clone(),
             clock: edges.clock.clone(),
+            audit: tokio::sync::OnceCell::new(),
         })
     }
 
     async fn audit(&self, actor: &str, role: &str, action: &str, subject: &str, outcome: &str) -> Result<()> {
-        self.edges
-            .audit()
+        self.audit
+            .get_or_try_init(|| self.edges.audit())
             .await?
             .record(&crate::audit::Event {
                 actor: actor.into(),
