@@ -239,6 +239,11 @@ pub struct LogConfig {
 pub struct TelemetrySection {
     /// Address serving `/metrics`, `/healthz` and `/readyz`; empty: none.
     pub listen: String,
+    /// OTLP/HTTP base URL of an OpenTelemetry collector the spans of
+    /// `opptak run` are exported to (`crate::otlp`); empty: no export.
+    pub otlp_endpoint: String,
+    /// A partial batch of spans is exported after this many milliseconds.
+    pub otlp_interval_ms: u64,
 }
 
 impl Config {
@@ -353,6 +358,23 @@ impl Config {
         {
             bail!("telemetry.listen = {listen:?}: expected host:port such as \"0.0.0.0:9464\", or \"\" for none");
         }
+        let otlp = self.telemetry.otlp_endpoint.trim();
+        if !otlp.is_empty() {
+            let ok = reqwest::Url::parse(otlp)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+            if ok.is_none() {
+                bail!(
+                    "telemetry.otlp_endpoint = {otlp:?}: expected the collector's OTLP/HTTP base URL such as \"http://otel-collector:4318\" (spans go to its /v1/traces), or \"\" for no export"
+                );
+            }
+        }
+        if !(100..=60_000).contains(&self.telemetry.otlp_interval_ms) {
+            bail!(
+                "telemetry.otlp_interval_ms = {}: expected 100..=60000",
+                self.telemetry.otlp_interval_ms
+            );
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format = {:?}: expected \"text\" or \"json\"", self.log.format);
         }
@@ -453,6 +475,38 @@ mod tests {
         let env = vec![("OPPTAK__TELEMETRY__LISTEN".to_string(), "metrics.example".to_string())];
         let e = format!("{:#}", Config::load_from(None, &env).unwrap_err());
         assert!(e.contains("telemetry.listen"), "{e}");
+    }
+
+    #[test]
+    fn telemetry_otlp_endpoint_is_an_http_url_or_empty() {
+        let cfg = Config::load_from(None, &[]).unwrap();
+        assert_eq!(cfg.telemetry.otlp_endpoint, "");
+        assert_eq!(cfg.telemetry.otlp_interval_ms, 2000);
+        for ok in [
+            "",
+            "http://otel-collector:4318",
+            "https://collector.example/otlp",
+            "http://127.0.0.1:4318/",
+        ] {
+            let env = vec![("OPPTAK__TELEMETRY__OTLP_ENDPOINT".to_string(), ok.to_string())];
+            assert_eq!(Config::load_from(None, &env).unwrap().telemetry.otlp_endpoint, ok);
+        }
+        for bad in [
+            "otel-collector:4318",
+            "grpc://otel-collector:4317",
+            "http://",
+            "file:///tmp/x",
+        ] {
+            let env = vec![("OPPTAK__TELEMETRY__OTLP_ENDPOINT".to_string(), bad.to_string())];
+            let e = format!("{:#}", Config::load_from(None, &env).unwrap_err());
+            assert!(
+                e.contains("telemetry.otlp_endpoint") && e.contains("http://"),
+                "{bad}: {e}"
+            );
+        }
+        let env = vec![("OPPTAK__TELEMETRY__OTLP_INTERVAL_MS".to_string(), "0".to_string())];
+        let e = format!("{:#}", Config::load_from(None, &env).unwrap_err());
+        assert!(e.contains("telemetry.otlp_interval_ms"), "{e}");
     }
 
     #[test]

@@ -403,17 +403,38 @@ enum RecordingsCommand {
 }
 
 fn init_logging(json: bool) {
-    use tracing_subscriber::EnvFilter;
+    init_tracing(json, None);
+}
+
+/// Logs to stderr (text or JSON, filtered by `OPPTAK_LOG`) and, with `otlp`,
+/// exports spans to an OpenTelemetry collector (`opptak::otlp`). The export
+/// has its own filter, not `OPPTAK_LOG`: every INFO-or-above span and event of
+/// opptak's crates, so a quiet log level still yields traces. Returns the
+/// exporter's handle, to flush it before the process exits.
+fn init_tracing(json: bool, otlp: Option<opptak::otlp::OtlpConfig>) -> Option<opptak::otlp::OtlpHandle> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
     let filter = EnvFilter::try_from_env("OPPTAK_LOG")
         .unwrap_or_else(|_| EnvFilter::new("warn,opptak=info,opptak_recorder=info"));
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        b.json().init();
-    } else {
-        b.init();
-    }
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if json { fmt.json().boxed() } else { fmt.boxed() };
+    let (export, handle) = match otlp {
+        Some(cfg) => {
+            let (layer, handle) = opptak::otlp::start(cfg);
+            let ours = tracing_subscriber::filter::filter_fn(|m| {
+                m.target().starts_with("opptak") && *m.level() <= tracing::Level::INFO
+            })
+            .with_max_level_hint(tracing::Level::INFO);
+            (Some(layer.with_filter(ours)), Some(handle))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(export)
+        .init();
+    handle
 }
 
 fn main() -> Result<()> {
@@ -447,8 +468,19 @@ async fn async_main() -> Result<()> {
         }
         Command::Run { roles } => {
             let config = Config::load(cli.config.as_deref())?;
-            init_logging(config.log.format == "json");
-            run(config, roles).await
+            let otlp = (!config.telemetry.otlp_endpoint.trim().is_empty()).then(|| opptak::otlp::OtlpConfig {
+                endpoint: config.telemetry.otlp_endpoint.trim().to_owned(),
+                instance_id: uuid::Uuid::new_v4().to_string(),
+                roles: roles.iter().map(|r| r.name()).collect::<Vec<_>>().join(","),
+                interval: std::time::Duration::from_millis(config.telemetry.otlp_interval_ms),
+            });
+            let export = init_tracing(config.log.format == "json", otlp);
+            let result = run(config, roles).await;
+            if let Some(export) = export {
+                // The spans of the last calls; bounded so a dead collector cannot hold the exit.
+                export.shutdown(std::time::Duration::from_secs(5)).await;
+            }
+            result
         }
         Command::Recordings { command } => {
             let config = Config::load(cli.config.as_deref())?;

@@ -58,12 +58,7 @@ fn speech_url() -> Option<String> {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap()
-}
+use common::free_port;
 
 /// The one configuration file every process reads.
 fn write_config(dir: &Path, bootstrap: &str, prefix: &str, postgres: &str, speech: &str) -> PathBuf {

@@ -33,17 +33,7 @@ const OTHER_API: &str = "https://other.test/api";
 const LOCK: &str = include_str!("oidc/package-lock.json");
 const PACKAGE: &str = include_str!("oidc/package.json");
 
-fn required() -> bool {
-    std::env::var("OPPTAK_REQUIRE_SERVICES").as_deref() == Ok("1")
-}
-
-fn skip(why: &str) -> Option<PathBuf> {
-    if required() {
-        panic!("{why} but OPPTAK_REQUIRE_SERVICES=1");
-    }
-    eprintln!("skipping: {why}");
-    None
-}
+use common::skip;
 
 /// `node_modules` with oidc-provider, installed once per lock file.
 async fn node_modules() -> Option<PathBuf> {

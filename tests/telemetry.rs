@@ -29,14 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A port nobody listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use common::free_port;
 
 /// An `opptak run` child process, killed when dropped (a failing assertion
 /// must not leave it running).
@@ -119,18 +112,11 @@ impl Proc {
 
     /// Waits for the process to exit on its own; returns its status.
     async fn wait_exit(&mut self, secs: u64) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running after {secs} s; log:\n{}",
-                tail(&self.log_text())
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let log = self.log.clone();
+        common::wait_exit(&mut self.child, secs, || {
+            tail(&std::fs::read_to_string(&log).unwrap_or_default())
+        })
+        .await
     }
 
     /// Polls `/metrics` until `ok` holds; returns that scrape.

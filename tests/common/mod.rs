@@ -22,8 +22,47 @@ pub fn unique(name: &str) -> String {
     format!("{name}_{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
 }
 
-fn required() -> bool {
+/// `OPPTAK_REQUIRE_SERVICES=1`: a missing service fails the test instead of skipping it.
+pub fn required() -> bool {
     std::env::var("OPPTAK_REQUIRE_SERVICES").as_deref() == Ok("1")
+}
+
+/// Skips (None) with `why`, or panics when services are required.
+pub fn skip<T>(why: &str) -> Option<T> {
+    if required() {
+        panic!("{why} but OPPTAK_REQUIRE_SERVICES=1");
+    }
+    eprintln!("skipping: {why}");
+    None
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+/// Waits up to `secs` for `child` to exit; returns its status, or panics
+/// with `log()` (the process's log) when it is still running.
+pub async fn wait_exit(
+    child: &mut std::process::Child,
+    secs: u64,
+    log: impl Fn() -> String,
+) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running after {secs} s; log:\n{}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Kafka bootstrap servers, or None (skip) when not configured and not required.

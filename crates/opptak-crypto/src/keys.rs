@@ -555,7 +555,11 @@ mod tests {
                 .collect();
             let on_disk = LocalKeyring::open(&path).unwrap();
             for (i, ring) in rings.iter().enumerate() {
-                assert_eq!(ring.active_kek_id(), on_disk.active_kek_id(), "round {round}, opener {i}");
+                assert_eq!(
+                    ring.active_kek_id(),
+                    on_disk.active_kek_id(),
+                    "round {round}, opener {i}"
+                );
                 let dk = DataKey::generate();
                 let w = ring.wrap(&dk, b"call/audio-24h").unwrap();
                 assert_eq!(on_disk.unwrap(&w, b"call/audio-24h").unwrap().secret(), dk.secret());
