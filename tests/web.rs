@@ -742,3 +742,95 @@ async fn every_role_gets_exactly_what_it_may() {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+/// A client that leaves while its request waits inside an audited read (the
+/// audit append queues on its PostgreSQL advisory lock, held here) does not
+/// cancel the handler halfway: every such read is still audited, and the
+/// service's connections come back clean (the next read works).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_leaving_mid_request_cancels_nothing_halfway() {
+    let Some(kafka) = common::kafka() else { return };
+    let Some(postgres) = common::postgres_db("web_leave").await else {
+        return;
+    };
+    let env = Env::new(
+        &Backend::Services {
+            kafka,
+            postgres: postgres.clone(),
+        },
+        "web_leave",
+    );
+    let edges = env.edges().await;
+    let id = Identity::open(&edges).await.unwrap();
+    id.add_user("setup", "lead-lise", "Lise", Role::TeamLead, "oslo", PW)
+        .await
+        .unwrap();
+    let router = opptak::web::router(&edges, false).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(opptak::web::serve(listener, router, async {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let cookie = common::web_sign_in(&http, &base, "lead-lise", PW).await.1.unwrap();
+    let db = sqlx::PgPool::connect(&postgres).await.unwrap();
+    let reads = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM audit_log WHERE action = 'dashboard.read'")
+            .fetch_one(&db)
+            .await
+            .unwrap()
+    };
+    assert_eq!(reads().await, 0);
+
+    // Hold the audit's lock; 8 dashboard reads queue behind it, and their
+    // clients give up after 1 s and close their connections.
+    let mut lock = db.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(7243061)")
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let gave_up = futures::future::join_all((0..8).map(|_| {
+        impatient
+            .get(format!("{base}/dashboard"))
+            .header("cookie", &cookie)
+            .send()
+    }))
+    .await;
+    assert!(
+        gave_up.iter().all(|r| r.as_ref().is_err_and(|e| e.is_timeout())),
+        "{gave_up:?}"
+    );
+    // The service saw them leave; now the lock goes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    lock.commit().await.unwrap();
+
+    // Every read that started is audited, and reads go on working.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while reads().await < 8 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of 8 abandoned reads audited: their handlers were cancelled",
+            reads().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = http
+        .get(format!("{base}/dashboard"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(reads().await, 9);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}

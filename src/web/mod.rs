@@ -183,7 +183,26 @@ pub async fn router_with(edges: &Edges, options: Options) -> Result<Router> {
         .merge(admin::routes())
         .merge(qa::routes())
         .merge(dashboard::routes())
-        .with_state(app))
+        .with_state(app)
+        .layer(axum::middleware::from_fn(run_to_completion)))
+}
+
+/// Runs each request's handler as a task of its own, so a client that
+/// disconnects mid-request does not cancel it halfway: an audit append, a
+/// decision or a sign-in is then either done or not started, never dropped
+/// inside a database transaction. (sqlx 0.8's `begin()` is not cancel-safe on
+/// PostgreSQL: a future dropped during the `BEGIN` round trip returns the
+/// connection to the pool inside a transaction, and the audit's advisory lock
+/// with it — sqlx issue #4385; found by the wrk benchmark, whose closing
+/// connections logged "there is already a transaction in progress".)
+async fn run_to_completion(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::spawn(next.run(req)).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "request handler panicked");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
 }
 
 /// Serves the router on `listener` until `shutdown` resolves (with the
