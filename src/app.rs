@@ -32,6 +32,7 @@ impl Edges {
         let bus: Arc<dyn Bus> = if let Some(brokers) = config.bus.url.strip_prefix("kafka://") {
             let opts = opptak_bus::kafka::KafkaOptions {
                 replication: config.bus.replication,
+                group_stuck_after: std::time::Duration::from_secs(config.bus.group_stuck_s),
                 ..Default::default()
             };
             Arc::new(opptak_bus::kafka::KafkaBus::new(brokers.trim_end_matches('/'), opts)?)

@@ -35,6 +35,8 @@ pub struct BusConfig {
     pub topic_prefix: String,
     pub partitions: i32,
     pub replication: i32,
+    /// A consumer outside its group this long ends its role (crash-only restart).
+    pub group_stuck_s: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -286,6 +288,12 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         if !(1..=10_000).contains(&self.bus.partitions) {
             bail!("bus.partitions = {}: expected 1..=10000", self.bus.partitions);
+        }
+        if !(30..=3600).contains(&self.bus.group_stuck_s) {
+            bail!(
+                "bus.group_stuck_s = {}: expected 30..=3600 (seconds a consumer may stay outside its group)",
+                self.bus.group_stuck_s
+            );
         }
         if !(1..=10).contains(&self.bus.replication) {
             bail!("bus.replication = {}: expected 1..=10", self.bus.replication);

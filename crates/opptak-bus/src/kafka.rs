@@ -19,7 +19,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How often librdkafka reports a consumer's statistics (the consumer lag).
@@ -33,6 +33,10 @@ pub struct KafkaOptions {
     pub publish_timeout: Duration,
     /// Extra librdkafka settings (e.g. security.protocol, sasl.*), applied last.
     pub extra: Vec<(String, String)>,
+    /// A consumer whose group stays unjoined this long fails its poll with
+    /// [`BusError::Stuck`]: librdkafka does not always rejoin after its group
+    /// coordinator restarts, and a role that waits for ever reads nothing.
+    pub group_stuck_after: Duration,
 }
 
 impl Default for KafkaOptions {
@@ -41,6 +45,7 @@ impl Default for KafkaOptions {
             replication: 1,
             publish_timeout: Duration::from_secs(30),
             extra: Vec::new(),
+            group_stuck_after: Duration::from_secs(120),
         }
     }
 }
@@ -211,13 +216,20 @@ impl Bus for KafkaBus {
         let context = LagContext {
             group: group.to_owned(),
             reported: Mutex::new(HashSet::new()),
+            unjoined: Arc::new(Mutex::new(None)),
         };
+        let unjoined = context.unjoined.clone();
         let consumer: StreamConsumer<LagContext> = c
             .create_with_context(context)
             .map_err(|e| BusError::Config(format!("kafka consumer: {e}")))?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names).map_err(unavailable)?;
-        Ok(Box::new(KafkaSubscription { consumer }))
+        Ok(Box::new(KafkaSubscription {
+            consumer: Some(consumer),
+            group: group.to_owned(),
+            unjoined,
+            stuck_after: self.options.group_stuck_after,
+        }))
     }
 
     async fn end_offsets(&self, topic: &str) -> Result<Vec<(i32, i64)>, BusError> {
@@ -289,10 +301,24 @@ struct LagContext {
     group: String,
     /// Partitions with a lag reported, so revoked ones are removed.
     reported: Mutex<HashSet<(String, i32)>>,
+    /// Since when, and in which states, the statistics last showed the
+    /// consumer outside its group (anything but state `up`, join-state
+    /// `steady`); `None` while it is in.
+    unjoined: Arc<Mutex<Option<(tokio::time::Instant, String)>>>,
 }
 
 impl ClientContext for LagContext {
     fn stats(&self, stats: rdkafka::Statistics) {
+        if let Some(g) = &stats.cgrp {
+            let mut unjoined = self.unjoined.lock().unwrap_or_else(|e| e.into_inner());
+            if g.state == "up" && g.join_state == "steady" {
+                *unjoined = None;
+            } else {
+                let what = format!("state {}, join-state {}", g.state, g.join_state);
+                let since = unjoined.take().map_or_else(tokio::time::Instant::now, |(t, _)| t);
+                *unjoined = Some((since, what));
+            }
+        }
         let m = opptak_telemetry::metrics();
         let mut now = HashSet::new();
         for (topic, t) in &stats.topics {
@@ -325,12 +351,63 @@ impl ClientContext for LagContext {
 impl ConsumerContext for LagContext {}
 
 struct KafkaSubscription {
-    consumer: StreamConsumer<LagContext>,
+    /// `None` only while dropping.
+    consumer: Option<StreamConsumer<LagContext>>,
+    group: String,
+    unjoined: Arc<Mutex<Option<(tokio::time::Instant, String)>>>,
+    stuck_after: Duration,
+}
+
+/// How long dropping a subscription waits for its consumer to leave the group.
+const CLOSE_LIMIT: Duration = Duration::from_secs(10);
+
+impl Drop for KafkaSubscription {
+    /// Closing a consumer leaves its group, which waits for the group
+    /// coordinator; one that cannot be reached blocks the close for minutes
+    /// (seen in the fault suite after a broker restart) and, on a tokio
+    /// worker, the process's orderly stop with it. The close runs on a
+    /// thread of its own; after [`CLOSE_LIMIT`] it is left to finish there
+    /// (or end with the process: the group then expires the member by its
+    /// session timeout, as after a crash; the offsets were committed).
+    fn drop(&mut self) {
+        let Some(consumer) = self.consumer.take() else { return };
+        let (done, closed) = std::sync::mpsc::channel::<()>();
+        let spawned = std::thread::Builder::new().name("kafka-close".into()).spawn(move || {
+            drop(consumer);
+            let _ = done.send(());
+        });
+        if spawned.is_ok() && closed.recv_timeout(CLOSE_LIMIT).is_err() {
+            tracing::warn!(group = %self.group, "kafka consumer did not leave its group within {CLOSE_LIMIT:?}; going on without it");
+        }
+    }
+}
+
+impl KafkaSubscription {
+    fn consumer(&self) -> &StreamConsumer<LagContext> {
+        self.consumer.as_ref().expect("consumer present until drop")
+    }
+
+    /// [`BusError::Stuck`] once the consumer has been outside its group
+    /// for longer than `stuck_after` (seen in the fault suite: after a
+    /// broker restart one consumer of three timed out its session, and its
+    /// requests to the coordinator stayed queued for minutes).
+    fn check_group(&self) -> Result<(), BusError> {
+        let unjoined = self.unjoined.lock().unwrap_or_else(|e| e.into_inner());
+        match &*unjoined {
+            Some((since, what)) if since.elapsed() >= self.stuck_after => Err(BusError::Stuck(format!(
+                "consumer group {} not joined for {} s ({what})",
+                self.group,
+                since.elapsed().as_secs()
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[async_trait]
 impl Subscription for KafkaSubscription {
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, BusError> {
+        self.check_group()?;
         let deadline = tokio::time::Instant::now() + wait;
         let mut out = Vec::new();
         while out.len() < max {
@@ -342,7 +419,7 @@ impl Subscription for KafkaSubscription {
             } else {
                 deadline.min(tokio::time::Instant::now() + Duration::from_millis(2))
             };
-            match tokio::time::timeout_at(until, self.consumer.recv()).await {
+            match tokio::time::timeout_at(until, self.consumer().recv()).await {
                 Err(_) => break,
                 Ok(Err(e)) => {
                     // librdkafka reconnects by itself (broker restarts, leader
@@ -375,7 +452,7 @@ impl Subscription for KafkaSubscription {
             tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next_offset))
                 .map_err(unavailable)?;
         }
-        self.consumer
+        self.consumer()
             .store_offsets(&tpl)
             .map_err(|e| match e.rdkafka_error_code() {
                 Some(RDKafkaErrorCode::State) | Some(RDKafkaErrorCode::UnknownPartition) => {
@@ -386,7 +463,7 @@ impl Subscription for KafkaSubscription {
     }
 
     fn assigned(&self) -> Result<Option<Vec<(String, i32)>>, BusError> {
-        let tpl = self.consumer.assignment().map_err(unavailable)?;
+        let tpl = self.consumer().assignment().map_err(unavailable)?;
         Ok(Some(
             tpl.elements()
                 .iter()
@@ -396,7 +473,7 @@ impl Subscription for KafkaSubscription {
     }
 
     async fn flush_commits(&mut self) -> Result<(), BusError> {
-        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+        match self.consumer().commit_consumer_state(CommitMode::Sync) {
             Ok(()) => Ok(()),
             // Nothing stored since the last commit.
             Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => Ok(()),

@@ -71,6 +71,10 @@ pub enum BusError {
     NotAssigned(String),
     #[error("bus configuration: {0}")]
     Config(String),
+    /// The consumer stayed outside its group past its limit; the role
+    /// should end (its process restarts with a fresh consumer).
+    #[error("bus consumer stuck: {0}; ending the role so its process restarts with a fresh consumer")]
+    Stuck(String),
 }
 
 impl BusError {

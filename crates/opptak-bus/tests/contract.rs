@@ -55,3 +55,62 @@ contract_tests!(
     unknown_topic_is_an_error,
     empty_poll_returns
 );
+
+/// A consumer that cannot join its group (here: no broker answers at all)
+/// fails its poll with `Stuck` once past its limit, so its role ends and
+/// its process restarts, instead of reading nothing for ever; the stuck
+/// consumer's close does not hang the drop.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_outside_its_group_fails_its_poll() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let opts = opptak_bus::kafka::KafkaOptions {
+        group_stuck_after: std::time::Duration::from_secs(3),
+        ..Default::default()
+    };
+    let bus = opptak_bus::kafka::KafkaBus::new(&format!("127.0.0.1:{port}"), opts).unwrap();
+    let group = prefix("stuck");
+    let mut sub = bus.subscribe(&group, &["nowhere".to_string()]).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let err = loop {
+        match sub.poll(10, std::time::Duration::from_millis(500)).await {
+            Err(e) => break e,
+            Ok(r) => assert!(r.is_empty()),
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never reported stuck");
+    };
+    let text = err.to_string();
+    assert!(matches!(err, opptak_bus::BusError::Stuck(_)), "{text}");
+    assert!(text.contains(&group) && text.contains("join-state"), "{text}");
+    drop(sub);
+}
+
+/// The control: a consumer in its group polls past the same kind of limit
+/// without being called stuck.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_in_its_group_is_not_stuck() {
+    let Some(brokers) = std::env::var("OPPTAK_TEST_KAFKA").ok() else {
+        assert_ne!(
+            std::env::var("OPPTAK_REQUIRE_SERVICES").as_deref(),
+            Ok("1"),
+            "OPPTAK_TEST_KAFKA not set"
+        );
+        return;
+    };
+    let opts = opptak_bus::kafka::KafkaOptions {
+        group_stuck_after: std::time::Duration::from_secs(10),
+        ..Default::default()
+    };
+    let bus = opptak_bus::kafka::KafkaBus::new(&brokers, opts).unwrap();
+    let topic = prefix("joined");
+    bus.create_topic(&topic, 2).await.unwrap();
+    let mut sub = bus.subscribe(&prefix("joined"), &[topic]).await.unwrap();
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(25);
+    while tokio::time::Instant::now() < until {
+        sub.poll(10, std::time::Duration::from_millis(500)).await.unwrap();
+    }
+    assert_eq!(sub.assigned().unwrap().map(|a| a.len()), Some(2));
+}
