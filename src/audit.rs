@@ -28,10 +28,51 @@ pub use opptak_store::audit::AuditEvent as Event;
 pub const CHECKPOINT_EVERY: u64 = 100;
 
 pub struct Audit {
-    store: SqlAudit,
+    store: Arc<SqlAudit>,
     keys: Arc<dyn KeyProvider>,
     clock: Arc<dyn Clock>,
     pub checkpoint_every: u64,
+    /// The process's appender for this log ([`group_commit`]).
+    appender: tokio::sync::mpsc::Sender<Pending>,
+    /// The signing key, once loaded or made (one at a time: checkpoints of
+    /// one group commit run at once and must not each make a key).
+    signer: tokio::sync::Mutex<Option<(SigningKeyRow, DataKey)>>,
+}
+
+/// An event waiting for the appender, and who waits for its entry.
+type Pending = (
+    AuditEvent,
+    i64,
+    tokio::sync::oneshot::Sender<Result<opptak_store::audit::AuditEntry, String>>,
+);
+
+/// Events one transaction appends at most.
+const MAX_GROUP: usize = 256;
+
+/// Group commit: one task per open log appends every event queued meanwhile
+/// in one transaction (one turn of the cross-process lock, one commit)
+/// instead of one transaction per event. Under 200 concurrent audited reads
+/// the per-event appends queued on the lock one by one (p99 ~0.5 s in the
+/// wrk benchmark). Each waiter gets its own entry, or the batch's error. The
+/// task ends when the log is dropped, after what was queued.
+async fn group_commit(store: Arc<SqlAudit>, mut queue: tokio::sync::mpsc::Receiver<Pending>) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while queue.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let events: Vec<(AuditEvent, i64)> = group.iter().map(|(e, at, _)| (e.clone(), *at)).collect();
+        match store.append_batch(&events).await {
+            Ok(entries) => {
+                for ((_, _, reply), entry) in group.drain(..).zip(entries) {
+                    let _ = reply.send(Ok(entry));
+                }
+            }
+            Err(e) => {
+                let why = e.to_string();
+                for (_, _, reply) in group.drain(..) {
+                    let _ = reply.send(Err(why.clone()));
+                }
+            }
+        }
+    }
 }
 
 /// What [`Audit::verify`] found.
@@ -63,17 +104,32 @@ fn context(key_id: &str) -> Vec<u8> {
 
 impl Audit {
     pub async fn open(metadata_url: &str, keys: Arc<dyn KeyProvider>, clock: Arc<dyn Clock>) -> Result<Self> {
+        let store = Arc::new(SqlAudit::open(metadata_url).await.context("opening the audit log")?);
+        let (appender, queue) = tokio::sync::mpsc::channel(4 * MAX_GROUP);
+        tokio::spawn(group_commit(store.clone(), queue));
         Ok(Self {
-            store: SqlAudit::open(metadata_url).await.context("opening the audit log")?,
+            store,
             keys,
             clock,
             checkpoint_every: CHECKPOINT_EVERY,
+            appender,
+            signer: tokio::sync::Mutex::new(None),
         })
     }
 
     /// Appends `e`; signs a checkpoint every `checkpoint_every` entries.
     pub async fn record(&self, e: &AuditEvent) -> Result<u64> {
-        let entry = self.store.append(e, self.clock.now_us()).await?;
+        // A bad event is refused alone, never inside someone else's group.
+        SqlAudit::check(e)?;
+        let (reply, entry) = tokio::sync::oneshot::channel();
+        self.appender
+            .send((e.clone(), self.clock.now_us(), reply))
+            .await
+            .map_err(|_| anyhow::anyhow!("the audit appender stopped"))?;
+        let entry = entry
+            .await
+            .map_err(|_| anyhow::anyhow!("the audit appender stopped"))?
+            .map_err(|why| anyhow::anyhow!("audit append failed: {why}"))?;
         opptak_telemetry::metrics().audit_appends.inc();
         if self.checkpoint_every > 0 && entry.seq % self.checkpoint_every == 0 {
             self.checkpoint().await?;
@@ -100,22 +156,36 @@ impl Audit {
         Ok(Some(c))
     }
 
-    /// The newest signing key, made on first use (seed wrapped under the KEK).
+    /// The log's signing key: the first one stored, made on first use (seed
+    /// wrapped under the KEK). Processes racing to make it each store one,
+    /// then all sign with the first stored.
     async fn signing_key(&self) -> Result<(SigningKeyRow, DataKey)> {
-        if let Some(row) = self.store.signing_keys().await?.pop() {
-            let key = self.open_key(&row)?;
-            return Ok((row, key));
+        let mut cached = self.signer.lock().await;
+        if let Some((row, key)) = cached.as_ref() {
+            return Ok((row.clone(), key.clone()));
         }
-        let key = DataKey::generate();
-        let w = self.keys.wrap(&key, &context(key.id()))?;
-        let row = SigningKeyRow {
-            key_id: w.key_id,
-            kek_id: w.kek_id,
-            sealed: w.sealed,
-            public_key: signing::public_key(&key).to_vec(),
-            created_at_us: self.clock.now_us(),
-        };
-        self.store.add_signing_key(&row).await?;
+        if self.store.signing_keys().await?.is_empty() {
+            let key = DataKey::generate();
+            let w = self.keys.wrap(&key, &context(key.id()))?;
+            self.store
+                .add_signing_key(&SigningKeyRow {
+                    key_id: w.key_id,
+                    kek_id: w.kek_id,
+                    sealed: w.sealed,
+                    public_key: signing::public_key(&key).to_vec(),
+                    created_at_us: self.clock.now_us(),
+                })
+                .await?;
+        }
+        let row = self
+            .store
+            .signing_keys()
+            .await?
+            .into_iter()
+            .next()
+            .context("no audit signing key after storing one")?;
+        let key = self.open_key(&row)?;
+        *cached = Some((row.clone(), key.clone()));
         Ok((row, key))
     }
 

@@ -98,8 +98,8 @@ impl SqlAudit {
         })
     }
 
-    /// Appends one entry at `at_us`; returns it.
-    pub async fn append(&self, e: &AuditEvent, at_us: i64) -> Result<AuditEntry, StoreError> {
+    /// Refuses an event with a field longer than the log keeps.
+    pub fn check(e: &AuditEvent) -> Result<(), StoreError> {
         for (name, f) in [
             ("actor", &e.actor),
             ("role", &e.role),
@@ -113,6 +113,25 @@ impl SqlAudit {
                     "audit {name} longer than {MAX_FIELD} bytes"
                 )));
             }
+        }
+        Ok(())
+    }
+
+    /// Appends one entry at `at_us`; returns it.
+    pub async fn append(&self, e: &AuditEvent, at_us: i64) -> Result<AuditEntry, StoreError> {
+        let mut v = self.append_batch(&[(e.clone(), at_us)]).await?;
+        v.pop()
+            .ok_or_else(|| StoreError::Corrupt("audit append returned nothing".into()))
+    }
+
+    /// Appends `events` in this order as consecutive entries, in one
+    /// transaction (all or none); returns them.
+    pub async fn append_batch(&self, events: &[(AuditEvent, i64)]) -> Result<Vec<AuditEntry>, StoreError> {
+        for (e, _) in events {
+            Self::check(e)?;
+        }
+        if events.is_empty() {
+            return Ok(Vec::new());
         }
         let mut last_err = None;
         for _ in 0..20 {
@@ -131,43 +150,54 @@ impl SqlAudit {
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(db)?;
-            let (seq, prev) = match tail {
+            let (mut seq, mut prev) = match tail {
                 Some(r) => (
                     r.try_get::<i64, _>("seq").map_err(db)? as u64 + 1,
                     r.try_get::<Vec<u8>, _>("hash").map_err(db)?,
                 ),
                 None => (1, GENESIS.to_vec()),
             };
-            let hash = entry_hash(seq, at_us, e, &prev);
-            let inserted = sqlx::query(
-                "INSERT INTO audit_log (seq, at_us, actor, role, action, subject, reason, outcome, prev_hash, hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(seq as i64)
-            .bind(at_us)
-            .bind(e.actor.as_str())
-            .bind(e.role.as_str())
-            .bind(e.action.as_str())
-            .bind(e.subject.as_str())
-            .bind(e.reason.as_str())
-            .bind(e.outcome.as_str())
-            .bind(prev.clone())
-            .bind(hash.clone())
-            .execute(&mut *tx)
-            .await;
-            match inserted {
-                Ok(_) => {
-                    tx.commit().await.map_err(db)?;
-                    return Ok(AuditEntry {
-                        seq,
-                        at_us,
-                        event: e.clone(),
-                        prev_hash: prev,
-                        hash,
-                    });
+            let mut entries = Vec::with_capacity(events.len());
+            let mut failed = None;
+            for (e, at_us) in events {
+                let hash = entry_hash(seq, *at_us, e, &prev);
+                let inserted = sqlx::query(
+                    "INSERT INTO audit_log (seq, at_us, actor, role, action, subject, reason, outcome, prev_hash, hash) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(seq as i64)
+                .bind(*at_us)
+                .bind(e.actor.as_str())
+                .bind(e.role.as_str())
+                .bind(e.action.as_str())
+                .bind(e.subject.as_str())
+                .bind(e.reason.as_str())
+                .bind(e.outcome.as_str())
+                .bind(prev.clone())
+                .bind(hash.clone())
+                .execute(&mut *tx)
+                .await;
+                if let Err(err) = inserted {
+                    failed = Some(err);
+                    break;
                 }
-                // Another appender took this seq: go again on the new tail.
-                Err(err) => {
+                entries.push(AuditEntry {
+                    seq,
+                    at_us: *at_us,
+                    event: e.clone(),
+                    prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                    hash,
+                });
+                seq += 1;
+            }
+            match failed {
+                None => {
+                    tx.commit().await.map_err(db)?;
+                    return Ok(entries);
+                }
+                // Another appender took a seq (a writer without the lock, e.g. an
+                // older version): go again on the new tail.
+                Some(err) => {
                     let _ = tx.rollback().await;
                     last_err = Some(err);
                     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
