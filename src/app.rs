@@ -180,7 +180,10 @@ impl RunningSweeper {
                         .await
                     {
                         Ok(0) => {}
-                        Ok(n) => tracing::warn!(calls = n, "idle calls ended (no CallEnded came)"),
+                        Ok(n) => {
+                            opptak_telemetry::metrics().idle_calls_ended.inc_by(n as u64);
+                            tracing::warn!(calls = n, "idle calls ended (no CallEnded came)")
+                        }
                         Err(e) => tracing::warn!(error = %e, "closing idle calls failed; retrying next interval"),
                     }
                 }

@@ -491,9 +491,12 @@ async fn idle_calls_are_ended(backend: Backend, name: &str) {
         )))
         .unwrap();
     assert_eq!(later.config.recorder.idle_timeout_s, 900);
+    let ended_before = opptak_telemetry::metrics().idle_calls_ended.get();
     let sweeper = opptak::app::RunningSweeper::spawn(&later);
     let stored = wait_for_recordings(&edges, 3, 60).await;
     sweeper.stop().await;
+    // Counted (another test of this binary may add its own).
+    assert!(opptak_telemetry::metrics().idle_calls_ended.get() >= ended_before + 2);
     for c in [&lost, &active] {
         let ev = &stored[&c.call_id];
         assert_eq!(ev.frames as usize, c.frames(), "{}", c.call_id);

@@ -125,6 +125,8 @@ pub struct Metrics {
     pub flush_duration: Histogram,
     /// Recordings finished and announced on `opptak.recordings.v1`.
     pub recordings_stored: Counter,
+    /// Calls the sweeper ended because no input and no CallEnded came.
+    pub idle_calls_ended: Counter,
     /// Transcripts stored (live or batch).
     pub transcripts_stored: Counter,
     /// Drafts stored for review.
@@ -160,6 +162,7 @@ impl Metrics {
             end_to_end_latency: Histogram::new(LATENCY_BUCKETS),
             flush_duration: Histogram::new(LATENCY_BUCKETS),
             recordings_stored: Counter::default(),
+            idle_calls_ended: Counter::default(),
             transcripts_stored: Counter::default(),
             drafts_stored: Counter::default(),
             audit_appends: Counter::default(),
@@ -225,6 +228,11 @@ impl Metrics {
             "opptak_recordings_stored",
             "Recordings finished and announced",
             m.recordings_stored.clone(),
+        );
+        registry.register(
+            "opptak_idle_calls_ended",
+            "Calls the sweeper ended after recorder.idle_timeout_s without input or CallEnded",
+            m.idle_calls_ended.clone(),
         );
         registry.register(
             "opptak_asr_request_seconds",
