@@ -122,6 +122,13 @@ pub(crate) enum Via {
 impl App {
     /// The caller of an API request: a verified bearer token or a session.
     /// A refused bearer token is audited with the reason it failed.
+    /// [`App::api_user`] and the call id of the path (404 if it is none).
+    async fn api_call(&self, ctx: &Ctx, headers: &HeaderMap, id: &str) -> Result<(User, Via, CallId), Response> {
+        let (user, via) = self.api_user(ctx, headers).await?;
+        let call_id = CallId::parse(id).map_err(|_| api_error(StatusCode::NOT_FOUND, "unknown call"))?;
+        Ok((user, via, call_id))
+    }
+
     pub(crate) async fn api_user(&self, ctx: &Ctx, headers: &HeaderMap) -> Result<(User, Via), Response> {
         let bearer = headers
             .get(header::AUTHORIZATION)
@@ -281,12 +288,9 @@ async fn call(
     Path(id): Path<String>,
     Query(q): Query<ReasonQuery>,
 ) -> Response {
-    let (user, _) = match app.api_user(&ctx, &headers).await {
-        Ok(u) => u,
+    let (user, _, call_id) = match app.api_call(&ctx, &headers, &id).await {
+        Ok(v) => v,
         Err(r) => return r,
-    };
-    let Ok(call_id) = CallId::parse(&id) else {
-        return api_error(StatusCode::NOT_FOUND, "unknown call");
     };
     let call = match app.edges.meta.load_call(&call_id).await {
         Ok(c) => c,
@@ -386,12 +390,9 @@ async fn decision(
     Path(id): Path<String>,
     Json(req): Json<DecisionRequest>,
 ) -> Response {
-    let (user, via) = match app.api_user(&ctx, &headers).await {
-        Ok(u) => u,
+    let (user, via, call_id) = match app.api_call(&ctx, &headers, &id).await {
+        Ok(v) => v,
         Err(r) => return r,
-    };
-    let Ok(call_id) = CallId::parse(&id) else {
-        return api_error(StatusCode::NOT_FOUND, "unknown call");
     };
     let subject = format!("call:{call_id}");
     let action = format!("draft.{}", req.action);
@@ -455,12 +456,9 @@ async fn qa_score(
     Path(id): Path<String>,
     Json(req): Json<QaScoreRequest>,
 ) -> Response {
-    let (user, via) = match app.api_user(&ctx, &headers).await {
-        Ok(u) => u,
+    let (user, via, call_id) = match app.api_call(&ctx, &headers, &id).await {
+        Ok(v) => v,
         Err(r) => return r,
-    };
-    let Ok(call_id) = CallId::parse(&id) else {
-        return api_error(StatusCode::NOT_FOUND, "unknown call");
     };
     if let Err(r) = check_csrf(&via, &headers) {
         if let Err(e) = app
