@@ -96,8 +96,7 @@ struct Service {
     transcript: Vec<(String, String)>,
     /// Length of the recording in seconds.
     seconds: f64,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    server: common::WebService,
 }
 
 impl Service {
@@ -175,13 +174,8 @@ impl Service {
             "the seeded call is in the QA sample"
         );
 
-        let router = opptak::web::router(&edges, false).await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(opptak::web::serve(listener, router, async {
-            let _ = stopped.await;
-        }));
+        let server = common::WebService::start(&edges).await;
+        let base = server.base.clone();
         let seconds = sample.call.frames() as f64 / f64::from(sample.call.format.sample_rate_hz());
         Self {
             env,
@@ -190,7 +184,6 @@ impl Service {
             call,
             transcript,
             seconds,
-            stop,
             server,
         }
     }
@@ -200,8 +193,7 @@ impl Service {
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        self.server.await.unwrap().unwrap();
+        self.server.stop().await;
     }
 }
 

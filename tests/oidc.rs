@@ -706,13 +706,8 @@ async fn the_api_accepts_only_valid_tokens_and_audits_each_refusal() {
     let env = common::Env::new(&common::Backend::Embedded, "oidcweb");
     let mut edges = env.edges().await;
     edges.config.oidc = Some(section(&p.issuer("a"), ""));
-    let router = opptak::web::router(&edges, false).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(opptak::web::serve(listener, router, async {
-        let _ = stopped.await;
-    }));
+    let server = common::WebService::start(&edges).await;
+    let base = server.base.clone();
     let http = reqwest::Client::new();
     let get = |path: &str, token: &str| http.get(format!("{base}{path}")).bearer_auth(token).send();
 
@@ -765,6 +760,5 @@ async fn the_api_accepts_only_valid_tokens_and_audits_each_refusal() {
             assert!(!e.event.reason.contains(t.as_str()) && !e.event.subject.contains(t.as_str()));
         }
     }
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await;
 }

@@ -116,13 +116,8 @@ async fn every_role_gets_exactly_what_it_may() {
     recorder.stop().await.unwrap();
 
     // The service on a free port.
-    let router = opptak::web::router(&edges, false).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(opptak::web::serve(listener, router, async {
-        let _ = stopped.await;
-    }));
+    let server = common::WebService::start(&edges).await;
+    let base = server.base.clone();
     let c = Client {
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -739,8 +734,7 @@ async fn every_role_gets_exactly_what_it_may() {
         );
     }
     assert!(audit.verify(None).await.unwrap().ok());
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await;
 }
 
 /// A client that leaves while its request waits inside an audited read (the
@@ -765,13 +759,8 @@ async fn a_client_leaving_mid_request_cancels_nothing_halfway() {
     id.add_user("setup", "lead-lise", "Lise", Role::TeamLead, "oslo", PW)
         .await
         .unwrap();
-    let router = opptak::web::router(&edges, false).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(opptak::web::serve(listener, router, async {
-        let _ = stopped.await;
-    }));
+    let server = common::WebService::start(&edges).await;
+    let base = server.base.clone();
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -831,6 +820,5 @@ async fn a_client_leaving_mid_request_cancels_nothing_halfway() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(reads().await, 9);
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await;
 }

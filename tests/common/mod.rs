@@ -44,6 +44,33 @@ pub fn free_port() -> u16 {
         .unwrap()
 }
 
+/// The review service (`opptak::web::router`) on a free local port.
+pub struct WebService {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl WebService {
+    pub async fn start(edges: &Edges) -> Self {
+        let router = opptak::web::router(edges, false).await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(opptak::web::serve(listener, router, async {
+            let _ = stopped.await;
+        }));
+        Self { base, stop, task }
+    }
+
+    /// Stops it and checks it stopped without an error.
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap();
+    }
+}
+
 /// Waits up to `secs` for `child` to exit; returns its status, or panics
 /// with `log()` (the process's log) when it is still running.
 pub async fn wait_exit(
