@@ -88,6 +88,41 @@ async fn a_consumer_outside_its_group_fails_its_poll() {
     drop(sub);
 }
 
+/// A role that was busy between polls (its rebalance waited for it) is not
+/// stuck: the clock starts again when it polls again.
+#[tokio::test(flavor = "multi_thread")]
+async fn time_between_polls_does_not_count_as_stuck() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let opts = opptak_bus::kafka::KafkaOptions {
+        group_stuck_after: std::time::Duration::from_secs(3),
+        ..Default::default()
+    };
+    let bus = opptak_bus::kafka::KafkaBus::new(&format!("127.0.0.1:{port}"), opts).unwrap();
+    let mut sub = bus.subscribe(&prefix("busy"), &["nowhere".to_string()]).await.unwrap();
+    // Polled for 6.5 s: the first statistics (after 5 s) show it outside its
+    // group, 1.5 s at most before it stops polling.
+    let polled = tokio::time::Instant::now() + std::time::Duration::from_millis(6500);
+    while tokio::time::Instant::now() < polled {
+        sub.poll(10, std::time::Duration::from_millis(250)).await.unwrap();
+    }
+    // Busy for 12 s (outside its group all along, no broker): the next
+    // poll is not called stuck, the ones 3 s of polling later are.
+    tokio::time::sleep(std::time::Duration::from_secs(12)).await;
+    sub.poll(10, std::time::Duration::from_millis(500)).await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Err(e) = sub.poll(10, std::time::Duration::from_millis(500)).await {
+            assert!(matches!(e, opptak_bus::BusError::Stuck(_)), "{e}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never reported stuck");
+    }
+}
+
 /// The control: a consumer in its group polls past the same kind of limit
 /// without being called stuck.
 #[tokio::test(flavor = "multi_thread")]
