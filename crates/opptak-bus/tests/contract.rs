@@ -56,12 +56,9 @@ contract_tests!(
     empty_poll_returns
 );
 
-/// A consumer that cannot join its group (here: no broker answers at all)
-/// fails its poll with `Stuck` once past its limit, so its role ends and
-/// its process restarts, instead of reading nothing for ever; the stuck
-/// consumer's close does not hang the drop.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_consumer_outside_its_group_fails_its_poll() {
+/// A Kafka bus whose broker address answers nothing, whose consumers are
+/// called stuck after 3 s outside their group.
+fn unreachable_bus() -> opptak_bus::kafka::KafkaBus {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -71,7 +68,16 @@ async fn a_consumer_outside_its_group_fails_its_poll() {
         group_stuck_after: std::time::Duration::from_secs(3),
         ..Default::default()
     };
-    let bus = opptak_bus::kafka::KafkaBus::new(&format!("127.0.0.1:{port}"), opts).unwrap();
+    opptak_bus::kafka::KafkaBus::new(&format!("127.0.0.1:{port}"), opts).unwrap()
+}
+
+/// A consumer that cannot join its group (here: no broker answers at all)
+/// fails its poll with `Stuck` once past its limit, so its role ends and
+/// its process restarts, instead of reading nothing for ever; the stuck
+/// consumer's close does not hang the drop.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_outside_its_group_fails_its_poll() {
+    let bus = unreachable_bus();
     let group = prefix("stuck");
     let mut sub = bus.subscribe(&group, &["nowhere".to_string()]).await.unwrap();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -92,16 +98,7 @@ async fn a_consumer_outside_its_group_fails_its_poll() {
 /// stuck: the clock starts again when it polls again.
 #[tokio::test(flavor = "multi_thread")]
 async fn time_between_polls_does_not_count_as_stuck() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let opts = opptak_bus::kafka::KafkaOptions {
-        group_stuck_after: std::time::Duration::from_secs(3),
-        ..Default::default()
-    };
-    let bus = opptak_bus::kafka::KafkaBus::new(&format!("127.0.0.1:{port}"), opts).unwrap();
+    let bus = unreachable_bus();
     let mut sub = bus.subscribe(&prefix("busy"), &["nowhere".to_string()]).await.unwrap();
     // Polled for 6.5 s: the first statistics (after 5 s) show it outside its
     // group, 1.5 s at most before it stops polling.
