@@ -10,9 +10,8 @@ use opptak_crypto::segment::ArtifactKind;
 use opptak_crypto::stream::{self, StreamInfo, StreamOpener, DEFAULT_SEGMENT_SIZE};
 use opptak_crypto::{DataKey, KeyProvider, LocalKeyring};
 use opptak_domain::model::{AudioFormat, CallFacts, CallId, ChannelRole, Codec, Desk, Direction, ServiceCategory};
-use opptak_recorder::reader::{self, Which};
-use opptak_store::meta::{CallEnd, CallUpdate, Compacted, Flush, NewCall, StoredKey, StoredObject};
-use opptak_store::{BlobStore, MetadataStore};
+use opptak_store::meta::{CallEnd, CallUpdate, Compacted, Flush, NewCall, StoredObject};
+use opptak_vault::{Vault, Which};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -71,9 +70,7 @@ fn stream_throughput(c: &mut Criterion) {
 
 struct Fixture {
     _dir: tempfile::TempDir,
-    meta: Arc<dyn MetadataStore>,
-    blobs: Arc<dyn BlobStore>,
-    keys: Arc<dyn KeyProvider>,
+    vault: Vault,
     call_id: CallId,
 }
 
@@ -91,10 +88,14 @@ async fn sixty_minute_call() -> Fixture {
     let format = AudioFormat::new(Codec::Pcmu, 8000, vec![ChannelRole::Agent, ChannelRole::Customer]).unwrap();
     let frames = 8000u64 * 3600;
     let wire: Vec<u8> = (0..frames * 2).map(|i| (i * 7 % 253) as u8).collect();
-    let key = DataKey::generate();
-    let w = keys
-        .wrap(&key, &opptak_recorder::key_context(&call_id, "audio-24h"))
-        .unwrap();
+    let vault = Vault::new(
+        meta.clone(),
+        blobs.clone(),
+        keys,
+        Arc::new(opptak_domain::time::SystemClock),
+    );
+    let (key, stored_key) = vault.new_key(call_id.as_str(), "audio-24h").unwrap();
+    let key_id = stored_key.key_id.clone();
     let recording_id = "rec-bench-60min".to_string();
     let facts = CallFacts {
         call_id: call_id.clone(),
@@ -111,12 +112,7 @@ async fn sixty_minute_call() -> Fixture {
     let flush = Flush {
         new_calls: vec![NewCall {
             facts,
-            key: StoredKey {
-                key_id: w.key_id.clone(),
-                class: "audio-24h".into(),
-                kek_id: w.kek_id,
-                sealed: w.sealed,
-            },
+            key: stored_key,
             extra_keys: Vec::new(),
             recording_id: recording_id.clone(),
             blob_prefix: "recordings/bench-60min/rec-bench-60min".into(),
@@ -144,12 +140,7 @@ async fn sixty_minute_call() -> Fixture {
         }],
     };
     meta.apply(&flush).await.unwrap();
-    let info = StreamInfo {
-        kind: ArtifactKind::Recording,
-        key_id: w.key_id,
-        key_ref: format!("{call_id}/audio-24h"),
-        artifact_id: recording_id.clone(),
-    };
+    let info = opptak_vault::artifact_info(&call_id, "audio-24h", &key_id, ArtifactKind::Recording, &recording_id);
     let sealed = stream::seal(&key, &info, DEFAULT_SEGMENT_SIZE, &wire).unwrap();
     let path = "recordings/bench-60min/rec-bench-60min/v2-bench.optk".to_string();
     let bytes = sealed.len() as u64;
@@ -166,9 +157,7 @@ async fn sixty_minute_call() -> Fixture {
     .unwrap();
     Fixture {
         _dir: dir,
-        meta,
-        blobs,
-        keys,
+        vault,
         call_id,
     }
 }
@@ -181,10 +170,7 @@ fn seek(c: &mut Criterion) {
         .unwrap();
     let f = rt.block_on(sixty_minute_call());
     let window = || {
-        rt.block_on(reader::read_window(
-            &f.meta,
-            &f.blobs,
-            &f.keys,
+        rt.block_on(f.vault.read_window(
             &f.call_id,
             Which::Recording,
             Duration::from_secs(30 * 60),
@@ -199,12 +185,7 @@ fn seek(c: &mut Criterion) {
     g.sample_size(10);
     g.bench_function("window_1s_at_minute_30", |b| b.iter(|| black_box(window())));
     g.bench_function("whole_recording", |b| {
-        b.iter(|| {
-            black_box(
-                rt.block_on(reader::read_recording(&f.meta, &f.blobs, &f.keys, &f.call_id))
-                    .unwrap(),
-            )
-        })
+        b.iter(|| black_box(rt.block_on(f.vault.read_recording(&f.call_id)).unwrap()))
     });
     g.finish();
 }

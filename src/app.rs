@@ -104,22 +104,26 @@ impl Edges {
             .context("creating topics")
     }
 
+    /// The call vault over these edges: keys, sealed artifacts, reading back.
+    pub fn vault(&self) -> opptak_vault::Vault {
+        opptak_vault::Vault::new(
+            self.meta.clone(),
+            self.blobs.clone(),
+            self.keys.clone(),
+            self.clock.clone(),
+        )
+    }
+
     /// The audit log in the metadata database.
     pub async fn audit(&self) -> Result<crate::audit::Audit> {
         crate::audit::Audit::open(&self.config.storage.metadata, self.keys.clone(), self.clock.clone()).await
     }
 
     pub fn recorder(&self) -> Recorder {
-        Recorder::new(
-            self.bus.clone(),
-            self.blobs.clone(),
-            self.meta.clone(),
-            self.keys.clone(),
-            self.config.recorder_config(),
-        )
-        .with_telephony_keys(self.telephony_keys.clone())
-        .with_retention(self.policy.clone(), self.clock.clone())
-        .with_archive(Some(self.archive.clone()))
+        Recorder::new(self.bus.clone(), self.vault(), self.config.recorder_config())
+            .with_telephony_keys(self.telephony_keys.clone())
+            .with_policy(self.policy.clone())
+            .with_archive(Some(self.archive.clone()))
     }
 
     /// Retention routing, sweeping and holds over these edges.
@@ -218,9 +222,7 @@ pub fn transcriber_with(
         None => configured_asr(&edges.config)?,
     };
     Ok(Arc::new(opptak_ki::transcribe::Transcriber {
-        meta: edges.meta.clone(),
-        blobs: edges.blobs.clone(),
-        keys: edges.keys.clone(),
+        vault: edges.vault(),
         bus: edges.bus.clone(),
         asr,
         retention: edges.retention(),
@@ -271,9 +273,7 @@ pub async fn summarizer(edges: &Edges) -> Result<Arc<opptak_ki::summarize::Summa
     let taxonomy = opptak_domain::summary::Taxonomy::default_taxonomy();
     let qa = Arc::new(crate::qa::Qa::open(edges).await?);
     let summarizer = opptak_ki::summarize::Summarizer {
-        meta: edges.meta.clone(),
-        blobs: edges.blobs.clone(),
-        keys: edges.keys.clone(),
+        vault: edges.vault(),
         bus: edges.bus.clone(),
         writer: draft_writer(&edges.config)?,
         fallback: opptak_ki::llm::EmbeddedDrafts::default(),
@@ -464,25 +464,12 @@ pub async fn rotate_and_rewrap(admin: &dyn KeyAdmin, meta: &dyn MetadataStore) -
         let mut rewrapped = Vec::with_capacity(batch.len());
         for (call_id, k) in batch {
             let call_id = opptak_domain::CallId::parse(&call_id)?;
-            let ctx = opptak_recorder::key_context(&call_id, &k.class);
-            let wrapped = opptak_crypto::WrappedKey {
-                key_id: k.key_id.clone(),
-                kek_id: k.kek_id.clone(),
-                sealed: k.sealed,
-            };
-            let dk = admin
-                .unwrap(&wrapped, &ctx)
+            let ctx = opptak_vault::key_context(call_id.as_str(), &k.class);
+            let dk = opptak_vault::unwrap_key(admin, &k, &ctx)
                 .with_context(|| format!("unwrapping data key {}", k.key_id))?;
-            let w = admin.wrap(&dk, &ctx)?;
-            rewrapped.push((
-                k.kek_id,
-                opptak_store::meta::StoredKey {
-                    key_id: w.key_id,
-                    class: k.class,
-                    kek_id: w.kek_id,
-                    sealed: w.sealed,
-                },
-            ));
+            let again = opptak_vault::wrap_key(admin, &dk, &k.class, &ctx)?;
+            // The data key keeps its id: artifact headers name it.
+            rewrapped.push((k.kek_id, again));
         }
         total += meta.rewrap(&rewrapped).await?;
     }

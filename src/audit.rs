@@ -14,7 +14,7 @@
 //! checkpoint so it can be compared with a copy kept elsewhere.
 
 use anyhow::{Context, Result};
-use opptak_crypto::{signing, DataKey, KeyProvider, WrappedKey};
+use opptak_crypto::{signing, DataKey, KeyProvider};
 use opptak_domain::time::Clock;
 use opptak_store::audit::{
     checkpoint_message, entry_hash, AuditEvent, SigningKeyRow, SqlAudit, StoredCheckpoint, GENESIS,
@@ -98,6 +98,9 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// The class the audit signing key is stored under (it is no call's key).
+const SIGNING_KEY_CLASS: &str = "audit-signing";
+
 fn context(key_id: &str) -> Vec<u8> {
     format!("audit-signing/{key_id}").into_bytes()
 }
@@ -166,7 +169,7 @@ impl Audit {
         }
         if self.store.signing_keys().await?.is_empty() {
             let key = DataKey::generate();
-            let w = self.keys.wrap(&key, &context(key.id()))?;
+            let w = opptak_vault::wrap_key(self.keys.as_ref(), &key, SIGNING_KEY_CLASS, &context(key.id()))?;
             self.store
                 .add_signing_key(&SigningKeyRow {
                     key_id: w.key_id,
@@ -190,12 +193,18 @@ impl Audit {
     }
 
     fn open_key(&self, row: &SigningKeyRow) -> Result<DataKey> {
-        let w = WrappedKey {
+        // Bound to its own context (`context`), not to a call's.
+        let stored = opptak_store::meta::StoredKey {
             key_id: row.key_id.clone(),
+            class: SIGNING_KEY_CLASS.into(),
             kek_id: row.kek_id.clone(),
             sealed: row.sealed.clone(),
         };
-        Ok(self.keys.unwrap(&w, &context(&row.key_id))?)
+        Ok(opptak_vault::unwrap_key(
+            self.keys.as_ref(),
+            &stored,
+            &context(&row.key_id),
+        )?)
     }
 
     /// Entries in order, from `from`, at most `limit` (for auditors).

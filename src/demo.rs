@@ -330,17 +330,16 @@ pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32, serve: Option<&
     let mut all_ok = true;
     for (sample, call) in &calls {
         let id = CallId::parse(&call.call_id)?;
-        let rec = opptak_recorder::reader::read_recording(&edges.meta, &edges.blobs, &edges.keys, &id).await?;
+        let rec = edges.vault().read_recording(&id).await?;
         let mut identical = rec.pcm == call.expected_pcm() && rec.record.object.is_some();
         // The copies for longer retention classes, each decrypted and compared.
         let mut kept = vec!["recording"];
         for a in edges.meta.artifacts(&id).await? {
-            use opptak_recorder::reader::Which;
+            use opptak_vault::Which;
             let Some(which) = Which::parse(&a.kind).filter(|w| *w != Which::Recording) else {
                 continue;
             };
-            let copy =
-                opptak_recorder::reader::read_artifact(&edges.meta, &edges.blobs, &edges.keys, &id, which).await?;
+            let copy = edges.vault().read_artifact(&id, which).await?;
             identical &= copy.pcm == call.expected_pcm();
             kept.push(match which {
                 Which::Archive => "archive 5y",
@@ -542,13 +541,13 @@ async fn ki_section(
     let live = ki.live.as_ref().map(|l| l.stats());
     ki.stop().await;
     for (_, id) in &wanted {
-        let segs = read_transcript(&edges.meta, &edges.blobs, &edges.keys, id).await?;
+        let segs = read_transcript(&edges.vault(), id).await?;
         println!("  {id} transcript:");
         for s in &segs {
             let clean = opptak_domain::redact::redact(&s.text).text;
             println!("    {:>5.1} s {:<8} {}", s.start_s, s.speaker, clean);
         }
-        let d = read_draft(&edges.meta, &edges.blobs, &edges.keys, id).await?;
+        let d = read_draft(&edges.vault(), id).await?;
         println!(
             "    draft ({}, for the advisor to review): {}\n    topics: {}",
             d.source,

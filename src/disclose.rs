@@ -19,7 +19,7 @@ use anyhow::{bail, Context, Result};
 use opptak_domain::model::CallId;
 use opptak_domain::retention::{ArtifactKind, Decision, RetentionFacts};
 use opptak_domain::time::utc_time;
-use opptak_recorder::reader::{self, ReadError, Recording, Which};
+use opptak_vault::{reader, Recording, VaultError, Which};
 use serde_json::{json, Value};
 use std::path::Path;
 
@@ -292,10 +292,10 @@ pub(crate) async fn read_audio(
     edges: &Edges,
     call_id: &CallId,
     which: Which,
-) -> Result<std::result::Result<Recording, ReadError>> {
-    match reader::read_artifact(&edges.meta, &edges.blobs, &edges.keys, call_id, which).await {
+) -> Result<std::result::Result<Recording, VaultError>> {
+    match edges.vault().read_artifact(call_id, which).await {
         Ok(r) => Ok(Ok(r)),
-        Err(e @ (ReadError::KeyDestroyed { .. } | ReadError::NoArtifact { .. })) => Ok(Err(e)),
+        Err(e @ (VaultError::KeyDestroyed { .. } | VaultError::NoArtifact { .. })) => Ok(Err(e)),
         Err(e) => Err(e).with_context(|| format!("reading the {} of call {call_id}", which.store_kind())),
     }
 }

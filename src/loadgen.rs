@@ -126,13 +126,7 @@ pub async fn run(edges: &Edges, spec: &LoadSpec) -> Result<LoadReport> {
         .await?;
     let topic = rc.topics.telephony.clone();
     let rc_topics = rc.topics.clone();
-    let recorder = opptak_recorder::Recorder::new(
-        edges.bus.clone(),
-        edges.blobs.clone(),
-        edges.meta.clone(),
-        edges.keys.clone(),
-        rc,
-    );
+    let recorder = opptak_recorder::Recorder::new(edges.bus.clone(), edges.vault(), rc);
     let mut durable_rx = recorder.durable_positions();
     let running = if spec.producer_only || spec.external_recorders {
         None

@@ -23,7 +23,7 @@ use crate::app::Edges;
 use crate::identity::{Role, User};
 use anyhow::{Context, Result};
 use opptak_crypto::segment::ArtifactKind;
-use opptak_crypto::stream::{self, StreamInfo, DEFAULT_SEGMENT_SIZE};
+
 use opptak_crypto::DataKey;
 use opptak_domain::model::{CallFacts, CallId, KeyClass};
 use opptak_domain::summary::Draft;
@@ -473,13 +473,8 @@ impl Qa {
         }
         let key = self.ki_key(call_id).await?.ok_or(Refusal::KiGone)?;
         let at_us = self.edges.clock.now_us();
-        let json = serde_json::to_vec(&SealedNote { note: note.to_owned() })?;
-        let sealed = stream::seal(
-            &key,
-            &note_info(call_id, &key, &user.user_id, at_us),
-            DEFAULT_SEGMENT_SIZE,
-            &json,
-        )?;
+        let note_id = note_id(&user.user_id, at_us);
+        let sealed = note_sealing(call_id, &note_id).seal_json(&key, &SealedNote { note: note.to_owned() })?;
         self.store
             .upsert_review(&QaReviewRow {
                 call_id: call_id.to_string(),
@@ -514,8 +509,11 @@ impl Qa {
                 let note = key
                     .as_ref()
                     .filter(|k| k.id() == r.key_id)
-                    .and_then(|k| stream::open(k, &r.note_sealed, &note_info(call_id, k, &r.reviewer, r.at_us)).ok())
-                    .and_then(|json| serde_json::from_slice::<SealedNote>(&json).ok())
+                    .and_then(|k| {
+                        note_sealing(call_id, &note_id(&r.reviewer, r.at_us))
+                            .open_json::<SealedNote>(k, &r.note_sealed)
+                            .ok()
+                    })
                     .map(|n| n.note);
                 QaReview {
                     reviewer: r.reviewer,
@@ -587,14 +585,7 @@ impl Qa {
 
     /// The call's live `ki` key; `None` once shredded (or never made).
     async fn ki_key(&self, call_id: &CallId) -> Result<Option<DataKey>> {
-        match self.edges.meta.class_key(call_id, KeyClass::Ki.as_str()).await? {
-            Some(row) if row.destroyed_at_us.is_none() => Ok(Some(opptak_recorder::reader::unwrap_key(
-                &self.edges.keys,
-                call_id,
-                &row,
-            )?)),
-            _ => Ok(None),
-        }
+        Ok(self.edges.vault().key(call_id, KeyClass::Ki.as_str()).await?)
     }
 }
 
@@ -612,13 +603,17 @@ impl opptak_ki::summarize::DraftListener for Qa {
 
 /// A note is bound to its call, reviewer and time: a sealed note moved to
 /// another row does not open.
-fn note_info(call_id: &CallId, key: &DataKey, reviewer: &str, at_us: i64) -> StreamInfo {
-    StreamInfo {
+fn note_sealing<'a>(call_id: &'a CallId, note_id: &'a str) -> opptak_vault::Sealing<'a> {
+    opptak_vault::Sealing {
+        call_id,
+        class: KeyClass::Ki.as_str(),
         kind: ArtifactKind::Draft,
-        key_id: key.id().to_owned(),
-        key_ref: format!("{call_id}/{}", KeyClass::Ki.as_str()),
-        artifact_id: format!("qa-note/{reviewer}/{at_us}"),
+        artifact_id: note_id,
     }
+}
+
+fn note_id(reviewer: &str, at_us: i64) -> String {
+    format!("qa-note/{reviewer}/{at_us}")
 }
 
 /// Days are compared as text, so they must be exactly `YYYY-MM-DD`.

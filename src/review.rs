@@ -9,14 +9,11 @@
 use crate::app::Edges;
 use crate::identity::{Role, User};
 use anyhow::{bail, Context, Result};
-use bytes::Bytes;
 use opptak_crypto::segment::ArtifactKind;
-use opptak_crypto::stream::{self, StreamInfo, DEFAULT_SEGMENT_SIZE};
-use opptak_crypto::{DataKey, WrappedKey};
 use opptak_domain::model::{CallId, KeyClass};
 use opptak_proto::Message;
-use opptak_store::meta::{StoredKey, StoredObject};
 use opptak_store::review::{SqlReview, VersionRow};
+use opptak_vault::Sealing;
 use serde::{Deserialize, Serialize};
 
 /// What the advisor decides.
@@ -82,14 +79,23 @@ impl Review {
 
     /// The versions of a call's summary, oldest first.
     pub async fn versions(&self, call_id: &CallId) -> Result<Vec<Version>> {
-        let key = self.key(call_id, KeyClass::Ki, false).await.ok().flatten();
+        let key = self
+            .edges
+            .vault()
+            .key(call_id, KeyClass::Ki.as_str())
+            .await
+            .ok()
+            .flatten();
         let mut out = Vec::new();
         for row in self.store.versions(call_id.as_str()).await? {
             let text = key
                 .as_ref()
                 .filter(|k| k.id() == row.key_id)
-                .and_then(|k| stream::open(k, &row.sealed, &info(call_id, k, &row.version.to_string())).ok())
-                .and_then(|json| serde_json::from_slice::<Sealed>(&json).ok())
+                .and_then(|k| {
+                    version_sealing(call_id, &format!("review/{}", row.version))
+                        .open_json::<Sealed>(k, &row.sealed)
+                        .ok()
+                })
                 .map(|s| s.text);
             out.push(Version {
                 version: row.version,
@@ -129,17 +135,14 @@ impl Review {
         }
         let version = existing.last().map_or(1, |v| v.version + 1);
         let ki = self
-            .key(call_id, KeyClass::Ki, false)
+            .edges
+            .vault()
+            .key(call_id, KeyClass::Ki.as_str())
             .await?
             .context("the call's KI data is gone (opted out or expired)")?;
         let at_us = self.edges.clock.now_us();
-        let json = serde_json::to_vec(&Sealed { text: text.clone() })?;
-        let sealed = stream::seal(
-            &ki,
-            &info(call_id, &ki, &version.to_string()),
-            DEFAULT_SEGMENT_SIZE,
-            &json,
-        )?;
+        let sealed =
+            version_sealing(call_id, &format!("review/{version}")).seal_json(&ki, &Sealed { text: text.clone() })?;
         self.store
             .add(&VersionRow {
                 call_id: call_id.to_string(),
@@ -181,9 +184,10 @@ impl Review {
     /// announced. Returns the draft's summary (for the edit distance).
     async fn approve(&self, user: &User, call_id: &CallId, text: &str, at_us: i64) -> Result<String> {
         let e = &self.edges;
-        let draft = opptak_ki::summarize::read_draft(&e.meta, &e.blobs, &e.keys, call_id).await?;
-        let key = self
-            .key(call_id, KeyClass::Record5y, true)
+        let draft = opptak_ki::summarize::read_draft(&e.vault(), call_id).await?;
+        let key = e
+            .vault()
+            .key_or_create(call_id, KeyClass::Record5y)
             .await?
             .context("the record key of this call was shredded")?;
         let id = format!("as-{}", uuid::Uuid::new_v4().simple());
@@ -193,27 +197,16 @@ impl Review {
             "approved_by": user.user_id,
             "approved_at_us": at_us,
         }))?;
-        let stream_info = StreamInfo {
+        let what = Sealing {
+            call_id,
+            class: KeyClass::Record5y.as_str(),
             kind: ArtifactKind::ApprovedSummary,
-            key_id: key.id().to_owned(),
-            key_ref: format!("{call_id}/{}", KeyClass::Record5y.as_str()),
-            artifact_id: id.clone(),
+            artifact_id: &id,
         };
-        let sealed = stream::seal(&key, &stream_info, DEFAULT_SEGMENT_SIZE, &body)?;
         let path = format!("record/{call_id}/{id}.optk");
-        e.blobs.put(&path, Bytes::from(sealed.clone())).await?;
-        e.meta
-            .add_artifact(
-                call_id,
-                &id,
-                "approved-summary",
-                key.id(),
-                &StoredObject {
-                    path,
-                    bytes: sealed.len() as u64,
-                },
-                at_us,
-            )
+        let (_, sealed) = e
+            .vault()
+            .store_artifact(what, &key, "approved-summary", path, &body)
             .await?;
         e.retention().route(call_id).await?;
         let msg = opptak_proto::v1::SummaryApproved {
@@ -226,71 +219,24 @@ impl Review {
             .await?;
         Ok(draft.summary)
     }
-
-    /// The call's key of `class` (made on first use when `create`); `None` once shredded.
-    async fn key(&self, call_id: &CallId, class: KeyClass, create: bool) -> Result<Option<DataKey>> {
-        let e = &self.edges;
-        let ctx = opptak_recorder::key_context(call_id, class.as_str());
-        let row = match e.meta.class_key(call_id, class.as_str()).await? {
-            Some(r) => r,
-            None if create => {
-                let w = e.keys.wrap(&DataKey::generate(), &ctx)?;
-                let stored = StoredKey {
-                    key_id: w.key_id,
-                    class: class.as_str().into(),
-                    kek_id: w.kek_id,
-                    sealed: w.sealed,
-                };
-                e.meta.create_key(call_id, &stored, e.clock.now_us()).await?
-            }
-            None => return Ok(None),
-        };
-        if row.destroyed_at_us.is_some() {
-            return Ok(None);
-        }
-        Ok(Some(e.keys.unwrap(
-            &WrappedKey {
-                key_id: row.key.key_id,
-                kek_id: row.key.kek_id,
-                sealed: row.key.sealed,
-            },
-            &ctx,
-        )?))
-    }
 }
 
-fn info(call_id: &CallId, key: &DataKey, version: &str) -> StreamInfo {
-    StreamInfo {
+/// What a version of the advisor's text is sealed as (under the `ki` key).
+fn version_sealing<'a>(call_id: &'a CallId, artifact_id: &'a str) -> Sealing<'a> {
+    Sealing {
+        call_id,
+        class: KeyClass::Ki.as_str(),
         kind: ArtifactKind::Draft,
-        key_id: key.id().to_owned(),
-        key_ref: format!("{call_id}/{}", KeyClass::Ki.as_str()),
-        artifact_id: format!("review/{version}"),
+        artifact_id,
     }
 }
 
 /// Reads the approved summary of a call (the record; `record-5y` key).
 pub async fn read_approved(edges: &Edges, call_id: &CallId) -> Result<serde_json::Value> {
-    let art = edges
-        .meta
-        .artifacts(call_id)
-        .await?
-        .into_iter()
-        .find(|a| a.kind == "approved-summary")
-        .context("no approved summary")?;
-    let key = opptak_recorder::reader::unwrap_key(&edges.keys, call_id, &art.key)?;
-    let obj = art.object.context("approved summary without an object")?;
-    let bytes = edges.blobs.get(&obj.path).await?;
-    let json = stream::open(
-        &key,
-        &bytes,
-        &StreamInfo {
-            kind: ArtifactKind::ApprovedSummary,
-            key_id: art.key.key.key_id.clone(),
-            key_ref: format!("{call_id}/{}", art.key.key.class),
-            artifact_id: art.artifact_id.clone(),
-        },
-    )?;
-    Ok(serde_json::from_slice(&json)?)
+    Ok(edges
+        .vault()
+        .read_json(call_id, "approved-summary", ArtifactKind::ApprovedSummary)
+        .await?)
 }
 
 /// One piece of a word diff.

@@ -31,9 +31,9 @@ use crate::disclose::{call_metadata, read_audio, sha256_hex, utc, wav_bytes, wri
 use anyhow::{bail, Context, Result};
 use opptak_domain::model::{CallId, KeyClass, ServiceCategory};
 use opptak_domain::retention::{ArtifactKind, Decision, Policy, RetentionFacts};
-use opptak_recorder::reader::Which;
 use opptak_store::meta::HoldRow;
 use opptak_store::StoreError;
+use opptak_vault::Which;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
@@ -144,22 +144,22 @@ pub async fn export(
         for which in [Which::Recording, Which::Archive, Which::Ki] {
             match read_audio(edges, id, which).await? {
                 Ok(rec) => put(&format!("{}.wav", which.store_kind()), &wav_bytes(&rec)?)?,
-                Err(opptak_recorder::reader::ReadError::NoArtifact { .. }) => {}
+                Err(opptak_vault::VaultError::NoArtifact { .. }) => {}
                 Err(why) => unreadable.push((which.store_kind().to_owned(), why.to_string())),
             }
         }
         // KI text: the transcript and the draft (as stored, unredacted: it is
         // the customer's own data).
         use opptak_ki::transcribe::TranscribeError;
-        use opptak_recorder::reader::ReadError;
-        match opptak_ki::transcribe::read_transcript(&edges.meta, &edges.blobs, &edges.keys, id).await {
+        use opptak_vault::VaultError;
+        match opptak_ki::transcribe::read_transcript(&edges.vault(), id).await {
             Ok(t) => put("transcript.json", &serde_json::to_vec_pretty(&t)?)?,
-            Err(TranscribeError::Read(ReadError::NoArtifact { .. })) => {}
+            Err(TranscribeError::Vault(VaultError::NoArtifact { .. })) => {}
             Err(why) => unreadable.push(("transcript".to_owned(), why.to_string())),
         }
-        match opptak_ki::summarize::read_draft(&edges.meta, &edges.blobs, &edges.keys, id).await {
+        match opptak_ki::summarize::read_draft(&edges.vault(), id).await {
             Ok(d) => put("draft.json", &serde_json::to_vec_pretty(&d)?)?,
-            Err(TranscribeError::Read(ReadError::NoArtifact { .. })) => {}
+            Err(TranscribeError::Vault(VaultError::NoArtifact { .. })) => {}
             Err(why) => unreadable.push(("draft".to_owned(), why.to_string())),
         }
         calls.push(ExportedCall {

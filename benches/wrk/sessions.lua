@@ -1,4 +1,4 @@
--- wrk script for the review service benchmark (tests/web_bench.rs,
+-- wrk script for the review service benchmark (tests/it/web_bench.rs,
 -- BENCHMARKS.md): every request is signed in as one of the seeded advisors
 -- and asks for that advisor's own page or recording.
 --

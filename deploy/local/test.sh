@@ -7,7 +7,7 @@ cd "$(dirname "$0")/../.."
 
 deploy/local/services.sh start
 eval "$(deploy/local/services.sh env)"
-# Jaeger v2, the OTLP receiver of tests/otel.rs (built once; ~4-5 min cold).
+# Jaeger v2, the OTLP receiver of tests/it/otel.rs (built once; ~4-5 min cold).
 deploy/local/jaeger.sh >/dev/null
 # Tests that need a service fail (instead of skipping) when it is missing.
 export OPPTAK_REQUIRE_SERVICES=1

@@ -1,7 +1,7 @@
 //! The review service's JSON API under `/api/v1` (issue 6 item 1), for the
 //! bank's other systems and for scripts, described by an OpenAPI 3.1
 //! document generated from these handlers (`GET /api/openapi.json`, kept in
-//! `docs/openapi.json`, checked by `tests/docs.rs`).
+//! `docs/openapi.json`, checked by `tests/it/docs.rs`).
 //!
 //! Authentication: `Authorization: Bearer <JWT>` verified against the OIDC
 //! issuer's JWKS ([`crate::oidc`], production), or the session cookie of
@@ -315,8 +315,8 @@ async fn call(
         return api_error(StatusCode::NOT_FOUND, "unknown call");
     };
     let e = &app.edges;
-    let transcript = opptak_ki::transcribe::read_transcript(&e.meta, &e.blobs, &e.keys, &call_id).await;
-    let draft = opptak_ki::summarize::read_draft(&e.meta, &e.blobs, &e.keys, &call_id).await;
+    let transcript = opptak_ki::transcribe::read_transcript(&e.vault(), &call_id).await;
+    let draft = opptak_ki::summarize::read_draft(&e.vault(), &call_id).await;
     let versions = match app.review.versions(&call_id).await {
         Ok(v) => v,
         Err(e) => return internal_json(e),

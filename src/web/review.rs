@@ -153,8 +153,8 @@ async fn call_page(
         return r;
     }
     let e = &app.edges;
-    let transcript = opptak_ki::transcribe::read_transcript(&e.meta, &e.blobs, &e.keys, &call_id).await;
-    let draft = opptak_ki::summarize::read_draft(&e.meta, &e.blobs, &e.keys, &call_id).await;
+    let transcript = opptak_ki::transcribe::read_transcript(&e.vault(), &call_id).await;
+    let draft = opptak_ki::summarize::read_draft(&e.vault(), &call_id).await;
     let versions = match app.review.versions(&call_id).await {
         Ok(v) => v,
         Err(e) => return internal(lang, e),
@@ -489,16 +489,10 @@ async fn audio(
         let (a, b) = (start.max(44) - 44, end - 44 + 1); // data bytes [a, b)
         let (first, last) = (a / fb, b.div_ceil(fb));
         let e = &app.edges;
-        let w = match opptak_recorder::reader::read_frames(
-            &e.meta,
-            &e.blobs,
-            &e.keys,
-            &call_id,
-            opptak_recorder::reader::Which::Recording,
-            first,
-            last - first,
-        )
-        .await
+        let w = match e
+            .vault()
+            .read_frames(&call_id, opptak_vault::Which::Recording, first, last - first)
+            .await
         {
             Ok(w) => w,
             Err(err) => return internal(lang, err.into()),

@@ -1,4 +1,4 @@
-// The OpenID provider for tests/oidc.rs: panva's certified `oidc-provider`,
+// The OpenID provider for tests/it/oidc.rs: panva's certified `oidc-provider`,
 // issuing JWT access tokens to service clients (client_credentials with
 // resource indicators, so each token carries the resource server's `aud`).
 //

@@ -19,3 +19,31 @@ pub mod live;
 pub mod llm;
 pub mod summarize;
 pub mod transcribe;
+
+use opptak_crypto::DataKey;
+use opptak_retention::Retention;
+use opptak_vault::{Sealing, Vault};
+
+/// Stores a KI artifact of a call (transcript, draft) the one way both KI
+/// roles do: sealed as JSON under the call's `ki` key at
+/// `ki/<call>/<artifact>.optk`, recorded as `store_kind`, then routed to
+/// its retention (30 days, gone with an opt-out). Returns the sealed bytes,
+/// which the role publishes.
+pub(crate) async fn store_ki_artifact<T: serde::Serialize + ?Sized>(
+    vault: &Vault,
+    retention: &Retention,
+    what: Sealing<'_>,
+    key: &DataKey,
+    store_kind: &str,
+    value: &T,
+) -> Result<Vec<u8>, transcribe::TranscribeError> {
+    let body = serde_json::to_vec(value).map_err(|e| opptak_vault::VaultError::Json {
+        call_id: what.call_id.to_string(),
+        what: "KI artifact",
+        detail: e.to_string(),
+    })?;
+    let path = format!("ki/{}/{}.optk", what.call_id, what.artifact_id);
+    let (_, sealed) = vault.store_artifact(what, key, store_kind, path, &body).await?;
+    retention.route(what.call_id).await?;
+    Ok(sealed)
+}

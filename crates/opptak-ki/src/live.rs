@@ -25,13 +25,13 @@
 
 use crate::asr::{AsrError, Utterance};
 use crate::transcribe::{new_transcript_id, TranscribeError, Transcriber, TranscriptSegment};
-use opptak_crypto::{DataKey, KeyProvider, WrappedKey};
+use opptak_crypto::{DataKey, KeyProvider};
 use opptak_domain::model::{AudioFormat, CallId, ChannelRole};
 use opptak_domain::reassembly::{Piece, Reassembler, ReassemblyConfig, Rejection};
 use opptak_domain::vad::{Span, Vad};
+use opptak_proto::convert;
 use opptak_proto::v1::{self, telephony_event::Event};
 use opptak_proto::Message;
-use opptak_recorder::purge_ki;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -167,7 +167,7 @@ pub async fn run_role(
                     if calls.contains_key(&call_id) {
                         continue;
                     }
-                    let Ok(facts) = opptak_recorder::convert::call_facts(call_id.clone(), &s) else {
+                    let Ok(facts) = convert::call_facts(call_id.clone(), &s) else {
                         continue;
                     };
                     if !facts.ki_active() {
@@ -216,7 +216,7 @@ pub async fn run_role(
                         }
                         _ => c.payload.clone(),
                     };
-                    let offset = c.offset.as_ref().and_then(opptak_recorder::convert::duration_micros);
+                    let offset = c.offset.as_ref().and_then(convert::duration_micros);
                     let mut offered = h.reasm.offer(c.sequence, &payload, offset, ());
                     if matches!(offered, Err(Rejection::OutsideWindow { .. })) {
                         h.reasm.close_oldest_hole();
@@ -232,8 +232,8 @@ pub async fn run_role(
                     if let Some(h) = calls.remove(&call_id) {
                         let at_us =
                             o.at.as_ref()
-                                .map(opptak_recorder::convert::micros)
-                                .unwrap_or_else(now_us);
+                                .map(convert::micros)
+                                .unwrap_or_else(|| live.t.vault.clock().now_us());
                         let _ = h.tx.send(Cmd::OptOut {
                             by: o.requested_by.clone(),
                             at_us,
@@ -332,15 +332,7 @@ fn send_pieces(h: &CallHandle, pieces: Vec<Piece<()>>) {
 }
 
 fn open_telephony_key(live: &Live, call_id: &CallId, tk: &v1::TelephonyKey) -> Option<DataKey> {
-    let shared = live.telephony_keys.as_ref()?;
-    let w = WrappedKey {
-        key_id: tk.key_id.clone(),
-        kek_id: tk.kek_id.clone(),
-        sealed: tk.wrapped.clone(),
-    };
-    shared
-        .unwrap(&w, &opptak_crypto::chunk::key_context(call_id.as_str()))
-        .ok()
+    opptak_vault::open_telephony_key(live.telephony_keys.as_ref()?.as_ref(), call_id, tk).ok()
 }
 
 /// One channel's audio since `base` (sample index from the call start).
@@ -441,9 +433,7 @@ async fn work(
                     if let Ok(mut st) = live.stats.lock() {
                         st.requests_cancelled += cancelled;
                     }
-                    purge_ki(&t.meta, &t.keys, call_id, &by, at_us)
-                        .await
-                        .map_err(|e| TranscribeError::Retention(e.to_string()))?;
+                    t.vault.purge_ki(call_id, &by, at_us).await?;
                     return Ok(LiveEnd::OptedOut);
                 }
                 Some(Cmd::End) => {
@@ -518,11 +508,9 @@ async fn work(
         return Ok(LiveEnd::OptedOut);
     };
     // Opted out after the end, before this was stored?
-    if let Some(rec) = t.meta.load_call(call_id).await? {
+    if let Some(rec) = t.vault.meta().load_call(call_id).await? {
         if let Some(o) = rec.opt_out {
-            purge_ki(&t.meta, &t.keys, call_id, &o.requested_by, o.at_us)
-                .await
-                .map_err(|e| TranscribeError::Retention(e.to_string()))?;
+            t.vault.purge_ki(call_id, &o.requested_by, o.at_us).await?;
             return Ok(LiveEnd::OptedOut);
         }
     }
@@ -550,11 +538,4 @@ fn spawn_utterance(live: &Live, inflight: &mut JoinSet<Heard>, n: usize, ch: &Ch
     let asr = live.t.asr.clone();
     let role = ch.role;
     inflight.spawn(async move { (n, role, span.start, span.end, asr.transcribe(&u).await) }.in_current_span());
-}
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }

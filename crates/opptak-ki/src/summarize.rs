@@ -22,17 +22,13 @@ use crate::transcribe::{read_transcript, TranscribeError};
 use bytes::Bytes;
 use opptak_bus::{Bus, Outgoing};
 use opptak_crypto::segment::ArtifactKind;
-use opptak_crypto::stream::{self, StreamInfo, DEFAULT_SEGMENT_SIZE};
-use opptak_crypto::{KeyProvider, WrappedKey};
 use opptak_domain::model::{CallFacts, CallId, KeyClass};
 use opptak_domain::redact::redact;
 use opptak_domain::summary::Draft;
 use opptak_proto::Message;
-use opptak_recorder::reader::ReadError;
-use opptak_recorder::{key_context, purge_ki};
 use opptak_retention::Retention;
-use opptak_store::meta::StoredObject;
-use opptak_store::{BlobStore, MetadataStore};
+use opptak_store::MetadataStore;
+use opptak_vault::{Sealing, Vault, VaultError};
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -66,9 +62,8 @@ pub trait DraftListener: Send + Sync + 'static {
 }
 
 pub struct Summarizer {
-    pub meta: Arc<dyn MetadataStore>,
-    pub blobs: Arc<dyn BlobStore>,
-    pub keys: Arc<dyn KeyProvider>,
+    /// The calls' keys and KI artifacts.
+    pub vault: Vault,
     pub bus: Arc<dyn Bus>,
     pub writer: Arc<dyn DraftWriter>,
     /// Writes the draft when the model's answers stay invalid.
@@ -84,6 +79,10 @@ pub struct Summarizer {
 }
 
 impl Summarizer {
+    fn meta(&self) -> &Arc<dyn MetadataStore> {
+        self.vault.meta()
+    }
+
     /// The same summarizer, telling `listener` of every stored draft.
     pub fn with_listener(mut self, listener: Arc<dyn DraftListener>) -> Self {
         self.listener = Some(listener);
@@ -99,36 +98,34 @@ impl Summarizer {
 
     /// Drafts one transcribed KI call, once.
     pub async fn summarize_call(&self, call_id: &CallId) -> Result<SummaryOutcome, TranscribeError> {
-        let Some(rec) = self.meta.load_call(call_id).await? else {
+        let Some(rec) = self.meta().load_call(call_id).await? else {
             return Err(TranscribeError::UnknownCall(call_id.to_string()));
         };
         if !rec.facts.ki_active() {
             return Ok(SummaryOutcome::NotKi);
         }
         if let Some(o) = &rec.opt_out {
-            purge_ki(&self.meta, &self.keys, call_id, &o.requested_by, o.at_us)
-                .await
-                .map_err(|e| TranscribeError::Retention(e.to_string()))?;
+            self.vault.purge_ki(call_id, &o.requested_by, o.at_us).await?;
             return Ok(SummaryOutcome::OptedOut);
         }
-        let arts = self.meta.artifacts(call_id).await?;
+        let arts = self.meta().artifacts(call_id).await?;
         if arts.iter().any(|a| a.kind == "draft") {
             // The attempt that stored it may have failed before the listener
             // was told; telling it again is harmless (idempotent).
             if self.listener.is_some() {
-                match read_draft(&self.meta, &self.blobs, &self.keys, call_id).await {
+                match read_draft(&self.vault, call_id).await {
                     Ok(d) => self.tell(&rec.facts, &d).await?,
                     // Opted out or expired since: nothing to index.
-                    Err(TranscribeError::Read(ReadError::KeyDestroyed { .. })) => {}
+                    Err(TranscribeError::Vault(VaultError::KeyDestroyed { .. })) => {}
                     Err(e) => return Err(e),
                 }
             }
             return Ok(SummaryOutcome::AlreadyDone);
         }
-        let segments = match read_transcript(&self.meta, &self.blobs, &self.keys, call_id).await {
+        let segments = match read_transcript(&self.vault, call_id).await {
             Ok(s) => s,
-            Err(TranscribeError::Read(ReadError::NoArtifact { .. })) => return Ok(SummaryOutcome::NoTranscript),
-            Err(TranscribeError::Read(ReadError::KeyDestroyed { .. })) => return Ok(SummaryOutcome::OptedOut),
+            Err(TranscribeError::Vault(VaultError::NoArtifact { .. })) => return Ok(SummaryOutcome::NoTranscript),
+            Err(TranscribeError::Vault(VaultError::KeyDestroyed { .. })) => return Ok(SummaryOutcome::OptedOut),
             Err(e) => return Err(e),
         };
         // R13: only redacted text leaves, and redaction is checked, not trusted.
@@ -159,49 +156,30 @@ impl Summarizer {
                 self.fallback
                     .draft(&request)
                     .await
-                    .map_err(|e: LlmError| TranscribeError::Retention(format!("embedded draft of {call_id}: {e}")))?
+                    .map_err(|e: LlmError| TranscribeError::Draft {
+                        call_id: call_id.to_string(),
+                        detail: e.to_string(),
+                    })?
             }
         };
         // The opt-out may have come while the model was writing.
-        let key_row = self.meta.class_key(call_id, KeyClass::Ki.as_str()).await?;
-        let opted_out = self.meta.load_call(call_id).await?.and_then(|r| r.opt_out).is_some();
+        let key_row = self.meta().class_key(call_id, KeyClass::Ki.as_str()).await?;
+        let opted_out = self.meta().load_call(call_id).await?.and_then(|r| r.opt_out).is_some();
         let Some(key_row) = key_row.filter(|k| k.destroyed_at_us.is_none() && !opted_out) else {
             tracing::info!(call_id = %call_id, "KI stopped while drafting: draft discarded");
             return Ok(SummaryOutcome::OptedOut);
         };
-        let key = self.keys.unwrap(
-            &WrappedKey {
-                key_id: key_row.key.key_id.clone(),
-                kek_id: key_row.key.kek_id.clone(),
-                sealed: key_row.key.sealed.clone(),
-            },
-            &key_context(call_id, KeyClass::Ki.as_str()),
-        )?;
+        let key = self.vault.open_row(call_id, &key_row)?;
         let draft_id = format!("dr-{}", uuid::Uuid::new_v4().simple());
-        let json = serde_json::to_vec(&draft).map_err(|e| TranscribeError::Retention(e.to_string()))?;
-        let info = StreamInfo {
-            kind: ArtifactKind::Draft,
-            key_id: key.id().to_owned(),
-            key_ref: format!("{call_id}/{}", KeyClass::Ki.as_str()),
-            artifact_id: draft_id.clone(),
-        };
-        let sealed = stream::seal(&key, &info, DEFAULT_SEGMENT_SIZE, &json)?;
-        let path = format!("ki/{call_id}/{draft_id}.optk");
-        self.blobs.put(&path, Bytes::from(sealed.clone())).await?;
-        let object = StoredObject {
-            path,
-            bytes: sealed.len() as u64,
-        };
-        self.meta
-            .add_artifact(
-                call_id,
-                &draft_id,
-                "draft",
-                key.id(),
-                &object,
-                self.retention.clock.now_us(),
-            )
-            .await?;
+        let sealed = crate::store_ki_artifact(
+            &self.vault,
+            &self.retention,
+            draft_sealing(call_id, &draft_id),
+            &key,
+            "draft",
+            &draft,
+        )
+        .await?;
         let msg = opptak_proto::v1::DraftWritten {
             call_id: call_id.to_string(),
             draft_id: draft_id.clone(),
@@ -217,10 +195,6 @@ impl Summarizer {
                 payload: Bytes::from(msg.encode_to_vec()),
             }])
             .await?;
-        self.retention
-            .route(call_id)
-            .await
-            .map_err(|e| TranscribeError::Retention(e.to_string()))?;
         self.tell(&rec.facts, &draft).await?;
         opptak_telemetry::metrics().drafts_stored.inc();
         tracing::info!(call_id = %call_id, %draft_id, source = %draft.source, topics = ?draft.topics, "draft stored for review");
@@ -230,14 +204,18 @@ impl Summarizer {
 
 /// Reads a call's stored draft back (fails with "key destroyed" after an
 /// opt-out or the 30-day expiry).
-pub async fn read_draft(
-    meta: &Arc<dyn MetadataStore>,
-    blobs: &Arc<dyn BlobStore>,
-    keys: &Arc<dyn KeyProvider>,
-    call_id: &CallId,
-) -> Result<Draft, TranscribeError> {
-    let json = crate::transcribe::read_ki_object(meta, blobs, keys, call_id, "draft", ArtifactKind::Draft).await?;
-    serde_json::from_slice(&json).map_err(|e| TranscribeError::Retention(format!("draft JSON: {e}")))
+pub async fn read_draft(vault: &Vault, call_id: &CallId) -> Result<Draft, TranscribeError> {
+    Ok(vault.read_json(call_id, "draft", ArtifactKind::Draft).await?)
+}
+
+/// What a draft of `call_id` is sealed as (kind, class and id in its header).
+fn draft_sealing<'a>(call_id: &'a CallId, draft_id: &'a str) -> Sealing<'a> {
+    Sealing {
+        call_id,
+        class: KeyClass::Ki.as_str(),
+        kind: ArtifactKind::Draft,
+        artifact_id: draft_id,
+    }
 }
 
 /// Opens a sealed `DraftWritten.sealed` body with the call's `ki` key.
@@ -245,14 +223,11 @@ pub fn open_draft_message(
     key: &opptak_crypto::DataKey,
     msg: &opptak_proto::v1::DraftWritten,
 ) -> Result<Draft, TranscribeError> {
-    let info = StreamInfo {
-        kind: ArtifactKind::Draft,
-        key_id: key.id().to_owned(),
-        key_ref: format!("{}/{}", msg.call_id, KeyClass::Ki.as_str()),
-        artifact_id: msg.draft_id.clone(),
-    };
-    let json = stream::open(key, &msg.sealed, &info)?;
-    serde_json::from_slice(&json).map_err(|e| TranscribeError::Retention(format!("draft JSON: {e}")))
+    let call_id = CallId::parse(&msg.call_id).map_err(|e| VaultError::Integrity {
+        recording_id: msg.draft_id.clone(),
+        detail: format!("call id: {e}"),
+    })?;
+    Ok(draft_sealing(&call_id, &msg.draft_id).open_json(key, &msg.sealed)?)
 }
 
 /// The summarizer role: every closed transcript (`opptak.transcripts.v1`)

@@ -14,16 +14,13 @@ use crate::asr::{AsrError, SpeechRecognizer, Utterance};
 use bytes::Bytes;
 use opptak_bus::{Bus, Outgoing};
 use opptak_crypto::segment::ArtifactKind;
-use opptak_crypto::stream::{self, StreamInfo, DEFAULT_SEGMENT_SIZE};
-use opptak_crypto::{DataKey, KeyProvider, WrappedKey};
+use opptak_crypto::DataKey;
 use opptak_domain::model::{CallId, ChannelRole, KeyClass};
 use opptak_domain::vad::{Vad, VadConfig};
 use opptak_proto::Message;
-use opptak_recorder::reader::{self, ReadError, Which};
-use opptak_recorder::{key_context, purge_ki};
-use opptak_retention::Retention;
-use opptak_store::meta::{StoredKey, StoredObject};
-use opptak_store::{BlobStore, MetadataStore, StoreError};
+use opptak_retention::{Retention, RetentionError};
+use opptak_store::{MetadataStore, StoreError};
+use opptak_vault::{Sealing, Vault, VaultError, Which};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tracing::Instrument;
@@ -59,24 +56,27 @@ pub enum TranscribeError {
     #[error("no call {0}")]
     UnknownCall(String),
     #[error("reading the audio: {0}")]
-    Read(#[from] ReadError),
+    Vault(#[from] VaultError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("crypto: {0}")]
-    Crypto(#[from] opptak_crypto::CryptoError),
     #[error("bus: {0}")]
     Bus(#[from] opptak_bus::BusError),
     #[error("retention: {0}")]
-    Retention(String),
+    Retention(#[from] RetentionError),
+    /// The stored audio does not decode in its declared format.
+    #[error("decoding the audio of {call_id}: {detail}")]
+    Audio { call_id: String, detail: String },
+    /// The embedded drafter failed (it runs locally, so this is a bug).
+    #[error("embedded draft of {call_id}: {detail}")]
+    Draft { call_id: String, detail: String },
     /// The summarizer's [`crate::summarize::DraftListener`] failed.
     #[error("draft listener: {0}")]
     Listener(String),
 }
 
 pub struct Transcriber {
-    pub meta: Arc<dyn MetadataStore>,
-    pub blobs: Arc<dyn BlobStore>,
-    pub keys: Arc<dyn KeyProvider>,
+    /// The calls' keys, audio and KI artifacts.
+    pub vault: Vault,
     pub bus: Arc<dyn Bus>,
     pub asr: Arc<dyn SpeechRecognizer>,
     pub retention: Retention,
@@ -86,11 +86,31 @@ pub struct Transcriber {
     pub language: Option<String>,
 }
 
+impl TranscribeError {
+    /// Whether the same attempt can succeed later (a store, bus or KEK
+    /// provider that was unreachable), as opposed to a verdict about the
+    /// call or its data that a retry does not change.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            TranscribeError::Vault(e) => e.is_transient(),
+            TranscribeError::Store(e) | TranscribeError::Retention(RetentionError::Store(e)) => {
+                matches!(e, StoreError::Unavailable(_))
+            }
+            TranscribeError::Bus(_) => true,
+            _ => false,
+        }
+    }
+}
+
 impl Transcriber {
+    fn meta(&self) -> &Arc<dyn MetadataStore> {
+        self.vault.meta()
+    }
+
     /// Transcribes one finished call, once.
     pub async fn transcribe_call(&self, call_id: &CallId) -> Result<Outcome, TranscribeError> {
         let rec = self
-            .meta
+            .meta()
             .load_call(call_id)
             .await?
             .ok_or_else(|| TranscribeError::UnknownCall(call_id.to_string()))?;
@@ -99,13 +119,11 @@ impl Transcriber {
         }
         if let Some(o) = &rec.opt_out {
             // R12: nothing of this call reaches the recognizer; any KI data goes.
-            purge_ki(&self.meta, &self.keys, call_id, &o.requested_by, o.at_us)
-                .await
-                .map_err(|e| TranscribeError::Retention(e.to_string()))?;
+            self.vault.purge_ki(call_id, &o.requested_by, o.at_us).await?;
             return Ok(Outcome::OptedOut);
         }
         if self
-            .meta
+            .meta()
             .artifacts(call_id)
             .await?
             .iter()
@@ -118,17 +136,16 @@ impl Transcriber {
             None => return Ok(Outcome::OptedOut),
         };
         // The KI copy if compaction wrote it, else the recording itself.
-        let wire = match reader::read_artifact_wire(&self.meta, &self.blobs, &self.keys, call_id, Which::Ki).await {
+        let wire = match self.vault.read_artifact_wire(call_id, Which::Ki).await {
             Ok(w) => w,
-            Err(ReadError::NoArtifact { .. }) => {
-                reader::read_artifact_wire(&self.meta, &self.blobs, &self.keys, call_id, Which::Recording).await?
-            }
+            Err(VaultError::NoArtifact { .. }) => self.vault.read_artifact_wire(call_id, Which::Recording).await?,
             Err(e) => return Err(e.into()),
         };
         let format = wire.record.facts.format.clone();
-        let pcm = format
-            .decode(&wire.wire)
-            .map_err(|e| TranscribeError::Retention(format!("decoding the audio: {e}")))?;
+        let pcm = format.decode(&wire.wire).map_err(|e| TranscribeError::Audio {
+            call_id: call_id.to_string(),
+            detail: e.to_string(),
+        })?;
         let rate = format.sample_rate_hz();
         let roles = format.channel_roles().to_vec();
         let channels = roles.len();
@@ -199,30 +216,7 @@ impl Transcriber {
 
     /// The call's `ki` key, created on first use; `None` once shredded.
     pub(crate) async fn ki_key(&self, call_id: &CallId) -> Result<Option<DataKey>, TranscribeError> {
-        let class = KeyClass::Ki.as_str();
-        let row = match self.meta.class_key(call_id, class).await? {
-            Some(r) => r,
-            None => {
-                let k = DataKey::generate();
-                let w = self.keys.wrap(&k, &key_context(call_id, class))?;
-                let stored = StoredKey {
-                    key_id: w.key_id,
-                    class: class.into(),
-                    kek_id: w.kek_id,
-                    sealed: w.sealed,
-                };
-                self.meta.create_key(call_id, &stored, now_us()).await?
-            }
-        };
-        if row.destroyed_at_us.is_some() {
-            return Ok(None);
-        }
-        let w = WrappedKey {
-            key_id: row.key.key_id,
-            kek_id: row.key.kek_id,
-            sealed: row.key.sealed,
-        };
-        Ok(Some(self.keys.unwrap(&w, &key_context(call_id, class))?))
+        Ok(self.vault.key_or_create(call_id, KeyClass::Ki).await?)
     }
 
     /// Seals `segments[first..]` for `opptak.transcripts.v1`, as indexes
@@ -235,21 +229,20 @@ impl Transcriber {
         first: usize,
         segments: &[TranscriptSegment],
     ) -> Result<Vec<Outgoing>, TranscribeError> {
-        let key_ref = format!("{call_id}/{}", KeyClass::Ki.as_str());
         let mut out = Vec::with_capacity(segments.len());
         for (i, s) in segments.iter().enumerate().skip(first) {
-            let body = serde_json::to_vec(s).map_err(|e| TranscribeError::Retention(e.to_string()))?;
-            let info = StreamInfo {
+            let artifact_id = format!("{id}/{i}");
+            let sealing = Sealing {
+                call_id,
+                class: KeyClass::Ki.as_str(),
                 kind: ArtifactKind::Transcript,
-                key_id: key.id().to_owned(),
-                key_ref: key_ref.clone(),
-                artifact_id: format!("{id}/{i}"),
+                artifact_id: &artifact_id,
             };
             let msg = opptak_proto::v1::TranscriptSegment {
                 call_id: call_id.to_string(),
                 transcript_id: id.to_owned(),
                 index: i as u32,
-                sealed: stream::seal(key, &info, DEFAULT_SEGMENT_SIZE, &body)?,
+                sealed: sealing.seal_json(key, s)?,
                 last: false,
                 count: 0,
             };
@@ -279,7 +272,7 @@ impl Transcriber {
         published: usize,
     ) -> Result<bool, TranscribeError> {
         if self
-            .meta
+            .meta()
             .artifacts(call_id)
             .await?
             .iter()
@@ -287,28 +280,20 @@ impl Transcriber {
         {
             return Ok(false);
         }
-        let key_ref = format!("{call_id}/{}", KeyClass::Ki.as_str());
-        let json = serde_json::to_vec(segments).map_err(|e| TranscribeError::Retention(e.to_string()))?;
-        let info = StreamInfo {
-            kind: ArtifactKind::Transcript,
-            key_id: key.id().to_owned(),
-            key_ref,
-            artifact_id: id.to_owned(),
-        };
-        let sealed = stream::seal(key, &info, DEFAULT_SEGMENT_SIZE, &json)?;
-        let path = format!("ki/{call_id}/{id}.optk");
-        let object = StoredObject {
-            path: path.clone(),
-            bytes: sealed.len() as u64,
-        };
-        self.blobs.put(&path, Bytes::from(sealed)).await?;
-        self.meta
-            .add_artifact(call_id, id, "transcript", key.id(), &object, now_us())
-            .await?;
-        self.retention
-            .route(call_id)
-            .await
-            .map_err(|e| TranscribeError::Retention(e.to_string()))?;
+        crate::store_ki_artifact(
+            &self.vault,
+            &self.retention,
+            Sealing {
+                call_id,
+                class: KeyClass::Ki.as_str(),
+                kind: ArtifactKind::Transcript,
+                artifact_id: id,
+            },
+            key,
+            "transcript",
+            segments,
+        )
+        .await?;
         // Each segment on the bus, sealed (unreadable once the key goes),
         // then the closing record: the transcript is complete and stored.
         let mut out = self.segment_records(call_id, key, id, published, segments)?;
@@ -338,50 +323,9 @@ pub(crate) fn new_transcript_id() -> String {
     format!("tr-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// Reads and opens the (first) KI artifact of `kind` of a call.
-pub(crate) async fn read_ki_object(
-    meta: &Arc<dyn MetadataStore>,
-    blobs: &Arc<dyn BlobStore>,
-    keys: &Arc<dyn KeyProvider>,
-    call_id: &CallId,
-    kind: &'static str,
-    artifact_kind: ArtifactKind,
-) -> Result<Vec<u8>, TranscribeError> {
-    let art = meta
-        .artifacts(call_id)
-        .await?
-        .into_iter()
-        .find(|a| a.kind == kind)
-        .ok_or_else(|| {
-            TranscribeError::Read(ReadError::NoArtifact {
-                call_id: call_id.to_string(),
-                kind,
-            })
-        })?;
-    let key = reader::unwrap_key(keys, call_id, &art.key)?;
-    let obj = art
-        .object
-        .as_ref()
-        .ok_or_else(|| TranscribeError::Retention(format!("{kind} without an object")))?;
-    let bytes = blobs.get(&obj.path).await?;
-    let info = StreamInfo {
-        kind: artifact_kind,
-        key_id: art.key.key.key_id.clone(),
-        key_ref: format!("{call_id}/{}", art.key.key.class),
-        artifact_id: art.artifact_id.clone(),
-    };
-    Ok(stream::open(&key, &bytes, &info)?)
-}
-
 /// Reads a stored transcript back (decrypted; fails with "key destroyed" after an opt-out or expiry).
-pub async fn read_transcript(
-    meta: &Arc<dyn MetadataStore>,
-    blobs: &Arc<dyn BlobStore>,
-    keys: &Arc<dyn KeyProvider>,
-    call_id: &CallId,
-) -> Result<Vec<TranscriptSegment>, TranscribeError> {
-    let json = read_ki_object(meta, blobs, keys, call_id, "transcript", ArtifactKind::Transcript).await?;
-    serde_json::from_slice(&json).map_err(|e| TranscribeError::Retention(format!("transcript JSON: {e}")))
+pub async fn read_transcript(vault: &Vault, call_id: &CallId) -> Result<Vec<TranscriptSegment>, TranscribeError> {
+    Ok(vault.read_json(call_id, "transcript", ArtifactKind::Transcript).await?)
 }
 
 pub(crate) fn speaker(role: ChannelRole) -> &'static str {
@@ -390,13 +334,6 @@ pub(crate) fn speaker(role: ChannelRole) -> &'static str {
         ChannelRole::Customer => "customer",
         _ => "mixed",
     }
-}
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }
 
 /// The transcriber role: every recording stored (`opptak.recordings.v1`) of a
@@ -468,7 +405,7 @@ pub async fn run_role(
 /// Marks `r` done for the role's group. A partition that moved to another
 /// member meanwhile (a rebalance) is not an error: the new owner reads the
 /// record again and the work is idempotent (a role that stopped here left
-/// its process running without it; found by the fault suite, tests/fault.rs).
+/// its process running without it; found by the fault suite, tests/it/fault.rs).
 pub(crate) fn acknowledge(
     sub: &mut dyn opptak_bus::Subscription,
     r: &opptak_bus::Record,

@@ -14,26 +14,24 @@
 //! sealed under the call's keys) for the sweeper, and the recording is
 //! compacted again later. Every retry draws a new salt and nonce prefix.
 
-use crate::reader::{self, ReadError, Which};
-use crate::{key_context, RecorderError};
+use crate::RecorderError;
 use bytes::Bytes;
-use opptak_crypto::stream::{self, StreamInfo};
-use opptak_crypto::{DataKey, KeyProvider, WrappedKey};
+use opptak_crypto::stream;
 use opptak_domain::model::{CallId, KeyClass};
 use opptak_domain::retention::{ArtifactKind, Policy, Tier};
-use opptak_domain::time::{Clock, SystemClock};
 use opptak_retention::Retention;
 use opptak_store::archive::ArchiveStore;
 use opptak_store::meta::{ArtifactRow, Compacted, KeyRow, NewCopy, StoredKey, StoredObject};
 use opptak_store::{BlobStore, MetadataStore, StoreError};
+use opptak_vault::{artifact_info, Vault, VaultError, Which};
 use std::sync::Arc;
 
 /// Rewrites finished recordings into format v2 and writes their copies.
 #[derive(Clone)]
 pub struct Compactor {
+    vault: Vault,
     meta: Arc<dyn MetadataStore>,
     blobs: Arc<dyn BlobStore>,
-    keys: Arc<dyn KeyProvider>,
     segment_size: u32,
     retention: Retention,
     archive: Option<Arc<dyn ArchiveStore>>,
@@ -47,22 +45,21 @@ pub struct CompactOutcome {
 }
 
 impl Compactor {
-    pub fn new(
-        meta: Arc<dyn MetadataStore>,
-        blobs: Arc<dyn BlobStore>,
-        keys: Arc<dyn KeyProvider>,
-        segment_size: u32,
-    ) -> Self {
+    /// Compacts through `vault` into format-v2 objects of `segment_size`
+    /// plaintext bytes a segment, deciding copies and expiries under the
+    /// shipped policy on the vault's clock.
+    pub fn new(vault: Vault, segment_size: u32) -> Self {
+        let (meta, blobs) = (vault.meta().clone(), vault.blobs().clone());
         let retention = Retention::new(
             meta.clone(),
             blobs.clone(),
             Arc::new(Policy::default_policy()),
-            Arc::new(SystemClock),
+            vault.clock().clone(),
         );
         Self {
+            vault,
             meta,
             blobs,
-            keys,
             segment_size,
             retention,
             archive: None,
@@ -77,10 +74,14 @@ impl Compactor {
         self
     }
 
-    /// Decides copies and retention under `policy` and `clock` (default: the
-    /// shipped policy and the system clock).
-    pub fn with_policy(mut self, policy: Arc<Policy>, clock: Arc<dyn Clock>) -> Self {
-        self.retention = Retention::new(self.meta.clone(), self.blobs.clone(), policy, clock);
+    /// Decides copies and retention under `policy` (default: the shipped policy).
+    pub fn with_policy(mut self, policy: Arc<Policy>) -> Self {
+        self.retention = Retention::new(
+            self.meta.clone(),
+            self.blobs.clone(),
+            policy,
+            self.vault.clock().clone(),
+        );
         if let Some(a) = &self.archive {
             self.retention = self.retention.with_archive(a.clone());
         }
@@ -115,33 +116,27 @@ impl Compactor {
             return Ok(CompactOutcome::default());
         }
         // The whole recording, every spool segment verified.
-        let wire =
-            match reader::read_artifact_wire(&self.meta, &self.blobs, &self.keys, call_id, Which::Recording).await {
-                Ok(w) => w.wire,
-                // Shredded meanwhile: nothing to compact.
-                Err(ReadError::KeyDestroyed { .. }) => return Ok(CompactOutcome::default()),
-                Err(e) => return Err(RecorderError::Compaction(e.to_string())),
-            };
+        let wire = match self.vault.read_artifact_wire(call_id, Which::Recording).await {
+            Ok(w) => w.wire,
+            // Shredded meanwhile: nothing to compact.
+            Err(VaultError::KeyDestroyed { .. }) => return Ok(CompactOutcome::default()),
+            Err(e) => return Err(RecorderError::Compaction(e.to_string())),
+        };
         let at_us = self.retention.clock.now_us();
         let (_, facts) = self
             .retention
             .facts(call_id)
             .await
             .map_err(|e| RecorderError::Compaction(e.to_string()))?;
-        let key = self.unwrap(
-            call_id,
-            &KeyRow {
-                key: rec.key.clone(),
-                destroyed_at_us: None,
-            },
-        )?;
+        let key = self.vault.open_key(call_id.as_str(), &rec.key)?;
         let rec_path = format!("{}/v2-{}.optk", rec.blob_prefix, short_id());
-        let info = StreamInfo {
-            kind: Which::Recording.artifact_kind(),
-            key_id: rec.key.key_id.clone(),
-            key_ref: ref_of(call_id, KeyClass::Audio24h),
-            artifact_id: rec.recording_id.clone(),
-        };
+        let info = artifact_info(
+            call_id,
+            KeyClass::Audio24h.as_str(),
+            &rec.key.key_id,
+            Which::Recording.artifact_kind(),
+            &rec.recording_id,
+        );
         let sealed = stream::seal(&key, &info, self.segment_size, &wire)?;
         let object = StoredObject {
             path: rec_path.clone(),
@@ -172,17 +167,12 @@ impl Compactor {
         }
         for (which, prefix, dir, decision) in wanted {
             let class = which.class();
-            let Some(key) = self.class_key(call_id, class, at_us).await? else {
+            let Some(key) = self.vault.key_or_create(call_id, class).await? else {
                 tracing::info!(call_id = %call_id, class = class.as_str(), "copy not written: its key was shredded");
                 continue;
             };
             let artifact_id = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
-            let info = StreamInfo {
-                kind: which.artifact_kind(),
-                key_id: key.id().to_owned(),
-                key_ref: ref_of(call_id, class),
-                artifact_id: artifact_id.clone(),
-            };
+            let info = artifact_info(call_id, class.as_str(), key.id(), which.artifact_kind(), &artifact_id);
             let sealed = stream::seal(&key, &info, self.segment_size, &wire)?;
             let path = format!("{dir}/{call_id}/{artifact_id}.optk");
             let bytes = sealed.len() as u64;
@@ -248,37 +238,6 @@ impl Compactor {
             Err(e) => Err(e.into()),
         }
     }
-
-    fn unwrap(&self, call_id: &CallId, row: &KeyRow) -> Result<DataKey, RecorderError> {
-        let wrapped = WrappedKey {
-            key_id: row.key.key_id.clone(),
-            kek_id: row.key.kek_id.clone(),
-            sealed: row.key.sealed.clone(),
-        };
-        Ok(self.keys.unwrap(&wrapped, &key_context(call_id, &row.key.class))?)
-    }
-
-    /// The call's key of `class`, created on first use; `None` once shredded.
-    async fn class_key(&self, call_id: &CallId, class: KeyClass, at_us: i64) -> Result<Option<DataKey>, RecorderError> {
-        let row = match self.meta.class_key(call_id, class.as_str()).await? {
-            Some(row) => row,
-            None => {
-                let fresh = DataKey::generate();
-                let w = self.keys.wrap(&fresh, &key_context(call_id, class.as_str()))?;
-                let stored = StoredKey {
-                    key_id: w.key_id,
-                    class: class.as_str().to_owned(),
-                    kek_id: w.kek_id,
-                    sealed: w.sealed,
-                };
-                self.meta.create_key(call_id, &stored, at_us).await?
-            }
-        };
-        if row.destroyed_at_us.is_some() {
-            return Ok(None);
-        }
-        self.unwrap(call_id, &row).map(Some)
-    }
 }
 
 /// An artifact as the retention routing sees it (only kind, key class and object matter).
@@ -294,11 +253,6 @@ fn artifact_row(id: &str, which: Which, key: StoredKey, object: StoredObject) ->
         complete: true,
         object: Some(object),
     }
-}
-
-/// `<call id>/<class>`: the key reference a format-v2 header carries.
-pub fn ref_of(call_id: &CallId, class: KeyClass) -> String {
-    format!("{call_id}/{}", class.as_str())
 }
 
 fn short_id() -> String {

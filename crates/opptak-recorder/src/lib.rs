@@ -8,28 +8,29 @@
 //!   the consumer offsets. A crash anywhere replays from the last stored
 //!   offset; replayed chunks are recognised by sequence number and dropped, so
 //!   nothing acknowledged is lost and nothing is written twice.
-//! - [`convert`]: protobuf → domain validation, refusal reasons.
-//! - [`reader`]: reading a recording back (decrypt, verify, PCM/WAV).
-//! - [`topics`]: topic names.
+//! - [`compact`]: finished recordings rewritten as one format-v2 object,
+//!   with the copies the retention policy keeps (archive, KI).
+//! - [`Topics`]: topic names.
+//!
+//! Keys and sealed artifacts go through [`opptak_vault::Vault`]; protobuf →
+//! domain validation is [`opptak_proto::convert`].
 
 pub mod compact;
-pub mod convert;
-pub mod reader;
 
 use bytes::Bytes;
-use convert::Refusal;
 use opptak_bus::{Bus, BusError, Outgoing, Position, Record, Subscription};
 use opptak_crypto::segment::{self, ArtifactKind, SegmentHeader};
 use opptak_crypto::stream::StreamInfo;
-use opptak_crypto::{CryptoError, DataKey, KeyProvider, WrappedKey};
+use opptak_crypto::{CryptoError, DataKey, KeyProvider};
 use opptak_domain::model::{CallFacts, CallId, KeyClass};
 use opptak_domain::reassembly::{Offer, Piece, Reassembler, ReassemblyConfig, Rejection};
 use opptak_domain::retention::Policy;
-use opptak_domain::time::{Clock, SystemClock};
+use opptak_proto::convert::{self, Refusal};
 use opptak_proto::v1::{self, telephony_event::Event, DeadLetterReason};
 use opptak_proto::Message;
-use opptak_store::meta::{CallEnd, CallRecord, CallUpdate, Flush, GapRow, NewCall, OptOut, SegmentRow, StoredKey};
+use opptak_store::meta::{CallEnd, CallRecord, CallUpdate, Flush, GapRow, NewCall, OptOut, SegmentRow};
 use opptak_store::{BlobStore, MetadataStore, StoreError};
+use opptak_vault::{Vault, VaultError};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -115,6 +116,8 @@ pub enum RecorderError {
     Store(#[from] StoreError),
     #[error("crypto: {0}")]
     Crypto(#[from] CryptoError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
     #[error("compaction: {0}")]
     Compaction(String),
 }
@@ -175,56 +178,6 @@ pub async fn close_idle_calls(
         bus.publish_all(out).await?;
     }
     Ok(n)
-}
-
-pub fn key_context(call_id: &CallId, class: &str) -> Vec<u8> {
-    format!("{call_id}/{class}").into_bytes()
-}
-
-/// R12: makes every KI artifact of a call unreadable, everywhere, by
-/// shredding its `ki` data key (transcript segments on Kafka, stored
-/// transcripts and drafts, the KI audio copy). When no KI key exists yet, one
-/// is created and shredded at once: the destroyed row then stands in the
-/// way of any later attempt to create one (the store keeps the first key of
-/// a class), so nothing of the call can be sealed for KI afterwards.
-/// Idempotent. Returns whether this call shredded the key.
-pub async fn purge_ki(
-    meta: &Arc<dyn MetadataStore>,
-    keys: &Arc<dyn KeyProvider>,
-    call_id: &CallId,
-    requested_by: &str,
-    at_us: i64,
-) -> Result<bool, RecorderError> {
-    let class = KeyClass::Ki.as_str();
-    let row = match meta.class_key(call_id, class).await? {
-        Some(row) => row,
-        None => {
-            let w = keys.wrap(&DataKey::generate(), &key_context(call_id, class))?;
-            let stored = StoredKey {
-                key_id: w.key_id,
-                class: class.to_owned(),
-                kek_id: w.kek_id,
-                sealed: w.sealed,
-            };
-            meta.create_key(call_id, &stored, now_us()).await?
-        }
-    };
-    if row.destroyed_at_us.is_some() {
-        return Ok(false);
-    }
-    let reason = format!("KI opt-out requested by {requested_by}");
-    match meta.shred_key(call_id, class, &reason, requested_by, at_us).await {
-        Ok(_) => {
-            tracing::info!(call_id = %call_id, "KI opt-out: ki key shredded, every KI artifact of the call unreadable");
-            Ok(true)
-        }
-        // Shredded by another process meanwhile.
-        Err(StoreError::NotFound(_)) => Ok(false),
-        Err(e) => match meta.class_key(call_id, class).await {
-            Ok(Some(k)) if k.destroyed_at_us.is_some() => Ok(false),
-            _ => Err(e.into()),
-        },
-    }
 }
 
 pub(crate) fn now_us() -> i64 {
@@ -314,9 +267,10 @@ pub struct RecorderStats {
 
 pub struct Recorder {
     bus: Arc<dyn Bus>,
+    /// The call's keys and sealed artifacts; `blobs` and `meta` are its stores.
+    vault: Vault,
     blobs: Arc<dyn BlobStore>,
     meta: Arc<dyn MetadataStore>,
-    keys: Arc<dyn KeyProvider>,
     /// KEKs shared with the telephony system (for calls whose chunks it seals).
     telephony_keys: Option<Arc<dyn KeyProvider>>,
     cfg: RecorderConfig,
@@ -327,7 +281,7 @@ pub struct Recorder {
     dead_letters: Vec<PendingDeadLetter>,
     completed: Vec<Outgoing>,
     /// The dead-letter key of the day, for refusals that name no known call.
-    day_key: Option<(String, DataKey)>,
+    day_key: Option<(String, DataKey, String)>,
     /// Finished recordings, handed to the compaction task.
     finished_tx: Option<tokio::sync::mpsc::UnboundedSender<Job>>,
     /// Finished calls whose retention facts changed (a late KI opt-out).
@@ -336,7 +290,6 @@ pub struct Recorder {
     /// key is shredded once the opt-out is stored (R12).
     ki_purge: Vec<(CallId, OptOut)>,
     policy: Arc<Policy>,
-    clock: Arc<dyn Clock>,
     archive: Option<Arc<dyn opptak_store::archive::ArchiveStore>>,
 
     stats: RecorderStats,
@@ -352,20 +305,16 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(
-        bus: Arc<dyn Bus>,
-        blobs: Arc<dyn BlobStore>,
-        meta: Arc<dyn MetadataStore>,
-        keys: Arc<dyn KeyProvider>,
-        cfg: RecorderConfig,
-    ) -> Self {
+    /// A recorder reading `bus`, storing through `vault` (whose clock also
+    /// decides retention).
+    pub fn new(bus: Arc<dyn Bus>, vault: Vault, cfg: RecorderConfig) -> Self {
         let (stats_tx, _) = watch::channel(RecorderStats::default());
         let (durable_tx, _) = watch::channel(Vec::new());
         Self {
             bus,
-            blobs,
-            meta,
-            keys,
+            blobs: vault.blobs().clone(),
+            meta: vault.meta().clone(),
+            vault,
             telephony_keys: None,
             cfg,
             calls: HashMap::new(),
@@ -378,7 +327,6 @@ impl Recorder {
             reroute: Vec::new(),
             ki_purge: Vec::new(),
             policy: Arc::new(Policy::default_policy()),
-            clock: Arc::new(SystemClock),
             archive: None,
 
             stats: RecorderStats::default(),
@@ -391,10 +339,10 @@ impl Recorder {
         }
     }
 
-    /// The retention policy and clock compaction decides copies and expiries by.
-    pub fn with_retention(mut self, policy: Arc<Policy>, clock: Arc<dyn Clock>) -> Self {
+    /// The retention policy compaction decides copies and expiries by
+    /// (default: the shipped policy).
+    pub fn with_policy(mut self, policy: Arc<Policy>) -> Self {
         self.policy = policy;
-        self.clock = clock;
         self
     }
 
@@ -429,13 +377,8 @@ impl Recorder {
         let compaction = if self.cfg.compact {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             self.finished_tx = Some(tx);
-            let c = compact::Compactor::new(
-                self.meta.clone(),
-                self.blobs.clone(),
-                self.keys.clone(),
-                self.cfg.stream_segment_bytes,
-            )
-            .with_policy(self.policy.clone(), self.clock.clone());
+            let c = compact::Compactor::new(self.vault.clone(), self.cfg.stream_segment_bytes)
+                .with_policy(self.policy.clone());
             let c = match &self.archive {
                 Some(a) => c.with_archive(a.clone()),
                 None => c,
@@ -530,14 +473,14 @@ impl Recorder {
             .ok()
             .and_then(|id| self.calls.get(&id).map(|c| (id, c.key.clone())));
         let (key, key_ref) = match known {
-            Some((id, key)) => (key, compact::ref_of(&id, KeyClass::Audio24h)),
+            Some((id, key)) => (key, opptak_vault::key_ref(id.as_str(), KeyClass::Audio24h.as_str())),
             None => self.day_key().await?,
         };
         let info = StreamInfo {
             kind: ArtifactKind::DeadLetter,
             key_id: key.id().to_owned(),
             key_ref,
-            artifact_id: deadletter_artifact_id(r.partition, r.offset),
+            artifact_id: opptak_vault::reader::deadletter_artifact_id(r.partition, r.offset),
         };
         let sealed = opptak_crypto::stream::seal(&key, &info, self.cfg.stream_segment_bytes, &original)?;
         let dl = v1::DeadLetter {
@@ -574,13 +517,7 @@ impl Recorder {
         if tk.key_id.is_empty() || tk.key_id.len() > 64 {
             return Err("telephony_key.key_id must be 1 to 64 bytes".into());
         }
-        let w = WrappedKey {
-            key_id: tk.key_id.clone(),
-            kek_id: tk.kek_id.clone(),
-            sealed: tk.wrapped.clone(),
-        };
-        let k = shared
-            .unwrap(&w, &opptak_crypto::chunk::key_context(call_id.as_str()))
+        let k = opptak_vault::open_telephony_key(shared.as_ref(), call_id, tk)
             .map_err(|e| format!("telephony_key (kek {:?}) does not open: {e}", tk.kek_id))?;
         // Stored under an id of opptak's own: telephony ids need not be unique.
         Ok(k.renamed(format!("tk-{}", uuid::Uuid::new_v4().simple())))
@@ -589,33 +526,14 @@ impl Recorder {
     /// The dead-letter key of today (UTC), created on first use.
     async fn day_key(&mut self) -> Result<(DataKey, String), RecorderError> {
         let day = opptak_domain::time::utc_day(now_us());
-        let owner = format!("deadletters-{day}");
-        let class = KeyClass::Audio24h.as_str();
-        if let Some((d, key)) = &self.day_key {
+        if let Some((d, key, key_ref)) = &self.day_key {
             if *d == day {
-                return Ok((key.clone(), format!("{owner}/{class}")));
+                return Ok((key.clone(), key_ref.clone()));
             }
         }
-        let ctx = format!("{owner}/{class}").into_bytes();
-        let fresh = DataKey::generate();
-        let w = self.keys.wrap(&fresh, &ctx)?;
-        let stored = StoredKey {
-            key_id: w.key_id,
-            class: class.to_owned(),
-            kek_id: w.kek_id,
-            sealed: w.sealed,
-        };
-        let row = self.meta.deadletter_key(&day, &stored, now_us()).await?;
-        let key = self.keys.unwrap(
-            &WrappedKey {
-                key_id: row.key.key_id,
-                kek_id: row.key.kek_id,
-                sealed: row.key.sealed,
-            },
-            &ctx,
-        )?;
-        self.day_key = Some((day, key.clone()));
-        Ok((key, format!("{owner}/{class}")))
+        let (key, key_ref) = self.vault.deadletter_key(&day).await?;
+        self.day_key = Some((day, key.clone(), key_ref.clone()));
+        Ok((key, key_ref))
     }
 
     /// Drops the cached keys (and the state) of calls whose recording key was
@@ -756,12 +674,7 @@ impl Recorder {
                     let tel = self.meta.class_key(id, TELEPHONY_KEY_CLASS).await?;
                     let mut state = self.rebuild(rec)?;
                     if let Some(row) = tel.filter(|r| r.destroyed_at_us.is_none()) {
-                        let w = WrappedKey {
-                            key_id: row.key.key_id,
-                            kek_id: row.key.kek_id,
-                            sealed: row.key.sealed,
-                        };
-                        state.tel_key = Some(self.keys.unwrap(&w, &key_context(id, TELEPHONY_KEY_CLASS))?);
+                        state.tel_key = Some(self.vault.open_row(id, &row)?);
                     }
                     self.calls.insert(id.clone(), state);
                 }
@@ -778,14 +691,7 @@ impl Recorder {
     }
 
     fn rebuild(&self, rec: CallRecord) -> Result<CallState, RecorderError> {
-        let wrapped = WrappedKey {
-            key_id: rec.key.key_id.clone(),
-            kek_id: rec.key.kek_id.clone(),
-            sealed: rec.key.sealed.clone(),
-        };
-        let key = self
-            .keys
-            .unwrap(&wrapped, &key_context(&rec.facts.call_id, &rec.key.class))?;
+        let key = self.vault.open_key(rec.facts.call_id.as_str(), &rec.key)?;
         let reasm = Reassembler::resume(rec.facts.format.clone(), self.cfg.reassembly, rec.progress.clone());
         Ok(CallState {
             buf_first_frame: rec.progress.frames,
@@ -841,13 +747,13 @@ impl Recorder {
             None => None,
             Some(tk) => match self.open_telephony_key(&call_id, tk) {
                 Ok(k) => {
-                    let w = self.keys.wrap(&k, &key_context(&call_id, TELEPHONY_KEY_CLASS))?;
-                    extra_keys.push(StoredKey {
-                        key_id: w.key_id,
-                        class: TELEPHONY_KEY_CLASS.into(),
-                        kek_id: w.kek_id,
-                        sealed: w.sealed,
-                    });
+                    let ctx = opptak_vault::key_context(call_id.as_str(), TELEPHONY_KEY_CLASS);
+                    extra_keys.push(opptak_vault::wrap_key(
+                        self.vault.keys().as_ref(),
+                        &k,
+                        TELEPHONY_KEY_CLASS,
+                        &ctx,
+                    )?);
                     Some(k)
                 }
                 Err(detail) => {
@@ -861,18 +767,12 @@ impl Recorder {
             },
         };
         self.unknown.remove(&call_id);
-        let key = DataKey::generate();
-        let wrapped = self.keys.wrap(&key, &key_context(&call_id, RECORDING_KEY_CLASS))?;
+        let (key, stored_key) = self.vault.new_key(call_id.as_str(), RECORDING_KEY_CLASS)?;
         let recording_id = format!("rec-{}", uuid::Uuid::new_v4().simple());
         let blob_prefix = format!("recordings/{call_id}/{recording_id}");
         let new_call = NewCall {
             facts: facts.clone(),
-            key: StoredKey {
-                key_id: wrapped.key_id,
-                class: RECORDING_KEY_CLASS.into(),
-                kek_id: wrapped.kek_id,
-                sealed: wrapped.sealed,
-            },
+            key: stored_key,
             extra_keys,
             recording_id: recording_id.clone(),
             blob_prefix: blob_prefix.clone(),
@@ -1105,7 +1005,7 @@ impl Recorder {
         let mut flush = Flush::default();
         // All calls' new segments go into one spool object per flush: one
         // write instead of one per call (a file create costs ~1 ms of system
-        // CPU on ext4 here; see ARCHITECTURE.md).
+        // CPU on ext4 here; see docs/design/pitfalls.md).
         self.flush_seq += 1;
         let spool_path = format!(
             "spool/h{}/{}-{:010}.optk",
@@ -1244,7 +1144,7 @@ impl Recorder {
         // The opt-outs are stored: every KI artifact of those calls goes now,
         // before their offsets are committed (a crash here replays them).
         for (call_id, o) in std::mem::take(&mut self.ki_purge) {
-            purge_ki(&self.meta, &self.keys, &call_id, &o.requested_by, o.at_us).await?;
+            self.vault.purge_ki(&call_id, &o.requested_by, o.at_us).await?;
         }
         // 4. Offsets: up to the oldest chunk still held back for reordering.
         let mut held: HashMap<(Arc<str>, i32), i64> = HashMap::new();
@@ -1351,11 +1251,6 @@ struct PendingDeadLetter {
     record: Record,
     call_id: String,
     refusal: Refusal,
-}
-
-/// The artifact id a dead letter's sealed original is bound to.
-pub fn deadletter_artifact_id(partition: i32, offset: i64) -> String {
-    format!("dl/{partition}/{offset}")
 }
 
 /// Compacts the recordings this recorder finished as they come, and sweeps

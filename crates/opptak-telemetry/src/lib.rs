@@ -6,7 +6,7 @@
 //! operations. The binary serves [`Metrics::render`] on `GET /metrics`
 //! (`telemetry.listen`). Every metric, its type, labels and meaning is listed
 //! in `docs/metrics.md`; `deploy/grafana/opptak.json` charts them, and
-//! `tests/telemetry.rs` checks that every metric the dashboard names exists
+//! `tests/it/telemetry.rs` checks that every metric the dashboard names exists
 //! in a real scrape.
 //!
 //! Labels are typed here ([`ChunkOutcome`], [`RequestOutcome`], [`KeyOp`]) or

@@ -1,0 +1,146 @@
+//! The edge between the wire contract and the domain: protobuf in, validated
+//! domain values out, or the dead-letter reason that says why not.
+
+use crate::v1::{self, DeadLetterReason};
+use opptak_domain::model::{AudioFormat, CallFacts, CallId, ChannelRole, Codec, Desk, Direction, ServiceCategory};
+
+/// Why an input cannot be accepted: the reason code and a human-readable detail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: DeadLetterReason,
+    pub detail: String,
+}
+
+impl Refusal {
+    pub fn new(reason: DeadLetterReason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+pub fn micros(ts: &prost_types::Timestamp) -> i64 {
+    ts.seconds
+        .saturating_mul(1_000_000)
+        .saturating_add(ts.nanos as i64 / 1_000)
+}
+
+pub fn duration_micros(d: &prost_types::Duration) -> Option<u64> {
+    if d.seconds < 0 || d.nanos < 0 {
+        return None;
+    }
+    Some(
+        (d.seconds as u64)
+            .saturating_mul(1_000_000)
+            .saturating_add(d.nanos as u64 / 1_000),
+    )
+}
+
+pub fn timestamp(us: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: us.div_euclid(1_000_000),
+        nanos: (us.rem_euclid(1_000_000) * 1_000) as i32,
+    }
+}
+
+pub fn duration(us: u64) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: (us / 1_000_000) as i64,
+        nanos: ((us % 1_000_000) * 1_000) as i32,
+    }
+}
+
+pub fn audio_format(f: Option<&v1::AudioFormat>) -> Result<AudioFormat, Refusal> {
+    use DeadLetterReason::{InvalidFormat, UnknownCodec};
+    let f = f.ok_or_else(|| Refusal::new(InvalidFormat, "audio_format missing"))?;
+    let codec = match v1::Codec::try_from(f.codec) {
+        Ok(v1::Codec::Pcmu) => Codec::Pcmu,
+        Ok(v1::Codec::Pcma) => Codec::Pcma,
+        Ok(v1::Codec::L16) => Codec::L16,
+        Ok(v1::Codec::Unspecified) => return Err(Refusal::new(UnknownCodec, "codec unspecified")),
+        Err(_) => return Err(Refusal::new(UnknownCodec, format!("unknown codec {}", f.codec))),
+    };
+    let mut roles = Vec::new();
+    for r in &f.channel_roles {
+        roles.push(match v1::ChannelRole::try_from(*r) {
+            Ok(v1::ChannelRole::Agent) => ChannelRole::Agent,
+            Ok(v1::ChannelRole::Customer) => ChannelRole::Customer,
+            Ok(v1::ChannelRole::Mixed) => ChannelRole::Mixed,
+            _ => return Err(Refusal::new(InvalidFormat, format!("unknown channel role {r}"))),
+        });
+    }
+    if roles.is_empty() {
+        // Defaults documented in docs/telephony-contract.md.
+        roles = match f.channels {
+            1 => vec![ChannelRole::Mixed],
+            2 => vec![ChannelRole::Agent, ChannelRole::Customer],
+            n => return Err(Refusal::new(InvalidFormat, format!("{n} channels: expected 1 or 2"))),
+        };
+    } else if f.channels as usize != roles.len() {
+        return Err(Refusal::new(
+            InvalidFormat,
+            format!("channels = {} but {} channel roles", f.channels, roles.len()),
+        ));
+    }
+    AudioFormat::new(codec, f.sample_rate_hz, roles).map_err(|e| Refusal::new(InvalidFormat, e.to_string()))
+}
+
+pub fn call_facts(call_id: CallId, s: &v1::CallStarted) -> Result<CallFacts, Refusal> {
+    use DeadLetterReason::InvalidFormat;
+    let started = s
+        .started_at
+        .as_ref()
+        .ok_or_else(|| Refusal::new(InvalidFormat, "started_at missing"))?;
+    let direction = match v1::Direction::try_from(s.direction) {
+        Ok(v1::Direction::Inbound) => Direction::Inbound,
+        Ok(v1::Direction::Outbound) => Direction::Outbound,
+        Ok(v1::Direction::Internal) => Direction::Internal,
+        _ => Direction::Unspecified,
+    };
+    let desk = match v1::Desk::try_from(s.desk) {
+        Ok(v1::Desk::CustomerCenter) => Desk::CustomerCenter,
+        Ok(v1::Desk::Markets) => Desk::Markets,
+        Ok(v1::Desk::PrivateBanking) => Desk::PrivateBanking,
+        Ok(v1::Desk::Corporate) => Desk::Corporate,
+        _ => Desk::Unspecified,
+    };
+    let service_category = match v1::ServiceCategory::try_from(s.service_category) {
+        Ok(v1::ServiceCategory::InvestmentAdvice) => ServiceCategory::InvestmentAdvice,
+        Ok(v1::ServiceCategory::Loan) => ServiceCategory::Loan,
+        Ok(v1::ServiceCategory::Savings) => ServiceCategory::Savings,
+        Ok(v1::ServiceCategory::Insurance) => ServiceCategory::Insurance,
+        Ok(v1::ServiceCategory::Payments) => ServiceCategory::Payments,
+        Ok(v1::ServiceCategory::General) => ServiceCategory::General,
+        _ => ServiceCategory::Unspecified,
+    };
+    if s.customer_ref.len() > 256 || s.advisor_id.len() > 256 {
+        return Err(Refusal::new(
+            InvalidFormat,
+            "customer_ref or advisor_id longer than 256 bytes",
+        ));
+    }
+    Ok(CallFacts {
+        call_id,
+        started_at_us: micros(started),
+        direction,
+        customer_ref: s.customer_ref.clone(),
+        advisor_id: s.advisor_id.clone(),
+        desk,
+        service_category,
+        ki_enabled: s.ki_enabled,
+        customer_informed: s.customer_informed,
+        format: audio_format(s.audio_format.as_ref())?,
+    })
+}
+
+pub fn end_reason(r: i32) -> &'static str {
+    match v1::EndReason::try_from(r) {
+        Ok(v1::EndReason::HangupCustomer) => "hangup_customer",
+        Ok(v1::EndReason::HangupAgent) => "hangup_agent",
+        Ok(v1::EndReason::Transfer) => "transfer",
+        Ok(v1::EndReason::Error) => "error",
+        Ok(v1::EndReason::IdleTimeout) => "idle_timeout",
+        _ => "unspecified",
+    }
+}

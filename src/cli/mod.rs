@@ -1,0 +1,115 @@
+//! The `opptak` commands, one module each (as quickwit-cli does): every
+//! module holds its clap arguments and the function that carries it out;
+//! `main.rs` only parses and dispatches. The helpers here are shared by
+//! several commands (logging, Ctrl-C, progress lines, private files).
+
+pub(crate) mod audit;
+pub(crate) mod deadletters;
+pub(crate) mod demo;
+pub(crate) mod disclose;
+pub(crate) mod hold;
+pub(crate) mod keys;
+pub(crate) mod ki;
+pub(crate) mod loadgen;
+pub(crate) mod policy;
+pub(crate) mod recordings;
+pub(crate) mod retention;
+pub(crate) mod run;
+pub(crate) mod subject;
+pub(crate) mod users;
+
+use anyhow::{Context, Result};
+use opptak::app::Edges;
+use opptak::config::Config;
+
+pub(crate) fn init_logging(json: bool) {
+    init_tracing(json, None);
+}
+
+/// Logs to stderr (text or JSON, filtered by `OPPTAK_LOG`) and, with `otlp`,
+/// exports spans to an OpenTelemetry collector (`opptak::otlp`). The export
+/// has its own filter, not `OPPTAK_LOG`: every INFO-or-above span and event of
+/// opptak's crates, so a quiet log level still yields traces. Returns the
+/// exporter's handle, to flush it before the process exits.
+pub(crate) fn init_tracing(json: bool, otlp: Option<opptak::otlp::OtlpConfig>) -> Option<opptak::otlp::OtlpHandle> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+    let filter = EnvFilter::try_from_env("OPPTAK_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("warn,opptak=info,opptak_recorder=info"));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = if json { fmt.json().boxed() } else { fmt.boxed() };
+    let (export, handle) = match otlp {
+        Some(cfg) => {
+            let (layer, handle) = opptak::otlp::start(cfg);
+            let ours = tracing_subscriber::filter::filter_fn(|m| {
+                m.target().starts_with("opptak") && *m.level() <= tracing::Level::INFO
+            })
+            .with_max_level_hint(tracing::Level::INFO);
+            (Some(layer.with_filter(ours)), Some(handle))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(export)
+        .init();
+    handle
+}
+
+pub(crate) fn password_from_stdin() -> Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
+}
+
+/// Stops a long command cleanly on Ctrl-C: the flag is checked between items.
+pub(crate) fn interrupt_flag() -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let f = flag.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\ninterrupted: finishing the current item");
+            f.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    flag
+}
+
+/// Progress on a terminal only (a log file gets the summary).
+pub(crate) fn progress_line(text: &str) {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        eprint!("\r{text}\x1b[K");
+    }
+}
+
+/// Writes a file only the owner can read (it may hold audio).
+pub(crate) fn write_private(path: &std::path::Path, data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(data)?;
+    Ok(())
+}
+
+/// Edges for a command that reads recordings: the keyring must exist already
+/// (a reader never invents a key-encryption key).
+pub(crate) async fn reader_edges(config: Config) -> Result<Edges> {
+    let keys = opptak::app::open_key_admin(&config, false)?;
+    let mut edges = Edges::open(config).await?;
+    edges.keys = keys;
+    Ok(edges)
+}
+
+pub(crate) fn format_time(us: i64) -> String {
+    opptak_domain::time::utc_time(us)
+}

@@ -1,0 +1,70 @@
+//! `opptak policy`: check a policy file, show the policy in force, explain a call.
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use opptak::app::Edges;
+use opptak::config::Config;
+use opptak_domain::model::CallId;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Validate a policy file: every artifact and case covered exactly once.
+    Check { file: PathBuf },
+    /// Print the policy in force (retention.policy, or the shipped default).
+    Show,
+    /// The decision for every artifact of a call: class, expiry, tier, and the rules that decided.
+    Explain { call_id: String },
+}
+
+pub(crate) async fn run(config: Config, command: Command) -> Result<()> {
+    match command {
+        Command::Check { file } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let p = opptak_domain::retention::Policy::parse(&text).with_context(|| file.display().to_string())?;
+            println!(
+                "{}: valid — {} rules cover every artifact kind and case exactly once; extensions up to {}",
+                file.display(),
+                p.rules.len(),
+                p.extension.max
+            );
+            Ok(())
+        }
+        Command::Show => {
+            let path = config.retention.policy.trim();
+            if path.is_empty() {
+                print!("{}", opptak_domain::retention::DEFAULT_POLICY);
+            } else {
+                print!(
+                    "{}",
+                    std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?
+                );
+            }
+            Ok(())
+        }
+        Command::Explain { call_id } => {
+            let edges = Edges::open(config).await?;
+            let id = CallId::parse(&call_id)?;
+            let r = edges.retention();
+            let (_, facts) = r.facts(&id).await?;
+            let stored = edges.meta.retention_of(&id).await?;
+            let decisions = edges.policy.explain(&facts);
+            println!("call {id}");
+            print!("{}", opptak_domain::retention::render_explanation(&facts, &decisions));
+            println!("\nstored:");
+            for s in &stored {
+                println!(
+                    "  {:<40} {:<15} {}",
+                    s.artifact_id,
+                    s.kind,
+                    match s.deleted_at_us {
+                        Some(t) => format!("deleted {}", super::format_time(t)),
+                        None if s.held => "held".into(),
+                        None => format!("expires {}", super::format_time(s.expires_at_us)),
+                    }
+                );
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,170 @@
+//! `opptak run --roles ...`: the production entry point. Runs the chosen
+//! roles in this process until SIGINT/SIGTERM, with the telemetry endpoint
+//! up first; a role that ends on its own ends the process (non-zero) so its
+//! supervisor restarts it.
+
+use anyhow::{Context, Result};
+use opptak::app::Edges;
+use opptak::config::Config;
+
+/// Run pipeline roles until SIGINT/SIGTERM (production).
+#[derive(clap::Args)]
+pub(crate) struct Args {
+    /// Roles to run in this process.
+    #[arg(long, value_delimiter = ',', default_value = "recorder")]
+    roles: Vec<Role>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Role {
+    Recorder,
+    /// Deletes expired artifacts and shreds their keys every retention.sweep_interval_s.
+    Sweeper,
+    /// Transcribes KI calls while they run and every finished KI call left
+    /// without a transcript (needs ki.asr_url).
+    Transcriber,
+    /// Drafts a summary with topics of every transcribed KI call (ki.llm_url).
+    Summarizer,
+    /// The review service on web.listen: sign-in, queues, draft pages.
+    Review,
+}
+
+impl Role {
+    /// The `role` label of `opptak_role_up`.
+    fn name(self) -> &'static str {
+        match self {
+            Role::Recorder => "recorder",
+            Role::Sweeper => "sweeper",
+            Role::Transcriber => "transcriber",
+            Role::Summarizer => "summarizer",
+            Role::Review => "review",
+        }
+    }
+}
+
+pub(crate) async fn run(config: Config, args: Args) -> Result<()> {
+    let roles = args.roles;
+    let otlp = (!config.telemetry.otlp_endpoint.trim().is_empty()).then(|| opptak::otlp::OtlpConfig {
+        endpoint: config.telemetry.otlp_endpoint.trim().to_owned(),
+        instance_id: uuid::Uuid::new_v4().to_string(),
+        roles: roles.iter().map(|r| r.name()).collect::<Vec<_>>().join(","),
+        interval: std::time::Duration::from_millis(config.telemetry.otlp_interval_ms),
+    });
+    let export = super::init_tracing(config.log.format == "json", otlp);
+    let result = run_roles(config, roles).await;
+    if let Some(export) = export {
+        // The spans of the last calls; bounded so a dead collector cannot hold the exit.
+        export.shutdown(std::time::Duration::from_secs(5)).await;
+    }
+    result
+}
+
+pub(crate) async fn run_roles(config: Config, roles: Vec<Role>) -> Result<()> {
+    // Up before the edges open: probes see a live process that is starting.
+    let health = opptak::telemetry::Health::new();
+    let telemetry = opptak::telemetry::start(&config.telemetry.listen, health.clone()).await;
+    let edges = Edges::open(config).await?;
+    edges.create_topics().await?;
+    health.edges_open(&edges);
+    let mut role_names: Vec<&'static str> = roles.iter().map(|r| r.name()).collect();
+    role_names.sort_unstable();
+    role_names.dedup();
+    let mut running = Vec::new();
+    let mut sweepers = Vec::new();
+    let (mut transcribe, mut summarize) = (false, false);
+    let mut web_servers = Vec::new();
+    for role in roles {
+        match role {
+            Role::Recorder => running.push(opptak::app::RunningRecorder::spawn(edges.recorder())),
+            Role::Sweeper => sweepers.push(opptak::app::RunningSweeper::spawn(&edges)),
+            Role::Transcriber => transcribe = true,
+            Role::Summarizer => summarize = true,
+            Role::Review => {
+                let listen = edges.config.web.listen.clone();
+                let listener = tokio::net::TcpListener::bind(&listen)
+                    .await
+                    .with_context(|| format!("web.listen {listen}"))?;
+                let router = opptak::web::router(&edges, edges.config.web.secure_cookies).await?;
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                tracing::info!(%listen, "review service listening");
+                let up = opptak_telemetry::metrics().role_up("review");
+                web_servers.push((
+                    tx,
+                    tokio::spawn(async move {
+                        let _up = up;
+                        opptak::web::serve(listener, router, async {
+                            let _ = rx.await;
+                        })
+                        .await
+                    }),
+                ));
+            }
+        }
+    }
+    let ki = if transcribe || summarize {
+        Some(opptak::app::RunningKi::spawn(&edges, transcribe, summarize, None).await?)
+    } else {
+        None
+    };
+    health.roles_started(role_names.clone());
+    tracing::info!(bus = %edges.config.bus.url, blobs = %edges.blobs.describe(), metadata = %edges.meta.describe(), "opptak running");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // A role whose task ended on its own (its bus or store failed past its
+    // retries) would leave a live process doing nothing: the process stops
+    // the other roles and exits non-zero, so its supervisor (Kubernetes,
+    // systemd) restarts it clean. Its uncommitted input is read again.
+    let failed = tokio::select! {
+        _ = tokio::signal::ctrl_c() => None,
+        _ = term.recv() => None,
+        role = first_role_down(&role_names) => Some(role),
+    };
+    match failed {
+        Some(role) => tracing::error!(role, "role ended on its own: stopping this process so it restarts"),
+        None => tracing::info!("shutting down"),
+    }
+    for s in sweepers {
+        s.stop().await;
+    }
+    for (stop, task) in web_servers {
+        let _ = stop.send(());
+        match task.await {
+            Ok(Ok(())) => tracing::info!("review service stopped"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "review service stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "review service task failed"),
+        }
+    }
+    if let Some(ki) = ki {
+        ki.stop().await;
+    }
+    let mut recorder_error = None;
+    for r in running {
+        if let Err(e) = r.stop().await {
+            tracing::error!(error = %format!("{e:#}"), "recorder stopped with an error");
+            recorder_error = Some(e);
+        }
+    }
+    if let Some(t) = telemetry {
+        t.stop().await;
+    }
+    match failed {
+        Some(role) => Err(anyhow::anyhow!(
+            "the {role} role ended on its own (its error is logged above); exiting so the supervisor restarts \
+             the process"
+        )),
+        None => recorder_error.map_or(Ok(()), Err),
+    }
+}
+
+/// Resolves with the first of `roles` whose `opptak_role_up` fell to 0.
+async fn first_role_down(roles: &[&'static str]) -> &'static str {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        if let Some(r) = roles
+            .iter()
+            .find(|r| opptak_telemetry::metrics().roles_running(&[**r]).is_err())
+        {
+            return r;
+        }
+    }
+}

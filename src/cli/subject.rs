@@ -1,0 +1,79 @@
+//! `opptak subject`: data-subject requests (R11): export and erasure.
+
+use anyhow::Result;
+use clap::Subcommand;
+use opptak::config::Config;
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Everything held about a customer: per call its metadata and every
+    /// readable audio artifact as WAV, plus index.json with SHA-256s.
+    Export {
+        customer_ref: String,
+        /// A new (or empty) directory; created 0700, files 0600.
+        #[arg(long)]
+        out: PathBuf,
+        /// The officer handling the request (audited; default: the OS user).
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// Erase what the law lets go (KI artifacts, recordings of non-investment
+    /// calls) and report what stays and under which legal basis.
+    Erase {
+        customer_ref: String,
+        /// The officer handling the request (kept as evidence).
+        #[arg(long)]
+        by: String,
+        /// The request's reference or reason (kept as evidence).
+        #[arg(long)]
+        reason: String,
+        /// Print the report and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+pub(crate) async fn run(config: Config, command: Command) -> Result<()> {
+    let edges = super::reader_edges(config).await?;
+    match command {
+        Command::Export { customer_ref, out, by } => {
+            let by = by.unwrap_or_else(opptak::audit::os_user);
+            let r = opptak::subject::export(&edges, &by, &customer_ref, &out, &mut |s| super::progress_line(s)).await?;
+            super::progress_line("");
+            for c in &r.calls {
+                for f in &c.files {
+                    println!("{:<60} {:>10} bytes  sha256 {}", f.name, f.bytes, f.sha256);
+                }
+                for (kind, why) in &c.unreadable {
+                    println!("{}/{kind}: not exported: {why}", c.call_id);
+                }
+            }
+            println!(
+                "exported {} call(s) of customer {} to {}; index.json sha256 {}",
+                r.calls.len(),
+                r.customer_ref,
+                r.dir.display(),
+                r.index.sha256
+            );
+            Ok(())
+        }
+        Command::Erase {
+            customer_ref,
+            by,
+            reason,
+            dry_run,
+        } => {
+            let req = opptak::subject::EraseRequest {
+                customer_ref,
+                by,
+                reason,
+                dry_run,
+            };
+            let report = opptak::subject::erase(&edges, &req, &mut |s| super::progress_line(s)).await?;
+            super::progress_line("");
+            print!("{}", report.render());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,653 @@
+//! The fault-tolerance suite (issue 7), in the spirit of Kafka's own
+//! transaction system tests and Jepsen's checks: concurrent calls through 3
+//! recorder processes and 2 transcriber processes (which also summarize) on
+//! one broker, while a random opptak process is SIGKILLed three times (each
+//! after at least 20% more of the audio was acknowledged) and the broker is
+//! restarted once. At the end every acknowledged chunk is looked for in what
+//! was stored: lost = duplicate = unseen = 0, per-call order preserved, every
+//! KI call transcribed and drafted, every opt-out honoured. See
+//! `tests/it/fault/check.rs` for the categories and docs/fault-tolerance.md for
+//! the sizes, knobs and results.
+//!
+//! Real processes (`opptak --config FILE run --roles ...`), a real broker,
+//! PostgreSQL and the speech server. The broker is this test's own
+//! (`tests/it/fault/broker.rs`): restarting it disturbs no other test.
+//!
+//! Size: `OPPTAK_FAULT_CALLS` (default 36, the CI size) calls of
+//! `OPPTAK_FAULT_SECONDS` (30) each, at `OPPTAK_FAULT_PACE` (1.0) times real
+//! time; `OPPTAK_FAULT_SEED` replays a run's random choices. Full size:
+//!
+//! ```sh
+//! OPPTAK_FAULT_CALLS=200 cargo test --release --test it fault:: -- --nocapture
+//! ```
+
+use crate::common;
+#[allow(unreachable_pub)]
+mod broker;
+#[allow(unreachable_pub)]
+mod check;
+#[allow(unreachable_pub)]
+mod procs;
+#[allow(unreachable_pub)]
+mod workload;
+
+use broker::Broker;
+use check::{CallReport, Tally};
+use opptak::app::Edges;
+use opptak::config::Config;
+use procs::{Launcher, Proc, Supervisor};
+use rand::{Rng, SeedableRng};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use workload::Telephony;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) => v.parse().unwrap_or_else(|_| panic!("{name}={v}: not a valid value")),
+        Err(_) => default,
+    }
+}
+
+fn speech_url() -> Option<String> {
+    match std::env::var("OPPTAK_TEST_SPEECH_URL") {
+        Ok(u) => Some(u),
+        Err(_) => {
+            assert_ne!(
+                std::env::var("OPPTAK_REQUIRE_SERVICES").as_deref(),
+                Ok("1"),
+                "OPPTAK_TEST_SPEECH_URL not set (deploy/local/services.sh start-speech)"
+            );
+            eprintln!("skipping: no speech server (deploy/local/services.sh start-speech)");
+            None
+        }
+    }
+}
+
+use common::free_port;
+
+/// The one configuration file every process reads.
+fn write_config(dir: &Path, bootstrap: &str, prefix: &str, postgres: &str, speech: &str) -> PathBuf {
+    let d = dir.display();
+    let text = format!(
+        r#"# opptak configuration of one fault-suite run (tests/it/fault.rs)
+[bus]
+url = "kafka://{bootstrap}"
+topic_prefix = "{prefix}."
+partitions = 12
+
+[storage]
+blobs = "file://{d}/blobs"
+metadata = "{postgres}"
+archive = "file://{d}/archive"
+
+[keys]
+keyring = "{d}/keyring.json"
+
+[recorder]
+group = "{prefix}-recorder"
+# A finished recording whose recorder was killed before compacting it is
+# picked up by the sweep (30 s in production): sooner here, to drain faster.
+compact_sweep_s = 5
+
+[ki]
+asr_url = "{speech}"
+transcriber_group = "{prefix}-transcriber"
+live_group = "{prefix}-live"
+summarizer_group = "{prefix}-summarizer"
+"#
+    );
+    let path = dir.join("opptak.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A fault done: when, at what progress, what, and how it went.
+struct Done {
+    at: Duration,
+    progress: f64,
+    what: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kills_and_a_broker_restart_lose_and_duplicate_nothing() {
+    let Some(speech) = speech_url() else { return };
+    let Some(postgres) = common::postgres_db("fault").await else {
+        return;
+    };
+    let calls_n: usize = env_or("OPPTAK_FAULT_CALLS", 36);
+    let seconds: f64 = env_or("OPPTAK_FAULT_SECONDS", 30.0);
+    let pace: f64 = env_or("OPPTAK_FAULT_PACE", 1.0);
+    let seed: u64 = env_or("OPPTAK_FAULT_SEED", rand::random::<u64>() % 1_000_000);
+    // Extra seconds the broker stays down at its restart: beyond the
+    // producers' delivery timeout (30 s) publishes fail and are retried.
+    let broker_down = Duration::from_secs(env_or("OPPTAK_FAULT_BROKER_DOWN_S", 0));
+    let started = Instant::now();
+    let prefix = common::unique("fault");
+    // Kept on failure (the logs), removed after a passing run.
+    let dir = std::env::temp_dir().join(format!("opptak-{prefix}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    eprintln!(
+        "[fault] {calls_n} calls of {seconds} s at {pace}x real time, seed {seed} \
+         (OPPTAK_FAULT_SEED={seed} replays the choices); files in {}",
+        dir.display()
+    );
+
+    let broker_dir = dir.clone();
+    let broker = tokio::task::spawn_blocking(move || Broker::from_env(&broker_dir))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("broker: {e}"));
+    let config_path = write_config(&dir, &broker.bootstrap(), &prefix, &postgres, &speech);
+    // Lent to the restart task while it runs.
+    let mut broker = Some(broker);
+    // Opened here first: migrations, topics and the keyring exist before
+    // five processes race to create them.
+    let config = Config::load_from(Some(&config_path), &[]).unwrap();
+    let edges = Edges::open(config.clone()).await.unwrap();
+    edges.create_topics().await.unwrap();
+    let topic = config.recorder_config().topics.telephony;
+    // Each process its own metrics port, where the telemetry section exists.
+    let telemetry = Config::load_from(
+        Some(&config_path),
+        &[("OPPTAK__TELEMETRY__LISTEN".into(), "127.0.0.1:0".into())],
+    )
+    .is_ok();
+    let mut sup = Supervisor {
+        launcher: Launcher {
+            config: config_path.clone(),
+            env: Box::new(move |_| {
+                if telemetry {
+                    vec![("OPPTAK__TELEMETRY__LISTEN".into(), format!("127.0.0.1:{}", free_port()))]
+                } else {
+                    Vec::new()
+                }
+            }),
+            started,
+        },
+        procs: vec![
+            Proc::new("recorder-0", "recorder", &dir),
+            Proc::new("recorder-1", "recorder", &dir),
+            Proc::new("recorder-2", "recorder", &dir),
+            Proc::new("transcriber-0", "transcriber,summarizer", &dir),
+            Proc::new("transcriber-1", "transcriber,summarizer", &dir),
+        ],
+    };
+    sup.start_all();
+
+    let calls = workload::plan(&prefix, calls_n, seconds, seed);
+    let tel = Telephony::start(edges.bus.clone(), topic, &calls, pace, Duration::from_secs(600));
+
+    // The fault schedule: kills after 20–25% more progress each; the first
+    // two hit one recorder and one transcriber (in random order), the third
+    // any process — each time one of those that is running; the broker
+    // restart falls between the first two kills.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed);
+    let recorders: Vec<usize> = (0..sup.procs.len()).filter(|&i| sup.procs[i].is_recorder()).collect();
+    let transcribers: Vec<usize> = (0..sup.procs.len()).filter(|&i| !sup.procs[i].is_recorder()).collect();
+    let mut victims = vec![recorders, transcribers];
+    if rng.gen_bool(0.5) {
+        victims.swap(0, 1);
+    }
+    victims.push((0..sup.procs.len()).collect());
+    // `OPPTAK_FAULT_VICTIMS=transcriber-1,recorder-0,recorder-2` names them instead.
+    if let Ok(names) = std::env::var("OPPTAK_FAULT_VICTIMS") {
+        victims = names
+            .split(',')
+            .map(|n| {
+                vec![sup
+                    .procs
+                    .iter()
+                    .position(|p| p.name == n.trim())
+                    .unwrap_or_else(|| panic!("OPPTAK_FAULT_VICTIMS: no process {n}"))]
+            })
+            .collect();
+    }
+    let mut kills = victims.into_iter();
+    let mut next_kill = 0.20 + rng.gen_range(0.0..0.05);
+    let mut broker_at: Option<f64> = None;
+    let mut broker_done = false;
+    let mut restart_task: Option<tokio::task::JoinHandle<(Broker, Result<Duration, String>)>> = None;
+    let mut pending_kill = kills.next();
+    let mut faults: Vec<Done> = Vec::new();
+    let mut failures: Vec<String> = Vec::new();
+
+    let play_limit = Duration::from_secs_f64(seconds / pace) + Duration::from_secs(300);
+    while !tel.is_finished() {
+        if let Err(e) = sup.tick() {
+            failures.push(e);
+            break;
+        }
+        if started.elapsed() > play_limit {
+            failures.push(format!("the telephony side did not finish within {play_limit:?}"));
+            break;
+        }
+        let p = tel.progress();
+        if restart_task.as_ref().is_some_and(|t| t.is_finished()) {
+            let (b, r) = restart_task.take().unwrap().await.unwrap();
+            broker = Some(b);
+            match r {
+                Ok(down) => eprintln!(
+                    "[fault] {:>6.1}s broker back after {:.1} s",
+                    started.elapsed().as_secs_f64(),
+                    down.as_secs_f64()
+                ),
+                Err(e) => {
+                    failures.push(format!("broker restart: {e}"));
+                    break;
+                }
+            }
+        }
+        if restart_task.is_none() && !broker_done && broker_at.is_some_and(|b| p >= b) {
+            broker_done = true;
+            eprintln!(
+                "[fault] {:>6.1}s progress {:>5.1}%: restarting the broker",
+                started.elapsed().as_secs_f64(),
+                p * 100.0
+            );
+            faults.push(Done {
+                at: started.elapsed(),
+                progress: p,
+                what: format!(
+                    "broker restarted (SIGTERM, same data{})",
+                    if broker_down.is_zero() {
+                        String::new()
+                    } else {
+                        format!(", kept down {} s more", broker_down.as_secs())
+                    }
+                ),
+            });
+            let mut b = broker.take().unwrap();
+            restart_task = Some(tokio::task::spawn_blocking(move || {
+                let r = b.restart(broker_down);
+                (b, r)
+            }));
+        }
+        let running: Vec<usize> = pending_kill
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|&i| sup.procs[i].pid().is_some())
+            .collect();
+        if restart_task.is_none() && p >= next_kill && !running.is_empty() {
+            if let Some(victim) = pending_kill.take().map(|_| running[rng.gen_range(0..running.len())]) {
+                // Restarted at once, or after the consumer groups moved its
+                // partitions to the others (session timeout 10 s), so that its
+                // return takes partitions away from live processes mid-call.
+                let delay = Duration::from_millis(rng.gen_range(0..15_000));
+                let delay = match std::env::var("OPPTAK_FAULT_RESTART_AFTER_MS") {
+                    Ok(ms) => Duration::from_millis(ms.parse().unwrap()),
+                    Err(_) => delay,
+                };
+                let pid = sup.kill(victim, delay);
+                let what = format!(
+                    "SIGKILL {} (pid {}), restarted after {:.1} s",
+                    sup.procs[victim].name,
+                    pid.unwrap_or(0),
+                    delay.as_secs_f64()
+                );
+                eprintln!(
+                    "[fault] {:>6.1}s progress {:>5.1}%: {what}",
+                    started.elapsed().as_secs_f64(),
+                    p * 100.0
+                );
+                faults.push(Done {
+                    at: started.elapsed(),
+                    progress: p,
+                    what,
+                });
+                if broker_at.is_none() {
+                    broker_at = Some(p + rng.gen_range(0.07..0.13));
+                }
+                next_kill = p + 0.20 + rng.gen_range(0.0..0.05);
+                pending_kill = kills.next();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if let Some(t) = restart_task.take() {
+        let (b, r) = t.await.unwrap();
+        broker = Some(b);
+        if let Err(e) = r {
+            failures.push(format!("broker restart: {e}"));
+        }
+    }
+    let played = started.elapsed();
+    let sent = tel.join().await;
+    eprintln!(
+        "[fault] {:>6.1}s every call sent; draining",
+        started.elapsed().as_secs_f64()
+    );
+
+    // Drain: every recording complete and compacted, every KI call drafted or
+    // its KI refused; the supervisor keeps restarting what exits meanwhile.
+    let drain_limit = Duration::from_secs(env_or("OPPTAK_FAULT_DRAIN_S", 240 + 3 * calls_n as u64));
+    let drain_start = Instant::now();
+    let mut unsettled: Vec<usize> = (0..calls.len()).collect();
+    while !unsettled.is_empty() && failures.is_empty() {
+        if let Err(e) = sup.tick() {
+            failures.push(e);
+            break;
+        }
+        let mut still = Vec::new();
+        for &i in &unsettled {
+            if !check::settled(&edges, &calls[i]).await {
+                still.push(i);
+            }
+        }
+        unsettled = still;
+        if drain_start.elapsed() > drain_limit {
+            failures.push(format!(
+                "{} calls not settled {drain_limit:?} after the last was sent: {:?}",
+                unsettled.len(),
+                unsettled
+                    .iter()
+                    .take(10)
+                    .map(|&i| calls[i].call_id())
+                    .collect::<Vec<_>>()
+            ));
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let drained = drain_start.elapsed();
+    let exits = tokio::task::spawn_blocking(move || {
+        let e = sup.stop_all(Duration::from_secs(60));
+        (sup, e)
+    })
+    .await
+    .unwrap();
+    let (sup, exits) = exits;
+    for (name, status) in &exits {
+        if !status.is_some_and(|s| s.success()) {
+            failures.push(format!("{name} did not stop cleanly on SIGTERM: {status:?}"));
+        }
+    }
+
+    // The check.
+    let mut total = Tally::default();
+    let mut reports: Vec<CallReport> = Vec::with_capacity(calls.len());
+    for (c, s) in calls.iter().zip(&sent) {
+        let r = check::check_call(&edges, c, s).await;
+        total += r.tally;
+        reports.push(r);
+    }
+    let logs: String = sup
+        .procs
+        .iter()
+        .map(|p| std::fs::read_to_string(&p.log).unwrap_or_default())
+        .collect();
+    let count = |needle: &str| logs.matches(needle).count();
+    let panics = count("panicked at");
+    if panics > 0 {
+        failures.push(format!("{panics} panics in the process logs"));
+    }
+    // A KI role whose task ended with an error leaves its process running
+    // without it (only the shutdown reports it): a silent loss of capacity.
+    let role_errors = count("stopped with an error") + count("task failed");
+    if role_errors > 0 {
+        failures.push(format!(
+            "{role_errors} roles ended with an error (grep the logs for 'stopped with an error')"
+        ));
+    }
+    let kills_done = faults.iter().filter(|f| f.what.starts_with("SIGKILL")).count();
+    if kills_done < 3 || !broker_done {
+        failures.push(format!(
+            "the fault schedule did not run: {kills_done} kills, broker restarted: {broker_done}"
+        ));
+    }
+
+    // The report.
+    let ki: Vec<&CallReport> = calls
+        .iter()
+        .zip(&reports)
+        .filter(|(c, _)| c.ki && !c.opt_out)
+        .map(|(_, r)| r)
+        .collect();
+    let opted: Vec<&CallReport> = calls
+        .iter()
+        .zip(&reports)
+        .filter(|(c, _)| c.opt_out)
+        .map(|(_, r)| r)
+        .collect();
+    let non_ki: Vec<&CallReport> = calls
+        .iter()
+        .zip(&reports)
+        .filter(|(c, _)| !c.ki)
+        .map(|(_, r)| r)
+        .collect();
+    let investment: Vec<&CallReport> = calls
+        .iter()
+        .zip(&reports)
+        .filter(|(c, _)| c.investment)
+        .map(|(_, r)| r)
+        .collect();
+    let n = |v: &[&CallReport], f: fn(&CallReport) -> bool| v.iter().filter(|r| f(r)).count();
+    let all: Vec<&CallReport> = reports.iter().collect();
+    let mut out = String::new();
+    use std::fmt::Write;
+    let _ = writeln!(
+        out,
+        "\n=== fault suite: {} calls x {seconds} s at {pace}x, 3 recorders, 2 transcribers, 1 broker, seed {seed} ===",
+        calls.len()
+    );
+    for f in &faults {
+        let _ = writeln!(
+            out,
+            "  {:>6.1} s  progress {:>5.1}%  {}",
+            f.at.as_secs_f64(),
+            f.progress * 100.0,
+            f.what
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  sent in {:.1} s, drained in {:.1} s, total {:.1} s",
+        played.as_secs_f64(),
+        drained.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "\n  chunks  acked      ok  lost  duplicate  unseen  misplaced  recovered  indeterminate  unexpected-frames"
+    );
+    let _ = writeln!(
+        out,
+        "  {:>6}  {:>5}  {:>6}  {:>4}  {:>9}  {:>6}  {:>9}  {:>9}  {:>13}  {:>17}",
+        total.chunks,
+        total.acked,
+        total.ok,
+        total.lost,
+        total.duplicate,
+        total.unseen,
+        total.misplaced,
+        total.recovered,
+        total.indeterminate,
+        total.unexpected_frames
+    );
+    let _ = writeln!(
+        out,
+        "\n  recordings complete {}/{}, identical to the sent audio {}/{}, with gaps {}",
+        n(&all, |r| r.complete),
+        all.len(),
+        n(&all, |r| r.identical),
+        all.len(),
+        n(&all, |r| r.gaps > 0)
+    );
+    let _ = writeln!(
+        out,
+        "  KI calls {}: transcript {}, draft {}, KI audio copy {}",
+        ki.len(),
+        n(&ki, |r| r.transcript),
+        n(&ki, |r| r.draft),
+        n(&ki, |r| r.ki_copy)
+    );
+    let _ = writeln!(
+        out,
+        "  opted out mid-call {}: honoured {} (ki key shredded with evidence, nothing KI readable)",
+        opted.len(),
+        n(&opted, |r| r.opt_out_honoured)
+    );
+    let _ = writeln!(
+        out,
+        "  without KI {}: nothing KI {}; investment advice {}: archive copy {}",
+        non_ki.len(),
+        n(&non_ki, |r| r.ki_clean),
+        investment.len(),
+        n(&investment, |r| r.archive_copy)
+    );
+    let _ = writeln!(out, "\n  process     starts  killed  exited-on-own");
+    for p in &sup.procs {
+        let _ = writeln!(
+            out,
+            "  {:<14} {:>4}  {:>6}  {:>13}",
+            p.name,
+            p.starts,
+            p.killed,
+            p.exits.len()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  in the logs: {} write conflicts, {} 'call state dropped', {} live transcriptions abandoned, {} transcripts stored, {} drafts stored, {} roles stopped with an error",
+        count("write conflict"),
+        count("call state dropped"),
+        count("live transcription abandoned"),
+        count("transcript stored"),
+        count("draft stored for review"),
+        count("stopped with an error")
+    );
+    for (c, r) in calls.iter().zip(&reports) {
+        if !r.problems.is_empty() {
+            let _ = writeln!(out, "  {}: {}", c.call_id(), r.problems.join("; "));
+        }
+    }
+    eprintln!("{out}");
+
+    let calls_wrong = reports.iter().filter(|r| !r.problems.is_empty()).count();
+    let ok = failures.is_empty() && calls_wrong == 0 && total.lost == 0 && total.duplicate == 0 && total.unseen == 0;
+    if !ok {
+        eprintln!(
+            "[fault] FAILED; files kept in {}\n  config: {}\n  broker log: {:?}\n{}",
+            dir.display(),
+            config_path.display(),
+            broker.as_ref().and_then(|b| b.log()),
+            sup.logs()
+        );
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert_eq!(
+        (total.lost, total.duplicate, total.unseen, total.misplaced),
+        (0, 0, 0, 0),
+        "lost, duplicate, unseen, misplaced"
+    );
+    assert_eq!(total.unexpected_frames, 0, "stored audio that was never sent");
+    assert_eq!(calls_wrong, 0, "calls with problems (listed above)");
+    drop(sup);
+    drop(broker);
+    if std::env::var("OPPTAK_FAULT_KEEP").as_deref() != Ok("1") {
+        let _ = std::fs::remove_dir_all(&dir);
+        // One database per run would pile up otherwise.
+        drop(edges);
+        if let (Ok(base), Some((_, db))) = (std::env::var("OPPTAK_TEST_POSTGRES"), postgres.rsplit_once('/')) {
+            use sqlx::Connection;
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&base).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
+    }
+}
+
+/// Regression test for what the suite found first: a live transcriber whose
+/// telephony partitions moved to another member mid-call (a transcriber
+/// restarted after the group had handed its partitions over, or one more
+/// added) kept those calls open for ever — their ends go to the new owner,
+/// which never saw them start — and the batch path of the same process
+/// waited on them, so no call of its partitions was transcribed. Now the
+/// calls of a partition that moves away go to the batch path at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_transcriber_gives_calls_of_moved_partitions_to_the_batch_path() {
+    use opptak_domain::model::{AudioFormat, CallId, ChannelRole, Codec};
+    use opptak_ki::live::{Live, LiveEnd};
+    let Some(speech) = speech_url() else { return };
+    let Some(kafka) = common::kafka() else { return };
+    let Some(postgres) = common::postgres_db("fault_live").await else {
+        return;
+    };
+    let env = common::Env::new(&common::Backend::Services { kafka, postgres }, "fault_live");
+    let edges = env.edges().await;
+    let topic = edges.config.recorder_config().topics.telephony;
+    let partitions = edges.config.bus.partitions;
+    // One KI call starting on each partition; silent audio, so no utterance
+    // reaches the recognizer and the calls stay open until they end.
+    let prefix = common::unique("moved");
+    let format = AudioFormat::new(Codec::Pcmu, 8000, vec![ChannelRole::Agent, ChannelRole::Customer]).unwrap();
+    let mut calls = Vec::new();
+    for (n, p) in (0..).zip(0..partitions) {
+        let id = (n..)
+            .map(|k| format!("{prefix}-{k}"))
+            .find(|id| opptak_bus::partition_for(id.as_bytes(), partitions) == p)
+            .unwrap();
+        let mut c = opptak::sim::SimCall::new(&id, format.clone(), vec![0xff; 16_000 * 3]);
+        c.started.ki_enabled = true;
+        c.started.customer_informed = true;
+        calls.push((p, c));
+    }
+    for (_, c) in &calls {
+        let evs = c.events(100);
+        common::publish_events(&edges, &evs[..6]).await; // started, 5 chunks, no end
+    }
+    let asr = opptak_ki::asr::HttpAsr::new(opptak_ki::asr::AsrConfig::new(speech, "tiny.en")).unwrap();
+    let t = opptak::app::transcriber_with(&edges, Some(std::sync::Arc::new(asr))).unwrap();
+    let live = std::sync::Arc::new(Live::new(t, None));
+    let group = edges.config.ki.live_group.clone();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let task = {
+        let (live, group, topic) = (live.clone(), group.clone(), topic.clone());
+        tokio::spawn(async move { opptak_ki::live::run_role(live, &group, &topic, rx).await })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while live.calls.len() < calls.len() {
+        assert!(Instant::now() < deadline, "the live transcriber did not take the calls");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A second member joins the group and takes some of the partitions.
+    let mut other = edges.bus.subscribe(&group, &[topic]).await.unwrap();
+    let taken: Vec<i32> = loop {
+        assert!(Instant::now() < deadline + Duration::from_secs(60), "no rebalance");
+        let _ = other.poll(100, Duration::from_millis(200)).await.unwrap();
+        let mine = other.assigned().unwrap().unwrap_or_default();
+        if !mine.is_empty() {
+            break mine.into_iter().map(|(_, p)| p).collect();
+        }
+    };
+    let moved: Vec<CallId> = calls
+        .iter()
+        .filter(|(p, _)| taken.contains(p))
+        .map(|(_, c)| CallId::parse(&c.call_id).unwrap())
+        .collect();
+    assert!(!moved.is_empty() && moved.len() < calls.len(), "{taken:?}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while moved.iter().any(|id| live.calls.contains(id)) {
+        assert!(
+            Instant::now() < deadline,
+            "calls of moved partitions {taken:?} still open in the first transcriber: {:?}",
+            live.stats().ends
+        );
+        let _ = other.poll(100, Duration::from_millis(200)).await.unwrap();
+    }
+    let ends = live.stats().ends;
+    for id in &moved {
+        assert!(
+            ends.iter()
+                .any(|(c, e)| c == id.as_str()
+                    && matches!(e, LiveEnd::Abandoned(why) if why.contains("partition moved"))),
+            "{id}: {ends:?}"
+        );
+    }
+    // The calls of the partitions it kept are still transcribed live.
+    assert_eq!(live.calls.len(), calls.len() - moved.len());
+    stop.send(true).unwrap();
+    task.await.unwrap().unwrap();
+}

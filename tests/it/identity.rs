@@ -1,0 +1,114 @@
+//! Local users (issue 6 item 4): Argon2id hashes (never the password at
+//! rest), logins that fail alike for a wrong password, an unknown user and a
+//! disabled one, sessions that expire and end, and every admin action and
+//! login in the audit log — on SQLite and PostgreSQL.
+
+use crate::common;
+
+use common::{Backend, Env};
+use opptak::identity::{Identity, Role};
+use opptak_domain::time::{Clock, ManualClock};
+use std::sync::Arc;
+
+const PW: &str = "correct horse battery staple";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_log_in_sessions_expire_and_admin_actions_are_audited() {
+    let mut backends = vec![Env::new(&Backend::Embedded, "ident")];
+    if let (Some(kafka), Some(postgres)) = (common::kafka(), common::postgres_db("ident").await) {
+        backends.push(Env::new(&Backend::Services { kafka, postgres }, "ident"));
+    }
+    for env in backends {
+        let clock = Arc::new(ManualClock::new(1_800_000_000_000_000));
+        let edges = env.edges().await.with_clock(clock.clone()).unwrap();
+        let id = Identity::open(&edges).await.unwrap();
+        let anne = id
+            .add_user("admin-ola", "adv-anne", "Anne Advisor", Role::Advisor, "team-oslo", PW)
+            .await
+            .unwrap();
+        assert_eq!(anne.role, Role::Advisor);
+        // Refusals: a taken id, a short password, a bad id, an unknown role.
+        assert!(id
+            .add_user("admin-ola", "adv-anne", "x", Role::Qa, "t", PW)
+            .await
+            .is_err());
+        assert!(id
+            .add_user("admin-ola", "adv-bo", "x", Role::Qa, "t", "short")
+            .await
+            .is_err());
+        assert!(id
+            .add_user("admin-ola", "adv bo/..", "x", Role::Qa, "t", PW)
+            .await
+            .is_err());
+        assert!(Role::parse("superuser").is_err());
+
+        // Logins: right password only; the same answer for every failure.
+        assert!(id.login("adv-anne", "wrong password here").await.unwrap().is_none());
+        assert!(id.login("nobody", PW).await.unwrap().is_none());
+        let (who, token) = id.login("adv-anne", PW).await.unwrap().unwrap();
+        assert_eq!(who.user_id, "adv-anne");
+        assert_eq!(id.session(&token).await.unwrap(), Some(anne.clone()));
+        assert_eq!(id.session("forged-token").await.unwrap(), None);
+
+        // Sessions end: at expiry, at logout, when the user is disabled.
+        clock.set(clock.now_us() + opptak::identity::SESSION_HOURS * 3_600_000_000);
+        assert_eq!(id.session(&token).await.unwrap(), None, "expired");
+        let (_, t2) = id.login("adv-anne", PW).await.unwrap().unwrap();
+        id.logout(&t2).await.unwrap();
+        assert_eq!(id.session(&t2).await.unwrap(), None, "logged out");
+        let (_, t3) = id.login("adv-anne", PW).await.unwrap().unwrap();
+        id.set_password("admin-ola", "adv-anne", "another long passphrase")
+            .await
+            .unwrap();
+        assert!(id.login("adv-anne", PW).await.unwrap().is_none());
+        id.disable("admin-ola", "adv-anne").await.unwrap();
+        assert_eq!(id.session(&t3).await.unwrap(), None, "disabled");
+        assert!(id.login("adv-anne", "another long passphrase").await.unwrap().is_none());
+        let users = id.users().await.unwrap();
+        assert_eq!(users, vec![(anne, false)]);
+
+        // The audit log has every admin action and login, and verifies.
+        let audit = edges.audit().await.unwrap();
+        let log = audit.entries(1, 100).await.unwrap();
+        let seen: Vec<(String, String, String)> = log
+            .iter()
+            .map(|e| (e.event.actor.clone(), e.event.action.clone(), e.event.outcome.clone()))
+            .collect();
+        for want in [
+            ("admin-ola", "user.create", "allowed"),
+            ("adv-anne", "login", "refused"),
+            ("nobody", "login", "refused"),
+            ("adv-anne", "login", "allowed"),
+            ("admin-ola", "user.password", "allowed"),
+            ("admin-ola", "user.disable", "allowed"),
+        ] {
+            assert!(
+                seen.contains(&(want.0.into(), want.1.into(), want.2.into())),
+                "{want:?} not in {seen:?}"
+            );
+        }
+        assert!(audit.verify(None).await.unwrap().ok());
+    }
+}
+
+/// The password never reaches the database file in clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passwords_are_stored_only_as_argon2id_hashes() {
+    let env = Env::new(&Backend::Embedded, "ident_scan");
+    let edges = env.edges().await;
+    let id = Identity::open(&edges).await.unwrap();
+    id.add_user("admin", "qa-kari", "Kari QA", Role::Qa, "qa", PW)
+        .await
+        .unwrap();
+    drop(id);
+    let mut found_hash = false;
+    for entry in std::fs::read_dir(env.dir.path()).unwrap() {
+        let p = entry.unwrap().path();
+        if p.to_string_lossy().contains("opptak.db") {
+            let bytes = std::fs::read(&p).unwrap();
+            assert!(!bytes.windows(PW.len()).any(|w| w == PW.as_bytes()), "{}", p.display());
+            found_hash |= bytes.windows(9).any(|w| w == b"$argon2id");
+        }
+    }
+    assert!(found_hash, "no Argon2id hash in the database files");
+}

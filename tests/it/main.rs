@@ -1,0 +1,35 @@
+//! opptak's integration tests, one module per capability, in one test
+//! binary so a change links once. They talk to real services started by
+//! `deploy/local/test.sh` (Kafka, PostgreSQL, the speech server, Chromium,
+//! the OIDC issuer, Jaeger); `OPPTAK_REQUIRE_SERVICES=1` makes a missing
+//! service fail a test instead of skipping it. Run one module with
+//! `cargo test --test it <module>::` (e.g. `cargo test --test it fault::`).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+mod audit;
+mod browser;
+mod cli;
+mod crash_recovery;
+mod disclose;
+mod docs;
+mod fault;
+mod garbage_input;
+mod identity;
+mod key_rotation;
+mod ki_bench;
+mod ki_pipeline;
+mod oidc;
+mod otel;
+mod qa;
+mod recording_path;
+mod retention;
+mod retention_bench;
+mod shredding;
+mod subject;
+mod telemetry;
+mod telephony_sealed;
+mod transcription;
+mod web;
+mod web_bench;

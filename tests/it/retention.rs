@@ -1,0 +1,504 @@
+//! Retention over time (issue 4): 1,000 synthetic calls — general,
+//! investment, KI, KI plus investment, KI opt-out mid-call, held, extended —
+//! recorded, then the clock travels. Nothing disappears early (checked one
+//! second before every expiry), everything disappears on time with its
+//! evidence, at +25 h only the audio that must survive exists, at +31 d the
+//! KI copies are gone, at +5 y +1 d the archives are gone unless held or
+//! extended. A sweep interrupted mid-batch, or killed between deleting an
+//! object and recording it, reaches the same final state when run again.
+
+use crate::common;
+
+use common::{wait_for_recordings, Backend, Env};
+use opptak::app::{Edges, RunningRecorder};
+use opptak::sim::SimCall;
+use opptak_domain::model::{CallId, Codec};
+use opptak_domain::time::{add_years, Clock, ManualClock};
+use opptak_proto::v1::{self, telephony_event::Event};
+use opptak_retention::Retention;
+use opptak_vault::{VaultError, Which};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+const HOUR: i64 = 3_600_000_000;
+const DAY: i64 = 24 * HOUR;
+const SEC: i64 = 1_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mix {
+    General,
+    Investment,
+    Ki,
+    KiInvestment,
+    OptOut,
+    Held,
+    Extended,
+}
+
+impl Mix {
+    fn of(i: usize) -> Self {
+        [
+            Self::General,
+            Self::General,
+            Self::Investment,
+            Self::Ki,
+            Self::KiInvestment,
+            Self::OptOut,
+            Self::Held,
+            Self::Extended,
+        ][i % 8]
+    }
+    fn investment(self) -> bool {
+        matches!(
+            self,
+            Self::Investment | Self::KiInvestment | Self::Held | Self::Extended
+        )
+    }
+    fn ki(self) -> bool {
+        matches!(self, Self::Ki | Self::KiInvestment | Self::Held)
+    }
+}
+
+struct World {
+    _env: Env,
+    edges: Edges,
+    clock: Arc<ManualClock>,
+    retention: Retention,
+    calls: Vec<(SimCall, Mix, i64)>,
+    dead_letters: Vec<v1::DeadLetter>,
+    db: sqlx::SqlitePool,
+}
+
+fn timestamp(us: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: us.div_euclid(SEC),
+        nanos: (us.rem_euclid(SEC) * 1000) as i32,
+    }
+}
+
+/// Records `n` calls ending at `base` + 0..9 s, then routes them.
+async fn world(name: &str, n: usize, base: i64) -> World {
+    let env = Env::new(&Backend::Embedded, name);
+    let clock = Arc::new(ManualClock::new(base + 20 * SEC));
+    let clock_dyn: Arc<dyn Clock> = clock.clone();
+    // Every clock the same one: routing, the sweeper, and the archive's WORM checks.
+    let edges = env.edges().await.with_clock(clock_dyn.clone()).unwrap();
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let mut calls = Vec::new();
+    let mut events = Vec::new();
+    for i in 0..n {
+        let mix = Mix::of(i);
+        let mut c = SimCall::synthetic(
+            &format!("{name}-{i:04}"),
+            [Codec::Pcmu, Codec::Pcma][i % 2],
+            1,
+            0.3,
+            i as u64,
+        );
+        c.started.service_category = if mix.investment() { 1 } else { [2, 3, 5, 6][i % 4] };
+        c.started.desk = (i % 4) as i32 + 1;
+        c.started.ki_enabled = mix.ki() || mix == Mix::OptOut;
+        c.started.customer_informed = c.started.ki_enabled;
+        if mix == Mix::OptOut {
+            c.opt_out_at_ms = Some(100);
+        }
+        let ended = base + (i % 10) as i64 * SEC;
+        c.started.started_at = Some(timestamp(ended - 60 * SEC));
+        for mut e in c.events(100) {
+            if let Some(Event::CallEnded(end)) = e.event.as_mut() {
+                end.ended_at = Some(timestamp(ended));
+            }
+            events.push(e);
+        }
+        calls.push((c, mix, ended));
+    }
+    common::publish_events(&edges, &events).await;
+    // A chunk after the end for every 50th call: a dead letter under its recording key.
+    let late: Vec<v1::TelephonyEvent> = calls
+        .iter()
+        .step_by(50)
+        .map(|(c, _, _)| v1::TelephonyEvent {
+            call_id: c.call_id.clone(),
+            event: Some(Event::AudioChunk(v1::AudioChunk {
+                sequence: 5_000,
+                payload: c.wire[..80].to_vec(),
+                duration: None,
+                offset: None,
+                sealed_payload: Vec::new(),
+            })),
+        })
+        .collect();
+    wait_for_recordings(&edges, n, 300).await;
+    common::publish_events(&edges, &late).await;
+    let dl_topic = edges.config.recorder_config().topics.deadletter;
+    let mut sub = edges.bus.subscribe(&common::unique("dl"), &[dl_topic]).await.unwrap();
+    let mut dead_letters = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while dead_letters.len() < late.len() && tokio::time::Instant::now() < deadline {
+        for r in sub.poll(1000, std::time::Duration::from_millis(200)).await.unwrap() {
+            dead_letters.push(<v1::DeadLetter as opptak_proto::Message>::decode(r.payload.as_ref()).unwrap());
+        }
+    }
+    assert_eq!(dead_letters.len(), late.len());
+    recorder.stop().await.unwrap();
+    let retention = edges.retention();
+    for (c, mix, _) in &calls {
+        let id = CallId::parse(&c.call_id).unwrap();
+        match mix {
+            Mix::Held => {
+                retention
+                    .place_hold(&id, "FKN-2026-17", "complaint to Finansklagenemnda", "co-anne")
+                    .await
+                    .unwrap();
+            }
+            Mix::Extended => {
+                retention
+                    .extend(&id, 7, "Finanstilsynet", "FT-2026-0042", "co-anne")
+                    .await
+                    .unwrap();
+            }
+            _ => {}
+        }
+    }
+    let db_path = env.dir.path().join("opptak.db");
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", db_path.display()))
+        .await
+        .unwrap();
+    World {
+        _env: env,
+        edges,
+        clock,
+        retention,
+        calls,
+        dead_letters,
+        db,
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Row {
+    artifact_id: String,
+    call_id: String,
+    kind: String,
+    expires: i64,
+    held: bool,
+    deleted: Option<i64>,
+}
+
+impl World {
+    async fn rows(&self) -> Vec<Row> {
+        let rows: Vec<(String, String, String, i64, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT artifact_id, call_id, kind, expires_at_us, held, deleted_at_us FROM retention ORDER BY artifact_id",
+        )
+        .fetch_all(&self.db)
+        .await
+        .unwrap();
+        rows.into_iter()
+            .map(|(artifact_id, call_id, kind, expires, held, deleted)| Row {
+                artifact_id,
+                call_id,
+                kind,
+                expires,
+                held: held != 0,
+                deleted,
+            })
+            .collect()
+    }
+
+    async fn sweep(&self) -> opptak_retention::SweepReport {
+        self.retention
+            .sweep(100, &AtomicBool::new(false), |_| {})
+            .await
+            .unwrap()
+    }
+
+    async fn read(&self, call: &str, which: Which) -> Result<(), VaultError> {
+        let id = CallId::parse(call).unwrap();
+        self.edges.vault().read_artifact(&id, which).await.map(|_| ())
+    }
+
+    /// Each call's artifacts: readable, gone by shredding, or never written.
+    async fn check_survivors(&self, survives: impl Fn(Mix, Which) -> bool, when: &str) {
+        for (c, mix, _) in &self.calls {
+            for which in [Which::Recording, Which::Archive, Which::Ki] {
+                let r = self.read(&c.call_id, which).await;
+                let exists = match which {
+                    Which::Recording => true,
+                    Which::Archive => mix.investment(),
+                    Which::Ki => mix.ki(),
+                };
+                match (exists, survives(*mix, which), r) {
+                    (false, _, Err(VaultError::NoArtifact { .. })) => {}
+                    (true, true, Ok(())) => {}
+                    (true, false, Err(VaultError::KeyDestroyed { .. })) => {}
+                    (e, s, r) => panic!(
+                        "{when}: {} ({mix:?}) {which:?}: exists {e}, should survive {s}, got {r:?}",
+                        c.call_id
+                    ),
+                }
+            }
+        }
+    }
+
+    /// Every deletion has its evidence and none happened before its expiry.
+    async fn check_evidence(&self) {
+        let rows = self.rows().await;
+        let deletions = self.edges.meta.deletions(None).await.unwrap();
+        let deleted: BTreeSet<&str> = rows
+            .iter()
+            .filter(|r| r.deleted.is_some())
+            .map(|r| r.artifact_id.as_str())
+            .collect();
+        let evidence: BTreeSet<&str> = deletions.iter().map(|d| d.artifact_id.as_str()).collect();
+        assert_eq!(deleted, evidence, "one evidence record per deletion");
+        for d in &deletions {
+            assert!(d.deleted_at_us >= d.expired_at_us, "deleted early: {d:?}");
+            assert!(!d.rule.is_empty());
+        }
+        // Each shredding names a key that is now destroyed and has its own evidence.
+        let shredded: BTreeSet<String> = self
+            .edges
+            .meta
+            .shreddings(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.key_id)
+            .collect();
+        for d in deletions.iter().filter_map(|d| d.key_shredded.as_ref()) {
+            assert!(shredded.contains(d), "key {d} shredded without evidence");
+        }
+    }
+}
+
+/// Travels through every expiry: one second before it nothing of it is
+/// gone, at it the artifact is gone (unless held).
+async fn travel_until(w: &World, until: i64) {
+    let expiries: BTreeSet<i64> = w
+        .rows()
+        .await
+        .iter()
+        .filter(|r| r.deleted.is_none() && !r.held && r.expires <= until)
+        .map(|r| r.expires)
+        .collect();
+    for e in expiries {
+        w.clock.set(e - SEC);
+        w.sweep().await;
+        for r in w.rows().await.iter().filter(|r| r.expires >= e) {
+            assert!(
+                r.deleted.is_none(),
+                "{} deleted one second before its expiry",
+                r.artifact_id
+            );
+        }
+        w.clock.set(e);
+        w.sweep().await;
+        for r in w.rows().await.iter().filter(|r| r.expires == e && !r.held) {
+            assert!(r.deleted.is_some(), "{} not deleted at its expiry", r.artifact_id);
+        }
+    }
+    w.clock.set(until);
+    w.sweep().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_calls_expire_on_time() {
+    let base = (opptak_domain::time::SystemClock.now_us() / SEC) * SEC;
+    let w = world("ret", 1000, base).await;
+    let rows = w.rows().await;
+    let count = |kind: &str| rows.iter().filter(|r| r.kind == kind).count();
+    assert_eq!(count("recording"), 1000);
+    assert_eq!(count("archive-copy"), 500, "investment, KI+investment, held, extended");
+    assert_eq!(count("ki-audio"), 375, "KI, KI+investment, held; none after an opt-out");
+    // Each expiry is the law's, computed here independently of the policy engine.
+    for r in &rows {
+        let (_, mix, ended) = w.calls.iter().find(|(c, _, _)| c.call_id == r.call_id).unwrap();
+        let want = match r.kind.as_str() {
+            "recording" => ended + 24 * HOUR,
+            "ki-audio" => ended + 30 * DAY,
+            "archive-copy" if *mix == Mix::Extended => add_years(*ended, 7),
+            "archive-copy" => add_years(*ended, 5),
+            other => panic!("unexpected artifact {other}"),
+        };
+        assert_eq!(r.expires, want, "{} {}", r.call_id, r.kind);
+        assert_eq!(r.held, *mix == Mix::Held);
+    }
+
+    // +25 h: the recordings are gone; the archive and KI copies survive, and
+    // the held calls keep everything.
+    travel_until(&w, base + 25 * HOUR).await;
+    w.check_survivors(|mix, which| mix == Mix::Held || which != Which::Recording, "+25 h")
+        .await;
+    // The dead letters on the bus went with their calls' recording keys.
+    for dl in &w.dead_letters {
+        let r = w.edges.vault().open_dead_letter(dl).await;
+        let held = w
+            .calls
+            .iter()
+            .any(|(c, m, _)| c.call_id == dl.call_id && *m == Mix::Held);
+        assert_eq!(r.is_ok(), held, "{}: {r:?}", dl.call_id);
+    }
+    // Spool objects: every recording was compacted, so none is left.
+    assert!(w.edges.blobs.list("spool/").await.unwrap().is_empty());
+
+    // +31 d: the KI copies are gone too.
+    travel_until(&w, base + 31 * DAY).await;
+    w.check_survivors(|mix, which| mix == Mix::Held || which == Which::Archive, "+31 d")
+        .await;
+
+    // +5 y +1 d: the archives are gone unless held or extended.
+    travel_until(&w, add_years(base, 5) + DAY).await;
+    w.check_survivors(
+        |mix, which| mix == Mix::Held || (mix == Mix::Extended && which == Which::Archive),
+        "+5 y (extended)",
+    )
+    .await;
+
+    // +7 y +1 d: the extension ran out. Releasing the holds needs two officers.
+    travel_until(&w, add_years(base, 7) + DAY).await;
+    w.check_survivors(|mix, _| mix == Mix::Held, "+7 y").await;
+    let holds = w.edges.meta.holds(None, true).await.unwrap();
+    assert_eq!(holds.len(), 125);
+    for h in &holds {
+        w.retention.release_hold(&h.hold_id, "co-anne").await.unwrap();
+        let e = w.retention.release_hold(&h.hold_id, "co-anne").await.unwrap_err();
+        assert!(e.to_string().contains("second compliance officer"), "{e}");
+    }
+    assert_eq!(w.sweep().await.deleted, 0, "a requested release is not a release");
+    w.check_survivors(|mix, _| mix == Mix::Held, "+7 y, releases requested")
+        .await;
+    for h in &holds {
+        w.retention.release_hold(&h.hold_id, "co-bjorn").await.unwrap();
+    }
+    assert_eq!(w.sweep().await.deleted, 125 * 3);
+    w.check_survivors(|_, _| false, "after the holds").await;
+    let rows = w.rows().await;
+    assert!(rows.iter().all(|r| r.deleted.is_some()), "everything is gone");
+    w.check_evidence().await;
+    // Every data key of every call is shredded.
+    let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM data_keys WHERE destroyed_at_us IS NULL")
+        .fetch_one(&w.db)
+        .await
+        .unwrap();
+    assert_eq!(live, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_or_killed_sweep_reaches_the_same_final_state() {
+    let base = (opptak_domain::time::SystemClock.now_us() / SEC) * SEC;
+    let w = world("retkill", 48, base).await;
+    w.clock.set(base + 31 * DAY);
+    // Interrupted after its first batch of 5.
+    let stop = AtomicBool::new(false);
+    let first = w
+        .retention
+        .sweep(5, &stop, |_| stop.store(true, Ordering::Relaxed))
+        .await
+        .unwrap();
+    assert!(first.interrupted && first.deleted == 5, "{first:?}");
+    // "Killed" between deleting an object and recording it: the object of a
+    // due artifact is gone but its row is not marked.
+    let due = w.edges.meta.due(base + 31 * DAY, 1).await.unwrap();
+    w.edges.blobs.delete(&due[0].location).await.unwrap();
+    // Run again: it finishes the job.
+    let second = w.sweep().await;
+    assert!(!second.interrupted);
+    let rows = w.rows().await;
+    let expected: BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r.expires <= base + 31 * DAY && !r.held)
+        .map(|r| r.artifact_id.as_str())
+        .collect();
+    let deleted: BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r.deleted.is_some())
+        .map(|r| r.artifact_id.as_str())
+        .collect();
+    assert_eq!(deleted, expected);
+    assert_eq!(first.deleted + second.deleted, expected.len() as u64);
+    w.check_evidence().await;
+    w.check_survivors(|mix, which| mix == Mix::Held || which == Which::Archive, "+31 d")
+        .await;
+    // A third run changes nothing.
+    assert_eq!(w.sweep().await.deleted, 0);
+}
+
+/// The archive copy of an investment call lands in a real S3 server with
+/// Object Lock (MinIO, started by deploy/local/services.sh) in COMPLIANCE
+/// mode: an early delete fails on the server, and a sweeper whose clock says
+/// the 5 years are over is refused too (the server's clock decides), logs it
+/// and reschedules; the object stays readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_archive_refuses_early_deletes() {
+    let Ok(endpoint) = std::env::var("OPPTAK_TEST_S3_ENDPOINT") else {
+        assert_ne!(
+            std::env::var("OPPTAK_REQUIRE_SERVICES").as_deref(),
+            Ok("1"),
+            "OPPTAK_TEST_S3_ENDPOINT not set"
+        );
+        eprintln!("skipping: no S3 server");
+        return;
+    };
+    use opptak_store::archive::ArchiveStore;
+    use opptak_store::s3::{S3ArchiveStore, S3Credentials};
+    let creds = S3Credentials::new(
+        std::env::var("OPPTAK_TEST_S3_ACCESS_KEY").unwrap(),
+        std::env::var("OPPTAK_TEST_S3_SECRET_KEY").unwrap(),
+    );
+    let prefix = common::unique("pipeline");
+    let s3 = S3ArchiveStore::open(
+        &format!("s3://opptak-archive-test/{prefix}?endpoint={endpoint}&region=us-east-1"),
+        creds,
+    )
+    .unwrap();
+    s3.create_bucket().await.unwrap();
+    let archive: Arc<dyn ArchiveStore> = Arc::new(s3);
+
+    let base = (opptak_domain::time::SystemClock.now_us() / SEC) * SEC;
+    let env = Env::new(&Backend::Embedded, "s3arch");
+    let clock = Arc::new(ManualClock::new(base + 20 * SEC));
+    let edges = env
+        .edges()
+        .await
+        .with_clock(clock.clone())
+        .unwrap()
+        .with_archive_store(archive.clone());
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let mut c = SimCall::synthetic(&common::unique("inv"), Codec::Pcmu, 2, 1.0, 3);
+    c.started.service_category = 1;
+    common::publish_events(&edges, &c.events(100)).await;
+    wait_for_recordings(&edges, 1, 60).await;
+    recorder.stop().await.unwrap();
+    let id = CallId::parse(&c.call_id).unwrap();
+
+    // The copy is in S3, locked until its 5 years are over.
+    let row = edges
+        .meta
+        .retention_of(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.kind == "archive-copy")
+        .unwrap();
+    assert!(row.location.starts_with("archive/"));
+    assert_eq!(archive.list("archive/").await.unwrap(), vec![row.location.clone()]);
+    let lock = archive.retention(&row.location).await.unwrap();
+    assert!(lock.retain_until_us >= row.expires_at_us && lock.retain_until_us < row.expires_at_us + SEC);
+    let e = archive.delete(&row.location).await.unwrap_err();
+    assert!(matches!(e, opptak_store::StoreError::Retained(_)), "{e}");
+
+    // The sweeper, five years on by its own clock, is refused by the server.
+    clock.set(row.expires_at_us + DAY);
+    let w = edges.retention();
+    let report = w.sweep(100, &AtomicBool::new(false), |_| {}).await.unwrap();
+    assert_eq!(report.deleted, 1, "the 24-hour recording goes: {report:?}");
+    assert_eq!(report.refused, 1, "the archive copy stays: {report:?}");
+    let again = edges.meta.retention_of(&id).await.unwrap();
+    let arc = again.iter().find(|r| r.kind == "archive-copy").unwrap();
+    assert!(
+        arc.deleted_at_us.is_none() && arc.rules.contains("archive refused deletion"),
+        "{arc:?}"
+    );
+    edges.vault().read_artifact(&id, Which::Archive).await.unwrap();
+}

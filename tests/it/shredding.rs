@@ -1,0 +1,311 @@
+//! Crypto-shredding per retention class, everywhere: after `shred(call,
+//! class)` nothing of that class decrypts — the compacted object, the spool
+//! segments, the copies, the dead letters on the bus — with a "key destroyed"
+//! error, while the call's other classes and other calls still decrypt. A
+//! running recorder drops its cached key. Random access by time reads the
+//! same audio as a whole read, before and after compaction.
+
+use crate::common;
+
+use common::{wait_for_recordings, Backend, Env};
+use opptak::app::{Edges, RunningRecorder};
+use opptak::sim::SimCall;
+use opptak_domain::model::CallId;
+use opptak_proto::v1::{self, telephony_event::Event};
+use opptak_proto::Message;
+use opptak_vault::{VaultError, Which};
+use std::time::Duration;
+
+async fn backend(name: &str) -> Backend {
+    match (common::kafka(), common::postgres_db(name).await) {
+        (Some(kafka), Some(postgres)) => Backend::Services { kafka, postgres },
+        _ => Backend::Embedded,
+    }
+}
+
+async fn dead_letters(edges: &Edges, at_least: usize) -> Vec<v1::DeadLetter> {
+    let topic = edges.config.recorder_config().topics.deadletter;
+    let mut sub = edges.bus.subscribe(&common::unique("dl"), &[topic]).await.unwrap();
+    let mut got = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while got.len() < at_least && tokio::time::Instant::now() < deadline {
+        for r in sub.poll(1000, Duration::from_millis(300)).await.unwrap() {
+            got.push(v1::DeadLetter::decode(r.payload.as_ref()).unwrap());
+        }
+    }
+    got
+}
+
+fn destroyed<T: std::fmt::Debug>(r: Result<T, VaultError>, what: &str) {
+    match r {
+        Err(VaultError::KeyDestroyed { .. }) => {}
+        other => panic!("{what}: expected 'key destroyed', got {other:?}"),
+    }
+}
+
+/// Every format-v2 object in the blob store, opened by the key its header names.
+async fn open_every_object(edges: &Edges) -> Vec<(String, Result<(String, String), String>)> {
+    let mut out = Vec::new();
+    for path in edges.blobs.list("").await.unwrap() {
+        if path.starts_with("spool/") {
+            continue; // format v1, read through the segments table below
+        }
+        let bytes = edges.blobs.get(&path).await.unwrap();
+        let r = edges
+            .vault()
+            .open_any_object(&bytes)
+            .await
+            .map(|(info, _)| (info.key_ref, info.artifact_id))
+            .map_err(|e| e.to_string());
+        out.push((path, r));
+    }
+    out
+}
+
+async fn shred_everywhere(name: &str) {
+    let env = Env::new(&backend(name).await, name);
+    let edges = env.edges().await;
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let mut calls = common::mixed_calls(&common::unique("shred"), 3);
+    // Call 0: investment advice, KI on and the customer informed → all three classes.
+    calls[0].started.service_category = 1;
+    calls[0].started.ki_enabled = true;
+    calls[0].started.customer_informed = true;
+    for c in &calls {
+        common::publish_events(&edges, &c.events(100)).await;
+    }
+    wait_for_recordings(&edges, calls.len(), 60).await;
+    // Two dead letters: a chunk after call 0 ended (sealed under its
+    // recording key) and one for a call nobody started (the day's key).
+    let late = v1::TelephonyEvent {
+        call_id: calls[0].call_id.clone(),
+        event: Some(Event::AudioChunk(v1::AudioChunk {
+            sequence: 9_000,
+            payload: vec![0x11; 1600],
+            duration: None,
+            offset: None,
+            sealed_payload: Vec::new(),
+        })),
+    };
+    let stray = v1::TelephonyEvent {
+        call_id: common::unique("nobody"),
+        event: late.event.clone(),
+    };
+    common::publish_events(&edges, &[late, stray]).await;
+    let dls = dead_letters(&edges, 2).await;
+    assert_eq!(dls.len(), 2, "{dls:?}");
+    recorder.stop().await.unwrap();
+    common::verify_copies(&edges, &calls).await;
+
+    let id = CallId::parse(&calls[0].call_id).unwrap();
+    let other = CallId::parse(&calls[1].call_id).unwrap();
+    let read = |which| {
+        let edges = &edges;
+        let id = id.clone();
+        async move { edges.vault().read_artifact(&id, which).await }
+    };
+    let window = |which| {
+        let edges = &edges;
+        let id = id.clone();
+        async move {
+            edges
+                .vault()
+                .read_window(&id, which, Duration::from_millis(500), Duration::from_millis(300))
+                .await
+        }
+    };
+    let before = open_every_object(&edges).await;
+    assert!(before.iter().all(|(_, r)| r.is_ok()), "{before:?}");
+    assert!(before.len() >= 3 + 2, "3 recordings and 2 copies: {before:?}");
+
+    // Shred the KI class: the KI copy is gone, the recording and archive stay.
+    let at = now_us();
+    edges
+        .meta
+        .shred_key(&id, "ki", "customer opted out", "test", at)
+        .await
+        .unwrap();
+    destroyed(read(Which::Ki).await, "KI copy");
+    destroyed(window(Which::Ki).await, "KI copy window");
+    assert!(read(Which::Recording).await.unwrap().pcm == calls[0].expected_pcm());
+    assert!(read(Which::Archive).await.unwrap().pcm == calls[0].expected_pcm());
+    window(Which::Recording).await.unwrap();
+
+    // Shred the recording class: recording (object and spool), its dead letter gone.
+    edges
+        .meta
+        .shred_key(&id, "audio-24h", "24 h elapsed", "test", at + 1)
+        .await
+        .unwrap();
+    destroyed(read(Which::Recording).await, "recording");
+    destroyed(window(Which::Recording).await, "recording window");
+    let rec = edges.meta.load_call(&id).await.unwrap().unwrap();
+    for seg in edges.meta.segments(&rec.recording_id).await.unwrap() {
+        // The spool segments are still there, sealed under a key that no longer exists.
+        let bytes = edges
+            .blobs
+            .get_range(&seg.blob_path, seg.blob_offset..seg.blob_offset + seg.sealed_bytes)
+            .await
+            .unwrap();
+        let (hdr, _) = opptak_crypto::segment::SegmentHeader::parse(&bytes).unwrap();
+        let (_, row) = edges.meta.key_by_id(&hdr.key_id).await.unwrap().unwrap();
+        assert!(row.destroyed_at_us.is_some() && row.key.sealed.is_empty());
+    }
+    let mine = dls.iter().find(|d| d.call_id == calls[0].call_id).unwrap();
+    destroyed(edges.vault().open_dead_letter(mine).await, "dead letter on the bus");
+    let stray_dl = dls.iter().find(|d| d.call_id != calls[0].call_id).unwrap();
+    assert_eq!(
+        edges.vault().open_dead_letter(stray_dl).await.unwrap().len() as u64,
+        stray_dl.original_bytes
+    );
+    // The archive class and the other calls are untouched.
+    assert!(read(Which::Archive).await.unwrap().pcm == calls[0].expected_pcm());
+    let o = edges.vault().read_recording(&other).await.unwrap();
+    assert!(o.pcm == calls[1].expected_pcm());
+
+    // Every object in the store: the shredded classes of call 0 fail with
+    // "key destroyed"; everything else opens.
+    let after = open_every_object(&edges).await;
+    assert_eq!(after.len(), before.len());
+    for (path, r) in &after {
+        let shredded = path.contains(&calls[0].call_id) && !path.starts_with("archive/");
+        match r {
+            Ok(_) => assert!(!shredded, "{path} still opens"),
+            Err(e) => assert!(shredded && e.contains("key destroyed"), "{path}: {e}"),
+        }
+    }
+    // Evidence: what, when, why — never the key.
+    let ev = edges.meta.shreddings(Some(&id)).await.unwrap();
+    assert_eq!(ev.len(), 2);
+    assert_eq!((ev[0].class.as_str(), ev[1].class.as_str()), ("ki", "audio-24h"));
+    assert_eq!(ev[0].reason, "customer opted out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shred_reaches_every_store_and_topic() {
+    shred_everywhere("shred_all").await;
+}
+
+/// A recorder holding a call's key drops it when the key is shredded mid-call:
+/// nothing more is sealed under it, later chunks are refused as for an
+/// unknown call, and the recorder carries on with its other calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_recorder_drops_a_shredded_key() {
+    let env = Env::new(&Backend::Embedded, "shred_live");
+    let edges = env.edges().await;
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let mut stats = recorder.stats.clone();
+    let calls: Vec<SimCall> = (0..2)
+        .map(|i| {
+            SimCall::synthetic(
+                &common::unique(&format!("live{i}")),
+                opptak_domain::Codec::Pcmu,
+                2,
+                6.0,
+                9 + i,
+            )
+        })
+        .collect();
+    // 100 ms chunks paced at 50 ms: about 3 s of wall time per call.
+    let publisher = common::spawn_paced_publisher(&edges, &calls, Duration::from_millis(50));
+    let victim = CallId::parse(&calls[0].call_id).unwrap();
+    // Wait until the victim has durable audio, then shred it mid-call.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(rec) = edges.meta.load_call(&victim).await.unwrap() {
+            if rec.segments > 0 {
+                break;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "victim never recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let at = now_us();
+    edges
+        .meta
+        .shred_key(&victim, "audio-24h", "erasure request", "test", at)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while stats.borrow().keys_evicted == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "cached key never dropped");
+        tokio::time::timeout(Duration::from_secs(1), stats.changed()).await.ok();
+    }
+    publisher.await.unwrap();
+    let stored = wait_for_recordings(&edges, 1, 60).await;
+    assert!(
+        stored.contains_key(&calls[1].call_id),
+        "the other call completes: {stored:?}"
+    );
+    let stats = recorder.stop().await.unwrap();
+    assert!(stats.dead_letters > 0, "chunks after the shredding are refused");
+    destroyed(edges.vault().read_recording(&victim).await, "shredded call");
+    let other = CallId::parse(&calls[1].call_id).unwrap();
+    let o = edges.vault().read_recording(&other).await.unwrap();
+    assert!(o.pcm == calls[1].expected_pcm());
+}
+
+/// Seeking by time decrypts only the segments needed and returns exactly the
+/// samples a whole read has at that position — from the spool before
+/// compaction, and from the format-v2 object after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_match_whole_reads_before_and_after_compaction() {
+    let mut env = Env::new(&Backend::Embedded, "windows");
+    env.vars.push(("OPPTAK__RECORDER__COMPACT".into(), "false".into()));
+    env.config = opptak::config::Config::load_from(None, &env.vars).unwrap();
+    let edges = env.edges().await;
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let calls = common::mixed_calls(&common::unique("win"), 3);
+    for c in &calls {
+        common::publish_events(&edges, &c.events(20)).await;
+    }
+    wait_for_recordings(&edges, calls.len(), 60).await;
+    recorder.stop().await.unwrap();
+    let check = |compacted: bool| {
+        let edges = &edges;
+        let calls = &calls;
+        async move {
+            for c in calls {
+                let id = CallId::parse(&c.call_id).unwrap();
+                let rec = edges.meta.load_call(&id).await.unwrap().unwrap();
+                assert_eq!(rec.object.is_some(), compacted);
+                let pcm = c.expected_pcm();
+                let fb = 2 * c.format.channels() as usize;
+                for (from_ms, len_ms) in [(0, 100), (333, 250), (1_000, 10_000), (50_000, 100)] {
+                    let w = edges
+                        .vault()
+                        .read_window(
+                            &id,
+                            Which::Recording,
+                            Duration::from_millis(from_ms),
+                            Duration::from_millis(len_ms),
+                        )
+                        .await
+                        .unwrap();
+                    let a = ((from_ms as usize * 8) * fb).min(pcm.len());
+                    let b = (a + len_ms as usize * 8 * fb).min(pcm.len());
+                    assert!(w.pcm == pcm[a..b], "{} window {from_ms}+{len_ms} ms differs", c.call_id);
+                    if compacted && b > a {
+                        // Seconds of G.711 fit in one or two 64 KiB segments.
+                        assert!(w.segments_opened <= 2, "{w:?}");
+                    }
+                }
+            }
+        }
+    };
+    check(false).await;
+    let compactor = opptak_recorder::compact::Compactor::new(edges.vault(), 65_536).with_archive(edges.archive.clone());
+    assert_eq!(compactor.run_pending(Duration::ZERO, 100).await.unwrap(), calls.len());
+    // Idempotent: a second pass finds nothing to do.
+    assert_eq!(compactor.run_pending(Duration::ZERO, 100).await.unwrap(), 0);
+    check(true).await;
+    common::verify_calls(&edges, &calls).await;
+    common::verify_copies(&edges, &calls).await;
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
