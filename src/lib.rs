@@ -11,7 +11,7 @@ pub mod disclose;
 pub mod identity;
 pub mod loadgen;
 pub mod oidc;
-pub mod otlp;
+
 pub mod qa;
 pub mod review;
 pub mod sim;

@@ -2,7 +2,7 @@
 # Builds Jaeger v2 (the OpenTelemetry Collector based all-in-one: OTLP/HTTP
 # receiver, in-memory storage, query API) from its Go module once and prints
 # the binary's path. tests/it/otel.rs calls it to get a real OTLP receiver for
-# the trace export (src/otlp.rs); deploy/local/test.sh calls it so CI has the
+# the trace export (crates/opptak-telemetry/src/otlp.rs); deploy/local/test.sh calls it so CI has the
 # binary before the tests run.
 #
 #   deploy/local/jaeger.sh        # build if missing; print the path

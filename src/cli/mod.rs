@@ -27,11 +27,14 @@ pub(crate) fn init_logging(json: bool) {
 }
 
 /// Logs to stderr (text or JSON, filtered by `OPPTAK_LOG`) and, with `otlp`,
-/// exports spans to an OpenTelemetry collector (`opptak::otlp`). The export
+/// exports spans to an OpenTelemetry collector (`opptak_telemetry::otlp`). The export
 /// has its own filter, not `OPPTAK_LOG`: every INFO-or-above span and event of
 /// opptak's crates, so a quiet log level still yields traces. Returns the
 /// exporter's handle, to flush it before the process exits.
-pub(crate) fn init_tracing(json: bool, otlp: Option<opptak::otlp::OtlpConfig>) -> Option<opptak::otlp::OtlpHandle> {
+pub(crate) fn init_tracing(
+    json: bool,
+    otlp: Option<opptak_telemetry::otlp::OtlpConfig>,
+) -> Option<opptak_telemetry::otlp::OtlpHandle> {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::{EnvFilter, Layer};
@@ -41,7 +44,7 @@ pub(crate) fn init_tracing(json: bool, otlp: Option<opptak::otlp::OtlpConfig>) -
     let fmt = if json { fmt.json().boxed() } else { fmt.boxed() };
     let (export, handle) = match otlp {
         Some(cfg) => {
-            let (layer, handle) = opptak::otlp::start(cfg);
+            let (layer, handle) = opptak_telemetry::otlp::start(cfg);
             let ours = tracing_subscriber::filter::filter_fn(|m| {
                 m.target().starts_with("opptak") && *m.level() <= tracing::Level::INFO
             })

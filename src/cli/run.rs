@@ -44,7 +44,7 @@ impl Role {
 
 pub(crate) async fn run(config: Config, args: Args) -> Result<()> {
     let roles = args.roles;
-    let otlp = (!config.telemetry.otlp_endpoint.trim().is_empty()).then(|| opptak::otlp::OtlpConfig {
+    let otlp = (!config.telemetry.otlp_endpoint.trim().is_empty()).then(|| opptak_telemetry::otlp::OtlpConfig {
         endpoint: config.telemetry.otlp_endpoint.trim().to_owned(),
         instance_id: uuid::Uuid::new_v4().to_string(),
         roles: roles.iter().map(|r| r.name()).collect::<Vec<_>>().join(","),

@@ -1,4 +1,4 @@
-//! Trace export (issue 7, `src/otlp.rs`) into a real OpenTelemetry receiver:
+//! Trace export (issue 7, `crates/opptak-telemetry/src/otlp.rs`) into a real OpenTelemetry receiver:
 //! Jaeger v2 (built on the OpenTelemetry Collector) with in-memory storage,
 //! taking OTLP/HTTP and answering its query API.
 //!
@@ -212,7 +212,7 @@ fn span_named<'a>(trace: &'a Value, name: &str) -> &'a Value {
 async fn nested_spans_arrive_with_their_structure() {
     let Some(jaeger) = Jaeger::start().await else { return };
     let call_id = common::unique("otel-nested");
-    let (layer, handle) = opptak::otlp::start(opptak::otlp::OtlpConfig {
+    let (layer, handle) = opptak_telemetry::otlp::start(opptak_telemetry::otlp::OtlpConfig {
         endpoint: jaeger.otlp.clone(),
         instance_id: "test-instance".into(),
         roles: "test".into(),

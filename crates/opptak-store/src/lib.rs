@@ -5,7 +5,10 @@
 //!   sealed segments are ever written here.
 //! - [`meta`]: the [`MetadataStore`] trait and its SQL implementation (sqlx
 //!   `Any`: `postgres://` in production, `sqlite://` embedded), with
-//!   migrations per backend under `migrations/`.
+//!   migrations per backend under `migrations/`. The two sets are the same
+//!   statements; the one documented difference is the byte-string type
+//!   (`BYTEA` on PostgreSQL, `BLOB` on SQLite), and a test fails when they
+//!   drift apart in anything else.
 //! - [`archive`]: the [`ArchiveStore`] trait, WORM storage for records kept
 //!   for years (`file:///path` enforced by opptak, [`s3`] with Object Lock in
 //!   COMPLIANCE mode); see `docs/archive-store.md`.
@@ -45,4 +48,79 @@ pub enum StoreError {
     /// before retain-until or under a legal hold (WORM). Not retryable.
     #[error("retained: {0}")]
     Retained(String),
+}
+
+#[cfg(test)]
+mod migration_drift {
+    //! The PostgreSQL and SQLite migrations must say the same thing: same
+    //! files, same statements, up to the documented type differences.
+
+    /// (PostgreSQL, SQLite) spellings that may differ.
+    const TYPE_DIFFERENCES: &[(&str, &str)] = &[("BYTEA", "BLOB")];
+
+    fn files(dialect: &str) -> Vec<(String, String)> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(dialect);
+        let mut out: Vec<(String, String)> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| {
+                let path = e.map(|e| e.path()).unwrap_or_default();
+                let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                (name, std::fs::read_to_string(&path).unwrap_or_default())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The statements of a migration: comments dropped, whitespace folded,
+    /// the dialect's own type names replaced by the PostgreSQL ones.
+    fn statements(sql: &str, sqlite: bool) -> Vec<String> {
+        let text: String = sql
+            .lines()
+            .map(|l| l.split("--").next().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(" ");
+        text.split(';')
+            .map(|s| {
+                let mut s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+                if sqlite {
+                    for (pg, lite) in TYPE_DIFFERENCES {
+                        s = s.replace(lite, pg);
+                    }
+                }
+                s
+            })
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn postgres_and_sqlite_migrations_are_the_same_statements() {
+        let (pg, lite) = (files("postgres"), files("sqlite"));
+        let names = |v: &[(String, String)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&pg), names(&lite), "the same migration files on both backends");
+        assert!(pg.len() >= 9, "{:?}", names(&pg));
+        for ((name, p), (_, l)) in pg.iter().zip(&lite) {
+            let (p, l) = (statements(p, false), statements(l, true));
+            assert_eq!(p.len(), l.len(), "{name}: statement count differs");
+            for (a, b) in p.iter().zip(&l) {
+                assert_eq!(a, b, "{name}: the backends' migrations drifted apart");
+            }
+        }
+    }
+
+    #[test]
+    fn the_comparison_sees_a_drift() {
+        let pg = "CREATE TABLE t (a BYTEA NOT NULL, b BIGINT); -- note";
+        assert_eq!(
+            statements(pg, false),
+            statements("CREATE TABLE t (a BLOB NOT NULL,\n b BIGINT);", true)
+        );
+        assert_ne!(
+            statements(pg, false),
+            statements("CREATE TABLE t (a BLOB NOT NULL, b INTEGER);", true)
+        );
+    }
 }

@@ -16,6 +16,12 @@
 //!
 //! No IO and no async runtime: counting is an atomic add (histograms take a
 //! short lock), cheap enough for the recorder's per-chunk path.
+//!
+//! With the `otlp` feature (the binary turns it on), [`otlp`] is a `tracing`
+//! layer exporting spans to an OpenTelemetry collector over OTLP/HTTP.
+
+#[cfg(feature = "otlp")]
+pub mod otlp;
 
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;

@@ -74,7 +74,10 @@ async fn call(vault: &Vault, id: &str) -> CallId {
 async fn get_or_create_makes_one_key_per_class_even_when_raced() {
     let f = fixture().await;
     let id = call(&f.vault, "call-race").await;
-    assert!(f.vault.key(&id, "ki").await.unwrap().is_none(), "no key before first use");
+    assert!(
+        f.vault.key(&id, "ki").await.unwrap().is_none(),
+        "no key before first use"
+    );
     let tasks: Vec<_> = (0..8)
         .map(|_| {
             let (v, id) = (f.vault.clone(), id.clone());
@@ -86,7 +89,11 @@ async fn get_or_create_makes_one_key_per_class_even_when_raced() {
         ids.push(t.await.unwrap().id().to_owned());
     }
     ids.dedup();
-    assert_eq!(ids.len(), 1, "racing creators must all get the key the store kept: {ids:?}");
+    assert_eq!(
+        ids.len(),
+        1,
+        "racing creators must all get the key the store kept: {ids:?}"
+    );
     let again = f.vault.key(&id, "ki").await.unwrap().unwrap();
     assert_eq!(again.id(), ids[0]);
     // Another class is another key.
@@ -144,7 +151,11 @@ async fn a_stored_artifact_reads_back_until_its_key_is_shredded() {
         .unwrap();
     assert_eq!(back, body);
     // The header binds kind and id: read as another kind, it fails closed.
-    assert!(f.vault.read_object(&id, "transcript", ArtifactKind::Draft).await.is_err());
+    assert!(f
+        .vault
+        .read_object(&id, "transcript", ArtifactKind::Draft)
+        .await
+        .is_err());
     f.vault.shred(&id, "ki", "test", "operator").await.unwrap();
     assert!(matches!(
         f.vault.read_object(&id, "transcript", ArtifactKind::Transcript).await,
@@ -172,7 +183,10 @@ async fn sealing_binds_call_class_kind_and_id() {
     let v: serde_json::Value = what.open_json(&key, &sealed).unwrap();
     assert_eq!(v["summary"], "ok");
     for moved in [
-        Sealing { artifact_id: "dr-2", ..what },
+        Sealing {
+            artifact_id: "dr-2",
+            ..what
+        },
         Sealing {
             kind: ArtifactKind::Transcript,
             ..what
@@ -181,7 +195,10 @@ async fn sealing_binds_call_class_kind_and_id() {
             class: KeyClass::Record5y.as_str(),
             ..what
         },
-        Sealing { call_id: &other, ..what },
+        Sealing {
+            call_id: &other,
+            ..what
+        },
     ] {
         assert!(moved.open(&key, &sealed).is_err(), "{moved:?} must not open");
     }
