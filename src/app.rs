@@ -115,8 +115,43 @@ impl Edges {
     }
 
     /// The audit log in the metadata database.
-    pub async fn audit(&self) -> Result<crate::audit::Audit> {
-        crate::audit::Audit::open(&self.config.storage.metadata, self.keys.clone(), self.clock.clone()).await
+    pub async fn audit(&self) -> Result<opptak_audit::Audit> {
+        opptak_audit::Audit::open(&self.config.storage.metadata, self.keys.clone(), self.clock.clone()).await
+    }
+
+    /// The edges the review service uses.
+    pub fn review(&self) -> opptak_review::ReviewEdges {
+        let c = &self.config;
+        opptak_review::ReviewEdges {
+            bus: self.bus.clone(),
+            meta: self.meta.clone(),
+            blobs: self.blobs.clone(),
+            keys: self.keys.clone(),
+            clock: self.clock.clone(),
+            policy: self.policy.clone(),
+            archive: self.archive.clone(),
+            config: opptak_review::ReviewConfig {
+                web: c.web.clone(),
+                oidc: c.oidc.clone(),
+                qa: c.qa.clone(),
+                metadata_url: c.storage.metadata.clone(),
+                topic_prefix: c.bus.topic_prefix.clone(),
+                partitions: c.bus.partitions,
+            },
+        }
+    }
+
+    /// The edges disclosure and data-subject requests use.
+    pub fn compliance(&self) -> opptak_compliance::ComplianceEdges {
+        opptak_compliance::ComplianceEdges {
+            meta: self.meta.clone(),
+            blobs: self.blobs.clone(),
+            keys: self.keys.clone(),
+            clock: self.clock.clone(),
+            policy: self.policy.clone(),
+            archive: self.archive.clone(),
+            metadata_url: self.config.storage.metadata.clone(),
+        }
     }
 
     pub fn recorder(&self) -> Recorder {
@@ -268,10 +303,10 @@ pub fn draft_writer(config: &Config) -> Result<Arc<dyn opptak_ki::llm::DraftWrit
 }
 
 /// The summarizer role over these edges; every stored draft is indexed
-/// for reporting and QA sampling ([`crate::qa::Qa`]).
+/// for reporting and QA sampling ([`opptak_review::qa::Qa`]).
 pub async fn summarizer(edges: &Edges) -> Result<Arc<opptak_ki::summarize::Summarizer>> {
     let taxonomy = opptak_domain::summary::Taxonomy::default_taxonomy();
-    let qa = Arc::new(crate::qa::Qa::open(edges).await?);
+    let qa = Arc::new(opptak_review::qa::Qa::open(&edges.review()).await?);
     let summarizer = opptak_ki::summarize::Summarizer {
         vault: edges.vault(),
         bus: edges.bus.clone(),

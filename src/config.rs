@@ -7,6 +7,8 @@ use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
 
+pub use opptak_review::config::{OidcSection, QaSection, WebSection};
+
 const DEFAULT: &str = include_str!("default.toml");
 
 #[derive(Clone, Debug, Deserialize)]
@@ -125,108 +127,6 @@ pub struct KiSection {
     pub llm_api_key_env: String,
     pub llm_timeout_s: u64,
     pub summarizer_group: String,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebSection {
-    /// Address the review service listens on.
-    pub listen: String,
-    /// Mark the session cookie `Secure` (behind TLS).
-    pub secure_cookies: bool,
-    /// Drafts not decided this many hours after the call go to the team lead.
-    pub escalate_after_h: u32,
-    /// Dashboard counts below this are suppressed (R5).
-    pub dashboard_k: u32,
-    /// Failed sign-ins per user name or client address per window before 429.
-    pub login_max_failures: u32,
-    pub login_window_min: u32,
-}
-
-/// The identity provider whose JWT access tokens the API accepts
-/// (checked by [`crate::oidc::OidcVerifier`]; the rules are in `crate::oidc`).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OidcSection {
-    /// The issuer identifier, exactly as the tokens' `iss` spells it.
-    pub issuer: String,
-    /// The value the tokens' `aud` must contain (this API's identifier at the
-    /// provider); required, or any token the provider mints for any
-    /// application would be accepted here.
-    pub audience: String,
-    /// The JWK set; empty: `jwks_uri` from `{issuer}/.well-known/openid-configuration`.
-    #[serde(default)]
-    pub jwks_url: String,
-    /// The claim naming the user (default `sub`); it must equal the advisor id
-    /// the telephony system puts on calls. A dotted path reaches nested claims.
-    #[serde(default = "oidc_default::user_claim")]
-    pub user_claim: String,
-    /// A string or array claim with the opptak role (`realm_access.roles` for Keycloak).
-    #[serde(default = "oidc_default::roles_claim")]
-    pub roles_claim: String,
-    #[serde(default = "oidc_default::team_claim")]
-    pub team_claim: String,
-    #[serde(default = "oidc_default::name_claim")]
-    pub name_claim: String,
-    /// Clock skew tolerated on `exp`, `nbf` and `iat`.
-    #[serde(default = "oidc_default::leeway_s")]
-    pub leeway_s: u64,
-    /// Accepted JWS algorithms (a list, or one comma-separated string from the
-    /// environment); only asymmetric ones exist here.
-    #[serde(
-        default = "oidc_default::algorithms",
-        deserialize_with = "oidc_default::string_or_list"
-    )]
-    pub algorithms: Vec<String>,
-    /// Bound on each discovery or JWK-set request.
-    #[serde(default = "oidc_default::fetch_timeout_ms")]
-    pub fetch_timeout_ms: u64,
-}
-
-mod oidc_default {
-    pub(super) fn user_claim() -> String {
-        "sub".into()
-    }
-    pub(super) fn roles_claim() -> String {
-        "roles".into()
-    }
-    pub(super) fn team_claim() -> String {
-        "team".into()
-    }
-    pub(super) fn name_claim() -> String {
-        "name".into()
-    }
-    pub(super) fn leeway_s() -> u64 {
-        60
-    }
-    pub(super) fn algorithms() -> Vec<String> {
-        vec!["RS256".into(), "ES256".into()]
-    }
-    pub(super) fn fetch_timeout_ms() -> u64 {
-        5000
-    }
-    pub(super) fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-        #[derive(serde::Deserialize)]
-        #[serde(untagged)]
-        enum OneOrMany {
-            One(String),
-            Many(Vec<String>),
-        }
-        Ok(match OneOrMany::deserialize(d)? {
-            OneOrMany::One(s) => s.split(',').map(|a| a.trim().to_owned()).collect(),
-            OneOrMany::Many(v) => v,
-        })
-    }
-    use serde::Deserialize;
-}
-
-/// QA sampling of drafted KI calls (R6; `crate::qa`).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QaSection {
-    /// The share of each stratum (topic, desk, language) sampled for QA,
-    /// 0.0..=1.0; a stratum's first call is always sampled when above 0.
-    pub share: f64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -355,7 +255,7 @@ impl Config {
             );
         }
         if let Some(oidc) = &self.oidc {
-            crate::oidc::check_config(oidc)?;
+            opptak_review::oidc::check_config(oidc)?;
         }
         let listen = self.telemetry.listen.trim();
         if !listen.is_empty()
@@ -445,6 +345,52 @@ fn env_value(v: &str) -> toml::Value {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    #[test]
+    fn the_commented_example_in_default_toml_is_valid() {
+        let text: String = include_str!("default.toml")
+            .lines()
+            .skip_while(|l| *l != "# [oidc]")
+            .take_while(|l| !l.is_empty())
+            .map(|l| format!("{}\n", l.trim_start_matches("# ")))
+            .collect();
+        let doc: toml::Table = text.parse().unwrap();
+        let section: OidcSection = doc["oidc"].clone().try_into().unwrap();
+        assert_eq!(section.fetch_timeout_ms, 5000);
+        opptak_review::oidc::check_config(&section).unwrap();
+    }
+
+    #[test]
+    fn the_section_is_optional_and_takes_env_overrides() {
+        assert!(Config::load_from(None, &[]).unwrap().oidc.is_none());
+        let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let c = Config::load_from(
+            None,
+            &env(&[
+                ("OPPTAK__OIDC__ISSUER", "https://idp.example/realms/bank"),
+                ("OPPTAK__OIDC__AUDIENCE", "opptak-review"),
+                ("OPPTAK__OIDC__ALGORITHMS", "RS256, PS256"),
+            ]),
+        )
+        .unwrap();
+        let oidc = c.oidc.unwrap();
+        assert_eq!(oidc.algorithms, vec!["RS256", "PS256"]);
+        assert_eq!((oidc.roles_claim.as_str(), oidc.leeway_s), ("roles", 60));
+        let e = Config::load_from(None, &env(&[("OPPTAK__OIDC__AUDIENCE", "x")])).unwrap_err();
+        assert!(format!("{e:#}").contains("issuer"), "{e:#}");
+        let e = Config::load_from(
+            None,
+            &env(&[
+                ("OPPTAK__OIDC__ISSUER", "https://idp.example"),
+                ("OPPTAK__OIDC__AUDIENCE", "x"),
+                ("OPPTAK__OIDC__ALGORITHMS", "HS256"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("algorithm confusion"), "{e:#}");
+    }
+
     use super::*;
 
     #[test]

@@ -426,8 +426,8 @@ pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32, serve: Option<&
 /// (team "demo") and one per other role, each with a fresh random password
 /// printed once (only its Argon2id hash is stored).
 async fn serve_review(edges: &Edges, calls: &[(SampleCall, SimCall)], listen: &str) -> Result<()> {
-    use crate::identity::{Identity, Role};
-    let identity = Identity::open(edges).await?;
+    use opptak_review::identity::{Identity, Role};
+    let identity = Identity::open(&edges.review()).await?;
     let mut users: Vec<(String, Role, &str)> = Vec::new();
     for (sample, _) in calls {
         if !users.iter().any(|(u, _, _)| *u == sample.advisor_id) {
@@ -451,12 +451,12 @@ async fn serve_review(edges: &Edges, calls: &[(SampleCall, SimCall)], listen: &s
         listener.local_addr()?
     );
     for (user, role, team) in &users {
-        let password: String = rand::random::<[u8; 9]>().iter().map(|b| format!("{b:02x}")).collect();
+        let password = hex::encode(rand::random::<[u8; 9]>());
         identity.add_user("demo", user, user, *role, team, &password).await?;
         println!("  {:<12} {:<11} password {password}", role.as_str(), user);
     }
-    let router = crate::web::router(edges, false).await?;
-    crate::web::serve(listener, router, async {
+    let router = opptak_review::web::router(&edges.review(), false).await?;
+    opptak_review::web::serve(listener, router, async {
         let _ = tokio::signal::ctrl_c().await;
     })
     .await

@@ -1,20 +1,13 @@
-//! The `opptak` binary's library: configuration, wiring of the roles, the
-//! telephony simulator, and the commands (`demo`, `run`, `recordings`,
-//! `loadgen`). The pipeline itself lives in `crates/`.
+//! The `opptak` binary's library: the composition root. Typed
+//! configuration ([`config`]), the wiring from it to every edge and role
+//! ([`app`]: the one place that knows all of them), the embedded demo, the
+//! load generator, the telephony simulator and the telemetry endpoint. The
+//! pipeline, the review service and the compliance operations live in
+//! `crates/`; the commands are the binary's `src/cli/`.
 
 pub mod app;
-pub mod audit;
 pub mod config;
-pub mod dashboard;
 pub mod demo;
-pub mod disclose;
-pub mod identity;
 pub mod loadgen;
-pub mod oidc;
-
-pub mod qa;
-pub mod review;
 pub mod sim;
-pub mod subject;
 pub mod telemetry;
-pub mod web;

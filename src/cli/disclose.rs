@@ -34,7 +34,7 @@ pub(crate) struct Args {
 
 pub(crate) async fn run(config: Config, args: Args) -> Result<()> {
     let out = args.out;
-    let req = opptak::disclose::Request {
+    let req = opptak_compliance::disclose::Request {
         call_id: CallId::parse(&args.call_id)?,
         recipient: args.to,
         recipient_key: args.recipient_key,
@@ -42,7 +42,7 @@ pub(crate) async fn run(config: Config, args: Args) -> Result<()> {
         disclosed_by: args.by,
         reason: args.reason,
     };
-    opptak::disclose::validate(&req)?;
+    opptak_compliance::disclose::validate(&req)?;
     if out.exists() {
         bail!(
             "{} exists: refusing to overwrite it; choose another --out",
@@ -50,8 +50,9 @@ pub(crate) async fn run(config: Config, args: Args) -> Result<()> {
         );
     }
     let edges = super::reader_edges(config).await?;
-    let pkg = opptak::disclose::disclose(&edges, &req, &out, &mut |s| super::progress_line(s)).await?;
+    let pkg = opptak_compliance::disclose::disclose(&edges.compliance(), &req, &out, &mut |s| super::progress_line(s))
+        .await?;
     super::progress_line("");
-    print!("{}", opptak::disclose::receipt(&pkg, &req, &out));
+    print!("{}", opptak_compliance::disclose::receipt(&pkg, &req, &out));
     Ok(())
 }

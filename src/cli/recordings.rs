@@ -100,11 +100,11 @@ pub(crate) async fn run(config: Config, command: Command) -> Result<()> {
             let keys: std::sync::Arc<dyn opptak_crypto::KeyProvider> = opptak::app::open_key_admin(&config, false)?;
             // Audited before anything is decrypted (R3, R9).
             let audit =
-                opptak::audit::Audit::open(&config.storage.metadata, keys.clone(), opptak::app::clock_from_env()?)
+                opptak_audit::Audit::open(&config.storage.metadata, keys.clone(), opptak::app::clock_from_env()?)
                     .await?;
             audit
-                .record(&opptak::audit::Event {
-                    actor: actor.unwrap_or_else(opptak::audit::os_user),
+                .record(&opptak_audit::Event {
+                    actor: actor.unwrap_or_else(opptak_audit::os_user),
                     role: "operator".into(),
                     action: format!("{}.export", which.store_kind()),
                     subject: format!("call:{id}"),

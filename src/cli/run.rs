@@ -84,7 +84,7 @@ pub(crate) async fn run_roles(config: Config, roles: Vec<Role>) -> Result<()> {
                 let listener = tokio::net::TcpListener::bind(&listen)
                     .await
                     .with_context(|| format!("web.listen {listen}"))?;
-                let router = opptak::web::router(&edges, edges.config.web.secure_cookies).await?;
+                let router = opptak_review::web::router(&edges.review(), edges.config.web.secure_cookies).await?;
                 let (tx, rx) = tokio::sync::oneshot::channel::<()>();
                 tracing::info!(%listen, "review service listening");
                 let up = opptak_telemetry::metrics().role_up("review");
@@ -92,7 +92,7 @@ pub(crate) async fn run_roles(config: Config, roles: Vec<Role>) -> Result<()> {
                     tx,
                     tokio::spawn(async move {
                         let _up = up;
-                        opptak::web::serve(listener, router, async {
+                        opptak_review::web::serve(listener, router, async {
                             let _ = rx.await;
                         })
                         .await

@@ -38,8 +38,11 @@ pub(crate) async fn run(config: Config, command: Command) -> Result<()> {
     let edges = super::reader_edges(config).await?;
     match command {
         Command::Export { customer_ref, out, by } => {
-            let by = by.unwrap_or_else(opptak::audit::os_user);
-            let r = opptak::subject::export(&edges, &by, &customer_ref, &out, &mut |s| super::progress_line(s)).await?;
+            let by = by.unwrap_or_else(opptak_audit::os_user);
+            let r = opptak_compliance::subject::export(&edges.compliance(), &by, &customer_ref, &out, &mut |s| {
+                super::progress_line(s)
+            })
+            .await?;
             super::progress_line("");
             for c in &r.calls {
                 for f in &c.files {
@@ -64,13 +67,14 @@ pub(crate) async fn run(config: Config, command: Command) -> Result<()> {
             reason,
             dry_run,
         } => {
-            let req = opptak::subject::EraseRequest {
+            let req = opptak_compliance::subject::EraseRequest {
                 customer_ref,
                 by,
                 reason,
                 dry_run,
             };
-            let report = opptak::subject::erase(&edges, &req, &mut |s| super::progress_line(s)).await?;
+            let report =
+                opptak_compliance::subject::erase(&edges.compliance(), &req, &mut |s| super::progress_line(s)).await?;
             super::progress_line("");
             print!("{}", report.render());
             Ok(())

@@ -38,10 +38,10 @@ pub(crate) enum Command {
 }
 
 pub(crate) async fn run(config: Config, command: Command) -> Result<()> {
-    use opptak::identity::{Identity, Role};
+    use opptak_review::identity::{Identity, Role};
     let edges = Edges::open(config).await?;
-    let id = Identity::open(&edges).await?;
-    let by = |b: Option<String>| b.unwrap_or_else(opptak::audit::os_user);
+    let id = Identity::open(&edges.review()).await?;
+    let by = |b: Option<String>| b.unwrap_or_else(opptak_audit::os_user);
     match command {
         Command::Add {
             user_id,

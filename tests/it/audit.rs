@@ -6,7 +6,7 @@
 use crate::common;
 
 use common::{Backend, Env};
-use opptak::audit::{Audit, Event};
+use opptak_audit::{Audit, Event};
 
 fn ev(i: usize) -> Event {
     Event {

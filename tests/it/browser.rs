@@ -25,8 +25,8 @@ use crate::common;
 use common::webdriver::{keys, Browser, Tools};
 use common::{wait_for_recordings, Backend, Env};
 use opptak::app::{Edges, RunningKi, RunningRecorder};
-use opptak::identity::{Identity, Role};
 use opptak_ki::asr::{AsrError, SpeechRecognizer, Transcript, Utterance};
+use opptak_review::identity::{Identity, Role};
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -105,7 +105,7 @@ impl Service {
         // would hear the same call in other pieces, ahead of the script.
         env.config.ki.live = false;
         let edges = env.edges().await;
-        let id = Identity::open(&edges).await.unwrap();
+        let id = Identity::open(&edges.review()).await.unwrap();
         for (user, role, team) in [
             (ADVISOR, Role::Advisor, "oslo"),
             (LEAD, Role::TeamLead, "oslo"),
@@ -164,7 +164,7 @@ impl Service {
         // The summarizer indexed the draft for QA; the first call of its
         // stratum is always sampled, so QA may read this one.
         assert!(
-            opptak::qa::Qa::open(&edges)
+            opptak_review::qa::Qa::open(&edges.review())
                 .await
                 .unwrap()
                 .is_sampled(&cid)
@@ -359,14 +359,16 @@ async fn advisor_flow(tools: &Tools, svc: &Service) -> Edit {
     shot(b, "advisor-5-approved").await;
 
     // What the browser sent is what was kept.
-    let review = opptak::review::Review::open(&svc.edges).await.unwrap();
+    let review = opptak_review::review::Review::open(&svc.edges.review()).await.unwrap();
     let cid = opptak_domain::model::CallId::parse(&svc.call).unwrap();
     let versions = review.versions(&cid).await.unwrap();
     assert!(versions
         .iter()
         .all(|v| v.author == ADVISOR && v.text.as_deref() == Some(edited.as_str())));
     assert_eq!(
-        opptak::review::read_approved(&svc.edges, &cid).await.unwrap()["summary"],
+        opptak_review::review::read_approved(&svc.edges.review(), &cid)
+            .await
+            .unwrap()["summary"],
         json!(edited)
     );
 
@@ -499,7 +501,7 @@ async fn qa_flow(tools: &Tools, svc: &Service, edit: &Edit) {
     let b = &Browser::start(tools).await;
     let call_path = format!("/calls/{}", svc.call);
     let cid = opptak_domain::model::CallId::parse(&svc.call).unwrap();
-    let qa = opptak::qa::Qa::open(&svc.edges).await.unwrap();
+    let qa = opptak_review::qa::Qa::open(&svc.edges.review()).await.unwrap();
     let indexed = qa.call(&cid).await.unwrap().expect("the call is indexed");
 
     // The QA queue is a QA reviewer's first page: the sampled call with
@@ -587,7 +589,7 @@ async fn qa_flow(tools: &Tools, svc: &Service, edit: &Edit) {
         (
             QA,
             SCORES.map(|(_, v)| v),
-            Some(opptak::qa::QaFlag::Unexpected),
+            Some(opptak_review::qa::QaFlag::Unexpected),
             Some(note)
         ),
         "what the browser sent is what was kept"
@@ -619,7 +621,7 @@ async fn qa_flow(tools: &Tools, svc: &Service, edit: &Edit) {
         "nothing in January 2020"
     );
     set_report_range(b, &k.day, &k.day).await;
-    let distance = opptak::qa::word_edit_distance(&edit.draft, &edit.approved);
+    let distance = opptak_review::qa::word_edit_distance(&edit.draft, &edit.approved);
     assert!(distance > 0, "the advisor changed the draft");
     let share = distance as f64 / edit.draft.split_whitespace().count() as f64;
     // Norwegian pages write a decimal comma; the CSV a decimal point.
@@ -686,7 +688,7 @@ async fn qa_flow(tools: &Tools, svc: &Service, edit: &Edit) {
         csv,
         format!(
             "{}\r\n{},{nums}\r\nTOTAL,{nums}\r\n",
-            opptak::qa::CSV_HEADER.join(","),
+            opptak_review::qa::CSV_HEADER.join(","),
             k.topic()
         ),
         "the CSV"
@@ -1016,7 +1018,7 @@ async fn dashboard_flow(tools: &Tools, svc: &Service) {
     let k = u64::from(svc.edges.config.web.dashboard_k);
     assert!(k > 1, "k = {k}: the fixture's single call must be below it");
     let cid = opptak_domain::model::CallId::parse(&svc.call).unwrap();
-    let qa = opptak::qa::Qa::open(&svc.edges).await.unwrap();
+    let qa = opptak_review::qa::Qa::open(&svc.edges.review()).await.unwrap();
     let indexed = qa.call(&cid).await.unwrap().expect("the call is indexed");
     let call = &indexed.row;
 
@@ -1026,7 +1028,7 @@ async fn dashboard_flow(tools: &Tools, svc: &Service) {
     wait_for_path(b, "/dashboard").await;
     assert_clean(b, "dashboard").await;
     assert_eq!(b.text(&b.find("h1").await).await, "Emner i samtalene");
-    let week = call.day.parse::<opptak::dashboard::Day>().unwrap().week_label();
+    let week = call.day.parse::<opptak_review::dashboard::Day>().unwrap().week_label();
     dashboard_suppresses(b, k, &indexed, &week, "per uke", "alle avdelinger").await;
     shot(b, "dashboard-1").await;
 
@@ -1034,7 +1036,7 @@ async fn dashboard_flow(tools: &Tools, svc: &Service) {
     // typed and chosen by keyboard.
     let from = call
         .day
-        .parse::<opptak::dashboard::Day>()
+        .parse::<opptak_review::dashboard::Day>()
         .unwrap()
         .plus(-13)
         .to_string();
@@ -1109,14 +1111,14 @@ async fn dashboard_flow(tools: &Tools, svc: &Service) {
         rows.iter()
             .find(|r| r[0] == period && r[1] == desk && r[2] == topic)
             .unwrap_or_else(|| panic!("no CSV line for {period},{desk},{topic}:\n{csv}"))[3]
-            == opptak::dashboard::SUPPRESSED
+            == opptak_review::dashboard::SUPPRESSED
     };
     let range = format!("{from}/{to}");
     let topic = call.topic();
     assert!(suppressed(&call.day, &call.desk, topic), "the call's day");
     assert!(suppressed(&range, &call.desk, topic), "the call's desk and topic");
     assert!(
-        suppressed(&range, opptak::dashboard::ALL, opptak::dashboard::ALL),
+        suppressed(&range, opptak_review::dashboard::ALL, opptak_review::dashboard::ALL),
         "the total"
     );
 
@@ -1129,7 +1131,7 @@ async fn dashboard_flow(tools: &Tools, svc: &Service) {
     assert!(
         reads
             .iter()
-            .any(|s| s.ends_with(&format!("week {}", opptak::dashboard::ALL)))
+            .any(|s| s.ends_with(&format!("week {}", opptak_review::dashboard::ALL)))
             && reads
                 .iter()
                 .filter(|s| s.ends_with(&format!("day {}", call.desk)))
@@ -1142,7 +1144,7 @@ async fn dashboard_flow(tools: &Tools, svc: &Service) {
 /// Whether a dashboard number may be shown: the marker, a dash (no
 /// trend), zero, or at least `k` (a trend's sign aside).
 fn published(v: &str, k: u64) -> bool {
-    v == opptak::dashboard::SUPPRESSED
+    v == opptak_review::dashboard::SUPPRESSED
         || v == "–"
         || v.trim_start_matches(['+', '-'])
             .parse::<u64>()
@@ -1156,7 +1158,7 @@ fn published(v: &str, k: u64) -> bool {
 async fn dashboard_suppresses(
     b: &Browser,
     k: u64,
-    call: &opptak::qa::IndexedCall,
+    call: &opptak_review::qa::IndexedCall,
     period: &str,
     per: &str,
     desk: &str,
@@ -1180,7 +1182,7 @@ async fn dashboard_suppresses(
                      .every(c => c.title === 'skjult'),
                  note: document.querySelector('main p.muted').textContent,
              };",
-            vec![json!(opptak::dashboard::SUPPRESSED)],
+            vec![json!(opptak_review::dashboard::SUPPRESSED)],
         )
         .await;
     let size: [f64; 2] = serde_json::from_value(page["size"].clone()).unwrap();
@@ -1222,14 +1224,17 @@ async fn dashboard_suppresses(
             .unwrap_or_else(|| panic!("no row {row} in {t:?}"));
         r[c].clone()
     };
-    assert_eq!(at(&tables[0], call.topic(), period), opptak::dashboard::SUPPRESSED);
+    assert_eq!(
+        at(&tables[0], call.topic(), period),
+        opptak_review::dashboard::SUPPRESSED
+    );
     assert_eq!(
         at(tables.last().unwrap(), &call.desk, call.topic()),
-        opptak::dashboard::SUPPRESSED
+        opptak_review::dashboard::SUPPRESSED
     );
     let note = page["note"].as_str().unwrap();
     assert!(
-        note.starts_with(opptak::dashboard::SUPPRESSED) && note.contains(&format!("færre enn {k} samtaler")),
+        note.starts_with(opptak_review::dashboard::SUPPRESSED) && note.contains(&format!("færre enn {k} samtaler")),
         "{note}"
     );
 }

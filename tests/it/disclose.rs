@@ -9,8 +9,8 @@ use crate::common;
 
 use common::{wait_for_recordings, Backend, Env};
 use opptak::app::{Edges, RunningRecorder};
-use opptak::disclose::{self, Request};
 use opptak::sim::SimCall;
+use opptak_compliance::disclose::{self, Request};
 use opptak_domain::model::{CallId, Codec};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -108,7 +108,7 @@ async fn an_investment_call_is_disclosed_to_its_recipient_only() {
     let out = w.env.dir.path().join("FKN-2026-0117.age");
     let req = request(&w.investment, &key);
     let mut steps = Vec::new();
-    let pkg = disclose::disclose(&w.edges, &req, &out, &mut |s| steps.push(s.to_owned()))
+    let pkg = disclose::disclose(&w.edges.compliance(), &req, &out, &mut |s| steps.push(s.to_owned()))
         .await
         .unwrap();
     assert!(steps.len() >= 3, "{steps:?}");
@@ -183,7 +183,7 @@ async fn an_investment_call_is_disclosed_to_its_recipient_only() {
 
     // A call without an archive copy goes out with its 24-hour recording.
     let out_gen = w.env.dir.path().join("general.age");
-    let pkg = disclose::disclose(&w.edges, &request(&w.general, &key), &out_gen, &mut |_| {})
+    let pkg = disclose::disclose(&w.edges.compliance(), &request(&w.general, &key), &out_gen, &mut |_| {})
         .await
         .unwrap();
     assert_eq!(pkg.audio_source.as_deref(), Some("recording"));
@@ -204,23 +204,26 @@ async fn an_investment_call_is_disclosed_to_its_recipient_only() {
     };
     let out2 = w.env.dir.path().join("refused.age");
     refuse(
-        disclose::disclose(&w.edges, &req, &out, &mut |_| {}).await,
+        disclose::disclose(&w.edges.compliance(), &req, &out, &mut |_| {}).await,
         "refusing to overwrite",
     );
     let mut unknown = req.clone();
     unknown.call_id = CallId::parse("no-such-call").unwrap();
     refuse(
-        disclose::disclose(&w.edges, &unknown, &out2, &mut |_| {}).await,
+        disclose::disclose(&w.edges.compliance(), &unknown, &out2, &mut |_| {}).await,
         "no call no-such-call",
     );
     let mut bad = req.clone();
     bad.recipient_key = "age1notarecipient".into();
     refuse(
-        disclose::disclose(&w.edges, &bad, &out2, &mut |_| {}).await,
+        disclose::disclose(&w.edges.compliance(), &bad, &out2, &mut |_| {}).await,
         "is not an age X25519 recipient",
     );
     bad.recipient_key = "AGE-SECRET-KEY-1QQQQ".into();
-    refuse(disclose::disclose(&w.edges, &bad, &out2, &mut |_| {}).await, "secret");
+    refuse(
+        disclose::disclose(&w.edges.compliance(), &bad, &out2, &mut |_| {}).await,
+        "secret",
+    );
     for field in ["case", "by", "reason", "to"] {
         let mut empty = req.clone();
         match field {
@@ -230,7 +233,7 @@ async fn an_investment_call_is_disclosed_to_its_recipient_only() {
             _ => empty.recipient = String::new(),
         }
         refuse(
-            disclose::disclose(&w.edges, &empty, &out2, &mut |_| {}).await,
+            disclose::disclose(&w.edges.compliance(), &empty, &out2, &mut |_| {}).await,
             &format!("--{field} must not be empty"),
         );
     }
@@ -290,7 +293,7 @@ async fn a_shredded_call_goes_out_without_audio_and_says_why() {
     let identity = age::x25519::Identity::generate();
     let out = w.env.dir.path().join("shredded.age");
     let pkg = disclose::disclose(
-        &w.edges,
+        &w.edges.compliance(),
         &request(&w.investment, &identity.to_public().to_string()),
         &out,
         &mut |_| {},

@@ -55,7 +55,7 @@ fn contract_guide_names_every_dead_letter_reason() {
 fn openapi_document_is_current() {
     let root = env!("CARGO_MANIFEST_DIR");
     let path = format!("{root}/docs/openapi.json");
-    let want = serde_json::to_string_pretty(&opptak::web::openapi()).unwrap() + "\n";
+    let want = serde_json::to_string_pretty(&opptak_review::web::openapi()).unwrap() + "\n";
     if std::env::var("OPPTAK_UPDATE_DOCS").as_deref() == Ok("1") {
         std::fs::write(&path, &want).unwrap();
     }

@@ -6,8 +6,8 @@
 use crate::common;
 
 use common::{Backend, Env};
-use opptak::identity::{Identity, Role};
 use opptak_domain::time::{Clock, ManualClock};
+use opptak_review::identity::{Identity, Role};
 use std::sync::Arc;
 
 const PW: &str = "correct horse battery staple";
@@ -21,7 +21,7 @@ async fn users_log_in_sessions_expire_and_admin_actions_are_audited() {
     for env in backends {
         let clock = Arc::new(ManualClock::new(1_800_000_000_000_000));
         let edges = env.edges().await.with_clock(clock.clone()).unwrap();
-        let id = Identity::open(&edges).await.unwrap();
+        let id = Identity::open(&edges.review()).await.unwrap();
         let anne = id
             .add_user("admin-ola", "adv-anne", "Anne Advisor", Role::Advisor, "team-oslo", PW)
             .await
@@ -51,7 +51,7 @@ async fn users_log_in_sessions_expire_and_admin_actions_are_audited() {
         assert_eq!(id.session("forged-token").await.unwrap(), None);
 
         // Sessions end: at expiry, at logout, when the user is disabled.
-        clock.set(clock.now_us() + opptak::identity::SESSION_HOURS * 3_600_000_000);
+        clock.set(clock.now_us() + opptak_review::identity::SESSION_HOURS * 3_600_000_000);
         assert_eq!(id.session(&token).await.unwrap(), None, "expired");
         let (_, t2) = id.login("adv-anne", PW).await.unwrap().unwrap();
         id.logout(&t2).await.unwrap();
@@ -96,7 +96,7 @@ async fn users_log_in_sessions_expire_and_admin_actions_are_audited() {
 async fn passwords_are_stored_only_as_argon2id_hashes() {
     let env = Env::new(&Backend::Embedded, "ident_scan");
     let edges = env.edges().await;
-    let id = Identity::open(&edges).await.unwrap();
+    let id = Identity::open(&edges.review()).await.unwrap();
     id.add_user("admin", "qa-kari", "Kari QA", Role::Qa, "qa", PW)
         .await
         .unwrap();

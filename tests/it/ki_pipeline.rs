@@ -171,7 +171,7 @@ async fn corpus_is_transcribed_live_drafted_and_tagged_over_kafka() {
     assert_eq!(stored_live, ki_calls.len(), "{:?}", live.ends);
 
     let taxonomy = Taxonomy::default_taxonomy();
-    let qa = opptak::qa::Qa::open(&edges).await.unwrap();
+    let qa = opptak_review::qa::Qa::open(&edges.review()).await.unwrap();
     let (mut errs, mut total, mut topic_hits) = (0usize, 0usize, 0usize);
     for s in &samples {
         let id = CallId::parse(&s.call.call_id).unwrap();
@@ -790,11 +790,11 @@ async fn subject_export_and_erasure_cover_transcripts_and_drafts() {
     wait_until("the draft", 300, || has_artifact(&edges, &id, "draft")).await;
     ki.stop().await;
     recorder.stop().await.unwrap();
-    let qa = opptak::qa::Qa::open(&edges).await.unwrap();
+    let qa = opptak_review::qa::Qa::open(&edges.review()).await.unwrap();
     assert!(qa.call(&id).await.unwrap().is_some(), "indexed for reporting and QA");
 
     let out = env.dir.path().join("export");
-    let report = opptak::subject::export(&edges, "co-anne", &customer, &out, &mut |_| {})
+    let report = opptak_compliance::subject::export(&edges.compliance(), "co-anne", &customer, &out, &mut |_| {})
         .await
         .unwrap();
     let call = report.calls.iter().find(|c| c.call_id == id).unwrap();
@@ -805,9 +805,9 @@ async fn subject_export_and_erasure_cover_transcripts_and_drafts() {
         serde_json::from_slice(&std::fs::read(out.join(id.as_str()).join("transcript.json")).unwrap()).unwrap();
     assert_eq!(exported, read_transcript(&edges.vault(), &id).await.unwrap());
 
-    let erased = opptak::subject::erase(
-        &edges,
-        &opptak::subject::EraseRequest {
+    let erased = opptak_compliance::subject::erase(
+        &edges.compliance(),
+        &opptak_compliance::subject::EraseRequest {
             customer_ref: customer.clone(),
             by: "co-anne".into(),
             reason: "erasure request DSR-2026-0043".into(),
@@ -827,9 +827,15 @@ async fn subject_export_and_erasure_cover_transcripts_and_drafts() {
     let started = edges.meta.load_call(&id).await.unwrap().unwrap().facts.started_at_us;
     let day = opptak_domain::time::utc_day(started);
     assert!(qa.topic_rows(&day, &day).await.unwrap().is_empty());
-    let again = opptak::subject::export(&edges, "co-anne", &customer, &env.dir.path().join("again"), &mut |_| {})
-        .await
-        .unwrap();
+    let again = opptak_compliance::subject::export(
+        &edges.compliance(),
+        "co-anne",
+        &customer,
+        &env.dir.path().join("again"),
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
     let call = again.calls.iter().find(|c| c.call_id == id).unwrap();
     assert!(call
         .files

@@ -8,6 +8,7 @@
 
 mod common;
 
+mod architecture;
 mod audit;
 mod browser;
 mod cli;

@@ -14,9 +14,9 @@ use crate::common;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use opptak::config::OidcSection;
-use opptak::identity::Role;
-use opptak::oidc::{OidcVerifier, TokenError, MAX_TOKEN_BYTES};
 use opptak_domain::time::{Clock, ManualClock, SystemClock};
+use opptak_review::identity::Role;
+use opptak_review::oidc::{OidcVerifier, TokenError, MAX_TOKEN_BYTES};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -254,7 +254,7 @@ async fn provider_tokens_verify_and_carry_role_team_and_name() {
     assert_eq!(ada.user.team, "nord");
     assert_eq!(ada.expires_at_us, part(&token, 1)["exp"].as_i64().unwrap() * S);
     assert_eq!(ada.token_id.as_deref(), part(&token, 1)["jti"].as_str());
-    assert_eq!(opptak::identity::User::from(ada.clone()), ada.user);
+    assert_eq!(opptak_review::identity::User::from(ada.clone()), ada.user);
 
     // A role given as a plain string.
     let lars = v.verify(&p.token("a", "lead-lars", API).await).await.unwrap();

@@ -13,11 +13,11 @@ use crate::common;
 use bytes::Bytes;
 use common::{wait_for_recordings, Backend, Env};
 use opptak::app::{Edges, RunningKi, RunningRecorder};
-use opptak::identity::{Identity, Role};
-use opptak::qa::{Qa, QaFlag, QaScore, Refusal, TopicRow, CSV_HEADER, TOTAL};
-use opptak::review::{Decision, Review};
 use opptak_crypto::segment::ArtifactKind;
 use opptak_crypto::stream::{self, StreamInfo, DEFAULT_SEGMENT_SIZE};
+use opptak_review::identity::{Identity, Role};
+use opptak_review::qa::{Qa, QaFlag, QaScore, Refusal, TopicRow, CSV_HEADER, TOTAL};
+use opptak_review::review::{Decision, Review};
 
 use opptak_domain::model::{CallId, Desk, ServiceCategory};
 use opptak_domain::summary::Draft;
@@ -173,14 +173,9 @@ async fn facts(edges: &Edges, id: &str) -> opptak_domain::model::CallFacts {
 
 /// Qa over the same store with another share.
 async fn qa_with_share(edges: &Edges, share: f64) -> Qa {
-    let mut config = edges.config.clone();
-    config.qa.share = share;
-    Qa::open(&Edges {
-        config,
-        ..edges.clone()
-    })
-    .await
-    .unwrap()
+    let mut review = edges.review();
+    review.config.qa.share = share;
+    Qa::open(&review).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,7 +197,7 @@ async fn sampling_is_stratified_systematic_concurrent_and_idempotent() {
                 for lang in langs {
                     k += 1;
                     let size = [1, 2, 3, 9, 10, 11, 19, 21, 30, 41, 56, 133][k - 1];
-                    sizes.insert(opptak::qa::stratum(topic, desk.as_str(), lang), size);
+                    sizes.insert(opptak_review::qa::stratum(topic, desk.as_str(), lang), size);
                     for i in 0..size {
                         let id = format!("s{k:02}-{i:03}");
                         specs.push(CallSpec {
@@ -220,8 +215,8 @@ async fn sampling_is_stratified_systematic_concurrent_and_idempotent() {
 
         // Sixteen tasks over two independent pools (as two processes would).
         let qa = [
-            Arc::new(Qa::open(&edges).await.unwrap()),
-            Arc::new(Qa::open(&edges).await.unwrap()),
+            Arc::new(Qa::open(&edges.review()).await.unwrap()),
+            Arc::new(Qa::open(&edges.review()).await.unwrap()),
         ];
         assert_eq!(qa[0].share(), 0.1);
         let mut tasks = Vec::new();
@@ -246,7 +241,7 @@ async fn sampling_is_stratified_systematic_concurrent_and_idempotent() {
         }
         assert_eq!(first.len(), 336);
 
-        let check = |strata: Vec<opptak::qa::StratumRow>| {
+        let check = |strata: Vec<opptak_review::qa::StratumRow>| {
             assert_eq!(strata.len(), sizes.len(), "{strata:?}");
             for s in &strata {
                 let seen = sizes[&s.stratum];
@@ -356,7 +351,7 @@ const STRATUM_CARDS: &str = "cards|customer_center|en";
 async fn scoring_report_and_opt_out_on_a_known_data_set() {
     for env in backends("qa_report").await {
         let edges = env.edges().await;
-        let id = Identity::open(&edges).await.unwrap();
+        let id = Identity::open(&edges.review()).await.unwrap();
         let anne = id
             .add_user("setup", ADVISOR, "Anne", Role::Advisor, "oslo", PW)
             .await
@@ -376,7 +371,7 @@ async fn scoring_report_and_opt_out_on_a_known_data_set() {
 
         // Share one half: a stratum's calls 0, 2, 4, … are sampled.
         let qa = qa_with_share(&edges, 0.5).await;
-        let review = Review::open(&edges).await.unwrap();
+        let review = Review::open(&edges.review()).await.unwrap();
         let d = day_us(2026, 3, 2) + 9 * HOUR_US;
         let later = day_us(2026, 3, 10) + 9 * HOUR_US;
         let odd = day_us(2026, 3, 20) + 9 * HOUR_US;
@@ -851,7 +846,7 @@ impl SpeechRecognizer for Scripted {
 async fn the_summarizer_indexes_and_samples_every_draft() {
     let env = Env::new(&Backend::Embedded, "qa_hook");
     let edges = env.edges().await;
-    let id = Identity::open(&edges).await.unwrap();
+    let id = Identity::open(&edges.review()).await.unwrap();
     let anne = id
         .add_user("setup", ADVISOR, "Anne", Role::Advisor, "oslo", PW)
         .await
@@ -869,7 +864,7 @@ async fn the_summarizer_indexes_and_samples_every_draft() {
         .unwrap();
     common::publish_events(&edges, &sample.call.events(100)).await;
     wait_for_recordings(&edges, 1, 60).await;
-    let qa = Qa::open(&edges).await.unwrap();
+    let qa = Qa::open(&edges.review()).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while qa.call(&cid).await.unwrap().is_none() {
         assert!(tokio::time::Instant::now() < deadline, "the draft was not indexed");
@@ -900,7 +895,7 @@ async fn the_summarizer_indexes_and_samples_every_draft() {
     );
     assert_eq!(qa.strata().await.unwrap(), before);
 
-    let review = Review::open(&edges).await.unwrap();
+    let review = Review::open(&edges.review()).await.unwrap();
     let approved = format!("{} Card blocked today.", d.summary);
     review.decide(&anne, &cid, Decision::Approve(approved)).await.unwrap();
     let c = qa.call(&cid).await.unwrap().unwrap();

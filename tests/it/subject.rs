@@ -13,7 +13,7 @@ use crate::common;
 use common::{wait_for_recordings, Backend, Env};
 use opptak::app::{Edges, RunningRecorder};
 use opptak::sim::SimCall;
-use opptak::subject::{self, EraseRequest, Outcome};
+use opptak_compliance::subject::{self, EraseRequest, Outcome};
 use opptak_domain::model::{CallId, Codec};
 use opptak_domain::time::ManualClock;
 use opptak_vault::{VaultError, Which};
@@ -180,7 +180,7 @@ async fn export_holds_all_of_a_and_nothing_of_b() {
     let w = world("subjexp").await;
     let out = w.env.dir.path().join("export-a");
     let mut steps = 0;
-    let report = subject::export(&w.edges, "co-anne", &w.a_ref, &out, &mut |_| steps += 1)
+    let report = subject::export(&w.edges.compliance(), "co-anne", &w.a_ref, &out, &mut |_| steps += 1)
         .await
         .unwrap();
     assert_eq!(steps, w.a.len());
@@ -218,7 +218,7 @@ async fn export_holds_all_of_a_and_nothing_of_b() {
         }
         assert_eq!(
             indexed[&rel],
-            opptak::disclose::sha256_hex(&std::fs::read(p).unwrap()),
+            opptak_compliance::disclose::sha256_hex(&std::fs::read(p).unwrap()),
             "{rel}"
         );
     }
@@ -269,18 +269,22 @@ async fn export_holds_all_of_a_and_nothing_of_b() {
     assert!(hits.is_empty(), "B's audio in A's export: {hits:?}");
 
     // Refusals: a non-empty directory, an empty reference.
-    let e = subject::export(&w.edges, "co-anne", &w.a_ref, &out, &mut |_| {})
+    let e = subject::export(&w.edges.compliance(), "co-anne", &w.a_ref, &out, &mut |_| {})
         .await
         .unwrap_err();
     assert!(e.to_string().contains("not empty"), "{e}");
-    assert!(
-        subject::export(&w.edges, "co-anne", " ", &w.env.dir.path().join("x"), &mut |_| {})
-            .await
-            .is_err()
-    );
+    assert!(subject::export(
+        &w.edges.compliance(),
+        "co-anne",
+        " ",
+        &w.env.dir.path().join("x"),
+        &mut |_| {}
+    )
+    .await
+    .is_err());
     // A customer with no calls gets an index that says so.
     let none = w.env.dir.path().join("export-none");
-    let r = subject::export(&w.edges, "co-anne", "kunde-ukjent", &none, &mut |_| {})
+    let r = subject::export(&w.edges.compliance(), "co-anne", "kunde-ukjent", &none, &mut |_| {})
         .await
         .unwrap();
     assert!(r.calls.is_empty());
@@ -310,7 +314,7 @@ async fn erasure_keeps_what_the_law_requires_and_nothing_else() {
 
     // An hour after the calls: a dry run reports and changes nothing.
     w.at(w.now + HOUR);
-    let dry = subject::erase(&w.edges, &w.erase_request(true), &mut |_| {})
+    let dry = subject::erase(&w.edges.compliance(), &w.erase_request(true), &mut |_| {})
         .await
         .unwrap();
     assert!(dry.count(Outcome::WouldErase) > 0 && dry.count(Outcome::Erased) == 0);
@@ -319,7 +323,7 @@ async fn erasure_keeps_what_the_law_requires_and_nothing_else() {
     w.check(&w.a, everything, "after the dry run").await;
 
     // The erasure itself.
-    let report = subject::erase(&w.edges, &w.erase_request(false), &mut |_| {})
+    let report = subject::erase(&w.edges.compliance(), &w.erase_request(false), &mut |_| {})
         .await
         .unwrap();
     let text = report.render();
@@ -391,7 +395,7 @@ async fn erasure_keeps_what_the_law_requires_and_nothing_else() {
     // A day later the investment recordings' 24 hours are over: a new
     // request takes them; the archive copies and the held call stay.
     w.at(w.now + 25 * HOUR);
-    let later = subject::erase(&w.edges, &w.erase_request(false), &mut |_| {})
+    let later = subject::erase(&w.edges.compliance(), &w.erase_request(false), &mut |_| {})
         .await
         .unwrap();
     assert_eq!(later.count(Outcome::Erased), 2, "{}", later.render());
@@ -426,7 +430,9 @@ async fn erasure_keeps_what_the_law_requires_and_nothing_else() {
     // Empty --by / --reason are refused.
     let mut bad = w.erase_request(false);
     bad.by = " ".into();
-    let e = subject::erase(&w.edges, &bad, &mut |_| {}).await.unwrap_err();
+    let e = subject::erase(&w.edges.compliance(), &bad, &mut |_| {})
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("--by must not be empty"), "{e}");
     // Every request is in the audit log, which verifies.
     let audit = w.edges.audit().await.unwrap();

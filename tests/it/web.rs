@@ -10,9 +10,9 @@ use crate::common;
 
 use common::{wait_for_recordings, Backend, Env};
 use opptak::app::{RunningKi, RunningRecorder};
-use opptak::identity::{Identity, Role};
 use opptak_domain::time::Clock;
 use opptak_ki::asr::{AsrError, SpeechRecognizer, Transcript, Utterance};
+use opptak_review::identity::{Identity, Role};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,7 +70,7 @@ async fn every_role_gets_exactly_what_it_may() {
         opptak_domain::time::SystemClock.now_us(),
     ));
     let edges = env.edges().await.with_clock(clock.clone()).unwrap();
-    let id = Identity::open(&edges).await.unwrap();
+    let id = Identity::open(&edges.review()).await.unwrap();
     for (user, role, team) in [
         ("adv-anne", Role::Advisor, "oslo"),
         ("adv-bo", Role::Advisor, "oslo"),
@@ -339,7 +339,7 @@ async fn every_role_gets_exactly_what_it_may() {
         409,
         "closed"
     );
-    let review = opptak::review::Review::open(&edges).await.unwrap();
+    let review = opptak_review::review::Review::open(&edges.review()).await.unwrap();
     let versions = review.versions(&cid).await.unwrap();
     let kinds: Vec<&str> = versions.iter().map(|v| v.kind.as_str()).collect();
     assert_eq!(kinds, ["edit", "approved"]);
@@ -350,7 +350,9 @@ async fn every_role_gets_exactly_what_it_may() {
     let (_, _, page) = c.get(&format!("/calls/{call}"), Some(&anne)).await;
     assert!(page.contains("<ins>") && page.contains("offer."), "{page}");
     assert!(!page.contains("name=\"action\""), "closed: no more decisions offered");
-    let record = opptak::review::read_approved(&edges, &cid).await.unwrap();
+    let record = opptak_review::review::read_approved(&edges.review(), &cid)
+        .await
+        .unwrap();
     assert_eq!(record["summary"], edited);
     assert_eq!(record["approved_by"], "adv-anne");
     let rows = edges.meta.retention_of(&cid).await.unwrap();
@@ -361,7 +363,7 @@ async fn every_role_gets_exactly_what_it_may() {
     );
     let mut sub = edges
         .bus
-        .subscribe("web-test", &[opptak::review::summaries_topic(&edges)])
+        .subscribe("web-test", &[opptak_review::review::summaries_topic(&edges.review())])
         .await
         .unwrap();
     let got = sub.poll(10, Duration::from_secs(2)).await.unwrap();
@@ -754,7 +756,7 @@ async fn a_client_leaving_mid_request_cancels_nothing_halfway() {
         "web_leave",
     );
     let edges = env.edges().await;
-    let id = Identity::open(&edges).await.unwrap();
+    let id = Identity::open(&edges.review()).await.unwrap();
     id.add_user("setup", "lead-lise", "Lise", Role::TeamLead, "oslo", PW)
         .await
         .unwrap();

@@ -39,9 +39,9 @@ use crate::common;
 
 use common::{Backend, Env};
 use opptak::app::{RunningKi, RunningRecorder};
-use opptak::identity::{Identity, Role};
 use opptak_domain::model::CallId;
 use opptak_ki::asr::{AsrConfig, AsrError, HttpAsr, SpeechRecognizer, Transcript, Utterance};
+use opptak_review::identity::{Identity, Role};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -420,7 +420,7 @@ async fn review_service_with_200_advisors_under_wrk() {
     let t0 = Instant::now();
     // One at a time: each add_user opens its own audit-log connection pool
     // (Identity::audit), so hundreds at once exhaust PostgreSQL.
-    let identity = Identity::open(&edges).await.unwrap();
+    let identity = Identity::open(&edges.review()).await.unwrap();
     for i in 0..ADVISORS {
         let user = format!("adv-{i:03}");
         let team = format!("team-{:02}", i / 20);
@@ -515,9 +515,9 @@ async fn review_service_with_200_advisors_under_wrk() {
     let mut servers = Vec::new();
     let mut bases = Vec::new();
     for audit_reads in [true, false] {
-        let router = opptak::web::router_with(
-            &edges,
-            opptak::web::Options {
+        let router = opptak_review::web::router_with(
+            &edges.review(),
+            opptak_review::web::Options {
                 secure_cookies: false,
                 audit_reads,
             },
@@ -527,7 +527,7 @@ async fn review_service_with_200_advisors_under_wrk() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         bases.push(format!("http://{}", listener.local_addr().unwrap()));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(opptak::web::serve(listener, router, async {
+        let task = tokio::spawn(opptak_review::web::serve(listener, router, async {
             let _ = stopped.await;
         }));
         servers.push((stop, task));

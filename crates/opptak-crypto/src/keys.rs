@@ -32,7 +32,7 @@ impl DataKey {
         rand::rngs::OsRng.fill_bytes(&mut k);
         let mut id = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut id);
-        let id = format!("dk-{}", id.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let id = format!("dk-{}", hex::encode(id));
         Self::from_parts(id, k)
     }
 
@@ -223,7 +223,7 @@ fn unix_now() -> u64 {
 fn new_kek_id() -> String {
     let mut idb = [0u8; 8];
     rand::rngs::OsRng.fill_bytes(&mut idb);
-    format!("kek-{}", idb.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    format!("kek-{}", hex::encode(idb))
 }
 
 fn new_kek() -> Sensitive<[u8; 32]> {

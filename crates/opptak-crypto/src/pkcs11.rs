@@ -136,7 +136,7 @@ impl Pkcs11Keyring {
     pub fn rotate(&self) -> Result<String, CryptoError> {
         let mut idb = [0u8; 8];
         rand::rngs::OsRng.fill_bytes(&mut idb);
-        let id = format!("kek-{}", idb.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let id = format!("kek-{}", hex::encode(idb));
         let s = self.session();
         s.generate_key(
             &Mechanism::AesKeyGen,

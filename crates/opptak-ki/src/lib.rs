@@ -1,22 +1,29 @@
 //! KI backends behind traits, each over the OpenAI-compatible HTTP API that
-//! on-prem deployments speak:
+//! on-prem deployments speak, and the KI roles that use them. One line per
+//! module:
 //!
-//! - [`asr`]: speech recognition (`/v1/audio/transcriptions`: faster-whisper
-//!   servers, whisper.cpp, vLLM, NB-Whisper), with timeouts, retries with
-//!   backoff, bounded concurrency and a circuit breaker.
-//! - [`llm`]: language models (`/v1/chat/completions`: vLLM, Ollama,
-//!   llama.cpp server, Azure OpenAI) with JSON-schema constrained output.
-//! - [`transcribe`]: transcribing a finished KI call from its stored audio
-//!   (voice activity per channel → recognizer → transcript sealed under the
-//!   call's `ki` key, stored, routed to its retention, published sealed).
-//! - [`live`]: transcribing KI calls while they run, from the telephony
-//!   topic, stopping the moment the customer opts out.
-//! - [`summarize`]: redacted transcript → draft summary and taxonomy topics,
-//!   sealed under the `ki` key, for the advisor's review.
+//! - [`asr`]: speech recognition, `/v1/audio/transcriptions` (`config.rs`, `client.rs`, `breaker.rs`).
+//! - [`llm`]: draft summaries, embedded or `/v1/chat/completions` (`client.rs`, `schema.rs`).
+//! - `http`: one request of either client: bounded answer, `Retry-After`, transient or not, server message.
+//! - `retry`: the one retry loop: exponential backoff, jitter, `Retry-After`, counted and uncounted failures.
+//! - `error`: [`transcribe::TranscribeError`], the roles' error, and which of its kinds a retry can help.
+//! - [`transcribe`]: a finished KI call's audio → transcript, sealed, stored, published; the transcriber role.
+//! - [`summarize`]: redacted transcript → draft and topics, sealed, stored, published; the summarizer role.
+//! - `role`: the loop both batch roles run: subscribe, poll, settle each call with backoff, acknowledge.
+//! - [`live`]: KI calls transcribed while they run, from the telephony topic, stopped by an opt-out.
+//! - [`live_calls`]: the calls being transcribed live, which the batch transcriber waits for.
+//! - `eval` (tests and the `eval` feature only): word error rate against known scripts.
 
 pub mod asr;
+mod error;
+#[cfg(any(test, feature = "eval"))]
+pub mod eval;
+mod http;
 pub mod live;
+pub mod live_calls;
 pub mod llm;
+mod retry;
+mod role;
 pub mod summarize;
 pub mod transcribe;
 
@@ -36,7 +43,7 @@ pub(crate) async fn store_ki_artifact<T: serde::Serialize + ?Sized>(
     key: &DataKey,
     store_kind: &str,
     value: &T,
-) -> Result<Vec<u8>, transcribe::TranscribeError> {
+) -> Result<Vec<u8>, error::TranscribeError> {
     let body = serde_json::to_vec(value).map_err(|e| opptak_vault::VaultError::Json {
         call_id: what.call_id.to_string(),
         what: "KI artifact",

@@ -21,7 +21,10 @@
 //! ([`crate::transcribe::run_role`]), which transcribes every finished KI
 //! call that has no transcript from its stored recording. The batch path
 //! waits while a call is being transcribed live by the same process
-//! ([`LiveCalls`]).
+//! ([`LiveCalls`], which lives in [`crate::live_calls`] so that neither
+//! path imports the other; re-exported here).
+
+pub use crate::live_calls::LiveCalls;
 
 use crate::asr::{AsrError, Utterance};
 use crate::transcribe::{new_transcript_id, TranscribeError, Transcriber, TranscriptSegment};
@@ -32,41 +35,11 @@ use opptak_domain::vad::{Span, Vad};
 use opptak_proto::convert;
 use opptak_proto::v1::{self, telephony_event::Event};
 use opptak_proto::Message;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::Instrument;
-
-/// Calls being transcribed live in this process.
-#[derive(Clone, Default)]
-pub struct LiveCalls(Arc<Mutex<HashSet<CallId>>>);
-
-impl LiveCalls {
-    pub fn contains(&self, id: &CallId) -> bool {
-        self.0.lock().map(|s| s.contains(id)).unwrap_or(false)
-    }
-    fn insert(&self, id: CallId) {
-        if let Ok(mut s) = self.0.lock() {
-            if s.insert(id) {
-                opptak_telemetry::metrics().live_calls_in_flight.inc();
-            }
-        }
-    }
-    fn remove(&self, id: &CallId) {
-        if let Ok(mut s) = self.0.lock() {
-            if s.remove(id) {
-                opptak_telemetry::metrics().live_calls_in_flight.dec();
-            }
-        }
-    }
-    pub fn len(&self) -> usize {
-        self.0.lock().map(|s| s.len()).unwrap_or(0)
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
 
 /// What ended a call's live transcription.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -466,13 +439,13 @@ async fn work(
                             text,
                         })
                     }
-                    Err(AsrError::Rejected(why)) => {
-                        tracing::warn!(call_id = %call_id, start, %why, "utterance refused by the recognizer; skipped");
-                        None
-                    }
-                    Err(e) => {
+                    Err(e) if e.is_transient() => {
                         inflight.abort_all();
                         return Ok(LiveEnd::Abandoned(format!("speech recognizer unavailable: {e}")));
+                    }
+                    Err(e) => {
+                        tracing::warn!(call_id = %call_id, start, error = %e, "utterance refused by the recognizer; skipped");
+                        None
                     }
                 };
                 heard.insert(n, seg);

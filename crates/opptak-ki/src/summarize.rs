@@ -18,6 +18,7 @@
 //! the key the opt-out shreds, so it is unreadable either way.
 
 use crate::llm::{DraftRequest, DraftWriter, EmbeddedDrafts, LlmError};
+use crate::role::{self, Attempt, Job, Role};
 use crate::transcribe::{read_transcript, TranscribeError};
 use bytes::Bytes;
 use opptak_bus::{Bus, Outgoing};
@@ -30,7 +31,7 @@ use opptak_retention::Retention;
 use opptak_store::MetadataStore;
 use opptak_vault::{Sealing, Vault, VaultError};
 use std::sync::Arc;
-use tracing::Instrument;
+use tokio::sync::watch;
 
 /// What summarizing a call did.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,7 +49,7 @@ pub enum SummaryOutcome {
     /// The call has no transcript yet.
     NoTranscript,
     /// The language model is unavailable; try again later.
-    Pending(String),
+    Pending(LlmError),
 }
 
 /// Told of every stored draft before the call's transcript record is
@@ -149,16 +150,16 @@ impl Summarizer {
         };
         let draft = match asked {
             Ok(d) => d,
-            Err(e) if e.is_transient() => return Ok(SummaryOutcome::Pending(e.to_string())),
+            Err(e) if e.is_transient() => return Ok(SummaryOutcome::Pending(e)),
             Err(e) => {
                 tracing::warn!(call_id = %call_id, error = %e, writer = %self.writer.describe(),
                     "no usable draft from the language model; the embedded drafter writes this one");
                 self.fallback
                     .draft(&request)
                     .await
-                    .map_err(|e: LlmError| TranscribeError::Draft {
+                    .map_err(|source| TranscribeError::Draft {
                         call_id: call_id.to_string(),
-                        detail: e.to_string(),
+                        source,
                     })?
             }
         };
@@ -233,57 +234,53 @@ pub fn open_draft_message(
 /// The summarizer role: every closed transcript (`opptak.transcripts.v1`)
 /// of a KI call gets a draft. A language model that is down is retried with
 /// backoff and the transcript's record is not acknowledged until its draft
-/// is stored, so an outage or a restart loses nothing.
+/// is stored, so an outage or a restart loses nothing. The loop is
+/// `crate::role`'s.
 pub async fn run_role(
     s: Arc<Summarizer>,
     group: &str,
     transcripts_topic: &str,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<u64, TranscribeError> {
-    let mut sub = s.bus.subscribe(group, &[transcripts_topic.to_owned()]).await?;
-    let mut done = 0u64;
-    tracing::info!(group, topic = transcripts_topic, writer = %s.writer.describe(), "summarizer started");
-    while !*shutdown.borrow() {
-        let records = tokio::select! {
-            r = sub.poll(100, std::time::Duration::from_millis(500)) => r?,
-            _ = shutdown.changed() => Vec::new(),
-        };
-        for r in records {
-            let closing = match opptak_proto::v1::TranscriptSegment::decode(r.payload.as_ref()) {
-                Ok(m) if m.last => CallId::parse(&m.call_id).ok(),
-                Ok(_) => None,
-                Err(e) => {
-                    tracing::warn!(partition = r.partition, offset = r.offset, error = %e, "not a TranscriptSegment; skipped");
-                    None
-                }
-            };
-            if let Some(call_id) = closing {
-                let span = tracing::info_span!("summarize", call_id = %call_id);
-                let settled = crate::transcribe::settle(&call_id, "draft", &mut shutdown, || async {
-                    use crate::transcribe::Attempt;
-                    Ok(match s.summarize_call(&call_id).await? {
-                        SummaryOutcome::Pending(why) => Attempt::Pending(why),
-                        SummaryOutcome::Done { .. } => Attempt::Done,
-                        _ => Attempt::Final,
-                    })
-                })
-                .instrument(span)
-                .await;
-                match settled {
-                    // Not acknowledged: the next start retries it.
-                    None => {
-                        sub.flush_commits().await?;
-                        return Ok(done);
-                    }
-                    Some(true) => done += 1,
-                    Some(false) => {}
-                }
-            }
-            crate::transcribe::acknowledge(sub.as_mut(), &r)?;
-        }
+    let role = Summarizing(s);
+    role::run_role(&role, role.0.bus.as_ref(), group, transcripts_topic, shutdown).await
+}
+
+/// The summarizer as a [`Role`].
+struct Summarizing(Arc<Summarizer>);
+
+impl Role for Summarizing {
+    const WHAT: &'static str = "draft";
+
+    fn started(&self, group: &str, topic: &str) {
+        tracing::info!(group, topic, writer = %self.0.writer.describe(), "summarizer started");
     }
-    sub.flush_commits().await?;
-    Ok(done)
+
+    /// Only a transcript's closing record asks for a draft; every other
+    /// record is acknowledged as it comes.
+    fn job(&self, r: &opptak_bus::Record) -> Job {
+        let closing = match opptak_proto::v1::TranscriptSegment::decode(r.payload.as_ref()) {
+            Ok(m) if m.last => CallId::parse(&m.call_id).ok(),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(partition = r.partition, offset = r.offset, error = %e, "not a TranscriptSegment; skipped");
+                None
+            }
+        };
+        closing.map_or(Job::Skip, Job::Call)
+    }
+
+    fn span(&self, call_id: &CallId) -> tracing::Span {
+        tracing::info_span!("summarize", call_id = %call_id)
+    }
+
+    async fn attempt(&self, call_id: &CallId) -> Result<Attempt, TranscribeError> {
+        Ok(match self.0.summarize_call(call_id).await? {
+            SummaryOutcome::Pending(why) => Attempt::Pending(why.to_string()),
+            SummaryOutcome::Done { .. } => Attempt::Done,
+            _ => Attempt::Final,
+        })
+    }
 }
 
 /// Where a call stands on the KI path (no content: for operators).

@@ -10,7 +10,11 @@
 //! (`Transcriber::transcribe_pending`). A call whose customer opted out of
 //! KI is never sent, and its `ki` key is shredded.
 
+pub use crate::error::TranscribeError;
+
 use crate::asr::{AsrError, SpeechRecognizer, Utterance};
+use crate::live_calls::LiveCalls;
+use crate::role::{self, Attempt, Job, Role};
 use bytes::Bytes;
 use opptak_bus::{Bus, Outgoing};
 use opptak_crypto::segment::ArtifactKind;
@@ -18,12 +22,13 @@ use opptak_crypto::DataKey;
 use opptak_domain::model::{CallId, ChannelRole, KeyClass};
 use opptak_domain::vad::{Vad, VadConfig};
 use opptak_proto::Message;
-use opptak_retention::{Retention, RetentionError};
-use opptak_store::{MetadataStore, StoreError};
+use opptak_retention::Retention;
+use opptak_store::MetadataStore;
 use opptak_vault::{Sealing, Vault, VaultError, Which};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use tracing::Instrument;
+use std::time::Duration;
+use tokio::sync::watch;
 
 /// One recognised utterance.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -48,30 +53,7 @@ pub enum Outcome {
     /// The customer opted out: nothing was sent, the `ki` key is shredded.
     OptedOut,
     /// The recognizer is unavailable; nothing stored, try again later.
-    Pending(String),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum TranscribeError {
-    #[error("no call {0}")]
-    UnknownCall(String),
-    #[error("reading the audio: {0}")]
-    Vault(#[from] VaultError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("bus: {0}")]
-    Bus(#[from] opptak_bus::BusError),
-    #[error("retention: {0}")]
-    Retention(#[from] RetentionError),
-    /// The stored audio does not decode in its declared format.
-    #[error("decoding the audio of {call_id}: {detail}")]
-    Audio { call_id: String, detail: String },
-    /// The embedded drafter failed (it runs locally, so this is a bug).
-    #[error("embedded draft of {call_id}: {detail}")]
-    Draft { call_id: String, detail: String },
-    /// The summarizer's [`crate::summarize::DraftListener`] failed.
-    #[error("draft listener: {0}")]
-    Listener(String),
+    Pending(AsrError),
 }
 
 pub struct Transcriber {
@@ -84,22 +66,6 @@ pub struct Transcriber {
     pub topic: String,
     pub vad: VadConfig,
     pub language: Option<String>,
-}
-
-impl TranscribeError {
-    /// Whether the same attempt can succeed later (a store, bus or KEK
-    /// provider that was unreachable), as opposed to a verdict about the
-    /// call or its data that a retry does not change.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            TranscribeError::Vault(e) => e.is_transient(),
-            TranscribeError::Store(e) | TranscribeError::Retention(RetentionError::Store(e)) => {
-                matches!(e, StoreError::Unavailable(_))
-            }
-            TranscribeError::Bus(_) => true,
-            _ => false,
-        }
-    }
 }
 
 impl Transcriber {
@@ -142,9 +108,9 @@ impl Transcriber {
             Err(e) => return Err(e.into()),
         };
         let format = wire.record.facts.format.clone();
-        let pcm = format.decode(&wire.wire).map_err(|e| TranscribeError::Audio {
+        let pcm = format.decode(&wire.wire).map_err(|source| TranscribeError::Audio {
             call_id: call_id.to_string(),
-            detail: e.to_string(),
+            source,
         })?;
         let rate = format.sample_rate_hz();
         let roles = format.channel_roles().to_vec();
@@ -186,12 +152,12 @@ impl Transcriber {
                         });
                     }
                 }
-                Err(AsrError::Rejected(why)) => {
-                    tracing::warn!(call_id = %call_id, start, %why, "utterance refused by the recognizer; skipped");
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(call_id = %call_id, error = %e, "speech recognizer unavailable; call left pending");
+                    return Ok(Outcome::Pending(e));
                 }
                 Err(e) => {
-                    tracing::warn!(call_id = %call_id, error = %e, "speech recognizer unavailable; call left pending");
-                    return Ok(Outcome::Pending(e.to_string()));
+                    tracing::warn!(call_id = %call_id, start, error = %e, "utterance refused by the recognizer; skipped");
                 }
             }
         }
@@ -315,10 +281,6 @@ impl Transcriber {
     }
 }
 
-/// Attempts of a role at a call that fails with an error (not an outage)
-/// before it moves on and leaves the call pending.
-pub(crate) const MAX_FAILURES: u32 = 5;
-
 pub(crate) fn new_transcript_id() -> String {
     format!("tr-{}", uuid::Uuid::new_v4().simple())
 }
@@ -340,7 +302,7 @@ pub(crate) fn speaker(role: ChannelRole) -> &'static str {
 /// KI call is transcribed. A call whose recognizer is down is retried with
 /// backoff and its event is not acknowledged until it is done, so a restart
 /// or an outage loses nothing; the calls behind it wait (they would fail the
-/// same way).
+/// same way). The loop is `crate::role`'s.
 ///
 /// With `live`, a call this process is transcribing live is waited for
 /// first (it is then usually already done).
@@ -348,129 +310,58 @@ pub async fn run_role(
     t: Arc<Transcriber>,
     group: &str,
     recordings_topic: &str,
-    live: Option<crate::live::LiveCalls>,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    live: Option<LiveCalls>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<u64, TranscribeError> {
-    let mut sub = t.bus.subscribe(group, &[recordings_topic.to_owned()]).await?;
-    let mut done = 0u64;
-    tracing::info!(group, topic = recordings_topic, asr = %t.asr.describe(), "transcriber started");
-    while !*shutdown.borrow() {
-        let records = tokio::select! {
-            r = sub.poll(100, std::time::Duration::from_millis(500)) => r?,
-            _ = shutdown.changed() => Vec::new(),
-        };
-        for r in records {
-            let ev = match opptak_proto::v1::RecordingStored::decode(r.payload.as_ref()) {
-                Ok(ev) => ev,
-                Err(e) => {
-                    tracing::warn!(partition = r.partition, offset = r.offset, error = %e, "not a RecordingStored; skipped");
-                    continue;
-                }
-            };
-            let Ok(call_id) = CallId::parse(&ev.call_id) else {
-                continue;
-            };
-            while live.as_ref().is_some_and(|l| l.contains(&call_id)) && !*shutdown.borrow() {
-                tokio::select! {
-                    _ = tokio::time::sleep(std::time::Duration::from_millis(100)) => {}
-                    _ = shutdown.changed() => {}
-                }
-            }
-            let span = tracing::info_span!("transcribe", call_id = %call_id);
-            let settled = settle(&call_id, "transcription", &mut shutdown, || async {
-                Ok(match t.transcribe_call(&call_id).await? {
-                    Outcome::Pending(why) => Attempt::Pending(why),
-                    Outcome::Done { .. } => Attempt::Done,
-                    _ => Attempt::Final,
-                })
-            })
-            .instrument(span)
-            .await;
-            match settled {
-                // Not acknowledged: the next start retries it.
-                None => {
-                    sub.flush_commits().await?;
-                    return Ok(done);
-                }
-                Some(true) => done += 1,
-                Some(false) => {}
-            }
-            acknowledge(sub.as_mut(), &r)?;
-        }
+    let role = Transcribing { t, live };
+    role::run_role(&role, role.t.bus.as_ref(), group, recordings_topic, shutdown).await
+}
+
+/// The transcriber as a [`Role`].
+struct Transcribing {
+    t: Arc<Transcriber>,
+    live: Option<LiveCalls>,
+}
+
+impl Role for Transcribing {
+    const WHAT: &'static str = "transcription";
+
+    fn started(&self, group: &str, topic: &str) {
+        tracing::info!(group, topic, asr = %self.t.asr.describe(), "transcriber started");
     }
-    sub.flush_commits().await?;
-    Ok(done)
-}
 
-/// Marks `r` done for the role's group. A partition that moved to another
-/// member meanwhile (a rebalance) is not an error: the new owner reads the
-/// record again and the work is idempotent (a role that stopped here left
-/// its process running without it; found by the fault suite, tests/it/fault.rs).
-pub(crate) fn acknowledge(
-    sub: &mut dyn opptak_bus::Subscription,
-    r: &opptak_bus::Record,
-) -> Result<(), TranscribeError> {
-    match sub.commit(&[r.next_position()]) {
-        Err(opptak_bus::BusError::NotAssigned(e)) => {
-            tracing::warn!(partition = r.partition, offset = r.offset, error = %e, "offset not stored: partition moved");
-            Ok(())
-        }
-        other => Ok(other?),
-    }
-}
-
-/// What one attempt of a role at a call came to, for [`settle`].
-pub(crate) enum Attempt {
-    /// Stored.
-    Done,
-    /// Nothing to do, or nothing more will help (not KI, opted out, done before).
-    Final,
-    /// The backend is unavailable; try again later.
-    Pending(String),
-}
-
-/// Tries `attempt` on a call until it settles: an unavailable backend is
-/// retried with backoff (0.5 s doubling to 30 s) for as long as it takes, an
-/// error [`MAX_FAILURES`] times, after which the call stays `{what}-pending`
-/// (`opptak ki --pending` lists it) and the role moves on. `None` when
-/// `shutdown` came first (the caller must not acknowledge the call), else
-/// whether the call is done.
-pub(crate) async fn settle<F, Fut>(
-    call_id: &CallId,
-    what: &str,
-    shutdown: &mut tokio::sync::watch::Receiver<bool>,
-    mut attempt: F,
-) -> Option<bool>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<Attempt, TranscribeError>>,
-{
-    let mut backoff = std::time::Duration::from_millis(500);
-    let mut failures = 0u32;
-    loop {
-        match attempt().await {
-            Ok(Attempt::Done) => return Some(true),
-            Ok(Attempt::Final) | Err(TranscribeError::UnknownCall(_)) => return Some(false),
-            Ok(Attempt::Pending(why)) => {
-                tracing::warn!(call_id = %call_id, %why, retry_in_ms = backoff.as_millis() as u64, "{what} pending");
-            }
+    fn job(&self, r: &opptak_bus::Record) -> Job {
+        let ev = match opptak_proto::v1::RecordingStored::decode(r.payload.as_ref()) {
+            Ok(ev) => ev,
             Err(e) => {
-                failures += 1;
-                if failures >= MAX_FAILURES {
-                    tracing::error!(call_id = %call_id, error = %e, attempts = failures,
-                        "{what} keeps failing; the call stays {what}-pending");
-                    return Some(false);
-                }
-                tracing::warn!(call_id = %call_id, error = %e, retry_in_ms = backoff.as_millis() as u64, "{what} failed; retrying");
+                tracing::warn!(partition = r.partition, offset = r.offset, error = %e, "not a RecordingStored; skipped");
+                return Job::Ignore;
+            }
+        };
+        match CallId::parse(&ev.call_id) {
+            Ok(call_id) => Job::Call(call_id),
+            Err(_) => Job::Ignore,
+        }
+    }
+
+    fn span(&self, call_id: &CallId) -> tracing::Span {
+        tracing::info_span!("transcribe", call_id = %call_id)
+    }
+
+    async fn ready(&self, call_id: &CallId, shutdown: &mut watch::Receiver<bool>) {
+        while self.live.as_ref().is_some_and(|l| l.contains(call_id)) && !*shutdown.borrow() {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                _ = shutdown.changed() => {}
             }
         }
-        tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
-            _ = shutdown.changed() => {}
-        }
-        if *shutdown.borrow() {
-            return None;
-        }
-        backoff = (backoff * 2).min(std::time::Duration::from_secs(30));
+    }
+
+    async fn attempt(&self, call_id: &CallId) -> Result<Attempt, TranscribeError> {
+        Ok(match self.t.transcribe_call(call_id).await? {
+            Outcome::Pending(why) => Attempt::Pending(why.to_string()),
+            Outcome::Done { .. } => Attempt::Done,
+            _ => Attempt::Final,
+        })
     }
 }

@@ -11,9 +11,8 @@
 //! The double is a tokio TCP listener answering with canned responses and
 //! counting the requests it received, to prove what was retried and what not.
 
-use opptak_ki::asr::{
-    word_errors, AsrConfig, AsrError, BreakerState, HttpAsr, SpeechRecognizer, Transcript, Utterance,
-};
+use opptak_ki::asr::{AsrConfig, AsrError, BreakerState, HttpAsr, SpeechRecognizer, Transcript, Utterance};
+use opptak_ki::eval::word_errors;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;

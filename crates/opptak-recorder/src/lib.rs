@@ -456,10 +456,7 @@ impl Recorder {
         let r = &p.record;
         let mut detail = p.refusal.detail;
         use sha2::Digest;
-        let digest: String = sha2::Sha256::digest(&r.payload)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let digest = hex::encode(sha2::Sha256::digest(&r.payload));
         let original = if r.payload.len() > MAX_ORIGINAL {
             detail.push_str(&format!(
                 "; original of {} bytes truncated to {MAX_ORIGINAL}",

@@ -10,7 +10,7 @@
 //!   (`BYTEA` on PostgreSQL, `BLOB` on SQLite), and a test fails when they
 //!   drift apart in anything else.
 //! - [`archive`]: the [`ArchiveStore`] trait, WORM storage for records kept
-//!   for years (`file:///path` enforced by opptak, [`s3`] with Object Lock in
+//!   for years (`file:///path` enforced by opptak, [`archive::s3`] with Object Lock in
 //!   COMPLIANCE mode); see `docs/archive-store.md`.
 //! - [`contract`]: the test suites every backend passes.
 
@@ -21,10 +21,9 @@ pub mod contract;
 pub mod meta;
 pub mod reporting;
 pub mod review;
-pub mod s3;
 pub mod users;
 
-pub use archive::{open_archive_store, ArchiveStore, FsArchiveStore, Retention};
+pub use archive::{open_archive_store, s3, ArchiveStore, FsArchiveStore, Retention};
 pub use blob::{open_blob_store, BlobStore};
 pub use meta::{open_metadata_store, MetadataStore};
 

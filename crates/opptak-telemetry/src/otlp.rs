@@ -129,10 +129,6 @@ impl AttrValue {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn nanos(t: SystemTime) -> String {
     t.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos().to_string()
 }
@@ -152,8 +148,8 @@ impl SpanRecord {
         let mut attrs = self.attributes.clone();
         attrs.push(("code.namespace".into(), AttrValue::Str(self.target.into())));
         let mut span = json!({
-            "traceId": hex(&self.trace_id),
-            "spanId": hex(&self.span_id),
+            "traceId": hex::encode(self.trace_id),
+            "spanId": hex::encode(self.span_id),
             "name": self.name,
             "kind": 1, // SPAN_KIND_INTERNAL
             "startTimeUnixNano": nanos(self.start),
@@ -175,7 +171,7 @@ impl SpanRecord {
             },
         });
         if let Some(p) = self.parent_span_id {
-            span["parentSpanId"] = Value::String(hex(&p));
+            span["parentSpanId"] = Value::String(hex::encode(p));
         }
         span
     }

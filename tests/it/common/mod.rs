@@ -44,7 +44,7 @@ pub fn free_port() -> u16 {
         .unwrap()
 }
 
-/// The review service (`opptak::web::router`) on a free local port.
+/// The review service (`opptak_review::web::router`) on a free local port.
 pub struct WebService {
     /// `http://127.0.0.1:<port>`.
     pub base: String,
@@ -54,11 +54,11 @@ pub struct WebService {
 
 impl WebService {
     pub async fn start(edges: &Edges) -> Self {
-        let router = opptak::web::router(edges, false).await.unwrap();
+        let router = opptak_review::web::router(&edges.review(), false).await.unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(opptak::web::serve(listener, router, async {
+        let task = tokio::spawn(opptak_review::web::serve(listener, router, async {
             let _ = stopped.await;
         }));
         Self { base, stop, task }

@@ -6,7 +6,7 @@
 //! version id only adds a delete marker and succeeds even under a compliance
 //! lock, hiding the object while keeping it (see `docs/archive-store.md`).
 
-use crate::archive::{check_path, describe_retention, iso8601, parse_iso8601, refuse, ArchiveStore, Retention};
+use super::{check_path, describe_retention, iso8601, parse_iso8601, refuse, ArchiveStore, Retention};
 use crate::StoreError;
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -228,7 +228,7 @@ impl S3ArchiveStore {
             .collect();
         q.sort();
         let query_str = q.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
-        let payload_hash = hex(&Sha256::digest(&body));
+        let payload_hash = hex::encode(Sha256::digest(&body));
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
@@ -252,13 +252,13 @@ impl S3ArchiveStore {
         let scope = format!("{day}/{}/s3/aws4_request", self.region);
         let to_sign = format!(
             "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-            hex(&Sha256::digest(canonical.as_bytes()))
+            hex::encode(Sha256::digest(canonical.as_bytes()))
         );
         let mut k = hmac(format!("AWS4{}", self.creds.secret_key).as_bytes(), day.as_bytes());
         for part in [self.region.as_bytes(), b"s3", b"aws4_request"] {
             k = hmac(&k, part);
         }
-        let signature = hex(&hmac(&k, to_sign.as_bytes()));
+        let signature = hex::encode(hmac(&k, to_sign.as_bytes()));
         let auth = format!(
             "AWS4-HMAC-SHA256 Credential={}/{scope}, SignedHeaders={signed_names}, Signature={signature}",
             self.creds.access_key
@@ -658,10 +658,6 @@ fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
     m.finalize().into_bytes().to_vec()
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// `(YYYYMMDDThhmmssZ, YYYYMMDD)` for SigV4.
 fn amz_date(secs: i64) -> (String, String) {
     let iso = iso8601(secs * 1_000_000); // YYYY-MM-DDThh:mm:ssZ
@@ -764,14 +760,14 @@ x-amz-date:20130524T000000Z\n\nhost;range;x-amz-content-sha256;x-amz-date\n\
 e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         let to_sign = format!(
             "AWS4-HMAC-SHA256\n20130524T000000Z\n20130524/us-east-1/s3/aws4_request\n{}",
-            hex(&Sha256::digest(canonical.as_bytes()))
+            hex::encode(Sha256::digest(canonical.as_bytes()))
         );
         let mut k = hmac(format!("AWS4{secret}").as_bytes(), b"20130524");
         for part in [&b"us-east-1"[..], b"s3", b"aws4_request"] {
             k = hmac(&k, part);
         }
         assert_eq!(
-            hex(&hmac(&k, to_sign.as_bytes())),
+            hex::encode(hmac(&k, to_sign.as_bytes())),
             "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
         );
         assert_eq!(amz_date(1_369_353_600), ("20130524T000000Z".into(), "20130524".into()));

@@ -26,8 +26,8 @@
 //! the artifact deleted with its own deletion evidence, and re-routing the
 //! call's retention.
 
-use crate::app::Edges;
 use crate::disclose::{call_metadata, read_audio, sha256_hex, utc, wav_bytes, write_new_private, FileEntry};
+use crate::ComplianceEdges;
 use anyhow::{bail, Context, Result};
 use opptak_domain::model::{CallId, KeyClass, ServiceCategory};
 use opptak_domain::retention::{ArtifactKind, Decision, Policy, RetentionFacts};
@@ -101,7 +101,7 @@ fn require_ref(customer_ref: &str) -> Result<()> {
 
 /// Exports everything held about one customer to `out` (see the module docs).
 pub async fn export(
-    edges: &Edges,
+    edges: &ComplianceEdges,
     by: &str,
     customer_ref: &str,
     out: &Path,
@@ -112,15 +112,17 @@ pub async fn export(
         bail!("say who handles the request (kept in the audit log)");
     }
     // Audited before anything is decrypted (R3, R9).
-    crate::audit::record(
-        edges,
-        by,
-        "compliance",
-        "subject.export",
-        &format!("customer:{customer_ref}"),
-        "data-subject access request (GDPR art. 15, 20)",
-    )
-    .await?;
+    edges
+        .audit()
+        .await?
+        .record_allowed(
+            by,
+            "compliance",
+            "subject.export",
+            &format!("customer:{customer_ref}"),
+            "data-subject access request (GDPR art. 15, 20)",
+        )
+        .await?;
     let ids = edges.meta.calls_of_customer(customer_ref).await?;
     prepare_out(out)?;
     let now = edges.clock.now_us();
@@ -398,32 +400,34 @@ pub struct EraseRequest {
 
 /// Erases what the law lets go of one customer's calls (see the module docs)
 /// and reports every artifact's outcome with its basis. A dry run changes nothing.
-pub async fn erase(edges: &Edges, req: &EraseRequest, progress: &mut dyn FnMut(&str)) -> Result<EraseReport> {
+pub async fn erase(edges: &ComplianceEdges, req: &EraseRequest, progress: &mut dyn FnMut(&str)) -> Result<EraseReport> {
     require_ref(&req.customer_ref)?;
     for (what, v) in [("--by", &req.by), ("--reason", &req.reason)] {
         if v.trim().is_empty() {
             bail!("{what} must not be empty (it is kept as evidence of the erasure)");
         }
     }
-    crate::audit::record(
-        edges,
-        &req.by,
-        "compliance",
-        if req.dry_run {
-            "subject.erase.dry-run"
-        } else {
-            "subject.erase"
-        },
-        &format!("customer:{}", req.customer_ref),
-        &req.reason,
-    )
-    .await?;
+    edges
+        .audit()
+        .await?
+        .record_allowed(
+            &req.by,
+            "compliance",
+            if req.dry_run {
+                "subject.erase.dry-run"
+            } else {
+                "subject.erase"
+            },
+            &format!("customer:{}", req.customer_ref),
+            &req.reason,
+        )
+        .await?;
     let meta = &edges.meta;
     let retention = edges.retention();
     let now = edges.clock.now_us();
     let ids = meta.calls_of_customer(&req.customer_ref).await?;
     let shred_reason = format!("data-subject erasure: {}", req.reason);
-    let reporting = opptak_store::reporting::SqlReporting::open(&edges.config.storage.metadata).await?;
+    let reporting = opptak_store::reporting::SqlReporting::open(&edges.metadata_url).await?;
     let mut items = Vec::new();
     for (i, id) in ids.iter().enumerate() {
         progress(&format!("call {}/{}: {id}", i + 1, ids.len()));

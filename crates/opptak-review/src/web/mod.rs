@@ -37,8 +37,8 @@ mod review;
 
 pub use api::openapi;
 
-use crate::app::Edges;
 use crate::identity::{Identity, Role, User};
+use crate::ReviewEdges;
 use anyhow::Result;
 use axum::extract::{ConnectInfo, Form, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
@@ -125,9 +125,9 @@ pub struct Options {
 }
 
 pub(crate) struct App {
-    pub(crate) edges: Edges,
+    pub(crate) edges: ReviewEdges,
     pub(crate) identity: Identity,
-    pub(crate) audit: crate::audit::Audit,
+    pub(crate) audit: opptak_audit::Audit,
     pub(crate) review: crate::review::Review,
     pub(crate) qa: crate::qa::Qa,
     /// Verifies bearer tokens when `[oidc]` is configured.
@@ -138,7 +138,7 @@ pub(crate) struct App {
 }
 
 /// Builds the service's router over `edges`.
-pub async fn router(edges: &Edges, secure_cookies: bool) -> Result<Router> {
+pub async fn router(edges: &ReviewEdges, secure_cookies: bool) -> Result<Router> {
     router_with(
         edges,
         Options {
@@ -150,7 +150,7 @@ pub async fn router(edges: &Edges, secure_cookies: bool) -> Result<Router> {
 }
 
 /// [`router`] with explicit [`Options`].
-pub async fn router_with(edges: &Edges, options: Options) -> Result<Router> {
+pub async fn router_with(edges: &ReviewEdges, options: Options) -> Result<Router> {
     let web = &edges.config.web;
     let app = Arc::new(App {
         identity: Identity::open(edges).await?,
@@ -219,13 +219,9 @@ pub async fn serve(
 }
 
 pub(crate) fn csrf_of(token: &str) -> String {
-    hex(&Sha256::digest(
+    hex::encode(Sha256::digest(
         [b"opptak-csrf\0".as_slice(), token.as_bytes()].concat(),
     ))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -476,7 +472,7 @@ impl App {
     /// issuer (the embedded mode) every token is refused. Refusals are
     /// audited with the reason (never the token).
     pub(crate) async fn bearer_user(&self, token: &str) -> std::result::Result<User, Response> {
-        let refused = |reason: &str| crate::audit::Event {
+        let refused = |reason: &str| opptak_audit::Event {
             actor: "-".into(),
             role: "-".into(),
             action: "token".into(),
@@ -535,7 +531,7 @@ impl App {
 
     pub(crate) async fn audit(&self, u: &User, action: &str, subject: &str, reason: &str, outcome: &str) -> Result<()> {
         self.audit
-            .record(&crate::audit::Event {
+            .record(&opptak_audit::Event {
                 actor: u.user_id.clone(),
                 role: u.role.as_str().into(),
                 action: action.into(),
@@ -719,7 +715,7 @@ async fn set_lang(Path(code): Path<String>, Query(q): Query<Back>, headers: Head
 }
 
 async fn login_page(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
-    let nonce = hex(&rand::random::<[u8; 16]>());
+    let nonce = hex::encode(rand::random::<[u8; 16]>());
     let lang = ctx.lang;
     let mut r = Html(
         page(
@@ -777,7 +773,7 @@ async fn login(
     let user_key = format!("user:{}", f.user.to_ascii_lowercase());
     let keys = [user_key.clone(), format!("addr:{}", peer.ip())];
     if app.limiter.blocked(&keys, now) {
-        let refused = crate::audit::Event {
+        let refused = opptak_audit::Event {
             actor: f.user.clone(),
             role: "-".into(),
             action: "login".into(),

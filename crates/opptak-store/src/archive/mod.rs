@@ -4,7 +4,7 @@
 //! - `file:///dir` ([`FsArchiveStore`]): opptak enforces write-once itself;
 //!   retention lives in a sidecar `<object>.lock.json` next to each object.
 //!   Time comes from the injected [`Clock`], so tests travel years ahead.
-//! - `s3://bucket[/prefix]?endpoint=…&region=…` ([`crate::s3::S3ArchiveStore`]):
+//! - `s3://bucket[/prefix]?endpoint=…&region=…` ([`s3::S3ArchiveStore`]):
 //!   S3 Object Lock in COMPLIANCE mode; the server enforces retention and its
 //!   clock decides.
 //!
@@ -12,11 +12,13 @@
 //! retain-until or under a legal hold with [`StoreError::Retained`]; every
 //! refusal is logged (`tracing::warn!`). See `docs/archive-store.md`.
 
-use crate::s3::{S3ArchiveStore, S3Credentials};
+pub mod s3;
+
 use crate::StoreError;
 use async_trait::async_trait;
 use bytes::Bytes;
 use opptak_domain::time::{civil_from_days, days_from_civil, Clock};
+use s3::{S3ArchiveStore, S3Credentials};
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};

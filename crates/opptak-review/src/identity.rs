@@ -91,17 +91,14 @@ const MIN_PASSWORD: usize = 12;
 
 pub struct Identity {
     users: SqlUsers,
-    edges: crate::app::Edges,
+    edges: crate::ReviewEdges,
     clock: Arc<dyn Clock>,
     /// Opened at the first audited event, then shared (one pool, not one per sign-in).
-    audit: tokio::sync::OnceCell<crate::audit::Audit>,
+    audit: tokio::sync::OnceCell<opptak_audit::Audit>,
 }
 
 fn token_hash(token: &str) -> String {
-    Sha256::digest(token.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
 
 fn valid_id(id: &str) -> bool {
@@ -109,9 +106,9 @@ fn valid_id(id: &str) -> bool {
 }
 
 impl Identity {
-    pub async fn open(edges: &crate::app::Edges) -> Result<Self> {
+    pub async fn open(edges: &crate::ReviewEdges) -> Result<Self> {
         Ok(Self {
-            users: SqlUsers::open(&edges.config.storage.metadata).await?,
+            users: SqlUsers::open(&edges.config.metadata_url).await?,
             edges: edges.clone(),
             clock: edges.clock.clone(),
             audit: tokio::sync::OnceCell::new(),
@@ -122,7 +119,7 @@ impl Identity {
         self.audit
             .get_or_try_init(|| self.edges.audit())
             .await?
-            .record(&crate::audit::Event {
+            .record(&opptak_audit::Event {
                 actor: actor.into(),
                 role: role.into(),
                 action: action.into(),
@@ -225,7 +222,7 @@ impl Identity {
         let user = User::from_row(&row)?;
         let mut raw = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut raw);
-        let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+        let token = hex::encode(raw);
         let now = self.clock.now_us();
         self.users
             .add_session(&token_hash(&token), user_id, now, now + SESSION_HOURS * 3_600_000_000)

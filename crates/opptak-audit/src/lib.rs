@@ -1,4 +1,4 @@
-//! The tamper-evident audit log (R3, R9; issue 6 item 5): every read of
+//! The tamper-evident audit log (R3, R9): every read of
 //! personal data, every decision and every admin action is appended to a
 //! hash chain (`opptak_store::audit`), and every `checkpoint_every` entries
 //! the tail's hash is signed with an Ed25519 key whose seed is wrapped under
@@ -94,10 +94,6 @@ impl VerifyReport {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// The class the audit signing key is stored under (it is no call's key).
 const SIGNING_KEY_CLASS: &str = "audit-signing";
 
@@ -118,6 +114,27 @@ impl Audit {
             appender,
             signer: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// Appends one allowed read or decision by `actor` (a shortcut for the
+    /// library's own operations: disclosures, data-subject requests).
+    pub async fn record_allowed(
+        &self,
+        actor: &str,
+        role: &str,
+        action: &str,
+        subject: &str,
+        reason: &str,
+    ) -> Result<u64> {
+        self.record(&AuditEvent {
+            actor: actor.to_owned(),
+            role: role.to_owned(),
+            action: action.to_owned(),
+            subject: subject.to_owned(),
+            reason: reason.to_owned(),
+            outcome: "allowed".into(),
+        })
+        .await
     }
 
     /// Appends `e`; signs a checkpoint every `checkpoint_every` entries.
@@ -223,16 +240,16 @@ impl Audit {
             match self.open_key(&row) {
                 Ok(k) if signing::public_key(&k).as_slice() == row.public_key.as_slice() => {
                     if let Some(p) = pinned {
-                        if !p.eq_ignore_ascii_case(&hex(&row.public_key)) {
+                        if !p.eq_ignore_ascii_case(&hex::encode(&row.public_key)) {
                             report.problems.push(format!(
                                 "signing key {}: public key {} is not the pinned one",
                                 row.key_id,
-                                hex(&row.public_key)
+                                hex::encode(&row.public_key)
                             ));
                             continue;
                         }
                     }
-                    report.signers.push(hex(&row.public_key));
+                    report.signers.push(hex::encode(&row.public_key));
                     publics.insert(row.key_id.clone(), row.public_key.clone());
                 }
                 Ok(_) => report.problems.push(format!(
@@ -301,7 +318,7 @@ impl Audit {
         for (seq, c) in &pinned_hashes {
             match seen.get(seq) {
                 Some(h) if *h == c.hash => {
-                    report.newest_checkpoint = Some((*seq, hex(h)));
+                    report.newest_checkpoint = Some((*seq, hex::encode(h)));
                 }
                 Some(_) => report.problems.push(format!(
                     "entry {seq}: differs from its signed checkpoint (the chain was rewritten)"
@@ -313,30 +330,6 @@ impl Audit {
         }
         Ok(report)
     }
-}
-
-/// Appends one allowed read or decision by `actor` (a shortcut for the
-/// library's own operations: disclosures, data-subject requests).
-pub async fn record(
-    edges: &crate::app::Edges,
-    actor: &str,
-    role: &str,
-    action: &str,
-    subject: &str,
-    reason: &str,
-) -> Result<u64> {
-    edges
-        .audit()
-        .await?
-        .record(&AuditEvent {
-            actor: actor.to_owned(),
-            role: role.to_owned(),
-            action: action.to_owned(),
-            subject: subject.to_owned(),
-            reason: reason.to_owned(),
-            outcome: "allowed".into(),
-        })
-        .await
 }
 
 /// The OS user running a CLI command (the actor of its audit entries).

@@ -14,7 +14,7 @@
 //! [`call_metadata`] is shared with the data-subject export (`subject.rs`):
 //! it describes one call only, so it never carries another customer's data.
 
-use crate::app::Edges;
+use crate::ComplianceEdges;
 use anyhow::{bail, Context, Result};
 use opptak_domain::model::CallId;
 use opptak_domain::retention::{ArtifactKind, Decision, RetentionFacts};
@@ -94,7 +94,7 @@ impl std::fmt::Debug for Package {
 /// Lowercase hex SHA-256.
 pub fn sha256_hex(data: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(sha2::Sha256::digest(data))
 }
 
 /// A time as the packages show it.
@@ -164,7 +164,7 @@ fn facts_json(f: &RetentionFacts) -> Value {
 /// Everything stored about one call, without audio: its facts, the
 /// retention decisions with their rule chains, holds, each artifact and its
 /// state, and the shredding and deletion evidence. Only this call's data.
-pub async fn call_metadata(edges: &Edges, call_id: &CallId) -> Result<Value> {
+pub async fn call_metadata(edges: &ComplianceEdges, call_id: &CallId) -> Result<Value> {
     let retention = edges.retention();
     let (rec, facts) = retention
         .facts(call_id)
@@ -289,7 +289,7 @@ pub async fn call_metadata(edges: &Edges, call_id: &CallId) -> Result<Value> {
 /// tampering, a missing object, an unreachable store — is an error: a
 /// package must not silently lack audio that exists.
 pub(crate) async fn read_audio(
-    edges: &Edges,
+    edges: &ComplianceEdges,
     call_id: &CallId,
     which: Which,
 ) -> Result<std::result::Result<Recording, VaultError>> {
@@ -325,7 +325,7 @@ fn tar(files: &[(&str, &[u8])], mtime_s: u64) -> Result<Vec<u8>> {
 
 /// Builds and encrypts the package (in memory; nothing is written).
 /// `progress` sees each step.
-pub async fn build(edges: &Edges, req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Package> {
+pub async fn build(edges: &ComplianceEdges, req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Package> {
     let recipient = validate(req)?;
     let call_id = &req.call_id;
     let now = edges.clock.now_us();
@@ -458,18 +458,25 @@ pub(crate) fn write_new_private(path: &Path, data: &[u8]) -> Result<()> {
 
 /// Builds the package and writes it to `out` (mode 0600, never over an
 /// existing file); the disclosure is logged with its package hash.
-pub async fn disclose(edges: &Edges, req: &Request, out: &Path, progress: &mut dyn FnMut(&str)) -> Result<Package> {
+pub async fn disclose(
+    edges: &ComplianceEdges,
+    req: &Request,
+    out: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Package> {
     validate(req)?;
     // Audited before anything is decrypted (R3, R9).
-    crate::audit::record(
-        edges,
-        &req.disclosed_by,
-        "compliance",
-        "disclosure",
-        &format!("call:{}", req.call_id),
-        &format!("{} to {}: {}", req.case_ref, req.recipient, req.reason),
-    )
-    .await?;
+    edges
+        .audit()
+        .await?
+        .record_allowed(
+            &req.disclosed_by,
+            "compliance",
+            "disclosure",
+            &format!("call:{}", req.call_id),
+            &format!("{} to {}: {}", req.case_ref, req.recipient, req.reason),
+        )
+        .await?;
     if out.exists() {
         bail!(
             "{} exists: refusing to overwrite it; choose another --out",

@@ -19,8 +19,8 @@
 //! draft arrived in. Authorization beyond "only QA scores, only sampled
 //! calls" and the audit log are the caller's (the web layer's).
 
-use crate::app::Edges;
 use crate::identity::{Role, User};
+use crate::ReviewEdges;
 use anyhow::{Context, Result};
 use opptak_crypto::segment::ArtifactKind;
 
@@ -281,22 +281,6 @@ pub const CSV_HEADER: [&str; 14] = [
     "mean_edit_distance_per_draft_word",
 ];
 
-/// One CSV cell: RFC 4180 quoting, and a leading `'` on anything a
-/// spreadsheet would run as a formula (`= + - @`, and tab or CR, which
-/// some strip before looking) — CSV injection.
-fn csv_cell(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{s}")
-    } else {
-        s.to_owned()
-    };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
-    }
-}
-
 impl QaReport {
     /// The report as CSV (RFC 4180, CRLF line ends): [`CSV_HEADER`], one
     /// row per topic, then the [`TOTAL`] row. Means have two decimals (the
@@ -304,7 +288,7 @@ impl QaReport {
     pub fn to_csv(&self) -> String {
         let mut out = String::new();
         let mut line = |cells: Vec<String>| {
-            out.push_str(&cells.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(","));
+            out.push_str(&cells.iter().map(|c| crate::csv::field(c)).collect::<Vec<_>>().join(","));
             out.push_str("\r\n");
         };
         line(CSV_HEADER.iter().map(|h| h.to_string()).collect());
@@ -341,17 +325,17 @@ pub const MAX_NOTE_BYTES: usize = 10_000;
 
 /// QA sampling, scoring and the report over the edges' metadata store.
 pub struct Qa {
-    edges: Edges,
+    edges: ReviewEdges,
     store: SqlReporting,
     share_ppm: u64,
 }
 
 impl Qa {
     /// Opens the reporting tables; the share is `qa.share` of the config.
-    pub async fn open(edges: &Edges) -> Result<Self> {
+    pub async fn open(edges: &ReviewEdges) -> Result<Self> {
         Ok(Self {
             edges: edges.clone(),
-            store: SqlReporting::open(&edges.config.storage.metadata)
+            store: SqlReporting::open(&edges.config.metadata_url)
                 .await
                 .context("opening the reporting tables")?,
             share_ppm: share_ppm(edges.config.qa.share),
@@ -678,12 +662,15 @@ mod tests {
 
     #[test]
     fn csv_quotes_and_defuses_formulas() {
-        assert_eq!(csv_cell("cards"), "cards");
-        assert_eq!(csv_cell("a,b"), "\"a,b\"");
-        assert_eq!(csv_cell("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_cell("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(crate::csv::field("cards"), "cards");
+        assert_eq!(crate::csv::field("a,b"), "\"a,b\"");
+        assert_eq!(crate::csv::field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(crate::csv::field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
         for s in ["+1", "-1", "@SUM(A1)", "\tx"] {
-            assert!(csv_cell(s).starts_with('\'') || csv_cell(s).starts_with("\"'"), "{s}");
+            assert!(
+                crate::csv::field(s).starts_with('\'') || crate::csv::field(s).starts_with("\"'"),
+                "{s}"
+            );
         }
         let report = QaReport {
             from_day: "2026-01-01".into(),

@@ -6,8 +6,8 @@
 //! a `SummaryApproved` event on `opptak.summaries.v1` for the contact history.
 //! Once approved or rejected a draft is closed.
 
-use crate::app::Edges;
 use crate::identity::{Role, User};
+use crate::ReviewEdges;
 use anyhow::{bail, Context, Result};
 use opptak_crypto::segment::ArtifactKind;
 use opptak_domain::model::{CallId, KeyClass};
@@ -54,25 +54,25 @@ pub struct Version {
 }
 
 pub struct Review {
-    edges: Edges,
+    edges: ReviewEdges,
     store: SqlReview,
     /// Outcomes for the QA report (decision, edit distance).
     qa: crate::qa::Qa,
 }
 
-pub fn summaries_topic(edges: &Edges) -> String {
-    format!("{}opptak.summaries.v1", edges.config.bus.topic_prefix)
+pub fn summaries_topic(edges: &ReviewEdges) -> String {
+    format!("{}opptak.summaries.v1", edges.config.topic_prefix)
 }
 
 impl Review {
-    pub async fn open(edges: &Edges) -> Result<Self> {
+    pub async fn open(edges: &ReviewEdges) -> Result<Self> {
         edges
             .bus
-            .create_topic(&summaries_topic(edges), edges.config.bus.partitions)
+            .create_topic(&summaries_topic(edges), edges.config.partitions)
             .await?;
         Ok(Self {
             edges: edges.clone(),
-            store: SqlReview::open(&edges.config.storage.metadata).await?,
+            store: SqlReview::open(&edges.config.metadata_url).await?,
             qa: crate::qa::Qa::open(edges).await?,
         })
     }
@@ -232,7 +232,7 @@ fn version_sealing<'a>(call_id: &'a CallId, artifact_id: &'a str) -> Sealing<'a>
 }
 
 /// Reads the approved summary of a call (the record; `record-5y` key).
-pub async fn read_approved(edges: &Edges, call_id: &CallId) -> Result<serde_json::Value> {
+pub async fn read_approved(edges: &ReviewEdges, call_id: &CallId) -> Result<serde_json::Value> {
     Ok(edges
         .vault()
         .read_json(call_id, "approved-summary", ArtifactKind::ApprovedSummary)

@@ -812,9 +812,9 @@ pub fn to_csv(d: &Dashboard) -> String {
         let _ = write!(
             out,
             "{},{},{},{cell}\r\n",
-            csv_field(period),
-            csv_field(desk),
-            csv_field(topic)
+            crate::csv::field(period),
+            crate::csv::field(desk),
+            crate::csv::field(topic)
         );
     };
     let range = d.filter.range_label();
@@ -841,22 +841,6 @@ pub fn to_csv(d: &Dashboard) -> String {
     }
     line(&range, ALL, ALL, t2.total);
     out
-}
-
-/// One CSV field: quoted when it holds a comma, quote or line break (quotes
-/// doubled), and with a `'` in front of a leading `=`, `+`, `-`, `@`, tab or
-/// carriage return, so a spreadsheet does not run it as a formula.
-fn csv_field(s: &str) -> String {
-    let defused = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{s}")
-    } else {
-        s.to_owned()
-    };
-    if defused.contains([',', '"', '\r', '\n']) {
-        format!("\"{}\"", defused.replace('"', "\"\""))
-    } else {
-        defused
-    }
 }
 
 /// Text for XML content and attribute values.

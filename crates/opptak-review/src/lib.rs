@@ -1,0 +1,93 @@
+//! The review service and the libraries behind it: where the bank's staff
+//! work with what opptak keeps (R3, R4, R5, R6, R9).
+//!
+//! Layout:
+//! - [`web`]: the HTTP service (axum + maud, no JavaScript, nb/en): sign-in,
+//!   sessions, CSRF, the role check, the pages and the JSON API with its
+//!   OpenAPI document.
+//! - [`review`]: the advisor's decisions on a draft (versions, approval into
+//!   the 5-year customer-service record, rejection).
+//! - [`qa`]: QA sampling per stratum, assessments, the QA report (R6).
+//! - [`dashboard`]: the topic dashboard's counts with small-count
+//!   suppression (R5).
+//! - [`identity`]: local users and sessions (Argon2id); [`oidc`]: bearer
+//!   tokens from the bank's identity provider.
+//! - [`config`]: the `[web]`, `[oidc]` and `[qa]` configuration sections;
+//!   [`csv`]: the CSV writer of the downloads (formula defusing).
+//!
+//! It takes only the edges it uses ([`ReviewEdges`]); the composition root
+//! (`src/app.rs`) builds them. Every read of content and every decision is
+//! audited through `opptak_audit`.
+
+pub mod config;
+pub mod csv;
+pub mod dashboard;
+pub mod identity;
+pub mod oidc;
+pub mod qa;
+pub mod review;
+pub mod web;
+
+use opptak_bus::Bus;
+use opptak_crypto::KeyProvider;
+use opptak_domain::retention::Policy;
+use opptak_domain::time::Clock;
+use opptak_store::archive::ArchiveStore;
+use opptak_store::{BlobStore, MetadataStore};
+use std::sync::Arc;
+
+/// The review service's settings, from the binary's configuration.
+#[derive(Clone, Debug)]
+pub struct ReviewConfig {
+    pub web: config::WebSection,
+    pub oidc: Option<config::OidcSection>,
+    pub qa: config::QaSection,
+    /// The metadata database (the review, reporting and audit tables live there).
+    pub metadata_url: String,
+    /// The deployment's topic prefix (`bus.topic_prefix`).
+    pub topic_prefix: String,
+    /// Partitions of topics the service creates (`opptak.summaries.v1`).
+    pub partitions: i32,
+}
+
+/// What the review service uses of the outside world.
+#[derive(Clone)]
+pub struct ReviewEdges {
+    pub bus: Arc<dyn Bus>,
+    pub meta: Arc<dyn MetadataStore>,
+    /// Hot and archive objects alike (approved summaries, drafts, audio).
+    pub blobs: Arc<dyn BlobStore>,
+    pub keys: Arc<dyn KeyProvider>,
+    pub clock: Arc<dyn Clock>,
+    pub policy: Arc<Policy>,
+    pub archive: Arc<dyn ArchiveStore>,
+    pub config: ReviewConfig,
+}
+
+impl ReviewEdges {
+    /// The call vault over these edges.
+    pub fn vault(&self) -> opptak_vault::Vault {
+        opptak_vault::Vault::new(
+            self.meta.clone(),
+            self.blobs.clone(),
+            self.keys.clone(),
+            self.clock.clone(),
+        )
+    }
+
+    /// Retention routing (an approved summary's 5-year record).
+    pub fn retention(&self) -> opptak_retention::Retention {
+        opptak_retention::Retention::new(
+            self.meta.clone(),
+            self.blobs.clone(),
+            self.policy.clone(),
+            self.clock.clone(),
+        )
+        .with_archive(self.archive.clone())
+    }
+
+    /// The audit log in the metadata database.
+    pub async fn audit(&self) -> anyhow::Result<opptak_audit::Audit> {
+        opptak_audit::Audit::open(&self.config.metadata_url, self.keys.clone(), self.clock.clone()).await
+    }
+}
