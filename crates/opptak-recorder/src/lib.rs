@@ -5,7 +5,10 @@
 //!   each call ([`opptak_domain::reassembly`]), seals new audio into segments,
 //!   and makes a batch durable in three steps — segment blobs, one metadata
 //!   transaction, dead letters and `RecordingStored` events — before storing
-//!   the consumer offsets. A crash anywhere replays from the last stored
+//!   the consumer offsets. Planning a flush (`plan_flush`: what to seal into
+//!   the spool object, which rows) and choosing the offsets to commit
+//!   (`commit_positions`) are pure steps with unit tests of their own; the
+//!   flush itself only persists, publishes and commits. A crash anywhere replays from the last stored
 //!   offset; replayed chunks are recognised by sequence number and dropped, so
 //!   nothing acknowledged is lost and nothing is written twice.
 //! - [`compact`]: finished recordings rewritten as one format-v2 object,
@@ -999,7 +1002,6 @@ impl Recorder {
     async fn flush(&mut self, sub: &mut dyn Subscription) -> Result<(), RecorderError> {
         self.evict_shredded().await?;
         let now = now_us();
-        let mut flush = Flush::default();
         // All calls' new segments go into one spool object per flush: one
         // write instead of one per call (a file create costs ~1 ms of system
         // CPU on ext4 here; see docs/design/pitfalls.md).
@@ -1010,72 +1012,13 @@ impl Recorder {
             self.instance,
             self.flush_seq
         );
-        let mut spool: Vec<u8> = Vec::new();
-        let mut segments_written = 0u64;
-        let mut finished = Vec::new();
-        let mut arrived_ms = Vec::new();
-        for (id, call) in self.calls.iter_mut().filter(|(_, c)| c.dirty) {
-            if let Some(nc) = call.new_call.take() {
-                flush.new_calls.push(nc);
-            }
-            let ending = call.end.is_some() && !call.complete;
-            let frame_bytes = call.reasm.format().wire_frame_bytes();
-            let max = (self.cfg.max_segment_bytes / frame_bytes).max(1) * frame_bytes;
-            let mut pieces: Vec<&[u8]> = call.buf.chunks(max).collect();
-            if pieces.is_empty() && ending {
-                pieces.push(&[]);
-            }
-            let n = pieces.len();
-            for (i, pt) in pieces.into_iter().enumerate() {
-                let header = SegmentHeader {
-                    kind: ArtifactKind::Recording,
-                    final_segment: ending && i + 1 == n,
-                    key_id: call.key.id().to_owned(),
-                    recording_id: call.recording_id.clone(),
-                    index: call.segments,
-                    first_frame: call.buf_first_frame,
-                };
-                let sealed = segment::seal(&call.key, &header, pt)?;
-                let frames = (pt.len() / frame_bytes) as u64;
-                flush.segments.push(SegmentRow {
-                    recording_id: call.recording_id.clone(),
-                    idx: call.segments,
-                    blob_path: spool_path.clone(),
-                    blob_offset: spool.len() as u64,
-                    first_frame: call.buf_first_frame,
-                    frames,
-                    sealed_bytes: sealed.len() as u64,
-                    final_segment: header.final_segment,
-                });
-                spool.extend_from_slice(&sealed);
-                segments_written += 1;
-                call.segments += 1;
-                call.buf_first_frame += frames;
-            }
-            call.buf.clear();
-            arrived_ms.append(&mut call.arrived_ms);
-            flush.gaps.append(&mut call.new_gaps);
-            if ending {
-                call.complete = true;
-                finished.push(id.clone());
-            }
-            let p = call.reasm.progress();
-            flush.updates.push(CallUpdate {
-                call_id: id.clone(),
-                recording_id: call.recording_id.clone(),
-                next_sequence: p.next_sequence,
-                frames: p.frames,
-                last_chunk_frames: p.last_chunk_frames,
-                duplicate_chunks: call.duplicates,
-                segments: call.segments,
-                prev_segments: call.flushed_segments,
-                complete: call.complete,
-                end: call.end.clone(),
-                opt_out: call.opt_out.clone(),
-                updated_at_us: now,
-            });
-            call.dirty = false;
-        }
+        let FlushPlan {
+            flush,
+            spool,
+            segments_written,
+            finished,
+            arrived_ms,
+        } = plan_flush(&mut self.calls, &spool_path, self.cfg.max_segment_bytes, now)?;
         let t_start = Instant::now();
         // 1. Sealed audio into the blob store.
         if !spool.is_empty() {
@@ -1144,22 +1087,7 @@ impl Recorder {
             self.vault.purge_ki(&call_id, &o.requested_by, o.at_us).await?;
         }
         // 4. Offsets: up to the oldest chunk still held back for reordering.
-        let mut held: HashMap<(Arc<str>, i32), i64> = HashMap::new();
-        for call in self.calls.values() {
-            for s in call.reasm.buffered_tags() {
-                let e = held.entry((s.topic.clone(), s.partition)).or_insert(s.offset);
-                *e = (*e).min(s.offset);
-            }
-        }
-        let positions: Vec<Position> = self
-            .seen
-            .iter()
-            .map(|((topic, partition), max_seen)| Position {
-                topic: topic.to_string(),
-                partition: *partition,
-                next_offset: held.get(&(topic.clone(), *partition)).copied().unwrap_or(max_seen + 1),
-            })
-            .collect();
+        let (positions, held) = commit_positions(&self.seen, &self.calls);
         if let Some(tx) = &self.finished_tx {
             for id in &finished {
                 let _ = tx.send(Job::Compact(id.clone()));
@@ -1191,7 +1119,7 @@ impl Recorder {
             Err(e) => return Err(e.into()),
         }
         // Partitions with nothing held back are fully committed.
-        self.seen.retain(|k, _| held.contains_key(k));
+        self.seen.retain(|k, _| held.contains(k));
         // Finished calls leave memory; a late or replayed chunk reloads them.
         self.calls.retain(|_, c| !c.complete);
         self.stats.segments_written += segments_written;
@@ -1206,6 +1134,130 @@ impl Recorder {
         self.stats_tx.send_replace(self.stats.clone());
         Ok(())
     }
+}
+
+/// What one flush writes: planned from the calls' buffered audio, no IO.
+struct FlushPlan {
+    /// The metadata rows of the flush's one transaction.
+    flush: Flush,
+    /// The spool object: every sealed segment, back to back.
+    spool: Vec<u8>,
+    segments_written: u64,
+    /// Calls whose final segment is in this flush.
+    finished: Vec<CallId>,
+    /// Producer timestamps of the audio sealed (for the latency metric).
+    arrived_ms: Vec<i64>,
+}
+
+/// Step 1 of a flush, pure: seals each dirty call's new audio as segments
+/// of at most `max_segment_bytes` (whole frames) into one spool object at
+/// `spool_path`, with an ending call's last segment marked final (empty if
+/// nothing is left), and lists the metadata rows for the transaction. The
+/// calls' state moves on as planned (segment counters, buffers emptied,
+/// ending calls complete); if the plan is not made durable the recorder
+/// stops and rebuilds from the store, so nothing planned is taken for done.
+fn plan_flush(
+    calls: &mut HashMap<CallId, CallState>,
+    spool_path: &str,
+    max_segment_bytes: usize,
+    now_us: i64,
+) -> Result<FlushPlan, CryptoError> {
+    let mut plan = FlushPlan {
+        flush: Flush::default(),
+        spool: Vec::new(),
+        segments_written: 0,
+        finished: Vec::new(),
+        arrived_ms: Vec::new(),
+    };
+    for (id, call) in calls.iter_mut().filter(|(_, c)| c.dirty) {
+        if let Some(nc) = call.new_call.take() {
+            plan.flush.new_calls.push(nc);
+        }
+        let ending = call.end.is_some() && !call.complete;
+        let frame_bytes = call.reasm.format().wire_frame_bytes();
+        let max = (max_segment_bytes / frame_bytes).max(1) * frame_bytes;
+        let mut pieces: Vec<&[u8]> = call.buf.chunks(max).collect();
+        if pieces.is_empty() && ending {
+            pieces.push(&[]);
+        }
+        let n = pieces.len();
+        for (i, pt) in pieces.into_iter().enumerate() {
+            let header = SegmentHeader {
+                kind: ArtifactKind::Recording,
+                final_segment: ending && i + 1 == n,
+                key_id: call.key.id().to_owned(),
+                recording_id: call.recording_id.clone(),
+                index: call.segments,
+                first_frame: call.buf_first_frame,
+            };
+            let sealed = segment::seal(&call.key, &header, pt)?;
+            let frames = (pt.len() / frame_bytes) as u64;
+            plan.flush.segments.push(SegmentRow {
+                recording_id: call.recording_id.clone(),
+                idx: call.segments,
+                blob_path: spool_path.to_owned(),
+                blob_offset: plan.spool.len() as u64,
+                first_frame: call.buf_first_frame,
+                frames,
+                sealed_bytes: sealed.len() as u64,
+                final_segment: header.final_segment,
+            });
+            plan.spool.extend_from_slice(&sealed);
+            plan.segments_written += 1;
+            call.segments += 1;
+            call.buf_first_frame += frames;
+        }
+        call.buf.clear();
+        plan.arrived_ms.append(&mut call.arrived_ms);
+        plan.flush.gaps.append(&mut call.new_gaps);
+        if ending {
+            call.complete = true;
+            plan.finished.push(id.clone());
+        }
+        let p = call.reasm.progress();
+        plan.flush.updates.push(CallUpdate {
+            call_id: id.clone(),
+            recording_id: call.recording_id.clone(),
+            next_sequence: p.next_sequence,
+            frames: p.frames,
+            last_chunk_frames: p.last_chunk_frames,
+            duplicate_chunks: call.duplicates,
+            segments: call.segments,
+            prev_segments: call.flushed_segments,
+            complete: call.complete,
+            end: call.end.clone(),
+            opt_out: call.opt_out.clone(),
+            updated_at_us: now_us,
+        });
+        call.dirty = false;
+    }
+    Ok(plan)
+}
+
+/// Step 4 of a flush, pure: the offset each input partition may be
+/// committed at — just past the highest offset seen, or at the oldest chunk
+/// a call still holds back for reordering, so a crash reads it again. Also
+/// returns the partitions with chunks held back.
+fn commit_positions(
+    seen: &BTreeMap<(Arc<str>, i32), i64>,
+    calls: &HashMap<CallId, CallState>,
+) -> (Vec<Position>, HashSet<(Arc<str>, i32)>) {
+    let mut held: HashMap<(Arc<str>, i32), i64> = HashMap::new();
+    for call in calls.values() {
+        for s in call.reasm.buffered_tags() {
+            let e = held.entry((s.topic.clone(), s.partition)).or_insert(s.offset);
+            *e = (*e).min(s.offset);
+        }
+    }
+    let positions = seen
+        .iter()
+        .map(|((topic, partition), max_seen)| Position {
+            topic: topic.to_string(),
+            partition: *partition,
+            next_offset: held.get(&(topic.clone(), *partition)).copied().unwrap_or(max_seen + 1),
+        })
+        .collect();
+    (positions, held.into_keys().collect())
 }
 
 fn recording_stored(call: &CallState) -> v1::RecordingStored {
@@ -1286,5 +1338,168 @@ async fn compaction_loop(
             }
             r = shutdown.changed(), if !stopping => stopping = r.is_err() || *shutdown.borrow(),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use opptak_domain::model::{AudioFormat, ChannelRole, Codec, Desk, Direction, ServiceCategory};
+
+    fn call(id: &str) -> (CallId, CallState) {
+        let call_id = CallId::parse(id).unwrap();
+        let format = AudioFormat::new(Codec::Pcmu, 8000, vec![ChannelRole::Agent, ChannelRole::Customer]).unwrap();
+        let facts = CallFacts {
+            call_id: call_id.clone(),
+            started_at_us: 1,
+            direction: Direction::Inbound,
+            customer_ref: "cust".into(),
+            advisor_id: "adv".into(),
+            desk: Desk::CustomerCenter,
+            service_category: ServiceCategory::General,
+            ki_enabled: false,
+            customer_informed: false,
+            format: format.clone(),
+        };
+        let state = CallState {
+            facts,
+            recording_id: format!("rec-{id}"),
+            blob_prefix: format!("recordings/{id}"),
+            key: DataKey::generate(),
+            tel_key: None,
+            reasm: Reassembler::new(format, ReassemblyConfig::default()),
+            segments: 0,
+            flushed_segments: 0,
+            buf: Vec::new(),
+            buf_first_frame: 0,
+            new_gaps: Vec::new(),
+            duplicates: 0,
+            end: None,
+            opt_out: None,
+            complete: false,
+            new_call: None,
+            dirty: false,
+            hole_since: None,
+            partition: None,
+            arrived_ms: Vec::new(),
+            last_input_us: 0,
+        };
+        (call_id, state)
+    }
+
+    fn source(partition: i32, offset: i64) -> Source {
+        Source {
+            topic: Arc::from("opptak.telephony.v1"),
+            partition,
+            offset,
+            timestamp_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_flush_seals_each_calls_new_audio_into_one_spool_object() {
+        let mut calls = HashMap::new();
+        // 2.5 segments of stereo G.711 (2 bytes a frame), and an idle call.
+        let (a, mut sa) = call("call-a");
+        sa.buf = (0..2500u32).map(|i| (i % 251) as u8).collect();
+        sa.arrived_ms = vec![7, 8];
+        sa.dirty = true;
+        calls.insert(a.clone(), sa);
+        let (b, sb) = call("call-b");
+        calls.insert(b.clone(), sb);
+
+        let plan = plan_flush(&mut calls, "spool/h1/x-1.optk", 1000, 42).unwrap();
+        assert_eq!(plan.segments_written, 3);
+        assert_eq!(plan.arrived_ms, vec![7, 8]);
+        assert!(plan.finished.is_empty());
+        let rows = &plan.flush.segments;
+        assert_eq!(rows.iter().map(|r| r.frames).collect::<Vec<_>>(), vec![500, 500, 250]);
+        assert_eq!(
+            rows.iter().map(|r| r.first_frame).collect::<Vec<_>>(),
+            vec![0, 500, 1000]
+        );
+        let mut at = 0;
+        let mut audio = Vec::new();
+        let key = &calls[&a].key;
+        for (i, r) in rows.iter().enumerate() {
+            assert_eq!((r.idx, r.blob_offset, r.final_segment), (i as u64, at, false));
+            assert_eq!(r.blob_path, "spool/h1/x-1.optk");
+            let sealed = &plan.spool[r.blob_offset as usize..(r.blob_offset + r.sealed_bytes) as usize];
+            let (_, pt) = segment::open(
+                key,
+                sealed,
+                segment::Expect {
+                    kind: ArtifactKind::Recording,
+                    recording_id: "rec-call-a",
+                    index: i as u64,
+                },
+            )
+            .unwrap();
+            audio.extend(pt);
+            at += r.sealed_bytes;
+        }
+        assert_eq!(at, plan.spool.len() as u64, "the spool is the segments back to back");
+        assert_eq!(audio, (0..2500u32).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+        // One update, for the dirty call only, fenced on its previous count.
+        assert_eq!(plan.flush.updates.len(), 1);
+        let u = &plan.flush.updates[0];
+        assert_eq!((u.segments, u.prev_segments, u.updated_at_us), (3, 0, 42));
+        let sa = &calls[&a];
+        assert!(!sa.dirty && sa.buf.is_empty() && sa.arrived_ms.is_empty());
+        assert_eq!((sa.segments, sa.buf_first_frame), (3, 1250));
+    }
+
+    #[test]
+    fn an_ending_call_gets_a_final_segment_even_without_new_audio() {
+        let mut calls = HashMap::new();
+        let (a, mut sa) = call("call-end");
+        sa.segments = 4;
+        sa.flushed_segments = 4;
+        sa.buf_first_frame = 900;
+        sa.end = Some(CallEnd {
+            ended_at_us: 5,
+            reason: "hangup_customer".into(),
+            last_sequence: None,
+        });
+        sa.dirty = true;
+        calls.insert(a.clone(), sa);
+        let plan = plan_flush(&mut calls, "spool/h1/x-2.optk", 1000, 43).unwrap();
+        assert_eq!(plan.finished, vec![a.clone()]);
+        assert_eq!(plan.flush.segments.len(), 1);
+        let r = &plan.flush.segments[0];
+        assert_eq!((r.idx, r.first_frame, r.frames, r.final_segment), (4, 900, 0, true));
+        assert!(calls[&a].complete);
+        assert!(plan.flush.updates[0].complete);
+        // Complete: a later flush writes nothing more for it.
+        calls.get_mut(&a).unwrap().dirty = true;
+        let again = plan_flush(&mut calls, "spool/h1/x-3.optk", 1000, 44).unwrap();
+        assert_eq!(again.segments_written, 0);
+        assert!(again.finished.is_empty());
+    }
+
+    #[test]
+    fn offsets_stop_at_the_oldest_chunk_held_back_for_reordering() {
+        let mut calls = HashMap::new();
+        let (a, mut sa) = call("call-held");
+        // Sequence 0 is missing: 1 and 2 wait in the reorder window.
+        let chunk = vec![0xffu8; 160];
+        assert!(matches!(
+            sa.reasm.offer(2, &chunk, None, source(0, 9)).unwrap(),
+            Offer::Accepted
+        ));
+        assert!(matches!(
+            sa.reasm.offer(1, &chunk, None, source(0, 5)).unwrap(),
+            Offer::Accepted
+        ));
+        calls.insert(a, sa);
+        let mut seen = BTreeMap::new();
+        seen.insert((Arc::from("opptak.telephony.v1"), 0), 12);
+        seen.insert((Arc::from("opptak.telephony.v1"), 1), 3);
+        let (positions, held) = commit_positions(&seen, &calls);
+        let at = |p: i32| positions.iter().find(|x| x.partition == p).unwrap().next_offset;
+        assert_eq!(at(0), 5, "the held chunk is read again after a crash");
+        assert_eq!(at(1), 4, "past everything seen");
+        assert_eq!(held.len(), 1);
     }
 }
