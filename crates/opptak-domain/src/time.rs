@@ -1,4 +1,10 @@
-//! UTC calendar dates without a time-zone database.
+//! UTC calendar dates and times without a time-zone database — the one
+//! place opptak reads and writes them: days ([`Day`], `YYYY-MM-DD`, ISO
+//! weeks), `YYYY-MM-DD hh:mm:ss` for people ([`utc_time`]), ISO 8601 for
+//! protocols ([`iso8601`], [`parse_iso8601`]: S3 retain-until dates), year
+//! arithmetic for retention ([`add_years`]), and the injected [`Clock`].
+
+use std::fmt;
 
 /// `(year, month, day)` of a day counted from 1970-01-01 (Howard Hinnant's
 /// `civil_from_days`, exact for the proleptic Gregorian calendar).
@@ -80,6 +86,143 @@ impl Clock for ManualClock {
     }
 }
 
+/// `YYYY-MM-DDThh:mm:ssZ` (UTC), with `.ffffff` only when `us` has a fraction.
+pub fn iso8601(us: i64) -> String {
+    let secs = us.div_euclid(1_000_000);
+    let frac = us.rem_euclid(1_000_000);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    let hms = format!("{:02}:{:02}:{:02}", s / 3600, s % 3600 / 60, s % 60);
+    if frac == 0 {
+        format!("{y:04}-{m:02}-{d:02}T{hms}Z")
+    } else {
+        format!("{y:04}-{m:02}-{d:02}T{hms}.{frac:06}Z")
+    }
+}
+
+/// Parses `YYYY-MM-DDThh:mm:ss[.fraction](Z|+00:00)` (what S3 servers send);
+/// fractions below a microsecond are dropped.
+pub fn parse_iso8601(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let s = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00:00"))?;
+    let (date, time) = s.split_once('T')?;
+    let mut dp = date.splitn(3, '-');
+    let y: i64 = dp.next()?.parse().ok()?;
+    let m: u32 = dp.next()?.parse().ok()?;
+    let d: u32 = dp.next()?.parse().ok()?;
+    let (hms, frac) = match time.split_once('.') {
+        Some((hms, frac)) => (hms, frac),
+        None => (time, ""),
+    };
+    let mut tp = hms.splitn(3, ':');
+    let hh: i64 = tp.next()?.parse().ok()?;
+    let mm: i64 = tp.next()?.parse().ok()?;
+    let ss: i64 = tp.next()?.parse().ok()?;
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut micros = 0i64;
+    for (i, b) in frac.bytes().take(6).enumerate() {
+        micros += i64::from(b - b'0') * 10i64.pow(5 - i as u32);
+    }
+    let secs = days_from_civil(y, m, d) * 86_400 + hh * 3600 + mm * 60 + ss;
+    Some(secs * 1_000_000 + micros)
+}
+
+/// A UTC calendar day, counted from 1970-01-01.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Day(i64);
+
+impl Day {
+    /// The day of a civil date, `None` if there is no such date.
+    pub fn from_ymd(year: i64, month: u32, day: u32) -> Option<Day> {
+        let days = days_from_civil(year, month, day);
+        (civil_from_days(days) == (year, month, day)).then_some(Day(days))
+    }
+
+    pub fn from_days_since_epoch(days: i64) -> Day {
+        Day(days)
+    }
+
+    pub fn days_since_epoch(self) -> i64 {
+        self.0
+    }
+
+    /// The day `n` days later (earlier if negative).
+    pub fn plus(self, n: i64) -> Day {
+        Day(self.0 + n)
+    }
+
+    /// 1 (Monday) to 7 (Sunday); 1970-01-01 was a Thursday.
+    pub fn iso_weekday(self) -> u32 {
+        (self.0 + 3).rem_euclid(7) as u32 + 1
+    }
+
+    /// The Monday of this day's ISO week.
+    pub fn monday(self) -> Day {
+        Day(self.0 - i64::from(self.iso_weekday()) + 1)
+    }
+
+    /// ISO 8601 week-numbering year and week: weeks start on Monday and
+    /// belong to the year their Thursday falls in, so 2027-01-01 is in
+    /// 2026-W53 and 2024-12-30 in 2025-W01.
+    pub fn iso_week(self) -> (i64, u32) {
+        let thursday = self.monday().0 + 3;
+        let (year, _, _) = civil_from_days(thursday);
+        let week = (thursday - days_from_civil(year, 1, 1)) / 7 + 1;
+        (year, week as u32)
+    }
+
+    /// `YYYY-Www`, e.g. `2026-W48`.
+    pub fn week_label(self) -> String {
+        let (year, week) = self.iso_week();
+        format!("{year:04}-W{week:02}")
+    }
+}
+
+impl fmt::Display for Day {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (y, m, d) = civil_from_days(self.0);
+        write!(f, "{y:04}-{m:02}-{d:02}")
+    }
+}
+
+/// Not a `YYYY-MM-DD` calendar date.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvalidDay(pub String);
+
+impl fmt::Display for InvalidDay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid day {:?} (YYYY-MM-DD expected)", self.0)
+    }
+}
+
+impl std::error::Error for InvalidDay {}
+
+impl std::str::FromStr for Day {
+    type Err = InvalidDay;
+
+    /// Exactly `YYYY-MM-DD`, a real date.
+    fn from_str(s: &str) -> Result<Day, InvalidDay> {
+        let invalid = || InvalidDay(s.to_owned());
+        let b = s.as_bytes();
+        let digits = |r: std::ops::Range<usize>| b[r.clone()].iter().all(u8::is_ascii_digit).then(|| &s[r]);
+        if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+            return Err(invalid());
+        }
+        let (Some(y), Some(m), Some(d)) = (digits(0..4), digits(5..7), digits(8..10)) else {
+            return Err(invalid());
+        };
+        let (Ok(y), Ok(m), Ok(d)) = (y.parse::<i64>(), m.parse::<u32>(), d.parse::<u32>()) else {
+            return Err(invalid());
+        };
+        Day::from_ymd(y, m, d).ok_or_else(invalid)
+    }
+}
+
 /// `YYYY-MM-DD` (UTC) of a time in µs since the epoch.
 pub fn utc_day(us: i64) -> String {
     let (y, m, d) = civil_from_days(us.div_euclid(86_400_000_000));
@@ -101,6 +244,28 @@ pub fn utc_time(us: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn iso8601_round_trips() {
+        for us in [
+            0,
+            1_795_824_000_000_000,
+            1_795_824_003_000_001,
+            951_782_400_500_000,
+            -1_000_000,
+        ] {
+            assert_eq!(parse_iso8601(&iso8601(us)), Some(us), "{}", iso8601(us));
+        }
+        assert_eq!(iso8601(1_795_824_003_000_000), "2026-11-28T00:00:03Z");
+        assert_eq!(parse_iso8601("2026-11-28T00:00:03.000Z"), Some(1_795_824_003_000_000));
+        assert_eq!(
+            parse_iso8601("2026-11-28T00:00:03.123456789Z"),
+            Some(1_795_824_003_123_456)
+        );
+        assert_eq!(parse_iso8601("2026-11-28T00:00:03+00:00"), Some(1_795_824_003_000_000));
+        assert_eq!(parse_iso8601("2026-11-28 00:00:03"), None);
+        assert_eq!(parse_iso8601("2026-13-28T00:00:03Z"), None);
+    }
+
     use super::*;
 
     #[test]

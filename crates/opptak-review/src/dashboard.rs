@@ -63,7 +63,7 @@
 //! day's counts). Restricting the ranges offered, or auditing the queries, is
 //! the page's part.
 
-use opptak_domain::time::{civil_from_days, days_from_civil};
+pub use opptak_domain::time::Day;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
 use std::fmt::{self, Write as _};
@@ -111,6 +111,12 @@ pub enum DashboardError {
     InvalidRow { day: String },
 }
 
+impl From<opptak_domain::time::InvalidDay> for DashboardError {
+    fn from(e: opptak_domain::time::InvalidDay) -> Self {
+        Self::InvalidDay(e.0)
+    }
+}
+
 impl fmt::Display for DashboardError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -127,85 +133,6 @@ impl fmt::Display for DashboardError {
 }
 
 impl std::error::Error for DashboardError {}
-
-/// A UTC calendar day, counted from 1970-01-01.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Day(i64);
-
-impl Day {
-    /// The day of a civil date, `None` if there is no such date.
-    pub fn from_ymd(year: i64, month: u32, day: u32) -> Option<Day> {
-        let days = days_from_civil(year, month, day);
-        (civil_from_days(days) == (year, month, day)).then_some(Day(days))
-    }
-
-    pub fn from_days_since_epoch(days: i64) -> Day {
-        Day(days)
-    }
-
-    pub fn days_since_epoch(self) -> i64 {
-        self.0
-    }
-
-    /// The day `n` days later (earlier if negative).
-    pub fn plus(self, n: i64) -> Day {
-        Day(self.0 + n)
-    }
-
-    /// 1 (Monday) to 7 (Sunday); 1970-01-01 was a Thursday.
-    pub fn iso_weekday(self) -> u32 {
-        (self.0 + 3).rem_euclid(7) as u32 + 1
-    }
-
-    /// The Monday of this day's ISO week.
-    pub fn monday(self) -> Day {
-        Day(self.0 - i64::from(self.iso_weekday()) + 1)
-    }
-
-    /// ISO 8601 week-numbering year and week: weeks start on Monday and
-    /// belong to the year their Thursday falls in, so 2027-01-01 is in
-    /// 2026-W53 and 2024-12-30 in 2025-W01.
-    pub fn iso_week(self) -> (i64, u32) {
-        let thursday = self.monday().0 + 3;
-        let (year, _, _) = civil_from_days(thursday);
-        let week = (thursday - days_from_civil(year, 1, 1)) / 7 + 1;
-        (year, week as u32)
-    }
-
-    /// `YYYY-Www`, e.g. `2026-W48`.
-    pub fn week_label(self) -> String {
-        let (year, week) = self.iso_week();
-        format!("{year:04}-W{week:02}")
-    }
-}
-
-impl fmt::Display for Day {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (y, m, d) = civil_from_days(self.0);
-        write!(f, "{y:04}-{m:02}-{d:02}")
-    }
-}
-
-impl std::str::FromStr for Day {
-    type Err = DashboardError;
-
-    /// Exactly `YYYY-MM-DD`, a real date.
-    fn from_str(s: &str) -> Result<Day, DashboardError> {
-        let invalid = || DashboardError::InvalidDay(s.to_owned());
-        let b = s.as_bytes();
-        let digits = |r: std::ops::Range<usize>| b[r.clone()].iter().all(u8::is_ascii_digit).then(|| &s[r]);
-        if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
-            return Err(invalid());
-        }
-        let (Some(y), Some(m), Some(d)) = (digits(0..4), digits(5..7), digits(8..10)) else {
-            return Err(invalid());
-        };
-        let (Ok(y), Ok(m), Ok(d)) = (y.parse::<i64>(), m.parse::<u32>(), d.parse::<u32>()) else {
-            return Err(invalid());
-        };
-        Day::from_ymd(y, m, d).ok_or_else(invalid)
-    }
-}
 
 /// The columns of the topic × period table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -260,7 +187,7 @@ impl Filter {
             Period::Day => (from, to),
             Period::Week => (from.monday(), to.monday().plus(6)),
         };
-        let days = (to.0 - from.0 + 1) as usize;
+        let days = (to.days_since_epoch() - from.days_since_epoch() + 1) as usize;
         let periods = match period {
             Period::Day => days,
             Period::Week => days / 7,
@@ -333,10 +260,10 @@ impl Filter {
             Period::Day => 1,
             Period::Week => 7,
         };
-        (self.from.0..=self.to.0)
+        (self.from.days_since_epoch()..=self.to.days_since_epoch())
             .step_by(step)
             .map(|first| {
-                let first = Day(first);
+                let first = Day::from_days_since_epoch(first);
                 let last = first.plus(step as i64 - 1);
                 let label = match self.period {
                     Period::Day => first.to_string(),
@@ -353,7 +280,7 @@ impl Filter {
     }
 
     fn period_index(&self, day: Day) -> usize {
-        let offset = (day.0 - self.from.0) as usize;
+        let offset = (day.days_since_epoch() - self.from.days_since_epoch()) as usize;
         match self.period {
             Period::Day => offset,
             Period::Week => offset / 7,
@@ -1171,6 +1098,7 @@ pub fn svg_chart(d: &Dashboard, lang: &str) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use opptak_domain::time::days_from_civil;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
@@ -1209,9 +1137,9 @@ mod tests {
 
         // Against the definition: week 1 is the week holding 4 January.
         for n in days_from_civil(1999, 1, 1)..days_from_civil(2032, 1, 1) {
-            let d = Day(n);
+            let d = Day::from_days_since_epoch(n);
             let (year, week) = d.iso_week();
-            let week1 = Day(days_from_civil(year, 1, 4)).monday();
+            let week1 = Day::from_days_since_epoch(days_from_civil(year, 1, 4)).monday();
             assert_eq!(d.monday(), week1.plus(7 * (i64::from(week) - 1)), "{d}");
             assert!((1..=53).contains(&week));
         }
@@ -1247,7 +1175,7 @@ mod tests {
             "2026-11-2x",
         ] {
             assert_eq!(
-                bad.parse::<Day>(),
+                bad.parse::<Day>().map_err(DashboardError::from),
                 Err(DashboardError::InvalidDay(bad.to_owned())),
                 "{bad}"
             );

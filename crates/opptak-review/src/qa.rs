@@ -600,16 +600,9 @@ fn note_id(reviewer: &str, at_us: i64) -> String {
     format!("qa-note/{reviewer}/{at_us}")
 }
 
-/// Days are compared as text, so they must be exactly `YYYY-MM-DD`.
+/// Days are compared as text, so they must be exactly `YYYY-MM-DD` (and a real date).
 fn check_day(day: &str) -> Result<()> {
-    let b = day.as_bytes();
-    let ok = b.len() == 10
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
-    if !ok {
+    if day.parse::<opptak_domain::time::Day>().is_err() {
         anyhow::bail!("{day:?}: expected a day as YYYY-MM-DD");
     }
     Ok(())

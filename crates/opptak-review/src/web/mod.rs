@@ -219,9 +219,7 @@ pub async fn serve(
 }
 
 pub(crate) fn csrf_of(token: &str) -> String {
-    hex::encode(Sha256::digest(
-        [b"opptak-csrf\0".as_slice(), token.as_bytes()].concat(),
-    ))
+    hex::encode(Sha256::digest([b"opptak-csrf\0".as_slice(), token.as_bytes()].concat()))
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {

@@ -17,7 +17,7 @@ pub mod s3;
 use crate::StoreError;
 use async_trait::async_trait;
 use bytes::Bytes;
-use opptak_domain::time::{civil_from_days, days_from_civil, Clock};
+use opptak_domain::time::{iso8601, Clock};
 use s3::{S3ArchiveStore, S3Credentials};
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -91,52 +91,6 @@ pub(crate) fn check_path(path: &str) -> Result<(), StoreError> {
         return bad("names ending in .lock.json are reserved");
     }
     Ok(())
-}
-
-/// `YYYY-MM-DDThh:mm:ssZ` (UTC), with `.ffffff` only when `us` has a fraction.
-pub fn iso8601(us: i64) -> String {
-    let secs = us.div_euclid(1_000_000);
-    let frac = us.rem_euclid(1_000_000);
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400);
-    let hms = format!("{:02}:{:02}:{:02}", s / 3600, s % 3600 / 60, s % 60);
-    if frac == 0 {
-        format!("{y:04}-{m:02}-{d:02}T{hms}Z")
-    } else {
-        format!("{y:04}-{m:02}-{d:02}T{hms}.{frac:06}Z")
-    }
-}
-
-/// Parses `YYYY-MM-DDThh:mm:ss[.fraction](Z|+00:00)` (what S3 servers send);
-/// fractions below a microsecond are dropped.
-pub fn parse_iso8601(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let s = s.strip_suffix('Z').or_else(|| s.strip_suffix("+00:00"))?;
-    let (date, time) = s.split_once('T')?;
-    let mut dp = date.splitn(3, '-');
-    let y: i64 = dp.next()?.parse().ok()?;
-    let m: u32 = dp.next()?.parse().ok()?;
-    let d: u32 = dp.next()?.parse().ok()?;
-    let (hms, frac) = match time.split_once('.') {
-        Some((hms, frac)) => (hms, frac),
-        None => (time, ""),
-    };
-    let mut tp = hms.splitn(3, ':');
-    let hh: i64 = tp.next()?.parse().ok()?;
-    let mm: i64 = tp.next()?.parse().ok()?;
-    let ss: i64 = tp.next()?.parse().ok()?;
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
-        return None;
-    }
-    if !frac.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let mut micros = 0i64;
-    for (i, b) in frac.bytes().take(6).enumerate() {
-        micros += i64::from(b - b'0') * 10i64.pow(5 - i as u32);
-    }
-    let secs = days_from_civil(y, m, d) * 86_400 + hh * 3600 + mm * 60 + ss;
-    Some(secs * 1_000_000 + micros)
 }
 
 /// Logs a refused attempt and returns the error for it.
@@ -584,28 +538,6 @@ impl ArchiveStore for FsArchiveStore {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn iso8601_round_trips() {
-        for us in [
-            0,
-            1_795_824_000_000_000,
-            1_795_824_003_000_001,
-            951_782_400_500_000,
-            -1_000_000,
-        ] {
-            assert_eq!(parse_iso8601(&iso8601(us)), Some(us), "{}", iso8601(us));
-        }
-        assert_eq!(iso8601(1_795_824_003_000_000), "2026-11-28T00:00:03Z");
-        assert_eq!(parse_iso8601("2026-11-28T00:00:03.000Z"), Some(1_795_824_003_000_000));
-        assert_eq!(
-            parse_iso8601("2026-11-28T00:00:03.123456789Z"),
-            Some(1_795_824_003_123_456)
-        );
-        assert_eq!(parse_iso8601("2026-11-28T00:00:03+00:00"), Some(1_795_824_003_000_000));
-        assert_eq!(parse_iso8601("2026-11-28 00:00:03"), None);
-        assert_eq!(parse_iso8601("2026-13-28T00:00:03Z"), None);
-    }
 
     #[test]
     fn paths_are_checked() {

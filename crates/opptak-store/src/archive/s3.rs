@@ -6,12 +6,13 @@
 //! version id only adds a delete marker and succeeds even under a compliance
 //! lock, hiding the object while keeping it (see `docs/archive-store.md`).
 
-use super::{check_path, describe_retention, iso8601, parse_iso8601, refuse, ArchiveStore, Retention};
+use super::{check_path, describe_retention, refuse, ArchiveStore, Retention};
 use crate::StoreError;
 use async_trait::async_trait;
 use base64::Engine as _;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
+use opptak_domain::time::{iso8601, parse_iso8601};
 use reqwest::{Method, StatusCode, Url};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
