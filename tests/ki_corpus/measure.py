@@ -23,7 +23,7 @@ five or more digits in all, or with a leading zero, is read digit by digit
 ("912 34 567" -> "nine one two three four five six seven": phone and account
 numbers), and a few British spellings become American ("centre" -> "center")
 as Whisper writes them. A second figure uses the rules of
-opptak_ki::asr::normalize_words (no e-mail or digit-run rules, "%" dropped).
+opptak_ki::eval::normalize_words (no e-mail or digit-run rules, "%" dropped).
 
 --topics also runs a port of the embedded phrase classifier
 (opptak_domain::summary::classify, English phrases of
@@ -247,7 +247,7 @@ def normalize(text):
 
 
 def normalize_rust(text):
-    """opptak_ki::asr::normalize_words, ported."""
+    """opptak_ki::eval::normalize_words, ported."""
     words = []
     for raw in re.split(r"[\s/-]", text.lower()):
         digits = raw.strip("".join(set(c for c in raw if not c.isdigit())))
@@ -427,7 +427,7 @@ def main():
     codec = calls[0]["codec"]
     mode = "whole channels" if args.whole else "turn by turn"
     print(f"WER {e / n:.3f} ({e}/{n} words) over {len(calls)} calls, {rate} Hz {codec}, {mode}; KI calls only {ki_e / ki_n:.3f} ({ki_e}/{ki_n})")
-    print(f"WER with opptak_ki::asr::normalize_words rules: {re_ / rn:.3f} ({re_}/{rn})")
+    print(f"WER with opptak_ki::eval::normalize_words rules: {re_ / rn:.3f} ({re_}/{rn})")
     print(f"{len(jobs)} requests, {audio_s:.0f} s of audio in {elapsed:.1f} s ({audio_s / elapsed:.1f}x real time)")
     if taxonomy:
         print(f"topics: script classified as the manifest says in {len(calls) - len(topic_bad)}/{len(calls)} calls"
