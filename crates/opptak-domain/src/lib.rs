@@ -10,7 +10,9 @@
 //! - [`vad`]: energy-based voice activity detection, cutting a channel into utterances.
 //! - [`summary`]: draft summaries and topic tags: the topic taxonomy, the
 //!   embedded extractive summarizer and classifier, prompts and JSON schema.
-//! - [`time`]: UTC dates without a time-zone database, and the injected [`time::Clock`].
+//! - [`time`]: UTC days, ISO weeks and ISO 8601 times without a time-zone
+//!   database (the one place dates are read and written), and the injected
+//!   [`time::Clock`].
 //!
 //! The IO crates (bus, store, recorder) call into this crate; it calls nothing.
 

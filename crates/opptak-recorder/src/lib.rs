@@ -8,9 +8,10 @@
 //!   the consumer offsets. Planning a flush (`plan_flush`: what to seal into
 //!   the spool object, which rows) and choosing the offsets to commit
 //!   (`commit_positions`) are pure steps with unit tests of their own; the
-//!   flush itself only persists, publishes and commits. A crash anywhere replays from the last stored
-//!   offset; replayed chunks are recognised by sequence number and dropped, so
-//!   nothing acknowledged is lost and nothing is written twice.
+//!   flush itself only persists, publishes and commits. A crash anywhere
+//!   replays from the last stored offset; replayed chunks are recognised by
+//!   sequence number and dropped, so nothing acknowledged is lost and
+//!   nothing is written twice.
 //! - [`compact`]: finished recordings rewritten as one format-v2 object,
 //!   with the copies the retention policy keeps (archive, KI).
 //! - [`Topics`]: topic names.

@@ -1,8 +1,8 @@
 //! Storage edges of opptak.
 //!
 //! - [`blob`]: the [`BlobStore`] trait over the object_store crate
-//!   (`memory://`, `file:///path`; S3 arrives with the archive issue). Only
-//!   sealed segments are ever written here.
+//!   (`memory://`, `file:///path`; the hot store on S3 is issue 20). Only
+//!   sealed data is ever written here.
 //! - [`meta`]: the [`MetadataStore`] trait and its SQL implementation (sqlx
 //!   `Any`: `postgres://` in production, `sqlite://` embedded), with
 //!   migrations per backend under `migrations/`. The two sets are the same
