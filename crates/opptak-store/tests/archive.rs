@@ -6,8 +6,8 @@
 #![allow(clippy::unwrap_used)]
 
 use bytes::Bytes;
-use opptak_domain::time::{Clock, ManualClock, SystemClock};
 use opptak_domain::time::iso8601;
+use opptak_domain::time::{Clock, ManualClock, SystemClock};
 use opptak_store::s3::{S3ArchiveStore, S3Credentials};
 use opptak_store::{open_archive_store, ArchiveStore, StoreError};
 use std::sync::{Arc, Mutex};
