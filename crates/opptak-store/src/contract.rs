@@ -1,4 +1,4 @@
-//! Test suites every storage backend passes (run from `tests/contract.rs`).
+//! Test suites every storage backend passes (run from `tests/store/contract.rs`).
 #![allow(clippy::unwrap_used)]
 
 use crate::meta::{CallEnd, CallUpdate, Flush, GapRow, NewCall, OptOut, SegmentRow, StoredKey};

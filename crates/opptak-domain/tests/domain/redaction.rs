@@ -1,7 +1,7 @@
 //! PII redaction measured on a labelled corpus, plus properties.
 //!
 //! `tests/pii_corpus/corpus.tsv` is written by the generator below (run
-//! `cargo test -p opptak-domain --test redaction -- --ignored write_corpus`)
+//! `cargo test -p opptak-domain --test domain redaction:: -- --ignored write_corpus`)
 //! and committed, so the measurement is over a fixed text; `corpus_is_fresh`
 //! fails when the generator and the file drift apart.
 //! `tests/pii_corpus/handwritten.tsv` holds hand-written lines in the same
@@ -12,7 +12,6 @@
 //! The generator computes every check digit itself (independently of the
 //! crate), draws invalid numbers as hard negatives, and labels from what it
 //! inserted, never from what `redact` says.
-#![allow(clippy::unwrap_used)]
 
 use opptak_domain::redact::{luhn, redact, valid_account, valid_fnr, PiiKind};
 use proptest::prelude::*;

@@ -1,6 +1,5 @@
 //! Arbitrary bytes given to the segment decoder get an error, never a panic
 //! and never plaintext.
-#![allow(clippy::unwrap_used)]
 
 use opptak_crypto::segment::{open, open_stream, seal, ArtifactKind, Expect, SegmentHeader};
 use opptak_crypto::DataKey;

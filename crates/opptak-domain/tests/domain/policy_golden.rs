@@ -1,7 +1,6 @@
 //! Policy explanations for a fixed set of sample calls match the golden files
 //! in `tests/golden/` (regenerate with `UPDATE_GOLDEN=1 cargo test -p
-//! opptak-domain --test policy_golden` and review the diff).
-#![allow(clippy::unwrap_used)]
+//! opptak-domain --test domain policy_golden::` and review the diff).
 
 use opptak_domain::retention::{render_explanation, ExtensionFact, Policy, RetentionFacts, DEFAULT_POLICY};
 use opptak_domain::{Desk, ServiceCategory};

@@ -1,7 +1,6 @@
 //! Storage contract suites against every backend: blob stores (memory, local
 //! files) and metadata stores (SQLite, and PostgreSQL when
 //! `OPPTAK_TEST_POSTGRES` is set; required when `OPPTAK_REQUIRE_SERVICES=1`).
-#![allow(clippy::unwrap_used)]
 
 use opptak_store::contract::{blob_store_suite, metadata_store_suite};
 use opptak_store::{open_blob_store, open_metadata_store};

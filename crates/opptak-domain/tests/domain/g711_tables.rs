@@ -3,7 +3,6 @@
 //! The reference values were produced by CPython's `audioop.ulaw2lin` and
 //! `audioop.alaw2lin` (a separate implementation of the ITU-T G.711 tables),
 //! not by this crate.
-#![allow(clippy::unwrap_used)]
 
 use opptak_domain::g711::{alaw_decode, ulaw_decode};
 

@@ -2,7 +2,6 @@
 //! truncations at and between segment boundaries, a dropped final segment,
 //! reordered, duplicated and swapped-in segments, header edits — and not one
 //! is accepted.
-#![allow(clippy::unwrap_used)]
 
 use opptak_crypto::segment::{open_stream, seal, ArtifactKind, SegmentHeader};
 use opptak_crypto::DataKey;

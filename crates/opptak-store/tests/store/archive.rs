@@ -3,7 +3,6 @@
 //! Lock when `OPPTAK_TEST_S3_ENDPOINT` is set (MinIO from
 //! `deploy/local/services.sh`; required when `OPPTAK_REQUIRE_SERVICES=1`),
 //! where the server's wall clock decides, so retention there is seconds.
-#![allow(clippy::unwrap_used)]
 
 use bytes::Bytes;
 use opptak_domain::time::iso8601;

@@ -1,7 +1,6 @@
 //! Property: whatever order and duplication the chunks arrive in (within the
 //! window), the timeline equals the source, and every lost chunk is a gap of the
 //! right length at the right place.
-#![allow(clippy::unwrap_used)]
 
 use opptak_domain::model::{AudioFormat, ChannelRole, Codec};
 use opptak_domain::reassembly::{Piece, Reassembler, ReassemblyConfig};

@@ -6,7 +6,6 @@
 //! (`deploy/local/services.sh start-llm`, then `OPPTAK_TEST_LLM_URL`; skipped
 //! when unset unless `OPPTAK_REQUIRE_SERVICES=1`). The model is tiny: the
 //! real-model test checks the contract, not the prose.
-#![allow(clippy::unwrap_used)]
 
 use opptak_domain::summary::{Taxonomy, PROMPT_VERSION};
 use opptak_ki::llm::{

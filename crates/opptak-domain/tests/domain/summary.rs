@@ -3,7 +3,6 @@
 //! the prompts and schema against the golden files in `tests/golden/summary/`
 //! (regenerate with `UPDATE_GOLDEN=1 cargo test -p opptak-domain --test
 //! summary` and review the diff).
-#![allow(clippy::unwrap_used)]
 
 use opptak_domain::summary::{
     customer_requests, embedded_draft, follow_ups, prompt, Draft, Language, Segment, Speaker, Taxonomy, TopicError,

@@ -1,7 +1,6 @@
 //! The PKCS#11 KEK provider against a real SoftHSM2 token (initialised by
 //! `deploy/local/services.sh`): wrap and unwrap inside the HSM, rotation keeps
 //! old data keys readable, retirement destroys the KEK, the KEK never leaves.
-#![allow(clippy::unwrap_used)]
 
 use opptak_crypto::{CryptoError, DataKey, KeyProvider, Pkcs11Keyring};
 
