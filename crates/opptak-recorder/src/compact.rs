@@ -98,7 +98,7 @@ impl Compactor {
     /// returns how many were compacted.
     pub async fn run_pending(&self, min_age: std::time::Duration, limit: u32) -> Result<usize, RecorderError> {
         let mut n = 0;
-        let before = crate::now_us() - min_age.as_micros() as i64;
+        let before = self.vault.clock().now_us() - min_age.as_micros() as i64;
         for call_id in self.meta.to_compact(before, limit).await? {
             if self.compact(&call_id).await?.compacted {
                 n += 1;

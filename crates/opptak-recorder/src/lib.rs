@@ -184,10 +184,14 @@ pub async fn close_idle_calls(
     Ok(n)
 }
 
-pub(crate) fn now_us() -> i64 {
+/// Wall-clock milliseconds, only to measure latency against Kafka's record
+/// timestamps (the `opptak_end_to_end_latency_seconds` histogram). Every time that
+/// decides something (retention, idleness, spool hours, event times) comes
+/// from the vault's injected clock.
+fn wall_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
+        .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
 
@@ -343,6 +347,11 @@ impl Recorder {
         }
     }
 
+    /// Now, on the vault's clock: the one clock every decision uses.
+    fn now_us(&self) -> i64 {
+        self.vault.clock().now_us()
+    }
+
     /// The retention policy compaction decides copies and expiries by
     /// (default: the shipped policy).
     pub fn with_policy(mut self, policy: Arc<Policy>) -> Self {
@@ -495,7 +504,7 @@ impl Recorder {
             reason: p.refusal.reason as i32,
             detail,
             call_id: p.call_id,
-            at: Some(convert::timestamp(now_us())),
+            at: Some(convert::timestamp(self.now_us())),
             stage: "recorder".into(),
         };
         Ok(Outgoing {
@@ -526,7 +535,7 @@ impl Recorder {
 
     /// The dead-letter key of today (UTC), created on first use.
     async fn day_key(&mut self) -> Result<(DataKey, String), RecorderError> {
-        let day = opptak_domain::time::utc_day(now_us());
+        let day = opptak_domain::time::utc_day(self.now_us());
         if let Some((d, key, key_ref)) = &self.day_key {
             if *d == day {
                 return Ok((key.clone(), key_ref.clone()));
@@ -545,7 +554,7 @@ impl Recorder {
     /// fence (the flush is refused and the recorder restarts clean).
     async fn evict_shredded(&mut self) -> Result<(), RecorderError> {
         // A minute of overlap: eviction is idempotent, clocks differ.
-        let since = now_us() - 60_000_000;
+        let since = self.now_us() - 60_000_000;
         for ev in self.meta.shreddings_since(since).await? {
             let Ok(id) = CallId::parse(&ev.call_id) else { continue };
             if let Some(call) = self.calls.get(&id) {
@@ -615,9 +624,10 @@ impl Recorder {
                 }
             }
             Some(Event::KiOptOut(o)) => {
+                let now_us = self.now_us();
                 if let Some(call) = self.call(&call_id).await? {
                     if call.opt_out.is_none() {
-                        let at_us = o.at.as_ref().map(convert::micros).unwrap_or_else(now_us);
+                        let at_us = o.at.as_ref().map(convert::micros).unwrap_or(now_us);
                         tracing::info!(call_id = %call_id, "ki opt-out recorded");
                         // Without an offset: from the audio received so far.
                         let offset_us = o
@@ -649,10 +659,11 @@ impl Recorder {
             }
             Some(Event::CallEnded(e)) => self.on_ended(&r, call_id.clone(), &e).await?,
         }
+        let now = self.now_us();
         if let Some(call) = self.calls.get_mut(&call_id) {
             call.partition = Some((source_topic, r.partition));
             if input {
-                call.last_input_us = call.last_input_us.max(now_us());
+                call.last_input_us = call.last_input_us.max(now);
             }
         }
         Ok(())
@@ -777,7 +788,7 @@ impl Recorder {
             extra_keys,
             recording_id: recording_id.clone(),
             blob_prefix: blob_prefix.clone(),
-            created_at_us: now_us(),
+            created_at_us: self.now_us(),
         };
         tracing::info!(call_id = %call_id, %recording_id, desk = %facts.desk, category = %facts.service_category, ki = facts.ki_active(), "call started");
         let reasm = Reassembler::new(facts.format.clone(), self.cfg.reassembly);
@@ -804,7 +815,7 @@ impl Recorder {
                 hole_since: None,
                 partition: None,
                 arrived_ms: Vec::new(),
-                last_input_us: now_us(),
+                last_input_us: self.now_us(),
             },
         );
         Ok(())
@@ -905,6 +916,7 @@ impl Recorder {
     }
 
     async fn on_ended(&mut self, r: &Record, call_id: CallId, e: &v1::CallEnded) -> Result<(), RecorderError> {
+        let now_us = self.now_us();
         let Some(call) = self.call(&call_id).await? else {
             self.dead_letter(
                 r,
@@ -920,7 +932,7 @@ impl Recorder {
             if call.complete && !idle {
                 let recording_id = call.recording_id.clone();
                 let format = call.reasm.format().clone();
-                let mut ev = recording_stored(call);
+                let mut ev = recording_stored(call, now_us);
                 ev.gaps = self
                     .meta
                     .gaps(&recording_id)
@@ -936,7 +948,7 @@ impl Recorder {
             }
             return Ok(());
         }
-        let ended_at_us = e.ended_at.as_ref().map(convert::micros).unwrap_or_else(now_us);
+        let ended_at_us = e.ended_at.as_ref().map(convert::micros).unwrap_or(now_us);
         if idle && call.last_input_us > ended_at_us {
             // Input came after the sweeper looked: the call is not idle.
             tracing::info!(call_id = %call_id, "idle end ignored: the call had input since");
@@ -1002,7 +1014,7 @@ impl Recorder {
     /// Makes everything handled so far durable, then stores the offsets.
     async fn flush(&mut self, sub: &mut dyn Subscription) -> Result<(), RecorderError> {
         self.evict_shredded().await?;
-        let now = now_us();
+        let now = self.now_us();
         // All calls' new segments go into one spool object per flush: one
         // write instead of one per call (a file create costs ~1 ms of system
         // CPU on ext4 here; see docs/design/pitfalls.md).
@@ -1033,7 +1045,7 @@ impl Recorder {
             call.flushed_segments = call.segments;
         }
         let metrics = opptak_telemetry::metrics();
-        let durable_ms = now_us() / 1000;
+        let durable_ms = wall_ms();
         for at in arrived_ms {
             metrics
                 .end_to_end_latency
@@ -1045,7 +1057,7 @@ impl Recorder {
             if let Some(call) = self.calls.get(id) {
                 tracing::info!(call_id = %id, recording_id = %call.recording_id, frames = call.reasm.progress().frames,
                     segments = call.segments, gaps = call.reasm.progress().gaps.len(), "recording stored");
-                let mut ev = recording_stored(call);
+                let mut ev = recording_stored(call, now);
                 let format = call.reasm.format();
                 ev.gaps = self
                     .meta
@@ -1261,13 +1273,13 @@ fn commit_positions(
     (positions, held.into_keys().collect())
 }
 
-fn recording_stored(call: &CallState) -> v1::RecordingStored {
+fn recording_stored(call: &CallState, now_us: i64) -> v1::RecordingStored {
     let format = call.reasm.format();
     let p = call.reasm.progress();
     v1::RecordingStored {
         call_id: call.facts.call_id.to_string(),
         recording_id: call.recording_id.clone(),
-        stored_at: Some(convert::timestamp(now_us())),
+        stored_at: Some(convert::timestamp(now_us)),
         sample_rate_hz: format.sample_rate_hz(),
         channels: format.channels() as u32,
         frames: p.frames,
