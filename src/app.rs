@@ -116,7 +116,9 @@ impl Edges {
 
     /// The audit log in the metadata database.
     pub async fn audit(&self) -> Result<opptak_audit::Audit> {
-        opptak_audit::Audit::open(&self.config.storage.metadata, self.keys.clone(), self.clock.clone()).await
+        opptak_audit::Audit::open(&self.config.storage.metadata, self.keys.clone(), self.clock.clone())
+            .await
+            .context("opening the audit log")
     }
 
     /// The edges the review service uses.
@@ -124,12 +126,8 @@ impl Edges {
         let c = &self.config;
         opptak_review::ReviewEdges {
             bus: self.bus.clone(),
-            meta: self.meta.clone(),
-            blobs: self.blobs.clone(),
-            keys: self.keys.clone(),
-            clock: self.clock.clone(),
-            policy: self.policy.clone(),
-            archive: self.archive.clone(),
+            vault: self.vault(),
+            retention: self.retention(),
             config: opptak_review::ReviewConfig {
                 web: c.web.clone(),
                 oidc: c.oidc.clone(),
@@ -144,12 +142,8 @@ impl Edges {
     /// The edges disclosure and data-subject requests use.
     pub fn compliance(&self) -> opptak_compliance::ComplianceEdges {
         opptak_compliance::ComplianceEdges {
-            meta: self.meta.clone(),
-            blobs: self.blobs.clone(),
-            keys: self.keys.clone(),
-            clock: self.clock.clone(),
-            policy: self.policy.clone(),
-            archive: self.archive.clone(),
+            vault: self.vault(),
+            retention: self.retention(),
             metadata_url: self.config.storage.metadata.clone(),
         }
     }

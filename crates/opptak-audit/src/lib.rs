@@ -13,16 +13,38 @@
 //! log) keep that window small; `opptak audit verify` prints the newest
 //! checkpoint so it can be compared with a copy kept elsewhere.
 
-use anyhow::{Context, Result};
-use opptak_crypto::{signing, DataKey, KeyProvider};
+use opptak_crypto::{signing, CryptoError, DataKey, KeyProvider};
 use opptak_domain::time::Clock;
 use opptak_store::audit::{
     checkpoint_message, entry_hash, AuditEvent, SigningKeyRow, SqlAudit, StoredCheckpoint, GENESIS,
 };
+use opptak_store::StoreError;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub use opptak_store::audit::AuditEvent as Event;
+
+/// Why the audit log could not record, sign or read.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The database refused, or the event itself is invalid (`SqlAudit::check`).
+    #[error("audit log: {0}")]
+    Store(#[from] StoreError),
+    /// The signing key could not be wrapped or opened under the KEK.
+    #[error("audit signing key: {0}")]
+    Key(#[from] CryptoError),
+    /// The group-commit task is gone (the process is shutting down).
+    #[error("the audit appender stopped")]
+    Stopped,
+    /// The batch this event was appended in failed.
+    #[error("audit append failed: {0}")]
+    Append(String),
+    /// A signing key was stored but none could be read back.
+    #[error("no audit signing key after storing one")]
+    NoSigningKey,
+}
+
+type Result<T, E = AuditError> = std::result::Result<T, E>;
 
 /// How often a checkpoint is signed, by default (entries).
 pub const CHECKPOINT_EVERY: u64 = 100;
@@ -103,7 +125,7 @@ fn context(key_id: &str) -> Vec<u8> {
 
 impl Audit {
     pub async fn open(metadata_url: &str, keys: Arc<dyn KeyProvider>, clock: Arc<dyn Clock>) -> Result<Self> {
-        let store = Arc::new(SqlAudit::open(metadata_url).await.context("opening the audit log")?);
+        let store = Arc::new(SqlAudit::open(metadata_url).await?);
         let (appender, queue) = tokio::sync::mpsc::channel(4 * MAX_GROUP);
         tokio::spawn(group_commit(store.clone(), queue));
         Ok(Self {
@@ -145,11 +167,11 @@ impl Audit {
         self.appender
             .send((e.clone(), self.clock.now_us(), reply))
             .await
-            .map_err(|_| anyhow::anyhow!("the audit appender stopped"))?;
+            .map_err(|_| AuditError::Stopped)?;
         let entry = entry
             .await
-            .map_err(|_| anyhow::anyhow!("the audit appender stopped"))?
-            .map_err(|why| anyhow::anyhow!("audit append failed: {why}"))?;
+            .map_err(|_| AuditError::Stopped)?
+            .map_err(AuditError::Append)?;
         opptak_telemetry::metrics().audit_appends.inc();
         if self.checkpoint_every > 0 && entry.seq % self.checkpoint_every == 0 {
             self.checkpoint().await?;
@@ -203,7 +225,7 @@ impl Audit {
             .await?
             .into_iter()
             .next()
-            .context("no audit signing key after storing one")?;
+            .ok_or(AuditError::NoSigningKey)?;
         let key = self.open_key(&row)?;
         *cached = Some((row.clone(), key.clone()));
         Ok((row, key))

@@ -165,13 +165,13 @@ fn facts_json(f: &RetentionFacts) -> Value {
 /// retention decisions with their rule chains, holds, each artifact and its
 /// state, and the shredding and deletion evidence. Only this call's data.
 pub async fn call_metadata(edges: &ComplianceEdges, call_id: &CallId) -> Result<Value> {
-    let retention = edges.retention();
+    let retention = &edges.retention;
     let (rec, facts) = retention
         .facts(call_id)
         .await
         .with_context(|| format!("reading call {call_id}"))?;
-    let decisions = edges.policy.explain(&facts);
-    let meta = &edges.meta;
+    let decisions = edges.retention.policy.explain(&facts);
+    let meta = edges.vault.meta();
     let stored = meta.retention_of(call_id).await?;
     let holds = meta.holds(Some(call_id), false).await?;
     let artifacts = meta.artifacts(call_id).await?;
@@ -293,7 +293,7 @@ pub(crate) async fn read_audio(
     call_id: &CallId,
     which: Which,
 ) -> Result<std::result::Result<Recording, VaultError>> {
-    match edges.vault().read_artifact(call_id, which).await {
+    match edges.vault.read_artifact(call_id, which).await {
         Ok(r) => Ok(Ok(r)),
         Err(e @ (VaultError::KeyDestroyed { .. } | VaultError::NoArtifact { .. })) => Ok(Err(e)),
         Err(e) => Err(e).with_context(|| format!("reading the {} of call {call_id}", which.store_kind())),
@@ -328,12 +328,12 @@ fn tar(files: &[(&str, &[u8])], mtime_s: u64) -> Result<Vec<u8>> {
 pub async fn build(edges: &ComplianceEdges, req: &Request, progress: &mut dyn FnMut(&str)) -> Result<Package> {
     let recipient = validate(req)?;
     let call_id = &req.call_id;
-    let now = edges.clock.now_us();
+    let now = edges.vault.clock().now_us();
     progress(&format!("call {call_id}: reading facts and retention"));
-    if edges.meta.load_call(call_id).await?.is_none() {
+    if edges.vault.meta().load_call(call_id).await?.is_none() {
         bail!("no call {call_id}: check the call id (`opptak recordings list`)");
     }
-    let artifacts = edges.meta.artifacts(call_id).await?;
+    let artifacts = edges.vault.meta().artifacts(call_id).await?;
     if artifacts
         .iter()
         .any(|a| a.kind == ArtifactKind::ApprovedSummary.as_str())
@@ -341,7 +341,7 @@ pub async fn build(edges: &ComplianceEdges, req: &Request, progress: &mut dyn Fn
         bail!("call {call_id} has an approved summary this version of opptak cannot read; refusing to disclose without it");
     }
     let mut metadata = call_metadata(edges, call_id).await?;
-    let (_, facts) = edges.retention().facts(call_id).await?;
+    let (_, facts) = edges.retention.facts(call_id).await?;
 
     let mut audio = None;
     let mut missing = Vec::new();
@@ -372,7 +372,7 @@ pub async fn build(edges: &ComplianceEdges, req: &Request, progress: &mut dyn Fn
         contents.push(("recording.wav", wav));
     }
     let entries: Vec<FileEntry> = contents.iter().map(|(n, d)| FileEntry::of(n, d)).collect();
-    let rules = |kind| edges.policy.decide(&facts, kind).chain;
+    let rules = |kind| edges.retention.policy.decide(&facts, kind).chain;
     let audio_json = match &audio {
         Some((which, rec)) => json!({
             "included": true,

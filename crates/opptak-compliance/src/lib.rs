@@ -11,51 +11,30 @@
 pub mod disclose;
 pub mod subject;
 
-use opptak_crypto::KeyProvider;
-use opptak_domain::retention::Policy;
-use opptak_domain::time::Clock;
-use opptak_store::archive::ArchiveStore;
-use opptak_store::{BlobStore, MetadataStore};
-use std::sync::Arc;
+use opptak_retention::Retention;
+use opptak_vault::Vault;
 
 /// What disclosure and data-subject requests use of the outside world.
 #[derive(Clone)]
 pub struct ComplianceEdges {
-    pub meta: Arc<dyn MetadataStore>,
-    /// Hot and archive objects alike.
-    pub blobs: Arc<dyn BlobStore>,
-    pub keys: Arc<dyn KeyProvider>,
-    pub clock: Arc<dyn Clock>,
-    pub policy: Arc<Policy>,
-    pub archive: Arc<dyn ArchiveStore>,
+    /// Calls, keys and sealed artifacts, hot and archive objects alike, on
+    /// the deployment's clock.
+    pub vault: Vault,
+    /// Retention routing, holds and deletions under the deployment's policy,
+    /// with the WORM archive.
+    pub retention: Retention,
     /// The metadata database (reporting rows to erase, the audit log).
     pub metadata_url: String,
 }
 
 impl ComplianceEdges {
-    /// The call vault over these edges.
-    pub fn vault(&self) -> opptak_vault::Vault {
-        opptak_vault::Vault::new(
-            self.meta.clone(),
-            self.blobs.clone(),
-            self.keys.clone(),
-            self.clock.clone(),
-        )
-    }
-
-    /// Retention routing, holds and deletions over these edges.
-    pub fn retention(&self) -> opptak_retention::Retention {
-        opptak_retention::Retention::new(
-            self.meta.clone(),
-            self.blobs.clone(),
-            self.policy.clone(),
-            self.clock.clone(),
-        )
-        .with_archive(self.archive.clone())
-    }
-
     /// The audit log in the metadata database.
-    pub async fn audit(&self) -> anyhow::Result<opptak_audit::Audit> {
-        opptak_audit::Audit::open(&self.metadata_url, self.keys.clone(), self.clock.clone()).await
+    pub async fn audit(&self) -> Result<opptak_audit::Audit, opptak_audit::AuditError> {
+        opptak_audit::Audit::open(
+            &self.metadata_url,
+            self.vault.keys().clone(),
+            self.vault.clock().clone(),
+        )
+        .await
     }
 }

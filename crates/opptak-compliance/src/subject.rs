@@ -123,9 +123,9 @@ pub async fn export(
             "data-subject access request (GDPR art. 15, 20)",
         )
         .await?;
-    let ids = edges.meta.calls_of_customer(customer_ref).await?;
+    let ids = edges.vault.meta().calls_of_customer(customer_ref).await?;
     prepare_out(out)?;
-    let now = edges.clock.now_us();
+    let now = edges.vault.clock().now_us();
     let mut calls = Vec::with_capacity(ids.len());
     for (i, id) in ids.iter().enumerate() {
         progress(&format!("call {}/{}: {id}", i + 1, ids.len()));
@@ -154,12 +154,12 @@ pub async fn export(
         // the customer's own data).
         use opptak_ki::transcribe::TranscribeError;
         use opptak_vault::VaultError;
-        match opptak_ki::transcribe::read_transcript(&edges.vault(), id).await {
+        match opptak_ki::transcribe::read_transcript(&edges.vault, id).await {
             Ok(t) => put("transcript.json", &serde_json::to_vec_pretty(&t)?)?,
             Err(TranscribeError::Vault(VaultError::NoArtifact { .. })) => {}
             Err(why) => unreadable.push(("transcript".to_owned(), why.to_string())),
         }
-        match opptak_ki::summarize::read_draft(&edges.vault(), id).await {
+        match opptak_ki::summarize::read_draft(&edges.vault, id).await {
             Ok(d) => put("draft.json", &serde_json::to_vec_pretty(&d)?)?,
             Err(TranscribeError::Vault(VaultError::NoArtifact { .. })) => {}
             Err(why) => unreadable.push(("draft".to_owned(), why.to_string())),
@@ -422,9 +422,9 @@ pub async fn erase(edges: &ComplianceEdges, req: &EraseRequest, progress: &mut d
             &req.reason,
         )
         .await?;
-    let meta = &edges.meta;
-    let retention = edges.retention();
-    let now = edges.clock.now_us();
+    let meta = edges.vault.meta();
+    let retention = &edges.retention;
+    let now = edges.vault.clock().now_us();
     let ids = meta.calls_of_customer(&req.customer_ref).await?;
     let shred_reason = format!("data-subject erasure: {}", req.reason);
     let reporting = opptak_store::reporting::SqlReporting::open(&edges.metadata_url).await?;
@@ -482,7 +482,7 @@ pub async fn erase(edges: &ComplianceEdges, req: &EraseRequest, progress: &mut d
                 items.push(item);
                 continue;
             }
-            match judge(&edges.policy, &facts, &holds, rec.complete, &class, now) {
+            match judge(&edges.retention.policy, &facts, &holds, rec.complete, &class, now) {
                 Verdict::Stay(basis) => item.basis = basis,
                 Verdict::Erase(basis) if req.dry_run => {
                     item.outcome = Outcome::WouldErase;
@@ -503,7 +503,7 @@ pub async fn erase(edges: &ComplianceEdges, req: &EraseRequest, progress: &mut d
                     };
                     let mut object_gone = true;
                     if let Some(path) = &path {
-                        match edges.blobs.delete(path).await {
+                        match edges.vault.blobs().delete(path).await {
                             Ok(()) | Err(StoreError::NotFound(_)) => {}
                             Err(e) => {
                                 // E.g. the WORM archive before its retain-until: the

@@ -110,7 +110,7 @@ impl Identity {
         Ok(Self {
             users: SqlUsers::open(&edges.config.metadata_url).await?,
             edges: edges.clone(),
-            clock: edges.clock.clone(),
+            clock: edges.vault.clock().clone(),
             audit: tokio::sync::OnceCell::new(),
         })
     }

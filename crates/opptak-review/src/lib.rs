@@ -29,11 +29,8 @@ pub mod review;
 pub mod web;
 
 use opptak_bus::Bus;
-use opptak_crypto::KeyProvider;
-use opptak_domain::retention::Policy;
-use opptak_domain::time::Clock;
-use opptak_store::archive::ArchiveStore;
-use opptak_store::{BlobStore, MetadataStore};
+use opptak_retention::Retention;
+use opptak_vault::Vault;
 use std::sync::Arc;
 
 /// The review service's settings, from the binary's configuration.
@@ -54,40 +51,23 @@ pub struct ReviewConfig {
 #[derive(Clone)]
 pub struct ReviewEdges {
     pub bus: Arc<dyn Bus>,
-    pub meta: Arc<dyn MetadataStore>,
-    /// Hot and archive objects alike (approved summaries, drafts, audio).
-    pub blobs: Arc<dyn BlobStore>,
-    pub keys: Arc<dyn KeyProvider>,
-    pub clock: Arc<dyn Clock>,
-    pub policy: Arc<Policy>,
-    pub archive: Arc<dyn ArchiveStore>,
+    /// Calls, keys and sealed artifacts, hot and archive objects alike
+    /// (approved summaries, drafts, audio), on the deployment's clock.
+    pub vault: Vault,
+    /// Retention routing under the deployment's policy (an approved
+    /// summary's 5-year record), with the WORM archive.
+    pub retention: Retention,
     pub config: ReviewConfig,
 }
 
 impl ReviewEdges {
-    /// The call vault over these edges.
-    pub fn vault(&self) -> opptak_vault::Vault {
-        opptak_vault::Vault::new(
-            self.meta.clone(),
-            self.blobs.clone(),
-            self.keys.clone(),
-            self.clock.clone(),
-        )
-    }
-
-    /// Retention routing (an approved summary's 5-year record).
-    pub fn retention(&self) -> opptak_retention::Retention {
-        opptak_retention::Retention::new(
-            self.meta.clone(),
-            self.blobs.clone(),
-            self.policy.clone(),
-            self.clock.clone(),
-        )
-        .with_archive(self.archive.clone())
-    }
-
     /// The audit log in the metadata database.
-    pub async fn audit(&self) -> anyhow::Result<opptak_audit::Audit> {
-        opptak_audit::Audit::open(&self.config.metadata_url, self.keys.clone(), self.clock.clone()).await
+    pub async fn audit(&self) -> Result<opptak_audit::Audit, opptak_audit::AuditError> {
+        opptak_audit::Audit::open(
+            &self.config.metadata_url,
+            self.vault.keys().clone(),
+            self.vault.clock().clone(),
+        )
+        .await
     }
 }

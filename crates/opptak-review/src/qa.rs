@@ -368,7 +368,7 @@ impl Qa {
             language: language.to_owned(),
             topics,
             advisor_id: facts.advisor_id.clone(),
-            drafted_at_us: self.edges.clock.now_us(),
+            drafted_at_us: self.edges.vault.clock().now_us(),
             draft_words: draft.summary.split_whitespace().count() as u64,
         };
         let stratum = stratum(row.topic(), &row.desk, &row.language);
@@ -456,7 +456,7 @@ impl Qa {
             return Err(Refusal::NotSampled.into());
         }
         let key = self.ki_key(call_id).await?.ok_or(Refusal::KiGone)?;
-        let at_us = self.edges.clock.now_us();
+        let at_us = self.edges.vault.clock().now_us();
         let note_id = note_id(&user.user_id, at_us);
         let sealed = note_sealing(call_id, &note_id).seal_json(&key, &SealedNote { note: note.to_owned() })?;
         self.store
@@ -569,7 +569,7 @@ impl Qa {
 
     /// The call's live `ki` key; `None` once shredded (or never made).
     async fn ki_key(&self, call_id: &CallId) -> Result<Option<DataKey>> {
-        Ok(self.edges.vault().key(call_id, KeyClass::Ki.as_str()).await?)
+        Ok(self.edges.vault.key(call_id, KeyClass::Ki.as_str()).await?)
     }
 }
 

@@ -81,7 +81,7 @@ impl Review {
     pub async fn versions(&self, call_id: &CallId) -> Result<Vec<Version>> {
         let key = self
             .edges
-            .vault()
+            .vault
             .key(call_id, KeyClass::Ki.as_str())
             .await
             .ok()
@@ -110,11 +110,19 @@ impl Review {
 
     /// Records `decision` by `user` (the call's advisor) on the call's draft.
     pub async fn decide(&self, user: &User, call_id: &CallId, decision: Decision) -> Result<Version> {
-        let rec = self.edges.meta.load_call(call_id).await?.context("no such call")?;
+        let rec = self
+            .edges
+            .vault
+            .meta()
+            .load_call(call_id)
+            .await?
+            .context("no such call")?;
         if user.role != Role::Advisor || rec.facts.advisor_id != user.user_id {
             bail!("only the call's advisor decides on its draft");
         }
-        if opptak_ki::summarize::ki_state(&self.edges.meta, call_id).await? != opptak_ki::summarize::KiState::Drafted {
+        if opptak_ki::summarize::ki_state(self.edges.vault.meta(), call_id).await?
+            != opptak_ki::summarize::KiState::Drafted
+        {
             bail!("the call has no draft to review (KI not run, opted out, expired, or not drafted yet)");
         }
         let text = match &decision {
@@ -136,11 +144,11 @@ impl Review {
         let version = existing.last().map_or(1, |v| v.version + 1);
         let ki = self
             .edges
-            .vault()
+            .vault
             .key(call_id, KeyClass::Ki.as_str())
             .await?
             .context("the call's KI data is gone (opted out or expired)")?;
-        let at_us = self.edges.clock.now_us();
+        let at_us = self.edges.vault.clock().now_us();
         let sealed =
             version_sealing(call_id, &format!("review/{version}")).seal_json(&ki, &Sealed { text: text.clone() })?;
         self.store
@@ -184,9 +192,9 @@ impl Review {
     /// announced. Returns the draft's summary (for the edit distance).
     async fn approve(&self, user: &User, call_id: &CallId, text: &str, at_us: i64) -> Result<String> {
         let e = &self.edges;
-        let draft = opptak_ki::summarize::read_draft(&e.vault(), call_id).await?;
+        let draft = opptak_ki::summarize::read_draft(&e.vault, call_id).await?;
         let key = e
-            .vault()
+            .vault
             .key_or_create(call_id, KeyClass::Record5y)
             .await?
             .context("the record key of this call was shredded")?;
@@ -205,10 +213,10 @@ impl Review {
         };
         let path = format!("record/{call_id}/{id}.optk");
         let (_, sealed) = e
-            .vault()
+            .vault
             .store_artifact(what, &key, "approved-summary", path, &body)
             .await?;
-        e.retention().route(call_id).await?;
+        e.retention.route(call_id).await?;
         let msg = opptak_proto::v1::SummaryApproved {
             call_id: call_id.to_string(),
             summary_id: id,
@@ -234,7 +242,7 @@ fn version_sealing<'a>(call_id: &'a CallId, artifact_id: &'a str) -> Sealing<'a>
 /// Reads the approved summary of a call (the record; `record-5y` key).
 pub async fn read_approved(edges: &ReviewEdges, call_id: &CallId) -> Result<serde_json::Value> {
     Ok(edges
-        .vault()
+        .vault
         .read_json(call_id, "approved-summary", ArtifactKind::ApprovedSummary)
         .await?)
 }

@@ -292,7 +292,7 @@ async fn call(
         Ok(v) => v,
         Err(r) => return r,
     };
-    let call = match app.edges.meta.load_call(&call_id).await {
+    let call = match app.edges.vault.meta().load_call(&call_id).await {
         Ok(c) => c,
         Err(e) => return internal_json(e.into()),
     };
@@ -315,8 +315,8 @@ async fn call(
         return api_error(StatusCode::NOT_FOUND, "unknown call");
     };
     let e = &app.edges;
-    let transcript = opptak_ki::transcribe::read_transcript(&e.vault(), &call_id).await;
-    let draft = opptak_ki::summarize::read_draft(&e.vault(), &call_id).await;
+    let transcript = opptak_ki::transcribe::read_transcript(&e.vault, &call_id).await;
+    let draft = opptak_ki::summarize::read_draft(&e.vault, &call_id).await;
     let versions = match app.review.versions(&call_id).await {
         Ok(v) => v,
         Err(e) => return internal_json(e),

@@ -65,7 +65,7 @@ pub(crate) async fn build(app: &App, reply: Reply, user: &User, p: &Params) -> R
         ));
     }
     let bad = |e: &dyn std::fmt::Display| reply.error(StatusCode::BAD_REQUEST, &e.to_string(), &e.to_string());
-    let today: Day = opptak_domain::time::utc_day(app.edges.clock.now_us())
+    let today: Day = opptak_domain::time::utc_day(app.edges.vault.clock().now_us())
         .parse()
         .map_err(|e: opptak_domain::time::InvalidDay| bad(&e))?;
     let period = match p.period.as_deref().filter(|s| !s.is_empty()) {

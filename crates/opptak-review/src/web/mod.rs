@@ -163,7 +163,7 @@ pub async fn router_with(edges: &ReviewEdges, options: Options) -> Result<Router
                 reqwest::Client::builder()
                     .timeout(std::time::Duration::from_millis(cfg.fetch_timeout_ms))
                     .build()?,
-                edges.clock.clone(),
+                edges.vault.clock().clone(),
             )?),
             None => None,
         },
@@ -454,7 +454,8 @@ impl Reply {
     }
 }
 
-pub(crate) fn internal(lang: Lang, e: anyhow::Error) -> Response {
+pub(crate) fn internal(lang: Lang, e: impl Into<anyhow::Error>) -> Response {
+    let e: anyhow::Error = e.into();
     tracing::error!(error = %e, "request failed");
     error(
         lang,
@@ -767,7 +768,7 @@ async fn login(
             "The form has expired. Reload the page and sign in again.",
         );
     }
-    let now = app.edges.clock.now_us();
+    let now = app.edges.vault.clock().now_us();
     let user_key = format!("user:{}", f.user.to_ascii_lowercase());
     let keys = [user_key.clone(), format!("addr:{}", peer.ip())];
     if app.limiter.blocked(&keys, now) {

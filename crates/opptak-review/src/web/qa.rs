@@ -293,7 +293,7 @@ pub(crate) async fn report_for(app: &App, reply: Reply, user: &User, q: &Range) 
             "Your role has no access to the QA report.",
         ));
     }
-    let (from, to) = q.days(app.edges.clock.now_us());
+    let (from, to) = q.days(app.edges.vault.clock().now_us());
     match app.qa.report(&from, &to).await {
         Ok(r) => {
             if let Err(e) = app

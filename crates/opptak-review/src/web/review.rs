@@ -91,7 +91,7 @@ pub(crate) async fn drafts_for(app: &App, user: &User) -> Result<Vec<QueueItem>>
             .collect(),
         _ => Vec::new(),
     };
-    let now = app.edges.clock.now_us();
+    let now = app.edges.vault.clock().now_us();
     let escalate_after = i64::from(app.edges.config.web.escalate_after_h) * 3_600_000_000;
     let mut out = Vec::new();
     for d in app.qa.open_drafts(&team).await? {
@@ -135,9 +135,9 @@ async fn call_page(
     };
     let lang = ctx.lang;
     let subject = format!("call:{call_id}");
-    let call = match app.edges.meta.load_call(&call_id).await {
+    let call = match app.edges.vault.meta().load_call(&call_id).await {
         Ok(c) => c,
-        Err(e) => return internal(lang, e.into()),
+        Err(e) => return internal(lang, e),
     };
     if let Err(r) = app
         .authorize(
@@ -153,8 +153,8 @@ async fn call_page(
         return r;
     }
     let e = &app.edges;
-    let transcript = opptak_ki::transcribe::read_transcript(&e.vault(), &call_id).await;
-    let draft = opptak_ki::summarize::read_draft(&e.vault(), &call_id).await;
+    let transcript = opptak_ki::transcribe::read_transcript(&e.vault, &call_id).await;
+    let draft = opptak_ki::summarize::read_draft(&e.vault, &call_id).await;
     let versions = match app.review.versions(&call_id).await {
         Ok(v) => v,
         Err(e) => return internal(lang, e),
@@ -341,7 +341,7 @@ pub(crate) async fn decide_draft(
             ))
         }
     };
-    let mine = match app.edges.meta.load_call(call_id).await {
+    let mine = match app.edges.vault.meta().load_call(call_id).await {
         Ok(Some(c)) => c.facts.advisor_id == user.user_id && user.role == Role::Advisor,
         Ok(None) => return Err(reply.error(StatusCode::NOT_FOUND, "Ukjent samtale.", "unknown call")),
         Err(e) => return Err(reply.internal(e.into())),
@@ -440,9 +440,9 @@ async fn audio(
         Err(r) => return r,
     };
     let lang = ctx.lang;
-    let call = match app.edges.meta.load_call(&call_id).await {
+    let call = match app.edges.vault.meta().load_call(&call_id).await {
         Ok(c) => c,
-        Err(e) => return internal(lang, e.into()),
+        Err(e) => return internal(lang, e),
     };
     let subject = format!("call:{call_id}");
     if let Err(r) = app
@@ -490,12 +490,12 @@ async fn audio(
         let (first, last) = (a / fb, b.div_ceil(fb));
         let e = &app.edges;
         let w = match e
-            .vault()
+            .vault
             .read_frames(&call_id, opptak_vault::Which::Recording, first, last - first)
             .await
         {
             Ok(w) => w,
-            Err(err) => return internal(lang, err.into()),
+            Err(err) => return internal(lang, err),
         };
         let skip = (a - first * fb) as usize;
         let take = (b - a) as usize;
