@@ -14,13 +14,22 @@
 //!   mints tokens. Keys are only ever taken from the JWKS, never from the
 //!   token's `jwk`/`jku`/`x5u` headers;
 //! - the key named by `kid` exists, its type (and its own `alg`, if stated)
-//!   fits `alg`, and the signature verifies (ring: RSA keys of 2048-8192 bits,
-//!   P-256/P-384, Ed25519);
+//!   fits `alg`, and the signature verifies (the `jsonwebtoken` crate on
+//!   ring: RSA keys of 2048-8192 bits, P-256/P-384, Ed25519). opptak picks
+//!   the algorithm and the key before the crate sees the token, so the
+//!   header's `alg` only ever selects among the configured ones;
 //! - `iss` equals `oidc.issuer` exactly; `aud` (string or array) contains
 //!   `oidc.audience`; `exp` is present and not past (with `oidc.leeway_s`);
 //!   `nbf` and `iat`, when present, are not in the future beyond the leeway;
 //! - the user claim (`sub` by default) is a usable id, and the roles claim
 //!   names exactly one opptak role.
+//!
+//! `jsonwebtoken` verifies the signature and decodes the claims; the claim
+//! rules above are opptak's own, with the crate's claim validation switched
+//! off: its clock is the system's in whole seconds (expiry here follows the
+//! service's [`Clock`]), it accepts an `iss` array that merely contains the
+//! issuer, and with several required claims missing which one it names
+//! varies from run to run.
 //!
 //! Roles: values of the roles claim that are not opptak roles (`advisor`,
 //! `team-lead`, `qa`, `compliance`, `auditor`, `admin`) are ignored, since
@@ -54,8 +63,10 @@ use anyhow::{bail, Context};
 use axum::http::StatusCode;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, KeyOperations, PublicKeyUse};
+use jsonwebtoken::{DecodingKey, Validation};
 use opptak_domain::time::Clock;
-use ring::signature;
 use serde_json::{Map, Value};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -125,14 +136,31 @@ impl Algorithm {
         Algorithm::ALL.into_iter().find(|a| a.as_str() == name)
     }
 
-    fn fits(self, key: &KeyMaterial) -> bool {
+    /// The same algorithm in `jsonwebtoken`, whose enum also has the HS*
+    /// ones that this type cannot name.
+    fn jwt(self) -> jsonwebtoken::Algorithm {
+        use jsonwebtoken::Algorithm as J;
+        match self {
+            Algorithm::Rs256 => J::RS256,
+            Algorithm::Rs384 => J::RS384,
+            Algorithm::Rs512 => J::RS512,
+            Algorithm::Ps256 => J::PS256,
+            Algorithm::Ps384 => J::PS384,
+            Algorithm::Ps512 => J::PS512,
+            Algorithm::Es256 => J::ES256,
+            Algorithm::Es384 => J::ES384,
+            Algorithm::EdDsa => J::EdDSA,
+        }
+    }
+
+    fn fits(self, kind: KeyKind) -> bool {
         use Algorithm::*;
         matches!(
-            (self, key),
-            (Rs256 | Rs384 | Rs512 | Ps256 | Ps384 | Ps512, KeyMaterial::Rsa { .. })
-                | (Es256, KeyMaterial::P256(_))
-                | (Es384, KeyMaterial::P384(_))
-                | (EdDsa, KeyMaterial::Ed25519(_))
+            (self, kind),
+            (Rs256 | Rs384 | Rs512 | Ps256 | Ps384 | Ps512, KeyKind::Rsa)
+                | (Es256, KeyKind::P256)
+                | (Es384, KeyKind::P384)
+                | (EdDsa, KeyKind::Ed25519)
         )
     }
 }
@@ -335,127 +363,94 @@ pub fn check_config(c: &OidcSection) -> anyhow::Result<()> {
     settings(c).map(|_| ())
 }
 
-#[derive(Clone, Debug)]
-enum KeyMaterial {
-    /// Big-endian modulus and exponent without leading zeros (as ring wants).
-    Rsa {
-        n: Vec<u8>,
-        e: Vec<u8>,
-    },
-    /// Uncompressed SEC1 points.
-    P256(Vec<u8>),
-    P384(Vec<u8>),
-    Ed25519(Vec<u8>),
+/// What a JWKS key is, for matching it to an algorithm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyKind {
+    Rsa,
+    P256,
+    P384,
+    Ed25519,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 struct Jwk {
     kid: String,
     /// The key's own `alg`, when the provider pins one.
     alg: Option<String>,
-    key: KeyMaterial,
+    kind: KeyKind,
+    key: DecodingKey,
 }
 
 impl Jwk {
     /// A verification key from one JWKS entry; None for keys opptak cannot
-    /// or must not use (encryption keys, unknown types, short RSA moduli).
+    /// or must not use (encryption keys, shared secrets, unknown types or
+    /// curves, short RSA moduli, points of the wrong size).
     fn parse(v: &Value) -> Option<Jwk> {
-        let s = |name: &str| v.get(name).and_then(Value::as_str);
-        let b = |name: &str| s(name).and_then(|x| URL_SAFE_NO_PAD.decode(x).ok());
-        let kid = s("kid")?.to_owned();
-        if s("use").is_some_and(|u| u != "sig") {
+        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(v.clone()).ok()?;
+        let common = &jwk.common;
+        let kid = common.key_id.clone()?;
+        if common
+            .public_key_use
+            .as_ref()
+            .is_some_and(|u| *u != PublicKeyUse::Signature)
+        {
             return None;
         }
-        if let Some(ops) = v.get("key_ops").and_then(Value::as_array) {
-            if !ops.iter().any(|o| o.as_str() == Some("verify")) {
-                return None;
-            }
+        if common
+            .key_operations
+            .as_ref()
+            .is_some_and(|ops| !ops.contains(&KeyOperations::Verify))
+        {
+            return None;
         }
-        let key = match s("kty")? {
-            "RSA" => {
-                let strip = |mut x: Vec<u8>| {
+        let bytes = |x: &str| URL_SAFE_NO_PAD.decode(x).ok();
+        let (kind, key) = match &jwk.algorithm {
+            AlgorithmParameters::RSA(p) => {
+                // ring wants no leading zero bytes, which some providers publish.
+                let unsigned = |mut x: Vec<u8>| {
                     let zeros = x.iter().take_while(|b| **b == 0).count();
                     x.drain(..zeros);
                     x
                 };
-                let n = strip(b("n")?);
-                let e = strip(b("e")?);
+                let n = unsigned(bytes(&p.n)?);
+                let e = unsigned(bytes(&p.e)?);
                 let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
                 if bits < 2048 || e.is_empty() {
                     return None;
                 }
-                KeyMaterial::Rsa { n, e }
+                (KeyKind::Rsa, DecodingKey::from_rsa_raw_components(&n, &e))
             }
-            "EC" => {
-                let (x, y) = (b("x")?, b("y")?);
-                let size = match s("crv")? {
-                    "P-256" => 32,
-                    "P-384" => 48,
+            AlgorithmParameters::EllipticCurve(p) => {
+                let (kind, size) = match p.curve {
+                    EllipticCurve::P256 => (KeyKind::P256, 32),
+                    EllipticCurve::P384 => (KeyKind::P384, 48),
                     _ => return None,
                 };
-                if x.len() != size || y.len() != size {
+                if bytes(&p.x)?.len() != size || bytes(&p.y)?.len() != size {
                     return None;
                 }
-                let point = [&[4u8][..], &x, &y].concat();
-                if size == 32 {
-                    KeyMaterial::P256(point)
-                } else {
-                    KeyMaterial::P384(point)
-                }
+                (kind, DecodingKey::from_jwk(&jwk).ok()?)
             }
-            "OKP" if s("crv")? == "Ed25519" => {
-                let x = b("x")?;
-                if x.len() != 32 {
+            AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
+                if bytes(&p.x)?.len() != 32 {
                     return None;
                 }
-                KeyMaterial::Ed25519(x)
+                (KeyKind::Ed25519, DecodingKey::from_jwk(&jwk).ok()?)
             }
+            // `oct` keys are shared secrets: HS*, never accepted.
             _ => return None,
         };
         Some(Jwk {
             kid,
-            alg: s("alg").map(str::to_owned),
+            alg: common.key_algorithm.map(|a| a.to_string()),
+            kind,
             key,
         })
-    }
-
-    fn verify(&self, alg: Algorithm, message: &[u8], sig: &[u8]) -> bool {
-        use Algorithm::*;
-        match (&self.key, alg) {
-            (KeyMaterial::Rsa { n, e }, _) => {
-                let params: &signature::RsaParameters = match alg {
-                    Rs256 => &signature::RSA_PKCS1_2048_8192_SHA256,
-                    Rs384 => &signature::RSA_PKCS1_2048_8192_SHA384,
-                    Rs512 => &signature::RSA_PKCS1_2048_8192_SHA512,
-                    Ps256 => &signature::RSA_PSS_2048_8192_SHA256,
-                    Ps384 => &signature::RSA_PSS_2048_8192_SHA384,
-                    Ps512 => &signature::RSA_PSS_2048_8192_SHA512,
-                    _ => return false,
-                };
-                signature::RsaPublicKeyComponents { n, e }
-                    .verify(params, message, sig)
-                    .is_ok()
-            }
-            (KeyMaterial::P256(point), Es256) => {
-                signature::UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
-                    .verify(message, sig)
-                    .is_ok()
-            }
-            (KeyMaterial::P384(point), Es384) => {
-                signature::UnparsedPublicKey::new(&signature::ECDSA_P384_SHA384_FIXED, point)
-                    .verify(message, sig)
-                    .is_ok()
-            }
-            (KeyMaterial::Ed25519(x), EdDsa) => signature::UnparsedPublicKey::new(&signature::ED25519, x)
-                .verify(message, sig)
-                .is_ok(),
-            _ => false,
-        }
     }
 }
 
 /// The provider's keys as last fetched.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct KeySet {
     keys: Vec<Jwk>,
     /// None: never fetched.
@@ -474,7 +469,7 @@ impl KeySet {
             return Err(TokenError::UnknownKey);
         }
         named
-            .find(|k| alg.fits(&k.key) && k.alg.as_deref().is_none_or(|a| a == alg.as_str()))
+            .find(|k| alg.fits(k.kind) && k.alg.as_deref().is_none_or(|a| a == alg.as_str()))
             .cloned()
             .ok_or_else(|| TokenError::algorithm(alg.as_str()))
     }
@@ -567,8 +562,10 @@ impl OidcVerifier {
         let Some(Value::String(alg)) = header.get("alg") else {
             return Err(TokenError::Malformed("header is not a JSON object with alg"));
         };
-        let payload = decode(p, "claims are not base64url")?;
-        let sig = decode(s, "signature is not base64url")?;
+        // Decoded again by jsonwebtoken; decoding here gives each part its
+        // reason and refuses them before any key is fetched.
+        decode(p, "claims are not base64url")?;
+        decode(s, "signature is not base64url")?;
 
         let alg = Algorithm::parse(alg)
             .filter(|a| self.settings.algorithms.contains(a))
@@ -581,13 +578,21 @@ impl OidcVerifier {
             Some(_) => return Err(TokenError::Malformed("kid is not a string")),
             None => return Err(TokenError::Malformed("no kid in header")),
         };
+        // The header as jsonwebtoken reads it (typed `typ`, `x5c`, ...), here
+        // so that a header it refuses costs no fetch.
+        jsonwebtoken::decode_header(token)
+            .map_err(|_| TokenError::Malformed("header has a field of the wrong type"))?;
         let key = self.key(kid, alg).await?;
-        let signed = &token[..h.len() + 1 + p.len()];
-        if !key.verify(alg, signed.as_bytes(), &sig) {
-            return Err(TokenError::BadSignature);
-        }
-        let claims: Map<String, Value> =
-            serde_json::from_slice(&payload).map_err(|_| TokenError::Malformed("claims are not a JSON object"))?;
+        // Only the signature, against the algorithm and key chosen above:
+        // the claims are checked below, on `self.clock`.
+        let mut only_signature = Validation::new(alg.jwt());
+        only_signature.required_spec_claims.clear();
+        only_signature.validate_exp = false;
+        only_signature.validate_nbf = false;
+        only_signature.validate_aud = false;
+        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &only_signature)
+            .map_err(|e| refusal(e.kind(), alg))?
+            .claims;
         self.check_claims(&claims)
     }
 
@@ -781,6 +786,41 @@ impl OidcVerifier {
     }
 }
 
+/// jsonwebtoken's refusal as a [`TokenError`]. The shape, `alg` and key
+/// were checked before (with their own reasons) and its claim checks are
+/// off, so in practice it is the signature or the claims' JSON; the rest
+/// keeps the variant opptak's own check gives for the same fault.
+fn refusal(kind: &ErrorKind, alg: Algorithm) -> TokenError {
+    match kind {
+        // ring refusing the key itself (a point off the curve, say) means the
+        // published key cannot have made this signature either.
+        ErrorKind::InvalidSignature
+        | ErrorKind::InvalidEcdsaKey
+        | ErrorKind::InvalidRsaKey(_)
+        | ErrorKind::InvalidKeyFormat
+        | ErrorKind::Crypto(_) => TokenError::BadSignature,
+        ErrorKind::InvalidAlgorithm | ErrorKind::MissingAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            TokenError::algorithm(alg.as_str())
+        }
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+        ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+        ErrorKind::InvalidAudience => TokenError::WrongAudience,
+        ErrorKind::MissingRequiredClaim(claim) => match claim.as_str() {
+            "iss" => TokenError::WrongIssuer,
+            "aud" => TokenError::WrongAudience,
+            "exp" => TokenError::Malformed("no exp claim"),
+            _ => TokenError::Malformed("a required claim is missing"),
+        },
+        ErrorKind::InvalidSubject => TokenError::Malformed("unusable user id claim"),
+        ErrorKind::InvalidToken => TokenError::Malformed("not a compact JWS (three dot-separated parts)"),
+        ErrorKind::Base64(_) => TokenError::Malformed("token is not base64url"),
+        ErrorKind::Json(_) | ErrorKind::Utf8(_) => TokenError::Malformed("claims are not a JSON object"),
+        // Signing only, and kinds added later (the enum is non-exhaustive).
+        _ => TokenError::Malformed("refused by the JWT library"),
+    }
+}
+
 /// A NumericDate claim in microseconds (seconds, possibly fractional).
 fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, TokenError> {
     match claims.get(name) {
@@ -891,6 +931,62 @@ mod tests {
         assert_eq!(lookup(claims, "realm_access.roles"), Some(&json!(["auditor"])));
         assert_eq!(lookup(claims, "a.b"), Some(&json!(1)));
         assert_eq!(lookup(claims, "realm_access.groups"), None);
+    }
+
+    #[test]
+    fn only_usable_verification_keys_are_kept() {
+        let b = |x: &[u8]| URL_SAFE_NO_PAD.encode(x);
+        // 2048 bits after a leading zero byte, which ring would refuse.
+        let rsa = json!({"kty": "RSA", "kid": "r", "alg": "RS256", "use": "sig",
+            "n": b(&[&[0u8][..], &[0xc5; 256]].concat()), "e": "AQAB"});
+        let key = Jwk::parse(&rsa).unwrap();
+        assert_eq!(
+            (key.kid.as_str(), key.kind, key.alg.as_deref()),
+            ("r", KeyKind::Rsa, Some("RS256"))
+        );
+        assert!(Algorithm::Ps256.fits(key.kind) && !Algorithm::Es256.fits(key.kind));
+        let ec = json!({"kty": "EC", "kid": "e", "crv": "P-256", "x": b(&[1; 32]), "y": b(&[2; 32])});
+        assert_eq!(Jwk::parse(&ec).unwrap().kind, KeyKind::P256);
+        let ed = json!({"kty": "OKP", "kid": "d", "crv": "Ed25519", "x": b(&[3; 32])});
+        assert_eq!(Jwk::parse(&ed).unwrap().kind, KeyKind::Ed25519);
+
+        let with = |base: &Value, name: &str, v: Value| {
+            let mut x = base.clone();
+            x[name] = v;
+            x
+        };
+        let refused = [
+            with(&rsa, "kid", Value::Null),
+            with(&rsa, "use", json!("enc")),
+            with(&rsa, "key_ops", json!(["encrypt"])),
+            with(&rsa, "alg", json!("RSA-OAEP-384")),
+            with(&rsa, "n", json!(b(&[0xc5; 255]))),
+            with(&ec, "crv", json!("P-521")),
+            with(&ec, "y", json!(b(&[2; 31]))),
+            with(&ed, "crv", json!("X25519")),
+            json!({"kty": "oct", "kid": "h", "k": b(b"shared secret")}),
+        ];
+        for v in &refused {
+            assert!(Jwk::parse(v).is_none(), "{v}");
+        }
+    }
+
+    #[test]
+    fn library_refusals_keep_opptaks_variants() {
+        use jsonwebtoken::errors::ErrorKind as K;
+        let json = std::sync::Arc::new(serde_json::from_str::<Value>("[").unwrap_err());
+        for (kind, expected) in [
+            (K::InvalidSignature, TokenError::BadSignature),
+            (K::InvalidEcdsaKey, TokenError::BadSignature),
+            (K::InvalidAlgorithm, TokenError::UnsupportedAlgorithm("ES256".into())),
+            (K::ExpiredSignature, TokenError::Expired),
+            (K::ImmatureSignature, TokenError::NotYetValid),
+            (K::InvalidIssuer, TokenError::WrongIssuer),
+            (K::MissingRequiredClaim("aud".into()), TokenError::WrongAudience),
+            (K::Json(json), TokenError::Malformed("claims are not a JSON object")),
+        ] {
+            assert_eq!(refusal(&kind, Algorithm::Es256), expected, "{kind:?}");
+        }
     }
 
     #[test]
