@@ -96,6 +96,8 @@ pub struct RecorderSection {
     /// A call with no input for this long and no CallEnded is ended by the
     /// sweeper role (`END_REASON_IDLE_TIMEOUT`); 0: never.
     pub idle_timeout_s: u64,
+    /// The longest call kept, in seconds of timeline (audio and gaps).
+    pub max_call_s: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -222,6 +224,12 @@ impl Config {
                 self.recorder.stream_segment_bytes
             );
         }
+        if !(60..=7 * 86_400).contains(&self.recorder.max_call_s) {
+            bail!(
+                "recorder.max_call_s = {}: expected 60..=604800 (one minute to a week)",
+                self.recorder.max_call_s
+            );
+        }
         if self.recorder.compact_sweep_s == 0 {
             bail!("recorder.compact_sweep_s must be at least 1");
         }
@@ -308,6 +316,7 @@ impl Config {
             max_batch: self.recorder.max_batch,
             reassembly: opptak_domain::reassembly::ReassemblyConfig {
                 window: self.recorder.reorder_window,
+                max_call_secs: self.recorder.max_call_s,
             },
             reorder_timeout: Duration::from_millis(self.recorder.reorder_timeout_ms),
             max_segment_bytes: self.recorder.max_segment_bytes,

@@ -366,6 +366,74 @@ async fn lost_chunks_are_kept_as_gaps() {
     );
 }
 
+/// Values off the wire are bounded, not trusted (issue 15, finding 4): a
+/// `CallEnded` claiming a last sequence far past anything sent ends the call
+/// at the highest sequence seen (no silence invented; on the old main the
+/// recorder appended silence a frame at a time until it ran out of memory),
+/// and a chunk past the call's maximum length is refused. Both are
+/// dead-lettered with the reason; both recordings equal their source.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_values_are_dead_lettered_not_trusted() {
+    let mut env = Env::new(&Backend::Embedded, "poison");
+    env.config.recorder.max_call_s = 60;
+    let edges = env.edges().await;
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let end_far = SimCall::synthetic("poison-end", opptak_domain::Codec::Pcmu, 2, 1.0, 21);
+    let mut evs = end_far.events(100);
+    let Some(Event::CallEnded(end)) = &mut evs.last_mut().unwrap().event else {
+        panic!("the last event is CallEnded")
+    };
+    end.last_sequence = 1_000_000_000;
+    let too_long = SimCall::synthetic("poison-long", opptak_domain::Codec::Pcmu, 2, 1.0, 22);
+    let mut long_evs = too_long.events(100);
+    let ended = long_evs.pop().unwrap();
+    let Some(Event::AudioChunk(last_chunk)) = long_evs.last().unwrap().event.clone() else {
+        panic!("chunks before CallEnded")
+    };
+    let mut beyond = long_evs.last().unwrap().clone();
+    beyond.event = Some(Event::AudioChunk(v1::AudioChunk {
+        sequence: last_chunk.sequence + 1,
+        // Two minutes into a call allowed one.
+        offset: Some(prost_types::Duration { seconds: 120, nanos: 0 }),
+        ..last_chunk
+    }));
+    long_evs.push(beyond);
+    long_evs.push(ended);
+    evs.extend(long_evs);
+    common::publish_events(&edges, &evs).await;
+    wait_for_recordings(&edges, 2, 60).await;
+    let dls = dead_letters(&edges, 2, 30).await;
+    recorder.stop().await.unwrap();
+    let find = |call: &str, reason: v1::DeadLetterReason| {
+        dls.iter()
+            .find(|d| d.call_id == call && d.reason == reason as i32)
+            .unwrap_or_else(|| panic!("no {reason:?} dead letter for {call}: {dls:?}"))
+    };
+    let d = find("poison-end", v1::DeadLetterReason::OutsideWindow);
+    assert!(
+        d.detail.contains("1000000000") && d.detail.contains("ended at"),
+        "{}",
+        d.detail
+    );
+    let d = find("poison-long", v1::DeadLetterReason::CallTooLong);
+    assert!(d.detail.contains("maximum of 60 s"), "{}", d.detail);
+    assert_eq!(dls.len(), 2, "{dls:?}");
+    for call in [&end_far, &too_long] {
+        let rec = edges
+            .vault()
+            .read_recording(&CallId::parse(&call.call_id).unwrap())
+            .await
+            .unwrap();
+        assert!(rec.complete, "{}", call.call_id);
+        assert!(rec.gaps.is_empty(), "{}: {:?}", call.call_id, rec.gaps);
+        assert!(
+            rec.pcm == call.expected_pcm(),
+            "{}: the recording is its source",
+            call.call_id
+        );
+    }
+}
+
 /// A reader without the key-encryption key gets a clear refusal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_refuses_without_the_key() {

@@ -179,7 +179,9 @@ impl AudioFormat {
     }
     pub fn micros_to_frames(&self, micros: u64) -> u64 {
         // Round to the nearest frame: offsets on the wire are rounded to µs.
-        (micros * self.sample_rate_hz as u64 + 500_000) / 1_000_000
+        // In u128: an offset off the wire may be anything up to u64::MAX µs.
+        let frames = (u128::from(micros) * u128::from(self.sample_rate_hz) + 500_000) / 1_000_000;
+        u64::try_from(frames).unwrap_or(u64::MAX)
     }
 
     /// Whole frames in a wire payload, or why it is not whole frames.

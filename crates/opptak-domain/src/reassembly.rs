@@ -16,7 +16,17 @@
 //! - a chunk more than `W` past the highest sequence number seen is **outside
 //!   the window** (most likely a corrupt sequence number) and is rejected;
 //! - a chunk for a hole already closed is **late** and rejected, a chunk after
-//!   [`Reassembler::finish`] is **after the end** and rejected.
+//!   [`Reassembler::finish`] is **after the end** and rejected;
+//! - a chunk that would make the call longer than its maximum length
+//!   ([`ReassemblyConfig::max_call_secs`]) is **too long** and rejected.
+//!
+//! Every value from the wire is bounded before it costs memory: a gap is
+//! never longer than the chunks it stands for could have carried (at most
+//! `W` chunks of [`MAX_CHUNK_PAYLOAD`]), nor than the call's remaining
+//! maximum length; a `CallEnded` whose last sequence number lies more than
+//! `W` past the highest sequence seen ends the call at the highest sequence
+//! seen instead ([`Reassembler::finish`] returns the refusal for the caller
+//! to dead-letter).
 //!
 //! Every chunk is tagged with a caller-chosen `T` (the recorder uses the Kafka
 //! position) so the caller knows when each input has reached the output.
@@ -28,12 +38,21 @@ use std::collections::BTreeMap;
 pub struct ReassemblyConfig {
     /// Reorder window, in chunks.
     pub window: u64,
+    /// The longest call kept, in seconds of timeline (audio and gaps).
+    pub max_call_secs: u64,
 }
+
+/// A call's timeline is at most this long by default: a day, longer than
+/// any trader's open line.
+pub const MAX_CALL_SECS: u64 = 24 * 3600;
 
 impl Default for ReassemblyConfig {
     fn default() -> Self {
         // 64 chunks: 6.4 s of 100 ms chunks, 1.3 s of 20 ms chunks.
-        Self { window: 64 }
+        Self {
+            window: 64,
+            max_call_secs: MAX_CALL_SECS,
+        }
     }
 }
 
@@ -79,6 +98,8 @@ pub enum Rejection {
     AfterEnd { sequence: u64, last: Option<u64> },
     #[error("sequence {sequence} was received twice with different audio")]
     Conflicting { sequence: u64 },
+    #[error("sequence {sequence} would make the call longer than its maximum of {max_secs} s")]
+    TooLong { sequence: u64, max_secs: u64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -197,6 +218,18 @@ impl<T> Reassembler<T> {
             });
         }
         let frames = self.format.frames_in(payload)?;
+        let offset_frames = offset_micros.map(|us| self.format.micros_to_frames(us));
+        let buffered: u64 = self.pending.values().map(|p| p.frames).sum();
+        let ends_at = offset_frames
+            .unwrap_or(0)
+            .max(self.progress.frames.saturating_add(buffered))
+            .saturating_add(frames);
+        if ends_at > self.max_frames() && !self.pending.contains_key(&sequence) {
+            return Err(Rejection::TooLong {
+                sequence,
+                max_secs: self.config.max_call_secs,
+            });
+        }
         if let Some(existing) = self.pending.get(&sequence) {
             return if existing.wire == payload {
                 Ok(Offer::Duplicate)
@@ -204,7 +237,6 @@ impl<T> Reassembler<T> {
                 Err(Rejection::Conflicting { sequence })
             };
         }
-        let offset_frames = offset_micros.map(|us| self.format.micros_to_frames(us));
         self.pending.insert(
             sequence,
             Pending {
@@ -263,10 +295,20 @@ impl<T> Reassembler<T> {
         true
     }
 
+    /// The longest timeline kept, in frames.
+    fn max_frames(&self) -> u64 {
+        self.config
+            .max_call_secs
+            .saturating_mul(u64::from(self.format.sample_rate_hz()))
+    }
+
     fn gap_frames(&self, missing: u64, resume_at: Option<u64>) -> u64 {
-        // Never fill more than the missing chunks could have carried.
+        // Never fill more than the missing chunks could have carried, nor
+        // past the call's maximum length.
         let max_chunk_frames = (MAX_CHUNK_PAYLOAD / self.format.wire_frame_bytes()) as u64;
-        let cap = missing.saturating_mul(max_chunk_frames);
+        let cap = missing
+            .saturating_mul(max_chunk_frames)
+            .min(self.max_frames().saturating_sub(self.progress.frames));
         match resume_at {
             Some(at) => at.saturating_sub(self.progress.frames).min(cap),
             None => missing.saturating_mul(self.progress.last_chunk_frames).min(cap),
@@ -287,8 +329,26 @@ impl<T> Reassembler<T> {
     }
 
     /// The call ended after chunk `last_sequence` (None: no audio at all).
-    /// Every hole up to the last chunk becomes a gap; buffered chunks are written.
-    pub fn finish(&mut self, last_sequence: Option<u64>) {
+    /// Every hole up to the last chunk becomes a gap; buffered chunks are
+    /// written. A `last_sequence` more than the window past the highest
+    /// sequence seen is not believed: the call ends at the highest sequence
+    /// seen, and the refusal is returned for the caller to dead-letter.
+    #[must_use = "a refused last sequence must be dead-lettered"]
+    pub fn finish(&mut self, last_sequence: Option<u64>) -> Option<Rejection> {
+        let window = self.config.window.max(1);
+        let highest = self.highest_seen();
+        let limit = highest.map_or(window, |h| h.saturating_add(window));
+        let (last_sequence, refused) = match last_sequence {
+            Some(last) if last > limit => (
+                highest,
+                Some(Rejection::OutsideWindow {
+                    sequence: last,
+                    highest,
+                    window,
+                }),
+            ),
+            other => (other, None),
+        };
         while self.close_oldest_hole() {}
         if let Some(last) = last_sequence {
             let next = self.progress.next_sequence;
@@ -300,6 +360,7 @@ impl<T> Reassembler<T> {
         }
         self.last_sequence = last_sequence;
         self.progress.ended = true;
+        refused
     }
 
     /// The highest sequence number received so far (written, or buffered
@@ -362,7 +423,7 @@ mod tests {
         r.offer(3, &chunk(3), None, 3).unwrap();
         assert_eq!(r.last_received(), Some(3));
         // Ending there writes the held chunk after a gap, and nothing after it.
-        r.finish(r.last_received());
+        assert_eq!(r.finish(r.last_received()), None);
         assert_eq!(audio_seqs(&r.drain()), ["0", "gap1+2:8f", "3"]);
         assert_eq!(r.last_received(), Some(3));
     }
@@ -378,7 +439,13 @@ mod tests {
 
     #[test]
     fn a_lost_chunk_becomes_a_gap_once_the_window_has_passed() {
-        let mut r = Reassembler::new(fmt(), ReassemblyConfig { window: 3 });
+        let mut r = Reassembler::new(
+            fmt(),
+            ReassemblyConfig {
+                window: 3,
+                ..Default::default()
+            },
+        );
         for s in [0, 2, 3] {
             r.offer(s, &chunk(s), None, s).unwrap();
         }
@@ -390,17 +457,29 @@ mod tests {
 
     #[test]
     fn gap_length_follows_the_offset_when_given() {
-        let mut r = Reassembler::new(fmt(), ReassemblyConfig { window: 4 });
+        let mut r = Reassembler::new(
+            fmt(),
+            ReassemblyConfig {
+                window: 4,
+                ..Default::default()
+            },
+        );
         r.offer(0, &chunk(0), Some(0), 0).unwrap();
         // Chunk 3 starts at 2 ms = 16 frames: the gap is 12 frames, not 2 × 4.
         r.offer(3, &chunk(3), Some(2_000), 3).unwrap();
-        r.finish(Some(3));
+        assert_eq!(r.finish(Some(3)), None);
         assert_eq!(audio_seqs(&r.drain()), ["0", "gap1+2:12f", "3"]);
     }
 
     #[test]
     fn far_jumps_are_rejected_not_turned_into_huge_gaps() {
-        let mut r = Reassembler::new(fmt(), ReassemblyConfig { window: 8 });
+        let mut r = Reassembler::new(
+            fmt(),
+            ReassemblyConfig {
+                window: 8,
+                ..Default::default()
+            },
+        );
         r.offer(0, &chunk(0), None, 0).unwrap();
         assert!(matches!(
             r.offer(1_000_000, &chunk(0), None, 9),
@@ -415,13 +494,87 @@ mod tests {
         let mut r = Reassembler::new(fmt(), ReassemblyConfig::default());
         r.offer(0, &chunk(0), None, 0).unwrap();
         r.offer(2, &chunk(2), None, 2).unwrap();
-        r.finish(Some(4));
+        assert_eq!(r.finish(Some(4)), None);
         assert_eq!(audio_seqs(&r.drain()), ["0", "gap1+1:4f", "2", "gap3+2:8f"]);
         assert!(matches!(
             r.offer(5, &chunk(5), None, 5),
             Err(Rejection::AfterEnd { .. })
         ));
         assert_eq!(r.offer(2, &chunk(2), None, 2), Ok(Offer::Duplicate));
+    }
+
+    #[test]
+    fn an_end_far_past_the_highest_sequence_is_refused_not_filled_with_silence() {
+        let mut r = Reassembler::new(fmt(), ReassemblyConfig::default());
+        r.offer(0, &chunk(0), None, 0).unwrap();
+        // One chunk, then "the call ended after chunk 1e9": believing it would
+        // write a billion chunks of silence.
+        assert_eq!(
+            r.finish(Some(1_000_000_000)),
+            Some(Rejection::OutsideWindow {
+                sequence: 1_000_000_000,
+                highest: Some(0),
+                window: 64
+            })
+        );
+        assert_eq!(audio_seqs(&r.drain()), ["0"]);
+        assert_eq!(r.progress().frames, 4);
+        assert!(r.progress().ended);
+        // Within the window, trailing chunks lost in transit are still gaps.
+        let mut r = Reassembler::new(fmt(), ReassemblyConfig::default());
+        r.offer(0, &chunk(0), None, 0).unwrap();
+        assert_eq!(r.finish(Some(64)), None);
+        assert_eq!(audio_seqs(&r.drain()), ["0", "gap1+64:256f"]);
+        // Nothing seen: an end beyond the first window is refused too.
+        let mut r: Reassembler<u64> = Reassembler::new(fmt(), ReassemblyConfig::default());
+        assert!(matches!(
+            r.finish(Some(u64::MAX)),
+            Some(Rejection::OutsideWindow { .. })
+        ));
+        assert!(r.drain().is_empty());
+    }
+
+    #[test]
+    fn a_call_longer_than_its_maximum_is_refused_and_gaps_stop_at_it() {
+        // One second at 8 kHz: 8000 frames, 2000 chunks of 4 frames.
+        let config = ReassemblyConfig {
+            max_call_secs: 1,
+            ..Default::default()
+        };
+        let mut r = Reassembler::new(fmt(), config);
+        for s in 0..2000 {
+            r.offer(s, &chunk(s), None, s).unwrap();
+        }
+        assert_eq!(
+            r.offer(2000, &chunk(2000), None, 2000),
+            Err(Rejection::TooLong {
+                sequence: 2000,
+                max_secs: 1
+            })
+        );
+        assert_eq!(r.progress().frames, 8000);
+        // An offset past the maximum is refused before it becomes a gap.
+        let mut r = Reassembler::new(fmt(), config);
+        r.offer(0, &chunk(0), Some(0), 0).unwrap();
+        assert!(matches!(
+            r.offer(1, &chunk(1), Some(u64::MAX), 1),
+            Err(Rejection::TooLong { .. })
+        ));
+        // A gap is cut at the maximum: 0.999 s of offset leaves 7992 frames
+        // of room, capped again by what one missing chunk could carry.
+        let mut r = Reassembler::new(fmt(), config);
+        r.offer(0, &chunk(0), Some(0), 0).unwrap();
+        r.offer(2, &chunk(2), Some(999_000), 2).unwrap();
+        assert_eq!(r.finish(Some(2)), None);
+        let frames: u64 = r
+            .drain()
+            .iter()
+            .map(|p| match p {
+                Piece::Audio { frames, .. } => *frames,
+                Piece::Gap(g) => g.frames,
+            })
+            .sum();
+        assert!(frames <= 8000, "{frames} frames on a 1 s timeline");
     }
 
     #[test]

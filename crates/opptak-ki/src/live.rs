@@ -223,7 +223,9 @@ pub async fn run_role(
                 }
                 Some(Event::CallEnded(e)) => {
                     if let Some(mut h) = calls.remove(&call_id) {
-                        h.reasm.finish(if e.no_audio { None } else { Some(e.last_sequence) });
+                        // A refused end (far past what was seen) is dead-lettered by the
+                        // recorder; the transcript ends with what arrived either way.
+                        let _ = h.reasm.finish(if e.no_audio { None } else { Some(e.last_sequence) });
                         let pieces = h.reasm.drain();
                         send_pieces(&h, pieces);
                         let _ = h.tx.send(Cmd::End);

@@ -138,6 +138,10 @@ pub struct Source {
 
 /// Retention class of the recording's data key (R2: every call, 24 hours).
 pub const RECORDING_KEY_CLASS: &str = "audio-24h";
+/// Unsealed audio held across all calls before a flush is forced (bytes).
+/// With the reassembler's bounds (a gap is at most the reorder window's
+/// worth of largest chunks) this bounds the recorder's audio memory.
+const MAX_UNSEALED_BYTES: usize = 64 << 20;
 /// Class of the telephony system's chunk key as opptak stores it (re-wrapped).
 pub const TELEPHONY_KEY_CLASS: &str = "telephony";
 
@@ -232,7 +236,9 @@ struct CallState {
 }
 
 impl CallState {
-    fn absorb(&mut self, pieces: Vec<Piece<Source>>) {
+    /// Appends released pieces to the unsealed buffer; returns the bytes added.
+    fn absorb(&mut self, pieces: Vec<Piece<Source>>) -> usize {
+        let before = self.buf.len();
         for p in pieces {
             match p {
                 Piece::Audio { wire, tag, .. } => {
@@ -240,11 +246,16 @@ impl CallState {
                     self.arrived_ms.extend(tag.timestamp_ms);
                 }
                 Piece::Gap(g) => {
-                    // Silence in the call's own codec keeps the timeline true.
+                    // Silence in the call's own codec keeps the timeline true,
+                    // written in one go. The reassembler bounds a gap by what
+                    // the missing chunks could have carried and by the call's
+                    // maximum length.
                     let silence = self.reasm.format().silence_frame();
-                    for _ in 0..g.frames {
-                        self.buf.extend_from_slice(&silence);
-                    }
+                    let bytes = usize::try_from(g.frames)
+                        .unwrap_or(usize::MAX)
+                        .saturating_mul(silence.len());
+                    self.buf.reserve(bytes);
+                    self.buf.extend(silence.iter().copied().cycle().take(bytes));
                     self.new_gaps.push(GapRow {
                         recording_id: self.recording_id.clone(),
                         first_missing: g.first_missing,
@@ -256,6 +267,7 @@ impl CallState {
             }
             self.dirty = true;
         }
+        self.buf.len() - before
     }
 }
 
@@ -310,6 +322,8 @@ pub struct Recorder {
     /// What this recorder last added to `opptak_calls_in_flight` (several
     /// recorders may share a process).
     in_flight_reported: i64,
+    /// Audio absorbed since the last flush, not yet sealed (bytes).
+    unsealed_bytes: usize,
 }
 
 impl Recorder {
@@ -344,6 +358,7 @@ impl Recorder {
             instance: uuid::Uuid::new_v4().simple().to_string(),
             flush_seq: 0,
             in_flight_reported: 0,
+            unsealed_bytes: 0,
         }
     }
 
@@ -424,9 +439,18 @@ impl Recorder {
             self.forget_revoked(sub.as_ref())?;
             for r in records {
                 self.handle(r).await?;
+                if self.unsealed_bytes > MAX_UNSEALED_BYTES {
+                    // Memory stays bounded whatever a poll brings (gaps of
+                    // silence included): seal and commit what is held.
+                    last_flush = Instant::now();
+                    self.flush(sub.as_mut()).await?;
+                }
             }
             self.expire_holes(Instant::now());
-            if last_flush.elapsed() >= self.cfg.flush_interval || self.dead_letters.len() > 1000 {
+            if last_flush.elapsed() >= self.cfg.flush_interval
+                || self.dead_letters.len() > 1000
+                || self.unsealed_bytes > MAX_UNSEALED_BYTES
+            {
                 // Timed from the start: a flush every interval, however long it takes.
                 last_flush = Instant::now();
                 self.flush(sub.as_mut()).await?;
@@ -886,12 +910,13 @@ impl Recorder {
                 self.stats.chunks_accepted += 1;
                 opptak_telemetry::metrics().chunk(opptak_telemetry::ChunkOutcome::Accepted);
                 let pieces = call.reasm.drain();
-                call.absorb(pieces);
+                let added = call.absorb(pieces);
                 call.hole_since = match (call.reasm.buffered(), call.hole_since) {
                     (0, _) => None,
                     (_, Some(t)) => Some(t),
                     (_, None) => Some(Instant::now()),
                 };
+                self.unsealed_bytes += added;
                 return Ok(());
             }
             Ok(Offer::Duplicate) => {
@@ -910,6 +935,7 @@ impl Recorder {
             Rejection::Late { .. } => DeadLetterReason::LateChunk,
             Rejection::AfterEnd { .. } => DeadLetterReason::AfterEnd,
             Rejection::Conflicting { .. } => DeadLetterReason::ConflictingChunk,
+            Rejection::TooLong { .. } => DeadLetterReason::CallTooLong,
         };
         self.dead_letter(r, call_id.as_str(), Refusal::new(reason, rej.to_string()));
         Ok(())
@@ -964,9 +990,15 @@ impl Recorder {
         } else {
             Some(e.last_sequence)
         };
-        call.reasm.finish(last);
+        let refused = call.reasm.finish(last);
+        // A refused end: the call ended at the highest sequence seen.
+        let last = if refused.is_some() {
+            call.reasm.last_received()
+        } else {
+            last
+        };
         let pieces = call.reasm.drain();
-        call.absorb(pieces);
+        let added = call.absorb(pieces);
         call.hole_since = None;
         call.end = Some(CallEnd {
             ended_at_us,
@@ -974,6 +1006,15 @@ impl Recorder {
             last_sequence: last,
         });
         call.dirty = true;
+        self.unsealed_bytes += added;
+        if let Some(rej) = refused {
+            let detail = format!("{rej}: the call ended at the highest sequence seen ({last:?})");
+            self.dead_letter(
+                r,
+                call_id.as_str(),
+                Refusal::new(DeadLetterReason::OutsideWindow, detail),
+            );
+        }
         Ok(())
     }
 
@@ -1004,7 +1045,7 @@ impl Recorder {
                 if now.duration_since(since) >= self.cfg.reorder_timeout {
                     call.reasm.close_oldest_hole();
                     let pieces = call.reasm.drain();
-                    call.absorb(pieces);
+                    self.unsealed_bytes += call.absorb(pieces);
                     call.hole_since = if call.reasm.buffered() > 0 { Some(now) } else { None };
                 }
             }
@@ -1032,6 +1073,7 @@ impl Recorder {
             finished,
             arrived_ms,
         } = plan_flush(&mut self.calls, &spool_path, self.cfg.max_segment_bytes, now)?;
+        self.unsealed_bytes = 0;
         let t_start = Instant::now();
         // 1. Sealed audio into the blob store.
         if !spool.is_empty() {

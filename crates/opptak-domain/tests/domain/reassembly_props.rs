@@ -1,8 +1,10 @@
-//! Property: whatever order and duplication the chunks arrive in (within the
+//! Properties: whatever order and duplication the chunks arrive in (within the
 //! window), the timeline equals the source, and every lost chunk is a gap of the
-//! right length at the right place.
+//! right length at the right place; and whatever arrives at all (any sequence
+//! numbers, offsets, payloads and ends), nothing panics and the timeline stays
+//! within the call's bounds.
 
-use opptak_domain::model::{AudioFormat, ChannelRole, Codec};
+use opptak_domain::model::{AudioFormat, ChannelRole, Codec, MAX_CHUNK_PAYLOAD};
 use opptak_domain::reassembly::{Piece, Reassembler, ReassemblyConfig};
 use proptest::prelude::*;
 
@@ -42,7 +44,7 @@ proptest! {
         // Shuffle within the window: sort by index + jitter (< window / 2).
         let mut order: Vec<usize> = (0..chunks.len()).collect();
         order.sort_by_key(|&i| i + jitter[i]);
-        let mut r = Reassembler::new(f.clone(), ReassemblyConfig { window });
+        let mut r = Reassembler::new(f.clone(), ReassemblyConfig { window, ..Default::default() });
         let mut pieces = Vec::new();
         for &i in &order {
             if lost[i] { continue; }
@@ -52,7 +54,7 @@ proptest! {
             }
             pieces.extend(r.drain());
         }
-        r.finish(Some(chunks.len() as u64 - 1));
+        assert_eq!(r.finish(Some(chunks.len() as u64 - 1)), None);
         pieces.extend(r.drain());
 
         let mut seen = vec![false; chunks.len()];
@@ -78,6 +80,72 @@ proptest! {
         prop_assert_eq!(next, chunks.len() as u64);
         for i in 0..chunks.len() {
             prop_assert_eq!(seen[i], !lost[i]);
+        }
+    }
+}
+
+/// One input off the wire, anything a sender (or an attacker) could send.
+#[derive(Clone, Debug)]
+enum Input {
+    Chunk {
+        sequence: u64,
+        len: usize,
+        offset_us: Option<u64>,
+    },
+    CloseHole,
+    End(Option<u64>),
+}
+
+fn sequence() -> impl Strategy<Value = u64> {
+    prop_oneof![0u64..200, any::<u64>(), Just(u64::MAX), (u64::MAX - 100)..=u64::MAX]
+}
+
+fn input() -> impl Strategy<Value = Input> {
+    prop_oneof![
+        8 => (sequence(), 0usize..3000, prop::option::of(prop_oneof![0u64..10_000_000, any::<u64>()]))
+            .prop_map(|(sequence, len, offset_us)| Input::Chunk { sequence, len, offset_us }),
+        1 => Just(Input::CloseHole),
+        1 => prop::option::of(sequence()).prop_map(Input::End),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_input_never_panics_and_stays_bounded(inputs in prop::collection::vec(input(), 1..200)) {
+        // µ-law mono at 8 kHz, a 2-second maximum: 16,000 frames.
+        let f = AudioFormat::new(Codec::Pcmu, 8000, vec![ChannelRole::Mixed]).expect("valid format");
+        let config = ReassemblyConfig { window: 16, max_call_secs: 2 };
+        let max_frames = 2 * 8000u64;
+        let max_chunk_frames = (MAX_CHUNK_PAYLOAD / f.wire_frame_bytes()) as u64;
+        let mut r = Reassembler::new(f, config);
+        let mut frames = 0u64;
+        for i in inputs {
+            match i {
+                Input::Chunk { sequence, len, offset_us } => {
+                    let _ = r.offer(sequence, &vec![0x7f; len], offset_us, ());
+                }
+                Input::CloseHole => {
+                    r.close_oldest_hole();
+                }
+                Input::End(last) => {
+                    let _ = r.finish(last);
+                }
+            }
+            prop_assert!(r.buffered() as u64 <= config.window + 1, "{} chunks buffered", r.buffered());
+            for p in r.drain() {
+                match p {
+                    Piece::Audio { frames: n, .. } => frames += n,
+                    Piece::Gap(g) => {
+                        prop_assert!(g.missing <= config.window + 1, "a gap of {} chunks", g.missing);
+                        prop_assert!(g.frames <= (config.window + 1) * max_chunk_frames, "a gap of {} frames", g.frames);
+                        frames += g.frames;
+                    }
+                }
+            }
+            prop_assert_eq!(frames, r.progress().frames);
+            // The buffered chunks released after a gap that reached the
+            // maximum may run past it, by at most a window of chunks.
+            prop_assert!(frames <= max_frames + (config.window + 1) * 3000, "{} frames", frames);
         }
     }
 }
