@@ -30,17 +30,13 @@ pub struct Edges {
 impl Edges {
     pub async fn open(config: Config) -> Result<Self> {
         let bus: Arc<dyn Bus> = if let Some(brokers) = config.bus.url.strip_prefix("kafka://") {
-            let opts = opptak_bus::kafka::KafkaOptions {
-                replication: config.bus.replication,
-                group_stuck_after: std::time::Duration::from_secs(config.bus.group_stuck_s),
-                ..Default::default()
-            };
+            let opts = config.kafka_options()?;
             Arc::new(opptak_bus::kafka::KafkaBus::new(brokers.trim_end_matches('/'), opts)?)
         } else {
             opptak_bus::open(&config.bus.url)?
         };
         let hot = opptak_store::open_blob_store(&config.storage.blobs).context("opening the blob store")?;
-        let meta = opptak_store::open_metadata_store(&config.storage.metadata)
+        let meta = opptak_store::open_metadata_store(&config.metadata_url())
             .await
             .context("opening the metadata store")?;
         let keys = Self::open_keys(&config)?;
@@ -95,13 +91,19 @@ impl Edges {
         Ok(open_key_admin(config, true)?)
     }
 
+    /// Creates the recorder's topics if missing, with the policy's retention.
     pub async fn create_topics(&self) -> Result<()> {
-        self.config
-            .recorder_config()
-            .topics
-            .create(self.bus.as_ref(), self.config.bus.partitions)
+        self.ensure_topics(&["recorder"]).await
+    }
+
+    /// Creates the topics `roles` read or write if missing (an existing
+    /// topic is left alone, so a principal that may not create topics
+    /// starts against topics an administrator created).
+    pub async fn ensure_topics(&self, roles: &[&str]) -> Result<()> {
+        let specs = crate::topics::specs_for_roles(&self.config, &self.policy, roles);
+        crate::topics::ensure(self.bus.as_ref(), &specs)
             .await
-            .context("creating topics")
+            .with_context(|| format!("the topics of {}", roles.join(", ")))
     }
 
     /// The call vault over these edges: keys, sealed artifacts, reading back.
@@ -116,7 +118,7 @@ impl Edges {
 
     /// The audit log in the metadata database.
     pub async fn audit(&self) -> Result<opptak_audit::Audit> {
-        opptak_audit::Audit::open(&self.config.storage.metadata, self.keys.clone(), self.clock.clone())
+        opptak_audit::Audit::open(&self.config.metadata_url(), self.keys.clone(), self.clock.clone())
             .await
             .context("opening the audit log")
     }
@@ -132,7 +134,7 @@ impl Edges {
                 web: c.web.clone(),
                 oidc: c.oidc.clone(),
                 qa: c.qa.clone(),
-                metadata_url: c.storage.metadata.clone(),
+                metadata_url: c.metadata_url(),
                 topic_prefix: c.bus.topic_prefix.clone(),
                 partitions: c.bus.partitions,
             },
@@ -144,7 +146,7 @@ impl Edges {
         opptak_compliance::ComplianceEdges {
             vault: self.vault(),
             retention: self.retention(),
-            metadata_url: self.config.storage.metadata.clone(),
+            metadata_url: self.config.metadata_url(),
         }
     }
 
@@ -296,9 +298,11 @@ pub fn draft_writer(config: &Config) -> Result<Arc<dyn opptak_ki::llm::DraftWrit
     ))
 }
 
-/// The summarizer role over these edges; every stored draft is indexed
-/// for reporting and QA sampling ([`opptak_review::qa::Qa`]).
+/// The summarizer role over these edges, its topics created if missing;
+/// every stored draft is indexed for reporting and QA sampling
+/// ([`opptak_review::qa::Qa`]).
 pub async fn summarizer(edges: &Edges) -> Result<Arc<opptak_ki::summarize::Summarizer>> {
+    edges.ensure_topics(&["summarizer"]).await?;
     let taxonomy = opptak_domain::summary::Taxonomy::default_taxonomy();
     let qa = Arc::new(opptak_review::qa::Qa::open(&edges.review()).await?);
     let summarizer = opptak_ki::summarize::Summarizer {
@@ -346,11 +350,11 @@ impl RunningKi {
         let (stop, _) = watch::channel(false);
         let mut tasks: Vec<(&'static str, KiTask)> = Vec::new();
         let cfg = &edges.config;
-        edges
-            .bus
-            .create_topic(&transcripts_topic(cfg), cfg.bus.partitions)
-            .await?;
-        edges.bus.create_topic(&drafts_topic(cfg), cfg.bus.partitions).await?;
+        let roles: Vec<&str> = [("transcriber", transcribe), ("summarizer", summarize)]
+            .into_iter()
+            .filter_map(|(r, on)| on.then_some(r))
+            .collect();
+        edges.ensure_topics(&roles).await?;
         let mut live = None;
         if transcribe {
             let mut t = transcriber_with(edges, asr)?;

@@ -39,15 +39,61 @@ pub struct BusConfig {
     pub replication: i32,
     /// A consumer outside its group this long ends its role (crash-only restart).
     pub group_stuck_s: u64,
+    pub tls: BusTls,
+    pub sasl: BusSasl,
 }
 
+/// `[bus.tls]`: TLS to the brokers, with a client certificate for mutual TLS.
 #[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusTls {
+    pub enabled: bool,
+    /// The CA bundle (PEM) the brokers' certificates chain to; empty: the system's.
+    pub ca_file: String,
+    /// Client certificate and key (PEM) for brokers that require one; both or neither.
+    pub cert_file: String,
+    pub key_file: String,
+    /// The key's passphrase, from a file or an environment variable (at most one).
+    pub key_password_file: String,
+    pub key_password_env: String,
+}
+
+/// `[bus.sasl]`: SASL/SCRAM credentials; the principal is `User:<username>`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusSasl {
+    /// Empty (no SASL), `SCRAM-SHA-512` or `SCRAM-SHA-256`.
+    pub mechanism: String,
+    pub username: String,
+    /// The password, from a file or an environment variable (exactly one).
+    pub password_file: String,
+    pub password_env: String,
+    /// SASL without TLS (every record in clear): only when set.
+    pub allow_plaintext: bool,
+}
+
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     pub blobs: String,
     pub metadata: String,
+    /// A file holding the PostgreSQL password (never in the URL); empty:
+    /// the URL's or `PGPASSWORD`.
+    pub metadata_password_file: String,
     /// The WORM archive for archive-tier artifacts (investment recordings).
     pub archive: String,
+}
+
+impl std::fmt::Debug for StorageConfig {
+    /// A password written into the metadata URL prints as `*****`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageConfig")
+            .field("blobs", &self.blobs)
+            .field("metadata", &opptak_store::meta::redact(&self.metadata))
+            .field("metadata_password_file", &self.metadata_password_file)
+            .field("archive", &self.archive)
+            .finish()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -171,16 +217,21 @@ impl Config {
                 .split("__")
                 .map(|s| s.to_ascii_lowercase())
                 .collect();
-            if path.len() != 2 {
+            // OPPTAK__BUS__URL, and for sub-sections OPPTAK__BUS__TLS__CA_FILE.
+            let Some((key, sections)) = path.split_last().filter(|(_, s)| !s.is_empty()) else {
                 bail!("environment override {k}: expected OPPTAK__SECTION__KEY");
-            }
-            let section = value
-                .entry(path[0].clone())
-                .or_insert_with(|| toml::Value::Table(Default::default()));
-            let toml::Value::Table(section) = section else {
-                bail!("{k}: {} is not a section", path[0])
             };
-            section.insert(path[1].clone(), env_value(v));
+            let mut table = &mut value;
+            for name in sections {
+                let section = table
+                    .entry(name.clone())
+                    .or_insert_with(|| toml::Value::Table(Default::default()));
+                let toml::Value::Table(section) = section else {
+                    bail!("{k}: {name} is not a section")
+                };
+                table = section;
+            }
+            table.insert(key.clone(), env_value(v));
         }
         let cfg: Config = toml::Value::Table(value).try_into().context("invalid configuration")?;
         cfg.validate()?;
@@ -200,6 +251,8 @@ impl Config {
         if !(1..=10).contains(&self.bus.replication) {
             bail!("bus.replication = {}: expected 1..=10", self.bus.replication);
         }
+        self.check_bus_security()?;
+        self.check_metadata_url()?;
         if !(10..=5_000).contains(&self.recorder.flush_interval_ms) {
             bail!(
                 "recorder.flush_interval_ms = {}: expected 10..=5000",
@@ -297,6 +350,185 @@ impl Config {
         Ok(())
     }
 
+    /// `[bus.tls]` and `[bus.sasl]` say something coherent, and the files
+    /// they name exist (their contents are read when the bus opens).
+    fn check_bus_security(&self) -> Result<()> {
+        let (tls, sasl) = (&self.bus.tls, &self.bus.sasl);
+        let sasl_on = !sasl.mechanism.trim().is_empty();
+        if (tls.enabled || sasl_on) && !self.bus.url.starts_with("kafka://") {
+            bail!(
+                "bus.tls.enabled / bus.sasl.mechanism apply to a kafka:// bus; bus.url is {:?}",
+                self.bus.url
+            );
+        }
+        let tls_files = [
+            ("ca_file", &tls.ca_file),
+            ("cert_file", &tls.cert_file),
+            ("key_file", &tls.key_file),
+        ];
+        if !tls.enabled {
+            let set: Vec<&str> = tls_files
+                .iter()
+                .chain(
+                    [
+                        ("key_password_file", &tls.key_password_file),
+                        ("key_password_env", &tls.key_password_env),
+                    ]
+                    .iter(),
+                )
+                .filter(|(_, v)| !v.trim().is_empty())
+                .map(|(k, _)| *k)
+                .collect();
+            if !set.is_empty() {
+                bail!(
+                    "bus.tls.{} set but bus.tls.enabled = false: enable TLS, or remove them",
+                    set.join(", bus.tls.")
+                );
+            }
+        } else {
+            for (key, path) in tls_files {
+                existing_file(&format!("bus.tls.{key}"), path)?;
+            }
+            if tls.cert_file.trim().is_empty() != tls.key_file.trim().is_empty() {
+                bail!("bus.tls.cert_file and bus.tls.key_file go together (mutual TLS): set both or neither");
+            }
+            let key_password = secret_source("bus.tls.key_password", &tls.key_password_file, &tls.key_password_env)?;
+            if key_password && tls.key_file.trim().is_empty() {
+                bail!("bus.tls.key_password_file / key_password_env without bus.tls.key_file");
+            }
+        }
+        if sasl_on {
+            if opptak_bus::security::ScramMechanism::parse(&sasl.mechanism).is_none() {
+                bail!(
+                    "bus.sasl.mechanism = {:?}: expected \"SCRAM-SHA-512\" or \"SCRAM-SHA-256\" (or \"\" for no SASL)",
+                    sasl.mechanism
+                );
+            }
+            if sasl.username.trim().is_empty() {
+                bail!("bus.sasl.username is empty: the principal is User:<username>");
+            }
+            if !secret_source("bus.sasl.password", &sasl.password_file, &sasl.password_env)? {
+                bail!(
+                    "bus.sasl needs the password from bus.sasl.password_file or from the environment variable \
+                     named by bus.sasl.password_env (never in the configuration itself)"
+                );
+            }
+            if !tls.enabled && !sasl.allow_plaintext {
+                bail!(
+                    "bus.sasl without bus.tls: every record (call audio) would cross the network in clear. \
+                     Enable bus.tls, or set bus.sasl.allow_plaintext = true for a test broker"
+                );
+            }
+        } else {
+            let set: Vec<&str> = [
+                ("username", &sasl.username),
+                ("password_file", &sasl.password_file),
+                ("password_env", &sasl.password_env),
+            ]
+            .iter()
+            .filter(|(_, v)| !v.trim().is_empty())
+            .map(|(k, _)| *k)
+            .collect();
+            if !set.is_empty() {
+                bail!(
+                    "bus.sasl.{} set but bus.sasl.mechanism is empty: set it to \"SCRAM-SHA-512\"",
+                    set.join(", bus.sasl.")
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The PostgreSQL password file and the TLS files the URL names exist.
+    fn check_metadata_url(&self) -> Result<()> {
+        let url = &self.storage.metadata;
+        let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        let file = self.storage.metadata_password_file.trim();
+        if !file.is_empty() {
+            if !postgres {
+                bail!("storage.metadata_password_file applies to a postgres:// metadata URL");
+            }
+            if url.contains(&format!("{}=", opptak_store::meta::PASSWORD_FILE_PARAM)) {
+                bail!("storage.metadata_password_file and a password_file parameter in storage.metadata: give one");
+            }
+            if reqwest::Url::parse(url)
+                .ok()
+                .and_then(|u| u.password().map(str::to_owned))
+                .is_some()
+            {
+                bail!("storage.metadata carries a password and storage.metadata_password_file names one: give one");
+            }
+            existing_file("storage.metadata_password_file", file)?;
+        }
+        if postgres {
+            let u = reqwest::Url::parse(url)
+                .with_context(|| format!("storage.metadata {}", opptak_store::meta::redact(url)))?;
+            for (k, v) in u.query_pairs() {
+                if matches!(k.as_ref(), "sslrootcert" | "sslcert" | "sslkey") {
+                    existing_file(&format!("storage.metadata {k}"), &v)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The metadata store's URL as the store opens it: with
+    /// `storage.metadata_password_file` as its `password_file` parameter
+    /// (read by the store; the password itself is in no URL).
+    pub fn metadata_url(&self) -> String {
+        let url = &self.storage.metadata;
+        let file = self.storage.metadata_password_file.trim();
+        if file.is_empty() {
+            return url.clone();
+        }
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let mut out = format!("{url}{sep}{}=", opptak_store::meta::PASSWORD_FILE_PARAM);
+        out.extend(url_encode(file));
+        out
+    }
+
+    /// The Kafka client options: replication, the consumer limit and the
+    /// TLS/SASL settings, with the secrets read from their files or
+    /// environment variables now.
+    pub fn kafka_options(&self) -> Result<opptak_bus::kafka::KafkaOptions> {
+        use opptak_bus::security::{ClientCert, KafkaSasl, KafkaSecurity, KafkaTls, Password, ScramMechanism};
+        let (tls, sasl) = (&self.bus.tls, &self.bus.sasl);
+        let path = |p: &str| (!p.trim().is_empty()).then(|| std::path::PathBuf::from(p.trim()));
+        let tls = if tls.enabled {
+            let client_cert = match (path(&tls.cert_file), path(&tls.key_file)) {
+                (Some(cert_file), Some(key_file)) => Some(ClientCert {
+                    cert_file,
+                    key_file,
+                    key_password: read_secret("bus.tls.key_password", &tls.key_password_file, &tls.key_password_env)?
+                        .map(|s| Password::new(s.0)),
+                }),
+                _ => None,
+            };
+            Some(KafkaTls {
+                ca_file: path(&tls.ca_file),
+                client_cert,
+            })
+        } else {
+            None
+        };
+        let sasl = match ScramMechanism::parse(&sasl.mechanism) {
+            Some(mechanism) => Some(KafkaSasl {
+                mechanism,
+                username: sasl.username.trim().to_owned(),
+                password: read_secret("bus.sasl.password", &sasl.password_file, &sasl.password_env)?
+                    .map(|s| Password::new(s.0))
+                    .context("bus.sasl needs a password")?,
+            }),
+            None => None,
+        };
+        Ok(opptak_bus::kafka::KafkaOptions {
+            replication: self.bus.replication,
+            group_stuck_after: Duration::from_secs(self.bus.group_stuck_s),
+            security: KafkaSecurity { tls, sasl },
+            ..Default::default()
+        })
+    }
+
     /// The retention policy: the file named by `retention.policy`, or the
     /// shipped default. A policy with gaps or overlaps stops the process here.
     pub fn policy(&self) -> Result<opptak_domain::retention::Policy> {
@@ -325,6 +557,64 @@ impl Config {
             compact_sweep_interval: Duration::from_secs(self.recorder.compact_sweep_s),
         }
     }
+}
+
+/// `key`: empty, or a file that exists.
+fn existing_file(key: &str, path: &str) -> Result<()> {
+    let path = path.trim();
+    if !path.is_empty() && !Path::new(path).is_file() {
+        bail!("{key} = {path:?}: no such file");
+    }
+    Ok(())
+}
+
+/// Whether a secret `key` is configured, through `{key}_file` or `{key}_env`
+/// (not both); the file must exist and the variable be set.
+fn secret_source(key: &str, file: &str, env: &str) -> Result<bool> {
+    let (file, env) = (file.trim(), env.trim());
+    match (file.is_empty(), env.is_empty()) {
+        (true, true) => Ok(false),
+        (false, false) => bail!("{key}_file and {key}_env are both set: give one"),
+        (false, true) => {
+            existing_file(&format!("{key}_file"), file)?;
+            Ok(true)
+        }
+        (true, false) => {
+            if std::env::var_os(env).is_none_or(|v| v.is_empty()) {
+                bail!("{key}_env names {env}, which is not set");
+            }
+            Ok(true)
+        }
+    }
+}
+
+/// Reads a secret from its file (one trailing newline dropped) or from the
+/// environment variable named; `None` when neither is configured.
+fn read_secret(key: &str, file: &str, env: &str) -> Result<Option<Secret>> {
+    let (file, env) = (file.trim(), env.trim());
+    let value = if !file.is_empty() {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {key}_file {file}"))?;
+        text.trim_end_matches(['\n', '\r']).to_owned()
+    } else if !env.is_empty() {
+        std::env::var(env).with_context(|| format!("{key}_env names {env}, which is not set"))?
+    } else {
+        return Ok(None);
+    };
+    if value.is_empty() {
+        bail!("{key}: the secret is empty");
+    }
+    Ok(Some(Secret(value)))
+}
+
+/// Percent-encodes a query value.
+fn url_encode(v: &str) -> impl Iterator<Item = String> + '_ {
+    v.bytes().map(|b| {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            (b as char).to_string()
+        } else {
+            format!("%{b:02X}")
+        }
+    })
 }
 
 fn merge(base: &mut toml::Table, over: toml::Table) {
@@ -472,6 +762,176 @@ mod tests {
         assert!(e.contains("telemetry.otlp_interval_ms"), "{e}");
     }
 
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn refused(pairs: &[(&str, &str)]) -> String {
+        format!("{:#}", Config::load_from(None, &vars(pairs)).unwrap_err())
+    }
+
+    #[test]
+    fn bus_tls_and_sasl_map_onto_the_kafka_client() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p.display().to_string()
+        };
+        let (ca, cert, key) = (file("ca.pem", "x"), file("c.pem", "x"), file("c.key", "x"));
+        let pw = file("pw", "scram-secret\n");
+        let c = Config::load_from(
+            None,
+            &vars(&[
+                ("OPPTAK__BUS__URL", "kafka://broker:9093"),
+                ("OPPTAK__BUS__TLS__ENABLED", "true"),
+                ("OPPTAK__BUS__TLS__CA_FILE", &ca),
+                ("OPPTAK__BUS__TLS__CERT_FILE", &cert),
+                ("OPPTAK__BUS__TLS__KEY_FILE", &key),
+                ("OPPTAK__BUS__SASL__MECHANISM", "SCRAM-SHA-512"),
+                ("OPPTAK__BUS__SASL__USERNAME", "recorder"),
+                ("OPPTAK__BUS__SASL__PASSWORD_FILE", &pw),
+            ]),
+        )
+        .unwrap();
+        let opts = c.kafka_options().unwrap();
+        assert_eq!(opts.security.protocol(), "sasl_ssl");
+        assert_eq!(
+            opts.security.describe(),
+            "sasl_ssl as User:recorder (SCRAM-SHA-512), client certificate"
+        );
+        let tls = opts.security.tls.as_ref().unwrap();
+        assert_eq!(tls.ca_file.as_deref(), Some(std::path::Path::new(&ca)));
+        assert_eq!(tls.client_cert.as_ref().unwrap().key_file.display().to_string(), key);
+        // The password was read (its trailing newline dropped) and prints nowhere.
+        let shown = format!("{c:?} {opts:?}");
+        assert!(!shown.contains("scram-secret"), "{shown}");
+        assert!(format!("{:?}", opts.security.sasl.as_ref().unwrap().password) == "*****");
+        // The defaults: plaintext.
+        let plain = Config::load_from(None, &vars(&[("OPPTAK__BUS__URL", "kafka://b:9092")])).unwrap();
+        assert_eq!(plain.kafka_options().unwrap().security.protocol(), "plaintext");
+    }
+
+    #[test]
+    fn bus_security_misconfigurations_are_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "secret").unwrap();
+        let pw = pw.display().to_string();
+        let kafka = ("OPPTAK__BUS__URL", "kafka://broker:9093");
+        let tls = ("OPPTAK__BUS__TLS__ENABLED", "true");
+        let scram = ("OPPTAK__BUS__SASL__MECHANISM", "SCRAM-SHA-512");
+        let user = ("OPPTAK__BUS__SASL__USERNAME", "recorder");
+        let file = ("OPPTAK__BUS__SASL__PASSWORD_FILE", pw.as_str());
+        for (pairs, want) in [
+            (
+                vec![kafka, tls, ("OPPTAK__BUS__TLS__CA_FILE", "/nonexistent/ca.pem")],
+                "bus.tls.ca_file",
+            ),
+            (
+                vec![kafka, tls, ("OPPTAK__BUS__TLS__CERT_FILE", pw.as_str())],
+                "set both or neither",
+            ),
+            (
+                vec![kafka, ("OPPTAK__BUS__TLS__CA_FILE", pw.as_str())],
+                "bus.tls.enabled = false",
+            ),
+            (vec![kafka, scram, user, file], "bus.sasl without bus.tls"),
+            (vec![kafka, tls, scram, user], "password_file"),
+            (vec![kafka, tls, scram, file], "bus.sasl.username"),
+            (
+                vec![kafka, tls, ("OPPTAK__BUS__SASL__MECHANISM", "PLAIN"), user, file],
+                "SCRAM-SHA-512",
+            ),
+            (
+                vec![kafka, tls, scram, user, file, ("OPPTAK__BUS__SASL__PASSWORD_ENV", "X")],
+                "give one",
+            ),
+            (
+                vec![
+                    kafka,
+                    tls,
+                    scram,
+                    user,
+                    ("OPPTAK__BUS__SASL__PASSWORD_ENV", "OPPTAK_TEST_UNSET_PASSWORD_VAR"),
+                ],
+                "OPPTAK_TEST_UNSET_PASSWORD_VAR, which is not set",
+            ),
+            (vec![("OPPTAK__BUS__URL", "memory://"), tls], "kafka:// bus"),
+            (
+                vec![("OPPTAK__BUS__SASL__USERNAME", "x")],
+                "bus.sasl.mechanism is empty",
+            ),
+        ] {
+            let e = refused(&pairs);
+            assert!(e.contains(want), "{pairs:?}: {e}");
+        }
+        // SASL without TLS only when asked for.
+        let c = Config::load_from(
+            None,
+            &vars(&[kafka, scram, user, file, ("OPPTAK__BUS__SASL__ALLOW_PLAINTEXT", "true")]),
+        )
+        .unwrap();
+        assert_eq!(c.kafka_options().unwrap().security.protocol(), "sasl_plaintext");
+    }
+
+    #[test]
+    fn the_metadata_password_comes_from_a_file_and_never_prints() {
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pg password");
+        std::fs::write(&pw, "pg-secret").unwrap();
+        let pw = pw.display().to_string();
+        let url = "postgres://opptak@db:5432/opptak?sslmode=verify-full";
+        let c = Config::load_from(
+            None,
+            &vars(&[
+                ("OPPTAK__STORAGE__METADATA", url),
+                ("OPPTAK__STORAGE__METADATA_PASSWORD_FILE", &pw),
+            ]),
+        )
+        .unwrap();
+        assert!(
+            c.metadata_url().starts_with(&format!("{url}&password_file=/")),
+            "{}",
+            c.metadata_url()
+        );
+        assert!(c.metadata_url().contains("pg%20password"), "{}", c.metadata_url());
+        let inline = Config::load_from(
+            None,
+            &vars(&[("OPPTAK__STORAGE__METADATA", "postgres://u:inline-secret@db/x")]),
+        )
+        .unwrap();
+        let shown = format!("{inline:?}");
+        assert!(
+            !shown.contains("inline-secret") && shown.contains("u:*****@db"),
+            "{shown}"
+        );
+        for (pairs, want) in [
+            (
+                vec![
+                    ("OPPTAK__STORAGE__METADATA", "postgres://u:p@db/x"),
+                    ("OPPTAK__STORAGE__METADATA_PASSWORD_FILE", pw.as_str()),
+                ],
+                "give one",
+            ),
+            (
+                vec![("OPPTAK__STORAGE__METADATA_PASSWORD_FILE", pw.as_str())],
+                "postgres://",
+            ),
+            (
+                vec![(
+                    "OPPTAK__STORAGE__METADATA",
+                    "postgres://u@db/x?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+                )],
+                "sslrootcert",
+            ),
+        ] {
+            let e = refused(&pairs);
+            assert!(e.contains(want), "{pairs:?}: {e}");
+            assert!(!e.contains("u:p@"), "{e}");
+        }
+    }
+
     #[test]
     fn unknown_keys_and_bad_values_are_refused() {
         let env = vec![("OPPTAK__BUS__URLL".to_string(), "x".to_string())];
@@ -480,5 +940,9 @@ mod tests {
         let env = vec![("OPPTAK__RECORDER__FLUSH_INTERVAL_MS".to_string(), "0".to_string())];
         let e = format!("{:#}", Config::load_from(None, &env).unwrap_err());
         assert!(e.contains("flush_interval_ms"), "{e}");
+        let e = refused(&[("OPPTAK__BUS__TLS__CA_FLIE", "x")]);
+        assert!(e.contains("ca_flie"), "{e}");
+        let e = refused(&[("OPPTAK__BUS", "x")]);
+        assert!(e.contains("OPPTAK__SECTION__KEY"), "{e}");
     }
 }

@@ -1,7 +1,8 @@
 //! The `opptak` binary's library: the composition root. Typed
 //! configuration ([`config`]), the wiring from it to every edge and role
-//! ([`app`]: the one place that knows all of them), the embedded demo, the
-//! load generator, the telephony simulator and the telemetry endpoint. The
+//! ([`app`]: the one place that knows all of them), the topics and their
+//! retention ([`topics`]), the embedded demo, the load generator, the
+//! telephony simulator and the telemetry endpoint. The
 //! pipeline, the review service and the compliance operations live in
 //! `crates/`; the commands are the binary's `src/cli/`.
 
@@ -11,3 +12,4 @@ pub mod demo;
 pub mod loadgen;
 pub mod sim;
 pub mod telemetry;
+pub mod topics;

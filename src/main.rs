@@ -75,6 +75,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::subject::Command,
     },
+    /// The pipeline's topics: create them with the policy's retention, or check the broker's for drift.
+    Topics {
+        #[command(subcommand)]
+        command: cli::topics::Command,
+    },
     /// Print the effective configuration (secrets are not part of it).
     Config,
 }
@@ -120,5 +125,6 @@ async fn async_main() -> Result<()> {
         Command::Hold { command } => cli::hold::run(setup()?, command).await,
         Command::Disclose(args) => cli::disclose::run(setup()?, args).await,
         Command::Subject { command } => cli::subject::run(setup()?, command).await,
+        Command::Topics { command } => cli::topics::run(setup()?, command).await,
     }
 }

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Local Kafka + PostgreSQL + MinIO (S3 with Object Lock) for opptak's tests and CI.
+# Local Kafka + PostgreSQL + MinIO (S3 with Object Lock) for opptak's tests and CI,
+# each also as a secured instance: a second broker (SASL_SSL with client
+# certificates, SCRAM-SHA-512 users per role, the standard authorizer and the
+# roles' ACLs) and a second PostgreSQL cluster (TLS and SCRAM only).
 #
 #   deploy/local/services.sh install        # Debian packages + Kafka jars + MinIO build (cached)
 #   deploy/local/services.sh start          # install if needed, start all, wait until ready
 #   deploy/local/services.sh stop           # stop all
-#   deploy/local/services.sh restart-kafka  # stop + start the broker only, keeping its data
+#   deploy/local/services.sh restart-kafka  # stop + start the (plaintext) broker only, keeping its data
+#   deploy/local/services.sh start-secure   # the secured broker and PostgreSQL only (stop-secure stops them)
 #   deploy/local/services.sh status         # what is running (exit 0 only if all are up)
 #   deploy/local/services.sh env            # export lines: eval "$(deploy/local/services.sh env)"
 #   deploy/local/services.sh reset          # stop, delete data (keeps installed jars and binaries)
@@ -18,7 +22,15 @@
 #   kafka/lib/    the broker's jars (from deploy/local/kafka/pom.xml), kafka/lib.stamp
 #   kafka/conf/   rendered server.properties + log4j2 configs
 #   kafka/data/   KRaft log dirs,  kafka/broker.log,  kafka/kafka.pid
+#   kafka-secure/ the secured broker: the same layout, plus admin.properties
+#                 (the tools' client config, as the super user) and acls.stamp
+#   tls/          a local test CA (ca.pem), the servers' certificate (server.*:
+#                 127.0.0.1 and localhost, CN=opptak-broker), a client
+#                 certificate (client.*, CN=opptak-client)
+#   secrets/      generated passwords, mode 0600: kafka-<principal>.password,
+#                 pg-opptak_tls.password
 #   pg/data/      PostgreSQL cluster,  pg/run/ (unix socket),  pg/postgres.log
+#   pg-tls/       the TLS-only cluster: the same layout
 #   minio/bin/    the MinIO server built from source with Go (minio/bin.stamp: its version),
 #   minio/go/     Go module and build caches for that build,
 #   minio/data/   the object store,  minio/minio.log,  minio/minio.pid
@@ -28,6 +40,8 @@
 #
 # Variables: OPPTAK_SERVICES_DIR, OPPTAK_KAFKA_PORT (19092),
 # OPPTAK_KAFKA_CONTROLLER_PORT (19093), OPPTAK_PG_PORT (55432),
+# OPPTAK_KAFKA_SECURE_PORT (19094, SASL_SSL), OPPTAK_KAFKA_SECURE_CONTROLLER_PORT
+# (19095, SSL), OPPTAK_KAFKA_SECURE_HEAP (512m), OPPTAK_PG_TLS_PORT (55433),
 # OPPTAK_KAFKA_START_TIMEOUT (90 s), OPPTAK_KAFKA_HEAP (512m),
 # OPPTAK_MAVEN_REPO ($OPPTAK_SERVICES_DIR/m2), OPPTAK_PG_BINDIR (auto),
 # OPPTAK_MINIO_PORT (19000), OPPTAK_MINIO_VERSION (the Go module version built).
@@ -38,31 +52,78 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CACHE=${OPPTAK_SERVICES_DIR:-$HOME/.cache/opptak-services}
 HOST=127.0.0.1
-KAFKA_PORT=${OPPTAK_KAFKA_PORT:-19092}
-KAFKA_CONTROLLER_PORT=${OPPTAK_KAFKA_CONTROLLER_PORT:-19093}
-PG_PORT=${OPPTAK_PG_PORT:-55432}
 KAFKA_START_TIMEOUT=${OPPTAK_KAFKA_START_TIMEOUT:-90}
 KAFKA_STOP_TIMEOUT=30
-KAFKA_HEAP=${OPPTAK_KAFKA_HEAP:-512m}
 M2_REPO=${OPPTAK_MAVEN_REPO:-$CACHE/m2}
 
-KAFKA_DIR=$CACHE/kafka
-KAFKA_LIB=$KAFKA_DIR/lib
-KAFKA_STAMP=$KAFKA_DIR/lib.stamp
-KAFKA_CONF=$KAFKA_DIR/conf
-KAFKA_DATA=$KAFKA_DIR/data
-KAFKA_PIDFILE=$KAFKA_DIR/kafka.pid
-KAFKA_LOG=$KAFKA_DIR/broker.log
-KAFKA_CLUSTER_ID_FILE=$KAFKA_DIR/cluster.id
-KAFKA_BOOTSTRAP=$HOST:$KAFKA_PORT
+# The broker's jars, shared by both broker instances.
+KAFKA_HOME=$CACHE/kafka
+KAFKA_LIB=$KAFKA_HOME/lib
+KAFKA_STAMP=$KAFKA_HOME/lib.stamp
 
-PG_DIR=$CACHE/pg
-PG_DATA=$PG_DIR/data
-PG_SOCK=$PG_DIR/run
-PG_LOG=$PG_DIR/postgres.log
+TLS_DIR=$CACHE/tls
+SECRETS_DIR=$CACHE/secrets
+# The secured broker's SCRAM-SHA-512 users: the super user and one principal
+# per role (docs/security.md has their ACLs).
+KAFKA_PRINCIPALS=(admin telephony recorder sweeper transcriber summarizer review)
+
+use_kafka() { # plain | secure: points the KAFKA_* variables at one broker instance
+  case $1 in
+  plain)
+    KAFKA_NAME=kafka
+    KAFKA_DIR=$KAFKA_HOME
+    KAFKA_PORT=${OPPTAK_KAFKA_PORT:-19092}
+    KAFKA_CONTROLLER_PORT=${OPPTAK_KAFKA_CONTROLLER_PORT:-19093}
+    KAFKA_HEAP=${OPPTAK_KAFKA_HEAP:-512m}
+    KAFKA_TEMPLATE=$HERE/kafka/server.properties.in
+    ;;
+  secure)
+    KAFKA_NAME="kafka (SASL_SSL)"
+    KAFKA_DIR=$CACHE/kafka-secure
+    KAFKA_PORT=${OPPTAK_KAFKA_SECURE_PORT:-19094}
+    KAFKA_CONTROLLER_PORT=${OPPTAK_KAFKA_SECURE_CONTROLLER_PORT:-19095}
+    KAFKA_HEAP=${OPPTAK_KAFKA_SECURE_HEAP:-512m}
+    KAFKA_TEMPLATE=$HERE/kafka/server-secure.properties.in
+    ;;
+  esac
+  KAFKA_INSTANCE=$1
+  KAFKA_CONF=$KAFKA_DIR/conf
+  KAFKA_DATA=$KAFKA_DIR/data
+  KAFKA_PIDFILE=$KAFKA_DIR/kafka.pid
+  KAFKA_LOG=$KAFKA_DIR/broker.log
+  KAFKA_CLUSTER_ID_FILE=$KAFKA_DIR/cluster.id
+  KAFKA_BOOTSTRAP=$HOST:$KAFKA_PORT
+}
+use_kafka plain
+
 PG_DB=opptak
-PG_ROLE=opptak
 PG_SUPERUSER=postgres
+
+use_pg() { # plain | tls: points the PG_* variables at one PostgreSQL cluster
+  case $1 in
+  plain)
+    PG_NAME=postgres
+    PG_DIR=$CACHE/pg
+    PG_PORT=${OPPTAK_PG_PORT:-55432}
+    PG_ROLE=opptak
+    PG_CONF_TEMPLATE=$HERE/postgres/opptak.conf.in
+    PG_HBA=$HERE/postgres/pg_hba.conf
+    ;;
+  tls)
+    PG_NAME="postgres (TLS)"
+    PG_DIR=$CACHE/pg-tls
+    PG_PORT=${OPPTAK_PG_TLS_PORT:-55433}
+    PG_ROLE=opptak_tls
+    PG_CONF_TEMPLATE=$HERE/postgres/opptak-tls.conf.in
+    PG_HBA=$HERE/postgres/pg_hba-tls.conf
+    ;;
+  esac
+  PG_INSTANCE=$1
+  PG_DATA=$PG_DIR/data
+  PG_SOCK=$PG_DIR/run
+  PG_LOG=$PG_DIR/postgres.log
+}
+use_pg plain
 
 MINIO_PORT=${OPPTAK_MINIO_PORT:-19000}
 # MinIO publishes no tagged Go module versions; this is what `go install
@@ -98,7 +159,9 @@ SPEECH_INSTALL_LOG=$SPEECH_DIR/install.log
 SPEECH_PIDFILE=$SPEECH_DIR/speech.pid
 SPEECH_LOG=$SPEECH_DIR/speech.log
 
-DEBIAN_PACKAGES=(espeak-ng sox kcat softhsm2 chromium chromium-driver wrk)
+# libssl-dev + pkg-config: librdkafka's TLS and SASL/SCRAM (rdkafka's `ssl`
+# feature builds against the system's OpenSSL); openssl: the local test CA.
+DEBIAN_PACKAGES=(espeak-ng sox kcat softhsm2 chromium chromium-driver wrk libssl-dev pkg-config openssl)
 
 # Daemons must not keep the caller's pipes or our lock open (a CI runner
 # waiting for EOF would hang): the launching bash closes every fd above 2.
@@ -195,15 +258,15 @@ install_kafka() {
   fi
   command -v mvn >/dev/null 2>&1 || die "mvn not found"
   log "resolving Kafka broker jars with Maven (repo: $M2_REPO)"
-  local tmp=$KAFKA_DIR/lib.tmp
+  local tmp=$KAFKA_HOME/lib.tmp
   rm -rf "$tmp"
-  mkdir -p "$KAFKA_DIR" "$M2_REPO"
+  mkdir -p "$KAFKA_HOME" "$M2_REPO"
   if ! mvn -B -q -f "$HERE/kafka/pom.xml" \
     -Dmaven.repo.local="$M2_REPO" \
     dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$tmp" >"$KAFKA_DIR/mvn.log" 2>&1; then
-    tail -n 40 "$KAFKA_DIR/mvn.log" >&2
-    die "maven failed (full log: $KAFKA_DIR/mvn.log)"
+    -DincludeScope=runtime -DoutputDirectory="$tmp" >"$KAFKA_HOME/mvn.log" 2>&1; then
+    tail -n 40 "$KAFKA_HOME/mvn.log" >&2
+    die "maven failed (full log: $KAFKA_HOME/mvn.log)"
   fi
   compgen -G "$tmp/kafka_2.13-*.jar" >/dev/null || die "maven produced no kafka_2.13 jar in $tmp"
   rm -rf "$KAFKA_LIB"
@@ -242,7 +305,12 @@ kafka_pid() { # prints the pid of our running broker, if any
 }
 
 kafka_ready() {
-  if command -v kcat >/dev/null 2>&1; then
+  if [[ $KAFKA_INSTANCE == secure ]]; then
+    # Debian's kcat (librdkafka 2.0) fails SCRAM against Kafka 4 brokers
+    # (fixed in librdkafka 2.6.1): the port and the log say it is up, and
+    # the ACL step after it logs in through SASL_SSL with the Java client.
+    port_open "$HOST" "$KAFKA_PORT" && grep -q 'Kafka Server started' "$KAFKA_LOG" 2>/dev/null
+  elif command -v kcat >/dev/null 2>&1; then
     timeout 15 kcat -b "$KAFKA_BOOTSTRAP" -L -m 5 2>/dev/null | grep -q 'broker 1 at'
   else
     port_open "$HOST" "$KAFKA_PORT" &&
@@ -263,8 +331,17 @@ render() { # template output key=value...
 
 kafka_configure() {
   mkdir -p "$KAFKA_CONF" "$KAFKA_DATA"
-  render "$HERE/kafka/server.properties.in" "$KAFKA_CONF/server.properties" \
-    "KAFKA_PORT=$KAFKA_PORT" "CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT" "DATA_DIR=$KAFKA_DATA"
+  local format_args=()
+  if [[ $KAFKA_INSTANCE == secure ]]; then
+    kafka_secure_configure
+    local p
+    for p in "${KAFKA_PRINCIPALS[@]}"; do
+      format_args+=(--add-scram "SCRAM-SHA-512=[name=$p,password=$(<"$(secret "kafka-$p")")]")
+    done
+  else
+    render "$KAFKA_TEMPLATE" "$KAFKA_CONF/server.properties" \
+      "KAFKA_PORT=$KAFKA_PORT" "CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT" "DATA_DIR=$KAFKA_DATA"
+  fi
   cp "$HERE/kafka/log4j2.properties" "$KAFKA_CONF/log4j2.properties"
   if [[ ! -f $KAFKA_DATA/meta.properties ]]; then
     local id
@@ -278,7 +355,8 @@ kafka_configure() {
     rm -rf "$KAFKA_DATA"
     mkdir -p "$KAFKA_DATA"
     kafka_java kafka.tools.StorageTool format -t "$id" \
-      -c "$KAFKA_CONF/server.properties" --standalone >&2
+      -c "$KAFKA_CONF/server.properties" --standalone "${format_args[@]}" >&2
+    rm -f "$KAFKA_DIR/acls.stamp"
   fi
 }
 
@@ -294,22 +372,23 @@ start_kafka() {
   local pid
   if pid=$(kafka_pid); then
     if kafka_ready; then
-      log "kafka already running (pid $pid) on $KAFKA_BOOTSTRAP"
+      [[ $KAFKA_INSTANCE != secure ]] || kafka_secure_acls
+      log "$KAFKA_NAME already running (pid $pid) on $KAFKA_BOOTSTRAP"
       return 0
     fi
-    log "kafka process $pid is up but not answering yet; waiting"
+    log "$KAFKA_NAME process $pid is up but not answering yet; waiting"
   else
     rm -f "$KAFKA_PIDFILE"
     local p
     for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
       if port_open "$HOST" "$p"; then
-        die "port $HOST:$p is already in use by another process (not our broker); free it or set OPPTAK_KAFKA_PORT / OPPTAK_KAFKA_CONTROLLER_PORT"
+        die "port $HOST:$p is already in use by another process (not our $KAFKA_NAME broker); free it or set OPPTAK_KAFKA_PORT / OPPTAK_KAFKA_CONTROLLER_PORT (secure: OPPTAK_KAFKA_SECURE_PORT / OPPTAK_KAFKA_SECURE_CONTROLLER_PORT)"
       fi
     done
     install_kafka
     kafka_configure
     [[ -f $KAFKA_LOG ]] && mv -f "$KAFKA_LOG" "$KAFKA_LOG.1"
-    log "starting kafka on $KAFKA_BOOTSTRAP (log: $KAFKA_LOG)"
+    log "starting $KAFKA_NAME on $KAFKA_BOOTSTRAP (log: $KAFKA_LOG)"
     # setsid: own session, so the broker outlives the calling shell; the inner
     # bash drops inherited fds, writes its own pid and execs java, so the pid
     # file holds java's pid.
@@ -326,37 +405,40 @@ start_kafka() {
       pid=$(kafka_pid) && break
       sleep 0.1
     done
-    [[ -n ${pid:-} ]] || { kafka_log_tail; die "kafka exited right after launch"; }
+    [[ -n ${pid:-} ]] || { kafka_log_tail; die "$KAFKA_NAME exited right after launch"; }
   fi
   local deadline=$((SECONDS + KAFKA_START_TIMEOUT))
   until kafka_ready; do
     if ! kill -0 "$pid" 2>/dev/null; then
       kafka_log_tail
-      die "kafka exited during startup"
+      die "$KAFKA_NAME exited during startup"
     fi
     if ((SECONDS >= deadline)); then
       kafka_log_tail
       stop_kafka
-      die "kafka not ready on $KAFKA_BOOTSTRAP after ${KAFKA_START_TIMEOUT}s (stopped it)"
+      die "$KAFKA_NAME not ready on $KAFKA_BOOTSTRAP after ${KAFKA_START_TIMEOUT}s (stopped it)"
     fi
     sleep 1
   done
-  log "kafka ready on $KAFKA_BOOTSTRAP (pid $pid)"
+  if [[ $KAFKA_INSTANCE == secure ]]; then
+    kafka_secure_acls
+  fi
+  log "$KAFKA_NAME ready on $KAFKA_BOOTSTRAP (pid $pid)"
 }
 
 stop_kafka() {
   local pid
   if ! pid=$(kafka_pid); then
     rm -f "$KAFKA_PIDFILE"
-    log "kafka not running"
+    log "$KAFKA_NAME not running"
     return 0
   fi
-  log "stopping kafka (pid $pid)"
+  log "stopping $KAFKA_NAME (pid $pid)"
   kill -TERM "$pid" 2>/dev/null || true
   local deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
   while kill -0 "$pid" 2>/dev/null; do
     if ((SECONDS >= deadline)); then
-      log "kafka still up after ${KAFKA_STOP_TIMEOUT}s; sending SIGKILL"
+      log "$KAFKA_NAME still up after ${KAFKA_STOP_TIMEOUT}s; sending SIGKILL"
       kill -KILL "$pid" 2>/dev/null || true
       sleep 1
       break
@@ -364,7 +446,104 @@ stop_kafka() {
     sleep 0.5
   done
   rm -f "$KAFKA_PIDFILE"
-  log "kafka stopped"
+  log "$KAFKA_NAME stopped"
+}
+
+# --------------------------------------------------- tls, secrets, acls ---
+# The secured services' material, created once under the cache: a local CA,
+# one server certificate for the secure broker and the TLS cluster, one
+# client certificate, and a generated password per principal.
+
+secret() { # name: prints the path of $SECRETS_DIR/<name>.password, generating it once
+  local f=$SECRETS_DIR/$1.password
+  if [[ ! -s $f ]]; then
+    mkdir -p "$SECRETS_DIR"
+    chmod 0700 "$SECRETS_DIR"
+    (umask 077 && openssl rand -hex 16 >"$f")
+  fi
+  printf '%s\n' "$f"
+}
+
+tls_leaf() { # name subject extensions: a key and a certificate signed by the local CA
+  local d=$TLS_DIR
+  [[ -s $d/$1.pem && -s $d/$1.key ]] && return 0
+  (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$d/$1.key" 2>/dev/null)
+  openssl req -new -key "$d/$1.key" -subj "$2" -out "$d/$1.csr" 2>/dev/null
+  openssl x509 -req -in "$d/$1.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+    -days 825 -sha256 -out "$d/$1.pem" \
+    -extfile <(printf '%b\nkeyUsage=critical,digitalSignature\nbasicConstraints=CA:FALSE\n' "$3") 2>/dev/null
+  rm -f "$d/$1.csr"
+}
+
+ensure_tls() {
+  mkdir -p "$TLS_DIR"
+  if [[ ! -s $TLS_DIR/ca.pem || ! -s $TLS_DIR/ca.key ]]; then
+    log "creating a local test CA in $TLS_DIR"
+    (umask 077 && openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$TLS_DIR/ca.key" 2>/dev/null)
+    openssl req -x509 -new -key "$TLS_DIR/ca.key" -subj "/CN=opptak local test CA" -days 3650 -sha256 \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+      -out "$TLS_DIR/ca.pem" 2>/dev/null
+    rm -f "$TLS_DIR"/server.* "$TLS_DIR"/client.*
+  fi
+  # The broker's certificate also authenticates it to its own controller
+  # listener (mutual TLS): server and client use.
+  tls_leaf server "/CN=opptak-broker" \
+    'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth'
+  tls_leaf client "/CN=opptak-client" 'extendedKeyUsage=clientAuth'
+  # Java's PEM key stores: the PKCS#8 key and its certificate in one file.
+  (umask 077 && cat "$TLS_DIR/server.key" "$TLS_DIR/server.pem" >"$TLS_DIR/server-keystore.pem" &&
+    cat "$TLS_DIR/client.key" "$TLS_DIR/client.pem" >"$TLS_DIR/client-keystore.pem")
+}
+
+kafka_secure_configure() { # server.properties and the clients' configs of the secure broker
+  ensure_tls
+  local admin_pw
+  admin_pw=$(<"$(secret kafka-admin)")
+  (umask 077 && render "$KAFKA_TEMPLATE" "$KAFKA_CONF/server.properties" \
+    "KAFKA_PORT=$KAFKA_PORT" "CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT" "DATA_DIR=$KAFKA_DATA" \
+    "TLS_DIR=$TLS_DIR" "ADMIN_PASSWORD=$admin_pw")
+  (umask 077 && cat >"$KAFKA_DIR/admin.properties" <<EOF
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="$admin_pw";
+ssl.truststore.type=PEM
+ssl.truststore.location=$TLS_DIR/ca.pem
+ssl.keystore.type=PEM
+ssl.keystore.location=$TLS_DIR/client-keystore.pem
+EOF
+  )
+}
+
+acl() { # AclCommand against the secure broker as its super user
+  kafka_java org.apache.kafka.tools.AclCommand --bootstrap-server "$KAFKA_BOOTSTRAP" \
+    --command-config "$KAFKA_DIR/admin.properties" --add --force "$@" >/dev/null
+}
+
+kafka_secure_acl_list() { # each role's ACLs, as docs/security.md lists them (default topic prefix)
+  local t=opptak.telephony.v1 r=opptak.recordings.v1 d=opptak.deadletter.v1
+  local tr=opptak.transcripts.v1 dr=opptak.drafts.v1 su=opptak.summaries.v1
+  acl --allow-principal User:telephony --allow-principal User:sweeper --operation Write --topic "$t"
+  acl --allow-principal User:recorder --allow-principal User:transcriber --operation Read --topic "$t"
+  acl --allow-principal User:recorder --operation Write --topic "$r" --topic "$d"
+  acl --allow-principal User:transcriber --operation Read --topic "$r"
+  acl --allow-principal User:transcriber --operation Write --topic "$tr"
+  acl --allow-principal User:summarizer --operation Read --topic "$tr"
+  acl --allow-principal User:summarizer --operation Write --topic "$dr"
+  acl --allow-principal User:review --operation Write --topic "$su"
+  acl --allow-principal User:recorder --operation Read --resource-pattern-type prefixed --group opptak-recorder
+  acl --allow-principal User:transcriber --operation Read --resource-pattern-type prefixed --group opptak-transcriber
+  acl --allow-principal User:summarizer --operation Read --resource-pattern-type prefixed --group opptak-summarizer
+}
+
+kafka_secure_acls() { # applies the ACL list once per change of it (the broker keeps them)
+  local want
+  want=$(declare -f kafka_secure_acl_list | sha256sum | cut -d' ' -f1)
+  if [[ -f $KAFKA_DIR/acls.stamp && $(<"$KAFKA_DIR/acls.stamp") == "$want" ]]; then
+    return 0
+  fi
+  log "setting the role principals' ACLs on $KAFKA_BOOTSTRAP"
+  kafka_secure_acl_list
+  printf '%s\n' "$want" >"$KAFKA_DIR/acls.stamp"
 }
 
 # ------------------------------------------------------------- postgres ---
@@ -471,11 +650,19 @@ pg_configure() {
   mkdir -p "$PG_SOCK"
   chown "$PG_USER:" "$PG_SOCK"
   chmod 0700 "$PG_SOCK"
-  render "$HERE/postgres/opptak.conf.in" "$PG_DATA/opptak.conf" \
+  render "$PG_CONF_TEMPLATE" "$PG_DATA/opptak.conf" \
     "PG_PORT=$PG_PORT" "SOCKET_DIR=$PG_SOCK"
-  cp "$HERE/postgres/pg_hba.conf" "$PG_DATA/pg_hba.conf"
-  chown "$PG_USER:" "$PG_DATA/opptak.conf" "$PG_DATA/pg_hba.conf"
-  chmod 0600 "$PG_DATA/opptak.conf" "$PG_DATA/pg_hba.conf"
+  cp "$PG_HBA" "$PG_DATA/pg_hba.conf"
+  local files=("$PG_DATA/opptak.conf" "$PG_DATA/pg_hba.conf")
+  if [[ $PG_INSTANCE == tls ]]; then
+    # The server's certificate and key (postgres wants its key private to it).
+    ensure_tls
+    cp "$TLS_DIR/server.pem" "$PG_DATA/server.crt"
+    cp "$TLS_DIR/server.key" "$PG_DATA/server.key"
+    files+=("$PG_DATA/server.crt" "$PG_DATA/server.key")
+  fi
+  chown "$PG_USER:" "${files[@]}"
+  chmod 0600 "${files[@]}"
 }
 
 pg_ensure_db() {
@@ -484,6 +671,10 @@ pg_ensure_db() {
   if [[ $have != 1 ]]; then
     log "creating role $PG_ROLE"
     psql_admin -c "create role $PG_ROLE login createdb"
+  fi
+  if [[ $PG_INSTANCE == tls ]]; then
+    # A SCRAM password (password_encryption), given on stdin, not the command line.
+    printf "alter role %s password '%s'\n" "$PG_ROLE" "$(<"$(secret "pg-$PG_ROLE")")" | psql_admin
   fi
   have=$(psql_admin -tAc "select 1 from pg_database where datname = '$PG_DB'")
   if [[ $have != 1 ]]; then
@@ -496,44 +687,44 @@ start_pg() {
   pg_prepare
   if pg_running && "$PG_BIN/pg_isready" -q -h "$HOST" -p "$PG_PORT"; then
     pg_ensure_db
-    log "postgres already running on $HOST:$PG_PORT"
+    log "$PG_NAME already running on $HOST:$PG_PORT"
     return 0
   fi
   if pg_running; then
-    log "postgres is running but not answering on $HOST:$PG_PORT; restarting it"
+    log "$PG_NAME is running but not answering on $HOST:$PG_PORT; restarting it"
     as_pg "$PG_BIN/pg_ctl" stop -D "$PG_DATA" -m fast -w -t 60 >/dev/null 9>&- || true
   fi
   pg_clear_stale
   if port_open "$HOST" "$PG_PORT"; then
-    die "port $HOST:$PG_PORT is already in use by another process; free it or set OPPTAK_PG_PORT"
+    die "port $HOST:$PG_PORT is already in use by another process; free it or set OPPTAK_PG_PORT (TLS: OPPTAK_PG_TLS_PORT)"
   fi
   pg_configure
-  log "starting postgres on $HOST:$PG_PORT (log: $PG_LOG)"
+  log "starting $PG_NAME on $HOST:$PG_PORT (log: $PG_LOG)"
   touch "$PG_LOG"
   chown "$PG_USER:" "$PG_LOG"
   # shellcheck disable=SC2016 # expanded by the inner bash
   if ! as_pg bash -c "$CLOSE_FDS"'; exec "$@"' _ \
     "$PG_BIN/pg_ctl" start -D "$PG_DATA" -l "$PG_LOG" -w -t 60 -s 9>&-; then
     tail -n 30 "$PG_LOG" >&2
-    die "postgres failed to start"
+    die "$PG_NAME failed to start"
   fi
   pg_ensure_db
-  log "postgres ready on $HOST:$PG_PORT"
+  log "$PG_NAME ready on $HOST:$PG_PORT"
 }
 
 stop_pg() {
   if [[ ! -s $PG_DATA/PG_VERSION ]]; then
-    log "postgres not initialised"
+    log "$PG_NAME not initialised"
     return 0
   fi
   if ! pg_running; then
-    log "postgres not running"
+    log "$PG_NAME not running"
     return 0
   fi
   pg_prepare
-  log "stopping postgres"
+  log "stopping $PG_NAME"
   as_pg "$PG_BIN/pg_ctl" stop -D "$PG_DATA" -m fast -w -t 60 -s
-  log "postgres stopped"
+  log "$PG_NAME stopped"
 }
 
 # ----------------------------------------------------------------- minio ---
@@ -816,7 +1007,13 @@ cmd_start() {
   install_minio
   init_softhsm
   start_pg
+  use_pg tls
+  start_pg
+  use_pg plain
   start_kafka
+  use_kafka secure
+  start_kafka
+  use_kafka plain
   start_minio
   start_speech
   llm start
@@ -848,10 +1045,34 @@ init_softhsm() {
 cmd_stop() {
   lock
   stop_kafka
+  use_kafka secure
+  stop_kafka
+  use_kafka plain
   stop_pg
+  use_pg tls
+  stop_pg
+  use_pg plain
   stop_minio
   stop_speech
   llm stop
+}
+
+cmd_start_secure() {
+  lock
+  install_debs
+  install_kafka
+  use_pg tls
+  start_pg
+  use_kafka secure
+  start_kafka
+}
+
+cmd_stop_secure() {
+  lock
+  use_kafka secure
+  stop_kafka
+  use_pg tls
+  stop_pg
 }
 
 cmd_restart_kafka() {
@@ -860,31 +1081,49 @@ cmd_restart_kafka() {
   start_kafka
 }
 
-cmd_status() {
-  local rc=0 pid
+status_kafka() {
+  local pid label
+  label=$(printf '%-9s' "$KAFKA_NAME:")
   if pid=$(kafka_pid); then
     if kafka_ready; then
-      echo "kafka:    running, ready  (pid $pid, $KAFKA_BOOTSTRAP)"
+      echo "$label running, ready  (pid $pid, $KAFKA_BOOTSTRAP)"
     else
-      echo "kafka:    running, NOT ready (pid $pid, $KAFKA_BOOTSTRAP)"
-      rc=3
+      echo "$label running, NOT ready (pid $pid, $KAFKA_BOOTSTRAP)"
+      return 3
     fi
   else
-    echo "kafka:    stopped"
-    rc=3
+    echo "$label stopped"
+    return 3
   fi
+}
+
+status_pg() {
+  local pid label
+  label=$(printf '%-9s' "$PG_NAME:")
   if pg_running; then
     pid=$(head -n 1 "$PG_DATA/postmaster.pid")
     if port_open "$HOST" "$PG_PORT"; then
-      echo "postgres: running, ready  (pid $pid, $HOST:$PG_PORT)"
+      echo "$label running, ready  (pid $pid, $HOST:$PG_PORT)"
     else
-      echo "postgres: running, NOT ready (pid $pid, $HOST:$PG_PORT)"
-      rc=3
+      echo "$label running, NOT ready (pid $pid, $HOST:$PG_PORT)"
+      return 3
     fi
   else
-    echo "postgres: stopped"
-    rc=3
+    echo "$label stopped"
+    return 3
   fi
+}
+
+cmd_status() {
+  local rc=0 pid
+  status_kafka || rc=3
+  use_kafka secure
+  status_kafka || rc=3
+  use_kafka plain
+  status_pg || rc=3
+  use_pg tls
+  status_pg || rc=3
+  use_pg plain
   if pid=$(minio_pid); then
     if minio_ready; then
       echo "minio:    running, ready  (pid $pid, $MINIO_ENDPOINT)"
@@ -931,6 +1170,17 @@ cmd_env() {
   echo "export OPPTAK_TEST_POSTGRES=postgres://$PG_ROLE@$HOST:$PG_PORT/$PG_DB"
   echo "export OPPTAK_TEST_PG_DATA=$PG_DATA"
   echo "export OPPTAK_TEST_KAFKA_DATA=$KAFKA_DATA"
+  # The secured services (tests/it/security.rs): the broker's SASL_SSL
+  # address, the CA and client certificate, and the directory of the
+  # principals' password files (kafka-<principal>.password, pg-opptak_tls.password).
+  use_kafka secure
+  echo "export OPPTAK_TEST_KAFKA_SECURE=$KAFKA_BOOTSTRAP"
+  use_kafka plain
+  echo "export OPPTAK_TEST_TLS_DIR=$TLS_DIR"
+  echo "export OPPTAK_TEST_SECRETS_DIR=$SECRETS_DIR"
+  use_pg tls
+  echo "export OPPTAK_TEST_POSTGRES_TLS='postgres://$PG_ROLE@$HOST:$PG_PORT/$PG_DB?sslmode=verify-full&sslrootcert=$TLS_DIR/ca.pem'"
+  use_pg plain
   echo "export SOFTHSM2_CONF=$SOFTHSM_CONF"
   echo "export OPPTAK_TEST_PKCS11_MODULE=$SOFTHSM_MODULE"
   echo "export OPPTAK_TEST_PKCS11_TOKEN=$SOFTHSM_TOKEN"
@@ -949,9 +1199,18 @@ cmd_reset() {
   stop_pg
   stop_minio
   stop_speech
-  log "deleting data: $KAFKA_DATA $PG_DIR $MINIO_DATA"
+  use_kafka secure
+  stop_kafka
+  local secure_kafka=$KAFKA_DIR
+  use_kafka plain
+  use_pg tls
+  stop_pg
+  local tls_pg=$PG_DIR
+  use_pg plain
+  log "deleting data: $KAFKA_DATA $secure_kafka $PG_DIR $tls_pg $TLS_DIR $SECRETS_DIR $MINIO_DATA"
   rm -rf "$KAFKA_DATA" "$KAFKA_CONF" "$KAFKA_CLUSTER_ID_FILE" \
     "$KAFKA_PIDFILE" "$KAFKA_LOG" "$KAFKA_LOG.1" "$PG_DIR" \
+    "$secure_kafka" "$tls_pg" "$TLS_DIR" "$SECRETS_DIR" \
     "$MINIO_DATA" "$MINIO_PIDFILE" "$MINIO_LOG" "$MINIO_LOG.1" \
     "$SPEECH_PIDFILE" "$SPEECH_LOG" "$SPEECH_LOG.1"
 }
@@ -975,6 +1234,8 @@ main() {
   start) cmd_start ;;
   stop) cmd_stop ;;
   restart-kafka) cmd_restart_kafka ;;
+  start-secure) cmd_start_secure ;;
+  stop-secure) cmd_stop_secure ;;
   start-speech) lock; start_speech ;;
   stop-speech) lock; stop_speech ;;
   start-llm) lock; llm start ;;

@@ -17,6 +17,14 @@ for db in $(psql -qtA "$OPPTAK_TEST_POSTGRES" -c \
   "SELECT datname FROM pg_database WHERE datname ~ '^(fifty|dl|crash|bench|store)_[0-9a-f_]+$'"); do
   psql -q "$OPPTAK_TEST_POSTGRES" -c "DROP DATABASE IF EXISTS $db"
 done
+# ... and on the TLS-only cluster (tests/it/security.rs), as its SCRAM user.
+export PGPASSWORD
+PGPASSWORD=$(<"$OPPTAK_TEST_SECRETS_DIR/pg-opptak_tls.password")
+for db in $(psql -qtA "$OPPTAK_TEST_POSTGRES_TLS" -c \
+  "SELECT datname FROM pg_database WHERE datname ~ '^(sec|bench)_[a-z0-9_]+$'"); do
+  psql -q "$OPPTAK_TEST_POSTGRES_TLS" -c "DROP DATABASE IF EXISTS $db WITH (FORCE)"
+done
+unset PGPASSWORD
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings

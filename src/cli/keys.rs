@@ -45,7 +45,7 @@ pub(crate) enum Command {
 
 pub(crate) async fn run(config: Config, command: Command) -> Result<()> {
     let open_admin = || opptak::app::open_key_admin(&config, false);
-    let meta = opptak_store::open_metadata_store(&config.storage.metadata).await?;
+    let meta = opptak_store::open_metadata_store(&config.metadata_url()).await?;
     match command {
         Command::Status => {
             let admin = open_admin()?;

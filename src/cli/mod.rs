@@ -16,6 +16,7 @@ pub(crate) mod recordings;
 pub(crate) mod retention;
 pub(crate) mod run;
 pub(crate) mod subject;
+pub(crate) mod topics;
 pub(crate) mod users;
 
 use anyhow::{Context, Result};

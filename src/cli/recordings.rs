@@ -38,7 +38,7 @@ pub(crate) enum Command {
 }
 
 pub(crate) async fn run(config: Config, command: Command) -> Result<()> {
-    let meta = opptak_store::open_metadata_store(&config.storage.metadata).await?;
+    let meta = opptak_store::open_metadata_store(&config.metadata_url()).await?;
     match command {
         Command::List { limit } => {
             println!(
@@ -100,8 +100,7 @@ pub(crate) async fn run(config: Config, command: Command) -> Result<()> {
             let keys: std::sync::Arc<dyn opptak_crypto::KeyProvider> = opptak::app::open_key_admin(&config, false)?;
             // Audited before anything is decrypted (R3, R9).
             let audit =
-                opptak_audit::Audit::open(&config.storage.metadata, keys.clone(), opptak::app::clock_from_env()?)
-                    .await?;
+                opptak_audit::Audit::open(&config.metadata_url(), keys.clone(), opptak::app::clock_from_env()?).await?;
             audit
                 .record(&opptak_audit::Event {
                     actor: actor.unwrap_or_else(opptak_audit::os_user),

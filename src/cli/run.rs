@@ -64,11 +64,12 @@ pub(crate) async fn run_roles(config: Config, roles: Vec<Role>) -> Result<()> {
     let health = opptak::telemetry::Health::new();
     let telemetry = opptak::telemetry::start(&config.telemetry.listen, health.clone()).await;
     let edges = Edges::open(config).await?;
-    edges.create_topics().await?;
-    health.edges_open(&edges);
     let mut role_names: Vec<&'static str> = roles.iter().map(|r| r.name()).collect();
     role_names.sort_unstable();
     role_names.dedup();
+    // Only the roles' own topics: all its principal may be allowed to see.
+    edges.ensure_topics(&role_names).await?;
+    health.edges_open(&edges);
     let mut running = Vec::new();
     let mut sweepers = Vec::new();
     let (mut transcribe, mut summarize) = (false, false);
@@ -107,7 +108,12 @@ pub(crate) async fn run_roles(config: Config, roles: Vec<Role>) -> Result<()> {
         None
     };
     health.roles_started(role_names.clone());
-    tracing::info!(bus = %edges.config.bus.url, blobs = %edges.blobs.describe(), metadata = %edges.meta.describe(), "opptak running");
+    let bus_security = if edges.config.bus.url.starts_with("kafka://") {
+        edges.config.kafka_options()?.security.describe()
+    } else {
+        "in-process".to_owned()
+    };
+    tracing::info!(bus = %edges.config.bus.url, %bus_security, blobs = %edges.blobs.describe(), metadata = %edges.meta.describe(), "opptak running");
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     // A role whose task ended on its own (its bus or store failed past its
     // retries) would leave a live process doing nothing: the process stops

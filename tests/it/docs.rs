@@ -79,3 +79,118 @@ fn openapi_document_is_current() {
         }
     }
 }
+
+/// Every key of `src/default.toml` is in README.md's configuration table
+/// (in full, or by its last part in a row that groups keys), and every
+/// transport-security key in docs/security.md too.
+#[test]
+fn every_configuration_key_is_documented() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let security = std::fs::read_to_string(format!("{root}/docs/security.md")).unwrap();
+    let defaults: toml::Table = std::fs::read_to_string(format!("{root}/src/default.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    fn keys(prefix: &str, t: &toml::Table, out: &mut Vec<String>) {
+        for (k, v) in t {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Table(sub) => keys(&path, sub, out),
+                _ => out.push(path),
+            }
+        }
+    }
+    let mut all = Vec::new();
+    keys("", &defaults, &mut all);
+    assert!(all.len() > 60, "{all:?}");
+    for key in &all {
+        let leaf = key.rsplit('.').next().unwrap();
+        assert!(
+            readme.contains(&format!("`{key}`")) || readme.contains(&format!("`{leaf}`")),
+            "README.md's configuration table does not name {key}"
+        );
+    }
+    for key in all
+        .iter()
+        .filter(|k| k.starts_with("bus.tls.") || k.starts_with("bus.sasl.") || *k == "storage.metadata_password_file")
+    {
+        assert!(
+            readme.contains(&format!("`{key}`")),
+            "README.md does not name {key} in full"
+        );
+        let leaf = key.rsplit('.').next().unwrap();
+        assert!(
+            security.contains(key.as_str()) || security.lines().any(|l| l.starts_with(&format!("{leaf} = "))),
+            "docs/security.md does not explain {key}"
+        );
+    }
+}
+
+/// docs/security.md's tables are `opptak::topics`: each topic's writers and
+/// readers have exactly its ACLs, and its retention is the policy's.
+#[test]
+fn the_security_guide_matches_the_topics_and_their_retention() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let doc = std::fs::read_to_string(format!("{root}/docs/security.md")).unwrap();
+    let cells = |line: &str| -> Vec<String> { line.split('|').map(|c| c.trim().to_owned()).collect() };
+    let first_code = |cell: &str| cell.split('`').nth(1).unwrap_or_default().to_owned();
+    // | principal | writes | reads | consumer groups |
+    let acl_rows: Vec<Vec<String>> = doc
+        .lines()
+        .skip_while(|l| !l.starts_with("| principal | writes | reads |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(cells)
+        .collect();
+    assert!(acl_rows.len() >= 7, "{acl_rows:?}");
+    let config = opptak::config::Config::load_from(None, &[]).unwrap();
+    let policy = opptak_domain::retention::Policy::default_policy();
+    for t in &opptak::topics::TOPICS {
+        for row in &acl_rows {
+            let principal = first_code(&row[1]);
+            let (writes, reads) = (row[2].contains(t.base), row[3].contains(t.base));
+            assert_eq!(
+                writes,
+                t.writers.contains(&principal.as_str()),
+                "docs/security.md: {principal} writing {}",
+                t.base
+            );
+            assert_eq!(
+                reads,
+                t.readers.contains(&principal.as_str()),
+                "docs/security.md: {principal} reading {}",
+                t.base
+            );
+            for group in opptak::topics::groups(&config, &principal) {
+                let prefix = first_code(&row[4]);
+                assert!(
+                    !prefix.is_empty() && group.starts_with(&prefix),
+                    "{principal}: group {group} outside {:?}",
+                    row[4]
+                );
+            }
+        }
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` |", t.base)))
+            .unwrap_or_else(|| panic!("docs/security.md has no retention row for {}", t.base));
+        let row = cells(row);
+        let spec = t.spec(&config, &policy);
+        let human = |ms: Option<i64>| opptak::topics::human(ms.unwrap());
+        assert!(
+            row[3].replace(' ', "").contains(&human(spec.retention_ms)),
+            "{}: {row:?}",
+            t.base
+        );
+        assert!(
+            row[4].replace(' ', "").contains(&human(spec.segment_ms)),
+            "{}: {row:?}",
+            t.base
+        );
+    }
+}

@@ -27,6 +27,7 @@ mod qa;
 mod recording_path;
 mod retention;
 mod retention_bench;
+mod security;
 mod shredding;
 mod subject;
 mod telemetry;

@@ -5,7 +5,7 @@
 //! not see each other.
 #![allow(clippy::unwrap_used)]
 
-use crate::{partition_for, Bus, Outgoing, Position, Record};
+use crate::{partition_for, Bus, Outgoing, Position, Record, TopicSpec};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -118,4 +118,29 @@ pub async fn empty_poll_returns(bus: Arc<dyn Bus>, prefix: &str) {
         .await
         .expect("poll must honour its wait");
     assert!(got.unwrap().is_empty());
+}
+
+/// A topic keeps the partitions and retention it was created with; creating
+/// it again with other settings changes nothing (drift is for an operator
+/// to see, not for a role to fix), and a missing topic is `None`.
+pub async fn topic_settings(bus: Arc<dyn Bus>, prefix: &str) {
+    let name = format!("{prefix}-spec");
+    assert_eq!(bus.describe_topic(&name).await.unwrap(), None);
+    let spec = TopicSpec {
+        retention_ms: Some(86_400_000),
+        segment_ms: Some(3_600_000),
+        ..TopicSpec::new(&name, 3)
+    };
+    bus.create_topic_with(&spec).await.unwrap();
+    let again = TopicSpec {
+        retention_ms: Some(1_000),
+        ..TopicSpec::new(&name, 5)
+    };
+    bus.create_topic_with(&again).await.unwrap();
+    let info = bus.describe_topic(&name).await.unwrap().unwrap();
+    assert_eq!(
+        (info.partitions, info.retention_ms, info.segment_ms),
+        (3, Some(86_400_000), Some(3_600_000))
+    );
+    bus.delete_topic(&name).await.unwrap();
 }

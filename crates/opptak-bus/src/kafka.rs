@@ -6,12 +6,21 @@
 //! offsets are stored only through [`Subscription::commit`], after the caller's
 //! effect is durable, and auto-committed from there (rust-rdkafka
 //! `examples/at_least_once.rs`).
+//!
+//! Security ([`KafkaSecurity`]): every client gets the same TLS and SASL
+//! settings. librdkafka retries a connection the broker refused (wrong
+//! password, untrusted certificate) for ever, so operations would only time
+//! out; [`AuthFailures`] keeps what the broker said until a request
+//! succeeds, and operations that fail meanwhile report
+//! [`BusError::Authentication`] with it.
+//! ACL refusals come back per request and map to [`BusError::Denied`].
 
-use crate::{Bus, BusError, Outgoing, Position, Record, Subscription};
+use crate::security::KafkaSecurity;
+use crate::{Bus, BusError, Outgoing, Position, Record, Subscription, TopicInfo, TopicSpec};
 use async_trait::async_trait;
 use bytes::Bytes;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -20,18 +29,21 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How often librdkafka reports a consumer's statistics (the consumer lag).
 const STATS_INTERVAL_MS: &str = "5000";
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct KafkaOptions {
     /// Replication factor for topics opptak creates (3 in production).
     pub replication: i32,
     /// How long a publish may wait for the broker before failing.
     pub publish_timeout: Duration,
-    /// Extra librdkafka settings (e.g. security.protocol, sasl.*), applied last.
+    /// TLS and SASL for every client of the bus.
+    pub security: KafkaSecurity,
+    /// Extra librdkafka settings, applied last (tests, tuning). Not for
+    /// secrets: use [`KafkaOptions::security`].
     pub extra: Vec<(String, String)>,
     /// A consumer whose group stays unjoined this long fails its poll with
     /// [`BusError::Stuck`]: librdkafka does not always rejoin after its group
@@ -39,11 +51,25 @@ pub struct KafkaOptions {
     pub group_stuck_after: Duration,
 }
 
+impl std::fmt::Debug for KafkaOptions {
+    /// The extra settings by name only: whatever someone passes there stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaOptions")
+            .field("replication", &self.replication)
+            .field("publish_timeout", &self.publish_timeout)
+            .field("security", &self.security)
+            .field("extra", &self.extra.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field("group_stuck_after", &self.group_stuck_after)
+            .finish()
+    }
+}
+
 impl Default for KafkaOptions {
     fn default() -> Self {
         Self {
             replication: 1,
             publish_timeout: Duration::from_secs(30),
+            security: KafkaSecurity::default(),
             extra: Vec::new(),
             group_stuck_after: Duration::from_secs(120),
         }
@@ -53,25 +79,153 @@ impl Default for KafkaOptions {
 pub struct KafkaBus {
     brokers: String,
     options: KafkaOptions,
-    producer: FutureProducer,
-    admin: AdminClient<DefaultClientContext>,
+    producer: FutureProducer<BusContext>,
+    /// Shared with the blocking tasks that ask it for metadata.
+    admin: Arc<AdminClient<BusContext>>,
+    failures: AuthFailures,
 }
 
-fn unavailable(e: KafkaError) -> BusError {
+/// An authentication or TLS failure is taken as the cause of errors for
+/// this long after librdkafka last reported it (it reports each once, then
+/// keeps retrying quietly).
+const AUTH_FAILURE_FRESH: Duration = Duration::from_secs(120);
+
+/// The last authentication or TLS failure any client of one bus reported.
+#[derive(Clone, Default)]
+struct AuthFailures(Arc<Mutex<Option<(Instant, String)>>>);
+
+impl AuthFailures {
+    fn note(&self, error: &KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code();
+        if matches!(
+            code,
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed | RDKafkaErrorCode::SSL)
+        ) {
+            self.keep(reason);
+        } else {
+            self.note_reason(reason);
+        }
+    }
+
+    /// A connection failure whose reason is a refused TLS peer or SASL
+    /// login: under TLS 1.3 a refused client certificate arrives as a
+    /// transport error ("Receive failed: ... alert bad certificate"), so the
+    /// text decides. Connections merely cut (a broker restarting) do not count.
+    fn note_reason(&self, reason: &str) {
+        const SIGNS: [&str; 7] = [
+            "SSL handshake failed",
+            "SASL authentication",
+            "certificate verify failed",
+            "alert bad certificate",
+            "alert certificate",
+            "alert unknown ca",
+            "certificate required",
+        ];
+        if SIGNS.iter().any(|s| reason.contains(s)) {
+            self.keep(reason);
+        }
+    }
+
+    fn keep(&self, reason: &str) {
+        let hint = if reason.contains("certificate verify failed") {
+            " (the broker's certificate does not chain to the configured CA, or its name does not match the broker's address)"
+        } else if reason.contains("alert bad certificate") || reason.contains("certificate required") {
+            " (the broker refused this client's certificate, or got none where it requires one)"
+        } else if reason.contains("SASL authentication") {
+            " (a wrong user name or password, or no credentials for this SASL mechanism on the broker)"
+        } else {
+            ""
+        };
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), format!("{reason}{hint}")));
+    }
+
+    /// A request succeeded: whatever was refused before is no longer the cause.
+    fn clear(&self) {
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some() {
+            *last = None;
+        }
+    }
+
+    fn recent(&self) -> Option<String> {
+        let last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        last.as_ref()
+            .filter(|(at, _)| at.elapsed() < AUTH_FAILURE_FRESH)
+            .map(|(_, r)| r.clone())
+    }
+
+    /// `e` as a [`BusError`]: authorization refusals are [`BusError::Denied`],
+    /// and while a connection is being refused, timeouts and transport
+    /// errors are [`BusError::Authentication`] with the broker's reason.
+    fn error(&self, e: KafkaError) -> BusError {
+        match classify(e) {
+            BusError::Unavailable(what) => match self.recent() {
+                Some(reason) => BusError::Authentication(format!("{reason} (then: {what})")),
+                None => BusError::Unavailable(what),
+            },
+            other => other,
+        }
+    }
+}
+
+/// The client context of every client a bus creates: reports librdkafka's
+/// global errors to the log and keeps authentication failures.
+struct BusContext {
+    failures: AuthFailures,
+}
+
+impl ClientContext for BusContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.failures.note(&error, reason);
+        tracing::error!(error = %error, reason, "kafka client error");
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        log_and_note(&self.failures, level, fac, message);
+    }
+}
+
+/// librdkafka's log, as tracing events; its connection failures are also
+/// kept when they are about TLS or SASL (not every one reaches `error`).
+fn log_and_note(failures: &AuthFailures, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+    use rdkafka::config::RDKafkaLogLevel as L;
+    match level {
+        L::Emerg | L::Alert | L::Critical | L::Error => {
+            failures.note_reason(message);
+            tracing::error!(target: "librdkafka", fac, "{message}");
+        }
+        L::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
+        L::Notice | L::Info => tracing::info!(target: "librdkafka", fac, "{message}"),
+        L::Debug => tracing::debug!(target: "librdkafka", fac, "{message}"),
+    }
+}
+
+impl ConsumerContext for BusContext {}
+
+fn classify(e: KafkaError) -> BusError {
     match e.rdkafka_error_code() {
         Some(
             RDKafkaErrorCode::MessageSizeTooLarge
             | RDKafkaErrorCode::UnknownTopicOrPartition
             | RDKafkaErrorCode::UnknownTopic
-            | RDKafkaErrorCode::InvalidMessage
-            | RDKafkaErrorCode::TopicAuthorizationFailed,
+            | RDKafkaErrorCode::InvalidMessage,
         ) => BusError::Rejected(e.to_string()),
+        Some(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+            | RDKafkaErrorCode::GroupAuthorizationFailed
+            | RDKafkaErrorCode::ClusterAuthorizationFailed
+            | RDKafkaErrorCode::TransactionalIdAuthorizationFailed,
+        ) => BusError::Denied(e.to_string()),
+        Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed | RDKafkaErrorCode::SSL) => {
+            BusError::Authentication(e.to_string())
+        }
         _ => BusError::Unavailable(e.to_string()),
     }
 }
 
 impl KafkaBus {
     pub fn new(brokers: &str, options: KafkaOptions) -> Result<Self, BusError> {
+        let failures = AuthFailures::default();
         let mut pc = Self::base_config(brokers, &options);
         pc.set("enable.idempotence", "true")
             .set("acks", "all")
@@ -79,25 +233,95 @@ impl KafkaBus {
             .set("linger.ms", "5")
             .set("message.timeout.ms", options.publish_timeout.as_millis().to_string());
         Self::apply_extra(&mut pc, &options);
-        let producer: FutureProducer = pc
-            .create()
+        let producer: FutureProducer<BusContext> = pc
+            .create_with_context(BusContext {
+                failures: failures.clone(),
+            })
             .map_err(|e| BusError::Config(format!("kafka producer: {e}")))?;
-        let admin: AdminClient<DefaultClientContext> = Self::base_config(brokers, &options)
-            .create()
+        let mut ac = Self::base_config(brokers, &options);
+        // Its metadata requests answer whether a topic exists; they must
+        // not create it with the broker's defaults where the broker allows that.
+        ac.set("allow.auto.create.topics", "false");
+        Self::apply_extra(&mut ac, &options);
+        let admin: AdminClient<BusContext> = ac
+            .create_with_context(BusContext {
+                failures: failures.clone(),
+            })
             .map_err(|e| BusError::Config(format!("kafka admin: {e}")))?;
         Ok(Self {
             brokers: brokers.to_owned(),
             options,
             producer,
-            admin,
+            admin: Arc::new(admin),
+            failures,
         })
     }
 
     fn base_config(brokers: &str, options: &KafkaOptions) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", brokers);
+        for (k, v) in options.security.settings() {
+            c.set(k, v);
+        }
         Self::apply_extra(&mut c, options);
         c
+    }
+
+    /// Whether `name` exists, asked through the admin client's metadata.
+    /// Waits up to `limit` for an answer, but returns as soon as the broker
+    /// has refused the connection ([`BusError::Authentication`]).
+    async fn topic_partitions(&self, name: &str, limit: Duration) -> Result<Option<i32>, BusError> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let admin = self.admin.clone();
+            let topic = name.to_owned();
+            let answer = tokio::task::spawn_blocking(move || {
+                admin
+                    .inner()
+                    .fetch_metadata(Some(&topic), Duration::from_secs(1))
+                    .map(|md| {
+                        md.topics()
+                            .iter()
+                            .find(|t| t.name() == topic)
+                            .map(|t| (t.error(), t.partitions().len() as i32))
+                    })
+            })
+            .await
+            .map_err(|e| BusError::Unavailable(e.to_string()))?;
+            if answer.is_ok() {
+                self.failures.clear();
+            }
+            match answer {
+                Ok(None) => return Ok(None),
+                Ok(Some((None, n))) if n > 0 => return Ok(Some(n)),
+                Ok(Some((Some(code), _))) => {
+                    let code = RDKafkaErrorCode::from(code);
+                    match code {
+                        RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic => return Ok(None),
+                        RDKafkaErrorCode::TopicAuthorizationFailed => {
+                            return Err(BusError::Denied(format!(
+                                "topic {name}: {code} (the principal may not even describe it)"
+                            )))
+                        }
+                        // Leader elections and the like: ask again.
+                        _ => {}
+                    }
+                }
+                Ok(Some((None, _))) => {}
+                Err(e) => {
+                    let err = self.failures.error(e);
+                    if matches!(err, BusError::Authentication(_)) || Instant::now() >= deadline {
+                        return Err(err);
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(BusError::Unavailable(format!(
+                    "topic {name}: no metadata within {limit:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     fn apply_extra(c: &mut ClientConfig, options: &KafkaOptions) {
@@ -117,48 +341,69 @@ impl KafkaBus {
                     self.producer.poll(Duration::from_millis(10));
                     record = r;
                 }
-                Err((e, _)) => return Err(unavailable(e)),
+                Err((e, _)) => return Err(self.failures.error(e)),
             }
         }
     }
 }
 
-async fn await_delivery(f: rdkafka::producer::DeliveryFuture) -> Result<(i32, i64), BusError> {
+async fn await_delivery(f: rdkafka::producer::DeliveryFuture, failures: &AuthFailures) -> Result<(i32, i64), BusError> {
     match f.await {
-        Ok(Ok(d)) => Ok((d.partition, d.offset)),
-        Ok(Err((e, _))) => Err(unavailable(e)),
+        Ok(Ok(d)) => {
+            failures.clear();
+            Ok((d.partition, d.offset))
+        }
+        Ok(Err((e, _))) => Err(failures.error(e)),
         Err(_) => Err(BusError::Unavailable("producer dropped the delivery".into())),
     }
 }
 
 #[async_trait]
 impl Bus for KafkaBus {
-    async fn create_topic(&self, name: &str, partitions: i32) -> Result<(), BusError> {
-        let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(self.options.replication));
+    async fn create_topic_with(&self, spec: &TopicSpec) -> Result<(), BusError> {
+        let name = spec.name.as_str();
+        // An existing topic is left alone, and asking first means roles
+        // whose principals may not create topics start against topics an
+        // administrator created (`opptak topics create`).
+        if self.topic_partitions(name, Duration::from_secs(30)).await?.is_some() {
+            return Ok(());
+        }
+        let mut topic = NewTopic::new(name, spec.partitions, TopicReplication::Fixed(self.options.replication));
+        let (retention, segment) = (
+            spec.retention_ms.map(|v| v.to_string()),
+            spec.segment_ms.map(|v| v.to_string()),
+        );
+        if let Some(v) = &retention {
+            topic = topic.set("retention.ms", v);
+        }
+        if let Some(v) = &segment {
+            topic = topic.set("segment.ms", v);
+        }
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        let results = self.admin.create_topics([&topic], &opts).await.map_err(unavailable)?;
+        let results = self
+            .admin
+            .create_topics([&topic], &opts)
+            .await
+            .map_err(|e| self.failures.error(e))?;
         for r in results {
             match r {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, RDKafkaErrorCode::TopicAuthorizationFailed | RDKafkaErrorCode::ClusterAuthorizationFailed)) => {
+                    return Err(BusError::Denied(format!(
+                        "topic {t} does not exist and this principal may not create it: create it with \
+                         `opptak topics create` as a principal that may"
+                    )))
+                }
                 Err((t, code)) => return Err(BusError::Config(format!("create topic {t}: {code}"))),
             }
         }
         // Metadata propagates asynchronously; wait until the topic is visible.
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let md = self
-                .producer
-                .client()
-                .fetch_metadata(Some(name), Duration::from_secs(5))
-                .map_err(unavailable)?;
-            if md
-                .topics()
-                .iter()
-                .any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty())
-            {
+            if self.topic_partitions(name, Duration::from_secs(5)).await?.is_some() {
                 return Ok(());
             }
-            if std::time::Instant::now() > deadline {
+            if Instant::now() > deadline {
                 return Err(BusError::Unavailable(format!(
                     "topic {name} not visible after creation"
                 )));
@@ -167,9 +412,47 @@ impl Bus for KafkaBus {
         }
     }
 
+    async fn describe_topic(&self, name: &str) -> Result<Option<TopicInfo>, BusError> {
+        let Some(partitions) = self.topic_partitions(name, Duration::from_secs(30)).await? else {
+            return Ok(None);
+        };
+        let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(30)));
+        let results = self
+            .admin
+            .describe_configs([&ResourceSpecifier::Topic(name)], &opts)
+            .await
+            .map_err(|e| self.failures.error(e))?;
+        let resource = results
+            .into_iter()
+            .next()
+            .ok_or_else(|| BusError::Unavailable(format!("topic {name}: no configuration returned")))?
+            .map_err(|code| match code {
+                RDKafkaErrorCode::TopicAuthorizationFailed | RDKafkaErrorCode::ClusterAuthorizationFailed => {
+                    BusError::Denied(format!("describing the configuration of topic {name}: {code}"))
+                }
+                code => BusError::Unavailable(format!("describing the configuration of topic {name}: {code}")),
+            })?;
+        let ms = |key: &str| {
+            resource
+                .get(key)
+                .and_then(|e| e.value.as_deref())
+                .and_then(|v| v.parse::<i64>().ok())
+        };
+        Ok(Some(TopicInfo {
+            partitions,
+            retention_ms: ms("retention.ms"),
+            segment_ms: ms("segment.ms"),
+        }))
+    }
+
     async fn delete_topic(&self, name: &str) -> Result<(), BusError> {
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        for r in self.admin.delete_topics(&[name], &opts).await.map_err(unavailable)? {
+        for r in self
+            .admin
+            .delete_topics(&[name], &opts)
+            .await
+            .map_err(|e| self.failures.error(e))?
+        {
             match r {
                 Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
                 Err((t, code)) => return Err(BusError::Config(format!("delete topic {t}: {code}"))),
@@ -179,7 +462,7 @@ impl Bus for KafkaBus {
     }
 
     async fn publish(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<(i32, i64), BusError> {
-        await_delivery(self.send(topic, key, payload)?).await
+        await_delivery(self.send(topic, key, payload)?, &self.failures).await
     }
 
     async fn publish_all(&self, messages: Vec<Outgoing>) -> Result<(), BusError> {
@@ -194,7 +477,7 @@ impl Bus for KafkaBus {
             }
         }
         for f in futures {
-            if let Err(e) = await_delivery(f).await {
+            if let Err(e) = await_delivery(f, &self.failures).await {
                 first_err.get_or_insert(e);
             }
         }
@@ -217,16 +500,18 @@ impl Bus for KafkaBus {
             group: group.to_owned(),
             reported: Mutex::new(HashSet::new()),
             unjoined: Arc::new(Mutex::new(None)),
+            failures: self.failures.clone(),
         };
         let unjoined = context.unjoined.clone();
         let consumer: StreamConsumer<LagContext> = c
             .create_with_context(context)
             .map_err(|e| BusError::Config(format!("kafka consumer: {e}")))?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&names).map_err(unavailable)?;
+        consumer.subscribe(&names).map_err(|e| self.failures.error(e))?;
         Ok(Box::new(KafkaSubscription {
             consumer: Some(consumer),
             group: group.to_owned(),
+            failures: self.failures.clone(),
             unjoined,
             stuck_after: self.options.group_stuck_after,
             last_poll: None,
@@ -234,11 +519,15 @@ impl Bus for KafkaBus {
     }
 
     async fn end_offsets(&self, topic: &str) -> Result<Vec<(i32, i64)>, BusError> {
-        let c: BaseConsumer = Self::base_config(&self.brokers, &self.options)
-            .create()
+        let c: BaseConsumer<BusContext> = Self::base_config(&self.brokers, &self.options)
+            .create_with_context(BusContext {
+                failures: self.failures.clone(),
+            })
             .map_err(|e| BusError::Config(format!("kafka consumer: {e}")))?;
         let topic = topic.to_owned();
+        let failures = self.failures.clone();
         tokio::task::spawn_blocking(move || {
+            let unavailable = |e| failures.error(e);
             let md = c
                 .fetch_metadata(Some(&topic), Duration::from_secs(10))
                 .map_err(unavailable)?;
@@ -267,12 +556,13 @@ impl Bus for KafkaBus {
         // for one topic is the cheapest question a broker answers.
         let client = self.producer.clone();
         let topic = topic.to_owned();
+        let failures = self.failures.clone();
         tokio::task::spawn_blocking(move || {
             client
                 .client()
                 .fetch_metadata(Some(&topic), timeout)
                 .map(|_| ())
-                .map_err(unavailable)
+                .map_err(|e| failures.error(e))
         })
         .await
         .map_err(|e| BusError::Unavailable(e.to_string()))?
@@ -306,9 +596,19 @@ struct LagContext {
     /// consumer outside its group (anything but state `up`, join-state
     /// `steady`); `None` while it is in.
     unjoined: Arc<Mutex<Option<(tokio::time::Instant, String)>>>,
+    failures: AuthFailures,
 }
 
 impl ClientContext for LagContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.failures.note(&error, reason);
+        tracing::error!(group = %self.group, error = %error, reason, "kafka consumer error");
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        log_and_note(&self.failures, level, fac, message);
+    }
+
     fn stats(&self, stats: rdkafka::Statistics) {
         if let Some(g) = &stats.cgrp {
             let mut unjoined = self.unjoined.lock().unwrap_or_else(|e| e.into_inner());
@@ -355,6 +655,7 @@ struct KafkaSubscription {
     /// `None` only while dropping.
     consumer: Option<StreamConsumer<LagContext>>,
     group: String,
+    failures: AuthFailures,
     unjoined: Arc<Mutex<Option<(tokio::time::Instant, String)>>>,
     stuck_after: Duration,
     /// When the role last polled: a rebalance waits for the next poll, so
@@ -404,11 +705,19 @@ impl KafkaSubscription {
     fn check_group(&self) -> Result<(), BusError> {
         let unjoined = self.unjoined.lock().unwrap_or_else(|e| e.into_inner());
         match &*unjoined {
-            Some((since, what)) if since.elapsed() >= self.stuck_after => Err(BusError::Stuck(format!(
-                "consumer group {} not joined for {} s ({what})",
-                self.group,
-                since.elapsed().as_secs()
-            ))),
+            Some((since, what)) if since.elapsed() >= self.stuck_after => {
+                // A consumer whose connections are refused never joins: say why.
+                let cause = self
+                    .failures
+                    .recent()
+                    .map(|r| format!("; the broker refused the connection: {r}"))
+                    .unwrap_or_default();
+                Err(BusError::Stuck(format!(
+                    "consumer group {} not joined for {} s ({what}){cause}",
+                    self.group,
+                    since.elapsed().as_secs()
+                )))
+            }
             _ => Ok(()),
         }
     }
@@ -444,7 +753,7 @@ impl Subscription for KafkaSubscription {
                     // moves); report and let the caller poll again.
                     tracing::warn!(error = %e, "kafka consume error");
                     if out.is_empty() && !e.rdkafka_error_code().is_some_and(is_transient) {
-                        return Err(unavailable(e));
+                        return Err(self.failures.error(e));
                     }
                     break;
                 }
@@ -458,6 +767,9 @@ impl Subscription for KafkaSubscription {
                 }),
             }
         }
+        if !out.is_empty() {
+            self.failures.clear();
+        }
         Ok(out)
     }
 
@@ -468,7 +780,7 @@ impl Subscription for KafkaSubscription {
         let mut tpl = TopicPartitionList::new();
         for p in positions {
             tpl.add_partition_offset(&p.topic, p.partition, Offset::Offset(p.next_offset))
-                .map_err(unavailable)?;
+                .map_err(classify)?;
         }
         self.consumer()
             .store_offsets(&tpl)
@@ -476,12 +788,12 @@ impl Subscription for KafkaSubscription {
                 Some(RDKafkaErrorCode::State) | Some(RDKafkaErrorCode::UnknownPartition) => {
                     BusError::NotAssigned(e.to_string())
                 }
-                _ => unavailable(e),
+                _ => classify(e),
             })
     }
 
     fn assigned(&self) -> Result<Option<Vec<(String, i32)>>, BusError> {
-        let tpl = self.consumer().assignment().map_err(unavailable)?;
+        let tpl = self.consumer().assignment().map_err(classify)?;
         Ok(Some(
             tpl.elements()
                 .iter()
@@ -495,7 +807,7 @@ impl Subscription for KafkaSubscription {
             Ok(()) => Ok(()),
             // Nothing stored since the last commit.
             Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => Ok(()),
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(self.failures.error(e)),
         }
     }
 }

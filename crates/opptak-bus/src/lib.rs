@@ -7,11 +7,14 @@
 //!   committed group offsets, for the embedded single-process mode.
 //!
 //! Vendor types never leave this crate: consumers see [`Record`]s.
-//! [`contract`] holds the test suite both implementations must pass.
+//! [`contract`] holds the test suite both implementations must pass;
+//! [`security`] how a Kafka bus encrypts and authenticates (TLS, mutual
+//! TLS, SASL/SCRAM).
 
 pub mod contract;
 pub mod kafka;
 pub mod memory;
+pub mod security;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -50,6 +53,43 @@ pub struct Position {
     pub next_offset: i64,
 }
 
+/// A topic as opptak wants it: its partitions and the retention it sets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    /// How long the bus keeps records (Kafka's `retention.ms`); `None`: the
+    /// bus's default.
+    pub retention_ms: Option<i64>,
+    /// How often a new log segment starts (Kafka's `segment.ms`). Kafka
+    /// deletes whole segments only, so a record can outlive `retention_ms`
+    /// by up to one segment; `None`: the bus's default (7 days on Kafka).
+    pub segment_ms: Option<i64>,
+}
+
+impl TopicSpec {
+    /// A topic with the bus's default retention.
+    pub fn new(name: &str, partitions: i32) -> Self {
+        Self {
+            name: name.to_owned(),
+            partitions,
+            retention_ms: None,
+            segment_ms: None,
+        }
+    }
+}
+
+/// A topic as the bus has it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub partitions: i32,
+    /// The effective `retention.ms` (the broker's default when the topic
+    /// sets none); `None` where the bus has no such setting.
+    pub retention_ms: Option<i64>,
+    /// The effective `segment.ms`, likewise.
+    pub segment_ms: Option<i64>,
+}
+
 /// A message to publish.
 #[derive(Clone, Debug)]
 pub struct Outgoing {
@@ -71,6 +111,15 @@ pub enum BusError {
     NotAssigned(String),
     #[error("bus configuration: {0}")]
     Config(String),
+    /// The broker did not accept who we are: a wrong SASL password or
+    /// user, a client certificate it does not trust or did not get, a
+    /// broker certificate we do not trust. Not retryable.
+    #[error("bus authentication failed: {0}")]
+    Authentication(String),
+    /// The broker knows who we are and its ACLs forbid the operation (a
+    /// topic, a consumer group or the cluster). Not retryable.
+    #[error("bus access denied by the broker's ACLs: {0}")]
+    Denied(String),
     /// The consumer stayed outside its group past its limit; the role
     /// should end (its process restarts with a fresh consumer).
     #[error("bus consumer stuck: {0}; ending the role so its process restarts with a fresh consumer")]
@@ -85,8 +134,18 @@ impl BusError {
 
 #[async_trait]
 pub trait Bus: Send + Sync + 'static {
-    /// Creates the topic if it does not exist.
-    async fn create_topic(&self, name: &str, partitions: i32) -> Result<(), BusError>;
+    /// Creates the topic if it does not exist, with the bus's default retention.
+    async fn create_topic(&self, name: &str, partitions: i32) -> Result<(), BusError> {
+        self.create_topic_with(&TopicSpec::new(name, partitions)).await
+    }
+
+    /// Creates the topic as `spec` says if it does not exist; an existing
+    /// topic is left as it is (`describe_topic` shows how it differs). A
+    /// principal that may not create topics succeeds when the topic exists.
+    async fn create_topic_with(&self, spec: &TopicSpec) -> Result<(), BusError>;
+
+    /// The topic's partitions and retention, or `None` when it does not exist.
+    async fn describe_topic(&self, name: &str) -> Result<Option<TopicInfo>, BusError>;
 
     /// Deletes a topic and everything in it (load tests, test clean-up).
     async fn delete_topic(&self, name: &str) -> Result<(), BusError>;

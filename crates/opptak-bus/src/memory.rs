@@ -7,7 +7,7 @@
 //! group. One subscriber per group at a time (single-process mode); a new
 //! subscription takes over the group, as after a crash.
 
-use crate::{partition_for, Bus, BusError, Outgoing, Position, Record, Subscription};
+use crate::{partition_for, Bus, BusError, Outgoing, Position, Record, Subscription, TopicInfo, TopicSpec};
 use async_trait::async_trait;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -18,6 +18,9 @@ use tokio::sync::Notify;
 #[derive(Default)]
 struct State {
     topics: HashMap<String, Vec<Vec<Record>>>,
+    /// What each topic was created with (the embedded bus keeps everything:
+    /// its records live as long as the process).
+    specs: HashMap<String, TopicSpec>,
     /// (group, topic, partition) → next offset to consume.
     committed: HashMap<(String, String, i32), i64>,
     /// group → generation; a newer subscription fences the older one.
@@ -50,20 +53,32 @@ impl MemoryBus {
 
 #[async_trait]
 impl Bus for MemoryBus {
-    async fn create_topic(&self, name: &str, partitions: i32) -> Result<(), BusError> {
+    async fn create_topic_with(&self, spec: &TopicSpec) -> Result<(), BusError> {
+        let (name, partitions) = (&spec.name, spec.partitions);
         if partitions < 1 {
             return Err(BusError::Config(format!("topic {name}: {partitions} partitions")));
         }
         let mut st = self.inner.lock();
-        st.topics
-            .entry(name.to_owned())
-            .or_insert_with(|| vec![Vec::new(); partitions as usize]);
+        if !st.topics.contains_key(name) {
+            st.topics.insert(name.clone(), vec![Vec::new(); partitions as usize]);
+            st.specs.insert(name.clone(), spec.clone());
+        }
         Ok(())
+    }
+
+    async fn describe_topic(&self, name: &str) -> Result<Option<TopicInfo>, BusError> {
+        let st = self.inner.lock();
+        Ok(st.specs.get(name).map(|s| TopicInfo {
+            partitions: s.partitions,
+            retention_ms: s.retention_ms,
+            segment_ms: s.segment_ms,
+        }))
     }
 
     async fn delete_topic(&self, name: &str) -> Result<(), BusError> {
         let mut st = self.inner.lock();
         st.topics.remove(name);
+        st.specs.remove(name);
         st.committed.retain(|(_, t, _), _| t != name);
         Ok(())
     }

@@ -53,7 +53,8 @@ contract_tests!(
     order_and_partitioning,
     resume_from_committed,
     unknown_topic_is_an_error,
-    empty_poll_returns
+    empty_poll_returns,
+    topic_settings
 );
 
 /// A Kafka bus whose broker address answers nothing, whose consumers are

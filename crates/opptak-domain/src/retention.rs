@@ -111,6 +111,18 @@ impl Period {
         }
     }
 
+    /// The shortest span this period can be, in milliseconds (a calendar
+    /// year is at least 365 days): a copy that must not outlive the period,
+    /// such as a Kafka topic's `retention.ms`, is kept at most this long.
+    pub fn shortest_ms(self) -> i64 {
+        const HOUR_MS: i64 = 3_600_000;
+        match self {
+            Self::Hours(h) => h as i64 * HOUR_MS,
+            Self::Days(d) => d as i64 * 24 * HOUR_MS,
+            Self::Years(y) => y as i64 * 365 * 24 * HOUR_MS,
+        }
+    }
+
     /// For ordering periods of different units (not for computing instants).
     fn approx_hours(self) -> u64 {
         match self {
@@ -445,6 +457,17 @@ impl Policy {
             .find(|r| r.artifacts.contains(&kind) && r.when.matches(category, desk, ki))
     }
 
+    /// The longest any rule keeps any of `kinds` (before extensions and
+    /// holds, which apply to stored artifacts, not to copies in transit);
+    /// `None` when no rule keeps them at all.
+    pub fn longest_keep(&self, kinds: &[ArtifactKind]) -> Option<Period> {
+        self.rules
+            .iter()
+            .filter(|r| r.artifacts.iter().any(|a| kinds.contains(a)))
+            .filter_map(|r| r.keep)
+            .max_by_key(|p| p.approx_hours())
+    }
+
     /// Decides one artifact's retention.
     pub fn decide(&self, facts: &RetentionFacts, kind: ArtifactKind) -> Decision {
         let mut chain = Vec::new();
@@ -640,6 +663,20 @@ mod tests {
     use super::*;
 
     const END: i64 = 1_795_824_000_000_000; // 2026-11-28 00:00:00 UTC
+
+    #[test]
+    fn the_longest_keep_bounds_copies_in_transit() {
+        let p = Policy::default_policy();
+        assert_eq!(p.longest_keep(&[ArtifactKind::Recording]), Some(Period::Hours(24)));
+        assert_eq!(
+            p.longest_keep(&[ArtifactKind::Recording, ArtifactKind::KiAudio]),
+            Some(Period::Days(30))
+        );
+        assert_eq!(p.longest_keep(&[ArtifactKind::ApprovedSummary]), Some(Period::Years(5)));
+        assert_eq!(Period::Hours(24).shortest_ms(), 86_400_000);
+        assert_eq!(Period::Days(30).shortest_ms(), 2_592_000_000);
+        assert_eq!(Period::Years(5).shortest_ms(), 157_680_000_000);
+    }
 
     fn facts(category: ServiceCategory, ki: bool) -> RetentionFacts {
         RetentionFacts {

@@ -421,9 +421,15 @@ impl SqlStore {
             let pool = AnyPoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(std::time::Duration::from_secs(30))
-                .connect(url)
+                .connect(&with_password_from_file(url)?)
                 .await
-                .map_err(db)?;
+                .map_err(|e| match e {
+                    // TLS and authentication refusals are not worth retrying.
+                    sqlx::Error::Tls(_) | sqlx::Error::Database(_) | sqlx::Error::Configuration(_) => {
+                        StoreError::Config(format!("connecting to {}: {e}", redact(url)))
+                    }
+                    e => db(e),
+                })?;
             sqlx::migrate!("./migrations/postgres")
                 .run(&pool)
                 .await
@@ -738,8 +744,51 @@ fn evidence_row(r: &AnyRow) -> Result<ShredEvidence, StoreError> {
     })
 }
 
+/// opptak's own parameter of a `postgres://` URL: the password is read from
+/// this file (`storage.metadata_password_file`), so it appears in no URL,
+/// configuration or log. Without it and without a password in the URL,
+/// the driver reads `PGPASSWORD`.
+pub const PASSWORD_FILE_PARAM: &str = "password_file";
+
+/// `url` with the password from its [`PASSWORD_FILE_PARAM`] file in place of
+/// the parameter. The result holds the password: it goes to the driver only.
+fn with_password_from_file(url: &str) -> Result<String, StoreError> {
+    let bad = |why: String| StoreError::Config(format!("metadata url {}: {why}", redact(url)));
+    let mut u = reqwest::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+    let mut file = None;
+    let kept: Vec<(String, String)> = u
+        .query_pairs()
+        .filter_map(|(k, v)| {
+            if k == PASSWORD_FILE_PARAM {
+                file = Some(v.into_owned());
+                None
+            } else {
+                Some((k.into_owned(), v.into_owned()))
+            }
+        })
+        .collect();
+    let Some(file) = file else { return Ok(url.to_owned()) };
+    if u.password().is_some() {
+        return Err(bad(format!(
+            "a password in the URL and in {PASSWORD_FILE_PARAM}: give one"
+        )));
+    }
+    let text = std::fs::read_to_string(&file).map_err(|e| bad(format!("reading the password file {file}: {e}")))?;
+    let password = text.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        return Err(bad(format!("the password file {file} is empty")));
+    }
+    u.set_query(None);
+    if !kept.is_empty() {
+        u.query_pairs_mut().extend_pairs(kept);
+    }
+    u.set_password(Some(password))
+        .map_err(|()| bad("this URL cannot carry a password".into()))?;
+    Ok(u.to_string())
+}
+
 /// Hides a password in a database URL.
-fn redact(url: &str) -> String {
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];
@@ -1711,5 +1760,30 @@ mod tests {
             "postgres://u:*****@h:5432/db"
         );
         assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+    }
+
+    #[test]
+    fn the_password_comes_from_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "s3cr@t/:?\n").unwrap();
+        let url = format!(
+            "postgres://u@h:5432/db?sslmode=verify-full&password_file={}&sslrootcert=/ca.pem",
+            file.display()
+        );
+        let got = super::with_password_from_file(&url).unwrap();
+        assert_eq!(
+            got,
+            "postgres://u:s3cr%40t%2F%3A%3F@h:5432/db?sslmode=verify-full&sslrootcert=%2Fca.pem"
+        );
+        assert!(!super::redact(&got).contains("s3cr"));
+        let plain = "postgres://u@h/db?sslmode=disable";
+        assert_eq!(super::with_password_from_file(plain).unwrap(), plain);
+        let both = format!("postgres://u:inline@h/db?password_file={}", file.display());
+        let e = super::with_password_from_file(&both).unwrap_err().to_string();
+        assert!(e.contains("give one") && !e.contains("inline"), "{e}");
+        let missing = "postgres://u@h/db?password_file=/nonexistent/pw";
+        let e = super::with_password_from_file(missing).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/pw"), "{e}");
     }
 }
