@@ -184,7 +184,20 @@ pub async fn router_with(edges: &ReviewEdges, options: Options) -> Result<Router
         .merge(qa::routes())
         .merge(dashboard::routes())
         .with_state(app)
-        .layer(axum::middleware::from_fn(run_to_completion)))
+        .layer(axum::middleware::from_fn(run_to_completion))
+        .layer(axum::middleware::from_fn(security_headers)))
+}
+
+/// Every response, pages and API alike, carries personal data or could:
+/// never cached (unless a handler said otherwise) and never content-sniffed.
+async fn security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
 }
 
 /// Runs each request's handler as a task of its own, so a client that
@@ -690,6 +703,17 @@ struct Back {
     back: Option<String>,
 }
 
+/// A path on this site only: `/` then printable ASCII, no second `/` or `\`
+/// at the start, no control characters or spaces anywhere (browsers drop tabs
+/// and newlines from URLs, so `/%09/evil.example` would become
+/// `//evil.example`, another site; a newline cannot go in a header at all).
+fn same_site_path(back: &str) -> bool {
+    let b = back.as_bytes();
+    b.first() == Some(&b'/')
+        && !matches!(b.get(1), Some(b'/' | b'\\'))
+        && b.iter().all(|c| (0x21..=0x7e).contains(c) && *c != b'\\')
+}
+
 async fn set_lang(Path(code): Path<String>, Query(q): Query<Back>, headers: HeaderMap) -> Response {
     let Some(lang) = Lang::parse(&code) else {
         return error(
@@ -699,10 +723,7 @@ async fn set_lang(Path(code): Path<String>, Query(q): Query<Back>, headers: Head
             "Unknown language.",
         );
     };
-    let back = q
-        .back
-        .filter(|b| b.starts_with('/') && !b.starts_with("//") && !b.contains('\\'))
-        .unwrap_or_else(|| "/".into());
+    let back = q.back.filter(|b| same_site_path(b)).unwrap_or_else(|| "/".into());
     let mut r = Redirect::to(&back).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!(
         "{LANG_COOKIE}={}; Path=/; SameSite=Strict; Max-Age=31536000",
