@@ -28,7 +28,12 @@ pub(crate) async fn run(config: Config, args: Args) -> Result<()> {
     let group = format!("opptak-deadletters-{}", std::process::id());
     let mut sub = edges.bus.subscribe(&group, std::slice::from_ref(&topic)).await?;
     if let Some(dir) = &out {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
     }
     let mut seen = 0usize;
     let mut idle = 0;

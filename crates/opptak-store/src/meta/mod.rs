@@ -227,6 +227,34 @@ type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
 /// Opens (and migrates) the metadata store named by a URL:
 /// `postgres://user@host:port/db` or `sqlite:///absolute/file.db`.
+/// The SQLite database holds wrapped keys, audit and review rows: created
+/// 0600 before SQLite opens it (its `-wal` and `-shm` files take the
+/// database file's mode), narrowed to 0600 when it exists with wider rights,
+/// and refused when the path is a symbolic link.
+fn private_sqlite_files(path: &std::path::Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let config = |e: std::io::Error| StoreError::Config(format!("{}: {e}", path.display()));
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(config(e)),
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
+        let Ok(meta) = std::fs::symlink_metadata(&file) else { continue };
+        if meta.file_type().is_symlink() {
+            return Err(StoreError::Config(format!(
+                "{} is a symbolic link: refusing to open the metadata database through it",
+                file.display()
+            )));
+        }
+        if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).map_err(config)?;
+        }
+    }
+    Ok(())
+}
+
 pub async fn open_metadata_store(url: &str) -> Result<Arc<dyn MetadataStore>, StoreError> {
     Ok(Arc::new(SqlStore::open(url).await?))
 }
@@ -268,6 +296,7 @@ impl SqlStore {
             if let Some(dir) = std::path::Path::new(path).parent() {
                 std::fs::create_dir_all(dir).map_err(|e| StoreError::Config(format!("{}: {e}", dir.display())))?;
             }
+            private_sqlite_files(std::path::Path::new(path))?;
             let pool = AnyPoolOptions::new()
                 .max_connections(4)
                 .after_connect(|conn, _| {
