@@ -144,7 +144,7 @@ pub struct TelemetrySection {
     /// Address serving `/metrics`, `/healthz` and `/readyz`; empty: none.
     pub listen: String,
     /// OTLP/HTTP base URL of an OpenTelemetry collector the spans of
-    /// `opptak run` are exported to (`crate::otlp`); empty: no export.
+    /// `opptak run` are exported to (`opptak_telemetry::otlp`); empty: no export.
     pub otlp_endpoint: String,
     /// A partial batch of spans is exported after this many milliseconds.
     pub otlp_interval_ms: u64,
