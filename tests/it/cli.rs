@@ -46,6 +46,38 @@ fn demo_then_list_and_export_a_recording() {
         config_s,
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Audio in clear and the database of wrapped keys: the owner's only
+    // (issue 15, finding 6: both were world-readable).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&wav), 0o600);
+    assert_eq!(mode(&data.join("opptak.db")), 0o600);
+    if data.join("opptak.db-wal").exists() {
+        assert_eq!(mode(&data.join("opptak.db-wal")), 0o600);
+    }
+    // A symbolic link planted at --out is not written through.
+    let target = dir.path().join("elsewhere");
+    std::fs::write(&target, b"untouched").unwrap();
+    let link = dir.path().join("link.wav");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let out = opptak(&[
+        "recordings",
+        "export",
+        "--reason",
+        "test: check the export",
+        "demo-0003",
+        "--out",
+        link.to_str().unwrap(),
+        "--config",
+        config_s,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is a symbolic link"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), b"untouched");
     let mut reader = hound::WavReader::open(&wav).unwrap();
     assert_eq!(reader.spec().channels, 2);
     assert_eq!(reader.spec().sample_rate, 8000);

@@ -234,14 +234,21 @@ type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 fn private_sqlite_files(path: &std::path::Path) -> Result<(), StoreError> {
     use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
     let config = |e: std::io::Error| StoreError::Config(format!("{}: {e}", path.display()));
-    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
         Ok(_) => return Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) => return Err(config(e)),
     }
     for suffix in ["", "-wal", "-shm"] {
         let file = std::path::PathBuf::from(format!("{}{suffix}", path.display()));
-        let Ok(meta) = std::fs::symlink_metadata(&file) else { continue };
+        let Ok(meta) = std::fs::symlink_metadata(&file) else {
+            continue;
+        };
         if meta.file_type().is_symlink() {
             return Err(StoreError::Config(format!(
                 "{} is a symbolic link: refusing to open the metadata database through it",
