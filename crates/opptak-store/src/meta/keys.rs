@@ -97,6 +97,24 @@ impl SqlStore {
         Ok(ev)
     }
 
+    pub(super) async fn scrub_shredded(&self) -> Result<(), StoreError> {
+        if self.sqlite {
+            // The old page images stay in the WAL until it is checkpointed and
+            // truncated. A reader in the middle of a transaction can keep the
+            // checkpoint from finishing (`busy`): then the next scrub finishes it.
+            let (busy, _, _): (i32, i32, i32) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+            if busy != 0 {
+                tracing::warn!("WAL checkpoint after a shredding was blocked by a reader; the next one completes it");
+            }
+        } else {
+            sqlx::query("VACUUM data_keys").execute(&self.pool).await.map_err(db)?;
+        }
+        Ok(())
+    }
+
     pub(super) async fn shreddings(&self, call_id: Option<&CallId>) -> Result<Vec<ShredEvidence>, StoreError> {
         sqlx::query_as(&format!(
             "{EVIDENCE_SELECT} WHERE $1 = '' OR call_id = $1 ORDER BY shredded_at_us, key_id"

@@ -67,6 +67,13 @@ pub trait MetadataStore: Send + Sync + 'static {
         requested_by: &str,
         at_us: i64,
     ) -> Result<ShredEvidence, StoreError>;
+    /// Removes the copies of shredded keys the database itself still keeps.
+    /// SQLite (which zeroes freed space: `secure_delete`) checkpoints its
+    /// write-ahead log and truncates it to nothing; PostgreSQL vacuums
+    /// `data_keys`, so dead row versions holding a wrapped key go. Copies
+    /// outside the live database (PostgreSQL's WAL archive, backups) become
+    /// unreadable only when the KEK that wrapped them is destroyed.
+    async fn scrub_shredded(&self) -> Result<(), StoreError>;
     /// Shredding evidence, oldest first (of one call, or all).
     async fn shreddings(&self, call_id: Option<&CallId>) -> Result<Vec<ShredEvidence>, StoreError>;
     /// Shreddings at or after `since_us`, oldest first (running processes
@@ -313,6 +320,8 @@ impl SqlStore {
                         conn.execute("PRAGMA synchronous=NORMAL").await?;
                         conn.execute("PRAGMA busy_timeout=30000").await?;
                         conn.execute("PRAGMA foreign_keys=ON").await?;
+                        // A shredded key's bytes are zeroed, not left in free pages.
+                        conn.execute("PRAGMA secure_delete=ON").await?;
                         Ok(())
                     })
                 })
@@ -398,6 +407,10 @@ impl MetadataStore for SqlStore {
         at_us: i64,
     ) -> Result<ShredEvidence, StoreError> {
         self.shred_key(call_id, class, reason, requested_by, at_us).await
+    }
+
+    async fn scrub_shredded(&self) -> Result<(), StoreError> {
+        self.scrub_shredded().await
     }
 
     async fn shreddings(&self, call_id: Option<&CallId>) -> Result<Vec<ShredEvidence>, StoreError> {
