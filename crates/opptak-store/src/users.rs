@@ -66,16 +66,25 @@ impl SqlUsers {
             .map_err(db)
     }
 
+    /// Sets a new password hash and ends every session of the user (a
+    /// password changed because it leaked must not leave a session open).
     pub async fn set_password(&self, user_id: &str, hash: &str) -> Result<(), StoreError> {
+        let mut tx = self.store.begin().await?;
         let r = sqlx::query("UPDATE users SET password_hash = $1 WHERE user_id = $2")
             .bind(hash)
             .bind(user_id)
-            .execute(&self.store.pool)
+            .execute(&mut *tx)
             .await
             .map_err(db)?;
         if r.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("user {user_id}")));
         }
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
         Ok(())
     }
 

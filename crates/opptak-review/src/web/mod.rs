@@ -639,14 +639,37 @@ impl App {
     }
 }
 
-/// Failed sign-ins per user name and per client address in a fixed
+/// Sign-in attempts per user name and per client address in a fixed
 /// window; past the limit further attempts are refused (429) until the
-/// window ends, so passwords cannot be guessed at speed. Per process: with several
-/// review processes behind a balancer the limit applies per process.
+/// window ends, so passwords cannot be guessed at speed. Per process: with
+/// several review processes behind a balancer the limit applies per process.
+///
+/// Check and count are one step ([`LoginLimiter::attempt`]): an attempt counts
+/// as failed before its password is verified, and a success takes it back, so
+/// forty parallel guesses cannot all pass the check before any is counted.
 pub(crate) struct LoginLimiter {
     max: u32,
     window_us: i64,
-    failures: Mutex<HashMap<String, (i64, u32)>>,
+    windows: Mutex<HashMap<String, Window>>,
+}
+
+#[derive(Clone, Copy)]
+struct Window {
+    start: i64,
+    attempts: u32,
+    /// Attempts refused in this window (only the first is audited).
+    refused: u32,
+}
+
+/// What [`LoginLimiter::attempt`] decided.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Gate {
+    /// Go on and verify the password (the attempt is counted).
+    Open,
+    /// Refused; `first` for the first refusal of the window, the only one
+    /// written to the audit log (the rest are counted, so a flood of guesses
+    /// cannot grow the hash-chained log without bound).
+    Blocked { first: bool },
 }
 
 impl LoginLimiter {
@@ -654,38 +677,61 @@ impl LoginLimiter {
         Self {
             max,
             window_us,
-            failures: Mutex::new(HashMap::new()),
+            windows: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Whether sign-in is refused: `max` failures for the user name, or ten
-    /// times that from the client address (an office behind one NAT).
-    fn blocked(&self, keys: &[String; 2], now: i64) -> bool {
-        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let over = |k: &String, max: u32| {
-            map.get(k)
-                .is_some_and(|(start, n)| now - start < self.window_us && *n >= max)
-        };
-        over(&keys[0], self.max) || over(&keys[1], self.max.saturating_mul(10))
+    /// `max` attempts per user name, ten times that per client address (an
+    /// office behind one NAT).
+    fn limits(&self) -> [u32; 2] {
+        [self.max, self.max.saturating_mul(10)]
     }
 
-    fn failed(&self, keys: &[String; 2], now: i64) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+    pub(crate) fn attempt(&self, keys: &[String; 2], now: i64) -> Gate {
+        let mut map = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > 100_000 {
             let w = self.window_us;
-            map.retain(|_, (start, _)| now - *start < w);
+            map.retain(|_, v| now - v.start < w);
         }
-        for k in keys {
-            let e = map.entry(k.clone()).or_insert((now, 0));
-            if now - e.0 >= self.window_us {
-                *e = (now, 0);
+        let fresh = Window {
+            start: now,
+            attempts: 0,
+            refused: 0,
+        };
+        let mut current = [fresh; 2];
+        for (i, k) in keys.iter().enumerate() {
+            let w = map.entry(k.clone()).or_insert(fresh);
+            if now - w.start >= self.window_us {
+                *w = fresh;
             }
-            e.1 += 1;
+            current[i] = *w;
+        }
+        let over = current.iter().zip(self.limits()).position(|(w, max)| w.attempts >= max);
+        match over {
+            Some(i) => {
+                let w = map.get_mut(&keys[i]).expect("inserted above");
+                w.refused += 1;
+                Gate::Blocked { first: w.refused == 1 }
+            }
+            None => {
+                for k in keys {
+                    if let Some(w) = map.get_mut(k) {
+                        w.attempts += 1;
+                    }
+                }
+                Gate::Open
+            }
         }
     }
 
-    fn succeeded(&self, user_key: &str) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(user_key);
+    /// The password was right: the user name starts afresh and the address
+    /// gets its attempt back.
+    fn succeeded(&self, keys: &[String; 2]) {
+        let mut map = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&keys[0]);
+        if let Some(w) = map.get_mut(&keys[1]) {
+            w.attempts = w.attempts.saturating_sub(1);
+        }
     }
 }
 
@@ -792,7 +838,7 @@ async fn login(
     let now = app.edges.vault.clock().now_us();
     let user_key = format!("user:{}", f.user.to_ascii_lowercase());
     let keys = [user_key.clone(), format!("addr:{}", peer.ip())];
-    if app.limiter.blocked(&keys, now) {
+    if let Gate::Blocked { first } = app.limiter.attempt(&keys, now) {
         let refused = opptak_audit::Event {
             actor: f.user.clone(),
             role: "-".into(),
@@ -801,8 +847,10 @@ async fn login(
             reason: "too many failed sign-ins".into(),
             outcome: "refused".into(),
         };
-        if let Err(e) = app.audit.record(&refused).await {
-            return internal(lang, e);
+        if first {
+            if let Err(e) = app.audit.record(&refused).await {
+                return internal(lang, e);
+            }
         }
         let mut r = error(
             lang,
@@ -818,7 +866,7 @@ async fn login(
     }
     match app.identity.login(&f.user, &f.password).await {
         Ok(Some((_, token))) => {
-            app.limiter.succeeded(&user_key);
+            app.limiter.succeeded(&keys);
             let cookie = format!(
                 "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
                 crate::identity::SESSION_HOURS * 3600,
@@ -834,15 +882,12 @@ async fn login(
             );
             r
         }
-        Ok(None) => {
-            app.limiter.failed(&keys, now);
-            error(
-                lang,
-                StatusCode::UNAUTHORIZED,
-                "Feil brukernavn eller passord.",
-                "Wrong user name or password.",
-            )
-        }
+        Ok(None) => error(
+            lang,
+            StatusCode::UNAUTHORIZED,
+            "Feil brukernavn eller passord.",
+            "Wrong user name or password.",
+        ),
         Err(e) => internal(lang, e),
     }
 }
