@@ -719,7 +719,10 @@ async fn every_role_gets_exactly_what_it_may() {
         .lines()
         .find(|l| l.starts_with("TOTAL"))
         .unwrap_or_else(|| panic!("{csv}"));
-    assert!(total.contains(",1,1,1,"), "drafted, sampled, scored: {total}\n{csv}");
+    // One scored call is fewer than k = 5: withheld, as on the dashboard
+    // (issue 15, finding 6: the old main published its row).
+    assert_eq!(total, format!("TOTAL{}", ",".repeat(13)), "withheld: {csv}");
+    assert!(report.contains("Holdt tilbake: færre enn 5 samtaler"), "{report}");
     assert!(!csv.contains(note), "the report holds no notes");
 
     // The topic dashboard: one call is fewer than k = 5, so its count is
@@ -763,9 +766,18 @@ async fn every_role_gets_exactly_what_it_may() {
     let r = api("/api/v1/qa/report", Some(&kari)).await.unwrap();
     assert_eq!(r.status(), 200);
     let rep: serde_json::Value = r.json().await.unwrap();
+    // One call is under k: the API withholds it as the page and the CSV do.
     assert_eq!(
-        (rep["total"]["drafted"].as_u64(), rep["total"]["scored"].as_u64()),
-        (Some(1), Some(1)),
+        (rep["total"]["suppressed"].as_bool(), rep["total"]["drafted"].as_u64()),
+        (Some(true), Some(0)),
+        "{rep}"
+    );
+    assert!(
+        rep["topics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["suppressed"] == true),
         "{rep}"
     );
 
