@@ -924,6 +924,28 @@ async fn every_role_gets_exactly_what_it_may() {
         );
     }
     assert!(audit.verify(None).await.unwrap().ok());
+
+    // QA's access to a sampled call ends with its KI data (issue 15, finding
+    // 2: the old main let QA play an opted-out call's recording, five years
+    // of it for investment advice); the compliance officer still reads it.
+    let kari_before = get_audio(&kari, None).await.unwrap();
+    assert_eq!(kari_before.status(), 200);
+    edges.vault().purge_ki(&cid, "customer", clock.now_us()).await.unwrap();
+    let after = get_audio(&kari, None).await.unwrap();
+    assert_eq!(after.status(), 403);
+    assert!(after
+        .text()
+        .await
+        .unwrap()
+        .contains("KI-dataene for samtalen er slettet"));
+    let (s, _, _) = c.get(&format!("/calls/{call}"), Some(&kari)).await;
+    assert_eq!(s, 403);
+    let last = entries_from(&audit, 1).await;
+    let refusal = last.iter().rev().find(|e| e.event.actor == "qa-kari").unwrap();
+    assert_eq!(
+        (refusal.event.action.as_str(), refusal.event.outcome.as_str()),
+        ("transcript.read", "refused")
+    );
     server.stop().await;
 }
 

@@ -210,6 +210,15 @@ pub struct TopicStats {
     pub mean_edit_distance_per_draft_word: Option<f64>,
 }
 
+/// What [`Qa::sample_access`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SampleAccess {
+    Readable,
+    NotSampled,
+    /// Sampled, but the call's `ki` key is shredded.
+    KiGone,
+}
+
 /// The topic of the total row.
 pub const TOTAL: &str = "TOTAL";
 
@@ -465,6 +474,19 @@ impl Qa {
     /// Whether the call is in the QA sample (and its customer did not opt out).
     pub async fn is_sampled(&self, call_id: &CallId) -> Result<bool> {
         Ok(self.store.is_sampled(call_id.as_str()).await?)
+    }
+
+    /// Whether QA may read a call: sampled, and its KI data not gone (opted
+    /// out or expired): QA reviews KI output, so its access to the call —
+    /// the recording too, kept 5 years for investment advice — ends with it.
+    pub async fn sample_access(&self, call_id: &CallId) -> Result<SampleAccess> {
+        if !self.is_sampled(call_id).await? {
+            return Ok(SampleAccess::NotSampled);
+        }
+        Ok(match self.ki_key(call_id).await? {
+            Some(_) => SampleAccess::Readable,
+            None => SampleAccess::KiGone,
+        })
     }
 
     /// The QA queue: sampled calls QA can still read (not opted out, `ki`

@@ -600,20 +600,26 @@ impl App {
                 )),
             },
             (Some(_), Role::Advisor) => Err((StatusCode::FORBIDDEN, "Dette er ikke din samtale.", "Not your call.")),
-            (Some(c), Role::Qa)
-                if self
-                    .qa
-                    .is_sampled(&c.facts.call_id)
-                    .await
-                    .map_err(|e| internal(lang, e))? =>
+            (Some(c), Role::Qa) => match self
+                .qa
+                .sample_access(&c.facts.call_id)
+                .await
+                .map_err(|e| internal(lang, e))?
             {
-                Ok("qa sample".into())
-            }
-            (Some(_), Role::Qa) => Err((
-                StatusCode::FORBIDDEN,
-                "Samtalen er ikke trukket ut til kvalitetskontroll.",
-                "This call is not sampled for QA.",
-            )),
+                crate::qa::SampleAccess::Readable => Ok("qa sample".into()),
+                crate::qa::SampleAccess::NotSampled => Err((
+                    StatusCode::FORBIDDEN,
+                    "Samtalen er ikke trukket ut til kvalitetskontroll.",
+                    "This call is not sampled for QA.",
+                )),
+                // QA exists for the KI output: its access to the call (the
+                // mandated recording included) ends with the KI data.
+                crate::qa::SampleAccess::KiGone => Err((
+                    StatusCode::FORBIDDEN,
+                    "KI-dataene for samtalen er slettet; kvalitetskontrollens tilgang endte med dem.",
+                    "The call's KI data is deleted; QA's access ended with it.",
+                )),
+            },
             (Some(_), Role::Auditor | Role::Admin) => Err((
                 StatusCode::FORBIDDEN,
                 "Rollen din gir aldri tilgang til innhold.",
