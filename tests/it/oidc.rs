@@ -748,6 +748,16 @@ async fn the_api_accepts_only_valid_tokens_and_audits_each_refusal() {
     }
 
     let log = edges.audit().await.unwrap().entries(1, 100).await.unwrap();
+    // A token's user is audited as `oidc:<id>`: a separate namespace from
+    // local users (issue 15, finding 6: `sub = admin` was logged as the
+    // local `admin`).
+    let ada_entries: Vec<&str> = log
+        .iter()
+        .map(|e| e.event.actor.as_str())
+        .filter(|a| a.contains("advisor-ada"))
+        .collect();
+    assert!(!ada_entries.is_empty(), "{log:?}");
+    assert!(ada_entries.iter().all(|a| *a == "oidc:advisor-ada"), "{ada_entries:?}");
     let refusals: Vec<&str> = log
         .iter()
         .filter(|e| e.event.action == "token" && e.event.outcome == "refused")

@@ -72,15 +72,37 @@ pub struct User {
     pub display_name: String,
     pub role: Role,
     pub team: String,
+    /// Signed in here (a local user) or speaking through the identity
+    /// provider's token.
+    pub source: Source,
+}
+
+/// Where a [`User`] comes from: the two are separate namespaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Local,
+    Oidc,
 }
 
 impl User {
+    /// The name the audit log and decisions record: a token's user is
+    /// `oidc:<id>`, so a token for `sub = admin` can never pass for the local
+    /// user `admin`. (Whose calls an advisor reads is still `user_id`: it
+    /// must equal the advisor id on the calls.)
+    pub fn actor(&self) -> String {
+        match self.source {
+            Source::Local => self.user_id.clone(),
+            Source::Oidc => format!("oidc:{}", self.user_id),
+        }
+    }
+
     fn from_row(r: &UserRow) -> Result<Self> {
         Ok(Self {
             user_id: r.user_id.clone(),
             display_name: r.display_name.clone(),
             role: Role::parse(&r.role)?,
             team: r.team.clone(),
+            source: Source::Local,
         })
     }
 }

@@ -651,6 +651,7 @@ impl OidcVerifier {
                 team: text(&s.team_claim).unwrap_or_default(),
                 user_id,
                 role,
+                source: crate::identity::Source::Oidc,
             },
             expires_at_us: exp,
             token_id: claims

@@ -539,7 +539,7 @@ impl Qa {
         self.store
             .upsert_review(&QaReviewRow {
                 call_id: call_id.to_string(),
-                reviewer: user.user_id.clone(),
+                reviewer: user.actor(),
                 at_us,
                 correctness: score.correctness,
                 relevance: score.relevance,

@@ -544,7 +544,7 @@ impl App {
     pub(crate) async fn audit(&self, u: &User, action: &str, subject: &str, reason: &str, outcome: &str) -> Result<()> {
         self.audit
             .record(&opptak_audit::Event {
-                actor: u.user_id.clone(),
+                actor: u.actor(),
                 role: u.role.as_str().into(),
                 action: action.into(),
                 subject: subject.into(),

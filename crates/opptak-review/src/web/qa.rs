@@ -102,7 +102,7 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
 /// assessments and the form.
 pub(crate) async fn section(app: &App, lang: Lang, user: &User, token: &str, call_id: &CallId) -> Markup {
     let reviews: Vec<QaReview> = app.qa.reviews(call_id).await.unwrap_or_default();
-    let mine = reviews.iter().find(|r| r.reviewer == user.user_id);
+    let mine = reviews.iter().find(|r| r.reviewer == user.actor());
     let score_field = |name: &str, label: &str, current: Option<u8>| {
         html! {
             fieldset {
