@@ -175,6 +175,36 @@ pub struct KiSection {
     pub llm_api_key_env: String,
     pub llm_timeout_s: u64,
     pub summarizer_group: String,
+    /// Hosts besides loopback that `asr_url` and `llm_url` may name,
+    /// comma-separated (R13: call audio and text go only to the bank's own
+    /// model servers).
+    pub model_hosts: String,
+}
+
+impl KiSection {
+    /// `url` (the value of `ki.<key>`) must name loopback or a host of
+    /// `ki.model_hosts`.
+    fn check_model_url(&self, key: &str, url: &str) -> Result<()> {
+        let Some(host) = reqwest::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+        else {
+            bail!("ki.{key} = {url:?}: expected an http(s) URL of the model server");
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        let allowed = self
+            .model_hosts
+            .split(',')
+            .map(|h| h.trim().to_ascii_lowercase())
+            .any(|h| !h.is_empty() && h == host);
+        if !(loopback || allowed) {
+            bail!(
+                "ki.{key} = {url:?}: {host} is not loopback and not in ki.model_hosts; call audio and transcripts go only to the bank's own model servers (R13): add the host to ki.model_hosts if it is one"
+            );
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -190,7 +220,7 @@ pub struct TelemetrySection {
     /// Address serving `/metrics`, `/healthz` and `/readyz`; empty: none.
     pub listen: String,
     /// OTLP/HTTP base URL of an OpenTelemetry collector the spans of
-    /// `opptak run` are exported to (`crate::otlp`); empty: no export.
+    /// `opptak run` are exported to (`opptak_telemetry::otlp`); empty: no export.
     pub otlp_endpoint: String,
     /// A partial batch of spans is exported after this many milliseconds.
     pub otlp_interval_ms: u64,
@@ -343,6 +373,13 @@ impl Config {
                 "telemetry.otlp_interval_ms = {}: expected 100..=60000",
                 self.telemetry.otlp_interval_ms
             );
+        }
+        if !self.ki.asr_url.trim().is_empty() {
+            self.ki.check_model_url("asr_url", self.ki.asr_url.trim())?;
+        }
+        let llm = self.ki.llm_url.trim();
+        if !llm.is_empty() && llm != "embedded://" {
+            self.ki.check_model_url("llm_url", llm)?;
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             bail!("log.format = {:?}: expected \"text\" or \"json\"", self.log.format);
@@ -644,6 +681,33 @@ fn env_value(v: &str) -> toml::Value {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    /// R13 (issue 15, finding 6): the old main sent call audio and
+    /// transcripts to whatever URL the configuration named.
+    #[test]
+    fn model_servers_are_loopback_or_allow_listed() {
+        let with = |pairs: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            super::Config::load_from(None, &vars)
+        };
+        for url in ["http://127.0.0.1:19100", "http://localhost:8000", "http://[::1]:9000"] {
+            assert!(with(&[("OPPTAK__KI__ASR_URL", url)]).is_ok(), "{url}");
+        }
+        let err = with(&[("OPPTAK__KI__ASR_URL", "https://api.openai.com")]).unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("api.openai.com is not loopback") && err.contains("ki.model_hosts"),
+            "{err}"
+        );
+        assert!(with(&[("OPPTAK__KI__LLM_URL", "http://llm.evil.example/v1")]).is_err());
+        assert!(with(&[("OPPTAK__KI__LLM_URL", "not a url")]).is_err());
+        let ok = with(&[
+            ("OPPTAK__KI__LLM_URL", "http://vllm.internal.bank:8000"),
+            ("OPPTAK__KI__ASR_URL", "http://whisper.internal.bank:9000"),
+            ("OPPTAK__KI__MODEL_HOSTS", "whisper.internal.bank, VLLM.internal.bank"),
+        ]);
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
     #[test]
     fn the_commented_example_in_default_toml_is_valid() {
         let text: String = include_str!("default.toml")

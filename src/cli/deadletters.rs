@@ -1,4 +1,6 @@
-//! `opptak deadletters`: list the dead-letter topic; with --out, decrypt each original.
+//! `opptak deadletters`: list the dead-letter topic; with --out, decrypt each
+//! original (audited, with a reason, like `recordings export`: an original
+//! may hold a call's audio).
 
 use anyhow::{bail, Context, Result};
 use opptak::app::Edges;
@@ -14,21 +16,47 @@ pub(crate) struct Args {
     /// Stop after this many dead letters.
     #[arg(long, default_value_t = 1000)]
     limit: usize,
+    /// With --out: why you decrypt them (required; kept in the audit log with
+    /// your name, one entry per original, before it is decrypted).
+    #[arg(long)]
+    reason: Option<String>,
+    /// Who is asking (default: the OS user).
+    #[arg(long)]
+    actor: Option<String>,
 }
 
 pub(crate) async fn run(config: Config, args: Args) -> Result<()> {
     use opptak_proto::Message;
-    let Args { out, limit } = args;
+    let Args {
+        out,
+        limit,
+        reason,
+        actor,
+    } = args;
+    let why = reason.map(|r| r.trim().to_owned()).unwrap_or_default();
+    if out.is_some() && why.is_empty() {
+        bail!("--reason: say why you decrypt the dead letters (kept in the audit log)");
+    }
     if config.bus.url.starts_with("memory://") {
         bail!("bus.url is memory://: the embedded bus keeps no messages between processes (`opptak demo` lists its own dead letters); point bus.url at Kafka");
     }
     let edges = Edges::open(config).await?;
+    let audit = match out {
+        Some(_) => Some(edges.audit().await?),
+        None => None,
+    };
+    let actor = actor.unwrap_or_else(opptak_audit::os_user);
     let topic = edges.config.recorder_config().topics.deadletter;
     // A throwaway group that commits nothing: read the topic from its start.
     let group = format!("opptak-deadletters-{}", std::process::id());
     let mut sub = edges.bus.subscribe(&group, std::slice::from_ref(&topic)).await?;
     if let Some(dir) = &out {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
     }
     let mut seen = 0usize;
     let mut idle = 0;
@@ -62,7 +90,23 @@ pub(crate) async fn run(config: Config, args: Args) -> Result<()> {
                 dl.original_sha256,
                 dl.detail
             );
-            if let Some(dir) = &out {
+            if let (Some(dir), Some(audit)) = (&out, &audit) {
+                // Audited before anything is decrypted (R3, R9).
+                let subject = if dl.call_id.is_empty() {
+                    format!("deadletter:{}/{}", dl.source_partition, dl.source_offset)
+                } else {
+                    format!("call:{}", dl.call_id)
+                };
+                audit
+                    .record(&opptak_audit::Event {
+                        actor: actor.clone(),
+                        role: "operator".into(),
+                        action: "deadletter.export".into(),
+                        subject,
+                        reason: why.clone(),
+                        outcome: "allowed".into(),
+                    })
+                    .await?;
                 match edges.vault().open_dead_letter(&dl).await {
                     Ok(original) => {
                         let path = dir.join(format!("{}-{}.bin", dl.source_partition, dl.source_offset));

@@ -93,16 +93,36 @@ pub(crate) fn progress_line(text: &str) {
 /// Writes a file only the owner can read (it may hold audio).
 pub(crate) fn write_private(path: &std::path::Path, data: &[u8]) -> Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
+    create_private(path)?.write_all(data)?;
+    Ok(())
+}
+
+/// Opens `path` for writing (created or truncated) so only the owner can
+/// read it (0600, also when it existed with wider rights), and never through
+/// a symbolic link: exports hold audio and dead letters in clear, and a link
+/// planted at the path must not redirect them.
+pub(crate) fn create_private(path: &std::path::Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(data)?;
-    Ok(())
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => anyhow::anyhow!(
+                "{} is a symbolic link: refusing to write through it; choose another --out",
+                path.display()
+            ),
+            _ => anyhow::Error::new(e).context(format!("creating {}", path.display())),
+        })?;
+    let meta = f.metadata()?;
+    // Regular files only: `--out /dev/null` must stay as it is.
+    if meta.is_file() && meta.permissions().mode() & 0o077 != 0 {
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(f)
 }
 
 /// Edges for a command that reads recordings: the keyring must exist already

@@ -132,9 +132,7 @@ pub(crate) async fn run(config: Config, command: Command) -> Result<()> {
                         std::time::Duration::from_secs_f64(seconds),
                     )
                     .await?;
-                let mut f = std::io::BufWriter::new(
-                    std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?,
-                );
+                let mut f = std::io::BufWriter::new(super::create_private(&out)?);
                 reader::write_pcm_wav(&w.facts.format, &w.pcm, &mut f)?;
                 tracing::info!(call_id = %id, copy = %copy, first_frame = w.first_frame, frames = w.frames, "window exported");
                 eprintln!(
@@ -147,9 +145,7 @@ pub(crate) async fn run(config: Config, command: Command) -> Result<()> {
                 return Ok(());
             }
             let rec = vault.read_artifact(&id, which).await?;
-            let mut f = std::io::BufWriter::new(
-                std::fs::File::create(&out).with_context(|| format!("creating {}", out.display()))?,
-            );
+            let mut f = std::io::BufWriter::new(super::create_private(&out)?);
             reader::write_wav(&rec, &mut f)?;
             tracing::info!(call_id = %id, recording_id = %rec.recording_id, frames = rec.frames, "recording exported");
             eprintln!(

@@ -15,13 +15,31 @@ fn demo_then_list_and_export_a_recording() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("demo");
     let data_s = data.to_str().unwrap();
-    let out = opptak(&["demo", "--data-dir", data_s]);
+    // Every role's info logs on: no value derived from a call's content
+    // (a taxonomy topic) may appear in them (issue 15, finding 2: the
+    // summarizer logged each draft's topics beside the call id).
+    let out = Command::new(env!("CARGO_BIN_EXE_opptak"))
+        .args(["demo", "--data-dir", data_s])
+        .env_remove("OPPTAK_CONFIG")
+        .env("OPPTAK_LOG", "info")
+        .output()
+        .expect("run opptak");
     let stdout = String::from_utf8_lossy(&out.stdout);
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed: {stdout}\n{logs}");
     assert!(
-        out.status.success(),
-        "demo failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        logs.contains("draft stored for review"),
+        "the summarizer's log line: {logs}"
     );
+    let taxonomy = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/crates/opptak-domain/taxonomy/topics.toml"
+    ))
+    .unwrap();
+    for line in taxonomy.lines().filter(|l| l.starts_with("id = ")) {
+        let id = line.trim_start_matches("id = ");
+        assert!(!logs.contains(id), "topic {id} in the logs");
+    }
     assert_eq!(stdout.matches("sample-identical").count(), 5, "{stdout}");
     assert!(stdout.contains("DEAD_LETTER_REASON_MALFORMED"));
 
@@ -46,6 +64,38 @@ fn demo_then_list_and_export_a_recording() {
         config_s,
     ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Audio in clear and the database of wrapped keys: the owner's only
+    // (issue 15, finding 6: both were world-readable).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&wav), 0o600);
+    assert_eq!(mode(&data.join("opptak.db")), 0o600);
+    if data.join("opptak.db-wal").exists() {
+        assert_eq!(mode(&data.join("opptak.db-wal")), 0o600);
+    }
+    // A symbolic link planted at --out is not written through.
+    let target = dir.path().join("elsewhere");
+    std::fs::write(&target, b"untouched").unwrap();
+    let link = dir.path().join("link.wav");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let out = opptak(&[
+        "recordings",
+        "export",
+        "--reason",
+        "test: check the export",
+        "demo-0003",
+        "--out",
+        link.to_str().unwrap(),
+        "--config",
+        config_s,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is a symbolic link"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), b"untouched");
     let mut reader = hound::WavReader::open(&wav).unwrap();
     assert_eq!(reader.spec().channels, 2);
     assert_eq!(reader.spec().sample_rate, 8000);

@@ -60,9 +60,13 @@ async fn users_log_in_sessions_expire_and_admin_actions_are_audited() {
         id.set_password("admin-ola", "adv-anne", "another long passphrase")
             .await
             .unwrap();
+        // A changed password ends the sessions opened with the old one (issue
+        // 15, finding 5: they stayed valid).
+        assert_eq!(id.session(&t3).await.unwrap(), None, "password changed");
         assert!(id.login("adv-anne", PW).await.unwrap().is_none());
+        let (_, t4) = id.login("adv-anne", "another long passphrase").await.unwrap().unwrap();
         id.disable("admin-ola", "adv-anne").await.unwrap();
-        assert_eq!(id.session(&t3).await.unwrap(), None, "disabled");
+        assert_eq!(id.session(&t4).await.unwrap(), None, "disabled");
         assert!(id.login("adv-anne", "another long passphrase").await.unwrap().is_none());
         let users = id.users().await.unwrap();
         assert_eq!(users, vec![(anne, false)]);
@@ -111,4 +115,43 @@ async fn passwords_are_stored_only_as_argon2id_hashes() {
         }
     }
     assert!(found_hash, "no Argon2id hash in the database files");
+}
+
+/// Forty wrong passwords at once for one user name (issue 15, finding 5: on
+/// the old main the check and the count were two steps, and all forty were
+/// answered 401, none 429): at most `web.login_max_failures` get to try a
+/// password, the rest are refused, and the burst leaves one audit entry for
+/// its refusals, not one per guess.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_guesses_are_limited_and_refusals_audited_once() {
+    let env = Env::new(&Backend::Embedded, "guesses");
+    let edges = env.edges().await;
+    let id = Identity::open(&edges.review()).await.unwrap();
+    id.add_user("setup", "adv-anne", "Anne Advisor", Role::Advisor, "team-oslo", PW)
+        .await
+        .unwrap();
+    let max = edges.config.web.login_max_failures as usize;
+    let server = common::WebService::start(&edges).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let guesses = (0..40).map(|_| common::web_sign_in(&http, &server.base, "adv-anne", "a wrong guess"));
+    let statuses: Vec<u16> = futures::future::join_all(guesses)
+        .await
+        .into_iter()
+        .map(|(s, _)| s.as_u16())
+        .collect();
+    let tried = statuses.iter().filter(|&&s| s == 401).count();
+    let refused = statuses.iter().filter(|&&s| s == 429).count();
+    assert_eq!(tried + refused, 40, "{statuses:?}");
+    assert!(tried <= max, "{tried} guesses reached the password check: {statuses:?}");
+    let log = edges.audit().await.unwrap().entries(1, 1000).await.unwrap();
+    let burst = log
+        .iter()
+        .filter(|e| e.event.action == "login" && e.event.reason == "too many failed sign-ins")
+        .count();
+    assert_eq!(burst, 1, "one audit entry for {refused} refusals");
+    // The right password waits for the window too.
+    assert_eq!(common::web_sign_in(&http, &server.base, "adv-anne", PW).await.0, 429);
 }

@@ -748,6 +748,16 @@ async fn the_api_accepts_only_valid_tokens_and_audits_each_refusal() {
     }
 
     let log = edges.audit().await.unwrap().entries(1, 100).await.unwrap();
+    // A token's user is audited as `oidc:<id>`: a separate namespace from
+    // local users (issue 15, finding 6: `sub = admin` was logged as the
+    // local `admin`).
+    let ada_entries: Vec<&str> = log
+        .iter()
+        .map(|e| e.event.actor.as_str())
+        .filter(|a| a.contains("advisor-ada"))
+        .collect();
+    assert!(!ada_entries.is_empty(), "{log:?}");
+    assert!(ada_entries.iter().all(|a| *a == "oidc:advisor-ada"), "{ada_entries:?}");
     let refusals: Vec<&str> = log
         .iter()
         .filter(|e| e.event.action == "token" && e.event.outcome == "refused")
@@ -760,4 +770,42 @@ async fn the_api_accepts_only_valid_tokens_and_audits_each_refusal() {
         }
     }
     server.stop().await;
+}
+
+/// `typ` and `azp` are checked when configured (issue 15, finding 6): an ID
+/// token or any other JWT the provider signs for the same audience is not an
+/// access token, and a token issued to another client is refused; left
+/// unconfigured, neither is required.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_type_and_authorized_party_are_checked_when_configured() {
+    let Some(p) = Provider::start().await else { return };
+    let (v, clock) = verifier(
+        &p,
+        "token_type = \"application/at+jwt\"\nauthorized_party = \"opptak-review\"",
+    );
+    let rsa = p.kid("RSA").await;
+    let mut claims = p.claims(now_s(&clock));
+    claims["azp"] = json!("opptak-review");
+    let typed = |typ: Option<&str>| match typ {
+        Some(t) => json!({"alg": "RS256", "kid": rsa, "typ": t}),
+        None => json!({"alg": "RS256", "kid": rsa}),
+    };
+    let good = p.mint(typed(Some("at+jwt")), claims.clone(), "provider").await;
+    assert_eq!(v.verify(&good).await.map(|p| p.user.user_id), Ok("advisor-ada".into()));
+    for typ in [Some("JWT"), Some("id_token+jwt"), None] {
+        let t = p.mint(typed(typ), claims.clone(), "provider").await;
+        assert_eq!(v.verify(&t).await, Err(TokenError::WrongTokenType), "{typ:?}");
+    }
+    let mut other = claims.clone();
+    other["azp"] = json!("another-application");
+    let t = p.mint(typed(Some("at+jwt")), other, "provider").await;
+    assert_eq!(v.verify(&t).await, Err(TokenError::WrongAuthorizedParty));
+    let mut missing = claims.clone();
+    missing.as_object_mut().unwrap().remove("azp");
+    let t = p.mint(typed(Some("application/at+jwt")), missing, "provider").await;
+    assert_eq!(v.verify(&t).await, Err(TokenError::WrongAuthorizedParty));
+    // Not configured: neither is required.
+    let (plain, _) = verifier(&p, "");
+    let t = p.mint(typed(Some("JWT")), p.claims(now_s(&clock)), "provider").await;
+    assert!(plain.verify(&t).await.is_ok());
 }

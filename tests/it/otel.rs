@@ -4,7 +4,8 @@
 //!
 //! - spans made in this process through the exporter arrive with their
 //!   structure: a child shares its parent's trace id and names it, fields
-//!   keep their types, durations are positive;
+//!   keep their types (unsigned integers excepted: strings), durations are
+//!   positive;
 //! - a real `opptak run --roles recorder` (Kafka, PostgreSQL) exports the
 //!   `compact` span of the call it recorded, tagged with the call's id;
 //! - spans still queued at an orderly stop (SIGTERM) are flushed before the
@@ -225,7 +226,7 @@ async fn nested_spans_arrive_with_their_structure() {
         let root = tracing::info_span!("call", call_id = %call_id);
         let _r = root.enter();
         {
-            let child = tracing::info_span!("segment", frames = 160u64, stereo = true, share = 0.5);
+            let child = tracing::info_span!("segment", frames = 160i64, bytes = 4096u64, stereo = true, share = 0.5);
             let _c = child.enter();
             std::thread::sleep(Duration::from_millis(3));
             tracing::warn!(attempt = 2, "segment retried");
@@ -254,6 +255,9 @@ async fn nested_spans_arrive_with_their_structure() {
     assert!(child["duration"].as_u64().unwrap() <= root["duration"].as_u64().unwrap());
     assert_eq!(tag(child, "frames"), Some(serde_json::json!(160)));
     assert_eq!(tag_type(child, "frames").as_deref(), Some("int64"));
+    // tracing-opentelemetry maps no unsigned type (docs/metrics.md says so).
+    assert_eq!(tag(child, "bytes"), Some(serde_json::json!("4096")));
+    assert_eq!(tag_type(child, "bytes").as_deref(), Some("string"));
     assert_eq!(tag(child, "stereo"), Some(serde_json::json!(true)));
     assert_eq!(tag_type(child, "stereo").as_deref(), Some("bool"));
     assert_eq!(tag(child, "share"), Some(serde_json::json!(0.5)));
@@ -358,10 +362,7 @@ async fn the_recorder_exports_the_spans_of_a_call() {
     assert_eq!(tag(compact, "call_id"), Some(Value::String(call_id.clone())));
     assert_eq!(compact["traceID"].as_str().unwrap().len(), 32, "{compact}");
     assert!(compact["duration"].as_u64().unwrap() > 0, "{compact}");
-    assert_eq!(
-        tag(compact, "code.namespace"),
-        Some(Value::String("opptak_recorder".into()))
-    );
+    assert_eq!(tag(compact, "target"), Some(Value::String("opptak_recorder".into())));
     // Every span of the trace shares its trace id, and each parent it names is in it.
     let spans = trace["spans"].as_array().unwrap();
     for s in spans {
@@ -422,6 +423,7 @@ async fn a_dead_collector_does_not_stop_the_recorder() {
         assert!(Instant::now() < deadline, "no export warning within 60 s; log:\n{text}");
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
+    let first_warning = Instant::now();
     let line: Value = serde_json::from_str(&warning).unwrap();
     assert_eq!(line["level"], "WARN", "{line}");
     assert_eq!(line["fields"]["url"], format!("{dead}/v1/traces"), "{line}");
@@ -433,4 +435,11 @@ async fn a_dead_collector_does_not_stop_the_recorder() {
     let stored = wait_for_recordings(&edges, 2, 120).await;
     assert!(stored.contains_key(&second), "{stored:?}");
     proc.assert_running();
+    // Later batches fail too, but the warning comes once a minute at most.
+    let warnings = proc.log_text().matches("trace export failed").count() as u64;
+    assert!(
+        warnings <= 1 + first_warning.elapsed().as_secs() / 60,
+        "{warnings} warnings:\n{}",
+        proc.log_text()
+    );
 }

@@ -186,6 +186,78 @@ async fn shred_reaches_every_store_and_topic() {
     shred_everywhere("shred_all").await;
 }
 
+/// Every file under `dir` that holds `needle`.
+fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_holding(&p, needle));
+        } else if std::fs::read(&p).unwrap().windows(needle.len()).any(|w| w == needle) {
+            out.push(p.display().to_string());
+        }
+    }
+    out
+}
+
+/// Shredding is final in the live embedded store (issue 15, finding 1): the
+/// wrapped key is in no file of the deployment afterwards — not in the
+/// SQLite database, its free pages or its write-ahead log (on the old main the
+/// WAL still held it, and unwrapping it opened the transcript) — and a KI
+/// opt-out deletes the KI objects, not only their key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shredded_key_is_in_no_file_and_ki_objects_go() {
+    let env = Env::new(&Backend::Embedded, "shred_files");
+    let edges = env.edges().await;
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let mut calls = common::mixed_calls(&common::unique("final"), 1);
+    calls[0].started.ki_enabled = true;
+    calls[0].started.customer_informed = true;
+    common::publish_events(&edges, &calls[0].events(100)).await;
+    wait_for_recordings(&edges, 1, 60).await;
+    recorder.stop().await.unwrap();
+    common::verify_copies(&edges, &calls).await;
+    let id = CallId::parse(&calls[0].call_id).unwrap();
+    let wrapped = |class: &'static str| {
+        let edges = &edges;
+        let id = id.clone();
+        async move { edges.meta.class_key(&id, class).await.unwrap().unwrap().key.sealed }
+    };
+    let (ki, audio) = (wrapped("ki").await, wrapped("audio-24h").await);
+    assert!(ki.len() >= 32 && audio.len() >= 32);
+    let ki_objects: Vec<String> = edges
+        .meta
+        .artifacts(&id)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.key.key.class == "ki")
+        .filter_map(|a| a.object.map(|o| o.path))
+        .collect();
+    assert!(!ki_objects.is_empty(), "the KI copy was written");
+    assert!(
+        !files_holding(env.dir.path(), &ki).is_empty(),
+        "the wrapped key is stored"
+    );
+
+    // The opt-out path and the operator's `keys shred`.
+    assert!(edges.vault().purge_ki(&id, "customer", now_us()).await.unwrap());
+    edges
+        .vault()
+        .shred(&id, "audio-24h", "operator request", "test")
+        .await
+        .unwrap();
+    for (class, bytes) in [("ki", &ki), ("audio-24h", &audio)] {
+        let found = files_holding(env.dir.path(), bytes);
+        assert!(found.is_empty(), "the shredded {class} key is still in {found:?}");
+    }
+    let left = edges.blobs.list("").await.unwrap();
+    for path in &ki_objects {
+        assert!(!left.contains(path), "{path} outlived the opt-out");
+    }
+    destroyed(edges.vault().read_artifact(&id, Which::Ki).await, "KI copy");
+}
+
 /// A recorder holding a call's key drops it when the key is shredded mid-call:
 /// nothing more is sealed under it, later chunks are refused as for an
 /// unknown call, and the recorder carries on with its other calls.

@@ -108,14 +108,31 @@ async fn sealed_chunks_are_recorded_and_never_plaintext_on_the_input_topic() {
         }
         assert!(scanned >= 8, "partitions scanned: {scanned}");
     }
-    // `opptak deadletters --out` decrypts the originals for whoever holds the keys.
+    // `opptak deadletters --out` decrypts the originals for whoever holds the
+    // keys, with a reason, audited before each is decrypted (issue 15,
+    // finding 5: it needed neither).
     if let Backend::Services { .. } = &backend {
         let out = env.dir.path().join("dl-out");
-        let run = std::process::Command::new(env!("CARGO_BIN_EXE_opptak"))
-            .args(["deadletters", "--out", out.to_str().unwrap()])
-            .envs(env.vars.iter().cloned())
-            .output()
-            .unwrap();
+        let opptak = |args: &[&str]| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_opptak"))
+                .args(args)
+                .envs(env.vars.iter().cloned())
+                .output()
+                .unwrap()
+        };
+        let refused = opptak(&["deadletters", "--out", out.to_str().unwrap()]);
+        assert!(!refused.status.success());
+        assert!(String::from_utf8_lossy(&refused.stderr).contains("--reason"));
+        assert!(!out.exists(), "nothing decrypted without a reason");
+        let run = opptak(&[
+            "deadletters",
+            "--out",
+            out.to_str().unwrap(),
+            "--reason",
+            "INC-4711: telephony sealing fault",
+            "--actor",
+            "ops-olga",
+        ]);
         let stdout = String::from_utf8_lossy(&run.stdout);
         assert!(
             run.status.success(),
@@ -132,6 +149,19 @@ async fn sealed_chunks_are_recorded_and_never_plaintext_on_the_input_topic() {
             // The original decodes as the TelephonyEvent that was refused.
             let ev = v1::TelephonyEvent::decode(bytes.as_slice()).unwrap();
             assert_eq!(ev.call_id, d.call_id);
+        }
+        let log = edges.audit().await.unwrap().entries(1, 1000).await.unwrap();
+        let exports: Vec<_> = log.iter().filter(|e| e.event.action == "deadletter.export").collect();
+        assert_eq!(exports.len(), dls.len(), "one entry per original");
+        for e in exports {
+            assert_eq!(
+                (
+                    e.event.actor.as_str(),
+                    e.event.reason.as_str(),
+                    e.event.outcome.as_str()
+                ),
+                ("ops-olga", "INC-4711: telephony sealing fault", "allowed")
+            );
         }
     }
     // The shared KEK never reaches the metadata store: the call's chunk key is

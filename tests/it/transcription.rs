@@ -142,6 +142,108 @@ async fn sample_calls_are_transcribed_close_to_their_scripts() {
     assert!(wer <= 0.5, "word error rate {wer:.3}");
 }
 
+/// The real recognizer, and on its first utterance the customer opts out of
+/// KI: the opt-out is published and stored before the utterance is answered.
+struct OptsOutMidway {
+    real: Arc<dyn SpeechRecognizer>,
+    edges: Edges,
+    call: CallId,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl SpeechRecognizer for OptsOutMidway {
+    async fn transcribe(
+        &self,
+        u: &opptak_ki::asr::Utterance,
+    ) -> Result<opptak_ki::asr::Transcript, opptak_ki::asr::AsrError> {
+        use std::sync::atomic::Ordering;
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            let opt_out = opptak_proto::v1::TelephonyEvent {
+                call_id: self.call.to_string(),
+                event: Some(opptak_proto::v1::telephony_event::Event::KiOptOut(
+                    opptak_proto::v1::KiOptOut {
+                        requested_by: "customer".into(),
+                        at: None,
+                        offset: None,
+                    },
+                )),
+            };
+            common::publish_events(&self.edges, &[opt_out]).await;
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while self
+                .edges
+                .meta
+                .load_call(&self.call)
+                .await
+                .unwrap()
+                .unwrap()
+                .opt_out
+                .is_none()
+            {
+                assert!(tokio::time::Instant::now() < deadline, "opt-out never stored");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        self.real.transcribe(u).await
+    }
+    fn describe(&self) -> String {
+        format!("opt-out midway in front of {}", self.real.describe())
+    }
+}
+
+/// A customer who opts out while the batch transcriber works on their call
+/// (issue 15, finding 6): no further utterance reaches the recognizer,
+/// nothing is stored, the call's KI key is shredded. The old main went on
+/// through every utterance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opt_out_during_transcription_stops_it_at_the_next_utterance() {
+    let Ok(url) = std::env::var("OPPTAK_TEST_SPEECH_URL") else {
+        assert_ne!(
+            std::env::var("OPPTAK_REQUIRE_SERVICES").as_deref(),
+            Ok("1"),
+            "OPPTAK_TEST_SPEECH_URL not set"
+        );
+        eprintln!("skipping: no speech server");
+        return;
+    };
+    use std::sync::atomic::Ordering;
+    let env = Env::new(&Backend::Embedded, "asr_optout");
+    let edges = env.edges().await;
+    let topic = format!("{}opptak.transcripts.v1", edges.config.bus.topic_prefix);
+    edges.bus.create_topic(&topic, 4).await.unwrap();
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let mut sample = opptak::demo::samples(&opptak::demo::default_samples_dir())
+        .unwrap()
+        .remove(0);
+    sample.call.started.ki_enabled = true;
+    sample.call.started.customer_informed = true;
+    sample.call.opt_out_at_ms = None;
+    common::publish_events(&edges, &sample.call.events(100)).await;
+    wait_for_recordings(&edges, 1, 120).await;
+    let id = CallId::parse(&sample.call.call_id).unwrap();
+    let asr = Arc::new(OptsOutMidway {
+        real: asr(&url),
+        edges: edges.clone(),
+        call: id.clone(),
+        calls: 0.into(),
+    });
+    let t = transcriber(&edges, asr.clone());
+    assert_eq!(t.transcribe_call(&id).await.unwrap(), Outcome::OptedOut);
+    recorder.stop().await.unwrap();
+    assert_eq!(asr.calls.load(Ordering::SeqCst), 1, "one utterance, then no more");
+    assert!(read_transcript(&edges.vault(), &id).await.is_err());
+    assert!(!edges
+        .meta
+        .artifacts(&id)
+        .await
+        .unwrap()
+        .iter()
+        .any(|a| a.kind == "transcript"));
+    let key = edges.meta.class_key(&id, "ki").await.unwrap();
+    assert!(key.is_none() || key.unwrap().destroyed_at_us.is_some());
+}
+
 /// Stands in for a speech server that is down until `up` is set, then passes
 /// every utterance to the real one.
 struct Outage {

@@ -264,6 +264,25 @@ async fn every_role_gets_exactly_what_it_may() {
     let (s, h, _) = c.get("/lang/en?back=//evil.example/", None).await;
     assert_eq!(s, 303);
     assert_eq!(h.get("location").unwrap(), "/");
+    // A tab, a newline or a backslash (browsers drop the first two, so
+    // `/\t/evil.example` is `//evil.example`; a newline panicked the old
+    // main): back to the start page (issue 15, finding 6).
+    for back in [
+        "/%09/evil.example",
+        "/%0a",
+        "/%0d%0aSet-Cookie:%20x=1",
+        "/%5C/evil.example",
+        "/\\evil.example",
+    ] {
+        let (s, h, _) = c.get(&format!("/lang/en?back={back}"), None).await;
+        assert_eq!(
+            (s.as_u16(), h.get("location").map(|l| l.to_str().unwrap())),
+            (303, Some("/")),
+            "{back}"
+        );
+    }
+    let (_, kept, _) = c.get("/lang/en?back=/queue%3Fpage%3D2", None).await;
+    assert_eq!(kept.get("location").unwrap(), "/queue?page=2");
     assert!(h
         .get("set-cookie")
         .unwrap()
@@ -499,7 +518,12 @@ async fn every_role_gets_exactly_what_it_may() {
     let full = get_audio(&anne, None).await.unwrap();
     assert_eq!(full.status(), 200);
     assert_eq!(full.headers().get("accept-ranges").unwrap(), "bytes");
+    assert_eq!(full.headers().get("cache-control").unwrap(), "no-store");
+    assert_eq!(full.headers().get("x-content-type-options").unwrap(), "nosniff");
+    // Streamed a window at a time (issue 15, finding 6), with its length known.
+    let length: usize = full.headers()["content-length"].to_str().unwrap().parse().unwrap();
     let full = full.bytes().await.unwrap().to_vec();
+    assert_eq!(full.len(), length);
     assert_eq!(&full[..4], b"RIFF");
     assert_eq!(
         &full[44..],
@@ -524,6 +548,35 @@ async fn every_role_gets_exactly_what_it_may() {
     let tail = get_audio(&anne, Some("bytes=-10")).await.unwrap();
     assert_eq!(tail.bytes().await.unwrap().as_ref(), &full[full.len() - 10..]);
     assert_eq!(get_audio(&anne, Some("bytes=99999999-")).await.unwrap().status(), 416);
+    // Ranges at the end of u64 are refused, not an overflow (a panic on the
+    // old main: issue 15, finding 6).
+    for range in [
+        "bytes=18446744073709551615-",
+        "bytes=18446744073709551615-18446744073709551615",
+        "bytes=-18446744073709551615",
+    ] {
+        let r = get_audio(&anne, Some(range)).await.unwrap();
+        assert!(matches!(r.status().as_u16(), 206 | 416), "{range}: {}", r.status());
+    }
+    assert_eq!(
+        get_audio(&anne, Some("bytes=18446744073709551615-"))
+            .await
+            .unwrap()
+            .status(),
+        416
+    );
+
+    // The JSON API's content is never cached nor sniffed (issue 15, finding 6).
+    let api = c
+        .http
+        .get(format!("{}/api/v1/calls/{call}", c.base))
+        .header("cookie", &anne)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 200);
+    assert_eq!(api.headers().get("cache-control").unwrap(), "no-store");
+    assert_eq!(api.headers().get("x-content-type-options").unwrap(), "nosniff");
 
     // Decisions: only the advisor, only with the form's token; edits are
     // kept as versions; approval makes the 5-year record and its event.
@@ -666,7 +719,10 @@ async fn every_role_gets_exactly_what_it_may() {
         .lines()
         .find(|l| l.starts_with("TOTAL"))
         .unwrap_or_else(|| panic!("{csv}"));
-    assert!(total.contains(",1,1,1,"), "drafted, sampled, scored: {total}\n{csv}");
+    // One scored call is fewer than k = 5: withheld, as on the dashboard
+    // (issue 15, finding 6: the old main published its row).
+    assert_eq!(total, format!("TOTAL{}", ",".repeat(13)), "withheld: {csv}");
+    assert!(report.contains("Holdt tilbake: færre enn 5 samtaler"), "{report}");
     assert!(!csv.contains(note), "the report holds no notes");
 
     // The topic dashboard: one call is fewer than k = 5, so its count is
@@ -710,9 +766,18 @@ async fn every_role_gets_exactly_what_it_may() {
     let r = api("/api/v1/qa/report", Some(&kari)).await.unwrap();
     assert_eq!(r.status(), 200);
     let rep: serde_json::Value = r.json().await.unwrap();
+    // One call is under k: the API withholds it as the page and the CSV do.
     assert_eq!(
-        (rep["total"]["drafted"].as_u64(), rep["total"]["scored"].as_u64()),
-        (Some(1), Some(1)),
+        (rep["total"]["suppressed"].as_bool(), rep["total"]["drafted"].as_u64()),
+        (Some(true), Some(0)),
+        "{rep}"
+    );
+    assert!(
+        rep["topics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["suppressed"] == true),
         "{rep}"
     );
 
@@ -859,6 +924,28 @@ async fn every_role_gets_exactly_what_it_may() {
         );
     }
     assert!(audit.verify(None).await.unwrap().ok());
+
+    // QA's access to a sampled call ends with its KI data (issue 15, finding
+    // 2: the old main let QA play an opted-out call's recording, five years
+    // of it for investment advice); the compliance officer still reads it.
+    let kari_before = get_audio(&kari, None).await.unwrap();
+    assert_eq!(kari_before.status(), 200);
+    edges.vault().purge_ki(&cid, "customer", clock.now_us()).await.unwrap();
+    let after = get_audio(&kari, None).await.unwrap();
+    assert_eq!(after.status(), 403);
+    assert!(after
+        .text()
+        .await
+        .unwrap()
+        .contains("KI-dataene for samtalen er slettet"));
+    let (s, _, _) = c.get(&format!("/calls/{call}"), Some(&kari)).await;
+    assert_eq!(s, 403);
+    let last = entries_from(&audit, 1).await;
+    let refusal = last.iter().rev().find(|e| e.event.actor == "qa-kari").unwrap();
+    assert_eq!(
+        (refusal.event.action.as_str(), refusal.event.outcome.as_str()),
+        ("transcript.read", "refused")
+    );
     server.stop().await;
 }
 

@@ -198,7 +198,9 @@ impl Summarizer {
             .await?;
         self.tell(&rec.facts, &draft).await?;
         opptak_telemetry::metrics().drafts_stored.inc();
-        tracing::info!(call_id = %call_id, %draft_id, source = %draft.source, topics = ?draft.topics, "draft stored for review");
+        // The number of topics only: a topic is derived from the call's content
+        // and must not outlive its KI data in logs or trace spans.
+        tracing::info!(call_id = %call_id, %draft_id, source = %draft.source, topics = draft.topics.len(), "draft stored for review");
         Ok(SummaryOutcome::Done { draft_id, draft })
     }
 }

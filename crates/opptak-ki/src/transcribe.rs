@@ -135,6 +135,14 @@ impl Transcriber {
         utterances.sort_by_key(|u| u.0);
         let mut segments = Vec::new();
         for (start, role, end, mono) in utterances {
+            // An opt-out while this call is transcribed stops it before the
+            // next utterance reaches the recognizer; what was recognized is
+            // dropped unstored (R12).
+            if let Some(o) = self.meta().load_call(call_id).await?.and_then(|r| r.opt_out) {
+                tracing::info!(call_id = %call_id, "ki opt-out during transcription: stopped");
+                self.vault.purge_ki(call_id, &o.requested_by, o.at_us).await?;
+                return Ok(Outcome::OptedOut);
+            }
             let u = Utterance {
                 pcm16: mono.iter().flat_map(|s| s.to_le_bytes()).collect(),
                 sample_rate_hz: rate,

@@ -271,6 +271,9 @@ impl Retention {
             }
             progress(&report);
         }
+        if report.keys_shredded > 0 {
+            self.meta.scrub_shredded().await?;
+        }
         report.spool_objects_deleted = self.collect_spool(stop).await?;
         opptak_telemetry::metrics().sweeper_deleted("spool", report.spool_objects_deleted);
         Ok(report)

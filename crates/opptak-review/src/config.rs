@@ -58,6 +58,15 @@ pub struct OidcSection {
     /// Bound on each discovery or JWK-set request.
     #[serde(default = "oidc_default::fetch_timeout_ms")]
     pub fetch_timeout_ms: u64,
+    /// When set, the header's `typ` must be this media type (`at+jwt` for
+    /// RFC 9068 access tokens; `application/` may prefix it either side), so
+    /// an ID token or another JWT the provider signs is not accepted as one.
+    #[serde(default)]
+    pub token_type: String,
+    /// When set, the `azp` claim (the client the token was issued to) must
+    /// equal it.
+    #[serde(default)]
+    pub authorized_party: String,
 }
 
 mod oidc_default {

@@ -72,15 +72,37 @@ pub struct User {
     pub display_name: String,
     pub role: Role,
     pub team: String,
+    /// Signed in here (a local user) or speaking through the identity
+    /// provider's token.
+    pub source: Source,
+}
+
+/// Where a [`User`] comes from: the two are separate namespaces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    Local,
+    Oidc,
 }
 
 impl User {
+    /// The name the audit log and decisions record: a token's user is
+    /// `oidc:<id>`, so a token for `sub = admin` can never pass for the local
+    /// user `admin`. (Whose calls an advisor reads is still `user_id`: it
+    /// must equal the advisor id on the calls.)
+    pub fn actor(&self) -> String {
+        match self.source {
+            Source::Local => self.user_id.clone(),
+            Source::Oidc => format!("oidc:{}", self.user_id),
+        }
+    }
+
     fn from_row(r: &UserRow) -> Result<Self> {
         Ok(Self {
             user_id: r.user_id.clone(),
             display_name: r.display_name.clone(),
             role: Role::parse(&r.role)?,
             team: r.team.clone(),
+            source: Source::Local,
         })
     }
 }
@@ -145,10 +167,7 @@ impl Identity {
             bail!("user id {user_id:?}: 1 to 64 letters, digits, '.', '_' or '-'");
         }
         check_password(password)?;
-        let hash = Argon2::default()
-            .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
-            .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?
-            .to_string();
+        let hash = hash_password(password).await?;
         let row = UserRow {
             user_id: user_id.into(),
             display_name: display_name.into(),
@@ -172,10 +191,7 @@ impl Identity {
 
     pub async fn set_password(&self, by: &str, user_id: &str, password: &str) -> Result<()> {
         check_password(password)?;
-        let hash = Argon2::default()
-            .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
-            .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?
-            .to_string();
+        let hash = hash_password(password).await?;
         self.users.set_password(user_id, &hash).await?;
         self.audit(by, "admin", "user.password", &format!("user:{user_id}"), "allowed")
             .await
@@ -209,10 +225,14 @@ impl Identity {
                 .map(|h| h.to_string())
                 .unwrap_or_default()
         });
-        let stored = row.as_ref().map_or(DUMMY.as_str(), |r| r.password_hash.as_str());
-        let ok = PasswordHash::new(stored)
-            .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
-            .unwrap_or(false);
+        let stored = row.as_ref().map(|r| r.password_hash.clone());
+        let password = password.to_owned();
+        let ok = on_hasher(move || {
+            PasswordHash::new(stored.as_deref().unwrap_or(DUMMY.as_str()))
+                .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+                .unwrap_or(false)
+        })
+        .await?;
         let active = row.as_ref().is_some_and(|r| r.disabled_at_us.is_none());
         let subject = format!("user:{user_id}");
         let Some(row) = row.filter(|_| ok && active) else {
@@ -245,6 +265,30 @@ impl Identity {
     pub async fn logout(&self, token: &str) -> Result<()> {
         Ok(self.users.end_session(&token_hash(token)).await?)
     }
+}
+
+/// Argon2id is ~50 ms of CPU by design: it runs on tokio's blocking pool, at
+/// most one per core at a time, so a burst of sign-ins queues here instead of
+/// stalling the async workers that serve every other request.
+async fn on_hasher<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    static HASHERS: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    });
+    let _permit = HASHERS.acquire().await.context("the password hasher is closed")?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .context("password hashing failed")
+}
+
+async fn hash_password(password: &str) -> Result<String> {
+    let password = password.to_owned();
+    on_hasher(move || {
+        Argon2::default()
+            .hash_password(password.as_bytes(), &SaltString::generate(&mut OsRng))
+            .map(|h| h.to_string())
+            .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))
+    })
+    .await?
 }
 
 fn check_password(p: &str) -> Result<()> {

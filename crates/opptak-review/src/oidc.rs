@@ -189,6 +189,12 @@ pub enum TokenError {
     WrongIssuer,
     #[error("wrong audience")]
     WrongAudience,
+    /// The header's `typ` is not `oidc.token_type`.
+    #[error("wrong token type")]
+    WrongTokenType,
+    /// The `azp` claim is not `oidc.authorized_party`.
+    #[error("wrong authorized party")]
+    WrongAuthorizedParty,
     /// The roles claim names no opptak role.
     #[error("no opptak role in token")]
     MissingRole,
@@ -220,6 +226,8 @@ impl TokenError {
             TokenError::NotYetValid => "not_yet_valid",
             TokenError::WrongIssuer => "wrong_issuer",
             TokenError::WrongAudience => "wrong_audience",
+            TokenError::WrongTokenType => "wrong_token_type",
+            TokenError::WrongAuthorizedParty => "wrong_authorized_party",
             TokenError::MissingRole => "missing_role",
             TokenError::ConflictingRoles => "conflicting_roles",
             TokenError::Unavailable => "unavailable",
@@ -275,6 +283,16 @@ struct Settings {
     leeway_us: i64,
     algorithms: Vec<Algorithm>,
     timeout: Duration,
+    /// `typ` required, lower case without `application/`; `None`: not checked.
+    token_type: Option<String>,
+    azp: Option<String>,
+}
+
+/// A `typ` value as compared: lower case, without `application/` (RFC 7515
+/// section 4.1.9 lets a media type drop it).
+fn media_type(typ: &str) -> String {
+    let t = typ.trim().to_ascii_lowercase();
+    t.strip_prefix("application/").map(str::to_owned).unwrap_or(t)
 }
 
 /// `https://`, or `http://` to this machine only (tests, a local provider).
@@ -355,6 +373,8 @@ fn settings(c: &OidcSection) -> anyhow::Result<Settings> {
         leeway_us: c.leeway_s as i64 * 1_000_000,
         algorithms,
         timeout: Duration::from_millis(c.fetch_timeout_ms),
+        token_type: (!c.token_type.trim().is_empty()).then(|| media_type(&c.token_type)),
+        azp: (!c.authorized_party.trim().is_empty()).then(|| c.authorized_party.trim().to_owned()),
     })
 }
 
@@ -573,6 +593,12 @@ impl OidcVerifier {
         if header.contains_key("crit") {
             return Err(TokenError::Malformed("critical header extensions are not supported"));
         }
+        if let Some(want) = &self.settings.token_type {
+            match header.get("typ") {
+                Some(Value::String(typ)) if media_type(typ) == *want => {}
+                _ => return Err(TokenError::WrongTokenType),
+            }
+        }
         let kid = match header.get("kid") {
             Some(Value::String(kid)) => kid,
             Some(_) => return Err(TokenError::Malformed("kid is not a string")),
@@ -608,6 +634,11 @@ impl OidcVerifier {
         };
         if !audience_ok {
             return Err(TokenError::WrongAudience);
+        }
+        if let Some(want) = &s.azp {
+            if claims.get("azp").and_then(Value::as_str) != Some(want.as_str()) {
+                return Err(TokenError::WrongAuthorizedParty);
+            }
         }
         let now = self.clock.now_us();
         let exp = numeric_date(claims, "exp")?.ok_or(TokenError::Malformed("no exp claim"))?;
@@ -651,6 +682,7 @@ impl OidcVerifier {
                 team: text(&s.team_claim).unwrap_or_default(),
                 user_id,
                 role,
+                source: crate::identity::Source::Oidc,
             },
             expires_at_us: exp,
             token_id: claims

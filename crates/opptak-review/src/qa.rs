@@ -184,6 +184,8 @@ pub enum DraftOutcome<'a> {
 pub struct TopicStats {
     /// The primary topic, or [`TOTAL`] for the total row.
     pub topic: String,
+    /// Withheld by [`QaReport::suppress`]: every number below is 0 or `None`.
+    pub suppressed: bool,
     /// Drafted KI calls.
     pub drafted: u64,
     /// Of those, sampled for QA.
@@ -206,6 +208,15 @@ pub struct TopicStats {
     /// Mean of (edit distance ÷ draft words) over the approved calls: the
     /// share of the draft the advisor had to change.
     pub mean_edit_distance_per_draft_word: Option<f64>,
+}
+
+/// What [`Qa::sample_access`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SampleAccess {
+    Readable,
+    NotSampled,
+    /// Sampled, but the call's `ki` key is shredded.
+    KiGone,
 }
 
 /// The topic of the total row.
@@ -240,6 +251,7 @@ impl Acc {
         let n = self.distances.len() as u64;
         TopicStats {
             topic: topic.to_owned(),
+            suppressed: false,
             drafted: self.drafted,
             sampled: self.sampled,
             scored: self.scored.len() as u64,
@@ -263,6 +275,16 @@ impl Acc {
     }
 }
 
+impl TopicStats {
+    fn withheld(topic: &str) -> TopicStats {
+        TopicStats {
+            topic: topic.to_owned(),
+            suppressed: true,
+            ..Default::default()
+        }
+    }
+}
+
 /// The CSV header of [`QaReport::to_csv`].
 pub const CSV_HEADER: [&str; 14] = [
     "topic",
@@ -282,6 +304,41 @@ pub const CSV_HEADER: [&str; 14] = [
 ];
 
 impl QaReport {
+    /// Small counts withheld, as on the topic dashboard (R5; issue 15,
+    /// finding 6: the QA report showed them): a topic row with 1..k-1
+    /// drafted calls could single out an advisor or a customer, so its
+    /// numbers are withheld; then, so that no withheld row can be recovered
+    /// as the total minus the published rows, more rows (the smallest first)
+    /// are withheld until the withheld ones together hold at least k calls —
+    /// and the total too when that cannot be reached (or is itself under k).
+    pub fn suppress(mut self, k: u64) -> QaReport {
+        let small = |t: &TopicStats| (1..k).contains(&t.drafted);
+        let mut hidden: Vec<usize> = (0..self.topics.len()).filter(|&i| small(&self.topics[i])).collect();
+        let mut by_size: Vec<usize> = (0..self.topics.len())
+            .filter(|i| !hidden.contains(i) && self.topics[*i].drafted > 0)
+            .collect();
+        by_size.sort_by_key(|&i| self.topics[i].drafted);
+        let mut by_size = by_size.into_iter();
+        let withheld = |h: &[usize], topics: &[TopicStats]| h.iter().map(|&i| topics[i].drafted).sum::<u64>();
+        let mut total_hidden = small(&self.total);
+        while !hidden.is_empty() && withheld(&hidden, &self.topics) < k {
+            match by_size.next() {
+                Some(i) => hidden.push(i),
+                None => {
+                    total_hidden = true;
+                    break;
+                }
+            }
+        }
+        for i in hidden {
+            self.topics[i] = TopicStats::withheld(&self.topics[i].topic);
+        }
+        if total_hidden {
+            self.total = TopicStats::withheld(TOTAL);
+        }
+        self
+    }
+
     /// The report as CSV (RFC 4180, CRLF line ends): [`CSV_HEADER`], one
     /// row per topic, then the [`TOTAL`] row. Means have two decimals (the
     /// per-word distance three); an empty cell means nothing to average.
@@ -294,6 +351,13 @@ impl QaReport {
         line(CSV_HEADER.iter().map(|h| h.to_string()).collect());
         let f = |v: Option<f64>, decimals: usize| v.map_or(String::new(), |v| format!("{v:.decimals$}"));
         for t in self.topics.iter().chain(std::iter::once(&self.total)) {
+            if t.suppressed {
+                // Withheld (under k): the topic and empty cells.
+                let mut cells = vec![t.topic.clone()];
+                cells.resize(CSV_HEADER.len(), String::new());
+                line(cells);
+                continue;
+            }
             line(vec![
                 t.topic.clone(),
                 t.drafted.to_string(),
@@ -412,6 +476,19 @@ impl Qa {
         Ok(self.store.is_sampled(call_id.as_str()).await?)
     }
 
+    /// Whether QA may read a call: sampled, and its KI data not gone (opted
+    /// out or expired): QA reviews KI output, so its access to the call —
+    /// the recording too, kept 5 years for investment advice — ends with it.
+    pub async fn sample_access(&self, call_id: &CallId) -> Result<SampleAccess> {
+        if !self.is_sampled(call_id).await? {
+            return Ok(SampleAccess::NotSampled);
+        }
+        Ok(match self.ki_key(call_id).await? {
+            Some(_) => SampleAccess::Readable,
+            None => SampleAccess::KiGone,
+        })
+    }
+
     /// The QA queue: sampled calls QA can still read (not opted out, `ki`
     /// key alive), oldest sample first, with who scored each already.
     pub async fn queue(&self) -> Result<Vec<QueueRow>> {
@@ -462,7 +539,7 @@ impl Qa {
         self.store
             .upsert_review(&QaReviewRow {
                 call_id: call_id.to_string(),
-                reviewer: user.user_id.clone(),
+                reviewer: user.actor(),
                 at_us,
                 correctness: score.correctness,
                 relevance: score.relevance,
@@ -686,6 +763,65 @@ mod tests {
         assert_eq!(lines[1], "'=cmd,2,0,0,0,,,4.50,0,0,0,0,,");
         assert_eq!(lines[2], "TOTAL,2,0,0,0,,,,0,0,0,0,,");
         assert_eq!(lines[3], "");
+    }
+
+    #[test]
+    fn small_topic_rows_are_withheld_and_cannot_be_recovered_from_the_total() {
+        let row = |topic: &str, drafted: u64| TopicStats {
+            topic: topic.into(),
+            drafted,
+            reviews: drafted,
+            mean_quality: Some(4.0),
+            ..Default::default()
+        };
+        let report = |topics: Vec<TopicStats>| {
+            let drafted = topics.iter().map(|t| t.drafted).sum();
+            QaReport {
+                from_day: "2026-01-01".into(),
+                to_day: "2026-01-31".into(),
+                topics,
+                total: row(TOTAL, drafted),
+            }
+        };
+        let shown = |r: &QaReport| -> Vec<(String, bool)> {
+            r.topics
+                .iter()
+                .chain([&r.total])
+                .map(|t| (t.topic.clone(), t.suppressed))
+                .collect()
+        };
+        // One small row: it and the next smallest go, so the total minus the
+        // published rows is a group of at least k.
+        let r = report(vec![
+            row("cards", 2),
+            row("loans", 9),
+            row("savings", 7),
+            row("empty", 0),
+        ])
+        .suppress(5);
+        assert_eq!(
+            shown(&r),
+            [
+                ("cards", true),
+                ("loans", false),
+                ("savings", true),
+                ("empty", false),
+                (TOTAL, false)
+            ]
+            .map(|(t, s)| (t.to_owned(), s))
+        );
+        assert_eq!(r.topics[0], TopicStats::withheld("cards"));
+        assert!(r.to_csv().contains("\r\ncards,,,,,,,,,,,,,\r\n"));
+        // Two small rows that make k together: nothing more goes.
+        let r = report(vec![row("cards", 2), row("loans", 3), row("savings", 7)]).suppress(5);
+        assert_eq!(r.topics.iter().filter(|t| t.suppressed).count(), 2);
+        assert!(!r.total.suppressed && !r.topics[2].suppressed);
+        // Nothing left to hide behind: the total goes too.
+        let r = report(vec![row("cards", 2), row("loans", 1)]).suppress(5);
+        assert!(r.topics.iter().all(|t| t.suppressed) && r.total.suppressed);
+        // Nothing small: nothing withheld.
+        let r = report(vec![row("loans", 9), row("savings", 7)]).suppress(5);
+        assert!(r.topics.iter().chain([&r.total]).all(|t| !t.suppressed));
     }
 
     #[test]

@@ -156,7 +156,7 @@ impl Review {
                 call_id: call_id.to_string(),
                 version,
                 kind: decision.kind().into(),
-                author: user.user_id.clone(),
+                author: user.actor(),
                 at_us,
                 key_id: ki.id().to_owned(),
                 sealed,
@@ -182,7 +182,7 @@ impl Review {
         Ok(Version {
             version,
             kind: decision.kind().into(),
-            author: user.user_id.clone(),
+            author: user.actor(),
             at_us,
             text: Some(text),
         })

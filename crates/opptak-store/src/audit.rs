@@ -10,13 +10,12 @@
 //! appenders that read the same tail race for one `seq`, and the loser
 //! retries on the new tail.
 
-use crate::meta::{db, SqlStore};
+use crate::meta::{db, Bigint, SqlStore};
 use crate::StoreError;
 use sha2::{Digest, Sha256};
-use sqlx::Row;
 
 /// What an entry records (never content: no audio, no transcript text).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditEvent {
     /// Who: a user id, a service role, or the OS user of a CLI.
     pub actor: String,
@@ -32,17 +31,20 @@ pub struct AuditEvent {
     pub outcome: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditEntry {
+    #[sqlx(try_from = "Bigint")]
     pub seq: u64,
     pub at_us: i64,
+    #[sqlx(flatten)]
     pub event: AuditEvent,
     pub prev_hash: Vec<u8>,
     pub hash: Vec<u8>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct StoredCheckpoint {
+    #[sqlx(try_from = "Bigint")]
     pub seq: u64,
     pub hash: Vec<u8>,
     pub at_us: i64,
@@ -50,7 +52,7 @@ pub struct StoredCheckpoint {
     pub signature: Vec<u8>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct SigningKeyRow {
     pub key_id: String,
     pub kek_id: String,
@@ -146,15 +148,13 @@ impl SqlAudit {
                     .await
                     .map_err(db)?;
             }
-            let tail = sqlx::query("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
+            let tail: Option<(i64, Vec<u8>)> =
+                sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
             let (mut seq, mut prev) = match tail {
-                Some(r) => (
-                    r.try_get::<i64, _>("seq").map_err(db)? as u64 + 1,
-                    r.try_get::<Vec<u8>, _>("hash").map_err(db)?,
-                ),
+                Some((seq, hash)) => (seq as u64 + 1, hash),
                 None => (1, GENESIS.to_vec()),
             };
             let mut entries = Vec::with_capacity(events.len());
@@ -209,7 +209,7 @@ impl SqlAudit {
 
     /// Entries with `seq >= from`, in `seq` order, at most `limit`.
     pub async fn entries(&self, from: u64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
-        let rows = sqlx::query(
+        sqlx::query_as(
             "SELECT seq, at_us, actor, role, action, subject, reason, outcome, prev_hash, hash FROM audit_log \
              WHERE seq >= $1 ORDER BY seq LIMIT $2",
         )
@@ -217,34 +217,16 @@ impl SqlAudit {
         .bind(i64::from(limit))
         .fetch_all(&self.store.pool)
         .await
-        .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEntry {
-                    seq: r.try_get::<i64, _>("seq").map_err(db)? as u64,
-                    at_us: r.try_get("at_us").map_err(db)?,
-                    event: AuditEvent {
-                        actor: r.try_get("actor").map_err(db)?,
-                        role: r.try_get("role").map_err(db)?,
-                        action: r.try_get("action").map_err(db)?,
-                        subject: r.try_get("subject").map_err(db)?,
-                        reason: r.try_get("reason").map_err(db)?,
-                        outcome: r.try_get("outcome").map_err(db)?,
-                    },
-                    prev_hash: r.try_get("prev_hash").map_err(db)?,
-                    hash: r.try_get("hash").map_err(db)?,
-                })
-            })
-            .collect()
+        .map_err(db)
     }
 
     /// The newest entry, if any.
     pub async fn tail(&self) -> Result<Option<AuditEntry>, StoreError> {
-        let row = sqlx::query("SELECT MAX(seq) AS s FROM audit_log")
+        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) AS s FROM audit_log")
             .fetch_one(&self.store.pool)
             .await
             .map_err(db)?;
-        let Some(last) = row.try_get::<Option<i64>, _>("s").map_err(db)? else {
+        let Some(last) = last else {
             return Ok(None);
         };
         Ok(self.entries(last as u64, 1).await?.into_iter().next())
@@ -267,23 +249,12 @@ impl SqlAudit {
 
     /// Every signing key, oldest first.
     pub async fn signing_keys(&self) -> Result<Vec<SigningKeyRow>, StoreError> {
-        let rows = sqlx::query(
+        sqlx::query_as(
             "SELECT key_id, kek_id, sealed, public_key, created_at_us FROM audit_signing_keys ORDER BY created_at_us, key_id",
         )
         .fetch_all(&self.store.pool)
         .await
-        .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(SigningKeyRow {
-                    key_id: r.try_get("key_id").map_err(db)?,
-                    kek_id: r.try_get("kek_id").map_err(db)?,
-                    sealed: r.try_get("sealed").map_err(db)?,
-                    public_key: r.try_get("public_key").map_err(db)?,
-                    created_at_us: r.try_get("created_at_us").map_err(db)?,
-                })
-            })
-            .collect()
+        .map_err(db)
     }
 
     /// Stores a checkpoint (idempotent for the same seq).
@@ -305,20 +276,9 @@ impl SqlAudit {
 
     /// Every checkpoint, by seq.
     pub async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
-        let rows = sqlx::query("SELECT seq, hash, at_us, key_id, signature FROM audit_checkpoints ORDER BY seq")
+        sqlx::query_as("SELECT seq, hash, at_us, key_id, signature FROM audit_checkpoints ORDER BY seq")
             .fetch_all(&self.store.pool)
             .await
-            .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredCheckpoint {
-                    seq: r.try_get::<i64, _>("seq").map_err(db)? as u64,
-                    hash: r.try_get("hash").map_err(db)?,
-                    at_us: r.try_get("at_us").map_err(db)?,
-                    key_id: r.try_get("key_id").map_err(db)?,
-                    signature: r.try_get("signature").map_err(db)?,
-                })
-            })
-            .collect()
+            .map_err(db)
     }
 }

@@ -9,7 +9,6 @@
 
 use crate::meta::{db, SqlStore};
 use crate::StoreError;
-use sqlx::Row;
 
 /// The index row of one drafted KI call (no content).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,7 +67,7 @@ pub struct QueueRow {
 }
 
 /// An undecided draft in a review queue.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct OpenDraft {
     pub call_id: String,
     pub advisor_id: String,
@@ -114,7 +113,7 @@ pub struct ReportReviewRow {
 }
 
 /// One call and one of its topics, for the topic dashboard.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, sqlx::FromRow)]
 pub struct TopicRow {
     pub day: String,
     pub desk: String,
@@ -136,23 +135,199 @@ pub struct SqlReporting {
 /// The calls a reader may count: no KI opt-out.
 const NOT_OPTED_OUT: &str = "JOIN calls c ON c.call_id = k.call_id AND c.ki_opt_out_at_us IS NULL";
 
-fn score(r: &sqlx::any::AnyRow, col: &str) -> Result<u8, StoreError> {
-    let v: i64 = r.try_get(col).map_err(db)?;
+fn score(col: &str, v: i64) -> Result<u8, StoreError> {
     u8::try_from(v)
         .ok()
         .filter(|s| (1..=5).contains(s))
         .ok_or_else(|| StoreError::Corrupt(format!("qa_reviews.{col} = {v}")))
 }
 
-fn count(r: &sqlx::any::AnyRow, col: &str) -> Result<u64, StoreError> {
-    let v: i64 = r.try_get(col).map_err(db)?;
+fn count(col: &str, v: i64) -> Result<u64, StoreError> {
     u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{col} = {v}")))
 }
 
-fn opt_count(r: &sqlx::any::AnyRow, col: &str) -> Result<Option<u64>, StoreError> {
-    let v: Option<i64> = r.try_get(col).map_err(db)?;
-    v.map(|v| u64::try_from(v).map_err(|_| StoreError::Corrupt(format!("{col} = {v}"))))
-        .transpose()
+fn opt_count(col: &str, v: Option<i64>) -> Result<Option<u64>, StoreError> {
+    v.map(|v| count(col, v)).transpose()
+}
+
+// The rows as read: counts and scores are checked when they become the
+// rows above (a negative count or a score out of 1..=5 is `Corrupt`).
+
+/// A `ki_calls` row with its outcome and whether it is sampled.
+#[derive(sqlx::FromRow)]
+struct IndexedCallColumns {
+    call_id: String,
+    day: String,
+    desk: String,
+    language: String,
+    topics: String,
+    advisor_id: String,
+    drafted_at_us: i64,
+    draft_words: i64,
+    decision: Option<String>,
+    edit_distance: Option<i64>,
+    decided_at_us: Option<i64>,
+    sampled_id: Option<String>,
+}
+
+impl TryFrom<IndexedCallColumns> for IndexedCall {
+    type Error = StoreError;
+
+    fn try_from(r: IndexedCallColumns) -> Result<Self, StoreError> {
+        Ok(IndexedCall {
+            row: KiCallRow {
+                call_id: r.call_id,
+                day: r.day,
+                desk: r.desk,
+                language: r.language,
+                topics: r.topics.split(',').map(str::to_owned).collect(),
+                advisor_id: r.advisor_id,
+                drafted_at_us: r.drafted_at_us,
+                draft_words: count("draft_words", r.draft_words)?,
+            },
+            decision: r.decision,
+            edit_distance: opt_count("edit_distance", r.edit_distance)?,
+            decided_at_us: r.decided_at_us,
+            sampled: r.sampled_id.is_some(),
+        })
+    }
+}
+
+/// One sampled call and one of its reviewers (none: `NULL`).
+#[derive(sqlx::FromRow)]
+struct QueueColumns {
+    call_id: String,
+    day: String,
+    desk: String,
+    language: String,
+    topic: String,
+    stratum: String,
+    sampled_at_us: i64,
+    reviewer: Option<String>,
+}
+
+/// A review's three scores.
+#[derive(sqlx::FromRow)]
+struct ScoreColumns {
+    correctness: i64,
+    relevance: i64,
+    quality: i64,
+}
+
+impl ScoreColumns {
+    /// (correctness, relevance, quality), each in 1..=5.
+    fn check(&self) -> Result<(u8, u8, u8), StoreError> {
+        Ok((
+            score("correctness", self.correctness)?,
+            score("relevance", self.relevance)?,
+            score("quality", self.quality)?,
+        ))
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct QaReviewColumns {
+    call_id: String,
+    reviewer: String,
+    at_us: i64,
+    #[sqlx(flatten)]
+    scores: ScoreColumns,
+    flag: String,
+    key_id: String,
+    note_sealed: Vec<u8>,
+}
+
+impl TryFrom<QaReviewColumns> for QaReviewRow {
+    type Error = StoreError;
+
+    fn try_from(r: QaReviewColumns) -> Result<Self, StoreError> {
+        let (correctness, relevance, quality) = r.scores.check()?;
+        Ok(QaReviewRow {
+            call_id: r.call_id,
+            reviewer: r.reviewer,
+            at_us: r.at_us,
+            correctness,
+            relevance,
+            quality,
+            flag: r.flag,
+            key_id: r.key_id,
+            note_sealed: r.note_sealed,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ReportCallColumns {
+    call_id: String,
+    topic: String,
+    draft_words: i64,
+    decision: Option<String>,
+    edit_distance: Option<i64>,
+    sampled_id: Option<String>,
+}
+
+impl TryFrom<ReportCallColumns> for ReportCallRow {
+    type Error = StoreError;
+
+    fn try_from(r: ReportCallColumns) -> Result<Self, StoreError> {
+        Ok(ReportCallRow {
+            call_id: r.call_id,
+            topic: r.topic,
+            draft_words: count("draft_words", r.draft_words)?,
+            sampled: r.sampled_id.is_some(),
+            decision: r.decision,
+            edit_distance: opt_count("edit_distance", r.edit_distance)?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct ReportReviewColumns {
+    call_id: String,
+    topic: String,
+    #[sqlx(flatten)]
+    scores: ScoreColumns,
+    flag: String,
+}
+
+impl TryFrom<ReportReviewColumns> for ReportReviewRow {
+    type Error = StoreError;
+
+    fn try_from(r: ReportReviewColumns) -> Result<Self, StoreError> {
+        let (correctness, relevance, quality) = r.scores.check()?;
+        Ok(ReportReviewRow {
+            call_id: r.call_id,
+            topic: r.topic,
+            correctness,
+            relevance,
+            quality,
+            flag: r.flag,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct StratumColumns {
+    stratum: String,
+    seen: i64,
+    sampled: i64,
+}
+
+impl TryFrom<StratumColumns> for StratumRow {
+    type Error = StoreError;
+
+    fn try_from(r: StratumColumns) -> Result<Self, StoreError> {
+        Ok(StratumRow {
+            stratum: r.stratum,
+            seen: count("seen", r.seen)?,
+            sampled: count("sampled", r.sampled)?,
+        })
+    }
+}
+
+/// Rows read as `C`, each turned into an `R`.
+fn convert<C, R: TryFrom<C, Error = StoreError>>(rows: Vec<C>) -> Result<Vec<R>, StoreError> {
+    rows.into_iter().map(R::try_from).collect()
 }
 
 impl SqlReporting {
@@ -234,12 +409,10 @@ impl SqlReporting {
         .map_err(db)?;
         // PostgreSQL (read committed) re-reads the row after waiting for its
         // lock, so `seen + 1` counts every committed call before this one.
-        let seen: i64 = sqlx::query("UPDATE qa_strata SET seen = seen + 1 WHERE stratum = $1 RETURNING seen")
+        let seen: i64 = sqlx::query_scalar("UPDATE qa_strata SET seen = seen + 1 WHERE stratum = $1 RETURNING seen")
             .bind(stratum)
             .fetch_one(&mut *tx)
             .await
-            .map_err(db)?
-            .try_get("seen")
             .map_err(db)?;
         let n = u64::try_from(seen - 1).map_err(|_| StoreError::Corrupt(format!("qa_strata.seen = {seen}")))?;
         let sampled = sample(n);
@@ -287,7 +460,7 @@ impl SqlReporting {
 
     /// A call's index row and outcome (`None` if not indexed or opted out).
     pub async fn call(&self, call_id: &str) -> Result<Option<IndexedCall>, StoreError> {
-        let Some(r) = sqlx::query(&format!(
+        let row: Option<IndexedCallColumns> = sqlx::query_as(&format!(
             "SELECT k.call_id, k.day, k.desk, k.language, k.topics, k.advisor_id, k.drafted_at_us, \
              k.draft_words, k.decision, k.edit_distance, k.decided_at_us, s.call_id AS sampled_id \
              FROM ki_calls k {NOT_OPTED_OUT} LEFT JOIN qa_samples s ON s.call_id = k.call_id \
@@ -296,27 +469,8 @@ impl SqlReporting {
         .bind(call_id)
         .fetch_optional(&self.store.pool)
         .await
-        .map_err(db)?
-        else {
-            return Ok(None);
-        };
-        let topics: String = r.try_get("topics").map_err(db)?;
-        Ok(Some(IndexedCall {
-            row: KiCallRow {
-                call_id: r.try_get("call_id").map_err(db)?,
-                day: r.try_get("day").map_err(db)?,
-                desk: r.try_get("desk").map_err(db)?,
-                language: r.try_get("language").map_err(db)?,
-                topics: topics.split(',').map(str::to_owned).collect(),
-                advisor_id: r.try_get("advisor_id").map_err(db)?,
-                drafted_at_us: r.try_get("drafted_at_us").map_err(db)?,
-                draft_words: count(&r, "draft_words")?,
-            },
-            decision: r.try_get("decision").map_err(db)?,
-            edit_distance: opt_count(&r, "edit_distance")?,
-            decided_at_us: r.try_get("decided_at_us").map_err(db)?,
-            sampled: r.try_get::<Option<String>, _>("sampled_id").map_err(db)?.is_some(),
-        }))
+        .map_err(db)?;
+        row.map(IndexedCall::try_from).transpose()
     }
 
     /// Whether the call is in the QA sample (and not opted out).
@@ -335,7 +489,7 @@ impl SqlReporting {
     /// exists (QA cannot read a call whose KI data is gone), oldest sample
     /// first, each with who scored it.
     pub async fn queue(&self) -> Result<Vec<QueueRow>, StoreError> {
-        let rows = sqlx::query(&format!(
+        let rows: Vec<QueueColumns> = sqlx::query_as(&format!(
             "SELECT k.call_id, k.day, k.desk, k.language, k.topic, s.stratum, s.sampled_at_us, r.reviewer \
              FROM qa_samples s JOIN ki_calls k ON k.call_id = s.call_id {NOT_OPTED_OUT} \
              LEFT JOIN qa_reviews r ON r.call_id = s.call_id \
@@ -347,22 +501,20 @@ impl SqlReporting {
         .await
         .map_err(db)?;
         let mut out: Vec<QueueRow> = Vec::new();
-        for r in &rows {
-            let call_id: String = r.try_get("call_id").map_err(db)?;
-            let reviewer: Option<String> = r.try_get("reviewer").map_err(db)?;
-            if out.last().map(|q| &q.call_id) != Some(&call_id) {
+        for r in rows {
+            if out.last().map(|q| &q.call_id) != Some(&r.call_id) {
                 out.push(QueueRow {
-                    call_id,
-                    day: r.try_get("day").map_err(db)?,
-                    desk: r.try_get("desk").map_err(db)?,
-                    language: r.try_get("language").map_err(db)?,
-                    topic: r.try_get("topic").map_err(db)?,
-                    stratum: r.try_get("stratum").map_err(db)?,
-                    sampled_at_us: r.try_get("sampled_at_us").map_err(db)?,
+                    call_id: r.call_id,
+                    day: r.day,
+                    desk: r.desk,
+                    language: r.language,
+                    topic: r.topic,
+                    stratum: r.stratum,
+                    sampled_at_us: r.sampled_at_us,
                     reviewers: Vec::new(),
                 });
             }
-            if let (Some(q), Some(who)) = (out.last_mut(), reviewer) {
+            if let (Some(q), Some(who)) = (out.last_mut(), r.reviewer) {
                 q.reviewers.push(who);
             }
         }
@@ -386,23 +538,11 @@ impl SqlReporting {
              ORDER BY c.started_at_us, k.call_id",
             binds.join(", ")
         );
-        let mut q = sqlx::query(&sql);
+        let mut q = sqlx::query_as(&sql);
         for a in advisors {
             q = q.bind(a.as_str());
         }
-        q.fetch_all(&self.store.pool)
-            .await
-            .map_err(db)?
-            .iter()
-            .map(|r| {
-                Ok(OpenDraft {
-                    call_id: r.try_get("call_id").map_err(db)?,
-                    advisor_id: r.try_get("advisor_id").map_err(db)?,
-                    started_at_us: r.try_get("started_at_us").map_err(db)?,
-                    ended_at_us: r.try_get("ended_at_us").map_err(db)?,
-                })
-            })
-            .collect()
+        q.fetch_all(&self.store.pool).await.map_err(db)
     }
 
     /// Forgets a call's reporting rows (a data subject's erasure): its
@@ -458,7 +598,7 @@ impl SqlReporting {
 
     /// A call's reviews, by reviewer (none once opted out).
     pub async fn reviews(&self, call_id: &str) -> Result<Vec<QaReviewRow>, StoreError> {
-        let rows = sqlx::query(&format!(
+        let rows: Vec<QaReviewColumns> = sqlx::query_as(&format!(
             "SELECT k.call_id, k.reviewer, k.at_us, k.correctness, k.relevance, k.quality, k.flag, k.key_id, \
              k.note_sealed FROM qa_reviews k {NOT_OPTED_OUT} WHERE k.call_id = $1 ORDER BY k.reviewer"
         ))
@@ -466,26 +606,12 @@ impl SqlReporting {
         .fetch_all(&self.store.pool)
         .await
         .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(QaReviewRow {
-                    call_id: r.try_get("call_id").map_err(db)?,
-                    reviewer: r.try_get("reviewer").map_err(db)?,
-                    at_us: r.try_get("at_us").map_err(db)?,
-                    correctness: score(r, "correctness")?,
-                    relevance: score(r, "relevance")?,
-                    quality: score(r, "quality")?,
-                    flag: r.try_get("flag").map_err(db)?,
-                    key_id: r.try_get("key_id").map_err(db)?,
-                    note_sealed: r.try_get("note_sealed").map_err(db)?,
-                })
-            })
-            .collect()
+        convert(rows)
     }
 
     /// The drafted calls of the days `from_day..=to_day` (`YYYY-MM-DD`).
     pub async fn report_calls(&self, from_day: &str, to_day: &str) -> Result<Vec<ReportCallRow>, StoreError> {
-        let rows = sqlx::query(&format!(
+        let rows: Vec<ReportCallColumns> = sqlx::query_as(&format!(
             "SELECT k.call_id, k.topic, k.draft_words, k.decision, k.edit_distance, s.call_id AS sampled_id \
              FROM ki_calls k {NOT_OPTED_OUT} LEFT JOIN qa_samples s ON s.call_id = k.call_id \
              WHERE k.day >= $1 AND k.day <= $2 ORDER BY k.topic, k.call_id"
@@ -495,23 +621,12 @@ impl SqlReporting {
         .fetch_all(&self.store.pool)
         .await
         .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(ReportCallRow {
-                    call_id: r.try_get("call_id").map_err(db)?,
-                    topic: r.try_get("topic").map_err(db)?,
-                    draft_words: count(r, "draft_words")?,
-                    sampled: r.try_get::<Option<String>, _>("sampled_id").map_err(db)?.is_some(),
-                    decision: r.try_get("decision").map_err(db)?,
-                    edit_distance: opt_count(r, "edit_distance")?,
-                })
-            })
-            .collect()
+        convert(rows)
     }
 
     /// The QA reviews of the calls of the days `from_day..=to_day`.
     pub async fn report_reviews(&self, from_day: &str, to_day: &str) -> Result<Vec<ReportReviewRow>, StoreError> {
-        let rows = sqlx::query(&format!(
+        let rows: Vec<ReportReviewColumns> = sqlx::query_as(&format!(
             "SELECT k.call_id, k.topic, r.correctness, r.relevance, r.quality, r.flag \
              FROM qa_reviews r JOIN ki_calls k ON k.call_id = r.call_id {NOT_OPTED_OUT} \
              WHERE k.day >= $1 AND k.day <= $2 ORDER BY k.topic, k.call_id, r.reviewer"
@@ -521,24 +636,13 @@ impl SqlReporting {
         .fetch_all(&self.store.pool)
         .await
         .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(ReportReviewRow {
-                    call_id: r.try_get("call_id").map_err(db)?,
-                    topic: r.try_get("topic").map_err(db)?,
-                    correctness: score(r, "correctness")?,
-                    relevance: score(r, "relevance")?,
-                    quality: score(r, "quality")?,
-                    flag: r.try_get("flag").map_err(db)?,
-                })
-            })
-            .collect()
+        convert(rows)
     }
 
     /// One row per drafted call and topic of the days `from_day..=to_day`
     /// (`YYYY-MM-DD`), ordered by day, desk, topic: the topic dashboard's input.
     pub async fn topic_rows(&self, from_day: &str, to_day: &str) -> Result<Vec<TopicRow>, StoreError> {
-        let rows = sqlx::query(&format!(
+        sqlx::query_as(&format!(
             "SELECT k.day, k.desk, k.topic FROM call_topics k {NOT_OPTED_OUT} \
              WHERE k.day >= $1 AND k.day <= $2 ORDER BY k.day, k.desk, k.topic, k.call_id"
         ))
@@ -546,33 +650,16 @@ impl SqlReporting {
         .bind(to_day)
         .fetch_all(&self.store.pool)
         .await
-        .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(TopicRow {
-                    day: r.try_get("day").map_err(db)?,
-                    desk: r.try_get("desk").map_err(db)?,
-                    topic: r.try_get("topic").map_err(db)?,
-                })
-            })
-            .collect()
+        .map_err(db)
     }
 
     /// Every stratum's counters (every drafted call, opted out or not: they
     /// are the sampling's own bookkeeping), by stratum.
     pub async fn strata(&self) -> Result<Vec<StratumRow>, StoreError> {
-        let rows = sqlx::query("SELECT stratum, seen, sampled FROM qa_strata ORDER BY stratum")
+        let rows: Vec<StratumColumns> = sqlx::query_as("SELECT stratum, seen, sampled FROM qa_strata ORDER BY stratum")
             .fetch_all(&self.store.pool)
             .await
             .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(StratumRow {
-                    stratum: r.try_get("stratum").map_err(db)?,
-                    seen: count(r, "seen")?,
-                    sampled: count(r, "sampled")?,
-                })
-            })
-            .collect()
+        convert(rows)
     }
 }

@@ -1,13 +1,13 @@
 //! Review versions of a call's summary (issue 6): rows only; sealing and
 //! rules live in `src/review.rs`.
 
-use crate::meta::{db, SqlStore};
+use crate::meta::{db, Bigint, SqlStore};
 use crate::StoreError;
-use sqlx::Row;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct VersionRow {
     pub call_id: String,
+    #[sqlx(try_from = "Bigint")]
     pub version: u64,
     /// `edit`, `approved` or `rejected`.
     pub kind: String,
@@ -57,26 +57,13 @@ impl SqlReview {
 
     /// A call's versions, oldest first.
     pub async fn versions(&self, call_id: &str) -> Result<Vec<VersionRow>, StoreError> {
-        let rows = sqlx::query(
+        sqlx::query_as(
             "SELECT call_id, version, kind, author, at_us, key_id, sealed FROM review_versions \
              WHERE call_id = $1 ORDER BY version",
         )
         .bind(call_id)
         .fetch_all(&self.store.pool)
         .await
-        .map_err(db)?;
-        rows.iter()
-            .map(|r| {
-                Ok(VersionRow {
-                    call_id: r.try_get("call_id").map_err(db)?,
-                    version: r.try_get::<i64, _>("version").map_err(db)? as u64,
-                    kind: r.try_get("kind").map_err(db)?,
-                    author: r.try_get("author").map_err(db)?,
-                    at_us: r.try_get("at_us").map_err(db)?,
-                    key_id: r.try_get("key_id").map_err(db)?,
-                    sealed: r.try_get("sealed").map_err(db)?,
-                })
-            })
-            .collect()
+        .map_err(db)
     }
 }

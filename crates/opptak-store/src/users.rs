@@ -3,9 +3,8 @@
 
 use crate::meta::{db, SqlStore};
 use crate::StoreError;
-use sqlx::Row;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct UserRow {
     pub user_id: String,
     pub display_name: String,
@@ -19,18 +18,6 @@ pub struct UserRow {
 
 pub struct SqlUsers {
     store: SqlStore,
-}
-
-fn user(r: &sqlx::any::AnyRow) -> Result<UserRow, StoreError> {
-    Ok(UserRow {
-        user_id: r.try_get("user_id").map_err(db)?,
-        display_name: r.try_get("display_name").map_err(db)?,
-        role: r.try_get("role").map_err(db)?,
-        team: r.try_get("team").map_err(db)?,
-        password_hash: r.try_get("password_hash").map_err(db)?,
-        created_at_us: r.try_get("created_at_us").map_err(db)?,
-        disabled_at_us: r.try_get("disabled_at_us").map_err(db)?,
-    })
 }
 
 const USER_SELECT: &str =
@@ -65,34 +52,39 @@ impl SqlUsers {
     }
 
     pub async fn get(&self, user_id: &str) -> Result<Option<UserRow>, StoreError> {
-        sqlx::query(&format!("{USER_SELECT} WHERE user_id = $1"))
+        sqlx::query_as(&format!("{USER_SELECT} WHERE user_id = $1"))
             .bind(user_id)
             .fetch_optional(&self.store.pool)
             .await
-            .map_err(db)?
-            .as_ref()
-            .map(user)
-            .transpose()
+            .map_err(db)
     }
 
     pub async fn list(&self) -> Result<Vec<UserRow>, StoreError> {
-        let rows = sqlx::query(&format!("{USER_SELECT} ORDER BY user_id"))
+        sqlx::query_as(&format!("{USER_SELECT} ORDER BY user_id"))
             .fetch_all(&self.store.pool)
             .await
-            .map_err(db)?;
-        rows.iter().map(user).collect()
+            .map_err(db)
     }
 
+    /// Sets a new password hash and ends every session of the user (a
+    /// password changed because it leaked must not leave a session open).
     pub async fn set_password(&self, user_id: &str, hash: &str) -> Result<(), StoreError> {
+        let mut tx = self.store.begin().await?;
         let r = sqlx::query("UPDATE users SET password_hash = $1 WHERE user_id = $2")
             .bind(hash)
             .bind(user_id)
-            .execute(&self.store.pool)
+            .execute(&mut *tx)
             .await
             .map_err(db)?;
         if r.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("user {user_id}")));
         }
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
         Ok(())
     }
 
@@ -140,7 +132,7 @@ impl SqlUsers {
     /// The session's user, if the session exists, has not expired at
     /// `now_us`, and its user is not disabled.
     pub async fn session_user(&self, token_sha256: &str, now_us: i64) -> Result<Option<UserRow>, StoreError> {
-        let row = sqlx::query(
+        sqlx::query_as(
             "SELECT u.user_id, u.display_name, u.role, u.team, u.password_hash, u.created_at_us, u.disabled_at_us \
              FROM sessions s JOIN users u ON u.user_id = s.user_id \
              WHERE s.token_sha256 = $1 AND s.expires_at_us > $2 AND u.disabled_at_us IS NULL",
@@ -149,8 +141,7 @@ impl SqlUsers {
         .bind(now_us)
         .fetch_optional(&self.store.pool)
         .await
-        .map_err(db)?;
-        row.as_ref().map(user).transpose()
+        .map_err(db)
     }
 
     pub async fn end_session(&self, token_sha256: &str) -> Result<(), StoreError> {

@@ -316,10 +316,12 @@ impl Vault {
         reason: &str,
         requested_by: &str,
     ) -> Result<ShredEvidence, VaultError> {
-        Ok(self
+        let ev = self
             .meta
             .shred_key(call_id, class, reason, requested_by, self.clock.now_us())
-            .await?)
+            .await?;
+        self.meta.scrub_shredded().await?;
+        Ok(ev)
     }
 
     /// R12: makes every KI artifact of a call unreadable, everywhere, by
@@ -332,22 +334,36 @@ impl Vault {
     pub async fn purge_ki(&self, call_id: &CallId, requested_by: &str, at_us: i64) -> Result<bool, VaultError> {
         let class = KeyClass::Ki.as_str();
         let row = self.row_or_create(call_id, class).await?;
-        if row.destroyed_at_us.is_some() {
-            return Ok(false);
-        }
-        let reason = format!("KI opt-out requested by {requested_by}");
-        match self.meta.shred_key(call_id, class, &reason, requested_by, at_us).await {
-            Ok(_) => {
-                tracing::info!(call_id = %call_id, "KI opt-out: ki key shredded, every KI artifact of the call unreadable");
-                Ok(true)
+        let shredded = if row.destroyed_at_us.is_some() {
+            false
+        } else {
+            let reason = format!("KI opt-out requested by {requested_by}");
+            match self.meta.shred_key(call_id, class, &reason, requested_by, at_us).await {
+                Ok(_) => {
+                    tracing::info!(call_id = %call_id, "KI opt-out: ki key shredded, every KI artifact of the call unreadable");
+                    self.meta.scrub_shredded().await?;
+                    true
+                }
+                // Shredded by another process meanwhile.
+                Err(StoreError::NotFound(_)) => false,
+                Err(e) => match self.meta.class_key(call_id, class).await {
+                    Ok(Some(k)) if k.destroyed_at_us.is_some() => false,
+                    _ => return Err(e.into()),
+                },
             }
-            // Shredded by another process meanwhile.
-            Err(StoreError::NotFound(_)) => Ok(false),
-            Err(e) => match self.meta.class_key(call_id, class).await {
-                Ok(Some(k)) if k.destroyed_at_us.is_some() => Ok(false),
-                _ => Err(e.into()),
-            },
+        };
+        // Unreadable is not enough: the KI objects go too (also when another
+        // process shredded the key and stopped before deleting them).
+        for a in self.meta.artifacts(call_id).await? {
+            let Some(object) = a.object.filter(|_| a.key.key.class == class) else {
+                continue;
+            };
+            match self.blobs.delete(&object.path).await {
+                Ok(()) | Err(StoreError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
+        Ok(shredded)
     }
 
     /// Seals `body` as an artifact of the call under `key`, writes it to the

@@ -404,6 +404,18 @@ async fn missing_fields_and_cut_off_answers_are_invalid() {
     assert_eq!(d.hits(), 3);
 }
 
+/// An answer body past 4 MiB is not read on (issue 15, finding 6: the
+/// model's answer had no size limit): refused as invalid, not retried.
+#[tokio::test]
+async fn an_oversized_answer_is_refused_unread() {
+    let huge = "x".repeat(5 << 20);
+    let d = double(vec![Reply::Status(200, huge)]).await;
+    let err = chat(&d).draft(&lost_card()).await.unwrap_err();
+    assert!(matches!(&err, LlmError::Invalid(m) if m.contains("4194304")), "{err:?}");
+    assert!(!err.is_transient());
+    assert_eq!(d.hits(), 1);
+}
+
 #[tokio::test]
 async fn a_server_that_is_not_there_is_unavailable() {
     // Bind and drop: nothing listens on the port any more.

@@ -252,11 +252,11 @@ async fn users_action(State(app): State<Arc<App>>, ctx: Ctx, Form(f): Form<UserF
     }
     let done = match f.action.as_str() {
         "disable" if f.user == admin.user_id => Err(anyhow::anyhow!("you cannot disable yourself")),
-        "disable" => app.identity.disable(&admin.user_id, &f.user).await,
+        "disable" => app.identity.disable(&admin.actor(), &f.user).await,
         "add" => match Role::parse(&f.role) {
             Ok(role) => app
                 .identity
-                .add_user(&admin.user_id, &f.user, &f.name, role, &f.team, &f.password)
+                .add_user(&admin.actor(), &f.user, &f.name, role, &f.team, &f.password)
                 .await
                 .map(|_| ()),
             Err(e) => Err(e),

@@ -487,6 +487,9 @@ async fn qa_score(
 pub(crate) struct TopicStatsView {
     /// The primary topic, or `TOTAL`.
     topic: String,
+    /// Withheld because it counts fewer than `web.dashboard_k` calls (or it
+    /// would reveal such a row): every number is then 0 or null.
+    suppressed: bool,
     drafted: u64,
     sampled: u64,
     scored: u64,
@@ -508,6 +511,7 @@ impl From<&crate::qa::TopicStats> for TopicStatsView {
     fn from(t: &crate::qa::TopicStats) -> Self {
         Self {
             topic: t.topic.clone(),
+            suppressed: t.suppressed,
             drafted: t.drafted,
             sampled: t.sampled,
             scored: t.scored,

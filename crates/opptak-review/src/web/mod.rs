@@ -184,7 +184,20 @@ pub async fn router_with(edges: &ReviewEdges, options: Options) -> Result<Router
         .merge(qa::routes())
         .merge(dashboard::routes())
         .with_state(app)
-        .layer(axum::middleware::from_fn(run_to_completion)))
+        .layer(axum::middleware::from_fn(run_to_completion))
+        .layer(axum::middleware::from_fn(security_headers)))
+}
+
+/// Every response, pages and API alike, carries personal data or could:
+/// never cached (unless a handler said otherwise) and never content-sniffed.
+async fn security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
 }
 
 /// Runs each request's handler as a task of its own, so a client that
@@ -531,7 +544,7 @@ impl App {
     pub(crate) async fn audit(&self, u: &User, action: &str, subject: &str, reason: &str, outcome: &str) -> Result<()> {
         self.audit
             .record(&opptak_audit::Event {
-                actor: u.user_id.clone(),
+                actor: u.actor(),
                 role: u.role.as_str().into(),
                 action: action.into(),
                 subject: subject.into(),
@@ -587,20 +600,26 @@ impl App {
                 )),
             },
             (Some(_), Role::Advisor) => Err((StatusCode::FORBIDDEN, "Dette er ikke din samtale.", "Not your call.")),
-            (Some(c), Role::Qa)
-                if self
-                    .qa
-                    .is_sampled(&c.facts.call_id)
-                    .await
-                    .map_err(|e| internal(lang, e))? =>
+            (Some(c), Role::Qa) => match self
+                .qa
+                .sample_access(&c.facts.call_id)
+                .await
+                .map_err(|e| internal(lang, e))?
             {
-                Ok("qa sample".into())
-            }
-            (Some(_), Role::Qa) => Err((
-                StatusCode::FORBIDDEN,
-                "Samtalen er ikke trukket ut til kvalitetskontroll.",
-                "This call is not sampled for QA.",
-            )),
+                crate::qa::SampleAccess::Readable => Ok("qa sample".into()),
+                crate::qa::SampleAccess::NotSampled => Err((
+                    StatusCode::FORBIDDEN,
+                    "Samtalen er ikke trukket ut til kvalitetskontroll.",
+                    "This call is not sampled for QA.",
+                )),
+                // QA exists for the KI output: its access to the call (the
+                // mandated recording included) ends with the KI data.
+                crate::qa::SampleAccess::KiGone => Err((
+                    StatusCode::FORBIDDEN,
+                    "KI-dataene for samtalen er slettet; kvalitetskontrollens tilgang endte med dem.",
+                    "The call's KI data is deleted; QA's access ended with it.",
+                )),
+            },
             (Some(_), Role::Auditor | Role::Admin) => Err((
                 StatusCode::FORBIDDEN,
                 "Rollen din gir aldri tilgang til innhold.",
@@ -626,14 +645,37 @@ impl App {
     }
 }
 
-/// Failed sign-ins per user name and per client address in a fixed
+/// Sign-in attempts per user name and per client address in a fixed
 /// window; past the limit further attempts are refused (429) until the
-/// window ends, so passwords cannot be guessed at speed. Per process: with several
-/// review processes behind a balancer the limit applies per process.
+/// window ends, so passwords cannot be guessed at speed. Per process: with
+/// several review processes behind a balancer the limit applies per process.
+///
+/// Check and count are one step ([`LoginLimiter::attempt`]): an attempt counts
+/// as failed before its password is verified, and a success takes it back, so
+/// forty parallel guesses cannot all pass the check before any is counted.
 pub(crate) struct LoginLimiter {
     max: u32,
     window_us: i64,
-    failures: Mutex<HashMap<String, (i64, u32)>>,
+    windows: Mutex<HashMap<String, Window>>,
+}
+
+#[derive(Clone, Copy)]
+struct Window {
+    start: i64,
+    attempts: u32,
+    /// Attempts refused in this window (only the first is audited).
+    refused: u32,
+}
+
+/// What [`LoginLimiter::attempt`] decided.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Gate {
+    /// Go on and verify the password (the attempt is counted).
+    Open,
+    /// Refused; `first` for the first refusal of the window, the only one
+    /// written to the audit log (the rest are counted, so a flood of guesses
+    /// cannot grow the hash-chained log without bound).
+    Blocked { first: bool },
 }
 
 impl LoginLimiter {
@@ -641,38 +683,61 @@ impl LoginLimiter {
         Self {
             max,
             window_us,
-            failures: Mutex::new(HashMap::new()),
+            windows: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Whether sign-in is refused: `max` failures for the user name, or ten
-    /// times that from the client address (an office behind one NAT).
-    fn blocked(&self, keys: &[String; 2], now: i64) -> bool {
-        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let over = |k: &String, max: u32| {
-            map.get(k)
-                .is_some_and(|(start, n)| now - start < self.window_us && *n >= max)
-        };
-        over(&keys[0], self.max) || over(&keys[1], self.max.saturating_mul(10))
+    /// `max` attempts per user name, ten times that per client address (an
+    /// office behind one NAT).
+    fn limits(&self) -> [u32; 2] {
+        [self.max, self.max.saturating_mul(10)]
     }
 
-    fn failed(&self, keys: &[String; 2], now: i64) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+    pub(crate) fn attempt(&self, keys: &[String; 2], now: i64) -> Gate {
+        let mut map = self.windows.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() > 100_000 {
             let w = self.window_us;
-            map.retain(|_, (start, _)| now - *start < w);
+            map.retain(|_, v| now - v.start < w);
         }
-        for k in keys {
-            let e = map.entry(k.clone()).or_insert((now, 0));
-            if now - e.0 >= self.window_us {
-                *e = (now, 0);
+        let fresh = Window {
+            start: now,
+            attempts: 0,
+            refused: 0,
+        };
+        let mut current = [fresh; 2];
+        for (i, k) in keys.iter().enumerate() {
+            let w = map.entry(k.clone()).or_insert(fresh);
+            if now - w.start >= self.window_us {
+                *w = fresh;
             }
-            e.1 += 1;
+            current[i] = *w;
+        }
+        let over = current.iter().zip(self.limits()).position(|(w, max)| w.attempts >= max);
+        match over {
+            Some(i) => {
+                let w = map.get_mut(&keys[i]).expect("inserted above");
+                w.refused += 1;
+                Gate::Blocked { first: w.refused == 1 }
+            }
+            None => {
+                for k in keys {
+                    if let Some(w) = map.get_mut(k) {
+                        w.attempts += 1;
+                    }
+                }
+                Gate::Open
+            }
         }
     }
 
-    fn succeeded(&self, user_key: &str) {
-        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(user_key);
+    /// The password was right: the user name starts afresh and the address
+    /// gets its attempt back.
+    fn succeeded(&self, keys: &[String; 2]) {
+        let mut map = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&keys[0]);
+        if let Some(w) = map.get_mut(&keys[1]) {
+            w.attempts = w.attempts.saturating_sub(1);
+        }
     }
 }
 
@@ -690,6 +755,17 @@ struct Back {
     back: Option<String>,
 }
 
+/// A path on this site only: `/` then printable ASCII, no second `/` or `\`
+/// at the start, no control characters or spaces anywhere (browsers drop tabs
+/// and newlines from URLs, so `/%09/evil.example` would become
+/// `//evil.example`, another site; a newline cannot go in a header at all).
+fn same_site_path(back: &str) -> bool {
+    let b = back.as_bytes();
+    b.first() == Some(&b'/')
+        && !matches!(b.get(1), Some(b'/' | b'\\'))
+        && b.iter().all(|c| (0x21..=0x7e).contains(c) && *c != b'\\')
+}
+
 async fn set_lang(Path(code): Path<String>, Query(q): Query<Back>, headers: HeaderMap) -> Response {
     let Some(lang) = Lang::parse(&code) else {
         return error(
@@ -699,10 +775,7 @@ async fn set_lang(Path(code): Path<String>, Query(q): Query<Back>, headers: Head
             "Unknown language.",
         );
     };
-    let back = q
-        .back
-        .filter(|b| b.starts_with('/') && !b.starts_with("//") && !b.contains('\\'))
-        .unwrap_or_else(|| "/".into());
+    let back = q.back.filter(|b| same_site_path(b)).unwrap_or_else(|| "/".into());
     let mut r = Redirect::to(&back).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!(
         "{LANG_COOKIE}={}; Path=/; SameSite=Strict; Max-Age=31536000",
@@ -771,7 +844,7 @@ async fn login(
     let now = app.edges.vault.clock().now_us();
     let user_key = format!("user:{}", f.user.to_ascii_lowercase());
     let keys = [user_key.clone(), format!("addr:{}", peer.ip())];
-    if app.limiter.blocked(&keys, now) {
+    if let Gate::Blocked { first } = app.limiter.attempt(&keys, now) {
         let refused = opptak_audit::Event {
             actor: f.user.clone(),
             role: "-".into(),
@@ -780,8 +853,10 @@ async fn login(
             reason: "too many failed sign-ins".into(),
             outcome: "refused".into(),
         };
-        if let Err(e) = app.audit.record(&refused).await {
-            return internal(lang, e);
+        if first {
+            if let Err(e) = app.audit.record(&refused).await {
+                return internal(lang, e);
+            }
         }
         let mut r = error(
             lang,
@@ -797,7 +872,7 @@ async fn login(
     }
     match app.identity.login(&f.user, &f.password).await {
         Ok(Some((_, token))) => {
-            app.limiter.succeeded(&user_key);
+            app.limiter.succeeded(&keys);
             let cookie = format!(
                 "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
                 crate::identity::SESSION_HOURS * 3600,
@@ -813,15 +888,12 @@ async fn login(
             );
             r
         }
-        Ok(None) => {
-            app.limiter.failed(&keys, now);
-            error(
-                lang,
-                StatusCode::UNAUTHORIZED,
-                "Feil brukernavn eller passord.",
-                "Wrong user name or password.",
-            )
-        }
+        Ok(None) => error(
+            lang,
+            StatusCode::UNAUTHORIZED,
+            "Feil brukernavn eller passord.",
+            "Wrong user name or password.",
+        ),
         Err(e) => internal(lang, e),
     }
 }

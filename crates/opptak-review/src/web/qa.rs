@@ -102,7 +102,7 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
 /// assessments and the form.
 pub(crate) async fn section(app: &App, lang: Lang, user: &User, token: &str, call_id: &CallId) -> Markup {
     let reviews: Vec<QaReview> = app.qa.reviews(call_id).await.unwrap_or_default();
-    let mine = reviews.iter().find(|r| r.reviewer == user.user_id);
+    let mine = reviews.iter().find(|r| r.reviewer == user.actor());
     let score_field = |name: &str, label: &str, current: Option<u8>| {
         html! {
             fieldset {
@@ -294,7 +294,8 @@ pub(crate) async fn report_for(app: &App, reply: Reply, user: &User, q: &Range) 
         ));
     }
     let (from, to) = q.days(app.edges.vault.clock().now_us());
-    match app.qa.report(&from, &to).await {
+    let k = u64::from(app.edges.config.web.dashboard_k);
+    match app.qa.report(&from, &to).await.map(|r| r.suppress(k)) {
         Ok(r) => {
             if let Err(e) = app
                 .audit(user, "qa.report", &format!("qa:{from}..{to}"), "", "allowed")
@@ -330,10 +331,14 @@ async fn report_page(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Rang
         Err(r) => return r,
     };
     let lang = ctx.lang;
+    let k = app.edges.config.web.dashboard_k;
     let row = |t: &TopicStats, total: bool| {
         html! {
             tr {
                 @if total { th scope="row" { (lang.t("Totalt", "Total")) } } @else { th scope="row" { (t.topic) } }
+                @if t.suppressed {
+                    td colspan="13" { (lang.t(&format!("Holdt tilbake: færre enn {k} samtaler"), &format!("Withheld: fewer than {k} calls"))) }
+                } @else {
                 td { (t.drafted) } td { (t.sampled) } td { (t.scored) }
                 td { (mean(lang, t.mean_correctness)) } td { (mean(lang, t.mean_relevance)) } td { (mean(lang, t.mean_quality)) }
                 td { @if t.flagged_discriminatory > 0 { strong.flag { (t.flagged_discriminatory) } } @else { "0" } }
@@ -341,6 +346,7 @@ async fn report_page(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Rang
                 td { (t.approved) } td { (t.rejected) }
                 td { (mean(lang, t.mean_edit_distance)) }
                 td { (t.mean_edit_distance_per_draft_word.map_or_else(|| "–".to_owned(), |m| format!("{:.0} %", m * 100.0))) }
+                }
             }
         }
     };

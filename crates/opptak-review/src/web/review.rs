@@ -409,7 +409,7 @@ fn parse_range(v: &str, total: u64) -> Option<(u64, u64)> {
         }
         (a, "") => {
             let a: u64 = a.parse().ok()?;
-            (a, (a + MAX_RANGE - 1).min(total - 1))
+            (a, a.saturating_add(MAX_RANGE - 1).min(total - 1))
         }
         // An explicit range is served up to 4 MiB too (a 206 may carry less
         // than asked; Content-Range says what), so no request holds a whole
@@ -420,7 +420,7 @@ fn parse_range(v: &str, total: u64) -> Option<(u64, u64)> {
             if b < a {
                 return None;
             }
-            (a, b.min(total - 1).min(a + MAX_RANGE - 1))
+            (a, b.min(total - 1).min(a.saturating_add(MAX_RANGE - 1)))
         }
     };
     (start <= end && start < total).then_some((start, end))
@@ -468,10 +468,10 @@ async fn audio(
     let header = wav_header(ch, rate, frames);
     let total = 44 + frames * fb;
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let (start, end, partial) = match range {
-        None => (0, total.saturating_sub(1), false),
+    let (start, end) = match range {
+        None => return whole_wav(app.edges.vault.clone(), call_id, header, frames, fb),
         Some(r) => match parse_range(r, total) {
-            Some((a, b)) => (a, b, true),
+            Some((a, b)) => (a, b),
             None => {
                 let mut resp = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{total}")) {
@@ -502,24 +502,46 @@ async fn audio(
         let end_at = (skip + take).min(w.pcm.len());
         body.extend_from_slice(&w.pcm[skip.min(end_at)..end_at]);
     }
-    let mut resp = (
-        if partial {
-            StatusCode::PARTIAL_CONTENT
-        } else {
-            StatusCode::OK
-        },
-        body,
-    )
-        .into_response();
-    let h = resp.headers_mut();
+    let mut resp = (StatusCode::PARTIAL_CONTENT, body).into_response();
+    wav_headers(resp.headers_mut());
+    if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")) {
+        resp.headers_mut().insert(header::CONTENT_RANGE, v);
+    }
+    resp
+}
+
+fn wav_headers(h: &mut HeaderMap) {
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if partial {
-        if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")) {
-            h.insert(header::CONTENT_RANGE, v);
+}
+
+/// The whole recording without a `Range`: streamed a window ([`MAX_RANGE`])
+/// at a time, each decrypted as the client takes it, so an hour of audio is
+/// never held in memory. A read failing midway ends the body early (the
+/// length no longer matches: the client sees a truncated transfer).
+fn whole_wav(vault: opptak_vault::Vault, call_id: CallId, wav_head: Vec<u8>, frames: u64, fb: u64) -> Response {
+    let per_window = (MAX_RANGE / fb).max(1);
+    let total = 44 + frames * fb;
+    let windows = futures::stream::try_unfold(0u64, move |first| {
+        let (vault, call_id) = (vault.clone(), call_id.clone());
+        async move {
+            if first >= frames {
+                return Ok::<_, opptak_vault::VaultError>(None);
+            }
+            let want = per_window.min(frames - first);
+            let w = vault
+                .read_frames(&call_id, opptak_vault::Which::Recording, first, want)
+                .await?;
+            Ok(Some((bytes::Bytes::from(w.pcm), first + want)))
         }
-    }
+    });
+    let head = futures::stream::once(async move { Ok(bytes::Bytes::from(wav_head)) });
+    let body = axum::body::Body::from_stream(futures::StreamExt::chain(head, windows));
+    let mut resp = (StatusCode::OK, body).into_response();
+    wav_headers(resp.headers_mut());
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(total));
     resp
 }
 

@@ -101,6 +101,19 @@ keys, as in src/default.toml) with the keys the chart decides from its
 endpoint, path and port values. values.schema.json refuses those keys in
 .Values.config, so each has exactly one place.
 */}}
+{{/*
+ki.model_hosts: the hosts of speech.url and llm.url, the model servers this
+release names (R13: opptak refuses any other non-loopback host).
+*/}}
+{{- define "opptak.modelHosts" -}}
+{{- $hosts := list -}}
+{{- range $u := list .Values.speech.url .Values.llm.url -}}
+{{- $h := (urlParse $u).hostname | default "" -}}
+{{- if $h -}}{{- $hosts = append $hosts $h -}}{{- end -}}
+{{- end -}}
+{{- join "," $hosts -}}
+{{- end -}}
+
 {{- define "opptak.config" -}}
 {{- $c := deepCopy .Values.config -}}
 {{- $owned := dict
@@ -109,7 +122,7 @@ endpoint, path and port values. values.schema.json refuses those keys in
     "blobs" (printf "file://%s" .Values.blobs.mountPath)
     "metadata" .Values.postgresql.url
     "archive" .Values.archive.url)
-  "ki" (dict "asr_url" .Values.speech.url "llm_url" .Values.llm.url "llm_model" .Values.llm.model)
+  "ki" (dict "asr_url" .Values.speech.url "llm_url" .Values.llm.url "llm_model" .Values.llm.model "model_hosts" (include "opptak.modelHosts" .))
   "web" (dict "listen" (printf "0.0.0.0:%d" (int .Values.review.port)))
   "telemetry" (dict "listen" (printf "0.0.0.0:%d" (int .Values.telemetry.port)))
 -}}
