@@ -51,15 +51,7 @@ fn transcriber(edges: &Edges, asr: Arc<dyn SpeechRecognizer>) -> Transcriber {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sample_calls_are_transcribed_close_to_their_scripts() {
-    let Ok(url) = std::env::var("OPPTAK_TEST_SPEECH_URL") else {
-        assert_ne!(
-            std::env::var("OPPTAK_REQUIRE_SERVICES").as_deref(),
-            Ok("1"),
-            "OPPTAK_TEST_SPEECH_URL not set"
-        );
-        eprintln!("skipping: no speech server");
-        return;
-    };
+    let Some(url) = common::speech_url() else { return };
     let env = Env::new(&Backend::Embedded, "asr");
     let edges = env.edges().await;
     edges
@@ -198,15 +190,7 @@ impl SpeechRecognizer for OptsOutMidway {
 /// through every utterance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_opt_out_during_transcription_stops_it_at_the_next_utterance() {
-    let Ok(url) = std::env::var("OPPTAK_TEST_SPEECH_URL") else {
-        assert_ne!(
-            std::env::var("OPPTAK_REQUIRE_SERVICES").as_deref(),
-            Ok("1"),
-            "OPPTAK_TEST_SPEECH_URL not set"
-        );
-        eprintln!("skipping: no speech server");
-        return;
-    };
+    let Some(url) = common::speech_url() else { return };
     use std::sync::atomic::Ordering;
     let env = Env::new(&Backend::Embedded, "asr_optout");
     let edges = env.edges().await;
@@ -275,15 +259,7 @@ impl SpeechRecognizer for Outage {
 /// every one of them is transcribed — none lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_transcriber_role_waits_out_an_outage() {
-    let Ok(url) = std::env::var("OPPTAK_TEST_SPEECH_URL") else {
-        assert_ne!(
-            std::env::var("OPPTAK_REQUIRE_SERVICES").as_deref(),
-            Ok("1"),
-            "OPPTAK_TEST_SPEECH_URL not set"
-        );
-        eprintln!("skipping: no speech server");
-        return;
-    };
+    let Some(url) = common::speech_url() else { return };
     use std::sync::atomic::Ordering;
     let env = Env::new(&Backend::Embedded, "asr_role");
     let edges = env.edges().await;
