@@ -8,8 +8,10 @@
 #                 Compose uses: schema, interpolation, merges), then
 #                 deploy/compose/check_compose.py on the resolved model
 #   Helm chart    helm lint --strict, then helm template with the default
-#                 values, deploy/helm/opptak/ci-values.yaml (production-like)
-#                 and a chart-made Secret; every rendered object validated
+#                 values, deploy/helm/opptak/ci-values.yaml (production-like,
+#                 Kafka TLS + SASL), a chart-made Secret (SASL over mutual
+#                 TLS) and Kafka mutual TLS with a certificate per role;
+#                 every rendered object validated
 #                 by kubernetes-validate --strict (unknown fields fail)
 #                 against Kubernetes 1.29 (the chart's oldest) and 1.37;
 #                 deploy/helm/check_manifests.py across objects
@@ -230,12 +232,19 @@ check_compose() {
 # ------------------------------------------------------------------- helm ---
 
 # The value sets rendered: name | the blobs claim it names when not the
-# chart's own | the roles it enables | helm arguments.
+# chart's own | the roles it enables | helm arguments. ci-values has Kafka
+# TLS (CA only) and SASL; chart-secret adds SASL over mutual TLS with one
+# shared client certificate and the passwords in the chart-made Secret;
+# kafka-mtls is mutual TLS without SASL, a certificate (principal) per role.
 ALL_ROLES=recorder,transcriber,summarizer,sweeper,review
+KAFKA_SASL_MTLS="--set kafka.tls.enabled=true,kafka.tls.secret=kafka-tls,kafka.tls.clientCert=true,kafka.sasl.enabled=true --set-string secrets.values.kafkaRecorderPassword=r,secrets.values.kafkaTranscriberPassword=t,secrets.values.kafkaSweeperPassword=s,secrets.values.kafkaReviewPassword=v"
+KAFKA_ROLE_CERTS="--set kafka.tls.enabled=true,kafka.tls.secret=kafka-ca,kafka.tls.clientCert=true"
+for r in ${ALL_ROLES//,/ }; do KAFKA_ROLE_CERTS+=",kafka.tls.roleSecrets.$r=kafka-$r-tls"; done
 VALUE_SETS=(
   "default||$ALL_ROLES|"
   "ci-values|opptak-blobs-cephfs|$ALL_ROLES|-f $CHART/ci-values.yaml --set-file retentionPolicy=$ROOT/crates/opptak-domain/policy/default.toml"
-  "chart-secret||recorder,transcriber,sweeper,review|--set secrets.create=true --set-string secrets.values.postgresPassword=x,secrets.values.s3AccessKey=x,secrets.values.s3SecretKey=x,secrets.values.keyring=k,secrets.values.telephonyKeyring=t --set telephonyKeyring.enabled=true --set roles.summarizer.enabled=false"
+  "chart-secret||recorder,transcriber,sweeper,review|--set secrets.create=true --set-string secrets.values.postgresPassword=x,secrets.values.s3AccessKey=x,secrets.values.s3SecretKey=x,secrets.values.keyring=k,secrets.values.telephonyKeyring=t --set telephonyKeyring.enabled=true --set roles.summarizer.enabled=false $KAFKA_SASL_MTLS"
+  "kafka-mtls||$ALL_ROLES|$KAFKA_ROLE_CERTS"
 )
 
 render() { # file helm-args...: helm template into file

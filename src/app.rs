@@ -182,6 +182,55 @@ pub fn clock_from_env() -> Result<Arc<dyn opptak_domain::time::Clock>> {
     }
 }
 
+/// The sweeper's pass over the key hierarchy ([`opptak_vault::kek::maintain`]):
+/// period KEKs made ahead, keys moved, KEKs whose keys all expired destroyed
+/// (each destruction audited).
+pub struct KekMaintenance {
+    pub config: Config,
+    pub keys: Arc<dyn KeyProvider>,
+    pub clock: Arc<dyn opptak_domain::time::Clock>,
+    pub lookahead_us: i64,
+}
+
+impl KekMaintenance {
+    /// The pass over these edges' keys, looking ahead two sweep intervals and an hour.
+    pub fn of(edges: &Edges) -> Self {
+        let interval_us = edges.config.retention.sweep_interval_s.saturating_mul(1_000_000) as i64;
+        Self {
+            config: edges.config.clone(),
+            keys: edges.keys.clone(),
+            clock: edges.clock.clone(),
+            lookahead_us: 2 * interval_us + 3_600_000_000,
+        }
+    }
+
+    pub async fn run(&self, meta: &dyn MetadataStore) -> Result<opptak_vault::kek::KekReport> {
+        let admin = open_key_admin(&self.config, false)?;
+        let now_us = self.clock.now_us();
+        let report = opptak_vault::kek::maintain(meta, admin.as_ref(), now_us, self.lookahead_us).await?;
+        if !report.destroyed.is_empty() {
+            let audit =
+                opptak_audit::Audit::open(&self.config.metadata_url(), self.keys.clone(), self.clock.clone()).await?;
+            for id in &report.destroyed {
+                audit
+                    .record_allowed(
+                        "sweeper",
+                        "system",
+                        "kek.destroy",
+                        id,
+                        "every data key it wrapped had expired or was shredded",
+                    )
+                    .await?;
+            }
+        }
+        if report != Default::default() {
+            tracing::info!(created = report.created.len(), moved = report.moved, destroyed = ?report.destroyed,
+                "period keks maintained");
+        }
+        Ok(report)
+    }
+}
+
 /// The sweeper role: every `retention.sweep_interval_s`, deletes what
 /// expired, and ends the calls idle past `recorder.idle_timeout_s` whose
 /// CallEnded never came ([`opptak_recorder::close_idle_calls`]).
@@ -201,6 +250,7 @@ impl RunningSweeper {
         let idle_timeout_us = edges.config.recorder.idle_timeout_s.saturating_mul(1_000_000) as i64;
         let (meta, bus, clock) = (edges.meta.clone(), edges.bus.clone(), edges.clock.clone());
         let telephony = edges.config.recorder_config().topics.telephony;
+        let keks = KekMaintenance::of(edges);
         let task = tokio::spawn(async move {
             let _up = up;
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
@@ -208,6 +258,11 @@ impl RunningSweeper {
                     Ok(r) if r.deleted + r.spool_objects_deleted > 0 => tracing::info!(?r, "sweep"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(error = %e, "sweep failed; retrying next interval"),
+                }
+                // After the sweep: a key it shredded may have been the last
+                // live one under its period KEK.
+                if let Err(e) = keks.run(meta.as_ref()).await {
+                    tracing::warn!(error = %e, "period kek maintenance failed; retrying next interval");
                 }
                 if idle_timeout_us > 0 {
                     let before = clock.now_us() - idle_timeout_us;
@@ -481,30 +536,62 @@ pub fn open_key_admin(config: &Config, create: bool) -> Result<Arc<dyn KeyAdmin>
     }
 }
 
-/// `opptak keys rotate`: a new active KEK, then every live data key re-wrapped
-/// under it (each update guarded by the KEK it was read under; audio is not
-/// touched). Safe to run again after an interruption. Returns the new KEK id
-/// and how many data keys were re-wrapped.
-pub async fn rotate_and_rewrap(admin: &dyn KeyAdmin, meta: &dyn MetadataStore) -> Result<(String, u64)> {
+/// `opptak keys rotate`: a new active (root) KEK, then every live data key
+/// still under an older root KEK re-wrapped — into its period's KEK where
+/// that exists, else under the new root KEK (each update guarded by the KEK
+/// it was read under; audio is not touched). Keys under period KEKs stay:
+/// those KEKs are replaced every period and destroyed by the sweeper. Safe to
+/// run again after an interruption. Returns the new KEK id and how many data
+/// keys were re-wrapped.
+pub async fn rotate_and_rewrap(admin: &dyn KeyAdmin, meta: &dyn MetadataStore, now_us: i64) -> Result<(String, u64)> {
     let new = admin.rotate_kek()?;
     tracing::info!(kek_id = %new, "kek rotated");
+    let roots: Vec<String> = meta
+        .key_counts()
+        .await?
+        .into_iter()
+        .map(|(kek, _, _)| kek)
+        .filter(|kek| *kek != new && opptak_vault::kek::parse_period_kek(kek).is_none())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let mut total = 0u64;
-    loop {
-        let batch = meta.keys_not_under(&new, 500).await?;
-        if batch.is_empty() {
-            break;
+    for old in roots {
+        loop {
+            let batch = meta.keys_under(&old, 500).await?;
+            if batch.is_empty() {
+                break;
+            }
+            let mut rewrapped = Vec::with_capacity(batch.len());
+            for u in batch {
+                let ctx = opptak_vault::key_context(&u.owner, &u.key.class);
+                let dk = opptak_vault::unwrap_key(admin, &u.key, &ctx)
+                    .with_context(|| format!("unwrapping data key {}", u.key.key_id))?;
+                // Its own period's KEK if the sweeper made it and it is not
+                // due; otherwise the new root KEK (the sweeper moves it on).
+                let home = opptak_vault::kek::period_kek_id(&u.key.class, u.created_at_us)
+                    .filter(|id| opptak_vault::kek::parse_period_kek(id).is_some_and(|p| p.due_us() > now_us));
+                let w = match home {
+                    Some(id) => admin.wrap_under(&id, &dk, &ctx)?,
+                    None => None,
+                };
+                let w = match w {
+                    Some(w) => w,
+                    None => admin.wrap(&dk, &ctx)?,
+                };
+                // The data key keeps its id: artifact headers name it.
+                rewrapped.push((
+                    u.key.kek_id.clone(),
+                    opptak_store::meta::StoredKey {
+                        key_id: w.key_id,
+                        class: u.key.class.clone(),
+                        kek_id: w.kek_id,
+                        sealed: w.sealed,
+                    },
+                ));
+            }
+            total += meta.rewrap(&rewrapped).await?;
         }
-        let mut rewrapped = Vec::with_capacity(batch.len());
-        for (call_id, k) in batch {
-            let call_id = opptak_domain::CallId::parse(&call_id)?;
-            let ctx = opptak_vault::key_context(call_id.as_str(), &k.class);
-            let dk = opptak_vault::unwrap_key(admin, &k, &ctx)
-                .with_context(|| format!("unwrapping data key {}", k.key_id))?;
-            let again = opptak_vault::wrap_key(admin, &dk, &k.class, &ctx)?;
-            // The data key keeps its id: artifact headers name it.
-            rewrapped.push((k.kek_id, again));
-        }
-        total += meta.rewrap(&rewrapped).await?;
     }
     Ok((new, total))
 }

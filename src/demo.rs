@@ -453,6 +453,10 @@ async fn serve_review(edges: &Edges, calls: &[(SampleCall, SimCall)], listen: &s
     for (user, role, team) in &users {
         let password = hex::encode(rand::random::<[u8; 9]>());
         identity.add_user("demo", user, user, *role, team, &password).await?;
+        if role.reads_content() {
+            // The demo plays both administrators of the two-person grant.
+            identity.approve_user("demo (second admin)", user).await?;
+        }
         println!("  {:<12} {:<11} password {password}", role.as_str(), user);
     }
     let router = opptak_review::web::router(&edges.review(), false).await?;

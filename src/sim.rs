@@ -128,7 +128,7 @@ impl SimCall {
             for (ch, f) in f0.iter().enumerate().take(channels) {
                 let t = n as f64 / 8000.0;
                 // Each party "talks" in alternating 1.5 s turns.
-                let talking = ((t / 1.5) as usize + ch) % 2 == 0;
+                let talking = ((t / 1.5) as usize + ch).is_multiple_of(2);
                 let amp = if talking { 6000.0 } else { 150.0 };
                 let s = amp * (2.0 * std::f64::consts::PI * f * t).sin()
                     + 0.3 * amp * (2.0 * std::f64::consts::PI * 2.7 * f * t).sin()

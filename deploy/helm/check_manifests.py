@@ -11,7 +11,14 @@ own contract:
     named port it declares, CPU and memory requests and limits, non-root,
     read-only root filesystem, no privilege escalation, all capabilities
     dropped; the pod non-root and without a service-account token;
-  - no credential in a literal env value or in the ConfigMap;
+  - no credential in a literal env value or in the ConfigMap (no password
+    key, no password in a URL, no PEM private key);
+  - Kafka security, from each Deployment's effective configuration: every
+    file bus.tls and bus.sasl name is mounted read-only from a Secret (the
+    CA and certificate may come from a ConfigMap) with mode 0400 or 0440;
+    with SASL, every Deployment has a username of its own (one principal
+    per role) and a password of its own, a mounted file or an env variable
+    from a Secret;
   - the config volume names the rendered ConfigMap, the blobs volume a
     rendered claim (or the one given as existingClaim);
   - every Service selects at least one Deployment's pods and its named
@@ -26,6 +33,10 @@ ConfigMap's opptak.toml plus the container's literal OPPTAK__* variables;
 values from Secrets replaced by a placeholder) is loaded by the real opptak
 config loader (`opptak --config FILE config`), which refuses unknown keys
 and bad values; a rendered retention policy goes through `opptak policy check`.
+The loader checks that the files bus.tls and bus.sasl name exist: each file
+a Secret volume mounts becomes a stand-in under a temporary directory, and
+paths into those mounts are rewritten to point there (so a configured file
+no volume provides still fails).
 
 Usage: check_manifests.py RENDERED.yaml [--roles r1,r2,...] [--existing-claim NAME]
                           [--opptak-bin PATH]
@@ -33,6 +44,7 @@ Exit 0 when every check passes, 1 otherwise (each failure on its own line).
 """
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -45,6 +57,15 @@ ROLES = ["recorder", "transcriber", "summarizer", "sweeper", "review"]
 SECRETISH = re.compile(r"(PASSWORD|SECRET|PIN|TOKEN|API_KEY|ACCESS_KEY)$", re.I)
 # A credential in the rendered TOML: `password`-like keys, or a URL with user:password@.
 TOML_SECRET = re.compile(r"^\s*[a-z_]*(password|secret|pin|token)\s*=|://[^/@\s:]+:[^/@\s]+@", re.I | re.M)
+PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
+# The files of [bus.tls] / [bus.sasl]; True: it must come from a Secret.
+KAFKA_FILES = [
+    ("tls", "ca_file", False),
+    ("tls", "cert_file", False),
+    ("tls", "key_file", True),
+    ("tls", "key_password_file", True),
+    ("sasl", "password_file", True),
+]
 
 
 class Checker:
@@ -65,6 +86,151 @@ class Checker:
 
 def selects(selector, labels):
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def chart_toml(text):
+    """The chart's opptak.toml as nested dicts. The chart writes `[a]` and
+    `[a.b]` headers and `key = value` lines whose values are JSON
+    (opptak.tomlValue), so this reads them without a TOML library; the real
+    loader checks the file itself (--opptak-bin)."""
+    out, table = {}, None
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            table = out
+            for name in line[1:-1].split("."):
+                table = table.setdefault(name.strip(), {})
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or table is None:
+            raise ValueError(f"line {n}: not a key = value line of a table: {line!r}")
+        table[key.strip()] = json.loads(value.strip())
+    return out
+
+
+def config_text(ck, d, c):
+    """(OPPTAK_CONFIG, the ConfigMap text it names or None) of a container."""
+    configmaps = {m["metadata"]["name"]: m for m in ck.of_kind("ConfigMap")}
+    pod = d["spec"]["template"]["spec"]
+    path = next((e.get("value") for e in c.get("env", []) if e["name"] == "OPPTAK_CONFIG"), None)
+    data = {}
+    for v in pod.get("volumes", []):
+        if "configMap" in v:
+            data.update((configmaps.get(v["configMap"]["name"]) or {}).get("data") or {})
+    return path, data.get(os.path.basename(path or ""))
+
+
+def effective_config(ck, d, c):
+    """The container's configuration as opptak sees it: its opptak.toml with
+    its OPPTAK__SECTION__KEY variables over it (from a Secret: "<secret>")."""
+    _, text = config_text(ck, d, c)
+    cfg = chart_toml(text or "")
+    for e in c.get("env", []):
+        if e["name"].startswith("OPPTAK__"):
+            *sections, key = e["name"][len("OPPTAK__"):].lower().split("__")
+            table = cfg
+            for s in sections:
+                table = table.setdefault(s, {})
+            table[key] = e.get("value", "<secret>")
+    return cfg
+
+
+def mounted_files(pod, c):
+    """Files a container gets from Secret and ConfigMap volumes: path ->
+    (kind, object name, key, mode, read-only). A volume without items
+    gives `<mountPath>/*` (any key)."""
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    out = {}
+    for m in c.get("volumeMounts", []):
+        v = volumes.get(m["name"], {})
+        if "secret" in v:
+            sources, default = [{"secret": dict(v["secret"], name=v["secret"].get("secretName"))}], v["secret"].get("defaultMode")
+        elif "configMap" in v:
+            sources, default = [{"configMap": v["configMap"]}], v["configMap"].get("defaultMode")
+        elif "projected" in v:
+            sources, default = v["projected"].get("sources", []), v["projected"].get("defaultMode")
+        else:
+            continue
+        # Kubernetes' default for Secret and ConfigMap files: 0644.
+        default = 0o644 if default is None else default
+        for src in sources:
+            kind = next((k for k in ("secret", "configMap") if k in src), None)
+            if kind is None:
+                continue
+            s = src[kind]
+            items = s.get("items")
+            if items is None:
+                out[f"{m['mountPath']}/*"] = (kind, s.get("name"), "*", default, bool(m.get("readOnly")))
+            for i in items or []:
+                path = f"{m['mountPath'].rstrip('/')}/{i['path']}"
+                out[path] = (kind, s.get("name"), i["key"], i.get("mode", default), bool(m.get("readOnly")))
+    return out
+
+
+def mounted_file(files, path):
+    return files.get(path) or files.get(f"{os.path.dirname(path)}/*")
+
+
+def check_kafka_security(ck, deployments):
+    """[bus.tls] / [bus.sasl] files mounted from Secrets; one principal per role."""
+    users, passwords = {}, {}
+    for d in deployments:
+        what = ck.name(d)
+        pod = d["spec"]["template"]["spec"]
+        for c in pod.get("containers", []):
+            try:
+                bus = effective_config(ck, d, c).get("bus", {})
+            except ValueError as e:
+                ck.fail(what, f"container {c['name']}: its opptak.toml: {e}")
+                continue
+            files = mounted_files(pod, c)
+            tls, sasl = bus.get("tls", {}), bus.get("sasl", {})
+            sources = {}
+            for section, key, secret in KAFKA_FILES:
+                if section == "tls" and tls.get("enabled") is not True:
+                    continue
+                path = str(bus.get(section, {}).get(key) or "")
+                if not path:
+                    continue
+                name = f"bus.{section}.{key}"
+                f = mounted_file(files, path)
+                if f is None:
+                    ck.fail(what, f"container {c['name']}: {name} = {path}: no Secret or ConfigMap volume mounts it")
+                    continue
+                kind, obj, item, mode, read_only = f
+                if secret and kind != "secret":
+                    ck.fail(what, f"container {c['name']}: {name} = {path} comes from {kind} {obj}, not from a Secret")
+                if not read_only:
+                    ck.fail(what, f"container {c['name']}: {name} = {path} is on a mount that is not readOnly")
+                if mode & ~0o440:
+                    ck.fail(what, f"container {c['name']}: {name} = {path} has mode {mode:04o}, expected 0400 or 0440")
+                sources[key] = (obj, item)
+            if not str(sasl.get("mechanism") or ""):
+                continue
+            user = str(sasl.get("username") or "")
+            if not user:
+                ck.fail(what, f"container {c['name']}: SASL on ({sasl['mechanism']}) and no bus.sasl.username")
+            else:
+                users.setdefault(user, []).append(what)
+            if "password_file" in sources:
+                passwords.setdefault(sources["password_file"], []).append(what)
+            elif sasl.get("password_env"):
+                env = next((e for e in c.get("env", []) if e["name"] == sasl["password_env"]), None)
+                ref = ((env or {}).get("valueFrom") or {}).get("secretKeyRef")
+                if ref is None:
+                    ck.fail(what, f"container {c['name']}: bus.sasl.password_env = {sasl['password_env']} is not set from a Secret")
+                else:
+                    passwords.setdefault((ref.get("name"), ref.get("key")), []).append(what)
+            elif not sasl.get("password_file"):
+                ck.fail(what, f"container {c['name']}: SASL on and neither bus.sasl.password_file nor password_env")
+    for user, whats in users.items():
+        if len(whats) > 1:
+            ck.fail(f"Kafka principal User:{user}", f"shared by {', '.join(whats)}: one principal per role (docs/security.md)")
+    for (obj, item), whats in passwords.items():
+        if len(whats) > 1:
+            ck.fail(f"Kafka password {obj}/{item}", f"shared by {', '.join(whats)}: each principal has its own")
 
 
 def check_container(c, ck, what, pod_ports):
@@ -149,6 +315,9 @@ def check(docs, roles, existing_claim):
         for key, text in (cm.get("data") or {}).items():
             if TOML_SECRET.search(text or ""):
                 ck.fail(f"ConfigMap/{name}", f"{key} holds what looks like a credential")
+            if PRIVATE_KEY.search(text or ""):
+                ck.fail(f"ConfigMap/{name}", f"{key} holds a private key")
+    check_kafka_security(ck, deployments)
 
     services = ck.of_kind("Service")
     for s in services:
@@ -206,29 +375,53 @@ def check(docs, roles, existing_claim):
     return ck
 
 
+def stand_ins(root, files):
+    """Creates each mounted Secret file under root (a placeholder, its mode);
+    returns (mount prefix, its stand-in) pairs for rewriting paths."""
+    prefixes = set()
+    for path, (kind, _, item, mode, _) in files.items():
+        if kind != "secret":
+            continue
+        prefixes.add(os.path.dirname(path))
+        if item == "*":
+            continue
+        local = root + path
+        os.makedirs(os.path.dirname(local), exist_ok=True)
+        with open(local, "w") as out:
+            out.write("stand-in for a file from a Secret\n")
+        os.chmod(local, mode | 0o400)
+    # Longest first, so /a/b is rewritten before /a.
+    return [(p, root + p) for p in sorted(prefixes, key=len, reverse=True)]
+
+
+def rewrite(value, prefixes):
+    """A path into a Secret mount -> its stand-in; anything else unchanged."""
+    for p, local in prefixes:
+        if value.startswith(p + "/"):
+            return local + value[len(p):]
+    return value
+
+
 def check_config(ck, opptak_bin):
     """The real config loader on each Deployment's effective configuration."""
     configmaps = {d["metadata"]["name"]: d for d in ck.of_kind("ConfigMap")}
     with tempfile.TemporaryDirectory() as tmp:
         for d in ck.of_kind("Deployment"):
             pod = d["spec"]["template"]["spec"]
-            cms = [v["configMap"]["name"] for v in pod.get("volumes", []) if "configMap" in v]
             for c in pod["containers"]:
+                prefixes = stand_ins(os.path.join(tmp, d["metadata"]["name"]), mounted_files(pod, c))
                 env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-                config_path = None
                 for e in c.get("env", []):
-                    if e["name"] == "OPPTAK_CONFIG":
-                        config_path = e.get("value")
-                    elif e["name"].startswith("OPPTAK__"):
+                    if e["name"].startswith("OPPTAK__"):
                         # From a Secret: any non-empty value (the PIN check wants one).
-                        env[e["name"]] = e.get("value", "placeholder-from-secret")
-                data = {}
-                for name in cms:
-                    data.update((configmaps.get(name) or {}).get("data") or {})
-                text = data.get(os.path.basename(config_path or ""))
+                        env[e["name"]] = rewrite(e.get("value", "placeholder-from-secret"), prefixes)
+                config_path, text = config_text(ck, d, c)
                 if text is None:
                     ck.fail(ck.name(d), f"OPPTAK_CONFIG={config_path} is not a key of its ConfigMap")
                     continue
+                # The chart writes paths as JSON strings: "/run/opptak/kafka/ca.crt".
+                for p, local in prefixes:
+                    text = text.replace(f'"{p}/', f'"{local}/')
                 f = os.path.join(tmp, f"{d['metadata']['name']}.toml")
                 with open(f, "w") as out:
                     out.write(text)

@@ -1,4 +1,8 @@
 //! `opptak hold`: legal holds (four-eyes release) and authority extensions.
+//! Every change is made by a signed-in compliance officer: `--by` names a
+//! local user of that role, whose password is read from standard input, so
+//! the two officers of a release are two authenticated people, not two
+//! names typed by one.
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -19,6 +23,7 @@ pub(crate) enum Command {
         by: String,
     },
     /// Release a hold: the first officer asks, a second one confirms.
+    /// `--by`: a compliance user; the password is read from standard input.
     Release {
         hold_id: String,
         #[arg(long)]
@@ -44,6 +49,14 @@ pub(crate) enum Command {
     },
 }
 
+/// The compliance officer `by`, signed in with the password on standard input.
+async fn officer(edges: &Edges, by: &str, action: &str) -> Result<String> {
+    use opptak_review::identity::{Identity, Role};
+    let password = super::password_from_stdin()?;
+    let id = Identity::open(&edges.review()).await?;
+    Ok(id.authenticate(by, &password, Role::Compliance, action).await?.actor())
+}
+
 pub(crate) async fn run(config: Config, command: Command) -> Result<()> {
     let edges = Edges::open(config).await?;
     let r = edges.retention();
@@ -54,7 +67,9 @@ pub(crate) async fn run(config: Config, command: Command) -> Result<()> {
             reason,
             by,
         } => {
-            let h = r.place_hold(&CallId::parse(&call_id)?, &case, &reason, &by).await?;
+            let id = CallId::parse(&call_id)?;
+            let by = officer(&edges, &by, "hold.place").await?;
+            let h = r.place_hold(&id, &case, &reason, &by).await?;
             println!(
                 "hold {} placed on call {} (case {}, by {})",
                 h.hold_id, h.call_id, h.case_ref, h.placed_by
@@ -62,6 +77,7 @@ pub(crate) async fn run(config: Config, command: Command) -> Result<()> {
             Ok(())
         }
         Command::Release { hold_id, by } => {
+            let by = officer(&edges, &by, "hold.release").await?;
             let h = r.release_hold(&hold_id, &by).await?;
             match (&h.released_by, &h.release_requested_by) {
                 (Some(conf), Some(req)) => println!(
@@ -102,6 +118,7 @@ pub(crate) async fn run(config: Config, command: Command) -> Result<()> {
             by,
         } => {
             let id = CallId::parse(&call_id)?;
+            let by = officer(&edges, &by, "hold.extend").await?;
             let rows = r.extend(&id, years, &authority, &case, &by).await?;
             for row in rows.iter().filter(|r| r.kind == "archive-copy") {
                 println!(

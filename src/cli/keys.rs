@@ -77,7 +77,10 @@ pub(crate) async fn run(config: Config, command: Command) -> Result<()> {
         }
         Command::Rotate => {
             let admin = open_admin()?;
-            let (new, total) = opptak::app::rotate_and_rewrap(admin.as_ref(), meta.as_ref()).await?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_micros() as i64;
+            let (new, total) = opptak::app::rotate_and_rewrap(admin.as_ref(), meta.as_ref(), now).await?;
             println!("new active kek {new}; {total} data keys re-wrapped; audio untouched");
             println!("retire the old kek after the grace period: opptak keys retire <kek-id>");
             Ok(())

@@ -17,12 +17,21 @@ pub(crate) enum Command {
         role: String,
         #[arg(long, default_value = "")]
         team: String,
-        /// The admin doing it (audited; default: the OS user).
+        /// The admin doing it (audited as `cli:<by>`; default: the OS user).
+        /// A user of a content role waits for another admin's approval.
         #[arg(long)]
         by: Option<String>,
     },
-    /// Users, their roles and whether they are active (no hashes).
+    /// Users, their roles, whether they are active or wait for approval (no hashes).
     List,
+    /// Approve a user whose role reads call content, as a second admin
+    /// (not the one who created it). `--by` is a local admin user whose
+    /// password is read from standard input.
+    Approve {
+        user_id: String,
+        #[arg(long)]
+        by: String,
+    },
     /// Disable a user and end their sessions.
     Disable {
         user_id: String,
@@ -52,21 +61,45 @@ pub(crate) async fn run(config: Config, command: Command) -> Result<()> {
         } => {
             let role = Role::parse(&role)?;
             let password = super::password_from_stdin()?;
-            let u = id.add_user(&by(b), &user_id, &name, role, &team, &password).await?;
+            // The command line is not signed in: its actor is marked as such,
+            // so no web admin shares its name and can count as its second.
+            let creator = format!("cli:{}", by(b));
+            let u = id.add_user(&creator, &user_id, &name, role, &team, &password).await?;
             println!("added {} ({}, team {:?})", u.user_id, u.role.as_str(), u.team);
-        }
-        Command::List => {
-            println!("{:<24} {:<11} {:<16} {:<8} name", "user", "role", "team", "state");
-            for (u, active) in id.users().await? {
+            if role.reads_content() {
                 println!(
-                    "{:<24} {:<11} {:<16} {:<8} {}",
-                    u.user_id,
-                    u.role.as_str(),
-                    u.team,
-                    if active { "active" } else { "disabled" },
-                    u.display_name
+                    "{} reads call content: it can sign in once another admin approves it \
+                     (the web page Users, or: opptak users approve {} --by <admin>)",
+                    u.user_id, u.user_id
                 );
             }
+        }
+        Command::List => {
+            println!(
+                "{:<24} {:<11} {:<16} {:<9} {:<24} name",
+                "user", "role", "team", "state", "created by"
+            );
+            for l in id.listing().await? {
+                println!(
+                    "{:<24} {:<11} {:<16} {:<9} {:<24} {}",
+                    l.user.user_id,
+                    l.user.role.as_str(),
+                    l.user.team,
+                    match (l.active, l.waiting) {
+                        (false, _) => "disabled",
+                        (true, true) => "waiting",
+                        (true, false) => "active",
+                    },
+                    l.created_by,
+                    l.user.display_name
+                );
+            }
+        }
+        Command::Approve { user_id, by } => {
+            let password = super::password_from_stdin()?;
+            let admin = id.authenticate(&by, &password, Role::Admin, "user.approve").await?;
+            id.approve_user(&admin.actor(), &user_id).await?;
+            println!("{user_id} approved by {}; it can sign in now", admin.actor());
         }
         Command::Disable { user_id, by: b } => {
             id.disable(&by(b), &user_id).await?;

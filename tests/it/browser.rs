@@ -21,6 +21,7 @@
 //! `OPPTAK_REQUIRE_SERVICES=1`.
 
 use crate::common;
+use common::AddApproved;
 
 use common::webdriver::{keys, Browser, Tools};
 use common::{wait_for_recordings, Backend, Env};
@@ -113,7 +114,7 @@ impl Service {
             (AUDITOR, Role::Auditor, "audit"),
             (ADMIN, Role::Admin, "it"),
         ] {
-            id.add_user("setup", user, user, role, team, PW).await.unwrap();
+            id.add_approved("setup", user, user, role, team, PW).await.unwrap();
         }
 
         let mut sample = opptak::demo::samples(&opptak::demo::default_samples_dir())

@@ -10,6 +10,21 @@ fn opptak(args: &[&str]) -> std::process::Output {
         .expect("run opptak")
 }
 
+/// `opptak` with `stdin` on its standard input (passwords).
+fn opptak_in(args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_opptak"))
+        .args(args)
+        .env_remove("OPPTAK_CONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run opptak");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().expect("run opptak")
+}
+
 #[test]
 fn demo_then_list_and_export_a_recording() {
     let dir = tempfile::tempdir().unwrap();
@@ -376,61 +391,145 @@ fn policy_and_holds_from_the_command_line() {
     assert!(out.contains("archive-copy      archive-5y archive  until 20"), "{out}");
     assert!(out.contains("Verdipapirhandelloven"), "{out}");
 
+    // Two compliance officers, signed in on the command line with their own
+    // passwords (issue 15, finding 5: `--by` was free text, and one person
+    // could release a hold "as two officers" by typing two names).
+    let conf = config.to_str().unwrap();
+    let with = |args: &[&str], stdin: &str| {
+        let out = opptak_in(&[args, &["--config", conf]].concat(), stdin);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    const PW_ADMIN: &str = "admin passphrase 1\n";
+    let (ok, _, err) = with(
+        &["users", "add", "adm-ida", "--name", "Ida", "--role", "admin"],
+        PW_ADMIN,
+    );
+    assert!(ok, "{err}");
+    for (officer, pw) in [("co-anne", "anne passphrase 1\n"), ("co-bjorn", "bjorn passphrase 1\n")] {
+        let (ok, out, err) = with(
+            &["users", "add", officer, "--name", officer, "--role", "compliance"],
+            pw,
+        );
+        assert!(ok && out.contains("once another admin approves it"), "{out} {err}");
+        let (ok, _, err) = with(
+            &[
+                "hold",
+                "place",
+                "demo-0002",
+                "--case",
+                "X",
+                "--reason",
+                "r",
+                "--by",
+                officer,
+            ],
+            pw,
+        );
+        assert!(
+            !ok && err.contains("wrong password, or not an active compliance"),
+            "waiting: {err}"
+        );
+        let (ok, _, err) = with(&["users", "approve", officer, "--by", "adm-ida"], "a wrong password\n");
+        assert!(!ok, "{err}");
+        let (ok, out, err) = with(&["users", "approve", officer, "--by", "adm-ida"], PW_ADMIN);
+        assert!(ok && out.contains("approved by adm-ida"), "{out} {err}");
+    }
+    let (ok, _, err) = with(
+        &[
+            "hold",
+            "place",
+            "demo-0002",
+            "--case",
+            "X",
+            "--reason",
+            "r",
+            "--by",
+            "adm-ida",
+        ],
+        PW_ADMIN,
+    );
+    assert!(
+        !ok && err.contains("not an active compliance"),
+        "an admin is no officer: {err}"
+    );
+
     // A hold: placed, a release asked for, refused to the same officer, confirmed by another.
-    let (ok, out, err) = run(&[
-        "hold",
-        "place",
-        "demo-0002",
-        "--case",
-        "FKN-1",
-        "--reason",
-        "complaint",
-        "--by",
-        "co-anne",
-    ]);
+    let anne = "anne passphrase 1\n";
+    let (ok, out, err) = with(
+        &[
+            "hold",
+            "place",
+            "demo-0002",
+            "--case",
+            "FKN-1",
+            "--reason",
+            "complaint",
+            "--by",
+            "co-anne",
+        ],
+        anne,
+    );
     assert!(ok, "{err}");
     let hold_id = out.split_whitespace().nth(1).unwrap().to_string();
     let (_, explained, _) = run(&["policy", "explain", "demo-0002"]);
     assert!(explained.contains("HELD"), "{explained}");
-    let (ok, out, _) = run(&["hold", "release", &hold_id, "--by", "co-anne"]);
+    let (ok, _, err) = with(&["hold", "release", &hold_id, "--by", "co-bjorn"], anne);
+    assert!(
+        !ok && err.contains("wrong password"),
+        "anne cannot speak for bjorn: {err}"
+    );
+    let (ok, out, _) = with(&["hold", "release", &hold_id, "--by", "co-anne"], anne);
     assert!(ok && out.contains("second compliance officer"), "{out}");
-    let (ok, _, err) = run(&["hold", "release", &hold_id, "--by", "co-anne"]);
+    let (ok, _, err) = with(&["hold", "release", &hold_id, "--by", "co-anne"], anne);
     assert!(!ok && err.contains("a second compliance officer must confirm"), "{err}");
     let (_, listed, _) = run(&["hold", "list"]);
     assert!(listed.contains("awaiting a second officer"), "{listed}");
-    let (ok, out, err) = run(&["hold", "release", &hold_id, "--by", "co-bjorn"]);
+    let (ok, out, err) = with(
+        &["hold", "release", &hold_id, "--by", "co-bjorn"],
+        "bjorn passphrase 1\n",
+    );
     assert!(ok && out.contains("released"), "{out} {err}");
     let (_, listed, _) = run(&["hold", "list"]);
     assert!(!listed.contains(&hold_id), "{listed}");
 
     // An authority's extension beyond the policy's maximum is refused; 7 years is fine.
-    let (ok, _, err) = run(&[
-        "hold",
-        "extend",
-        "demo-0002",
-        "--years",
-        "9",
-        "--authority",
-        "FT",
-        "--case",
-        "X",
-        "--by",
-        "co-anne",
-    ]);
+    let (ok, _, err) = with(
+        &[
+            "hold",
+            "extend",
+            "demo-0002",
+            "--years",
+            "9",
+            "--authority",
+            "FT",
+            "--case",
+            "X",
+            "--by",
+            "co-anne",
+        ],
+        anne,
+    );
     assert!(!ok && err.contains("up to 7 years"), "{err}");
-    let (ok, out, _) = run(&[
-        "hold",
-        "extend",
-        "demo-0002",
-        "--years",
-        "7",
-        "--authority",
-        "FT",
-        "--case",
-        "X",
-        "--by",
-        "co-anne",
-    ]);
+    let (ok, out, _) = with(
+        &[
+            "hold",
+            "extend",
+            "demo-0002",
+            "--years",
+            "7",
+            "--authority",
+            "FT",
+            "--case",
+            "X",
+            "--by",
+            "co-anne",
+        ],
+        anne,
+    );
     assert!(
         ok && out.contains("archive-copy of call demo-0002 kept until 20"),
         "{out}"
@@ -629,9 +728,23 @@ fn users_from_the_command_line() {
     let list = run(&["users", "list"], "");
     let list = String::from_utf8_lossy(&list.stdout);
     assert!(
-        list.contains("adv-anne") && list.contains("advisor") && list.contains("active"),
+        list.contains("adv-anne") && list.contains("advisor") && list.contains("waiting"),
         "{list}"
     );
+    // The second admin, signed in with their own password, approves.
+    let admin = run(
+        &["users", "add", "admin-siv", "--name", "Siv", "--role", "admin"],
+        "siv passphrase 12\n",
+    );
+    assert!(admin.status.success(), "{}", String::from_utf8_lossy(&admin.stderr));
+    let approve = run(
+        &["users", "approve", "adv-anne", "--by", "admin-siv"],
+        "siv passphrase 12\n",
+    );
+    assert!(approve.status.success(), "{}", String::from_utf8_lossy(&approve.stderr));
+    let list = run(&["users", "list"], "");
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.contains("active") && !list.contains("waiting"), "{list}");
     assert!(!list.contains("argon2"), "hashes are never listed");
     assert!(run(&["users", "disable", "adv-anne", "--by", "admin-ola"], "")
         .status

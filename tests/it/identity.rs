@@ -4,6 +4,7 @@
 //! login in the audit log — on SQLite and PostgreSQL.
 
 use crate::common;
+use common::AddApproved;
 
 use common::{Backend, Env};
 use opptak_domain::time::{Clock, ManualClock};
@@ -27,6 +28,30 @@ async fn users_log_in_sessions_expire_and_admin_actions_are_audited() {
             .await
             .unwrap();
         assert_eq!(anne.role, Role::Advisor);
+        // A role that reads content waits for a second, different admin
+        // (issue 15, finding 5: on the old main an admin could create a
+        // compliance user, sign in as it and read content).
+        assert!(id.login("adv-anne", PW).await.unwrap().is_none(), "not approved yet");
+        let e = id.approve_user("admin-ola", "adv-anne").await.unwrap_err().to_string();
+        assert!(e.contains("second, different administrator"), "{e}");
+        assert!(id.login("adv-anne", PW).await.unwrap().is_none());
+        id.approve_user("admin-kari", "adv-anne").await.unwrap();
+        assert!(
+            id.approve_user("admin-kari", "adv-anne").await.is_err(),
+            "approved once"
+        );
+        let per = id
+            .add_user("admin-ola", "admin-per", "Per", Role::Admin, "it", PW)
+            .await
+            .unwrap();
+        assert!(
+            id.approve_user("admin-kari", "admin-per").await.is_err(),
+            "admins read no content"
+        );
+        assert!(
+            id.login("admin-per", PW).await.unwrap().is_some(),
+            "an admin needs no approval"
+        );
         // Refusals: a taken id, a short password, a bad id, an unknown role.
         assert!(id
             .add_user("admin-ola", "adv-anne", "x", Role::Qa, "t", PW)
@@ -69,7 +94,7 @@ async fn users_log_in_sessions_expire_and_admin_actions_are_audited() {
         assert_eq!(id.session(&t4).await.unwrap(), None, "disabled");
         assert!(id.login("adv-anne", "another long passphrase").await.unwrap().is_none());
         let users = id.users().await.unwrap();
-        assert_eq!(users, vec![(anne, false)]);
+        assert_eq!(users, vec![(per, true), (anne, false)]);
 
         // The audit log has every admin action and login, and verifies.
         let audit = edges.audit().await.unwrap();
@@ -80,6 +105,8 @@ async fn users_log_in_sessions_expire_and_admin_actions_are_audited() {
             .collect();
         for want in [
             ("admin-ola", "user.create", "allowed"),
+            ("admin-ola", "user.approve", "refused"),
+            ("admin-kari", "user.approve", "allowed"),
             ("adv-anne", "login", "refused"),
             ("nobody", "login", "refused"),
             ("adv-anne", "login", "allowed"),
@@ -101,7 +128,7 @@ async fn passwords_are_stored_only_as_argon2id_hashes() {
     let env = Env::new(&Backend::Embedded, "ident_scan");
     let edges = env.edges().await;
     let id = Identity::open(&edges.review()).await.unwrap();
-    id.add_user("admin", "qa-kari", "Kari QA", Role::Qa, "qa", PW)
+    id.add_approved("admin", "qa-kari", "Kari QA", Role::Qa, "qa", PW)
         .await
         .unwrap();
     drop(id);
@@ -127,7 +154,7 @@ async fn parallel_guesses_are_limited_and_refusals_audited_once() {
     let env = Env::new(&Backend::Embedded, "guesses");
     let edges = env.edges().await;
     let id = Identity::open(&edges.review()).await.unwrap();
-    id.add_user("setup", "adv-anne", "Anne Advisor", Role::Advisor, "team-oslo", PW)
+    id.add_approved("setup", "adv-anne", "Anne Advisor", Role::Advisor, "team-oslo", PW)
         .await
         .unwrap();
     let max = edges.config.web.login_max_failures as usize;
@@ -154,4 +181,42 @@ async fn parallel_guesses_are_limited_and_refusals_audited_once() {
     assert_eq!(burst, 1, "one audit entry for {refused} refusals");
     // The right password waits for the window too.
     assert_eq!(common::web_sign_in(&http, &server.base, "adv-anne", PW).await.0, 429);
+}
+
+/// An id that is the advisor on recorded calls cannot be taken by a new
+/// local user of another role (issue 15, finding 5: on the old main an admin
+/// could create a team lead or compliance user named like an advisor and read
+/// that advisor's calls); an advisor account for it waits for approval.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advisor_ids_on_calls_are_not_for_other_roles() {
+    let env = Env::new(&Backend::Embedded, "advisor_ids");
+    let edges = env.edges().await;
+    let recorder = opptak::app::RunningRecorder::spawn(edges.recorder());
+    let calls = common::mixed_calls(&common::unique("advid"), 1);
+    common::publish_events(&edges, &calls[0].events(100)).await;
+    common::wait_for_recordings(&edges, 1, 60).await;
+    recorder.stop().await.unwrap();
+    let advisor = calls[0].started.advisor_id.clone();
+    let id = Identity::open(&edges.review()).await.unwrap();
+    for role in [Role::Compliance, Role::TeamLead, Role::Qa, Role::Auditor, Role::Admin] {
+        let e = id
+            .add_user("admin-ola", &advisor, "x", role, "t", PW)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("advisor on recorded calls"), "{role:?}: {e}");
+    }
+    id.add_user("admin-ola", &advisor, "The advisor", Role::Advisor, "t", PW)
+        .await
+        .unwrap();
+    assert!(
+        id.login(&advisor, PW).await.unwrap().is_none(),
+        "waits for a second admin"
+    );
+    let listing = id.listing().await.unwrap();
+    assert!(listing
+        .iter()
+        .any(|l| l.user.user_id == advisor && l.waiting && l.created_by == "admin-ola"));
+    id.approve_user("admin-kari", &advisor).await.unwrap();
+    assert!(id.login(&advisor, PW).await.unwrap().is_some());
 }

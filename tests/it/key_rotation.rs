@@ -27,7 +27,7 @@ async fn rotate_with(provider_vars: Vec<(String, String)>, name: &str) {
     assert!(live > calls.len() as u64, "copies have their own keys");
     let admin = opptak::app::open_key_admin(&env.config, false).unwrap();
     let old = opptak_crypto::KeyProvider::active_kek_id(admin.as_ref());
-    let (new, n) = opptak::app::rotate_and_rewrap(admin.as_ref(), edges.meta.as_ref())
+    let (new, n) = opptak::app::rotate_and_rewrap(admin.as_ref(), edges.meta.as_ref(), 0)
         .await
         .unwrap();
     assert_ne!(old, new);
@@ -49,29 +49,8 @@ async fn rotation_with_the_file_provider() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_with_softhsm2() {
-    let get = |k: &str| std::env::var(k).ok();
-    let (Some(module), Some(token), Some(pin)) = (
-        get("OPPTAK_TEST_PKCS11_MODULE"),
-        get("OPPTAK_TEST_PKCS11_TOKEN"),
-        get("OPPTAK_TEST_PKCS11_PIN"),
-    ) else {
-        assert_ne!(
-            get("OPPTAK_REQUIRE_SERVICES").as_deref(),
-            Some("1"),
-            "OPPTAK_TEST_PKCS11_* not set"
-        );
-        eprintln!("skipping: no SoftHSM2 token configured");
+    let Some(vars) = common::softhsm_vars("rot") else {
         return;
     };
-    let vars = vec![
-        ("OPPTAK__KEYS__PROVIDER".to_string(), "pkcs11".to_string()),
-        ("OPPTAK__KEYS__PKCS11_MODULE".to_string(), module),
-        ("OPPTAK__KEYS__PKCS11_TOKEN".to_string(), token),
-        ("OPPTAK__KEYS__PKCS11_PIN".to_string(), pin),
-        (
-            "OPPTAK__KEYS__PKCS11_PREFIX".to_string(),
-            format!("{}-", common::unique("rot")),
-        ),
-    ];
     rotate_with(vars, "rotate_hsm").await;
 }

@@ -9,6 +9,7 @@
 //! call drafted by the real pipeline is indexed and sampled.
 
 use crate::common;
+use common::AddApproved;
 
 use bytes::Bytes;
 use common::{wait_for_recordings, Backend, Env};
@@ -353,19 +354,19 @@ async fn scoring_report_and_opt_out_on_a_known_data_set() {
         let edges = env.edges().await;
         let id = Identity::open(&edges.review()).await.unwrap();
         let anne = id
-            .add_user("setup", ADVISOR, "Anne", Role::Advisor, "oslo", PW)
+            .add_approved("setup", ADVISOR, "Anne", Role::Advisor, "oslo", PW)
             .await
             .unwrap();
         let kari = id
-            .add_user("setup", "qa-kari", "Kari", Role::Qa, "qa", PW)
+            .add_approved("setup", "qa-kari", "Kari", Role::Qa, "qa", PW)
             .await
             .unwrap();
         let lars = id
-            .add_user("setup", "qa-lars", "Lars", Role::Qa, "qa", PW)
+            .add_approved("setup", "qa-lars", "Lars", Role::Qa, "qa", PW)
             .await
             .unwrap();
         let lead = id
-            .add_user("setup", "lead-lise", "Lise", Role::TeamLead, "oslo", PW)
+            .add_approved("setup", "lead-lise", "Lise", Role::TeamLead, "oslo", PW)
             .await
             .unwrap();
 
@@ -848,7 +849,7 @@ async fn the_summarizer_indexes_and_samples_every_draft() {
     let edges = env.edges().await;
     let id = Identity::open(&edges.review()).await.unwrap();
     let anne = id
-        .add_user("setup", ADVISOR, "Anne", Role::Advisor, "oslo", PW)
+        .add_approved("setup", ADVISOR, "Anne", Role::Advisor, "oslo", PW)
         .await
         .unwrap();
     let mut sample = opptak::demo::samples(&opptak::demo::default_samples_dir())

@@ -381,3 +381,152 @@ fn now_us() -> i64 {
         .unwrap()
         .as_micros() as i64
 }
+
+/// Issue 15, finding 1: a copy of the database taken before a shredding (a
+/// backup, a replica, a WAL archive) still holds the wrapped key, so the
+/// shredding is final only once the KEK that wrapped it is gone. Keys are
+/// wrapped under a KEK per class and period; the sweeper's pass destroys a
+/// period's KEK once everything it wrapped expired — a held call's key moved
+/// under a hold KEK first. Afterwards the old backup opens nothing of that
+/// period, while the live held call still does. On the old main every key
+/// was under the one long-lived KEK and the backup opened everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_opens_nothing_once_its_period_kek_is_destroyed() {
+    backup_after_period_kek(Vec::new(), "shred_backup").await;
+}
+
+/// The same with the KEKs in an HSM (SoftHSM2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_opens_nothing_once_its_period_kek_is_destroyed_in_the_hsm() {
+    let Some(vars) = common::softhsm_vars("period") else {
+        return;
+    };
+    backup_after_period_kek(vars, "shred_backup_hsm").await;
+}
+
+async fn backup_after_period_kek(provider_vars: Vec<(String, String)>, name: &str) {
+    use opptak_domain::time::ManualClock;
+    use opptak_vault::kek;
+    use std::sync::Arc;
+    let hsm = !provider_vars.is_empty();
+    let mut env = Env::new(&Backend::Embedded, name);
+    env.vars.extend(provider_vars);
+    env.config = opptak::config::Config::load_from(None, &env.vars).unwrap();
+    let edges = env.edges().await;
+    let maintenance = opptak::app::KekMaintenance::of(&edges);
+    let report = maintenance.run(edges.meta.as_ref()).await.unwrap();
+    assert!(
+        report.created.iter().any(|k| k.starts_with("kek-audio-24h-")),
+        "{report:?}"
+    );
+
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let mut calls = common::mixed_calls(&common::unique("period"), 2);
+    for c in calls.iter_mut() {
+        c.started.ki_enabled = true;
+        c.started.customer_informed = true;
+    }
+    for c in &calls {
+        common::publish_events(&edges, &c.events(100)).await;
+    }
+    wait_for_recordings(&edges, 2, 60).await;
+    recorder.stop().await.unwrap();
+    common::verify_copies(&edges, &calls).await;
+    let (gone, held) = (
+        CallId::parse(&calls[0].call_id).unwrap(),
+        CallId::parse(&calls[1].call_id).unwrap(),
+    );
+    let mut periods = std::collections::BTreeSet::new();
+    for id in [&gone, &held] {
+        for class in ["audio-24h", "ki"] {
+            let row = edges.meta.class_key(id, class).await.unwrap().unwrap();
+            assert!(
+                kek::parse_period_kek(&row.key.kek_id).is_some_and(|p| p.class == class),
+                "the {class} key of {id} is under {}, not its period's KEK",
+                row.key.kek_id
+            );
+            periods.insert(row.key.kek_id);
+        }
+    }
+    edges
+        .retention()
+        .place_hold(&held, "CASE-7", "dispute", "compliance-1")
+        .await
+        .unwrap();
+
+    // The backup: the database files as they are now (WAL included), not the keyring.
+    let backup = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(env.dir.path()).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("opptak.db") {
+            std::fs::copy(e.path(), backup.path().join(&name)).unwrap();
+        }
+    }
+
+    assert!(edges.vault().purge_ki(&gone, "customer", now_us()).await.unwrap());
+    edges
+        .vault()
+        .shred(&gone, "audio-24h", "expired", "test")
+        .await
+        .unwrap();
+
+    // 31 days on: every period the two calls were made in is over and past
+    // its keys' retention.
+    let later = Arc::new(ManualClock::new(now_us() + 31 * 86_400_000_000 + 7_200_000_000));
+    let travelled = opptak::app::KekMaintenance {
+        clock: later.clone(),
+        ..opptak::app::KekMaintenance::of(&edges)
+    };
+    let report = travelled.run(edges.meta.as_ref()).await.unwrap();
+    assert!(report.moved >= 2, "the held call's keys moved: {report:?}");
+    for class in ["audio-24h", "ki"] {
+        let row = edges.meta.class_key(&held, class).await.unwrap().unwrap();
+        assert!(row.key.kek_id.starts_with("kek-hold-"), "{class}: {}", row.key.kek_id);
+    }
+    for p in &periods {
+        assert!(report.destroyed.contains(p), "{p} not destroyed: {report:?}");
+    }
+    let again = travelled.run(edges.meta.as_ref()).await.unwrap();
+    assert_eq!((again.moved, again.destroyed.len()), (0, 0), "idempotent: {again:?}");
+
+    // The live system: the held call still opens in full; the shredded one does not.
+    let live = Edges::open(env.config.clone()).await.unwrap();
+    common::verify_calls(&live, &calls[1..]).await;
+    destroyed(live.vault().read_recording(&gone).await, "recording");
+
+    // The backup: the shredded call's keys are there, wrapped, and open nothing;
+    // nor does the held call's old wrap. Its archive copy's month KEK is not due.
+    let backup_meta = opptak_store::open_metadata_store(&format!("sqlite://{}/opptak.db", backup.path().display()))
+        .await
+        .unwrap();
+    let old = opptak_vault::Vault::new(backup_meta.clone(), live.blobs.clone(), live.keys.clone(), later);
+    for id in [&gone, &held] {
+        for class in ["audio-24h", "ki"] {
+            let row = backup_meta.class_key(id, class).await.unwrap().unwrap();
+            assert!(
+                row.destroyed_at_us.is_none() && !row.key.sealed.is_empty(),
+                "the backup holds the key"
+            );
+            // The keyring file keeps a tombstone of a destroyed KEK; an HSM
+            // simply no longer has it.
+            use opptak_crypto::CryptoError::{KekDestroyed, KeyUnavailable};
+            match old.open_row(id, &row) {
+                Err(VaultError::Key(KekDestroyed(why))) => assert!(why.contains(&row.key.kek_id), "{why}"),
+                Err(VaultError::Key(KeyUnavailable(why))) if hsm => assert!(why.contains(&row.key.kek_id), "{why}"),
+                other => panic!("{class} key of {id} from the backup: {other:?}"),
+            }
+        }
+        let r = old.read_recording(id).await;
+        assert!(
+            matches!(r, Err(VaultError::Key(_))),
+            "recording of {id} from the backup: {r:?}"
+        );
+    }
+    let log = live.audit().await.unwrap().entries(0, 10_000).await.unwrap();
+    let kek_log: Vec<&str> = log
+        .iter()
+        .filter(|e| e.event.action == "kek.destroy")
+        .map(|e| e.event.subject.as_str())
+        .collect();
+    assert_eq!(kek_log, report.destroyed, "every destruction audited");
+}

@@ -7,6 +7,7 @@
 //! entry it leaves; a transcript holding `<script>` is rendered inert.
 
 use crate::common;
+use common::AddApproved;
 
 use common::{wait_for_recordings, Backend, Env};
 use opptak::app::{RunningKi, RunningRecorder};
@@ -186,9 +187,10 @@ async fn every_role_gets_exactly_what_it_may() {
         ("co-cato", Role::Compliance, "compliance"),
         ("aud-astrid", Role::Auditor, "audit"),
         ("admin-ola", Role::Admin, "it"),
+        ("admin-siv", Role::Admin, "it"),
     ];
     for (user, role, team) in users {
-        id.add_user("setup", user, user, role, team, PW).await.unwrap();
+        id.add_approved("setup", user, user, role, team, PW).await.unwrap();
     }
 
     // One KI call of adv-anne, transcribed and drafted, and one call without
@@ -824,6 +826,34 @@ async fn every_role_gets_exactly_what_it_may() {
         .await
         .unwrap();
     assert_eq!(r.status(), 303);
+    // A role that reads content waits for a second admin: ola, who made
+    // her, sees no approve button and is refused; siv approves (issue 15,
+    // finding 5: on the old main adv-nina could sign in at once).
+    assert_ne!(c.login("adv-nina", PW).await.0, 303, "not approved yet");
+    let (_, _, body) = c.get("/admin/users", ola.as_deref()).await;
+    assert!(
+        body.contains("awaiting approval by another administrator") || body.contains("venter på godkjenning"),
+        "{body}"
+    );
+    let approve = |cookie: String, csrf: String| {
+        c.http
+            .post(format!("{}/admin/users", c.base))
+            .header("cookie", cookie)
+            .form(&[
+                ("csrf", csrf),
+                ("action", "approve".into()),
+                ("user", "adv-nina".into()),
+            ])
+            .send()
+    };
+    let r = approve(ola.clone().unwrap(), csrf_in(&body)).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_ne!(c.login("adv-nina", PW).await.0, 303);
+    let (_, siv) = c.login("admin-siv", PW).await;
+    let (_, _, body) = c.get("/admin/users", siv.as_deref()).await;
+    assert!(body.contains("value=\"approve\""), "siv sees the button");
+    let r = approve(siv.clone().unwrap(), csrf_in(&body)).await.unwrap();
+    assert_eq!(r.status(), 303);
     assert_eq!(c.login("adv-nina", PW).await.0, 303);
 
     // Sign-out needs the form's CSRF token.
@@ -968,7 +998,7 @@ async fn a_client_leaving_mid_request_cancels_nothing_halfway() {
     );
     let edges = env.edges().await;
     let id = Identity::open(&edges.review()).await.unwrap();
-    id.add_user("setup", "lead-lise", "Lise", Role::TeamLead, "oslo", PW)
+    id.add_approved("setup", "lead-lise", "Lise", Role::TeamLead, "oslo", PW)
         .await
         .unwrap();
     let server = common::WebService::start(&edges).await;

@@ -36,6 +36,7 @@
 //! and its hash chain must verify at the end.
 
 use crate::common;
+use common::AddApproved;
 
 use common::{Backend, Env};
 use opptak::app::{RunningKi, RunningRecorder};
@@ -425,7 +426,7 @@ async fn review_service_with_200_advisors_under_wrk() {
         let user = format!("adv-{i:03}");
         let team = format!("team-{:02}", i / 20);
         identity
-            .add_user("setup", &user, &format!("Advisor {i:03}"), Role::Advisor, &team, PW)
+            .add_approved("setup", &user, &format!("Advisor {i:03}"), Role::Advisor, &team, PW)
             .await
             .unwrap();
     }

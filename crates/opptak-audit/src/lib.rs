@@ -208,7 +208,13 @@ impl Audit {
         }
         if self.store.signing_keys().await?.is_empty() {
             let key = DataKey::generate();
-            let w = opptak_vault::wrap_key(self.keys.as_ref(), &key, SIGNING_KEY_CLASS, &context(key.id()))?;
+            let w = opptak_vault::wrap_key(
+                self.keys.as_ref(),
+                &key,
+                SIGNING_KEY_CLASS,
+                &context(key.id()),
+                self.clock.now_us(),
+            )?;
             self.store
                 .add_signing_key(&SigningKeyRow {
                     key_id: w.key_id,

@@ -58,10 +58,19 @@ impl DataKey {
     }
 }
 
-/// Managing KEKs: `opptak keys rotate|retire|status`, for every provider.
+/// Managing KEKs: `opptak keys rotate|retire|status` and the sweeper's
+/// period KEKs, for every provider.
 pub trait KeyAdmin: KeyProvider {
     /// Creates a new KEK and makes it active; returns its id.
     fn rotate_kek(&self) -> Result<String, CryptoError>;
+    /// Creates the KEK named `id` (not active) unless it exists; returns
+    /// whether it was created. Refused for an id that was destroyed.
+    fn create_kek(&self, id: &str) -> Result<bool, CryptoError>;
+    /// Destroys the KEK `id` at once (not the active one), leaving a
+    /// tombstone where the provider can keep one. The caller makes sure no
+    /// live data key is wrapped under it. Destroying a missing KEK is not an
+    /// error.
+    fn destroy_kek(&self, id: &str) -> Result<(), CryptoError>;
     /// Removes a KEK that is not active and stopped being active at least
     /// `grace` ago (so every running process has switched). The caller checks
     /// that no data key references it.
@@ -84,7 +93,11 @@ pub struct WrappedKey {
 /// a PKCS#11 HSM provider is a later issue.
 pub trait KeyProvider: Send + Sync + 'static {
     fn active_kek_id(&self) -> String;
+    /// Wraps under the active KEK.
     fn wrap(&self, key: &DataKey, context: &[u8]) -> Result<WrappedKey, CryptoError>;
+    /// Wraps under the KEK named `kek_id`; `None` when the provider has no
+    /// such KEK (not created yet, or destroyed).
+    fn wrap_under(&self, kek_id: &str, key: &DataKey, context: &[u8]) -> Result<Option<WrappedKey>, CryptoError>;
     fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<DataKey, CryptoError>;
 }
 
@@ -144,6 +157,16 @@ struct KeyringFile {
     version: u32,
     active: String,
     keks: Vec<KekEntry>,
+    /// KEKs destroyed on purpose: ids and Unix seconds, never key material.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    destroyed: Vec<Tombstone>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Tombstone {
+    id: String,
+    at: u64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -184,6 +207,7 @@ pub struct LocalKeyring {
 struct Loaded {
     active: String,
     keks: Vec<KekSlot>,
+    destroyed: Vec<Tombstone>,
     modified: Option<std::time::SystemTime>,
 }
 
@@ -249,6 +273,7 @@ impl LocalKeyring {
                     deactivated_at: None,
                     key: new_kek(),
                 }],
+                destroyed: Vec::new(),
                 modified: None,
             };
             // Several processes may start on a fresh keyring at once: one
@@ -319,6 +344,7 @@ impl LocalKeyring {
         Ok(Loaded {
             active: file.active,
             keks,
+            destroyed: file.destroyed,
             modified: meta.modified().ok(),
         })
     }
@@ -348,6 +374,7 @@ impl LocalKeyring {
                     key: B64.encode(k.key.expose()),
                 })
                 .collect(),
+            destroyed: loaded.destroyed.clone(),
         };
         let json = zeroize::Zeroizing::new(
             serde_json::to_vec_pretty(&file).map_err(|e| KeyringWrite::Failed(CryptoError::Keyring(e.to_string())))?,
@@ -421,61 +448,156 @@ impl LocalKeyring {
             .collect()
     }
 
+    /// Changes the keyring under an exclusive lock on `<path>.lock`, starting
+    /// from the file as it is on disk now (another process may have changed
+    /// it), then writes it atomically if `f` says it changed something. Two
+    /// writers — the sweeper creating a period KEK, an operator rotating —
+    /// never lose each other's KEKs.
+    fn modify<R>(&self, f: impl FnOnce(&mut Loaded) -> Result<(R, bool), CryptoError>) -> Result<R, CryptoError> {
+        let io = |e: std::io::Error| CryptoError::Keyring(format!("{}: {e}", self.path.display()));
+        let mut lock_path = self.path.as_os_str().to_owned();
+        lock_path.push(".lock");
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let lock = opts.open(&lock_path).map_err(io)?;
+        lock.lock().map_err(io)?;
+        let mut fresh = Self::load(&self.path)?;
+        let (out, changed) = f(&mut fresh)?;
+        if changed {
+            Self::write(&self.path, &fresh, false)?;
+            fresh.modified = std::fs::metadata(&self.path).ok().and_then(|m| m.modified().ok());
+        }
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        drop(lock);
+        Ok(out)
+    }
+
     /// Adds a new KEK and makes it the active one; the old stays to unwrap
     /// until every data key is re-wrapped and it is retired. Returns its id.
     pub fn rotate(&self) -> Result<String, CryptoError> {
-        self.reload_if_changed()?;
-        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
-        let id = new_kek_id();
-        let now = unix_now();
-        let old = st.active.clone();
-        for k in st.keks.iter_mut().filter(|k| k.id == old) {
-            k.deactivated_at = Some(now);
-        }
-        st.keks.push(KekSlot {
-            id: id.clone(),
-            created_at: now.to_string(),
-            deactivated_at: None,
-            key: new_kek(),
-        });
-        st.active = id.clone();
-        Self::write(&self.path, &st, false)?;
-        st.modified = std::fs::metadata(&self.path).ok().and_then(|m| m.modified().ok());
-        Ok(id)
+        self.modify(|st| {
+            let id = new_kek_id();
+            let now = unix_now();
+            let old = st.active.clone();
+            for k in st.keks.iter_mut().filter(|k| k.id == old) {
+                k.deactivated_at = Some(now);
+            }
+            st.keks.push(KekSlot {
+                id: id.clone(),
+                created_at: now.to_string(),
+                deactivated_at: None,
+                key: new_kek(),
+            });
+            st.active = id.clone();
+            Ok((id, true))
+        })
     }
 
     /// Removes a KEK. Refused for the active KEK and for one deactivated less
     /// than `grace` ago (a process that has not reloaded yet may still wrap
     /// with it). The caller checks that no data key references it.
     pub fn retire(&self, id: &str, grace: std::time::Duration) -> Result<(), CryptoError> {
+        let path = self.path.display().to_string();
+        self.modify(|st| {
+            if st.active == id {
+                return Err(CryptoError::Keyring(format!("{id} is the active kek; rotate first")));
+            }
+            let Some(k) = st.keks.iter().find(|k| k.id == id) else {
+                return Err(CryptoError::Keyring(format!("{id} is not in {path}")));
+            };
+            let since = k.deactivated_at.map(|d| unix_now().saturating_sub(d)).unwrap_or(0);
+            if since < grace.as_secs() {
+                return Err(CryptoError::Keyring(format!(
+                    "{id} stopped being active {since} s ago; wait {} s so every process has reloaded the keyring",
+                    grace.as_secs() - since
+                )));
+            }
+            st.keks.retain(|k| k.id != id);
+            Ok(((), true))
+        })
+    }
+
+    /// Adds the (inactive) KEK `id` unless it is there; see [`KeyAdmin::create_kek`].
+    pub fn create(&self, id: &str) -> Result<bool, CryptoError> {
         self.reload_if_changed()?;
-        let mut st = self.state.write().unwrap_or_else(|e| e.into_inner());
-        if st.active == id {
-            return Err(CryptoError::Keyring(format!("{id} is the active kek; rotate first")));
+        if self.read().keks.iter().any(|k| k.id == id) {
+            return Ok(false);
         }
-        let Some(k) = st.keks.iter().find(|k| k.id == id) else {
-            return Err(CryptoError::Keyring(format!("{id} is not in {}", self.path.display())));
-        };
-        let since = k.deactivated_at.map(|d| unix_now().saturating_sub(d)).unwrap_or(0);
-        if since < grace.as_secs() {
-            return Err(CryptoError::Keyring(format!(
-                "{id} stopped being active {since} s ago; wait {} s so every process has reloaded the keyring",
-                grace.as_secs() - since
-            )));
-        }
-        st.keks.retain(|k| k.id != id);
-        Self::write(&self.path, &st, false)?;
-        st.modified = std::fs::metadata(&self.path).ok().and_then(|m| m.modified().ok());
-        Ok(())
+        self.modify(|st| {
+            if let Some(t) = st.destroyed.iter().find(|t| t.id == id) {
+                return Err(CryptoError::KekDestroyed(format!(
+                    "kek {id} was destroyed at {} (Unix seconds) and cannot be made again",
+                    t.at
+                )));
+            }
+            if st.keks.iter().any(|k| k.id == id) {
+                return Ok((false, false));
+            }
+            st.keks.push(KekSlot {
+                id: id.to_owned(),
+                created_at: unix_now().to_string(),
+                deactivated_at: None,
+                key: new_kek(),
+            });
+            Ok((true, true))
+        })
+    }
+
+    /// Removes the KEK `id` and leaves a tombstone (its id and the time);
+    /// see [`KeyAdmin::destroy_kek`].
+    pub fn destroy(&self, id: &str) -> Result<(), CryptoError> {
+        self.modify(|st| {
+            if st.active == id {
+                return Err(CryptoError::Keyring(format!(
+                    "{id} is the active kek; it is never destroyed"
+                )));
+            }
+            let had = st.keks.len();
+            st.keks.retain(|k| k.id != id);
+            let removed = st.keks.len() != had;
+            if removed && !st.destroyed.iter().any(|t| t.id == id) {
+                st.destroyed.push(Tombstone {
+                    id: id.to_owned(),
+                    at: unix_now(),
+                });
+            }
+            Ok(((), removed))
+        })
+    }
+
+    /// The KEKs this keyring destroyed, with Unix seconds.
+    pub fn destroyed(&self) -> Vec<(String, u64)> {
+        self.read().destroyed.iter().map(|t| (t.id.clone(), t.at)).collect()
     }
 
     fn with_kek<R>(&self, id: &str, f: impl FnOnce(&[u8; 32]) -> R) -> Result<R, CryptoError> {
         let st = self.read();
-        st.keks
-            .iter()
-            .find(|k| k.id == id)
-            .map(|k| f(k.key.expose()))
-            .ok_or_else(|| CryptoError::KeyUnavailable(format!("kek {id} is not in {}", self.path.display())))
+        if let Some(k) = st.keks.iter().find(|k| k.id == id) {
+            return Ok(f(k.key.expose()));
+        }
+        Err(match st.destroyed.iter().find(|t| t.id == id) {
+            Some(t) => CryptoError::KekDestroyed(format!(
+                "kek {id} was destroyed at {} (Unix seconds), once every data key it wrapped had expired",
+                t.at
+            )),
+            None => CryptoError::KeyUnavailable(format!("kek {id} is not in {}", self.path.display())),
+        })
+    }
+
+    fn seal_under(&self, kek_id: &str, key: &DataKey, context: &[u8]) -> Result<WrappedKey, CryptoError> {
+        seal_data_key(key, kek_id.to_owned(), context, |nonce, aad, msg| {
+            self.with_kek(kek_id, |kek| {
+                let cipher = Aes256Gcm::new_from_slice(kek).map_err(|_| CryptoError::Authentication)?;
+                cipher
+                    .encrypt(Nonce::from_slice(nonce), Payload { msg, aad })
+                    .map_err(|_| CryptoError::Authentication)
+            })?
+        })
     }
 }
 
@@ -483,10 +605,17 @@ impl KeyAdmin for LocalKeyring {
     fn rotate_kek(&self) -> Result<String, CryptoError> {
         self.rotate()
     }
+    fn create_kek(&self, id: &str) -> Result<bool, CryptoError> {
+        self.create(id)
+    }
+    fn destroy_kek(&self, id: &str) -> Result<(), CryptoError> {
+        self.destroy(id)
+    }
     fn retire_kek(&self, id: &str, grace: std::time::Duration) -> Result<(), CryptoError> {
         self.retire(id, grace)
     }
     fn list_keks(&self) -> Result<Vec<KekInfo>, CryptoError> {
+        self.reload_if_changed()?;
         Ok(self.list())
     }
     fn describe(&self) -> String {
@@ -502,14 +631,15 @@ impl KeyProvider for LocalKeyring {
     fn wrap(&self, key: &DataKey, context: &[u8]) -> Result<WrappedKey, CryptoError> {
         self.reload_if_changed()?;
         let active = self.active_kek_id();
-        seal_data_key(key, active.clone(), context, |nonce, aad, msg| {
-            self.with_kek(&active, |kek| {
-                let cipher = Aes256Gcm::new_from_slice(kek).map_err(|_| CryptoError::Authentication)?;
-                cipher
-                    .encrypt(Nonce::from_slice(nonce), Payload { msg, aad })
-                    .map_err(|_| CryptoError::Authentication)
-            })?
-        })
+        self.seal_under(&active, key, context)
+    }
+
+    fn wrap_under(&self, kek_id: &str, key: &DataKey, context: &[u8]) -> Result<Option<WrappedKey>, CryptoError> {
+        self.reload_if_changed()?;
+        if !self.read().keks.iter().any(|k| k.id == kek_id) {
+            return Ok(None);
+        }
+        self.seal_under(kek_id, key, context).map(Some)
     }
 
     fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<DataKey, CryptoError> {
@@ -570,6 +700,58 @@ mod tests {
                 .collect();
             assert_eq!(names, ["keyring.json"], "round {round}: temporary files left");
         }
+    }
+
+    #[test]
+    fn named_keks_are_created_once_by_racing_writers_and_destroyed_for_good() {
+        // Before the lock, two processes changing the keyring at once could
+        // each rename their own copy over the other's: a KEK one of them had
+        // already wrapped under vanished.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keyring.json");
+        LocalKeyring::open_or_create(&path).unwrap();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+        let wrapped: Vec<(String, WrappedKey, DataKey)> = (0..6)
+            .map(|i| {
+                let (p, b) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    let ring = LocalKeyring::open(&p).unwrap();
+                    b.wait();
+                    // Every writer makes a KEK of its own and one they share.
+                    let own = format!("kek-ki-2026120{i}");
+                    ring.create(&own).unwrap();
+                    ring.create("kek-ki-20261231").unwrap();
+                    let dk = DataKey::generate();
+                    let w = ring.wrap_under(&own, &dk, b"c/ki").unwrap().unwrap();
+                    (own, w, dk)
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .collect();
+        let ring = LocalKeyring::open(&path).unwrap();
+        for (own, w, dk) in &wrapped {
+            assert_eq!(&w.kek_id, own);
+            assert_eq!(ring.unwrap(w, b"c/ki").unwrap().secret(), dk.secret(), "{own} lost");
+        }
+        assert_eq!(ring.list().iter().filter(|k| k.id == "kek-ki-20261231").count(), 1);
+        assert!(ring
+            .wrap_under("kek-ki-19990101", &DataKey::generate(), b"c/ki")
+            .unwrap()
+            .is_none());
+
+        let (own, w, _) = &wrapped[0];
+        ring.destroy(own).unwrap();
+        ring.destroy(own).unwrap();
+        let e = LocalKeyring::open(&path).unwrap().unwrap(w, b"c/ki").unwrap_err();
+        assert!(matches!(e, CryptoError::KekDestroyed(_)), "{e}");
+        assert!(ring.wrap_under(own, &DataKey::generate(), b"c/ki").unwrap().is_none());
+        assert!(matches!(ring.create(own), Err(CryptoError::KekDestroyed(_))));
+        assert!(ring.destroy(&ring.active_kek_id()).is_err(), "the active kek stays");
+        let raw = std::fs::read_to_string(&path).unwrap();
+        assert!(raw.contains(own.as_str()), "a tombstone names it");
+        assert_eq!(ring.destroyed().len(), 1);
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub enum CryptoError {
     Stream(String),
     #[error("key unavailable: {0}")]
     KeyUnavailable(String),
+    /// The KEK was destroyed on purpose (a period KEK whose data keys had
+    /// all expired): nothing it wrapped can be unwrapped again, anywhere.
+    #[error("key destroyed: {0}")]
+    KekDestroyed(String),
     #[error("keyring: {0}")]
     Keyring(String),
 }

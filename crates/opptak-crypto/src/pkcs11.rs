@@ -132,11 +132,8 @@ impl Pkcs11Keyring {
             .ok_or_else(|| CryptoError::KeyUnavailable(format!("kek {id} is not on token {}", self.token)))
     }
 
-    /// Generates a new KEK inside the HSM and makes it active. Returns its id.
-    pub fn rotate(&self) -> Result<String, CryptoError> {
-        let mut idb = [0u8; 8];
-        rand::rngs::OsRng.fill_bytes(&mut idb);
-        let id = format!("kek-{}", hex::encode(idb));
+    /// Generates the AES-256 KEK `id` inside the HSM: sensitive, not extractable.
+    fn generate(&self, id: &str) -> Result<(), CryptoError> {
         let s = self.session();
         s.generate_key(
             &Mechanism::AesKeyGen,
@@ -151,11 +148,44 @@ impl Pkcs11Keyring {
                 Attribute::Encrypt(true),
                 Attribute::Decrypt(true),
                 Attribute::Label(format!("{}{id}", self.prefix).into_bytes()),
-                Attribute::Id(id.clone().into_bytes()),
+                Attribute::Id(id.as_bytes().to_vec()),
             ],
         )
         .map_err(hsm)?;
-        drop(s);
+        Ok(())
+    }
+
+    /// Creates the KEK `id` unless the token has it; see [`KeyAdmin::create_kek`].
+    /// Period KEKs are made by one process (the sweeper) ahead of their
+    /// period: two processes generating the same label would each use their own.
+    pub fn create(&self, id: &str) -> Result<bool, CryptoError> {
+        match self.kek_handle(id) {
+            Ok(_) => Ok(false),
+            Err(CryptoError::KeyUnavailable(_)) => self.generate(id).map(|()| true),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Destroys the KEK `id` inside the HSM; see [`KeyAdmin::destroy_kek`].
+    pub fn destroy(&self, id: &str) -> Result<(), CryptoError> {
+        if self.active_kek_id() == id {
+            return Err(CryptoError::Keyring(format!(
+                "{id} is the active kek; it is never destroyed"
+            )));
+        }
+        match self.kek_handle(id) {
+            Ok(h) => self.session().destroy_object(h).map_err(hsm),
+            Err(CryptoError::KeyUnavailable(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Generates a new KEK inside the HSM and makes it active. Returns its id.
+    pub fn rotate(&self) -> Result<String, CryptoError> {
+        let mut idb = [0u8; 8];
+        rand::rngs::OsRng.fill_bytes(&mut idb);
+        let id = format!("kek-{}", hex::encode(idb));
+        self.generate(&id)?;
         // Data objects cannot be modified: write a newer pointer, then remove
         // the older ones. Readers take the newest, so the switch is atomic.
         let older = self.pointers()?;
@@ -210,7 +240,13 @@ impl Pkcs11Keyring {
             .map_err(hsm)?;
         let mut out = Vec::new();
         for h in handles {
-            for a in s.get_attributes(h, &[AttributeType::Label]).map_err(hsm)? {
+            // Another process (or session) may destroy a key between the
+            // search and this read: it is no longer there to list.
+            let attrs = match s.get_attributes(h, &[AttributeType::Label]) {
+                Err(cryptoki::error::Error::Pkcs11(cryptoki::error::RvError::ObjectHandleInvalid, _)) => continue,
+                other => other.map_err(hsm)?,
+            };
+            for a in attrs {
                 if let Attribute::Label(l) = a {
                     let label = String::from_utf8_lossy(&l).to_string();
                     if let Some(id) = label.strip_prefix(&self.prefix).filter(|id| id.starts_with("kek-")) {
@@ -252,6 +288,12 @@ impl KeyAdmin for Pkcs11Keyring {
     fn rotate_kek(&self) -> Result<String, CryptoError> {
         self.rotate()
     }
+    fn create_kek(&self, id: &str) -> Result<bool, CryptoError> {
+        self.create(id)
+    }
+    fn destroy_kek(&self, id: &str) -> Result<(), CryptoError> {
+        self.destroy(id)
+    }
     fn retire_kek(&self, id: &str, grace: std::time::Duration) -> Result<(), CryptoError> {
         self.retire(id, grace)
     }
@@ -286,6 +328,18 @@ impl KeyProvider for Pkcs11Keyring {
         seal_data_key(key, active.clone(), context, |nonce, aad, msg| {
             self.gcm(&active, true, nonce, aad, msg)
         })
+    }
+
+    fn wrap_under(&self, kek_id: &str, key: &DataKey, context: &[u8]) -> Result<Option<WrappedKey>, CryptoError> {
+        match self.kek_handle(kek_id) {
+            Ok(_) => {}
+            Err(CryptoError::KeyUnavailable(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        seal_data_key(key, kek_id.to_owned(), context, |nonce, aad, msg| {
+            self.gcm(kek_id, true, nonce, aad, msg)
+        })
+        .map(Some)
     }
 
     fn unwrap(&self, wrapped: &WrappedKey, context: &[u8]) -> Result<DataKey, CryptoError> {

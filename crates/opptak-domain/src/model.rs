@@ -187,7 +187,7 @@ impl AudioFormat {
     /// Whole frames in a wire payload, or why it is not whole frames.
     pub fn frames_in(&self, payload: &[u8]) -> Result<u64, DecodeError> {
         let fb = self.wire_frame_bytes();
-        if payload.len() % fb != 0 {
+        if !payload.len().is_multiple_of(fb) {
             return Err(DecodeError::PartialFrame {
                 len: payload.len(),
                 frame_bytes: fb,
@@ -210,7 +210,7 @@ impl AudioFormat {
     /// Decodes a wire payload to interleaved PCM16 little-endian bytes.
     pub fn decode(&self, payload: &[u8]) -> Result<Vec<u8>, DecodeError> {
         let fb = self.wire_frame_bytes();
-        if payload.len() % fb != 0 {
+        if !payload.len().is_multiple_of(fb) {
             return Err(DecodeError::PartialFrame {
                 len: payload.len(),
                 frame_bytes: fb,

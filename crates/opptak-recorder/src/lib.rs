@@ -789,6 +789,7 @@ impl Recorder {
                         &k,
                         TELEPHONY_KEY_CLASS,
                         &ctx,
+                        self.vault.clock().now_us(),
                     )?);
                     Some(k)
                 }

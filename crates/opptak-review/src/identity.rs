@@ -107,6 +107,17 @@ impl User {
     }
 }
 
+/// A user as `opptak users list` and the admin page show it.
+#[derive(Clone, Debug)]
+pub struct UserListing {
+    pub user: User,
+    pub active: bool,
+    /// Its role reads content and no second admin approved it yet.
+    pub waiting: bool,
+    pub created_by: String,
+    pub approved_by: Option<String>,
+}
+
 /// How long a web session lasts.
 pub const SESSION_HOURS: i64 = 8;
 const MIN_PASSWORD: usize = 12;
@@ -138,6 +149,18 @@ impl Identity {
     }
 
     async fn audit(&self, actor: &str, role: &str, action: &str, subject: &str, outcome: &str) -> Result<()> {
+        self.audit_why(actor, role, action, subject, outcome, "").await
+    }
+
+    async fn audit_why(
+        &self,
+        actor: &str,
+        role: &str,
+        action: &str,
+        subject: &str,
+        outcome: &str,
+        reason: &str,
+    ) -> Result<()> {
         self.audit
             .get_or_try_init(|| self.edges.audit())
             .await?
@@ -146,14 +169,17 @@ impl Identity {
                 role: role.into(),
                 action: action.into(),
                 subject: subject.into(),
-                reason: String::new(),
+                reason: reason.into(),
                 outcome: outcome.into(),
             })
             .await?;
         Ok(())
     }
 
-    /// Adds a user (an admin action, audited under `by`).
+    /// Adds a user (an admin action, audited under `by`, the admin's actor).
+    /// A user of a role that reads call content waits for a second admin's
+    /// approval ([`Identity::approve_user`]) before it can sign in. An id
+    /// that is the advisor on recorded calls can only become an advisor.
     pub async fn add_user(
         &self,
         by: &str,
@@ -167,6 +193,21 @@ impl Identity {
             bail!("user id {user_id:?}: 1 to 64 letters, digits, '.', '_' or '-'");
         }
         check_password(password)?;
+        if role != Role::Advisor && self.users.advises_calls(user_id).await? {
+            self.audit_why(
+                by,
+                "admin",
+                "user.create",
+                &format!("user:{user_id}"),
+                "refused",
+                "the id is an advisor on recorded calls",
+            )
+            .await?;
+            bail!(
+                "{user_id} is the advisor on recorded calls: only an advisor account may have that id \
+                 (and a second admin must approve it)"
+            );
+        }
         let hash = hash_password(password).await?;
         let row = UserRow {
             user_id: user_id.into(),
@@ -176,17 +217,87 @@ impl Identity {
             password_hash: hash,
             created_at_us: self.clock.now_us(),
             disabled_at_us: None,
+            created_by: by.into(),
+            approved_by: None,
+            approved_at_us: None,
         };
         self.users.add(&row).await?;
-        self.audit(
+        let waits = if role.reads_content() {
+            "awaiting a second admin's approval"
+        } else {
+            ""
+        };
+        self.audit_why(
             by,
             "admin",
             "user.create",
             &format!("user:{user_id} ({})", role.as_str()),
             "allowed",
+            waits,
         )
         .await?;
         User::from_row(&row)
+    }
+
+    /// A second administrator's approval of a user whose role reads content:
+    /// refused for the admin who created it (two different people grant
+    /// access to content), and for a user that needs none.
+    pub async fn approve_user(&self, by: &str, user_id: &str) -> Result<()> {
+        let subject = format!("user:{user_id}");
+        let row = self
+            .users
+            .get(user_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("no user {user_id}"))?;
+        if !waiting(&row) {
+            bail!(
+                "user {user_id} needs no approval ({})",
+                match &row.approved_by {
+                    Some(b) => format!("approved by {b}"),
+                    None => "its role reads no call content".into(),
+                }
+            );
+        }
+        if row.created_by == by {
+            self.audit_why(
+                by,
+                "admin",
+                "user.approve",
+                &subject,
+                "refused",
+                "the creator cannot approve",
+            )
+            .await?;
+            bail!("{by} created {user_id}: a second, different administrator must approve it");
+        }
+        self.users.approve(user_id, by, self.clock.now_us()).await?;
+        self.audit(by, "admin", "user.approve", &subject, "allowed").await
+    }
+
+    /// Checks a local user's password and role for an action on the command
+    /// line (the two officers of a hold release, the second admin of an
+    /// approval): the audit's actor is then an authenticated identity, not
+    /// free text. Audited either way; a failure does not say why.
+    pub async fn authenticate(&self, user_id: &str, password: &str, role: Role, action: &str) -> Result<User> {
+        let row = self.users.get(user_id).await?;
+        let ok = verify(row.as_ref().map(|r| r.password_hash.clone()), password).await?;
+        let subject = format!("user:{user_id}");
+        let fit = row
+            .filter(|r| ok && r.disabled_at_us.is_none() && !waiting(r))
+            .map(|r| User::from_row(&r))
+            .transpose()?
+            .filter(|u| u.role == role);
+        let Some(user) = fit else {
+            self.audit_why(user_id, "-", "cli.authenticate", &subject, "refused", action)
+                .await?;
+            bail!(
+                "{user_id}: wrong password, or not an active {} (the command needs that role)",
+                role.as_str()
+            );
+        };
+        self.audit_why(user_id, role.as_str(), "cli.authenticate", &subject, "allowed", action)
+            .await?;
+        Ok(user)
     }
 
     pub async fn set_password(&self, by: &str, user_id: &str, password: &str) -> Result<()> {
@@ -203,6 +314,24 @@ impl Identity {
             .await
     }
 
+    /// Every user with what the admin page shows of it (no hashes).
+    pub async fn listing(&self) -> Result<Vec<UserListing>> {
+        self.users
+            .list()
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(UserListing {
+                    user: User::from_row(r)?,
+                    active: r.disabled_at_us.is_none(),
+                    waiting: waiting(r),
+                    created_by: r.created_by.clone(),
+                    approved_by: r.approved_by.clone(),
+                })
+            })
+            .collect()
+    }
+
     pub async fn users(&self) -> Result<Vec<(User, bool)>> {
         self.users
             .list()
@@ -217,24 +346,21 @@ impl Identity {
     /// audited; a failure does not say whether the user exists.
     pub async fn login(&self, user_id: &str, password: &str) -> Result<Option<(User, String)>> {
         let row = self.users.get(user_id).await?;
-        // Verify against a dummy hash when the user is unknown, so both
-        // failures take the same time.
-        static DUMMY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-            Argon2::default()
-                .hash_password(b"no such user", &SaltString::generate(&mut OsRng))
-                .map(|h| h.to_string())
-                .unwrap_or_default()
-        });
-        let stored = row.as_ref().map(|r| r.password_hash.clone());
-        let password = password.to_owned();
-        let ok = on_hasher(move || {
-            PasswordHash::new(stored.as_deref().unwrap_or(DUMMY.as_str()))
-                .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
-                .unwrap_or(false)
-        })
-        .await?;
+        let ok = verify(row.as_ref().map(|r| r.password_hash.clone()), password).await?;
         let active = row.as_ref().is_some_and(|r| r.disabled_at_us.is_none());
         let subject = format!("user:{user_id}");
+        if ok && active && row.as_ref().is_some_and(waiting) {
+            self.audit_why(
+                user_id,
+                "-",
+                "login",
+                &subject,
+                "refused",
+                "awaiting a second admin's approval",
+            )
+            .await?;
+            return Ok(None);
+        }
         let Some(row) = row.filter(|_| ok && active) else {
             self.audit(user_id, "-", "login", &subject, "refused").await?;
             return Ok(None);
@@ -257,6 +383,7 @@ impl Identity {
         self.users
             .session_user(&token_hash(token), self.clock.now_us())
             .await?
+            .filter(|r| !waiting(r))
             .as_ref()
             .map(User::from_row)
             .transpose()
@@ -265,6 +392,30 @@ impl Identity {
     pub async fn logout(&self, token: &str) -> Result<()> {
         Ok(self.users.end_session(&token_hash(token)).await?)
     }
+}
+
+/// Whether the user waits for a second admin's approval: its role reads
+/// content and no one approved it yet.
+fn waiting(r: &UserRow) -> bool {
+    Role::parse(&r.role).map_or(true, Role::reads_content) && r.approved_by.is_none()
+}
+
+/// Checks `password` against a stored Argon2id hash, or against a dummy hash
+/// when the user is unknown, so both failures take the same time.
+async fn verify(stored: Option<String>, password: &str) -> Result<bool> {
+    static DUMMY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        Argon2::default()
+            .hash_password(b"no such user", &SaltString::generate(&mut OsRng))
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    });
+    let password = password.to_owned();
+    on_hasher(move || {
+        PasswordHash::new(stored.as_deref().unwrap_or(DUMMY.as_str()))
+            .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+            .unwrap_or(false)
+    })
+    .await
 }
 
 /// Argon2id is ~50 ms of CPU by design: it runs on tokio's blocking pool, at

@@ -252,13 +252,14 @@ pub async fn metadata_store_suite(store: Arc<dyn MetadataStore>, prefix: &str) {
     assert!(counts
         .iter()
         .any(|(kek, class, n)| kek == "kek-1" && class == "audio-24h" && *n >= 4));
-    let todo = store.keys_not_under("kek-2", 100_000).await.unwrap();
+    let todo = store.keys_under("kek-1", 100_000).await.unwrap();
     let mine: Vec<_> = todo
         .iter()
-        .filter(|(call, _)| call.starts_with(prefix))
-        .cloned()
+        .filter(|u| u.owner.starts_with(prefix))
+        .map(|u| (u.owner.clone(), u.key.clone()))
         .collect();
     assert_eq!(mine.len(), 4);
+    assert!(todo.iter().all(|u| u.key.kek_id == "kek-1" && u.created_at_us > 0));
     let (call, k) = &mine[0];
     let new = StoredKey {
         kek_id: "kek-2".into(),
@@ -274,11 +275,17 @@ pub async fn metadata_store_suite(store: Arc<dyn MetadataStore>, prefix: &str) {
     let got = store.load_call(&CallId::parse(call).unwrap()).await.unwrap().unwrap();
     assert_eq!(got.key, new);
     assert!(store
-        .keys_not_under("kek-2", 100_000)
+        .keys_under("kek-1", 100_000)
         .await
         .unwrap()
         .iter()
-        .all(|(_, k)| k.key_id != new.key_id));
+        .all(|u| u.key.key_id != new.key_id));
+    assert!(store
+        .keys_under("kek-2", 100_000)
+        .await
+        .unwrap()
+        .iter()
+        .any(|u| u.key.key_id == new.key_id));
 
     // Crypto-shredding: the wrapped key is gone, evidence stays, once.
     let victim = &many[2].facts.call_id;
@@ -327,10 +334,13 @@ pub async fn metadata_store_suite(store: Arc<dyn MetadataStore>, prefix: &str) {
         .filter(|e| e.class == "ki")
         .collect();
     assert_eq!(ev.len(), 1);
-    assert!(store
-        .keys_not_under("kek-9", 100_000)
-        .await
-        .unwrap()
-        .iter()
-        .all(|(c, _)| c != victim.as_str()));
+    assert!(
+        store
+            .keys_under("kek-1", 100_000)
+            .await
+            .unwrap()
+            .iter()
+            .all(|u| u.owner != victim.as_str()),
+        "a shredded key is not live"
+    );
 }

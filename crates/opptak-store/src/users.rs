@@ -14,14 +14,19 @@ pub struct UserRow {
     pub password_hash: String,
     pub created_at_us: i64,
     pub disabled_at_us: Option<i64>,
+    /// The admin who created it (`cli:<name>` from the command line).
+    pub created_by: String,
+    /// The second admin who approved it; `None` while it waits.
+    pub approved_by: Option<String>,
+    pub approved_at_us: Option<i64>,
 }
 
 pub struct SqlUsers {
     store: SqlStore,
 }
 
-const USER_SELECT: &str =
-    "SELECT user_id, display_name, role, team, password_hash, created_at_us, disabled_at_us FROM users";
+const USER_COLUMNS: &str = "u.user_id, u.display_name, u.role, u.team, u.password_hash, u.created_at_us, \
+     u.disabled_at_us, u.created_by, u.approved_by, u.approved_at_us";
 
 impl SqlUsers {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
@@ -33,8 +38,8 @@ impl SqlUsers {
     /// Adds a user; `Conflict` if the id is taken.
     pub async fn add(&self, u: &UserRow) -> Result<(), StoreError> {
         let r = sqlx::query(
-            "INSERT INTO users (user_id, display_name, role, team, password_hash, created_at_us) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id) DO NOTHING",
+            "INSERT INTO users (user_id, display_name, role, team, password_hash, created_at_us, created_by, \
+             approved_by, approved_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (user_id) DO NOTHING",
         )
         .bind(u.user_id.as_str())
         .bind(u.display_name.as_str())
@@ -42,6 +47,9 @@ impl SqlUsers {
         .bind(u.team.as_str())
         .bind(u.password_hash.as_str())
         .bind(u.created_at_us)
+        .bind(u.created_by.as_str())
+        .bind(u.approved_by.clone())
+        .bind(u.approved_at_us)
         .execute(&self.store.pool)
         .await
         .map_err(db)?;
@@ -52,7 +60,7 @@ impl SqlUsers {
     }
 
     pub async fn get(&self, user_id: &str) -> Result<Option<UserRow>, StoreError> {
-        sqlx::query_as(&format!("{USER_SELECT} WHERE user_id = $1"))
+        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.user_id = $1"))
             .bind(user_id)
             .fetch_optional(&self.store.pool)
             .await
@@ -60,7 +68,7 @@ impl SqlUsers {
     }
 
     pub async fn list(&self) -> Result<Vec<UserRow>, StoreError> {
-        sqlx::query_as(&format!("{USER_SELECT} ORDER BY user_id"))
+        sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users u ORDER BY u.user_id"))
             .fetch_all(&self.store.pool)
             .await
             .map_err(db)
@@ -86,6 +94,37 @@ impl SqlUsers {
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(())
+    }
+
+    /// Records the second admin's approval of a waiting user; `NotFound` if
+    /// there is no such user or it was approved already.
+    pub async fn approve(&self, user_id: &str, by: &str, at_us: i64) -> Result<(), StoreError> {
+        let r = sqlx::query(
+            "UPDATE users SET approved_by = $1, approved_at_us = $2 \
+             WHERE user_id = $3 AND approved_by IS NULL AND created_by <> $1",
+        )
+        .bind(by)
+        .bind(at_us)
+        .bind(user_id)
+        .execute(&self.store.pool)
+        .await
+        .map_err(db)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!(
+                "user {user_id} waiting for the approval of another admin than its creator"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether `id` is the advisor of any recorded call.
+    pub async fn advises_calls(&self, id: &str) -> Result<bool, StoreError> {
+        let n: Option<(String,)> = sqlx::query_as("SELECT call_id FROM calls WHERE advisor_id = $1 LIMIT 1")
+            .bind(id)
+            .fetch_optional(&self.store.pool)
+            .await
+            .map_err(db)?;
+        Ok(n.is_some())
     }
 
     /// Disables a user and ends every session of theirs.
@@ -132,11 +171,10 @@ impl SqlUsers {
     /// The session's user, if the session exists, has not expired at
     /// `now_us`, and its user is not disabled.
     pub async fn session_user(&self, token_sha256: &str, now_us: i64) -> Result<Option<UserRow>, StoreError> {
-        sqlx::query_as(
-            "SELECT u.user_id, u.display_name, u.role, u.team, u.password_hash, u.created_at_us, u.disabled_at_us \
-             FROM sessions s JOIN users u ON u.user_id = s.user_id \
-             WHERE s.token_sha256 = $1 AND s.expires_at_us > $2 AND u.disabled_at_us IS NULL",
-        )
+        sqlx::query_as(&format!(
+            "SELECT {USER_COLUMNS} FROM sessions s JOIN users u ON u.user_id = s.user_id \
+             WHERE s.token_sha256 = $1 AND s.expires_at_us > $2 AND u.disabled_at_us IS NULL"
+        ))
         .bind(token_sha256)
         .bind(now_us)
         .fetch_optional(&self.store.pool)

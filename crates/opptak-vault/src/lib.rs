@@ -21,6 +21,7 @@
 //! under it is [`VaultError::KeyDestroyed`]), and it stands in the way of a
 //! new key of the same class (the store keeps the first key of a class).
 
+pub mod kek;
 pub mod reader;
 
 pub use reader::{Recording, Which, Window, WireArtifact};
@@ -67,6 +68,7 @@ impl VaultError {
     pub fn is_transient(&self) -> bool {
         match self {
             VaultError::Store(e) => matches!(e, StoreError::Unavailable(_)),
+            // A KEK destroyed on purpose (`CryptoError::KekDestroyed`) is final.
             VaultError::Key(CryptoError::KeyUnavailable(_)) => true,
             _ => false,
         }
@@ -94,14 +96,17 @@ fn wrapped(key: &StoredKey) -> WrappedKey {
     }
 }
 
-/// Wraps `key` of `class` under the provider's active KEK, bound to `context`.
+/// Wraps `key` of `class`, made at `at_us`, bound to `context`: under the
+/// KEK of its class and period ([`kek`]), or the provider's active KEK for a
+/// class without period KEKs or before the period's KEK exists.
 pub fn wrap_key<K: KeyProvider + ?Sized>(
     keys: &K,
     key: &DataKey,
     class: &str,
     context: &[u8],
+    at_us: i64,
 ) -> Result<StoredKey, CryptoError> {
-    let w = keys.wrap(key, context)?;
+    let w = kek::wrap_for_period(keys, key, class, context, at_us)?;
     Ok(StoredKey {
         key_id: w.key_id,
         class: class.to_owned(),
@@ -247,7 +252,14 @@ impl Vault {
     /// the recorder stores it in the transaction that stores the call.
     pub fn new_key(&self, owner: &str, class: &str) -> Result<(DataKey, StoredKey), VaultError> {
         let key = DataKey::generate();
-        let stored = wrap_key(self.keys.as_ref(), &key, class, &key_context(owner, class)).map_err(VaultError::Key)?;
+        let stored = wrap_key(
+            self.keys.as_ref(),
+            &key,
+            class,
+            &key_context(owner, class),
+            self.clock.now_us(),
+        )
+        .map_err(VaultError::Key)?;
         Ok((key, stored))
     }
 

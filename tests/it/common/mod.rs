@@ -507,3 +507,64 @@ pub async fn web_sign_in(
     let session = full.map(|c| c.split(';').next().unwrap_or_default().to_owned());
     (r.status(), session)
 }
+
+/// Config variables for the PKCS#11 provider on the SoftHSM2 token of
+/// `deploy/local/services.sh`, under a KEK label prefix of this test's own;
+/// `None` (the test skips) without a token, refused under OPPTAK_REQUIRE_SERVICES.
+pub fn softhsm_vars(name: &str) -> Option<Vec<(String, String)>> {
+    let get = |k: &str| std::env::var(k).ok();
+    let (Some(module), Some(token), Some(pin)) = (
+        get("OPPTAK_TEST_PKCS11_MODULE"),
+        get("OPPTAK_TEST_PKCS11_TOKEN"),
+        get("OPPTAK_TEST_PKCS11_PIN"),
+    ) else {
+        assert_ne!(
+            get("OPPTAK_REQUIRE_SERVICES").as_deref(),
+            Some("1"),
+            "OPPTAK_TEST_PKCS11_* not set"
+        );
+        eprintln!("skipping: no SoftHSM2 token configured");
+        return None;
+    };
+    Some(vec![
+        ("OPPTAK__KEYS__PROVIDER".to_string(), "pkcs11".to_string()),
+        ("OPPTAK__KEYS__PKCS11_MODULE".to_string(), module),
+        ("OPPTAK__KEYS__PKCS11_TOKEN".to_string(), token),
+        ("OPPTAK__KEYS__PKCS11_PIN".to_string(), pin),
+        ("OPPTAK__KEYS__PKCS11_PREFIX".to_string(), format!("{}-", unique(name))),
+    ])
+}
+
+/// Test setup's way to add a local user: `add_user` and, when its role reads
+/// call content, the approval of a second admin (issue 15, finding 5:
+/// granting content takes two administrators).
+#[allow(async_fn_in_trait)]
+pub trait AddApproved {
+    async fn add_approved(
+        &self,
+        by: &str,
+        user: &str,
+        name: &str,
+        role: opptak_review::identity::Role,
+        team: &str,
+        password: &str,
+    ) -> anyhow::Result<opptak_review::identity::User>;
+}
+
+impl AddApproved for opptak_review::identity::Identity {
+    async fn add_approved(
+        &self,
+        by: &str,
+        user: &str,
+        name: &str,
+        role: opptak_review::identity::Role,
+        team: &str,
+        password: &str,
+    ) -> anyhow::Result<opptak_review::identity::User> {
+        let u = self.add_user(by, user, name, role, team, password).await?;
+        if role.reads_content() {
+            self.approve_user(&format!("{by}-second-admin"), user).await?;
+        }
+        Ok(u)
+    }
+}

@@ -71,3 +71,27 @@ fn softhsm_wraps_rotates_and_retires() {
     ));
     assert!(ring.unwrap(&w2, b"call-1/audio-24h").is_ok());
 }
+
+/// Period KEKs in the HSM (issue 15, finding 1): made by name inside the
+/// token, wrapped under by name, destroyed for good.
+#[test]
+fn softhsm_period_keks_are_made_used_and_destroyed() {
+    use opptak_crypto::KeyAdmin;
+    let Some((module, token, pin)) = token() else { return };
+    let prefix = format!("period-{}-", std::process::id());
+    let ring = Pkcs11Keyring::open(std::path::Path::new(&module), &token, &pin, &prefix).unwrap();
+    let id = "kek-ki-20261207";
+    assert!(ring.wrap_under(id, &DataKey::generate(), b"c/ki").unwrap().is_none());
+    assert!(ring.create_kek(id).unwrap());
+    assert!(!ring.create_kek(id).unwrap(), "made once");
+    let dk = DataKey::generate();
+    let w = ring.wrap_under(id, &dk, b"c/ki").unwrap().unwrap();
+    assert_eq!(w.kek_id, id);
+    assert_eq!(ring.unwrap(&w, b"c/ki").unwrap().id(), dk.id());
+    assert!(ring.list().unwrap().iter().any(|k| k.id == id && !k.active));
+    assert!(ring.destroy_kek(&ring.active_kek_id()).is_err(), "the active kek stays");
+    ring.destroy_kek(id).unwrap();
+    ring.destroy_kek(id).unwrap();
+    assert!(ring.unwrap(&w, b"c/ki").is_err(), "nothing it wrapped opens");
+    assert!(ring.wrap_under(id, &dk, b"c/ki").unwrap().is_none());
+}

@@ -382,7 +382,7 @@ const ACC: [u32; 10] = [5, 4, 3, 2, 7, 6, 5, 4, 3, 2];
 
 fn days_in(month: usize, yy: usize) -> usize {
     match month {
-        2 if yy % 4 == 0 => 29,
+        2 if yy.is_multiple_of(4) => 29,
         2 => 28,
         4 | 6 | 9 | 11 => 30,
         _ => 31,

@@ -119,7 +119,7 @@ impl HttpAsr {
                 u.sample_rate_hz
             )));
         }
-        if u.pcm16.is_empty() || u.pcm16.len() % 2 != 0 {
+        if u.pcm16.is_empty() || !u.pcm16.len().is_multiple_of(2) {
             return Err(AsrError::Rejected(format!(
                 "{} bytes of audio is no PCM16 utterance",
                 u.pcm16.len()

@@ -160,7 +160,7 @@ async fn users_page(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
     if let Err(e) = app.audit(&admin, "user.list", "users", "", "allowed").await {
         return internal(lang, e);
     }
-    let users = match app.identity.users().await {
+    let users = match app.identity.listing().await {
         Ok(u) => u,
         Err(e) => return internal(lang, e),
     };
@@ -182,30 +182,48 @@ async fn users_page(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
                     th scope="col" { (lang.t("Rolle", "Role")) }
                     th scope="col" { (lang.t("Team", "Team")) }
                     th scope="col" { (lang.t("Status", "Status")) }
+                    th scope="col" { (lang.t("Opprettet av", "Created by")) }
                 } }
                 tbody {
-                    @for (u, active) in &users {
+                    @for l in &users {
+                        @let u = &l.user;
                         tr {
                             td { (u.user_id) }
                             td { (u.display_name) }
                             td { (super::role_name(lang, u.role)) }
                             td { (u.team) }
                             td {
-                                @if *active {
+                                @if !l.active {
+                                    span.muted { (lang.t("deaktivert", "disabled")) }
+                                } @else if l.waiting && l.created_by == admin.actor() {
+                                    span { (lang.t("venter på godkjenning fra en annen administrator", "awaiting approval by another administrator")) }
+                                } @else if l.waiting {
+                                    form.inline method="post" action="/admin/users" {
+                                        input type="hidden" name="csrf" value=(csrf_of(&token));
+                                        input type="hidden" name="action" value="approve";
+                                        input type="hidden" name="user" value=(u.user_id);
+                                        button type="submit" { (lang.t("Godkjenn tilgang til innhold", "Approve access to content")) }
+                                    }
+                                } @else {
                                     form.inline method="post" action="/admin/users" {
                                         input type="hidden" name="csrf" value=(csrf_of(&token));
                                         input type="hidden" name="action" value="disable";
                                         input type="hidden" name="user" value=(u.user_id);
                                         button type="submit" { (lang.t("Deaktiver", "Disable")) }
                                     }
-                                } @else {
-                                    span.muted { (lang.t("deaktivert", "disabled")) }
                                 }
+                            }
+                            td {
+                                (l.created_by)
+                                @if let Some(b) = &l.approved_by { (lang.t(", godkjent av ", ", approved by ")) (b) }
                             }
                         }
                     }
                 }
             }
+            p.muted { (lang.t(
+                "Brukere med roller som ser samtaleinnhold (rådgiver, teamleder, kvalitet, etterlevelse) kan logge inn først når en annen administrator enn den som opprettet dem, har godkjent dem.",
+                "Users of roles that see call content (advisor, team lead, QA, compliance) can sign in only once an administrator other than their creator has approved them.")) }
             h2 { (lang.t("Ny bruker", "New user")) }
             form method="post" action="/admin/users" {
                 input type="hidden" name="csrf" value=(csrf_of(&token));
@@ -253,6 +271,7 @@ async fn users_action(State(app): State<Arc<App>>, ctx: Ctx, Form(f): Form<UserF
     let done = match f.action.as_str() {
         "disable" if f.user == admin.user_id => Err(anyhow::anyhow!("you cannot disable yourself")),
         "disable" => app.identity.disable(&admin.actor(), &f.user).await,
+        "approve" => app.identity.approve_user(&admin.actor(), &f.user).await,
         "add" => match Role::parse(&f.role) {
             Ok(role) => app
                 .identity

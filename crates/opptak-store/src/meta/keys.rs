@@ -2,7 +2,7 @@
 //! a day, crypto-shredding with its evidence, and what KEK rotation needs
 //! (counts per KEK, keys not yet under a KEK, rewrapping).
 
-use super::model::{KeyRow, ShredEvidence, StoredKey};
+use super::model::{KeyRow, KeyUnder, ShredEvidence, StoredKey};
 use super::{db, read, SqlStore, Tx};
 use crate::StoreError;
 use opptak_domain::model::CallId;
@@ -21,6 +21,14 @@ impl<K> From<Owned<K>> for (String, K) {
     }
 }
 
+/// A row with its creation time.
+#[derive(sqlx::FromRow)]
+struct Created<K> {
+    #[sqlx(flatten)]
+    key: K,
+    created_at_us: i64,
+}
+
 const EVIDENCE_SELECT: &str =
     "SELECT key_id, call_id, class, kek_id, shredded_at_us, reason, requested_by FROM key_shreddings";
 
@@ -37,24 +45,27 @@ impl SqlStore {
         Ok(rows.into_iter().map(|(kek, class, n)| (kek, class, n as u64)).collect())
     }
 
-    pub(super) async fn keys_not_under(
-        &self,
-        kek_id: &str,
-        limit: u32,
-    ) -> Result<Vec<(String, StoredKey)>, StoreError> {
-        let rows: Vec<Owned<StoredKey>> = sqlx::query_as(
-            "SELECT owner, key_id, class, kek_id, sealed FROM (\
-             SELECT call_id AS owner, key_id, class, kek_id, sealed FROM data_keys \
-             WHERE kek_id <> $1 AND destroyed_at_us IS NULL \
-             UNION ALL SELECT 'deadletters-' || day AS owner, key_id, class, kek_id, sealed FROM deadletter_keys \
-             WHERE kek_id <> $1 AND destroyed_at_us IS NULL) live ORDER BY key_id LIMIT $2",
+    pub(super) async fn keys_under(&self, kek_id: &str, limit: u32) -> Result<Vec<KeyUnder>, StoreError> {
+        let rows: Vec<Owned<Created<StoredKey>>> = sqlx::query_as(
+            "SELECT owner, key_id, class, kek_id, sealed, created_at_us FROM (\
+             SELECT call_id AS owner, key_id, class, kek_id, sealed, created_at_us FROM data_keys \
+             WHERE kek_id = $1 AND destroyed_at_us IS NULL \
+             UNION ALL SELECT 'deadletters-' || day AS owner, key_id, class, kek_id, sealed, created_at_us \
+             FROM deadletter_keys WHERE kek_id = $1 AND destroyed_at_us IS NULL) live ORDER BY key_id LIMIT $2",
         )
         .bind(kek_id)
         .bind(limit as i64)
         .fetch_all(&self.pool)
         .await
         .map_err(read("data_keys row"))?;
-        Ok(rows.into_iter().map(Into::into).collect())
+        Ok(rows
+            .into_iter()
+            .map(|o| KeyUnder {
+                owner: o.owner,
+                key: o.key.key,
+                created_at_us: o.key.created_at_us,
+            })
+            .collect())
     }
 
     pub(super) async fn rewrap(&self, keys: &[(String, StoredKey)]) -> Result<u64, StoreError> {

@@ -29,7 +29,7 @@ mod retention;
 
 pub use model::{
     ArtifactRow, CallEnd, CallRecord, CallUpdate, Compacted, DeletionRow, ExtensionRow, Flush, GapRow, HoldRow, KeyRow,
-    NewCall, NewCopy, OptOut, ReclassRow, RetentionRow, SegmentRow, ShredEvidence, StoredKey, StoredObject,
+    KeyUnder, NewCall, NewCopy, OptOut, ReclassRow, RetentionRow, SegmentRow, ShredEvidence, StoredKey, StoredObject,
 };
 
 use crate::StoreError;
@@ -51,8 +51,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn gaps(&self, recording_id: &str) -> Result<Vec<GapRow>, StoreError>;
     /// Live (not destroyed) data keys per KEK and class: `(kek_id, class, count)`.
     async fn key_counts(&self) -> Result<Vec<(String, String, u64)>, StoreError>;
-    /// Up to `limit` live data keys not wrapped by `kek_id`, with their call id.
-    async fn keys_not_under(&self, kek_id: &str, limit: u32) -> Result<Vec<(String, StoredKey)>, StoreError>;
+    /// Up to `limit` live data keys wrapped by `kek_id`, with owner and creation time.
+    async fn keys_under(&self, kek_id: &str, limit: u32) -> Result<Vec<KeyUnder>, StoreError>;
     /// Replaces wrapped keys, each only if it is still wrapped by the KEK the
     /// caller read (`old_kek_id`); returns how many were replaced.
     async fn rewrap(&self, keys: &[(String, StoredKey)]) -> Result<u64, StoreError>;
@@ -439,8 +439,8 @@ impl MetadataStore for SqlStore {
         self.key_counts().await
     }
 
-    async fn keys_not_under(&self, kek_id: &str, limit: u32) -> Result<Vec<(String, StoredKey)>, StoreError> {
-        self.keys_not_under(kek_id, limit).await
+    async fn keys_under(&self, kek_id: &str, limit: u32) -> Result<Vec<KeyUnder>, StoreError> {
+        self.keys_under(kek_id, limit).await
     }
 
     async fn rewrap(&self, keys: &[(String, StoredKey)]) -> Result<u64, StoreError> {

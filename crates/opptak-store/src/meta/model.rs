@@ -16,6 +16,15 @@ pub struct StoredKey {
     pub sealed: Vec<u8>,
 }
 
+/// A live data key with its owner (a call id, or `deadletters-<day>`) and
+/// when it was made: what moving keys between KEKs needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyUnder {
+    pub owner: String,
+    pub key: StoredKey,
+    pub created_at_us: i64,
+}
+
 #[derive(Clone, Debug)]
 pub struct NewCall {
     pub facts: CallFacts,

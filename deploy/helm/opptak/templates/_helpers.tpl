@@ -90,6 +90,28 @@ secretKeyRef:
 {{- if eq .Values.config.keys.provider "file" }}true{{ end -}}
 {{- end -}}
 
+{{/*
+Kafka's TLS files and the role's SASL password, mounted read-only from
+Secrets (kafka.tls, kafka.sasl): the same paths in every role's pod, so one
+opptak.toml names them; each pod mounts its own role's password there.
+*/}}
+{{- define "opptak.kafkaDir" -}}/run/opptak/kafka{{- end -}}
+
+{{- define "opptak.usesKafkaFiles" -}}
+{{- if or .Values.kafka.tls.enabled .Values.kafka.sasl.enabled }}true{{ end -}}
+{{- end -}}
+
+{{/* The secrets.refs item of a role's Kafka password: kafkaRecorderPassword. */}}
+{{- define "opptak.kafkaPasswordItem" -}}
+{{- printf "kafka%sPassword" (title .) -}}
+{{- end -}}
+
+{{/* The Secret with a role's client certificate: (dict "root" $ "role" "recorder"). */}}
+{{- define "opptak.kafkaCertSecret" -}}
+{{- $tls := .root.Values.kafka.tls -}}
+{{- index ($tls.roleSecrets | default dict) .role | default $tls.secret -}}
+{{- end -}}
+
 {{/* Key files the init container copies into the private keys directory. */}}
 {{- define "opptak.needsKeyFiles" -}}
 {{- if or (include "opptak.usesKeyringFile" .) .Values.telephonyKeyring.enabled }}true{{ end -}}
@@ -137,6 +159,19 @@ release names (R13: opptak refuses any other non-loopback host).
 {{- if .Values.llm.apiKey.enabled -}}
 {{- $_ := set (get $owned "ki") "llm_api_key_env" "OPPTAK_LLM_API_KEY" -}}
 {{- end -}}
+{{- $kafkaDir := include "opptak.kafkaDir" . -}}
+{{- if .Values.kafka.tls.enabled -}}
+{{- $tls := dict "enabled" true "ca_file" (printf "%s/ca.crt" $kafkaDir) -}}
+{{- if .Values.kafka.tls.clientCert -}}
+{{- $_ := set $tls "cert_file" (printf "%s/tls.crt" $kafkaDir) -}}
+{{- $_ := set $tls "key_file" (printf "%s/tls.key" $kafkaDir) -}}
+{{- end -}}
+{{- $_ := set (get $owned "bus") "tls" $tls -}}
+{{- end -}}
+{{- if .Values.kafka.sasl.enabled -}}
+{{- /* bus.sasl.username is each role's own: OPPTAK__BUS__SASL__USERNAME in its Deployment. */ -}}
+{{- $_ := set (get $owned "bus") "sasl" (dict "mechanism" .Values.kafka.sasl.mechanism "password_file" (printf "%s/sasl-password" $kafkaDir)) -}}
+{{- end -}}
 {{- if .Values.retentionPolicy -}}
 {{- $_ := set $owned "retention" (dict "policy" (printf "%s/policy.toml" (include "opptak.configDir" .))) -}}
 {{- end -}}
@@ -161,7 +196,10 @@ release names (R13: opptak refuses any other non-loopback host).
 {{- end -}}
 {{- end -}}
 
-{{/* opptak.toml from the effective configuration: one table per section. */}}
+{{/*
+opptak.toml from the effective configuration: one table per section, its
+sub-tables ([bus.tls], [bus.sasl]) after its own keys.
+*/}}
 {{- define "opptak.toml" -}}
 {{- $cfg := include "opptak.config" . | fromYaml -}}
 # Rendered by the opptak Helm chart from .Values.config and the endpoint
@@ -172,7 +210,20 @@ release names (R13: opptak refuses any other non-loopback host).
 
 [{{ $section }}]
 {{- range $key := keys $table | sortAlpha }}
-{{ $key }} = {{ include "opptak.tomlValue" (get $table $key) }}
+{{- $v := get $table $key }}
+{{- if not (kindIs "map" $v) }}
+{{ $key }} = {{ include "opptak.tomlValue" $v }}
+{{- end }}
+{{- end }}
+{{- range $key := keys $table | sortAlpha }}
+{{- $sub := get $table $key }}
+{{- if kindIs "map" $sub }}
+
+[{{ $section }}.{{ $key }}]
+{{- range $k := keys $sub | sortAlpha }}
+{{ $k }} = {{ include "opptak.tomlValue" (get $sub $k) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- end }}
@@ -191,6 +242,31 @@ Combinations the schema cannot express; configmap.yaml includes this so
 {{- end -}}
 {{- if and .Values.llm.apiKey.enabled (eq .Values.llm.url "embedded://") -}}
 {{- fail "llm.apiKey.enabled with llm.url = embedded://: the embedded summarizer takes no key" -}}
+{{- end -}}
+{{- $tls := .Values.kafka.tls -}}
+{{- if and (not $tls.enabled) (or $tls.clientCert $tls.roleSecrets) -}}
+{{- fail "kafka.tls.clientCert and kafka.tls.roleSecrets need kafka.tls.enabled" -}}
+{{- end -}}
+{{- if and $tls.enabled (not $tls.secret) -}}
+{{- fail "kafka.tls.enabled needs kafka.tls.secret: a Secret holding ca.crt, the CA the brokers' certificates chain to (and tls.crt, tls.key with kafka.tls.clientCert)" -}}
+{{- end -}}
+{{- if and $tls.roleSecrets (not $tls.clientCert) -}}
+{{- fail "kafka.tls.roleSecrets name the roles' client certificates: set kafka.tls.clientCert too" -}}
+{{- end -}}
+{{- if and .Values.kafka.sasl.enabled (not $tls.enabled) -}}
+{{- fail "kafka.sasl.enabled needs kafka.tls.enabled: without TLS every record, call audio too, crosses the network in clear (the chart never sets bus.sasl.allow_plaintext)" -}}
+{{- end -}}
+{{- if .Values.kafka.sasl.enabled -}}
+{{- $seen := dict -}}
+{{- range $role := list "recorder" "transcriber" "summarizer" "sweeper" "review" -}}
+{{- if (index $.Values.roles $role).enabled -}}
+{{- $user := index $.Values.kafka.sasl.usernames $role -}}
+{{- if hasKey $seen $user -}}
+{{- fail (printf "kafka.sasl.usernames: %s and %s are both %q: each role is its own principal with its own ACLs (docs/security.md)" (get $seen $user) $role $user) -}}
+{{- end -}}
+{{- $_ := set $seen $user $role -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- $partitions := int (.Values.config.bus.partitions | default 12) -}}
 {{- range $role := list "recorder" "transcriber" "summarizer" -}}
