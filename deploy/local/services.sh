@@ -672,6 +672,12 @@ pg_ensure_db() {
     log "creating role $PG_ROLE"
     psql_admin -c "create role $PG_ROLE login createdb"
   fi
+  if [[ $PG_INSTANCE != tls ]]; then
+    # Tests force a checkpoint before they read a table's file
+    # (tests/it/shredding.rs); pg_checkpoint exists from PostgreSQL 15.
+    psql_admin -qc "do \$\$ begin if exists (select 1 from pg_roles where rolname = 'pg_checkpoint') \
+      then grant pg_checkpoint to $PG_ROLE; end if; end \$\$" >/dev/null
+  fi
   if [[ $PG_INSTANCE == tls ]]; then
     # A SCRAM password (password_encryption), given on stdin, not the command line.
     printf "alter role %s password '%s'\n" "$PG_ROLE" "$(<"$(secret "pg-$PG_ROLE")")" | psql_admin

@@ -530,3 +530,102 @@ async fn backup_after_period_kek(provider_vars: Vec<(String, String)>, name: &st
         .collect();
     assert_eq!(kek_log, report.destroyed, "every destruction audited");
 }
+
+/// The same on Kafka and PostgreSQL (issue 15, finding 1): after a KI
+/// opt-out and a shredding, no Kafka log of the test's topics, no value in
+/// the `data_keys` table (VACUUM removed the dead row versions) and no blob
+/// holds the wrapped keys. PostgreSQL's WAL and base backups keep the old row
+/// until its period KEK is destroyed (the test above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shredded_key_is_in_no_kafka_log_or_table_on_postgres() {
+    let (Some(kafka), Some(postgres)) = (common::kafka(), common::postgres_db("shred_pg").await) else {
+        assert_ne!(
+            std::env::var("OPPTAK_REQUIRE_SERVICES").as_deref(),
+            Ok("1"),
+            "Kafka/PostgreSQL not set"
+        );
+        eprintln!("skipping: no Kafka/PostgreSQL");
+        return;
+    };
+    let env = Env::new(
+        &Backend::Services {
+            kafka,
+            postgres: postgres.clone(),
+        },
+        "shred_pg",
+    );
+    let edges = env.edges().await;
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let mut calls = common::mixed_calls(&common::unique("pgfinal"), 1);
+    calls[0].started.ki_enabled = true;
+    calls[0].started.customer_informed = true;
+    common::publish_events(&edges, &calls[0].events(100)).await;
+    wait_for_recordings(&edges, 1, 90).await;
+    recorder.stop().await.unwrap();
+    let id = CallId::parse(&calls[0].call_id).unwrap();
+    let ki = edges.meta.class_key(&id, "ki").await.unwrap().unwrap().key.sealed;
+    let audio = edges
+        .meta
+        .class_key(&id, "audio-24h")
+        .await
+        .unwrap()
+        .unwrap()
+        .key
+        .sealed;
+    let pool = sqlx::PgPool::connect(&postgres).await.unwrap();
+    let table_file = || async {
+        let pg_data = std::env::var("OPPTAK_TEST_PG_DATA").ok()?;
+        sqlx::query("CHECKPOINT").execute(&pool).await.unwrap();
+        let (file,): (String,) = sqlx::query_as("SELECT pg_relation_filepath('data_keys')")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        std::fs::read(std::path::Path::new(&pg_data).join(file)).ok()
+    };
+    let holds = |bytes: &[u8], key: &[u8]| bytes.windows(key.len()).any(|w| w == key);
+    if let Some(before) = table_file().await {
+        assert!(
+            holds(&before, &audio),
+            "positive control: the table's file holds the live key"
+        );
+    }
+    assert!(edges.vault().purge_ki(&id, "customer", now_us()).await.unwrap());
+    edges
+        .vault()
+        .shred(&id, "audio-24h", "operator request", "test")
+        .await
+        .unwrap();
+
+    let rows: Vec<(Vec<u8>,)> = sqlx::query_as("SELECT sealed FROM data_keys")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    for (class, bytes) in [("ki", &ki), ("audio-24h", &audio)] {
+        assert!(
+            rows.iter().all(|(s,)| s != bytes),
+            "the shredded {class} key is still a row"
+        );
+        let found = files_holding(env.dir.path(), bytes);
+        assert!(found.is_empty(), "the shredded {class} key is in {found:?}");
+    }
+    // The table's own file holds no dead version of the row.
+    if let Some(after) = table_file().await {
+        for (class, key) in [("ki", &ki), ("audio-24h", &audio)] {
+            assert!(!holds(&after, key), "the {class} key is still in data_keys' file");
+        }
+    }
+    if let Ok(kafka_data) = std::env::var("OPPTAK_TEST_KAFKA_DATA") {
+        let prefix = &edges.config.bus.topic_prefix;
+        let mut scanned = 0;
+        for entry in std::fs::read_dir(&kafka_data).unwrap().flatten() {
+            if entry.file_name().to_string_lossy().starts_with(prefix.as_str()) {
+                scanned += 1;
+                for (class, key) in [("ki", &ki), ("audio-24h", &audio)] {
+                    let found = files_holding(&entry.path(), key);
+                    assert!(found.is_empty(), "the {class} key is in the Kafka log {found:?}");
+                }
+            }
+        }
+        assert!(scanned > 0, "no Kafka log of this test's topics under {kafka_data}");
+    }
+}
