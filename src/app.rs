@@ -157,7 +157,16 @@ impl Edges {
             .with_archive(Some(self.archive.clone()))
     }
 
-    /// Retention routing, sweeping and holds over these edges.
+    /// Compaction and copies over these edges (the recorder's own, for
+    /// copies a later fact change requires).
+    pub fn compactor(&self) -> opptak_recorder::compact::Compactor {
+        opptak_recorder::compact::Compactor::new(self.vault(), self.config.recorder.stream_segment_bytes)
+            .with_policy(self.policy.clone())
+            .with_archive(self.archive.clone())
+    }
+
+    /// Retention routing, sweeping and holds over these edges; holds,
+    /// extensions and reclassifications are written to the audit log first.
     pub fn retention(&self) -> opptak_retention::Retention {
         opptak_retention::Retention::new(
             self.meta.clone(),
@@ -166,6 +175,100 @@ impl Edges {
             self.clock.clone(),
         )
         .with_archive(self.archive.clone())
+        .with_journal(Arc::new(AuditJournal {
+            metadata_url: self.config.metadata_url(),
+            keys: self.keys.clone(),
+            clock: self.clock.clone(),
+            audit: tokio::sync::OnceCell::new(),
+        }))
+    }
+}
+
+/// A compliance officer's reclassification of a call's service category,
+/// with what it takes: when the new category makes the policy keep an
+/// archive copy the call does not have, the copy is written from the
+/// recording — and the reclassification is refused, with why, when the
+/// recording can no longer be read (past its 24 hours, or shredded), so the
+/// policy never claims an archive copy that does not exist. Returns the
+/// re-routed rows and whether an archive copy was written.
+pub async fn reclassify(
+    edges: &Edges,
+    call_id: &opptak_domain::CallId,
+    category: opptak_domain::ServiceCategory,
+    reason: &str,
+    by: &str,
+) -> Result<(Vec<opptak_store::meta::RetentionRow>, bool)> {
+    use opptak_domain::retention::ArtifactKind;
+    let r = edges.retention();
+    let (rec, mut facts) = r.facts(call_id).await?;
+    facts.reclassified = Some((category, by.to_owned()));
+    let wants = edges.policy.decide(&facts, ArtifactKind::ArchiveCopy);
+    let archive_kind = opptak_vault::Which::Archive.store_kind();
+    let has = edges
+        .meta
+        .artifacts(call_id)
+        .await?
+        .iter()
+        .any(|a| a.kind == archive_kind);
+    if wants.kept && !has && rec.complete {
+        if let Some(at) = rec.key_destroyed_at_us {
+            anyhow::bail!(
+                "refused: reclassifying call {call_id} as {category} requires an archive copy ({}), but its \
+                 recording was deleted at {} — an archive copy can only be made while the recording is kept \
+                 (24 hours after the call). Nothing was changed.",
+                wants.chain.last().cloned().unwrap_or_default(),
+                opptak_domain::time::utc_time(at)
+            );
+        }
+    }
+    let rows = r.reclassify(call_id, category, reason, by).await?;
+    let archived = edges.compactor().add_missing_archive_copy(call_id).await?;
+    Ok((rows, archived))
+}
+
+/// Records the retention policy a process starts with in the audit log:
+/// `policy.load`, subject `policy:sha256:<hex of the file>`, with where it
+/// came from, so a changed policy file is visible in the hash chain.
+pub async fn audit_policy_load(edges: &Edges, roles: &str) -> Result<()> {
+    use sha2::Digest;
+    let (text, origin) = edges.config.policy_text()?;
+    let hash = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+    edges
+        .audit()
+        .await?
+        .record_allowed(
+            &format!("os:{}", opptak_audit::os_user()),
+            "system",
+            "policy.load",
+            &format!("policy:sha256:{hash}"),
+            &format!("{origin}; roles {roles}"),
+        )
+        .await?;
+    tracing::info!(policy_sha256 = %hash, %origin, "retention policy loaded");
+    Ok(())
+}
+
+/// Retention's journal: the hash-chained audit log, opened on first use.
+struct AuditJournal {
+    metadata_url: String,
+    keys: Arc<dyn KeyProvider>,
+    clock: Arc<dyn opptak_domain::time::Clock>,
+    audit: tokio::sync::OnceCell<opptak_audit::Audit>,
+}
+
+#[async_trait::async_trait]
+impl opptak_retention::Journal for AuditJournal {
+    async fn record(&self, actor: &str, action: &str, subject: &str, reason: &str) -> Result<(), String> {
+        let audit = self
+            .audit
+            .get_or_try_init(|| opptak_audit::Audit::open(&self.metadata_url, self.keys.clone(), self.clock.clone()))
+            .await
+            .map_err(|e| e.to_string())?;
+        audit
+            .record_allowed(actor, "compliance", action, subject, reason)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 

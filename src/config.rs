@@ -569,12 +569,22 @@ impl Config {
     /// The retention policy: the file named by `retention.policy`, or the
     /// shipped default. A policy with gaps or overlaps stops the process here.
     pub fn policy(&self) -> Result<opptak_domain::retention::Policy> {
+        let (text, origin) = self.policy_text()?;
+        opptak_domain::retention::Policy::parse(&text).with_context(|| origin.clone())
+    }
+
+    /// The policy file's text in force and where it comes from (the shipped
+    /// default, or `retention.policy <path>`): what `policy.load` audits.
+    pub fn policy_text(&self) -> Result<(String, String)> {
         let path = self.retention.policy.trim();
         if path.is_empty() {
-            return Ok(opptak_domain::retention::Policy::default_policy());
+            return Ok((
+                opptak_domain::retention::DEFAULT_POLICY.to_owned(),
+                "the shipped default policy".into(),
+            ));
         }
         let text = std::fs::read_to_string(path).with_context(|| format!("reading retention.policy {path}"))?;
-        opptak_domain::retention::Policy::parse(&text).with_context(|| format!("retention.policy {path}"))
+        Ok((text, format!("retention.policy {path}")))
     }
 
     pub fn recorder_config(&self) -> opptak_recorder::RecorderConfig {

@@ -675,7 +675,8 @@ pg_ensure_db() {
   if [[ $PG_INSTANCE != tls ]]; then
     # Tests force a checkpoint before they read a table's file
     # (tests/it/shredding.rs); pg_checkpoint exists from PostgreSQL 15.
-    psql_admin -qc "do \$\$ begin if exists (select 1 from pg_roles where rolname = 'pg_checkpoint') \
+    PGOPTIONS='-c client_min_messages=warning' psql_admin -qc "do \$\$ begin
+      if exists (select 1 from pg_roles where rolname = 'pg_checkpoint')
       then grant pg_checkpoint to $PG_ROLE; end if; end \$\$" >/dev/null
   fi
   if [[ $PG_INSTANCE == tls ]]; then

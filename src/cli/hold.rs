@@ -51,10 +51,7 @@ pub(crate) enum Command {
 
 /// The compliance officer `by`, signed in with the password on standard input.
 async fn officer(edges: &Edges, by: &str, action: &str) -> Result<String> {
-    use opptak_review::identity::{Identity, Role};
-    let password = super::password_from_stdin()?;
-    let id = Identity::open(&edges.review()).await?;
-    Ok(id.authenticate(by, &password, Role::Compliance, action).await?.actor())
+    super::signed_in(edges, by, opptak_review::identity::Role::Compliance, action).await
 }
 
 pub(crate) async fn run(config: Config, command: Command) -> Result<()> {

@@ -13,7 +13,9 @@ pub(crate) enum Command {
     /// Make a new KEK active and re-wrap every data key under it (audio untouched).
     Rotate,
     /// Crypto-shred one retention class of a call: its data key is destroyed,
-    /// every artifact under it becomes unreadable, evidence is kept.
+    /// every artifact under it becomes unreadable, evidence is kept (and the
+    /// audit log says who ran it). Refused for what a legal hold or a legal
+    /// obligation keeps, unless two compliance officers take `--emergency`.
     Shred {
         call_id: String,
         #[arg(long, default_value = "audio-24h")]
@@ -21,9 +23,16 @@ pub(crate) enum Command {
         /// Why (retention expiry, erasure request reference, ...); kept as evidence.
         #[arg(long)]
         reason: String,
-        /// Who asked (kept as evidence).
+        /// Who asked (kept as evidence; with --emergency, the first officer).
         #[arg(long, default_value = "operator")]
         by: String,
+        /// Shred what the law keeps (a hold, a legal obligation): `--by` and
+        /// `--second` are two different compliance users, whose passwords are
+        /// read from standard input, one per line, in that order.
+        #[arg(long, requires = "second")]
+        emergency: bool,
+        #[arg(long)]
+        second: Option<String>,
     },
     /// Create the keyring of KEKs shared with the telephony system (for
     /// chunks it seals itself) at keys.telephony_keyring or --out.
@@ -90,18 +99,70 @@ pub(crate) async fn run(config: Config, command: Command) -> Result<()> {
             class,
             reason,
             by,
+            emergency,
+            second,
         } => {
             let id = CallId::parse(&call_id)?;
             if reason.trim().is_empty() {
                 bail!("--reason must say why (it is kept as evidence)");
             }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)?
-                .as_micros() as i64;
             if opptak_domain::KeyClass::parse(&class).is_none() {
                 bail!("--class {class:?}: expected one of audio-24h, archive-5y, ki, record-5y");
             }
-            let ev = meta.shred_key(&id, &class, &reason, &by, now).await?;
+            let edges = opptak::app::Edges::open(config.clone()).await?;
+            let audit = edges.audit().await?;
+            let subject = format!("call:{id}/{class}");
+            let protected = opptak_compliance::subject::protected(&edges.compliance(), &id, &class).await?;
+            let (actor, requested_by) = match (&protected, emergency) {
+                (Some(why), false) => {
+                    audit
+                        .record(&opptak_audit::Event {
+                            actor: format!("os:{}", opptak_audit::os_user()),
+                            role: "operator".into(),
+                            action: "key.shred".into(),
+                            subject,
+                            reason: format!("refused: {why}"),
+                            outcome: "refused".into(),
+                        })
+                        .await?;
+                    bail!(
+                        "refused: the {class} data of call {id} is kept by law — {why}. \
+                         Only two compliance officers may destroy it: --emergency --by A --second B \
+                         (their passwords on standard input, one per line)"
+                    );
+                }
+                (_, true) => {
+                    use opptak_review::identity::Role;
+                    let second = second.as_deref().unwrap_or_default();
+                    let first = super::signed_in(&edges, &by, Role::Compliance, "key.shred.emergency").await?;
+                    let other = super::signed_in(&edges, second, Role::Compliance, "key.shred.emergency").await?;
+                    if first == other {
+                        bail!("--by and --second must be two different compliance officers");
+                    }
+                    let why = protected.clone().unwrap_or_else(|| "nothing protects it".into());
+                    audit
+                        .record_allowed(
+                            &other,
+                            "compliance",
+                            "key.shred.emergency.confirm",
+                            &subject,
+                            &format!("{reason} (kept by: {why})"),
+                        )
+                        .await?;
+                    (first.clone(), format!("{first} and {other} (emergency)"))
+                }
+                (None, false) => (format!("os:{}", opptak_audit::os_user()), by.clone()),
+            };
+            audit
+                .record_allowed(
+                    &actor,
+                    if emergency { "compliance" } else { "operator" },
+                    if emergency { "key.shred.emergency" } else { "key.shred" },
+                    &subject,
+                    &format!("{reason} (requested by {requested_by})"),
+                )
+                .await?;
+            let ev = edges.vault().shred(&id, &class, &reason, &requested_by).await?;
             tracing::info!(call_id = %id, %class, key_id = %ev.key_id, "data key shredded");
             println!(
                 "shredded {} key {} of call {} at {} ({}; by {})",

@@ -61,6 +61,20 @@ pub(crate) fn init_tracing(
     handle
 }
 
+/// The local user `by` of `role`, signed in with the next line of standard
+/// input as the password: the actor of a command that must name an
+/// authenticated person (holds, reclassifications, emergency shredding).
+pub(crate) async fn signed_in(
+    edges: &opptak::app::Edges,
+    by: &str,
+    role: opptak_review::identity::Role,
+    action: &str,
+) -> Result<String> {
+    let password = password_from_stdin()?;
+    let id = opptak_review::identity::Identity::open(&edges.review()).await?;
+    Ok(id.authenticate(by, &password, role, action).await?.actor())
+}
+
 pub(crate) fn password_from_stdin() -> Result<String> {
     let mut line = String::new();
     std::io::stdin()

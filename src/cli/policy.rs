@@ -51,6 +51,14 @@ pub(crate) async fn run(config: Config, command: Command) -> Result<()> {
             let decisions = edges.policy.explain(&facts);
             println!("call {id}");
             print!("{}", opptak_domain::retention::render_explanation(&facts, &decisions));
+            // The policy's decisions say what should exist; say plainly where
+            // an artifact it keeps was never written, or no longer is.
+            for d in decisions.iter().filter(|d| d.kept) {
+                let kind = d.kind.as_str();
+                if !stored.iter().any(|s| s.kind == kind && s.deleted_at_us.is_none()) {
+                    println!("  note: the policy keeps {kind}, but the call has none stored");
+                }
+            }
             println!("\nstored:");
             for s in &stored {
                 println!(

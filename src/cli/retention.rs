@@ -22,6 +22,7 @@ pub(crate) enum Command {
     /// A call's artifacts with their retention, and what was deleted.
     Status { call_id: String },
     /// A compliance officer's reclassification of a call's service category.
+    /// `--by`: a compliance user; the password is read from standard input.
     Reclassify {
         call_id: String,
         #[arg(long)]
@@ -103,8 +104,18 @@ pub(crate) async fn run(config: Config, command: Command) -> Result<()> {
             let id = CallId::parse(&call_id)?;
             let c = opptak_domain::ServiceCategory::parse(&category)
                 .with_context(|| format!("--category {category:?}: e.g. investment_advice, loan, savings, general"))?;
-            let rows = r.reclassify(&id, c, &reason, &by).await?;
+            let by = super::signed_in(
+                &edges,
+                &by,
+                opptak_review::identity::Role::Compliance,
+                "retention.reclassify",
+            )
+            .await?;
+            let (rows, archived) = opptak::app::reclassify(&edges, &id, c, &reason, &by).await?;
             println!("call {id} reclassified as {c}; {} artifact(s) re-routed", rows.len());
+            if archived {
+                println!("archive copy written from the recording (the new category requires one)");
+            }
             Ok(())
         }
         Command::Deletions { call_id } => {

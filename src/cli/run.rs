@@ -67,6 +67,7 @@ pub(crate) async fn run_roles(config: Config, roles: Vec<Role>) -> Result<()> {
     let mut role_names: Vec<&'static str> = roles.iter().map(|r| r.name()).collect();
     role_names.sort_unstable();
     role_names.dedup();
+    opptak::app::audit_policy_load(&edges, &role_names.join(",")).await?;
     // Only the roles' own topics: all its principal may be allowed to see.
     edges.ensure_topics(&role_names).await?;
     health.edges_open(&edges);

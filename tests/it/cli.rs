@@ -287,10 +287,16 @@ fn shredding_a_key_makes_exactly_that_recording_unreadable() {
     assert!(opptak(&["demo", "--data-dir", data.to_str().unwrap()]).status.success());
     let config = data.join("opptak.toml");
     let c = config.to_str().unwrap();
+    // The investment call's recording is kept by law: refused, with why, and
+    // the refusal audited (issue 16: it was shredded without a trace).
+    let out = opptak(&["keys", "shred", "demo-0002", "--reason", "cleanup", "--config", c]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kept by law") && err.contains("--emergency"), "{err}");
     let out = opptak(&[
         "keys",
         "shred",
-        "demo-0002",
+        "demo-0001",
         "--reason",
         "retention expired (test)",
         "--by",
@@ -307,7 +313,7 @@ fn shredding_a_key_makes_exactly_that_recording_unreadable() {
         "export",
         "--reason",
         "test: check the export",
-        "demo-0002",
+        "demo-0001",
         "--out",
         wav.to_str().unwrap(),
         "--config",
@@ -334,13 +340,24 @@ fn shredding_a_key_makes_exactly_that_recording_unreadable() {
     assert!(out.status.success(), "other calls still decrypt");
 
     // Shredding twice finds no live key; the evidence is listed once.
-    let again = opptak(&["keys", "shred", "demo-0002", "--reason", "again", "--config", c]);
+    let again = opptak(&["keys", "shred", "demo-0001", "--reason", "again", "--config", c]);
     assert!(!again.status.success());
     let ev = opptak(&["keys", "shreddings", "--config", c]);
     let ev = String::from_utf8_lossy(&ev.stdout);
-    let mine: Vec<&str> = ev.lines().filter(|l| l.contains("demo-0002")).collect();
+    let mine: Vec<&str> = ev.lines().filter(|l| l.contains("demo-0001")).collect();
     assert_eq!(mine.len(), 1, "{ev}");
     assert!(mine[0].contains("retention expired (test)") && mine[0].contains("sweeper"));
+    let log = String::from_utf8_lossy(&opptak(&["audit", "list", "--config", c]).stdout).to_string();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("key.shred") && l.contains("demo-0002") && l.contains("refused")),
+        "{log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("key.shred") && l.contains("demo-0001") && l.contains("allowed")),
+        "{log}"
+    );
     // The demo's KI opt-out left its own evidence: the ki key of demo-0004.
     assert!(
         ev.lines()
@@ -534,6 +551,55 @@ fn policy_and_holds_from_the_command_line() {
         ok && out.contains("archive-copy of call demo-0002 kept until 20"),
         "{out}"
     );
+
+    // The archive copy is kept by law: shredding it takes two different
+    // signed-in officers and a reason (issue 16: one `keys shred` destroyed it
+    // under a hold, without an audit entry).
+    let (ok, _, err) = with(
+        &["keys", "shred", "demo-0002", "--class", "archive-5y", "--reason", "x"],
+        "",
+    );
+    assert!(!ok && err.contains("kept by law"), "{err}");
+    let shred = [
+        "keys",
+        "shred",
+        "demo-0002",
+        "--class",
+        "archive-5y",
+        "--reason",
+        "court order 7/26",
+        "--emergency",
+    ];
+    let (ok, _, err) = with(
+        &[&shred[..], &["--by", "co-anne", "--second", "co-anne"]].concat(),
+        &format!("{anne}{anne}"),
+    );
+    assert!(!ok && err.contains("two different compliance officers"), "{err}");
+    let (ok, out, err) = with(
+        &[&shred[..], &["--by", "co-anne", "--second", "co-bjorn"]].concat(),
+        &format!("{anne}bjorn passphrase 1\n"),
+    );
+    assert!(ok && out.contains("shredded archive-5y"), "{out} {err}");
+
+    // Every one of these changes is in the hash-chained audit log, with the
+    // signed-in officer as its actor, and the log verifies.
+    let (_, log, _) = run(&["audit", "list"]);
+    for (action, actor) in [
+        ("hold.place", "co-anne"),
+        ("hold.release", "co-anne"),
+        ("hold.release", "co-bjorn"),
+        ("retention.extend", "co-anne"),
+        ("key.shred.emergency", "co-anne"),
+        ("key.shred.emergency.confirm", "co-bjorn"),
+        ("user.approve", "adm-ida"),
+    ] {
+        assert!(
+            log.lines().any(|l| l.contains(action) && l.contains(actor)),
+            "{action} by {actor} not in the audit log:\n{log}"
+        );
+    }
+    let (ok, out, err) = run(&["audit", "verify"]);
+    assert!(ok, "{out} {err}");
 
     // Nothing has expired yet: a sweep deletes nothing.
     let (ok, out, _) = run(&["retention", "sweep"]);

@@ -77,8 +77,16 @@ fn open_package(identity: &age::x25519::Identity, path: &Path) -> (Vec<String>, 
     (order, files)
 }
 
-/// Every file but the manifest is listed in it with its size and SHA-256.
+/// Every file but the manifest is listed in it with its size and SHA-256;
+/// the call has no approved summary.
 fn check_manifest(files: &BTreeMap<String, Vec<u8>>) -> Value {
+    let manifest = check_files(files);
+    assert_eq!(manifest["approved_summary"], "no approved summary");
+    manifest
+}
+
+/// Every file but the manifest is listed in it with its size and SHA-256.
+fn check_files(files: &BTreeMap<String, Vec<u8>>) -> Value {
     let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
     let listed: Vec<&Value> = manifest["files"].as_array().unwrap().iter().collect();
     assert_eq!(listed.len(), files.len() - 1, "{manifest:#}");
@@ -89,7 +97,6 @@ fn check_manifest(files: &BTreeMap<String, Vec<u8>>) -> Value {
         assert_eq!(f["sha256"].as_str().unwrap(), disclose::sha256_hex(data), "{name}");
     }
     assert_eq!(manifest["format"], disclose::PACKAGE_FORMAT);
-    assert_eq!(manifest["approved_summary"], "no approved summary");
     manifest
 }
 
@@ -313,4 +320,124 @@ async fn a_shredded_call_goes_out_without_audio_and_says_why() {
         assert_eq!(a["state"], "unreadable (key destroyed)", "{a}");
     }
     assert_eq!(meta["shreddings"].as_array().unwrap().len(), 2);
+}
+
+/// Issue 16, section 3: a complaint is about a call whose summary the advisor
+/// approved. The package holds the recording (the archive copy: a Private
+/// Banking call is archived by its desk), the transcript and the approved
+/// summary with its approver and every version of the review (on the old
+/// main `disclose` refused any call with an approved summary, and its
+/// manifest always said "no approved summary"). Once the 24-hour recording
+/// and the archive copy are gone, the 30-day KI copy is the audio.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_with_an_approved_summary_is_disclosed_whole() {
+    use common::AddApproved;
+    use opptak_review::identity::{Identity, Role};
+    use opptak_review::review::{Decision, Review};
+    let env = Env::new(&Backend::Embedded, "disc_summary");
+    let edges = env.edges().await;
+    let users = Identity::open(&edges.review()).await.unwrap();
+    let anne = users
+        .add_approved(
+            "setup",
+            "adv-anne",
+            "Anne",
+            Role::Advisor,
+            "pb",
+            "correct horse battery staple",
+        )
+        .await
+        .unwrap();
+    let mut sample = opptak::demo::samples(&opptak::demo::default_samples_dir())
+        .unwrap()
+        .into_iter()
+        .find(|s| s.call.call_id == "demo-0003")
+        .unwrap();
+    sample.call.started.advisor_id = "adv-anne".into();
+    let cid = CallId::parse(&sample.call.call_id).unwrap();
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let ki = opptak::app::RunningKi::spawn(
+        &edges,
+        true,
+        true,
+        Some(std::sync::Arc::new(common::FixedAsr(
+            "we agree a monthly fund savings plan of two thousand kroner",
+        ))),
+    )
+    .await
+    .unwrap();
+    common::publish_events(&edges, &sample.call.events(100)).await;
+    wait_for_recordings(&edges, 1, 60).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(90);
+    while !edges
+        .meta
+        .artifacts(&cid)
+        .await
+        .unwrap()
+        .iter()
+        .any(|a| a.kind == "draft")
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no draft");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    ki.stop().await;
+    recorder.stop().await.unwrap();
+    let review = Review::open(&edges.review()).await.unwrap();
+    review
+        .decide(&anne, &cid, Decision::Edit("A first edit of the summary.".into()))
+        .await
+        .unwrap();
+    let approved = "The client agrees a monthly fund savings plan of 2,000 kroner for the daughter.";
+    review
+        .decide(&anne, &cid, Decision::Approve(approved.into()))
+        .await
+        .unwrap();
+
+    let identity = age::x25519::Identity::generate();
+    let key = identity.to_public().to_string();
+    let mut req = request(&sample.call, &key);
+    req.call_id = cid.clone();
+    let out = env.dir.path().join("FKN-summary.age");
+    let pkg = disclose::disclose(&edges.compliance(), &req, &out, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(pkg.audio_source.as_deref(), Some("archive-copy"));
+    let (order, files) = open_package(&identity, &out);
+    assert_eq!(
+        order,
+        [
+            "manifest.json",
+            "metadata.json",
+            "recording.wav",
+            "approved-summary.json",
+            "transcript.json"
+        ]
+    );
+    let manifest = check_files(&files);
+    assert_eq!(manifest["approved_summary"]["approved_by"], "adv-anne", "{manifest:#}");
+    assert_eq!(manifest["approved_summary"]["versions"], 2);
+    assert_eq!(manifest["transcript"]["included"], true);
+    let archive_rules = manifest["policy_rules"]["archive-copy"].to_string();
+    assert!(archive_rules.contains("advisory-desk-archive-5y"), "{archive_rules}");
+    let summary: Value = serde_json::from_slice(&files["approved-summary.json"]).unwrap();
+    assert_eq!(summary["record"]["summary"], approved);
+    assert_eq!(summary["versions"][0]["kind"], "edit");
+    assert_eq!(summary["versions"][0]["text"], "A first edit of the summary.");
+    assert_eq!(summary["versions"][1]["kind"], "approved");
+    assert_eq!(summary["versions"][1]["author"], "adv-anne");
+    let transcript = String::from_utf8_lossy(&files["transcript.json"]).to_string();
+    assert!(transcript.contains("fund savings plan"), "{transcript}");
+
+    // The archive copy and the recording gone: the 30-day KI copy is the audio.
+    for class in ["archive-5y", "audio-24h"] {
+        edges.vault().shred(&cid, class, "test", "test").await.unwrap();
+    }
+    let out = env.dir.path().join("FKN-summary-2.age");
+    let pkg = disclose::disclose(&edges.compliance(), &req, &out, &mut |_| {})
+        .await
+        .unwrap();
+    assert_eq!(pkg.audio_source.as_deref(), Some("ki-audio"), "{:?}", pkg.audio_missing);
+    let (_, files) = open_package(&identity, &out);
+    let (_, pcm) = pcm_of_wav(&files["recording.wav"]);
+    assert_eq!(pcm, sample.call.expected_pcm());
 }

@@ -844,3 +844,95 @@ async fn subject_export_and_erasure_cover_transcripts_and_drafts() {
     let gone: Vec<&str> = call.unreadable.iter().map(|(k, _)| k.as_str()).collect();
     assert!(gone.contains(&"transcript") && gone.contains(&"draft"), "{gone:?}");
 }
+
+/// Issue 16, section 8: opt-outs that race the call's own events.
+/// 1. After `CallEnded`, while the call's speech requests are still queued or
+///    in flight: the live worker stops them and purges (on the old main it had
+///    forgotten the call at its end, so the queued audio still went to the
+///    recognizer and the transcript was stored).
+/// 2. Before `CallStarted` (separate producers): the opt-out is kept for the
+///    call and applied from its first second — nothing reaches the recognizer,
+///    and no KI artifact exists (on the old main it was dead-lettered as
+///    `UNKNOWN_CALL` and KI ran on the whole call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opt_outs_after_the_end_or_before_the_start_are_not_lost() {
+    use opptak_proto::v1::telephony_event::Event;
+    let env = Env::new(&Backend::Embedded, "optout_race");
+    let edges = env.edges().await;
+    let gate = Arc::new(Gate {
+        real: Arc::new(common::FixedAsr("the customer asks about a fund")),
+        hold: true.into(),
+        started: 0.into(),
+        returned: 0.into(),
+        cancelled: Arc::default(),
+        release: tokio::sync::Notify::new(),
+    });
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let ki = RunningKi::spawn(&edges, true, false, Some(gate.clone())).await.unwrap();
+    let live = ki.live.clone().unwrap();
+    let mut calls = common::mixed_calls(&common::unique("race"), 2);
+    for c in calls.iter_mut() {
+        c.started.ki_enabled = true;
+        c.started.customer_informed = true;
+    }
+
+    // 1. The whole call, its end included, with the recognizer holding every request.
+    let a = CallId::parse(&calls[0].call_id).unwrap();
+    play(&edges, &calls[0].events(100)).await;
+    wait_until("a request in flight", 60, || async {
+        gate.started.load(Ordering::SeqCst) > 0
+    })
+    .await;
+    wait_for_recordings(&edges, 1, 60).await;
+    play(&edges, &[late_opt_out(a.as_str())]).await;
+    wait_until("the live worker to stop at the opt-out", 60, || async {
+        !live.calls.contains(&a)
+    })
+    .await;
+    assert!(
+        live.stats().ends.contains(&(a.to_string(), LiveEnd::OptedOut)),
+        "{:?}",
+        live.stats().ends
+    );
+    assert!(
+        gate.cancelled.load(Ordering::SeqCst) >= 1,
+        "the held request was not cancelled"
+    );
+    assert!(
+        !has_artifact(&edges, &a, "transcript").await,
+        "a transcript was stored after the opt-out"
+    );
+    let sent_for_a = gate.started.load(Ordering::SeqCst);
+
+    // 2. The opt-out first, then the call.
+    gate.hold.store(false, Ordering::SeqCst);
+    gate.release.notify_waiters();
+    let b = CallId::parse(&calls[1].call_id).unwrap();
+    let mut events = calls[1].events(100);
+    assert!(matches!(events[0].event, Some(Event::CallStarted(_))));
+    events.insert(0, late_opt_out(b.as_str()));
+    play(&edges, &events).await;
+    wait_for_recordings(&edges, 2, 60).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    ki.stop().await;
+    let stats = recorder.stop().await.unwrap();
+    assert_eq!(stats.dead_letters, 0, "the early opt-out is kept, not dead-lettered");
+    assert_eq!(
+        gate.started.load(Ordering::SeqCst),
+        sent_for_a,
+        "audio of call b reached the recognizer"
+    );
+    let rec = edges.meta.load_call(&b).await.unwrap().unwrap();
+    let o = rec.opt_out.expect("the early opt-out is the call's");
+    assert_eq!((o.requested_by.as_str(), o.offset_us), ("cust-self-service", 0));
+    let ki_key = edges.meta.class_key(&b, "ki").await.unwrap().unwrap();
+    assert!(ki_key.destroyed_at_us.is_some(), "the ki key is shredded");
+    assert!(matches!(
+        edges.vault().read_artifact(&b, opptak_vault::Which::Ki).await,
+        Err(opptak_vault::VaultError::NoArtifact { .. } | opptak_vault::VaultError::KeyDestroyed { .. })
+    ));
+    // Recorded whole all the same.
+    let whole = edges.vault().read_recording(&b).await.unwrap();
+    assert!(whole.pcm == calls[1].expected_pcm());
+    common::verify_calls(&edges, &calls).await;
+}

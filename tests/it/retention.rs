@@ -97,7 +97,14 @@ async fn world(name: &str, n: usize, base: i64) -> World {
             i as u64,
         );
         c.started.service_category = if mix.investment() { 1 } else { [2, 3, 5, 6][i % 4] };
-        c.started.desk = (i % 4) as i32 + 1;
+        // Non-investment calls at desks that are not advisory: Markets and
+        // Private Banking calls are archived whatever their category (the
+        // desk rule; its own test is below).
+        c.started.desk = if mix.investment() {
+            (i % 4) as i32 + 1
+        } else {
+            [1, 4][i % 2]
+        };
         c.started.ki_enabled = mix.ki() || mix == Mix::OptOut;
         c.started.customer_informed = c.started.ki_enabled;
         if mix == Mix::OptOut {
@@ -501,4 +508,98 @@ async fn the_s3_archive_refuses_early_deletes() {
         "{arc:?}"
     );
     edges.vault().read_artifact(&id, Which::Archive).await.unwrap();
+}
+
+/// Issue 16, section 1: the archive follows the privacy notice and can be
+/// corrected. A Private Banking call about a fund savings plan is archived
+/// by its desk (on the old main it got no archive copy); a call reclassified
+/// as investment advice within the recording's 24 hours gets its archive copy
+/// from the recording (on the old main `policy explain` claimed one that was
+/// never written, and the audio was gone at +25 h); after the 24 hours the
+/// reclassification is refused with why, and nothing changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn advisory_desks_are_archived_and_late_reclassification_is_refused() {
+    let base = (opptak_domain::time::SystemClock.now_us() / SEC) * SEC;
+    let env = Env::new(&Backend::Embedded, "desk");
+    let clock = Arc::new(ManualClock::new(base + 20 * SEC));
+    let clock_dyn: Arc<dyn Clock> = clock.clone();
+    let edges = env.edges().await.with_clock(clock_dyn).unwrap();
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    // (desk, category): Private Banking savings; two customer-center calls.
+    let setups = [(3, 3), (1, 6), (1, 2)];
+    let mut calls = Vec::new();
+    for (i, (desk, category)) in setups.iter().enumerate() {
+        let mut c = SimCall::synthetic(
+            &format!("desk-{}-{i}", common::unique("d")),
+            Codec::Pcma,
+            1,
+            0.3,
+            i as u64,
+        );
+        c.started.desk = *desk;
+        c.started.service_category = *category;
+        c.started.started_at = Some(timestamp(base - 60 * SEC));
+        let mut events = c.events(100);
+        for e in events.iter_mut() {
+            if let Some(Event::CallEnded(end)) = e.event.as_mut() {
+                end.ended_at = Some(timestamp(base));
+            }
+        }
+        common::publish_events(&edges, &events).await;
+        calls.push(CallId::parse(&c.call_id).unwrap());
+    }
+    wait_for_recordings(&edges, calls.len(), 60).await;
+    recorder.stop().await.unwrap();
+    let (pb, early, late) = (&calls[0], &calls[1], &calls[2]);
+
+    edges.vault().read_artifact(pb, Which::Archive).await.unwrap();
+    let why = edges.retention().explain(pb).await.unwrap();
+    let archive = why
+        .iter()
+        .find(|d| d.kind == opptak_domain::retention::ArtifactKind::ArchiveCopy)
+        .unwrap();
+    assert!(
+        archive.kept && archive.chain.iter().any(|c| c.contains("advisory-desk-archive-5y")),
+        "{archive:?}"
+    );
+    assert!(matches!(
+        edges.vault().read_artifact(early, Which::Archive).await,
+        Err(VaultError::NoArtifact { .. })
+    ));
+
+    // Within the 24 hours: reclassified, and archived from the recording.
+    clock.set(base + 3 * HOUR);
+    let category = opptak_domain::ServiceCategory::InvestmentAdvice;
+    let (_, archived) = opptak::app::reclassify(&edges, early, category, "advice was given", "co-anne")
+        .await
+        .unwrap();
+    assert!(archived, "the archive copy is written");
+    let copy = edges.vault().read_artifact(early, Which::Archive).await.unwrap();
+    let original = edges.vault().read_recording(early).await.unwrap();
+    assert!(copy.pcm == original.pcm, "the archive copy is the recording");
+
+    // +25 h: the recordings are gone, the archive copies stay.
+    clock.set(base + 25 * HOUR);
+    edges
+        .retention()
+        .sweep(500, &AtomicBool::new(false), |_| {})
+        .await
+        .unwrap();
+    edges.vault().read_artifact(early, Which::Archive).await.unwrap();
+    edges.vault().read_artifact(pb, Which::Archive).await.unwrap();
+    let e = opptak::app::reclassify(&edges, late, category, "too late", "co-anne")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("refused") && e.contains("24 hours"), "{e}");
+    assert!(
+        edges.meta.reclassification_of(late).await.unwrap().is_none(),
+        "nothing changed"
+    );
+    // The reclassifications that happened are in the audit log.
+    let log = edges.audit().await.unwrap().entries(1, 1000).await.unwrap();
+    assert!(log
+        .iter()
+        .any(|e| e.event.action == "retention.reclassify" && e.event.subject == format!("call:{early}")));
+    assert!(!log.iter().any(|e| e.event.subject == format!("call:{late}")));
 }

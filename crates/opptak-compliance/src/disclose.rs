@@ -8,8 +8,11 @@
 //!   disclosed what to whom and why, and the policy rules that kept the audio;
 //! - `metadata.json`: [`call_metadata`] plus the disclosure itself;
 //! - `recording.wav`: the decrypted audio (the archive copy when there is one,
-//!   else the 24-hour recording); left out, with the reason in the manifest,
-//!   when neither can be read any more (expired, shredded).
+//!   else the 24-hour recording, else the 30-day KI copy); left out, with the
+//!   reason in the manifest, when none can be read any more (expired, shredded);
+//! - `approved-summary.json`: the approved summary (the customer-service
+//!   record) with its approver and every review version, when there is one;
+//! - `transcript.json`: the transcript while the call's KI data is kept.
 //!
 //! [`call_metadata`] is shared with the data-subject export (`subject.rs`):
 //! it describes one call only, so it never carries another customer's data.
@@ -26,7 +29,7 @@ use std::path::Path;
 /// The `format` of a package's manifest.
 pub const PACKAGE_FORMAT: &str = "opptak-disclosure/1";
 
-/// What the manifest says in place of a summary until approved summaries exist.
+/// What the manifest says when the call has no approved summary.
 pub const NO_SUMMARY: &str = "no approved summary";
 
 /// One disclosure: which call, to whom, on whose authority and why.
@@ -333,19 +336,14 @@ pub async fn build(edges: &ComplianceEdges, req: &Request, progress: &mut dyn Fn
     if edges.vault.meta().load_call(call_id).await?.is_none() {
         bail!("no call {call_id}: check the call id (`opptak recordings list`)");
     }
-    let artifacts = edges.vault.meta().artifacts(call_id).await?;
-    if artifacts
-        .iter()
-        .any(|a| a.kind == ArtifactKind::ApprovedSummary.as_str())
-    {
-        bail!("call {call_id} has an approved summary this version of opptak cannot read; refusing to disclose without it");
-    }
     let mut metadata = call_metadata(edges, call_id).await?;
     let (_, facts) = edges.retention.facts(call_id).await?;
 
+    // The audio: the 5-year archive copy, else the 24-hour recording, else
+    // the 30-day KI copy — the first that can still be read.
     let mut audio = None;
     let mut missing = Vec::new();
-    for which in [Which::Archive, Which::Recording] {
+    for which in [Which::Archive, Which::Recording, Which::Ki] {
         progress(&format!("call {call_id}: decrypting the {}", which.store_kind()));
         match read_audio(edges, call_id, which).await? {
             Ok(rec) => {
@@ -366,10 +364,21 @@ pub async fn build(edges: &ComplianceEdges, req: &Request, progress: &mut dyn Fn
     });
     let metadata = serde_json::to_vec_pretty(&metadata)?;
     let wav = audio.as_ref().map(|(_, rec)| wav_bytes(rec)).transpose()?;
+    progress(&format!(
+        "call {call_id}: the approved summary, its versions and the transcript"
+    ));
+    let (summary, summary_json) = approved_summary(edges, call_id).await?;
+    let (transcript, transcript_json) = transcript(edges, call_id).await?;
 
     let mut contents: Vec<(&str, &[u8])> = vec![("metadata.json", &metadata)];
     if let Some(wav) = &wav {
         contents.push(("recording.wav", wav));
+    }
+    if let Some(body) = &summary {
+        contents.push(("approved-summary.json", body));
+    }
+    if let Some(body) = &transcript {
+        contents.push(("transcript.json", body));
     }
     let entries: Vec<FileEntry> = contents.iter().map(|(n, d)| FileEntry::of(n, d)).collect();
     let rules = |kind| edges.retention.policy.decide(&facts, kind).chain;
@@ -403,10 +412,14 @@ pub async fn build(edges: &ComplianceEdges, req: &Request, progress: &mut dyn Fn
         "encryption": "age v1 (https://age-encryption.org/v1), one X25519 recipient: recipient_key",
         "files": entries.iter().map(FileEntry::json).collect::<Vec<_>>(),
         "audio": audio_json,
-        "approved_summary": NO_SUMMARY,
+        "approved_summary": summary_json,
+        "transcript": transcript_json,
         "policy_rules": {
             "recording": rules(ArtifactKind::Recording),
             "archive-copy": rules(ArtifactKind::ArchiveCopy),
+            "ki-audio": rules(ArtifactKind::KiAudio),
+            "transcript": rules(ArtifactKind::Transcript),
+            "approved-summary": rules(ArtifactKind::ApprovedSummary),
         },
     });
     let manifest = serde_json::to_vec_pretty(&manifest)?;
@@ -427,6 +440,85 @@ pub async fn build(edges: &ComplianceEdges, req: &Request, progress: &mut dyn Fn
         audio_missing: missing,
         created_at_us: now,
     })
+}
+
+/// The approved summary (the customer-service record: text, topics, who
+/// approved it and when) with every version of the review before it — its
+/// kind, author and time, and its text while the call's KI data is kept (30
+/// days) — as the file `approved-summary.json`, and what the manifest says
+/// of it. `NO_SUMMARY` when the call has none.
+async fn approved_summary(edges: &ComplianceEdges, call_id: &CallId) -> Result<(Option<Vec<u8>>, Value)> {
+    let kind = ArtifactKind::ApprovedSummary.as_str();
+    if !edges
+        .vault
+        .meta()
+        .artifacts(call_id)
+        .await?
+        .iter()
+        .any(|a| a.kind == kind)
+    {
+        return Ok((None, json!(NO_SUMMARY)));
+    }
+    let sealed_kind = opptak_crypto::segment::ArtifactKind::ApprovedSummary;
+    let record: Value = match edges.vault.read_json(call_id, kind, sealed_kind).await {
+        Ok(v) => v,
+        Err(e @ VaultError::KeyDestroyed { .. }) => {
+            return Ok((None, json!({ "included": false, "why": e.to_string() })));
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading the approved summary of call {call_id}")),
+    };
+    let ki = edges
+        .vault
+        .key(call_id, opptak_domain::KeyClass::Ki.as_str())
+        .await
+        .ok()
+        .flatten();
+    let store = opptak_store::review::SqlReview::open(&edges.metadata_url).await?;
+    let mut versions = Vec::new();
+    for row in store.versions(call_id.as_str()).await? {
+        let artifact = format!("review/{}", row.version);
+        let text = ki
+            .as_ref()
+            .filter(|k| k.id() == row.key_id)
+            .and_then(|k| {
+                opptak_vault::Sealing::review_version(call_id, &artifact)
+                    .open_json::<opptak_vault::ReviewText>(k, &row.sealed)
+                    .ok()
+            })
+            .map(|t| t.text);
+        versions.push(json!({
+            "version": row.version,
+            "kind": row.kind,
+            "author": row.author,
+            "at": utc(row.at_us),
+            "text": text,
+        }));
+    }
+    let manifest = json!({
+        "included": true,
+        "file": "approved-summary.json",
+        "approved_by": record["approved_by"],
+        "approved_at": record["approved_at_us"].as_i64().map(utc),
+        "versions": versions.len(),
+        "version_texts": if ki.is_some() { "included" } else { "gone with the call's KI data (30 days or an opt-out)" },
+    });
+    let body = serde_json::to_vec_pretty(&json!({ "record": record, "versions": versions }))?;
+    Ok((Some(body), manifest))
+}
+
+/// The stored transcript as `transcript.json` while it is kept (KI data:
+/// 30 days or until an opt-out), and what the manifest says of it.
+async fn transcript(edges: &ComplianceEdges, call_id: &CallId) -> Result<(Option<Vec<u8>>, Value)> {
+    match opptak_ki::transcribe::read_transcript(&edges.vault, call_id).await {
+        Ok(segments) => Ok((
+            Some(serde_json::to_vec_pretty(&segments)?),
+            json!({ "included": true, "file": "transcript.json", "segments": segments.len() }),
+        )),
+        Err(opptak_ki::transcribe::TranscribeError::Vault(
+            e @ (VaultError::KeyDestroyed { .. } | VaultError::NoArtifact { .. }),
+        )) => Ok((None, json!({ "included": false, "why": e.to_string() }))),
+        Err(e) => Err(e).with_context(|| format!("reading the transcript of call {call_id}")),
+    }
 }
 
 /// Creates `path` with mode 0600, refusing to overwrite anything; a failed

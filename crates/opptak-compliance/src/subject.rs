@@ -29,7 +29,7 @@
 use crate::disclose::{call_metadata, read_audio, sha256_hex, utc, wav_bytes, write_new_private, FileEntry};
 use crate::ComplianceEdges;
 use anyhow::{bail, Context, Result};
-use opptak_domain::model::{CallId, KeyClass, ServiceCategory};
+use opptak_domain::model::{CallId, KeyClass};
 use opptak_domain::retention::{ArtifactKind, Decision, Policy, RetentionFacts};
 use opptak_store::meta::HoldRow;
 use opptak_store::StoreError;
@@ -347,23 +347,27 @@ fn judge(
             }
         }
         Some(KeyClass::Audio24h) => {
+            // The recording is the legal record for as long as it is kept when
+            // the policy archives the call (by service category or by desk).
             let d = policy.decide(facts, ArtifactKind::Recording);
             let archive = policy.decide(facts, ArtifactKind::ArchiveCopy);
-            if category == ServiceCategory::InvestmentAdvice && keeps(&d) {
+            if archive.kept && keeps(&d) {
                 Verdict::Stay(format!(
-                    "legal obligation (GDPR art. 17(3)(b)) until {}: investment advice, {}; the recording under {}",
+                    "legal obligation (GDPR art. 17(3)(b)) until {}: the call is archived under {}; the recording under {}",
                     utc(d.expires_at_us),
                     basis_of(policy, &archive),
                     basis_of(policy, &d)
                 ))
-            } else if category == ServiceCategory::InvestmentAdvice {
+            } else if archive.kept {
                 Verdict::Erase(format!(
                     "its retention ended {} (the archive copy is the legal record)",
                     utc(d.expires_at_us)
                 ))
             } else {
                 Verdict::Erase(format!(
-                    "not investment advice ({category}): no legal obligation keeps the recording (GDPR art. 17(1))"
+                    "no legal obligation keeps the recording ({category}, {}; GDPR art. 17(1)): {}",
+                    facts.desk,
+                    basis_of(policy, &archive)
                 ))
             }
         }
@@ -377,6 +381,20 @@ fn judge(
             "class {class} is not covered by the erasure rules of this version: a compliance officer decides"
         )),
     }
+}
+
+/// Why the law keeps `class` of a call now — a legal hold, or a legal
+/// obligation of the policy (the erasure rules above) — or `None` when it may
+/// be destroyed. `opptak keys shred` refuses what this protects unless two
+/// signed-in compliance officers take the emergency path.
+pub async fn protected(edges: &ComplianceEdges, call_id: &CallId, class: &str) -> Result<Option<String>> {
+    let (_, facts) = edges.retention.facts(call_id).await?;
+    let holds = edges.vault.meta().holds(Some(call_id), true).await?;
+    let now = edges.vault.clock().now_us();
+    Ok(match judge(&edges.retention.policy, &facts, &holds, true, class, now) {
+        Verdict::Stay(why) => Some(why),
+        Verdict::Erase(_) => None,
+    })
 }
 
 /// Something of a call an erasure judges: an artifact, or the telephony chunk key.
@@ -569,15 +587,15 @@ pub async fn erase(edges: &ComplianceEdges, req: &EraseRequest, progress: &mut d
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use opptak_domain::model::Desk;
+    use opptak_domain::model::{Desk, ServiceCategory};
 
     const END: i64 = 1_795_824_000_000_000;
     const HOUR: i64 = 3_600_000_000;
 
-    fn facts(category: ServiceCategory) -> RetentionFacts {
+    fn facts(category: ServiceCategory, desk: Desk) -> RetentionFacts {
         RetentionFacts {
             service_category: category,
-            desk: Desk::Markets,
+            desk,
             ki_active: true,
             ended_at_us: END,
             opt_out_at_us: None,
@@ -604,20 +622,26 @@ mod tests {
     #[test]
     fn what_the_law_keeps() {
         let p = Policy::default_policy();
-        let inv = facts(ServiceCategory::InvestmentAdvice);
-        let gen = facts(ServiceCategory::General);
+        let inv = facts(ServiceCategory::InvestmentAdvice, Desk::Markets);
+        let gen = facts(ServiceCategory::General, Desk::CustomerCenter);
         let j = |f: &RetentionFacts, class: &str, now: i64| judge(&p, f, &[], true, class, now);
         assert!(stays(j(&inv, "archive-5y", END + HOUR)).contains("Verdipapirhandelloven"));
-        assert!(stays(j(&inv, "audio-24h", END + HOUR)).contains("investment advice"));
+        assert!(stays(j(&inv, "audio-24h", END + HOUR)).contains("archived"));
+        // A Private Banking call about a fund savings plan (issue 16: it got
+        // no archive copy and its recording "would erase"): archived by desk.
+        let pb = facts(ServiceCategory::Savings, Desk::PrivateBanking);
+        assert!(stays(j(&pb, "archive-5y", END + HOUR)).contains("advisory-desk-archive-5y"));
+        assert!(stays(j(&pb, "audio-24h", END + HOUR)).contains("Private Banking"));
         assert!(erased(j(&inv, "audio-24h", END + 25 * HOUR)).contains("retention ended"));
         assert!(stays(j(&inv, "telephony", END + HOUR)).contains("follows the recording"));
         erased(j(&inv, "ki", END + HOUR));
-        erased(j(&gen, "audio-24h", END + HOUR));
+        assert!(erased(j(&gen, "audio-24h", END + HOUR)).contains("no legal obligation"));
         erased(j(&gen, "telephony", END + HOUR));
         erased(j(&gen, "ki", END + HOUR));
         stays(j(&gen, "record-5y", END + HOUR));
-        // Reclassified away from investment advice: the archive is no longer required.
-        let mut re = inv.clone();
+        // Reclassified away from investment advice at a desk that is not
+        // advisory: the archive is no longer required.
+        let mut re = facts(ServiceCategory::InvestmentAdvice, Desk::CustomerCenter);
         re.reclassified = Some((ServiceCategory::Loan, "co-1".into()));
         erased(j(&re, "archive-5y", END + HOUR));
         // A hold keeps everything, KI included; so does a call still running.

@@ -748,9 +748,10 @@ mod tests {
     #[test]
     fn gaps_and_overlaps_are_named() {
         let broken = DEFAULT_POLICY.replace(
-            "when = { service_category = [\"loan\", \"savings\", \"insurance\", \"payments\", \"general\", \"unspecified\"] }",
-            "when = { service_category = [\"loan\", \"investment_advice\"] }",
+            "when = { desk = [\"customer_center\", \"corporate\", \"unspecified\"], service_category = [\"loan\", \"savings\", \"insurance\", \"payments\", \"general\", \"unspecified\"] }",
+            "when = { desk = [\"customer_center\", \"corporate\", \"unspecified\"], service_category = [\"loan\", \"investment_advice\"] }",
         );
+        assert_ne!(broken, DEFAULT_POLICY);
         let e = Policy::parse(&broken).unwrap_err().to_string();
         assert!(e.contains("archive-copy: no rule for"), "{e}");
         assert!(e.contains("rules investment-archive-5y and no-archive overlap"), "{e}");

@@ -119,6 +119,14 @@ pub async fn run_role(
 ) -> Result<LiveStats, TranscribeError> {
     let mut sub = live.t.bus.subscribe(group, &[input_topic.to_owned()]).await?;
     let mut calls: HashMap<CallId, CallHandle> = HashMap::new();
+    // Calls that ended but whose worker still finishes (utterances queued for
+    // the recognizer): a `KiOptOut` after the end must still reach it (issue
+    // 16: it was dropped, and 5-7 s of audio went to the recognizer 75-88 s
+    // after the opt-out).
+    let mut finishing: HashMap<CallId, mpsc::UnboundedSender<Cmd>> = HashMap::new();
+    // Opt-outs that came before their call's start (separate producers race):
+    // the call then never starts live.
+    let mut opted_out_early: HashMap<CallId, i64> = HashMap::new();
     let mut workers = JoinSet::new();
     tracing::info!(group, topic = input_topic, asr = %live.t.asr.describe(), "live transcriber started");
     while !*shutdown.borrow() {
@@ -137,7 +145,14 @@ pub async fn run_role(
             };
             match ev.event {
                 Some(Event::CallStarted(s)) => {
-                    if calls.contains_key(&call_id) {
+                    if calls.contains_key(&call_id) || finishing.contains_key(&call_id) {
+                        continue;
+                    }
+                    // Also when another process saw the opt-out first (the
+                    // recorder keeps it for the call).
+                    let kept = matches!(live.t.vault.meta().early_opt_out(&call_id).await, Ok(Some(_)));
+                    if opted_out_early.remove(&call_id).is_some() || kept {
+                        tracing::info!(call_id = %call_id, "not transcribed live: the customer opted out before the call started");
                         continue;
                     }
                     let Ok(facts) = convert::call_facts(call_id.clone(), &s) else {
@@ -202,15 +217,24 @@ pub async fn run_role(
                     send_pieces(h, pieces);
                 }
                 Some(Event::KiOptOut(o)) => {
+                    let at_us =
+                        o.at.as_ref()
+                            .map(convert::micros)
+                            .unwrap_or_else(|| live.t.vault.clock().now_us());
+                    let cmd = Cmd::OptOut {
+                        by: o.requested_by.clone(),
+                        at_us,
+                    };
                     if let Some(h) = calls.remove(&call_id) {
-                        let at_us =
-                            o.at.as_ref()
-                                .map(convert::micros)
-                                .unwrap_or_else(|| live.t.vault.clock().now_us());
-                        let _ = h.tx.send(Cmd::OptOut {
-                            by: o.requested_by.clone(),
-                            at_us,
-                        });
+                        let _ = h.tx.send(cmd);
+                    } else if let Some(tx) = finishing.remove(&call_id) {
+                        // Ended, still finishing: its queued and in-flight
+                        // requests stop now.
+                        let _ = tx.send(cmd);
+                    } else {
+                        // Before its start, or a call this process never saw:
+                        // the recorder keeps the opt-out for the call.
+                        opted_out_early.insert(call_id.clone(), live.t.vault.clock().now_us());
                     }
                 }
                 Some(Event::CallEnded(e)) if e.reason == v1::EndReason::IdleTimeout as i32 => {
@@ -229,6 +253,7 @@ pub async fn run_role(
                         let pieces = h.reasm.drain();
                         send_pieces(&h, pieces);
                         let _ = h.tx.send(Cmd::End);
+                        finishing.insert(call_id, h.tx);
                     }
                 }
                 None => {}
@@ -249,6 +274,11 @@ pub async fn run_role(
                 owned
             });
         }
+        // Workers that finished no longer take an opt-out; early opt-outs
+        // whose call never came here are forgotten after a day.
+        finishing.retain(|_, tx| !tx.is_closed());
+        let day_ago = live.t.vault.clock().now_us() - 86_400_000_000;
+        opted_out_early.retain(|_, seen| *seen > day_ago);
         // Reap finished workers.
         while let Some(done) = workers.try_join_next() {
             if let Err(e) = done {
@@ -385,12 +415,14 @@ async fn work(
     let mut key: Option<DataKey> = None;
     let transcript_id = new_transcript_id();
     let mut ended = false;
+    // After `End` the feed stays open for one command: a late `OptOut`.
+    let mut feed_open = true;
     loop {
         if ended && inflight.is_empty() {
             break;
         }
         tokio::select! {
-            cmd = rx.recv(), if !ended => match cmd {
+            cmd = rx.recv(), if feed_open => match cmd {
                 Some(Cmd::Audio(per)) => {
                     for (ch, pcm) in channels.iter_mut().zip(per) {
                         ch.samples.extend_from_slice(&pcm);
@@ -411,6 +443,7 @@ async fn work(
                     t.vault.purge_ki(call_id, &by, at_us).await?;
                     return Ok(LiveEnd::OptedOut);
                 }
+                Some(Cmd::End) if ended => {}
                 Some(Cmd::End) => {
                     for ch in channels.iter_mut() {
                         if let Some(span) = ch.vad.finish() {
@@ -424,6 +457,7 @@ async fn work(
                     inflight.abort_all();
                     return Ok(LiveEnd::Abandoned(why));
                 }
+                None if ended => feed_open = false,
                 None => {
                     inflight.abort_all();
                     return Ok(LiveEnd::Abandoned("shut down mid-call".into()));

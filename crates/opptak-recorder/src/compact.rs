@@ -107,6 +107,106 @@ impl Compactor {
         Ok(n)
     }
 
+    /// Seals `wire` as a copy of the call under its class key and writes it
+    /// (archive-tier copies to the WORM archive, retained until the decided
+    /// expiry and held if the call is). `None` when the class key was shredded.
+    async fn write_copy(
+        &self,
+        call_id: &CallId,
+        which: Which,
+        prefix: &str,
+        dir: &str,
+        decision: &opptak_domain::retention::Decision,
+        wire: &[u8],
+    ) -> Result<Option<(String, String, StoredObject)>, RecorderError> {
+        let class = which.class();
+        let Some(key) = self.vault.key_or_create(call_id, class).await? else {
+            tracing::info!(call_id = %call_id, class = class.as_str(), "copy not written: its key was shredded");
+            return Ok(None);
+        };
+        let artifact_id = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
+        let info = artifact_info(call_id, class.as_str(), key.id(), which.artifact_kind(), &artifact_id);
+        let sealed = stream::seal(&key, &info, self.segment_size, wire)?;
+        let path = format!("{dir}/{call_id}/{artifact_id}.optk");
+        let bytes = sealed.len() as u64;
+        match (&self.archive, decision.tier) {
+            // WORM: kept at least until the decided expiry, held if the call is.
+            (Some(archive), Tier::Archive) => {
+                archive
+                    .put_retained(&path, Bytes::from(sealed), decision.expires_at_us)
+                    .await?;
+                if decision.held {
+                    archive.set_legal_hold(&path, true).await?;
+                }
+            }
+            _ => self.blobs.put(&path, Bytes::from(sealed)).await?,
+        }
+        Ok(Some((artifact_id, key.id().to_owned(), StoredObject { path, bytes })))
+    }
+
+    /// After a fact change (a reclassification to investment advice) that
+    /// makes the policy keep an archive copy of a compacted call that has
+    /// none: writes it from the recording and routes the call again. `false`
+    /// when nothing is missing (or the call is not compacted yet: compaction
+    /// decides with the new facts). An error says why it cannot be made: the
+    /// recording is no longer readable (past its 24 hours, or shredded).
+    pub async fn add_missing_archive_copy(&self, call_id: &CallId) -> Result<bool, RecorderError> {
+        let Some(rec) = self.meta.load_call(call_id).await? else {
+            return Err(RecorderError::Compaction(format!("no call {call_id}")));
+        };
+        if !rec.complete || rec.object.is_none() {
+            return Ok(false);
+        }
+        let at_us = self.retention.clock.now_us();
+        let (_, facts) = self
+            .retention
+            .facts(call_id)
+            .await
+            .map_err(|e| RecorderError::Compaction(e.to_string()))?;
+        let decision = self.retention.policy.decide(&facts, ArtifactKind::ArchiveCopy);
+        if !decision.kept || decision.expired(at_us) {
+            return Ok(false);
+        }
+        let archive_kind = Which::Archive.store_kind();
+        if self
+            .meta
+            .artifacts(call_id)
+            .await?
+            .iter()
+            .any(|a| a.kind == archive_kind)
+        {
+            return Ok(false);
+        }
+        let wire = self
+            .vault
+            .read_artifact_wire(call_id, Which::Recording)
+            .await
+            .map_err(|e| {
+                RecorderError::Compaction(format!(
+                    "call {call_id} cannot be archived: its recording can no longer be read ({e}); \
+                     an archive copy is made from the recording while it is kept (24 hours after the call)"
+                ))
+            })?
+            .wire;
+        let Some((artifact_id, key_id, object)) = self
+            .write_copy(call_id, Which::Archive, "arc", "archive", &decision, &wire)
+            .await?
+        else {
+            return Err(RecorderError::Compaction(format!(
+                "call {call_id} cannot be archived: its archive-5y key was shredded"
+            )));
+        };
+        self.meta
+            .add_artifact(call_id, &artifact_id, archive_kind, &key_id, &object, at_us)
+            .await?;
+        self.retention
+            .route(call_id)
+            .await
+            .map_err(|e| RecorderError::Compaction(e.to_string()))?;
+        tracing::info!(call_id = %call_id, artifact = %artifact_id, "archive copy written after a reclassification");
+        Ok(true)
+    }
+
     /// Compacts one call's recording if it is finished and not compacted yet.
     pub async fn compact(&self, call_id: &CallId) -> Result<CompactOutcome, RecorderError> {
         let Some(rec) = self.meta.load_call(call_id).await? else {
@@ -166,36 +266,18 @@ impl Compactor {
             }
         }
         for (which, prefix, dir, decision) in wanted {
-            let class = which.class();
-            let Some(key) = self.vault.key_or_create(call_id, class).await? else {
-                tracing::info!(call_id = %call_id, class = class.as_str(), "copy not written: its key was shredded");
+            let Some((artifact_id, key_id, object)) =
+                self.write_copy(call_id, which, prefix, dir, &decision, &wire).await?
+            else {
                 continue;
             };
-            let artifact_id = format!("{prefix}-{}", uuid::Uuid::new_v4().simple());
-            let info = artifact_info(call_id, class.as_str(), key.id(), which.artifact_kind(), &artifact_id);
-            let sealed = stream::seal(&key, &info, self.segment_size, &wire)?;
-            let path = format!("{dir}/{call_id}/{artifact_id}.optk");
-            let bytes = sealed.len() as u64;
-            match (&self.archive, decision.tier) {
-                // WORM: kept at least until the decided expiry, held if the call is.
-                (Some(archive), Tier::Archive) => {
-                    archive
-                        .put_retained(&path, Bytes::from(sealed), decision.expires_at_us)
-                        .await?;
-                    if decision.held {
-                        archive.set_legal_hold(&path, true).await?;
-                    }
-                }
-                _ => self.blobs.put(&path, Bytes::from(sealed)).await?,
-            }
-            written.push(path.clone());
-            let object = StoredObject { path, bytes };
+            written.push(object.path.clone());
             arts.push(artifact_row(
                 &artifact_id,
                 which,
                 StoredKey {
-                    key_id: key.id().to_owned(),
-                    class: class.as_str().to_owned(),
+                    key_id: key_id.clone(),
+                    class: which.class().as_str().to_owned(),
                     kek_id: String::new(),
                     sealed: Vec::new(),
                 },
@@ -204,7 +286,7 @@ impl Compactor {
             copies.push(NewCopy {
                 artifact_id,
                 kind: which.store_kind().to_owned(),
-                key_id: key.id().to_owned(),
+                key_id,
                 object,
             });
         }

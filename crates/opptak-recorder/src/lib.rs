@@ -674,11 +674,17 @@ impl Recorder {
                         }
                     }
                 } else {
-                    self.dead_letter(
-                        &r,
-                        call_id.as_str(),
-                        Refusal::new(DeadLetterReason::UnknownCall, "KiOptOut for a call never started"),
-                    );
+                    // Before its CallStarted (the telephony system's producers
+                    // race): kept for the call, applied when it starts. An
+                    // opt-out is never lost (it was dead-lettered, and KI then
+                    // ran on the whole call).
+                    let opt_out = OptOut {
+                        at_us: o.at.as_ref().map(convert::micros).unwrap_or(now_us),
+                        requested_by: o.requested_by.clone(),
+                        offset_us: 0,
+                    };
+                    self.meta.keep_early_opt_out(&call_id, &opt_out, now_us).await?;
+                    tracing::info!(call_id = %call_id, "ki opt-out before the call started: kept for the call");
                 }
             }
             Some(Event::CallEnded(e)) => self.on_ended(&r, call_id.clone(), &e).await?,
@@ -816,6 +822,12 @@ impl Recorder {
             created_at_us: self.now_us(),
         };
         tracing::info!(call_id = %call_id, %recording_id, desk = %facts.desk, category = %facts.service_category, ki = facts.ki_active(), "call started");
+        // An opt-out that came first applies from the first second.
+        let early = self.meta.early_opt_out(&call_id).await?;
+        if let Some(o) = &early {
+            tracing::info!(call_id = %call_id, "the customer opted out of KI before the call started");
+            self.ki_purge.push((call_id.clone(), o.clone()));
+        }
         let reasm = Reassembler::new(facts.format.clone(), self.cfg.reassembly);
         self.calls.insert(
             call_id,
@@ -833,7 +845,7 @@ impl Recorder {
                 new_gaps: Vec::new(),
                 duplicates: 0,
                 end: None,
-                opt_out: None,
+                opt_out: early,
                 complete: false,
                 new_call: Some(new_call),
                 dirty: true,

@@ -33,6 +33,17 @@ pub enum RetentionError {
     Store(#[from] StoreError),
 }
 
+/// Where retention's state changes are written **before** they are made:
+/// the hash-chained audit log (the root crate wires it). Holds, their
+/// release, extensions and reclassifications go through it; a change the
+/// journal cannot record is not made.
+#[async_trait::async_trait]
+pub trait Journal: Send + Sync + 'static {
+    /// `actor` did `action` (`hold.place`, `hold.release`, `retention.extend`,
+    /// `retention.reclassify`) on `subject` (`call:<id>`, `hold:<id>`) because `reason`.
+    async fn record(&self, actor: &str, action: &str, subject: &str, reason: &str) -> Result<(), String>;
+}
+
 /// Routing, sweeping and holds over the stores, under one policy and clock.
 #[derive(Clone)]
 pub struct Retention {
@@ -42,6 +53,8 @@ pub struct Retention {
     pub clock: Arc<dyn Clock>,
     /// The WORM archive, kept in step with holds and extensions.
     pub archive: Option<Arc<dyn ArchiveStore>>,
+    /// The audit log; without one, holds, extensions and reclassifications are refused.
+    pub journal: Option<Arc<dyn Journal>>,
 }
 
 /// What one sweep did.
@@ -69,7 +82,25 @@ impl Retention {
             policy,
             clock,
             archive: None,
+            journal: None,
         }
+    }
+
+    /// Records every hold, release, extension and reclassification in `journal` first.
+    pub fn with_journal(mut self, journal: Arc<dyn Journal>) -> Self {
+        self.journal = Some(journal);
+        self
+    }
+
+    async fn record(&self, by: &str, action: &str, subject: &str, reason: &str) -> Result<(), RetentionError> {
+        let journal = self
+            .journal
+            .as_ref()
+            .ok_or_else(|| RetentionError::Invalid(format!("{action} is refused: no audit log to record it in")))?;
+        journal
+            .record(by, action, subject, reason)
+            .await
+            .map_err(|e| RetentionError::Invalid(format!("{action} is refused: the audit log failed: {e}")))
     }
 
     /// Keeps archive objects' legal holds and retain-until dates in step with
@@ -338,6 +369,13 @@ impl Retention {
             }
         }
         self.facts(call_id).await?;
+        self.record(
+            by,
+            "hold.place",
+            &format!("call:{call_id}"),
+            &format!("case {case_ref}: {reason}"),
+        )
+        .await?;
         let now = self.clock.now_us();
         let hold = HoldRow {
             hold_id: format!("hold-{}-{}", now, &call_id.as_str()[..call_id.as_str().len().min(24)]),
@@ -368,6 +406,18 @@ impl Retention {
             .into_iter()
             .find(|h| h.hold_id == hold_id)
             .ok_or_else(|| RetentionError::Invalid(format!("no hold {hold_id}")))?;
+        let step = if current.release_requested_by.is_none() {
+            "release requested"
+        } else {
+            "release confirmed"
+        };
+        self.record(
+            by,
+            "hold.release",
+            &format!("hold:{hold_id}"),
+            &format!("{step}; call {}, case {}", current.call_id, current.case_ref),
+        )
+        .await?;
         let h = if current.release_requested_by.is_none() {
             let h = self.meta.request_hold_release(hold_id, by, now).await?;
             tracing::info!(
@@ -405,6 +455,13 @@ impl Retention {
             )));
         }
         self.facts(call_id).await?;
+        self.record(
+            by,
+            "retention.extend",
+            &format!("call:{call_id}"),
+            &format!("{years} years required by {authority}, case {case_ref}"),
+        )
+        .await?;
         self.meta
             .set_extension(&ExtensionRow {
                 call_id: call_id.to_string(),
@@ -428,6 +485,13 @@ impl Retention {
         by: &str,
     ) -> Result<Vec<RetentionRow>, RetentionError> {
         self.facts(call_id).await?;
+        self.record(
+            by,
+            "retention.reclassify",
+            &format!("call:{call_id}"),
+            &format!("to {category}: {reason}"),
+        )
+        .await?;
         self.meta
             .set_reclassification(&ReclassRow {
                 call_id: call_id.to_string(),

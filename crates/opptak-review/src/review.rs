@@ -14,7 +14,6 @@ use opptak_domain::model::{CallId, KeyClass};
 use opptak_proto::Message;
 use opptak_store::review::{SqlReview, VersionRow};
 use opptak_vault::Sealing;
-use serde::{Deserialize, Serialize};
 
 /// What the advisor decides.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,11 +36,8 @@ impl Decision {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-struct Sealed {
-    /// The summary text (edits, approval) or the rejection's reason.
-    text: String,
-}
+/// A version's sealed body (shared with disclosure, which reads versions too).
+use opptak_vault::ReviewText as Sealed;
 
 /// One version as a reviewer sees it (`text` is `None` once the KI key is gone).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -231,12 +227,7 @@ impl Review {
 
 /// What a version of the advisor's text is sealed as (under the `ki` key).
 fn version_sealing<'a>(call_id: &'a CallId, artifact_id: &'a str) -> Sealing<'a> {
-    Sealing {
-        call_id,
-        class: KeyClass::Ki.as_str(),
-        kind: ArtifactKind::Draft,
-        artifact_id,
-    }
+    Sealing::review_version(call_id, artifact_id)
 }
 
 /// Reads the approved summary of a call (the record; `record-5y` key).

@@ -158,6 +158,27 @@ pub struct Sealing<'a> {
     pub artifact_id: &'a str,
 }
 
+impl<'a> Sealing<'a> {
+    /// A version of the advisor's text in the review (`review/<n>`): under
+    /// the `ki` key, as a draft. Sealed by the review service, opened by it
+    /// and by disclosure.
+    pub fn review_version(call_id: &'a CallId, artifact_id: &'a str) -> Self {
+        Sealing {
+            call_id,
+            class: KeyClass::Ki.as_str(),
+            kind: ArtifactKind::Draft,
+            artifact_id,
+        }
+    }
+}
+
+/// The sealed body of a review version: `{"text": …}`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReviewText {
+    /// The summary text (edits, approval) or the rejection's reason.
+    pub text: String,
+}
+
 impl Sealing<'_> {
     fn info(&self, key: &DataKey) -> StreamInfo {
         artifact_info(self.call_id, self.class, key.id(), self.kind, self.artifact_id)
@@ -345,6 +366,14 @@ impl Vault {
     /// shredded the key.
     pub async fn purge_ki(&self, call_id: &CallId, requested_by: &str, at_us: i64) -> Result<bool, VaultError> {
         let class = KeyClass::Ki.as_str();
+        if self.meta.load_call(call_id).await?.is_none() {
+            // Not stored yet (an opt-out right after the start): the recorder,
+            // which owns the call's rows and sees the same opt-out, purges it
+            // once the call is stored. Nothing of the call is sealed for KI
+            // before then: its ki key cannot exist without the call's row.
+            tracing::info!(call_id = %call_id, "KI opt-out before the call is stored: the recorder applies it");
+            return Ok(false);
+        }
         let row = self.row_or_create(call_id, class).await?;
         let shredded = if row.destroyed_at_us.is_some() {
             false

@@ -353,7 +353,7 @@ pub async fn verify_calls(edges: &Edges, calls: &[SimCall]) {
 }
 
 /// After the recorder stopped (compaction done): every recording is a
-/// format-v2 object, investment calls have an archive copy and KI calls
+/// format-v2 object, archived calls (investment advice, advisory desks) have an archive copy and KI calls
 /// (informed, no opt-out) a KI copy, each sample-identical to the source and
 /// under its own class's key; other calls have no copies.
 pub async fn verify_copies(edges: &Edges, calls: &[SimCall]) {
@@ -363,7 +363,9 @@ pub async fn verify_copies(edges: &Edges, calls: &[SimCall]) {
         let arts = edges.meta.artifacts(&id).await.unwrap();
         let rec = arts.iter().find(|a| a.kind == "recording").unwrap();
         assert!(rec.object.is_some(), "{}: recording not compacted", c.call_id);
-        let investment = c.started.service_category == 1;
+        // The shipped policy archives investment advice and every call at an
+        // advisory desk (Markets 2, Private Banking 3).
+        let investment = c.started.service_category == 1 || matches!(c.started.desk, 2 | 3);
         let ki = c.started.ki_enabled && c.started.customer_informed;
         for (which, wanted) in [(Which::Archive, investment), (Which::Ki, ki)] {
             let art = arts.iter().find(|a| a.kind == which.store_kind());
@@ -566,5 +568,32 @@ impl AddApproved for opptak_review::identity::Identity {
             self.approve_user(&format!("{by}-second-admin"), user).await?;
         }
         Ok(u)
+    }
+}
+
+/// A speech recognizer that hears one fixed sentence in every utterance, at
+/// once: for tests about when audio may reach recognition, or what happens
+/// to a transcript, not what a model hears (the real model's tests use the
+/// speech server).
+pub struct FixedAsr(pub &'static str);
+
+#[async_trait::async_trait]
+impl opptak_ki::asr::SpeechRecognizer for FixedAsr {
+    async fn transcribe(
+        &self,
+        u: &opptak_ki::asr::Utterance,
+    ) -> Result<opptak_ki::asr::Transcript, opptak_ki::asr::AsrError> {
+        let secs = u.pcm16.len() as f32 / 2.0 / u.sample_rate_hz as f32;
+        Ok(opptak_ki::asr::Transcript {
+            text: self.0.into(),
+            segments: vec![opptak_ki::asr::Segment {
+                start_s: 0.0,
+                end_s: secs,
+                text: self.0.into(),
+            }],
+        })
+    }
+    fn describe(&self) -> String {
+        "fixed test recognizer".into()
     }
 }

@@ -47,6 +47,8 @@ fn samples() -> Vec<(&'static str, RetentionFacts)> {
         ("extended", extended),
         ("reclassified", reclassified),
         ("leap-day", leap),
+        // Issue 16: a Private Banking fund savings plan is archived by its desk.
+        ("private-banking-savings", base(Savings, Desk::PrivateBanking, true)),
     ]
 }
 

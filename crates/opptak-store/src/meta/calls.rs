@@ -437,3 +437,40 @@ async fn insert_gaps(tx: &mut Tx<'_>, rows: &[GapRow]) -> Result<(), StoreError>
     q.execute(&mut **tx).await.map_err(db)?;
     Ok(())
 }
+
+/// KI opt-outs that came before their call started (issue 16, section 8).
+impl SqlStore {
+    pub(super) async fn keep_early_opt_out(
+        &self,
+        call_id: &CallId,
+        o: &OptOut,
+        received_at_us: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO early_opt_outs (call_id, at_us, requested_by, received_at_us) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (call_id) DO NOTHING",
+        )
+        .bind(call_id.as_str())
+        .bind(o.at_us)
+        .bind(o.requested_by.as_str())
+        .bind(received_at_us)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    pub(super) async fn early_opt_out(&self, call_id: &CallId) -> Result<Option<OptOut>, StoreError> {
+        let row: Option<(i64, String)> =
+            sqlx::query_as("SELECT at_us, requested_by FROM early_opt_outs WHERE call_id = $1")
+                .bind(call_id.as_str())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(read("early_opt_outs row"))?;
+        Ok(row.map(|(at_us, requested_by)| OptOut {
+            at_us,
+            requested_by,
+            offset_us: 0,
+        }))
+    }
+}

@@ -144,6 +144,10 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn reclassification_of(&self, call_id: &CallId) -> Result<Option<ReclassRow>, StoreError>;
     fn describe(&self) -> String;
     /// One trivial query, for readiness probes: whether the store answers.
+    /// Keeps a KI opt-out that came before its call started (idempotent: the first one stays).
+    async fn keep_early_opt_out(&self, call_id: &CallId, o: &OptOut, received_at_us: i64) -> Result<(), StoreError>;
+    /// The opt-out kept for a call that had not started when it came.
+    async fn early_opt_out(&self, call_id: &CallId) -> Result<Option<OptOut>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
     /// Every call of one (pseudonymous) customer, oldest first: for
     /// data-subject requests (R11).
@@ -577,6 +581,14 @@ impl MetadataStore for SqlStore {
 
     fn describe(&self) -> String {
         self.description.clone()
+    }
+
+    async fn keep_early_opt_out(&self, call_id: &CallId, o: &OptOut, received_at_us: i64) -> Result<(), StoreError> {
+        self.keep_early_opt_out(call_id, o, received_at_us).await
+    }
+
+    async fn early_opt_out(&self, call_id: &CallId) -> Result<Option<OptOut>, StoreError> {
+        self.early_opt_out(call_id).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
