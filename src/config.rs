@@ -313,6 +313,16 @@ impl Config {
                 self.recorder.max_call_s
             );
         }
+        if !self.recorder.compact {
+            // Compaction is where a recording gets its retention rows and its
+            // copies: without it nothing would ever expire and no investment
+            // call would be archived (issue 16).
+            bail!(
+                "recorder.compact = false is refused: finished recordings are routed to their retention and \
+                 archived when they are compacted, so without it no recording would ever expire and no \
+                 archive copy would be written"
+            );
+        }
         if self.recorder.compact_sweep_s == 0 {
             bail!("recorder.compact_sweep_s must be at least 1");
         }

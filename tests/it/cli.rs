@@ -163,6 +163,16 @@ fn bad_configuration_is_refused_at_start() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("flush_interval_ms"));
+    // Without compaction nothing would expire and nothing be archived (issue
+    // 16: the old main accepted it silently).
+    let out = Command::new(env!("CARGO_BIN_EXE_opptak"))
+        .args(["config"])
+        .env("OPPTAK__RECORDER__COMPACT", "false")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("recorder.compact = false is refused") && err.contains("expire"), "{err}");
 }
 
 #[test]

@@ -322,11 +322,15 @@ async fn running_recorder_drops_a_shredded_key() {
 /// compaction, and from the format-v2 object after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn windows_match_whole_reads_before_and_after_compaction() {
-    let mut env = Env::new(&Backend::Embedded, "windows");
-    env.vars.push(("OPPTAK__RECORDER__COMPACT".into(), "false".into()));
-    env.config = opptak::config::Config::load_from(None, &env.vars).unwrap();
+    let env = Env::new(&Backend::Embedded, "windows");
     let edges = env.edges().await;
-    let recorder = RunningRecorder::spawn(edges.recorder());
+    // Only here: a recorder that leaves recordings in the spool (the
+    // configuration refuses it: nothing would expire).
+    let mut cfg = edges.config.recorder_config();
+    cfg.compact = false;
+    let recorder = RunningRecorder::spawn(
+        opptak_recorder::Recorder::new(edges.bus.clone(), edges.vault(), cfg).with_policy(edges.policy.clone()),
+    );
     let calls = common::mixed_calls(&common::unique("win"), 3);
     for c in &calls {
         common::publish_events(&edges, &c.events(20)).await;
