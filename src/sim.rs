@@ -86,6 +86,7 @@ impl SimCall {
                 channel_roles: roles_to_proto(format.channel_roles()),
             }),
             telephony_key: None,
+            ki_consent_renewed: false,
         };
         Self {
             call_id: call_id.to_owned(),

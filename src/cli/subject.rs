@@ -32,11 +32,38 @@ pub(crate) enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Record a customer's objection to KI processing (`--to ki`) or to
+    /// analysis: later calls start with KI off unless the advisor records new
+    /// consent in the call, and the KI data of earlier calls is shredded now.
+    /// `--by`: a compliance user; the password is read from standard input.
+    Object {
+        customer_ref: String,
+        #[arg(long, default_value = "ki")]
+        to: String,
+        #[arg(long)]
+        by: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 pub(crate) async fn run(config: Config, command: Command) -> Result<()> {
     let edges = super::reader_edges(config).await?;
     match command {
+        Command::Object {
+            customer_ref,
+            to,
+            by,
+            reason,
+        } => {
+            let by = super::signed_in(&edges, &by, opptak_review::identity::Role::Compliance, "subject.object").await?;
+            let n = opptak_compliance::subject::object(&edges.compliance(), &customer_ref, &to, &by, &reason).await?;
+            println!(
+                "objection to {to} of customer {customer_ref} recorded by {by}; KI data of {n} earlier call(s) \
+                 shredded; later calls start without KI unless the advisor records new consent"
+            );
+            Ok(())
+        }
         Command::Export { customer_ref, out, by } => {
             let by = by.unwrap_or_else(opptak_audit::os_user);
             let r = opptak_compliance::subject::export(&edges.compliance(), &by, &customer_ref, &out, &mut |s| {

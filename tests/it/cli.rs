@@ -172,7 +172,10 @@ fn bad_configuration_is_refused_at_start() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("recorder.compact = false is refused") && err.contains("expire"), "{err}");
+    assert!(
+        err.contains("recorder.compact = false is refused") && err.contains("expire"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -936,3 +936,74 @@ async fn opt_outs_after_the_end_or_before_the_start_are_not_lost() {
     assert!(whole.pcm == calls[1].expected_pcm());
     common::verify_calls(&edges, &calls).await;
 }
+
+/// Issue 16, section 5: a customer's objection to KI is recorded per
+/// customer. The KI data of their earlier calls is shredded at once; a later
+/// call starts with KI off from its first second (no audio reaches speech
+/// recognition), unless the advisor records new consent in the call (on the
+/// old main there was no such record: only a per-call opt-out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customers_objection_keeps_ki_off_until_new_consent() {
+    let env = Env::new(&Backend::Embedded, "objection");
+    let edges = env.edges().await;
+    let gate = Arc::new(Gate {
+        real: Arc::new(common::FixedAsr("the customer asks about a loan")),
+        hold: false.into(),
+        started: 0.into(),
+        returned: 0.into(),
+        cancelled: Arc::default(),
+        release: tokio::sync::Notify::new(),
+    });
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let ki = RunningKi::spawn(&edges, true, false, Some(gate.clone())).await.unwrap();
+    let mut calls = common::mixed_calls(&common::unique("obj"), 3);
+    let customer = format!("cust-{}", common::unique("objecting"));
+    for c in calls.iter_mut() {
+        c.started.ki_enabled = true;
+        c.started.customer_informed = true;
+        c.started.customer_ref = customer.clone();
+    }
+    calls[2].started.ki_consent_renewed = true;
+    let ids: Vec<CallId> = calls.iter().map(|c| CallId::parse(&c.call_id).unwrap()).collect();
+
+    play(&edges, &calls[0].events(100)).await;
+    wait_until("the transcript of the first call", 60, || {
+        has_artifact(&edges, &ids[0], "transcript")
+    })
+    .await;
+    let shredded = opptak_compliance::subject::object(&edges.compliance(), &customer, "ki", "co-anne", "DSR-2026-7")
+        .await
+        .unwrap();
+    assert_eq!(shredded, 1);
+    let key = edges.meta.class_key(&ids[0], "ki").await.unwrap().unwrap();
+    assert!(key.destroyed_at_us.is_some(), "the earlier call's KI data is shredded");
+
+    // A later call without new consent: KI off from the first second.
+    let before = gate.started.load(Ordering::SeqCst);
+    play(&edges, &calls[1].events(100)).await;
+    wait_for_recordings(&edges, 2, 60).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        gate.started.load(Ordering::SeqCst),
+        before,
+        "audio of the objecting customer reached KI"
+    );
+    let rec = edges.meta.load_call(&ids[1]).await.unwrap().unwrap();
+    let o = rec.opt_out.expect("the objection is the call's opt-out");
+    assert!(o.requested_by.contains("objection") && o.offset_us == 0, "{o:?}");
+    assert!(!has_artifact(&edges, &ids[1], "transcript").await);
+
+    // New consent recorded by the advisor in the call: KI runs.
+    play(&edges, &calls[2].events(100)).await;
+    wait_until("the transcript of the consenting call", 60, || {
+        has_artifact(&edges, &ids[2], "transcript")
+    })
+    .await;
+    ki.stop().await;
+    recorder.stop().await.unwrap();
+    common::verify_calls(&edges, &calls).await;
+    let log = edges.audit().await.unwrap().entries(1, 100).await.unwrap();
+    assert!(log
+        .iter()
+        .any(|e| e.event.action == "subject.object" && e.event.subject == format!("customer:{customer}")));
+}

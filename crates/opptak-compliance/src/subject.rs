@@ -397,6 +397,62 @@ pub async fn protected(edges: &ComplianceEdges, call_id: &CallId, class: &str) -
     })
 }
 
+/// A customer's objection (GDPR art. 21): to `ki` processing or to
+/// `analysis`. Recorded per customer (audited first): every later call of
+/// the customer starts with KI off unless the advisor records new consent in
+/// the call (`CallStarted.ki_consent_renewed`), and the KI artifacts of the
+/// customer's calls so far — the analysis copies — are shredded now. The
+/// recordings and archive copies keep their own rules. Returns how many
+/// calls' KI data this shredded.
+pub async fn object(edges: &ComplianceEdges, customer_ref: &str, kind: &str, by: &str, reason: &str) -> Result<u64> {
+    require_ref(customer_ref)?;
+    if !matches!(kind, "ki" | "analysis") {
+        bail!("--to {kind:?}: the customer objects to \"ki\" (KI processing) or \"analysis\"");
+    }
+    for (what, v) in [("--by", by), ("--reason", reason)] {
+        if v.trim().is_empty() {
+            bail!("{what} must not be empty (it is kept with the objection)");
+        }
+    }
+    let subject = format!("customer:{customer_ref}");
+    edges
+        .audit()
+        .await?
+        .record_allowed(
+            by,
+            "compliance",
+            "subject.object",
+            &subject,
+            &format!("{kind}: {reason}"),
+        )
+        .await?;
+    let meta = edges.vault.meta();
+    let now = edges.vault.clock().now_us();
+    meta.record_objection(&opptak_store::meta::Objection {
+        customer_ref: customer_ref.to_owned(),
+        kind: kind.to_owned(),
+        at_us: now,
+        recorded_by: by.to_owned(),
+        reason: reason.to_owned(),
+    })
+    .await?;
+    let mut shredded = 0;
+    for id in meta.calls_of_customer(customer_ref).await? {
+        let requested = format!("the customer's objection ({kind}) recorded by {by}");
+        if edges.vault.purge_ki(&id, &requested, now).await? {
+            shredded += 1;
+        }
+        edges.retention.route(&id).await?;
+    }
+    tracing::info!(
+        customer = customer_ref,
+        kind,
+        calls = shredded,
+        "objection recorded; KI data of earlier calls shredded"
+    );
+    Ok(shredded)
+}
+
 /// Something of a call an erasure judges: an artifact, or the telephony chunk key.
 struct Target {
     artifact: String,

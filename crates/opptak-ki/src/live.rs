@@ -148,17 +148,23 @@ pub async fn run_role(
                     if calls.contains_key(&call_id) || finishing.contains_key(&call_id) {
                         continue;
                     }
-                    // Also when another process saw the opt-out first (the
-                    // recorder keeps it for the call).
-                    let kept = matches!(live.t.vault.meta().early_opt_out(&call_id).await, Ok(Some(_)));
-                    if opted_out_early.remove(&call_id).is_some() || kept {
-                        tracing::info!(call_id = %call_id, "not transcribed live: the customer opted out before the call started");
-                        continue;
-                    }
                     let Ok(facts) = convert::call_facts(call_id.clone(), &s) else {
                         continue;
                     };
                     if !facts.ki_active() {
+                        continue;
+                    }
+                    // Also when another process saw the opt-out first (the
+                    // recorder keeps it for the call), or the customer objected
+                    // to KI before and gave no new consent in this call. When
+                    // the store cannot say, not live: the batch path decides
+                    // from the call's stored opt-out.
+                    let meta = live.t.vault.meta();
+                    let kept = !matches!(meta.early_opt_out(&call_id).await, Ok(None))
+                        || (!s.ki_consent_renewed
+                            && meta.objections(&s.customer_ref).await.map_or(true, |o| !o.is_empty()));
+                    if opted_out_early.remove(&call_id).is_some() || kept {
+                        tracing::info!(call_id = %call_id, "not transcribed live: the customer opted out of or objected to KI");
                         continue;
                     }
                     let chunk_key = match &s.telephony_key {

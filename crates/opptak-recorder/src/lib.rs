@@ -822,8 +822,24 @@ impl Recorder {
             created_at_us: self.now_us(),
         };
         tracing::info!(call_id = %call_id, %recording_id, desk = %facts.desk, category = %facts.service_category, ki = facts.ki_active(), "call started");
-        // An opt-out that came first applies from the first second.
-        let early = self.meta.early_opt_out(&call_id).await?;
+        // An opt-out that came first applies from the first second; so does
+        // the customer's standing objection to KI, unless the advisor
+        // recorded new consent in this call.
+        let mut early = self.meta.early_opt_out(&call_id).await?;
+        if early.is_none() && facts.ki_active() && !s.ki_consent_renewed {
+            if let Some(o) = self.meta.objections(&facts.customer_ref).await?.into_iter().next() {
+                tracing::info!(call_id = %call_id, kind = %o.kind, "the customer objected to KI before: KI stays off for this call");
+                early = Some(OptOut {
+                    at_us: self.now_us(),
+                    requested_by: format!(
+                        "the customer's objection of {} ({})",
+                        opptak_domain::time::utc_time(o.at_us),
+                        o.recorded_by
+                    ),
+                    offset_us: 0,
+                });
+            }
+        }
         if let Some(o) = &early {
             tracing::info!(call_id = %call_id, "the customer opted out of KI before the call started");
             self.ki_purge.push((call_id.clone(), o.clone()));

@@ -2,7 +2,7 @@
 //! recorder's calls, segments, gaps, call updates (ends, KI opt-outs)
 //! durable, and the reads of calls, segments and gaps.
 
-use super::model::{CallEnd, CallRecord, CallUpdate, Flush, GapRow, NewCall, OptOut, SegmentRow, StoredKey};
+use super::model::{CallEnd, CallRecord, CallUpdate, Flush, GapRow, NewCall, Objection, OptOut, SegmentRow, StoredKey};
 use super::{artifacts::ObjectColumns, db, placeholders, read, Bigint, Flag, SqlStore, Tx, ROWS_PER_STATEMENT};
 use crate::StoreError;
 use opptak_domain::model::{AudioFormat, CallFacts, CallId, ChannelRole, Codec, Desk, Direction, ServiceCategory};
@@ -472,5 +472,32 @@ impl SqlStore {
             requested_by,
             offset_us: 0,
         }))
+    }
+
+    pub(super) async fn record_objection(&self, o: &Objection) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO customer_objections (customer_ref, kind, at_us, recorded_by, reason) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (customer_ref, kind) DO NOTHING",
+        )
+        .bind(o.customer_ref.as_str())
+        .bind(o.kind.as_str())
+        .bind(o.at_us)
+        .bind(o.recorded_by.as_str())
+        .bind(o.reason.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    pub(super) async fn objections(&self, customer_ref: &str) -> Result<Vec<Objection>, StoreError> {
+        sqlx::query_as(
+            "SELECT customer_ref, kind, at_us, recorded_by, reason FROM customer_objections \
+             WHERE customer_ref = $1 ORDER BY kind",
+        )
+        .bind(customer_ref)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(read("customer_objections row"))
     }
 }

@@ -29,7 +29,8 @@ mod retention;
 
 pub use model::{
     ArtifactRow, CallEnd, CallRecord, CallUpdate, Compacted, DeletionRow, ExtensionRow, Flush, GapRow, HoldRow, KeyRow,
-    KeyUnder, NewCall, NewCopy, OptOut, ReclassRow, RetentionRow, SegmentRow, ShredEvidence, StoredKey, StoredObject,
+    KeyUnder, NewCall, NewCopy, Objection, OptOut, ReclassRow, RetentionRow, SegmentRow, ShredEvidence, StoredKey,
+    StoredObject,
 };
 
 use crate::StoreError;
@@ -148,6 +149,10 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn keep_early_opt_out(&self, call_id: &CallId, o: &OptOut, received_at_us: i64) -> Result<(), StoreError>;
     /// The opt-out kept for a call that had not started when it came.
     async fn early_opt_out(&self, call_id: &CallId) -> Result<Option<OptOut>, StoreError>;
+    /// Records a customer's objection (`ki` or `analysis`); the first stays.
+    async fn record_objection(&self, o: &Objection) -> Result<(), StoreError>;
+    /// The customer's objections in force.
+    async fn objections(&self, customer_ref: &str) -> Result<Vec<Objection>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
     /// Every call of one (pseudonymous) customer, oldest first: for
     /// data-subject requests (R11).
@@ -589,6 +594,14 @@ impl MetadataStore for SqlStore {
 
     async fn early_opt_out(&self, call_id: &CallId) -> Result<Option<OptOut>, StoreError> {
         self.early_opt_out(call_id).await
+    }
+
+    async fn record_objection(&self, o: &Objection) -> Result<(), StoreError> {
+        self.record_objection(o).await
+    }
+
+    async fn objections(&self, customer_ref: &str) -> Result<Vec<Objection>, StoreError> {
+        self.objections(customer_ref).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

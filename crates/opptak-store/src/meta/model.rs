@@ -16,6 +16,17 @@ pub struct StoredKey {
     pub sealed: Vec<u8>,
 }
 
+/// A customer's objection to KI processing (`ki`) or to analysis
+/// (`analysis`), per pseudonymous customer reference.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct Objection {
+    pub customer_ref: String,
+    pub kind: String,
+    pub at_us: i64,
+    pub recorded_by: String,
+    pub reason: String,
+}
+
 /// A live data key with its owner (a call id, or `deadletters-<day>`) and
 /// when it was made: what moving keys between KEKs needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
