@@ -1064,3 +1064,71 @@ async fn a_client_leaving_mid_request_cancels_nothing_halfway() {
     assert_eq!(reads().await, 9);
     server.stop().await;
 }
+
+/// Issue 16, section 6: after the 24-hour recording is gone, the player plays
+/// the copy the role may hear — the 5-year archive copy for compliance (with
+/// a reason), the 30-day KI copy for the advisor — and says plainly when
+/// none is left (on the old main every request failed with an internal error
+/// once the recording's key was shredded).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_24_hours_each_role_hears_the_copy_it_may() {
+    let env = Env::new(&Backend::Embedded, "web_copies");
+    let edges = env.edges().await;
+    let id = Identity::open(&edges.review()).await.unwrap();
+    for (user, role) in [("adv-anne", Role::Advisor), ("co-cato", Role::Compliance)] {
+        id.add_approved("setup", user, user, role, "t", PW).await.unwrap();
+    }
+    let mut call = common::mixed_calls(&common::unique("copies"), 1).remove(0);
+    call.started.service_category = 1; // investment advice: an archive copy
+    call.started.ki_enabled = true;
+    call.started.customer_informed = true;
+    call.started.advisor_id = "adv-anne".into();
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    common::publish_events(&edges, &call.events(100)).await;
+    wait_for_recordings(&edges, 1, 60).await;
+    recorder.stop().await.unwrap();
+    let cid = opptak_domain::CallId::parse(&call.call_id).unwrap();
+    common::verify_copies(&edges, std::slice::from_ref(&call)).await;
+    edges
+        .vault()
+        .shred(&cid, "audio-24h", "24 hours passed", "test")
+        .await
+        .unwrap();
+
+    let server = common::WebService::start(&edges).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let c = Client {
+        http,
+        base: server.base.clone(),
+    };
+    let play = |cookie: String, query: &'static str| {
+        let url = format!("{}/calls/{}/audio{query}", c.base, call.call_id);
+        let http = c.http.clone();
+        async move {
+            let r = http.get(url).header("cookie", cookie).send().await.unwrap();
+            (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+        }
+    };
+    let (_, cato) = c.login("co-cato", PW).await;
+    let (_, anne) = c.login("adv-anne", PW).await;
+    let (cato, anne) = (cato.unwrap(), anne.unwrap());
+    let expected = call.expected_pcm();
+    let (status, body) = play(cato.clone(), "?reason=complaint+FKN-2026-9").await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(&body[44..], &expected[..], "compliance hears the archive copy");
+    let (status, body) = play(anne.clone(), "").await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(&body[44..], &expected[..], "the advisor hears the KI copy");
+
+    // The KI data gone too (30 days, or an opt-out): nothing for the advisor.
+    edges.vault().purge_ki(&cid, "customer", 0).await.unwrap();
+    let (status, body) = play(anne, "").await;
+    assert_eq!(status, 410, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("24"), "says why");
+    let (status, _) = play(cato, "?reason=complaint+FKN-2026-9").await;
+    assert_eq!(status, 200, "compliance still hears the archive copy");
+    server.stop().await;
+}

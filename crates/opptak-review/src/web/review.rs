@@ -426,8 +426,9 @@ fn parse_range(v: &str, total: u64) -> Option<(u64, u64)> {
     (start <= end && start < total).then_some((start, end))
 }
 
-/// The call's recording as a PCM16 WAV, with byte ranges (an audio element
-/// seeks with them): only the segments that hold the range are decrypted.
+/// The call's audio as a PCM16 WAV, with byte ranges (an audio element seeks
+/// with them): only the segments that hold the range are decrypted. The
+/// recording while it is kept, then the copy the role may hear ([`playable`]).
 async fn audio(
     State(app): State<Arc<App>>,
     ctx: Ctx,
@@ -461,6 +462,17 @@ async fn audio(
     let Some(call) = call else {
         return ctx.error(StatusCode::NOT_FOUND, "Ukjent samtale.", "Unknown call.");
     };
+    let which = match playable(&app, &call_id, user.role).await {
+        Ok(Some(w)) => w,
+        Ok(None) => {
+            return ctx.error(
+                StatusCode::GONE,
+                "Lydopptaket er slettet (24 timer etter samtalen), og det finnes ingen kopi rollen din kan høre.",
+                "The recording is deleted (24 hours after the call), and there is no copy your role may hear.",
+            )
+        }
+        Err(e) => return internal(lang, e),
+    };
     let format = &call.facts.format;
     let (ch, rate) = (format.channels(), format.sample_rate_hz());
     let fb = u64::from(ch) * 2;
@@ -469,7 +481,7 @@ async fn audio(
     let total = 44 + frames * fb;
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let (start, end) = match range {
-        None => return whole_wav(app.edges.vault.clone(), call_id, header, frames, fb),
+        None => return whole_wav(app.edges.vault.clone(), call_id, which, header, frames, fb),
         Some(r) => match parse_range(r, total) {
             Some((a, b)) => (a, b),
             None => {
@@ -489,11 +501,7 @@ async fn audio(
         let (a, b) = (start.max(44) - 44, end - 44 + 1); // data bytes [a, b)
         let (first, last) = (a / fb, b.div_ceil(fb));
         let e = &app.edges;
-        let w = match e
-            .vault
-            .read_frames(&call_id, opptak_vault::Which::Recording, first, last - first)
-            .await
-        {
+        let w = match e.vault.read_frames(&call_id, which, first, last - first).await {
             Ok(w) => w,
             Err(err) => return internal(lang, err),
         };
@@ -510,6 +518,29 @@ async fn audio(
     resp
 }
 
+/// Which copy of the call `role` hears: the 24-hour recording while it is
+/// kept; after it, the 30-day KI audio copy (KI calls), and for compliance
+/// the 5-year archive copy (investment advice, advisory desks). `None`: no
+/// copy the role may hear is left.
+async fn playable(app: &App, call_id: &CallId, role: Role) -> anyhow::Result<Option<opptak_vault::Which>> {
+    use opptak_vault::Which;
+    let mut order = vec![Which::Recording, Which::Ki];
+    if role == Role::Compliance {
+        order.insert(1, Which::Archive);
+    }
+    let kinds: Vec<String> = app
+        .edges
+        .vault
+        .meta()
+        .artifacts(call_id)
+        .await?
+        .into_iter()
+        .filter(|a| a.key.destroyed_at_us.is_none())
+        .map(|a| a.kind)
+        .collect();
+    Ok(order.into_iter().find(|w| kinds.iter().any(|k| k == w.store_kind())))
+}
+
 fn wav_headers(h: &mut HeaderMap) {
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("audio/wav"));
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -520,7 +551,14 @@ fn wav_headers(h: &mut HeaderMap) {
 /// at a time, each decrypted as the client takes it, so an hour of audio is
 /// never held in memory. A read failing midway ends the body early (the
 /// length no longer matches: the client sees a truncated transfer).
-fn whole_wav(vault: opptak_vault::Vault, call_id: CallId, wav_head: Vec<u8>, frames: u64, fb: u64) -> Response {
+fn whole_wav(
+    vault: opptak_vault::Vault,
+    call_id: CallId,
+    which: opptak_vault::Which,
+    wav_head: Vec<u8>,
+    frames: u64,
+    fb: u64,
+) -> Response {
     let per_window = (MAX_RANGE / fb).max(1);
     let total = 44 + frames * fb;
     let windows = futures::stream::try_unfold(0u64, move |first| {
@@ -530,9 +568,7 @@ fn whole_wav(vault: opptak_vault::Vault, call_id: CallId, wav_head: Vec<u8>, fra
                 return Ok::<_, opptak_vault::VaultError>(None);
             }
             let want = per_window.min(frames - first);
-            let w = vault
-                .read_frames(&call_id, opptak_vault::Which::Recording, first, want)
-                .await?;
+            let w = vault.read_frames(&call_id, which, first, want).await?;
             Ok(Some((bytes::Bytes::from(w.pcm), first + want)))
         }
     });
