@@ -162,6 +162,22 @@ async fn corpus_is_transcribed_live_drafted_and_tagged_over_kafka() {
     ki.stop().await;
     recorder.stop().await.unwrap();
 
+    // The KI backlog is visible (issue 16, section 8: consumer lag stayed
+    // near 0 while utterances waited a minute): every utterance's wait for a
+    // speech slot and every call's end-to-draft time are measured.
+    let text = opptak_telemetry::metrics().render();
+    let count = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    };
+    assert!(
+        count("opptak_asr_queue_wait_seconds_count ") >= live.utterances_sent as f64,
+        "{text}"
+    );
+    assert!(count("opptak_call_end_to_draft_seconds_count ") >= 1.0, "{text}");
+    assert!(text.contains("opptak_asr_queue_depth ") && text.contains("opptak_asr_queue_oldest_seconds "));
+
     // Every KI call was transcribed while it played, none by the batch path.
     let stored_live = live
         .ends

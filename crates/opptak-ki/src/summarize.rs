@@ -198,6 +198,15 @@ impl Summarizer {
             .await?;
         self.tell(&rec.facts, &draft).await?;
         opptak_telemetry::metrics().drafts_stored.inc();
+        if let Some(end) = &rec.end {
+            // Wall time against the telephony system's end time: what the
+            // advisor waits after hanging up.
+            let now = opptak_domain::time::Clock::now_us(&opptak_domain::time::SystemClock);
+            if now >= end.ended_at_us {
+                let waited = (now - end.ended_at_us) as f64 / 1e6;
+                opptak_telemetry::metrics().call_end_to_draft.observe(waited);
+            }
+        }
         // The number of topics only: a topic is derived from the call's content
         // and must not outlive its KI data in logs or trace spans.
         tracing::info!(call_id = %call_id, %draft_id, source = %draft.source, topics = draft.topics.len(), "draft stored for review");

@@ -44,6 +44,10 @@ const LATENCY_BUCKETS: [f64; 14] = [
 /// Buckets of speech and language model requests (seconds): an utterance
 /// takes from tenths of a second to tens on CPU; a draft up to minutes.
 const MODEL_BUCKETS: [f64; 12] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0];
+/// From a call's end to its draft: seconds to tens of minutes under a backlog.
+const DRAFT_BUCKETS: [f64; 12] = [
+    1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0,
+];
 
 type Labels1 = [(&'static str, &'static str); 1];
 type Labels2 = [(&'static str, &'static str); 2];
@@ -139,6 +143,13 @@ pub struct Metrics {
     pub drafts_stored: Counter,
     /// Entries appended to the hash-chained audit log.
     pub audit_appends: Counter,
+    /// From a call's end to its draft stored for review.
+    pub call_end_to_draft: Histogram,
+    /// Utterances waiting for a speech-recognizer slot, and since when.
+    asr_queue: std::sync::Mutex<std::collections::BTreeMap<u64, std::time::Instant>>,
+    asr_queue_depth: Gauge,
+    asr_queue_oldest: Gauge<f64, std::sync::atomic::AtomicU64>,
+    asr_queue_wait: Histogram,
     role_up: Family<Labels1, Gauge>,
     chunks: Family<Labels1, Counter>,
     dead_letters: Family<Labels1, Counter>,
@@ -147,6 +158,23 @@ pub struct Metrics {
     llm_requests: HistogramFamily<Labels2>,
     sweeper_deletions: Family<Labels1, Counter>,
     key_operations: Family<Labels1, Counter>,
+}
+
+/// An utterance waiting for the speech recognizer ([`Metrics::asr_waiting`]).
+pub struct AsrWaiting {
+    metrics: &'static Metrics,
+    id: u64,
+    since: std::time::Instant,
+}
+
+impl Drop for AsrWaiting {
+    fn drop(&mut self) {
+        if let Ok(mut q) = self.metrics.asr_queue.lock() {
+            q.remove(&self.id);
+        }
+        self.metrics.asr_queue_depth.dec();
+        self.metrics.asr_queue_wait.observe(self.since.elapsed().as_secs_f64());
+    }
 }
 
 /// The process-wide metrics, created on first use.
@@ -172,6 +200,11 @@ impl Metrics {
             transcripts_stored: Counter::default(),
             drafts_stored: Counter::default(),
             audit_appends: Counter::default(),
+            call_end_to_draft: Histogram::new(DRAFT_BUCKETS),
+            asr_queue: Default::default(),
+            asr_queue_depth: Gauge::default(),
+            asr_queue_oldest: Gauge::default(),
+            asr_queue_wait: Histogram::new(MODEL_BUCKETS),
             role_up: Family::default(),
             chunks: Family::default(),
             dead_letters: Family::default(),
@@ -275,15 +308,59 @@ impl Metrics {
             "Entries appended to the audit log",
             m.audit_appends.clone(),
         );
+        registry.register(
+            "opptak_asr_queue_depth",
+            "Utterances waiting for a speech-recognizer slot (the KI backlog)",
+            m.asr_queue_depth.clone(),
+        );
+        registry.register(
+            "opptak_asr_queue_oldest_seconds",
+            "How long the oldest utterance waiting for the speech recognizer has waited",
+            m.asr_queue_oldest.clone(),
+        );
+        registry.register(
+            "opptak_asr_queue_wait_seconds",
+            "Time an utterance waited for a speech-recognizer slot before its request",
+            m.asr_queue_wait.clone(),
+        );
+        registry.register(
+            "opptak_call_end_to_draft_seconds",
+            "From a call's end to its draft stored for review (what the advisor waits)",
+            m.call_end_to_draft.clone(),
+        );
         Self { registry, ..m }
     }
 
     /// Everything in the Prometheus text format (version 0.0.4).
     pub fn render(&self) -> String {
+        let oldest = self
+            .asr_queue
+            .lock()
+            .map(|q| q.values().next().map(|t| t.elapsed().as_secs_f64()).unwrap_or(0.0))
+            .unwrap_or(0.0);
+        self.asr_queue_oldest.set(oldest);
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// An utterance starts waiting for a speech-recognizer slot; it stops
+    /// waiting when the ticket is dropped (its request starts, or it is
+    /// cancelled), which records the wait.
+    pub fn asr_waiting(&'static self) -> AsrWaiting {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let since = std::time::Instant::now();
+        if let Ok(mut q) = self.asr_queue.lock() {
+            q.insert(id, since);
+        }
+        self.asr_queue_depth.inc();
+        AsrWaiting {
+            metrics: self,
+            id,
+            since,
+        }
     }
 
     /// Marks `role` running until the guard is dropped (put the guard inside

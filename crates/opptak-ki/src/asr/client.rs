@@ -254,9 +254,11 @@ impl Attempts for Request<'_> {
         if let Some(e) = asr.breaker.open_error() {
             return Step::Fail(e);
         }
+        let waiting = opptak_telemetry::metrics().asr_waiting();
         let Ok(permit) = asr.permits.acquire().await else {
             return Step::Fail(AsrError::Unavailable("speech client shut down".into()));
         };
+        drop(waiting);
         let guard = match asr.breaker.pass() {
             Ok(guard) => guard,
             Err(e) => return Step::Fail(e),
