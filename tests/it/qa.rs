@@ -907,3 +907,66 @@ async fn the_summarizer_indexes_and_samples_every_draft() {
         (1, 1, 1)
     );
 }
+
+/// Issue 16, section 6: approving writes the version and the 5-year record
+/// as one unit. When the record cannot be written (here: its key was
+/// shredded), the approval fails and the draft stays open, with no approved
+/// version (on the old main the draft was closed as approved, without a
+/// record).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_without_its_record_leaves_the_draft_open() {
+    let env = Env::new(&Backend::Embedded, "qa_atomic");
+    let edges = env.edges().await;
+    let id = Identity::open(&edges.review()).await.unwrap();
+    let anne = id
+        .add_approved("setup", ADVISOR, "Anne", Role::Advisor, "oslo", PW)
+        .await
+        .unwrap();
+    let mut sample = opptak::demo::samples(&opptak::demo::default_samples_dir())
+        .unwrap()
+        .into_iter()
+        .find(|s| s.call.call_id == "demo-0003")
+        .unwrap();
+    sample.call.started.advisor_id = ADVISOR.into();
+    let cid = CallId::parse(&sample.call.call_id).unwrap();
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let ki = RunningKi::spawn(&edges, true, true, Some(Arc::new(Scripted)))
+        .await
+        .unwrap();
+    common::publish_events(&edges, &sample.call.events(100)).await;
+    wait_for_recordings(&edges, 1, 60).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while opptak_ki::summarize::ki_state(edges.vault().meta(), &cid)
+        .await
+        .unwrap()
+        != opptak_ki::summarize::KiState::Drafted
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no draft");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ki.stop().await;
+    recorder.stop().await.unwrap();
+
+    let vault = edges.vault();
+    vault
+        .key_or_create(&cid, opptak_domain::KeyClass::Record5y)
+        .await
+        .unwrap();
+    vault
+        .shred(&cid, "record-5y", "test: the record cannot be written", "test")
+        .await
+        .unwrap();
+    let review = Review::open(&edges.review()).await.unwrap();
+    let e = review
+        .decide(&anne, &cid, Decision::Approve("The approved text.".into()))
+        .await
+        .unwrap_err();
+    assert!(format!("{e:#}").contains("the draft stays open"), "{e:#}");
+    let versions = review.versions(&cid).await.unwrap();
+    assert!(versions.iter().all(|v| v.kind == "edit"), "{versions:?}");
+    // Still open: the advisor can go on editing.
+    review
+        .decide(&anne, &cid, Decision::Edit("An edit after the failure.".into()))
+        .await
+        .unwrap();
+}

@@ -161,7 +161,17 @@ impl Review {
             .context("another decision on this draft came first; reload")?;
         match &decision {
             Decision::Approve(_) => {
-                let draft = self.approve(user, call_id, &text, at_us).await?;
+                // The version (written first: it is what stops a second
+                // decision) and the record go together: if the record cannot
+                // be written, the version is taken back and the draft stays
+                // open, never closed without its record.
+                let draft = match self.approve(user, call_id, &text, at_us).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        self.store.remove(call_id.as_str(), version).await?;
+                        return Err(e.context("the approval could not be recorded; the draft stays open"));
+                    }
+                };
                 let outcome = crate::qa::DraftOutcome::Approved {
                     draft: &draft,
                     approved: &text,

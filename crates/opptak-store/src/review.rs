@@ -56,6 +56,18 @@ impl SqlReview {
     }
 
     /// A call's versions, oldest first.
+    /// Takes back a version whose decision could not be completed (an
+    /// approval whose record failed): the draft is open again.
+    pub async fn remove(&self, call_id: &str, version: u64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM review_versions WHERE call_id = $1 AND version = $2")
+            .bind(call_id)
+            .bind(version as i64)
+            .execute(&self.store.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
     pub async fn versions(&self, call_id: &str) -> Result<Vec<VersionRow>, StoreError> {
         sqlx::query_as(
             "SELECT call_id, version, kind, author, at_us, key_id, sealed FROM review_versions \
