@@ -840,12 +840,20 @@ impl SpeechRecognizer for Scripted {
     }
 }
 
-/// The hook: a call drafted by the real summarizer is indexed and, as its
-/// stratum's first call, sampled; a retried summary changes nothing; the
-/// advisor's approval records the edit distance from the real draft.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_summarizer_indexes_and_samples_every_draft() {
-    let env = Env::new(&Backend::Embedded, "qa_hook");
+/// The demo's Private Banking KI call (demo-0003) of the advisor Anne,
+/// recorded and drafted by the real summarizer; the recorder and KI roles
+/// still run (stop them when done).
+async fn drafted_demo_call(
+    name: &str,
+) -> (
+    Env,
+    Edges,
+    opptak_review::identity::User,
+    CallId,
+    RunningRecorder,
+    RunningKi,
+) {
+    let env = Env::new(&Backend::Embedded, name);
     let edges = env.edges().await;
     let id = Identity::open(&edges.review()).await.unwrap();
     let anne = id
@@ -865,6 +873,15 @@ async fn the_summarizer_indexes_and_samples_every_draft() {
         .unwrap();
     common::publish_events(&edges, &sample.call.events(100)).await;
     wait_for_recordings(&edges, 1, 60).await;
+    (env, edges, anne, cid, recorder, ki)
+}
+
+/// The hook: a call drafted by the real summarizer is indexed and, as its
+/// stratum's first call, sampled; a retried summary changes nothing; the
+/// advisor's approval records the edit distance from the real draft.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_summarizer_indexes_and_samples_every_draft() {
+    let (_env, edges, anne, cid, recorder, ki) = drafted_demo_call("qa_hook").await;
     let qa = Qa::open(&edges.review()).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while qa.call(&cid).await.unwrap().is_none() {
@@ -915,26 +932,7 @@ async fn the_summarizer_indexes_and_samples_every_draft() {
 /// record).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approval_without_its_record_leaves_the_draft_open() {
-    let env = Env::new(&Backend::Embedded, "qa_atomic");
-    let edges = env.edges().await;
-    let id = Identity::open(&edges.review()).await.unwrap();
-    let anne = id
-        .add_approved("setup", ADVISOR, "Anne", Role::Advisor, "oslo", PW)
-        .await
-        .unwrap();
-    let mut sample = opptak::demo::samples(&opptak::demo::default_samples_dir())
-        .unwrap()
-        .into_iter()
-        .find(|s| s.call.call_id == "demo-0003")
-        .unwrap();
-    sample.call.started.advisor_id = ADVISOR.into();
-    let cid = CallId::parse(&sample.call.call_id).unwrap();
-    let recorder = RunningRecorder::spawn(edges.recorder());
-    let ki = RunningKi::spawn(&edges, true, true, Some(Arc::new(Scripted)))
-        .await
-        .unwrap();
-    common::publish_events(&edges, &sample.call.events(100)).await;
-    wait_for_recordings(&edges, 1, 60).await;
+    let (_env, edges, anne, cid, recorder, ki) = drafted_demo_call("qa_atomic").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while opptak_ki::summarize::ki_state(edges.vault().meta(), &cid)
         .await
