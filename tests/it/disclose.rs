@@ -440,4 +440,28 @@ async fn a_call_with_an_approved_summary_is_disclosed_whole() {
     let (_, files) = open_package(&identity, &out);
     let (_, pcm) = pcm_of_wav(&files["recording.wav"]);
     assert_eq!(pcm, sample.call.expected_pcm());
+
+    // Issue 16, section 5: the customer's own export holds the approved
+    // summary with its versions, what was derived from the call (topics,
+    // quality control) and who received it (GDPR art. 15(1)(c)); on the old
+    // main it had none of these.
+    let export_dir = env.dir.path().join("export");
+    let customer = sample.call.started.customer_ref.clone();
+    opptak_compliance::subject::export(&edges.compliance(), "co-anne", &customer, &export_dir, &mut |_| {})
+        .await
+        .unwrap();
+    let read = |name: &str| -> Value {
+        serde_json::from_slice(&std::fs::read(export_dir.join(cid.as_str()).join(name)).unwrap()).unwrap()
+    };
+    let exported = read("approved-summary.json");
+    assert_eq!(exported["record"]["summary"], approved);
+    assert_eq!(exported["versions"].as_array().unwrap().len(), 2);
+    let about = read("derived-and-recipients.json");
+    let recipients = about["disclosed_to"].as_array().unwrap();
+    assert_eq!(recipients.len(), 2, "{about:#}");
+    assert!(recipients[0]["case_and_recipient"]
+        .as_str()
+        .unwrap()
+        .contains("Finansklagenemnda"));
+    assert!(!about["topics"]["topics"].as_array().unwrap().is_empty(), "{about:#}");
 }

@@ -231,7 +231,7 @@ async fn export_holds_all_of_a_and_nothing_of_b() {
         assert_eq!(meta["call"]["call_id"], c.call_id.as_str());
         assert_eq!(meta["call"]["customer_ref"], w.a_ref.as_str());
         assert!(meta["retention"]["decisions"].as_array().unwrap().len() >= 3);
-        let mut wanted = vec!["metadata.json", "recording.wav"];
+        let mut wanted = vec!["metadata.json", "recording.wav", "derived-and-recipients.json"];
         if k.investment() {
             wanted.push("archive-copy.wav");
         }

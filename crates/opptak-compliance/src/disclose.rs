@@ -447,7 +447,7 @@ pub async fn build(edges: &ComplianceEdges, req: &Request, progress: &mut dyn Fn
 /// kind, author and time, and its text while the call's KI data is kept (30
 /// days) — as the file `approved-summary.json`, and what the manifest says
 /// of it. `NO_SUMMARY` when the call has none.
-async fn approved_summary(edges: &ComplianceEdges, call_id: &CallId) -> Result<(Option<Vec<u8>>, Value)> {
+pub(crate) async fn approved_summary(edges: &ComplianceEdges, call_id: &CallId) -> Result<(Option<Vec<u8>>, Value)> {
     let kind = ArtifactKind::ApprovedSummary.as_str();
     if !edges
         .vault

@@ -126,6 +126,8 @@ pub async fn export(
     let ids = edges.vault.meta().calls_of_customer(customer_ref).await?;
     prepare_out(out)?;
     let now = edges.vault.clock().now_us();
+    let reporting = opptak_store::reporting::SqlReporting::open(&edges.metadata_url).await?;
+    let audit_log = opptak_store::audit::SqlAudit::open(&edges.metadata_url).await?;
     let mut calls = Vec::with_capacity(ids.len());
     for (i, id) in ids.iter().enumerate() {
         progress(&format!("call {}/{}: {id}", i + 1, ids.len()));
@@ -164,6 +166,40 @@ pub async fn export(
             Err(TranscribeError::Vault(VaultError::NoArtifact { .. })) => {}
             Err(why) => unreadable.push(("draft".to_owned(), why.to_string())),
         }
+        // The approved summary (the customer-service record) with its
+        // versions, and what was derived and who received the call
+        // (GDPR art. 15(1)(c): the recipients).
+        let (summary, _) = crate::disclose::approved_summary(edges, id).await?;
+        if let Some(body) = summary {
+            put("approved-summary.json", &body)?;
+        }
+        let indexed = reporting.call(id.as_str()).await?;
+        let reviews = reporting.reviews(id.as_str()).await?;
+        let disclosed = audit_log.about(&format!("call:{id}"), "disclosure").await?;
+        let about = json!({
+            "topics": indexed.as_ref().map(|c| json!({
+                "topics": c.row.topics,
+                "language": c.row.language,
+                "desk": c.row.desk,
+                "day": c.row.day,
+                "review_decision": c.decision,
+                "sampled_for_quality_control": c.sampled,
+            })),
+            "quality_control": reviews.iter().map(|r| json!({
+                "reviewer": r.reviewer,
+                "at": utc(r.at_us),
+                "correctness": r.correctness,
+                "relevance": r.relevance,
+                "quality": r.quality,
+                "flag": r.flag,
+            })).collect::<Vec<_>>(),
+            "disclosed_to": disclosed.iter().map(|e| json!({
+                "at": utc(e.at_us),
+                "by": e.event.actor,
+                "case_and_recipient": e.event.reason,
+            })).collect::<Vec<_>>(),
+        });
+        put("derived-and-recipients.json", &serde_json::to_vec_pretty(&about)?)?;
         calls.push(ExportedCall {
             call_id: id.clone(),
             files,

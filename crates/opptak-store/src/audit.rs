@@ -220,6 +220,20 @@ impl SqlAudit {
         .map_err(db)
     }
 
+    /// The entries of one `action` on one `subject`, oldest first (a call's
+    /// disclosures for the data-subject export).
+    pub async fn about(&self, subject: &str, action: &str) -> Result<Vec<AuditEntry>, StoreError> {
+        sqlx::query_as(
+            "SELECT seq, at_us, actor, role, action, subject, reason, outcome, prev_hash, hash FROM audit_log \
+             WHERE subject = $1 AND action = $2 ORDER BY seq",
+        )
+        .bind(subject)
+        .bind(action)
+        .fetch_all(&self.store.pool)
+        .await
+        .map_err(db)
+    }
+
     /// The newest entry, if any.
     pub async fn tail(&self) -> Result<Option<AuditEntry>, StoreError> {
         let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) AS s FROM audit_log")
