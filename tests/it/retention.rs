@@ -596,6 +596,19 @@ async fn advisory_desks_are_archived_and_late_reclassification_is_refused() {
         edges.meta.reclassification_of(late).await.unwrap().is_none(),
         "nothing changed"
     );
+    // Its last artifact gone, the call's row no longer says whose call it was
+    // (issue 16, section 4); the archived call's row still does.
+    let gone = edges.meta.load_call(late).await.unwrap().unwrap();
+    assert_eq!(
+        gone.facts.customer_ref, "",
+        "the customer reference outlived the call's data"
+    );
+    assert_eq!(
+        edges.meta.deletions(Some(late)).await.unwrap().len(),
+        1,
+        "the evidence stays"
+    );
+    assert_ne!(edges.meta.load_call(pb).await.unwrap().unwrap().facts.customer_ref, "");
     // The reclassifications that happened are in the audit log.
     let log = edges.audit().await.unwrap().entries(1, 1000).await.unwrap();
     assert!(log

@@ -141,6 +141,22 @@ impl SqlStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
+        // The call's last artifact gone: its row keeps what the deletion
+        // evidence needs (ids, times, desk, category), not whose call it was
+        // (issue 16: the customer reference was kept for ever).
+        let left: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) AS n FROM retention WHERE call_id = $1 AND deleted_at_us IS NULL")
+                .bind(row.call_id.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(read("retention count"))?;
+        if left == 0 {
+            sqlx::query("UPDATE calls SET customer_ref = '' WHERE call_id = $1")
+                .bind(row.call_id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
         tx.commit().await.map_err(db)?;
         if d.key_shredded.is_some() {
             opptak_telemetry::metrics().key_operation(opptak_telemetry::KeyOp::Shred);
