@@ -103,7 +103,7 @@ pub(crate) async fn run_roles(config: Config, roles: Vec<Role>) -> Result<()> {
             }
         }
     }
-    let ki = if transcribe || summarize {
+    let mut ki = if transcribe || summarize {
         Some(opptak::app::RunningKi::spawn(&edges, transcribe, summarize, None).await?)
     } else {
         None
@@ -120,10 +120,42 @@ pub(crate) async fn run_roles(config: Config, roles: Vec<Role>) -> Result<()> {
     // retries) would leave a live process doing nothing: the process stops
     // the other roles and exits non-zero, so its supervisor (Kubernetes,
     // systemd) restarts it clean. Its uncommitted input is read again.
-    let failed = tokio::select! {
-        _ = tokio::signal::ctrl_c() => None,
-        _ = term.recv() => None,
-        role = first_role_down(&role_names) => Some(role),
+    // Except the KI roles beside a role that must go on (the legally required
+    // recording above all): a KI backlog or failure never stops it. They are
+    // restarted alone, with a back-off, up to KI_RESTARTS times in
+    // KI_RESTART_WINDOW; past that the process exits as for any role.
+    let keeps_running = role_names.iter().any(|r| !matches!(*r, "transcriber" | "summarizer"));
+    let mut restarts: Vec<std::time::Instant> = Vec::new();
+    let failed = loop {
+        let role = tokio::select! {
+            _ = tokio::signal::ctrl_c() => break None,
+            _ = term.recv() => break None,
+            role = first_role_down(&role_names) => role,
+        };
+        let now = std::time::Instant::now();
+        restarts.retain(|t| now.duration_since(*t) < KI_RESTART_WINDOW);
+        if !(keeps_running && matches!(role, "transcriber" | "summarizer") && restarts.len() < KI_RESTARTS) {
+            break Some(role);
+        }
+        restarts.push(now);
+        let backoff = std::time::Duration::from_secs(1 << restarts.len().min(5));
+        tracing::error!(
+            role,
+            restart = restarts.len(),
+            backoff_s = backoff.as_secs(),
+            "KI role ended on its own: restarting it; the other roles go on"
+        );
+        if let Some(k) = ki.take() {
+            k.stop().await;
+        }
+        tokio::time::sleep(backoff).await;
+        match opptak::app::RunningKi::spawn(&edges, transcribe, summarize, None).await {
+            Ok(k) => ki = Some(k),
+            Err(e) => {
+                tracing::error!(error = %format!("{e:#}"), "the KI roles did not start again");
+                break Some(role);
+            }
+        }
     };
     match failed {
         Some(role) => tracing::error!(role, "role ended on its own: stopping this process so it restarts"),
@@ -161,6 +193,10 @@ pub(crate) async fn run_roles(config: Config, roles: Vec<Role>) -> Result<()> {
         None => recorder_error.map_or(Ok(()), Err),
     }
 }
+
+/// How many times the KI roles are restarted alone within [`KI_RESTART_WINDOW`].
+const KI_RESTARTS: usize = 3;
+const KI_RESTART_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Resolves with the first of `roles` whose `opptak_role_up` fell to 0.
 async fn first_role_down(roles: &[&'static str]) -> &'static str {

@@ -498,3 +498,46 @@ async fn every_role_exposes_its_metrics_and_health() {
         );
     }
 }
+
+/// Issue 16, section 8: a KI role that ends on its own (here its input topic
+/// is deleted under it) is restarted alone, and the recorder beside it goes
+/// on recording. On the old main the whole process exited, recorder
+/// included, whenever a KI role ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_ki_role_is_restarted_and_the_recorder_goes_on() {
+    let Some(kafka) = common::kafka() else { return };
+    let Some(postgres) = common::postgres_db("ki_isolation").await else {
+        return;
+    };
+    let env = Env::new(&Backend::Services { kafka, postgres }, "ki_isolation");
+    let edges = env.edges().await;
+    let mut p = Proc::spawn(&env, "recorder,summarizer", &[], env.dir.path().join("p.log"));
+    assert_eq!(p.wait_ready(200, 120).await, "ready\n");
+    edges
+        .bus
+        .delete_topic(&opptak::app::transcripts_topic(&edges.config))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !p.log_text().contains("KI role ended on its own: restarting it") {
+        if let Some(status) = p.child.try_wait().unwrap() {
+            panic!("opptak run exited ({status}):\n{}", tail(&p.log_text()));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the summarizer never ended:\n{}",
+            tail(&p.log_text())
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    p.wait_metrics("the summarizer up again beside the recorder", 120, |s| {
+        s.get(r#"opptak_role_up{role="summarizer"}"#) == 1.0 && s.get(r#"opptak_role_up{role="recorder"}"#) == 1.0
+    })
+    .await;
+    // The recorder records a call that starts after the failure.
+    let call = common::mixed_calls(&common::unique("after"), 1).remove(0);
+    publish_events(&edges, &call.events(100)).await;
+    wait_for_recordings(&edges, 1, 90).await;
+    common::verify_calls(&edges, std::slice::from_ref(&call)).await;
+    assert!(p.child.try_wait().unwrap().is_none(), "the process is still running");
+}
