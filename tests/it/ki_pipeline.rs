@@ -1023,3 +1023,68 @@ async fn a_customers_objection_keeps_ki_off_until_new_consent() {
         .iter()
         .any(|e| e.event.action == "subject.object" && e.event.subject == format!("customer:{customer}")));
 }
+
+/// Issue 16, section 8: the live queue is bounded. When speech recognition
+/// cannot keep up and a call would queue more utterances than the bound, the
+/// live path hands the call to the batch path whole instead of growing
+/// without bound (on the old main memory grew 67 → 209 MB with the backlog),
+/// and the batch path transcribes it from its recording.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_live_queue_hands_the_call_to_the_batch_path() {
+    let env = Env::new(&Backend::Embedded, "live_bound");
+    let edges = env.edges().await;
+    let gate = Arc::new(Gate {
+        real: Arc::new(common::FixedAsr("the client agrees a savings plan")),
+        hold: true.into(),
+        started: 0.into(),
+        returned: 0.into(),
+        cancelled: Arc::default(),
+        release: tokio::sync::Notify::new(),
+    });
+    edges.ensure_topics(&["transcriber"]).await.unwrap();
+    let t = opptak::app::transcriber_with(&edges, Some(gate.clone())).unwrap();
+    let mut live = opptak_ki::live::Live::new(t.clone(), None);
+    live.queue_max = 1;
+    let live = Arc::new(live);
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let topic = edges.config.recorder_config().topics.telephony;
+    let role = {
+        let (live, group) = (live.clone(), common::unique("live"));
+        tokio::spawn(async move { opptak_ki::live::run_role(live, &group, &topic, rx).await })
+    };
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let sample = opptak::demo::samples(&opptak::demo::default_samples_dir())
+        .unwrap()
+        .into_iter()
+        .find(|s| s.call.call_id == "demo-0003")
+        .unwrap();
+    let id = CallId::parse(&sample.call.call_id).unwrap();
+    play(&edges, &sample.call.events(100)).await;
+    wait_until("the call handed to the batch path", 60, || async {
+        live.stats().ends.iter().any(|(c, _)| *c == id.to_string())
+    })
+    .await;
+    let ends = live.stats().ends;
+    assert!(
+        ends.iter()
+            .any(|(c, e)| *c == id.to_string()
+                && matches!(e, LiveEnd::Abandoned(why) if why.contains("live queue is full"))),
+        "{ends:?}"
+    );
+    assert!(
+        gate.started.load(Ordering::SeqCst) <= 1,
+        "never more in the queue than its bound"
+    );
+    assert_eq!(live.stats().utterances_sent, 1);
+    gate.hold.store(false, Ordering::SeqCst);
+    gate.release.notify_waiters();
+    wait_for_recordings(&edges, 1, 60).await;
+    let _ = stop.send(true);
+    role.await.unwrap().unwrap();
+    recorder.stop().await.unwrap();
+    assert!(matches!(
+        t.transcribe_call(&id).await.unwrap(),
+        opptak_ki::transcribe::Outcome::Done { .. }
+    ));
+    assert!(has_artifact(&edges, &id, "transcript").await);
+}

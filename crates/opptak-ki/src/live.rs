@@ -89,8 +89,19 @@ pub struct Live {
     pub telephony_keys: Option<Arc<dyn KeyProvider>>,
     pub reassembly: ReassemblyConfig,
     pub calls: LiveCalls,
+    /// Utterances of all live calls that may wait for the recognizer at once
+    /// ([`LIVE_QUEUE_MAX`]); a call that would queue more is handed to the
+    /// batch path whole instead of growing the queue without bound.
+    pub queue_max: usize,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
     stats: Arc<Mutex<LiveStats>>,
 }
+
+/// The default bound of the live queue: about 4 minutes of speech at a
+/// model's real-time pace per slot; beyond it live transcription cannot keep
+/// up anyway, and the batch path (which works a call at a time from its
+/// recording) takes the call.
+pub const LIVE_QUEUE_MAX: usize = 512;
 
 impl Live {
     pub fn new(t: Arc<Transcriber>, telephony_keys: Option<Arc<dyn KeyProvider>>) -> Self {
@@ -99,6 +110,8 @@ impl Live {
             telephony_keys,
             reassembly: ReassemblyConfig::default(),
             calls: LiveCalls::default(),
+            queue_max: LIVE_QUEUE_MAX,
+            queued: Arc::default(),
             stats: Arc::default(),
         }
     }
@@ -434,7 +447,10 @@ async fn work(
                         ch.samples.extend_from_slice(&pcm);
                         let spans = ch.vad.push(&pcm);
                         for span in spans {
-                            spawn_utterance(live, &mut inflight, ordinal, ch, span, rate);
+                            if !spawn_utterance(live, &mut inflight, ordinal, ch, span, rate) {
+                                inflight.abort_all();
+                                return Ok(LiveEnd::Abandoned(queue_full(live)));
+                            }
                             ordinal += 1;
                         }
                         ch.trim();
@@ -453,7 +469,10 @@ async fn work(
                 Some(Cmd::End) => {
                     for ch in channels.iter_mut() {
                         if let Some(span) = ch.vad.finish() {
-                            spawn_utterance(live, &mut inflight, ordinal, ch, span, rate);
+                            if !spawn_utterance(live, &mut inflight, ordinal, ch, span, rate) {
+                                inflight.abort_all();
+                                return Ok(LiveEnd::Abandoned(queue_full(live)));
+                            }
                             ordinal += 1;
                         }
                     }
@@ -540,7 +559,32 @@ async fn work(
     }
 }
 
-fn spawn_utterance(live: &Live, inflight: &mut JoinSet<Heard>, n: usize, ch: &Channel, span: Span, rate: u32) {
+fn queue_full(live: &Live) -> String {
+    format!(
+        "the live queue is full ({} utterances wait for the recognizer): the batch path transcribes the call",
+        live.queue_max
+    )
+}
+
+/// Counts an utterance in the live queue until its task ends (answered,
+/// failed or cancelled).
+struct Queued(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Sends one utterance to the recognizer; `false` (nothing sent) when the
+/// live queue is full.
+fn spawn_utterance(live: &Live, inflight: &mut JoinSet<Heard>, n: usize, ch: &Channel, span: Span, rate: u32) -> bool {
+    use std::sync::atomic::Ordering;
+    if live.queued.fetch_add(1, Ordering::SeqCst) >= live.queue_max {
+        live.queued.fetch_sub(1, Ordering::SeqCst);
+        return false;
+    }
+    let queued = Queued(live.queued.clone());
     let pcm = ch.cut(span);
     let u = Utterance {
         pcm16: pcm.iter().flat_map(|s| s.to_le_bytes()).collect(),
@@ -552,5 +596,12 @@ fn spawn_utterance(live: &Live, inflight: &mut JoinSet<Heard>, n: usize, ch: &Ch
     }
     let asr = live.t.asr.clone();
     let role = ch.role;
-    inflight.spawn(async move { (n, role, span.start, span.end, asr.transcribe(&u).await) }.in_current_span());
+    inflight.spawn(
+        async move {
+            let _queued = queued;
+            (n, role, span.start, span.end, asr.transcribe(&u).await)
+        }
+        .in_current_span(),
+    );
+    true
 }
