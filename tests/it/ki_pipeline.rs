@@ -788,7 +788,8 @@ async fn speech_server_stopped_mid_run_loses_no_call() {
 
 /// R11 for KI text: a customer's export holds the transcript and the draft of
 /// their KI call; an erasure shreds them (KI artifacts are not exempt), and a
-/// later export names them unreadable instead.
+/// later export names them unreadable instead — or, when nothing of the call
+/// is left, holds nothing of it (its row no longer names the customer).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subject_export_and_erasure_cover_transcripts_and_drafts() {
     let Some(url) = speech_url() else { return };
@@ -852,13 +853,23 @@ async fn subject_export_and_erasure_cover_transcripts_and_drafts() {
     )
     .await
     .unwrap();
-    let call = again.calls.iter().find(|c| c.call_id == id).unwrap();
-    assert!(call
-        .files
-        .iter()
-        .all(|f| !f.name.ends_with("transcript.json") && !f.name.ends_with("draft.json")));
-    let gone: Vec<&str> = call.unreadable.iter().map(|(k, _)| k.as_str()).collect();
-    assert!(gone.contains(&"transcript") && gone.contains(&"draft"), "{gone:?}");
+    match again.calls.iter().find(|c| c.call_id == id) {
+        // Nothing of the call is left: its row no longer names the customer
+        // (issue 16, section 4), so a later export holds nothing of it.
+        None => {
+            let row = edges.meta.load_call(&id).await.unwrap().unwrap();
+            assert_eq!(row.facts.customer_ref, "", "{}", erased.render());
+        }
+        // Its audio is still kept (an archived call): the KI text is named unreadable.
+        Some(call) => {
+            assert!(call
+                .files
+                .iter()
+                .all(|f| !f.name.ends_with("transcript.json") && !f.name.ends_with("draft.json")));
+            let gone: Vec<&str> = call.unreadable.iter().map(|(k, _)| k.as_str()).collect();
+            assert!(gone.contains(&"transcript") && gone.contains(&"draft"), "{gone:?}");
+        }
+    }
 }
 
 /// Issue 16, section 8: opt-outs that race the call's own events.
