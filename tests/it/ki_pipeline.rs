@@ -284,6 +284,20 @@ impl Drop for DropGuard {
     }
 }
 
+impl Gate {
+    /// In front of `real`, holding every answer while `hold` is set.
+    fn new(real: Arc<dyn SpeechRecognizer>, hold: bool) -> Arc<Self> {
+        Arc::new(Self {
+            real,
+            hold: hold.into(),
+            started: 0.into(),
+            returned: 0.into(),
+            cancelled: Arc::default(),
+            release: tokio::sync::Notify::new(),
+        })
+    }
+}
+
 #[async_trait::async_trait]
 impl SpeechRecognizer for Gate {
     async fn transcribe(&self, u: &Utterance) -> Result<Transcript, AsrError> {
@@ -382,14 +396,7 @@ async fn every_opt_out_leaves_no_readable_ki_artifact() {
     let mut samples = corpus(&env.dir.path().join("corpus"));
     samples.retain(|s| s.call.started.ki_enabled && s.call.started.customer_informed);
     samples.truncate(4);
-    let gate = Arc::new(Gate {
-        real: asr(&url),
-        hold: false.into(),
-        started: 0.into(),
-        returned: 0.into(),
-        cancelled: Arc::default(),
-        release: tokio::sync::Notify::new(),
-    });
+    let gate = Gate::new(asr(&url), false);
     let recorder = RunningRecorder::spawn(edges.recorder());
     let ki = RunningKi::spawn(&edges, true, false, Some(gate.clone())).await.unwrap();
     let live = ki.live.clone().unwrap();
@@ -886,14 +893,7 @@ async fn opt_outs_after_the_end_or_before_the_start_are_not_lost() {
     use opptak_proto::v1::telephony_event::Event;
     let env = Env::new(&Backend::Embedded, "optout_race");
     let edges = env.edges().await;
-    let gate = Arc::new(Gate {
-        real: Arc::new(common::FixedAsr("the customer asks about a fund")),
-        hold: true.into(),
-        started: 0.into(),
-        returned: 0.into(),
-        cancelled: Arc::default(),
-        release: tokio::sync::Notify::new(),
-    });
+    let gate = Gate::new(Arc::new(common::FixedAsr("the customer asks about a fund")), true);
     let recorder = RunningRecorder::spawn(edges.recorder());
     let ki = RunningKi::spawn(&edges, true, false, Some(gate.clone())).await.unwrap();
     let live = ki.live.clone().unwrap();
@@ -973,14 +973,7 @@ async fn opt_outs_after_the_end_or_before_the_start_are_not_lost() {
 async fn a_customers_objection_keeps_ki_off_until_new_consent() {
     let env = Env::new(&Backend::Embedded, "objection");
     let edges = env.edges().await;
-    let gate = Arc::new(Gate {
-        real: Arc::new(common::FixedAsr("the customer asks about a loan")),
-        hold: false.into(),
-        started: 0.into(),
-        returned: 0.into(),
-        cancelled: Arc::default(),
-        release: tokio::sync::Notify::new(),
-    });
+    let gate = Gate::new(Arc::new(common::FixedAsr("the customer asks about a loan")), false);
     let recorder = RunningRecorder::spawn(edges.recorder());
     let ki = RunningKi::spawn(&edges, true, false, Some(gate.clone())).await.unwrap();
     let mut calls = common::mixed_calls(&common::unique("obj"), 3);
@@ -1044,14 +1037,7 @@ async fn a_customers_objection_keeps_ki_off_until_new_consent() {
 async fn a_full_live_queue_hands_the_call_to_the_batch_path() {
     let env = Env::new(&Backend::Embedded, "live_bound");
     let edges = env.edges().await;
-    let gate = Arc::new(Gate {
-        real: Arc::new(common::FixedAsr("the client agrees a savings plan")),
-        hold: true.into(),
-        started: 0.into(),
-        returned: 0.into(),
-        cancelled: Arc::default(),
-        release: tokio::sync::Notify::new(),
-    });
+    let gate = Gate::new(Arc::new(common::FixedAsr("the client agrees a savings plan")), true);
     edges.ensure_topics(&["transcriber"]).await.unwrap();
     let t = opptak::app::transcriber_with(&edges, Some(gate.clone())).unwrap();
     let mut live = opptak_ki::live::Live::new(t.clone(), None);

@@ -367,7 +367,8 @@ pub async fn build(edges: &ComplianceEdges, req: &Request, progress: &mut dyn Fn
     progress(&format!(
         "call {call_id}: the approved summary, its versions and the transcript"
     ));
-    let (summary, summary_json) = approved_summary(edges, call_id).await?;
+    let reviews = opptak_store::review::SqlReview::open(&edges.metadata_url).await?;
+    let (summary, summary_json) = approved_summary(edges, &reviews, call_id).await?;
     let (transcript, transcript_json) = transcript(edges, call_id).await?;
 
     let mut contents: Vec<(&str, &[u8])> = vec![("metadata.json", &metadata)];
@@ -447,7 +448,11 @@ pub async fn build(edges: &ComplianceEdges, req: &Request, progress: &mut dyn Fn
 /// kind, author and time, and its text while the call's KI data is kept (30
 /// days) — as the file `approved-summary.json`, and what the manifest says
 /// of it. `NO_SUMMARY` when the call has none.
-pub(crate) async fn approved_summary(edges: &ComplianceEdges, call_id: &CallId) -> Result<(Option<Vec<u8>>, Value)> {
+pub(crate) async fn approved_summary(
+    edges: &ComplianceEdges,
+    reviews: &opptak_store::review::SqlReview,
+    call_id: &CallId,
+) -> Result<(Option<Vec<u8>>, Value)> {
     let kind = ArtifactKind::ApprovedSummary.as_str();
     if !edges
         .vault
@@ -473,9 +478,8 @@ pub(crate) async fn approved_summary(edges: &ComplianceEdges, call_id: &CallId) 
         .await
         .ok()
         .flatten();
-    let store = opptak_store::review::SqlReview::open(&edges.metadata_url).await?;
     let mut versions = Vec::new();
-    for row in store.versions(call_id.as_str()).await? {
+    for row in reviews.versions(call_id.as_str()).await? {
         let artifact = format!("review/{}", row.version);
         let text = ki
             .as_ref()

@@ -128,6 +128,7 @@ pub async fn export(
     let now = edges.vault.clock().now_us();
     let reporting = opptak_store::reporting::SqlReporting::open(&edges.metadata_url).await?;
     let audit_log = opptak_store::audit::SqlAudit::open(&edges.metadata_url).await?;
+    let reviews = opptak_store::review::SqlReview::open(&edges.metadata_url).await?;
     let mut calls = Vec::with_capacity(ids.len());
     for (i, id) in ids.iter().enumerate() {
         progress(&format!("call {}/{}: {id}", i + 1, ids.len()));
@@ -169,7 +170,7 @@ pub async fn export(
         // The approved summary (the customer-service record) with its
         // versions, and what was derived and who received the call
         // (GDPR art. 15(1)(c): the recipients).
-        let (summary, _) = crate::disclose::approved_summary(edges, id).await?;
+        let (summary, _) = crate::disclose::approved_summary(edges, &reviews, id).await?;
         if let Some(body) = summary {
             put("approved-summary.json", &body)?;
         }
