@@ -138,6 +138,7 @@ impl Edges {
                 topic_prefix: c.bus.topic_prefix.clone(),
                 partitions: c.bus.partitions,
             },
+            reclassifier: Some(Arc::new(CompactorReclassifier(self.compactor()))),
         }
     }
 
@@ -155,6 +156,7 @@ impl Edges {
             .with_telephony_keys(self.telephony_keys.clone())
             .with_policy(self.policy.clone())
             .with_archive(Some(self.archive.clone()))
+            .with_journal(Some(self.journal()))
     }
 
     /// Compaction and copies over these edges (the recorder's own, for
@@ -163,6 +165,7 @@ impl Edges {
         opptak_recorder::compact::Compactor::new(self.vault(), self.config.recorder.stream_segment_bytes)
             .with_policy(self.policy.clone())
             .with_archive(self.archive.clone())
+            .with_journal(Some(self.journal()))
     }
 
     /// Retention routing, sweeping and holds over these edges; holds,
@@ -175,12 +178,17 @@ impl Edges {
             self.clock.clone(),
         )
         .with_archive(self.archive.clone())
-        .with_journal(Arc::new(AuditJournal {
+        .with_journal(self.journal())
+    }
+
+    /// Retention's journal: the hash-chained audit log of these edges.
+    pub fn journal(&self) -> Arc<dyn opptak_retention::Journal> {
+        Arc::new(AuditJournal {
             metadata_url: self.config.metadata_url(),
             keys: self.keys.clone(),
             clock: self.clock.clone(),
             audit: tokio::sync::OnceCell::new(),
-        }))
+        })
     }
 }
 
@@ -198,32 +206,23 @@ pub async fn reclassify(
     reason: &str,
     by: &str,
 ) -> Result<(Vec<opptak_store::meta::RetentionRow>, bool)> {
-    use opptak_domain::retention::ArtifactKind;
-    let r = edges.retention();
-    let (rec, mut facts) = r.facts(call_id).await?;
-    facts.reclassified = Some((category, by.to_owned()));
-    let wants = edges.policy.decide(&facts, ArtifactKind::ArchiveCopy);
-    let archive_kind = opptak_vault::Which::Archive.store_kind();
-    let has = edges
-        .meta
-        .artifacts(call_id)
-        .await?
-        .iter()
-        .any(|a| a.kind == archive_kind);
-    if wants.kept && !has && rec.complete {
-        if let Some(at) = rec.key_destroyed_at_us {
-            anyhow::bail!(
-                "refused: reclassifying call {call_id} as {category} requires an archive copy ({}), but its \
-                 recording was deleted at {} — an archive copy can only be made while the recording is kept \
-                 (24 hours after the call). Nothing was changed.",
-                wants.chain.last().cloned().unwrap_or_default(),
-                opptak_domain::time::utc_time(at)
-            );
-        }
+    Ok(edges.compactor().reclassify(call_id, category, reason, by).await?)
+}
+
+/// The review service's reclassification: the recorder's compactor.
+struct CompactorReclassifier(opptak_recorder::compact::Compactor);
+
+#[async_trait::async_trait]
+impl opptak_review::Reclassifier for CompactorReclassifier {
+    async fn reclassify(
+        &self,
+        call_id: &opptak_domain::CallId,
+        category: opptak_domain::ServiceCategory,
+        reason: &str,
+        by: &str,
+    ) -> Result<bool> {
+        Ok(self.0.reclassify(call_id, category, reason, by).await?.1)
     }
-    let rows = r.reclassify(call_id, category, reason, by).await?;
-    let archived = edges.compactor().add_missing_archive_copy(call_id).await?;
-    Ok((rows, archived))
 }
 
 /// Records the retention policy a process starts with in the audit log:

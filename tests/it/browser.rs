@@ -355,7 +355,11 @@ async fn advisor_flow(tools: &Tools, svc: &Service) -> Edit {
         )
         .await;
     assert_eq!(kinds, json!(["redigert", "godkjent"]));
-    assert!(b.try_find("textarea").await.is_none(), "closed: nothing to edit");
+    assert!(b.try_find("textarea#text").await.is_none(), "closed: no draft to edit");
+    assert!(
+        b.try_find("textarea#amend-text").await.is_some(),
+        "the approved summary can be amended (issue 16, section 5)"
+    );
     shot(b, "advisor-5-approved").await;
 
     // What the browser sent is what was kept.

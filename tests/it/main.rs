@@ -8,6 +8,7 @@
 
 mod common;
 
+mod amend;
 mod architecture;
 mod audit;
 mod browser;

@@ -616,3 +616,234 @@ async fn advisory_desks_are_archived_and_late_reclassification_is_refused() {
         .any(|e| e.event.action == "retention.reclassify" && e.event.subject == format!("call:{early}")));
     assert!(!log.iter().any(|e| e.event.subject == format!("call:{late}")));
 }
+
+/// Issue 16, section 1: a reclassification also arrives from the telephony
+/// system (a `Reclassification` event on the input topic) and from a
+/// compliance officer in the review service. During the call it makes the
+/// compaction write the archive copy; after the end, within the recording's
+/// 24 hours, the copy is written from the recording; an event without a
+/// reason, or after the 24 hours, is dead-lettered (RECLASSIFICATION_REFUSED)
+/// with why, and nothing changes. Every applied one is in the audit log
+/// (on the old main the event did not exist: it was dead-lettered as
+/// malformed, and the review service offered no reclassification).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reclassification_arrives_from_telephony_and_from_the_web() {
+    use common::AddApproved;
+    use opptak_proto::Message;
+    let base = (opptak_domain::time::SystemClock.now_us() / SEC) * SEC;
+    let env = Env::new(&Backend::Embedded, "reclass_event");
+    let clock = Arc::new(ManualClock::new(base + 20 * SEC));
+    let clock_dyn: Arc<dyn Clock> = clock.clone();
+    let edges = env.edges().await.with_clock(clock_dyn).unwrap();
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let reclass = |call_id: &str, reason: &str| v1::TelephonyEvent {
+        call_id: call_id.to_owned(),
+        event: Some(Event::Reclassification(v1::Reclassification {
+            service_category: v1::ServiceCategory::InvestmentAdvice as i32,
+            by: "cti-genesys".into(),
+            reason: reason.into(),
+            at: Some(timestamp(base)),
+        })),
+    };
+    // Customer-center calls about payments: no archive copy by the policy.
+    let mut ids = Vec::new();
+    for i in 0..5u64 {
+        let mut c = SimCall::synthetic(&format!("rc-{}-{i}", common::unique("r")), Codec::Pcma, 1, 0.3, i);
+        c.started.desk = 1;
+        c.started.service_category = 5;
+        c.started.started_at = Some(timestamp(base - 60 * SEC));
+        let mut events = c.events(100);
+        for e in events.iter_mut() {
+            if let Some(Event::CallEnded(end)) = e.event.as_mut() {
+                end.ended_at = Some(timestamp(base));
+            }
+        }
+        if i == 0 {
+            // During the call: before its CallEnded.
+            let at = events.len() - 1;
+            events.insert(at, reclass(&c.call_id, "the advisor recommended a fund"));
+        }
+        common::publish_events(&edges, &events).await;
+        ids.push(CallId::parse(&c.call_id).unwrap());
+    }
+    wait_for_recordings(&edges, ids.len(), 60).await;
+    let wait_archive = |id: CallId| {
+        let edges = edges.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                match edges.vault().read_artifact(&id, Which::Archive).await {
+                    Ok(a) => return a,
+                    Err(e) => assert!(tokio::time::Instant::now() < deadline, "no archive copy of {id}: {e}"),
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let during = wait_archive(ids[0].clone()).await;
+    assert!(during.pcm == edges.vault().read_recording(&ids[0]).await.unwrap().pcm);
+
+    // After the end, within the 24 hours: written from the recording. Without
+    // a reason: refused.
+    clock.set(base + 2 * HOUR);
+    common::publish_events(
+        &edges,
+        &[
+            reclass(ids[1].as_str(), "wrap-up: advice on a share savings account"),
+            reclass(ids[2].as_str(), " "),
+        ],
+    )
+    .await;
+    wait_archive(ids[1].clone()).await;
+
+    // A compliance officer in the review service: only with a reason.
+    let users = opptak_review::identity::Identity::open(&edges.review()).await.unwrap();
+    const PW: &str = "correct horse battery staple";
+    users
+        .add_approved(
+            "setup",
+            "co-cato",
+            "Cato",
+            opptak_review::identity::Role::Compliance,
+            "c",
+            PW,
+        )
+        .await
+        .unwrap();
+    users
+        .add_approved(
+            "setup",
+            "adv-ada",
+            "Ada",
+            opptak_review::identity::Role::Advisor,
+            "c",
+            PW,
+        )
+        .await
+        .unwrap();
+    let server = common::WebService::start(&edges).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let post = |who: &'static str, call: CallId, reason: &'static str| {
+        let (http, base_url) = (http.clone(), server.base.clone());
+        async move {
+            let (_, cookie) = common::web_sign_in(&http, &base_url, who, PW).await;
+            let cookie = cookie.unwrap();
+            let page = http
+                .get(format!("{base_url}/calls/{call}?reason=check%20the%20category"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let queue = http
+                .get(format!("{base_url}/queue"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            // Every signed-in page's sign-out form carries the session's token.
+            let csrf = [page.as_str(), queue.as_str()]
+                .iter()
+                .find_map(|p| p.split("name=\"csrf\" value=\"").nth(1))
+                .unwrap_or_else(|| panic!("no csrf token for {who}: {queue}"))
+                .split('"')
+                .next()
+                .unwrap()
+                .to_owned();
+            let offered = page.contains(&format!("/calls/{call}/reclassify"));
+            let status = http
+                .post(format!("{base_url}/calls/{call}/reclassify"))
+                .header("cookie", &cookie)
+                .form(&[
+                    ("csrf", csrf.as_str()),
+                    ("category", "investment_advice"),
+                    ("reason", reason),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16();
+            (offered, status)
+        }
+    };
+    assert_eq!(
+        post("adv-ada", ids[3].clone(), "not mine to change").await,
+        (false, 403)
+    );
+    assert_eq!(post("co-cato", ids[3].clone(), "test").await, (true, 400));
+    assert_eq!(
+        post("co-cato", ids[3].clone(), "complaint FKN-2026-0311: advice given").await,
+        (true, 303)
+    );
+    wait_archive(ids[3].clone()).await;
+
+    // +25 h: the recordings are gone; a late event is refused with why.
+    clock.set(base + 25 * HOUR);
+    edges
+        .retention()
+        .sweep(500, &AtomicBool::new(false), |_| {})
+        .await
+        .unwrap();
+    common::publish_events(&edges, &[reclass(ids[4].as_str(), "late wrap-up from the CTI")]).await;
+    let topic = edges.config.recorder_config().topics.deadletter;
+    let mut sub = edges
+        .bus
+        .subscribe(&common::unique("watch-dl"), &[topic])
+        .await
+        .unwrap();
+    let mut refused = Vec::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while refused.len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "dead letters: {refused:?}");
+        for r in sub.poll(100, std::time::Duration::from_millis(300)).await.unwrap() {
+            let d = v1::DeadLetter::decode(r.payload.as_ref()).unwrap();
+            if d.reason == v1::DeadLetterReason::ReclassificationRefused as i32 {
+                refused.push((d.call_id, d.detail));
+            }
+        }
+    }
+    refused.sort();
+    let mut want = [ids[2].to_string(), ids[4].to_string()];
+    want.sort();
+    assert_eq!([refused[0].0.clone(), refused[1].0.clone()], want);
+    let late = refused.iter().find(|(c, _)| *c == ids[4].as_str()).unwrap();
+    assert!(late.1.contains("24 hours"), "{}", late.1);
+    let blank = refused.iter().find(|(c, _)| *c == ids[2].as_str()).unwrap();
+    assert!(blank.1.contains("a reason"), "{}", blank.1);
+    for id in [&ids[2], &ids[4]] {
+        assert!(
+            edges.meta.reclassification_of(id).await.unwrap().is_none(),
+            "nothing changed"
+        );
+    }
+    recorder.stop().await.unwrap();
+    server.stop().await;
+
+    let log = edges.audit().await.unwrap().entries(1, 10_000).await.unwrap();
+    for (id, actor) in [(&ids[0], "cti-genesys"), (&ids[1], "cti-genesys"), (&ids[3], "co-cato")] {
+        assert!(
+            log.iter().any(|e| e.event.action == "retention.reclassify"
+                && e.event.subject == format!("call:{id}")
+                && e.event.actor == actor),
+            "{id} by {actor}"
+        );
+    }
+    let web: Vec<(&str, &str)> = log
+        .iter()
+        .filter(|e| e.event.action == "call.reclassify")
+        .map(|e| (e.event.actor.as_str(), e.event.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        web,
+        [("adv-ada", "refused"), ("co-cato", "failed"), ("co-cato", "allowed")]
+    );
+}

@@ -381,7 +381,8 @@ async fn every_role_gets_exactly_what_it_may() {
         // the rule refuses.
         (As("adv-anne"), post(&decide_at, APPROVE_FORGED), 403,
             Some(("draft.approve", "refused", "adv-anne", NO_CSRF))),
-        (As("adv-anne"), post(&decide_at, APPROVE_NO_FIELD), 422, None),
+        (As("adv-anne"), post(&decide_at, APPROVE_NO_FIELD), 403,
+            Some(("draft.approve", "refused", "adv-anne", NO_CSRF))),
         (As("adv-bo"), post(&decide_at, APPROVE_FORGED), 403, Some(("draft.approve", "refused", "adv-bo", NO_CSRF))),
         (As("adv-bo"), post(&decide_at, APPROVE_OWN), 403, Some(("draft.approve", "refused", "adv-bo", NO_REASON))),
         (As("qa-kari"), post(&score_at, SCORE_FORGED), 403, Some(("qa.score", "refused", "qa-kari", NO_CSRF))),

@@ -472,30 +472,18 @@ pub(crate) async fn approved_summary(
         }
         Err(e) => return Err(e).with_context(|| format!("reading the approved summary of call {call_id}")),
     };
-    let ki = edges
-        .vault
-        .key(call_id, opptak_domain::KeyClass::Ki.as_str())
-        .await
-        .ok()
-        .flatten();
+    let keys = edges.vault.review_keys(call_id).await?;
     let mut versions = Vec::new();
     for row in reviews.versions(call_id.as_str()).await? {
-        let artifact = format!("review/{}", row.version);
-        let text = ki
-            .as_ref()
-            .filter(|k| k.id() == row.key_id)
-            .and_then(|k| {
-                opptak_vault::Sealing::review_version(call_id, &artifact)
-                    .open_json::<opptak_vault::ReviewText>(k, &row.sealed)
-                    .ok()
-            })
-            .map(|t| t.text);
+        let body = opptak_vault::ReviewText::open(call_id, row.version, &row.key_id, &row.sealed, &keys);
         versions.push(json!({
             "version": row.version,
             "kind": row.kind,
             "author": row.author,
             "at": utc(row.at_us),
-            "text": text,
+            "text": body.as_ref().map(|b| b.text.clone()),
+            "topics": body.as_ref().and_then(|b| b.topics.clone()),
+            "reason": body.as_ref().and_then(|b| b.reason.clone()),
         }));
     }
     let manifest = json!({
@@ -504,7 +492,12 @@ pub(crate) async fn approved_summary(
         "approved_by": record["approved_by"],
         "approved_at": record["approved_at_us"].as_i64().map(utc),
         "versions": versions.len(),
-        "version_texts": if ki.is_some() { "included" } else { "gone with the call's KI data (30 days or an opt-out)" },
+        "amended_at": record["amended_at_us"].as_i64().map(utc),
+        "version_texts": if opptak_vault::ReviewText::ki_readable(&keys) {
+            "included"
+        } else {
+            "amendments included; the others gone with the call's KI data (30 days or an opt-out)"
+        },
     });
     let body = serde_json::to_vec_pretty(&json!({ "record": record, "versions": versions }))?;
     Ok((Some(body), manifest))

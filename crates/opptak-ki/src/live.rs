@@ -275,7 +275,8 @@ pub async fn run_role(
                         finishing.insert(call_id, h.tx);
                     }
                 }
-                None => {}
+                // Retention only (the recorder applies it).
+                Some(Event::Reclassification(_)) | None => {}
             }
         }
         // A rebalance moved partitions to another transcriber: the rest of

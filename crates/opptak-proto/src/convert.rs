@@ -105,15 +105,7 @@ pub fn call_facts(call_id: CallId, s: &v1::CallStarted) -> Result<CallFacts, Ref
         Ok(v1::Desk::Corporate) => Desk::Corporate,
         _ => Desk::Unspecified,
     };
-    let service_category = match v1::ServiceCategory::try_from(s.service_category) {
-        Ok(v1::ServiceCategory::InvestmentAdvice) => ServiceCategory::InvestmentAdvice,
-        Ok(v1::ServiceCategory::Loan) => ServiceCategory::Loan,
-        Ok(v1::ServiceCategory::Savings) => ServiceCategory::Savings,
-        Ok(v1::ServiceCategory::Insurance) => ServiceCategory::Insurance,
-        Ok(v1::ServiceCategory::Payments) => ServiceCategory::Payments,
-        Ok(v1::ServiceCategory::General) => ServiceCategory::General,
-        _ => ServiceCategory::Unspecified,
-    };
+    let service_category = service_category(s.service_category);
     if s.customer_ref.len() > 256 || s.advisor_id.len() > 256 {
         return Err(Refusal::new(
             InvalidFormat,
@@ -142,5 +134,18 @@ pub fn end_reason(r: i32) -> &'static str {
         Ok(v1::EndReason::Error) => "error",
         Ok(v1::EndReason::IdleTimeout) => "idle_timeout",
         _ => "unspecified",
+    }
+}
+
+/// A wire `ServiceCategory` as the domain's (`Unspecified` for unknown values).
+pub fn service_category(v: i32) -> ServiceCategory {
+    match v1::ServiceCategory::try_from(v) {
+        Ok(v1::ServiceCategory::InvestmentAdvice) => ServiceCategory::InvestmentAdvice,
+        Ok(v1::ServiceCategory::Loan) => ServiceCategory::Loan,
+        Ok(v1::ServiceCategory::Savings) => ServiceCategory::Savings,
+        Ok(v1::ServiceCategory::Insurance) => ServiceCategory::Insurance,
+        Ok(v1::ServiceCategory::Payments) => ServiceCategory::Payments,
+        Ok(v1::ServiceCategory::General) => ServiceCategory::General,
+        _ => ServiceCategory::Unspecified,
     }
 }

@@ -35,6 +35,8 @@ pub struct Compactor {
     segment_size: u32,
     retention: Retention,
     archive: Option<Arc<dyn ArchiveStore>>,
+    /// Where reclassifications are journaled (the audit log).
+    journal: Option<Arc<dyn opptak_retention::Journal>>,
 }
 
 /// What one compaction did.
@@ -63,7 +65,18 @@ impl Compactor {
             segment_size,
             retention,
             archive: None,
+            journal: None,
         }
+    }
+
+    /// Journals reclassifications (and every other retention change this
+    /// compactor's routing makes) in `journal`, before making them.
+    pub fn with_journal(mut self, journal: Option<Arc<dyn opptak_retention::Journal>>) -> Self {
+        if let Some(j) = &journal {
+            self.retention = self.retention.with_journal(j.clone());
+        }
+        self.journal = journal;
+        self
     }
 
     /// Writes archive-tier copies to the WORM archive (retain-until = their
@@ -85,7 +98,62 @@ impl Compactor {
         if let Some(a) = &self.archive {
             self.retention = self.retention.with_archive(a.clone());
         }
+        if let Some(j) = &self.journal {
+            self.retention = self.retention.with_journal(j.clone());
+        }
         self
+    }
+
+    /// Reclassifies a call to `category` (by the telephony system, the CLI or
+    /// a compliance officer in the review service), journaled first. When the
+    /// policy then wants an archive copy the call does not have, the copy is
+    /// written from the recording; the reclassification is refused, with
+    /// why and nothing changed, when the recording can no longer be read
+    /// (past its 24 hours, or shredded), so the policy never claims an
+    /// archive copy that does not exist. A call not compacted yet gets the
+    /// copy at its compaction. Returns the re-routed rows and whether an
+    /// archive copy was written.
+    pub async fn reclassify(
+        &self,
+        call_id: &CallId,
+        category: opptak_domain::ServiceCategory,
+        reason: &str,
+        by: &str,
+    ) -> Result<(Vec<opptak_store::meta::RetentionRow>, bool), RecorderError> {
+        let err = |e: opptak_retention::RetentionError| RecorderError::Compaction(e.to_string());
+        if reason.trim().is_empty() {
+            return Err(RecorderError::Refused(format!(
+                "reclassifying call {call_id} needs a reason"
+            )));
+        }
+        let (rec, mut facts) = self.retention.facts(call_id).await.map_err(err)?;
+        facts.reclassified = Some((category, by.to_owned()));
+        let wants = self.retention.policy.decide(&facts, ArtifactKind::ArchiveCopy);
+        let archive_kind = Which::Archive.store_kind();
+        let has = self
+            .meta
+            .artifacts(call_id)
+            .await?
+            .iter()
+            .any(|a| a.kind == archive_kind);
+        if wants.kept && !has && rec.complete {
+            if let Some(at) = rec.key_destroyed_at_us {
+                return Err(RecorderError::Refused(format!(
+                    "reclassifying call {call_id} as {category} requires an archive copy ({}), but its \
+                     recording was deleted at {} — an archive copy can only be made while the recording is kept \
+                     (24 hours after the call). Nothing was changed.",
+                    wants.chain.last().cloned().unwrap_or_default(),
+                    opptak_domain::time::utc_time(at)
+                )));
+            }
+        }
+        let rows = self
+            .retention
+            .reclassify(call_id, category, reason, by)
+            .await
+            .map_err(err)?;
+        let archived = self.add_missing_archive_copy(call_id).await?;
+        Ok((rows, archived))
     }
 
     /// The retention routing this compactor writes decisions with.

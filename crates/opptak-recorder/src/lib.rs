@@ -26,7 +26,7 @@ use opptak_bus::{Bus, BusError, Outgoing, Position, Record, Subscription};
 use opptak_crypto::segment::{self, ArtifactKind, SegmentHeader};
 use opptak_crypto::stream::StreamInfo;
 use opptak_crypto::{CryptoError, DataKey, KeyProvider};
-use opptak_domain::model::{CallFacts, CallId, KeyClass};
+use opptak_domain::model::{CallFacts, CallId, KeyClass, ServiceCategory};
 use opptak_domain::reassembly::{Offer, Piece, Reassembler, ReassemblyConfig, Rejection};
 use opptak_domain::retention::Policy;
 use opptak_proto::convert::{self, Refusal};
@@ -124,6 +124,9 @@ pub enum RecorderError {
     Vault(#[from] VaultError),
     #[error("compaction: {0}")]
     Compaction(String),
+    /// A request refused, with why (nothing was changed).
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 /// Where a record came from: (topic, partition, offset).
@@ -311,6 +314,11 @@ pub struct Recorder {
     ki_purge: Vec<(CallId, OptOut)>,
     policy: Arc<Policy>,
     archive: Option<Arc<dyn opptak_store::archive::ArchiveStore>>,
+    /// Where reclassifications are journaled (the audit log).
+    journal: Option<Arc<dyn opptak_retention::Journal>>,
+    /// Reclassifications received since the last flush, applied once the
+    /// calls they name are stored (a call may have started in this batch).
+    reclassifications: Vec<(Record, CallId, v1::Reclassification)>,
 
     stats: RecorderStats,
     stats_tx: watch::Sender<RecorderStats>,
@@ -349,6 +357,8 @@ impl Recorder {
             reroute: Vec::new(),
             ki_purge: Vec::new(),
             policy: Arc::new(Policy::default_policy()),
+            journal: None,
+            reclassifications: Vec::new(),
             archive: None,
 
             stats: RecorderStats::default(),
@@ -380,6 +390,24 @@ impl Recorder {
         self
     }
 
+    /// Journals reclassifications received from the telephony system in
+    /// `journal` (the audit log) before applying them.
+    pub fn with_journal(mut self, journal: Option<Arc<dyn opptak_retention::Journal>>) -> Self {
+        self.journal = journal;
+        self
+    }
+
+    /// Compaction, copies and routing over this recorder's stores and policy.
+    fn compactor(&self) -> compact::Compactor {
+        let c = compact::Compactor::new(self.vault.clone(), self.cfg.stream_segment_bytes)
+            .with_policy(self.policy.clone())
+            .with_journal(self.journal.clone());
+        match &self.archive {
+            Some(a) => c.with_archive(a.clone()),
+            None => c,
+        }
+    }
+
     /// Accepts chunks the telephony system seals under KEKs from `shared`.
     pub fn with_telephony_keys(mut self, shared: Option<Arc<dyn KeyProvider>>) -> Self {
         self.telephony_keys = shared;
@@ -405,12 +433,7 @@ impl Recorder {
         let compaction = if self.cfg.compact {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             self.finished_tx = Some(tx);
-            let c = compact::Compactor::new(self.vault.clone(), self.cfg.stream_segment_bytes)
-                .with_policy(self.policy.clone());
-            let c = match &self.archive {
-                Some(a) => c.with_archive(a.clone()),
-                None => c,
-            };
+            let c = self.compactor();
             Some(tokio::spawn(compaction_loop(
                 c,
                 rx,
@@ -688,6 +711,35 @@ impl Recorder {
                 }
             }
             Some(Event::CallEnded(e)) => self.on_ended(&r, call_id.clone(), &e).await?,
+            Some(Event::Reclassification(rc)) => {
+                let category = convert::service_category(rc.service_category);
+                let missing = [
+                    (category == ServiceCategory::Unspecified, "a service category"),
+                    (rc.by.trim().is_empty(), "who reclassified (by)"),
+                    (rc.reason.trim().is_empty(), "a reason"),
+                ];
+                if let Some((_, what)) = missing.iter().find(|(m, _)| *m) {
+                    self.dead_letter(
+                        &r,
+                        call_id.as_str(),
+                        Refusal::new(
+                            DeadLetterReason::ReclassificationRefused,
+                            format!("a reclassification needs {what}; nothing was changed"),
+                        ),
+                    );
+                } else if self.call(&call_id).await?.is_none() && self.meta.load_call(&call_id).await?.is_none() {
+                    self.dead_letter(
+                        &r,
+                        call_id.as_str(),
+                        Refusal::new(
+                            DeadLetterReason::UnknownCall,
+                            "reclassification of a call never started",
+                        ),
+                    );
+                } else {
+                    self.reclassifications.push((r.clone(), call_id.clone(), rc));
+                }
+            }
         }
         let now = self.now_us();
         if let Some(call) = self.calls.get_mut(&call_id) {
@@ -1123,6 +1175,27 @@ impl Recorder {
                 .observe((durable_ms - at).max(0) as f64 / 1000.0);
         }
         let t_meta = t_start.elapsed() - t_blobs;
+        // The calls are stored: apply the reclassifications (journaled, and
+        // an archive copy written where the new category needs one); a
+        // refused one is dead-lettered with why, before the offsets move on.
+        for (r, call_id, rc) in std::mem::take(&mut self.reclassifications) {
+            let category = convert::service_category(rc.service_category);
+            match self
+                .compactor()
+                .reclassify(&call_id, category, &rc.reason, &rc.by)
+                .await
+            {
+                Ok((_, archived)) => {
+                    tracing::info!(call_id = %call_id, %category, by = %rc.by, archived, "call reclassified by the telephony system")
+                }
+                Err(RecorderError::Refused(why)) => self.dead_letter(
+                    &r,
+                    call_id.as_str(),
+                    Refusal::new(DeadLetterReason::ReclassificationRefused, why),
+                ),
+                Err(e) => return Err(e),
+            }
+        }
         // 3. Dead letters and completion events, acknowledged by the bus.
         for id in &finished {
             if let Some(call) = self.calls.get(id) {
@@ -1429,7 +1502,7 @@ async fn compaction_loop(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use opptak_domain::model::{AudioFormat, ChannelRole, Codec, Desk, Direction, ServiceCategory};
+    use opptak_domain::model::{AudioFormat, ChannelRole, Codec, Desk, Direction};
 
     fn call(id: &str) -> (CallId, CallState) {
         let call_id = CallId::parse(id).unwrap();

@@ -58,6 +58,26 @@ pub struct ReviewEdges {
     /// summary's 5-year record), with the WORM archive.
     pub retention: Retention,
     pub config: ReviewConfig,
+    /// Reclassifies a call's service category for a compliance officer (the
+    /// binary wires in the recorder's compactor, which writes the archive
+    /// copy a new category needs); `None`: not offered.
+    pub reclassifier: Option<Arc<dyn Reclassifier>>,
+}
+
+/// A call's service category changed, with what it takes (see
+/// `opptak_recorder::compact::Compactor::reclassify`): journaled, and the
+/// archive copy the new category needs written from the recording, or the
+/// change refused with why when the recording is gone.
+#[async_trait::async_trait]
+pub trait Reclassifier: Send + Sync {
+    /// Returns whether an archive copy was written.
+    async fn reclassify(
+        &self,
+        call_id: &opptak_domain::model::CallId,
+        category: opptak_domain::model::ServiceCategory,
+        reason: &str,
+        by: &str,
+    ) -> anyhow::Result<bool>;
 }
 
 impl ReviewEdges {

@@ -4,16 +4,23 @@
 //! summary also becomes the customer-service record — an `approved-summary`
 //! artifact under the `record-5y` key, routed to its 5-year retention — and
 //! a `SummaryApproved` event on `opptak.summaries.v1` for the contact history.
-//! Once approved or rejected a draft is closed.
+//! The advisor chooses the topics with the text (the draft's are a proposal).
+//! Once approved or rejected a draft is closed; an approved summary can still
+//! be amended (rectification, issue 16 section 5): a new version with a
+//! reason, by the call's advisor or compliance, sealed under the record key;
+//! the record is replaced by one that carries the earlier texts as history,
+//! its 5-year clock unchanged, and announced again.
 
 use crate::identity::{Role, User};
 use crate::ReviewEdges;
 use anyhow::{bail, Context, Result};
 use opptak_crypto::segment::ArtifactKind;
 use opptak_domain::model::{CallId, KeyClass};
+use opptak_domain::summary::Taxonomy;
 use opptak_proto::Message;
+use opptak_store::reporting::SqlReporting;
 use opptak_store::review::{SqlReview, VersionRow};
-use opptak_vault::Sealing;
+use opptak_vault::{ReviewKeys, Sealing};
 
 /// What the advisor decides.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,14 +46,24 @@ impl Decision {
 /// A version's sealed body (shared with disclosure, which reads versions too).
 use opptak_vault::ReviewText as Sealed;
 
-/// One version as a reviewer sees it (`text` is `None` once the KI key is gone).
+/// The shortest reason an amendment accepts: a word such as "test" is not a
+/// reason a compliance review can follow.
+pub const MIN_REASON_CHARS: usize = 10;
+
+/// One version as a reviewer sees it (`text` is `None` once its key is gone:
+/// the KI key for edits and the approval, the record key for amendments).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Version {
     pub version: u64,
+    /// `edit`, `approved`, `rejected` or `amended`.
     pub kind: String,
     pub author: String,
     pub at_us: i64,
     pub text: Option<String>,
+    /// The topics chosen with this version (`None`: the draft's, or unread).
+    pub topics: Option<Vec<String>>,
+    /// Why an amendment was made.
+    pub reason: Option<String>,
 }
 
 pub struct Review {
@@ -54,6 +71,9 @@ pub struct Review {
     store: SqlReview,
     /// Outcomes for the QA report (decision, edit distance).
     qa: crate::qa::Qa,
+    /// The approved topics replace the draft's in the dashboards' rows.
+    reporting: SqlReporting,
+    taxonomy: Taxonomy,
 }
 
 pub fn summaries_topic(edges: &ReviewEdges) -> String {
@@ -70,42 +90,39 @@ impl Review {
             edges: edges.clone(),
             store: SqlReview::open(&edges.config.metadata_url).await?,
             qa: crate::qa::Qa::open(edges).await?,
+            reporting: SqlReporting::open(&edges.config.metadata_url).await?,
+            taxonomy: Taxonomy::default_taxonomy(),
         })
+    }
+
+    /// The taxonomy an advisor picks topics from.
+    pub fn taxonomy(&self) -> &Taxonomy {
+        &self.taxonomy
     }
 
     /// The versions of a call's summary, oldest first.
     pub async fn versions(&self, call_id: &CallId) -> Result<Vec<Version>> {
-        let key = self
-            .edges
-            .vault
-            .key(call_id, KeyClass::Ki.as_str())
-            .await
-            .ok()
-            .flatten();
-        let mut out = Vec::new();
-        for row in self.store.versions(call_id.as_str()).await? {
-            let text = key
-                .as_ref()
-                .filter(|k| k.id() == row.key_id)
-                .and_then(|k| {
-                    version_sealing(call_id, &format!("review/{}", row.version))
-                        .open_json::<Sealed>(k, &row.sealed)
-                        .ok()
-                })
-                .map(|s| s.text);
-            out.push(Version {
-                version: row.version,
-                kind: row.kind,
-                author: row.author,
-                at_us: row.at_us,
-                text,
-            });
-        }
-        Ok(out)
+        let keys = self.edges.vault.review_keys(call_id).await?;
+        let rows = self.store.versions(call_id.as_str()).await?;
+        Ok(rows.iter().map(|row| version_of(call_id, row, &keys)).collect())
     }
 
-    /// Records `decision` by `user` (the call's advisor) on the call's draft.
+    /// Records `decision` by `user` (the call's advisor) on the call's
+    /// draft, with the draft's topics (or those of the last saved edit).
     pub async fn decide(&self, user: &User, call_id: &CallId, decision: Decision) -> Result<Version> {
+        self.decide_with_topics(user, call_id, decision, None).await
+    }
+
+    /// Records `decision` by `user` (the call's advisor) on the call's
+    /// draft; `topics`, when given, are the advisor's choice from the
+    /// taxonomy (saved with an edit, recorded with an approval).
+    pub async fn decide_with_topics(
+        &self,
+        user: &User,
+        call_id: &CallId,
+        decision: Decision,
+        topics: Option<Vec<String>>,
+    ) -> Result<Version> {
         let rec = self
             .edges
             .vault
@@ -130,9 +147,11 @@ impl Review {
                 _ => "the summary is empty",
             });
         }
-        if text.len() > 20_000 {
-            bail!("the text is longer than 20,000 bytes");
-        }
+        check_text(&text)?;
+        let topics = match (&decision, topics) {
+            (Decision::Reject(_), _) | (_, None) => None,
+            (_, Some(t)) => Some(self.check_topics(t)?),
+        };
         let existing = self.store.versions(call_id.as_str()).await?;
         if let Some(closed) = existing.iter().find(|v| v.kind != "edit") {
             bail!("the draft is closed: {} by {}", closed.kind, closed.author);
@@ -144,9 +163,18 @@ impl Review {
             .key(call_id, KeyClass::Ki.as_str())
             .await?
             .context("the call's KI data is gone (opted out or expired)")?;
+        // An approval without topics takes those of the last saved edit.
+        let topics = match (&decision, topics) {
+            (Decision::Approve(_), None) => self.versions(call_id).await?.into_iter().rev().find_map(|v| v.topics),
+            (_, t) => t,
+        };
         let at_us = self.edges.vault.clock().now_us();
-        let sealed =
-            version_sealing(call_id, &format!("review/{version}")).seal_json(&ki, &Sealed { text: text.clone() })?;
+        let body = Sealed {
+            text: text.clone(),
+            topics: topics.clone(),
+            reason: None,
+        };
+        let sealed = version_sealing(call_id, &format!("review/{version}")).seal_json(&ki, &body)?;
         self.store
             .add(&VersionRow {
                 call_id: call_id.to_string(),
@@ -165,7 +193,7 @@ impl Review {
                 // decision) and the record go together: if the record cannot
                 // be written, the version is taken back and the draft stays
                 // open, never closed without its record.
-                let draft = match self.approve(user, call_id, &text, at_us).await {
+                let draft = match self.approve(user, call_id, &text, topics.clone(), version, at_us).await {
                     Ok(d) => d,
                     Err(e) => {
                         self.store.remove(call_id.as_str(), version).await?;
@@ -191,12 +219,146 @@ impl Review {
             author: user.actor(),
             at_us,
             text: Some(text),
+            topics,
+            reason: None,
         })
+    }
+
+    /// Amends the approved summary of a call (rectification): `text` and,
+    /// when given, `topics` replace the record's, for `reason`. The call's
+    /// advisor or a compliance officer may amend; the amendment is a new
+    /// version sealed under the record key (it outlives the KI data), the
+    /// record is replaced by one carrying the earlier texts as `history`
+    /// (its retention clock, counted from the call's end, unchanged), and a
+    /// `SummaryApproved` naming the summary it amends is published.
+    pub async fn amend(
+        &self,
+        user: &User,
+        call_id: &CallId,
+        text: &str,
+        topics: Option<Vec<String>>,
+        reason: &str,
+    ) -> Result<Version> {
+        let e = &self.edges;
+        let rec = e.vault.meta().load_call(call_id).await?.context("no such call")?;
+        let own = user.role == Role::Advisor && rec.facts.advisor_id == user.user_id;
+        if !own && user.role != Role::Compliance {
+            bail!("only the call's advisor or compliance amends its approved summary");
+        }
+        let reason = reason.trim();
+        if reason.chars().count() < MIN_REASON_CHARS {
+            bail!("an amendment needs a reason of at least {MIN_REASON_CHARS} characters");
+        }
+        let text = text.trim();
+        if text.is_empty() {
+            bail!("the summary is empty");
+        }
+        check_text(text)?;
+        check_text(reason)?;
+        let topics = topics.map(|t| self.check_topics(t)).transpose()?;
+        let existing = self.store.versions(call_id.as_str()).await?;
+        if !existing.iter().any(|v| v.kind == "approved") {
+            bail!("the call has no approved summary to amend");
+        }
+        let kind = ArtifactKind::ApprovedSummary;
+        let old = e.vault.artifact(call_id, "approved-summary").await.map_err(|err| {
+            anyhow::anyhow!("the approved summary of call {call_id} is gone ({err}); nothing to amend")
+        })?;
+        let record: serde_json::Value = e
+            .vault
+            .read_json(call_id, "approved-summary", kind)
+            .await
+            .context("reading the approved summary")?;
+        let old_topics: Vec<String> = serde_json::from_value(record["topics"].clone()).unwrap_or_default();
+        let new_topics = topics.clone().unwrap_or_else(|| old_topics.clone());
+        if record["summary"].as_str() == Some(text) && new_topics == old_topics {
+            bail!("the amendment changes nothing");
+        }
+        let key = e
+            .vault
+            .key(call_id, KeyClass::Record5y.as_str())
+            .await?
+            .context("the record key of this call was shredded")?;
+        let version = existing.last().map_or(1, |v| v.version + 1);
+        let at_us = e.vault.clock().now_us();
+        let body = Sealed {
+            text: text.to_owned(),
+            topics: topics.clone(),
+            reason: Some(reason.to_owned()),
+        };
+        let sealed = Sealing::amendment_version(call_id, &format!("review/{version}")).seal_json(&key, &body)?;
+        self.store
+            .add(&VersionRow {
+                call_id: call_id.to_string(),
+                version,
+                kind: "amended".into(),
+                author: user.actor(),
+                at_us,
+                key_id: key.id().to_owned(),
+                sealed,
+            })
+            .await
+            .context("another change to this summary came first; reload")?;
+        let mut history = record["history"].as_array().cloned().unwrap_or_default();
+        history.push(serde_json::json!({
+            "version": record["version"],
+            "summary": record["summary"],
+            "topics": record["topics"],
+            "by": record.get("amended_by").unwrap_or(&record["approved_by"]),
+            "at_us": record.get("amended_at_us").unwrap_or(&record["approved_at_us"]),
+            "reason": record.get("amendment_reason"),
+        }));
+        let new = serde_json::json!({
+            "summary": text,
+            "topics": new_topics,
+            "approved_by": record["approved_by"],
+            "approved_at_us": record["approved_at_us"],
+            "version": version,
+            "amended_by": user.user_id,
+            "amended_at_us": at_us,
+            "amendment_reason": reason,
+            "history": history,
+        });
+        let recorded = self
+            .write_record(call_id, &key, &serde_json::to_vec(&new)?, Some(&old.artifact_id))
+            .await;
+        if let Err(err) = recorded {
+            self.store.remove(call_id.as_str(), version).await?;
+            return Err(err.context("the amendment could not be recorded; the approved summary is unchanged"));
+        }
+        if new_topics != old_topics {
+            self.reporting.set_topics(call_id.as_str(), &new_topics).await?;
+        }
+        Ok(Version {
+            version,
+            kind: "amended".into(),
+            author: user.actor(),
+            at_us,
+            text: Some(text.to_owned()),
+            topics,
+            reason: Some(reason.to_owned()),
+        })
+    }
+
+    fn check_topics(&self, topics: Vec<String>) -> Result<Vec<String>> {
+        let topics: Vec<String> = topics.into_iter().map(|t| t.trim().to_owned()).collect();
+        self.taxonomy
+            .check_topics(&topics)
+            .map_err(|e| anyhow::anyhow!("topics: {e}"))?;
+        Ok(topics)
     }
 
     /// The customer-service record: sealed under record-5y, stored, routed,
     /// announced. Returns the draft's summary (for the edit distance).
-    async fn approve(&self, user: &User, call_id: &CallId, text: &str, at_us: i64) -> Result<String> {
+    async fn approve(
+        &self,
+        user: &User,
+        call_id: &CallId,
+        text: &str,
+        topics: Option<Vec<String>>,
+        version: u64,
+        at_us: i64,
+    ) -> Result<String> {
         let e = &self.edges;
         let draft = opptak_ki::summarize::read_draft(&e.vault, call_id).await?;
         let key = e
@@ -204,13 +366,33 @@ impl Review {
             .key_or_create(call_id, KeyClass::Record5y)
             .await?
             .context("the record key of this call was shredded")?;
-        let id = format!("as-{}", uuid::Uuid::new_v4().simple());
+        let chosen = topics.as_ref().is_some_and(|t| *t != draft.topics);
+        let topics = topics.unwrap_or_else(|| draft.topics.clone());
         let body = serde_json::to_vec(&serde_json::json!({
             "summary": text,
-            "topics": draft.topics,
+            "topics": topics,
             "approved_by": user.user_id,
             "approved_at_us": at_us,
+            "version": version,
         }))?;
+        self.write_record(call_id, &key, &body, None).await?;
+        if chosen {
+            self.reporting.set_topics(call_id.as_str(), &topics).await?;
+        }
+        Ok(draft.summary)
+    }
+
+    /// Seals `body` as the call's approved summary (replacing the artifact
+    /// `replaces`, for an amendment), routes it and announces it.
+    async fn write_record(
+        &self,
+        call_id: &CallId,
+        key: &opptak_crypto::DataKey,
+        body: &[u8],
+        replaces: Option<&str>,
+    ) -> Result<()> {
+        let e = &self.edges;
+        let id = format!("as-{}", uuid::Uuid::new_v4().simple());
         let what = Sealing {
             call_id,
             class: KeyClass::Record5y.as_str(),
@@ -218,21 +400,52 @@ impl Review {
             artifact_id: &id,
         };
         let path = format!("record/{call_id}/{id}.optk");
-        let (_, sealed) = e
-            .vault
-            .store_artifact(what, &key, "approved-summary", path, &body)
-            .await?;
+        let (_, sealed) = match replaces {
+            None => {
+                e.vault
+                    .store_artifact(what, key, "approved-summary", path, body)
+                    .await?
+            }
+            Some(old) => {
+                e.vault
+                    .replace_artifact(what, key, "approved-summary", old, path, body)
+                    .await?
+            }
+        };
         e.retention.route(call_id).await?;
         let msg = opptak_proto::v1::SummaryApproved {
             call_id: call_id.to_string(),
             summary_id: id,
             sealed,
+            amends_summary_id: replaces.unwrap_or_default().to_owned(),
         };
         e.bus
             .publish(&summaries_topic(e), call_id.as_str().as_bytes(), &msg.encode_to_vec())
             .await?;
-        Ok(draft.summary)
+        Ok(())
     }
+}
+
+/// A version row as a reviewer sees it, opened with whichever of the call's
+/// review keys it was sealed under.
+fn version_of(call_id: &CallId, row: &VersionRow, keys: &ReviewKeys) -> Version {
+    let body = Sealed::open(call_id, row.version, &row.key_id, &row.sealed, keys);
+    Version {
+        version: row.version,
+        kind: row.kind.clone(),
+        author: row.author.clone(),
+        at_us: row.at_us,
+        text: body.as_ref().map(|b| b.text.clone()),
+        topics: body.as_ref().and_then(|b| b.topics.clone()),
+        reason: body.and_then(|b| b.reason),
+    }
+}
+
+fn check_text(text: &str) -> Result<()> {
+    if text.len() > 20_000 {
+        bail!("the text is longer than 20,000 bytes");
+    }
+    Ok(())
 }
 
 /// What a version of the advisor's text is sealed as (under the `ki` key).

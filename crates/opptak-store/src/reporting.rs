@@ -458,6 +458,52 @@ impl SqlReporting {
         Ok(r.rows_affected() > 0)
     }
 
+    /// Replaces an indexed call's topics with the ones its advisor approved
+    /// (the dashboards count what the advisor approved, not the draft's
+    /// guess). The QA stratum the call was sampled in stays. False when the
+    /// call is not indexed (opted out, forgotten, or never drafted).
+    pub async fn set_topics(&self, call_id: &str, topics: &[String]) -> Result<bool, StoreError> {
+        if topics.is_empty() || topics.iter().any(|t| t.is_empty() || t.contains(',')) {
+            return Err(StoreError::Corrupt(format!(
+                "topics of {call_id}: {topics:?} (non-empty ids without commas expected)"
+            )));
+        }
+        let mut tx = self.store.begin().await?;
+        let row: Option<(String, String)> = sqlx::query_as("SELECT day, desk FROM ki_calls WHERE call_id = $1")
+            .bind(call_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        let Some((day, desk)) = row else {
+            return Ok(false);
+        };
+        sqlx::query("UPDATE ki_calls SET topic = $1, topics = $2 WHERE call_id = $3")
+            .bind(topics[0].as_str())
+            .bind(topics.join(","))
+            .bind(call_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        sqlx::query("DELETE FROM call_topics WHERE call_id = $1")
+            .bind(call_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        let mut seen = std::collections::HashSet::new();
+        for t in topics.iter().filter(|t| seen.insert(t.as_str())) {
+            sqlx::query("INSERT INTO call_topics (call_id, topic, day, desk) VALUES ($1, $2, $3, $4)")
+                .bind(call_id)
+                .bind(t.as_str())
+                .bind(day.as_str())
+                .bind(desk.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
     /// A call's index row and outcome (`None` if not indexed or opted out).
     pub async fn call(&self, call_id: &str) -> Result<Option<IndexedCall>, StoreError> {
         let row: Option<IndexedCallColumns> = sqlx::query_as(&format!(

@@ -172,11 +172,68 @@ impl<'a> Sealing<'a> {
     }
 }
 
+impl<'a> Sealing<'a> {
+    /// A version of the review that amends an approved summary, sealed under
+    /// the `record-5y` key: the amendment is part of the 5-year record and
+    /// outlives the call's KI data.
+    pub fn amendment_version(call_id: &'a CallId, artifact_id: &'a str) -> Self {
+        Sealing {
+            call_id,
+            class: KeyClass::Record5y.as_str(),
+            kind: ArtifactKind::ApprovedSummary,
+            artifact_id,
+        }
+    }
+}
+
+/// The keys a call's review versions may be sealed under: its `ki` key
+/// (edits, approval, rejection) and its `record-5y` key (amendments), those
+/// that still exist. See [`ReviewText::open`].
+pub struct ReviewKeys {
+    ki: Option<DataKey>,
+    record: Option<DataKey>,
+}
+
+impl Vault {
+    /// The call's live review keys (none is an error: a shredded or never
+    /// made key leaves those versions unreadable).
+    pub async fn review_keys(&self, call_id: &CallId) -> Result<ReviewKeys, VaultError> {
+        let ki = self.key(call_id, KeyClass::Ki.as_str()).await?;
+        let record = self.key(call_id, KeyClass::Record5y.as_str()).await?;
+        Ok(ReviewKeys { ki, record })
+    }
+}
+
+impl ReviewText {
+    /// Opens version `version` of a call's review, sealed under the key
+    /// `key_id`; `None` once that key is gone (or the bytes do not open).
+    pub fn open(call_id: &CallId, version: u64, key_id: &str, sealed: &[u8], keys: &ReviewKeys) -> Option<Self> {
+        let artifact = format!("review/{version}");
+        if let Some(k) = keys.ki.as_ref().filter(|k| k.id() == key_id) {
+            return Sealing::review_version(call_id, &artifact).open_json(k, sealed).ok();
+        }
+        let k = keys.record.as_ref().filter(|k| k.id() == key_id)?;
+        Sealing::amendment_version(call_id, &artifact).open_json(k, sealed).ok()
+    }
+
+    /// Whether the call's KI key is among `keys` (version texts sealed under
+    /// it are readable).
+    pub fn ki_readable(keys: &ReviewKeys) -> bool {
+        keys.ki.is_some()
+    }
+}
+
 /// The sealed body of a review version: `{"text": …}`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReviewText {
-    /// The summary text (edits, approval) or the rejection's reason.
+    /// The summary text (edits, approval, amendment) or the rejection's reason.
     pub text: String,
+    /// The topics the advisor chose with this version (absent: the draft's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topics: Option<Vec<String>>,
+    /// Why an approved summary was amended (amendments only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl Sealing<'_> {
@@ -419,12 +476,7 @@ impl Vault {
         path: String,
         body: &[u8],
     ) -> Result<(StoredObject, Vec<u8>), VaultError> {
-        let sealed = what.seal(key, body)?;
-        self.blobs.put(&path, Bytes::from(sealed.clone())).await?;
-        let object = StoredObject {
-            path,
-            bytes: sealed.len() as u64,
-        };
+        let (object, sealed) = self.seal_and_put(&what, key, path, body).await?;
         self.meta
             .add_artifact(
                 what.call_id,
@@ -435,6 +487,61 @@ impl Vault {
                 self.clock.now_us(),
             )
             .await?;
+        Ok((object, sealed))
+    }
+
+    /// Seals `body` as `what` under `key` and writes it to `path`.
+    async fn seal_and_put(
+        &self,
+        what: &Sealing<'_>,
+        key: &DataKey,
+        path: String,
+        body: &[u8],
+    ) -> Result<(StoredObject, Vec<u8>), VaultError> {
+        let sealed = what.seal(key, body)?;
+        self.blobs.put(&path, Bytes::from(sealed.clone())).await?;
+        let object = StoredObject {
+            path,
+            bytes: sealed.len() as u64,
+        };
+        Ok((object, sealed))
+    }
+
+    /// Seals `body` as a new object that replaces the call's artifact of
+    /// `store_kind` whose id is `old_id` (an amendment): the new object is
+    /// written first, the rows move to it (the retention clock, hold and
+    /// rules stay), then the old object is deleted. A crash between leaves
+    /// an orphan object under the call's key, never a row without its object.
+    pub async fn replace_artifact(
+        &self,
+        what: Sealing<'_>,
+        key: &DataKey,
+        store_kind: &str,
+        old_id: &str,
+        path: String,
+        body: &[u8],
+    ) -> Result<(StoredObject, Vec<u8>), VaultError> {
+        let (object, sealed) = self.seal_and_put(&what, key, path, body).await?;
+        let replaced = self
+            .meta
+            .replace_artifact(
+                what.call_id,
+                store_kind,
+                old_id,
+                what.artifact_id,
+                &object,
+                self.clock.now_us(),
+            )
+            .await;
+        match replaced {
+            Ok(Some(old)) if old != object.path => self.blobs.delete(&old).await?,
+            Ok(_) => {}
+            Err(e) => {
+                // Not recorded: the new object is nobody's.
+                let _ = self.blobs.delete(&object.path).await;
+                return Err(e.into());
+            }
+        }
         Ok((object, sealed))
     }
 

@@ -9,7 +9,7 @@
 //! session's CSRF token in `X-CSRF-Token`. Authorization and auditing are
 //! the web pages' own ([`App::authorize`]); a refused token is audited too.
 
-use super::review::{decide_draft, drafts_for, ReasonQuery};
+use super::review::{amend_summary, decide_draft, drafts_for, ReasonQuery};
 use super::{csrf_of, App, Ctx, Lang, Reply};
 use crate::identity::User;
 use axum::extract::{Path, Query, State};
@@ -29,6 +29,7 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route("/api/v1/queue", get(queue))
         .route("/api/v1/calls/{id}", get(call))
         .route("/api/v1/calls/{id}/decision", post(decision))
+        .route("/api/v1/calls/{id}/amendment", post(amendment))
         .route("/api/v1/calls/{id}/qa", post(qa_score))
         .route("/api/v1/qa/report", get(qa_report))
         .route("/api/v1/dashboard", get(dashboard))
@@ -41,7 +42,7 @@ pub(super) fn routes() -> Router<Arc<App>> {
         description = "Drafts, reviews, QA and reporting of opptak's KI calls. Every read of call content is authorized by role and written to the tamper-evident audit log, refusals included.",
         license(name = "UNLICENSED")
     ),
-    paths(queue, call, decision, qa_score, qa_report, dashboard),
+    paths(queue, call, decision, amendment, qa_score, qa_report, dashboard),
     modifiers(&Security),
     tags(
         (name = "review", description = "The advisor's drafts and decisions (R4)"),
@@ -239,12 +240,31 @@ pub(crate) struct DraftView {
 #[derive(Serialize, ToSchema)]
 pub(crate) struct VersionView {
     version: u64,
-    /// `edit`, `approved` or `rejected`.
+    /// `edit`, `approved`, `rejected` or `amended`.
     kind: String,
     author: String,
     at_us: i64,
-    /// `null` once the call's KI data is erased.
+    /// `null` once its key is gone (the call's KI data for edits and the
+    /// approval; amendments are kept with the 5-year record).
     text: Option<String>,
+    /// The topics chosen with this version (`null`: the draft's).
+    topics: Option<Vec<String>>,
+    /// Why an amendment was made.
+    reason: Option<String>,
+}
+
+impl From<crate::review::Version> for VersionView {
+    fn from(v: crate::review::Version) -> Self {
+        VersionView {
+            version: v.version,
+            kind: v.kind,
+            author: v.author,
+            at_us: v.at_us,
+            text: v.text,
+            topics: v.topics,
+            reason: v.reason,
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -336,16 +356,7 @@ async fn call(
             source: d.source,
             prompt_version: d.prompt_version,
         }),
-        versions: versions
-            .into_iter()
-            .map(|v| VersionView {
-                version: v.version,
-                kind: v.kind,
-                author: v.author,
-                at_us: v.at_us,
-                text: v.text,
-            })
-            .collect(),
+        versions: versions.into_iter().map(VersionView::from).collect(),
         transcript: transcript.ok().map(|segs| {
             segs.into_iter()
                 .map(|s| SegmentView {
@@ -360,6 +371,61 @@ async fn call(
     .into_response()
 }
 
+/// An amendment of an approved summary (rectification).
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct AmendmentRequest {
+    /// The amended summary.
+    text: String,
+    /// Why it is amended (at least 10 characters); kept with the version
+    /// and in the audit log.
+    reason: String,
+    /// The topics (taxonomy ids); absent: the record's stay.
+    #[serde(default)]
+    topics: Option<Vec<String>>,
+}
+
+/// Amends the approved summary of a call: the call's advisor or compliance.
+/// The approved text stays in the record's history; the record keeps its
+/// 5-year clock (from the call's end) and is announced again.
+#[utoipa::path(post, path = "/api/v1/calls/{id}/amendment", tag = "review",
+    params(("id" = String, Path, description = "The call id"),
+           ("X-CSRF-Token" = Option<String>, Header, description = "Required with a session cookie")),
+    request_body = AmendmentRequest,
+    responses(
+        (status = 200, description = "The version written", body = VersionView),
+        (status = 401, description = "Not signed in, or the token was refused", body = ApiError),
+        (status = 403, description = "Neither the call's advisor nor compliance, or no CSRF token", body = ApiError),
+        (status = 404, description = "Unknown call", body = ApiError),
+        (status = 409, description = "No approved summary, no reason, unknown topics, or nothing changed", body = ApiError),
+    ),
+    security(("bearer" = []), ("session" = [])))]
+async fn amendment(
+    State(app): State<Arc<App>>,
+    ctx: Ctx,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Json(req): Json<AmendmentRequest>,
+) -> Response {
+    let (user, via, call_id) = match app.api_call(&ctx, &headers, &id).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let subject = format!("call:{call_id}");
+    if let Err(r) = check_csrf(&via, &headers) {
+        if let Err(e) = app
+            .audit(&user, "summary.amend", &subject, "no valid CSRF token", "refused")
+            .await
+        {
+            return internal_json(e);
+        }
+        return r;
+    }
+    match amend_summary(&app, &user, &call_id, &req.text, req.topics, &req.reason, Reply::Json).await {
+        Ok(v) => Json(VersionView::from(v)).into_response(),
+        Err(r) => r,
+    }
+}
+
 /// The advisor's decision on a draft.
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct DecisionRequest {
@@ -367,6 +433,10 @@ pub(crate) struct DecisionRequest {
     /// customer-service record) or `reject` (the text is the reason).
     action: String,
     text: String,
+    /// The topics (taxonomy ids) the advisor chooses; absent: the draft's,
+    /// or those of the last saved edit.
+    #[serde(default)]
+    topics: Option<Vec<String>>,
 }
 
 /// Edits, approves or rejects the draft of one of the caller's own calls.
@@ -405,15 +475,8 @@ async fn decision(
         }
         return r;
     }
-    match decide_draft(&app, &user, &call_id, &req.action, req.text, Reply::Json).await {
-        Ok(v) => Json(VersionView {
-            version: v.version,
-            kind: v.kind,
-            author: v.author,
-            at_us: v.at_us,
-            text: v.text,
-        })
-        .into_response(),
+    match decide_draft(&app, &user, &call_id, &req.action, req.text, req.topics, Reply::Json).await {
+        Ok(v) => Json(VersionView::from(v)).into_response(),
         Err(r) => r,
     }
 }

@@ -20,6 +20,8 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route("/queue", get(queue))
         .route("/calls/{id}", get(call_page))
         .route("/calls/{id}/decide", post(decide))
+        .route("/calls/{id}/amend", post(amend))
+        .route("/calls/{id}/reclassify", post(reclassify))
         .route("/calls/{id}/audio", get(audio))
 }
 
@@ -160,7 +162,26 @@ async fn call_page(
         Err(e) => return internal(lang, e),
     };
     let closed = versions.iter().any(|v| v.kind != "edit");
+    let approved = versions.iter().any(|v| v.kind == "approved");
     let mine = call.as_ref().is_some_and(|c| c.facts.advisor_id == user.user_id) && user.role == Role::Advisor;
+    let may_amend = approved && (mine || user.role == Role::Compliance);
+    // The topics the advisor's form starts from: the last version's choice,
+    // else the record's (after approval) or the draft's.
+    let record_topics = if approved {
+        crate::review::read_approved(&app.edges, &call_id)
+            .await
+            .ok()
+            .and_then(|r| serde_json::from_value::<Vec<String>>(r["topics"].clone()).ok())
+    } else {
+        None
+    };
+    let chosen_topics: Vec<String> = versions
+        .iter()
+        .rev()
+        .find_map(|v| v.topics.clone())
+        .or(record_topics)
+        .or_else(|| draft.as_ref().ok().map(|d| d.topics.clone()))
+        .unwrap_or_default();
     let current = versions
         .iter()
         .rev()
@@ -220,7 +241,11 @@ async fn call_page(
                                 td { (version_kind(lang, &v.kind)) }
                                 td { (v.author) }
                                 td { (when(v.at_us)) }
-                                td { (v.text.as_deref().unwrap_or(lang.t("(KI-data slettet)", "(KI data erased)"))) }
+                                td {
+                                    (v.text.as_deref().unwrap_or(lang.t("(KI-data slettet)", "(KI data erased)")))
+                                    @if let Some(r) = &v.reason { br; small { (lang.t("Begrunnelse: ", "Reason: ")) (r) } }
+                                    @if let Some(t) = &v.topics { br; small { (lang.t("Emner: ", "Topics: ")) (t.join(", ")) } }
+                                }
                                 td {
                                     @if let (Some(before), Some(after)) = (previous_text(&versions, &draft, v.version), &v.text) {
                                         @if v.kind != "rejected" {
@@ -245,11 +270,50 @@ async fn call_page(
                     input type="hidden" name="csrf" value=(csrf_of(token));
                     p { label for="text" { (lang.t("Sammendrag (ved avvisning: begrunnelsen)", "Summary (when rejecting: the reason)")) } br;
                         textarea #text name="text" rows="6" cols="80" { (current) } }
+                    (topic_choices(lang, app.review.taxonomy(), &chosen_topics))
                     button type="submit" name="action" value="edit" { (lang.t("Lagre", "Save")) }
                     " "
                     button type="submit" name="action" value="approve" { (lang.t("Godkjenn", "Approve")) }
                     " "
                     button type="submit" name="action" value="reject" { (lang.t("Avvis", "Reject")) }
+                }
+            }
+            @if may_amend {
+                h2 { (lang.t("Rett det godkjente sammendraget", "Amend the approved summary")) }
+                p.muted { (lang.t(
+                    "En retting blir en ny versjon med begrunnelse; den godkjente teksten blir stående i historikken.",
+                    "An amendment is a new version with its reason; the approved text stays in the history."
+                )) }
+                form method="post" action={ "/calls/" (call_id) "/amend" } {
+                    input type="hidden" name="csrf" value=(csrf_of(token));
+                    p { label for="amend-text" { (lang.t("Rettet sammendrag", "Amended summary")) } br;
+                        textarea #amend-text name="text" rows="6" cols="80" { (current) } }
+                    (topic_choices(lang, app.review.taxonomy(), &chosen_topics))
+                    p { label for="amend-reason" { (lang.t("Begrunnelse (minst 10 tegn)", "Reason (at least 10 characters)")) } br;
+                        input #amend-reason type="text" name="reason" size="80" required minlength="10"; }
+                    button type="submit" { (lang.t("Lagre rettingen", "Save the amendment")) }
+                }
+            }
+            @if user.role == Role::Compliance && app.edges.reclassifier.is_some() {
+                @if let Some(c) = &call {
+                    h2 { (lang.t("Tjenestekategori", "Service category")) }
+                    p { (lang.t("Nå: ", "Now: ")) (c.facts.service_category.as_str()) }
+                    form method="post" action={ "/calls/" (call_id) "/reclassify" } {
+                        input type="hidden" name="csrf" value=(csrf_of(token));
+                        p {
+                            label for="category" { (lang.t("Ny kategori", "New category")) } " "
+                            select #category name="category" {
+                                @for cat in RECLASSIFY_TO { option value=(cat.as_str()) { (cat.as_str()) } }
+                            }
+                        }
+                        p { label for="reclass-reason" { (lang.t("Begrunnelse (minst 10 tegn)", "Reason (at least 10 characters)")) } br;
+                            input #reclass-reason type="text" name="reason" size="80" required minlength="10"; }
+                        p.muted { (lang.t(
+                            "Krever kategorien et 5-årsarkiv, lages arkivkopien fra opptaket; etter 24 timer er opptaket slettet og endringen avvises.",
+                            "If the category needs the 5-year archive, the archive copy is made from the recording; after 24 hours the recording is gone and the change is refused."
+                        )) }
+                        button type="submit" { (lang.t("Endre kategori", "Reclassify")) }
+                    }
                 }
             }
             @if let Some(qa) = &qa_section { (qa) }
@@ -279,6 +343,7 @@ fn version_kind(lang: Lang, kind: &str) -> &str {
         "edit" => lang.t("redigert", "edited"),
         "approved" => lang.t("godkjent", "approved"),
         "rejected" => lang.t("avvist", "rejected"),
+        "amended" => lang.t("rettet", "amended"),
         other => other,
     }
 }
@@ -291,27 +356,263 @@ fn speaker(lang: Lang, s: &str) -> &str {
     }
 }
 
-#[derive(Deserialize)]
-struct DecideForm {
-    csrf: String,
-    action: String,
-    text: String,
+/// The taxonomy's topics as checkboxes (`topic`, one per chosen id), with
+/// `topics_shown` telling the handler that the choice was offered (so an
+/// empty choice is an error, not "keep the draft's").
+fn topic_choices(lang: Lang, taxonomy: &opptak_domain::summary::Taxonomy, chosen: &[String]) -> maud::Markup {
+    let language = match lang {
+        Lang::Nb => opptak_domain::summary::Language::Nb,
+        Lang::En => opptak_domain::summary::Language::En,
+    };
+    html! {
+        fieldset.topics {
+            legend { (lang.t("Emner", "Topics")) }
+            input type="hidden" name="topics_shown" value="1";
+            @for t in taxonomy.topics() {
+                label {
+                    input type="checkbox" name="topic" value=(t.id) checked[chosen.contains(&t.id)];
+                    " " (t.label(language))
+                }
+                " "
+            }
+        }
+    }
 }
 
-async fn decide(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>, Form(f): Form<DecideForm>) -> Response {
-    let (user, token, call_id) = match call_request(&ctx, &id) {
+/// A posted form's fields, in order (a checkbox group repeats its name).
+struct Fields(Vec<(String, String)>);
+
+impl Fields {
+    fn get(&self, name: &str) -> String {
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    }
+
+    /// The checked topics, when the form offered the choice.
+    fn topics(&self) -> Option<Vec<String>> {
+        self.0.iter().any(|(k, _)| k == "topics_shown").then(|| {
+            self.0
+                .iter()
+                .filter(|(k, _)| k == "topic")
+                .map(|(_, v)| v.clone())
+                .collect()
+        })
+    }
+}
+
+async fn decide(
+    State(app): State<Arc<App>>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Form(f): Form<Vec<(String, String)>>,
+) -> Response {
+    let f = Fields(f);
+    let verb = f.get("action");
+    let (user, call_id) = match call_form(&app, &ctx, &id, &f, &format!("draft.{verb}")).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let lang = ctx.lang;
+    match decide_draft(
+        &app,
+        user,
+        &call_id,
+        &verb,
+        f.get("text"),
+        f.topics(),
+        Reply::Html(lang),
+    )
+    .await
+    {
+        Ok(_) => Redirect::to(&format!("/calls/{call_id}")).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// A posted form about one call: its user and call id once the form's CSRF
+/// token checked out (a refusal is audited as `action`).
+async fn call_form<'a>(
+    app: &App,
+    ctx: &'a Ctx,
+    id: &str,
+    f: &Fields,
+    action: &str,
+) -> Result<(&'a User, CallId), Response> {
+    let (user, token, call_id) = call_request(ctx, id)?;
+    let subject = format!("call:{call_id}");
+    app.check_form(ctx, (user, token), &f.get("csrf"), action, &subject)
+        .await?;
+    Ok((user, call_id))
+}
+
+async fn amend(
+    State(app): State<Arc<App>>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Form(f): Form<Vec<(String, String)>>,
+) -> Response {
+    let f = Fields(f);
+    let (user, call_id) = match call_form(&app, &ctx, &id, &f, "summary.amend").await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let lang = ctx.lang;
+    let reason = f.get("reason");
+    match amend_summary(
+        &app,
+        user,
+        &call_id,
+        &f.get("text"),
+        f.topics(),
+        &reason,
+        Reply::Html(lang),
+    )
+    .await
+    {
+        Ok(_) if user.role == Role::Compliance => {
+            Redirect::to(&format!("/calls/{call_id}?reason={}", urlencode(&reason))).into_response()
+        }
+        Ok(_) => Redirect::to(&format!("/calls/{call_id}")).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// The categories a compliance officer may reclassify a call to.
+const RECLASSIFY_TO: [opptak_domain::model::ServiceCategory; 6] = {
+    use opptak_domain::model::ServiceCategory::*;
+    [InvestmentAdvice, Savings, Loan, Insurance, Payments, General]
+};
+
+/// A compliance officer reclassifies a call's service category (issue 16,
+/// section 1): audited as `call.reclassify` (refused, allowed or failed,
+/// with the reason), journaled by retention as `retention.reclassify`.
+async fn reclassify(
+    State(app): State<Arc<App>>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    Form(f): Form<Vec<(String, String)>>,
+) -> Response {
+    let f = Fields(f);
+    let action = "call.reclassify";
+    let (user, call_id) = match call_form(&app, &ctx, &id, &f, action).await {
         Ok(v) => v,
         Err(r) => return r,
     };
     let lang = ctx.lang;
     let subject = format!("call:{call_id}");
-    let action = format!("draft.{}", f.action);
-    if let Err(r) = app.check_form(&ctx, (user, token), &f.csrf, &action, &subject).await {
-        return r;
+    let reason: String = f.get("reason").trim().chars().take(500).collect();
+    let refuse = |status, nb: &str, en: &str| ctx.error(status, nb, en);
+    let Some(reclassifier) = app.edges.reclassifier.clone() else {
+        return refuse(StatusCode::NOT_FOUND, "Ikke tilgjengelig.", "Not available.");
+    };
+    if user.role != Role::Compliance {
+        if let Err(e) = app.audit(user, action, &subject, "", "refused").await {
+            return internal(lang, e);
+        }
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "Bare compliance kan endre en samtales kategori.",
+            "Only compliance reclassifies a call.",
+        );
     }
-    match decide_draft(&app, user, &call_id, &f.action, f.text, Reply::Html(lang)).await {
-        Ok(_) => Redirect::to(&format!("/calls/{call_id}")).into_response(),
-        Err(r) => r,
+    let category = match opptak_domain::model::ServiceCategory::parse(&f.get("category")) {
+        Some(c) if RECLASSIFY_TO.contains(&c) => c,
+        _ => return refuse(StatusCode::BAD_REQUEST, "Ukjent kategori.", "Unknown category."),
+    };
+    if reason.chars().count() < crate::review::MIN_REASON_CHARS {
+        if let Err(e) = app.audit(user, action, &subject, &reason, "failed").await {
+            return internal(lang, e);
+        }
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "Oppgi en begrunnelse på minst 10 tegn.",
+            "State a reason of at least 10 characters.",
+        );
+    }
+    match app.edges.vault.meta().load_call(&call_id).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return refuse(StatusCode::NOT_FOUND, "Ukjent samtale.", "Unknown call."),
+        Err(e) => return internal(lang, anyhow::Error::from(e)),
+    }
+    match reclassifier
+        .reclassify(&call_id, category, &reason, &user.actor())
+        .await
+    {
+        Ok(archived) => {
+            let what = format!(
+                "to {category}{}: {reason}",
+                if archived { ", archive copy written" } else { "" }
+            );
+            if let Err(e) = app.audit(user, action, &subject, &what, "allowed").await {
+                return internal(lang, e);
+            }
+            Redirect::to(&format!("/calls/{call_id}?reason={}", urlencode(&reason))).into_response()
+        }
+        Err(e) => {
+            if let Err(e) = app.audit(user, action, &subject, &reason, "failed").await {
+                return internal(lang, e);
+            }
+            let msg = format!("{e:#}");
+            refuse(StatusCode::CONFLICT, &msg, &msg)
+        }
+    }
+}
+
+/// An amendment of a call's approved summary, for the page and the API
+/// alike: the call's advisor or compliance; audited as `summary.amend`
+/// with the version and the reason (refused, allowed or failed). The caller
+/// has checked the request's CSRF token.
+pub(crate) async fn amend_summary(
+    app: &App,
+    user: &User,
+    call_id: &CallId,
+    text: &str,
+    topics: Option<Vec<String>>,
+    reason: &str,
+    reply: Reply,
+) -> Result<crate::review::Version, Response> {
+    let subject = format!("call:{call_id}");
+    let action = "summary.amend";
+    let call = match app.edges.vault.meta().load_call(call_id).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return Err(reply.error(StatusCode::NOT_FOUND, "Ukjent samtale.", "unknown call")),
+        Err(e) => return Err(reply.internal(e.into())),
+    };
+    let own = call.facts.advisor_id == user.user_id && user.role == Role::Advisor;
+    if !own && user.role != Role::Compliance {
+        app.audit(user, action, &subject, "", "refused")
+            .await
+            .map_err(|e| reply.internal(e))?;
+        return Err(reply.error(
+            StatusCode::FORBIDDEN,
+            "Bare samtalens rådgiver eller compliance kan rette sammendraget.",
+            "only the call's advisor or compliance amends its summary",
+        ));
+    }
+    let reason: String = reason.trim().chars().take(500).collect();
+    match app.review.amend(user, call_id, text, topics, &reason).await {
+        Ok(v) => {
+            app.audit(
+                user,
+                action,
+                &subject,
+                &format!("version {}: {reason}", v.version),
+                "allowed",
+            )
+            .await
+            .map_err(|e| reply.internal(e))?;
+            Ok(v)
+        }
+        Err(e) => {
+            app.audit(user, action, &subject, &reason, "failed")
+                .await
+                .map_err(|e| reply.internal(e))?;
+            let msg = e.to_string();
+            Err(reply.error(StatusCode::CONFLICT, &msg, &msg))
+        }
     }
 }
 
@@ -325,6 +626,7 @@ pub(crate) async fn decide_draft(
     call_id: &CallId,
     action: &str,
     text: String,
+    topics: Option<Vec<String>>,
     reply: Reply,
 ) -> Result<crate::review::Version, Response> {
     let subject = format!("call:{call_id}");
@@ -356,7 +658,7 @@ pub(crate) async fn decide_draft(
             "only the call's advisor decides on its draft",
         ));
     }
-    match app.review.decide(user, call_id, decision).await {
+    match app.review.decide_with_topics(user, call_id, decision, topics).await {
         Ok(v) => {
             app.audit(user, &audited, &subject, &format!("version {}", v.version), "allowed")
                 .await
@@ -589,7 +891,7 @@ fn previous_text(
 ) -> Option<String> {
     versions
         .iter()
-        .rfind(|v| v.version < version && v.kind == "edit")
+        .rfind(|v| v.version < version && v.kind != "rejected")
         .and_then(|v| v.text.clone())
         .or_else(|| draft.as_ref().ok().map(|d| d.summary.clone()))
 }

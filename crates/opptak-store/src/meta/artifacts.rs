@@ -162,6 +162,63 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Replaces the call's artifact of `kind` with a new object under a new
+    /// id (an amended approved summary): the artifact row and its retention
+    /// row move to the new id and object in one transaction, so the
+    /// retention clock, hold and rules stay as they were. Returns the old
+    /// object's path for the caller to delete; `NotFound` when the call has
+    /// no artifact of that kind, `Conflict` when it changed meanwhile.
+    pub(super) async fn replace_artifact(
+        &self,
+        call_id: &CallId,
+        kind: &str,
+        old_id: &str,
+        new_id: &str,
+        object: &StoredObject,
+        at_us: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let mut tx = self.begin().await?;
+        let old: Option<Option<String>> =
+            sqlx::query_scalar("SELECT object_path FROM recordings WHERE call_id = $1 AND kind = $2")
+                .bind(call_id.as_str())
+                .bind(kind)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(read("recordings"))?;
+        let Some(old_path) = old else {
+            return Err(StoreError::NotFound(format!("{kind} of call {call_id}")));
+        };
+        let n = sqlx::query(
+            "UPDATE recordings SET recording_id = $1, object_path = $2, blob_prefix = $2, object_bytes = $3, \
+             completed_at_us = $4, compacted_at_us = $4 WHERE call_id = $5 AND kind = $6 AND recording_id = $7",
+        )
+        .bind(new_id)
+        .bind(object.path.as_str())
+        .bind(object.bytes as i64)
+        .bind(at_us)
+        .bind(call_id.as_str())
+        .bind(kind)
+        .bind(old_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected();
+        if n == 0 {
+            return Err(StoreError::Conflict(format!(
+                "the {kind} of call {call_id} changed meanwhile"
+            )));
+        }
+        sqlx::query("UPDATE retention SET artifact_id = $1, location = $2 WHERE artifact_id = $3")
+            .bind(new_id)
+            .bind(object.path.as_str())
+            .bind(old_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(old_path)
+    }
+
     pub(super) async fn spool_referenced(&self, paths: &[String]) -> Result<HashSet<String>, StoreError> {
         let mut out = HashSet::new();
         for chunk in paths.chunks(ROWS_PER_STATEMENT) {

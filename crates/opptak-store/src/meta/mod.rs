@@ -114,6 +114,18 @@ pub trait MetadataStore: Send + Sync + 'static {
         object: &StoredObject,
         at_us: i64,
     ) -> Result<(), StoreError>;
+    /// Replaces the call's artifact of `kind` (id `old_id`) with `object`
+    /// under `new_id`, keeping its retention row (clock, hold, rules).
+    /// Returns the old object's path, for the caller to delete.
+    async fn replace_artifact(
+        &self,
+        call_id: &CallId,
+        kind: &str,
+        old_id: &str,
+        new_id: &str,
+        object: &StoredObject,
+        at_us: i64,
+    ) -> Result<Option<String>, StoreError>;
     /// Which of these spool objects still hold segments some row points to.
     async fn spool_referenced(&self, paths: &[String]) -> Result<HashSet<String>, StoreError>;
 
@@ -521,6 +533,19 @@ impl MetadataStore for SqlStore {
         at_us: i64,
     ) -> Result<(), StoreError> {
         self.add_artifact(call_id, artifact_id, kind, key_id, object, at_us)
+            .await
+    }
+
+    async fn replace_artifact(
+        &self,
+        call_id: &CallId,
+        kind: &str,
+        old_id: &str,
+        new_id: &str,
+        object: &StoredObject,
+        at_us: i64,
+    ) -> Result<Option<String>, StoreError> {
+        self.replace_artifact(call_id, kind, old_id, new_id, object, at_us)
             .await
     }
 
