@@ -21,7 +21,7 @@ const DAY_US: i64 = 86_400_000_000;
 
 /// A Private Banking call drafted by the real pipeline (embedded backend),
 /// and the edges again with a clock at `days` after the call's end.
-async fn drafted(name: &str, days: i64) -> (Env, opptak::app::Edges, CallId, Arc<ManualClock>) {
+pub(crate) async fn drafted(name: &str, days: i64) -> (Env, opptak::app::Edges, CallId, Arc<ManualClock>) {
     let env = Env::new(&Backend::Embedded, name);
     let edges = env.edges().await;
     let mut sample = opptak::demo::samples(&opptak::demo::default_samples_dir())

@@ -847,3 +847,84 @@ async fn reclassification_arrives_from_telephony_and_from_the_web() {
         [("adv-ada", "refused"), ("co-cato", "failed"), ("co-cato", "allowed")]
     );
 }
+
+/// Issue 16, section 4: the per-call reporting rows (the QA index row, the
+/// call's topics, its sample) are KI data and go with the call's KI key. At
+/// the 30-day expiry they are folded into per-day counts that name no call,
+/// so the topic dashboard still counts the call; after an opt-out they go
+/// and the call is counted nowhere (on the old main both calls' rows, joined
+/// to advisor and day, stayed for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ki_reporting_rows_go_with_the_ki_data() {
+    use opptak_store::reporting::SqlReporting;
+    for opted_out in [false, true] {
+        let name = if opted_out { "ki_rows_optout" } else { "ki_rows_expiry" };
+        let (_env, edges, cid, clock) = crate::amend::drafted(name, 1).await;
+        let reporting = SqlReporting::open(&edges.config.metadata_url()).await.unwrap();
+        let row = reporting.call(cid.as_str()).await.unwrap().expect("indexed");
+        let (day, topics) = (row.row.day.clone(), row.row.topics.clone());
+        let counted = |rows: Vec<opptak_store::reporting::TopicRow>| {
+            let mut t: Vec<String> = rows.into_iter().map(|r| r.topic).collect();
+            t.sort();
+            t
+        };
+        let mut want = topics.clone();
+        want.sort();
+        assert_eq!(counted(reporting.topic_rows(&day, &day).await.unwrap()), want);
+        if opted_out {
+            let recorder = RunningRecorder::spawn(edges.recorder());
+            common::publish_events(
+                &edges,
+                &[v1::TelephonyEvent {
+                    call_id: cid.to_string(),
+                    event: Some(Event::KiOptOut(v1::KiOptOut {
+                        requested_by: "customer".into(),
+                        at: Some(timestamp(clock.now_us())),
+                        offset: None,
+                    })),
+                }],
+            )
+            .await;
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+            while edges.vault().key(&cid, "ki").await.unwrap().is_some() {
+                assert!(tokio::time::Instant::now() < deadline, "the opt-out did not shred");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            recorder.stop().await.unwrap();
+        } else {
+            clock.set(clock.now_us() + 31 * DAY);
+            edges
+                .retention()
+                .sweep(500, &AtomicBool::new(false), |_| {})
+                .await
+                .unwrap();
+            assert!(edges.vault().key(&cid, "ki").await.unwrap().is_none(), "expired");
+        }
+        assert!(
+            reporting.call(cid.as_str()).await.unwrap().is_none(),
+            "{name}: the index row went"
+        );
+        // Gone from the tables, not only hidden behind the opt-out filter.
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&format!("{}?mode=ro", edges.config.metadata_url()))
+            .await
+            .unwrap();
+        for table in ["ki_calls", "call_topics", "qa_samples"] {
+            let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE call_id = '{cid}'"))
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            assert_eq!(n, 0, "{name}: {table} still holds the call");
+        }
+        pool.close().await;
+        assert!(reporting.reviews(cid.as_str()).await.unwrap().is_empty());
+        let left = counted(reporting.topic_rows(&day, &day).await.unwrap());
+        if opted_out {
+            assert!(left.is_empty(), "an opted-out call is counted nowhere: {left:?}");
+        } else {
+            assert_eq!(left, want, "the expired call is still counted, as an aggregate");
+        }
+    }
+}

@@ -481,7 +481,18 @@ impl Qa {
     /// the recording too, kept 5 years for investment advice — ends with it.
     pub async fn sample_access(&self, call_id: &CallId) -> Result<SampleAccess> {
         if !self.is_sampled(call_id).await? {
-            return Ok(SampleAccess::NotSampled);
+            // A sample goes with the KI key (issue 16, section 4): say so
+            // rather than "not sampled" when that is why.
+            let ki = self
+                .edges
+                .vault
+                .meta()
+                .class_key(call_id, KeyClass::Ki.as_str())
+                .await?;
+            return Ok(match ki {
+                Some(k) if k.destroyed_at_us.is_some() => SampleAccess::KiGone,
+                _ => SampleAccess::NotSampled,
+            });
         }
         Ok(match self.ki_key(call_id).await? {
             Some(_) => SampleAccess::Readable,

@@ -686,17 +686,39 @@ impl SqlReporting {
     }
 
     /// One row per drafted call and topic of the days `from_day..=to_day`
-    /// (`YYYY-MM-DD`), ordered by day, desk, topic: the topic dashboard's input.
+    /// (`YYYY-MM-DD`), ordered by day, desk, topic: the topic dashboard's
+    /// input. Calls whose KI data is kept come from their own rows, older
+    /// ones from the per-day aggregates their rows were added to when their
+    /// KI key went (opted-out calls from neither).
     pub async fn topic_rows(&self, from_day: &str, to_day: &str) -> Result<Vec<TopicRow>, StoreError> {
-        sqlx::query_as(&format!(
+        let mut rows: Vec<TopicRow> = sqlx::query_as(&format!(
             "SELECT k.day, k.desk, k.topic FROM call_topics k {NOT_OPTED_OUT} \
-             WHERE k.day >= $1 AND k.day <= $2 ORDER BY k.day, k.desk, k.topic, k.call_id"
+             WHERE k.day >= $1 AND k.day <= $2"
         ))
         .bind(from_day)
         .bind(to_day)
         .fetch_all(&self.store.pool)
         .await
-        .map_err(db)
+        .map_err(db)?;
+        // Calls whose KI data is gone count from the per-day aggregates.
+        let counted: Vec<(String, String, String, i64)> =
+            sqlx::query_as("SELECT day, desk, topic, calls FROM topic_counts WHERE day >= $1 AND day <= $2")
+                .bind(from_day)
+                .bind(to_day)
+                .fetch_all(&self.store.pool)
+                .await
+                .map_err(db)?;
+        for (day, desk, topic, calls) in counted {
+            for _ in 0..calls.max(0) {
+                rows.push(TopicRow {
+                    day: day.clone(),
+                    desk: desk.clone(),
+                    topic: topic.clone(),
+                });
+            }
+        }
+        rows.sort_by(|a, b| (&a.day, &a.desk, &a.topic).cmp(&(&b.day, &b.desk, &b.topic)));
+        Ok(rows)
     }
 
     /// Every stratum's counters (every drafted call, opted out or not: they

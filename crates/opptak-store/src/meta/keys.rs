@@ -269,5 +269,33 @@ pub(super) async fn shred_in_tx(
     .execute(&mut **tx)
     .await
     .map_err(db)?;
+    if class == "ki" {
+        forget_ki_rows(tx, call_id).await?;
+    }
     Ok(Some(ev))
+}
+
+/// The call's per-call reporting rows are KI data: they go with its `ki` key
+/// (expiry, opt-out, erasure), in the shredding's transaction. A call that
+/// did not opt out stays counted in the dashboard's per-day aggregates
+/// (`topic_counts`), which name no call.
+async fn forget_ki_rows(tx: &mut Tx<'_>, call_id: &CallId) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO topic_counts (day, desk, topic, calls) \
+         SELECT t.day, t.desk, t.topic, 1 FROM call_topics t \
+         JOIN calls c ON c.call_id = t.call_id AND c.ki_opt_out_at_us IS NULL WHERE t.call_id = $1 \
+         ON CONFLICT (day, desk, topic) DO UPDATE SET calls = topic_counts.calls + excluded.calls",
+    )
+    .bind(call_id.as_str())
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    for table in ["qa_reviews", "qa_samples", "call_topics", "ki_calls"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE call_id = $1"))
+            .bind(call_id.as_str())
+            .execute(&mut **tx)
+            .await
+            .map_err(db)?;
+    }
+    Ok(())
 }
