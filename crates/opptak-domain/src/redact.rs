@@ -1195,8 +1195,9 @@ fn to_digits(text: &str, units: &[Unit], pairs: bool) -> Vec<u8> {
 }
 
 /// Separators between digit groups that join them only on the customer's
-/// channel, and only in a list of three or more groups with the same
-/// separator (`4,1,2,3`; `2,5` stays a decimal).
+/// channel, only between groups of one to three digits (as people read
+/// numbers out), and only in a list of three or more groups with the same
+/// separator (`4,1,2,3`; `2,5` stays a decimal, `1000,2000,3000` a list).
 const READ_OUT_GAPS: &[&str] = &[",", " ,", " , ", ". ", ";", "; "];
 
 /// Longest candidate identifier, in units.
@@ -1234,6 +1235,8 @@ impl Scan<'_> {
             matches!(gap, " " | "." | "-" | "\u{a0}" | ", ")
                 || (self.channel != Channel::Agent
                     && READ_OUT_GAPS.contains(&gap)
+                    && a.end - a.start <= 3
+                    && b.end - b.start <= 3
                     && (self.same_gap(a.tok.wrapping_sub(1), a.tok, gap) || self.same_gap(b.tok, b.tok + 1, gap)))
         } else {
             !gap.is_empty()
@@ -2022,6 +2025,7 @@ mod tests {
             "Renten var 4,5, så 4,9 og nå 5,2.",
             "Jeg var kunde i 2019, 2020 og 2021.",
             "Det kostet 1,5 millioner.",
+            "benches/tls.sh 1000,2000,3000,4000 20",
         ] {
             assert_eq!(kinds_from(t, Channel::Customer), [], "{t}");
         }

@@ -174,7 +174,7 @@ fn house_number(text: &str, toks: &[Tok], masked: &[bool], k: usize) -> Option<u
         }
         // More digits joined on: a phone or account number, not a house.
         let gap = &text[toks[last].end..n.start];
-        if n.digits && matches!(gap, " " | "." | "-" | "\u{a0}") && !postcode_place(text, toks, last + 1).is_some() {
+        if n.digits && matches!(gap, " " | "." | "-" | "\u{a0}") && postcode_place(text, toks, last + 1).is_none() {
             return None;
         }
     }
@@ -209,13 +209,12 @@ pub(super) fn addresses(text: &str, toks: &[Tok], masked: &[bool], out: &mut Vec
         }
         // "Bogstadveien nummer 5".
         let mut h = k + 1;
-        if matches!(toks[h].lower.as_str(), "nummer" | "nr" | "number") && !masked[h] {
-            if toks
-                .get(h + 1)
-                .is_some_and(|n| spaces(text, &toks[h], n) || text[toks[h].end..n.start] == *". ")
-            {
-                h += 1;
-            }
+        let numbered = |n: &Tok| spaces(text, &toks[h], n) || text[toks[h].end..n.start] == *". ";
+        if matches!(toks[h].lower.as_str(), "nummer" | "nr" | "number")
+            && !masked[h]
+            && toks.get(h + 1).is_some_and(numbered)
+        {
+            h += 1;
         }
         let Some(mut last) = house_number(text, toks, masked, h) else {
             k += 1;

@@ -75,7 +75,9 @@ fn capitalised(raw: &str) -> bool {
     let mut cs = raw.chars();
     let first = cs.next().is_some_and(char::is_uppercase);
     let rest: Vec<char> = cs.filter(|c| c.is_alphabetic()).collect();
-    first && !(rest.len() >= 1 && rest.iter().all(|c| c.is_uppercase()))
+    // An acronym is capitals throughout; one capital letter alone is a word.
+    let acronym = !rest.is_empty() && rest.iter().all(|c| c.is_uppercase());
+    first && !acronym
 }
 
 fn surname_like(lower: &str) -> bool {
