@@ -2,18 +2,25 @@
 //! model (R13, data minimization).
 //!
 //! [`redact`] replaces each identifier with a typed token (`[FNR]`,
-//! `[ACCOUNT]`, `[CARD]`, `[PHONE]`, `[EMAIL]`, `[NUMBER]`) and returns the
-//! findings as kind and byte span in the original text, never the value, so
-//! a finding can be logged. The rules, tie-breaks, measured precision and
-//! recall, and known limits are in `docs/pii-redaction.md`.
+//! `[ACCOUNT]`, `[CARD]`, `[PHONE]`, `[EMAIL]`, `[NUMBER]`, `[NAME]`,
+//! `[ADDRESS]`) and returns the findings as kind and byte span in the
+//! original text, never the value, so a finding can be logged;
+//! [`redact_from`] does the same for text from a known [`Channel`]. The
+//! rules, tie-breaks, measured precision and recall, and known limits are in
+//! `docs/pii-redaction.md`.
 //!
-//! Layout, in the order [`redact`] runs:
+//! Layout, in the order [`redact_from`] runs:
 //! - check digits: [`valid_fnr`] (fødselsnummer, D- and H-numbers, both
 //!   mod-11 digits), [`valid_account`] (mod-11), [`luhn`];
 //! - e-mail: written (`ola@eksempel.no`) and spoken (`ola punktum nordmann
 //!   krøllalfa eksempel punktum no`, `john dot smith at example dot com`);
-//! - number runs: text is cut into digit groups and number words (Norwegian
-//!   and English), neighbours are joined into runs, and each run is split
+//! - addresses (`redact/address.rs`): a street-name ending or street word,
+//!   a house number, and the postcode and place after it;
+//! - names (`redact/names.rs`): the gazetteer in `redact/given_names.txt`
+//!   and `redact/surnames.txt`, surname endings, capitalisation and cue words;
+//! - number runs: text is cut into digit groups and number words (Bokmål,
+//!   Nynorsk and English), neighbours are joined into runs (on the
+//!   customer's channel also digit groups read out with commas between), and each run is split
 //!   into identifiers by converting it to digits and checking it against the
 //!   rules, longest candidate first; what no rule claims may still become
 //!   `[NUMBER]` (spoken numbers, or long numbers right after an identifier
@@ -1931,6 +1938,10 @@ mod tests {
         assert_eq!(
             kinds("PIN-koden er ein to tre fire"),
             [(PiiKind::Number, "ein to tre fire".into())]
+        );
+        assert_eq!(
+            kinds("Koden er ein og tjuge, tre, fire, fem"),
+            [(PiiKind::Number, "ein og tjuge, tre, fire, fem".into())]
         );
         for t in [
             "Eg vil låne to millionar kroner.",
