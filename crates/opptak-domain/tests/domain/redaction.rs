@@ -139,6 +139,16 @@ impl Measured {
     }
 }
 
+/// The measured table must be the one `docs/pii-redaction.md` shows.
+fn assert_documented(table: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/pii-redaction.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    assert!(
+        doc.contains(table),
+        "docs/pii-redaction.md does not show the measured table:\n{table}"
+    );
+}
+
 fn measure(lines: &[Line]) -> Measured {
     let mut per: BTreeMap<PiiKind, Counts> = BTreeMap::new();
     let mut exact = 0;
@@ -270,6 +280,7 @@ fn corpus_precision_and_recall() {
         assert!(c.recall() >= 0.98, "{k}: recall {:.3}", c.recall());
     }
     assert!(m.all.precision() >= 0.95, "overall precision {:.3}", m.all.precision());
+    assert_documented(&m.table);
 }
 
 /// The Norwegian corpus (`norsk.tsv`, issue 16): names, addresses,
@@ -314,6 +325,7 @@ fn norwegian_corpus_precision_and_recall() {
     }
     assert!(m.all.precision() >= 0.95, "overall precision {:.3}", m.all.precision());
     assert!(m.all.recall() >= 0.9, "overall recall {:.3}", m.all.recall());
+    assert_documented(&m.table);
 }
 
 #[test]
