@@ -20,11 +20,11 @@
 //!   and `redact/surnames.txt`, surname endings, capitalisation and cue words;
 //! - number runs: text is cut into digit groups and number words (Bokmål,
 //!   Nynorsk and English), neighbours are joined into runs (on the
-//!   customer's channel also digit groups read out with commas between), and each run is split
-//!   into identifiers by converting it to digits and checking it against the
-//!   rules, longest candidate first; what no rule claims may still become
-//!   `[NUMBER]` (spoken numbers, or long numbers right after an identifier
-//!   word such as `kontonummer`);
+//!   customer's channel also digit groups read out with commas between),
+//!   and each run is split into identifiers by converting it to digits and
+//!   checking it against the rules, longest candidate first; what no rule
+//!   claims may still become `[NUMBER]` (spoken numbers, or long numbers
+//!   right after an identifier word such as `kontonummer`);
 //! - context words: the nearest keyword before a number (`konto`,
 //!   `fødselsnummer`, `telefon`, `ordre`, ...) breaks ties and blocks
 //!   false positives; a currency or unit word after it marks an amount.
