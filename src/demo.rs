@@ -548,7 +548,8 @@ async fn ki_section(
         let segs = read_transcript(&edges.vault(), id).await?;
         println!("  {id} transcript:");
         for s in &segs {
-            let clean = opptak_domain::redact::redact(&s.text).text;
+            let channel = opptak_domain::redact::Channel::from_speaker(&s.speaker);
+            let clean = opptak_domain::redact::redact_from(&s.text, channel).text;
             println!("    {:>5.1} s {:<8} {}", s.start_s, s.speaker, clean);
         }
         let d = read_draft(&edges.vault(), id).await?;

@@ -2,22 +2,29 @@
 //! model (R13, data minimization).
 //!
 //! [`redact`] replaces each identifier with a typed token (`[FNR]`,
-//! `[ACCOUNT]`, `[CARD]`, `[PHONE]`, `[EMAIL]`, `[NUMBER]`) and returns the
-//! findings as kind and byte span in the original text, never the value, so
-//! a finding can be logged. The rules, tie-breaks, measured precision and
-//! recall, and known limits are in `docs/pii-redaction.md`.
+//! `[ACCOUNT]`, `[CARD]`, `[PHONE]`, `[EMAIL]`, `[NUMBER]`, `[NAME]`,
+//! `[ADDRESS]`) and returns the findings as kind and byte span in the
+//! original text, never the value, so a finding can be logged;
+//! [`redact_from`] does the same for text from a known [`Channel`]. The
+//! rules, tie-breaks, measured precision and recall, and known limits are in
+//! `docs/pii-redaction.md`.
 //!
-//! Layout, in the order [`redact`] runs:
+//! Layout, in the order [`redact_from`] runs:
 //! - check digits: [`valid_fnr`] (fødselsnummer, D- and H-numbers, both
 //!   mod-11 digits), [`valid_account`] (mod-11), [`luhn`];
 //! - e-mail: written (`ola@eksempel.no`) and spoken (`ola punktum nordmann
 //!   krøllalfa eksempel punktum no`, `john dot smith at example dot com`);
-//! - number runs: text is cut into digit groups and number words (Norwegian
-//!   and English), neighbours are joined into runs, and each run is split
-//!   into identifiers by converting it to digits and checking it against the
-//!   rules, longest candidate first; what no rule claims may still become
-//!   `[NUMBER]` (spoken numbers, or long numbers right after an identifier
-//!   word such as `kontonummer`);
+//! - addresses (`redact/address.rs`): a street-name ending or street word,
+//!   a house number, and the postcode and place after it;
+//! - names (`redact/names.rs`): the gazetteer in `redact/given_names.txt`
+//!   and `redact/surnames.txt`, surname endings, capitalisation and cue words;
+//! - number runs: text is cut into digit groups and number words (Bokmål,
+//!   Nynorsk and English), neighbours are joined into runs (on the
+//!   customer's channel also digit groups read out with commas between),
+//!   and each run is split into identifiers by converting it to digits and
+//!   checking it against the rules, longest candidate first; what no rule
+//!   claims may still become `[NUMBER]` (spoken numbers, or long numbers
+//!   right after an identifier word such as `kontonummer`);
 //! - context words: the nearest keyword before a number (`konto`,
 //!   `fødselsnummer`, `telefon`, `ordre`, ...) breaks ties and blocks
 //!   false positives; a currency or unit word after it marks an amount.
@@ -28,6 +35,9 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::ops::Range;
+
+mod address;
+mod names;
 
 /// What kind of identifier a finding is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -46,17 +56,25 @@ pub enum PiiKind {
     /// Any other number that may identify someone: spoken digit runs, and
     /// long numbers after an identifier word that fail their check digits.
     Number,
+    /// A person's name: listed given names and surnames, surname endings,
+    /// and capitalised words after "jeg heter" / "mitt navn er".
+    Name,
+    /// A street address with its house number (and postcode and place when
+    /// they follow).
+    Address,
 }
 
 impl PiiKind {
     /// Every kind, in token order.
-    pub const ALL: [PiiKind; 6] = [
+    pub const ALL: [PiiKind; 8] = [
         PiiKind::Fnr,
         PiiKind::Account,
         PiiKind::Card,
         PiiKind::Phone,
         PiiKind::Email,
         PiiKind::Number,
+        PiiKind::Name,
+        PiiKind::Address,
     ];
 
     /// The label, as in the token and the corpus: `FNR`, `ACCOUNT`, ...
@@ -68,6 +86,8 @@ impl PiiKind {
             PiiKind::Phone => "PHONE",
             PiiKind::Email => "EMAIL",
             PiiKind::Number => "NUMBER",
+            PiiKind::Name => "NAME",
+            PiiKind::Address => "ADDRESS",
         }
     }
 
@@ -80,6 +100,8 @@ impl PiiKind {
             PiiKind::Phone => "[PHONE]",
             PiiKind::Email => "[EMAIL]",
             PiiKind::Number => "[NUMBER]",
+            PiiKind::Name => "[NAME]",
+            PiiKind::Address => "[ADDRESS]",
         }
     }
 
@@ -125,10 +147,65 @@ pub struct Redacted {
 /// assert_eq!(r.text, "john [EMAIL], to tusen kroner");
 /// ```
 pub fn redact(text: &str) -> Redacted {
+    redact_from(text, Channel::Mixed)
+}
+
+/// Who said a piece of text: the recording channel it was transcribed from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// The bank's side.
+    Agent,
+    /// The customer's side: digits read out one by one are expected here.
+    Customer,
+    /// A mono or mixed recording, or unknown: treated as the customer's,
+    /// since the customer may be the one speaking (fail closed).
+    Mixed,
+}
+
+impl Channel {
+    /// The channel of a transcript segment's speaker (`"agent"`,
+    /// `"customer"`; anything else is [`Channel::Mixed`]).
+    pub fn from_speaker(speaker: &str) -> Self {
+        match speaker {
+            "agent" => Channel::Agent,
+            "customer" => Channel::Customer,
+            _ => Channel::Mixed,
+        }
+    }
+}
+
+/// [`redact`] for text from a known channel. On the customer's channel (and
+/// a mixed or unknown one) digit groups that speech recognition wrote with
+/// commas or full stops between them (`4,1,2,3,4,5,6,7`, `41. 23. 45. 67`)
+/// are one number read out; on the agent's, only the separators [`redact`]
+/// always joins (`41 23 45 67`, `1234, 56, 78903`) are.
+///
+/// ```
+/// use opptak_domain::redact::{redact_from, Channel};
+///
+/// let said = "Ja, det er 91,23,45,67.";
+/// assert_eq!(redact_from(said, Channel::Customer).text, "Ja, det er [PHONE].");
+/// assert_eq!(redact_from(said, Channel::Agent).text, said);
+/// ```
+pub fn redact_from(text: &str, channel: Channel) -> Redacted {
     let mut findings = Vec::new();
     written_emails(text, &mut findings);
     spoken_emails(text, &mut findings);
-    let scan = Scan::new(text, &findings);
+    let toks = tokenize(text);
+    let mask = |f: &[Finding]| -> Vec<bool> { toks.iter().map(|t| overlaps(f, &(t.start..t.end))).collect() };
+    // Addresses before names ("Karl Johans gate 1" is a street), both
+    // before numbers (a house number or postcode is not part of a run).
+    let masked = mask(&findings);
+    address::addresses(text, &toks, &masked, &mut findings);
+    let masked = mask(&findings);
+    names::names(text, &toks, &masked, &mut findings);
+    let masked = mask(&findings);
+    let scan = Scan {
+        text,
+        toks,
+        masked,
+        channel,
+    };
     scan.numbers(&mut findings);
     findings.sort_by_key(|f| (f.span.start, f.span.end));
     // Scanners never overlap by construction; this keeps the invariant even
@@ -575,7 +652,13 @@ const NB_DIGITS: &[(&str, u8)] = &[
     ("en", 1),
     ("én", 1),
     ("ett", 1),
+    // Nynorsk: "ein", "eit", "eitt" (masculine, neuter, counting form).
+    ("ein", 1),
+    ("éin", 1),
+    ("eit", 1),
+    ("eitt", 1),
     ("to", 2),
+    ("tvo", 2),
     ("tre", 3),
     ("fire", 4),
     ("fem", 5),
@@ -607,6 +690,7 @@ const NB_TEENS: &[(&str, u8)] = &[
     ("femten", 15),
     ("seksten", 16),
     ("sytten", 17),
+    ("søtten", 17),
     ("atten", 18),
     ("nitten", 19),
 ];
@@ -625,9 +709,11 @@ const EN_TEENS: &[(&str, u8)] = &[
 const NB_TENS: &[(&str, u8)] = &[
     ("tjue", 20),
     ("tyve", 20),
+    ("tjuge", 20),
     ("tretti", 30),
     ("tredve", 30),
     ("førti", 40),
+    ("fyrti", 40),
     ("femti", 50),
     ("seksti", 60),
     ("sytti", 70),
@@ -708,7 +794,10 @@ fn word_num(lower: &str) -> Option<WordNum> {
     Some(WordNum {
         parts,
         english,
-        ambiguous: matches!(lower, "en" | "én" | "ett" | "to" | "one" | "oh"),
+        ambiguous: matches!(
+            lower,
+            "en" | "én" | "ett" | "ein" | "éin" | "eit" | "eitt" | "to" | "one" | "oh"
+        ),
         is_to: lower == "to",
     })
 }
@@ -722,9 +811,11 @@ const MAGNITUDES: &[&str] = &[
     "thousands",
     "million",
     "millioner",
+    "millionar",
     "millions",
     "milliard",
     "milliarder",
+    "milliardar",
     "billion",
     "billions",
 ];
@@ -750,24 +841,31 @@ const UNITS: &[&str] = &[
     "years",
     "year",
     "dager",
+    "dagar",
     "dag",
     "days",
     "day",
     "uker",
+    "veker",
     "weeks",
     "måneder",
+    "månader",
     "mnd",
     "months",
     "timer",
+    "timar",
     "hours",
     "minutter",
+    "minutt",
     "min",
     "minutes",
     "sekunder",
     "seconds",
     "ganger",
+    "gonger",
     "times",
     "gang",
+    "gong",
     "stk",
     "stykker",
     "kilo",
@@ -838,7 +936,10 @@ fn keyword(w: &str) -> Option<Ctx> {
     }
     if (starts(&["telefon", "tlf", "mobil", "phone", "mobile", "cell", "landline"]) && !w.starts_with("mobilbank"))
         || w.contains("telefon")
-        || matches!(w, "ring" | "ringe" | "ringer" | "ringt" | "reach" | "sms" | "nås")
+        || matches!(
+            w,
+            "ring" | "ringe" | "ringer" | "ringt" | "ringje" | "ringjer" | "reach" | "sms" | "nås" | "nåast"
+        )
     {
         return Some(Ctx::Phone);
     }
@@ -1100,6 +1201,12 @@ fn to_digits(text: &str, units: &[Unit], pairs: bool) -> Vec<u8> {
     out
 }
 
+/// Separators between digit groups that join them only on the customer's
+/// channel, only between groups of one to three digits (as people read
+/// numbers out), and only in a list of three or more groups with the same
+/// separator (`4,1,2,3`; `2,5` stays a decimal, `1000,2000,3000` a list).
+const READ_OUT_GAPS: &[&str] = &[",", " ,", " , ", ". ", ";", "; "];
+
 /// Longest candidate identifier, in units.
 const MAX_UNITS: usize = 24;
 /// How far context words are looked for, in tokens, numbers included.
@@ -1115,17 +1222,12 @@ struct Cand {
 struct Scan<'a> {
     text: &'a str,
     toks: Vec<Tok>,
-    /// Tokens inside an e-mail already found.
+    /// Tokens inside an e-mail, address or name already found.
     masked: Vec<bool>,
+    channel: Channel,
 }
 
-impl<'a> Scan<'a> {
-    fn new(text: &'a str, emails: &[Finding]) -> Self {
-        let toks = tokenize(text);
-        let masked = toks.iter().map(|t| overlaps(emails, &(t.start..t.end))).collect();
-        Scan { text, toks, masked }
-    }
-
+impl Scan<'_> {
     fn gap(&self, a: usize, b: usize) -> &str {
         &self.text[self.toks[a].end..self.toks[b].start]
     }
@@ -1138,11 +1240,38 @@ impl<'a> Scan<'a> {
             // "1234.56.78903", "4111-1111-...", or ", " as speech
             // recognition writes dictated groups ("1234, 56, 78903").
             matches!(gap, " " | "." | "-" | "\u{a0}" | ", ")
+                || (self.channel != Channel::Agent
+                    && READ_OUT_GAPS.contains(&gap)
+                    && a.end - a.start <= 3
+                    && b.end - b.start <= 3
+                    && (self.same_gap(a.tok.wrapping_sub(1), a.tok, gap) || self.same_gap(b.tok, b.tok + 1, gap)))
         } else {
             !gap.is_empty()
                 && gap.chars().count() <= 3
                 && gap.chars().all(|c| matches!(c, ' ' | ',' | '-' | '.' | '\u{a0}'))
         }
+    }
+
+    /// Tokens `a` and `b` are digit groups, free, with exactly `gap` between.
+    fn same_gap(&self, a: usize, b: usize, gap: &str) -> bool {
+        let free = |k: usize| {
+            self.toks
+                .get(k)
+                .is_some_and(|t| t.digits && !t.glued && !self.masked[k])
+        };
+        free(a) && free(b) && self.gap(a, b) == gap
+    }
+
+    /// Digit groups read out on the customer's channel, as speech recognition
+    /// writes them: with commas or full stops between (`4,1,2,3`, `41. 23. 45`).
+    fn read_out(&self, units: &[Unit]) -> bool {
+        self.channel != Channel::Agent
+            && units.len() >= 2
+            && units.iter().all(Unit::is_digits)
+            && units.windows(2).all(|w| {
+                let gap = &self.text[w[0].end..w[1].start];
+                gap.contains(',') || gap.contains(". ")
+            })
     }
 
     fn numbers(&self, out: &mut Vec<Finding>) {
@@ -1506,7 +1635,7 @@ impl<'a> Scan<'a> {
         let whole = !cut || groups == [8];
         let phone_ctx = whole && !quantity && ctx != Ctx::NonId && !(partial && other_id);
         if dl == 8 && phone_ctx && (b'2'..=b'9').contains(&digits[0]) {
-            let (shape, dated) = self.phone_shape(units, &groups);
+            let (shape, dated) = self.phone_shape(units, &groups, self.read_out(units));
             if spoken || shape || (ctx == Ctx::Phone && !dated) {
                 return cand(PiiKind::Phone);
             }
@@ -1519,7 +1648,9 @@ impl<'a> Scan<'a> {
 
     /// Whether written digit groups of eight digits in all look like a phone
     /// number rather than a date, an amount or a list; and whether a date.
-    fn phone_shape(&self, units: &[Unit], groups: &[usize]) -> (bool, bool) {
+    /// Read out (`relaxed`), commas and full stops are only how speech
+    /// recognition wrote the pauses.
+    fn phone_shape(&self, units: &[Unit], groups: &[usize], relaxed: bool) -> (bool, bool) {
         let sep = |c: char| units.windows(2).any(|w| self.text[w[0].end..w[1].start].contains(c));
         let year = |u: &Unit| {
             let g = &self.text[u.start..u.end];
@@ -1534,7 +1665,7 @@ impl<'a> Scan<'a> {
                     && (year(&units[0]) || year(&units[units.len() - 1]))
                     && groups.iter().all(|g| *g <= 2 || *g == 4)));
         let list = sep(',') && groups.iter().any(|g| *g > 3);
-        (!sep('.') && !thousands && !dated && !list, dated)
+        ((relaxed || (!sep('.') && !list)) && !thousands && !dated, dated)
     }
 
     /// Units no identifier claimed: `[NUMBER]` when four or more were said
@@ -1780,6 +1911,138 @@ mod tests {
             let want: Vec<(PiiKind, String)> = want.iter().map(|(k, s)| (*k, s.to_string())).collect();
             assert_eq!(got, want, "{text}");
         }
+    }
+
+    fn kinds_from(text: &str, channel: Channel) -> Vec<(PiiKind, String)> {
+        redact_from(text, channel)
+            .findings
+            .into_iter()
+            .map(|f| (f.kind, text[f.span].to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn nynorsk_number_words() {
+        assert_eq!(
+            kinds("Ja, det er null eitt null eitt åtti eitt to tre sju eitt."),
+            [(PiiKind::Fnr, "null eitt null eitt åtti eitt to tre sju eitt".into())]
+        );
+        assert_eq!(
+            kinds("Mobilnummeret er nittiein tjuetre førtifem sekstisju."),
+            [(PiiKind::Phone, "nittiein tjuetre førtifem sekstisju".into())]
+        );
+        assert_eq!(
+            kinds("Nummeret er tjuge, tjuetre, førtifem, sekstisju"),
+            [(PiiKind::Phone, "tjuge, tjuetre, førtifem, sekstisju".into())]
+        );
+        assert_eq!(
+            kinds("PIN-koden er ein to tre fire"),
+            [(PiiKind::Number, "ein to tre fire".into())]
+        );
+        assert_eq!(
+            kinds("Koden er ein og tjuge, tre, fire, fem"),
+            [(PiiKind::Number, "ein og tjuge, tre, fire, fem".into())]
+        );
+        for t in [
+            "Eg vil låne to millionar kroner.",
+            "Eg har ringt tre eller fire gonger.",
+            "Det tek tre, fire dagar.",
+            "Eg har berre ein konto og eitt kort.",
+        ] {
+            assert_eq!(kinds(t), [], "{t}");
+        }
+    }
+
+    #[test]
+    fn names_need_a_listed_name_or_a_cue() {
+        let cases: &[(&str, &[&str])] = &[
+            ("Jeg heter Kari Nordmann og ringer om lånet.", &["Kari Nordmann"]),
+            ("Eg heiter Aleksandra Wiśniewska.", &["Aleksandra Wiśniewska"]),
+            ("Hei Bjørn, det er Liv Berg som ringer.", &["Bjørn", "Liv Berg"]),
+            ("Per Bakken ringte i går.", &["Per Bakken"]),
+            ("Kontaktpersonen er Anne-Lise Berg.", &["Anne-Lise Berg"]),
+            ("Karis konto er sperret.", &["Karis"]),
+            ("jeg snakket med kari i går", &["kari"]),
+            // Ordinary words that are also names, and places.
+            ("Per måned blir det tre tusen kroner.", &[]),
+            ("Liv og helse går foran.", &[]),
+            ("Hans konto er sperret, og Dag for dag går det bedre.", &[]),
+            ("Vi var i Vik og på Berg i sommer.", &[]),
+            ("Han heter ikke det. Kontakt DNB.", &[]),
+        ];
+        for (text, want) in cases {
+            let got: Vec<String> = kinds(text)
+                .into_iter()
+                .filter(|(k, _)| *k == PiiKind::Name)
+                .map(|(_, s)| s)
+                .collect();
+            assert_eq!(got, *want, "{text}");
+        }
+        // Redacting again finds nothing: a token is no cue.
+        let once = redact("Kari er Glad i dag.");
+        assert_eq!(once.text, "[NAME] er Glad i dag.");
+        assert!(redact(&once.text).findings.is_empty());
+    }
+
+    #[test]
+    fn addresses_need_a_house_number() {
+        let cases: &[(&str, &[&str])] = &[
+            ("Jeg bor i Storgata 12 B, 0661 Oslo.", &["Storgata 12 B, 0661 Oslo"]),
+            ("Den nye adressen er Sinsenveien fem.", &["Sinsenveien fem"]),
+            ("Send kortet til Karl Johans gate 1.", &["Karl Johans gate 1"]),
+            (
+                "Eg bur i Kyrkjevegen 14, 5003 Bergen.",
+                &["Kyrkjevegen 14, 5003 Bergen"],
+            ),
+            ("Adressen er Fagerborggata 3b.", &["Fagerborggata 3b"]),
+            ("Han bor i Nedre Storgate 7.", &["Nedre Storgate 7"]),
+            ("Jeg bor i Bogstadveien nummer 5.", &["Bogstadveien nummer 5"]),
+            ("Storgata er stengt.", &[]),
+            ("Vi kjørte motorveien 3 timer.", &[]),
+            ("Jeg har bodd i Kirkeveien i 12 år.", &[]),
+            ("Jeg gikk Storgata en gang til.", &[]),
+        ];
+        for (text, want) in cases {
+            let got: Vec<String> = kinds(text)
+                .into_iter()
+                .filter(|(k, _)| *k == PiiKind::Address)
+                .map(|(_, s)| s)
+                .collect();
+            assert_eq!(got, *want, "{text}");
+        }
+        // A phone number after a street name is a phone number.
+        assert_eq!(kinds("Storgata 41 23 45 67"), [(PiiKind::Phone, "41 23 45 67".into())]);
+    }
+
+    #[test]
+    fn digits_read_out_join_on_the_customer_channel() {
+        for (text, kind, span) in [
+            ("Ja, det er 91,23,45,67.", PiiKind::Phone, "91,23,45,67"),
+            ("Det er 41. 23. 45. 67.", PiiKind::Phone, "41. 23. 45. 67"),
+            ("Mobilen er 4,1,2,3,4,5,6,7", PiiKind::Phone, "4,1,2,3,4,5,6,7"),
+            (
+                "Kontonummeret er 1,2,0,7,3,3,1,1,8,8,6.",
+                PiiKind::Account,
+                "1,2,0,7,3,3,1,1,8,8,6",
+            ),
+        ] {
+            let want = vec![(kind, span.to_string())];
+            assert_eq!(kinds_from(text, Channel::Customer), want, "{text}");
+            assert_eq!(kinds_from(text, Channel::Mixed), want, "{text}");
+            assert_eq!(kinds_from(text, Channel::Agent), [], "agent: {text}");
+        }
+        // Decimals and years are not read-out digits.
+        for t in [
+            "Renten var 4,5, så 4,9 og nå 5,2.",
+            "Jeg var kunde i 2019, 2020 og 2021.",
+            "Det kostet 1,5 millioner.",
+            "benches/tls.sh 1000,2000,3000,4000 20",
+        ] {
+            assert_eq!(kinds_from(t, Channel::Customer), [], "{t}");
+        }
+        assert_eq!(Channel::from_speaker("agent"), Channel::Agent);
+        assert_eq!(Channel::from_speaker("customer"), Channel::Customer);
+        assert_eq!(Channel::from_speaker("mixed"), Channel::Mixed);
     }
 
     /// A long spoken run (someone reading out a list) stays linear.

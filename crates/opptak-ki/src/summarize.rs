@@ -19,12 +19,12 @@
 
 use crate::llm::{DraftRequest, DraftWriter, EmbeddedDrafts, LlmError};
 use crate::role::{self, Attempt, Job, Role};
-use crate::transcribe::{read_transcript, TranscribeError};
+use crate::transcribe::{read_transcript, TranscribeError, TranscriptSegment};
 use bytes::Bytes;
 use opptak_bus::{Bus, Outgoing};
 use opptak_crypto::segment::ArtifactKind;
 use opptak_domain::model::{CallFacts, CallId, KeyClass};
-use opptak_domain::redact::redact;
+use opptak_domain::redact::{redact_from, Channel};
 use opptak_domain::summary::Draft;
 use opptak_proto::Message;
 use opptak_retention::Retention;
@@ -130,17 +130,11 @@ impl Summarizer {
             Err(e) => return Err(e),
         };
         // R13: only redacted text leaves, and redaction is checked, not trusted.
-        let mut request = DraftRequest {
+        let (segments, leftovers) = redacted_segments(&segments);
+        let request = DraftRequest {
             language: self.language.clone(),
-            segments: Vec::with_capacity(segments.len()),
+            segments,
         };
-        let mut leftovers = 0;
-        for s in &segments {
-            let clean = redact(&s.text).text;
-            leftovers += redact(&clean).findings.len();
-            let speaker = if s.speaker == "agent" { "agent" } else { "customer" };
-            request.segments.push((speaker.to_owned(), s.start_s, clean));
-        }
         let asked = if leftovers > 0 {
             // Never sent: the embedded drafter runs here and sends nothing.
             tracing::error!(call_id = %call_id, leftovers, "redaction left identifiers; drafted locally, nothing sent");
@@ -358,4 +352,49 @@ pub async fn ki_state(meta: &Arc<dyn MetadataStore>, call_id: &CallId) -> Result
     } else {
         KiState::TranscriptionPending
     })
+}
+
+/// Every segment redacted for the channel it was said on, as the language
+/// model gets it (`(speaker, start_s, text)`), and how many identifiers a
+/// second pass still finds (more than none: nothing is sent). Digits read out
+/// are joined on the customer's channel and on a mixed one (the customer may
+/// be the one speaking), not on the agent's.
+pub(crate) fn redacted_segments(segments: &[TranscriptSegment]) -> (Vec<(String, f32, String)>, usize) {
+    let mut out = Vec::with_capacity(segments.len());
+    let mut leftovers = 0;
+    for s in segments {
+        let channel = Channel::from_speaker(&s.speaker);
+        let clean = redact_from(&s.text, channel).text;
+        leftovers += redact_from(&clean, channel).findings.len();
+        let speaker = if s.speaker == "agent" { "agent" } else { "customer" };
+        out.push((speaker.to_owned(), s.start_s, clean));
+    }
+    (out, leftovers)
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::*;
+
+    fn seg(speaker: &str, text: &str) -> TranscriptSegment {
+        TranscriptSegment {
+            speaker: speaker.into(),
+            start_s: 0.0,
+            end_s: 1.0,
+            text: text.into(),
+        }
+    }
+
+    /// Issue 16: digits the customer reads out, written with commas, are
+    /// one number; the agent's comma lists are left alone; a mono call is
+    /// treated as the customer's.
+    #[test]
+    fn read_out_digits_are_joined_on_the_customer_channel() {
+        let said = "Ja, det er 91,23,45,67. Jeg heter Kari Nordmann.";
+        let (out, leftovers) = redacted_segments(&[seg("agent", said), seg("customer", said), seg("mixed", said)]);
+        assert_eq!(leftovers, 0);
+        assert_eq!(out[0].2, "Ja, det er 91,23,45,67. Jeg heter [NAME].");
+        assert_eq!(out[1].2, "Ja, det er [PHONE]. Jeg heter [NAME].");
+        assert_eq!((out[2].0.as_str(), out[2].2.as_str()), ("customer", out[1].2.as_str()));
+    }
 }

@@ -13,7 +13,7 @@
 //! crate), draws invalid numbers as hard negatives, and labels from what it
 //! inserted, never from what `redact` says.
 
-use opptak_domain::redact::{luhn, redact, valid_account, valid_fnr, PiiKind};
+use opptak_domain::redact::{luhn, redact, redact_from, valid_account, valid_fnr, Channel, PiiKind};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -25,10 +25,14 @@ use std::path::PathBuf;
 
 struct Line {
     id: String,
+    lang: String,
     group: String,
     text: String,
     labels: Vec<(PiiKind, Range<usize>)>,
     expected: String,
+    /// The channel the line was said on (an optional sixth column; mixed
+    /// when absent, as `redact` assumes).
+    channel: Channel,
 }
 
 /// `⟦KIND|text⟧` → plain text and labelled spans.
@@ -72,14 +76,22 @@ fn load(file: &str) -> Vec<Line> {
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
         .map(|l| {
             let cols: Vec<&str> = l.split('\t').collect();
-            assert_eq!(cols.len(), 5, "{file}: five columns: {l}");
+            assert!(matches!(cols.len(), 5 | 6), "{file}: five or six columns: {l}");
             let (text, labels) = parse_marked(cols[3]);
+            let channel = match cols.get(5) {
+                None | Some(&"mixed") => Channel::Mixed,
+                Some(&"agent") => Channel::Agent,
+                Some(&"customer") => Channel::Customer,
+                Some(other) => panic!("{file}: unknown channel {other}"),
+            };
             Line {
                 id: cols[0].into(),
+                lang: cols[1].into(),
                 group: cols[2].into(),
                 text,
                 labels,
                 expected: cols[4].into(),
+                channel,
             }
         })
         .collect()
@@ -112,24 +124,43 @@ impl Counts {
     }
 }
 
-#[test]
-fn corpus_precision_and_recall() {
-    let mut lines = load("corpus.tsv");
-    let generated = lines.len();
-    lines.extend(load("handwritten.tsv"));
-    assert!(generated >= 400, "{generated} generated lines");
+/// Span-level counts per kind over `lines`, the table, and the misses.
+struct Measured {
+    per: BTreeMap<PiiKind, Counts>,
+    all: Counts,
+    exact: usize,
+    table: String,
+    misses: Vec<String>,
+}
 
+impl Measured {
+    fn get(&self, k: PiiKind) -> Counts {
+        self.per.get(&k).copied().unwrap_or_default()
+    }
+}
+
+/// The measured table must be the one `docs/pii-redaction.md` shows.
+fn assert_documented(table: &str) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/pii-redaction.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    assert!(
+        doc.contains(table),
+        "docs/pii-redaction.md does not show the measured table:\n{table}"
+    );
+}
+
+fn measure(lines: &[Line]) -> Measured {
     let mut per: BTreeMap<PiiKind, Counts> = BTreeMap::new();
     let mut exact = 0;
     let mut misses = Vec::new();
-    for line in &lines {
+    for line in lines {
         assert_eq!(
             expected_of(&line.text, &line.labels),
             line.expected,
             "{}: expected column",
             line.id
         );
-        let r = redact(&line.text);
+        let r = redact_from(&line.text, line.channel);
         let got: Vec<(PiiKind, Range<usize>)> = r.findings.iter().map(|f| (f.kind, f.span.clone())).collect();
         for g in &got {
             if line.labels.contains(g) {
@@ -156,8 +187,9 @@ fn corpus_precision_and_recall() {
                     &line.text[l.1.clone()]
                 ));
             }
-            // Whatever the kind, the identifier itself must be gone.
-            if l.0 != PiiKind::Number {
+            // Whatever the kind, a structured identifier itself must be
+            // gone. Names and addresses have known misses (counted as FN).
+            if !matches!(l.0, PiiKind::Number | PiiKind::Name | PiiKind::Address) {
                 assert!(
                     !r.text.contains(&line.text[l.1.clone()]),
                     "{}: {:?} survived: {}",
@@ -207,15 +239,33 @@ fn corpus_precision_and_recall() {
         all.recall()
     )
     .unwrap();
+    Measured {
+        per,
+        all,
+        exact,
+        table,
+        misses,
+    }
+}
+
+#[test]
+fn corpus_precision_and_recall() {
+    let mut lines = load("corpus.tsv");
+    let generated = lines.len();
+    lines.extend(load("handwritten.tsv"));
+    lines.extend(load("norsk.tsv"));
+    assert!(generated >= 400, "{generated} generated lines");
+    let m = measure(&lines);
     println!(
-        "{} lines ({} generated, {} hand-written), {} redacted exactly as expected\n\n{table}",
+        "{} lines ({} generated, {} hand-written), {} redacted exactly as expected\n\n{}",
         lines.len(),
         generated,
         lines.len() - generated,
-        exact
+        m.exact,
+        m.table
     );
-    for m in &misses {
-        println!("{m}");
+    for miss in &m.misses {
+        println!("{miss}");
     }
 
     for k in [
@@ -225,11 +275,57 @@ fn corpus_precision_and_recall() {
         PiiKind::Phone,
         PiiKind::Email,
     ] {
-        let c = per.get(&k).copied().unwrap_or_default();
+        let c = m.get(k);
         assert!(c.tp + c.fn_ >= 30, "{k}: too few labels to measure");
         assert!(c.recall() >= 0.98, "{k}: recall {:.3}", c.recall());
     }
-    assert!(all.precision() >= 0.95, "overall precision {:.3}", all.precision());
+    assert!(m.all.precision() >= 0.95, "overall precision {:.3}", m.all.precision());
+    assert_documented(&m.table);
+}
+
+/// The Norwegian corpus (`norsk.tsv`, issue 16): names, addresses,
+/// Nynorsk number words and digits read out on the customer's channel, with
+/// the look-alikes that must stay. The minimums are what the rules reach
+/// today; `docs/pii-redaction.md` has the table.
+#[test]
+fn norwegian_corpus_precision_and_recall() {
+    let lines = load("norsk.tsv");
+    assert!(lines.len() >= 60, "{} lines", lines.len());
+    let nynorsk = lines.iter().filter(|l| l.lang == "nn").count();
+    let negatives = lines.iter().filter(|l| l.labels.is_empty()).count();
+    assert!(
+        nynorsk >= 20 && negatives >= 20,
+        "{nynorsk} Nynorsk, {negatives} negative lines"
+    );
+    let m = measure(&lines);
+    println!(
+        "{} lines ({nynorsk} Nynorsk, {negatives} with no label), {} redacted exactly as expected\n\n{}",
+        lines.len(),
+        m.exact,
+        m.table
+    );
+    for miss in &m.misses {
+        println!("{miss}");
+    }
+    for k in PiiKind::ALL {
+        let c = m.get(k);
+        assert!(c.tp + c.fn_ >= 1, "{k}: no label in the Norwegian corpus");
+    }
+    for (k, recall, precision) in [
+        (PiiKind::Name, 0.85, 0.9),
+        (PiiKind::Address, 0.9, 0.95),
+        (PiiKind::Fnr, 1.0, 1.0),
+        (PiiKind::Account, 1.0, 1.0),
+        (PiiKind::Phone, 1.0, 1.0),
+    ] {
+        let c = m.get(k);
+        assert!(c.tp + c.fn_ >= 5, "{k}: too few labels to measure");
+        assert!(c.recall() >= recall, "{k}: recall {:.3}", c.recall());
+        assert!(c.precision() >= precision, "{k}: precision {:.3}", c.precision());
+    }
+    assert!(m.all.precision() >= 0.95, "overall precision {:.3}", m.all.precision());
+    assert!(m.all.recall() >= 0.9, "overall recall {:.3}", m.all.recall());
+    assert_documented(&m.table);
 }
 
 #[test]
@@ -335,6 +431,56 @@ proptest! {
         // FNR is taken for the more sensitive one unless grouped 4.2.5.
         let tie = kind == PiiKind::Account && found[0].kind == PiiKind::Fnr && valid_fnr(&digits);
         prop_assert!(found[0].kind == kind || tie, "{kind}: {text}: {found:?}");
+        prop_assert!(redact(&r.text).findings.is_empty(), "not idempotent: {}", r.text);
+    }
+}
+
+/// The crate's own name lists, entries without the `*` mark.
+fn listed(file: &str, ambiguous: bool) -> Vec<String> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("src/redact").join(file);
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && l.starts_with('*') == ambiguous)
+        .map(|l| l.trim_start_matches('*').to_string())
+        .collect()
+}
+
+const STREETS: &[&str] = &[
+    "Storgata",
+    "Kirkeveien",
+    "Kyrkjevegen",
+    "Sinsenveien",
+    "Fagerborggata",
+    "Karl Johans gate",
+    "Bygdøy allé",
+    "Solbakken",
+    "Lyngtunet",
+];
+
+proptest! {
+    /// Any listed given name with any listed surname after a cue is one
+    /// name, and any listed street with a house number one address; no
+    /// other finding, and redacting the output again finds nothing.
+    #[test]
+    fn listed_names_and_addresses_are_found(
+        g in 0usize..10_000, sur in 0usize..10_000, amb in any::<bool>(), st in 0usize..100,
+        house in 1u32..300, letter in prop::option::of(prop::sample::select(vec!["A", "B", "C"])),
+        cue in prop::sample::select(vec!["Jeg heter", "Eg heiter", "Mitt navn er", "Hei", "Kan jeg snakke med", "My name is"]),
+        before in prop::collection::vec(prop::sample::select(FILLER.to_vec()), 0..4),
+    ) {
+        let given = listed("given_names.txt", amb);
+        let surnames = listed("surnames.txt", false);
+        let name = format!("{} {}", given[g % given.len()], surnames[sur % surnames.len()]);
+        let street = STREETS[st % STREETS.len()];
+        let address = match letter {
+            Some(l) => format!("{street} {house} {l}"),
+            None => format!("{street} {house}"),
+        };
+        let text = format!("{} {cue} {name}, og jeg bor i {address}.", before.join(" "));
+        let r = redact(&text);
+        let got: Vec<(PiiKind, &str)> = r.findings.iter().map(|f| (f.kind, &text[f.span.clone()])).collect();
+        prop_assert_eq!(got, vec![(PiiKind::Name, name.as_str()), (PiiKind::Address, address.as_str())], "{}", text);
         prop_assert!(redact(&r.text).findings.is_empty(), "not idempotent: {}", r.text);
     }
 }
@@ -1328,8 +1474,8 @@ fn generate_corpus() -> String {
             ),
             12 => (
                 Lang::Nb,
-                "Adressen er Storgata {}.",
-                format!("{}, {:04} Oslo", 1 + r.below(120), 150 + r.below(1000)),
+                "Adressen er {}.",
+                format!("Storgata {}, {:04} Oslo", 1 + r.below(120), 150 + r.below(1000)),
             ),
             13 => (
                 Lang::Nb,
@@ -1367,7 +1513,12 @@ fn generate_corpus() -> String {
                 format!("{} {:03} {:03}", 10 + r.below(90), r.below(1000), r.below(1000)),
             ),
         };
-        g.add(lang, "neg-amount-date", t, &[(None, v)]);
+        // The street address among them is one, postcode and place included.
+        if i % 20 == 12 {
+            g.add(lang, "address", t, &[(Some(PiiKind::Address), v)]);
+        } else {
+            g.add(lang, "neg-amount-date", t, &[(None, v)]);
+        }
     }
 
     // Hard negatives: numbers said as words that are amounts, times, years.
