@@ -24,7 +24,7 @@ impl ApiKey {
         Self(key.into())
     }
 
-    fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 }
@@ -97,7 +97,7 @@ impl ChatConfig {
         }
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         let base = self.url.trim_end_matches('/');
         let mut url = if base.ends_with("/v1") || base.contains("/openai/deployments/") {
             format!("{base}/chat/completions")
