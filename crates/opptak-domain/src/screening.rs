@@ -1,6 +1,6 @@
 //! Screening of KI drafts for discriminatory or unforeseen content (R6,
 //! issue 16 section 6): the lexicon half. A [`Lexicon`] (shipped as
-//! `screening/lexicon.toml`, documented there and in docs/summaries.md)
+//! `screening/lexicon.toml`, documented there and in docs/review-service.md)
 //! lists words a summary of a bank call should never need, by category
 //! (ethnicity, religion, gender, age, disability, sexual orientation, slurs,
 //! health, political views, unforeseen judgements). [`Lexicon::scan`] finds

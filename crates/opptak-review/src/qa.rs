@@ -1203,7 +1203,7 @@ mod tests {
         // Reference values (Wilson 1927; Newcombe 1998, Stat. Med. 17:857,
         // table I: 0/10, 1/10, 81/263): two-sided 95 %, z = 1.96.
         let close = |got: Option<(f64, f64)>, want: (f64, f64)| {
-            let (lo, hi) = got.unwrap();
+            let (lo, hi) = got.expect("an interval");
             assert!(
                 (lo - want.0).abs() < 5e-5 && (hi - want.1).abs() < 5e-5,
                 "{lo} {hi} vs {want:?}"
@@ -1216,7 +1216,7 @@ mod tests {
         close(wilson(10, 10, 1.96), (0.7225, 1.0));
         assert_eq!(wilson(0, 0, Z95), None);
         assert_eq!(wilson(3, 2, Z95), None);
-        let r = Rate::of(1, 4).unwrap();
+        let r = Rate::of(1, 4).expect("a rate");
         assert!((r.share() - 0.25).abs() < 1e-12 && r.low < 0.25 && r.high > 0.25);
     }
 

@@ -70,8 +70,8 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
                         th scope="col" { "Desk" }
                         th scope="col" { (lang.t("Språk", "Language")) }
                         th scope="col" { (lang.t("Emne", "Topic")) }
-                        th scope="col" { (lang.t("Hvorfor", "Why")) }
                         th scope="col" { (lang.t("Vurdert av", "Scored by")) }
+                        th scope="col" { (lang.t("Hvorfor", "Why")) }
                     } }
                     tbody {
                         @for r in &rows {
@@ -81,6 +81,10 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
                                 td { (r.desk) }
                                 td { (r.language) }
                                 td { (r.topic) }
+                                td {
+                                    @if r.reviewers.is_empty() { span.muted { (lang.t("ingen ennå", "no one yet")) } }
+                                    @else { (r.reviewers.join(", ")) }
+                                }
                                 td.reasons {
                                     @for why in &r.reasons {
                                         @if why == RECOGNITION_FAILED {
@@ -91,10 +95,6 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
                                             (lang.t("tilfeldig utvalg", "sample")) br;
                                         } @else { (why) br; }
                                     }
-                                }
-                                td {
-                                    @if r.reviewers.is_empty() { span.muted { (lang.t("ingen ennå", "no one yet")) } }
-                                    @else { (r.reviewers.join(", ")) }
                                 }
                             }
                         }
@@ -117,6 +117,14 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
 /// assessments and the form.
 pub(crate) async fn section(app: &App, lang: Lang, user: &User, token: &str, call_id: &CallId) -> Markup {
     let reviews: Vec<QaReview> = app.qa.reviews(call_id).await.unwrap_or_default();
+    let screening = app.qa.screening(call_id).await.ok().flatten().filter(|s| s.flagged());
+    let failed = app
+        .qa
+        .call(call_id)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|c| c.row.recognition_failed);
     let mine = reviews.iter().find(|r| r.reviewer == user.actor());
     let score_field = |name: &str, label: &str, current: Option<u8>| {
         html! {
@@ -130,6 +138,13 @@ pub(crate) async fn section(app: &App, lang: Lang, user: &User, token: &str, cal
     };
     html! {
         h2 #qa { (lang.t("Kvalitetskontroll", "Quality assessment")) }
+        @if failed {
+            p { strong.flag { (lang.t("Talegjenkjenningen feilet: lytt til opptaket; det finnes ikke noe utkast å vurdere.", "Speech recognition failed: listen to the recording; there is no draft to score.")) } }
+        }
+        @if let Some(s) = &screening {
+            p.screening { strong.flag { (lang.t("Screening flagget utkastet: ", "Screening flagged the draft: ")) }
+                (s.reasons().join("; ")) }
+        }
         @if !reviews.is_empty() {
             table {
                 thead { tr {
@@ -374,7 +389,7 @@ async fn report_page(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Rang
                 label { (lang.t("Til ", "To ")) input type="date" name="to" value=(report.to_day); } " "
                 button type="submit" { (lang.t("Vis", "Show")) }
             }
-            table {
+            table.topics {
                 thead { tr {
                     th scope="col" { (lang.t("Emne", "Topic")) }
                     th scope="col" { (lang.t("Utkast", "Drafts")) }
