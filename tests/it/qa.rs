@@ -853,6 +853,18 @@ impl SpeechRecognizer for Scripted {
     }
 }
 
+/// The demo's Private Banking KI call (demo-0003), made the advisor Anne's.
+fn demo_0003() -> (opptak::demo::Sample, CallId) {
+    let mut sample = opptak::demo::samples(&opptak::demo::default_samples_dir())
+        .unwrap()
+        .into_iter()
+        .find(|s| s.call.call_id == "demo-0003")
+        .unwrap();
+    sample.call.started.advisor_id = ADVISOR.into();
+    let cid = CallId::parse(&sample.call.call_id).unwrap();
+    (sample, cid)
+}
+
 /// The demo's Private Banking KI call (demo-0003) of the advisor Anne,
 /// recorded and drafted by the real summarizer; the recorder and KI roles
 /// still run (stop them when done).
@@ -873,13 +885,7 @@ async fn drafted_demo_call(
         .add_approved("setup", ADVISOR, "Anne", Role::Advisor, "oslo", PW)
         .await
         .unwrap();
-    let mut sample = opptak::demo::samples(&opptak::demo::default_samples_dir())
-        .unwrap()
-        .into_iter()
-        .find(|s| s.call.call_id == "demo-0003")
-        .unwrap();
-    sample.call.started.advisor_id = ADVISOR.into();
-    let cid = CallId::parse(&sample.call.call_id).unwrap();
+    let (sample, cid) = demo_0003();
     let recorder = RunningRecorder::spawn(edges.recorder());
     let ki = RunningKi::spawn(&edges, true, true, Some(Arc::new(Scripted)))
         .await
@@ -984,6 +990,12 @@ async fn an_approval_without_its_record_leaves_the_draft_open() {
 
 // ------------------------------------------------- issue 16, section 6 ---
 
+/// An English call about a lost card, with no lexicon term.
+const LOST_CARD_EN: &[(&str, &str)] = &[
+    ("customer", "I lost my card and I want to block it."),
+    ("agent", "I will block the card and order a new card."),
+];
+
 /// A transcript of `(speaker, text)` lines, one second each.
 fn transcript(lines: &[(&str, &str)]) -> Vec<opptak_ki::transcribe::TranscriptSegment> {
     lines
@@ -1040,18 +1052,7 @@ async fn strata_follow_the_detected_language_not_the_setting() {
         let edges = env.edges().await;
         let qa = Arc::new(Qa::open(&edges.review()).await.unwrap());
         let s = summarizer_with(&edges, qa.clone(), opptak_ki::screen::Screener::lexicon_only()).await;
-        let en = transcribed(
-            &edges,
-            "lang-en",
-            &[
-                ("customer", "Hello, I lost my card and I want to block it."),
-                (
-                    "agent",
-                    "Thank you, I have blocked the card and you will get a new one.",
-                ),
-            ],
-        )
-        .await;
+        let en = transcribed(&edges, "lang-en", LOST_CARD_EN).await;
         let nb = transcribed(
             &edges,
             "lang-nb",
@@ -1104,15 +1105,7 @@ async fn a_draft_with_a_lexicon_term_is_queued_by_screening() {
             ],
         )
         .await;
-        let clean = transcribed(
-            &edges,
-            "screen-clean",
-            &[
-                ("customer", "I lost my card and I want to block it."),
-                ("agent", "I will block the card and order a new card."),
-            ],
-        )
-        .await;
+        let clean = transcribed(&edges, "screen-clean", LOST_CARD_EN).await;
         for cid in [&hit, &clean] {
             s.summarize_call(cid).await.unwrap();
         }
@@ -1179,15 +1172,7 @@ async fn a_draft_with_a_lexicon_term_is_queued_by_screening() {
 /// recorded with the model and the prompt version.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_language_model_is_asked_for_a_second_opinion() {
-    let Ok(url) = std::env::var("OPPTAK_TEST_LLM_URL") else {
-        assert!(
-            std::env::var("OPPTAK_REQUIRE_SERVICES").as_deref() != Ok("1"),
-            "OPPTAK_TEST_LLM_URL is unset but OPPTAK_REQUIRE_SERVICES=1"
-        );
-        eprintln!("skipped: OPPTAK_TEST_LLM_URL is unset (deploy/local/services.sh start-llm)");
-        return;
-    };
-    let model = std::env::var("OPPTAK_TEST_LLM_MODEL").unwrap_or_else(|_| "smollm2-135m-instruct".into());
+    let Some((url, model)) = common::llm() else { return };
     let env = Env::new(&Backend::Embedded, "qa_screening_model");
     let edges = env.edges().await;
     let qa = Arc::new(qa_with_share(&edges, 0.0).await);
@@ -1195,15 +1180,7 @@ async fn the_language_model_is_asked_for_a_second_opinion() {
     cfg.timeout = Duration::from_secs(60);
     let screener = opptak_ki::screen::Screener::with_model(cfg).unwrap();
     let s = summarizer_with(&edges, qa.clone(), screener).await;
-    let cid = transcribed(
-        &edges,
-        "screen-model",
-        &[
-            ("customer", "I lost my card and I want to block it."),
-            ("agent", "I will block the card and order a new card."),
-        ],
-    )
-    .await;
+    let cid = transcribed(&edges, "screen-model", LOST_CARD_EN).await;
     s.summarize_call(&cid).await.unwrap();
     let sc = qa.screening(&cid).await.unwrap().unwrap();
     eprintln!("model opinion: {:?}", sc.model);
@@ -1235,13 +1212,7 @@ async fn a_call_whose_recognition_failed_is_sampled_for_listening() {
     let Some(url) = common::speech_url() else { return };
     let env = Env::new(&Backend::Embedded, "qa_asr_failed");
     let edges = env.edges().await;
-    let mut sample = opptak::demo::samples(&opptak::demo::default_samples_dir())
-        .unwrap()
-        .into_iter()
-        .find(|s| s.call.call_id == "demo-0003")
-        .unwrap();
-    sample.call.started.advisor_id = ADVISOR.into();
-    let cid = CallId::parse(&sample.call.call_id).unwrap();
+    let (sample, cid) = demo_0003();
     let recorder = RunningRecorder::spawn(edges.recorder());
     common::publish_events(&edges, &sample.call.events(100)).await;
     wait_for_recordings(&edges, 1, 60).await;

@@ -260,14 +260,7 @@ impl ChatScreen {
             "stream": false,
             "response_format": self.response_format(),
         });
-        let mut request = self.client.post(&self.endpoint).json(&body);
-        if let Some(key) = &self.config.api_key {
-            request = if self.config.azure_api_version.is_some() {
-                request.header("api-key", key.expose())
-            } else {
-                request.bearer_auth(key.expose())
-            };
-        }
+        let request = self.config.authorize(self.client.post(&self.endpoint).json(&body));
         let answer = http::exchange(request).await.map_err(|u| {
             Asked::Failed(match u {
                 Unanswered::Transport(t) => t.to_string(),
