@@ -152,15 +152,15 @@ impl Screener {
         })
     }
 
-    /// Screens `draft`; `send` false keeps its text from the model (the
-    /// redaction of the call was incomplete).
-    pub async fn screen(&self, draft: &Draft, send: bool) -> Screening {
+    /// Screens `draft`; `withhold` keeps its text from the model, saying
+    /// why (the call's redaction was incomplete, or is not known).
+    pub async fn screen(&self, draft: &Draft, withhold: Option<&str>) -> Screening {
         let text = draft_text(draft);
         let lexicon = self.lexicon.scan(&text);
-        let model = match (&self.model, send) {
+        let model = match (&self.model, withhold) {
             (None, _) => ModelOpinion::off("no language model configured"),
-            (Some(_), false) => ModelOpinion::off("redaction incomplete: nothing sent"),
-            (Some(m), true) => m.opinion(&redact(&text).text).await,
+            (Some(_), Some(why)) => ModelOpinion::off(why),
+            (Some(m), None) => m.opinion(&redact(&text).text).await,
         };
         tracing::info!(
             lexicon_hits = lexicon.len(),
@@ -320,10 +320,10 @@ mod tests {
     #[tokio::test]
     async fn the_lexicon_flags_and_the_reasons_name_the_term() {
         let s = Screener::lexicon_only();
-        let clean = s.screen(&draft("The customer lost a card."), true).await;
+        let clean = s.screen(&draft("The customer lost a card."), None).await;
         assert!(!clean.flagged());
         assert_eq!(clean.model.verdict, Verdict::Off);
-        let hit = s.screen(&draft("The customer, an immigrant, lost a card."), true).await;
+        let hit = s.screen(&draft("The customer, an immigrant, lost a card."), None).await;
         assert!(hit.flagged());
         assert_eq!(
             hit.reasons(),
@@ -336,12 +336,15 @@ mod tests {
         let mut c = ChatConfig::new("http://127.0.0.1:9", "m");
         c.timeout = Duration::from_secs(2);
         let s = Screener::with_model(c).unwrap();
-        let r = s.screen(&draft("Kunden er gravid og vil ha lån."), true).await;
+        let r = s.screen(&draft("Kunden er gravid og vil ha lån."), None).await;
         assert_eq!(r.model.verdict, Verdict::Unavailable);
         assert_eq!(r.model.prompt_version, SCREEN_PROMPT_VERSION);
         assert!(!r.model.detail.is_empty());
         assert!(r.flagged(), "the lexicon's hit stands");
-        let off = s.screen(&draft("x"), false).await;
-        assert_eq!(off.model.verdict, Verdict::Off);
+        let off = s.screen(&draft("x"), Some("not sent")).await;
+        assert_eq!(
+            (off.model.verdict, off.model.detail.as_str()),
+            (Verdict::Off, "not sent")
+        );
     }
 }

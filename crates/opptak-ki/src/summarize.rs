@@ -121,14 +121,14 @@ impl Summarizer {
         self
     }
 
-    /// Screens `draft` (its text to the model only when `send`) and tells
-    /// the listener, with the language detected from `segments`.
+    /// Screens `draft` (its text to the model unless `withhold` says why
+    /// not) and tells the listener, with the language detected from `segments`.
     async fn tell(
         &self,
         facts: &CallFacts,
         draft: &Draft,
         segments: &[TranscriptSegment],
-        send: bool,
+        withhold: Option<&str>,
     ) -> Result<(), TranscribeError> {
         let Some(l) = &self.listener else {
             return Ok(());
@@ -137,7 +137,7 @@ impl Summarizer {
             .map_or(UNDETERMINED, |l| l.as_str())
             .to_owned();
         let recognition_failed = segments.iter().all(|s| s.text.trim().is_empty());
-        let screening = self.screener.screen(draft, send).await;
+        let screening = self.screener.screen(draft, withhold).await;
         let drafted = Drafted {
             draft,
             language,
@@ -171,7 +171,10 @@ impl Summarizer {
                 // Not knowing whether this call's redaction was complete,
                 // the retry screens with the lexicon alone.
                 match read {
-                    Ok((d, segments)) => self.tell(&rec.facts, &d, &segments, false).await?,
+                    Ok((d, segments)) => {
+                        let why = "a retried call: its redaction is not known here, so nothing sent";
+                        self.tell(&rec.facts, &d, &segments, Some(why)).await?
+                    }
                     // Opted out or expired since: nothing to index.
                     Err(TranscribeError::Vault(VaultError::KeyDestroyed { .. })) => {}
                     Err(e) => return Err(e),
@@ -252,7 +255,8 @@ impl Summarizer {
                 payload: Bytes::from(msg.encode_to_vec()),
             }])
             .await?;
-        self.tell(&rec.facts, &draft, &segments, leftovers == 0).await?;
+        let withhold = (leftovers > 0).then_some("redaction incomplete: nothing sent");
+        self.tell(&rec.facts, &draft, &segments, withhold).await?;
         opptak_telemetry::metrics().drafts_stored.inc();
         if let Some(end) = &rec.end {
             // Wall time against the telephony system's end time: what the
