@@ -417,7 +417,31 @@ pub fn transcriber_with(
         topic: transcripts_topic(&edges.config),
         vad: Default::default(),
         language: (!ki.language.trim().is_empty()).then(|| ki.language.trim().to_owned()),
+        listener: None,
     }))
+}
+
+/// The transcriber role with `asr` (the configured one when `None`),
+/// telling QA ([`opptak_review::qa::Qa`]) of every call whose speech
+/// recognition failed, so it can be sampled.
+pub async fn transcriber_with_qa(
+    edges: &Edges,
+    asr: Option<Arc<dyn opptak_ki::asr::SpeechRecognizer>>,
+) -> Result<Arc<opptak_ki::transcribe::Transcriber>> {
+    let t = transcriber_with(edges, asr)?;
+    let qa = Arc::new(opptak_review::qa::Qa::open(&edges.review()).await?);
+    let mut t = Arc::try_unwrap(t).map_err(|_| anyhow::anyhow!("the transcriber is shared already"))?;
+    t.listener = Some(qa);
+    Ok(Arc::new(t))
+}
+
+/// What screens every draft: the lexicon, and the language model of
+/// `ki.llm_url` as the second opinion when it is one (not `embedded://`).
+pub fn screener(config: &Config) -> Result<opptak_ki::screen::Screener> {
+    match chat_config(config)? {
+        None => Ok(opptak_ki::screen::Screener::lexicon_only()),
+        Some(cfg) => opptak_ki::screen::Screener::with_model(cfg).map_err(|e| anyhow::anyhow!("ki.llm_url: {e}")),
+    }
 }
 
 /// The recognizer `ki.asr_url` names.
@@ -435,13 +459,12 @@ pub fn configured_asr(config: &Config) -> Result<Arc<dyn opptak_ki::asr::SpeechR
     Ok(Arc::new(asr))
 }
 
-/// The draft writer `ki.llm_url` names (the embedded one by default).
-pub fn draft_writer(config: &Config) -> Result<Arc<dyn opptak_ki::llm::DraftWriter>> {
+/// The chat server `ki.llm_url` names; `None` for the embedded drafter.
+fn chat_config(config: &Config) -> Result<Option<opptak_ki::llm::ChatConfig>> {
     let ki = &config.ki;
-    let taxonomy = Arc::new(opptak_domain::summary::Taxonomy::default_taxonomy());
     let url = ki.llm_url.trim();
     if url.is_empty() || url.starts_with("embedded:") {
-        return Ok(Arc::new(opptak_ki::llm::EmbeddedDrafts::new(taxonomy)));
+        return Ok(None);
     }
     let mut cfg = opptak_ki::llm::ChatConfig::new(url, ki.llm_model.trim());
     cfg.timeout = std::time::Duration::from_secs(ki.llm_timeout_s.max(1));
@@ -450,6 +473,15 @@ pub fn draft_writer(config: &Config) -> Result<Arc<dyn opptak_ki::llm::DraftWrit
         let key = std::env::var(env).with_context(|| format!("ki.llm_api_key_env names {env}, which is not set"))?;
         cfg.api_key = Some(opptak_ki::llm::ApiKey::new(key));
     }
+    Ok(Some(cfg))
+}
+
+/// The draft writer `ki.llm_url` names (the embedded one by default).
+pub fn draft_writer(config: &Config) -> Result<Arc<dyn opptak_ki::llm::DraftWriter>> {
+    let taxonomy = Arc::new(opptak_domain::summary::Taxonomy::default_taxonomy());
+    let Some(cfg) = chat_config(config)? else {
+        return Ok(Arc::new(opptak_ki::llm::EmbeddedDrafts::new(taxonomy)));
+    };
     Ok(Arc::new(
         opptak_ki::llm::ChatDrafts::new(cfg, taxonomy).map_err(|e| anyhow::anyhow!("ki.llm_url: {e}"))?,
     ))
@@ -472,6 +504,7 @@ pub async fn summarizer(edges: &Edges) -> Result<Arc<opptak_ki::summarize::Summa
         language: edges.config.ki.language.trim().to_owned(),
         taxonomy_version: taxonomy.version(),
         listener: None,
+        screener: Arc::new(screener(&edges.config)?),
     };
     Ok(Arc::new(summarizer.with_listener(qa)))
 }
@@ -514,7 +547,7 @@ impl RunningKi {
         edges.ensure_topics(&roles).await?;
         let mut live = None;
         if transcribe {
-            let mut t = transcriber_with(edges, asr)?;
+            let mut t = transcriber_with_qa(edges, asr).await?;
             let mut calls = None;
             if cfg.ki.live {
                 let l = Arc::new(opptak_ki::live::Live::new(t.clone(), edges.telephony_keys.clone()));

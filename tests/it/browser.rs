@@ -513,7 +513,15 @@ async fn qa_flow(tools: &Tools, svc: &Service, edit: &Edit) {
     let k = &indexed.row;
     assert_eq!(
         row,
-        [&svc.call, &k.day, &k.desk, &k.language, k.topic(), "ingen ennå"],
+        [
+            &svc.call,
+            &k.day,
+            &k.desk,
+            &k.language,
+            k.topic(),
+            "ingen ennå",
+            "tilfeldig utvalg"
+        ],
         "the queue's row"
     );
     shot(b, "qa-1-queue").await;
@@ -630,7 +638,7 @@ async fn qa_flow(tools: &Tools, svc: &Service, edit: &Edit) {
     assert_eq!(report_total(b).await, ["Totalt", withheld.as_str()], "the total row");
     let topics = b
         .execute(
-            "return [...document.querySelectorAll('main table tbody tr')]
+            "return [...document.querySelectorAll('main table.topics tbody tr')]
                 .map(r => [...r.cells].map(c => c.textContent.trim()));",
             vec![],
         )
@@ -834,7 +842,7 @@ async fn type_date(b: &Browser, css: &str, day: &str) {
 async fn report_total(b: &Browser) -> Vec<String> {
     let v = b
         .execute(
-            "return [...document.querySelector('main table tfoot tr').cells].map(c => c.textContent.trim());",
+            "return [...document.querySelector('main table.topics tfoot tr').cells].map(c => c.textContent.trim());",
             vec![],
         )
         .await;
@@ -844,7 +852,7 @@ async fn report_total(b: &Browser) -> Vec<String> {
 async fn report_headings(b: &Browser) -> Vec<String> {
     let v = b
         .execute(
-            "return [...document.querySelectorAll('main table thead th')].map(c => c.textContent.trim());",
+            "return [...document.querySelectorAll('main table.topics thead th')].map(c => c.textContent.trim());",
             vec![],
         )
         .await;

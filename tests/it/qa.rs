@@ -7,6 +7,13 @@
 //! at rest; the report's numbers on a small data set computed by hand (with
 //! edit distances from real approvals); the CSV read back. And the hook: a
 //! call drafted by the real pipeline is indexed and sampled.
+//!
+//! Issue 16, section 6: strata by the language detected from the
+//! transcript (not the configured one) and by recognition failure; a call
+//! whose recognition failed (the real speech server refusing the language)
+//! sampled and queued for listening; a draft holding a lexicon term queued
+//! by screening though the sample did not pick it; the real language model
+//! asked for its second opinion and the answer recorded.
 
 use crate::common;
 use common::AddApproved;
@@ -127,16 +134,22 @@ async fn opt_out(edges: &Edges, id: &str, started_at_us: i64) {
 /// Stores a draft artifact the way the summarizer does (sealed under the
 /// call's `ki` key), so the real review service can approve it.
 async fn store_draft(edges: &Edges, cid: &CallId, draft: &Draft) {
+    store_ki_json(edges, cid, ArtifactKind::Draft, "draft", draft).await;
+}
+
+/// Stores a KI artifact as the KI roles do: JSON sealed under the call's
+/// `ki` key, recorded as `store_kind`.
+async fn store_ki_json<T: serde::Serialize>(edges: &Edges, cid: &CallId, kind: ArtifactKind, store_kind: &str, v: &T) {
     let row = edges.meta.class_key(cid, "ki").await.unwrap().unwrap();
     let key = edges.vault().open_row(cid, &row).unwrap();
-    let id = format!("dr-{}", uuid::Uuid::new_v4().simple());
+    let id = format!("{store_kind}-{}", uuid::Uuid::new_v4().simple());
     let info = StreamInfo {
-        kind: ArtifactKind::Draft,
+        kind,
         key_id: key.id().to_owned(),
         key_ref: format!("{cid}/ki"),
         artifact_id: id.clone(),
     };
-    let sealed = stream::seal(&key, &info, DEFAULT_SEGMENT_SIZE, &serde_json::to_vec(draft).unwrap()).unwrap();
+    let sealed = stream::seal(&key, &info, DEFAULT_SEGMENT_SIZE, &serde_json::to_vec(v).unwrap()).unwrap();
     let path = format!("ki/{cid}/{id}.optk");
     edges.blobs.put(&path, Bytes::from(sealed.clone())).await.unwrap();
     let object = StoredObject {
@@ -145,7 +158,7 @@ async fn store_draft(edges: &Edges, cid: &CallId, draft: &Draft) {
     };
     edges
         .meta
-        .add_artifact(cid, &id, "draft", key.id(), &object, edges.clock.now_us())
+        .add_artifact(cid, &id, store_kind, key.id(), &object, edges.clock.now_us())
         .await
         .unwrap();
 }
@@ -198,7 +211,7 @@ async fn sampling_is_stratified_systematic_concurrent_and_idempotent() {
                 for lang in langs {
                     k += 1;
                     let size = [1, 2, 3, 9, 10, 11, 19, 21, 30, 41, 56, 133][k - 1];
-                    sizes.insert(opptak_review::qa::stratum(topic, desk.as_str(), lang), size);
+                    sizes.insert(opptak_review::qa::stratum(topic, desk.as_str(), lang, false), size);
                     for i in 0..size {
                         let id = format!("s{k:02}-{i:03}");
                         specs.push(CallSpec {
@@ -346,7 +359,7 @@ async fn sampling_is_stratified_systematic_concurrent_and_idempotent() {
 }
 
 /// A scripted test: on `TEST_DAY`, calls c1..c6 and c8, and c7 a week later.
-const STRATUM_CARDS: &str = "cards|customer_center|en";
+const STRATUM_CARDS: &str = "cards|customer_center|en|asr-ok";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scoring_report_and_opt_out_on_a_known_data_set() {
@@ -843,6 +856,18 @@ impl SpeechRecognizer for Scripted {
     }
 }
 
+/// The demo's Private Banking KI call (demo-0003), made the advisor Anne's.
+fn demo_0003() -> (opptak::demo::Sample, CallId) {
+    let mut sample = opptak::demo::samples(&opptak::demo::default_samples_dir())
+        .unwrap()
+        .into_iter()
+        .find(|s| s.call.call_id == "demo-0003")
+        .unwrap();
+    sample.call.started.advisor_id = ADVISOR.into();
+    let cid = CallId::parse(&sample.call.call_id).unwrap();
+    (sample, cid)
+}
+
 /// The demo's Private Banking KI call (demo-0003) of the advisor Anne,
 /// recorded and drafted by the real summarizer; the recorder and KI roles
 /// still run (stop them when done).
@@ -863,13 +888,7 @@ async fn drafted_demo_call(
         .add_approved("setup", ADVISOR, "Anne", Role::Advisor, "oslo", PW)
         .await
         .unwrap();
-    let mut sample = opptak::demo::samples(&opptak::demo::default_samples_dir())
-        .unwrap()
-        .into_iter()
-        .find(|s| s.call.call_id == "demo-0003")
-        .unwrap();
-    sample.call.started.advisor_id = ADVISOR.into();
-    let cid = CallId::parse(&sample.call.call_id).unwrap();
+    let (sample, cid) = demo_0003();
     let recorder = RunningRecorder::spawn(edges.recorder());
     let ki = RunningKi::spawn(&edges, true, true, Some(Arc::new(Scripted)))
         .await
@@ -970,4 +989,297 @@ async fn an_approval_without_its_record_leaves_the_draft_open() {
         .decide(&anne, &cid, Decision::Edit("An edit after the failure.".into()))
         .await
         .unwrap();
+}
+
+// ------------------------------------------------- issue 16, section 6 ---
+
+/// An English call about a lost card, with no lexicon term.
+const LOST_CARD_EN: &[(&str, &str)] = &[
+    ("customer", "I lost my card and I want to block it."),
+    ("agent", "I will block the card and order a new card."),
+];
+
+/// A transcript of `(speaker, text)` lines, one second each.
+fn transcript(lines: &[(&str, &str)]) -> Vec<opptak_ki::transcribe::TranscriptSegment> {
+    lines
+        .iter()
+        .enumerate()
+        .map(|(i, (speaker, text))| opptak_ki::transcribe::TranscriptSegment {
+            speaker: speaker.to_string(),
+            start_s: i as f32,
+            end_s: i as f32 + 1.0,
+            text: text.to_string(),
+        })
+        .collect()
+}
+
+/// The deployment's summarizer with one global language (`en`), telling
+/// `qa`, screening with `screener`.
+async fn summarizer_with(
+    edges: &Edges,
+    qa: Arc<Qa>,
+    screener: opptak_ki::screen::Screener,
+) -> opptak_ki::summarize::Summarizer {
+    let mut s = Arc::try_unwrap(opptak::app::summarizer(edges).await.unwrap())
+        .ok()
+        .unwrap();
+    s.language = "en".into();
+    s.listener = Some(qa);
+    s.screener = Arc::new(screener);
+    s
+}
+
+/// Registers `id` at the customer center and stores its transcript.
+async fn transcribed(edges: &Edges, id: &str, lines: &[(&str, &str)]) -> CallId {
+    register(
+        edges,
+        &[CallSpec {
+            id: id.into(),
+            desk: Desk::CustomerCenter,
+            started_at_us: day_us(2026, 4, 1) + 9 * HOUR_US,
+        }],
+    )
+    .await;
+    let cid = CallId::parse(id).unwrap();
+    store_ki_json(edges, &cid, ArtifactKind::Transcript, "transcript", &transcript(lines)).await;
+    cid
+}
+
+/// Two calls, one in English and one in Norwegian, drafted by the real
+/// summarizer under one global language setting (`en`): each is indexed
+/// with the language its transcript is in, so they land in different
+/// strata (on the old main both were `en`, the setting).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strata_follow_the_detected_language_not_the_setting() {
+    for env in backends("qa_detected_language").await {
+        let edges = env.edges().await;
+        let qa = Arc::new(Qa::open(&edges.review()).await.unwrap());
+        let s = summarizer_with(&edges, qa.clone(), opptak_ki::screen::Screener::lexicon_only()).await;
+        let en = transcribed(&edges, "lang-en", LOST_CARD_EN).await;
+        let nb = transcribed(
+            &edges,
+            "lang-nb",
+            &[
+                ("customer", "Hei, jeg har mistet kortet mitt og vil sperre det."),
+                ("agent", "Takk, jeg har sperret kortet, og du får et nytt kort."),
+            ],
+        )
+        .await;
+        for cid in [&en, &nb] {
+            let out = s.summarize_call(cid).await.unwrap();
+            assert!(
+                matches!(out, opptak_ki::summarize::SummaryOutcome::Done { .. }),
+                "{out:?}"
+            );
+        }
+        let row_en = qa.call(&en).await.unwrap().unwrap().row;
+        let row_nb = qa.call(&nb).await.unwrap().unwrap().row;
+        assert_eq!((row_en.language.as_str(), row_nb.language.as_str()), ("en", "nb"));
+        assert!(!row_en.recognition_failed && !row_nb.recognition_failed);
+        let strata: Vec<String> = qa.strata().await.unwrap().into_iter().map(|s| s.stratum).collect();
+        let want_en = opptak_review::qa::stratum(row_en.topic(), "customer_center", "en", false);
+        let want_nb = opptak_review::qa::stratum(row_nb.topic(), "customer_center", "nb", false);
+        assert_ne!(want_en, want_nb);
+        assert!(strata.contains(&want_en) && strata.contains(&want_nb), "{strata:?}");
+        // Each is its stratum's first call: both sampled.
+        let queued: Vec<String> = qa.queue().await.unwrap().into_iter().map(|q| q.stratum).collect();
+        assert!(queued.contains(&want_en) && queued.contains(&want_nb), "{queued:?}");
+    }
+}
+
+/// A draft holding a lexicon term is queued for QA by screening, with the
+/// term as the reason, though the sample (share 0) picked nothing; a clean
+/// draft is not queued. The term is sealed at rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draft_with_a_lexicon_term_is_queued_by_screening() {
+    for env in backends("qa_screening_lexicon").await {
+        let edges = env.edges().await;
+        let qa = Arc::new(qa_with_share(&edges, 0.0).await);
+        let s = summarizer_with(&edges, qa.clone(), opptak_ki::screen::Screener::lexicon_only()).await;
+        let hit = transcribed(
+            &edges,
+            "screen-hit",
+            &[
+                ("customer", "I am pregnant and I lost my card."),
+                (
+                    "agent",
+                    "Since you are pregnant I will block the card and order a new card.",
+                ),
+            ],
+        )
+        .await;
+        let clean = transcribed(&edges, "screen-clean", LOST_CARD_EN).await;
+        for cid in [&hit, &clean] {
+            s.summarize_call(cid).await.unwrap();
+        }
+        let d = opptak_ki::summarize::read_draft(&edges.vault(), &hit).await.unwrap();
+        assert!(
+            d.summary.to_lowercase().contains("pregnant"),
+            "precondition: the draft holds the term: {d:?}"
+        );
+        let queue = qa.queue().await.unwrap();
+        assert_eq!(
+            queue.iter().map(|q| q.call_id.as_str()).collect::<Vec<_>>(),
+            vec!["screen-hit"]
+        );
+        assert_eq!(queue[0].reason, "screening");
+        assert_eq!(
+            queue[0].reasons,
+            vec!["screening: lexicon term pregnant (health)".to_owned()]
+        );
+        let c = qa.call(&hit).await.unwrap().unwrap();
+        assert!(c.sampled, "in the QA queue, so QA may read it");
+        let sc = qa.screening(&hit).await.unwrap().unwrap();
+        assert_eq!(sc.model.verdict, opptak_ki::screen::Verdict::Off);
+        assert!(!qa.screening(&clean).await.unwrap().unwrap().flagged());
+        // The sample's own counters: nothing sampled at share 0.
+        assert!(qa.strata().await.unwrap().iter().all(|s| s.sampled == 0));
+        // QA may score it (it is in the queue).
+        let kari = Identity::open(&edges.review())
+            .await
+            .unwrap()
+            .add_approved("setup", "qa-kari", "Kari", Role::Qa, "qa", PW)
+            .await
+            .unwrap();
+        qa.score(
+            &kari,
+            &hit,
+            QaScore {
+                correctness: 2,
+                relevance: 3,
+                quality: 3,
+                flag: Some(QaFlag::Unexpected),
+                note: "Health detail in the summary.".into(),
+            },
+        )
+        .await
+        .unwrap();
+        if !env.config.storage.metadata.starts_with("sqlite://") {
+            use sqlx::{Connection, Row};
+            let mut conn = sqlx::PgConnection::connect(&env.config.storage.metadata).await.unwrap();
+            let rows = sqlx::query("SELECT CAST(t AS TEXT) AS row FROM qa_screenings t")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(rows.len(), 2);
+            for r in rows {
+                let text: String = r.get("row");
+                assert!(!text.contains("pregnant"), "{text}");
+            }
+        }
+    }
+}
+
+/// The language model's second opinion, from the real SmolLM2 server: the
+/// question is asked and the answer (whatever it is: the model is small)
+/// recorded with the model and the prompt version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_language_model_is_asked_for_a_second_opinion() {
+    let Some((url, model)) = common::llm() else { return };
+    let env = Env::new(&Backend::Embedded, "qa_screening_model");
+    let edges = env.edges().await;
+    let qa = Arc::new(qa_with_share(&edges, 0.0).await);
+    let mut cfg = opptak_ki::llm::ChatConfig::new(url, model.clone());
+    cfg.timeout = Duration::from_secs(60);
+    let screener = opptak_ki::screen::Screener::with_model(cfg).unwrap();
+    let s = summarizer_with(&edges, qa.clone(), screener).await;
+    let cid = transcribed(&edges, "screen-model", LOST_CARD_EN).await;
+    s.summarize_call(&cid).await.unwrap();
+    let sc = qa.screening(&cid).await.unwrap().unwrap();
+    eprintln!("model opinion: {:?}", sc.model);
+    assert_eq!(sc.model.model, model);
+    assert_eq!(sc.model.prompt_version, opptak_ki::screen::SCREEN_PROMPT_VERSION);
+    assert!(
+        matches!(
+            sc.model.verdict,
+            opptak_ki::screen::Verdict::Clear | opptak_ki::screen::Verdict::Flagged
+        ),
+        "the model answered: {:?}",
+        sc.model
+    );
+    // Queued exactly when flagged (by the model: the text holds no term).
+    assert!(sc.lexicon.is_empty());
+    let queued = !qa.queue().await.unwrap().is_empty();
+    assert_eq!(queued, sc.model.verdict == opptak_ki::screen::Verdict::Flagged);
+}
+
+/// A call whose speech recognition failed — the real speech server (tiny.en)
+/// refuses the language asked for (`no`) — gets no transcript and no draft,
+/// but an index row in its own stratum (`none|desk|und|asr-failed`), and as
+/// that stratum's first call it is sampled: the QA queue shows it as
+/// "speech recognition failed", to be listened to. The report counts it in
+/// the strata only, withheld under k. (On the old main an empty transcript
+/// was stored and the call never reached QA as a failure.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_recognition_failed_is_sampled_for_listening() {
+    let Some(url) = common::speech_url() else { return };
+    let env = Env::new(&Backend::Embedded, "qa_asr_failed");
+    let edges = env.edges().await;
+    let (sample, cid) = demo_0003();
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    common::publish_events(&edges, &sample.call.events(100)).await;
+    wait_for_recordings(&edges, 1, 60).await;
+    recorder.stop().await.unwrap();
+
+    let qa = Arc::new(Qa::open(&edges.review()).await.unwrap());
+    let mut asr = opptak_ki::asr::AsrConfig::new(&url, "tiny.en");
+    asr.timeout = Duration::from_secs(60);
+    let mut t = Arc::try_unwrap(
+        opptak::app::transcriber_with(&edges, Some(Arc::new(opptak_ki::asr::HttpAsr::new(asr).unwrap()))).unwrap(),
+    )
+    .ok()
+    .unwrap();
+    t.language = Some("no".into());
+    t.listener = Some(qa.clone());
+    let out = t.transcribe_call(&cid).await.unwrap();
+    assert!(
+        matches!(&out, opptak_ki::transcribe::Outcome::RecognitionFailed(why) if why.contains("refused")),
+        "{out:?}"
+    );
+    assert!(
+        !edges
+            .meta
+            .artifacts(&cid)
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.kind == "transcript"),
+        "no transcript stored"
+    );
+    let c = qa.call(&cid).await.unwrap().unwrap();
+    assert!(c.row.recognition_failed && c.sampled);
+    assert_eq!(
+        (c.row.topics.clone(), c.row.language.as_str(), c.row.draft_words),
+        (vec!["none".to_owned()], "und", 0)
+    );
+    let stratum = opptak_review::qa::stratum("none", "private_banking", "und", true);
+    let queue = qa.queue().await.unwrap();
+    assert_eq!(queue.len(), 1);
+    assert_eq!(
+        (queue[0].call_id.as_str(), queue[0].stratum.as_str()),
+        (cid.as_str(), stratum.as_str())
+    );
+    assert!(queue[0].recognition_failed);
+    assert!(
+        queue[0]
+            .reasons
+            .iter()
+            .any(|r| r == opptak_review::qa::RECOGNITION_FAILED),
+        "{:?}",
+        queue[0].reasons
+    );
+    // Told again (a retry): nothing changes.
+    assert_eq!(t.transcribe_call(&cid).await.unwrap(), out);
+    assert_eq!(qa.strata().await.unwrap().iter().map(|s| s.seen).sum::<u64>(), 1);
+    // Not an advisor's draft to review.
+    assert!(qa.open_drafts(&[ADVISOR.to_owned()]).await.unwrap().is_empty());
+    // The report: no topic row (no draft), one stratum, withheld at k = 5.
+    let report = qa.report(&c.row.day, &c.row.day).await.unwrap();
+    assert!(report.topics.is_empty());
+    assert_eq!(report.strata.len(), 1);
+    assert_eq!((report.strata[0].calls, report.strata[0].sampled), (1, 1));
+    assert!(report.strata[0].recognition_failed);
+    let withheld = report.suppress(5);
+    assert!(withheld.strata[0].suppressed && withheld.strata[0].calls == 0);
+    assert!(withheld.strata_total.suppressed);
 }

@@ -46,6 +46,7 @@ fn transcriber(edges: &Edges, asr: Arc<dyn SpeechRecognizer>) -> Transcriber {
             Err(_) => Default::default(),
         },
         language: Some("en".into()),
+        listener: None,
     }
 }
 

@@ -8,6 +8,8 @@
 //! - [`retention`]: the retention policy engine (which class keeps an
 //!   artifact, until when, and why).
 //! - [`vad`]: energy-based voice activity detection, cutting a channel into utterances.
+//! - [`screening`]: the lexicon drafts are screened against for
+//!   discriminatory or unforeseen content (R6).
 //! - [`summary`]: draft summaries and topic tags: the topic taxonomy, the
 //!   embedded extractive summarizer and classifier, prompts and JSON schema.
 //! - [`time`]: UTC days, ISO weeks and ISO 8601 times without a time-zone
@@ -21,6 +23,7 @@ pub mod model;
 pub mod reassembly;
 pub mod redact;
 pub mod retention;
+pub mod screening;
 pub mod summary;
 pub mod time;
 pub mod vad;

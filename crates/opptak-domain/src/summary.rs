@@ -140,6 +140,38 @@ impl Language {
     }
 }
 
+/// The language a transcript is in, from its words alone (function words
+/// of each language counted), whatever the deployment is configured for:
+/// QA stratifies by it (R6, issue 16 section 6), so a call in another
+/// language than the configured one lands in its own stratum. `None`
+/// (undetermined) when fewer than [`DETECT_MIN_MARKERS`] function words
+/// are found, or neither language has more than twice the other's: a call
+/// in a third language, a mixed call, or one with nothing recognised.
+pub fn detect_language<'a>(texts: impl IntoIterator<Item = &'a str>) -> Option<Language> {
+    let (mut nb, mut en) = (0usize, 0usize);
+    for t in texts {
+        for w in words(t) {
+            nb += usize::from(NB_MARKERS.contains(&w.as_str()));
+            en += usize::from(EN_MARKERS.contains(&w.as_str()));
+        }
+    }
+    if nb + en < DETECT_MIN_MARKERS {
+        None
+    } else if en > 2 * nb {
+        Some(Language::En)
+    } else if nb > 2 * en {
+        Some(Language::Nb)
+    } else {
+        None
+    }
+}
+
+/// The fewest function words [`detect_language`] decides on.
+pub const DETECT_MIN_MARKERS: usize = 3;
+
+/// The stratum code of an undetermined language ([`detect_language`] `None`), as in BCP 47.
+pub const UNDETERMINED: &str = "und";
+
 impl fmt::Display for Language {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -496,7 +528,7 @@ fn is_word_char(c: char) -> bool {
 
 /// Lowercase words; `'` and `-` between letters stay inside a word ("don't",
 /// "pin-kode"); every other non-alphanumeric character separates words.
-fn words(text: &str) -> Vec<String> {
+pub(crate) fn words(text: &str) -> Vec<String> {
     let chars: Vec<char> = text.chars().map(|c| if c == '’' { '\'' } else { c }).collect();
     let mut out = Vec::new();
     let mut cur = String::new();
@@ -954,6 +986,24 @@ mod tests {
         let t = Taxonomy::parse(DEFAULT_TAXONOMY).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(t.version(), 1);
         assert!(t.contains(OTHER_TOPIC));
+    }
+
+    #[test]
+    fn languages_are_detected_from_the_words_not_a_setting() {
+        assert_eq!(
+            detect_language(["I lost my card and I want to block it"]),
+            Some(Language::En)
+        );
+        assert_eq!(
+            detect_language(["Hei, jeg har mistet kortet mitt og vil sperre det"]),
+            Some(Language::Nb)
+        );
+        // Polish: neither language's function words.
+        assert_eq!(
+            detect_language(["Dzień dobry, zgubiłem kartę i chcę ją zablokować"]),
+            None
+        );
+        assert_eq!(detect_language(Vec::<&str>::new()), None);
     }
 
     #[test]

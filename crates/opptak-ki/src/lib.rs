@@ -8,6 +8,7 @@
 //! - `retry`: the one retry loop: exponential backoff, jitter, `Retry-After`, counted and uncounted failures.
 //! - `error`: [`transcribe::TranscribeError`], the roles' error, and which of its kinds a retry can help.
 //! - [`transcribe`]: a finished KI call's audio → transcript, sealed, stored, published; the transcriber role.
+//! - [`screen`]: every draft screened for discriminatory or unforeseen content: lexicon, then the model's second opinion.
 //! - [`summarize`]: redacted transcript → draft and topics, sealed, stored, published; the summarizer role.
 //! - `role`: the loop both batch roles run: subscribe, poll, settle each call with backoff, acknowledge.
 //! - [`live`]: KI calls transcribed while they run, from the telephony topic, stopped by an opt-out.
@@ -24,6 +25,7 @@ pub mod live_calls;
 pub mod llm;
 mod retry;
 mod role;
+pub mod screen;
 pub mod summarize;
 pub mod transcribe;
 

@@ -12,6 +12,11 @@
 //! replaced, for that call, by the embedded drafter, so every KI call has a
 //! draft for its advisor, and the draft's `source` says which wrote it.
 //!
+//! Every stored draft is screened ([`crate::screen`]: the lexicon, then
+//! the model's second opinion) and the listener told, with the language
+//! detected from the transcript's words (not the configured one) and
+//! whether anything was recognised at all, for QA's strata (R6).
+//!
 //! A customer's opt-out wins at every step: checked before the transcript
 //! is read, and again after the model answered (that draft is discarded).
 //! A draft stored in the instant before a concurrent opt-out is sealed under
@@ -19,13 +24,14 @@
 
 use crate::llm::{DraftRequest, DraftWriter, EmbeddedDrafts, LlmError};
 use crate::role::{self, Attempt, Job, Role};
+use crate::screen::{Screener, Screening};
 use crate::transcribe::{read_transcript, TranscribeError, TranscriptSegment};
 use bytes::Bytes;
 use opptak_bus::{Bus, Outgoing};
 use opptak_crypto::segment::ArtifactKind;
 use opptak_domain::model::{CallFacts, CallId, KeyClass};
 use opptak_domain::redact::{redact_from, Channel};
-use opptak_domain::summary::Draft;
+use opptak_domain::summary::{detect_language, Draft, UNDETERMINED};
 use opptak_proto::Message;
 use opptak_retention::Retention;
 use opptak_store::MetadataStore;
@@ -52,14 +58,37 @@ pub enum SummaryOutcome {
     Pending(LlmError),
 }
 
+/// A stored draft as the listener is told of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Drafted<'a> {
+    pub draft: &'a Draft,
+    /// The language detected from the transcript's words
+    /// ([`opptak_domain::summary::detect_language`]), whatever the
+    /// deployment's `ki.language`; `und` when undetermined.
+    pub language: String,
+    /// The transcript holds no recognised text (every utterance refused or
+    /// empty): the draft was written from nothing.
+    pub recognition_failed: bool,
+    /// The draft's screening; `None` when not screened.
+    pub screening: Option<Screening>,
+}
+
 /// Told of every stored draft before the call's transcript record is
-/// acknowledged: the reporting index and QA sampling (`src/qa.rs`) hook in
-/// here. An error leaves the call to be retried like a store error, and a
-/// retry finding the draft already stored reads it back and tells the
-/// listener again, so a listener must be idempotent per call.
+/// acknowledged, and of every call whose speech recognition failed: the
+/// reporting index and QA sampling (`src/qa.rs`) hook in here. An error
+/// leaves the call to be retried like a store error, and a retry finding
+/// the draft already stored reads it back and tells the listener again, so
+/// a listener must be idempotent per call.
 #[async_trait::async_trait]
 pub trait DraftListener: Send + Sync + 'static {
-    async fn drafted(&self, facts: &CallFacts, draft: &Draft) -> Result<(), String>;
+    async fn drafted(&self, facts: &CallFacts, drafted: &Drafted<'_>) -> Result<(), String>;
+
+    /// The call's speech recognition failed (`why`, no content): no
+    /// transcript, no draft. QA samples such calls too, to listen to them.
+    async fn recognition_failed(&self, facts: &CallFacts, why: &str) -> Result<(), String> {
+        let _ = (facts, why);
+        Ok(())
+    }
 }
 
 pub struct Summarizer {
@@ -77,6 +106,8 @@ pub struct Summarizer {
     pub taxonomy_version: u32,
     /// Told of each stored draft (see [`DraftListener`]).
     pub listener: Option<Arc<dyn DraftListener>>,
+    /// Screens each stored draft before the listener is told.
+    pub screener: Arc<Screener>,
 }
 
 impl Summarizer {
@@ -90,11 +121,30 @@ impl Summarizer {
         self
     }
 
-    async fn tell(&self, facts: &CallFacts, draft: &Draft) -> Result<(), TranscribeError> {
-        match &self.listener {
-            Some(l) => l.drafted(facts, draft).await.map_err(TranscribeError::Listener),
-            None => Ok(()),
-        }
+    /// Screens `draft` (its text to the model unless `withhold` says why
+    /// not) and tells the listener, with the language detected from `segments`.
+    async fn tell(
+        &self,
+        facts: &CallFacts,
+        draft: &Draft,
+        segments: &[TranscriptSegment],
+        withhold: Option<&str>,
+    ) -> Result<(), TranscribeError> {
+        let Some(l) = &self.listener else {
+            return Ok(());
+        };
+        let language = detect_language(segments.iter().map(|s| s.text.as_str()))
+            .map_or(UNDETERMINED, |l| l.as_str())
+            .to_owned();
+        let recognition_failed = segments.iter().all(|s| s.text.trim().is_empty());
+        let screening = self.screener.screen(draft, withhold).await;
+        let drafted = Drafted {
+            draft,
+            language,
+            recognition_failed,
+            screening: Some(screening),
+        };
+        l.drafted(facts, &drafted).await.map_err(TranscribeError::Listener)
     }
 
     /// Drafts one transcribed KI call, once.
@@ -114,8 +164,17 @@ impl Summarizer {
             // The attempt that stored it may have failed before the listener
             // was told; telling it again is harmless (idempotent).
             if self.listener.is_some() {
-                match read_draft(&self.vault, call_id).await {
-                    Ok(d) => self.tell(&rec.facts, &d).await?,
+                let read = match read_draft(&self.vault, call_id).await {
+                    Ok(d) => read_transcript(&self.vault, call_id).await.map(|s| (d, s)),
+                    Err(e) => Err(e),
+                };
+                // Not knowing whether this call's redaction was complete,
+                // the retry screens with the lexicon alone.
+                match read {
+                    Ok((d, segments)) => {
+                        let why = "a retried call: its redaction is not known here, so nothing sent";
+                        self.tell(&rec.facts, &d, &segments, Some(why)).await?
+                    }
                     // Opted out or expired since: nothing to index.
                     Err(TranscribeError::Vault(VaultError::KeyDestroyed { .. })) => {}
                     Err(e) => return Err(e),
@@ -123,14 +182,14 @@ impl Summarizer {
             }
             return Ok(SummaryOutcome::AlreadyDone);
         }
-        let segments = match read_transcript(&self.vault, call_id).await {
+        let transcript = match read_transcript(&self.vault, call_id).await {
             Ok(s) => s,
             Err(TranscribeError::Vault(VaultError::NoArtifact { .. })) => return Ok(SummaryOutcome::NoTranscript),
             Err(TranscribeError::Vault(VaultError::KeyDestroyed { .. })) => return Ok(SummaryOutcome::OptedOut),
             Err(e) => return Err(e),
         };
         // R13: only redacted text leaves, and redaction is checked, not trusted.
-        let (segments, leftovers) = redacted_segments(&segments);
+        let (segments, leftovers) = redacted_segments(&transcript);
         let request = DraftRequest {
             language: self.language.clone(),
             segments,
@@ -190,7 +249,8 @@ impl Summarizer {
                 payload: Bytes::from(msg.encode_to_vec()),
             }])
             .await?;
-        self.tell(&rec.facts, &draft).await?;
+        let withhold = (leftovers > 0).then_some("redaction incomplete: nothing sent");
+        self.tell(&rec.facts, &draft, &transcript, withhold).await?;
         opptak_telemetry::metrics().drafts_stored.inc();
         if let Some(end) = &rec.end {
             // Wall time against the telephony system's end time: what the

@@ -9,6 +9,11 @@
 //! was down is left pending (nothing stored) and transcribed again later
 //! (`Transcriber::transcribe_pending`). A call whose customer opted out of
 //! KI is never sent, and its `ki` key is shredded.
+//!
+//! A call whose speech recognition failed (every utterance refused by the
+//! recognizer, e.g. a language the model does not take, or audio that
+//! cannot be decoded) gets no transcript; the listener is told, so QA can
+//! sample it and listen (R6: failure can be unequal across groups).
 
 pub use crate::error::TranscribeError;
 
@@ -54,6 +59,9 @@ pub enum Outcome {
     OptedOut,
     /// The recognizer is unavailable; nothing stored, try again later.
     Pending(AsrError),
+    /// Speech recognition failed for good (why, no content): nothing
+    /// stored, the listener told.
+    RecognitionFailed(String),
 }
 
 pub struct Transcriber {
@@ -66,6 +74,8 @@ pub struct Transcriber {
     pub topic: String,
     pub vad: VadConfig,
     pub language: Option<String>,
+    /// Told of calls whose recognition failed (QA samples them).
+    pub listener: Option<Arc<dyn crate::summarize::DraftListener>>,
 }
 
 impl Transcriber {
@@ -108,10 +118,17 @@ impl Transcriber {
             Err(e) => return Err(e.into()),
         };
         let format = wire.record.facts.format.clone();
-        let pcm = format.decode(&wire.wire).map_err(|source| TranscribeError::Audio {
-            call_id: call_id.to_string(),
-            source,
-        })?;
+        let pcm = match format.decode(&wire.wire) {
+            Ok(pcm) => pcm,
+            Err(source) => {
+                self.recognition_failed(&rec.facts, "the audio cannot be decoded")
+                    .await?;
+                return Err(TranscribeError::Audio {
+                    call_id: call_id.to_string(),
+                    source,
+                });
+            }
+        };
         let rate = format.sample_rate_hz();
         let roles = format.channel_roles().to_vec();
         let channels = roles.len();
@@ -134,6 +151,8 @@ impl Transcriber {
         }
         utterances.sort_by_key(|u| u.0);
         let mut segments = Vec::new();
+        let (sent, mut refused) = (utterances.len(), 0usize);
+        let mut refusal = String::new();
         for (start, role, end, mono) in utterances {
             // An opt-out while this call is transcribed stops it before the
             // next utterance reaches the recognizer; what was recognized is
@@ -166,8 +185,16 @@ impl Transcriber {
                 }
                 Err(e) => {
                     tracing::warn!(call_id = %call_id, start, error = %e, "utterance refused by the recognizer; skipped");
+                    refused += 1;
+                    refusal = e.to_string();
                 }
             }
+        }
+        if sent > 0 && refused == sent {
+            // Nothing recognised, and not for want of speech: QA listens.
+            let why = format!("the recognizer refused all {sent} utterances ({refusal})");
+            self.recognition_failed(&rec.facts, &why).await?;
+            return Ok(Outcome::RecognitionFailed(why));
         }
         let id = new_transcript_id();
         if !self.store(call_id, &key, &id, &segments, 0).await? {
@@ -176,6 +203,22 @@ impl Transcriber {
         Ok(Outcome::Done {
             segments: segments.len(),
         })
+    }
+
+    /// Tells the listener that `facts`' recognition failed.
+    async fn recognition_failed(
+        &self,
+        facts: &opptak_domain::model::CallFacts,
+        why: &str,
+    ) -> Result<(), TranscribeError> {
+        tracing::warn!(call_id = %facts.call_id, why, "speech recognition failed; no transcript");
+        match &self.listener {
+            Some(l) => l
+                .recognition_failed(facts, why)
+                .await
+                .map_err(TranscribeError::Listener),
+            None => Ok(()),
+        }
     }
 
     /// Transcribes every finished KI call that has no transcript yet

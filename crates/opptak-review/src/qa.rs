@@ -1,18 +1,28 @@
 //! QA sampling (R6) and the KI reporting index (R5), issue 6 item 3.
 //!
 //! Every drafted KI call gets a content-free index row the moment its draft
-//! is stored ([`Qa::on_draft`], called by the summarizer through
-//! [`opptak_ki::summarize::DraftListener`]): UTC day, desk, language,
-//! taxonomy topics, the draft's length. The same transaction decides whether
-//! the call lands in the QA queue (stratified systematic sampling, see
-//! [`systematic_pick`]). The advisor's outcome (approved with the word-level
+//! is stored ([`Qa::on_drafted`], called by the summarizer through
+//! [`opptak_ki::summarize::DraftListener`]): UTC day, desk, the language
+//! detected from the transcript, taxonomy topics, the draft's length. So
+//! does every call whose speech recognition failed
+//! ([`Qa::on_recognition_failed`], from the transcriber): topic `none`, no
+//! draft, so QA can listen to it (issue 16 section 6: failure itself can be
+//! unequal across groups). The same transaction decides whether the call
+//! lands in the QA queue (stratified systematic sampling by [`stratum`]:
+//! topic × desk × detected language × recognition failed, see
+//! [`systematic_pick`]), stores the draft's screening (lexicon and language
+//! model, `opptak_ki::screen`) and queues a screening hit whatever the
+//! sample decided. The advisor's outcome (approved with the word-level
 //! edit distance from the draft, or rejected) is added by `src/review.rs`
 //! ([`Qa::on_decision`]).
 //!
 //! QA reviewers ([`Role::Qa`]) score sampled calls ([`Qa::score`]); the note
 //! is the one text stored, sealed under the call's `ki` key like the review
-//! versions, so it goes with the KI data. [`Qa::report`] aggregates per
-//! topic (UI and CSV); [`Qa::topic_rows`] feeds the topic dashboard.
+//! versions, so it goes with the KI data; so are the screening's terms.
+//! [`Qa::report`] aggregates per topic (UI and CSV) and per stratum, with
+//! error and flag rates and their 95 % Wilson intervals ([`wilson`]),
+//! k-suppressed like the dashboard; [`Qa::topic_rows`] feeds the topic
+//! dashboard.
 //!
 //! Calls whose customer opted out of KI are left out of every read (the
 //! store joins `calls` at read time), whatever order the opt-out and the
@@ -26,8 +36,10 @@ use opptak_crypto::segment::ArtifactKind;
 
 use opptak_crypto::DataKey;
 use opptak_domain::model::{CallFacts, CallId, KeyClass};
-use opptak_domain::summary::Draft;
-use opptak_store::reporting::{KiCallRow, QaReviewRow, SqlReporting};
+use opptak_domain::summary::{Draft, UNDETERMINED};
+use opptak_ki::screen::Screening;
+use opptak_ki::summarize::Drafted;
+use opptak_store::reporting::{KiCallRow, QaReviewRow, ScreeningRow, SqlReporting};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -64,9 +76,82 @@ pub fn systematic_pick(n: u64, share_ppm: u64) -> bool {
     ceil(n + 1) > ceil(n)
 }
 
-/// The sampling stratum of a call: primary topic, desk, language.
-pub fn stratum(topic: &str, desk: &str, language: &str) -> String {
-    format!("{topic}|{desk}|{language}")
+/// The sampling stratum of a call: primary topic, desk, the language
+/// detected from its transcript, and whether its speech recognition failed
+/// (`asr-failed`, else `asr-ok`).
+pub fn stratum(topic: &str, desk: &str, language: &str, recognition_failed: bool) -> String {
+    let asr = if recognition_failed { "asr-failed" } else { "asr-ok" };
+    format!("{topic}|{desk}|{language}|{asr}")
+}
+
+/// The topic of a call without a draft (speech recognition failed).
+pub const NO_TOPIC: &str = "none";
+
+/// What QA sees for a call whose recognition failed.
+pub const RECOGNITION_FAILED: &str = "speech recognition failed: listen to the call (no draft to score)";
+
+/// A QA review counts as finding an error when its correctness is at most this.
+pub const ERROR_MAX_CORRECTNESS: u8 = 2;
+
+/// z for a two-sided 95 % interval.
+pub const Z95: f64 = 1.959_963_984_540_054;
+
+/// A share `x / n` with its Wilson score interval.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rate {
+    pub x: u64,
+    pub n: u64,
+    pub low: f64,
+    pub high: f64,
+}
+
+impl Rate {
+    /// `x / n` with its 95 % Wilson interval; `None` when `n` is 0.
+    pub fn of(x: u64, n: u64) -> Option<Rate> {
+        let (low, high) = wilson(x, n, Z95)?;
+        Some(Rate { x, n, low, high })
+    }
+
+    pub fn share(&self) -> f64 {
+        self.x as f64 / self.n as f64
+    }
+}
+
+/// The Wilson score interval of `x` successes in `n` trials at `z`:
+/// `(p + z²/2n ± z·√(p(1−p)/n + z²/4n²)) / (1 + z²/n)`. Unlike the normal
+/// approximation it stays inside 0..=1 and is not zero-width at 0 or n,
+/// which matters here: QA samples few calls per stratum, and "0 errors in
+/// 3 reviews" must not read as "no errors". `None` when `n` is 0.
+pub fn wilson(x: u64, n: u64, z: f64) -> Option<(f64, f64)> {
+    if n == 0 || x > n {
+        return None;
+    }
+    let (n, p) = (n as f64, x as f64 / n as f64);
+    let z2 = z * z;
+    let denom = 1.0 + z2 / n;
+    let centre = (p + z2 / (2.0 * n)) / denom;
+    let half = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denom;
+    Some(((centre - half).max(0.0), (centre + half).min(1.0)))
+}
+
+/// Which of groups of `sizes` calls to withhold at `k`: every group with
+/// 1..k-1 calls, then (so no withheld one can be recovered as a published
+/// total minus the published groups) the smallest others until the
+/// withheld ones hold at least k calls together. `exhausted` when that
+/// cannot be reached: the total over these groups must be withheld too.
+fn withhold(sizes: &[u64], k: u64) -> (Vec<bool>, bool) {
+    let mut hidden: Vec<bool> = sizes.iter().map(|n| (1..k).contains(n)).collect();
+    let mut by_size: Vec<usize> = (0..sizes.len()).filter(|&i| !hidden[i] && sizes[i] > 0).collect();
+    by_size.sort_by_key(|&i| sizes[i]);
+    let mut by_size = by_size.into_iter();
+    let withheld = |h: &[bool]| sizes.iter().zip(h).filter(|(_, h)| **h).map(|(n, _)| n).sum::<u64>();
+    while hidden.iter().any(|h| *h) && withheld(&hidden) < k {
+        match by_size.next() {
+            Some(i) => hidden[i] = true,
+            None => return (hidden, true),
+        }
+    }
+    (hidden, false)
 }
 
 /// Word-level Levenshtein distance: the fewest words inserted, deleted or
@@ -210,6 +295,110 @@ pub struct TopicStats {
     pub mean_edit_distance_per_draft_word: Option<f64>,
 }
 
+/// The QA report's numbers for one stratum (or all of them).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StratumStats {
+    /// [`stratum`]'s key, or [`TOTAL`].
+    pub stratum: String,
+    pub topic: String,
+    pub desk: String,
+    pub language: String,
+    pub recognition_failed: bool,
+    /// Withheld (under k): every number below is 0 or `None`.
+    pub suppressed: bool,
+    /// Indexed calls (drafted, or recognition failed).
+    pub calls: u64,
+    /// Picked by the stratified sample.
+    pub sampled: u64,
+    /// Flagged by screening.
+    pub screened: u64,
+    /// Calls with at least one QA review.
+    pub scored: u64,
+    /// Scored calls a reviewer found wrong (correctness at most [`ERROR_MAX_CORRECTNESS`]).
+    pub errors: u64,
+    /// Scored calls a reviewer flagged (discriminatory or unexpected).
+    pub flagged: u64,
+    /// `errors / scored`, 95 % Wilson interval.
+    pub error_rate: Option<Rate>,
+    /// `flagged / scored`, 95 % Wilson interval.
+    pub flag_rate: Option<Rate>,
+    /// `screened / calls`, 95 % Wilson interval.
+    pub screening_rate: Option<Rate>,
+}
+
+impl StratumStats {
+    fn withheld(&self) -> StratumStats {
+        StratumStats {
+            stratum: self.stratum.clone(),
+            topic: self.topic.clone(),
+            desk: self.desk.clone(),
+            language: self.language.clone(),
+            recognition_failed: self.recognition_failed,
+            suppressed: true,
+            ..Default::default()
+        }
+    }
+
+    /// The group that sums to a published topic row (failed calls have none).
+    fn group(&self) -> &str {
+        if self.recognition_failed {
+            "|asr-failed"
+        } else {
+            &self.topic
+        }
+    }
+}
+
+#[derive(Default)]
+struct StratumAcc {
+    calls: u64,
+    sampled: u64,
+    screened: u64,
+    scored: BTreeSet<String>,
+    errors: BTreeSet<String>,
+    flagged: BTreeSet<String>,
+}
+
+impl StratumAcc {
+    fn stats(&self, key: &StratumKey) -> StratumStats {
+        let (scored, errors, flagged) = (
+            self.scored.len() as u64,
+            self.errors.len() as u64,
+            self.flagged.len() as u64,
+        );
+        StratumStats {
+            stratum: key.stratum(),
+            topic: key.0.clone(),
+            desk: key.1.clone(),
+            language: key.2.clone(),
+            recognition_failed: key.3,
+            suppressed: false,
+            calls: self.calls,
+            sampled: self.sampled,
+            screened: self.screened,
+            scored,
+            errors,
+            flagged,
+            error_rate: Rate::of(errors, scored),
+            flag_rate: Rate::of(flagged, scored),
+            screening_rate: Rate::of(self.screened, self.calls),
+        }
+    }
+}
+
+/// (topic, desk, language, recognition failed).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct StratumKey(String, String, String, bool);
+
+impl StratumKey {
+    fn stratum(&self) -> String {
+        if self.0 == TOTAL {
+            return TOTAL.to_owned();
+        }
+        stratum(&self.0, &self.1, &self.2, self.3)
+    }
+}
+
 /// What [`Qa::sample_access`] found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SampleAccess {
@@ -228,8 +417,12 @@ pub const TOTAL: &str = "TOTAL";
 pub struct QaReport {
     pub from_day: String,
     pub to_day: String,
+    /// Drafted calls (recognition failures are in the strata only).
     pub topics: Vec<TopicStats>,
     pub total: TopicStats,
+    /// Per stratum (sorted), failed recognitions included.
+    pub strata: Vec<StratumStats>,
+    pub strata_total: StratumStats,
 }
 
 #[derive(Default)]
@@ -311,30 +504,52 @@ impl QaReport {
     /// as the total minus the published rows, more rows (the smallest first)
     /// are withheld until the withheld ones together hold at least k calls —
     /// and the total too when that cannot be reached (or is itself under k).
+    ///
+    /// The strata likewise, within each topic (their calls sum to the
+    /// topic's row; a withheld topic withholds all its strata) and among
+    /// the failed recognitions; the strata's total goes when any of that
+    /// cannot reach k, or the topics' total went.
     pub fn suppress(mut self, k: u64) -> QaReport {
-        let small = |t: &TopicStats| (1..k).contains(&t.drafted);
-        let mut hidden: Vec<usize> = (0..self.topics.len()).filter(|&i| small(&self.topics[i])).collect();
-        let mut by_size: Vec<usize> = (0..self.topics.len())
-            .filter(|i| !hidden.contains(i) && self.topics[*i].drafted > 0)
+        let sizes: Vec<u64> = self.topics.iter().map(|t| t.drafted).collect();
+        let (hidden, exhausted) = withhold(&sizes, k);
+        let total_hidden = (1..k).contains(&self.total.drafted) || exhausted;
+        let hidden_topics: BTreeSet<String> = self
+            .topics
+            .iter()
+            .zip(&hidden)
+            .filter(|(_, h)| **h)
+            .map(|(t, _)| t.topic.clone())
             .collect();
-        by_size.sort_by_key(|&i| self.topics[i].drafted);
-        let mut by_size = by_size.into_iter();
-        let withheld = |h: &[usize], topics: &[TopicStats]| h.iter().map(|&i| topics[i].drafted).sum::<u64>();
-        let mut total_hidden = small(&self.total);
-        while !hidden.is_empty() && withheld(&hidden, &self.topics) < k {
-            match by_size.next() {
-                Some(i) => hidden.push(i),
-                None => {
-                    total_hidden = true;
-                    break;
-                }
+        for (t, h) in self.topics.iter_mut().zip(hidden) {
+            if h {
+                *t = TopicStats::withheld(&t.topic);
             }
-        }
-        for i in hidden {
-            self.topics[i] = TopicStats::withheld(&self.topics[i].topic);
         }
         if total_hidden {
             self.total = TopicStats::withheld(TOTAL);
+        }
+        let mut strata_total_hidden = total_hidden || (1..k).contains(&self.strata_total.calls);
+        let groups: BTreeSet<String> = self.strata.iter().map(|s| s.group().to_owned()).collect();
+        for g in groups {
+            let members: Vec<usize> = (0..self.strata.len())
+                .filter(|&i| self.strata[i].group() == g)
+                .collect();
+            let hide: Vec<bool> = if hidden_topics.contains(&g) {
+                vec![true; members.len()]
+            } else {
+                let sizes: Vec<u64> = members.iter().map(|&i| self.strata[i].calls).collect();
+                let (hide, exhausted) = withhold(&sizes, k);
+                strata_total_hidden |= exhausted;
+                hide
+            };
+            for (i, h) in members.into_iter().zip(hide) {
+                if h {
+                    self.strata[i] = self.strata[i].withheld();
+                }
+            }
+        }
+        if strata_total_hidden {
+            self.strata_total = self.strata_total.withheld();
         }
         self
     }
@@ -414,38 +629,114 @@ impl Qa {
     /// Indexes a call whose draft was just stored and decides whether QA
     /// samples it. Idempotent per call: a retried draft changes nothing and
     /// returns the first decision.
+    /// The draft's own language stands for the detected one and nothing
+    /// is screened: [`Qa::on_drafted`] is what the summarizer calls.
     pub async fn on_draft(&self, facts: &CallFacts, draft: &Draft) -> Result<Indexed> {
-        let topics: Vec<String> = if draft.topics.is_empty() {
+        let drafted = Drafted {
+            draft,
+            language: draft.language.clone(),
+            recognition_failed: false,
+            screening: None,
+        };
+        self.on_drafted(facts, &drafted).await
+    }
+
+    /// Indexes a stored draft with its detected language and screening;
+    /// a screening hit is queued for QA whatever the sample decided.
+    pub async fn on_drafted(&self, facts: &CallFacts, d: &Drafted<'_>) -> Result<Indexed> {
+        let topics: Vec<String> = if d.draft.topics.is_empty() {
             vec!["other".to_owned()]
         } else {
-            draft.topics.clone()
+            d.draft.topics.clone()
         };
-        let language = if draft.language.is_empty() {
-            "und"
-        } else {
-            draft.language.as_str()
+        let row = self.row(
+            facts,
+            &d.language,
+            topics,
+            d.draft.summary.split_whitespace().count() as u64,
+            d.recognition_failed,
+        );
+        let screening = match &d.screening {
+            Some(s) => self.seal_screening(&facts.call_id, s, row.drafted_at_us).await?,
+            None => None,
         };
-        let row = KiCallRow {
+        self.index(facts, &row, screening.as_ref()).await
+    }
+
+    /// Indexes a call whose speech recognition failed (`why`, logged
+    /// only): topic [`NO_TOPIC`], language undetermined, no draft. Sampled
+    /// in its own stratum, so QA listens to such calls too. Idempotent.
+    pub async fn on_recognition_failed(&self, facts: &CallFacts, why: &str) -> Result<Indexed> {
+        let row = self.row(facts, UNDETERMINED, vec![NO_TOPIC.to_owned()], 0, true);
+        tracing::info!(call_id = %facts.call_id, why, "speech recognition failed; indexed for QA");
+        self.index(facts, &row, None).await
+    }
+
+    fn row(&self, facts: &CallFacts, language: &str, topics: Vec<String>, words: u64, failed: bool) -> KiCallRow {
+        let language = language.trim();
+        KiCallRow {
             call_id: facts.call_id.to_string(),
             day: opptak_domain::time::utc_day(facts.started_at_us),
             desk: facts.desk.as_str().to_owned(),
-            language: language.to_owned(),
+            language: if language.is_empty() { UNDETERMINED } else { language }.to_owned(),
             topics,
             advisor_id: facts.advisor_id.clone(),
             drafted_at_us: self.edges.vault.clock().now_us(),
-            draft_words: draft.summary.split_whitespace().count() as u64,
-        };
-        let stratum = stratum(row.topic(), &row.desk, &row.language);
+            draft_words: words,
+            recognition_failed: failed,
+        }
+    }
+
+    async fn index(&self, facts: &CallFacts, row: &KiCallRow, screening: Option<&ScreeningRow>) -> Result<Indexed> {
+        let stratum = stratum(row.topic(), &row.desk, &row.language, row.recognition_failed);
         let share = self.share_ppm;
         let indexed = self
             .store
-            .index_draft(&row, &stratum, row.drafted_at_us, |n| systematic_pick(n, share))
+            .index_draft(
+                row,
+                &stratum,
+                row.drafted_at_us,
+                |n| systematic_pick(n, share),
+                screening,
+            )
             .await
             .with_context(|| format!("indexing the draft of {}", facts.call_id))?;
         if indexed.new {
-            tracing::info!(call_id = %facts.call_id, %stratum, sampled = indexed.sampled, "ki call indexed");
+            tracing::info!(call_id = %facts.call_id, %stratum, sampled = indexed.sampled,
+                screened = indexed.screened, "ki call indexed");
         }
         Ok(indexed)
+    }
+
+    /// The screening as stored, its terms and detail sealed under the
+    /// call's `ki` key; `None` once that key is gone (nothing to queue).
+    async fn seal_screening(&self, call_id: &CallId, s: &Screening, at_us: i64) -> Result<Option<ScreeningRow>> {
+        let Some(key) = self.ki_key(call_id).await? else {
+            return Ok(None);
+        };
+        let sealed = screening_sealing(call_id).seal_json(&key, s)?;
+        Ok(Some(ScreeningRow {
+            at_us,
+            lexicon_version: s.lexicon_version,
+            lexicon_hits: s.lexicon.len() as u64,
+            model_verdict: s.model.verdict.as_str().to_owned(),
+            prompt_version: s.model.prompt_version.clone(),
+            flagged: s.flagged(),
+            key_id: key.id().to_owned(),
+            detail_sealed: sealed,
+        }))
+    }
+
+    /// A call's screening with its terms opened; `None` when not screened,
+    /// opted out or its KI data is gone.
+    pub async fn screening(&self, call_id: &CallId) -> Result<Option<Screening>> {
+        let Some(row) = self.store.screening(call_id.as_str()).await? else {
+            return Ok(None);
+        };
+        let key = self.ki_key(call_id).await?;
+        Ok(key
+            .filter(|k| k.id() == row.key_id)
+            .and_then(|k| screening_sealing(call_id).open_json(&k, &row.detail_sealed).ok()))
     }
 
     /// Records the advisor's outcome of the call's draft; the first one
@@ -502,8 +793,32 @@ impl Qa {
 
     /// The QA queue: sampled calls QA can still read (not opted out, `ki`
     /// key alive), oldest sample first, with who scored each already.
+    /// Each with its reasons: `sample`, [`RECOGNITION_FAILED`], the
+    /// screening's (`screening: lexicon term X (category)`, `screening:
+    /// language model (...)`).
     pub async fn queue(&self) -> Result<Vec<QueueRow>> {
-        Ok(self.store.queue().await?)
+        let mut rows = self.store.queue().await?;
+        for r in &mut rows {
+            if r.reason == "sample" {
+                r.reasons.push("sample".to_owned());
+            }
+            if r.recognition_failed {
+                r.reasons.push(RECOGNITION_FAILED.to_owned());
+            }
+            if let Some((key_id, sealed)) = &r.screening {
+                let call_id = CallId::parse(&r.call_id)?;
+                let opened = self
+                    .ki_key(&call_id)
+                    .await?
+                    .filter(|k| k.id() == key_id)
+                    .and_then(|k| screening_sealing(&call_id).open_json::<Screening>(&k, sealed).ok());
+                match opened {
+                    Some(s) => r.reasons.extend(s.reasons()),
+                    None => r.reasons.push("screening (detail unreadable)".to_owned()),
+                }
+            }
+        }
+        Ok(rows)
     }
 
     /// The undecided, readable drafts of `advisors`' calls (the review queues).
@@ -607,7 +922,26 @@ impl Qa {
         check_day(to_day)?;
         let mut by_topic: BTreeMap<String, Acc> = BTreeMap::new();
         let mut total = Acc::default();
+        let mut by_stratum: BTreeMap<StratumKey, StratumAcc> = BTreeMap::new();
+        let mut strata_total = StratumAcc::default();
+        let mut stratum_of: BTreeMap<String, StratumKey> = BTreeMap::new();
         for c in self.store.report_calls(from_day, to_day).await? {
+            let key = StratumKey(
+                c.topic.clone(),
+                c.desk.clone(),
+                c.language.clone(),
+                c.recognition_failed,
+            );
+            for a in [by_stratum.entry(key.clone()).or_default(), &mut strata_total] {
+                a.calls += 1;
+                a.sampled += u64::from(c.sampled);
+                a.screened += u64::from(c.screened);
+            }
+            stratum_of.insert(c.call_id.clone(), key);
+            if c.recognition_failed {
+                // No draft: in the strata only.
+                continue;
+            }
             let t = by_topic.entry(c.topic.clone()).or_default();
             for a in [&mut *t, &mut total] {
                 a.drafted += 1;
@@ -625,6 +959,23 @@ impl Qa {
             }
         }
         for r in self.store.report_reviews(from_day, to_day).await? {
+            let Some(key) = stratum_of.get(&r.call_id) else {
+                continue;
+            };
+            let error = r.correctness <= ERROR_MAX_CORRECTNESS;
+            let flagged = QaFlag::parse(&r.flag).is_some();
+            for a in [by_stratum.entry(key.clone()).or_default(), &mut strata_total] {
+                a.scored.insert(r.call_id.clone());
+                if error {
+                    a.errors.insert(r.call_id.clone());
+                }
+                if flagged {
+                    a.flagged.insert(r.call_id.clone());
+                }
+            }
+            if key.3 {
+                continue;
+            }
             let t = by_topic.entry(r.topic.clone()).or_default();
             for a in [&mut *t, &mut total] {
                 a.scored.insert(r.call_id.clone());
@@ -644,6 +995,8 @@ impl Qa {
             to_day: to_day.to_owned(),
             topics: by_topic.iter().map(|(topic, a)| a.stats(topic)).collect(),
             total: total.stats(TOTAL),
+            strata: by_stratum.iter().map(|(k, a)| a.stats(k)).collect(),
+            strata_total: strata_total.stats(&StratumKey(TOTAL.into(), String::new(), String::new(), false)),
         })
     }
 
@@ -665,11 +1018,28 @@ impl Qa {
 /// sampled) before its transcript record is acknowledged.
 #[async_trait::async_trait]
 impl opptak_ki::summarize::DraftListener for Qa {
-    async fn drafted(&self, facts: &CallFacts, draft: &Draft) -> std::result::Result<(), String> {
-        self.on_draft(facts, draft)
+    async fn drafted(&self, facts: &CallFacts, drafted: &Drafted<'_>) -> std::result::Result<(), String> {
+        self.on_drafted(facts, drafted)
             .await
             .map(|_| ())
             .map_err(|e| format!("{e:#}"))
+    }
+
+    async fn recognition_failed(&self, facts: &CallFacts, why: &str) -> std::result::Result<(), String> {
+        self.on_recognition_failed(facts, why)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"))
+    }
+}
+
+/// A screening's terms are bound to their call.
+fn screening_sealing(call_id: &CallId) -> opptak_vault::Sealing<'_> {
+    opptak_vault::Sealing {
+        call_id,
+        class: KeyClass::Ki.as_str(),
+        kind: ArtifactKind::Draft,
+        artifact_id: "qa-screening",
     }
 }
 
@@ -767,6 +1137,8 @@ mod tests {
                 drafted: 2,
                 ..Default::default()
             },
+            strata: Vec::new(),
+            strata_total: StratumStats::default(),
         };
         let csv = report.to_csv();
         let lines: Vec<&str> = csv.split("\r\n").collect();
@@ -792,6 +1164,8 @@ mod tests {
                 to_day: "2026-01-31".into(),
                 topics,
                 total: row(TOTAL, drafted),
+                strata: Vec::new(),
+                strata_total: StratumStats::default(),
             }
         };
         let shown = |r: &QaReport| -> Vec<(String, bool)> {
@@ -833,6 +1207,107 @@ mod tests {
         // Nothing small: nothing withheld.
         let r = report(vec![row("loans", 9), row("savings", 7)]).suppress(5);
         assert!(r.topics.iter().chain([&r.total]).all(|t| !t.suppressed));
+    }
+
+    #[test]
+    fn wilson_intervals_match_known_values() {
+        // Reference values (Wilson 1927; Newcombe 1998, Stat. Med. 17:857,
+        // table I: 0/10, 1/10, 81/263): two-sided 95 %, z = 1.96.
+        let close = |got: Option<(f64, f64)>, want: (f64, f64)| {
+            let (lo, hi) = got.expect("an interval");
+            assert!(
+                (lo - want.0).abs() < 5e-5 && (hi - want.1).abs() < 5e-5,
+                "{lo} {hi} vs {want:?}"
+            );
+        };
+        close(wilson(0, 10, 1.96), (0.0, 0.2775));
+        close(wilson(1, 10, 1.96), (0.0179, 0.4042));
+        close(wilson(81, 263, 1.96), (0.2553, 0.3662));
+        close(wilson(5, 10, 1.96), (0.2366, 0.7634));
+        close(wilson(10, 10, 1.96), (0.7225, 1.0));
+        assert_eq!(wilson(0, 0, Z95), None);
+        assert_eq!(wilson(3, 2, Z95), None);
+        let r = Rate::of(1, 4).expect("a rate");
+        assert!((r.share() - 0.25).abs() < 1e-12 && r.low < 0.25 && r.high > 0.25);
+    }
+
+    #[test]
+    fn small_strata_are_withheld_within_their_topic() {
+        let st = |topic: &str, lang: &str, failed: bool, calls: u64| StratumStats {
+            stratum: stratum(topic, "markets", lang, failed),
+            topic: topic.into(),
+            desk: "markets".into(),
+            language: lang.into(),
+            recognition_failed: failed,
+            calls,
+            scored: calls,
+            errors: 1,
+            error_rate: Rate::of(1, calls),
+            ..Default::default()
+        };
+        let topic = |t: &str, drafted: u64| TopicStats {
+            topic: t.into(),
+            drafted,
+            ..Default::default()
+        };
+        let report = |strata: Vec<StratumStats>| {
+            let mut topics: BTreeMap<String, u64> = BTreeMap::new();
+            for s in strata.iter().filter(|s| !s.recognition_failed) {
+                *topics.entry(s.topic.clone()).or_default() += s.calls;
+            }
+            let total: u64 = topics.values().sum();
+            let all: u64 = strata.iter().map(|s| s.calls).sum();
+            QaReport {
+                from_day: "2026-01-01".into(),
+                to_day: "2026-01-31".into(),
+                topics: topics.iter().map(|(t, n)| topic(t, *n)).collect(),
+                total: topic(TOTAL, total),
+                strata,
+                strata_total: StratumStats {
+                    stratum: TOTAL.into(),
+                    calls: all,
+                    ..Default::default()
+                },
+            }
+        };
+        let hidden = |r: &QaReport| -> Vec<bool> { r.strata.iter().map(|s| s.suppressed).collect() };
+        // cards: 20 nb and 2 en: the 2 go, and so that cards' row (22)
+        // minus the published 20 cannot give them, the 20 go too.
+        let r = report(vec![
+            st("cards", "nb", false, 20),
+            st("cards", "en", false, 2),
+            st("loans", "nb", false, 30),
+            st("loans", "en", false, 9),
+        ])
+        .suppress(5);
+        assert_eq!(hidden(&r), vec![true, true, false, false]);
+        assert_eq!(r.strata[1].calls, 0);
+        assert_eq!(r.strata[1].error_rate, None, "never the numbers of a withheld stratum");
+        assert!(!r.strata_total.suppressed);
+        // A withheld topic withholds its strata, even large ones.
+        let r = report(vec![
+            st("cards", "nb", false, 3),
+            st("loans", "nb", false, 6),
+            st("pension", "nb", false, 40),
+        ])
+        .suppress(5);
+        assert!(r.topics[0].suppressed && r.topics[1].suppressed);
+        assert_eq!(hidden(&r), vec![true, true, false]);
+        // Failed recognitions alone under k: withheld, and the total too
+        // (else the total minus the topics would give them).
+        let r = report(vec![st("cards", "nb", false, 20), st("none", "und", true, 2)]).suppress(5);
+        assert_eq!(hidden(&r), vec![false, true]);
+        assert!(r.strata_total.suppressed && !r.total.suppressed);
+        // Nothing small: nothing withheld.
+        let r = report(vec![st("cards", "nb", false, 20), st("none", "und", true, 7)]).suppress(5);
+        assert_eq!(hidden(&r), vec![false, false]);
+        assert!(!r.strata_total.suppressed);
+    }
+
+    #[test]
+    fn strata_keys_hold_the_detected_language_and_the_failure() {
+        assert_eq!(stratum("cards", "markets", "nb", false), "cards|markets|nb|asr-ok");
+        assert_eq!(stratum(NO_TOPIC, "markets", "und", true), "none|markets|und|asr-failed");
     }
 
     #[test]

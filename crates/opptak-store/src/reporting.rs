@@ -1,6 +1,7 @@
 //! The KI reporting index (R5) and QA sampling (R6), issue 6: rows only;
 //! the sampling rule, sealing of notes, access rules and the report's
-//! arithmetic live in `src/qa.rs`. Tables from migration 0008.
+//! arithmetic live in `src/qa.rs`. Tables from migrations 0008 and 0013
+//! (recognition failures, the queue's reason, screenings).
 //!
 //! Every reader leaves out calls whose customer opted out of KI
 //! (`calls.ki_opt_out_at_us IS NOT NULL`), joined at read time: the index
@@ -23,6 +24,8 @@ pub struct KiCallRow {
     pub advisor_id: String,
     pub drafted_at_us: i64,
     pub draft_words: u64,
+    /// Speech recognition failed: no draft (topics `["none"]`, 0 words).
+    pub recognition_failed: bool,
 }
 
 impl KiCallRow {
@@ -50,6 +53,24 @@ pub struct Indexed {
     /// changed, `sampled` is the decision made then.
     pub new: bool,
     pub sampled: bool,
+    /// In the QA queue by screening (flagged, whether sampled or not).
+    pub screened: bool,
+}
+
+/// A draft's screening as stored: counts and the verdict in clear, the
+/// terms and the model's detail sealed under the call's `ki` key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScreeningRow {
+    pub at_us: i64,
+    pub lexicon_version: u32,
+    pub lexicon_hits: u64,
+    /// `off`, `clear`, `flagged` or `unavailable`.
+    pub model_verdict: String,
+    pub prompt_version: String,
+    /// A hit: the call goes to the QA queue.
+    pub flagged: bool,
+    pub key_id: String,
+    pub detail_sealed: Vec<u8>,
 }
 
 /// One sampled call in the QA queue.
@@ -64,6 +85,14 @@ pub struct QueueRow {
     pub sampled_at_us: i64,
     /// Who scored it already, sorted.
     pub reviewers: Vec<String>,
+    pub recognition_failed: bool,
+    /// `sample` or `screening` (a hit the sample did not pick).
+    pub reason: String,
+    /// The call's screening when it was flagged: `(key_id, sealed detail)`.
+    pub screening: Option<(String, Vec<u8>)>,
+    /// Why QA should look, for people (filled by the QA service, which
+    /// opens the screening; empty as read).
+    pub reasons: Vec<String>,
 }
 
 /// An undecided draft in a review queue.
@@ -95,8 +124,14 @@ pub struct QaReviewRow {
 pub struct ReportCallRow {
     pub call_id: String,
     pub topic: String,
+    pub desk: String,
+    pub language: String,
+    pub recognition_failed: bool,
     pub draft_words: u64,
+    /// Picked by the stratified sample (not by screening).
     pub sampled: bool,
+    /// Flagged by screening.
+    pub screened: bool,
     pub decision: Option<String>,
     pub edit_distance: Option<u64>,
 }
@@ -164,6 +199,7 @@ struct IndexedCallColumns {
     advisor_id: String,
     drafted_at_us: i64,
     draft_words: i64,
+    recognition_failed: i64,
     decision: Option<String>,
     edit_distance: Option<i64>,
     decided_at_us: Option<i64>,
@@ -184,6 +220,7 @@ impl TryFrom<IndexedCallColumns> for IndexedCall {
                 advisor_id: r.advisor_id,
                 drafted_at_us: r.drafted_at_us,
                 draft_words: count("draft_words", r.draft_words)?,
+                recognition_failed: r.recognition_failed != 0,
             },
             decision: r.decision,
             edit_distance: opt_count("edit_distance", r.edit_distance)?,
@@ -204,6 +241,10 @@ struct QueueColumns {
     stratum: String,
     sampled_at_us: i64,
     reviewer: Option<String>,
+    recognition_failed: i64,
+    reason: String,
+    screening_key_id: Option<String>,
+    screening_sealed: Option<Vec<u8>>,
 }
 
 /// A review's three scores.
@@ -260,10 +301,14 @@ impl TryFrom<QaReviewColumns> for QaReviewRow {
 struct ReportCallColumns {
     call_id: String,
     topic: String,
+    desk: String,
+    language: String,
+    recognition_failed: i64,
     draft_words: i64,
     decision: Option<String>,
     edit_distance: Option<i64>,
     sampled_id: Option<String>,
+    screened: Option<i64>,
 }
 
 impl TryFrom<ReportCallColumns> for ReportCallRow {
@@ -273,8 +318,12 @@ impl TryFrom<ReportCallColumns> for ReportCallRow {
         Ok(ReportCallRow {
             call_id: r.call_id,
             topic: r.topic,
+            desk: r.desk,
+            language: r.language,
+            recognition_failed: r.recognition_failed != 0,
             draft_words: count("draft_words", r.draft_words)?,
             sampled: r.sampled_id.is_some(),
+            screened: r.screened.unwrap_or(0) != 0,
             decision: r.decision,
             edit_distance: opt_count("edit_distance", r.edit_distance)?,
         })
@@ -304,6 +353,18 @@ impl TryFrom<ReportReviewColumns> for ReportReviewRow {
             flag: r.flag,
         })
     }
+}
+
+#[derive(sqlx::FromRow)]
+struct ScreeningColumns {
+    at_us: i64,
+    lexicon_version: i64,
+    lexicon_hits: i64,
+    model_verdict: String,
+    prompt_version: String,
+    flagged: i64,
+    key_id: String,
+    detail_sealed: Vec<u8>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -344,13 +405,16 @@ impl SqlReporting {
     /// writers — in this process or others, PostgreSQL or SQLite (`BEGIN
     /// IMMEDIATE`) — number a stratum's calls without gaps or repeats.
     /// Idempotent: a call indexed before keeps its row and its decision, and
-    /// `sample` is not asked.
+    /// `sample` is not asked. The draft's `screening`, if any, is stored in
+    /// the same transaction, and a flagged call the sample did not pick is
+    /// queued with the reason `screening`.
     pub async fn index_draft(
         &self,
         row: &KiCallRow,
         stratum: &str,
         at_us: i64,
         sample: impl FnOnce(u64) -> bool + Send,
+        screening: Option<&ScreeningRow>,
     ) -> Result<Indexed, StoreError> {
         if row.topics.is_empty() || row.topics.iter().any(|t| t.is_empty() || t.contains(',')) {
             return Err(StoreError::Corrupt(format!(
@@ -361,7 +425,8 @@ impl SqlReporting {
         let mut tx = self.store.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO ki_calls (call_id, day, desk, language, topic, topics, advisor_id, drafted_at_us, \
-             draft_words) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (call_id) DO NOTHING",
+             draft_words, recognition_failed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (call_id) DO NOTHING",
         )
         .bind(row.call_id.as_str())
         .bind(row.day.as_str())
@@ -372,19 +437,28 @@ impl SqlReporting {
         .bind(row.advisor_id.as_str())
         .bind(row.drafted_at_us)
         .bind(row.draft_words as i64)
+        .bind(i64::from(row.recognition_failed))
         .execute(&mut *tx)
         .await
         .map_err(db)?
         .rows_affected();
         if inserted == 0 {
-            let sampled = sqlx::query("SELECT call_id FROM qa_samples WHERE call_id = $1")
+            let reason: Option<String> = sqlx::query_scalar("SELECT reason FROM qa_samples WHERE call_id = $1")
                 .bind(row.call_id.as_str())
                 .fetch_optional(&mut *tx)
                 .await
-                .map_err(db)?
-                .is_some();
+                .map_err(db)?;
+            let screened: Option<i64> = sqlx::query_scalar("SELECT flagged FROM qa_screenings WHERE call_id = $1")
+                .bind(row.call_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
             tx.commit().await.map_err(db)?;
-            return Ok(Indexed { new: false, sampled });
+            return Ok(Indexed {
+                new: false,
+                sampled: reason.as_deref() == Some("sample"),
+                screened: screened.unwrap_or(0) != 0,
+            });
         }
         let mut seen_topics = std::collections::HashSet::new();
         for t in row.topics.iter().filter(|t| seen_topics.insert(t.as_str())) {
@@ -422,16 +496,42 @@ impl SqlReporting {
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
-            sqlx::query("INSERT INTO qa_samples (call_id, stratum, sampled_at_us) VALUES ($1, $2, $3)")
+        }
+        let screened = screening.is_some_and(|s| s.flagged);
+        if let Some(s) = screening {
+            sqlx::query(
+                "INSERT INTO qa_screenings (call_id, at_us, lexicon_version, lexicon_hits, model_verdict, \
+                 prompt_version, flagged, key_id, detail_sealed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(row.call_id.as_str())
+            .bind(s.at_us)
+            .bind(i64::from(s.lexicon_version))
+            .bind(s.lexicon_hits as i64)
+            .bind(s.model_verdict.as_str())
+            .bind(s.prompt_version.as_str())
+            .bind(i64::from(s.flagged))
+            .bind(s.key_id.as_str())
+            .bind(s.detail_sealed.clone())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        if sampled || screened {
+            sqlx::query("INSERT INTO qa_samples (call_id, stratum, sampled_at_us, reason) VALUES ($1, $2, $3, $4)")
                 .bind(row.call_id.as_str())
                 .bind(stratum)
                 .bind(at_us)
+                .bind(if sampled { "sample" } else { "screening" })
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
-        Ok(Indexed { new: true, sampled })
+        Ok(Indexed {
+            new: true,
+            sampled,
+            screened,
+        })
     }
 
     /// Records the advisor's outcome of a call's draft (`approved` with its
@@ -508,7 +608,8 @@ impl SqlReporting {
     pub async fn call(&self, call_id: &str) -> Result<Option<IndexedCall>, StoreError> {
         let row: Option<IndexedCallColumns> = sqlx::query_as(&format!(
             "SELECT k.call_id, k.day, k.desk, k.language, k.topics, k.advisor_id, k.drafted_at_us, \
-             k.draft_words, k.decision, k.edit_distance, k.decided_at_us, s.call_id AS sampled_id \
+             k.draft_words, k.recognition_failed, k.decision, k.edit_distance, k.decided_at_us, \
+             s.call_id AS sampled_id \
              FROM ki_calls k {NOT_OPTED_OUT} LEFT JOIN qa_samples s ON s.call_id = k.call_id \
              WHERE k.call_id = $1"
         ))
@@ -536,9 +637,11 @@ impl SqlReporting {
     /// first, each with who scored it.
     pub async fn queue(&self) -> Result<Vec<QueueRow>, StoreError> {
         let rows: Vec<QueueColumns> = sqlx::query_as(&format!(
-            "SELECT k.call_id, k.day, k.desk, k.language, k.topic, s.stratum, s.sampled_at_us, r.reviewer \
+            "SELECT k.call_id, k.day, k.desk, k.language, k.topic, s.stratum, s.sampled_at_us, r.reviewer, \
+             k.recognition_failed, s.reason, q.key_id AS screening_key_id, q.detail_sealed AS screening_sealed \
              FROM qa_samples s JOIN ki_calls k ON k.call_id = s.call_id {NOT_OPTED_OUT} \
              LEFT JOIN qa_reviews r ON r.call_id = s.call_id \
+             LEFT JOIN qa_screenings q ON q.call_id = s.call_id AND q.flagged = 1 \
              WHERE EXISTS (SELECT 1 FROM data_keys d WHERE d.call_id = s.call_id AND d.class = 'ki' \
              AND d.destroyed_at_us IS NULL) \
              ORDER BY s.sampled_at_us, s.call_id, r.reviewer"
@@ -558,6 +661,10 @@ impl SqlReporting {
                     stratum: r.stratum,
                     sampled_at_us: r.sampled_at_us,
                     reviewers: Vec::new(),
+                    recognition_failed: r.recognition_failed != 0,
+                    reason: r.reason,
+                    screening: r.screening_key_id.zip(r.screening_sealed),
+                    reasons: Vec::new(),
                 });
             }
             if let (Some(q), Some(who)) = (out.last_mut(), r.reviewer) {
@@ -578,7 +685,7 @@ impl SqlReporting {
         let sql = format!(
             "SELECT k.call_id, k.advisor_id, c.started_at_us, c.ended_at_us \
              FROM ki_calls k {NOT_OPTED_OUT} \
-             WHERE k.decision IS NULL AND k.advisor_id IN ({}) \
+             WHERE k.decision IS NULL AND k.recognition_failed = 0 AND k.advisor_id IN ({}) \
              AND EXISTS (SELECT 1 FROM data_keys d WHERE d.call_id = k.call_id AND d.class = 'ki' \
              AND d.destroyed_at_us IS NULL) \
              ORDER BY c.started_at_us, k.call_id",
@@ -596,7 +703,7 @@ impl SqlReporting {
     /// counting it (they hold no call ids).
     pub async fn forget(&self, call_id: &str) -> Result<(), StoreError> {
         let mut tx = self.store.begin().await?;
-        for table in ["qa_reviews", "qa_samples", "call_topics", "ki_calls"] {
+        for table in ["qa_reviews", "qa_samples", "qa_screenings", "call_topics", "ki_calls"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE call_id = $1"))
                 .bind(call_id)
                 .execute(&mut *tx)
@@ -642,6 +749,32 @@ impl SqlReporting {
         Ok(())
     }
 
+    /// A call's screening (none once opted out, or not screened).
+    pub async fn screening(&self, call_id: &str) -> Result<Option<ScreeningRow>, StoreError> {
+        let row: Option<ScreeningColumns> = sqlx::query_as(&format!(
+            "SELECT k.at_us, k.lexicon_version, k.lexicon_hits, k.model_verdict, k.prompt_version, k.flagged, \
+             k.key_id, k.detail_sealed FROM qa_screenings k {NOT_OPTED_OUT} WHERE k.call_id = $1"
+        ))
+        .bind(call_id)
+        .fetch_optional(&self.store.pool)
+        .await
+        .map_err(db)?;
+        row.map(|r| {
+            Ok(ScreeningRow {
+                at_us: r.at_us,
+                lexicon_version: u32::try_from(r.lexicon_version)
+                    .map_err(|_| StoreError::Corrupt(format!("lexicon_version = {}", r.lexicon_version)))?,
+                lexicon_hits: count("lexicon_hits", r.lexicon_hits)?,
+                model_verdict: r.model_verdict,
+                prompt_version: r.prompt_version,
+                flagged: r.flagged != 0,
+                key_id: r.key_id,
+                detail_sealed: r.detail_sealed,
+            })
+        })
+        .transpose()
+    }
+
     /// A call's reviews, by reviewer (none once opted out).
     pub async fn reviews(&self, call_id: &str) -> Result<Vec<QaReviewRow>, StoreError> {
         let rows: Vec<QaReviewColumns> = sqlx::query_as(&format!(
@@ -658,8 +791,10 @@ impl SqlReporting {
     /// The drafted calls of the days `from_day..=to_day` (`YYYY-MM-DD`).
     pub async fn report_calls(&self, from_day: &str, to_day: &str) -> Result<Vec<ReportCallRow>, StoreError> {
         let rows: Vec<ReportCallColumns> = sqlx::query_as(&format!(
-            "SELECT k.call_id, k.topic, k.draft_words, k.decision, k.edit_distance, s.call_id AS sampled_id \
-             FROM ki_calls k {NOT_OPTED_OUT} LEFT JOIN qa_samples s ON s.call_id = k.call_id \
+            "SELECT k.call_id, k.topic, k.desk, k.language, k.recognition_failed, k.draft_words, k.decision, \
+             k.edit_distance, s.call_id AS sampled_id, q.flagged AS screened \
+             FROM ki_calls k {NOT_OPTED_OUT} LEFT JOIN qa_samples s ON s.call_id = k.call_id AND s.reason = 'sample' \
+             LEFT JOIN qa_screenings q ON q.call_id = k.call_id \
              WHERE k.day >= $1 AND k.day <= $2 ORDER BY k.topic, k.call_id"
         ))
         .bind(from_day)

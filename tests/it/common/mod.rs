@@ -464,6 +464,22 @@ pub fn speech_url() -> Option<String> {
     }
 }
 
+/// The language model of `services.sh start-llm` as `(url, model)`, or
+/// None (skip) when not configured and not required.
+pub fn llm() -> Option<(String, String)> {
+    match std::env::var("OPPTAK_TEST_LLM_URL") {
+        Ok(u) => {
+            let model = std::env::var("OPPTAK_TEST_LLM_MODEL").unwrap_or_else(|_| "smollm2-135m-instruct".into());
+            Some((u, model))
+        }
+        Err(_) => {
+            assert!(!required(), "OPPTAK_TEST_LLM_URL not set but OPPTAK_REQUIRE_SERVICES=1");
+            eprintln!("skipping: no language model server");
+            None
+        }
+    }
+}
+
 /// Signs in to the review service at `base` through its form: fetches the
 /// form (its double-submit cookie and hidden field), then posts it. Returns
 /// the response status and the `opptak_session=...` cookie, if one was set

@@ -97,7 +97,7 @@ impl ChatConfig {
         }
     }
 
-    fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         let base = self.url.trim_end_matches('/');
         let mut url = if base.ends_with("/v1") || base.contains("/openai/deployments/") {
             format!("{base}/chat/completions")
@@ -109,6 +109,15 @@ impl ChatConfig {
             url.push_str(v);
         }
         url
+    }
+
+    /// `request` with the API key: `Authorization: Bearer`, or Azure's `api-key`.
+    pub(crate) fn authorize(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.api_key {
+            Some(key) if self.azure_api_version.is_some() => request.header("api-key", key.expose()),
+            Some(key) => request.bearer_auth(key.expose()),
+            None => request,
+        }
     }
 
     /// Scheme, host and port only: no path, query or credentials.
@@ -222,14 +231,7 @@ impl ChatDrafts {
             "stream": false,
             "response_format": self.response_format(),
         });
-        let mut request = self.client.post(&self.endpoint).json(&body);
-        if let Some(key) = &self.config.api_key {
-            request = if self.config.azure_api_version.is_some() {
-                request.header("api-key", key.expose())
-            } else {
-                request.bearer_auth(key.expose())
-            };
-        }
+        let request = self.config.authorize(self.client.post(&self.endpoint).json(&body));
         let answer = http::exchange(request).await?;
         let status = answer.status;
         if !status.is_success() {

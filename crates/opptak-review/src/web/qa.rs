@@ -1,11 +1,14 @@
 //! Quality sampling in the review service (R6): the QA reviewer's queue of
 //! sampled calls, the assessment form on the call page (correctness,
 //! relevance, quality 1–5; a flag for discriminatory or unexpected content
-//! with a note), and the QA report as a page and as CSV.
+//! with a note), and the QA report as a page and as CSV. The queue says why
+//! each call is there (the sample, a screening hit with its term, a failed
+//! speech recognition to listen to); the report shows each stratum's error
+//! and flag rates with 95 % Wilson intervals, small strata withheld.
 
 use super::{csrf_of, internal, App, Ctx, Lang, Reply};
 use crate::identity::{Role, User};
-use crate::qa::{QaFlag, QaReport, QaReview, QaScore, Refusal, TopicStats};
+use crate::qa::{QaFlag, QaReport, QaReview, QaScore, Rate, Refusal, StratumStats, TopicStats, RECOGNITION_FAILED};
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -53,10 +56,10 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
     ctx.page(
         ("Kvalitetskontroll", "Quality assurance"),
         html! {
-            p { (lang.t("Andel trukket ut per stratum (emne, desk, språk): ", "Share sampled per stratum (topic, desk, language): "))
+            p { (lang.t("Andel trukket ut per stratum (emne, desk, oppdaget språk, talegjenkjenning feilet): ", "Share sampled per stratum (topic, desk, detected language, speech recognition failed): "))
                 strong { (format!("{:.0} %", share * 100.0)) }
-                (lang.t(". Den første samtalen i hvert stratum trekkes alltid, så små grupper blir sett.",
-                        ". The first call of every stratum is always sampled, so small groups are seen.")) }
+                (lang.t(". Den første samtalen i hvert stratum trekkes alltid, så små grupper blir sett. Utkast som screeningen flagger, kommer hit uansett.",
+                        ". The first call of every stratum is always sampled, so small groups are seen. Drafts screening flags come here whatever the sample.")) }
             @if rows.is_empty() {
                 p { (lang.t("Ingen samtaler venter på kontroll.", "No calls are waiting for QA.")) }
             } @else {
@@ -68,6 +71,7 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
                         th scope="col" { (lang.t("Språk", "Language")) }
                         th scope="col" { (lang.t("Emne", "Topic")) }
                         th scope="col" { (lang.t("Vurdert av", "Scored by")) }
+                        th scope="col" { (lang.t("Hvorfor", "Why")) }
                     } }
                     tbody {
                         @for r in &rows {
@@ -80,6 +84,17 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
                                 td {
                                     @if r.reviewers.is_empty() { span.muted { (lang.t("ingen ennå", "no one yet")) } }
                                     @else { (r.reviewers.join(", ")) }
+                                }
+                                td.reasons {
+                                    @for why in &r.reasons {
+                                        @if why == RECOGNITION_FAILED {
+                                            strong.flag { (lang.t("talegjenkjenning feilet: lytt til samtalen (ikke noe utkast å vurdere)", why)) } br;
+                                        } @else if why.starts_with("screening") {
+                                            strong.flag { (why) } br;
+                                        } @else if why == "sample" {
+                                            (lang.t("tilfeldig utvalg", "sample")) br;
+                                        } @else { (why) br; }
+                                    }
                                 }
                             }
                         }
@@ -102,6 +117,14 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
 /// assessments and the form.
 pub(crate) async fn section(app: &App, lang: Lang, user: &User, token: &str, call_id: &CallId) -> Markup {
     let reviews: Vec<QaReview> = app.qa.reviews(call_id).await.unwrap_or_default();
+    let screening = app.qa.screening(call_id).await.ok().flatten().filter(|s| s.flagged());
+    let failed = app
+        .qa
+        .call(call_id)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|c| c.row.recognition_failed);
     let mine = reviews.iter().find(|r| r.reviewer == user.actor());
     let score_field = |name: &str, label: &str, current: Option<u8>| {
         html! {
@@ -115,6 +138,13 @@ pub(crate) async fn section(app: &App, lang: Lang, user: &User, token: &str, cal
     };
     html! {
         h2 #qa { (lang.t("Kvalitetskontroll", "Quality assessment")) }
+        @if failed {
+            p { strong.flag { (lang.t("Talegjenkjenningen feilet: lytt til opptaket; det finnes ikke noe utkast å vurdere.", "Speech recognition failed: listen to the recording; there is no draft to score.")) } }
+        }
+        @if let Some(s) = &screening {
+            p.screening { strong.flag { (lang.t("Screening flagget utkastet: ", "Screening flagged the draft: ")) }
+                (s.reasons().join("; ")) }
+        }
         @if !reviews.is_empty() {
             table {
                 thead { tr {
@@ -359,7 +389,7 @@ async fn report_page(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Rang
                 label { (lang.t("Til ", "To ")) input type="date" name="to" value=(report.to_day); } " "
                 button type="submit" { (lang.t("Vis", "Show")) }
             }
-            table {
+            table.topics {
                 thead { tr {
                     th scope="col" { (lang.t("Emne", "Topic")) }
                     th scope="col" { (lang.t("Utkast", "Drafts")) }
@@ -379,8 +409,67 @@ async fn report_page(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Rang
                 tfoot { (row(&report.total, true)) }
             }
             p { a href=(csv) download { (lang.t("Last ned som CSV", "Download as CSV")) } }
+            h2 { (lang.t("Per stratum", "Per stratum")) }
+            p.muted { (lang.t(
+                "Feilrate: vurderte samtaler der korrektheten fikk 2 eller lavere. Flaggrate: vurderte samtaler en kontrollør flagget. Screening: samtaler leksikonet eller språkmodellen flagget. I klammer: 95 % Wilson-intervall.",
+                "Error rate: scored calls whose correctness got 2 or less. Flag rate: scored calls a reviewer flagged. Screening: calls the lexicon or the language model flagged. In brackets: 95 % Wilson interval.")) }
+            table.strata {
+                thead { tr {
+                    th scope="col" { (lang.t("Emne", "Topic")) }
+                    th scope="col" { "Desk" }
+                    th scope="col" { (lang.t("Språk", "Language")) }
+                    th scope="col" { (lang.t("Talegjenkjenning", "Speech recognition")) }
+                    th scope="col" { (lang.t("Samtaler", "Calls")) }
+                    th scope="col" { (lang.t("Trukket", "Sampled")) }
+                    th scope="col" { (lang.t("Vurdert", "Scored")) }
+                    th scope="col" { (lang.t("Feilrate", "Error rate")) }
+                    th scope="col" { (lang.t("Flaggrate", "Flag rate")) }
+                    th scope="col" { (lang.t("Screening-treff", "Screening hits")) }
+                } }
+                tbody { @for s in &report.strata { (stratum_row(lang, k, s, false)) } }
+                tfoot { (stratum_row(lang, k, &report.strata_total, true)) }
+            }
         },
     )
+}
+
+/// A rate with its interval: `12 % [4–27 %] (3/25)`; `–` with nothing to count.
+fn rate(lang: Lang, r: Option<Rate>) -> String {
+    r.map_or_else(
+        || "–".to_owned(),
+        |r| {
+            decimal(
+                lang,
+                format!(
+                    "{:.0} % [{:.0}–{:.0} %] ({}/{})",
+                    r.share() * 100.0,
+                    r.low * 100.0,
+                    r.high * 100.0,
+                    r.x,
+                    r.n
+                ),
+            )
+        },
+    )
+}
+
+fn stratum_row(lang: Lang, k: u32, s: &StratumStats, total: bool) -> Markup {
+    html! {
+        tr {
+            @if total {
+                th scope="row" colspan="4" { (lang.t("Totalt", "Total")) }
+            } @else {
+                th scope="row" { (s.topic) } td { (s.desk) } td { (s.language) }
+                td { @if s.recognition_failed { strong.flag { (lang.t("feilet", "failed")) } } @else { "ok" } }
+            }
+            @if s.suppressed {
+                td colspan="6" { (lang.t(&format!("Holdt tilbake: færre enn {k} samtaler"), &format!("Withheld: fewer than {k} calls"))) }
+            } @else {
+                td { (s.calls) } td { (s.sampled) } td { (s.scored) }
+                td { (rate(lang, s.error_rate)) } td { (rate(lang, s.flag_rate)) } td { (rate(lang, s.screening_rate)) }
+            }
+        }
+    }
 }
 
 async fn report_csv(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Range>) -> Response {

@@ -20,6 +20,7 @@ SELECT t.day, t.desk, t.topic, COUNT(*) FROM call_topics t
 JOIN calls c ON c.call_id = t.call_id AND c.ki_opt_out_at_us IS NULL
 WHERE t.call_id IN (SELECT call_id FROM data_keys WHERE class = 'ki' AND destroyed_at_us IS NOT NULL)
 GROUP BY t.day, t.desk, t.topic;
+DELETE FROM qa_screenings WHERE call_id IN (SELECT call_id FROM data_keys WHERE class = 'ki' AND destroyed_at_us IS NOT NULL);
 DELETE FROM qa_reviews WHERE call_id IN (SELECT call_id FROM data_keys WHERE class = 'ki' AND destroyed_at_us IS NOT NULL);
 DELETE FROM qa_samples WHERE call_id IN (SELECT call_id FROM data_keys WHERE class = 'ki' AND destroyed_at_us IS NOT NULL);
 DELETE FROM call_topics WHERE call_id IN (SELECT call_id FROM data_keys WHERE class = 'ki' AND destroyed_at_us IS NOT NULL);

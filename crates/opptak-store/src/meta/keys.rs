@@ -290,7 +290,7 @@ async fn forget_ki_rows(tx: &mut Tx<'_>, call_id: &CallId) -> Result<(), StoreEr
     .execute(&mut **tx)
     .await
     .map_err(db)?;
-    for table in ["qa_reviews", "qa_samples", "call_topics", "ki_calls"] {
+    for table in ["qa_screenings", "qa_reviews", "qa_samples", "call_topics", "ki_calls"] {
         sqlx::query(&format!("DELETE FROM {table} WHERE call_id = $1"))
             .bind(call_id.as_str())
             .execute(&mut **tx)
