@@ -100,7 +100,7 @@ impl SqlStore {
         at_us: i64,
     ) -> Result<ShredEvidence, StoreError> {
         let mut tx = self.begin().await?;
-        let ev = shred_in_tx(&mut tx, call_id, class, reason, requested_by, at_us)
+        let ev = shred_in_tx(&mut tx, call_id, class, reason, requested_by, at_us, false)
             .await?
             .ok_or_else(|| StoreError::NotFound(format!("live {class} key of call {call_id}")))?;
         tx.commit().await.map_err(db)?;
@@ -213,7 +213,10 @@ impl SqlStore {
 
 /// Shreds a call's live key of `class` inside a transaction: the wrapped key
 /// overwritten with nothing and marked destroyed, the evidence written.
-/// `None` if there is no live key of that class.
+/// `None` if there is no live key of that class. The `ki` key takes the
+/// call's per-call reporting rows with it; `expired` (the retention sweep,
+/// not an opt-out, erasure or manual shred) first adds the call to the
+/// dashboard's per-day counts.
 pub(super) async fn shred_in_tx(
     tx: &mut Tx<'_>,
     call_id: &CallId,
@@ -221,6 +224,7 @@ pub(super) async fn shred_in_tx(
     reason: &str,
     requested_by: &str,
     at_us: i64,
+    expired: bool,
 ) -> Result<Option<ShredEvidence>, StoreError> {
     let row: Option<(String, String)> = sqlx::query_as(
         "SELECT key_id, kek_id FROM data_keys WHERE call_id = $1 AND class = $2 AND destroyed_at_us IS NULL",
@@ -270,26 +274,28 @@ pub(super) async fn shred_in_tx(
     .await
     .map_err(db)?;
     if class == "ki" {
-        forget_ki_rows(tx, call_id).await?;
+        forget_ki_rows(tx, call_id, expired).await?;
     }
     Ok(Some(ev))
 }
 
 /// The call's per-call reporting rows are KI data: they go with its `ki` key
-/// (expiry, opt-out, erasure), in the shredding's transaction. A call that
-/// did not opt out stays counted in the dashboard's per-day aggregates
-/// (`topic_counts`), which name no call.
-async fn forget_ki_rows(tx: &mut Tx<'_>, call_id: &CallId) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO topic_counts (day, desk, topic, calls) \
+/// (expiry, opt-out, erasure), in the shredding's transaction. A call whose
+/// KI data `expired` (and that did not opt out) stays counted in the
+/// dashboard's per-day aggregates (`topic_counts`), which name no call.
+async fn forget_ki_rows(tx: &mut Tx<'_>, call_id: &CallId, expired: bool) -> Result<(), StoreError> {
+    if expired {
+        sqlx::query(
+            "INSERT INTO topic_counts (day, desk, topic, calls) \
          SELECT t.day, t.desk, t.topic, 1 FROM call_topics t \
          JOIN calls c ON c.call_id = t.call_id AND c.ki_opt_out_at_us IS NULL WHERE t.call_id = $1 \
          ON CONFLICT (day, desk, topic) DO UPDATE SET calls = topic_counts.calls + excluded.calls",
-    )
-    .bind(call_id.as_str())
-    .execute(&mut **tx)
-    .await
-    .map_err(db)?;
+        )
+        .bind(call_id.as_str())
+        .execute(&mut **tx)
+        .await
+        .map_err(db)?;
+    }
     for table in ["qa_screenings", "qa_reviews", "qa_samples", "call_topics", "ki_calls"] {
         sqlx::query(&format!("DELETE FROM {table} WHERE call_id = $1"))
             .bind(call_id.as_str())

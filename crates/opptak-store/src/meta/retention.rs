@@ -110,7 +110,9 @@ impl SqlStore {
         if live == 0 {
             let call_id = CallId::parse(&row.call_id).map_err(|_| StoreError::Corrupt("retention.call_id".into()))?;
             let reason = format!("retention expired: {rule}");
-            if let Some(ev) = shred_in_tx(&mut tx, &call_id, &row.class, &reason, "retention-sweeper", at_us).await? {
+            if let Some(ev) =
+                shred_in_tx(&mut tx, &call_id, &row.class, &reason, "retention-sweeper", at_us, true).await?
+            {
                 key_shredded = Some(ev.key_id);
             }
         }
