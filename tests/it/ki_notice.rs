@@ -237,7 +237,24 @@ async fn speech_before_the_ki_notice_never_reaches_live_speech_recognition() {
     }
     let manifest: serde_json::Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
     let metadata: serde_json::Value = serde_json::from_slice(&files["metadata.json"]).unwrap();
-    for notice in [&manifest["ki_notice"], &metadata["call"]["ki_notice"]] {
+    // And to the customer, in the data-subject export.
+    let out = env.dir.path().join("export");
+    opptak_compliance::subject::export(
+        &edges.compliance(),
+        "co-anne",
+        &mid.started.customer_ref,
+        &out,
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    let exported: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join(ids[0].as_str()).join("metadata.json")).unwrap()).unwrap();
+    for notice in [
+        &manifest["ki_notice"],
+        &metadata["call"]["ki_notice"],
+        &exported["call"]["ki_notice"],
+    ] {
         assert_eq!(notice["method"], "ivr_announcement", "{notice:#}");
         assert_eq!(notice["announcement_id"], "ivr-ki-notice-1");
         assert_eq!(notice["from_audio_second"].as_f64().unwrap(), notice_ms as f64 / 1000.0);
@@ -287,4 +304,51 @@ async fn speech_before_the_ki_notice_never_reaches_batch_speech_recognition() {
     assert!(edges.meta.class_key(&never, "ki").await.unwrap().is_none());
     let rec = edges.meta.load_call(&never).await.unwrap().unwrap();
     assert!(rec.facts.ki_notice.is_none() && !rec.facts.ki_active());
+}
+
+/// The notice is kept with the recording: while any recording or copy of
+/// the call is kept (here the 30-day KI copy after the 24-hour recording
+/// went), and no longer once the last is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ki_notice_goes_when_the_recording_goes() {
+    use opptak_domain::time::{Clock, ManualClock};
+    use std::sync::atomic::AtomicBool;
+    const SEC: i64 = 1_000_000;
+    const DAY: i64 = 86_400 * SEC;
+    let base = (opptak_domain::time::SystemClock.now_us() / SEC) * SEC;
+    let env = Env::new(&Backend::Embedded, "ki_notice_retention");
+    let clock = Arc::new(ManualClock::new(base + 20 * SEC));
+    let clock_dyn: Arc<dyn Clock> = clock.clone();
+    let edges = env.edges().await.with_clock(clock_dyn).unwrap();
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let mut call = SimCall::synthetic(&common::unique("told-kept"), Codec::Pcma, 2, 1.0, 5);
+    call.started.ki_enabled = true;
+    call.ki_notice_at_ms = Some(400);
+    common::publish_events(&edges, &call.events(100)).await;
+    wait_for_recordings(&edges, 1, 60).await;
+    let id = CallId::parse(&call.call_id).unwrap();
+    wait_until("the KI copy", 60, || has_artifact(&edges, &id, "ki-audio")).await;
+    recorder.stop().await.unwrap();
+    let notice = |edges: &Edges| {
+        let (edges, id) = (edges.meta.clone(), id.clone());
+        async move { edges.load_call(&id).await.unwrap().unwrap().facts.ki_notice }
+    };
+    assert_eq!(notice(&edges).await.unwrap().offset_us, 400_000);
+
+    let sweep = |at: i64| {
+        clock.set(at);
+        let r = edges.retention();
+        async move { r.sweep(500, &AtomicBool::new(false), |_| {}).await.unwrap() }
+    };
+    // +2 days: the recording is gone, the KI copy (30 days) and the notice stay.
+    assert_eq!(sweep(base + 2 * DAY).await.deleted, 1);
+    assert!(
+        notice(&edges).await.is_some(),
+        "the notice went before the KI copy it explains"
+    );
+    // +31 days: the last copy is gone, and the notice with it.
+    assert_eq!(sweep(base + 31 * DAY).await.deleted, 1);
+    let rec = edges.meta.load_call(&id).await.unwrap().unwrap();
+    assert!(rec.facts.ki_notice.is_none(), "the notice outlived the recording");
+    assert_eq!(rec.facts.customer_ref, "");
 }
