@@ -11,12 +11,12 @@
 //! without `customer_informed`, not at all.
 
 use crate::common;
+use crate::ki_pipeline::{asr, has_artifact, wait_until};
 
 use common::{speech_url, wait_for_recordings, Backend, Env};
 use opptak::app::{Edges, RunningKi, RunningRecorder};
 use opptak::sim::SimCall;
 use opptak_domain::model::{AudioFormat, CallId, ChannelRole, Codec, KiNoticeMethod};
-use opptak_ki::asr::{AsrConfig, HttpAsr, SpeechRecognizer};
 use opptak_ki::live::LiveEnd;
 use opptak_ki::transcribe::{read_transcript, Outcome};
 use opptak_proto::v1::telephony_event::Event;
@@ -28,14 +28,6 @@ const RATE: u32 = 16_000;
 const BEFORE: &str = "Purple elephants dance on Thursday morning.";
 const SECRET: [&str; 3] = ["purple", "elephant", "thursday"];
 const AFTER: &str = "I would like to open a savings account for my daughter.";
-
-fn asr(url: &str) -> Arc<dyn SpeechRecognizer> {
-    let mut cfg = AsrConfig::new(url, "tiny.en");
-    cfg.timeout = Duration::from_secs(120);
-    cfg.retries = 2;
-    cfg.backoff = Duration::from_millis(200);
-    Arc::new(HttpAsr::new(cfg).unwrap())
-}
 
 /// `text` spoken by espeak-ng, as 16 kHz mono PCM16.
 fn speech(dir: &Path, text: &str) -> Vec<i16> {
@@ -113,24 +105,6 @@ async fn assert_heard_from_notice(edges: &Edges, id: &CallId, notice_ms: u64) {
             "{id}: {s:?} starts before the notice"
         );
     }
-}
-
-async fn wait_until<F, Fut>(what: &str, secs: u64, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    for _ in 0..secs * 10 {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-async fn has_artifact(edges: &Edges, id: &CallId, kind: &str) -> bool {
-    edges.meta.artifacts(id).await.unwrap().iter().any(|a| a.kind == kind)
 }
 
 /// The live path: one call told mid-call, one whose notice came before its
