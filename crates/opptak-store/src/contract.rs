@@ -142,6 +142,29 @@ pub async fn metadata_store_suite(store: Arc<dyn MetadataStore>, prefix: &str) {
     assert_eq!(got.end, update.end);
     assert_eq!(got.opt_out, update.opt_out);
     assert_eq!(got.facts.ki_notice, update.ki_notice);
+
+    // A KiNotice before its call's start: kept (the first stays), and gone
+    // once the call is stored with it.
+    let early = sample_call(&format!("early-{prefix}"));
+    let eid = early.facts.call_id.clone();
+    let notice = update.ki_notice.clone().unwrap();
+    store.keep_early_ki_notice(&eid, &notice, 7).await.unwrap();
+    let second = KiNotice {
+        method: KiNoticeMethod::Advisor,
+        ..notice.clone()
+    };
+    store.keep_early_ki_notice(&eid, &second, 8).await.unwrap();
+    assert_eq!(store.early_ki_notice(&eid).await.unwrap(), Some(notice.clone()));
+    let mut started = early.clone();
+    started.facts.ki_notice = Some(notice);
+    store
+        .apply(&Flush {
+            new_calls: vec![started],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.early_ki_notice(&eid).await.unwrap(), None);
     assert_eq!(
         store.segments(&call.recording_id).await.unwrap(),
         vec![seg(0, false), seg(1, true)]
