@@ -179,3 +179,34 @@ pub fn end_reason(r: i32) -> &'static str {
         _ => "unspecified",
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ki_notice_needs_its_offset() {
+        let mut n = v1::KiNotice {
+            at: None,
+            offset: None,
+            method: v1::KiNoticeMethod::Advisor as i32,
+            announcement_id: String::new(),
+            by: "adv-1042".into(),
+        };
+        let refused = ki_notice(&n, 5).unwrap_err();
+        assert_eq!(refused.reason, DeadLetterReason::InvalidFormat);
+        n.offset = Some(duration(2_500_000));
+        let got = ki_notice(&n, 5).unwrap();
+        assert_eq!(
+            (got.at_us, got.offset_us, got.method),
+            (5, 2_500_000, KiNoticeMethod::Advisor)
+        );
+        assert_eq!(got.by, "adv-1042");
+        n.offset = Some(prost_types::Duration { seconds: -1, nanos: 0 });
+        assert!(ki_notice(&n, 5).is_err());
+        n.offset = Some(duration(1));
+        n.method = 99;
+        assert_eq!(ki_notice(&n, 5).unwrap().method, KiNoticeMethod::Unspecified);
+    }
+}
