@@ -108,6 +108,7 @@ async fn sixty_minute_call() -> Fixture {
         ki_enabled: false,
         customer_informed: false,
         format,
+        ki_notice: None,
     };
     let flush = Flush {
         new_calls: vec![NewCall {
@@ -136,6 +137,7 @@ async fn sixty_minute_call() -> Fixture {
                 last_sequence: Some(35_999),
             }),
             opt_out: None,
+            ki_notice: None,
             updated_at_us: 2,
         }],
     };

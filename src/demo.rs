@@ -48,6 +48,9 @@ struct SampleCall {
     topics: Vec<String>,
 }
 
+/// Where the demo's KI calls send their IVR `KiNotice` (ms into the call).
+const DEMO_KI_NOTICE_MS: u64 = 3_000;
+
 /// A sample call ready to play, with the lines spoken in it.
 pub struct Sample {
     pub call: SimCall,
@@ -131,6 +134,12 @@ fn load_samples(dir: &Path) -> Result<Vec<(SampleCall, SimCall)>> {
         st.ki_enabled = s.ki_enabled;
         st.customer_informed = s.customer_informed;
         call.opt_out_at_ms = s.ki_opt_out_at_ms;
+        // KI calls also send the IVR's KiNotice a few seconds in: the
+        // recorder keeps it as the evidence (the samples say
+        // customer_informed too, so KI hears them from 0 s).
+        if s.ki_enabled && s.customer_informed {
+            call.ki_notice_at_ms = Some(DEMO_KI_NOTICE_MS);
+        }
         out.push((s, call));
     }
     Ok(out)

@@ -2,7 +2,8 @@
 //!
 //! Used by `opptak demo`, the load generator and the tests. It turns audio
 //! (sample WAV files, or synthetic signals) into the contract's events:
-//! `CallStarted`, `AudioChunk`s, an optional `KiOptOut`, `CallEnded`.
+//! `CallStarted`, `AudioChunk`s, an optional `KiNotice` and `KiOptOut`,
+//! `CallEnded`.
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
@@ -21,6 +22,9 @@ pub struct SimCall {
     /// Wire-encoded interleaved frames.
     pub wire: Vec<u8>,
     pub opt_out_at_ms: Option<u64>,
+    /// When the IVR's KI announcement ends (ms into the call): a `KiNotice`
+    /// goes out with this offset, after the audio up to it.
+    pub ki_notice_at_ms: Option<u64>,
     /// Set by [`SimCall::seal_with`]: chunks go out sealed under this key.
     pub telephony_key: Option<opptak_crypto::DataKey>,
 }
@@ -94,6 +98,7 @@ impl SimCall {
             format,
             wire,
             opt_out_at_ms: None,
+            ki_notice_at_ms: None,
             telephony_key: None,
         }
     }
@@ -149,6 +154,17 @@ impl SimCall {
         self.format.decode(&self.wire).expect("whole frames")
     }
 
+    /// The IVR's KI announcement, complete `at_ms` into the call.
+    pub fn ki_notice(&self, at_ms: u64) -> v1::TelephonyEvent {
+        self.event(Event::KiNotice(v1::KiNotice {
+            at: Some(now_timestamp()),
+            offset: Some(duration_us(at_ms * 1000)),
+            method: v1::KiNoticeMethod::IvrAnnouncement as i32,
+            announcement_id: "ivr-ki-notice-1".into(),
+            by: String::new(),
+        }))
+    }
+
     fn event(&self, e: Event) -> v1::TelephonyEvent {
         v1::TelephonyEvent {
             call_id: self.call_id.clone(),
@@ -164,8 +180,15 @@ impl SimCall {
         let mut out = vec![self.event(Event::CallStarted(self.started.clone()))];
         let mut seq = 0u64;
         let mut opted_out = false;
+        let mut noticed = false;
         for (i, chunk) in self.wire.chunks(frames_per_chunk * fb).enumerate() {
             let offset_us = (i * frames_per_chunk) as u64 * 1_000_000 / rate as u64;
+            if let Some(at) = self.ki_notice_at_ms {
+                if !noticed && offset_us >= at * 1000 {
+                    noticed = true;
+                    out.push(self.ki_notice(at));
+                }
+            }
             if let Some(at) = self.opt_out_at_ms {
                 if !opted_out && offset_us >= at * 1000 {
                     opted_out = true;
@@ -327,6 +350,20 @@ mod tests {
         }
         assert_eq!(wire, call.wire);
         assert_eq!(evs.len(), 2 + 11);
+    }
+
+    #[test]
+    fn the_ki_notice_follows_the_audio_up_to_its_offset() {
+        let mut call = SimCall::synthetic("c-1", Codec::Pcmu, 2, 1.05, 7);
+        call.ki_notice_at_ms = Some(300);
+        let evs = call.events(100);
+        let at = evs
+            .iter()
+            .position(|e| matches!(e.event, Some(Event::KiNotice(_))))
+            .unwrap();
+        // CallStarted, chunks 0-2 (0-300 ms), then the notice.
+        assert_eq!(at, 4);
+        assert_eq!(evs.len(), 2 + 11 + 1);
     }
 
     #[test]

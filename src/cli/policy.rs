@@ -46,10 +46,11 @@ pub(crate) async fn run(config: Config, command: Command) -> Result<()> {
             let edges = Edges::open(config).await?;
             let id = CallId::parse(&call_id)?;
             let r = edges.retention();
-            let (_, facts) = r.facts(&id).await?;
+            let (rec, facts) = r.facts(&id).await?;
             let stored = edges.meta.retention_of(&id).await?;
             let decisions = edges.policy.explain(&facts);
             println!("call {id}");
+            println!("ki notice: {}", rec.facts.ki_notice_summary());
             print!("{}", opptak_domain::retention::render_explanation(&facts, &decisions));
             // The policy's decisions say what should exist; say plainly where
             // an artifact it keeps was never written, or no longer is.

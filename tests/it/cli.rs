@@ -420,6 +420,15 @@ fn policy_and_holds_from_the_command_line() {
     assert!(ok, "{err}");
     assert!(out.contains("archive-copy      archive-5y archive  until 20"), "{out}");
     assert!(out.contains("Verdipapirhandelloven"), "{out}");
+    // The demo's KI call: the IVR's KiNotice is the call's evidence (issue 16, section 6).
+    let (ok, out, err) = run(&["policy", "explain", "demo-0003"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("ki notice: the customer was told KI is used at call start")
+            && out.contains("ivr announcement at ")
+            && out.contains("3.000 s into the call (announcement ivr-ki-notice-1)"),
+        "{out}"
+    );
 
     // Two compliance officers, signed in on the command line with their own
     // passwords (issue 15, finding 5: `--by` was free text, and one person

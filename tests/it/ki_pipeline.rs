@@ -34,7 +34,7 @@ async fn services(name: &str) -> Option<Backend> {
     Some(Backend::Services { kafka, postgres })
 }
 
-fn asr(url: &str) -> Arc<dyn SpeechRecognizer> {
+pub(crate) fn asr(url: &str) -> Arc<dyn SpeechRecognizer> {
     let mut cfg = AsrConfig::new(url, "tiny.en");
     cfg.timeout = Duration::from_secs(120);
     cfg.retries = 2;
@@ -87,7 +87,7 @@ fn errors(sample: &Sample, segs: &[opptak_ki::transcribe::TranscriptSegment]) ->
     (e, n)
 }
 
-async fn wait_until<F, Fut>(what: &str, secs: u64, mut f: F)
+pub(crate) async fn wait_until<F, Fut>(what: &str, secs: u64, mut f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -99,7 +99,7 @@ where
     }
 }
 
-async fn has_artifact(edges: &Edges, id: &CallId, kind: &str) -> bool {
+pub(crate) async fn has_artifact(edges: &Edges, id: &CallId, kind: &str) -> bool {
     edges.meta.artifacts(id).await.unwrap().iter().any(|a| a.kind == kind)
 }
 

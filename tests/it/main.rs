@@ -21,6 +21,7 @@ mod garbage_input;
 mod identity;
 mod key_rotation;
 mod ki_bench;
+mod ki_notice;
 mod ki_pipeline;
 mod oidc;
 mod otel;

@@ -81,6 +81,7 @@ fn update(id: &str, at_us: i64, opt_out: bool) -> CallUpdate {
             requested_by: "customer".into(),
             offset_us: 0,
         }),
+        ki_notice: None,
         updated_at_us: at_us + 60_000_000,
     }
 }

@@ -164,6 +164,41 @@ fn facts_json(f: &RetentionFacts) -> Value {
     })
 }
 
+/// When and how the customer was told that KI is used (issue 16, section
+/// 6): the `KiNotice` evidence kept with the recording, or the bare
+/// `customer_informed` of the call's start (a notice at 0 s); `null` when
+/// KI was not requested.
+pub fn ki_notice_json(f: &opptak_domain::CallFacts) -> Value {
+    if !f.ki_enabled {
+        return Value::Null;
+    }
+    let summary = f.ki_notice_summary();
+    match (&f.ki_notice, f.customer_informed) {
+        (None, true) => json!({
+            "told": true,
+            "method": "unspecified",
+            "recorded_as": "at call start (customer_informed)",
+            "at": utc(f.started_at_us),
+            "from_audio_second": 0.0,
+            "summary": summary,
+        }),
+        // With customer_informed as well, KI heard the call from 0 s; the
+        // notice is the evidence of how the customer was told.
+        (Some(n), informed) => json!({
+            "told": true,
+            "method": n.method.as_str(),
+            "at": utc(n.at_us),
+            "notice_at_audio_second": n.offset_us as f64 / 1e6,
+            "from_audio_second": if informed { 0.0 } else { n.offset_us as f64 / 1e6 },
+            "customer_informed_at_start": informed,
+            "announcement_id": n.announcement_id,
+            "by": n.by,
+            "summary": summary,
+        }),
+        (None, false) => json!({ "told": false, "summary": summary }),
+    }
+}
+
 /// Everything stored about one call, without audio: its facts, the
 /// retention decisions with their rule chains, holds, each artifact and its
 /// state, and the shredding and deletion evidence. Only this call's data.
@@ -211,6 +246,7 @@ pub async fn call_metadata(edges: &ComplianceEdges, call_id: &CallId) -> Result<
         })).collect::<Vec<_>>(),
         "ki_enabled": f.ki_enabled,
         "customer_informed": f.customer_informed,
+        "ki_notice": ki_notice_json(f),
         "ki_opt_out": rec.opt_out.as_ref().map(|o| json!({
             "at": utc(o.at_us),
             "requested_by": o.requested_by,
@@ -362,6 +398,7 @@ pub async fn build(edges: &ComplianceEdges, req: &Request, progress: &mut dyn Fn
         "reason": req.reason,
         "created_at": utc(now),
     });
+    let ki_notice = metadata["call"]["ki_notice"].clone();
     let metadata = serde_json::to_vec_pretty(&metadata)?;
     let wav = audio.as_ref().map(|(_, rec)| wav_bytes(rec)).transpose()?;
     progress(&format!(
@@ -415,6 +452,7 @@ pub async fn build(edges: &ComplianceEdges, req: &Request, progress: &mut dyn Fn
         "audio": audio_json,
         "approved_summary": summary_json,
         "transcript": transcript_json,
+        "ki_notice": ki_notice,
         "policy_rules": {
             "recording": rules(ArtifactKind::Recording),
             "archive-copy": rules(ArtifactKind::ArchiveCopy),

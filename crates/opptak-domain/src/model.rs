@@ -184,6 +184,12 @@ impl AudioFormat {
         u64::try_from(frames).unwrap_or(u64::MAX)
     }
 
+    /// The first frame that starts at or after `micros` (rounded up).
+    pub fn first_frame_at(&self, micros: u64) -> u64 {
+        let frames = (u128::from(micros) * u128::from(self.sample_rate_hz)).div_ceil(1_000_000);
+        u64::try_from(frames).unwrap_or(u64::MAX)
+    }
+
     /// Whole frames in a wire payload, or why it is not whole frames.
     pub fn frames_in(&self, payload: &[u8]) -> Result<u64, DecodeError> {
         let fb = self.wire_frame_bytes();
@@ -205,6 +211,19 @@ impl AudioFormat {
             Codec::L16 => &[0, 0],
         };
         sample.repeat(self.channel_roles.len())
+    }
+
+    /// Overwrites the first `frames` frames of a wire buffer in this format
+    /// with silence (the rest stays): the timeline stays true.
+    pub fn silence_head(&self, wire: &mut [u8], frames: u64) {
+        let silence = self.silence_frame();
+        let n = usize::try_from(frames)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(silence.len())
+            .min(wire.len());
+        for (b, s) in wire[..n].iter_mut().zip(silence.iter().cycle()) {
+            *b = *s;
+        }
     }
 
     /// Decodes a wire payload to interleaved PCM16 little-endian bytes.
@@ -329,12 +348,103 @@ pub struct CallFacts {
     pub ki_enabled: bool,
     pub customer_informed: bool,
     pub format: AudioFormat,
+    /// When and how the customer was told that KI is used (a `KiNotice`
+    /// event during the call; issue 16, section 6). Not part of the start:
+    /// a `CallStarted` never carries it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ki_notice: Option<KiNotice>,
+}
+
+/// How the customer was told that KI is used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KiNoticeMethod {
+    Unspecified,
+    IvrAnnouncement,
+    Advisor,
+}
+
+str_enum!(KiNoticeMethod { Unspecified => "unspecified", IvrAnnouncement => "ivr_announcement", Advisor => "advisor" });
+
+/// The evidence that the customer was told KI is used: kept with the
+/// recording, shown in disclosures. KI hears no audio before `offset_us`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KiNotice {
+    /// Wall-clock time the notice was complete (µs since the epoch).
+    pub at_us: i64,
+    /// Position on the call's audio timeline at which the notice was complete.
+    pub offset_us: u64,
+    pub method: KiNoticeMethod,
+    /// Which IVR announcement was played (free text, may be empty).
+    pub announcement_id: String,
+    /// The advisor who told the customer (may be empty).
+    pub by: String,
 }
 
 impl CallFacts {
-    /// KI runs only when requested *and* the customer was told (R4).
+    /// KI runs only when requested *and* the customer was told (R4): at the
+    /// start (`customer_informed`) or by a `KiNotice` during the call.
     pub fn ki_active(&self) -> bool {
-        self.ki_enabled && self.customer_informed
+        self.ki_from_us().is_some()
+    }
+
+    /// The position on the call's audio timeline from which KI may hear the
+    /// call, `None` when KI may not run at all. `customer_informed` at the
+    /// start is a notice at offset 0 (producers from before the `KiNotice`
+    /// event); otherwise the notice's offset: audio before it never reaches
+    /// speech recognition.
+    pub fn ki_from_us(&self) -> Option<u64> {
+        if !self.ki_enabled {
+            return None;
+        }
+        if self.customer_informed {
+            return Some(0);
+        }
+        self.ki_notice.as_ref().map(|n| n.offset_us)
+    }
+
+    /// [`Self::ki_from_us`] as the first frame KI may hear, rounded up: no
+    /// frame that starts before the notice was complete.
+    pub fn ki_from_frame(&self) -> Option<u64> {
+        Some(self.format.first_frame_at(self.ki_from_us()?))
+    }
+
+    /// One line saying when and how the customer was told that KI is used,
+    /// for `policy explain`, `recordings info` and disclosures.
+    pub fn ki_notice_summary(&self) -> String {
+        if !self.ki_enabled {
+            return "KI not requested for this call".into();
+        }
+        let at_start = "the customer was told KI is used at call start (customer_informed at CallStarted)";
+        match (&self.ki_notice, self.customer_informed) {
+            (None, true) => format!("{at_start}: KI hears the call from 0 s"),
+            (Some(n), informed) => {
+                let mut s = if informed {
+                    format!("{at_start}, and by ")
+                } else {
+                    "the customer was told KI is used by ".to_owned()
+                };
+                s.push_str(&format!(
+                    "{} at {} UTC, {:.3} s into the call",
+                    n.method.as_str().replace('_', " "),
+                    crate::time::utc_time(n.at_us),
+                    n.offset_us as f64 / 1e6
+                ));
+                if !n.announcement_id.is_empty() {
+                    s.push_str(&format!(" (announcement {})", n.announcement_id));
+                }
+                if !n.by.is_empty() {
+                    s.push_str(&format!(" (by {})", n.by));
+                }
+                s.push_str(if informed {
+                    ": KI hears the call from 0 s"
+                } else {
+                    ": KI hears nothing before it"
+                });
+                s
+            }
+            (None, false) => "the customer was never told KI is used: no KI".into(),
+        }
     }
 
     /// Calls under the securities trading act get the 5-year archive (R1, R8).
@@ -365,6 +475,45 @@ mod tests {
         assert!(AudioFormat::new(Codec::Pcmu, 8000, vec![Agent, Agent]).is_err());
         assert!(AudioFormat::new(Codec::Pcmu, 8000, vec![]).is_err());
         assert!(AudioFormat::new(Codec::L16, 8000, vec![Agent, Customer, Mixed]).is_err());
+    }
+
+    #[test]
+    fn ki_hears_a_call_from_its_notice_only() {
+        use ChannelRole::*;
+        let mut f = CallFacts {
+            call_id: CallId::parse("c1").unwrap(),
+            started_at_us: 0,
+            direction: Direction::Inbound,
+            customer_ref: String::new(),
+            advisor_id: String::new(),
+            desk: Desk::CustomerCenter,
+            service_category: ServiceCategory::Loan,
+            ki_enabled: true,
+            customer_informed: false,
+            format: AudioFormat::new(Codec::Pcma, 8000, vec![Agent, Customer]).unwrap(),
+            ki_notice: None,
+        };
+        // Neither told at the start nor a notice: no KI.
+        assert!(!f.ki_active());
+        assert_eq!(f.ki_from_frame(), None);
+        f.ki_notice = Some(KiNotice {
+            at_us: 1,
+            offset_us: 2_500_001,
+            method: KiNoticeMethod::IvrAnnouncement,
+            announcement_id: "ivr-1".into(),
+            by: String::new(),
+        });
+        assert!(f.ki_active());
+        // Rounded up: the frame that starts before the notice is not heard.
+        assert_eq!(f.ki_from_frame(), Some(20_001));
+        // Told before the call connected (producers without KiNotice): from 0.
+        f.customer_informed = true;
+        assert_eq!(f.ki_from_us(), Some(0));
+        f.ki_enabled = false;
+        assert!(!f.ki_active());
+        let mut wire = vec![1u8; 10];
+        f.format.silence_head(&mut wire, 3);
+        assert_eq!(wire, [0xD5, 0xD5, 0xD5, 0xD5, 0xD5, 0xD5, 1, 1, 1, 1]);
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - `role`: the loop both batch roles run: subscribe, poll, settle each call with backoff, acknowledge.
 //! - [`live`]: KI calls transcribed while they run, from the telephony topic, stopped by an opt-out.
 //! - [`live_calls`]: the calls being transcribed live, which the batch transcriber waits for.
+//! - `notice`: the live path's gate that lets no audio from before the customer's KI notice through.
 //! - `eval` (tests and the `eval` feature only): word error rate against known scripts.
 
 pub mod asr;
@@ -23,6 +24,7 @@ mod http;
 pub mod live;
 pub mod live_calls;
 pub mod llm;
+mod notice;
 mod retry;
 mod role;
 pub mod screen;

@@ -27,6 +27,7 @@
 pub use crate::live_calls::LiveCalls;
 
 use crate::asr::{AsrError, Utterance};
+use crate::notice::NoticeGate;
 use crate::transcribe::{new_transcript_id, TranscribeError, Transcriber, TranscriptSegment};
 use opptak_crypto::{DataKey, KeyProvider};
 use opptak_domain::model::{AudioFormat, CallId, ChannelRole};
@@ -80,6 +81,8 @@ struct CallHandle {
     chunk_key: Option<DataKey>,
     /// The input partition the call's events arrive on.
     partition: (String, i32),
+    /// No audio before the customer's KI notice passes (issue 16, section 6).
+    gate: NoticeGate,
 }
 
 /// The live transcriber: one per process, fed by [`run_role`].
@@ -140,6 +143,9 @@ pub async fn run_role(
     // Opt-outs that came before their call's start (separate producers race):
     // the call then never starts live.
     let mut opted_out_early: HashMap<CallId, i64> = HashMap::new();
+    // KI notices that came before their call's start: (first frame KI may
+    // hear, in µs of the call's audio; when seen).
+    let mut noticed_early: HashMap<CallId, (u64, i64)> = HashMap::new();
     let mut workers = JoinSet::new();
     tracing::info!(group, topic = input_topic, asr = %live.t.asr.describe(), "live transcriber started");
     while !*shutdown.borrow() {
@@ -164,8 +170,27 @@ pub async fn run_role(
                     let Ok(facts) = convert::call_facts(call_id.clone(), &s) else {
                         continue;
                     };
-                    if !facts.ki_active() {
+                    // KI requested: the worker starts, and hears the call from
+                    // the customer's notice on (at once if told at the start).
+                    if !facts.ki_enabled {
                         continue;
+                    }
+                    let mut heard_from = facts.ki_from_frame();
+                    if heard_from.is_none() {
+                        // A notice that came first, here or (kept by the recorder) elsewhere.
+                        let early = match noticed_early.remove(&call_id) {
+                            Some((us, _)) => Some(us),
+                            None => live
+                                .t
+                                .vault
+                                .meta()
+                                .early_ki_notice(&call_id)
+                                .await
+                                .ok()
+                                .flatten()
+                                .map(|n| n.offset_us),
+                        };
+                        heard_from = early.map(|us| facts.format.first_frame_at(us));
                     }
                     // Also when another process saw the opt-out first (the
                     // recorder keeps it for the call), or the customer objected
@@ -202,9 +227,14 @@ pub async fn run_role(
                         CallHandle {
                             tx,
                             reasm: Reassembler::new(facts.format.clone(), live.reassembly),
-                            format: facts.format,
+                            format: facts.format.clone(),
                             chunk_key,
                             partition: (r.topic.clone(), r.partition),
+                            gate: NoticeGate::new(
+                                facts.format.channels().into(),
+                                heard_from,
+                                facts.format.sample_rate_hz(),
+                            ),
                         },
                     );
                 }
@@ -234,6 +264,20 @@ pub async fn run_role(
                     }
                     let pieces = h.reasm.drain();
                     send_pieces(h, pieces);
+                }
+                Some(Event::KiNotice(n)) => {
+                    // Refused (no offset) or after the end: the recorder dead-letters it.
+                    let Ok(n) = convert::ki_notice(&n, 0) else { continue };
+                    if let Some(h) = calls.get_mut(&call_id) {
+                        match h.gate.notice(h.format.first_frame_at(n.offset_us)) {
+                            Ok(held) => forward(h, held),
+                            Err(why) => {
+                                let _ = h.tx.send(Cmd::Abandon(why));
+                            }
+                        }
+                    } else if !finishing.contains_key(&call_id) {
+                        noticed_early.insert(call_id.clone(), (n.offset_us, live.t.vault.clock().now_us()));
+                    }
                 }
                 Some(Event::KiOptOut(o)) => {
                     let at_us =
@@ -265,12 +309,17 @@ pub async fn run_role(
                     }
                 }
                 Some(Event::CallEnded(e)) => {
-                    if let Some(mut h) = calls.remove(&call_id) {
+                    if calls.get(&call_id).is_some_and(|h| !h.gate.open()) {
+                        // Never told: nothing was heard, nothing is stored live.
+                        if let Some(h) = calls.remove(&call_id) {
+                            let _ = h.tx.send(Cmd::Abandon("the customer was never told KI is used".into()));
+                        }
+                    } else if let Some(mut h) = calls.remove(&call_id) {
                         // A refused end (far past what was seen) is dead-lettered by the
                         // recorder; the transcript ends with what arrived either way.
                         let _ = h.reasm.finish(if e.no_audio { None } else { Some(e.last_sequence) });
                         let pieces = h.reasm.drain();
-                        send_pieces(&h, pieces);
+                        send_pieces(&mut h, pieces);
                         let _ = h.tx.send(Cmd::End);
                         finishing.insert(call_id, h.tx);
                     }
@@ -299,6 +348,7 @@ pub async fn run_role(
         finishing.retain(|_, tx| !tx.is_closed());
         let day_ago = live.t.vault.clock().now_us() - 86_400_000_000;
         opted_out_early.retain(|_, seen| *seen > day_ago);
+        noticed_early.retain(|_, (_, seen)| *seen > day_ago);
         // Reap finished workers.
         while let Some(done) = workers.try_join_next() {
             if let Err(e) = done {
@@ -326,7 +376,7 @@ pub async fn run_role(
     Ok(live.stats())
 }
 
-fn send_pieces(h: &CallHandle, pieces: Vec<Piece<()>>) {
+fn send_pieces(h: &mut CallHandle, pieces: Vec<Piece<()>>) {
     let channels = h.format.channels().max(1) as usize;
     for p in pieces {
         let pcm: Vec<i16> = match p {
@@ -346,6 +396,15 @@ fn send_pieces(h: &CallHandle, pieces: Vec<Piece<()>>) {
             }
             Piece::Gap(g) => vec![0; g.frames as usize * channels],
         };
+        let pcm = h.gate.admit(pcm);
+        forward(h, pcm);
+    }
+}
+
+/// Hands interleaved PCM that passed the notice gate to the call's worker, one `Vec` per channel.
+fn forward(h: &CallHandle, pcm: Option<Vec<i16>>) {
+    let channels = h.format.channels().max(1) as usize;
+    if let Some(pcm) = pcm {
         let mut per: Vec<Vec<i16>> = vec![Vec::with_capacity(pcm.len() / channels); channels];
         for frame in pcm.chunks_exact(channels) {
             for (ch, s) in frame.iter().enumerate() {

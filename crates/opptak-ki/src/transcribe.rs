@@ -90,9 +90,11 @@ impl Transcriber {
             .load_call(call_id)
             .await?
             .ok_or_else(|| TranscribeError::UnknownCall(call_id.to_string()))?;
-        if !rec.facts.ki_active() {
+        // KI hears the call only from the moment the customer was told
+        // (issue 16, section 6); never told: no KI.
+        let Some(heard_from) = rec.facts.ki_from_frame() else {
             return Ok(Outcome::NotKi);
-        }
+        };
         if let Some(o) = &rec.opt_out {
             // R12: nothing of this call reaches the recognizer; any KI data goes.
             self.vault.purge_ki(call_id, &o.requested_by, o.at_us).await?;
@@ -133,18 +135,20 @@ impl Transcriber {
         let roles = format.channel_roles().to_vec();
         let channels = roles.len();
         let samples: Vec<i16> = pcm.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
-        // Utterances of every channel, in time order.
+        // Utterances of every channel, in time order, from the notice on:
+        // the audio before it is never looked at, let alone sent.
+        let skip = usize::try_from(heard_from).unwrap_or(usize::MAX);
         let mut utterances = Vec::new();
         for (ch, role) in roles.iter().enumerate() {
-            let mono: Vec<i16> = samples.iter().skip(ch).step_by(channels).copied().collect();
+            let mono: Vec<i16> = samples.iter().skip(ch).step_by(channels).skip(skip).copied().collect();
             let mut vad = Vad::new(rate, self.vad);
             let mut spans = vad.push(&mono);
             spans.extend(vad.finish());
             for s in spans {
                 utterances.push((
-                    s.start,
+                    s.start + heard_from,
                     *role,
-                    s.end,
+                    s.end + heard_from,
                     mono[s.start as usize..(s.end as usize).min(mono.len())].to_vec(),
                 ));
             }

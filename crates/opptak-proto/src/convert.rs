@@ -2,7 +2,9 @@
 //! domain values out, or the dead-letter reason that says why not.
 
 use crate::v1::{self, DeadLetterReason};
-use opptak_domain::model::{AudioFormat, CallFacts, CallId, ChannelRole, Codec, Desk, Direction, ServiceCategory};
+use opptak_domain::model::{
+    AudioFormat, CallFacts, CallId, ChannelRole, Codec, Desk, Direction, KiNotice, KiNoticeMethod, ServiceCategory,
+};
 
 /// Why an input cannot be accepted: the reason code and a human-readable detail.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,6 +125,39 @@ pub fn call_facts(call_id: CallId, s: &v1::CallStarted) -> Result<CallFacts, Ref
         ki_enabled: s.ki_enabled,
         customer_informed: s.customer_informed,
         format: audio_format(s.audio_format.as_ref())?,
+        ki_notice: None,
+    })
+}
+
+/// A `KiNotice` as evidence: the offset is required (it is what KI may
+/// hear from), the time defaults to `now_us`.
+pub fn ki_notice(n: &v1::KiNotice, now_us: i64) -> Result<KiNotice, Refusal> {
+    use DeadLetterReason::InvalidFormat;
+    let offset_us = n.offset.as_ref().ok_or_else(|| {
+        Refusal::new(
+            InvalidFormat,
+            "KiNotice.offset missing: the audio position of the notice is required",
+        )
+    })?;
+    let offset_us =
+        duration_micros(offset_us).ok_or_else(|| Refusal::new(InvalidFormat, "KiNotice.offset negative"))?;
+    if n.announcement_id.len() > 256 || n.by.len() > 256 {
+        return Err(Refusal::new(
+            InvalidFormat,
+            "KiNotice announcement_id or by longer than 256 bytes",
+        ));
+    }
+    let method = match v1::KiNoticeMethod::try_from(n.method) {
+        Ok(v1::KiNoticeMethod::IvrAnnouncement) => KiNoticeMethod::IvrAnnouncement,
+        Ok(v1::KiNoticeMethod::Advisor) => KiNoticeMethod::Advisor,
+        _ => KiNoticeMethod::Unspecified,
+    };
+    Ok(KiNotice {
+        at_us: n.at.as_ref().map(micros).unwrap_or(now_us),
+        offset_us,
+        method,
+        announcement_id: n.announcement_id.clone(),
+        by: n.by.clone(),
     })
 }
 
@@ -147,5 +182,36 @@ pub fn service_category(v: i32) -> ServiceCategory {
         Ok(v1::ServiceCategory::Payments) => ServiceCategory::Payments,
         Ok(v1::ServiceCategory::General) => ServiceCategory::General,
         _ => ServiceCategory::Unspecified,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ki_notice_needs_its_offset() {
+        let mut n = v1::KiNotice {
+            at: None,
+            offset: None,
+            method: v1::KiNoticeMethod::Advisor as i32,
+            announcement_id: String::new(),
+            by: "adv-1042".into(),
+        };
+        let refused = ki_notice(&n, 5).unwrap_err();
+        assert_eq!(refused.reason, DeadLetterReason::InvalidFormat);
+        n.offset = Some(duration(2_500_000));
+        let got = ki_notice(&n, 5).unwrap();
+        assert_eq!(
+            (got.at_us, got.offset_us, got.method),
+            (5, 2_500_000, KiNoticeMethod::Advisor)
+        );
+        assert_eq!(got.by, "adv-1042");
+        n.offset = Some(prost_types::Duration { seconds: -1, nanos: 0 });
+        assert!(ki_notice(&n, 5).is_err());
+        n.offset = Some(duration(1));
+        n.method = 99;
+        assert_eq!(ki_notice(&n, 5).unwrap().method, KiNoticeMethod::Unspecified);
     }
 }

@@ -334,8 +334,20 @@ impl Compactor {
             }
         }
         for (which, prefix, dir, decision) in wanted {
+            // The KI copy holds nothing from before the customer was told KI
+            // is used (issue 16, section 6): silence there, times stay true.
+            let ki_wire;
+            let src: &[u8] = if which == Which::Ki {
+                let mut w = wire.clone();
+                let from = rec.facts.ki_from_frame().unwrap_or(u64::MAX);
+                rec.facts.format.silence_head(&mut w, from);
+                ki_wire = w;
+                &ki_wire
+            } else {
+                &wire
+            };
             let Some((artifact_id, key_id, object)) =
-                self.write_copy(call_id, which, prefix, dir, &decision, &wire).await?
+                self.write_copy(call_id, which, prefix, dir, &decision, src).await?
             else {
                 continue;
             };

@@ -740,6 +740,7 @@ impl Recorder {
                     self.reclassifications.push((r.clone(), call_id.clone(), rc));
                 }
             }
+            Some(Event::KiNotice(n)) => self.on_ki_notice(&r, call_id.clone(), &n).await?,
         }
         let now = self.now_us();
         if let Some(call) = self.calls.get_mut(&call_id) {
@@ -813,7 +814,7 @@ impl Recorder {
     }
 
     async fn on_started(&mut self, r: &Record, call_id: CallId, s: &v1::CallStarted) -> Result<(), RecorderError> {
-        let facts = match convert::call_facts(call_id.clone(), s) {
+        let mut facts = match convert::call_facts(call_id.clone(), s) {
             Ok(f) => f,
             Err(refusal) => {
                 self.dead_letter(r, call_id.as_str(), refusal);
@@ -821,7 +822,12 @@ impl Recorder {
             }
         };
         if let Some(existing) = self.call(&call_id).await? {
-            if existing.facts != facts {
+            // A notice is no part of the start: it came later.
+            let started = CallFacts {
+                ki_notice: None,
+                ..existing.facts.clone()
+            };
+            if started != facts {
                 self.dead_letter(
                     r,
                     call_id.as_str(),
@@ -862,6 +868,8 @@ impl Recorder {
             },
         };
         self.unknown.remove(&call_id);
+        // A notice that came first (the producers race) is the call's notice.
+        facts.ki_notice = self.meta.early_ki_notice(&call_id).await?;
         let (key, stored_key) = self.vault.new_key(call_id.as_str(), RECORDING_KEY_CLASS)?;
         let recording_id = format!("rec-{}", uuid::Uuid::new_v4().simple());
         let blob_prefix = format!("recordings/{call_id}/{recording_id}");
@@ -1019,6 +1027,43 @@ impl Recorder {
             Rejection::TooLong { .. } => DeadLetterReason::CallTooLong,
         };
         self.dead_letter(r, call_id.as_str(), Refusal::new(reason, rej.to_string()));
+        Ok(())
+    }
+
+    /// The evidence that the customer was told KI is used (issue 16,
+    /// section 6): kept on the call's row; KI hears nothing before its offset.
+    /// The first notice of a call stays (a replay changes nothing). Before
+    /// the call's start it is kept for the call, as an early opt-out is.
+    async fn on_ki_notice(&mut self, r: &Record, call_id: CallId, n: &v1::KiNotice) -> Result<(), RecorderError> {
+        let now_us = self.now_us();
+        let notice = match convert::ki_notice(n, now_us) {
+            Ok(notice) => notice,
+            Err(refusal) => {
+                self.dead_letter(r, call_id.as_str(), refusal);
+                return Ok(());
+            }
+        };
+        let Some(call) = self.call(&call_id).await? else {
+            self.meta.keep_early_ki_notice(&call_id, &notice, now_us).await?;
+            tracing::info!(call_id = %call_id, "ki notice before the call started: kept for the call");
+            return Ok(());
+        };
+        if call.end.is_some() {
+            let detail = "KiNotice after CallEnded: the notice must come while the call runs";
+            self.dead_letter(r, call_id.as_str(), Refusal::new(DeadLetterReason::AfterEnd, detail));
+            return Ok(());
+        }
+        match &call.facts.ki_notice {
+            Some(first) if *first != notice => {
+                tracing::info!(call_id = %call_id, "a second ki notice: the first stays");
+            }
+            Some(_) => {}
+            None => {
+                tracing::info!(call_id = %call_id, method = %notice.method, offset_us = notice.offset_us, "ki notice recorded");
+                call.facts.ki_notice = Some(notice);
+                call.dirty = true;
+            }
+        }
         Ok(())
     }
 
@@ -1384,6 +1429,7 @@ fn plan_flush(
             complete: call.complete,
             end: call.end.clone(),
             opt_out: call.opt_out.clone(),
+            ki_notice: call.facts.ki_notice.clone(),
             updated_at_us: now_us,
         });
         call.dirty = false;
@@ -1518,6 +1564,7 @@ mod tests {
             ki_enabled: false,
             customer_informed: false,
             format: format.clone(),
+            ki_notice: None,
         };
         let state = CallState {
             facts,

@@ -4,7 +4,9 @@
 use crate::meta::{CallEnd, CallUpdate, Flush, GapRow, NewCall, OptOut, SegmentRow, StoredKey};
 use crate::{BlobStore, MetadataStore, StoreError};
 use bytes::Bytes;
-use opptak_domain::model::{AudioFormat, CallFacts, CallId, ChannelRole, Codec, Desk, Direction, ServiceCategory};
+use opptak_domain::model::{
+    AudioFormat, CallFacts, CallId, ChannelRole, Codec, Desk, Direction, KiNotice, KiNoticeMethod, ServiceCategory,
+};
 use std::sync::Arc;
 
 pub async fn blob_store_suite(store: Arc<dyn BlobStore>, prefix: &str) {
@@ -43,6 +45,7 @@ pub fn sample_call(id: &str) -> NewCall {
             ki_enabled: true,
             customer_informed: true,
             format: AudioFormat::new(Codec::Pcma, 8000, vec![ChannelRole::Agent, ChannelRole::Customer]).unwrap(),
+            ki_notice: None,
         },
         extra_keys: Vec::new(),
         key: StoredKey {
@@ -104,6 +107,13 @@ pub async fn metadata_store_suite(store: Arc<dyn MetadataStore>, prefix: &str) {
             requested_by: "adv-1".into(),
             offset_us: 1_250_000,
         }),
+        ki_notice: Some(KiNotice {
+            at_us: 3,
+            offset_us: 4_000_000,
+            method: KiNoticeMethod::IvrAnnouncement,
+            announcement_id: "ivr-ki-1".into(),
+            by: String::new(),
+        }),
         updated_at_us: 6,
     };
     let gap = GapRow {
@@ -131,6 +141,30 @@ pub async fn metadata_store_suite(store: Arc<dyn MetadataStore>, prefix: &str) {
     assert_eq!(got.duplicate_chunks, 3);
     assert_eq!(got.end, update.end);
     assert_eq!(got.opt_out, update.opt_out);
+    assert_eq!(got.facts.ki_notice, update.ki_notice);
+
+    // A KiNotice before its call's start: kept (the first stays), and gone
+    // once the call is stored with it.
+    let early = sample_call(&format!("early-{prefix}"));
+    let eid = early.facts.call_id.clone();
+    let notice = update.ki_notice.clone().unwrap();
+    store.keep_early_ki_notice(&eid, &notice, 7).await.unwrap();
+    let second = KiNotice {
+        method: KiNoticeMethod::Advisor,
+        ..notice.clone()
+    };
+    store.keep_early_ki_notice(&eid, &second, 8).await.unwrap();
+    assert_eq!(store.early_ki_notice(&eid).await.unwrap(), Some(notice.clone()));
+    let mut started = early.clone();
+    started.facts.ki_notice = Some(notice);
+    store
+        .apply(&Flush {
+            new_calls: vec![started],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.early_ki_notice(&eid).await.unwrap(), None);
     assert_eq!(
         store.segments(&call.recording_id).await.unwrap(),
         vec![seg(0, false), seg(1, true)]
@@ -178,6 +212,7 @@ pub async fn metadata_store_suite(store: Arc<dyn MetadataStore>, prefix: &str) {
                 last_sequence: None,
             }),
             opt_out: None,
+            ki_notice: None,
             updated_at_us: 10,
         });
     }
@@ -237,6 +272,7 @@ pub async fn metadata_store_suite(store: Arc<dyn MetadataStore>, prefix: &str) {
             complete: false,
             end: None,
             opt_out: None,
+            ki_notice: None,
             updated_at_us: 11,
         }],
         ..Default::default()

@@ -49,6 +49,7 @@ async fn call(vault: &Vault, id: &str) -> CallId {
         ki_enabled: true,
         customer_informed: true,
         format: AudioFormat::new(Codec::Pcmu, 8000, vec![ChannelRole::Agent, ChannelRole::Customer]).unwrap(),
+        ki_notice: None,
     };
     vault
         .meta()

@@ -5,13 +5,16 @@
 use super::model::{CallEnd, CallRecord, CallUpdate, Flush, GapRow, NewCall, Objection, OptOut, SegmentRow, StoredKey};
 use super::{artifacts::ObjectColumns, db, placeholders, read, Bigint, Flag, SqlStore, Tx, ROWS_PER_STATEMENT};
 use crate::StoreError;
-use opptak_domain::model::{AudioFormat, CallFacts, CallId, ChannelRole, Codec, Desk, Direction, ServiceCategory};
+use opptak_domain::model::{
+    AudioFormat, CallFacts, CallId, ChannelRole, Codec, Desk, Direction, KiNotice, KiNoticeMethod, ServiceCategory,
+};
 use opptak_domain::reassembly::Progress;
 
 const CALL_SELECT: &str = "SELECT c.call_id, c.started_at_us, c.direction, c.customer_ref, c.advisor_id, c.desk, \
     c.service_category, c.ki_enabled, c.customer_informed, c.codec, c.sample_rate_hz, c.channel_roles, \
     c.next_sequence, c.frames, c.last_chunk_frames, c.duplicate_chunks, c.ended_at_us, c.end_reason, \
     c.last_sequence, c.ki_opt_out_at_us, c.ki_opt_out_by, c.ki_opt_out_offset_us, c.created_at_us, c.updated_at_us, \
+    c.ki_notice_at_us, c.ki_notice_offset_us, c.ki_notice_method, c.ki_notice_announcement_id, c.ki_notice_by, \
     k.key_id, k.class, k.kek_id, k.sealed, k.destroyed_at_us AS key_destroyed_at_us, r.recording_id, r.blob_prefix, r.segments, r.complete, \
     r.object_path, r.object_bytes \
     FROM calls c JOIN recordings r ON r.call_id = c.call_id AND r.kind = 'recording' \
@@ -49,6 +52,8 @@ struct CallColumns {
     ki_opt_out_at_us: Option<i64>,
     ki_opt_out_by: Option<String>,
     ki_opt_out_offset_us: Option<i64>,
+    #[sqlx(flatten)]
+    notice: NoticeColumns,
     created_at_us: i64,
     updated_at_us: i64,
     #[sqlx(flatten)]
@@ -62,6 +67,33 @@ struct CallColumns {
     complete: bool,
     #[sqlx(flatten)]
     object: ObjectColumns,
+}
+
+/// The `KiNotice` evidence on a call's row (migration 0014).
+#[derive(sqlx::FromRow)]
+struct NoticeColumns {
+    ki_notice_at_us: Option<i64>,
+    ki_notice_offset_us: Option<i64>,
+    ki_notice_method: Option<String>,
+    ki_notice_announcement_id: Option<String>,
+    ki_notice_by: Option<String>,
+}
+
+impl NoticeColumns {
+    fn into_notice(self) -> Result<Option<KiNotice>, StoreError> {
+        let Some(at_us) = self.ki_notice_at_us else {
+            return Ok(None);
+        };
+        let method = self.ki_notice_method.unwrap_or_default();
+        Ok(Some(KiNotice {
+            at_us,
+            offset_us: self.ki_notice_offset_us.unwrap_or(0).max(0) as u64,
+            method: KiNoticeMethod::parse(&method)
+                .ok_or_else(|| StoreError::Corrupt("calls.ki_notice_method".into()))?,
+            announcement_id: self.ki_notice_announcement_id.unwrap_or_default(),
+            by: self.ki_notice_by.unwrap_or_default(),
+        }))
+    }
 }
 
 impl TryFrom<CallColumns> for CallRecord {
@@ -89,6 +121,7 @@ impl TryFrom<CallColumns> for CallRecord {
             ki_enabled: c.ki_enabled,
             customer_informed: c.customer_informed,
             format,
+            ki_notice: c.notice.into_notice()?,
         };
         let end = c.ended_at_us.map(|ended_at_us| CallEnd {
             ended_at_us,
@@ -140,6 +173,14 @@ impl SqlStore {
         let mut tx = self.begin().await?;
         for rows in f.new_calls.chunks(ROWS_PER_STATEMENT) {
             insert_calls(&mut tx, rows).await?;
+        }
+        // An early KiNotice applied to its call now lives on the call's row.
+        for c in f.new_calls.iter().filter(|c| c.facts.ki_notice.is_some()) {
+            sqlx::query("DELETE FROM early_ki_notices WHERE call_id = $1")
+                .bind(c.facts.call_id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
         }
         // Guarded updates first: a fenced writer fails before it writes anything.
         for rows in f.updates.chunks(ROWS_PER_STATEMENT) {
@@ -337,15 +378,19 @@ async fn update_calls(tx: &mut Tx<'_>, rows: &[CallUpdate]) -> Result<(), StoreE
     // (SQLite's VALUES cannot be aliased with column names otherwise).
     let sql = format!(
         "WITH v (call_id, next_sequence, frames, last_chunk_frames, duplicate_chunks, state, ended_at_us, \
-         end_reason, last_sequence, ki_opt_out_at_us, ki_opt_out_by, ki_opt_out_offset_us, updated_at_us) \
+         end_reason, last_sequence, ki_opt_out_at_us, ki_opt_out_by, ki_opt_out_offset_us, updated_at_us, \
+         ki_notice_at_us, ki_notice_offset_us, ki_notice_method, ki_notice_announcement_id, ki_notice_by) \
          AS (VALUES {}) \
          UPDATE calls SET next_sequence = v.next_sequence, frames = v.frames, \
          last_chunk_frames = v.last_chunk_frames, duplicate_chunks = v.duplicate_chunks, state = v.state, \
          ended_at_us = v.ended_at_us, end_reason = v.end_reason, last_sequence = v.last_sequence, \
          ki_opt_out_at_us = v.ki_opt_out_at_us, ki_opt_out_by = v.ki_opt_out_by, \
-         ki_opt_out_offset_us = v.ki_opt_out_offset_us, updated_at_us = v.updated_at_us \
+         ki_opt_out_offset_us = v.ki_opt_out_offset_us, updated_at_us = v.updated_at_us, \
+         ki_notice_at_us = v.ki_notice_at_us, ki_notice_offset_us = v.ki_notice_offset_us, \
+         ki_notice_method = v.ki_notice_method, ki_notice_announcement_id = v.ki_notice_announcement_id, \
+         ki_notice_by = v.ki_notice_by \
          FROM v WHERE calls.call_id = v.call_id",
-        placeholders(rows.len(), 13)
+        placeholders(rows.len(), 18)
     );
     let mut q = sqlx::query(&sql);
     for u in rows {
@@ -362,7 +407,12 @@ async fn update_calls(tx: &mut Tx<'_>, rows: &[CallUpdate]) -> Result<(), StoreE
             .bind(u.opt_out.as_ref().map(|o| o.at_us))
             .bind(u.opt_out.as_ref().map(|o| o.requested_by.clone()))
             .bind(u.opt_out.as_ref().map(|o| o.offset_us as i64))
-            .bind(u.updated_at_us);
+            .bind(u.updated_at_us)
+            .bind(u.ki_notice.as_ref().map(|n| n.at_us))
+            .bind(u.ki_notice.as_ref().map(|n| n.offset_us as i64))
+            .bind(u.ki_notice.as_ref().map(|n| n.method.as_str().to_owned()))
+            .bind(u.ki_notice.as_ref().map(|n| n.announcement_id.clone()))
+            .bind(u.ki_notice.as_ref().map(|n| n.by.clone()));
     }
     q.execute(&mut **tx).await.map_err(db)?;
     let sql = format!(
@@ -472,6 +522,45 @@ impl SqlStore {
             requested_by,
             offset_us: 0,
         }))
+    }
+
+    pub(super) async fn keep_early_ki_notice(
+        &self,
+        call_id: &CallId,
+        n: &KiNotice,
+        received_at_us: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO early_ki_notices (call_id, at_us, offset_us, method, announcement_id, by_advisor, \
+             received_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (call_id) DO NOTHING",
+        )
+        .bind(call_id.as_str())
+        .bind(n.at_us)
+        .bind(n.offset_us as i64)
+        .bind(n.method.as_str())
+        .bind(n.announcement_id.as_str())
+        .bind(n.by.as_str())
+        .bind(received_at_us)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    pub(super) async fn early_ki_notice(&self, call_id: &CallId) -> Result<Option<KiNotice>, StoreError> {
+        let row: Option<NoticeColumns> = sqlx::query_as(
+            "SELECT at_us AS ki_notice_at_us, offset_us AS ki_notice_offset_us, method AS ki_notice_method, \
+             announcement_id AS ki_notice_announcement_id, by_advisor AS ki_notice_by \
+             FROM early_ki_notices WHERE call_id = $1",
+        )
+        .bind(call_id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(read("early_ki_notices row"))?;
+        match row {
+            Some(r) => r.into_notice(),
+            None => Ok(None),
+        }
     }
 
     pub(super) async fn record_objection(&self, o: &Objection) -> Result<(), StoreError> {

@@ -161,6 +161,16 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn keep_early_opt_out(&self, call_id: &CallId, o: &OptOut, received_at_us: i64) -> Result<(), StoreError>;
     /// The opt-out kept for a call that had not started when it came.
     async fn early_opt_out(&self, call_id: &CallId) -> Result<Option<OptOut>, StoreError>;
+    /// Keeps a KiNotice that came before its call started (idempotent: the
+    /// first one stays); removed when the call is stored with it.
+    async fn keep_early_ki_notice(
+        &self,
+        call_id: &CallId,
+        n: &opptak_domain::model::KiNotice,
+        received_at_us: i64,
+    ) -> Result<(), StoreError>;
+    /// The notice kept for a call that had not started when it came.
+    async fn early_ki_notice(&self, call_id: &CallId) -> Result<Option<opptak_domain::model::KiNotice>, StoreError>;
     /// Records a customer's objection (`ki` or `analysis`); the first stays.
     async fn record_objection(&self, o: &Objection) -> Result<(), StoreError>;
     /// The customer's objections in force.
@@ -619,6 +629,19 @@ impl MetadataStore for SqlStore {
 
     async fn early_opt_out(&self, call_id: &CallId) -> Result<Option<OptOut>, StoreError> {
         self.early_opt_out(call_id).await
+    }
+
+    async fn keep_early_ki_notice(
+        &self,
+        call_id: &CallId,
+        n: &opptak_domain::model::KiNotice,
+        received_at_us: i64,
+    ) -> Result<(), StoreError> {
+        self.keep_early_ki_notice(call_id, n, received_at_us).await
+    }
+
+    async fn early_ki_notice(&self, call_id: &CallId) -> Result<Option<opptak_domain::model::KiNotice>, StoreError> {
+        self.early_ki_notice(call_id).await
     }
 
     async fn record_objection(&self, o: &Objection) -> Result<(), StoreError> {

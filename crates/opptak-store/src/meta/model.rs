@@ -4,7 +4,7 @@
 //! together from private column structs in the module of their concern.
 
 use super::{Bigint, Flag};
-use opptak_domain::model::{CallFacts, CallId};
+use opptak_domain::model::{CallFacts, CallId, KiNotice};
 use opptak_domain::reassembly::Progress;
 
 /// A data key as stored: sealed under a KEK.
@@ -80,6 +80,8 @@ pub struct CallUpdate {
     pub complete: bool,
     pub end: Option<CallEnd>,
     pub opt_out: Option<OptOut>,
+    /// The call's `KiNotice` evidence (issue 16, section 6).
+    pub ki_notice: Option<KiNotice>,
     pub updated_at_us: i64,
 }
 

@@ -153,11 +153,15 @@ impl SqlStore {
                 .await
                 .map_err(read("retention count"))?;
         if left == 0 {
-            sqlx::query("UPDATE calls SET customer_ref = '' WHERE call_id = $1")
-                .bind(row.call_id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+            // The KiNotice evidence goes with the recording it is kept with.
+            sqlx::query(
+                "UPDATE calls SET customer_ref = '', ki_notice_at_us = NULL, ki_notice_offset_us = NULL, \
+                 ki_notice_method = NULL, ki_notice_announcement_id = NULL, ki_notice_by = NULL WHERE call_id = $1",
+            )
+            .bind(row.call_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
         if d.key_shredded.is_some() {
