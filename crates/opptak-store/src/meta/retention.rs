@@ -145,7 +145,7 @@ impl SqlStore {
         .map_err(db)?;
         // The call's last artifact gone: its row keeps what the deletion
         // evidence needs (ids, times, desk, category), not whose call it was
-        // (issue 16: the customer reference was kept for ever).
+        // nor which advisor took it (issue 16: both were kept for ever).
         let left: i64 =
             sqlx::query_scalar("SELECT COUNT(*) AS n FROM retention WHERE call_id = $1 AND deleted_at_us IS NULL")
                 .bind(row.call_id.as_str())
@@ -155,7 +155,7 @@ impl SqlStore {
         if left == 0 {
             // The KiNotice evidence goes with the recording it is kept with.
             sqlx::query(
-                "UPDATE calls SET customer_ref = '', ki_notice_at_us = NULL, ki_notice_offset_us = NULL, \
+                "UPDATE calls SET customer_ref = '', advisor_id = '', ki_notice_at_us = NULL, ki_notice_offset_us = NULL, \
                  ki_notice_method = NULL, ki_notice_announcement_id = NULL, ki_notice_by = NULL WHERE call_id = $1",
             )
             .bind(row.call_id.as_str())
