@@ -20,6 +20,7 @@ mod garbage_input;
 mod identity;
 mod key_rotation;
 mod ki_bench;
+mod ki_overload;
 mod ki_pipeline;
 mod oidc;
 mod otel;

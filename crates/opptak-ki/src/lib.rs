@@ -12,6 +12,7 @@
 //! - `role`: the loop both batch roles run: subscribe, poll, settle each call with backoff, acknowledge.
 //! - [`live`]: KI calls transcribed while they run, from the telephony topic, stopped by an opt-out.
 //! - [`live_calls`]: the calls being transcribed live, which the batch transcriber waits for.
+//! - `live_queue`: live utterances waiting for a recognizer slot, ended calls served first.
 //! - `eval` (tests and the `eval` feature only): word error rate against known scripts.
 
 pub mod asr;
@@ -21,6 +22,7 @@ pub mod eval;
 mod http;
 pub mod live;
 pub mod live_calls;
+mod live_queue;
 pub mod llm;
 mod retry;
 mod role;

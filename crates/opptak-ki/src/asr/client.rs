@@ -224,6 +224,10 @@ impl SpeechRecognizer for HttpAsr {
             http::origin(&self.config.url)
         )
     }
+
+    fn max_concurrency(&self) -> Option<usize> {
+        Some(self.config.max_concurrency)
+    }
 }
 
 /// One utterance on its way through the retries.
