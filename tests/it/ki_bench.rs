@@ -216,15 +216,15 @@ struct Playing {
 /// the recorder, the live and batch transcribers and the summarizer
 /// (embedded drafter) in this process. Each call's latency is from the
 /// moment its `CallEnded` is published to the moment its draft record
-/// arrives on `opptak.drafts.v1`. Returns the latencies (s) and the calls
-/// left without a draft.
+/// arrives on `opptak.drafts.v1`. Returns the latencies (s), the calls
+/// left without a draft, and the audio played (s).
 async fn end_to_draft_run(
     samples: &[opptak::demo::Sample],
     url: &str,
     load: usize,
     seconds: u64,
     ended_first: bool,
-) -> (Vec<f64>, usize) {
+) -> (Vec<f64>, usize, f64) {
     use opptak_proto::v1::telephony_event::Event;
     use std::collections::HashMap;
     let backend = match (common::kafka(), common::postgres_db("ki_draft_bench").await) {
@@ -269,6 +269,7 @@ async fn end_to_draft_run(
     let mut drafted: HashMap<String, f64> = HashMap::new();
     let mut playing: Vec<Option<Playing>> = (0..load).map(|_| None).collect();
     let mut started = vec![0usize; load];
+    let mut audio_s = 0.0;
     let mean_call_s = 20.0;
     let t0 = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_millis(100));
@@ -285,6 +286,7 @@ async fn end_to_draft_run(
                 started[slot] += 1;
                 let mut call = samples[(slot + k * load) % samples.len()].call.clone();
                 call.call_id = format!("{run}-{slot:03}-{k:03}");
+                audio_s += call.frames() as f64 / f64::from(call.format.sample_rate_hz());
                 *p = Some(Playing {
                     id: call.call_id.clone(),
                     events: call.events(100),
@@ -344,7 +346,7 @@ async fn end_to_draft_run(
     summarizer.await.unwrap().unwrap();
     recorder.stop().await.unwrap();
     let missing = ended.len() - drafted.len();
-    (drafted.into_values().collect(), missing)
+    (drafted.into_values().collect(), missing, audio_s)
 }
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {
@@ -370,12 +372,13 @@ async fn call_end_to_draft_below_and_above_capacity() {
     let samples = ki_corpus();
     for (load, ended_first) in runs {
         let t0 = Instant::now();
-        let (mut waits, missing) = end_to_draft_run(&samples, &url, load, seconds, ended_first).await;
+        let (mut waits, missing, audio_s) = end_to_draft_run(&samples, &url, load, seconds, ended_first).await;
         waits.sort_by(f64::total_cmp);
         println!(
-            "{load} calls, {}: {} drafts, {missing} missing; call end -> draft p50 {:.1} s, p95 {:.1} s, max {:.1} s (run {:.0} s)",
+            "{load} calls, {}: {} drafts, {missing} missing; call end -> draft min {:.1} s, p50 {:.1} s, p95 {:.1} s, max {:.1} s (run {:.0} s, {audio_s:.0} s of audio)",
             if ended_first { "ended first" } else { "arrival order" },
             waits.len(),
+            waits.first().copied().unwrap_or(f64::NAN),
             quantile(&waits, 0.5),
             quantile(&waits, 0.95),
             waits.last().copied().unwrap_or(f64::NAN),

@@ -635,7 +635,8 @@ fn spawn_utterance(
         async move {
             let _queued = queued;
             let _slot = ticket.slot().await;
-            (n, role, span.start, span.end, asr.transcribe(&u).await)
+            let heard = crate::live_queue::in_slot(asr.transcribe(&u)).await;
+            (n, role, span.start, span.end, heard)
         }
         .in_current_span(),
     );

@@ -4,8 +4,10 @@
 //! call that has **ended** first, then to the one that waited longest
 //! (issue 16, section 8: under a backlog a call's transcript, and so its
 //! draft, waited behind the utterances of calls still in progress; drafts
-//! came 68-86 s after hang-up). Calls in progress lose nothing by it: their
-//! transcript is not awaited until they end.
+//! came 68-86 s after hang-up). Among ended calls the one that ended first
+//! goes first, so a long call that ends later does not overtake a call
+//! that ended before it with utterances cut earlier. Calls in progress lose
+//! nothing that is awaited: their transcript is not awaited until they end.
 //!
 //! An utterance takes its place when it is cut ([`LiveQueue::enqueue`], not
 //! when its task first runs), so the order is the order of the calls'
@@ -13,9 +15,25 @@
 //! queue when its [`Ticket`] is dropped; a [`Slot`] goes back when dropped.
 
 use opptak_domain::model::CallId;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::oneshot;
+
+tokio::task_local! {
+    /// Set while a request runs in a slot of this queue: its wait was
+    /// counted here, and the recognizer's own bound does not count it again.
+    static IN_SLOT: ();
+}
+
+/// Runs a recognizer request that waited in this queue.
+pub(crate) async fn in_slot<F: std::future::Future>(request: F) -> F::Output {
+    IN_SLOT.scope((), request).await
+}
+
+/// Whether the request running now waited in this queue ([`in_slot`]).
+pub(crate) fn waited_in_slot() -> bool {
+    IN_SLOT.try_with(|_| ()).is_ok()
+}
 
 /// The queue, shared by the workers of all live calls of a process.
 #[derive(Clone)]
@@ -36,8 +54,10 @@ struct State {
     next: u64,
     /// Waiting utterances by arrival.
     waiting: BTreeMap<u64, Waiter>,
-    /// Calls whose end was read, whose utterances go first.
-    ended: HashSet<CallId>,
+    /// Calls whose end was read, whose utterances go first, in the order
+    /// they ended.
+    ended: HashMap<CallId, u64>,
+    ends: u64,
 }
 
 struct Waiter {
@@ -46,14 +66,21 @@ struct Waiter {
 }
 
 impl State {
-    /// The next utterance to serve: the longest waiting of an ended call,
-    /// else the longest waiting.
+    /// Where the utterance that arrived `at` for `call` stands: ended calls
+    /// in the order they ended, then everything else in the order it arrived.
+    fn rank(&self, ended_first: bool, at: u64, call: &CallId) -> (u64, u64) {
+        match self.ended.get(call) {
+            Some(end) if ended_first => (*end, at),
+            _ => (u64::MAX, at),
+        }
+    }
+
+    /// The next utterance to serve.
     fn pick(&mut self, ended_first: bool) -> Option<Waiter> {
-        let ended = &self.ended;
-        let at = ended_first
-            .then(|| self.waiting.iter().find(|(_, w)| ended.contains(&w.call)))
-            .flatten()
-            .or_else(|| self.waiting.iter().next())
+        let at = self
+            .waiting
+            .iter()
+            .min_by_key(|(at, w)| self.rank(ended_first, **at, &w.call))
             .map(|(at, _)| *at)?;
         self.waiting.remove(&at)
     }
@@ -127,7 +154,8 @@ impl LiveQueue {
                     free: slots.max(1),
                     next: 0,
                     waiting: BTreeMap::new(),
-                    ended: HashSet::new(),
+                    ended: HashMap::new(),
+                    ends: 0,
                 }),
             }),
         }
@@ -156,7 +184,10 @@ impl LiveQueue {
     /// `call` has ended: its waiting utterances, and those cut from what was
     /// left of its audio, go before those of calls in progress.
     pub(crate) fn ended(&self, call: &CallId) {
-        self.inner.lock().ended.insert(call.clone());
+        let mut st = self.inner.lock();
+        let end = st.ends;
+        st.ends += 1;
+        st.ended.entry(call.clone()).or_insert(end);
     }
 
     /// `call`'s worker is done (its utterances answered or cancelled).
@@ -168,16 +199,16 @@ impl LiveQueue {
     /// call, and whether the call has ended.
     pub(crate) fn waiting(&self) -> Vec<(CallId, bool)> {
         let st = self.inner.lock();
-        let mut all: Vec<(u64, CallId, bool)> = st
+        let mut all: Vec<((u64, u64), &CallId)> = st
             .waiting
             .iter()
             .filter(|(_, w)| !w.tx.is_closed())
-            .map(|(at, w)| (*at, w.call.clone(), st.ended.contains(&w.call)))
+            .map(|(at, w)| (st.rank(self.inner.ended_first, *at, &w.call), &w.call))
             .collect();
-        if self.inner.ended_first {
-            all.sort_by_key(|(at, _, ended)| (!ended, *at));
-        }
-        all.into_iter().map(|(_, call, ended)| (call, ended)).collect()
+        all.sort_by_key(|(rank, _)| *rank);
+        all.into_iter()
+            .map(|(_, call)| (call.clone(), st.ended.contains_key(call)))
+            .collect()
     }
 }
 
@@ -209,31 +240,41 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_freed_slot_goes_to_an_ended_call_first_then_the_oldest() {
+    async fn a_freed_slot_goes_to_the_first_ended_call_then_the_oldest() {
         let q = LiveQueue::new(1, true);
-        let (a, b, c) = (id("call-a"), id("call-b"), id("call-c"));
+        let (a, b, c, d) = (id("call-a"), id("call-b"), id("call-c"), id("call-d"));
         let held = q.enqueue(&a).slot().await.unwrap();
         let tickets = vec![
             ("a1", q.enqueue(&a)),
             ("c1", q.enqueue(&c)),
+            ("d1", q.enqueue(&d)),
             ("b1", q.enqueue(&b)),
             ("a2", q.enqueue(&a)),
             ("b2", q.enqueue(&b)),
         ];
+        // b ends before c, whose utterance is older.
         q.ended(&b);
+        q.ended(&c);
         assert_eq!(
             q.waiting(),
             [
                 (b.clone(), true),
                 (b.clone(), true),
+                (c.clone(), true),
                 (a.clone(), false),
-                (c, false),
+                (d, false),
                 (a, false)
             ]
         );
         let order = tokio::spawn(served(tickets));
         drop(held);
-        assert_eq!(order.await.unwrap(), ["b1", "b2", "a1", "c1", "a2"]);
+        assert_eq!(order.await.unwrap(), ["b1", "b2", "c1", "a1", "d1", "a2"]);
+    }
+
+    #[tokio::test]
+    async fn a_request_in_a_slot_is_not_counted_waiting_twice() {
+        assert!(!waited_in_slot());
+        assert!(in_slot(async { waited_in_slot() }).await);
     }
 
     #[tokio::test]
