@@ -18,6 +18,17 @@
 //! second; opptak's own CPU is this process's user+system time during the
 //! pipeline rounds (the speech server and Kafka are other processes), per
 //! audio hour.
+//!
+//! `call_end_to_draft_below_and_above_capacity` measures what an advisor
+//! waits after hanging up, under a steady load of real-time calls below and
+//! above what the speech model transcribes live, with the live queue serving
+//! ended calls first or in arrival order (`OPPTAK_BENCH_RUNS`, default
+//! `10:ended-first,40:ended-first,40:arrival`; `OPPTAK_BENCH_SECONDS` of
+//! arrivals, default 60):
+//!
+//! ```sh
+//! cargo test --release --test it ki_bench::call_end -- --ignored --nocapture
+//! ```
 
 use crate::common;
 
@@ -45,14 +56,8 @@ fn asr(url: &str) -> Arc<dyn SpeechRecognizer> {
     Arc::new(HttpAsr::new(cfg).unwrap())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark: minutes; run by hand (see the file's header)"]
-async fn pipeline_transcription_throughput_against_direct_calls() {
-    let url = std::env::var("OPPTAK_TEST_SPEECH_URL").expect("a speech server (deploy/local/services.sh)");
-    let rounds: usize = std::env::var("OPPTAK_BENCH_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2);
+/// The 20-call corpus (generated into a temporary directory), every call a KI call.
+fn ki_corpus() -> Vec<opptak::demo::Sample> {
     let corpus_dir = tempfile::tempdir().unwrap();
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ki_corpus/generate.sh");
     assert!(std::process::Command::new("bash")
@@ -66,6 +71,18 @@ async fn pipeline_transcription_throughput_against_direct_calls() {
         s.call.started.ki_enabled = true;
         s.call.started.customer_informed = true;
     }
+    samples
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: minutes; run by hand (see the file's header)"]
+async fn pipeline_transcription_throughput_against_direct_calls() {
+    let url = std::env::var("OPPTAK_TEST_SPEECH_URL").expect("a speech server (deploy/local/services.sh)");
+    let rounds: usize = std::env::var("OPPTAK_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    let samples = ki_corpus();
     let audio_s: f64 = samples
         .iter()
         .map(|s| {
@@ -183,4 +200,189 @@ async fn pipeline_transcription_throughput_against_direct_calls() {
         mean(&pipeline) / mean(&direct),
         mean(&cpu)
     );
+}
+
+/// One call of the end-to-draft load: a corpus call under a fresh id, its
+/// events, and how far it has been played.
+struct Playing {
+    id: String,
+    events: Vec<opptak_proto::v1::TelephonyEvent>,
+    next: usize,
+}
+
+/// Call end → draft (BENCHMARKS.md, "KI: call end to draft"): `load`
+/// concurrent real-time KI calls (the corpus, played again under fresh ids,
+/// 100 ms chunks, starts spread over one call length) for `seconds`, with
+/// the recorder, the live and batch transcribers and the summarizer
+/// (embedded drafter) in this process. Each call's latency is from the
+/// moment its `CallEnded` is published to the moment its draft record
+/// arrives on `opptak.drafts.v1`. Returns the latencies (s), the calls
+/// left without a draft, and the audio played (s).
+async fn end_to_draft_run(
+    samples: &[opptak::demo::Sample],
+    url: &str,
+    load: usize,
+    seconds: u64,
+    ended_first: bool,
+) -> (Vec<f64>, usize, f64) {
+    use opptak_proto::v1::telephony_event::Event;
+    use std::collections::HashMap;
+    let backend = match (common::kafka(), common::postgres_db("ki_draft_bench").await) {
+        (Some(kafka), Some(postgres)) => Backend::Services { kafka, postgres },
+        _ => Backend::Embedded,
+    };
+    let env = Env::new(&backend, "ki_draft_bench");
+    let edges = env.edges().await;
+    edges.ensure_topics(&["transcriber", "summarizer"]).await.unwrap();
+    let cfg = edges.config.clone();
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let asr = asr(url);
+    let slots = asr.max_concurrency().unwrap_or(4);
+    let t = opptak::app::transcriber_with(&edges, Some(asr)).unwrap();
+    let live = Arc::new(opptak_ki::live::Live::new(t.clone(), None).with_slots(slots, ended_first));
+    let (stop_live, live_role) = common::spawn_live_role(&edges, &live);
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let batch = {
+        let (group, topic, calls, rx) = (
+            cfg.ki.transcriber_group.clone(),
+            cfg.recorder_config().topics.recordings,
+            live.calls.clone(),
+            rx.clone(),
+        );
+        tokio::spawn(async move { opptak_ki::transcribe::run_role(t, &group, &topic, Some(calls), rx).await })
+    };
+    let summarizer = {
+        let s = opptak::app::summarizer(&edges).await.unwrap();
+        let (group, topic) = (cfg.ki.summarizer_group.clone(), opptak::app::transcripts_topic(&cfg));
+        tokio::spawn(async move { opptak_ki::summarize::run_role(s, &group, &topic, rx).await })
+    };
+    let mut drafts = edges
+        .bus
+        .subscribe(&common::unique("drafts"), &[opptak::app::drafts_topic(&cfg)])
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await; // consumers joined
+
+    let topic = cfg.recorder_config().topics.telephony;
+    let run = common::unique("d");
+    let mut ended: HashMap<String, Instant> = HashMap::new();
+    let mut drafted: HashMap<String, f64> = HashMap::new();
+    let mut playing: Vec<Option<Playing>> = (0..load).map(|_| None).collect();
+    let mut started = vec![0usize; load];
+    let mut audio_s = 0.0;
+    let mean_call_s = 20.0;
+    let t0 = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let now = t0.elapsed();
+        let mut batch_out = Vec::new();
+        let mut ending = Vec::new();
+        for (slot, p) in playing.iter_mut().enumerate() {
+            let due = Duration::from_secs_f64(mean_call_s * slot as f64 / load as f64);
+            if p.is_none() && now >= due && now < Duration::from_secs(seconds) {
+                let k = started[slot];
+                started[slot] += 1;
+                let mut call = samples[(slot + k * load) % samples.len()].call.clone();
+                call.call_id = format!("{run}-{slot:03}-{k:03}");
+                audio_s += call.frames() as f64 / f64::from(call.format.sample_rate_hz());
+                *p = Some(Playing {
+                    id: call.call_id.clone(),
+                    events: call.events(100),
+                    next: 0,
+                });
+            }
+            let Some(c) = p else { continue };
+            let mut e = c.events[c.next].clone();
+            c.next += 1;
+            let stamp = opptak::sim::now_timestamp();
+            match e.event.as_mut() {
+                Some(Event::CallStarted(s)) => s.started_at = Some(stamp),
+                Some(Event::CallEnded(end)) => {
+                    end.ended_at = Some(stamp);
+                    ending.push(c.id.clone());
+                }
+                _ => {}
+            }
+            let (key, payload) = opptak::sim::encode(&e);
+            batch_out.push(opptak_bus::Outgoing {
+                topic: topic.clone(),
+                key,
+                payload,
+            });
+            if c.next == c.events.len() {
+                *p = None;
+            }
+        }
+        edges.bus.publish_all(batch_out).await.unwrap();
+        let at = Instant::now();
+        for id in ending {
+            ended.insert(id, at);
+        }
+        for r in drafts.poll(1000, Duration::ZERO).await.unwrap() {
+            let id = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
+            if let Some(end) = ended.get(&id) {
+                drafted.entry(id).or_insert_with(|| end.elapsed().as_secs_f64());
+            }
+        }
+        if now >= Duration::from_secs(seconds) && playing.iter().all(Option::is_none) {
+            break;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while drafted.len() < ended.len() && Instant::now() < deadline {
+        for r in drafts.poll(1000, Duration::from_millis(200)).await.unwrap() {
+            let id = String::from_utf8_lossy(r.key.as_deref().unwrap_or_default()).into_owned();
+            if let Some(end) = ended.get(&id) {
+                drafted.entry(id).or_insert_with(|| end.elapsed().as_secs_f64());
+            }
+        }
+    }
+    let _ = stop_live.send(true);
+    let _ = stop.send(true);
+    live_role.await.unwrap().unwrap();
+    batch.await.unwrap().unwrap();
+    summarizer.await.unwrap().unwrap();
+    recorder.stop().await.unwrap();
+    let missing = ended.len() - drafted.len();
+    (drafted.into_values().collect(), missing, audio_s)
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: minutes; run by hand (BENCHMARKS.md)"]
+async fn call_end_to_draft_below_and_above_capacity() {
+    let url = std::env::var("OPPTAK_TEST_SPEECH_URL").expect("a speech server (deploy/local/services.sh)");
+    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_owned());
+    let runs: Vec<(usize, bool)> = env("OPPTAK_BENCH_RUNS", "10:ended-first,40:ended-first,40:arrival")
+        .split(',')
+        .map(|r| {
+            let (load, order) = r.split_once(':').unwrap();
+            (load.parse().unwrap(), order == "ended-first")
+        })
+        .collect();
+    let seconds: u64 = env("OPPTAK_BENCH_SECONDS", "60").parse().unwrap();
+    let samples = ki_corpus();
+    for (load, ended_first) in runs {
+        let t0 = Instant::now();
+        let (mut waits, missing, audio_s) = end_to_draft_run(&samples, &url, load, seconds, ended_first).await;
+        waits.sort_by(f64::total_cmp);
+        println!(
+            "{load} calls, {}: {} drafts, {missing} missing; call end -> draft min {:.1} s, p50 {:.1} s, p95 {:.1} s, max {:.1} s (run {:.0} s, {audio_s:.0} s of audio)",
+            if ended_first { "ended first" } else { "arrival order" },
+            waits.len(),
+            waits.first().copied().unwrap_or(f64::NAN),
+            quantile(&waits, 0.5),
+            quantile(&waits, 0.95),
+            waits.last().copied().unwrap_or(f64::NAN),
+            t0.elapsed().as_secs_f64()
+        );
+    }
 }

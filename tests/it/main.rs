@@ -22,6 +22,7 @@ mod identity;
 mod key_rotation;
 mod ki_bench;
 mod ki_notice;
+mod ki_overload;
 mod ki_pipeline;
 mod oidc;
 mod otel;

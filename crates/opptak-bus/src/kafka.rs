@@ -515,6 +515,7 @@ impl Bus for KafkaBus {
             unjoined,
             stuck_after: self.options.group_stuck_after,
             last_poll: None,
+            paused: false,
         }))
     }
 
@@ -661,6 +662,8 @@ struct KafkaSubscription {
     /// When the role last polled: a rebalance waits for the next poll, so
     /// time the role spent elsewhere does not count towards `stuck_after`.
     last_poll: Option<tokio::time::Instant>,
+    /// Between [`Subscription::pause`] and [`Subscription::resume`].
+    paused: bool,
 }
 
 /// Polls further apart than this restart the stuck clock: the role was busy
@@ -696,6 +699,17 @@ impl Drop for KafkaSubscription {
 impl KafkaSubscription {
     fn consumer(&self) -> &StreamConsumer<LagContext> {
         self.consumer.as_ref().expect("consumer present until drop")
+    }
+
+    /// Pauses every partition assigned now. librdkafka drops what it had
+    /// fetched of them but not returned, and fetches again from the record
+    /// after the last returned when they resume: nothing is lost or repeated.
+    fn pause_assigned(&self) -> Result<(), BusError> {
+        let assigned = self.consumer().assignment().map_err(classify)?;
+        if assigned.count() > 0 {
+            self.consumer().pause(&assigned).map_err(classify)?;
+        }
+        Ok(())
     }
 
     /// [`BusError::Stuck`] once the consumer has been outside its group
@@ -735,6 +749,10 @@ impl Subscription for KafkaSubscription {
         }
         self.last_poll = Some(now);
         self.check_group()?;
+        if self.paused {
+            // Partitions assigned since the pause (a rebalance) join it.
+            self.pause_assigned()?;
+        }
         let deadline = tokio::time::Instant::now() + wait;
         let mut out = Vec::new();
         while out.len() < max {
@@ -800,6 +818,20 @@ impl Subscription for KafkaSubscription {
                 .map(|e| (e.topic().to_owned(), e.partition()))
                 .collect(),
         ))
+    }
+
+    fn pause(&mut self) -> Result<(), BusError> {
+        self.paused = true;
+        self.pause_assigned()
+    }
+
+    fn resume(&mut self) -> Result<(), BusError> {
+        self.paused = false;
+        let assigned = self.consumer().assignment().map_err(classify)?;
+        if assigned.count() > 0 {
+            self.consumer().resume(&assigned).map_err(classify)?;
+        }
+        Ok(())
     }
 
     async fn flush_commits(&mut self) -> Result<(), BusError> {

@@ -191,6 +191,19 @@ pub trait Subscription: Send {
     /// Writes stored positions to the bus now (shutdown); otherwise they are
     /// written periodically.
     async fn flush_commits(&mut self) -> Result<(), BusError>;
+
+    /// Stops fetching from the partitions this member owns, for a role that
+    /// must wait (for a slot, another call) before it can take more: it goes
+    /// on calling [`Subscription::poll`], which keeps it in its group (a
+    /// Kafka consumer that does not poll within `max.poll.interval.ms` is
+    /// put out of it) and returns no records of a paused partition. Records
+    /// already returned stay returned: after [`Subscription::resume`] the
+    /// next record of a partition is the one after the last returned. A
+    /// partition assigned while paused (a rebalance) may deliver records.
+    fn pause(&mut self) -> Result<(), BusError>;
+
+    /// Fetches again from every partition this member owns.
+    fn resume(&mut self) -> Result<(), BusError>;
 }
 
 /// Opens the bus named by a URL: `memory://` or `kafka://host:port[,host:port]`.

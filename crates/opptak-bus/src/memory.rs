@@ -140,6 +140,7 @@ impl Bus for MemoryBus {
             generation: *generation,
             cursors,
             next_cursor: 0,
+            paused: false,
         }))
     }
 
@@ -171,14 +172,24 @@ struct MemorySubscription {
     /// (topic, partition, next offset to fetch)
     cursors: Vec<(String, i32, i64)>,
     next_cursor: usize,
+    /// Between [`Subscription::pause`] and [`Subscription::resume`]: polls
+    /// return nothing.
+    paused: bool,
 }
 
 impl MemorySubscription {
-    fn fetch(&mut self, max: usize) -> Result<Vec<Record>, BusError> {
+    /// A newer subscription of the group took over (a paused one is told too).
+    fn fenced(&self) -> Result<(), BusError> {
         let st = self.inner.lock();
         if st.generations.get(&self.group) != Some(&self.generation) {
             return Err(BusError::NotAssigned(format!("group {} was taken over", self.group)));
         }
+        Ok(())
+    }
+
+    fn fetch(&mut self, max: usize) -> Result<Vec<Record>, BusError> {
+        self.fenced()?;
+        let st = self.inner.lock();
         let mut out = Vec::new();
         let n = self.cursors.len();
         // Round-robin over partitions so one busy partition cannot starve the rest.
@@ -203,6 +214,11 @@ impl MemorySubscription {
 impl Subscription for MemorySubscription {
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Record>, BusError> {
         let deadline = tokio::time::Instant::now() + wait;
+        if self.paused {
+            self.fenced()?;
+            tokio::time::sleep_until(deadline).await;
+            return Ok(Vec::new());
+        }
         loop {
             let inner = self.inner.clone();
             let notified = inner.appended.notified();
@@ -246,6 +262,16 @@ impl Subscription for MemorySubscription {
     }
 
     async fn flush_commits(&mut self) -> Result<(), BusError> {
+        Ok(())
+    }
+
+    fn pause(&mut self) -> Result<(), BusError> {
+        self.paused = true;
+        Ok(())
+    }
+
+    fn resume(&mut self) -> Result<(), BusError> {
+        self.paused = false;
         Ok(())
     }
 }

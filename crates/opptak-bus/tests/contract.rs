@@ -54,7 +54,8 @@ contract_tests!(
     resume_from_committed,
     unknown_topic_is_an_error,
     empty_poll_returns,
-    topic_settings
+    topic_settings,
+    pause_and_resume
 );
 
 /// A Kafka bus whose broker address answers nothing, whose consumers are

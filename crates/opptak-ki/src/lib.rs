@@ -14,6 +14,7 @@
 //! - [`live`]: KI calls transcribed while they run, from the telephony topic, stopped by an opt-out.
 //! - [`live_calls`]: the calls being transcribed live, which the batch transcriber waits for.
 //! - `notice`: the live path's gate that lets no audio from before the customer's KI notice through.
+//! - `live_queue`: live utterances waiting for a recognizer slot, ended calls served first.
 //! - `eval` (tests and the `eval` feature only): word error rate against known scripts.
 
 pub mod asr;
@@ -23,6 +24,7 @@ pub mod eval;
 mod http;
 pub mod live;
 pub mod live_calls;
+mod live_queue;
 pub mod llm;
 mod notice;
 mod retry;

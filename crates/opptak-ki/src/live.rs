@@ -27,6 +27,7 @@
 pub use crate::live_calls::LiveCalls;
 
 use crate::asr::{AsrError, Utterance};
+use crate::live_queue::LiveQueue;
 use crate::notice::NoticeGate;
 use crate::transcribe::{new_transcript_id, TranscribeError, Transcriber, TranscriptSegment};
 use opptak_crypto::{DataKey, KeyProvider};
@@ -97,6 +98,9 @@ pub struct Live {
     /// batch path whole instead of growing the queue without bound.
     pub queue_max: usize,
     queued: Arc<std::sync::atomic::AtomicUsize>,
+    /// Where queued utterances wait for a recognizer slot: those of ended
+    /// calls first ([`crate::live_queue`]).
+    slots: LiveQueue,
     stats: Arc<Mutex<LiveStats>>,
 }
 
@@ -108,7 +112,12 @@ pub const LIVE_QUEUE_MAX: usize = 512;
 
 impl Live {
     pub fn new(t: Arc<Transcriber>, telephony_keys: Option<Arc<dyn KeyProvider>>) -> Self {
+        let slots = t
+            .asr
+            .max_concurrency()
+            .unwrap_or(crate::asr::AsrConfig::DEFAULT_MAX_CONCURRENCY);
         Self {
+            slots: LiveQueue::new(slots, true),
             t,
             telephony_keys,
             reassembly: ReassemblyConfig::default(),
@@ -121,6 +130,20 @@ impl Live {
 
     pub fn stats(&self) -> LiveStats {
         self.stats.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// `slots` requests to the recognizer at once (instead of its own bound);
+    /// with `ended_first` false, utterances are served strictly in the order
+    /// they were cut (the benchmark's baseline; not for production).
+    pub fn with_slots(mut self, slots: usize, ended_first: bool) -> Self {
+        self.slots = LiveQueue::new(slots, ended_first);
+        self
+    }
+
+    /// The utterances waiting for a recognizer slot, in the order they will
+    /// be served: each one's call, and whether that call has ended.
+    pub fn waiting(&self) -> Vec<(CallId, bool)> {
+        self.slots.waiting()
     }
 }
 
@@ -464,6 +487,7 @@ async fn call_worker(live: Arc<Live>, call_id: CallId, format: AudioFormat, mut 
     if let Ok(mut st) = live.stats.lock() {
         st.ends.push((call_id.to_string(), end));
     }
+    live.slots.forget(&call_id);
     live.calls.remove(&call_id);
 }
 
@@ -507,7 +531,7 @@ async fn work(
                         ch.samples.extend_from_slice(&pcm);
                         let spans = ch.vad.push(&pcm);
                         for span in spans {
-                            if !spawn_utterance(live, &mut inflight, ordinal, ch, span, rate) {
+                            if !spawn_utterance(live, call_id, &mut inflight, ordinal, ch, span, rate) {
                                 inflight.abort_all();
                                 return Ok(LiveEnd::Abandoned(queue_full(live)));
                             }
@@ -529,13 +553,14 @@ async fn work(
                 Some(Cmd::End) => {
                     for ch in channels.iter_mut() {
                         if let Some(span) = ch.vad.finish() {
-                            if !spawn_utterance(live, &mut inflight, ordinal, ch, span, rate) {
+                            if !spawn_utterance(live, call_id, &mut inflight, ordinal, ch, span, rate) {
                                 inflight.abort_all();
                                 return Ok(LiveEnd::Abandoned(queue_full(live)));
                             }
                             ordinal += 1;
                         }
                     }
+                    live.slots.ended(call_id);
                     ended = true;
                 }
                 Some(Cmd::Abandon(why)) => {
@@ -638,13 +663,23 @@ impl Drop for Queued {
 
 /// Sends one utterance to the recognizer; `false` (nothing sent) when the
 /// live queue is full.
-fn spawn_utterance(live: &Live, inflight: &mut JoinSet<Heard>, n: usize, ch: &Channel, span: Span, rate: u32) -> bool {
+fn spawn_utterance(
+    live: &Live,
+    call_id: &CallId,
+    inflight: &mut JoinSet<Heard>,
+    n: usize,
+    ch: &Channel,
+    span: Span,
+    rate: u32,
+) -> bool {
     use std::sync::atomic::Ordering;
     if live.queued.fetch_add(1, Ordering::SeqCst) >= live.queue_max {
         live.queued.fetch_sub(1, Ordering::SeqCst);
         return false;
     }
     let queued = Queued(live.queued.clone());
+    // Its place in the queue is taken now, in the order of the audio.
+    let ticket = live.slots.enqueue(call_id);
     let pcm = ch.cut(span);
     let u = Utterance {
         pcm16: pcm.iter().flat_map(|s| s.to_le_bytes()).collect(),
@@ -659,7 +694,9 @@ fn spawn_utterance(live: &Live, inflight: &mut JoinSet<Heard>, n: usize, ch: &Ch
     inflight.spawn(
         async move {
             let _queued = queued;
-            (n, role, span.start, span.end, asr.transcribe(&u).await)
+            let _slot = ticket.slot().await;
+            let heard = crate::live_queue::in_slot(asr.transcribe(&u)).await;
+            (n, role, span.start, span.end, heard)
         }
         .in_current_span(),
     );

@@ -15,6 +15,7 @@ use crate::error::TranscribeError;
 use crate::retry::{self, Attempts, Backoff, Policy, Step};
 use opptak_bus::{Bus, Record, Subscription};
 use opptak_domain::model::CallId;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -82,10 +83,17 @@ pub(crate) async fn run_role<R: Role>(
     let mut sub = bus.subscribe(group, &[topic.to_owned()]).await?;
     let mut done = 0u64;
     role.started(group, topic);
+    // Records returned while the input was paused (a partition assigned
+    // meanwhile), worked on before the next poll.
+    let mut held: VecDeque<Record> = VecDeque::new();
     while !*shutdown.borrow() {
-        let records = tokio::select! {
-            r = sub.poll(100, Duration::from_millis(500)) => r?,
-            _ = shutdown.changed() => Vec::new(),
+        let records = if held.is_empty() {
+            tokio::select! {
+                r = sub.poll(100, Duration::from_millis(500)) => r?,
+                _ = shutdown.changed() => Vec::new(),
+            }
+        } else {
+            held.drain(..).collect()
         };
         for r in records {
             let call_id = match role.job(&r) {
@@ -96,10 +104,13 @@ pub(crate) async fn run_role<R: Role>(
                 }
                 Job::Ignore => continue,
             };
-            role.ready(&call_id, &mut shutdown).await;
-            let settled = settle(&call_id, R::WHAT, &mut shutdown, || role.attempt(&call_id))
-                .instrument(role.span(&call_id))
-                .await;
+            let work = async {
+                role.ready(&call_id, &mut shutdown).await;
+                settle(&call_id, R::WHAT, &mut shutdown, || role.attempt(&call_id))
+                    .instrument(role.span(&call_id))
+                    .await
+            };
+            let settled = polling_while(sub.as_mut(), &mut held, work).await?;
             match settled {
                 // Not acknowledged: the next start retries it.
                 None => {
@@ -114,6 +125,45 @@ pub(crate) async fn run_role<R: Role>(
     }
     sub.flush_commits().await?;
     Ok(done)
+}
+
+/// How long a call is worked on before the role pauses its input and
+/// polls while it waits: far inside `max.poll.interval.ms` (5 minutes by
+/// default), and long enough that a call done at once costs no pause.
+const POLL_WHILE_WORKING_AFTER: Duration = Duration::from_secs(1);
+
+/// Runs `work` (one call: waiting for a live transcription of it, for a
+/// recognizer slot, for a backend to come back) while the subscription is
+/// polled with its partitions paused, so that a long wait does not put the
+/// role out of its consumer group (issue 16: under a backlog the batch
+/// transcriber stopped polling past `max.poll.interval.ms`, left its group
+/// and ended, and the process with it). What a paused poll returns anyway
+/// goes to `held`. A poll under way is finished, never dropped: a record
+/// it had taken would be lost.
+async fn polling_while<T>(
+    sub: &mut dyn Subscription,
+    held: &mut VecDeque<Record>,
+    work: impl Future<Output = T>,
+) -> Result<T, TranscribeError> {
+    tokio::pin!(work);
+    tokio::select! {
+        out = &mut work => return Ok(out),
+        _ = tokio::time::sleep(POLL_WHILE_WORKING_AFTER) => {}
+    }
+    sub.pause()?;
+    let out = loop {
+        let poll = sub.poll(100, Duration::from_millis(200));
+        tokio::pin!(poll);
+        tokio::select! {
+            out = &mut work => {
+                held.extend(poll.await?);
+                break out;
+            }
+            polled = &mut poll => held.extend(polled?),
+        }
+    };
+    sub.resume()?;
+    Ok(out)
 }
 
 /// Marks `r` done for the role's group. A partition that moved to another

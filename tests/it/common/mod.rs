@@ -439,6 +439,22 @@ pub fn spawn_paced_publisher(
     })
 }
 
+/// Runs the live transcriber role `live` over the telephony topic in a
+/// group of its own until the sender says stop.
+pub fn spawn_live_role(
+    edges: &Edges,
+    live: &std::sync::Arc<opptak_ki::live::Live>,
+) -> (
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<Result<opptak_ki::live::LiveStats, opptak_ki::transcribe::TranscribeError>>,
+) {
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let topic = edges.config.recorder_config().topics.telephony;
+    let (live, group) = (live.clone(), unique("live"));
+    let role = tokio::spawn(async move { opptak_ki::live::run_role(live, &group, &topic, rx).await });
+    (stop, role)
+}
+
 /// Publishes one call's events in order.
 pub async fn publish_events(edges: &Edges, events: &[v1::TelephonyEvent]) {
     let topic = edges.config.recorder_config().topics.telephony;

@@ -224,6 +224,10 @@ impl SpeechRecognizer for HttpAsr {
             http::origin(&self.config.url)
         )
     }
+
+    fn max_concurrency(&self) -> Option<usize> {
+        Some(self.config.max_concurrency)
+    }
 }
 
 /// One utterance on its way through the retries.
@@ -254,7 +258,8 @@ impl Attempts for Request<'_> {
         if let Some(e) = asr.breaker.open_error() {
             return Step::Fail(e);
         }
-        let waiting = opptak_telemetry::metrics().asr_waiting();
+        // A live utterance's wait was counted in the live queue already.
+        let waiting = (!crate::live_queue::waited_in_slot()).then(|| opptak_telemetry::metrics().asr_waiting());
         let Ok(permit) = asr.permits.acquire().await else {
             return Step::Fail(AsrError::Unavailable("speech client shut down".into()));
         };

@@ -32,6 +32,9 @@ pub struct AsrConfig {
 }
 
 impl AsrConfig {
+    /// Requests at once unless configured otherwise.
+    pub const DEFAULT_MAX_CONCURRENCY: usize = 4;
+
     /// The defaults for a server at `url` serving `model`.
     pub fn new(url: impl Into<String>, model: impl Into<String>) -> Self {
         Self {
@@ -40,7 +43,7 @@ impl AsrConfig {
             timeout: Duration::from_secs(30),
             retries: 2,
             backoff: Duration::from_millis(250),
-            max_concurrency: 4,
+            max_concurrency: Self::DEFAULT_MAX_CONCURRENCY,
             breaker_failures: 5,
             breaker_cooldown: Duration::from_secs(15),
             api_key: None,

@@ -173,6 +173,12 @@ pub trait SpeechRecognizer: Send + Sync + 'static {
     async fn transcribe(&self, u: &Utterance) -> Result<Transcript, AsrError>;
     /// What transcribes, for logs and the demo (never holds secrets).
     fn describe(&self) -> String;
+    /// How many requests it runs at once, when it bounds them: the live
+    /// path queues its utterances for as many slots (`None`: the default
+    /// of [`AsrConfig::max_concurrency`]).
+    fn max_concurrency(&self) -> Option<usize> {
+        None
+    }
 }
 
 #[cfg(test)]
