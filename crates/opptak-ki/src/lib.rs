@@ -11,6 +11,7 @@
 //! - [`screen`]: every draft screened for discriminatory or unforeseen content: lexicon, then the model's second opinion.
 //! - [`summarize`]: redacted transcript → draft and topics, sealed, stored, published; the summarizer role.
 //! - `role`: the loop both batch roles run: subscribe, poll, settle each call with backoff, acknowledge.
+//! - `listener`: what both batch roles tell the reporting index and QA of each call.
 //! - [`live`]: KI calls transcribed while they run, from the telephony topic, stopped by an opt-out.
 //! - [`live_calls`]: the calls being transcribed live, which the batch transcriber waits for.
 //! - `notice`: the live path's gate that lets no audio from before the customer's KI notice through.
@@ -22,6 +23,7 @@ mod error;
 #[cfg(any(test, feature = "eval"))]
 pub mod eval;
 mod http;
+mod listener;
 pub mod live;
 pub mod live_calls;
 mod live_queue;

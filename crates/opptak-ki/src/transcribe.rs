@@ -75,7 +75,7 @@ pub struct Transcriber {
     pub vad: VadConfig,
     pub language: Option<String>,
     /// Told of calls whose recognition failed (QA samples them).
-    pub listener: Option<Arc<dyn crate::summarize::DraftListener>>,
+    pub listener: Option<Arc<dyn crate::listener::DraftListener>>,
 }
 
 impl Transcriber {
