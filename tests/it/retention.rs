@@ -732,24 +732,12 @@ async fn reclassification_arrives_from_telephony_and_from_the_web() {
         async move {
             let (_, cookie) = common::web_sign_in(&http, &base_url, who, PW).await;
             let cookie = cookie.unwrap();
-            let page = http
-                .get(format!("{base_url}/calls/{call}?reason=check%20the%20category"))
-                .header("cookie", &cookie)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let queue = http
-                .get(format!("{base_url}/queue"))
-                .header("cookie", &cookie)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let get = |path: String| {
+                let req = http.get(format!("{base_url}{path}")).header("cookie", &cookie);
+                async move { req.send().await.unwrap().text().await.unwrap() }
+            };
+            let page = get(format!("/calls/{call}?reason=check%20the%20category")).await;
+            let queue = get("/queue".into()).await;
             // Every signed-in page's sign-out form carries the session's token.
             let csrf = [page.as_str(), queue.as_str()]
                 .iter()
