@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         root.join("opptak/v1/telephony.proto"),
         root.join("opptak/v1/events.proto"),
+        root.join("opptak/v1/messages.proto"),
     ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());

@@ -695,6 +695,7 @@ mod tests {
             reclassified: None,
             holds: Vec::new(),
             extension: None,
+            conversation: None,
         }
     }
 

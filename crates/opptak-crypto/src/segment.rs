@@ -53,6 +53,11 @@ pub enum ArtifactKind {
     DeadLetter = 8,
     /// An audio chunk the telephony system sealed itself.
     TelephonyChunk = 9,
+    /// A message of an open conversation (`chat-open` key).
+    ChatMessage = 10,
+    /// A written copy of a conversation (analysis, advisor, customer or
+    /// archive class).
+    Conversation = 11,
 }
 
 impl ArtifactKind {
@@ -67,6 +72,8 @@ impl ArtifactKind {
             7 => Self::ApprovedSummary,
             8 => Self::DeadLetter,
             9 => Self::TelephonyChunk,
+            10 => Self::ChatMessage,
+            11 => Self::Conversation,
             _ => return None,
         })
     }

@@ -18,6 +18,7 @@
 //!
 //! The IO crates (bus, store, recorder) call into this crate; it calls nothing.
 
+pub mod conversation;
 pub mod g711;
 pub mod model;
 pub mod reassembly;

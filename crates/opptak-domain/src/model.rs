@@ -324,12 +324,98 @@ pub enum KeyClass {
     Ki,
     /// The approved summary, the customer-service record (5 years).
     Record5y,
+    /// The messages of a conversation that is still open; shredded when the
+    /// conversation is written into its copies at its end.
+    ChatOpen,
+    /// A conversation's analysis copy, redacted (1 year; gone at once when
+    /// the customer objects to analysis).
+    ChatAnalysis1y,
+    /// A conversation with an advisor (5 years).
+    ChatAdvisor5y,
+    /// A logged-in conversation in the customer's online-bank archive (3 years).
+    ChatCustomer3y,
 }
 
-str_enum!(KeyClass { Audio24h => "audio-24h", Archive5y => "archive-5y", Ki => "ki", Record5y => "record-5y" });
+str_enum!(KeyClass {
+    Audio24h => "audio-24h",
+    Archive5y => "archive-5y",
+    Ki => "ki",
+    Record5y => "record-5y",
+    ChatOpen => "chat-open",
+    ChatAnalysis1y => "chat-analysis-1y",
+    ChatAdvisor5y => "chat-advisor-5y",
+    ChatCustomer3y => "chat-customer-3y",
+});
 
 impl KeyClass {
-    pub const ALL: [KeyClass; 4] = [Self::Audio24h, Self::Archive5y, Self::Ki, Self::Record5y];
+    pub const ALL: [KeyClass; 8] = [
+        Self::Audio24h,
+        Self::Archive5y,
+        Self::Ki,
+        Self::Record5y,
+        Self::ChatOpen,
+        Self::ChatAnalysis1y,
+        Self::ChatAdvisor5y,
+        Self::ChatCustomer3y,
+    ];
+}
+
+/// Where a conversation took place (issue 17).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Channel {
+    AinoChatbot,
+    AdvisorChat,
+    SecureMessage,
+    Email,
+}
+
+str_enum!(Channel { AinoChatbot => "aino_chatbot", AdvisorChat => "advisor_chat", SecureMessage => "secure_message", Email => "email" });
+
+impl Channel {
+    pub const ALL: [Channel; 4] = [Self::AinoChatbot, Self::AdvisorChat, Self::SecureMessage, Self::Email];
+}
+
+/// Who wrote a message of a conversation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sender {
+    Customer,
+    Bot,
+    Advisor,
+}
+
+str_enum!(Sender { Customer => "customer", Bot => "bot", Advisor => "advisor" });
+
+/// What the chat system told us when a conversation started, and what
+/// happened to it since (handover). The facts its retention is decided on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationFacts {
+    pub conversation_id: CallId,
+    pub started_at_us: i64,
+    pub channel: Channel,
+    /// Pseudonymous customer reference; empty for an anonymous conversation.
+    pub customer_ref: String,
+    /// The advisor taking part (from the start or after a handover); empty
+    /// for a conversation with the bot only.
+    pub advisor_id: String,
+    pub desk: Desk,
+    pub service_category: ServiceCategory,
+    /// When Aino handed the conversation over to `advisor_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover_at_us: Option<i64>,
+}
+
+impl ConversationFacts {
+    /// A logged-in conversation: linked to a customer, shown in their archive.
+    pub fn logged_in(&self) -> bool {
+        !self.customer_ref.is_empty()
+    }
+
+    /// An advisor took part (kept 5 years).
+    pub fn with_advisor(&self) -> bool {
+        !self.advisor_id.is_empty()
+    }
 }
 
 /// What the telephony system told us when the call started. These are the

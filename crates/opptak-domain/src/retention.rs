@@ -8,7 +8,7 @@
 //! rules cover every combination of service category, desk and KI use
 //! exactly once; [`Policy::parse`] names every gap and overlap otherwise.
 
-use crate::model::{Desk, KeyClass, ServiceCategory};
+use crate::model::{Channel, Desk, KeyClass, ServiceCategory};
 use crate::time::{add_years, utc_time};
 use serde::Deserialize;
 use std::fmt;
@@ -26,10 +26,33 @@ pub enum ArtifactKind {
     Draft,
     TopicTags,
     ApprovedSummary,
+    /// A conversation's redacted copy for analysis and improvement.
+    ChatAnalysis,
+    /// A conversation an advisor took part in.
+    ChatAdvisor,
+    /// A logged-in conversation as the customer sees it in the online bank.
+    ChatCustomer,
+    /// A conversation kept under the securities act (WORM archive).
+    ChatArchive,
 }
 
 impl ArtifactKind {
-    pub const ALL: [ArtifactKind; 7] = [
+    pub const ALL: [ArtifactKind; 11] = [
+        Self::Recording,
+        Self::ArchiveCopy,
+        Self::KiAudio,
+        Self::Transcript,
+        Self::Draft,
+        Self::TopicTags,
+        Self::ApprovedSummary,
+        Self::ChatAnalysis,
+        Self::ChatAdvisor,
+        Self::ChatCustomer,
+        Self::ChatArchive,
+    ];
+
+    /// What is kept of a call.
+    pub const CALL: [ArtifactKind; 7] = [
         Self::Recording,
         Self::ArchiveCopy,
         Self::KiAudio,
@@ -38,6 +61,19 @@ impl ArtifactKind {
         Self::TopicTags,
         Self::ApprovedSummary,
     ];
+
+    /// What is kept of a conversation (chat, secure message, e-mail).
+    pub const CONVERSATION: [ArtifactKind; 4] = [
+        Self::ChatAnalysis,
+        Self::ChatAdvisor,
+        Self::ChatCustomer,
+        Self::ChatArchive,
+    ];
+
+    /// A kind kept of conversations rather than of calls.
+    pub fn of_conversation(self) -> bool {
+        Self::CONVERSATION.contains(&self)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -48,6 +84,10 @@ impl ArtifactKind {
             Self::Draft => "draft",
             Self::TopicTags => "topic-tags",
             Self::ApprovedSummary => "approved-summary",
+            Self::ChatAnalysis => "chat-analysis",
+            Self::ChatAdvisor => "chat-advisor",
+            Self::ChatCustomer => "chat-customer",
+            Self::ChatArchive => "chat-archive",
         }
     }
 
@@ -143,19 +183,65 @@ impl fmt::Display for Period {
     }
 }
 
-/// Which calls a rule applies to; an absent field matches everything.
+/// Which calls or conversations a rule applies to; an absent field matches
+/// everything. `ki_active` is about calls; `channel`, `logged_in` and
+/// `advisor` about conversations.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Condition {
     pub service_category: Option<Vec<ServiceCategory>>,
     pub desk: Option<Vec<Desk>>,
     pub ki_active: Option<bool>,
+    pub channel: Option<Vec<Channel>>,
+    pub logged_in: Option<bool>,
+    pub advisor: Option<bool>,
+}
+
+/// The facts of one case a rule is matched against.
+#[derive(Clone, Copy, Debug)]
+struct Case {
+    category: ServiceCategory,
+    desk: Desk,
+    ki_active: bool,
+    conversation: Option<ConversationCase>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct ConversationCase {
+    channel: Channel,
+    logged_in: bool,
+    advisor: bool,
 }
 
 impl Condition {
-    fn matches(&self, category: ServiceCategory, desk: Desk, ki_active: bool) -> bool {
-        self.service_category.as_ref().is_none_or(|c| c.contains(&category))
-            && self.desk.as_ref().is_none_or(|d| d.contains(&desk))
-            && self.ki_active.is_none_or(|k| k == ki_active)
+    fn matches(&self, case: Case) -> bool {
+        let common = self
+            .service_category
+            .as_ref()
+            .is_none_or(|c| c.contains(&case.category))
+            && self.desk.as_ref().is_none_or(|d| d.contains(&case.desk));
+        common
+            && match case.conversation {
+                None => self.ki_active.is_none_or(|k| k == case.ki_active),
+                Some(c) => {
+                    self.channel.as_ref().is_none_or(|ch| ch.contains(&c.channel))
+                        && self.logged_in.is_none_or(|l| l == c.logged_in)
+                        && self.advisor.is_none_or(|a| a == c.advisor)
+                }
+            }
+    }
+}
+
+impl fmt::Display for Case {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "service_category={} desk={}", self.category, self.desk)?;
+        match self.conversation {
+            None => write!(f, " ki_active={}", self.ki_active),
+            Some(c) => write!(
+                f,
+                " channel={} logged_in={} advisor={}",
+                c.channel, c.logged_in, c.advisor
+            ),
+        }
     }
 }
 
@@ -190,6 +276,9 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     pub extension: Extension,
     pub opt_out: OptOutRule,
+    /// What a customer's objection to the analysis of their conversations
+    /// ends at once.
+    pub objection: OptOutRule,
 }
 
 /// Why a policy file was refused: every problem, each naming its rule or case.
@@ -216,6 +305,7 @@ struct RawPolicy {
     rules: Vec<RawRule>,
     extension: RawExtension,
     opt_out: RawOptOut,
+    objection: RawOptOut,
 }
 
 #[derive(Deserialize)]
@@ -237,6 +327,9 @@ struct RawCondition {
     service_category: Option<Vec<String>>,
     desk: Option<Vec<String>>,
     ki_active: Option<bool>,
+    channel: Option<Vec<String>>,
+    logged_in: Option<bool>,
+    advisor: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -335,7 +428,35 @@ impl Policy {
                         .collect()
                 }),
                 ki_active: r.when.ki_active,
+                channel: r.when.channel.map(|v| {
+                    v.iter()
+                        .filter_map(|s| {
+                            let c = Channel::parse(s);
+                            if c.is_none() {
+                                errs.push(format!("{what}: unknown channel {s:?}"));
+                            }
+                            c
+                        })
+                        .collect()
+                }),
+                logged_in: r.when.logged_in,
+                advisor: r.when.advisor,
             };
+            let calls = artifacts.iter().any(|a| !a.of_conversation());
+            let conversations = artifacts.iter().any(|a| a.of_conversation());
+            if calls && conversations {
+                errs.push(format!(
+                    "{what}: mixes artifacts of calls and of conversations (give each its own rule)"
+                ));
+            }
+            if calls && (when.channel.is_some() || when.logged_in.is_some() || when.advisor.is_some()) {
+                errs.push(format!(
+                    "{what}: channel, logged_in and advisor are conditions on conversations, not calls"
+                ));
+            }
+            if conversations && when.ki_active.is_some() {
+                errs.push(format!("{what}: ki_active is a condition on calls, not conversations"));
+            }
             let keep = if r.keep.trim() == "none" {
                 None
             } else {
@@ -391,25 +512,28 @@ impl Policy {
             artifacts: kinds("[opt_out]", &raw.opt_out.artifacts, &mut errs),
             basis: raw.opt_out.basis,
         };
+        let objection = OptOutRule {
+            artifacts: kinds("[objection]", &raw.objection.artifacts, &mut errs),
+            basis: raw.objection.basis,
+        };
+        if objection.artifacts.iter().any(|a| !a.of_conversation()) {
+            errs.push("[objection]: lists artifacts of calls (a call's KI objection is [opt_out])".into());
+        }
         // Every case covered exactly once.
         for kind in ArtifactKind::ALL {
             let mut missing = Vec::new();
             let mut overlaps = std::collections::BTreeMap::<String, Vec<String>>::new();
-            for category in CATEGORIES {
-                for desk in DESKS {
-                    for ki in [false, true] {
-                        let hits: Vec<&str> = rules
-                            .iter()
-                            .filter(|r| r.artifacts.contains(&kind) && r.when.matches(category, desk, ki))
-                            .map(|r| r.id.as_str())
-                            .collect();
-                        let case = format!("service_category={category} desk={desk} ki_active={ki}");
-                        match hits.len() {
-                            0 => missing.push(case),
-                            1 => {}
-                            _ => overlaps.entry(hits.join(" and ")).or_default().push(case),
-                        }
-                    }
+            for case in cases(kind.of_conversation()) {
+                let hits: Vec<&str> = rules
+                    .iter()
+                    .filter(|r| r.artifacts.contains(&kind) && r.when.matches(case))
+                    .map(|r| r.id.as_str())
+                    .collect();
+                let case = case.to_string();
+                match hits.len() {
+                    0 => missing.push(case),
+                    1 => {}
+                    _ => overlaps.entry(hits.join(" and ")).or_default().push(case),
                 }
             }
             if !missing.is_empty() {
@@ -444,6 +568,7 @@ impl Policy {
                 rules,
                 extension,
                 opt_out,
+                objection,
             })
         } else {
             Err(PolicyError(errs))
@@ -451,10 +576,10 @@ impl Policy {
     }
 
     /// The one rule for this artifact and these facts (validation guarantees it).
-    fn rule(&self, kind: ArtifactKind, category: ServiceCategory, desk: Desk, ki: bool) -> Option<&Rule> {
+    fn rule(&self, kind: ArtifactKind, case: Case) -> Option<&Rule> {
         self.rules
             .iter()
-            .find(|r| r.artifacts.contains(&kind) && r.when.matches(category, desk, ki))
+            .find(|r| r.artifacts.contains(&kind) && r.when.matches(case))
     }
 
     /// The longest any rule keeps any of `kinds` (before extensions and
@@ -478,7 +603,26 @@ impl Policy {
             }
             _ => facts.service_category,
         };
-        let Some(rule) = self.rule(kind, category, facts.desk, facts.ki_active) else {
+        let what = if facts.conversation.is_some() {
+            "conversation"
+        } else {
+            "call"
+        };
+        if kind.of_conversation() != facts.conversation.is_some() {
+            chain.push(format!("a {what} has no {kind}"));
+            return Decision::not_kept(kind, facts.ended_at_us, chain);
+        }
+        let case = Case {
+            category,
+            desk: facts.desk,
+            ki_active: facts.ki_active,
+            conversation: facts.conversation.as_ref().map(|c| ConversationCase {
+                channel: c.channel,
+                logged_in: c.logged_in,
+                advisor: c.advisor,
+            }),
+        };
+        let Some(rule) = self.rule(kind, case) else {
             // Unreachable for a validated policy; keep nothing rather than guess.
             chain.push("no rule".into());
             return Decision::not_kept(kind, facts.ended_at_us, chain);
@@ -489,7 +633,7 @@ impl Policy {
         };
         let mut expires = keep.after(facts.ended_at_us);
         chain.push(format!(
-            "keep {keep} from the end of the call: until {}",
+            "keep {keep} from the end of the {what}: until {}",
             utc_time(expires)
         ));
         if let Some(ext) = &facts.extension {
@@ -521,6 +665,16 @@ impl Policy {
                 ));
             }
         }
+        if let Some(at) = facts.conversation.as_ref().and_then(|c| c.objected_at_us) {
+            if self.objection.artifacts.contains(&kind) && at < expires {
+                expires = at;
+                chain.push(format!(
+                    "the customer objected to analysis at {}: shred ({})",
+                    utc_time(at),
+                    self.objection.basis
+                ));
+            }
+        }
         let holds: Vec<&str> = facts.holds.iter().map(String::as_str).collect();
         if !holds.is_empty() {
             chain.push(format!("legal hold {}: kept until released", holds.join(", ")));
@@ -536,10 +690,64 @@ impl Policy {
         }
     }
 
-    /// Decisions for every artifact kind of a call.
+    /// Decisions for every artifact kind of a call, or of a conversation.
     pub fn explain(&self, facts: &RetentionFacts) -> Vec<Decision> {
-        ArtifactKind::ALL.iter().map(|k| self.decide(facts, *k)).collect()
+        let kinds: &[ArtifactKind] = if facts.conversation.is_some() {
+            &ArtifactKind::CONVERSATION
+        } else {
+            &ArtifactKind::CALL
+        };
+        kinds.iter().map(|k| self.decide(facts, *k)).collect()
     }
+}
+
+/// Every case a rule for calls (`conversation` false) or for conversations
+/// must cover.
+fn cases(conversation: bool) -> Vec<Case> {
+    let mut out = Vec::new();
+    for category in CATEGORIES {
+        for desk in DESKS {
+            if conversation {
+                for channel in Channel::ALL {
+                    for logged_in in [false, true] {
+                        for advisor in [false, true] {
+                            out.push(Case {
+                                category,
+                                desk,
+                                ki_active: false,
+                                conversation: Some(ConversationCase {
+                                    channel,
+                                    logged_in,
+                                    advisor,
+                                }),
+                            });
+                        }
+                    }
+                }
+            } else {
+                for ki_active in [false, true] {
+                    out.push(Case {
+                        category,
+                        desk,
+                        ki_active,
+                        conversation: None,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The facts of a conversation its retention depends on, beside those it
+/// shares with calls (service category, desk, end, holds, extension).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConversationRetention {
+    pub channel: Channel,
+    pub logged_in: bool,
+    pub advisor: bool,
+    /// When the customer objected to the analysis of their conversations.
+    pub objected_at_us: Option<i64>,
 }
 
 /// An authority's extension of a call's retention.
@@ -564,6 +772,8 @@ pub struct RetentionFacts {
     /// Ids of the legal holds in force on the call.
     pub holds: Vec<String>,
     pub extension: Option<ExtensionFact>,
+    /// Set for a conversation (chat, secure message, e-mail), not a call.
+    pub conversation: Option<ConversationRetention>,
 }
 
 /// One artifact's retention.
@@ -607,12 +817,23 @@ impl Decision {
 pub fn render_explanation(facts: &RetentionFacts, decisions: &[Decision]) -> String {
     use std::fmt::Write;
     let mut out = String::new();
+    let medium = match &facts.conversation {
+        None => format!("ki_active={}", facts.ki_active),
+        Some(c) => format!(
+            "conversation channel={} logged_in={} advisor={}{}",
+            c.channel,
+            c.logged_in,
+            c.advisor,
+            c.objected_at_us
+                .map(|t| format!(" objected to analysis {}", utc_time(t)))
+                .unwrap_or_default()
+        ),
+    };
     let _ = writeln!(
         out,
-        "facts: service_category={} desk={} ki_active={} ended {}{}{}{}{}",
+        "facts: service_category={} desk={} {medium} ended {}{}{}{}{}",
         facts.service_category,
         facts.desk,
-        facts.ki_active,
         utc_time(facts.ended_at_us),
         facts
             .opt_out_at_us
@@ -644,7 +865,7 @@ pub fn render_explanation(facts: &RetentionFacts, decisions: &[Decision]) -> Str
         };
         let _ = writeln!(
             out,
-            "\n{:<17} {:<10} {:<8} {}",
+            "\n{:<17} {:<16} {:<8} {}",
             d.kind.as_str(),
             d.class.map(|c| c.as_str()).unwrap_or("-"),
             d.tier.as_str(),
@@ -688,6 +909,7 @@ mod tests {
             reclassified: None,
             holds: Vec::new(),
             extension: None,
+            conversation: None,
         }
     }
 

@@ -3,7 +3,8 @@
 
 use crate::v1::{self, DeadLetterReason};
 use opptak_domain::model::{
-    AudioFormat, CallFacts, CallId, ChannelRole, Codec, Desk, Direction, KiNotice, KiNoticeMethod, ServiceCategory,
+    AudioFormat, CallFacts, CallId, Channel, ChannelRole, Codec, ConversationFacts, Desk, Direction, KiNotice,
+    KiNoticeMethod, Sender, ServiceCategory,
 };
 
 /// Why an input cannot be accepted: the reason code and a human-readable detail.
@@ -100,13 +101,7 @@ pub fn call_facts(call_id: CallId, s: &v1::CallStarted) -> Result<CallFacts, Ref
         Ok(v1::Direction::Internal) => Direction::Internal,
         _ => Direction::Unspecified,
     };
-    let desk = match v1::Desk::try_from(s.desk) {
-        Ok(v1::Desk::CustomerCenter) => Desk::CustomerCenter,
-        Ok(v1::Desk::Markets) => Desk::Markets,
-        Ok(v1::Desk::PrivateBanking) => Desk::PrivateBanking,
-        Ok(v1::Desk::Corporate) => Desk::Corporate,
-        _ => Desk::Unspecified,
-    };
+    let desk = desk(s.desk);
     let service_category = service_category(s.service_category);
     if s.customer_ref.len() > 256 || s.advisor_id.len() > 256 {
         return Err(Refusal::new(
@@ -171,6 +166,158 @@ pub fn end_reason(r: i32) -> &'static str {
         _ => "unspecified",
     }
 }
+
+/// A wire `Desk` as the domain's (`Unspecified` for unknown values).
+pub fn desk(v: i32) -> Desk {
+    match v1::Desk::try_from(v) {
+        Ok(v1::Desk::CustomerCenter) => Desk::CustomerCenter,
+        Ok(v1::Desk::Markets) => Desk::Markets,
+        Ok(v1::Desk::PrivateBanking) => Desk::PrivateBanking,
+        Ok(v1::Desk::Corporate) => Desk::Corporate,
+        _ => Desk::Unspecified,
+    }
+}
+
+/// The longest customer reference, advisor id or message id accepted.
+const MAX_ID: usize = 256;
+
+/// A `ConversationStarted` as the conversation's facts. Only Aino may be
+/// anonymous (advisor chat, secure messages and e-mail are logged in), and
+/// an anonymous conversation carries its sealed IP address.
+pub fn conversation_facts(id: CallId, s: &v1::ConversationStarted) -> Result<ConversationFacts, Refusal> {
+    use DeadLetterReason::InvalidFormat;
+    let started = s
+        .started_at
+        .as_ref()
+        .ok_or_else(|| Refusal::new(InvalidFormat, "started_at missing"))?;
+    let channel = channel(s.channel)?;
+    if s.customer_ref.len() > MAX_ID || s.advisor_id.len() > MAX_ID {
+        return Err(Refusal::new(
+            InvalidFormat,
+            "customer_ref or advisor_id longer than 256 bytes",
+        ));
+    }
+    if s.message_key.is_none() {
+        return Err(Refusal::new(
+            InvalidFormat,
+            "message_key missing: texts on the messages topic are always sealed",
+        ));
+    }
+    if s.customer_ref.is_empty() {
+        if channel != Channel::AinoChatbot {
+            return Err(Refusal::new(
+                InvalidFormat,
+                format!("an anonymous conversation (no customer_ref) can only be with Aino, not {channel}"),
+            ));
+        }
+        if s.sealed_ip_address.is_empty() {
+            return Err(Refusal::new(
+                InvalidFormat,
+                "an anonymous conversation needs sealed_ip_address",
+            ));
+        }
+    } else if !s.sealed_ip_address.is_empty() {
+        return Err(Refusal::new(
+            InvalidFormat,
+            "sealed_ip_address is for anonymous conversations only (a logged-in one names its customer)",
+        ));
+    }
+    Ok(ConversationFacts {
+        conversation_id: id,
+        started_at_us: micros(started),
+        channel,
+        customer_ref: s.customer_ref.clone(),
+        advisor_id: s.advisor_id.clone(),
+        desk: desk(s.desk),
+        service_category: service_category(s.service_category),
+        handover_at_us: None,
+    })
+}
+
+pub fn channel(v: i32) -> Result<Channel, Refusal> {
+    match v1::ConversationChannel::try_from(v) {
+        Ok(v1::ConversationChannel::AinoChatbot) => Ok(Channel::AinoChatbot),
+        Ok(v1::ConversationChannel::AdvisorChat) => Ok(Channel::AdvisorChat),
+        Ok(v1::ConversationChannel::SecureMessage) => Ok(Channel::SecureMessage),
+        Ok(v1::ConversationChannel::Email) => Ok(Channel::Email),
+        _ => Err(Refusal::new(
+            DeadLetterReason::InvalidFormat,
+            format!("channel {v} is not one of Aino chatbot, advisor chat, secure message, e-mail"),
+        )),
+    }
+}
+
+pub fn sender(v: i32) -> Result<Sender, Refusal> {
+    match v1::Sender::try_from(v) {
+        Ok(v1::Sender::Customer) => Ok(Sender::Customer),
+        Ok(v1::Sender::Bot) => Ok(Sender::Bot),
+        Ok(v1::Sender::Advisor) => Ok(Sender::Advisor),
+        _ => Err(Refusal::new(
+            DeadLetterReason::InvalidFormat,
+            format!("sender {v} is not customer, bot or advisor"),
+        )),
+    }
+}
+
+pub fn conversation_end_reason(r: i32) -> &'static str {
+    match v1::ConversationEndReason::try_from(r) {
+        Ok(v1::ConversationEndReason::ClosedByCustomer) => "closed_by_customer",
+        Ok(v1::ConversationEndReason::ClosedByAdvisor) => "closed_by_advisor",
+        Ok(v1::ConversationEndReason::Timeout) => "timeout",
+        Ok(v1::ConversationEndReason::Idle) => "idle_timeout",
+        _ => "unspecified",
+    }
+}
+
+/// Checks a message's envelope (not its sealed text): ids, sequence, sender,
+/// attachments.
+pub fn check_message(m: &v1::ChatMessage) -> Result<Sender, Refusal> {
+    use DeadLetterReason::{InvalidFormat, OversizedChunk};
+    if m.message_id.is_empty() || m.message_id.len() > MAX_ID || m.sender_id.len() > MAX_ID {
+        return Err(Refusal::new(
+            InvalidFormat,
+            "message_id missing, or message_id or sender_id longer than 256 bytes",
+        ));
+    }
+    if m.sequence == 0 {
+        return Err(Refusal::new(InvalidFormat, "sequence 0: messages count from 1"));
+    }
+    let sender = sender(m.sender)?;
+    if sender == Sender::Advisor && m.sender_id.is_empty() {
+        return Err(Refusal::new(InvalidFormat, "an advisor's message needs sender_id"));
+    }
+    // The text: 64 KiB, + nonce and tag.
+    if m.sealed_text.len() > MAX_TEXT + 28 {
+        return Err(Refusal::new(
+            OversizedChunk,
+            format!("sealed_text of {} bytes (at most 64 KiB of text)", m.sealed_text.len()),
+        ));
+    }
+    if m.sealed_text.len() < 28 {
+        return Err(Refusal::new(
+            InvalidFormat,
+            "sealed_text missing or shorter than nonce and tag",
+        ));
+    }
+    if m.attachments.len() > 16 {
+        return Err(Refusal::new(
+            InvalidFormat,
+            format!("{} attachments (at most 16)", m.attachments.len()),
+        ));
+    }
+    for a in &m.attachments {
+        if a.reference.is_empty() || a.reference.len() > MAX_ID || a.media_type.len() > 128 {
+            return Err(Refusal::new(
+                InvalidFormat,
+                "an attachment's reference is missing or longer than 256 bytes, or its media_type longer than 128",
+            ));
+        }
+    }
+    Ok(sender)
+}
+
+/// The longest message text accepted (bytes of UTF-8).
+pub const MAX_TEXT: usize = 64 * 1024;
 
 /// A wire `ServiceCategory` as the domain's (`Unspecified` for unknown values).
 pub fn service_category(v: i32) -> ServiceCategory {

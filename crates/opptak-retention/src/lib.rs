@@ -12,13 +12,17 @@
 //! The clock is injected ([`opptak_domain::time::Clock`]), so tests travel in time.
 
 use opptak_domain::model::{CallId, ServiceCategory};
-use opptak_domain::retention::{ArtifactKind, Decision, ExtensionFact, Policy, RetentionFacts, Tier};
+use opptak_domain::retention::{
+    ArtifactKind, ConversationRetention, Decision, ExtensionFact, Policy, RetentionFacts, Tier,
+};
 use opptak_domain::time::Clock;
 pub mod tiered;
 
 use opptak_domain::time::utc_time;
 use opptak_store::archive::ArchiveStore;
-use opptak_store::meta::{ArtifactRow, CallRecord, ExtensionRow, HoldRow, ReclassRow, RetentionRow};
+use opptak_store::meta::{
+    ArtifactRow, CallRecord, ConversationRecord, ExtensionRow, HoldRow, ReclassRow, RetentionRow,
+};
 use opptak_store::{BlobStore, MetadataStore, StoreError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -133,13 +137,78 @@ impl Retention {
                 authority: e.authority,
                 case: e.case_ref,
             }),
+            conversation: None,
         };
         Ok((rec, facts))
     }
 
-    /// The decision for every artifact kind of a call (`opptak policy explain`).
+    /// The facts the policy decides a conversation's copies on (issue 17):
+    /// its channel, login, advisor and the customer's objection to analysis
+    /// (`analysis` from `opptak subject object`, or `chat-analysis` from the
+    /// chat system's `AnalysisObjection`), besides what calls have.
+    pub async fn conversation_facts(
+        &self,
+        id: &CallId,
+    ) -> Result<(ConversationRecord, RetentionFacts), RetentionError> {
+        let rec = self
+            .meta
+            .load_conversation(id)
+            .await?
+            .ok_or_else(|| RetentionError::UnknownCall(id.to_string()))?;
+        let objected_at_us = if rec.facts.logged_in() {
+            self.meta
+                .objections(&rec.facts.customer_ref)
+                .await?
+                .into_iter()
+                .filter(|o| o.kind == "analysis" || o.kind == "chat-analysis")
+                .map(|o| o.at_us)
+                .min()
+        } else {
+            None
+        };
+        let holds = self.meta.holds(Some(id), true).await?;
+        let extension = self.meta.extension_of(id).await?;
+        let reclass = self.meta.reclassification_of(id).await?;
+        let facts = RetentionFacts {
+            service_category: rec.facts.service_category,
+            desk: rec.facts.desk,
+            ki_active: false,
+            ended_at_us: rec.ended_at_us.unwrap_or(rec.facts.started_at_us),
+            opt_out_at_us: None,
+            reclassified: reclass.and_then(|r| ServiceCategory::parse(&r.service_category).map(|c| (c, r.by_officer))),
+            holds: holds.into_iter().map(|h| h.hold_id).collect(),
+            extension: extension.map(|e| ExtensionFact {
+                years: e.years,
+                authority: e.authority,
+                case: e.case_ref,
+            }),
+            conversation: Some(ConversationRetention {
+                channel: rec.facts.channel,
+                logged_in: rec.facts.logged_in(),
+                advisor: rec.facts.with_advisor(),
+                objected_at_us,
+            }),
+        };
+        Ok((rec, facts))
+    }
+
+    /// The facts of a call or a conversation, and whether its artifacts are
+    /// all written (a compacted recording, a written conversation).
+    pub async fn any_facts(&self, id: &CallId) -> Result<(RetentionFacts, bool), RetentionError> {
+        match self.facts(id).await {
+            Ok((rec, facts)) => Ok((facts, rec.complete)),
+            Err(RetentionError::UnknownCall(_)) => {
+                let (rec, facts) = self.conversation_facts(id).await?;
+                Ok((facts, rec.written_at_us.is_some()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The decision for every artifact kind of a call or conversation
+    /// (`opptak policy explain`).
     pub async fn explain(&self, call_id: &CallId) -> Result<Vec<Decision>, RetentionError> {
-        let (_, facts) = self.facts(call_id).await?;
+        let (facts, _) = self.any_facts(call_id).await?;
         Ok(self.policy.explain(&facts))
     }
 
@@ -173,10 +242,11 @@ impl Retention {
     /// Recomputes and stores the retention of every stored artifact of a call
     /// (at call end, and after every fact change).
     pub async fn route(&self, call_id: &CallId) -> Result<Vec<RetentionRow>, RetentionError> {
-        let (rec, facts) = self.facts(call_id).await?;
-        if !rec.complete {
-            // Routed when the recording is finished (compaction); holds and
-            // other facts placed meanwhile are read then.
+        let (facts, complete) = self.any_facts(call_id).await?;
+        if !complete {
+            // Routed when the recording is finished (compaction) or the
+            // conversation written; holds and other facts placed meanwhile
+            // are read then.
             return Ok(Vec::new());
         }
         let artifacts = self.meta.artifacts(call_id).await?;
@@ -368,7 +438,7 @@ impl Retention {
                 return Err(RetentionError::Invalid(format!("{what} must not be empty")));
             }
         }
-        self.facts(call_id).await?;
+        self.any_facts(call_id).await?;
         self.record(
             by,
             "hold.place",
@@ -454,7 +524,7 @@ impl Retention {
                 "--years {years}: the policy allows extensions up to {max} years"
             )));
         }
-        self.facts(call_id).await?;
+        self.any_facts(call_id).await?;
         self.record(
             by,
             "retention.extend",
@@ -484,7 +554,7 @@ impl Retention {
         reason: &str,
         by: &str,
     ) -> Result<Vec<RetentionRow>, RetentionError> {
-        self.facts(call_id).await?;
+        self.any_facts(call_id).await?;
         self.record(
             by,
             "retention.reclassify",
@@ -509,7 +579,7 @@ impl Retention {
 /// The tier an artifact kind lives on when the policy no longer keeps it.
 fn tier_of(kind: ArtifactKind) -> Tier {
     match kind {
-        ArtifactKind::ArchiveCopy => Tier::Archive,
+        ArtifactKind::ArchiveCopy | ArtifactKind::ChatArchive => Tier::Archive,
         _ => Tier::Hot,
     }
 }

@@ -2,7 +2,10 @@
 //! in `tests/golden/` (regenerate with `UPDATE_GOLDEN=1 cargo test -p
 //! opptak-domain --test domain policy_golden::` and review the diff).
 
-use opptak_domain::retention::{render_explanation, ExtensionFact, Policy, RetentionFacts, DEFAULT_POLICY};
+use opptak_domain::model::Channel;
+use opptak_domain::retention::{
+    render_explanation, ConversationRetention, ExtensionFact, Policy, RetentionFacts, DEFAULT_POLICY,
+};
 use opptak_domain::{Desk, ServiceCategory};
 
 const END: i64 = 1_795_824_000_000_000; // 2026-11-28 00:00:00 UTC
@@ -18,7 +21,20 @@ fn base(category: ServiceCategory, desk: Desk, ki: bool) -> RetentionFacts {
         reclassified: None,
         holds: Vec::new(),
         extension: None,
+        conversation: None,
     }
+}
+
+/// A conversation (issue 17) on `channel`, logged in or not, with an advisor or not.
+fn chat(channel: Channel, category: ServiceCategory, desk: Desk, logged_in: bool, advisor: bool) -> RetentionFacts {
+    let mut f = base(category, desk, false);
+    f.conversation = Some(ConversationRetention {
+        channel,
+        logged_in,
+        advisor,
+        objected_at_us: None,
+    });
+    f
 }
 
 fn samples() -> Vec<(&'static str, RetentionFacts)> {
@@ -49,7 +65,53 @@ fn samples() -> Vec<(&'static str, RetentionFacts)> {
         ("leap-day", leap),
         // Issue 16: a Private Banking fund savings plan is archived by its desk.
         ("private-banking-savings", base(Savings, Desk::PrivateBanking, true)),
+        // Issue 17: conversations.
+        (
+            "chat-anonymous-aino",
+            chat(Channel::AinoChatbot, General, Desk::Unspecified, false, false),
+        ),
+        (
+            "chat-logged-in-aino",
+            chat(Channel::AinoChatbot, Payments, Desk::Unspecified, true, false),
+        ),
+        (
+            "chat-handover",
+            chat(Channel::AinoChatbot, Loan, Desk::CustomerCenter, true, true),
+        ),
+        ("chat-investment-advice", chat_investment_held()),
+        ("chat-objection", chat_objected()),
     ]
+}
+
+fn chat_investment_held() -> RetentionFacts {
+    let mut f = chat(
+        Channel::AdvisorChat,
+        ServiceCategory::InvestmentAdvice,
+        Desk::Markets,
+        true,
+        true,
+    );
+    f.holds = vec!["hold-42".into()];
+    f.extension = Some(ExtensionFact {
+        years: 7,
+        authority: "Finanstilsynet".into(),
+        case: "FT-2026-0107".into(),
+    });
+    f
+}
+
+fn chat_objected() -> RetentionFacts {
+    let mut f = chat(
+        Channel::SecureMessage,
+        ServiceCategory::Savings,
+        Desk::CustomerCenter,
+        true,
+        true,
+    );
+    if let Some(c) = f.conversation.as_mut() {
+        c.objected_at_us = Some(END + 90 * 86_400_000_000);
+    }
+    f
 }
 
 #[test]

@@ -280,12 +280,13 @@ impl SqlStore {
     }
 
     pub(super) async fn calls_of_customer(&self, customer_ref: &str) -> Result<Vec<CallId>, StoreError> {
-        let ids: Vec<String> =
-            sqlx::query_scalar("SELECT call_id FROM calls WHERE customer_ref = $1 ORDER BY started_at_us, call_id")
-                .bind(customer_ref)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(read("calls row"))?;
+        let ids: Vec<String> = sqlx::query_scalar(
+            "SELECT call_id FROM calls WHERE customer_ref = $1 AND medium = 'call' ORDER BY started_at_us, call_id",
+        )
+        .bind(customer_ref)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(read("calls row"))?;
         parse_call_ids(&ids, "calls")
     }
 }

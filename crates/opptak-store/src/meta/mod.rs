@@ -14,7 +14,9 @@
 //! - `keys`: wrapped data keys, shredding, KEK rotation;
 //! - `artifacts`: artifacts, format-v2 objects, copies, compaction;
 //! - `retention`: retention rows, holds, extensions, reclassifications,
-//!   deletions.
+//!   deletions;
+//! - `conversations`: chat, secure messages and e-mail (issue 17), each a
+//!   `calls` row with medium `conversation`, and their open messages.
 //!
 //! Rows are mapped with `#[derive(sqlx::FromRow)]`. The Any driver decodes
 //! integers only as they are stored (every integer column is `BIGINT`, read
@@ -23,10 +25,12 @@
 
 mod artifacts;
 mod calls;
+mod conversations;
 mod keys;
 mod model;
 mod retention;
 
+pub use conversations::{ConversationRecord, MessageOutcome, MessageRow};
 pub use model::{
     ArtifactRow, CallEnd, CallRecord, CallUpdate, Compacted, DeletionRow, ExtensionRow, Flush, GapRow, HoldRow, KeyRow,
     KeyUnder, NewCall, NewCopy, Objection, OptOut, ReclassRow, RetentionRow, SegmentRow, ShredEvidence, StoredKey,
@@ -179,6 +183,49 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Every call of one (pseudonymous) customer, oldest first: for
     /// data-subject requests (R11).
     async fn calls_of_customer(&self, customer_ref: &str) -> Result<Vec<CallId>, StoreError>;
+    /// Stores a new conversation; `Some(existing)` when one of that id
+    /// exists (a call of that id is a `Conflict`).
+    async fn start_conversation(
+        &self,
+        facts: &opptak_domain::model::ConversationFacts,
+        sealed_origin: Option<&[u8]>,
+        at_us: i64,
+    ) -> Result<Option<ConversationRecord>, StoreError>;
+    async fn load_conversation(&self, id: &CallId) -> Result<Option<ConversationRecord>, StoreError>;
+    /// Stores sealed messages of one open conversation, each once.
+    async fn add_messages(
+        &self,
+        id: &CallId,
+        messages: &[MessageRow],
+        at_us: i64,
+    ) -> Result<Vec<MessageOutcome>, StoreError>;
+    async fn conversation_messages(&self, id: &CallId) -> Result<Vec<MessageRow>, StoreError>;
+    async fn hand_over(
+        &self,
+        id: &CallId,
+        advisor_id: &str,
+        desk: Option<opptak_domain::model::Desk>,
+        category: Option<opptak_domain::model::ServiceCategory>,
+        at_us: i64,
+    ) -> Result<(), StoreError>;
+    /// Ends an open conversation; false when it had ended already.
+    async fn end_conversation(
+        &self,
+        id: &CallId,
+        ended_at_us: i64,
+        reason: &str,
+        last_sequence: u64,
+    ) -> Result<bool, StoreError>;
+    /// Its copies were written: its open messages and sealed origin are deleted.
+    async fn conversation_written(&self, id: &CallId, at_us: i64) -> Result<(), StoreError>;
+    async fn conversations_to_write(&self, limit: u32) -> Result<Vec<CallId>, StoreError>;
+    async fn idle_conversations(&self, before_us: i64, limit: u32) -> Result<Vec<(CallId, i64)>, StoreError>;
+    /// A customer's conversations started at or after `since_us`, oldest first.
+    async fn conversations_of_customer(
+        &self,
+        customer_ref: &str,
+        since_us: i64,
+    ) -> Result<Vec<ConversationRecord>, StoreError>;
 }
 
 /// Rows per multi-row statement: 500 × 12 parameters stays far below
@@ -658,6 +705,63 @@ impl MetadataStore for SqlStore {
 
     async fn calls_of_customer(&self, customer_ref: &str) -> Result<Vec<CallId>, StoreError> {
         self.calls_of_customer(customer_ref).await
+    }
+    async fn start_conversation(
+        &self,
+        facts: &opptak_domain::model::ConversationFacts,
+        sealed_origin: Option<&[u8]>,
+        at_us: i64,
+    ) -> Result<Option<ConversationRecord>, StoreError> {
+        self.start_conversation(facts, sealed_origin, at_us).await
+    }
+    async fn load_conversation(&self, id: &CallId) -> Result<Option<ConversationRecord>, StoreError> {
+        self.load_conversation(id).await
+    }
+    async fn add_messages(
+        &self,
+        id: &CallId,
+        messages: &[MessageRow],
+        at_us: i64,
+    ) -> Result<Vec<MessageOutcome>, StoreError> {
+        self.add_messages(id, messages, at_us).await
+    }
+    async fn conversation_messages(&self, id: &CallId) -> Result<Vec<MessageRow>, StoreError> {
+        self.conversation_messages(id).await
+    }
+    async fn hand_over(
+        &self,
+        id: &CallId,
+        advisor_id: &str,
+        desk: Option<opptak_domain::model::Desk>,
+        category: Option<opptak_domain::model::ServiceCategory>,
+        at_us: i64,
+    ) -> Result<(), StoreError> {
+        self.hand_over(id, advisor_id, desk, category, at_us).await
+    }
+    async fn end_conversation(
+        &self,
+        id: &CallId,
+        ended_at_us: i64,
+        reason: &str,
+        last_sequence: u64,
+    ) -> Result<bool, StoreError> {
+        self.end_conversation(id, ended_at_us, reason, last_sequence).await
+    }
+    async fn conversation_written(&self, id: &CallId, at_us: i64) -> Result<(), StoreError> {
+        self.conversation_written(id, at_us).await
+    }
+    async fn conversations_to_write(&self, limit: u32) -> Result<Vec<CallId>, StoreError> {
+        self.conversations_to_write(limit).await
+    }
+    async fn idle_conversations(&self, before_us: i64, limit: u32) -> Result<Vec<(CallId, i64)>, StoreError> {
+        self.idle_conversations(before_us, limit).await
+    }
+    async fn conversations_of_customer(
+        &self,
+        customer_ref: &str,
+        since_us: i64,
+    ) -> Result<Vec<ConversationRecord>, StoreError> {
+        self.conversations_of_customer(customer_ref, since_us).await
     }
 }
 
