@@ -4,6 +4,10 @@
 //!
 //! - [`admin`]: the auditor's audit-log view and the admin's users.
 //! - [`api`]: the JSON API under `/api/v1` and its OpenAPI document.
+//! - [`archive`]: the customer archive API for the online bank (an archive
+//!   client's token, never a person's): one customer's conversations.
+//! - [`conversations`]: chat, secure messages and e-mail: the list and the
+//!   conversation page (the copy the role may read).
 //! - [`dashboard`]: the topic dashboard (R5), k-suppressed, SVG and CSV.
 //! - [`qa`]: quality sampling: the QA queue, assessments, the QA report.
 //! - [`review`]: the advisor's queue, the call page (draft, versions with
@@ -31,6 +35,8 @@
 
 mod admin;
 mod api;
+mod archive;
+mod conversations;
 mod dashboard;
 mod qa;
 mod review;
@@ -158,13 +164,16 @@ pub async fn router_with(edges: &ReviewEdges, options: Options) -> Result<Router
         review: crate::review::Review::open(edges).await?,
         qa: crate::qa::Qa::open(edges).await?,
         oidc: match &edges.config.oidc {
-            Some(cfg) => Some(crate::oidc::OidcVerifier::new(
-                cfg,
-                reqwest::Client::builder()
-                    .timeout(std::time::Duration::from_millis(cfg.fetch_timeout_ms))
-                    .build()?,
-                edges.vault.clock().clone(),
-            )?),
+            Some(cfg) => Some(
+                crate::oidc::OidcVerifier::new(
+                    cfg,
+                    reqwest::Client::builder()
+                        .timeout(std::time::Duration::from_millis(cfg.fetch_timeout_ms))
+                        .build()?,
+                    edges.vault.clock().clone(),
+                )?
+                .with_archive_clients(&web.archive_clients),
+            ),
             None => None,
         },
         edges: edges.clone(),
@@ -180,6 +189,8 @@ pub async fn router_with(edges: &ReviewEdges, options: Options) -> Result<Router
         .route("/lang/{code}", get(set_lang))
         .merge(review::routes())
         .merge(api::routes())
+        .merge(archive::routes())
+        .merge(conversations::routes())
         .merge(admin::routes())
         .merge(qa::routes())
         .merge(dashboard::routes())
@@ -339,6 +350,9 @@ fn nav(lang: Lang, role: Role) -> Vec<(&'static str, &'static str)> {
     }
     if dashboard::reads_dashboard(role) {
         links.push(("/dashboard", lang.t("Emner", "Topics")));
+    }
+    if conversations::reads_conversations(role) {
+        links.push(("/conversations", lang.t("Chat og meldinger", "Chats and messages")));
     }
     match role {
         Role::Auditor => links.push(("/audit", lang.t("Revisjonslogg", "Audit log"))),
