@@ -161,28 +161,6 @@ fn usable_ref(r: &str) -> bool {
 }
 
 impl App {
-    async fn record(
-        &self,
-        actor: &str,
-        role: &str,
-        action: &str,
-        subject: &str,
-        reason: &str,
-        outcome: &str,
-    ) -> anyhow::Result<()> {
-        self.audit
-            .record(&opptak_audit::Event {
-                actor: actor.into(),
-                role: role.into(),
-                action: action.into(),
-                subject: subject.into(),
-                reason: reason.into(),
-                outcome: outcome.into(),
-            })
-            .await?;
-        Ok(())
-    }
-
     /// The archive client calling, or the refusal to send (audited as a
     /// refused `action` on `subject`, naming the person when a person's
     /// token or session tried).

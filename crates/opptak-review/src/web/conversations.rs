@@ -19,7 +19,7 @@
 //!   copy it shows and until when retention keeps it;
 //! - team lead, auditor, admin: never.
 
-use super::{internal, urlencode, App, Ctx, Lang};
+use super::{internal, urlencode, App, Ctx, Lang, Refusal};
 use crate::identity::{Role, User};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -290,7 +290,6 @@ impl App {
         subject: &str,
         stated: Option<&str>,
     ) -> Result<String, Response> {
-        type Refusal = (StatusCode, &'static str, &'static str);
         let stated = stated.map(str::trim).filter(|r| !r.is_empty());
         let no_reason: Refusal = (
             StatusCode::BAD_REQUEST,
@@ -325,23 +324,14 @@ impl App {
                 "Your role never reads content.",
             )),
         };
-        let action = "conversation.read";
-        match decision {
-            Ok(reason) => {
-                if self.audit_reads {
-                    self.audit(user, action, subject, &reason, "allowed")
-                        .await
-                        .map_err(|e| internal(lang, e))?;
-                }
-                Ok(reason)
-            }
-            Err((status, nb, en)) => {
-                self.audit(user, action, subject, stated.unwrap_or(""), "refused")
-                    .await
-                    .map_err(|e| internal(lang, e))?;
-                Err(super::error(lang, status, nb, en))
-            }
-        }
+        self.settle(
+            lang,
+            user,
+            ("conversation.read", subject),
+            decision,
+            stated.unwrap_or(""),
+        )
+        .await
     }
 }
 

@@ -556,10 +556,24 @@ impl App {
     }
 
     pub(crate) async fn audit(&self, u: &User, action: &str, subject: &str, reason: &str, outcome: &str) -> Result<()> {
+        self.record(&u.actor(), u.role.as_str(), action, subject, reason, outcome)
+            .await
+    }
+
+    /// One audit entry, for people and services (an archive client) alike.
+    pub(crate) async fn record(
+        &self,
+        actor: &str,
+        role: &str,
+        action: &str,
+        subject: &str,
+        reason: &str,
+        outcome: &str,
+    ) -> Result<()> {
         self.audit
             .record(&opptak_audit::Event {
-                actor: u.actor(),
-                role: u.role.as_str().into(),
+                actor: actor.into(),
+                role: role.into(),
                 action: action.into(),
                 subject: subject.into(),
                 reason: reason.into(),
@@ -567,6 +581,35 @@ impl App {
             })
             .await?;
         Ok(())
+    }
+
+    /// Writes the audit entry of a content read as decided: allowed with
+    /// its reason (unless reads are not audited, for measuring), or refused
+    /// with `refused_reason` and the error page to send.
+    pub(crate) async fn settle(
+        &self,
+        lang: Lang,
+        user: &User,
+        (action, subject): (&str, &str),
+        decision: std::result::Result<String, Refusal>,
+        refused_reason: &str,
+    ) -> std::result::Result<String, Response> {
+        match decision {
+            Ok(reason) => {
+                if self.audit_reads {
+                    self.audit(user, action, subject, &reason, "allowed")
+                        .await
+                        .map_err(|e| internal(lang, e))?;
+                }
+                Ok(reason)
+            }
+            Err((status, nb, en)) => {
+                self.audit(user, action, subject, refused_reason, "refused")
+                    .await
+                    .map_err(|e| internal(lang, e))?;
+                Err(error(lang, status, nb, en))
+            }
+        }
     }
 
     /// Whether `user` may read `call`'s content, and why (the reason kept in
@@ -581,7 +624,6 @@ impl App {
         action: &str,
         stated: Option<&str>,
     ) -> std::result::Result<String, Response> {
-        type Refusal = (StatusCode, &'static str, &'static str);
         let decision: std::result::Result<String, Refusal> = match (call, user.role) {
             (None, _) => Err((StatusCode::NOT_FOUND, "Ukjent samtale.", "Unknown call.")),
             (Some(c), Role::Advisor) if c.facts.advisor_id == user.user_id => Ok("review".into()),
@@ -640,24 +682,12 @@ impl App {
                 "Your role never reads call content.",
             )),
         };
-        match decision {
-            Ok(reason) => {
-                if self.audit_reads {
-                    self.audit(user, action, subject, &reason, "allowed")
-                        .await
-                        .map_err(|e| internal(lang, e))?;
-                }
-                Ok(reason)
-            }
-            Err((status, nb, en)) => {
-                self.audit(user, action, subject, "", "refused")
-                    .await
-                    .map_err(|e| internal(lang, e))?;
-                Err(error(lang, status, nb, en))
-            }
-        }
+        self.settle(lang, user, (action, subject), decision, "").await
     }
 }
+
+/// Why a read is refused: the status and the message in both languages.
+pub(crate) type Refusal = (StatusCode, &'static str, &'static str);
 
 /// Sign-in attempts per user name and per client address in a fixed
 /// window; past the limit further attempts are refused (429) until the
