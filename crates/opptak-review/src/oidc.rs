@@ -1090,6 +1090,26 @@ mod tests {
     }
 
     #[test]
+    fn archive_clients_need_oidc_and_are_not_the_staff_client() {
+        let clients = |v: &[&str]| v.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        check_archive_clients(&[], None).unwrap();
+        let e = check_archive_clients(&clients(&["nettbank"]), None).unwrap_err();
+        assert!(format!("{e:#}").contains("[oidc]"), "{e:#}");
+        let mut c = section();
+        check_archive_clients(&clients(&["nettbank"]), Some(&c)).unwrap();
+        for bad in ["", "net bank", "nett\nbank"] {
+            assert!(check_archive_clients(&clients(&[bad]), Some(&c)).is_err(), "{bad:?}");
+        }
+        c.authorized_party = "nettbank".into();
+        let e = check_archive_clients(&clients(&["nettbank"]), Some(&c)).unwrap_err();
+        assert!(format!("{e:#}").contains("authorized_party"), "{e:#}");
+        assert_eq!(TokenError::NotArchiveClient.status(), StatusCode::FORBIDDEN);
+        assert!(TokenError::ArchiveClient
+            .www_authenticate()
+            .is_some_and(|v| v.contains("insufficient_scope")));
+    }
+
+    #[test]
     fn roles_need_exactly_one_opptak_role() {
         assert_eq!(role(Some(&json!("team-lead"))), Ok(Role::TeamLead));
         assert_eq!(role(Some(&json!(["offline_access", "qa", "qa"]))), Ok(Role::Qa));
