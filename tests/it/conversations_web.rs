@@ -816,5 +816,17 @@ async fn staff_read_conversations_as_they_read_calls() {
     assert!(body.contains("chat-advisor"), "{body}");
     let (status, _) = s.get(&page(aino, WHY), Some(&cato)).await;
     assert_eq!(status, 410);
+    // Without the advisor copy, compliance reads the securities-act copy in
+    // the WORM archive.
+    let invest_id = opptak_domain::model::CallId::parse(&invest.id).unwrap();
+    s.w.edges
+        .vault()
+        .shred(&invest_id, "chat-advisor-5y", "test: the advisor copy gone", "test")
+        .await
+        .unwrap();
+    let (status, body) = s.get(&page(invest, WHY), Some(&cato)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("arkivkopien") && body.contains("chat-archive"), "{body}");
+    assert!(body.contains(EMAIL), "{body}");
     s.server.stop().await;
 }
