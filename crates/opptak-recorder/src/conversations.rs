@@ -116,6 +116,10 @@ pub struct ConversationRecorder {
     open: HashMap<CallId, Open>,
     stats: ConversationStats,
     dead_letters: Vec<(Record, String, Refusal)>,
+    /// A key was shredded since the database last scrubbed shredded keys
+    /// (once per batch: a vacuum per conversation would cost more than the
+    /// conversation).
+    scrub: bool,
 }
 
 /// Most open conversations whose keys stay in memory; past it the cache is
@@ -135,6 +139,7 @@ impl ConversationRecorder {
             open: HashMap::new(),
             stats: ConversationStats::default(),
             dead_letters: Vec::new(),
+            scrub: false,
         }
     }
 
@@ -207,6 +212,7 @@ impl ConversationRecorder {
             self.store_messages(&id, msgs).await?;
         }
         self.publish_dead_letters().await?;
+        self.scrub_shredded().await?;
         Ok(seen
             .into_iter()
             .map(|((topic, partition), max)| Position {
@@ -633,6 +639,13 @@ impl ConversationRecorder {
             for id in ids {
                 self.write(&id).await?;
             }
+        }
+        self.scrub_shredded().await
+    }
+
+    async fn scrub_shredded(&mut self) -> Result<(), RecorderError> {
+        if std::mem::take(&mut self.scrub) {
+            self.vault.meta().scrub_shredded().await?;
         }
         Ok(())
     }
