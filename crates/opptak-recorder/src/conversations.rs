@@ -392,13 +392,7 @@ impl ConversationRecorder {
         if k.key_id.is_empty() || k.key_id.len() > 64 {
             return Err("message_key.key_id must be 1 to 64 bytes".into());
         }
-        let w = opptak_crypto::WrappedKey {
-            key_id: k.key_id.clone(),
-            kek_id: k.kek_id.clone(),
-            sealed: k.wrapped.clone(),
-        };
-        let key = shared
-            .unwrap(&w, &chunk::message_key_context(id.as_str()))
+        let key = opptak_vault::open_message_key(shared.as_ref(), id, k)
             .map_err(|e| format!("message_key (kek {:?}) does not open: {e}", k.kek_id))?;
         // Kept under an id of our own: the chat system's ids need not be unique.
         Ok(key.renamed(format!("mk-{}", uuid::Uuid::new_v4().simple())))
