@@ -46,6 +46,8 @@ struct Site {
     server: common::WebService,
     http: reqwest::Client,
     prefix: String,
+    /// Batches of conversations played so far (each has an id prefix of its own).
+    batches: std::sync::atomic::AtomicUsize,
 }
 
 async fn site(name: &str) -> Option<Site> {
@@ -75,6 +77,7 @@ async fn site(name: &str) -> Option<Site> {
         server,
         http,
         prefix: common::unique("cw"),
+        batches: Default::default(),
     })
 }
 
@@ -157,10 +160,12 @@ impl Site {
     /// Plays conversations starting at `at` (one minute each) through the
     /// messages role and waits until their copies are written.
     async fn converse(&self, at: i64, plans: &[Plan<'_>]) -> Vec<Conv> {
+        let batch = self.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let batch = format!("{}-{batch}-", self.prefix);
         let mut events = Vec::new();
         let mut out = Vec::new();
         for plan in plans {
-            let id = format!("{}-{}", self.prefix, plan.name);
+            let id = format!("{batch}{}", plan.name);
             let mut c = ChatConversation::new(&id, &self.w.shared).unwrap();
             let ip = plan.customer.is_empty().then_some("198.51.100.7");
             events.push(
@@ -210,8 +215,7 @@ impl Site {
             });
         }
         self.w.publish(&events).await;
-        let ids: Vec<String> = out.iter().map(|c| c.id.clone()).collect();
-        self.w.wait_written(&ids, 120).await;
+        self.w.wait_written(&batch, out.len(), 120).await;
         out
     }
 
