@@ -1,6 +1,7 @@
 //! `opptak loadgen`: N concurrent simulated telephony calls at real-time
 //! pacing, through the configured bus into an in-process recorder, reporting
-//! chunk-to-durable latency and CPU use. See BENCHMARKS.md.
+//! chunk-to-durable latency and CPU use; or N whole conversations through
+//! the messages role ([`run_conversations`]). See BENCHMARKS.md.
 
 use crate::app::{Edges, RunningRecorder};
 use crate::sim::{self, SimCall};
@@ -219,10 +220,7 @@ pub async fn run(edges: &Edges, spec: &LoadSpec) -> Result<LoadReport> {
             };
             let (k, v) = sim::encode(&ev);
             if let Some(d) = dump.as_mut() {
-                d.write_all(&k)?;
-                d.write_all(DUMP_KEY_DELIMITER)?;
-                d.write_all(&v)?;
-                d.write_all(DUMP_DELIMITER)?;
+                write_dump_record(d, &k, &v)?;
             }
             let bus = edges.bus.clone();
             let topic = topic.clone();
@@ -287,4 +285,373 @@ pub async fn run(edges: &Edges, spec: &LoadSpec) -> Result<LoadReport> {
         cpu_s,
         send_lag_ms: max_lag.as_secs_f64() * 1000.0,
     })
+}
+
+/// Writes one record of a dump file (see [`DUMP_KEY_DELIMITER`]).
+pub fn write_dump_record(w: &mut impl Write, key: &[u8], value: &[u8]) -> std::io::Result<()> {
+    w.write_all(key)?;
+    w.write_all(DUMP_KEY_DELIMITER)?;
+    w.write_all(value)?;
+    w.write_all(DUMP_DELIMITER)
+}
+
+/// Busy CPU seconds of the whole machine (Linux /proc/stat): what the broker
+/// and PostgreSQL spent beside this process, and anything else running.
+pub fn machine_busy_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return 0.0;
+    };
+    let Some(line) = stat.lines().next().filter(|l| l.starts_with("cpu ")) else {
+        return 0.0;
+    };
+    let f: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    // user nice system idle iowait irq softirq steal: all but idle and iowait.
+    let busy: f64 = f
+        .iter()
+        .take(8)
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum();
+    busy / 100.0
+}
+
+/// `opptak loadgen --conversations N --messages-per-conversation K`.
+#[derive(Clone, Debug)]
+pub struct ConversationLoadSpec {
+    pub conversations: usize,
+    pub messages_per_conversation: usize,
+    /// As [`LoadSpec::dump`]: every produced event, for the kcat baseline.
+    pub dump: Option<std::path::PathBuf>,
+}
+
+/// What a conversation load run measured.
+#[derive(Clone, Debug, Default)]
+pub struct ConversationLoadReport {
+    pub conversations: usize,
+    /// Chat messages (`ChatMessage` events).
+    pub messages: u64,
+    /// Kafka records: a start, the messages and an end per conversation.
+    pub events: u64,
+    pub bytes: u64,
+    pub produce_s: f64,
+    /// From the role's start to the first conversation stored: joining the
+    /// consumer group and the first fetch.
+    pub startup_s: f64,
+    /// From the first conversation stored to the last one written.
+    pub process_s: f64,
+    /// This process's CPU from the role's start to the last one written.
+    pub cpu_s: f64,
+    /// The whole machine's busy CPU over the same time (broker, PostgreSQL).
+    pub machine_cpu_s: f64,
+    pub stats: opptak_recorder::conversations::ConversationStats,
+}
+
+impl ConversationLoadReport {
+    pub fn total_s(&self) -> f64 {
+        self.startup_s + self.process_s
+    }
+    pub fn messages_per_s(&self) -> f64 {
+        self.messages as f64 / self.process_s.max(1e-9)
+    }
+    pub fn events_per_s(&self) -> f64 {
+        self.events as f64 / self.process_s.max(1e-9)
+    }
+    pub fn conversations_per_s(&self) -> f64 {
+        self.conversations as f64 / self.process_s.max(1e-9)
+    }
+    pub fn cores(&self) -> f64 {
+        self.cpu_s / self.total_s().max(1e-9)
+    }
+    pub fn machine_cores(&self) -> f64 {
+        self.machine_cpu_s / self.total_s().max(1e-9)
+    }
+}
+
+/// Lines the simulated conversations cycle through (Norwegian, as the bank's
+/// chats are; a few with numbers the analysis copy's redactor removes).
+const CHAT_LINES: &[&str] = &[
+    "Hei, jeg lurer på hvordan jeg kan øke rammen på kredittkortet mitt.",
+    "Du kan søke om høyere ramme i nettbanken under Kort og deretter Endre ramme.",
+    "Jeg har prøvd det, men får en feilmelding når jeg sender søknaden.",
+    "Det beklager vi. Kan du prøve igjen om litt, eller vil du snakke med en rådgiver?",
+    "Kontonummeret mitt er 1234 56 78903 og telefonnummeret 912 34 567.",
+    "Takk. Jeg ser på saken din nå, et øyeblikk.",
+    "Vi har økt rammen til 50 000 kroner. Den gjelder fra i morgen.",
+    "Supert, tusen takk for hjelpen! Kan jeg også spare i fond gjennom dere?",
+    "Ja, du kan opprette en spareavtale i fond fra 100 kroner i måneden.",
+    "Flott, da gjør jeg det. Ha en fin dag!",
+];
+
+/// The events of simulated conversation `i`: every third anonymous with
+/// Aino, every third logged in with Aino, every third an advisor chat, so
+/// the role writes one, two and three copies.
+fn conversation_events(
+    shared: &dyn opptak_crypto::KeyProvider,
+    id: &str,
+    i: usize,
+    messages: usize,
+    end_us: i64,
+) -> Result<Vec<opptak_proto::v1::ConversationEvent>> {
+    use crate::chat::{ChatConversation, Say};
+    use opptak_domain::model::{Channel, Desk, Sender, ServiceCategory};
+    let mut c = ChatConversation::new(id, shared)?;
+    let start = end_us - (messages as i64 + 1) * 20_000_000;
+    let customer = format!("cust-{}", i % 5000);
+    let advisor = format!("adv-{}", i % 50);
+    let mut events = Vec::with_capacity(messages + 2);
+    let answer = match i % 3 {
+        0 => {
+            events.push(c.started(
+                start,
+                Channel::AinoChatbot,
+                "",
+                Some("198.51.100.23"),
+                "",
+                Desk::Unspecified,
+                ServiceCategory::General,
+            )?);
+            Sender::Bot
+        }
+        1 => {
+            events.push(c.started(
+                start,
+                Channel::AinoChatbot,
+                &customer,
+                None,
+                "",
+                Desk::Unspecified,
+                ServiceCategory::General,
+            )?);
+            Sender::Bot
+        }
+        _ => {
+            events.push(c.started(
+                start,
+                Channel::AdvisorChat,
+                &customer,
+                None,
+                &advisor,
+                Desk::CustomerCenter,
+                ServiceCategory::Savings,
+            )?);
+            Sender::Advisor
+        }
+    };
+    for j in 0..messages {
+        let (sender, sender_id) = if j % 2 == 0 {
+            (Sender::Customer, "")
+        } else if answer == Sender::Advisor {
+            (Sender::Advisor, advisor.as_str())
+        } else {
+            (Sender::Bot, "")
+        };
+        events.push(c.say(Say {
+            at_us: start + (j as i64 + 1) * 20_000_000,
+            sender,
+            sender_id,
+            text: CHAT_LINES[(i + j) % CHAT_LINES.len()],
+        })?);
+    }
+    events.push(c.ended(end_us));
+    Ok(events)
+}
+
+/// Produces N whole conversations to a fresh messages topic (under
+/// `bus.topic_prefix`), interleaved as concurrent chats are (every
+/// conversation's start, then every conversation's first message, ...),
+/// then starts the messages role in this process on that backlog and waits
+/// until every conversation is written: consumed, opened, resealed, stored
+/// in the metadata store, its copies written and its open messages gone.
+pub async fn run_conversations(edges: &Edges, spec: &ConversationLoadSpec) -> Result<ConversationLoadReport> {
+    use crate::app::RunningConversations;
+    if spec.conversations == 0 || spec.messages_per_conversation == 0 {
+        bail!("conversations and messages-per-conversation must be positive");
+    }
+    let Some(shared) = edges.telephony_keys.clone() else {
+        bail!("the chat systems' KEK is needed: set keys.telephony_keyring (`opptak keys telephony-init` creates one)");
+    };
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let run = &run_id[..8];
+    let mut e = edges.clone();
+    e.config.bus.topic_prefix = format!("{}loadgen-{run}.", edges.config.bus.topic_prefix);
+    e.config.messages.group = format!("{}-{run}", edges.config.messages.group);
+    let specs = crate::topics::specs_for_roles(&e.config, &e.policy, &["messages"]);
+    crate::topics::ensure(e.bus.as_ref(), &specs).await?;
+    let topic = e.config.messages_config().topic;
+
+    let end_us = e.clock.now_us();
+    let ids: Vec<String> = (0..spec.conversations).map(|i| format!("chat-{run}-{i:06}")).collect();
+    let mut convs = Vec::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        convs.push(conversation_events(
+            shared.as_ref(),
+            id,
+            i,
+            spec.messages_per_conversation,
+            end_us,
+        )?);
+    }
+    let mut records = Vec::with_capacity(spec.conversations * (spec.messages_per_conversation + 2));
+    for j in 0..spec.messages_per_conversation + 2 {
+        for c in &convs {
+            let (key, payload) = crate::chat::encode(&c[j]);
+            records.push(opptak_bus::Outgoing {
+                topic: topic.clone(),
+                key: key.into(),
+                payload: payload.into(),
+            });
+        }
+    }
+    drop(convs);
+    if let Some(path) = &spec.dump {
+        let mut d = std::io::BufWriter::new(std::fs::File::create(path)?);
+        for r in &records {
+            write_dump_record(&mut d, &r.key, &r.payload)?;
+        }
+        d.flush()?;
+    }
+    let events = records.len() as u64;
+    let bytes = records.iter().map(|r| (r.key.len() + r.payload.len()) as u64).sum();
+    let t = Instant::now();
+    for chunk in records.chunks(2000) {
+        e.bus.publish_all(chunk.to_vec()).await?;
+    }
+    let produce_s = t.elapsed().as_secs_f64();
+    drop(records);
+
+    let ids: Vec<opptak_domain::model::CallId> = ids
+        .iter()
+        .map(|id| opptak_domain::model::CallId::parse(id))
+        .collect::<Result<_, _>>()?;
+    let meta = e.meta.clone();
+    let cpu0 = process_cpu_seconds();
+    let machine0 = machine_busy_seconds();
+    let t0 = Instant::now();
+    let running = RunningConversations::spawn(e.conversations());
+    let deadline = t0 + Duration::from_secs(120) + Duration::from_millis(10) * events as u32;
+    let mut first: Option<Instant> = None;
+    let mut next = 0;
+    // Conversations are written roughly in the order they were produced:
+    // walk them in that order, each looked up until it is written.
+    loop {
+        if first.is_none() && !meta.idle_conversations(i64::MAX, 1).await?.is_empty() {
+            first = Some(Instant::now());
+        }
+        while let Some(id) = ids.get(next) {
+            match meta.load_conversation(id).await? {
+                Some(c) if c.written_at_us.is_some() => next += 1,
+                _ => break,
+            }
+        }
+        if next == ids.len() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = running.stop().await;
+            bail!(
+                "{next} of {} conversations written after {:.0} s",
+                ids.len(),
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        let poll = if first.is_none() { 10 } else { 50 };
+        tokio::time::sleep(Duration::from_millis(poll)).await;
+    }
+    let done = Instant::now();
+    let cpu_s = process_cpu_seconds() - cpu0;
+    let machine_cpu_s = machine_busy_seconds() - machine0;
+    let stats = running.stop().await?;
+    for s in &specs {
+        e.bus.delete_topic(&s.name).await?;
+    }
+    let first = first.unwrap_or(t0);
+    let messages = (spec.conversations * spec.messages_per_conversation) as u64;
+    if stats.messages != messages || stats.dead_letters != 0 {
+        bail!(
+            "the messages role stored {} of {messages} messages ({} dead-lettered)",
+            stats.messages,
+            stats.dead_letters
+        );
+    }
+    Ok(ConversationLoadReport {
+        conversations: spec.conversations,
+        messages,
+        events,
+        bytes,
+        produce_s,
+        startup_s: first.duration_since(t0).as_secs_f64(),
+        process_s: done.duration_since(first).as_secs_f64(),
+        cpu_s,
+        machine_cpu_s,
+        stats,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use opptak_proto::v1::conversation_event::Event;
+    use opptak_proto::Message as _;
+
+    /// Splits a dump as kcat does (`-D` between records, `-K` at the first
+    /// key delimiter).
+    fn kcat_split(dump: &[u8]) -> Vec<(&[u8], &[u8])> {
+        let mut out = Vec::new();
+        let mut rest = dump;
+        while !rest.is_empty() {
+            let end = rest
+                .windows(DUMP_DELIMITER.len())
+                .position(|w| w == DUMP_DELIMITER)
+                .expect("every record ends with the delimiter");
+            let record = &rest[..end];
+            let k = record.iter().position(|b| *b == DUMP_KEY_DELIMITER[0]).expect("a key");
+            out.push((&record[..k], &record[k + 1..]));
+            rest = &rest[end + DUMP_DELIMITER.len()..];
+        }
+        out
+    }
+
+    #[test]
+    fn a_dump_of_conversations_splits_into_the_events_kcat_produces() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = opptak_crypto::LocalKeyring::open_or_create(&dir.path().join("chat.json")).unwrap();
+        let mut dump = Vec::new();
+        let mut produced = Vec::new();
+        for i in 0..6 {
+            let id = format!("chat-test-{i:06}");
+            for ev in conversation_events(&shared, &id, i, 4, 1_800_000_000_000_000).unwrap() {
+                let (k, v) = crate::chat::encode(&ev);
+                write_dump_record(&mut dump, &k, &v).unwrap();
+                produced.push(ev);
+            }
+        }
+        let records = kcat_split(&dump);
+        assert_eq!(records.len(), 6 * (4 + 2));
+        for ((k, v), ev) in records.into_iter().zip(&produced) {
+            assert_eq!(k, ev.conversation_id.as_bytes());
+            let back = opptak_proto::v1::ConversationEvent::decode(v).unwrap();
+            assert_eq!(&back, ev);
+        }
+        // Each conversation: a start, its messages, an end; every third
+        // one anonymous, every third with an advisor.
+        let starts: Vec<_> = produced
+            .iter()
+            .filter_map(|e| match &e.event {
+                Some(Event::ConversationStarted(s)) => Some(s),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(starts.len(), 6);
+        assert_eq!(starts.iter().filter(|s| s.customer_ref.is_empty()).count(), 2);
+        assert_eq!(starts.iter().filter(|s| !s.advisor_id.is_empty()).count(), 2);
+        assert!(starts
+            .iter()
+            .all(|s| s.customer_ref.is_empty() != s.sealed_ip_address.is_empty()));
+    }
 }
