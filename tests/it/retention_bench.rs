@@ -145,16 +145,24 @@ async fn sweep_and_recompute(
     );
 }
 
-/// Drops a benchmark's database (PostgreSQL keeps gigabytes otherwise).
+/// Drops a benchmark's database (PostgreSQL keeps gigabytes otherwise),
+/// once the store's pool has let its connections go (`WITH (FORCE)` would
+/// also have to end autovacuum, which the test role may not).
 async fn drop_database(url: &str) {
     use sqlx::Connection;
     let base = std::env::var("OPPTAK_TEST_POSTGRES").unwrap();
     let (_, db) = url.rsplit_once('/').unwrap();
     let mut conn = sqlx::PgConnection::connect(&base).await.unwrap();
-    sqlx::query(&format!("DROP DATABASE {db} WITH (FORCE)"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    for attempt in 1.. {
+        match sqlx::query(&format!("DROP DATABASE {db}")).execute(&mut conn).await {
+            Ok(_) => return,
+            Err(e) if attempt < 20 => {
+                eprintln!("dropping {db}: {e}; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => panic!("dropping {db}: {e}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
