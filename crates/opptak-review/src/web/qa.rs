@@ -5,8 +5,14 @@
 //! each call is there (the sample, a screening hit with its term, a failed
 //! speech recognition to listen to); the report shows each stratum's error
 //! and flag rates with 95 % Wilson intervals, small strata withheld.
+//!
+//! Sampled conversations with the bot (issue 17) stand in the same queue;
+//! QA reads one's redacted analysis copy at `/qa/conversations/{id}` (QA
+//! only, sampled, its `chat-analysis-1y` key alive; audited) and scores the
+//! bot's answers with the same form.
 
 use super::{csrf_of, internal, App, Ctx, Lang, Reply};
+use crate::dashboard::channel_label;
 use crate::identity::{Role, User};
 use crate::qa::{QaFlag, QaReport, QaReview, QaScore, Rate, Refusal, StratumStats, TopicStats, RECOGNITION_FAILED};
 use axum::extract::{Form, Path, Query, State};
@@ -15,7 +21,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use maud::{html, Markup};
-use opptak_domain::model::CallId;
+use opptak_domain::model::{CallId, Sender};
+use opptak_store::reporting::PHONE;
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -24,6 +31,7 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route("/qa", get(queue))
         .route("/qa/report", get(report_page))
         .route("/qa/report.csv", get(report_csv))
+        .route("/qa/conversations/{id}", get(conversation_page))
         .route("/calls/{id}/qa", post(assess))
 }
 
@@ -66,6 +74,7 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
                 table {
                     thead { tr {
                         th scope="col" { (lang.t("Samtale", "Call")) }
+                        th scope="col" { (lang.t("Kanal", "Channel")) }
                         th scope="col" { (lang.t("Dag", "Day")) }
                         th scope="col" { "Desk" }
                         th scope="col" { (lang.t("Språk", "Language")) }
@@ -76,7 +85,8 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
                     tbody {
                         @for r in &rows {
                             tr {
-                                td { a href={ "/calls/" (r.call_id) } { (r.call_id) } }
+                                td { a href=(item_href(&r.channel, &r.call_id)) { (r.call_id) } }
+                                td { (channel_label(&r.channel, lang.code())) }
                                 td { (r.day) }
                                 td { (r.desk) }
                                 td { (r.language) }
@@ -109,6 +119,95 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
                 }
             }
             p { a href="/qa/report" { (lang.t("QA-rapport", "QA report")) } }
+        },
+    )
+}
+
+/// Where QA reads a queued item: a call's page, or a conversation's
+/// analysis copy.
+fn item_href(channel: &str, id: &str) -> String {
+    if channel == PHONE {
+        format!("/calls/{id}")
+    } else {
+        format!("/qa/conversations/{id}")
+    }
+}
+
+/// A sampled conversation's redacted analysis copy for a QA reviewer, with
+/// the assessment form: the bot's answers are what is scored. Only QA, only
+/// while sampled and its `chat-analysis-1y` key lives; audited either way.
+async fn conversation_page(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>) -> Response {
+    let (user, token) = match ctx.user() {
+        Ok(u) => u,
+        Err(_) => return Redirect::to("/login").into_response(),
+    };
+    let lang = ctx.lang;
+    let Ok(call_id) = CallId::parse(&id) else {
+        return ctx.error(StatusCode::NOT_FOUND, "Ukjent samtale.", "Unknown conversation.");
+    };
+    let subject = format!("conversation:{call_id}");
+    let indexed = match app.qa.call(&call_id).await {
+        Ok(c) => c.filter(|c| c.row.channel != PHONE),
+        Err(e) => return internal(lang, e),
+    };
+    let access = match (&indexed, user.role) {
+        (Some(_), Role::Qa) => match app.qa.sample_access(&call_id).await {
+            Ok(a) => a,
+            Err(e) => return internal(lang, e),
+        },
+        _ => crate::qa::SampleAccess::NotSampled,
+    };
+    let copy = match access {
+        crate::qa::SampleAccess::Readable => match app.qa.analysis_copy(&call_id).await {
+            Ok(c) => c,
+            Err(e) => return internal(lang, e),
+        },
+        _ => None,
+    };
+    let (Some(indexed), Some(copy)) = (indexed, copy) else {
+        if let Err(e) = app.audit(user, "conversation.read", &subject, "", "refused").await {
+            return internal(lang, e);
+        }
+        return ctx.error(
+            StatusCode::FORBIDDEN,
+            "Bare kvalitetskontrollører leser uttrukne samtaler, og bare så lenge analysekopien finnes.",
+            "Only QA reviewers read sampled conversations, and only while the analysis copy exists.",
+        );
+    };
+    if app.audit_reads {
+        if let Err(e) = app
+            .audit(user, "conversation.read", &subject, "qa sample", "allowed")
+            .await
+        {
+            return internal(lang, e);
+        }
+    }
+    let qa = section(&app, lang, user, token, &call_id).await;
+    let sender = |s: Sender| match s {
+        Sender::Customer => lang.t("Kunde", "Customer"),
+        Sender::Bot => "Aino",
+        Sender::Advisor => lang.t("Rådgiver", "Advisor"),
+    };
+    ctx.page(
+        ("Kvalitetskontroll av samtale", "Conversation QA"),
+        html! {
+            p { (channel_label(&indexed.row.channel, lang.code())) ", " (indexed.row.day) ", desk " (indexed.row.desk)
+                ", " (lang.t("språk ", "language ")) (indexed.row.language) ", " (lang.t("emner: ", "topics: ")) (indexed.row.topics.join(", ")) }
+            p.muted { (lang.t("Analysekopien: personopplysninger er erstattet med merker. Svarene fra Aino kan inneholde feil; vurder dem.",
+                "The analysis copy: personal data replaced by tokens. Aino's answers may contain errors; assess them.")) }
+            table {
+                thead { tr {
+                    th scope="col" { "#" }
+                    th scope="col" { (lang.t("Fra", "From")) }
+                    th scope="col" { (lang.t("Tekst", "Text")) }
+                } }
+                tbody { @for m in &copy.messages { tr {
+                    td { (m.sequence) }
+                    td { @if m.sender == Sender::Bot { strong { (sender(m.sender)) } } @else { (sender(m.sender)) } }
+                    td { (m.text) }
+                } } }
+            }
+            (qa)
         },
     )
 }
@@ -222,7 +321,11 @@ async fn assess(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>, F
     )
     .await
     {
-        Ok(()) => Redirect::to(&format!("/calls/{call_id}#qa")).into_response(),
+        Ok(()) => {
+            let channel = app.qa.call(&call_id).await.ok().flatten().map(|c| c.row.channel);
+            let href = item_href(channel.as_deref().unwrap_or(PHONE), call_id.as_str());
+            Redirect::to(&format!("{href}#qa")).into_response()
+        }
         Err(r) => r,
     }
 }
