@@ -217,13 +217,10 @@ async fn conversation_page(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path
 pub(crate) async fn section(app: &App, lang: Lang, user: &User, token: &str, call_id: &CallId) -> Markup {
     let reviews: Vec<QaReview> = app.qa.reviews(call_id).await.unwrap_or_default();
     let screening = app.qa.screening(call_id).await.ok().flatten().filter(|s| s.flagged());
-    let failed = app
-        .qa
-        .call(call_id)
-        .await
-        .ok()
-        .flatten()
-        .is_some_and(|c| c.row.recognition_failed);
+    let indexed = app.qa.call(call_id).await.ok().flatten();
+    let failed = indexed.as_ref().is_some_and(|c| c.row.recognition_failed);
+    // A conversation's KI output is the bot's answers, not a summary.
+    let bot = indexed.as_ref().is_some_and(|c| c.row.channel != PHONE);
     let mine = reviews.iter().find(|r| r.reviewer == user.actor());
     let score_field = |name: &str, label: &str, current: Option<u8>| {
         html! {
@@ -264,8 +261,13 @@ pub(crate) async fn section(app: &App, lang: Lang, user: &User, token: &str, cal
         }
         form method="post" action={ "/calls/" (call_id) "/qa" } {
             input type="hidden" name="csrf" value=(csrf_of(token));
-            (score_field("correctness", lang.t("Korrekthet: stemmer sammendraget med samtalen?", "Correctness: does the summary match the call?"), mine.map(|r| r.correctness)))
-            (score_field("relevance", lang.t("Relevans: tar det med det som betyr noe?", "Relevance: does it keep what matters?"), mine.map(|r| r.relevance)))
+            @if bot {
+                (score_field("correctness", lang.t("Korrekthet: er svarene fra Aino riktige?", "Correctness: are Aino's answers right?"), mine.map(|r| r.correctness)))
+                (score_field("relevance", lang.t("Relevans: svarer Aino på det kunden spør om?", "Relevance: does Aino answer what the customer asks?"), mine.map(|r| r.relevance)))
+            } @else {
+                (score_field("correctness", lang.t("Korrekthet: stemmer sammendraget med samtalen?", "Correctness: does the summary match the call?"), mine.map(|r| r.correctness)))
+                (score_field("relevance", lang.t("Relevans: tar det med det som betyr noe?", "Relevance: does it keep what matters?"), mine.map(|r| r.relevance)))
+            }
             (score_field("quality", lang.t("Kvalitet: språk og form", "Quality: language and form"), mine.map(|r| r.quality)))
             p { label { (lang.t("Flagg ", "Flag ")) select name="flag" {
                 option value="" { (lang.t("ingen", "none")) }
