@@ -81,17 +81,17 @@ struct Conv {
     marker: String,
 }
 
-struct World {
-    env: Env,
-    edges: Edges,
-    clock: Arc<ManualClock>,
-    shared: LocalKeyring,
-    role: Option<RunningConversations>,
+pub(crate) struct World {
+    pub(crate) env: Env,
+    pub(crate) edges: Edges,
+    pub(crate) clock: Arc<ManualClock>,
+    pub(crate) shared: LocalKeyring,
+    pub(crate) role: Option<RunningConversations>,
     db: sqlx::AnyPool,
     services: bool,
 }
 
-async fn world(name: &str) -> World {
+pub(crate) async fn world(name: &str) -> World {
     let backend = match (common::kafka(), common::postgres_db(name).await) {
         (Some(kafka), Some(postgres)) => Backend::Services { kafka, postgres },
         _ => Backend::Embedded,
@@ -129,7 +129,7 @@ async fn world(name: &str) -> World {
 }
 
 impl World {
-    async fn publish(&self, events: &[v1::ConversationEvent]) {
+    pub(crate) async fn publish(&self, events: &[v1::ConversationEvent]) {
         let topic = self.edges.config.messages_config().topic;
         let out: Vec<opptak_bus::Outgoing> = events
             .iter()
@@ -148,7 +148,7 @@ impl World {
     }
 
     /// Waits until `ids` are all written.
-    async fn wait_written(&self, ids: &[String], secs: u64) {
+    pub(crate) async fn wait_written(&self, ids: &[String], secs: u64) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         loop {
             let mut open = 0;
@@ -175,7 +175,7 @@ impl World {
         }
     }
 
-    async fn sweep(&self) {
+    pub(crate) async fn sweep(&self) {
         self.edges
             .retention()
             .sweep(1000, &AtomicBool::new(false), |_| {})

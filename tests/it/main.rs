@@ -13,6 +13,7 @@ mod architecture;
 mod audit;
 mod browser;
 mod cli;
+mod conversation_ki;
 mod conversations;
 mod crash_recovery;
 mod disclose;

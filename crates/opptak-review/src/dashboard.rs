@@ -109,6 +109,17 @@ pub struct TopicRow {
     pub topic: String,
 }
 
+impl From<opptak_store::reporting::TopicRow> for TopicRow {
+    fn from(r: opptak_store::reporting::TopicRow) -> Self {
+        TopicRow {
+            day: r.day,
+            desk: r.desk,
+            channel: r.channel,
+            topic: r.topic,
+        }
+    }
+}
+
 /// The channels, calls first: `phone`, then the conversation channels.
 pub const CHANNELS: [&str; 5] = ["phone", "aino_chatbot", "advisor_chat", "secure_message", "email"];
 

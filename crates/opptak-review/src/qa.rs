@@ -793,9 +793,8 @@ impl Qa {
             .await
             .with_context(|| format!("indexing {} ({})", row.call_id, row.channel))?;
         if indexed.new {
-            tracing::info!(call_id = %row.call_id, channel = %row.channel, topic = row.topic(),
-                stratum = stratum.unwrap_or(""), sampled = indexed.sampled, screened = indexed.screened,
-                "indexed for the dashboard and QA");
+            tracing::info!(call_id = %row.call_id, channel = %row.channel, stratum = %stratum.unwrap_or(""),
+                sampled = indexed.sampled, screened = indexed.screened, "indexed for the dashboard and QA");
         }
         Ok(indexed)
     }

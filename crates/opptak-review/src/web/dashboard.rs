@@ -115,15 +115,7 @@ pub(crate) async fn build(app: &App, reply: Reply, user: &User, p: &Params) -> R
         .topic_rows(&filter.first_day().to_string(), &filter.last_day().to_string())
         .await
         .map_err(|e| reply.internal(e))?;
-    let rows: Vec<dashboard::TopicRow> = rows
-        .into_iter()
-        .map(|r| dashboard::TopicRow {
-            day: r.day,
-            desk: r.desk,
-            channel: r.channel,
-            topic: r.topic,
-        })
-        .collect();
+    let rows: Vec<dashboard::TopicRow> = rows.into_iter().map(Into::into).collect();
     dashboard::aggregate(&rows, &filter).map_err(|e| reply.internal(e.into()))
 }
 
