@@ -8,6 +8,7 @@
 //! and in the per-day counts after the 1-year expiry (manual clock and
 //! sweeper).
 
+use crate::common::AddApproved;
 use crate::conversations::{world, World};
 use opptak::app::RunningConversations;
 use opptak::chat::{ChatConversation, Say};
@@ -20,6 +21,7 @@ use opptak_review::qa::{Qa, QaScore};
 use std::time::Duration;
 
 const SEC: i64 = 1_000_000;
+const PW: &str = "correct horse battery staple";
 const DAY: i64 = 86_400 * SEC;
 
 /// A conversation: channel, customer, advisor, and (sender, text) turns.
@@ -269,6 +271,49 @@ async fn conversations_on_the_dashboard_in_the_qa_queue_and_gone_with_their_anal
     assert_eq!((in_strata("aino_chatbot"), in_strata("email")), (7, 0));
     assert_eq!(report.total.drafted, 0);
 
+    // The same through the review service: QA's queue lists the sampled
+    // conversation by its channel, QA reads its analysis copy (with the
+    // note), nobody else does, and the dashboard breaks down by channel.
+    let ids = opptak_review::identity::Identity::open(&w.edges.review())
+        .await
+        .unwrap();
+    ids.add_approved("setup", "qa-kari", "Kari", Role::Qa, "qa", PW)
+        .await
+        .unwrap();
+    ids.add_approved("setup", "adv-anne", "Anne", Role::Advisor, "oslo", PW)
+        .await
+        .unwrap();
+    let web = crate::common::WebService::start(&w.edges).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let get = |path: String, cookie: String| {
+        let req = http.get(format!("{}{path}", web.base)).header("cookie", cookie);
+        async move {
+            let r = req.send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    let sign_in = |user: &'static str| crate::common::web_sign_in(&http, &web.base, user, PW);
+    let kari = sign_in("qa-kari").await.1.unwrap();
+    let anne = sign_in("adv-anne").await.1.unwrap();
+    let (status, page) = get("/qa".into(), kari.clone()).await;
+    assert_eq!(status, 200);
+    assert!(page.contains(&format!("/qa/conversations/{sampled}")) && page.contains("Chat med Aino"));
+    let (status, page) = get(format!("/qa/conversations/{sampled}"), kari.clone()).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("sperre kortet i appen") && page.contains("uten å sjekke adressen"));
+    assert!(page.contains("er svarene fra Aino riktige"));
+    assert_eq!(
+        get(format!("/qa/conversations/{}", unsampled.id), kari.clone()).await.0,
+        403
+    );
+    assert_eq!(get(format!("/qa/conversations/{sampled}"), anne.clone()).await.0, 403);
+    let (status, page) = get(format!("/dashboard?from={day}&to={day}&period=day&by=channel"), anne).await;
+    assert_eq!(status, 200);
+    assert!(page.contains("Per kanal") && page.contains("Chat med Aino") && page.contains("E-post"));
+
     // The customer objects to analysis: the pension chat's analysis key is
     // shredded by the role, and its rows go with it, counted nowhere.
     let obj = ChatConversation::new(&pension, &w.shared)
@@ -322,5 +367,9 @@ async fn conversations_on_the_dashboard_in_the_qa_queue_and_gone_with_their_anal
     assert_eq!(row_total(&later, "email"), Some(Cell::Count(5)));
     assert_eq!(count(&qa, &day, "aino_chatbot", "cards").await, 6);
     assert_eq!(count(&qa, &day, "aino_chatbot", "pension").await, 0);
+    // QA's access ended with the analysis copy.
+    let kari = sign_in("qa-kari").await.1.unwrap();
+    assert_eq!(get(format!("/qa/conversations/{sampled}"), kari).await.0, 403);
+    web.stop().await;
     w.role.take().unwrap().stop().await.unwrap();
 }
