@@ -64,7 +64,7 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
     ctx.page(
         ("Kvalitetskontroll", "Quality assurance"),
         html! {
-            p { (lang.t("Andel trukket ut per stratum (emne, desk, oppdaget språk, talegjenkjenning feilet): ", "Share sampled per stratum (topic, desk, detected language, speech recognition failed): "))
+            p { (lang.t("Andel trukket ut per stratum (emne, desk, oppdaget språk, talegjenkjenning feilet; for chat med Aino: kanalen): ", "Share sampled per stratum (topic, desk, detected language, speech recognition failed; for chats with Aino: the channel): "))
                 strong { (format!("{:.0} %", share * 100.0)) }
                 (lang.t(". Den første samtalen i hvert stratum trekkes alltid, så små grupper blir sett. Utkast som screeningen flagger, kommer hit uansett.",
                         ". The first call of every stratum is always sampled, so small groups are seen. Drafts screening flags come here whatever the sample.")) }
@@ -523,7 +523,7 @@ async fn report_page(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Rang
                     th scope="col" { (lang.t("Emne", "Topic")) }
                     th scope="col" { "Desk" }
                     th scope="col" { (lang.t("Språk", "Language")) }
-                    th scope="col" { (lang.t("Talegjenkjenning", "Speech recognition")) }
+                    th scope="col" { (lang.t("Talegjenkjenning (samtaler: kanal)", "Speech recognition (conversations: channel)")) }
                     th scope="col" { (lang.t("Samtaler", "Calls")) }
                     th scope="col" { (lang.t("Trukket", "Sampled")) }
                     th scope="col" { (lang.t("Vurdert", "Scored")) }
@@ -565,7 +565,9 @@ fn stratum_row(lang: Lang, k: u32, s: &StratumStats, total: bool) -> Markup {
                 th scope="row" colspan="4" { (lang.t("Totalt", "Total")) }
             } @else {
                 th scope="row" { (s.topic) } td { (s.desk) } td { (s.language) }
-                td { @if s.recognition_failed { strong.flag { (lang.t("feilet", "failed")) } } @else { "ok" } }
+                td { @if s.recognition_failed { strong.flag { (lang.t("feilet", "failed")) } }
+                    @else if !s.channel.is_empty() && s.channel != PHONE { (channel_label(&s.channel, lang.code())) }
+                    @else { "ok" } }
             }
             @if s.suppressed {
                 td colspan="6" { (lang.t(&format!("Holdt tilbake: færre enn {k} samtaler"), &format!("Withheld: fewer than {k} calls"))) }
