@@ -154,8 +154,7 @@ async fn conversations_on_the_dashboard_in_the_qa_queue_and_gone_with_their_anal
     });
     let all: Vec<v1::ConversationEvent> = specs.iter().flat_map(|s| events(&w, s, start)).collect();
     w.publish(&all).await;
-    let ids: Vec<String> = specs.iter().map(|s| s.id.clone()).collect();
-    w.wait_written(&ids, 300).await;
+    w.wait_written(&prefix, specs.len(), 300).await;
 
     let qa = Qa::open(&w.edges.review()).await.unwrap();
     // Every conversation is indexed with its channel and a topic of the
