@@ -82,11 +82,11 @@ struct Conv {
 }
 
 pub(crate) struct World {
-    env: Env,
+    pub(crate) env: Env,
     pub(crate) edges: Edges,
     pub(crate) clock: Arc<ManualClock>,
     pub(crate) shared: LocalKeyring,
-    role: Option<RunningConversations>,
+    pub(crate) role: Option<RunningConversations>,
     db: sqlx::AnyPool,
     services: bool,
 }
