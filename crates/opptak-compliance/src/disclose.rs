@@ -514,7 +514,7 @@ pub fn render_conversation(copy: &ConversationCopy, decisions: &[Decision]) -> S
                 (false, _) => "not kept".to_owned(),
             }
         );
-        if let Some(why) = d.chain.last() {
+        for why in &d.chain {
             let _ = writeln!(s, "  {:<14}   {why}", "");
         }
     }
@@ -999,6 +999,89 @@ mod tests {
             .map(|e| e.unwrap().path().unwrap().display().to_string())
             .collect();
         assert_eq!(names, ["a.txt", "b.txt"]);
+    }
+
+    #[test]
+    fn a_conversation_reads_as_it_was_written_and_says_what_is_kept() {
+        use opptak_domain::conversation::{Attachment, Message};
+        use opptak_domain::model::{Channel, Desk, Sender, ServiceCategory};
+        use opptak_domain::retention::{ConversationRetention, Policy};
+        const END: i64 = 1_795_824_000_000_000;
+        let log = ConversationLog {
+            conversation_id: "chat-1".into(),
+            channel: Channel::AinoChatbot,
+            customer_ref: "kunde-9".into(),
+            ip_address: None,
+            advisor_id: "adv-5".into(),
+            desk: Desk::CustomerCenter,
+            service_category: ServiceCategory::Loan,
+            started_at_us: END - 600_000_000,
+            ended_at_us: END,
+            end_reason: "closed_by_customer".into(),
+            handover_at_us: Some(END - 300_000_000),
+            messages: vec![Message {
+                sequence: 1,
+                message_id: "m1".into(),
+                at_us: END - 599_000_000,
+                sender: Sender::Customer,
+                sender_id: String::new(),
+                text: "Kan jeg få snakke med en rådgiver?\nDet gjelder boliglånet.".into(),
+                attachments: vec![Attachment {
+                    reference: "doc-77/lønnsslipp.pdf".into(),
+                    media_type: "application/pdf".into(),
+                    size_bytes: 5120,
+                }],
+            }],
+            missing: vec![2],
+            redacted: false,
+        };
+        let facts = RetentionFacts {
+            service_category: ServiceCategory::Loan,
+            desk: Desk::CustomerCenter,
+            ki_active: false,
+            ended_at_us: END,
+            opt_out_at_us: None,
+            reclassified: None,
+            holds: Vec::new(),
+            extension: None,
+            conversation: Some(ConversationRetention {
+                channel: Channel::AinoChatbot,
+                logged_in: true,
+                advisor: true,
+                objected_at_us: None,
+            }),
+        };
+        let decisions = Policy::default_policy().explain(&facts);
+        let full = ConversationCopy {
+            kind: ArtifactKind::ChatCustomer,
+            log: log.clone(),
+        };
+        let text = render_conversation(&full, &decisions);
+        for want in [
+            "conversation chat-1 (aino_chatbot)",
+            "copy: chat-customer",
+            "customer: kunde-9",
+            "advisor: adv-5",
+            "handed over to an advisor: ",
+            "] customer:\n    Kan jeg få snakke med en rådgiver?\n    Det gjelder boliglånet.\n",
+            "attachment: doc-77/lønnsslipp.pdf (application/pdf, 5120 bytes)",
+            "never received: [2]",
+            "chat-advisor   kept until 2031-",
+            "chat-customer  kept until 2029-",
+            "chat-archive   not kept",
+        ] {
+            assert!(text.contains(want), "{want:?} not in\n{text}");
+        }
+        let analysis = ConversationCopy {
+            kind: ArtifactKind::ChatAnalysis,
+            log: log.redacted(),
+        };
+        let text = render_conversation(&analysis, &decisions);
+        assert!(
+            text.contains("REDACTED") && !text.contains("kunde-9") && !text.contains("lønnsslipp"),
+            "{text}"
+        );
+        assert!(text.contains("attachment: [reference removed]"), "{text}");
     }
 
     #[test]
