@@ -159,6 +159,18 @@ impl Edges {
             .with_journal(Some(self.journal()))
     }
 
+    /// The messages role over these edges (conversations; issue 17).
+    pub fn conversations(&self) -> opptak_recorder::conversations::ConversationRecorder {
+        opptak_recorder::conversations::ConversationRecorder::new(
+            self.bus.clone(),
+            self.vault(),
+            self.retention(),
+            self.config.messages_config(),
+        )
+        .with_shared_keys(self.telephony_keys.clone())
+        .with_archive(self.archive.clone())
+    }
+
     /// Compaction and copies over these edges (the recorder's own, for
     /// copies a later fact change requires).
     pub fn compactor(&self) -> opptak_recorder::compact::Compactor {
@@ -732,6 +744,31 @@ pub async fn rotate_and_rewrap(admin: &dyn KeyAdmin, meta: &dyn MetadataStore, n
 }
 
 /// A recorder running as a task, stopped by [`RunningRecorder::stop`].
+/// The messages role running as a task.
+pub struct RunningConversations {
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<
+        Result<opptak_recorder::conversations::ConversationStats, opptak_recorder::RecorderError>,
+    >,
+}
+
+impl RunningConversations {
+    pub fn spawn(role: opptak_recorder::conversations::ConversationRecorder) -> Self {
+        let (shutdown, rx) = watch::channel(false);
+        let up = opptak_telemetry::metrics().role_up("messages");
+        let task = tokio::spawn(async move {
+            let _up = up;
+            role.run(rx).await
+        });
+        Self { shutdown, task }
+    }
+
+    pub async fn stop(self) -> Result<opptak_recorder::conversations::ConversationStats> {
+        let _ = self.shutdown.send(true);
+        Ok(self.task.await.context("messages task panicked")??)
+    }
+}
+
 pub struct RunningRecorder {
     pub stats: watch::Receiver<RecorderStats>,
     shutdown: watch::Sender<bool>,

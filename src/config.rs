@@ -18,6 +18,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub keys: KeysConfig,
     pub recorder: RecorderSection,
+    pub messages: MessagesSection,
     pub retention: RetentionSection,
     pub ki: KiSection,
     pub web: WebSection,
@@ -144,6 +145,18 @@ pub struct RecorderSection {
     pub idle_timeout_s: u64,
     /// The longest call kept, in seconds of timeline (audio and gaps).
     pub max_call_s: u64,
+}
+
+/// `[messages]`: the messages role (chat, secure messages, e-mail; issue 17).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessagesSection {
+    pub group: String,
+    pub max_batch: usize,
+    /// An open conversation with no event for this long is ended and written.
+    pub idle_end_s: u64,
+    /// How often idle conversations are ended and unwritten ones written.
+    pub housekeeping_s: u64,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -283,6 +296,19 @@ impl Config {
         }
         self.check_bus_security()?;
         self.check_metadata_url()?;
+        if !(60..=30 * 86_400).contains(&self.messages.idle_end_s) {
+            bail!(
+                "messages.idle_end_s = {}: expected 60..=2592000 (a minute to 30 days)",
+                self.messages.idle_end_s
+            );
+        }
+        if !(1..=3600).contains(&self.messages.housekeeping_s) || !(1..=100_000).contains(&self.messages.max_batch) {
+            bail!(
+                "messages.housekeeping_s = {} (expected 1..=3600) or messages.max_batch = {} (expected 1..=100000)",
+                self.messages.housekeeping_s,
+                self.messages.max_batch
+            );
+        }
         if !(10..=5_000).contains(&self.recorder.flush_interval_ms) {
             bail!(
                 "recorder.flush_interval_ms = {}: expected 10..=5000",
@@ -595,6 +621,18 @@ impl Config {
         }
         let text = std::fs::read_to_string(path).with_context(|| format!("reading retention.policy {path}"))?;
         Ok((text, format!("retention.policy {path}")))
+    }
+
+    pub fn messages_config(&self) -> opptak_recorder::conversations::ConversationConfig {
+        opptak_recorder::conversations::ConversationConfig {
+            topic: format!("{}opptak.messages.v1", self.bus.topic_prefix),
+            deadletter: format!("{}opptak.deadletter.v1", self.bus.topic_prefix),
+            group: self.messages.group.clone(),
+            max_batch: self.messages.max_batch,
+            poll_wait: Duration::from_millis(200),
+            idle_end: Duration::from_secs(self.messages.idle_end_s),
+            housekeeping: Duration::from_secs(self.messages.housekeeping_s),
+        }
     }
 
     pub fn recorder_config(&self) -> opptak_recorder::RecorderConfig {

@@ -29,10 +29,12 @@ pub struct PipelineTopic {
     pub readers: &'static [&'static str],
 }
 
-use ArtifactKind::{ApprovedSummary, Draft, KiAudio, Recording, Transcript};
+use ArtifactKind::{
+    ApprovedSummary, ChatAdvisor, ChatAnalysis, ChatArchive, ChatCustomer, Draft, KiAudio, Recording, Transcript,
+};
 
 /// Every topic opptak creates, in pipeline order.
-pub const TOPICS: [PipelineTopic; 6] = [
+pub const TOPICS: [PipelineTopic; 7] = [
     PipelineTopic {
         base: "opptak.telephony.v1",
         carries: &[Recording],
@@ -71,11 +73,24 @@ pub const TOPICS: [PipelineTopic; 6] = [
         writers: &["review"],
         readers: &[],
     },
+    PipelineTopic {
+        base: "opptak.messages.v1",
+        // Texts sealed by the chat system under a key that becomes the
+        // conversation's chat-open key (shredded when it is written). The
+        // topic is kept as briefly as the shortest copy: a day would do, but
+        // a conversation may stay open for `messages.idle_end_s`.
+        carries: &[ChatAnalysis, ChatAdvisor, ChatCustomer, ChatArchive],
+        writers: &["chat"],
+        readers: &["messages"],
+    },
 ];
 
 /// A topic whose data the policy does not keep at all still needs some
 /// retention on Kafka: an hour.
 const NOT_KEPT_MS: i64 = 3_600_000;
+/// How long the messages topic keeps texts in transit: a day, as the
+/// telephony topic keeps audio (the messages role must read them within it).
+const IN_TRANSIT_MS: i64 = 86_400_000;
 /// The longest segment: Kafka's default `segment.ms` is 7 days.
 const MAX_SEGMENT_MS: i64 = 86_400_000;
 
@@ -86,9 +101,15 @@ impl PipelineTopic {
 
     /// The topic as opptak creates it under `policy`.
     pub fn spec(&self, config: &Config, policy: &Policy) -> TopicSpec {
-        let retention = policy
-            .longest_keep(self.carries)
-            .map_or(NOT_KEPT_MS, |p| p.shortest_ms());
+        let retention = if self.carries.iter().any(|k| k.of_conversation()) {
+            // Conversations are copied into their classes when they end; the
+            // topic holds them in transit only, like the telephony topic.
+            IN_TRANSIT_MS
+        } else {
+            policy
+                .longest_keep(self.carries)
+                .map_or(NOT_KEPT_MS, |p| p.shortest_ms())
+        };
         TopicSpec {
             retention_ms: Some(retention),
             segment_ms: Some((retention / 24).clamp(60_000, MAX_SEGMENT_MS)),
@@ -108,6 +129,7 @@ pub fn groups(config: &Config, role: &str) -> Vec<String> {
         "recorder" => vec![config.recorder.group.clone()],
         "transcriber" => vec![config.ki.transcriber_group.clone(), config.ki.live_group.clone()],
         "summarizer" => vec![config.ki.summarizer_group.clone()],
+        "messages" => vec![config.messages.group.clone()],
         _ => Vec::new(),
     }
 }

@@ -385,6 +385,13 @@ start_kafka() {
         die "port $HOST:$p is already in use by another process (not our $KAFKA_NAME broker); free it or set OPPTAK_KAFKA_PORT / OPPTAK_KAFKA_CONTROLLER_PORT (secure: OPPTAK_KAFKA_SECURE_PORT / OPPTAK_KAFKA_SECURE_CONTROLLER_PORT)"
       fi
     done
+    # Tests create topics under unique prefixes: after many runs the broker
+    # spends minutes recovering thousands of partitions at start, past the
+    # readiness timeout below. They are test data only: start afresh.
+    if [[ -d $KAFKA_DATA ]] && (($(find "$KAFKA_DATA" -mindepth 1 -maxdepth 1 -type d | wc -l) > 3000)); then
+      log "$KAFKA_NAME: $KAFKA_DATA holds over 3000 partitions of earlier test runs; starting with empty storage"
+      rm -rf "$KAFKA_DATA"
+    fi
     install_kafka
     kafka_configure
     [[ -f $KAFKA_LOG ]] && mv -f "$KAFKA_LOG" "$KAFKA_LOG.1"

@@ -27,6 +27,9 @@ pub(crate) enum Role {
     Summarizer,
     /// The review service on web.listen: sign-in, queues, draft pages.
     Review,
+    /// Conversations from the chat systems (opptak.messages.v1): kept,
+    /// copied and shredded as the policy says.
+    Messages,
 }
 
 impl Role {
@@ -38,6 +41,7 @@ impl Role {
             Role::Transcriber => "transcriber",
             Role::Summarizer => "summarizer",
             Role::Review => "review",
+            Role::Messages => "messages",
         }
     }
 }
@@ -73,12 +77,14 @@ pub(crate) async fn run_roles(config: Config, roles: Vec<Role>) -> Result<()> {
     health.edges_open(&edges);
     let mut running = Vec::new();
     let mut sweepers = Vec::new();
+    let mut conversations = Vec::new();
     let (mut transcribe, mut summarize) = (false, false);
     let mut web_servers = Vec::new();
     for role in roles {
         match role {
             Role::Recorder => running.push(opptak::app::RunningRecorder::spawn(edges.recorder())),
             Role::Sweeper => sweepers.push(opptak::app::RunningSweeper::spawn(&edges)),
+            Role::Messages => conversations.push(opptak::app::RunningConversations::spawn(edges.conversations())),
             Role::Transcriber => transcribe = true,
             Role::Summarizer => summarize = true,
             Role::Review => {
@@ -176,6 +182,12 @@ pub(crate) async fn run_roles(config: Config, roles: Vec<Role>) -> Result<()> {
         ki.stop().await;
     }
     let mut recorder_error = None;
+    for c in conversations {
+        if let Err(e) = c.stop().await {
+            tracing::error!(error = %format!("{e:#}"), "messages role stopped with an error");
+            recorder_error = Some(e);
+        }
+    }
     for r in running {
         if let Err(e) = r.stop().await {
             tracing::error!(error = %format!("{e:#}"), "recorder stopped with an error");

@@ -13,6 +13,7 @@ mod architecture;
 mod audit;
 mod browser;
 mod cli;
+mod conversations;
 mod crash_recovery;
 mod disclose;
 mod docs;

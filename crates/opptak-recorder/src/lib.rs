@@ -14,12 +14,15 @@
 //!   nothing is written twice.
 //! - [`compact`]: finished recordings rewritten as one format-v2 object,
 //!   with the copies the retention policy keeps (archive, KI).
+//! - [`conversations`]: the messages role — chat, secure messages and
+//!   e-mail in, each conversation's copies out (issue 17).
 //! - [`Topics`]: topic names.
 //!
 //! Keys and sealed artifacts go through [`opptak_vault::Vault`]; protobuf →
 //! domain validation is [`opptak_proto::convert`].
 
 pub mod compact;
+pub mod conversations;
 
 use bytes::Bytes;
 use opptak_bus::{Bus, BusError, Outgoing, Position, Record, Subscription};
@@ -127,6 +130,9 @@ pub enum RecorderError {
     /// A request refused, with why (nothing was changed).
     #[error("refused: {0}")]
     Refused(String),
+    /// A conversation's stored state contradicts itself.
+    #[error("conversation: {0}")]
+    Conversation(String),
 }
 
 /// Where a record came from: (topic, partition, offset).

@@ -385,6 +385,35 @@ impl Vault {
         Ok(self.meta.create_key(call_id, &stored, self.clock.now_us()).await?)
     }
 
+    /// Stores `key` (a data key a producer sent, e.g. a chat system's) as the
+    /// call's key of `class`, wrapped under a KEK of ours; returns the key the
+    /// store keeps (the first one stored, if two race). `None` once shredded.
+    pub async fn adopt_key(
+        &self,
+        call_id: &CallId,
+        class: KeyClass,
+        key: &DataKey,
+    ) -> Result<Option<DataKey>, VaultError> {
+        let row = match self.meta.class_key(call_id, class.as_str()).await? {
+            Some(row) => row,
+            None => {
+                let stored = wrap_key(
+                    self.keys.as_ref(),
+                    key,
+                    class.as_str(),
+                    &key_context(call_id.as_str(), class.as_str()),
+                    self.clock.now_us(),
+                )
+                .map_err(VaultError::Key)?;
+                self.meta.create_key(call_id, &stored, self.clock.now_us()).await?
+            }
+        };
+        if row.destroyed_at_us.is_some() {
+            return Ok(None);
+        }
+        self.open_row(call_id, &row).map(Some)
+    }
+
     /// The dead-letter key of `day` (UTC) for originals that name no known
     /// call, made on first use; returns it with its owner/class reference.
     pub async fn deadletter_key(&self, day: &str) -> Result<(DataKey, String), VaultError> {
@@ -431,14 +460,31 @@ impl Vault {
             tracing::info!(call_id = %call_id, "KI opt-out before the call is stored: the recorder applies it");
             return Ok(false);
         }
+        let reason = format!("KI opt-out requested by {requested_by}");
+        self.purge_class(call_id, class, &reason, requested_by, at_us).await
+    }
+
+    /// Makes every artifact of a call's (or conversation's) `class`
+    /// unreadable everywhere by shredding its key, and deletes their objects
+    /// (R12's KI purge; a customer's objection to the analysis of their
+    /// conversations). When no key exists yet, one is created and shredded at
+    /// once, so nothing of that class can be sealed afterwards. Idempotent.
+    /// Returns whether this call shredded the key.
+    pub async fn purge_class(
+        &self,
+        call_id: &CallId,
+        class: &str,
+        reason: &str,
+        requested_by: &str,
+        at_us: i64,
+    ) -> Result<bool, VaultError> {
         let row = self.row_or_create(call_id, class).await?;
         let shredded = if row.destroyed_at_us.is_some() {
             false
         } else {
-            let reason = format!("KI opt-out requested by {requested_by}");
-            match self.meta.shred_key(call_id, class, &reason, requested_by, at_us).await {
+            match self.meta.shred_key(call_id, class, reason, requested_by, at_us).await {
                 Ok(_) => {
-                    tracing::info!(call_id = %call_id, "KI opt-out: ki key shredded, every KI artifact of the call unreadable");
+                    tracing::info!(call_id = %call_id, class, reason, "class key shredded: every artifact of the class unreadable");
                     self.meta.scrub_shredded().await?;
                     true
                 }
@@ -450,7 +496,7 @@ impl Vault {
                 },
             }
         };
-        // Unreadable is not enough: the KI objects go too (also when another
+        // Unreadable is not enough: the objects go too (also when another
         // process shredded the key and stopped before deleting them).
         for a in self.meta.artifacts(call_id).await? {
             let Some(object) = a.object.filter(|_| a.key.key.class == class) else {
