@@ -630,7 +630,11 @@ pub async fn object(
     if kind == "analysis" {
         for rec in meta.conversations_of_customer(customer_ref, 0).await? {
             let id = &rec.facts.conversation_id;
-            if purge_analysis(edges, id, &requested, by).await? {
+            // Its analysis copy ends: the key shredded (or, before the
+            // conversation is written, created shredded so none is ever
+            // made), the objects deleted; re-routing records why.
+            let class = KeyClass::ChatAnalysis1y.as_str();
+            if edges.vault.purge_class(id, class, &requested, by, now).await? {
                 shredded.conversations += 1;
             }
             edges.retention.route(id).await?;
@@ -653,36 +657,6 @@ pub struct Objected {
     pub calls: u64,
     /// Conversations whose analysis copy this shredded.
     pub conversations: u64,
-}
-
-/// Ends a conversation's analysis copy: shreds its `chat-analysis-1y` key
-/// (with evidence) and deletes the objects under it. Idempotent; the
-/// re-routing that follows records the copy's end under the objection rule.
-/// Returns whether this call shredded the key.
-async fn purge_analysis(edges: &ComplianceEdges, id: &CallId, requested: &str, by: &str) -> Result<bool> {
-    let class = KeyClass::ChatAnalysis1y.as_str();
-    let meta = edges.vault.meta();
-    let live = meta
-        .class_key(id, class)
-        .await?
-        .is_some_and(|k| k.destroyed_at_us.is_none());
-    let shredded = live
-        && match edges.vault.shred(id, class, requested, by).await {
-            Ok(_) => true,
-            // Shredded meanwhile (the messages role on the chat system's own objection).
-            Err(opptak_vault::VaultError::Store(StoreError::NotFound(_))) => false,
-            Err(e) => return Err(e).with_context(|| format!("shredding the {class} key of conversation {id}")),
-        };
-    for a in meta.artifacts(id).await? {
-        let Some(object) = a.object.filter(|_| a.key.key.class == class) else {
-            continue;
-        };
-        match edges.vault.blobs().delete(&object.path).await {
-            Ok(()) | Err(StoreError::NotFound(_)) => {}
-            Err(e) => return Err(e).with_context(|| format!("deleting {}", object.path)),
-        }
-    }
-    Ok(shredded)
 }
 
 /// Something of a call an erasure judges: an artifact, or the telephony chunk key.
