@@ -418,7 +418,10 @@ fn policy_and_holds_from_the_command_line() {
     // The investment call: 24 h recording, 5-year archive copy, and why.
     let (ok, out, err) = run(&["policy", "explain", "demo-0002"]);
     assert!(ok, "{err}");
-    assert!(out.contains("archive-copy      archive-5y archive  until 20"), "{out}");
+    assert!(
+        out.contains("archive-copy      archive-5y       archive  until 20"),
+        "{out}"
+    );
     assert!(out.contains("Verdipapirhandelloven"), "{out}");
     // The demo's KI call: the IVR's KiNotice is the call's evidence (issue 16, section 6).
     let (ok, out, err) = run(&["policy", "explain", "demo-0003"]);

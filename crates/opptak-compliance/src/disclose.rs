@@ -570,7 +570,7 @@ pub async fn build(edges: &ComplianceEdges, req: &Request, progress: &mut dyn Fn
         if edges.vault.meta().load_conversation(call_id).await?.is_some() {
             return build_conversation(edges, req, &recipient, progress).await;
         }
-        bail!("no call or conversation {call_id}: check the id (`opptak recordings list`)");
+        bail!("no call {call_id}, nor a conversation of that id: check the id (`opptak recordings list`)");
     }
     progress(&format!("call {call_id}: reading facts and retention"));
     let mut metadata = call_metadata(edges, call_id).await?;
