@@ -19,24 +19,21 @@
 
 use crate::common;
 
-use common::{Backend, Env};
+use common::Env;
 use opptak::app::{Edges, RunningConversations};
-use opptak::chat::{encode, ChatConversation, Say};
-use opptak::config::Config;
+use opptak::chat::{ChatConversation, Say};
 use opptak_compliance::disclose::{self, Request};
 use opptak_compliance::subject::{self, EraseRequest, Outcome};
-use opptak_crypto::segment::ArtifactKind as SealKind;
 use opptak_crypto::LocalKeyring;
 use opptak_domain::conversation::ConversationLog;
 use opptak_domain::model::{CallId, Channel, Desk, Sender, ServiceCategory};
 use opptak_domain::time::{Clock, ManualClock};
 use opptak_proto::v1;
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 const SEC: i64 = 1_000_000;
 const DAY: i64 = 86_400 * SEC;
@@ -62,18 +59,13 @@ struct World {
     ended: i64,
 }
 
-fn say<'a>(at_us: i64, sender: Sender, sender_id: &'a str, text: &'a str) -> Say<'a> {
-    Say {
-        at_us,
-        sender,
-        sender_id,
-        text,
-    }
-}
+/// The document the customer attaches to their first message: its
+/// reference must come back in their export and disclosure.
+const ATTACHMENT: &str = "dok-2026/kontoutskrift-4471.pdf";
 
-/// The events of one conversation: a customer's question, an answer (the
-/// advisor's when one takes part, else Aino's), optionally a handover and
-/// the advisor's greeting, and the end.
+/// The events of one conversation: the customer's question (with a
+/// document attached), an answer (the advisor's when one takes part, else
+/// Aino's), for a handover the advisor's greeting after it, and the end.
 #[allow(clippy::too_many_arguments)]
 fn conversation(
     shared: &LocalKeyring,
@@ -90,50 +82,49 @@ fn conversation(
     let mut c = ChatConversation::new(id, shared).unwrap();
     let start = ended - 10 * 60 * SEC;
     let ip = customer.is_empty().then_some("198.51.100.23");
-    let mut events = vec![c
-        .started(start, channel, customer, ip, advisor, desk, category)
-        .unwrap()];
-    events.push(c.say(say(start + SEC, Sender::Customer, "", first)).unwrap());
     let answer = if advisor.is_empty() {
         Sender::Bot
     } else {
         Sender::Advisor
     };
-    events.push(
-        c.say(say(start + 2 * SEC, answer, advisor, "Takk, det ser jeg på."))
-            .unwrap(),
-    );
+    let mut lines = vec![
+        (Sender::Customer, "", first),
+        (answer, advisor, "Takk, det ser jeg på."),
+    ];
     if handover {
-        events.push(c.handover(start + 3 * SEC, "adv-5", Desk::CustomerCenter));
-        events.push(
-            c.say(say(
-                start + 4 * SEC,
-                Sender::Advisor,
-                "adv-5",
-                "Hei, rådgiver her. Hva gjelder det?",
-            ))
-            .unwrap(),
-        );
+        lines.push((Sender::Advisor, "adv-5", "Hei, rådgiver her. Hva gjelder det?"));
+    }
+    let mut events = vec![c
+        .started(start, channel, customer, ip, advisor, desk, category)
+        .unwrap()];
+    for (i, (sender, sender_id, text)) in lines.into_iter().enumerate() {
+        let at_us = start + (i as i64 + 1) * SEC;
+        if handover && sender_id == "adv-5" {
+            events.push(c.handover(at_us - SEC / 2, "adv-5", Desk::CustomerCenter));
+        }
+        let mut ev = c
+            .say(Say {
+                at_us,
+                sender,
+                sender_id,
+                text,
+            })
+            .unwrap();
+        if let (0, Some(v1::conversation_event::Event::Message(m))) = (i, ev.event.as_mut()) {
+            m.attachments.push(v1::Attachment {
+                reference: ATTACHMENT.into(),
+                media_type: "application/pdf".into(),
+                size_bytes: 48_213,
+            });
+        }
+        events.push(ev);
     }
     events.push(c.ended(ended));
     events
 }
 
 async fn world(name: &str) -> World {
-    let backend = match (common::kafka(), common::postgres_db(name).await) {
-        (Some(kafka), Some(postgres)) => Backend::Services { kafka, postgres },
-        _ => Backend::Embedded,
-    };
-    let mut env = Env::new(&backend, name);
-    let shared_path = env.dir.path().join("chat-keyring.json");
-    let shared = LocalKeyring::open_or_create(&shared_path).unwrap();
-    env.vars.push((
-        "OPPTAK__KEYS__TELEPHONY_KEYRING".into(),
-        shared_path.display().to_string(),
-    ));
-    env.vars
-        .push(("OPPTAK__MESSAGES__GROUP".into(), common::unique("messages")));
-    env.config = Config::load_from(None, &env.vars).unwrap();
+    let common::chat::ChatEnv { env, shared, .. } = common::chat::chat_env(name, &[]).await;
     let base = (opptak_domain::time::SystemClock.now_us() / SEC) * SEC;
     let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(base));
     let edges = env.edges().await.with_clock(clock).unwrap();
@@ -229,48 +220,15 @@ async fn world(name: &str) -> World {
 
 impl World {
     async fn publish(&self, events: &[v1::ConversationEvent]) {
-        let topic = self.edges.config.messages_config().topic;
-        let out: Vec<opptak_bus::Outgoing> = events
-            .iter()
-            .map(|e| {
-                let (k, v) = encode(e);
-                opptak_bus::Outgoing {
-                    topic: topic.clone(),
-                    key: k.into(),
-                    payload: v.into(),
-                }
-            })
-            .collect();
-        self.edges.bus.publish_all(out).await.unwrap();
+        common::chat::publish(&self.edges, events).await;
     }
 
     async fn wait_written(&self, ids: &[String]) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            let mut open = Vec::new();
-            for id in ids {
-                let rec = self.edges.meta.load_conversation(&cid(id)).await.unwrap();
-                if rec.is_none_or(|r| r.written_at_us.is_none()) {
-                    open.push(id.as_str());
-                }
-            }
-            if open.is_empty() {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "not written after 120 s: {open:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        common::chat::wait_written(&self.edges, ids, 120).await;
     }
 
     async fn read(&self, id: &str, kind: &'static str) -> Result<ConversationLog, String> {
-        self.edges
-            .vault()
-            .read_json::<ConversationLog>(&cid(id), kind, SealKind::Conversation)
-            .await
-            .map_err(|e| e.to_string())
+        common::chat::read(&self.edges, id, kind).await
     }
 
     /// The copies (artifact kinds) of a conversation that are stored.
@@ -341,17 +299,7 @@ async fn export_and_disclosure_hold_the_customers_conversations() {
     assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
     let receipt = disclose::receipt(&pkg, &req, &out);
     assert!(receipt.contains(&format!("conversation {}", w.invest)), "{receipt}");
-    let plain = age::decrypt(&identity, &std::fs::read(&out).unwrap()).unwrap();
-    let mut files = BTreeMap::new();
-    let mut order = Vec::new();
-    for e in tar::Archive::new(plain.as_slice()).entries().unwrap() {
-        let mut e = e.unwrap();
-        let name = e.path().unwrap().display().to_string();
-        let mut data = Vec::new();
-        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
-        order.push(name.clone());
-        files.insert(name, data);
-    }
+    let (order, files) = crate::disclose::open_package(&identity, &out);
     assert_eq!(
         order,
         [
@@ -379,6 +327,7 @@ async fn export_and_disclosure_hold_the_customers_conversations() {
     assert_eq!(log, w.read(&w.invest, "chat-archive").await.unwrap());
     assert_eq!(log.customer_ref, w.a);
     assert_eq!(log.messages[0].text, INVEST_TEXT);
+    assert_eq!(log.messages[0].attachments[0].reference, ATTACHMENT);
     let text = String::from_utf8(files["conversation.txt"].clone()).unwrap();
     assert!(
         text.contains(INVEST_TEXT) && text.contains("advisor adv-markets-7:"),
@@ -450,6 +399,8 @@ async fn export_and_disclosure_hold_the_customers_conversations() {
         mine.messages[0].text, INVEST_TEXT,
         "the customer's own data, unredacted"
     );
+    assert_eq!(mine.messages[0].attachments[0].reference, ATTACHMENT);
+    assert_eq!(mine.messages[0].attachments[0].size_bytes, 48_213);
     let handed: ConversationLog =
         serde_json::from_value(json_file(&dir.join(&w.handover).join("chat-advisor.json"))).unwrap();
     assert_eq!(handed.advisor_id, "adv-5");
@@ -458,6 +409,10 @@ async fn export_and_disclosure_hold_the_customers_conversations() {
     // The readable rendering: the messages and what is kept until when.
     let txt = std::fs::read_to_string(dir.join(&w.invest).join("conversation.txt")).unwrap();
     assert!(txt.contains("copy: chat-archive") && txt.contains(INVEST_TEXT), "{txt}");
+    assert!(
+        txt.contains(&format!("attachment: {ATTACHMENT} (application/pdf, 48213 bytes)")),
+        "{txt}"
+    );
     for kind in ["chat-analysis", "chat-advisor", "chat-customer", "chat-archive"] {
         assert!(
             txt.lines()
@@ -469,6 +424,7 @@ async fn export_and_disclosure_hold_the_customers_conversations() {
     let analysis: ConversationLog =
         serde_json::from_value(json_file(&dir.join(&w.bot).join("chat-analysis.json"))).unwrap();
     assert!(analysis.redacted && analysis.customer_ref.is_empty());
+    assert!(analysis.messages[0].attachments[0].reference.is_empty());
     let txt = std::fs::read_to_string(dir.join(&w.bot).join("conversation.txt")).unwrap();
     assert!(
         txt.starts_with(&format!("conversation {}", w.bot)) && txt.contains("REDACTED"),
