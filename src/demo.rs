@@ -204,7 +204,13 @@ pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32, serve: Option<&
             format!("{}/keyring.json", data_dir.display()),
         ),
         ("OPPTAK__RECORDER__FLUSH_INTERVAL_MS".to_string(), "100".to_string()),
+        (
+            "OPPTAK__KEYS__TELEPHONY_KEYRING".to_string(),
+            format!("{}/chat-keyring.json", data_dir.display()),
+        ),
     ];
+    // The KEK the demo's chat system shares with opptak (its texts arrive sealed).
+    opptak_crypto::LocalKeyring::open_or_create(&data_dir.join("chat-keyring.json"))?;
     // KI: the speech server when one runs, model drafts when a model is named.
     let speech_url = std::env::var("OPPTAK_SPEECH_URL").unwrap_or_else(|_| "http://127.0.0.1:19100".into());
     let speech = reachable(&speech_url).await;
@@ -236,7 +242,10 @@ pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32, serve: Option<&
         ),
         (
             "keys",
-            vec![("keyring", format!("{}/keyring.json", data_dir.display()))],
+            vec![
+                ("keyring", format!("{}/keyring.json", data_dir.display())),
+                ("telephony_keyring", format!("{}/chat-keyring.json", data_dir.display())),
+            ],
         ),
     ] {
         toml_text.push_str(&format!("[{section}]\n"));
@@ -419,6 +428,7 @@ pub async fn run(data_dir: &Path, samples: &Path, chunk_ms: u32, serve: Option<&
         config_path.display()
     );
     ki_section(&edges, &calls, ki, &speech_url).await?;
+    crate::demo_conversations::run(&edges).await?;
     if !all_ok {
         bail!("a recording did not match its source");
     }

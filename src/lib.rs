@@ -11,6 +11,7 @@ pub mod app;
 pub mod chat;
 pub mod config;
 pub mod demo;
+pub mod demo_conversations;
 pub mod loadgen;
 pub mod sim;
 pub mod telemetry;

@@ -50,9 +50,9 @@ pub const TOPICS: [PipelineTopic; 7] = [
     },
     PipelineTopic {
         base: "opptak.deadletter.v1",
-        // Originals sealed under the call's audio key.
+        // Originals sealed under the call's audio key (or the day's key).
         carries: &[Recording],
-        writers: &["recorder"],
+        writers: &["recorder", "messages"],
         readers: &["operator"],
     },
     PipelineTopic {

@@ -377,7 +377,18 @@ fn shredding_a_key_makes_exactly_that_recording_unreadable() {
             .any(|l| l.contains("demo-0004") && l.contains(" ki ") && l.contains("KI opt-out requested by adv-1187")),
         "{ev}"
     );
-    assert_eq!(ev.lines().count(), 2, "{ev}");
+    // And the demo's conversations (issue 17): each open conversation's key,
+    // shredded when it was written, and the analysis copy of the customer
+    // who objected.
+    let chats: Vec<&str> = ev.lines().filter(|l| l.contains("demo-chat-")).collect();
+    assert_eq!(chats.iter().filter(|l| l.contains("chat-open")).count(), 4, "{ev}");
+    assert!(
+        chats
+            .iter()
+            .any(|l| l.contains("demo-chat-04") && l.contains("chat-analysis-1y") && l.contains("objected")),
+        "{ev}"
+    );
+    assert_eq!(ev.lines().count(), 2 + chats.len(), "{ev}");
     let status = opptak(&["keys", "status", "--config", c]);
     assert!(String::from_utf8_lossy(&status.stdout).contains("audio-24h: 4"));
 }

@@ -116,6 +116,10 @@ pub struct ConversationRecorder {
     open: HashMap<CallId, Open>,
     stats: ConversationStats,
     dead_letters: Vec<(Record, String, Refusal)>,
+    /// A key was shredded since the database last scrubbed shredded keys
+    /// (once per batch: a vacuum per conversation would cost more than the
+    /// conversation).
+    scrub: bool,
 }
 
 /// Most open conversations whose keys stay in memory; past it the cache is
@@ -135,6 +139,7 @@ impl ConversationRecorder {
             open: HashMap::new(),
             stats: ConversationStats::default(),
             dead_letters: Vec::new(),
+            scrub: false,
         }
     }
 
@@ -207,6 +212,7 @@ impl ConversationRecorder {
             self.store_messages(&id, msgs).await?;
         }
         self.publish_dead_letters().await?;
+        self.scrub_shredded().await?;
         Ok(seen
             .into_iter()
             .map(|((topic, partition), max)| Position {
@@ -386,13 +392,7 @@ impl ConversationRecorder {
         if k.key_id.is_empty() || k.key_id.len() > 64 {
             return Err("message_key.key_id must be 1 to 64 bytes".into());
         }
-        let w = opptak_crypto::WrappedKey {
-            key_id: k.key_id.clone(),
-            kek_id: k.kek_id.clone(),
-            sealed: k.wrapped.clone(),
-        };
-        let key = shared
-            .unwrap(&w, &chunk::message_key_context(id.as_str()))
+        let key = opptak_vault::open_message_key(shared.as_ref(), id, k)
             .map_err(|e| format!("message_key (kek {:?}) does not open: {e}", k.kek_id))?;
         // Kept under an id of our own: the chat system's ids need not be unique.
         Ok(key.renamed(format!("mk-{}", uuid::Uuid::new_v4().simple())))
@@ -633,6 +633,13 @@ impl ConversationRecorder {
             for id in ids {
                 self.write(&id).await?;
             }
+        }
+        self.scrub_shredded().await
+    }
+
+    async fn scrub_shredded(&mut self) -> Result<(), RecorderError> {
+        if std::mem::take(&mut self.scrub) {
+            self.vault.meta().scrub_shredded().await?;
         }
         Ok(())
     }

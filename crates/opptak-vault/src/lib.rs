@@ -136,6 +136,22 @@ pub fn open_telephony_key(
     shared.unwrap(&w, &opptak_crypto::chunk::key_context(call_id.as_str()))
 }
 
+/// Opens the data key a chat system sent in `ConversationStarted`
+/// (`message_key`), under a KEK shared with it (`keys.telephony_keyring`),
+/// context `"<conversation id>/messages"`.
+pub fn open_message_key(
+    shared: &dyn KeyProvider,
+    conversation_id: &CallId,
+    k: &opptak_proto::v1::TelephonyKey,
+) -> Result<DataKey, CryptoError> {
+    let w = WrappedKey {
+        key_id: k.key_id.clone(),
+        kek_id: k.kek_id.clone(),
+        sealed: k.wrapped.clone(),
+    };
+    shared.unwrap(&w, &opptak_crypto::chunk::message_key_context(conversation_id.as_str()))
+}
+
 /// The format-v2 header an artifact of `call_id` sealed under `key` must
 /// declare: its kind, the key, `<call>/<class>` and its id. Opening checks
 /// all of it, so an object moved to another call, class or id fails closed.
