@@ -384,6 +384,7 @@ impl Config {
         if let Some(oidc) = &self.oidc {
             opptak_review::oidc::check_config(oidc)?;
         }
+        opptak_review::oidc::check_archive_clients(&self.web.archive_clients, self.oidc.as_ref())?;
         let listen = self.telemetry.listen.trim();
         if !listen.is_empty()
             && listen

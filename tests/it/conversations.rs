@@ -79,17 +79,17 @@ struct Conv {
     marker: String,
 }
 
-struct World {
+pub(crate) struct World {
     env: Env,
-    edges: Edges,
-    clock: Arc<ManualClock>,
-    shared: LocalKeyring,
+    pub(crate) edges: Edges,
+    pub(crate) clock: Arc<ManualClock>,
+    pub(crate) shared: LocalKeyring,
     role: Option<RunningConversations>,
     db: sqlx::AnyPool,
     services: bool,
 }
 
-async fn world(name: &str) -> World {
+pub(crate) async fn world(name: &str) -> World {
     let common::chat::ChatEnv { env, shared, services } =
         common::chat::chat_env(name, &[("OPPTAK__MESSAGES__HOUSEKEEPING_S", "1")]).await;
     let base = (opptak_domain::time::SystemClock.now_us() / SEC) * SEC;
@@ -113,12 +113,12 @@ async fn world(name: &str) -> World {
 }
 
 impl World {
-    async fn publish(&self, events: &[v1::ConversationEvent]) {
+    pub(crate) async fn publish(&self, events: &[v1::ConversationEvent]) {
         common::chat::publish(&self.edges, events).await;
     }
 
     /// Waits until `n` conversations whose ids start with `prefix` are written.
-    async fn wait_written(&self, prefix: &str, n: usize, secs: u64) {
+    pub(crate) async fn wait_written(&self, prefix: &str, n: usize, secs: u64) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
         loop {
             let (written,): (i64,) = sqlx::query_as(
@@ -139,7 +139,7 @@ impl World {
         }
     }
 
-    async fn sweep(&self) {
+    pub(crate) async fn sweep(&self) {
         self.edges
             .retention()
             .sweep(1000, &AtomicBool::new(false), |_| {})
@@ -163,7 +163,7 @@ impl World {
             .collect()
     }
 
-    async fn read(&self, id: &str, kind: &'static str) -> Result<ConversationLog, String> {
+    pub(crate) async fn read(&self, id: &str, kind: &'static str) -> Result<ConversationLog, String> {
         common::chat::read(&self.edges, id, kind).await
     }
 }

@@ -14,6 +14,7 @@ mod audit;
 mod browser;
 mod cli;
 mod conversations;
+mod conversations_web;
 mod crash_recovery;
 mod disclose;
 mod docs;

@@ -24,8 +24,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncBufReadExt;
 
-const AUDIENCE: &str = "opptak-review";
-const API: &str = "https://opptak.test/api";
+pub(crate) const AUDIENCE: &str = "opptak-review";
+pub(crate) const API: &str = "https://opptak.test/api";
 const API_ES256: &str = "https://opptak.test/api-es256";
 const API_PS256: &str = "https://opptak.test/api-ps256";
 const OTHER_API: &str = "https://other.test/api";
@@ -88,14 +88,14 @@ async fn install() -> Option<PathBuf> {
 }
 
 /// One running provider (two tenants, `/a` and `/b`, sharing keys); killed on drop.
-struct Provider {
+pub(crate) struct Provider {
     _child: tokio::process::Child,
     base: String,
     http: reqwest::Client,
 }
 
 impl Provider {
-    async fn start() -> Option<Provider> {
+    pub(crate) async fn start() -> Option<Provider> {
         let modules = node_modules().await?;
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc/issuer.mjs");
         let mut child = tokio::process::Command::new("node")
@@ -124,12 +124,12 @@ impl Provider {
         })
     }
 
-    fn issuer(&self, tenant: &str) -> String {
+    pub(crate) fn issuer(&self, tenant: &str) -> String {
         format!("{}/{tenant}", self.base)
     }
 
     /// A JWT access token for `client` at `resource`, from the token endpoint.
-    async fn token(&self, tenant: &str, client: &str, resource: &str) -> String {
+    pub(crate) async fn token(&self, tenant: &str, client: &str, resource: &str) -> String {
         let resp: Value = self
             .http
             .post(format!("{}/token", self.issuer(tenant)))
@@ -163,7 +163,7 @@ impl Provider {
     }
 
     /// The provider's kid for a key type (`RSA`, `EC`), newest first.
-    async fn kid(&self, kty: &str) -> String {
+    pub(crate) async fn kid(&self, kty: &str) -> String {
         let state = self.admin("state", None).await;
         state["kids"]
             .as_array()
@@ -194,7 +194,7 @@ impl Provider {
 
     /// A token with these header and claims, signed `with` "provider",
     /// "attacker" or "hmac-public-pem" (see issuer.mjs).
-    async fn mint(&self, header: Value, claims: Value, with: &str) -> String {
+    pub(crate) async fn mint(&self, header: Value, claims: Value, with: &str) -> String {
         let r = self
             .admin("sign", Some(json!({"header": header, "claims": claims, "with": with})))
             .await;
@@ -211,7 +211,7 @@ impl Provider {
     }
 }
 
-fn section(issuer: &str, extra: &str) -> OidcSection {
+pub(crate) fn section(issuer: &str, extra: &str) -> OidcSection {
     toml::from_str(&format!(
         "issuer = {issuer:?}\naudience = {AUDIENCE:?}\nfetch_timeout_ms = 1000\n{extra}"
     ))
@@ -808,4 +808,65 @@ async fn token_type_and_authorized_party_are_checked_when_configured() {
     let (plain, _) = verifier(&p, "");
     let t = p.mint(typed(Some("JWT")), p.claims(now_s(&clock)), "provider").await;
     assert!(plain.verify(&t).await.is_ok());
+}
+
+/// Archive clients (issue 17): the online bank's client-credentials token
+/// verifies as a client, never as a person, and only when its client is
+/// configured and it names no opptak role; a person's token never verifies
+/// as a client. Expiry, issuer and audience hold for clients as for people.
+#[tokio::test]
+async fn archive_clients_verify_as_clients_only() {
+    let Some(p) = Provider::start().await else { return };
+    let (v, clock) = verifier(&p, "authorized_party = \"opptak-review\"");
+    let v = v.with_archive_clients(&["nettbank".to_owned()]);
+    let bank = p.token("a", "nettbank", API).await;
+    let claims = part(&bank, 1);
+    assert_eq!(claims["client_id"], "nettbank", "{claims}");
+    assert!(claims.get("roles").is_none(), "{claims}");
+    let client = v.verify_client(&bank).await.unwrap();
+    assert_eq!(client.client_id, "nettbank");
+    assert_eq!(client.actor(), "client:nettbank");
+    assert_eq!(client.expires_at_us, claims["exp"].as_i64().unwrap() * S);
+    // Never a person, whatever authorized_party says.
+    assert_eq!(v.verify(&bank).await, Err(TokenError::ArchiveClient));
+    assert_eq!(TokenError::ArchiveClient.status(), 403);
+
+    // A person's token, and a service that is not configured, are no archive client.
+    let ada = p.token("a", "advisor-ada", API).await;
+    assert_eq!(v.verify_client(&ada).await, Err(TokenError::NotArchiveClient));
+    let nils = p.token("a", "ops-nils", API).await;
+    assert_eq!(v.verify_client(&nils).await, Err(TokenError::NotArchiveClient));
+    let (unconfigured, _) = verifier(&p, "");
+    assert_eq!(
+        unconfigured.verify_client(&bank).await,
+        Err(TokenError::NotArchiveClient)
+    );
+
+    // The client named by azp; a role on it, or azp and client_id that
+    // disagree, are refused.
+    let now = now_s(&clock);
+    let header = json!({"alg": "RS256", "kid": p.kid("RSA").await});
+    let client_claims = json!({"iss": p.issuer("a"), "aud": AUDIENCE, "sub": "nettbank", "azp": "nettbank", "iat": now, "exp": now + 300});
+    let t = p.mint(header.clone(), client_claims.clone(), "provider").await;
+    assert_eq!(v.verify_client(&t).await.unwrap().client_id, "nettbank");
+    let mut c = client_claims.clone();
+    c["roles"] = json!(["compliance"]);
+    let t = p.mint(header.clone(), c, "provider").await;
+    assert_eq!(v.verify_client(&t).await, Err(TokenError::RoleOnArchiveClient));
+    assert_eq!(v.verify(&t).await, Err(TokenError::ArchiveClient));
+    let mut c = client_claims.clone();
+    c["client_id"] = json!("advisor-ada");
+    let t = p.mint(header.clone(), c, "provider").await;
+    assert_eq!(
+        v.verify_client(&t).await,
+        Err(TokenError::Malformed("azp and client_id differ"))
+    );
+    let mut c = client_claims.clone();
+    c["aud"] = json!("other-service");
+    let t = p.mint(header.clone(), c, "provider").await;
+    assert_eq!(v.verify_client(&t).await, Err(TokenError::WrongAudience));
+    clock.set((claims["exp"].as_i64().unwrap() + 60) * S);
+    assert_eq!(v.verify_client(&bank).await, Err(TokenError::Expired));
+    let forged = p.mint(header, client_claims, "attacker").await;
+    assert_eq!(v.verify_client(&forged).await, Err(TokenError::BadSignature));
 }

@@ -37,6 +37,8 @@ const CLIENTS = {
   'qa-olga': { roles: ['offline_access', 'qa', 'qa'], name: 'Olga QA', employee_id: 'E1003' },
   'ops-nils': { roles: ['operator'], team: 'drift', name: 'Nils Ops' },
   'mixed-mia': { roles: ['advisor', 'admin'], team: 'nord', name: 'Mia Mixed' },
+  // The online bank: a service reading the customer archive, no role.
+  nettbank: {},
 };
 
 // Resource indicator -> how its access tokens look.

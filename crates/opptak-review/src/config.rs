@@ -18,6 +18,12 @@ pub struct WebSection {
     /// Failed sign-ins per user name or client address per window before 429.
     pub login_max_failures: u32,
     pub login_window_min: u32,
+    /// The OIDC clients (`azp` or `client_id` of a client-credentials token)
+    /// that read the customer archive (`/api/v1/customers/...`, the online
+    /// bank); a list, or one comma-separated string from the environment.
+    /// Their tokens carry no opptak role and reach no staff route.
+    #[serde(default, deserialize_with = "oidc_default::string_or_list")]
+    pub archive_clients: Vec<String>,
 }
 
 /// The identity provider whose JWT access tokens the API accepts
@@ -99,7 +105,11 @@ mod oidc_default {
             Many(Vec<String>),
         }
         Ok(match OneOrMany::deserialize(d)? {
-            OneOrMany::One(s) => s.split(',').map(|a| a.trim().to_owned()).collect(),
+            OneOrMany::One(s) => s
+                .split(',')
+                .map(|a| a.trim().to_owned())
+                .filter(|a| !a.is_empty())
+                .collect(),
             OneOrMany::Many(v) => v,
         })
     }

@@ -39,6 +39,17 @@
 //! not promise an order, and an admin must never end up reading content
 //! because of one.
 //!
+//! Archive clients (issue 17): the online bank reads one customer's
+//! conversations with a client-credentials token of its own. A token whose
+//! client (`azp`, else `client_id` of RFC 9068; both present must agree) is
+//! one of `web.archive_clients` speaks for that service, not for a person:
+//! [`OidcVerifier::verify_client`] accepts it when it passes every check
+//! above except the role and `oidc.authorized_party`, and names no opptak
+//! role at all; [`OidcVerifier::verify`] refuses it
+//! ([`TokenError::ArchiveClient`]), so it reaches no staff route, and
+//! `verify_client` refuses every other token
+//! ([`TokenError::NotArchiveClient`]).
+//!
 //! The user id is the user claim as is (no prefix), so an advisor signed in
 //! through the provider is the same person as the advisor id on the calls;
 //! point `oidc.user_claim` at a stable employee-id claim if `sub` differs
@@ -204,13 +215,27 @@ pub enum TokenError {
     /// The identity provider's keys could not be fetched: the token was not judged.
     #[error("identity provider unavailable")]
     Unavailable,
+    /// An archive client's token on a staff route.
+    #[error("an archive client reaches no staff route")]
+    ArchiveClient,
+    /// A token of a person or another client on the customer archive.
+    #[error("not an archive client")]
+    NotArchiveClient,
+    /// An archive client's token naming an opptak role: a person's rights
+    /// given to a service, refused everywhere.
+    #[error("an archive client's token names an opptak role")]
+    RoleOnArchiveClient,
 }
 
 impl TokenError {
-    /// 503 when the provider could not be asked, 401 for every refused token.
+    /// 503 when the provider could not be asked, 403 for a valid token on
+    /// routes not its own, 401 for every other refused token.
     pub fn status(&self) -> StatusCode {
         match self {
             TokenError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            TokenError::ArchiveClient | TokenError::NotArchiveClient | TokenError::RoleOnArchiveClient => {
+                StatusCode::FORBIDDEN
+            }
             _ => StatusCode::UNAUTHORIZED,
         }
     }
@@ -231,13 +256,17 @@ impl TokenError {
             TokenError::MissingRole => "missing_role",
             TokenError::ConflictingRoles => "conflicting_roles",
             TokenError::Unavailable => "unavailable",
+            TokenError::ArchiveClient => "archive_client",
+            TokenError::NotArchiveClient => "not_archive_client",
+            TokenError::RoleOnArchiveClient => "role_on_archive_client",
         }
     }
 
-    /// The `WWW-Authenticate` value for a 401 (RFC 6750); none for a 503.
+    /// The `WWW-Authenticate` value for a 401 or 403 (RFC 6750); none for a 503.
     pub fn www_authenticate(&self) -> Option<&'static str> {
         match self {
             TokenError::Unavailable => None,
+            e if e.status() == StatusCode::FORBIDDEN => Some("Bearer realm=\"opptak\", error=\"insufficient_scope\""),
             _ => Some("Bearer realm=\"opptak\", error=\"invalid_token\""),
         }
     }
@@ -262,6 +291,23 @@ pub struct Principal {
     pub expires_at_us: i64,
     /// The token's `jti`, if any, to name the token in the audit log.
     pub token_id: Option<String>,
+}
+
+/// A service client speaking for itself (client credentials): an archive
+/// client of `web.archive_clients`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientPrincipal {
+    /// The token's `azp` (or `client_id`).
+    pub client_id: String,
+    pub expires_at_us: i64,
+    pub token_id: Option<String>,
+}
+
+impl ClientPrincipal {
+    /// The name the audit log records: `client:<id>`, apart from people.
+    pub fn actor(&self) -> String {
+        format!("client:{}", self.client_id)
+    }
 }
 
 impl From<Principal> for User {
@@ -381,6 +427,27 @@ fn settings(c: &OidcSection) -> anyhow::Result<Settings> {
 /// Checks an `[oidc]` section (called by `Config::validate`).
 pub fn check_config(c: &OidcSection) -> anyhow::Result<()> {
     settings(c).map(|_| ())
+}
+
+/// Checks `web.archive_clients` against `[oidc]` (called by `Config::validate`).
+pub fn check_archive_clients(clients: &[String], oidc: Option<&OidcSection>) -> anyhow::Result<()> {
+    if clients.is_empty() {
+        return Ok(());
+    }
+    let Some(oidc) = oidc else {
+        bail!(
+            "web.archive_clients is set but [oidc] is not: archive clients sign in with the identity provider's tokens"
+        );
+    };
+    for c in clients {
+        if c.trim().is_empty() || c.len() > MAX_ID_BYTES || c.chars().any(|ch| ch.is_control() || ch.is_whitespace()) {
+            bail!("web.archive_clients: {c:?} is not a client id");
+        }
+        if *c == oidc.authorized_party.trim() {
+            bail!("web.archive_clients: {c:?} is also oidc.authorized_party, the staff application's client");
+        }
+    }
+    Ok(())
 }
 
 /// What a JWKS key is, for matching it to an algorithm.
@@ -513,6 +580,8 @@ pub struct OidcVerifier {
     /// Held while fetching, so concurrent requests with an unknown `kid`
     /// cause one fetch, not one each.
     fetch: tokio::sync::Mutex<FetchState>,
+    /// `web.archive_clients`.
+    archive_clients: Vec<String>,
 }
 
 impl std::fmt::Debug for OidcVerifier {
@@ -539,7 +608,15 @@ impl OidcVerifier {
             http,
             clock,
             keys: RwLock::new(Arc::new(KeySet::default())),
+            archive_clients: Vec::new(),
         })
+    }
+
+    /// The clients whose tokens read the customer archive
+    /// ([`OidcVerifier::verify_client`]) and reach no staff route.
+    pub fn with_archive_clients(mut self, clients: &[String]) -> Self {
+        self.archive_clients = clients.to_vec();
+        self
     }
 
     /// The configured issuer.
@@ -567,8 +644,63 @@ impl OidcVerifier {
         }
     }
 
-    /// Verifies a bearer token (without the `Bearer ` prefix).
+    /// Verifies a person's bearer token (without the `Bearer ` prefix).
     pub async fn verify(&self, token: &str) -> Result<Principal, TokenError> {
+        let claims = self.signed_claims(token).await?;
+        if self.archive_client(&claims)?.is_some() {
+            self.check_common(&claims)?;
+            return Err(TokenError::ArchiveClient);
+        }
+        self.check_claims(&claims)
+    }
+
+    /// Verifies an archive client's bearer token: every check of
+    /// [`OidcVerifier::verify`] but the person's (role, user, and
+    /// `oidc.authorized_party`); the client must be one of
+    /// `web.archive_clients` and the token name no opptak role.
+    pub async fn verify_client(&self, token: &str) -> Result<ClientPrincipal, TokenError> {
+        let claims = self.signed_claims(token).await?;
+        let exp = self.check_common(&claims)?;
+        let Some(client_id) = self.archive_client(&claims)? else {
+            return Err(TokenError::NotArchiveClient);
+        };
+        match role(lookup(&claims, &self.settings.roles_claim)) {
+            Err(TokenError::MissingRole) => {}
+            _ => return Err(TokenError::RoleOnArchiveClient),
+        }
+        Ok(ClientPrincipal {
+            client_id,
+            expires_at_us: exp,
+            token_id: token_id(&claims),
+        })
+    }
+
+    /// The token's client when it is one of `web.archive_clients`.
+    fn archive_client(&self, claims: &Map<String, Value>) -> Result<Option<String>, TokenError> {
+        if self.archive_clients.is_empty() {
+            return Ok(None);
+        }
+        let text = |name: &str| match claims.get(name) {
+            None => Ok(None),
+            Some(Value::String(v)) => Ok(Some(v.as_str())),
+            Some(_) => Err(TokenError::Malformed("azp or client_id is not a string")),
+        };
+        let client = match (text("azp")?, text("client_id")?) {
+            (Some(a), Some(c)) if a != c => return Err(TokenError::Malformed("azp and client_id differ")),
+            (Some(a), _) => a,
+            (None, Some(c)) => c,
+            (None, None) => return Ok(None),
+        };
+        Ok(self
+            .archive_clients
+            .iter()
+            .any(|c| c == client)
+            .then(|| client.to_owned()))
+    }
+
+    /// The token's signature (against the provider's key chosen by `kid`
+    /// and a configured algorithm) and shape; its claims, not yet checked.
+    async fn signed_claims(&self, token: &str) -> Result<Map<String, Value>, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Malformed("token too large"));
         }
@@ -616,13 +748,16 @@ impl OidcVerifier {
         only_signature.validate_exp = false;
         only_signature.validate_nbf = false;
         only_signature.validate_aud = false;
-        let claims = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &only_signature)
-            .map_err(|e| refusal(e.kind(), alg))?
-            .claims;
-        self.check_claims(&claims)
+        Ok(
+            jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &only_signature)
+                .map_err(|e| refusal(e.kind(), alg))?
+                .claims,
+        )
     }
 
-    fn check_claims(&self, claims: &Map<String, Value>) -> Result<Principal, TokenError> {
+    /// Issuer, audience and time claims, which every token must pass; the
+    /// token's `exp`.
+    fn check_common(&self, claims: &Map<String, Value>) -> Result<i64, TokenError> {
         let s = &self.settings;
         if claims.get("iss").and_then(Value::as_str) != Some(s.issuer.as_str()) {
             return Err(TokenError::WrongIssuer);
@@ -635,11 +770,6 @@ impl OidcVerifier {
         if !audience_ok {
             return Err(TokenError::WrongAudience);
         }
-        if let Some(want) = &s.azp {
-            if claims.get("azp").and_then(Value::as_str) != Some(want.as_str()) {
-                return Err(TokenError::WrongAuthorizedParty);
-            }
-        }
         let now = self.clock.now_us();
         let exp = numeric_date(claims, "exp")?.ok_or(TokenError::Malformed("no exp claim"))?;
         if now >= exp.saturating_add(s.leeway_us) {
@@ -650,6 +780,17 @@ impl OidcVerifier {
                 if t > now.saturating_add(s.leeway_us) {
                     return Err(TokenError::NotYetValid);
                 }
+            }
+        }
+        Ok(exp)
+    }
+
+    fn check_claims(&self, claims: &Map<String, Value>) -> Result<Principal, TokenError> {
+        let s = &self.settings;
+        let exp = self.check_common(claims)?;
+        if let Some(want) = &s.azp {
+            if claims.get("azp").and_then(Value::as_str) != Some(want.as_str()) {
+                return Err(TokenError::WrongAuthorizedParty);
             }
         }
 
@@ -685,10 +826,7 @@ impl OidcVerifier {
                 source: crate::identity::Source::Oidc,
             },
             expires_at_us: exp,
-            token_id: claims
-                .get("jti")
-                .and_then(Value::as_str)
-                .map(|j| j.chars().filter(|c| !c.is_control()).take(MAX_TEXT_CHARS).collect()),
+            token_id: token_id(claims),
         })
     }
 
@@ -853,6 +991,14 @@ fn refusal(kind: &ErrorKind, alg: Algorithm) -> TokenError {
     }
 }
 
+/// The token's `jti`, printable and bounded, to name it in the audit log.
+fn token_id(claims: &Map<String, Value>) -> Option<String> {
+    claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .map(|j| j.chars().filter(|c| !c.is_control()).take(MAX_TEXT_CHARS).collect())
+}
+
 /// A NumericDate claim in microseconds (seconds, possibly fractional).
 fn numeric_date(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, TokenError> {
     match claims.get(name) {
@@ -941,6 +1087,26 @@ mod tests {
         let mut c = section();
         c.issuer = "http://127.0.0.1:9000/realms/x".into();
         settings(&c).unwrap();
+    }
+
+    #[test]
+    fn archive_clients_need_oidc_and_are_not_the_staff_client() {
+        let clients = |v: &[&str]| v.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        check_archive_clients(&[], None).unwrap();
+        let e = check_archive_clients(&clients(&["nettbank"]), None).unwrap_err();
+        assert!(format!("{e:#}").contains("[oidc]"), "{e:#}");
+        let mut c = section();
+        check_archive_clients(&clients(&["nettbank"]), Some(&c)).unwrap();
+        for bad in ["", "net bank", "nett\nbank"] {
+            assert!(check_archive_clients(&clients(&[bad]), Some(&c)).is_err(), "{bad:?}");
+        }
+        c.authorized_party = "nettbank".into();
+        let e = check_archive_clients(&clients(&["nettbank"]), Some(&c)).unwrap_err();
+        assert!(format!("{e:#}").contains("authorized_party"), "{e:#}");
+        assert_eq!(TokenError::NotArchiveClient.status(), StatusCode::FORBIDDEN);
+        assert!(TokenError::ArchiveClient
+            .www_authenticate()
+            .is_some_and(|v| v.contains("insufficient_scope")));
     }
 
     #[test]

@@ -379,4 +379,78 @@ pub async fn metadata_store_suite(store: Arc<dyn MetadataStore>, prefix: &str) {
             .all(|u| u.owner != victim.as_str()),
         "a shredded key is not live"
     );
+    recent_conversations_suite(&store, prefix).await;
+}
+
+/// `recent_conversations`: conversations only (never calls), newest first,
+/// from `since`, by channel and advisor, at most `limit`.
+async fn recent_conversations_suite(store: &Arc<dyn MetadataStore>, prefix: &str) {
+    use opptak_domain::model::{Channel, ConversationFacts};
+    // Far in the future, so conversations of other suites cannot interfere.
+    let base = 7_000_000_000_000_000;
+    let advisor = format!("{prefix}-adv");
+    let start = |i: i64, channel: Channel, advisor_id: &str| ConversationFacts {
+        conversation_id: CallId::parse(&format!("{prefix}-conv-{i}")).unwrap(),
+        started_at_us: base + i,
+        channel,
+        customer_ref: if i % 2 == 0 {
+            format!("{prefix}-cust")
+        } else {
+            String::new()
+        },
+        advisor_id: advisor_id.to_owned(),
+        desk: Desk::CustomerCenter,
+        service_category: ServiceCategory::General,
+        handover_at_us: None,
+    };
+    let all = [
+        start(1, Channel::AinoChatbot, ""),
+        start(2, Channel::AdvisorChat, &advisor),
+        start(3, Channel::AinoChatbot, &advisor),
+        start(4, Channel::Email, "someone-else"),
+    ];
+    for f in &all {
+        assert!(store
+            .start_conversation(f, None, f.started_at_us)
+            .await
+            .unwrap()
+            .is_none());
+    }
+    // A call in the window is never listed.
+    let mut call = sample_call(&format!("{prefix}-call-in-window"));
+    call.facts.started_at_us = base + 5;
+    store
+        .apply(&Flush {
+            new_calls: vec![call],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids = |rows: Vec<crate::meta::ConversationRecord>| {
+        rows.into_iter()
+            .map(|r| r.facts.conversation_id.as_str().rsplit('-').next().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let got = store.recent_conversations(base, None, None, 10).await.unwrap();
+    assert_eq!(got[0].facts, all[3]);
+    assert_eq!(ids(got), ["4", "3", "2", "1"]);
+    let got = store.recent_conversations(base + 2, None, None, 10).await.unwrap();
+    assert_eq!(ids(got), ["4", "3", "2"]);
+    let got = store.recent_conversations(base, None, None, 2).await.unwrap();
+    assert_eq!(ids(got), ["4", "3"]);
+    let got = store
+        .recent_conversations(base, Some(Channel::AinoChatbot), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(got), ["3", "1"]);
+    let got = store
+        .recent_conversations(base, None, Some(&advisor), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(got), ["3", "2"]);
+    let got = store
+        .recent_conversations(base, Some(Channel::AdvisorChat), Some(&advisor), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids(got), ["2"]);
 }

@@ -39,15 +39,16 @@ pub(super) fn routes() -> Router<Arc<App>> {
 #[openapi(
     info(
         title = "opptak review API",
-        description = "Drafts, reviews, QA and reporting of opptak's KI calls. Every read of call content is authorized by role and written to the tamper-evident audit log, refusals included.",
+        description = "Drafts, reviews, QA and reporting of opptak's KI calls, and the customer archive of conversations. Every read of call content is authorized by role and written to the tamper-evident audit log, refusals included.",
         license(name = "UNLICENSED")
     ),
-    paths(queue, call, decision, amendment, qa_score, qa_report, dashboard),
+    paths(queue, call, decision, amendment, qa_score, qa_report, dashboard, super::archive::list, super::archive::read),
     modifiers(&Security),
     tags(
         (name = "review", description = "The advisor's drafts and decisions (R4)"),
         (name = "qa", description = "Quality sampling: assessments and the QA report (R6)"),
-        (name = "reporting", description = "The topic dashboard, small counts suppressed (R5)")
+        (name = "reporting", description = "The topic dashboard, small counts suppressed (R5)"),
+        (name = "archive", description = "The customer archive for the online bank: one customer's conversations of the last 3 years, for archive clients' tokens only (web.archive_clients)")
     )
 )]
 pub(super) struct ApiDoc;

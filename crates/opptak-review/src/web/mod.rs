@@ -4,6 +4,10 @@
 //!
 //! - [`admin`]: the auditor's audit-log view and the admin's users.
 //! - [`api`]: the JSON API under `/api/v1` and its OpenAPI document.
+//! - [`archive`]: the customer archive API for the online bank (an archive
+//!   client's token, never a person's): one customer's conversations.
+//! - [`conversations`]: chat, secure messages and e-mail: the list and the
+//!   conversation page (the copy the role may read).
 //! - [`dashboard`]: the topic dashboard (R5), k-suppressed, SVG and CSV.
 //! - [`qa`]: quality sampling: the QA queue, assessments, the QA report.
 //! - [`review`]: the advisor's queue, the call page (draft, versions with
@@ -31,6 +35,8 @@
 
 mod admin;
 mod api;
+mod archive;
+mod conversations;
 mod dashboard;
 mod qa;
 mod review;
@@ -158,13 +164,16 @@ pub async fn router_with(edges: &ReviewEdges, options: Options) -> Result<Router
         review: crate::review::Review::open(edges).await?,
         qa: crate::qa::Qa::open(edges).await?,
         oidc: match &edges.config.oidc {
-            Some(cfg) => Some(crate::oidc::OidcVerifier::new(
-                cfg,
-                reqwest::Client::builder()
-                    .timeout(std::time::Duration::from_millis(cfg.fetch_timeout_ms))
-                    .build()?,
-                edges.vault.clock().clone(),
-            )?),
+            Some(cfg) => Some(
+                crate::oidc::OidcVerifier::new(
+                    cfg,
+                    reqwest::Client::builder()
+                        .timeout(std::time::Duration::from_millis(cfg.fetch_timeout_ms))
+                        .build()?,
+                    edges.vault.clock().clone(),
+                )?
+                .with_archive_clients(&web.archive_clients),
+            ),
             None => None,
         },
         edges: edges.clone(),
@@ -180,6 +189,8 @@ pub async fn router_with(edges: &ReviewEdges, options: Options) -> Result<Router
         .route("/lang/{code}", get(set_lang))
         .merge(review::routes())
         .merge(api::routes())
+        .merge(archive::routes())
+        .merge(conversations::routes())
         .merge(admin::routes())
         .merge(qa::routes())
         .merge(dashboard::routes())
@@ -339,6 +350,9 @@ fn nav(lang: Lang, role: Role) -> Vec<(&'static str, &'static str)> {
     }
     if dashboard::reads_dashboard(role) {
         links.push(("/dashboard", lang.t("Emner", "Topics")));
+    }
+    if conversations::reads_conversations(role) {
+        links.push(("/conversations", lang.t("Chat og meldinger", "Chats and messages")));
     }
     match role {
         Role::Auditor => links.push(("/audit", lang.t("Revisjonslogg", "Audit log"))),
@@ -542,10 +556,24 @@ impl App {
     }
 
     pub(crate) async fn audit(&self, u: &User, action: &str, subject: &str, reason: &str, outcome: &str) -> Result<()> {
+        self.record(&u.actor(), u.role.as_str(), action, subject, reason, outcome)
+            .await
+    }
+
+    /// One audit entry, for people and services (an archive client) alike.
+    pub(crate) async fn record(
+        &self,
+        actor: &str,
+        role: &str,
+        action: &str,
+        subject: &str,
+        reason: &str,
+        outcome: &str,
+    ) -> Result<()> {
         self.audit
             .record(&opptak_audit::Event {
-                actor: u.actor(),
-                role: u.role.as_str().into(),
+                actor: actor.into(),
+                role: role.into(),
                 action: action.into(),
                 subject: subject.into(),
                 reason: reason.into(),
@@ -553,6 +581,35 @@ impl App {
             })
             .await?;
         Ok(())
+    }
+
+    /// Writes the audit entry of a content read as decided: allowed with
+    /// its reason (unless reads are not audited, for measuring), or refused
+    /// with `refused_reason` and the error page to send.
+    pub(crate) async fn settle(
+        &self,
+        lang: Lang,
+        user: &User,
+        (action, subject): (&str, &str),
+        decision: std::result::Result<String, Refusal>,
+        refused_reason: &str,
+    ) -> std::result::Result<String, Response> {
+        match decision {
+            Ok(reason) => {
+                if self.audit_reads {
+                    self.audit(user, action, subject, &reason, "allowed")
+                        .await
+                        .map_err(|e| internal(lang, e))?;
+                }
+                Ok(reason)
+            }
+            Err((status, nb, en)) => {
+                self.audit(user, action, subject, refused_reason, "refused")
+                    .await
+                    .map_err(|e| internal(lang, e))?;
+                Err(error(lang, status, nb, en))
+            }
+        }
     }
 
     /// Whether `user` may read `call`'s content, and why (the reason kept in
@@ -567,7 +624,6 @@ impl App {
         action: &str,
         stated: Option<&str>,
     ) -> std::result::Result<String, Response> {
-        type Refusal = (StatusCode, &'static str, &'static str);
         let decision: std::result::Result<String, Refusal> = match (call, user.role) {
             (None, _) => Err((StatusCode::NOT_FOUND, "Ukjent samtale.", "Unknown call.")),
             (Some(c), Role::Advisor) if c.facts.advisor_id == user.user_id => Ok("review".into()),
@@ -626,24 +682,12 @@ impl App {
                 "Your role never reads call content.",
             )),
         };
-        match decision {
-            Ok(reason) => {
-                if self.audit_reads {
-                    self.audit(user, action, subject, &reason, "allowed")
-                        .await
-                        .map_err(|e| internal(lang, e))?;
-                }
-                Ok(reason)
-            }
-            Err((status, nb, en)) => {
-                self.audit(user, action, subject, "", "refused")
-                    .await
-                    .map_err(|e| internal(lang, e))?;
-                Err(error(lang, status, nb, en))
-            }
-        }
+        self.settle(lang, user, (action, subject), decision, "").await
     }
 }
+
+/// Why a read is refused: the status and the message in both languages.
+pub(crate) type Refusal = (StatusCode, &'static str, &'static str);
 
 /// Sign-in attempts per user name and per client address in a fixed
 /// window; past the limit further attempts are refused (429) until the

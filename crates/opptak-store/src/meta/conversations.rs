@@ -373,4 +373,28 @@ impl SqlStore {
         .map_err(read("conversations row"))?;
         rows.into_iter().map(ConversationRecord::try_from).collect()
     }
+
+    /// Conversations started at or after `since_us`, newest first; of one
+    /// channel and one advisor when given.
+    pub(super) async fn recent_conversations(
+        &self,
+        since_us: i64,
+        channel: Option<Channel>,
+        advisor_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ConversationRecord>, StoreError> {
+        let rows: Vec<ConversationColumns> = sqlx::query_as(&format!(
+            "{SELECT} WHERE c.medium = 'conversation' AND c.started_at_us >= $1 \
+             AND ($2 = '' OR v.channel = $2) AND ($3 = '' OR c.advisor_id = $3) \
+             ORDER BY c.started_at_us DESC, c.call_id LIMIT $4"
+        ))
+        .bind(since_us)
+        .bind(channel.map_or("", Channel::as_str))
+        .bind(advisor_id.unwrap_or(""))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(read("conversations row"))?;
+        rows.into_iter().map(ConversationRecord::try_from).collect()
+    }
 }

@@ -226,6 +226,16 @@ pub trait MetadataStore: Send + Sync + 'static {
         customer_ref: &str,
         since_us: i64,
     ) -> Result<Vec<ConversationRecord>, StoreError>;
+    /// Conversations started at or after `since_us`, newest first, at most
+    /// `limit`: of one channel and one advisor when given (the review
+    /// service's list).
+    async fn recent_conversations(
+        &self,
+        since_us: i64,
+        channel: Option<opptak_domain::model::Channel>,
+        advisor_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ConversationRecord>, StoreError>;
 }
 
 /// Rows per multi-row statement: 500 × 12 parameters stays far below
@@ -762,6 +772,15 @@ impl MetadataStore for SqlStore {
         since_us: i64,
     ) -> Result<Vec<ConversationRecord>, StoreError> {
         self.conversations_of_customer(customer_ref, since_us).await
+    }
+    async fn recent_conversations(
+        &self,
+        since_us: i64,
+        channel: Option<opptak_domain::model::Channel>,
+        advisor_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ConversationRecord>, StoreError> {
+        self.recent_conversations(since_us, channel, advisor_id, limit).await
     }
 }
 
