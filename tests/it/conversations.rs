@@ -80,11 +80,11 @@ struct Conv {
 }
 
 pub(crate) struct World {
-    env: Env,
+    pub(crate) env: Env,
     pub(crate) edges: Edges,
     pub(crate) clock: Arc<ManualClock>,
     pub(crate) shared: LocalKeyring,
-    role: Option<RunningConversations>,
+    pub(crate) role: Option<RunningConversations>,
     db: sqlx::AnyPool,
     services: bool,
 }
@@ -667,7 +667,7 @@ async fn bad_conversation_input_is_dead_lettered_with_its_reason() {
     while reasons.len() < 8 && tokio::time::Instant::now() < deadline {
         for r in sub.poll(100, Duration::from_millis(300)).await.unwrap() {
             let d = v1::DeadLetter::decode(r.payload.as_ref()).unwrap();
-            assert_eq!(d.stage, "messages");
+            assert_eq!(d.stage, "messages", "{d:?}");
             reasons.push((d.detail.clone(), d.reason()));
         }
     }
@@ -689,6 +689,28 @@ async fn bad_conversation_input_is_dead_lettered_with_its_reason() {
     let log = w.read(&format!("{prefix}-good"), "chat-customer").await.unwrap();
     let texts: Vec<&str> = log.messages.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(texts, ["første", "andre"]);
+    // A call cannot take the conversation's id (they share one id space).
+    let recorder = opptak::app::RunningRecorder::spawn(w.edges.recorder());
+    let mut call =
+        opptak::sim::SimCall::synthetic(&format!("{prefix}-good"), opptak_domain::model::Codec::Pcmu, 1, 0.2, 7);
+    call.started.started_at = Some(opptak_proto::convert::timestamp(now));
+    common::publish_events(&w.edges, &call.events(100)[..1]).await;
+    let mut refused = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while refused.is_none() && tokio::time::Instant::now() < deadline {
+        for r in sub.poll(100, Duration::from_millis(300)).await.unwrap() {
+            let d = v1::DeadLetter::decode(r.payload.as_ref()).unwrap();
+            if d.stage == "recorder" {
+                refused = Some(d);
+            }
+        }
+    }
+    let refused = refused.expect("the recorder refused the CallStarted");
+    assert_eq!(refused.reason(), R::DuplicateStart);
+    assert!(refused.detail.contains("conversation"), "{}", refused.detail);
+    recorder.stop().await.unwrap();
+    let log = w.read(&format!("{prefix}-good"), "chat-customer").await.unwrap();
+    assert_eq!(log.messages.len(), 2);
     let stats = w.role.unwrap().stop().await.unwrap();
     assert_eq!(stats.messages, 2, "{stats:?}");
     assert!(stats.duplicates >= 1, "{stats:?}");

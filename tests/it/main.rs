@@ -13,6 +13,7 @@ mod architecture;
 mod audit;
 mod browser;
 mod cli;
+mod conversation_ki;
 mod conversations;
 mod conversations_web;
 mod crash_recovery;
