@@ -10,11 +10,9 @@
 
 use crate::common;
 
-use common::{Backend, Env};
+use common::Env;
 use opptak::app::{Edges, RunningConversations};
 use opptak::chat::{encode, ChatConversation, Say};
-use opptak::config::Config;
-use opptak_crypto::segment::ArtifactKind as SealKind;
 use opptak_crypto::LocalKeyring;
 use opptak_domain::conversation::ConversationLog;
 use opptak_domain::model::{CallId, Channel, Desk, Sender, ServiceCategory};
@@ -92,22 +90,8 @@ pub(crate) struct World {
 }
 
 pub(crate) async fn world(name: &str) -> World {
-    let backend = match (common::kafka(), common::postgres_db(name).await) {
-        (Some(kafka), Some(postgres)) => Backend::Services { kafka, postgres },
-        _ => Backend::Embedded,
-    };
-    let services = matches!(backend, Backend::Services { .. });
-    let mut env = Env::new(&backend, name);
-    let shared_path = env.dir.path().join("chat-keyring.json");
-    let shared = LocalKeyring::open_or_create(&shared_path).unwrap();
-    env.vars.push((
-        "OPPTAK__KEYS__TELEPHONY_KEYRING".into(),
-        shared_path.display().to_string(),
-    ));
-    env.vars
-        .push(("OPPTAK__MESSAGES__GROUP".into(), common::unique("messages")));
-    env.vars.push(("OPPTAK__MESSAGES__HOUSEKEEPING_S".into(), "1".into()));
-    env.config = Config::load_from(None, &env.vars).unwrap();
+    let common::chat::ChatEnv { env, shared, services } =
+        common::chat::chat_env(name, &[("OPPTAK__MESSAGES__HOUSEKEEPING_S", "1")]).await;
     let base = (opptak_domain::time::SystemClock.now_us() / SEC) * SEC;
     let clock = Arc::new(ManualClock::new(base));
     let clock_dyn: Arc<dyn Clock> = clock.clone();
@@ -130,21 +114,7 @@ pub(crate) async fn world(name: &str) -> World {
 
 impl World {
     pub(crate) async fn publish(&self, events: &[v1::ConversationEvent]) {
-        let topic = self.edges.config.messages_config().topic;
-        let out: Vec<opptak_bus::Outgoing> = events
-            .iter()
-            .map(|e| {
-                let (k, v) = encode(e);
-                opptak_bus::Outgoing {
-                    topic: topic.clone(),
-                    key: k.into(),
-                    payload: v.into(),
-                }
-            })
-            .collect();
-        for chunk in out.chunks(2000) {
-            self.edges.bus.publish_all(chunk.to_vec()).await.unwrap();
-        }
+        common::chat::publish(&self.edges, events).await;
     }
 
     /// Waits until `n` conversations whose ids start with `prefix` are written.
@@ -194,11 +164,7 @@ impl World {
     }
 
     pub(crate) async fn read(&self, id: &str, kind: &'static str) -> Result<ConversationLog, String> {
-        self.edges
-            .vault()
-            .read_json::<ConversationLog>(&CallId::parse(id).unwrap(), kind, SealKind::Conversation)
-            .await
-            .map_err(|e| e.to_string())
+        common::chat::read(&self.edges, id, kind).await
     }
 }
 

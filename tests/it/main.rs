@@ -36,6 +36,7 @@ mod retention_bench;
 mod security;
 mod shredding;
 mod subject;
+mod subject_conversations;
 mod telemetry;
 mod telephony_sealed;
 mod transcription;
