@@ -328,6 +328,29 @@ async fn acceptance(n: usize) {
             .unwrap();
         holds.push(h.hold_id);
     }
+    // An authority extends one investment-advice conversation to 7 years:
+    // its securities archive copy only (the policy's [extension]), in the
+    // WORM archive too.
+    let extended = convs.iter().find(|c| c.kind == Kind::InvestmentAdvice).unwrap();
+    let ext_id = CallId::parse(&extended.id).unwrap();
+    retention
+        .extend(&ext_id, 7, "Finanstilsynet", "FT-2026-0107", "co-anne")
+        .await
+        .unwrap();
+    let archived = w
+        .edges
+        .meta
+        .artifacts(&ext_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.kind == "chat-archive")
+        .and_then(|a| a.object)
+        .unwrap();
+    assert_eq!(
+        w.edges.archive.retention(&archived.path).await.unwrap().retain_until_us,
+        add_years(extended.ended, 7)
+    );
 
     // The objecting customers object 100 days on: their analysis copies go
     // at once, everything else stays.
@@ -382,8 +405,11 @@ async fn acceptance(n: usize) {
     w.sweep().await;
 
     eprintln!("checked, held and objected after {:?}", t0.elapsed());
-    // Time travel through every expiry up to 6 years.
+    // Time travel through every expiry (up to the extended 7 years).
     let expiry_of = |c: &Conv, kind: &str| -> Option<i64> {
+        if c.id == extended.id && kind == "chat-archive" {
+            return Some(add_years(c.ended, 7));
+        }
         c.kind
             .copies()
             .iter()
