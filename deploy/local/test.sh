@@ -16,7 +16,8 @@ export OPPTAK_REQUIRE_SERVICES=1
 # earlier runs.
 for db in $(psql -qtA "$OPPTAK_TEST_POSTGRES" -c \
   "SELECT datname FROM pg_database WHERE datname ~ '^([a-z0-9_]+_[0-9a-f]{12}|(fifty|dl|crash|bench|store)_[0-9a-f_]+)$'"); do
-  psql -q "$OPPTAK_TEST_POSTGRES" -c "DROP DATABASE IF EXISTS $db"
+  # One in use belongs to a run or benchmark going on beside this one: kept.
+  psql -q "$OPPTAK_TEST_POSTGRES" -c "DROP DATABASE IF EXISTS $db" 2>/dev/null || echo "kept $db (in use)"
 done
 # ... and on the TLS-only cluster (tests/it/security.rs), as its SCRAM user.
 export PGPASSWORD
