@@ -171,6 +171,14 @@ impl Edges {
         .with_archive(self.archive.clone())
     }
 
+    /// The messages role as `opptak run --roles messages` runs it: every
+    /// conversation's redacted analysis copy, once stored, is categorised
+    /// and indexed for the topic dashboard and QA sampling
+    /// ([`ConversationQa`]; issue 17, section 4).
+    pub async fn messages_role(&self) -> Result<opptak_recorder::conversations::ConversationRecorder> {
+        Ok(self.conversations().with_analysis(conversation_qa(self).await?))
+    }
+
     /// Compaction and copies over these edges (the recorder's own, for
     /// copies a later fact change requires).
     pub fn compactor(&self) -> opptak_recorder::compact::Compactor {
@@ -497,6 +505,34 @@ pub fn draft_writer(config: &Config) -> Result<Arc<dyn opptak_ki::llm::DraftWrit
     Ok(Arc::new(
         opptak_ki::llm::ChatDrafts::new(cfg, taxonomy).map_err(|e| anyhow::anyhow!("ki.llm_url: {e}"))?,
     ))
+}
+
+/// QA and the topic dashboard hear of every conversation whose redacted
+/// analysis copy the messages role stored: [`opptak_review::qa::Qa::on_conversation`]
+/// categorises it into the call taxonomy (the embedded classifier: nothing
+/// goes to a language model, R13), indexes it with its channel and samples
+/// the bot's answers for QA.
+pub struct ConversationQa(pub Arc<opptak_review::qa::Qa>);
+
+#[async_trait::async_trait]
+impl opptak_recorder::conversations::ConversationAnalysis for ConversationQa {
+    async fn analyse(
+        &self,
+        facts: &opptak_domain::model::ConversationFacts,
+        copy: &opptak_domain::conversation::ConversationLog,
+    ) -> std::result::Result<(), String> {
+        self.0
+            .on_conversation(facts, copy)
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"))
+    }
+}
+
+/// [`ConversationQa`] over these edges' reporting tables.
+pub async fn conversation_qa(edges: &Edges) -> Result<Arc<dyn opptak_recorder::conversations::ConversationAnalysis>> {
+    let qa = opptak_review::qa::Qa::open(&edges.review()).await?;
+    Ok(Arc::new(ConversationQa(Arc::new(qa))))
 }
 
 /// The summarizer role over these edges, its topics created if missing;

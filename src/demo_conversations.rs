@@ -138,7 +138,9 @@ pub async fn run(edges: &Edges) -> Result<()> {
         bail!("the demo's chat keyring is not configured (keys.telephony_keyring)");
     };
     edges.ensure_topics(&["messages"]).await?;
-    let role = RunningConversations::spawn(edges.conversations());
+    // As `opptak run --roles messages`: the analysis copies go to QA and
+    // the topic dashboard (issue 17, section 4).
+    let role = RunningConversations::spawn(edges.messages_role().await?);
     let topic = edges.config.messages_config().topic;
     let convs = samples(shared.as_ref(), edges.clock.now_us())?;
     for (_, events) in &convs {
@@ -168,6 +170,7 @@ pub async fn run(edges: &Edges) -> Result<()> {
         stats.messages
     );
     let retention = edges.retention();
+    let qa = opptak_review::qa::Qa::open(&edges.review()).await?;
     for (id, _) in &convs {
         let id = CallId::parse(id)?;
         let Some(rec) = edges.meta.load_conversation(&id).await? else {
@@ -197,6 +200,18 @@ pub async fn run(edges: &Edges) -> Result<()> {
                 "      {:<14} {:<17} {state}",
                 d.kind.as_str(),
                 d.class.map(|c| c.as_str()).unwrap_or("-")
+            );
+        }
+        if let Some(ix) = qa.call(&id).await? {
+            println!(
+                "      KI: topics {} on the dashboard ({}){}",
+                ix.row.topics.join(", "),
+                ix.row.channel,
+                if ix.sampled {
+                    "; the bot's answers sampled for QA"
+                } else {
+                    ""
+                }
             );
         }
     }

@@ -270,6 +270,8 @@ mod tests {
             (Some(86_400_000), Some(3_600_000))
         );
         assert_eq!(by_base("opptak.deadletter.v1").retention_ms, Some(86_400_000));
+        // Conversations are in transit on their topic: a day, not their copies' years.
+        assert_eq!(by_base("opptak.messages.v1").retention_ms, Some(86_400_000));
         assert_eq!(by_base("opptak.recordings.v1").retention_ms, Some(30 * 86_400_000));
         assert_eq!(by_base("opptak.transcripts.v1").retention_ms, Some(30 * 86_400_000));
         let summaries = by_base("opptak.summaries.v1");
@@ -292,7 +294,9 @@ mod tests {
         );
         assert_eq!(names(&["review"]), ["t.opptak.summaries.v1"]);
         assert_eq!(names(&["sweeper"]), ["t.opptak.telephony.v1"]);
-        assert_eq!(specs(&config, &policy).len(), 6);
+        // The messages role reads conversations and dead-letters what it refuses.
+        assert_eq!(names(&["messages"]), ["t.opptak.deadletter.v1", "t.opptak.messages.v1"]);
+        assert_eq!(specs(&config, &policy).len(), 7);
     }
 
     #[test]

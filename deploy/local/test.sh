@@ -12,10 +12,12 @@ deploy/local/jaeger.sh >/dev/null
 # Tests that need a service fail (instead of skipping) when it is missing.
 export OPPTAK_REQUIRE_SERVICES=1
 
-# Each test creates its own database; drop those of earlier runs.
+# Each test creates its own database (`<name>_<12 hex>`); drop those of
+# earlier runs.
 for db in $(psql -qtA "$OPPTAK_TEST_POSTGRES" -c \
-  "SELECT datname FROM pg_database WHERE datname ~ '^(fifty|dl|crash|bench|store)_[0-9a-f_]+$'"); do
-  psql -q "$OPPTAK_TEST_POSTGRES" -c "DROP DATABASE IF EXISTS $db"
+  "SELECT datname FROM pg_database WHERE datname ~ '^([a-z0-9_]+_[0-9a-f]{12}|(fifty|dl|crash|bench|store)_[0-9a-f_]+)$'"); do
+  # One in use belongs to a run or benchmark going on beside this one: kept.
+  psql -q "$OPPTAK_TEST_POSTGRES" -c "DROP DATABASE IF EXISTS $db" 2>/dev/null || echo "kept $db (in use)"
 done
 # ... and on the TLS-only cluster (tests/it/security.rs), as its SCRAM user.
 export PGPASSWORD

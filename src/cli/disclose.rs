@@ -1,5 +1,6 @@
-//! `opptak disclose`: a disclosure package for an authority or
-//! Finansklagenemnda (R10), encrypted to the recipient's age key.
+//! `opptak disclose`: a disclosure package of a call or a conversation for
+//! an authority or Finansklagenemnda (R10), encrypted to the recipient's age
+//! key.
 
 use anyhow::{bail, Result};
 use opptak::config::Config;
@@ -7,10 +8,13 @@ use opptak_domain::model::CallId;
 use std::path::PathBuf;
 
 /// Disclosure package for an authority or Finansklagenemnda (R10): the
-/// call's recording, facts and retention history, encrypted to the
+/// call's recording, facts and retention history — or, given a conversation
+/// id, the conversation's best copy (securities archive, advisor record,
+/// customer's copy) with its facts and retention — encrypted to the
 /// recipient's age key.
 #[derive(clap::Args)]
 pub(crate) struct Args {
+    /// A call id, or a conversation id.
     call_id: String,
     /// The receiving authority or board (e.g. "Finansklagenemnda").
     #[arg(long = "to")]

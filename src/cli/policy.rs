@@ -1,4 +1,5 @@
-//! `opptak policy`: check a policy file, show the policy in force, explain a call.
+//! `opptak policy`: check a policy file, show the policy in force, explain a
+//! call or a conversation.
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
@@ -13,7 +14,8 @@ pub(crate) enum Command {
     Check { file: PathBuf },
     /// Print the policy in force (retention.policy, or the shipped default).
     Show,
-    /// The decision for every artifact of a call: class, expiry, tier, and the rules that decided.
+    /// The decision for every artifact of a call, or every copy of a
+    /// conversation: class, expiry, tier, and the rules that decided.
     Explain { call_id: String },
 }
 
@@ -46,18 +48,43 @@ pub(crate) async fn run(config: Config, command: Command) -> Result<()> {
             let edges = Edges::open(config).await?;
             let id = CallId::parse(&call_id)?;
             let r = edges.retention();
-            let (rec, facts) = r.facts(&id).await?;
+            let (facts, written) = r.any_facts(&id).await?;
             let stored = edges.meta.retention_of(&id).await?;
-            let decisions = edges.policy.explain(&facts);
-            println!("call {id}");
-            println!("ki notice: {}", rec.facts.ki_notice_summary());
+            let decisions = r.explain(&id).await?;
+            let what = if facts.conversation.is_some() {
+                "conversation"
+            } else {
+                "call"
+            };
+            println!("{what} {id}");
+            match edges.meta.load_conversation(&id).await? {
+                Some(c) => println!(
+                    "channel: {}, {}, {}{}",
+                    c.facts.channel,
+                    if c.facts.logged_in() { "logged in" } else { "anonymous" },
+                    if c.facts.with_advisor() {
+                        format!("advisor {}", c.facts.advisor_id)
+                    } else {
+                        "no advisor".into()
+                    },
+                    if written {
+                        String::new()
+                    } else {
+                        "; still open: its copies are written when it ends".into()
+                    }
+                ),
+                None => println!("ki notice: {}", r.facts(&id).await?.0.facts.ki_notice_summary()),
+            }
             print!("{}", opptak_domain::retention::render_explanation(&facts, &decisions));
             // The policy's decisions say what should exist; say plainly where
             // an artifact it keeps was never written, or no longer is.
-            for d in decisions.iter().filter(|d| d.kept) {
+            for d in decisions
+                .iter()
+                .filter(|d| d.kept && (written || facts.conversation.is_none()))
+            {
                 let kind = d.kind.as_str();
                 if !stored.iter().any(|s| s.kind == kind && s.deleted_at_us.is_none()) {
-                    println!("  note: the policy keeps {kind}, but the call has none stored");
+                    println!("  note: the policy keeps {kind}, but the {what} has none stored");
                 }
             }
             println!("\nstored:");

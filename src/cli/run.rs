@@ -84,7 +84,9 @@ pub(crate) async fn run_roles(config: Config, roles: Vec<Role>) -> Result<()> {
         match role {
             Role::Recorder => running.push(opptak::app::RunningRecorder::spawn(edges.recorder())),
             Role::Sweeper => sweepers.push(opptak::app::RunningSweeper::spawn(&edges)),
-            Role::Messages => conversations.push(opptak::app::RunningConversations::spawn(edges.conversations())),
+            Role::Messages => {
+                conversations.push(opptak::app::RunningConversations::spawn(edges.messages_role().await?))
+            }
             Role::Transcriber => transcribe = true,
             Role::Summarizer => summarize = true,
             Role::Review => {

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 #[derive(Subcommand)]
 pub(crate) enum Command {
     /// Everything held about a customer: per call its metadata and every
-    /// readable audio artifact as WAV, plus index.json with SHA-256s.
+    /// readable audio artifact as WAV, per conversation its metadata and
+    /// every readable copy (JSON and text), plus index.json with SHA-256s.
     Export {
         customer_ref: String,
         /// A new (or empty) directory; created 0700, files 0600.
@@ -19,7 +20,8 @@ pub(crate) enum Command {
         by: Option<String>,
     },
     /// Erase what the law lets go (KI artifacts, recordings of non-investment
-    /// calls) and report what stays and under which legal basis.
+    /// calls, conversations' analysis and online-bank copies) and report what
+    /// stays, under which legal basis and until when.
     Erase {
         customer_ref: String,
         /// The officer handling the request (kept as evidence).
@@ -34,7 +36,9 @@ pub(crate) enum Command {
     },
     /// Record a customer's objection to KI processing (`--to ki`) or to
     /// analysis: later calls start with KI off unless the advisor records new
-    /// consent in the call, and the KI data of earlier calls is shredded now.
+    /// consent in the call, and the KI data of earlier calls is shredded now;
+    /// `--to analysis` also shreds the analysis copies of the customer's
+    /// conversations.
     /// `--by`: a compliance user; the password is read from standard input.
     Object {
         customer_ref: String,
@@ -59,9 +63,17 @@ pub(crate) async fn run(config: Config, command: Command) -> Result<()> {
             let by = super::signed_in(&edges, &by, opptak_review::identity::Role::Compliance, "subject.object").await?;
             let n = opptak_compliance::subject::object(&edges.compliance(), &customer_ref, &to, &by, &reason).await?;
             println!(
-                "objection to {to} of customer {customer_ref} recorded by {by}; KI data of {n} earlier call(s) \
-                 shredded; later calls start without KI unless the advisor records new consent"
+                "objection to {to} of customer {customer_ref} recorded by {by}; KI data of {} earlier call(s) \
+                 shredded; later calls start without KI unless the advisor records new consent",
+                n.calls
             );
+            if to == "analysis" {
+                println!(
+                    "analysis copies of {} conversation(s) shredded; later conversations get none; the advisor \
+                     record, the customer's online-bank copy and the securities archive keep their own rules",
+                    n.conversations
+                );
+            }
             Ok(())
         }
         Command::Export { customer_ref, out, by } => {
@@ -71,7 +83,7 @@ pub(crate) async fn run(config: Config, command: Command) -> Result<()> {
             })
             .await?;
             super::progress_line("");
-            for c in &r.calls {
+            for c in r.calls.iter().chain(&r.conversations) {
                 for f in &c.files {
                     println!("{:<60} {:>10} bytes  sha256 {}", f.name, f.bytes, f.sha256);
                 }
@@ -80,8 +92,9 @@ pub(crate) async fn run(config: Config, command: Command) -> Result<()> {
                 }
             }
             println!(
-                "exported {} call(s) of customer {} to {}; index.json sha256 {}",
+                "exported {} call(s) and {} conversation(s) of customer {} to {}; index.json sha256 {}",
                 r.calls.len(),
+                r.conversations.len(),
                 r.customer_ref,
                 r.dir.display(),
                 r.index.sha256

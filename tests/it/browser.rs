@@ -515,6 +515,8 @@ async fn qa_flow(tools: &Tools, svc: &Service, edit: &Edit) {
         row,
         [
             &svc.call,
+            // The channel (issue 17: Aino conversations share the queue).
+            "Telefon",
             &k.day,
             &k.desk,
             &k.language,
@@ -616,7 +618,7 @@ async fn qa_flow(tools: &Tools, svc: &Service, edit: &Edit) {
     b.click(&b.find("header a[href='/qa']").await).await;
     wait_for_path(b, "/qa").await;
     assert_clean(b, "qa queue, scored").await;
-    assert_eq!(row_of(b, &format!("a[href='{call_path}']")).await[5], QA);
+    assert_eq!(row_of(b, &format!("a[href='{call_path}']")).await[6], QA);
 
     // The report, from the queue's link: a range without the call counts
     // nothing; the call's day counts it. Dates typed into the form.
@@ -1042,10 +1044,18 @@ async fn dashboard_flow(tools: &Tools, svc: &Service) {
         usize::try_from(index.as_i64().unwrap()).unwrap_or_else(|_| panic!("no desk {} in the list", call.desk));
     b.press_keys(&keys::ARROW_DOWN.repeat(index)).await;
     assert_eq!(b.property(&desk, "value").await, json!(call.desk));
+    // The channel (all) and the breakdown (by desk) as they are (issue 17).
+    b.press_keys(keys::TAB).await;
+    assert_eq!(b.active_element().await, b.find("select[name=channel]").await);
+    b.press_keys(keys::TAB).await;
+    assert_eq!(b.active_element().await, b.find("select[name=by]").await);
     b.press_keys(keys::TAB).await;
     assert_eq!(b.text(&b.active_element().await).await, "Vis");
     b.press_keys(keys::ENTER).await;
-    let wanted = format!("?from={from}&to={}&period=day&desk={}", call.day, call.desk);
+    let wanted = format!(
+        "?from={from}&to={}&period=day&desk={}&channel=&by=desk",
+        call.day, call.desk
+    );
     b.wait_until("the dashboard by day for the desk", WAIT, || {
         let wanted = wanted.clone();
         async move { b.current_url().await.ends_with(&wanted).then_some(()) }
@@ -1110,14 +1120,14 @@ async fn dashboard_flow(tools: &Tools, svc: &Service) {
         .map(|e| e.event.subject.as_str())
         .collect();
     assert!(
-        reads
+        reads.iter().any(|s| s.ends_with(&format!(
+            "week {all} {all} by-desk",
+            all = opptak_review::dashboard::ALL
+        ))) && reads
             .iter()
-            .any(|s| s.ends_with(&format!("week {}", opptak_review::dashboard::ALL)))
-            && reads
-                .iter()
-                .filter(|s| s.ends_with(&format!("day {}", call.desk)))
-                .count()
-                == 2,
+            .filter(|s| s.ends_with(&format!("day {} {} by-desk", call.desk, opptak_review::dashboard::ALL)))
+            .count()
+            == 2,
         "every query audited with its parameters: {reads:?}"
     );
 }

@@ -10,11 +10,9 @@
 
 use crate::common;
 
-use common::{Backend, Env};
+use common::Env;
 use opptak::app::{Edges, RunningConversations};
 use opptak::chat::{encode, ChatConversation, Say};
-use opptak::config::Config;
-use opptak_crypto::segment::ArtifactKind as SealKind;
 use opptak_crypto::LocalKeyring;
 use opptak_domain::conversation::ConversationLog;
 use opptak_domain::model::{CallId, Channel, Desk, Sender, ServiceCategory};
@@ -82,32 +80,18 @@ struct Conv {
 }
 
 pub(crate) struct World {
-    env: Env,
+    pub(crate) env: Env,
     pub(crate) edges: Edges,
     pub(crate) clock: Arc<ManualClock>,
     pub(crate) shared: LocalKeyring,
-    role: Option<RunningConversations>,
+    pub(crate) role: Option<RunningConversations>,
     db: sqlx::AnyPool,
     services: bool,
 }
 
 pub(crate) async fn world(name: &str) -> World {
-    let backend = match (common::kafka(), common::postgres_db(name).await) {
-        (Some(kafka), Some(postgres)) => Backend::Services { kafka, postgres },
-        _ => Backend::Embedded,
-    };
-    let services = matches!(backend, Backend::Services { .. });
-    let mut env = Env::new(&backend, name);
-    let shared_path = env.dir.path().join("chat-keyring.json");
-    let shared = LocalKeyring::open_or_create(&shared_path).unwrap();
-    env.vars.push((
-        "OPPTAK__KEYS__TELEPHONY_KEYRING".into(),
-        shared_path.display().to_string(),
-    ));
-    env.vars
-        .push(("OPPTAK__MESSAGES__GROUP".into(), common::unique("messages")));
-    env.vars.push(("OPPTAK__MESSAGES__HOUSEKEEPING_S".into(), "1".into()));
-    env.config = Config::load_from(None, &env.vars).unwrap();
+    let common::chat::ChatEnv { env, shared, services } =
+        common::chat::chat_env(name, &[("OPPTAK__MESSAGES__HOUSEKEEPING_S", "1")]).await;
     let base = (opptak_domain::time::SystemClock.now_us() / SEC) * SEC;
     let clock = Arc::new(ManualClock::new(base));
     let clock_dyn: Arc<dyn Clock> = clock.clone();
@@ -130,21 +114,7 @@ pub(crate) async fn world(name: &str) -> World {
 
 impl World {
     pub(crate) async fn publish(&self, events: &[v1::ConversationEvent]) {
-        let topic = self.edges.config.messages_config().topic;
-        let out: Vec<opptak_bus::Outgoing> = events
-            .iter()
-            .map(|e| {
-                let (k, v) = encode(e);
-                opptak_bus::Outgoing {
-                    topic: topic.clone(),
-                    key: k.into(),
-                    payload: v.into(),
-                }
-            })
-            .collect();
-        for chunk in out.chunks(2000) {
-            self.edges.bus.publish_all(chunk.to_vec()).await.unwrap();
-        }
+        common::chat::publish(&self.edges, events).await;
     }
 
     /// Waits until `n` conversations whose ids start with `prefix` are written.
@@ -194,11 +164,7 @@ impl World {
     }
 
     pub(crate) async fn read(&self, id: &str, kind: &'static str) -> Result<ConversationLog, String> {
-        self.edges
-            .vault()
-            .read_json::<ConversationLog>(&CallId::parse(id).unwrap(), kind, SealKind::Conversation)
-            .await
-            .map_err(|e| e.to_string())
+        common::chat::read(&self.edges, id, kind).await
     }
 }
 
@@ -362,6 +328,29 @@ async fn acceptance(n: usize) {
             .unwrap();
         holds.push(h.hold_id);
     }
+    // An authority extends one investment-advice conversation to 7 years:
+    // its securities archive copy only (the policy's [extension]), in the
+    // WORM archive too.
+    let extended = convs.iter().find(|c| c.kind == Kind::InvestmentAdvice).unwrap();
+    let ext_id = CallId::parse(&extended.id).unwrap();
+    retention
+        .extend(&ext_id, 7, "Finanstilsynet", "FT-2026-0107", "co-anne")
+        .await
+        .unwrap();
+    let archived = w
+        .edges
+        .meta
+        .artifacts(&ext_id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.kind == "chat-archive")
+        .and_then(|a| a.object)
+        .unwrap();
+    assert_eq!(
+        w.edges.archive.retention(&archived.path).await.unwrap().retain_until_us,
+        add_years(extended.ended, 7)
+    );
 
     // The objecting customers object 100 days on: their analysis copies go
     // at once, everything else stays.
@@ -416,8 +405,11 @@ async fn acceptance(n: usize) {
     w.sweep().await;
 
     eprintln!("checked, held and objected after {:?}", t0.elapsed());
-    // Time travel through every expiry up to 6 years.
+    // Time travel through every expiry (up to the extended 7 years).
     let expiry_of = |c: &Conv, kind: &str| -> Option<i64> {
+        if c.id == extended.id && kind == "chat-archive" {
+            return Some(add_years(c.ended, 7));
+        }
         c.kind
             .copies()
             .iter()
@@ -701,7 +693,7 @@ async fn bad_conversation_input_is_dead_lettered_with_its_reason() {
     while reasons.len() < 8 && tokio::time::Instant::now() < deadline {
         for r in sub.poll(100, Duration::from_millis(300)).await.unwrap() {
             let d = v1::DeadLetter::decode(r.payload.as_ref()).unwrap();
-            assert_eq!(d.stage, "messages");
+            assert_eq!(d.stage, "messages", "{d:?}");
             reasons.push((d.detail.clone(), d.reason()));
         }
     }
@@ -723,6 +715,28 @@ async fn bad_conversation_input_is_dead_lettered_with_its_reason() {
     let log = w.read(&format!("{prefix}-good"), "chat-customer").await.unwrap();
     let texts: Vec<&str> = log.messages.iter().map(|m| m.text.as_str()).collect();
     assert_eq!(texts, ["første", "andre"]);
+    // A call cannot take the conversation's id (they share one id space).
+    let recorder = opptak::app::RunningRecorder::spawn(w.edges.recorder());
+    let mut call =
+        opptak::sim::SimCall::synthetic(&format!("{prefix}-good"), opptak_domain::model::Codec::Pcmu, 1, 0.2, 7);
+    call.started.started_at = Some(opptak_proto::convert::timestamp(now));
+    common::publish_events(&w.edges, &call.events(100)[..1]).await;
+    let mut refused = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while refused.is_none() && tokio::time::Instant::now() < deadline {
+        for r in sub.poll(100, Duration::from_millis(300)).await.unwrap() {
+            let d = v1::DeadLetter::decode(r.payload.as_ref()).unwrap();
+            if d.stage == "recorder" {
+                refused = Some(d);
+            }
+        }
+    }
+    let refused = refused.expect("the recorder refused the CallStarted");
+    assert_eq!(refused.reason(), R::DuplicateStart);
+    assert!(refused.detail.contains("conversation"), "{}", refused.detail);
+    recorder.stop().await.unwrap();
+    let log = w.read(&format!("{prefix}-good"), "chat-customer").await.unwrap();
+    assert_eq!(log.messages.len(), 2);
     let stats = w.role.unwrap().stop().await.unwrap();
     assert_eq!(stats.messages, 2, "{stats:?}");
     assert!(stats.duplicates >= 1, "{stats:?}");

@@ -60,7 +60,7 @@ fn request(call: &SimCall, key: &str) -> Request {
 }
 
 /// Decrypts a package and unpacks it: file names in archive order, and contents.
-fn open_package(identity: &age::x25519::Identity, path: &Path) -> (Vec<String>, BTreeMap<String, Vec<u8>>) {
+pub(crate) fn open_package(identity: &age::x25519::Identity, path: &Path) -> (Vec<String>, BTreeMap<String, Vec<u8>>) {
     let bytes = std::fs::read(path).unwrap();
     let plain = age::decrypt(identity, &bytes).unwrap();
     let mut archive = tar::Archive::new(plain.as_slice());

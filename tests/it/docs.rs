@@ -23,7 +23,7 @@ fn asyncapi_inlines_the_current_proto_definitions() {
     let yaml = std::fs::read_to_string(format!("{root}/docs/asyncapi.yaml")).unwrap();
     // Compare with the YAML block indentation removed.
     let flat: String = yaml.lines().map(|l| l.trim_start()).collect::<Vec<_>>().join("\n");
-    for file in ["telephony.proto", "events.proto"] {
+    for file in ["telephony.proto", "messages.proto", "events.proto"] {
         let proto = std::fs::read_to_string(format!("{root}/proto/opptak/v1/{file}")).unwrap();
         for b in blocks(&proto) {
             let b: String = b.lines().map(|l| l.trim_start()).collect::<Vec<_>>().join("\n");
@@ -46,6 +46,81 @@ fn contract_guide_names_every_dead_letter_reason() {
             guide.contains(name),
             "docs/telephony-contract.md does not explain {name}"
         );
+    }
+}
+
+/// The names a `.proto` file defines: its messages and enums, their fields
+/// and their values.
+fn proto_names(proto: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in blocks(proto) {
+        for line in b.lines().map(str::trim) {
+            if line.starts_with("//") || line.starts_with("oneof ") || line == "}" {
+                continue;
+            }
+            if let Some(head) = line.strip_prefix("message ").or_else(|| line.strip_prefix("enum ")) {
+                out.push(head.trim_end_matches(" {").to_owned());
+            } else if let Some((lhs, _)) = line.split_once(" = ") {
+                // `Type name = N;`, `repeated Type name = N;` or `VALUE = N;`
+                out.push(lhs.rsplit(' ').next().unwrap_or_default().to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// The chat systems' guide names every message, field and enum value of
+/// messages.proto, and explains every dead-letter reason the messages role
+/// uses.
+#[test]
+fn messages_guide_names_every_field_and_reason() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let guide = std::fs::read_to_string(format!("{root}/docs/messages-contract.md")).unwrap();
+    let proto = std::fs::read_to_string(format!("{root}/proto/opptak/v1/messages.proto")).unwrap();
+    let names = proto_names(&proto);
+    for want in [
+        "ConversationEvent",
+        "conversation_id",
+        "sealed_text",
+        "SENDER_BOT",
+        "last_sequence",
+    ] {
+        assert!(
+            names.iter().any(|n| n == want),
+            "{want} not parsed from messages.proto: {names:?}"
+        );
+    }
+    for name in &names {
+        assert!(
+            guide.contains(&format!("`{name}`")) || guide.contains(&format!("`{name} ")),
+            "docs/messages-contract.md does not name {name}"
+        );
+    }
+    use opptak_proto::v1::DeadLetterReason as R;
+    for r in [
+        R::Malformed,
+        R::InvalidFormat,
+        R::KeyMismatch,
+        R::UnknownCall,
+        R::DuplicateStart,
+        R::ConflictingChunk,
+        R::OversizedChunk,
+        R::AfterEnd,
+        R::Undecryptable,
+    ] {
+        let name = r.as_str_name().trim_start_matches("DEAD_LETTER_REASON_");
+        assert!(
+            guide.contains(&format!("| `{name}` ({})", r as i32)),
+            "docs/messages-contract.md does not explain {name}"
+        );
+    }
+    // The exact associated data of sealed texts and the IP address.
+    for ad in [
+        "\"opptak-message-v1\\0\"",
+        "\"<conversation id>/messages\"",
+        "sequence 0",
+    ] {
+        assert!(guide.contains(ad), "docs/messages-contract.md does not give {ad}");
     }
 }
 

@@ -998,7 +998,11 @@ async fn a_customers_objection_keeps_ki_off_until_new_consent() {
     let shredded = opptak_compliance::subject::object(&edges.compliance(), &customer, "ki", "co-anne", "DSR-2026-7")
         .await
         .unwrap();
-    assert_eq!(shredded, 1);
+    assert_eq!(shredded.calls, 1);
+    assert_eq!(
+        shredded.conversations, 0,
+        "an objection to KI leaves conversations alone"
+    );
     let key = edges.meta.class_key(&ids[0], "ki").await.unwrap().unwrap();
     assert!(key.destroyed_at_us.is_some(), "the earlier call's KI data is shredded");
 

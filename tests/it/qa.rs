@@ -739,6 +739,7 @@ async fn scoring_report_and_opt_out_on_a_known_data_set() {
         let row = |desk: &str, topic: &str| TopicRow {
             day: "2026-03-02".into(),
             desk: desk.into(),
+            channel: "phone".into(),
             topic: topic.into(),
         };
         assert_eq!(

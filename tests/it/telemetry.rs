@@ -392,21 +392,58 @@ async fn every_role_exposes_its_metrics_and_health() {
         .unwrap()
         .as_micros()
         + 3 * 86_400 * 1_000_000) as i64;
+    // Beside it the messages role (issue 17), with a conversation to keep.
+    let chat_keyring = env.dir.path().join("chat-keyring.json");
+    let shared = opptak_crypto::LocalKeyring::open_or_create(&chat_keyring).unwrap();
     let mut b = Proc::spawn(
         &env,
-        "sweeper",
+        "sweeper,messages",
         &[
             ("OPPTAK_NOW_US", three_days_on.to_string()),
             ("OPPTAK__RETENTION__SWEEP_INTERVAL_S", "1".into()),
+            ("OPPTAK__KEYS__TELEPHONY_KEYRING", chat_keyring.display().to_string()),
+            ("OPPTAK__MESSAGES__GROUP", common::unique("messages")),
         ],
         env.dir.path().join("b.log"),
     );
     assert_eq!(b.wait_ready(200, 60).await, "ready\n");
+    let mut chat = opptak::chat::ChatConversation::new(&common::unique("telemetry-chat"), &shared).unwrap();
+    let events = [
+        chat.started(
+            three_days_on,
+            opptak_domain::model::Channel::AinoChatbot,
+            "cust-telemetry",
+            None,
+            "",
+            opptak_domain::model::Desk::Unspecified,
+            opptak_domain::model::ServiceCategory::General,
+        )
+        .unwrap(),
+        chat.say(opptak::chat::Say {
+            at_us: three_days_on,
+            sender: opptak_domain::model::Sender::Customer,
+            sender_id: "",
+            text: "Hei",
+        })
+        .unwrap(),
+        chat.ended(three_days_on + 1_000_000),
+    ];
+    let messages_topic = env.config.messages_config().topic;
+    for e in &events {
+        let (k, v) = opptak::chat::encode(e);
+        edges.bus.publish(&messages_topic, &k, &v).await.unwrap();
+    }
     let b_metrics = b
-        .wait_metrics("expired recordings swept", 120, |s| {
+        .wait_metrics("expired recordings swept, the conversation written", 120, |s| {
             s.get(r#"opptak_sweeper_deletions_total{kind="recording"}"#) >= samples.len() as f64
+                && s.get(r#"opptak_conversation_events_total{outcome="written"}"#) >= 1.0
         })
         .await;
+    assert_eq!(
+        b_metrics.get(r#"opptak_conversation_events_total{outcome="message"}"#),
+        1.0
+    );
+    assert_eq!(b_metrics.get(r#"opptak_role_up{role="messages"}"#), 1.0);
     assert_eq!(b_metrics.get(r#"opptak_role_up{role="sweeper"}"#), 1.0);
     assert!(b_metrics.get(r#"opptak_key_operations_total{op="shred"}"#) >= 1.0);
     assert_eq!(b_metrics.sum("opptak_role_up", &[("role", "recorder")]), 0.0);

@@ -1,6 +1,6 @@
 //! Disclosure packages for public authorities and Finansklagenemnda (R10):
-//! one call's recording, its facts and its retention history, packed as a
-//! tar archive and encrypted to the recipient's age X25519 public key
+//! one call's recording (or one conversation's log), its facts and its
+//! retention history, packed as a tar archive and encrypted to the recipient's age X25519 public key
 //! (`docs/disclosure-and-subject-requests.md` has the format).
 //!
 //! Package contents, in this order:
@@ -14,11 +14,19 @@
 //!   record) with its approver and every review version, when there is one;
 //! - `transcript.json`: the transcript while the call's KI data is kept.
 //!
-//! [`call_metadata`] is shared with the data-subject export (`subject.rs`):
-//! it describes one call only, so it never carries another customer's data.
+//! A conversation (chat, secure message, e-mail) is disclosed by its id as a
+//! call is: `manifest.json`, `metadata.json` ([`conversation_metadata`]),
+//! and its best copy — the securities archive, else the advisor record, else
+//! the customer's online-bank copy — as `conversation.json` and, readable,
+//! `conversation.txt` with what is kept until when.
+//!
+//! [`call_metadata`] and [`conversation_metadata`] are shared with the
+//! data-subject export (`subject.rs`): each describes one call or
+//! conversation only, so it never carries another customer's data.
 
 use crate::ComplianceEdges;
 use anyhow::{bail, Context, Result};
+use opptak_domain::conversation::ConversationLog;
 use opptak_domain::model::CallId;
 use opptak_domain::retention::{ArtifactKind, Decision, RetentionFacts};
 use opptak_domain::time::utc_time;
@@ -80,6 +88,12 @@ pub struct Package {
     pub audio_source: Option<String>,
     /// Why each candidate audio artifact was not used.
     pub audio_missing: Vec<String>,
+    /// A conversation's package (not a call's).
+    pub conversation: bool,
+    /// A conversation's package: which copy it holds (`chat-archive`,
+    /// `chat-advisor`, `chat-customer`, or the redacted `chat-analysis`),
+    /// or `None` when none can be read any more (the manifest says why).
+    pub conversation_source: Option<String>,
     pub created_at_us: i64,
 }
 
@@ -208,14 +222,7 @@ pub async fn call_metadata(edges: &ComplianceEdges, call_id: &CallId) -> Result<
         .facts(call_id)
         .await
         .with_context(|| format!("reading call {call_id}"))?;
-    let decisions = edges.retention.policy.explain(&facts);
-    let meta = edges.vault.meta();
-    let stored = meta.retention_of(call_id).await?;
-    let holds = meta.holds(Some(call_id), false).await?;
-    let artifacts = meta.artifacts(call_id).await?;
-    let shreddings = meta.shreddings(Some(call_id)).await?;
-    let deletions = meta.deletions(Some(call_id)).await?;
-    let gaps = meta.gaps(&rec.recording_id).await?;
+    let gaps = edges.vault.meta().gaps(&rec.recording_id).await?;
     let f = &rec.facts;
     let rate = f.format.sample_rate_hz() as f64;
     let seconds = |frames: u64| (frames as f64 / rate * 1000.0).round() / 1000.0;
@@ -253,6 +260,54 @@ pub async fn call_metadata(edges: &ComplianceEdges, call_id: &CallId) -> Result<
             "from_audio_second": (o.offset_us as f64 / 1e6),
         })),
     });
+    let mut out = stored_metadata(edges, call_id, &facts).await?;
+    out["call"] = call;
+    Ok(out)
+}
+
+/// Everything stored about one conversation (chat, secure message, e-mail),
+/// without its texts: its facts, and as for a call the retention decisions,
+/// holds, each copy and its state, and the shredding and deletion evidence.
+/// Only this conversation's data.
+pub async fn conversation_metadata(edges: &ComplianceEdges, id: &CallId) -> Result<Value> {
+    let (rec, facts) = edges
+        .retention
+        .conversation_facts(id)
+        .await
+        .with_context(|| format!("reading conversation {id}"))?;
+    let f = &rec.facts;
+    let conversation = json!({
+        "conversation_id": f.conversation_id.as_str(),
+        "channel": f.channel.as_str(),
+        "customer_ref": f.customer_ref,
+        "logged_in": f.logged_in(),
+        "advisor_id": f.advisor_id,
+        "handover_at": f.handover_at_us.map(utc),
+        "desk": f.desk.as_str(),
+        "service_category": f.service_category.as_str(),
+        "started_at": utc(f.started_at_us),
+        "started_at_us": f.started_at_us,
+        "ended_at": rec.ended_at_us.map(utc),
+        "ended_at_us": rec.ended_at_us,
+        "end_reason": rec.end_reason,
+        "messages": rec.messages,
+        "written_at": rec.written_at_us.map(utc),
+    });
+    let mut out = stored_metadata(edges, id, &facts).await?;
+    out["conversation"] = conversation;
+    Ok(out)
+}
+
+/// What a call and a conversation share in their metadata: `retention`,
+/// `holds`, `artifacts`, `shreddings`, `deletions`.
+async fn stored_metadata(edges: &ComplianceEdges, id: &CallId, facts: &RetentionFacts) -> Result<Value> {
+    let decisions = edges.retention.policy.explain(facts);
+    let meta = edges.vault.meta();
+    let stored = meta.retention_of(id).await?;
+    let holds = meta.holds(Some(id), false).await?;
+    let artifacts = meta.artifacts(id).await?;
+    let shreddings = meta.shreddings(Some(id)).await?;
+    let deletions = meta.deletions(Some(id)).await?;
     let artifacts: Vec<Value> = artifacts
         .iter()
         .map(|a| {
@@ -285,11 +340,10 @@ pub async fn call_metadata(edges: &ComplianceEdges, call_id: &CallId) -> Result<
         })
         .collect();
     Ok(json!({
-        "call": call,
         "retention": {
-            "facts": facts_json(&facts),
+            "facts": facts_json(facts),
             "decisions": decisions.iter().map(decision_json).collect::<Vec<_>>(),
-            "explanation": opptak_domain::retention::render_explanation(&facts, &decisions),
+            "explanation": opptak_domain::retention::render_explanation(facts, &decisions),
         },
         "holds": holds.iter().map(|h| json!({
             "hold_id": h.hold_id,
@@ -321,6 +375,150 @@ pub async fn call_metadata(edges: &ComplianceEdges, call_id: &CallId) -> Result<
             "key_shredded": d.key_shredded,
         })).collect::<Vec<_>>(),
     }))
+}
+
+/// The copies of a conversation a person may be given, best first: the
+/// securities archive, the advisor record, the customer's online-bank copy.
+/// The redacted analysis copy is not among them: it stands in only when
+/// none of these is left ([`read_conversation`]).
+pub const CONVERSATION_COPIES: [ArtifactKind; 3] = [
+    ArtifactKind::ChatArchive,
+    ArtifactKind::ChatAdvisor,
+    ArtifactKind::ChatCustomer,
+];
+
+/// One readable copy of a conversation and which kind it is.
+pub struct ConversationCopy {
+    pub kind: ArtifactKind,
+    pub log: ConversationLog,
+}
+
+/// Reads one copy of a conversation; `Ok(Err(why))` when it is legitimately
+/// gone (never written, its key destroyed). Anything else is an error, as
+/// for audio ([`read_audio`]).
+pub(crate) async fn read_copy(
+    edges: &ComplianceEdges,
+    id: &CallId,
+    kind: ArtifactKind,
+) -> Result<std::result::Result<ConversationLog, VaultError>> {
+    let sealed = opptak_crypto::segment::ArtifactKind::Conversation;
+    match edges
+        .vault
+        .read_json::<ConversationLog>(id, kind.as_str(), sealed)
+        .await
+    {
+        Ok(log) => Ok(Ok(log)),
+        Err(e @ (VaultError::KeyDestroyed { .. } | VaultError::NoArtifact { .. })) => Ok(Err(e)),
+        Err(e) => Err(e).with_context(|| format!("reading the {kind} copy of conversation {id}")),
+    }
+}
+
+/// Every copy of a conversation that can still be read, best first
+/// ([`CONVERSATION_COPIES`]); the redacted analysis copy only when none of
+/// those is left. Also why each other copy was not read.
+pub async fn read_conversation(
+    edges: &ComplianceEdges,
+    id: &CallId,
+) -> Result<(Vec<ConversationCopy>, Vec<(ArtifactKind, String)>)> {
+    let mut copies = Vec::new();
+    let mut missing = Vec::new();
+    for kind in CONVERSATION_COPIES {
+        match read_copy(edges, id, kind).await? {
+            Ok(log) => copies.push(ConversationCopy { kind, log }),
+            Err(why) => missing.push((kind, why.to_string())),
+        }
+    }
+    let analysis = ArtifactKind::ChatAnalysis;
+    if copies.is_empty() {
+        match read_copy(edges, id, analysis).await? {
+            Ok(log) => copies.push(ConversationCopy { kind: analysis, log }),
+            Err(why) => missing.push((analysis, why.to_string())),
+        }
+    } else {
+        missing.push((
+            analysis,
+            "not used: the redacted analysis copy of a conversation whose full copy is given".into(),
+        ));
+    }
+    Ok((copies, missing))
+}
+
+/// A conversation as a person reads it: who, where, when, every message with
+/// its attachments (references), and what is kept of it until when.
+pub fn render_conversation(copy: &ConversationCopy, decisions: &[Decision]) -> String {
+    use std::fmt::Write;
+    let log = &copy.log;
+    let mut s = String::new();
+    let _ = writeln!(s, "conversation {} ({})", log.conversation_id, log.channel);
+    if log.redacted {
+        let _ = writeln!(
+            s,
+            "REDACTED: this is the analysis copy, the only one left: who wrote and every identifier in the \
+             texts are replaced by tokens ([FNR], [PHONE], ...), attachment references are blanked"
+        );
+    } else {
+        let _ = writeln!(s, "copy: {}", copy.kind);
+    }
+    if !log.customer_ref.is_empty() {
+        let _ = writeln!(s, "customer: {}", log.customer_ref);
+    }
+    if let Some(ip) = &log.ip_address {
+        let _ = writeln!(s, "ip address: {ip}");
+    }
+    if !log.advisor_id.is_empty() {
+        let _ = writeln!(s, "advisor: {}", log.advisor_id);
+    }
+    let _ = writeln!(s, "desk: {}, service: {}", log.desk, log.service_category);
+    let _ = writeln!(s, "started: {}", utc(log.started_at_us));
+    if let Some(at) = log.handover_at_us {
+        let _ = writeln!(s, "handed over to an advisor: {}", utc(at));
+    }
+    let _ = writeln!(s, "ended: {} ({})", utc(log.ended_at_us), log.end_reason);
+    let _ = writeln!(s);
+    for m in &log.messages {
+        let who = if m.sender_id.is_empty() {
+            m.sender.as_str().to_owned()
+        } else {
+            format!("{} {}", m.sender, m.sender_id)
+        };
+        let _ = writeln!(s, "[{}] {who}:", utc(m.at_us));
+        for line in m.text.lines() {
+            let _ = writeln!(s, "    {line}");
+        }
+        for a in &m.attachments {
+            let _ = writeln!(
+                s,
+                "    attachment: {} ({}, {} bytes)",
+                if a.reference.is_empty() {
+                    "[reference removed]"
+                } else {
+                    &a.reference
+                },
+                a.media_type,
+                a.size_bytes
+            );
+        }
+    }
+    if !log.missing.is_empty() {
+        let _ = writeln!(s, "\nmessages announced but never received: {:?}", log.missing);
+    }
+    let _ = writeln!(s, "\nwhat is kept:");
+    for d in decisions {
+        let _ = writeln!(
+            s,
+            "  {:<14} {}",
+            d.kind.as_str(),
+            match (d.kept, d.held) {
+                (true, true) => "kept until a legal hold is released".to_owned(),
+                (true, false) => format!("kept until {}", utc(d.expires_at_us)),
+                (false, _) => "not kept".to_owned(),
+            }
+        );
+        for why in &d.chain {
+            let _ = writeln!(s, "  {:<14}   {why}", "");
+        }
+    }
+    s
 }
 
 /// Reads one audio artifact; `Ok(Err(why))` when it is legitimately gone
@@ -368,10 +566,13 @@ pub async fn build(edges: &ComplianceEdges, req: &Request, progress: &mut dyn Fn
     let recipient = validate(req)?;
     let call_id = &req.call_id;
     let now = edges.vault.clock().now_us();
-    progress(&format!("call {call_id}: reading facts and retention"));
     if edges.vault.meta().load_call(call_id).await?.is_none() {
-        bail!("no call {call_id}: check the call id (`opptak recordings list`)");
+        if edges.vault.meta().load_conversation(call_id).await?.is_some() {
+            return build_conversation(edges, req, &recipient, progress).await;
+        }
+        bail!("no call {call_id}, nor a conversation of that id: check the id (`opptak recordings list`)");
     }
+    progress(&format!("call {call_id}: reading facts and retention"));
     let mut metadata = call_metadata(edges, call_id).await?;
     let (_, facts) = edges.retention.facts(call_id).await?;
 
@@ -390,14 +591,7 @@ pub async fn build(edges: &ComplianceEdges, req: &Request, progress: &mut dyn Fn
         }
     }
 
-    metadata["disclosure"] = json!({
-        "case": req.case_ref,
-        "recipient": req.recipient,
-        "recipient_key": req.recipient_key.trim(),
-        "disclosed_by": req.disclosed_by,
-        "reason": req.reason,
-        "created_at": utc(now),
-    });
+    metadata["disclosure"] = disclosure_json(req, now);
     let ki_notice = metadata["call"]["ki_notice"].clone();
     let metadata = serde_json::to_vec_pretty(&metadata)?;
     let wav = audio.as_ref().map(|(_, rec)| wav_bytes(rec)).transpose()?;
@@ -418,7 +612,6 @@ pub async fn build(edges: &ComplianceEdges, req: &Request, progress: &mut dyn Fn
     if let Some(body) = &transcript {
         contents.push(("transcript.json", body));
     }
-    let entries: Vec<FileEntry> = contents.iter().map(|(n, d)| FileEntry::of(n, d)).collect();
     let rules = |kind| edges.retention.policy.decide(&facts, kind).chain;
     let audio_json = match &audio {
         Some((which, rec)) => json!({
@@ -437,18 +630,7 @@ pub async fn build(edges: &ComplianceEdges, req: &Request, progress: &mut dyn Fn
         }),
     };
     let manifest = json!({
-        "format": PACKAGE_FORMAT,
-        "opptak_version": env!("CARGO_PKG_VERSION"),
-        "created_at": utc(now),
-        "created_at_us": now,
         "call_id": call_id.as_str(),
-        "case": req.case_ref,
-        "recipient": req.recipient,
-        "recipient_key": req.recipient_key.trim(),
-        "disclosed_by": req.disclosed_by,
-        "reason": req.reason,
-        "encryption": "age v1 (https://age-encryption.org/v1), one X25519 recipient: recipient_key",
-        "files": entries.iter().map(FileEntry::json).collect::<Vec<_>>(),
         "audio": audio_json,
         "approved_summary": summary_json,
         "transcript": transcript_json,
@@ -461,15 +643,8 @@ pub async fn build(edges: &ComplianceEdges, req: &Request, progress: &mut dyn Fn
             "approved-summary": rules(ArtifactKind::ApprovedSummary),
         },
     });
-    let manifest = serde_json::to_vec_pretty(&manifest)?;
-
     progress(&format!("call {call_id}: packing and encrypting to {}", req.recipient));
-    let mut files = vec![FileEntry::of("manifest.json", &manifest)];
-    files.extend(entries);
-    let mut ordered: Vec<(&str, &[u8])> = vec![("manifest.json", &manifest)];
-    ordered.extend(contents);
-    let plain = tar(&ordered, now.div_euclid(1_000_000).max(0) as u64)?;
-    let encrypted = age::encrypt(&recipient, &plain).context("encrypting the package")?;
+    let (encrypted, files) = pack(&recipient, req, manifest, contents, now)?;
     Ok(Package {
         call_id: call_id.clone(),
         sha256: sha256_hex(&encrypted),
@@ -477,6 +652,127 @@ pub async fn build(edges: &ComplianceEdges, req: &Request, progress: &mut dyn Fn
         files,
         audio_source: audio.map(|(w, _)| w.store_kind().to_owned()),
         audio_missing: missing,
+        conversation: false,
+        conversation_source: None,
+        created_at_us: now,
+    })
+}
+
+/// The `disclosure` part of a package's `metadata.json`.
+fn disclosure_json(req: &Request, now: i64) -> Value {
+    json!({
+        "case": req.case_ref,
+        "recipient": req.recipient,
+        "recipient_key": req.recipient_key.trim(),
+        "disclosed_by": req.disclosed_by,
+        "reason": req.reason,
+        "created_at": utc(now),
+    })
+}
+
+/// Completes `manifest` (what the package holds) with who disclosed what to
+/// whom and every file's name, size and SHA-256, packs it first and
+/// `contents` after it, and encrypts the tar to the recipient. Returns the
+/// age file and the files inside, in archive order.
+fn pack(
+    recipient: &age::x25519::Recipient,
+    req: &Request,
+    mut manifest: Value,
+    contents: Vec<(&str, &[u8])>,
+    now: i64,
+) -> Result<(Vec<u8>, Vec<FileEntry>)> {
+    let entries: Vec<FileEntry> = contents.iter().map(|(n, d)| FileEntry::of(n, d)).collect();
+    for (k, v) in [
+        ("format", json!(PACKAGE_FORMAT)),
+        ("opptak_version", json!(env!("CARGO_PKG_VERSION"))),
+        ("created_at", json!(utc(now))),
+        ("created_at_us", json!(now)),
+        ("case", json!(req.case_ref)),
+        ("recipient", json!(req.recipient)),
+        ("recipient_key", json!(req.recipient_key.trim())),
+        ("disclosed_by", json!(req.disclosed_by)),
+        ("reason", json!(req.reason)),
+        (
+            "encryption",
+            json!("age v1 (https://age-encryption.org/v1), one X25519 recipient: recipient_key"),
+        ),
+        ("files", json!(entries.iter().map(FileEntry::json).collect::<Vec<_>>())),
+    ] {
+        manifest[k] = v;
+    }
+    let manifest = serde_json::to_vec_pretty(&manifest)?;
+    let mut files = vec![FileEntry::of("manifest.json", &manifest)];
+    files.extend(entries);
+    let mut ordered: Vec<(&str, &[u8])> = vec![("manifest.json", &manifest)];
+    ordered.extend(contents);
+    let plain = tar(&ordered, now.div_euclid(1_000_000).max(0) as u64)?;
+    let encrypted = age::encrypt(recipient, &plain).context("encrypting the package")?;
+    Ok((encrypted, files))
+}
+
+/// A conversation's package: its metadata (facts, retention with the
+/// explanation, holds, copies, evidence), its best copy as
+/// `conversation.json` (the securities archive, else the advisor record,
+/// else the customer's copy; the redacted analysis copy only when none is
+/// left, and the manifest says so) and the same as `conversation.txt`.
+async fn build_conversation(
+    edges: &ComplianceEdges,
+    req: &Request,
+    recipient: &age::x25519::Recipient,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Package> {
+    let id = &req.call_id;
+    let now = edges.vault.clock().now_us();
+    progress(&format!("conversation {id}: reading facts and retention"));
+    let mut metadata = conversation_metadata(edges, id).await?;
+    let (_, facts) = edges.retention.conversation_facts(id).await?;
+    let decisions = edges.retention.policy.explain(&facts);
+    metadata["disclosure"] = disclosure_json(req, now);
+    let metadata = serde_json::to_vec_pretty(&metadata)?;
+    progress(&format!("conversation {id}: decrypting its best copy"));
+    let (copies, mut missing) = read_conversation(edges, id).await?;
+    let best = copies.into_iter().next();
+    let mut contents: Vec<(&str, &[u8])> = vec![("metadata.json", &metadata)];
+    let body = best.as_ref().map(|c| serde_json::to_vec_pretty(&c.log)).transpose()?;
+    let text = best.as_ref().map(|c| render_conversation(c, &decisions));
+    if let (Some(body), Some(text)) = (&body, &text) {
+        contents.push(("conversation.json", body));
+        contents.push(("conversation.txt", text.as_bytes()));
+    }
+    // Copies after the best one are the same conversation again.
+    missing.retain(|(k, _)| best.as_ref().is_none_or(|b| b.kind != *k));
+    let not_used: Vec<String> = missing.iter().map(|(k, why)| format!("{k}: {why}")).collect();
+    let conversation_json = match &best {
+        Some(c) => json!({
+            "included": true,
+            "files": ["conversation.json", "conversation.txt"],
+            "source": c.kind.as_str(),
+            "redacted": c.log.redacted,
+            "messages": c.log.messages.len(),
+            "not_used": not_used,
+        }),
+        None => json!({ "included": false, "why": not_used }),
+    };
+    let manifest = json!({
+        "conversation_id": id.as_str(),
+        "conversation": conversation_json,
+        "retention": opptak_domain::retention::render_explanation(&facts, &decisions),
+        "policy_rules": decisions.iter().map(|d| (d.kind.as_str().to_owned(), json!(d.chain))).collect::<serde_json::Map<_, _>>(),
+    });
+    progress(&format!(
+        "conversation {id}: packing and encrypting to {}",
+        req.recipient
+    ));
+    let (encrypted, files) = pack(recipient, req, manifest, contents, now)?;
+    Ok(Package {
+        call_id: id.clone(),
+        sha256: sha256_hex(&encrypted),
+        encrypted,
+        files,
+        audio_source: None,
+        audio_missing: Vec::new(),
+        conversation: true,
+        conversation_source: best.map(|c| c.kind.as_str().to_owned()),
         created_at_us: now,
     })
 }
@@ -592,6 +888,10 @@ pub async fn disclose(
     progress: &mut dyn FnMut(&str),
 ) -> Result<Package> {
     validate(req)?;
+    let subject = match edges.vault.meta().load_conversation(&req.call_id).await? {
+        Some(_) => format!("conversation:{}", req.call_id),
+        None => format!("call:{}", req.call_id),
+    };
     // Audited before anything is decrypted (R3, R9).
     edges
         .audit()
@@ -600,7 +900,7 @@ pub async fn disclose(
             &req.disclosed_by,
             "compliance",
             "disclosure",
-            &format!("call:{}", req.call_id),
+            &subject,
             &format!("{} to {}: {}", req.case_ref, req.recipient, req.reason),
         )
         .await?;
@@ -621,6 +921,7 @@ pub async fn disclose(
         reason = %req.reason,
         package_sha256 = %pkg.sha256,
         audio = pkg.audio_source.as_deref().unwrap_or("none"),
+        conversation_copy = pkg.conversation_source.as_deref().unwrap_or("none"),
         "disclosure package created"
     );
     Ok(pkg)
@@ -631,20 +932,36 @@ pub fn receipt(pkg: &Package, req: &Request, out: &Path) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let _ = writeln!(s, "disclosure package {}", out.display());
-    let _ = writeln!(s, "  call        {}", pkg.call_id);
+    let _ = writeln!(
+        s,
+        "  {:<11} {}",
+        if pkg.conversation { "conversation" } else { "call" },
+        pkg.call_id
+    );
     let _ = writeln!(s, "  case        {}", req.case_ref);
     let _ = writeln!(s, "  recipient   {} ({})", req.recipient, req.recipient_key.trim());
     let _ = writeln!(s, "  by          {}", req.disclosed_by);
     let _ = writeln!(s, "  reason      {}", req.reason);
     let _ = writeln!(s, "  created     {}", utc(pkg.created_at_us));
-    let _ = writeln!(
-        s,
-        "  audio       {}",
-        match &pkg.audio_source {
-            Some(src) => format!("recording.wav from the {src}"),
-            None => format!("none ({})", pkg.audio_missing.join("; ")),
-        }
-    );
+    if pkg.conversation {
+        let _ = writeln!(
+            s,
+            "  copy        {}",
+            match &pkg.conversation_source {
+                Some(src) => format!("conversation.json and conversation.txt from the {src} copy"),
+                None => "none left (manifest.json says why)".to_owned(),
+            }
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "  audio       {}",
+            match &pkg.audio_source {
+                Some(src) => format!("recording.wav from the {src}"),
+                None => format!("none ({})", pkg.audio_missing.join("; ")),
+            }
+        );
+    }
     let _ = writeln!(s, "  package     {} bytes, sha256 {}", pkg.encrypted.len(), pkg.sha256);
     for f in &pkg.files {
         let _ = writeln!(s, "  {:<15} {:>10} bytes  sha256 {}", f.name, f.bytes, f.sha256);
@@ -682,6 +999,89 @@ mod tests {
             .map(|e| e.unwrap().path().unwrap().display().to_string())
             .collect();
         assert_eq!(names, ["a.txt", "b.txt"]);
+    }
+
+    #[test]
+    fn a_conversation_reads_as_it_was_written_and_says_what_is_kept() {
+        use opptak_domain::conversation::{Attachment, Message};
+        use opptak_domain::model::{Channel, Desk, Sender, ServiceCategory};
+        use opptak_domain::retention::{ConversationRetention, Policy};
+        const END: i64 = 1_795_824_000_000_000;
+        let log = ConversationLog {
+            conversation_id: "chat-1".into(),
+            channel: Channel::AinoChatbot,
+            customer_ref: "kunde-9".into(),
+            ip_address: None,
+            advisor_id: "adv-5".into(),
+            desk: Desk::CustomerCenter,
+            service_category: ServiceCategory::Loan,
+            started_at_us: END - 600_000_000,
+            ended_at_us: END,
+            end_reason: "closed_by_customer".into(),
+            handover_at_us: Some(END - 300_000_000),
+            messages: vec![Message {
+                sequence: 1,
+                message_id: "m1".into(),
+                at_us: END - 599_000_000,
+                sender: Sender::Customer,
+                sender_id: String::new(),
+                text: "Kan jeg få snakke med en rådgiver?\nDet gjelder boliglånet.".into(),
+                attachments: vec![Attachment {
+                    reference: "doc-77/lønnsslipp.pdf".into(),
+                    media_type: "application/pdf".into(),
+                    size_bytes: 5120,
+                }],
+            }],
+            missing: vec![2],
+            redacted: false,
+        };
+        let facts = RetentionFacts {
+            service_category: ServiceCategory::Loan,
+            desk: Desk::CustomerCenter,
+            ki_active: false,
+            ended_at_us: END,
+            opt_out_at_us: None,
+            reclassified: None,
+            holds: Vec::new(),
+            extension: None,
+            conversation: Some(ConversationRetention {
+                channel: Channel::AinoChatbot,
+                logged_in: true,
+                advisor: true,
+                objected_at_us: None,
+            }),
+        };
+        let decisions = Policy::default_policy().explain(&facts);
+        let full = ConversationCopy {
+            kind: ArtifactKind::ChatCustomer,
+            log: log.clone(),
+        };
+        let text = render_conversation(&full, &decisions);
+        for want in [
+            "conversation chat-1 (aino_chatbot)",
+            "copy: chat-customer",
+            "customer: kunde-9",
+            "advisor: adv-5",
+            "handed over to an advisor: ",
+            "] customer:\n    Kan jeg få snakke med en rådgiver?\n    Det gjelder boliglånet.\n",
+            "attachment: doc-77/lønnsslipp.pdf (application/pdf, 5120 bytes)",
+            "never received: [2]",
+            "chat-advisor   kept until 2031-",
+            "chat-customer  kept until 2029-",
+            "chat-archive   not kept",
+        ] {
+            assert!(text.contains(want), "{want:?} not in\n{text}");
+        }
+        let analysis = ConversationCopy {
+            kind: ArtifactKind::ChatAnalysis,
+            log: log.redacted(),
+        };
+        let text = render_conversation(&analysis, &decisions);
+        assert!(
+            text.contains("REDACTED") && !text.contains("kunde-9") && !text.contains("lønnsslipp"),
+            "{text}"
+        );
+        assert!(text.contains("attachment: [reference removed]"), "{text}");
     }
 
     #[test]

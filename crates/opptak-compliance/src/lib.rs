@@ -1,7 +1,8 @@
 //! Compliance operations on what opptak keeps: disclosure packages for
 //! public authorities and Finansklagenemnda (R10, [`disclose`]) and
 //! data-subject requests — access and portability exports, erasure of what
-//! the law lets go, with a report of what stays and why (R11, [`subject`]).
+//! the law lets go, with a report of what stays and why (R11, [`subject`]),
+//! for calls and conversations (chat, secure messages, e-mail) alike.
 //!
 //! Both read through the call vault, decide by the retention policy, and are
 //! audited before anything is decrypted. They take only the edges they use

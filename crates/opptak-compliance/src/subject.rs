@@ -5,17 +5,28 @@
 //! `metadata.json` ([`crate::disclose::call_metadata`]: this call only) and
 //! every audio artifact that can still be decrypted as a WAV, the KI
 //! transcript (`transcript.json`) and draft (`draft.json`) while they exist,
-//! plus a
+//! and for each of the customer's conversations (chat, secure messages,
+//! e-mail) a directory with `metadata.json`
+//! ([`crate::disclose::conversation_metadata`]), every copy that can still
+//! be read as `<kind>.json` (the redacted analysis copy only when no other
+//! is left), `conversation.txt` (the readable rendering, with what is kept
+//! until when) and `recipients.json`; plus a
 //! top-level `index.json` naming every file with its SHA-256. Directories
 //! are created 0700, files 0600.
 //!
 //! **Erasure** crypto-shreds what the law lets go and reports what stays and
-//! why. Per artifact, in this order:
-//! 1. the call is under a legal hold → stays (the hold id and case);
-//! 2. the call is still being recorded → stays (ask again after it ends);
-//! 3. class `ki` → erased: KI artifacts are not exempt (R11);
-//! 4. class `archive-5y` → stays while the policy keeps it (securities
-//!    trading act / MiFID II), erased once the policy no longer does;
+//! why. Per artifact (or copy of a conversation), in this order:
+//! 1. the call or conversation is under a legal hold → stays (the hold id
+//!    and case);
+//! 2. the call is still being recorded, the conversation still open →
+//!    stays (ask again after it ends);
+//! 3. class `ki` → erased: KI artifacts are not exempt (R11); so is a
+//!    conversation's analysis copy (`chat-analysis-1y`) and the customer's
+//!    online-bank copy (`chat-customer-3y`);
+//! 4. class `archive-5y` (a call's archive copy, a conversation's securities
+//!    archive) and `chat-advisor-5y` (a conversation with an advisor) → stay
+//!    while the policy keeps them, with the date, erased once it no longer
+//!    does;
 //! 5. class `audio-24h` → stays for an investment-advice call within its
 //!    retention (the legally required record), erased otherwise; the
 //!    telephony system's chunk key of the call follows the recording;
@@ -26,7 +37,10 @@
 //! the artifact deleted with its own deletion evidence, and re-routing the
 //! call's retention.
 
-use crate::disclose::{call_metadata, read_audio, sha256_hex, utc, wav_bytes, write_new_private, FileEntry};
+use crate::disclose::{
+    call_metadata, conversation_metadata, read_audio, read_conversation, render_conversation, sha256_hex, utc,
+    wav_bytes, write_new_private, FileEntry,
+};
 use crate::ComplianceEdges;
 use anyhow::{bail, Context, Result};
 use opptak_domain::model::{CallId, KeyClass};
@@ -59,6 +73,9 @@ pub struct ExportReport {
     pub customer_ref: String,
     pub dir: PathBuf,
     pub calls: Vec<ExportedCall>,
+    /// The customer's conversations (`call_id` is the conversation id;
+    /// `unreadable` the copies not exported, and why).
+    pub conversations: Vec<ExportedCall>,
     pub index: FileEntry,
 }
 
@@ -99,6 +116,49 @@ fn require_ref(customer_ref: &str) -> Result<()> {
     Ok(())
 }
 
+/// One call's or conversation's directory of an export, and the files
+/// written into it.
+struct ExportDir {
+    dir: PathBuf,
+    id: CallId,
+    files: Vec<FileEntry>,
+}
+
+impl ExportDir {
+    fn create(out: &Path, id: &CallId) -> Result<Self> {
+        // Call and conversation ids are restricted to [A-Za-z0-9._:-] and
+        // never "." or "..".
+        let dir = out.join(id.as_str());
+        private_dir(&dir)?;
+        Ok(Self {
+            dir,
+            id: id.clone(),
+            files: Vec::new(),
+        })
+    }
+
+    fn put(&mut self, name: &str, data: &[u8]) -> Result<()> {
+        write_new_private(&self.dir.join(name), data)?;
+        self.files.push(FileEntry::of(&format!("{}/{name}", self.id), data));
+        Ok(())
+    }
+}
+
+/// Every disclosure of a call or conversation (GDPR art. 15(1)(c): the
+/// recipients), from the audit log.
+fn disclosed_to(entries: &[opptak_store::audit::AuditEntry]) -> Vec<serde_json::Value> {
+    entries
+        .iter()
+        .map(|e| {
+            json!({
+                "at": utc(e.at_us),
+                "by": e.event.actor,
+                "case_and_recipient": e.event.reason,
+            })
+        })
+        .collect()
+}
+
 /// Exports everything held about one customer to `out` (see the module docs).
 pub async fn export(
     edges: &ComplianceEdges,
@@ -132,15 +192,8 @@ pub async fn export(
     let mut calls = Vec::with_capacity(ids.len());
     for (i, id) in ids.iter().enumerate() {
         progress(&format!("call {}/{}: {id}", i + 1, ids.len()));
-        // Call ids are restricted to [A-Za-z0-9._:-] and never "." or "..".
-        let dir = out.join(id.as_str());
-        private_dir(&dir)?;
-        let mut files = Vec::new();
-        let mut put = |name: &str, data: &[u8]| -> Result<()> {
-            write_new_private(&dir.join(name), data)?;
-            files.push(FileEntry::of(&format!("{id}/{name}"), data));
-            Ok(())
-        };
+        let mut dir = ExportDir::create(out, id)?;
+        let mut put = |name: &str, data: &[u8]| dir.put(name, data);
         put(
             "metadata.json",
             &serde_json::to_vec_pretty(&call_metadata(edges, id).await?)?,
@@ -194,18 +247,21 @@ pub async fn export(
                 "quality": r.quality,
                 "flag": r.flag,
             })).collect::<Vec<_>>(),
-            "disclosed_to": disclosed.iter().map(|e| json!({
-                "at": utc(e.at_us),
-                "by": e.event.actor,
-                "case_and_recipient": e.event.reason,
-            })).collect::<Vec<_>>(),
+            "disclosed_to": disclosed_to(&disclosed),
         });
         put("derived-and-recipients.json", &serde_json::to_vec_pretty(&about)?)?;
         calls.push(ExportedCall {
             call_id: id.clone(),
-            files,
+            files: dir.files,
             unreadable,
         });
+    }
+    let records = edges.vault.meta().conversations_of_customer(customer_ref, 0).await?;
+    let mut conversations = Vec::with_capacity(records.len());
+    for (i, rec) in records.iter().enumerate() {
+        let id = &rec.facts.conversation_id;
+        progress(&format!("conversation {}/{}: {id}", i + 1, records.len()));
+        conversations.push(export_conversation(edges, &audit_log, id, out).await?);
     }
     let index = json!({
         "format": EXPORT_FORMAT,
@@ -217,16 +273,62 @@ pub async fn export(
             "files": c.files.iter().map(|f| json!({ "name": f.name, "bytes": f.bytes, "sha256": f.sha256 })).collect::<Vec<_>>(),
             "unreadable": c.unreadable.iter().map(|(k, why)| json!({ "artifact": k, "why": why })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
+        "conversations": conversations.iter().map(|c| json!({
+            "conversation_id": c.call_id.as_str(),
+            "files": c.files.iter().map(|f| json!({ "name": f.name, "bytes": f.bytes, "sha256": f.sha256 })).collect::<Vec<_>>(),
+            "not_exported": c.unreadable.iter().map(|(k, why)| json!({ "copy": k, "why": why })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
     });
     let index = serde_json::to_vec_pretty(&index)?;
     write_new_private(&out.join("index.json"), &index)?;
-    let files: usize = calls.iter().map(|c| c.files.len()).sum();
-    tracing::info!(customer_ref, calls = calls.len(), files, index_sha256 = %sha256_hex(&index), "data-subject export written");
+    let files: usize = calls.iter().chain(&conversations).map(|c| c.files.len()).sum();
+    tracing::info!(customer_ref, calls = calls.len(), conversations = conversations.len(), files,
+        index_sha256 = %sha256_hex(&index), "data-subject export written");
     Ok(ExportReport {
         customer_ref: customer_ref.to_owned(),
         dir: out.to_path_buf(),
         calls,
+        conversations,
         index: FileEntry::of("index.json", &index),
+    })
+}
+
+/// Exports one conversation of the customer into `<out>/<id>/`:
+/// `metadata.json` ([`conversation_metadata`]), every copy that can still be
+/// read as `<kind>.json` (the redacted analysis copy only when no other is
+/// left), `conversation.txt` (the best copy as a person reads it, with what
+/// is kept until when) and `recipients.json` (its disclosures).
+async fn export_conversation(
+    edges: &ComplianceEdges,
+    audit_log: &opptak_store::audit::SqlAudit,
+    id: &CallId,
+    out: &Path,
+) -> Result<ExportedCall> {
+    let mut dir = ExportDir::create(out, id)?;
+    let mut put = |name: &str, data: &[u8]| dir.put(name, data);
+    put(
+        "metadata.json",
+        &serde_json::to_vec_pretty(&conversation_metadata(edges, id).await?)?,
+    )?;
+    let (copies, missing) = read_conversation(edges, id).await?;
+    for c in &copies {
+        put(&format!("{}.json", c.kind), &serde_json::to_vec_pretty(&c.log)?)?;
+    }
+    if let Some(best) = copies.first() {
+        let (_, facts) = edges.retention.conversation_facts(id).await?;
+        let decisions = edges.retention.policy.explain(&facts);
+        put("conversation.txt", render_conversation(best, &decisions).as_bytes())?;
+    }
+    let disclosed = audit_log.about(&format!("conversation:{id}"), "disclosure").await?;
+    let recipients = json!({ "disclosed_to": disclosed_to(&disclosed) });
+    put("recipients.json", &serde_json::to_vec_pretty(&recipients)?)?;
+    Ok(ExportedCall {
+        call_id: id.clone(),
+        files: dir.files,
+        unreadable: missing
+            .into_iter()
+            .map(|(k, why)| (k.as_str().to_owned(), why))
+            .collect(),
     })
 }
 
@@ -276,6 +378,9 @@ pub struct EraseReport {
     pub customer_ref: String,
     pub dry_run: bool,
     pub calls: Vec<CallId>,
+    /// The customer's conversations (their items carry the conversation id
+    /// as `call_id`).
+    pub conversations: Vec<CallId>,
     pub items: Vec<EraseItem>,
     pub at_us: i64,
 }
@@ -291,7 +396,7 @@ impl EraseReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "erasure request for customer {} at {}{}: {} call(s); {} {}, {} stay(s), {} already erased",
+            "erasure request for customer {} at {}{}: {} call(s), {} conversation(s); {} {}, {} stay(s), {} already erased",
             self.customer_ref,
             utc(self.at_us),
             if self.dry_run {
@@ -300,24 +405,27 @@ impl EraseReport {
                 ""
             },
             self.calls.len(),
+            self.conversations.len(),
             self.count(Outcome::Erased) + self.count(Outcome::WouldErase),
             if self.dry_run { "would be erased" } else { "erased" },
             self.count(Outcome::Stays),
             self.count(Outcome::AlreadyErased),
         );
-        for call in &self.calls {
-            let _ = writeln!(s, "\ncall {call}");
+        let owners =
+            (self.calls.iter().map(|c| ("call", c))).chain(self.conversations.iter().map(|c| ("conversation", c)));
+        for (what, call) in owners {
+            let _ = writeln!(s, "\n{what} {call}");
             for i in self.items.iter().filter(|i| &i.call_id == call) {
                 let _ = writeln!(
                     s,
-                    "  {:<17} {:<10} {:<15} {}",
+                    "  {:<17} {:<16} {:<15} {}",
                     i.kind,
                     i.class,
                     i.outcome.as_str(),
                     i.basis
                 );
                 for n in &i.notes {
-                    let _ = writeln!(s, "  {:<17} {:<10} {:<15}   note: {n}", "", "", "");
+                    let _ = writeln!(s, "  {:<17} {:<16} {:<15}   note: {n}", "", "", "");
                 }
             }
         }
@@ -359,8 +467,13 @@ fn judge(
             held.join(", ")
         ));
     }
+    let conversation = facts.conversation.is_some();
     if !complete {
-        return Verdict::Stay("the call is still being recorded: repeat the request after it ends".into());
+        return Verdict::Stay(if conversation {
+            "the conversation is still open: repeat the request after it ends".into()
+        } else {
+            "the call is still being recorded: repeat the request after it ends".into()
+        });
     }
     let category = facts.reclassified.as_ref().map_or(facts.service_category, |(c, _)| *c);
     let keeps = |d: &Decision| d.kept && !d.expired(now_us);
@@ -368,11 +481,34 @@ fn judge(
         Some(KeyClass::Ki) => Verdict::Erase(
             "KI artifacts are not exempt from erasure (R11; GDPR art. 17(1)); the recording keeps its own rule".into(),
         ),
-        Some(KeyClass::Archive5y) => {
-            let d = policy.decide(facts, ArtifactKind::ArchiveCopy);
+        Some(KeyClass::ChatAnalysis1y) => Verdict::Erase(
+            "the analysis copy is not exempt from erasure (GDPR art. 17(1)); the other copies keep their own rules"
+                .into(),
+        ),
+        Some(KeyClass::ChatCustomer3y) => Verdict::Erase(format!(
+            "the customer's own online-bank copy: no legal obligation keeps it (GDPR art. 17(1)); it was kept under {}",
+            basis_of(policy, &policy.decide(facts, ArtifactKind::ChatCustomer))
+        )),
+        // Written into the copies and shredded at the conversation's end;
+        // an open conversation stays (above).
+        Some(KeyClass::ChatOpen) => {
+            Verdict::Erase("the messages of an ended conversation: its copies keep their own rules".into())
+        }
+        Some(c @ (KeyClass::Archive5y | KeyClass::ChatAdvisor5y)) => {
+            let (kind, obligation) = match c {
+                // What an advisor told the customer: the bank's record of
+                // its advice, kept for its 5 years.
+                KeyClass::ChatAdvisor5y => (
+                    ArtifactKind::ChatAdvisor,
+                    "the bank's record of a conversation with an advisor (GDPR art. 17(3)(b), (e))",
+                ),
+                _ if conversation => (ArtifactKind::ChatArchive, "legal obligation (GDPR art. 17(3)(b))"),
+                _ => (ArtifactKind::ArchiveCopy, "legal obligation (GDPR art. 17(3)(b))"),
+            };
+            let d = policy.decide(facts, kind);
             if keeps(&d) {
                 Verdict::Stay(format!(
-                    "legal obligation (GDPR art. 17(3)(b)) until {}: {}",
+                    "{obligation} until {}: {}",
                     utc(d.expires_at_us),
                     basis_of(policy, &d)
                 ))
@@ -425,7 +561,7 @@ fn judge(
 /// be destroyed. `opptak keys shred` refuses what this protects unless two
 /// signed-in compliance officers take the emergency path.
 pub async fn protected(edges: &ComplianceEdges, call_id: &CallId, class: &str) -> Result<Option<String>> {
-    let (_, facts) = edges.retention.facts(call_id).await?;
+    let (facts, _) = edges.retention.any_facts(call_id).await?;
     let holds = edges.vault.meta().holds(Some(call_id), true).await?;
     let now = edges.vault.clock().now_us();
     Ok(match judge(&edges.retention.policy, &facts, &holds, true, class, now) {
@@ -439,9 +575,19 @@ pub async fn protected(edges: &ComplianceEdges, call_id: &CallId, class: &str) -
 /// the customer starts with KI off unless the advisor records new consent in
 /// the call (`CallStarted.ki_consent_renewed`), and the KI artifacts of the
 /// customer's calls so far — the analysis copies — are shredded now. The
-/// recordings and archive copies keep their own rules. Returns how many
-/// calls' KI data this shredded.
-pub async fn object(edges: &ComplianceEdges, customer_ref: &str, kind: &str, by: &str, reason: &str) -> Result<u64> {
+/// recordings and archive copies keep their own rules. An objection to
+/// `analysis` also ends the analysis copies of the customer's conversations
+/// at once (their key shredded, their objects deleted); the advisor record,
+/// the customer's online-bank copy and the securities archive keep their own
+/// rules, and later conversations get no analysis copy. Returns what it
+/// shredded.
+pub async fn object(
+    edges: &ComplianceEdges,
+    customer_ref: &str,
+    kind: &str,
+    by: &str,
+    reason: &str,
+) -> Result<Objected> {
     require_ref(customer_ref)?;
     if !matches!(kind, "ki" | "analysis") {
         bail!("--to {kind:?}: the customer objects to \"ki\" (KI processing) or \"analysis\"");
@@ -473,21 +619,44 @@ pub async fn object(edges: &ComplianceEdges, customer_ref: &str, kind: &str, by:
         reason: reason.to_owned(),
     })
     .await?;
-    let mut shredded = 0;
+    let requested = format!("the customer's objection ({kind}) recorded by {by}");
+    let mut shredded = Objected::default();
     for id in meta.calls_of_customer(customer_ref).await? {
-        let requested = format!("the customer's objection ({kind}) recorded by {by}");
         if edges.vault.purge_ki(&id, &requested, now).await? {
-            shredded += 1;
+            shredded.calls += 1;
         }
         edges.retention.route(&id).await?;
+    }
+    if kind == "analysis" {
+        for rec in meta.conversations_of_customer(customer_ref, 0).await? {
+            let id = &rec.facts.conversation_id;
+            // Its analysis copy ends: the key shredded (or, before the
+            // conversation is written, created shredded so none is ever
+            // made), the objects deleted; re-routing records why.
+            let class = KeyClass::ChatAnalysis1y.as_str();
+            if edges.vault.purge_class(id, class, &requested, by, now).await? {
+                shredded.conversations += 1;
+            }
+            edges.retention.route(id).await?;
+        }
     }
     tracing::info!(
         customer = customer_ref,
         kind,
-        calls = shredded,
-        "objection recorded; KI data of earlier calls shredded"
+        calls = shredded.calls,
+        conversations = shredded.conversations,
+        "objection recorded; KI data of earlier calls and analysis copies of conversations shredded"
     );
     Ok(shredded)
+}
+
+/// What an objection shredded at once.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Objected {
+    /// Calls whose KI data this shredded.
+    pub calls: u64,
+    /// Conversations whose analysis copy this shredded.
+    pub conversations: u64,
 }
 
 /// Something of a call an erasure judges: an artifact, or the telephony chunk key.
@@ -536,16 +705,23 @@ pub async fn erase(edges: &ComplianceEdges, req: &EraseRequest, progress: &mut d
     let meta = edges.vault.meta();
     let retention = &edges.retention;
     let now = edges.vault.clock().now_us();
-    let ids = meta.calls_of_customer(&req.customer_ref).await?;
+    let calls = meta.calls_of_customer(&req.customer_ref).await?;
+    let conversations: Vec<CallId> = meta
+        .conversations_of_customer(&req.customer_ref, 0)
+        .await?
+        .into_iter()
+        .map(|c| c.facts.conversation_id)
+        .collect();
+    let ids: Vec<CallId> = calls.iter().chain(&conversations).cloned().collect();
     let shred_reason = format!("data-subject erasure: {}", req.reason);
     let reporting = opptak_store::reporting::SqlReporting::open(&edges.metadata_url).await?;
     let mut items = Vec::new();
     for (i, id) in ids.iter().enumerate() {
-        progress(&format!("call {}/{}: {id}", i + 1, ids.len()));
-        let (rec, facts) = retention
-            .facts(id)
+        progress(&format!("{}/{}: {id}", i + 1, ids.len()));
+        let (facts, complete) = retention
+            .any_facts(id)
             .await
-            .with_context(|| format!("reading call {id}"))?;
+            .with_context(|| format!("reading call or conversation {id}"))?;
         let holds = meta.holds(Some(id), true).await?;
         let rows = meta.retention_of(id).await?;
         let mut targets: Vec<Target> = meta
@@ -560,14 +736,21 @@ pub async fn erase(edges: &ComplianceEdges, req: &EraseRequest, progress: &mut d
                 destroyed_at: a.key.destroyed_at_us,
             })
             .collect();
-        if let Some(k) = meta.class_key(id, TELEPHONY_CLASS).await? {
-            targets.push(Target {
-                artifact: format!("{id}/{TELEPHONY_CLASS}"),
-                kind: "telephony-chunks".into(),
-                class: TELEPHONY_CLASS.into(),
-                destroyed_at: k.destroyed_at_us,
-                path: None,
-            });
+        // Keys that seal no artifact: the telephony system's chunk key of a
+        // call; the messages of a conversation while it is open.
+        for (class, kind) in [
+            (TELEPHONY_CLASS, "telephony-chunks"),
+            (KeyClass::ChatOpen.as_str(), "open-messages"),
+        ] {
+            if let Some(k) = meta.class_key(id, class).await? {
+                targets.push(Target {
+                    artifact: format!("{id}/{class}"),
+                    kind: kind.into(),
+                    class: class.into(),
+                    destroyed_at: k.destroyed_at_us,
+                    path: None,
+                });
+            }
         }
         let mut changed = false;
         for Target {
@@ -593,7 +776,7 @@ pub async fn erase(edges: &ComplianceEdges, req: &EraseRequest, progress: &mut d
                 items.push(item);
                 continue;
             }
-            match judge(&edges.retention.policy, &facts, &holds, rec.complete, &class, now) {
+            match judge(&edges.retention.policy, &facts, &holds, complete, &class, now) {
                 Verdict::Stay(basis) => item.basis = basis,
                 Verdict::Erase(basis) if req.dry_run => {
                     item.outcome = Outcome::WouldErase;
@@ -645,13 +828,16 @@ pub async fn erase(edges: &ComplianceEdges, req: &EraseRequest, progress: &mut d
                 .await
                 .with_context(|| format!("re-routing call {id}"))?;
         }
-        // With the KI data gone, the call's content-free reporting rows
-        // (topics, QA sample and scores) go too: they still link the
-        // customer's call to what it was about.
-        let ki_gone = meta
-            .class_key(id, opptak_domain::model::KeyClass::Ki.as_str())
-            .await?
-            .is_some_and(|k| k.destroyed_at_us.is_some());
+        // With the KI data (a conversation's analysis copy) gone, the
+        // content-free reporting rows (topics, QA sample and scores) go too:
+        // they still link the customer's call to what it was about.
+        let mut ki_gone = false;
+        for class in [KeyClass::Ki, KeyClass::ChatAnalysis1y] {
+            ki_gone |= meta
+                .class_key(id, class.as_str())
+                .await?
+                .is_some_and(|k| k.destroyed_at_us.is_some());
+        }
         if !req.dry_run && ki_gone {
             reporting.forget(id.as_str()).await?;
         }
@@ -659,7 +845,8 @@ pub async fn erase(edges: &ComplianceEdges, req: &EraseRequest, progress: &mut d
     let report = EraseReport {
         customer_ref: req.customer_ref.clone(),
         dry_run: req.dry_run,
-        calls: ids,
+        calls,
+        conversations,
         items,
         at_us: now,
     };
@@ -669,6 +856,7 @@ pub async fn erase(edges: &ComplianceEdges, req: &EraseRequest, progress: &mut d
         reason = %req.reason,
         dry_run = req.dry_run,
         calls = report.calls.len(),
+        conversations = report.conversations.len(),
         erased = report.count(Outcome::Erased),
         stays = report.count(Outcome::Stays),
         "data-subject erasure request handled"
@@ -753,5 +941,51 @@ mod tests {
         };
         assert!(stays(judge(&p, &gen, &[hold], true, "ki", END)).contains("hold-1 (case FKN-1)"));
         assert!(stays(judge(&p, &gen, &[], false, "ki", END)).contains("still being recorded"));
+    }
+
+    fn conversation(category: ServiceCategory, desk: Desk, logged_in: bool, advisor: bool) -> RetentionFacts {
+        RetentionFacts {
+            ki_active: false,
+            conversation: Some(opptak_domain::retention::ConversationRetention {
+                channel: opptak_domain::model::Channel::AinoChatbot,
+                logged_in,
+                advisor,
+                objected_at_us: None,
+            }),
+            ..facts(category, desk)
+        }
+    }
+
+    #[test]
+    fn what_the_law_keeps_of_conversations() {
+        let p = Policy::default_policy();
+        let j = |f: &RetentionFacts, class: &str, now: i64| judge(&p, f, &[], true, class, now);
+        const YEAR: i64 = 365 * 24 * HOUR;
+        let inv = conversation(ServiceCategory::InvestmentAdvice, Desk::Markets, true, true);
+        // Analysis and the customer's own copy go; the advisor record and
+        // the securities archive stay for their 5 years, dated.
+        erased(j(&inv, "chat-analysis-1y", END + HOUR));
+        assert!(erased(j(&inv, "chat-customer-3y", END + HOUR)).contains("chat-customer-3y"));
+        let advisor = stays(j(&inv, "chat-advisor-5y", END + HOUR));
+        assert!(
+            advisor.contains("chat-advisor-5y") && advisor.contains("2031-"),
+            "{advisor}"
+        );
+        let archive = stays(j(&inv, "archive-5y", END + HOUR));
+        assert!(
+            archive.contains("chat-investment-archive-5y") && archive.contains("Verdipapirhandelloven"),
+            "{archive}"
+        );
+        // After their 5 years (plus a day for leap years) they go too.
+        let later = END + 5 * YEAR + 48 * HOUR;
+        erased(j(&inv, "chat-advisor-5y", later));
+        erased(j(&inv, "archive-5y", later));
+        // A bot conversation at the customer center is not archived.
+        let bot = conversation(ServiceCategory::General, Desk::CustomerCenter, true, false);
+        erased(j(&bot, "archive-5y", END + HOUR));
+        erased(j(&bot, "chat-advisor-5y", END + HOUR));
+        // An open conversation's messages stay until it ends.
+        assert!(stays(judge(&p, &inv, &[], false, "chat-open", END)).contains("still open"));
+        erased(j(&inv, "chat-open", END));
     }
 }

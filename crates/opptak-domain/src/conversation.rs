@@ -5,6 +5,7 @@
 
 use crate::model::{Channel, Desk, Sender, ServiceCategory};
 use crate::redact::{self, redact_from};
+use crate::summary::{detect_language, Language, Segment, Speaker, Taxonomy};
 use serde::{Deserialize, Serialize};
 
 /// A document sent with a message: the reference, never the content.
@@ -107,6 +108,44 @@ impl ConversationLog {
         }
         out
     }
+
+    /// The language the conversation is written in, from its words alone
+    /// (as a call's is from its transcript); `None` when undetermined.
+    pub fn language(&self) -> Option<Language> {
+        detect_language(self.messages.iter().map(|m| m.text.as_str()))
+    }
+
+    /// The conversation's topics in `taxonomy` (R5: the same taxonomy as
+    /// calls), by the embedded phrase classifier: no language model sees
+    /// the text (R13). The customer's messages count as the customer's
+    /// side of a call, the bot's and the advisor's as the advisor's; best
+    /// topic first, `["other"]` when no phrase matched.
+    pub fn topics(&self, taxonomy: &Taxonomy) -> Vec<String> {
+        let segments: Vec<Segment> = self
+            .messages
+            .iter()
+            .map(|m| {
+                let speaker = match m.sender {
+                    Sender::Customer => Speaker::Customer,
+                    Sender::Bot | Sender::Advisor => Speaker::Agent,
+                };
+                let start_s = (m.at_us - self.started_at_us).max(0) as f32 / 1e6;
+                Segment::new(speaker, start_s, m.text.clone())
+            })
+            .collect();
+        let language = self.language().unwrap_or_else(|| Language::resolve("", &segments));
+        taxonomy.classify(language, &segments)
+    }
+
+    /// How many words the bot wrote: its answers are the KI output QA
+    /// samples (R6); 0 when the bot took no part.
+    pub fn bot_words(&self) -> u64 {
+        self.messages
+            .iter()
+            .filter(|m| m.sender == Sender::Bot)
+            .map(|m| m.text.split_whitespace().count() as u64)
+            .sum()
+    }
 }
 
 /// Which sequences in `1..=last` are not in `have` (sorted).
@@ -161,6 +200,62 @@ mod tests {
         assert!(r.redacted);
         assert_eq!(r.messages[0].text, "Fødselsnummeret mitt er [FNR], ring [PHONE]");
         assert_eq!(r.messages[0].attachments[0].size_bytes, 5120);
+    }
+
+    fn said(sequence: u64, sender: Sender, text: &str) -> Message {
+        Message {
+            sequence,
+            message_id: format!("m{sequence}"),
+            at_us: 1_000_000 * sequence as i64,
+            sender,
+            sender_id: String::new(),
+            text: text.into(),
+            attachments: vec![],
+        }
+    }
+
+    #[test]
+    fn conversations_get_topics_of_the_call_taxonomy() {
+        let taxonomy = Taxonomy::default_taxonomy();
+        let mut card = log();
+        card.messages = vec![
+            said(1, Sender::Customer, "Hei, jeg har mistet kortet mitt og vil sperre det"),
+            said(
+                2,
+                Sender::Bot,
+                "Du kan sperre kortet i appen. Vil du bestille nytt kort?",
+            ),
+            said(3, Sender::Customer, "Ja takk, det vil jeg"),
+        ];
+        assert_eq!(card.topics(&taxonomy).first().map(String::as_str), Some("cards"));
+        assert_eq!(card.language(), Some(Language::Nb));
+        assert_eq!(card.bot_words(), 11);
+        let mut loan = log();
+        loan.messages = vec![
+            said(
+                1,
+                Sender::Customer,
+                "I would like to refinance my mortgage, what is the interest rate?",
+            ),
+            said(
+                2,
+                Sender::Advisor,
+                "Let me look at your mortgage and the rate we can offer.",
+            ),
+        ];
+        assert_eq!(
+            loan.topics(&taxonomy).first().map(String::as_str),
+            Some("mortgage_loans")
+        );
+        assert_eq!(loan.language(), Some(Language::En));
+        assert_eq!(loan.bot_words(), 0, "an advisor is not the bot");
+        let mut nothing = log();
+        nothing.messages = vec![said(1, Sender::Customer, "Hei")];
+        assert_eq!(nothing.topics(&taxonomy), vec!["other".to_owned()]);
+        assert_eq!(nothing.language(), None);
+        for id in card.topics(&taxonomy).iter().chain(&loan.topics(&taxonomy)) {
+            assert!(taxonomy.contains(id), "{id}");
+        }
     }
 
     #[test]

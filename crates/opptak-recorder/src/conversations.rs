@@ -369,8 +369,10 @@ impl ConversationRecorder {
                 )));
             }
             self.stats.duplicates += 1;
+            opptak_telemetry::metrics().conversation_event("duplicate");
         } else {
             self.stats.started += 1;
+            opptak_telemetry::metrics().conversation_event("started");
         }
         // A replayed start finds the key kept the first time.
         let Some(key) = self.vault.adopt_key(id, KeyClass::ChatOpen, &key).await? else {
@@ -468,8 +470,14 @@ impl ConversationRecorder {
         let outcomes = self.vault.meta().add_messages(id, &rows, self.now_us()).await?;
         for (p, o) in msgs.into_iter().zip(outcomes) {
             match o {
-                MessageOutcome::Stored => self.stats.messages += 1,
-                MessageOutcome::Duplicate => self.stats.duplicates += 1,
+                MessageOutcome::Stored => {
+                    self.stats.messages += 1;
+                    opptak_telemetry::metrics().conversation_event("message");
+                }
+                MessageOutcome::Duplicate => {
+                    self.stats.duplicates += 1;
+                    opptak_telemetry::metrics().conversation_event("duplicate");
+                }
                 MessageOutcome::Conflict(detail) => self.dead_letter(
                     &p.record,
                     id.as_str(),
@@ -571,6 +579,7 @@ impl ConversationRecorder {
                 .map_err(|e| RecorderError::Conversation(e.to_string()))?;
         }
         self.stats.objections += 1;
+        opptak_telemetry::metrics().conversation_event("objection");
         tracing::info!(conversation = %id, shredded, "objection to analysis: the customer's analysis copies shredded");
         Ok(Ok(()))
     }
@@ -618,6 +627,7 @@ impl ConversationRecorder {
             for (id, last) in idle {
                 if self.vault.meta().end_conversation(&id, last, "idle_timeout", 0).await? {
                     self.stats.idle_ended += 1;
+                    opptak_telemetry::metrics().conversation_event("idle_ended");
                     tracing::info!(conversation = %id, "no event for messages.idle_end_s: conversation ended");
                 }
                 if let Some(o) = self.open.get_mut(&id) {
@@ -772,6 +782,7 @@ impl ConversationRecorder {
             .await?;
         self.open.remove(id);
         self.stats.written += 1;
+        opptak_telemetry::metrics().conversation_event("written");
         tracing::info!(conversation = %id, copies = retention_rows.len(), "conversation written");
         Ok(())
     }

@@ -846,6 +846,20 @@ impl Recorder {
             // The same start again (a replay or a resend) changes nothing.
             return Ok(());
         }
+        // Calls and conversations share one id space (their keys, artifacts
+        // and retention rows are keyed by it): a call cannot take a
+        // conversation's id.
+        if self.meta.load_conversation(&call_id).await?.is_some() {
+            self.dead_letter(
+                r,
+                call_id.as_str(),
+                Refusal::new(
+                    DeadLetterReason::DuplicateStart,
+                    "CallStarted for the id of a conversation (opptak.messages.v1); a call needs an id of its own",
+                ),
+            );
+            return Ok(());
+        }
         // A call whose chunks the telephony system seals: its key must open
         // now, or the call cannot be recorded.
         let mut extra_keys = Vec::new();

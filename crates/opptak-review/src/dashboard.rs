@@ -15,6 +15,19 @@
 //!   (so the caller passes the rows of every desk), with a total per desk,
 //!   per topic and overall.
 //!
+//! # Channels
+//!
+//! Calls and conversations (issue 17) are counted in one dashboard, with the
+//! channel as a dimension ([`CHANNELS`]: `phone` for calls, then the
+//! conversation channels). The filter's [`Breakdown`] says which of desk
+//! and channel is the second table's dimension: with [`Breakdown::Desk`]
+//! (the default) a channel filter keeps only that channel's rows and the
+//! tables are as above; with [`Breakdown::Channel`] `by_desk` is channel ×
+//! topic, the channel filter slices `by_period` as the desk filter does
+//! otherwise, and a desk filter keeps only that desk's rows. Either way the
+//! tables are those of a subset of the rows, so everything below holds
+//! unchanged.
+//!
 //! Every published number is a count of one cell of the cube
 //! (period or whole range) × (desk or all desks) × (topic or all topics); the
 //! two tables share some of them (with a desk filter, the topic totals of
@@ -84,14 +97,74 @@ pub const ALL: &str = "(all)";
 /// total): more lines than colours cannot be told apart.
 pub const CHART_TOPICS: usize = 8;
 
-/// One drafted KI call and one of its topics (a call with three topics is
-/// three rows), as the store reads it.
+/// One drafted KI call (or analysed conversation) and one of its topics (a
+/// call with three topics is three rows), as the store reads it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TopicRow {
     /// `YYYY-MM-DD`, UTC.
     pub day: String,
     pub desk: String,
+    /// One of [`CHANNELS`].
+    pub channel: String,
     pub topic: String,
+}
+
+impl From<opptak_store::reporting::TopicRow> for TopicRow {
+    fn from(r: opptak_store::reporting::TopicRow) -> Self {
+        TopicRow {
+            day: r.day,
+            desk: r.desk,
+            channel: r.channel,
+            topic: r.topic,
+        }
+    }
+}
+
+/// The channels, calls first: `phone`, then the conversation channels.
+pub const CHANNELS: [&str; 5] = ["phone", "aino_chatbot", "advisor_chat", "secure_message", "email"];
+
+/// A channel's name for people (`nb` or `en`); an unknown id as it is.
+pub fn channel_label<'a>(channel: &'a str, lang: &str) -> &'a str {
+    let en = lang == "en";
+    match (channel, en) {
+        ("phone", false) => "Telefon",
+        ("phone", true) => "Phone",
+        ("aino_chatbot", false) => "Chat med Aino",
+        ("aino_chatbot", true) => "Chat with Aino",
+        ("advisor_chat", false) => "Chat med rådgiver",
+        ("advisor_chat", true) => "Chat with an advisor",
+        ("secure_message", false) => "Sikker melding",
+        ("secure_message", true) => "Secure message",
+        ("email", false) => "E-post",
+        ("email", true) => "E-mail",
+        (other, _) => other,
+    }
+}
+
+/// The dimension of the dashboard's second table.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Breakdown {
+    #[default]
+    Desk,
+    Channel,
+}
+
+impl Breakdown {
+    /// `desk` or `channel` (as in a query string).
+    pub fn parse(s: &str) -> Result<Breakdown, DashboardError> {
+        match s {
+            "desk" => Ok(Breakdown::Desk),
+            "channel" => Ok(Breakdown::Channel),
+            _ => Err(DashboardError::InvalidBreakdown(s.to_owned())),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Breakdown::Desk => "desk",
+            Breakdown::Channel => "channel",
+        }
+    }
 }
 
 /// Why a dashboard cannot be drawn.
@@ -101,6 +174,8 @@ pub enum DashboardError {
     InvalidDay(String),
     /// Neither `day` nor `week`.
     InvalidPeriod(String),
+    /// Neither `desk` nor `channel`.
+    InvalidBreakdown(String),
     /// `from` after `to`.
     EmptyRange { from: Day, to: Day },
     /// The range has more periods than [`MAX_PERIODS`].
@@ -122,6 +197,7 @@ impl fmt::Display for DashboardError {
         match self {
             Self::InvalidDay(s) => write!(f, "invalid day {s:?} (YYYY-MM-DD expected)"),
             Self::InvalidPeriod(s) => write!(f, "invalid period {s:?} (day or week expected)"),
+            Self::InvalidBreakdown(s) => write!(f, "invalid breakdown {s:?} (desk or channel expected)"),
             Self::EmptyRange { from, to } => write!(f, "empty range: {from} is after {to}"),
             Self::TooManyPeriods { periods, max } => {
                 write!(f, "range of {periods} periods, at most {max} allowed")
@@ -161,12 +237,15 @@ impl Period {
 }
 
 /// What the dashboard shows: a range of days (inclusive), the periods it is
-/// cut into, optionally one desk, and the suppression threshold `k`.
+/// cut into, optionally one desk and one channel, the second table's
+/// dimension, and the suppression threshold `k`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Filter {
     from: Day,
     to: Day,
     desk: Option<String>,
+    channel: Option<String>,
+    breakdown: Breakdown,
     period: Period,
     k: u32,
     today: Day,
@@ -202,6 +281,8 @@ impl Filter {
             from,
             to,
             desk: None,
+            channel: None,
+            breakdown: Breakdown::Desk,
             period,
             k: DEFAULT_K,
             today,
@@ -211,6 +292,18 @@ impl Filter {
     /// Only this desk in the topic × period table (`None` or `""`: all desks).
     pub fn with_desk(mut self, desk: Option<String>) -> Filter {
         self.desk = desk.filter(|d| !d.is_empty());
+        self
+    }
+
+    /// Only this channel (`None` or `""`: all channels; module docs).
+    pub fn with_channel(mut self, channel: Option<String>) -> Filter {
+        self.channel = channel.filter(|c| !c.is_empty());
+        self
+    }
+
+    /// The second table's dimension (module docs).
+    pub fn with_breakdown(mut self, breakdown: Breakdown) -> Filter {
+        self.breakdown = breakdown;
         self
     }
 
@@ -235,6 +328,38 @@ impl Filter {
 
     pub fn desk(&self) -> Option<&str> {
         self.desk.as_deref()
+    }
+
+    pub fn channel(&self) -> Option<&str> {
+        self.channel.as_deref()
+    }
+
+    pub fn breakdown(&self) -> Breakdown {
+        self.breakdown
+    }
+
+    /// The filter in the second table's dimension (it slices `by_period`).
+    pub fn slice(&self) -> Option<&str> {
+        match self.breakdown {
+            Breakdown::Desk => self.desk(),
+            Breakdown::Channel => self.channel(),
+        }
+    }
+
+    /// The filter in the other dimension (it keeps only its rows).
+    fn only(&self) -> Option<&str> {
+        match self.breakdown {
+            Breakdown::Desk => self.channel(),
+            Breakdown::Channel => self.desk(),
+        }
+    }
+
+    /// The row's value in the second table's dimension, and in the other.
+    fn dimensions<'a>(&self, row: &'a TopicRow) -> (&'a str, &'a str) {
+        match self.breakdown {
+            Breakdown::Desk => (row.desk.as_str(), row.channel.as_str()),
+            Breakdown::Channel => (row.channel.as_str(), row.desk.as_str()),
+        }
     }
 
     pub fn period(&self) -> Period {
@@ -362,7 +487,8 @@ pub struct Dashboard {
     /// or all desks.
     pub by_period: Table,
     /// Rows: desks (sorted, every desk with a call in the range, and the
-    /// filter's desk); columns: topics, as `by_period`'s rows. Whole range.
+    /// filter's desk), or channels by [`Breakdown::Channel`]; columns:
+    /// topics, as `by_period`'s rows. Whole range.
     pub by_desk: Table,
     /// Indices into `periods` of the two periods compared by `trends`
     /// (previous, last): the last complete period and the one before it.
@@ -373,9 +499,10 @@ pub struct Dashboard {
 }
 
 impl Dashboard {
-    /// The desk of `by_period`: the filter's, or [`ALL`].
+    /// The desk (or channel, by [`Breakdown::Channel`]) of `by_period`:
+    /// the filter's, or [`ALL`].
     pub fn slice_desk(&self) -> &str {
-        self.filter.desk().unwrap_or(ALL)
+        self.filter.slice().unwrap_or(ALL)
     }
 
     /// What the marker means, for the page's legend.
@@ -408,13 +535,14 @@ pub fn aggregate(rows: &[TopicRow], filter: &Filter) -> Result<Dashboard, Dashbo
             .day
             .parse()
             .map_err(|_| DashboardError::InvalidRow { day: row.day.clone() })?;
-        if day >= filter.from && day <= filter.to {
-            kept.push((filter.period_index(day), row.desk.as_str(), row.topic.as_str()));
+        let (dimension, other) = filter.dimensions(row);
+        if day >= filter.from && day <= filter.to && filter.only().is_none_or(|o| o == other) {
+            kept.push((filter.period_index(day), dimension, row.topic.as_str()));
         }
     }
     let topics: Vec<&str> = kept.iter().map(|r| r.2).collect::<BTreeSet<_>>().into_iter().collect();
     let mut desk_set: BTreeSet<&str> = kept.iter().map(|r| r.1).collect();
-    if let Some(d) = filter.desk() {
+    if let Some(d) = filter.slice() {
         desk_set.insert(d);
     }
     let desks: Vec<&str> = desk_set.into_iter().collect();
@@ -427,7 +555,7 @@ pub fn aggregate(rows: &[TopicRow], filter: &Filter) -> Result<Dashboard, Dashbo
         cube[(topic_of[t] * np + p) * nd + desk_of[d]] += 1;
     }
     let at = |t: usize, p: usize, d: usize| cube[(t * np + p) * nd + d];
-    let slice = filter.desk().map(|d| desk_of[d]);
+    let slice = filter.slice().map(|d| desk_of[d]);
     let x = |t: usize, p: usize| match slice {
         Some(s) => at(t, p, s),
         None => (0..nd).map(|d| at(t, p, d)).sum(),
@@ -729,12 +857,13 @@ impl Graph {
     }
 }
 
-/// The dashboard as tidy CSV (RFC 4180, CRLF): `period,desk,topic,count`,
-/// one line per published number, each once. `period` is a period label or
-/// the whole range (`2026-11-02/2026-11-29`); `desk` and `topic` are [`ALL`]
-/// for totals; `count` is a number or [`SUPPRESSED`].
+/// The dashboard as tidy CSV (RFC 4180, CRLF): `period,desk,topic,count`
+/// (`period,channel,topic,count` by [`Breakdown::Channel`]), one line per
+/// published number, each once. `period` is a period label or the whole
+/// range (`2026-11-02/2026-11-29`); `desk` (`channel`) and `topic` are
+/// [`ALL`] for totals; `count` is a number or [`SUPPRESSED`].
 pub fn to_csv(d: &Dashboard) -> String {
-    let mut out = String::from("period,desk,topic,count\r\n");
+    let mut out = format!("period,{},topic,count\r\n", d.filter.breakdown().as_str());
     let mut line = |period: &str, desk: &str, topic: &str, cell: Cell| {
         let _ = write!(
             out,
@@ -870,6 +999,10 @@ pub fn svg_chart(d: &Dashboard, lang: &str) -> String {
     let desk = match d.filter.desk() {
         Some(desk) => format!("{} {desk}", tr("avdeling", "desk")),
         None => tr("alle avdelinger", "all desks").to_owned(),
+    };
+    let desk = match d.filter.channel() {
+        Some(channel) => format!("{desk}, {}", channel_label(channel, lang)),
+        None => desk,
     };
     let title = format!("{per}, {desk}, {} – {}", d.filter.from, d.filter.to);
     let (shown, all) = (series.len(), t.rows.len());
@@ -1110,8 +1243,16 @@ mod tests {
         TopicRow {
             day: d.to_owned(),
             desk: desk.to_owned(),
+            channel: "phone".to_owned(),
             topic: topic.to_owned(),
         }
+    }
+
+    /// `n` rows of one channel.
+    fn on(out: &mut Vec<TopicRow>, n: usize, d: &str, desk: &str, channel: &str, topic: &str) {
+        let mut r = row(d, desk, topic);
+        r.channel = channel.to_owned();
+        out.extend(std::iter::repeat_n(r, n));
     }
 
     /// `n` rows of the same day, desk and topic.
@@ -1327,6 +1468,56 @@ mod tests {
         let d = aggregate(&input, &f.with_desk(Some("private_banking".into()))).unwrap();
         assert_eq!(d.by_desk.rows, ["corporate", "markets", "private_banking"]);
         assert!(d.by_period.cells.iter().flatten().all(|&c| c == Cell::Count(0)));
+    }
+
+    #[test]
+    fn channel_is_a_filter_and_a_breakdown() {
+        let mut input = Vec::new();
+        on(&mut input, 8, "2026-11-02", "markets", "phone", "cards");
+        on(&mut input, 6, "2026-11-02", "markets", "aino_chatbot", "cards");
+        on(&mut input, 7, "2026-11-03", "corporate", "aino_chatbot", "loan");
+        on(&mut input, 2, "2026-11-03", "corporate", "email", "loan");
+        on(&mut input, 9, "2026-11-03", "corporate", "phone", "loan");
+        let f = Filter::new(day("2026-11-02"), day("2026-11-03"), Period::Day, day("2026-11-04")).unwrap();
+        // All channels, by desk: calls and conversations counted together.
+        let all = aggregate(&input, &f).unwrap();
+        assert_eq!(all.by_period.total, Cell::Count(32));
+        assert_eq!(all.by_desk.rows, ["corporate", "markets"]);
+        // One channel: only its rows, still by desk.
+        let aino = aggregate(&input, &f.clone().with_channel(Some("aino_chatbot".into()))).unwrap();
+        assert_eq!(aino.by_period.rows, ["cards", "loan"]);
+        assert_eq!(aino.by_period.row_totals, [Cell::Count(6), Cell::Count(7)]);
+        assert_eq!(aino.by_desk.rows, ["corporate", "markets"]);
+        assert_eq!(aino.slice_desk(), ALL);
+        // By channel: the second table's rows are the channels; the two
+        // e-mails are under k and withheld, with a complement.
+        let by = f.clone().with_breakdown(Breakdown::Channel);
+        let d = aggregate(&input, &by).unwrap();
+        assert_eq!(d.by_desk.rows, ["aino_chatbot", "email", "phone"]);
+        assert!(d.by_desk.cells[1][1].is_suppressed() && d.by_desk.row_totals[1].is_suppressed());
+        for (i, truth) in [13, 2, 17].into_iter().enumerate() {
+            assert!(
+                d.by_desk.row_totals[i].count().is_none_or(|n| n == truth),
+                "{:?}",
+                d.by_desk
+            );
+        }
+        assert!(d.by_desk.cells.iter().flatten().filter(|c| c.is_suppressed()).count() >= 2);
+        assert_eq!(d.by_period.row_totals, d.by_desk.column_totals);
+        assert!(to_csv(&d).starts_with("period,channel,topic,count\r\n"));
+        // By channel with a channel filter: it slices by_period like a desk.
+        let phone = aggregate(&input, &by.clone().with_channel(Some("phone".into()))).unwrap();
+        assert_eq!(phone.slice_desk(), "phone");
+        assert_eq!(phone.by_period.total, Cell::Count(17));
+        assert_eq!(phone.by_period.total, phone.by_desk.row_totals[2]);
+        // By channel with a desk filter: only that desk's rows.
+        let markets = aggregate(&input, &by.with_desk(Some("markets".into()))).unwrap();
+        assert_eq!(markets.by_desk.rows, ["aino_chatbot", "phone"]);
+        assert_eq!(markets.by_desk.total, Cell::Count(14));
+        assert_eq!(Breakdown::parse("channel"), Ok(Breakdown::Channel));
+        assert!(Breakdown::parse("advisor").is_err());
+        assert_eq!(channel_label("aino_chatbot", "nb"), "Chat med Aino");
+        assert_eq!(channel_label("secure_message", "en"), "Secure message");
     }
 
     #[test]
@@ -1819,6 +2010,7 @@ mod tests {
                 TopicRow {
                     day: start.plus(rng.gen_range(0..365)).to_string(),
                     desk: desks[rng.gen_range(0..5)].to_owned(),
+                    channel: "phone".to_owned(),
                     topic: topics[t].clone(),
                 }
             })

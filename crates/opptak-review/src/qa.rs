@@ -28,6 +28,16 @@
 //! store joins `calls` at read time), whatever order the opt-out and the
 //! draft arrived in. Authorization beyond "only QA scores, only sampled
 //! calls" and the audit log are the caller's (the web layer's).
+//!
+//! Conversations (issue 17) come in through [`Qa::on_conversation`], once
+//! their redacted analysis copy is stored: topics from the same taxonomy
+//! by the embedded classifier (no language model, R13), indexed with their
+//! channel for the one dashboard; a conversation the bot answered in is
+//! sampled like a drafted call, in its own stratum
+//! ([`conversation_stratum`]), since the bot's answers are KI output that
+//! "kan inneholde feil" (R6). Its QA note is sealed under its
+//! `chat-analysis-1y` key, and its rows go with that key (expiry, the
+//! customer's objection, erasure) as a call's go with `ki`.
 
 use crate::identity::{Role, User};
 use crate::ReviewEdges;
@@ -35,11 +45,12 @@ use anyhow::{Context, Result};
 use opptak_crypto::segment::ArtifactKind;
 
 use opptak_crypto::DataKey;
-use opptak_domain::model::{CallFacts, CallId, KeyClass};
-use opptak_domain::summary::{Draft, UNDETERMINED};
+use opptak_domain::conversation::ConversationLog;
+use opptak_domain::model::{CallFacts, CallId, ConversationFacts, KeyClass};
+use opptak_domain::summary::{Draft, Taxonomy, UNDETERMINED};
 use opptak_ki::screen::Screening;
 use opptak_ki::summarize::Drafted;
-use opptak_store::reporting::{KiCallRow, QaReviewRow, ScreeningRow, SqlReporting};
+use opptak_store::reporting::{KiCallRow, QaReviewRow, ScreeningRow, SqlReporting, PHONE};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -82,6 +93,14 @@ pub fn systematic_pick(n: u64, share_ppm: u64) -> bool {
 pub fn stratum(topic: &str, desk: &str, language: &str, recognition_failed: bool) -> String {
     let asr = if recognition_failed { "asr-failed" } else { "asr-ok" };
     format!("{topic}|{desk}|{language}|{asr}")
+}
+
+/// The sampling stratum of a conversation with the bot's answers: primary
+/// topic, desk and detected language as for a call, then its channel in
+/// place of the recognition outcome, so conversations and calls never
+/// share a stratum (each keeps its own first-is-always-sampled guarantee).
+pub fn conversation_stratum(topic: &str, desk: &str, language: &str, channel: &str) -> String {
+    format!("{topic}|{desk}|{language}|{channel}")
 }
 
 /// The topic of a call without a draft (speech recognition failed).
@@ -304,9 +323,11 @@ pub struct StratumStats {
     pub desk: String,
     pub language: String,
     pub recognition_failed: bool,
+    /// `phone`, or the channel of the conversations of this stratum.
+    pub channel: String,
     /// Withheld (under k): every number below is 0 or `None`.
     pub suppressed: bool,
-    /// Indexed calls (drafted, or recognition failed).
+    /// Indexed calls (drafted, or recognition failed) or conversations.
     pub calls: u64,
     /// Picked by the stratified sample.
     pub sampled: u64,
@@ -334,17 +355,21 @@ impl StratumStats {
             desk: self.desk.clone(),
             language: self.language.clone(),
             recognition_failed: self.recognition_failed,
+            channel: self.channel.clone(),
             suppressed: true,
             ..Default::default()
         }
     }
 
-    /// The group that sums to a published topic row (failed calls have none).
-    fn group(&self) -> &str {
+    /// The group that sums to a published topic row (failed calls and
+    /// conversations have none: each is a group of its own).
+    fn group(&self) -> String {
         if self.recognition_failed {
-            "|asr-failed"
+            "|asr-failed".to_owned()
+        } else if !self.channel.is_empty() && self.channel != PHONE {
+            format!("|{}", self.channel)
         } else {
-            &self.topic
+            self.topic.clone()
         }
     }
 }
@@ -372,6 +397,7 @@ impl StratumAcc {
             desk: key.1.clone(),
             language: key.2.clone(),
             recognition_failed: key.3,
+            channel: key.4.clone(),
             suppressed: false,
             calls: self.calls,
             sampled: self.sampled,
@@ -386,16 +412,24 @@ impl StratumAcc {
     }
 }
 
-/// (topic, desk, language, recognition failed).
+/// (topic, desk, language, recognition failed, channel).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct StratumKey(String, String, String, bool);
+struct StratumKey(String, String, String, bool, String);
 
 impl StratumKey {
     fn stratum(&self) -> String {
         if self.0 == TOTAL {
             return TOTAL.to_owned();
         }
+        if self.4 != PHONE {
+            return conversation_stratum(&self.0, &self.1, &self.2, &self.4);
+        }
         stratum(&self.0, &self.1, &self.2, self.3)
+    }
+
+    /// A conversation's (in the strata only: no draft, no advisor's outcome).
+    fn conversation(&self) -> bool {
+        self.4 != PHONE
     }
 }
 
@@ -529,7 +563,7 @@ impl QaReport {
             self.total = TopicStats::withheld(TOTAL);
         }
         let mut strata_total_hidden = total_hidden || (1..k).contains(&self.strata_total.calls);
-        let groups: BTreeSet<String> = self.strata.iter().map(|s| s.group().to_owned()).collect();
+        let groups: BTreeSet<String> = self.strata.iter().map(StratumStats::group).collect();
         for g in groups {
             let members: Vec<usize> = (0..self.strata.len())
                 .filter(|&i| self.strata[i].group() == g)
@@ -607,6 +641,8 @@ pub struct Qa {
     edges: ReviewEdges,
     store: SqlReporting,
     share_ppm: u64,
+    /// The call taxonomy conversations are categorised into (R5).
+    taxonomy: Taxonomy,
 }
 
 impl Qa {
@@ -618,6 +654,7 @@ impl Qa {
                 .await
                 .context("opening the reporting tables")?,
             share_ppm: share_ppm(edges.config.qa.share),
+            taxonomy: Taxonomy::default_taxonomy(),
         })
     }
 
@@ -660,7 +697,7 @@ impl Qa {
             Some(s) => self.seal_screening(&facts.call_id, s, row.drafted_at_us).await?,
             None => None,
         };
-        self.index(facts, &row, screening.as_ref()).await
+        self.index_call(&row, screening.as_ref()).await
     }
 
     /// Indexes a call whose speech recognition failed (`why`, logged
@@ -669,7 +706,7 @@ impl Qa {
     pub async fn on_recognition_failed(&self, facts: &CallFacts, why: &str) -> Result<Indexed> {
         let row = self.row(facts, UNDETERMINED, vec![NO_TOPIC.to_owned()], 0, true);
         tracing::info!(call_id = %facts.call_id, why, "speech recognition failed; indexed for QA");
-        self.index(facts, &row, None).await
+        self.index_call(&row, None).await
     }
 
     fn row(&self, facts: &CallFacts, language: &str, topics: Vec<String>, words: u64, failed: bool) -> KiCallRow {
@@ -684,28 +721,88 @@ impl Qa {
             drafted_at_us: self.edges.vault.clock().now_us(),
             draft_words: words,
             recognition_failed: failed,
+            channel: PHONE.to_owned(),
         }
     }
 
-    async fn index(&self, facts: &CallFacts, row: &KiCallRow, screening: Option<&ScreeningRow>) -> Result<Indexed> {
-        let stratum = stratum(row.topic(), &row.desk, &row.language, row.recognition_failed);
+    /// Indexes a conversation whose redacted analysis copy was just stored
+    /// (the messages role calls this once per conversation through the
+    /// binary's hook): its topics in the call taxonomy by the embedded
+    /// classifier, the language detected from its words, its channel and
+    /// desk. A conversation the bot answered in is sampled for QA in its
+    /// [`conversation_stratum`] as a drafted call is in its stratum; one
+    /// without the bot's answers is on the dashboard only. Idempotent: a
+    /// repeated call changes nothing. Only the redacted copy is accepted.
+    pub async fn on_conversation(&self, facts: &ConversationFacts, copy: &ConversationLog) -> Result<Indexed> {
+        if !copy.redacted || !copy.customer_ref.is_empty() || copy.ip_address.is_some() {
+            anyhow::bail!(
+                "conversation {}: only its redacted analysis copy is analysed",
+                facts.conversation_id
+            );
+        }
+        let row = KiCallRow {
+            call_id: facts.conversation_id.to_string(),
+            day: opptak_domain::time::utc_day(facts.started_at_us),
+            desk: facts.desk.as_str().to_owned(),
+            language: copy.language().map_or(UNDETERMINED, |l| l.as_str()).to_owned(),
+            topics: copy.topics(&self.taxonomy),
+            advisor_id: facts.advisor_id.clone(),
+            drafted_at_us: self.edges.vault.clock().now_us(),
+            draft_words: copy.bot_words(),
+            recognition_failed: false,
+            channel: facts.channel.as_str().to_owned(),
+        };
+        let stratum =
+            (row.draft_words > 0).then(|| conversation_stratum(row.topic(), &row.desk, &row.language, &row.channel));
+        self.index(&row, stratum.as_deref(), None).await
+    }
+
+    /// A sampled conversation's redacted analysis copy, for QA; `None`
+    /// once its `chat-analysis-1y` key is gone. The caller authorizes and
+    /// audits.
+    pub async fn analysis_copy(&self, id: &CallId) -> Result<Option<ConversationLog>> {
+        if self
+            .edges
+            .vault
+            .key(id, KeyClass::ChatAnalysis1y.as_str())
+            .await?
+            .is_none()
+        {
+            return Ok(None);
+        }
+        Ok(Some(
+            self.edges
+                .vault
+                .read_json::<ConversationLog>(id, "chat-analysis", ArtifactKind::Conversation)
+                .await?,
+        ))
+    }
+
+    /// Indexes a row in `stratum` (`None`: for the dashboard only).
+    async fn index(&self, row: &KiCallRow, stratum: Option<&str>, screening: Option<&ScreeningRow>) -> Result<Indexed> {
         let share = self.share_ppm;
         let indexed = self
             .store
             .index_draft(
                 row,
-                &stratum,
+                stratum,
                 row.drafted_at_us,
                 |n| systematic_pick(n, share),
                 screening,
             )
             .await
-            .with_context(|| format!("indexing the draft of {}", facts.call_id))?;
+            .with_context(|| format!("indexing {} ({})", row.call_id, row.channel))?;
         if indexed.new {
-            tracing::info!(call_id = %facts.call_id, %stratum, sampled = indexed.sampled,
-                screened = indexed.screened, "ki call indexed");
+            tracing::info!(call_id = %row.call_id, channel = %row.channel, stratum = %stratum.unwrap_or(""),
+                sampled = indexed.sampled, screened = indexed.screened, "indexed for the dashboard and QA");
         }
         Ok(indexed)
+    }
+
+    /// A call's row in its [`stratum`].
+    async fn index_call(&self, row: &KiCallRow, screening: Option<&ScreeningRow>) -> Result<Indexed> {
+        let stratum = stratum(row.topic(), &row.desk, &row.language, row.recognition_failed);
+        self.index(row, Some(&stratum), screening).await
     }
 
     /// The screening as stored, its terms and detail sealed under the
@@ -771,21 +868,17 @@ impl Qa {
     /// out or expired): QA reviews KI output, so its access to the call —
     /// the recording too, kept 5 years for investment advice — ends with it.
     pub async fn sample_access(&self, call_id: &CallId) -> Result<SampleAccess> {
+        let class = self.analysis_class(call_id).await?;
         if !self.is_sampled(call_id).await? {
             // A sample goes with the KI key (issue 16, section 4): say so
             // rather than "not sampled" when that is why.
-            let ki = self
-                .edges
-                .vault
-                .meta()
-                .class_key(call_id, KeyClass::Ki.as_str())
-                .await?;
+            let ki = self.edges.vault.meta().class_key(call_id, class.as_str()).await?;
             return Ok(match ki {
                 Some(k) if k.destroyed_at_us.is_some() => SampleAccess::KiGone,
                 _ => SampleAccess::NotSampled,
             });
         }
-        Ok(match self.ki_key(call_id).await? {
+        Ok(match self.analysis_key(call_id).await? {
             Some(_) => SampleAccess::Readable,
             None => SampleAccess::KiGone,
         })
@@ -858,10 +951,10 @@ impl Qa {
         if !self.store.is_sampled(call_id.as_str()).await? {
             return Err(Refusal::NotSampled.into());
         }
-        let key = self.ki_key(call_id).await?.ok_or(Refusal::KiGone)?;
+        let (key, class) = self.analysis_key(call_id).await?.ok_or(Refusal::KiGone)?;
         let at_us = self.edges.vault.clock().now_us();
         let note_id = note_id(&user.user_id, at_us);
-        let sealed = note_sealing(call_id, &note_id).seal_json(&key, &SealedNote { note: note.to_owned() })?;
+        let sealed = note_sealing(call_id, class, &note_id).seal_json(&key, &SealedNote { note: note.to_owned() })?;
         self.store
             .upsert_review(&QaReviewRow {
                 call_id: call_id.to_string(),
@@ -889,15 +982,15 @@ impl Qa {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let key = self.ki_key(call_id).await.ok().flatten();
+        let key = self.analysis_key(call_id).await.ok().flatten();
         Ok(rows
             .into_iter()
             .map(|r| {
                 let note = key
                     .as_ref()
-                    .filter(|k| k.id() == r.key_id)
-                    .and_then(|k| {
-                        note_sealing(call_id, &note_id(&r.reviewer, r.at_us))
+                    .filter(|(k, _)| k.id() == r.key_id)
+                    .and_then(|(k, class)| {
+                        note_sealing(call_id, *class, &note_id(&r.reviewer, r.at_us))
                             .open_json::<SealedNote>(k, &r.note_sealed)
                             .ok()
                     })
@@ -931,15 +1024,18 @@ impl Qa {
                 c.desk.clone(),
                 c.language.clone(),
                 c.recognition_failed,
+                c.channel.clone(),
             );
             for a in [by_stratum.entry(key.clone()).or_default(), &mut strata_total] {
                 a.calls += 1;
                 a.sampled += u64::from(c.sampled);
                 a.screened += u64::from(c.screened);
             }
+            let strata_only = c.recognition_failed || key.conversation();
             stratum_of.insert(c.call_id.clone(), key);
-            if c.recognition_failed {
-                // No draft: in the strata only.
+            if strata_only {
+                // No draft (recognition failed, or a conversation's bot
+                // answers): in the strata only.
                 continue;
             }
             let t = by_topic.entry(c.topic.clone()).or_default();
@@ -973,7 +1069,7 @@ impl Qa {
                     a.flagged.insert(r.call_id.clone());
                 }
             }
-            if key.3 {
+            if key.3 || key.conversation() {
                 continue;
             }
             let t = by_topic.entry(r.topic.clone()).or_default();
@@ -996,7 +1092,13 @@ impl Qa {
             topics: by_topic.iter().map(|(topic, a)| a.stats(topic)).collect(),
             total: total.stats(TOTAL),
             strata: by_stratum.iter().map(|(k, a)| a.stats(k)).collect(),
-            strata_total: strata_total.stats(&StratumKey(TOTAL.into(), String::new(), String::new(), false)),
+            strata_total: strata_total.stats(&StratumKey(
+                TOTAL.into(),
+                String::new(),
+                String::new(),
+                false,
+                String::new(),
+            )),
         })
     }
 
@@ -1011,6 +1113,30 @@ impl Qa {
     /// The call's live `ki` key; `None` once shredded (or never made).
     async fn ki_key(&self, call_id: &CallId) -> Result<Option<DataKey>> {
         Ok(self.edges.vault.key(call_id, KeyClass::Ki.as_str()).await?)
+    }
+
+    /// The class QA's rows of `call_id` live under: a conversation's
+    /// `chat-analysis-1y` (it has such a key, live or shredded), else `ki`.
+    async fn analysis_class(&self, call_id: &CallId) -> Result<KeyClass> {
+        let conversation = self
+            .edges
+            .vault
+            .meta()
+            .class_key(call_id, KeyClass::ChatAnalysis1y.as_str())
+            .await?
+            .is_some();
+        Ok(if conversation {
+            KeyClass::ChatAnalysis1y
+        } else {
+            KeyClass::Ki
+        })
+    }
+
+    /// The live key QA's notes of `call_id` are sealed under, with its
+    /// class ([`Qa::analysis_class`]); `None` once shredded.
+    async fn analysis_key(&self, call_id: &CallId) -> Result<Option<(DataKey, KeyClass)>> {
+        let class = self.analysis_class(call_id).await?;
+        Ok(self.edges.vault.key(call_id, class.as_str()).await?.map(|k| (k, class)))
     }
 }
 
@@ -1044,12 +1170,16 @@ fn screening_sealing(call_id: &CallId) -> opptak_vault::Sealing<'_> {
 }
 
 /// A note is bound to its call, reviewer and time: a sealed note moved to
-/// another row does not open.
-fn note_sealing<'a>(call_id: &'a CallId, note_id: &'a str) -> opptak_vault::Sealing<'a> {
+/// another row does not open. A call's under its `ki` key (as a draft), a
+/// conversation's under its `chat-analysis-1y` key.
+fn note_sealing<'a>(call_id: &'a CallId, class: KeyClass, note_id: &'a str) -> opptak_vault::Sealing<'a> {
     opptak_vault::Sealing {
         call_id,
-        class: KeyClass::Ki.as_str(),
-        kind: ArtifactKind::Draft,
+        class: class.as_str(),
+        kind: match class {
+            KeyClass::ChatAnalysis1y => ArtifactKind::Conversation,
+            _ => ArtifactKind::Draft,
+        },
         artifact_id: note_id,
     }
 }
@@ -1302,6 +1432,57 @@ mod tests {
         let r = report(vec![st("cards", "nb", false, 20), st("none", "und", true, 7)]).suppress(5);
         assert_eq!(hidden(&r), vec![false, false]);
         assert!(!r.strata_total.suppressed);
+    }
+
+    #[test]
+    fn conversation_strata_are_groups_of_their_own() {
+        let st = |topic: &str, channel: &str, calls: u64| StratumStats {
+            stratum: if channel == PHONE {
+                stratum(topic, "markets", "nb", false)
+            } else {
+                conversation_stratum(topic, "markets", "nb", channel)
+            },
+            topic: topic.into(),
+            desk: "markets".into(),
+            language: "nb".into(),
+            channel: channel.into(),
+            calls,
+            scored: calls,
+            ..Default::default()
+        };
+        let report = |strata: Vec<StratumStats>| QaReport {
+            from_day: "2026-01-01".into(),
+            to_day: "2026-01-31".into(),
+            topics: vec![TopicStats {
+                topic: "cards".into(),
+                drafted: 20,
+                ..Default::default()
+            }],
+            total: TopicStats {
+                topic: TOTAL.into(),
+                drafted: 20,
+                ..Default::default()
+            },
+            strata_total: StratumStats {
+                stratum: TOTAL.into(),
+                calls: strata.iter().map(|s| s.calls).sum(),
+                ..Default::default()
+            },
+            strata,
+        };
+        // The calls' stratum sums to the cards row; the two Aino
+        // conversations are not in it: alone under k, they are withheld,
+        // and the strata's total too (it minus the calls would give them).
+        let r = report(vec![st("cards", PHONE, 20), st("cards", "aino_chatbot", 2)]).suppress(5);
+        assert!(!r.strata[0].suppressed && r.strata[1].suppressed);
+        assert_eq!(r.strata[1].channel, "aino_chatbot");
+        assert!(r.strata_total.suppressed && !r.topics[0].suppressed);
+        let r = report(vec![st("cards", PHONE, 20), st("cards", "aino_chatbot", 6)]).suppress(5);
+        assert!(r.strata.iter().all(|s| !s.suppressed) && !r.strata_total.suppressed);
+        assert_eq!(
+            conversation_stratum("cards", "unspecified", "nb", "aino_chatbot"),
+            "cards|unspecified|nb|aino_chatbot"
+        );
     }
 
     #[test]

@@ -7,9 +7,23 @@
 //! (`calls.ki_opt_out_at_us IS NOT NULL`), joined at read time: the index
 //! row may be written before or after the opt-out, and either way the call
 //! shows nowhere.
+//!
+//! Conversations (issue 17, migration 0019) are indexed in the same rows
+//! from their redacted analysis copy, with their channel ([`PHONE`] for a
+//! call): one dashboard, one QA queue. A conversation's rows are read and
+//! shredded with its `chat-analysis-1y` key where a call's go with `ki`
+//! ([`ANALYSIS_CLASS_SQL`]).
 
 use crate::meta::{db, SqlStore};
 use crate::StoreError;
+
+/// The channel of a call in the index; conversations carry theirs
+/// (`aino_chatbot`, `advisor_chat`, `secure_message`, `email`).
+pub const PHONE: &str = "phone";
+
+/// The key class an index row `k`'s analysed data lives under: a call's
+/// `ki` key, a conversation's `chat-analysis-1y` key. The rows go with it.
+pub const ANALYSIS_CLASS_SQL: &str = "CASE WHEN k.channel = 'phone' THEN 'ki' ELSE 'chat-analysis-1y' END";
 
 /// The index row of one drafted KI call (no content).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,6 +40,9 @@ pub struct KiCallRow {
     pub draft_words: u64,
     /// Speech recognition failed: no draft (topics `["none"]`, 0 words).
     pub recognition_failed: bool,
+    /// [`PHONE`], or a conversation's channel. A conversation's
+    /// `draft_words` are the words the bot wrote (0: nothing for QA).
+    pub channel: String,
 }
 
 impl KiCallRow {
@@ -77,6 +94,8 @@ pub struct ScreeningRow {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueueRow {
     pub call_id: String,
+    /// [`PHONE`], or the conversation's channel.
+    pub channel: String,
     pub day: String,
     pub desk: String,
     pub language: String,
@@ -123,6 +142,8 @@ pub struct QaReviewRow {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReportCallRow {
     pub call_id: String,
+    /// [`PHONE`], or the conversation's channel.
+    pub channel: String,
     pub topic: String,
     pub desk: String,
     pub language: String,
@@ -147,11 +168,13 @@ pub struct ReportReviewRow {
     pub flag: String,
 }
 
-/// One call and one of its topics, for the topic dashboard.
+/// One call (or conversation) and one of its topics, for the topic dashboard.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, sqlx::FromRow)]
 pub struct TopicRow {
     pub day: String,
     pub desk: String,
+    /// [`PHONE`], or the conversation's channel.
+    pub channel: String,
     pub topic: String,
 }
 
@@ -204,6 +227,7 @@ struct IndexedCallColumns {
     edit_distance: Option<i64>,
     decided_at_us: Option<i64>,
     sampled_id: Option<String>,
+    channel: String,
 }
 
 impl TryFrom<IndexedCallColumns> for IndexedCall {
@@ -221,6 +245,7 @@ impl TryFrom<IndexedCallColumns> for IndexedCall {
                 drafted_at_us: r.drafted_at_us,
                 draft_words: count("draft_words", r.draft_words)?,
                 recognition_failed: r.recognition_failed != 0,
+                channel: r.channel,
             },
             decision: r.decision,
             edit_distance: opt_count("edit_distance", r.edit_distance)?,
@@ -234,6 +259,7 @@ impl TryFrom<IndexedCallColumns> for IndexedCall {
 #[derive(sqlx::FromRow)]
 struct QueueColumns {
     call_id: String,
+    channel: String,
     day: String,
     desk: String,
     language: String,
@@ -300,6 +326,7 @@ impl TryFrom<QaReviewColumns> for QaReviewRow {
 #[derive(sqlx::FromRow)]
 struct ReportCallColumns {
     call_id: String,
+    channel: String,
     topic: String,
     desk: String,
     language: String,
@@ -317,6 +344,7 @@ impl TryFrom<ReportCallColumns> for ReportCallRow {
     fn try_from(r: ReportCallColumns) -> Result<Self, StoreError> {
         Ok(ReportCallRow {
             call_id: r.call_id,
+            channel: r.channel,
             topic: r.topic,
             desk: r.desk,
             language: r.language,
@@ -407,11 +435,13 @@ impl SqlReporting {
     /// Idempotent: a call indexed before keeps its row and its decision, and
     /// `sample` is not asked. The draft's `screening`, if any, is stored in
     /// the same transaction, and a flagged call the sample did not pick is
-    /// queued with the reason `screening`.
+    /// queued with the reason `screening`. Without a `stratum` the row is
+    /// indexed for the dashboard only (a conversation the bot took no part
+    /// in: no KI output for QA), and neither `sample` nor `screening` is used.
     pub async fn index_draft(
         &self,
         row: &KiCallRow,
-        stratum: &str,
+        stratum: Option<&str>,
         at_us: i64,
         sample: impl FnOnce(u64) -> bool + Send,
         screening: Option<&ScreeningRow>,
@@ -425,7 +455,7 @@ impl SqlReporting {
         let mut tx = self.store.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO ki_calls (call_id, day, desk, language, topic, topics, advisor_id, drafted_at_us, \
-             draft_words, recognition_failed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             draft_words, recognition_failed, channel) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT (call_id) DO NOTHING",
         )
         .bind(row.call_id.as_str())
@@ -438,6 +468,7 @@ impl SqlReporting {
         .bind(row.drafted_at_us)
         .bind(row.draft_words as i64)
         .bind(i64::from(row.recognition_failed))
+        .bind(row.channel.as_str())
         .execute(&mut *tx)
         .await
         .map_err(db)?
@@ -463,17 +494,26 @@ impl SqlReporting {
         let mut seen_topics = std::collections::HashSet::new();
         for t in row.topics.iter().filter(|t| seen_topics.insert(t.as_str())) {
             sqlx::query(
-                "INSERT INTO call_topics (call_id, topic, day, desk) VALUES ($1, $2, $3, $4) \
+                "INSERT INTO call_topics (call_id, topic, day, desk, channel) VALUES ($1, $2, $3, $4, $5) \
                  ON CONFLICT (call_id, topic) DO NOTHING",
             )
             .bind(row.call_id.as_str())
             .bind(t.as_str())
             .bind(row.day.as_str())
             .bind(row.desk.as_str())
+            .bind(row.channel.as_str())
             .execute(&mut *tx)
             .await
             .map_err(db)?;
         }
+        let Some(stratum) = stratum else {
+            tx.commit().await.map_err(db)?;
+            return Ok(Indexed {
+                new: true,
+                sampled: false,
+                screened: false,
+            });
+        };
         sqlx::query(
             "INSERT INTO qa_strata (stratum, seen, sampled) VALUES ($1, 0, 0) ON CONFLICT (stratum) DO NOTHING",
         )
@@ -569,12 +609,13 @@ impl SqlReporting {
             )));
         }
         let mut tx = self.store.begin().await?;
-        let row: Option<(String, String)> = sqlx::query_as("SELECT day, desk FROM ki_calls WHERE call_id = $1")
-            .bind(call_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
-        let Some((day, desk)) = row else {
+        let row: Option<(String, String, String)> =
+            sqlx::query_as("SELECT day, desk, channel FROM ki_calls WHERE call_id = $1")
+                .bind(call_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+        let Some((day, desk, channel)) = row else {
             return Ok(false);
         };
         sqlx::query("UPDATE ki_calls SET topic = $1, topics = $2 WHERE call_id = $3")
@@ -591,11 +632,12 @@ impl SqlReporting {
             .map_err(db)?;
         let mut seen = std::collections::HashSet::new();
         for t in topics.iter().filter(|t| seen.insert(t.as_str())) {
-            sqlx::query("INSERT INTO call_topics (call_id, topic, day, desk) VALUES ($1, $2, $3, $4)")
+            sqlx::query("INSERT INTO call_topics (call_id, topic, day, desk, channel) VALUES ($1, $2, $3, $4, $5)")
                 .bind(call_id)
                 .bind(t.as_str())
                 .bind(day.as_str())
                 .bind(desk.as_str())
+                .bind(channel.as_str())
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -609,7 +651,7 @@ impl SqlReporting {
         let row: Option<IndexedCallColumns> = sqlx::query_as(&format!(
             "SELECT k.call_id, k.day, k.desk, k.language, k.topics, k.advisor_id, k.drafted_at_us, \
              k.draft_words, k.recognition_failed, k.decision, k.edit_distance, k.decided_at_us, \
-             s.call_id AS sampled_id \
+             s.call_id AS sampled_id, k.channel \
              FROM ki_calls k {NOT_OPTED_OUT} LEFT JOIN qa_samples s ON s.call_id = k.call_id \
              WHERE k.call_id = $1"
         ))
@@ -632,18 +674,18 @@ impl SqlReporting {
         .is_some())
     }
 
-    /// The QA queue: sampled calls, not opted out, whose `ki` key still
-    /// exists (QA cannot read a call whose KI data is gone), oldest sample
-    /// first, each with who scored it.
+    /// The QA queue: sampled calls and conversations, not opted out, whose
+    /// `ki` (or `chat-analysis-1y`) key still exists (QA cannot read what is
+    /// gone), oldest sample first, each with who scored it.
     pub async fn queue(&self) -> Result<Vec<QueueRow>, StoreError> {
         let rows: Vec<QueueColumns> = sqlx::query_as(&format!(
-            "SELECT k.call_id, k.day, k.desk, k.language, k.topic, s.stratum, s.sampled_at_us, r.reviewer, \
+            "SELECT k.call_id, k.channel, k.day, k.desk, k.language, k.topic, s.stratum, s.sampled_at_us, r.reviewer, \
              k.recognition_failed, s.reason, q.key_id AS screening_key_id, q.detail_sealed AS screening_sealed \
              FROM qa_samples s JOIN ki_calls k ON k.call_id = s.call_id {NOT_OPTED_OUT} \
              LEFT JOIN qa_reviews r ON r.call_id = s.call_id \
              LEFT JOIN qa_screenings q ON q.call_id = s.call_id AND q.flagged = 1 \
-             WHERE EXISTS (SELECT 1 FROM data_keys d WHERE d.call_id = s.call_id AND d.class = 'ki' \
-             AND d.destroyed_at_us IS NULL) \
+             WHERE EXISTS (SELECT 1 FROM data_keys d WHERE d.call_id = s.call_id \
+             AND d.class = {ANALYSIS_CLASS_SQL} AND d.destroyed_at_us IS NULL) \
              ORDER BY s.sampled_at_us, s.call_id, r.reviewer"
         ))
         .fetch_all(&self.store.pool)
@@ -654,6 +696,7 @@ impl SqlReporting {
             if out.last().map(|q| &q.call_id) != Some(&r.call_id) {
                 out.push(QueueRow {
                     call_id: r.call_id,
+                    channel: r.channel,
                     day: r.day,
                     desk: r.desk,
                     language: r.language,
@@ -685,7 +728,7 @@ impl SqlReporting {
         let sql = format!(
             "SELECT k.call_id, k.advisor_id, c.started_at_us, c.ended_at_us \
              FROM ki_calls k {NOT_OPTED_OUT} \
-             WHERE k.decision IS NULL AND k.recognition_failed = 0 AND k.advisor_id IN ({}) \
+             WHERE k.channel = 'phone' AND k.decision IS NULL AND k.recognition_failed = 0 AND k.advisor_id IN ({}) \
              AND EXISTS (SELECT 1 FROM data_keys d WHERE d.call_id = k.call_id AND d.class = 'ki' \
              AND d.destroyed_at_us IS NULL) \
              ORDER BY c.started_at_us, k.call_id",
@@ -788,14 +831,17 @@ impl SqlReporting {
         convert(rows)
     }
 
-    /// The drafted calls of the days `from_day..=to_day` (`YYYY-MM-DD`).
+    /// The drafted calls of the days `from_day..=to_day` (`YYYY-MM-DD`),
+    /// and the conversations with the bot's answers (the others hold no KI
+    /// output for QA).
     pub async fn report_calls(&self, from_day: &str, to_day: &str) -> Result<Vec<ReportCallRow>, StoreError> {
         let rows: Vec<ReportCallColumns> = sqlx::query_as(&format!(
-            "SELECT k.call_id, k.topic, k.desk, k.language, k.recognition_failed, k.draft_words, k.decision, \
+            "SELECT k.call_id, k.channel, k.topic, k.desk, k.language, k.recognition_failed, k.draft_words, k.decision, \
              k.edit_distance, s.call_id AS sampled_id, q.flagged AS screened \
              FROM ki_calls k {NOT_OPTED_OUT} LEFT JOIN qa_samples s ON s.call_id = k.call_id AND s.reason = 'sample' \
              LEFT JOIN qa_screenings q ON q.call_id = k.call_id \
-             WHERE k.day >= $1 AND k.day <= $2 ORDER BY k.topic, k.call_id"
+             WHERE k.day >= $1 AND k.day <= $2 AND (k.channel = 'phone' OR k.draft_words > 0) \
+             ORDER BY k.topic, k.call_id"
         ))
         .bind(from_day)
         .bind(to_day)
@@ -820,14 +866,15 @@ impl SqlReporting {
         convert(rows)
     }
 
-    /// One row per drafted call and topic of the days `from_day..=to_day`
-    /// (`YYYY-MM-DD`), ordered by day, desk, topic: the topic dashboard's
-    /// input. Calls whose KI data is kept come from their own rows, older
-    /// ones from the per-day aggregates their rows were added to when their
-    /// KI key went (opted-out calls from neither).
+    /// One row per drafted call (or analysed conversation) and topic of the
+    /// days `from_day..=to_day` (`YYYY-MM-DD`), ordered by day, desk,
+    /// channel, topic: the topic dashboard's input. Those whose KI data is
+    /// kept come from their own rows, older ones from the per-day aggregates
+    /// their rows were added to when their `ki` (`chat-analysis-1y`) key
+    /// expired (opted-out calls and objected conversations from neither).
     pub async fn topic_rows(&self, from_day: &str, to_day: &str) -> Result<Vec<TopicRow>, StoreError> {
         let mut rows: Vec<TopicRow> = sqlx::query_as(&format!(
-            "SELECT k.day, k.desk, k.topic FROM call_topics k {NOT_OPTED_OUT} \
+            "SELECT k.day, k.desk, k.channel, k.topic FROM call_topics k {NOT_OPTED_OUT} \
              WHERE k.day >= $1 AND k.day <= $2"
         ))
         .bind(from_day)
@@ -836,23 +883,24 @@ impl SqlReporting {
         .await
         .map_err(db)?;
         // Calls whose KI data is gone count from the per-day aggregates.
-        let counted: Vec<(String, String, String, i64)> =
-            sqlx::query_as("SELECT day, desk, topic, calls FROM topic_counts WHERE day >= $1 AND day <= $2")
+        let counted: Vec<(String, String, String, String, i64)> =
+            sqlx::query_as("SELECT day, desk, channel, topic, calls FROM topic_counts WHERE day >= $1 AND day <= $2")
                 .bind(from_day)
                 .bind(to_day)
                 .fetch_all(&self.store.pool)
                 .await
                 .map_err(db)?;
-        for (day, desk, topic, calls) in counted {
+        for (day, desk, channel, topic, calls) in counted {
             for _ in 0..calls.max(0) {
                 rows.push(TopicRow {
                     day: day.clone(),
                     desk: desk.clone(),
+                    channel: channel.clone(),
                     topic: topic.clone(),
                 });
             }
         }
-        rows.sort_by(|a, b| (&a.day, &a.desk, &a.topic).cmp(&(&b.day, &b.desk, &b.topic)));
+        rows.sort();
         Ok(rows)
     }
 

@@ -152,6 +152,7 @@ pub struct Metrics {
     asr_queue_wait: Histogram,
     role_up: Family<Labels1, Gauge>,
     chunks: Family<Labels1, Counter>,
+    conversations: Family<Labels1, Counter>,
     dead_letters: Family<Labels1, Counter>,
     consumer_lag: Family<[(&'static str, String); 3], Gauge>,
     asr_requests: HistogramFamily<Labels1>,
@@ -207,6 +208,7 @@ impl Metrics {
             asr_queue_wait: Histogram::new(MODEL_BUCKETS),
             role_up: Family::default(),
             chunks: Family::default(),
+            conversations: Family::default(),
             dead_letters: Family::default(),
             consumer_lag: Family::default(),
             asr_requests: Family::new_with_constructor(model_histogram),
@@ -242,6 +244,11 @@ impl Metrics {
             "opptak_chunks",
             "Audio chunks handled by the recorder, by outcome",
             m.chunks.clone(),
+        );
+        registry.register(
+            "opptak_conversation_events",
+            "Conversation events handled by the messages role, by outcome",
+            m.conversations.clone(),
         );
         registry.register(
             "opptak_dead_letters",
@@ -383,6 +390,12 @@ impl Metrics {
 
     pub fn chunk(&self, outcome: ChunkOutcome) {
         self.chunks.get_or_create(&[("outcome", outcome.as_str())]).inc();
+    }
+
+    /// What the messages role did: `started`, `message`, `duplicate`,
+    /// `written` (a conversation's copies), `idle_ended`, `objection`.
+    pub fn conversation_event(&self, outcome: &'static str) {
+        self.conversations.get_or_create(&[("outcome", outcome)]).inc();
     }
 
     /// A refused input; `reason` is the dead-letter reason without its

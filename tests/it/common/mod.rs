@@ -2,6 +2,7 @@
 //! fresh database and topic prefix per test, and a plaintext scanner.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
+pub mod chat;
 pub mod webdriver;
 
 use opptak::app::Edges;

@@ -675,12 +675,17 @@ pub(crate) struct DashboardView {
     to_day: String,
     /// `day` or `week`.
     period: String,
-    /// The desk of `by_period`, or `(all)`.
+    /// The desk of `by_period` (the channel, by `channel`), or `(all)`.
     desk: String,
+    /// The channel filter (`phone`, `aino_chatbot`, `advisor_chat`,
+    /// `secure_message`, `email`), or `(all)`.
+    channel: String,
+    /// `by_desk`'s rows: `desk` or `channel`.
+    breakdown: String,
     k: u32,
     /// Topics × periods for `desk`.
     by_period: TableView,
-    /// Desks × topics over the whole range.
+    /// Desks (or channels) × topics over the whole range.
     by_desk: TableView,
     trends: Vec<TrendView>,
 }
@@ -711,6 +716,8 @@ async fn dashboard(
             to_day: d.filter.last_day().to_string(),
             period: d.filter.period().as_str().to_owned(),
             desk: d.slice_desk().to_owned(),
+            channel: d.filter.channel().unwrap_or(crate::dashboard::ALL).to_owned(),
+            breakdown: d.filter.breakdown().as_str().to_owned(),
             k: d.filter.k(),
             by_period: TableView::from(&d.by_period),
             by_desk: TableView::from(&d.by_desk),

@@ -1,6 +1,7 @@
 //! The topic dashboard for internal reporting (R5): topic volumes per day
-//! or ISO week, per desk, with trends, from the content-free index of
-//! drafted KI calls. Counts below `web.dashboard_k` are suppressed, with
+//! or ISO week, per desk or per channel (phone and the conversation
+//! channels, issue 17), with trends, from the content-free index of
+//! drafted KI calls and analysed conversations. Counts below `web.dashboard_k` are suppressed, with
 //! complementary suppression so none can be worked out from the totals
 //! ([`crate::dashboard`]); the chart is server-rendered SVG; the same
 //! numbers download as CSV. Every query is audited with its parameters,
@@ -8,7 +9,7 @@
 
 use super::qa::csv_response;
 use super::{App, Ctx, Lang, Reply};
-use crate::dashboard::{self, Cell, Dashboard, Day, Filter, Period, Table};
+use crate::dashboard::{self, Breakdown, Cell, Dashboard, Day, Filter, Period, Table};
 use crate::identity::{Role, User};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -49,6 +50,11 @@ pub(crate) struct Params {
     period: Option<String>,
     /// One desk, or empty for all.
     desk: Option<String>,
+    /// One channel (`phone`, `aino_chatbot`, `advisor_chat`,
+    /// `secure_message`, `email`), or empty for all.
+    channel: Option<String>,
+    /// The second table's rows: `desk` (default) or `channel`.
+    by: Option<String>,
 }
 
 /// The dashboard for a role that may read it; the refusal or a 400 for
@@ -82,16 +88,24 @@ pub(crate) async fn build(app: &App, reply: Reply, user: &User, p: &Params) -> R
     };
     let from = day(&p.from, default_from)?;
     let to = day(&p.to, today)?;
+    let breakdown = match p.by.as_deref().filter(|s| !s.is_empty()) {
+        None => Breakdown::Desk,
+        Some(s) => Breakdown::parse(s).map_err(|e| bad(&e))?,
+    };
     let filter = Filter::new(from, to, period, today)
         .map_err(|e| bad(&e))?
         .with_desk(p.desk.clone().filter(|d| !d.is_empty()))
+        .with_channel(p.channel.clone().filter(|c| !c.is_empty()))
+        .with_breakdown(breakdown)
         .with_k(app.edges.config.web.dashboard_k)
         .map_err(|e| bad(&e))?;
     let subject = format!(
-        "dashboard:{} {} {}",
+        "dashboard:{} {} {} {} by-{}",
         filter.range_label(),
         filter.period().as_str(),
-        filter.desk().unwrap_or(dashboard::ALL)
+        filter.desk().unwrap_or(dashboard::ALL),
+        filter.channel().unwrap_or(dashboard::ALL),
+        filter.breakdown().as_str()
     );
     if let Err(e) = app.audit(user, "dashboard.read", &subject, "", "allowed").await {
         return Err(reply.internal(e));
@@ -101,14 +115,7 @@ pub(crate) async fn build(app: &App, reply: Reply, user: &User, p: &Params) -> R
         .topic_rows(&filter.first_day().to_string(), &filter.last_day().to_string())
         .await
         .map_err(|e| reply.internal(e))?;
-    let rows: Vec<dashboard::TopicRow> = rows
-        .into_iter()
-        .map(|r| dashboard::TopicRow {
-            day: r.day,
-            desk: r.desk,
-            topic: r.topic,
-        })
-        .collect();
+    let rows: Vec<dashboard::TopicRow> = rows.into_iter().map(Into::into).collect();
     dashboard::aggregate(&rows, &filter).map_err(|e| reply.internal(e.into()))
 }
 
@@ -124,12 +131,31 @@ async fn page(State(app): State<Arc<App>>, ctx: Ctx, Query(p): Query<Params>) ->
     let lang = ctx.lang;
     let f = &d.filter;
     let csv = format!(
-        "/dashboard.csv?from={}&to={}&period={}&desk={}",
+        "/dashboard.csv?from={}&to={}&period={}&desk={}&channel={}&by={}",
         f.first_day(),
         f.last_day(),
         f.period().as_str(),
-        f.desk().unwrap_or("")
+        f.desk().unwrap_or(""),
+        f.channel().unwrap_or(""),
+        f.breakdown().as_str()
     );
+    let by_channel = f.breakdown() == Breakdown::Channel;
+    let second = if by_channel {
+        Table {
+            rows: d
+                .by_desk
+                .rows
+                .iter()
+                .map(|c| dashboard::channel_label(c, lang.code()).to_owned())
+                .collect(),
+            ..d.by_desk.clone()
+        }
+    } else {
+        d.by_desk.clone()
+    };
+    let channel_shown = f
+        .channel()
+        .map_or(lang.t("alle", "all"), |c| dashboard::channel_label(c, lang.code()));
     ctx.page(
         ("Emner i samtalene", "Call topics"),
         html! {
@@ -144,12 +170,21 @@ async fn page(State(app): State<Arc<App>>, ctx: Ctx, Query(p): Query<Params>) ->
                     option value="" selected[f.desk().is_none()] { (lang.t("alle", "all")) }
                     @for desk in DESKS { option value=(desk) selected[f.desk() == Some(desk)] { (desk) } }
                 } } " "
+                label { (lang.t("Kanal ", "Channel ")) select name="channel" {
+                    option value="" selected[f.channel().is_none()] { (lang.t("alle", "all")) }
+                    @for c in dashboard::CHANNELS { option value=(c) selected[f.channel() == Some(c)] { (dashboard::channel_label(c, lang.code())) } }
+                } } " "
+                label { (lang.t("Fordelt på ", "Broken down by ")) select name="by" {
+                    option value="desk" selected[!by_channel] { "desk" }
+                    option value="channel" selected[by_channel] { (lang.t("kanal", "channel")) }
+                } } " "
                 button type="submit" { (lang.t("Vis", "Show")) }
             }
             p.muted { (d.suppression_note(lang.code())) }
             figure {
                 (PreEscaped(dashboard::svg_chart(&d, lang.code())))
-                figcaption { (lang.t("Samtaler per emne, ", "Calls per topic, ")) (f.range_label()) ", desk: " (f.desk().unwrap_or(lang.t("alle", "all"))) }
+                figcaption { (lang.t("Samtaler per emne, ", "Calls per topic, ")) (f.range_label()) ", desk: " (f.desk().unwrap_or(lang.t("alle", "all")))
+                    (lang.t(", kanal: ", ", channel: ")) (channel_shown) }
             }
             h2 { (lang.t("Per periode", "Per period")) }
             (table(lang, &d.by_period, lang.t("Emne", "Topic")))
@@ -169,8 +204,13 @@ async fn page(State(app): State<Arc<App>>, ctx: Ctx, Query(p): Query<Params>) ->
                     } } }
                 }
             }
-            h2 { (lang.t("Per desk, hele perioden", "Per desk, whole range")) }
-            (table(lang, &d.by_desk, "Desk"))
+            @if by_channel {
+                h2 { (lang.t("Per kanal, hele perioden", "Per channel, whole range")) }
+                (table(lang, &second, lang.t("Kanal", "Channel")))
+            } @else {
+                h2 { (lang.t("Per desk, hele perioden", "Per desk, whole range")) }
+                (table(lang, &second, "Desk"))
+            }
             p { a href=(csv) download { (lang.t("Last ned som CSV", "Download as CSV")) } }
         },
     )

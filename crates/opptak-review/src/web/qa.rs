@@ -5,8 +5,14 @@
 //! each call is there (the sample, a screening hit with its term, a failed
 //! speech recognition to listen to); the report shows each stratum's error
 //! and flag rates with 95 % Wilson intervals, small strata withheld.
+//!
+//! Sampled conversations with the bot (issue 17) stand in the same queue;
+//! QA reads one's redacted analysis copy at `/qa/conversations/{id}` (QA
+//! only, sampled, its `chat-analysis-1y` key alive; audited) and scores the
+//! bot's answers with the same form.
 
 use super::{csrf_of, internal, App, Ctx, Lang, Reply};
+use crate::dashboard::channel_label;
 use crate::identity::{Role, User};
 use crate::qa::{QaFlag, QaReport, QaReview, QaScore, Rate, Refusal, StratumStats, TopicStats, RECOGNITION_FAILED};
 use axum::extract::{Form, Path, Query, State};
@@ -15,7 +21,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use maud::{html, Markup};
-use opptak_domain::model::CallId;
+use opptak_domain::model::{CallId, Sender};
+use opptak_store::reporting::PHONE;
 use serde::Deserialize;
 use std::sync::Arc;
 
@@ -24,6 +31,7 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route("/qa", get(queue))
         .route("/qa/report", get(report_page))
         .route("/qa/report.csv", get(report_csv))
+        .route("/qa/conversations/{id}", get(conversation_page))
         .route("/calls/{id}/qa", post(assess))
 }
 
@@ -56,7 +64,7 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
     ctx.page(
         ("Kvalitetskontroll", "Quality assurance"),
         html! {
-            p { (lang.t("Andel trukket ut per stratum (emne, desk, oppdaget språk, talegjenkjenning feilet): ", "Share sampled per stratum (topic, desk, detected language, speech recognition failed): "))
+            p { (lang.t("Andel trukket ut per stratum (emne, desk, oppdaget språk, talegjenkjenning feilet; for chat med Aino: kanalen): ", "Share sampled per stratum (topic, desk, detected language, speech recognition failed; for chats with Aino: the channel): "))
                 strong { (format!("{:.0} %", share * 100.0)) }
                 (lang.t(". Den første samtalen i hvert stratum trekkes alltid, så små grupper blir sett. Utkast som screeningen flagger, kommer hit uansett.",
                         ". The first call of every stratum is always sampled, so small groups are seen. Drafts screening flags come here whatever the sample.")) }
@@ -66,6 +74,7 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
                 table {
                     thead { tr {
                         th scope="col" { (lang.t("Samtale", "Call")) }
+                        th scope="col" { (lang.t("Kanal", "Channel")) }
                         th scope="col" { (lang.t("Dag", "Day")) }
                         th scope="col" { "Desk" }
                         th scope="col" { (lang.t("Språk", "Language")) }
@@ -76,7 +85,8 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
                     tbody {
                         @for r in &rows {
                             tr {
-                                td { a href={ "/calls/" (r.call_id) } { (r.call_id) } }
+                                td { a href=(item_href(&r.channel, &r.call_id)) { (r.call_id) } }
+                                td { (channel_label(&r.channel, lang.code())) }
                                 td { (r.day) }
                                 td { (r.desk) }
                                 td { (r.language) }
@@ -113,18 +123,104 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
     )
 }
 
+/// Where QA reads a queued item: a call's page, or a conversation's
+/// analysis copy.
+fn item_href(channel: &str, id: &str) -> String {
+    if channel == PHONE {
+        format!("/calls/{id}")
+    } else {
+        format!("/qa/conversations/{id}")
+    }
+}
+
+/// A sampled conversation's redacted analysis copy for a QA reviewer, with
+/// the assessment form: the bot's answers are what is scored. Only QA, only
+/// while sampled and its `chat-analysis-1y` key lives; audited either way.
+async fn conversation_page(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>) -> Response {
+    let (user, token) = match ctx.user() {
+        Ok(u) => u,
+        Err(_) => return Redirect::to("/login").into_response(),
+    };
+    let lang = ctx.lang;
+    let Ok(call_id) = CallId::parse(&id) else {
+        return ctx.error(StatusCode::NOT_FOUND, "Ukjent samtale.", "Unknown conversation.");
+    };
+    let subject = format!("conversation:{call_id}");
+    let indexed = match app.qa.call(&call_id).await {
+        Ok(c) => c.filter(|c| c.row.channel != PHONE),
+        Err(e) => return internal(lang, e),
+    };
+    let access = match (&indexed, user.role) {
+        (Some(_), Role::Qa) => match app.qa.sample_access(&call_id).await {
+            Ok(a) => a,
+            Err(e) => return internal(lang, e),
+        },
+        _ => crate::qa::SampleAccess::NotSampled,
+    };
+    let copy = match access {
+        crate::qa::SampleAccess::Readable => match app.qa.analysis_copy(&call_id).await {
+            Ok(c) => c,
+            Err(e) => return internal(lang, e),
+        },
+        _ => None,
+    };
+    let (Some(indexed), Some(copy)) = (indexed, copy) else {
+        if let Err(e) = app.audit(user, "conversation.read", &subject, "", "refused").await {
+            return internal(lang, e);
+        }
+        return ctx.error(
+            StatusCode::FORBIDDEN,
+            "Bare kvalitetskontrollører leser uttrukne samtaler, og bare så lenge analysekopien finnes.",
+            "Only QA reviewers read sampled conversations, and only while the analysis copy exists.",
+        );
+    };
+    if app.audit_reads {
+        if let Err(e) = app
+            .audit(user, "conversation.read", &subject, "qa sample", "allowed")
+            .await
+        {
+            return internal(lang, e);
+        }
+    }
+    let qa = section(&app, lang, user, token, &call_id).await;
+    let sender = |s: Sender| match s {
+        Sender::Customer => lang.t("Kunde", "Customer"),
+        Sender::Bot => "Aino",
+        Sender::Advisor => lang.t("Rådgiver", "Advisor"),
+    };
+    ctx.page(
+        ("Kvalitetskontroll av samtale", "Conversation QA"),
+        html! {
+            p { (channel_label(&indexed.row.channel, lang.code())) ", " (indexed.row.day) ", desk " (indexed.row.desk)
+                ", " (lang.t("språk ", "language ")) (indexed.row.language) ", " (lang.t("emner: ", "topics: ")) (indexed.row.topics.join(", ")) }
+            p.muted { (lang.t("Analysekopien: personopplysninger er erstattet med merker. Svarene fra Aino kan inneholde feil; vurder dem.",
+                "The analysis copy: personal data replaced by tokens. Aino's answers may contain errors; assess them.")) }
+            table {
+                thead { tr {
+                    th scope="col" { "#" }
+                    th scope="col" { (lang.t("Fra", "From")) }
+                    th scope="col" { (lang.t("Tekst", "Text")) }
+                } }
+                tbody { @for m in &copy.messages { tr {
+                    td { (m.sequence) }
+                    td { @if m.sender == Sender::Bot { strong { (sender(m.sender)) } } @else { (sender(m.sender)) } }
+                    td { (m.text) }
+                } } }
+            }
+            (qa)
+        },
+    )
+}
+
 /// The assessment section of the call page for a QA reviewer: earlier
 /// assessments and the form.
 pub(crate) async fn section(app: &App, lang: Lang, user: &User, token: &str, call_id: &CallId) -> Markup {
     let reviews: Vec<QaReview> = app.qa.reviews(call_id).await.unwrap_or_default();
     let screening = app.qa.screening(call_id).await.ok().flatten().filter(|s| s.flagged());
-    let failed = app
-        .qa
-        .call(call_id)
-        .await
-        .ok()
-        .flatten()
-        .is_some_and(|c| c.row.recognition_failed);
+    let indexed = app.qa.call(call_id).await.ok().flatten();
+    let failed = indexed.as_ref().is_some_and(|c| c.row.recognition_failed);
+    // A conversation's KI output is the bot's answers, not a summary.
+    let bot = indexed.as_ref().is_some_and(|c| c.row.channel != PHONE);
     let mine = reviews.iter().find(|r| r.reviewer == user.actor());
     let score_field = |name: &str, label: &str, current: Option<u8>| {
         html! {
@@ -165,8 +261,13 @@ pub(crate) async fn section(app: &App, lang: Lang, user: &User, token: &str, cal
         }
         form method="post" action={ "/calls/" (call_id) "/qa" } {
             input type="hidden" name="csrf" value=(csrf_of(token));
-            (score_field("correctness", lang.t("Korrekthet: stemmer sammendraget med samtalen?", "Correctness: does the summary match the call?"), mine.map(|r| r.correctness)))
-            (score_field("relevance", lang.t("Relevans: tar det med det som betyr noe?", "Relevance: does it keep what matters?"), mine.map(|r| r.relevance)))
+            @if bot {
+                (score_field("correctness", lang.t("Korrekthet: er svarene fra Aino riktige?", "Correctness: are Aino's answers right?"), mine.map(|r| r.correctness)))
+                (score_field("relevance", lang.t("Relevans: svarer Aino på det kunden spør om?", "Relevance: does Aino answer what the customer asks?"), mine.map(|r| r.relevance)))
+            } @else {
+                (score_field("correctness", lang.t("Korrekthet: stemmer sammendraget med samtalen?", "Correctness: does the summary match the call?"), mine.map(|r| r.correctness)))
+                (score_field("relevance", lang.t("Relevans: tar det med det som betyr noe?", "Relevance: does it keep what matters?"), mine.map(|r| r.relevance)))
+            }
             (score_field("quality", lang.t("Kvalitet: språk og form", "Quality: language and form"), mine.map(|r| r.quality)))
             p { label { (lang.t("Flagg ", "Flag ")) select name="flag" {
                 option value="" { (lang.t("ingen", "none")) }
@@ -222,7 +323,11 @@ async fn assess(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>, F
     )
     .await
     {
-        Ok(()) => Redirect::to(&format!("/calls/{call_id}#qa")).into_response(),
+        Ok(()) => {
+            let channel = app.qa.call(&call_id).await.ok().flatten().map(|c| c.row.channel);
+            let href = item_href(channel.as_deref().unwrap_or(PHONE), call_id.as_str());
+            Redirect::to(&format!("{href}#qa")).into_response()
+        }
         Err(r) => r,
     }
 }
@@ -418,7 +523,7 @@ async fn report_page(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Rang
                     th scope="col" { (lang.t("Emne", "Topic")) }
                     th scope="col" { "Desk" }
                     th scope="col" { (lang.t("Språk", "Language")) }
-                    th scope="col" { (lang.t("Talegjenkjenning", "Speech recognition")) }
+                    th scope="col" { (lang.t("Talegjenkjenning (samtaler: kanal)", "Speech recognition (conversations: channel)")) }
                     th scope="col" { (lang.t("Samtaler", "Calls")) }
                     th scope="col" { (lang.t("Trukket", "Sampled")) }
                     th scope="col" { (lang.t("Vurdert", "Scored")) }
@@ -460,7 +565,9 @@ fn stratum_row(lang: Lang, k: u32, s: &StratumStats, total: bool) -> Markup {
                 th scope="row" colspan="4" { (lang.t("Totalt", "Total")) }
             } @else {
                 th scope="row" { (s.topic) } td { (s.desk) } td { (s.language) }
-                td { @if s.recognition_failed { strong.flag { (lang.t("feilet", "failed")) } } @else { "ok" } }
+                td { @if s.recognition_failed { strong.flag { (lang.t("feilet", "failed")) } }
+                    @else if !s.channel.is_empty() && s.channel != PHONE { (channel_label(&s.channel, lang.code())) }
+                    @else { "ok" } }
             }
             @if s.suppressed {
                 td colspan="6" { (lang.t(&format!("Holdt tilbake: færre enn {k} samtaler"), &format!("Withheld: fewer than {k} calls"))) }

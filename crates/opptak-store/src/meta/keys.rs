@@ -5,7 +5,7 @@
 use super::model::{KeyRow, KeyUnder, ShredEvidence, StoredKey};
 use super::{db, read, SqlStore, Tx};
 use crate::StoreError;
-use opptak_domain::model::CallId;
+use opptak_domain::model::{CallId, KeyClass};
 
 /// A key with its owner: a call id, or `deadletters-<day>`.
 #[derive(sqlx::FromRow)]
@@ -214,7 +214,7 @@ impl SqlStore {
 /// Shreds a call's live key of `class` inside a transaction: the wrapped key
 /// overwritten with nothing and marked destroyed, the evidence written.
 /// `None` if there is no live key of that class. The `ki` key takes the
-/// call's per-call reporting rows with it; `expired` (the retention sweep,
+/// call's per-call reporting rows with it (`chat-analysis-1y` a conversation's); `expired` (the retention sweep,
 /// not an opt-out, erasure or manual shred) first adds the call to the
 /// dashboard's per-day counts.
 pub(super) async fn shred_in_tx(
@@ -273,23 +273,25 @@ pub(super) async fn shred_in_tx(
     .execute(&mut **tx)
     .await
     .map_err(db)?;
-    if class == "ki" {
+    if class == KeyClass::Ki.as_str() || class == KeyClass::ChatAnalysis1y.as_str() {
         forget_ki_rows(tx, call_id, expired).await?;
     }
     Ok(Some(ev))
 }
 
 /// The call's per-call reporting rows are KI data: they go with its `ki` key
-/// (expiry, opt-out, erasure), in the shredding's transaction. A call whose
-/// KI data `expired` (and that did not opt out) stays counted in the
-/// dashboard's per-day aggregates (`topic_counts`), which name no call.
+/// (expiry, opt-out, erasure), in the shredding's transaction; a
+/// conversation's with its `chat-analysis-1y` key (expiry, the customer's
+/// objection, erasure). One whose KI data `expired` (and that did not opt
+/// out) stays counted in the dashboard's per-day aggregates
+/// (`topic_counts`), which name no call.
 async fn forget_ki_rows(tx: &mut Tx<'_>, call_id: &CallId, expired: bool) -> Result<(), StoreError> {
     if expired {
         sqlx::query(
-            "INSERT INTO topic_counts (day, desk, topic, calls) \
-         SELECT t.day, t.desk, t.topic, 1 FROM call_topics t \
+            "INSERT INTO topic_counts (day, desk, channel, topic, calls) \
+         SELECT t.day, t.desk, t.channel, t.topic, 1 FROM call_topics t \
          JOIN calls c ON c.call_id = t.call_id AND c.ki_opt_out_at_us IS NULL WHERE t.call_id = $1 \
-         ON CONFLICT (day, desk, topic) DO UPDATE SET calls = topic_counts.calls + excluded.calls",
+         ON CONFLICT (day, desk, channel, topic) DO UPDATE SET calls = topic_counts.calls + excluded.calls",
         )
         .bind(call_id.as_str())
         .execute(&mut **tx)

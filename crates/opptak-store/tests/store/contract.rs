@@ -30,26 +30,10 @@ async fn sqlite_metadata_store() {
 
 #[tokio::test]
 async fn postgres_metadata_store() {
-    let Ok(url) = std::env::var("OPPTAK_TEST_POSTGRES") else {
-        assert_ne!(
-            std::env::var("OPPTAK_REQUIRE_SERVICES").as_deref(),
-            Ok("1"),
-            "OPPTAK_TEST_POSTGRES not set"
-        );
-        eprintln!("skipping: OPPTAK_TEST_POSTGRES not set");
+    let Some(url) = crate::fresh_postgres("store").await else {
         return;
     };
-    // A fresh database per run: migrations and data of earlier runs cannot interfere.
-    use sqlx::Connection;
-    let db = format!("store_{}", suffix());
-    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {db}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let url = format!("{}/{db}", url.rsplit_once('/').unwrap().0);
     metadata_store_suite(open_metadata_store(&url).await.unwrap(), &suffix()).await;
-    drop(conn);
 }
 
 #[test]
