@@ -21,12 +21,11 @@
 //! Offsets are committed only after a batch's effects are durable; every
 //! step is idempotent, so a replay after a crash stores nothing twice.
 
-use crate::RecorderError;
+use crate::{dead_letter_out, DeadLetterSeal, RecorderError};
 use bytes::Bytes;
-use opptak_bus::{Bus, Outgoing, Position, Record};
+use opptak_bus::{Bus, Position, Record};
 use opptak_crypto::chunk::{self, Domain};
 use opptak_crypto::segment::ArtifactKind as SealKind;
-use opptak_crypto::stream::StreamInfo;
 use opptak_crypto::{DataKey, KeyProvider};
 use opptak_domain::conversation::{self, Attachment, ConversationLog, Message};
 use opptak_domain::model::{CallId, ConversationFacts, KeyClass};
@@ -801,50 +800,19 @@ impl ConversationRecorder {
         if self.dead_letters.is_empty() {
             return Ok(());
         }
-        const MAX_ORIGINAL: usize = 512 * 1024;
         let day = opptak_domain::time::utc_day(self.now_us());
         let (key, key_ref) = self.vault.deadletter_key(&day).await?;
+        let seal = DeadLetterSeal {
+            key: &key,
+            key_ref,
+            segment_bytes: opptak_crypto::stream::DEFAULT_SEGMENT_SIZE,
+            topic: &self.cfg.deadletter,
+            stage: "messages",
+            at_us: self.now_us(),
+        };
         let mut out = Vec::new();
         for (r, id, refusal) in std::mem::take(&mut self.dead_letters) {
-            use sha2::Digest;
-            let digest = hex::encode(sha2::Sha256::digest(&r.payload));
-            let mut detail = refusal.detail;
-            let original = if r.payload.len() > MAX_ORIGINAL {
-                detail.push_str(&format!(
-                    "; original of {} bytes truncated to {MAX_ORIGINAL}",
-                    r.payload.len()
-                ));
-                r.payload.slice(..MAX_ORIGINAL)
-            } else {
-                r.payload.clone()
-            };
-            let info = StreamInfo {
-                kind: SealKind::DeadLetter,
-                key_id: key.id().to_owned(),
-                key_ref: key_ref.clone(),
-                artifact_id: opptak_vault::reader::deadletter_artifact_id(r.partition, r.offset),
-            };
-            let sealed =
-                opptak_crypto::stream::seal(&key, &info, opptak_crypto::stream::DEFAULT_SEGMENT_SIZE, &original)?;
-            let dl = v1::DeadLetter {
-                source_topic: r.topic.clone(),
-                source_partition: r.partition,
-                source_offset: r.offset,
-                original_key: r.key.clone().map(|k| k.to_vec()).unwrap_or_default(),
-                sealed_original: sealed,
-                original_bytes: r.payload.len() as u64,
-                original_sha256: digest,
-                reason: refusal.reason as i32,
-                detail,
-                call_id: id,
-                at: Some(convert::timestamp(self.now_us())),
-                stage: "messages".into(),
-            };
-            out.push(Outgoing {
-                topic: self.cfg.deadletter.clone(),
-                key: r.key.clone().unwrap_or_else(|| Bytes::from_static(b"unknown")),
-                payload: Bytes::from(dl.encode_to_vec()),
-            });
+            out.push(dead_letter_out(&r, id, refusal, &seal)?);
         }
         self.bus.publish_all(out).await?;
         Ok(())

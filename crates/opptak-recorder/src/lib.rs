@@ -518,20 +518,6 @@ impl Recorder {
     /// makes its dead letters on Kafka unreadable too — or, when the message
     /// names no known call, under the dead-letter key of the day.
     async fn seal_dead_letter(&mut self, p: PendingDeadLetter) -> Result<Outgoing, RecorderError> {
-        const MAX_ORIGINAL: usize = 512 * 1024;
-        let r = &p.record;
-        let mut detail = p.refusal.detail;
-        use sha2::Digest;
-        let digest = hex::encode(sha2::Sha256::digest(&r.payload));
-        let original = if r.payload.len() > MAX_ORIGINAL {
-            detail.push_str(&format!(
-                "; original of {} bytes truncated to {MAX_ORIGINAL}",
-                r.payload.len()
-            ));
-            r.payload.slice(..MAX_ORIGINAL)
-        } else {
-            r.payload.clone()
-        };
         let known = CallId::parse(&p.call_id)
             .ok()
             .and_then(|id| self.calls.get(&id).map(|c| (id, c.key.clone())));
@@ -539,32 +525,15 @@ impl Recorder {
             Some((id, key)) => (key, opptak_vault::key_ref(id.as_str(), KeyClass::Audio24h.as_str())),
             None => self.day_key().await?,
         };
-        let info = StreamInfo {
-            kind: ArtifactKind::DeadLetter,
-            key_id: key.id().to_owned(),
+        let seal = DeadLetterSeal {
+            key: &key,
             key_ref,
-            artifact_id: opptak_vault::reader::deadletter_artifact_id(r.partition, r.offset),
+            segment_bytes: self.cfg.stream_segment_bytes,
+            topic: &self.cfg.topics.deadletter,
+            stage: "recorder",
+            at_us: self.now_us(),
         };
-        let sealed = opptak_crypto::stream::seal(&key, &info, self.cfg.stream_segment_bytes, &original)?;
-        let dl = v1::DeadLetter {
-            source_topic: r.topic.clone(),
-            source_partition: r.partition,
-            source_offset: r.offset,
-            original_key: r.key.clone().map(|k| k.to_vec()).unwrap_or_default(),
-            sealed_original: sealed,
-            original_bytes: r.payload.len() as u64,
-            original_sha256: digest,
-            reason: p.refusal.reason as i32,
-            detail,
-            call_id: p.call_id,
-            at: Some(convert::timestamp(self.now_us())),
-            stage: "recorder".into(),
-        };
-        Ok(Outgoing {
-            topic: self.cfg.topics.deadletter.clone(),
-            key: r.key.clone().unwrap_or_else(|| Bytes::from_static(b"unknown")),
-            payload: Bytes::from(dl.encode_to_vec()),
-        })
+        dead_letter_out(&p.record, p.call_id, p.refusal, &seal)
     }
 
     /// Unwraps the call key the telephony system sent, under a shared KEK;
@@ -1516,6 +1485,69 @@ enum Job {
     Compact(CallId),
     /// A finished call's facts changed: recompute its retention.
     Reroute(CallId),
+}
+
+/// How a stage seals and addresses its dead letters.
+pub(crate) struct DeadLetterSeal<'a> {
+    pub(crate) key: &'a DataKey,
+    /// `<owner>/<class>` of `key`.
+    pub(crate) key_ref: String,
+    pub(crate) segment_bytes: u32,
+    /// The dead-letter topic.
+    pub(crate) topic: &'a str,
+    /// The stage that refused it (`recorder`, `messages`).
+    pub(crate) stage: &'static str,
+    pub(crate) at_us: i64,
+}
+
+/// The dead letter of a refused record: its reason and detail, and its
+/// original value (the first 512 KiB; `detail` says when it was cut) sealed
+/// in format v2 (kind dead-letter) under `seal.key`.
+pub(crate) fn dead_letter_out(
+    r: &Record,
+    call_id: String,
+    refusal: Refusal,
+    seal: &DeadLetterSeal<'_>,
+) -> Result<Outgoing, RecorderError> {
+    const MAX_ORIGINAL: usize = 512 * 1024;
+    let mut detail = refusal.detail;
+    use sha2::Digest;
+    let digest = hex::encode(sha2::Sha256::digest(&r.payload));
+    let original = if r.payload.len() > MAX_ORIGINAL {
+        detail.push_str(&format!(
+            "; original of {} bytes truncated to {MAX_ORIGINAL}",
+            r.payload.len()
+        ));
+        r.payload.slice(..MAX_ORIGINAL)
+    } else {
+        r.payload.clone()
+    };
+    let info = StreamInfo {
+        kind: ArtifactKind::DeadLetter,
+        key_id: seal.key.id().to_owned(),
+        key_ref: seal.key_ref.clone(),
+        artifact_id: opptak_vault::reader::deadletter_artifact_id(r.partition, r.offset),
+    };
+    let sealed = opptak_crypto::stream::seal(seal.key, &info, seal.segment_bytes, &original)?;
+    let dl = v1::DeadLetter {
+        source_topic: r.topic.clone(),
+        source_partition: r.partition,
+        source_offset: r.offset,
+        original_key: r.key.clone().map(|k| k.to_vec()).unwrap_or_default(),
+        sealed_original: sealed,
+        original_bytes: r.payload.len() as u64,
+        original_sha256: digest,
+        reason: refusal.reason as i32,
+        detail,
+        call_id,
+        at: Some(convert::timestamp(seal.at_us)),
+        stage: seal.stage.into(),
+    };
+    Ok(Outgoing {
+        topic: seal.topic.to_owned(),
+        key: r.key.clone().unwrap_or_else(|| Bytes::from_static(b"unknown")),
+        payload: Bytes::from(dl.encode_to_vec()),
+    })
 }
 
 /// A refused input waiting for the flush that seals and publishes it.
