@@ -242,8 +242,54 @@ pub fn utc_time(us: i64) -> String {
     )
 }
 
+/// The offset of Norway's civil time (Europe/Oslo) from UTC at `us`, in
+/// seconds: CEST (+2 h) from 01:00 UTC on the last Sunday of March to 01:00
+/// UTC on the last Sunday of October, CET (+1 h) otherwise (the EU rule, in
+/// force in Norway since 1996; earlier instants get it too).
+pub fn oslo_offset_s(us: i64) -> i64 {
+    let secs = us.div_euclid(1_000_000);
+    let (y, _, _) = civil_from_days(secs.div_euclid(86_400));
+    // The last Sunday of a 31-day month: day 31 back to its Sunday
+    // (1970-01-01, day 0, was a Thursday: weekday 4 with Sunday 0).
+    let last_sunday = |m: u32| {
+        let d31 = days_from_civil(y, m, 31);
+        d31 - (d31 + 4).rem_euclid(7)
+    };
+    let start = last_sunday(3) * 86_400 + 3_600;
+    let end = last_sunday(10) * 86_400 + 3_600;
+    if (start..end).contains(&secs) {
+        7_200
+    } else {
+        3_600
+    }
+}
+
+/// `(year, month, day, hour, minute, second)` of `us` in Norway's civil time.
+pub fn oslo_civil(us: i64) -> (i64, u32, u32, u32, u32, u32) {
+    let secs = us.div_euclid(1_000_000) + oslo_offset_s(us);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    (y, m, d, (s / 3600) as u32, (s % 3600 / 60) as u32, (s % 60) as u32)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn oslo_time_follows_the_eu_summer_time_rule() {
+        let at = |y, m, d, h: i64, mi: i64| (days_from_civil(y, m, d) * 86_400 + h * 3600 + mi * 60) * 1_000_000;
+        // 2026: summer time 29 March 01:00 UTC to 25 October 01:00 UTC.
+        assert_eq!(oslo_offset_s(at(2026, 3, 29, 0, 59)), 3_600);
+        assert_eq!(oslo_offset_s(at(2026, 3, 29, 1, 0)), 7_200);
+        assert_eq!(oslo_offset_s(at(2026, 10, 25, 0, 59)), 7_200);
+        assert_eq!(oslo_offset_s(at(2026, 10, 25, 1, 0)), 3_600);
+        // 2024: 31 March and 27 October.
+        assert_eq!(oslo_offset_s(at(2024, 3, 31, 1, 0)), 7_200);
+        assert_eq!(oslo_offset_s(at(2024, 3, 30, 12, 0)), 3_600);
+        assert_eq!(oslo_offset_s(at(2024, 10, 27, 0, 30)), 7_200);
+        assert_eq!(oslo_civil(at(2026, 12, 31, 23, 30)), (2027, 1, 1, 0, 30, 0));
+        assert_eq!(oslo_civil(at(2026, 7, 1, 22, 5)), (2026, 7, 2, 0, 5, 0));
+    }
+
     #[test]
     fn iso8601_round_trips() {
         for us in [

@@ -2,7 +2,7 @@
 //! of the audit log with on-demand verification (R9), and the admin's user
 //! administration. Each is refused (and audited) for every other role.
 
-use super::{csrf_of, internal, App, Ctx};
+use super::{cat, csrf_of, internal, App, Ctx};
 use crate::identity::{Role, User};
 use axum::extract::{Form, Query, State};
 use axum::http::StatusCode;
@@ -30,11 +30,7 @@ async fn only(app: &App, ctx: &Ctx, role: Role, action: &str) -> Result<(User, S
         if let Err(e) = app.audit(user, action, "-", "", "refused").await {
             return Err(internal(ctx.lang, e));
         }
-        return Err(ctx.error(
-            StatusCode::FORBIDDEN,
-            "Rollen din gir ikke tilgang til denne siden.",
-            "Your role has no access to this page.",
-        ));
+        return Err(ctx.error(StatusCode::FORBIDDEN, cat::admin::YOUR_ROLE_HAS_NO_ACCESS_TO));
     }
     Ok((user.clone(), token.to_owned()))
 }
@@ -61,26 +57,23 @@ async fn audit_page(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<From>
         Ok(e) => e,
         Err(e) => return internal(lang, e),
     };
-    ctx.page(
-        ("Revisjonslogg", "Audit log"),
+    ctx.page(ctx.lang.m(cat::admin::AUDIT_LOG),
         html! {
-            p { (lang.t(
-                "Hver oppføring binder seg til den forrige med SHA-256, og jevnlige sjekkpunkter er signert (Ed25519). Oppføringene har aldri lyd eller tekst fra samtaler.",
-                "Each entry commits to the one before with SHA-256, and periodic checkpoints are signed (Ed25519). Entries never hold call audio or text.")) }
+            p { (lang.m(cat::admin::EACH_ENTRY_COMMITS_TO_THE_ONE)) }
             form method="post" action="/audit/verify" {
                 input type="hidden" name="csrf" value=(csrf_of(&token));
-                button type="submit" { (lang.t("Verifiser hele kjeden", "Verify the whole chain")) }
+                button type="submit" { (lang.m(cat::admin::VERIFY_THE_WHOLE_CHAIN)) }
             }
             table {
                 thead { tr {
                     th scope="col" { "#" }
-                    th scope="col" { (lang.t("Tid (UTC)", "Time (UTC)")) }
-                    th scope="col" { (lang.t("Hvem", "Who")) }
-                    th scope="col" { (lang.t("Rolle", "Role")) }
-                    th scope="col" { (lang.t("Handling", "Action")) }
-                    th scope="col" { (lang.t("Gjelder", "Subject")) }
-                    th scope="col" { (lang.t("Grunn", "Reason")) }
-                    th scope="col" { (lang.t("Utfall", "Outcome")) }
+                    th scope="col" { (lang.m(cat::admin::TIME_UTC)) }
+                    th scope="col" { (lang.m(cat::admin::WHO)) }
+                    th scope="col" { (lang.m(cat::admin::ROLE)) }
+                    th scope="col" { (lang.m(cat::admin::ACTION)) }
+                    th scope="col" { (lang.m(cat::admin::SUBJECT)) }
+                    th scope="col" { (lang.m(cat::admin::REASON)) }
+                    th scope="col" { (lang.m(cat::admin::OUTCOME)) }
                 } }
                 tbody {
                     @for e in &entries {
@@ -98,10 +91,10 @@ async fn audit_page(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<From>
                 }
             }
             @if from > 1 {
-                a href={ "/audit?from=" (from.saturating_sub(u64::from(PAGE)).max(1)) } { (lang.t("← Eldre", "← Older")) } " "
+                a href={ "/audit?from=" (from.saturating_sub(u64::from(PAGE)).max(1)) } { (lang.m(cat::admin::OLDER)) } " "
             }
             @if entries.len() == PAGE as usize {
-                a href={ "/audit?from=" (from + u64::from(PAGE)) } { (lang.t("Nyere →", "Newer →")) }
+                a href={ "/audit?from=" (from + u64::from(PAGE)) } { (lang.m(cat::admin::NEWER)) }
             }
         },
     )
@@ -132,21 +125,20 @@ async fn audit_verify(State(app): State<Arc<App>>, ctx: Ctx, Form(f): Form<CsrfO
     if let Err(e) = app.audit(&user, "audit.verify", "audit", "", outcome).await {
         return internal(lang, e);
     }
-    ctx.page(
-        ("Verifisering av revisjonsloggen", "Audit log verification"),
+    ctx.page(ctx.lang.m(cat::admin::AUDIT_LOG_VERIFICATION),
         html! {
             @if report.ok() {
-                p role="status" { strong { (lang.t("Kjeden er intakt.", "The chain is intact.")) } }
+                p role="status" { strong { (lang.m(cat::admin::THE_CHAIN_IS_INTACT)) } }
             } @else {
-                p role="alert" class="flag" { (lang.t("Kjeden er brutt:", "The chain is broken:")) }
+                p role="alert" class="flag" { (lang.m(cat::admin::THE_CHAIN_IS_BROKEN)) }
                 ul { @for p in &report.problems { li { (p) } } }
             }
-            p { (report.entries) (lang.t(" oppføringer, ", " entries, ")) (report.checkpoints) (lang.t(" signerte sjekkpunkter", " signed checkpoints")) }
+            p { (report.entries) (lang.m(cat::admin::ENTRIES)) (report.checkpoints) (lang.m(cat::admin::SIGNED_CHECKPOINTS)) }
             @if let Some((seq, hash)) = &report.newest_checkpoint {
-                p { (lang.t("Nyeste sjekkpunkt: #", "Newest checkpoint: #")) (seq) " " code { (hash) } }
+                p { (lang.m(cat::admin::NEWEST_CHECKPOINT)) (seq) " " code { (hash) } }
             }
-            @for s in &report.signers { p { (lang.t("Signert av ", "Signed by ")) code { (s) } } }
-            p { a href="/audit" { (lang.t("Tilbake til loggen", "Back to the log")) } }
+            @for s in &report.signers { p { (lang.m(cat::admin::SIGNED_BY)) code { (s) } } }
+            p { a href="/audit" { (lang.m(cat::admin::BACK_TO_THE_LOG)) } }
         },
     )
 }
@@ -172,17 +164,16 @@ async fn users_page(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
         Role::Auditor,
         Role::Admin,
     ];
-    ctx.page(
-        ("Brukere", "Users"),
+    ctx.page(ctx.lang.m(cat::admin::USERS),
         html! {
             table {
                 thead { tr {
-                    th scope="col" { (lang.t("Bruker", "User")) }
-                    th scope="col" { (lang.t("Navn", "Name")) }
-                    th scope="col" { (lang.t("Rolle", "Role")) }
-                    th scope="col" { (lang.t("Team", "Team")) }
-                    th scope="col" { (lang.t("Status", "Status")) }
-                    th scope="col" { (lang.t("Opprettet av", "Created by")) }
+                    th scope="col" { (lang.m(cat::admin::USER)) }
+                    th scope="col" { (lang.m(cat::admin::NAME)) }
+                    th scope="col" { (lang.m(cat::admin::ROLE)) }
+                    th scope="col" { (lang.m(cat::admin::TEAM)) }
+                    th scope="col" { (lang.m(cat::admin::STATUS)) }
+                    th scope="col" { (lang.m(cat::admin::CREATED_BY)) }
                 } }
                 tbody {
                     @for l in &users {
@@ -194,48 +185,46 @@ async fn users_page(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
                             td { (u.team) }
                             td {
                                 @if !l.active {
-                                    span.muted { (lang.t("deaktivert", "disabled")) }
+                                    span.muted { (lang.m(cat::admin::DISABLED)) }
                                 } @else if l.waiting && l.created_by == admin.actor() {
-                                    span { (lang.t("venter på godkjenning fra en annen administrator", "awaiting approval by another administrator")) }
+                                    span { (lang.m(cat::admin::AWAITING_APPROVAL_BY_ANOTHER_ADMINISTRATOR)) }
                                 } @else if l.waiting {
                                     form.inline method="post" action="/admin/users" {
                                         input type="hidden" name="csrf" value=(csrf_of(&token));
                                         input type="hidden" name="action" value="approve";
                                         input type="hidden" name="user" value=(u.user_id);
-                                        button type="submit" { (lang.t("Godkjenn tilgang til innhold", "Approve access to content")) }
+                                        button type="submit" { (lang.m(cat::admin::APPROVE_ACCESS_TO_CONTENT)) }
                                     }
                                 } @else {
                                     form.inline method="post" action="/admin/users" {
                                         input type="hidden" name="csrf" value=(csrf_of(&token));
                                         input type="hidden" name="action" value="disable";
                                         input type="hidden" name="user" value=(u.user_id);
-                                        button type="submit" { (lang.t("Deaktiver", "Disable")) }
+                                        button type="submit" { (lang.m(cat::admin::DISABLE)) }
                                     }
                                 }
                             }
                             td {
                                 (l.created_by)
-                                @if let Some(b) = &l.approved_by { (lang.t(", godkjent av ", ", approved by ")) (b) }
+                                @if let Some(b) = &l.approved_by { (lang.m(cat::admin::APPROVED_BY)) (b) }
                             }
                         }
                     }
                 }
             }
-            p.muted { (lang.t(
-                "Brukere med roller som ser samtaleinnhold (rådgiver, teamleder, kvalitet, etterlevelse) kan logge inn først når en annen administrator enn den som opprettet dem, har godkjent dem.",
-                "Users of roles that see call content (advisor, team lead, QA, compliance) can sign in only once an administrator other than their creator has approved them.")) }
-            h2 { (lang.t("Ny bruker", "New user")) }
+            p.muted { (lang.m(cat::admin::USERS_OF_ROLES_THAT_SEE_CALL)) }
+            h2 { (lang.m(cat::admin::NEW_USER)) }
             form method="post" action="/admin/users" {
                 input type="hidden" name="csrf" value=(csrf_of(&token));
                 input type="hidden" name="action" value="add";
-                p { label { (lang.t("Brukernavn ", "User name ")) input name="user" required pattern="[A-Za-z0-9._\\-]{1,64}"; } }
-                p { label { (lang.t("Navn ", "Name ")) input name="name" required; } }
-                p { label { (lang.t("Rolle ", "Role ")) select name="role" {
+                p { label { (lang.m(cat::admin::USER_NAME)) input name="user" required pattern="[A-Za-z0-9._\\-]{1,64}"; } }
+                p { label { (lang.m(cat::admin::NAME_2)) input name="name" required; } }
+                p { label { (lang.m(cat::admin::ROLE_2)) select name="role" {
                     @for r in roles { option value=(r.as_str()) { (super::role_name(lang, r)) } }
                 } } }
-                p { label { (lang.t("Team ", "Team ")) input name="team"; } }
-                p { label { (lang.t("Startpassord (minst 12 tegn) ", "Initial password (at least 12 characters) ")) input name="password" type="password" autocomplete="new-password" required minlength="12"; } }
-                button type="submit" { (lang.t("Legg til", "Add")) }
+                p { label { (lang.m(cat::admin::TEAM_2)) input name="team"; } }
+                p { label { (lang.m(cat::admin::INITIAL_PASSWORD_AT_LEAST_12_CHARACTERS)) input name="password" type="password" autocomplete="new-password" required minlength="12"; } }
+                button type="submit" { (lang.m(cat::admin::ADD)) }
             }
         },
     )
@@ -286,7 +275,7 @@ async fn users_action(State(app): State<Arc<App>>, ctx: Ctx, Form(f): Form<UserF
         Ok(()) => Redirect::to("/admin/users").into_response(),
         Err(e) => {
             let msg = e.to_string();
-            ctx.error(StatusCode::BAD_REQUEST, &msg, &msg)
+            super::untranslated(ctx.lang, StatusCode::BAD_REQUEST, &msg)
         }
     }
 }

@@ -19,7 +19,7 @@
 //!   copy it shows and until when retention keeps it;
 //! - team lead, auditor, admin: never.
 
-use super::{internal, urlencode, App, Ctx, Lang, Refusal};
+use super::{cat, internal, urlencode, App, Ctx, Lang, Refusal};
 use crate::identity::{Role, User};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -107,34 +107,28 @@ fn preferred(role: Role) -> &'static [ArtifactKind] {
 
 fn copy_name(lang: Lang, kind: ArtifactKind) -> &'static str {
     match kind {
-        ArtifactKind::ChatAdvisor => lang.t("rådgiverkopien (5 år)", "the advisor copy (5 years)"),
-        ArtifactKind::ChatArchive => lang.t(
-            "arkivkopien (verdipapirhandelloven, 5 år)",
-            "the archive copy (securities act, 5 years)",
-        ),
-        ArtifactKind::ChatAnalysis => lang.t(
-            "analysekopien (1 år, personopplysninger erstattet)",
-            "the analysis copy (1 year, personal data replaced)",
-        ),
-        ArtifactKind::ChatCustomer => lang.t("kundekopien (3 år)", "the customer copy (3 years)"),
+        ArtifactKind::ChatAdvisor => lang.m(cat::conversations::THE_ADVISOR_COPY_5_YEARS),
+        ArtifactKind::ChatArchive => lang.m(cat::conversations::THE_ARCHIVE_COPY_SECURITIES_ACT_5),
+        ArtifactKind::ChatAnalysis => lang.m(cat::conversations::THE_ANALYSIS_COPY_1_YEAR_PERSONAL),
+        ArtifactKind::ChatCustomer => lang.m(cat::conversations::THE_CUSTOMER_COPY_3_YEARS),
         _ => kind.as_str(),
     }
 }
 
 fn channel_name(lang: Lang, c: Channel) -> &'static str {
     match c {
-        Channel::AinoChatbot => lang.t("chat med Aino", "chat with Aino"),
-        Channel::AdvisorChat => lang.t("chat med rådgiver", "chat with an advisor"),
-        Channel::SecureMessage => lang.t("sikker melding", "secure message"),
-        Channel::Email => lang.t("e-post", "e-mail"),
+        Channel::AinoChatbot => lang.m(cat::conversations::CHAT_WITH_AINO),
+        Channel::AdvisorChat => lang.m(cat::conversations::CHAT_WITH_AN_ADVISOR),
+        Channel::SecureMessage => lang.m(cat::conversations::SECURE_MESSAGE),
+        Channel::Email => lang.m(cat::conversations::E_MAIL),
     }
 }
 
 fn sender_name(lang: Lang, s: Sender) -> &'static str {
     match s {
-        Sender::Customer => lang.t("kunde", "customer"),
+        Sender::Customer => lang.m(cat::conversations::CUSTOMER),
         Sender::Bot => "Aino",
-        Sender::Advisor => lang.t("rådgiver", "advisor"),
+        Sender::Advisor => lang.m(cat::conversations::ADVISOR),
     }
 }
 
@@ -172,15 +166,14 @@ async fn list(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<ListQuery>)
         }
         return ctx.error(
             StatusCode::FORBIDDEN,
-            "Rollen din gir ikke tilgang til samtaler i tekst.",
-            "Your role does not read conversations.",
+            cat::conversations::YOUR_ROLE_DOES_NOT_READ_CONVERSATIONS,
         );
     }
     let channel = match q.channel.as_str() {
         "" => None,
         c => match Channel::parse(c) {
             Some(c) => Some(c),
-            None => return ctx.error(StatusCode::BAD_REQUEST, "Ukjent kanal.", "Unknown channel."),
+            None => return ctx.error(StatusCode::BAD_REQUEST, cat::conversations::UNKNOWN_CHANNEL),
         },
     };
     let days = q.days.unwrap_or(DEFAULT_DAYS).clamp(1, MAX_DAYS);
@@ -209,46 +202,42 @@ async fn list(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<ListQuery>)
         format!("?reason={}", urlencode(reason))
     };
     let asks_reason = matches!(user.role, Role::Compliance | Role::Qa);
-    ctx.page(
-        ("Samtaler i tekst", "Conversations"),
+    ctx.page(ctx.lang.m(cat::conversations::CONVERSATIONS),
         html! {
-            p { (lang.t(
-                "Chat med Aino og rådgivere, sikre meldinger og e-post, nyeste først. Hver lesning skrives i revisjonsloggen.",
-                "Chat with Aino and advisors, secure messages and e-mail, newest first. Every read is written to the audit log."
-            )) }
+            p { (lang.m(cat::conversations::CHAT_WITH_AINO_AND_ADVISORS_SECURE)) }
             form method="get" action="/conversations" {
                 p {
-                    label for="channel" { (lang.t("Kanal", "Channel")) } " "
+                    label for="channel" { (lang.m(cat::conversations::CHANNEL)) } " "
                     select #channel name="channel" {
-                        option value="" selected[channel.is_none()] { (lang.t("alle", "all")) }
+                        option value="" selected[channel.is_none()] { (lang.m(cat::conversations::ALL_OF_THEM)) }
                         @for c in Channel::ALL {
                             option value=(c.as_str()) selected[channel == Some(c)] { (channel_name(lang, c)) }
                         }
                     }
                     " "
-                    label for="days" { (lang.t("Siste dager", "Last days")) } " "
+                    label for="days" { (lang.m(cat::conversations::LAST_DAYS)) } " "
                     input #days type="number" name="days" min="1" max=(MAX_DAYS) value=(days);
                 }
                 @if asks_reason {
                     p {
-                        label for="reason" { (lang.t("Grunn for å lese (kreves, skrives i revisjonsloggen)", "Reason to read (required, written to the audit log)")) } " "
+                        label for="reason" { (lang.m(cat::conversations::REASON_TO_READ_REQUIRED_WRITTEN_TO)) } " "
                         input #reason type="text" name="reason" size="50" value=(reason);
                     }
                 }
-                button type="submit" { (lang.t("Vis", "Show")) }
+                button type="submit" { (lang.m(cat::conversations::SHOW)) }
             }
             @if rows.is_empty() {
-                p { (lang.t("Ingen samtaler i perioden.", "No conversations in the period.")) }
+                p { (lang.m(cat::conversations::NO_CONVERSATIONS_IN_THE_PERIOD)) }
             } @else {
                 table {
                     thead { tr {
-                        th scope="col" { (lang.t("Samtale", "Conversation")) }
-                        th scope="col" { (lang.t("Kanal", "Channel")) }
-                        th scope="col" { (lang.t("Startet (UTC)", "Started (UTC)")) }
-                        th scope="col" { (lang.t("Avsluttet (UTC)", "Ended (UTC)")) }
-                        th scope="col" { (lang.t("Meldinger", "Messages")) }
-                        th scope="col" { (lang.t("Rådgiver", "Advisor")) }
-                        th scope="col" { (lang.t("Innlogget", "Logged in")) }
+                        th scope="col" { (lang.m(cat::conversations::CONVERSATION)) }
+                        th scope="col" { (lang.m(cat::conversations::CHANNEL)) }
+                        th scope="col" { (lang.m(cat::conversations::STARTED_UTC)) }
+                        th scope="col" { (lang.m(cat::conversations::ENDED_UTC)) }
+                        th scope="col" { (lang.m(cat::conversations::MESSAGES)) }
+                        th scope="col" { (lang.m(cat::conversations::ADVISOR_2)) }
+                        th scope="col" { (lang.m(cat::conversations::LOGGED_IN)) }
                     } }
                     tbody {
                         @for r in &rows {
@@ -256,16 +245,16 @@ async fn list(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<ListQuery>)
                                 td { a href={ "/conversations/" (r.facts.conversation_id) (reason_q) } { (r.facts.conversation_id) } }
                                 td { (channel_name(lang, r.facts.channel)) }
                                 td { (when(r.facts.started_at_us)) }
-                                td { @match r.ended_at_us { Some(t) => (when(t)), None => span.muted { (lang.t("pågår", "open")) } } }
+                                td { @match r.ended_at_us { Some(t) => (when(t)), None => span.muted { (lang.m(cat::conversations::OPEN)) } } }
                                 td { (r.messages) }
                                 td { (r.facts.advisor_id) }
-                                td { (if r.facts.logged_in() { lang.t("ja", "yes") } else { lang.t("nei (anonym)", "no (anonymous)") }) }
+                                td { (if r.facts.logged_in() { lang.m(cat::conversations::YES) } else { lang.m(cat::conversations::NO_ANONYMOUS) }) }
                             }
                         }
                     }
                 }
                 @if rows.len() as u32 == LIST_LIMIT {
-                    p.muted { (lang.t("Bare de nyeste 200 vises; velg en kortere periode eller en kanal.", "Only the newest 200 are shown; choose a shorter period or a channel.")) }
+                    p.muted { (lang.m(cat::conversations::ONLY_THE_NEWEST_200_ARE_SHOWN)) }
                 }
             }
         },
@@ -293,36 +282,30 @@ impl App {
         let stated = stated.map(str::trim).filter(|r| !r.is_empty());
         let no_reason: Refusal = (
             StatusCode::BAD_REQUEST,
-            "Oppgi en grunn (?reason=…) for å lese samtalen.",
-            "State a reason (?reason=…) to read the conversation.",
+            cat::conversations::STATE_A_REASON_REASON_TO_READ,
         );
         let decision: Result<String, Refusal> = match (rec, user.role) {
-            (None, _) => Err((StatusCode::NOT_FOUND, "Ukjent samtale.", "Unknown conversation.")),
+            (None, _) => Err((StatusCode::NOT_FOUND, cat::conversations::UNKNOWN_CONVERSATION)),
             (Some(c), Role::Advisor) if c.facts.with_advisor() && c.facts.advisor_id == user.user_id => {
                 Ok("review".into())
             }
             (Some(_), Role::Advisor) => Err((
                 StatusCode::FORBIDDEN,
-                "Samtalen ble ikke overført til deg.",
-                "This conversation was not handed over to you.",
+                cat::conversations::THIS_CONVERSATION_WAS_NOT_HANDED_OVER,
             )),
             (Some(_), Role::Compliance) => stated.map(str::to_owned).ok_or(no_reason),
             (Some(_), Role::Qa) if !copies.iter().any(|c| c.kind == ArtifactKind::ChatAnalysis) => Err((
                 StatusCode::FORBIDDEN,
-                "Analysekopien er slettet (etter ett år, eller fordi kunden protesterte); kvalitetskontrollens tilgang endte med den.",
-                "The analysis copy is deleted (after a year, or on the customer's objection); QA's access ended with it.",
+                cat::conversations::THE_ANALYSIS_COPY_IS_DELETED_AFTER,
             )),
             (Some(_), Role::Qa) => stated.map(str::to_owned).ok_or(no_reason),
             (Some(_), Role::TeamLead) => Err((
                 StatusCode::FORBIDDEN,
-                "Samtaler i tekst leses av rådgiveren de ble overført til, compliance og kvalitetskontroll.",
-                "Conversations are read by the advisor they were handed to, compliance and QA.",
+                cat::conversations::CONVERSATIONS_ARE_READ_BY_THE_ADVISOR,
             )),
-            (Some(_), Role::Auditor | Role::Admin) => Err((
-                StatusCode::FORBIDDEN,
-                "Rollen din gir aldri tilgang til innhold.",
-                "Your role never reads content.",
-            )),
+            (Some(_), Role::Auditor | Role::Admin) => {
+                Err((StatusCode::FORBIDDEN, cat::conversations::YOUR_ROLE_NEVER_READS_CONTENT))
+            }
         };
         self.settle(
             lang,
@@ -342,7 +325,7 @@ async fn page(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>, Que
     };
     let lang = ctx.lang;
     let Ok(id) = CallId::parse(&id) else {
-        return ctx.error(StatusCode::NOT_FOUND, "Ukjent samtale.", "Unknown conversation.");
+        return ctx.error(StatusCode::NOT_FOUND, cat::conversations::UNKNOWN_CONVERSATION);
     };
     let subject = format!("conversation:{id}");
     let rec = match app.edges.vault.meta().load_conversation(&id).await {
@@ -364,65 +347,58 @@ async fn page(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>, Que
         Err(r) => return r,
     };
     let Some(rec) = rec else {
-        return ctx.error(StatusCode::NOT_FOUND, "Ukjent samtale.", "Unknown conversation.");
+        return ctx.error(StatusCode::NOT_FOUND, cat::conversations::UNKNOWN_CONVERSATION);
     };
     let Some(copy) = preferred(user.role)
         .iter()
         .find_map(|k| copies.iter().find(|c| c.kind == *k))
     else {
-        return ctx.error(
-            StatusCode::GONE,
-            "Det finnes ingen kopi av samtalen som rollen din kan lese (ikke skrevet ennå, eller slettet etter sin tid).",
-            "There is no copy of the conversation your role may read (not written yet, or deleted when its time ran out).",
-        );
+        return ctx.error(StatusCode::GONE, cat::conversations::THERE_IS_NO_COPY_OF_THE);
     };
     let log = match read_copy(&app, &id, copy.kind).await {
         Ok(l) => l,
         Err(e) => return internal(lang, e),
     };
-    let title = format!("{} {id}", lang.t("Samtale", "Conversation"));
+    let title = format!("{} {id}", lang.m(cat::conversations::CONVERSATION));
     let f = &rec.facts;
     ctx.page(
-        (&title, &title),
+        &title,
         html! {
             dl {
-                dt { (lang.t("Kanal", "Channel")) } dd { (channel_name(lang, f.channel)) }
-                dt { (lang.t("Startet (UTC)", "Started (UTC)")) } dd { (when(log.started_at_us)) }
-                dt { (lang.t("Avsluttet (UTC)", "Ended (UTC)")) } dd { (when(log.ended_at_us)) " (" (log.end_reason) ")" }
+                dt { (lang.m(cat::conversations::CHANNEL)) } dd { (channel_name(lang, f.channel)) }
+                dt { (lang.m(cat::conversations::STARTED_UTC)) } dd { (when(log.started_at_us)) }
+                dt { (lang.m(cat::conversations::ENDED_UTC)) } dd { (when(log.ended_at_us)) " (" (log.end_reason) ")" }
                 @if let Some(t) = log.handover_at_us {
-                    dt { (lang.t("Overført til rådgiver (UTC)", "Handed over to an advisor (UTC)")) } dd { (when(t)) }
+                    dt { (lang.m(cat::conversations::HANDED_OVER_TO_AN_ADVISOR_UTC)) } dd { (when(t)) }
                 }
                 @if !f.advisor_id.is_empty() {
-                    dt { (lang.t("Rådgiver", "Advisor")) } dd { (f.advisor_id) }
+                    dt { (lang.m(cat::conversations::ADVISOR_2)) } dd { (f.advisor_id) }
                 }
                 dt { "Desk" } dd { (f.desk.as_str()) }
-                dt { (lang.t("Tjenestekategori", "Service category")) } dd { (f.service_category.as_str()) }
-                dt { (lang.t("Grunn (i revisjonsloggen)", "Reason (in the audit log)")) } dd { (reason) }
+                dt { (lang.m(cat::conversations::SERVICE_CATEGORY)) } dd { (f.service_category.as_str()) }
+                dt { (lang.m(cat::conversations::REASON_IN_THE_AUDIT_LOG)) } dd { (reason) }
             }
             p.copy {
-                (lang.t("Viser ", "Showing ")) strong { (copy_name(lang, copy.kind)) } " (" code { (copy.kind.as_str()) } "). "
+                (lang.m(cat::conversations::SHOWING)) strong { (copy_name(lang, copy.kind)) } " (" code { (copy.kind.as_str()) } "). "
                 @match copy.kept_until_us {
-                    Some(t) => { (lang.t("Oppbevares til ", "Kept until ")) strong { (when(t)) } (lang.t(" (UTC), så slettes den og nøkkelen makuleres.", " (UTC), then it is deleted and its key shredded.")) }
-                    None => { (lang.t("Oppbevaringstiden er ikke fastsatt ennå.", "Its retention is not decided yet.")) }
+                    Some(t) => { (lang.m(cat::conversations::KEPT_UNTIL)) strong { (when(t)) } (lang.m(cat::conversations::UTC_THEN_IT_IS_DELETED_AND)) }
+                    None => { (lang.m(cat::conversations::ITS_RETENTION_IS_NOT_DECIDED_YET)) }
                 }
-                @if copy.held { " " strong.flag { (lang.t("Under rettslig pålegg (legal hold): beholdes til det oppheves.", "Under a legal hold: kept until it is released.")) } }
+                @if copy.held { " " strong.flag { (lang.m(cat::conversations::UNDER_A_LEGAL_HOLD_KEPT_UNTIL)) } }
             }
             @if log.redacted {
-                p.muted { (lang.t(
-                    "Analysekopien: navn, fødselsnummer, konto- og kortnumre, telefon, e-post og adresser er erstattet med plassholdere.",
-                    "The analysis copy: names, national identity, account and card numbers, phone, e-mail and addresses are replaced by placeholders."
-                )) }
+                p.muted { (lang.m(cat::conversations::THE_ANALYSIS_COPY_NAMES_NATIONAL_IDENTITY)) }
             }
             @if !log.missing.is_empty() {
-                p.flag { (lang.t("Meldinger som aldri kom fram: ", "Messages that never arrived: "))
+                p.flag { (lang.m(cat::conversations::MESSAGES_THAT_NEVER_ARRIVED))
                     (log.missing.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")) }
             }
             table.messages {
                 thead { tr {
                     th scope="col" { "#" }
-                    th scope="col" { (lang.t("Tid (UTC)", "Time (UTC)")) }
-                    th scope="col" { (lang.t("Fra", "From")) }
-                    th scope="col" { (lang.t("Tekst", "Text")) }
+                    th scope="col" { (lang.m(cat::conversations::TIME_UTC)) }
+                    th scope="col" { (lang.m(cat::conversations::FROM)) }
+                    th scope="col" { (lang.m(cat::conversations::TEXT)) }
                 } }
                 tbody {
                     @for m in &log.messages {
@@ -434,7 +410,7 @@ async fn page(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>, Que
                                 (m.text)
                                 @for a in &m.attachments {
                                     br;
-                                    small { (lang.t("Vedlegg: ", "Attachment: ")) (a.media_type) ", " (a.size_bytes) " B"
+                                    small { (lang.m(cat::conversations::ATTACHMENT)) (a.media_type) ", " (a.size_bytes) " B"
                                         @if !a.reference.is_empty() { " · " (a.reference) } }
                                 }
                             }

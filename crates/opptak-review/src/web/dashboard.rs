@@ -8,7 +8,7 @@
 //! so differencing across overlapping queries can be traced.
 
 use super::qa::csv_response;
-use super::{App, Ctx, Lang, Reply};
+use super::{cat, App, Ctx, Lang, Reply};
 use crate::dashboard::{self, Breakdown, Cell, Dashboard, Day, Filter, Period, Table};
 use crate::identity::{Role, User};
 use axum::extract::{Query, State};
@@ -64,13 +64,9 @@ pub(crate) async fn build(app: &App, reply: Reply, user: &User, p: &Params) -> R
         if let Err(e) = app.audit(user, "dashboard.read", "dashboard", "", "refused").await {
             return Err(reply.internal(e));
         }
-        return Err(reply.error(
-            StatusCode::FORBIDDEN,
-            "Rollen din gir ikke tilgang til rapportene.",
-            "Your role has no access to the reports.",
-        ));
+        return Err(reply.error(StatusCode::FORBIDDEN, cat::dashboard::YOUR_ROLE_HAS_NO_ACCESS_TO));
     }
-    let bad = |e: &dyn std::fmt::Display| reply.error(StatusCode::BAD_REQUEST, &e.to_string(), &e.to_string());
+    let bad = |e: &dyn std::fmt::Display| reply.untranslated(StatusCode::BAD_REQUEST, &e.to_string());
     let today: Day = opptak_domain::time::utc_day(app.edges.vault.clock().now_us())
         .parse()
         .map_err(|e: opptak_domain::time::InvalidDay| bad(&e))?;
@@ -153,49 +149,48 @@ async fn page(State(app): State<Arc<App>>, ctx: Ctx, Query(p): Query<Params>) ->
     } else {
         d.by_desk.clone()
     };
-    let channel_shown = f
-        .channel()
-        .map_or(lang.t("alle", "all"), |c| dashboard::channel_label(c, lang.code()));
-    ctx.page(
-        ("Emner i samtalene", "Call topics"),
+    let channel_shown = f.channel().map_or(lang.m(cat::dashboard::ALL_OF_THEM), |c| {
+        dashboard::channel_label(c, lang.code())
+    });
+    ctx.page(ctx.lang.m(cat::dashboard::CALL_TOPICS),
         html! {
             form method="get" action="/dashboard" {
-                label { (lang.t("Fra ", "From ")) input type="date" name="from" value=(f.first_day()); } " "
-                label { (lang.t("Til ", "To ")) input type="date" name="to" value=(f.last_day()); } " "
-                label { (lang.t("Periode ", "Period ")) select name="period" {
-                    option value="week" selected[f.period() == Period::Week] { (lang.t("uke", "week")) }
-                    option value="day" selected[f.period() == Period::Day] { (lang.t("dag", "day")) }
+                label { (lang.m(cat::dashboard::FROM)) input type="date" name="from" value=(f.first_day()); } " "
+                label { (lang.m(cat::dashboard::TO)) input type="date" name="to" value=(f.last_day()); } " "
+                label { (lang.m(cat::dashboard::PERIOD)) select name="period" {
+                    option value="week" selected[f.period() == Period::Week] { (lang.m(cat::dashboard::WEEK)) }
+                    option value="day" selected[f.period() == Period::Day] { (lang.m(cat::dashboard::DAY)) }
                 } } " "
                 label { "Desk " select name="desk" {
-                    option value="" selected[f.desk().is_none()] { (lang.t("alle", "all")) }
+                    option value="" selected[f.desk().is_none()] { (lang.m(cat::dashboard::ALL_OF_THEM)) }
                     @for desk in DESKS { option value=(desk) selected[f.desk() == Some(desk)] { (desk) } }
                 } } " "
-                label { (lang.t("Kanal ", "Channel ")) select name="channel" {
-                    option value="" selected[f.channel().is_none()] { (lang.t("alle", "all")) }
+                label { (lang.m(cat::dashboard::CHANNEL)) select name="channel" {
+                    option value="" selected[f.channel().is_none()] { (lang.m(cat::dashboard::ALL_OF_THEM)) }
                     @for c in dashboard::CHANNELS { option value=(c) selected[f.channel() == Some(c)] { (dashboard::channel_label(c, lang.code())) } }
                 } } " "
-                label { (lang.t("Fordelt på ", "Broken down by ")) select name="by" {
+                label { (lang.m(cat::dashboard::BROKEN_DOWN_BY)) select name="by" {
                     option value="desk" selected[!by_channel] { "desk" }
-                    option value="channel" selected[by_channel] { (lang.t("kanal", "channel")) }
+                    option value="channel" selected[by_channel] { (lang.m(cat::dashboard::CHANNEL_2)) }
                 } } " "
-                button type="submit" { (lang.t("Vis", "Show")) }
+                button type="submit" { (lang.m(cat::dashboard::SHOW)) }
             }
             p.muted { (d.suppression_note(lang.code())) }
             figure {
                 (PreEscaped(dashboard::svg_chart(&d, lang.code())))
-                figcaption { (lang.t("Samtaler per emne, ", "Calls per topic, ")) (f.range_label()) ", desk: " (f.desk().unwrap_or(lang.t("alle", "all")))
-                    (lang.t(", kanal: ", ", channel: ")) (channel_shown) }
+                figcaption { (lang.m(cat::dashboard::CALLS_PER_TOPIC)) (f.range_label()) ", desk: " (f.desk().unwrap_or(lang.m(cat::dashboard::ALL_OF_THEM)))
+                    (lang.m(cat::dashboard::CHANNEL_3)) (channel_shown) }
             }
-            h2 { (lang.t("Per periode", "Per period")) }
-            (table(lang, &d.by_period, lang.t("Emne", "Topic")))
+            h2 { (lang.m(cat::dashboard::PER_PERIOD)) }
+            (table(lang, &d.by_period, lang.m(cat::dashboard::TOPIC)))
             @if !d.trends.is_empty() {
-                h2 { (lang.t("Utvikling siste hele periode", "Trend over the last complete period")) }
+                h2 { (lang.m(cat::dashboard::TREND_OVER_THE_LAST_COMPLETE_PERIOD)) }
                 table {
                     thead { tr {
-                        th scope="col" { (lang.t("Emne", "Topic")) }
-                        th scope="col" { (lang.t("Forrige", "Previous")) }
-                        th scope="col" { (lang.t("Siste", "Last")) }
-                        th scope="col" { (lang.t("Endring", "Change")) }
+                        th scope="col" { (lang.m(cat::dashboard::TOPIC)) }
+                        th scope="col" { (lang.m(cat::dashboard::PREVIOUS)) }
+                        th scope="col" { (lang.m(cat::dashboard::LAST)) }
+                        th scope="col" { (lang.m(cat::dashboard::CHANGE)) }
                     } }
                     tbody { @for t in &d.trends { tr {
                         th scope="row" { (t.topic) }
@@ -205,13 +200,13 @@ async fn page(State(app): State<Arc<App>>, ctx: Ctx, Query(p): Query<Params>) ->
                 }
             }
             @if by_channel {
-                h2 { (lang.t("Per kanal, hele perioden", "Per channel, whole range")) }
-                (table(lang, &second, lang.t("Kanal", "Channel")))
+                h2 { (lang.m(cat::dashboard::PER_CHANNEL_WHOLE_RANGE)) }
+                (table(lang, &second, lang.m(cat::dashboard::CHANNEL_4)))
             } @else {
-                h2 { (lang.t("Per desk, hele perioden", "Per desk, whole range")) }
+                h2 { (lang.m(cat::dashboard::PER_DESK_WHOLE_RANGE)) }
                 (table(lang, &second, "Desk"))
             }
-            p { a href=(csv) download { (lang.t("Last ned som CSV", "Download as CSV")) } }
+            p { a href=(csv) download { (lang.m(cat::dashboard::DOWNLOAD_AS_CSV)) } }
         },
     )
 }
@@ -220,7 +215,7 @@ fn cell(lang: Lang, c: &Cell) -> Markup {
     match c {
         Cell::Count(n) => html! { td { (n) } },
         Cell::Suppressed => {
-            let hidden = lang.t("skjult", "suppressed");
+            let hidden = lang.m(cat::dashboard::SUPPRESSED);
             html! { td.muted title=(hidden) aria-label=(hidden) { (dashboard::SUPPRESSED) } }
         }
     }
@@ -232,7 +227,7 @@ fn table(lang: Lang, t: &Table, corner: &str) -> Markup {
             thead { tr {
                 th scope="col" { (corner) }
                 @for c in &t.columns { th scope="col" { (c) } }
-                th scope="col" { (lang.t("Sum", "Total")) }
+                th scope="col" { (lang.m(cat::dashboard::TOTAL)) }
             } }
             tbody {
                 @for (i, r) in t.rows.iter().enumerate() {
@@ -244,7 +239,7 @@ fn table(lang: Lang, t: &Table, corner: &str) -> Markup {
                 }
             }
             tfoot { tr {
-                th scope="row" { (lang.t("Sum", "Total")) }
+                th scope="row" { (lang.m(cat::dashboard::TOTAL)) }
                 @for c in &t.column_totals { (cell(lang, c)) }
                 (cell(lang, &t.total))
             } }

@@ -36,12 +36,18 @@
 mod admin;
 mod api;
 mod archive;
+pub mod catalogue;
+// Interim while the pages move onto it (issue 18).
 mod conversations;
 mod dashboard;
+#[allow(dead_code)]
+pub(crate) mod format;
 mod qa;
 mod review;
 
 pub use api::openapi;
+pub(crate) use catalogue as cat;
+use catalogue::Msg;
 
 use crate::identity::{Identity, Role, User};
 use crate::ReviewEdges;
@@ -103,9 +109,27 @@ impl Lang {
         }
     }
 
-    /// Picks the text of this language from a Norwegian/English pair (both
-    /// stay side by side in the page code, so neither goes missing).
-    pub fn t<'a>(self, nb: &'a str, en: &'a str) -> &'a str {
+    /// A catalogue message in this language.
+    pub fn m(self, msg: Msg) -> &'static str {
+        match self {
+            Lang::Nb => msg.nb,
+            Lang::En => msg.en,
+        }
+    }
+
+    /// A catalogue message with its `{name}` placeholders filled.
+    pub fn f(self, msg: Msg, args: &[(&str, &str)]) -> String {
+        let mut s = self.m(msg).to_owned();
+        for (k, v) in args {
+            s = s.replace(&format!("{{{k}}}"), v);
+        }
+        s
+    }
+
+    /// Picks the text of this language from a Norwegian/English pair: only
+    /// for text that is not the service's own (a topic's label from the
+    /// taxonomy file), never for a page's wording, which is in [`cat`].
+    pub fn pick<'a>(self, nb: &'a str, en: &'a str) -> &'a str {
         match self {
             Lang::Nb => nb,
             Lang::En => en,
@@ -294,7 +318,7 @@ impl Ctx {
     pub(crate) fn user(&self) -> Result<(&User, &str), Response> {
         match &self.session {
             Some((u, t)) => Ok((u, t)),
-            None => Err(self.error(StatusCode::UNAUTHORIZED, "Logg inn først.", "Sign in first.")),
+            None => Err(self.error(StatusCode::UNAUTHORIZED, cat::common::SIGN_IN_FIRST)),
         }
     }
 
@@ -305,15 +329,15 @@ impl Ctx {
     }
 
     /// An error page, with the signed-in user's menu.
-    pub(crate) fn error(&self, status: StatusCode, nb: &str, en: &str) -> Response {
+    pub(crate) fn error(&self, status: StatusCode, msg: Msg) -> Response {
         let lang = self.lang;
         Html(
             page(
                 lang,
-                lang.t("Feil", "Error"),
+                lang.m(cat::common::ERROR),
                 self.session.as_ref(),
                 &self.back,
-                html! { p role="alert" { (lang.t(nb, en)) } },
+                html! { p role="alert" { (lang.m(msg)) } },
             ),
             status,
         )
@@ -321,15 +345,9 @@ impl Ctx {
     }
 
     /// A full page for this request.
-    pub(crate) fn page(&self, title: (&str, &str), body: Markup) -> Response {
+    pub(crate) fn page(&self, title: &str, body: Markup) -> Response {
         Html(
-            page(
-                self.lang,
-                self.lang.t(title.0, title.1),
-                self.session.as_ref(),
-                &self.back,
-                body,
-            ),
+            page(self.lang, title, self.session.as_ref(), &self.back, body),
             StatusCode::OK,
         )
         .into_response()
@@ -340,23 +358,23 @@ impl Ctx {
 fn nav(lang: Lang, role: Role) -> Vec<(&'static str, &'static str)> {
     let mut links = Vec::new();
     if matches!(role, Role::Advisor | Role::TeamLead) {
-        links.push(("/queue", lang.t("Utkast", "Drafts")));
+        links.push(("/queue", lang.m(cat::common::DRAFTS)));
     }
     if role == Role::Qa {
-        links.push(("/qa", lang.t("Kvalitetskontroll", "QA")));
+        links.push(("/qa", lang.m(cat::common::QA)));
     }
     if qa::reads_report(role) {
-        links.push(("/qa/report", lang.t("QA-rapport", "QA report")));
+        links.push(("/qa/report", lang.m(cat::common::QA_REPORT)));
     }
     if dashboard::reads_dashboard(role) {
-        links.push(("/dashboard", lang.t("Emner", "Topics")));
+        links.push(("/dashboard", lang.m(cat::common::TOPICS)));
     }
     if conversations::reads_conversations(role) {
-        links.push(("/conversations", lang.t("Chat og meldinger", "Chats and messages")));
+        links.push(("/conversations", lang.m(cat::common::CHATS_AND_MESSAGES)));
     }
     match role {
-        Role::Auditor => links.push(("/audit", lang.t("Revisjonslogg", "Audit log"))),
-        Role::Admin => links.push(("/admin/users", lang.t("Brukere", "Users"))),
+        Role::Auditor => links.push(("/audit", lang.m(cat::common::AUDIT_LOG))),
+        Role::Admin => links.push(("/admin/users", lang.m(cat::common::USERS))),
         _ => {}
     }
     links
@@ -375,10 +393,10 @@ fn page(lang: Lang, title: &str, session: Option<&(User, String)>, back: &str, b
                 style { (STYLE) }
             }
             body {
-                a.skip href="#main" { (lang.t("Hopp til innhold", "Skip to content")) }
+                a.skip href="#main" { (lang.m(cat::common::SKIP_TO_CONTENT)) }
                 header {
                     strong { "opptak" }
-                    nav aria-label=(lang.t("Hovedmeny", "Main menu")) {
+                    nav aria-label=(lang.m(cat::common::MAIN_MENU)) {
                         @if let Some((u, token)) = session {
                             @for (href, label) in nav(lang, u.role) {
                                 a href=(href) { (label) }
@@ -386,11 +404,11 @@ fn page(lang: Lang, title: &str, session: Option<&(User, String)>, back: &str, b
                             span.who { (u.display_name) " (" (role_name(lang, u.role)) ")" }
                             form.inline method="post" action="/logout" {
                                 input type="hidden" name="csrf" value=(csrf_of(token));
-                                button type="submit" { (lang.t("Logg ut", "Sign out")) }
+                                button type="submit" { (lang.m(cat::common::SIGN_OUT)) }
                             }
                         }
                         a href={ "/lang/" (other.code()) "?back=" (urlencode(back)) } hreflang=(other.code()) lang=(other.code()) {
-                            (other.t("Norsk", "English"))
+                            (other.m(cat::common::ENGLISH))
                         }
                     }
                 }
@@ -412,12 +430,12 @@ button{padding:.3rem .8rem}main{overflow-x:auto}.flag{color:#900;font-weight:bol
 /// A role's name in `lang`.
 pub(crate) fn role_name(lang: Lang, role: Role) -> &'static str {
     match role {
-        Role::Advisor => lang.t("rådgiver", "advisor"),
-        Role::TeamLead => lang.t("teamleder", "team lead"),
-        Role::Qa => lang.t("kvalitetskontroll", "QA reviewer"),
-        Role::Compliance => lang.t("compliance", "compliance officer"),
-        Role::Auditor => lang.t("revisor", "auditor"),
-        Role::Admin => lang.t("administrator", "admin"),
+        Role::Advisor => lang.m(cat::common::ADVISOR),
+        Role::TeamLead => lang.m(cat::common::TEAM_LEAD),
+        Role::Qa => lang.m(cat::common::QA_REVIEWER),
+        Role::Compliance => lang.m(cat::common::COMPLIANCE_OFFICER),
+        Role::Auditor => lang.m(cat::common::AUDITOR),
+        Role::Admin => lang.m(cat::common::ADMIN),
     }
 }
 
@@ -444,14 +462,29 @@ impl IntoResponse for Html {
     }
 }
 
-pub(crate) fn error(lang: Lang, status: StatusCode, nb: &str, en: &str) -> Response {
+pub(crate) fn error(lang: Lang, status: StatusCode, msg: Msg) -> Response {
     Html(
         page(
             lang,
-            lang.t("Feil", "Error"),
+            lang.m(cat::common::ERROR),
             None,
             "/",
-            html! { p role="alert" { (lang.t(nb, en)) } },
+            html! { p role="alert" { (lang.m(msg)) } },
+        ),
+        status,
+    )
+    .into_response()
+}
+
+/// Interim (issue 18): an error page with a text that is not in the catalogue.
+pub(crate) fn untranslated(lang: Lang, status: StatusCode, text: &str) -> Response {
+    Html(
+        page(
+            lang,
+            lang.m(cat::common::ERROR),
+            None,
+            "/",
+            html! { p role="alert" { (text) } },
         ),
         status,
     )
@@ -466,10 +499,19 @@ pub(crate) enum Reply {
 }
 
 impl Reply {
-    pub(crate) fn error(self, status: StatusCode, nb: &str, en: &str) -> Response {
+    pub(crate) fn error(self, status: StatusCode, msg: Msg) -> Response {
         match self {
-            Reply::Html(lang) => error(lang, status, nb, en),
-            Reply::Json => api::api_error(status, en),
+            Reply::Html(lang) => error(lang, status, msg),
+            Reply::Json => api::api_error(status, msg.en),
+        }
+    }
+
+    /// A message that is not in the catalogue yet (a library error's text).
+    /// Interim, issue 18: every use is to become a catalogue message.
+    pub(crate) fn untranslated(self, status: StatusCode, text: &str) -> Response {
+        match self {
+            Reply::Html(lang) => untranslated(lang, status, text),
+            Reply::Json => api::api_error(status, text),
         }
     }
 
@@ -487,8 +529,7 @@ pub(crate) fn internal(lang: Lang, e: impl Into<anyhow::Error>) -> Response {
     error(
         lang,
         StatusCode::INTERNAL_SERVER_ERROR,
-        "Noe gikk galt. Forsøk igjen, eller meld fra om feilen vedvarer.",
-        "Something went wrong. Try again, or report it if it persists.",
+        cat::common::SOMETHING_WENT_WRONG_TRY_AGAIN_OR,
     )
 }
 
@@ -548,11 +589,7 @@ impl App {
         {
             return Err(internal(ctx.lang, e));
         }
-        Err(ctx.error(
-            StatusCode::FORBIDDEN,
-            "Skjemaet mangler gyldig CSRF-token.",
-            "The form lacks a valid CSRF token.",
-        ))
+        Err(ctx.error(StatusCode::FORBIDDEN, cat::common::THE_FORM_LACKS_A_VALID_CSRF))
     }
 
     pub(crate) async fn audit(&self, u: &User, action: &str, subject: &str, reason: &str, outcome: &str) -> Result<()> {
@@ -603,11 +640,11 @@ impl App {
                 }
                 Ok(reason)
             }
-            Err((status, nb, en)) => {
+            Err((status, msg)) => {
                 self.audit(user, action, subject, refused_reason, "refused")
                     .await
                     .map_err(|e| internal(lang, e))?;
-                Err(error(lang, status, nb, en))
+                Err(error(lang, status, msg))
             }
         }
     }
@@ -625,7 +662,7 @@ impl App {
         stated: Option<&str>,
     ) -> std::result::Result<String, Response> {
         let decision: std::result::Result<String, Refusal> = match (call, user.role) {
-            (None, _) => Err((StatusCode::NOT_FOUND, "Ukjent samtale.", "Unknown call.")),
+            (None, _) => Err((StatusCode::NOT_FOUND, cat::common::UNKNOWN_CALL)),
             (Some(c), Role::Advisor) if c.facts.advisor_id == user.user_id => Ok("review".into()),
             (Some(c), Role::TeamLead) => {
                 let in_team = self
@@ -640,22 +677,14 @@ impl App {
                 if in_team {
                     Ok("team review".into())
                 } else {
-                    Err((
-                        StatusCode::FORBIDDEN,
-                        "Samtalen hører ikke til teamet ditt.",
-                        "Not your team's call.",
-                    ))
+                    Err((StatusCode::FORBIDDEN, cat::common::NOT_YOUR_TEAM_S_CALL))
                 }
             }
             (Some(_), Role::Compliance) => match stated.map(str::trim) {
                 Some(r) if !r.is_empty() => Ok(r.to_owned()),
-                _ => Err((
-                    StatusCode::BAD_REQUEST,
-                    "Oppgi en grunn (?reason=…) for å lese eller lytte.",
-                    "State a reason (?reason=…) to read or listen.",
-                )),
+                _ => Err((StatusCode::BAD_REQUEST, cat::common::STATE_A_REASON_REASON_TO_READ)),
             },
-            (Some(_), Role::Advisor) => Err((StatusCode::FORBIDDEN, "Dette er ikke din samtale.", "Not your call.")),
+            (Some(_), Role::Advisor) => Err((StatusCode::FORBIDDEN, cat::common::NOT_YOUR_CALL)),
             (Some(c), Role::Qa) => match self
                 .qa
                 .sample_access(&c.facts.call_id)
@@ -663,31 +692,23 @@ impl App {
                 .map_err(|e| internal(lang, e))?
             {
                 crate::qa::SampleAccess::Readable => Ok("qa sample".into()),
-                crate::qa::SampleAccess::NotSampled => Err((
-                    StatusCode::FORBIDDEN,
-                    "Samtalen er ikke trukket ut til kvalitetskontroll.",
-                    "This call is not sampled for QA.",
-                )),
+                crate::qa::SampleAccess::NotSampled => {
+                    Err((StatusCode::FORBIDDEN, cat::common::THIS_CALL_IS_NOT_SAMPLED_FOR))
+                }
                 // QA exists for the KI output: its access to the call (the
                 // mandated recording included) ends with the KI data.
-                crate::qa::SampleAccess::KiGone => Err((
-                    StatusCode::FORBIDDEN,
-                    "KI-dataene for samtalen er slettet; kvalitetskontrollens tilgang endte med dem.",
-                    "The call's KI data is deleted; QA's access ended with it.",
-                )),
+                crate::qa::SampleAccess::KiGone => Err((StatusCode::FORBIDDEN, cat::common::THE_CALL_S_KI_DATA_IS)),
             },
-            (Some(_), Role::Auditor | Role::Admin) => Err((
-                StatusCode::FORBIDDEN,
-                "Rollen din gir aldri tilgang til innhold.",
-                "Your role never reads call content.",
-            )),
+            (Some(_), Role::Auditor | Role::Admin) => {
+                Err((StatusCode::FORBIDDEN, cat::common::YOUR_ROLE_NEVER_READS_CALL_CONTENT))
+            }
         };
         self.settle(lang, user, (action, subject), decision, "").await
     }
 }
 
 /// Why a read is refused: the status and the message in both languages.
-pub(crate) type Refusal = (StatusCode, &'static str, &'static str);
+pub(crate) type Refusal = (StatusCode, Msg);
 
 /// Sign-in attempts per user name and per client address in a fixed
 /// window; past the limit further attempts are refused (429) until the
@@ -812,12 +833,7 @@ fn same_site_path(back: &str) -> bool {
 
 async fn set_lang(Path(code): Path<String>, Query(q): Query<Back>, headers: HeaderMap) -> Response {
     let Some(lang) = Lang::parse(&code) else {
-        return error(
-            Lang::of(&headers),
-            StatusCode::NOT_FOUND,
-            "Ukjent språk.",
-            "Unknown language.",
-        );
+        return error(Lang::of(&headers), StatusCode::NOT_FOUND, cat::common::UNKNOWN_LANGUAGE);
     };
     let back = q.back.filter(|b| same_site_path(b)).unwrap_or_else(|| "/".into());
     let mut r = Redirect::to(&back).into_response();
@@ -836,15 +852,15 @@ async fn login_page(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
     let mut r = Html(
         page(
             lang,
-            lang.t("Logg inn", "Sign in"),
+            lang.m(cat::common::SIGN_IN),
             None,
             "/login",
             html! {
                 form method="post" action="/login" {
                     input type="hidden" name="csrf" value=(nonce);
-                    p { label { (lang.t("Brukernavn", "User name")) " " input name="user" autocomplete="username" required autofocus; } }
-                    p { label { (lang.t("Passord", "Password")) " " input name="password" type="password" autocomplete="current-password" required; } }
-                    button type="submit" { (lang.t("Logg inn", "Sign in")) }
+                    p { label { (lang.m(cat::common::USER_NAME)) " " input name="user" autocomplete="username" required autofocus; } }
+                    p { label { (lang.m(cat::common::PASSWORD)) " " input name="password" type="password" autocomplete="current-password" required; } }
+                    button type="submit" { (lang.m(cat::common::SIGN_IN)) }
                 }
             },
         ),
@@ -881,8 +897,7 @@ async fn login(
         return error(
             lang,
             StatusCode::FORBIDDEN,
-            "Skjemaet er utløpt. Last inn siden på nytt og logg inn igjen.",
-            "The form has expired. Reload the page and sign in again.",
+            cat::common::THE_FORM_HAS_EXPIRED_RELOAD_THE,
         );
     }
     let now = app.edges.vault.clock().now_us();
@@ -905,8 +920,7 @@ async fn login(
         let mut r = error(
             lang,
             StatusCode::TOO_MANY_REQUESTS,
-            "For mange mislykkede innlogginger. Vent en stund og forsøk igjen.",
-            "Too many failed sign-ins. Wait a while and try again.",
+            cat::common::TOO_MANY_FAILED_SIGN_INS_WAIT,
         );
         r.headers_mut().insert(
             header::RETRY_AFTER,
@@ -932,12 +946,7 @@ async fn login(
             );
             r
         }
-        Ok(None) => error(
-            lang,
-            StatusCode::UNAUTHORIZED,
-            "Feil brukernavn eller passord.",
-            "Wrong user name or password.",
-        ),
+        Ok(None) => error(lang, StatusCode::UNAUTHORIZED, cat::common::WRONG_USER_NAME_OR_PASSWORD),
         Err(e) => internal(lang, e),
     }
 }

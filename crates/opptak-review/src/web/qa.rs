@@ -11,7 +11,7 @@
 //! only, sampled, its `chat-analysis-1y` key alive; audited) and scores the
 //! bot's answers with the same form.
 
-use super::{csrf_of, internal, App, Ctx, Lang, Reply};
+use super::{cat, csrf_of, internal, App, Ctx, Lang, Reply};
 use crate::dashboard::channel_label;
 use crate::identity::{Role, User};
 use crate::qa::{QaFlag, QaReport, QaReview, QaScore, Rate, Refusal, StratumStats, TopicStats, RECOGNITION_FAILED};
@@ -50,37 +50,31 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
         if let Err(e) = app.audit(user, "qa.queue", "qa", "", "refused").await {
             return internal(lang, e);
         }
-        return ctx.error(
-            StatusCode::FORBIDDEN,
-            "Bare kvalitetskontrollører ser QA-køen.",
-            "Only QA reviewers see the QA queue.",
-        );
+        return ctx.error(StatusCode::FORBIDDEN, cat::qa::ONLY_QA_REVIEWERS_SEE_THE_QA);
     }
     let (rows, strata) = match (app.qa.queue().await, app.qa.strata().await) {
         (Ok(r), Ok(s)) => (r, s),
         (Err(e), _) | (_, Err(e)) => return internal(lang, e),
     };
     let share = app.qa.share();
-    ctx.page(
-        ("Kvalitetskontroll", "Quality assurance"),
+    ctx.page(ctx.lang.m(cat::qa::QUALITY_ASSURANCE),
         html! {
-            p { (lang.t("Andel trukket ut per stratum (emne, desk, oppdaget språk, talegjenkjenning feilet; for chat med Aino: kanalen): ", "Share sampled per stratum (topic, desk, detected language, speech recognition failed; for chats with Aino: the channel): "))
+            p { (lang.m(cat::qa::SHARE_SAMPLED_PER_STRATUM_TOPIC_DESK))
                 strong { (format!("{:.0} %", share * 100.0)) }
-                (lang.t(". Den første samtalen i hvert stratum trekkes alltid, så små grupper blir sett. Utkast som screeningen flagger, kommer hit uansett.",
-                        ". The first call of every stratum is always sampled, so small groups are seen. Drafts screening flags come here whatever the sample.")) }
+                (lang.m(cat::qa::THE_FIRST_CALL_OF_EVERY_STRATUM)) }
             @if rows.is_empty() {
-                p { (lang.t("Ingen samtaler venter på kontroll.", "No calls are waiting for QA.")) }
+                p { (lang.m(cat::qa::NO_CALLS_ARE_WAITING_FOR_QA)) }
             } @else {
                 table {
                     thead { tr {
-                        th scope="col" { (lang.t("Samtale", "Call")) }
-                        th scope="col" { (lang.t("Kanal", "Channel")) }
-                        th scope="col" { (lang.t("Dag", "Day")) }
+                        th scope="col" { (lang.m(cat::qa::CALL)) }
+                        th scope="col" { (lang.m(cat::qa::CHANNEL)) }
+                        th scope="col" { (lang.m(cat::qa::DAY)) }
                         th scope="col" { "Desk" }
-                        th scope="col" { (lang.t("Språk", "Language")) }
-                        th scope="col" { (lang.t("Emne", "Topic")) }
-                        th scope="col" { (lang.t("Vurdert av", "Scored by")) }
-                        th scope="col" { (lang.t("Hvorfor", "Why")) }
+                        th scope="col" { (lang.m(cat::qa::LANGUAGE)) }
+                        th scope="col" { (lang.m(cat::qa::TOPIC)) }
+                        th scope="col" { (lang.m(cat::qa::SCORED_BY)) }
+                        th scope="col" { (lang.m(cat::qa::WHY)) }
                     } }
                     tbody {
                         @for r in &rows {
@@ -92,17 +86,17 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
                                 td { (r.language) }
                                 td { (r.topic) }
                                 td {
-                                    @if r.reviewers.is_empty() { span.muted { (lang.t("ingen ennå", "no one yet")) } }
+                                    @if r.reviewers.is_empty() { span.muted { (lang.m(cat::qa::NO_ONE_YET)) } }
                                     @else { (r.reviewers.join(", ")) }
                                 }
                                 td.reasons {
                                     @for why in &r.reasons {
                                         @if why == RECOGNITION_FAILED {
-                                            strong.flag { (lang.t("talegjenkjenning feilet: lytt til samtalen (ikke noe utkast å vurdere)", why)) } br;
+                                            strong.flag { (lang.m(cat::qa::RECOGNITION_FAILED_LISTEN)) } br;
                                         } @else if why.starts_with("screening") {
                                             strong.flag { (why) } br;
                                         } @else if why == "sample" {
-                                            (lang.t("tilfeldig utvalg", "sample")) br;
+                                            (lang.m(cat::qa::SAMPLE)) br;
                                         } @else { (why) br; }
                                     }
                                 }
@@ -112,13 +106,13 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
                 }
             }
             details {
-                summary { (lang.t("Strata", "Strata")) }
+                summary { (lang.m(cat::qa::STRATA)) }
                 table {
-                    thead { tr { th scope="col" { "Stratum" } th scope="col" { (lang.t("Sett", "Seen")) } th scope="col" { (lang.t("Trukket", "Sampled")) } } }
+                    thead { tr { th scope="col" { "Stratum" } th scope="col" { (lang.m(cat::qa::SEEN)) } th scope="col" { (lang.m(cat::qa::SAMPLED)) } } }
                     tbody { @for s in &strata { tr { td { (s.stratum) } td { (s.seen) } td { (s.sampled) } } } }
                 }
             }
-            p { a href="/qa/report" { (lang.t("QA-rapport", "QA report")) } }
+            p { a href="/qa/report" { (lang.m(cat::qa::QA_REPORT)) } }
         },
     )
 }
@@ -143,7 +137,7 @@ async fn conversation_page(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path
     };
     let lang = ctx.lang;
     let Ok(call_id) = CallId::parse(&id) else {
-        return ctx.error(StatusCode::NOT_FOUND, "Ukjent samtale.", "Unknown conversation.");
+        return ctx.error(StatusCode::NOT_FOUND, cat::qa::UNKNOWN_CONVERSATION);
     };
     let subject = format!("conversation:{call_id}");
     let indexed = match app.qa.call(&call_id).await {
@@ -170,8 +164,7 @@ async fn conversation_page(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path
         }
         return ctx.error(
             StatusCode::FORBIDDEN,
-            "Bare kvalitetskontrollører leser uttrukne samtaler, og bare så lenge analysekopien finnes.",
-            "Only QA reviewers read sampled conversations, and only while the analysis copy exists.",
+            cat::qa::ONLY_QA_REVIEWERS_READ_SAMPLED_CONVERSATIONS,
         );
     };
     if app.audit_reads {
@@ -184,22 +177,20 @@ async fn conversation_page(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path
     }
     let qa = section(&app, lang, user, token, &call_id).await;
     let sender = |s: Sender| match s {
-        Sender::Customer => lang.t("Kunde", "Customer"),
+        Sender::Customer => lang.m(cat::qa::CUSTOMER),
         Sender::Bot => "Aino",
-        Sender::Advisor => lang.t("Rådgiver", "Advisor"),
+        Sender::Advisor => lang.m(cat::qa::ADVISOR),
     };
-    ctx.page(
-        ("Kvalitetskontroll av samtale", "Conversation QA"),
+    ctx.page(ctx.lang.m(cat::qa::CONVERSATION_QA),
         html! {
             p { (channel_label(&indexed.row.channel, lang.code())) ", " (indexed.row.day) ", desk " (indexed.row.desk)
-                ", " (lang.t("språk ", "language ")) (indexed.row.language) ", " (lang.t("emner: ", "topics: ")) (indexed.row.topics.join(", ")) }
-            p.muted { (lang.t("Analysekopien: personopplysninger er erstattet med merker. Svarene fra Aino kan inneholde feil; vurder dem.",
-                "The analysis copy: personal data replaced by tokens. Aino's answers may contain errors; assess them.")) }
+                ", " (lang.m(cat::qa::LANGUAGE_2)) (indexed.row.language) ", " (lang.m(cat::qa::TOPICS)) (indexed.row.topics.join(", ")) }
+            p.muted { (lang.m(cat::qa::THE_ANALYSIS_COPY_PERSONAL_DATA_REPLACED)) }
             table {
                 thead { tr {
                     th scope="col" { "#" }
-                    th scope="col" { (lang.t("Fra", "From")) }
-                    th scope="col" { (lang.t("Tekst", "Text")) }
+                    th scope="col" { (lang.m(cat::qa::FROM)) }
+                    th scope="col" { (lang.m(cat::qa::TEXT)) }
                 } }
                 tbody { @for m in &copy.messages { tr {
                     td { (m.sequence) }
@@ -233,58 +224,58 @@ pub(crate) async fn section(app: &App, lang: Lang, user: &User, token: &str, cal
         }
     };
     html! {
-        h2 #qa { (lang.t("Kvalitetskontroll", "Quality assessment")) }
+        h2 #qa { (lang.m(cat::qa::QUALITY_ASSESSMENT)) }
         @if failed {
-            p { strong.flag { (lang.t("Talegjenkjenningen feilet: lytt til opptaket; det finnes ikke noe utkast å vurdere.", "Speech recognition failed: listen to the recording; there is no draft to score.")) } }
+            p { strong.flag { (lang.m(cat::qa::SPEECH_RECOGNITION_FAILED_LISTEN_TO_THE)) } }
         }
         @if let Some(s) = &screening {
-            p.screening { strong.flag { (lang.t("Screening flagget utkastet: ", "Screening flagged the draft: ")) }
+            p.screening { strong.flag { (lang.m(cat::qa::SCREENING_FLAGGED_THE_DRAFT)) }
                 (s.reasons().join("; ")) }
         }
         @if !reviews.is_empty() {
             table {
                 thead { tr {
-                    th scope="col" { (lang.t("Av", "By")) }
-                    th scope="col" { (lang.t("Korrekthet", "Correctness")) }
-                    th scope="col" { (lang.t("Relevans", "Relevance")) }
-                    th scope="col" { (lang.t("Kvalitet", "Quality")) }
-                    th scope="col" { (lang.t("Flagg", "Flag")) }
-                    th scope="col" { (lang.t("Notat", "Note")) }
+                    th scope="col" { (lang.m(cat::qa::BY)) }
+                    th scope="col" { (lang.m(cat::qa::CORRECTNESS)) }
+                    th scope="col" { (lang.m(cat::qa::RELEVANCE)) }
+                    th scope="col" { (lang.m(cat::qa::QUALITY)) }
+                    th scope="col" { (lang.m(cat::qa::FLAG)) }
+                    th scope="col" { (lang.m(cat::qa::NOTE)) }
                 } }
                 tbody { @for r in &reviews { tr {
                     td { (r.reviewer) }
                     td { (r.correctness) } td { (r.relevance) } td { (r.quality) }
                     td { @if let Some(f) = r.flag { strong.flag { (flag_name(lang, f)) } } }
-                    td { (r.note.as_deref().unwrap_or(lang.t("(KI-data slettet)", "(KI data erased)"))) }
+                    td { (r.note.as_deref().unwrap_or(lang.m(cat::qa::KI_DATA_ERASED))) }
                 } } }
             }
         }
         form method="post" action={ "/calls/" (call_id) "/qa" } {
             input type="hidden" name="csrf" value=(csrf_of(token));
             @if bot {
-                (score_field("correctness", lang.t("Korrekthet: er svarene fra Aino riktige?", "Correctness: are Aino's answers right?"), mine.map(|r| r.correctness)))
-                (score_field("relevance", lang.t("Relevans: svarer Aino på det kunden spør om?", "Relevance: does Aino answer what the customer asks?"), mine.map(|r| r.relevance)))
+                (score_field("correctness", lang.m(cat::qa::CORRECTNESS_ARE_AINO_S_ANSWERS_RIGHT), mine.map(|r| r.correctness)))
+                (score_field("relevance", lang.m(cat::qa::RELEVANCE_DOES_AINO_ANSWER_WHAT_THE), mine.map(|r| r.relevance)))
             } @else {
-                (score_field("correctness", lang.t("Korrekthet: stemmer sammendraget med samtalen?", "Correctness: does the summary match the call?"), mine.map(|r| r.correctness)))
-                (score_field("relevance", lang.t("Relevans: tar det med det som betyr noe?", "Relevance: does it keep what matters?"), mine.map(|r| r.relevance)))
+                (score_field("correctness", lang.m(cat::qa::CORRECTNESS_DOES_THE_SUMMARY_MATCH_THE), mine.map(|r| r.correctness)))
+                (score_field("relevance", lang.m(cat::qa::RELEVANCE_DOES_IT_KEEP_WHAT_MATTERS), mine.map(|r| r.relevance)))
             }
-            (score_field("quality", lang.t("Kvalitet: språk og form", "Quality: language and form"), mine.map(|r| r.quality)))
-            p { label { (lang.t("Flagg ", "Flag ")) select name="flag" {
-                option value="" { (lang.t("ingen", "none")) }
+            (score_field("quality", lang.m(cat::qa::QUALITY_LANGUAGE_AND_FORM), mine.map(|r| r.quality)))
+            p { label { (lang.m(cat::qa::FLAG_2)) select name="flag" {
+                option value="" { (lang.m(cat::qa::NONE)) }
                 option value="discriminatory" selected[mine.and_then(|r| r.flag) == Some(QaFlag::Discriminatory)] { (flag_name(lang, QaFlag::Discriminatory)) }
                 option value="unexpected" selected[mine.and_then(|r| r.flag) == Some(QaFlag::Unexpected)] { (flag_name(lang, QaFlag::Unexpected)) }
             } } }
-            p { label for="note" { (lang.t("Notat (påkrevd ved flagg)", "Note (required with a flag)")) } br;
+            p { label for="note" { (lang.m(cat::qa::NOTE_REQUIRED_WITH_A_FLAG)) } br;
                 textarea #note name="note" rows="3" cols="80" { (mine.and_then(|r| r.note.clone()).unwrap_or_default()) } }
-            button type="submit" { (lang.t("Lagre vurdering", "Save assessment")) }
+            button type="submit" { (lang.m(cat::qa::SAVE_ASSESSMENT)) }
         }
     }
 }
 
 fn flag_name(lang: Lang, f: QaFlag) -> &'static str {
     match f {
-        QaFlag::Discriminatory => lang.t("diskriminerende", "discriminatory"),
-        QaFlag::Unexpected => lang.t("uventet innhold", "unexpected content"),
+        QaFlag::Discriminatory => lang.m(cat::qa::DISCRIMINATORY),
+        QaFlag::Unexpected => lang.m(cat::qa::UNEXPECTED_CONTENT),
     }
 }
 
@@ -306,7 +297,7 @@ async fn assess(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>, F
         Err(r) => return r,
     };
     let Ok(call_id) = CallId::parse(&id) else {
-        return ctx.error(StatusCode::NOT_FOUND, "Ukjent samtale.", "Unknown call.");
+        return ctx.error(StatusCode::NOT_FOUND, cat::qa::UNKNOWN_CALL);
     };
     let subject = format!("call:{call_id}");
     if let Err(r) = app.check_form(&ctx, (user, token), &f.csrf, "qa.score", &subject).await {
@@ -347,7 +338,7 @@ pub(crate) async fn score_call(
         "" => None,
         other => match QaFlag::parse(other) {
             Some(flag) => Some(flag),
-            None => return Err(reply.error(StatusCode::BAD_REQUEST, "Ukjent flagg.", "Unknown flag.")),
+            None => return Err(reply.error(StatusCode::BAD_REQUEST, cat::qa::UNKNOWN_FLAG)),
         },
     };
     let score = QaScore {
@@ -385,7 +376,10 @@ pub(crate) async fn score_call(
                     format!("Vurderingen ble ikke lagret: hver karakter er 1–5, og et flagg krever et notat ({why}).")
                 }
             };
-            Err(reply.error(status, &nb, &en))
+            match reply {
+                Reply::Html(lang) => Err(super::untranslated(lang, status, lang.pick(&nb, &en))),
+                Reply::Json => Err(reply.untranslated(status, &en)),
+            }
         }
     }
 }
@@ -422,11 +416,7 @@ pub(crate) async fn report_for(app: &App, reply: Reply, user: &User, q: &Range) 
         if let Err(e) = app.audit(user, "qa.report", "qa", "", "refused").await {
             return Err(reply.internal(e));
         }
-        return Err(reply.error(
-            StatusCode::FORBIDDEN,
-            "Rollen din gir ikke tilgang til QA-rapporten.",
-            "Your role has no access to the QA report.",
-        ));
+        return Err(reply.error(StatusCode::FORBIDDEN, cat::qa::YOUR_ROLE_HAS_NO_ACCESS_TO));
     }
     let (from, to) = q.days(app.edges.vault.clock().now_us());
     let k = u64::from(app.edges.config.web.dashboard_k);
@@ -440,7 +430,7 @@ pub(crate) async fn report_for(app: &App, reply: Reply, user: &User, q: &Range) 
             }
             Ok(r)
         }
-        Err(e) => Err(reply.error(StatusCode::BAD_REQUEST, &e.to_string(), &e.to_string())),
+        Err(e) => Err(reply.untranslated(StatusCode::BAD_REQUEST, &e.to_string())),
     }
 }
 
@@ -470,9 +460,9 @@ async fn report_page(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Rang
     let row = |t: &TopicStats, total: bool| {
         html! {
             tr {
-                @if total { th scope="row" { (lang.t("Totalt", "Total")) } } @else { th scope="row" { (t.topic) } }
+                @if total { th scope="row" { (lang.m(cat::qa::TOTAL)) } } @else { th scope="row" { (t.topic) } }
                 @if t.suppressed {
-                    td colspan="13" { (lang.t(&format!("Holdt tilbake: færre enn {k} samtaler"), &format!("Withheld: fewer than {k} calls"))) }
+                    td colspan="13" { (lang.f(cat::qa::WITHHELD_FEWER_THAN_K, &[("k", &k.to_string())])) }
                 } @else {
                 td { (t.drafted) } td { (t.sampled) } td { (t.scored) }
                 td { (mean(lang, t.mean_correctness)) } td { (mean(lang, t.mean_relevance)) } td { (mean(lang, t.mean_quality)) }
@@ -487,49 +477,47 @@ async fn report_page(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Rang
     };
     let csv = format!("/qa/report.csv?from={}&to={}", report.from_day, report.to_day);
     ctx.page(
-        ("QA-rapport", "QA report"),
+        ctx.lang.m(cat::qa::QA_REPORT),
         html! {
             form method="get" action="/qa/report" {
-                label { (lang.t("Fra ", "From ")) input type="date" name="from" value=(report.from_day); } " "
-                label { (lang.t("Til ", "To ")) input type="date" name="to" value=(report.to_day); } " "
-                button type="submit" { (lang.t("Vis", "Show")) }
+                label { (lang.m(cat::qa::FROM_2)) input type="date" name="from" value=(report.from_day); } " "
+                label { (lang.m(cat::qa::TO)) input type="date" name="to" value=(report.to_day); } " "
+                button type="submit" { (lang.m(cat::qa::SHOW)) }
             }
             table.topics {
                 thead { tr {
-                    th scope="col" { (lang.t("Emne", "Topic")) }
-                    th scope="col" { (lang.t("Utkast", "Drafts")) }
-                    th scope="col" { (lang.t("Trukket", "Sampled")) }
-                    th scope="col" { (lang.t("Vurdert", "Scored")) }
-                    th scope="col" { (lang.t("Korrekthet", "Correctness")) }
-                    th scope="col" { (lang.t("Relevans", "Relevance")) }
-                    th scope="col" { (lang.t("Kvalitet", "Quality")) }
-                    th scope="col" { (lang.t("Diskriminerende", "Discriminatory")) }
-                    th scope="col" { (lang.t("Uventet", "Unexpected")) }
-                    th scope="col" { (lang.t("Godkjent", "Approved")) }
-                    th scope="col" { (lang.t("Avvist", "Rejected")) }
-                    th scope="col" { (lang.t("Redigeringsavstand (ord)", "Edit distance (words)")) }
-                    th scope="col" { (lang.t("Andel endret", "Share changed")) }
+                    th scope="col" { (lang.m(cat::qa::TOPIC)) }
+                    th scope="col" { (lang.m(cat::qa::DRAFTS)) }
+                    th scope="col" { (lang.m(cat::qa::SAMPLED)) }
+                    th scope="col" { (lang.m(cat::qa::SCORED)) }
+                    th scope="col" { (lang.m(cat::qa::CORRECTNESS)) }
+                    th scope="col" { (lang.m(cat::qa::RELEVANCE)) }
+                    th scope="col" { (lang.m(cat::qa::QUALITY)) }
+                    th scope="col" { (lang.m(cat::qa::DISCRIMINATORY_2)) }
+                    th scope="col" { (lang.m(cat::qa::UNEXPECTED)) }
+                    th scope="col" { (lang.m(cat::qa::APPROVED)) }
+                    th scope="col" { (lang.m(cat::qa::REJECTED)) }
+                    th scope="col" { (lang.m(cat::qa::EDIT_DISTANCE_WORDS)) }
+                    th scope="col" { (lang.m(cat::qa::SHARE_CHANGED)) }
                 } }
                 tbody { @for t in &report.topics { (row(t, false)) } }
                 tfoot { (row(&report.total, true)) }
             }
-            p { a href=(csv) download { (lang.t("Last ned som CSV", "Download as CSV")) } }
-            h2 { (lang.t("Per stratum", "Per stratum")) }
-            p.muted { (lang.t(
-                "Feilrate: vurderte samtaler der korrektheten fikk 2 eller lavere. Flaggrate: vurderte samtaler en kontrollør flagget. Screening: samtaler leksikonet eller språkmodellen flagget. I klammer: 95 % Wilson-intervall.",
-                "Error rate: scored calls whose correctness got 2 or less. Flag rate: scored calls a reviewer flagged. Screening: calls the lexicon or the language model flagged. In brackets: 95 % Wilson interval.")) }
+            p { a href=(csv) download { (lang.m(cat::qa::DOWNLOAD_AS_CSV)) } }
+            h2 { (lang.m(cat::qa::PER_STRATUM)) }
+            p.muted { (lang.m(cat::qa::ERROR_RATE_SCORED_CALLS_WHOSE_CORRECTNESS)) }
             table.strata {
                 thead { tr {
-                    th scope="col" { (lang.t("Emne", "Topic")) }
+                    th scope="col" { (lang.m(cat::qa::TOPIC)) }
                     th scope="col" { "Desk" }
-                    th scope="col" { (lang.t("Språk", "Language")) }
-                    th scope="col" { (lang.t("Talegjenkjenning (samtaler: kanal)", "Speech recognition (conversations: channel)")) }
-                    th scope="col" { (lang.t("Samtaler", "Calls")) }
-                    th scope="col" { (lang.t("Trukket", "Sampled")) }
-                    th scope="col" { (lang.t("Vurdert", "Scored")) }
-                    th scope="col" { (lang.t("Feilrate", "Error rate")) }
-                    th scope="col" { (lang.t("Flaggrate", "Flag rate")) }
-                    th scope="col" { (lang.t("Screening-treff", "Screening hits")) }
+                    th scope="col" { (lang.m(cat::qa::LANGUAGE)) }
+                    th scope="col" { (lang.m(cat::qa::SPEECH_RECOGNITION_CONVERSATIONS_CHANNEL)) }
+                    th scope="col" { (lang.m(cat::qa::CALLS)) }
+                    th scope="col" { (lang.m(cat::qa::SAMPLED)) }
+                    th scope="col" { (lang.m(cat::qa::SCORED)) }
+                    th scope="col" { (lang.m(cat::qa::ERROR_RATE)) }
+                    th scope="col" { (lang.m(cat::qa::FLAG_RATE)) }
+                    th scope="col" { (lang.m(cat::qa::SCREENING_HITS)) }
                 } }
                 tbody { @for s in &report.strata { (stratum_row(lang, k, s, false)) } }
                 tfoot { (stratum_row(lang, k, &report.strata_total, true)) }
@@ -562,15 +550,15 @@ fn stratum_row(lang: Lang, k: u32, s: &StratumStats, total: bool) -> Markup {
     html! {
         tr {
             @if total {
-                th scope="row" colspan="4" { (lang.t("Totalt", "Total")) }
+                th scope="row" colspan="4" { (lang.m(cat::qa::TOTAL)) }
             } @else {
                 th scope="row" { (s.topic) } td { (s.desk) } td { (s.language) }
-                td { @if s.recognition_failed { strong.flag { (lang.t("feilet", "failed")) } }
+                td { @if s.recognition_failed { strong.flag { (lang.m(cat::qa::FAILED)) } }
                     @else if !s.channel.is_empty() && s.channel != PHONE { (channel_label(&s.channel, lang.code())) }
                     @else { "ok" } }
             }
             @if s.suppressed {
-                td colspan="6" { (lang.t(&format!("Holdt tilbake: færre enn {k} samtaler"), &format!("Withheld: fewer than {k} calls"))) }
+                td colspan="6" { (lang.f(cat::qa::WITHHELD_FEWER_THAN_K, &[("k", &k.to_string())])) }
             } @else {
                 td { (s.calls) } td { (s.sampled) } td { (s.scored) }
                 td { (rate(lang, s.error_rate)) } td { (rate(lang, s.flag_rate)) } td { (rate(lang, s.screening_rate)) }

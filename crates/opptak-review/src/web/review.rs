@@ -2,7 +2,7 @@
 //! call page (draft, versions with word diffs, transcript, audio player),
 //! decisions, and the recording as a WAV served in byte ranges.
 
-use super::{csrf_of, internal, urlencode, App, Ctx, Lang, Reply};
+use super::{cat, csrf_of, internal, urlencode, App, Ctx, Lang, Reply};
 use crate::identity::{Role, User};
 use anyhow::Result;
 use axum::extract::{Form, Path, Query, State};
@@ -47,18 +47,17 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
         Ok(r) => r,
         Err(e) => return internal(lang, e),
     };
-    ctx.page(
-        ("Utkast til gjennomgang", "Drafts to review"),
+    ctx.page(ctx.lang.m(cat::review::DRAFTS_TO_REVIEW),
         html! {
             @if rows.is_empty() {
-                p { (lang.t("Ingen utkast venter.", "No drafts are waiting.")) }
+                p { (lang.m(cat::review::NO_DRAFTS_ARE_WAITING)) }
             } @else {
                 table {
                     thead { tr {
-                        th scope="col" { (lang.t("Samtale", "Call")) }
-                        th scope="col" { (lang.t("Rådgiver", "Advisor")) }
-                        th scope="col" { (lang.t("Startet (UTC)", "Started (UTC)")) }
-                        th scope="col" { (lang.t("Status", "Status")) }
+                        th scope="col" { (lang.m(cat::review::CALL)) }
+                        th scope="col" { (lang.m(cat::review::ADVISOR)) }
+                        th scope="col" { (lang.m(cat::review::STARTED_UTC)) }
+                        th scope="col" { (lang.m(cat::review::STATUS)) }
                     } }
                     tbody {
                         @for r in &rows {
@@ -66,7 +65,7 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
                                 td { a href={ "/calls/" (r.call_id) } { (r.call_id) } }
                                 td { (r.advisor_id) }
                                 td { (when(r.started_at_us)) }
-                                td { @if r.escalated { strong.flag { (lang.t("eskalert", "escalated")) } } @else { (lang.t("venter", "waiting")) } }
+                                td { @if r.escalated { strong.flag { (lang.m(cat::review::ESCALATED)) } } @else { (lang.m(cat::review::WAITING)) } }
                             }
                         }
                     }
@@ -120,8 +119,7 @@ pub(crate) struct ReasonQuery {
 /// The user, their token and the call id of a request about one call.
 fn call_request<'a>(ctx: &'a Ctx, id: &str) -> std::result::Result<(&'a User, &'a str, CallId), Response> {
     let (user, token) = ctx.user()?;
-    let call_id =
-        CallId::parse(id).map_err(|_| ctx.error(StatusCode::NOT_FOUND, "Ukjent samtale.", "Unknown call."))?;
+    let call_id = CallId::parse(id).map_err(|_| ctx.error(StatusCode::NOT_FOUND, cat::review::UNKNOWN_CALL))?;
     Ok((user, token, call_id))
 }
 
@@ -198,41 +196,41 @@ async fn call_page(
         .as_ref()
         .map(|r| format!("?reason={}", urlencode(r)))
         .unwrap_or_default();
-    let title = format!("{} {call_id}", lang.t("Samtale", "Call"));
+    let title = format!("{} {call_id}", lang.m(cat::review::CALL));
     ctx.page(
-        (&title, &title),
+        &title,
         html! {
-            h2 { (lang.t("Opptak", "Recording")) }
+            h2 { (lang.m(cat::review::RECORDING)) }
             audio controls preload="none" src={ "/calls/" (call_id) "/audio" (reason_q) } {
-                (lang.t("Nettleseren kan ikke spille av lyd.", "Your browser cannot play audio."))
+                (lang.m(cat::review::YOUR_BROWSER_CANNOT_PLAY_AUDIO))
             }
-            h2 { (lang.t("Utkast", "Draft")) }
+            h2 { (lang.m(cat::review::DRAFT)) }
             @match &draft {
                 Ok(d) => {
                     p.summary { (d.summary) }
-                    p { (lang.t("Emner: ", "Topics: ")) (d.topics.join(", ")) }
+                    p { (lang.m(cat::review::TOPICS)) (d.topics.join(", ")) }
                     @if !d.customer_requests.is_empty() {
-                        h3 { (lang.t("Kunden ba om", "Customer requests")) }
+                        h3 { (lang.m(cat::review::CUSTOMER_REQUESTS)) }
                         ul { @for r in &d.customer_requests { li { (r) } } }
                     }
                     @if !d.follow_ups.is_empty() {
-                        h3 { (lang.t("Oppfølging", "Follow-ups")) }
+                        h3 { (lang.m(cat::review::FOLLOW_UPS)) }
                         ul { @for f in &d.follow_ups { li { (f) } } }
                     }
-                    p.muted { small { (lang.t("Skrevet av ", "Written by ")) (d.source) " · " (d.prompt_version) } }
+                    p.muted { small { (lang.m(cat::review::WRITTEN_BY)) (d.source) " · " (d.prompt_version) } }
                 }
-                Err(err) => p { (lang.t("Intet utkast: ", "No draft: ")) (err.to_string()) }
+                Err(err) => p { (lang.m(cat::review::NO_DRAFT)) (err.to_string()) }
             }
             @if !versions.is_empty() {
-                h2 { (lang.t("Versjoner", "Versions")) }
+                h2 { (lang.m(cat::review::VERSIONS)) }
                 table.versions {
                     thead { tr {
                         th scope="col" { "#" }
-                        th scope="col" { (lang.t("Type", "Kind")) }
-                        th scope="col" { (lang.t("Av", "By")) }
-                        th scope="col" { (lang.t("Tid (UTC)", "Time (UTC)")) }
-                        th scope="col" { (lang.t("Tekst", "Text")) }
-                        th scope="col" { (lang.t("Endringer", "Changes")) }
+                        th scope="col" { (lang.m(cat::review::KIND)) }
+                        th scope="col" { (lang.m(cat::review::BY)) }
+                        th scope="col" { (lang.m(cat::review::TIME_UTC)) }
+                        th scope="col" { (lang.m(cat::review::TEXT)) }
+                        th scope="col" { (lang.m(cat::review::CHANGES)) }
                     } }
                     tbody {
                         @for v in &versions {
@@ -242,9 +240,9 @@ async fn call_page(
                                 td { (v.author) }
                                 td { (when(v.at_us)) }
                                 td {
-                                    (v.text.as_deref().unwrap_or(lang.t("(KI-data slettet)", "(KI data erased)")))
-                                    @if let Some(r) = &v.reason { br; small { (lang.t("Begrunnelse: ", "Reason: ")) (r) } }
-                                    @if let Some(t) = &v.topics { br; small { (lang.t("Emner: ", "Topics: ")) (t.join(", ")) } }
+                                    (v.text.as_deref().unwrap_or(lang.m(cat::review::KI_DATA_ERASED)))
+                                    @if let Some(r) = &v.reason { br; small { (lang.m(cat::review::REASON)) (r) } }
+                                    @if let Some(t) = &v.topics { br; small { (lang.m(cat::review::TOPICS)) (t.join(", ")) } }
                                 }
                                 td {
                                     @if let (Some(before), Some(after)) = (previous_text(&versions, &draft, v.version), &v.text) {
@@ -265,59 +263,53 @@ async fn call_page(
                 }
             }
             @if mine && !closed && draft.is_ok() {
-                h2 { (lang.t("Din vurdering", "Your decision")) }
+                h2 { (lang.m(cat::review::YOUR_DECISION)) }
                 form method="post" action={ "/calls/" (call_id) "/decide" } {
                     input type="hidden" name="csrf" value=(csrf_of(token));
-                    p { label for="text" { (lang.t("Sammendrag (ved avvisning: begrunnelsen)", "Summary (when rejecting: the reason)")) } br;
+                    p { label for="text" { (lang.m(cat::review::SUMMARY_WHEN_REJECTING_THE_REASON)) } br;
                         textarea #text name="text" rows="6" cols="80" { (current) } }
                     (topic_choices(lang, app.review.taxonomy(), &chosen_topics))
-                    button type="submit" name="action" value="edit" { (lang.t("Lagre", "Save")) }
+                    button type="submit" name="action" value="edit" { (lang.m(cat::review::SAVE)) }
                     " "
-                    button type="submit" name="action" value="approve" { (lang.t("Godkjenn", "Approve")) }
+                    button type="submit" name="action" value="approve" { (lang.m(cat::review::APPROVE)) }
                     " "
-                    button type="submit" name="action" value="reject" { (lang.t("Avvis", "Reject")) }
+                    button type="submit" name="action" value="reject" { (lang.m(cat::review::REJECT)) }
                 }
             }
             @if may_amend {
-                h2 { (lang.t("Rett det godkjente sammendraget", "Amend the approved summary")) }
-                p.muted { (lang.t(
-                    "En retting blir en ny versjon med begrunnelse; den godkjente teksten blir stående i historikken.",
-                    "An amendment is a new version with its reason; the approved text stays in the history."
-                )) }
+                h2 { (lang.m(cat::review::AMEND_THE_APPROVED_SUMMARY)) }
+                p.muted { (lang.m(cat::review::AN_AMENDMENT_IS_A_NEW_VERSION)) }
                 form method="post" action={ "/calls/" (call_id) "/amend" } {
                     input type="hidden" name="csrf" value=(csrf_of(token));
-                    p { label for="amend-text" { (lang.t("Rettet sammendrag", "Amended summary")) } br;
+                    p { label for="amend-text" { (lang.m(cat::review::AMENDED_SUMMARY)) } br;
                         textarea #amend-text name="text" rows="6" cols="80" { (current) } }
                     (topic_choices(lang, app.review.taxonomy(), &chosen_topics))
-                    p { label for="amend-reason" { (lang.t("Begrunnelse (minst 10 tegn)", "Reason (at least 10 characters)")) } br;
+                    p { label for="amend-reason" { (lang.m(cat::review::REASON_AT_LEAST_10_CHARACTERS)) } br;
                         input #amend-reason type="text" name="reason" size="80" required minlength="10"; }
-                    button type="submit" { (lang.t("Lagre rettingen", "Save the amendment")) }
+                    button type="submit" { (lang.m(cat::review::SAVE_THE_AMENDMENT)) }
                 }
             }
             @if user.role == Role::Compliance && app.edges.reclassifier.is_some() {
                 @if let Some(c) = &call {
-                    h2 { (lang.t("Tjenestekategori", "Service category")) }
-                    p { (lang.t("Nå: ", "Now: ")) (c.facts.service_category.as_str()) }
+                    h2 { (lang.m(cat::review::SERVICE_CATEGORY)) }
+                    p { (lang.m(cat::review::NOW)) (c.facts.service_category.as_str()) }
                     form method="post" action={ "/calls/" (call_id) "/reclassify" } {
                         input type="hidden" name="csrf" value=(csrf_of(token));
                         p {
-                            label for="category" { (lang.t("Ny kategori", "New category")) } " "
+                            label for="category" { (lang.m(cat::review::NEW_CATEGORY)) } " "
                             select #category name="category" {
                                 @for cat in RECLASSIFY_TO { option value=(cat.as_str()) { (cat.as_str()) } }
                             }
                         }
-                        p { label for="reclass-reason" { (lang.t("Begrunnelse (minst 10 tegn)", "Reason (at least 10 characters)")) } br;
+                        p { label for="reclass-reason" { (lang.m(cat::review::REASON_AT_LEAST_10_CHARACTERS)) } br;
                             input #reclass-reason type="text" name="reason" size="80" required minlength="10"; }
-                        p.muted { (lang.t(
-                            "Krever kategorien et 5-årsarkiv, lages arkivkopien fra opptaket; etter 24 timer er opptaket slettet og endringen avvises.",
-                            "If the category needs the 5-year archive, the archive copy is made from the recording; after 24 hours the recording is gone and the change is refused."
-                        )) }
-                        button type="submit" { (lang.t("Endre kategori", "Reclassify")) }
+                        p.muted { (lang.m(cat::review::IF_THE_CATEGORY_NEEDS_THE_5)) }
+                        button type="submit" { (lang.m(cat::review::RECLASSIFY)) }
                     }
                 }
             }
             @if let Some(qa) = &qa_section { (qa) }
-            h2 { (lang.t("Transkripsjon", "Transcript")) }
+            h2 { (lang.m(cat::review::TRANSCRIPT)) }
             @match &transcript {
                 Ok(segs) => {
                     table.transcript {
@@ -332,7 +324,7 @@ async fn call_page(
                         }
                     }
                 }
-                Err(err) => p { (lang.t("Ingen transkripsjon: ", "No transcript: ")) (err.to_string()) }
+                Err(err) => p { (lang.m(cat::review::NO_TRANSCRIPT)) (err.to_string()) }
             }
         },
     )
@@ -340,18 +332,18 @@ async fn call_page(
 
 fn version_kind(lang: Lang, kind: &str) -> &str {
     match kind {
-        "edit" => lang.t("redigert", "edited"),
-        "approved" => lang.t("godkjent", "approved"),
-        "rejected" => lang.t("avvist", "rejected"),
-        "amended" => lang.t("rettet", "amended"),
+        "edit" => lang.m(cat::review::EDITED),
+        "approved" => lang.m(cat::review::APPROVED),
+        "rejected" => lang.m(cat::review::REJECTED),
+        "amended" => lang.m(cat::review::AMENDED),
         other => other,
     }
 }
 
 fn speaker(lang: Lang, s: &str) -> &str {
     match s {
-        "agent" => lang.t("rådgiver", "advisor"),
-        "customer" => lang.t("kunde", "customer"),
+        "agent" => lang.m(cat::review::ADVISOR_2),
+        "customer" => lang.m(cat::review::CUSTOMER),
         other => other,
     }
 }
@@ -366,7 +358,7 @@ fn topic_choices(lang: Lang, taxonomy: &opptak_domain::summary::Taxonomy, chosen
     };
     html! {
         fieldset.topics {
-            legend { (lang.t("Emner", "Topics")) }
+            legend { (lang.m(cat::review::TOPICS_2)) }
             input type="hidden" name="topics_shown" value="1";
             @for t in taxonomy.topics() {
                 label {
@@ -504,37 +496,29 @@ async fn reclassify(
     let lang = ctx.lang;
     let subject = format!("call:{call_id}");
     let reason: String = f.get("reason").trim().chars().take(500).collect();
-    let refuse = |status, nb: &str, en: &str| ctx.error(status, nb, en);
+    let refuse = |status, msg| ctx.error(status, msg);
     let Some(reclassifier) = app.edges.reclassifier.clone() else {
-        return refuse(StatusCode::NOT_FOUND, "Ikke tilgjengelig.", "Not available.");
+        return refuse(StatusCode::NOT_FOUND, cat::review::NOT_AVAILABLE);
     };
     if user.role != Role::Compliance {
         if let Err(e) = app.audit(user, action, &subject, "", "refused").await {
             return internal(lang, e);
         }
-        return refuse(
-            StatusCode::FORBIDDEN,
-            "Bare compliance kan endre en samtales kategori.",
-            "Only compliance reclassifies a call.",
-        );
+        return refuse(StatusCode::FORBIDDEN, cat::review::ONLY_COMPLIANCE_RECLASSIFIES_A_CALL);
     }
     let category = match opptak_domain::model::ServiceCategory::parse(&f.get("category")) {
         Some(c) if RECLASSIFY_TO.contains(&c) => c,
-        _ => return refuse(StatusCode::BAD_REQUEST, "Ukjent kategori.", "Unknown category."),
+        _ => return refuse(StatusCode::BAD_REQUEST, cat::review::UNKNOWN_CATEGORY),
     };
     if reason.chars().count() < crate::review::MIN_REASON_CHARS {
         if let Err(e) = app.audit(user, action, &subject, &reason, "failed").await {
             return internal(lang, e);
         }
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "Oppgi en begrunnelse på minst 10 tegn.",
-            "State a reason of at least 10 characters.",
-        );
+        return refuse(StatusCode::BAD_REQUEST, cat::review::STATE_A_REASON_OF_AT_LEAST);
     }
     match app.edges.vault.meta().load_call(&call_id).await {
         Ok(Some(_)) => {}
-        Ok(None) => return refuse(StatusCode::NOT_FOUND, "Ukjent samtale.", "Unknown call."),
+        Ok(None) => return refuse(StatusCode::NOT_FOUND, cat::review::UNKNOWN_CALL),
         Err(e) => return internal(lang, anyhow::Error::from(e)),
     }
     match reclassifier
@@ -556,7 +540,7 @@ async fn reclassify(
                 return internal(lang, e);
             }
             let msg = format!("{e:#}");
-            refuse(StatusCode::CONFLICT, &msg, &msg)
+            super::untranslated(lang, StatusCode::CONFLICT, &msg)
         }
     }
 }
@@ -578,7 +562,7 @@ pub(crate) async fn amend_summary(
     let action = "summary.amend";
     let call = match app.edges.vault.meta().load_call(call_id).await {
         Ok(Some(c)) => c,
-        Ok(None) => return Err(reply.error(StatusCode::NOT_FOUND, "Ukjent samtale.", "unknown call")),
+        Ok(None) => return Err(reply.error(StatusCode::NOT_FOUND, cat::review::UNKNOWN_CALL_2)),
         Err(e) => return Err(reply.internal(e.into())),
     };
     let own = call.facts.advisor_id == user.user_id && user.role == Role::Advisor;
@@ -586,11 +570,7 @@ pub(crate) async fn amend_summary(
         app.audit(user, action, &subject, "", "refused")
             .await
             .map_err(|e| reply.internal(e))?;
-        return Err(reply.error(
-            StatusCode::FORBIDDEN,
-            "Bare samtalens rådgiver eller compliance kan rette sammendraget.",
-            "only the call's advisor or compliance amends its summary",
-        ));
+        return Err(reply.error(StatusCode::FORBIDDEN, cat::review::ONLY_THE_CALL_S_ADVISOR_OR));
     }
     let reason: String = reason.trim().chars().take(500).collect();
     match app.review.amend(user, call_id, text, topics, &reason).await {
@@ -611,7 +591,7 @@ pub(crate) async fn amend_summary(
                 .await
                 .map_err(|e| reply.internal(e))?;
             let msg = e.to_string();
-            Err(reply.error(StatusCode::CONFLICT, &msg, &msg))
+            Err(reply.untranslated(StatusCode::CONFLICT, &msg))
         }
     }
 }
@@ -635,28 +615,18 @@ pub(crate) async fn decide_draft(
         "edit" => crate::review::Decision::Edit(text),
         "approve" => crate::review::Decision::Approve(text),
         "reject" => crate::review::Decision::Reject(text),
-        _ => {
-            return Err(reply.error(
-                StatusCode::BAD_REQUEST,
-                "Handlingen må være edit, approve eller reject.",
-                "action must be edit, approve or reject",
-            ))
-        }
+        _ => return Err(reply.error(StatusCode::BAD_REQUEST, cat::review::ACTION_MUST_BE_EDIT_APPROVE_OR)),
     };
     let mine = match app.edges.vault.meta().load_call(call_id).await {
         Ok(Some(c)) => c.facts.advisor_id == user.user_id && user.role == Role::Advisor,
-        Ok(None) => return Err(reply.error(StatusCode::NOT_FOUND, "Ukjent samtale.", "unknown call")),
+        Ok(None) => return Err(reply.error(StatusCode::NOT_FOUND, cat::review::UNKNOWN_CALL_2)),
         Err(e) => return Err(reply.internal(e.into())),
     };
     if !mine {
         app.audit(user, &audited, &subject, "", "refused")
             .await
             .map_err(|e| reply.internal(e))?;
-        return Err(reply.error(
-            StatusCode::FORBIDDEN,
-            "Bare samtalens rådgiver kan avgjøre utkastet.",
-            "only the call's advisor decides on its draft",
-        ));
+        return Err(reply.error(StatusCode::FORBIDDEN, cat::review::ONLY_THE_CALL_S_ADVISOR_DECIDES));
     }
     match app.review.decide_with_topics(user, call_id, decision, topics).await {
         Ok(v) => {
@@ -670,7 +640,7 @@ pub(crate) async fn decide_draft(
                 .await
                 .map_err(|e| reply.internal(e))?;
             let msg = e.to_string();
-            Err(reply.error(StatusCode::CONFLICT, &msg, &msg))
+            Err(reply.untranslated(StatusCode::CONFLICT, &msg))
         }
     }
 }
@@ -762,17 +732,11 @@ async fn audio(
         return r;
     }
     let Some(call) = call else {
-        return ctx.error(StatusCode::NOT_FOUND, "Ukjent samtale.", "Unknown call.");
+        return ctx.error(StatusCode::NOT_FOUND, cat::review::UNKNOWN_CALL);
     };
     let which = match playable(&app, &call_id, user.role).await {
         Ok(Some(w)) => w,
-        Ok(None) => {
-            return ctx.error(
-                StatusCode::GONE,
-                "Lydopptaket er slettet (24 timer etter samtalen), og det finnes ingen kopi rollen din kan høre.",
-                "The recording is deleted (24 hours after the call), and there is no copy your role may hear.",
-            )
-        }
+        Ok(None) => return ctx.error(StatusCode::GONE, cat::review::THE_RECORDING_IS_DELETED_24_HOURS),
         Err(e) => return internal(lang, e),
     };
     let format = &call.facts.format;

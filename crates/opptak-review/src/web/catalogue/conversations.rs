@@ -1,0 +1,55 @@
+//! Catalogue entries of `web/conversations` (Norwegian first, then English).
+
+catalogue! {
+    THE_ADVISOR_COPY_5_YEARS = "rådgiverkopien (5 år)", "the advisor copy (5 years)";
+    THE_ARCHIVE_COPY_SECURITIES_ACT_5 = "arkivkopien (verdipapirhandelloven, 5 år)", "the archive copy (securities act, 5 years)";
+    THE_ANALYSIS_COPY_1_YEAR_PERSONAL = "analysekopien (1 år, personopplysninger erstattet)", "the analysis copy (1 year, personal data replaced)";
+    THE_CUSTOMER_COPY_3_YEARS = "kundekopien (3 år)", "the customer copy (3 years)";
+    CHAT_WITH_AINO = "chat med Aino", "chat with Aino";
+    CHAT_WITH_AN_ADVISOR = "chat med rådgiver", "chat with an advisor";
+    SECURE_MESSAGE = "sikker melding", "secure message";
+    E_MAIL = "e-post", "e-mail";
+    CUSTOMER = "kunde", "customer";
+    ADVISOR = "rådgiver", "advisor";
+    CHAT_WITH_AINO_AND_ADVISORS_SECURE = "Chat med Aino og rådgivere, sikre meldinger og e-post, nyeste først. Hver lesning skrives i revisjonsloggen.", "Chat with Aino and advisors, secure messages and e-mail, newest first. Every read is written to the audit log.";
+    CHANNEL = "Kanal", "Channel";
+    ALL_OF_THEM = "alle", "all";
+    LAST_DAYS = "Siste dager", "Last days";
+    REASON_TO_READ_REQUIRED_WRITTEN_TO = "Grunn for å lese (kreves, skrives i revisjonsloggen)", "Reason to read (required, written to the audit log)";
+    SHOW = "Vis", "Show";
+    NO_CONVERSATIONS_IN_THE_PERIOD = "Ingen samtaler i perioden.", "No conversations in the period.";
+    CONVERSATION = "Samtale", "Conversation";
+    STARTED_UTC = "Startet (UTC)", "Started (UTC)";
+    ENDED_UTC = "Avsluttet (UTC)", "Ended (UTC)";
+    MESSAGES = "Meldinger", "Messages";
+    ADVISOR_2 = "Rådgiver", "Advisor";
+    LOGGED_IN = "Innlogget", "Logged in";
+    OPEN = "pågår", "open";
+    YES = "ja", "yes";
+    NO_ANONYMOUS = "nei (anonym)", "no (anonymous)";
+    ONLY_THE_NEWEST_200_ARE_SHOWN = "Bare de nyeste 200 vises; velg en kortere periode eller en kanal.", "Only the newest 200 are shown; choose a shorter period or a channel.";
+    HANDED_OVER_TO_AN_ADVISOR_UTC = "Overført til rådgiver (UTC)", "Handed over to an advisor (UTC)";
+    SERVICE_CATEGORY = "Tjenestekategori", "Service category";
+    REASON_IN_THE_AUDIT_LOG = "Grunn (i revisjonsloggen)", "Reason (in the audit log)";
+    SHOWING = "Viser ", "Showing ";
+    KEPT_UNTIL = "Oppbevares til ", "Kept until ";
+    UTC_THEN_IT_IS_DELETED_AND = " (UTC), så slettes den og nøkkelen makuleres.", " (UTC), then it is deleted and its key shredded.";
+    ITS_RETENTION_IS_NOT_DECIDED_YET = "Oppbevaringstiden er ikke fastsatt ennå.", "Its retention is not decided yet.";
+    UNDER_A_LEGAL_HOLD_KEPT_UNTIL = "Under rettslig pålegg (legal hold): beholdes til det oppheves.", "Under a legal hold: kept until it is released.";
+    THE_ANALYSIS_COPY_NAMES_NATIONAL_IDENTITY = "Analysekopien: navn, fødselsnummer, konto- og kortnumre, telefon, e-post og adresser er erstattet med plassholdere.", "The analysis copy: names, national identity, account and card numbers, phone, e-mail and addresses are replaced by placeholders.";
+    MESSAGES_THAT_NEVER_ARRIVED = "Meldinger som aldri kom fram: ", "Messages that never arrived: ";
+    TIME_UTC = "Tid (UTC)", "Time (UTC)";
+    FROM = "Fra", "From";
+    TEXT = "Tekst", "Text";
+    ATTACHMENT = "Vedlegg: ", "Attachment: ";
+    YOUR_ROLE_DOES_NOT_READ_CONVERSATIONS = "Rollen din gir ikke tilgang til samtaler i tekst.", "Your role does not read conversations.";
+    UNKNOWN_CHANNEL = "Ukjent kanal.", "Unknown channel.";
+    STATE_A_REASON_REASON_TO_READ = "Oppgi en grunn (?reason=…) for å lese samtalen.", "State a reason (?reason=…) to read the conversation.";
+    UNKNOWN_CONVERSATION = "Ukjent samtale.", "Unknown conversation.";
+    THIS_CONVERSATION_WAS_NOT_HANDED_OVER = "Samtalen ble ikke overført til deg.", "This conversation was not handed over to you.";
+    THE_ANALYSIS_COPY_IS_DELETED_AFTER = "Analysekopien er slettet (etter ett år, eller fordi kunden protesterte); kvalitetskontrollens tilgang endte med den.", "The analysis copy is deleted (after a year, or on the customer's objection); QA's access ended with it.";
+    CONVERSATIONS_ARE_READ_BY_THE_ADVISOR = "Samtaler i tekst leses av rådgiveren de ble overført til, compliance og kvalitetskontroll.", "Conversations are read by the advisor they were handed to, compliance and QA.";
+    YOUR_ROLE_NEVER_READS_CONTENT = "Rollen din gir aldri tilgang til innhold.", "Your role never reads content.";
+    THERE_IS_NO_COPY_OF_THE = "Det finnes ingen kopi av samtalen som rollen din kan lese (ikke skrevet ennå, eller slettet etter sin tid).", "There is no copy of the conversation your role may read (not written yet, or deleted when its time ran out).";
+    CONVERSATIONS = "Samtaler i tekst", "Conversations";
+}
