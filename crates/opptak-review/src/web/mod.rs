@@ -42,6 +42,8 @@ mod conversations;
 mod dashboard;
 #[allow(dead_code)]
 pub(crate) mod format;
+#[allow(dead_code)]
+pub(crate) mod labels;
 mod qa;
 mod review;
 
@@ -429,14 +431,7 @@ button{padding:.3rem .8rem}main{overflow-x:auto}.flag{color:#900;font-weight:bol
 
 /// A role's name in `lang`.
 pub(crate) fn role_name(lang: Lang, role: Role) -> &'static str {
-    match role {
-        Role::Advisor => lang.m(cat::common::ADVISOR),
-        Role::TeamLead => lang.m(cat::common::TEAM_LEAD),
-        Role::Qa => lang.m(cat::common::QA_REVIEWER),
-        Role::Compliance => lang.m(cat::common::COMPLIANCE_OFFICER),
-        Role::Auditor => lang.m(cat::common::AUDITOR),
-        Role::Admin => lang.m(cat::common::ADMIN),
-    }
+    labels::role(lang, role)
 }
 
 pub(crate) struct Html(pub(crate) Markup, pub(crate) StatusCode);
@@ -452,7 +447,7 @@ impl IntoResponse for Html {
         h.insert(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(
-                "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; media-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+                "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; media-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
             ),
         );
         h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));

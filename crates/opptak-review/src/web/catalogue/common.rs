@@ -1,6 +1,31 @@
 //! Catalogue entries of `web/mod.rs` (Norwegian first, then English).
 
 catalogue! {
+    UNSPECIFIED = "ikke oppgitt", "not given";
+    DESK_CUSTOMER_CENTER = "Kundesenter", "Customer center";
+    DESK_MARKETS = "Markets", "Markets";
+    DESK_PRIVATE_BANKING = "Private Banking", "Private Banking";
+    DESK_CORPORATE = "Bedriftsmarked", "Corporate";
+    SERVICE_INVESTMENT_ADVICE = "Investeringsrådgivning", "Investment advice";
+    SERVICE_LOAN = "Lån", "Loans";
+    SERVICE_SAVINGS = "Sparing", "Savings";
+    SERVICE_INSURANCE = "Forsikring", "Insurance";
+    SERVICE_PAYMENTS = "Betaling", "Payments";
+    SERVICE_GENERAL = "Generelt", "General";
+    CHANNEL_PHONE = "Telefon", "Phone";
+    CHANNEL_AINO = "Chat med Aino", "Chat with Aino";
+    CHANNEL_ADVISOR_CHAT = "Chat med rådgiver", "Chat with an advisor";
+    CHANNEL_SECURE_MESSAGE = "Sikker melding", "Secure message";
+    CHANNEL_EMAIL = "E-post", "E-mail";
+    LANGUAGE_NORWEGIAN = "norsk", "Norwegian";
+    LANGUAGE_ENGLISH = "engelsk", "English";
+    LANGUAGE_OTHER = "annet språk", "other language";
+    ROLE_ADVISOR = "rådgiver", "advisor";
+    ROLE_TEAM_LEAD = "teamleder", "team lead";
+    ROLE_QA = "kvalitetskontrollør", "QA reviewer";
+    ROLE_COMPLIANCE = "etterlevelsesansvarlig", "compliance officer";
+    ROLE_AUDITOR = "revisor", "auditor";
+    ROLE_ADMIN = "administrator", "admin";
     ERROR = "Feil", "Error";
     DRAFTS = "Utkast", "Drafts";
     QA = "Kvalitetskontroll", "QA";
@@ -13,12 +38,6 @@ catalogue! {
     MAIN_MENU = "Hovedmeny", "Main menu";
     SIGN_OUT = "Logg ut", "Sign out";
     ENGLISH = "Norsk", "English";
-    ADVISOR = "rådgiver", "advisor";
-    TEAM_LEAD = "teamleder", "team lead";
-    QA_REVIEWER = "kvalitetskontroll", "QA reviewer";
-    COMPLIANCE_OFFICER = "compliance", "compliance officer";
-    AUDITOR = "revisor", "auditor";
-    ADMIN = "administrator", "admin";
     SIGN_IN = "Logg inn", "Sign in";
     USER_NAME = "Brukernavn", "User name";
     PASSWORD = "Passord", "Password";
