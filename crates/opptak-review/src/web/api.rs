@@ -9,7 +9,8 @@
 //! session's CSRF token in `X-CSRF-Token`. Authorization and auditing are
 //! the web pages' own ([`App::authorize`]); a refused token is audited too.
 
-use super::review::{amend_summary, decide_draft, drafts_for, ReasonQuery};
+use super::queue::drafts_for;
+use super::review::{amend_summary, decide_draft, ReasonQuery};
 use super::{csrf_of, App, Ctx, Lang, Reply};
 use crate::identity::User;
 use axum::extract::{Path, Query, State};

@@ -10,7 +10,8 @@
 //!   conversation page (the copy the role may read).
 //! - [`dashboard`]: the topic dashboard (R5), k-suppressed, SVG and CSV.
 //! - [`qa`]: quality sampling: the QA queue, assessments, the QA report.
-//! - [`review`]: the advisor's queue, the call page (draft, versions with
+//! - [`queue`]: the advisor's queue of drafts and the team lead's escalations.
+//! - [`review`]: the call page (draft, versions with
 //!   their word diffs, transcript, audio player), decisions, audio ranges.
 //!
 //! Every request for call content is authorized by role and written to the
@@ -45,6 +46,7 @@ pub(crate) mod format;
 #[allow(dead_code)]
 pub(crate) mod labels;
 mod qa;
+mod queue;
 mod review;
 
 pub use api::openapi;
@@ -214,6 +216,7 @@ pub async fn router_with(edges: &ReviewEdges, options: Options) -> Result<Router
         .route("/logout", post(logout))
         .route("/lang/{code}", get(set_lang))
         .merge(review::routes())
+        .merge(queue::routes())
         .merge(api::routes())
         .merge(archive::routes())
         .merge(conversations::routes())
