@@ -2,17 +2,16 @@
 //! call page (draft, versions with word diffs, transcript, audio player),
 //! decisions, and the recording as a WAV served in byte ranges.
 
-use super::{cat, csrf_of, internal, urlencode, App, Ctx, Lang, Reply};
+use super::{cat, csrf_of, internal, App, Ctx, Lang, Reply};
 use crate::identity::{Role, User};
 use anyhow::Result;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use maud::html;
 use opptak_domain::model::CallId;
-use serde::Deserialize;
 use std::sync::Arc;
 
 pub(super) fn routes() -> Router<Arc<App>> {
@@ -28,11 +27,6 @@ fn when(at_us: i64) -> String {
     opptak_domain::time::utc_time(at_us)
 }
 
-#[derive(Deserialize)]
-pub(crate) struct ReasonQuery {
-    pub(crate) reason: Option<String>,
-}
-
 /// The user, their token and the call id of a request about one call.
 fn call_request<'a>(ctx: &'a Ctx, id: &str) -> std::result::Result<(&'a User, &'a str, CallId), Response> {
     let (user, token) = ctx.user()?;
@@ -40,12 +34,7 @@ fn call_request<'a>(ctx: &'a Ctx, id: &str) -> std::result::Result<(&'a User, &'
     Ok((user, token, call_id))
 }
 
-async fn call_page(
-    State(app): State<Arc<App>>,
-    ctx: Ctx,
-    Path(id): Path<String>,
-    Query(q): Query<ReasonQuery>,
-) -> Response {
+async fn call_page(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>) -> Response {
     let (user, token, call_id) = match call_request(&ctx, &id) {
         Ok(v) => v,
         Err(r) => return r,
@@ -57,14 +46,7 @@ async fn call_page(
         Err(e) => return internal(lang, e),
     };
     if let Err(r) = app
-        .authorize(
-            lang,
-            user,
-            call.as_ref(),
-            &subject,
-            "transcript.read",
-            q.reason.as_deref(),
-        )
+        .authorize_page(&ctx, call.as_ref(), &subject, "transcript.read")
         .await
     {
         return r;
@@ -108,17 +90,12 @@ async fn call_page(
     } else {
         None
     };
-    let reason_q = q
-        .reason
-        .as_ref()
-        .map(|r| format!("?reason={}", urlencode(r)))
-        .unwrap_or_default();
     let title = format!("{} {call_id}", lang.m(cat::review::CALL));
     ctx.page(
         &title,
         html! {
             h2 { (lang.m(cat::review::RECORDING)) }
-            audio controls preload="none" src={ "/calls/" (call_id) "/audio" (reason_q) } {
+            audio controls preload="none" src={ "/calls/" (call_id) "/audio" } {
                 (lang.m(cat::review::YOUR_BROWSER_CANNOT_PLAY_AUDIO))
             }
             h2 { (lang.m(cat::review::DRAFT)) }
@@ -381,9 +358,7 @@ async fn amend(
     )
     .await
     {
-        Ok(_) if user.role == Role::Compliance => {
-            Redirect::to(&format!("/calls/{call_id}?reason={}", urlencode(&reason))).into_response()
-        }
+        Ok(_) if user.role == Role::Compliance => Redirect::to(&format!("/calls/{call_id}")).into_response(),
         Ok(_) => Redirect::to(&format!("/calls/{call_id}")).into_response(),
         Err(r) => r,
     }
@@ -450,7 +425,7 @@ async fn reclassify(
             if let Err(e) = app.audit(user, action, &subject, &what, "allowed").await {
                 return internal(lang, e);
             }
-            Redirect::to(&format!("/calls/{call_id}?reason={}", urlencode(&reason))).into_response()
+            Redirect::to(&format!("/calls/{call_id}")).into_response()
         }
         Err(e) => {
             if let Err(e) = app.audit(user, action, &subject, &reason, "failed").await {
@@ -618,13 +593,7 @@ fn parse_range(v: &str, total: u64) -> Option<(u64, u64)> {
 /// The call's audio as a PCM16 WAV, with byte ranges (an audio element seeks
 /// with them): only the segments that hold the range are decrypted. The
 /// recording while it is kept, then the copy the role may hear ([`playable`]).
-async fn audio(
-    State(app): State<Arc<App>>,
-    ctx: Ctx,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Query(q): Query<ReasonQuery>,
-) -> Response {
+async fn audio(State(app): State<Arc<App>>, ctx: Ctx, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let (user, _, call_id) = match call_request(&ctx, &id) {
         Ok(v) => v,
         Err(r) => return r,
@@ -636,14 +605,7 @@ async fn audio(
     };
     let subject = format!("call:{call_id}");
     if let Err(r) = app
-        .authorize(
-            lang,
-            user,
-            call.as_ref(),
-            &subject,
-            "recording.play",
-            q.reason.as_deref(),
-        )
+        .authorize_page(&ctx, call.as_ref(), &subject, "recording.play")
         .await
     {
         return r;

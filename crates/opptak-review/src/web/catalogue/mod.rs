@@ -31,10 +31,11 @@ pub(crate) mod dashboard;
 pub(crate) mod qa;
 pub(crate) mod queue;
 pub(crate) mod review;
+pub(crate) mod search;
 
 /// Every message of the catalogue: `(section, name, message)`.
 pub fn all() -> Vec<(&'static str, &'static str, Msg)> {
-    let sections: [(&str, &[(&str, Msg)]); 7] = [
+    let sections: [(&str, &[(&str, Msg)]); 8] = [
         ("admin", admin::ALL),
         ("common", common::ALL),
         ("conversations", conversations::ALL),
@@ -42,6 +43,7 @@ pub fn all() -> Vec<(&'static str, &'static str, Msg)> {
         ("qa", qa::ALL),
         ("queue", queue::ALL),
         ("review", review::ALL),
+        ("search", search::ALL),
     ];
     sections
         .into_iter()
