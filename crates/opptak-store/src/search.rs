@@ -1,6 +1,8 @@
-//! The call search of compliance and QA (issue 18) and what it keeps per
-//! web session: saved searches (the filters, customer reference included,
-//! behind an id) and the reasons stated for reading a call or conversation.
+//! The call search of compliance and QA (issue 18), the queues of open
+//! drafts (filtered, sorted and paged in SQL), and what the web service
+//! keeps per session: saved searches (the filters, customer reference
+//! included, behind an id) and the reasons stated for reading a call or
+//! conversation.
 //! Rows only; who may search and read lives in `opptak-review`'s web layer.
 //! Tables and indexes from migration 0020.
 
@@ -138,6 +140,60 @@ pub struct ReadReason {
     pub stated_at_us: i64,
 }
 
+/// How a queue is ordered.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum QueueSort {
+    /// By how long the draft has waited since the call ended.
+    #[default]
+    Waited,
+    Started,
+    Length,
+}
+
+/// Which open drafts: those of some advisors, narrowed by the filters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QueueQuery {
+    pub advisors: Vec<String>,
+    /// Only drafts of calls that ended before this (escalated ones).
+    pub ended_before_us: Option<i64>,
+    pub desk: Option<String>,
+    /// Drafts with this topic among theirs.
+    pub topic: Option<String>,
+    /// Call ids starting with this.
+    pub call_prefix: Option<String>,
+    pub sort: QueueSort,
+    /// Largest first (longest wait, newest start, longest call).
+    pub descending: bool,
+    pub offset: u64,
+    pub limit: u32,
+}
+
+/// One open draft: facts, no content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuedDraft {
+    pub call_id: String,
+    pub advisor_id: String,
+    pub desk: String,
+    /// Taxonomy ids, primary first.
+    pub topics: Vec<String>,
+    pub started_at_us: i64,
+    pub ended_at_us: Option<i64>,
+    pub frames: u64,
+    pub sample_rate_hz: u32,
+}
+
+#[derive(sqlx::FromRow)]
+struct QueuedRow {
+    call_id: String,
+    advisor_id: String,
+    desk: String,
+    topics: String,
+    started_at_us: i64,
+    ended_at_us: Option<i64>,
+    frames: i64,
+    sample_rate_hz: i64,
+}
+
 pub struct SqlSearch {
     store: SqlStore,
 }
@@ -201,26 +257,12 @@ impl SqlSearch {
             n + 2
         );
         let count_sql = format!("SELECT COUNT(*) FROM (SELECT 1 AS one {from} LIMIT ${}) t", n + 1);
-        let mut page = sqlx::query_as::<_, FoundRow>(&page_sql);
-        let mut count = sqlx::query_as::<_, (i64,)>(&count_sql);
-        for b in &binds {
-            (page, count) = match b {
-                Bind::Int(v) => (page.bind(*v), count.bind(*v)),
-                Bind::Text(v) => (page.bind(v.clone()), count.bind(v.clone())),
-            };
-        }
-        let rows = page
-            .bind(i64::from(q.limit))
-            .bind(q.offset as i64)
-            .fetch_all(&self.store.pool)
-            .await
-            .map_err(db)?;
-        let (counted,) = count
-            .bind((COUNT_CAP + 1) as i64)
-            .fetch_one(&self.store.pool)
-            .await
-            .map_err(db)?;
-        let counted = counted.max(0) as u64;
+        let mut count_binds = binds;
+        let rows: Vec<FoundRow> = self
+            .page(&page_sql, &count_binds, i64::from(q.limit), q.offset as i64)
+            .await?;
+        count_binds.push(Bind::Int((COUNT_CAP + 1) as i64));
+        let counted = self.count(&count_sql, &count_binds).await?;
         let calls = rows
             .into_iter()
             .map(|r| {
@@ -242,6 +284,121 @@ impl SqlSearch {
             total: counted.min(COUNT_CAP),
             capped: counted > COUNT_CAP,
         })
+    }
+
+    /// Open drafts (drafted, undecided, KI data kept, customer not opted
+    /// out) of `q.advisors`: one page and the count of all.
+    pub async fn open_drafts(&self, q: &QueueQuery) -> Result<(Vec<QueuedDraft>, u64), StoreError> {
+        if q.advisors.is_empty() {
+            return Ok((Vec::new(), 0));
+        }
+        let mut binds: Vec<Bind> = q.advisors.iter().map(|a| Bind::Text(a.clone())).collect();
+        let advisors: Vec<String> = (1..=binds.len()).map(|i| format!("${i}")).collect();
+        let mut conds = vec![
+            "k.channel = 'phone' AND k.decision IS NULL AND k.recognition_failed = 0".to_owned(),
+            format!("k.advisor_id IN ({})", advisors.join(", ")),
+            "EXISTS (SELECT 1 FROM data_keys d WHERE d.call_id = k.call_id AND d.class = 'ki' \
+             AND d.destroyed_at_us IS NULL)"
+                .to_owned(),
+        ];
+        let mut bind = |conds: &mut Vec<String>, sql: &str, v: Bind| {
+            binds.push(v);
+            conds.push(sql.replace('?', &format!("${}", binds.len())));
+        };
+        if let Some(t) = q.ended_before_us {
+            bind(&mut conds, "COALESCE(c.ended_at_us, c.started_at_us) < ?", Bind::Int(t));
+        }
+        if let Some(d) = &q.desk {
+            bind(&mut conds, "k.desk = ?", Bind::Text(d.clone()));
+        }
+        if let Some(t) = &q.topic {
+            bind(
+                &mut conds,
+                "EXISTS (SELECT 1 FROM call_topics t WHERE t.call_id = k.call_id AND t.topic = ?)",
+                Bind::Text(t.clone()),
+            );
+        }
+        if let Some(p) = &q.call_prefix {
+            let escaped = p.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            bind(
+                &mut conds,
+                "k.call_id LIKE ? ESCAPE '\\'",
+                Bind::Text(format!("{escaped}%")),
+            );
+        }
+        let from = format!(
+            "FROM ki_calls k JOIN calls c ON c.call_id = k.call_id AND c.ki_opt_out_at_us IS NULL WHERE {}",
+            conds.join(" AND ")
+        );
+        let dir = if q.descending { "DESC" } else { "ASC" };
+        // Waited longest = ended earliest.
+        let order = match q.sort {
+            QueueSort::Waited => format!(
+                "COALESCE(c.ended_at_us, c.started_at_us) {}",
+                if q.descending { "ASC" } else { "DESC" }
+            ),
+            QueueSort::Started => format!("c.started_at_us {dir}"),
+            QueueSort::Length => format!("c.frames * 1000 / NULLIF(c.sample_rate_hz, 0) {dir}"),
+        };
+        let n = binds.len();
+        let page_sql = format!(
+            "SELECT k.call_id, k.advisor_id, k.desk, k.topics, c.started_at_us, c.ended_at_us, c.frames, \
+             c.sample_rate_hz {from} ORDER BY {order}, k.call_id LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let count_sql = format!("SELECT COUNT(*) {from}");
+        let rows: Vec<QueuedRow> = self
+            .page(&page_sql, &binds, i64::from(q.limit), q.offset as i64)
+            .await?;
+        let total = self.count(&count_sql, &binds).await?;
+        let drafts = rows
+            .into_iter()
+            .map(|r| QueuedDraft {
+                call_id: r.call_id,
+                advisor_id: r.advisor_id,
+                desk: r.desk,
+                topics: r
+                    .topics
+                    .split(',')
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                started_at_us: r.started_at_us,
+                ended_at_us: r.ended_at_us,
+                frames: r.frames.max(0) as u64,
+                sample_rate_hz: r.sample_rate_hz.clamp(0, i64::from(u32::MAX)) as u32,
+            })
+            .collect();
+        Ok((drafts, total))
+    }
+
+    /// The rows of `sql` with `binds`, then the limit and offset.
+    async fn page<R>(&self, sql: &str, binds: &[Bind], limit: i64, offset: i64) -> Result<Vec<R>, StoreError>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+    {
+        let mut q = sqlx::query_as::<_, R>(sql);
+        for b in binds {
+            q = match b {
+                Bind::Int(v) => q.bind(*v),
+                Bind::Text(v) => q.bind(v.clone()),
+            };
+        }
+        q.bind(limit).bind(offset).fetch_all(&self.store.pool).await.map_err(db)
+    }
+
+    /// The one count `sql` gives with `binds`.
+    async fn count(&self, sql: &str, binds: &[Bind]) -> Result<u64, StoreError> {
+        let mut q = sqlx::query_as::<_, (i64,)>(sql);
+        for b in binds {
+            q = match b {
+                Bind::Int(v) => q.bind(*v),
+                Bind::Text(v) => q.bind(v.clone()),
+            };
+        }
+        let (n,) = q.fetch_one(&self.store.pool).await.map_err(db)?;
+        Ok(n.max(0) as u64)
     }
 
     /// Keeps a search's filters (serialized by the caller) for a session.

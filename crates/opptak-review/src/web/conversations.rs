@@ -320,7 +320,13 @@ async fn page(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>) -> 
         },
         None => Vec::new(),
     };
-    let stated = match app.reason_or_form(&ctx, (user, token), rec.is_some(), &subject).await {
+    // The form only where a reason would open it: QA without the analysis
+    // copy is refused whatever it states.
+    let qa_shut = user.role == Role::Qa && !copies.iter().any(|c| c.kind == ArtifactKind::ChatAnalysis);
+    let stated = match app
+        .reason_or_form(&ctx, (user, token), rec.is_some() && !qa_shut, &subject)
+        .await
+    {
         Ok(r) => r,
         Err(r) => return r,
     };

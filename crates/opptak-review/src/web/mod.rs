@@ -373,11 +373,15 @@ impl Ctx {
 /// The links a role's pages offer in the header.
 fn nav(lang: Lang, role: Role) -> Vec<(&'static str, &'static str)> {
     let mut links = Vec::new();
-    if matches!(role, Role::Advisor | Role::TeamLead) {
-        links.push(("/queue", lang.m(cat::common::DRAFTS)));
+    match role {
+        Role::Advisor => links.push(("/queue", lang.m(cat::common::DRAFTS))),
+        Role::TeamLead => links.push(("/team", lang.m(cat::queue::ESCALATIONS))),
+        Role::Compliance => links.push(("/search", lang.m(cat::search::FIND_A_CALL))),
+        _ => {}
     }
     if role == Role::Qa {
         links.push(("/qa", lang.m(cat::common::QA)));
+        links.push(("/search", lang.m(cat::search::FIND_A_CALL)));
     }
     if qa::reads_report(role) {
         links.push(("/qa/report", lang.m(cat::common::QA_REPORT)));

@@ -264,7 +264,7 @@ fn form(lang: Lang, token: &str, subject: &str, f: &ReasonForm, p: &Problems) ->
             }
         }
         p { (lang.m(cat::search::THE_REASON_IS_KEPT_FOR_THIS_SESSION)) }
-        p { (lang.m(cat::search::YOU_OPEN)) " " code { (subject) } }
+        p { (lang.f(cat::search::YOU_OPEN, &[("id", subject.split_once(':').map_or(subject, |(_, id)| id))])) }
         form method="post" action="/reason" {
             input type="hidden" name="csrf" value=(csrf_of(token));
             input type="hidden" name="subject" value=(subject);

@@ -40,7 +40,7 @@ catalogue! {
     STATUS_NO_KI = "ingen KI", "no KI";
     WHY_DO_YOU_OPEN_IT = "Hvorfor åpner du den?", "Why do you open it?";
     THE_REASON_IS_KEPT_FOR_THIS_SESSION = "Grunnen skrives i revisjonsloggen ved hver lesning og gjelder denne samtalen så lenge du er innlogget. Den havner aldri i en nettadresse.", "The reason is written to the audit log with every read and holds for this call while you are signed in. It never goes into a web address.";
-    YOU_OPEN = "Du åpner:", "You open:";
+    YOU_OPEN = "Du åpner samtale {id}.", "You are opening {id}.";
     CATEGORY = "Kategori", "Category";
     CHOOSE = "Velg …", "Choose …";
     CASE_NUMBER = "Saksnummer", "Case number";
