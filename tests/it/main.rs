@@ -43,3 +43,4 @@ mod transcription;
 mod web;
 mod web_bench;
 mod web_search;
+mod web_search_bench;

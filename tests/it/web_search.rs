@@ -309,11 +309,12 @@ async fn last_entry(edges: &opptak::app::Edges) -> opptak_store::audit::AuditEnt
     last.expect("an audit entry")
 }
 
-async fn audit_len(edges: &opptak::app::Edges) -> u64 {
+/// How many entries the audit log holds.
+pub(crate) async fn audit_len(edges: &opptak::app::Edges) -> u64 {
     let audit = edges.audit().await.unwrap();
     let mut seq = 1;
     loop {
-        let page = audit.entries(seq, 1000).await.unwrap();
+        let page = audit.entries(seq, 10_000).await.unwrap();
         match page.last() {
             Some(l) => seq = l.seq + 1,
             None => return seq - 1,
