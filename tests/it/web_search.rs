@@ -660,6 +660,27 @@ async fn the_reason_is_stated_once_per_session_and_call() {
         )
         .await;
     assert_eq!(status, 303);
+    // The JSON API takes the reason from a header, never the query string.
+    let api = |reason: Option<&'static str>| {
+        let mut r = web
+            .http
+            .get(format!("{}/api/v1/calls/{call}", web.base))
+            .header("cookie", &cato);
+        if let Some(v) = reason {
+            r = r.header("X-Opptak-Reason", v);
+        }
+        r.send()
+    };
+    let r = api(Some("authority request FT-2026-12")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let json: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(json["reason"], "authority request FT-2026-12");
+    let e = last_entry(&s.edges).await;
+    assert_eq!(e.event.reason, "authority request FT-2026-12");
+    let r = api(None).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let json: serde_json::Value = r.json().await.unwrap();
+    assert!(json.to_string().contains("X-Opptak-Reason"), "{json}");
     // Another session states it again.
     let cato2 = web.sign_in("co-cato").await;
     let (_, _, body) = web.get(&page, &cato2).await;
