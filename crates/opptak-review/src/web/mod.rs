@@ -442,9 +442,13 @@ fn page(lang: Lang, title: &str, session: Option<&(User, String)>, back: &str, b
     }
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:64rem;margin:1rem auto;padding:0 1rem;color:#111}\
-header{display:flex;gap:1rem;align-items:center;border-bottom:2px solid #124;padding-bottom:.5rem}\
-header nav{display:flex;gap:1rem;align-items:center;flex:1}header .who{margin-left:auto}\
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:72rem;margin:1rem auto;padding:0 1rem;color:#111}\
+header{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;border-bottom:2px solid #124;padding-bottom:.5rem}\
+header nav{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;flex:1 1 auto;min-width:0}header .who{margin-left:auto}\
+@media (max-width:40rem){body{padding:0 .5rem;margin:.5rem auto}header .who{margin-left:0}h1{font-size:1.4rem;overflow-wrap:anywhere}}\
+.field-error{color:#a00;font-weight:bold;margin:.2rem 0}[aria-invalid=true]{border:2px solid #a00}\
+.errors{border:2px solid #a00;padding:.5rem 1rem;margin:1rem 0}.notice{border:2px solid #060;padding:.5rem 1rem;margin:1rem 0}\
+.badge{display:inline-block;padding:.1rem .5rem;border-radius:.8rem;border:1px solid #555;font-size:.9rem}\
 form.inline{display:inline}.skip{position:absolute;left:-999px}.skip:focus{left:1rem;top:1rem;background:#fff}\
 table{border-collapse:collapse}td,th{padding:.3rem .6rem;border-bottom:1px solid #ccc;text-align:left;vertical-align:top}\
 .agent{color:#124}.customer{color:#412}del{color:#900}ins{color:#060}\
