@@ -25,6 +25,7 @@ macro_rules! catalogue {
 }
 
 pub(crate) mod admin;
+pub(crate) mod audit;
 pub(crate) mod common;
 pub(crate) mod conversations;
 pub(crate) mod dashboard;
@@ -33,8 +34,9 @@ pub(crate) mod review;
 
 /// Every message of the catalogue: `(section, name, message)`.
 pub fn all() -> Vec<(&'static str, &'static str, Msg)> {
-    let sections: [(&str, &[(&str, Msg)]); 6] = [
+    let sections: [(&str, &[(&str, Msg)]); 7] = [
         ("admin", admin::ALL),
+        ("audit", audit::ALL),
         ("common", common::ALL),
         ("conversations", conversations::ALL),
         ("dashboard", dashboard::ALL),
