@@ -41,4 +41,5 @@ mod telemetry;
 mod telephony_sealed;
 mod transcription;
 mod web;
+mod web_admin;
 mod web_bench;
