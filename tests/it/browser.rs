@@ -440,8 +440,9 @@ async fn wait_for(b: &Browser, what: &str, css: &str) {
         .await;
 }
 
-/// Fails on anything the browser logged as an error or a CSP refusal.
-async fn assert_clean(b: &Browser, page: &str) {
+/// Fails on anything the browser logged as an error or a CSP refusal, and
+/// on any accessibility violation axe-core finds on the page.
+pub(crate) async fn assert_clean(b: &Browser, page: &str) {
     let bad: Vec<_> = b
         .browser_log()
         .await
@@ -449,6 +450,8 @@ async fn assert_clean(b: &Browser, page: &str) {
         .filter(|e| e.level == "SEVERE" || e.message.contains("Content Security Policy"))
         .collect();
     assert!(bad.is_empty(), "{page}: the browser reported {bad:#?}");
+    let violations = b.axe().await;
+    assert!(violations.is_empty(), "{page}: axe-core found {violations:#?}");
 }
 
 /// The control for [`assert_clean`]: a resource the CSP forbids shows up

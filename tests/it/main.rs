@@ -43,3 +43,4 @@ mod transcription;
 mod web;
 mod web_admin;
 mod web_bench;
+mod web_language;
