@@ -42,5 +42,6 @@ mod telemetry;
 mod telephony_sealed;
 mod transcription;
 mod web;
+mod web_admin;
 mod web_bench;
 mod web_language;

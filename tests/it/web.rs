@@ -865,7 +865,10 @@ async fn every_role_gets_exactly_what_it_may() {
     let (_, astrid) = c.login("aud-astrid", PW).await;
     let (s, _, body) = c.get("/audit", astrid.as_deref()).await;
     assert_eq!(s, 200, "{body}");
-    assert!(body.contains("transcript.read") && body.contains("refused"));
+    assert!(
+        body.contains("Leste samtale (utskrift og utkast)") && body.contains("avvist (tilgang nektet)"),
+        "readable labels, not codes"
+    );
     assert!(!body.contains("mortgage"), "the log holds no content");
     let csrf = csrf_in(&body);
     let r = c

@@ -2,7 +2,8 @@
 //! value, so a transcript holding `<script>` shows as text), no JavaScript,
 //! Norwegian and English, every page reachable by keyboard.
 //!
-//! - [`admin`]: the auditor's audit-log view and the admin's users.
+//! - [`admin`]: the admin's users, teams and confirmations.
+//! - [`audit`]: the auditor's audit log: filters, paging, CSV, verification.
 //! - [`api`]: the JSON API under `/api/v1` and its OpenAPI document.
 //! - [`archive`]: the customer archive API for the online bank (an archive
 //!   client's token, never a person's): one customer's conversations.
@@ -41,6 +42,7 @@
 mod admin;
 mod api;
 mod archive;
+mod audit;
 pub mod catalogue;
 // Interim while the pages move onto it (issue 18).
 mod conversations;
@@ -232,6 +234,7 @@ pub async fn router_with(edges: &ReviewEdges, options: Options) -> Result<Router
         .merge(archive::routes())
         .merge(conversations::routes())
         .merge(admin::routes())
+        .merge(audit::routes())
         .merge(qa::routes())
         .merge(dashboard::routes())
         .fallback(not_found)
