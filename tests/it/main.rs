@@ -42,3 +42,4 @@ mod telephony_sealed;
 mod transcription;
 mod web;
 mod web_bench;
+mod web_qa;
