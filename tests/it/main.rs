@@ -45,3 +45,4 @@ mod web;
 mod web_admin;
 mod web_bench;
 mod web_language;
+mod web_qa;
