@@ -33,7 +33,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const PW: &str = "correct horse battery staple";
+pub(crate) const PW: &str = "correct horse battery staple";
 const ADVISOR: &str = "adv-anne";
 const QA: &str = "qa-kari";
 const LEAD: &str = "lead-lise";
@@ -86,21 +86,21 @@ impl SpeechRecognizer for Scripted {
 /// The review service on a free port over an embedded backend, holding one
 /// KI call of [`ADVISOR`] (demo-0003: 12.7 s, two channels, G.711 A-law)
 /// recorded, transcribed and drafted, and users of every role a flow needs.
-struct Service {
+pub(crate) struct Service {
     /// Its directory holds everything stored (for the plaintext scan).
     env: Env,
-    edges: Edges,
+    pub(crate) edges: Edges,
     base: String,
-    call: String,
+    pub(crate) call: String,
     /// `(speaker, text)` of the transcript, in order.
     transcript: Vec<(String, String)>,
     /// Length of the recording in seconds.
-    seconds: f64,
+    pub(crate) seconds: f64,
     server: common::WebService,
 }
 
 impl Service {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let mut env = Env::new(&Backend::Embedded, "browser");
         // Transcribe from the stored recording only: the live transcriber
         // would hear the same call in other pieces, ahead of the script.
@@ -188,11 +188,11 @@ impl Service {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.server.stop().await;
     }
 }
@@ -420,7 +420,7 @@ async fn advisor_flow(tools: &Tools, svc: &Service) -> Edit {
 
 /// Waits until the page's path is `path` (after a redirect or a submit;
 /// query and fragment aside).
-async fn wait_for_path(b: &Browser, path: &str) {
+pub(crate) async fn wait_for_path(b: &Browser, path: &str) {
     b.wait_until(&format!("the browser at {path}"), WAIT, || async move {
         (path_of(&b.current_url().await) == path).then_some(())
     })
@@ -428,14 +428,14 @@ async fn wait_for_path(b: &Browser, path: &str) {
 }
 
 /// The path of `url`, without query or fragment.
-fn path_of(url: &str) -> String {
+pub(crate) fn path_of(url: &str) -> String {
     let at = url
         .split_once("://")
         .map_or("", |(_, r)| r.find('/').map_or("/", |i| &r[i..]));
     at.split(['?', '#']).next().unwrap_or_default().to_owned()
 }
 
-async fn wait_for(b: &Browser, what: &str, css: &str) {
+pub(crate) async fn wait_for(b: &Browser, what: &str, css: &str) {
     b.wait_until(what, WAIT, || async move { b.try_find(css).await.map(|_| ()) })
         .await;
 }
@@ -484,7 +484,7 @@ async fn csp_refusals_are_seen(b: &Browser) {
 
 /// The whole page as `name.png` under the test's temporary directory, and
 /// in `docs/screenshots/` with `OPPTAK_UPDATE_SCREENSHOTS=1`.
-async fn shot(b: &Browser, name: &str) {
+pub(crate) async fn shot(b: &Browser, name: &str) {
     let file = format!("{name}.png");
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("screenshots")
@@ -871,7 +871,7 @@ async fn report_headings(b: &Browser) -> Vec<String> {
 
 /// Follows the header's language link to `code` and waits for the page
 /// in that language.
-async fn switch_language(b: &Browser, code: &str) {
+pub(crate) async fn switch_language(b: &Browser, code: &str) {
     b.click(&b.find(&format!("header a[hreflang={code}]")).await).await;
     b.wait_until(&format!("the page in {code}"), WAIT, || async move {
         (b.execute("return document.documentElement.lang;", vec![]).await == json!(code)).then_some(())
@@ -883,7 +883,7 @@ async fn switch_language(b: &Browser, code: &str) {
 /// Signs `user` in with the keyboard only: the user name field has the
 /// focus when the page opens, Tab to the password, Enter; waits for the
 /// user's first page, `lands`.
-async fn sign_in(b: &Browser, svc: &Service, user: &str, lands: &str) {
+pub(crate) async fn sign_in(b: &Browser, svc: &Service, user: &str, lands: &str) {
     b.goto(&svc.url("/login")).await;
     wait_for_path(b, "/login").await;
     assert_clean(b, "login").await;
@@ -902,7 +902,7 @@ async fn sign_in(b: &Browser, svc: &Service, user: &str, lands: &str) {
 
 /// The recording plays: the browser fetches the WAV by ranges, decodes it
 /// and its clock moves; the length is the recording's.
-async fn play_recording(b: &Browser, svc: &Service) {
+pub(crate) async fn play_recording(b: &Browser, svc: &Service) {
     let played = b
         .execute_async(
             "const done = arguments[arguments.length - 1];
@@ -1013,8 +1013,8 @@ async fn dashboard_flow(tools: &Tools, svc: &Service) {
     let indexed = qa.call(&cid).await.unwrap().expect("the call is indexed");
     let call = &indexed.row;
 
-    sign_in(b, svc, LEAD, "/queue").await;
-    assert_clean(b, "lead's queue").await;
+    sign_in(b, svc, LEAD, "/team").await;
+    assert_clean(b, "lead's escalations").await;
     b.click(&b.find("header a[href='/dashboard']").await).await;
     wait_for_path(b, "/dashboard").await;
     assert_clean(b, "dashboard").await;
