@@ -83,6 +83,9 @@ pub(crate) const ACTIONS: &[(&str, Msg)] = &[
     ("subject.erase.dry-run", cat::audit::A_SUBJECT_ERASE_DRY_RUN),
     ("subject.object", cat::audit::A_SUBJECT_OBJECT),
     ("deadletter.export", cat::audit::A_DEADLETTER_EXPORT),
+    ("recording.export", cat::audit::A_RECORDING_EXPORT),
+    ("archive-copy.export", cat::audit::A_ARCHIVE_COPY_EXPORT),
+    ("ki-audio.export", cat::audit::A_KI_AUDIO_EXPORT),
     ("policy.load", cat::audit::A_POLICY_LOAD),
 ];
 
