@@ -198,7 +198,7 @@ impl Service {
 }
 
 /// Chromium and chromedriver, or None (skip) when missing and not required.
-fn tools_or_skip() -> Option<Tools> {
+pub(crate) fn tools_or_skip() -> Option<Tools> {
     match Tools::find() {
         Ok(t) => Some(t),
         Err(e) if std::env::var("OPPTAK_REQUIRE_SERVICES").as_deref() == Ok("1") => {
@@ -450,6 +450,11 @@ pub(crate) async fn assert_clean(b: &Browser, page: &str) {
         .filter(|e| e.level == "SEVERE" || e.message.contains("Content Security Policy"))
         .collect();
     assert!(bad.is_empty(), "{page}: the browser reported {bad:#?}");
+    assert_accessible(b, page).await;
+}
+
+/// Fails on any accessibility violation axe-core finds on the page.
+pub(crate) async fn assert_accessible(b: &Browser, page: &str) {
     let violations = b.axe().await;
     assert!(violations.is_empty(), "{page}: axe-core found {violations:#?}");
 }

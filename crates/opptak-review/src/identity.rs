@@ -193,7 +193,7 @@ pub struct Identity {
     audit: tokio::sync::OnceCell<opptak_audit::Audit>,
 }
 
-fn token_hash(token: &str) -> String {
+pub(crate) fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 

@@ -11,14 +11,19 @@
 //!   conversation page (the copy the role may read).
 //! - [`dashboard`]: the topic dashboard (R5), k-suppressed, SVG and CSV.
 //! - [`qa`]: quality sampling: the QA queue, assessments, the QA report.
-//! - [`review`]: the advisor's queue, the call page (draft, versions with
+//! - [`queue`]: the advisor's queue of drafts and the team lead's escalations.
+//! - [`reason`]: the reason form; stated reasons kept per session.
+//! - [`search`]: the call search of compliance and QA.
+//! - [`review`]: the call page (draft, versions with
 //!   their word diffs, transcript, audio player), decisions, audio ranges.
 //!
 //! Every request for call content is authorized by role and written to the
 //! audit log first, refusals included ([`App::authorize`]):
 //! - advisor: only calls where they are the advisor (reason "review", not asked);
 //! - team lead: calls of advisors in their team (reason "team review");
-//! - compliance: any call, with a stated `?reason=`;
+//! - compliance: any call, with a stated reason: in the HTML service from a
+//!   form, kept server-side per session ([`reason`]); in the API from the
+//!   `X-Opptak-Reason` header;
 //! - QA: sampled calls only (reason "qa sample");
 //! - auditor, admin: never content.
 //!
@@ -47,7 +52,10 @@ pub(crate) mod format;
 #[allow(dead_code)]
 pub(crate) mod labels;
 mod qa;
+mod queue;
+mod reason;
 mod review;
+mod search;
 
 pub use api::openapi;
 pub(crate) use catalogue as cat;
@@ -164,6 +172,8 @@ pub(crate) struct App {
     pub(crate) audit: opptak_audit::Audit,
     pub(crate) review: crate::review::Review,
     pub(crate) qa: crate::qa::Qa,
+    /// The call search, saved searches and stated reasons.
+    pub(crate) search: opptak_store::search::SqlSearch,
     /// Verifies bearer tokens when `[oidc]` is configured.
     oidc: Option<crate::oidc::OidcVerifier>,
     secure_cookies: bool,
@@ -191,6 +201,7 @@ pub async fn router_with(edges: &ReviewEdges, options: Options) -> Result<Router
         audit: edges.audit().await?,
         review: crate::review::Review::open(edges).await?,
         qa: crate::qa::Qa::open(edges).await?,
+        search: opptak_store::search::SqlSearch::open(&edges.config.metadata_url).await?,
         oidc: match &edges.config.oidc {
             Some(cfg) => Some(
                 crate::oidc::OidcVerifier::new(
@@ -216,6 +227,9 @@ pub async fn router_with(edges: &ReviewEdges, options: Options) -> Result<Router
         .route("/logout", post(logout))
         .route("/lang/{code}", get(set_lang))
         .merge(review::routes())
+        .merge(queue::routes())
+        .merge(reason::routes())
+        .merge(search::routes())
         .merge(api::routes())
         .merge(archive::routes())
         .merge(conversations::routes())
@@ -384,11 +398,15 @@ impl Ctx {
 /// The links a role's pages offer in the header.
 fn nav(lang: Lang, role: Role) -> Vec<(&'static str, &'static str)> {
     let mut links = Vec::new();
-    if matches!(role, Role::Advisor | Role::TeamLead) {
-        links.push(("/queue", lang.m(cat::common::DRAFTS)));
+    match role {
+        Role::Advisor => links.push(("/queue", lang.m(cat::common::DRAFTS))),
+        Role::TeamLead => links.push(("/team", lang.m(cat::queue::ESCALATIONS))),
+        Role::Compliance => links.push(("/search", lang.m(cat::search::FIND_A_CALL))),
+        _ => {}
     }
     if role == Role::Qa {
         links.push(("/qa", lang.m(cat::common::QA)));
+        links.push(("/search", lang.m(cat::search::FIND_A_CALL)));
     }
     if qa::reads_report(role) {
         links.push(("/qa/report", lang.m(cat::common::QA_REPORT)));
@@ -445,9 +463,13 @@ fn page(lang: Lang, title: &str, session: Option<&(User, String)>, back: &str, b
     }
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:64rem;margin:1rem auto;padding:0 1rem;color:#111}\
-header{display:flex;gap:1rem;align-items:center;border-bottom:2px solid #124;padding-bottom:.5rem}\
-header nav{display:flex;gap:1rem;align-items:center;flex:1}header .who{margin-left:auto}\
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:72rem;margin:1rem auto;padding:0 1rem;color:#111}\
+header{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;border-bottom:2px solid #124;padding-bottom:.5rem}\
+header nav{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;flex:1 1 auto;min-width:0}header .who{margin-left:auto}\
+@media (max-width:40rem){body{padding:0 .5rem;margin:.5rem auto}header .who{margin-left:0}h1{font-size:1.4rem;overflow-wrap:anywhere}}\
+.field-error{color:#a00;font-weight:bold;margin:.2rem 0}[aria-invalid=true]{border:2px solid #a00}\
+.errors{border:2px solid #a00;padding:.5rem 1rem;margin:1rem 0}.notice{border:2px solid #060;padding:.5rem 1rem;margin:1rem 0}\
+.badge{display:inline-block;padding:.1rem .5rem;border-radius:.8rem;border:1px solid #555;font-size:.9rem}\
 form.inline{display:inline}.skip{position:absolute;left:-999px}.skip:focus{left:1rem;top:1rem;background:#fff}\
 table{border-collapse:collapse}td,th{padding:.3rem .6rem;border-bottom:1px solid #ccc;text-align:left;vertical-align:top}\
 .agent{color:#124}.customer{color:#412}del{color:#900}ins{color:#060}\
@@ -721,7 +743,7 @@ impl App {
             }
             (Some(_), Role::Compliance) => match stated.map(str::trim) {
                 Some(r) if !r.is_empty() => Ok(r.to_owned()),
-                _ => Err((StatusCode::BAD_REQUEST, cat::common::STATE_A_REASON_REASON_TO_READ)),
+                _ => Err((StatusCode::BAD_REQUEST, cat::search::STATE_A_REASON_IN_THE_HEADER)),
             },
             (Some(_), Role::Advisor) => Err((StatusCode::FORBIDDEN, cat::common::NOT_YOUR_CALL)),
             (Some(c), Role::Qa) => match self
