@@ -402,6 +402,9 @@ fn nav(lang: Lang, role: Role) -> Vec<(&'static str, &'static str)> {
         Role::Advisor => links.push(("/queue", lang.m(cat::common::DRAFTS))),
         Role::TeamLead => links.push(("/team", lang.m(cat::queue::ESCALATIONS))),
         Role::Compliance => links.push(("/search", lang.m(cat::search::FIND_A_CALL))),
+        // Their main pages first: where they land.
+        Role::Auditor => links.push(("/audit", lang.m(cat::common::AUDIT_LOG))),
+        Role::Admin => links.push(("/admin/users", lang.m(cat::common::USERS))),
         _ => {}
     }
     if role == Role::Qa {
@@ -416,11 +419,6 @@ fn nav(lang: Lang, role: Role) -> Vec<(&'static str, &'static str)> {
     }
     if conversations::reads_conversations(role) {
         links.push(("/conversations", lang.m(cat::common::CHATS_AND_MESSAGES)));
-    }
-    match role {
-        Role::Auditor => links.push(("/audit", lang.m(cat::common::AUDIT_LOG))),
-        Role::Admin => links.push(("/admin/users", lang.m(cat::common::USERS))),
-        _ => {}
     }
     links
 }
