@@ -1272,51 +1272,199 @@ async fn download_csv(b: &Browser, url: &str, filename: &str) -> String {
     resp.text().await.unwrap()
 }
 
-/// The roles that never see content: the auditor reads the audit log (the
-/// flows above are in it, without content) and verifies the chain; the
-/// admin lists users and adds one by the form. Neither can open the call.
+/// The roles that never see content. The auditor reads the log newest
+/// first (the flows above are in it, without content), filters it by
+/// action, downloads the filtered entries as CSV, verifies the chain, and
+/// reads the log in English; the admin adds a team and a user (team from
+/// the list), disables a user through the confirmation page, enables them
+/// again (in English), changes a role and team with confirmation, and has
+/// no disable button on their own row. Neither can open the call.
 async fn audit_and_admin_flow(tools: &Tools, svc: &Service) {
     let call_path = format!("/calls/{}", svc.call);
     let b = &Browser::start(tools).await;
+    let set = |css: &'static str, value: &'static str| async move {
+        b.execute(
+            "const e = document.querySelector(arguments[0]); e.value = arguments[1]; return e.value;",
+            vec![json!(css), json!(value)],
+        )
+        .await
+    };
+    let rows_attr = |attr: &'static str| async move {
+        let v = b
+            .execute(
+                "return [...document.querySelectorAll('table.log tbody tr')].map(r => r.querySelector('[' + arguments[0] + ']') ? r.querySelector('[' + arguments[0] + ']').getAttribute(arguments[0]) : r.getAttribute(arguments[0]));",
+                vec![json!(attr)],
+            )
+            .await;
+        serde_json::from_value::<Vec<String>>(v).unwrap()
+    };
     sign_in(b, svc, AUDITOR, "/audit").await;
     assert_clean(b, "audit log").await;
+    let seqs: Vec<u64> = rows_attr("data-seq").await.iter().map(|s| s.parse().unwrap()).collect();
+    assert!(
+        !seqs.is_empty() && seqs.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {seqs:?}"
+    );
+    let count = b.text(&b.find("#log-count").await).await;
+    assert!(count.starts_with("Viser 1–"), "{count}");
     let text = b.text(&b.find("main table").await).await;
-    assert!(text.contains("transcript.read") && text.contains("qa.score"), "{text}");
     assert!(!text.contains("savings plan"), "no content in the log");
+    assert!(!text.contains("audit.read"), "actions by name: {text}");
     shot(b, "audit-1-log").await;
-    b.click(&b.find("main form button[type=submit]").await).await;
+
+    // Filter by action: the scores QA gave in its flow.
+    assert_eq!(set("#f-action", "qa.score").await, json!("qa.score"));
+    b.click(&b.find("form.filters button[type=submit]").await).await;
+    b.wait_until("the filtered log", WAIT, || async move {
+        b.current_url().await.contains("action=qa.score").then_some(())
+    })
+    .await;
+    assert_clean(b, "audit log, filtered").await;
+    let actions = rows_attr("data-action").await;
+    assert!(
+        !actions.is_empty() && actions.iter().all(|a| a == "qa.score"),
+        "{actions:?}"
+    );
+    assert!(b
+        .text(&b.find("main table").await)
+        .await
+        .contains("Vurderte et utvalgt utkast"));
+    shot(b, "audit-2-filtered").await;
+    let href = b.attribute(&b.find("a#csv").await, "href").await.unwrap();
+    assert_eq!(href, "/audit.csv?action=qa.score");
+    let csv = download_csv(b, &svc.url(&href), "audit-log.csv").await;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines.len(),
+        actions.len() + 1,
+        "the CSV holds what the page shows: {csv}"
+    );
+    assert!(lines[1..].iter().all(|l| l.contains(",qa.score,")), "{csv}");
+
+    b.click(&b.find("form[action='/audit/verify'] button[type=submit]").await)
+        .await;
     wait_for_path(b, "/audit/verify").await;
     assert_clean(b, "audit verification").await;
     assert_eq!(b.text(&b.find("main p[role=status]").await).await, "Kjeden er intakt.");
-    shot(b, "audit-2-verified").await;
+    assert!(b
+        .text(&b.find("#checkpoints-explained").await)
+        .await
+        .contains("signert"));
+    shot(b, "audit-3-verified").await;
+
+    // In English: the same log, its labels in English.
+    b.goto(&svc.url("/audit?action=transcript.read")).await;
+    wait_for_path(b, "/audit").await;
+    switch_language(b, "en").await;
+    assert_clean(b, "audit log, English").await;
+    assert_eq!(b.text(&b.find("main h1").await).await, "Audit log");
+    assert!(b.text(&b.find("#log-count").await).await.starts_with("Showing 1–"));
+    let text = b.text(&b.find("main table").await).await;
+    assert!(text.contains("Read a call (transcript and draft)"), "{text}");
+    assert!(
+        text.contains("own call") && text.contains("allowed"),
+        "reasons and outcomes in English: {text}"
+    );
+    shot(b, "audit-4-log-en").await;
     b.goto(&svc.url(&call_path)).await;
-    let said = error_page(b, "the auditor opens a call", 403).await;
-    assert!(said.contains("aldri"), "{said}");
+    error_page(b, "the auditor opens a call", 403).await;
 
     let b = &Browser::start(tools).await;
-    sign_in(b, svc, ADMIN, "/dashboard").await;
+    let set = |css: &'static str, value: &'static str| async move {
+        b.execute(
+            "const e = document.querySelector(arguments[0]); e.value = arguments[1]; return e.value;",
+            vec![json!(css), json!(value)],
+        )
+        .await
+    };
+    let row = |user: &'static str| async move { b.text(&b.find(&format!("tr[data-user='{user}']")).await).await };
+    // Signs in by keyboard as `sign_in` does, wherever the admin lands.
+    b.goto(&svc.url("/login")).await;
+    wait_for_path(b, "/login").await;
+    b.press_keys(ADMIN).await;
+    b.press_keys(keys::TAB).await;
+    b.press_keys(PW).await;
+    b.press_keys(keys::ENTER).await;
+    b.wait_until("the admin signed in", WAIT, || async move {
+        (path_of(&b.current_url().await) != "/login").then_some(())
+    })
+    .await;
     b.click(&b.find("header a[href='/admin/users']").await).await;
     wait_for_path(b, "/admin/users").await;
     assert_clean(b, "users").await;
-    b.send_keys(&b.find("main > form input[name=user]").await, "adv-nina")
-        .await;
-    b.send_keys(&b.find("main > form input[name=name]").await, "Nina Nordmann")
-        .await;
-    b.send_keys(&b.find("main > form input[name=team]").await, "oslo").await;
-    b.send_keys(&b.find("main > form input[name=password]").await, PW).await;
-    b.click(&b.find("main > form button[type=submit]").await).await;
-    b.wait_until("the new user listed", WAIT, || async move {
-        let listed = b
-            .execute(
-                "const t = document.querySelector('main table'); return !!t && t.innerText.includes('Nina Nordmann');",
-                vec![],
-            )
-            .await;
-        (listed == json!(true)).then_some(())
-    })
-    .await;
+    assert!(
+        b.try_find(&format!(
+            "tr[data-user='{ADMIN}'] form[action='/admin/users/confirm'] input[value=disable]"
+        ))
+        .await
+        .is_none(),
+        "no disable button on the admin's own row"
+    );
+
+    // A team, then a user put in a team picked from the list.
+    b.send_keys(&b.find("#t-team").await, "bergen").await;
+    b.click(&b.find("form.add-team button[type=submit]").await).await;
+    wait_for(b, "the team added", "p.notice").await;
+    b.send_keys(&b.find("#u-user").await, "adv-nina").await;
+    b.send_keys(&b.find("#u-name").await, "Nina Nordmann").await;
+    assert_eq!(set("#u-team", "oslo").await, json!("oslo"), "oslo is a known team");
+    assert_eq!(set("#u-team", "osl").await, json!(""), "a typo is no option");
+    set("#u-team", "oslo").await;
+    b.send_keys(&b.find("#u-password").await, PW).await;
+    b.click(&b.find("form.add-user button[type=submit]").await).await;
+    wait_for(b, "the new user listed", "tr[data-user='adv-nina']").await;
+    assert!(row("adv-nina").await.contains("Nina Nordmann"));
     assert_clean(b, "users, after adding").await;
     shot(b, "admin-1-users").await;
+
+    // Disable, through the confirmation page.
+    b.click(&b.find(&format!("button[aria-label='Deaktiver {AUDITOR}']")).await)
+        .await;
+    wait_for_path(b, "/admin/users/confirm").await;
+    assert_clean(b, "confirm disable").await;
+    assert_eq!(b.text(&b.find("main h1").await).await, format!("Deaktivere {AUDITOR}?"));
+    shot(b, "admin-2-confirm-disable").await;
+    b.click(&b.find("form.confirm button[type=submit]").await).await;
+    wait_for_path(b, "/admin/users").await;
+    assert!(row(AUDITOR).await.contains("deaktivert"), "{}", row(AUDITOR).await);
+
+    // Enable again (the undo), in English.
+    switch_language(b, "en").await;
+    b.click(&b.find(&format!("button[aria-label='Enable again: {AUDITOR}']")).await)
+        .await;
+    wait_for_path(b, "/admin/users/confirm").await;
+    assert_clean(b, "confirm enable, English").await;
+    assert_eq!(
+        b.text(&b.find("main h1").await).await,
+        format!("Enable {AUDITOR} again?")
+    );
+    shot(b, "admin-3-confirm-enable-en").await;
+    b.click(&b.find("form.confirm button[type=submit]").await).await;
+    wait_for_path(b, "/admin/users").await;
+    assert!(row(AUDITOR).await.contains("active"), "{}", row(AUDITOR).await);
+    switch_language(b, "nb").await;
+
+    // Role and team, the team from the list, with confirmation.
+    b.click(&b.find(&format!("a[aria-label='Endre rolle/team for {LEAD}']")).await)
+        .await;
+    wait_for_path(b, &format!("/admin/users/{LEAD}/edit")).await;
+    assert_clean(b, "edit user").await;
+    set("#e-role", "advisor").await;
+    assert_eq!(set("#e-team", "bergen").await, json!("bergen"));
+    shot(b, "admin-4-edit").await;
+    b.click(&b.find("form.edit-user button[type=submit]").await).await;
+    wait_for_path(b, "/admin/users/confirm").await;
+    assert_clean(b, "confirm change").await;
+    let said = b.text(&b.find("main").await).await;
+    assert!(
+        said.contains("Rolle: teamleder → rådgiver") && said.contains("Team: oslo → bergen"),
+        "{said}"
+    );
+    shot(b, "admin-5-confirm-change").await;
+    b.click(&b.find("form.confirm button[type=submit]").await).await;
+    wait_for_path(b, "/admin/users").await;
+    let lise = row(LEAD).await;
+    assert!(lise.contains("rådgiver") && lise.contains("bergen"), "{lise}");
     b.goto(&svc.url(&call_path)).await;
     error_page(b, "the admin opens a call", 403).await;
 }
