@@ -198,7 +198,7 @@ impl Service {
 }
 
 /// Chromium and chromedriver, or None (skip) when missing and not required.
-fn tools_or_skip() -> Option<Tools> {
+pub(crate) fn tools_or_skip() -> Option<Tools> {
     match Tools::find() {
         Ok(t) => Some(t),
         Err(e) if std::env::var("OPPTAK_REQUIRE_SERVICES").as_deref() == Ok("1") => {
@@ -420,7 +420,7 @@ async fn advisor_flow(tools: &Tools, svc: &Service) -> Edit {
 
 /// Waits until the page's path is `path` (after a redirect or a submit;
 /// query and fragment aside).
-async fn wait_for_path(b: &Browser, path: &str) {
+pub(crate) async fn wait_for_path(b: &Browser, path: &str) {
     b.wait_until(&format!("the browser at {path}"), WAIT, || async move {
         (path_of(&b.current_url().await) == path).then_some(())
     })
@@ -441,7 +441,7 @@ async fn wait_for(b: &Browser, what: &str, css: &str) {
 }
 
 /// Fails on anything the browser logged as an error or a CSP refusal.
-async fn assert_clean(b: &Browser, page: &str) {
+pub(crate) async fn assert_clean(b: &Browser, page: &str) {
     let bad: Vec<_> = b
         .browser_log()
         .await
@@ -476,7 +476,7 @@ async fn csp_refusals_are_seen(b: &Browser) {
 
 /// The whole page as `name.png` under the test's temporary directory, and
 /// in `docs/screenshots/` with `OPPTAK_UPDATE_SCREENSHOTS=1`.
-async fn shot(b: &Browser, name: &str) {
+pub(crate) async fn shot(b: &Browser, name: &str) {
     let file = format!("{name}.png");
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("screenshots")
@@ -722,8 +722,8 @@ async fn qa_flow(tools: &Tools, svc: &Service, edit: &Edit) {
         )
         .await;
     assert_eq!(topics, json!([[topic_nb, withheld]]), "one topic, by name, withheld");
-    report_fits(b).await;
     shot(b, "qa-3-report").await;
+    report_fits(b).await;
 
     // The CSV link, fetched as the browser would with its session: withheld
     // alike; without the session, the sign-in page.
@@ -798,8 +798,8 @@ async fn qa_flow(tools: &Tools, svc: &Service, edit: &Edit) {
         .text(&b.find("p.note").await)
         .await
         .contains("a draft rewritten entirely (or more) counting as 100 %"));
-    report_fits(b).await;
     shot(b, "qa-4-report-en").await;
+    report_fits(b).await;
     switch_language(b, "nb").await;
     assert_clean(b, "back in Norwegian").await;
 
@@ -948,7 +948,7 @@ fn desk_nb(code: &str) -> &'static str {
 /// main column or the window (nothing cut off); at 390 px the main column
 /// does not scroll sideways (a wide table scrolls in its own box). Back to
 /// 1280 px after.
-async fn report_fits(b: &Browser) {
+pub(crate) async fn report_fits(b: &Browser) {
     let overflow = |width: u32| {
         format!(
             "const main = document.querySelector('main').getBoundingClientRect();
@@ -1008,7 +1008,7 @@ async fn report_headings(b: &Browser) -> Vec<String> {
 
 /// Follows the header's language link to `code` and waits for the page
 /// in that language.
-async fn switch_language(b: &Browser, code: &str) {
+pub(crate) async fn switch_language(b: &Browser, code: &str) {
     b.click(&b.find(&format!("header a[hreflang={code}]")).await).await;
     b.wait_until(&format!("the page in {code}"), WAIT, || async move {
         (b.execute("return document.documentElement.lang;", vec![]).await == json!(code)).then_some(())

@@ -12,6 +12,7 @@ mod amend;
 mod architecture;
 mod audit;
 mod browser;
+mod browser_qa;
 mod cli;
 mod conversation_ki;
 mod conversations;

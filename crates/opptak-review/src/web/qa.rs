@@ -46,7 +46,7 @@ pub(crate) fn reads_report(role: Role) -> bool {
 
 /// The QA pages' own layout: tables that fit the page (wrapping heads,
 /// numbers right-aligned), the rubric beside the scores, form errors.
-const STYLE: &str = "table.qa{width:100%;max-width:100%}table.qa th,table.qa td{overflow-wrap:anywhere}\
+const STYLE: &str = "table.qa{width:100%;max-width:100%}table.qa th,table.qa td{overflow-wrap:break-word}\
 table.qa td.n,table.qa th.n{text-align:right;white-space:nowrap}table.qa thead th{vertical-align:bottom}\
 table.qa th.group{text-align:center;border-bottom:1px solid #124}table.qa caption{text-align:left;font-weight:bold;padding:.3rem 0}\
 .scroll{max-width:100%;overflow-x:auto}.rate small{display:block;color:#555;white-space:normal}\
