@@ -1650,7 +1650,7 @@ mod tests {
             assert!(svg.contains(r#"role="img""#) && svg.contains("aria-label=\"") && svg.contains("<title>"));
         }
         let nb = svg_chart(&d, "nb");
-        assert!(nb.contains("Emner per dag, avdeling desk, &quot;one&quot;, 2026-11-02 – 2026-11-03"));
+        assert!(nb.contains("Emner per dag, avdeling desk, &quot;one&quot;, 02.11.2026 – 03.11.2026"));
         assert!(svg_chart(&d, "en").contains("Topics per day, desk desk, &quot;one&quot;"));
         assert_eq!(svg_chart(&d, "xx"), nb, "unknown languages fall back to Norwegian");
     }
