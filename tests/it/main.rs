@@ -14,6 +14,7 @@ mod audit;
 mod browser;
 mod browser_shell;
 mod browser_search;
+mod browser_qa;
 mod cli;
 mod conversation_ki;
 mod conversations;
