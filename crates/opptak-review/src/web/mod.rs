@@ -36,6 +36,7 @@
 mod admin;
 mod api;
 mod archive;
+mod assets;
 pub mod catalogue;
 // Interim while the pages move onto it (issue 18).
 mod conversations;
@@ -44,6 +45,7 @@ mod dashboard;
 pub(crate) mod format;
 #[allow(dead_code)]
 pub(crate) mod labels;
+mod player;
 mod qa;
 mod review;
 
@@ -220,6 +222,7 @@ pub async fn router_with(edges: &ReviewEdges, options: Options) -> Result<Router
         .merge(admin::routes())
         .merge(qa::routes())
         .merge(dashboard::routes())
+        .merge(assets::routes())
         .with_state(app)
         .layer(axum::middleware::from_fn(run_to_completion))
         .layer(axum::middleware::from_fn(security_headers)))
