@@ -12,6 +12,7 @@ mod amend;
 mod architecture;
 mod audit;
 mod browser;
+mod call_page;
 mod cli;
 mod conversation_ki;
 mod conversations;

@@ -302,7 +302,7 @@ impl View<'_> {
         let advisor_name = match app.identity.users().await {
             Ok(us) => us
                 .into_iter()
-                .find(|(u, _)| u.user_id == call.facts.advisor_id)
+                .find(|(u, _)| u.user_id == call.facts.advisor_id && u.display_name != u.user_id)
                 .map(|(u, _)| u.display_name),
             Err(e) => return internal(lang, e),
         };
@@ -891,6 +891,20 @@ async fn confirm_page(app: &App, ctx: &Ctx, user: &User, call_id: CallId, f: &Fi
     let token = ctx.session.as_ref().map(|(_, t)| t.as_str()).unwrap_or_default();
     if !matches!(verb, "approve" | "reject") {
         return ctx.error(StatusCode::BAD_REQUEST, cat::review::ACTION_MUST_BE_EDIT_APPROVE_OR);
+    }
+    // Only the call's advisor is asked to confirm: anyone else is refused
+    // here, as the decision itself would be.
+    let mine = match app.edges.vault.meta().load_call(&call_id).await {
+        Ok(Some(c)) => c.facts.advisor_id == user.user_id && user.role == Role::Advisor,
+        Ok(None) => return ctx.error(StatusCode::NOT_FOUND, cat::review::UNKNOWN_CALL),
+        Err(e) => return internal(lang, e),
+    };
+    if !mine {
+        let subject = format!("call:{call_id}");
+        if let Err(e) = app.audit(user, &format!("draft.{verb}"), &subject, "", "refused").await {
+            return internal(lang, e);
+        }
+        return ctx.error(StatusCode::FORBIDDEN, cat::review::ONLY_THE_CALL_S_ADVISOR_DECIDES);
     }
     if let Some(err) = check_decision(f, verb) {
         return refuse_decision(
