@@ -299,6 +299,7 @@ async fn advisor_flow(tools: &Tools, svc: &Service) -> Edit {
     assert_clean(b, "call, after playing").await;
     listen(b, &call_path, "nb").await;
     shot(b, "advisor-3-call").await;
+    fits_a_phone(b, "the call page").await;
 
     // Edit: the markup (or a word) taken out, a sentence added; the page
     // shows the new version with its word diff against the draft.
@@ -476,6 +477,35 @@ async fn advisor_flow(tools: &Tools, svc: &Service) -> Edit {
         "the advisor's refusal at /qa not audited"
     );
     Edit { draft }
+}
+
+/// At 390 px wide (a phone) the page's content fits: nothing in `main`
+/// is wider than it, the draft and the transcript stacked. Back to 1280 px.
+async fn fits_a_phone(b: &Browser, page: &str) {
+    let size = |w: u32| json!({"width": w, "height": 900});
+    b.cmd(reqwest::Method::POST, "/window/rect", size(390)).await;
+    let fit = b
+        .wait_until("the narrow layout", WAIT, || async move {
+            let v = b
+                .execute(
+                    "const m = document.querySelector('main');
+                     if (window.innerWidth > 420) return null;
+                     const g = document.querySelector('.call-grid');
+                     return {inner: window.innerWidth, main: m.clientWidth, scroll: m.scrollWidth,
+                             columns: g ? getComputedStyle(g).gridTemplateColumns.split(' ').length : 1};",
+                    vec![],
+                )
+                .await;
+            (!v.is_null()).then_some(v)
+        })
+        .await;
+    shot(b, "advisor-3-call-390").await;
+    b.cmd(reqwest::Method::POST, "/window/rect", size(1280)).await;
+    assert!(
+        fit["scroll"].as_u64() <= fit["main"].as_u64(),
+        "{page}: wider than a phone's screen: {fit}"
+    );
+    assert_eq!(fit["columns"], json!(1), "{page}: stacked at 390 px: {fit}");
 }
 
 /// The versions kept of the seeded call.

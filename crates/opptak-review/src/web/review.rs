@@ -548,7 +548,7 @@ dl.facts dt{font-weight:bold}dl.facts dd{margin:0;overflow-wrap:anywhere}\
 @media (min-width:60rem){.call-grid{grid-template-columns:minmax(0,1fr) minmax(0,1fr)}}\
 .call-grid textarea,.call-head~form textarea,main textarea{width:100%;box-sizing:border-box}\
 main input[type=text]{max-width:100%;box-sizing:border-box}\
-audio{width:100%}img.envelope{display:block;width:100%;height:5rem;border:1px solid #ccc}\
+audio{width:100%}img.envelope{display:block;width:100%;box-sizing:border-box;height:5rem;border:1px solid #ccc}\
 table.transcript,table.versions{width:100%}table.transcript td{white-space:nowrap}table.transcript td:last-child{white-space:normal;overflow-wrap:anywhere;width:100%}\
 table.transcript tr[aria-current]{background:#fff3c4}table.transcript tr[aria-current] td:first-child{box-shadow:inset 4px 0 #a60}\
 .scroll{overflow-x:auto}.notice{border:2px solid #0a5c1f;padding:0 1rem;margin:1rem 0}\
