@@ -198,7 +198,7 @@ impl Service {
 }
 
 /// Chromium and chromedriver, or None (skip) when missing and not required.
-fn tools_or_skip() -> Option<Tools> {
+pub(crate) fn tools_or_skip() -> Option<Tools> {
     match Tools::find() {
         Ok(t) => Some(t),
         Err(e) if std::env::var("OPPTAK_REQUIRE_SERVICES").as_deref() == Ok("1") => {
@@ -623,8 +623,9 @@ async fn wait_for(b: &Browser, what: &str, css: &str) {
         .await;
 }
 
-/// Fails on anything the browser logged as an error or a CSP refusal.
-async fn assert_clean(b: &Browser, page: &str) {
+/// Fails on anything the browser logged as an error or a CSP refusal, and
+/// on any accessibility violation axe-core finds on the page.
+pub(crate) async fn assert_clean(b: &Browser, page: &str) {
     let bad: Vec<_> = b
         .browser_log()
         .await
@@ -632,6 +633,13 @@ async fn assert_clean(b: &Browser, page: &str) {
         .filter(|e| e.level == "SEVERE" || e.message.contains("Content Security Policy"))
         .collect();
     assert!(bad.is_empty(), "{page}: the browser reported {bad:#?}");
+    assert_accessible(b, page).await;
+}
+
+/// Fails on any accessibility violation axe-core finds on the page.
+pub(crate) async fn assert_accessible(b: &Browser, page: &str) {
+    let violations = b.axe().await;
+    assert!(violations.is_empty(), "{page}: axe-core found {violations:#?}");
 }
 
 /// The control for [`assert_clean`]: a resource the CSP forbids shows up

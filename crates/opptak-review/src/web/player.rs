@@ -19,9 +19,8 @@ pub(crate) const BINS: usize = 300;
 const SPEEDS: [f64; 5] = [0.75, 1.0, 1.25, 1.5, 2.0];
 
 /// The player: audio, the channels' drawing, the controls (hidden until the
-/// script shows them) and the shortcut list. `rq` is the query the
-/// recording's URLs carry (the compliance reason, interim).
-pub(crate) fn player(lang: Lang, call_id: &CallId, call: &opptak_store::meta::CallRecord, rq: &str) -> Markup {
+/// script shows them) and the shortcut list.
+pub(crate) fn player(lang: Lang, call_id: &CallId, call: &opptak_store::meta::CallRecord) -> Markup {
     let stereo = call.facts.format.channels() == 2;
     let alt = if stereo {
         cat::review::ENVELOPE_ALT
@@ -32,10 +31,10 @@ pub(crate) fn player(lang: Lang, call_id: &CallId, call: &opptak_store::meta::Ca
         section.player aria-labelledby="player-h" {
             h2 #player-h { (lang.m(cat::review::RECORDING)) }
             audio #player controls preload="metadata" aria-label=(lang.m(cat::review::PLAYER_LABEL))
-                src={ "/calls/" (call_id) "/audio" (rq) } {
+                src={ "/calls/" (call_id) "/audio" } {
                 (lang.m(cat::review::YOUR_BROWSER_CANNOT_PLAY_AUDIO))
             }
-            img.envelope src={ "/calls/" (call_id) "/envelope.svg" (rq) } alt=(lang.m(alt));
+            img.envelope src={ "/calls/" (call_id) "/envelope.svg" } alt=(lang.m(alt));
             @if stereo { p.muted { small { (lang.m(cat::review::ENVELOPE_LEGEND)) } } }
             div.player-controls hidden {
                 button type="button" data-skip="-5" { (lang.m(cat::review::BACK_5)) }
@@ -78,7 +77,7 @@ fn speed(lang: Lang, s: f64) -> String {
 }
 
 /// The transcript as a table; each line's time seeks the recording.
-pub(crate) fn transcript(lang: Lang, call_id: &CallId, segs: &[TranscriptSegment], rq: &str) -> Markup {
+pub(crate) fn transcript(lang: Lang, call_id: &CallId, segs: &[TranscriptSegment]) -> Markup {
     html! {
         table.transcript aria-labelledby="transcript-h" {
             thead { tr {
@@ -91,7 +90,7 @@ pub(crate) fn transcript(lang: Lang, call_id: &CallId, segs: &[TranscriptSegment
                     @let at = format::clock(f64::from(s.start_s));
                     @let t = fragment_time(s.start_s);
                     tr class=(s.speaker) data-start=(t) data-end=(fragment_time(s.end_s)) {
-                        td { a.seek href={ "/calls/" (call_id) "/audio" (rq) "#t=" (t) } data-t=(t)
+                        td { a.seek href={ "/calls/" (call_id) "/audio#t=" (t) } data-t=(t)
                             aria-label=(lang.f(cat::review::PLAY_FROM, &[("t", &at)])) { (at) } }
                         td { (speaker(lang, &s.speaker)) }
                         td { (s.text) }

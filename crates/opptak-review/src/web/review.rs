@@ -1,9 +1,9 @@
-//! The advisor's side of the review service (R4): the queue of drafts, the
+//! The advisor's side of the review service (R4): the
 //! call page (draft, versions with word diffs, transcript, audio player),
 //! decisions, and the recording as a WAV served in byte ranges.
 
 use super::cat::Msg;
-use super::{cat, csrf_of, format, internal, labels, player, urlencode, App, Ctx, Lang, Reply};
+use super::{cat, csrf_of, format, internal, labels, player, App, Ctx, Lang, Reply};
 use crate::identity::{Role, User};
 use anyhow::Result;
 use axum::extract::{Form, Path, Query, State};
@@ -18,7 +18,6 @@ use std::sync::Arc;
 
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()
-        .route("/queue", get(queue))
         .route("/calls/{id}", get(call_page))
         .route("/calls/{id}/confirm", post(confirm))
         .route("/calls/{id}/decide", post(decide))
@@ -28,102 +27,10 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route("/calls/{id}/envelope.svg", get(envelope))
 }
 
-/// One open draft in a queue.
-pub(crate) struct QueueItem {
-    pub(crate) call_id: String,
-    pub(crate) advisor_id: String,
-    pub(crate) started_at_us: i64,
-    pub(crate) escalated: bool,
-}
-
-fn when(at_us: i64) -> String {
-    opptak_domain::time::utc_time(at_us)
-}
-
-async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
-    let (user, _) = match ctx.page_user() {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let lang = ctx.lang;
-    let rows = match drafts_for(&app, user).await {
-        Ok(r) => r,
-        Err(e) => return internal(lang, e),
-    };
-    ctx.page(ctx.lang.m(cat::review::DRAFTS_TO_REVIEW),
-        html! {
-            @if rows.is_empty() {
-                p { (lang.m(cat::review::NO_DRAFTS_ARE_WAITING)) }
-            } @else {
-                table {
-                    thead { tr {
-                        th scope="col" { (lang.m(cat::review::CALL)) }
-                        th scope="col" { (lang.m(cat::review::ADVISOR)) }
-                        th scope="col" { (lang.m(cat::review::STARTED_UTC)) }
-                        th scope="col" { (lang.m(cat::review::STATUS)) }
-                    } }
-                    tbody {
-                        @for r in &rows {
-                            tr {
-                                td { a href={ "/calls/" (r.call_id) } { (r.call_id) } }
-                                td { (r.advisor_id) }
-                                td { (when(r.started_at_us)) }
-                                td { @if r.escalated { strong.flag { (lang.m(cat::review::ESCALATED)) } } @else { (lang.m(cat::review::WAITING)) } }
-                            }
-                        }
-                    }
-                }
-            }
-        },
-    )
-}
-
-/// Open drafts (drafted, neither approved nor rejected) the user should
-/// review: an advisor their own; a team lead their team's drafts that waited
-/// longer than `web.escalate_after_h` since the call ended (escalated).
-/// One indexed query over the drafted-calls index (`ki_calls`).
-pub(crate) async fn drafts_for(app: &App, user: &User) -> Result<Vec<QueueItem>> {
-    let team: Vec<String> = match user.role {
-        Role::Advisor => vec![user.user_id.clone()],
-        Role::TeamLead => app
-            .identity
-            .users()
-            .await?
-            .into_iter()
-            .filter(|(u, _)| u.team == user.team && !u.team.is_empty())
-            .map(|(u, _)| u.user_id)
-            .collect(),
-        _ => Vec::new(),
-    };
-    let now = app.edges.vault.clock().now_us();
-    let escalate_after = i64::from(app.edges.config.web.escalate_after_h) * 3_600_000_000;
-    let mut out = Vec::new();
-    for d in app.qa.open_drafts(&team).await? {
-        let ended = d.ended_at_us.unwrap_or(d.started_at_us);
-        let overdue = now - ended > escalate_after;
-        if user.role == Role::TeamLead && !overdue {
-            continue;
-        }
-        out.push(QueueItem {
-            call_id: d.call_id,
-            advisor_id: d.advisor_id,
-            started_at_us: d.started_at_us,
-            escalated: overdue,
-        });
-    }
-    Ok(out)
-}
-
-#[derive(Deserialize)]
-pub(crate) struct ReasonQuery {
-    pub(crate) reason: Option<String>,
-}
-
-/// The call page's query: the compliance reason (interim, until the
-/// session-scoped reason) and what was just done (`approved`, `saved`, ...).
+/// The call page's query: what was just done (`approved`, `saved`, ...),
+/// for the message at the top.
 #[derive(Deserialize)]
 pub(crate) struct CallQuery {
-    reason: Option<String>,
     done: Option<String>,
 }
 
@@ -199,7 +106,6 @@ async fn call_page(
         user,
         token,
         call_id,
-        reason: q.reason.clone(),
     };
     view.render(StatusCode::OK, q.done.as_deref(), Entered::default()).await
 }
@@ -211,8 +117,6 @@ struct View<'a> {
     user: &'a User,
     token: &'a str,
     call_id: CallId,
-    /// The compliance officer's stated reason (`?reason=`, interim).
-    reason: Option<String>,
 }
 
 /// The call's status as the badge says it, and why.
@@ -223,13 +127,6 @@ struct Status {
 }
 
 impl View<'_> {
-    fn reason_q(&self) -> String {
-        self.reason
-            .as_ref()
-            .map(|r| format!("?reason={}", urlencode(r)))
-            .unwrap_or_default()
-    }
-
     /// The page (with `status`): authorized and audited as a transcript read.
     async fn render(&self, status: StatusCode, done: Option<&str>, entered: Entered) -> Response {
         let (app, ctx, user, token, call_id) = (self.app, self.ctx, self.user, self.token, &self.call_id);
@@ -240,14 +137,7 @@ impl View<'_> {
             Err(e) => return internal(lang, e),
         };
         if let Err(r) = app
-            .authorize(
-                lang,
-                user,
-                call.as_ref(),
-                &subject,
-                "transcript.read",
-                self.reason.as_deref(),
-            )
+            .authorize_page(ctx, call.as_ref(), &subject, "transcript.read")
             .await
         {
             return r;
@@ -316,7 +206,6 @@ impl View<'_> {
             _ => None,
         };
         let status_of = call_status(lang, &call, &ki, &versions);
-        let rq = self.reason_q();
         let taxonomy = app.review.taxonomy();
         let started = format::when(lang, call.facts.started_at_us);
         let title = lang.f(cat::review::CALL_OF, &[("when", &started)]);
@@ -445,10 +334,10 @@ impl View<'_> {
                     }
                 }
                 div.call-listen {
-                    (player::player(lang, call_id, &call, &rq))
+                    (player::player(lang, call_id, &call))
                     h2 #transcript-h { (lang.m(cat::review::TRANSCRIPT)) }
                     @match &transcript {
-                        Ok(segs) => (player::transcript(lang, call_id, segs, &rq)),
+                        Ok(segs) => (player::transcript(lang, call_id, segs)),
                         Err(err) => p { (lang.m(missing(err, &ki, MISSING_TRANSCRIPT))) }
                     }
                 }
@@ -497,7 +386,7 @@ impl View<'_> {
             @if may_amend {
                 h2 { (lang.m(cat::review::AMEND_THE_APPROVED_SUMMARY)) }
                 p.muted { (lang.m(cat::review::AN_AMENDMENT_IS_A_NEW_VERSION)) }
-                form method="post" action={ (action) "/amend" (rq) } {
+                form method="post" action={ (action) "/amend" } {
                     input type="hidden" name="csrf" value=(csrf_of(token));
                     (text_field(lang, Field::AmendText, "text", cat::review::AMENDED_SUMMARY,
                         entered.amend_text.as_deref().unwrap_or(&current), entered.error_on(Field::AmendText), false))
@@ -981,7 +870,6 @@ async fn refuse_decision(
         user,
         token,
         call_id,
-        reason: None,
     };
     view.render(status, None, entered_decision(f, verb, err)).await
 }
@@ -1025,7 +913,6 @@ async fn decide(
                 user,
                 token,
                 call_id,
-                reason: None,
             };
             view.render(status, None, entered_decision(&f, &verb, (msg, field)))
                 .await
@@ -1053,7 +940,6 @@ async fn amend(
     State(app): State<Arc<App>>,
     ctx: Ctx,
     Path(id): Path<String>,
-    Query(q): Query<ReasonQuery>,
     Form(f): Form<Vec<(String, String)>>,
 ) -> Response {
     let f = Fields(f);
@@ -1062,14 +948,8 @@ async fn amend(
         Err(r) => return r,
     };
     let reason = f.get("reason");
-    let read_reason = q.reason.clone();
     match amend_inner(&app, user, &call_id, &f.get("text"), f.topics(), &reason).await {
-        Ok(_) => {
-            let rq = read_reason
-                .map(|r| format!("reason={}&", urlencode(&r)))
-                .unwrap_or_default();
-            Redirect::to(&format!("/calls/{call_id}?{rq}done=amended")).into_response()
-        }
+        Ok(_) => Redirect::to(&format!("/calls/{call_id}?done=amended")).into_response(),
         Err(Failure::Response(r)) => r.into_response(ctx.lang),
         Err(Failure::Form(status, msg, field)) => {
             let token = ctx.session.as_ref().map(|(_, t)| t.as_str()).unwrap_or_default();
@@ -1079,7 +959,6 @@ async fn amend(
                 user,
                 token,
                 call_id,
-                reason: read_reason,
             };
             let entered = Entered {
                 amend_text: Some(f.get("text")),
@@ -1128,8 +1007,6 @@ async fn reclassify(
         return refuse(StatusCode::FORBIDDEN, cat::review::ONLY_COMPLIANCE_RECLASSIFIES_A_CALL);
     }
     let token = ctx.session.as_ref().map(|(_, t)| t.as_str()).unwrap_or_default();
-    // The reason a compliance officer reads the call with is the one given
-    // here (interim, until the session-scoped reason).
     let again = |status, msg, field| {
         let view = View {
             app: &app,
@@ -1137,7 +1014,6 @@ async fn reclassify(
             user,
             token,
             call_id: call_id.clone(),
-            reason: Some(reason.clone()).filter(|r| !r.is_empty()),
         };
         let entered = Entered {
             reclass_category: Some(f.get("category")),
@@ -1179,11 +1055,7 @@ async fn reclassify(
             if let Err(e) = app.audit(user, action, &subject, &what, "allowed").await {
                 return internal(lang, e);
             }
-            Redirect::to(&format!(
-                "/calls/{call_id}?reason={}&done=reclassified",
-                urlencode(&reason)
-            ))
-            .into_response()
+            Redirect::to(&format!("/calls/{call_id}?done=reclassified")).into_response()
         }
         Err(e) => {
             tracing::warn!(%call_id, error = %format!("{e:#}"), "reclassification refused");
@@ -1466,13 +1338,7 @@ fn parse_range(v: &str, total: u64) -> Option<(u64, u64)> {
 /// The call's audio as a PCM16 WAV, with byte ranges (an audio element seeks
 /// with them): only the segments that hold the range are decrypted. The
 /// recording while it is kept, then the copy the role may hear ([`playable`]).
-async fn audio(
-    State(app): State<Arc<App>>,
-    ctx: Ctx,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Query(q): Query<ReasonQuery>,
-) -> Response {
+async fn audio(State(app): State<Arc<App>>, ctx: Ctx, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let (user, _, call_id) = match call_request(&ctx, &id) {
         Ok(v) => v,
         Err(r) => return r,
@@ -1484,14 +1350,7 @@ async fn audio(
     };
     let subject = format!("call:{call_id}");
     if let Err(r) = app
-        .authorize(
-            lang,
-            user,
-            call.as_ref(),
-            &subject,
-            "recording.play",
-            q.reason.as_deref(),
-        )
+        .authorize_page(&ctx, call.as_ref(), &subject, "recording.play")
         .await
     {
         return r;
@@ -1553,12 +1412,7 @@ async fn audio(
 /// recording the user may hear, as an SVG for the player. It is drawn from
 /// the audio, so it is authorized and audited as playback
 /// (`recording.play`); never cached.
-async fn envelope(
-    State(app): State<Arc<App>>,
-    ctx: Ctx,
-    Path(id): Path<String>,
-    Query(q): Query<ReasonQuery>,
-) -> Response {
+async fn envelope(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>) -> Response {
     let (user, _, call_id) = match call_request(&ctx, &id) {
         Ok(v) => v,
         Err(r) => return r,
@@ -1570,14 +1424,7 @@ async fn envelope(
     };
     let subject = format!("call:{call_id}");
     if let Err(r) = app
-        .authorize(
-            lang,
-            user,
-            call.as_ref(),
-            &subject,
-            "recording.play",
-            q.reason.as_deref(),
-        )
+        .authorize_page(&ctx, call.as_ref(), &subject, "recording.play")
         .await
     {
         return r;
