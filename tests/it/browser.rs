@@ -260,16 +260,16 @@ async fn advisor_flow(tools: &Tools, svc: &Service) -> Edit {
     wait_for_path(b, "/queue").await;
     assert_clean(b, "queue").await;
     let link = b.find(&format!("a[href='{call_path}']")).await;
-    assert_eq!(b.text(&link).await, svc.call);
     shot(b, "advisor-2-queue").await;
     b.click(&link).await;
 
-    // The call: the transcript as the recognizer heard it, markup as text.
+    // The call: the transcript as the recognizer heard it, markup as text;
+    // the page's one script is the service's own file.
     wait_for_path(b, &call_path).await;
     assert_clean(b, "call").await;
     let rows = b
         .execute(
-            "return [...document.querySelectorAll('table.transcript tr')]
+            "return [...document.querySelectorAll('table.transcript tbody tr')]
                 .map(r => [r.className, r.cells[2].textContent]);",
             vec![],
         )
@@ -278,15 +278,28 @@ async fn advisor_flow(tools: &Tools, svc: &Service) -> Edit {
     assert_eq!(rows, svc.transcript, "the transcript rows");
     assert!(rows[1].1.contains(HOSTILE), "shown as text: {rows:?}");
     assert_eq!(
-        b.execute("return document.scripts.length;", vec![]).await,
-        json!(0),
-        "no script element on the page"
+        b.execute("return [...document.scripts].map(s => s.getAttribute('src'));", vec![])
+            .await,
+        json!(["/static/player.js"]),
+        "one script, the service's own"
     );
-    assert_eq!(b.alert_text().await, None, "no script ran");
+    assert_eq!(b.alert_text().await, None, "no script from the transcript ran");
+    assert_eq!(
+        b.execute(
+            "return [document.querySelector('.player-controls').hidden, document.querySelector('.shortcuts').hidden,
+                     document.querySelector('.shortcuts h3').textContent];",
+            vec![]
+        )
+        .await,
+        json!([false, false, "Hurtigtaster"]),
+        "the script shows the controls and the shortcuts"
+    );
 
     play_recording(b, svc).await;
     assert_clean(b, "call, after playing").await;
+    listen(b, &call_path, "nb").await;
     shot(b, "advisor-3-call").await;
+    fits_a_phone(b, "the call page").await;
 
     // Edit: the markup (or a word) taken out, a sentence added; the page
     // shows the new version with its word diff against the draft.
@@ -320,6 +333,7 @@ async fn advisor_flow(tools: &Tools, svc: &Service) -> Edit {
     wait_for(b, "the edited version", "ins").await;
     wait_for_path(b, &call_path).await;
     assert_clean(b, "call, edited").await;
+    assert_eq!(b.text(&b.find(".notice").await).await, "Endringen er lagret.");
     let diff = b
         .execute(
             "return ['del', 'ins'].map(t => [...document.querySelectorAll(t)].map(e => e.textContent).join(' '));",
@@ -337,17 +351,33 @@ async fn advisor_flow(tools: &Tools, svc: &Service) -> Edit {
     shot(b, "advisor-4-edited").await;
 
     // Approve with the keyboard only: Tab from the top of the page to the
-    // approve button (its focus visible), Enter.
+    // approve button (its focus visible), Enter; the confirmation page says
+    // what will be recorded; Tab to "Bekreft", Enter.
     let path = tab_to(b, "button[name=action][value=approve]").await;
     assert_focus_visible(b, "the approve button").await;
     eprintln!("Tab order to approve: {}", path.join(" → "));
     b.press_keys(keys::ENTER).await;
-    b.wait_until("the decision form to go", WAIT, || async move {
-        b.try_find("button[name=action]").await.is_none().then_some(())
-    })
-    .await;
+    wait_for_path(b, &format!("{call_path}/confirm")).await;
+    assert_clean(b, "the confirmation").await;
+    assert_eq!(b.text(&b.find("h1").await).await, "Bekreft godkjenning");
+    assert_eq!(b.text(&b.find("blockquote").await).await, edited);
+    assert!(
+        review_versions(svc).await.len() == 1,
+        "nothing approved before the confirmation"
+    );
+    shot(b, "advisor-5-confirm").await;
+    tab_to(b, "form[action$='/decide'] button[type=submit]").await;
+    assert_focus_visible(b, "the confirm button").await;
+    b.press_keys(keys::ENTER).await;
     wait_for_path(b, &call_path).await;
+    wait_for(b, "the approval's message", ".notice").await;
     assert_clean(b, "call, approved").await;
+    assert_eq!(
+        b.text(&b.find(".notice").await).await,
+        "Sammendraget er godkjent.\nIngen flere utkast venter. Utkast til gjennomgang",
+        "the message, and where the next draft would be"
+    );
+    assert!(b.try_find(".notice a[href='/queue']").await.is_some());
     let kinds = b
         .execute(
             "return [...document.querySelectorAll('table.versions tbody tr')].map(r => r.cells[1].textContent);",
@@ -355,12 +385,43 @@ async fn advisor_flow(tools: &Tools, svc: &Service) -> Edit {
         )
         .await;
     assert_eq!(kinds, json!(["redigert", "godkjent"]));
+    assert_eq!(b.text(&b.find("p.approved-summary").await).await, edited);
+    assert_eq!(
+        b.execute(
+            "return !!(document.querySelector('p.approved-summary').compareDocumentPosition(
+                 document.querySelector('p.summary')) & Node.DOCUMENT_POSITION_FOLLOWING);",
+            vec![]
+        )
+        .await,
+        json!(true),
+        "the approved summary first, the AI draft after it"
+    );
+    assert!(b
+        .text(&b.find(".status").await)
+        .await
+        .starts_with("Status: godkjent — godkjent av adv-anne"));
     assert!(b.try_find("textarea#text").await.is_none(), "closed: no draft to edit");
     assert!(
         b.try_find("textarea#amend-text").await.is_some(),
         "the approved summary can be amended (issue 16, section 5)"
     );
-    shot(b, "advisor-5-approved").await;
+    shot(b, "advisor-6-approved").await;
+
+    // The same page in English: the message, the approved summary, and the
+    // player, seeking from a line and by its keys.
+    switch_language(b, "en").await;
+    wait_for_path(b, &call_path).await;
+    assert_clean(b, "call, in English").await;
+    assert_eq!(
+        b.text(&b.find(".notice p").await).await,
+        "The summary is approved.",
+        "the message survives the switch"
+    );
+    assert_eq!(b.text(&b.find("#approved-h").await).await, "Approved summary");
+    assert_eq!(b.text(&b.find("#draft-h").await).await, "AI draft");
+    listen(b, &call_path, "en").await;
+    shot(b, "advisor-7-approved-en").await;
+    switch_language(b, "nb").await;
 
     // What the browser sent is what was kept.
     let review = opptak_review::review::Review::open(&svc.edges.review()).await.unwrap();
@@ -416,6 +477,128 @@ async fn advisor_flow(tools: &Tools, svc: &Service) -> Edit {
         "the advisor's refusal at /qa not audited"
     );
     Edit { draft }
+}
+
+/// At 390 px wide (a phone) the page's content fits: nothing in `main`
+/// is wider than it, the draft and the transcript stacked. Back to 1280 px.
+async fn fits_a_phone(b: &Browser, page: &str) {
+    let size = |w: u32| json!({"width": w, "height": 900});
+    b.cmd(reqwest::Method::POST, "/window/rect", size(390)).await;
+    let fit = b
+        .wait_until("the narrow layout", WAIT, || async move {
+            let v = b
+                .execute(
+                    "const m = document.querySelector('main');
+                     if (window.innerWidth > 420) return null;
+                     const g = document.querySelector('.call-grid');
+                     return {inner: window.innerWidth, main: m.clientWidth, scroll: m.scrollWidth,
+                             columns: g ? getComputedStyle(g).gridTemplateColumns.split(' ').length : 1};",
+                    vec![],
+                )
+                .await;
+            (!v.is_null()).then_some(v)
+        })
+        .await;
+    shot(b, "advisor-3-call-390").await;
+    b.cmd(reqwest::Method::POST, "/window/rect", size(1280)).await;
+    assert!(
+        fit["scroll"].as_u64() <= fit["main"].as_u64(),
+        "{page}: wider than a phone's screen: {fit}"
+    );
+    assert_eq!(fit["columns"], json!(1), "{page}: stacked at 390 px: {fit}");
+}
+
+/// The versions kept of the seeded call.
+async fn review_versions(svc: &Service) -> Vec<opptak_review::review::Version> {
+    let review = opptak_review::review::Review::open(&svc.edges.review()).await.unwrap();
+    let cid = opptak_domain::model::CallId::parse(&svc.call).unwrap();
+    review.versions(&cid).await.unwrap()
+}
+
+/// The player as the advisor uses it (the page in `lang`): a transcript
+/// line's time seeks the page's player (not a navigation to the audio) and
+/// marks the line; the keys l and j move 5 s, ] and [ change the speed, k
+/// plays and pauses; the buttons do the same.
+async fn listen(b: &Browser, call_path: &str, lang: &str) {
+    let state = || async move {
+        b.execute(
+            "const a = document.getElementById('player');
+             const cur = document.querySelector('table.transcript tr[aria-current]');
+             return {t: a.currentTime, rate: a.playbackRate, paused: a.paused,
+                     current: cur ? [...cur.parentNode.children].indexOf(cur) : -1};",
+            vec![],
+        )
+        .await
+    };
+    let t = |v: &Value| v["t"].as_f64().unwrap();
+    // Seek from the third line: the player jumps there and marks the line.
+    let link = b.find("table.transcript tbody tr:nth-child(3) a.seek").await;
+    let start: f64 = b.attribute(&link, "data-t").await.unwrap().parse().unwrap();
+    assert!(
+        b.attribute(&link, "href")
+            .await
+            .unwrap()
+            .ends_with(&format!("/audio#t={start:.2}")),
+        "without the script the link opens the recording there"
+    );
+    b.click(&link).await;
+    let s = state().await;
+    b.execute("document.getElementById('player').pause();", vec![]).await;
+    assert!(
+        t(&s) >= start - 0.05 && t(&s) < start + 1.5,
+        "{lang}: seeked to {start} s: {s}"
+    );
+    assert_eq!(path_of(&b.current_url().await), call_path, "no navigation");
+    b.wait_until("the line marked", WAIT, || async move {
+        (state().await["current"] == json!(2)).then_some(())
+    })
+    .await;
+
+    // The keys, with the focus on no field.
+    b.execute(
+        "const a = document.getElementById('player'); a.pause(); a.currentTime = 2; document.activeElement.blur();",
+        vec![],
+    )
+    .await;
+    b.press_keys("l").await;
+    let s = state().await;
+    assert!((t(&s) - 7.0).abs() < 0.2, "{lang}: l is +5 s: {s}");
+    b.press_keys("j").await;
+    assert!((t(&state().await) - 2.0).abs() < 0.2, "{lang}: j is −5 s");
+    b.press_keys("]").await;
+    assert_eq!(state().await["rate"], json!(1.25), "{lang}: ] is faster");
+    b.press_keys("[[").await;
+    assert_eq!(state().await["rate"], json!(0.75), "{lang}: [ is slower");
+    b.press_keys("k").await;
+    assert_eq!(state().await["paused"], json!(false), "{lang}: k plays");
+    b.press_keys("k").await;
+    assert_eq!(state().await["paused"], json!(true), "{lang}: k pauses");
+    // A key typed in a field is the field's.
+    if let Some(area) = b.try_find("textarea").await {
+        let before = t(&state().await);
+        b.click(&area).await;
+        b.press_keys("l").await;
+        assert!(
+            (t(&state().await) - before).abs() < 0.2,
+            "{lang}: l in a field is a letter"
+        );
+        b.execute(
+            "const e = document.activeElement; e.value = e.value.slice(0, -1); e.blur();",
+            vec![],
+        )
+        .await;
+    }
+    // The buttons.
+    b.execute("document.getElementById('player').currentTime = 1;", vec![])
+        .await;
+    b.click(&b.find(".player-controls button[data-skip='5']").await).await;
+    assert!((t(&state().await) - 6.0).abs() < 0.2, "{lang}: the +5 s button");
+    let fast = b.find(".player-controls button[data-rate='1.5']").await;
+    b.click(&fast).await;
+    assert_eq!(state().await["rate"], json!(1.5));
+    assert_eq!(b.attribute(&fast, "aria-pressed").await.as_deref(), Some("true"));
+    b.click(&b.find(".player-controls button[data-rate='1']").await).await;
+    assert_clean(b, &format!("{lang}: after listening")).await;
 }
 
 /// Waits until the page's path is `path` (after a redirect or a submit;
@@ -1433,7 +1616,7 @@ async fn dashboard_suppresses(b: &Browser, k: u64, call: &Names<'_>, period: &st
 }
 
 /// A client that shows redirects instead of following them.
-fn no_redirects() -> reqwest::Client {
+pub(crate) fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

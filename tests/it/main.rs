@@ -15,6 +15,7 @@ mod browser;
 mod browser_shell;
 mod browser_search;
 mod browser_qa;
+mod call_page;
 mod cli;
 mod conversation_ki;
 mod conversations;

@@ -42,6 +42,7 @@
 mod admin;
 mod api;
 mod archive;
+mod assets;
 mod audit;
 pub mod catalogue;
 // Interim while the pages move onto it (issue 18).
@@ -51,6 +52,7 @@ mod dashboard;
 pub(crate) mod format;
 #[allow(dead_code)]
 pub(crate) mod labels;
+mod player;
 mod qa;
 mod queue;
 mod reason;
@@ -237,6 +239,7 @@ pub async fn router_with(edges: &ReviewEdges, options: Options) -> Result<Router
         .merge(audit::routes())
         .merge(qa::routes())
         .merge(dashboard::routes())
+        .merge(assets::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(app.clone(), with_page_ctx))
         .with_state(app)
@@ -555,14 +558,6 @@ async fn not_found(ctx: Ctx, uri: axum::http::Uri) -> Response {
     ctx.error(StatusCode::NOT_FOUND, cat::common::PAGE_NOT_FOUND)
 }
 
-/// Interim (issue 18): an error page with a text that is not in the catalogue.
-pub(crate) fn untranslated(lang: Lang, status: StatusCode, text: &str) -> Response {
-    let (session, back) = PAGE
-        .try_with(|c| (c.session.clone(), c.back.clone()))
-        .unwrap_or((None, "/".to_owned()));
-    error_page(lang, status, text, session.as_ref(), &back)
-}
-
 /// How a handler shared by a page and the JSON API answers errors.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Reply {
@@ -575,15 +570,6 @@ impl Reply {
         match self {
             Reply::Html(lang) => error(lang, status, msg),
             Reply::Json => api::api_error(status, msg.en),
-        }
-    }
-
-    /// A message that is not in the catalogue yet (a library error's text).
-    /// Interim, issue 18: every use is to become a catalogue message.
-    pub(crate) fn untranslated(self, status: StatusCode, text: &str) -> Response {
-        match self {
-            Reply::Html(lang) => untranslated(lang, status, text),
-            Reply::Json => api::api_error(status, text),
         }
     }
 
