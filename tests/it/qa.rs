@@ -40,7 +40,7 @@ const PW: &str = "correct horse battery staple";
 const ADVISOR: &str = "adv-anne";
 const HOUR_US: i64 = 3_600_000_000;
 
-async fn backends(name: &str) -> Vec<Env> {
+pub(crate) async fn backends(name: &str) -> Vec<Env> {
     let mut out = vec![Env::new(&Backend::Embedded, name)];
     if let (Some(kafka), Some(postgres)) = (common::kafka(), common::postgres_db(name).await) {
         out.push(Env::new(&Backend::Services { kafka, postgres }, name));
@@ -48,19 +48,24 @@ async fn backends(name: &str) -> Vec<Env> {
     out
 }
 
-fn day_us(y: i64, m: u32, d: u32) -> i64 {
+pub(crate) fn day_us(y: i64, m: u32, d: u32) -> i64 {
     days_from_civil(y, m, d) * 24 * HOUR_US
 }
 
 /// A call of `ADVISOR` as the recorder would have stored it, finished, with
 /// its `ki` key (what KI seals under).
-struct CallSpec {
-    id: String,
-    desk: Desk,
-    started_at_us: i64,
+pub(crate) struct CallSpec {
+    pub(crate) id: String,
+    pub(crate) desk: Desk,
+    pub(crate) started_at_us: i64,
 }
 
 fn update(id: &str, at_us: i64, opt_out: bool) -> CallUpdate {
+    update_lasting(id, at_us, 60, opt_out)
+}
+
+/// [`update`] for a call of `seconds`.
+fn update_lasting(id: &str, at_us: i64, seconds: i64, opt_out: bool) -> CallUpdate {
     CallUpdate {
         call_id: CallId::parse(id).unwrap(),
         recording_id: format!("rec-{id}"),
@@ -72,7 +77,7 @@ fn update(id: &str, at_us: i64, opt_out: bool) -> CallUpdate {
         prev_segments: 0,
         complete: true,
         end: Some(CallEnd {
-            ended_at_us: at_us + 60_000_000,
+            ended_at_us: at_us + seconds * 1_000_000,
             reason: "hangup_customer".into(),
             last_sequence: None,
         }),
@@ -82,11 +87,16 @@ fn update(id: &str, at_us: i64, opt_out: bool) -> CallUpdate {
             offset_us: 0,
         }),
         ki_notice: None,
-        updated_at_us: at_us + 60_000_000,
+        updated_at_us: at_us + seconds * 1_000_000,
     }
 }
 
 async fn register(edges: &Edges, calls: &[CallSpec]) {
+    register_lasting(edges, calls, |_| 60).await;
+}
+
+/// [`register`], each call lasting `seconds(call)`.
+pub(crate) async fn register_lasting(edges: &Edges, calls: &[CallSpec], seconds: impl Fn(&CallSpec) -> i64) {
     let new_calls = calls
         .iter()
         .map(|c| {
@@ -109,7 +119,10 @@ async fn register(edges: &Edges, calls: &[CallSpec]) {
     edges
         .meta
         .apply(&Flush {
-            updates: calls.iter().map(|c| update(&c.id, c.started_at_us, false)).collect(),
+            updates: calls
+                .iter()
+                .map(|c| update_lasting(&c.id, c.started_at_us, seconds(c), false))
+                .collect(),
             ..Default::default()
         })
         .await
@@ -134,7 +147,7 @@ async fn opt_out(edges: &Edges, id: &str, started_at_us: i64) {
 
 /// Stores a draft artifact the way the summarizer does (sealed under the
 /// call's `ki` key), so the real review service can approve it.
-async fn store_draft(edges: &Edges, cid: &CallId, draft: &Draft) {
+pub(crate) async fn store_draft(edges: &Edges, cid: &CallId, draft: &Draft) {
     store_ki_json(edges, cid, ArtifactKind::Draft, "draft", draft).await;
 }
 
@@ -164,7 +177,7 @@ async fn store_ki_json<T: serde::Serialize>(edges: &Edges, cid: &CallId, kind: A
         .unwrap();
 }
 
-fn draft(summary: &str, topics: &[&str], language: &str) -> Draft {
+pub(crate) fn draft(summary: &str, topics: &[&str], language: &str) -> Draft {
     Draft {
         summary: summary.into(),
         topics: topics.iter().map(|t| t.to_string()).collect(),
@@ -176,7 +189,7 @@ fn draft(summary: &str, topics: &[&str], language: &str) -> Draft {
     }
 }
 
-async fn facts(edges: &Edges, id: &str) -> opptak_domain::model::CallFacts {
+pub(crate) async fn facts(edges: &Edges, id: &str) -> opptak_domain::model::CallFacts {
     edges
         .meta
         .load_call(&CallId::parse(id).unwrap())
@@ -187,7 +200,7 @@ async fn facts(edges: &Edges, id: &str) -> opptak_domain::model::CallFacts {
 }
 
 /// Qa over the same store with another share.
-async fn qa_with_share(edges: &Edges, share: f64) -> Qa {
+pub(crate) async fn qa_with_share(edges: &Edges, share: f64) -> Qa {
     let mut review = edges.review();
     review.config.qa.share = share;
     Qa::open(&review).await.unwrap()

@@ -102,6 +102,10 @@ pub struct QueueRow {
     pub topic: String,
     pub stratum: String,
     pub sampled_at_us: i64,
+    /// When the call (or conversation) started and ended (`None`: still
+    /// open, or its end not recorded).
+    pub started_at_us: i64,
+    pub ended_at_us: Option<i64>,
     /// Who scored it already, sorted.
     pub reviewers: Vec<String>,
     pub recognition_failed: bool,
@@ -266,6 +270,8 @@ struct QueueColumns {
     topic: String,
     stratum: String,
     sampled_at_us: i64,
+    started_at_us: i64,
+    ended_at_us: Option<i64>,
     reviewer: Option<String>,
     recognition_failed: i64,
     reason: String,
@@ -679,7 +685,8 @@ impl SqlReporting {
     /// gone), oldest sample first, each with who scored it.
     pub async fn queue(&self) -> Result<Vec<QueueRow>, StoreError> {
         let rows: Vec<QueueColumns> = sqlx::query_as(&format!(
-            "SELECT k.call_id, k.channel, k.day, k.desk, k.language, k.topic, s.stratum, s.sampled_at_us, r.reviewer, \
+            "SELECT k.call_id, k.channel, k.day, k.desk, k.language, k.topic, s.stratum, s.sampled_at_us, \
+             c.started_at_us, c.ended_at_us, r.reviewer, \
              k.recognition_failed, s.reason, q.key_id AS screening_key_id, q.detail_sealed AS screening_sealed \
              FROM qa_samples s JOIN ki_calls k ON k.call_id = s.call_id {NOT_OPTED_OUT} \
              LEFT JOIN qa_reviews r ON r.call_id = s.call_id \
@@ -703,6 +710,8 @@ impl SqlReporting {
                     topic: r.topic,
                     stratum: r.stratum,
                     sampled_at_us: r.sampled_at_us,
+                    started_at_us: r.started_at_us,
+                    ended_at_us: r.ended_at_us,
                     reviewers: Vec::new(),
                     recognition_failed: r.recognition_failed != 0,
                     reason: r.reason,

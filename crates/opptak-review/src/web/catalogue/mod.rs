@@ -25,6 +25,7 @@ macro_rules! catalogue {
 }
 
 pub(crate) mod admin;
+pub(crate) mod audit;
 pub(crate) mod common;
 pub(crate) mod conversations;
 pub(crate) mod dashboard;
@@ -35,8 +36,9 @@ pub(crate) mod search;
 
 /// Every message of the catalogue: `(section, name, message)`.
 pub fn all() -> Vec<(&'static str, &'static str, Msg)> {
-    let sections: [(&str, &[(&str, Msg)]); 8] = [
+    let sections: &[(&str, &[(&str, Msg)])] = &[
         ("admin", admin::ALL),
+        ("audit", audit::ALL),
         ("common", common::ALL),
         ("conversations", conversations::ALL),
         ("dashboard", dashboard::ALL),
@@ -46,7 +48,7 @@ pub fn all() -> Vec<(&'static str, &'static str, Msg)> {
         ("search", search::ALL),
     ];
     sections
-        .into_iter()
-        .flat_map(|(s, list)| list.iter().map(move |(n, m)| (s, *n, *m)))
+        .iter()
+        .flat_map(|(s, list)| list.iter().map(move |(n, m)| (*s, *n, *m)))
         .collect()
 }
