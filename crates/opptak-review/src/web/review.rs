@@ -725,9 +725,9 @@ fn decision_text(f: &Fields, verb: &str) -> String {
 }
 
 /// What the user typed, kept for the page shown again with an error.
-fn entered_decision(f: &Fields, verb: &str, error: (Msg, Option<Field>)) -> Entered {
+fn entered_decision(f: &Fields, verb: &str, error: Option<(Msg, Option<Field>)>) -> Entered {
     let mut e = Entered {
-        error: Some(error),
+        error,
         ..Entered::default()
     };
     if verb == "reject" {
@@ -839,7 +839,8 @@ async fn confirm_page(app: &App, ctx: &Ctx, user: &User, call_id: CallId, f: &Fi
                 p {
                     button type="submit" { (lang.m(cat::review::CONFIRM)) }
                     " "
-                    a href={ "/calls/" (call_id) } { (lang.m(cat::review::CANCEL)) }
+                    // Back to the form with the text kept (a link would lose it).
+                    button type="submit" name="cancel" value="1" { (lang.m(cat::review::CANCEL)) }
                 }
             }
         },
@@ -871,7 +872,7 @@ async fn refuse_decision(
         token,
         call_id,
     };
-    view.render(status, None, entered_decision(f, verb, err)).await
+    view.render(status, None, entered_decision(f, verb, Some(err))).await
 }
 
 async fn decide(
@@ -886,12 +887,25 @@ async fn decide(
         Ok(v) => v,
         Err(r) => return r,
     };
+    let token = ctx.session.as_ref().map(|(_, t)| t.as_str()).unwrap_or_default();
+    // "Avbryt" on the confirmation: the call page again, the text kept.
+    if f.get("cancel") == "1" {
+        let view = View {
+            app: &app,
+            ctx: &ctx,
+            user,
+            token,
+            call_id,
+        };
+        return view
+            .render(StatusCode::OK, None, entered_decision(&f, &verb, None))
+            .await;
+    }
     // Approving and rejecting are final: without the confirmation's field
     // the post is the first step, and shows what will be recorded.
     if matches!(verb.as_str(), "approve" | "reject") && f.get("confirm") != "1" {
         return confirm_page(&app, &ctx, user, call_id, &f, &verb).await;
     }
-    let token = ctx.session.as_ref().map(|(_, t)| t.as_str()).unwrap_or_default();
     let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
     if let Some(err) = check_decision(&f, &verb) {
         return refuse_decision(&app, &ctx, user, token, call_id, &f, &verb, err, unprocessable).await;
@@ -914,7 +928,7 @@ async fn decide(
                 token,
                 call_id,
             };
-            view.render(status, None, entered_decision(&f, &verb, (msg, field)))
+            view.render(status, None, entered_decision(&f, &verb, Some((msg, field))))
                 .await
         }
     }
