@@ -438,7 +438,7 @@ dl.facts dt{font-weight:bold}dl.facts dd{margin:0;overflow-wrap:anywhere}\
 .call-grid textarea,.call-head~form textarea,main textarea{width:100%;box-sizing:border-box}\
 main input[type=text]{max-width:100%;box-sizing:border-box}\
 audio{width:100%}img.envelope{display:block;width:100%;box-sizing:border-box;height:5rem;border:1px solid #ccc}\
-table.transcript,table.versions{width:100%}table.transcript td{white-space:nowrap}table.transcript td:last-child{white-space:normal;overflow-wrap:anywhere;width:100%}\
+table.transcript,table.versions{width:100%}table.transcript td,table.versions td:nth-child(4){white-space:nowrap}table.transcript td:last-child{white-space:normal;overflow-wrap:anywhere;width:100%}\
 table.transcript tr[aria-current]{background:#fff3c4}table.transcript tr[aria-current] td:first-child{box-shadow:inset 4px 0 #a60}\
 .scroll{overflow-x:auto}.notice{border:2px solid #0a5c1f;padding:0 1rem;margin:1rem 0}\
 .error-summary{border:2px solid #900;padding:0 1rem;margin:1rem 0}.field-error{color:#900;font-weight:bold;margin:.2rem 0}\
