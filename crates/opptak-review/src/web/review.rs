@@ -1,6 +1,10 @@
-//! The advisor's side of the review service (R4): the
-//! call page (draft, versions with word diffs, transcript, audio player),
-//! decisions, and the recording as a WAV served in byte ranges.
+//! The call page (R4; issue 18): the call's facts and a status badge in
+//! words, the approved summary first once there is one, the AI draft, the
+//! decision form beside the player and the transcript ([`super::player`]),
+//! the versions with word diffs; decisions confirmed on a page of their own
+//! (`/confirm`) before they are final; amendments and reclassification; form
+//! errors shown on the page with the input kept (audited as failed); the
+//! recording as a WAV in byte ranges and its channels' loudness as an SVG.
 
 use super::cat::Msg;
 use super::{cat, csrf_of, format, internal, labels, player, App, Ctx, Lang, Reply};
