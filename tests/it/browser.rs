@@ -33,7 +33,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const PW: &str = "correct horse battery staple";
+pub(crate) const PW: &str = "correct horse battery staple";
 const ADVISOR: &str = "adv-anne";
 const QA: &str = "qa-kari";
 const LEAD: &str = "lead-lise";
@@ -86,21 +86,21 @@ impl SpeechRecognizer for Scripted {
 /// The review service on a free port over an embedded backend, holding one
 /// KI call of [`ADVISOR`] (demo-0003: 12.7 s, two channels, G.711 A-law)
 /// recorded, transcribed and drafted, and users of every role a flow needs.
-struct Service {
+pub(crate) struct Service {
     /// Its directory holds everything stored (for the plaintext scan).
     env: Env,
-    edges: Edges,
+    pub(crate) edges: Edges,
     base: String,
-    call: String,
+    pub(crate) call: String,
     /// `(speaker, text)` of the transcript, in order.
     transcript: Vec<(String, String)>,
     /// Length of the recording in seconds.
-    seconds: f64,
+    pub(crate) seconds: f64,
     server: common::WebService,
 }
 
 impl Service {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let mut env = Env::new(&Backend::Embedded, "browser");
         // Transcribe from the stored recording only: the live transcriber
         // would hear the same call in other pieces, ahead of the script.
@@ -188,11 +188,11 @@ impl Service {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.server.stop().await;
     }
 }
@@ -603,7 +603,7 @@ async fn listen(b: &Browser, call_path: &str, lang: &str) {
 
 /// Waits until the page's path is `path` (after a redirect or a submit;
 /// query and fragment aside).
-async fn wait_for_path(b: &Browser, path: &str) {
+pub(crate) async fn wait_for_path(b: &Browser, path: &str) {
     b.wait_until(&format!("the browser at {path}"), WAIT, || async move {
         (path_of(&b.current_url().await) == path).then_some(())
     })
@@ -611,14 +611,14 @@ async fn wait_for_path(b: &Browser, path: &str) {
 }
 
 /// The path of `url`, without query or fragment.
-fn path_of(url: &str) -> String {
+pub(crate) fn path_of(url: &str) -> String {
     let at = url
         .split_once("://")
         .map_or("", |(_, r)| r.find('/').map_or("/", |i| &r[i..]));
     at.split(['?', '#']).next().unwrap_or_default().to_owned()
 }
 
-async fn wait_for(b: &Browser, what: &str, css: &str) {
+pub(crate) async fn wait_for(b: &Browser, what: &str, css: &str) {
     b.wait_until(what, WAIT, || async move { b.try_find(css).await.map(|_| ()) })
         .await;
 }
@@ -667,7 +667,7 @@ async fn csp_refusals_are_seen(b: &Browser) {
 
 /// The whole page as `name.png` under the test's temporary directory, and
 /// in `docs/screenshots/` with `OPPTAK_UPDATE_SCREENSHOTS=1`.
-async fn shot(b: &Browser, name: &str) {
+pub(crate) async fn shot(b: &Browser, name: &str) {
     let file = format!("{name}.png");
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("screenshots")
@@ -702,78 +702,154 @@ async fn qa_flow(tools: &Tools, svc: &Service, edit: &Edit) {
     assert_clean(b, "qa queue").await;
     let row = row_of(b, &format!("a[href='{call_path}']")).await;
     let k = &indexed.row;
+    let taxonomy = opptak_domain::summary::Taxonomy::default_taxonomy();
+    let topic_nb = taxonomy.get(k.topic()).expect("a taxonomy topic").label_nb.clone();
+    let topic_en = taxonomy.get(k.topic()).expect("a taxonomy topic").label_en.clone();
+    let channel_language = format!(
+        "Telefon, {}",
+        match k.language.as_str() {
+            "en" => "engelsk",
+            "nb" | "nn" | "no" => "norsk",
+            _ => "språk ikke bestemt",
+        }
+    );
+    // Call, waiting, started, length, desk, topic, channel and language,
+    // scored by, why: names, not codes.
+    assert_eq!(row.len(), 9, "{row:?}");
+    assert_eq!(row[0], svc.call);
+    assert!(
+        row[1].ends_with("min") || row[1].contains('t') || row[1].contains('d'),
+        "waiting: {row:?}"
+    );
+    assert!(
+        row[2].contains('.') && row[2].contains(':'),
+        "started, Oslo time: {row:?}"
+    );
     assert_eq!(
-        row,
+        [&row[4], &row[5], &row[6], &row[7], &row[8]],
         [
-            &svc.call,
-            // The channel (issue 17: Aino conversations share the queue).
-            "Telefon",
-            &k.day,
-            &k.desk,
-            &k.language,
-            k.topic(),
+            desk_nb(&k.desk),
+            topic_nb.as_str(),
+            channel_language.as_str(),
             "ingen ennå",
             "tilfeldig utvalg"
         ],
         "the queue's row"
     );
+    // The queue's own search: the call found by part of its id, and
+    // nothing by another.
+    let part = &svc.call[svc.call.len() - 4..];
+    b.goto(&svc.url(&format!("/qa?call={part}&status=unscored"))).await;
+    wait_for_path(b, "/qa").await;
+    assert!(
+        b.try_find(&format!("a[href='{call_path}']")).await.is_some(),
+        "found by {part}"
+    );
+    assert!(b.text(&b.find("nav.pages").await).await.starts_with("1–1 av 1"));
+    b.goto(&svc.url("/qa?status=scored")).await;
+    wait_for_path(b, "/qa").await;
+    assert!(
+        b.try_find(&format!("a[href='{call_path}']")).await.is_none(),
+        "not scored yet"
+    );
+    b.goto(&svc.url("/qa")).await;
+    wait_for_path(b, "/qa").await;
+    assert_clean(b, "qa queue, again").await;
     shot(b, "qa-1-queue").await;
     b.click(&b.find(&format!("a[href='{call_path}']")).await).await;
 
-    // The call page: the draft and the approved version, no decision form
-    // (not QA's to decide), the recording plays.
+    // The call page: no decision form (not QA's to decide), the recording
+    // plays; the assessment says what is scored (the KI draft as
+    // generated, shown beside the form) and has its rubric.
     wait_for_path(b, &call_path).await;
     assert_clean(b, "qa call").await;
-    assert_eq!(b.text(&b.find("p.summary").await).await, edit.draft);
+    assert_eq!(b.text(&b.find("p.scored-summary").await).await, edit.draft);
+    assert!(b
+        .text(&b.find("p.what-scored").await)
+        .await
+        .contains("ikke rådgiverens redigerte eller godkjente tekst"));
+    let rubric = b
+        .execute(
+            "return ['correctness', 'relevance', 'quality'].map(n =>
+                 [...document.querySelectorAll(`#${n}-rubric li`)].map(l => l.textContent.slice(0, 2)));",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        rubric,
+        json!([["1:", "3:", "5:"], ["1:", "3:", "5:"], ["1:", "3:", "5:"]]),
+        "what 1, 3 and 5 mean"
+    );
     assert!(
         b.try_find("button[name=action]").await.is_none(),
         "no decision form for QA"
     );
-    assert!(b.try_find("#qa + table").await.is_none(), "no assessment yet");
+    assert!(b.try_find("table.reviews").await.is_none(), "no assessment yet");
     play_recording(b, svc).await;
     assert_clean(b, "qa call, after playing").await;
 
-    // A flag needs a note: without one the assessment is refused, saying so.
+    // A flag needs a note: without one the same form comes back (422) with
+    // the scores and flag kept, the note marked, nothing saved.
     let note = "Sammendraget nevner en sparerente kunden aldri ble tilbudt.";
     let path = assess_by_keyboard(b, "").await;
     eprintln!("Tab order to the first score: {}", path.join(" → "));
     wait_for_path(b, &format!("{call_path}/qa")).await;
-    let said = error_page(b, "qa assessment without a note", 400).await;
-    assert!(said.contains("note"), "{said}");
+    assert_eq!(b.status().await, 422, "the form again");
+    let log = b.browser_log().await;
+    assert!(
+        log.iter().all(|e| e.message.contains("status of 422")),
+        "only the 422 itself: {log:#?}"
+    );
     assert!(qa.reviews(&cid).await.unwrap().is_empty(), "nothing kept");
+    assert_eq!(
+        b.text(&b.find("#note-error").await).await,
+        "Et flagg krever et notat: skriv hva som er galt."
+    );
+    assert_eq!(
+        b.attribute(&b.find("textarea[name=note]").await, "aria-invalid")
+            .await
+            .as_deref(),
+        Some("true")
+    );
+    assert!(b
+        .text(&b.find("div.error-summary").await)
+        .await
+        .contains("Vurderingen ble ikke lagret"));
+    let scores: Vec<String> = SCORES.iter().map(|(_, v)| v.to_string()).collect();
+    let kept_form = "const f = document.querySelector('form[action$=\"/qa\"]');
+         return [...['correctness', 'relevance', 'quality'].map(n =>
+                     (f.querySelector(`input[name=${n}]:checked`) || {}).value),
+                 f.flag.value, f.note.value];";
+    assert_eq!(
+        b.execute(kept_form, vec![]).await,
+        json!([scores[0], scores[1], scores[2], "unexpected", ""]),
+        "the form keeps what was chosen"
+    );
+    assert_eq!(b.find_all("ul.rubric").await.len(), 3, "the rubric beside the scores");
+    shot(b, "qa-5-assessment-error").await;
 
-    // With the note: kept, shown in the assessment table, and the form
-    // holds it for a change of mind.
-    b.goto(&svc.url(&call_path)).await;
-    wait_for_path(b, &call_path).await;
-    assert_clean(b, "qa call, again").await;
-    assess_by_keyboard(b, note).await;
-    wait_for(b, "the saved assessment", "#qa + table").await;
+    // The note added to the kept form: saved, shown in the assessment
+    // table, and the form holds it for a change of mind.
+    let field = b.find("textarea[name=note]").await;
+    b.click(&field).await;
+    b.press_keys(note).await;
+    b.click(&b.find("form[action$='/qa'] button[type=submit]").await).await;
+    wait_for(b, "the saved assessment", "table.reviews").await;
     wait_for_path(b, &call_path).await;
     assert_clean(b, "qa call, assessed").await;
     assert!(b.current_url().await.ends_with("#qa"), "back at the assessment");
-    let row = row_of(b, "#qa + table tbody td").await;
-    let scores: Vec<String> = SCORES.iter().map(|(_, v)| v.to_string()).collect();
+    let row = row_of(b, "table.reviews tbody td").await;
     assert_eq!(
         row,
         [QA, &scores[0], &scores[1], &scores[2], "uventet innhold", note],
         "the assessment row"
     );
     assert_eq!(
-        b.text(&b.find("#qa + table strong.flag").await).await,
+        b.text(&b.find("table.reviews strong.flag").await).await,
         "uventet innhold"
     );
-    let form = b
-        .execute(
-            "const f = document.querySelector('form[action$=\"/qa\"]');
-             return [...['correctness', 'relevance', 'quality'].map(n =>
-                         (f.querySelector(`input[name=${n}]:checked`) || {}).value),
-                     f.flag.value, f.note.value];",
-            vec![],
-        )
-        .await;
     assert_eq!(
-        form,
+        b.execute(kept_form, vec![]).await,
         json!([scores[0], scores[1], scores[2], "unexpected", note]),
         "the form holds the assessment"
     );
@@ -809,7 +885,7 @@ async fn qa_flow(tools: &Tools, svc: &Service, edit: &Edit) {
     b.click(&b.find("header a[href='/qa']").await).await;
     wait_for_path(b, "/qa").await;
     assert_clean(b, "qa queue, scored").await;
-    assert_eq!(row_of(b, &format!("a[href='{call_path}']")).await[6], QA);
+    assert_eq!(row_of(b, &format!("a[href='{call_path}']")).await[7], QA);
 
     // The report, from the queue's link: a range without the call counts
     // nothing; the call's day counts it. Dates typed into the form.
@@ -819,7 +895,7 @@ async fn qa_flow(tools: &Tools, svc: &Service, edit: &Edit) {
     set_report_range(b, "2020-01-01", "2020-01-31").await;
     assert_eq!(
         report_total(b).await,
-        ["Totalt", "0", "0", "0", "–", "–", "–", "0", "0", "0", "0", "–", "–"],
+        ["Totalt", "0", "0", "0", "–", "–", "–", "0", "0"],
         "nothing in January 2020"
     );
     // The call's day: one call, fewer than k, so the report withholds it as
@@ -836,8 +912,9 @@ async fn qa_flow(tools: &Tools, svc: &Service, edit: &Edit) {
             vec![],
         )
         .await;
-    assert_eq!(topics, json!([[k.topic(), withheld]]), "one topic, withheld");
+    assert_eq!(topics, json!([[topic_nb, withheld]]), "one topic, by name, withheld");
     shot(b, "qa-3-report").await;
+    report_fits(b).await;
 
     // The CSV link, fetched as the browser would with its session: withheld
     // alike; without the session, the sign-in page.
@@ -894,10 +971,26 @@ async fn qa_flow(tools: &Tools, svc: &Service, edit: &Edit) {
     for (nb, en) in nb_heads.iter().zip(&en_heads) {
         assert_ne!(nb, en, "a heading left in Norwegian");
     }
-    assert_eq!(&en_heads[..4], ["Topic", "Drafts", "Sampled", "Scored"]);
+    assert_eq!(
+        &en_heads[..5],
+        ["Calls", "Mean score (1–5)", "Flags", "Topic", "Drafts"]
+    );
     assert_eq!(report_total(b).await[0], "Total");
     assert_eq!(b.text(&b.find("main a[download]").await).await, "Download as CSV");
+    assert_eq!(
+        b.execute(
+            "return document.querySelector('main table.topics tbody th').textContent;",
+            vec![]
+        )
+        .await,
+        json!(topic_en)
+    );
+    assert!(b
+        .text(&b.find("p.note").await)
+        .await
+        .contains("a draft rewritten entirely (or more) counting as 100 %"));
     shot(b, "qa-4-report-en").await;
+    report_fits(b).await;
     switch_language(b, "nb").await;
     assert_clean(b, "back in Norwegian").await;
 
@@ -907,7 +1000,7 @@ async fn qa_flow(tools: &Tools, svc: &Service, edit: &Edit) {
     for (action, reason, outcome) in [
         ("transcript.read", "qa sample", "allowed"),
         ("recording.play", "qa sample", "allowed"),
-        ("qa.score", "", "refused"),
+        ("qa.score", "form check: note", "failed"),
         ("qa.score", "unexpected", "allowed"),
     ] {
         assert!(
@@ -1031,6 +1124,58 @@ async fn type_date(b: &Browser, css: &str, day: &str) {
     );
 }
 
+/// A desk's Norwegian name (as `web/labels.rs` gives it).
+fn desk_nb(code: &str) -> &'static str {
+    match code {
+        "customer_center" => "Kundesenter",
+        "markets" => "Markets",
+        "private_banking" => "Private Banking",
+        "corporate" => "Bedriftsmarked",
+        _ => "ikke oppgitt",
+    }
+}
+
+/// The page's tables fit: at 1280 px no cell's right edge is beyond the
+/// main column or the window (nothing cut off); at 390 px the main column
+/// does not scroll sideways (a wide table scrolls in its own box). Back to
+/// 1280 px after.
+pub(crate) async fn report_fits(b: &Browser) {
+    let overflow = |width: u32| {
+        format!(
+            "const main = document.querySelector('main').getBoundingClientRect();
+             const cut = [...document.querySelectorAll('main table th, main table td')]
+                 .filter(c => c.getBoundingClientRect().right > Math.min(main.right, window.innerWidth) + 0.5)
+                 .map(c => c.textContent.trim());
+             const m = document.querySelector('main');
+             return {{width: window.innerWidth, cut, page: m.scrollWidth - m.clientWidth, expected: {width}}};"
+        )
+    };
+    for width in [1280u32, 390] {
+        b.cmd(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            json!({"cmd": "Emulation.setDeviceMetricsOverride",
+                   "params": {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": false}}),
+        )
+        .await;
+        let v = b.execute(&overflow(width), vec![]).await;
+        assert_eq!(v["width"], json!(width), "{v}");
+        assert!(
+            v["page"].as_f64().unwrap() <= 0.5,
+            "the main column scrolls sideways at {width} px: {v}"
+        );
+        if width == 1280 {
+            assert_eq!(v["cut"], json!([]), "cells cut off at {width} px: {v}");
+        }
+    }
+    b.cmd(
+        reqwest::Method::POST,
+        "/goog/cdp/execute",
+        json!({"cmd": "Emulation.clearDeviceMetricsOverride", "params": {}}),
+    )
+    .await;
+}
+
 /// The QA report's total row, cell by cell.
 async fn report_total(b: &Browser) -> Vec<String> {
     let v = b
@@ -1054,7 +1199,7 @@ async fn report_headings(b: &Browser) -> Vec<String> {
 
 /// Follows the header's language link to `code` and waits for the page
 /// in that language.
-async fn switch_language(b: &Browser, code: &str) {
+pub(crate) async fn switch_language(b: &Browser, code: &str) {
     b.click(&b.find(&format!("header a[hreflang={code}]")).await).await;
     b.wait_until(&format!("the page in {code}"), WAIT, || async move {
         (b.execute("return document.documentElement.lang;", vec![]).await == json!(code)).then_some(())
@@ -1066,7 +1211,7 @@ async fn switch_language(b: &Browser, code: &str) {
 /// Signs `user` in with the keyboard only: the user name field has the
 /// focus when the page opens, Tab to the password, Enter; waits for the
 /// user's first page, `lands`.
-async fn sign_in(b: &Browser, svc: &Service, user: &str, lands: &str) {
+pub(crate) async fn sign_in(b: &Browser, svc: &Service, user: &str, lands: &str) {
     b.goto(&svc.url("/login")).await;
     wait_for_path(b, "/login").await;
     assert_clean(b, "login").await;
@@ -1085,7 +1230,7 @@ async fn sign_in(b: &Browser, svc: &Service, user: &str, lands: &str) {
 
 /// The recording plays: the browser fetches the WAV by ranges, decodes it
 /// and its clock moves; the length is the recording's.
-async fn play_recording(b: &Browser, svc: &Service) {
+pub(crate) async fn play_recording(b: &Browser, svc: &Service) {
     let played = b
         .execute_async(
             "const done = arguments[arguments.length - 1];
@@ -1196,14 +1341,25 @@ async fn dashboard_flow(tools: &Tools, svc: &Service) {
     let indexed = qa.call(&cid).await.unwrap().expect("the call is indexed");
     let call = &indexed.row;
 
-    sign_in(b, svc, LEAD, "/queue").await;
-    assert_clean(b, "lead's queue").await;
+    sign_in(b, svc, LEAD, "/team").await;
+    assert_clean(b, "lead's escalations").await;
     b.click(&b.find("header a[href='/dashboard']").await).await;
     wait_for_path(b, "/dashboard").await;
     assert_clean(b, "dashboard").await;
     assert_eq!(b.text(&b.find("h1").await).await, "Emner i samtalene");
+    // Names, not codes: the topic from the taxonomy, the desk by name,
+    // the week as "uke 48 2026", days as 07.12.2026.
     let week = call.day.parse::<opptak_review::dashboard::Day>().unwrap().week_label();
-    dashboard_suppresses(b, k, &indexed, &week, "per uke", "alle avdelinger").await;
+    let (year, w) = week.split_once("-W").unwrap();
+    let week = format!("uke {} {year}", w.trim_start_matches('0'));
+    let taxonomy = opptak_domain::summary::Taxonomy::default_taxonomy();
+    let topic = taxonomy.get(call.topic()).expect("a taxonomy topic").label_nb.clone();
+    let desk_name = desk_nb(&call.desk);
+    let names = Names {
+        topic: &topic,
+        desk: desk_name,
+    };
+    dashboard_suppresses(b, k, &names, &week, "per uke", "alle avdelinger").await;
     shot(b, "dashboard-1").await;
 
     // The two weeks up to the call's day, by day, the call's desk only:
@@ -1260,8 +1416,51 @@ async fn dashboard_flow(tools: &Tools, svc: &Service) {
         )
         .await;
     assert_eq!(form, json!(["day", call.desk]), "the form keeps the choice");
-    dashboard_suppresses(b, k, &indexed, &call.day, "per dag", &format!("avdeling {}", call.desk)).await;
+    let (y, rest) = call.day.split_once('-').unwrap();
+    let (m, d) = rest.split_once('-').unwrap();
+    let day_nb = format!("{d}.{m}.{y}");
+    dashboard_suppresses(b, k, &names, &day_nb, "per dag", &format!("avdeling {desk_name}")).await;
     shot(b, "dashboard-2-day-desk").await;
+
+    // An empty range: the form again (400), in Norwegian, with the field
+    // marked and what was chosen kept; in English by the header's link.
+    b.goto(&svc.url(&format!(
+        "/dashboard?from={}&to={from}&period=day&desk={}",
+        call.day, call.desk
+    )))
+    .await;
+    wait_for_path(b, "/dashboard").await;
+    assert_eq!(b.status().await, 400);
+    assert_eq!(
+        b.text(&b.find("#from-error").await).await,
+        "Tomt tidsrom: fra-datoen er etter til-datoen."
+    );
+    let kept = b
+        .execute(
+            "const f = document.querySelector('main form');
+             return [f.from.value, f.to.value, f.period.value, f.desk.value, f.from.getAttribute('aria-invalid')];",
+            vec![],
+        )
+        .await;
+    assert_eq!(kept, json!([call.day, from, "day", call.desk, "true"]), "the form kept");
+    assert!(b
+        .text(&b.find("div.error-summary").await)
+        .await
+        .contains("Oversikten ble ikke vist"));
+    shot(b, "dashboard-3-empty-range").await;
+    switch_language(b, "en").await;
+    assert_eq!(
+        b.text(&b.find("#from-error").await).await,
+        "Empty range: the from date is after the to date."
+    );
+    assert_eq!(b.text(&b.find("h1").await).await, "Call topics");
+    switch_language(b, "nb").await;
+    b.goto(&svc.url(&format!(
+        "/dashboard?from={from}&to={}&period=day&desk={}",
+        call.day, call.desk
+    )))
+    .await;
+    wait_for_path(b, "/dashboard").await;
 
     // The CSV of what is shown: every count at least k, or suppressed; the
     // call's own cells suppressed.
@@ -1318,8 +1517,8 @@ async fn dashboard_flow(tools: &Tools, svc: &Service) {
             .iter()
             .filter(|s| s.ends_with(&format!("day {} {} by-desk", call.desk, opptak_review::dashboard::ALL)))
             .count()
-            == 2,
-        "every query audited with its parameters: {reads:?}"
+            == 3,
+        "every query audited with its parameters (the form, the page again, the CSV): {reads:?}"
     );
 }
 
@@ -1333,19 +1532,17 @@ fn published(v: &str, k: u64) -> bool {
             .is_ok_and(|n| n == 0 || n >= k)
 }
 
+/// The fixture's call's topic and desk by name.
+struct Names<'a> {
+    topic: &'a str,
+    desk: &'a str,
+}
+
 /// The dashboard page as [`dashboard_flow`] expects it for the fixture's
 /// one call (counted in the period labelled `period`): the chart drawn and
 /// named for the view (`per`, `desk`), no count below `k` in a table or in
 /// the chart, the call's cells showing the marker, the marker explained.
-async fn dashboard_suppresses(
-    b: &Browser,
-    k: u64,
-    call: &opptak_review::qa::IndexedCall,
-    period: &str,
-    per: &str,
-    desk: &str,
-) {
-    let call = &call.row;
+async fn dashboard_suppresses(b: &Browser, k: u64, call: &Names<'_>, period: &str, per: &str, desk: &str) {
     let page = b
         .execute(
             "const svg = document.querySelector('main figure svg[role=img]');
@@ -1406,12 +1603,9 @@ async fn dashboard_suppresses(
             .unwrap_or_else(|| panic!("no row {row} in {t:?}"));
         r[c].clone()
     };
+    assert_eq!(at(&tables[0], call.topic, period), opptak_review::dashboard::SUPPRESSED);
     assert_eq!(
-        at(&tables[0], call.topic(), period),
-        opptak_review::dashboard::SUPPRESSED
-    );
-    assert_eq!(
-        at(tables.last().unwrap(), &call.desk, call.topic()),
+        at(tables.last().unwrap(), call.desk, call.topic),
         opptak_review::dashboard::SUPPRESSED
     );
     let note = page["note"].as_str().unwrap();
@@ -1455,51 +1649,199 @@ async fn download_csv(b: &Browser, url: &str, filename: &str) -> String {
     resp.text().await.unwrap()
 }
 
-/// The roles that never see content: the auditor reads the audit log (the
-/// flows above are in it, without content) and verifies the chain; the
-/// admin lists users and adds one by the form. Neither can open the call.
+/// The roles that never see content. The auditor reads the log newest
+/// first (the flows above are in it, without content), filters it by
+/// action, downloads the filtered entries as CSV, verifies the chain, and
+/// reads the log in English; the admin adds a team and a user (team from
+/// the list), disables a user through the confirmation page, enables them
+/// again (in English), changes a role and team with confirmation, and has
+/// no disable button on their own row. Neither can open the call.
 async fn audit_and_admin_flow(tools: &Tools, svc: &Service) {
     let call_path = format!("/calls/{}", svc.call);
     let b = &Browser::start(tools).await;
+    let set = |css: &'static str, value: &'static str| async move {
+        b.execute(
+            "const e = document.querySelector(arguments[0]); e.value = arguments[1]; return e.value;",
+            vec![json!(css), json!(value)],
+        )
+        .await
+    };
+    let rows_attr = |attr: &'static str| async move {
+        let v = b
+            .execute(
+                "return [...document.querySelectorAll('table.log tbody tr')].map(r => r.querySelector('[' + arguments[0] + ']') ? r.querySelector('[' + arguments[0] + ']').getAttribute(arguments[0]) : r.getAttribute(arguments[0]));",
+                vec![json!(attr)],
+            )
+            .await;
+        serde_json::from_value::<Vec<String>>(v).unwrap()
+    };
     sign_in(b, svc, AUDITOR, "/audit").await;
     assert_clean(b, "audit log").await;
+    let seqs: Vec<u64> = rows_attr("data-seq").await.iter().map(|s| s.parse().unwrap()).collect();
+    assert!(
+        !seqs.is_empty() && seqs.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {seqs:?}"
+    );
+    let count = b.text(&b.find("#log-count").await).await;
+    assert!(count.starts_with("Viser 1–"), "{count}");
     let text = b.text(&b.find("main table").await).await;
-    assert!(text.contains("transcript.read") && text.contains("qa.score"), "{text}");
     assert!(!text.contains("savings plan"), "no content in the log");
+    assert!(!text.contains("audit.read"), "actions by name: {text}");
     shot(b, "audit-1-log").await;
-    b.click(&b.find("main form button[type=submit]").await).await;
+
+    // Filter by action: the scores QA gave in its flow.
+    assert_eq!(set("#f-action", "qa.score").await, json!("qa.score"));
+    b.click(&b.find("form.filters button[type=submit]").await).await;
+    b.wait_until("the filtered log", WAIT, || async move {
+        b.current_url().await.contains("action=qa.score").then_some(())
+    })
+    .await;
+    assert_clean(b, "audit log, filtered").await;
+    let actions = rows_attr("data-action").await;
+    assert!(
+        !actions.is_empty() && actions.iter().all(|a| a == "qa.score"),
+        "{actions:?}"
+    );
+    assert!(b
+        .text(&b.find("main table").await)
+        .await
+        .contains("Vurderte et utvalgt utkast"));
+    shot(b, "audit-2-filtered").await;
+    let href = b.attribute(&b.find("a#csv").await, "href").await.unwrap();
+    assert_eq!(href, "/audit.csv?action=qa.score");
+    let csv = download_csv(b, &svc.url(&href), "audit-log.csv").await;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines.len(),
+        actions.len() + 1,
+        "the CSV holds what the page shows: {csv}"
+    );
+    assert!(lines[1..].iter().all(|l| l.contains(",qa.score,")), "{csv}");
+
+    b.click(&b.find("form[action='/audit/verify'] button[type=submit]").await)
+        .await;
     wait_for_path(b, "/audit/verify").await;
     assert_clean(b, "audit verification").await;
     assert_eq!(b.text(&b.find("main p[role=status]").await).await, "Kjeden er intakt.");
-    shot(b, "audit-2-verified").await;
+    assert!(b
+        .text(&b.find("#checkpoints-explained").await)
+        .await
+        .contains("signert"));
+    shot(b, "audit-3-verified").await;
+
+    // In English: the same log, its labels in English.
+    b.goto(&svc.url("/audit?action=transcript.read")).await;
+    wait_for_path(b, "/audit").await;
+    switch_language(b, "en").await;
+    assert_clean(b, "audit log, English").await;
+    assert_eq!(b.text(&b.find("main h1").await).await, "Audit log");
+    assert!(b.text(&b.find("#log-count").await).await.starts_with("Showing 1–"));
+    let text = b.text(&b.find("main table").await).await;
+    assert!(text.contains("Read a call (transcript and draft)"), "{text}");
+    assert!(
+        text.contains("own call") && text.contains("allowed"),
+        "reasons and outcomes in English: {text}"
+    );
+    shot(b, "audit-4-log-en").await;
     b.goto(&svc.url(&call_path)).await;
-    let said = error_page(b, "the auditor opens a call", 403).await;
-    assert!(said.contains("aldri"), "{said}");
+    error_page(b, "the auditor opens a call", 403).await;
 
     let b = &Browser::start(tools).await;
-    sign_in(b, svc, ADMIN, "/dashboard").await;
+    let set = |css: &'static str, value: &'static str| async move {
+        b.execute(
+            "const e = document.querySelector(arguments[0]); e.value = arguments[1]; return e.value;",
+            vec![json!(css), json!(value)],
+        )
+        .await
+    };
+    let row = |user: &'static str| async move { b.text(&b.find(&format!("tr[data-user='{user}']")).await).await };
+    // Signs in by keyboard as `sign_in` does, wherever the admin lands.
+    b.goto(&svc.url("/login")).await;
+    wait_for_path(b, "/login").await;
+    b.press_keys(ADMIN).await;
+    b.press_keys(keys::TAB).await;
+    b.press_keys(PW).await;
+    b.press_keys(keys::ENTER).await;
+    b.wait_until("the admin signed in", WAIT, || async move {
+        (path_of(&b.current_url().await) != "/login").then_some(())
+    })
+    .await;
     b.click(&b.find("header a[href='/admin/users']").await).await;
     wait_for_path(b, "/admin/users").await;
     assert_clean(b, "users").await;
-    b.send_keys(&b.find("main > form input[name=user]").await, "adv-nina")
-        .await;
-    b.send_keys(&b.find("main > form input[name=name]").await, "Nina Nordmann")
-        .await;
-    b.send_keys(&b.find("main > form input[name=team]").await, "oslo").await;
-    b.send_keys(&b.find("main > form input[name=password]").await, PW).await;
-    b.click(&b.find("main > form button[type=submit]").await).await;
-    b.wait_until("the new user listed", WAIT, || async move {
-        let listed = b
-            .execute(
-                "const t = document.querySelector('main table'); return !!t && t.innerText.includes('Nina Nordmann');",
-                vec![],
-            )
-            .await;
-        (listed == json!(true)).then_some(())
-    })
-    .await;
+    assert!(
+        b.try_find(&format!(
+            "tr[data-user='{ADMIN}'] form[action='/admin/users/confirm'] input[value=disable]"
+        ))
+        .await
+        .is_none(),
+        "no disable button on the admin's own row"
+    );
+
+    // A team, then a user put in a team picked from the list.
+    b.send_keys(&b.find("#t-team").await, "bergen").await;
+    b.click(&b.find("form.add-team button[type=submit]").await).await;
+    wait_for(b, "the team added", "p.notice").await;
+    b.send_keys(&b.find("#u-user").await, "adv-nina").await;
+    b.send_keys(&b.find("#u-name").await, "Nina Nordmann").await;
+    assert_eq!(set("#u-team", "oslo").await, json!("oslo"), "oslo is a known team");
+    assert_eq!(set("#u-team", "osl").await, json!(""), "a typo is no option");
+    set("#u-team", "oslo").await;
+    b.send_keys(&b.find("#u-password").await, PW).await;
+    b.click(&b.find("form.add-user button[type=submit]").await).await;
+    wait_for(b, "the new user listed", "tr[data-user='adv-nina']").await;
+    assert!(row("adv-nina").await.contains("Nina Nordmann"));
     assert_clean(b, "users, after adding").await;
     shot(b, "admin-1-users").await;
+
+    // Disable, through the confirmation page.
+    b.click(&b.find(&format!("button[aria-label='Deaktiver {AUDITOR}']")).await)
+        .await;
+    wait_for_path(b, "/admin/users/confirm").await;
+    assert_clean(b, "confirm disable").await;
+    assert_eq!(b.text(&b.find("main h1").await).await, format!("Deaktivere {AUDITOR}?"));
+    shot(b, "admin-2-confirm-disable").await;
+    b.click(&b.find("form.confirm button[type=submit]").await).await;
+    wait_for_path(b, "/admin/users").await;
+    assert!(row(AUDITOR).await.contains("deaktivert"), "{}", row(AUDITOR).await);
+
+    // Enable again (the undo), in English.
+    switch_language(b, "en").await;
+    b.click(&b.find(&format!("button[aria-label='Enable again: {AUDITOR}']")).await)
+        .await;
+    wait_for_path(b, "/admin/users/confirm").await;
+    assert_clean(b, "confirm enable, English").await;
+    assert_eq!(
+        b.text(&b.find("main h1").await).await,
+        format!("Enable {AUDITOR} again?")
+    );
+    shot(b, "admin-3-confirm-enable-en").await;
+    b.click(&b.find("form.confirm button[type=submit]").await).await;
+    wait_for_path(b, "/admin/users").await;
+    assert!(row(AUDITOR).await.contains("active"), "{}", row(AUDITOR).await);
+    switch_language(b, "nb").await;
+
+    // Role and team, the team from the list, with confirmation.
+    b.click(&b.find(&format!("a[aria-label='Endre rolle/team for {LEAD}']")).await)
+        .await;
+    wait_for_path(b, &format!("/admin/users/{LEAD}/edit")).await;
+    assert_clean(b, "edit user").await;
+    set("#e-role", "advisor").await;
+    assert_eq!(set("#e-team", "bergen").await, json!("bergen"));
+    shot(b, "admin-4-edit").await;
+    b.click(&b.find("form.edit-user button[type=submit]").await).await;
+    wait_for_path(b, "/admin/users/confirm").await;
+    assert_clean(b, "confirm change").await;
+    let said = b.text(&b.find("main").await).await;
+    assert!(
+        said.contains("Rolle: teamleder → rådgiver") && said.contains("Team: oslo → bergen"),
+        "{said}"
+    );
+    shot(b, "admin-5-confirm-change").await;
+    b.click(&b.find("form.confirm button[type=submit]").await).await;
+    wait_for_path(b, "/admin/users").await;
+    let lise = row(LEAD).await;
+    assert!(lise.contains("rådgiver") && lise.contains("bergen"), "{lise}");
     b.goto(&svc.url(&call_path)).await;
     error_page(b, "the admin opens a call", 403).await;
 }

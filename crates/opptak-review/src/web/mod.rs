@@ -403,13 +403,28 @@ impl Ctx {
 }
 
 /// The links a role's pages offer in the header.
+/// Each role's own main page, where it lands after signing in (and the
+/// first link of its menu).
+pub(crate) fn main_page(role: Role) -> &'static str {
+    match role {
+        Role::Advisor => "/queue",
+        Role::TeamLead => "/team",
+        Role::Qa => "/qa",
+        Role::Compliance => "/search",
+        Role::Auditor => "/audit",
+        Role::Admin => "/admin/users",
+    }
+}
+
 fn nav(lang: Lang, role: Role) -> Vec<(&'static str, &'static str)> {
     let mut links = Vec::new();
     match role {
         Role::Advisor => links.push(("/queue", lang.m(cat::common::DRAFTS))),
         Role::TeamLead => links.push(("/team", lang.m(cat::queue::ESCALATIONS))),
         Role::Compliance => links.push(("/search", lang.m(cat::search::FIND_A_CALL))),
-        _ => {}
+        Role::Auditor => links.push(("/audit", lang.m(cat::common::AUDIT_LOG))),
+        Role::Admin => links.push(("/admin/users", lang.m(cat::common::USERS))),
+        Role::Qa => {}
     }
     if role == Role::Qa {
         links.push(("/qa", lang.m(cat::common::QA)));
@@ -424,11 +439,7 @@ fn nav(lang: Lang, role: Role) -> Vec<(&'static str, &'static str)> {
     if conversations::reads_conversations(role) {
         links.push(("/conversations", lang.m(cat::common::CHATS_AND_MESSAGES)));
     }
-    match role {
-        Role::Auditor => links.push(("/audit", lang.m(cat::common::AUDIT_LOG))),
-        Role::Admin => links.push(("/admin/users", lang.m(cat::common::USERS))),
-        _ => {}
-    }
+    debug_assert_eq!(links.first().map(|l| l.0), Some(main_page(role)));
     links
 }
 
@@ -863,7 +874,7 @@ impl LoginLimiter {
 async fn home(ctx: Ctx) -> Response {
     match &ctx.session {
         None => Redirect::to("/login").into_response(),
-        Some((u, _)) => Redirect::to(nav(ctx.lang, u.role).first().map_or("/login", |(href, _)| *href)).into_response(),
+        Some((u, _)) => Redirect::to(main_page(u.role)).into_response(),
     }
 }
 
