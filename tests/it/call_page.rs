@@ -316,6 +316,24 @@ async fn the_call_page_works_without_javascript() {
     assert!(approved_at < draft_at, "the approved summary comes first");
     assert!(body.contains("badge badge-approved\">godkjent</strong>"), "{body}");
     assert!(!body.contains("name=\"action\""), "closed: no decision form");
+    // An amendment without a real reason: the page again, both fields kept.
+    let amended = "The customer sets up a monthly fund savings plan of 2,000 kroner.";
+    let (s, _, again) = post(
+        format!("/calls/{call}/amend"),
+        anne.clone(),
+        vec![field("csrf", &csrf), field("text", amended), field("reason", "kort")],
+    )
+    .await;
+    assert_eq!(s, 422, "{again}");
+    for says in [
+        format!(">{amended}</textarea>"),
+        "value=\"kort\" required minlength=\"10\" aria-invalid=\"true\" aria-describedby=\"amend-reason-error\""
+            .to_owned(),
+        "Oppgi en begrunnelse på minst 10 tegn.".to_owned(),
+    ] {
+        assert!(again.contains(&says), "{says:?} in {again}");
+    }
+    assert_eq!(outcomes("summary.amend").await, ["failed"]);
     // In English, the same.
     let (_, en) = page(
         format!("/calls/{call}?done=approved"),
