@@ -82,9 +82,9 @@ async fn the_call_page_works_without_javascript() {
     let (call, next, opted_out, no_ki) = (ids[0].clone(), ids[1].clone(), ids[2].clone(), ids[3].clone());
 
     let people = Identity::open(&edges.review()).await.unwrap();
-    for name in ["adv-anne", "adv-bo"] {
+    for (id, name) in [("adv-anne", "Anne Hansen"), ("adv-bo", "Bo Berg")] {
         people
-            .add_approved("setup", name, name, Role::Advisor, "pb", PW)
+            .add_approved("setup", id, name, Role::Advisor, "pb", PW)
             .await
             .unwrap();
     }
@@ -146,6 +146,7 @@ async fn the_call_page_works_without_javascript() {
     assert_eq!(s, 200, "{body}");
     for says in [
         "Om samtalen",
+        "<dd>Anne Hansen (adv-anne)</dd>",
         "Private Banking",
         "Sparing",
         "utgående",
@@ -314,7 +315,11 @@ async fn the_call_page_works_without_javascript() {
     let approved_at = body.find("Godkjent sammendrag").expect("the approved summary");
     let draft_at = body.find(">KI-utkast<").expect("the draft");
     assert!(approved_at < draft_at, "the approved summary comes first");
-    assert!(body.contains("badge badge-approved\">godkjent</strong>"), "{body}");
+    assert!(
+        body.contains("badge badge-approved\">godkjent</strong> — godkjent av Anne Hansen (adv-anne) "),
+        "{body}"
+    );
+    assert!(body.contains("Godkjent av Anne Hansen (adv-anne) "), "{body}");
     assert!(!body.contains("name=\"action\""), "closed: no decision form");
     // An amendment without a real reason: the page again, both fields kept.
     let amended = "The customer sets up a monthly fund savings plan of 2,000 kroner.";

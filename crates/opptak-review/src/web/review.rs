@@ -193,11 +193,8 @@ impl View<'_> {
         } else {
             None
         };
-        let advisor_name = match app.identity.users().await {
-            Ok(us) => us
-                .into_iter()
-                .find(|(u, _)| u.user_id == call.facts.advisor_id && u.display_name != u.user_id)
-                .map(|(u, _)| u.display_name),
+        let people = match app.identity.users().await {
+            Ok(us) => People(us.into_iter().map(|(u, _)| u).collect()),
             Err(e) => return internal(lang, e),
         };
         let next = match done {
@@ -209,7 +206,7 @@ impl View<'_> {
             }
             _ => None,
         };
-        let status_of = call_status(lang, &call, &ki, &versions);
+        let status_of = call_status(lang, &call, &ki, &versions, &people);
         let taxonomy = app.review.taxonomy();
         let started = format::when(lang, call.facts.started_at_us);
         let title = lang.f(cat::review::CALL_OF, &[("when", &started)]);
@@ -256,10 +253,7 @@ impl View<'_> {
                 dl.facts {
                     dt { (lang.m(cat::review::WHEN)) } dd { (started) }
                     dt { (lang.m(cat::review::ADVISOR)) } dd {
-                        @match &advisor_name {
-                            Some(n) => { (n) " (" (call.facts.advisor_id) ")" }
-                            None => (call.facts.advisor_id),
-                        }
+                        (people.name(&call.facts.advisor_id))
                     }
                     dt { (lang.m(cat::review::DESK)) } dd { (labels::desk(lang, call.facts.desk.as_str())) }
                     dt { (lang.m(cat::review::SERVICE)) } dd { (labels::service(lang, call.facts.service_category.as_str())) }
@@ -282,11 +276,11 @@ impl View<'_> {
                             }
                             p.muted { small {
                                 (lang.f(cat::review::APPROVED_BY_AT, &[
-                                    ("who", r["approved_by"].as_str().unwrap_or_default()),
+                                    ("who", &people.name(r["approved_by"].as_str().unwrap_or_default())),
                                     ("when", &format::when(lang, r["approved_at_us"].as_i64().unwrap_or_default())),
                                 ]))
                                 @if let (Some(by), Some(at)) = (r["amended_by"].as_str(), r["amended_at_us"].as_i64()) {
-                                    " " (lang.f(cat::review::AMENDED_BY_AT, &[("who", by), ("when", &format::when(lang, at))]))
+                                    " " (lang.f(cat::review::AMENDED_BY_AT, &[("who", &people.name(by)), ("when", &format::when(lang, at))]))
                                 }
                             } }
                         }
@@ -362,7 +356,7 @@ impl View<'_> {
                             tr {
                                 td { (v.version) }
                                 td { (version_kind(lang, &v.kind)) }
-                                td { (v.author) }
+                                td { (people.name(&v.author)) }
                                 td { (format::when(lang, v.at_us)) }
                                 td {
                                     (v.text.as_deref().unwrap_or(lang.m(cat::review::KI_DATA_ERASED)))
@@ -534,19 +528,39 @@ fn ki_notice(lang: Lang, call: &opptak_store::meta::CallRecord) -> String {
     }
 }
 
+/// The service's users, to name people by name: "Anne Hansen (adv-anne)".
+struct People(Vec<User>);
+
+impl People {
+    /// A user id or actor (`oidc:…` for a token's user) as staff read it.
+    fn name(&self, actor: &str) -> String {
+        let id = actor.strip_prefix("oidc:").unwrap_or(actor);
+        match self.0.iter().find(|u| u.user_id == id) {
+            Some(u) if u.display_name != u.user_id && !u.display_name.is_empty() => {
+                format!("{} ({})", u.display_name, u.user_id)
+            }
+            _ => actor.to_owned(),
+        }
+    }
+}
+
 /// The status badge: the review's outcome once decided, else the KI state.
 fn call_status(
     lang: Lang,
     call: &opptak_store::meta::CallRecord,
     ki: &opptak_ki::summarize::KiState,
     versions: &[crate::review::Version],
+    people: &People,
 ) -> Status {
     use opptak_ki::summarize::KiState;
     let decided = |kind: &str, badge, class, why| {
         versions.iter().find(|v| v.kind == kind).map(|v| Status {
             badge,
             class,
-            why: lang.f(why, &[("who", &v.author), ("when", &format::when(lang, v.at_us))]),
+            why: lang.f(
+                why,
+                &[("who", &people.name(&v.author)), ("when", &format::when(lang, v.at_us))],
+            ),
         })
     };
     if let Some(s) = decided(
