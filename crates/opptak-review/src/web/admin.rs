@@ -209,7 +209,8 @@ async fn users(
             ul.teams {
                 @for t in &teams {
                     @let n = listing.iter().filter(|l| l.user.team == *t).count();
-                    li { (lang.f(cat::admin::TEAM_MEMBERS, &[("team", t), ("n", &n.to_string())])) }
+                    @let msg = if n == 1 { cat::admin::TEAM_ONE_MEMBER } else { cat::admin::TEAM_MEMBERS };
+                    li { (lang.f(msg, &[("team", t), ("n", &n.to_string())])) }
                 }
             }
         }

@@ -35,6 +35,7 @@ catalogue! {
     TEAMS = "Team", "Teams";
     TEAMS_EXPLAINED = "Brukere settes i et team fra denne listen, aldri med fritekst: en teamleder ser samtalene til rådgiverne i sitt team, så en skrivefeil ville skjule en rådgivers samtaler. Legg til et team her før du setter noen i det.", "Users are put in a team from this list, never as free text: a team lead sees the calls of the advisors in their team, so a typo would hide an advisor's calls. Add a team here before putting anyone in it.";
     TEAM_MEMBERS = "{team}: {n} brukere", "{team}: {n} users";
+    TEAM_ONE_MEMBER = "{team}: 1 bruker", "{team}: 1 user";
     NEW_TEAM = "Nytt team", "New team";
     ADD_TEAM = "Legg til team", "Add team";
     NO_TEAMS = "Ingen team ennå.", "No teams yet.";
