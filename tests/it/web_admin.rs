@@ -465,7 +465,13 @@ async fn the_admin_confirms_re_enables_and_edits_from_known_teams() {
             (Role::Advisor, "bergen", true)
         );
 
-        // Nor one's own role.
+        // Nor one's own role: not offered, and refused.
+        let (_, _, page) = c.get("/admin/users/admin-ola/edit", &ola).await;
+        assert!(
+            page.contains("Din egen rolle kan bare en annen administrator endre.")
+                && !page.contains("<select id=\"e-role\""),
+            "{page}"
+        );
         let (s, _) = c
             .post(
                 "/admin/users/confirm",

@@ -510,7 +510,13 @@ fn results(lang: Lang, q: &LogQuery, total: u64, offset: u64, entries: &[AuditEn
                         @let ev = &e.event;
                         tr data-seq=(e.seq) {
                             td { (format::when_s(lang, e.at_us)) }
-                            td { (ev.actor) }
+                            td {
+                                @if ev.actor.is_empty() || ev.actor == "-" {
+                                    "–"
+                                } @else {
+                                    a href={ "/audit?actor=" (urlencode(&ev.actor)) } title=(lang.m(cat::audit::FILTER_BY_ACTOR)) { (ev.actor) }
+                                }
+                            }
                             td { (coded(lang, role_label(lang, &ev.role), &ev.role)) }
                             td data-action=(ev.action) { (coded(lang, action_label(lang, &ev.action), &ev.action)) }
                             td {

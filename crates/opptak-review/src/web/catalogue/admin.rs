@@ -27,6 +27,7 @@ catalogue! {
     APPROVED_BY = ", godkjent av ", ", approved by ";
     NO_TEAM = "(uten team)", "(no team)";
     USERS_OF_ROLES_THAT_SEE_CALL = "Brukere med roller som ser samtaleinnhold (rådgiver, teamleder, kvalitetskontrollør, etterlevelsesansvarlig) kan logge inn først når en annen administrator enn den som opprettet dem, har godkjent dem. Det samme gjelder når en slik bruker får ny rolle eller nytt team, eller aktiveres igjen: endringen venter på en annen administrator.", "Users of roles that see call content (advisor, team lead, QA reviewer, compliance officer) can sign in only once an administrator other than their creator has approved them. The same holds when such a user gets a new role or team, or is enabled again: the change waits for another administrator.";
+    NO_OWN_ROLE = "Din egen rolle kan bare en annen administrator endre.", "Only another administrator can change your own role.";
     NO_SELF_DISABLE = "Du kan ikke deaktivere deg selv eller endre din egen rolle; be en annen administrator.", "You cannot disable yourself or change your own role; ask another administrator.";
     NEW_USER = "Ny bruker", "New user";
     USER_NAME_HINT = "1–64 tegn: bokstaver a–z, sifre, punktum, bindestrek eller understrek.", "1–64 characters: letters a–z, digits, dot, hyphen or underscore.";

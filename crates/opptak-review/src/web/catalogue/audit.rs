@@ -36,6 +36,7 @@ catalogue! {
     COL_REASON = "Grunn", "Reason";
     COL_OUTCOME = "Utfall", "Outcome";
     COL_SEQ = "Nr.", "No.";
+    FILTER_BY_ACTOR = "Vis alt denne har gjort", "Show everything this actor did";
     FILTER_BY_SUBJECT = "Vis alle oppføringer om dette", "Show every entry about this";
     AUDIT_LOG_VERIFICATION = "Verifisering av revisjonsloggen", "Audit log verification";
     THE_CHAIN_IS_INTACT = "Kjeden er intakt.", "The chain is intact.";
