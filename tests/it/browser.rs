@@ -33,7 +33,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const PW: &str = "correct horse battery staple";
+pub(crate) const PW: &str = "correct horse battery staple";
 const ADVISOR: &str = "adv-anne";
 const QA: &str = "qa-kari";
 const LEAD: &str = "lead-lise";
@@ -86,21 +86,21 @@ impl SpeechRecognizer for Scripted {
 /// The review service on a free port over an embedded backend, holding one
 /// KI call of [`ADVISOR`] (demo-0003: 12.7 s, two channels, G.711 A-law)
 /// recorded, transcribed and drafted, and users of every role a flow needs.
-struct Service {
+pub(crate) struct Service {
     /// Its directory holds everything stored (for the plaintext scan).
     env: Env,
-    edges: Edges,
+    pub(crate) edges: Edges,
     base: String,
-    call: String,
+    pub(crate) call: String,
     /// `(speaker, text)` of the transcript, in order.
     transcript: Vec<(String, String)>,
     /// Length of the recording in seconds.
-    seconds: f64,
+    pub(crate) seconds: f64,
     server: common::WebService,
 }
 
 impl Service {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let mut env = Env::new(&Backend::Embedded, "browser");
         // Transcribe from the stored recording only: the live transcriber
         // would hear the same call in other pieces, ahead of the script.
@@ -188,11 +188,11 @@ impl Service {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.server.stop().await;
     }
 }
@@ -260,16 +260,16 @@ async fn advisor_flow(tools: &Tools, svc: &Service) -> Edit {
     wait_for_path(b, "/queue").await;
     assert_clean(b, "queue").await;
     let link = b.find(&format!("a[href='{call_path}']")).await;
-    assert_eq!(b.text(&link).await, svc.call);
     shot(b, "advisor-2-queue").await;
     b.click(&link).await;
 
-    // The call: the transcript as the recognizer heard it, markup as text.
+    // The call: the transcript as the recognizer heard it, markup as text;
+    // the page's one script is the service's own file.
     wait_for_path(b, &call_path).await;
     assert_clean(b, "call").await;
     let rows = b
         .execute(
-            "return [...document.querySelectorAll('table.transcript tr')]
+            "return [...document.querySelectorAll('table.transcript tbody tr')]
                 .map(r => [r.className, r.cells[2].textContent]);",
             vec![],
         )
@@ -278,15 +278,28 @@ async fn advisor_flow(tools: &Tools, svc: &Service) -> Edit {
     assert_eq!(rows, svc.transcript, "the transcript rows");
     assert!(rows[1].1.contains(HOSTILE), "shown as text: {rows:?}");
     assert_eq!(
-        b.execute("return document.scripts.length;", vec![]).await,
-        json!(0),
-        "no script element on the page"
+        b.execute("return [...document.scripts].map(s => s.getAttribute('src'));", vec![])
+            .await,
+        json!(["/static/player.js"]),
+        "one script, the service's own"
     );
-    assert_eq!(b.alert_text().await, None, "no script ran");
+    assert_eq!(b.alert_text().await, None, "no script from the transcript ran");
+    assert_eq!(
+        b.execute(
+            "return [document.querySelector('.player-controls').hidden, document.querySelector('.shortcuts').hidden,
+                     document.querySelector('.shortcuts h3').textContent];",
+            vec![]
+        )
+        .await,
+        json!([false, false, "Hurtigtaster"]),
+        "the script shows the controls and the shortcuts"
+    );
 
     play_recording(b, svc).await;
     assert_clean(b, "call, after playing").await;
+    listen(b, &call_path, "nb").await;
     shot(b, "advisor-3-call").await;
+    fits_a_phone(b, "the call page").await;
 
     // Edit: the markup (or a word) taken out, a sentence added; the page
     // shows the new version with its word diff against the draft.
@@ -320,6 +333,7 @@ async fn advisor_flow(tools: &Tools, svc: &Service) -> Edit {
     wait_for(b, "the edited version", "ins").await;
     wait_for_path(b, &call_path).await;
     assert_clean(b, "call, edited").await;
+    assert_eq!(b.text(&b.find(".notice").await).await, "Endringen er lagret.");
     let diff = b
         .execute(
             "return ['del', 'ins'].map(t => [...document.querySelectorAll(t)].map(e => e.textContent).join(' '));",
@@ -337,17 +351,33 @@ async fn advisor_flow(tools: &Tools, svc: &Service) -> Edit {
     shot(b, "advisor-4-edited").await;
 
     // Approve with the keyboard only: Tab from the top of the page to the
-    // approve button (its focus visible), Enter.
+    // approve button (its focus visible), Enter; the confirmation page says
+    // what will be recorded; Tab to "Bekreft", Enter.
     let path = tab_to(b, "button[name=action][value=approve]").await;
     assert_focus_visible(b, "the approve button").await;
     eprintln!("Tab order to approve: {}", path.join(" → "));
     b.press_keys(keys::ENTER).await;
-    b.wait_until("the decision form to go", WAIT, || async move {
-        b.try_find("button[name=action]").await.is_none().then_some(())
-    })
-    .await;
+    wait_for_path(b, &format!("{call_path}/confirm")).await;
+    assert_clean(b, "the confirmation").await;
+    assert_eq!(b.text(&b.find("h1").await).await, "Bekreft godkjenning");
+    assert_eq!(b.text(&b.find("blockquote").await).await, edited);
+    assert!(
+        review_versions(svc).await.len() == 1,
+        "nothing approved before the confirmation"
+    );
+    shot(b, "advisor-5-confirm").await;
+    tab_to(b, "form[action$='/decide'] button[type=submit]").await;
+    assert_focus_visible(b, "the confirm button").await;
+    b.press_keys(keys::ENTER).await;
     wait_for_path(b, &call_path).await;
+    wait_for(b, "the approval's message", ".notice").await;
     assert_clean(b, "call, approved").await;
+    assert_eq!(
+        b.text(&b.find(".notice").await).await,
+        "Sammendraget er godkjent.\nIngen flere utkast venter. Utkast til gjennomgang",
+        "the message, and where the next draft would be"
+    );
+    assert!(b.try_find(".notice a[href='/queue']").await.is_some());
     let kinds = b
         .execute(
             "return [...document.querySelectorAll('table.versions tbody tr')].map(r => r.cells[1].textContent);",
@@ -355,12 +385,43 @@ async fn advisor_flow(tools: &Tools, svc: &Service) -> Edit {
         )
         .await;
     assert_eq!(kinds, json!(["redigert", "godkjent"]));
+    assert_eq!(b.text(&b.find("p.approved-summary").await).await, edited);
+    assert_eq!(
+        b.execute(
+            "return !!(document.querySelector('p.approved-summary').compareDocumentPosition(
+                 document.querySelector('p.summary')) & Node.DOCUMENT_POSITION_FOLLOWING);",
+            vec![]
+        )
+        .await,
+        json!(true),
+        "the approved summary first, the AI draft after it"
+    );
+    assert!(b
+        .text(&b.find(".status").await)
+        .await
+        .starts_with("Status: godkjent — godkjent av adv-anne"));
     assert!(b.try_find("textarea#text").await.is_none(), "closed: no draft to edit");
     assert!(
         b.try_find("textarea#amend-text").await.is_some(),
         "the approved summary can be amended (issue 16, section 5)"
     );
-    shot(b, "advisor-5-approved").await;
+    shot(b, "advisor-6-approved").await;
+
+    // The same page in English: the message, the approved summary, and the
+    // player, seeking from a line and by its keys.
+    switch_language(b, "en").await;
+    wait_for_path(b, &call_path).await;
+    assert_clean(b, "call, in English").await;
+    assert_eq!(
+        b.text(&b.find(".notice p").await).await,
+        "The summary is approved.",
+        "the message survives the switch"
+    );
+    assert_eq!(b.text(&b.find("#approved-h").await).await, "Approved summary");
+    assert_eq!(b.text(&b.find("#draft-h").await).await, "AI draft");
+    listen(b, &call_path, "en").await;
+    shot(b, "advisor-7-approved-en").await;
+    switch_language(b, "nb").await;
 
     // What the browser sent is what was kept.
     let review = opptak_review::review::Review::open(&svc.edges.review()).await.unwrap();
@@ -418,9 +479,131 @@ async fn advisor_flow(tools: &Tools, svc: &Service) -> Edit {
     Edit { draft }
 }
 
+/// At 390 px wide (a phone) the page's content fits: nothing in `main`
+/// is wider than it, the draft and the transcript stacked. Back to 1280 px.
+async fn fits_a_phone(b: &Browser, page: &str) {
+    let size = |w: u32| json!({"width": w, "height": 900});
+    b.cmd(reqwest::Method::POST, "/window/rect", size(390)).await;
+    let fit = b
+        .wait_until("the narrow layout", WAIT, || async move {
+            let v = b
+                .execute(
+                    "const m = document.querySelector('main');
+                     if (window.innerWidth > 420) return null;
+                     const g = document.querySelector('.call-grid');
+                     return {inner: window.innerWidth, main: m.clientWidth, scroll: m.scrollWidth,
+                             columns: g ? getComputedStyle(g).gridTemplateColumns.split(' ').length : 1};",
+                    vec![],
+                )
+                .await;
+            (!v.is_null()).then_some(v)
+        })
+        .await;
+    shot(b, "advisor-3-call-390").await;
+    b.cmd(reqwest::Method::POST, "/window/rect", size(1280)).await;
+    assert!(
+        fit["scroll"].as_u64() <= fit["main"].as_u64(),
+        "{page}: wider than a phone's screen: {fit}"
+    );
+    assert_eq!(fit["columns"], json!(1), "{page}: stacked at 390 px: {fit}");
+}
+
+/// The versions kept of the seeded call.
+async fn review_versions(svc: &Service) -> Vec<opptak_review::review::Version> {
+    let review = opptak_review::review::Review::open(&svc.edges.review()).await.unwrap();
+    let cid = opptak_domain::model::CallId::parse(&svc.call).unwrap();
+    review.versions(&cid).await.unwrap()
+}
+
+/// The player as the advisor uses it (the page in `lang`): a transcript
+/// line's time seeks the page's player (not a navigation to the audio) and
+/// marks the line; the keys l and j move 5 s, ] and [ change the speed, k
+/// plays and pauses; the buttons do the same.
+async fn listen(b: &Browser, call_path: &str, lang: &str) {
+    let state = || async move {
+        b.execute(
+            "const a = document.getElementById('player');
+             const cur = document.querySelector('table.transcript tr[aria-current]');
+             return {t: a.currentTime, rate: a.playbackRate, paused: a.paused,
+                     current: cur ? [...cur.parentNode.children].indexOf(cur) : -1};",
+            vec![],
+        )
+        .await
+    };
+    let t = |v: &Value| v["t"].as_f64().unwrap();
+    // Seek from the third line: the player jumps there and marks the line.
+    let link = b.find("table.transcript tbody tr:nth-child(3) a.seek").await;
+    let start: f64 = b.attribute(&link, "data-t").await.unwrap().parse().unwrap();
+    assert!(
+        b.attribute(&link, "href")
+            .await
+            .unwrap()
+            .ends_with(&format!("/audio#t={start:.2}")),
+        "without the script the link opens the recording there"
+    );
+    b.click(&link).await;
+    let s = state().await;
+    b.execute("document.getElementById('player').pause();", vec![]).await;
+    assert!(
+        t(&s) >= start - 0.05 && t(&s) < start + 1.5,
+        "{lang}: seeked to {start} s: {s}"
+    );
+    assert_eq!(path_of(&b.current_url().await), call_path, "no navigation");
+    b.wait_until("the line marked", WAIT, || async move {
+        (state().await["current"] == json!(2)).then_some(())
+    })
+    .await;
+
+    // The keys, with the focus on no field.
+    b.execute(
+        "const a = document.getElementById('player'); a.pause(); a.currentTime = 2; document.activeElement.blur();",
+        vec![],
+    )
+    .await;
+    b.press_keys("l").await;
+    let s = state().await;
+    assert!((t(&s) - 7.0).abs() < 0.2, "{lang}: l is +5 s: {s}");
+    b.press_keys("j").await;
+    assert!((t(&state().await) - 2.0).abs() < 0.2, "{lang}: j is −5 s");
+    b.press_keys("]").await;
+    assert_eq!(state().await["rate"], json!(1.25), "{lang}: ] is faster");
+    b.press_keys("[[").await;
+    assert_eq!(state().await["rate"], json!(0.75), "{lang}: [ is slower");
+    b.press_keys("k").await;
+    assert_eq!(state().await["paused"], json!(false), "{lang}: k plays");
+    b.press_keys("k").await;
+    assert_eq!(state().await["paused"], json!(true), "{lang}: k pauses");
+    // A key typed in a field is the field's.
+    if let Some(area) = b.try_find("textarea").await {
+        let before = t(&state().await);
+        b.click(&area).await;
+        b.press_keys("l").await;
+        assert!(
+            (t(&state().await) - before).abs() < 0.2,
+            "{lang}: l in a field is a letter"
+        );
+        b.execute(
+            "const e = document.activeElement; e.value = e.value.slice(0, -1); e.blur();",
+            vec![],
+        )
+        .await;
+    }
+    // The buttons.
+    b.execute("document.getElementById('player').currentTime = 1;", vec![])
+        .await;
+    b.click(&b.find(".player-controls button[data-skip='5']").await).await;
+    assert!((t(&state().await) - 6.0).abs() < 0.2, "{lang}: the +5 s button");
+    let fast = b.find(".player-controls button[data-rate='1.5']").await;
+    b.click(&fast).await;
+    assert_eq!(state().await["rate"], json!(1.5));
+    assert_eq!(b.attribute(&fast, "aria-pressed").await.as_deref(), Some("true"));
+    b.click(&b.find(".player-controls button[data-rate='1']").await).await;
+    assert_clean(b, &format!("{lang}: after listening")).await;
+}
+
 /// Waits until the page's path is `path` (after a redirect or a submit;
 /// query and fragment aside).
-async fn wait_for_path(b: &Browser, path: &str) {
+pub(crate) async fn wait_for_path(b: &Browser, path: &str) {
     b.wait_until(&format!("the browser at {path}"), WAIT, || async move {
         (path_of(&b.current_url().await) == path).then_some(())
     })
@@ -428,14 +611,14 @@ async fn wait_for_path(b: &Browser, path: &str) {
 }
 
 /// The path of `url`, without query or fragment.
-fn path_of(url: &str) -> String {
+pub(crate) fn path_of(url: &str) -> String {
     let at = url
         .split_once("://")
         .map_or("", |(_, r)| r.find('/').map_or("/", |i| &r[i..]));
     at.split(['?', '#']).next().unwrap_or_default().to_owned()
 }
 
-async fn wait_for(b: &Browser, what: &str, css: &str) {
+pub(crate) async fn wait_for(b: &Browser, what: &str, css: &str) {
     b.wait_until(what, WAIT, || async move { b.try_find(css).await.map(|_| ()) })
         .await;
 }
@@ -484,7 +667,7 @@ async fn csp_refusals_are_seen(b: &Browser) {
 
 /// The whole page as `name.png` under the test's temporary directory, and
 /// in `docs/screenshots/` with `OPPTAK_UPDATE_SCREENSHOTS=1`.
-async fn shot(b: &Browser, name: &str) {
+pub(crate) async fn shot(b: &Browser, name: &str) {
     let file = format!("{name}.png");
     let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join("screenshots")
@@ -519,78 +702,154 @@ async fn qa_flow(tools: &Tools, svc: &Service, edit: &Edit) {
     assert_clean(b, "qa queue").await;
     let row = row_of(b, &format!("a[href='{call_path}']")).await;
     let k = &indexed.row;
+    let taxonomy = opptak_domain::summary::Taxonomy::default_taxonomy();
+    let topic_nb = taxonomy.get(k.topic()).expect("a taxonomy topic").label_nb.clone();
+    let topic_en = taxonomy.get(k.topic()).expect("a taxonomy topic").label_en.clone();
+    let channel_language = format!(
+        "Telefon, {}",
+        match k.language.as_str() {
+            "en" => "engelsk",
+            "nb" | "nn" | "no" => "norsk",
+            _ => "språk ikke bestemt",
+        }
+    );
+    // Call, waiting, started, length, desk, topic, channel and language,
+    // scored by, why: names, not codes.
+    assert_eq!(row.len(), 9, "{row:?}");
+    assert_eq!(row[0], svc.call);
+    assert!(
+        row[1].ends_with("min") || row[1].contains('t') || row[1].contains('d'),
+        "waiting: {row:?}"
+    );
+    assert!(
+        row[2].contains('.') && row[2].contains(':'),
+        "started, Oslo time: {row:?}"
+    );
     assert_eq!(
-        row,
+        [&row[4], &row[5], &row[6], &row[7], &row[8]],
         [
-            &svc.call,
-            // The channel (issue 17: Aino conversations share the queue).
-            "Telefon",
-            &k.day,
-            &k.desk,
-            &k.language,
-            k.topic(),
+            desk_nb(&k.desk),
+            topic_nb.as_str(),
+            channel_language.as_str(),
             "ingen ennå",
             "tilfeldig utvalg"
         ],
         "the queue's row"
     );
+    // The queue's own search: the call found by part of its id, and
+    // nothing by another.
+    let part = &svc.call[svc.call.len() - 4..];
+    b.goto(&svc.url(&format!("/qa?call={part}&status=unscored"))).await;
+    wait_for_path(b, "/qa").await;
+    assert!(
+        b.try_find(&format!("a[href='{call_path}']")).await.is_some(),
+        "found by {part}"
+    );
+    assert!(b.text(&b.find("nav.pages").await).await.starts_with("1–1 av 1"));
+    b.goto(&svc.url("/qa?status=scored")).await;
+    wait_for_path(b, "/qa").await;
+    assert!(
+        b.try_find(&format!("a[href='{call_path}']")).await.is_none(),
+        "not scored yet"
+    );
+    b.goto(&svc.url("/qa")).await;
+    wait_for_path(b, "/qa").await;
+    assert_clean(b, "qa queue, again").await;
     shot(b, "qa-1-queue").await;
     b.click(&b.find(&format!("a[href='{call_path}']")).await).await;
 
-    // The call page: the draft and the approved version, no decision form
-    // (not QA's to decide), the recording plays.
+    // The call page: no decision form (not QA's to decide), the recording
+    // plays; the assessment says what is scored (the KI draft as
+    // generated, shown beside the form) and has its rubric.
     wait_for_path(b, &call_path).await;
     assert_clean(b, "qa call").await;
-    assert_eq!(b.text(&b.find("p.summary").await).await, edit.draft);
+    assert_eq!(b.text(&b.find("p.scored-summary").await).await, edit.draft);
+    assert!(b
+        .text(&b.find("p.what-scored").await)
+        .await
+        .contains("ikke rådgiverens redigerte eller godkjente tekst"));
+    let rubric = b
+        .execute(
+            "return ['correctness', 'relevance', 'quality'].map(n =>
+                 [...document.querySelectorAll(`#${n}-rubric li`)].map(l => l.textContent.slice(0, 2)));",
+            vec![],
+        )
+        .await;
+    assert_eq!(
+        rubric,
+        json!([["1:", "3:", "5:"], ["1:", "3:", "5:"], ["1:", "3:", "5:"]]),
+        "what 1, 3 and 5 mean"
+    );
     assert!(
         b.try_find("button[name=action]").await.is_none(),
         "no decision form for QA"
     );
-    assert!(b.try_find("#qa + table").await.is_none(), "no assessment yet");
+    assert!(b.try_find("table.reviews").await.is_none(), "no assessment yet");
     play_recording(b, svc).await;
     assert_clean(b, "qa call, after playing").await;
 
-    // A flag needs a note: without one the assessment is refused, saying so.
+    // A flag needs a note: without one the same form comes back (422) with
+    // the scores and flag kept, the note marked, nothing saved.
     let note = "Sammendraget nevner en sparerente kunden aldri ble tilbudt.";
     let path = assess_by_keyboard(b, "").await;
     eprintln!("Tab order to the first score: {}", path.join(" → "));
     wait_for_path(b, &format!("{call_path}/qa")).await;
-    let said = error_page(b, "qa assessment without a note", 400).await;
-    assert!(said.contains("note"), "{said}");
+    assert_eq!(b.status().await, 422, "the form again");
+    let log = b.browser_log().await;
+    assert!(
+        log.iter().all(|e| e.message.contains("status of 422")),
+        "only the 422 itself: {log:#?}"
+    );
     assert!(qa.reviews(&cid).await.unwrap().is_empty(), "nothing kept");
+    assert_eq!(
+        b.text(&b.find("#note-error").await).await,
+        "Et flagg krever et notat: skriv hva som er galt."
+    );
+    assert_eq!(
+        b.attribute(&b.find("textarea[name=note]").await, "aria-invalid")
+            .await
+            .as_deref(),
+        Some("true")
+    );
+    assert!(b
+        .text(&b.find("div.error-summary").await)
+        .await
+        .contains("Vurderingen ble ikke lagret"));
+    let scores: Vec<String> = SCORES.iter().map(|(_, v)| v.to_string()).collect();
+    let kept_form = "const f = document.querySelector('form[action$=\"/qa\"]');
+         return [...['correctness', 'relevance', 'quality'].map(n =>
+                     (f.querySelector(`input[name=${n}]:checked`) || {}).value),
+                 f.flag.value, f.note.value];";
+    assert_eq!(
+        b.execute(kept_form, vec![]).await,
+        json!([scores[0], scores[1], scores[2], "unexpected", ""]),
+        "the form keeps what was chosen"
+    );
+    assert_eq!(b.find_all("ul.rubric").await.len(), 3, "the rubric beside the scores");
+    shot(b, "qa-5-assessment-error").await;
 
-    // With the note: kept, shown in the assessment table, and the form
-    // holds it for a change of mind.
-    b.goto(&svc.url(&call_path)).await;
-    wait_for_path(b, &call_path).await;
-    assert_clean(b, "qa call, again").await;
-    assess_by_keyboard(b, note).await;
-    wait_for(b, "the saved assessment", "#qa + table").await;
+    // The note added to the kept form: saved, shown in the assessment
+    // table, and the form holds it for a change of mind.
+    let field = b.find("textarea[name=note]").await;
+    b.click(&field).await;
+    b.press_keys(note).await;
+    b.click(&b.find("form[action$='/qa'] button[type=submit]").await).await;
+    wait_for(b, "the saved assessment", "table.reviews").await;
     wait_for_path(b, &call_path).await;
     assert_clean(b, "qa call, assessed").await;
     assert!(b.current_url().await.ends_with("#qa"), "back at the assessment");
-    let row = row_of(b, "#qa + table tbody td").await;
-    let scores: Vec<String> = SCORES.iter().map(|(_, v)| v.to_string()).collect();
+    let row = row_of(b, "table.reviews tbody td").await;
     assert_eq!(
         row,
         [QA, &scores[0], &scores[1], &scores[2], "uventet innhold", note],
         "the assessment row"
     );
     assert_eq!(
-        b.text(&b.find("#qa + table strong.flag").await).await,
+        b.text(&b.find("table.reviews strong.flag").await).await,
         "uventet innhold"
     );
-    let form = b
-        .execute(
-            "const f = document.querySelector('form[action$=\"/qa\"]');
-             return [...['correctness', 'relevance', 'quality'].map(n =>
-                         (f.querySelector(`input[name=${n}]:checked`) || {}).value),
-                     f.flag.value, f.note.value];",
-            vec![],
-        )
-        .await;
     assert_eq!(
-        form,
+        b.execute(kept_form, vec![]).await,
         json!([scores[0], scores[1], scores[2], "unexpected", note]),
         "the form holds the assessment"
     );
@@ -626,7 +885,7 @@ async fn qa_flow(tools: &Tools, svc: &Service, edit: &Edit) {
     b.click(&b.find("header a[href='/qa']").await).await;
     wait_for_path(b, "/qa").await;
     assert_clean(b, "qa queue, scored").await;
-    assert_eq!(row_of(b, &format!("a[href='{call_path}']")).await[6], QA);
+    assert_eq!(row_of(b, &format!("a[href='{call_path}']")).await[7], QA);
 
     // The report, from the queue's link: a range without the call counts
     // nothing; the call's day counts it. Dates typed into the form.
@@ -636,7 +895,7 @@ async fn qa_flow(tools: &Tools, svc: &Service, edit: &Edit) {
     set_report_range(b, "2020-01-01", "2020-01-31").await;
     assert_eq!(
         report_total(b).await,
-        ["Totalt", "0", "0", "0", "–", "–", "–", "0", "0", "0", "0", "–", "–"],
+        ["Totalt", "0", "0", "0", "–", "–", "–", "0", "0"],
         "nothing in January 2020"
     );
     // The call's day: one call, fewer than k, so the report withholds it as
@@ -653,8 +912,9 @@ async fn qa_flow(tools: &Tools, svc: &Service, edit: &Edit) {
             vec![],
         )
         .await;
-    assert_eq!(topics, json!([[k.topic(), withheld]]), "one topic, withheld");
+    assert_eq!(topics, json!([[topic_nb, withheld]]), "one topic, by name, withheld");
     shot(b, "qa-3-report").await;
+    report_fits(b).await;
 
     // The CSV link, fetched as the browser would with its session: withheld
     // alike; without the session, the sign-in page.
@@ -711,10 +971,26 @@ async fn qa_flow(tools: &Tools, svc: &Service, edit: &Edit) {
     for (nb, en) in nb_heads.iter().zip(&en_heads) {
         assert_ne!(nb, en, "a heading left in Norwegian");
     }
-    assert_eq!(&en_heads[..4], ["Topic", "Drafts", "Sampled", "Scored"]);
+    assert_eq!(
+        &en_heads[..5],
+        ["Calls", "Mean score (1–5)", "Flags", "Topic", "Drafts"]
+    );
     assert_eq!(report_total(b).await[0], "Total");
     assert_eq!(b.text(&b.find("main a[download]").await).await, "Download as CSV");
+    assert_eq!(
+        b.execute(
+            "return document.querySelector('main table.topics tbody th').textContent;",
+            vec![]
+        )
+        .await,
+        json!(topic_en)
+    );
+    assert!(b
+        .text(&b.find("p.note").await)
+        .await
+        .contains("a draft rewritten entirely (or more) counting as 100 %"));
     shot(b, "qa-4-report-en").await;
+    report_fits(b).await;
     switch_language(b, "nb").await;
     assert_clean(b, "back in Norwegian").await;
 
@@ -724,7 +1000,7 @@ async fn qa_flow(tools: &Tools, svc: &Service, edit: &Edit) {
     for (action, reason, outcome) in [
         ("transcript.read", "qa sample", "allowed"),
         ("recording.play", "qa sample", "allowed"),
-        ("qa.score", "", "refused"),
+        ("qa.score", "form check: note", "failed"),
         ("qa.score", "unexpected", "allowed"),
     ] {
         assert!(
@@ -848,6 +1124,58 @@ async fn type_date(b: &Browser, css: &str, day: &str) {
     );
 }
 
+/// A desk's Norwegian name (as `web/labels.rs` gives it).
+fn desk_nb(code: &str) -> &'static str {
+    match code {
+        "customer_center" => "Kundesenter",
+        "markets" => "Markets",
+        "private_banking" => "Private Banking",
+        "corporate" => "Bedriftsmarked",
+        _ => "ikke oppgitt",
+    }
+}
+
+/// The page's tables fit: at 1280 px no cell's right edge is beyond the
+/// main column or the window (nothing cut off); at 390 px the main column
+/// does not scroll sideways (a wide table scrolls in its own box). Back to
+/// 1280 px after.
+pub(crate) async fn report_fits(b: &Browser) {
+    let overflow = |width: u32| {
+        format!(
+            "const main = document.querySelector('main').getBoundingClientRect();
+             const cut = [...document.querySelectorAll('main table th, main table td')]
+                 .filter(c => c.getBoundingClientRect().right > Math.min(main.right, window.innerWidth) + 0.5)
+                 .map(c => c.textContent.trim());
+             const m = document.querySelector('main');
+             return {{width: window.innerWidth, cut, page: m.scrollWidth - m.clientWidth, expected: {width}}};"
+        )
+    };
+    for width in [1280u32, 390] {
+        b.cmd(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            json!({"cmd": "Emulation.setDeviceMetricsOverride",
+                   "params": {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": false}}),
+        )
+        .await;
+        let v = b.execute(&overflow(width), vec![]).await;
+        assert_eq!(v["width"], json!(width), "{v}");
+        assert!(
+            v["page"].as_f64().unwrap() <= 0.5,
+            "the main column scrolls sideways at {width} px: {v}"
+        );
+        if width == 1280 {
+            assert_eq!(v["cut"], json!([]), "cells cut off at {width} px: {v}");
+        }
+    }
+    b.cmd(
+        reqwest::Method::POST,
+        "/goog/cdp/execute",
+        json!({"cmd": "Emulation.clearDeviceMetricsOverride", "params": {}}),
+    )
+    .await;
+}
+
 /// The QA report's total row, cell by cell.
 async fn report_total(b: &Browser) -> Vec<String> {
     let v = b
@@ -871,7 +1199,7 @@ async fn report_headings(b: &Browser) -> Vec<String> {
 
 /// Follows the header's language link to `code` and waits for the page
 /// in that language.
-async fn switch_language(b: &Browser, code: &str) {
+pub(crate) async fn switch_language(b: &Browser, code: &str) {
     b.click(&b.find(&format!("header a[hreflang={code}]")).await).await;
     b.wait_until(&format!("the page in {code}"), WAIT, || async move {
         (b.execute("return document.documentElement.lang;", vec![]).await == json!(code)).then_some(())
@@ -883,7 +1211,7 @@ async fn switch_language(b: &Browser, code: &str) {
 /// Signs `user` in with the keyboard only: the user name field has the
 /// focus when the page opens, Tab to the password, Enter; waits for the
 /// user's first page, `lands`.
-async fn sign_in(b: &Browser, svc: &Service, user: &str, lands: &str) {
+pub(crate) async fn sign_in(b: &Browser, svc: &Service, user: &str, lands: &str) {
     b.goto(&svc.url("/login")).await;
     wait_for_path(b, "/login").await;
     assert_clean(b, "login").await;
@@ -902,7 +1230,7 @@ async fn sign_in(b: &Browser, svc: &Service, user: &str, lands: &str) {
 
 /// The recording plays: the browser fetches the WAV by ranges, decodes it
 /// and its clock moves; the length is the recording's.
-async fn play_recording(b: &Browser, svc: &Service) {
+pub(crate) async fn play_recording(b: &Browser, svc: &Service) {
     let played = b
         .execute_async(
             "const done = arguments[arguments.length - 1];
@@ -1013,14 +1341,25 @@ async fn dashboard_flow(tools: &Tools, svc: &Service) {
     let indexed = qa.call(&cid).await.unwrap().expect("the call is indexed");
     let call = &indexed.row;
 
-    sign_in(b, svc, LEAD, "/queue").await;
-    assert_clean(b, "lead's queue").await;
+    sign_in(b, svc, LEAD, "/team").await;
+    assert_clean(b, "lead's escalations").await;
     b.click(&b.find("header a[href='/dashboard']").await).await;
     wait_for_path(b, "/dashboard").await;
     assert_clean(b, "dashboard").await;
     assert_eq!(b.text(&b.find("h1").await).await, "Emner i samtalene");
+    // Names, not codes: the topic from the taxonomy, the desk by name,
+    // the week as "uke 48 2026", days as 07.12.2026.
     let week = call.day.parse::<opptak_review::dashboard::Day>().unwrap().week_label();
-    dashboard_suppresses(b, k, &indexed, &week, "per uke", "alle avdelinger").await;
+    let (year, w) = week.split_once("-W").unwrap();
+    let week = format!("uke {} {year}", w.trim_start_matches('0'));
+    let taxonomy = opptak_domain::summary::Taxonomy::default_taxonomy();
+    let topic = taxonomy.get(call.topic()).expect("a taxonomy topic").label_nb.clone();
+    let desk_name = desk_nb(&call.desk);
+    let names = Names {
+        topic: &topic,
+        desk: desk_name,
+    };
+    dashboard_suppresses(b, k, &names, &week, "per uke", "alle avdelinger").await;
     shot(b, "dashboard-1").await;
 
     // The two weeks up to the call's day, by day, the call's desk only:
@@ -1077,8 +1416,51 @@ async fn dashboard_flow(tools: &Tools, svc: &Service) {
         )
         .await;
     assert_eq!(form, json!(["day", call.desk]), "the form keeps the choice");
-    dashboard_suppresses(b, k, &indexed, &call.day, "per dag", &format!("avdeling {}", call.desk)).await;
+    let (y, rest) = call.day.split_once('-').unwrap();
+    let (m, d) = rest.split_once('-').unwrap();
+    let day_nb = format!("{d}.{m}.{y}");
+    dashboard_suppresses(b, k, &names, &day_nb, "per dag", &format!("avdeling {desk_name}")).await;
     shot(b, "dashboard-2-day-desk").await;
+
+    // An empty range: the form again (400), in Norwegian, with the field
+    // marked and what was chosen kept; in English by the header's link.
+    b.goto(&svc.url(&format!(
+        "/dashboard?from={}&to={from}&period=day&desk={}",
+        call.day, call.desk
+    )))
+    .await;
+    wait_for_path(b, "/dashboard").await;
+    assert_eq!(b.status().await, 400);
+    assert_eq!(
+        b.text(&b.find("#from-error").await).await,
+        "Tomt tidsrom: fra-datoen er etter til-datoen."
+    );
+    let kept = b
+        .execute(
+            "const f = document.querySelector('main form');
+             return [f.from.value, f.to.value, f.period.value, f.desk.value, f.from.getAttribute('aria-invalid')];",
+            vec![],
+        )
+        .await;
+    assert_eq!(kept, json!([call.day, from, "day", call.desk, "true"]), "the form kept");
+    assert!(b
+        .text(&b.find("div.error-summary").await)
+        .await
+        .contains("Oversikten ble ikke vist"));
+    shot(b, "dashboard-3-empty-range").await;
+    switch_language(b, "en").await;
+    assert_eq!(
+        b.text(&b.find("#from-error").await).await,
+        "Empty range: the from date is after the to date."
+    );
+    assert_eq!(b.text(&b.find("h1").await).await, "Call topics");
+    switch_language(b, "nb").await;
+    b.goto(&svc.url(&format!(
+        "/dashboard?from={from}&to={}&period=day&desk={}",
+        call.day, call.desk
+    )))
+    .await;
+    wait_for_path(b, "/dashboard").await;
 
     // The CSV of what is shown: every count at least k, or suppressed; the
     // call's own cells suppressed.
@@ -1135,8 +1517,8 @@ async fn dashboard_flow(tools: &Tools, svc: &Service) {
             .iter()
             .filter(|s| s.ends_with(&format!("day {} {} by-desk", call.desk, opptak_review::dashboard::ALL)))
             .count()
-            == 2,
-        "every query audited with its parameters: {reads:?}"
+            == 3,
+        "every query audited with its parameters (the form, the page again, the CSV): {reads:?}"
     );
 }
 
@@ -1150,19 +1532,17 @@ fn published(v: &str, k: u64) -> bool {
             .is_ok_and(|n| n == 0 || n >= k)
 }
 
+/// The fixture's call's topic and desk by name.
+struct Names<'a> {
+    topic: &'a str,
+    desk: &'a str,
+}
+
 /// The dashboard page as [`dashboard_flow`] expects it for the fixture's
 /// one call (counted in the period labelled `period`): the chart drawn and
 /// named for the view (`per`, `desk`), no count below `k` in a table or in
 /// the chart, the call's cells showing the marker, the marker explained.
-async fn dashboard_suppresses(
-    b: &Browser,
-    k: u64,
-    call: &opptak_review::qa::IndexedCall,
-    period: &str,
-    per: &str,
-    desk: &str,
-) {
-    let call = &call.row;
+async fn dashboard_suppresses(b: &Browser, k: u64, call: &Names<'_>, period: &str, per: &str, desk: &str) {
     let page = b
         .execute(
             "const svg = document.querySelector('main figure svg[role=img]');
@@ -1223,12 +1603,9 @@ async fn dashboard_suppresses(
             .unwrap_or_else(|| panic!("no row {row} in {t:?}"));
         r[c].clone()
     };
+    assert_eq!(at(&tables[0], call.topic, period), opptak_review::dashboard::SUPPRESSED);
     assert_eq!(
-        at(&tables[0], call.topic(), period),
-        opptak_review::dashboard::SUPPRESSED
-    );
-    assert_eq!(
-        at(tables.last().unwrap(), &call.desk, call.topic()),
+        at(tables.last().unwrap(), call.desk, call.topic),
         opptak_review::dashboard::SUPPRESSED
     );
     let note = page["note"].as_str().unwrap();
@@ -1239,7 +1616,7 @@ async fn dashboard_suppresses(
 }
 
 /// A client that shows redirects instead of following them.
-fn no_redirects() -> reqwest::Client {
+pub(crate) fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -665,7 +665,7 @@ async fn every_role_gets_exactly_what_it_may() {
         c.http
             .post(format!("{}/calls/{call}/decide", c.base))
             .header("cookie", cookie)
-            .form(&[("csrf", csrf), ("action", action), ("text", text)])
+            .form(&[("csrf", csrf), ("action", action), ("text", text), ("confirm", "1")])
             .send()
     };
     let bo_page = c.get(&format!("/calls/{call}"), bo.as_deref()).await.2;
@@ -674,7 +674,10 @@ async fn every_role_gets_exactly_what_it_may() {
     assert_eq!(decide(&anne, &token, "edit", edited).await.unwrap().status(), 303);
     assert_eq!(decide(&anne, &token, "approve", edited).await.unwrap().status(), 303);
     assert_eq!(
-        decide(&anne, &token, "reject", "too late").await.unwrap().status(),
+        decide(&anne, &token, "reject", "too late to decide")
+            .await
+            .unwrap()
+            .status(),
         409,
         "closed"
     );
@@ -775,8 +778,8 @@ async fn every_role_gets_exactly_what_it_may() {
     };
     assert_eq!(
         assess(&kari, &qa_csrf, "unexpected", "").await.unwrap().status(),
-        400,
-        "a flag needs a note"
+        422,
+        "a flag needs a note: the form again"
     );
     let note = "The summary repeats a markup string from the transcript.";
     assert_eq!(assess(&kari, &qa_csrf, "unexpected", note).await.unwrap().status(), 303);
@@ -800,7 +803,11 @@ async fn every_role_gets_exactly_what_it_may() {
         .unwrap_or_else(|| panic!("{csv}"));
     // One scored call is fewer than k = 5: withheld, as on the dashboard
     // (issue 15, finding 6: the old main published its row).
-    assert_eq!(total, format!("TOTAL{}", ",".repeat(13)), "withheld: {csv}");
+    assert_eq!(
+        total,
+        format!("TOTAL{}", ",".repeat(opptak_review::qa::CSV_HEADER.len() - 1)),
+        "withheld: {csv}"
+    );
     assert!(report.contains("Holdt tilbake: færre enn 5 samtaler"), "{report}");
     assert!(!csv.contains(note), "the report holds no notes");
 
@@ -1021,6 +1028,8 @@ async fn every_role_gets_exactly_what_it_may() {
         ("login", "refused"),
         ("qa.score", "allowed"),
         ("qa.score", "refused"),
+        // A flag without a note: a failed form check, not an access refusal.
+        ("qa.score", "failed"),
         ("qa.report", "allowed"),
         ("qa.report", "refused"),
         ("qa.queue", "refused"),

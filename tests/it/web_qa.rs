@@ -18,8 +18,8 @@ use opptak_review::identity::{Identity, Role};
 use opptak_review::qa::{DraftOutcome, QaScore};
 use std::sync::Arc;
 
-const PW: &str = "correct horse battery staple";
-const QA: &str = "qa-kari";
+pub(crate) const PW: &str = "correct horse battery staple";
+pub(crate) const QA: &str = "qa-kari";
 const MORTGAGE: &str = "mortgage_loans";
 const MINUTE_US: i64 = 60_000_000;
 
@@ -38,13 +38,13 @@ const CALLS: [(&str, Desk, &str, i64); 7] = [
 
 const DRAFT: &str = "Kunden vil refinansiere boliglånet.";
 
-struct Fixture {
-    server: common::WebService,
+pub(crate) struct Fixture {
+    pub(crate) server: common::WebService,
     http: reqwest::Client,
     edges: opptak::app::Edges,
     cookie: String,
     csrf: String,
-    day: String,
+    pub(crate) day: String,
 }
 
 impl Fixture {
@@ -85,7 +85,7 @@ impl Fixture {
 /// Indexes [`CALLS`] (all sampled), approves m1 with a rewrite longer
 /// than its draft and m2 unchanged, has QA score m2 and m5, and starts the
 /// service with QA signed in.
-async fn fixture(env: &common::Env) -> Fixture {
+pub(crate) async fn fixture(env: &common::Env) -> Fixture {
     let clock = Arc::new(ManualClock::new(day_us(2026, 3, 10)));
     let edges = env.edges().await.with_clock(clock.clone()).unwrap();
     let day0 = day_us(2026, 3, 2);

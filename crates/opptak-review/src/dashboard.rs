@@ -1004,7 +1004,16 @@ pub fn svg_chart(d: &Dashboard, lang: &str) -> String {
         Some(channel) => format!("{desk}, {}", channel_label(channel, lang)),
         None => desk,
     };
-    let title = format!("{per}, {desk}, {} – {}", d.filter.from, d.filter.to);
+    // Dates as the language writes them: 02.11.2026 in Norwegian.
+    let date = |day: Day| {
+        if en {
+            day.to_string()
+        } else {
+            let (y, m, dd) = opptak_domain::time::civil_from_days(day.days_since_epoch());
+            format!("{dd:02}.{m:02}.{y}")
+        }
+    };
+    let title = format!("{per}, {desk}, {} – {}", date(d.filter.from), date(d.filter.to));
     let (shown, all) = (series.len(), t.rows.len());
     let shown = match (all > shown, en) {
         (true, false) => format!("de {shown} største av {all} emner"),
@@ -1641,7 +1650,7 @@ mod tests {
             assert!(svg.contains(r#"role="img""#) && svg.contains("aria-label=\"") && svg.contains("<title>"));
         }
         let nb = svg_chart(&d, "nb");
-        assert!(nb.contains("Emner per dag, avdeling desk, &quot;one&quot;, 2026-11-02 – 2026-11-03"));
+        assert!(nb.contains("Emner per dag, avdeling desk, &quot;one&quot;, 02.11.2026 – 03.11.2026"));
         assert!(svg_chart(&d, "en").contains("Topics per day, desk desk, &quot;one&quot;"));
         assert_eq!(svg_chart(&d, "xx"), nb, "unknown languages fall back to Norwegian");
     }

@@ -46,7 +46,7 @@ pub(crate) fn reads_report(role: Role) -> bool {
 
 /// The QA pages' own layout: tables that fit the page (wrapping heads,
 /// numbers right-aligned), the rubric beside the scores, form errors.
-const STYLE: &str = "table.qa{width:100%;max-width:100%}table.qa th,table.qa td{overflow-wrap:anywhere}\
+const STYLE: &str = "table.qa{width:100%;max-width:100%}table.qa th,table.qa td{overflow-wrap:break-word}\
 table.qa td.n,table.qa th.n{text-align:right;white-space:nowrap}table.qa thead th{vertical-align:bottom}\
 table.qa th.group{text-align:center;border-bottom:1px solid #124}table.qa caption{text-align:left;font-weight:bold;padding:.3rem 0}\
 .scroll{max-width:100%;overflow-x:auto}.rate small{display:block;color:#555;white-space:normal}\
@@ -190,9 +190,40 @@ fn reason_text(lang: Lang, why: &str) -> Markup {
     } else if why == "screening (detail unreadable)" {
         html! { strong.flag { (lang.m(cat::qa::SCREENING_UNREADABLE)) } }
     } else {
-        // The screening's own words: the lexicon's term and category.
-        html! { strong.flag { (lang.m(cat::qa::SCREENING_FLAGGED_THE_DRAFT)) (why.trim_start_matches("screening: ")) } }
+        html! { strong.flag { (screening_reason(lang, why)) } }
     }
+}
+
+/// A screening's reason (`opptak_ki::screen::Screening::reasons`, English
+/// and for logs) in the page's language.
+fn screening_reason(lang: Lang, why: &str) -> String {
+    let inner = |prefix: &str| {
+        why.strip_prefix(prefix)
+            .and_then(|r| r.strip_suffix(')'))
+            .map(str::to_owned)
+    };
+    if let Some(rest) = inner("screening: lexicon term ") {
+        if let Some((term, category)) = rest.rsplit_once(" (") {
+            let category = lang.m(match category {
+                "ethnicity" => cat::qa::CATEGORY_ETHNICITY,
+                "religion" => cat::qa::CATEGORY_RELIGION,
+                "gender" => cat::qa::CATEGORY_GENDER,
+                "age" => cat::qa::CATEGORY_AGE,
+                "disability" => cat::qa::CATEGORY_DISABILITY,
+                "sexual_orientation" => cat::qa::CATEGORY_SEXUAL_ORIENTATION,
+                "slur" => cat::qa::CATEGORY_SLUR,
+                "health" => cat::qa::CATEGORY_HEALTH,
+                "political_views" => cat::qa::CATEGORY_POLITICAL_VIEWS,
+                "unforeseen" => cat::qa::CATEGORY_UNFORESEEN,
+                _ => cat::qa::CATEGORY_OTHER,
+            });
+            return lang.f(cat::qa::SCREEN_LEXICON, &[("term", term), ("category", category)]);
+        }
+    }
+    if let Some(model) = inner("screening: language model (") {
+        return lang.f(cat::qa::SCREEN_MODEL, &[("model", &model)]);
+    }
+    lang.m(cat::qa::SCREEN_OTHER).to_owned()
 }
 
 async fn queue(State(app): State<Arc<App>>, ctx: Ctx, Query(p): Query<QueueParams>) -> Response {
@@ -574,8 +605,8 @@ async fn section_with(
             p { strong.flag { (lang.m(cat::qa::SPEECH_RECOGNITION_FAILED_LISTEN_TO_THE)) } }
         }
         @if let Some(s) = &screening {
-            p.screening { strong.flag { (lang.m(cat::qa::SCREENING_FLAGGED_THE_DRAFT)) }
-                (s.reasons().join("; ")) }
+            p.screening { strong.flag { (lang.m(cat::qa::SCREENING_FLAGGED_THE_DRAFT)) } " "
+                (s.reasons().iter().map(|r| screening_reason(lang, r)).collect::<Vec<_>>().join("; ")) }
         }
         @if bot {
             p.what-scored { (lang.m(cat::qa::WHAT_IS_SCORED_BOT)) }
@@ -890,6 +921,60 @@ async fn refuse(app: &App, reply: Reply, user: &User, subject: &str, refusal: &R
         return reply.internal(e);
     }
     reply.error(status, msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn screening_reasons_read_in_the_page_language() {
+        let lexicon = "screening: lexicon term innvandrer (ethnicity)";
+        assert_eq!(
+            screening_reason(Lang::Nb, lexicon),
+            "screening: ordet «innvandrer» (etnisitet)"
+        );
+        assert_eq!(
+            screening_reason(Lang::En, lexicon),
+            "screening: the term “innvandrer” (ethnicity)"
+        );
+        let model = "screening: language model (qwen, screen-v1)";
+        assert_eq!(
+            screening_reason(Lang::Nb, model),
+            "screening: språkmodellen (qwen, screen-v1) flagget utkastet"
+        );
+        assert_eq!(
+            screening_reason(Lang::Nb, "screening: something new"),
+            "screening flagget utkastet"
+        );
+    }
+
+    #[test]
+    fn the_form_check_names_each_field() {
+        let form = |c: Option<&str>, flag: &str, note: &str| AssessForm {
+            csrf: String::new(),
+            correctness: c.map(str::to_owned),
+            relevance: Some("3".into()),
+            quality: Some("9".into()),
+            flag: flag.into(),
+            note: note.into(),
+        };
+        let fields = |f: AssessForm| {
+            check(&f)
+                .map(|_| ())
+                .map_err(|a| a.errors.iter().map(|e| e.0).collect::<Vec<_>>())
+        };
+        assert_eq!(
+            fields(form(None, "unexpected", " ")),
+            Err(vec!["correctness", "quality", "note"])
+        );
+        assert_eq!(fields(form(Some("2"), "odd", "x")), Err(vec!["quality", "flag"]));
+        let ok = AssessForm {
+            quality: Some("5".into()),
+            ..form(Some("1"), "discriminatory", "Why.")
+        };
+        assert_eq!(fields(ok), Ok(()));
+    }
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
