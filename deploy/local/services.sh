@@ -36,6 +36,7 @@
 #   minio/data/   the object store,  minio/minio.log,  minio/minio.pid
 #   speech/       the speech server (deploy/speech/server.py): venv/, venv.stamp,
 #                 wheels/ (pip's downloads, reused offline), speech.log, speech.pid
+#   axe/          axe-core's axe.min.js (npm) for the browser tests' accessibility check
 #   llm/          llama-cpp-python + SmolLM2-135M-Instruct (deploy/llm/server.sh; OPPTAK_LLM_PORT 19200)
 #
 # Variables: OPPTAK_SERVICES_DIR, OPPTAK_KAFKA_PORT (19092),
@@ -280,8 +281,29 @@ cmd_install() {
   install_debs
   install_kafka
   install_minio
+  install_axe
   install_speech
   llm install
+}
+
+# ------------------------------------------------------------------- axe ---
+# axe-core (Deque's accessibility checker, npm) for the browser tests: the
+# one file they inject into each page (tests/it/common/webdriver.rs).
+AXE_VERSION=4.10.3
+AXE_DIR=$CACHE/axe
+
+install_axe() {
+  if [[ -f $AXE_DIR/$AXE_VERSION/axe.min.js ]]; then
+    return 0
+  fi
+  command -v npm >/dev/null 2>&1 || die "npm not found (needed for axe-core)"
+  log "installing axe-core $AXE_VERSION from npm"
+  local tmp
+  tmp=$(mktemp -d)
+  (cd "$tmp" && npm pack --silent "axe-core@$AXE_VERSION" >/dev/null && tar -xzf "axe-core-$AXE_VERSION.tgz")
+  mkdir -p "$AXE_DIR/$AXE_VERSION"
+  cp "$tmp/package/axe.min.js" "$tmp/package/LICENSE" "$AXE_DIR/$AXE_VERSION/"
+  rm -rf "$tmp"
 }
 
 # ----------------------------------------------------------------- kafka ---
@@ -1019,6 +1041,7 @@ cmd_start() {
   install_debs
   install_kafka
   install_minio
+  install_axe
   init_softhsm
   start_pg
   use_pg tls
@@ -1183,6 +1206,7 @@ cmd_env() {
   echo "export OPPTAK_TEST_KAFKA=$KAFKA_BOOTSTRAP"
   echo "export OPPTAK_TEST_POSTGRES=postgres://$PG_ROLE@$HOST:$PG_PORT/$PG_DB"
   echo "export OPPTAK_TEST_PG_DATA=$PG_DATA"
+  echo "export OPPTAK_TEST_AXE=$AXE_DIR/$AXE_VERSION/axe.min.js"
   echo "export OPPTAK_TEST_KAFKA_DATA=$KAFKA_DATA"
   # The secured services (tests/it/security.rs): the broker's SASL_SSL
   # address, the CA and client certificate, and the directory of the

@@ -440,7 +440,8 @@ async fn wait_for(b: &Browser, what: &str, css: &str) {
         .await;
 }
 
-/// Fails on anything the browser logged as an error or a CSP refusal.
+/// Fails on anything the browser logged as an error or a CSP refusal, and
+/// on any accessibility violation axe-core finds on the page.
 pub(crate) async fn assert_clean(b: &Browser, page: &str) {
     let bad: Vec<_> = b
         .browser_log()
@@ -449,6 +450,13 @@ pub(crate) async fn assert_clean(b: &Browser, page: &str) {
         .filter(|e| e.level == "SEVERE" || e.message.contains("Content Security Policy"))
         .collect();
     assert!(bad.is_empty(), "{page}: the browser reported {bad:#?}");
+    assert_accessible(b, page).await;
+}
+
+/// Fails on any accessibility violation axe-core finds on the page.
+pub(crate) async fn assert_accessible(b: &Browser, page: &str) {
+    let violations = b.axe().await;
+    assert!(violations.is_empty(), "{page}: axe-core found {violations:#?}");
 }
 
 /// The control for [`assert_clean`]: a resource the CSP forbids shows up
@@ -1150,8 +1158,8 @@ async fn dashboard_flow(tools: &Tools, svc: &Service) {
     let indexed = qa.call(&cid).await.unwrap().expect("the call is indexed");
     let call = &indexed.row;
 
-    sign_in(b, svc, LEAD, "/queue").await;
-    assert_clean(b, "lead's queue").await;
+    sign_in(b, svc, LEAD, "/team").await;
+    assert_clean(b, "lead's escalations").await;
     b.click(&b.find("header a[href='/dashboard']").await).await;
     wait_for_path(b, "/dashboard").await;
     assert_clean(b, "dashboard").await;

@@ -19,7 +19,7 @@ use crate::oidc::{section, Provider, API, AUDIENCE};
 use common::AddApproved;
 use opptak::chat::{ChatConversation, Say};
 use opptak_domain::model::{Channel, Desk, Sender, ServiceCategory};
-use opptak_domain::time::{add_years, utc_time, Clock, SystemClock};
+use opptak_domain::time::{add_years, oslo_civil, Clock, SystemClock};
 use opptak_review::identity::{Identity, Role};
 use serde_json::{json, Value};
 
@@ -254,6 +254,35 @@ impl Site {
         }
         let r = req.send().await.unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// Posts the reason form for `subject` with the session's own CSRF
+    /// token: the status, `Location` and body.
+    async fn state_reason(
+        &self,
+        cookie: &str,
+        subject: &str,
+        fields: &[(&str, &str)],
+    ) -> (u16, Option<String>, String) {
+        let (_, page) = self.get("/conversations", Some(cookie)).await;
+        let csrf = page
+            .split("name=\"csrf\" value=\"")
+            .nth(1)
+            .and_then(|v| v.split('"').next())
+            .unwrap_or_else(|| panic!("no csrf token: {page}"))
+            .to_owned();
+        let mut form = vec![("csrf", csrf.as_str()), ("subject", subject)];
+        form.extend_from_slice(fields);
+        let r = self
+            .http
+            .post(self.url("/reason"))
+            .header("cookie", cookie)
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        let location = r.headers().get("location").map(|l| l.to_str().unwrap().to_owned());
+        (r.status().as_u16(), location, r.text().await.unwrap())
     }
 
     async fn sign_in(&self, user: &str) -> String {
@@ -618,15 +647,22 @@ async fn staff_read_conversations_as_they_read_calls() {
     let [aino, handover, invest] = &convs[..] else {
         unreachable!()
     };
-    let page = |c: &Conv, reason: &str| {
-        if reason.is_empty() {
-            format!("/conversations/{}", c.id)
-        } else {
-            format!("/conversations/{}?reason={}", c.id, reason.replace(' ', "+"))
-        }
-    };
+    let page = |c: &Conv| format!("/conversations/{}", c.id);
     let subject = |c: &Conv| format!("conversation:{}", c.id);
-    const WHY: &str = "klage FKN-2026-0311";
+    // The reason is stated in a form and kept for the session; the audit
+    // log has "category · case · text".
+    const WHY: &str = "Klage fra kunden · FKN-2026-0311 · the customer complains about the chat";
+    const QA_WHY: &str = "Kvalitetskontroll · sample check of the advisor chat";
+    let complaint = [
+        ("category", "complaint"),
+        ("case_ref", "FKN-2026-0311"),
+        ("text", "the customer complains about the chat"),
+    ];
+    let sample = [
+        ("category", "quality_control"),
+        ("case_ref", ""),
+        ("text", "sample check of the advisor chat"),
+    ];
     let cato = s.sign_in("co-cato").await;
     let kari = s.sign_in("qa-kari").await;
     let anne = s.sign_in("adv-anne").await;
@@ -634,21 +670,42 @@ async fn staff_read_conversations_as_they_read_calls() {
     let lise = s.sign_in("lead-lise").await;
     let astrid = s.sign_in("aud-astrid").await;
 
-    // Compliance: a reason first.
-    let (status, _) = s
+    // Compliance: a reason first, in a form (nothing read, nothing logged);
+    // too short a text is shown again with the input kept, logged as a
+    // failed form; the reason never goes into a URL.
+    let before = s.next_seq().await;
+    let (status, body) = s.get(&page(handover), Some(&cato)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("action=\"/reason\"") && !body.contains(EMAIL), "{body}");
+    assert_eq!(s.next_seq().await, before, "showing the form logs nothing");
+    let (status, _, body) = s
         .audited(
             [
                 "co-cato",
                 "compliance",
-                "conversation.read",
+                "read.reason",
                 &subject(handover),
-                "",
-                "refused",
+                "test",
+                "failed",
             ],
-            s.get(&page(handover, ""), Some(&cato)),
+            s.state_reason(
+                &cato,
+                &subject(handover),
+                &[
+                    ("category", "complaint"),
+                    ("case_ref", "FKN-2026-0311"),
+                    ("text", "test"),
+                ],
+            ),
         )
         .await;
-    assert_eq!(status, 400);
+    assert_eq!(status, 422);
+    assert!(
+        body.contains("aria-invalid=\"true\"") && body.contains(">test<"),
+        "{body}"
+    );
+    let (status, location, _) = s.state_reason(&cato, &subject(handover), &complaint).await;
+    assert_eq!((status, location), (303, Some(page(handover))));
     let (status, body) = s
         .audited(
             [
@@ -659,48 +716,56 @@ async fn staff_read_conversations_as_they_read_calls() {
                 WHY,
                 "allowed",
             ],
-            s.get(&page(handover, WHY), Some(&cato)),
+            s.get(&page(handover), Some(&cato)),
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    // The advisor copy, in full, and until when it is kept.
+    // The advisor copy, in full, and until when it is kept (Oslo time).
     assert!(
-        body.contains("rådgiverkopien") && body.contains("chat-advisor"),
+        body.contains("rådgiverkopien") && !body.contains("chat-advisor"),
         "{body}"
     );
-    assert!(body.contains(&utc_time(add_years(handover.ended, 5))), "{body}");
+    assert!(body.contains(&oslo(add_years(handover.ended, 5))), "{body}");
     assert!(body.contains(EMAIL) && body.contains("Hei, rådgiver her."), "{body}");
     // A conversation with Aino alone has no advisor copy: the analysis copy,
     // redacted, kept one year.
-    let (status, body) = s.get(&page(aino, WHY), Some(&cato)).await;
+    // Each conversation needs its own reason.
+    let (status, body) = s.get(&page(aino), Some(&cato)).await;
+    assert!(status == 200 && body.contains("action=\"/reason\""), "{body}");
+    assert_eq!(s.state_reason(&cato, &subject(aino), &complaint).await.0, 303);
+    let (status, body) = s.get(&page(aino), Some(&cato)).await;
     assert_eq!(status, 200, "{body}");
-    assert!(
-        body.contains("analysekopien") && body.contains("chat-analysis"),
-        "{body}"
-    );
-    assert!(body.contains(&utc_time(add_years(aino.ended, 1))), "{body}");
+    assert!(body.contains("analysekopien"), "{body}");
+    assert!(body.contains(&oslo(add_years(aino.ended, 1))), "{body}");
     assert!(!body.contains(EMAIL), "the analysis copy is redacted: {body}");
     assert!(body.contains("fastrente"), "{body}");
     // In English on request.
-    let (_, body) = s
-        .get(&page(invest, WHY), Some(&format!("{cato}; opptak_lang=en")))
-        .await;
+    assert_eq!(s.state_reason(&cato, &subject(invest), &complaint).await.0, 303);
+    let (_, body) = s.get(&page(invest), Some(&format!("{cato}; opptak_lang=en"))).await;
     assert!(
         body.contains("the advisor copy") && body.contains("Kept until"),
         "{body}"
     );
 
-    // QA: a reason too, and the same copies.
-    let (status, _) = s.get(&page(invest, ""), Some(&kari)).await;
-    assert_eq!(status, 400);
+    // QA: a reason too (its own session's), and the same copies.
+    let (status, body) = s.get(&page(invest), Some(&kari)).await;
+    assert!(status == 200 && body.contains("action=\"/reason\""), "{body}");
+    assert_eq!(s.state_reason(&kari, &subject(invest), &sample).await.0, 303);
     let (status, body) = s
         .audited(
-            ["qa-kari", "qa", "conversation.read", &subject(invest), WHY, "allowed"],
-            s.get(&page(invest, WHY), Some(&kari)),
+            [
+                "qa-kari",
+                "qa",
+                "conversation.read",
+                &subject(invest),
+                QA_WHY,
+                "allowed",
+            ],
+            s.get(&page(invest), Some(&kari)),
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("chat-advisor"), "{body}");
+    assert!(body.contains("rådgiverkopien"), "{body}");
 
     // The advisor the conversation was handed over to reads it, without a
     // reason; another advisor does not, nor anyone else.
@@ -714,11 +779,11 @@ async fn staff_read_conversations_as_they_read_calls() {
                 "review",
                 "allowed",
             ],
-            s.get(&page(handover, ""), Some(&anne)),
+            s.get(&page(handover), Some(&anne)),
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("chat-advisor") && body.contains(EMAIL), "{body}");
+    assert!(body.contains("rådgiverkopien") && body.contains(EMAIL), "{body}");
     for (who, role, cookie, c, status) in [
         ("adv-anne", "advisor", &anne, invest, 403),
         ("adv-anne", "advisor", &anne, aino, 403),
@@ -729,7 +794,7 @@ async fn staff_read_conversations_as_they_read_calls() {
         let (got, body) = s
             .audited(
                 [who, role, "conversation.read", &subject(c), "", "refused"],
-                s.get(&page(c, ""), Some(cookie)),
+                s.get(&page(c), Some(cookie)),
             )
             .await;
         assert_eq!(got, status, "{who} on {}: {body}", c.id);
@@ -742,10 +807,10 @@ async fn staff_read_conversations_as_they_read_calls() {
                 "auditor",
                 "conversation.read",
                 &subject(invest),
-                WHY,
+                "",
                 "refused",
             ],
-            s.get(&page(invest, WHY), Some(&astrid)),
+            s.get(&page(invest), Some(&astrid)),
         )
         .await;
     assert_eq!(status, 403);
@@ -757,29 +822,23 @@ async fn staff_read_conversations_as_they_read_calls() {
                 "compliance",
                 "conversation.read",
                 &format!("conversation:{ghost}"),
-                WHY,
+                "",
                 "refused",
             ],
-            s.get(
-                &format!("/conversations/{ghost}?reason={}", WHY.replace(' ', "+")),
-                Some(&cato),
-            ),
+            s.get(&format!("/conversations/{ghost}"), Some(&cato)),
         )
         .await;
     assert_eq!(status, 404);
-    let (status, _) = s.get(&page(handover, WHY), None).await;
+    let (status, _) = s.get(&page(handover), None).await;
     assert_eq!(status, 401);
 
     // The list, linked from the menu: all conversations for compliance and
     // QA (by channel), the advisor's own, none for the others.
-    let (status, body) = s.get("/conversations?reason=stikkprove", Some(&cato)).await;
+    let (status, body) = s.get("/conversations", Some(&cato)).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("href=\"/conversations\""), "in the menu: {body}");
     for c in [aino, handover, invest] {
-        assert!(
-            body.contains(&format!("href=\"/conversations/{}?reason=stikkprove\"", c.id)),
-            "{body}"
-        );
+        assert!(body.contains(&format!("href=\"/conversations/{}\"", c.id)), "{body}");
     }
     let (_, body) = s.get("/conversations?channel=advisor_chat", Some(&kari)).await;
     assert!(
@@ -810,15 +869,21 @@ async fn staff_read_conversations_as_they_read_calls() {
     let (cato, kari) = (s.sign_in("co-cato").await, s.sign_in("qa-kari").await);
     let (status, _) = s
         .audited(
-            ["qa-kari", "qa", "conversation.read", &subject(invest), WHY, "refused"],
-            s.get(&page(invest, WHY), Some(&kari)),
+            ["qa-kari", "qa", "conversation.read", &subject(invest), "", "refused"],
+            s.get(&page(invest), Some(&kari)),
         )
         .await;
     assert_eq!(status, 403);
-    let (status, body) = s.get(&page(handover, WHY), Some(&cato)).await;
+    // A new session states its reasons again.
+    let (status, body) = s.get(&page(handover), Some(&cato)).await;
+    assert!(status == 200 && body.contains("action=\"/reason\""), "{body}");
+    for c in [handover, aino, invest] {
+        assert_eq!(s.state_reason(&cato, &subject(c), &complaint).await.0, 303);
+    }
+    let (status, body) = s.get(&page(handover), Some(&cato)).await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("chat-advisor"), "{body}");
-    let (status, _) = s.get(&page(aino, WHY), Some(&cato)).await;
+    assert!(body.contains("rådgiverkopien"), "{body}");
+    let (status, _) = s.get(&page(aino), Some(&cato)).await;
     assert_eq!(status, 410);
     // Without the advisor copy, compliance reads the securities-act copy in
     // the WORM archive.
@@ -828,9 +893,15 @@ async fn staff_read_conversations_as_they_read_calls() {
         .shred(&invest_id, "chat-advisor-5y", "test: the advisor copy gone", "test")
         .await
         .unwrap();
-    let (status, body) = s.get(&page(invest, WHY), Some(&cato)).await;
+    let (status, body) = s.get(&page(invest), Some(&cato)).await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("arkivkopien") && body.contains("chat-archive"), "{body}");
+    assert!(body.contains("arkivkopien"), "{body}");
     assert!(body.contains(EMAIL), "{body}");
     s.server.stop().await;
+}
+
+/// A time as the Norwegian pages show it (Oslo time, `07.12.2026 10:41`).
+fn oslo(us: i64) -> String {
+    let (y, m, d, h, mi, _) = oslo_civil(us);
+    format!("{d:02}.{m:02}.{y} {h:02}:{mi:02}")
 }

@@ -257,6 +257,21 @@ impl Audit {
         Ok(self.store.entries(from, limit).await?)
     }
 
+    /// The entries `filter` selects, newest first: a page of the auditor's view.
+    pub async fn search(
+        &self,
+        filter: &opptak_store::audit::AuditFilter,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<opptak_store::audit::AuditEntry>> {
+        Ok(self.store.search(filter, offset, limit).await?)
+    }
+
+    /// How many entries `filter` selects.
+    pub async fn count(&self, filter: &opptak_store::audit::AuditFilter) -> Result<u64> {
+        Ok(self.store.count(filter).await?)
+    }
+
     /// Walks the whole chain and every checkpoint. `pinned`: a public key
     /// (hex) kept outside the database that every checkpoint must be signed with.
     pub async fn verify(&self, pinned: Option<&str>) -> Result<VerifyReport> {

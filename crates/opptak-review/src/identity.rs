@@ -112,10 +112,48 @@ impl User {
 pub struct UserListing {
     pub user: User,
     pub active: bool,
+    /// The admin whose change waits for approval (the creator for a new user).
+    pub asked_by: String,
     /// Its role reads content and no second admin approved it yet.
     pub waiting: bool,
     pub created_by: String,
     pub approved_by: Option<String>,
+}
+
+/// Why an admin action was not done, for the admin page to name it (in
+/// the page language) and keep the form: the methods below return these
+/// inside their `anyhow::Error` (`downcast_ref`).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AdminError {
+    #[error("user id {0:?}: 1 to 64 letters, digits, '.', '_' or '-'")]
+    InvalidId(String),
+    #[error("passwords need at least {MIN_PASSWORD} characters")]
+    ShortPassword,
+    #[error("user {0} exists")]
+    UserExists(String),
+    #[error("no user {0}")]
+    NoSuchUser(String),
+    #[error(
+        "{0} is the advisor on recorded calls: only an advisor account may have that id \
+         (and a second admin must approve it)"
+    )]
+    AdvisorsId(String),
+    #[error("{0} asked for this: a second, different administrator must approve it")]
+    SameAdmin(String),
+    #[error("user {0} needs no approval")]
+    NoApprovalNeeded(String),
+    #[error("an administrator cannot disable themselves or change their own role")]
+    Yourself,
+    #[error("user {0} is not active")]
+    NotActive(String),
+    #[error("user {0} is not disabled")]
+    NotDisabled(String),
+    #[error("unknown team {0:?}: add it to the teams first")]
+    UnknownTeam(String),
+    #[error("team {0:?}: 1 to 64 letters, digits, spaces, '.', '_' or '-'")]
+    InvalidTeam(String),
+    #[error("team {0} exists")]
+    TeamExists(String),
 }
 
 /// How long a web session lasts.
@@ -130,8 +168,13 @@ pub struct Identity {
     audit: tokio::sync::OnceCell<opptak_audit::Audit>,
 }
 
-fn token_hash(token: &str) -> String {
+pub(crate) fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn valid_team(t: &str) -> bool {
+    let t = t.trim();
+    !t.is_empty() && t.chars().count() <= 64 && t.chars().all(|c| c.is_alphanumeric() || " ._-".contains(c))
 }
 
 fn valid_id(id: &str) -> bool {
@@ -189,24 +232,32 @@ impl Identity {
         team: &str,
         password: &str,
     ) -> Result<User> {
-        if !valid_id(user_id) {
-            bail!("user id {user_id:?}: 1 to 64 letters, digits, '.', '_' or '-'");
+        let subject = format!("user:{user_id}");
+        let failed = if !valid_id(user_id) {
+            Some(AdminError::InvalidId(user_id.into()))
+        } else if password.chars().count() < MIN_PASSWORD {
+            Some(AdminError::ShortPassword)
+        } else if !team.is_empty() && !valid_team(team) {
+            Some(AdminError::InvalidTeam(team.into()))
+        } else {
+            None
+        };
+        if let Some(e) = failed {
+            self.audit_why(by, "admin", "user.create", &subject, "failed", &e.to_string())
+                .await?;
+            return Err(e.into());
         }
-        check_password(password)?;
         if role != Role::Advisor && self.users.advises_calls(user_id).await? {
             self.audit_why(
                 by,
                 "admin",
                 "user.create",
-                &format!("user:{user_id}"),
+                &subject,
                 "refused",
                 "the id is an advisor on recorded calls",
             )
             .await?;
-            bail!(
-                "{user_id} is the advisor on recorded calls: only an advisor account may have that id \
-                 (and a second admin must approve it)"
-            );
+            return Err(AdminError::AdvisorsId(user_id.into()).into());
         }
         let hash = hash_password(password).await?;
         let row = UserRow {
@@ -220,22 +271,30 @@ impl Identity {
             created_by: by.into(),
             approved_by: None,
             approved_at_us: None,
+            pending_by: None,
         };
-        self.users.add(&row).await?;
-        let waits = if role.reads_content() {
-            "awaiting a second admin's approval"
+        match self.users.add(&row).await {
+            Ok(()) => {}
+            Err(opptak_store::StoreError::Conflict(_)) => {
+                let e = AdminError::UserExists(user_id.into());
+                self.audit_why(by, "admin", "user.create", &subject, "failed", &e.to_string())
+                    .await?;
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // The command line and the demo name teams freely: a team a user
+        // is put in is a known team from then on (the web offers only these).
+        if !team.is_empty() {
+            self.ensure_team(by, team).await?;
+        }
+        let why = if role.reads_content() {
+            format!("role {}, awaiting a second admin's approval", role.as_str())
         } else {
-            ""
+            format!("role {}", role.as_str())
         };
-        self.audit_why(
-            by,
-            "admin",
-            "user.create",
-            &format!("user:{user_id} ({})", role.as_str()),
-            "allowed",
-            waits,
-        )
-        .await?;
+        self.audit_why(by, "admin", "user.create", &subject, "allowed", &why)
+            .await?;
         User::from_row(&row)
     }
 
@@ -248,27 +307,21 @@ impl Identity {
             .users
             .get(user_id)
             .await?
-            .ok_or_else(|| anyhow::anyhow!("no user {user_id}"))?;
+            .ok_or_else(|| AdminError::NoSuchUser(user_id.into()))?;
         if !waiting(&row) {
-            bail!(
-                "user {user_id} needs no approval ({})",
-                match &row.approved_by {
-                    Some(b) => format!("approved by {b}"),
-                    None => "its role reads no call content".into(),
-                }
-            );
+            return Err(AdminError::NoApprovalNeeded(user_id.into()).into());
         }
-        if row.created_by == by {
+        if row.pending_by.as_ref().unwrap_or(&row.created_by) == by {
             self.audit_why(
                 by,
                 "admin",
                 "user.approve",
                 &subject,
                 "refused",
-                "the creator cannot approve",
+                "the admin who asked cannot approve",
             )
             .await?;
-            bail!("{by} created {user_id}: a second, different administrator must approve it");
+            return Err(AdminError::SameAdmin(by.into()).into());
         }
         self.users.approve(user_id, by, self.clock.now_us()).await?;
         self.audit(by, "admin", "user.approve", &subject, "allowed").await
@@ -308,10 +361,136 @@ impl Identity {
             .await
     }
 
+    /// Disables a user and ends their sessions; an admin cannot disable
+    /// themselves (`by` is the admin's actor; failed, audited).
     pub async fn disable(&self, by: &str, user_id: &str) -> Result<()> {
-        self.users.disable(user_id, self.clock.now_us()).await?;
-        self.audit(by, "admin", "user.disable", &format!("user:{user_id}"), "allowed")
+        let subject = format!("user:{user_id}");
+        if by == user_id {
+            let e = AdminError::Yourself;
+            self.audit_why(by, "admin", "user.disable", &subject, "failed", &e.to_string())
+                .await?;
+            return Err(e.into());
+        }
+        match self.users.disable(user_id, self.clock.now_us()).await {
+            Ok(()) => {}
+            Err(opptak_store::StoreError::NotFound(_)) => {
+                let e = AdminError::NotActive(user_id.into());
+                self.audit_why(by, "admin", "user.disable", &subject, "failed", &e.to_string())
+                    .await?;
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.audit(by, "admin", "user.disable", &subject, "allowed").await
+    }
+
+    /// Enables a disabled user again (the undo of [`Identity::disable`]).
+    /// A user whose role reads content then waits for a second admin's
+    /// approval, as a new one does: re-enabling grants content again.
+    pub async fn enable(&self, by: &str, user_id: &str) -> Result<()> {
+        let subject = format!("user:{user_id}");
+        let row = self
+            .users
+            .get(user_id)
+            .await?
+            .ok_or_else(|| AdminError::NoSuchUser(user_id.into()))?;
+        let needs = Role::parse(&row.role).map_or(true, Role::reads_content);
+        match self.users.enable(user_id, by, needs).await {
+            Ok(()) => {}
+            Err(opptak_store::StoreError::NotFound(_)) => {
+                let e = AdminError::NotDisabled(user_id.into());
+                self.audit_why(by, "admin", "user.enable", &subject, "failed", &e.to_string())
+                    .await?;
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let why = if needs {
+            "awaiting a second admin's approval"
+        } else {
+            ""
+        };
+        self.audit_why(by, "admin", "user.enable", &subject, "allowed", why)
             .await
+    }
+
+    /// Changes a user's role and team (a known team, or none). If the new
+    /// role reads content, the change waits for a second admin's approval,
+    /// as adding such a user does (it may grant content, or another team's
+    /// calls); the user's sessions end either way. An admin cannot change
+    /// their own role.
+    pub async fn change(&self, by: &str, user_id: &str, role: Role, team: &str) -> Result<()> {
+        let subject = format!("user:{user_id}");
+        let row = self
+            .users
+            .get(user_id)
+            .await?
+            .ok_or_else(|| AdminError::NoSuchUser(user_id.into()))?;
+        let failed = if by == user_id && row.role != role.as_str() {
+            Some(AdminError::Yourself)
+        } else if !team.is_empty() && !self.teams().await?.iter().any(|t| t == team) {
+            Some(AdminError::UnknownTeam(team.into()))
+        } else if role != Role::Advisor && self.users.advises_calls(user_id).await? {
+            Some(AdminError::AdvisorsId(user_id.into()))
+        } else {
+            None
+        };
+        if let Some(e) = failed {
+            self.audit_why(by, "admin", "user.change", &subject, "failed", &e.to_string())
+                .await?;
+            return Err(e.into());
+        }
+        let needs = role.reads_content();
+        self.users.change(user_id, role.as_str(), team, by, needs).await?;
+        let mut why = format!("role {} → {}, team {:?} → {team:?}", row.role, role.as_str(), row.team);
+        if needs {
+            why.push_str(", awaiting a second admin's approval");
+        }
+        self.audit_why(by, "admin", "user.change", &subject, "allowed", &why)
+            .await
+    }
+
+    /// The known teams, by name.
+    pub async fn teams(&self) -> Result<Vec<String>> {
+        Ok(self.users.teams().await?.into_iter().map(|t| t.team).collect())
+    }
+
+    /// Adds a team users can then be put in (audited `team.create`).
+    pub async fn add_team(&self, by: &str, team: &str) -> Result<()> {
+        let subject = format!("team:{team}");
+        if !valid_team(team) || team.trim() != team {
+            let e = AdminError::InvalidTeam(team.into());
+            self.audit_why(by, "admin", "team.create", &subject, "failed", &e.to_string())
+                .await?;
+            return Err(e.into());
+        }
+        let row = opptak_store::users::TeamRow {
+            team: team.into(),
+            created_at_us: self.clock.now_us(),
+            created_by: by.into(),
+        };
+        match self.users.add_team(&row).await {
+            Ok(()) => self.audit(by, "admin", "team.create", &subject, "allowed").await,
+            Err(opptak_store::StoreError::Conflict(_)) => {
+                let e = AdminError::TeamExists(team.into());
+                self.audit_why(by, "admin", "team.create", &subject, "failed", &e.to_string())
+                    .await?;
+                Err(e.into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Adds `team` if it is new (adding a user with it).
+    async fn ensure_team(&self, by: &str, team: &str) -> Result<()> {
+        if self.teams().await?.iter().any(|t| t == team) {
+            return Ok(());
+        }
+        match self.add_team(by, team).await {
+            Ok(()) => Ok(()),
+            Err(e) if matches!(e.downcast_ref(), Some(AdminError::TeamExists(_))) => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Every user with what the admin page shows of it (no hashes).
@@ -324,6 +503,7 @@ impl Identity {
                 Ok(UserListing {
                     user: User::from_row(r)?,
                     active: r.disabled_at_us.is_none(),
+                    asked_by: r.pending_by.clone().unwrap_or_else(|| r.created_by.clone()),
                     waiting: waiting(r),
                     created_by: r.created_by.clone(),
                     approved_by: r.approved_by.clone(),

@@ -84,6 +84,77 @@ pub fn checkpoint_message(seq: u64, hash: &[u8], at_us: i64) -> Vec<u8> {
     m
 }
 
+/// Which entries an auditor asks for; `None` (or empty) fields match all.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Exactly this actor.
+    pub actor: Option<String>,
+    /// Exactly this action code.
+    pub action: Option<String>,
+    /// The subject as written (`call:demo-0003`), or a bare id that matches
+    /// it under any of the subject kinds (`demo-0003` finds `call:demo-0003`,
+    /// `user:demo-0003` and `conversation:demo-0003`).
+    pub subject: Option<String>,
+    /// Exactly this outcome.
+    pub outcome: Option<String>,
+    /// `at_us >= from_us`.
+    pub from_us: Option<i64>,
+    /// `at_us < to_us`.
+    pub to_us: Option<i64>,
+}
+
+/// The kinds a bare subject id is looked up under.
+pub const SUBJECT_KINDS: [&str; 3] = ["call", "conversation", "user"];
+
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+impl AuditFilter {
+    /// The `WHERE` condition (`$1`…) and its arguments, equality only (so
+    /// every filter can use its index, on either backend).
+    fn condition(&self) -> (String, Vec<Arg>) {
+        let mut conds = Vec::new();
+        let mut args = Vec::new();
+        let eq = |col: &str, v: &Option<String>, conds: &mut Vec<String>, args: &mut Vec<Arg>| {
+            if let Some(v) = v.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+                args.push(Arg::Text(v.to_owned()));
+                conds.push(format!("{col} = ${}", args.len()));
+            }
+        };
+        eq("actor", &self.actor, &mut conds, &mut args);
+        eq("action", &self.action, &mut conds, &mut args);
+        eq("outcome", &self.outcome, &mut conds, &mut args);
+        if let Some(s) = self.subject.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            let mut one_of = Vec::new();
+            let forms = std::iter::once(s.to_owned()).chain(
+                (!s.contains(':'))
+                    .then(|| SUBJECT_KINDS.iter().map(move |k| format!("{k}:{s}")))
+                    .into_iter()
+                    .flatten(),
+            );
+            for f in forms {
+                args.push(Arg::Text(f));
+                one_of.push(format!("${}", args.len()));
+            }
+            conds.push(format!("subject IN ({})", one_of.join(", ")));
+        }
+        if let Some(from) = self.from_us {
+            args.push(Arg::Int(from));
+            conds.push(format!("at_us >= ${}", args.len()));
+        }
+        if let Some(to) = self.to_us {
+            args.push(Arg::Int(to));
+            conds.push(format!("at_us < ${}", args.len()));
+        }
+        if conds.is_empty() {
+            conds.push("1 = 1".into());
+        }
+        (conds.join(" AND "), args)
+    }
+}
+
 pub const GENESIS: [u8; 32] = [0; 32];
 const MAX_FIELD: usize = 1024;
 
@@ -218,6 +289,58 @@ impl SqlAudit {
         .fetch_all(&self.store.pool)
         .await
         .map_err(db)
+    }
+
+    /// The entries `filter` selects, newest first (by `seq`, the chain's
+    /// order), skipping `offset`, at most `limit`. Each filter is an index
+    /// ending in `seq` (migration 0021), so a page of a large log reads a
+    /// page of an index.
+    pub async fn search(&self, filter: &AuditFilter, offset: u64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let (cond, args) = filter.condition();
+        let n = args.len();
+        let sql = format!(
+            "SELECT seq, at_us, actor, role, action, subject, reason, outcome, prev_hash, hash FROM audit_log \
+             WHERE {cond} ORDER BY seq DESC LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let mut q = sqlx::query_as(&sql);
+        for a in &args {
+            q = match a {
+                Arg::Text(t) => q.bind(t.clone()),
+                Arg::Int(i) => q.bind(*i),
+            };
+        }
+        q.bind(i64::from(limit))
+            .bind(offset.min(i64::MAX as u64) as i64)
+            .fetch_all(&self.store.pool)
+            .await
+            .map_err(db)
+    }
+
+    /// How many entries `filter` selects.
+    pub async fn count(&self, filter: &AuditFilter) -> Result<u64, StoreError> {
+        let (cond, args) = filter.condition();
+        if args.is_empty() {
+            // The whole log: the chain numbers its entries 1, 2, … without
+            // gaps (a gap is a deletion `Audit::verify` reports), so the
+            // newest seq is the count, without counting millions of rows.
+            let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) AS s FROM audit_log")
+                .fetch_one(&self.store.pool)
+                .await
+                .map_err(db)?;
+            return Ok(last.unwrap_or(0).max(0) as u64);
+        }
+        let sql = format!("SELECT COUNT(*) AS n FROM audit_log WHERE {cond}");
+        let mut q = sqlx::query_scalar::<_, i64>(&sql);
+        for a in &args {
+            q = match a {
+                Arg::Text(t) => q.bind(t.clone()),
+                Arg::Int(i) => q.bind(*i),
+            };
+        }
+        let n = q.fetch_one(&self.store.pool).await.map_err(db)?;
+        Ok(n.max(0) as u64)
     }
 
     /// The entries of one `action` on one `subject`, oldest first (a call's

@@ -12,6 +12,8 @@
 //! - [`archive`]: the [`ArchiveStore`] trait, WORM storage for records kept
 //!   for years (`file:///path` enforced by opptak, [`archive::s3`] with Object Lock in
 //!   COMPLIANCE mode); see `docs/archive-store.md`.
+//! - [`search`]: the call search of compliance and QA, saved searches and
+//!   the reasons stated for reading, per web session.
 //! - [`contract`]: the test suites every backend passes.
 
 pub mod archive;
@@ -21,6 +23,7 @@ pub mod contract;
 pub mod meta;
 pub mod reporting;
 pub mod review;
+pub mod search;
 pub mod users;
 
 pub use archive::{open_archive_store, s3, ArchiveStore, FsArchiveStore, Retention};

@@ -19,6 +19,17 @@ pub struct UserRow {
     /// The second admin who approved it; `None` while it waits.
     pub approved_by: Option<String>,
     pub approved_at_us: Option<i64>,
+    /// The admin whose later change (role, team, re-enabling) waits for a
+    /// second admin's approval; `None`: the creator's, if anyone's.
+    pub pending_by: Option<String>,
+}
+
+/// A team users can be put in (migration 0021).
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct TeamRow {
+    pub team: String,
+    pub created_at_us: i64,
+    pub created_by: String,
 }
 
 pub struct SqlUsers {
@@ -26,7 +37,7 @@ pub struct SqlUsers {
 }
 
 const USER_COLUMNS: &str = "u.user_id, u.display_name, u.role, u.team, u.password_hash, u.created_at_us, \
-     u.disabled_at_us, u.created_by, u.approved_by, u.approved_at_us";
+     u.disabled_at_us, u.created_by, u.approved_by, u.approved_at_us, u.pending_by";
 
 impl SqlUsers {
     pub async fn open(url: &str) -> Result<Self, StoreError> {
@@ -100,8 +111,8 @@ impl SqlUsers {
     /// there is no such user or it was approved already.
     pub async fn approve(&self, user_id: &str, by: &str, at_us: i64) -> Result<(), StoreError> {
         let r = sqlx::query(
-            "UPDATE users SET approved_by = $1, approved_at_us = $2 \
-             WHERE user_id = $3 AND approved_by IS NULL AND created_by <> $1",
+            "UPDATE users SET approved_by = $1, approved_at_us = $2, pending_by = NULL \
+             WHERE user_id = $3 AND approved_by IS NULL AND COALESCE(pending_by, created_by) <> $1",
         )
         .bind(by)
         .bind(at_us)
@@ -111,7 +122,7 @@ impl SqlUsers {
         .map_err(db)?;
         if r.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!(
-                "user {user_id} waiting for the approval of another admin than its creator"
+                "user {user_id} waiting for the approval of another admin than the one who asked"
             )));
         }
         Ok(())
@@ -145,6 +156,91 @@ impl SqlUsers {
             .await
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    /// Enables a disabled user again. `needs_approval`: the user's role
+    /// reads content, so access waits for a second admin (`by` asked).
+    pub async fn enable(&self, user_id: &str, by: &str, needs_approval: bool) -> Result<(), StoreError> {
+        let r = sqlx::query(
+            "UPDATE users SET disabled_at_us = NULL, \
+             approved_by = CASE WHEN $1 = 1 THEN NULL ELSE approved_by END, \
+             approved_at_us = CASE WHEN $1 = 1 THEN NULL ELSE approved_at_us END, \
+             pending_by = CASE WHEN $1 = 1 THEN $2 ELSE pending_by END \
+             WHERE user_id = $3 AND disabled_at_us IS NOT NULL",
+        )
+        .bind(i64::from(needs_approval))
+        .bind(by)
+        .bind(user_id)
+        .execute(&self.store.pool)
+        .await
+        .map_err(db)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("disabled user {user_id}")));
+        }
+        Ok(())
+    }
+
+    /// Sets a user's role and team; `needs_approval` as for [`Self::enable`].
+    /// Ends the user's sessions (a session must not keep the old role).
+    pub async fn change(
+        &self,
+        user_id: &str,
+        role: &str,
+        team: &str,
+        by: &str,
+        needs_approval: bool,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.store.begin().await?;
+        let r = sqlx::query(
+            "UPDATE users SET role = $1, team = $2, \
+             approved_by = CASE WHEN $3 = 1 THEN NULL ELSE approved_by END, \
+             approved_at_us = CASE WHEN $3 = 1 THEN NULL ELSE approved_at_us END, \
+             pending_by = CASE WHEN $3 = 1 THEN $4 ELSE pending_by END \
+             WHERE user_id = $5",
+        )
+        .bind(role)
+        .bind(team)
+        .bind(i64::from(needs_approval))
+        .bind(by)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("user {user_id}")));
+        }
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    /// Every known team, by name.
+    pub async fn teams(&self) -> Result<Vec<TeamRow>, StoreError> {
+        sqlx::query_as("SELECT team, created_at_us, created_by FROM teams ORDER BY team")
+            .fetch_all(&self.store.pool)
+            .await
+            .map_err(db)
+    }
+
+    /// Adds a team; `Conflict` if it exists.
+    pub async fn add_team(&self, t: &TeamRow) -> Result<(), StoreError> {
+        let r = sqlx::query(
+            "INSERT INTO teams (team, created_at_us, created_by) VALUES ($1, $2, $3) ON CONFLICT (team) DO NOTHING",
+        )
+        .bind(t.team.as_str())
+        .bind(t.created_at_us)
+        .bind(t.created_by.as_str())
+        .execute(&self.store.pool)
+        .await
+        .map_err(db)?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("team {} exists", t.team)));
+        }
         Ok(())
     }
 

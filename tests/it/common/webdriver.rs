@@ -417,6 +417,36 @@ impl Browser {
         .await
     }
 
+    /// The accessibility violations axe-core (Deque, npm `axe-core`, the file
+    /// `deploy/local/services.sh` installs: `OPPTAK_TEST_AXE`) finds on the
+    /// current page, WCAG 2.1 A and AA rules plus best practices, one line per
+    /// rule with up to three of its elements; empty when the page is clean.
+    /// Without the file: skipped with a note, or a panic under
+    /// `OPPTAK_REQUIRE_SERVICES=1`.
+    pub async fn axe(&self) -> Vec<String> {
+        let Some(path) = std::env::var_os("OPPTAK_TEST_AXE") else {
+            assert!(
+                std::env::var_os("OPPTAK_REQUIRE_SERVICES").is_none(),
+                "OPPTAK_TEST_AXE is not set (deploy/local/services.sh env sets it)"
+            );
+            eprintln!("skipping the accessibility check: OPPTAK_TEST_AXE is not set");
+            return Vec::new();
+        };
+        let source = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path:?}: {e}"));
+        self.execute(&format!("{source}\nreturn typeof axe;"), vec![]).await;
+        let found = self
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 axe.run(document, { resultTypes: ['violations'] })
+                   .then(r => done(r.violations.map(v => v.id + ' (' + v.impact + '): ' + v.help + ' — '
+                       + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | '))))
+                   .catch(e => done(['axe failed: ' + e]));",
+                vec![],
+            )
+            .await;
+        serde_json::from_value(found.clone()).unwrap_or_else(|_| vec![format!("unexpected axe result: {found}")])
+    }
+
     /// Presses `keys` on whatever has the focus, as a keyboard user would
     /// (W3C actions: key down, key up, per character).
     pub async fn press_keys(&self, keys: &str) {

@@ -9,7 +9,8 @@
 //! session's CSRF token in `X-CSRF-Token`. Authorization and auditing are
 //! the web pages' own ([`App::authorize`]); a refused token is audited too.
 
-use super::review::{amend_summary, decide_draft, drafts_for, ReasonQuery};
+use super::queue::drafts_for;
+use super::review::{amend_summary, decide_draft};
 use super::{csrf_of, App, Ctx, Lang, Reply};
 use crate::identity::User;
 use axum::extract::{Path, Query, State};
@@ -282,18 +283,29 @@ fn refusal_json(r: Response) -> Response {
     let status = r.status();
     let msg = match status {
         StatusCode::NOT_FOUND => "unknown call",
-        StatusCode::BAD_REQUEST => "state a reason (?reason=...)",
+        StatusCode::BAD_REQUEST => "state a reason (X-Opptak-Reason header)",
         StatusCode::FORBIDDEN => "your role may not read this call",
         _ => "refused",
     };
     api_error(status, msg)
 }
 
+/// The reason a request states for reading (`X-Opptak-Reason`, UTF-8): a
+/// header, not the query string, so it stays out of proxy and access logs.
+pub(crate) const REASON_HEADER: &str = "x-opptak-reason";
+
+fn stated_reason(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(REASON_HEADER)
+        .and_then(|v| String::from_utf8(v.as_bytes().to_vec()).ok())
+}
+
 /// One call's draft, versions and transcript. Audited as `transcript.read`
-/// with the caller's reason (compliance must state one).
+/// with the caller's reason (compliance must state one, in the
+/// `X-Opptak-Reason` header).
 #[utoipa::path(get, path = "/api/v1/calls/{id}", tag = "review",
     params(("id" = String, Path, description = "The call id"),
-           ("reason" = Option<String>, Query, description = "Why you read it (required for compliance; kept in the audit log)")),
+           ("X-Opptak-Reason" = Option<String>, Header, description = "Why you read it, UTF-8 (required for compliance; kept in the audit log)")),
     responses(
         (status = 200, description = "The call's KI content", body = CallView),
         (status = 400, description = "A reason is required", body = ApiError),
@@ -302,13 +314,7 @@ fn refusal_json(r: Response) -> Response {
         (status = 404, description = "Unknown call", body = ApiError),
     ),
     security(("bearer" = []), ("session" = [])))]
-async fn call(
-    State(app): State<Arc<App>>,
-    ctx: Ctx,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Query(q): Query<ReasonQuery>,
-) -> Response {
+async fn call(State(app): State<Arc<App>>, ctx: Ctx, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let (user, _, call_id) = match app.api_call(&ctx, &headers, &id).await {
         Ok(v) => v,
         Err(r) => return r,
@@ -325,7 +331,7 @@ async fn call(
             call.as_ref(),
             &subject,
             "transcript.read",
-            q.reason.as_deref(),
+            stated_reason(&headers).as_deref(),
         )
         .await
     {

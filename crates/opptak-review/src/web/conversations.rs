@@ -1,25 +1,26 @@
 //! Conversations in the review service (issue 17, section 4): chat with
 //! Aino or an advisor, secure messages and e-mail, read as calls are read.
 //!
-//! - `GET /conversations[?channel=&days=&reason=]`: recent conversations,
-//!   newest first, for compliance and QA (all) and the advisor (those handed
-//!   over to them); no content, no customer.
-//! - `GET /conversations/{id}[?reason=]`: one conversation's stored copy.
+//! - `GET /conversations[?channel=&days=]`: recent conversations, newest
+//!   first, for compliance and QA (all) and the advisor (those handed over
+//!   to them); no content, no customer.
+//! - `GET /conversations/{id}`: one conversation's stored copy.
 //!
 //! Who reads what, decided and written to the audit log before anything is
 //! decrypted (`conversation.read`, refusals included):
 //! - advisor: a conversation whose advisor they are (from the start or after
 //!   Aino's handover; reason `review`, not asked): the `chat-advisor` copy;
-//! - compliance: any conversation, with a stated `?reason=`;
+//! - compliance: any conversation, with a stated reason (the form of
+//!   [`super::reason`], kept server-side for the session, never in the URL);
 //! - QA: any conversation while its analysis copy is kept (1 year, none
 //!   after the customer's objection: QA's access ends with it, as it ends
-//!   with a call's KI data), with a stated `?reason=`;
+//!   with a call's KI data), with a stated reason (the same form);
 //! - compliance and QA read the `chat-advisor` or `chat-archive` copy when
 //!   one is kept, else the redacted `chat-analysis` copy; the page says which
 //!   copy it shows and until when retention keeps it;
 //! - team lead, auditor, admin: never.
 
-use super::{cat, internal, urlencode, App, Ctx, Lang, Refusal};
+use super::{cat, format, internal, labels, App, Ctx, Lang, Refusal};
 use crate::identity::{Role, User};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -111,17 +112,21 @@ fn copy_name(lang: Lang, kind: ArtifactKind) -> &'static str {
         ArtifactKind::ChatArchive => lang.m(cat::conversations::THE_ARCHIVE_COPY_SECURITIES_ACT_5),
         ArtifactKind::ChatAnalysis => lang.m(cat::conversations::THE_ANALYSIS_COPY_1_YEAR_PERSONAL),
         ArtifactKind::ChatCustomer => lang.m(cat::conversations::THE_CUSTOMER_COPY_3_YEARS),
-        _ => kind.as_str(),
+        _ => lang.m(cat::conversations::ANOTHER_COPY),
     }
 }
 
 fn channel_name(lang: Lang, c: Channel) -> &'static str {
-    match c {
-        Channel::AinoChatbot => lang.m(cat::conversations::CHAT_WITH_AINO),
-        Channel::AdvisorChat => lang.m(cat::conversations::CHAT_WITH_AN_ADVISOR),
-        Channel::SecureMessage => lang.m(cat::conversations::SECURE_MESSAGE),
-        Channel::Email => lang.m(cat::conversations::E_MAIL),
-    }
+    labels::channel(lang, c.as_str())
+}
+
+fn end_reason(lang: Lang, code: &str) -> &'static str {
+    lang.m(match code {
+        "closed_by_customer" => cat::conversations::END_CLOSED_BY_CUSTOMER,
+        "closed_by_advisor" => cat::conversations::END_CLOSED_BY_ADVISOR,
+        "timeout" | "idle_timeout" => cat::conversations::END_TIMEOUT,
+        _ => cat::conversations::END_UNSPECIFIED,
+    })
 }
 
 fn sender_name(lang: Lang, s: Sender) -> &'static str {
@@ -132,17 +137,11 @@ fn sender_name(lang: Lang, s: Sender) -> &'static str {
     }
 }
 
-fn when(us: i64) -> String {
-    opptak_domain::time::utc_time(us)
-}
-
 #[derive(Deserialize)]
 struct ListQuery {
     #[serde(default)]
     channel: String,
     days: Option<u32>,
-    #[serde(default)]
-    reason: String,
 }
 
 /// Conversations shown per list page at most.
@@ -195,16 +194,11 @@ async fn list(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<ListQuery>)
             Err(e) => return internal(lang, e),
         }
     };
-    let reason = q.reason.trim();
-    let reason_q = if reason.is_empty() {
-        String::new()
-    } else {
-        format!("?reason={}", urlencode(reason))
-    };
     let asks_reason = matches!(user.role, Role::Compliance | Role::Qa);
     ctx.page(ctx.lang.m(cat::conversations::CONVERSATIONS),
         html! {
-            p { (lang.m(cat::conversations::CHAT_WITH_AINO_AND_ADVISORS_SECURE)) }
+            p { (lang.m(cat::conversations::CHAT_WITH_AINO_AND_ADVISORS_SECURE))
+                @if asks_reason { " " (lang.m(cat::conversations::YOU_STATE_WHY_WHEN_YOU_OPEN)) } }
             form method="get" action="/conversations" {
                 p {
                     label for="channel" { (lang.m(cat::conversations::CHANNEL)) } " "
@@ -218,12 +212,6 @@ async fn list(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<ListQuery>)
                     label for="days" { (lang.m(cat::conversations::LAST_DAYS)) } " "
                     input #days type="number" name="days" min="1" max=(MAX_DAYS) value=(days);
                 }
-                @if asks_reason {
-                    p {
-                        label for="reason" { (lang.m(cat::conversations::REASON_TO_READ_REQUIRED_WRITTEN_TO)) } " "
-                        input #reason type="text" name="reason" size="50" value=(reason);
-                    }
-                }
                 button type="submit" { (lang.m(cat::conversations::SHOW)) }
             }
             @if rows.is_empty() {
@@ -233,8 +221,8 @@ async fn list(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<ListQuery>)
                     thead { tr {
                         th scope="col" { (lang.m(cat::conversations::CONVERSATION)) }
                         th scope="col" { (lang.m(cat::conversations::CHANNEL)) }
-                        th scope="col" { (lang.m(cat::conversations::STARTED_UTC)) }
-                        th scope="col" { (lang.m(cat::conversations::ENDED_UTC)) }
+                        th scope="col" { (lang.m(cat::conversations::STARTED)) }
+                        th scope="col" { (lang.m(cat::conversations::ENDED)) }
                         th scope="col" { (lang.m(cat::conversations::MESSAGES)) }
                         th scope="col" { (lang.m(cat::conversations::ADVISOR_2)) }
                         th scope="col" { (lang.m(cat::conversations::LOGGED_IN)) }
@@ -242,11 +230,11 @@ async fn list(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<ListQuery>)
                     tbody {
                         @for r in &rows {
                             tr {
-                                td { a href={ "/conversations/" (r.facts.conversation_id) (reason_q) } { (r.facts.conversation_id) } }
+                                td { a href={ "/conversations/" (r.facts.conversation_id) } { (r.facts.conversation_id) } }
                                 td { (channel_name(lang, r.facts.channel)) }
-                                td { (when(r.facts.started_at_us)) }
-                                td { @match r.ended_at_us { Some(t) => (when(t)), None => span.muted { (lang.m(cat::conversations::OPEN)) } } }
-                                td { (r.messages) }
+                                td { (format::when(lang, r.facts.started_at_us)) }
+                                td { @match r.ended_at_us { Some(t) => (format::when(lang, t)), None => span.muted { (lang.m(cat::conversations::OPEN)) } } }
+                                td { (format::count(lang, r.messages)) }
                                 td { (r.facts.advisor_id) }
                                 td { (if r.facts.logged_in() { lang.m(cat::conversations::YES) } else { lang.m(cat::conversations::NO_ANONYMOUS) }) }
                             }
@@ -259,11 +247,6 @@ async fn list(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<ListQuery>)
             }
         },
     )
-}
-
-#[derive(Deserialize)]
-struct ReasonQuery {
-    reason: Option<String>,
 }
 
 impl App {
@@ -280,10 +263,8 @@ impl App {
         stated: Option<&str>,
     ) -> Result<String, Response> {
         let stated = stated.map(str::trim).filter(|r| !r.is_empty());
-        let no_reason: Refusal = (
-            StatusCode::BAD_REQUEST,
-            cat::conversations::STATE_A_REASON_REASON_TO_READ,
-        );
+        // The page asks for the reason before it gets here (the form).
+        let no_reason: Refusal = (StatusCode::BAD_REQUEST, cat::conversations::STATE_A_REASON_TO_READ);
         let decision: Result<String, Refusal> = match (rec, user.role) {
             (None, _) => Err((StatusCode::NOT_FOUND, cat::conversations::UNKNOWN_CONVERSATION)),
             (Some(c), Role::Advisor) if c.facts.with_advisor() && c.facts.advisor_id == user.user_id => {
@@ -318,8 +299,8 @@ impl App {
     }
 }
 
-async fn page(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>, Query(q): Query<ReasonQuery>) -> Response {
-    let (user, _) = match ctx.user() {
+async fn page(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>) -> Response {
+    let (user, token) = match ctx.user() {
         Ok(u) => u,
         Err(r) => return r,
     };
@@ -339,8 +320,18 @@ async fn page(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>, Que
         },
         None => Vec::new(),
     };
+    // The form only where a reason would open it: QA without the analysis
+    // copy is refused whatever it states.
+    let qa_shut = user.role == Role::Qa && !copies.iter().any(|c| c.kind == ArtifactKind::ChatAnalysis);
+    let stated = match app
+        .reason_or_form(&ctx, (user, token), rec.is_some() && !qa_shut, &subject)
+        .await
+    {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
     let reason = match app
-        .authorize_conversation(lang, user, rec.as_ref(), &copies, &subject, q.reason.as_deref())
+        .authorize_conversation(lang, user, rec.as_ref(), &copies, &subject, stated.as_deref())
         .await
     {
         Ok(r) => r,
@@ -366,22 +357,22 @@ async fn page(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>, Que
         html! {
             dl {
                 dt { (lang.m(cat::conversations::CHANNEL)) } dd { (channel_name(lang, f.channel)) }
-                dt { (lang.m(cat::conversations::STARTED_UTC)) } dd { (when(log.started_at_us)) }
-                dt { (lang.m(cat::conversations::ENDED_UTC)) } dd { (when(log.ended_at_us)) " (" (log.end_reason) ")" }
+                dt { (lang.m(cat::conversations::STARTED)) } dd { (format::when(lang, log.started_at_us)) }
+                dt { (lang.m(cat::conversations::ENDED)) } dd { (format::when(lang, log.ended_at_us)) " (" (end_reason(lang, &log.end_reason)) ")" }
                 @if let Some(t) = log.handover_at_us {
-                    dt { (lang.m(cat::conversations::HANDED_OVER_TO_AN_ADVISOR_UTC)) } dd { (when(t)) }
+                    dt { (lang.m(cat::conversations::HANDED_OVER_TO_AN_ADVISOR)) } dd { (format::when(lang, t)) }
                 }
                 @if !f.advisor_id.is_empty() {
                     dt { (lang.m(cat::conversations::ADVISOR_2)) } dd { (f.advisor_id) }
                 }
-                dt { "Desk" } dd { (f.desk.as_str()) }
-                dt { (lang.m(cat::conversations::SERVICE_CATEGORY)) } dd { (f.service_category.as_str()) }
+                dt { (lang.m(cat::conversations::DESK)) } dd { (labels::desk(lang, f.desk.as_str())) }
+                dt { (lang.m(cat::conversations::SERVICE_CATEGORY)) } dd { (labels::service(lang, f.service_category.as_str())) }
                 dt { (lang.m(cat::conversations::REASON_IN_THE_AUDIT_LOG)) } dd { (reason) }
             }
             p.copy {
-                (lang.m(cat::conversations::SHOWING)) strong { (copy_name(lang, copy.kind)) } " (" code { (copy.kind.as_str()) } "). "
+                (lang.m(cat::conversations::SHOWING)) strong { (copy_name(lang, copy.kind)) } ". "
                 @match copy.kept_until_us {
-                    Some(t) => { (lang.m(cat::conversations::KEPT_UNTIL)) strong { (when(t)) } (lang.m(cat::conversations::UTC_THEN_IT_IS_DELETED_AND)) }
+                    Some(t) => { (lang.m(cat::conversations::KEPT_UNTIL)) strong { (format::when(lang, t)) } (lang.m(cat::conversations::THEN_IT_IS_DELETED_AND)) }
                     None => { (lang.m(cat::conversations::ITS_RETENTION_IS_NOT_DECIDED_YET)) }
                 }
                 @if copy.held { " " strong.flag { (lang.m(cat::conversations::UNDER_A_LEGAL_HOLD_KEPT_UNTIL)) } }
@@ -391,12 +382,12 @@ async fn page(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>, Que
             }
             @if !log.missing.is_empty() {
                 p.flag { (lang.m(cat::conversations::MESSAGES_THAT_NEVER_ARRIVED))
-                    (log.missing.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")) }
+                    (log.missing.iter().map(|n| format::count(lang, *n)).collect::<Vec<_>>().join(", ")) }
             }
             table.messages {
                 thead { tr {
                     th scope="col" { "#" }
-                    th scope="col" { (lang.m(cat::conversations::TIME_UTC)) }
+                    th scope="col" { (lang.m(cat::conversations::TIME)) }
                     th scope="col" { (lang.m(cat::conversations::FROM)) }
                     th scope="col" { (lang.m(cat::conversations::TEXT)) }
                 } }
@@ -404,13 +395,13 @@ async fn page(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>, Que
                     @for m in &log.messages {
                         tr class=(m.sender.as_str()) {
                             td { (m.sequence) }
-                            td { (when(m.at_us)) }
+                            td { (format::when_s(lang, m.at_us)) }
                             td { (sender_name(lang, m.sender)) @if !m.sender_id.is_empty() { " (" (m.sender_id) ")" } }
                             td {
                                 (m.text)
                                 @for a in &m.attachments {
                                     br;
-                                    small { (lang.m(cat::conversations::ATTACHMENT)) (a.media_type) ", " (a.size_bytes) " B"
+                                    small { (lang.m(cat::conversations::ATTACHMENT)) (a.media_type) ", " (format::count(lang, a.size_bytes)) "\u{a0}B"
                                         @if !a.reference.is_empty() { " · " (a.reference) } }
                                 }
                             }

@@ -2,7 +2,8 @@
 //! value, so a transcript holding `<script>` shows as text), no JavaScript,
 //! Norwegian and English, every page reachable by keyboard.
 //!
-//! - [`admin`]: the auditor's audit-log view and the admin's users.
+//! - [`admin`]: the admin's users, teams and confirmations.
+//! - [`audit`]: the auditor's audit log: filters, paging, CSV, verification.
 //! - [`api`]: the JSON API under `/api/v1` and its OpenAPI document.
 //! - [`archive`]: the customer archive API for the online bank (an archive
 //!   client's token, never a person's): one customer's conversations.
@@ -10,14 +11,19 @@
 //!   conversation page (the copy the role may read).
 //! - [`dashboard`]: the topic dashboard (R5), k-suppressed, SVG and CSV.
 //! - [`qa`]: quality sampling: the QA queue, assessments, the QA report.
-//! - [`review`]: the advisor's queue, the call page (draft, versions with
+//! - [`queue`]: the advisor's queue of drafts and the team lead's escalations.
+//! - [`reason`]: the reason form; stated reasons kept per session.
+//! - [`search`]: the call search of compliance and QA.
+//! - [`review`]: the call page (draft, versions with
 //!   their word diffs, transcript, audio player), decisions, audio ranges.
 //!
 //! Every request for call content is authorized by role and written to the
 //! audit log first, refusals included ([`App::authorize`]):
 //! - advisor: only calls where they are the advisor (reason "review", not asked);
 //! - team lead: calls of advisors in their team (reason "team review");
-//! - compliance: any call, with a stated `?reason=`;
+//! - compliance: any call, with a stated reason: in the HTML service from a
+//!   form, kept server-side per session ([`reason`]); in the API from the
+//!   `X-Opptak-Reason` header;
 //! - QA: sampled calls only (reason "qa sample");
 //! - auditor, admin: never content.
 //!
@@ -36,6 +42,7 @@
 mod admin;
 mod api;
 mod archive;
+mod audit;
 pub mod catalogue;
 // Interim while the pages move onto it (issue 18).
 mod conversations;
@@ -45,7 +52,10 @@ pub(crate) mod format;
 #[allow(dead_code)]
 pub(crate) mod labels;
 mod qa;
+mod queue;
+mod reason;
 mod review;
+mod search;
 
 pub use api::openapi;
 pub(crate) use catalogue as cat;
@@ -162,6 +172,8 @@ pub(crate) struct App {
     pub(crate) audit: opptak_audit::Audit,
     pub(crate) review: crate::review::Review,
     pub(crate) qa: crate::qa::Qa,
+    /// The call search, saved searches and stated reasons.
+    pub(crate) search: opptak_store::search::SqlSearch,
     /// Verifies bearer tokens when `[oidc]` is configured.
     oidc: Option<crate::oidc::OidcVerifier>,
     secure_cookies: bool,
@@ -189,6 +201,7 @@ pub async fn router_with(edges: &ReviewEdges, options: Options) -> Result<Router
         audit: edges.audit().await?,
         review: crate::review::Review::open(edges).await?,
         qa: crate::qa::Qa::open(edges).await?,
+        search: opptak_store::search::SqlSearch::open(&edges.config.metadata_url).await?,
         oidc: match &edges.config.oidc {
             Some(cfg) => Some(
                 crate::oidc::OidcVerifier::new(
@@ -214,12 +227,18 @@ pub async fn router_with(edges: &ReviewEdges, options: Options) -> Result<Router
         .route("/logout", post(logout))
         .route("/lang/{code}", get(set_lang))
         .merge(review::routes())
+        .merge(queue::routes())
+        .merge(reason::routes())
+        .merge(search::routes())
         .merge(api::routes())
         .merge(archive::routes())
         .merge(conversations::routes())
         .merge(admin::routes())
+        .merge(audit::routes())
         .merge(qa::routes())
         .merge(dashboard::routes())
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(app.clone(), with_page_ctx))
         .with_state(app)
         .layer(axum::middleware::from_fn(run_to_completion))
         .layer(axum::middleware::from_fn(security_headers)))
@@ -283,8 +302,32 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
+tokio::task_local! {
+    /// The request's [`Ctx`], for error pages built where no handler's
+    /// `Ctx` is at hand (so every error page keeps the menu and sign-out).
+    static PAGE: Ctx;
+}
+
+/// Resolves the request's [`Ctx`] once (one session lookup), hands it to
+/// the handler's extractor and to error pages ([`PAGE`]).
+async fn with_page_ctx(
+    State(app): State<Arc<App>>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let (mut parts, body) = req.into_parts();
+    let ctx = match Ctx::resolve(&parts, &app).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    parts.extensions.insert(ctx.clone());
+    req = axum::extract::Request::from_parts(parts, body);
+    PAGE.scope(ctx, next.run(req)).await
+}
+
 /// What every handler knows about its request: the page language and the
 /// signed-in user with their session token, if any.
+#[derive(Clone)]
 pub(crate) struct Ctx {
     pub(crate) lang: Lang,
     pub(crate) session: Option<(User, String)>,
@@ -297,6 +340,15 @@ impl FromRequestParts<Arc<App>> for Ctx {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<Ctx>() {
+            Some(ctx) => Ok(ctx.clone()),
+            None => Ctx::resolve(parts, app).await,
+        }
+    }
+}
+
+impl Ctx {
+    async fn resolve(parts: &Parts, app: &App) -> Result<Self, Response> {
         let lang = Lang::of(&parts.headers);
         let session = match cookie(&parts.headers, COOKIE) {
             None => None,
@@ -313,9 +365,7 @@ impl FromRequestParts<Arc<App>> for Ctx {
         };
         Ok(Ctx { lang, session, back })
     }
-}
 
-impl Ctx {
     /// The signed-in user and token, or 401.
     pub(crate) fn user(&self) -> Result<(&User, &str), Response> {
         match &self.session {
@@ -332,18 +382,7 @@ impl Ctx {
 
     /// An error page, with the signed-in user's menu.
     pub(crate) fn error(&self, status: StatusCode, msg: Msg) -> Response {
-        let lang = self.lang;
-        Html(
-            page(
-                lang,
-                lang.m(cat::common::ERROR),
-                self.session.as_ref(),
-                &self.back,
-                html! { p role="alert" { (lang.m(msg)) } },
-            ),
-            status,
-        )
-        .into_response()
+        error_page(self.lang, status, self.lang.m(msg), self.session.as_ref(), &self.back)
     }
 
     /// A full page for this request.
@@ -359,11 +398,15 @@ impl Ctx {
 /// The links a role's pages offer in the header.
 fn nav(lang: Lang, role: Role) -> Vec<(&'static str, &'static str)> {
     let mut links = Vec::new();
-    if matches!(role, Role::Advisor | Role::TeamLead) {
-        links.push(("/queue", lang.m(cat::common::DRAFTS)));
+    match role {
+        Role::Advisor => links.push(("/queue", lang.m(cat::common::DRAFTS))),
+        Role::TeamLead => links.push(("/team", lang.m(cat::queue::ESCALATIONS))),
+        Role::Compliance => links.push(("/search", lang.m(cat::search::FIND_A_CALL))),
+        _ => {}
     }
     if role == Role::Qa {
         links.push(("/qa", lang.m(cat::common::QA)));
+        links.push(("/search", lang.m(cat::search::FIND_A_CALL)));
     }
     if qa::reads_report(role) {
         links.push(("/qa/report", lang.m(cat::common::QA_REPORT)));
@@ -420,9 +463,13 @@ fn page(lang: Lang, title: &str, session: Option<&(User, String)>, back: &str, b
     }
 }
 
-const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:64rem;margin:1rem auto;padding:0 1rem;color:#111}\
-header{display:flex;gap:1rem;align-items:center;border-bottom:2px solid #124;padding-bottom:.5rem}\
-header nav{display:flex;gap:1rem;align-items:center;flex:1}header .who{margin-left:auto}\
+const STYLE: &str = "body{font-family:system-ui,sans-serif;max-width:72rem;margin:1rem auto;padding:0 1rem;color:#111}\
+header{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;border-bottom:2px solid #124;padding-bottom:.5rem}\
+header nav{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;flex:1 1 auto;min-width:0}header .who{margin-left:auto}\
+@media (max-width:40rem){body{padding:0 .5rem;margin:.5rem auto}header .who{margin-left:0}h1{font-size:1.4rem;overflow-wrap:anywhere}}\
+.field-error{color:#a00;font-weight:bold;margin:.2rem 0}[aria-invalid=true]{border:2px solid #a00}\
+.errors{border:2px solid #a00;padding:.5rem 1rem;margin:1rem 0}.notice{border:2px solid #060;padding:.5rem 1rem;margin:1rem 0}\
+.badge{display:inline-block;padding:.1rem .5rem;border-radius:.8rem;border:1px solid #555;font-size:.9rem}\
 form.inline{display:inline}.skip{position:absolute;left:-999px}.skip:focus{left:1rem;top:1rem;background:#fff}\
 table{border-collapse:collapse}td,th{padding:.3rem .6rem;border-bottom:1px solid #ccc;text-align:left;vertical-align:top}\
 .agent{color:#124}.customer{color:#412}del{color:#900}ins{color:#060}\
@@ -458,32 +505,51 @@ impl IntoResponse for Html {
 }
 
 pub(crate) fn error(lang: Lang, status: StatusCode, msg: Msg) -> Response {
+    let (session, back) = PAGE
+        .try_with(|c| (c.session.clone(), c.back.clone()))
+        .unwrap_or((None, "/".to_owned()));
+    error_page(lang, status, lang.m(msg), session.as_ref(), &back)
+}
+
+/// An error page: the message, where to go next, and the menu of whoever
+/// is signed in (never a bare page without a way back or out).
+fn error_page(lang: Lang, status: StatusCode, text: &str, session: Option<&(User, String)>, back: &str) -> Response {
+    let title = match status {
+        StatusCode::NOT_FOUND | StatusCode::GONE => cat::common::NOT_FOUND_TITLE,
+        StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => cat::common::NO_ACCESS_TITLE,
+        s if s.is_server_error() => cat::common::ERROR,
+        _ => cat::common::CANNOT_DO_THAT_TITLE,
+    };
     Html(
         page(
             lang,
-            lang.m(cat::common::ERROR),
-            None,
-            "/",
-            html! { p role="alert" { (lang.m(msg)) } },
+            lang.m(title),
+            session,
+            back,
+            html! {
+                p role="alert" { (text) }
+                p { a href="/" { (lang.m(if session.is_some() { cat::common::TO_YOUR_START_PAGE } else { cat::common::TO_SIGN_IN })) } }
+            },
         ),
         status,
     )
     .into_response()
 }
 
+/// Any path the service does not have: a real 404 page (JSON under `/api/`).
+async fn not_found(ctx: Ctx, uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/api/") {
+        return api::api_error(StatusCode::NOT_FOUND, "no such resource");
+    }
+    ctx.error(StatusCode::NOT_FOUND, cat::common::PAGE_NOT_FOUND)
+}
+
 /// Interim (issue 18): an error page with a text that is not in the catalogue.
 pub(crate) fn untranslated(lang: Lang, status: StatusCode, text: &str) -> Response {
-    Html(
-        page(
-            lang,
-            lang.m(cat::common::ERROR),
-            None,
-            "/",
-            html! { p role="alert" { (text) } },
-        ),
-        status,
-    )
-    .into_response()
+    let (session, back) = PAGE
+        .try_with(|c| (c.session.clone(), c.back.clone()))
+        .unwrap_or((None, "/".to_owned()));
+    error_page(lang, status, text, session.as_ref(), &back)
 }
 
 /// How a handler shared by a page and the JSON API answers errors.
@@ -677,7 +743,7 @@ impl App {
             }
             (Some(_), Role::Compliance) => match stated.map(str::trim) {
                 Some(r) if !r.is_empty() => Ok(r.to_owned()),
-                _ => Err((StatusCode::BAD_REQUEST, cat::common::STATE_A_REASON_REASON_TO_READ)),
+                _ => Err((StatusCode::BAD_REQUEST, cat::search::STATE_A_REASON_IN_THE_HEADER)),
             },
             (Some(_), Role::Advisor) => Err((StatusCode::FORBIDDEN, cat::common::NOT_YOUR_CALL)),
             (Some(c), Role::Qa) => match self
@@ -735,7 +801,7 @@ pub(crate) enum Gate {
     /// Refused; `first` for the first refusal of the window, the only one
     /// written to the audit log (the rest are counted, so a flood of guesses
     /// cannot grow the hash-chained log without bound).
-    Blocked { first: bool },
+    Blocked { first: bool, wait_us: i64 },
 }
 
 impl LoginLimiter {
@@ -777,7 +843,10 @@ impl LoginLimiter {
             Some(i) => {
                 let w = map.get_mut(&keys[i]).expect("inserted above");
                 w.refused += 1;
-                Gate::Blocked { first: w.refused == 1 }
+                Gate::Blocked {
+                    first: w.refused == 1,
+                    wait_us: (w.start + self.window_us - now).max(0),
+                }
             }
             None => {
                 for k in keys {
@@ -842,8 +911,13 @@ async fn set_lang(Path(code): Path<String>, Query(q): Query<Back>, headers: Head
 }
 
 async fn login_page(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
+    login_form(&app, ctx.lang, StatusCode::OK, "", None)
+}
+
+/// The sign-in form, with a fresh double-submit token; after a failed
+/// attempt, the message at the field and the user name kept.
+fn login_form(app: &App, lang: Lang, status: StatusCode, user: &str, problem: Option<&str>) -> Response {
     let nonce = hex::encode(rand::random::<[u8; 16]>());
-    let lang = ctx.lang;
     let mut r = Html(
         page(
             lang,
@@ -851,15 +925,22 @@ async fn login_page(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
             None,
             "/login",
             html! {
+                @if let Some(p) = problem {
+                    p.field-error #login-error role="alert" { (p) }
+                }
                 form method="post" action="/login" {
                     input type="hidden" name="csrf" value=(nonce);
-                    p { label { (lang.m(cat::common::USER_NAME)) " " input name="user" autocomplete="username" required autofocus; } }
-                    p { label { (lang.m(cat::common::PASSWORD)) " " input name="password" type="password" autocomplete="current-password" required; } }
+                    p { label { (lang.m(cat::common::USER_NAME)) " "
+                        input name="user" value=(user) autocomplete="username" required autofocus[user.is_empty()]
+                            aria-invalid=[problem.map(|_| "true")] aria-describedby=[problem.map(|_| "login-error")]; } }
+                    p { label { (lang.m(cat::common::PASSWORD)) " "
+                        input name="password" type="password" autocomplete="current-password" required autofocus[!user.is_empty()]
+                            aria-invalid=[problem.map(|_| "true")] aria-describedby=[problem.map(|_| "login-error")]; } }
                     button type="submit" { (lang.m(cat::common::SIGN_IN)) }
                 }
             },
         ),
-        StatusCode::OK,
+        status,
     )
     .into_response();
     if let Ok(v) = HeaderValue::from_str(&format!(
@@ -889,16 +970,18 @@ async fn login(
     // Double submit: the form repeats the random cookie set with the page,
     // which another site's form cannot read (login CSRF).
     if f.csrf.is_empty() || cookie(&headers, LOGIN_COOKIE).as_deref() != Some(f.csrf.as_str()) {
-        return error(
+        return login_form(
+            &app,
             lang,
             StatusCode::FORBIDDEN,
-            cat::common::THE_FORM_HAS_EXPIRED_RELOAD_THE,
+            &f.user,
+            Some(lang.m(cat::common::THE_FORM_HAS_EXPIRED_RELOAD_THE)),
         );
     }
     let now = app.edges.vault.clock().now_us();
     let user_key = format!("user:{}", f.user.to_ascii_lowercase());
     let keys = [user_key.clone(), format!("addr:{}", peer.ip())];
-    if let Gate::Blocked { first } = app.limiter.attempt(&keys, now) {
+    if let Gate::Blocked { first, wait_us } = app.limiter.attempt(&keys, now) {
         let refused = opptak_audit::Event {
             actor: f.user.clone(),
             role: "-".into(),
@@ -912,15 +995,19 @@ async fn login(
                 return internal(lang, e);
             }
         }
-        let mut r = error(
-            lang,
-            StatusCode::TOO_MANY_REQUESTS,
-            cat::common::TOO_MANY_FAILED_SIGN_INS_WAIT,
+        let wait_s = (wait_us + 999_999) / 1_000_000;
+        let minutes = ((wait_s + 59) / 60).max(1);
+        let text = lang.f(
+            if minutes == 1 {
+                cat::common::TOO_MANY_SIGN_INS_WAIT_A_MINUTE
+            } else {
+                cat::common::TOO_MANY_SIGN_INS_WAIT_MINUTES
+            },
+            &[("n", &minutes.to_string())],
         );
-        r.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(app.limiter.window_us / 1_000_000),
-        );
+        let mut r = login_form(&app, lang, StatusCode::TOO_MANY_REQUESTS, &f.user, Some(&text));
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait_s.max(1)));
         return r;
     }
     match app.identity.login(&f.user, &f.password).await {
@@ -941,7 +1028,13 @@ async fn login(
             );
             r
         }
-        Ok(None) => error(lang, StatusCode::UNAUTHORIZED, cat::common::WRONG_USER_NAME_OR_PASSWORD),
+        Ok(None) => login_form(
+            &app,
+            lang,
+            StatusCode::UNAUTHORIZED,
+            &f.user,
+            Some(lang.m(cat::common::WRONG_USER_NAME_OR_PASSWORD)),
+        ),
         Err(e) => internal(lang, e),
     }
 }

@@ -52,8 +52,8 @@ table.qa th.group{text-align:center;border-bottom:1px solid #124}table.qa captio
 .scroll{max-width:100%;overflow-x:auto}.rate small{display:block;color:#555;white-space:normal}\
 fieldset.score{display:grid;grid-template-columns:minmax(10rem,auto) 1fr;gap:.3rem 1rem;margin-bottom:.6rem}\
 fieldset.score legend{font-weight:bold}fieldset.score .choices label{margin-right:.6rem;white-space:nowrap}\
-ul.rubric{margin:0;padding-left:1rem;color:#333}.field-error{color:#900;font-weight:bold;grid-column:1/-1;margin:.2rem 0}\
-.error-summary{border:3px solid #900;padding:.5rem 1rem;margin:1rem 0}blockquote.scored{border-left:4px solid #124;margin:.5rem 0;padding:.3rem 1rem;background:#f4f6fa}\
+ul.rubric{margin:0;padding-left:1rem;color:#333}fieldset.score .field-error{grid-column:1/-1}\
+blockquote.scored{border-left:4px solid #124;margin:.5rem 0;padding:.3rem 1rem;background:#f4f6fa}\
 form.filters{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:end;margin-bottom:1rem}form.filters label{display:flex;flex-direction:column}\
 nav.pages{display:flex;gap:1rem;align-items:center;margin:.5rem 0}\
 @media (max-width:40rem){fieldset.score{grid-template-columns:1fr}}";
@@ -296,7 +296,7 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx, Query(p): Query<QueueParam
             @if page.rows.is_empty() {
                 p { (lang.m(if filtered { cat::qa::NO_MATCH } else { cat::qa::NO_CALLS_ARE_WAITING_FOR_QA })) }
             } @else {
-                div.scroll {
+                div.scroll tabindex="0" role="region" aria-label=(lang.m(cat::qa::QUEUE_CAPTION)) {
                 table.qa.queue {
                     caption { (lang.m(cat::qa::QUEUE_CAPTION)) }
                     thead { tr {
@@ -594,7 +594,7 @@ async fn section_with(
         (style())
         h2 #qa { (lang.m(cat::qa::QUALITY_ASSESSMENT)) }
         @if !errors.is_empty() {
-            div.error-summary role="alert" {
+            div.errors.error-summary role="alert" {
                 p { strong { (lang.m(cat::qa::NOT_SAVED)) } }
                 ul { @for (field, msg) in &errors {
                     li { a href={ "#" (field_anchor(field)) } { (lang.m(*msg)) } }
@@ -1073,7 +1073,7 @@ fn range_form(lang: Lang, from: &str, to: &str, errors: &[(&'static str, Msg)]) 
     };
     html! {
         @if !errors.is_empty() {
-            div.error-summary role="alert" {
+            div.errors.error-summary role="alert" {
                 p { strong { (lang.m(cat::qa::REPORT_NOT_SHOWN)) } }
                 ul { @for (f, m) in errors { li { a href={ "#" (f) } { (lang.m(*m)) } } } }
             }
@@ -1157,7 +1157,7 @@ async fn report_page(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Rang
             (style())
             (range_form(lang, &report.from_day, &report.to_day, &[]))
             p { (range) " " a href=(csv) download { (lang.m(cat::qa::DOWNLOAD_AS_CSV)) } }
-            div.scroll {
+            div.scroll tabindex="0" role="region" aria-label=(lang.m(cat::qa::ASSESSMENTS_CAPTION)) {
             table.qa.topics {
                 caption { (lang.m(cat::qa::ASSESSMENTS_CAPTION)) }
                 thead {
@@ -1174,7 +1174,7 @@ async fn report_page(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Rang
                 tfoot { (scores_row(&report.total, true)) }
             }
             }
-            div.scroll {
+            div.scroll tabindex="0" role="region" aria-label=(lang.m(cat::qa::DECISIONS_CAPTION)) {
             table.qa.decisions {
                 caption { (lang.m(cat::qa::DECISIONS_CAPTION)) }
                 thead { (heads(lang, cat::qa::TOPIC, &[cat::qa::DRAFTS, cat::qa::APPROVED, cat::qa::REJECTED,
@@ -1186,7 +1186,7 @@ async fn report_page(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Rang
             p.muted.note { "¹ " (lang.m(cat::qa::CHANGED_NOTE)) }
             h2 { (lang.m(cat::qa::PER_STRATUM)) }
             p.muted { (lang.m(cat::qa::ERROR_RATE_EXPLAINED)) }
-            div.scroll {
+            div.scroll tabindex="0" role="region" aria-label=(lang.m(cat::qa::STRATA_CAPTION)) {
             table.qa.strata {
                 caption { (lang.m(cat::qa::STRATA_CAPTION)) }
                 thead { (heads(lang, cat::qa::STRATUM, &[cat::qa::CALLS, cat::qa::SAMPLED, cat::qa::SCORED,

@@ -1,23 +1,21 @@
-//! The advisor's side of the review service (R4): the queue of drafts, the
+//! The advisor's side of the review service (R4): the
 //! call page (draft, versions with word diffs, transcript, audio player),
 //! decisions, and the recording as a WAV served in byte ranges.
 
-use super::{cat, csrf_of, internal, urlencode, App, Ctx, Lang, Reply};
+use super::{cat, csrf_of, internal, App, Ctx, Lang, Reply};
 use crate::identity::{Role, User};
 use anyhow::Result;
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use maud::html;
 use opptak_domain::model::CallId;
-use serde::Deserialize;
 use std::sync::Arc;
 
 pub(super) fn routes() -> Router<Arc<App>> {
     Router::new()
-        .route("/queue", get(queue))
         .route("/calls/{id}", get(call_page))
         .route("/calls/{id}/decide", post(decide))
         .route("/calls/{id}/amend", post(amend))
@@ -25,95 +23,8 @@ pub(super) fn routes() -> Router<Arc<App>> {
         .route("/calls/{id}/audio", get(audio))
 }
 
-/// One open draft in a queue.
-pub(crate) struct QueueItem {
-    pub(crate) call_id: String,
-    pub(crate) advisor_id: String,
-    pub(crate) started_at_us: i64,
-    pub(crate) escalated: bool,
-}
-
 fn when(at_us: i64) -> String {
     opptak_domain::time::utc_time(at_us)
-}
-
-async fn queue(State(app): State<Arc<App>>, ctx: Ctx) -> Response {
-    let (user, _) = match ctx.page_user() {
-        Ok(u) => u,
-        Err(r) => return r,
-    };
-    let lang = ctx.lang;
-    let rows = match drafts_for(&app, user).await {
-        Ok(r) => r,
-        Err(e) => return internal(lang, e),
-    };
-    ctx.page(ctx.lang.m(cat::review::DRAFTS_TO_REVIEW),
-        html! {
-            @if rows.is_empty() {
-                p { (lang.m(cat::review::NO_DRAFTS_ARE_WAITING)) }
-            } @else {
-                table {
-                    thead { tr {
-                        th scope="col" { (lang.m(cat::review::CALL)) }
-                        th scope="col" { (lang.m(cat::review::ADVISOR)) }
-                        th scope="col" { (lang.m(cat::review::STARTED_UTC)) }
-                        th scope="col" { (lang.m(cat::review::STATUS)) }
-                    } }
-                    tbody {
-                        @for r in &rows {
-                            tr {
-                                td { a href={ "/calls/" (r.call_id) } { (r.call_id) } }
-                                td { (r.advisor_id) }
-                                td { (when(r.started_at_us)) }
-                                td { @if r.escalated { strong.flag { (lang.m(cat::review::ESCALATED)) } } @else { (lang.m(cat::review::WAITING)) } }
-                            }
-                        }
-                    }
-                }
-            }
-        },
-    )
-}
-
-/// Open drafts (drafted, neither approved nor rejected) the user should
-/// review: an advisor their own; a team lead their team's drafts that waited
-/// longer than `web.escalate_after_h` since the call ended (escalated).
-/// One indexed query over the drafted-calls index (`ki_calls`).
-pub(crate) async fn drafts_for(app: &App, user: &User) -> Result<Vec<QueueItem>> {
-    let team: Vec<String> = match user.role {
-        Role::Advisor => vec![user.user_id.clone()],
-        Role::TeamLead => app
-            .identity
-            .users()
-            .await?
-            .into_iter()
-            .filter(|(u, _)| u.team == user.team && !u.team.is_empty())
-            .map(|(u, _)| u.user_id)
-            .collect(),
-        _ => Vec::new(),
-    };
-    let now = app.edges.vault.clock().now_us();
-    let escalate_after = i64::from(app.edges.config.web.escalate_after_h) * 3_600_000_000;
-    let mut out = Vec::new();
-    for d in app.qa.open_drafts(&team).await? {
-        let ended = d.ended_at_us.unwrap_or(d.started_at_us);
-        let overdue = now - ended > escalate_after;
-        if user.role == Role::TeamLead && !overdue {
-            continue;
-        }
-        out.push(QueueItem {
-            call_id: d.call_id,
-            advisor_id: d.advisor_id,
-            started_at_us: d.started_at_us,
-            escalated: overdue,
-        });
-    }
-    Ok(out)
-}
-
-#[derive(Deserialize)]
-pub(crate) struct ReasonQuery {
-    pub(crate) reason: Option<String>,
 }
 
 /// The user, their token and the call id of a request about one call.
@@ -123,12 +34,7 @@ fn call_request<'a>(ctx: &'a Ctx, id: &str) -> std::result::Result<(&'a User, &'
     Ok((user, token, call_id))
 }
 
-async fn call_page(
-    State(app): State<Arc<App>>,
-    ctx: Ctx,
-    Path(id): Path<String>,
-    Query(q): Query<ReasonQuery>,
-) -> Response {
+async fn call_page(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>) -> Response {
     let (user, token, call_id) = match call_request(&ctx, &id) {
         Ok(v) => v,
         Err(r) => return r,
@@ -140,14 +46,7 @@ async fn call_page(
         Err(e) => return internal(lang, e),
     };
     if let Err(r) = app
-        .authorize(
-            lang,
-            user,
-            call.as_ref(),
-            &subject,
-            "transcript.read",
-            q.reason.as_deref(),
-        )
+        .authorize_page(&ctx, call.as_ref(), &subject, "transcript.read")
         .await
     {
         return r;
@@ -191,17 +90,12 @@ async fn call_page(
     } else {
         None
     };
-    let reason_q = q
-        .reason
-        .as_ref()
-        .map(|r| format!("?reason={}", urlencode(r)))
-        .unwrap_or_default();
     let title = format!("{} {call_id}", lang.m(cat::review::CALL));
     ctx.page(
         &title,
         html! {
             h2 { (lang.m(cat::review::RECORDING)) }
-            audio controls preload="none" src={ "/calls/" (call_id) "/audio" (reason_q) } {
+            audio controls preload="none" src={ "/calls/" (call_id) "/audio" } {
                 (lang.m(cat::review::YOUR_BROWSER_CANNOT_PLAY_AUDIO))
             }
             h2 { (lang.m(cat::review::DRAFT)) }
@@ -464,9 +358,7 @@ async fn amend(
     )
     .await
     {
-        Ok(_) if user.role == Role::Compliance => {
-            Redirect::to(&format!("/calls/{call_id}?reason={}", urlencode(&reason))).into_response()
-        }
+        Ok(_) if user.role == Role::Compliance => Redirect::to(&format!("/calls/{call_id}")).into_response(),
         Ok(_) => Redirect::to(&format!("/calls/{call_id}")).into_response(),
         Err(r) => r,
     }
@@ -533,7 +425,7 @@ async fn reclassify(
             if let Err(e) = app.audit(user, action, &subject, &what, "allowed").await {
                 return internal(lang, e);
             }
-            Redirect::to(&format!("/calls/{call_id}?reason={}", urlencode(&reason))).into_response()
+            Redirect::to(&format!("/calls/{call_id}")).into_response()
         }
         Err(e) => {
             if let Err(e) = app.audit(user, action, &subject, &reason, "failed").await {
@@ -701,13 +593,7 @@ fn parse_range(v: &str, total: u64) -> Option<(u64, u64)> {
 /// The call's audio as a PCM16 WAV, with byte ranges (an audio element seeks
 /// with them): only the segments that hold the range are decrypted. The
 /// recording while it is kept, then the copy the role may hear ([`playable`]).
-async fn audio(
-    State(app): State<Arc<App>>,
-    ctx: Ctx,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Query(q): Query<ReasonQuery>,
-) -> Response {
+async fn audio(State(app): State<Arc<App>>, ctx: Ctx, headers: HeaderMap, Path(id): Path<String>) -> Response {
     let (user, _, call_id) = match call_request(&ctx, &id) {
         Ok(v) => v,
         Err(r) => return r,
@@ -719,14 +605,7 @@ async fn audio(
     };
     let subject = format!("call:{call_id}");
     if let Err(r) = app
-        .authorize(
-            lang,
-            user,
-            call.as_ref(),
-            &subject,
-            "recording.play",
-            q.reason.as_deref(),
-        )
+        .authorize_page(&ctx, call.as_ref(), &subject, "recording.play")
         .await
     {
         return r;

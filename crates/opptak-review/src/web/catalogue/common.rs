@@ -1,6 +1,14 @@
 //! Catalogue entries of `web/mod.rs` (Norwegian first, then English).
 
 catalogue! {
+    TOO_MANY_SIGN_INS_WAIT_A_MINUTE = "For mange mislykkede innlogginger. Vent ett minutt og forsøk igjen.", "Too many failed sign-ins. Wait one minute and try again.";
+    TOO_MANY_SIGN_INS_WAIT_MINUTES = "For mange mislykkede innlogginger. Vent {n} minutter og forsøk igjen.", "Too many failed sign-ins. Wait {n} minutes and try again.";
+    NOT_FOUND_TITLE = "Finnes ikke", "Not found";
+    NO_ACCESS_TITLE = "Ingen tilgang", "No access";
+    CANNOT_DO_THAT_TITLE = "Det gikk ikke", "That did not work";
+    TO_YOUR_START_PAGE = "Til startsiden din", "To your start page";
+    TO_SIGN_IN = "Til innloggingen", "To sign-in";
+    PAGE_NOT_FOUND = "Siden finnes ikke. Sjekk adressen, eller gå til startsiden.", "There is no such page. Check the address, or go to the start page.";
     UNSPECIFIED = "ikke oppgitt", "not given";
     DESK_CUSTOMER_CENTER = "Kundesenter", "Customer center";
     DESK_MARKETS = "Markets", "Markets";
@@ -52,7 +60,6 @@ catalogue! {
     THE_CALL_S_KI_DATA_IS = "KI-dataene for samtalen er slettet; kvalitetskontrollens tilgang endte med dem.", "The call's KI data is deleted; QA's access ended with it.";
     YOUR_ROLE_NEVER_READS_CALL_CONTENT = "Rollen din gir aldri tilgang til innhold.", "Your role never reads call content.";
     UNKNOWN_LANGUAGE = "Ukjent språk.", "Unknown language.";
-    THE_FORM_HAS_EXPIRED_RELOAD_THE = "Skjemaet er utløpt. Last inn siden på nytt og logg inn igjen.", "The form has expired. Reload the page and sign in again.";
-    TOO_MANY_FAILED_SIGN_INS_WAIT = "For mange mislykkede innlogginger. Vent en stund og forsøk igjen.", "Too many failed sign-ins. Wait a while and try again.";
+    THE_FORM_HAS_EXPIRED_RELOAD_THE = "Skjemaet var utløpt. Logg inn på nytt.", "The form had expired. Sign in again.";
     WRONG_USER_NAME_OR_PASSWORD = "Feil brukernavn eller passord.", "Wrong user name or password.";
 }

@@ -25,24 +25,30 @@ macro_rules! catalogue {
 }
 
 pub(crate) mod admin;
+pub(crate) mod audit;
 pub(crate) mod common;
 pub(crate) mod conversations;
 pub(crate) mod dashboard;
 pub(crate) mod qa;
+pub(crate) mod queue;
 pub(crate) mod review;
+pub(crate) mod search;
 
 /// Every message of the catalogue: `(section, name, message)`.
 pub fn all() -> Vec<(&'static str, &'static str, Msg)> {
-    let sections: [(&str, &[(&str, Msg)]); 6] = [
+    let sections: &[(&str, &[(&str, Msg)])] = &[
         ("admin", admin::ALL),
+        ("audit", audit::ALL),
         ("common", common::ALL),
         ("conversations", conversations::ALL),
         ("dashboard", dashboard::ALL),
         ("qa", qa::ALL),
+        ("queue", queue::ALL),
         ("review", review::ALL),
+        ("search", search::ALL),
     ];
     sections
-        .into_iter()
-        .flat_map(|(s, list)| list.iter().map(move |(n, m)| (s, *n, *m)))
+        .iter()
+        .flat_map(|(s, list)| list.iter().map(move |(n, m)| (*s, *n, *m)))
         .collect()
 }

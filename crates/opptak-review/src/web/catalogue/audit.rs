@@ -1,0 +1,125 @@
+//! Catalogue entries of `web/audit`: the auditor's log, its filters, its
+//! export and its verification, with a label for every action code and
+//! outcome the log holds (Norwegian first, then English).
+
+catalogue! {
+    AUDIT_LOG = "Revisjonslogg", "Audit log";
+    INTRO = "Hver oppføring binder seg til den forrige med SHA-256, og jevnlige sjekkpunkter er signert (Ed25519). Oppføringene har aldri lyd eller tekst fra samtaler. Nyeste først; tider i norsk tid.", "Each entry commits to the one before with SHA-256, and periodic checkpoints are signed (Ed25519). Entries never hold call audio or text. Newest first; times in Norwegian time.";
+    FILTERS = "Filtrer loggen", "Filter the log";
+    F_ACTOR = "Hvem (brukernavn)", "Who (user name)";
+    F_ACTION = "Handling", "Action";
+    F_SUBJECT = "Samtale eller gjelder", "Call or subject";
+    F_SUBJECT_HINT = "En samtale-ID (demo-0003), et brukernavn eller et helt felt som call:demo-0003.", "A call id (demo-0003), a user name, or a whole subject such as call:demo-0003.";
+    F_OUTCOME = "Utfall", "Outcome";
+    F_FROM = "Fra dato", "From date";
+    F_TO = "Til og med dato", "To date (inclusive)";
+    F_PER = "Per side", "Per page";
+    F_ALL = "Alle", "All";
+    F_APPLY = "Filtrer", "Filter";
+    F_RESET = "Nullstill filtrene", "Clear the filters";
+    BAD_DATE = "Skriv datoen som dd.mm.åååå.", "Write the date as yyyy-mm-dd.";
+    DATES_REVERSED = "Til-datoen er før fra-datoen.", "The to date is before the from date.";
+    FIX_FILTERS = "Filtrene har en feil:", "The filters have an error:";
+    SHOWING = "Viser {first}–{last} av {total} oppføringer", "Showing {first}–{last} of {total} entries";
+    NONE_MATCH = "Ingen oppføringer passer filtrene.", "No entries match the filters.";
+    PREVIOUS = "← Forrige side", "← Previous page";
+    NEXT = "Neste side →", "Next page →";
+    PAGES = "Sider", "Pages";
+    DOWNLOAD_CSV = "Last ned de filtrerte oppføringene (CSV)", "Download the filtered entries (CSV)";
+    TOO_MANY_FOR_CSV = "Utvalget har over {max} oppføringer. Snevre inn filtrene (for eksempel datoene) og last ned på nytt.", "The selection has over {max} entries. Narrow the filters (the dates, say) and download again.";
+    VERIFY_THE_WHOLE_CHAIN = "Verifiser hele kjeden", "Verify the whole chain";
+    COL_TIME = "Tid", "Time";
+    COL_WHO = "Hvem", "Who";
+    COL_ROLE = "Rolle", "Role";
+    COL_ACTION = "Handling", "Action";
+    COL_SUBJECT = "Gjelder", "Subject";
+    COL_REASON = "Grunn", "Reason";
+    COL_OUTCOME = "Utfall", "Outcome";
+    COL_SEQ = "Nr.", "No.";
+    FILTER_BY_SUBJECT = "Vis alle oppføringer om dette", "Show every entry about this";
+    AUDIT_LOG_VERIFICATION = "Verifisering av revisjonsloggen", "Audit log verification";
+    THE_CHAIN_IS_INTACT = "Kjeden er intakt.", "The chain is intact.";
+    THE_CHAIN_IS_BROKEN = "Kjeden er brutt:", "The chain is broken:";
+    CHECKED = "{entries} oppføringer og {checkpoints} signerte sjekkpunkter kontrollert.", "{entries} entries and {checkpoints} signed checkpoints checked.";
+    CHECKPOINTS_EXPLAINED = "Et signert sjekkpunkt er hashen til én oppføring, signert med loggens nøkkel: det beviser at kjeden fram til den oppføringen ikke er skrevet om i ettertid. Det lages et nytt sjekkpunkt for hver {every}. oppføring (og med «opptak audit checkpoint»).", "A signed checkpoint is the hash of one entry, signed with the log's key: it proves the chain up to that entry was not rewritten afterwards. A new one is made every {every} entries (and by \"opptak audit checkpoint\").";
+    NO_CHECKPOINTS_EXPLAINED = "0 sjekkpunkter betyr at loggen ennå har færre oppføringer enn det første sjekkpunktet krever: hver oppføring er likevel kontrollert mot den forrige, men en kjede som er skrevet om fra begynnelsen, kan ikke oppdages før det første sjekkpunktet finnes.", "0 checkpoints means the log does not yet have the entries the first checkpoint needs: every entry is still checked against the one before, but a chain rewritten from the start cannot be caught until the first checkpoint exists.";
+    NEWEST_CHECKPOINT = "Nyeste sjekkpunkt: nr. {seq}, hash", "Newest checkpoint: no. {seq}, hash";
+    SIGNED_BY = "Signert av nøkkel", "Signed by key";
+    PROBLEMS_IN_ENGLISH = "Funnene under er tekniske meldinger fra verifiseringen (på engelsk).", "The findings below are the verification's technical messages.";
+    BACK_TO_THE_LOG = "Tilbake til loggen", "Back to the log";
+    ONLY_AUDITORS = "Bare revisorer har tilgang til revisjonsloggen.", "Only auditors have access to the audit log.";
+
+    OUTCOME_ALLOWED = "tillatt", "allowed";
+    OUTCOME_REFUSED = "avvist (tilgang nektet)", "refused (access denied)";
+    OUTCOME_FAILED = "mislyktes (skjemafeil e.l.)", "failed (form error or similar)";
+    OUTCOME_INTACT = "intakt", "intact";
+    OUTCOME_BROKEN = "brutt", "broken";
+    UNKNOWN_CODE = "ukjent kode", "unknown code";
+
+    ROLE_NONE = "ikke innlogget", "not signed in";
+    ROLE_OPERATOR = "drift", "operations";
+    ROLE_SYSTEM = "systemet", "the system";
+    ROLE_ARCHIVE_CLIENT = "nettbanken (arkivklient)", "online bank (archive client)";
+
+    KIND_CALL = "Samtale", "Call";
+    KIND_CONVERSATION = "Chat/melding", "Chat/message";
+    KIND_USER = "Bruker", "User";
+    KIND_TEAM = "Team", "Team";
+
+    REASON_REVIEW = "egen samtale", "own call";
+    REASON_TEAM_REVIEW = "samtale i eget team", "call in own team";
+    REASON_QA_SAMPLE = "kvalitetsutvalg", "QA sample";
+    REASON_NO_CSRF = "skjemaet manglet gyldig CSRF-token", "the form lacked a valid CSRF token";
+    REASON_TOO_MANY = "for mange mislykkede innlogginger", "too many failed sign-ins";
+    REASON_AWAITING = "venter på godkjenning fra en annen administrator", "awaiting a second admin's approval";
+
+    A_TRANSCRIPT_READ = "Leste samtale (utskrift og utkast)", "Read a call (transcript and draft)";
+    A_RECORDING_PLAY = "Spilte av opptak", "Played a recording";
+    A_DRAFT_EDIT = "Redigerte utkast", "Edited a draft";
+    A_DRAFT_APPROVE = "Godkjente utkast", "Approved a draft";
+    A_DRAFT_REJECT = "Avviste utkast", "Rejected a draft";
+    A_SUMMARY_AMEND = "Rettet godkjent sammendrag", "Amended an approved summary";
+    A_QA_QUEUE = "Åpnet kvalitetskøen", "Opened the QA queue";
+    A_QA_SCORE = "Vurderte et utvalgt utkast", "Scored a sampled draft";
+    A_QA_REPORT = "Leste kvalitetsrapporten", "Read the QA report";
+    A_QA_SHARE = "Endret kvalitetsutvalgets andel", "Changed the QA sample share";
+    A_DASHBOARD_READ = "Leste emneoversikten", "Read the topic dashboard";
+    A_CONVERSATIONS_LIST = "Listet chatter og meldinger", "Listed chats and messages";
+    A_CONVERSATION_READ = "Leste chat eller melding", "Read a chat or message";
+    A_ARCHIVE_LIST = "Nettbanken listet kundens arkiv", "Online bank listed a customer's archive";
+    A_ARCHIVE_READ = "Nettbanken hentet fra kundens arkiv", "Online bank read from a customer's archive";
+    A_AUDIT_READ = "Leste revisjonsloggen", "Read the audit log";
+    A_AUDIT_VERIFY = "Verifiserte revisjonsloggen", "Verified the audit log";
+    A_AUDIT_EXPORT = "Lastet ned revisjonsloggen (CSV)", "Downloaded the audit log (CSV)";
+    A_USER_LIST = "Åpnet brukeradministrasjonen", "Opened user administration";
+    A_USER_READ = "Åpnet en bruker for endring", "Opened a user for editing";
+    A_USER_CREATE = "Opprettet bruker", "Created a user";
+    A_USER_ADD = "Skjema: legg til bruker", "Form: add a user";
+    A_USER_APPROVE = "Godkjente brukers tilgang", "Approved a user's access";
+    A_USER_DISABLE = "Deaktiverte bruker", "Disabled a user";
+    A_USER_ENABLE = "Aktiverte bruker igjen", "Enabled a user again";
+    A_USER_CHANGE = "Endret rolle eller team", "Changed role or team";
+    A_USER_PASSWORD = "Satte nytt passord", "Set a new password";
+    A_TEAM_CREATE = "La til team", "Added a team";
+    A_LOGIN = "Innlogging", "Sign-in";
+    A_LOGOUT = "Utlogging", "Sign-out";
+    A_TOKEN = "API-token kontrollert", "API token checked";
+    A_CLI_AUTHENTICATE = "Pålogging på kommandolinjen", "Command-line authentication";
+    A_KEY_SHRED = "Makulerte en samtales nøkkel", "Shredded a call's key";
+    A_KEY_SHRED_EMERGENCY = "Nødmakulering", "Emergency shredding";
+    A_KEY_SHRED_EMERGENCY_CONFIRM = "Bekreftet nødmakulering", "Confirmed emergency shredding";
+    A_KEK_DESTROY = "Ødela en hovednøkkel (KEK)", "Destroyed a master key (KEK)";
+    A_HOLD_PLACE = "Satte rettslig hold", "Placed a legal hold";
+    A_HOLD_EXTEND = "Forlenget rettslig hold", "Extended a legal hold";
+    A_HOLD_RELEASE = "Opphevet rettslig hold", "Released a legal hold";
+    A_RETENTION_RECLASSIFY = "Endret oppbevaringsklasse", "Changed the retention class";
+    A_RETENTION_EXTEND = "Forlenget oppbevaringen", "Extended the retention";
+    A_CALL_RECLASSIFY = "Klassifiserte samtale på nytt", "Reclassified a call";
+    A_DISCLOSURE = "Utleverte opptak (utleveringspakke)", "Disclosed a recording (disclosure package)";
+    A_SUBJECT_EXPORT = "Innsyn: eksporterte en kundes data", "Access request: exported a customer's data";
+    A_SUBJECT_ERASE = "Slettet en kundes data", "Erased a customer's data";
+    A_SUBJECT_ERASE_DRY_RUN = "Prøvekjøring av sletting", "Erasure dry run";
+    A_SUBJECT_OBJECT = "Registrerte kundens innsigelse", "Recorded a customer's objection";
+    A_DEADLETTER_EXPORT = "Eksporterte avviste meldinger", "Exported dead letters";
+    A_POLICY_LOAD = "Lastet oppbevaringsregler", "Loaded the retention policy";
+}
