@@ -272,7 +272,7 @@ fn links(html: &str) -> Vec<String> {
     html.split("href=\"")
         .skip(1)
         .filter_map(|rest| rest.split('"').next())
-        .map(|l| unescape(l))
+        .map(unescape)
         .collect()
 }
 
