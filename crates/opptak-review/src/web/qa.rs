@@ -395,14 +395,24 @@ fn item_href(channel: &str, id: &str) -> String {
 /// the assessment form: the bot's answers are what is scored. Only QA, only
 /// while sampled and its `chat-analysis-1y` key lives; audited either way.
 async fn conversation_page(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>) -> Response {
-    let (user, token) = match ctx.user() {
-        Ok(u) => u,
-        Err(_) => return Redirect::to("/login").into_response(),
-    };
-    let lang = ctx.lang;
+    if ctx.user().is_err() {
+        return Redirect::to("/login").into_response();
+    }
     let Ok(call_id) = CallId::parse(&id) else {
         return ctx.error(StatusCode::NOT_FOUND, cat::qa::UNKNOWN_CONVERSATION);
     };
+    conversation(&app, &ctx, &call_id, None).await
+}
+
+/// The conversation page for a signed-in user, its form showing `attempt`
+/// when given (then answered 422: the form again).
+async fn conversation(app: &App, ctx: &Ctx, call_id: &CallId, attempt: Option<&Attempt>) -> Response {
+    let (user, token) = match ctx.user() {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let lang = ctx.lang;
+    let call_id = call_id.clone();
     let subject = format!("conversation:{call_id}");
     let indexed = match app.qa.call(&call_id).await {
         Ok(c) => c.filter(|c| c.row.channel != PHONE),
@@ -439,7 +449,7 @@ async fn conversation_page(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path
             return internal(lang, e);
         }
     }
-    let qa = section(&app, lang, user, token, &call_id).await;
+    let qa = section_with(app, lang, user, token, &call_id, attempt).await;
     let sender = |s: Sender| match s {
         Sender::Customer => lang.m(cat::qa::CUSTOMER),
         Sender::Bot => "Aino",
@@ -457,7 +467,7 @@ async fn conversation_page(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path
             ("topics", &labels::topics(lang, taxonomy, &row.topics)),
         ],
     );
-    ctx.page(
+    let mut r = ctx.page(
         lang.m(cat::qa::CONVERSATION_QA),
         html! {
             (style())
@@ -477,7 +487,11 @@ async fn conversation_page(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path
             }
             (qa)
         },
-    )
+    );
+    if attempt.is_some() {
+        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    r
 }
 
 /// A `YYYY-MM-DD` day as the page language writes dates.
@@ -835,6 +849,10 @@ async fn assess(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>, F
         return internal(lang, e);
     }
     let channel = app.qa.call(&call_id).await.ok().flatten().map(|c| c.row.channel);
+    if channel.as_deref().is_some_and(|c| c != PHONE) {
+        // A conversation's form again on its page: the answers it scores.
+        return conversation(&app, &ctx, &call_id, Some(&attempt)).await;
+    }
     let back = item_href(channel.as_deref().unwrap_or(PHONE), call_id.as_str());
     let form = section_with(&app, lang, user, token, &call_id, Some(&attempt)).await;
     let mut r = ctx.page(
