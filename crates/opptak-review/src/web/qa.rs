@@ -246,8 +246,17 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx, Query(p): Query<QueueParam
     };
     let taxonomy = app.review.taxonomy();
     let share = format::percent(lang, app.qa.share(), 0);
-    let first = if page.total == 0 { 0 } else { (q.page - 1) * q.per + 1 };
-    let last = ((q.page - 1) * q.per + page.rows.len()).max(first);
+    // A page past the end shows none: "0–0 av 7", with the way back.
+    let first = if page.rows.is_empty() {
+        0
+    } else {
+        (q.page - 1) * q.per + 1
+    };
+    let last = if page.rows.is_empty() {
+        0
+    } else {
+        first + page.rows.len() - 1
+    };
     let paging = lang.f(
         cat::qa::PAGING,
         &[
@@ -262,7 +271,7 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx, Query(p): Query<QueueParam
             ..q.clone()
         })
     });
-    let next = (last < page.total).then(|| {
+    let next = (!page.rows.is_empty() && last < page.total).then(|| {
         queue_href(&QueueQuery {
             page: q.page + 1,
             ..q.clone()
@@ -293,9 +302,9 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx, Query(p): Query<QueueParam
                 input type="hidden" name="dir" value=(if q.descending { "desc" } else { "asc" });
                 button type="submit" { (lang.m(cat::qa::FILTER)) }
             }
-            @if page.rows.is_empty() {
+            @if page.total == 0 {
                 p { (lang.m(if filtered { cat::qa::NO_MATCH } else { cat::qa::NO_CALLS_ARE_WAITING_FOR_QA })) }
-            } @else {
+            } @else if !page.rows.is_empty() {
                 div.scroll tabindex="0" role="region" aria-label=(lang.m(cat::qa::QUEUE_CAPTION)) {
                 table.qa.queue {
                     caption { (lang.m(cat::qa::QUEUE_CAPTION)) }
