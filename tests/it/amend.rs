@@ -323,6 +323,7 @@ async fn the_amendment_is_made_and_audited_through_the_web() {
         ("action", "approve".into()),
         ("text", "Approved over the web.".into()),
         ("topics_shown", "1".into()),
+        ("confirm", "1".into()),
     ];
     form.extend(draft.topics.iter().map(|t| ("topic", t.clone())));
     let r = http
@@ -360,7 +361,7 @@ async fn the_amendment_is_made_and_audited_through_the_web() {
         amend(&bo, &bo_token, "I want to change it").await.unwrap().status(),
         403
     );
-    assert_eq!(amend(&anne, &token, "test").await.unwrap().status(), 409);
+    assert_eq!(amend(&anne, &token, "test").await.unwrap().status(), 422);
     assert_eq!(
         amend(&anne, &token, "wrong amount in the approved text")
             .await

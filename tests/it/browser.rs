@@ -33,7 +33,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-const PW: &str = "correct horse battery staple";
+pub(crate) const PW: &str = "correct horse battery staple";
 const ADVISOR: &str = "adv-anne";
 const QA: &str = "qa-kari";
 const LEAD: &str = "lead-lise";
@@ -86,21 +86,21 @@ impl SpeechRecognizer for Scripted {
 /// The review service on a free port over an embedded backend, holding one
 /// KI call of [`ADVISOR`] (demo-0003: 12.7 s, two channels, G.711 A-law)
 /// recorded, transcribed and drafted, and users of every role a flow needs.
-struct Service {
+pub(crate) struct Service {
     /// Its directory holds everything stored (for the plaintext scan).
     env: Env,
-    edges: Edges,
+    pub(crate) edges: Edges,
     base: String,
-    call: String,
+    pub(crate) call: String,
     /// `(speaker, text)` of the transcript, in order.
     transcript: Vec<(String, String)>,
     /// Length of the recording in seconds.
-    seconds: f64,
+    pub(crate) seconds: f64,
     server: common::WebService,
 }
 
 impl Service {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let mut env = Env::new(&Backend::Embedded, "browser");
         // Transcribe from the stored recording only: the live transcriber
         // would hear the same call in other pieces, ahead of the script.
@@ -188,11 +188,11 @@ impl Service {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.server.stop().await;
     }
 }
@@ -260,16 +260,16 @@ async fn advisor_flow(tools: &Tools, svc: &Service) -> Edit {
     wait_for_path(b, "/queue").await;
     assert_clean(b, "queue").await;
     let link = b.find(&format!("a[href='{call_path}']")).await;
-    assert_eq!(b.text(&link).await, svc.call);
     shot(b, "advisor-2-queue").await;
     b.click(&link).await;
 
-    // The call: the transcript as the recognizer heard it, markup as text.
+    // The call: the transcript as the recognizer heard it, markup as text;
+    // the page's one script is the service's own file.
     wait_for_path(b, &call_path).await;
     assert_clean(b, "call").await;
     let rows = b
         .execute(
-            "return [...document.querySelectorAll('table.transcript tr')]
+            "return [...document.querySelectorAll('table.transcript tbody tr')]
                 .map(r => [r.className, r.cells[2].textContent]);",
             vec![],
         )
@@ -278,15 +278,28 @@ async fn advisor_flow(tools: &Tools, svc: &Service) -> Edit {
     assert_eq!(rows, svc.transcript, "the transcript rows");
     assert!(rows[1].1.contains(HOSTILE), "shown as text: {rows:?}");
     assert_eq!(
-        b.execute("return document.scripts.length;", vec![]).await,
-        json!(0),
-        "no script element on the page"
+        b.execute("return [...document.scripts].map(s => s.getAttribute('src'));", vec![])
+            .await,
+        json!(["/static/player.js"]),
+        "one script, the service's own"
     );
-    assert_eq!(b.alert_text().await, None, "no script ran");
+    assert_eq!(b.alert_text().await, None, "no script from the transcript ran");
+    assert_eq!(
+        b.execute(
+            "return [document.querySelector('.player-controls').hidden, document.querySelector('.shortcuts').hidden,
+                     document.querySelector('.shortcuts h3').textContent];",
+            vec![]
+        )
+        .await,
+        json!([false, false, "Hurtigtaster"]),
+        "the script shows the controls and the shortcuts"
+    );
 
     play_recording(b, svc).await;
     assert_clean(b, "call, after playing").await;
+    listen(b, &call_path, "nb").await;
     shot(b, "advisor-3-call").await;
+    fits_a_phone(b, "the call page").await;
 
     // Edit: the markup (or a word) taken out, a sentence added; the page
     // shows the new version with its word diff against the draft.
@@ -320,6 +333,7 @@ async fn advisor_flow(tools: &Tools, svc: &Service) -> Edit {
     wait_for(b, "the edited version", "ins").await;
     wait_for_path(b, &call_path).await;
     assert_clean(b, "call, edited").await;
+    assert_eq!(b.text(&b.find(".notice").await).await, "Endringen er lagret.");
     let diff = b
         .execute(
             "return ['del', 'ins'].map(t => [...document.querySelectorAll(t)].map(e => e.textContent).join(' '));",
@@ -337,17 +351,33 @@ async fn advisor_flow(tools: &Tools, svc: &Service) -> Edit {
     shot(b, "advisor-4-edited").await;
 
     // Approve with the keyboard only: Tab from the top of the page to the
-    // approve button (its focus visible), Enter.
+    // approve button (its focus visible), Enter; the confirmation page says
+    // what will be recorded; Tab to "Bekreft", Enter.
     let path = tab_to(b, "button[name=action][value=approve]").await;
     assert_focus_visible(b, "the approve button").await;
     eprintln!("Tab order to approve: {}", path.join(" → "));
     b.press_keys(keys::ENTER).await;
-    b.wait_until("the decision form to go", WAIT, || async move {
-        b.try_find("button[name=action]").await.is_none().then_some(())
-    })
-    .await;
+    wait_for_path(b, &format!("{call_path}/confirm")).await;
+    assert_clean(b, "the confirmation").await;
+    assert_eq!(b.text(&b.find("h1").await).await, "Bekreft godkjenning");
+    assert_eq!(b.text(&b.find("blockquote").await).await, edited);
+    assert!(
+        review_versions(svc).await.len() == 1,
+        "nothing approved before the confirmation"
+    );
+    shot(b, "advisor-5-confirm").await;
+    tab_to(b, "form[action$='/decide'] button[type=submit]").await;
+    assert_focus_visible(b, "the confirm button").await;
+    b.press_keys(keys::ENTER).await;
     wait_for_path(b, &call_path).await;
+    wait_for(b, "the approval's message", ".notice").await;
     assert_clean(b, "call, approved").await;
+    assert_eq!(
+        b.text(&b.find(".notice").await).await,
+        "Sammendraget er godkjent.\nIngen flere utkast venter. Utkast til gjennomgang",
+        "the message, and where the next draft would be"
+    );
+    assert!(b.try_find(".notice a[href='/queue']").await.is_some());
     let kinds = b
         .execute(
             "return [...document.querySelectorAll('table.versions tbody tr')].map(r => r.cells[1].textContent);",
@@ -355,12 +385,43 @@ async fn advisor_flow(tools: &Tools, svc: &Service) -> Edit {
         )
         .await;
     assert_eq!(kinds, json!(["redigert", "godkjent"]));
+    assert_eq!(b.text(&b.find("p.approved-summary").await).await, edited);
+    assert_eq!(
+        b.execute(
+            "return !!(document.querySelector('p.approved-summary').compareDocumentPosition(
+                 document.querySelector('p.summary')) & Node.DOCUMENT_POSITION_FOLLOWING);",
+            vec![]
+        )
+        .await,
+        json!(true),
+        "the approved summary first, the AI draft after it"
+    );
+    assert!(b
+        .text(&b.find(".status").await)
+        .await
+        .starts_with("Status: godkjent — godkjent av adv-anne"));
     assert!(b.try_find("textarea#text").await.is_none(), "closed: no draft to edit");
     assert!(
         b.try_find("textarea#amend-text").await.is_some(),
         "the approved summary can be amended (issue 16, section 5)"
     );
-    shot(b, "advisor-5-approved").await;
+    shot(b, "advisor-6-approved").await;
+
+    // The same page in English: the message, the approved summary, and the
+    // player, seeking from a line and by its keys.
+    switch_language(b, "en").await;
+    wait_for_path(b, &call_path).await;
+    assert_clean(b, "call, in English").await;
+    assert_eq!(
+        b.text(&b.find(".notice p").await).await,
+        "The summary is approved.",
+        "the message survives the switch"
+    );
+    assert_eq!(b.text(&b.find("#approved-h").await).await, "Approved summary");
+    assert_eq!(b.text(&b.find("#draft-h").await).await, "AI draft");
+    listen(b, &call_path, "en").await;
+    shot(b, "advisor-7-approved-en").await;
+    switch_language(b, "nb").await;
 
     // What the browser sent is what was kept.
     let review = opptak_review::review::Review::open(&svc.edges.review()).await.unwrap();
@@ -418,6 +479,128 @@ async fn advisor_flow(tools: &Tools, svc: &Service) -> Edit {
     Edit { draft }
 }
 
+/// At 390 px wide (a phone) the page's content fits: nothing in `main`
+/// is wider than it, the draft and the transcript stacked. Back to 1280 px.
+async fn fits_a_phone(b: &Browser, page: &str) {
+    let size = |w: u32| json!({"width": w, "height": 900});
+    b.cmd(reqwest::Method::POST, "/window/rect", size(390)).await;
+    let fit = b
+        .wait_until("the narrow layout", WAIT, || async move {
+            let v = b
+                .execute(
+                    "const m = document.querySelector('main');
+                     if (window.innerWidth > 420) return null;
+                     const g = document.querySelector('.call-grid');
+                     return {inner: window.innerWidth, main: m.clientWidth, scroll: m.scrollWidth,
+                             columns: g ? getComputedStyle(g).gridTemplateColumns.split(' ').length : 1};",
+                    vec![],
+                )
+                .await;
+            (!v.is_null()).then_some(v)
+        })
+        .await;
+    shot(b, "advisor-3-call-390").await;
+    b.cmd(reqwest::Method::POST, "/window/rect", size(1280)).await;
+    assert!(
+        fit["scroll"].as_u64() <= fit["main"].as_u64(),
+        "{page}: wider than a phone's screen: {fit}"
+    );
+    assert_eq!(fit["columns"], json!(1), "{page}: stacked at 390 px: {fit}");
+}
+
+/// The versions kept of the seeded call.
+async fn review_versions(svc: &Service) -> Vec<opptak_review::review::Version> {
+    let review = opptak_review::review::Review::open(&svc.edges.review()).await.unwrap();
+    let cid = opptak_domain::model::CallId::parse(&svc.call).unwrap();
+    review.versions(&cid).await.unwrap()
+}
+
+/// The player as the advisor uses it (the page in `lang`): a transcript
+/// line's time seeks the page's player (not a navigation to the audio) and
+/// marks the line; the keys l and j move 5 s, ] and [ change the speed, k
+/// plays and pauses; the buttons do the same.
+async fn listen(b: &Browser, call_path: &str, lang: &str) {
+    let state = || async move {
+        b.execute(
+            "const a = document.getElementById('player');
+             const cur = document.querySelector('table.transcript tr[aria-current]');
+             return {t: a.currentTime, rate: a.playbackRate, paused: a.paused,
+                     current: cur ? [...cur.parentNode.children].indexOf(cur) : -1};",
+            vec![],
+        )
+        .await
+    };
+    let t = |v: &Value| v["t"].as_f64().unwrap();
+    // Seek from the third line: the player jumps there and marks the line.
+    let link = b.find("table.transcript tbody tr:nth-child(3) a.seek").await;
+    let start: f64 = b.attribute(&link, "data-t").await.unwrap().parse().unwrap();
+    assert!(
+        b.attribute(&link, "href")
+            .await
+            .unwrap()
+            .ends_with(&format!("/audio#t={start:.2}")),
+        "without the script the link opens the recording there"
+    );
+    b.click(&link).await;
+    let s = state().await;
+    b.execute("document.getElementById('player').pause();", vec![]).await;
+    assert!(
+        t(&s) >= start - 0.05 && t(&s) < start + 1.5,
+        "{lang}: seeked to {start} s: {s}"
+    );
+    assert_eq!(path_of(&b.current_url().await), call_path, "no navigation");
+    b.wait_until("the line marked", WAIT, || async move {
+        (state().await["current"] == json!(2)).then_some(())
+    })
+    .await;
+
+    // The keys, with the focus on no field.
+    b.execute(
+        "const a = document.getElementById('player'); a.pause(); a.currentTime = 2; document.activeElement.blur();",
+        vec![],
+    )
+    .await;
+    b.press_keys("l").await;
+    let s = state().await;
+    assert!((t(&s) - 7.0).abs() < 0.2, "{lang}: l is +5 s: {s}");
+    b.press_keys("j").await;
+    assert!((t(&state().await) - 2.0).abs() < 0.2, "{lang}: j is −5 s");
+    b.press_keys("]").await;
+    assert_eq!(state().await["rate"], json!(1.25), "{lang}: ] is faster");
+    b.press_keys("[[").await;
+    assert_eq!(state().await["rate"], json!(0.75), "{lang}: [ is slower");
+    b.press_keys("k").await;
+    assert_eq!(state().await["paused"], json!(false), "{lang}: k plays");
+    b.press_keys("k").await;
+    assert_eq!(state().await["paused"], json!(true), "{lang}: k pauses");
+    // A key typed in a field is the field's.
+    if let Some(area) = b.try_find("textarea").await {
+        let before = t(&state().await);
+        b.click(&area).await;
+        b.press_keys("l").await;
+        assert!(
+            (t(&state().await) - before).abs() < 0.2,
+            "{lang}: l in a field is a letter"
+        );
+        b.execute(
+            "const e = document.activeElement; e.value = e.value.slice(0, -1); e.blur();",
+            vec![],
+        )
+        .await;
+    }
+    // The buttons.
+    b.execute("document.getElementById('player').currentTime = 1;", vec![])
+        .await;
+    b.click(&b.find(".player-controls button[data-skip='5']").await).await;
+    assert!((t(&state().await) - 6.0).abs() < 0.2, "{lang}: the +5 s button");
+    let fast = b.find(".player-controls button[data-rate='1.5']").await;
+    b.click(&fast).await;
+    assert_eq!(state().await["rate"], json!(1.5));
+    assert_eq!(b.attribute(&fast, "aria-pressed").await.as_deref(), Some("true"));
+    b.click(&b.find(".player-controls button[data-rate='1']").await).await;
+    assert_clean(b, &format!("{lang}: after listening")).await;
+}
+
 /// Waits until the page's path is `path` (after a redirect or a submit;
 /// query and fragment aside).
 pub(crate) async fn wait_for_path(b: &Browser, path: &str) {
@@ -428,14 +611,14 @@ pub(crate) async fn wait_for_path(b: &Browser, path: &str) {
 }
 
 /// The path of `url`, without query or fragment.
-fn path_of(url: &str) -> String {
+pub(crate) fn path_of(url: &str) -> String {
     let at = url
         .split_once("://")
         .map_or("", |(_, r)| r.find('/').map_or("/", |i| &r[i..]));
     at.split(['?', '#']).next().unwrap_or_default().to_owned()
 }
 
-async fn wait_for(b: &Browser, what: &str, css: &str) {
+pub(crate) async fn wait_for(b: &Browser, what: &str, css: &str) {
     b.wait_until(what, WAIT, || async move { b.try_find(css).await.map(|_| ()) })
         .await;
 }
@@ -1028,7 +1211,7 @@ pub(crate) async fn switch_language(b: &Browser, code: &str) {
 /// Signs `user` in with the keyboard only: the user name field has the
 /// focus when the page opens, Tab to the password, Enter; waits for the
 /// user's first page, `lands`.
-async fn sign_in(b: &Browser, svc: &Service, user: &str, lands: &str) {
+pub(crate) async fn sign_in(b: &Browser, svc: &Service, user: &str, lands: &str) {
     b.goto(&svc.url("/login")).await;
     wait_for_path(b, "/login").await;
     assert_clean(b, "login").await;
@@ -1047,7 +1230,7 @@ async fn sign_in(b: &Browser, svc: &Service, user: &str, lands: &str) {
 
 /// The recording plays: the browser fetches the WAV by ranges, decodes it
 /// and its clock moves; the length is the recording's.
-async fn play_recording(b: &Browser, svc: &Service) {
+pub(crate) async fn play_recording(b: &Browser, svc: &Service) {
     let played = b
         .execute_async(
             "const done = arguments[arguments.length - 1];
@@ -1433,7 +1616,7 @@ async fn dashboard_suppresses(b: &Browser, k: u64, call: &Names<'_>, period: &st
 }
 
 /// A client that shows redirects instead of following them.
-fn no_redirects() -> reqwest::Client {
+pub(crate) fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -1466,51 +1649,199 @@ async fn download_csv(b: &Browser, url: &str, filename: &str) -> String {
     resp.text().await.unwrap()
 }
 
-/// The roles that never see content: the auditor reads the audit log (the
-/// flows above are in it, without content) and verifies the chain; the
-/// admin lists users and adds one by the form. Neither can open the call.
+/// The roles that never see content. The auditor reads the log newest
+/// first (the flows above are in it, without content), filters it by
+/// action, downloads the filtered entries as CSV, verifies the chain, and
+/// reads the log in English; the admin adds a team and a user (team from
+/// the list), disables a user through the confirmation page, enables them
+/// again (in English), changes a role and team with confirmation, and has
+/// no disable button on their own row. Neither can open the call.
 async fn audit_and_admin_flow(tools: &Tools, svc: &Service) {
     let call_path = format!("/calls/{}", svc.call);
     let b = &Browser::start(tools).await;
+    let set = |css: &'static str, value: &'static str| async move {
+        b.execute(
+            "const e = document.querySelector(arguments[0]); e.value = arguments[1]; return e.value;",
+            vec![json!(css), json!(value)],
+        )
+        .await
+    };
+    let rows_attr = |attr: &'static str| async move {
+        let v = b
+            .execute(
+                "return [...document.querySelectorAll('table.log tbody tr')].map(r => r.querySelector('[' + arguments[0] + ']') ? r.querySelector('[' + arguments[0] + ']').getAttribute(arguments[0]) : r.getAttribute(arguments[0]));",
+                vec![json!(attr)],
+            )
+            .await;
+        serde_json::from_value::<Vec<String>>(v).unwrap()
+    };
     sign_in(b, svc, AUDITOR, "/audit").await;
     assert_clean(b, "audit log").await;
+    let seqs: Vec<u64> = rows_attr("data-seq").await.iter().map(|s| s.parse().unwrap()).collect();
+    assert!(
+        !seqs.is_empty() && seqs.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {seqs:?}"
+    );
+    let count = b.text(&b.find("#log-count").await).await;
+    assert!(count.starts_with("Viser 1–"), "{count}");
     let text = b.text(&b.find("main table").await).await;
-    assert!(text.contains("transcript.read") && text.contains("qa.score"), "{text}");
     assert!(!text.contains("savings plan"), "no content in the log");
+    assert!(!text.contains("audit.read"), "actions by name: {text}");
     shot(b, "audit-1-log").await;
-    b.click(&b.find("main form button[type=submit]").await).await;
+
+    // Filter by action: the scores QA gave in its flow.
+    assert_eq!(set("#f-action", "qa.score").await, json!("qa.score"));
+    b.click(&b.find("form.filters button[type=submit]").await).await;
+    b.wait_until("the filtered log", WAIT, || async move {
+        b.current_url().await.contains("action=qa.score").then_some(())
+    })
+    .await;
+    assert_clean(b, "audit log, filtered").await;
+    let actions = rows_attr("data-action").await;
+    assert!(
+        !actions.is_empty() && actions.iter().all(|a| a == "qa.score"),
+        "{actions:?}"
+    );
+    assert!(b
+        .text(&b.find("main table").await)
+        .await
+        .contains("Vurderte et utvalgt utkast"));
+    shot(b, "audit-2-filtered").await;
+    let href = b.attribute(&b.find("a#csv").await, "href").await.unwrap();
+    assert_eq!(href, "/audit.csv?action=qa.score");
+    let csv = download_csv(b, &svc.url(&href), "audit-log.csv").await;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines.len(),
+        actions.len() + 1,
+        "the CSV holds what the page shows: {csv}"
+    );
+    assert!(lines[1..].iter().all(|l| l.contains(",qa.score,")), "{csv}");
+
+    b.click(&b.find("form[action='/audit/verify'] button[type=submit]").await)
+        .await;
     wait_for_path(b, "/audit/verify").await;
     assert_clean(b, "audit verification").await;
     assert_eq!(b.text(&b.find("main p[role=status]").await).await, "Kjeden er intakt.");
-    shot(b, "audit-2-verified").await;
+    assert!(b
+        .text(&b.find("#checkpoints-explained").await)
+        .await
+        .contains("signert"));
+    shot(b, "audit-3-verified").await;
+
+    // In English: the same log, its labels in English.
+    b.goto(&svc.url("/audit?action=transcript.read")).await;
+    wait_for_path(b, "/audit").await;
+    switch_language(b, "en").await;
+    assert_clean(b, "audit log, English").await;
+    assert_eq!(b.text(&b.find("main h1").await).await, "Audit log");
+    assert!(b.text(&b.find("#log-count").await).await.starts_with("Showing 1–"));
+    let text = b.text(&b.find("main table").await).await;
+    assert!(text.contains("Read a call (transcript and draft)"), "{text}");
+    assert!(
+        text.contains("own call") && text.contains("allowed"),
+        "reasons and outcomes in English: {text}"
+    );
+    shot(b, "audit-4-log-en").await;
     b.goto(&svc.url(&call_path)).await;
-    let said = error_page(b, "the auditor opens a call", 403).await;
-    assert!(said.contains("aldri"), "{said}");
+    error_page(b, "the auditor opens a call", 403).await;
 
     let b = &Browser::start(tools).await;
-    sign_in(b, svc, ADMIN, "/dashboard").await;
+    let set = |css: &'static str, value: &'static str| async move {
+        b.execute(
+            "const e = document.querySelector(arguments[0]); e.value = arguments[1]; return e.value;",
+            vec![json!(css), json!(value)],
+        )
+        .await
+    };
+    let row = |user: &'static str| async move { b.text(&b.find(&format!("tr[data-user='{user}']")).await).await };
+    // Signs in by keyboard as `sign_in` does, wherever the admin lands.
+    b.goto(&svc.url("/login")).await;
+    wait_for_path(b, "/login").await;
+    b.press_keys(ADMIN).await;
+    b.press_keys(keys::TAB).await;
+    b.press_keys(PW).await;
+    b.press_keys(keys::ENTER).await;
+    b.wait_until("the admin signed in", WAIT, || async move {
+        (path_of(&b.current_url().await) != "/login").then_some(())
+    })
+    .await;
     b.click(&b.find("header a[href='/admin/users']").await).await;
     wait_for_path(b, "/admin/users").await;
     assert_clean(b, "users").await;
-    b.send_keys(&b.find("main > form input[name=user]").await, "adv-nina")
-        .await;
-    b.send_keys(&b.find("main > form input[name=name]").await, "Nina Nordmann")
-        .await;
-    b.send_keys(&b.find("main > form input[name=team]").await, "oslo").await;
-    b.send_keys(&b.find("main > form input[name=password]").await, PW).await;
-    b.click(&b.find("main > form button[type=submit]").await).await;
-    b.wait_until("the new user listed", WAIT, || async move {
-        let listed = b
-            .execute(
-                "const t = document.querySelector('main table'); return !!t && t.innerText.includes('Nina Nordmann');",
-                vec![],
-            )
-            .await;
-        (listed == json!(true)).then_some(())
-    })
-    .await;
+    assert!(
+        b.try_find(&format!(
+            "tr[data-user='{ADMIN}'] form[action='/admin/users/confirm'] input[value=disable]"
+        ))
+        .await
+        .is_none(),
+        "no disable button on the admin's own row"
+    );
+
+    // A team, then a user put in a team picked from the list.
+    b.send_keys(&b.find("#t-team").await, "bergen").await;
+    b.click(&b.find("form.add-team button[type=submit]").await).await;
+    wait_for(b, "the team added", "p.notice").await;
+    b.send_keys(&b.find("#u-user").await, "adv-nina").await;
+    b.send_keys(&b.find("#u-name").await, "Nina Nordmann").await;
+    assert_eq!(set("#u-team", "oslo").await, json!("oslo"), "oslo is a known team");
+    assert_eq!(set("#u-team", "osl").await, json!(""), "a typo is no option");
+    set("#u-team", "oslo").await;
+    b.send_keys(&b.find("#u-password").await, PW).await;
+    b.click(&b.find("form.add-user button[type=submit]").await).await;
+    wait_for(b, "the new user listed", "tr[data-user='adv-nina']").await;
+    assert!(row("adv-nina").await.contains("Nina Nordmann"));
     assert_clean(b, "users, after adding").await;
     shot(b, "admin-1-users").await;
+
+    // Disable, through the confirmation page.
+    b.click(&b.find(&format!("button[aria-label='Deaktiver {AUDITOR}']")).await)
+        .await;
+    wait_for_path(b, "/admin/users/confirm").await;
+    assert_clean(b, "confirm disable").await;
+    assert_eq!(b.text(&b.find("main h1").await).await, format!("Deaktivere {AUDITOR}?"));
+    shot(b, "admin-2-confirm-disable").await;
+    b.click(&b.find("form.confirm button[type=submit]").await).await;
+    wait_for_path(b, "/admin/users").await;
+    assert!(row(AUDITOR).await.contains("deaktivert"), "{}", row(AUDITOR).await);
+
+    // Enable again (the undo), in English.
+    switch_language(b, "en").await;
+    b.click(&b.find(&format!("button[aria-label='Enable again: {AUDITOR}']")).await)
+        .await;
+    wait_for_path(b, "/admin/users/confirm").await;
+    assert_clean(b, "confirm enable, English").await;
+    assert_eq!(
+        b.text(&b.find("main h1").await).await,
+        format!("Enable {AUDITOR} again?")
+    );
+    shot(b, "admin-3-confirm-enable-en").await;
+    b.click(&b.find("form.confirm button[type=submit]").await).await;
+    wait_for_path(b, "/admin/users").await;
+    assert!(row(AUDITOR).await.contains("active"), "{}", row(AUDITOR).await);
+    switch_language(b, "nb").await;
+
+    // Role and team, the team from the list, with confirmation.
+    b.click(&b.find(&format!("a[aria-label='Endre rolle/team for {LEAD}']")).await)
+        .await;
+    wait_for_path(b, &format!("/admin/users/{LEAD}/edit")).await;
+    assert_clean(b, "edit user").await;
+    set("#e-role", "advisor").await;
+    assert_eq!(set("#e-team", "bergen").await, json!("bergen"));
+    shot(b, "admin-4-edit").await;
+    b.click(&b.find("form.edit-user button[type=submit]").await).await;
+    wait_for_path(b, "/admin/users/confirm").await;
+    assert_clean(b, "confirm change").await;
+    let said = b.text(&b.find("main").await).await;
+    assert!(
+        said.contains("Rolle: teamleder → rådgiver") && said.contains("Team: oslo → bergen"),
+        "{said}"
+    );
+    shot(b, "admin-5-confirm-change").await;
+    b.click(&b.find("form.confirm button[type=submit]").await).await;
+    wait_for_path(b, "/admin/users").await;
+    let lise = row(LEAD).await;
+    assert!(lise.contains("rådgiver") && lise.contains("bergen"), "{lise}");
     b.goto(&svc.url(&call_path)).await;
     error_page(b, "the admin opens a call", 403).await;
 }

@@ -66,10 +66,13 @@ async fn every_role_s_frame_fits_a_phone_and_passes_axe() {
             b.send_keys(&b.find("input[name=user]").await, user).await;
             b.send_keys(&b.find("input[name=password]").await, PW).await;
             b.click(&b.find("button[type=submit]").await).await;
-            b.wait_until(&format!("{user} lands on {lands}"), WAIT, || async move {
-                b.current_url().await.ends_with(lands).then_some(())
-            })
-            .await;
+            let landed = b
+                .wait_until(&format!("{user} lands"), WAIT, || async move {
+                    let url = b.current_url().await;
+                    (!url.ends_with("/login")).then_some(url)
+                })
+                .await;
+            assert!(landed.ends_with(lands), "{user} landed on {landed}, not {lands}");
             assert_clean(b, &format!("{user} {lands} ({langs})")).await;
             fits(b, &format!("{user} {lands} ({langs})")).await;
             // A wrong address: a 404 page with the menu and sign-out.

@@ -269,3 +269,105 @@ fn the_security_guide_matches_the_topics_and_their_retention() {
         );
     }
 }
+
+/// `(method, path)` of every route the review service registers
+/// (`.route("/path", get(..).post(..))` in `crates/opptak-review/src/web/`),
+/// with `{placeholders}` kept.
+fn review_routes() -> std::collections::BTreeSet<(String, String)> {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut out = std::collections::BTreeSet::new();
+    for e in std::fs::read_dir(format!("{root}/crates/opptak-review/src/web")).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_none_or(|x| x != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for part in text.split(".route(\"").skip(1) {
+            let Some((route, rest)) = part.split_once('"') else {
+                continue;
+            };
+            // The handlers up to the route's closing parenthesis.
+            let handlers = rest.split(")\n").next().unwrap_or(rest);
+            for method in ["get", "post"] {
+                if handlers.contains(&format!("{method}(")) {
+                    out.insert((method.to_uppercase(), route.to_owned()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The same pairs as `docs/review-service.md`'s route table names them:
+/// every `` `GET /a`, `POST /b` `` of its first column, optional parts
+/// (`[?reason=]`, `[.csv]`, `[/{id}]`) spelled out both ways, queries dropped.
+fn documented_review_routes() -> std::collections::BTreeSet<(String, String)> {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let doc = std::fs::read_to_string(format!("{root}/docs/review-service.md")).unwrap();
+    let table = doc
+        .split("## Routes")
+        .nth(1)
+        .expect("a Routes section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let mut out = std::collections::BTreeSet::new();
+    for line in table.lines().filter(|l| l.starts_with("| `")) {
+        let first = line.split(" | ").next().unwrap_or(line);
+        let mut method = String::new();
+        for item in first.split('`').skip(1).step_by(2) {
+            let (m, path) = match item.split_once(' ') {
+                Some((m, p)) if m.chars().all(|c| c.is_ascii_uppercase()) => (m.to_owned(), p),
+                _ => (method.clone(), item), // `GET /a`, `/b`: the method goes on
+            };
+            method = m.clone();
+            let path = path.split('?').next().unwrap_or(path);
+            let mut variants = vec![String::new()];
+            let mut rest = path;
+            while let Some(open) = rest.find('[') {
+                let close = rest[open..].find(']').map_or(rest.len(), |c| open + c);
+                let (before, optional) = (&rest[..open], &rest[open + 1..close]);
+                let optional = optional.split('?').next().unwrap_or("");
+                variants = variants
+                    .into_iter()
+                    .flat_map(|v| [format!("{v}{before}"), format!("{v}{before}{optional}")])
+                    .collect();
+                rest = &rest[(close + 1).min(rest.len())..];
+            }
+            for v in variants {
+                out.insert((m.clone(), format!("{v}{rest}").trim_end_matches(',').to_owned()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_review_service_guide_lists_exactly_its_routes() {
+    let routes = review_routes();
+    assert!(routes.len() >= 25, "{routes:?}");
+    let documented = documented_review_routes();
+    let missing: Vec<_> = routes
+        .iter()
+        .filter(|r| !documented.contains(*r) && !r.1.starts_with("/api/") && r.1 != "/static/{name}")
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/review-service.md's route table lacks {missing:?}"
+    );
+    let gone: Vec<_> = documented
+        .iter()
+        .filter(|(m, p)| {
+            (m == "GET" || m == "POST") && !p.starts_with("/api/") && !routes.contains(&(m.clone(), p.clone()))
+        })
+        .filter(|(_, p)| {
+            !documented
+                .iter()
+                .any(|(_, q)| q != p && q.starts_with(p.as_str()) && routes.iter().any(|r| &r.1 == q))
+        })
+        .collect();
+    assert!(
+        gone.is_empty(),
+        "docs/review-service.md names routes the service does not have: {gone:?}"
+    );
+}

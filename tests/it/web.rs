@@ -665,7 +665,7 @@ async fn every_role_gets_exactly_what_it_may() {
         c.http
             .post(format!("{}/calls/{call}/decide", c.base))
             .header("cookie", cookie)
-            .form(&[("csrf", csrf), ("action", action), ("text", text)])
+            .form(&[("csrf", csrf), ("action", action), ("text", text), ("confirm", "1")])
             .send()
     };
     let bo_page = c.get(&format!("/calls/{call}"), bo.as_deref()).await.2;
@@ -674,7 +674,10 @@ async fn every_role_gets_exactly_what_it_may() {
     assert_eq!(decide(&anne, &token, "edit", edited).await.unwrap().status(), 303);
     assert_eq!(decide(&anne, &token, "approve", edited).await.unwrap().status(), 303);
     assert_eq!(
-        decide(&anne, &token, "reject", "too late").await.unwrap().status(),
+        decide(&anne, &token, "reject", "too late to decide")
+            .await
+            .unwrap()
+            .status(),
         409,
         "closed"
     );

@@ -81,17 +81,17 @@ impl SpeechRecognizer for FixedLine {
 
 /// What one wrk run reported.
 #[derive(Clone, Debug, PartialEq)]
-struct WrkRun {
-    requests: u64,
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
+pub(crate) struct WrkRun {
+    pub(crate) requests: u64,
+    pub(crate) rps: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
     /// Statuses above 399, as wrk counts them.
-    non_2xx: u64,
+    pub(crate) non_2xx: u64,
     /// Connect, read, write errors and timeouts.
-    socket_errors: u64,
+    pub(crate) socket_errors: u64,
     /// Pages answered with anything but 200 (the script's own count).
-    unexpected: u64,
+    pub(crate) unexpected: u64,
 }
 
 /// A wrk duration (`812.00us`, `1.23ms`, `2.05s`, `1.00m`) in milliseconds.
@@ -194,7 +194,7 @@ opptak-wrk: requests=3268 unexpected_status=7 p50_us=812 p99_us=1020000 max_us=1
 }
 
 /// `nproc`, the CPU model, memory, the date and wrk's version.
-fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()
@@ -237,7 +237,7 @@ fn machine() -> String {
 }
 
 /// `/proc/loadavg`'s three load averages.
-fn load() -> String {
+pub(crate) fn load() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
@@ -245,7 +245,7 @@ fn load() -> String {
 
 /// CPU time so far, in clock ticks (1/100 s), split by who used it.
 #[derive(Clone, Copy)]
-struct Cpu {
+pub(crate) struct Cpu {
     /// This process: the service (during a wrk run nothing else runs in it).
     service: u64,
     /// Its reaped children: the wrk runs.
@@ -269,7 +269,7 @@ fn proc_ticks(pid: &str) -> Option<(u64, u64)> {
 }
 
 impl Cpu {
-    fn now() -> Cpu {
+    pub(crate) fn now() -> Cpu {
         let (service, wrk) = proc_ticks("self").unwrap();
         let postgres = std::fs::read_dir("/proc")
             .unwrap()
@@ -306,7 +306,7 @@ impl Cpu {
     /// and PostgreSQL's CPU µs; and the cores everything else kept busy
     /// (other engineers' builds, Kafka, kernel work not charged to a
     /// process, ...), which should be near 0.
-    fn per_request(self, later: Cpu, requests: u64) -> (f64, f64, f64) {
+    pub(crate) fn per_request(self, later: Cpu, requests: u64) -> (f64, f64, f64) {
         let per = |a: u64, b: u64| (b.saturating_sub(a)) as f64 * 10_000.0 / requests.max(1) as f64;
         let ours =
             (later.service - self.service) + (later.wrk - self.wrk) + later.postgres.saturating_sub(self.postgres);
@@ -322,7 +322,7 @@ impl Cpu {
 
 /// Runs wrk against `base` with the sessions of `file` (see
 /// benches/wrk/sessions.lua) and parses its report.
-async fn wrk(base: &str, file: &Path, mode: &str, seconds: u64) -> (WrkRun, String) {
+pub(crate) async fn wrk(base: &str, file: &Path, mode: &str, seconds: u64) -> (WrkRun, String) {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/wrk/sessions.lua");
     let out = tokio::process::Command::new("wrk")
         .args([

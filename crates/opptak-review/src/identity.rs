@@ -156,6 +156,31 @@ pub enum AdminError {
     TeamExists(String),
 }
 
+impl AdminError {
+    /// What the audit log records as the reason (the auditor's page names
+    /// it in the page language).
+    pub fn code(&self) -> &'static str {
+        match self {
+            AdminError::InvalidId(_) => "invalid-id",
+            AdminError::ShortPassword => "short-password",
+            AdminError::UserExists(_) => "user-exists",
+            AdminError::NoSuchUser(_) => "no-such-user",
+            AdminError::AdvisorsId(_) => "advisors-id",
+            AdminError::SameAdmin(_) => "same-admin",
+            AdminError::NoApprovalNeeded(_) => "no-approval-needed",
+            AdminError::Yourself => "yourself",
+            AdminError::NotActive(_) => "not-active",
+            AdminError::NotDisabled(_) => "not-disabled",
+            AdminError::UnknownTeam(_) => "unknown-team",
+            AdminError::InvalidTeam(_) => "invalid-team",
+            AdminError::TeamExists(_) => "team-exists",
+        }
+    }
+}
+
+/// The audit reason of a change that waits for a second admin.
+pub const AWAITING: &str = "awaiting a second admin's approval";
+
 /// How long a web session lasts.
 pub const SESSION_HOURS: i64 = 8;
 const MIN_PASSWORD: usize = 12;
@@ -243,7 +268,7 @@ impl Identity {
             None
         };
         if let Some(e) = failed {
-            self.audit_why(by, "admin", "user.create", &subject, "failed", &e.to_string())
+            self.audit_why(by, "admin", "user.create", &subject, "failed", e.code())
                 .await?;
             return Err(e.into());
         }
@@ -254,7 +279,7 @@ impl Identity {
                 "user.create",
                 &subject,
                 "refused",
-                "the id is an advisor on recorded calls",
+                AdminError::AdvisorsId(String::new()).code(),
             )
             .await?;
             return Err(AdminError::AdvisorsId(user_id.into()).into());
@@ -277,7 +302,7 @@ impl Identity {
             Ok(()) => {}
             Err(opptak_store::StoreError::Conflict(_)) => {
                 let e = AdminError::UserExists(user_id.into());
-                self.audit_why(by, "admin", "user.create", &subject, "failed", &e.to_string())
+                self.audit_why(by, "admin", "user.create", &subject, "failed", e.code())
                     .await?;
                 return Err(e.into());
             }
@@ -289,7 +314,7 @@ impl Identity {
             self.ensure_team(by, team).await?;
         }
         let why = if role.reads_content() {
-            format!("role {}, awaiting a second admin's approval", role.as_str())
+            format!("role {}; {AWAITING}", role.as_str())
         } else {
             format!("role {}", role.as_str())
         };
@@ -318,7 +343,7 @@ impl Identity {
                 "user.approve",
                 &subject,
                 "refused",
-                "the admin who asked cannot approve",
+                AdminError::SameAdmin(String::new()).code(),
             )
             .await?;
             return Err(AdminError::SameAdmin(by.into()).into());
@@ -367,7 +392,7 @@ impl Identity {
         let subject = format!("user:{user_id}");
         if by == user_id {
             let e = AdminError::Yourself;
-            self.audit_why(by, "admin", "user.disable", &subject, "failed", &e.to_string())
+            self.audit_why(by, "admin", "user.disable", &subject, "failed", e.code())
                 .await?;
             return Err(e.into());
         }
@@ -375,7 +400,7 @@ impl Identity {
             Ok(()) => {}
             Err(opptak_store::StoreError::NotFound(_)) => {
                 let e = AdminError::NotActive(user_id.into());
-                self.audit_why(by, "admin", "user.disable", &subject, "failed", &e.to_string())
+                self.audit_why(by, "admin", "user.disable", &subject, "failed", e.code())
                     .await?;
                 return Err(e.into());
             }
@@ -399,7 +424,7 @@ impl Identity {
             Ok(()) => {}
             Err(opptak_store::StoreError::NotFound(_)) => {
                 let e = AdminError::NotDisabled(user_id.into());
-                self.audit_why(by, "admin", "user.enable", &subject, "failed", &e.to_string())
+                self.audit_why(by, "admin", "user.enable", &subject, "failed", e.code())
                     .await?;
                 return Err(e.into());
             }
@@ -436,15 +461,16 @@ impl Identity {
             None
         };
         if let Some(e) = failed {
-            self.audit_why(by, "admin", "user.change", &subject, "failed", &e.to_string())
+            self.audit_why(by, "admin", "user.change", &subject, "failed", e.code())
                 .await?;
             return Err(e.into());
         }
         let needs = role.reads_content();
         self.users.change(user_id, role.as_str(), team, by, needs).await?;
-        let mut why = format!("role {} → {}, team {:?} → {team:?}", row.role, role.as_str(), row.team);
+        let mut why = format!("role {} -> {}; team {} -> {team}", row.role, role.as_str(), row.team);
         if needs {
-            why.push_str(", awaiting a second admin's approval");
+            why.push_str("; ");
+            why.push_str(AWAITING);
         }
         self.audit_why(by, "admin", "user.change", &subject, "allowed", &why)
             .await
@@ -460,7 +486,7 @@ impl Identity {
         let subject = format!("team:{team}");
         if !valid_team(team) || team.trim() != team {
             let e = AdminError::InvalidTeam(team.into());
-            self.audit_why(by, "admin", "team.create", &subject, "failed", &e.to_string())
+            self.audit_why(by, "admin", "team.create", &subject, "failed", e.code())
                 .await?;
             return Err(e.into());
         }
@@ -473,7 +499,7 @@ impl Identity {
             Ok(()) => self.audit(by, "admin", "team.create", &subject, "allowed").await,
             Err(opptak_store::StoreError::Conflict(_)) => {
                 let e = AdminError::TeamExists(team.into());
-                self.audit_why(by, "admin", "team.create", &subject, "failed", &e.to_string())
+                self.audit_why(by, "admin", "team.create", &subject, "failed", e.code())
                     .await?;
                 Err(e.into())
             }

@@ -13,7 +13,7 @@
 
 use crate::identity::{Role, User};
 use crate::ReviewEdges;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use opptak_crypto::segment::ArtifactKind;
 use opptak_domain::model::{CallId, KeyClass};
 use opptak_domain::summary::Taxonomy;
@@ -40,6 +40,61 @@ impl Decision {
             Decision::Approve(_) => "approved",
             Decision::Reject(_) => "rejected",
         }
+    }
+}
+
+/// Why a decision or an amendment was not recorded: one kind per thing the
+/// reviewer can be told (the pages map each to a message of their own); the
+/// rest is [`ReviewError::Other`], a fault of the service.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("no such call")]
+    UnknownCall,
+    #[error("only the call's advisor decides on its draft")]
+    NotYourDraft,
+    #[error("only the call's advisor or compliance amends its approved summary")]
+    NotYourSummary,
+    /// KI not run, opted out, expired, or not drafted yet.
+    #[error("the call has no draft to review (KI not run, opted out, expired, or not drafted yet)")]
+    NoDraft,
+    #[error("a rejection needs a reason")]
+    NoRejectionReason,
+    #[error("the summary is empty")]
+    EmptySummary,
+    #[error("the text is longer than 20,000 bytes")]
+    TooLong,
+    #[error("topics: {0}")]
+    Topics(String),
+    /// Approved or rejected already (`kind` by `by`).
+    #[error("the draft is closed: {kind} by {by}")]
+    Closed { kind: String, by: String },
+    /// Another decision or amendment was written first.
+    #[error("another decision on this draft came first; reload")]
+    Conflict,
+    #[error("the call's KI data is gone (opted out or expired)")]
+    KiGone,
+    #[error("an amendment needs a reason of at least {MIN_REASON_CHARS} characters")]
+    ShortReason,
+    #[error("the call has no approved summary to amend")]
+    NotApproved,
+    #[error("the amendment changes nothing")]
+    NoChange,
+    /// The record key or the approved summary is gone.
+    #[error("the approved summary of this call is gone; nothing to amend")]
+    RecordGone,
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<opptak_vault::VaultError> for ReviewError {
+    fn from(e: opptak_vault::VaultError) -> Self {
+        ReviewError::Other(e.into())
+    }
+}
+
+impl From<opptak_store::StoreError> for ReviewError {
+    fn from(e: opptak_store::StoreError) -> Self {
+        ReviewError::Other(e.into())
     }
 }
 
@@ -109,7 +164,7 @@ impl Review {
 
     /// Records `decision` by `user` (the call's advisor) on the call's
     /// draft, with the draft's topics (or those of the last saved edit).
-    pub async fn decide(&self, user: &User, call_id: &CallId, decision: Decision) -> Result<Version> {
+    pub async fn decide(&self, user: &User, call_id: &CallId, decision: Decision) -> Result<Version, ReviewError> {
         self.decide_with_topics(user, call_id, decision, None).await
     }
 
@@ -122,29 +177,31 @@ impl Review {
         call_id: &CallId,
         decision: Decision,
         topics: Option<Vec<String>>,
-    ) -> Result<Version> {
+    ) -> Result<Version, ReviewError> {
         let rec = self
             .edges
             .vault
             .meta()
             .load_call(call_id)
             .await?
-            .context("no such call")?;
+            .ok_or(ReviewError::UnknownCall)?;
         if user.role != Role::Advisor || rec.facts.advisor_id != user.user_id {
-            bail!("only the call's advisor decides on its draft");
+            return Err(ReviewError::NotYourDraft);
         }
-        if opptak_ki::summarize::ki_state(self.edges.vault.meta(), call_id).await?
+        if opptak_ki::summarize::ki_state(self.edges.vault.meta(), call_id)
+            .await
+            .map_err(anyhow::Error::from)?
             != opptak_ki::summarize::KiState::Drafted
         {
-            bail!("the call has no draft to review (KI not run, opted out, expired, or not drafted yet)");
+            return Err(ReviewError::NoDraft);
         }
         let text = match &decision {
             Decision::Edit(t) | Decision::Approve(t) | Decision::Reject(t) => t.trim().to_owned(),
         };
         if text.is_empty() {
-            bail!(match decision {
-                Decision::Reject(_) => "a rejection needs a reason",
-                _ => "the summary is empty",
+            return Err(match decision {
+                Decision::Reject(_) => ReviewError::NoRejectionReason,
+                _ => ReviewError::EmptySummary,
             });
         }
         check_text(&text)?;
@@ -154,7 +211,10 @@ impl Review {
         };
         let existing = self.store.versions(call_id.as_str()).await?;
         if let Some(closed) = existing.iter().find(|v| v.kind != "edit") {
-            bail!("the draft is closed: {} by {}", closed.kind, closed.author);
+            return Err(ReviewError::Closed {
+                kind: closed.kind.clone(),
+                by: closed.author.clone(),
+            });
         }
         let version = existing.last().map_or(1, |v| v.version + 1);
         let ki = self
@@ -162,7 +222,7 @@ impl Review {
             .vault
             .key(call_id, KeyClass::Ki.as_str())
             .await?
-            .context("the call's KI data is gone (opted out or expired)")?;
+            .ok_or(ReviewError::KiGone)?;
         // An approval without topics takes those of the last saved edit.
         let topics = match (&decision, topics) {
             (Decision::Approve(_), None) => self.versions(call_id).await?.into_iter().rev().find_map(|v| v.topics),
@@ -186,7 +246,10 @@ impl Review {
                 sealed,
             })
             .await
-            .context("another decision on this draft came first; reload")?;
+            .map_err(|e| match e {
+                opptak_store::StoreError::Conflict(_) => ReviewError::Conflict,
+                e => e.into(),
+            })?;
         match &decision {
             Decision::Approve(_) => {
                 // The version (written first: it is what stops a second
@@ -197,7 +260,9 @@ impl Review {
                     Ok(d) => d,
                     Err(e) => {
                         self.store.remove(call_id.as_str(), version).await?;
-                        return Err(e.context("the approval could not be recorded; the draft stays open"));
+                        return Err(e
+                            .context("the approval could not be recorded; the draft stays open")
+                            .into());
                     }
                 };
                 let outcome = crate::qa::DraftOutcome::Approved {
@@ -238,31 +303,37 @@ impl Review {
         text: &str,
         topics: Option<Vec<String>>,
         reason: &str,
-    ) -> Result<Version> {
+    ) -> Result<Version, ReviewError> {
         let e = &self.edges;
-        let rec = e.vault.meta().load_call(call_id).await?.context("no such call")?;
+        let rec = e
+            .vault
+            .meta()
+            .load_call(call_id)
+            .await?
+            .ok_or(ReviewError::UnknownCall)?;
         let own = user.role == Role::Advisor && rec.facts.advisor_id == user.user_id;
         if !own && user.role != Role::Compliance {
-            bail!("only the call's advisor or compliance amends its approved summary");
+            return Err(ReviewError::NotYourSummary);
         }
         let reason = reason.trim();
         if reason.chars().count() < MIN_REASON_CHARS {
-            bail!("an amendment needs a reason of at least {MIN_REASON_CHARS} characters");
+            return Err(ReviewError::ShortReason);
         }
         let text = text.trim();
         if text.is_empty() {
-            bail!("the summary is empty");
+            return Err(ReviewError::EmptySummary);
         }
         check_text(text)?;
         check_text(reason)?;
         let topics = topics.map(|t| self.check_topics(t)).transpose()?;
         let existing = self.store.versions(call_id.as_str()).await?;
         if !existing.iter().any(|v| v.kind == "approved") {
-            bail!("the call has no approved summary to amend");
+            return Err(ReviewError::NotApproved);
         }
         let kind = ArtifactKind::ApprovedSummary;
         let old = e.vault.artifact(call_id, "approved-summary").await.map_err(|err| {
-            anyhow::anyhow!("the approved summary of call {call_id} is gone ({err}); nothing to amend")
+            tracing::warn!(%call_id, error = %err, "no approved summary to amend");
+            ReviewError::RecordGone
         })?;
         let record: serde_json::Value = e
             .vault
@@ -272,13 +343,13 @@ impl Review {
         let old_topics: Vec<String> = serde_json::from_value(record["topics"].clone()).unwrap_or_default();
         let new_topics = topics.clone().unwrap_or_else(|| old_topics.clone());
         if record["summary"].as_str() == Some(text) && new_topics == old_topics {
-            bail!("the amendment changes nothing");
+            return Err(ReviewError::NoChange);
         }
         let key = e
             .vault
             .key(call_id, KeyClass::Record5y.as_str())
             .await?
-            .context("the record key of this call was shredded")?;
+            .ok_or(ReviewError::RecordGone)?;
         let version = existing.last().map_or(1, |v| v.version + 1);
         let at_us = e.vault.clock().now_us();
         let body = Sealed {
@@ -298,7 +369,10 @@ impl Review {
                 sealed,
             })
             .await
-            .context("another change to this summary came first; reload")?;
+            .map_err(|e| match e {
+                opptak_store::StoreError::Conflict(_) => ReviewError::Conflict,
+                e => e.into(),
+            })?;
         let mut history = record["history"].as_array().cloned().unwrap_or_default();
         history.push(serde_json::json!({
             "version": record["version"],
@@ -320,11 +394,18 @@ impl Review {
             "history": history,
         });
         let recorded = self
-            .write_record(call_id, &key, &serde_json::to_vec(&new)?, Some(&old.artifact_id))
+            .write_record(
+                call_id,
+                &key,
+                &serde_json::to_vec(&new).map_err(anyhow::Error::from)?,
+                Some(&old.artifact_id),
+            )
             .await;
         if let Err(err) = recorded {
             self.store.remove(call_id.as_str(), version).await?;
-            return Err(err.context("the amendment could not be recorded; the approved summary is unchanged"));
+            return Err(err
+                .context("the amendment could not be recorded; the approved summary is unchanged")
+                .into());
         }
         if new_topics != old_topics {
             self.reporting.set_topics(call_id.as_str(), &new_topics).await?;
@@ -340,11 +421,11 @@ impl Review {
         })
     }
 
-    fn check_topics(&self, topics: Vec<String>) -> Result<Vec<String>> {
+    fn check_topics(&self, topics: Vec<String>) -> Result<Vec<String>, ReviewError> {
         let topics: Vec<String> = topics.into_iter().map(|t| t.trim().to_owned()).collect();
         self.taxonomy
             .check_topics(&topics)
-            .map_err(|e| anyhow::anyhow!("topics: {e}"))?;
+            .map_err(|e| ReviewError::Topics(e.to_string()))?;
         Ok(topics)
     }
 
@@ -441,9 +522,9 @@ fn version_of(call_id: &CallId, row: &VersionRow, keys: &ReviewKeys) -> Version 
     }
 }
 
-fn check_text(text: &str) -> Result<()> {
+fn check_text(text: &str) -> Result<(), ReviewError> {
     if text.len() > 20_000 {
-        bail!("the text is longer than 20,000 bytes");
+        return Err(ReviewError::TooLong);
     }
     Ok(())
 }

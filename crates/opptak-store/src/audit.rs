@@ -296,14 +296,7 @@ impl SqlAudit {
     /// ending in `seq` (migration 0021), so a page of a large log reads a
     /// page of an index.
     pub async fn search(&self, filter: &AuditFilter, offset: u64, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
-        let (cond, args) = filter.condition();
-        let n = args.len();
-        let sql = format!(
-            "SELECT seq, at_us, actor, role, action, subject, reason, outcome, prev_hash, hash FROM audit_log \
-             WHERE {cond} ORDER BY seq DESC LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
-        );
+        let (sql, args) = Self::search_sql(filter);
         let mut q = sqlx::query_as(&sql);
         for a in &args {
             q = match a {
@@ -316,6 +309,50 @@ impl SqlAudit {
             .fetch_all(&self.store.pool)
             .await
             .map_err(db)
+    }
+
+    /// The query of [`Self::search`]: its `LIMIT` and `OFFSET` are the last
+    /// two parameters.
+    fn search_sql(filter: &AuditFilter) -> (String, Vec<Arg>) {
+        let (cond, args) = filter.condition();
+        let n = args.len();
+        let sql = format!(
+            "SELECT seq, at_us, actor, role, action, subject, reason, outcome, prev_hash, hash FROM audit_log \
+             WHERE {cond} ORDER BY seq DESC LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        (sql, args)
+    }
+
+    /// The database's plan for the first page of [`Self::search`] (one line
+    /// per step): for the test that the filters use their indexes.
+    #[doc(hidden)]
+    pub async fn search_plan(&self, filter: &AuditFilter, limit: u32) -> Result<Vec<String>, StoreError> {
+        use sqlx::Row;
+        let (sql, args) = Self::search_sql(filter);
+        let (explain, column) = if self.store.sqlite {
+            ("EXPLAIN QUERY PLAN", "detail")
+        } else {
+            ("EXPLAIN", "QUERY PLAN")
+        };
+        let sql = format!("{explain} {sql}");
+        let mut q = sqlx::query(&sql);
+        for a in &args {
+            q = match a {
+                Arg::Text(t) => q.bind(t.clone()),
+                Arg::Int(i) => q.bind(*i),
+            };
+        }
+        let rows = q
+            .bind(i64::from(limit))
+            .bind(0i64)
+            .fetch_all(&self.store.pool)
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(column).map_err(db))
+            .collect()
     }
 
     /// How many entries `filter` selects.

@@ -467,3 +467,226 @@ impl SqlSearch {
         .map_err(db)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    //! The queries on SQLite (the HTTP tests run them on PostgreSQL).
+    use super::*;
+
+    async fn store() -> (tempfile::TempDir, SqlSearch) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqlSearch::open(&format!("sqlite://{}/t.db", dir.path().display()))
+            .await
+            .unwrap();
+        (dir, s)
+    }
+
+    async fn exec(s: &SqlSearch, sql: &str) {
+        sqlx::query(sql).execute(&s.store.pool).await.unwrap();
+    }
+
+    /// A call `id` of `advisor` at `desk`, started at `at`, `secs` long;
+    /// `ki`: `off`, `none`, or a decision (`open`, `approved`, `rejected`)
+    /// with `topic`.
+    #[allow(clippy::too_many_arguments)]
+    async fn call(s: &SqlSearch, id: &str, at: i64, advisor: &str, desk: &str, customer: &str, secs: i64, ki: &str) {
+        exec(
+            s,
+            &format!(
+                "INSERT INTO calls (call_id, started_at_us, direction, customer_ref, advisor_id, desk, \
+                 service_category, ki_enabled, customer_informed, codec, sample_rate_hz, channel_roles, state, \
+                 frames, ended_at_us, created_at_us, updated_at_us) VALUES ('{id}', {at}, 'inbound', '{customer}', \
+                 '{advisor}', '{desk}', 'loan', {}, 1, 'l16', 8000, 'agent,customer', 'ended', {}, {}, {at}, {at})",
+                i64::from(ki != "off"),
+                secs * 8000,
+                at + secs * 1_000_000
+            ),
+        )
+        .await;
+        if ki == "off" || ki == "none" {
+            return;
+        }
+        let decision = if ki == "open" {
+            "NULL".to_owned()
+        } else {
+            format!("'{ki}'")
+        };
+        exec(
+            s,
+            &format!(
+                "INSERT INTO ki_calls (call_id, day, desk, language, topic, topics, advisor_id, drafted_at_us, \
+                 draft_words, decision) VALUES ('{id}', 'd', '{desk}', 'nb', 'loan', 'loan,savings', '{advisor}', \
+                 {at}, 10, {decision})"
+            ),
+        )
+        .await;
+        exec(
+            s,
+            &format!(
+                "INSERT INTO call_topics (call_id, topic, day, desk) VALUES ('{id}', 'loan', 'd', '{desk}'), \
+                 ('{id}', 'savings', 'd', '{desk}')"
+            ),
+        )
+        .await;
+        exec(
+            s,
+            &format!(
+                "INSERT INTO data_keys (key_id, call_id, class, kek_id, sealed, created_at_us) \
+                 VALUES ('{id}-ki', '{id}', 'ki', 'k', X'00', {at})"
+            ),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn search_filters_sorts_and_counts() {
+        let (_dir, s) = store().await;
+        call(&s, "c_1", 100, "anne", "markets", "k1", 60, "open").await;
+        call(&s, "c_2", 200, "anne", "markets", "k2", 30, "approved").await;
+        call(&s, "c_3", 300, "bo", "corporate", "k1", 90, "rejected").await;
+        call(&s, "c_4", 400, "bo", "markets", "k1", 10, "off").await;
+        call(&s, "cx4", 500, "anne", "corporate", "k3", 20, "none").await;
+        let ids = |f: &Found| f.calls.iter().map(|c| c.call_id.clone()).collect::<Vec<_>>();
+        let q = |f: fn(&mut CallQuery)| {
+            let mut q = CallQuery {
+                limit: 10,
+                ..CallQuery::default()
+            };
+            f(&mut q);
+            q
+        };
+        let all = s.calls(&q(|_| {})).await.unwrap();
+        assert_eq!(ids(&all), ["cx4", "c_4", "c_3", "c_2", "c_1"]);
+        assert_eq!((all.total, all.capped), (5, false));
+        let statuses: Vec<CallStatus> = all.calls.iter().map(|c| c.status).collect();
+        use CallStatus::*;
+        assert_eq!(statuses, [NoKi, KiOff, Rejected, Approved, Waiting]);
+        for (status, want) in [
+            (Waiting, "c_1"),
+            (Approved, "c_2"),
+            (Rejected, "c_3"),
+            (KiOff, "c_4"),
+            (NoKi, "cx4"),
+        ] {
+            let mut query = q(|_| {});
+            query.status = Some(status);
+            assert_eq!(ids(&s.calls(&query).await.unwrap()), [want], "{status:?}");
+        }
+        let found = s
+            .calls(&q(|q| {
+                q.customer_ref = Some("k1".into());
+                q.desk = Some("markets".into());
+                q.oldest_first = true;
+            }))
+            .await
+            .unwrap();
+        assert_eq!(ids(&found), ["c_1", "c_4"]);
+        let found = s
+            .calls(&q(|q| {
+                q.from_us = Some(200);
+                q.until_us = Some(400);
+                q.limit = 1;
+                q.offset = 1;
+            }))
+            .await
+            .unwrap();
+        assert_eq!((ids(&found), found.total), (vec!["c_2".to_owned()], 2));
+        assert_eq!(found.calls[0].frames, 30 * 8000);
+    }
+
+    #[tokio::test]
+    async fn queues_filter_sort_and_escape_the_call_prefix() {
+        let (_dir, s) = store().await;
+        call(&s, "c_1", 100, "anne", "markets", "k1", 60, "open").await;
+        call(&s, "c_2", 200, "anne", "corporate", "k1", 30, "open").await;
+        call(&s, "cx3", 300, "anne", "markets", "k1", 90, "open").await;
+        call(&s, "c_4", 400, "anne", "markets", "k1", 10, "approved").await;
+        call(&s, "c_5", 500, "bo", "markets", "k1", 10, "open").await;
+        let run = |q: QueueQuery| {
+            let s = &s;
+            async move {
+                let (d, n) = s.open_drafts(&q).await.unwrap();
+                (d.into_iter().map(|d| d.call_id).collect::<Vec<_>>(), n)
+            }
+        };
+        let base = QueueQuery {
+            advisors: vec!["anne".into()],
+            descending: true,
+            limit: 10,
+            ..QueueQuery::default()
+        };
+        // Longest waiting first: c_2 ended first (a shorter call).
+        assert_eq!(
+            run(base.clone()).await,
+            (vec!["c_2".into(), "c_1".into(), "cx3".into()], 3)
+        );
+        let q = QueueQuery {
+            sort: QueueSort::Length,
+            descending: false,
+            ..base.clone()
+        };
+        assert_eq!(run(q).await.0, ["c_2", "c_1", "cx3"]);
+        let q = QueueQuery {
+            call_prefix: Some("c_".into()),
+            ..base.clone()
+        };
+        assert_eq!(run(q).await.0, ["c_2", "c_1"], "the underscore is no wildcard");
+        let q = QueueQuery {
+            desk: Some("markets".into()),
+            topic: Some("savings".into()),
+            ended_before_us: Some(300 + 90_000_000),
+            ..base.clone()
+        };
+        assert_eq!(run(q).await.0, ["c_1"]);
+        let q = QueueQuery {
+            limit: 1,
+            offset: 1,
+            ..base
+        };
+        assert_eq!(run(q).await, (vec!["c_1".into()], 3));
+    }
+
+    #[tokio::test]
+    async fn reasons_and_searches_belong_to_their_session() {
+        let (_dir, s) = store().await;
+        exec(
+            &s,
+            "INSERT INTO users (user_id, display_name, role, team, password_hash, created_at_us) \
+             VALUES ('cato', 'Cato', 'compliance', 'c', 'x', 0)",
+        )
+        .await;
+        for t in ["s1", "s2"] {
+            exec(
+                &s,
+                &format!(
+                    "INSERT INTO sessions (token_sha256, user_id, created_at_us, expires_at_us) VALUES ('{t}', 'cato', 0, 9)"
+                ),
+            )
+            .await;
+        }
+        let r = ReadReason {
+            category: "complaint".into(),
+            case_ref: "K-1".into(),
+            text: "the customer complains".into(),
+            stated_at_us: 5,
+        };
+        s.keep_reason("s1", "call:a", &r).await.unwrap();
+        assert_eq!(s.reason("s1", "call:a").await.unwrap(), Some(r.clone()));
+        assert_eq!(s.reason("s2", "call:a").await.unwrap(), None);
+        assert_eq!(s.reason("s1", "call:b").await.unwrap(), None);
+        let again = ReadReason {
+            text: "a second look".into(),
+            ..r
+        };
+        s.keep_reason("s1", "call:a", &again).await.unwrap();
+        assert_eq!(s.reason("s1", "call:a").await.unwrap(), Some(again));
+        s.save_search("q1", "s1", "{}", 1).await.unwrap();
+        assert_eq!(s.saved_search("q1", "s1").await.unwrap().as_deref(), Some("{}"));
+        assert_eq!(s.saved_search("q1", "s2").await.unwrap(), None);
+        // Both go with the session.
+        exec(&s, "DELETE FROM sessions WHERE token_sha256 = 's1'").await;
+        assert_eq!(s.reason("s1", "call:a").await.unwrap(), None);
+        assert_eq!(s.saved_search("q1", "s1").await.unwrap(), None);
+    }
+}

@@ -382,10 +382,39 @@ fn audited(action: &str) -> String {
     }
 }
 
-/// A web-level check of a form that failed: audited "failed" with `msg`'s
-/// English as the reason.
+/// The reasons admin actions fail for, as the audit log records them
+/// ([`AdminError::code`] and this page's own checks), with their messages:
+/// the auditor's page names them in the page language.
+const REASONS: &[(&str, Msg)] = &[
+    ("invalid-id", cat::admin::ERR_INVALID_ID),
+    ("short-password", cat::admin::ERR_SHORT_PASSWORD),
+    ("user-exists", cat::admin::ERR_USER_EXISTS),
+    ("no-such-user", cat::admin::ERR_NO_SUCH_USER),
+    ("advisors-id", cat::admin::ERR_ADVISORS_ID),
+    ("same-admin", cat::admin::ERR_SAME_ADMIN),
+    ("no-approval-needed", cat::admin::ERR_NO_APPROVAL_NEEDED),
+    ("yourself", cat::admin::NO_SELF_DISABLE),
+    ("not-active", cat::admin::ERR_NOT_ACTIVE),
+    ("not-disabled", cat::admin::ERR_NOT_DISABLED),
+    ("unknown-team", cat::admin::ERR_UNKNOWN_TEAM),
+    ("invalid-team", cat::admin::ERR_INVALID_TEAM),
+    ("team-exists", cat::admin::ERR_TEAM_EXISTS),
+    ("unknown-role", cat::admin::ERR_UNKNOWN_ROLE),
+    ("nothing-changed", cat::admin::ERR_NOTHING_CHANGED),
+    ("name-missing", cat::admin::ERR_NAME_MISSING),
+    ("unknown-action", cat::admin::ERR_UNKNOWN_ACTION),
+];
+
+/// The message of an audit reason an admin action wrote, if it is one.
+pub(super) fn reason_message(code: &str) -> Option<Msg> {
+    REASONS.iter().find(|(c, _)| *c == code).map(|(_, m)| *m)
+}
+
+/// A web-level check of a form that failed: audited "failed" with the
+/// reason's code.
 async fn failed(app: &App, admin: &User, action: &str, subject: &str, msg: Msg) -> Result<(), Response> {
-    app.audit(admin, action, subject, msg.en, "failed")
+    let code = REASONS.iter().find(|(_, m)| *m == msg).map_or("", |(c, _)| *c);
+    app.audit(admin, action, subject, code, "failed")
         .await
         .map_err(|e| internal(Lang::En, e))
 }

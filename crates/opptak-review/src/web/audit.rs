@@ -4,7 +4,8 @@
 //! demand. Reading, exporting and verifying are audited; every other role
 //! is refused (and audited).
 
-use super::{admin::only, cat, csrf_of, format, internal, labels, urlencode, App, Ctx, Lang};
+use super::admin::{only, reason_message};
+use super::{cat, csrf_of, format, internal, labels, urlencode, App, Ctx, Lang};
 use crate::identity::Role;
 use axum::extract::{Form, Query, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -82,6 +83,9 @@ pub(crate) const ACTIONS: &[(&str, Msg)] = &[
     ("subject.erase.dry-run", cat::audit::A_SUBJECT_ERASE_DRY_RUN),
     ("subject.object", cat::audit::A_SUBJECT_OBJECT),
     ("deadletter.export", cat::audit::A_DEADLETTER_EXPORT),
+    ("recording.export", cat::audit::A_RECORDING_EXPORT),
+    ("archive-copy.export", cat::audit::A_ARCHIVE_COPY_EXPORT),
+    ("ki-audio.export", cat::audit::A_KI_AUDIO_EXPORT),
     ("policy.load", cat::audit::A_POLICY_LOAD),
 ];
 
@@ -119,9 +123,38 @@ fn role_label(lang: Lang, code: &str) -> Option<&'static str> {
     }))
 }
 
-/// The fixed reasons the service writes itself, by name; a stated reason
-/// (a compliance officer's) is shown as written.
+/// The fixed reasons the service writes itself, by name (an admin's
+/// change `role advisor -> qa; team oslo -> bergen; awaiting …` part by
+/// part); a stated reason (a compliance officer's) is shown as written.
 fn reason_text(lang: Lang, reason: &str) -> String {
+    if reason.contains("; ") {
+        return reason
+            .split("; ")
+            .map(|p| reason_text(lang, p))
+            .collect::<Vec<_>>()
+            .join("; ");
+    }
+    let arrow = |rest: &str| rest.split_once(" -> ").map(|(a, b)| (a.to_owned(), b.to_owned()));
+    if let Some((old, new)) = reason.strip_prefix("role ").and_then(arrow) {
+        let name = |r: &str| Role::parse(r).map_or_else(|_| r.to_owned(), |r| labels::role(lang, r).to_owned());
+        return lang.f(cat::admin::CONFIRM_ROLE, &[("old", &name(&old)), ("new", &name(&new))]);
+    }
+    if let Some((old, new)) = reason.strip_prefix("team ").and_then(arrow) {
+        let name = |t: &str| {
+            if t.is_empty() {
+                lang.m(cat::admin::NO_TEAM).to_owned()
+            } else {
+                t.to_owned()
+            }
+        };
+        return lang.f(cat::admin::CONFIRM_TEAM, &[("old", &name(&old)), ("new", &name(&new))]);
+    }
+    if let Some(role) = reason.strip_prefix("role ").and_then(|r| Role::parse(r).ok()) {
+        return format!("{}: {}", lang.m(cat::admin::ROLE), labels::role(lang, role));
+    }
+    if let Some(m) = reason_message(reason) {
+        return lang.m(m).to_owned();
+    }
     let fixed = match reason {
         "review" => Some(cat::audit::REASON_REVIEW),
         "team review" => Some(cat::audit::REASON_TEAM_REVIEW),

@@ -42,6 +42,7 @@
 mod admin;
 mod api;
 mod archive;
+mod assets;
 mod audit;
 pub mod catalogue;
 // Interim while the pages move onto it (issue 18).
@@ -51,6 +52,7 @@ mod dashboard;
 pub(crate) mod format;
 #[allow(dead_code)]
 pub(crate) mod labels;
+mod player;
 mod qa;
 mod queue;
 mod reason;
@@ -237,6 +239,7 @@ pub async fn router_with(edges: &ReviewEdges, options: Options) -> Result<Router
         .merge(audit::routes())
         .merge(qa::routes())
         .merge(dashboard::routes())
+        .merge(assets::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(app.clone(), with_page_ctx))
         .with_state(app)
@@ -396,13 +399,28 @@ impl Ctx {
 }
 
 /// The links a role's pages offer in the header.
+/// Each role's own main page, where it lands after signing in (and the
+/// first link of its menu).
+pub(crate) fn main_page(role: Role) -> &'static str {
+    match role {
+        Role::Advisor => "/queue",
+        Role::TeamLead => "/team",
+        Role::Qa => "/qa",
+        Role::Compliance => "/search",
+        Role::Auditor => "/audit",
+        Role::Admin => "/admin/users",
+    }
+}
+
 fn nav(lang: Lang, role: Role) -> Vec<(&'static str, &'static str)> {
     let mut links = Vec::new();
     match role {
         Role::Advisor => links.push(("/queue", lang.m(cat::common::DRAFTS))),
         Role::TeamLead => links.push(("/team", lang.m(cat::queue::ESCALATIONS))),
         Role::Compliance => links.push(("/search", lang.m(cat::search::FIND_A_CALL))),
-        _ => {}
+        Role::Auditor => links.push(("/audit", lang.m(cat::common::AUDIT_LOG))),
+        Role::Admin => links.push(("/admin/users", lang.m(cat::common::USERS))),
+        Role::Qa => {}
     }
     if role == Role::Qa {
         links.push(("/qa", lang.m(cat::common::QA)));
@@ -417,11 +435,7 @@ fn nav(lang: Lang, role: Role) -> Vec<(&'static str, &'static str)> {
     if conversations::reads_conversations(role) {
         links.push(("/conversations", lang.m(cat::common::CHATS_AND_MESSAGES)));
     }
-    match role {
-        Role::Auditor => links.push(("/audit", lang.m(cat::common::AUDIT_LOG))),
-        Role::Admin => links.push(("/admin/users", lang.m(cat::common::USERS))),
-        _ => {}
-    }
+    debug_assert_eq!(links.first().map(|l| l.0), Some(main_page(role)));
     links
 }
 
@@ -544,14 +558,6 @@ async fn not_found(ctx: Ctx, uri: axum::http::Uri) -> Response {
     ctx.error(StatusCode::NOT_FOUND, cat::common::PAGE_NOT_FOUND)
 }
 
-/// Interim (issue 18): an error page with a text that is not in the catalogue.
-pub(crate) fn untranslated(lang: Lang, status: StatusCode, text: &str) -> Response {
-    let (session, back) = PAGE
-        .try_with(|c| (c.session.clone(), c.back.clone()))
-        .unwrap_or((None, "/".to_owned()));
-    error_page(lang, status, text, session.as_ref(), &back)
-}
-
 /// How a handler shared by a page and the JSON API answers errors.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Reply {
@@ -564,15 +570,6 @@ impl Reply {
         match self {
             Reply::Html(lang) => error(lang, status, msg),
             Reply::Json => api::api_error(status, msg.en),
-        }
-    }
-
-    /// A message that is not in the catalogue yet (a library error's text).
-    /// Interim, issue 18: every use is to become a catalogue message.
-    pub(crate) fn untranslated(self, status: StatusCode, text: &str) -> Response {
-        match self {
-            Reply::Html(lang) => untranslated(lang, status, text),
-            Reply::Json => api::api_error(status, text),
         }
     }
 
@@ -873,7 +870,7 @@ impl LoginLimiter {
 async fn home(ctx: Ctx) -> Response {
     match &ctx.session {
         None => Redirect::to("/login").into_response(),
-        Some((u, _)) => Redirect::to(nav(ctx.lang, u.role).first().map_or("/login", |(href, _)| *href)).into_response(),
+        Some((u, _)) => Redirect::to(main_page(u.role)).into_response(),
     }
 }
 

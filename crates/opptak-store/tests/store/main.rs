@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod archive;
+mod audit;
 mod contract;
 mod reporting;
 

@@ -121,5 +121,8 @@ catalogue! {
     A_SUBJECT_ERASE_DRY_RUN = "Prøvekjøring av sletting", "Erasure dry run";
     A_SUBJECT_OBJECT = "Registrerte kundens innsigelse", "Recorded a customer's objection";
     A_DEADLETTER_EXPORT = "Eksporterte avviste meldinger", "Exported dead letters";
+    A_RECORDING_EXPORT = "Eksporterte opptak", "Exported a recording";
+    A_ARCHIVE_COPY_EXPORT = "Eksporterte arkivkopi", "Exported an archive copy";
+    A_KI_AUDIO_EXPORT = "Eksporterte KI-lyd", "Exported KI audio";
     A_POLICY_LOAD = "Lastet oppbevaringsregler", "Loaded the retention policy";
 }
