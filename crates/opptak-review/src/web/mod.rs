@@ -45,12 +45,9 @@ mod archive;
 mod assets;
 mod audit;
 pub mod catalogue;
-// Interim while the pages move onto it (issue 18).
 mod conversations;
 mod dashboard;
-#[allow(dead_code)]
 pub(crate) mod format;
-#[allow(dead_code)]
 pub(crate) mod labels;
 mod player;
 mod qa;
