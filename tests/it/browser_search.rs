@@ -82,6 +82,7 @@ async fn flow(tools: &Tools, svc: &Service, w: &Words, customer: &str, category:
     }
     assert_clean(b, "search").await;
     assert_eq!(b.text(&b.find("h1").await).await, w.search_title);
+    axe_clean(b, "search").await;
     shot(b, &format!("compliance-1-search-{}", w.lang)).await;
 
     // The customer reference goes in the form, never in the address.
@@ -97,6 +98,7 @@ async fn flow(tools: &Tools, svc: &Service, w: &Words, customer: &str, category:
         "the filter is shown again"
     );
     assert_clean(b, "results").await;
+    axe_clean(b, "results").await;
     shot(b, &format!("compliance-2-results-{}", w.lang)).await;
     b.click(&b.find(&format!("table.results a[href='{call_path}']")).await)
         .await;
@@ -140,6 +142,7 @@ async fn flow(tools: &Tools, svc: &Service, w: &Words, customer: &str, category:
             .all(|e| e.message.contains("/reason") && e.message.contains("422")),
         "{logged:#?}"
     );
+    axe_clean(b, "reason form with errors").await;
     shot(b, &format!("compliance-3-reason-{}", w.lang)).await;
     b.clear(&b.find("textarea#text").await).await;
     b.send_keys(&b.find("textarea#text").await, w.text).await;
@@ -153,6 +156,7 @@ async fn flow(tools: &Tools, svc: &Service, w: &Words, customer: &str, category:
     assert!(!url.contains('?') && !url.contains(w.case), "{url}");
     assert_clean(b, "call").await;
     play_recording(b, svc).await;
+    axe_clean(b, "call").await;
     shot(b, &format!("compliance-4-call-{}", w.lang)).await;
 
     let log = svc.edges.audit().await.unwrap().entries(1, 10_000).await.unwrap();
@@ -173,4 +177,10 @@ async fn flow(tools: &Tools, svc: &Service, w: &Words, customer: &str, category:
             && e.event.reason == "test"),
         "the refused reason is logged as a failed form"
     );
+}
+
+/// axe-core finds nothing on the page.
+async fn axe_clean(b: &Browser, page: &str) {
+    let violations = b.axe().await;
+    assert!(violations.is_empty(), "{page}: axe-core: {violations:#?}");
 }

@@ -131,6 +131,16 @@ pub struct Found {
     pub capped: bool,
 }
 
+/// A search as submitted: the filters (serialized by the web service) and
+/// how many calls matched then (at most [`COUNT_CAP`], `capped` past it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SavedSearch {
+    pub filters: String,
+    pub total: u64,
+    pub capped: bool,
+    pub created_at_us: i64,
+}
+
 /// A reason stated for reading a subject in one session.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct ReadReason {
@@ -194,6 +204,44 @@ struct QueuedRow {
     sample_rate_hz: i64,
 }
 
+/// The `FROM … WHERE …` of a call search and its bind values.
+fn call_filters(q: &CallQuery) -> (String, Vec<Bind>) {
+    let mut conds = vec!["c.medium = 'call'".to_owned()];
+    let mut binds = Vec::new();
+    let mut bind = |conds: &mut Vec<String>, sql: &str, v: Bind| {
+        binds.push(v);
+        conds.push(sql.replace('?', &format!("${}", binds.len())));
+    };
+    if let Some(v) = q.from_us {
+        bind(&mut conds, "c.started_at_us >= ?", Bind::Int(v));
+    }
+    if let Some(v) = q.until_us {
+        bind(&mut conds, "c.started_at_us < ?", Bind::Int(v));
+    }
+    for (col, v) in [
+        ("c.advisor_id", &q.advisor_id),
+        ("c.desk", &q.desk),
+        ("c.service_category", &q.service_category),
+        ("c.customer_ref", &q.customer_ref),
+        ("c.call_id", &q.call_id),
+    ] {
+        if let Some(v) = v {
+            bind(&mut conds, &format!("{col} = ?"), Bind::Text(v.clone()));
+        }
+    }
+    if let Some(s) = q.status {
+        conds.push(s.condition().to_owned());
+    }
+    if q.sampled_only {
+        conds.push("EXISTS (SELECT 1 FROM qa_samples s WHERE s.call_id = c.call_id)".to_owned());
+    }
+    let from = format!(
+        "FROM calls c LEFT JOIN ki_calls k ON k.call_id = c.call_id WHERE {}",
+        conds.join(" AND ")
+    );
+    (from, binds)
+}
+
 pub struct SqlSearch {
     store: SqlStore,
 }
@@ -210,43 +258,34 @@ impl SqlSearch {
         })
     }
 
-    /// The calls (not conversations) matching `q`, one page of them in
-    /// start order, and their count. Two queries: the page, and a count
-    /// that stops at [`COUNT_CAP`].
+    /// The calls (not conversations) matching `q`: one page of them in
+    /// start order ([`SqlSearch::page_of_calls`]) and their count
+    /// ([`SqlSearch::count_calls`]).
     pub async fn calls(&self, q: &CallQuery) -> Result<Found, StoreError> {
-        let mut conds = vec!["c.medium = 'call'".to_owned()];
-        let mut binds = Vec::new();
-        let mut bind = |conds: &mut Vec<String>, sql: &str, v: Bind| {
-            binds.push(v);
-            conds.push(sql.replace('?', &format!("${}", binds.len())));
-        };
-        if let Some(v) = q.from_us {
-            bind(&mut conds, "c.started_at_us >= ?", Bind::Int(v));
-        }
-        if let Some(v) = q.until_us {
-            bind(&mut conds, "c.started_at_us < ?", Bind::Int(v));
-        }
-        for (col, v) in [
-            ("c.advisor_id", &q.advisor_id),
-            ("c.desk", &q.desk),
-            ("c.service_category", &q.service_category),
-            ("c.customer_ref", &q.customer_ref),
-            ("c.call_id", &q.call_id),
-        ] {
-            if let Some(v) = v {
-                bind(&mut conds, &format!("{col} = ?"), Bind::Text(v.clone()));
-            }
-        }
-        if let Some(s) = q.status {
-            conds.push(s.condition().to_owned());
-        }
-        if q.sampled_only {
-            conds.push("EXISTS (SELECT 1 FROM qa_samples s WHERE s.call_id = c.call_id)".to_owned());
-        }
-        let from = format!(
-            "FROM calls c LEFT JOIN ki_calls k ON k.call_id = c.call_id WHERE {}",
-            conds.join(" AND ")
+        let calls = self.page_of_calls(q).await?;
+        let (total, capped) = self.count_calls(q).await?;
+        Ok(Found { calls, total, capped })
+    }
+
+    /// How many calls match `q` (paging aside), at most [`COUNT_CAP`]; true
+    /// when there are more. The one part of a search whose cost grows with
+    /// the matches: the web service counts once, when the search is
+    /// submitted, and keeps the count with the saved search.
+    pub async fn count_calls(&self, q: &CallQuery) -> Result<(u64, bool), StoreError> {
+        let (from, mut binds) = call_filters(q);
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT 1 AS one {from} LIMIT ${}) t",
+            binds.len() + 1
         );
+        binds.push(Bind::Int((COUNT_CAP + 1) as i64));
+        let counted = self.count(&sql, &binds).await?;
+        Ok((counted.min(COUNT_CAP), counted > COUNT_CAP))
+    }
+
+    /// One page of the calls matching `q`, in start order: an index walk
+    /// that stops at the page's end.
+    pub async fn page_of_calls(&self, q: &CallQuery) -> Result<Vec<FoundCall>, StoreError> {
+        let (from, binds) = call_filters(q);
         let dir = if q.oldest_first { "ASC" } else { "DESC" };
         let n = binds.len();
         let page_sql = format!(
@@ -256,15 +295,10 @@ impl SqlSearch {
             n + 1,
             n + 2
         );
-        let count_sql = format!("SELECT COUNT(*) FROM (SELECT 1 AS one {from} LIMIT ${}) t", n + 1);
-        let mut count_binds = binds;
         let rows: Vec<FoundRow> = self
-            .page(&page_sql, &count_binds, i64::from(q.limit), q.offset as i64)
+            .page(&page_sql, &binds, i64::from(q.limit), q.offset as i64)
             .await?;
-        count_binds.push(Bind::Int((COUNT_CAP + 1) as i64));
-        let counted = self.count(&count_sql, &count_binds).await?;
-        let calls = rows
-            .into_iter()
+        rows.into_iter()
             .map(|r| {
                 Ok(FoundCall {
                     status: CallStatus::parse(&r.status)
@@ -278,12 +312,7 @@ impl SqlSearch {
                     sample_rate_hz: r.sample_rate_hz.clamp(0, i64::from(u32::MAX)) as u32,
                 })
             })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(Found {
-            calls,
-            total: counted.min(COUNT_CAP),
-            capped: counted > COUNT_CAP,
-        })
+            .collect::<Result<Vec<_>, StoreError>>()
     }
 
     /// Open drafts (drafted, undecided, KI data kept, customer not opted
@@ -401,37 +430,42 @@ impl SqlSearch {
         Ok(n.max(0) as u64)
     }
 
-    /// Keeps a search's filters (serialized by the caller) for a session.
-    pub async fn save_search(
-        &self,
-        search_id: &str,
-        session_sha256: &str,
-        filters: &str,
-        at_us: i64,
-    ) -> Result<(), StoreError> {
+    /// Keeps a search for a session: its filters (serialized by the
+    /// caller) and its count when it was submitted.
+    pub async fn save_search(&self, search_id: &str, session_sha256: &str, s: &SavedSearch) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO saved_searches (search_id, session_sha256, filters, created_at_us) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO saved_searches (search_id, session_sha256, filters, total, capped, created_at_us) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(search_id)
         .bind(session_sha256)
-        .bind(filters)
-        .bind(at_us)
+        .bind(s.filters.as_str())
+        .bind(s.total as i64)
+        .bind(i64::from(s.capped))
+        .bind(s.created_at_us)
         .execute(&self.store.pool)
         .await
         .map_err(db)?;
         Ok(())
     }
 
-    /// A saved search's filters, only for the session that saved it.
-    pub async fn saved_search(&self, search_id: &str, session_sha256: &str) -> Result<Option<String>, StoreError> {
-        let row: Option<(String,)> =
-            sqlx::query_as("SELECT filters FROM saved_searches WHERE search_id = $1 AND session_sha256 = $2")
-                .bind(search_id)
-                .bind(session_sha256)
-                .fetch_optional(&self.store.pool)
-                .await
-                .map_err(db)?;
-        Ok(row.map(|(f,)| f))
+    /// A saved search, only for the session that saved it.
+    pub async fn saved_search(&self, search_id: &str, session_sha256: &str) -> Result<Option<SavedSearch>, StoreError> {
+        let row: Option<(String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT filters, total, capped, created_at_us FROM saved_searches \
+             WHERE search_id = $1 AND session_sha256 = $2",
+        )
+        .bind(search_id)
+        .bind(session_sha256)
+        .fetch_optional(&self.store.pool)
+        .await
+        .map_err(db)?;
+        Ok(row.map(|(filters, total, capped, created_at_us)| SavedSearch {
+            filters,
+            total: total.max(0) as u64,
+            capped: capped != 0,
+            created_at_us,
+        }))
     }
 
     /// Keeps (or replaces) the reason stated in a session for a subject.
@@ -681,8 +715,14 @@ mod tests {
         };
         s.keep_reason("s1", "call:a", &again).await.unwrap();
         assert_eq!(s.reason("s1", "call:a").await.unwrap(), Some(again));
-        s.save_search("q1", "s1", "{}", 1).await.unwrap();
-        assert_eq!(s.saved_search("q1", "s1").await.unwrap().as_deref(), Some("{}"));
+        let saved = SavedSearch {
+            filters: "{}".into(),
+            total: 12,
+            capped: true,
+            created_at_us: 1,
+        };
+        s.save_search("q1", "s1", &saved).await.unwrap();
+        assert_eq!(s.saved_search("q1", "s1").await.unwrap(), Some(saved));
         assert_eq!(s.saved_search("q1", "s2").await.unwrap(), None);
         // Both go with the session.
         exec(&s, "DELETE FROM sessions WHERE token_sha256 = 's1'").await;

@@ -10,7 +10,9 @@
 //!   (table `saved_searches`) and the answer is 303 to `/search?id=…`, so a
 //!   customer reference never reaches a URL, browser history or a proxy log.
 //!   A wrong filter (a date that is not one, a call id that cannot be one)
-//!   shows the form again with the input kept.
+//!   shows the form again with the input kept. The matches are counted
+//!   here, once (at most 10,000), and kept with the search: a results page
+//!   then costs one index walk to its end, however many calls match.
 //!
 //! Compliance searches every call. QA searches the calls in its sample only
 //! (what it may open), without the customer reference: QA assesses the KI
@@ -30,7 +32,7 @@ use axum::Router;
 use maud::{html, Markup};
 use opptak_domain::model::{CallId, Desk, ServiceCategory};
 use opptak_domain::time::Day;
-use opptak_store::search::{CallQuery, CallStatus, Found, COUNT_CAP};
+use opptak_store::search::{CallQuery, CallStatus, Found, SavedSearch, COUNT_CAP};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -276,7 +278,8 @@ async fn search_page(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Page
         Ok(s) => s,
         Err(e) => return internal(lang, e),
     };
-    let Some(filters) = saved.and_then(|s| serde_json::from_str::<Filters>(&s).ok()) else {
+    let Some((saved, filters)) = saved.and_then(|s| serde_json::from_str::<Filters>(&s.filters).ok().map(|f| (s, f)))
+    else {
         let p = Problems {
             other: Some(cat::search::THE_SEARCH_HAS_EXPIRED),
             ..Problems::default()
@@ -296,8 +299,14 @@ async fn search_page(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Page
     query.oldest_first = q.dir.as_deref() == Some("asc");
     query.limit = per;
     query.offset = u64::from(page - 1) * u64::from(per);
-    let found = match app.search.calls(&query).await {
-        Ok(f) => f,
+    // The count is the one made when the search was submitted: a page
+    // costs an index walk to its end, whatever the number of matches.
+    let found = match app.search.page_of_calls(&query).await {
+        Ok(calls) => Found {
+            calls,
+            total: saved.total,
+            capped: saved.capped,
+        },
         Err(e) => return internal(lang, e),
     };
     let what = format!("{} page={page} hits={}", filters.summary(), found.total);
@@ -335,21 +344,28 @@ async fn submit(State(app): State<Arc<App>>, ctx: Ctx, Form(f): Form<SubmitForm>
         return r;
     }
     let filters = f.filters.trimmed(user.role);
-    if let Err(p) = filters.query(user.role) {
-        if let Err(e) = app
-            .audit(user, "calls.search", "calls", &filters.summary(), "failed")
-            .await
-        {
-            return internal(lang, e);
+    let query = match filters.query(user.role) {
+        Ok(q) => q,
+        Err(p) => {
+            if let Err(e) = app
+                .audit(user, "calls.search", "calls", &filters.summary(), "failed")
+                .await
+            {
+                return internal(lang, e);
+            }
+            let advisors = match advisor_names(&app).await {
+                Ok(a) => a,
+                Err(e) => return internal(lang, e),
+            };
+            let mut r = render(&ctx, user, token, &filters, &p, None, &advisors);
+            *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            return r;
         }
-        let advisors = match advisor_names(&app).await {
-            Ok(a) => a,
-            Err(e) => return internal(lang, e),
-        };
-        let mut r = render(&ctx, user, token, &filters, &p, None, &advisors);
-        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
-        return r;
-    }
+    };
+    let (total, capped) = match app.search.count_calls(&query).await {
+        Ok(c) => c,
+        Err(e) => return internal(lang, e),
+    };
     let id = hex::encode(rand::random::<[u8; 16]>());
     let json = match serde_json::to_string(&filters) {
         Ok(j) => j,
@@ -358,7 +374,16 @@ async fn submit(State(app): State<Arc<App>>, ctx: Ctx, Form(f): Form<SubmitForm>
     let now = app.edges.vault.clock().now_us();
     if let Err(e) = app
         .search
-        .save_search(&id, &crate::identity::token_hash(token), &json, now)
+        .save_search(
+            &id,
+            &crate::identity::token_hash(token),
+            &SavedSearch {
+                filters: json,
+                total,
+                capped,
+                created_at_us: now,
+            },
+        )
         .await
     {
         return internal(lang, e);

@@ -13,11 +13,14 @@ CREATE INDEX calls_search_customer ON calls (customer_ref, started_at_us);
 -- A search as submitted (the filters as JSON, the customer reference among
 -- them): the results' address names only its id, so no customer reference
 -- reaches a URL, browser history or a proxy log. It belongs to one session
--- and goes with it.
+-- and goes with it. `total` is the count when it was submitted (at most
+-- 10,000, `capped` 1 past it): counted once, not on every page.
 CREATE TABLE saved_searches (
     search_id TEXT PRIMARY KEY,
     session_sha256 TEXT NOT NULL REFERENCES sessions (token_sha256) ON DELETE CASCADE,
     filters TEXT NOT NULL,
+    total BIGINT NOT NULL,
+    capped BIGINT NOT NULL,
     created_at_us BIGINT NOT NULL
 );
 CREATE INDEX saved_searches_session ON saved_searches (session_sha256);

@@ -54,7 +54,6 @@ catalogue! {
     THE_FORM_LACKS_A_VALID_CSRF = "Skjemaet mangler gyldig CSRF-token.", "The form lacks a valid CSRF token.";
     UNKNOWN_CALL = "Ukjent samtale.", "Unknown call.";
     NOT_YOUR_TEAM_S_CALL = "Samtalen hører ikke til teamet ditt.", "Not your team's call.";
-    STATE_A_REASON_REASON_TO_READ = "Oppgi en grunn (?reason=…) for å lese eller lytte.", "State a reason (?reason=…) to read or listen.";
     NOT_YOUR_CALL = "Dette er ikke din samtale.", "Not your call.";
     THIS_CALL_IS_NOT_SAMPLED_FOR = "Samtalen er ikke trukket ut til kvalitetskontroll.", "This call is not sampled for QA.";
     THE_CALL_S_KI_DATA_IS = "KI-dataene for samtalen er slettet; kvalitetskontrollens tilgang endte med dem.", "The call's KI data is deleted; QA's access ended with it.";
