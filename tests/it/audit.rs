@@ -31,7 +31,7 @@ async fn backends(name: &str) -> Vec<(String, Env)> {
 }
 
 /// Raw SQL against the audit tables, as an attacker with database access.
-async fn sql(url: &str, statements: &[&str]) {
+pub(crate) async fn sql(url: &str, statements: &[&str]) {
     use sqlx::Executor;
     sqlx::any::install_default_drivers();
     let url = if url.starts_with("sqlite://") {

@@ -82,9 +82,9 @@ async fn the_call_page_works_without_javascript() {
     let (call, next, opted_out, no_ki) = (ids[0].clone(), ids[1].clone(), ids[2].clone(), ids[3].clone());
 
     let people = Identity::open(&edges.review()).await.unwrap();
-    for name in ["adv-anne", "adv-bo"] {
+    for (id, name) in [("adv-anne", "Anne Hansen"), ("adv-bo", "Bo Berg")] {
         people
-            .add_approved("setup", name, name, Role::Advisor, "pb", PW)
+            .add_approved("setup", id, name, Role::Advisor, "pb", PW)
             .await
             .unwrap();
     }
@@ -146,6 +146,7 @@ async fn the_call_page_works_without_javascript() {
     assert_eq!(s, 200, "{body}");
     for says in [
         "Om samtalen",
+        "<dd>Anne Hansen (adv-anne)</dd>",
         "Private Banking",
         "Sparing",
         "utgående",
@@ -274,13 +275,20 @@ async fn the_call_page_works_without_javascript() {
         "{confirm}"
     );
     assert!(
-        confirm.contains(&format!("<a href=\"/calls/{call}\">Avbryt</a>")),
+        confirm.contains("<button type=\"submit\" name=\"cancel\" value=\"1\">Avbryt</button>"),
         "{confirm}"
     );
     let review = opptak_review::review::Review::open(&edges.review()).await.unwrap();
     assert!(review.versions(&call).await.unwrap().is_empty(), "not yet");
     let fields = hidden_fields(&confirm, &format!("/calls/{call}/decide"));
     assert!(fields.contains(&field("confirm", "1")), "{fields:?}");
+    // "Avbryt": back to the form, the text kept, nothing recorded.
+    let mut cancel = fields.clone();
+    cancel.push(field("cancel", "1"));
+    let (s, _, back) = post(format!("/calls/{call}/decide"), anne.clone(), cancel).await;
+    assert_eq!(s, 200);
+    assert!(back.contains(&format!(">{text}</textarea>")), "the text kept: {back}");
+    assert!(review.versions(&call).await.unwrap().is_empty(), "cancelled");
     // Posting to /decide without the confirmation's field only asks again.
     let unconfirmed: Vec<_> = fields.iter().filter(|(k, _)| k != "confirm").cloned().collect();
     let (s, _, asked) = post(format!("/calls/{call}/decide"), anne.clone(), unconfirmed).await;
@@ -307,8 +315,30 @@ async fn the_call_page_works_without_javascript() {
     let approved_at = body.find("Godkjent sammendrag").expect("the approved summary");
     let draft_at = body.find(">KI-utkast<").expect("the draft");
     assert!(approved_at < draft_at, "the approved summary comes first");
-    assert!(body.contains("badge badge-approved\">godkjent</strong>"), "{body}");
+    assert!(
+        body.contains("badge badge-approved\">godkjent</strong> — godkjent av Anne Hansen (adv-anne) "),
+        "{body}"
+    );
+    assert!(body.contains("Godkjent av Anne Hansen (adv-anne) "), "{body}");
     assert!(!body.contains("name=\"action\""), "closed: no decision form");
+    // An amendment without a real reason: the page again, both fields kept.
+    let amended = "The customer sets up a monthly fund savings plan of 2,000 kroner.";
+    let (s, _, again) = post(
+        format!("/calls/{call}/amend"),
+        anne.clone(),
+        vec![field("csrf", &csrf), field("text", amended), field("reason", "kort")],
+    )
+    .await;
+    assert_eq!(s, 422, "{again}");
+    for says in [
+        format!(">{amended}</textarea>"),
+        "value=\"kort\" required minlength=\"10\" aria-invalid=\"true\" aria-describedby=\"amend-reason-error\""
+            .to_owned(),
+        "Oppgi en begrunnelse på minst 10 tegn.".to_owned(),
+    ] {
+        assert!(again.contains(&says), "{says:?} in {again}");
+    }
+    assert_eq!(outcomes("summary.amend").await, ["failed"]);
     // In English, the same.
     let (_, en) = page(
         format!("/calls/{call}?done=approved"),
@@ -377,5 +407,75 @@ async fn the_call_page_works_without_javascript() {
     for never in ["reading the audio", "has no", "Intet utkast"] {
         assert!(!body.contains(never), "{never:?} in {body}");
     }
+    server.stop().await;
+}
+
+/// What drawing the channels costs for a long call (the envelope decrypts
+/// the whole recording once): an hour-long stereo G.711 call (the longest
+/// a desk normally has), recorded by the real recorder, its envelope
+/// fetched over HTTP three times. Prints the times; no assertion on them.
+/// Not part of the test run:
+///
+/// ```sh
+/// cargo test --release --test it call_page::the_envelope_of_an_hour -- --ignored --nocapture
+/// ```
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand"]
+async fn the_envelope_of_an_hour_long_call() {
+    let minutes: f64 = std::env::var("OPPTAK_BENCH_MINUTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60.0);
+    let env = Env::new(&Backend::Embedded, "envelope_bench");
+    let edges = env.edges().await;
+    let mut call =
+        opptak::sim::SimCall::synthetic("envelope-hour", opptak_domain::model::Codec::Pcmu, 2, minutes * 60.0, 3);
+    call.started.advisor_id = "adv-anne".into();
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let t = std::time::Instant::now();
+    common::publish_events(&edges, &call.events(1000)).await;
+    wait_for_recordings(&edges, 1, 1800).await;
+    recorder.stop().await.unwrap();
+    eprintln!("recorded {minutes} min in {:.1} s", t.elapsed().as_secs_f64());
+    let people = Identity::open(&edges.review()).await.unwrap();
+    people
+        .add_approved("setup", "adv-anne", "Anne", Role::Advisor, "pb", PW)
+        .await
+        .unwrap();
+    let server = common::WebService::start(&edges).await;
+    let http = crate::browser::no_redirects();
+    let anne = common::web_sign_in(&http, &server.base, "adv-anne", PW)
+        .await
+        .1
+        .unwrap();
+    for round in 1..=3 {
+        let t = std::time::Instant::now();
+        let r = http
+            .get(format!("{}/calls/envelope-hour/envelope.svg", server.base))
+            .header("cookie", &anne)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let svg = r.text().await.unwrap();
+        eprintln!(
+            "envelope of {minutes} min, round {round}: {:.3} s, {} bytes",
+            t.elapsed().as_secs_f64(),
+            svg.len()
+        );
+    }
+    // For scale: the whole recording as the player streams it.
+    let t = std::time::Instant::now();
+    let r = http
+        .get(format!("{}/calls/envelope-hour/audio", server.base))
+        .header("cookie", &anne)
+        .send()
+        .await
+        .unwrap();
+    let bytes = r.bytes().await.unwrap().len();
+    eprintln!(
+        "the whole WAV of {minutes} min: {:.3} s, {bytes} bytes",
+        t.elapsed().as_secs_f64()
+    );
     server.stop().await;
 }

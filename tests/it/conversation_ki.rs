@@ -304,6 +304,36 @@ async fn conversations_on_the_dashboard_in_the_qa_queue_and_gone_with_their_anal
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("sperre kortet i appen") && page.contains("uten å sjekke adressen"));
     assert!(page.contains("er svarene fra Aino riktige"));
+    // A flag without a note: the conversation's page again (422), the
+    // answers it scores above the kept form, the note marked.
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .unwrap()
+        .to_owned();
+    let r = http
+        .post(format!("{}/calls/{sampled}/qa", web.base))
+        .header("cookie", kari.clone())
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("correctness", "2"),
+            ("relevance", "3"),
+            ("quality", "4"),
+            ("flag", "discriminatory"),
+            ("note", ""),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let again = r.text().await.unwrap();
+    assert!(again.contains("sperre kortet i appen"), "the conversation shown again");
+    assert!(again.contains("id=\"note-error\">Et flagg krever et notat"), "{again}");
+    assert!(
+        again.contains("<option value=\"discriminatory\" selected>"),
+        "the flag kept"
+    );
     assert_eq!(
         get(format!("/qa/conversations/{}", unsampled.id), kari.clone()).await.0,
         403

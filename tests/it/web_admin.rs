@@ -249,6 +249,21 @@ async fn the_auditor_filters_pages_and_exports_the_log() {
         }
         assert!(audit.verify(None).await.unwrap().ok());
 
+        // A verification that finds an edited entry names it in Norwegian.
+        let (_, _, page) = c.get("/audit", &astrid).await;
+        crate::audit::sql(
+            &env.config.storage.metadata,
+            &["UPDATE audit_log SET reason = 'curiosity' WHERE seq = 7"],
+        )
+        .await;
+        let (s, page) = c.post("/audit/verify", &astrid, &[("csrf", &csrf_in(&page))]).await;
+        assert_eq!(s, 200);
+        assert!(
+            page.contains("Kjeden er brutt")
+                && page.contains("Oppføring nr. 7: endret (innholdet stemmer ikke med hashen)."),
+            "{page}"
+        );
+
         // Another role gets neither the log nor its CSV.
         id.add_approved("setup", "admin-ola", "Ola", Role::Admin, "it", PW)
             .await
@@ -450,7 +465,13 @@ async fn the_admin_confirms_re_enables_and_edits_from_known_teams() {
             (Role::Advisor, "bergen", true)
         );
 
-        // Nor one's own role.
+        // Nor one's own role: not offered, and refused.
+        let (_, _, page) = c.get("/admin/users/admin-ola/edit", &ola).await;
+        assert!(
+            page.contains("Din egen rolle kan bare en annen administrator endre.")
+                && !page.contains("<select id=\"e-role\""),
+            "{page}"
+        );
         let (s, _) = c
             .post(
                 "/admin/users/confirm",

@@ -392,6 +392,14 @@ async fn qa_pages_keep_input_bound_percentages_and_page_the_queue() {
     let (_, last) = f.get("/qa?per=3&page=3", "nb").await;
     assert_eq!(ids(&last), ["webqa-c1"]);
     assert!(last.contains("7–7 av 7") && !last.contains("rel=\"next\""));
+    let (s, beyond) = f.get("/qa?per=3&page=9", "nb").await;
+    assert_eq!(s, 200);
+    assert!(
+        ids(&beyond).is_empty() && beyond.contains("0–0 av 7"),
+        "past the end: none, the total kept"
+    );
+    assert!(beyond.contains("rel=\"prev\"") && !beyond.contains("rel=\"next\""));
+    assert!(!beyond.contains("Ingen samtaler venter"), "the queue is not empty");
 
     // The dashboard: an empty range in Norwegian on the form, values kept.
     let (s, page) = f

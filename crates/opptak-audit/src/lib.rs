@@ -106,11 +106,42 @@ pub struct VerifyReport {
     pub newest_checkpoint: Option<(u64, String)>,
     /// Every problem, with the entry it concerns.
     pub problems: Vec<String>,
+    /// The same problems as data, in the same order (for a page that names
+    /// them in its own language).
+    pub findings: Vec<Finding>,
     /// Public keys that signed checkpoints (hex).
     pub signers: Vec<String>,
 }
 
+/// One problem [`Audit::verify`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Finding {
+    /// A signing key that is not the pinned one.
+    KeyNotPinned { key_id: String },
+    /// A signing key whose stored public key is not its wrapped key's.
+    KeyReplaced { key_id: String },
+    /// A signing key whose wrapped seed does not open under the KEK.
+    KeyUnopenable { key_id: String },
+    /// A checkpoint whose signature does not verify.
+    CheckpointForged { seq: u64 },
+    /// Entries `from..=to` are missing.
+    Deleted { from: u64, to: u64 },
+    /// An entry that does not follow the one before.
+    Reordered { seq: u64 },
+    /// An entry whose contents do not match its hash.
+    Altered { seq: u64 },
+    /// An entry that differs from its signed checkpoint.
+    Rewritten { seq: u64 },
+    /// An entry a signed checkpoint covers is missing (deleted from the end).
+    DeletedFromEnd { seq: u64 },
+}
+
 impl VerifyReport {
+    fn found(&mut self, text: String, finding: Finding) {
+        self.problems.push(text);
+        self.findings.push(finding);
+    }
+
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
     }
@@ -284,25 +315,40 @@ impl Audit {
                 Ok(k) if signing::public_key(&k).as_slice() == row.public_key.as_slice() => {
                     if let Some(p) = pinned {
                         if !p.eq_ignore_ascii_case(&hex::encode(&row.public_key)) {
-                            report.problems.push(format!(
-                                "signing key {}: public key {} is not the pinned one",
-                                row.key_id,
-                                hex::encode(&row.public_key)
-                            ));
+                            report.found(
+                                format!(
+                                    "signing key {}: public key {} is not the pinned one",
+                                    row.key_id,
+                                    hex::encode(&row.public_key)
+                                ),
+                                Finding::KeyNotPinned {
+                                    key_id: row.key_id.clone(),
+                                },
+                            );
                             continue;
                         }
                     }
                     report.signers.push(hex::encode(&row.public_key));
                     publics.insert(row.key_id.clone(), row.public_key.clone());
                 }
-                Ok(_) => report.problems.push(format!(
-                    "signing key {}: the stored public key is not the wrapped key's (replaced)",
-                    row.key_id
-                )),
-                Err(e) => report.problems.push(format!(
-                    "signing key {}: its wrapped seed does not open under the KEK ({e})",
-                    row.key_id
-                )),
+                Ok(_) => report.found(
+                    format!(
+                        "signing key {}: the stored public key is not the wrapped key's (replaced)",
+                        row.key_id
+                    ),
+                    Finding::KeyReplaced {
+                        key_id: row.key_id.clone(),
+                    },
+                ),
+                Err(e) => report.found(
+                    format!(
+                        "signing key {}: its wrapped seed does not open under the KEK ({e})",
+                        row.key_id
+                    ),
+                    Finding::KeyUnopenable {
+                        key_id: row.key_id.clone(),
+                    },
+                ),
             }
         }
         let checkpoints = self.store.checkpoints().await?;
@@ -315,10 +361,13 @@ impl Audit {
             if signed {
                 pinned_hashes.insert(c.seq, c);
             } else {
-                report.problems.push(format!(
-                    "checkpoint at entry {}: signature invalid (forged or altered checkpoint)",
-                    c.seq
-                ));
+                report.found(
+                    format!(
+                        "checkpoint at entry {}: signature invalid (forged or altered checkpoint)",
+                        c.seq
+                    ),
+                    Finding::CheckpointForged { seq: c.seq },
+                );
             }
         }
         // The chain.
@@ -333,22 +382,33 @@ impl Audit {
             for e in page {
                 report.entries += 1;
                 if e.seq != expected {
-                    report.problems.push(if e.seq == expected + 1 {
+                    let text = if e.seq == expected + 1 {
                         format!("entry {expected}: missing (deleted)")
                     } else {
                         format!("entries {expected} to {}: missing (deleted)", e.seq - 1)
-                    });
+                    };
+                    report.found(
+                        text,
+                        Finding::Deleted {
+                            from: expected,
+                            to: e.seq.saturating_sub(1),
+                        },
+                    );
                 } else if e.prev_hash != prev {
-                    report.problems.push(format!(
-                        "entry {}: does not follow entry {} (reordered, or an entry before it was replaced)",
-                        e.seq,
-                        e.seq.saturating_sub(1)
-                    ));
+                    report.found(
+                        format!(
+                            "entry {}: does not follow entry {} (reordered, or an entry before it was replaced)",
+                            e.seq,
+                            e.seq.saturating_sub(1)
+                        ),
+                        Finding::Reordered { seq: e.seq },
+                    );
                 }
                 if entry_hash(e.seq, e.at_us, &e.event, &e.prev_hash) != e.hash {
-                    report
-                        .problems
-                        .push(format!("entry {}: altered (its contents do not match its hash)", e.seq));
+                    report.found(
+                        format!("entry {}: altered (its contents do not match its hash)", e.seq),
+                        Finding::Altered { seq: e.seq },
+                    );
                 }
                 if pinned_hashes.contains_key(&e.seq) {
                     seen.insert(e.seq, e.hash.clone());
@@ -363,12 +423,14 @@ impl Audit {
                 Some(h) if *h == c.hash => {
                     report.newest_checkpoint = Some((*seq, hex::encode(h)));
                 }
-                Some(_) => report.problems.push(format!(
-                    "entry {seq}: differs from its signed checkpoint (the chain was rewritten)"
-                )),
-                None => report.problems.push(format!(
-                    "entry {seq}: missing, but a signed checkpoint covers it (entries deleted from the end)"
-                )),
+                Some(_) => report.found(
+                    format!("entry {seq}: differs from its signed checkpoint (the chain was rewritten)"),
+                    Finding::Rewritten { seq: *seq },
+                ),
+                None => report.found(
+                    format!("entry {seq}: missing, but a signed checkpoint covers it (entries deleted from the end)"),
+                    Finding::DeletedFromEnd { seq: *seq },
+                ),
             }
         }
         Ok(report)

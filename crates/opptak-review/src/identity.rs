@@ -4,6 +4,14 @@
 //! is kept only as its SHA-256. Every admin action is written to the audit
 //! log; a failed login is logged as refused without saying whether the user
 //! exists. (OIDC bearer tokens for production arrive with the HTTP service.)
+//!
+//! Granting content takes two administrators: a user of a role that reads
+//! content waits for a second admin's approval when added, and again when
+//! enabled after being disabled or given a new role or team (the admin who
+//! asked cannot approve). Teams come from a list the admin manages
+//! ([`Identity::teams`]); an admin cannot disable themselves or change
+//! their own role. Failures are [`AdminError`]s, audited as "failed" with
+//! their code.
 
 use anyhow::{bail, Context, Result};
 use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};

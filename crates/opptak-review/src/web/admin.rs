@@ -209,7 +209,8 @@ async fn users(
             ul.teams {
                 @for t in &teams {
                     @let n = listing.iter().filter(|l| l.user.team == *t).count();
-                    li { (lang.f(cat::admin::TEAM_MEMBERS, &[("team", t), ("n", &n.to_string())])) }
+                    @let msg = if n == 1 { cat::admin::TEAM_ONE_MEMBER } else { cat::admin::TEAM_MEMBERS };
+                    li { (lang.f(msg, &[("team", t), ("n", &n.to_string())])) }
                 }
             }
         }
@@ -752,6 +753,7 @@ async fn edit(
         Err(e) => return internal(lang, e),
     };
     let u = &target.user;
+    let me = ctx.session.as_ref().is_some_and(|(a, _)| a.user_id == u.user_id);
     let (role, team) = if problem.is_some() {
         typed
     } else {
@@ -764,7 +766,14 @@ async fn edit(
             input type="hidden" name="csrf" value=(csrf_of(token));
             input type="hidden" name="action" value="change";
             input type="hidden" name="user" value=(u.user_id);
-            p { label for="e-role" { (lang.m(cat::admin::ROLE)) } " " (role_select(lang, "e-role", role, problem)) }
+            @if me {
+                // One's own role is another admin's to change: shown, kept.
+                p #e-role { (lang.m(cat::admin::ROLE)) ": " (labels::role(lang, u.role)) }
+                input type="hidden" name="role" value=(u.role.as_str());
+                p.muted { (lang.m(cat::admin::NO_OWN_ROLE)) }
+            } @else {
+                p { label for="e-role" { (lang.m(cat::admin::ROLE)) } " " (role_select(lang, "e-role", role, problem)) }
+            }
             p { label for="e-team" { (lang.m(cat::admin::TEAM)) } " " (team_select(lang, "e-team", &teams, team, problem)) }
             button type="submit" { (lang.m(cat::admin::SAVE_CHANGES)) } " "
             a href="/admin/users" { (lang.m(cat::admin::CANCEL)) }

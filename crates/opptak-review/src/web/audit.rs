@@ -175,6 +175,23 @@ fn subject_text(lang: Lang, subject: &str) -> String {
         ("user:", cat::audit::KIND_USER),
         ("team:", cat::audit::KIND_TEAM),
     ];
+    // The log's own reads: what was asked (the filters) after the name.
+    for (what, label) in [
+        ("audit.csv", cat::audit::SUBJECT_AUDIT_CSV),
+        ("audit", cat::audit::SUBJECT_AUDIT),
+    ] {
+        if subject == what {
+            return lang.m(label).to_owned();
+        }
+        if let Some(q) = subject.strip_prefix(what).and_then(|r| r.strip_prefix('?')) {
+            return format!("{} ({q})", lang.m(label));
+        }
+    }
+    match subject {
+        "users" => return lang.m(cat::audit::SUBJECT_USERS).to_owned(),
+        "session" => return lang.m(cat::audit::SUBJECT_SESSION).to_owned(),
+        _ => {}
+    }
     for (prefix, label) in kinds {
         if let Some(id) = subject.strip_prefix(prefix) {
             return format!("{} {id}", lang.m(label));
@@ -493,7 +510,13 @@ fn results(lang: Lang, q: &LogQuery, total: u64, offset: u64, entries: &[AuditEn
                         @let ev = &e.event;
                         tr data-seq=(e.seq) {
                             td { (format::when_s(lang, e.at_us)) }
-                            td { (ev.actor) }
+                            td {
+                                @if ev.actor.is_empty() || ev.actor == "-" {
+                                    "–"
+                                } @else {
+                                    a href={ "/audit?actor=" (urlencode(&ev.actor)) } title=(lang.m(cat::audit::FILTER_BY_ACTOR)) { (ev.actor) }
+                                }
+                            }
                             td { (coded(lang, role_label(lang, &ev.role), &ev.role)) }
                             td data-action=(ev.action) { (coded(lang, action_label(lang, &ev.action), &ev.action)) }
                             td {
@@ -632,6 +655,25 @@ fn oslo_iso(us: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}+{off:02}:00")
 }
 
+/// One problem of a verification, in the page language.
+fn finding(lang: Lang, f: &opptak_audit::Finding) -> String {
+    use opptak_audit::Finding as F;
+    match f {
+        F::KeyNotPinned { key_id } => lang.f(cat::audit::V_KEY_NOT_PINNED, &[("key", key_id)]),
+        F::KeyReplaced { key_id } => lang.f(cat::audit::V_KEY_REPLACED, &[("key", key_id)]),
+        F::KeyUnopenable { key_id } => lang.f(cat::audit::V_KEY_UNOPENABLE, &[("key", key_id)]),
+        F::CheckpointForged { seq } => lang.f(cat::audit::V_CHECKPOINT_FORGED, &[("seq", &seq.to_string())]),
+        F::Deleted { from, to } => lang.f(
+            cat::audit::V_DELETED,
+            &[("from", &from.to_string()), ("to", &to.to_string())],
+        ),
+        F::Reordered { seq } => lang.f(cat::audit::V_REORDERED, &[("seq", &seq.to_string())]),
+        F::Altered { seq } => lang.f(cat::audit::V_ALTERED, &[("seq", &seq.to_string())]),
+        F::Rewritten { seq } => lang.f(cat::audit::V_REWRITTEN, &[("seq", &seq.to_string())]),
+        F::DeletedFromEnd { seq } => lang.f(cat::audit::V_DELETED_FROM_END, &[("seq", &seq.to_string())]),
+    }
+}
+
 #[derive(Deserialize)]
 struct CsrfOnly {
     csrf: String,
@@ -665,8 +707,7 @@ async fn audit_verify(State(app): State<Arc<App>>, ctx: Ctx, Form(f): Form<CsrfO
                 p role="status" { strong { (lang.m(cat::audit::THE_CHAIN_IS_INTACT)) } }
             } @else {
                 p role="alert" class="flag" { (lang.m(cat::audit::THE_CHAIN_IS_BROKEN)) }
-                p.muted { (lang.m(cat::audit::PROBLEMS_IN_ENGLISH)) }
-                ul lang="en" { @for p in &report.problems { li { (p) } } }
+                ul.findings { @for f in &report.findings { li { (finding(lang, f)) } } }
             }
             p #checked { (lang.f(cat::audit::CHECKED, &[
                 ("entries", &format::count(lang, report.entries)),

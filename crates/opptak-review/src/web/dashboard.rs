@@ -43,8 +43,7 @@ const DESKS: [&str; 5] = [
 
 /// The page's own layout: the form's fields in a wrapping row, errors.
 const STYLE: &str = "form.filters{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:end;margin-bottom:1rem}\
-form.filters label{display:flex;flex-direction:column}.field-error{color:#900;font-weight:bold;margin:.2rem 0}\
-.error-summary{border:3px solid #900;padding:.5rem 1rem;margin:1rem 0}td.n,th.n{text-align:right}\
+form.filters label{display:flex;flex-direction:column}td.n,th.n{text-align:right}\
 .scroll{max-width:100%;overflow-x:auto}figure{margin:1rem 0}figure svg{max-width:100%;height:auto}";
 
 #[derive(Deserialize, Default, utoipa::IntoParams)]
@@ -279,7 +278,7 @@ fn form(lang: Lang, p: &Params, f: Option<&Filter>, problems: &[Problem]) -> Mar
     };
     html! {
         @if !problems.is_empty() {
-            div.error-summary role="alert" {
+            div.errors.error-summary role="alert" {
                 p { strong { (lang.m(cat::dashboard::NOT_SHOWN)) } }
                 ul { @for (field, m) in problems { li { a href={ "#" (field) } { (lang.m(*m)) } } } }
             }
@@ -383,10 +382,10 @@ async fn page(State(app): State<Arc<App>>, ctx: Ctx, Query(p): Query<Params>) ->
                 figcaption { (caption) }
             }
             h2 { (lang.m(cat::dashboard::PER_PERIOD)) }
-            (table(lang, &d.by_period, lang.m(cat::dashboard::TOPIC)))
+            (table(lang, &d.by_period, lang.m(cat::dashboard::TOPIC), lang.m(cat::dashboard::PER_PERIOD)))
             @if !d.trends.is_empty() {
                 h2 { (lang.m(cat::dashboard::TREND_OVER_THE_LAST_COMPLETE_PERIOD)) }
-                div.scroll { table {
+                div.scroll tabindex="0" role="region" aria-label=(lang.m(cat::dashboard::TREND_OVER_THE_LAST_COMPLETE_PERIOD)) { table {
                     thead { tr {
                         th scope="col" { (lang.m(cat::dashboard::TOPIC)) }
                         th scope="col" .n { (lang.m(cat::dashboard::PREVIOUS)) }
@@ -407,10 +406,10 @@ async fn page(State(app): State<Arc<App>>, ctx: Ctx, Query(p): Query<Params>) ->
             }
             @if by_channel {
                 h2 { (lang.m(cat::dashboard::PER_CHANNEL_WHOLE_RANGE)) }
-                (table(lang, &d.by_desk, lang.m(cat::dashboard::CHANNEL)))
+                (table(lang, &d.by_desk, lang.m(cat::dashboard::CHANNEL), lang.m(cat::dashboard::PER_CHANNEL_WHOLE_RANGE)))
             } @else {
                 h2 { (lang.m(cat::dashboard::PER_DESK_WHOLE_RANGE)) }
-                (table(lang, &d.by_desk, lang.m(cat::dashboard::DESK)))
+                (table(lang, &d.by_desk, lang.m(cat::dashboard::DESK), lang.m(cat::dashboard::PER_DESK_WHOLE_RANGE)))
             }
             p { a href=(csv) download { (lang.m(cat::dashboard::DOWNLOAD_AS_CSV)) } }
         },
@@ -427,9 +426,10 @@ fn cell(lang: Lang, c: &Cell) -> Markup {
     }
 }
 
-fn table(lang: Lang, t: &Table, corner: &str) -> Markup {
+/// A two-way table in a box of its own that scrolls (named `label`).
+fn table(lang: Lang, t: &Table, corner: &str, label: &str) -> Markup {
     html! {
-        div.scroll { table {
+        div.scroll tabindex="0" role="region" aria-label=(label) { table {
             thead { tr {
                 th scope="col" { (corner) }
                 @for c in &t.columns { th scope="col" .n { (c) } }

@@ -24,15 +24,6 @@ pub(crate) fn when_s(lang: Lang, us: i64) -> String {
     }
 }
 
-/// The Oslo date of `us`: `07.12.2026` or `2026-12-07`.
-pub(crate) fn date(lang: Lang, us: i64) -> String {
-    let (y, m, d, ..) = oslo_civil(us);
-    match lang {
-        Lang::Nb => format!("{d:02}.{m:02}.{y}"),
-        Lang::En => format!("{y}-{m:02}-{d:02}"),
-    }
-}
-
 /// `v` with `decimals` decimals, a decimal comma and a space between
 /// thousands in Norwegian (`1 234,5`), a point and a comma in English.
 pub(crate) fn number(lang: Lang, v: f64, decimals: usize) -> String {
@@ -72,11 +63,6 @@ pub(crate) fn percent(lang: Lang, share: f64, decimals: usize) -> String {
         0.0
     };
     format!("{}\u{a0}%", number(lang, p, decimals))
-}
-
-/// Seconds with one decimal and the unit (`0,2 s`).
-pub(crate) fn seconds(lang: Lang, s: f64) -> String {
-    format!("{}\u{a0}s", number(lang, s, 1))
 }
 
 /// A length as `m:ss` or `h:mm:ss` (the form players show).
@@ -121,7 +107,6 @@ mod tests {
         assert_eq!(number(Lang::Nb, -3.0, 0), "−3");
         assert_eq!(percent(Lang::Nb, 1.11, 0), "100\u{a0}%");
         assert_eq!(percent(Lang::En, 0.375, 1), "37.5\u{a0}%");
-        assert_eq!(seconds(Lang::Nb, 0.2), "0,2\u{a0}s");
         assert_eq!(clock(3725.9), "1:02:05");
         assert_eq!(clock(72.0), "1:12");
         assert_eq!(waited(Lang::Nb, 26 * 3_600_000_000), "1\u{a0}d 2\u{a0}t");

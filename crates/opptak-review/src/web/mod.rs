@@ -1,10 +1,13 @@
 //! The review service (issue 6): server-rendered HTML (maud escapes every
-//! value, so a transcript holding `<script>` shows as text), no JavaScript,
-//! Norwegian and English, every page reachable by keyboard.
+//! value, so a transcript holding `<script>` shows as text), working
+//! without JavaScript (the call page's player adds one script of the
+//! service's own, [`assets`]), Norwegian and English, every page reachable
+//! by keyboard.
 //!
 //! - [`admin`]: the admin's users, teams and confirmations.
 //! - [`audit`]: the auditor's audit log: filters, paging, CSV, verification.
 //! - [`api`]: the JSON API under `/api/v1` and its OpenAPI document.
+//! - [`assets`]: the service's own static files (`/static/player.js`).
 //! - [`archive`]: the customer archive API for the online bank (an archive
 //!   client's token, never a person's): one customer's conversations.
 //! - [`conversations`]: chat, secure messages and e-mail: the list and the
@@ -14,8 +17,9 @@
 //! - [`queue`]: the advisor's queue of drafts and the team lead's escalations.
 //! - [`reason`]: the reason form; stated reasons kept per session.
 //! - [`search`]: the call search of compliance and QA.
-//! - [`review`]: the call page (draft, versions with
-//!   their word diffs, transcript, audio player), decisions, audio ranges.
+//! - [`review`]: the call page (facts and status, approved summary, draft,
+//!   versions with their word diffs), confirmed decisions, audio ranges.
+//! - [`player`]: the call page's player, channel loudness and transcript.
 //!
 //! Every request for call content is authorized by role and written to the
 //! audit log first, refusals included ([`App::authorize`]):
@@ -45,12 +49,9 @@ mod archive;
 mod assets;
 mod audit;
 pub mod catalogue;
-// Interim while the pages move onto it (issue 18).
 mod conversations;
 mod dashboard;
-#[allow(dead_code)]
 pub(crate) mod format;
-#[allow(dead_code)]
 pub(crate) mod labels;
 mod player;
 mod qa;

@@ -118,9 +118,13 @@ fn speaker(lang: Lang, s: &str) -> &'static str {
 /// Frames decrypted per read: a window the size of the audio endpoint's.
 const WINDOW_FRAMES: u64 = 1 << 19;
 
-/// Each channel's loudness (RMS of PCM16, 0..=1) in [`BINS`] columns,
-/// the recording decrypted once, a window at a time (an hour of audio is
-/// never held whole). Channels in the format's order.
+/// Each channel's loudness (RMS of PCM16, 0..=1) in [`BINS`] columns, in
+/// the format's channel order: the recording read once, a window at a time
+/// (an hour of audio is never held whole), each segment decrypted once.
+/// (Sampling a second per column instead is no cheaper: a recording not yet
+/// compacted has segments of up to 1 MiB, a minute of audio, so each
+/// sample would decrypt a whole segment again. Measured by
+/// `tests/it/call_page.rs`, `the_envelope_of_an_hour_long_call`.)
 pub(crate) async fn loudness(
     vault: &Vault,
     call_id: &CallId,
@@ -128,8 +132,7 @@ pub(crate) async fn loudness(
     channels: usize,
     frames: u64,
 ) -> Result<Vec<Vec<f32>>, VaultError> {
-    let mut sums = vec![vec![0f64; BINS]; channels];
-    let mut counts = vec![0u64; BINS];
+    let mut acc = Loudness::new(channels, frames);
     let mut first = 0;
     while first < frames {
         let w = vault
@@ -138,26 +141,73 @@ pub(crate) async fn loudness(
         if w.frames == 0 {
             break;
         }
-        for (i, frame) in w.pcm.chunks_exact(2 * channels).enumerate() {
-            let bin = (((first + i as u64) as u128 * BINS as u128) / u128::from(frames.max(1))) as usize;
-            let bin = bin.min(BINS - 1);
-            counts[bin] += 1;
-            for (c, sample) in frame.chunks_exact(2).enumerate() {
-                let v = f64::from(i16::from_le_bytes([sample[0], sample[1]])) / 32768.0;
-                sums[c][bin] += v * v;
-            }
-        }
+        acc.add(first, &w.pcm);
         first += w.frames;
     }
-    Ok(sums
-        .into_iter()
-        .map(|ch| {
-            ch.iter()
-                .zip(&counts)
-                .map(|(s, n)| if *n == 0 { 0.0 } else { (s / *n as f64).sqrt() as f32 })
-                .collect()
-        })
-        .collect())
+    Ok(acc.levels())
+}
+
+/// Sums of squares per channel and column of a `frames`-long recording.
+struct Loudness {
+    channels: usize,
+    frames: u64,
+    /// Integer: an i16 squared fits 2^30, and a column of an hour at 48 kHz
+    /// (~576,000 frames) sums to under 2^50.
+    sums: Vec<Vec<i64>>,
+    counts: Vec<u64>,
+}
+
+impl Loudness {
+    fn new(channels: usize, frames: u64) -> Self {
+        Self {
+            channels,
+            frames,
+            sums: vec![vec![0; BINS]; channels],
+            counts: vec![0; BINS],
+        }
+    }
+
+    /// Interleaved PCM16 from frame `first` on.
+    fn add(&mut self, first: u64, pcm: &[u8]) {
+        let pcm: Vec<&[u8]> = pcm.chunks_exact(2 * self.channels).collect();
+        let (bins, total) = (BINS as u128, u128::from(self.frames.max(1)));
+        let mut i = 0;
+        // One column's run of frames at a time: frame g is in g·BINS/frames.
+        while i < pcm.len() {
+            let g = u128::from(first) + i as u128;
+            let bin = ((g * bins / total) as usize).min(BINS - 1);
+            let next = ((bin as u128 + 1) * total).div_ceil(bins);
+            let upto = pcm.len().min((next - u128::from(first)) as usize).max(i + 1);
+            for frame in &pcm[i..upto] {
+                for (c, sample) in frame.chunks_exact(2).enumerate() {
+                    let v = i64::from(i16::from_le_bytes([sample[0], sample[1]]));
+                    self.sums[c][bin] += v * v;
+                }
+            }
+            self.counts[bin] += (upto - i) as u64;
+            i = upto;
+        }
+    }
+
+    /// RMS per channel and column, 0..=1.
+    fn levels(self) -> Vec<Vec<f32>> {
+        let counts = self.counts;
+        self.sums
+            .into_iter()
+            .map(|ch| {
+                ch.iter()
+                    .zip(&counts)
+                    .map(|(s, n)| {
+                        if *n == 0 {
+                            0.0
+                        } else {
+                            ((*s as f64 / *n as f64).sqrt() / 32768.0) as f32
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
 }
 
 /// The loudness as an SVG: one band per channel (the agent's on top, then
@@ -214,6 +264,27 @@ mod tests {
         // The loud channel's bars reach the band's edges, the silent one's barely.
         assert!(svg.contains("M0.5 45.0V83.0"), "{}", &svg[..400]);
         assert!(svg.contains("M0.5 19.8V20.2"), "{}", &svg[..400]);
+    }
+
+    #[test]
+    fn loudness_is_the_rms_of_each_column() {
+        // 600 stereo frames: the agent loud in the first half, the customer
+        // in the second; two frames per column.
+        let mut pcm = Vec::new();
+        for f in 0..600 {
+            let (a, c): (i16, i16) = if f < 300 { (16384, 0) } else { (0, -16384) };
+            pcm.extend_from_slice(&a.to_le_bytes());
+            pcm.extend_from_slice(&c.to_le_bytes());
+        }
+        let mut l = Loudness::new(2, 600);
+        l.add(0, &pcm[..400]); // in two reads, split mid-column
+        l.add(100, &pcm[400..]);
+        let levels = l.levels();
+        assert_eq!(levels[0][0], 0.5);
+        assert_eq!(levels[0][149], 0.5);
+        assert_eq!(levels[0][150], 0.0);
+        assert_eq!(levels[1][0], 0.0);
+        assert_eq!(levels[1][299], 0.5);
     }
 
     #[test]

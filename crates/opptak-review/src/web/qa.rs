@@ -52,8 +52,8 @@ table.qa th.group{text-align:center;border-bottom:1px solid #124}table.qa captio
 .scroll{max-width:100%;overflow-x:auto}.rate small{display:block;color:#555;white-space:normal}\
 fieldset.score{display:grid;grid-template-columns:minmax(10rem,auto) 1fr;gap:.3rem 1rem;margin-bottom:.6rem}\
 fieldset.score legend{font-weight:bold}fieldset.score .choices label{margin-right:.6rem;white-space:nowrap}\
-ul.rubric{margin:0;padding-left:1rem;color:#333}.field-error{color:#900;font-weight:bold;grid-column:1/-1;margin:.2rem 0}\
-.error-summary{border:3px solid #900;padding:.5rem 1rem;margin:1rem 0}blockquote.scored{border-left:4px solid #124;margin:.5rem 0;padding:.3rem 1rem;background:#f4f6fa}\
+ul.rubric{margin:0;padding-left:1rem;color:#333}fieldset.score .field-error{grid-column:1/-1}\
+blockquote.scored{border-left:4px solid #124;margin:.5rem 0;padding:.3rem 1rem;background:#f4f6fa}\
 form.filters{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:end;margin-bottom:1rem}form.filters label{display:flex;flex-direction:column}\
 nav.pages{display:flex;gap:1rem;align-items:center;margin:.5rem 0}\
 @media (max-width:40rem){fieldset.score{grid-template-columns:1fr}}";
@@ -246,8 +246,17 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx, Query(p): Query<QueueParam
     };
     let taxonomy = app.review.taxonomy();
     let share = format::percent(lang, app.qa.share(), 0);
-    let first = if page.total == 0 { 0 } else { (q.page - 1) * q.per + 1 };
-    let last = ((q.page - 1) * q.per + page.rows.len()).max(first);
+    // A page past the end shows none: "0–0 av 7", with the way back.
+    let first = if page.rows.is_empty() {
+        0
+    } else {
+        (q.page - 1) * q.per + 1
+    };
+    let last = if page.rows.is_empty() {
+        0
+    } else {
+        first + page.rows.len() - 1
+    };
     let paging = lang.f(
         cat::qa::PAGING,
         &[
@@ -262,7 +271,7 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx, Query(p): Query<QueueParam
             ..q.clone()
         })
     });
-    let next = (last < page.total).then(|| {
+    let next = (!page.rows.is_empty() && last < page.total).then(|| {
         queue_href(&QueueQuery {
             page: q.page + 1,
             ..q.clone()
@@ -293,10 +302,10 @@ async fn queue(State(app): State<Arc<App>>, ctx: Ctx, Query(p): Query<QueueParam
                 input type="hidden" name="dir" value=(if q.descending { "desc" } else { "asc" });
                 button type="submit" { (lang.m(cat::qa::FILTER)) }
             }
-            @if page.rows.is_empty() {
+            @if page.total == 0 {
                 p { (lang.m(if filtered { cat::qa::NO_MATCH } else { cat::qa::NO_CALLS_ARE_WAITING_FOR_QA })) }
-            } @else {
-                div.scroll {
+            } @else if !page.rows.is_empty() {
+                div.scroll tabindex="0" role="region" aria-label=(lang.m(cat::qa::QUEUE_CAPTION)) {
                 table.qa.queue {
                     caption { (lang.m(cat::qa::QUEUE_CAPTION)) }
                     thead { tr {
@@ -395,14 +404,24 @@ fn item_href(channel: &str, id: &str) -> String {
 /// the assessment form: the bot's answers are what is scored. Only QA, only
 /// while sampled and its `chat-analysis-1y` key lives; audited either way.
 async fn conversation_page(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>) -> Response {
-    let (user, token) = match ctx.user() {
-        Ok(u) => u,
-        Err(_) => return Redirect::to("/login").into_response(),
-    };
-    let lang = ctx.lang;
+    if ctx.user().is_err() {
+        return Redirect::to("/login").into_response();
+    }
     let Ok(call_id) = CallId::parse(&id) else {
         return ctx.error(StatusCode::NOT_FOUND, cat::qa::UNKNOWN_CONVERSATION);
     };
+    conversation(&app, &ctx, &call_id, None).await
+}
+
+/// The conversation page for a signed-in user, its form showing `attempt`
+/// when given (then answered 422: the form again).
+async fn conversation(app: &App, ctx: &Ctx, call_id: &CallId, attempt: Option<&Attempt>) -> Response {
+    let (user, token) = match ctx.user() {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
+    let lang = ctx.lang;
+    let call_id = call_id.clone();
     let subject = format!("conversation:{call_id}");
     let indexed = match app.qa.call(&call_id).await {
         Ok(c) => c.filter(|c| c.row.channel != PHONE),
@@ -439,7 +458,7 @@ async fn conversation_page(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path
             return internal(lang, e);
         }
     }
-    let qa = section(&app, lang, user, token, &call_id).await;
+    let qa = section_with(app, lang, user, token, &call_id, attempt).await;
     let sender = |s: Sender| match s {
         Sender::Customer => lang.m(cat::qa::CUSTOMER),
         Sender::Bot => "Aino",
@@ -457,7 +476,7 @@ async fn conversation_page(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path
             ("topics", &labels::topics(lang, taxonomy, &row.topics)),
         ],
     );
-    ctx.page(
+    let mut r = ctx.page(
         lang.m(cat::qa::CONVERSATION_QA),
         html! {
             (style())
@@ -477,7 +496,11 @@ async fn conversation_page(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path
             }
             (qa)
         },
-    )
+    );
+    if attempt.is_some() {
+        *r.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+    }
+    r
 }
 
 /// A `YYYY-MM-DD` day as the page language writes dates.
@@ -594,7 +617,7 @@ async fn section_with(
         (style())
         h2 #qa { (lang.m(cat::qa::QUALITY_ASSESSMENT)) }
         @if !errors.is_empty() {
-            div.error-summary role="alert" {
+            div.errors.error-summary role="alert" {
                 p { strong { (lang.m(cat::qa::NOT_SAVED)) } }
                 ul { @for (field, msg) in &errors {
                     li { a href={ "#" (field_anchor(field)) } { (lang.m(*msg)) } }
@@ -835,6 +858,10 @@ async fn assess(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>, F
         return internal(lang, e);
     }
     let channel = app.qa.call(&call_id).await.ok().flatten().map(|c| c.row.channel);
+    if channel.as_deref().is_some_and(|c| c != PHONE) {
+        // A conversation's form again on its page: the answers it scores.
+        return conversation(&app, &ctx, &call_id, Some(&attempt)).await;
+    }
     let back = item_href(channel.as_deref().unwrap_or(PHONE), call_id.as_str());
     let form = section_with(&app, lang, user, token, &call_id, Some(&attempt)).await;
     let mut r = ctx.page(
@@ -1073,7 +1100,7 @@ fn range_form(lang: Lang, from: &str, to: &str, errors: &[(&'static str, Msg)]) 
     };
     html! {
         @if !errors.is_empty() {
-            div.error-summary role="alert" {
+            div.errors.error-summary role="alert" {
                 p { strong { (lang.m(cat::qa::REPORT_NOT_SHOWN)) } }
                 ul { @for (f, m) in errors { li { a href={ "#" (f) } { (lang.m(*m)) } } } }
             }
@@ -1157,7 +1184,7 @@ async fn report_page(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Rang
             (style())
             (range_form(lang, &report.from_day, &report.to_day, &[]))
             p { (range) " " a href=(csv) download { (lang.m(cat::qa::DOWNLOAD_AS_CSV)) } }
-            div.scroll {
+            div.scroll tabindex="0" role="region" aria-label=(lang.m(cat::qa::ASSESSMENTS_CAPTION)) {
             table.qa.topics {
                 caption { (lang.m(cat::qa::ASSESSMENTS_CAPTION)) }
                 thead {
@@ -1174,7 +1201,7 @@ async fn report_page(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Rang
                 tfoot { (scores_row(&report.total, true)) }
             }
             }
-            div.scroll {
+            div.scroll tabindex="0" role="region" aria-label=(lang.m(cat::qa::DECISIONS_CAPTION)) {
             table.qa.decisions {
                 caption { (lang.m(cat::qa::DECISIONS_CAPTION)) }
                 thead { (heads(lang, cat::qa::TOPIC, &[cat::qa::DRAFTS, cat::qa::APPROVED, cat::qa::REJECTED,
@@ -1186,7 +1213,7 @@ async fn report_page(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Rang
             p.muted.note { "¹ " (lang.m(cat::qa::CHANGED_NOTE)) }
             h2 { (lang.m(cat::qa::PER_STRATUM)) }
             p.muted { (lang.m(cat::qa::ERROR_RATE_EXPLAINED)) }
-            div.scroll {
+            div.scroll tabindex="0" role="region" aria-label=(lang.m(cat::qa::STRATA_CAPTION)) {
             table.qa.strata {
                 caption { (lang.m(cat::qa::STRATA_CAPTION)) }
                 thead { (heads(lang, cat::qa::STRATUM, &[cat::qa::CALLS, cat::qa::SAMPLED, cat::qa::SCORED,

@@ -1,6 +1,10 @@
-//! The advisor's side of the review service (R4): the
-//! call page (draft, versions with word diffs, transcript, audio player),
-//! decisions, and the recording as a WAV served in byte ranges.
+//! The call page (R4; issue 18): the call's facts and a status badge in
+//! words, the approved summary first once there is one, the AI draft, the
+//! decision form beside the player and the transcript ([`super::player`]),
+//! the versions with word diffs; decisions confirmed on a page of their own
+//! (`/confirm`) before they are final; amendments and reclassification; form
+//! errors shown on the page with the input kept (audited as failed); the
+//! recording as a WAV in byte ranges and its channels' loudness as an SVG.
 
 use super::cat::Msg;
 use super::{cat, csrf_of, format, internal, labels, player, App, Ctx, Lang, Reply};
@@ -189,11 +193,8 @@ impl View<'_> {
         } else {
             None
         };
-        let advisor_name = match app.identity.users().await {
-            Ok(us) => us
-                .into_iter()
-                .find(|(u, _)| u.user_id == call.facts.advisor_id && u.display_name != u.user_id)
-                .map(|(u, _)| u.display_name),
+        let people = match app.identity.users().await {
+            Ok(us) => People(us.into_iter().map(|(u, _)| u).collect()),
             Err(e) => return internal(lang, e),
         };
         let next = match done {
@@ -205,7 +206,7 @@ impl View<'_> {
             }
             _ => None,
         };
-        let status_of = call_status(lang, &call, &ki, &versions);
+        let status_of = call_status(lang, &call, &ki, &versions, &people);
         let taxonomy = app.review.taxonomy();
         let started = format::when(lang, call.facts.started_at_us);
         let title = lang.f(cat::review::CALL_OF, &[("when", &started)]);
@@ -252,10 +253,7 @@ impl View<'_> {
                 dl.facts {
                     dt { (lang.m(cat::review::WHEN)) } dd { (started) }
                     dt { (lang.m(cat::review::ADVISOR)) } dd {
-                        @match &advisor_name {
-                            Some(n) => { (n) " (" (call.facts.advisor_id) ")" }
-                            None => (call.facts.advisor_id),
-                        }
+                        (people.name(&call.facts.advisor_id))
                     }
                     dt { (lang.m(cat::review::DESK)) } dd { (labels::desk(lang, call.facts.desk.as_str())) }
                     dt { (lang.m(cat::review::SERVICE)) } dd { (labels::service(lang, call.facts.service_category.as_str())) }
@@ -278,11 +276,11 @@ impl View<'_> {
                             }
                             p.muted { small {
                                 (lang.f(cat::review::APPROVED_BY_AT, &[
-                                    ("who", r["approved_by"].as_str().unwrap_or_default()),
+                                    ("who", &people.name(r["approved_by"].as_str().unwrap_or_default())),
                                     ("when", &format::when(lang, r["approved_at_us"].as_i64().unwrap_or_default())),
                                 ]))
                                 @if let (Some(by), Some(at)) = (r["amended_by"].as_str(), r["amended_at_us"].as_i64()) {
-                                    " " (lang.f(cat::review::AMENDED_BY_AT, &[("who", by), ("when", &format::when(lang, at))]))
+                                    " " (lang.f(cat::review::AMENDED_BY_AT, &[("who", &people.name(by)), ("when", &format::when(lang, at))]))
                                 }
                             } }
                         }
@@ -358,7 +356,7 @@ impl View<'_> {
                             tr {
                                 td { (v.version) }
                                 td { (version_kind(lang, &v.kind)) }
-                                td { (v.author) }
+                                td { (people.name(&v.author)) }
                                 td { (format::when(lang, v.at_us)) }
                                 td {
                                     (v.text.as_deref().unwrap_or(lang.m(cat::review::KI_DATA_ERASED)))
@@ -438,7 +436,7 @@ dl.facts dt{font-weight:bold}dl.facts dd{margin:0;overflow-wrap:anywhere}\
 .call-grid textarea,.call-head~form textarea,main textarea{width:100%;box-sizing:border-box}\
 main input[type=text]{max-width:100%;box-sizing:border-box}\
 audio{width:100%}img.envelope{display:block;width:100%;box-sizing:border-box;height:5rem;border:1px solid #ccc}\
-table.transcript,table.versions{width:100%}table.transcript td{white-space:nowrap}table.transcript td:last-child{white-space:normal;overflow-wrap:anywhere;width:100%}\
+table.transcript,table.versions{width:100%}table.transcript td,table.versions td:nth-child(4){white-space:nowrap}table.transcript td:last-child{white-space:normal;overflow-wrap:anywhere;width:100%}\
 table.transcript tr[aria-current]{background:#fff3c4}table.transcript tr[aria-current] td:first-child{box-shadow:inset 4px 0 #a60}\
 .scroll{overflow-x:auto}.notice{border:2px solid #0a5c1f;padding:0 1rem;margin:1rem 0}\
 .error-summary{border:2px solid #900;padding:0 1rem;margin:1rem 0}.field-error{color:#900;font-weight:bold;margin:.2rem 0}\
@@ -530,19 +528,39 @@ fn ki_notice(lang: Lang, call: &opptak_store::meta::CallRecord) -> String {
     }
 }
 
+/// The service's users, to name people by name: "Anne Hansen (adv-anne)".
+struct People(Vec<User>);
+
+impl People {
+    /// A user id or actor (`oidc:…` for a token's user) as staff read it.
+    fn name(&self, actor: &str) -> String {
+        let id = actor.strip_prefix("oidc:").unwrap_or(actor);
+        match self.0.iter().find(|u| u.user_id == id) {
+            Some(u) if u.display_name != u.user_id && !u.display_name.is_empty() => {
+                format!("{} ({})", u.display_name, u.user_id)
+            }
+            _ => actor.to_owned(),
+        }
+    }
+}
+
 /// The status badge: the review's outcome once decided, else the KI state.
 fn call_status(
     lang: Lang,
     call: &opptak_store::meta::CallRecord,
     ki: &opptak_ki::summarize::KiState,
     versions: &[crate::review::Version],
+    people: &People,
 ) -> Status {
     use opptak_ki::summarize::KiState;
     let decided = |kind: &str, badge, class, why| {
         versions.iter().find(|v| v.kind == kind).map(|v| Status {
             badge,
             class,
-            why: lang.f(why, &[("who", &v.author), ("when", &format::when(lang, v.at_us))]),
+            why: lang.f(
+                why,
+                &[("who", &people.name(&v.author)), ("when", &format::when(lang, v.at_us))],
+            ),
         })
     };
     if let Some(s) = decided(
@@ -725,9 +743,9 @@ fn decision_text(f: &Fields, verb: &str) -> String {
 }
 
 /// What the user typed, kept for the page shown again with an error.
-fn entered_decision(f: &Fields, verb: &str, error: (Msg, Option<Field>)) -> Entered {
+fn entered_decision(f: &Fields, verb: &str, error: Option<(Msg, Option<Field>)>) -> Entered {
     let mut e = Entered {
-        error: Some(error),
+        error,
         ..Entered::default()
     };
     if verb == "reject" {
@@ -839,7 +857,8 @@ async fn confirm_page(app: &App, ctx: &Ctx, user: &User, call_id: CallId, f: &Fi
                 p {
                     button type="submit" { (lang.m(cat::review::CONFIRM)) }
                     " "
-                    a href={ "/calls/" (call_id) } { (lang.m(cat::review::CANCEL)) }
+                    // Back to the form with the text kept (a link would lose it).
+                    button type="submit" name="cancel" value="1" { (lang.m(cat::review::CANCEL)) }
                 }
             }
         },
@@ -871,7 +890,7 @@ async fn refuse_decision(
         token,
         call_id,
     };
-    view.render(status, None, entered_decision(f, verb, err)).await
+    view.render(status, None, entered_decision(f, verb, Some(err))).await
 }
 
 async fn decide(
@@ -886,12 +905,25 @@ async fn decide(
         Ok(v) => v,
         Err(r) => return r,
     };
+    let token = ctx.session.as_ref().map(|(_, t)| t.as_str()).unwrap_or_default();
+    // "Avbryt" on the confirmation: the call page again, the text kept.
+    if f.get("cancel") == "1" {
+        let view = View {
+            app: &app,
+            ctx: &ctx,
+            user,
+            token,
+            call_id,
+        };
+        return view
+            .render(StatusCode::OK, None, entered_decision(&f, &verb, None))
+            .await;
+    }
     // Approving and rejecting are final: without the confirmation's field
     // the post is the first step, and shows what will be recorded.
     if matches!(verb.as_str(), "approve" | "reject") && f.get("confirm") != "1" {
         return confirm_page(&app, &ctx, user, call_id, &f, &verb).await;
     }
-    let token = ctx.session.as_ref().map(|(_, t)| t.as_str()).unwrap_or_default();
     let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
     if let Some(err) = check_decision(&f, &verb) {
         return refuse_decision(&app, &ctx, user, token, call_id, &f, &verb, err, unprocessable).await;
@@ -914,7 +946,7 @@ async fn decide(
                 token,
                 call_id,
             };
-            view.render(status, None, entered_decision(&f, &verb, (msg, field)))
+            view.render(status, None, entered_decision(&f, &verb, Some((msg, field))))
                 .await
         }
     }

@@ -27,6 +27,7 @@ catalogue! {
     APPROVED_BY = ", godkjent av ", ", approved by ";
     NO_TEAM = "(uten team)", "(no team)";
     USERS_OF_ROLES_THAT_SEE_CALL = "Brukere med roller som ser samtaleinnhold (rådgiver, teamleder, kvalitetskontrollør, etterlevelsesansvarlig) kan logge inn først når en annen administrator enn den som opprettet dem, har godkjent dem. Det samme gjelder når en slik bruker får ny rolle eller nytt team, eller aktiveres igjen: endringen venter på en annen administrator.", "Users of roles that see call content (advisor, team lead, QA reviewer, compliance officer) can sign in only once an administrator other than their creator has approved them. The same holds when such a user gets a new role or team, or is enabled again: the change waits for another administrator.";
+    NO_OWN_ROLE = "Din egen rolle kan bare en annen administrator endre.", "Only another administrator can change your own role.";
     NO_SELF_DISABLE = "Du kan ikke deaktivere deg selv eller endre din egen rolle; be en annen administrator.", "You cannot disable yourself or change your own role; ask another administrator.";
     NEW_USER = "Ny bruker", "New user";
     USER_NAME_HINT = "1–64 tegn: bokstaver a–z, sifre, punktum, bindestrek eller understrek.", "1–64 characters: letters a–z, digits, dot, hyphen or underscore.";
@@ -35,6 +36,7 @@ catalogue! {
     TEAMS = "Team", "Teams";
     TEAMS_EXPLAINED = "Brukere settes i et team fra denne listen, aldri med fritekst: en teamleder ser samtalene til rådgiverne i sitt team, så en skrivefeil ville skjule en rådgivers samtaler. Legg til et team her før du setter noen i det.", "Users are put in a team from this list, never as free text: a team lead sees the calls of the advisors in their team, so a typo would hide an advisor's calls. Add a team here before putting anyone in it.";
     TEAM_MEMBERS = "{team}: {n} brukere", "{team}: {n} users";
+    TEAM_ONE_MEMBER = "{team}: 1 bruker", "{team}: 1 user";
     NEW_TEAM = "Nytt team", "New team";
     ADD_TEAM = "Legg til team", "Add team";
     NO_TEAMS = "Ingen team ennå.", "No teams yet.";

@@ -36,6 +36,7 @@ catalogue! {
     COL_REASON = "Grunn", "Reason";
     COL_OUTCOME = "Utfall", "Outcome";
     COL_SEQ = "Nr.", "No.";
+    FILTER_BY_ACTOR = "Vis alt denne har gjort", "Show everything this actor did";
     FILTER_BY_SUBJECT = "Vis alle oppføringer om dette", "Show every entry about this";
     AUDIT_LOG_VERIFICATION = "Verifisering av revisjonsloggen", "Audit log verification";
     THE_CHAIN_IS_INTACT = "Kjeden er intakt.", "The chain is intact.";
@@ -45,7 +46,15 @@ catalogue! {
     NO_CHECKPOINTS_EXPLAINED = "0 sjekkpunkter betyr at loggen ennå har færre oppføringer enn det første sjekkpunktet krever: hver oppføring er likevel kontrollert mot den forrige, men en kjede som er skrevet om fra begynnelsen, kan ikke oppdages før det første sjekkpunktet finnes.", "0 checkpoints means the log does not yet have the entries the first checkpoint needs: every entry is still checked against the one before, but a chain rewritten from the start cannot be caught until the first checkpoint exists.";
     NEWEST_CHECKPOINT = "Nyeste sjekkpunkt: nr. {seq}, hash", "Newest checkpoint: no. {seq}, hash";
     SIGNED_BY = "Signert av nøkkel", "Signed by key";
-    PROBLEMS_IN_ENGLISH = "Funnene under er tekniske meldinger fra verifiseringen (på engelsk).", "The findings below are the verification's technical messages.";
+    V_KEY_NOT_PINNED = "Signeringsnøkkel {key}: er ikke den festede nøkkelen.", "Signing key {key}: not the pinned key.";
+    V_KEY_REPLACED = "Signeringsnøkkel {key}: den lagrede offentlige nøkkelen hører ikke til den innpakkede nøkkelen (byttet ut).", "Signing key {key}: the stored public key is not the wrapped key's (replaced).";
+    V_KEY_UNOPENABLE = "Signeringsnøkkel {key}: kan ikke åpnes med hovednøkkelen (KEK).", "Signing key {key}: does not open under the master key (KEK).";
+    V_CHECKPOINT_FORGED = "Sjekkpunktet ved oppføring nr. {seq}: signaturen er ugyldig (forfalsket eller endret sjekkpunkt).", "The checkpoint at entry no. {seq}: invalid signature (forged or altered checkpoint).";
+    V_DELETED = "Oppføring nr. {from}–{to}: mangler (slettet).", "Entries no. {from}–{to}: missing (deleted).";
+    V_REORDERED = "Oppføring nr. {seq}: følger ikke oppføringen før (flyttet, eller en oppføring før den er byttet ut).", "Entry no. {seq}: does not follow the one before (reordered, or an entry before it was replaced).";
+    V_ALTERED = "Oppføring nr. {seq}: endret (innholdet stemmer ikke med hashen).", "Entry no. {seq}: altered (its contents do not match its hash).";
+    V_REWRITTEN = "Oppføring nr. {seq}: avviker fra det signerte sjekkpunktet (kjeden er skrevet om).", "Entry no. {seq}: differs from its signed checkpoint (the chain was rewritten).";
+    V_DELETED_FROM_END = "Oppføring nr. {seq}: mangler, men et signert sjekkpunkt dekker den (oppføringer slettet fra slutten).", "Entry no. {seq}: missing, but a signed checkpoint covers it (entries deleted from the end).";
     BACK_TO_THE_LOG = "Tilbake til loggen", "Back to the log";
     ONLY_AUDITORS = "Bare revisorer har tilgang til revisjonsloggen.", "Only auditors have access to the audit log.";
 
@@ -65,6 +74,10 @@ catalogue! {
     KIND_CONVERSATION = "Chat/melding", "Chat/message";
     KIND_USER = "Bruker", "User";
     KIND_TEAM = "Team", "Team";
+    SUBJECT_AUDIT = "Revisjonsloggen", "The audit log";
+    SUBJECT_AUDIT_CSV = "Revisjonsloggen (CSV)", "The audit log (CSV)";
+    SUBJECT_USERS = "Brukerlisten", "The user list";
+    SUBJECT_SESSION = "Økten", "The session";
 
     REASON_REVIEW = "egen samtale", "own call";
     REASON_TEAM_REVIEW = "samtale i eget team", "call in own team";
