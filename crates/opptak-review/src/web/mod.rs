@@ -177,6 +177,8 @@ pub(crate) struct App {
     pub(crate) qa: crate::qa::Qa,
     /// The call search, saved searches and stated reasons.
     pub(crate) search: opptak_store::search::SqlSearch,
+    /// The search form's advisor list, reused for a while.
+    pub(crate) advisors: search::AdvisorCache,
     /// Verifies bearer tokens when `[oidc]` is configured.
     oidc: Option<crate::oidc::OidcVerifier>,
     secure_cookies: bool,
@@ -205,6 +207,7 @@ pub async fn router_with(edges: &ReviewEdges, options: Options) -> Result<Router
         review: crate::review::Review::open(edges).await?,
         qa: crate::qa::Qa::open(edges).await?,
         search: opptak_store::search::SqlSearch::open(&edges.config.metadata_url).await?,
+        advisors: search::AdvisorCache::default(),
         oidc: match &edges.config.oidc {
             Some(cfg) => Some(
                 crate::oidc::OidcVerifier::new(

@@ -17,10 +17,11 @@
 //! Compliance searches every call. QA searches the calls in its sample only
 //! (what it may open), without the customer reference: QA assesses the KI
 //! output, it has no business looking for a customer. Other roles are
-//! refused. Every page of results is written to the audit log
-//! (`calls.search`) with the filters, the customer reference included: the
-//! log is what shows who looked for which customer, and only auditors
-//! read it.
+//! refused. Every search is written to the audit log when it is submitted
+//! (`calls.search`) with its filters and the number of matches, the
+//! customer reference included: the log is what shows who looked for which
+//! customer, and only auditors read it. Paging through it appends nothing:
+//! a page lists facts without content, as the queues do.
 
 use super::{cat, csrf_of, format, internal, labels, urlencode, App, Ctx, Lang, Msg};
 use crate::identity::{Role, User};
@@ -309,10 +310,9 @@ async fn search_page(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Page
         },
         Err(e) => return internal(lang, e),
     };
-    let what = format!("{} page={page} hits={}", filters.summary(), found.total);
-    if let Err(e) = app.audit(user, "calls.search", "calls", what.trim(), "allowed").await {
-        return internal(lang, e);
-    }
+    // No audit append per page: the search was audited when it was
+    // submitted, with its filters, and a page of it lists facts without
+    // content, as the queues do.
     let results = Results {
         id: &id,
         found: &found,
@@ -366,6 +366,10 @@ async fn submit(State(app): State<Arc<App>>, ctx: Ctx, Form(f): Form<SubmitForm>
         Ok(c) => c,
         Err(e) => return internal(lang, e),
     };
+    let what = format!("{} hits={total}{}", filters.summary(), if capped { "+" } else { "" });
+    if let Err(e) = app.audit(user, "calls.search", "calls", what.trim(), "allowed").await {
+        return internal(lang, e);
+    }
     let id = hex::encode(rand::random::<[u8; 16]>());
     let json = match serde_json::to_string(&filters) {
         Ok(j) => j,
@@ -391,8 +395,34 @@ async fn submit(State(app): State<Arc<App>>, ctx: Ctx, Form(f): Form<SubmitForm>
     Redirect::to(&format!("/search?id={id}")).into_response()
 }
 
+/// How long the advisor list of the search form is reused: a new advisor
+/// appears in the filter at most this late (the search itself is by id).
+const ADVISORS_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The advisors by name, read at most every [`ADVISORS_FOR`] (every results
+/// page shows the filter; reading every user per page cost a third of it).
+#[derive(Default)]
+pub(crate) struct AdvisorCache(std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<(String, String)>>)>>);
+
 /// Advisors by id with their names, for the advisor filter and the column.
-async fn advisor_names(app: &App) -> anyhow::Result<Vec<(String, String)>> {
+async fn advisor_names(app: &App) -> anyhow::Result<Arc<Vec<(String, String)>>> {
+    let cached = app
+        .advisors
+        .0
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .filter(|(at, _)| at.elapsed() < ADVISORS_FOR)
+        .map(|(_, list)| list.clone());
+    if let Some(list) = cached {
+        return Ok(list);
+    }
+    let list = Arc::new(read_advisor_names(app).await?);
+    *app.advisors.0.lock().unwrap_or_else(|p| p.into_inner()) = Some((std::time::Instant::now(), list.clone()));
+    Ok(list)
+}
+
+async fn read_advisor_names(app: &App) -> anyhow::Result<Vec<(String, String)>> {
     let mut out: Vec<(String, String)> = app
         .identity
         .users()
