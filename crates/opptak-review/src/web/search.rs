@@ -402,10 +402,13 @@ const ADVISORS_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 /// The advisors by name, read at most every [`ADVISORS_FOR`] (every results
 /// page shows the filter; reading every user per page cost a third of it).
 #[derive(Default)]
-pub(crate) struct AdvisorCache(std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<(String, String)>>)>>);
+pub(crate) struct AdvisorCache(std::sync::Mutex<Option<(std::time::Instant, Advisors)>>);
+
+/// Advisors' ids and names, by name.
+type Advisors = Arc<Vec<(String, String)>>;
 
 /// Advisors by id with their names, for the advisor filter and the column.
-async fn advisor_names(app: &App) -> anyhow::Result<Arc<Vec<(String, String)>>> {
+async fn advisor_names(app: &App) -> anyhow::Result<Advisors> {
     let cached = app
         .advisors
         .0
