@@ -1367,34 +1367,44 @@ fn parse_range(v: &str, total: u64) -> Option<(u64, u64)> {
     (start <= end && start < total).then_some((start, end))
 }
 
+/// The call, and the copy of its audio the user may hear, for a request
+/// that plays or draws it: authorized and audited as `recording.play`
+/// before anything is decrypted; the refusal or error page otherwise.
+async fn playback(
+    app: &App,
+    ctx: &Ctx,
+    id: &str,
+) -> Result<(CallId, opptak_store::meta::CallRecord, opptak_vault::Which), Response> {
+    let (user, _, call_id) = call_request(ctx, id)?;
+    let call = app
+        .edges
+        .vault
+        .meta()
+        .load_call(&call_id)
+        .await
+        .map_err(|e| internal(ctx.lang, e))?;
+    let subject = format!("call:{call_id}");
+    app.authorize_page(ctx, call.as_ref(), &subject, "recording.play")
+        .await?;
+    let Some(call) = call else {
+        return Err(ctx.error(StatusCode::NOT_FOUND, cat::review::UNKNOWN_CALL));
+    };
+    match playable(app, &call_id, user.role).await {
+        Ok(Some(which)) => Ok((call_id, call, which)),
+        Ok(None) => Err(ctx.error(StatusCode::GONE, cat::review::THE_RECORDING_IS_DELETED_24_HOURS)),
+        Err(e) => Err(internal(ctx.lang, e)),
+    }
+}
+
 /// The call's audio as a PCM16 WAV, with byte ranges (an audio element seeks
 /// with them): only the segments that hold the range are decrypted. The
 /// recording while it is kept, then the copy the role may hear ([`playable`]).
 async fn audio(State(app): State<Arc<App>>, ctx: Ctx, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    let (user, _, call_id) = match call_request(&ctx, &id) {
+    let (call_id, call, which) = match playback(&app, &ctx, &id).await {
         Ok(v) => v,
         Err(r) => return r,
     };
     let lang = ctx.lang;
-    let call = match app.edges.vault.meta().load_call(&call_id).await {
-        Ok(c) => c,
-        Err(e) => return internal(lang, e),
-    };
-    let subject = format!("call:{call_id}");
-    if let Err(r) = app
-        .authorize_page(&ctx, call.as_ref(), &subject, "recording.play")
-        .await
-    {
-        return r;
-    }
-    let Some(call) = call else {
-        return ctx.error(StatusCode::NOT_FOUND, cat::review::UNKNOWN_CALL);
-    };
-    let which = match playable(&app, &call_id, user.role).await {
-        Ok(Some(w)) => w,
-        Ok(None) => return ctx.error(StatusCode::GONE, cat::review::THE_RECORDING_IS_DELETED_24_HOURS),
-        Err(e) => return internal(lang, e),
-    };
     let format = &call.facts.format;
     let (ch, rate) = (format.channels(), format.sample_rate_hz());
     let fb = u64::from(ch) * 2;
@@ -1445,30 +1455,11 @@ async fn audio(State(app): State<Arc<App>>, ctx: Ctx, headers: HeaderMap, Path(i
 /// the audio, so it is authorized and audited as playback
 /// (`recording.play`); never cached.
 async fn envelope(State(app): State<Arc<App>>, ctx: Ctx, Path(id): Path<String>) -> Response {
-    let (user, _, call_id) = match call_request(&ctx, &id) {
+    let (call_id, call, which) = match playback(&app, &ctx, &id).await {
         Ok(v) => v,
         Err(r) => return r,
     };
     let lang = ctx.lang;
-    let call = match app.edges.vault.meta().load_call(&call_id).await {
-        Ok(c) => c,
-        Err(e) => return internal(lang, e),
-    };
-    let subject = format!("call:{call_id}");
-    if let Err(r) = app
-        .authorize_page(&ctx, call.as_ref(), &subject, "recording.play")
-        .await
-    {
-        return r;
-    }
-    let Some(call) = call else {
-        return ctx.error(StatusCode::NOT_FOUND, cat::review::UNKNOWN_CALL);
-    };
-    let which = match playable(&app, &call_id, user.role).await {
-        Ok(Some(w)) => w,
-        Ok(None) => return ctx.error(StatusCode::GONE, cat::review::THE_RECORDING_IS_DELETED_24_HOURS),
-        Err(e) => return internal(lang, e),
-    };
     let roles = call.facts.format.channel_roles().to_vec();
     let levels = match player::loudness(&app.edges.vault, &call_id, which, roles.len(), call.progress.frames).await {
         Ok(l) => l,
