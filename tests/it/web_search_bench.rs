@@ -25,6 +25,8 @@
 //! (mode `page`): each request carries one officer's session and asks for
 //! that officer's results. Every response must be 200, and the audit log
 //! must not grow (the pages of a submitted search are not new searches).
+//! Then each kind of search on its own, one request at a time: what a page
+//! of it costs without queueing (printed, never asserted).
 
 use crate::common;
 use crate::web_bench::{load, machine, wrk, Cpu};
@@ -82,6 +84,15 @@ fn oslo_date(us: i64) -> String {
     let (y, m, d, ..) = opptak_domain::time::oslo_civil(us);
     format!("{y:04}-{m:02}-{d:02}")
 }
+
+/// The kinds of search the officers submit, by `i % 5` ([`filters`]).
+const KINDS: [&str; 5] = [
+    "no filter",
+    "customer reference",
+    "advisor in one month",
+    "desk, drafts waiting",
+    "service in one week",
+];
 
 /// The search officer `i` submits.
 fn filters(i: usize) -> Vec<(&'static str, String)> {
@@ -154,6 +165,7 @@ async fn call_search_with_200_compliance_officers_under_wrk() {
     let base = server.base.clone();
     let mut lines = String::new();
     let mut hits = Vec::new();
+    let mut asked = Vec::new();
     for (i, o) in officers.iter().enumerate() {
         let (status, cookie) = common::web_sign_in(&http, &base, o, PW).await;
         assert_eq!(status, 303);
@@ -198,6 +210,7 @@ async fn call_search_with_200_compliance_officers_under_wrk() {
         let page = r.text().await.unwrap();
         hits.push(page.matches("href=\"/calls/").count());
         writeln!(lines, "{cookie}\t{path}\t0").unwrap();
+        asked.push((i % 5, cookie, path));
     }
     println!(
         "200 searches, results on the page: min {}, max {}, mean {:.1}",
@@ -233,5 +246,36 @@ async fn call_search_with_200_compliance_officers_under_wrk() {
         "every response a 200"
     );
     assert_eq!(audited, 0, "paging a submitted search appends nothing to the audit log");
+
+    // Each kind of search on its own, one request at a time (no queueing):
+    // what a page of it costs end to end.
+    println!("one request at a time, 160 per kind of search (4 rounds of its 40 sessions, after one unmeasured):");
+    for (kind, name) in KINDS.iter().enumerate() {
+        let mut ms = Vec::new();
+        for round in 0..5 {
+            for (_, cookie, path) in asked.iter().filter(|(k, ..)| *k == kind) {
+                let t = Instant::now();
+                let r = http
+                    .get(format!("{base}{path}"))
+                    .header("cookie", cookie)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200, "{path}");
+                r.bytes().await.unwrap();
+                if round > 0 {
+                    ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                }
+            }
+        }
+        ms.sort_by(f64::total_cmp);
+        let at = |q: f64| ms[((ms.len() - 1) as f64 * q).round() as usize];
+        println!(
+            "  {name}: p50 {:.2} ms, p99 {:.2} ms ({} requests)",
+            at(0.5),
+            at(0.99),
+            ms.len()
+        );
+    }
     server.stop().await;
 }

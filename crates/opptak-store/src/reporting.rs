@@ -461,7 +461,8 @@ impl SqlReporting {
         let mut tx = self.store.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO ki_calls (call_id, day, desk, language, topic, topics, advisor_id, drafted_at_us, \
-             draft_words, recognition_failed, channel) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             draft_words, recognition_failed, channel, started_at_us) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+             $10, $11, (SELECT c.started_at_us FROM calls c WHERE c.call_id = $1)) \
              ON CONFLICT (call_id) DO NOTHING",
         )
         .bind(row.call_id.as_str())

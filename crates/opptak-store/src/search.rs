@@ -204,8 +204,20 @@ struct QueuedRow {
     sample_rate_hz: i64,
 }
 
-/// The `FROM … WHERE …` of a call search and its bind values.
-fn call_filters(q: &CallQuery) -> (String, Vec<Bind>) {
+/// The `FROM … WHERE …` of a call search, its bind values, and the table
+/// (`c` or `k`) whose `started_at_us` and `call_id` order it.
+///
+/// A search by review status (waiting, approved, rejected) only finds
+/// drafted calls: it walks `ki_calls` (its own start time, migration 0022)
+/// newest first and reads the call of each draft. Any other search walks
+/// `calls` and looks up the draft of each call found, if it has one. Both
+/// walks stop at the page's end, whatever the number of matches.
+fn call_filters(q: &CallQuery) -> (String, Vec<Bind>, &'static str) {
+    let by_draft = matches!(
+        q.status,
+        Some(CallStatus::Waiting | CallStatus::Approved | CallStatus::Rejected)
+    );
+    let t = if by_draft { "k" } else { "c" };
     let mut conds = vec!["c.medium = 'call'".to_owned()];
     let mut binds = Vec::new();
     let mut bind = |conds: &mut Vec<String>, sql: &str, v: Bind| {
@@ -213,10 +225,10 @@ fn call_filters(q: &CallQuery) -> (String, Vec<Bind>) {
         conds.push(sql.replace('?', &format!("${}", binds.len())));
     };
     if let Some(v) = q.from_us {
-        bind(&mut conds, "c.started_at_us >= ?", Bind::Int(v));
+        bind(&mut conds, &format!("{t}.started_at_us >= ?"), Bind::Int(v));
     }
     if let Some(v) = q.until_us {
-        bind(&mut conds, "c.started_at_us < ?", Bind::Int(v));
+        bind(&mut conds, &format!("{t}.started_at_us < ?"), Bind::Int(v));
     }
     for (col, v) in [
         ("c.advisor_id", &q.advisor_id),
@@ -235,11 +247,13 @@ fn call_filters(q: &CallQuery) -> (String, Vec<Bind>) {
     if q.sampled_only {
         conds.push("EXISTS (SELECT 1 FROM qa_samples s WHERE s.call_id = c.call_id)".to_owned());
     }
-    let from = format!(
-        "FROM calls c LEFT JOIN ki_calls k ON k.call_id = c.call_id WHERE {}",
-        conds.join(" AND ")
-    );
-    (from, binds)
+    let join = if by_draft {
+        "ki_calls k JOIN calls c ON c.call_id = k.call_id"
+    } else {
+        "calls c LEFT JOIN ki_calls k ON k.call_id = c.call_id"
+    };
+    let from = format!("FROM {join} WHERE {}", conds.join(" AND "));
+    (from, binds, t)
 }
 
 pub struct SqlSearch {
@@ -272,7 +286,7 @@ impl SqlSearch {
     /// the matches: the web service counts once, when the search is
     /// submitted, and keeps the count with the saved search.
     pub async fn count_calls(&self, q: &CallQuery) -> Result<(u64, bool), StoreError> {
-        let (from, mut binds) = call_filters(q);
+        let (from, mut binds, _) = call_filters(q);
         let sql = format!(
             "SELECT COUNT(*) FROM (SELECT 1 AS one {from} LIMIT ${}) t",
             binds.len() + 1
@@ -285,13 +299,13 @@ impl SqlSearch {
     /// One page of the calls matching `q`, in start order: an index walk
     /// that stops at the page's end.
     pub async fn page_of_calls(&self, q: &CallQuery) -> Result<Vec<FoundCall>, StoreError> {
-        let (from, binds) = call_filters(q);
+        let (from, binds, t) = call_filters(q);
         let dir = if q.oldest_first { "ASC" } else { "DESC" };
         let n = binds.len();
         let page_sql = format!(
             "SELECT c.call_id, c.started_at_us, c.advisor_id, c.desk, c.service_category, c.frames, \
              c.sample_rate_hz, {STATUS_SQL} AS status {from} \
-             ORDER BY c.started_at_us {dir}, c.call_id {dir} LIMIT ${} OFFSET ${}",
+             ORDER BY {t}.started_at_us {dir}, {t}.call_id {dir} LIMIT ${} OFFSET ${}",
             n + 1,
             n + 2
         );
@@ -550,8 +564,8 @@ mod tests {
             s,
             &format!(
                 "INSERT INTO ki_calls (call_id, day, desk, language, topic, topics, advisor_id, drafted_at_us, \
-                 draft_words, decision) VALUES ('{id}', 'd', '{desk}', 'nb', 'loan', 'loan,savings', '{advisor}', \
-                 {at}, 10, {decision})"
+                 draft_words, decision, started_at_us) VALUES ('{id}', 'd', '{desk}', 'nb', 'loan', 'loan,savings', \
+                 '{advisor}', {at}, 10, {decision}, {at})"
             ),
         )
         .await;
@@ -627,6 +641,51 @@ mod tests {
             .unwrap();
         assert_eq!((ids(&found), found.total), (vec!["c_2".to_owned()], 2));
         assert_eq!(found.calls[0].frames, 30 * 8000);
+
+        // A search by review status walks the drafts (`ki_calls`): the
+        // same filters, order and paging apply.
+        call(&s, "c_5", 600, "bo", "markets", "k4", 40, "open").await;
+        call(&s, "c_6", 700, "anne", "corporate", "k4", 40, "open").await;
+        call(&s, "c_7", 800, "anne", "markets", "k5", 40, "open").await;
+        let waiting = |f: fn(&mut CallQuery)| {
+            let mut query = q(f);
+            query.status = Some(Waiting);
+            query
+        };
+        let found = s.calls(&waiting(|_| {})).await.unwrap();
+        assert_eq!(
+            (ids(&found), found.total),
+            (
+                vec!["c_7", "c_6", "c_5", "c_1"]
+                    .into_iter()
+                    .map(String::from)
+                    .collect::<Vec<_>>(),
+                4
+            )
+        );
+        let found = s
+            .calls(&waiting(|q| {
+                q.desk = Some("markets".into());
+                q.from_us = Some(100);
+                q.until_us = Some(800);
+                q.oldest_first = true;
+            }))
+            .await
+            .unwrap();
+        assert_eq!(ids(&found), ["c_1", "c_5"]);
+        let found = s
+            .calls(&waiting(|q| {
+                q.limit = 2;
+                q.offset = 2;
+            }))
+            .await
+            .unwrap();
+        assert_eq!(
+            (ids(&found), found.total),
+            (vec!["c_5".to_owned(), "c_1".to_owned()], 4)
+        );
+        assert!(found.calls.iter().all(|c| c.status == Waiting));
+        assert_eq!(found.calls[0].started_at_us, 600);
     }
 
     #[tokio::test]

@@ -179,6 +179,8 @@ pub(crate) struct App {
     pub(crate) search: opptak_store::search::SqlSearch,
     /// The search form's advisor list, reused for a while.
     pub(crate) advisors: search::AdvisorCache,
+    /// Saved searches read before (they never change).
+    pub(crate) saved: search::SavedCache,
     /// Verifies bearer tokens when `[oidc]` is configured.
     oidc: Option<crate::oidc::OidcVerifier>,
     secure_cookies: bool,
@@ -208,6 +210,7 @@ pub async fn router_with(edges: &ReviewEdges, options: Options) -> Result<Router
         qa: crate::qa::Qa::open(edges).await?,
         search: opptak_store::search::SqlSearch::open(&edges.config.metadata_url).await?,
         advisors: search::AdvisorCache::default(),
+        saved: search::SavedCache::default(),
         oidc: match &edges.config.oidc {
             Some(cfg) => Some(
                 crate::oidc::OidcVerifier::new(

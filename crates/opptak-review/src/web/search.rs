@@ -35,6 +35,7 @@ use opptak_domain::model::{CallId, Desk, ServiceCategory};
 use opptak_domain::time::Day;
 use opptak_store::search::{CallQuery, CallStatus, Found, SavedSearch, COUNT_CAP};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 pub(super) fn routes() -> Router<Arc<App>> {
@@ -275,7 +276,7 @@ async fn search_page(State(app): State<Arc<App>>, ctx: Ctx, Query(q): Query<Page
             &advisors,
         );
     };
-    let saved = match app.search.saved_search(&id, &crate::identity::token_hash(token)).await {
+    let saved = match saved_search(&app, &id, &crate::identity::token_hash(token)).await {
         Ok(s) => s,
         Err(e) => return internal(lang, e),
     };
@@ -393,6 +394,33 @@ async fn submit(State(app): State<Arc<App>>, ctx: Ctx, Form(f): Form<SubmitForm>
         return internal(lang, e);
     }
     Redirect::to(&format!("/search?id={id}")).into_response()
+}
+
+/// The most saved searches kept in memory; past it the memory starts over.
+const SAVED_KEPT: usize = 10_000;
+
+/// Saved searches read before, by id and session. A saved search never
+/// changes once submitted, and it is only reached through a session checked
+/// on every request, so a kept copy cannot outlive its session's rights:
+/// paging through results costs no read of it.
+#[derive(Default)]
+pub(crate) struct SavedCache(std::sync::Mutex<HashMap<(String, String), SavedSearch>>);
+
+/// The saved search `id` of the session `session_sha256`, if it has one.
+async fn saved_search(app: &App, id: &str, session_sha256: &str) -> anyhow::Result<Option<SavedSearch>> {
+    let key = (id.to_owned(), session_sha256.to_owned());
+    if let Some(s) = app.saved.0.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        return Ok(Some(s.clone()));
+    }
+    let Some(saved) = app.search.saved_search(id, session_sha256).await? else {
+        return Ok(None);
+    };
+    let mut kept = app.saved.0.lock().unwrap_or_else(|p| p.into_inner());
+    if kept.len() >= SAVED_KEPT {
+        kept.clear();
+    }
+    kept.insert(key, saved.clone());
+    Ok(Some(saved))
 }
 
 /// How long the advisor list of the search form is reused: a new advisor
