@@ -50,6 +50,8 @@ pub struct Counters {
 /// A running server: its SIP addresses, counters, and how to stop it.
 pub struct ServerHandle {
     pub sip: Vec<(Transport, SocketAddr)>,
+    /// The RTP ports bound (the even ports of `siprec.rtp_ports`).
+    pub rtp_ports: Vec<u16>,
     pub counters: Arc<Counters>,
     core_tx: mpsc::UnboundedSender<Input>,
     core: JoinHandle<()>,
@@ -233,6 +235,7 @@ pub async fn start(config: &SiprecConfig, bus: Arc<dyn Bus>, topic: &str) -> Res
         }
     }));
     tracing::info!(sip = ?sip_addrs, rtp_ports = slots.len(), advertise = %advertise, "siprec listening");
+    let rtp_ports = slots.iter().map(|s| s.port).collect();
     let core = Core {
         config: config.clone(),
         advertise,
@@ -247,6 +250,7 @@ pub async fn start(config: &SiprecConfig, bus: Arc<dyn Bus>, topic: &str) -> Res
     let core = tokio::spawn(core.run(core_rx));
     Ok(ServerHandle {
         sip: sip_addrs,
+        rtp_ports,
         counters,
         core_tx,
         core,
