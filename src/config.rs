@@ -29,6 +29,8 @@ pub struct Config {
     pub qa: QaSection,
     pub log: LogConfig,
     pub telemetry: TelemetrySection,
+    /// The SIPREC recording server (`opptak run --roles siprec`).
+    pub siprec: opptak_siprec::config::SiprecConfig,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -296,6 +298,7 @@ impl Config {
         }
         self.check_bus_security()?;
         self.check_metadata_url()?;
+        self.siprec.validate().map_err(|e| anyhow::anyhow!(e))?;
         if !(60..=30 * 86_400).contains(&self.messages.idle_end_s) {
             bail!(
                 "messages.idle_end_s = {}: expected 60..=2592000 (a minute to 30 days)",

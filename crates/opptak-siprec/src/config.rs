@@ -7,10 +7,10 @@
 
 use crate::metadata::{Metadata, Sides};
 use opptak_domain::model::{Desk, ServiceCategory};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiprecConfig {
     /// SIP listeners, `udp:IP:PORT` or `tcp:IP:PORT`.
@@ -38,7 +38,7 @@ pub struct SiprecConfig {
 }
 
 /// What a call is, for the recorder and KI.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Context {
     pub desk: Desk,
@@ -48,7 +48,7 @@ pub struct Context {
 }
 
 /// One `[[siprec.mapping]]` entry: criteria (empty: any) and the context.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mapping {
     /// Pattern on the called number (the user part of the second

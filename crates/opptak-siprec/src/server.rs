@@ -247,7 +247,8 @@ pub async fn start(config: &SiprecConfig, bus: Arc<dyn Bus>, topic: &str) -> Res
         clock: Instant::now(),
         tag_counter: 0,
     };
-    let core = tokio::spawn(core.run(core_rx));
+    let up = opptak_telemetry::metrics().role_up("siprec");
+    let core = tokio::spawn(core.run(core_rx, up));
     Ok(ServerHandle {
         sip: sip_addrs,
         rtp_ports,
@@ -478,7 +479,9 @@ struct Parsed {
 }
 
 impl Core {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>) {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>, up: opptak_telemetry::RoleUp) {
+        // `opptak_role_up{role="siprec"}` is 1 until this task ends.
+        let _up = up;
         self.free = (0..self.slots.len()).rev().collect();
         while let Some(input) = rx.recv().await {
             match input {
