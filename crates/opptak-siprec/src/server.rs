@@ -121,10 +121,12 @@ enum Input {
         too_large: bool,
         reply: Reply,
     },
+    /// `at`: when the socket task read it (before any queueing to the core).
     Rtp {
         slot: usize,
         data: Vec<u8>,
         from: SocketAddr,
+        at: Instant,
     },
     Published {
         sip_call_id: String,
@@ -358,6 +360,7 @@ async fn rtp_reader(s: UdpSocket, slot: usize, tx: mpsc::UnboundedSender<Input>)
                 slot,
                 data: buf[..n].to_vec(),
                 from,
+                at: Instant::now(),
             })
             .is_err()
         {
@@ -487,7 +490,7 @@ impl Core {
             match input {
                 Input::Sip { msg, reply } => self.sip(msg, reply),
                 Input::Unreadable { head, too_large, reply } => self.unreadable(head, too_large, reply),
-                Input::Rtp { slot, data, from } => self.rtp(slot, &data, from),
+                Input::Rtp { slot, data, from, at } => self.rtp(slot, &data, from, at),
                 Input::Published { sip_call_id, ok } => self.published(&sip_call_id, ok),
                 Input::Tick => self.tick(),
                 Input::Stop(done) => {
@@ -1038,7 +1041,7 @@ impl Core {
         }
     }
 
-    fn rtp(&mut self, slot: usize, data: &[u8], from: SocketAddr) {
+    fn rtp(&mut self, slot: usize, data: &[u8], from: SocketAddr, at: Instant) {
         let m = opptak_telemetry::metrics();
         let Some((call_id, side)) = self.slots[slot].owner.clone() else {
             self.counters.rtp_unknown_session.fetch_add(1, Ordering::Relaxed);
@@ -1063,7 +1066,7 @@ impl Core {
             }
             Some(_) => {}
         }
-        let now = self.now_us();
+        let now = at.saturating_duration_since(self.clock).as_micros() as u64;
         let Some(s) = self.sessions.get_mut(&call_id) else {
             return;
         };
