@@ -440,6 +440,8 @@ enum State {
         reply: Reply,
         next_us: u64,
         interval_us: u64,
+        /// Given up at (RFC 3261 Timer H, 64*T1 = 32 s).
+        until_us: u64,
     },
     Confirmed,
 }
@@ -916,6 +918,7 @@ impl Core {
                 reply,
                 next_us: now + 500_000,
                 interval_us: 500_000,
+                until_us: now + 32_000_000,
             },
             Reply::Tcp(_) => State::Confirmed,
         };
@@ -1036,6 +1039,7 @@ impl Core {
                     reply,
                     next_us: now + 500_000,
                     interval_us: 500_000,
+                    until_us: now + 32_000_000,
                 };
             }
         }
@@ -1114,17 +1118,16 @@ impl Core {
                 reply,
                 next_us,
                 interval_us,
+                until_us,
             } = &mut s.state
             {
-                if now >= *next_us {
-                    if *interval_us >= 16_000_000 {
-                        // No ACK within 32 s (RFC 3261 Timer H): the dialog is dead.
-                        s.state = State::Confirmed;
-                    } else {
-                        reply.send(wire.clone());
-                        *interval_us = (*interval_us * 2).min(4_000_000).max(*interval_us + 1);
-                        *next_us = now + *interval_us;
-                    }
+                if now >= *until_us {
+                    // No ACK: stop repeating; RTP (or its absence) decides the rest.
+                    s.state = State::Confirmed;
+                } else if now >= *next_us {
+                    reply.send(wire.clone());
+                    *interval_us = (*interval_us * 2).min(4_000_000);
+                    *next_us = now + *interval_us;
                 }
             }
             s.rec.tick(now);
