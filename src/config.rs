@@ -771,6 +771,25 @@ mod tests {
     }
 
     #[test]
+    fn siprec_section_loads_validates_and_its_mapping_example_parses() {
+        let c = Config::load_from(None, &[]).unwrap();
+        assert_eq!((c.siprec.chunk_ms, c.siprec.rtp_ports.as_str()), (100, "40000-40999"));
+        assert!(c.siprec.mapping.is_empty());
+        let bad = vec![("OPPTAK__SIPREC__RTP_PORTS".to_string(), "5-4".to_string())];
+        let err = format!("{:#}", Config::load_from(None, &bad).unwrap_err());
+        assert!(err.contains("siprec.rtp_ports"), "{err}");
+        let text: String = include_str!("default.toml")
+            .lines()
+            .skip_while(|l| *l != "# [[siprec.mapping]]")
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{}\n", l.trim_start_matches("# ")))
+            .collect();
+        let doc: toml::Table = text.parse().unwrap();
+        let entries: Vec<opptak_siprec::config::Mapping> = doc["siprec"]["mapping"].clone().try_into().unwrap();
+        assert_eq!(entries[0].extension, "skill=invest*");
+    }
+
+    #[test]
     fn the_commented_example_in_default_toml_is_valid() {
         let text: String = include_str!("default.toml")
             .lines()
