@@ -248,6 +248,10 @@ pub async fn start(config: &SiprecConfig, bus: Arc<dyn Bus>, topic: &str) -> Res
         counters: counters.clone(),
         clock: Instant::now(),
         tag_counter: 0,
+        tcp_port: sip_addrs
+            .iter()
+            .find(|(t, _)| *t == Transport::Tcp)
+            .map_or(5060, |(_, a)| a.port()),
     };
     let up = opptak_telemetry::metrics().role_up("siprec");
     let core = tokio::spawn(core.run(core_rx, up));
@@ -457,6 +461,18 @@ struct Sess {
     last_invite: Option<(u32, Vec<u8>)>,
     created_us: u64,
     session_expires: Option<String>,
+    /// Where and how a BYE of ours goes (RFC 3261 12.2.1.1).
+    bye: ByeTarget,
+}
+
+struct ByeTarget {
+    /// The SRC's Contact URI (its From URI without one).
+    uri: String,
+    /// Our side: the INVITE's To with our tag.
+    from: String,
+    /// The SRC's side: the INVITE's From.
+    to: String,
+    reply: Reply,
 }
 
 struct Core {
@@ -469,6 +485,8 @@ struct Core {
     counters: Arc<Counters>,
     clock: Instant,
     tag_counter: u64,
+    /// The TCP listener's port, for the Via of our own requests.
+    tcp_port: u16,
 }
 
 const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE";
@@ -498,6 +516,7 @@ impl Core {
                 Input::Stop(done) => {
                     let ids: Vec<String> = self.sessions.keys().cloned().collect();
                     for id in ids {
+                        self.send_bye(&id);
                         self.end(&id, v1::EndReason::Unspecified);
                     }
                     let _ = self.pub_tx.send(PublishJob {
@@ -772,6 +791,17 @@ impl Core {
         );
         let events = rec.take_events();
         let session_expires = msg.header("Session-Expires").map(str::to_owned);
+        let contact = msg.header("Contact").or(msg.header("From")).unwrap_or("");
+        let bye = ByeTarget {
+            uri: contact
+                .split_once('<')
+                .and_then(|(_, r)| r.split_once('>'))
+                .map_or_else(|| contact.split(';').next().unwrap_or("").trim(), |(u, _)| u)
+                .to_owned(),
+            from: format!("{};tag={local_tag}", msg.header("To").unwrap_or("")),
+            to: msg.header("From").unwrap_or("").to_owned(),
+            reply: reply.clone(),
+        };
         self.sessions.insert(
             call_id.clone(),
             Sess {
@@ -788,6 +818,7 @@ impl Core {
                 last_invite: None,
                 created_us: self.now_us(),
                 session_expires,
+                bye,
             },
         );
         self.counters.sessions_started.fetch_add(1, Ordering::Relaxed);
@@ -1136,9 +1167,46 @@ impl Core {
             self.drain(&id);
             if !starting && now.saturating_sub(last) > timeout {
                 tracing::info!(sip_call_id = %id, "siprec session ended: no RTP for siprec.rtp_timeout_s");
+                self.send_bye(&id);
                 self.end(&id, v1::EndReason::Error);
             }
         }
+    }
+
+    /// Ends the SRC's dialog from our side (RTP timeout, shutdown).
+    fn send_bye(&mut self, call_id: &str) {
+        let Some(s) = self.sessions.get(call_id) else { return };
+        if matches!(s.state, State::Starting { .. }) || s.bye.uri.is_empty() {
+            return;
+        }
+        let (transport, port) = match &s.bye.reply {
+            Reply::Udp(sock, _) => ("UDP", sock.local_addr().map(|a| a.port()).unwrap_or(5060)),
+            Reply::Tcp(_) => ("TCP", self.tcp_port),
+        };
+        self.tag_counter += 1;
+        let bye = Message {
+            start: StartLine::Request {
+                method: "BYE".into(),
+                uri: s.bye.uri.clone(),
+            },
+            headers: vec![
+                (
+                    "Via".into(),
+                    format!(
+                        "SIP/2.0/{transport} {}:{port};branch=z9hG4bKsrs{:x};rport",
+                        host(self.advertise),
+                        self.tag_counter
+                    ),
+                ),
+                ("Max-Forwards".into(), "70".into()),
+                ("From".into(), s.bye.from.clone()),
+                ("To".into(), s.bye.to.clone()),
+                ("Call-ID".into(), call_id.to_owned()),
+                ("CSeq".into(), "1 BYE".into()),
+            ],
+            body: Bytes::new(),
+        };
+        s.bye.reply.send(bye.to_bytes());
     }
 
     fn end(&mut self, call_id: &str, reason: v1::EndReason) {

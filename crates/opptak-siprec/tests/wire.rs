@@ -789,5 +789,28 @@ async fn an_src_that_vanishes_is_ended_by_rtp_inactivity_and_an_unacked_200_is_r
         (0..3).map(stereo).collect::<Vec<_>>()
     );
     assert_eq!(srv.counters.sessions_ended.load(Ordering::Relaxed), 1);
+    // The SRS ends the dialog itself: a BYE to the SRC's Contact.
+    let mut buf = vec![0u8; 65_536];
+    let bye = loop {
+        let (n, _) = tokio::time::timeout(WAIT, c.sock.recv_from(&mut buf))
+            .await
+            .expect("a BYE")
+            .unwrap();
+        let (m, _) = Message::parse(&buf[..n], false).unwrap();
+        if m.method() == Some("BYE") {
+            break m;
+        }
+    };
+    assert_eq!(
+        bye.start,
+        StartLine::Request {
+            method: "BYE".into(),
+            uri: "sip:src@127.0.0.1:5099".into()
+        }
+    );
+    assert_eq!(
+        (bye.call_id(), bye.tag("To"), bye.tag("From")),
+        (Some("call-v"), Some("src1"), ok.tag("To"))
+    );
     srv.stop().await;
 }
