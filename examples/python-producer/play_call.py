@@ -64,6 +64,12 @@ class Refusal(Exception):
         self.code = code
 
 
+def kafka_error(e: Exception) -> str:
+    """The text of a KafkaException (its KafkaError's own words)."""
+    err = e.args[0] if e.args else e
+    return err.str() if hasattr(err, "str") else str(err)
+
+
 def log(msg: str) -> None:
     print(f"play_call: {msg}", file=sys.stderr, flush=True)
 
@@ -78,14 +84,16 @@ def load_proto(proto_dir: Path):
     files = sorted(proto_dir.glob("opptak/v1/*.proto"))
     if not any(f.name == "telephony.proto" for f in files):
         raise Refusal(EXIT_INPUT, f"no opptak/v1/telephony.proto under {proto_dir} (set --proto-dir)")
-    out = tempfile.mkdtemp(prefix="opptak-proto-")
     well_known = importlib.resources.files("grpc_tools") / "_proto"
-    args = ["protoc", f"-I{proto_dir}", f"-I{well_known}", f"--python_out={out}", *map(str, files)]
-    if protoc.main(args) != 0:
-        raise Refusal(EXIT_INPUT, f"protoc failed on {proto_dir}")
-    sys.path.insert(0, out)
-    from opptak.v1 import telephony_pb2  # noqa: E402 (generated just now)
-
+    with tempfile.TemporaryDirectory(prefix="opptak-proto-") as out:
+        args = ["protoc", f"-I{proto_dir}", f"-I{well_known}", f"--python_out={out}", *map(str, files)]
+        if protoc.main(args) != 0:
+            raise Refusal(EXIT_INPUT, f"protoc failed on {proto_dir}")
+        sys.path.insert(0, out)
+        try:
+            from opptak.v1 import telephony_pb2  # generated just now
+        finally:
+            sys.path.remove(out)
     return telephony_pb2
 
 
@@ -354,11 +362,14 @@ def topic_limit(args, conf: dict, topic: str) -> int:
     from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
     # log_level 4: warnings and errors; its notices (e.g. on teardown) are noise here.
-    admin = AdminClient({**conf, "allow.auto.create.topics": False, "log_level": 4})
+    try:
+        admin = AdminClient({**conf, "allow.auto.create.topics": False, "log_level": 4})
+    except KafkaException as e:
+        raise Refusal(EXIT_INPUT, f"client settings: {kafka_error(e)}")
     try:
         md = admin.list_topics(topic=topic, timeout=args.timeout)
     except KafkaException as e:
-        raise Refusal(EXIT_UNAVAILABLE, f"cannot reach the broker at {args.bootstrap_servers}: {e.args[0]}")
+        raise Refusal(EXIT_UNAVAILABLE, f"cannot reach the broker at {args.bootstrap_servers}: {kafka_error(e)}")
     t = md.topics.get(topic)
     if t is None or t.error is not None:
         raise Refusal(
@@ -385,14 +396,25 @@ class Sender:
     """An idempotent producer that checks sizes first and delivery after."""
 
     def __init__(self, args, conf: dict, topic: str, limit: int):
-        from confluent_kafka import Producer
+        from confluent_kafka import KafkaException
 
         self.topic, self.key = topic, args.call_id.encode("utf-8")
         self.topic_max = limit
         # The producer's own request limit, never above the topic's: then
         # a batch of several small messages cannot exceed the topic's either.
         self.producer_max = min(int(conf.get("message.max.bytes", PRODUCER_MAX)), limit)
-        self.producer = Producer(
+        try:
+            self.producer = self._producer(conf)
+        except KafkaException as e:
+            raise Refusal(EXIT_INPUT, f"producer settings: {kafka_error(e)}")
+        self.pending: dict[int, bytes] = {}
+        self.failed: dict[int, object] = {}
+        self.delivered: list[tuple[int, int]] = []  # (partition, offset)
+
+    def _producer(self, conf: dict):
+        from confluent_kafka import Producer
+
+        return Producer(
             {
                 **conf,
                 "enable.idempotence": True,
@@ -405,9 +427,6 @@ class Sender:
                 "allow.auto.create.topics": False,
             }
         )
-        self.pending: dict[int, bytes] = {}
-        self.failed: dict[int, object] = {}
-        self.delivered: list[tuple[int, int]] = []  # (partition, offset)
 
     def check(self, what: str, value: bytes) -> None:
         """Refuses a message the broker would never take: resending it cannot help."""

@@ -472,3 +472,23 @@ async fn create_topic(env: &Env, name: &str, max_message_bytes: &str) {
         r.unwrap();
     }
 }
+
+/// The example's README documents exactly the options the script takes.
+#[test]
+fn the_producer_readme_names_every_option_of_the_script() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/python-producer");
+    let script = std::fs::read_to_string(dir.join("play_call.py")).unwrap();
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    let options = |text: &str, start: &str| -> std::collections::BTreeSet<String> {
+        text.lines()
+            .filter_map(|l| l.trim_start().strip_prefix(start))
+            .filter_map(|rest| rest.split(['"', '`', ' ']).next())
+            .filter(|o| o.starts_with('-'))
+            .map(str::to_owned)
+            .collect()
+    };
+    let taken = options(&script, "p.add_argument(\"");
+    let documented = options(&readme, "| `");
+    assert!(taken.len() >= 25, "{taken:?}");
+    assert_eq!(taken, documented, "play_call.py's options vs README.md's table");
+}
