@@ -410,6 +410,7 @@ class Sender:
         self.pending: dict[int, bytes] = {}
         self.failed: dict[int, object] = {}
         self.delivered: list[tuple[int, int]] = []  # (partition, offset)
+        self.names: dict[int, str] = {}
 
     def _producer(self, conf: dict):
         from confluent_kafka import Producer
@@ -439,7 +440,7 @@ class Sender:
                 "use shorter chunks (--chunk-ms)",
             )
 
-    def send(self, index: int, value: bytes) -> None:
+    def send(self, index: int, what: str, value: bytes) -> None:
         def report(err, msg, index=index):
             if err is None:
                 self.pending.pop(index, None)
@@ -448,6 +449,7 @@ class Sender:
                 self.failed[index] = err
 
         self.pending[index] = value
+        self.names[index] = what
         while True:
             try:
                 self.producer.produce(self.topic, key=self.key, value=value, on_delivery=report)
@@ -466,12 +468,15 @@ class Sender:
             if not self.failed:
                 return
             failed, self.failed = self.failed, {}
-            for index, err in sorted(failed.items()):
-                if err.fatal() or not err.retriable() or attempt == resends:
-                    raise Refusal(EXIT_UNDELIVERED, f"message {index} of the call was not delivered: {err.str()}")
+            final = {i: e for i, e in failed.items() if e.fatal() or not e.retriable() or attempt == resends}
+            if final:
+                first = min(final)
+                which = ", ".join(self.names[i] for i in sorted(final)[:3])
+                more = f" and {len(final) - 3} more" if len(final) > 3 else ""
+                raise Refusal(EXIT_UNDELIVERED, f"{which}{more} not delivered: {final[first].str()}")
             log(f"resending {len(failed)} messages (same content, same sequence numbers)")
             for index in sorted(failed):
-                self.send(index, self.pending[index])
+                self.send(index, self.names[index], self.pending[index])
 
 
 # ------------------------------------------------------------------- main ---
@@ -531,6 +536,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def describe(ev) -> str:
+    kind = ev.WhichOneof("event")
+    return f"chunk {ev.audio_chunk.sequence}" if kind == "audio_chunk" else kind
+
+
 def run(args) -> dict:
     pb = load_proto(args.proto_dir)
     audio = load_audio(args.wav, args.codec)
@@ -544,24 +554,23 @@ def run(args) -> dict:
     conf = client_config(args)
     sender = Sender(args, conf, topic, topic_limit(args, conf, topic))
     values = [ev.SerializeToString() for _, ev in events]
+    names = [describe(ev) for _, ev in events]
     # Every message is checked before the first is produced: a message the
     # broker cannot take fails the same way on every resend (the contract's
     # "resend the same event" would loop forever), so none of the call goes out.
-    for (_, ev), value in zip(events, values):
-        kind = ev.WhichOneof("event")
-        what = f"chunk {ev.audio_chunk.sequence}" if kind == "audio_chunk" else kind
+    for what, value in zip(names, values):
         sender.check(f"the message of {what}", value)
 
     t0 = time.monotonic()
     last = len(events) - 1
-    for i, ((at_ns, ev), value) in enumerate(zip(events, values)):
+    for i, ((at_ns, _), value) in enumerate(zip(events, values)):
         if args.realtime:
             time.sleep(max(0.0, t0 + at_ns / 1e9 - time.monotonic()))
         if i == last:
             # CallEnded only once every chunk is acknowledged: a chunk resent
             # after it would be refused (AFTER_END / LATE_CHUNK).
             sender.settle(args.resend, args.timeout)
-        sender.send(i, value)
+        sender.send(i, names[i], value)
         if i == 0:
             # The chunks only once CallStarted is acknowledged: had it failed,
             # every chunk would be dead-lettered as UNKNOWN_CALL.

@@ -443,11 +443,25 @@ async fn the_python_producer_refuses_a_message_too_large_before_producing() {
         "{stderr}"
     );
     assert_eq!(total(edges.bus.end_offsets(&tight).await.unwrap()), 0, "nothing sent");
+    // Told a wrong limit, it produces; the broker refuses the first chunk
+    // and the producer gives up at once (exit 4): resending cannot help.
+    let mut lied = args("300");
+    lied.extend(["--max-message-bytes".into(), "100000".into()]);
+    let out = run(lied);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("not delivered") && stderr.contains("too large"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("resending"), "{stderr}");
+    let started = total(edges.bus.end_offsets(&tight).await.unwrap());
+    assert_eq!(started, 1, "only CallStarted went out");
     // 200 ms chunks (3,200 bytes) fit: the same topic takes the whole call.
     let ok = summary(&run(args("200")));
     assert_eq!(
         total(edges.bus.end_offsets(&tight).await.unwrap()),
-        ok["messages"].as_i64().unwrap()
+        started + ok["messages"].as_i64().unwrap()
     );
 
     // A prefix without its separator names a topic that does not exist.
