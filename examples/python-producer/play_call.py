@@ -243,8 +243,16 @@ def build_events(pb, args, audio: Audio, started_ns: int) -> list:
         return pb.TelephonyEvent(call_id=args.call_id, **kw)
 
     roles = args.channel_roles or (["agent", "customer"] if audio.channels == 2 else ["mixed"])
-    if len(roles) != audio.channels:
-        raise Refusal(EXIT_INPUT, f"{len(roles)} channel roles for {audio.channels} channels")
+    # docs/telephony-contract.md 2.3: one role per channel; stereo is one
+    # agent and one customer, in either order.
+    if len(roles) != audio.channels or not set(roles) <= {"agent", "customer", "mixed"}:
+        raise Refusal(
+            EXIT_INPUT,
+            f"--channel-roles {','.join(roles)}: {audio.channels} channels need {audio.channels} roles, "
+            "each agent, customer or mixed",
+        )
+    if audio.channels == 2 and sorted(roles) != ["agent", "customer"]:
+        raise Refusal(EXIT_INPUT, f"--channel-roles {','.join(roles)}: stereo is one agent and one customer channel")
     started = event(
         call_started=pb.CallStarted(
             started_at=ts(started_ns),
