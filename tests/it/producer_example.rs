@@ -195,8 +195,8 @@ async fn the_python_producer_plays_wav_files_as_calls_recorded_sample_identical(
             "hangup_agent",
         ],
     ));
-    // 2. Mono as L16 in 30 ms chunks (the last one shorter), told by the IVR
-    //    before the call connected.
+    // 2. Mono as L16 in 30 ms chunks (the last one shorter), paced as a live
+    //    call, told by the IVR before the call connected.
     let mono: Vec<i16> = speech(dir, "Thank you for calling. This call is recorded.");
     let mono_wav = write_wav(&dir.join("mono.wav"), 1, &mono);
     let second = format!("{prefix}-mono");
@@ -216,6 +216,7 @@ async fn the_python_producer_plays_wav_files_as_calls_recorded_sample_identical(
             "--service",
             "savings",
             "--customer-informed",
+            "--realtime",
             "--announcement-id",
             "ivr-ki-2026",
         ],
