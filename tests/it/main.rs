@@ -34,6 +34,7 @@ mod ki_pipeline;
 mod ki_show;
 mod oidc;
 mod otel;
+mod producer_example;
 mod qa;
 mod recording_path;
 mod retention;
