@@ -248,7 +248,12 @@ async fn ki_show_reads_and_audits_as_the_call_page_does() {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(PW.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{PW}\n").as_bytes())
+            .unwrap();
         child.wait_with_output().unwrap()
     };
     let stderr = String::from_utf8_lossy(&run.stderr);
