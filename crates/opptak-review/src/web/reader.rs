@@ -6,7 +6,7 @@
 //! checks them; a reason that fails its checks is audited as `read.reason`
 //! `failed`, as the form's is.
 
-use super::{reason, App, Options};
+use super::{reason, App, Lang, Options};
 use crate::identity::User;
 use crate::ReviewEdges;
 use anyhow::Result;
@@ -106,18 +106,23 @@ impl CallReader {
             None => None,
         };
         let decision = app.decide(user, call.as_ref(), reason.as_deref()).await?;
-        let reason = match decision {
-            Ok(reason) => {
-                app.audit(user, action, &subject, &reason, "allowed").await?;
-                reason
+        let refusal = decision.as_ref().err().copied();
+        // Audited by the pages' own step; its error page is not for a terminal.
+        let reason = match app.settle(Lang::En, user, (action, &subject), decision, "").await {
+            Ok(reason) => reason,
+            Err(r) if r.status().is_server_error() => {
+                return Err(ReadError::Other(anyhow::anyhow!(
+                    "writing the audit entry failed: nothing was read"
+                )))
             }
-            Err((status, msg)) => {
-                app.audit(user, action, &subject, "", "refused").await?;
-                return Err(ReadError::Refused(if status == StatusCode::BAD_REQUEST {
-                    "state why you read it: --category, --case (unless the category has none) and --reason".into()
-                } else {
-                    msg.en.trim_end_matches('.').to_owned()
-                }));
+            Err(_) => {
+                return Err(ReadError::Refused(match refusal {
+                    Some((StatusCode::BAD_REQUEST, _)) => {
+                        "state why you read it: --category, --case (unless the category has none) and --reason".into()
+                    }
+                    Some((_, msg)) => msg.en.trim_end_matches('.').to_owned(),
+                    None => "refused".into(),
+                }))
             }
         };
         let Some(call) = call else {
