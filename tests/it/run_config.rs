@@ -48,11 +48,35 @@ async fn services_config_points_opptak_run_at_the_local_services() {
     let d = run_dir.display();
     assert_eq!(at("storage", "blobs"), format!("file://{d}/blobs"));
     assert_eq!(at("keys", "keyring"), format!("{d}/keyring.json"));
+    // The model servers answer there: the speech server's health names the
+    // file's model, the language-model server lists the file's model.
+    let http = reqwest::Client::new();
+    let json = |url: String| {
+        let http = http.clone();
+        async move {
+            let r = http.get(&url).send().await.unwrap();
+            assert!(r.status().is_success(), "{url}: {}", r.status());
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
     if let Some(speech) = common::speech_url() {
         assert_eq!(at("ki", "asr_url"), speech);
+        let health = json(format!("{}/health", at("ki", "asr_url"))).await;
+        assert_eq!(
+            health["model"].as_str(),
+            Some(at("ki", "asr_model").as_str()),
+            "{health}"
+        );
     }
     if let Some((llm, model)) = common::llm() {
         assert_eq!((at("ki", "llm_url"), at("ki", "llm_model")), (llm, model));
+        let models = json(format!("{}/v1/models", at("ki", "llm_url"))).await;
+        assert!(
+            models["data"].as_array().is_some_and(|m| m
+                .iter()
+                .any(|m| m["id"].as_str() == Some(at("ki", "llm_model").as_str()))),
+            "{models}"
+        );
     }
 
     // `opptak run --roles recorder` with the file alone (only the topic
