@@ -1117,7 +1117,11 @@ impl Core {
         };
         let events = s.rec.take_events();
         let notices = s.rec.take_notices();
-        let rec_id = s.rec.call_id().to_owned();
+        let rec_id = if notices.is_empty() {
+            String::new()
+        } else {
+            s.rec.call_id().to_owned()
+        };
         for n in notices {
             match n {
                 Notice::Tone { side, offset_ms } => {
