@@ -758,8 +758,7 @@ impl Core {
             );
         };
         let local_tag = self.new_tag();
-        let wire = self.respond(&reply, &msg, 100, None, &[], None);
-        drop(wire);
+        self.respond(&reply, &msg, 100, None, &[], None);
         let slots = [self.free.pop().unwrap_or(0), self.free.pop().unwrap_or(0)];
         for (side, slot) in [(Side::Agent, slots[0]), (Side::Customer, slots[1])] {
             self.slots[slot].owner = Some((call_id.clone(), side));

@@ -226,9 +226,19 @@ async fn a_siprec_call_becomes_the_contracts_events_exactly() {
     let srv = start(4, bus.clone()).await;
     let sip_addr = srv.sip_addr(Transport::Udp).unwrap();
     let c = Udp::new(sip_addr).await;
-    c.send(&siprec_invite("call-a", "UDP", &good_sdp(), METADATA)).await;
+    // With session timers, as SBCs send them: tolerated and echoed.
+    let invite = String::from_utf8(siprec_invite("call-a", "UDP", &good_sdp(), METADATA))
+        .unwrap()
+        .replace(
+            "Require: siprec\r\n",
+            "Require: siprec, timer\r\nSession-Expires: 1800;refresher=uas\r\n",
+        );
+    c.send(invite.as_bytes()).await;
     let ok = c.final_response().await;
     assert_eq!(code(&ok), 200, "{ok:?}");
+    assert_eq!(ok.header("Session-Expires"), Some("1800;refresher=uac"));
+    assert_eq!(ok.header("Require"), Some("timer"));
+    assert!(ok.header("Contact").unwrap().contains("+sip.srs"));
     let to_tag = ok.tag("To").unwrap().to_owned();
     let (cust_port, agent_port) = answer_ports(&ok);
     c.send(&request("ACK", "call-a", 1, Some(&to_tag), "UDP", None, b""))
