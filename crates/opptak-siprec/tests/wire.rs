@@ -544,6 +544,38 @@ async fn bad_input_gets_its_sip_error_and_the_server_keeps_serving() {
     c.send(&inv[..inv.len() - 40]).await;
     assert_eq!(code(&c.final_response().await), 400);
 
+    // Over TCP a message may arrive in pieces; one over 64 KiB gets 513
+    // and the connection is closed (its framing cannot be trusted).
+    let options = request("OPTIONS", "opt-0", 1, None, "TCP", None, b"");
+    let mut s = TcpStream::connect(tcp).await.unwrap();
+    s.write_all(&options[..40]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.write_all(&options[40..]).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(WAIT, s.read(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(code(&Message::parse(&buf[..n], true).unwrap().0), 200);
+    let big = request(
+        "INVITE",
+        "big-1",
+        1,
+        None,
+        "TCP",
+        Some("application/sdp"),
+        &vec![b'x'; 70_000],
+    );
+    // The head alone says it: no unread body is left to reset the connection.
+    let head_end = big.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    s.write_all(&big[..head_end]).await.unwrap();
+    let mut got = Vec::new();
+    loop {
+        let n = tokio::time::timeout(WAIT, s.read(&mut buf)).await.unwrap().unwrap();
+        if n == 0 {
+            break; // closed by the server
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(code(&Message::parse(&got, true).unwrap().0), 513);
+
     // OPTIONS over TCP: 200.
     let r = tcp_exchange(tcp, &request("OPTIONS", "opt-1", 1, None, "TCP", None, b"")).await;
     assert_eq!(code(&r), 200);
