@@ -460,6 +460,12 @@ struct Sess {
     /// The last response to an INVITE, to repeat to its retransmissions.
     last_invite: Option<(u32, Vec<u8>)>,
     created_us: u64,
+    /// Every recorded stream is inactive (a pause by re-INVITE): the RTP
+    /// timeout does not run.
+    paused: bool,
+    /// When RTP was last expected to start: the session's start or the end
+    /// of its last pause.
+    active_since_us: u64,
     session_expires: Option<String>,
     /// Where and how a BYE of ours goes (RFC 3261 12.2.1.1).
     bye: ByeTarget,
@@ -816,6 +822,8 @@ impl Core {
                 sdp_version: 1,
                 last_invite: None,
                 created_us: self.now_us(),
+                paused: false,
+                active_since_us: self.now_us(),
                 session_expires,
                 bye,
             },
@@ -1035,8 +1043,19 @@ impl Core {
                 }
                 let (labels, slots, version) = (s.labels.clone(), s.slots, s.sdp_version + 1);
                 let answer = self.answer(offer, &labels, &slots, codec, version);
+                let now = self.now_us();
                 let s = self.sessions.get_mut(call_id).expect("checked above");
                 s.sdp_version = version;
+                let paused = idx.iter().all(|i| {
+                    matches!(
+                        offer.streams[*i].direction,
+                        sdp::Direction::Inactive | sdp::Direction::RecvOnly
+                    )
+                });
+                if s.paused && !paused {
+                    s.active_since_us = now;
+                }
+                s.paused = paused;
                 for (side, i) in [(Side::Agent, idx[0]), (Side::Customer, idx[1])] {
                     let st = &offer.streams[i];
                     let pts: Vec<u8> = st.g711.iter().filter(|(_, c)| *c == codec).map(|(p, _)| *p).collect();
@@ -1165,10 +1184,10 @@ impl Core {
                 }
             }
             s.rec.tick(now);
-            let last = s.rec.last_arrival_us().max(s.created_us);
-            let starting = matches!(s.state, State::Starting { .. });
+            let last = s.rec.last_arrival_us().max(s.active_since_us);
+            let waiting = matches!(s.state, State::Starting { .. }) || s.paused;
             self.drain(&id);
-            if !starting && now.saturating_sub(last) > timeout {
+            if !waiting && now.saturating_sub(last) > timeout {
                 tracing::info!(sip_call_id = %id, "siprec session ended: no RTP for siprec.rtp_timeout_s");
                 self.send_bye(&id);
                 self.end(&id, v1::EndReason::Error);

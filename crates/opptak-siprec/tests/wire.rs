@@ -679,7 +679,8 @@ async fn send_pair(agent: &UdpSocket, cust: &UdpSocket, to_agent: SocketAddr, to
 #[tokio::test]
 async fn re_invite_pause_is_a_gap_codec_change_is_refused_and_metadata_updates() {
     let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
-    let srv = start(4, bus.clone()).await;
+    // An RTP timeout shorter than the pause: a paused session does not time out.
+    let srv = start_with(config_with(4, 1), bus.clone()).await;
     let sip_addr = srv.sip_addr(Transport::Udp).unwrap();
     let c = Udp::new(sip_addr).await;
     c.send(&siprec_invite("call-p", "UDP", &good_sdp(), METADATA)).await;
