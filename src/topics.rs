@@ -123,15 +123,38 @@ impl PipelineTopic {
     }
 }
 
-/// The consumer groups a role reads in (`recorder.group`, `ki.*_group`).
-pub fn groups(config: &Config, role: &str) -> Vec<String> {
-    match role {
-        "recorder" => vec![config.recorder.group.clone()],
-        "transcriber" => vec![config.ki.transcriber_group.clone(), config.ki.live_group.clone()],
-        "summarizer" => vec![config.ki.summarizer_group.clone()],
-        "messages" => vec![config.messages.group.clone()],
-        _ => Vec::new(),
+/// The consumer group `opptak deadletters` reads in, with `-<pid>`
+/// appended: a throwaway group that commits nothing, so every run reads the
+/// topic from its start.
+pub const DEADLETTERS_GROUP: &str = "opptak-deadletters";
+
+/// The consumer group `role` reads topic `base` in (`recorder.group`,
+/// `ki.*_group`, `messages.group`; [`DEADLETTERS_GROUP`] is a prefix);
+/// `None` when it does not read it. The roles subscribe with these, and
+/// docs/topics.md lists them (checked by tests/it/docs.rs).
+pub fn group(config: &Config, role: &str, base: &str) -> Option<String> {
+    let topic = TOPICS.iter().find(|t| t.base == base)?;
+    if !topic.readers.contains(&role) {
+        return None;
     }
+    Some(match role {
+        "recorder" => config.recorder.group.clone(),
+        // Live while the call runs (`ki.live`), in its own group, so the
+        // recorder's offsets never wait for speech recognition.
+        "transcriber" if base == "opptak.telephony.v1" => config.ki.live_group.clone(),
+        "transcriber" => config.ki.transcriber_group.clone(),
+        "summarizer" => config.ki.summarizer_group.clone(),
+        "messages" => config.messages.group.clone(),
+        "operator" => DEADLETTERS_GROUP.to_owned(),
+        _ => return None,
+    })
+}
+
+/// The consumer groups a role reads in, one per topic it reads.
+pub fn groups(config: &Config, role: &str) -> Vec<String> {
+    let mut out: Vec<String> = TOPICS.iter().filter_map(|t| group(config, role, t.base)).collect();
+    out.dedup();
+    out
 }
 
 /// Every topic's spec.
