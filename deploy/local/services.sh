@@ -38,6 +38,8 @@
 #                 wheels/ (pip's downloads, reused offline), speech.log, speech.pid
 #   axe/          axe-core's axe.min.js (npm) for the browser tests' accessibility check
 #   llm/          llama-cpp-python + SmolLM2-135M-Instruct (deploy/llm/server.sh; OPPTAK_LLM_PORT 19200)
+#   producer/     the reference producer's venv (examples/python-producer): venv/,
+#                 venv.stamp, wheels/ (pip's downloads, reused offline), install.log
 #
 # Variables: OPPTAK_SERVICES_DIR, OPPTAK_KAFKA_PORT (19092),
 # OPPTAK_KAFKA_CONTROLLER_PORT (19093), OPPTAK_PG_PORT (55432),
@@ -283,6 +285,7 @@ cmd_install() {
   install_minio
   install_axe
   install_speech
+  install_producer
   llm install
 }
 
@@ -1034,6 +1037,45 @@ stop_speech() {
   log "speech server stopped"
 }
 
+# -------------------------------------------------------------- producer ---
+# The reference telephony producer (examples/python-producer: confluent-kafka,
+# protobuf, grpcio-tools' protoc) for tests/it/producer_example.rs, in a venv
+# of its own from a wheelhouse filled from PyPI once, as the speech server's.
+PRODUCER_REQ=$HERE/../../examples/python-producer/requirements.txt
+PRODUCER_DIR=$CACHE/producer
+PRODUCER_VENV=$PRODUCER_DIR/venv
+PRODUCER_STAMP=$PRODUCER_DIR/venv.stamp
+PRODUCER_WHEELS=$PRODUCER_DIR/wheels
+PRODUCER_LOG=$PRODUCER_DIR/install.log
+
+producer_stamp_want() {
+  { cat "$PRODUCER_REQ"; "$SPEECH_PYTHON" --version 2>&1; } | sha256sum | cut -d' ' -f1
+}
+
+producer_installed() {
+  [[ -x $PRODUCER_VENV/bin/python && -f $PRODUCER_STAMP && $(<"$PRODUCER_STAMP") == "$(producer_stamp_want)" ]]
+}
+
+install_producer() {
+  producer_installed && return 0
+  "$SPEECH_PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 9))' ||
+    die "the producer example needs Python 3.9+ (set OPPTAK_PYTHON)"
+  mkdir -p "$PRODUCER_DIR" "$PRODUCER_WHEELS"
+  rm -rf "$PRODUCER_STAMP" "$PRODUCER_VENV"
+  local pip=("$PRODUCER_VENV/bin/pip" --disable-pip-version-check --no-input)
+  local from_wheels=("${pip[@]}" install --no-compile --no-index --find-links "$PRODUCER_WHEELS" -r "$PRODUCER_REQ")
+  log "installing the producer example into $PRODUCER_VENV (log: $PRODUCER_LOG)"
+  "$SPEECH_PYTHON" -m venv "$PRODUCER_VENV" >"$PRODUCER_LOG" 2>&1 ||
+    { tail -n 20 "$PRODUCER_LOG" >&2; die "cannot create a venv with $SPEECH_PYTHON (Debian: apt-get install python3-venv)"; }
+  if ! "${from_wheels[@]}" >>"$PRODUCER_LOG" 2>&1; then
+    log "fetching wheels from PyPI into $PRODUCER_WHEELS (once)"
+    "${pip[@]}" download --only-binary=:all: -d "$PRODUCER_WHEELS" -r "$PRODUCER_REQ" >>"$PRODUCER_LOG" 2>&1 &&
+      "${from_wheels[@]}" >>"$PRODUCER_LOG" 2>&1 ||
+      { tail -n 40 "$PRODUCER_LOG" >&2; die "installing the producer example failed (full log: $PRODUCER_LOG)"; }
+  fi
+  producer_stamp_want >"$PRODUCER_STAMP"
+}
+
 # ------------------------------------------------------------- commands ---
 
 cmd_start() {
@@ -1042,6 +1084,7 @@ cmd_start() {
   install_kafka
   install_minio
   install_axe
+  install_producer
   init_softhsm
   start_pg
   use_pg tls
@@ -1228,6 +1271,7 @@ cmd_env() {
   echo "export OPPTAK_TEST_S3_SECRET_KEY=$MINIO_PASSWORD"
   echo "export OPPTAK_TEST_SPEECH_URL=$SPEECH_URL"
   echo "export OPPTAK_TEST_SPEECH_PYTHON=$SPEECH_VENV/bin/python"
+  producer_installed && echo "export OPPTAK_TEST_PRODUCER_PYTHON=$PRODUCER_VENV/bin/python"
   llm env
 }
 

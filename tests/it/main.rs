@@ -33,6 +33,7 @@ mod ki_overload;
 mod ki_pipeline;
 mod oidc;
 mod otel;
+mod producer_example;
 mod qa;
 mod recording_path;
 mod retention;
