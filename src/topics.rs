@@ -323,6 +323,35 @@ mod tests {
     }
 
     #[test]
+    fn each_reader_reads_in_its_group() {
+        let config = Config::load_from(None, &[("OPPTAK__KI__LIVE_GROUP".into(), "live-g".into())]).unwrap();
+        // The live transcriber's offsets on the telephony topic are its own.
+        assert_eq!(group(&config, "transcriber", "opptak.telephony.v1").unwrap(), "live-g");
+        assert_eq!(
+            group(&config, "transcriber", "opptak.recordings.v1").unwrap(),
+            config.ki.transcriber_group
+        );
+        assert_eq!(
+            group(&config, "recorder", "opptak.telephony.v1").unwrap(),
+            "opptak-recorder"
+        );
+        assert_eq!(
+            group(&config, "operator", "opptak.deadletter.v1").unwrap(),
+            DEADLETTERS_GROUP
+        );
+        // Writers and strangers read in no group.
+        assert_eq!(group(&config, "sweeper", "opptak.telephony.v1"), None);
+        assert_eq!(group(&config, "recorder", "opptak.transcripts.v1"), None);
+        assert_eq!(group(&config, "recorder", "opptak.nope.v1"), None);
+        assert_eq!(groups(&config, "transcriber"), ["live-g", "opptak-transcriber"]);
+        for t in &TOPICS {
+            for r in t.readers {
+                assert!(group(&config, r, t.base).is_some(), "{r} reads {} in no group", t.base);
+            }
+        }
+    }
+
+    #[test]
     fn drift_names_what_differs() {
         let want = TopicSpec {
             retention_ms: Some(86_400_000),
