@@ -11,6 +11,9 @@
 #   deploy/local/services.sh start-secure   # the secured broker and PostgreSQL only (stop-secure stops them)
 #   deploy/local/services.sh status         # what is running (exit 0 only if all are up)
 #   deploy/local/services.sh env            # export lines: eval "$(deploy/local/services.sh env)"
+#   deploy/local/services.sh config [--dir DIR] [--database NAME]
+#                                           # writes DIR/opptak.toml (default $OPPTAK_SERVICES_DIR/run) for
+#                                           # `opptak run --config DIR/opptak.toml` against these services
 #   deploy/local/services.sh reset          # stop, delete data (keeps installed jars and binaries)
 #   deploy/local/services.sh topics ARGS..  # kafka's TopicCommand, --bootstrap-server filled in
 #   deploy/local/services.sh start-speech   # the speech server only (stop-speech stops it)
@@ -1275,6 +1278,70 @@ cmd_env() {
   llm env
 }
 
+# An opptak.toml for `opptak run` against the local services: the broker,
+# a database of its own (created here, so a run never shares the tests'),
+# the speech and language-model servers, and the blobs, archive and keyring
+# under DIR. Prints the file's path.
+cmd_config() {
+  local dir=$CACHE/run db=opptak_run
+  while (($#)); do
+    case $1 in
+    --dir) dir=${2:?--dir needs a directory}; shift 2 ;;
+    --database) db=${2:?--database needs a name}; shift 2 ;;
+    *) die "config: unknown argument $1 (expected --dir DIR, --database NAME)" ;;
+    esac
+  done
+  [[ $db =~ ^[a-z_][a-z0-9_]{0,62}$ ]] || die "config: --database $db: lower-case letters, digits and _ only"
+  mkdir -p "$dir"
+  chmod 0700 "$dir"
+  dir=$(cd "$dir" && pwd)
+  local bin psql_bin
+  if bin=$(pg_bindir) && [[ -x $bin/psql ]]; then
+    psql_bin=$bin/psql
+  else
+    psql_bin=$(command -v psql) || die "psql not found (run: $0 install)"
+  fi
+  local psql=("$psql_bin" -X -q -v ON_ERROR_STOP=1 -h "$HOST" -p "$PG_PORT" -U "$PG_ROLE" -d "$PG_DB")
+  local have
+  have=$("${psql[@]}" -tAc "select 1 from pg_database where datname = '$db'") ||
+    die "cannot reach postgres on $HOST:$PG_PORT (run: $0 start)"
+  if [[ $have != 1 ]]; then
+    log "creating database $db"
+    "${psql[@]}" -c "create database $db"
+  fi
+  eval "$(llm env)"
+  (
+    umask 077
+    cat >"$dir/opptak.toml" <<EOF
+# opptak against the local services of deploy/local/services.sh, written by
+# \`services.sh config\`: opptak run --config $dir/opptak.toml --roles recorder,...
+# OPPTAK__SECTION__KEY variables still override it; \`opptak config\` shows the result.
+
+[bus]
+url = "kafka://$KAFKA_BOOTSTRAP"
+
+[storage]
+metadata = "postgres://$PG_ROLE@$HOST:$PG_PORT/$db"
+blobs = "file://$dir/blobs"
+archive = "file://$dir/archive"
+
+[keys]
+# The key-encryption keys in a local keyring (created on first use). The
+# local SoftHSM2 token instead: provider = "pkcs11", pkcs11_token = "$SOFTHSM_TOKEN",
+# pkcs11_module = "$SOFTHSM_MODULE", with SOFTHSM2_CONF=$SOFTHSM_CONF and
+# OPPTAK__KEYS__PKCS11_PIN set (services.sh env prints both).
+keyring = "$dir/keyring.json"
+
+[ki]
+# services.sh start-speech / start-llm
+asr_url = "$SPEECH_URL"
+llm_url = "$OPPTAK_TEST_LLM_URL"
+llm_model = "$OPPTAK_TEST_LLM_MODEL"
+EOF
+  )
+  echo "$dir/opptak.toml"
+}
+
 cmd_reset() {
   lock
   stop_kafka
@@ -1324,6 +1391,7 @@ main() {
   stop-llm) lock; llm stop ;;
   status) cmd_status ;;
   env) cmd_env ;;
+  config) cmd_config "$@" ;;
   reset) cmd_reset ;;
   topics) cmd_topics "$@" ;;
   -h | --help | help) usage ;;
