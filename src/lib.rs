@@ -14,5 +14,6 @@ pub mod demo;
 pub mod demo_conversations;
 pub mod loadgen;
 pub mod sim;
+pub mod siprec_load;
 pub mod telemetry;
 pub mod topics;

@@ -64,17 +64,7 @@ impl LoadReport {
 
 /// User + system CPU seconds of this process (Linux /proc).
 pub fn process_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    // Fields after the command name (which may hold spaces) start after ')'.
-    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-        return 0.0;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of the full line: 11 and 12 here.
-    (ticks(11) + ticks(12)) / 100.0
+    opptak_siprec::loadgen::cpu_seconds("/proc/self/stat")
 }
 
 /// Send times of chunks not yet durable, and the latencies of those that are.

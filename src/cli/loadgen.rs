@@ -4,7 +4,7 @@
 //! conversations through an in-process messages role, printed as a Markdown
 //! table for BENCHMARKS.md.
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use opptak::app::Edges;
 use opptak::config::Config;
 use std::path::PathBuf;
@@ -38,6 +38,32 @@ pub(crate) struct Args {
     /// Chat messages in each conversation (with --conversations).
     #[arg(long, default_value_t = 10, requires = "conversations")]
     messages_per_conversation: usize,
+    /// Instead of Kafka producers: N concurrent SIPREC sessions (INVITE
+    /// with SDP + rs-metadata, two G.711 RTP streams at 20 ms, BYE) against
+    /// a siprec role in this process on the configured bus, or --target.
+    #[arg(long, conflicts_with_all = ["conversations", "external_recorders", "dump", "baseline"])]
+    siprec: bool,
+    /// With --siprec: an external siprec role's SIP address, `udp:IP:PORT`
+    /// or `tcp:IP:PORT` (the role's own counters are then not read).
+    #[arg(long, requires = "siprec")]
+    target: Option<String>,
+    /// With --siprec and no --target: the SIP transport, udp or tcp.
+    #[arg(long, requires = "siprec", conflicts_with = "target", default_value = "udp")]
+    transport: String,
+    /// With --siprec: INVITEs per second while the calls are set up.
+    #[arg(long, requires = "siprec", default_value_t = 500)]
+    setup_rate: u32,
+    /// With --siprec: RTP timer tasks on the generator's thread.
+    #[arg(long, requires = "siprec", default_value_t = 4)]
+    rtp_tasks: usize,
+    /// With --siprec: the in-process role's first RTP port.
+    #[arg(long, requires = "siprec", default_value_t = 20_000)]
+    rtp_first_port: u16,
+    /// With --siprec: after each size, the Kafka-producer path (`opptak
+    /// loadgen` without --siprec, with its generator-only run) at the same
+    /// call count, as the baseline.
+    #[arg(long, requires = "siprec")]
+    producer_baseline: bool,
 }
 
 pub(crate) async fn run(config: Config, args: Args) -> Result<()> {
@@ -50,8 +76,34 @@ pub(crate) async fn run(config: Config, args: Args) -> Result<()> {
         external_recorders,
         conversations,
         messages_per_conversation,
+        siprec,
+        target,
+        transport,
+        setup_rate,
+        rtp_tasks,
+        rtp_first_port,
+        producer_baseline,
     } = args;
     let edges = Edges::open(config).await?;
+    if siprec {
+        let (transport, target) = match &target {
+            Some(t) => {
+                let (tr, addr) = parse_target(t)?;
+                (tr, Some(addr))
+            }
+            None => (parse_transport(&transport)?, None),
+        };
+        let spec = opptak::siprec_load::SiprecLoadSpec {
+            calls: 0,
+            seconds,
+            transport,
+            target,
+            setup_per_s: setup_rate,
+            rtp_tasks,
+            rtp_first_port,
+        };
+        return run_siprec(&edges, calls, spec, chunk_ms, producer_baseline).await;
+    }
     if !conversations.is_empty() {
         return run_conversations(&edges, conversations, messages_per_conversation, dump).await;
     }
@@ -80,8 +132,7 @@ pub(crate) async fn run(config: Config, args: Args) -> Result<()> {
         }
         return Ok(());
     }
-    println!("| calls | chunk ms | chunks sent | durable | p50 ms | p99 ms | max ms | process cores | generator-only cores | recorder cores | calls per recorder core | sustained |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+    println!("{PRODUCER_HEADER}");
     for n in calls {
         let spec = opptak::loadgen::LoadSpec {
             calls: n,
@@ -91,34 +142,160 @@ pub(crate) async fn run(config: Config, args: Args) -> Result<()> {
             producer_only: false,
             external_recorders: false,
         };
-        let r = opptak::loadgen::run(&edges, &spec).await?;
-        let gen = if baseline {
-            let spec = opptak::loadgen::LoadSpec {
-                dump: None,
-                producer_only: true,
-                ..spec
-            };
-            Some(opptak::loadgen::run(&edges, &spec).await?.cores_used())
-        } else {
-            None
+        println!("{}", producer_row(&edges, spec, baseline).await?);
+    }
+    Ok(())
+}
+
+const PRODUCER_HEADER: &str = "| calls | chunk ms | chunks sent | durable | p50 ms | p99 ms | max ms | process cores | generator-only cores | recorder cores | calls per recorder core | sustained |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|";
+
+/// One size of the Kafka-producer load (with `baseline`, and its
+/// generator-only run), as a table row.
+async fn producer_row(edges: &Edges, spec: opptak::loadgen::LoadSpec, baseline: bool) -> Result<String> {
+    let n = spec.calls;
+    let r = opptak::loadgen::run(edges, &spec).await?;
+    let gen = if baseline {
+        let spec = opptak::loadgen::LoadSpec {
+            dump: None,
+            producer_only: true,
+            ..spec
         };
-        let rec = gen.map(|g| (r.cores_used() - g).max(1e-6));
-        let fmt = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |v| format!("{v:.p$}"));
+        Some(opptak::loadgen::run(edges, &spec).await?.cores_used())
+    } else {
+        None
+    };
+    let rec = gen.map(|g| (r.cores_used() - g).max(1e-6));
+    Ok(format!(
+        "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {} | {} | {} | {} |",
+        r.calls,
+        r.chunk_ms,
+        r.chunks_sent,
+        r.chunks_durable,
+        r.p50_ms,
+        r.p99_ms,
+        r.max_ms,
+        r.cores_used(),
+        fmt(gen, 2),
+        fmt(rec, 2),
+        fmt(rec.map(|c| n as f64 / c), 0),
+        if r.sustained() { "yes" } else { "no" }
+    ))
+}
+
+fn fmt(v: Option<f64>, p: usize) -> String {
+    v.map_or("-".to_string(), |v| format!("{v:.p$}"))
+}
+
+fn parse_transport(t: &str) -> Result<opptak_siprec::config::Transport> {
+    match t {
+        "udp" => Ok(opptak_siprec::config::Transport::Udp),
+        "tcp" => Ok(opptak_siprec::config::Transport::Tcp),
+        _ => bail!("transport {t:?}: expected udp or tcp"),
+    }
+}
+
+/// `udp:IP:PORT` or `tcp:IP:PORT`.
+fn parse_target(t: &str) -> Result<(opptak_siprec::config::Transport, std::net::SocketAddr)> {
+    let Some((tr, addr)) = t.split_once(':') else {
+        bail!("--target {t:?}: expected udp:IP:PORT or tcp:IP:PORT");
+    };
+    Ok((
+        parse_transport(tr)?,
+        addr.parse().map_err(|e| anyhow::anyhow!("--target {t:?}: {e}"))?,
+    ))
+}
+
+/// `opptak loadgen --siprec`: one row per size (and with
+/// `producer_baseline`, the Kafka-producer path's table after it).
+async fn run_siprec(
+    edges: &Edges,
+    sizes: Vec<usize>,
+    spec: opptak::siprec_load::SiprecLoadSpec,
+    chunk_ms: u64,
+    producer_baseline: bool,
+) -> Result<()> {
+    println!(
+        "| calls | load avg before | established | failed | packets sent | packets/s | received | lost | late | kernel drops | complete calls | chunks | p50 ms last packet | p99 ms last packet | p99 ms first packet | generator cores | siprec cores | siprec cores per 1,000 calls | calls per siprec core | max tick lag ms | sustained |"
+    );
+    println!(
+        "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    );
+    let mut baselines = Vec::new();
+    for n in sizes {
+        let spec = opptak::siprec_load::SiprecLoadSpec {
+            calls: n,
+            ..spec.clone()
+        };
+        let r = opptak::siprec_load::run(edges, &spec).await?;
+        let g = &r.generator;
+        let failed = if g.failed.is_empty() {
+            "0".to_string()
+        } else {
+            g.failed
+                .iter()
+                .map(|(code, k)| {
+                    format!(
+                        "{k}×{}",
+                        if *code == 0 {
+                            "none".to_string()
+                        } else {
+                            code.to_string()
+                        }
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let s = r.server.clone().unwrap_or_default();
+        let opt = |v: u64| if r.server.is_some() { v.to_string() } else { "-".into() };
+        let ms = |v: f64| {
+            if r.server.is_some() {
+                format!("{v:.0}")
+            } else {
+                "-".into()
+            }
+        };
+        let cores = r.siprec_cores();
         println!(
-            "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {} | {} | {} | {} |",
-            r.calls,
-            r.chunk_ms,
-            r.chunks_sent,
-            r.chunks_durable,
-            r.p50_ms,
-            r.p99_ms,
-            r.max_ms,
-            r.cores_used(),
-            fmt(gen, 2),
-            fmt(rec, 2),
-            fmt(rec.map(|c| n as f64 / c), 0),
+            "| {n} | {:.2} | {} | {failed} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} |",
+            r.load_before,
+            g.established,
+            g.packets_sent,
+            g.packets_per_s(),
+            opt(s.received),
+            opt(s.lost),
+            opt(s.late),
+            r.kernel_drops,
+            opt(s.complete_calls as u64),
+            opt(s.chunks),
+            ms(s.last_packet.p50_ms),
+            ms(s.last_packet.p99_ms),
+            ms(s.first_packet.p99_ms),
+            fmt(r.generator_cores(), 2),
+            fmt(cores, 2),
+            fmt(cores.map(|c| c * 1000.0 / n as f64), 2),
+            fmt(cores.map(|c| n as f64 / c.max(1e-6)), 0),
+            g.max_tick_lag_ms,
             if r.sustained() { "yes" } else { "no" }
         );
+        if producer_baseline {
+            let spec = opptak::loadgen::LoadSpec {
+                calls: n,
+                seconds: spec.seconds,
+                chunk_ms,
+                dump: None,
+                producer_only: false,
+                external_recorders: false,
+            };
+            baselines.push(producer_row(edges, spec, true).await?);
+        }
+    }
+    if !baselines.is_empty() {
+        println!("\nKafka-producer path (opptak loadgen --baseline) at the same call counts:\n");
+        println!("{PRODUCER_HEADER}");
+        for b in baselines {
+            println!("{b}");
+        }
     }
     Ok(())
 }
@@ -173,7 +350,7 @@ mod tests {
     }
 
     #[test]
-    fn conversations_mode_takes_sizes_and_messages_and_refuses_call_options() {
+    fn conversations_and_siprec_modes_take_their_options_and_refuse_others() {
         let c = Cli::try_parse_from([
             "loadgen",
             "--conversations",
@@ -195,6 +372,44 @@ mod tests {
             &["loadgen", "--conversations", "5", "--seconds", "10"][..],
             &["loadgen", "--conversations", "5", "--baseline"][..],
             &["loadgen", "--messages-per-conversation", "5"][..],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?} accepted");
+        }
+        // SIPREC: sizes, a target or a transport, and the producer baseline.
+        let c = Cli::try_parse_from([
+            "loadgen",
+            "--siprec",
+            "--calls",
+            "500,1000",
+            "--transport",
+            "tcp",
+            "--producer-baseline",
+        ])
+        .unwrap();
+        assert!(c.args.siprec && c.args.producer_baseline);
+        assert_eq!(
+            (c.args.calls.clone(), c.args.transport.as_str()),
+            (vec![500, 1000], "tcp")
+        );
+        let c = Cli::try_parse_from(["loadgen", "--siprec", "--target", "udp:192.0.2.7:5060"]).unwrap();
+        let (t, a) = super::parse_target(c.args.target.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            (t, a.to_string().as_str()),
+            (opptak_siprec::config::Transport::Udp, "192.0.2.7:5060")
+        );
+        assert!(super::parse_target("sctp:192.0.2.7:5060").is_err());
+        for bad in [
+            &["loadgen", "--target", "udp:127.0.0.1:5060"][..],
+            &["loadgen", "--siprec", "--conversations", "5"][..],
+            &["loadgen", "--siprec", "--baseline"][..],
+            &[
+                "loadgen",
+                "--siprec",
+                "--target",
+                "udp:127.0.0.1:5060",
+                "--transport",
+                "tcp",
+            ][..],
         ] {
             assert!(Cli::try_parse_from(bad).is_err(), "{bad:?} accepted");
         }

@@ -16,7 +16,8 @@
 //!
 //! IO: [`server`] (tokio) runs SIP over UDP and TCP and the RTP port pool,
 //! and publishes through [`opptak_bus::Bus`]. Start it with
-//! [`server::start`].
+//! [`server::start`]. [`loadgen`] is its load generator: simulated SRCs
+//! (INVITE, real-time RTP, BYE) and the packet-to-bus latency.
 //!
 //! Why our own SIP parser: on crates.io, `rsip` (0.4, last released 2022)
 //! pulls old `nom` 7, `sha2`/`md-5` 0.9 and `uuid` 0.8 beside the
@@ -30,6 +31,7 @@
 
 pub mod config;
 pub mod jitter;
+pub mod loadgen;
 pub mod metadata;
 pub mod rtp;
 pub mod sdp;

@@ -45,6 +45,13 @@ pub struct Counters {
     pub rtp_invalid: AtomicU64,
     pub sip_unreadable: AtomicU64,
     pub tone_events: AtomicU64,
+    /// RTP packets of a session's streams taken in.
+    pub rtp_received: AtomicU64,
+    /// Of them, per ended session: lost (a gap the jitter buffer gave up
+    /// on), late (after their place was written) and duplicates.
+    pub rtp_lost: AtomicU64,
+    pub rtp_late: AtomicU64,
+    pub rtp_duplicates: AtomicU64,
 }
 
 /// A running server: its SIP addresses, counters, and how to stop it.
@@ -468,6 +475,8 @@ struct Sess {
     session_expires: Option<String>,
     /// Where and how a BYE of ours goes (RFC 3261 12.2.1.1).
     bye: ByeTarget,
+    /// The SRC's BYE was answered: the session ends on the first tick after this.
+    ending_at_us: Option<u64>,
 }
 
 struct ByeTarget {
@@ -493,6 +502,9 @@ struct Core {
     /// The TCP listener's port, for the Via of our own requests.
     tcp_port: u16,
 }
+
+/// How long a session outlives the SRC's BYE (see the BYE handler).
+const BYE_GRACE_US: u64 = 100_000;
 
 const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE";
 const ACCEPT: &str = "application/sdp, application/rs-metadata+xml, multipart/mixed";
@@ -641,7 +653,13 @@ impl Core {
                 if self.sessions.contains_key(&call_id) {
                     let tag = self.sessions.get(&call_id).map(|s| s.local_tag.clone());
                     self.respond(&reply, &msg, 200, tag.as_deref(), &[], None);
-                    self.end(&call_id, v1::EndReason::Unspecified);
+                    // RTP sent just before the BYE may still be queued on its
+                    // ports' reader tasks: the session ends on a tick after
+                    // BYE_GRACE_US, with those packets recorded.
+                    let end_at = self.now_us() + BYE_GRACE_US;
+                    if let Some(s) = self.sessions.get_mut(&call_id) {
+                        s.ending_at_us.get_or_insert(end_at);
+                    }
                 } else {
                     self.respond(&reply, &msg, 481, None, &[], None);
                 }
@@ -824,6 +842,7 @@ impl Core {
                 active_since_us: self.now_us(),
                 session_expires,
                 bye,
+                ending_at_us: None,
             },
         );
         self.counters.sessions_started.fetch_add(1, Ordering::Relaxed);
@@ -1122,6 +1141,7 @@ impl Core {
             return;
         };
         m.siprec_packets("received", 1);
+        self.counters.rtp_received.fetch_add(1, Ordering::Relaxed);
         s.rec.packet(side, &packet, now);
         self.drain(&call_id);
     }
@@ -1181,9 +1201,13 @@ impl Core {
                     *next_us = now + *interval_us;
                 }
             }
+            if s.ending_at_us.is_some_and(|t| now >= t) {
+                self.end(&id, v1::EndReason::Unspecified);
+                continue;
+            }
             s.rec.tick(now);
             let last = s.rec.last_arrival_us().max(s.active_since_us);
-            let waiting = matches!(s.state, State::Starting { .. }) || s.paused;
+            let waiting = matches!(s.state, State::Starting { .. }) || s.paused || s.ending_at_us.is_some();
             self.drain(&id);
             if !waiting && now.saturating_sub(last) > timeout {
                 tracing::info!(sip_call_id = %id, "siprec session ended: no RTP for siprec.rtp_timeout_s");
@@ -1246,6 +1270,9 @@ impl Core {
             m.siprec_packets("lost", st.lost);
             m.siprec_packets("late", st.late);
             m.siprec_packets("duplicate", st.duplicates);
+            self.counters.rtp_lost.fetch_add(st.lost, Ordering::Relaxed);
+            self.counters.rtp_late.fetch_add(st.late, Ordering::Relaxed);
+            self.counters.rtp_duplicates.fetch_add(st.duplicates, Ordering::Relaxed);
             if st.received > 1 {
                 m.siprec_jitter.observe(st.jitter_ms / 1000.0);
             }
