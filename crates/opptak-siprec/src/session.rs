@@ -329,9 +329,13 @@ impl Recording {
             ch.samples.resize(need, silence);
             ch.present.resize(need, false);
         }
-        for (k, b) in payload[skip..].iter().enumerate() {
-            ch.samples[off + k] = *b;
-            ch.present[off + k] = true;
+        let n = payload.len() - skip;
+        // Range iterators, not indexing: a VecDeque index is a wrap per byte.
+        for (d, b) in ch.samples.range_mut(off..off + n).zip(&payload[skip..]) {
+            *d = *b;
+        }
+        for p in ch.present.range_mut(off..off + n) {
+            *p = true;
         }
         ch.end = ch.end.max(end);
     }
@@ -374,6 +378,27 @@ impl Recording {
     }
 
     fn write_chunk(&mut self, n: usize) {
+        // The common case: both streams cover every frame. One pass over
+        // each channel's slices, not a lookup per frame.
+        let whole = self
+            .channels
+            .iter()
+            .all(|c| c.present.len() >= n && c.present.range(..n).all(|p| *p));
+        if whole {
+            let [a, b] = &self.channels;
+            let mut payload = Vec::with_capacity(n * 2);
+            for (x, y) in a.samples.range(..n).zip(b.samples.range(..n)) {
+                payload.push(*x);
+                payload.push(*y);
+            }
+            self.emit_chunk(self.done, payload);
+            for c in &mut self.channels {
+                c.samples.drain(..n);
+                c.present.drain(..n);
+            }
+            self.done += n as u64;
+            return;
+        }
         let silence = self.codec.silence();
         let mut run_start: Option<usize> = None;
         let mut concealed = [0u64; 2];
