@@ -447,6 +447,66 @@ def main():
     print(f"  stream 0: {len(uas.events[0])} telephone-event packets, digits 4711 (event codes)")
     check({p[0] for p in uas.packets[0]} == {0}, "audio PT 0 around the events")
 
+    print("impairment proxy: drop, duplicate, reorder (explicit and seeded)")
+    wavs = wav_sets["PCMU"]
+    uas = Uas("udp")
+    log = os.path.join(tmp, "proxy.json")
+    proxy = subprocess.Popen(
+        [PY, os.path.join(HERE, "rtp_proxy.py"), "--server", f"127.0.0.1:{uas.port}", "--log", log,
+         "--drop", "0:10,11,12", "--dup", "0:20", "--reorder", "0:30", "--drop", "1:40",
+         "--reorder", "1:5+3", "--seed", "7", "--random-drop", "0.03", "--random-dup", "0.03",
+         "--random-reorder", "0.03", "--idle-exit-ms", "1000"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    sip = json.loads(proxy.stdout.readline())["sip"]
+    rep = run_client(f"sip:srs@{sip}", "udp", wavs, "PCMU")
+    proxy.wait(timeout=20)
+    time.sleep(0.2)
+    uas.close()
+    check(rep["final_status"] == 200 and any(r[0].startswith("BYE") for r in uas.requests), "call through the proxy")
+    with open(log) as f:
+        plog = json.load(f)
+    for i, st in enumerate(plog["streams"]):
+        sent = [e for e in st["packets"]]
+        got = [p[1] for p in uas.packets[i]]
+        expect = []
+        held = []
+        for e in sent:
+            if e["action"] == "drop":
+                pass
+            elif e["action"] == "reorder":
+                held.append((e["seq"], e["n"] + e["after"]))
+            else:
+                expect += [e["seq"]] * (2 if e["action"] == "dup" else 1)
+            for h in [h for h in held if h[1] <= e["n"]]:
+                held.remove(h)
+                expect.append(h[0])
+        expect += [h[0] for h in held]
+        check(got == expect, f"stream {i}: arrival order differs from the proxy's log")
+        check(len(st["dropped"]) >= 1 and st["duplicated"] and st["reordered"], f"stream {i}: schedule {st}")
+        check({p[1] for p in uas.packets[i]} == {e["seq"] for e in sent} - set(st["dropped"]), "lost = dropped")
+        print(f"  stream {i}: {st['received']} in, dropped {st['dropped']}, "
+              f"duplicated {st['duplicated']}, reordered {st['reordered']}")
+    # The same seed gives the same schedule.
+    uas2 = Uas("udp")
+    log2 = os.path.join(tmp, "proxy2.json")
+    proxy = subprocess.Popen(
+        [PY, os.path.join(HERE, "rtp_proxy.py"), "--server", f"127.0.0.1:{uas2.port}", "--log", log2,
+         "--seed", "7", "--random-drop", "0.03", "--random-dup", "0.03", "--random-reorder", "0.03",
+         "--idle-exit-ms", "1000"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    sip = json.loads(proxy.stdout.readline())["sip"]
+    run_client(f"sip:srs@{sip}", "udp", wavs, "PCMU")
+    proxy.wait(timeout=20)
+    uas2.close()
+    with open(log2) as f:
+        plog2 = json.load(f)
+    for a, b in zip(plog["streams"], plog2["streams"]):
+        ka = {e["n"]: e["action"] for e in a["packets"] if e["n"] not in (10, 11, 12, 20, 30, 40, 5)}
+        kb = {e["n"]: e["action"] for e in b["packets"] if e["n"] in ka}
+        check({n: x for n, x in ka.items() if n in kb} == kb, "seeded schedule repeats")
+
     print("ok")
 
 
