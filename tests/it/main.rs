@@ -39,6 +39,7 @@ mod retention;
 mod retention_bench;
 mod security;
 mod shredding;
+mod siprec;
 mod subject;
 mod subject_conversations;
 mod telemetry;
