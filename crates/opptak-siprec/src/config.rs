@@ -1,0 +1,277 @@
+//! `[siprec]` configuration and the business-context mapping.
+//!
+//! The metadata names participants, not desks: which desk, service
+//! category and KI setting a call gets comes from `[[siprec.mapping]]`
+//! entries (first match wins; every criterion an entry sets must match),
+//! else `[siprec.default]`.
+
+use crate::metadata::{Metadata, Sides};
+use opptak_domain::model::{Desk, ServiceCategory};
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiprecConfig {
+    /// SIP listeners, `udp:IP:PORT` or `tcp:IP:PORT`.
+    pub listen: Vec<String>,
+    /// The IP put into SDP answers and Contact; empty: the listener's IP
+    /// (127.0.0.1 for a wildcard listener).
+    pub advertise: String,
+    /// RTP ports, `FIRST-LAST`; one per recorded stream (two per session),
+    /// all bound at start.
+    pub rtp_ports: String,
+    /// Length of one AudioChunk.
+    pub chunk_ms: u32,
+    /// Packets each stream's jitter buffer holds before declaring loss.
+    pub jitter_depth: usize,
+    /// Sessions at once; one more gets 503 with Retry-After.
+    pub max_sessions: usize,
+    /// A session without RTP this long ends (CallEnded, reason ERROR).
+    pub rtp_timeout_s: u64,
+    /// AOR patterns (`*` wildcard, case-insensitive) of agents; a
+    /// participant matching one is the agent.
+    pub agent_aor: Vec<String>,
+    pub default: Context,
+    #[serde(default)]
+    pub mapping: Vec<Mapping>,
+}
+
+/// What a call is, for the recorder and KI.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Context {
+    pub desk: Desk,
+    pub service_category: ServiceCategory,
+    pub ki_enabled: bool,
+    pub customer_informed: bool,
+}
+
+/// One `[[siprec.mapping]]` entry: criteria (empty: any) and the context.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mapping {
+    /// Pattern on the called number (the user part of the second
+    /// participant's AOR, e.g. `+4722*`).
+    #[serde(default)]
+    pub called: String,
+    /// Pattern on the agent's AOR.
+    #[serde(default)]
+    pub agent_aor: String,
+    /// `field=pattern` on an `extensiondata` element (e.g. `skill=invest*`).
+    #[serde(default)]
+    pub extension: String,
+    pub desk: Desk,
+    pub service_category: ServiceCategory,
+    pub ki_enabled: bool,
+    pub customer_informed: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// The checked form.
+#[derive(Clone, Debug)]
+pub struct Validated {
+    pub listen: Vec<(Transport, SocketAddr)>,
+    pub rtp_first: u16,
+    pub rtp_last: u16,
+}
+
+impl SiprecConfig {
+    pub fn validate(&self) -> Result<Validated, String> {
+        let mut listen = Vec::new();
+        for l in &self.listen {
+            let (t, addr) = l
+                .split_once(':')
+                .ok_or_else(|| format!("siprec.listen {l:?}: expected udp:IP:PORT or tcp:IP:PORT"))?;
+            let t = match t {
+                "udp" => Transport::Udp,
+                "tcp" => Transport::Tcp,
+                _ => return Err(format!("siprec.listen {l:?}: transport must be udp or tcp")),
+            };
+            let addr: SocketAddr = addr.parse().map_err(|e| format!("siprec.listen {l:?}: {e}"))?;
+            listen.push((t, addr));
+        }
+        if listen.is_empty() {
+            return Err("siprec.listen is empty".into());
+        }
+        let (a, b) = self
+            .rtp_ports
+            .split_once('-')
+            .ok_or("siprec.rtp_ports: expected FIRST-LAST")?;
+        let (rtp_first, rtp_last): (u16, u16) = (
+            a.trim().parse().map_err(|_| "siprec.rtp_ports: bad first port")?,
+            b.trim().parse().map_err(|_| "siprec.rtp_ports: bad last port")?,
+        );
+        if rtp_first == 0 || rtp_last < rtp_first.saturating_add(1) {
+            return Err("siprec.rtp_ports: need at least two ports, FIRST below LAST, FIRST not 0".into());
+        }
+        if !(10..=2000).contains(&self.chunk_ms) {
+            return Err("siprec.chunk_ms must be 10 to 2000".into());
+        }
+        if !(1..=64).contains(&self.jitter_depth) {
+            return Err("siprec.jitter_depth must be 1 to 64".into());
+        }
+        if self.max_sessions == 0 || self.rtp_timeout_s == 0 {
+            return Err("siprec.max_sessions and siprec.rtp_timeout_s must be positive".into());
+        }
+        if !self.advertise.is_empty() && self.advertise.parse::<std::net::IpAddr>().is_err() {
+            return Err("siprec.advertise must be an IP address or empty".into());
+        }
+        for m in &self.mapping {
+            if !m.extension.is_empty() && !m.extension.contains('=') {
+                return Err(format!(
+                    "siprec.mapping extension {:?}: expected field=pattern",
+                    m.extension
+                ));
+            }
+        }
+        Ok(Validated {
+            listen,
+            rtp_first,
+            rtp_last,
+        })
+    }
+
+    pub fn is_agent(&self, aor: &str) -> bool {
+        self.agent_aor.iter().any(|p| glob(p, aor))
+    }
+
+    /// The context of a call, by the mapping.
+    pub fn context(&self, md: &Metadata, sides: &Sides) -> Context {
+        let callee_aor = if sides.agent_called {
+            &sides.agent_aor
+        } else {
+            &sides.customer_aor
+        };
+        let called = user_part(callee_aor);
+        self.mapping
+            .iter()
+            .find(|m| {
+                (m.called.is_empty() || glob(&m.called, called))
+                    && (m.agent_aor.is_empty() || glob(&m.agent_aor, &sides.agent_aor))
+                    && (m.extension.is_empty()
+                        || m.extension
+                            .split_once('=')
+                            .is_some_and(|(f, p)| md.extension(f.trim()).is_some_and(|v| glob(p.trim(), v))))
+            })
+            .map(|m| Context {
+                desk: m.desk,
+                service_category: m.service_category,
+                ki_enabled: m.ki_enabled,
+                customer_informed: m.customer_informed,
+            })
+            .unwrap_or_else(|| self.default.clone())
+    }
+}
+
+/// The user part of a SIP or tel URI: `sip:+4722@x;user=phone` -> `+4722`.
+pub fn user_part(aor: &str) -> &str {
+    let s = aor.trim().trim_start_matches('<');
+    let s = s
+        .split_once(':')
+        .map(|(scheme, rest)| {
+            if scheme.starts_with("sip") || scheme == "tel" {
+                rest
+            } else {
+                s
+            }
+        })
+        .unwrap_or(s);
+    s.split(['@', ';', '>']).next().unwrap_or(s)
+}
+
+/// `*` matches any run of characters; case-insensitive.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.to_ascii_lowercase(), text.to_ascii_lowercase());
+    let parts: Vec<&str> = p.split('*').collect();
+    if parts.len() == 1 {
+        return p == t;
+    }
+    let mut rest = t.as_str();
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            match rest.strip_prefix(part) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            match rest.find(part) {
+                Some(at) => rest = &rest[at + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::metadata;
+
+    fn config(mapping: &str) -> SiprecConfig {
+        let text = format!(
+            "listen = [\"udp:127.0.0.1:0\"]\nadvertise = \"\"\nrtp_ports = \"40000-40009\"\nchunk_ms = 100\njitter_depth = 8\n\
+max_sessions = 10\nrtp_timeout_s = 30\nagent_aor = []\n\
+[default]\ndesk = \"customer_center\"\nservice_category = \"general\"\nki_enabled = false\ncustomer_informed = false\n{mapping}"
+        );
+        toml::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn globs_and_user_parts() {
+        assert!(glob("+4722*", "+4722123456"));
+        assert!(!glob("+4722*", "+4791234567"));
+        assert!(glob("sip:*@Bank.example", "sip:4001@bank.example"));
+        assert!(glob("*invest*", "private-investment"));
+        assert!(glob("exact", "EXACT"));
+        assert_eq!(user_part("sip:+4722@x.example;user=phone"), "+4722");
+        assert_eq!(user_part("<tel:+4722>"), "+4722");
+    }
+
+    #[test]
+    fn the_first_matching_mapping_decides_else_the_default() {
+        let c = config(
+            "[[mapping]]\nextension = \"skill=invest*\"\ncalled = \"4001\"\ndesk = \"markets\"\nservice_category = \"investment_advice\"\nki_enabled = true\ncustomer_informed = true\n\
+[[mapping]]\nagent_aor = \"sip:4001@*\"\ndesk = \"corporate\"\nservice_category = \"loan\"\nki_enabled = false\ncustomer_informed = false\n",
+        );
+        c.validate().unwrap();
+        let md = metadata::parse(metadata::tests::RFC7865.as_bytes()).unwrap();
+        let sides = md.sides(|a| c.is_agent(a)).unwrap();
+        let ctx = c.context(&md, &sides);
+        assert_eq!(
+            (ctx.desk, ctx.service_category, ctx.ki_enabled),
+            (Desk::Markets, ServiceCategory::InvestmentAdvice, true)
+        );
+        let md2 = metadata::parse(metadata::tests::RFC7865.replace(">invest<", ">loans<").as_bytes()).unwrap();
+        assert_eq!(c.context(&md2, &sides).desk, Desk::Corporate);
+        let md3 = metadata::parse(
+            metadata::tests::RFC7865
+                .replace(">invest<", ">loans<")
+                .replace("4001@", "4002@")
+                .as_bytes(),
+        )
+        .unwrap();
+        let sides3 = md3.sides(|_| false).unwrap();
+        assert_eq!(c.context(&md3, &sides3), c.default);
+    }
+
+    #[test]
+    fn validation_names_the_bad_key() {
+        let mut c = config("");
+        c.rtp_ports = "5-4".into();
+        assert!(c.validate().unwrap_err().contains("rtp_ports"));
+        let mut c = config("");
+        c.listen = vec!["sctp:1.2.3.4:5060".into()];
+        assert!(c.validate().unwrap_err().contains("listen"));
+        assert!(toml::from_str::<SiprecConfig>("bogus = 1").is_err());
+    }
+}

@@ -1,0 +1,794 @@
+//! One recording session: RTP of the two recorded streams in, the
+//! telephony contract's events out.
+//!
+//! Channel 0 is the agent and channel 1 the customer (from the metadata).
+//! Each stream's packets pass its [`JitterBuffer`], then are placed on the
+//! call's timeline in frames (8 kHz; frame 0 is the session's first audio
+//! packet):
+//!
+//! - the first packet of a stream is placed by its arrival time after the
+//!   session's first packet, rounded to whole packets (so two streams whose
+//!   first packets arrive together start together);
+//! - later packets by their RTP timestamp relative to that anchor, unless
+//!   the timestamp disagrees with the arrival time by more than
+//!   [`JUMP_FRAMES`] (a timestamp jump, or a pause during which it stood
+//!   still): then the stream is re-anchored at its end plus the wall-clock
+//!   gap. A new SSRC or sequence restart re-anchors the same way.
+//!
+//! The timeline is cut into chunks of `chunk_ms`. A chunk is written once
+//! both streams reached its end, or one stream is [`LAG_FRAMES`] past it
+//! (the other is lost, paused or silent), or on [`Recording::tick`] after
+//! [`QUIET_US`] without packets. In a written chunk, frames neither stream
+//! covered are a gap: the chunk is cut there, the next chunk's `sequence`
+//! skips a number (the recorder keeps a gap for a missing sequence) and its
+//! `offset` says where it starts. Frames only one stream covered carry G.711
+//! silence in the other channel. A telephone-event packet (DTMF) adds a
+//! [`Notice::Tone`] with the time only; its key is never read.
+
+use crate::jitter::{Held, JitterBuffer, Out};
+use crate::rtp::{self, G711};
+use opptak_proto::v1::{self, telephony_event::Event};
+use std::collections::VecDeque;
+
+pub const RATE: u64 = 8000;
+/// A stream this far ahead of the other makes the other's missing frames silence.
+pub const LAG_FRAMES: u64 = RATE / 2;
+/// A timestamp disagreeing with arrival by more than this re-anchors (1 s).
+pub const JUMP_FRAMES: i64 = RATE as i64;
+/// Without packets this long, held packets and audio are written out.
+pub const QUIET_US: u64 = 300_000;
+/// One skipped sequence number covers at most this many frames of gap
+/// (256 KiB of 8-bit stereo: the recorder's bound per missing chunk).
+const GAP_FRAMES_PER_SEQUENCE: u64 = 131_072;
+/// The recorder's reorder window: a skip never reaches it.
+const MAX_SKIP: u64 = 63;
+
+/// Which side a channel records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Agent = 0,
+    Customer = 1,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Agent => "agent",
+            Side::Customer => "customer",
+        }
+    }
+}
+
+/// Things the IO layer logs or counts; never audio, never a key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// A telephone-event (DTMF) started on `side`, `offset_ms` into the call.
+    Tone { side: Side, offset_ms: u64 },
+    /// Frames filled with silence on one channel (the other had audio).
+    Concealed { side: Side, frames: u64 },
+    /// A packet of a payload type not negotiated: dropped.
+    UnknownPayload { side: Side },
+}
+
+struct Channel {
+    jb: JitterBuffer,
+    audio_pts: Vec<u8>,
+    tone_pt: Option<u8>,
+    /// (RTP timestamp, timeline frame) the stream's positions count from.
+    anchor: Option<(u32, u64)>,
+    started: bool,
+    end: u64,
+    last_arrival_us: u64,
+    last_emit_us: u64,
+    /// Timestamp of the last telephone-event seen.
+    tone_ts: Option<u32>,
+    /// Samples and whether each was received, from `Recording::done` on.
+    samples: VecDeque<u8>,
+    present: VecDeque<bool>,
+    /// RFC 3550 interarrival jitter, in timestamp units.
+    jitter: f64,
+    last_transit: Option<i64>,
+}
+
+impl Channel {
+    fn new(depth: usize) -> Self {
+        Self {
+            jb: JitterBuffer::new(depth),
+            audio_pts: Vec::new(),
+            tone_pt: None,
+            anchor: None,
+            started: false,
+            end: 0,
+            last_arrival_us: 0,
+            last_emit_us: 0,
+            tone_ts: None,
+            samples: VecDeque::new(),
+            present: VecDeque::new(),
+            jitter: 0.0,
+            last_transit: None,
+        }
+    }
+}
+
+/// Per-stream counts for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StreamStats {
+    pub received: u64,
+    pub lost: u64,
+    pub late: u64,
+    pub duplicates: u64,
+    /// Interarrival jitter in milliseconds.
+    pub jitter_ms: f64,
+}
+
+/// The media half of a session: timeline, chunks, events.
+pub struct Recording {
+    call_id: String,
+    codec: G711,
+    chunk_frames: u64,
+    channels: [Channel; 2],
+    /// Every frame before this is written (or a gap).
+    done: u64,
+    next_sequence: u64,
+    last_sequence: Option<u64>,
+    /// End of the last chunk written, to size a gap.
+    written_end: u64,
+    pending_gap: bool,
+    t0_us: Option<u64>,
+    ended: bool,
+    events: Vec<v1::TelephonyEvent>,
+    notices: Vec<Notice>,
+    scratch: Vec<Out>,
+}
+
+impl Recording {
+    /// `started` is sent at once; chunks follow as audio arrives.
+    pub fn new(call_id: String, codec: G711, chunk_ms: u32, jitter_depth: usize, started: v1::CallStarted) -> Self {
+        let mut r = Self {
+            call_id,
+            codec,
+            chunk_frames: (chunk_ms as u64 * RATE / 1000).max(1),
+            channels: [Channel::new(jitter_depth), Channel::new(jitter_depth)],
+            done: 0,
+            next_sequence: 0,
+            last_sequence: None,
+            written_end: 0,
+            pending_gap: false,
+            t0_us: None,
+            ended: false,
+            events: Vec::new(),
+            notices: Vec::new(),
+            scratch: Vec::new(),
+        };
+        r.push_event(Event::CallStarted(started));
+        r
+    }
+
+    pub fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    pub fn codec(&self) -> G711 {
+        self.codec
+    }
+
+    /// The payload types of `side`'s stream: audio (the session codec)
+    /// and telephone-event.
+    pub fn set_payload_types(&mut self, side: Side, audio: Vec<u8>, tone: Option<u8>) {
+        let ch = &mut self.channels[side as usize];
+        ch.audio_pts = audio;
+        ch.tone_pt = tone;
+    }
+
+    fn push_event(&mut self, event: Event) {
+        self.events.push(v1::TelephonyEvent {
+            call_id: self.call_id.clone(),
+            event: Some(event),
+        });
+    }
+
+    /// Events ready to publish, in order.
+    pub fn take_events(&mut self) -> Vec<v1::TelephonyEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
+    }
+
+    pub fn stats(&self, side: Side) -> StreamStats {
+        let ch = &self.channels[side as usize];
+        StreamStats {
+            received: ch.jb.stats.received,
+            lost: ch.jb.stats.lost,
+            late: ch.jb.stats.late,
+            duplicates: ch.jb.stats.duplicates,
+            jitter_ms: ch.jitter / (RATE as f64 / 1000.0),
+        }
+    }
+
+    /// One RTP packet of `side`'s stream, arrived at `now_us` (any
+    /// monotonic microsecond clock).
+    pub fn packet(&mut self, side: Side, p: &rtp::Packet<'_>, now_us: u64) {
+        if self.ended {
+            return;
+        }
+        let ch = &mut self.channels[side as usize];
+        // RFC 3550 A.8, with arrival in timestamp units.
+        let arrival = (now_us * RATE / 1_000_000) as i64;
+        let transit = arrival - p.timestamp as i64;
+        if let Some(last) = ch.last_transit {
+            let d = (transit - last).abs() as f64;
+            if d < RATE as f64 * 10.0 {
+                ch.jitter += (d - ch.jitter) / 16.0;
+            }
+        }
+        ch.last_transit = Some(transit);
+        ch.last_arrival_us = now_us;
+        let held = Held {
+            sequence: p.sequence,
+            timestamp: p.timestamp,
+            payload_type: p.payload_type,
+            marker: p.marker,
+            payload: p.payload.to_vec(),
+            arrival_us: now_us,
+        };
+        let mut out = std::mem::take(&mut self.scratch);
+        ch.jb.push(p.ssrc, held, &mut out);
+        self.play(side, &mut out);
+        self.scratch = out;
+        self.advance(false);
+    }
+
+    fn play(&mut self, side: Side, out: &mut Vec<Out>) {
+        for o in out.drain(..) {
+            match o {
+                Out::Packet(h) => self.place(side, h),
+                Out::Lost(_) => {}
+                Out::Restart => self.channels[side as usize].anchor = None,
+            }
+        }
+    }
+
+    /// Frames of wall-clock time, rounded to whole packets of `len`.
+    fn wall_frames(us: u64, len: u64) -> u64 {
+        let f = us * RATE / 1_000_000;
+        (f + len / 2).checked_div(len).map_or(f, |n| n * len)
+    }
+
+    /// Places a played-out packet by its arrival time and timestamp.
+    fn place(&mut self, side: Side, h: Held) {
+        let now_us = h.arrival_us;
+        let i = side as usize;
+        if Some(h.payload_type) == self.channels[i].tone_pt {
+            let ch = &mut self.channels[i];
+            // One event is several packets with one timestamp (the end
+            // packet is sent three times): a new timestamp is a new event.
+            if rtp::telephone_event(&h.payload).is_some() && ch.tone_ts != Some(h.timestamp) {
+                ch.tone_ts = Some(h.timestamp);
+                let offset_ms = ch.end * 1000 / RATE;
+                self.notices.push(Notice::Tone { side, offset_ms });
+            }
+            return;
+        }
+        if !self.channels[i].audio_pts.contains(&h.payload_type) {
+            self.notices.push(Notice::UnknownPayload { side });
+            return;
+        }
+        let len = h.payload.len() as u64;
+        if len == 0 {
+            return;
+        }
+        let t0 = *self.t0_us.get_or_insert(now_us);
+        let ch = &mut self.channels[i];
+        let gap_frames = Self::wall_frames(now_us.saturating_sub(ch.last_emit_us), len).saturating_sub(len);
+        let pos = match ch.anchor {
+            None if !ch.started => Self::wall_frames(now_us.saturating_sub(t0), len),
+            None => ch.end + gap_frames,
+            Some((ts, at)) => {
+                let ts_pos = at as i64 + h.timestamp.wrapping_sub(ts) as i32 as i64;
+                let ahead = ts_pos - ch.end as i64;
+                let wall = gap_frames as i64;
+                if ahead < -(len as i64) || ahead > wall + JUMP_FRAMES || wall > ahead + JUMP_FRAMES {
+                    ch.end + gap_frames
+                } else {
+                    ts_pos.max(0) as u64
+                }
+            }
+        };
+        if ch
+            .anchor
+            .is_none_or(|(ts, at)| at as i64 + h.timestamp.wrapping_sub(ts) as i32 as i64 != pos as i64)
+        {
+            ch.anchor = Some((h.timestamp, pos));
+        }
+        ch.started = true;
+        ch.last_emit_us = now_us;
+        self.write(i, pos, &h.payload);
+    }
+
+    fn write(&mut self, i: usize, pos: u64, payload: &[u8]) {
+        let end = pos + payload.len() as u64;
+        if end <= self.done {
+            return; // already written out: too late
+        }
+        // Keep the buffer bounded: write out what the lag rule allows first.
+        if end > self.done + LAG_FRAMES + self.chunk_frames {
+            self.advance_to(end - LAG_FRAMES, false);
+        }
+        let (skip, start) = if pos < self.done {
+            ((self.done - pos) as usize, self.done)
+        } else {
+            (0, pos)
+        };
+        let silence = self.codec.silence();
+        let ch = &mut self.channels[i];
+        let off = (start - self.done) as usize;
+        let need = (end - self.done) as usize;
+        if ch.samples.len() < need {
+            ch.samples.resize(need, silence);
+            ch.present.resize(need, false);
+        }
+        for (k, b) in payload[skip..].iter().enumerate() {
+            ch.samples[off + k] = *b;
+            ch.present[off + k] = true;
+        }
+        ch.end = ch.end.max(end);
+    }
+
+    fn advance(&mut self, all: bool) {
+        let [a, b] = &self.channels;
+        let both = a.end.min(b.end);
+        let lead = a.end.max(b.end);
+        let target = if all {
+            lead
+        } else {
+            both.max(lead.saturating_sub(LAG_FRAMES))
+        };
+        self.advance_to(target, all);
+    }
+
+    /// Writes out chunks up to `target`; a final partial chunk only with `partial`.
+    fn advance_to(&mut self, target: u64, partial: bool) {
+        while self.done < target {
+            let buffered = self.channels.iter().map(|c| c.samples.len()).max().unwrap_or(0) as u64;
+            if buffered == 0 {
+                // Nothing held: the whole stretch is a gap.
+                let to = if partial {
+                    target
+                } else {
+                    target - (target - self.done) % self.chunk_frames
+                };
+                if to > self.done {
+                    self.pending_gap = true;
+                    self.done = to;
+                }
+                return;
+            }
+            let n = self.chunk_frames.min(target - self.done);
+            if n < self.chunk_frames && !partial {
+                return;
+            }
+            self.write_chunk(n as usize);
+        }
+    }
+
+    fn write_chunk(&mut self, n: usize) {
+        let silence = self.codec.silence();
+        let mut run_start: Option<usize> = None;
+        let mut concealed = [0u64; 2];
+        let mut k = 0;
+        while k <= n {
+            let covered = k < n && self.channels.iter().any(|c| c.present.get(k).copied().unwrap_or(false));
+            match (covered, run_start) {
+                (true, None) => run_start = Some(k),
+                (false, Some(s)) => {
+                    let mut payload = Vec::with_capacity((k - s) * 2);
+                    for f in s..k {
+                        for (ci, c) in self.channels.iter().enumerate() {
+                            if c.present.get(f).copied().unwrap_or(false) {
+                                payload.push(c.samples[f]);
+                            } else {
+                                payload.push(silence);
+                                concealed[ci] += 1;
+                            }
+                        }
+                    }
+                    self.emit_chunk(self.done + s as u64, payload);
+                    run_start = None;
+                }
+                (false, None) if k < n => self.pending_gap = true,
+                _ => {}
+            }
+            k += 1;
+        }
+        for (ci, c) in self.channels.iter_mut().enumerate() {
+            let d = n.min(c.samples.len());
+            c.samples.drain(..d);
+            c.present.drain(..d);
+            if concealed[ci] > 0 && c.started {
+                let side = if ci == 0 { Side::Agent } else { Side::Customer };
+                self.notices.push(Notice::Concealed {
+                    side,
+                    frames: concealed[ci],
+                });
+            }
+        }
+        self.done += n as u64;
+    }
+
+    fn emit_chunk(&mut self, start: u64, payload: Vec<u8>) {
+        if self.pending_gap || (self.last_sequence.is_none() && start > 0) {
+            let gap = start.saturating_sub(self.written_end);
+            let skip = gap.div_ceil(GAP_FRAMES_PER_SEQUENCE).clamp(1, MAX_SKIP);
+            self.next_sequence += skip;
+            self.pending_gap = false;
+        }
+        let frames = (payload.len() / 2) as u64;
+        let seq = self.next_sequence;
+        self.next_sequence += 1;
+        self.last_sequence = Some(seq);
+        self.written_end = start + frames;
+        self.push_event(Event::AudioChunk(v1::AudioChunk {
+            sequence: seq,
+            payload,
+            duration: Some(frames_duration(frames)),
+            offset: Some(frames_duration(start)),
+            sealed_payload: Default::default(),
+        }));
+    }
+
+    /// Time passes: streams quiet for [`QUIET_US`] play out what they hold,
+    /// and with every stream quiet the timeline is written out to its end.
+    pub fn tick(&mut self, now_us: u64) {
+        if self.ended {
+            return;
+        }
+        let mut all_quiet = true;
+        for i in 0..2 {
+            let quiet = now_us.saturating_sub(self.channels[i].last_arrival_us) >= QUIET_US;
+            if quiet && self.channels[i].jb.held() > 0 {
+                let mut out = std::mem::take(&mut self.scratch);
+                self.channels[i].jb.flush(&mut out);
+                let side = if i == 0 { Side::Agent } else { Side::Customer };
+                self.play(side, &mut out);
+                self.scratch = out;
+            }
+            all_quiet &= quiet;
+        }
+        self.advance(all_quiet);
+    }
+
+    /// The session ends: everything held is written, then `CallEnded`.
+    pub fn end(&mut self, reason: v1::EndReason, ended_at: opptak_proto::Timestamp) {
+        if self.ended {
+            return;
+        }
+        for i in 0..2 {
+            let mut out = std::mem::take(&mut self.scratch);
+            self.channels[i].jb.flush(&mut out);
+            let side = if i == 0 { Side::Agent } else { Side::Customer };
+            self.play(side, &mut out);
+            self.scratch = out;
+        }
+        self.advance(true);
+        self.ended = true;
+        self.push_event(Event::CallEnded(v1::CallEnded {
+            ended_at: Some(ended_at),
+            reason: reason as i32,
+            last_sequence: self.last_sequence.unwrap_or(0),
+            no_audio: self.last_sequence.is_none(),
+        }));
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended
+    }
+
+    /// When the last packet of any stream arrived (0: none yet).
+    pub fn last_arrival_us(&self) -> u64 {
+        self.channels.iter().map(|c| c.last_arrival_us).max().unwrap_or(0)
+    }
+}
+
+fn frames_duration(frames: u64) -> opptak_proto::Duration {
+    let us = frames * 1_000_000 / RATE;
+    opptak_proto::Duration {
+        seconds: (us / 1_000_000) as i64,
+        nanos: ((us % 1_000_000) * 1000) as i32,
+    }
+}
+
+/// The session's call id: stable for a SIP Call-ID and SRS session id,
+/// within the contract's charset and length.
+pub fn call_id(sip_call_id: &str, session_id: Option<&str>) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(sip_call_id.as_bytes());
+    h.update([0]);
+    h.update(session_id.unwrap_or("").as_bytes());
+    format!("siprec-{}", hex::encode(&h.finalize()[..16]))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const PT: u8 = 0;
+
+    fn rec(chunk_ms: u32) -> Recording {
+        let mut r = Recording::new("c1".into(), G711::Pcmu, chunk_ms, 4, v1::CallStarted::default());
+        r.set_payload_types(Side::Agent, vec![PT], Some(101));
+        r.set_payload_types(Side::Customer, vec![PT], Some(101));
+        r
+    }
+
+    fn send(r: &mut Recording, side: Side, ssrc: u32, seq: u16, ts: u32, payload: &[u8], now: u64) {
+        let b = rtp::build(PT, seq, ts, ssrc, false, payload);
+        r.packet(side, &rtp::parse(&b).unwrap(), now);
+    }
+
+    /// (sequence, offset frames, payload) of every chunk.
+    fn chunks(r: &mut Recording) -> Vec<(u64, u64, Vec<u8>)> {
+        r.take_events()
+            .into_iter()
+            .filter_map(|e| match e.event {
+                Some(Event::AudioChunk(c)) => {
+                    let off = c.offset.unwrap();
+                    let us = off.seconds as u64 * 1_000_000 + off.nanos as u64 / 1000;
+                    Some((c.sequence, us * RATE / 1_000_000, c.payload.to_vec()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn interleave(a: &[u8], c: &[u8]) -> Vec<u8> {
+        a.iter().zip(c).flat_map(|(x, y)| [*x, *y]).collect()
+    }
+
+    fn ended(r: &mut Recording) {
+        r.end(v1::EndReason::Unspecified, Default::default());
+    }
+
+    fn frame(tag: u8, k: u16) -> Vec<u8> {
+        (0..160)
+            .map(|i| tag.wrapping_add((k as u8).wrapping_mul(7)).wrapping_add(i as u8 % 3))
+            .collect()
+    }
+
+    #[test]
+    fn interleaves_two_streams_into_chunks_with_offsets() {
+        let mut r = rec(40);
+        let mut want = Vec::new();
+        for k in 0..6u16 {
+            let (a, c) = (frame(10, k), frame(100, k));
+            send(
+                &mut r,
+                Side::Agent,
+                1,
+                1000 + k,
+                5000 + k as u32 * 160,
+                &a,
+                k as u64 * 20_000,
+            );
+            send(
+                &mut r,
+                Side::Customer,
+                2,
+                60000 + k,
+                90 + k as u32 * 160,
+                &c,
+                k as u64 * 20_000 + 500,
+            );
+            want.extend(interleave(&a, &c));
+        }
+        ended(&mut r);
+        let got = chunks(&mut r);
+        assert_eq!(
+            got.iter().map(|(s, o, _)| (*s, *o)).collect::<Vec<_>>(),
+            vec![(0, 0), (1, 320), (2, 640)]
+        );
+        assert_eq!(got.into_iter().flat_map(|(_, _, p)| p).collect::<Vec<_>>(), want);
+    }
+
+    #[test]
+    fn loss_on_both_streams_skips_a_sequence_and_offsets_the_next_chunk() {
+        let mut r = rec(20);
+        for k in 0..8u16 {
+            if k == 3 || k == 4 {
+                continue; // the pair lost on both streams
+            }
+            send(
+                &mut r,
+                Side::Agent,
+                1,
+                k,
+                k as u32 * 160,
+                &frame(1, k),
+                k as u64 * 20_000,
+            );
+            send(
+                &mut r,
+                Side::Customer,
+                2,
+                k,
+                k as u32 * 160,
+                &frame(2, k),
+                k as u64 * 20_000,
+            );
+        }
+        ended(&mut r);
+        let got = chunks(&mut r);
+        let meta: Vec<_> = got.iter().map(|(s, o, p)| (*s, *o, p.len())).collect();
+        assert_eq!(
+            meta,
+            vec![
+                (0, 0, 320),
+                (1, 160, 320),
+                (2, 320, 320),
+                (4, 800, 320),
+                (5, 960, 320),
+                (6, 1120, 320)
+            ]
+        );
+        assert_eq!(got[3].2, interleave(&frame(1, 5), &frame(2, 5)));
+    }
+
+    #[test]
+    fn loss_on_one_stream_is_silence_in_that_channel() {
+        let mut r = rec(20);
+        for k in 0..6u16 {
+            send(
+                &mut r,
+                Side::Agent,
+                1,
+                k,
+                k as u32 * 160,
+                &frame(1, k),
+                k as u64 * 20_000,
+            );
+            if k != 2 {
+                send(
+                    &mut r,
+                    Side::Customer,
+                    2,
+                    k,
+                    k as u32 * 160,
+                    &frame(2, k),
+                    k as u64 * 20_000,
+                );
+            }
+        }
+        ended(&mut r);
+        let got = chunks(&mut r);
+        assert_eq!(
+            got.iter().map(|(s, _, _)| *s).collect::<Vec<_>>(),
+            vec![0, 1, 2, 3, 4, 5]
+        );
+        assert_eq!(got[2].2, interleave(&frame(1, 2), &[0xFF; 160]));
+        assert!(r.take_notices().contains(&Notice::Concealed {
+            side: Side::Customer,
+            frames: 160
+        }));
+    }
+
+    #[test]
+    fn reordered_and_duplicated_packets_are_recovered_exactly() {
+        let mut r = rec(20);
+        let order = [0u16, 2, 1, 1, 3, 5, 4, 0, 6, 7];
+        for (n, &k) in order.iter().enumerate() {
+            send(
+                &mut r,
+                Side::Agent,
+                1,
+                500 + k,
+                k as u32 * 160,
+                &frame(1, k),
+                n as u64 * 20_000,
+            );
+            send(
+                &mut r,
+                Side::Customer,
+                2,
+                9 + k,
+                7 + k as u32 * 160,
+                &frame(2, k),
+                n as u64 * 20_000,
+            );
+        }
+        ended(&mut r);
+        let got = chunks(&mut r);
+        let want: Vec<u8> = (0..8).flat_map(|k| interleave(&frame(1, k), &frame(2, k))).collect();
+        assert_eq!(
+            got.iter().map(|(s, _, _)| *s).collect::<Vec<_>>(),
+            (0..8).collect::<Vec<_>>()
+        );
+        assert_eq!(got.into_iter().flat_map(|(_, _, p)| p).collect::<Vec<_>>(), want);
+        assert_eq!(r.stats(Side::Agent).duplicates, 2);
+    }
+
+    #[test]
+    fn tones_are_noticed_by_time_and_never_reach_the_audio() {
+        let mut r = rec(20);
+        send(&mut r, Side::Agent, 1, 0, 0, &frame(1, 0), 0);
+        send(&mut r, Side::Customer, 2, 0, 0, &frame(2, 0), 0);
+        for (seq, end) in [(1u16, false), (2, false), (3, true), (4, true)] {
+            let b = rtp::build(101, seq, 160, 2, false, &[7, if end { 0x80 } else { 0 }, 0, 160]);
+            r.packet(Side::Customer, &rtp::parse(&b).unwrap(), seq as u64 * 20_000);
+        }
+        ended(&mut r);
+        let notices = r.take_notices();
+        assert_eq!(notices.iter().filter(|n| matches!(n, Notice::Tone { .. })).count(), 1);
+        assert!(notices.contains(&Notice::Tone {
+            side: Side::Customer,
+            offset_ms: 20
+        }));
+        let events = format!("{:?}", r.take_events());
+        assert!(!events.contains("Tone"));
+    }
+
+    #[test]
+    fn ssrc_change_and_timestamp_jump_continue_the_timeline() {
+        let mut r = rec(20);
+        for k in 0..4u16 {
+            // The customer's SSRC changes at k=2, and its timestamps jump far.
+            let (ssrc, ts) = if k < 2 {
+                (2, k as u32 * 160)
+            } else {
+                (3, 4_000_000_000 + k as u32 * 160)
+            };
+            send(
+                &mut r,
+                Side::Agent,
+                1,
+                k,
+                100 + k as u32 * 160,
+                &frame(1, k),
+                k as u64 * 20_000,
+            );
+            send(&mut r, Side::Customer, ssrc, k, ts, &frame(2, k), k as u64 * 20_000);
+        }
+        // The agent's timestamps jump without a new SSRC.
+        send(&mut r, Side::Agent, 1, 4, 2_000_000_000, &frame(1, 4), 80_000);
+        send(&mut r, Side::Customer, 3, 4, 4_000_000_000 + 640, &frame(2, 4), 80_000);
+        ended(&mut r);
+        let got = chunks(&mut r);
+        let want: Vec<u8> = (0..5).flat_map(|k| interleave(&frame(1, k), &frame(2, k))).collect();
+        assert_eq!(
+            got.iter().map(|(s, o, _)| (*s, *o)).collect::<Vec<_>>(),
+            (0..5).map(|k| (k, k * 160)).collect::<Vec<_>>()
+        );
+        assert_eq!(got.into_iter().flat_map(|(_, _, p)| p).collect::<Vec<_>>(), want);
+    }
+
+    #[test]
+    fn a_pause_is_a_gap_sized_by_the_wall_clock() {
+        let mut r = rec(20);
+        send(&mut r, Side::Agent, 1, 0, 0, &frame(1, 0), 0);
+        send(&mut r, Side::Customer, 2, 0, 0, &frame(2, 0), 0);
+        // Paused for 5 s (a=inactive); the timestamps stood still.
+        r.tick(1_000_000);
+        send(&mut r, Side::Agent, 1, 1, 160, &frame(1, 1), 5_020_000);
+        send(&mut r, Side::Customer, 2, 1, 160, &frame(2, 1), 5_020_000);
+        ended(&mut r);
+        let got = chunks(&mut r);
+        assert_eq!(
+            got.iter().map(|(s, o, _)| (*s, *o)).collect::<Vec<_>>(),
+            vec![(0, 0), (2, 5 * 8000 + 160)]
+        );
+        let mut r = rec(20);
+        ended(&mut r);
+        let events = r.take_events();
+        assert!(matches!(&events[1].event, Some(Event::CallEnded(e)) if e.no_audio));
+    }
+
+    #[test]
+    fn call_ids_are_stable_and_in_the_contracts_charset() {
+        let a = call_id("abc@host", Some("s=="));
+        assert_eq!(a, call_id("abc@host", Some("s==")));
+        assert_ne!(a, call_id("abc@host", Some("t==")));
+        assert!(a.len() <= 128 && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)));
+    }
+}
