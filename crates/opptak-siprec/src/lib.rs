@@ -33,5 +33,6 @@ pub mod jitter;
 pub mod metadata;
 pub mod rtp;
 pub mod sdp;
+pub mod server;
 pub mod session;
 pub mod sip;

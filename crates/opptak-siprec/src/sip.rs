@@ -121,6 +121,23 @@ impl Message {
         Ok((Message { start, headers, body }, body_start + len))
     }
 
+    /// The start line and headers of a message whose body or size was
+    /// refused, so that an error response can still be addressed.
+    pub fn parse_head_only(buf: &[u8]) -> Option<Message> {
+        let head_end = find(&buf[..buf.len().min(MAX_MESSAGE)], b"\r\n\r\n")?;
+        let text = std::str::from_utf8(&buf[..head_end]).ok()?;
+        let mut head: String = text
+            .split("\r\n")
+            .filter(|l| !expand(l.split(':').next().unwrap_or("").trim()).eq_ignore_ascii_case("Content-Length"))
+            .collect::<Vec<_>>()
+            .join("\r\n");
+        head.push_str("\r\n\r\n");
+        Message::parse(head.as_bytes(), false).ok().map(|(mut m, _)| {
+            m.body = Bytes::new();
+            m
+        })
+    }
+
     /// The first value of a header (case-insensitive, compact forms expanded).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers

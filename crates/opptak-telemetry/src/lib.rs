@@ -159,7 +159,36 @@ pub struct Metrics {
     llm_requests: HistogramFamily<Labels2>,
     sweeper_deletions: Family<Labels1, Counter>,
     key_operations: Family<Labels1, Counter>,
+    /// SIPREC recording sessions open in this process.
+    pub siprec_sessions: Gauge,
+    /// Interarrival jitter of each SIPREC stream at its session's end (seconds).
+    pub siprec_jitter: Histogram,
+    /// Telephone-events (DTMF) seen on SIPREC streams: counted, never the key.
+    pub siprec_tone_events: Counter,
+    siprec_packets: Family<Labels1, Counter>,
+    siprec_sip_responses: Family<Labels1, Counter>,
 }
+
+/// Buckets of RTP interarrival jitter (seconds).
+const JITTER_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.5];
+
+/// SIP status codes the SIPREC role sends, as labels (others: `other`).
+const SIP_CODES: [(u16, &str); 14] = [
+    (100, "100"),
+    (200, "200"),
+    (400, "400"),
+    (405, "405"),
+    (415, "415"),
+    (420, "420"),
+    (481, "481"),
+    (487, "487"),
+    (488, "488"),
+    (491, "491"),
+    (500, "500"),
+    (503, "503"),
+    (513, "513"),
+    (603, "603"),
+];
 
 /// An utterance waiting for the speech recognizer ([`Metrics::asr_waiting`]).
 pub struct AsrWaiting {
@@ -215,6 +244,11 @@ impl Metrics {
             llm_requests: Family::new_with_constructor(model_histogram),
             sweeper_deletions: Family::default(),
             key_operations: Family::default(),
+            siprec_sessions: Gauge::default(),
+            siprec_jitter: Histogram::new(JITTER_BUCKETS),
+            siprec_tone_events: Counter::default(),
+            siprec_packets: Family::default(),
+            siprec_sip_responses: Family::default(),
             registry: Registry::default(),
         };
         // Counters get `_total` appended by the encoder.
@@ -335,6 +369,31 @@ impl Metrics {
             "From a call's end to its draft stored for review (what the advisor waits)",
             m.call_end_to_draft.clone(),
         );
+        registry.register(
+            "opptak_siprec_sessions",
+            "SIPREC recording sessions open in this process",
+            m.siprec_sessions.clone(),
+        );
+        registry.register(
+            "opptak_siprec_rtp_packets",
+            "RTP packets of the SIPREC role, by outcome (received, lost, late, duplicate, unknown_session, invalid, unknown_payload)",
+            m.siprec_packets.clone(),
+        );
+        registry.register(
+            "opptak_siprec_jitter_seconds",
+            "Interarrival jitter (RFC 3550) of each SIPREC stream at its session's end",
+            m.siprec_jitter.clone(),
+        );
+        registry.register(
+            "opptak_siprec_tone_events",
+            "Telephone-events (DTMF) on SIPREC streams; the key is never read",
+            m.siprec_tone_events.clone(),
+        );
+        registry.register(
+            "opptak_siprec_sip_responses",
+            "SIP responses the SIPREC role sent, by status code",
+            m.siprec_sip_responses.clone(),
+        );
         Self { registry, ..m }
     }
 
@@ -441,6 +500,19 @@ impl Metrics {
 
     pub fn key_operation(&self, op: KeyOp) {
         self.key_operations.get_or_create(&[("op", op.as_str())]).inc();
+    }
+
+    /// `n` RTP packets of the SIPREC role with this outcome (a fixed set).
+    pub fn siprec_packets(&self, outcome: &'static str, n: u64) {
+        if n > 0 {
+            self.siprec_packets.get_or_create(&[("outcome", outcome)]).inc_by(n);
+        }
+    }
+
+    /// One SIP response sent by the SIPREC role.
+    pub fn siprec_sip_response(&self, code: u16) {
+        let label = SIP_CODES.iter().find(|(c, _)| *c == code).map_or("other", |(_, l)| l);
+        self.siprec_sip_responses.get_or_create(&[("code", label)]).inc();
     }
 }
 

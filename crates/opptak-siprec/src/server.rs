@@ -1,0 +1,1204 @@
+//! The SIPREC server's IO: SIP over UDP and TCP, the RTP port pool, the
+//! publisher. One core task owns every session (no locks on the packet
+//! path); socket tasks feed it, a publisher task writes its events to the
+//! bus in order.
+//!
+//! The INVITE's 200 OK is sent once the session's `CallStarted` is durable
+//! on the bus: a session the bus cannot take is refused (503), and a
+//! CANCEL that arrives before then gets the INVITE a 487.
+
+use crate::config::{SiprecConfig, Transport, Validated};
+use crate::metadata::{self, Metadata, Sides};
+use crate::rtp;
+use crate::sdp::{self, Offer};
+use crate::session::{self, Notice, Recording, Side};
+use crate::sip::{self, Message, SipError, StartLine};
+use bytes::Bytes;
+use opptak_bus::{Bus, Outgoing};
+use opptak_domain::model::{Desk, ServiceCategory};
+use opptak_proto::v1;
+use opptak_proto::Message as _;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("siprec config: {0}")]
+    Config(String),
+    #[error("siprec cannot bind {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+}
+
+/// Counts of this server (the process-wide metrics have them too).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub sessions_started: AtomicU64,
+    pub sessions_ended: AtomicU64,
+    pub rtp_unknown_session: AtomicU64,
+    pub rtp_invalid: AtomicU64,
+    pub sip_unreadable: AtomicU64,
+    pub tone_events: AtomicU64,
+}
+
+/// A running server: its SIP addresses, counters, and how to stop it.
+pub struct ServerHandle {
+    pub sip: Vec<(Transport, SocketAddr)>,
+    /// The RTP ports bound (the even ports of `siprec.rtp_ports`).
+    pub rtp_ports: Vec<u16>,
+    pub counters: Arc<Counters>,
+    core_tx: mpsc::UnboundedSender<Input>,
+    core: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    pub fn sip_addr(&self, transport: Transport) -> Option<SocketAddr> {
+        self.sip.iter().find(|(t, _)| *t == transport).map(|(_, a)| *a)
+    }
+
+    /// Ends every session (CallEnded published), then stops listening.
+    pub async fn stop(self) {
+        let (tx, rx) = oneshot::channel();
+        if self.core_tx.send(Input::Stop(tx)).is_ok() {
+            let _ = rx.await;
+        }
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.core.abort();
+    }
+
+    /// Resolves if the server ends on its own (it should not).
+    pub async fn wait(&mut self) {
+        let _ = (&mut self.core).await;
+    }
+}
+
+#[derive(Clone)]
+enum Reply {
+    Udp(Arc<UdpSocket>, SocketAddr),
+    Tcp(mpsc::UnboundedSender<Vec<u8>>),
+}
+
+impl Reply {
+    fn send(&self, bytes: Vec<u8>) {
+        match self {
+            Reply::Udp(s, to) => {
+                if let Err(e) = s.try_send_to(&bytes, *to) {
+                    tracing::warn!(error = %e, to = %to, "siprec sip send failed");
+                }
+            }
+            Reply::Tcp(tx) => {
+                let _ = tx.send(bytes);
+            }
+        }
+    }
+
+    fn transport(&self) -> &'static str {
+        match self {
+            Reply::Udp(..) => "UDP",
+            Reply::Tcp(_) => "TCP",
+        }
+    }
+}
+
+enum Input {
+    Sip {
+        msg: Message,
+        reply: Reply,
+    },
+    /// A message refused before its body was read; `head` when its headers
+    /// could be read, so a response can be sent.
+    Unreadable {
+        head: Option<Message>,
+        too_large: bool,
+        reply: Reply,
+    },
+    Rtp {
+        slot: usize,
+        data: Vec<u8>,
+        from: SocketAddr,
+    },
+    Published {
+        sip_call_id: String,
+        ok: bool,
+    },
+    Tick,
+    Stop(oneshot::Sender<()>),
+}
+
+struct PublishJob {
+    events: Vec<v1::TelephonyEvent>,
+    /// Tell the core when these are durable (the CallStarted of a session).
+    notify: Option<String>,
+    done: Option<oneshot::Sender<()>>,
+}
+
+/// Binds the listeners and the RTP pool and starts serving. `topic` is the
+/// telephony topic's full name.
+pub async fn start(config: &SiprecConfig, bus: Arc<dyn Bus>, topic: &str) -> Result<ServerHandle, ServerError> {
+    let v: Validated = config.validate().map_err(ServerError::Config)?;
+    let (core_tx, core_rx) = mpsc::unbounded_channel();
+    let counters = Arc::new(Counters::default());
+    let mut tasks = Vec::new();
+    let mut sip_addrs = Vec::new();
+    for (t, addr) in &v.listen {
+        match t {
+            Transport::Udp => {
+                let s = UdpSocket::bind(addr).await.map_err(|source| ServerError::Bind {
+                    addr: addr.to_string(),
+                    source,
+                })?;
+                let s = Arc::new(s);
+                sip_addrs.push((
+                    Transport::Udp,
+                    s.local_addr().map_err(|source| ServerError::Bind {
+                        addr: addr.to_string(),
+                        source,
+                    })?,
+                ));
+                tasks.push(tokio::spawn(udp_sip(s, core_tx.clone())));
+            }
+            Transport::Tcp => {
+                let l = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind {
+                    addr: addr.to_string(),
+                    source,
+                })?;
+                sip_addrs.push((
+                    Transport::Tcp,
+                    l.local_addr().map_err(|source| ServerError::Bind {
+                        addr: addr.to_string(),
+                        source,
+                    })?,
+                ));
+                tasks.push(tokio::spawn(tcp_sip(l, core_tx.clone())));
+            }
+        }
+    }
+    let first_ip = sip_addrs[0].1.ip();
+    let advertise: IpAddr = if config.advertise.is_empty() {
+        if first_ip.is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            first_ip
+        }
+    } else {
+        config
+            .advertise
+            .parse()
+            .map_err(|_| ServerError::Config("siprec.advertise".into()))?
+    };
+    // RTP on even ports (RTCP's odd neighbours are left alone).
+    let mut slots = Vec::new();
+    let mut port = v.rtp_first + (v.rtp_first % 2);
+    while port <= v.rtp_last {
+        let addr = SocketAddr::new(first_ip, port);
+        match UdpSocket::bind(addr).await {
+            Ok(s) => {
+                tasks.push(tokio::spawn(rtp_reader(s, slots.len(), core_tx.clone())));
+                slots.push(Slot {
+                    port,
+                    owner: None,
+                    latched: None,
+                });
+            }
+            Err(e) => tracing::warn!(port, error = %e, "siprec rtp port not bound, skipped"),
+        }
+        match port.checked_add(2) {
+            Some(p) => port = p,
+            None => break,
+        }
+    }
+    if slots.len() < 2 {
+        return Err(ServerError::Config(format!(
+            "siprec.rtp_ports {}: fewer than two ports could be bound",
+            config.rtp_ports
+        )));
+    }
+    let (pub_tx, pub_rx) = mpsc::unbounded_channel();
+    tasks.push(tokio::spawn(publisher(bus, topic.to_owned(), pub_rx, core_tx.clone())));
+    let tick_tx = core_tx.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut iv = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            iv.tick().await;
+            if tick_tx.send(Input::Tick).is_err() {
+                return;
+            }
+        }
+    }));
+    tracing::info!(sip = ?sip_addrs, rtp_ports = slots.len(), advertise = %advertise, "siprec listening");
+    let rtp_ports = slots.iter().map(|s| s.port).collect();
+    let core = Core {
+        config: config.clone(),
+        advertise,
+        sessions: HashMap::new(),
+        slots,
+        free: Vec::new(),
+        pub_tx,
+        counters: counters.clone(),
+        clock: Instant::now(),
+        tag_counter: 0,
+    };
+    let core = tokio::spawn(core.run(core_rx));
+    Ok(ServerHandle {
+        sip: sip_addrs,
+        rtp_ports,
+        counters,
+        core_tx,
+        core,
+        tasks,
+    })
+}
+
+async fn udp_sip(s: Arc<UdpSocket>, tx: mpsc::UnboundedSender<Input>) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (n, from) = match s.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                // ICMP errors of earlier sends surface here on some systems.
+                tracing::debug!(error = %e, "siprec udp receive");
+                continue;
+            }
+        };
+        let data = &buf[..n];
+        if data.iter().all(|b| b.is_ascii_whitespace()) {
+            continue; // keep-alive
+        }
+        let reply = Reply::Udp(s.clone(), from);
+        let input = match Message::parse(data, false) {
+            Ok((msg, _)) => Input::Sip { msg, reply },
+            Err(e) => Input::Unreadable {
+                head: Message::parse_head_only(data),
+                too_large: e == SipError::TooLarge,
+                reply,
+            },
+        };
+        if tx.send(input).is_err() {
+            return;
+        }
+    }
+}
+
+async fn tcp_sip(l: TcpListener, tx: mpsc::UnboundedSender<Input>) {
+    loop {
+        let Ok((stream, _)) = l.accept().await else { continue };
+        tokio::spawn(tcp_conn(stream, tx.clone()));
+    }
+}
+
+async fn tcp_conn(stream: TcpStream, tx: mpsc::UnboundedSender<Input>) {
+    let (mut rd, mut wr) = stream.into_split();
+    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let writer = tokio::spawn(async move {
+        while let Some(b) = out_rx.recv().await {
+            if wr.write_all(&b).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    let mut chunk = vec![0u8; 16_384];
+    'conn: loop {
+        let n = match rd.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        buf.extend_from_slice(&chunk[..n]);
+        loop {
+            // CRLF keep-alives between messages (RFC 5626).
+            let lead = buf.iter().take_while(|b| **b == b'\r' || **b == b'\n').count();
+            buf.drain(..lead);
+            if buf.is_empty() {
+                break;
+            }
+            let reply = Reply::Tcp(out_tx.clone());
+            match Message::parse(&buf, true) {
+                Ok((msg, used)) => {
+                    buf.drain(..used);
+                    if tx.send(Input::Sip { msg, reply }).is_err() {
+                        break 'conn;
+                    }
+                }
+                Err(SipError::Incomplete) => break,
+                Err(e) => {
+                    // The framing is lost: answer if the head can be read, then close.
+                    let _ = tx.send(Input::Unreadable {
+                        head: Message::parse_head_only(&buf),
+                        too_large: e == SipError::TooLarge,
+                        reply,
+                    });
+                    break 'conn;
+                }
+            }
+        }
+    }
+    drop(out_tx);
+    // Let queued responses go out before the socket closes.
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+}
+
+async fn rtp_reader(s: UdpSocket, slot: usize, tx: mpsc::UnboundedSender<Input>) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let Ok((n, from)) = s.recv_from(&mut buf).await else {
+            continue;
+        };
+        if tx
+            .send(Input::Rtp {
+                slot,
+                data: buf[..n].to_vec(),
+                from,
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+async fn publisher(
+    bus: Arc<dyn Bus>,
+    topic: String,
+    mut rx: mpsc::UnboundedReceiver<PublishJob>,
+    core: mpsc::UnboundedSender<Input>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while let Ok(j) = rx.try_recv() {
+            jobs.push(j);
+        }
+        let messages: Vec<Outgoing> = jobs
+            .iter()
+            .flat_map(|j| j.events.iter())
+            .map(|e| Outgoing {
+                topic: topic.clone(),
+                key: Bytes::from(e.call_id.clone().into_bytes()),
+                payload: Bytes::from(e.encode_to_vec()),
+            })
+            .collect();
+        let mut ok = true;
+        if !messages.is_empty() {
+            let mut delay = Duration::from_millis(100);
+            loop {
+                match bus.publish_all(messages.clone()).await {
+                    Ok(()) => break,
+                    Err(e) if e.is_retryable() && delay < Duration::from_secs(30) => {
+                        tracing::warn!(error = %e, "siprec publish failed, retrying");
+                        tokio::time::sleep(delay).await;
+                        delay *= 2;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, events = messages.len(), "siprec publish failed, events lost");
+                        ok = false;
+                        break;
+                    }
+                }
+            }
+        }
+        for j in jobs {
+            if let Some(id) = j.notify {
+                let _ = core.send(Input::Published { sip_call_id: id, ok });
+            }
+            if let Some(d) = j.done {
+                let _ = d.send(());
+            }
+        }
+    }
+}
+
+struct Slot {
+    port: u16,
+    /// (SIP Call-ID, side) using it.
+    owner: Option<(String, Side)>,
+    /// Symmetric RTP: the first source address of the session's stream.
+    latched: Option<SocketAddr>,
+}
+
+enum State {
+    /// CallStarted is on its way to the bus; the 200 waits for it.
+    Starting {
+        invite: Box<Message>,
+        reply: Reply,
+        answer: String,
+    },
+    /// 200 sent, no ACK yet: retransmitted over UDP.
+    Answered {
+        wire: Vec<u8>,
+        reply: Reply,
+        next_us: u64,
+        interval_us: u64,
+    },
+    Confirmed,
+}
+
+struct Sess {
+    state: State,
+    local_tag: String,
+    rec: Recording,
+    slots: [usize; 2],
+    labels: [String; 2],
+    sdp_version: u64,
+    /// The last response to an INVITE, to repeat to its retransmissions.
+    last_invite: Option<(u32, Vec<u8>)>,
+    created_us: u64,
+    session_expires: Option<String>,
+}
+
+struct Core {
+    config: SiprecConfig,
+    advertise: IpAddr,
+    sessions: HashMap<String, Sess>,
+    slots: Vec<Slot>,
+    free: Vec<usize>,
+    pub_tx: mpsc::UnboundedSender<PublishJob>,
+    counters: Arc<Counters>,
+    clock: Instant,
+    tag_counter: u64,
+}
+
+const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE";
+const ACCEPT: &str = "application/sdp, application/rs-metadata+xml, multipart/mixed";
+const SUPPORTED: &[&str] = &["siprec", "timer"];
+
+/// Why an offer was refused: status code and the Warning text.
+struct Refusal(u16, String);
+
+struct Parsed {
+    offer: Option<Offer>,
+    metadata: Option<Metadata>,
+}
+
+impl Core {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>) {
+        self.free = (0..self.slots.len()).rev().collect();
+        while let Some(input) = rx.recv().await {
+            match input {
+                Input::Sip { msg, reply } => self.sip(msg, reply),
+                Input::Unreadable { head, too_large, reply } => self.unreadable(head, too_large, reply),
+                Input::Rtp { slot, data, from } => self.rtp(slot, &data, from),
+                Input::Published { sip_call_id, ok } => self.published(&sip_call_id, ok),
+                Input::Tick => self.tick(),
+                Input::Stop(done) => {
+                    let ids: Vec<String> = self.sessions.keys().cloned().collect();
+                    for id in ids {
+                        self.end(&id, v1::EndReason::Unspecified);
+                    }
+                    let _ = self.pub_tx.send(PublishJob {
+                        events: Vec::new(),
+                        notify: None,
+                        done: Some(done),
+                    });
+                    return;
+                }
+            }
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        self.clock.elapsed().as_micros() as u64
+    }
+
+    fn respond(
+        &self,
+        reply: &Reply,
+        req: &Message,
+        code: u16,
+        to_tag: Option<&str>,
+        extra: &[(&str, String)],
+        body: Option<(&str, Bytes)>,
+    ) -> Vec<u8> {
+        let wire = req.response(code, to_tag, extra, body).to_bytes();
+        reply.send(wire.clone());
+        opptak_telemetry::metrics().siprec_sip_response(code);
+        wire
+    }
+
+    fn warning(&self, text: &str) -> (&'static str, String) {
+        let clean: String = text
+            .chars()
+            .filter(|c| *c != '"' && !c.is_control())
+            .take(200)
+            .collect();
+        ("Warning", format!("399 {} \"{clean}\"", self.advertise))
+    }
+
+    fn unreadable(&self, head: Option<Message>, too_large: bool, reply: Reply) {
+        self.counters.sip_unreadable.fetch_add(1, Ordering::Relaxed);
+        let Some(req) = head.filter(|m| {
+            m.method().is_some() && m.method() != Some("ACK") && m.call_id().is_some() && m.cseq().is_some()
+        }) else {
+            tracing::info!(transport = reply.transport(), "siprec unreadable sip message dropped");
+            return;
+        };
+        let (code, why) = if too_large {
+            (513, "message larger than 64 KiB")
+        } else {
+            (400, "malformed message")
+        };
+        self.respond(&reply, &req, code, None, &[self.warning(why)], None);
+    }
+
+    fn sip(&mut self, msg: Message, reply: Reply) {
+        let StartLine::Request { method, .. } = &msg.start else {
+            return; // responses (to our BYE, say) need nothing
+        };
+        let method = method.clone();
+        let (Some(call_id), Some((cseq, cseq_method))) = (msg.call_id().map(str::to_owned), msg.cseq()) else {
+            if method != "ACK" {
+                self.unreadable(Some(msg.clone()), false, reply);
+            }
+            return;
+        };
+        if cseq_method != method
+            || msg.header("Via").is_none()
+            || msg.header("From").is_none()
+            || msg.header("To").is_none()
+        {
+            if method != "ACK" {
+                self.respond(
+                    &reply,
+                    &msg,
+                    400,
+                    None,
+                    &[self.warning("missing or inconsistent Via, From, To or CSeq")],
+                    None,
+                );
+            }
+            return;
+        }
+        match method.as_str() {
+            "OPTIONS" => {
+                let extra = [
+                    ("Allow", ALLOW.to_owned()),
+                    ("Accept", ACCEPT.to_owned()),
+                    ("Supported", "siprec, timer".to_owned()),
+                ];
+                let tag = self.sessions.get(&call_id).map(|s| s.local_tag.clone());
+                self.respond(&reply, &msg, 200, Some(tag.as_deref().unwrap_or("opt")), &extra, None);
+            }
+            "INVITE" if msg.tag("To").is_none() => {
+                if let Some(s) = self.sessions.get(&call_id) {
+                    // A retransmission: repeat the answer (or wait for it).
+                    if let Some((c, wire)) = &s.last_invite {
+                        if *c == cseq {
+                            reply.send(wire.clone());
+                        }
+                    }
+                    return;
+                }
+                self.invite(call_id, msg, reply);
+            }
+            "INVITE" | "UPDATE" => self.reoffer(&call_id, msg, reply, cseq),
+            "ACK" => {
+                if let Some(s) = self.sessions.get_mut(&call_id) {
+                    if matches!(s.state, State::Answered { .. }) {
+                        s.state = State::Confirmed;
+                    }
+                }
+            }
+            "BYE" => {
+                if self.sessions.contains_key(&call_id) {
+                    let tag = self.sessions.get(&call_id).map(|s| s.local_tag.clone());
+                    self.respond(&reply, &msg, 200, tag.as_deref(), &[], None);
+                    self.end(&call_id, v1::EndReason::Unspecified);
+                } else {
+                    self.respond(&reply, &msg, 481, None, &[], None);
+                }
+            }
+            "CANCEL" => self.cancel(&call_id, msg, reply),
+            _ => {
+                let known = self.sessions.contains_key(&call_id) || msg.tag("To").is_none();
+                if known {
+                    self.respond(&reply, &msg, 405, None, &[("Allow", ALLOW.to_owned())], None);
+                } else {
+                    self.respond(&reply, &msg, 481, None, &[], None);
+                }
+            }
+        }
+    }
+
+    /// Reads an INVITE/UPDATE body: SDP and metadata, alone or in multipart/mixed.
+    fn read_body(msg: &Message) -> Result<Parsed, Refusal> {
+        if msg.body.is_empty() {
+            return Ok(Parsed {
+                offer: None,
+                metadata: None,
+            });
+        }
+        if msg
+            .header("Content-Encoding")
+            .is_some_and(|e| !e.eq_ignore_ascii_case("identity"))
+        {
+            return Err(Refusal(415, "content encoding not supported".into()));
+        }
+        let ct = msg.header("Content-Type").unwrap_or("");
+        let parts: Vec<(String, Bytes)> = match sip::media_type(ct).as_str() {
+            "multipart/mixed" => sip::multipart(ct, &msg.body)
+                .map_err(|e| Refusal(400, e.to_string()))?
+                .into_iter()
+                .map(|p| (p.content_type, p.body))
+                .collect(),
+            "application/sdp" | "application/rs-metadata+xml" => vec![(sip::media_type(ct), msg.body.clone())],
+            other => return Err(Refusal(415, format!("body type {other:?} not supported"))),
+        };
+        let mut parsed = Parsed {
+            offer: None,
+            metadata: None,
+        };
+        for (ct, body) in parts {
+            match ct.as_str() {
+                "application/sdp" => {
+                    let text = std::str::from_utf8(&body).map_err(|_| Refusal(400, "SDP is not UTF-8".into()))?;
+                    parsed.offer = Some(sdp::parse_offer(text).map_err(|e| match e {
+                        sdp::SdpError::Malformed(_) => Refusal(400, e.to_string()),
+                        _ => Refusal(488, e.to_string()),
+                    })?);
+                }
+                "application/rs-metadata+xml" => {
+                    parsed.metadata = Some(metadata::parse(&body).map_err(|e| Refusal(400, e.to_string()))?);
+                }
+                _ => {}
+            }
+        }
+        Ok(parsed)
+    }
+
+    fn unsupported_require(msg: &Message) -> Option<String> {
+        let bad: Vec<String> = msg
+            .headers_named("Require")
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty() && !SUPPORTED.contains(&t.as_str()))
+            .collect();
+        (!bad.is_empty()).then(|| bad.join(", "))
+    }
+
+    fn refuse(&self, reply: &Reply, msg: &Message, r: Refusal) {
+        tracing::info!(code = r.0, reason = %r.1, "siprec request refused");
+        let mut extra = vec![self.warning(&r.1)];
+        if r.0 == 415 {
+            extra.push(("Accept", ACCEPT.to_owned()));
+        }
+        if r.0 == 400 {
+            extra.push(("Reason", format!("SIP;cause=400;text=\"{}\"", r.1.replace('"', ""))));
+        }
+        self.respond(reply, msg, r.0, Some("refused"), &extra, None);
+    }
+
+    fn invite(&mut self, call_id: String, msg: Message, reply: Reply) {
+        if self.sessions.len() >= self.config.max_sessions || self.free.len() < 2 {
+            let extra = [("Retry-After", "5".to_owned()), self.warning("at capacity")];
+            self.respond(&reply, &msg, 503, Some("busy"), &extra, None);
+            return;
+        }
+        if let Some(bad) = Self::unsupported_require(&msg) {
+            self.respond(&reply, &msg, 420, Some("refused"), &[("Unsupported", bad)], None);
+            return;
+        }
+        let parsed = match Self::read_body(&msg) {
+            Ok(p) => p,
+            Err(r) => return self.refuse(&reply, &msg, r),
+        };
+        let Some(offer) = parsed.offer else {
+            return self.refuse(&reply, &msg, Refusal(415, "a SIPREC INVITE needs an SDP offer".into()));
+        };
+        let Some(md) = parsed.metadata else {
+            return self.refuse(&reply, &msg, Refusal(400, "a SIPREC INVITE needs rs-metadata".into()));
+        };
+        let sides = match md.sides(|aor| self.config.is_agent(aor)) {
+            Ok(s) => s,
+            Err(e) => return self.refuse(&reply, &msg, Refusal(400, e.to_string())),
+        };
+        let codec = match offer.choose_codec() {
+            Ok(c) => c,
+            Err(e) => return self.refuse(&reply, &msg, Refusal(488, e.to_string())),
+        };
+        let labels = [sides.agent_label.clone(), sides.customer_label.clone()];
+        let Some(idx) = Self::stream_indexes(&offer, &labels) else {
+            return self.refuse(
+                &reply,
+                &msg,
+                Refusal(400, "metadata stream labels are not in the SDP".into()),
+            );
+        };
+        let local_tag = self.new_tag();
+        let wire = self.respond(&reply, &msg, 100, None, &[], None);
+        drop(wire);
+        let slots = [self.free.pop().unwrap_or(0), self.free.pop().unwrap_or(0)];
+        for (side, slot) in [(Side::Agent, slots[0]), (Side::Customer, slots[1])] {
+            self.slots[slot].owner = Some((call_id.clone(), side));
+            self.slots[slot].latched = None;
+        }
+        let rec_call_id = session::call_id(&call_id, md.session_id.as_deref());
+        let started = self.call_started(&md, &sides, codec);
+        let mut rec = Recording::new(
+            rec_call_id.clone(),
+            codec,
+            self.config.chunk_ms,
+            self.config.jitter_depth,
+            started,
+        );
+        for (side, i) in [(Side::Agent, idx[0]), (Side::Customer, idx[1])] {
+            let s = &offer.streams[i];
+            let pts = s.g711.iter().filter(|(_, c)| *c == codec).map(|(p, _)| *p).collect();
+            rec.set_payload_types(side, pts, s.telephone_event);
+        }
+        let answer = self.answer(&offer, &labels, &slots, codec, 1);
+        tracing::info!(
+            call_id = %rec_call_id,
+            sip_call_id = %call_id,
+            srs_session = md.session_id.as_deref().unwrap_or(""),
+            ucid = md.extension("ucid").unwrap_or(""),
+            codec = codec.name(),
+            transport = reply.transport(),
+            "siprec session starting"
+        );
+        let events = rec.take_events();
+        let session_expires = msg.header("Session-Expires").map(str::to_owned);
+        self.sessions.insert(
+            call_id.clone(),
+            Sess {
+                state: State::Starting {
+                    invite: Box::new(msg),
+                    reply,
+                    answer,
+                },
+                local_tag,
+                rec,
+                slots,
+                labels,
+                sdp_version: 1,
+                last_invite: None,
+                created_us: self.now_us(),
+                session_expires,
+            },
+        );
+        self.counters.sessions_started.fetch_add(1, Ordering::Relaxed);
+        opptak_telemetry::metrics().siprec_sessions.inc();
+        let _ = self.pub_tx.send(PublishJob {
+            events,
+            notify: Some(call_id),
+            done: None,
+        });
+    }
+
+    fn new_tag(&mut self) -> String {
+        self.tag_counter += 1;
+        format!(
+            "srs{:x}{:x}",
+            self.clock.elapsed().as_nanos() as u64 & 0xFFFF_FFFF,
+            self.tag_counter
+        )
+    }
+
+    /// Indexes into `offer.streams` of the agent's and customer's labels.
+    fn stream_indexes(offer: &Offer, labels: &[String; 2]) -> Option<[usize; 2]> {
+        let find = |l: &str| offer.streams.iter().position(|s| s.label.as_deref() == Some(l));
+        Some([find(&labels[0])?, find(&labels[1])?])
+    }
+
+    fn answer(
+        &self,
+        offer: &Offer,
+        labels: &[String; 2],
+        slots: &[usize; 2],
+        codec: rtp::G711,
+        version: u64,
+    ) -> String {
+        let ports: Vec<u16> = offer
+            .streams
+            .iter()
+            .map(|s| match s.label.as_deref() {
+                Some(l) if l == labels[0] => self.slots[slots[0]].port,
+                Some(l) if l == labels[1] => self.slots[slots[1]].port,
+                _ => 0,
+            })
+            .collect();
+        sdp::build_answer(offer, codec, &self.advertise.to_string(), &ports, version)
+    }
+
+    fn call_started(&self, md: &Metadata, sides: &Sides, codec: rtp::G711) -> v1::CallStarted {
+        let ctx = self.config.context(md, sides);
+        let advisor: String = crate::config::user_part(&sides.agent_aor).chars().take(256).collect();
+        v1::CallStarted {
+            started_at: Some(now_timestamp()),
+            direction: if sides.agent_called {
+                v1::Direction::Inbound
+            } else {
+                v1::Direction::Outbound
+            } as i32,
+            // The customer's number is personal data and no reference.
+            customer_ref: String::new(),
+            advisor_id: advisor,
+            desk: desk(ctx.desk) as i32,
+            service_category: service(ctx.service_category) as i32,
+            ki_enabled: ctx.ki_enabled,
+            customer_informed: ctx.customer_informed,
+            audio_format: Some(v1::AudioFormat {
+                codec: match codec {
+                    rtp::G711::Pcmu => v1::Codec::Pcmu,
+                    rtp::G711::Pcma => v1::Codec::Pcma,
+                } as i32,
+                sample_rate_hz: 8000,
+                channels: 2,
+                channel_roles: vec![v1::ChannelRole::Agent as i32, v1::ChannelRole::Customer as i32],
+            }),
+            telephony_key: None,
+            ki_consent_renewed: false,
+        }
+    }
+
+    fn ok_headers(&self, s: &Sess) -> Vec<(&'static str, String)> {
+        let mut extra = vec![
+            ("Contact", format!("<sip:srs@{}>;+sip.srs", host(self.advertise))),
+            ("Allow", ALLOW.to_owned()),
+            ("Supported", "siprec, timer".to_owned()),
+        ];
+        if let Some(se) = &s.session_expires {
+            let secs = se.split(';').next().unwrap_or("1800").trim().to_owned();
+            extra.push(("Session-Expires", format!("{secs};refresher=uac")));
+            extra.push(("Require", "timer".to_owned()));
+        }
+        extra
+    }
+
+    fn published(&mut self, call_id: &str, ok: bool) {
+        let now = self.now_us();
+        let Some(s) = self.sessions.get_mut(call_id) else {
+            return;
+        };
+        let State::Starting { invite, reply, answer } = std::mem::replace(&mut s.state, State::Confirmed) else {
+            return;
+        };
+        if !ok {
+            let extra = [("Retry-After", "5".to_owned())];
+            let wire = invite.response(503, Some(&s.local_tag), &extra, None).to_bytes();
+            reply.send(wire);
+            opptak_telemetry::metrics().siprec_sip_response(503);
+            self.drop_session(call_id);
+            return;
+        }
+        let s = &self.sessions[call_id];
+        let extra = self.ok_headers(s);
+        let wire = invite
+            .response(
+                200,
+                Some(&s.local_tag),
+                &extra,
+                Some(("application/sdp", Bytes::from(answer))),
+            )
+            .to_bytes();
+        reply.send(wire.clone());
+        opptak_telemetry::metrics().siprec_sip_response(200);
+        let cseq = invite.cseq().map(|c| c.0).unwrap_or(0);
+        let Some(s) = self.sessions.get_mut(call_id) else {
+            return;
+        };
+        s.last_invite = Some((cseq, wire.clone()));
+        s.state = match reply {
+            Reply::Udp(..) => State::Answered {
+                wire,
+                reply,
+                next_us: now + 500_000,
+                interval_us: 500_000,
+            },
+            Reply::Tcp(_) => State::Confirmed,
+        };
+    }
+
+    fn cancel(&mut self, call_id: &str, msg: Message, reply: Reply) {
+        let Some(s) = self.sessions.get(call_id) else {
+            self.respond(&reply, &msg, 481, None, &[], None);
+            return;
+        };
+        self.respond(&reply, &msg, 200, Some(&s.local_tag.clone()), &[], None);
+        if let State::Starting {
+            invite,
+            reply: inv_reply,
+            ..
+        } = &s.state
+        {
+            let (invite, inv_reply, tag) = (invite.clone(), inv_reply.clone(), s.local_tag.clone());
+            self.respond(&inv_reply, &invite, 487, Some(&tag), &[], None);
+            tracing::info!(sip_call_id = %call_id, "siprec session cancelled before answer");
+            // Its CallStarted is (being) published: end it as a call without audio.
+            self.end(call_id, v1::EndReason::Unspecified);
+        }
+        // After the answer, CANCEL changes nothing (RFC 3261 9.2); BYE ends it.
+    }
+
+    fn reoffer(&mut self, call_id: &str, msg: Message, reply: Reply, cseq: u32) {
+        let Some(s) = self.sessions.get(call_id) else {
+            self.respond(&reply, &msg, 481, None, &[], None);
+            return;
+        };
+        if msg.method() == Some("INVITE") {
+            if let Some((c, wire)) = &s.last_invite {
+                if *c == cseq {
+                    reply.send(wire.clone());
+                    return;
+                }
+            }
+        }
+        if matches!(s.state, State::Starting { .. }) {
+            self.respond(&reply, &msg, 491, None, &[], None);
+            return;
+        }
+        let parsed = match Self::read_body(&msg) {
+            Ok(p) => p,
+            Err(r) => return self.refuse(&reply, &msg, r),
+        };
+        let s = &self.sessions[call_id];
+        let codec = s.rec.codec();
+        if let Some(md) = &parsed.metadata {
+            // Roles stay as the call started (CallStarted cannot change);
+            // new participants or extension data are logged.
+            if let Err(e) = md.sides(|aor| self.config.is_agent(aor)) {
+                return self.refuse(&reply, &msg, Refusal(400, e.to_string()));
+            }
+            tracing::info!(call_id = %s.rec.call_id(), ucid = md.extension("ucid").unwrap_or(""), "siprec metadata updated");
+        }
+        let answer = match &parsed.offer {
+            Some(offer) => {
+                let Some(idx) = Self::stream_indexes(offer, &s.labels) else {
+                    return self.refuse(
+                        &reply,
+                        &msg,
+                        Refusal(488, "the recorded stream labels are missing from the new offer".into()),
+                    );
+                };
+                // A codec change mid-call is refused: both channels of a chunk share one codec.
+                for i in idx {
+                    if !offer.streams[i].g711.iter().any(|(_, c)| *c == codec)
+                        && offer.streams[i].direction != sdp::Direction::Inactive
+                    {
+                        return self.refuse(
+                            &reply,
+                            &msg,
+                            Refusal(
+                                488,
+                                format!(
+                                    "the session's codec {} is not offered; a codec change is refused",
+                                    codec.name()
+                                ),
+                            ),
+                        );
+                    }
+                }
+                let (labels, slots, version) = (s.labels.clone(), s.slots, s.sdp_version + 1);
+                let answer = self.answer(offer, &labels, &slots, codec, version);
+                let s = self.sessions.get_mut(call_id).expect("checked above");
+                s.sdp_version = version;
+                for (side, i) in [(Side::Agent, idx[0]), (Side::Customer, idx[1])] {
+                    let st = &offer.streams[i];
+                    let pts: Vec<u8> = st.g711.iter().filter(|(_, c)| *c == codec).map(|(p, _)| *p).collect();
+                    if !pts.is_empty() {
+                        s.rec.set_payload_types(side, pts, st.telephone_event);
+                    }
+                }
+                Some(answer)
+            }
+            None => None,
+        };
+        let s = &self.sessions[call_id];
+        let extra = self.ok_headers(s);
+        let tag = s.local_tag.clone();
+        let wire = self.respond(
+            &reply,
+            &msg,
+            200,
+            Some(&tag),
+            &extra,
+            answer.map(|a| ("application/sdp", Bytes::from(a))),
+        );
+        if msg.method() == Some("INVITE") {
+            let now = self.now_us();
+            let s = self.sessions.get_mut(call_id).expect("checked above");
+            s.last_invite = Some((cseq, wire.clone()));
+            if let Reply::Udp(..) = reply {
+                s.state = State::Answered {
+                    wire,
+                    reply,
+                    next_us: now + 500_000,
+                    interval_us: 500_000,
+                };
+            }
+        }
+    }
+
+    fn rtp(&mut self, slot: usize, data: &[u8], from: SocketAddr) {
+        let m = opptak_telemetry::metrics();
+        let Some((call_id, side)) = self.slots[slot].owner.clone() else {
+            self.counters.rtp_unknown_session.fetch_add(1, Ordering::Relaxed);
+            m.siprec_packets("unknown_session", 1);
+            return;
+        };
+        let packet = match rtp::parse(data) {
+            Ok(p) => p,
+            Err(_) => {
+                self.counters.rtp_invalid.fetch_add(1, Ordering::Relaxed);
+                m.siprec_packets("invalid", 1);
+                return;
+            }
+        };
+        // Symmetric RTP: latch onto the first source; others are not this stream.
+        match self.slots[slot].latched {
+            None => self.slots[slot].latched = Some(from),
+            Some(a) if a != from => {
+                self.counters.rtp_unknown_session.fetch_add(1, Ordering::Relaxed);
+                m.siprec_packets("unknown_session", 1);
+                return;
+            }
+            Some(_) => {}
+        }
+        let now = self.now_us();
+        let Some(s) = self.sessions.get_mut(&call_id) else {
+            return;
+        };
+        m.siprec_packets("received", 1);
+        s.rec.packet(side, &packet, now);
+        self.drain(&call_id);
+    }
+
+    /// Publishes a session's new events and handles its notices.
+    fn drain(&mut self, call_id: &str) {
+        let Some(s) = self.sessions.get_mut(call_id) else {
+            return;
+        };
+        let events = s.rec.take_events();
+        let notices = s.rec.take_notices();
+        let rec_id = s.rec.call_id().to_owned();
+        for n in notices {
+            match n {
+                Notice::Tone { side, offset_ms } => {
+                    self.counters.tone_events.fetch_add(1, Ordering::Relaxed);
+                    opptak_telemetry::metrics().siprec_tone_events.inc();
+                    tracing::info!(call_id = %rec_id, side = side.as_str(), offset_ms, "siprec telephone-event");
+                }
+                Notice::UnknownPayload { .. } => opptak_telemetry::metrics().siprec_packets("unknown_payload", 1),
+                Notice::Concealed { .. } => {}
+            }
+        }
+        if !events.is_empty() {
+            let _ = self.pub_tx.send(PublishJob {
+                events,
+                notify: None,
+                done: None,
+            });
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = self.now_us();
+        let timeout = self.config.rtp_timeout_s * 1_000_000;
+        let ids: Vec<String> = self.sessions.keys().cloned().collect();
+        for id in ids {
+            let Some(s) = self.sessions.get_mut(&id) else { continue };
+            if let State::Answered {
+                wire,
+                reply,
+                next_us,
+                interval_us,
+            } = &mut s.state
+            {
+                if now >= *next_us {
+                    if *interval_us >= 16_000_000 {
+                        // No ACK within 32 s (RFC 3261 Timer H): the dialog is dead.
+                        s.state = State::Confirmed;
+                    } else {
+                        reply.send(wire.clone());
+                        *interval_us = (*interval_us * 2).min(4_000_000).max(*interval_us + 1);
+                        *next_us = now + *interval_us;
+                    }
+                }
+            }
+            s.rec.tick(now);
+            let last = s.rec.last_arrival_us().max(s.created_us);
+            let starting = matches!(s.state, State::Starting { .. });
+            self.drain(&id);
+            if !starting && now.saturating_sub(last) > timeout {
+                tracing::info!(sip_call_id = %id, "siprec session ended: no RTP for siprec.rtp_timeout_s");
+                self.end(&id, v1::EndReason::Error);
+            }
+        }
+    }
+
+    fn end(&mut self, call_id: &str, reason: v1::EndReason) {
+        let Some(s) = self.sessions.get_mut(call_id) else {
+            return;
+        };
+        s.rec.end(reason, now_timestamp());
+        self.drain(call_id);
+        self.drop_session(call_id);
+    }
+
+    fn drop_session(&mut self, call_id: &str) {
+        let Some(s) = self.sessions.remove(call_id) else { return };
+        let m = opptak_telemetry::metrics();
+        for side in [Side::Agent, Side::Customer] {
+            let st = s.rec.stats(side);
+            m.siprec_packets("lost", st.lost);
+            m.siprec_packets("late", st.late);
+            m.siprec_packets("duplicate", st.duplicates);
+            if st.received > 1 {
+                m.siprec_jitter.observe(st.jitter_ms / 1000.0);
+            }
+        }
+        for slot in s.slots {
+            self.slots[slot].owner = None;
+            self.slots[slot].latched = None;
+            self.free.insert(0, slot);
+        }
+        m.siprec_sessions.dec();
+        self.counters.sessions_ended.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(call_id = %s.rec.call_id(), sip_call_id = %call_id, "siprec session ended");
+    }
+}
+
+fn host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+fn now_timestamp() -> opptak_proto::Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    opptak_proto::Timestamp {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+fn desk(d: Desk) -> v1::Desk {
+    match d {
+        Desk::Unspecified => v1::Desk::Unspecified,
+        Desk::CustomerCenter => v1::Desk::CustomerCenter,
+        Desk::Markets => v1::Desk::Markets,
+        Desk::PrivateBanking => v1::Desk::PrivateBanking,
+        Desk::Corporate => v1::Desk::Corporate,
+    }
+}
+
+fn service(s: ServiceCategory) -> v1::ServiceCategory {
+    match s {
+        ServiceCategory::Unspecified => v1::ServiceCategory::Unspecified,
+        ServiceCategory::InvestmentAdvice => v1::ServiceCategory::InvestmentAdvice,
+        ServiceCategory::Loan => v1::ServiceCategory::Loan,
+        ServiceCategory::Savings => v1::ServiceCategory::Savings,
+        ServiceCategory::Insurance => v1::ServiceCategory::Insurance,
+        ServiceCategory::Payments => v1::ServiceCategory::Payments,
+        ServiceCategory::General => v1::ServiceCategory::General,
+    }
+}

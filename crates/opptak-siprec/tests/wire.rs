@@ -1,0 +1,587 @@
+//! The SIPREC server over real sockets: hand-built SIPREC INVITEs (multipart
+//! SDP + rs-metadata) and RTP over UDP (and SIP over TCP) to a running
+//! server publishing to the in-process bus; the events it publishes are
+//! checked byte for byte. The PJSIP end-to-end tests with Kafka and
+//! PostgreSQL are in `tests/it/siprec.rs`.
+
+#![allow(clippy::unwrap_used)]
+
+use async_trait::async_trait;
+use opptak_bus::memory::MemoryBus;
+use opptak_bus::{Bus, BusError, Outgoing, Subscription, TopicInfo, TopicSpec};
+use opptak_proto::v1::{self, telephony_event::Event};
+use opptak_proto::Message as _;
+use opptak_siprec::config::{SiprecConfig, Transport};
+use opptak_siprec::server::{self, ServerHandle};
+use opptak_siprec::sip::{self, Message, StartLine};
+use opptak_siprec::{rtp, sdp};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpStream, UdpSocket};
+
+const TOPIC: &str = "opptak.telephony.v1";
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A distinct RTP port range per test (tests run in parallel).
+fn rtp_range() -> String {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let base = 30_000 + (std::process::id() % 500) as u16 * 40 + n * 8;
+    format!("{base}-{}", base + 7)
+}
+
+fn config(max_sessions: usize) -> SiprecConfig {
+    let text = format!(
+        r#"listen = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]
+advertise = ""
+rtp_ports = "{}"
+chunk_ms = 20
+jitter_depth = 4
+max_sessions = {max_sessions}
+rtp_timeout_s = 30
+agent_aor = []
+[default]
+desk = "customer_center"
+service_category = "general"
+ki_enabled = false
+customer_informed = false
+[[mapping]]
+called = "4001"
+desk = "markets"
+service_category = "investment_advice"
+ki_enabled = true
+customer_informed = true
+"#,
+        rtp_range()
+    );
+    toml::from_str(&text).unwrap()
+}
+
+async fn start(max_sessions: usize, bus: Arc<dyn Bus>) -> ServerHandle {
+    bus.create_topic(TOPIC, 1).await.unwrap();
+    server::start(&config(max_sessions), bus, TOPIC).await.unwrap()
+}
+
+const METADATA: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<recording xmlns='urn:ietf:params:xml:ns:recording:1'>
+  <datamode>complete</datamode>
+  <session session_id="U2Vzc2lvbjE="><extensiondata><ucid>00001234</ucid></extensiondata></session>
+  <participant participant_id="cust"><nameID aor="sip:+4791234567@carrier.example"/></participant>
+  <participant participant_id="agent"><nameID aor="sip:4001@bank.example"/></participant>
+  <stream stream_id="s-cust" session_id="U2Vzc2lvbjE="><label>1</label></stream>
+  <stream stream_id="s-agent" session_id="U2Vzc2lvbjE="><label>2</label></stream>
+  <participantstreamassoc participant_id="cust"><send>s-cust</send><recv>s-agent</recv></participantstreamassoc>
+  <participantstreamassoc participant_id="agent"><send>s-agent</send><recv>s-cust</recv></participantstreamassoc>
+</recording>"#;
+
+fn offer_sdp(payloads: &str, rtpmap: &str) -> String {
+    format!(
+        "v=0\r\no=src 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio 50000 RTP/AVP {payloads}\r\n{rtpmap}a=label:1\r\na=sendonly\r\n\
+m=audio 50002 RTP/AVP {payloads}\r\n{rtpmap}a=label:2\r\na=sendonly\r\n"
+    )
+}
+
+fn good_sdp() -> String {
+    offer_sdp("0 101", "a=rtpmap:101 telephone-event/8000\r\n")
+}
+
+fn request(
+    method: &str,
+    call_id: &str,
+    cseq: u32,
+    to_tag: Option<&str>,
+    transport: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Vec<u8> {
+    let to = match to_tag {
+        Some(t) => format!("<sip:srs@127.0.0.1>;tag={t}"),
+        None => "<sip:srs@127.0.0.1>".into(),
+    };
+    let mut head = format!(
+        "{method} sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/{transport} 127.0.0.1:5099;branch=z9hG4bK{call_id}{cseq}{method}\r\n\
+Max-Forwards: 70\r\nFrom: <sip:src@127.0.0.1>;tag=src1\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n\
+Contact: <sip:src@127.0.0.1:5099>;+sip.src\r\nRequire: siprec\r\n"
+    );
+    if let Some(ct) = content_type {
+        head.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut out = head.into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+fn siprec_invite(call_id: &str, transport: &str, sdp: &str, metadata: &str) -> Vec<u8> {
+    let (ct, body) = sip::build_multipart(
+        "OSS-unique-boundary-42",
+        &[
+            ("application/sdp", sdp.as_bytes()),
+            ("application/rs-metadata+xml", metadata.as_bytes()),
+        ],
+    );
+    request("INVITE", call_id, 1, None, transport, Some(&ct), &body)
+}
+
+/// A SIP client over UDP.
+struct Udp {
+    sock: UdpSocket,
+    server: SocketAddr,
+}
+
+impl Udp {
+    async fn new(server: SocketAddr) -> Self {
+        Self {
+            sock: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            server,
+        }
+    }
+
+    async fn send(&self, bytes: &[u8]) {
+        self.sock.send_to(bytes, self.server).await.unwrap();
+    }
+
+    /// The next final response (1xx skipped).
+    async fn final_response(&self) -> Message {
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let (n, _) = tokio::time::timeout(WAIT, self.sock.recv_from(&mut buf))
+                .await
+                .expect("a SIP response")
+                .unwrap();
+            let (m, _) = Message::parse(&buf[..n], false).unwrap();
+            if let StartLine::Response { code, .. } = m.start {
+                if code >= 200 {
+                    return m;
+                }
+            }
+        }
+    }
+}
+
+fn code(m: &Message) -> u16 {
+    match m.start {
+        StartLine::Response { code, .. } => code,
+        _ => panic!("not a response"),
+    }
+}
+
+/// The answer's RTP ports by label.
+fn answer_ports(m: &Message) -> (u16, u16) {
+    let a = sdp::parse_offer(std::str::from_utf8(&m.body).unwrap()).unwrap();
+    let port = |l: &str| {
+        a.streams
+            .iter()
+            .find(|s| s.label.as_deref() == Some(l))
+            .unwrap()
+            .remote_port
+    };
+    assert!(a
+        .streams
+        .iter()
+        .all(|s| std::str::from_utf8(&m.body).unwrap().contains("a=recvonly") && s.g711.len() == 1));
+    (port("1"), port("2"))
+}
+
+async fn events_until_end(bus: &Arc<dyn Bus>, group: &str) -> Vec<v1::TelephonyEvent> {
+    let mut sub: Box<dyn Subscription> = bus.subscribe(group, &[TOPIC.to_owned()]).await.unwrap();
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::time::Instant::now() < deadline {
+        for r in sub.poll(100, Duration::from_millis(100)).await.unwrap() {
+            let e = v1::TelephonyEvent::decode(r.payload.as_ref()).unwrap();
+            assert_eq!(r.key.as_deref(), Some(e.call_id.as_bytes()), "key is the call id");
+            let end = matches!(e.event, Some(Event::CallEnded(_)));
+            out.push(e);
+            if end {
+                return out;
+            }
+        }
+    }
+    panic!("no CallEnded; got {out:?}");
+}
+
+/// 160 bytes of distinct µ-law audio for packet `k` of a stream.
+fn audio(stream: u8, k: u16) -> Vec<u8> {
+    (0..160u16)
+        .map(|i| (stream as u16 * 61 + k * 13 + i * 7) as u8 | 0x01)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_siprec_call_becomes_the_contracts_events_exactly() {
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+    let srv = start(4, bus.clone()).await;
+    let sip_addr = srv.sip_addr(Transport::Udp).unwrap();
+    let c = Udp::new(sip_addr).await;
+    c.send(&siprec_invite("call-a", "UDP", &good_sdp(), METADATA)).await;
+    let ok = c.final_response().await;
+    assert_eq!(code(&ok), 200, "{ok:?}");
+    let to_tag = ok.tag("To").unwrap().to_owned();
+    let (cust_port, agent_port) = answer_ports(&ok);
+    c.send(&request("ACK", "call-a", 1, Some(&to_tag), "UDP", None, b""))
+        .await;
+
+    // Two SRC media sockets, one per stream (symmetric RTP latches onto each).
+    let agent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let cust = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let to_agent = SocketAddr::new(sip_addr.ip(), agent_port);
+    let to_cust = SocketAddr::new(sip_addr.ip(), cust_port);
+    const N: u16 = 24;
+    const LOST: u16 = 5; // lost on both streams: a gap
+    const CUST_ONLY_LOST: u16 = 14; // lost on the customer's stream only: silence there
+    let (a_ssrc, c_ssrc) = (0x1111_0000u32, 0x2222_0000u32);
+    let a_seq0 = 65_530u16; // the agent's numbering wraps during the call
+                            // The customer's packets in a reordered, duplicated order.
+    let mut cust_order: Vec<u16> = (0..N).collect();
+    cust_order.swap(8, 9);
+    cust_order.swap(16, 18);
+    cust_order.insert(12, 10);
+    let mut ci = 0;
+    for k in 0..N {
+        if k != LOST {
+            let p = rtp::build(
+                0,
+                a_seq0.wrapping_add(k),
+                1000 + k as u32 * 160,
+                a_ssrc,
+                k == 0,
+                &audio(1, k),
+            );
+            agent.send_to(&p, to_agent).await.unwrap();
+        }
+        // Keep the customer's sends in step with the agent's.
+        while ci < cust_order.len() && (cust_order[ci] <= k || ci <= k as usize) {
+            let j = cust_order[ci];
+            ci += 1;
+            if j == LOST || j == CUST_ONLY_LOST {
+                continue;
+            }
+            let p = rtp::build(0, 7 + j, 90_000 + j as u32 * 160, c_ssrc, j == 0, &audio(2, j));
+            cust.send_to(&p, to_cust).await.unwrap();
+        }
+        if k == 20 {
+            // The customer keys a digit: three telephone-event packets
+            // (the end one repeated) with their own sequence numbers after
+            // the audio's, sent as PJSIP does between audio packets.
+            for (n, end) in [(0u16, false), (1, true), (2, true)] {
+                let p = rtp::build(
+                    101,
+                    7 + N + n,
+                    90_000 + 20 * 160,
+                    c_ssrc,
+                    n == 0,
+                    &[5, if end { 0x8A } else { 0x0A }, 0, 160],
+                );
+                cust.send_to(&p, to_cust).await.unwrap();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(4)).await;
+    }
+    while ci < cust_order.len() {
+        let j = cust_order[ci];
+        ci += 1;
+        if j != LOST && j != CUST_ONLY_LOST {
+            let p = rtp::build(0, 7 + j, 90_000 + j as u32 * 160, c_ssrc, false, &audio(2, j));
+            cust.send_to(&p, to_cust).await.unwrap();
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.send(&request("BYE", "call-a", 2, Some(&to_tag), "UDP", None, b""))
+        .await;
+    assert_eq!(code(&c.final_response().await), 200);
+
+    let events = events_until_end(&bus, "t1").await;
+    let Some(Event::CallStarted(started)) = &events[0].event else {
+        panic!("first is CallStarted: {events:?}")
+    };
+    let format = started.audio_format.clone().unwrap();
+    assert_eq!(
+        (format.codec, format.sample_rate_hz, format.channels),
+        (v1::Codec::Pcmu as i32, 8000, 2)
+    );
+    assert_eq!(
+        format.channel_roles,
+        vec![v1::ChannelRole::Agent as i32, v1::ChannelRole::Customer as i32]
+    );
+    assert_eq!(started.advisor_id, "4001");
+    assert_eq!(started.direction, v1::Direction::Inbound as i32);
+    // The mapping by called number (the agent's 4001) decided the context.
+    assert_eq!(
+        (started.desk, started.service_category, started.ki_enabled),
+        (
+            v1::Desk::Markets as i32,
+            v1::ServiceCategory::InvestmentAdvice as i32,
+            true
+        )
+    );
+    let call_id = events[0].call_id.clone();
+    assert!(call_id.starts_with("siprec-") && events.iter().all(|e| e.call_id == call_id));
+
+    let chunks: Vec<&v1::AudioChunk> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(Event::AudioChunk(c)) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let want: Vec<(u64, i32, Vec<u8>)> = (0..N)
+        .filter(|k| *k != LOST)
+        .map(|k| {
+            let cust = if k == CUST_ONLY_LOST {
+                vec![0xFF; 160]
+            } else {
+                audio(2, k)
+            };
+            let frames: Vec<u8> = audio(1, k).iter().zip(&cust).flat_map(|(a, c)| [*a, *c]).collect();
+            (k as u64, k as i32 * 20_000_000, frames)
+        })
+        .collect();
+    let got: Vec<(u64, i32, Vec<u8>)> = chunks
+        .iter()
+        .map(|c| {
+            let o = c.offset.unwrap();
+            (
+                c.sequence,
+                o.seconds as i32 * 1_000_000_000 + o.nanos,
+                c.payload.to_vec(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "sequences {:?}",
+        got.iter().map(|g| g.0).collect::<Vec<_>>()
+    );
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!((g.0, g.1), (w.0, w.1), "sequence and offset");
+        assert_eq!(g.2, w.2, "audio of chunk {}", g.0);
+    }
+    let Some(Event::CallEnded(end)) = &events.last().unwrap().event else {
+        unreachable!()
+    };
+    assert_eq!((end.last_sequence, end.no_audio), (N as u64 - 1, false));
+    // The key pressed (5) never reaches an event: every chunk's audio is
+    // exactly the sent audio (checked above), and the tone was counted.
+    assert_eq!(srv.counters.tone_events.load(Ordering::Relaxed), 1);
+    srv.stop().await;
+}
+
+/// A bus whose publishes wait until the test opens the gate: the window in
+/// which an INVITE is not yet answered.
+struct GatedBus {
+    inner: MemoryBus,
+    gate: tokio::sync::Semaphore,
+}
+
+#[async_trait]
+impl Bus for GatedBus {
+    async fn create_topic_with(&self, spec: &TopicSpec) -> Result<(), BusError> {
+        self.inner.create_topic_with(spec).await
+    }
+    async fn describe_topic(&self, name: &str) -> Result<Option<TopicInfo>, BusError> {
+        self.inner.describe_topic(name).await
+    }
+    async fn delete_topic(&self, name: &str) -> Result<(), BusError> {
+        self.inner.delete_topic(name).await
+    }
+    async fn publish(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<(i32, i64), BusError> {
+        let _permit = self
+            .gate
+            .acquire()
+            .await
+            .map_err(|e| BusError::Unavailable(e.to_string()))?;
+        self.inner.publish(topic, key, payload).await
+    }
+    async fn publish_all(&self, messages: Vec<Outgoing>) -> Result<(), BusError> {
+        let _permit = self
+            .gate
+            .acquire()
+            .await
+            .map_err(|e| BusError::Unavailable(e.to_string()))?;
+        self.inner.publish_all(messages).await
+    }
+    async fn subscribe(&self, group: &str, topics: &[String]) -> Result<Box<dyn Subscription>, BusError> {
+        self.inner.subscribe(group, topics).await
+    }
+    async fn end_offsets(&self, topic: &str) -> Result<Vec<(i32, i64)>, BusError> {
+        self.inner.end_offsets(topic).await
+    }
+}
+
+#[tokio::test]
+async fn cancel_before_the_answer_gets_487_and_ends_the_call_without_audio() {
+    let gated = Arc::new(GatedBus {
+        inner: MemoryBus::new(),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let bus: Arc<dyn Bus> = gated.clone();
+    let srv = start(4, bus.clone()).await;
+    let c = Udp::new(srv.sip_addr(Transport::Udp).unwrap()).await;
+    c.send(&siprec_invite("call-c", "UDP", &good_sdp(), METADATA)).await;
+    // 100 Trying arrives; the 200 waits for the bus.
+    let mut buf = vec![0u8; 65_536];
+    let (n, _) = tokio::time::timeout(WAIT, c.sock.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        Message::parse(&buf[..n], false).unwrap().0.start,
+        StartLine::Response { code: 100, .. }
+    ));
+    c.send(&request("CANCEL", "call-c", 1, None, "UDP", None, b"")).await;
+    let mut codes = vec![code(&c.final_response().await), code(&c.final_response().await)];
+    codes.sort();
+    assert_eq!(codes, vec![200, 487]);
+    gated.gate.add_permits(1000);
+    let events = events_until_end(&bus, "t2").await;
+    assert_eq!(events.len(), 2);
+    assert!(matches!(&events[1].event, Some(Event::CallEnded(e)) if e.no_audio));
+    srv.stop().await;
+}
+
+async fn tcp_exchange(addr: SocketAddr, bytes: &[u8]) -> Message {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(WAIT, s.read(&mut chunk)).await.unwrap().unwrap();
+        assert!(n > 0, "connection closed without a final response");
+        buf.extend_from_slice(&chunk[..n]);
+        while let Ok((m, used)) = Message::parse(&buf, true) {
+            buf.drain(..used);
+            if code(&m) >= 200 {
+                return m;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_its_sip_error_and_the_server_keeps_serving() {
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+    let srv = start(1, bus.clone()).await;
+    let udp = srv.sip_addr(Transport::Udp).unwrap();
+    let tcp = srv.sip_addr(Transport::Tcp).unwrap();
+    let c = Udp::new(udp).await;
+
+    // 415: a body it cannot read.
+    c.send(&request(
+        "INVITE",
+        "bad-1",
+        1,
+        None,
+        "UDP",
+        Some("text/plain"),
+        b"hello",
+    ))
+    .await;
+    let r = c.final_response().await;
+    assert_eq!(code(&r), 415);
+    assert!(r.header("Accept").unwrap().contains("multipart/mixed"));
+
+    // 488: no usable codec (G.729 only).
+    c.send(&siprec_invite("bad-2", "UDP", &offer_sdp("18", ""), METADATA))
+        .await;
+    assert_eq!(code(&c.final_response().await), 488);
+
+    // 400 with a reason: malformed metadata XML, and metadata naming no sender.
+    c.send(&siprec_invite(
+        "bad-3",
+        "UDP",
+        &good_sdp(),
+        "<recording><participant participant_id='x'></recording>",
+    ))
+    .await;
+    let r = c.final_response().await;
+    assert_eq!(code(&r), 400);
+    assert!(r.header("Warning").unwrap().contains("metadata"), "{r:?}");
+    let one_sided = METADATA.replace("<send>s-agent</send>", "");
+    c.send(&siprec_invite("bad-4", "UDP", &good_sdp(), &one_sided)).await;
+    let r = c.final_response().await;
+    assert_eq!(code(&r), 400);
+    assert!(r.header("Warning").unwrap().contains("participants"), "{r:?}");
+
+    // 400: a malformed multipart body (no closing delimiter).
+    let (ct, mut body) = sip::build_multipart(
+        "b42",
+        &[
+            ("application/sdp", good_sdp().as_bytes()),
+            ("application/rs-metadata+xml", METADATA.as_bytes()),
+        ],
+    );
+    body.truncate(body.len() - "--b42--\r\n".len());
+    c.send(&request("INVITE", "bad-5", 1, None, "UDP", Some(&ct), &body))
+        .await;
+    assert_eq!(code(&c.final_response().await), 400);
+
+    // 400: a truncated message (body shorter than its Content-Length).
+    let inv = siprec_invite("bad-6", "UDP", &good_sdp(), METADATA);
+    c.send(&inv[..inv.len() - 40]).await;
+    assert_eq!(code(&c.final_response().await), 400);
+
+    // OPTIONS over TCP: 200.
+    let r = tcp_exchange(tcp, &request("OPTIONS", "opt-1", 1, None, "TCP", None, b"")).await;
+    assert_eq!(code(&r), 200);
+    assert!(r.header("Allow").unwrap().contains("INVITE"));
+
+    // A good call over TCP takes the one session slot; the next gets 503.
+    let ok = tcp_exchange(tcp, &siprec_invite("good-1", "TCP", &good_sdp(), METADATA)).await;
+    assert_eq!(code(&ok), 200);
+    c.send(&siprec_invite("busy-1", "UDP", &good_sdp(), METADATA)).await;
+    let r = c.final_response().await;
+    assert_eq!(code(&r), 503);
+    assert!(r.header("Retry-After").is_some());
+
+    // RTP to a pool port no session owns: counted and dropped.
+    let (cust_port, agent_port) = answer_ports(&ok);
+    let free_port = srv
+        .rtp_ports
+        .iter()
+        .copied()
+        .find(|p| *p != cust_port && *p != agent_port);
+    let stray = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let before = srv.counters.rtp_unknown_session.load(Ordering::Relaxed);
+    if let Some(p) = free_port {
+        stray
+            .send_to(
+                &rtp::build(0, 1, 1, 1, false, &[0xFF; 160]),
+                SocketAddr::new(udp.ip(), p),
+            )
+            .await
+            .unwrap();
+    }
+    // A second source to a latched session port is not that stream either.
+    let src = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let to_agent = SocketAddr::new(udp.ip(), agent_port);
+    src.send_to(&rtp::build(0, 1, 160, 9, false, &audio(1, 0)), to_agent)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    stray
+        .send_to(&rtp::build(0, 2, 320, 9, false, &audio(1, 1)), to_agent)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let want = before + 1 + u64::from(free_port.is_some());
+    while srv.counters.rtp_unknown_session.load(Ordering::Relaxed) < want {
+        assert!(tokio::time::Instant::now() < deadline, "stray RTP was not counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Garbage to a session port: counted as invalid.
+    src.send_to(b"not rtp", to_agent).await.unwrap();
+    while srv.counters.rtp_invalid.load(Ordering::Relaxed) < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "invalid RTP was not counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    srv.stop().await;
+    // Stopping ended the open session: its events end with CallEnded.
+    let events = events_until_end(&bus, "t3").await;
+    assert!(matches!(events[0].event, Some(Event::CallStarted(_))));
+}
