@@ -282,7 +282,9 @@ class Proxy:
         signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
         signal.signal(signal.SIGINT, lambda *_: stop.append(1))
         while not stop:
-            socks = [self.sip] + [x for s in self.streams for x in (s.rtp, s.rtcp)]
+            # Media first: RTP sent before a re-INVITE or BYE that is ready in
+            # the same round goes out before it, as the client sent them.
+            socks = [x for s in self.streams for x in (s.rtp, s.rtcp)] + [self.sip]
             try:
                 ready, _, _ = select.select(socks, [], [], 0.05)
             except InterruptedError:
@@ -290,7 +292,7 @@ class Proxy:
             now = time.monotonic()
             if self.rtp_seen and (now - self.last) * 1000 > self.args.idle_exit_ms:
                 break
-            for sock in ready:
+            for sock in sorted(ready, key=socks.index):
                 data, src = sock.recvfrom(65535)
                 self.last = now
                 if sock is self.sip:
