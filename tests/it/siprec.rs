@@ -1052,3 +1052,80 @@ customer_informed = false
         self.handle.stop().await;
     }
 }
+
+/// The telephony events the role published for `call_id`, once its
+/// `CallEnded` is there.
+async fn published(rig: &Rig, call_id: &str) -> Vec<opptak_proto::v1::telephony_event::Event> {
+    use opptak_proto::Message;
+    let topic = rig.edges.config.recorder_config().topics.telephony;
+    let mut sub = rig
+        .edges
+        .bus
+        .subscribe(&common::unique("watch"), &[topic])
+        .await
+        .unwrap();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no CallEnded for {call_id}: {events:?}"
+        );
+        for r in sub.poll(1000, Duration::from_millis(300)).await.unwrap() {
+            let ev = opptak_proto::v1::TelephonyEvent::decode(r.payload.as_ref()).unwrap();
+            if ev.call_id == call_id {
+                events.push(ev.event.unwrap());
+            }
+        }
+        if events
+            .iter()
+            .any(|e| matches!(e, opptak_proto::v1::telephony_event::Event::CallEnded(_)))
+        {
+            return events;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_before_the_answer_gets_487_and_ends_the_started_call() {
+    use opptak_proto::v1::telephony_event::Event;
+    let Some(rig) = Rig::new("siprec_cancel", &[]).await else {
+        return;
+    };
+    let dir = rig.env.dir.path().to_path_buf();
+    let agent = speech(&dir, "agent", AGENT_TEXT, "en-us+f3", G711::Pcmu);
+    let customer = speech(&dir, "customer", CUSTOMER_TEXT, "en-gb+m3", G711::Pcmu);
+    // The client CANCELs on the 100 Trying; the role answers only once the
+    // session's CallStarted is durable on Kafka, so the CANCEL comes first.
+    let out = rig
+        .client(client_args(
+            &rig.udp(),
+            "udp",
+            &agent,
+            &customer,
+            "PCMU",
+            "cancel-before-answer",
+        ))
+        .await;
+    let events: Vec<&str> = out["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .collect();
+    assert!(events.contains(&"cancel"), "{out}");
+    assert_eq!(out["final_status"], 487, "{out}");
+    assert_eq!(out["answered_before_cancel"], false, "{out}");
+    let call_id = opptak_siprec::session::call_id(
+        out["call_id"].as_str().unwrap(),
+        Some(out["session_id"].as_str().unwrap()),
+    );
+    let evs = published(&rig, &call_id).await;
+    assert_eq!(evs.len(), 2, "{evs:?}");
+    assert!(matches!(evs[0], Event::CallStarted(_)), "{evs:?}");
+    let Event::CallEnded(end) = &evs[1] else {
+        panic!("{evs:?}")
+    };
+    assert!(end.no_audio, "a cancelled session has no audio: {end:?}");
+    rig.stop().await;
+}
