@@ -551,8 +551,23 @@ async fn call_through_proxy(
             .unwrap();
         let (expected, received) = expected_from_log(&streams[m], &wav.reference, codec);
         let stored = channel(&wire.wire, i);
+        // For a failure's message: where the stream's timestamps jump.
+        let mut jumps = Vec::new();
+        let mut last: Option<(u64, u64)> = None;
+        for p in streams[m]["packets"].as_array().unwrap() {
+            let (seq, ts) = (p["seq"].as_u64().unwrap_or(0), p["ts"].as_u64().unwrap_or(0));
+            if let Some((s0, t0)) = last {
+                if ts != t0 + 160 || seq != s0 + 1 {
+                    jumps.push(format!("seq {s0}->{seq} ts {t0}->{ts} ({})", p["action"]));
+                }
+            }
+            last = Some((seq, ts));
+        }
         let (base, held) = assert_channel(
-            &format!("{name}: {role}"),
+            &format!(
+                "{name}: {role} (stream {m}: {} packets, jumps {jumps:?})",
+                streams[m]["received"]
+            ),
             &stored,
             &expected,
             codec.silence(),
@@ -753,6 +768,14 @@ async fn dtmf_during_the_call_is_never_stored_as_digits() {
         .find(|w| w.iter().collect::<std::collections::HashSet<_>>().len() >= 16)
         .expect("audio in the recording")
         .to_vec();
+    // The role saw the key presses (counted, with their time only).
+    let tones = rig
+        .srs
+        .handle
+        .counters
+        .tone_events
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(tones >= DIGITS.len() as u64, "{tones} telephone-events counted");
     let env_dir = rig.env.dir.path().to_path_buf();
     let Rig { env, srs, recorder, .. } = rig;
     srs.stop().await;
