@@ -3,7 +3,7 @@
 //! anything starts.
 
 use anyhow::{bail, Context, Result};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ pub use opptak_review::config::{OidcSection, QaSection, WebSection};
 
 const DEFAULT: &str = include_str!("default.toml");
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub bus: BusConfig,
@@ -29,11 +29,14 @@ pub struct Config {
     pub qa: QaSection,
     pub log: LogConfig,
     pub telemetry: TelemetrySection,
+    /// The SIPREC recording server (`opptak run --roles siprec`).
+    pub siprec: opptak_siprec::config::SiprecConfig,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BusConfig {
+    #[serde(serialize_with = "masked_url")]
     pub url: String,
     pub topic_prefix: String,
     pub partitions: i32,
@@ -45,7 +48,7 @@ pub struct BusConfig {
 }
 
 /// `[bus.tls]`: TLS to the brokers, with a client certificate for mutual TLS.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BusTls {
     pub enabled: bool,
@@ -60,7 +63,7 @@ pub struct BusTls {
 }
 
 /// `[bus.sasl]`: SASL/SCRAM credentials; the principal is `User:<username>`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BusSasl {
     /// Empty (no SASL), `SCRAM-SHA-512` or `SCRAM-SHA-256`.
@@ -73,31 +76,34 @@ pub struct BusSasl {
     pub allow_plaintext: bool,
 }
 
-#[derive(Clone, Deserialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
+    #[serde(serialize_with = "masked_url")]
     pub blobs: String,
+    #[serde(serialize_with = "masked_url")]
     pub metadata: String,
     /// A file holding the PostgreSQL password (never in the URL); empty:
     /// the URL's or `PGPASSWORD`.
     pub metadata_password_file: String,
     /// The WORM archive for archive-tier artifacts (investment recordings).
+    #[serde(serialize_with = "masked_url")]
     pub archive: String,
 }
 
 impl std::fmt::Debug for StorageConfig {
-    /// A password written into the metadata URL prints as `*****`.
+    /// A password written into a URL prints as `*****`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StorageConfig")
-            .field("blobs", &self.blobs)
-            .field("metadata", &opptak_store::meta::redact(&self.metadata))
+            .field("blobs", &mask_url(&self.blobs))
+            .field("metadata", &mask_url(&self.metadata))
             .field("metadata_password_file", &self.metadata_password_file)
-            .field("archive", &self.archive)
+            .field("archive", &mask_url(&self.archive))
             .finish()
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeysConfig {
     pub provider: String,
@@ -116,6 +122,18 @@ pub struct KeysConfig {
 #[serde(transparent)]
 pub struct Secret(String);
 
+/// What `opptak config` and debug output show for a secret.
+pub const MASK: &str = "*****";
+
+/// Serializes as [`MASK`] (empty stays empty): the configuration is only
+/// serialized to be shown (`opptak config`), never to be read back as the
+/// real thing.
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(if self.0.is_empty() { "" } else { MASK })
+    }
+}
+
 impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
@@ -128,7 +146,7 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecorderSection {
     pub group: String,
@@ -148,7 +166,7 @@ pub struct RecorderSection {
 }
 
 /// `[messages]`: the messages role (chat, secure messages, e-mail; issue 17).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MessagesSection {
     pub group: String,
@@ -159,7 +177,7 @@ pub struct MessagesSection {
     pub housekeeping_s: u64,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetentionSection {
     /// A policy file; empty: the bank's defaults shipped with opptak.
@@ -168,10 +186,11 @@ pub struct RetentionSection {
     pub sweep_batch: u32,
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KiSection {
     /// The speech recognizer (OpenAI-compatible `/v1/audio/transcriptions`); empty: none.
+    #[serde(serialize_with = "masked_url")]
     pub asr_url: String,
     pub asr_model: String,
     pub asr_timeout_s: u64,
@@ -182,6 +201,7 @@ pub struct KiSection {
     pub live: bool,
     pub live_group: String,
     /// `embedded://` or an OpenAI-compatible chat-completions server.
+    #[serde(serialize_with = "masked_url")]
     pub llm_url: String,
     pub llm_model: String,
     /// Name of the environment variable holding the model server's API key.
@@ -220,26 +240,69 @@ impl KiSection {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     pub format: String,
 }
 
 /// Metrics and health endpoints of `opptak run` (`crate::telemetry`).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TelemetrySection {
     /// Address serving `/metrics`, `/healthz` and `/readyz`; empty: none.
     pub listen: String,
     /// OTLP/HTTP base URL of an OpenTelemetry collector the spans of
     /// `opptak run` are exported to (`opptak_telemetry::otlp`); empty: no export.
+    #[serde(serialize_with = "masked_url")]
     pub otlp_endpoint: String,
     /// A partial batch of spans is exported after this many milliseconds.
     pub otlp_interval_ms: u64,
 }
 
+/// `url` as `opptak config` shows it: a password in its user info, or in a
+/// query parameter naming a password, secret or token (`?password=`), as
+/// [`MASK`]; any other URL exactly as written.
+pub fn mask_url(url: &str) -> String {
+    let Ok(mut u) = reqwest::Url::parse(url) else {
+        return url.to_owned();
+    };
+    let secret_param = |k: &str| {
+        let k = k.to_ascii_lowercase();
+        // `password_file=/path` names a file, not the password.
+        !k.ends_with("_file") && ["password", "secret", "token"].iter().any(|s| k.contains(s))
+    };
+    let mut masked = false;
+    if u.password().is_some() {
+        masked = u.set_password(Some(MASK)).is_ok();
+    }
+    let pairs: Vec<(String, String)> = u.query_pairs().into_owned().collect();
+    if pairs.iter().any(|(k, _)| secret_param(k)) {
+        u.query_pairs_mut()
+            .clear()
+            .extend_pairs(pairs.iter().map(|(k, v)| (k, if secret_param(k) { MASK } else { v })));
+        masked = true;
+    }
+    if masked {
+        u.to_string()
+    } else {
+        url.to_owned()
+    }
+}
+
+fn masked_url<S: serde::Serializer>(url: &str, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&mask_url(url))
+}
+
 impl Config {
+    /// The effective configuration as TOML, as `opptak config` prints it:
+    /// every secret as [`MASK`] (the PKCS#11 PIN, a password in a URL);
+    /// secrets read from files or environment variables are not part of it,
+    /// only where they come from.
+    pub fn to_masked_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).context("printing the configuration as TOML")
+    }
+
     /// Loads defaults, then `file`, then the environment.
     pub fn load(file: Option<&Path>) -> Result<Self> {
         let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("OPPTAK__")).collect();
@@ -250,9 +313,8 @@ impl Config {
         let mut value: toml::Table = DEFAULT.parse().context("embedded default.toml")?;
         if let Some(path) = file {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
-            let over: toml::Table = text
-                .parse()
-                .with_context(|| format!("parsing config {}", path.display()))?;
+            let over: toml::Table = toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("parsing config {}: {}", path.display(), toml_error(&text, &e)))?;
             merge(&mut value, over);
         }
         for (k, v) in env {
@@ -296,6 +358,7 @@ impl Config {
         }
         self.check_bus_security()?;
         self.check_metadata_url()?;
+        self.siprec.validate().map_err(|e| anyhow::anyhow!(e))?;
         if !(60..=30 * 86_400).contains(&self.messages.idle_end_s) {
             bail!(
                 "messages.idle_end_s = {}: expected 60..=2592000 (a minute to 30 days)",
@@ -655,6 +718,18 @@ impl Config {
     }
 }
 
+/// A TOML syntax error in one line: where (line and column) and what,
+/// without the multi-line excerpt the parser's own message carries.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.message().to_owned();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}: {}", e.message().trim())
+}
+
 /// `key`: empty, or a file that exists.
 fn existing_file(key: &str, path: &str) -> Result<()> {
     let path = path.trim();
@@ -765,6 +840,25 @@ mod tests {
             ("OPPTAK__KI__MODEL_HOSTS", "whisper.internal.bank, VLLM.internal.bank"),
         ]);
         assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn siprec_section_loads_validates_and_its_mapping_example_parses() {
+        let c = Config::load_from(None, &[]).unwrap();
+        assert_eq!((c.siprec.chunk_ms, c.siprec.rtp_ports.as_str()), (100, "40000-40999"));
+        assert!(c.siprec.mapping.is_empty());
+        let bad = vec![("OPPTAK__SIPREC__RTP_PORTS".to_string(), "5-4".to_string())];
+        let err = format!("{:#}", Config::load_from(None, &bad).unwrap_err());
+        assert!(err.contains("siprec.rtp_ports"), "{err}");
+        let text: String = include_str!("default.toml")
+            .lines()
+            .skip_while(|l| *l != "# [[siprec.mapping]]")
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{}\n", l.trim_start_matches("# ")))
+            .collect();
+        let doc: toml::Table = text.parse().unwrap();
+        let entries: Vec<opptak_siprec::config::Mapping> = doc["siprec"]["mapping"].clone().try_into().unwrap();
+        assert_eq!(entries[0].extension, "skill=invest*");
     }
 
     #[test]

@@ -80,20 +80,30 @@ enum Command {
         #[command(subcommand)]
         command: cli::topics::Command,
     },
-    /// Print the effective configuration (secrets are not part of it).
+    /// Print the effective configuration as TOML (defaults, file and environment merged; secrets as *****).
     Config,
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     // Blob writes to local files run on tokio's blocking pool; left unbounded
     // (512 threads) a flush of thousands of segments spawns a hundred threads
     // that spend their time in the scheduler (measured: 13 s of system CPU in
     // 10 s at 1,000 calls). A few threads write as fast.
-    tokio::runtime::Builder::new_multi_thread()
+    let done = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(8)
-        .build()?
-        .block_on(async_main())
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|rt| rt.block_on(async_main()));
+    // A command's error is one line (its causes joined by ": "), never a
+    // debug dump with a backtrace, whatever RUST_BACKTRACE says.
+    match done {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", cli::one_line(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
 
 async fn async_main() -> Result<()> {
@@ -110,7 +120,7 @@ async fn async_main() -> Result<()> {
         // Its logging may also export traces (telemetry.otlp_endpoint).
         Command::Run(args) => cli::run::run(Config::load(path)?, args).await,
         Command::Config => {
-            println!("{:#?}", Config::load(path)?);
+            print!("{}", Config::load(path)?.to_masked_toml()?);
             Ok(())
         }
         Command::Recordings { command } => cli::recordings::run(setup()?, command).await,

@@ -38,7 +38,7 @@ pub const TOPICS: [PipelineTopic; 7] = [
     PipelineTopic {
         base: "opptak.telephony.v1",
         carries: &[Recording],
-        writers: &["telephony", "sweeper"],
+        writers: &["telephony", "sweeper", "siprec"],
         readers: &["recorder", "transcriber"],
     },
     PipelineTopic {
@@ -121,6 +121,11 @@ impl PipelineTopic {
     pub fn used_by(&self, role: &str) -> bool {
         self.writers.contains(&role) || self.readers.contains(&role)
     }
+}
+
+/// The telephony topic's full name (`bus.topic_prefix` applied).
+pub fn telephony_topic(config: &Config) -> String {
+    format!("{}opptak.telephony.v1", config.bus.topic_prefix)
 }
 
 /// The consumer groups a role reads in (`recorder.group`, `ki.*_group`).

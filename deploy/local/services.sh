@@ -11,6 +11,9 @@
 #   deploy/local/services.sh start-secure   # the secured broker and PostgreSQL only (stop-secure stops them)
 #   deploy/local/services.sh status         # what is running (exit 0 only if all are up)
 #   deploy/local/services.sh env            # export lines: eval "$(deploy/local/services.sh env)"
+#   deploy/local/services.sh config [--dir DIR] [--database NAME]
+#                                           # writes DIR/opptak.toml (default $OPPTAK_SERVICES_DIR/run) for
+#                                           # `opptak run --config DIR/opptak.toml` against these services
 #   deploy/local/services.sh reset          # stop, delete data (keeps installed jars and binaries)
 #   deploy/local/services.sh topics ARGS..  # kafka's TopicCommand, --bootstrap-server filled in
 #   deploy/local/services.sh start-speech   # the speech server only (stop-speech stops it)
@@ -40,6 +43,8 @@
 #   llm/          llama-cpp-python + SmolLM2-135M-Instruct (deploy/llm/server.sh; OPPTAK_LLM_PORT 19200)
 #   pjsua2/       PJSIP's Python bindings for the SIPREC test peer (tests/siprec/):
 #                 venv/, venv.stamp, wheels/, install.log
+#   producer/     the reference producer's venv (examples/python-producer): venv/,
+#                 venv.stamp, wheels/ (pip's downloads, reused offline), install.log
 #
 # Variables: OPPTAK_SERVICES_DIR, OPPTAK_KAFKA_PORT (19092),
 # OPPTAK_KAFKA_CONTROLLER_PORT (19093), OPPTAK_PG_PORT (55432),
@@ -293,6 +298,7 @@ cmd_install() {
   install_axe
   install_speech
   install_pjsua2
+  install_producer
   llm install
 }
 
@@ -1084,6 +1090,45 @@ install_pjsua2() {
   log "installed pjsua2 in $PJSUA2_VENV"
 }
 
+# -------------------------------------------------------------- producer ---
+# The reference telephony producer (examples/python-producer: confluent-kafka,
+# protobuf, grpcio-tools' protoc) for tests/it/producer_example.rs, in a venv
+# of its own from a wheelhouse filled from PyPI once, as the speech server's.
+PRODUCER_REQ=$HERE/../../examples/python-producer/requirements.txt
+PRODUCER_DIR=$CACHE/producer
+PRODUCER_VENV=$PRODUCER_DIR/venv
+PRODUCER_STAMP=$PRODUCER_DIR/venv.stamp
+PRODUCER_WHEELS=$PRODUCER_DIR/wheels
+PRODUCER_LOG=$PRODUCER_DIR/install.log
+
+producer_stamp_want() {
+  { cat "$PRODUCER_REQ"; "$SPEECH_PYTHON" --version 2>&1; } | sha256sum | cut -d' ' -f1
+}
+
+producer_installed() {
+  [[ -x $PRODUCER_VENV/bin/python && -f $PRODUCER_STAMP && $(<"$PRODUCER_STAMP") == "$(producer_stamp_want)" ]]
+}
+
+install_producer() {
+  producer_installed && return 0
+  "$SPEECH_PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 9))' ||
+    die "the producer example needs Python 3.9+ (set OPPTAK_PYTHON)"
+  mkdir -p "$PRODUCER_DIR" "$PRODUCER_WHEELS"
+  rm -rf "$PRODUCER_STAMP" "$PRODUCER_VENV"
+  local pip=("$PRODUCER_VENV/bin/pip" --disable-pip-version-check --no-input)
+  local from_wheels=("${pip[@]}" install --no-compile --no-index --find-links "$PRODUCER_WHEELS" -r "$PRODUCER_REQ")
+  log "installing the producer example into $PRODUCER_VENV (log: $PRODUCER_LOG)"
+  "$SPEECH_PYTHON" -m venv "$PRODUCER_VENV" >"$PRODUCER_LOG" 2>&1 ||
+    { tail -n 20 "$PRODUCER_LOG" >&2; die "cannot create a venv with $SPEECH_PYTHON (Debian: apt-get install python3-venv)"; }
+  if ! "${from_wheels[@]}" >>"$PRODUCER_LOG" 2>&1; then
+    log "fetching wheels from PyPI into $PRODUCER_WHEELS (once)"
+    "${pip[@]}" download --only-binary=:all: -d "$PRODUCER_WHEELS" -r "$PRODUCER_REQ" >>"$PRODUCER_LOG" 2>&1 &&
+      "${from_wheels[@]}" >>"$PRODUCER_LOG" 2>&1 ||
+      { tail -n 40 "$PRODUCER_LOG" >&2; die "installing the producer example failed (full log: $PRODUCER_LOG)"; }
+  fi
+  producer_stamp_want >"$PRODUCER_STAMP"
+}
+
 # ------------------------------------------------------------- commands ---
 
 cmd_start() {
@@ -1093,6 +1138,7 @@ cmd_start() {
   install_minio
   install_axe
   install_pjsua2
+  install_producer
   init_softhsm
   start_pg
   use_pg tls
@@ -1288,7 +1334,72 @@ cmd_env() {
   if pjsua2_installed; then
     echo "export OPPTAK_TEST_PJSUA2_PYTHON=$PJSUA2_VENV/bin/python"
   fi
+  producer_installed && echo "export OPPTAK_TEST_PRODUCER_PYTHON=$PRODUCER_VENV/bin/python"
   llm env
+}
+
+# An opptak.toml for `opptak run` against the local services: the broker,
+# a database of its own (created here, so a run never shares the tests'),
+# the speech and language-model servers, and the blobs, archive and keyring
+# under DIR. Prints the file's path.
+cmd_config() {
+  local dir=$CACHE/run db=opptak_run
+  while (($#)); do
+    case $1 in
+    --dir) dir=${2:?--dir needs a directory}; shift 2 ;;
+    --database) db=${2:?--database needs a name}; shift 2 ;;
+    *) die "config: unknown argument $1 (expected --dir DIR, --database NAME)" ;;
+    esac
+  done
+  [[ $db =~ ^[a-z_][a-z0-9_]{0,62}$ ]] || die "config: --database $db: lower-case letters, digits and _ only"
+  mkdir -p "$dir"
+  chmod 0700 "$dir"
+  dir=$(cd "$dir" && pwd)
+  local bin psql_bin
+  if bin=$(pg_bindir) && [[ -x $bin/psql ]]; then
+    psql_bin=$bin/psql
+  else
+    psql_bin=$(command -v psql) || die "psql not found (run: $0 install)"
+  fi
+  local psql=("$psql_bin" -X -q -v ON_ERROR_STOP=1 -h "$HOST" -p "$PG_PORT" -U "$PG_ROLE" -d "$PG_DB")
+  local have
+  have=$("${psql[@]}" -tAc "select 1 from pg_database where datname = '$db'") ||
+    die "cannot reach postgres on $HOST:$PG_PORT (run: $0 start)"
+  if [[ $have != 1 ]]; then
+    log "creating database $db"
+    "${psql[@]}" -c "create database $db"
+  fi
+  eval "$(llm env)"
+  (
+    umask 077
+    cat >"$dir/opptak.toml" <<EOF
+# opptak against the local services of deploy/local/services.sh, written by
+# \`services.sh config\`: opptak run --config $dir/opptak.toml --roles recorder,...
+# OPPTAK__SECTION__KEY variables still override it; \`opptak config\` shows the result.
+
+[bus]
+url = "kafka://$KAFKA_BOOTSTRAP"
+
+[storage]
+metadata = "postgres://$PG_ROLE@$HOST:$PG_PORT/$db"
+blobs = "file://$dir/blobs"
+archive = "file://$dir/archive"
+
+[keys]
+# The key-encryption keys in a local keyring (created on first use). The
+# local SoftHSM2 token instead: provider = "pkcs11", pkcs11_token = "$SOFTHSM_TOKEN",
+# pkcs11_module = "$SOFTHSM_MODULE", with SOFTHSM2_CONF=$SOFTHSM_CONF and
+# OPPTAK__KEYS__PKCS11_PIN set (services.sh env prints both).
+keyring = "$dir/keyring.json"
+
+[ki]
+# services.sh start-speech / start-llm
+asr_url = "$SPEECH_URL"
+llm_url = "$OPPTAK_TEST_LLM_URL"
+llm_model = "$OPPTAK_TEST_LLM_MODEL"
+EOF
+  )
+  echo "$dir/opptak.toml"
 }
 
 cmd_reset() {
@@ -1340,6 +1451,7 @@ main() {
   stop-llm) lock; llm stop ;;
   status) cmd_status ;;
   env) cmd_env ;;
+  config) cmd_config "$@" ;;
   reset) cmd_reset ;;
   topics) cmd_topics "$@" ;;
   -h | --help | help) usage ;;

@@ -23,6 +23,16 @@ use anyhow::{Context, Result};
 use opptak::app::Edges;
 use opptak::config::Config;
 
+/// An error as one line: each cause in turn, joined by ": ", a cause's
+/// own line breaks (a TOML parse error's excerpt) folded into spaces.
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|cause| cause.to_string().split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|c| !c.is_empty())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
 pub(crate) fn init_logging(json: bool) {
     init_tracing(json, None);
 }

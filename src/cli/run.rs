@@ -30,6 +30,9 @@ pub(crate) enum Role {
     /// Conversations from the chat systems (opptak.messages.v1): kept,
     /// copied and shredded as the policy says.
     Messages,
+    /// The SIPREC recording server on siprec.listen: SBC-forked calls over
+    /// SIP and RTP become telephony events.
+    Siprec,
 }
 
 impl Role {
@@ -42,6 +45,7 @@ impl Role {
             Role::Summarizer => "summarizer",
             Role::Review => "review",
             Role::Messages => "messages",
+            Role::Siprec => "siprec",
         }
     }
 }
@@ -80,12 +84,18 @@ pub(crate) async fn run_roles(config: Config, roles: Vec<Role>) -> Result<()> {
     let mut conversations = Vec::new();
     let (mut transcribe, mut summarize) = (false, false);
     let mut web_servers = Vec::new();
+    let mut siprec = Vec::new();
     for role in roles {
         match role {
             Role::Recorder => running.push(opptak::app::RunningRecorder::spawn(edges.recorder())),
             Role::Sweeper => sweepers.push(opptak::app::RunningSweeper::spawn(&edges)),
             Role::Messages => {
                 conversations.push(opptak::app::RunningConversations::spawn(edges.messages_role().await?))
+            }
+            Role::Siprec => {
+                let topic = opptak::topics::telephony_topic(&edges.config);
+                let server = opptak_siprec::server::start(&edges.config.siprec, edges.bus.clone(), &topic).await?;
+                siprec.push(server);
             }
             Role::Transcriber => transcribe = true,
             Role::Summarizer => summarize = true,
@@ -168,6 +178,10 @@ pub(crate) async fn run_roles(config: Config, roles: Vec<Role>) -> Result<()> {
     match failed {
         Some(role) => tracing::error!(role, "role ended on its own: stopping this process so it restarts"),
         None => tracing::info!("shutting down"),
+    }
+    for s in siprec {
+        // Open sessions end with CallEnded before the process goes.
+        s.stop().await;
     }
     for s in sweepers {
         s.stop().await;

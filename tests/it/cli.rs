@@ -861,3 +861,121 @@ fn users_from_the_command_line() {
     );
     assert!(run(&["audit", "verify"], "").status.success());
 }
+
+/// `opptak config` prints the effective configuration as TOML (issue 19,
+/// finding 6: it printed Rust debug output): it parses, every value not a
+/// secret is the default's or the override's, no secret is in it, and the
+/// printout read back as a configuration file prints the same again.
+#[test]
+fn config_prints_toml_with_every_secret_masked() {
+    let secrets = ["pin-4711-secret", "db-pass-word", "query-pass-word"];
+    let overrides = [
+        ("OPPTAK__KEYS__PROVIDER", "pkcs11".to_string()),
+        ("OPPTAK__KEYS__PKCS11_PIN", secrets[0].to_string()),
+        (
+            "OPPTAK__STORAGE__METADATA",
+            format!(
+                "postgres://opptak:{}@db.bank.example:5432/opptak?sslmode=require&password={}",
+                secrets[1], secrets[2]
+            ),
+        ),
+        ("OPPTAK__BUS__TOPIC_PREFIX", "test.".to_string()),
+        ("OPPTAK__WEB__LISTEN", "127.0.0.1:18080".to_string()),
+        ("OPPTAK__QA__SHARE", "0.25".to_string()),
+    ];
+    let config = |file: Option<&std::path::Path>, env: &[(&str, String)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_opptak"));
+        cmd.env_clear().arg("config");
+        if let Some(f) = file {
+            cmd.arg("--config").arg(f);
+        }
+        let out = cmd.envs(env.iter().map(|(k, v)| (k, v))).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let printed = config(None, &overrides);
+    for s in secrets {
+        assert!(!printed.contains(s), "secret {s} printed:\n{printed}");
+    }
+    let table: toml::Table = printed.parse().unwrap_or_else(|e| panic!("not TOML: {e}\n{printed}"));
+    let root = toml::Value::Table(table);
+    let get = |path: &str| path.split('.').try_fold(&root, |v, k| v.get(k)).cloned();
+    assert_eq!(get("keys.pkcs11_pin"), Some(toml::Value::from("*****")));
+    assert_eq!(
+        get("storage.metadata"),
+        Some(toml::Value::from(
+            "postgres://opptak:*****@db.bank.example:5432/opptak?sslmode=require&password=*****"
+        ))
+    );
+    // Every default's leaf, as src/default.toml or the override says.
+    let defaults: toml::Table = include_str!("../../src/default.toml").parse().unwrap();
+    fn leaves(prefix: &str, t: &toml::Table, out: &mut Vec<(String, toml::Value)>) {
+        for (k, v) in t {
+            let key = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            match v {
+                toml::Value::Table(t) => leaves(&key, t, out),
+                v => out.push((key, v.clone())),
+            }
+        }
+    }
+    let mut all = Vec::new();
+    leaves("", &defaults, &mut all);
+    assert!(all.len() > 60, "{}", all.len());
+    for (key, default) in all {
+        if ["keys.pkcs11_pin", "storage.metadata"].contains(&key.as_str()) {
+            continue;
+        }
+        let var = format!("OPPTAK__{}", key.to_ascii_uppercase().replace('.', "__"));
+        let expected = match overrides.iter().find(|(k, _)| *k == var) {
+            Some((_, v)) => v
+                .parse::<f64>()
+                .map_or_else(|_| toml::Value::from(v.as_str()), toml::Value::from),
+            None => default,
+        };
+        assert_eq!(get(&key), Some(expected), "{key}");
+    }
+    // Read back as a file, the printout prints itself.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("printed.toml");
+    std::fs::write(&file, &printed).unwrap();
+    assert_eq!(config(Some(&file), &[]), printed);
+}
+
+/// A command's error is one line on stderr and a non-zero status, even with
+/// RUST_BACKTRACE=1 (issue 19, finding 6: a 30-line stack trace).
+#[test]
+fn a_command_error_is_one_line_even_with_backtraces_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[bus]\nurl = \"kafka://k:9092\"\nnot toml at all\n").unwrap();
+    let missing = dir.path().join("missing.toml");
+    for (args, says) in [
+        (
+            vec!["recordings", "list", "--config", missing.to_str().unwrap()],
+            vec!["reading config", "missing.toml", "No such file"],
+        ),
+        (
+            vec!["config", "--config", bad.to_str().unwrap()],
+            vec!["parsing config", "bad.toml", "line 3, column"],
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_opptak"))
+            .args(&args)
+            .env_remove("OPPTAK_CONFIG")
+            .env("RUST_BACKTRACE", "1")
+            .env("RUST_LIB_BACKTRACE", "1")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: one line, not:\n{err}");
+        assert!(err.starts_with("error: "), "{err}");
+        for s in says {
+            assert!(err.contains(s), "{args:?}: {s:?} in {err}");
+        }
+    }
+}

@@ -1,10 +1,11 @@
 //! The review service's sections of opptak's configuration (`[web]`,
 //! `[oidc]`, `[qa]`), read by the binary's typed configuration with
-//! `deny_unknown_fields` like every other section.
+//! `deny_unknown_fields` like every other section, and serialized by
+//! `opptak config` to show them (none holds a secret).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebSection {
     /// Address the review service listens on.
@@ -28,7 +29,7 @@ pub struct WebSection {
 
 /// The identity provider whose JWT access tokens the API accepts
 /// (checked by [`crate::oidc::OidcVerifier`]; the rules are in [`crate::oidc`]).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OidcSection {
     /// The issuer identifier, exactly as the tokens' `iss` spells it.
@@ -117,7 +118,7 @@ mod oidc_default {
 }
 
 /// QA sampling of drafted KI calls (R6; `crate::qa`).
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct QaSection {
     /// The share of each stratum (topic, desk, language) sampled for QA,

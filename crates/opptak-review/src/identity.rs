@@ -365,6 +365,16 @@ impl Identity {
     /// approval): the audit's actor is then an authenticated identity, not
     /// free text. Audited either way; a failure does not say why.
     pub async fn authenticate(&self, user_id: &str, password: &str, role: Role, action: &str) -> Result<User> {
+        self.authenticate_cli(user_id, password, Some(role), action).await
+    }
+
+    /// [`Identity::authenticate`] for a command whose rules depend on the
+    /// user's role, whichever it is (`opptak ki show`: the call page's rules).
+    pub async fn authenticate_any(&self, user_id: &str, password: &str, action: &str) -> Result<User> {
+        self.authenticate_cli(user_id, password, None, action).await
+    }
+
+    async fn authenticate_cli(&self, user_id: &str, password: &str, role: Option<Role>, action: &str) -> Result<User> {
         let row = self.users.get(user_id).await?;
         let ok = verify(row.as_ref().map(|r| r.password_hash.clone()), password).await?;
         let subject = format!("user:{user_id}");
@@ -372,17 +382,27 @@ impl Identity {
             .filter(|r| ok && r.disabled_at_us.is_none() && !waiting(r))
             .map(|r| User::from_row(&r))
             .transpose()?
-            .filter(|u| u.role == role);
+            .filter(|u| role.is_none_or(|role| u.role == role));
         let Some(user) = fit else {
             self.audit_why(user_id, "-", "cli.authenticate", &subject, "refused", action)
                 .await?;
-            bail!(
-                "{user_id}: wrong password, or not an active {} (the command needs that role)",
-                role.as_str()
-            );
+            match role {
+                Some(role) => bail!(
+                    "{user_id}: wrong password, or not an active {} (the command needs that role)",
+                    role.as_str()
+                ),
+                None => bail!("{user_id}: wrong password, or not an active user"),
+            }
         };
-        self.audit_why(user_id, role.as_str(), "cli.authenticate", &subject, "allowed", action)
-            .await?;
+        self.audit_why(
+            user_id,
+            user.role.as_str(),
+            "cli.authenticate",
+            &subject,
+            "allowed",
+            action,
+        )
+        .await?;
         Ok(user)
     }
 

@@ -7,13 +7,15 @@
 
 use crate::metadata::{Metadata, Sides};
 use opptak_domain::model::{Desk, ServiceCategory};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiprecConfig {
-    /// SIP listeners, `udp:IP:PORT` or `tcp:IP:PORT`.
+    /// SIP listeners, `udp:IP:PORT` or `tcp:IP:PORT` (a list, or one
+    /// comma-separated string as an environment override gives it).
+    #[serde(deserialize_with = "list")]
     pub listen: Vec<String>,
     /// The IP put into SDP answers and Contact; empty: the listener's IP
     /// (127.0.0.1 for a wildcard listener).
@@ -31,6 +33,7 @@ pub struct SiprecConfig {
     pub rtp_timeout_s: u64,
     /// AOR patterns (`*` wildcard, case-insensitive) of agents; a
     /// participant matching one is the agent.
+    #[serde(deserialize_with = "list")]
     pub agent_aor: Vec<String>,
     pub default: Context,
     #[serde(default)]
@@ -38,7 +41,7 @@ pub struct SiprecConfig {
 }
 
 /// What a call is, for the recorder and KI.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Context {
     pub desk: Desk,
@@ -48,7 +51,7 @@ pub struct Context {
 }
 
 /// One `[[siprec.mapping]]` entry: criteria (empty: any) and the context.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mapping {
     /// Pattern on the called number (the user part of the second
@@ -169,6 +172,25 @@ impl SiprecConfig {
     }
 }
 
+/// A list of strings, or one string of comma-separated items.
+fn list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::Many(v) => v,
+        OneOrMany::One(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
 /// The user part of a SIP or tel URI: `sip:+4722@x;user=phone` -> `+4722`.
 pub fn user_part(aor: &str) -> &str {
     let s = aor.trim().trim_start_matches('<');
@@ -273,5 +295,12 @@ max_sessions = 10\nrtp_timeout_s = 30\nagent_aor = []\n\
         c.listen = vec!["sctp:1.2.3.4:5060".into()];
         assert!(c.validate().unwrap_err().contains("listen"));
         assert!(toml::from_str::<SiprecConfig>("bogus = 1").is_err());
+        // One comma-separated string (an environment override) is a list too.
+        let text = toml::to_string(&config("")).unwrap().replace(
+            "listen = [\"udp:127.0.0.1:0\"]",
+            "listen = \"udp:127.0.0.1:5070, tcp:127.0.0.1:5070\"",
+        );
+        let c: SiprecConfig = toml::from_str(&text).unwrap();
+        assert_eq!(c.validate().unwrap().listen.len(), 2);
     }
 }

@@ -121,10 +121,12 @@ enum Input {
         too_large: bool,
         reply: Reply,
     },
+    /// `at`: when the socket task read it (before any queueing to the core).
     Rtp {
         slot: usize,
         data: Vec<u8>,
         from: SocketAddr,
+        at: Instant,
     },
     Published {
         sip_call_id: String,
@@ -246,8 +248,13 @@ pub async fn start(config: &SiprecConfig, bus: Arc<dyn Bus>, topic: &str) -> Res
         counters: counters.clone(),
         clock: Instant::now(),
         tag_counter: 0,
+        tcp_port: sip_addrs
+            .iter()
+            .find(|(t, _)| *t == Transport::Tcp)
+            .map_or(5060, |(_, a)| a.port()),
     };
-    let core = tokio::spawn(core.run(core_rx));
+    let up = opptak_telemetry::metrics().role_up("siprec");
+    let core = tokio::spawn(core.run(core_rx, up));
     Ok(ServerHandle {
         sip: sip_addrs,
         rtp_ports,
@@ -357,6 +364,7 @@ async fn rtp_reader(s: UdpSocket, slot: usize, tx: mpsc::UnboundedSender<Input>)
                 slot,
                 data: buf[..n].to_vec(),
                 from,
+                at: Instant::now(),
             })
             .is_err()
         {
@@ -436,6 +444,8 @@ enum State {
         reply: Reply,
         next_us: u64,
         interval_us: u64,
+        /// Given up at (RFC 3261 Timer H, 64*T1 = 32 s).
+        until_us: u64,
     },
     Confirmed,
 }
@@ -450,7 +460,25 @@ struct Sess {
     /// The last response to an INVITE, to repeat to its retransmissions.
     last_invite: Option<(u32, Vec<u8>)>,
     created_us: u64,
+    /// Every recorded stream is inactive (a pause by re-INVITE): the RTP
+    /// timeout does not run.
+    paused: bool,
+    /// When RTP was last expected to start: the session's start or the end
+    /// of its last pause.
+    active_since_us: u64,
     session_expires: Option<String>,
+    /// Where and how a BYE of ours goes (RFC 3261 12.2.1.1).
+    bye: ByeTarget,
+}
+
+struct ByeTarget {
+    /// The SRC's Contact URI (its From URI without one).
+    uri: String,
+    /// Our side: the INVITE's To with our tag.
+    from: String,
+    /// The SRC's side: the INVITE's From.
+    to: String,
+    reply: Reply,
 }
 
 struct Core {
@@ -463,6 +491,8 @@ struct Core {
     counters: Arc<Counters>,
     clock: Instant,
     tag_counter: u64,
+    /// The TCP listener's port, for the Via of our own requests.
+    tcp_port: u16,
 }
 
 const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE";
@@ -478,18 +508,21 @@ struct Parsed {
 }
 
 impl Core {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>) {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>, up: opptak_telemetry::RoleUp) {
+        // `opptak_role_up{role="siprec"}` is 1 until this task ends.
+        let _up = up;
         self.free = (0..self.slots.len()).rev().collect();
         while let Some(input) = rx.recv().await {
             match input {
                 Input::Sip { msg, reply } => self.sip(msg, reply),
                 Input::Unreadable { head, too_large, reply } => self.unreadable(head, too_large, reply),
-                Input::Rtp { slot, data, from } => self.rtp(slot, &data, from),
+                Input::Rtp { slot, data, from, at } => self.rtp(slot, &data, from, at),
                 Input::Published { sip_call_id, ok } => self.published(&sip_call_id, ok),
                 Input::Tick => self.tick(),
                 Input::Stop(done) => {
                     let ids: Vec<String> = self.sessions.keys().cloned().collect();
                     for id in ids {
+                        self.send_bye(&id);
                         self.end(&id, v1::EndReason::Unspecified);
                     }
                     let _ = self.pub_tx.send(PublishJob {
@@ -731,8 +764,7 @@ impl Core {
             );
         };
         let local_tag = self.new_tag();
-        let wire = self.respond(&reply, &msg, 100, None, &[], None);
-        drop(wire);
+        self.respond(&reply, &msg, 100, None, &[], None);
         let slots = [self.free.pop().unwrap_or(0), self.free.pop().unwrap_or(0)];
         for (side, slot) in [(Side::Agent, slots[0]), (Side::Customer, slots[1])] {
             self.slots[slot].owner = Some((call_id.clone(), side));
@@ -764,6 +796,17 @@ impl Core {
         );
         let events = rec.take_events();
         let session_expires = msg.header("Session-Expires").map(str::to_owned);
+        let contact = msg.header("Contact").or(msg.header("From")).unwrap_or("");
+        let bye = ByeTarget {
+            uri: contact
+                .split_once('<')
+                .and_then(|(_, r)| r.split_once('>'))
+                .map_or_else(|| contact.split(';').next().unwrap_or("").trim(), |(u, _)| u)
+                .to_owned(),
+            from: format!("{};tag={local_tag}", msg.header("To").unwrap_or("")),
+            to: msg.header("From").unwrap_or("").to_owned(),
+            reply: reply.clone(),
+        };
         self.sessions.insert(
             call_id.clone(),
             Sess {
@@ -779,7 +822,10 @@ impl Core {
                 sdp_version: 1,
                 last_invite: None,
                 created_us: self.now_us(),
+                paused: false,
+                active_since_us: self.now_us(),
                 session_expires,
+                bye,
             },
         );
         self.counters.sessions_started.fetch_add(1, Ordering::Relaxed);
@@ -910,6 +956,7 @@ impl Core {
                 reply,
                 next_us: now + 500_000,
                 interval_us: 500_000,
+                until_us: now + 32_000_000,
             },
             Reply::Tcp(_) => State::Confirmed,
         };
@@ -996,8 +1043,19 @@ impl Core {
                 }
                 let (labels, slots, version) = (s.labels.clone(), s.slots, s.sdp_version + 1);
                 let answer = self.answer(offer, &labels, &slots, codec, version);
+                let now = self.now_us();
                 let s = self.sessions.get_mut(call_id).expect("checked above");
                 s.sdp_version = version;
+                let paused = idx.iter().all(|i| {
+                    matches!(
+                        offer.streams[*i].direction,
+                        sdp::Direction::Inactive | sdp::Direction::RecvOnly
+                    )
+                });
+                if s.paused && !paused {
+                    s.active_since_us = now;
+                }
+                s.paused = paused;
                 for (side, i) in [(Side::Agent, idx[0]), (Side::Customer, idx[1])] {
                     let st = &offer.streams[i];
                     let pts: Vec<u8> = st.g711.iter().filter(|(_, c)| *c == codec).map(|(p, _)| *p).collect();
@@ -1030,12 +1088,13 @@ impl Core {
                     reply,
                     next_us: now + 500_000,
                     interval_us: 500_000,
+                    until_us: now + 32_000_000,
                 };
             }
         }
     }
 
-    fn rtp(&mut self, slot: usize, data: &[u8], from: SocketAddr) {
+    fn rtp(&mut self, slot: usize, data: &[u8], from: SocketAddr, at: Instant) {
         let m = opptak_telemetry::metrics();
         let Some((call_id, side)) = self.slots[slot].owner.clone() else {
             self.counters.rtp_unknown_session.fetch_add(1, Ordering::Relaxed);
@@ -1060,7 +1119,7 @@ impl Core {
             }
             Some(_) => {}
         }
-        let now = self.now_us();
+        let now = at.saturating_duration_since(self.clock).as_micros() as u64;
         let Some(s) = self.sessions.get_mut(&call_id) else {
             return;
         };
@@ -1076,7 +1135,11 @@ impl Core {
         };
         let events = s.rec.take_events();
         let notices = s.rec.take_notices();
-        let rec_id = s.rec.call_id().to_owned();
+        let rec_id = if notices.is_empty() {
+            String::new()
+        } else {
+            s.rec.call_id().to_owned()
+        };
         for n in notices {
             match n {
                 Notice::Tone { side, offset_ms } => {
@@ -1108,28 +1171,64 @@ impl Core {
                 reply,
                 next_us,
                 interval_us,
+                until_us,
             } = &mut s.state
             {
-                if now >= *next_us {
-                    if *interval_us >= 16_000_000 {
-                        // No ACK within 32 s (RFC 3261 Timer H): the dialog is dead.
-                        s.state = State::Confirmed;
-                    } else {
-                        reply.send(wire.clone());
-                        *interval_us = (*interval_us * 2).min(4_000_000).max(*interval_us + 1);
-                        *next_us = now + *interval_us;
-                    }
+                if now >= *until_us {
+                    // No ACK: stop repeating; RTP (or its absence) decides the rest.
+                    s.state = State::Confirmed;
+                } else if now >= *next_us {
+                    reply.send(wire.clone());
+                    *interval_us = (*interval_us * 2).min(4_000_000);
+                    *next_us = now + *interval_us;
                 }
             }
             s.rec.tick(now);
-            let last = s.rec.last_arrival_us().max(s.created_us);
-            let starting = matches!(s.state, State::Starting { .. });
+            let last = s.rec.last_arrival_us().max(s.active_since_us);
+            let waiting = matches!(s.state, State::Starting { .. }) || s.paused;
             self.drain(&id);
-            if !starting && now.saturating_sub(last) > timeout {
+            if !waiting && now.saturating_sub(last) > timeout {
                 tracing::info!(sip_call_id = %id, "siprec session ended: no RTP for siprec.rtp_timeout_s");
+                self.send_bye(&id);
                 self.end(&id, v1::EndReason::Error);
             }
         }
+    }
+
+    /// Ends the SRC's dialog from our side (RTP timeout, shutdown).
+    fn send_bye(&mut self, call_id: &str) {
+        let Some(s) = self.sessions.get(call_id) else { return };
+        if matches!(s.state, State::Starting { .. }) || s.bye.uri.is_empty() {
+            return;
+        }
+        let (transport, port) = match &s.bye.reply {
+            Reply::Udp(sock, _) => ("UDP", sock.local_addr().map(|a| a.port()).unwrap_or(5060)),
+            Reply::Tcp(_) => ("TCP", self.tcp_port),
+        };
+        self.tag_counter += 1;
+        let bye = Message {
+            start: StartLine::Request {
+                method: "BYE".into(),
+                uri: s.bye.uri.clone(),
+            },
+            headers: vec![
+                (
+                    "Via".into(),
+                    format!(
+                        "SIP/2.0/{transport} {}:{port};branch=z9hG4bKsrs{:x};rport",
+                        host(self.advertise),
+                        self.tag_counter
+                    ),
+                ),
+                ("Max-Forwards".into(), "70".into()),
+                ("From".into(), s.bye.from.clone()),
+                ("To".into(), s.bye.to.clone()),
+                ("Call-ID".into(), call_id.to_owned()),
+                ("CSeq".into(), "1 BYE".into()),
+            ],
+            body: Bytes::new(),
+        };
+        s.bye.reply.send(bye.to_bytes());
     }
 
     fn end(&mut self, call_id: &str, reason: v1::EndReason) {

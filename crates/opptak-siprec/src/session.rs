@@ -396,6 +396,10 @@ impl Recording {
                     }
                     self.emit_chunk(self.done + s as u64, payload);
                     run_start = None;
+                    // Frame k itself is uncovered: the gap starts here.
+                    if k < n {
+                        self.pending_gap = true;
+                    }
                 }
                 (false, None) if k < n => self.pending_gap = true,
                 _ => {}

@@ -456,6 +456,18 @@ l: 4\r\n\r\nv=0\n";
     }
 
     #[test]
+    fn the_head_of_a_refused_message_still_addresses_a_response() {
+        let cut = &INVITE.as_bytes()[..INVITE.len() - 2];
+        let head = Message::parse_head_only(cut).unwrap();
+        assert_eq!(
+            (head.call_id(), head.cseq()),
+            (Some("abc@10.0.0.2"), Some((1, "INVITE")))
+        );
+        assert!(head.body.is_empty() && head.header("Content-Length").is_none());
+        assert_eq!(Message::parse_head_only(b"INVITE sip:a SIP/2.0\r\nVia: x"), None);
+    }
+
+    #[test]
     fn response_copies_dialog_headers_and_round_trips() {
         let (m, _) = Message::parse(INVITE.as_bytes(), true).unwrap();
         let r = m.response(

@@ -34,6 +34,10 @@ fn rtp_range() -> String {
 }
 
 fn config(max_sessions: usize) -> SiprecConfig {
+    config_with(max_sessions, 30)
+}
+
+fn config_with(max_sessions: usize, rtp_timeout_s: u64) -> SiprecConfig {
     let text = format!(
         r#"listen = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]
 advertise = ""
@@ -41,7 +45,7 @@ rtp_ports = "{}"
 chunk_ms = 20
 jitter_depth = 4
 max_sessions = {max_sessions}
-rtp_timeout_s = 30
+rtp_timeout_s = {rtp_timeout_s}
 agent_aor = []
 [default]
 desk = "customer_center"
@@ -61,8 +65,12 @@ customer_informed = true
 }
 
 async fn start(max_sessions: usize, bus: Arc<dyn Bus>) -> ServerHandle {
+    start_with(config(max_sessions), bus).await
+}
+
+async fn start_with(config: SiprecConfig, bus: Arc<dyn Bus>) -> ServerHandle {
     bus.create_topic(TOPIC, 1).await.unwrap();
-    server::start(&config(max_sessions), bus, TOPIC).await.unwrap()
+    server::start(&config, bus, TOPIC).await.unwrap()
 }
 
 const METADATA: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
@@ -218,9 +226,19 @@ async fn a_siprec_call_becomes_the_contracts_events_exactly() {
     let srv = start(4, bus.clone()).await;
     let sip_addr = srv.sip_addr(Transport::Udp).unwrap();
     let c = Udp::new(sip_addr).await;
-    c.send(&siprec_invite("call-a", "UDP", &good_sdp(), METADATA)).await;
+    // With session timers, as SBCs send them: tolerated and echoed.
+    let invite = String::from_utf8(siprec_invite("call-a", "UDP", &good_sdp(), METADATA))
+        .unwrap()
+        .replace(
+            "Require: siprec\r\n",
+            "Require: siprec, timer\r\nSession-Expires: 1800;refresher=uas\r\n",
+        );
+    c.send(invite.as_bytes()).await;
     let ok = c.final_response().await;
     assert_eq!(code(&ok), 200, "{ok:?}");
+    assert_eq!(ok.header("Session-Expires"), Some("1800;refresher=uac"));
+    assert_eq!(ok.header("Require"), Some("timer"));
+    assert!(ok.header("Contact").unwrap().contains("+sip.srs"));
     let to_tag = ok.tag("To").unwrap().to_owned();
     let (cust_port, agent_port) = answer_ports(&ok);
     c.send(&request("ACK", "call-a", 1, Some(&to_tag), "UDP", None, b""))
@@ -526,6 +544,38 @@ async fn bad_input_gets_its_sip_error_and_the_server_keeps_serving() {
     c.send(&inv[..inv.len() - 40]).await;
     assert_eq!(code(&c.final_response().await), 400);
 
+    // Over TCP a message may arrive in pieces; one over 64 KiB gets 513
+    // and the connection is closed (its framing cannot be trusted).
+    let options = request("OPTIONS", "opt-0", 1, None, "TCP", None, b"");
+    let mut s = TcpStream::connect(tcp).await.unwrap();
+    s.write_all(&options[..40]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    s.write_all(&options[40..]).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(WAIT, s.read(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(code(&Message::parse(&buf[..n], true).unwrap().0), 200);
+    let big = request(
+        "INVITE",
+        "big-1",
+        1,
+        None,
+        "TCP",
+        Some("application/sdp"),
+        &vec![b'x'; 70_000],
+    );
+    // The head alone says it: no unread body is left to reset the connection.
+    let head_end = big.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    s.write_all(&big[..head_end]).await.unwrap();
+    let mut got = Vec::new();
+    loop {
+        let n = tokio::time::timeout(WAIT, s.read(&mut buf)).await.unwrap().unwrap();
+        if n == 0 {
+            break; // closed by the server
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(code(&Message::parse(&got, true).unwrap().0), 513);
+
     // OPTIONS over TCP: 200.
     let r = tcp_exchange(tcp, &request("OPTIONS", "opt-1", 1, None, "TCP", None, b"")).await;
     assert_eq!(code(&r), 200);
@@ -584,4 +634,226 @@ async fn bad_input_gets_its_sip_error_and_the_server_keeps_serving() {
     // Stopping ended the open session: its events end with CallEnded.
     let events = events_until_end(&bus, "t3").await;
     assert!(matches!(events[0].event, Some(Event::CallStarted(_))));
+}
+
+fn chunks_of(events: &[v1::TelephonyEvent]) -> Vec<(u64, u64, Vec<u8>)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(Event::AudioChunk(c)) => {
+                let o = c.offset.unwrap();
+                let frames = (o.seconds as u64 * 1_000_000_000 + o.nanos as u64) / 125_000;
+                Some((c.sequence, frames, c.payload.to_vec()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn stereo(k: u16) -> Vec<u8> {
+    audio(1, k)
+        .iter()
+        .zip(&audio(2, k))
+        .flat_map(|(a, c)| [*a, *c])
+        .collect()
+}
+
+/// Sends packet `k` of both streams (PCMU, 20 ms).
+async fn send_pair(agent: &UdpSocket, cust: &UdpSocket, to_agent: SocketAddr, to_cust: SocketAddr, k: u16) {
+    agent
+        .send_to(
+            &rtp::build(0, 100 + k, k as u32 * 160, 1, false, &audio(1, k)),
+            to_agent,
+        )
+        .await
+        .unwrap();
+    cust.send_to(
+        &rtp::build(0, 200 + k, 5 + k as u32 * 160, 2, false, &audio(2, k)),
+        to_cust,
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(2)).await;
+}
+
+#[tokio::test]
+async fn re_invite_pause_is_a_gap_codec_change_is_refused_and_metadata_updates() {
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+    // An RTP timeout shorter than the pause: a paused session does not time out.
+    let srv = start_with(config_with(4, 1), bus.clone()).await;
+    let sip_addr = srv.sip_addr(Transport::Udp).unwrap();
+    let c = Udp::new(sip_addr).await;
+    c.send(&siprec_invite("call-p", "UDP", &good_sdp(), METADATA)).await;
+    let ok = c.final_response().await;
+    assert_eq!(code(&ok), 200);
+    let tag = ok.tag("To").unwrap().to_owned();
+    c.send(&request("ACK", "call-p", 1, Some(&tag), "UDP", None, b"")).await;
+    let (cust_port, agent_port) = answer_ports(&ok);
+    let (to_agent, to_cust) = (
+        SocketAddr::new(sip_addr.ip(), agent_port),
+        SocketAddr::new(sip_addr.ip(), cust_port),
+    );
+    let agent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let cust = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for k in 0..5 {
+        send_pair(&agent, &cust, to_agent, to_cust, k).await;
+    }
+    // Pause: both streams a=inactive. The answer says inactive too.
+    let paused = good_sdp().replace("a=sendonly", "a=inactive");
+    let (ct, body) = sip::build_multipart("p1", &[("application/sdp", paused.as_bytes())]);
+    c.send(&request("INVITE", "call-p", 2, Some(&tag), "UDP", Some(&ct), &body))
+        .await;
+    let r = c.final_response().await;
+    assert_eq!(code(&r), 200);
+    let answer = std::str::from_utf8(&r.body).unwrap();
+    assert_eq!(answer.matches("a=inactive").count(), 2, "{answer}");
+    assert!(
+        answer.contains(&format!("m=audio {agent_port} ")),
+        "the same ports: {answer}"
+    );
+    c.send(&request("ACK", "call-p", 2, Some(&tag), "UDP", None, b"")).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A codec change is refused (the session goes on).
+    c.send(&request(
+        "INVITE",
+        "call-p",
+        3,
+        Some(&tag),
+        "UDP",
+        Some("application/sdp"),
+        offer_sdp("8", "").as_bytes(),
+    ))
+    .await;
+    assert_eq!(code(&c.final_response().await), 488);
+    // Resume, with the timestamps standing where they paused.
+    c.send(&request(
+        "INVITE",
+        "call-p",
+        4,
+        Some(&tag),
+        "UDP",
+        Some("application/sdp"),
+        good_sdp().as_bytes(),
+    ))
+    .await;
+    let r = c.final_response().await;
+    assert_eq!(code(&r), 200);
+    assert_eq!(std::str::from_utf8(&r.body).unwrap().matches("a=recvonly").count(), 2);
+    c.send(&request("ACK", "call-p", 4, Some(&tag), "UDP", None, b"")).await;
+    for k in 5..10 {
+        send_pair(&agent, &cust, to_agent, to_cust, k).await;
+    }
+    // New metadata by UPDATE is taken; malformed metadata is a 400.
+    let updated = METADATA.replace("00001234", "00005678");
+    c.send(&request(
+        "UPDATE",
+        "call-p",
+        5,
+        Some(&tag),
+        "UDP",
+        Some("application/rs-metadata+xml"),
+        updated.as_bytes(),
+    ))
+    .await;
+    assert_eq!(code(&c.final_response().await), 200);
+    c.send(&request(
+        "UPDATE",
+        "call-p",
+        6,
+        Some(&tag),
+        "UDP",
+        Some("application/rs-metadata+xml"),
+        b"<recording><oops></recording>",
+    ))
+    .await;
+    assert_eq!(code(&c.final_response().await), 400);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.send(&request("BYE", "call-p", 7, Some(&tag), "UDP", None, b"")).await;
+    assert_eq!(code(&c.final_response().await), 200);
+
+    let got = chunks_of(&events_until_end(&bus, "t4").await);
+    let seqs: Vec<u64> = got.iter().map(|g| g.0).collect();
+    assert_eq!(
+        seqs,
+        vec![0, 1, 2, 3, 4, 6, 7, 8, 9, 10],
+        "the pause skips one sequence number"
+    );
+    for (i, g) in got.iter().enumerate() {
+        let k = i as u16;
+        assert_eq!(g.2, stereo(k), "chunk {i}");
+        if i < 5 {
+            assert_eq!(g.1, k as u64 * 160);
+        }
+    }
+    // Packet 5 arrived at least the 1.5 s slept after packet 4 began (frame
+    // 640): it is placed there, so the gap is at least that minus a packet.
+    assert!(got[5].1 >= 4 * 160 + 12_000, "gap too short: offset {}", got[5].1);
+    for w in got[5..].windows(2) {
+        assert_eq!(w[1].1, w[0].1 + 160);
+    }
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn an_src_that_vanishes_is_ended_by_rtp_inactivity_and_an_unacked_200_is_repeated() {
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+    let srv = start_with(config_with(4, 1), bus.clone()).await;
+    let sip_addr = srv.sip_addr(Transport::Udp).unwrap();
+    let c = Udp::new(sip_addr).await;
+    c.send(&siprec_invite("call-v", "UDP", &good_sdp(), METADATA)).await;
+    let ok = c.final_response().await;
+    assert_eq!(code(&ok), 200);
+    // No ACK: the 200 comes again (RFC 3261 13.3.1.4).
+    let again = c.final_response().await;
+    assert_eq!((code(&again), again.tag("To")), (200, ok.tag("To")));
+    let (cust_port, agent_port) = answer_ports(&ok);
+    let agent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let cust = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for k in 0..3 {
+        send_pair(
+            &agent,
+            &cust,
+            SocketAddr::new(sip_addr.ip(), agent_port),
+            SocketAddr::new(sip_addr.ip(), cust_port),
+            k,
+        )
+        .await;
+    }
+    // Then nothing: no BYE, no RTP.
+    let events = events_until_end(&bus, "t5").await;
+    let Some(Event::CallEnded(end)) = &events.last().unwrap().event else {
+        unreachable!()
+    };
+    assert_eq!(end.reason, v1::EndReason::Error as i32);
+    assert_eq!(end.last_sequence, 2);
+    let got = chunks_of(&events);
+    assert_eq!(
+        got.iter().map(|g| g.2.clone()).collect::<Vec<_>>(),
+        (0..3).map(stereo).collect::<Vec<_>>()
+    );
+    assert_eq!(srv.counters.sessions_ended.load(Ordering::Relaxed), 1);
+    // The SRS ends the dialog itself: a BYE to the SRC's Contact.
+    let mut buf = vec![0u8; 65_536];
+    let bye = loop {
+        let (n, _) = tokio::time::timeout(WAIT, c.sock.recv_from(&mut buf))
+            .await
+            .expect("a BYE")
+            .unwrap();
+        let (m, _) = Message::parse(&buf[..n], false).unwrap();
+        if m.method() == Some("BYE") {
+            break m;
+        }
+    };
+    assert_eq!(
+        bye.start,
+        StartLine::Request {
+            method: "BYE".into(),
+            uri: "sip:src@127.0.0.1:5099".into()
+        }
+    );
+    assert_eq!(
+        (bye.call_id(), bye.tag("To"), bye.tag("From")),
+        (Some("call-v"), Some("src1"), ok.tag("To"))
+    );
+    srv.stop().await;
 }

@@ -172,6 +172,17 @@ pub struct Metrics {
 /// Buckets of RTP interarrival jitter (seconds).
 const JITTER_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.5];
 
+/// What happened to an RTP packet of the SIPREC role.
+const SIPREC_PACKET_OUTCOMES: [&str; 7] = [
+    "received",
+    "lost",
+    "late",
+    "duplicate",
+    "unknown_session",
+    "invalid",
+    "unknown_payload",
+];
+
 /// SIP status codes the SIPREC role sends, as labels (others: `other`).
 const SIP_CODES: [(u16, &str); 14] = [
     (100, "100"),
@@ -369,6 +380,14 @@ impl Metrics {
             "From a call's end to its draft stored for review (what the advisor waits)",
             m.call_end_to_draft.clone(),
         );
+        // Every outcome and code at 0 from the start: a series that appears
+        // only with its first event hides the rate of the first ones.
+        for outcome in SIPREC_PACKET_OUTCOMES {
+            let _ = m.siprec_packets.get_or_create(&[("outcome", outcome)]);
+        }
+        for (_, code) in SIP_CODES {
+            let _ = m.siprec_sip_responses.get_or_create(&[("code", code)]);
+        }
         registry.register(
             "opptak_siprec_sessions",
             "SIPREC recording sessions open in this process",
@@ -566,6 +585,22 @@ mod tests {
 
     fn value(text: &str, series: &str) -> f64 {
         sample(text, series).unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    }
+
+    #[test]
+    fn siprec_series_exist_from_the_start_and_codes_are_bounded() {
+        let m = metrics();
+        let text = m.render();
+        assert!(sample(&text, r#"opptak_siprec_rtp_packets_total{outcome="unknown_session"}"#).is_some());
+        assert!(sample(&text, r#"opptak_siprec_sip_responses_total{code="488"}"#).is_some());
+        m.siprec_sip_response(503);
+        m.siprec_sip_response(299);
+        m.siprec_packets("lost", 3);
+        let text = m.render();
+        assert!(value(&text, r#"opptak_siprec_sip_responses_total{code="503"}"#) >= 1.0);
+        assert!(value(&text, r#"opptak_siprec_sip_responses_total{code="other"}"#) >= 1.0);
+        assert!(value(&text, r#"opptak_siprec_rtp_packets_total{outcome="lost"}"#) >= 3.0);
+        assert!(sample(&text, "opptak_siprec_sessions").is_some());
     }
 
     #[test]

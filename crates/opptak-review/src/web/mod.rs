@@ -16,6 +16,7 @@
 //! - [`qa`]: quality sampling: the QA queue, assessments, the QA report.
 //! - [`queue`]: the advisor's queue of drafts and the team lead's escalations.
 //! - [`reason`]: the reason form; stated reasons kept per session.
+//! - [`reader`]: the call page's read for the command line (`opptak ki show`).
 //! - [`search`]: the call search of compliance and QA.
 //! - [`review`]: the call page (facts and status, approved summary, draft,
 //!   versions with their word diffs), confirmed decisions, audio ranges.
@@ -56,6 +57,7 @@ pub(crate) mod labels;
 mod player;
 mod qa;
 mod queue;
+pub mod reader;
 mod reason;
 mod review;
 mod search;
@@ -202,33 +204,7 @@ pub async fn router(edges: &ReviewEdges, secure_cookies: bool) -> Result<Router>
 
 /// [`router`] with explicit [`Options`].
 pub async fn router_with(edges: &ReviewEdges, options: Options) -> Result<Router> {
-    let web = &edges.config.web;
-    let app = Arc::new(App {
-        identity: Identity::open(edges).await?,
-        audit: edges.audit().await?,
-        review: crate::review::Review::open(edges).await?,
-        qa: crate::qa::Qa::open(edges).await?,
-        search: opptak_store::search::SqlSearch::open(&edges.config.metadata_url).await?,
-        advisors: search::AdvisorCache::default(),
-        saved: search::SavedCache::default(),
-        oidc: match &edges.config.oidc {
-            Some(cfg) => Some(
-                crate::oidc::OidcVerifier::new(
-                    cfg,
-                    reqwest::Client::builder()
-                        .timeout(std::time::Duration::from_millis(cfg.fetch_timeout_ms))
-                        .build()?,
-                    edges.vault.clock().clone(),
-                )?
-                .with_archive_clients(&web.archive_clients),
-            ),
-            None => None,
-        },
-        edges: edges.clone(),
-        secure_cookies: options.secure_cookies,
-        audit_reads: options.audit_reads,
-        limiter: LoginLimiter::new(web.login_max_failures, i64::from(web.login_window_min) * 60_000_000),
-    });
+    let app = Arc::new(App::open(edges, options).await?);
     Ok(Router::new()
         .route("/", get(home))
         .route("/healthz", get(|| async { "ok" }))
@@ -252,6 +228,39 @@ pub async fn router_with(edges: &ReviewEdges, options: Options) -> Result<Router
         .with_state(app)
         .layer(axum::middleware::from_fn(run_to_completion))
         .layer(axum::middleware::from_fn(security_headers)))
+}
+
+impl App {
+    /// The service's state over `edges`: the stores it reads and writes.
+    async fn open(edges: &ReviewEdges, options: Options) -> Result<App> {
+        let web = &edges.config.web;
+        Ok(App {
+            identity: Identity::open(edges).await?,
+            audit: edges.audit().await?,
+            review: crate::review::Review::open(edges).await?,
+            qa: crate::qa::Qa::open(edges).await?,
+            search: opptak_store::search::SqlSearch::open(&edges.config.metadata_url).await?,
+            advisors: search::AdvisorCache::default(),
+            saved: search::SavedCache::default(),
+            oidc: match &edges.config.oidc {
+                Some(cfg) => Some(
+                    crate::oidc::OidcVerifier::new(
+                        cfg,
+                        reqwest::Client::builder()
+                            .timeout(std::time::Duration::from_millis(cfg.fetch_timeout_ms))
+                            .build()?,
+                        edges.vault.clock().clone(),
+                    )?
+                    .with_archive_clients(&web.archive_clients),
+                ),
+                None => None,
+            },
+            edges: edges.clone(),
+            secure_cookies: options.secure_cookies,
+            audit_reads: options.audit_reads,
+            limiter: LoginLimiter::new(web.login_max_failures, i64::from(web.login_window_min) * 60_000_000),
+        })
+    }
 }
 
 /// Every response, pages and API alike, carries personal data or could:
@@ -726,7 +735,20 @@ impl App {
         action: &str,
         stated: Option<&str>,
     ) -> std::result::Result<String, Response> {
-        let decision: std::result::Result<String, Refusal> = match (call, user.role) {
+        let decision = self.decide(user, call, stated).await.map_err(|e| internal(lang, e))?;
+        self.settle(lang, user, (action, subject), decision, "").await
+    }
+
+    /// The rules of [`App::authorize`], deciding only (nothing audited):
+    /// the reason to audit, or the refusal. The pages, the API and `opptak
+    /// ki show` ([`reader`]) all decide here.
+    pub(crate) async fn decide(
+        &self,
+        user: &User,
+        call: Option<&opptak_store::meta::CallRecord>,
+        stated: Option<&str>,
+    ) -> Result<std::result::Result<String, Refusal>> {
+        Ok(match (call, user.role) {
             (None, _) => Err((StatusCode::NOT_FOUND, cat::common::UNKNOWN_CALL)),
             (Some(c), Role::Advisor) if c.facts.advisor_id == user.user_id => Ok("review".into()),
             (Some(c), Role::TeamLead) => {
@@ -750,12 +772,7 @@ impl App {
                 _ => Err((StatusCode::BAD_REQUEST, cat::search::STATE_A_REASON_IN_THE_HEADER)),
             },
             (Some(_), Role::Advisor) => Err((StatusCode::FORBIDDEN, cat::common::NOT_YOUR_CALL)),
-            (Some(c), Role::Qa) => match self
-                .qa
-                .sample_access(&c.facts.call_id)
-                .await
-                .map_err(|e| internal(lang, e))?
-            {
+            (Some(c), Role::Qa) => match self.qa.sample_access(&c.facts.call_id).await? {
                 crate::qa::SampleAccess::Readable => Ok("qa sample".into()),
                 crate::qa::SampleAccess::NotSampled => {
                     Err((StatusCode::FORBIDDEN, cat::common::THIS_CALL_IS_NOT_SAMPLED_FOR))
@@ -767,8 +784,7 @@ impl App {
             (Some(_), Role::Auditor | Role::Admin) => {
                 Err((StatusCode::FORBIDDEN, cat::common::YOUR_ROLE_NEVER_READS_CALL_CONTENT))
             }
-        };
-        self.settle(lang, user, (action, subject), decision, "").await
+        })
     }
 }
 

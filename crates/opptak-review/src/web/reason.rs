@@ -169,6 +169,26 @@ fn check(lang: Lang, f: &ReasonForm) -> (Problems, Option<ReadReason>) {
     }
 }
 
+/// A reason stated on the command line (`opptak ki show --category --case
+/// --reason`), checked as the form is: the text the audit log keeps
+/// ("category · case · text"), or what is wrong with it (English).
+pub(super) fn check_stated(category: &str, case_ref: &str, text: &str) -> Result<String, String> {
+    let form = ReasonForm {
+        category: category.into(),
+        case_ref: case_ref.into(),
+        text: text.into(),
+        ..ReasonForm::default()
+    };
+    match check(Lang::En, &form) {
+        (_, Some(reason)) => Ok(audit_text(&reason)),
+        (p, None) => Err([p.category.map(str::to_owned), p.case_ref.map(str::to_owned), p.text]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join("; ")),
+    }
+}
+
 /// The session's stated reason for `subject`, as the audit log keeps it.
 pub(crate) async fn stated(app: &App, token: &str, subject: &str) -> anyhow::Result<Option<String>> {
     Ok(app
@@ -180,7 +200,7 @@ pub(crate) async fn stated(app: &App, token: &str, subject: &str) -> anyhow::Res
 
 /// Whether the role states a reason in the form for `subject` (calls:
 /// compliance; conversations: compliance and QA).
-fn asks(role: Role, subject: &str) -> bool {
+pub(super) fn asks(role: Role, subject: &str) -> bool {
     role == Role::Compliance || (role == Role::Qa && subject.starts_with("conversation:"))
 }
 
