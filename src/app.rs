@@ -565,6 +565,11 @@ pub fn drafts_topic(config: &Config) -> String {
     format!("{}opptak.drafts.v1", config.bus.topic_prefix)
 }
 
+/// The consumer group `role` reads `base` in ([`crate::topics::group`]).
+fn reader_group(config: &Config, role: &str, base: &str) -> Result<String> {
+    crate::topics::group(config, role, base).with_context(|| format!("the {role} role does not read {base}"))
+}
+
 type KiTask = tokio::task::JoinHandle<std::result::Result<String, opptak_ki::transcribe::TranscribeError>>;
 
 /// The KI roles running in this process: the transcriber (live from the
@@ -601,7 +606,7 @@ impl RunningKi {
                 let l = Arc::new(opptak_ki::live::Live::new(t.clone(), edges.telephony_keys.clone()));
                 calls = Some(l.calls.clone());
                 let (group, topic, rx) = (
-                    cfg.ki.live_group.clone(),
+                    reader_group(cfg, "transcriber", "opptak.telephony.v1")?,
                     cfg.recorder_config().topics.telephony,
                     stop.subscribe(),
                 );
@@ -620,7 +625,7 @@ impl RunningKi {
             }
             t = t.clone();
             let (group, topic, rx) = (
-                cfg.ki.transcriber_group.clone(),
+                reader_group(cfg, "transcriber", "opptak.recordings.v1")?,
                 cfg.recorder_config().topics.recordings,
                 stop.subscribe(),
             );
@@ -638,7 +643,7 @@ impl RunningKi {
         if summarize {
             let s = summarizer(edges).await?;
             let (group, topic, rx) = (
-                cfg.ki.summarizer_group.clone(),
+                reader_group(cfg, "summarizer", "opptak.transcripts.v1")?,
                 transcripts_topic(cfg),
                 stop.subscribe(),
             );

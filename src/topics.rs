@@ -128,15 +128,38 @@ pub fn telephony_topic(config: &Config) -> String {
     format!("{}opptak.telephony.v1", config.bus.topic_prefix)
 }
 
-/// The consumer groups a role reads in (`recorder.group`, `ki.*_group`).
-pub fn groups(config: &Config, role: &str) -> Vec<String> {
-    match role {
-        "recorder" => vec![config.recorder.group.clone()],
-        "transcriber" => vec![config.ki.transcriber_group.clone(), config.ki.live_group.clone()],
-        "summarizer" => vec![config.ki.summarizer_group.clone()],
-        "messages" => vec![config.messages.group.clone()],
-        _ => Vec::new(),
+/// The consumer group `opptak deadletters` reads in, with `-<pid>`
+/// appended: a throwaway group that commits nothing, so every run reads the
+/// topic from its start.
+pub const DEADLETTERS_GROUP: &str = "opptak-deadletters";
+
+/// The consumer group `role` reads topic `base` in (`recorder.group`,
+/// `ki.*_group`, `messages.group`; [`DEADLETTERS_GROUP`] is a prefix);
+/// `None` when it does not read it. The roles subscribe with these, and
+/// docs/topics.md lists them (checked by tests/it/docs.rs).
+pub fn group(config: &Config, role: &str, base: &str) -> Option<String> {
+    let topic = TOPICS.iter().find(|t| t.base == base)?;
+    if !topic.readers.contains(&role) {
+        return None;
     }
+    Some(match role {
+        "recorder" => config.recorder.group.clone(),
+        // Live while the call runs (`ki.live`), in its own group, so the
+        // recorder's offsets never wait for speech recognition.
+        "transcriber" if base == "opptak.telephony.v1" => config.ki.live_group.clone(),
+        "transcriber" => config.ki.transcriber_group.clone(),
+        "summarizer" => config.ki.summarizer_group.clone(),
+        "messages" => config.messages.group.clone(),
+        "operator" => DEADLETTERS_GROUP.to_owned(),
+        _ => return None,
+    })
+}
+
+/// The consumer groups a role reads in, one per topic it reads.
+pub fn groups(config: &Config, role: &str) -> Vec<String> {
+    let mut out: Vec<String> = TOPICS.iter().filter_map(|t| group(config, role, t.base)).collect();
+    out.dedup();
+    out
 }
 
 /// Every topic's spec.
@@ -302,6 +325,35 @@ mod tests {
         // The messages role reads conversations and dead-letters what it refuses.
         assert_eq!(names(&["messages"]), ["t.opptak.deadletter.v1", "t.opptak.messages.v1"]);
         assert_eq!(specs(&config, &policy).len(), 7);
+    }
+
+    #[test]
+    fn each_reader_reads_in_its_group() {
+        let config = Config::load_from(None, &[("OPPTAK__KI__LIVE_GROUP".into(), "live-g".into())]).unwrap();
+        // The live transcriber's offsets on the telephony topic are its own.
+        assert_eq!(group(&config, "transcriber", "opptak.telephony.v1").unwrap(), "live-g");
+        assert_eq!(
+            group(&config, "transcriber", "opptak.recordings.v1").unwrap(),
+            config.ki.transcriber_group
+        );
+        assert_eq!(
+            group(&config, "recorder", "opptak.telephony.v1").unwrap(),
+            "opptak-recorder"
+        );
+        assert_eq!(
+            group(&config, "operator", "opptak.deadletter.v1").unwrap(),
+            DEADLETTERS_GROUP
+        );
+        // Writers and strangers read in no group.
+        assert_eq!(group(&config, "sweeper", "opptak.telephony.v1"), None);
+        assert_eq!(group(&config, "recorder", "opptak.transcripts.v1"), None);
+        assert_eq!(group(&config, "recorder", "opptak.nope.v1"), None);
+        assert_eq!(groups(&config, "transcriber"), ["live-g", "opptak-transcriber"]);
+        for t in &TOPICS {
+            for r in t.readers {
+                assert!(group(&config, r, t.base).is_some(), "{r} reads {} in no group", t.base);
+            }
+        }
     }
 
     #[test]

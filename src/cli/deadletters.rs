@@ -48,7 +48,7 @@ pub(crate) async fn run(config: Config, args: Args) -> Result<()> {
     let actor = actor.unwrap_or_else(opptak_audit::os_user);
     let topic = edges.config.recorder_config().topics.deadletter;
     // A throwaway group that commits nothing: read the topic from its start.
-    let group = format!("opptak-deadletters-{}", std::process::id());
+    let group = format!("{}-{}", opptak::topics::DEADLETTERS_GROUP, std::process::id());
     let mut sub = edges.bus.subscribe(&group, std::slice::from_ref(&topic)).await?;
     if let Some(dir) = &out {
         use std::os::unix::fs::DirBuilderExt;

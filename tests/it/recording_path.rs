@@ -317,6 +317,118 @@ async fn dead_letters_kafka_postgres() {
     dead_letter_cases(backend, "dl").await;
 }
 
+/// A `CallStarted` whose codec, sample rate, channel count and roles do
+/// not fit together (the integrator's G.711 at 16 kHz first) is an
+/// `INVALID_FORMAT` dead letter, through the real broker and the recorder:
+/// no call is stored and its chunks and end are `UNKNOWN_CALL`. Valid
+/// formats next to them (G.711 stereo, L16 at 16 kHz) are recorded exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_audio_formats_are_dead_lettered_at_call_start() {
+    use opptak_domain::model::{AudioFormat, ChannelRole};
+    use opptak_domain::Codec;
+    let Some(backend) = services_backend("badformat").await else {
+        return;
+    };
+    let env = Env::new(&backend, "badformat");
+    let edges = env.edges().await;
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let prefix = common::unique("fmt");
+    let (a, c, m) = (
+        v1::ChannelRole::Agent as i32,
+        v1::ChannelRole::Customer as i32,
+        v1::ChannelRole::Mixed as i32,
+    );
+    let (pcmu, pcma, l16) = (v1::Codec::Pcmu as i32, v1::Codec::Pcma as i32, v1::Codec::L16 as i32);
+    // (what, codec, rate, channels, roles)
+    let bad: [(&str, i32, u32, u32, Vec<i32>); 7] = [
+        ("g711u-16k", pcmu, 16_000, 2, vec![a, c]),
+        ("g711a-48k", pcma, 48_000, 1, vec![m]),
+        ("l16-44k1", l16, 44_100, 2, vec![]),
+        ("three-channels", pcmu, 8_000, 3, vec![]),
+        ("two-agents", pcma, 8_000, 2, vec![a, a]),
+        ("mixed-in-stereo", l16, 16_000, 2, vec![m, a]),
+        ("roles-not-channels", pcmu, 8_000, 1, vec![a, c]),
+    ];
+    let mut bad_calls = Vec::new();
+    for (i, (what, codec, rate, channels, roles)) in bad.iter().enumerate() {
+        let mut call = SimCall::synthetic(&format!("{prefix}-{what}"), Codec::Pcmu, 2, 0.5, 40 + i as u64);
+        call.started.audio_format = Some(v1::AudioFormat {
+            codec: *codec,
+            sample_rate_hz: *rate,
+            channels: *channels,
+            channel_roles: roles.clone(),
+        });
+        bad_calls.push(call);
+    }
+    let mut good = vec![SimCall::synthetic(
+        &format!("{prefix}-g711-ok"),
+        Codec::Pcma,
+        2,
+        0.5,
+        50,
+    )];
+    let wide = AudioFormat::new(Codec::L16, 16_000, vec![ChannelRole::Mixed]).unwrap();
+    let pcm: Vec<i16> = (0..8_000).map(|n| ((n * 37) % 2000 - 1000) as i16).collect();
+    good.push(SimCall::new(
+        &format!("{prefix}-l16-16k-ok"),
+        wide,
+        sim::encode_pcm(Codec::L16, &pcm),
+    ));
+    let mut expected_dead = 0;
+    for call in bad_calls.iter().chain(&good) {
+        let events = call.events(100);
+        if bad_calls.iter().any(|b| b.call_id == call.call_id) {
+            expected_dead += events.len();
+        }
+        common::publish_events(&edges, &events).await;
+    }
+    let stored = wait_for_recordings(&edges, good.len(), 120).await;
+    let dls = dead_letters(&edges, expected_dead, 60).await;
+    recorder.stop().await.unwrap();
+    verify_calls(&edges, &good).await;
+    assert_eq!(stored[&good[1].call_id].sample_rate_hz, 16_000);
+    for call in &bad_calls {
+        let mine: Vec<_> = dls.iter().filter(|d| d.call_id == call.call_id).collect();
+        let invalid: Vec<_> = mine
+            .iter()
+            .filter(|d| d.reason == v1::DeadLetterReason::InvalidFormat as i32)
+            .collect();
+        assert_eq!(
+            invalid.len(),
+            1,
+            "{}: one INVALID_FORMAT for its start: {mine:?}",
+            call.call_id
+        );
+        assert!(!invalid[0].detail.is_empty());
+        assert!(
+            mine.iter()
+                .all(|d| d.reason == v1::DeadLetterReason::InvalidFormat as i32
+                    || d.reason == v1::DeadLetterReason::UnknownCall as i32),
+            "{}: {mine:?}",
+            call.call_id
+        );
+        assert_eq!(
+            mine.len(),
+            call.events(100).len(),
+            "{}: every event refused",
+            call.call_id
+        );
+        let id = CallId::parse(&call.call_id).unwrap();
+        assert!(
+            edges.meta.load_call(&id).await.unwrap().is_none(),
+            "{}: stored",
+            call.call_id
+        );
+        assert!(!stored.contains_key(&call.call_id), "{}: recorded", call.call_id);
+    }
+    let g711 = dls
+        .iter()
+        .find(|d| d.call_id == bad_calls[0].call_id && d.reason == v1::DeadLetterReason::InvalidFormat as i32)
+        .unwrap();
+    assert!(g711.detail.contains("16000 Hz"), "{}", g711.detail);
+    assert_eq!(dls.len(), expected_dead, "only the invalid calls' events: {dls:?}");
+}
+
 /// Lost chunks become gaps of the right length, filled with silence.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_chunks_are_kept_as_gaps() {

@@ -125,13 +125,45 @@ impl AudioFormat {
     /// Telephony sample rates opptak accepts (narrowband to fullband).
     pub const SAMPLE_RATES: [u32; 5] = [8_000, 16_000, 24_000, 32_000, 48_000];
 
+    /// G.711's only sample rate (ITU-T G.711, RTP payload types 0 and 8).
+    pub const G711_RATE: u32 = 8_000;
+
+    /// The sample rates `codec` may have: G.711 only 8 kHz (its code words
+    /// are 8 kHz samples: at another rate the recording would play at the
+    /// wrong speed), L16 any of [`AudioFormat::SAMPLE_RATES`].
+    pub fn rates_of(codec: Codec) -> &'static [u32] {
+        match codec {
+            Codec::Pcmu | Codec::Pcma => std::slice::from_ref(&Self::G711_RATE),
+            Codec::L16 => &Self::SAMPLE_RATES,
+        }
+    }
+
     pub fn new(codec: Codec, sample_rate_hz: u32, channel_roles: Vec<ChannelRole>) -> Result<Self, ModelError> {
+        if !Self::rates_of(codec).contains(&sample_rate_hz) {
+            return Err(ModelError::InvalidFormat(format!(
+                "sample rate {sample_rate_hz} Hz not one of {:?} for {}",
+                Self::rates_of(codec),
+                codec.as_str()
+            )));
+        }
+        Self::with_roles(codec, sample_rate_hz, channel_roles)
+    }
+
+    /// A format as the metadata store has it: the checks of
+    /// [`AudioFormat::new`] but G.711's rate, which calls stored before it
+    /// was enforced may break (they stay readable as they were recorded).
+    /// Never for input.
+    pub fn stored(codec: Codec, sample_rate_hz: u32, channel_roles: Vec<ChannelRole>) -> Result<Self, ModelError> {
         if !Self::SAMPLE_RATES.contains(&sample_rate_hz) {
             return Err(ModelError::InvalidFormat(format!(
                 "sample rate {sample_rate_hz} Hz not one of {:?}",
                 Self::SAMPLE_RATES
             )));
         }
+        Self::with_roles(codec, sample_rate_hz, channel_roles)
+    }
+
+    fn with_roles(codec: Codec, sample_rate_hz: u32, channel_roles: Vec<ChannelRole>) -> Result<Self, ModelError> {
         match channel_roles.as_slice() {
             [_] => {}
             [a, b] if a != b && !channel_roles.contains(&ChannelRole::Mixed) => {}
@@ -561,6 +593,19 @@ mod tests {
         assert!(AudioFormat::new(Codec::Pcmu, 8000, vec![Agent, Agent]).is_err());
         assert!(AudioFormat::new(Codec::Pcmu, 8000, vec![]).is_err());
         assert!(AudioFormat::new(Codec::L16, 8000, vec![Agent, Customer, Mixed]).is_err());
+        // G.711 is 8 kHz only; L16 any telephony rate.
+        for rate in AudioFormat::SAMPLE_RATES {
+            assert_eq!(AudioFormat::new(Codec::Pcmu, rate, vec![Mixed]).is_ok(), rate == 8000);
+            assert_eq!(
+                AudioFormat::new(Codec::Pcma, rate, vec![Agent, Customer]).is_ok(),
+                rate == 8000
+            );
+            assert!(AudioFormat::new(Codec::L16, rate, vec![Customer, Agent]).is_ok());
+            // A call stored before the rule stays readable.
+            assert!(AudioFormat::stored(Codec::Pcmu, rate, vec![Mixed]).is_ok());
+        }
+        assert!(AudioFormat::stored(Codec::Pcmu, 8001, vec![Mixed]).is_err());
+        assert!(AudioFormat::stored(Codec::Pcmu, 8000, vec![Mixed, Mixed]).is_err());
     }
 
     #[test]

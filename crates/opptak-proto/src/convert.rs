@@ -337,6 +337,127 @@ pub fn service_category(v: i32) -> ServiceCategory {
 mod tests {
     use super::*;
 
+    /// Every codec, sample rate, channel count and role list, against the
+    /// contract's rules written out independently (docs/telephony-contract.md
+    /// 2.3): an unknown codec is `UNKNOWN_CODEC`; G.711 is 8 kHz only, L16
+    /// one of five rates; 1 or 2 channels; roles one per channel (or none:
+    /// the defaults), stereo one agent and one customer. Everything else is
+    /// `INVALID_FORMAT`, and what passes is stored exactly as sent.
+    #[test]
+    fn every_audio_format_combination_is_checked_at_call_start() {
+        use v1::ChannelRole as R;
+        let (a, c, m, u) = (
+            R::Agent as i32,
+            R::Customer as i32,
+            R::Mixed as i32,
+            R::Unspecified as i32,
+        );
+        let codecs = [
+            v1::Codec::Unspecified as i32,
+            v1::Codec::Pcmu as i32,
+            v1::Codec::Pcma as i32,
+            v1::Codec::L16 as i32,
+            99,
+        ];
+        let rates = [
+            0, 7_999, 8_000, 11_025, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 96_000,
+        ];
+        let role_lists: [&[i32]; 13] = [
+            &[],
+            &[m],
+            &[a],
+            &[c],
+            &[u],
+            &[42],
+            &[a, c],
+            &[c, a],
+            &[a, a],
+            &[m, a],
+            &[c, m],
+            &[a, c, m],
+            &[a, c, a, c],
+        ];
+        let (mut accepted, mut refused) = (0, 0);
+        for &codec in &codecs {
+            for &rate in &rates {
+                for channels in 0..=4u32 {
+                    for roles in role_lists {
+                        let wire = v1::AudioFormat {
+                            codec,
+                            sample_rate_hz: rate,
+                            channels,
+                            channel_roles: roles.to_vec(),
+                        };
+                        // The contract's rules.
+                        let want: Result<(), DeadLetterReason> = (|| {
+                            let rate_ok = match v1::Codec::try_from(codec) {
+                                Ok(v1::Codec::Pcmu | v1::Codec::Pcma) => rate == 8_000,
+                                Ok(v1::Codec::L16) => [8_000, 16_000, 24_000, 32_000, 48_000].contains(&rate),
+                                _ => return Err(DeadLetterReason::UnknownCodec),
+                            };
+                            let effective: Vec<i32> = match (roles, channels) {
+                                ([], 1) => vec![m],
+                                ([], 2) => vec![a, c],
+                                ([], _) => return Err(DeadLetterReason::InvalidFormat),
+                                (r, n) if r.len() == n as usize => r.to_vec(),
+                                _ => return Err(DeadLetterReason::InvalidFormat),
+                            };
+                            let roles_ok = match effective.as_slice() {
+                                [one] => [a, c, m].contains(one),
+                                [x, y] => (*x == a && *y == c) || (*x == c && *y == a),
+                                _ => false,
+                            };
+                            if rate_ok && roles_ok {
+                                Ok(())
+                            } else {
+                                Err(DeadLetterReason::InvalidFormat)
+                            }
+                        })();
+                        let got = audio_format(Some(&wire));
+                        let case = format!("{wire:?}");
+                        match (want, got) {
+                            (Ok(()), Ok(f)) => {
+                                accepted += 1;
+                                assert_eq!(f.sample_rate_hz(), rate, "{case}");
+                                assert_eq!(u32::from(f.channels()), channels, "{case}");
+                                assert_eq!(f.codec().bytes_per_sample(), if codec == 3 { 2 } else { 1 }, "{case}");
+                            }
+                            (Err(reason), Err(r)) => {
+                                refused += 1;
+                                assert_eq!(r.reason, reason, "{case}: {}", r.detail);
+                                assert!(!r.detail.is_empty(), "{case}");
+                            }
+                            (want, got) => panic!("{case}: expected {want:?}, got {got:?}"),
+                        }
+                    }
+                }
+            }
+        }
+        // (PCMU at 1 rate, PCMA at 1, L16 at 5) × (4 mono role lists, the
+        // empty one included, + 3 stereo) accepted.
+        assert_eq!(accepted, (1 + 1 + 5) * (4 + 3));
+        assert!(refused > 2_000, "{refused}");
+        assert!(audio_format(None).is_err());
+    }
+
+    /// The integrator's case: G.711 at 16 kHz would play at double speed.
+    #[test]
+    fn g711_at_16_khz_is_an_invalid_format() {
+        let f = v1::AudioFormat {
+            codec: v1::Codec::Pcmu as i32,
+            sample_rate_hz: 16_000,
+            channels: 2,
+            channel_roles: Vec::new(),
+        };
+        let r = audio_format(Some(&f)).unwrap_err();
+        assert_eq!(r.reason, DeadLetterReason::InvalidFormat);
+        assert!(
+            r.detail.contains("16000 Hz") && r.detail.contains("pcmu"),
+            "{}",
+            r.detail
+        );
+    }
+
     #[test]
     fn a_ki_notice_needs_its_offset() {
         let mut n = v1::KiNotice {

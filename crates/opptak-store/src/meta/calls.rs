@@ -109,7 +109,7 @@ impl TryFrom<CallColumns> for CallRecord {
             .split(',')
             .map(|s| ChannelRole::parse(s).ok_or_else(|| bad("channel_roles")))
             .collect::<Result<Vec<_>, _>>()?;
-        let format = AudioFormat::new(codec, c.sample_rate_hz, roles).map_err(|_| bad("format"))?;
+        let format = AudioFormat::stored(codec, c.sample_rate_hz, roles).map_err(|_| bad("format"))?;
         let facts = CallFacts {
             call_id,
             started_at_us: c.started_at_us,
