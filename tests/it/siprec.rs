@@ -2,7 +2,7 @@
 //! `pjsua2-python`, driven by tests/siprec/src_client.py) is the Session
 //! Recording Client; the role runs in-process against the real Kafka broker
 //! and PostgreSQL, with the recorder, and the tests read what the vault
-//! stored.
+//! stored (the wire codes, `Vault::read_artifact_wire`).
 //!
 //! Audio: each WAV is espeak-ng speech at 8 kHz, companded once through the
 //! call's codec (every sample a G.711 reconstruction level: PJSIP's A-law
@@ -11,6 +11,14 @@
 //! `opptak_domain::g711` of the file. A channel of the stored wire audio must
 //! equal it byte for byte once aligned on the first packet, with nothing but
 //! codec silence around it.
+//!
+//! Calls straight to the role test SIP as an SBC speaks it (in-dialog
+//! requests go to the role's Contact). Calls through tests/siprec/rtp_proxy.py
+//! (SIP-aware, it relays the media) test loss, reordering and duplication
+//! with exact expectations: its log says which packet (sequence number, RTP
+//! timestamp) it dropped, duplicated or held back, so each stored channel is
+//! rebuilt from the log and compared whole, and the recording's gaps must be
+//! exactly the stretches neither stream covered.
 //!
 //! The tests skip without `OPPTAK_TEST_PJSUA2_PYTHON` (exported by
 //! `deploy/local/services.sh env` once it installed pjsua2), unless
@@ -900,7 +908,7 @@ fn status_of(msg: &[u8]) -> u16 {
     text[8..11].parse().unwrap()
 }
 
-/// An SDP offer of two audio streams in `codecs` (RTP/AVP payload types).
+/// An SDP offer of two labelled audio streams with payload types `pts`.
 fn offer(pts: &str) -> String {
     format!(
         "v=0\r\no=src 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
