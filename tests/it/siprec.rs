@@ -631,7 +631,7 @@ async fn lost_reordered_and_duplicated_packets_through_the_impairment_proxy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pause_by_reinvite_is_a_gap_and_a_metadata_update_keeps_the_call() {
+async fn a_pause_by_reinvite_is_one_gap_and_the_rest_is_sample_identical() {
     let Some(mut rig) = Rig::new("siprec_pause", &[]).await else {
         return;
     };
@@ -645,7 +645,11 @@ async fn pause_by_reinvite_is_a_gap_and_a_metadata_update_keeps_the_call() {
     let mut args = client_args(&rig.udp(), "udp", &agent, &customer, "PCMA", "pause-resume");
     args.extend(["--pause-at-ms", "1200", "--pause-ms", "800"].map(String::from));
     let out = rig.client(args).await;
-    assert_eq!(out["reinvite_statuses"], serde_json::json!([200, 200]), "{out}");
+    assert_eq!(
+        out["reinvite_statuses"],
+        serde_json::json!([200, 200]),
+        "both re-INVITEs answered (PJSIP sends them to the role's Contact): {out}"
+    );
     let (_, wire, gaps) = rig.next_recording().await;
     assert_eq!(gaps.len(), 1, "one gap for the pause: {gaps:?}");
     let (at, frames) = (gaps[0].at_frame as usize, gaps[0].frames as usize);
@@ -660,7 +664,18 @@ async fn pause_by_reinvite_is_a_gap_and_a_metadata_update_keeps_the_call() {
         let joined = [&stored[..at], &stored[at + frames..]].concat();
         assert_identical(&format!("pause: channel {ch}"), &joined, &wav.reference, silence);
     }
+    rig.stop().await;
+}
 
+/// New metadata mid-call (a re-INVITE, or an UPDATE, each with the SDP and
+/// the new metadata, through the proxy): answered 200, the call goes on and
+/// its recording is whole (roles stay as the call started: `CallStarted`
+/// cannot change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metadata_update_by_reinvite_or_update_keeps_the_call_whole() {
+    let Some(mut rig) = Rig::new("siprec_update", &[]).await else {
+        return;
+    };
     for method in ["reinvite", "update"] {
         let (out, _, _, gaps) = call_through_proxy(
             &mut rig,
