@@ -10,7 +10,7 @@ UPDATE and BYE, and captures every RTP packet. Each case then checks what
 arrived: the INVITE's multipart/mixed body with the SDP (two m=audio,
 a=label, a=sendonly) and the rs-metadata part, `Require: siprec`, the
 `+sip.src` Contact, RTP with PT 0 (PCMU) or 8 (PCMA) whose payload is the
-G.711 encoding of each WAV (Python's audioop, the Sun reference code) after
+G.711 encoding of each WAV (the Sun reference code, written out here) after
 the first packet, and, through the proxy, exactly the packets its log says it
 let through. Exits non-zero on the first failure.
 """
@@ -27,12 +27,62 @@ import sys
 import tempfile
 import threading
 import time
-import warnings
 import wave
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import audioop  # the reference G.711 encoder (Python <= 3.12)
+
+# The reference G.711 codec: Sun Microsystems' public-domain g711.c (ITU
+# G.711/G.191), as opptak_domain::g711 and Python's old audioop implement it.
+def ulaw_encode(x):
+    pcm = x >> 2
+    mask = 0x7F if pcm < 0 else 0xFF
+    pcm = min(-pcm if pcm < 0 else pcm, 8159) + (0x84 >> 2)
+    seg = next((i for i, end in enumerate((0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF)) if pcm <= end), 8)
+    if seg >= 8:
+        return 0x7F ^ mask
+    return ((seg << 4) | ((pcm >> (seg + 1)) & 0xF)) ^ mask
+
+
+def alaw_encode(x):
+    pcm = x >> 3
+    if pcm >= 0:
+        mask = 0xD5
+    else:
+        mask, pcm = 0x55, -pcm - 1
+    seg = next((i for i, end in enumerate((0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF)) if pcm <= end), 8)
+    if seg >= 8:
+        return 0x7F ^ mask
+    return ((seg << 4) | ((pcm >> (1 if seg < 2 else seg)) & 0xF)) ^ mask
+
+
+def ulaw_decode(c):
+    c = ~c & 0xFF
+    t = (((c & 0x0F) << 3) + 0x84) << ((c & 0x70) >> 4)
+    return (0x84 - t) if c & 0x80 else (t - 0x84)
+
+
+def alaw_decode(c):
+    c ^= 0x55
+    t = (c & 0x0F) << 4
+    seg = (c & 0x70) >> 4
+    if seg == 0:
+        t += 8
+    elif seg == 1:
+        t += 0x108
+    else:
+        t = (t + 0x108) << (seg - 1)
+    return t if c & 0x80 else -t
+
+
+def encode(pcm, codec):
+    """16-bit little-endian PCM to G.711 codes."""
+    enc = ulaw_encode if codec == "PCMU" else alaw_encode
+    return bytes(enc(x) for x in struct.unpack(f"<{len(pcm) // 2}h", pcm))
+
+
+def decode(codes, codec):
+    dec = ulaw_decode if codec == "PCMU" else alaw_decode
+    return struct.pack(f"<{len(codes)}h", *(dec(c) for c in codes))
+
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PY = sys.executable
@@ -251,10 +301,7 @@ def tone_wav(path, freqs, seconds, seed, codec):
         for i in range(n)
     ]
     pcm = struct.pack(f"<{n}h", *samples)
-    if codec == "PCMU":
-        pcm = audioop.ulaw2lin(audioop.lin2ulaw(pcm, 2), 2)
-    else:
-        pcm = audioop.alaw2lin(audioop.lin2alaw(pcm, 2), 2)
+    pcm = decode(encode(pcm, codec), codec)
     with wave.open(path, "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
@@ -265,7 +312,7 @@ def tone_wav(path, freqs, seconds, seed, codec):
 def reference(path, codec):
     with wave.open(path, "rb") as w:
         pcm = w.readframes(w.getnframes())
-    return audioop.lin2ulaw(pcm, 2) if codec == "PCMU" else audioop.lin2alaw(pcm, 2)
+    return encode(pcm, codec)
 
 
 def run_client(uas_uri, transport, wavs, codec, scenario="basic", extra=()):
