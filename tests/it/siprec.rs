@@ -965,6 +965,9 @@ async fn bad_input_gets_its_sip_error_and_the_role_keeps_serving() {
   <participantstreamassoc participant_id="p2"><send>s2</send><recv>s1</recv></participantstreamassoc>
 </recording>"#;
 
+    // SBCs ping recorders with OPTIONS.
+    let req = raw_request("OPTIONS", &udp, "udp", "", b"");
+    assert_eq!(udp_status(&udp, &req).await, Some(200), "OPTIONS");
     // A datagram shorter than its Content-Length (RFC 3261 18.3: 400).
     let mut truncated = raw_request(
         "INVITE",
