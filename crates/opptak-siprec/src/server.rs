@@ -459,7 +459,6 @@ struct Sess {
     sdp_version: u64,
     /// The last response to an INVITE, to repeat to its retransmissions.
     last_invite: Option<(u32, Vec<u8>)>,
-    created_us: u64,
     /// Every recorded stream is inactive (a pause by re-INVITE): the RTP
     /// timeout does not run.
     paused: bool,
@@ -821,7 +820,6 @@ impl Core {
                 labels,
                 sdp_version: 1,
                 last_invite: None,
-                created_us: self.now_us(),
                 paused: false,
                 active_since_us: self.now_us(),
                 session_expires,
