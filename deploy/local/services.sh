@@ -41,6 +41,8 @@
 #                 wheels/ (pip's downloads, reused offline), speech.log, speech.pid
 #   axe/          axe-core's axe.min.js (npm) for the browser tests' accessibility check
 #   llm/          llama-cpp-python + SmolLM2-135M-Instruct (deploy/llm/server.sh; OPPTAK_LLM_PORT 19200)
+#   pjsua2/       PJSIP's Python bindings for the SIPREC test peer (tests/siprec/):
+#                 venv/, venv.stamp, wheels/, install.log
 #   producer/     the reference producer's venv (examples/python-producer): venv/,
 #                 venv.stamp, wheels/ (pip's downloads, reused offline), install.log
 #
@@ -165,6 +167,13 @@ SPEECH_INSTALL_LOG=$SPEECH_DIR/install.log
 SPEECH_PIDFILE=$SPEECH_DIR/speech.pid
 SPEECH_LOG=$SPEECH_DIR/speech.log
 
+PJSUA2_REQ=$HERE/../../tests/siprec/requirements.txt
+PJSUA2_DIR=$CACHE/pjsua2
+PJSUA2_VENV=$PJSUA2_DIR/venv
+PJSUA2_STAMP=$PJSUA2_DIR/venv.stamp
+PJSUA2_WHEELS=$PJSUA2_DIR/wheels
+PJSUA2_INSTALL_LOG=$PJSUA2_DIR/install.log
+
 # libssl-dev + pkg-config: librdkafka's TLS and SASL/SCRAM (rdkafka's `ssl`
 # feature builds against the system's OpenSSL); openssl: the local test CA.
 DEBIAN_PACKAGES=(espeak-ng sox kcat softhsm2 chromium chromium-driver wrk libssl-dev pkg-config openssl)
@@ -288,6 +297,7 @@ cmd_install() {
   install_minio
   install_axe
   install_speech
+  install_pjsua2
   install_producer
   llm install
 }
@@ -1040,6 +1050,46 @@ stop_speech() {
   log "speech server stopped"
 }
 
+# ---------------------------------------------------------------- pjsua2 ---
+# PJSIP's Python bindings (PyPI pjsua2-python, a manylinux wheel with PJSIP
+# built in) for the SIPREC test peer tests/siprec/src_client.py, in their own
+# venv: a real SIP stack as the Session Recording Client of tests/it/siprec.rs.
+# Same pattern as the speech server: a pinned wheelhouse, offline after once.
+
+pjsua2_stamp_want() {
+  { cat "$PJSUA2_REQ"; "$SPEECH_PYTHON" --version 2>&1; } | sha256sum | cut -d' ' -f1
+}
+
+pjsua2_installed() {
+  [[ -x $PJSUA2_VENV/bin/python && -f $PJSUA2_STAMP && $(<"$PJSUA2_STAMP") == "$(pjsua2_stamp_want)" ]]
+}
+
+install_pjsua2() {
+  if pjsua2_installed; then
+    return 0
+  fi
+  command -v "$SPEECH_PYTHON" >/dev/null 2>&1 || die "$SPEECH_PYTHON not found (set OPPTAK_PYTHON)"
+  mkdir -p "$PJSUA2_DIR" "$PJSUA2_WHEELS"
+  rm -f "$PJSUA2_STAMP"
+  local pip=("$PJSUA2_VENV/bin/pip" --disable-pip-version-check --no-input)
+  log "installing pjsua2 (the SIPREC test peer) into $PJSUA2_VENV (log: $PJSUA2_INSTALL_LOG)"
+  rm -rf "$PJSUA2_VENV"
+  "$SPEECH_PYTHON" -m venv "$PJSUA2_VENV" >"$PJSUA2_INSTALL_LOG" 2>&1 ||
+    { tail -n 20 "$PJSUA2_INSTALL_LOG" >&2; die "cannot create a venv with $SPEECH_PYTHON (Debian: apt-get install python3-venv)"; }
+  if ! "${pip[@]}" install --no-compile --no-index --find-links "$PJSUA2_WHEELS" -r "$PJSUA2_REQ" >>"$PJSUA2_INSTALL_LOG" 2>&1; then
+    log "fetching the pjsua2 wheel from PyPI into $PJSUA2_WHEELS (once)"
+    if ! "${pip[@]}" download --only-binary=:all: -d "$PJSUA2_WHEELS" -r "$PJSUA2_REQ" >>"$PJSUA2_INSTALL_LOG" 2>&1 ||
+      ! "${pip[@]}" install --no-compile --no-index --find-links "$PJSUA2_WHEELS" -r "$PJSUA2_REQ" >>"$PJSUA2_INSTALL_LOG" 2>&1; then
+      tail -n 40 "$PJSUA2_INSTALL_LOG" >&2
+      die "installing pjsua2 failed (full log: $PJSUA2_INSTALL_LOG)"
+    fi
+  fi
+  "$PJSUA2_VENV/bin/python" -c 'import pjsua2' >>"$PJSUA2_INSTALL_LOG" 2>&1 ||
+    { tail -n 20 "$PJSUA2_INSTALL_LOG" >&2; die "pjsua2 installed but does not import (log: $PJSUA2_INSTALL_LOG)"; }
+  pjsua2_stamp_want >"$PJSUA2_STAMP"
+  log "installed pjsua2 in $PJSUA2_VENV"
+}
+
 # -------------------------------------------------------------- producer ---
 # The reference telephony producer (examples/python-producer: confluent-kafka,
 # protobuf, grpcio-tools' protoc) for tests/it/producer_example.rs, in a venv
@@ -1087,6 +1137,7 @@ cmd_start() {
   install_kafka
   install_minio
   install_axe
+  install_pjsua2
   install_producer
   init_softhsm
   start_pg
@@ -1244,6 +1295,11 @@ cmd_status() {
   else
     echo "install:  speech server not installed"
   fi
+  if pjsua2_installed; then
+    echo "install:  pjsua2 (SIPREC test peer) in $PJSUA2_VENV"
+  else
+    echo "install:  pjsua2 not installed"
+  fi
   llm status || rc=3
   return "$rc"
 }
@@ -1274,6 +1330,10 @@ cmd_env() {
   echo "export OPPTAK_TEST_S3_SECRET_KEY=$MINIO_PASSWORD"
   echo "export OPPTAK_TEST_SPEECH_URL=$SPEECH_URL"
   echo "export OPPTAK_TEST_SPEECH_PYTHON=$SPEECH_VENV/bin/python"
+  # The SIPREC test peer's Python (tests/it/siprec.rs skips without it).
+  if pjsua2_installed; then
+    echo "export OPPTAK_TEST_PJSUA2_PYTHON=$PJSUA2_VENV/bin/python"
+  fi
   producer_installed && echo "export OPPTAK_TEST_PRODUCER_PYTHON=$PRODUCER_VENV/bin/python"
   llm env
 }

@@ -42,6 +42,7 @@ mod retention_bench;
 mod run_config;
 mod security;
 mod shredding;
+mod siprec;
 mod siprec_wire;
 mod subject;
 mod subject_conversations;

@@ -260,6 +260,10 @@ pub async fn start(config: &SiprecConfig, bus: Arc<dyn Bus>, topic: &str) -> Res
             .find(|(t, _)| *t == Transport::Tcp)
             .map_or(5060, |(_, a)| a.port()),
         received_unreported: 0,
+        udp_port: sip_addrs
+            .iter()
+            .find(|(t, _)| *t == Transport::Udp)
+            .map_or(5060, |(_, a)| a.port()),
     };
     let up = opptak_telemetry::metrics().role_up("siprec");
     let core = tokio::spawn(core.run(core_rx, up));
@@ -504,6 +508,9 @@ struct Core {
     tcp_port: u16,
     /// RTP packets received since the last tick, not yet in the metric.
     received_unreported: u64,
+    /// The UDP listener's port: the Contact of a dialog names the port and
+    /// transport it came in on, or the SBC sends BYE and re-INVITE to 5060.
+    udp_port: u16,
 }
 
 /// How long a session outlives the SRC's BYE (see the BYE handler).
@@ -926,9 +933,18 @@ impl Core {
         }
     }
 
-    fn ok_headers(&self, s: &Sess) -> Vec<(&'static str, String)> {
+    fn ok_headers(&self, s: &Sess, tcp: bool) -> Vec<(&'static str, String)> {
+        let contact = if tcp {
+            format!(
+                "<sip:srs@{}:{};transport=tcp>;+sip.srs",
+                host(self.advertise),
+                self.tcp_port
+            )
+        } else {
+            format!("<sip:srs@{}:{}>;+sip.srs", host(self.advertise), self.udp_port)
+        };
         let mut extra = vec![
-            ("Contact", format!("<sip:srs@{}>;+sip.srs", host(self.advertise))),
+            ("Contact", contact),
             ("Allow", ALLOW.to_owned()),
             ("Supported", "siprec, timer".to_owned()),
         ];
@@ -957,7 +973,7 @@ impl Core {
             return;
         }
         let s = &self.sessions[call_id];
-        let extra = self.ok_headers(s);
+        let extra = self.ok_headers(s, matches!(reply, Reply::Tcp(_)));
         let wire = invite
             .response(
                 200,
@@ -1091,7 +1107,7 @@ impl Core {
             None => None,
         };
         let s = &self.sessions[call_id];
-        let extra = self.ok_headers(s);
+        let extra = self.ok_headers(s, matches!(reply, Reply::Tcp(_)));
         let tag = s.local_tag.clone();
         let wire = self.respond(
             &reply,

@@ -117,6 +117,28 @@ impl Vault {
         Ok(Located { record, artifact, key })
     }
 
+    /// After a read from spool segments failed: compaction may have moved
+    /// them into the artifact's object between [`Vault::locate`] and the read
+    /// (it sets the object and deletes the segment rows in one transaction,
+    /// then collects the spool). The artifact located again if it has an
+    /// object now, to read from that; else the read's own error.
+    async fn compacted_meanwhile(
+        &self,
+        call_id: &CallId,
+        which: Which,
+        before: &Located,
+        err: VaultError,
+    ) -> Result<Located, VaultError> {
+        if before.artifact.object.is_some() {
+            return Err(err);
+        }
+        let again = self.locate(call_id, which).await?;
+        if again.artifact.object.is_none() {
+            return Err(err);
+        }
+        Ok(again)
+    }
+
     /// The whole plaintext (wire codec) of an artifact, verified end to end:
     /// from its format-v2 object, or — for a recording not compacted yet — from
     /// its spool segments.
@@ -203,8 +225,14 @@ pub struct WireArtifact {
 /// in the call's wire codec.
 impl Vault {
     pub async fn read_artifact_wire(&self, call_id: &CallId, which: Which) -> Result<WireArtifact, VaultError> {
-        let loc = self.locate(call_id, which).await?;
-        let wire = self.read_wire(call_id, which, &loc).await?;
+        let mut loc = self.locate(call_id, which).await?;
+        let wire = match self.read_wire(call_id, which, &loc).await {
+            Ok(wire) => wire,
+            Err(e) => {
+                loc = self.compacted_meanwhile(call_id, which, &loc, e).await?;
+                self.read_wire(call_id, which, &loc).await?
+            }
+        };
         let integrity = |detail: String| VaultError::Integrity {
             recording_id: loc.artifact.artifact_id.clone(),
             detail,
@@ -307,8 +335,25 @@ impl Vault {
         first: u64,
         want: u64,
     ) -> Result<Window, VaultError> {
-        let (meta, blobs) = (&self.meta, &self.blobs);
         let loc = self.locate(call_id, which).await?;
+        match self.read_frames_at(call_id, which, &loc, first, want).await {
+            Ok(window) => Ok(window),
+            Err(e) => {
+                let loc = self.compacted_meanwhile(call_id, which, &loc, e).await?;
+                self.read_frames_at(call_id, which, &loc, first, want).await
+            }
+        }
+    }
+
+    async fn read_frames_at(
+        &self,
+        call_id: &CallId,
+        which: Which,
+        loc: &Located,
+        first: u64,
+        want: u64,
+    ) -> Result<Window, VaultError> {
+        let (meta, blobs) = (&self.meta, &self.blobs);
         let format = loc.record.facts.format.clone();
         let fb = format.wire_frame_bytes() as u64;
         let first = first.min(loc.record.progress.frames);
@@ -343,6 +388,14 @@ impl Vault {
             }
         } else {
             let rows = meta.segments(&loc.record.recording_id).await?;
+            // Fewer rows than the recording had when located: compaction
+            // took them (the recorder only adds rows).
+            if (rows.len() as u64) < loc.record.segments {
+                return Err(VaultError::Integrity {
+                    recording_id: loc.record.recording_id.clone(),
+                    detail: format!("{} segment rows, {} recorded", rows.len(), loc.record.segments),
+                });
+            }
             let mut pt = Vec::new();
             let mut opened = 0;
             let mut start_frame = None;
@@ -383,7 +436,7 @@ impl Vault {
             detail: e.to_string(),
         })?;
         Ok(Window {
-            facts: loc.record.facts,
+            facts: loc.record.facts.clone(),
             first_frame: first,
             pcm,
             frames,
