@@ -31,41 +31,7 @@ const AFTER: &str = "I would like to open a savings account for my daughter.";
 
 /// `text` spoken by espeak-ng, as 16 kHz mono PCM16.
 fn speech(dir: &Path, text: &str) -> Vec<i16> {
-    let wav = dir.join(format!("{}.wav", common::unique("say")));
-    let raw = wav.with_extension("raw");
-    let ok = std::process::Command::new("espeak-ng")
-        .args(["-v", "en-us+m3", "-s", "150", "-w"])
-        .arg(&wav)
-        .arg(text)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "espeak-ng failed");
-    let ok = std::process::Command::new("sox")
-        .args(["-R", "-D", "-V1"])
-        .arg(&wav)
-        .args([
-            "-r",
-            "16000",
-            "-c",
-            "1",
-            "-b",
-            "16",
-            "-e",
-            "signed-integer",
-            "-t",
-            "raw",
-        ])
-        .arg(&raw)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "sox failed");
-    std::fs::read(&raw)
-        .unwrap()
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect()
+    common::espeak(dir, text, "en-us+m3", 150, RATE)
 }
 
 /// A KI call without `customer_informed`: 0.3 s of silence, the words

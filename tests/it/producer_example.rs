@@ -66,30 +66,7 @@ fn summary(out: &Output) -> serde_json::Value {
 
 /// `text` spoken by espeak-ng, as 8 kHz mono PCM16.
 fn speech(dir: &Path, text: &str) -> Vec<i16> {
-    let wav = dir.join(format!("{}.wav", common::unique("say")));
-    let raw = wav.with_extension("raw");
-    let ok = std::process::Command::new("espeak-ng")
-        .args(["-v", "en-us+m3", "-s", "160", "-w"])
-        .arg(&wav)
-        .arg(text)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "espeak-ng failed");
-    let ok = std::process::Command::new("sox")
-        .args(["-R", "-D", "-V1"])
-        .arg(&wav)
-        .args(["-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", "-t", "raw"])
-        .arg(&raw)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "sox failed");
-    std::fs::read(&raw)
-        .unwrap()
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect()
+    common::espeak(dir, text, "en-us+m3", 160, 8000)
 }
 
 /// Writes interleaved 8 kHz PCM16 `samples` as a WAV file.

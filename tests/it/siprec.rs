@@ -121,29 +121,9 @@ struct Wav {
 
 /// `text` spoken by espeak-ng, 8 kHz mono, companded through `codec`.
 fn speech(dir: &Path, name: &str, text: &str, voice: &str, codec: G711) -> Wav {
-    let raw_wav = dir.join(format!("{name}-espeak.wav"));
-    let raw = dir.join(format!("{name}.raw"));
-    let ok = std::process::Command::new("espeak-ng")
-        .args(["-v", voice, "-s", "165", "-w"])
-        .arg(&raw_wav)
-        .arg(text)
-        .status()
-        .expect("espeak-ng (Debian package espeak-ng)")
-        .success();
-    assert!(ok, "espeak-ng failed");
-    let ok = std::process::Command::new("sox")
-        .args(["-R", "-D", "-V1"])
-        .arg(&raw_wav)
-        .args(["-r", "8000", "-c", "1", "-b", "16", "-e", "signed-integer", "-t", "raw"])
-        .arg(&raw)
-        .status()
-        .expect("sox")
-        .success();
-    assert!(ok, "sox failed");
-    let reference: Vec<u8> = std::fs::read(&raw)
-        .unwrap()
-        .chunks_exact(2)
-        .map(|b| codec.encode(i16::from_le_bytes([b[0], b[1]])))
+    let reference: Vec<u8> = common::espeak(dir, text, voice, 165, 8000)
+        .into_iter()
+        .map(|x| codec.encode(x))
         .collect();
     let path = dir.join(format!("{name}-{}.wav", codec.name()));
     let spec = hound::WavSpec {

@@ -630,3 +630,43 @@ impl opptak_ki::asr::SpeechRecognizer for FixedAsr {
         "fixed test recognizer".into()
     }
 }
+
+/// `text` spoken by espeak-ng (`voice`, `wpm` words a minute), as mono
+/// PCM16 at `rate_hz`, resampled by sox. Files go to `dir`.
+pub fn espeak(dir: &std::path::Path, text: &str, voice: &str, wpm: u32, rate_hz: u32) -> Vec<i16> {
+    let wav = dir.join(format!("{}.wav", unique("say")));
+    let raw = wav.with_extension("raw");
+    let ok = std::process::Command::new("espeak-ng")
+        .args(["-v", voice, "-s", &wpm.to_string(), "-w"])
+        .arg(&wav)
+        .arg(text)
+        .status()
+        .expect("espeak-ng (Debian package espeak-ng)")
+        .success();
+    assert!(ok, "espeak-ng failed");
+    let ok = std::process::Command::new("sox")
+        .args(["-R", "-D", "-V1"])
+        .arg(&wav)
+        .args([
+            "-r",
+            &rate_hz.to_string(),
+            "-c",
+            "1",
+            "-b",
+            "16",
+            "-e",
+            "signed-integer",
+            "-t",
+            "raw",
+        ])
+        .arg(&raw)
+        .status()
+        .expect("sox (Debian package sox)")
+        .success();
+    assert!(ok, "sox failed");
+    std::fs::read(&raw)
+        .unwrap()
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
+}
