@@ -14,7 +14,8 @@
 //! - [`session`]: one session's timeline -> chunks with offsets and gaps;
 //! - [`config`]: `[siprec]` and the desk/service/KI mapping.
 //!
-//! IO: [`server`] (tokio) runs SIP over UDP and TCP and the RTP port pool,
+//! IO: [`server`] (tokio) runs SIP over UDP and TCP and the RTP port pool
+//! (read by `rtp_rx`'s epoll threads),
 //! and publishes through [`opptak_bus::Bus`]. Start it with
 //! [`server::start`]. [`loadgen`] is its load generator: simulated SRCs
 //! (INVITE, real-time RTP, BYE) and the packet-to-bus latency.
@@ -34,6 +35,7 @@ pub mod jitter;
 pub mod loadgen;
 pub mod metadata;
 pub mod rtp;
+mod rtp_rx;
 pub mod sdp;
 pub mod server;
 pub mod session;

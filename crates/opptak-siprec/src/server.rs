@@ -1,7 +1,12 @@
 //! The SIPREC server's IO: SIP over UDP and TCP, the RTP port pool, the
 //! publisher. One core task owns every session (no locks on the packet
-//! path); socket tasks feed it, a publisher task writes its events to the
-//! bus in order.
+//! path); SIP socket tasks and the RTP receive threads (`rtp_rx`) feed it,
+//! a publisher task writes its events to the bus in order.
+//!
+//! Memory is bounded when the bus falls behind: past [`BACKLOG_EVENTS`]
+//! events not yet published, the core takes no RTP (the receive threads
+//! block, the kernel drops what the sockets cannot hold) and refuses new
+//! sessions with 503.
 //!
 //! The INVITE's 200 OK is sent once the session's `CallStarted` is durable
 //! on the bus: a session the bus cannot take is refused (503), and a
@@ -10,6 +15,7 @@
 use crate::config::{SiprecConfig, Transport, Validated};
 use crate::metadata::{self, Metadata, Sides};
 use crate::rtp;
+use crate::rtp_rx::{self, Batch, Receivers};
 use crate::sdp::{self, Offer};
 use crate::session::{self, Notice, Recording, Side};
 use crate::sip::{self, Message, SipError, StartLine};
@@ -20,7 +26,7 @@ use opptak_proto::v1;
 use opptak_proto::Message as _;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -63,6 +69,7 @@ pub struct ServerHandle {
     core_tx: mpsc::UnboundedSender<Input>,
     core: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
+    _receivers: Receivers,
 }
 
 impl ServerHandle {
@@ -127,13 +134,6 @@ enum Input {
         head: Option<Message>,
         too_large: bool,
         reply: Reply,
-    },
-    /// `at`: when the socket task read it (before any queueing to the core).
-    Rtp {
-        slot: usize,
-        data: Vec<u8>,
-        from: SocketAddr,
-        at: Instant,
     },
     Published {
         sip_call_id: String,
@@ -206,12 +206,13 @@ pub async fn start(config: &SiprecConfig, bus: Arc<dyn Bus>, topic: &str) -> Res
     };
     // RTP on even ports (RTCP's odd neighbours are left alone).
     let mut slots = Vec::new();
+    let mut sockets = Vec::new();
     let mut port = v.rtp_first + (v.rtp_first % 2);
     while port <= v.rtp_last {
         let addr = SocketAddr::new(first_ip, port);
-        match UdpSocket::bind(addr).await {
+        match std::net::UdpSocket::bind(addr) {
             Ok(s) => {
-                tasks.push(tokio::spawn(rtp_reader(s, slots.len(), core_tx.clone())));
+                sockets.push((slots.len(), s));
                 slots.push(Slot {
                     port,
                     owner: None,
@@ -231,8 +232,21 @@ pub async fn start(config: &SiprecConfig, bus: Arc<dyn Bus>, topic: &str) -> Res
             config.rtp_ports
         )));
     }
+    let threads = config.rtp_threads.max(1);
+    let (rtp_tx, rtp_rx) = mpsc::channel(rtp_rx::QUEUE * threads);
+    let receivers = Receivers::start(sockets, threads, rtp_tx).map_err(|source| ServerError::Bind {
+        addr: format!("rtp receive threads for {}", config.rtp_ports),
+        source,
+    })?;
     let (pub_tx, pub_rx) = mpsc::unbounded_channel();
-    tasks.push(tokio::spawn(publisher(bus, topic.to_owned(), pub_rx, core_tx.clone())));
+    let backlog = Arc::new(AtomicUsize::new(0));
+    tasks.push(tokio::spawn(publisher(
+        bus,
+        topic.to_owned(),
+        pub_rx,
+        core_tx.clone(),
+        backlog.clone(),
+    )));
     let tick_tx = core_tx.clone();
     tasks.push(tokio::spawn(async move {
         let mut iv = tokio::time::interval(Duration::from_millis(50));
@@ -252,6 +266,7 @@ pub async fn start(config: &SiprecConfig, bus: Arc<dyn Bus>, topic: &str) -> Res
         slots,
         free: Vec::new(),
         pub_tx,
+        backlog,
         counters: counters.clone(),
         clock: Instant::now(),
         tag_counter: 0,
@@ -260,13 +275,14 @@ pub async fn start(config: &SiprecConfig, bus: Arc<dyn Bus>, topic: &str) -> Res
             .find(|(t, _)| *t == Transport::Tcp)
             .map_or(5060, |(_, a)| a.port()),
         received_unreported: 0,
+        backlogged_until_us: 0,
         udp_port: sip_addrs
             .iter()
             .find(|(t, _)| *t == Transport::Udp)
             .map_or(5060, |(_, a)| a.port()),
     };
     let up = opptak_telemetry::metrics().role_up("siprec");
-    let core = tokio::spawn(core.run(core_rx, up));
+    let core = tokio::spawn(core.run(core_rx, rtp_rx, up));
     Ok(ServerHandle {
         sip: sip_addrs,
         rtp_ports,
@@ -274,6 +290,7 @@ pub async fn start(config: &SiprecConfig, bus: Arc<dyn Bus>, topic: &str) -> Res
         core_tx,
         core,
         tasks,
+        _receivers: receivers,
     })
 }
 
@@ -365,31 +382,12 @@ async fn tcp_conn(stream: TcpStream, tx: mpsc::UnboundedSender<Input>) {
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
 }
 
-async fn rtp_reader(s: UdpSocket, slot: usize, tx: mpsc::UnboundedSender<Input>) {
-    let mut buf = vec![0u8; 2048];
-    loop {
-        let Ok((n, from)) = s.recv_from(&mut buf).await else {
-            continue;
-        };
-        if tx
-            .send(Input::Rtp {
-                slot,
-                data: buf[..n].to_vec(),
-                from,
-                at: Instant::now(),
-            })
-            .is_err()
-        {
-            return;
-        }
-    }
-}
-
 async fn publisher(
     bus: Arc<dyn Bus>,
     topic: String,
     mut rx: mpsc::UnboundedReceiver<PublishJob>,
     core: mpsc::UnboundedSender<Input>,
+    backlog: Arc<AtomicUsize>,
 ) {
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
@@ -424,6 +422,7 @@ async fn publisher(
                 }
             }
         }
+        backlog.fetch_sub(messages.len(), Ordering::Relaxed);
         for j in jobs {
             if let Some(id) = j.notify {
                 let _ = core.send(Input::Published { sip_call_id: id, ok });
@@ -501,6 +500,8 @@ struct Core {
     slots: Vec<Slot>,
     free: Vec<usize>,
     pub_tx: mpsc::UnboundedSender<PublishJob>,
+    /// Events sent to the publisher and not yet published.
+    backlog: Arc<AtomicUsize>,
     counters: Arc<Counters>,
     clock: Instant,
     tag_counter: u64,
@@ -508,10 +509,16 @@ struct Core {
     tcp_port: u16,
     /// RTP packets received since the last tick, not yet in the metric.
     received_unreported: u64,
+    /// The last tick at which the core was backlogged (took no RTP).
+    backlogged_until_us: u64,
     /// The UDP listener's port: the Contact of a dialog names the port and
     /// transport it came in on, or the SBC sends BYE and re-INVITE to 5060.
     udp_port: u16,
 }
+
+/// Events waiting for the bus past which the core takes no RTP and no new
+/// session (about 5 s of 1,000 calls at 100 ms chunks; ~1.7 KB each).
+pub const BACKLOG_EVENTS: usize = 50_000;
 
 /// How long a session outlives the SRC's BYE (see the BYE handler).
 const BYE_GRACE_US: u64 = 100_000;
@@ -529,15 +536,34 @@ struct Parsed {
 }
 
 impl Core {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>, up: opptak_telemetry::RoleUp) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Input>,
+        mut rtp: mpsc::Receiver<Batch>,
+        up: opptak_telemetry::RoleUp,
+    ) {
         // `opptak_role_up{role="siprec"}` is 1 until this task ends.
         let _up = up;
         self.free = (0..self.slots.len()).rev().collect();
-        while let Some(input) = rx.recv().await {
+        let mut rtp_open = true;
+        loop {
+            let input = tokio::select! {
+                // SIP and the publisher's notices first: they are few, and
+                // a BYE or an ACK must not wait behind a queue of audio.
+                biased;
+                input = rx.recv() => input,
+                batch = rtp.recv(), if rtp_open && !self.backlogged() => {
+                    match batch {
+                        Some(b) => self.rtp_batch(&b),
+                        None => rtp_open = false,
+                    }
+                    continue;
+                }
+            };
+            let Some(input) = input else { return };
             match input {
                 Input::Sip { msg, reply } => self.sip(msg, reply),
                 Input::Unreadable { head, too_large, reply } => self.unreadable(head, too_large, reply),
-                Input::Rtp { slot, data, from, at } => self.rtp(slot, &data, from, at),
                 Input::Published { sip_call_id, ok } => self.published(&sip_call_id, ok),
                 Input::Tick => self.tick(),
                 Input::Stop(done) => {
@@ -548,7 +574,7 @@ impl Core {
                         self.send_bye(&id);
                         self.end(&id, v1::EndReason::Unspecified);
                     }
-                    let _ = self.pub_tx.send(PublishJob {
+                    self.publish(PublishJob {
                         events: Vec::new(),
                         notify: None,
                         done: Some(done),
@@ -757,8 +783,13 @@ impl Core {
     }
 
     fn invite(&mut self, call_id: String, msg: Message, reply: Reply) {
-        if self.sessions.len() >= self.config.max_sessions || self.free.len() < 2 {
-            let extra = [("Retry-After", "5".to_owned()), self.warning("at capacity")];
+        if self.sessions.len() >= self.config.max_sessions || self.free.len() < 2 || self.backlogged() {
+            let why = if self.backlogged() {
+                "the bus is behind"
+            } else {
+                "at capacity"
+            };
+            let extra = [("Retry-After", "5".to_owned()), self.warning(why)];
             self.respond(&reply, &msg, 503, Some("busy"), &extra, None);
             return;
         }
@@ -860,7 +891,7 @@ impl Core {
         );
         self.counters.sessions_started.fetch_add(1, Ordering::Relaxed);
         opptak_telemetry::metrics().siprec_sessions.inc();
-        let _ = self.pub_tx.send(PublishJob {
+        self.publish(PublishJob {
             events,
             notify: Some(call_id),
             done: None,
@@ -1133,6 +1164,21 @@ impl Core {
         }
     }
 
+    fn backlogged(&self) -> bool {
+        self.backlog.load(Ordering::Relaxed) >= BACKLOG_EVENTS
+    }
+
+    fn publish(&mut self, job: PublishJob) {
+        self.backlog.fetch_add(job.events.len(), Ordering::Relaxed);
+        let _ = self.pub_tx.send(job);
+    }
+
+    fn rtp_batch(&mut self, b: &Batch) {
+        for r in &b.packets {
+            self.rtp(r.slot, b.payload(r), r.from, r.at);
+        }
+    }
+
     fn rtp(&mut self, slot: usize, data: &[u8], from: SocketAddr, at: Instant) {
         let m = opptak_telemetry::metrics();
         let Some((call_id, side)) = self.slots[slot].owner.clone() else {
@@ -1193,7 +1239,7 @@ impl Core {
             }
         }
         if !events.is_empty() {
-            let _ = self.pub_tx.send(PublishJob {
+            self.publish(PublishJob {
                 events,
                 notify: None,
                 done: None,
@@ -1205,6 +1251,10 @@ impl Core {
         opptak_telemetry::metrics().siprec_packets("received", std::mem::take(&mut self.received_unreported));
         let now = self.now_us();
         let timeout = self.config.rtp_timeout_s * 1_000_000;
+        let backlogged = self.backlogged();
+        if backlogged {
+            self.backlogged_until_us = now;
+        }
         let ids: Vec<String> = self.sessions.keys().cloned().collect();
         for id in ids {
             let Some(s) = self.sessions.get_mut(&id) else { continue };
@@ -1230,10 +1280,16 @@ impl Core {
                 continue;
             }
             s.rec.tick(now);
-            let last = s.rec.last_arrival_us().max(s.active_since_us);
+            let last = s
+                .rec
+                .last_arrival_us()
+                .max(s.active_since_us)
+                .max(self.backlogged_until_us);
             let waiting = matches!(s.state, State::Starting { .. }) || s.paused || s.ending_at_us.is_some();
             self.drain(&id);
-            if !waiting && now.saturating_sub(last) > timeout {
+            // While backlogged the core reads no RTP: silence it did not read
+            // is not the SRC's.
+            if !waiting && !backlogged && now.saturating_sub(last) > timeout {
                 tracing::info!(sip_call_id = %id, "siprec session ended: no RTP for siprec.rtp_timeout_s");
                 self.send_bye(&id);
                 self.end(&id, v1::EndReason::Error);
