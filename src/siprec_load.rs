@@ -16,6 +16,7 @@ use anyhow::{bail, Result};
 use opptak_siprec::config::Transport;
 use opptak_siprec::loadgen::{self, Latency, LoadReport, Timeline, TimingBus};
 use opptak_siprec::rtp::G711;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,6 +47,8 @@ pub struct SoakSpec {
     pub warmup_s: u64,
     pub max_rss_growth_mib: f64,
     pub max_fd_growth: u64,
+    /// Each sample is appended to this CSV file as it is taken.
+    pub csv: Option<std::path::PathBuf>,
 }
 
 impl SoakSpec {
@@ -77,6 +80,23 @@ pub struct Sample {
 impl Sample {
     pub const CSV_HEADER: &'static str =
         "at_s,rss_kib,hwm_kib,fds,active_sessions,rtp_slots_in_use,sessions_started,sessions_ended,complete_calls";
+
+    /// To the CSV file, and a progress line to stderr (a soak is long).
+    fn record(&self, csv: Option<&mut std::fs::File>) {
+        if let Some(f) = csv {
+            if let Err(e) = writeln!(f, "{}", self.csv()) {
+                tracing::warn!(error = %e, "soak sample not written");
+            }
+        }
+        eprintln!(
+            "soak {:.0} s: RSS {:.1} MiB, {} fds, {} sessions, {} calls complete",
+            self.at_s,
+            self.rss_kib as f64 / 1024.0,
+            self.fds,
+            self.active_sessions,
+            self.complete_calls
+        );
+    }
 
     pub fn csv(&self) -> String {
         format!(
@@ -305,6 +325,15 @@ pub async fn run(edges: &Edges, spec: &SiprecLoadSpec) -> Result<SiprecLoadRepor
             soak: None,
         });
     }
+    let mut csv = match spec.soak.as_ref().and_then(|s| s.csv.as_ref()) {
+        Some(path) => {
+            let mut f = std::fs::File::create(path)
+                .map_err(|e| anyhow::anyhow!("soak samples file {}: {e}", path.display()))?;
+            writeln!(f, "{}", Sample::CSV_HEADER)?;
+            Some(f)
+        }
+        None => None,
+    };
     // A fresh topic per run, deleted afterwards (as `opptak loadgen` does).
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let topic = format!("{}loadgen-{}.siprec", edges.config.bus.topic_prefix, &run_id[..8]);
@@ -342,12 +371,13 @@ pub async fn run(edges: &Edges, spec: &SiprecLoadSpec) -> Result<SiprecLoadRepor
         };
         let samples = samples.clone();
         let every = soak.sample_every;
-        let started = run_started;
+        let mut csv = csv.as_ref().and_then(|f| f.try_clone().ok());
         tokio::spawn(async move {
             let mut iv = tokio::time::interval(every);
             loop {
                 iv.tick().await;
-                let s = live.sample(started);
+                let s = live.sample(run_started);
+                s.record(csv.as_mut());
                 samples.lock().unwrap_or_else(|e| e.into_inner()).push(s);
             }
         })
@@ -371,6 +401,7 @@ pub async fn run(edges: &Edges, spec: &SiprecLoadSpec) -> Result<SiprecLoadRepor
             timeline: timeline.clone(),
         };
         let s = live.sample(run_started);
+        s.record(csv.as_mut());
         samples.lock().unwrap_or_else(|e| e.into_inner()).push(s);
     }
     let c = server.counters.clone();

@@ -317,6 +317,7 @@ async fn run_siprec(
                     }),
                     max_rss_growth_mib: s.max_rss_growth_mib,
                     max_fd_growth: s.max_fd_growth,
+                    csv: s.samples_csv.clone(),
                 }
             }),
             ..spec.clone()
@@ -373,8 +374,8 @@ async fn run_siprec(
             g.max_tick_lag_ms,
             if r.sustained() { "yes" } else { "no" }
         );
-        if let (Some(soak), Some(args)) = (&r.soak, &soak) {
-            print_soak(&r, soak, args)?;
+        if let Some(soak) = &r.soak {
+            print_soak(&r, soak);
         }
         if producer_baseline {
             let spec = opptak::loadgen::LoadSpec {
@@ -398,20 +399,11 @@ async fn run_siprec(
     Ok(())
 }
 
-/// The soak's turnover, samples (every one to the CSV file, about 40 in
-/// the table) and verdict.
-fn print_soak(r: &opptak::siprec_load::SiprecLoadReport, soak: &opptak::siprec_load::Soak, args: &SoakArgs) -> Result<()> {
-    use opptak::siprec_load::Sample;
-    let Some(spec) = &soak.spec else { return Ok(()) };
+/// The soak's turnover, samples (about 40 of them; every one is in the
+/// CSV file) and verdict.
+fn print_soak(r: &opptak::siprec_load::SiprecLoadReport, soak: &opptak::siprec_load::Soak) {
+    let Some(spec) = &soak.spec else { return };
     let g = &r.generator;
-    if let Some(path) = &args.samples_csv {
-        let mut text = format!("{}\n", Sample::CSV_HEADER);
-        for s in &soak.samples {
-            text.push_str(&s.csv());
-            text.push('\n');
-        }
-        std::fs::write(path, text).map_err(|e| anyhow::anyhow!("--samples-csv {}: {e}", path.display()))?;
-    }
     let mib = |k: u64| k as f64 / 1024.0;
     println!(
         "\nTurnover: {} calls invited over {} slots ({:.1} per slot), {} established, {} ended by BYE.\n",
@@ -495,7 +487,6 @@ fn print_soak(r: &opptak::siprec_load::SiprecLoadReport, soak: &opptak::siprec_l
             "FAILED".to_string()
         }
     );
-    Ok(())
 }
 
 async fn run_conversations(
