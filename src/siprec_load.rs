@@ -353,7 +353,11 @@ pub async fn run(edges: &Edges, spec: &SiprecLoadSpec) -> Result<SiprecLoadRepor
     // With churn a slot's next call is invited as soon as its BYE is
     // answered, while the role still holds the old session for a moment:
     // room for that overlap (the port range has 50 pairs to spare).
-    config.max_sessions = if spec.soak.is_some() { spec.calls + 50 } else { spec.calls };
+    config.max_sessions = if spec.soak.is_some() {
+        spec.calls + 50
+    } else {
+        spec.calls
+    };
     let bus: Arc<dyn opptak_bus::Bus> = Arc::new(TimingBus::new(edges.bus.clone(), timeline.clone()));
     let server = opptak_siprec::server::start(&config, bus, &topic).await?;
     let target = server

@@ -163,7 +163,8 @@ pub(crate) async fn run(config: Config, args: Args) -> Result<()> {
                 bail!("--sample-seconds must be positive");
             }
             Some(SoakArgs {
-                call_seconds: opptak_siprec::loadgen::Churn::parse_seconds(&call_seconds).map_err(anyhow::Error::msg)?,
+                call_seconds: opptak_siprec::loadgen::Churn::parse_seconds(&call_seconds)
+                    .map_err(anyhow::Error::msg)?,
                 seed: seed.unwrap_or_else(opptak_siprec::loadgen::random_seed),
                 sample_seconds,
                 samples_csv,
@@ -623,7 +624,11 @@ mod tests {
         .unwrap();
         assert!(c.args.churn && c.args.seed == Some(7) && c.args.warmup_seconds == Some(300));
         assert_eq!(
-            (c.args.call_seconds.as_str(), c.args.sample_seconds, c.args.max_fd_growth),
+            (
+                c.args.call_seconds.as_str(),
+                c.args.sample_seconds,
+                c.args.max_fd_growth
+            ),
             ("30-90", 10, 16)
         );
         for bad in [

@@ -138,7 +138,11 @@ async fn churn_turns_calls_over_and_every_call_is_complete() {
     let c = &srv.counters;
     assert_eq!(c.sessions_started.load(Ordering::Relaxed), r.established);
     assert_eq!(c.sessions_ended.load(Ordering::Relaxed), r.established);
-    assert_eq!(c.rtp_slots_in_use.load(Ordering::Relaxed), 0, "every RTP port back in the pool");
+    assert_eq!(
+        c.rtp_slots_in_use.load(Ordering::Relaxed),
+        0,
+        "every RTP port back in the pool"
+    );
     assert_eq!(c.rtp_received.load(Ordering::Relaxed), r.packets_sent);
     assert_eq!(c.rtp_lost.load(Ordering::Relaxed), 0);
     assert_eq!(c.rtp_unknown_session.load(Ordering::Relaxed), 0);
@@ -164,7 +168,12 @@ fn churn_lengths_are_the_seeds_and_within_bounds() {
     let lengths: Vec<u64> = (0..500).map(|i| c.packets(i, 3)).collect();
     assert!(lengths.iter().all(|p| (1000..=6000).contains(p)));
     assert_eq!(lengths, (0..500).map(|i| c.packets(i, 3)).collect::<Vec<_>>());
-    assert_ne!(lengths, (0..500).map(|i| Churn { seed: 43, ..c }.packets(i, 3)).collect::<Vec<_>>());
+    assert_ne!(
+        lengths,
+        (0..500)
+            .map(|i| Churn { seed: 43, ..c }.packets(i, 3))
+            .collect::<Vec<_>>()
+    );
     assert_ne!(c.packets(0, 0), c.packets(0, 1));
     assert_eq!(Churn::parse_seconds("20-120"), Ok((20, 120)));
     assert_eq!(Churn::parse_seconds("5"), Ok((5, 5)));

@@ -22,8 +22,16 @@ fn invite() -> Vec<u8> {
         call_id: "x".into(),
         contact: "sip:a@h".into(),
     };
-    let sdp = loadgen::offer_sdp(1, std::net::Ipv4Addr::new(1, 2, 3, 4).into(), "0 101", "a=rtpmap:101 telephone-event/8000\r\n");
-    dialog.invite(&sdp, &loadgen::metadata("c2Vz", "sip:+4791234567@c", "sip:4001@b", Some("1")))
+    let sdp = loadgen::offer_sdp(
+        1,
+        std::net::Ipv4Addr::new(1, 2, 3, 4).into(),
+        "0 101",
+        "a=rtpmap:101 telephone-event/8000\r\n",
+    );
+    dialog.invite(
+        &sdp,
+        &loadgen::metadata("c2Vz", "sip:+4791234567@c", "sip:4001@b", Some("1")),
+    )
 }
 
 proptest! {
