@@ -64,6 +64,50 @@ pub(crate) struct Args {
     /// call count, as the baseline.
     #[arg(long, requires = "siprec")]
     producer_baseline: bool,
+    /// With --siprec: the soak. Each of the --calls slots plays calls of a
+    /// random length (--call-seconds) one after another for --seconds, each
+    /// with a new Call-ID; the process's memory and file descriptors are
+    /// sampled and judged against --max-rss-growth-mib and --max-fd-growth
+    /// after the warm-up, and every call's recording checked complete.
+    #[arg(long, requires = "siprec", conflicts_with_all = ["target", "producer_baseline"])]
+    churn: bool,
+    /// With --churn: call length, MIN-MAX seconds.
+    #[arg(long, requires = "churn", default_value = "20-120")]
+    call_seconds: String,
+    /// With --churn: the seed of the call lengths (printed; random without).
+    #[arg(long, requires = "churn")]
+    seed: Option<u64>,
+    /// With --churn: seconds between resource samples.
+    #[arg(long, requires = "churn", default_value_t = 10)]
+    sample_seconds: u64,
+    /// With --churn: also write every sample to this CSV file.
+    #[arg(long, requires = "churn")]
+    samples_csv: Option<PathBuf>,
+    /// With --churn: samples before this are not judged (default: the
+    /// first full turnover: the setup of every slot's first call plus the
+    /// longest call, plus 10 s).
+    #[arg(long, requires = "churn")]
+    warmup_seconds: Option<u64>,
+    /// With --churn: the largest RSS growth over the first sample after the
+    /// warm-up that passes, MiB.
+    #[arg(long, requires = "churn", default_value_t = 64.0)]
+    max_rss_growth_mib: f64,
+    /// With --churn: the most open file descriptors over the first sample
+    /// after the warm-up that passes (the role binds its whole RTP pool at
+    /// start and opens nothing per call).
+    #[arg(long, requires = "churn", default_value_t = 16)]
+    max_fd_growth: u64,
+}
+
+/// The soak's options (`--churn`).
+struct SoakArgs {
+    call_seconds: (u64, u64),
+    seed: u64,
+    sample_seconds: u64,
+    samples_csv: Option<PathBuf>,
+    warmup_seconds: Option<u64>,
+    max_rss_growth_mib: f64,
+    max_fd_growth: u64,
 }
 
 pub(crate) async fn run(config: Config, args: Args) -> Result<()> {
@@ -83,6 +127,14 @@ pub(crate) async fn run(config: Config, args: Args) -> Result<()> {
         rtp_tasks,
         rtp_first_port,
         producer_baseline,
+        churn,
+        call_seconds,
+        seed,
+        sample_seconds,
+        samples_csv,
+        warmup_seconds,
+        max_rss_growth_mib,
+        max_fd_growth,
     } = args;
     let edges = Edges::open(config).await?;
     if siprec {
@@ -101,8 +153,29 @@ pub(crate) async fn run(config: Config, args: Args) -> Result<()> {
             setup_per_s: setup_rate,
             rtp_tasks,
             rtp_first_port,
+            soak: None,
         };
-        return run_siprec(&edges, calls, spec, chunk_ms, producer_baseline).await;
+        let soak = if churn {
+            if calls.len() != 1 {
+                bail!("--churn runs one size: give --calls one number");
+            }
+            if sample_seconds == 0 {
+                bail!("--sample-seconds must be positive");
+            }
+            Some(SoakArgs {
+                call_seconds: opptak_siprec::loadgen::Churn::parse_seconds(&call_seconds)
+                    .map_err(anyhow::Error::msg)?,
+                seed: seed.unwrap_or_else(opptak_siprec::loadgen::random_seed),
+                sample_seconds,
+                samples_csv,
+                warmup_seconds,
+                max_rss_growth_mib,
+                max_fd_growth,
+            })
+        } else {
+            None
+        };
+        return run_siprec(&edges, calls, spec, chunk_ms, producer_baseline, soak).await;
     }
     if !conversations.is_empty() {
         return run_conversations(&edges, conversations, messages_per_conversation, dump).await;
@@ -213,7 +286,14 @@ async fn run_siprec(
     spec: opptak::siprec_load::SiprecLoadSpec,
     chunk_ms: u64,
     producer_baseline: bool,
+    soak: Option<SoakArgs>,
 ) -> Result<()> {
+    if let Some(s) = &soak {
+        println!(
+            "Soak: calls of {}-{} s one after another in each slot for {} s, seed {} (`--seed {}` repeats the lengths)\n",
+            s.call_seconds.0, s.call_seconds.1, spec.seconds, s.seed, s.seed
+        );
+    }
     println!(
         "| calls | load avg before | established | failed | packets sent | packets/s | received | lost | late | kernel drops | complete calls | chunks | p50 ms last packet | p99 ms last packet | p99 ms first packet | generator cores | siprec cores | siprec cores per 1,000 calls | calls per siprec core | max tick lag ms | sustained |"
     );
@@ -224,6 +304,23 @@ async fn run_siprec(
     for n in sizes {
         let spec = opptak::siprec_load::SiprecLoadSpec {
             calls: n,
+            soak: soak.as_ref().map(|s| {
+                let churn = opptak_siprec::loadgen::Churn {
+                    min_s: s.call_seconds.0,
+                    max_s: s.call_seconds.1,
+                    seed: s.seed,
+                };
+                opptak::siprec_load::SoakSpec {
+                    churn,
+                    sample_every: std::time::Duration::from_secs(s.sample_seconds),
+                    warmup_s: s.warmup_seconds.unwrap_or_else(|| {
+                        opptak::siprec_load::SoakSpec::default_warmup_s(n, spec.setup_per_s, &churn)
+                    }),
+                    max_rss_growth_mib: s.max_rss_growth_mib,
+                    max_fd_growth: s.max_fd_growth,
+                    csv: s.samples_csv.clone(),
+                }
+            }),
             ..spec.clone()
         };
         let r = opptak::siprec_load::run(edges, &spec).await?;
@@ -278,6 +375,9 @@ async fn run_siprec(
             g.max_tick_lag_ms,
             if r.sustained() { "yes" } else { "no" }
         );
+        if let Some(soak) = &r.soak {
+            print_soak(&r, soak);
+        }
         if producer_baseline {
             let spec = opptak::loadgen::LoadSpec {
                 calls: n,
@@ -298,6 +398,96 @@ async fn run_siprec(
         }
     }
     Ok(())
+}
+
+/// The soak's turnover, samples (about 40 of them; every one is in the
+/// CSV file) and verdict.
+fn print_soak(r: &opptak::siprec_load::SiprecLoadReport, soak: &opptak::siprec_load::Soak) {
+    let Some(spec) = &soak.spec else { return };
+    let g = &r.generator;
+    let mib = |k: u64| k as f64 / 1024.0;
+    println!(
+        "\nTurnover: {} calls invited over {} slots ({:.1} per slot), {} established, {} ended by BYE.\n",
+        g.invites,
+        g.calls,
+        g.invites as f64 / g.calls.max(1) as f64,
+        g.established,
+        g.ended
+    );
+    println!("| s | RSS MiB | peak RSS MiB | open fds | active sessions | RTP ports in use | sessions started | sessions ended | calls complete |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let stride = soak.samples.len().div_ceil(40).max(1);
+    let last = soak.samples.len().saturating_sub(1);
+    for (i, s) in soak.samples.iter().enumerate() {
+        let base = soak.baseline.is_some_and(|b| b.at_s == s.at_s);
+        if i % stride != 0 && i != last && !base {
+            continue;
+        }
+        println!(
+            "| {:.0}{} | {:.1} | {:.1} | {} | {} | {} | {} | {} | {} |",
+            s.at_s,
+            if base { " (baseline)" } else { "" },
+            mib(s.rss_kib),
+            mib(s.hwm_kib),
+            s.fds,
+            s.active_sessions,
+            s.rtp_slots_in_use,
+            s.sessions_started,
+            s.sessions_ended,
+            s.complete_calls
+        );
+    }
+    let ok = |b: bool| if b { "ok" } else { "FAILED" };
+    println!("\nScope: one process: the siprec role, the generator thread (its state per slot, not per call) and the bus client.");
+    match soak.baseline {
+        Some(b) => {
+            println!(
+                "Memory: RSS {:.1} MiB at the baseline ({:.0} s, after the {} s warm-up), largest growth after it {:+.1} MiB (bound {:.0} MiB), trend {:+.1} MiB/h, peak RSS {:.1} MiB: {}",
+                mib(b.rss_kib),
+                b.at_s,
+                spec.warmup_s,
+                soak.rss_growth_mib,
+                spec.max_rss_growth_mib,
+                soak.rss_slope_mib_per_h,
+                mib(soak.max_hwm_kib),
+                ok(soak.memory_ok())
+            );
+            println!(
+                "File descriptors: {} at the baseline, largest growth after it {:+} (bound {}): {}",
+                b.fds,
+                soak.fd_growth,
+                spec.max_fd_growth,
+                ok(soak.fds_ok())
+            );
+        }
+        None => println!(
+            "Memory and file descriptors: not judged, no sample after the {} s warm-up: FAILED",
+            spec.warmup_s
+        ),
+    }
+    let calls_ok = soak.incomplete_calls == 0 && soak.foreign_events == 0 && g.failed.is_empty() && g.established > 0;
+    println!(
+        "Recordings: {} of {} established calls complete on the bus, {} refused or unanswered INVITEs, {} stray events: {}",
+        g.established as usize - soak.incomplete_calls.min(g.established as usize),
+        g.established,
+        g.failed.values().sum::<u64>(),
+        soak.foreign_events,
+        ok(calls_ok)
+    );
+    for c in &soak.incomplete_examples {
+        println!("  incomplete: {c:?}");
+    }
+    let turnover = g.invites >= 2 * g.calls as u64;
+    println!(
+        "Verdict: {}",
+        if soak.memory_ok() && soak.fds_ok() && calls_ok && turnover {
+            "pass".to_string()
+        } else if !turnover {
+            "FAILED (fewer than two calls per slot: no turnover)".to_string()
+        } else {
+            "FAILED".to_string()
+        }
+    );
 }
 
 async fn run_conversations(
@@ -410,6 +600,43 @@ mod tests {
                 "--transport",
                 "tcp",
             ][..],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?} accepted");
+        }
+        // The soak: churn and its options, one size, not against a --target.
+        let c = Cli::try_parse_from([
+            "loadgen",
+            "--siprec",
+            "--calls",
+            "500",
+            "--seconds",
+            "1800",
+            "--churn",
+            "--call-seconds",
+            "30-90",
+            "--seed",
+            "7",
+            "--samples-csv",
+            "/tmp/s.csv",
+            "--warmup-seconds",
+            "300",
+        ])
+        .unwrap();
+        assert!(c.args.churn && c.args.seed == Some(7) && c.args.warmup_seconds == Some(300));
+        assert_eq!(
+            (
+                c.args.call_seconds.as_str(),
+                c.args.sample_seconds,
+                c.args.max_fd_growth
+            ),
+            ("30-90", 10, 16)
+        );
+        for bad in [
+            &["loadgen", "--churn"][..],
+            &["loadgen", "--siprec", "--seed", "7"][..],
+            &["loadgen", "--siprec", "--call-seconds", "1-2"][..],
+            &["loadgen", "--siprec", "--churn", "--target", "udp:127.0.0.1:5060"][..],
+            &["loadgen", "--siprec", "--churn", "--producer-baseline"][..],
         ] {
             assert!(Cli::try_parse_from(bad).is_err(), "{bad:?} accepted");
         }

@@ -20,6 +20,18 @@
 //! what the server adds (reordering wait, batching, the bus); that of its
 //! first packet adds the chunk's own length. Tick start times are taken
 //! before the tick's sends, so both are slight over-estimates.
+//!
+//! Churn ([`Churn`], the soak): each of the N call slots plays one call
+//! after another, each of a seeded random length, with a new Call-ID and
+//! session id, until the run's end, so about N calls are always up and
+//! thousands start and end. Memory then stays per slot, not per call: a
+//! call the bus has whole (see [`CallSummary::complete`]) is folded into a
+//! count when its `CallEnded` is acknowledged, latencies go into a fixed
+//! histogram and tick times into a ring of the last [`TICK_WINDOW_S`].
+//!
+//! The SIPREC messages are built by public functions ([`SrcDialog`],
+//! [`offer_sdp`], [`metadata`], [`answer_destinations`]) that the crate's
+//! wire tests use too.
 
 use crate::config::Transport;
 use crate::rtp::{self, G711};
@@ -31,7 +43,7 @@ use bytes::Bytes;
 use opptak_bus::{Bus, BusError, Outgoing, Subscription, TopicInfo, TopicSpec};
 use opptak_proto::v1::{self, telephony_event::Event};
 use opptak_proto::Message as _;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -59,12 +71,75 @@ pub struct LoadSpec {
     pub codec: G711,
     /// RTP timer tasks (each with its own socket).
     pub rtp_tasks: usize,
+    /// Calls one after another in each slot for `seconds`; None: one call
+    /// of `seconds` per slot.
+    pub churn: Option<Churn>,
+}
+
+/// The shortest call churn plays (and the least time before the run's end
+/// a slot starts another).
+pub const MIN_CALL_S: u64 = 1;
+
+/// Churn: each call slot plays calls of random length one after another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Churn {
+    /// Call length bounds in seconds, both included.
+    pub min_s: u64,
+    pub max_s: u64,
+    /// Call `g` of slot `i` has the same length in every run with this seed.
+    pub seed: u64,
+}
+
+impl Churn {
+    /// Packets per stream of call `generation` of slot `slot`.
+    pub fn packets(&self, slot: usize, generation: u32) -> u64 {
+        let h = splitmix64(self.seed ^ ((slot as u64) << 32) ^ u64::from(generation));
+        let span_ms = self.max_s.saturating_sub(self.min_s) * 1000;
+        let ms = self.min_s * 1000 + h % (span_ms + 1);
+        (ms / PACKET_MS).max(1)
+    }
+
+    /// `MIN-MAX` seconds, e.g. `20-120`.
+    pub fn parse_seconds(text: &str) -> Result<(u64, u64), String> {
+        let (a, b) = text.split_once('-').unwrap_or((text, text));
+        let p = |v: &str| {
+            v.trim()
+                .parse::<u64>()
+                .map_err(|e| format!("call seconds {text:?}: {e}"))
+        };
+        let (min, max) = (p(a)?, p(b)?);
+        if min < MIN_CALL_S || max < min {
+            return Err(format!(
+                "call seconds {text:?}: expected MIN-MAX with {MIN_CALL_S} <= MIN <= MAX"
+            ));
+        }
+        Ok((min, max))
+    }
+}
+
+/// A seed from the clock, for runs not given one.
+pub fn random_seed() -> u64 {
+    splitmix64(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id()) << 40,
+    )
+}
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// What the generator did and saw.
 #[derive(Clone, Debug, Default)]
 pub struct LoadReport {
     pub calls: usize,
+    /// INVITEs sent: one per call (with churn, thousands over N slots).
+    pub invites: u64,
     /// INVITEs answered 200.
     pub established: u64,
     /// Refused or unanswered INVITEs by final status (0: no response).
@@ -84,7 +159,8 @@ pub struct LoadReport {
     /// The longest tick (its sends).
     pub max_tick_ms: f64,
     /// Every call up: from the last INVITE's answer to the first call's
-    /// last packet, when all calls talk at once (None when no such time).
+    /// last packet (with churn: to the first slot that starts no further
+    /// call), when all calls talk at once (None when no such time).
     pub steady: Option<Steady>,
 }
 
@@ -145,13 +221,132 @@ struct CallTrack {
     gaps: u64,
 }
 
+impl CallTrack {
+    fn complete(&self) -> bool {
+        self.started && self.ended && self.packets > 0 && self.gaps == 0 && self.audio_ms == self.packets * PACKET_MS
+    }
+}
+
+/// How long tick times are kept: a chunk acknowledged later than this
+/// after its packets were sent is counted at this age (a lower bound).
+pub const TICK_WINDOW_S: u64 = 120;
+const TICK_WINDOW: usize = (TICK_WINDOW_S * 1000 / PACKET_MS) as usize;
+
+/// One RTP task's tick start times: tick `base` is `at[0]`.
+#[derive(Clone, Default)]
+struct Ticks {
+    base: usize,
+    at: VecDeque<Instant>,
+}
+
+impl Ticks {
+    fn push(&mut self, at: Instant) {
+        if self.at.len() == TICK_WINDOW {
+            self.at.pop_front();
+            self.base += 1;
+        }
+        self.at.push_back(at);
+    }
+
+    /// Tick `k`'s time, or the oldest kept for a tick gone from the window.
+    fn get(&self, k: usize) -> Option<Instant> {
+        if k < self.base {
+            return self.at.front().copied();
+        }
+        self.at.get(k - self.base).copied()
+    }
+}
+
+/// Latencies in a fixed log-linear histogram (128 buckets per power of
+/// two of microseconds: under 0.4 % error), so a soak's millions of chunks
+/// take no more memory than a short run's.
+#[derive(Clone)]
+struct Histogram {
+    counts: Vec<u64>,
+    n: usize,
+    max_us: u64,
+}
+
+const SUB_BUCKETS: u64 = 128;
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self {
+            counts: vec![0; (64 - 6) * SUB_BUCKETS as usize],
+            n: 0,
+            max_us: 0,
+        }
+    }
+}
+
+impl Histogram {
+    fn bucket(us: u64) -> usize {
+        if us < SUB_BUCKETS {
+            return us as usize;
+        }
+        let e = 63 - u64::from(us.leading_zeros());
+        ((e - 6) * SUB_BUCKETS + (us >> (e - 7)) - SUB_BUCKETS) as usize
+    }
+
+    /// The middle of bucket `b`, in microseconds.
+    fn value(b: usize) -> f64 {
+        let b = b as u64;
+        if b < SUB_BUCKETS {
+            return b as f64;
+        }
+        let shift = b / SUB_BUCKETS - 1;
+        let low = (SUB_BUCKETS + b % SUB_BUCKETS) << shift;
+        low as f64 + ((1u64 << shift) as f64 - 1.0) / 2.0
+    }
+
+    fn add(&mut self, d: Duration) {
+        let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
+        self.counts[Self::bucket(us)] += 1;
+        self.n += 1;
+        self.max_us = self.max_us.max(us);
+    }
+
+    /// The value at rank `(n - 1) * p` of the sorted samples, in ms.
+    fn quantile_ms(&self, p: f64) -> f64 {
+        if self.n == 0 {
+            return f64::NAN;
+        }
+        let rank = ((self.n - 1) as f64 * p) as u64;
+        let mut seen = 0u64;
+        for (b, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen > rank {
+                return Self::value(b).min(self.max_us as f64) / 1000.0;
+            }
+        }
+        self.max_us as f64 / 1000.0
+    }
+
+    fn latency(&self) -> Latency {
+        Latency {
+            samples: self.n,
+            p50_ms: self.quantile_ms(0.5),
+            p99_ms: self.quantile_ms(0.99),
+            max_ms: if self.n == 0 {
+                f64::NAN
+            } else {
+                self.max_us as f64 / 1000.0
+            },
+        }
+    }
+}
+
 #[derive(Default)]
 struct TimelineInner {
     calls: HashMap<String, CallTrack>,
-    ticks: Vec<Vec<Instant>>,
-    last_packet_ms: Vec<f32>,
-    first_packet_ms: Vec<f32>,
+    ticks: Vec<Ticks>,
+    last_packet: Histogram,
+    first_packet: Histogram,
     other_events: u64,
+    /// Churn: a complete call is counted here and forgotten at its CallEnded.
+    fold: bool,
+    folded: usize,
+    folded_chunks: u64,
 }
 
 /// Send times of the generator's ticks and what the bus acknowledged: the
@@ -173,6 +368,18 @@ pub struct CallSummary {
     pub gaps: u64,
 }
 
+impl CallSummary {
+    /// The bus acknowledged its CallStarted, CallEnded, and chunks covering
+    /// every packet sent without a gap.
+    pub fn complete(&self) -> bool {
+        self.started
+            && self.ended
+            && self.packets_per_stream > 0
+            && self.gaps == 0
+            && self.audio_ms == self.packets_per_stream * PACKET_MS
+    }
+}
+
 /// Latency quantiles in milliseconds.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Latency {
@@ -180,23 +387,6 @@ pub struct Latency {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
-}
-
-impl Latency {
-    fn of(v: &[f32]) -> Latency {
-        let mut v = v.to_vec();
-        v.sort_by(|a, b| a.total_cmp(b));
-        let q = |p: f64| {
-            v.get(((v.len().max(1) - 1) as f64 * p) as usize)
-                .map_or(f64::NAN, |x| *x as f64)
-        };
-        Latency {
-            samples: v.len(),
-            p50_ms: q(0.5),
-            p99_ms: q(0.99),
-            max_ms: v.last().map_or(f64::NAN, |x| *x as f64),
-        }
-    }
 }
 
 impl Timeline {
@@ -208,10 +398,11 @@ impl Timeline {
     /// and from its first packet's.
     pub fn latency(&self) -> (Latency, Latency) {
         let t = self.lock();
-        (Latency::of(&t.last_packet_ms), Latency::of(&t.first_packet_ms))
+        (t.last_packet.latency(), t.first_packet.latency())
     }
 
-    /// Every call the generator set up, by recording call id.
+    /// Every call the generator set up and has not folded (with churn:
+    /// those not complete, or not yet ended), by recording call id.
     pub fn summary(&self) -> Vec<CallSummary> {
         let t = self.lock();
         let mut out: Vec<CallSummary> = t
@@ -233,12 +424,41 @@ impl Timeline {
 
     /// Calls whose `CallEnded` the bus acknowledged.
     pub fn ended(&self) -> usize {
-        self.lock().calls.values().filter(|c| c.ended).count()
+        let t = self.lock();
+        t.folded + t.calls.values().filter(|c| c.ended).count()
     }
 
-    /// Events of calls the generator did not set up (should be none).
+    /// Calls the bus has whole ([`CallSummary::complete`]), folded or not.
+    pub fn complete_calls(&self) -> usize {
+        let t = self.lock();
+        t.folded + t.calls.values().filter(|c| c.complete()).count()
+    }
+
+    /// Chunks of the calls folded away.
+    pub fn folded_chunks(&self) -> u64 {
+        self.lock().folded_chunks
+    }
+
+    /// Calls the generator set up that the bus does not have whole (yet).
+    pub fn incomplete(&self) -> Vec<CallSummary> {
+        self.summary().into_iter().filter(|s| !s.complete()).collect()
+    }
+
+    /// Events of calls the generator did not set up, or of a folded call
+    /// after its CallEnded (should be none).
     pub fn foreign_events(&self) -> u64 {
         self.lock().other_events
+    }
+
+    /// A call about to be invited, its RTP sent by task `task`.
+    fn register(&self, rec_id: String, task: usize) {
+        self.lock().calls.insert(
+            rec_id,
+            CallTrack {
+                task,
+                ..CallTrack::default()
+            },
+        );
     }
 
     fn acknowledged(&self, messages: &[Outgoing], at: Instant) {
@@ -254,7 +474,15 @@ impl Timeline {
             };
             match ev.event {
                 Some(Event::CallStarted(_)) => c.started = true,
-                Some(Event::CallEnded(_)) => c.ended = true,
+                Some(Event::CallEnded(_)) => {
+                    c.ended = true;
+                    // The role publishes in order: no chunk of it follows.
+                    if t.fold && c.complete() {
+                        t.folded_chunks += c.chunks;
+                        t.calls.remove(&ev.call_id);
+                        t.folded += 1;
+                    }
+                }
                 Some(Event::AudioChunk(a)) => {
                     let ms = |d: Option<opptak_proto::Duration>| {
                         d.map_or(0, |d| {
@@ -271,12 +499,12 @@ impl Timeline {
                     let (Some(tick0), Some(ticks)) = (c.tick0, t.ticks.get(c.task)) else {
                         continue;
                     };
-                    let sent = |i: u64| ticks.get(tick0 + i as usize).map(|s| at.duration_since(*s));
+                    let sent = |i: u64| ticks.get(tick0 + i as usize).map(|s| at.duration_since(s));
                     let first = off / PACKET_MS;
                     let last = ((off + dur) / PACKET_MS).max(first + 1) - 1;
                     if let (Some(f), Some(l)) = (sent(first), sent(last)) {
-                        t.first_packet_ms.push(f.as_secs_f32() * 1000.0);
-                        t.last_packet_ms.push(l.as_secs_f32() * 1000.0);
+                        t.first_packet.add(f);
+                        t.last_packet.add(l);
                     }
                 }
                 _ => {}
@@ -356,13 +584,21 @@ pub fn cpu_seconds(stat_path: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
-/// Runs the load on a thread of its own and returns what it did. The
-/// calls' recording ids are entered in `timeline` before their INVITEs.
+/// Runs the load on a thread of its own and returns what it did. Each
+/// call's recording id is entered in `timeline` before its INVITE.
 pub async fn run(spec: LoadSpec, timeline: Arc<Timeline>) -> Result<LoadReport, LoadError> {
     if spec.calls == 0 || spec.seconds == 0 || spec.setup_per_s == 0 || spec.rtp_tasks == 0 {
         return Err(LoadError::Spec(
             "calls, seconds, setup rate and RTP tasks must be positive".into(),
         ));
+    }
+    if let Some(c) = spec.churn {
+        if c.min_s < MIN_CALL_S || c.max_s < c.min_s {
+            return Err(LoadError::Spec(format!(
+                "churn call seconds {}-{}: expected {MIN_CALL_S} <= MIN <= MAX",
+                c.min_s, c.max_s
+            )));
+        }
     }
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
@@ -387,6 +623,7 @@ pub async fn run(spec: LoadSpec, timeline: Arc<Timeline>) -> Result<LoadReport, 
 /// A call as the RTP tasks see it.
 struct Media {
     index: usize,
+    rec_id: String,
     dst: [SocketAddr; 2],
     ssrc: [u32; 2],
     packets: u64,
@@ -414,6 +651,17 @@ struct Pending {
     deadline: Instant,
 }
 
+impl Pending {
+    fn new(wire: Vec<u8>, now: Instant) -> Self {
+        Self {
+            wire,
+            next: now + Duration::from_millis(500),
+            interval: Duration::from_millis(500),
+            deadline: now + Duration::from_secs(TRANSACTION_S),
+        }
+    }
+}
+
 enum SipOut {
     Udp(Arc<UdpSocket>, SocketAddr),
     Tcp(tokio::net::tcp::OwnedWriteHalf),
@@ -437,12 +685,140 @@ fn local_ip(target: SocketAddr) -> IpAddr {
     }
 }
 
-/// The SIP Call-ID and the rs-metadata session id of call `i` of run `run`.
-fn ids(run: &str, i: usize) -> (String, String) {
-    (format!("lg-{run}-{i:06}@loadgen"), format!("bGc{run}{i:06}"))
+/// The SIP Call-ID and the rs-metadata session id of call `generation` of
+/// slot `i` of run `run`.
+fn ids(run: &str, i: usize, generation: u32) -> (String, String) {
+    if generation == 0 {
+        (format!("lg-{run}-{i:06}@loadgen"), format!("bGc{run}{i:06}"))
+    } else {
+        (
+            format!("lg-{run}-{i:06}-{generation}@loadgen"),
+            format!("bGc{run}{i:06}g{generation}"),
+        )
+    }
 }
 
-/// One simulated SRC's requests.
+/// One SRC dialog's requests, as [`run`] sends them (and the crate's wire
+/// tests): SIP built with [`Message::to_bytes`], so `Content-Length` is
+/// always right.
+#[derive(Clone, Debug)]
+pub struct SrcDialog {
+    /// The SRS's URI: the Request-URI and the To.
+    pub srs_uri: String,
+    /// The Via's protocol and sent-by, e.g. `SIP/2.0/UDP 127.0.0.1:5099`.
+    pub via: String,
+    /// Makes the dialog's Via branches unique (with the CSeq and method).
+    pub branch: String,
+    /// The From header, with the SRC's tag.
+    pub from: String,
+    pub call_id: String,
+    /// The Contact's URI.
+    pub contact: String,
+}
+
+/// The multipart boundary of [`SrcDialog::invite`].
+pub const BOUNDARY: &str = "siprec-src-boundary-42";
+
+impl SrcDialog {
+    /// A request in the dialog; one with a body (`(content type, bytes)`)
+    /// carries `Require: siprec`.
+    pub fn request(&self, method: &str, cseq: u32, to_tag: Option<&str>, body: Option<(&str, &[u8])>) -> Vec<u8> {
+        let to = match to_tag {
+            Some(t) => format!("<{}>;tag={t}", self.srs_uri),
+            None => format!("<{}>", self.srs_uri),
+        };
+        let mut headers = vec![
+            (
+                "Via".to_owned(),
+                format!("{};branch=z9hG4bK{}x{cseq}{method}", self.via, self.branch),
+            ),
+            ("Max-Forwards".to_owned(), "70".to_owned()),
+            ("From".to_owned(), self.from.clone()),
+            ("To".to_owned(), to),
+            ("Call-ID".to_owned(), self.call_id.clone()),
+            ("CSeq".to_owned(), format!("{cseq} {method}")),
+            ("Contact".to_owned(), format!("<{}>;+sip.src", self.contact)),
+        ];
+        let body = match body {
+            Some((ct, b)) => {
+                headers.push(("Require".to_owned(), "siprec".to_owned()));
+                headers.push(("Content-Type".to_owned(), ct.to_owned()));
+                Bytes::copy_from_slice(b)
+            }
+            None => Bytes::new(),
+        };
+        Message {
+            start: StartLine::Request {
+                method: method.to_owned(),
+                uri: self.srs_uri.clone(),
+            },
+            headers,
+            body,
+        }
+        .to_bytes()
+    }
+
+    /// The SIPREC INVITE (CSeq 1): `multipart/mixed` of the SDP offer and
+    /// the rs-metadata.
+    pub fn invite(&self, sdp: &str, metadata: &str) -> Vec<u8> {
+        let (ct, body) = sip::build_multipart(
+            BOUNDARY,
+            &[
+                ("application/sdp", sdp.as_bytes()),
+                ("application/rs-metadata+xml", metadata.as_bytes()),
+            ],
+        );
+        self.request("INVITE", 1, None, Some((&ct, &body)))
+    }
+}
+
+/// An SRC's SDP offer: two `a=sendonly` audio streams from `ip`, labels 1
+/// (the customer's in [`metadata`]) and 2 (the agent's), each offering
+/// `payloads` (e.g. `0 101`) followed by `attributes` lines (e.g.
+/// `a=rtpmap:101 telephone-event/8000\r\n`).
+pub fn offer_sdp(session: u64, ip: IpAddr, payloads: &str, attributes: &str) -> String {
+    let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
+    format!(
+        "v=0\r\no=src {session} 1 IN {family} {ip}\r\ns=-\r\nc=IN {family} {ip}\r\nt=0 0\r\n\
+m=audio 9 RTP/AVP {payloads}\r\n{attributes}a=label:1\r\na=sendonly\r\n\
+m=audio 9 RTP/AVP {payloads}\r\n{attributes}a=label:2\r\na=sendonly\r\n"
+    )
+}
+
+/// RFC 7865 recording metadata for [`offer_sdp`]'s streams: participant
+/// `cust` sends stream `s-cust` (label 1), `agent` sends `s-agent` (label
+/// 2); `ucid`, when given, is the session's extension data.
+pub fn metadata(session_id: &str, customer_aor: &str, agent_aor: &str, ucid: Option<&str>) -> String {
+    let ext = ucid.map_or(String::new(), |u| {
+        format!("<extensiondata><ucid>{u}</ucid></extensiondata>")
+    });
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<recording xmlns='urn:ietf:params:xml:ns:recording:1'>
+  <datamode>complete</datamode>
+  <session session_id="{session_id}">{ext}</session>
+  <participant participant_id="cust"><nameID aor="{customer_aor}"/></participant>
+  <participant participant_id="agent"><nameID aor="{agent_aor}"/></participant>
+  <stream stream_id="s-cust" session_id="{session_id}"><label>1</label></stream>
+  <stream stream_id="s-agent" session_id="{session_id}"><label>2</label></stream>
+  <participantstreamassoc participant_id="cust"><send>s-cust</send><recv>s-agent</recv></participantstreamassoc>
+  <participantstreamassoc participant_id="agent"><send>s-agent</send><recv>s-cust</recv></participantstreamassoc>
+</recording>"#
+    )
+}
+
+/// The SRS's answer's RTP destinations for label 1 (the customer's stream)
+/// and 2 (the agent's).
+pub fn answer_destinations(m: &Message) -> Option<[SocketAddr; 2]> {
+    let a = sdp::parse_offer(std::str::from_utf8(&m.body).ok()?).ok()?;
+    let dst = |l: &str| {
+        let s = a.streams.iter().find(|s| s.label.as_deref() == Some(l))?;
+        Some(SocketAddr::new(s.remote_addr.parse().ok()?, s.remote_port))
+    };
+    Some([dst("1")?, dst("2")?])
+}
+
+/// The generator's simulated SRCs.
 struct Src<'a> {
     run: &'a str,
     via: String,
@@ -451,95 +827,31 @@ struct Src<'a> {
 }
 
 impl Src<'_> {
-    fn request(
-        &self,
-        method: &str,
-        i: usize,
-        cseq: u32,
-        to_tag: Option<&str>,
-        body: Option<(String, Vec<u8>)>,
-    ) -> Vec<u8> {
-        let (call_id, _) = ids(self.run, i);
-        let uri = format!("sip:srs@{}", self.target);
-        let to = match to_tag {
-            Some(t) => format!("<{uri}>;tag={t}"),
-            None => format!("<{uri}>"),
-        };
-        let mut headers = vec![
-            (
-                "Via".to_owned(),
-                format!("{};branch=z9hG4bK{i:x}x{cseq}{method}", self.via),
-            ),
-            ("Max-Forwards".to_owned(), "70".to_owned()),
-            ("From".to_owned(), format!("<sip:src@loadgen>;tag=src{i:x}")),
-            ("To".to_owned(), to),
-            ("Call-ID".to_owned(), call_id),
-            ("CSeq".to_owned(), format!("{cseq} {method}")),
-            ("Contact".to_owned(), format!("<{}>;+sip.src", self.contact)),
-        ];
-        let body = match body {
-            Some((ct, b)) => {
-                headers.push(("Require".to_owned(), "siprec".to_owned()));
-                headers.push(("Content-Type".to_owned(), ct));
-                Bytes::from(b)
-            }
-            None => Bytes::new(),
-        };
-        Message {
-            start: StartLine::Request {
-                method: method.to_owned(),
-                uri,
-            },
-            headers,
-            body,
+    fn dialog(&self, i: usize, generation: u32) -> SrcDialog {
+        let (call_id, _) = ids(self.run, i, generation);
+        SrcDialog {
+            srs_uri: format!("sip:srs@{}", self.target),
+            via: self.via.clone(),
+            branch: format!("{i:x}g{generation:x}"),
+            from: format!("<sip:src@loadgen>;tag=src{i:x}g{generation:x}"),
+            call_id,
+            contact: self.contact.clone(),
         }
-        .to_bytes()
     }
 
-    fn invite(&self, i: usize, codec: G711) -> Vec<u8> {
-        let (_, session) = ids(self.run, i);
-        let pt = codec.static_pt();
+    fn invite(&self, i: usize, generation: u32, codec: G711) -> Vec<u8> {
+        let (_, session) = ids(self.run, i, generation);
         let ip = local_ip(self.target);
         let ip = if ip.is_unspecified() { self.target.ip() } else { ip };
-        let family = if ip.is_ipv4() { "IP4" } else { "IP6" };
-        let sdp = format!(
-            "v=0\r\no=loadgen {i} 1 IN {family} {ip}\r\ns=-\r\nc=IN {family} {ip}\r\nt=0 0\r\n\
-m=audio 9 RTP/AVP {pt}\r\na=label:1\r\na=sendonly\r\n\
-m=audio 9 RTP/AVP {pt}\r\na=label:2\r\na=sendonly\r\n"
+        let sdp = offer_sdp(i as u64, ip, &codec.static_pt().to_string(), "");
+        let md = metadata(
+            &session,
+            &format!("sip:+4790{i:06}@carrier.example"),
+            &format!("sip:{:04}@bank.example", 4000 + i % 1000),
+            None,
         );
-        let metadata = format!(
-            r#"<?xml version="1.0" encoding="UTF-8"?>
-<recording xmlns='urn:ietf:params:xml:ns:recording:1'>
-  <datamode>complete</datamode>
-  <session session_id="{session}"></session>
-  <participant participant_id="c"><nameID aor="sip:+4790{i:06}@carrier.example"/></participant>
-  <participant participant_id="a"><nameID aor="sip:{:04}@bank.example"/></participant>
-  <stream stream_id="sc" session_id="{session}"><label>1</label></stream>
-  <stream stream_id="sa" session_id="{session}"><label>2</label></stream>
-  <participantstreamassoc participant_id="c"><send>sc</send><recv>sa</recv></participantstreamassoc>
-  <participantstreamassoc participant_id="a"><send>sa</send><recv>sc</recv></participantstreamassoc>
-</recording>"#,
-            4000 + i % 1000
-        );
-        let (ct, body) = sip::build_multipart(
-            "loadgen-boundary",
-            &[
-                ("application/sdp", sdp.as_bytes()),
-                ("application/rs-metadata+xml", metadata.as_bytes()),
-            ],
-        );
-        self.request("INVITE", i, 1, None, Some((ct, body)))
+        self.dialog(i, generation).invite(&sdp, &md)
     }
-}
-
-/// The answer's RTP destinations for label 1 (customer) and 2 (agent).
-fn answer_destinations(m: &Message) -> Option<[SocketAddr; 2]> {
-    let a = sdp::parse_offer(std::str::from_utf8(&m.body).ok()?).ok()?;
-    let dst = |l: &str| {
-        let s = a.streams.iter().find(|s| s.label.as_deref() == Some(l))?;
-        Some(SocketAddr::new(s.remote_addr.parse().ok()?, s.remote_port))
-    };
-    Some([dst("1")?, dst("2")?])
 }
 
 fn status(m: &Message) -> Option<u16> {
@@ -551,10 +863,46 @@ fn status(m: &Message) -> Option<u16> {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// Waiting for its INVITE's turn at the setup rate.
+    Queued,
     Inviting,
     Talking,
     Ending,
     Over,
+}
+
+/// A call slot: the call it plays now.
+struct Slot {
+    phase: Phase,
+    generation: u32,
+    tag: Option<String>,
+}
+
+/// The call slots and the INVITE queue.
+struct Slots {
+    slots: Vec<Slot>,
+    ready: VecDeque<usize>,
+    /// SIP Call-ID of each slot's current call.
+    by_call_id: HashMap<String, usize>,
+    /// Slots not over.
+    open: usize,
+}
+
+impl Slots {
+    /// Slot `i`'s call is over; with `again`, the slot queues its next call.
+    fn finish(&mut self, i: usize, run: &str, again: bool) {
+        let s = &mut self.slots[i];
+        self.by_call_id.remove(&ids(run, i, s.generation).0);
+        s.tag = None;
+        if again {
+            s.generation += 1;
+            s.phase = Phase::Queued;
+            self.ready.push_back(i);
+        } else {
+            s.phase = Phase::Over;
+            self.open -= 1;
+        }
+    }
 }
 
 async fn generate(spec: LoadSpec, timeline: Arc<Timeline>) -> Result<LoadReport, LoadError> {
@@ -626,17 +974,8 @@ async fn generate(spec: LoadSpec, timeline: Arc<Timeline>) -> Result<LoadReport,
     let mut media_tx = Vec::new();
     {
         let mut t = timeline.lock();
-        t.ticks = vec![Vec::new(); spec.rtp_tasks];
-        for i in 0..spec.calls {
-            let (call_id, session) = ids(&run, i);
-            t.calls.insert(
-                session::call_id(&call_id, Some(&session)),
-                CallTrack {
-                    task: i % spec.rtp_tasks,
-                    ..CallTrack::default()
-                },
-            );
-        }
+        t.ticks = vec![Ticks::default(); spec.rtp_tasks];
+        t.fold = spec.churn.is_some();
     }
     for task in 0..spec.rtp_tasks {
         let (tx, rx) = mpsc::unbounded_channel::<Media>();
@@ -651,7 +990,6 @@ async fn generate(spec: LoadSpec, timeline: Arc<Timeline>) -> Result<LoadReport,
             done_tx.clone(),
             timeline.clone(),
             spec.codec,
-            run.clone(),
         ));
     }
     drop(done_tx);
@@ -660,15 +998,27 @@ async fn generate(spec: LoadSpec, timeline: Arc<Timeline>) -> Result<LoadReport,
         calls: spec.calls,
         ..LoadReport::default()
     };
-    let mut phase = vec![Phase::Inviting; spec.calls];
-    let mut tags: Vec<Option<String>> = vec![None; spec.calls];
+    let mut s = Slots {
+        slots: (0..spec.calls)
+            .map(|_| Slot {
+                phase: Phase::Queued,
+                generation: 0,
+                tag: None,
+            })
+            .collect(),
+        ready: (0..spec.calls).collect(),
+        by_call_id: HashMap::new(),
+        open: spec.calls,
+    };
     let mut pending: HashMap<usize, Pending> = HashMap::new();
-    let by_call_id: HashMap<String, usize> = (0..spec.calls).map(|i| (ids(&run, i).0, i)).collect();
     let packets = spec.seconds * 1000 / PACKET_MS;
     let started = Instant::now();
+    // With churn, no call starts this close to the end, and none outlasts it.
+    let end = started + Duration::from_secs(spec.seconds);
     let setup_gap = Duration::from_secs(1) / spec.setup_per_s;
-    let mut next_invite = 0usize;
-    let mut open = spec.calls;
+    let mut next_invite_at = started;
+    // Slots whose first call has not had its INVITE's final answer.
+    let mut first_wave = spec.calls;
     let mut tasks_left = spec.rtp_tasks;
     let (mut all_up, mut first_done): (Option<CpuMark>, Option<CpuMark>) = (None, None);
     let mut first_rtp: Option<Instant> = None;
@@ -676,11 +1026,13 @@ async fn generate(spec: LoadSpec, timeline: Arc<Timeline>) -> Result<LoadReport,
     let mut timer = tokio::time::interval(Duration::from_millis(setup_gap.as_millis().clamp(1, 50) as u64));
     timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let udp = spec.transport == Transport::Udp;
-    while open > 0 || tasks_left > 0 {
+    // Churn: whether a slot whose call is over starts another now.
+    let again = |now: Instant| spec.churn.is_some() && now + Duration::from_secs(MIN_CALL_S) < end;
+    while s.open > 0 || tasks_left > 0 {
         tokio::select! {
             m = msg_rx.recv() => {
                 let Some(m) = m else { break };
-                let (Some(code), Some(i)) = (status(&m), m.call_id().and_then(|c| by_call_id.get(c)).copied()) else {
+                let (Some(code), Some(i)) = (status(&m), m.call_id().and_then(|c| s.by_call_id.get(c)).copied()) else {
                     continue;
                 };
                 let method = m.cseq().map(|(_, meth)| meth.to_owned()).unwrap_or_default();
@@ -691,50 +1043,62 @@ async fn generate(spec: LoadSpec, timeline: Arc<Timeline>) -> Result<LoadReport,
                     }
                     continue;
                 }
-                match (method.as_str(), phase[i]) {
+                let generation = s.slots[i].generation;
+                match (method.as_str(), s.slots[i].phase) {
                     ("INVITE", Phase::Inviting) => {
                         pending.remove(&i);
-                        if code == 200 {
-                            let Some(dst) = answer_destinations(&m) else {
-                                *report.failed.entry(code).or_default() += 1;
-                                phase[i] = Phase::Over;
-                                open -= 1;
-                                continue;
-                            };
-                            tags[i] = m.tag("To").map(str::to_owned);
-                            out.send(&src.request("ACK", i, 1, tags[i].as_deref(), None)).await?;
-                            report.established += 1;
-                            phase[i] = Phase::Talking;
-                            let media = Media {
-                                index: i,
-                                // Label 2 is the agent's stream, 1 the customer's.
-                                dst,
-                                ssrc: [0x1000_0000 + i as u32 * 2, 0x1000_0001 + i as u32 * 2],
-                                packets,
-                                sent: 0,
-                            };
-                            let _ = media_tx[i % spec.rtp_tasks].send(media);
-                        } else {
-                            *report.failed.entry(code).or_default() += 1;
-                            if udp {
-                                // Non-2xx final responses are acknowledged in the transaction.
-                                out.send(&src.request("ACK", i, 1, m.tag("To"), None)).await?;
-                            }
-                            phase[i] = Phase::Over;
-                            open -= 1;
+                        if generation == 0 {
+                            first_wave -= 1;
                         }
+                        let dst = if code == 200 { answer_destinations(&m) } else { None };
+                        let Some(dst) = dst else {
+                            *report.failed.entry(code).or_default() += 1;
+                            if code != 200 && udp {
+                                // Non-2xx final responses are acknowledged in the transaction.
+                                out.send(&src.dialog(i, generation).request("ACK", 1, m.tag("To"), None)).await?;
+                            }
+                            s.finish(i, &run, again(Instant::now()));
+                            continue;
+                        };
+                        s.slots[i].tag = m.tag("To").map(str::to_owned);
+                        out.send(&src.dialog(i, generation).request("ACK", 1, s.slots[i].tag.as_deref(), None)).await?;
+                        report.established += 1;
+                        s.slots[i].phase = Phase::Talking;
+                        let packets = match spec.churn {
+                            // Clipped to the run's end.
+                            Some(c) => c
+                                .packets(i, generation)
+                                .min(end.saturating_duration_since(Instant::now()).as_millis() as u64 / PACKET_MS)
+                                .max(1),
+                            None => packets,
+                        };
+                        let (call_id, session) = ids(&run, i, generation);
+                        let media = Media {
+                            index: i,
+                            rec_id: session::call_id(&call_id, Some(&session)),
+                            // Label 2 is the agent's stream, 1 the customer's.
+                            dst,
+                            ssrc: [0x1000_0000 + i as u32 * 2, 0x1000_0001 + i as u32 * 2],
+                            packets,
+                            sent: 0,
+                        };
+                        let _ = media_tx[i % spec.rtp_tasks].send(media);
                     }
                     ("INVITE", _) if code == 200 => {
                         // The 200 again: our ACK was lost.
-                        out.send(&src.request("ACK", i, 1, tags[i].as_deref(), None)).await?;
+                        out.send(&src.dialog(i, generation).request("ACK", 1, s.slots[i].tag.as_deref(), None)).await?;
                     }
                     ("BYE", Phase::Ending) => {
                         pending.remove(&i);
                         if code == 200 {
                             report.ended += 1;
                         }
-                        phase[i] = Phase::Over;
-                        open -= 1;
+                        let now = Instant::now();
+                        let again = again(now);
+                        if !again && spec.churn.is_some() && first_done.is_none() {
+                            first_done = Some(CpuMark::now());
+                        }
+                        s.finish(i, &run, again);
                     }
                     _ => {}
                 }
@@ -742,19 +1106,13 @@ async fn generate(spec: LoadSpec, timeline: Arc<Timeline>) -> Result<LoadReport,
             d = done_rx.recv() => {
                 match d {
                     Some(Done::Call(i)) => {
-                        if first_done.is_none() {
+                        if spec.churn.is_none() && first_done.is_none() {
                             first_done = Some(CpuMark::now());
                         }
-                        let wire = src.request("BYE", i, 2, tags[i].as_deref(), None);
+                        let wire = src.dialog(i, s.slots[i].generation).request("BYE", 2, s.slots[i].tag.as_deref(), None);
                         out.send(&wire).await?;
-                        phase[i] = Phase::Ending;
-                        let now = Instant::now();
-                        pending.insert(i, Pending {
-                            wire,
-                            next: now + Duration::from_millis(500),
-                            interval: Duration::from_millis(500),
-                            deadline: now + Duration::from_secs(TRANSACTION_S),
-                        });
+                        s.slots[i].phase = Phase::Ending;
+                        pending.insert(i, Pending::new(wire, Instant::now()));
                     }
                     Some(Done::Task { packets, errors, lag, longest, first, last }) => {
                         tasks_left -= 1;
@@ -770,19 +1128,22 @@ async fn generate(spec: LoadSpec, timeline: Arc<Timeline>) -> Result<LoadReport,
             }
             _ = timer.tick() => {
                 let now = Instant::now();
-                // New INVITEs at the setup rate.
-                let due = (now.duration_since(started).as_secs_f64() / setup_gap.as_secs_f64().max(1e-9)) as usize + 1;
-                while next_invite < spec.calls && next_invite < due {
-                    let i = next_invite;
-                    let wire = src.invite(i, spec.codec);
+                // New INVITEs at the setup rate; no credit saved while none waits.
+                while now >= next_invite_at {
+                    let Some(i) = s.ready.pop_front() else {
+                        next_invite_at = now;
+                        break;
+                    };
+                    let generation = s.slots[i].generation;
+                    let (call_id, session) = ids(&run, i, generation);
+                    timeline.register(session::call_id(&call_id, Some(&session)), i % spec.rtp_tasks);
+                    s.by_call_id.insert(call_id, i);
+                    s.slots[i].phase = Phase::Inviting;
+                    let wire = src.invite(i, generation, spec.codec);
                     out.send(&wire).await?;
-                    pending.insert(i, Pending {
-                        wire,
-                        next: now + Duration::from_millis(500),
-                        interval: Duration::from_millis(500),
-                        deadline: now + Duration::from_secs(TRANSACTION_S),
-                    });
-                    next_invite += 1;
+                    report.invites += 1;
+                    pending.insert(i, Pending::new(wire, now));
+                    next_invite_at += setup_gap;
                 }
                 // Retransmissions over UDP (RFC 3261 Timers A and E) and timeouts.
                 let mut expired = Vec::new();
@@ -797,18 +1158,23 @@ async fn generate(spec: LoadSpec, timeline: Arc<Timeline>) -> Result<LoadReport,
                 }
                 for i in expired {
                     pending.remove(&i);
-                    if phase[i] == Phase::Inviting {
+                    if s.slots[i].phase == Phase::Inviting {
                         *report.failed.entry(0).or_default() += 1;
+                        if s.slots[i].generation == 0 {
+                            first_wave -= 1;
+                        }
                     }
-                    phase[i] = Phase::Over;
-                    open -= 1;
+                    s.finish(i, &run, again(now));
                 }
-                if open == 0 {
+                if s.open == 0 {
                     // No call left to talk: let the RTP tasks finish.
                     media_tx.clear();
-                } else if all_up.is_none() && next_invite == spec.calls && phase.iter().all(|p| *p != Phase::Inviting) {
-                    // Every call is set up or failed: tasks may end when their calls do.
-                    media_tx.clear();
+                } else if all_up.is_none() && first_wave == 0 {
+                    // Every first call is set up or failed. Without churn no
+                    // call follows: tasks may end when their calls do.
+                    if spec.churn.is_none() {
+                        media_tx.clear();
+                    }
                     all_up = Some(CpuMark::now());
                 }
             }
@@ -838,7 +1204,6 @@ fn rand_seed() -> u32 {
 
 /// One RTP timer task: every 20 ms from `start`, a packet on each stream
 /// of each call it owns; a call's last packet sent, it tells the SIP side.
-#[allow(clippy::too_many_arguments)]
 async fn rtp_task(
     task: usize,
     sock: UdpSocket,
@@ -847,7 +1212,6 @@ async fn rtp_task(
     done: mpsc::UnboundedSender<Done>,
     timeline: Arc<Timeline>,
     codec: G711,
-    run: String,
 ) {
     // Audio: any byte is a G.711 sample; a fixed pseudo-random second of it.
     let mut x = 0x2545_f491u32 ^ task as u32;
@@ -878,12 +1242,7 @@ async fn rtp_task(
         while open {
             match rx.try_recv() {
                 Ok(m) => {
-                    let (call_id, session) = ids(&run, m.index);
-                    if let Some(c) = timeline
-                        .lock()
-                        .calls
-                        .get_mut(&session::call_id(&call_id, Some(&session)))
-                    {
+                    if let Some(c) = timeline.lock().calls.get_mut(&m.rec_id) {
                         c.tick0 = Some(k);
                         c.packets = m.packets;
                     }
@@ -939,4 +1298,52 @@ async fn rtp_task(
         first,
         last,
     });
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_quantiles_are_within_half_a_percent_of_the_exact_ones() {
+        let mut x = 0x9E37_79B9u64;
+        let mut exact = Vec::new();
+        let mut h = Histogram::default();
+        for _ in 0..20_000 {
+            x = splitmix64(x);
+            // Microseconds from 0 to about 30 s, most of them small.
+            let us = (x % 30_000_000) >> (x % 13);
+            exact.push(us);
+            h.add(Duration::from_micros(us));
+        }
+        exact.sort_unstable();
+        for p in [0.0, 0.5, 0.9, 0.99, 1.0] {
+            let want = exact[((exact.len() - 1) as f64 * p) as usize] as f64 / 1000.0;
+            let got = h.quantile_ms(p);
+            assert!(
+                (got - want).abs() <= want * 0.005 + 0.001,
+                "p{p}: {got} ms, exact {want} ms"
+            );
+        }
+        let l = h.latency();
+        assert_eq!((l.samples, l.max_ms), (20_000, *exact.last().unwrap() as f64 / 1000.0));
+        assert!(Histogram::default().latency().p99_ms.is_nan());
+    }
+
+    #[test]
+    fn tick_ring_keeps_its_window_and_answers_older_ticks_with_its_oldest() {
+        let t0 = Instant::now();
+        let mut r = Ticks::default();
+        for k in 0..TICK_WINDOW + 10 {
+            r.push(t0 + Duration::from_millis(k as u64 * PACKET_MS));
+        }
+        assert_eq!(r.at.len(), TICK_WINDOW);
+        assert_eq!(
+            r.get(TICK_WINDOW + 9),
+            Some(t0 + Duration::from_millis((TICK_WINDOW as u64 + 9) * PACKET_MS))
+        );
+        assert_eq!(r.get(3), Some(t0 + Duration::from_millis(10 * PACKET_MS)));
+        assert_eq!(r.get(TICK_WINDOW + 10), None);
+    }
 }

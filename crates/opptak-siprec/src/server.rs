@@ -58,6 +58,8 @@ pub struct Counters {
     pub rtp_lost: AtomicU64,
     pub rtp_late: AtomicU64,
     pub rtp_duplicates: AtomicU64,
+    /// RTP ports of the pool owned by a session now (a gauge).
+    pub rtp_slots_in_use: AtomicU64,
 }
 
 /// A running server: its SIP addresses, counters, and how to stop it.
@@ -826,6 +828,7 @@ impl Core {
         let local_tag = self.new_tag();
         self.respond(&reply, &msg, 100, None, &[], None);
         let slots = [self.free.pop().unwrap_or(0), self.free.pop().unwrap_or(0)];
+        self.count_slots_in_use();
         let owner: Arc<str> = Arc::from(call_id.as_str());
         for (side, slot) in [(Side::Agent, slots[0]), (Side::Customer, slots[1])] {
             self.slots[slot].owner = Some((Arc::clone(&owner), side));
@@ -896,6 +899,11 @@ impl Core {
             notify: Some(call_id),
             done: None,
         });
+    }
+
+    fn count_slots_in_use(&self) {
+        let used = self.slots.len() - self.free.len();
+        self.counters.rtp_slots_in_use.store(used as u64, Ordering::Relaxed);
     }
 
     fn new_tag(&mut self) -> String {
@@ -1362,6 +1370,7 @@ impl Core {
             self.slots[slot].latched = None;
             self.free.insert(0, slot);
         }
+        self.count_slots_in_use();
         m.siprec_sessions.dec();
         self.counters.sessions_ended.fetch_add(1, Ordering::Relaxed);
         tracing::info!(call_id = %s.rec.call_id(), sip_call_id = %call_id, "siprec session ended");

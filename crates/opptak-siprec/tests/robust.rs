@@ -8,12 +8,31 @@
 use opptak_proto::v1::{self, telephony_event::Event};
 use opptak_siprec::rtp::{self, G711};
 use opptak_siprec::session::{Recording, Side};
-use opptak_siprec::{metadata, sdp, sip};
+use opptak_siprec::{loadgen, metadata, sdp, sip};
 use proptest::prelude::*;
 
-const INVITE: &[u8] = b"INVITE sip:srs@h SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\n\
-To: <sip:srs@h>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Type: multipart/mixed;boundary=b\r\nContent-Length: 88\r\n\r\n\
---b\r\nContent-Type: application/sdp\r\n\r\nv=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 5 RTP/AVP 0\r\n\r\n--b--\r\n";
+/// A whole SIPREC INVITE, as the load generator sends it: the seed the
+/// mutations start from.
+fn invite() -> Vec<u8> {
+    let dialog = loadgen::SrcDialog {
+        srs_uri: "sip:srs@h".into(),
+        via: "SIP/2.0/UDP h".into(),
+        branch: "1".into(),
+        from: "<sip:a@h>;tag=1".into(),
+        call_id: "x".into(),
+        contact: "sip:a@h".into(),
+    };
+    let sdp = loadgen::offer_sdp(
+        1,
+        std::net::Ipv4Addr::new(1, 2, 3, 4).into(),
+        "0 101",
+        "a=rtpmap:101 telephone-event/8000\r\n",
+    );
+    dialog.invite(
+        &sdp,
+        &loadgen::metadata("c2Vz", "sip:+4791234567@c", "sip:4001@b", Some("1")),
+    )
+}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
@@ -36,7 +55,7 @@ proptest! {
         edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
         cut in any::<prop::sample::Index>(),
     ) {
-        let mut m = INVITE.to_vec();
+        let mut m = invite();
         for (at, b) in edits {
             let i = at.index(m.len());
             m[i] = b;
@@ -47,6 +66,7 @@ proptest! {
             if let Ok(parts) = sip::multipart(&ct, &msg.body) {
                 for p in parts {
                     let _ = sdp::parse_offer(&String::from_utf8_lossy(&p.body));
+                    let _ = metadata::parse(&p.body);
                 }
             }
             let _ = msg.response(400, Some("t"), &[], None).to_bytes();

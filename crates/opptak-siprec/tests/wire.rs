@@ -1,5 +1,5 @@
-//! The SIPREC server over real sockets: hand-built SIPREC INVITEs (multipart
-//! SDP + rs-metadata) and RTP over UDP (and SIP over TCP) to a running
+//! The SIPREC server over real sockets: SIPREC INVITEs (multipart SDP +
+//! rs-metadata, built as the load generator builds them) and RTP over UDP (and SIP over TCP) to a running
 //! server publishing to the in-process bus; the events it publishes are
 //! checked byte for byte. The PJSIP end-to-end tests with Kafka and
 //! PostgreSQL are in `tests/it/siprec.rs`.
@@ -12,10 +12,11 @@ use opptak_bus::{Bus, BusError, Outgoing, Subscription, TopicInfo, TopicSpec};
 use opptak_proto::v1::{self, telephony_event::Event};
 use opptak_proto::Message as _;
 use opptak_siprec::config::{SiprecConfig, Transport};
+use opptak_siprec::loadgen::{self, SrcDialog};
 use opptak_siprec::server::{self, ServerHandle};
 use opptak_siprec::sip::{self, Message, StartLine};
 use opptak_siprec::{rtp, sdp};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,28 +74,34 @@ async fn start_with(config: SiprecConfig, bus: Arc<dyn Bus>) -> ServerHandle {
     server::start(&config, bus, TOPIC).await.unwrap()
 }
 
-const METADATA: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
-<recording xmlns='urn:ietf:params:xml:ns:recording:1'>
-  <datamode>complete</datamode>
-  <session session_id="U2Vzc2lvbjE="><extensiondata><ucid>00001234</ucid></extensiondata></session>
-  <participant participant_id="cust"><nameID aor="sip:+4791234567@carrier.example"/></participant>
-  <participant participant_id="agent"><nameID aor="sip:4001@bank.example"/></participant>
-  <stream stream_id="s-cust" session_id="U2Vzc2lvbjE="><label>1</label></stream>
-  <stream stream_id="s-agent" session_id="U2Vzc2lvbjE="><label>2</label></stream>
-  <participantstreamassoc participant_id="cust"><send>s-cust</send><recv>s-agent</recv></participantstreamassoc>
-  <participantstreamassoc participant_id="agent"><send>s-agent</send><recv>s-cust</recv></participantstreamassoc>
-</recording>"#;
+/// The SBC's metadata: the customer sends label 1, the agent (4001) label 2.
+fn metadata() -> String {
+    loadgen::metadata(
+        "U2Vzc2lvbjE=",
+        "sip:+4791234567@carrier.example",
+        "sip:4001@bank.example",
+        Some("00001234"),
+    )
+}
 
 fn offer_sdp(payloads: &str, rtpmap: &str) -> String {
-    format!(
-        "v=0\r\no=src 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-m=audio 50000 RTP/AVP {payloads}\r\n{rtpmap}a=label:1\r\na=sendonly\r\n\
-m=audio 50002 RTP/AVP {payloads}\r\n{rtpmap}a=label:2\r\na=sendonly\r\n"
-    )
+    loadgen::offer_sdp(1, IpAddr::V4(Ipv4Addr::LOCALHOST), payloads, rtpmap)
 }
 
 fn good_sdp() -> String {
     offer_sdp("0 101", "a=rtpmap:101 telephone-event/8000\r\n")
+}
+
+/// The test SRC's dialog `call_id` over `transport` (`UDP` or `TCP`).
+fn dialog(call_id: &str, transport: &str) -> SrcDialog {
+    SrcDialog {
+        srs_uri: "sip:srs@127.0.0.1".into(),
+        via: format!("SIP/2.0/{transport} 127.0.0.1:5099"),
+        branch: call_id.into(),
+        from: "<sip:src@127.0.0.1>;tag=src1".into(),
+        call_id: call_id.into(),
+        contact: "sip:src@127.0.0.1:5099".into(),
+    }
 }
 
 fn request(
@@ -106,33 +113,11 @@ fn request(
     content_type: Option<&str>,
     body: &[u8],
 ) -> Vec<u8> {
-    let to = match to_tag {
-        Some(t) => format!("<sip:srs@127.0.0.1>;tag={t}"),
-        None => "<sip:srs@127.0.0.1>".into(),
-    };
-    let mut head = format!(
-        "{method} sip:srs@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/{transport} 127.0.0.1:5099;branch=z9hG4bK{call_id}{cseq}{method}\r\n\
-Max-Forwards: 70\r\nFrom: <sip:src@127.0.0.1>;tag=src1\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n\
-Contact: <sip:src@127.0.0.1:5099>;+sip.src\r\nRequire: siprec\r\n"
-    );
-    if let Some(ct) = content_type {
-        head.push_str(&format!("Content-Type: {ct}\r\n"));
-    }
-    head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    let mut out = head.into_bytes();
-    out.extend_from_slice(body);
-    out
+    dialog(call_id, transport).request(method, cseq, to_tag, content_type.map(|ct| (ct, body)))
 }
 
 fn siprec_invite(call_id: &str, transport: &str, sdp: &str, metadata: &str) -> Vec<u8> {
-    let (ct, body) = sip::build_multipart(
-        "OSS-unique-boundary-42",
-        &[
-            ("application/sdp", sdp.as_bytes()),
-            ("application/rs-metadata+xml", metadata.as_bytes()),
-        ],
-    );
-    request("INVITE", call_id, 1, None, transport, Some(&ct), &body)
+    dialog(call_id, transport).invite(sdp, metadata)
 }
 
 /// A SIP client over UDP.
@@ -180,19 +165,11 @@ fn code(m: &Message) -> u16 {
 
 /// The answer's RTP ports by label.
 fn answer_ports(m: &Message) -> (u16, u16) {
-    let a = sdp::parse_offer(std::str::from_utf8(&m.body).unwrap()).unwrap();
-    let port = |l: &str| {
-        a.streams
-            .iter()
-            .find(|s| s.label.as_deref() == Some(l))
-            .unwrap()
-            .remote_port
-    };
-    assert!(a
-        .streams
-        .iter()
-        .all(|s| std::str::from_utf8(&m.body).unwrap().contains("a=recvonly") && s.g711.len() == 1));
-    (port("1"), port("2"))
+    let body = std::str::from_utf8(&m.body).unwrap();
+    let a = sdp::parse_offer(body).unwrap();
+    assert!(a.streams.iter().all(|s| s.g711.len() == 1) && body.matches("a=recvonly").count() == 2);
+    let [cust, agent] = loadgen::answer_destinations(m).unwrap();
+    (cust.port(), agent.port())
 }
 
 async fn events_until_end(bus: &Arc<dyn Bus>, group: &str) -> Vec<v1::TelephonyEvent> {
@@ -227,7 +204,7 @@ async fn a_siprec_call_becomes_the_contracts_events_exactly() {
     let sip_addr = srv.sip_addr(Transport::Udp).unwrap();
     let c = Udp::new(sip_addr).await;
     // With session timers, as SBCs send them: tolerated and echoed.
-    let invite = String::from_utf8(siprec_invite("call-a", "UDP", &good_sdp(), METADATA))
+    let invite = String::from_utf8(siprec_invite("call-a", "UDP", &good_sdp(), &metadata()))
         .unwrap()
         .replace(
             "Require: siprec\r\n",
@@ -447,7 +424,7 @@ async fn cancel_before_the_answer_gets_487_and_ends_the_call_without_audio() {
     let bus: Arc<dyn Bus> = gated.clone();
     let srv = start(4, bus.clone()).await;
     let c = Udp::new(srv.sip_addr(Transport::Udp).unwrap()).await;
-    c.send(&siprec_invite("call-c", "UDP", &good_sdp(), METADATA)).await;
+    c.send(&siprec_invite("call-c", "UDP", &good_sdp(), &metadata())).await;
     // 100 Trying arrives; the 200 waits for the bus.
     let mut buf = vec![0u8; 65_536];
     let (n, _) = tokio::time::timeout(WAIT, c.sock.recv_from(&mut buf))
@@ -511,7 +488,7 @@ async fn bad_input_gets_its_sip_error_and_the_server_keeps_serving() {
     assert!(r.header("Accept").unwrap().contains("multipart/mixed"));
 
     // 488: no usable codec (G.729 only).
-    c.send(&siprec_invite("bad-2", "UDP", &offer_sdp("18", ""), METADATA))
+    c.send(&siprec_invite("bad-2", "UDP", &offer_sdp("18", ""), &metadata()))
         .await;
     assert_eq!(code(&c.final_response().await), 488);
 
@@ -526,7 +503,7 @@ async fn bad_input_gets_its_sip_error_and_the_server_keeps_serving() {
     let r = c.final_response().await;
     assert_eq!(code(&r), 400);
     assert!(r.header("Warning").unwrap().contains("metadata"), "{r:?}");
-    let one_sided = METADATA.replace("<send>s-agent</send>", "");
+    let one_sided = metadata().replace("<send>s-agent</send>", "");
     c.send(&siprec_invite("bad-4", "UDP", &good_sdp(), &one_sided)).await;
     let r = c.final_response().await;
     assert_eq!(code(&r), 400);
@@ -537,7 +514,7 @@ async fn bad_input_gets_its_sip_error_and_the_server_keeps_serving() {
         "b42",
         &[
             ("application/sdp", good_sdp().as_bytes()),
-            ("application/rs-metadata+xml", METADATA.as_bytes()),
+            ("application/rs-metadata+xml", metadata().as_bytes()),
         ],
     );
     body.truncate(body.len() - "--b42--\r\n".len());
@@ -546,7 +523,7 @@ async fn bad_input_gets_its_sip_error_and_the_server_keeps_serving() {
     assert_eq!(code(&c.final_response().await), 400);
 
     // 400: a truncated message (body shorter than its Content-Length).
-    let inv = siprec_invite("bad-6", "UDP", &good_sdp(), METADATA);
+    let inv = siprec_invite("bad-6", "UDP", &good_sdp(), &metadata());
     c.send(&inv[..inv.len() - 40]).await;
     assert_eq!(code(&c.final_response().await), 400);
 
@@ -588,9 +565,9 @@ async fn bad_input_gets_its_sip_error_and_the_server_keeps_serving() {
     assert!(r.header("Allow").unwrap().contains("INVITE"));
 
     // A good call over TCP takes the one session slot; the next gets 503.
-    let ok = tcp_exchange(tcp, &siprec_invite("good-1", "TCP", &good_sdp(), METADATA)).await;
+    let ok = tcp_exchange(tcp, &siprec_invite("good-1", "TCP", &good_sdp(), &metadata())).await;
     assert_eq!(code(&ok), 200);
-    c.send(&siprec_invite("busy-1", "UDP", &good_sdp(), METADATA)).await;
+    c.send(&siprec_invite("busy-1", "UDP", &good_sdp(), &metadata())).await;
     let r = c.final_response().await;
     assert_eq!(code(&r), 503);
     assert!(r.header("Retry-After").is_some());
@@ -689,7 +666,7 @@ async fn re_invite_pause_is_a_gap_codec_change_is_refused_and_metadata_updates()
     let srv = start_with(config_with(4, 1), bus.clone()).await;
     let sip_addr = srv.sip_addr(Transport::Udp).unwrap();
     let c = Udp::new(sip_addr).await;
-    c.send(&siprec_invite("call-p", "UDP", &good_sdp(), METADATA)).await;
+    c.send(&siprec_invite("call-p", "UDP", &good_sdp(), &metadata())).await;
     let ok = c.final_response().await;
     assert_eq!(code(&ok), 200);
     let tag = ok.tag("To").unwrap().to_owned();
@@ -750,7 +727,7 @@ async fn re_invite_pause_is_a_gap_codec_change_is_refused_and_metadata_updates()
         send_pair(&agent, &cust, to_agent, to_cust, k).await;
     }
     // New metadata by UPDATE is taken; malformed metadata is a 400.
-    let updated = METADATA.replace("00001234", "00005678");
+    let updated = metadata().replace("00001234", "00005678");
     c.send(&request(
         "UPDATE",
         "call-p",
@@ -806,7 +783,7 @@ async fn an_src_that_vanishes_is_ended_by_rtp_inactivity_and_an_unacked_200_is_r
     let srv = start_with(config_with(4, 1), bus.clone()).await;
     let sip_addr = srv.sip_addr(Transport::Udp).unwrap();
     let c = Udp::new(sip_addr).await;
-    c.send(&siprec_invite("call-v", "UDP", &good_sdp(), METADATA)).await;
+    c.send(&siprec_invite("call-v", "UDP", &good_sdp(), &metadata())).await;
     let ok = c.final_response().await;
     assert_eq!(code(&ok), 200);
     // No ACK: the 200 comes again (RFC 3261 13.3.1.4).
