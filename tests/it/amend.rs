@@ -305,18 +305,9 @@ async fn the_amendment_is_made_and_audited_through_the_web() {
                 .unwrap()
         }
     };
-    let csrf = |p: &str| {
-        p.split("name=\"csrf\" value=\"")
-            .nth(1)
-            .unwrap_or_else(|| panic!("no csrf in {p}"))
-            .split('"')
-            .next()
-            .unwrap()
-            .to_owned()
-    };
     let body = page(anne.clone()).await;
     assert!(body.contains("name=\"topic\""), "the topics are offered: {body}");
-    let token = csrf(&body);
+    let token = common::csrf_in(&body);
     let draft = opptak_ki::summarize::read_draft(&edges.vault(), &cid).await.unwrap();
     let mut form: Vec<(&str, String)> = vec![
         ("csrf", token.clone()),
@@ -356,7 +347,7 @@ async fn the_amendment_is_made_and_audited_through_the_web() {
         .text()
         .await
         .unwrap();
-    let bo_token = csrf(&bo_queue);
+    let bo_token = common::csrf_in(&bo_queue);
     assert_eq!(
         amend(&bo, &bo_token, "I want to change it").await.unwrap().status(),
         403

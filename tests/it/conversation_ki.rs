@@ -306,12 +306,7 @@ async fn conversations_on_the_dashboard_in_the_qa_queue_and_gone_with_their_anal
     assert!(page.contains("er svarene fra Aino riktige"));
     // A flag without a note: the conversation's page again (422), the
     // answers it scores above the kept form, the note marked.
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|v| v.split('"').next())
-        .unwrap()
-        .to_owned();
+    let csrf = crate::common::csrf_in(&page);
     let r = http
         .post(format!("{}/calls/{sampled}/qa", web.base))
         .header("cookie", kari.clone())

@@ -368,18 +368,7 @@ async fn a_call_with_an_approved_summary_is_disclosed_whole() {
     .unwrap();
     common::publish_events(&edges, &sample.call.events(100)).await;
     wait_for_recordings(&edges, 1, 60).await;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(90);
-    while !edges
-        .meta
-        .artifacts(&cid)
-        .await
-        .unwrap()
-        .iter()
-        .any(|a| a.kind == "draft")
-    {
-        assert!(tokio::time::Instant::now() < deadline, "no draft");
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
+    common::wait_for_draft(&edges, &cid, 90).await;
     ki.stop().await;
     recorder.stop().await.unwrap();
     let review = Review::open(&edges.review()).await.unwrap();

@@ -11,9 +11,9 @@
 //! without `customer_informed`, not at all.
 
 use crate::common;
-use crate::ki_pipeline::{asr, has_artifact, wait_until};
+use crate::ki_pipeline::{asr, wait_until};
 
-use common::{speech_url, wait_for_recordings, Backend, Env};
+use common::{has_artifact, speech_url, wait_for_recordings, Backend, Env};
 use opptak::app::{Edges, RunningKi, RunningRecorder};
 use opptak::sim::SimCall;
 use opptak_domain::model::{AudioFormat, CallId, ChannelRole, Codec, KiNoticeMethod};

@@ -10,8 +10,8 @@
 use crate::common;
 
 use common::webdriver::wait_until;
-use common::{wait_for_recordings, Backend, Env};
-use opptak::app::{Edges, RunningRecorder};
+use common::{has_artifact, wait_for_recordings, Backend, Env};
+use opptak::app::RunningRecorder;
 use opptak::sim::SimCall;
 use opptak_domain::model::{CallId, Codec};
 use opptak_ki::asr::{AsrError, SpeechRecognizer, Transcript, Utterance};
@@ -64,16 +64,6 @@ impl SpeechRecognizer for Turnstile {
     fn describe(&self) -> String {
         "turnstile test recognizer".into()
     }
-}
-
-async fn has_transcript(edges: &Edges, id: &CallId) -> bool {
-    edges
-        .meta
-        .artifacts(id)
-        .await
-        .unwrap()
-        .iter()
-        .any(|a| a.kind == "transcript")
 }
 
 fn ki_call(mut c: SimCall) -> SimCall {
@@ -153,7 +143,7 @@ async fn a_batch_role_held_past_its_poll_interval_stays_in_its_group() {
     asr.open();
     for id in &ids[..2] {
         wait_until("the held calls transcribed", Duration::from_secs(60), || async {
-            has_transcript(&edges, id).await.then_some(())
+            has_artifact(&edges, id, "transcript").await.then_some(())
         })
         .await;
     }
@@ -162,7 +152,7 @@ async fn a_batch_role_held_past_its_poll_interval_stays_in_its_group() {
     // Generous: under the full suite's load a rejoin after a missed
     // heartbeat (session.timeout.ms is 6 s here) can take tens of seconds.
     wait_until("the next call transcribed", Duration::from_secs(180), || async {
-        (has_transcript(&edges, &ids[2]).await || role.is_finished()).then_some(())
+        (has_artifact(&edges, &ids[2], "transcript").await || role.is_finished()).then_some(())
     })
     .await;
     assert!(!role.is_finished(), "the role ended: {:?}", role.await);
@@ -266,16 +256,16 @@ async fn the_utterances_of_an_ended_call_are_recognized_first() {
     );
     assert!(log.len() > 1 + b_queued, "no utterance of A waited: {order}");
     wait_until("B's transcript", Duration::from_secs(60), || async {
-        has_transcript(&edges, &b_id).await.then_some(())
+        has_artifact(&edges, &b_id, "transcript").await.then_some(())
     })
     .await;
-    assert!(!has_transcript(&edges, &a_id).await, "A has not ended");
+    assert!(!has_artifact(&edges, &a_id, "transcript").await, "A has not ended");
 
     // A ends; its transcript follows.
     asr.open();
     common::publish_events(&edges, &[a_end]).await;
     wait_until("A's transcript", Duration::from_secs(60), || async {
-        has_transcript(&edges, &a_id).await.then_some(())
+        has_artifact(&edges, &a_id, "transcript").await.then_some(())
     })
     .await;
     wait_for_recordings(&edges, 2, 60).await;

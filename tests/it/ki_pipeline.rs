@@ -11,7 +11,7 @@
 
 use crate::common;
 
-use common::speech_url;
+use common::{has_artifact, speech_url};
 
 use common::{wait_for_recordings, Backend, Env};
 use opptak::app::{Edges, RunningKi, RunningRecorder};
@@ -97,10 +97,6 @@ where
         assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-pub(crate) async fn has_artifact(edges: &Edges, id: &CallId, kind: &str) -> bool {
-    edges.meta.artifacts(id).await.unwrap().iter().any(|a| a.kind == kind)
 }
 
 /// Every record of `topic` (from the start), decoded by the caller.

@@ -11,7 +11,6 @@ use opptak::app::{RunningKi, RunningRecorder};
 use opptak_domain::model::CallId;
 use opptak_review::identity::{Identity, Role};
 use std::sync::Arc;
-use std::time::Duration;
 
 const PW: &str = "correct horse battery staple";
 const HEARD: &str = "I would like to move my mortgage to a fixed rate";
@@ -102,18 +101,7 @@ async fn ki_show_reads_and_audits_as_the_call_page_does() {
         .await
         .unwrap();
     common::publish_events(&edges, &sample.call.events(100)).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while !edges
-        .meta
-        .artifacts(&cid)
-        .await
-        .unwrap()
-        .iter()
-        .any(|a| a.kind == "draft")
-    {
-        assert!(tokio::time::Instant::now() < deadline, "no draft");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    common::wait_for_draft(&edges, &cid, 120).await;
     ki.stop().await;
     recorder.stop().await.unwrap();
     let draft = opptak_ki::summarize::read_draft(&edges.vault(), &cid).await.unwrap();

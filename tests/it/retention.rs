@@ -739,18 +739,12 @@ async fn reclassification_arrives_from_telephony_and_from_the_web() {
             let mut page = get(format!("/calls/{call}")).await;
             if page.contains("action=\"/reason\"") {
                 // Compliance states why first (kept for the session).
-                let csrf = page
-                    .split("name=\"csrf\" value=\"")
-                    .nth(1)
-                    .unwrap()
-                    .split('"')
-                    .next()
-                    .unwrap();
+                let csrf = common::csrf_in(&page);
                 let r = http
                     .post(format!("{base_url}/reason"))
                     .header("cookie", &cookie)
                     .form(&[
-                        ("csrf", csrf),
+                        ("csrf", csrf.as_str()),
                         ("subject", &format!("call:{call}")),
                         ("category", "internal_control"),
                         ("case_ref", ""),
@@ -765,13 +759,9 @@ async fn reclassification_arrives_from_telephony_and_from_the_web() {
             let queue = get("/queue".into()).await;
             // Every signed-in page's sign-out form carries the session's token.
             let csrf = [page.as_str(), queue.as_str()]
-                .iter()
-                .find_map(|p| p.split("name=\"csrf\" value=\"").nth(1))
-                .unwrap_or_else(|| panic!("no csrf token for {who}: {queue}"))
-                .split('"')
-                .next()
-                .unwrap()
-                .to_owned();
+                .into_iter()
+                .find_map(common::csrf_field)
+                .unwrap_or_else(|| panic!("no csrf token for {who}: {queue}"));
             let offered = page.contains(&format!("/calls/{call}/reclassify"));
             let status = http
                 .post(format!("{base_url}/calls/{call}/reclassify"))

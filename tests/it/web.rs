@@ -9,7 +9,7 @@
 use crate::common;
 use common::AddApproved;
 
-use common::{wait_for_recordings, Backend, Env};
+use common::{csrf_in, wait_for_recordings, Backend, Env};
 use opptak::app::{RunningKi, RunningRecorder};
 use opptak_domain::time::Clock;
 use opptak_ki::asr::{AsrError, SpeechRecognizer, Transcript, Utterance};
@@ -173,18 +173,6 @@ const ADD_ADMIN_OWN: &[(&str, &str)] = &[
     ("password", PW),
 ];
 
-/// The value of the first `csrf` field of a page (every signed-in page has
-/// one, in the sign-out form; all forms of a session carry the same token).
-fn csrf_in(page: &str) -> String {
-    page.split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no csrf field in {page}"))
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned()
-}
-
 /// Every audit entry from `seq` on.
 async fn entries_from(audit: &opptak_audit::Audit, mut seq: u64) -> Vec<opptak_store::audit::AuditEntry> {
     let mut out = Vec::new();
@@ -246,18 +234,7 @@ async fn every_role_gets_exactly_what_it_may() {
     common::publish_events(&edges, &unsampled.call.events(100)).await;
     wait_for_recordings(&edges, 2, 60).await;
     let cid = opptak_domain::model::CallId::parse(&call).unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !edges
-        .meta
-        .artifacts(&cid)
-        .await
-        .unwrap()
-        .iter()
-        .any(|a| a.kind == "draft")
-    {
-        assert!(tokio::time::Instant::now() < deadline, "no draft");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_for_draft(&edges, &cid, 60).await;
     ki.stop().await;
     recorder.stop().await.unwrap();
 

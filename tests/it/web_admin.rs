@@ -8,7 +8,7 @@
 //! team picked from the known teams only, and conflicts that keep the form.
 
 use crate::common;
-use common::{AddApproved, Backend, Env};
+use common::{csrf_in, AddApproved, Backend, Env};
 use opptak_domain::time::{days_from_civil, ManualClock};
 use opptak_review::identity::{Identity, Role};
 use std::sync::Arc;
@@ -54,14 +54,6 @@ impl Client {
             .unwrap();
         (r.status().as_u16(), r.text().await.unwrap())
     }
-}
-
-fn csrf_in(page: &str) -> String {
-    page.split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap_or_else(|| panic!("no csrf field in {page}"))
-        .to_owned()
 }
 
 /// The `data-seq` of every row of the log table, in page order.

@@ -358,14 +358,6 @@ struct Advisor {
     call: String,
 }
 
-/// Signs in through the form: fetches it (its double-submit cookie and
-/// hidden field), then posts it; returns `opptak_session=...`.
-async fn login(http: &reqwest::Client, base: &str, user: &str) -> String {
-    let (status, session) = common::web_sign_in(http, base, user, PW).await;
-    assert_eq!(status, 303, "{user} could not sign in");
-    session.unwrap()
-}
-
 /// The newest audit entry's sequence number (0 when empty).
 async fn audit_tail(audit: &opptak_store::audit::SqlAudit) -> u64 {
     audit.tail().await.unwrap().map_or(0, |e| e.seq)
@@ -544,7 +536,7 @@ async fn review_service_with_200_advisors_under_wrk() {
     let mut advisors = Vec::new();
     for (i, c) in calls.iter().enumerate() {
         let user = format!("adv-{i:03}");
-        let cookie = login(&http, &on, &user).await;
+        let cookie = common::web_session(&http, &on, &user, PW).await;
         advisors.push(Advisor {
             user,
             cookie,

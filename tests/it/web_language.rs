@@ -16,7 +16,6 @@ use opptak_review::identity::{Identity, Role};
 use opptak_review::web::catalogue::{all, Msg};
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
 const PW: &str = "correct horse battery staple";
 /// What the customer "says" (Norwegian, as the pages' content will be).
@@ -65,18 +64,7 @@ async fn no_norwegian_page_shows_english_or_a_raw_code() {
     common::publish_events(&edges, &plain.call.events(100)).await;
     common::wait_for_recordings(&edges, 2, 60).await;
     let cid = opptak_domain::model::CallId::parse(&ki_call.call.call_id).unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !edges
-        .meta
-        .artifacts(&cid)
-        .await
-        .unwrap()
-        .iter()
-        .any(|a| a.kind == "draft")
-    {
-        assert!(tokio::time::Instant::now() < deadline, "no draft");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_for_draft(&edges, &cid, 60).await;
     ki.stop().await;
     recorder.stop().await.unwrap();
     let server = common::WebService::start(&edges).await;
@@ -92,9 +80,7 @@ async fn no_norwegian_page_shows_english_or_a_raw_code() {
     let mut problems = BTreeSet::new();
     let mut crawled = std::collections::BTreeMap::new();
     for (user, _, _, _, lands) in USERS {
-        let (status, cookie) = common::web_sign_in(&http, &server.base, user, PW).await;
-        assert_eq!(status, 303, "{user} signs in");
-        let cookie = cookie.unwrap();
+        let cookie = common::web_session(&http, &server.base, user, PW).await;
         // Each role lands on its own main page.
         let home = get(&http, &server.base, "/", &cookie).await;
         assert_eq!(home.0, 303, "{user}: /");
@@ -158,9 +144,7 @@ async fn no_norwegian_page_shows_english_or_a_raw_code() {
     );
 
     // Shell: an unknown address is a 404 page with the menu and sign-out.
-    let (status, cookie) = common::web_sign_in(&http, &server.base, "adv-anne", PW).await;
-    assert_eq!(status, 303);
-    let cookie = cookie.unwrap();
+    let cookie = common::web_session(&http, &server.base, "adv-anne", PW).await;
     let (status, _, body) = get(&http, &server.base, "/no/such/page", &cookie).await;
     assert_eq!(status, 404);
     assert!(
@@ -183,30 +167,7 @@ async fn no_norwegian_page_shows_english_or_a_raw_code() {
         let base = server.base.clone();
         let name = name.to_owned();
         async move {
-            let login = http.get(format!("{base}/login")).send().await.unwrap();
-            let nonce = login.headers()["set-cookie"]
-                .to_str()
-                .unwrap()
-                .split(';')
-                .next()
-                .unwrap()
-                .to_owned();
-            let body = login.text().await.unwrap();
-            let csrf = body
-                .split("name=\"csrf\" value=\"")
-                .nth(1)
-                .unwrap()
-                .split('"')
-                .next()
-                .unwrap()
-                .to_owned();
-            let r = http
-                .post(format!("{base}/login"))
-                .header("cookie", nonce)
-                .form(&[("user", name.as_str()), ("password", "wrong"), ("csrf", &csrf)])
-                .send()
-                .await
-                .unwrap();
+            let r = common::post_sign_in(&http, &base, &name, "wrong").await;
             let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
             (r.status().as_u16(), retry, r.text().await.unwrap())
         }

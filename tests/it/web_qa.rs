@@ -137,9 +137,7 @@ pub(crate) async fn fixture(env: &common::Env) -> Fixture {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let (status, cookie) = common::web_sign_in(&http, &server.base, QA, PW).await;
-    assert_eq!(status, 303);
-    let cookie = cookie.unwrap();
+    let cookie = common::web_session(&http, &server.base, QA, PW).await;
     let page = http
         .get(format!("{}/qa", server.base))
         .header("cookie", &cookie)
@@ -149,12 +147,7 @@ pub(crate) async fn fixture(env: &common::Env) -> Fixture {
         .text()
         .await
         .unwrap();
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|v| v.split('"').next())
-        .unwrap()
-        .to_owned();
+    let csrf = common::csrf_in(&page);
     Fixture {
         server,
         http,

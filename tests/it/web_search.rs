@@ -11,7 +11,7 @@
 
 use crate::common;
 use common::AddApproved;
-use common::{Backend, Env};
+use common::{csrf_in, Backend, Env};
 use opptak_domain::model::{AudioFormat, CallFacts, CallId, ChannelRole, Codec, Desk, Direction, ServiceCategory};
 use opptak_domain::time::{oslo_civil, ManualClock};
 use opptak_review::identity::{Identity, Role};
@@ -242,9 +242,7 @@ impl Web {
     }
 
     async fn sign_in(&self, user: &str) -> String {
-        let (s, cookie) = common::web_sign_in(&self.http, &self.base, user, PW).await;
-        assert_eq!(s, 303, "{user}");
-        cookie.unwrap()
+        common::web_session(&self.http, &self.base, user, PW).await
     }
 
     /// Submits the search form; returns the results' path (`/search?id=…`).
@@ -259,14 +257,6 @@ impl Web {
         assert!(location.starts_with("/search?id="), "{location}");
         location
     }
-}
-
-fn csrf_in(page: &str) -> String {
-    page.split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|v| v.split('"').next())
-        .unwrap_or_else(|| panic!("no csrf field in {page}"))
-        .to_owned()
 }
 
 /// The call ids a page links to, in order.

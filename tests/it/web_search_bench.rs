@@ -167,9 +167,7 @@ async fn call_search_with_200_compliance_officers_under_wrk() {
     let mut hits = Vec::new();
     let mut asked = Vec::new();
     for (i, o) in officers.iter().enumerate() {
-        let (status, cookie) = common::web_sign_in(&http, &base, o, PW).await;
-        assert_eq!(status, 303);
-        let cookie = cookie.unwrap();
+        let cookie = common::web_session(&http, &base, o, PW).await;
         let form = http
             .get(format!("{base}/search"))
             .header("cookie", &cookie)
@@ -179,12 +177,7 @@ async fn call_search_with_200_compliance_officers_under_wrk() {
             .text()
             .await
             .unwrap();
-        let csrf = form
-            .split("name=\"csrf\" value=\"")
-            .nth(1)
-            .and_then(|v| v.split('"').next())
-            .unwrap()
-            .to_owned();
+        let csrf = common::csrf_in(&form);
         let mut fields = vec![("csrf", csrf)];
         fields.extend(filters(i));
         let r = http

@@ -312,6 +312,20 @@ pub async fn wait_for_recordings(edges: &Edges, n: usize, secs: u64) -> BTreeMap
     got
 }
 
+/// Whether call `id` has an artifact of `kind` (`transcript`, `draft`, ...).
+pub async fn has_artifact(edges: &Edges, id: &CallId, kind: &str) -> bool {
+    edges.meta.artifacts(id).await.unwrap().iter().any(|a| a.kind == kind)
+}
+
+/// Waits up to `secs` for the summarizer's draft of call `cid`.
+pub async fn wait_for_draft(edges: &Edges, cid: &CallId, secs: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !has_artifact(edges, cid, "draft").await {
+        assert!(tokio::time::Instant::now() < deadline, "no draft");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Every call decrypts to exactly its source audio and its metadata matches.
 pub async fn verify_calls(edges: &Edges, calls: &[SimCall]) {
     for c in calls {
@@ -497,16 +511,10 @@ pub fn llm() -> Option<(String, String)> {
     }
 }
 
-/// Signs in to the review service at `base` through its form: fetches the
-/// form (its double-submit cookie and hidden field), then posts it. Returns
-/// the response status and the `opptak_session=...` cookie, if one was set
-/// (checked to be `HttpOnly` and `SameSite=Strict`).
-pub async fn web_sign_in(
-    http: &reqwest::Client,
-    base: &str,
-    user: &str,
-    password: &str,
-) -> (reqwest::StatusCode, Option<String>) {
+/// Posts the sign-in form of the review service at `base` as a browser
+/// does: fetches the form (its double-submit cookie and hidden field), then
+/// posts it with them. The response, for what a test reads of it.
+pub async fn post_sign_in(http: &reqwest::Client, base: &str, user: &str, password: &str) -> reqwest::Response {
     let page = http.get(format!("{base}/login")).send().await.unwrap();
     let nonce = page.headers()["set-cookie"]
         .to_str()
@@ -515,20 +523,26 @@ pub async fn web_sign_in(
         .next()
         .unwrap()
         .to_owned();
-    let body = page.text().await.unwrap();
-    let csrf = body
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|v| v.split('"').next())
-        .unwrap()
-        .to_owned();
-    let r = http
-        .post(format!("{base}/login"))
+    let csrf = csrf_in(&page.text().await.unwrap());
+    http.post(format!("{base}/login"))
         .header("cookie", nonce)
         .form(&[("user", user), ("password", password), ("csrf", &csrf)])
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Signs in to the review service at `base` through its form
+/// ([`post_sign_in`]). Returns the response status and the
+/// `opptak_session=...` cookie, if one was set (checked to be `HttpOnly`
+/// and `SameSite=Strict`).
+pub async fn web_sign_in(
+    http: &reqwest::Client,
+    base: &str,
+    user: &str,
+    password: &str,
+) -> (reqwest::StatusCode, Option<String>) {
+    let r = post_sign_in(http, base, user, password).await;
     let full = r
         .headers()
         .get_all("set-cookie")
@@ -541,6 +555,28 @@ pub async fn web_sign_in(
     }
     let session = full.map(|c| c.split(';').next().unwrap_or_default().to_owned());
     (r.status(), session)
+}
+
+/// Signs `user` in ([`web_sign_in`]), which must succeed (303); returns
+/// the `opptak_session=...` cookie.
+pub async fn web_session(http: &reqwest::Client, base: &str, user: &str, password: &str) -> String {
+    let (status, session) = web_sign_in(http, base, user, password).await;
+    assert_eq!(status, 303, "{user} signs in");
+    session.unwrap()
+}
+
+/// The value of the first `csrf` field of a page (every signed-in page has
+/// one, in the sign-out form; all forms of a session carry the same token).
+pub fn csrf_in(page: &str) -> String {
+    csrf_field(page).unwrap_or_else(|| panic!("no csrf field in {page}"))
+}
+
+/// The value of the first `csrf` field of a page, if it has one.
+pub fn csrf_field(page: &str) -> Option<String> {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|v| v.split('"').next())
+        .map(str::to_owned)
 }
 
 /// Config variables for the PKCS#11 provider on the SoftHSM2 token of
