@@ -169,6 +169,13 @@ pub async fn start(config: &SiprecConfig, bus: Arc<dyn Bus>, topic: &str) -> Res
     let counters = Arc::new(Counters::default());
     let mut tasks = Vec::new();
     let mut sip_addrs = Vec::new();
+    // The certificate is read before anything is bound: a bad file stops
+    // the start with nothing left listening.
+    let acceptor = if v.listen.iter().any(|(t, _)| *t == Transport::Tls) {
+        Some(tls_acceptor(&config.tls)?)
+    } else {
+        None
+    };
     for (t, addr) in &v.listen {
         match t {
             Transport::Udp => {
@@ -201,7 +208,7 @@ pub async fn start(config: &SiprecConfig, bus: Arc<dyn Bus>, topic: &str) -> Res
                 tasks.push(tokio::spawn(tcp_sip(l, core_tx.clone())));
             }
             Transport::Tls => {
-                let acceptor = tls_acceptor(&config.tls)?;
+                let Some(acceptor) = acceptor.clone() else { continue };
                 let l = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind {
                     addr: addr.to_string(),
                     source,
