@@ -196,7 +196,7 @@ class SrcCall(pj.Call):
         self.client.on_tsx(self, prm)
 
     def onCallState(self, prm):
-        self.client.on_state(self)
+        self.client.on_state(self, prm)
 
     def onCallMediaState(self, prm):
         self.client.on_media(self)
@@ -252,19 +252,22 @@ class Client:
                 call.hangup(pj.CallOpParam(True))
         if tsx.state in (pj.PJSIP_TSX_STATE_COMPLETED, pj.PJSIP_TSX_STATE_TERMINATED) and tsx.statusCode >= 200:
             self.clock.event("response", method=method, status=tsx.statusCode, reason=tsx.statusText)
-            if method == "INVITE" and e.body.tsxState.type == pj.PJSIP_EVENT_RX_MSG:
-                for line in e.body.tsxState.src.rdata.wholeMsg.split("\r\n"):
-                    name, _, value = line.partition(":")
-                    if name.strip().lower() == "retry-after":
-                        self.retry_after = value.strip()
             if method in ("INVITE", "UPDATE"):
                 if method == "INVITE" and not self.first_invite_done:
                     self.first_invite_done = True
                 else:
                     self.reinvite_statuses.append(tsx.statusCode)
 
-    def on_state(self, call):
+    def on_state(self, call, prm):
         info = call.getInfo()
+        # A final response that ends the call (503 at capacity, say) comes
+        # here only, not through onCallTsxState.
+        e = prm.e
+        if e.type == pj.PJSIP_EVENT_TSX_STATE and e.body.tsxState.type == pj.PJSIP_EVENT_RX_MSG:
+            for line in e.body.tsxState.src.rdata.wholeMsg.split("\r\n"):
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "retry-after" and self.retry_after is None:
+                    self.retry_after = value.strip()
         self.call_id = info.callIdString
         self.clock.event("state", state=info.stateText, status=info.lastStatusCode)
         if info.state == pj.PJSIP_INV_STATE_CONFIRMED and self.answered_at is None:
