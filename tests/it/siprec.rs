@@ -141,7 +141,7 @@ fn speech(dir: &Path, name: &str, text: &str, voice: &str, codec: G711) -> Wav {
 }
 
 /// Runs the client; returns its JSON line.
-async fn run_client(python: &Path, args: &[String]) -> Value {
+async fn run_client(python: PathBuf, args: Vec<String>) -> Value {
     let out = tokio::time::timeout(
         Duration::from_secs(90),
         tokio::process::Command::new(python)
@@ -244,6 +244,10 @@ struct Rig {
 
 impl Rig {
     async fn new(name: &str, extra: &[(&str, &str)]) -> Option<Self> {
+        Self::with_srs(name, extra, SrsOptions::default()).await
+    }
+
+    async fn with_srs(name: &str, extra: &[(&str, &str)], options: SrsOptions) -> Option<Self> {
         let python = peer_python()?;
         let kafka = common::kafka()?;
         let postgres = common::postgres_db(name).await?;
@@ -254,7 +258,7 @@ impl Rig {
         env.config = opptak::config::Config::load_from(None, &env.vars).unwrap();
         let edges = env.edges().await;
         let recorder = Some(RunningRecorder::spawn(edges.recorder()));
-        let srs = Srs::start(&edges).await;
+        let srs = Srs::start(&edges, &options).await;
         Some(Self {
             env,
             edges,
@@ -274,7 +278,7 @@ impl Rig {
     }
 
     async fn client(&self, args: Vec<String>) -> Value {
-        run_client(&self.python, &args).await
+        run_client(self.python.clone(), args).await
     }
 
     /// The next recording stored (one call at a time).
@@ -346,6 +350,119 @@ async fn pcmu_then_pcma_calls_are_sample_identical_with_roles_from_the_metadata(
         assert!(gaps.is_empty(), "{codec:?}: gaps {gaps:?}");
         assert_call(&wire, codec, &agent, &customer);
     }
+    rig.stop().await;
+}
+
+/// The local test PKI (`OPPTAK_TEST_TLS_DIR`: ca.pem, server.*, client.*),
+/// or None (skip).
+fn tls_dir() -> Option<PathBuf> {
+    match std::env::var("OPPTAK_TEST_TLS_DIR") {
+        Ok(d) => Some(PathBuf::from(d)),
+        Err(_) => common::skip("OPPTAK_TEST_TLS_DIR not set (deploy/local/services.sh)"),
+    }
+}
+
+/// PJSIP's TLS transport (the wheel has one) to the role's `tls:` listener
+/// under mutual TLS: PJSIP checks the role's certificate against the test
+/// CA and presents its client certificate; the call, to a `sips:` URI, is
+/// stored sample-identical and ended by PJSIP's BYE over the same TLS
+/// connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pjsip_call_over_mutual_tls_is_sample_identical() {
+    let Some(tls) = tls_dir() else { return };
+    let options = SrsOptions {
+        tls_dir: Some(tls.clone()),
+        ..SrsOptions::default()
+    };
+    let Some(mut rig) = Rig::with_srs("siprec_tls", &[], options).await else {
+        return;
+    };
+    let dir = rig.env.dir.path().to_path_buf();
+    let codec = G711::Pcmu;
+    let agent = speech(&dir, "agent", AGENT_TEXT, "en-us+f3", codec);
+    let customer = speech(&dir, "customer", CUSTOMER_TEXT, "en-gb+m3", codec);
+    let target = format!("sips:srs@{}", rig.srs.tls.expect("a tls listener"));
+    let mut args = client_args(&target, "tls", &agent, &customer, codec.name(), "basic");
+    for (flag, file) in [
+        ("--tls-ca", "ca.pem"),
+        ("--tls-cert", "client.pem"),
+        ("--tls-key", "client.key"),
+    ] {
+        args.push(flag.into());
+        args.push(tls.join(file).display().to_string());
+    }
+    let out = rig.client(args).await;
+    assert_eq!(out["final_status"], 200, "{out}");
+    let (_, wire, gaps) = rig.next_recording().await;
+    assert!(wire.record.complete, "ended and complete");
+    assert_ne!(
+        wire.record.end.as_ref().expect("ended").reason,
+        "error",
+        "ended by PJSIP's BYE over TLS, not by RTP inactivity"
+    );
+    assert!(gaps.is_empty(), "gaps {gaps:?}");
+    assert_call(&wire, codec, &agent, &customer);
+    assert_eq!(
+        rig.srs
+            .handle
+            .counters
+            .tls_refused
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    rig.stop().await;
+}
+
+/// At `siprec.max_sessions` a real SRC is refused with 503 and Retry-After
+/// (it may try again, or fork to another recorder); once the call that
+/// filled the role ends, the next call is taken and recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_capacity_a_pjsip_src_gets_503_with_retry_after_and_a_later_call_succeeds() {
+    use std::sync::atomic::Ordering;
+    let options = SrsOptions {
+        max_sessions: 1,
+        ..SrsOptions::default()
+    };
+    let Some(mut rig) = Rig::with_srs("siprec_capacity", &[], options).await else {
+        return;
+    };
+    let dir = rig.env.dir.path().to_path_buf();
+    let codec = G711::Pcmu;
+    let agent = speech(&dir, "agent", AGENT_TEXT, "en-us+f3", codec);
+    let customer = speech(&dir, "customer", CUSTOMER_TEXT, "en-gb+m3", codec);
+    let args = client_args(&rig.udp(), "udp", &agent, &customer, codec.name(), "basic");
+    let counters = rig.srs.handle.counters.clone();
+    // The first call holds the role's one session while its files play.
+    let first = tokio::spawn(run_client(rig.python.clone(), args.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while counters.sessions_started.load(Ordering::Relaxed) < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "the first call never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let refused = rig.client(args.clone()).await;
+    assert_eq!(refused["final_status"], 503, "{refused}");
+    assert_eq!(refused["retry_after"], "5", "{refused}");
+    assert!(refused["answered_unix_ms"].is_null(), "{refused}");
+    let out = first.await.unwrap();
+    assert_eq!(out["final_status"], 200, "{out}");
+    let (_, wire, _) = rig.next_recording().await;
+    assert_call(&wire, codec, &agent, &customer);
+    // Once the first session ended (its BYE's grace passed), a call is taken.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while counters.sessions_ended.load(Ordering::Relaxed) < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "the first call never ended");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let later = rig.client(args).await;
+    assert_eq!(later["final_status"], 200, "{later}");
+    let (_, wire, gaps) = rig.next_recording().await;
+    assert!(gaps.is_empty(), "gaps {gaps:?}");
+    assert_call(&wire, codec, &agent, &customer);
+    assert_eq!(
+        counters.sessions_started.load(Ordering::Relaxed),
+        2,
+        "the refused call was no session"
+    );
     rig.stop().await;
 }
 
@@ -1056,27 +1173,59 @@ async fn bad_input_gets_its_sip_error_and_the_role_keeps_serving() {
     rig.stop().await;
 }
 
-/// The `siprec` role in-process: SIP on UDP and TCP (ports chosen by the
-/// OS), RTP on a range of its own, publishing to the test's telephony topic.
+/// How a test's `siprec` role differs from the usual one.
+struct SrsOptions {
+    max_sessions: usize,
+    /// A `tls:` listener too, with the local test PKI's server certificate
+    /// (`OPPTAK_TEST_TLS_DIR`, deploy/local/services.sh) and mutual TLS
+    /// against its CA.
+    tls_dir: Option<PathBuf>,
+}
+
+impl Default for SrsOptions {
+    fn default() -> Self {
+        Self {
+            max_sessions: 20,
+            tls_dir: None,
+        }
+    }
+}
+
+/// The `siprec` role in-process: SIP on UDP and TCP (and TLS if asked;
+/// ports chosen by the OS), RTP on a range of its own, publishing to the
+/// test's telephony topic.
 struct Srs {
     udp: std::net::SocketAddr,
     tcp: std::net::SocketAddr,
+    tls: Option<std::net::SocketAddr>,
     handle: opptak_siprec::server::ServerHandle,
 }
 
 impl Srs {
-    async fn start(edges: &opptak::app::Edges) -> Self {
+    async fn start(edges: &opptak::app::Edges, options: &SrsOptions) -> Self {
         use opptak_siprec::config::{SiprecConfig, Transport};
         use rand::Rng;
         // Ports another test holds are skipped by the server.
         let first = rand::thread_rng().gen_range(10_000u16..29_000) * 2;
+        let (tls_listener, tls) = match &options.tls_dir {
+            Some(d) => (
+                r#", "tls:127.0.0.1:0""#.to_owned(),
+                format!(
+                    "[tls]\ncert_file = {:?}\nkey_file = {:?}\nca_file = {:?}\n",
+                    d.join("server.pem"),
+                    d.join("server.key"),
+                    d.join("ca.pem")
+                ),
+            ),
+            None => (String::new(), String::new()),
+        };
         let text = format!(
-            r#"listen = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]
+            r#"listen = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"{tls_listener}]
 advertise = ""
 rtp_ports = "{first}-{}"
 chunk_ms = 100
 jitter_depth = 10
-max_sessions = 20
+max_sessions = {}
 rtp_timeout_s = 2
 agent_aor = ["sip:agent-*@bank.example"]
 [default]
@@ -1084,8 +1233,9 @@ desk = "customer_center"
 service_category = "savings"
 ki_enabled = false
 customer_informed = false
-"#,
-            first + 40
+{tls}"#,
+            first + 40,
+            options.max_sessions
         );
         let config: SiprecConfig = toml::from_str(&text).unwrap();
         let topic = edges.config.recorder_config().topics.telephony;
@@ -1095,6 +1245,7 @@ customer_informed = false
         Self {
             udp: handle.sip_addr(Transport::Udp).unwrap(),
             tcp: handle.sip_addr(Transport::Tcp).unwrap(),
+            tls: handle.sip_addr(Transport::Tls),
             handle,
         }
     }

@@ -150,7 +150,7 @@ m=audio 31002 RTP/AVP 8\r\na=label:agent-leg\r\na=sendonly\r\n";
             .iter()
             .find(|s| s.label.as_deref() == Some(label))
             .unwrap();
-        assert_eq!(s.g711, vec![(8, rtp::G711::Pcma)]);
+        assert_eq!(s.codecs, vec![(8, rtp::Codec::Pcma)]);
         SocketAddr::new(server.ip(), s.remote_port)
     };
     let (to_agent, to_customer) = (port("agent-leg"), port("customer-leg"));

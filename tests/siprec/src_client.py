@@ -25,6 +25,9 @@ What goes on the wire:
 - DTMF (scenario dtmf): RFC 4733 events with `Call.dialDtmf`; PJSIP sends them
   on the call's first audio stream (the first m-line), replacing that stream's
   audio while a digit lasts.
+- SIP over TLS (`--transport tls`): PJSIP's TLS transport checks the SRS's
+  certificate against `--tls-ca`, and presents `--tls-cert`/`--tls-key` when
+  the SRS asks for a client certificate (mutual TLS). RTP stays plain RTP.
 
 Scenarios (times count from the moment the call is answered):
   basic                 play both files to the end, then BYE
@@ -42,7 +45,7 @@ Scenarios (times count from the moment the call is answered):
   dtmf                  send --dtmf-digits at --dtmf-at-ms, play on, BYE
 
 The JSON line: call_id (SIP Call-ID), final_status (the INVITE's final
-response), the local SIP address, per stream: role, label, local and remote
+response), retry_after (its Retry-After header, if any), the local SIP address, per stream: role, label, local and remote
 RTP address, packets sent; answered_unix_ms, media_start_unix_ms (when the
 players were connected; the first packet with audio leaves within a frame),
 and events (each with t_ms since the start of the process).
@@ -193,7 +196,7 @@ class SrcCall(pj.Call):
         self.client.on_tsx(self, prm)
 
     def onCallState(self, prm):
-        self.client.on_state(self)
+        self.client.on_state(self, prm)
 
     def onCallMediaState(self, prm):
         self.client.on_media(self)
@@ -217,6 +220,7 @@ class Client:
         self.call = None
         self.state = "init"
         self.final_status = None
+        self.retry_after = None
         self.answered_at = None
         self.answered_unix_ms = None
         self.media_start_unix_ms = None
@@ -254,8 +258,16 @@ class Client:
                 else:
                     self.reinvite_statuses.append(tsx.statusCode)
 
-    def on_state(self, call):
+    def on_state(self, call, prm):
         info = call.getInfo()
+        # A final response that ends the call (503 at capacity, say) comes
+        # here only, not through onCallTsxState.
+        e = prm.e
+        if e.type == pj.PJSIP_EVENT_TSX_STATE and e.body.tsxState.type == pj.PJSIP_EVENT_RX_MSG:
+            for line in e.body.tsxState.src.rdata.wholeMsg.split("\r\n"):
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "retry-after" and self.retry_after is None:
+                    self.retry_after = value.strip()
         self.call_id = info.callIdString
         self.clock.event("state", state=info.stateText, status=info.lastStatusCode)
         if info.state == pj.PJSIP_INV_STATE_CONFIRMED and self.answered_at is None:
@@ -395,7 +407,16 @@ class Client:
         tcfg = pj.TransportConfig()
         tcfg.boundAddress = a.bind
         tcfg.port = a.sip_port
-        ttype = pj.PJSIP_TRANSPORT_TCP if a.transport == "tcp" else pj.PJSIP_TRANSPORT_UDP
+        ttype = {
+            "udp": pj.PJSIP_TRANSPORT_UDP,
+            "tcp": pj.PJSIP_TRANSPORT_TCP,
+            "tls": pj.PJSIP_TRANSPORT_TLS,
+        }[a.transport]
+        if a.transport == "tls":
+            tcfg.tlsConfig.CaListFile = a.tls_ca or ""
+            tcfg.tlsConfig.certFile = a.tls_cert or ""
+            tcfg.tlsConfig.privKeyFile = a.tls_key or ""
+            tcfg.tlsConfig.verifyServer = bool(a.tls_ca)
         tid = ep.transportCreate(ttype, tcfg)
         ti = ep.transportGetInfo(tid)
         self.local_sip = ti.localName
@@ -425,8 +446,8 @@ class Client:
                 metadata = f.read()
         prm.txOption = self.tx_option(None if a.no_metadata else metadata)
         target = a.target
-        if a.transport == "tcp" and "transport=" not in target:
-            target += ";transport=tcp"
+        if a.transport in ("tcp", "tls") and "transport=" not in target and not target.startswith("sips:"):
+            target += f";transport={a.transport}"
         self.state = "answered"  # players start once media is up
         self.clock.event("invite")
         call.makeCall(target, prm)
@@ -530,6 +551,7 @@ class Client:
             "call_id": self.call_id,
             "session_id": self.session_id,
             "final_status": self.final_status,
+            "retry_after": self.retry_after,
             "reinvite_statuses": self.reinvite_statuses,
             "answered_before_cancel": self.answered_before_cancel,
             "local_sip": self.local_sip,
@@ -555,7 +577,10 @@ def wav_8k_mono(path):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--target", required=True, help="the SRS's request URI, e.g. sip:srs@127.0.0.1:5060")
-    p.add_argument("--transport", choices=("udp", "tcp"), default="udp")
+    p.add_argument("--transport", choices=("udp", "tcp", "tls"), default="udp")
+    p.add_argument("--tls-ca", help="tls: the CA file the SRS's certificate must chain to")
+    p.add_argument("--tls-cert", help="tls: the client certificate (PEM) for mutual TLS")
+    p.add_argument("--tls-key", help="tls: its private key (PEM)")
     p.add_argument("--agent-wav", type=wav_8k_mono, required=True)
     p.add_argument("--customer-wav", type=wav_8k_mono, required=True)
     p.add_argument("--codec", default="PCMU", help="PCMU or PCMA (any PJSIP codec name, e.g. GSM, for refusals)")

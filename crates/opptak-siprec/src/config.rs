@@ -13,10 +13,14 @@ use std::net::SocketAddr;
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiprecConfig {
-    /// SIP listeners, `udp:IP:PORT` or `tcp:IP:PORT` (a list, or one
-    /// comma-separated string as an environment override gives it).
+    /// SIP listeners, `udp:IP:PORT`, `tcp:IP:PORT` or `tls:IP:PORT` (a
+    /// list, or one comma-separated string as an environment override
+    /// gives it).
     #[serde(deserialize_with = "list")]
     pub listen: Vec<String>,
+    /// The certificate of `tls:` listeners and the CA for mutual TLS.
+    #[serde(default)]
+    pub tls: Tls,
     /// The IP put into SDP answers and Contact; empty: the listener's IP
     /// (127.0.0.1 for a wildcard listener).
     pub advertise: String,
@@ -47,6 +51,24 @@ pub struct SiprecConfig {
 
 fn one() -> usize {
     1
+}
+
+/// `[siprec.tls]`: SIP over TLS (SIPS). The shape of `[bus.tls]`, seen
+/// from the server's side.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// The server's certificate chain (PEM, leaf first).
+    #[serde(default)]
+    pub cert_file: String,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1, not encrypted).
+    #[serde(default)]
+    pub key_file: String,
+    /// The CA bundle (PEM) the SRC's client certificate must chain to;
+    /// set: every TLS client must present one (mutual TLS); empty: none is
+    /// asked for.
+    #[serde(default)]
+    pub ca_file: String,
 }
 
 /// What a call is, for the recorder and KI.
@@ -83,6 +105,8 @@ pub struct Mapping {
 pub enum Transport {
     Udp,
     Tcp,
+    /// TCP with TLS (SIPS).
+    Tls,
 }
 
 /// The checked form.
@@ -99,11 +123,12 @@ impl SiprecConfig {
         for l in &self.listen {
             let (t, addr) = l
                 .split_once(':')
-                .ok_or_else(|| format!("siprec.listen {l:?}: expected udp:IP:PORT or tcp:IP:PORT"))?;
+                .ok_or_else(|| format!("siprec.listen {l:?}: expected udp:IP:PORT, tcp:IP:PORT or tls:IP:PORT"))?;
             let t = match t {
                 "udp" => Transport::Udp,
                 "tcp" => Transport::Tcp,
-                _ => return Err(format!("siprec.listen {l:?}: transport must be udp or tcp")),
+                "tls" => Transport::Tls,
+                _ => return Err(format!("siprec.listen {l:?}: transport must be udp, tcp or tls")),
             };
             let addr: SocketAddr = addr.parse().map_err(|e| format!("siprec.listen {l:?}: {e}"))?;
             listen.push((t, addr));
@@ -111,6 +136,7 @@ impl SiprecConfig {
         if listen.is_empty() {
             return Err("siprec.listen is empty".into());
         }
+        self.validate_tls(listen.iter().any(|(t, _)| *t == Transport::Tls))?;
         let (a, b) = self
             .rtp_ports
             .split_once('-')
@@ -150,6 +176,46 @@ impl SiprecConfig {
             rtp_first,
             rtp_last,
         })
+    }
+
+    /// A `tls:` listener needs a certificate and key; TLS files without
+    /// one are a mistake (TLS meant, plain SIP configured). The files must
+    /// exist here; what is in them is checked when the server loads them.
+    fn validate_tls(&self, listening: bool) -> Result<(), String> {
+        let t = &self.tls;
+        let files = [
+            ("cert_file", &t.cert_file),
+            ("key_file", &t.key_file),
+            ("ca_file", &t.ca_file),
+        ];
+        if !listening {
+            let set: Vec<&str> = files
+                .iter()
+                .filter(|(_, v)| !v.trim().is_empty())
+                .map(|(k, _)| *k)
+                .collect();
+            if !set.is_empty() {
+                return Err(format!(
+                    "siprec.tls.{} set but siprec.listen has no tls: listener: add one, or remove them",
+                    set.join(", siprec.tls.")
+                ));
+            }
+            return Ok(());
+        }
+        for (key, path) in &files[..2] {
+            if path.trim().is_empty() {
+                return Err(format!(
+                    "siprec.tls.{key} is empty: a tls: listener in siprec.listen needs the server's certificate and key"
+                ));
+            }
+        }
+        for (key, path) in files {
+            let path = path.trim();
+            if !path.is_empty() && !std::path::Path::new(path).is_file() {
+                return Err(format!("siprec.tls.{key} = {path:?}: no such file"));
+            }
+        }
+        Ok(())
     }
 
     pub fn is_agent(&self, aor: &str) -> bool {
@@ -314,5 +380,40 @@ max_sessions = 10\nrtp_timeout_s = 30\nagent_aor = []\n\
         );
         let c: SiprecConfig = toml::from_str(&text).unwrap();
         assert_eq!(c.validate().unwrap().listen.len(), 2);
+    }
+
+    #[test]
+    fn a_tls_listener_needs_certificate_and_key_files_and_tls_files_need_a_listener() {
+        let dir = std::env::temp_dir().join(format!("siprec-tls-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("server.pem");
+        std::fs::write(&file, "not checked here").unwrap();
+        let file = file.display().to_string();
+        let mut c = config("");
+        c.listen = vec!["tls:127.0.0.1:5061".into()];
+        assert!(c.validate().unwrap_err().contains("siprec.tls.cert_file is empty"));
+        c.tls.cert_file = file.clone();
+        assert!(c.validate().unwrap_err().contains("siprec.tls.key_file is empty"));
+        c.tls.key_file = file.clone();
+        assert_eq!(
+            c.validate().unwrap().listen,
+            vec![(Transport::Tls, "127.0.0.1:5061".parse().unwrap())]
+        );
+        c.tls.ca_file = dir.join("missing.pem").display().to_string();
+        assert!(
+            c.validate().unwrap_err().contains("siprec.tls.ca_file"),
+            "a missing CA file"
+        );
+        c.tls.ca_file = file;
+        c.validate().unwrap();
+        c.listen = vec!["tcp:127.0.0.1:5060".into()];
+        let err = c.validate().unwrap_err();
+        assert!(
+            err.contains(
+                "siprec.tls.cert_file, siprec.tls.key_file, siprec.tls.ca_file set but siprec.listen has no tls:"
+            ),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

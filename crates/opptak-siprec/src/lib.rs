@@ -9,13 +9,14 @@
 //!   `multipart/mixed` bodies;
 //! - [`sdp`]: the offer's audio streams and the `a=recvonly` answer;
 //! - [`metadata`]: `application/rs-metadata+xml` -> agent and customer streams;
-//! - [`rtp`]: RTP headers, RFC 4733 telephone-events (never the key);
+//! - [`rtp`]: RTP headers, the codecs (G.711, L16), RFC 4733
+//!   telephone-events (never the key);
 //! - [`jitter`]: per-stream reordering, duplicates, loss;
 //! - [`session`]: one session's timeline -> chunks with offsets and gaps;
 //! - [`config`]: `[siprec]` and the desk/service/KI mapping.
 //!
-//! IO: [`server`] (tokio) runs SIP over UDP and TCP and the RTP port pool
-//! (read by `rtp_rx`'s epoll threads),
+//! IO: [`server`] (tokio) runs SIP over UDP, TCP and TLS (rustls) and the RTP
+//! port pool (read by `rtp_rx`'s epoll threads),
 //! and publishes through [`opptak_bus::Bus`]. Start it with
 //! [`server::start`]. [`loadgen`] is its load generator: simulated SRCs
 //! (INVITE, real-time RTP, BYE) and the packet-to-bus latency.

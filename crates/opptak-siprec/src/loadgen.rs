@@ -956,10 +956,12 @@ async fn generate(spec: LoadSpec, timeline: Arc<Timeline>) -> Result<LoadReport,
             });
             (SipOut::Tcp(w), local)
         }
+        // TLS costs the handshake, not the packet path this measures.
+        Transport::Tls => return Err(LoadError::Spec("SIP over UDP or TCP only, not TLS".into())),
     };
     let tname = match spec.transport {
         Transport::Udp => "UDP",
-        Transport::Tcp => "TCP",
+        Transport::Tcp | Transport::Tls => "TCP",
     };
     let src = Src {
         run: &run,

@@ -5,7 +5,111 @@
 //! event ended; the event code byte is never read into any value, so no
 //! digit can reach a struct, log, metric or event.
 
-/// The two codecs a chunk can carry.
+/// The codecs a session can record: G.711 (8 kHz, one byte a sample) and
+/// L16 (RFC 3551 linear PCM, 16-bit big-endian on RTP) at 8 or 16 kHz.
+/// G.722 is not among them: no reference encoder to test a decoder against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    Pcmu,
+    Pcma,
+    /// Mono L16 at `rate` Hz (8000 or 16000).
+    L16 {
+        rate: u32,
+    },
+}
+
+impl Codec {
+    /// The static RTP payload type (RFC 3551); L16 at 8 and 16 kHz has none.
+    pub fn static_pt(self) -> Option<u8> {
+        match self {
+            Codec::Pcmu => Some(0),
+            Codec::Pcma => Some(8),
+            Codec::L16 { .. } => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Pcmu => "PCMU",
+            Codec::Pcma => "PCMA",
+            Codec::L16 { .. } => "L16",
+        }
+    }
+
+    /// Samples per second (and the RTP clock rate).
+    pub fn rate(self) -> u32 {
+        match self {
+            Codec::Pcmu | Codec::Pcma => 8000,
+            Codec::L16 { rate } => rate,
+        }
+    }
+
+    pub fn bytes_per_sample(self) -> usize {
+        match self {
+            Codec::Pcmu | Codec::Pcma => 1,
+            Codec::L16 { .. } => 2,
+        }
+    }
+
+    /// The `a=rtpmap` encoding, e.g. `PCMU/8000`, `L16/16000`.
+    pub fn rtpmap(self) -> String {
+        format!("{}/{}", self.name(), self.rate())
+    }
+
+    /// The codec of an `a=rtpmap` encoding (`name/rate[/channels]`, case
+    /// insensitive), or of a static payload type without one. Stereo L16
+    /// and other rates are not ours.
+    pub fn from_rtpmap(pt: u8, rtpmap: Option<&str>) -> Option<Codec> {
+        let Some(map) = rtpmap else {
+            return match pt {
+                0 => Some(Codec::Pcmu),
+                8 => Some(Codec::Pcma),
+                _ => None,
+            };
+        };
+        let mut f = map.trim().split('/');
+        let (name, rate, channels) = (f.next()?, f.next()?, f.next().unwrap_or("1"));
+        if channels != "1" || f.next().is_some() {
+            return None;
+        }
+        match (name.to_ascii_lowercase().as_str(), rate) {
+            ("pcmu", "8000") => Some(Codec::Pcmu),
+            ("pcma", "8000") => Some(Codec::Pcma),
+            ("l16", "8000") => Some(Codec::L16 { rate: 8000 }),
+            ("l16", "16000") => Some(Codec::L16 { rate: 16000 }),
+            _ => None,
+        }
+    }
+
+    /// One sample of digital silence in the contract's encoding (G.711's
+    /// code closest to zero; L16 zero).
+    pub fn silence(self) -> &'static [u8] {
+        match self {
+            Codec::Pcmu => &[0xFF],
+            Codec::Pcma => &[0xD5],
+            Codec::L16 { .. } => &[0, 0],
+        }
+    }
+
+    /// Whole samples of an RTP payload in the telephony contract's encoding
+    /// into `out`: G.711 as it is, L16 from RTP's big-endian (RFC 3551 4.5.11)
+    /// to the contract's little-endian. A trailing odd byte of L16 is no
+    /// sample and is left out.
+    pub fn to_contract(self, payload: &[u8], out: &mut Vec<u8>) {
+        out.clear();
+        match self {
+            Codec::Pcmu | Codec::Pcma => out.extend_from_slice(payload),
+            Codec::L16 { .. } => {
+                out.reserve(payload.len());
+                for s in payload.chunks_exact(2) {
+                    out.extend_from_slice(&[s[1], s[0]]);
+                }
+            }
+        }
+    }
+}
+
+/// G.711 alone: what the load generator sends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum G711 {
     Pcmu,
@@ -19,19 +123,13 @@ impl G711 {
             G711::Pcma => 8,
         }
     }
+}
 
-    pub fn name(self) -> &'static str {
-        match self {
-            G711::Pcmu => "PCMU",
-            G711::Pcma => "PCMA",
-        }
-    }
-
-    /// The code of a zero sample (digital silence).
-    pub fn silence(self) -> u8 {
-        match self {
-            G711::Pcmu => 0xFF,
-            G711::Pcma => 0xD5,
+impl From<G711> for Codec {
+    fn from(c: G711) -> Codec {
+        match c {
+            G711::Pcmu => Codec::Pcmu,
+            G711::Pcma => Codec::Pcma,
         }
     }
 }
@@ -180,5 +278,61 @@ mod tests {
         // Every key gives the same value: nothing of the key is kept.
         let all: std::collections::HashSet<_> = (0..=16u8).map(|k| telephone_event(&[k, 0x0A, 0, 160])).collect();
         assert_eq!(all.len(), 1);
+    }
+
+    #[test]
+    fn codecs_from_rtpmap_and_static_payload_types() {
+        assert_eq!(Codec::from_rtpmap(0, None), Some(Codec::Pcmu));
+        assert_eq!(Codec::from_rtpmap(8, None), Some(Codec::Pcma));
+        assert_eq!(Codec::from_rtpmap(11, None), None, "L16/44100 is not ours");
+        assert_eq!(Codec::from_rtpmap(96, Some("PCMA/8000/1")), Some(Codec::Pcma));
+        assert_eq!(
+            Codec::from_rtpmap(97, Some("l16/16000")),
+            Some(Codec::L16 { rate: 16000 })
+        );
+        assert_eq!(
+            Codec::from_rtpmap(98, Some("L16/8000/1")),
+            Some(Codec::L16 { rate: 8000 })
+        );
+        for other in [
+            "L16/16000/2",
+            "L16/44100",
+            "L16/48000",
+            "G722/8000",
+            "opus/48000/2",
+            "PCMU",
+            "PCMU/16000",
+        ] {
+            assert_eq!(Codec::from_rtpmap(96, Some(other)), None, "{other}");
+        }
+        let wb = Codec::L16 { rate: 16000 };
+        assert_eq!(
+            (wb.rtpmap(), wb.rate(), wb.bytes_per_sample(), wb.static_pt()),
+            ("L16/16000".to_owned(), 16000, 2, None)
+        );
+        assert_eq!(Codec::Pcmu.rtpmap(), "PCMU/8000");
+    }
+
+    #[test]
+    fn l16_becomes_little_endian_and_g711_stays() {
+        let mut out = Vec::new();
+        // 0x1234, -2 (0xFFFE), and a trailing odd byte that is no sample.
+        Codec::L16 { rate: 8000 }.to_contract(&[0x12, 0x34, 0xFF, 0xFE, 0x7F], &mut out);
+        assert_eq!(out, [0x34, 0x12, 0xFE, 0xFF]);
+        Codec::Pcma.to_contract(&[1, 2, 3], &mut out);
+        assert_eq!(out, [1, 2, 3]);
+    }
+
+    proptest::proptest! {
+        /// Every sample read back from the contract's bytes is the sample
+        /// RTP carried.
+        #[test]
+        fn l16_samples_survive_the_conversion(samples in proptest::collection::vec(proptest::prelude::any::<i16>(), 0..400)) {
+            let wire: Vec<u8> = samples.iter().flat_map(|s| s.to_be_bytes()).collect();
+            let mut out = Vec::new();
+            Codec::L16 { rate: 16000 }.to_contract(&wire, &mut out);
+            let back: Vec<i16> = out.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+            proptest::prop_assert_eq!(back, samples);
+        }
     }
 }

@@ -4,15 +4,16 @@
 //! (RFC 4574, ties a stream to the metadata), `a=rtpmap`, the direction
 //! attributes. The answer receives every offered audio stream
 //! (`a=recvonly`, or `a=inactive` for an inactive one) on its own local
-//! port, with the session's one G.711 codec and telephone-event if offered.
+//! port, with the session's one codec (G.711 or L16) and telephone-event at
+//! its rate if offered.
 
-use crate::rtp::G711;
+use crate::rtp::Codec;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SdpError {
     #[error("malformed SDP: {0}")]
     Malformed(String),
-    #[error("no acceptable codec (PCMU or PCMA at 8000 Hz) offered on every audio stream")]
+    #[error("no acceptable codec (PCMU/8000, PCMA/8000, L16/8000 or L16/16000, mono) offered on every audio stream")]
     NoCodec,
     #[error("no audio stream offered")]
     NoAudio,
@@ -38,10 +39,11 @@ pub struct OfferedStream {
     pub remote_port: u16,
     /// Payload types in offer order.
     pub payloads: Vec<u8>,
-    /// Payload type -> G.711 codec (static 0/8 or from rtpmap).
-    pub g711: Vec<(u8, G711)>,
-    /// telephone-event/8000 payload type, if offered.
-    pub telephone_event: Option<u8>,
+    /// Payload type -> codec we can record (static 0/8 or from rtpmap), in
+    /// offer order.
+    pub codecs: Vec<(u8, Codec)>,
+    /// telephone-event payload types and their clock rates.
+    pub telephone_events: Vec<(u8, u32)>,
     pub direction: Direction,
 }
 
@@ -68,16 +70,15 @@ pub fn parse_offer(text: &str) -> Result<Offer, SdpError> {
                 .iter()
                 .find(|(p, _)| *p == pt)
                 .map(|(_, m)| m.to_ascii_lowercase());
-            let codec = match (pt, map.as_deref()) {
-                (_, Some("pcmu/8000")) | (_, Some("pcmu/8000/1")) | (0, None) => Some(G711::Pcmu),
-                (_, Some("pcma/8000")) | (_, Some("pcma/8000/1")) | (8, None) => Some(G711::Pcma),
-                _ => None,
-            };
-            if let Some(c) = codec {
-                s.g711.push((pt, c));
+            if let Some(c) = Codec::from_rtpmap(pt, map.as_deref()) {
+                s.codecs.push((pt, c));
             }
-            if map.as_deref() == Some("telephone-event/8000") {
-                s.telephone_event = Some(pt);
+            if let Some(rate) = map
+                .as_deref()
+                .and_then(|m| m.strip_prefix("telephone-event/"))
+                .and_then(|r| r.parse().ok())
+            {
+                s.telephone_events.push((pt, rate));
             }
         }
         rtpmaps.clear();
@@ -139,8 +140,8 @@ pub fn parse_offer(text: &str) -> Result<Offer, SdpError> {
                         remote_addr: session_c.clone().unwrap_or_default(),
                         remote_port: port,
                         payloads,
-                        g711: Vec::new(),
-                        telephone_event: None,
+                        codecs: Vec::new(),
+                        telephone_events: Vec::new(),
                         direction: if port == 0 {
                             Direction::Inactive
                         } else {
@@ -189,25 +190,48 @@ pub fn parse_offer(text: &str) -> Result<Offer, SdpError> {
     Ok(Offer { streams, mlines })
 }
 
+impl OfferedStream {
+    /// The payload types this stream offers `codec` under.
+    pub fn payload_types(&self, codec: Codec) -> Vec<u8> {
+        self.codecs
+            .iter()
+            .filter(|(_, c)| *c == codec)
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    /// The telephone-event payload type at `rate` (RFC 4733: the audio's clock).
+    pub fn telephone_event(&self, rate: u32) -> Option<u8> {
+        self.telephone_events.iter().find(|(_, r)| *r == rate).map(|(p, _)| *p)
+    }
+}
+
 impl Offer {
-    /// The session's codec: the first G.711 codec of the first stream that
-    /// every stream offers. Both channels of a chunk share one codec.
-    pub fn choose_codec(&self) -> Result<G711, SdpError> {
-        let first = &self.streams[0];
-        first
-            .g711
+    /// The session's codec (both channels of a chunk share one). L16/16000
+    /// when every stream offers it: wideband, lossless, what speech
+    /// recognition does best with (at 4x the bytes of G.711). Else the
+    /// first codec of the first stream that every stream offers.
+    pub fn choose_codec(&self) -> Result<Codec, SdpError> {
+        let everywhere = |c: &Codec| self.streams.iter().all(|s| s.codecs.iter().any(|(_, sc)| sc == c));
+        let wideband = Codec::L16 { rate: 16000 };
+        if everywhere(&wideband) {
+            return Ok(wideband);
+        }
+        self.streams[0]
+            .codecs
             .iter()
             .map(|(_, c)| *c)
-            .find(|c| self.streams.iter().all(|s| s.g711.iter().any(|(_, sc)| sc == c)))
+            .find(everywhere)
             .ok_or(SdpError::NoCodec)
     }
 }
 
 /// Builds the answer: one local port per audio stream (`ports[i]` for
 /// `offer.streams[i]`), the chosen codec with the payload type the offer
-/// gave it, telephone-event if offered, labels kept, `a=recvonly` (or
-/// `a=inactive` where the offer is inactive or sends nothing).
-pub fn build_answer(offer: &Offer, codec: G711, local_ip: &str, ports: &[u16], session_version: u64) -> String {
+/// gave it, telephone-event at the codec's rate if offered, labels kept,
+/// `a=recvonly` (or `a=inactive` where the offer is inactive or sends
+/// nothing).
+pub fn build_answer(offer: &Offer, codec: Codec, local_ip: &str, ports: &[u16], session_version: u64) -> String {
     let ip_kind = if local_ip.contains(':') { "IP6" } else { "IP4" };
     let mut out = format!(
         "v=0\r\no=opptak-srs 1 {session_version} IN {ip_kind} {local_ip}\r\ns=opptak SIPREC\r\nc=IN {ip_kind} {local_ip}\r\nt=0 0\r\n"
@@ -218,19 +242,25 @@ pub fn build_answer(offer: &Offer, codec: G711, local_ip: &str, ports: &[u16], s
             continue;
         };
         let s = &offer.streams[*i];
+        // A stream that lacks the codec (an inactive one) is answered with
+        // the codec's static type, or the first dynamic one.
         let pt = s
-            .g711
-            .iter()
-            .find(|(_, c)| *c == codec)
-            .map(|(p, _)| *p)
-            .unwrap_or(codec.static_pt());
+            .payload_types(codec)
+            .first()
+            .copied()
+            .or(codec.static_pt())
+            .unwrap_or(96);
+        let te = s.telephone_event(codec.rate());
         let mut pts = vec![pt];
-        pts.extend(s.telephone_event);
+        pts.extend(te);
         let list = pts.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ");
         out.push_str(&format!("m=audio {} {proto} {list}\r\n", ports[*i]));
-        out.push_str(&format!("a=rtpmap:{pt} {}/8000\r\n", codec.name()));
-        if let Some(te) = s.telephone_event {
-            out.push_str(&format!("a=rtpmap:{te} telephone-event/8000\r\na=fmtp:{te} 0-16\r\n"));
+        out.push_str(&format!("a=rtpmap:{pt} {}\r\n", codec.rtpmap()));
+        if let Some(te) = te {
+            out.push_str(&format!(
+                "a=rtpmap:{te} telephone-event/{}\r\na=fmtp:{te} 0-16\r\n",
+                codec.rate()
+            ));
         }
         if let Some(l) = &s.label {
             out.push_str(&format!("a=label:{l}\r\n"));
@@ -263,21 +293,21 @@ m=audio 20002 RTP/AVP 96 0\r\nc=IN IP4 10.0.0.3\r\na=rtpmap:96 PCMA/8000\r\na=la
             (a.label.as_deref(), a.remote_addr.as_str(), a.remote_port),
             (Some("1"), "10.0.0.2", 20000)
         );
-        assert_eq!(a.g711, vec![(8, G711::Pcma), (0, G711::Pcmu)]);
-        assert_eq!(a.telephone_event, Some(101));
+        assert_eq!(a.codecs, vec![(8, Codec::Pcma), (0, Codec::Pcmu)]);
+        assert_eq!(a.telephone_event(8000), Some(101));
         assert_eq!(a.direction, Direction::SendOnly);
         assert_eq!(
             (b.label.as_deref(), b.remote_addr.as_str(), b.index),
             (Some("2"), "10.0.0.3", 2)
         );
-        assert_eq!(b.g711, vec![(96, G711::Pcma), (0, G711::Pcmu)]);
-        assert_eq!(o.choose_codec().unwrap(), G711::Pcma);
+        assert_eq!(b.codecs, vec![(96, Codec::Pcma), (0, Codec::Pcmu)]);
+        assert_eq!(o.choose_codec().unwrap(), Codec::Pcma);
     }
 
     #[test]
     fn answer_receives_each_stream_with_the_offers_payload_type() {
         let o = parse_offer(OFFER).unwrap();
-        let ans = build_answer(&o, G711::Pcma, "10.0.0.1", &[40000, 40002], 1);
+        let ans = build_answer(&o, Codec::Pcma, "10.0.0.1", &[40000, 40002], 1);
         let expected = "v=0\r\no=opptak-srs 1 1 IN IP4 10.0.0.1\r\ns=opptak SIPREC\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
 m=audio 40000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=label:1\r\na=recvonly\r\n\
 m=video 0 RTP/AVP 0\r\n\
@@ -303,5 +333,45 @@ m=audio 40002 RTP/AVP 96\r\na=rtpmap:96 PCMA/8000\r\na=label:2\r\na=recvonly\r\n
             parse_offer("v=0\r\nm=audio 1 RTP/AVP 0\r\n"),
             Err(SdpError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn l16_is_read_from_rtpmap_and_wideband_is_preferred_when_every_stream_has_it() {
+        let two = |a: &str, b: &str| {
+            parse_offer(&format!(
+                "v=0\r\nc=IN IP4 1.2.3.4\r\nm=audio 1 RTP/AVP {a}\r\nm=audio 2 RTP/AVP {b}\r\n"
+            ))
+            .unwrap()
+        };
+        let maps = "a=rtpmap:96 L16/16000\r\na=rtpmap:97 L16/8000\r\na=rtpmap:98 telephone-event/16000\r\na=rtpmap:101 telephone-event/8000\r\n";
+        let o = two(&format!("0 97 96 101 98\r\n{maps}"), &format!("8 0 96 98\r\n{maps}"));
+        assert_eq!(
+            o.streams[0].codecs,
+            vec![
+                (0, Codec::Pcmu),
+                (97, Codec::L16 { rate: 8000 }),
+                (96, Codec::L16 { rate: 16000 })
+            ]
+        );
+        assert_eq!(
+            (o.streams[0].telephone_event(16000), o.streams[0].telephone_event(8000)),
+            (Some(98), Some(101))
+        );
+        assert_eq!(o.choose_codec().unwrap(), Codec::L16 { rate: 16000 });
+        let ans = build_answer(&o, Codec::L16 { rate: 16000 }, "10.0.0.1", &[40000, 40002], 1);
+        assert!(
+            ans.contains(
+                "m=audio 40000 RTP/AVP 96 98\r\na=rtpmap:96 L16/16000\r\na=rtpmap:98 telephone-event/16000\r\n"
+            ),
+            "{ans}"
+        );
+        // Not on every stream: the offer's order among the rest decides.
+        let o = two(&format!("97 0 96\r\n{maps}"), &format!("0 97\r\n{maps}"));
+        assert_eq!(o.choose_codec().unwrap(), Codec::L16 { rate: 8000 });
+        let o = two(&format!("0 96\r\n{maps}"), &format!("8 0\r\n{maps}"));
+        assert_eq!(o.choose_codec().unwrap(), Codec::Pcmu);
+        // Stereo L16 or another rate is no codec of ours.
+        let o = two("96\r\na=rtpmap:96 L16/16000/2\r\n", "96\r\na=rtpmap:96 L16/44100\r\n");
+        assert_eq!(o.choose_codec(), Err(SdpError::NoCodec));
     }
 }

@@ -1,4 +1,4 @@
-//! The SIPREC server's IO: SIP over UDP and TCP, the RTP port pool, the
+//! The SIPREC server's IO: SIP over UDP, TCP and TLS, the RTP port pool, the
 //! publisher. One core task owns every session (no locks on the packet
 //! path); SIP socket tasks and the RTP receive threads (`rtp_rx`) feed it,
 //! a publisher task writes its events to the bus in order.
@@ -29,10 +29,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -60,6 +61,9 @@ pub struct Counters {
     pub rtp_duplicates: AtomicU64,
     /// RTP ports of the pool owned by a session now (a gauge).
     pub rtp_slots_in_use: AtomicU64,
+    /// TLS connections refused in the handshake (no or a bad client
+    /// certificate under mutual TLS, not TLS at all, too slow).
+    pub tls_refused: AtomicU64,
 }
 
 /// A running server: its SIP addresses, counters, and how to stop it.
@@ -101,6 +105,12 @@ impl ServerHandle {
 enum Reply {
     Udp(Arc<UdpSocket>, SocketAddr),
     Tcp(mpsc::UnboundedSender<Vec<u8>>),
+    /// `sips`: the request was to a `sips:` URI, so our Contact is one too
+    /// (RFC 5630 3.1.3); else `sip:` with `transport=tls`.
+    Tls {
+        tx: mpsc::UnboundedSender<Vec<u8>>,
+        sips: bool,
+    },
 }
 
 impl Reply {
@@ -111,7 +121,7 @@ impl Reply {
                     tracing::warn!(error = %e, to = %to, "siprec sip send failed");
                 }
             }
-            Reply::Tcp(tx) => {
+            Reply::Tcp(tx) | Reply::Tls { tx, .. } => {
                 let _ = tx.send(bytes);
             }
         }
@@ -121,6 +131,7 @@ impl Reply {
         match self {
             Reply::Udp(..) => "UDP",
             Reply::Tcp(_) => "TCP",
+            Reply::Tls { .. } => "TLS",
         }
     }
 }
@@ -160,6 +171,13 @@ pub async fn start(config: &SiprecConfig, bus: Arc<dyn Bus>, topic: &str) -> Res
     let counters = Arc::new(Counters::default());
     let mut tasks = Vec::new();
     let mut sip_addrs = Vec::new();
+    // The certificate is read before anything is bound: a bad file stops
+    // the start with nothing left listening.
+    let acceptor = if v.listen.iter().any(|(t, _)| *t == Transport::Tls) {
+        Some(tls_acceptor(&config.tls)?)
+    } else {
+        None
+    };
     for (t, addr) in &v.listen {
         match t {
             Transport::Udp => {
@@ -190,6 +208,21 @@ pub async fn start(config: &SiprecConfig, bus: Arc<dyn Bus>, topic: &str) -> Res
                     })?,
                 ));
                 tasks.push(tokio::spawn(tcp_sip(l, core_tx.clone())));
+            }
+            Transport::Tls => {
+                let Some(acceptor) = acceptor.clone() else { continue };
+                let l = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind {
+                    addr: addr.to_string(),
+                    source,
+                })?;
+                sip_addrs.push((
+                    Transport::Tls,
+                    l.local_addr().map_err(|source| ServerError::Bind {
+                        addr: addr.to_string(),
+                        source,
+                    })?,
+                ));
+                tasks.push(tokio::spawn(tls_sip(l, acceptor, core_tx.clone(), counters.clone())));
             }
         }
     }
@@ -278,6 +311,10 @@ pub async fn start(config: &SiprecConfig, bus: Arc<dyn Bus>, topic: &str) -> Res
             .map_or(5060, |(_, a)| a.port()),
         received_unreported: 0,
         backlogged_until_us: 0,
+        tls_port: sip_addrs
+            .iter()
+            .find(|(t, _)| *t == Transport::Tls)
+            .map_or(5061, |(_, a)| a.port()),
         udp_port: sip_addrs
             .iter()
             .find(|(t, _)| *t == Transport::Udp)
@@ -329,20 +366,114 @@ async fn udp_sip(s: Arc<UdpSocket>, tx: mpsc::UnboundedSender<Input>) {
 async fn tcp_sip(l: TcpListener, tx: mpsc::UnboundedSender<Input>) {
     loop {
         let Ok((stream, _)) = l.accept().await else { continue };
-        tokio::spawn(tcp_conn(stream, tx.clone()));
+        tokio::spawn(tcp_conn(stream, tx.clone(), Transport::Tcp));
     }
 }
 
-async fn tcp_conn(stream: TcpStream, tx: mpsc::UnboundedSender<Input>) {
-    let (mut rd, mut wr) = stream.into_split();
+/// A TLS handshake that takes longer is given up (a client that connects
+/// and says nothing holds no task for long).
+const TLS_HANDSHAKE: Duration = Duration::from_secs(10);
+
+async fn tls_sip(l: TcpListener, acceptor: TlsAcceptor, tx: mpsc::UnboundedSender<Input>, counters: Arc<Counters>) {
+    loop {
+        let Ok((stream, peer)) = l.accept().await else { continue };
+        let (acceptor, tx, counters) = (acceptor.clone(), tx.clone(), counters.clone());
+        tokio::spawn(async move {
+            let why = match tokio::time::timeout(TLS_HANDSHAKE, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => return tcp_conn(tls, tx, Transport::Tls).await,
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => "handshake timed out".to_owned(),
+            };
+            counters.tls_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(peer = %peer, reason = %why, "siprec tls connection refused");
+        });
+    }
+}
+
+/// The TLS server config of `tls:` listeners from `[siprec.tls]`. Errors
+/// name the key and its file, never what is in the file.
+fn tls_acceptor(t: &crate::config::Tls) -> Result<TlsAcceptor, ServerError> {
+    use rustls::pki_types::pem::{self, PemObject};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |key: &str, path: &str, why: String| ServerError::Config(format!("siprec.tls.{key} {path:?}: {why}"));
+    // The PEM error's text may quote a line of the file: for the key, only its kind.
+    let pem_why = |e: pem::Error| match e {
+        pem::Error::NoItemsFound => "no such PEM item in it".to_owned(),
+        pem::Error::Io(e) => e.to_string(),
+        _ => "not readable PEM".to_owned(),
+    };
+    let certs = |key: &str, path: &str| -> Result<Vec<CertificateDer<'static>>, ServerError> {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| bad(key, path, pem_why(e)))?;
+        if certs.is_empty() {
+            return Err(bad(key, path, "no CERTIFICATE in it".into()));
+        }
+        Ok(certs)
+    };
+    let chain = certs("cert_file", &t.cert_file)?;
+    let key = PrivateKeyDer::from_pem_file(&t.key_file).map_err(|e| {
+        let why = match e {
+            pem::Error::NoItemsFound => "no unencrypted private key (PKCS#8, PKCS#1 or SEC1 PEM) in it".to_owned(),
+            e => pem_why(e),
+        };
+        bad("key_file", &t.key_file, why)
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServerError::Config(format!("siprec.tls: {e}")))?;
+    let builder = if t.ca_file.trim().is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in certs("ca_file", &t.ca_file)? {
+            roots
+                .add(c)
+                .map_err(|e| bad("ca_file", &t.ca_file, format!("not a CA certificate: {e}")))?;
+        }
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| bad("ca_file", &t.ca_file, e.to_string()))?;
+        builder.with_client_cert_verifier(verifier)
+    };
+    let config = builder.with_single_cert(chain, key).map_err(|e| {
+        ServerError::Config(format!(
+            "siprec.tls.cert_file {:?} with key_file {:?}: {e}",
+            t.cert_file, t.key_file
+        ))
+    })?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// One SIP connection, TCP or TLS: Content-Length framing both ways.
+async fn tcp_conn<S>(stream: S, tx: mpsc::UnboundedSender<Input>, transport: Transport)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let writer = tokio::spawn(async move {
         while let Some(b) = out_rx.recv().await {
-            if wr.write_all(&b).await.is_err() {
+            // flush: TLS records are written out, not held.
+            if wr.write_all(&b).await.is_err() || wr.flush().await.is_err() {
                 return;
             }
         }
+        // TLS: close_notify; TCP: FIN.
+        let _ = wr.shutdown().await;
     });
+    let reply_for = |msg: Option<&Message>| {
+        match transport {
+        Transport::Tls => Reply::Tls {
+            tx: out_tx.clone(),
+            sips: msg.is_some_and(|m| {
+                matches!(&m.start, StartLine::Request { uri, .. } if uri.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("sips:")))
+            }),
+        },
+        _ => Reply::Tcp(out_tx.clone()),
+    }
+    };
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut chunk = vec![0u8; 16_384];
     'conn: loop {
@@ -358,10 +489,10 @@ async fn tcp_conn(stream: TcpStream, tx: mpsc::UnboundedSender<Input>) {
             if buf.is_empty() {
                 break;
             }
-            let reply = Reply::Tcp(out_tx.clone());
             match Message::parse(&buf, true) {
                 Ok((msg, used)) => {
                     buf.drain(..used);
+                    let reply = reply_for(Some(&msg));
                     if tx.send(Input::Sip { msg, reply }).is_err() {
                         break 'conn;
                     }
@@ -369,10 +500,11 @@ async fn tcp_conn(stream: TcpStream, tx: mpsc::UnboundedSender<Input>) {
                 Err(SipError::Incomplete) => break,
                 Err(e) => {
                     // The framing is lost: answer if the head can be read, then close.
+                    let head = Message::parse_head_only(&buf);
                     let _ = tx.send(Input::Unreadable {
-                        head: Message::parse_head_only(&buf),
+                        reply: reply_for(head.as_ref()),
+                        head,
                         too_large: e == SipError::TooLarge,
-                        reply,
                     });
                     break 'conn;
                 }
@@ -507,8 +639,10 @@ struct Core {
     counters: Arc<Counters>,
     clock: Instant,
     tag_counter: u64,
-    /// The TCP listener's port, for the Via of our own requests.
+    /// The TCP and TLS listeners' ports, for the Via of our own requests
+    /// and the Contact.
     tcp_port: u16,
+    tls_port: u16,
     /// RTP packets received since the last tick, not yet in the metric.
     received_unreported: u64,
     /// The last tick at which the core was backlogged (took no RTP).
@@ -845,8 +979,7 @@ impl Core {
         );
         for (side, i) in [(Side::Agent, idx[0]), (Side::Customer, idx[1])] {
             let s = &offer.streams[i];
-            let pts = s.g711.iter().filter(|(_, c)| *c == codec).map(|(p, _)| *p).collect();
-            rec.set_payload_types(side, pts, s.telephone_event);
+            rec.set_payload_types(side, s.payload_types(codec), s.telephone_event(codec.rate()));
         }
         let answer = self.answer(&offer, &labels, &slots, codec, 1);
         tracing::info!(
@@ -926,7 +1059,7 @@ impl Core {
         offer: &Offer,
         labels: &[String; 2],
         slots: &[usize; 2],
-        codec: rtp::G711,
+        codec: rtp::Codec,
         version: u64,
     ) -> String {
         let ports: Vec<u16> = offer
@@ -941,7 +1074,7 @@ impl Core {
         sdp::build_answer(offer, codec, &self.advertise.to_string(), &ports, version)
     }
 
-    fn call_started(&self, md: &Metadata, sides: &Sides, codec: rtp::G711) -> v1::CallStarted {
+    fn call_started(&self, md: &Metadata, sides: &Sides, codec: rtp::Codec) -> v1::CallStarted {
         let ctx = self.config.context(md, sides);
         let advisor: String = crate::config::user_part(&sides.agent_aor).chars().take(256).collect();
         v1::CallStarted {
@@ -960,10 +1093,11 @@ impl Core {
             customer_informed: ctx.customer_informed,
             audio_format: Some(v1::AudioFormat {
                 codec: match codec {
-                    rtp::G711::Pcmu => v1::Codec::Pcmu,
-                    rtp::G711::Pcma => v1::Codec::Pcma,
+                    rtp::Codec::Pcmu => v1::Codec::Pcmu,
+                    rtp::Codec::Pcma => v1::Codec::Pcma,
+                    rtp::Codec::L16 { .. } => v1::Codec::L16,
                 } as i32,
-                sample_rate_hz: 8000,
+                sample_rate_hz: codec.rate(),
                 channels: 2,
                 channel_roles: vec![v1::ChannelRole::Agent as i32, v1::ChannelRole::Customer as i32],
             }),
@@ -972,15 +1106,15 @@ impl Core {
         }
     }
 
-    fn ok_headers(&self, s: &Sess, tcp: bool) -> Vec<(&'static str, String)> {
-        let contact = if tcp {
-            format!(
-                "<sip:srs@{}:{};transport=tcp>;+sip.srs",
-                host(self.advertise),
-                self.tcp_port
-            )
-        } else {
-            format!("<sip:srs@{}:{}>;+sip.srs", host(self.advertise), self.udp_port)
+    /// The Contact names the transport and port the request came in on,
+    /// or the SBC sends BYE and re-INVITEs to 5060 over UDP.
+    fn ok_headers(&self, s: &Sess, reply: &Reply) -> Vec<(&'static str, String)> {
+        let h = host(self.advertise);
+        let contact = match reply {
+            Reply::Udp(..) => format!("<sip:srs@{h}:{}>;+sip.srs", self.udp_port),
+            Reply::Tcp(_) => format!("<sip:srs@{h}:{};transport=tcp>;+sip.srs", self.tcp_port),
+            Reply::Tls { sips: true, .. } => format!("<sips:srs@{h}:{}>;+sip.srs", self.tls_port),
+            Reply::Tls { sips: false, .. } => format!("<sip:srs@{h}:{};transport=tls>;+sip.srs", self.tls_port),
         };
         let mut extra = vec![
             ("Contact", contact),
@@ -1012,7 +1146,7 @@ impl Core {
             return;
         }
         let s = &self.sessions[call_id];
-        let extra = self.ok_headers(s, matches!(reply, Reply::Tcp(_)));
+        let extra = self.ok_headers(s, &reply);
         let wire = invite
             .response(
                 200,
@@ -1036,7 +1170,7 @@ impl Core {
                 interval_us: 500_000,
                 until_us: now + 32_000_000,
             },
-            Reply::Tcp(_) => State::Confirmed,
+            Reply::Tcp(_) | Reply::Tls { .. } => State::Confirmed,
         };
     }
 
@@ -1103,7 +1237,7 @@ impl Core {
                 };
                 // A codec change mid-call is refused: both channels of a chunk share one codec.
                 for i in idx {
-                    if !offer.streams[i].g711.iter().any(|(_, c)| *c == codec)
+                    if !offer.streams[i].codecs.iter().any(|(_, c)| *c == codec)
                         && offer.streams[i].direction != sdp::Direction::Inactive
                     {
                         return self.refuse(
@@ -1136,9 +1270,9 @@ impl Core {
                 s.paused = paused;
                 for (side, i) in [(Side::Agent, idx[0]), (Side::Customer, idx[1])] {
                     let st = &offer.streams[i];
-                    let pts: Vec<u8> = st.g711.iter().filter(|(_, c)| *c == codec).map(|(p, _)| *p).collect();
+                    let pts = st.payload_types(codec);
                     if !pts.is_empty() {
-                        s.rec.set_payload_types(side, pts, st.telephone_event);
+                        s.rec.set_payload_types(side, pts, st.telephone_event(codec.rate()));
                     }
                 }
                 Some(answer)
@@ -1146,7 +1280,7 @@ impl Core {
             None => None,
         };
         let s = &self.sessions[call_id];
-        let extra = self.ok_headers(s, matches!(reply, Reply::Tcp(_)));
+        let extra = self.ok_headers(s, &reply);
         let tag = s.local_tag.clone();
         let wire = self.respond(
             &reply,
@@ -1314,6 +1448,7 @@ impl Core {
         let (transport, port) = match &s.bye.reply {
             Reply::Udp(sock, _) => ("UDP", sock.local_addr().map(|a| a.port()).unwrap_or(5060)),
             Reply::Tcp(_) => ("TCP", self.tcp_port),
+            Reply::Tls { .. } => ("TLS", self.tls_port),
         };
         self.tag_counter += 1;
         let bye = Message {

@@ -3,43 +3,47 @@
 //!
 //! Channel 0 is the agent and channel 1 the customer (from the metadata).
 //! Each stream's packets pass its [`JitterBuffer`], then are placed on the
-//! call's timeline in frames (8 kHz; frame 0 is the session's first audio
-//! packet):
+//! call's timeline in frames (one sample per channel at the codec's rate:
+//! 8 kHz for G.711, 8 or 16 kHz for L16; frame 0 is the session's first
+//! audio packet). A packet holds as many frames as its payload has samples
+//! (bytes per sample by codec):
 //!
 //! - the first packet of a stream is placed by its arrival time after the
 //!   session's first packet, rounded to whole packets (so two streams whose
 //!   first packets arrive together start together);
 //! - later packets by their RTP timestamp relative to that anchor, unless
 //!   the timestamp disagrees with the arrival time by more than
-//!   [`JUMP_FRAMES`] (a timestamp jump, or a pause during which it stood
+//!   [`JUMP_MS`] (a timestamp jump, or a pause during which it stood
 //!   still): then the stream is re-anchored at its end plus the wall-clock
 //!   gap. A new SSRC or sequence restart re-anchors the same way.
 //!
 //! The timeline is cut into chunks of `chunk_ms`. A chunk is written once
-//! both streams reached its end, or one stream is [`LAG_FRAMES`] past it
+//! both streams reached its end, or one stream is [`LAG_MS`] past it
 //! (the other is lost, paused or silent), or on [`Recording::tick`] after
 //! [`QUIET_US`] without packets. In a written chunk, frames neither stream
 //! covered are a gap: the chunk is cut there, the next chunk's `sequence`
 //! skips a number (the recorder keeps a gap for a missing sequence) and its
-//! `offset` says where it starts. Frames only one stream covered carry G.711
-//! silence in the other channel. A telephone-event packet (DTMF) adds a
+//! `offset` says where it starts. Frames only one stream covered carry the
+//! codec's silence in the other channel. L16 arrives big-endian (RFC 3551)
+//! and is written little-endian, as the contract's `CODEC_L16` is. A telephone-event packet (DTMF) adds a
 //! [`Notice::Tone`] with the time only; its key is never read.
 
 use crate::jitter::{Held, JitterBuffer, Out};
-use crate::rtp::{self, G711};
+use crate::rtp::{self, Codec};
 use opptak_proto::v1::{self, telephony_event::Event};
 use std::collections::VecDeque;
 
-pub const RATE: u64 = 8000;
-/// A stream this far ahead of the other makes the other's missing frames silence.
-pub const LAG_FRAMES: u64 = RATE / 2;
-/// A timestamp disagreeing with arrival by more than this re-anchors (1 s).
-pub const JUMP_FRAMES: i64 = RATE as i64;
+/// A stream this far ahead of the other (0.5 s) makes the other's missing
+/// frames silence.
+pub const LAG_MS: u64 = 500;
+/// A timestamp disagreeing with arrival by more than this (1 s) re-anchors.
+pub const JUMP_MS: u64 = 1000;
 /// Without packets this long, held packets and audio are written out.
 pub const QUIET_US: u64 = 300_000;
-/// One skipped sequence number covers at most this many frames of gap
-/// (256 KiB of 8-bit stereo: the recorder's bound per missing chunk).
-const GAP_FRAMES_PER_SEQUENCE: u64 = 131_072;
+/// The recorder's bound per missing chunk (the contract's largest
+/// payload): one skipped sequence number covers at most this many bytes of
+/// stereo frames of gap.
+const GAP_BYTES_PER_SEQUENCE: u64 = 262_144;
 /// The recorder's reorder window: a skip never reaches it.
 const MAX_SKIP: u64 = 63;
 
@@ -82,7 +86,8 @@ struct Channel {
     last_emit_us: u64,
     /// Timestamp of the last telephone-event seen.
     tone_ts: Option<u32>,
-    /// Samples and whether each was received, from `Recording::done` on.
+    /// Samples (in the contract's encoding, `bps` bytes each) and whether
+    /// each frame was received, from `Recording::done` on.
     samples: VecDeque<u8>,
     present: VecDeque<bool>,
     /// RFC 3550 interarrival jitter, in timestamp units.
@@ -124,7 +129,12 @@ pub struct StreamStats {
 /// The media half of a session: timeline, chunks, events.
 pub struct Recording {
     call_id: String,
-    codec: G711,
+    codec: Codec,
+    /// Frames per second and bytes per sample, of `codec`.
+    rate: u64,
+    bps: usize,
+    lag_frames: u64,
+    jump_frames: i64,
     chunk_frames: u64,
     channels: [Channel; 2],
     /// Every frame before this is written (or a gap).
@@ -139,15 +149,22 @@ pub struct Recording {
     events: Vec<v1::TelephonyEvent>,
     notices: Vec<Notice>,
     scratch: Vec<Out>,
+    /// A payload in the contract's encoding.
+    converted: Vec<u8>,
 }
 
 impl Recording {
     /// `started` is sent at once; chunks follow as audio arrives.
-    pub fn new(call_id: String, codec: G711, chunk_ms: u32, jitter_depth: usize, started: v1::CallStarted) -> Self {
+    pub fn new(call_id: String, codec: Codec, chunk_ms: u32, jitter_depth: usize, started: v1::CallStarted) -> Self {
+        let rate = u64::from(codec.rate());
         let mut r = Self {
             call_id,
             codec,
-            chunk_frames: (chunk_ms as u64 * RATE / 1000).max(1),
+            rate,
+            bps: codec.bytes_per_sample(),
+            lag_frames: rate * LAG_MS / 1000,
+            jump_frames: (rate * JUMP_MS / 1000) as i64,
+            chunk_frames: (chunk_ms as u64 * rate / 1000).max(1),
             channels: [Channel::new(jitter_depth), Channel::new(jitter_depth)],
             done: 0,
             next_sequence: 0,
@@ -159,6 +176,7 @@ impl Recording {
             events: Vec::new(),
             notices: Vec::new(),
             scratch: Vec::new(),
+            converted: Vec::new(),
         };
         r.push_event(Event::CallStarted(started));
         r
@@ -168,7 +186,7 @@ impl Recording {
         &self.call_id
     }
 
-    pub fn codec(&self) -> G711 {
+    pub fn codec(&self) -> Codec {
         self.codec
     }
 
@@ -203,7 +221,7 @@ impl Recording {
             lost: ch.jb.stats.lost,
             late: ch.jb.stats.late,
             duplicates: ch.jb.stats.duplicates,
-            jitter_ms: ch.jitter / (RATE as f64 / 1000.0),
+            jitter_ms: ch.jitter / (self.rate as f64 / 1000.0),
         }
     }
 
@@ -213,13 +231,14 @@ impl Recording {
         if self.ended {
             return;
         }
+        let rate = self.rate;
         let ch = &mut self.channels[side as usize];
         // RFC 3550 A.8, with arrival in timestamp units.
-        let arrival = (now_us * RATE / 1_000_000) as i64;
+        let arrival = (now_us * rate / 1_000_000) as i64;
         let transit = arrival - p.timestamp as i64;
         if let Some(last) = ch.last_transit {
             let d = (transit - last).abs() as f64;
-            if d < RATE as f64 * 10.0 {
+            if d < rate as f64 * 10.0 {
                 ch.jitter += (d - ch.jitter) / 16.0;
             }
         }
@@ -251,8 +270,8 @@ impl Recording {
     }
 
     /// Frames of wall-clock time, rounded to whole packets of `len`.
-    fn wall_frames(us: u64, len: u64) -> u64 {
-        let f = us * RATE / 1_000_000;
+    fn wall_frames(&self, us: u64, len: u64) -> u64 {
+        let f = us * self.rate / 1_000_000;
         (f + len / 2).checked_div(len).map_or(f, |n| n * len)
     }
 
@@ -261,12 +280,13 @@ impl Recording {
         let now_us = h.arrival_us;
         let i = side as usize;
         if Some(h.payload_type) == self.channels[i].tone_pt {
+            let rate = self.rate;
             let ch = &mut self.channels[i];
             // One event is several packets with one timestamp (the end
             // packet is sent three times): a new timestamp is a new event.
             if rtp::telephone_event(&h.payload).is_some() && ch.tone_ts != Some(h.timestamp) {
                 ch.tone_ts = Some(h.timestamp);
-                let offset_ms = ch.end * 1000 / RATE;
+                let offset_ms = ch.end * 1000 / rate;
                 self.notices.push(Notice::Tone { side, offset_ms });
             }
             return;
@@ -275,21 +295,26 @@ impl Recording {
             self.notices.push(Notice::UnknownPayload { side });
             return;
         }
-        let len = h.payload.len() as u64;
+        // Frames (samples of this stream) in the packet.
+        let len = (h.payload.len() / self.bps) as u64;
         if len == 0 {
             return;
         }
         let t0 = *self.t0_us.get_or_insert(now_us);
+        let jump = self.jump_frames;
+        let gap_frames = self
+            .wall_frames(now_us.saturating_sub(self.channels[i].last_emit_us), len)
+            .saturating_sub(len);
+        let first_pos = self.wall_frames(now_us.saturating_sub(t0), len);
         let ch = &mut self.channels[i];
-        let gap_frames = Self::wall_frames(now_us.saturating_sub(ch.last_emit_us), len).saturating_sub(len);
         let pos = match ch.anchor {
-            None if !ch.started => Self::wall_frames(now_us.saturating_sub(t0), len),
+            None if !ch.started => first_pos,
             None => ch.end + gap_frames,
             Some((ts, at)) => {
                 let ts_pos = at as i64 + h.timestamp.wrapping_sub(ts) as i32 as i64;
                 let ahead = ts_pos - ch.end as i64;
                 let wall = gap_frames as i64;
-                if ahead < -(len as i64) || ahead > wall + JUMP_FRAMES || wall > ahead + JUMP_FRAMES {
+                if ahead < -(len as i64) || ahead > wall + jump || wall > ahead + jump {
                     ch.end + gap_frames
                 } else {
                     ts_pos.max(0) as u64
@@ -304,17 +329,22 @@ impl Recording {
         }
         ch.started = true;
         ch.last_emit_us = now_us;
-        self.write(i, pos, &h.payload);
+        let mut converted = std::mem::take(&mut self.converted);
+        self.codec.to_contract(&h.payload, &mut converted);
+        self.write(i, pos, &converted);
+        self.converted = converted;
     }
 
+    /// Writes whole samples (`payload` in the contract's encoding) at frame `pos`.
     fn write(&mut self, i: usize, pos: u64, payload: &[u8]) {
-        let end = pos + payload.len() as u64;
+        let bps = self.bps;
+        let end = pos + (payload.len() / bps) as u64;
         if end <= self.done {
             return; // already written out: too late
         }
         // Keep the buffer bounded: write out what the lag rule allows first.
-        if end > self.done + LAG_FRAMES + self.chunk_frames {
-            self.advance_to(end - LAG_FRAMES, false);
+        if end > self.done + self.lag_frames + self.chunk_frames {
+            self.advance_to(end - self.lag_frames, false);
         }
         let (skip, start) = if pos < self.done {
             ((self.done - pos) as usize, self.done)
@@ -325,13 +355,18 @@ impl Recording {
         let ch = &mut self.channels[i];
         let off = (start - self.done) as usize;
         let need = (end - self.done) as usize;
-        if ch.samples.len() < need {
-            ch.samples.resize(need, silence);
+        if ch.present.len() < need {
+            let add = need - ch.present.len();
+            ch.samples.extend(silence.iter().cycle().take(add * bps));
             ch.present.resize(need, false);
         }
-        let n = payload.len() - skip;
+        let n = (end - start) as usize;
         // Range iterators, not indexing: a VecDeque index is a wrap per byte.
-        for (d, b) in ch.samples.range_mut(off..off + n).zip(&payload[skip..]) {
+        for (d, b) in ch
+            .samples
+            .range_mut(off * bps..(off + n) * bps)
+            .zip(&payload[skip * bps..])
+        {
             *d = *b;
         }
         for p in ch.present.range_mut(off..off + n) {
@@ -347,7 +382,7 @@ impl Recording {
         let target = if all {
             lead
         } else {
-            both.max(lead.saturating_sub(LAG_FRAMES))
+            both.max(lead.saturating_sub(self.lag_frames))
         };
         self.advance_to(target, all);
     }
@@ -355,7 +390,7 @@ impl Recording {
     /// Writes out chunks up to `target`; a final partial chunk only with `partial`.
     fn advance_to(&mut self, target: u64, partial: bool) {
         while self.done < target {
-            let buffered = self.channels.iter().map(|c| c.samples.len()).max().unwrap_or(0) as u64;
+            let buffered = self.channels.iter().map(|c| c.present.len()).max().unwrap_or(0) as u64;
             if buffered == 0 {
                 // Nothing held: the whole stretch is a gap.
                 let to = if partial {
@@ -384,16 +419,25 @@ impl Recording {
             .channels
             .iter()
             .all(|c| c.present.len() >= n && c.present.range(..n).all(|p| *p));
+        let bps = self.bps;
         if whole {
             let [a, b] = &self.channels;
-            let mut payload = Vec::with_capacity(n * 2);
-            for (x, y) in a.samples.range(..n).zip(b.samples.range(..n)) {
-                payload.push(*x);
-                payload.push(*y);
+            let mut payload = Vec::with_capacity(n * 2 * bps);
+            if bps == 1 {
+                for (x, y) in a.samples.range(..n).zip(b.samples.range(..n)) {
+                    payload.push(*x);
+                    payload.push(*y);
+                }
+            } else {
+                let (mut xs, mut ys) = (a.samples.range(..n * bps), b.samples.range(..n * bps));
+                for _ in 0..n {
+                    payload.extend(xs.by_ref().take(bps));
+                    payload.extend(ys.by_ref().take(bps));
+                }
             }
             self.emit_chunk(self.done, payload);
             for c in &mut self.channels {
-                c.samples.drain(..n);
+                c.samples.drain(..n * bps);
                 c.present.drain(..n);
             }
             self.done += n as u64;
@@ -408,13 +452,13 @@ impl Recording {
             match (covered, run_start) {
                 (true, None) => run_start = Some(k),
                 (false, Some(s)) => {
-                    let mut payload = Vec::with_capacity((k - s) * 2);
+                    let mut payload = Vec::with_capacity((k - s) * 2 * bps);
                     for f in s..k {
                         for (ci, c) in self.channels.iter().enumerate() {
                             if c.present.get(f).copied().unwrap_or(false) {
-                                payload.push(c.samples[f]);
+                                payload.extend(c.samples.range(f * bps..(f + 1) * bps));
                             } else {
-                                payload.push(silence);
+                                payload.extend_from_slice(silence);
                                 concealed[ci] += 1;
                             }
                         }
@@ -432,8 +476,8 @@ impl Recording {
             k += 1;
         }
         for (ci, c) in self.channels.iter_mut().enumerate() {
-            let d = n.min(c.samples.len());
-            c.samples.drain(..d);
+            let d = n.min(c.present.len());
+            c.samples.drain(..d * bps);
             c.present.drain(..d);
             if concealed[ci] > 0 && c.started {
                 let side = if ci == 0 { Side::Agent } else { Side::Customer };
@@ -449,11 +493,12 @@ impl Recording {
     fn emit_chunk(&mut self, start: u64, payload: Vec<u8>) {
         if self.pending_gap || (self.last_sequence.is_none() && start > 0) {
             let gap = start.saturating_sub(self.written_end);
-            let skip = gap.div_ceil(GAP_FRAMES_PER_SEQUENCE).clamp(1, MAX_SKIP);
+            let per_sequence = GAP_BYTES_PER_SEQUENCE / (2 * self.bps as u64);
+            let skip = gap.div_ceil(per_sequence).clamp(1, MAX_SKIP);
             self.next_sequence += skip;
             self.pending_gap = false;
         }
-        let frames = (payload.len() / 2) as u64;
+        let frames = (payload.len() / (2 * self.bps)) as u64;
         let seq = self.next_sequence;
         self.next_sequence += 1;
         self.last_sequence = Some(seq);
@@ -461,8 +506,8 @@ impl Recording {
         self.push_event(Event::AudioChunk(v1::AudioChunk {
             sequence: seq,
             payload,
-            duration: Some(frames_duration(frames)),
-            offset: Some(frames_duration(start)),
+            duration: Some(frames_duration(frames, self.rate)),
+            offset: Some(frames_duration(start, self.rate)),
             sealed_payload: Default::default(),
         }));
     }
@@ -520,8 +565,8 @@ impl Recording {
     }
 }
 
-fn frames_duration(frames: u64) -> opptak_proto::Duration {
-    let us = frames * 1_000_000 / RATE;
+fn frames_duration(frames: u64, rate: u64) -> opptak_proto::Duration {
+    let us = frames * 1_000_000 / rate;
     opptak_proto::Duration {
         seconds: (us / 1_000_000) as i64,
         nanos: ((us % 1_000_000) * 1000) as i32,
@@ -547,7 +592,7 @@ mod tests {
     const PT: u8 = 0;
 
     fn rec(chunk_ms: u32) -> Recording {
-        let mut r = Recording::new("c1".into(), G711::Pcmu, chunk_ms, 4, v1::CallStarted::default());
+        let mut r = Recording::new("c1".into(), Codec::Pcmu, chunk_ms, 4, v1::CallStarted::default());
         r.set_payload_types(Side::Agent, vec![PT], Some(101));
         r.set_payload_types(Side::Customer, vec![PT], Some(101));
         r
@@ -566,7 +611,7 @@ mod tests {
                 Some(Event::AudioChunk(c)) => {
                     let off = c.offset.unwrap();
                     let us = off.seconds as u64 * 1_000_000 + off.nanos as u64 / 1000;
-                    Some((c.sequence, us * RATE / 1_000_000, c.payload.to_vec()))
+                    Some((c.sequence, us * 8000 / 1_000_000, c.payload.to_vec()))
                 }
                 _ => None,
             })
@@ -819,5 +864,69 @@ mod tests {
         assert_eq!(a, call_id("abc@host", Some("s==")));
         assert_ne!(a, call_id("abc@host", Some("t==")));
         assert!(a.len() <= 128 && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)));
+    }
+
+    /// L16 at 16 kHz: big-endian samples in, little-endian stereo frames
+    /// out, timed at 16 kHz; loss on one stream is zero samples there, on
+    /// both a gap whose sequence skip and offset count 16 kHz frames.
+    #[test]
+    fn l16_wideband_is_converted_and_timed_at_its_rate() {
+        let codec = Codec::L16 { rate: 16000 };
+        let mut r = Recording::new("c1".into(), codec, 20, 4, v1::CallStarted::default());
+        r.set_payload_types(Side::Agent, vec![96], None);
+        r.set_payload_types(Side::Customer, vec![96], None);
+        // 20 ms = 320 samples; sample j of packet k of stream t.
+        let samples =
+            |t: i16, k: u16| -> Vec<i16> { (0..320).map(|j| t * 1000 + k as i16 * 7 - j as i16 * 3).collect() };
+        let be = |v: &[i16]| -> Vec<u8> { v.iter().flat_map(|x| x.to_be_bytes()).collect() };
+        for k in 0..6u16 {
+            if k == 3 {
+                continue; // lost on both streams: a gap
+            }
+            for (side, t, ssrc) in [(Side::Agent, 1, 1), (Side::Customer, -2, 2)] {
+                if side == Side::Customer && k == 1 {
+                    continue; // lost on the customer's only: silence there
+                }
+                let b = rtp::build(96, k, 320 * k as u32, ssrc, false, &be(&samples(t, k)));
+                r.packet(side, &rtp::parse(&b).unwrap(), k as u64 * 20_000);
+            }
+        }
+        ended(&mut r);
+        let got: Vec<(u64, opptak_proto::Duration, Vec<u8>)> = r
+            .take_events()
+            .into_iter()
+            .filter_map(|e| match e.event {
+                Some(Event::AudioChunk(c)) => Some((c.sequence, c.offset.unwrap(), c.payload.to_vec())),
+                _ => None,
+            })
+            .collect();
+        let ms = |d: &opptak_proto::Duration| d.seconds as u64 * 1000 + d.nanos as u64 / 1_000_000;
+        assert_eq!(
+            got.iter().map(|(s, o, p)| (*s, ms(o), p.len())).collect::<Vec<_>>(),
+            vec![
+                (0, 0, 1280),
+                (1, 20, 1280),
+                (2, 40, 1280),
+                (4, 80, 1280),
+                (5, 100, 1280)
+            ]
+        );
+        for (seq, _, payload) in &got {
+            let k = *seq as u16;
+            let frames: Vec<(i16, i16)> = payload
+                .chunks_exact(4)
+                .map(|f| (i16::from_le_bytes([f[0], f[1]]), i16::from_le_bytes([f[2], f[3]])))
+                .collect();
+            let cust = if k == 1 { vec![0; 320] } else { samples(-2, k) };
+            assert_eq!(
+                frames,
+                samples(1, k).into_iter().zip(cust).collect::<Vec<_>>(),
+                "chunk {seq}"
+            );
+        }
+        assert!(r.take_notices().contains(&Notice::Concealed {
+            side: Side::Customer,
+            frames: 320
+        }));
     }
 }

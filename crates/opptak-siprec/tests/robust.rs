@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 use opptak_proto::v1::{self, telephony_event::Event};
-use opptak_siprec::rtp::{self, G711};
+use opptak_siprec::rtp::{self, Codec};
 use opptak_siprec::session::{Recording, Side};
 use opptak_siprec::{loadgen, metadata, sdp, sip};
 use proptest::prelude::*;
@@ -81,8 +81,11 @@ proptest! {
         ),
         chunk_ms in 10u32..200,
         depth in 1usize..16,
+        codec in prop_oneof![Just(Codec::Pcmu), Just(Codec::L16 { rate: 8000 }), Just(Codec::L16 { rate: 16000 })],
     ) {
-        let mut rec = Recording::new("c".into(), G711::Pcmu, chunk_ms, depth, v1::CallStarted::default());
+        let mut rec = Recording::new("c".into(), codec, chunk_ms, depth, v1::CallStarted::default());
+        let frame_bytes = 2 * codec.bytes_per_sample();
+        let ns_per_frame = 1_000_000_000 / u64::from(codec.rate());
         rec.set_payload_types(Side::Agent, vec![0], Some(101));
         rec.set_payload_types(Side::Customer, vec![0], Some(101));
         let mut now = 0u64;
@@ -106,15 +109,15 @@ proptest! {
             match e.event.as_ref().unwrap() {
                 Event::AudioChunk(c) => {
                     prop_assert_eq!(ended, 0, "a chunk after CallEnded");
-                    prop_assert!(!c.payload.is_empty() && c.payload.len() % 2 == 0);
+                    prop_assert!(!c.payload.is_empty() && c.payload.len() % frame_bytes == 0);
                     let o = c.offset.unwrap();
-                    let start = (o.seconds as u64 * 1_000_000_000 + o.nanos as u64) / 125_000;
+                    let start = (o.seconds as u64 * 1_000_000_000 + o.nanos as u64 + ns_per_frame / 2) / ns_per_frame;
                     if let Some((seq, end)) = last {
                         prop_assert!(c.sequence > seq && c.sequence - seq <= 64, "{} after {}", c.sequence, seq);
                         prop_assert!(start >= end, "chunk at {} overlaps one ending at {}", start, end);
                         prop_assert_eq!(c.sequence - seq > 1, start > end, "a skipped sequence is exactly a gap");
                     }
-                    last = Some((c.sequence, start + c.payload.len() as u64 / 2));
+                    last = Some((c.sequence, start + (c.payload.len() / frame_bytes) as u64));
                 }
                 Event::CallEnded(end) => {
                     ended += 1;

@@ -167,7 +167,7 @@ fn code(m: &Message) -> u16 {
 fn answer_ports(m: &Message) -> (u16, u16) {
     let body = std::str::from_utf8(&m.body).unwrap();
     let a = sdp::parse_offer(body).unwrap();
-    assert!(a.streams.iter().all(|s| s.g711.len() == 1) && body.matches("a=recvonly").count() == 2);
+    assert!(a.streams.iter().all(|s| s.codecs.len() == 1) && body.matches("a=recvonly").count() == 2);
     let [cust, agent] = loadgen::answer_destinations(m).unwrap();
     (cust.port(), agent.port())
 }
@@ -462,6 +462,390 @@ async fn tcp_exchange(addr: SocketAddr, bytes: &[u8]) -> Message {
             }
         }
     }
+}
+
+/// A test PKI made with the openssl CLI in a temporary directory: a CA,
+/// the server's certificate for 127.0.0.1, a client (SBC) certificate of
+/// that CA, and one of another CA.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("the openssl command");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+        for ca in ["ca", "other-ca"] {
+            let (key, pem, subj) = (
+                format!("{ca}.key"),
+                format!("{ca}.pem"),
+                format!("/CN=opptak test {ca}"),
+            );
+            let mut args = vec!["req", "-x509"];
+            args.extend(ec);
+            args.extend(["-keyout", &key, "-out", &pem, "-days", "2", "-subj", &subj]);
+            args.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
+            args.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+            run(&args);
+        }
+        for (name, ca, ext) in [
+            (
+                "server",
+                "ca",
+                "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+            ),
+            (
+                "client",
+                "ca",
+                "subjectAltName=DNS:sbc.test\nextendedKeyUsage=clientAuth\n",
+            ),
+            (
+                "stranger",
+                "other-ca",
+                "subjectAltName=DNS:sbc.test\nextendedKeyUsage=clientAuth\n",
+            ),
+        ] {
+            std::fs::write(
+                dir.path().join(format!("{name}.ext")),
+                format!("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n{ext}"),
+            )
+            .unwrap();
+            let (key, csr, pem, extf) = (
+                format!("{name}.key"),
+                format!("{name}.csr"),
+                format!("{name}.pem"),
+                format!("{name}.ext"),
+            );
+            let (ca_pem, ca_key, subj) = (format!("{ca}.pem"), format!("{ca}.key"), format!("/CN={name}"));
+            let mut args = vec!["req"];
+            args.extend(ec);
+            args.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+            run(&args);
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca_pem,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &extf,
+            ]);
+        }
+        Self { dir }
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.path().join(file).display().to_string()
+    }
+
+    fn certs(&self, file: &str) -> Vec<rustls::pki_types::CertificateDer<'static>> {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::CertificateDer::pem_file_iter(self.path(file))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    }
+
+    /// A TLS client trusting the test CA, with `name`'s certificate if given.
+    async fn connect(
+        &self,
+        addr: SocketAddr,
+        client_cert: Option<&str>,
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for c in self.certs("ca.pem") {
+            roots.add(c).unwrap();
+        }
+        let b = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        let config = match client_cert {
+            None => b.with_no_client_auth(),
+            Some(name) => b
+                .with_client_auth_cert(
+                    self.certs(&format!("{name}.pem")),
+                    rustls::pki_types::PrivateKeyDer::from_pem_file(self.path(&format!("{name}.key"))).unwrap(),
+                )
+                .unwrap(),
+        };
+        let tcp = TcpStream::connect(addr).await?;
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(addr.ip().into(), tcp)
+            .await
+    }
+}
+
+/// The server's config with a `tls:` listener beside UDP (RTP's and the
+/// SBC's other leg), mutual TLS when `ca`.
+fn tls_config(pki: &Pki, ca: bool) -> SiprecConfig {
+    let mut c = config(4);
+    c.listen = vec!["udp:127.0.0.1:0".into(), "tls:127.0.0.1:0".into()];
+    c.tls.cert_file = pki.path("server.pem");
+    c.tls.key_file = pki.path("server.key");
+    if ca {
+        c.tls.ca_file = pki.path("ca.pem");
+    }
+    c
+}
+
+/// SIP over one stream (TLS here), Content-Length framed.
+struct SipStream<S> {
+    s: S,
+    buf: Vec<u8>,
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> SipStream<S> {
+    async fn send(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).await.unwrap();
+        self.s.flush().await.unwrap();
+    }
+
+    async fn final_response(&mut self) -> Message {
+        let mut chunk = [0u8; 4096];
+        loop {
+            while let Ok((m, used)) = Message::parse(&self.buf, true) {
+                self.buf.drain(..used);
+                if code(&m) >= 200 {
+                    return m;
+                }
+            }
+            let n = tokio::time::timeout(WAIT, self.s.read(&mut chunk))
+                .await
+                .expect("a SIP response")
+                .unwrap();
+            assert!(n > 0, "connection closed without a final response");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// `request` to a `sips:` URI, sent over TLS.
+fn sips(mut bytes: Vec<u8>) -> Vec<u8> {
+    let at = bytes.iter().position(|b| *b == b' ').unwrap() + 1;
+    bytes.splice(at..at + 3, b"sips".iter().copied());
+    bytes
+}
+
+#[tokio::test]
+async fn a_siprec_call_over_mutual_tls_is_recorded_and_clients_without_a_valid_certificate_are_refused() {
+    let pki = Pki::new();
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+    let srv = start_with(tls_config(&pki, true), bus.clone()).await;
+    let tls_addr = srv.sip_addr(Transport::Tls).unwrap();
+    let udp_addr = srv.sip_addr(Transport::Udp).unwrap();
+
+    // Mutual TLS: no client certificate, or one of another CA, gets no SIP.
+    for (n, cert) in [(1, None), (2, Some("stranger"))] {
+        let options = request("OPTIONS", &format!("refused-{n}"), 1, None, "TLS", None, b"");
+        let answered = match pki.connect(tls_addr, cert).await {
+            // TLS 1.3: the client's handshake ends before the server
+            // checked its certificate; the refusal comes as an alert.
+            Ok(mut s) => {
+                let mut buf = [0u8; 512];
+                match s.write_all(&options).await {
+                    Ok(()) => matches!(tokio::time::timeout(WAIT, s.read(&mut buf)).await.unwrap(), Ok(n) if n > 0),
+                    Err(_) => false,
+                }
+            }
+            Err(_) => false,
+        };
+        assert!(!answered, "a client with {cert:?} got an answer");
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while srv.counters.tls_refused.load(Ordering::Relaxed) < n {
+            assert!(tokio::time::Instant::now() < deadline, "refusal {n} not counted");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    let mut c = SipStream {
+        s: pki.connect(tls_addr, Some("client")).await.unwrap(),
+        buf: Vec::new(),
+    };
+    // To a sips: URI: the Contact is a sips: URI of the TLS listener.
+    c.send(&sips(siprec_invite("call-tls", "TLS", &good_sdp(), &metadata())))
+        .await;
+    let ok = c.final_response().await;
+    assert_eq!(code(&ok), 200, "{ok:?}");
+    assert_eq!(
+        ok.header("Contact"),
+        Some(format!("<sips:srs@127.0.0.1:{}>;+sip.srs", tls_addr.port()).as_str())
+    );
+    assert!(ok.header("Via").unwrap().starts_with("SIP/2.0/TLS "));
+    let tag = ok.tag("To").unwrap().to_owned();
+    c.send(&sips(request("ACK", "call-tls", 1, Some(&tag), "TLS", None, b"")))
+        .await;
+    let (cust_port, agent_port) = answer_ports(&ok);
+    let (to_agent, to_cust) = (
+        SocketAddr::new(udp_addr.ip(), agent_port),
+        SocketAddr::new(udp_addr.ip(), cust_port),
+    );
+    let agent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let cust = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for k in 0..6 {
+        send_pair(&agent, &cust, to_agent, to_cust, k).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.send(&sips(request("BYE", "call-tls", 2, Some(&tag), "TLS", None, b"")))
+        .await;
+    assert_eq!(code(&c.final_response().await), 200);
+    let events = events_until_end(&bus, "tls").await;
+    let Some(Event::CallStarted(started)) = &events[0].event else {
+        panic!("{events:?}")
+    };
+    assert_eq!(started.audio_format.as_ref().unwrap().codec, v1::Codec::Pcmu as i32);
+    assert_eq!(
+        chunks_of(&events),
+        (0..6u16)
+            .map(|k| (k as u64, k as u64 * 160, stereo(k)))
+            .collect::<Vec<_>>()
+    );
+
+    // To a sip: URI over TLS: the Contact says transport=tls.
+    c.send(&siprec_invite("call-tls-2", "TLS", &good_sdp(), &metadata())).await;
+    let ok = c.final_response().await;
+    assert_eq!(code(&ok), 200, "{ok:?}");
+    assert_eq!(
+        ok.header("Contact"),
+        Some(format!("<sip:srs@127.0.0.1:{};transport=tls>;+sip.srs", tls_addr.port()).as_str())
+    );
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn tls_files_that_do_not_fit_are_refused_at_start_naming_the_key_not_its_contents() {
+    let pki = Pki::new();
+    let start_err = |c: SiprecConfig| async move {
+        match server::start(&c, Arc::new(MemoryBus::new()), TOPIC).await {
+            Ok(_) => panic!("started"),
+            Err(e) => e.to_string(),
+        }
+    };
+    let secret = std::fs::read_to_string(pki.path("server.key")).unwrap();
+    let secret_line = secret.lines().nth(1).unwrap().to_owned();
+    let mut c = tls_config(&pki, false);
+    c.tls.key_file = pki.path("server.pem");
+    let e = start_err(c).await;
+    assert!(
+        e.contains("siprec.tls.key_file") && e.contains("no unencrypted private key"),
+        "{e}"
+    );
+    let mut c = tls_config(&pki, false);
+    c.tls.key_file = pki.path("client.key");
+    let e = start_err(c).await;
+    assert!(e.contains("siprec.tls.cert_file") && e.contains("key_file"), "{e}");
+    let mut c = tls_config(&pki, true);
+    c.tls.ca_file = pki.path("server.key");
+    let e = start_err(c).await;
+    assert!(e.contains("siprec.tls.ca_file") && e.contains("no CERTIFICATE"), "{e}");
+    let mut c = tls_config(&pki, false);
+    c.tls.cert_file = pki.path("server.key");
+    let e = start_err(c).await;
+    assert!(e.contains("siprec.tls.cert_file"), "{e}");
+    assert!(!e.contains(&secret_line), "the key's contents in an error");
+}
+
+#[tokio::test]
+async fn l16_wideband_is_chosen_and_recorded_sample_identical_as_the_contracts_little_endian() {
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+    let srv = start(4, bus.clone()).await;
+    let sip_addr = srv.sip_addr(Transport::Udp).unwrap();
+    let c = Udp::new(sip_addr).await;
+    // Every stream offers PCMU, L16/8000 and L16/16000: wideband is chosen.
+    let sdp = offer_sdp(
+        "0 97 96 101",
+        "a=rtpmap:96 L16/16000\r\na=rtpmap:97 L16/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+    );
+    c.send(&siprec_invite("call-l16", "UDP", &sdp, &metadata())).await;
+    let ok = c.final_response().await;
+    assert_eq!(code(&ok), 200, "{ok:?}");
+    let answer = std::str::from_utf8(&ok.body).unwrap();
+    assert!(
+        answer.contains("RTP/AVP 96\r\na=rtpmap:96 L16/16000\r\n") && !answer.contains("telephone-event"),
+        "{answer}"
+    );
+    let tag = ok.tag("To").unwrap().to_owned();
+    c.send(&request("ACK", "call-l16", 1, Some(&tag), "UDP", None, b""))
+        .await;
+    let (cust_port, agent_port) = answer_ports(&ok);
+    let agent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let cust = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // 20 ms at 16 kHz: 320 samples, every value and both bytes varied.
+    let samples = |t: i32, k: u16| -> Vec<i16> {
+        (0..320)
+            .map(|j| (t * 7919 + k as i32 * 131 + j * 37) as u16 as i16)
+            .collect()
+    };
+    const N: u16 = 8;
+    for k in 0..N {
+        for (sock, port, t, ssrc) in [(&agent, agent_port, 1, 11), (&cust, cust_port, 2, 22)] {
+            let be: Vec<u8> = samples(t, k).iter().flat_map(|x| x.to_be_bytes()).collect();
+            let p = rtp::build(96, 300 + k, 7 + 320 * k as u32, ssrc, k == 0, &be);
+            sock.send_to(&p, SocketAddr::new(sip_addr.ip(), port)).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.send(&request("BYE", "call-l16", 2, Some(&tag), "UDP", None, b""))
+        .await;
+    assert_eq!(code(&c.final_response().await), 200);
+
+    let events = events_until_end(&bus, "l16").await;
+    let Some(Event::CallStarted(started)) = &events[0].event else {
+        panic!("{events:?}")
+    };
+    let f = started.audio_format.clone().unwrap();
+    assert_eq!(
+        (f.codec, f.sample_rate_hz, f.channels),
+        (v1::Codec::L16 as i32, 16000, 2)
+    );
+    let got: Vec<(u64, i64, Vec<u8>)> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(Event::AudioChunk(c)) => {
+                let o = c.offset.unwrap();
+                Some((
+                    c.sequence,
+                    o.seconds * 1_000_000 + o.nanos as i64 / 1000,
+                    c.payload.to_vec(),
+                ))
+            }
+            _ => None,
+        })
+        .collect();
+    let want: Vec<(u64, i64, Vec<u8>)> = (0..N)
+        .map(|k| {
+            let frames: Vec<u8> = samples(1, k)
+                .into_iter()
+                .zip(samples(2, k))
+                .flat_map(|(a, c)| [a.to_le_bytes(), c.to_le_bytes()].concat())
+                .collect();
+            (k as u64, k as i64 * 20_000, frames)
+        })
+        .collect();
+    assert_eq!(got, want, "every sample as sent, little-endian, agent first");
+    srv.stop().await;
 }
 
 #[tokio::test]
