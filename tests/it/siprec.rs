@@ -432,8 +432,12 @@ async fn at_capacity_a_pjsip_src_gets_503_with_retry_after_and_a_later_call_succ
     let customer = speech(&dir, "customer", CUSTOMER_TEXT, "en-gb+m3", codec);
     let args = client_args(&rig.udp(), "udp", &agent, &customer, codec.name(), "basic");
     let counters = rig.srs.handle.counters.clone();
-    // The first call holds the role's one session while its files play.
-    let first = tokio::spawn(run_client(rig.python.clone(), args.clone()));
+    // The first call holds the role's one session while its files play and
+    // 15 s after (silence), so a loaded machine starting the second
+    // client's Python and PJSIP slowly still finds it up.
+    let mut holding = args.clone();
+    holding.extend(["--tail-ms".to_owned(), "15000".to_owned()]);
+    let first = tokio::spawn(run_client(rig.python.clone(), holding));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while counters.sessions_started.load(Ordering::Relaxed) < 1 {
         assert!(tokio::time::Instant::now() < deadline, "the first call never started");
