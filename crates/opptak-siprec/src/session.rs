@@ -110,6 +110,33 @@ impl Channel {
     }
 }
 
+/// The part of a call's business context a metadata update can change (a
+/// transfer to another agent, desk or service): what a `CallContext` carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Context {
+    pub advisor_id: String,
+    pub desk: v1::Desk,
+    pub service_category: v1::ServiceCategory,
+}
+
+impl Context {
+    /// Archived for 5 years by the shipped policy: investment advice, or an
+    /// advisory desk. A transfer never takes a call out of it (the recording
+    /// holds the advice given before the transfer).
+    fn archived(&self) -> bool {
+        self.service_category == v1::ServiceCategory::InvestmentAdvice
+            || matches!(self.desk, v1::Desk::Markets | v1::Desk::PrivateBanking)
+    }
+
+    fn of(s: &v1::CallStarted) -> Self {
+        Self {
+            advisor_id: s.advisor_id.clone(),
+            desk: v1::Desk::try_from(s.desk).unwrap_or_default(),
+            service_category: v1::ServiceCategory::try_from(s.service_category).unwrap_or_default(),
+        }
+    }
+}
+
 /// Per-stream counts for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct StreamStats {
@@ -138,6 +165,8 @@ pub struct Recording {
     ended: bool,
     events: Vec<v1::TelephonyEvent>,
     notices: Vec<Notice>,
+    /// The business context last sent (CallStarted or CallContext).
+    context: Context,
     scratch: Vec<Out>,
 }
 
@@ -158,6 +187,7 @@ impl Recording {
             ended: false,
             events: Vec::new(),
             notices: Vec::new(),
+            context: Context::of(&started),
             scratch: Vec::new(),
         };
         r.push_event(Event::CallStarted(started));
@@ -166,6 +196,49 @@ impl Recording {
 
     pub fn call_id(&self) -> &str {
         &self.call_id
+    }
+
+    /// The call's context is now `now` (from a re-INVITE's or UPDATE's
+    /// metadata): queues a `CallContext` by `by` with the fields that
+    /// changed, after the audio so far. `false` when nothing changed. An
+    /// unspecified desk or service, or no agent, is no context (the contract
+    /// refuses them): those fields stay as they were. A call in an archived
+    /// context keeps its desk and service (only the advisor changes): a
+    /// transfer adds to what the recording holds, it does not undo it.
+    pub fn update_context(&mut self, mut now: Context, by: &str, reason: &str, at: opptak_proto::Timestamp) -> bool {
+        let old = &self.context;
+        if old.archived() && !now.archived() {
+            now.desk = old.desk;
+            now.service_category = old.service_category;
+        }
+        let advisor = (!now.advisor_id.is_empty() && now.advisor_id != old.advisor_id).then(|| now.advisor_id.clone());
+        let desk = (now.desk != v1::Desk::Unspecified && now.desk != old.desk).then_some(now.desk as i32);
+        let service = (now.service_category != v1::ServiceCategory::Unspecified
+            && now.service_category != old.service_category)
+            .then_some(now.service_category as i32);
+        if advisor.is_none() && desk.is_none() && service.is_none() {
+            return false;
+        }
+        let c = v1::CallContext {
+            by: by.to_owned(),
+            reason: reason.to_owned(),
+            at: Some(at),
+            desk,
+            advisor_id: advisor,
+            customer_ref: None,
+            service_category: service,
+        };
+        if let Some(a) = &c.advisor_id {
+            self.context.advisor_id = a.clone();
+        }
+        if desk.is_some() {
+            self.context.desk = now.desk;
+        }
+        if service.is_some() {
+            self.context.service_category = now.service_category;
+        }
+        self.push_event(Event::CallContext(c));
+        true
     }
 
     pub fn codec(&self) -> G711 {
@@ -820,4 +893,58 @@ mod tests {
         assert_ne!(a, call_id("abc@host", Some("t==")));
         assert!(a.len() <= 128 && a.bytes().all(|b| b.is_ascii_alphanumeric() || b"._:-".contains(&b)));
     }
+
+    #[test]
+    fn a_new_agent_or_desk_is_one_call_context_with_what_changed() {
+        let started = v1::CallStarted {
+            advisor_id: "1001".into(),
+            desk: v1::Desk::CustomerCenter as i32,
+            service_category: v1::ServiceCategory::General as i32,
+            ..Default::default()
+        };
+        let mut r = Recording::new("c1".into(), G711::Pcmu, 20, 4, started);
+        r.take_events();
+        let at = opptak_proto::Timestamp { seconds: 5, nanos: 0 };
+        let same = Context {
+            advisor_id: "1001".into(),
+            desk: v1::Desk::CustomerCenter,
+            service_category: v1::ServiceCategory::General,
+        };
+        assert!(!r.update_context(same.clone(), "siprec", "x", at));
+        // Unspecified or empty is no context: nothing to send.
+        let blank = Context {
+            advisor_id: String::new(),
+            desk: v1::Desk::Unspecified,
+            service_category: v1::ServiceCategory::Unspecified,
+        };
+        assert!(!r.update_context(blank, "siprec", "x", at));
+        assert!(r.take_events().is_empty());
+        let moved = Context {
+            advisor_id: "2002".into(),
+            desk: v1::Desk::Markets,
+            ..same
+        };
+        assert!(r.update_context(moved.clone(), "siprec", "transfer", at));
+        let ev = r.take_events();
+        assert_eq!(ev.len(), 1);
+        let Some(Event::CallContext(c)) = &ev[0].event else { panic!("{ev:?}") };
+        assert_eq!(c.advisor_id.as_deref(), Some("2002"));
+        assert_eq!(c.desk, Some(v1::Desk::Markets as i32));
+        assert_eq!(c.service_category, None);
+        assert_eq!((c.by.as_str(), c.reason.as_str(), ev[0].call_id.as_str()), ("siprec", "transfer", "c1"));
+        // Sent once: the same context again changes nothing.
+        assert!(!r.update_context(moved, "siprec", "transfer", at));
+        // Out of an archived desk to a customer-center agent: the advisor
+        // changes, the desk (and its 5-year archive) stays.
+        let back = Context {
+            advisor_id: "3003".into(),
+            desk: v1::Desk::CustomerCenter,
+            service_category: v1::ServiceCategory::General,
+        };
+        assert!(r.update_context(back, "siprec", "transfer", at));
+        let ev = r.take_events();
+        let Some(Event::CallContext(c)) = &ev[0].event else { panic!("{ev:?}") };
+        assert_eq!((c.advisor_id.as_deref(), c.desk, c.service_category), (Some("3003"), None, None));
+    }
+
 }
