@@ -88,14 +88,61 @@ async fn a_cti_sends_and_corrects_the_call_context() {
     // Delivered twice (a producer's resend): applied once.
     a_events.push(context(&a.call_id, transfer.clone()));
     let (b, b_events) = call("b", 2, base, Vec::new());
+    // A KI call whose customer, identified mid-call, objected to KI before:
+    // KI stops for it as by an opt-out (as it would have at the start).
+    let objector = common::unique("cust-obj");
+    edges
+        .meta
+        .record_objection(&opptak_store::meta::Objection {
+            customer_ref: objector.clone(),
+            kind: "ki".into(),
+            at_us: base - 30 * 24 * HOUR,
+            recorded_by: "co-1".into(),
+            reason: "the customer objected to KI".into(),
+        })
+        .await
+        .unwrap();
+    let named = v1::CallContext {
+        by: "cti-genesys".into(),
+        customer_ref: Some(objector.clone()),
+        ..Default::default()
+    };
+    let (k, mut k_events) = call("k", 3, base, vec![named]);
+    if let Some(Event::CallStarted(s)) = k_events[0].event.as_mut() {
+        s.ki_enabled = true;
+        s.customer_informed = true;
+    }
     common::publish_events(&edges, &a_events).await;
     common::publish_events(&edges, &b_events).await;
-    wait_for_recordings(&edges, 2, 120).await;
+    common::publish_events(&edges, &k_events).await;
+    wait_for_recordings(&edges, 3, 120).await;
     let (a_id, b_id) = (CallId::parse(&a.call_id).unwrap(), CallId::parse(&b.call_id).unwrap());
+    let k_id = CallId::parse(&k.call_id).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let k_now = loop {
+        let k_now = edges.meta.load_call(&k_id).await.unwrap().unwrap();
+        if k_now.opt_out.is_some() {
+            break k_now;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "KI not stopped: {k_now:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(k_now.facts.customer_ref, objector);
+    let o = k_now.opt_out.unwrap();
+    assert!(o.requested_by.contains("objection") && o.offset_us == 0, "{o:?}");
+    let ki_key = edges.meta.class_key(&k_id, "ki").await.unwrap();
+    assert!(
+        ki_key.is_some_and(|k| k.destroyed_at_us.is_some()),
+        "the KI key is shredded: nothing of the call can be sealed for KI"
+    );
 
     let stored = edges.meta.load_call(&a_id).await.unwrap().unwrap();
     assert_eq!(
-        (stored.facts.desk, stored.facts.advisor_id.as_str(), stored.facts.customer_ref.as_str()),
+        (
+            stored.facts.desk,
+            stored.facts.advisor_id.as_str(),
+            stored.facts.customer_ref.as_str()
+        ),
         (Desk::Corporate, "adv-2", "cust-2"),
         "the stored call has the context the CTI sent"
     );
@@ -177,7 +224,11 @@ async fn a_cti_sends_and_corrects_the_call_context() {
     find(&unknown, v1::DeadLetterReason::UnknownCall, "never started");
     find(&b.call_id, v1::DeadLetterReason::ContextRefused, "(by)");
     find(&b.call_id, v1::DeadLetterReason::ContextRefused, "24 hours");
-    assert_eq!(letters.len(), 3, "the replayed start and the resend are no dead letters: {letters:?}");
+    assert_eq!(
+        letters.len(),
+        3,
+        "the replayed start and the resend are no dead letters: {letters:?}"
+    );
     let b_now = edges.meta.load_call(&b_id).await.unwrap().unwrap();
     assert_eq!(b_now.facts.desk, Desk::CustomerCenter, "nothing changed");
 

@@ -672,7 +672,10 @@ mod tests {
         let (after, changes) = change.apply(&f);
         assert_eq!(
             changes,
-            ["desk customer_center -> markets", r#"customer_ref "cust-1" -> "cust-2""#]
+            [
+                "desk customer_center -> markets",
+                r#"customer_ref "cust-1" -> "cust-2""#
+            ]
         );
         // KI and the category are no part of it (the category is a reclassification).
         let want = CallFacts {

@@ -352,7 +352,9 @@ pub async fn run_role(
                     // continues as started: a context never turns KI on).
                     // A customer named now who objected to KI before stops
                     // it, as at the start; the recorder keeps the opt-out.
-                    let Ok(change) = convert::call_context(&c, 0) else { continue };
+                    let Ok(change) = convert::call_context(&c, 0) else {
+                        continue;
+                    };
                     let Some(customer) = change.customer_ref else { continue };
                     if !calls.contains_key(&call_id) && !finishing.contains_key(&call_id) {
                         continue;

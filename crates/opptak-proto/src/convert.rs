@@ -3,8 +3,8 @@
 
 use crate::v1::{self, DeadLetterReason};
 use opptak_domain::model::{
-    AudioFormat, CallFacts, CallId, Channel, ChannelRole, Codec, ContextChange, ConversationFacts, Desk, Direction, KiNotice,
-    KiNoticeMethod, Sender, ServiceCategory,
+    AudioFormat, CallFacts, CallId, Channel, ChannelRole, Codec, ContextChange, ConversationFacts, Desk, Direction,
+    KiNotice, KiNoticeMethod, Sender, ServiceCategory,
 };
 
 /// Why an input cannot be accepted: the reason code and a human-readable detail.
@@ -553,7 +553,10 @@ mod tests {
     fn call_context_sets_only_what_is_set() {
         let c = call_context(&ctx(), 7).unwrap();
         assert_eq!(c.desk, Some(Desk::Markets));
-        assert_eq!((c.advisor_id, c.customer_ref, c.service_category, c.at_us), (None, None, None, 7));
+        assert_eq!(
+            (c.advisor_id, c.customer_ref, c.service_category, c.at_us),
+            (None, None, None, 7)
+        );
         let c = call_context(
             &v1::CallContext {
                 service_category: Some(v1::ServiceCategory::InvestmentAdvice as i32),
@@ -575,22 +578,64 @@ mod tests {
             assert_eq!(r.reason, DeadLetterReason::ContextRefused);
             assert!(r.detail.contains(needle), "{} lacks {needle}", r.detail);
         };
-        refused(v1::CallContext { by: " ".into(), ..ctx() }, "(by)");
+        refused(
+            v1::CallContext {
+                by: " ".into(),
+                ..ctx()
+            },
+            "(by)",
+        );
         refused(v1::CallContext { desk: None, ..ctx() }, "sets nothing");
         refused(v1::CallContext { desk: Some(0), ..ctx() }, "desk 0 is unspecified");
-        refused(v1::CallContext { desk: Some(99), ..ctx() }, "desk 99");
         refused(
-            v1::CallContext { service_category: Some(0), reason: "r".into(), ..ctx() },
+            v1::CallContext {
+                desk: Some(99),
+                ..ctx()
+            },
+            "desk 99",
+        );
+        refused(
+            v1::CallContext {
+                service_category: Some(0),
+                reason: "r".into(),
+                ..ctx()
+            },
             "service_category 0",
         );
         refused(
-            v1::CallContext { service_category: Some(v1::ServiceCategory::Loan as i32), ..ctx() },
+            v1::CallContext {
+                service_category: Some(v1::ServiceCategory::Loan as i32),
+                ..ctx()
+            },
             "needs a reason",
         );
-        refused(v1::CallContext { advisor_id: Some(String::new()), ..ctx() }, "advisor_id is set but empty");
-        refused(v1::CallContext { customer_ref: Some("x".repeat(257)), ..ctx() }, "customer_ref is over 256");
-        refused(v1::CallContext { by: "b".repeat(257), ..ctx() }, "over 256");
-        refused(v1::CallContext { reason: "r".repeat(1025), ..ctx() }, "reason over 1024");
+        refused(
+            v1::CallContext {
+                advisor_id: Some(String::new()),
+                ..ctx()
+            },
+            "advisor_id is set but empty",
+        );
+        refused(
+            v1::CallContext {
+                customer_ref: Some("x".repeat(257)),
+                ..ctx()
+            },
+            "customer_ref is over 256",
+        );
+        refused(
+            v1::CallContext {
+                by: "b".repeat(257),
+                ..ctx()
+            },
+            "over 256",
+        );
+        refused(
+            v1::CallContext {
+                reason: "r".repeat(1025),
+                ..ctx()
+            },
+            "reason over 1024",
+        );
     }
-
 }

@@ -196,7 +196,13 @@ impl Compactor {
         let Some(rec) = self.meta.load_call(call_id).await? else {
             return refused(format!("CallContext for call {call_id}, which never started"));
         };
-        if self.meta.call_contexts(call_id).await?.iter().any(|r| r.digest == digest) {
+        if self
+            .meta
+            .call_contexts(call_id)
+            .await?
+            .iter()
+            .any(|r| r.digest == digest)
+        {
             // Applied before; the routing after it may not have been (a crash).
             if rec.key_destroyed_at_us.is_none() {
                 if let Err(e) = self.reroute_with_context(call_id).await {

@@ -722,16 +722,15 @@ impl Recorder {
             Some(Event::KiNotice(n)) => self.on_ki_notice(&r, call_id.clone(), &n).await?,
             Some(Event::CallContext(c)) => match convert::call_context(&c, self.now_us()) {
                 Err(refusal) => self.dead_letter(&r, call_id.as_str(), refusal),
-                Ok(_) if self.call(&call_id).await?.is_none() && self.meta.load_call(&call_id).await?.is_none() => {
-                    self.dead_letter(
+                Ok(_) if self.call(&call_id).await?.is_none() && self.meta.load_call(&call_id).await?.is_none() => self
+                    .dead_letter(
                         &r,
                         call_id.as_str(),
                         Refusal::new(
                             DeadLetterReason::UnknownCall,
                             "CallContext for a call never started; nothing was changed",
                         ),
-                    )
-                }
+                    ),
                 Ok(change) => {
                     use sha2::Digest;
                     let digest = hex::encode(sha2::Sha256::digest(&r.payload));
@@ -831,9 +830,7 @@ impl Recorder {
                 customer_ref: started.customer_ref.clone(),
                 ..facts.clone()
             };
-            if started != facts
-                && (started != corrected() || self.meta.call_contexts(&call_id).await?.is_empty())
-            {
+            if started != facts && (started != corrected() || self.meta.call_contexts(&call_id).await?.is_empty()) {
                 self.dead_letter(
                     r,
                     call_id.as_str(),

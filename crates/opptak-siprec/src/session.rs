@@ -131,8 +131,9 @@ impl Context {
     fn of(s: &v1::CallStarted) -> Self {
         Self {
             advisor_id: s.advisor_id.clone(),
-            desk: v1::Desk::try_from(s.desk).unwrap_or_default(),
-            service_category: v1::ServiceCategory::try_from(s.service_category).unwrap_or_default(),
+            desk: v1::Desk::try_from(s.desk).unwrap_or(v1::Desk::Unspecified),
+            service_category: v1::ServiceCategory::try_from(s.service_category)
+                .unwrap_or(v1::ServiceCategory::Unspecified),
         }
     }
 }
@@ -927,11 +928,16 @@ mod tests {
         assert!(r.update_context(moved.clone(), "siprec", "transfer", at));
         let ev = r.take_events();
         assert_eq!(ev.len(), 1);
-        let Some(Event::CallContext(c)) = &ev[0].event else { panic!("{ev:?}") };
+        let Some(Event::CallContext(c)) = &ev[0].event else {
+            panic!("{ev:?}")
+        };
         assert_eq!(c.advisor_id.as_deref(), Some("2002"));
         assert_eq!(c.desk, Some(v1::Desk::Markets as i32));
         assert_eq!(c.service_category, None);
-        assert_eq!((c.by.as_str(), c.reason.as_str(), ev[0].call_id.as_str()), ("siprec", "transfer", "c1"));
+        assert_eq!(
+            (c.by.as_str(), c.reason.as_str(), ev[0].call_id.as_str()),
+            ("siprec", "transfer", "c1")
+        );
         // Sent once: the same context again changes nothing.
         assert!(!r.update_context(moved, "siprec", "transfer", at));
         // Out of an archived desk to a customer-center agent: the advisor
@@ -943,8 +949,12 @@ mod tests {
         };
         assert!(r.update_context(back, "siprec", "transfer", at));
         let ev = r.take_events();
-        let Some(Event::CallContext(c)) = &ev[0].event else { panic!("{ev:?}") };
-        assert_eq!((c.advisor_id.as_deref(), c.desk, c.service_category), (Some("3003"), None, None));
+        let Some(Event::CallContext(c)) = &ev[0].event else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(
+            (c.advisor_id.as_deref(), c.desk, c.service_category),
+            (Some("3003"), None, None)
+        );
     }
-
 }

@@ -913,10 +913,16 @@ async fn a_metadata_update_with_a_new_agent_publishes_a_call_context() {
     assert_eq!(code(&c.final_response().await), 200);
 
     let events = events_until_end(&bus, "t-cti").await;
-    let Some(Event::CallStarted(s)) = &events[0].event else { panic!("{events:?}") };
+    let Some(Event::CallStarted(s)) = &events[0].event else {
+        panic!("{events:?}")
+    };
     assert_eq!(
         (s.advisor_id.as_str(), s.desk, s.service_category),
-        ("5001", v1::Desk::CustomerCenter as i32, v1::ServiceCategory::General as i32)
+        (
+            "5001",
+            v1::Desk::CustomerCenter as i32,
+            v1::ServiceCategory::General as i32
+        )
     );
     let contexts: Vec<(usize, &v1::CallContext)> = events
         .iter()
@@ -937,7 +943,9 @@ async fn a_metadata_update_with_a_new_agent_publishes_a_call_context() {
     assert!(ctx.at.is_some() && ctx.reason.contains("4001"), "{ctx:?}");
     opptak_proto::convert::call_context(ctx, 0).expect("valid under the contract");
     // After the audio before the transfer, before the end.
-    assert!(events[..at].iter().any(|e| matches!(e.event, Some(Event::AudioChunk(_)))));
+    assert!(events[..at]
+        .iter()
+        .any(|e| matches!(e.event, Some(Event::AudioChunk(_)))));
     assert!(matches!(events.last().unwrap().event, Some(Event::CallEnded(_))));
     assert_eq!(chunks_of(&events).len(), 8, "the audio is unaffected");
     srv.stop().await;

@@ -2,7 +2,9 @@
 //! recorder's calls, segments, gaps, call updates (ends, KI opt-outs)
 //! durable, and the reads of calls, segments and gaps.
 
-use super::model::{CallEnd, CallRecord, ContextRow, CallUpdate, Flush, GapRow, NewCall, Objection, OptOut, SegmentRow, StoredKey};
+use super::model::{
+    CallEnd, CallRecord, CallUpdate, ContextRow, Flush, GapRow, NewCall, Objection, OptOut, SegmentRow, StoredKey,
+};
 use super::{artifacts::ObjectColumns, db, placeholders, read, Bigint, Flag, SqlStore, Tx, ROWS_PER_STATEMENT};
 use crate::StoreError;
 use opptak_domain::model::{

@@ -32,9 +32,9 @@ mod retention;
 
 pub use conversations::{ConversationRecord, MessageOutcome, MessageRow};
 pub use model::{
-    ArtifactRow, CallEnd, CallRecord, CallUpdate, Compacted, ContextRow, DeletionRow, ExtensionRow, Flush, GapRow, HoldRow, KeyRow,
-    KeyUnder, NewCall, NewCopy, Objection, OptOut, ReclassRow, RetentionRow, SegmentRow, ShredEvidence, StoredKey,
-    StoredObject,
+    ArtifactRow, CallEnd, CallRecord, CallUpdate, Compacted, ContextRow, DeletionRow, ExtensionRow, Flush, GapRow,
+    HoldRow, KeyRow, KeyUnder, NewCall, NewCopy, Objection, OptOut, ReclassRow, RetentionRow, SegmentRow,
+    ShredEvidence, StoredKey, StoredObject,
 };
 
 use crate::StoreError;
