@@ -732,6 +732,9 @@ impl Recorder {
                         ),
                     ),
                 Ok(change) => {
+                    if let Some(customer) = &change.customer_ref {
+                        self.objection_stops_ki(&call_id, customer, &change.by).await?;
+                    }
                     use sha2::Digest;
                     let digest = hex::encode(sha2::Sha256::digest(&r.payload));
                     self.contexts.push((r.clone(), call_id.clone(), change, digest));
@@ -1163,9 +1166,7 @@ impl Recorder {
 
     /// Applies the CallContext events of this flush (the calls they name are
     /// stored now); a refused one is dead-lettered with why before the
-    /// offsets move on. A KI call whose customer is now one who objected to
-    /// KI before stops KI as by an opt-out (the objection holds for every
-    /// call, as at the start).
+    /// offsets move on.
     async fn apply_contexts(&mut self) -> Result<(), RecorderError> {
         for (r, call_id, change, digest) in std::mem::take(&mut self.contexts) {
             match self.compactor().apply_context(&call_id, &change, &digest).await {
@@ -1175,39 +1176,10 @@ impl Recorder {
                     archived,
                 }) => {
                     tracing::info!(call_id = %call_id, by = %change.by, changes = %changes.join("; "), archived, "call context applied");
-                    let objected = match &change.customer_ref {
-                        Some(c) if facts.ki_active() => self.meta.objections(c).await?.into_iter().next(),
-                        _ => None,
-                    };
-                    let now_us = self.now_us();
-                    let mut purge = None;
                     if let Some(call) = self.call(&call_id).await? {
                         call.facts.desk = facts.desk;
                         call.facts.advisor_id = facts.advisor_id.clone();
                         call.facts.customer_ref = facts.customer_ref.clone();
-                        if let (Some(o), None) = (objected, &call.opt_out) {
-                            tracing::info!(call_id = %call_id, kind = %o.kind, "the customer named by a call context objected to KI before: KI stops");
-                            let opt_out = OptOut {
-                                at_us: now_us,
-                                requested_by: format!(
-                                    "the customer's objection of {} ({}), customer named by {}",
-                                    opptak_domain::time::utc_time(o.at_us),
-                                    o.recorded_by,
-                                    change.by
-                                ),
-                                offset_us: 0,
-                            };
-                            call.opt_out = Some(opt_out.clone());
-                            call.dirty = true;
-                            purge = Some((opt_out, call.complete));
-                        }
-                    }
-                    if let Some((opt_out, complete)) = purge {
-                        self.ki_purge.push((call_id.clone(), opt_out));
-                        if complete {
-                            // After the end: the KI copy's retention ends now.
-                            self.reroute.push(call_id.clone());
-                        }
                     }
                 }
                 Ok(compact::ContextOutcome::Unchanged) => {
@@ -1223,6 +1195,45 @@ impl Recorder {
                 ),
                 Err(e) => return Err(e),
             }
+        }
+        Ok(())
+    }
+
+    /// A KI call whose customer, named by a CallContext, objected to KI
+    /// before: KI stops as by an opt-out from the first second (the
+    /// objection holds for every call, as at the start). Decided here, before
+    /// the flush, so the opt-out is stored with the call's next update.
+    async fn objection_stops_ki(&mut self, call_id: &CallId, customer: &str, by: &str) -> Result<(), RecorderError> {
+        let open = match self.call(call_id).await? {
+            Some(call) => call.opt_out.is_none() && call.facts.ki_active(),
+            None => false,
+        };
+        if !open {
+            return Ok(());
+        }
+        let Some(o) = self.meta.objections(customer).await?.into_iter().next() else {
+            return Ok(());
+        };
+        let opt_out = OptOut {
+            at_us: self.now_us(),
+            requested_by: format!(
+                "the customer's objection of {} ({}), customer named by {by}",
+                opptak_domain::time::utc_time(o.at_us),
+                o.recorded_by
+            ),
+            offset_us: 0,
+        };
+        let Some(call) = self.call(call_id).await? else {
+            return Ok(());
+        };
+        tracing::info!(call_id = %call_id, kind = %o.kind, "the customer named by a call context objected to KI before: KI stops");
+        call.opt_out = Some(opt_out.clone());
+        call.dirty = true;
+        let complete = call.complete;
+        self.ki_purge.push((call_id.clone(), opt_out));
+        if complete {
+            // After the end: the KI copy's retention ends now.
+            self.reroute.push(call_id.clone());
         }
         Ok(())
     }
