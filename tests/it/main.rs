@@ -15,6 +15,7 @@ mod browser;
 mod browser_qa;
 mod browser_search;
 mod browser_shell;
+mod call_context;
 mod call_page;
 mod cli;
 mod conversation_ki;

@@ -499,6 +499,44 @@ pub struct KiNotice {
     pub by: String,
 }
 
+/// A CTI system's correction of a call's business context (the
+/// `CallContext` event): only the fields set change. The service category is
+/// no part of the call's facts once it started: it is applied as a
+/// reclassification, which the retention policy reads.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ContextChange {
+    pub desk: Option<Desk>,
+    pub advisor_id: Option<String>,
+    pub customer_ref: Option<String>,
+    pub service_category: Option<ServiceCategory>,
+    /// Who sent it (CTI system, advisor id).
+    pub by: String,
+    pub reason: String,
+    pub at_us: i64,
+}
+
+impl ContextChange {
+    /// `facts` with the desk, advisor and customer set here, and what changed
+    /// as `field before -> after` (empty: nothing changes, e.g. a resend).
+    pub fn apply(&self, facts: &CallFacts) -> (CallFacts, Vec<String>) {
+        let mut after = facts.clone();
+        let mut changes = Vec::new();
+        if let Some(d) = self.desk.filter(|d| *d != facts.desk) {
+            changes.push(format!("desk {} -> {d}", facts.desk));
+            after.desk = d;
+        }
+        if let Some(a) = self.advisor_id.as_ref().filter(|a| **a != facts.advisor_id) {
+            changes.push(format!("advisor_id {:?} -> {a:?}", facts.advisor_id));
+            after.advisor_id = a.clone();
+        }
+        if let Some(c) = self.customer_ref.as_ref().filter(|c| **c != facts.customer_ref) {
+            changes.push(format!("customer_ref {:?} -> {c:?}", facts.customer_ref));
+            after.customer_ref = c.clone();
+        }
+        (after, changes)
+    }
+}
+
 impl CallFacts {
     /// KI runs only when requested *and* the customer was told (R4): at the
     /// start (`customer_informed`) or by a `KiNotice` during the call.
@@ -606,6 +644,48 @@ mod tests {
         }
         assert!(AudioFormat::stored(Codec::Pcmu, 8001, vec![Mixed]).is_err());
         assert!(AudioFormat::stored(Codec::Pcmu, 8000, vec![Mixed, Mixed]).is_err());
+    }
+
+    #[test]
+    fn a_context_change_sets_only_what_it_names_and_says_what_changed() {
+        let f = CallFacts {
+            call_id: CallId::parse("c1").unwrap(),
+            started_at_us: 0,
+            direction: Direction::Inbound,
+            customer_ref: "cust-1".into(),
+            advisor_id: "adv-1".into(),
+            desk: Desk::CustomerCenter,
+            service_category: ServiceCategory::Loan,
+            ki_enabled: true,
+            customer_informed: true,
+            format: AudioFormat::new(Codec::Pcma, 8000, vec![ChannelRole::Mixed]).unwrap(),
+            ki_notice: None,
+        };
+        let change = ContextChange {
+            desk: Some(Desk::Markets),
+            advisor_id: Some("adv-1".into()),
+            customer_ref: Some("cust-2".into()),
+            service_category: Some(ServiceCategory::InvestmentAdvice),
+            by: "cti".into(),
+            ..Default::default()
+        };
+        let (after, changes) = change.apply(&f);
+        assert_eq!(
+            changes,
+            [
+                "desk customer_center -> markets",
+                r#"customer_ref "cust-1" -> "cust-2""#
+            ]
+        );
+        // KI and the category are no part of it (the category is a reclassification).
+        let want = CallFacts {
+            desk: Desk::Markets,
+            customer_ref: "cust-2".into(),
+            ..f.clone()
+        };
+        assert_eq!(after, want);
+        assert!(ContextChange::default().apply(&f).1.is_empty());
+        assert!(change.apply(&after).1.is_empty(), "applied twice: no change");
     }
 
     #[test]

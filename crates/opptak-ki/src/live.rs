@@ -347,6 +347,32 @@ pub async fn run_role(
                         finishing.insert(call_id, h.tx);
                     }
                 }
+                Some(Event::CallContext(c)) => {
+                    // Desk, advisor and service are the recorder's (KI
+                    // continues as started: a context never turns KI on).
+                    // A customer named now who objected to KI before stops
+                    // it, as at the start; the recorder keeps the opt-out.
+                    let Ok(change) = convert::call_context(&c, 0) else {
+                        continue;
+                    };
+                    let Some(customer) = change.customer_ref else { continue };
+                    if !calls.contains_key(&call_id) && !finishing.contains_key(&call_id) {
+                        continue;
+                    }
+                    let meta = live.t.vault.meta();
+                    if meta.objections(&customer).await.map_or(true, |o| !o.is_empty()) {
+                        tracing::info!(call_id = %call_id, "the customer named by a call context objected to KI: live transcription stops");
+                        let cmd = Cmd::OptOut {
+                            by: format!("the customer's objection (customer named by {})", change.by),
+                            at_us: live.t.vault.clock().now_us(),
+                        };
+                        if let Some(h) = calls.remove(&call_id) {
+                            let _ = h.tx.send(cmd);
+                        } else if let Some(tx) = finishing.remove(&call_id) {
+                            let _ = tx.send(cmd);
+                        }
+                    }
+                }
                 // Retention only (the recorder applies it).
                 Some(Event::Reclassification(_)) | None => {}
             }

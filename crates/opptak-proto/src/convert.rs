@@ -3,8 +3,8 @@
 
 use crate::v1::{self, DeadLetterReason};
 use opptak_domain::model::{
-    AudioFormat, CallFacts, CallId, Channel, ChannelRole, Codec, ConversationFacts, Desk, Direction, KiNotice,
-    KiNoticeMethod, Sender, ServiceCategory,
+    AudioFormat, CallFacts, CallId, Channel, ChannelRole, Codec, ContextChange, ConversationFacts, Desk, Direction,
+    KiNotice, KiNoticeMethod, Sender, ServiceCategory,
 };
 
 /// Why an input cannot be accepted: the reason code and a human-readable detail.
@@ -153,6 +153,64 @@ pub fn ki_notice(n: &v1::KiNotice, now_us: i64) -> Result<KiNotice, Refusal> {
         method,
         announcement_id: n.announcement_id.clone(),
         by: n.by.clone(),
+    })
+}
+
+/// The longest `CallContext.reason` accepted.
+const MAX_CONTEXT_REASON: usize = 1024;
+
+/// A `CallContext` as a change of the call's context, or why it is refused
+/// (`CONTEXT_REFUSED`): no `by`, nothing set, a field set to its unspecified
+/// or empty value (not set is no change; unspecified is no context), an
+/// oversized string, a service category without a reason (the rule of a
+/// `Reclassification`). The time defaults to `now_us`.
+pub fn call_context(c: &v1::CallContext, now_us: i64) -> Result<ContextChange, Refusal> {
+    let refuse = |why: String| Err(Refusal::new(DeadLetterReason::ContextRefused, why));
+    if c.by.trim().is_empty() {
+        return refuse("a CallContext needs who sent it (by); nothing was changed".into());
+    }
+    if c.by.len() > MAX_ID || c.reason.len() > MAX_CONTEXT_REASON {
+        return refuse(format!(
+            "CallContext by is over {MAX_ID} bytes or reason over {MAX_CONTEXT_REASON}; nothing was changed"
+        ));
+    }
+    if c.desk.is_none() && c.advisor_id.is_none() && c.customer_ref.is_none() && c.service_category.is_none() {
+        return refuse("a CallContext sets nothing (desk, advisor_id, customer_ref, service_category)".into());
+    }
+    let desk = match c.desk {
+        None => None,
+        Some(v) => match desk(v) {
+            Desk::Unspecified => return refuse(format!("CallContext desk {v} is unspecified or unknown")),
+            d => Some(d),
+        },
+    };
+    let service = match c.service_category {
+        None => None,
+        Some(v) => match service_category(v) {
+            ServiceCategory::Unspecified => {
+                return refuse(format!("CallContext service_category {v} is unspecified or unknown"))
+            }
+            s => Some(s),
+        },
+    };
+    if service.is_some() && c.reason.trim().is_empty() {
+        return refuse("a CallContext with a service_category needs a reason (as a Reclassification)".into());
+    }
+    for (name, v) in [("advisor_id", &c.advisor_id), ("customer_ref", &c.customer_ref)] {
+        match v.as_deref() {
+            Some(v) if v.trim().is_empty() => return refuse(format!("CallContext {name} is set but empty")),
+            Some(v) if v.len() > MAX_ID => return refuse(format!("CallContext {name} is over {MAX_ID} bytes")),
+            _ => {}
+        }
+    }
+    Ok(ContextChange {
+        desk,
+        advisor_id: c.advisor_id.clone(),
+        customer_ref: c.customer_ref.clone(),
+        service_category: service,
+        by: c.by.clone(),
+        reason: c.reason.clone(),
+        at_us: c.at.as_ref().map(micros).unwrap_or(now_us),
     })
 }
 
@@ -481,5 +539,103 @@ mod tests {
         n.offset = Some(duration(1));
         n.method = 99;
         assert_eq!(ki_notice(&n, 5).unwrap().method, KiNoticeMethod::Unspecified);
+    }
+
+    fn ctx() -> v1::CallContext {
+        v1::CallContext {
+            by: "cti-genesys".into(),
+            desk: Some(v1::Desk::Markets as i32),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn call_context_sets_only_what_is_set() {
+        let c = call_context(&ctx(), 7).unwrap();
+        assert_eq!(c.desk, Some(Desk::Markets));
+        assert_eq!(
+            (c.advisor_id, c.customer_ref, c.service_category, c.at_us),
+            (None, None, None, 7)
+        );
+        let c = call_context(
+            &v1::CallContext {
+                service_category: Some(v1::ServiceCategory::InvestmentAdvice as i32),
+                reason: "advice given".into(),
+                advisor_id: Some("a-2".into()),
+                ..ctx()
+            },
+            7,
+        )
+        .unwrap();
+        assert_eq!(c.service_category, Some(ServiceCategory::InvestmentAdvice));
+        assert_eq!(c.advisor_id.as_deref(), Some("a-2"));
+    }
+
+    #[test]
+    fn call_context_refusals_say_why() {
+        let refused = |c: v1::CallContext, needle: &str| {
+            let r = call_context(&c, 0).unwrap_err();
+            assert_eq!(r.reason, DeadLetterReason::ContextRefused);
+            assert!(r.detail.contains(needle), "{} lacks {needle}", r.detail);
+        };
+        refused(
+            v1::CallContext {
+                by: " ".into(),
+                ..ctx()
+            },
+            "(by)",
+        );
+        refused(v1::CallContext { desk: None, ..ctx() }, "sets nothing");
+        refused(v1::CallContext { desk: Some(0), ..ctx() }, "desk 0 is unspecified");
+        refused(
+            v1::CallContext {
+                desk: Some(99),
+                ..ctx()
+            },
+            "desk 99",
+        );
+        refused(
+            v1::CallContext {
+                service_category: Some(0),
+                reason: "r".into(),
+                ..ctx()
+            },
+            "service_category 0",
+        );
+        refused(
+            v1::CallContext {
+                service_category: Some(v1::ServiceCategory::Loan as i32),
+                ..ctx()
+            },
+            "needs a reason",
+        );
+        refused(
+            v1::CallContext {
+                advisor_id: Some(String::new()),
+                ..ctx()
+            },
+            "advisor_id is set but empty",
+        );
+        refused(
+            v1::CallContext {
+                customer_ref: Some("x".repeat(257)),
+                ..ctx()
+            },
+            "customer_ref is over 256",
+        );
+        refused(
+            v1::CallContext {
+                by: "b".repeat(257),
+                ..ctx()
+            },
+            "over 256",
+        );
+        refused(
+            v1::CallContext {
+                reason: "r".repeat(1025),
+                ..ctx()
+            },
+            "reason over 1024",
+        );
     }
 }

@@ -17,11 +17,11 @@
 use crate::RecorderError;
 use bytes::Bytes;
 use opptak_crypto::stream;
-use opptak_domain::model::{CallId, KeyClass};
+use opptak_domain::model::{CallFacts, CallId, ContextChange, KeyClass};
 use opptak_domain::retention::{ArtifactKind, Policy, Tier};
 use opptak_retention::Retention;
 use opptak_store::archive::ArchiveStore;
-use opptak_store::meta::{ArtifactRow, Compacted, KeyRow, NewCopy, StoredKey, StoredObject};
+use opptak_store::meta::{ArtifactRow, Compacted, ContextRow, KeyRow, NewCopy, StoredKey, StoredObject};
 use opptak_store::{BlobStore, MetadataStore, StoreError};
 use opptak_vault::{artifact_info, Vault, VaultError, Which};
 use std::sync::Arc;
@@ -37,6 +37,26 @@ pub struct Compactor {
     archive: Option<Arc<dyn ArchiveStore>>,
     /// Where reclassifications are journaled (the audit log).
     journal: Option<Arc<dyn opptak_retention::Journal>>,
+}
+
+/// How long after a call's end a `CallContext` is accepted: the recording's
+/// 24 hours, as a `Reclassification` (an archive copy the new context needs
+/// can only be made from the recording while it is kept).
+pub const CONTEXT_WINDOW_US: i64 = 24 * 3_600_000_000;
+
+/// What a `CallContext` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContextOutcome {
+    /// Applied: the call's facts now, what changed, whether an archive copy was written.
+    Applied {
+        facts: Box<CallFacts>,
+        changes: Vec<String>,
+        archived: bool,
+    },
+    /// The call's context already was this one.
+    Unchanged,
+    /// The same event was applied before (a redelivery or a resend).
+    Duplicate,
 }
 
 /// What one compaction did.
@@ -154,6 +174,118 @@ impl Compactor {
             .map_err(err)?;
         let archived = self.add_missing_archive_copy(call_id).await?;
         Ok((rows, archived))
+    }
+
+    /// Applies a CTI system's `CallContext` to a call (`digest`: the event's
+    /// SHA-256, which makes a redelivery a no-op): journaled first as
+    /// `call.context` (before -> after, by, reason), then the call's desk,
+    /// advisor and customer set, the call routed again (the desk decides the
+    /// archive copy of advisory desks) and an archive copy written from the
+    /// recording if the new facts need one; a new service category is a
+    /// [`Self::reclassify`], with its rules. Refused, with why and nothing
+    /// changed: an unknown call, one that ended more than
+    /// [`CONTEXT_WINDOW_US`] ago or whose recording was shredded, a change
+    /// the policy cannot honour.
+    pub async fn apply_context(
+        &self,
+        call_id: &CallId,
+        change: &ContextChange,
+        digest: &str,
+    ) -> Result<ContextOutcome, RecorderError> {
+        let refused = |why: String| Err(RecorderError::Refused(why));
+        let Some(rec) = self.meta.load_call(call_id).await? else {
+            return refused(format!("CallContext for call {call_id}, which never started"));
+        };
+        if self
+            .meta
+            .call_contexts(call_id)
+            .await?
+            .iter()
+            .any(|r| r.digest == digest)
+        {
+            // Applied before; the routing after it may not have been (a crash).
+            if rec.key_destroyed_at_us.is_none() {
+                if let Err(e) = self.reroute_with_context(call_id).await {
+                    tracing::warn!(call_id = %call_id, error = %e, "routing after a redelivered call context failed");
+                }
+            }
+            return Ok(ContextOutcome::Duplicate);
+        }
+        let now_us = self.vault.clock().now_us();
+        if let Some(end) = &rec.end {
+            if now_us - end.ended_at_us > CONTEXT_WINDOW_US {
+                return refused(format!(
+                    "CallContext for call {call_id}, which ended at {}: a context is accepted up to 24 hours \
+                     after the end (while the recording is kept); nothing was changed",
+                    opptak_domain::time::utc_time(end.ended_at_us)
+                ));
+            }
+        }
+        if let Some(at) = rec.key_destroyed_at_us {
+            return refused(format!(
+                "CallContext for call {call_id}, whose recording was deleted at {}; nothing was changed",
+                opptak_domain::time::utc_time(at)
+            ));
+        }
+        let (after, mut changes) = change.apply(&rec.facts);
+        let current = self
+            .meta
+            .reclassification_of(call_id)
+            .await?
+            .and_then(|r| opptak_domain::ServiceCategory::parse(&r.service_category))
+            .unwrap_or(rec.facts.service_category);
+        let category = change.service_category.filter(|c| *c != current);
+        if let Some(c) = category {
+            changes.push(format!("service_category {current} -> {c}"));
+        }
+        if changes.is_empty() {
+            return Ok(ContextOutcome::Unchanged);
+        }
+        let reason = if change.reason.trim().is_empty() {
+            changes.join("; ")
+        } else {
+            format!("{}: {}", changes.join("; "), change.reason)
+        };
+        let journal = self
+            .journal
+            .as_ref()
+            .ok_or_else(|| RecorderError::Refused("call.context is refused: no audit log to record it in".into()))?;
+        journal
+            .record(&change.by, "call.context", &format!("call:{call_id}"), &reason)
+            .await
+            .map_err(|e| RecorderError::Compaction(format!("call.context: the audit log failed: {e}")))?;
+        // Every step is idempotent and the digest is stored last but one: a
+        // crash in between replays the event (journaled twice at worst).
+        let mut archived = match category {
+            Some(c) => self.reclassify(call_id, c, &change.reason, &change.by).await?.1,
+            None => false,
+        };
+        let row = ContextRow {
+            call_id: call_id.to_string(),
+            digest: digest.to_owned(),
+            by_actor: change.by.clone(),
+            at_us: change.at_us,
+            received_at_us: now_us,
+        };
+        if !self.meta.apply_call_context(&row, &after).await? {
+            return Ok(ContextOutcome::Duplicate);
+        }
+        archived |= self.reroute_with_context(call_id).await?;
+        Ok(ContextOutcome::Applied {
+            facts: Box::new(after),
+            changes,
+            archived,
+        })
+    }
+
+    /// Routes a call again after its desk changed, and writes the archive
+    /// copy the new desk needs (advisory desks keep one): whether it did.
+    async fn reroute_with_context(&self, call_id: &CallId) -> Result<bool, RecorderError> {
+        self.retention
+            .route(call_id)
+            .await
+            .map_err(|e| RecorderError::Compaction(e.to_string()))?;
+        self.add_missing_archive_copy(call_id).await
     }
 
     /// The retention routing this compactor writes decisions with.

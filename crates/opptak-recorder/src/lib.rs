@@ -29,7 +29,7 @@ use opptak_bus::{Bus, BusError, Outgoing, Position, Record, Subscription};
 use opptak_crypto::segment::{self, ArtifactKind, SegmentHeader};
 use opptak_crypto::stream::StreamInfo;
 use opptak_crypto::{CryptoError, DataKey, KeyProvider};
-use opptak_domain::model::{CallFacts, CallId, KeyClass, ServiceCategory};
+use opptak_domain::model::{CallFacts, CallId, ContextChange, KeyClass, ServiceCategory};
 use opptak_domain::reassembly::{Offer, Piece, Reassembler, ReassemblyConfig, Rejection};
 use opptak_domain::retention::Policy;
 use opptak_proto::convert::{self, Refusal};
@@ -325,6 +325,9 @@ pub struct Recorder {
     /// Reclassifications received since the last flush, applied once the
     /// calls they name are stored (a call may have started in this batch).
     reclassifications: Vec<(Record, CallId, v1::Reclassification)>,
+    /// CallContext events received since the last flush (with the digest of
+    /// their encoding), applied like the reclassifications.
+    contexts: Vec<(Record, CallId, ContextChange, String)>,
 
     stats: RecorderStats,
     stats_tx: watch::Sender<RecorderStats>,
@@ -365,6 +368,7 @@ impl Recorder {
             policy: Arc::new(Policy::default_policy()),
             journal: None,
             reclassifications: Vec::new(),
+            contexts: Vec::new(),
             archive: None,
 
             stats: RecorderStats::default(),
@@ -716,6 +720,26 @@ impl Recorder {
                 }
             }
             Some(Event::KiNotice(n)) => self.on_ki_notice(&r, call_id.clone(), &n).await?,
+            Some(Event::CallContext(c)) => match convert::call_context(&c, self.now_us()) {
+                Err(refusal) => self.dead_letter(&r, call_id.as_str(), refusal),
+                Ok(_) if self.call(&call_id).await?.is_none() && self.meta.load_call(&call_id).await?.is_none() => self
+                    .dead_letter(
+                        &r,
+                        call_id.as_str(),
+                        Refusal::new(
+                            DeadLetterReason::UnknownCall,
+                            "CallContext for a call never started; nothing was changed",
+                        ),
+                    ),
+                Ok(change) => {
+                    if let Some(customer) = &change.customer_ref {
+                        self.objection_stops_ki(&call_id, customer, &change.by).await?;
+                    }
+                    use sha2::Digest;
+                    let digest = hex::encode(sha2::Sha256::digest(&r.payload));
+                    self.contexts.push((r.clone(), call_id.clone(), change, digest));
+                }
+            },
         }
         let now = self.now_us();
         if let Some(call) = self.calls.get_mut(&call_id) {
@@ -802,7 +826,14 @@ impl Recorder {
                 ki_notice: None,
                 ..existing.facts.clone()
             };
-            if started != facts {
+            // A CallContext since may have changed desk, advisor and customer.
+            let corrected = || CallFacts {
+                desk: started.desk,
+                advisor_id: started.advisor_id.clone(),
+                customer_ref: started.customer_ref.clone(),
+                ..facts.clone()
+            };
+            if started != facts && (started != corrected() || self.meta.call_contexts(&call_id).await?.is_empty()) {
                 self.dead_letter(
                     r,
                     call_id.as_str(),
@@ -1133,6 +1164,80 @@ impl Recorder {
         Ok(())
     }
 
+    /// Applies the CallContext events of this flush (the calls they name are
+    /// stored now); a refused one is dead-lettered with why before the
+    /// offsets move on.
+    async fn apply_contexts(&mut self) -> Result<(), RecorderError> {
+        for (r, call_id, change, digest) in std::mem::take(&mut self.contexts) {
+            match self.compactor().apply_context(&call_id, &change, &digest).await {
+                Ok(compact::ContextOutcome::Applied {
+                    facts,
+                    changes,
+                    archived,
+                }) => {
+                    tracing::info!(call_id = %call_id, by = %change.by, changes = %changes.join("; "), archived, "call context applied");
+                    if let Some(call) = self.call(&call_id).await? {
+                        call.facts.desk = facts.desk;
+                        call.facts.advisor_id = facts.advisor_id.clone();
+                        call.facts.customer_ref = facts.customer_ref.clone();
+                    }
+                }
+                Ok(compact::ContextOutcome::Unchanged) => {
+                    tracing::info!(call_id = %call_id, by = %change.by, "call context changes nothing")
+                }
+                Ok(compact::ContextOutcome::Duplicate) => {
+                    tracing::info!(call_id = %call_id, by = %change.by, "call context applied before: ignored")
+                }
+                Err(RecorderError::Refused(why)) => self.dead_letter(
+                    &r,
+                    call_id.as_str(),
+                    Refusal::new(DeadLetterReason::ContextRefused, why),
+                ),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// A KI call whose customer, named by a CallContext, objected to KI
+    /// before: KI stops as by an opt-out from the first second (the
+    /// objection holds for every call, as at the start). Decided here, before
+    /// the flush, so the opt-out is stored with the call's next update.
+    async fn objection_stops_ki(&mut self, call_id: &CallId, customer: &str, by: &str) -> Result<(), RecorderError> {
+        let open = match self.call(call_id).await? {
+            Some(call) => call.opt_out.is_none() && call.facts.ki_active(),
+            None => false,
+        };
+        if !open {
+            return Ok(());
+        }
+        let Some(o) = self.meta.objections(customer).await?.into_iter().next() else {
+            return Ok(());
+        };
+        let opt_out = OptOut {
+            at_us: self.now_us(),
+            requested_by: format!(
+                "the customer's objection of {} ({}), customer named by {by}",
+                opptak_domain::time::utc_time(o.at_us),
+                o.recorded_by
+            ),
+            offset_us: 0,
+        };
+        let Some(call) = self.call(call_id).await? else {
+            return Ok(());
+        };
+        tracing::info!(call_id = %call_id, kind = %o.kind, "the customer named by a call context objected to KI before: KI stops");
+        call.opt_out = Some(opt_out.clone());
+        call.dirty = true;
+        let complete = call.complete;
+        self.ki_purge.push((call_id.clone(), opt_out));
+        if complete {
+            // After the end: the KI copy's retention ends now.
+            self.reroute.push(call_id.clone());
+        }
+        Ok(())
+    }
+
     /// After a rebalance, drops the state of calls whose partition moved to
     /// another recorder. What they held unflushed was never committed, so the
     /// new owner re-reads it; the metadata store fences any stale write.
@@ -1230,6 +1335,7 @@ impl Recorder {
                 Err(e) => return Err(e),
             }
         }
+        self.apply_contexts().await?;
         // 3. Dead letters and completion events, acknowledged by the bus.
         for id in &finished {
             if let Some(call) = self.calls.get(id) {

@@ -1195,6 +1195,18 @@ impl Core {
         // After the answer, CANCEL changes nothing (RFC 3261 9.2); BYE ends it.
     }
 
+    /// The context a metadata update maps to (the mapping of `CallStarted`
+    /// on the new agent and extension data). KI stays as decided at the
+    /// start: a CallContext cannot turn it on or off.
+    fn metadata_context(&self, md: &Metadata, sides: &Sides) -> session::Context {
+        let ctx = self.config.context(md, sides);
+        session::Context {
+            advisor_id: crate::config::user_part(&sides.agent_aor).chars().take(256).collect(),
+            desk: desk(ctx.desk),
+            service_category: service(ctx.service_category),
+        }
+    }
+
     fn reoffer(&mut self, call_id: &str, msg: Message, reply: Reply, cseq: u32) {
         let Some(s) = self.sessions.get(call_id) else {
             self.respond(&reply, &msg, 481, None, &[], None);
@@ -1218,13 +1230,16 @@ impl Core {
         };
         let s = &self.sessions[call_id];
         let codec = s.rec.codec();
+        let mut context = None;
         if let Some(md) = &parsed.metadata {
-            // Roles stay as the call started (CallStarted cannot change);
-            // new participants or extension data are logged.
-            if let Err(e) = md.sides(|aor| self.config.is_agent(aor)) {
-                return self.refuse(&reply, &msg, Refusal(400, e.to_string()));
-            }
+            // Channel roles stay as the call started; a new agent, desk or
+            // service (a transfer) is sent as a CallContext once answered.
+            let sides = match md.sides(|aor| self.config.is_agent(aor)) {
+                Ok(sides) => sides,
+                Err(e) => return self.refuse(&reply, &msg, Refusal(400, e.to_string())),
+            };
             tracing::info!(call_id = %s.rec.call_id(), ucid = md.extension("ucid").unwrap_or(""), "siprec metadata updated");
+            context = Some(self.metadata_context(md, &sides));
         }
         let answer = match &parsed.offer {
             Some(offer) => {
@@ -1290,6 +1305,14 @@ impl Core {
             &extra,
             answer.map(|a| ("application/sdp", Bytes::from(a))),
         );
+        if let Some(ctx) = context {
+            let s = self.sessions.get_mut(call_id).expect("checked above");
+            let reason = format!("siprec metadata update (agent {})", ctx.advisor_id);
+            if s.rec.update_context(ctx, "siprec", &reason, now_timestamp()) {
+                tracing::info!(call_id = %s.rec.call_id(), "siprec call context changed: CallContext sent");
+                self.drain(call_id);
+            }
+        }
         if msg.method() == Some("INVITE") {
             let now = self.now_us();
             let s = self.sessions.get_mut(call_id).expect("checked above");

@@ -115,6 +115,34 @@ impl Channel {
     }
 }
 
+/// The part of a call's business context a metadata update can change (a
+/// transfer to another agent, desk or service): what a `CallContext` carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Context {
+    pub advisor_id: String,
+    pub desk: v1::Desk,
+    pub service_category: v1::ServiceCategory,
+}
+
+impl Context {
+    /// Archived for 5 years by the shipped policy: investment advice, or an
+    /// advisory desk. A transfer never takes a call out of it (the recording
+    /// holds the advice given before the transfer).
+    fn archived(&self) -> bool {
+        self.service_category == v1::ServiceCategory::InvestmentAdvice
+            || matches!(self.desk, v1::Desk::Markets | v1::Desk::PrivateBanking)
+    }
+
+    fn of(s: &v1::CallStarted) -> Self {
+        Self {
+            advisor_id: s.advisor_id.clone(),
+            desk: v1::Desk::try_from(s.desk).unwrap_or(v1::Desk::Unspecified),
+            service_category: v1::ServiceCategory::try_from(s.service_category)
+                .unwrap_or(v1::ServiceCategory::Unspecified),
+        }
+    }
+}
+
 /// Per-stream counts for metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct StreamStats {
@@ -148,6 +176,8 @@ pub struct Recording {
     ended: bool,
     events: Vec<v1::TelephonyEvent>,
     notices: Vec<Notice>,
+    /// The business context last sent (CallStarted or CallContext).
+    context: Context,
     scratch: Vec<Out>,
     /// A payload in the contract's encoding.
     converted: Vec<u8>,
@@ -175,6 +205,7 @@ impl Recording {
             ended: false,
             events: Vec::new(),
             notices: Vec::new(),
+            context: Context::of(&started),
             scratch: Vec::new(),
             converted: Vec::new(),
         };
@@ -184,6 +215,49 @@ impl Recording {
 
     pub fn call_id(&self) -> &str {
         &self.call_id
+    }
+
+    /// The call's context is now `now` (from a re-INVITE's or UPDATE's
+    /// metadata): queues a `CallContext` by `by` with the fields that
+    /// changed, after the audio so far. `false` when nothing changed. An
+    /// unspecified desk or service, or no agent, is no context (the contract
+    /// refuses them): those fields stay as they were. A call in an archived
+    /// context keeps its desk and service (only the advisor changes): a
+    /// transfer adds to what the recording holds, it does not undo it.
+    pub fn update_context(&mut self, mut now: Context, by: &str, reason: &str, at: opptak_proto::Timestamp) -> bool {
+        let old = &self.context;
+        if old.archived() && !now.archived() {
+            now.desk = old.desk;
+            now.service_category = old.service_category;
+        }
+        let advisor = (!now.advisor_id.is_empty() && now.advisor_id != old.advisor_id).then(|| now.advisor_id.clone());
+        let desk = (now.desk != v1::Desk::Unspecified && now.desk != old.desk).then_some(now.desk as i32);
+        let service = (now.service_category != v1::ServiceCategory::Unspecified
+            && now.service_category != old.service_category)
+            .then_some(now.service_category as i32);
+        if advisor.is_none() && desk.is_none() && service.is_none() {
+            return false;
+        }
+        let c = v1::CallContext {
+            by: by.to_owned(),
+            reason: reason.to_owned(),
+            at: Some(at),
+            desk,
+            advisor_id: advisor,
+            customer_ref: None,
+            service_category: service,
+        };
+        if let Some(a) = &c.advisor_id {
+            self.context.advisor_id = a.clone();
+        }
+        if desk.is_some() {
+            self.context.desk = now.desk;
+        }
+        if service.is_some() {
+            self.context.service_category = now.service_category;
+        }
+        self.push_event(Event::CallContext(c));
+        true
     }
 
     pub fn codec(&self) -> Codec {
@@ -357,21 +431,20 @@ impl Recording {
         let need = (end - self.done) as usize;
         if ch.present.len() < need {
             let add = need - ch.present.len();
-            ch.samples.extend(silence.iter().cycle().take(add * bps));
+            match silence {
+                // Every codec's silence is one repeated byte: a memset.
+                [first, rest @ ..] if rest.iter().all(|b| b == first) => {
+                    ch.samples.resize(ch.samples.len() + add * bps, *first);
+                }
+                _ => ch.samples.extend(silence.iter().cycle().take(add * bps)),
+            }
             ch.present.resize(need, false);
         }
         let n = (end - start) as usize;
-        // Range iterators, not indexing: a VecDeque index is a wrap per byte.
-        for (d, b) in ch
-            .samples
-            .range_mut(off * bps..(off + n) * bps)
-            .zip(&payload[skip * bps..])
-        {
-            *d = *b;
-        }
-        for p in ch.present.range_mut(off..off + n) {
-            *p = true;
-        }
+        // Slice copies: a loop per byte over a VecDeque range was the
+        // role's largest single cost per packet (BENCHMARKS.md).
+        copy_into(&mut ch.samples, off * bps, &payload[skip * bps..(skip + n) * bps]);
+        fill(&mut ch.present, off, n, true);
         ch.end = ch.end.max(end);
     }
 
@@ -565,6 +638,32 @@ impl Recording {
     }
 }
 
+/// `dst[off..off + src.len()] = src`, over the deque's two slices.
+fn copy_into<T: Copy>(dst: &mut VecDeque<T>, off: usize, src: &[T]) {
+    let (a, b) = dst.as_mut_slices();
+    if off >= a.len() {
+        let off = off - a.len();
+        b[off..off + src.len()].copy_from_slice(src);
+        return;
+    }
+    let n = src.len().min(a.len() - off);
+    a[off..off + n].copy_from_slice(&src[..n]);
+    b[..src.len() - n].copy_from_slice(&src[n..]);
+}
+
+/// `dst[off..off + n] = v`, over the deque's two slices.
+fn fill<T: Copy>(dst: &mut VecDeque<T>, off: usize, n: usize, v: T) {
+    let (a, b) = dst.as_mut_slices();
+    if off >= a.len() {
+        let off = off - a.len();
+        b[off..off + n].fill(v);
+        return;
+    }
+    let k = n.min(a.len() - off);
+    a[off..off + k].fill(v);
+    b[..n - k].fill(v);
+}
+
 fn frames_duration(frames: u64, rate: u64) -> opptak_proto::Duration {
     let us = frames * 1_000_000 / rate;
     opptak_proto::Duration {
@@ -588,6 +687,26 @@ pub fn call_id(sip_call_id: &str, session_id: Option<&str>) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deque_copies_and_fills_cross_the_wrap() {
+        for front in 0..6 {
+            // A deque whose contents wrap around its buffer after `front` pops.
+            let mut d: VecDeque<u8> = VecDeque::with_capacity(8);
+            d.extend(0..8u8);
+            for _ in 0..front {
+                d.pop_front();
+            }
+            d.extend(100..100 + front as u8);
+            let mut want: Vec<u8> = d.iter().copied().collect();
+            copy_into(&mut d, 2, &[1, 2, 3, 4]);
+            want[2..6].copy_from_slice(&[1, 2, 3, 4]);
+            assert_eq!(d.iter().copied().collect::<Vec<_>>(), want, "front {front}");
+            fill(&mut d, 1, 5, 9);
+            want[1..6].fill(9);
+            assert_eq!(d.iter().copied().collect::<Vec<_>>(), want, "front {front}");
+        }
+    }
 
     const PT: u8 = 0;
 
@@ -928,5 +1047,68 @@ mod tests {
             side: Side::Customer,
             frames: 320
         }));
+    }
+
+    #[test]
+    fn a_new_agent_or_desk_is_one_call_context_with_what_changed() {
+        let started = v1::CallStarted {
+            advisor_id: "1001".into(),
+            desk: v1::Desk::CustomerCenter as i32,
+            service_category: v1::ServiceCategory::General as i32,
+            ..Default::default()
+        };
+        let mut r = Recording::new("c1".into(), Codec::Pcmu, 20, 4, started);
+        r.take_events();
+        let at = opptak_proto::Timestamp { seconds: 5, nanos: 0 };
+        let same = Context {
+            advisor_id: "1001".into(),
+            desk: v1::Desk::CustomerCenter,
+            service_category: v1::ServiceCategory::General,
+        };
+        assert!(!r.update_context(same.clone(), "siprec", "x", at));
+        // Unspecified or empty is no context: nothing to send.
+        let blank = Context {
+            advisor_id: String::new(),
+            desk: v1::Desk::Unspecified,
+            service_category: v1::ServiceCategory::Unspecified,
+        };
+        assert!(!r.update_context(blank, "siprec", "x", at));
+        assert!(r.take_events().is_empty());
+        let moved = Context {
+            advisor_id: "2002".into(),
+            desk: v1::Desk::Markets,
+            ..same
+        };
+        assert!(r.update_context(moved.clone(), "siprec", "transfer", at));
+        let ev = r.take_events();
+        assert_eq!(ev.len(), 1);
+        let Some(Event::CallContext(c)) = &ev[0].event else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(c.advisor_id.as_deref(), Some("2002"));
+        assert_eq!(c.desk, Some(v1::Desk::Markets as i32));
+        assert_eq!(c.service_category, None);
+        assert_eq!(
+            (c.by.as_str(), c.reason.as_str(), ev[0].call_id.as_str()),
+            ("siprec", "transfer", "c1")
+        );
+        // Sent once: the same context again changes nothing.
+        assert!(!r.update_context(moved, "siprec", "transfer", at));
+        // Out of an archived desk to a customer-center agent: the advisor
+        // changes, the desk (and its 5-year archive) stays.
+        let back = Context {
+            advisor_id: "3003".into(),
+            desk: v1::Desk::CustomerCenter,
+            service_category: v1::ServiceCategory::General,
+        };
+        assert!(r.update_context(back, "siprec", "transfer", at));
+        let ev = r.take_events();
+        let Some(Event::CallContext(c)) = &ev[0].event else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(
+            (c.advisor_id.as_deref(), c.desk, c.service_category),
+            (Some("3003"), None, None)
+        );
     }
 }

@@ -723,7 +723,8 @@ async fn a_siprec_call_over_mutual_tls_is_recorded_and_clients_without_a_valid_c
     );
 
     // To a sip: URI over TLS: the Contact says transport=tls.
-    c.send(&siprec_invite("call-tls-2", "TLS", &good_sdp(), &metadata())).await;
+    c.send(&siprec_invite("call-tls-2", "TLS", &good_sdp(), &metadata()))
+        .await;
     let ok = c.final_response().await;
     assert_eq!(code(&ok), 200, "{ok:?}");
     assert_eq!(
@@ -1222,5 +1223,92 @@ async fn an_src_that_vanishes_is_ended_by_rtp_inactivity_and_an_unacked_200_is_r
         (bye.call_id(), bye.tag("To"), bye.tag("From")),
         (Some("call-v"), Some("src1"), ok.tag("To"))
     );
+    srv.stop().await;
+}
+
+/// Issue 19: a metadata update that names a new agent (a transfer) maps the
+/// call again; what changed goes out as one `CallContext` by `siprec`, after
+/// the audio so far and before the end, valid under the contract. The same
+/// metadata again sends nothing.
+#[tokio::test]
+async fn a_metadata_update_with_a_new_agent_publishes_a_call_context() {
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+    let srv = start(4, bus.clone()).await;
+    let sip_addr = srv.sip_addr(Transport::Udp).unwrap();
+    let c = Udp::new(sip_addr).await;
+    // Agent 5001: no mapping entry, the default context (customer center, general).
+    let first = metadata().replace("sip:4001@bank.example", "sip:5001@bank.example");
+    c.send(&siprec_invite("call-t", "UDP", &good_sdp(), &first)).await;
+    let ok = c.final_response().await;
+    assert_eq!(code(&ok), 200);
+    let tag = ok.tag("To").unwrap().to_owned();
+    c.send(&request("ACK", "call-t", 1, Some(&tag), "UDP", None, b"")).await;
+    let (cust_port, agent_port) = answer_ports(&ok);
+    let (to_agent, to_cust) = (
+        SocketAddr::new(sip_addr.ip(), agent_port),
+        SocketAddr::new(sip_addr.ip(), cust_port),
+    );
+    let agent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let cust = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for k in 0..5 {
+        send_pair(&agent, &cust, to_agent, to_cust, k).await;
+    }
+    // Transferred to agent 4001, whose number maps to Markets, investment advice.
+    for cseq in [2, 3] {
+        c.send(&request(
+            "UPDATE",
+            "call-t",
+            cseq,
+            Some(&tag),
+            "UDP",
+            Some("application/rs-metadata+xml"),
+            metadata().as_bytes(),
+        ))
+        .await;
+        assert_eq!(code(&c.final_response().await), 200);
+    }
+    for k in 5..8 {
+        send_pair(&agent, &cust, to_agent, to_cust, k).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.send(&request("BYE", "call-t", 4, Some(&tag), "UDP", None, b"")).await;
+    assert_eq!(code(&c.final_response().await), 200);
+
+    let events = events_until_end(&bus, "t-cti").await;
+    let Some(Event::CallStarted(s)) = &events[0].event else {
+        panic!("{events:?}")
+    };
+    assert_eq!(
+        (s.advisor_id.as_str(), s.desk, s.service_category),
+        (
+            "5001",
+            v1::Desk::CustomerCenter as i32,
+            v1::ServiceCategory::General as i32
+        )
+    );
+    let contexts: Vec<(usize, &v1::CallContext)> = events
+        .iter()
+        .enumerate()
+        .filter_map(|(i, e)| match &e.event {
+            Some(Event::CallContext(c)) => Some((i, c)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(contexts.len(), 1, "one change, one event: {events:?}");
+    let (at, ctx) = contexts[0];
+    assert_eq!(events[at].call_id, events[0].call_id);
+    assert_eq!(ctx.by, "siprec");
+    assert_eq!(ctx.advisor_id.as_deref(), Some("4001"));
+    assert_eq!(ctx.desk, Some(v1::Desk::Markets as i32));
+    assert_eq!(ctx.service_category, Some(v1::ServiceCategory::InvestmentAdvice as i32));
+    assert_eq!(ctx.customer_ref, None, "SIPREC metadata names no customer reference");
+    assert!(ctx.at.is_some() && ctx.reason.contains("4001"), "{ctx:?}");
+    opptak_proto::convert::call_context(ctx, 0).expect("valid under the contract");
+    // After the audio before the transfer, before the end.
+    assert!(events[..at]
+        .iter()
+        .any(|e| matches!(e.event, Some(Event::AudioChunk(_)))));
+    assert!(matches!(events.last().unwrap().event, Some(Event::CallEnded(_))));
+    assert_eq!(chunks_of(&events).len(), 8, "the audio is unaffected");
     srv.stop().await;
 }

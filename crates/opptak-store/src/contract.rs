@@ -1,7 +1,7 @@
 //! Test suites every storage backend passes (run from `tests/store/contract.rs`).
 #![allow(clippy::unwrap_used)]
 
-use crate::meta::{CallEnd, CallUpdate, Flush, GapRow, NewCall, OptOut, SegmentRow, StoredKey};
+use crate::meta::{CallEnd, CallUpdate, ContextRow, Flush, GapRow, NewCall, OptOut, SegmentRow, StoredKey};
 use crate::{BlobStore, MetadataStore, StoreError};
 use bytes::Bytes;
 use opptak_domain::model::{
@@ -172,6 +172,32 @@ pub async fn metadata_store_suite(store: Arc<dyn MetadataStore>, prefix: &str) {
     assert_eq!(store.gaps(&call.recording_id).await.unwrap(), vec![gap]);
     let listed = store.list_calls(10_000).await.unwrap();
     assert!(listed.iter().any(|c| c.facts.call_id == cid));
+
+    // A CallContext: applied once per digest, the call's desk, advisor and
+    // customer set in the same transaction, the progress untouched.
+    let mut after = got.facts.clone();
+    after.desk = Desk::Corporate;
+    after.advisor_id = "adv-2".into();
+    after.customer_ref = "cust-2".into();
+    let row = ContextRow {
+        call_id: cid.to_string(),
+        digest: "d1".into(),
+        by_actor: "cti".into(),
+        at_us: 9,
+        received_at_us: 10,
+    };
+    assert!(store.call_contexts(&cid).await.unwrap().is_empty());
+    assert!(store.apply_call_context(&row, &after).await.unwrap());
+    let mut other = after.clone();
+    other.advisor_id = "adv-3".into();
+    assert!(
+        !store.apply_call_context(&row, &other).await.unwrap(),
+        "a digest applied before changes nothing"
+    );
+    let now = store.load_call(&cid).await.unwrap().unwrap();
+    assert_eq!(now.facts, after);
+    assert_eq!(now.progress.next_sequence, 12);
+    assert_eq!(store.call_contexts(&cid).await.unwrap(), vec![row]);
 
     // Many rows in one flush (more than one multi-row statement), several calls.
     let many: Vec<NewCall> = (0..3).map(|i| sample_call(&format!("{prefix}-many-{i}"))).collect();

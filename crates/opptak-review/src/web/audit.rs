@@ -77,6 +77,7 @@ pub(crate) const ACTIONS: &[(&str, Msg)] = &[
     ("retention.reclassify", cat::audit::A_RETENTION_RECLASSIFY),
     ("retention.extend", cat::audit::A_RETENTION_EXTEND),
     ("call.reclassify", cat::audit::A_CALL_RECLASSIFY),
+    ("call.context", cat::audit::A_CALL_CONTEXT),
     ("disclosure", cat::audit::A_DISCLOSURE),
     ("subject.export", cat::audit::A_SUBJECT_EXPORT),
     ("subject.erase", cat::audit::A_SUBJECT_ERASE),

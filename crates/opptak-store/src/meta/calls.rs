@@ -2,7 +2,9 @@
 //! recorder's calls, segments, gaps, call updates (ends, KI opt-outs)
 //! durable, and the reads of calls, segments and gaps.
 
-use super::model::{CallEnd, CallRecord, CallUpdate, Flush, GapRow, NewCall, Objection, OptOut, SegmentRow, StoredKey};
+use super::model::{
+    CallEnd, CallRecord, CallUpdate, ContextRow, Flush, GapRow, NewCall, Objection, OptOut, SegmentRow, StoredKey,
+};
 use super::{artifacts::ObjectColumns, db, placeholders, read, Bigint, Flag, SqlStore, Tx, ROWS_PER_STATEMENT};
 use crate::StoreError;
 use opptak_domain::model::{
@@ -487,6 +489,51 @@ async fn insert_gaps(tx: &mut Tx<'_>, rows: &[GapRow]) -> Result<(), StoreError>
     }
     q.execute(&mut **tx).await.map_err(db)?;
     Ok(())
+}
+
+/// A CTI system's `CallContext` (issue 19).
+impl SqlStore {
+    pub(super) async fn apply_call_context(&self, row: &ContextRow, after: &CallFacts) -> Result<bool, StoreError> {
+        let mut tx = self.begin().await?;
+        let fresh = sqlx::query(
+            "INSERT INTO call_contexts (call_id, digest, by_actor, at_us, received_at_us) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (call_id, digest) DO NOTHING",
+        )
+        .bind(row.call_id.as_str())
+        .bind(row.digest.as_str())
+        .bind(row.by_actor.as_str())
+        .bind(row.at_us)
+        .bind(row.received_at_us)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?
+        .rows_affected()
+            == 1;
+        if !fresh {
+            return Ok(false);
+        }
+        sqlx::query("UPDATE calls SET desk = $1, advisor_id = $2, customer_ref = $3 WHERE call_id = $4")
+            .bind(after.desk.as_str())
+            .bind(after.advisor_id.as_str())
+            .bind(after.customer_ref.as_str())
+            .bind(row.call_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    pub(super) async fn call_contexts(&self, call_id: &CallId) -> Result<Vec<ContextRow>, StoreError> {
+        sqlx::query_as(
+            "SELECT call_id, digest, by_actor, at_us, received_at_us FROM call_contexts \
+             WHERE call_id = $1 ORDER BY received_at_us, digest",
+        )
+        .bind(call_id.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(read("call_contexts row"))
+    }
 }
 
 /// KI opt-outs that came before their call started (issue 16, section 8).

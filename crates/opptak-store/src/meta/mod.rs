@@ -32,9 +32,9 @@ mod retention;
 
 pub use conversations::{ConversationRecord, MessageOutcome, MessageRow};
 pub use model::{
-    ArtifactRow, CallEnd, CallRecord, CallUpdate, Compacted, DeletionRow, ExtensionRow, Flush, GapRow, HoldRow, KeyRow,
-    KeyUnder, NewCall, NewCopy, Objection, OptOut, ReclassRow, RetentionRow, SegmentRow, ShredEvidence, StoredKey,
-    StoredObject,
+    ArtifactRow, CallEnd, CallRecord, CallUpdate, Compacted, ContextRow, DeletionRow, ExtensionRow, Flush, GapRow,
+    HoldRow, KeyRow, KeyUnder, NewCall, NewCopy, Objection, OptOut, ReclassRow, RetentionRow, SegmentRow,
+    ShredEvidence, StoredKey, StoredObject,
 };
 
 use crate::StoreError;
@@ -159,6 +159,16 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn extension_of(&self, call_id: &CallId) -> Result<Option<ExtensionRow>, StoreError>;
     async fn set_reclassification(&self, r: &ReclassRow) -> Result<(), StoreError>;
     async fn reclassification_of(&self, call_id: &CallId) -> Result<Option<ReclassRow>, StoreError>;
+    /// Applies a `CallContext` once: records `row` and sets the call's desk,
+    /// advisor and customer to those of `after`, in one transaction. `false`
+    /// (nothing written) when an event of that digest was applied before.
+    async fn apply_call_context(
+        &self,
+        row: &ContextRow,
+        after: &opptak_domain::model::CallFacts,
+    ) -> Result<bool, StoreError>;
+    /// The `CallContext` events applied to a call, in the order received.
+    async fn call_contexts(&self, call_id: &CallId) -> Result<Vec<ContextRow>, StoreError>;
     fn describe(&self) -> String;
     /// One trivial query, for readiness probes: whether the store answers.
     /// Keeps a KI opt-out that came before its call started (idempotent: the first one stays).
@@ -674,6 +684,18 @@ impl MetadataStore for SqlStore {
 
     async fn reclassification_of(&self, call_id: &CallId) -> Result<Option<ReclassRow>, StoreError> {
         self.reclassification_of(call_id).await
+    }
+
+    async fn apply_call_context(
+        &self,
+        row: &ContextRow,
+        after: &opptak_domain::model::CallFacts,
+    ) -> Result<bool, StoreError> {
+        self.apply_call_context(row, after).await
+    }
+
+    async fn call_contexts(&self, call_id: &CallId) -> Result<Vec<ContextRow>, StoreError> {
+        self.call_contexts(call_id).await
     }
 
     fn describe(&self) -> String {

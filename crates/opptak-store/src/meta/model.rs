@@ -249,6 +249,18 @@ pub struct ExtensionRow {
     pub at_us: i64,
 }
 
+/// A `CallContext` event applied to a call (migration 0023): its digest
+/// makes a redelivery a no-op.
+#[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
+pub struct ContextRow {
+    pub call_id: String,
+    /// SHA-256 (hex) of the event's encoding.
+    pub digest: String,
+    pub by_actor: String,
+    pub at_us: i64,
+    pub received_at_us: i64,
+}
+
 /// A compliance officer's reclassification of a call.
 #[derive(Clone, Debug, PartialEq, Eq, sqlx::FromRow)]
 pub struct ReclassRow {

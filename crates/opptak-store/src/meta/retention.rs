@@ -162,6 +162,12 @@ impl SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
+            // Who corrected the context goes too (the audit log keeps the change).
+            sqlx::query("DELETE FROM call_contexts WHERE call_id = $1")
+                .bind(row.call_id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
         }
         tx.commit().await.map_err(db)?;
         if d.key_shredded.is_some() {

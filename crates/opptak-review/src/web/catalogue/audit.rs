@@ -128,6 +128,7 @@ catalogue! {
     A_RETENTION_RECLASSIFY = "Endret oppbevaringsklasse", "Changed the retention class";
     A_RETENTION_EXTEND = "Forlenget oppbevaringen", "Extended the retention";
     A_CALL_RECLASSIFY = "Klassifiserte samtale på nytt", "Reclassified a call";
+    A_CALL_CONTEXT = "Endret samtalens kontekst (CTI)", "Changed a call's context (CTI)";
     A_DISCLOSURE = "Utleverte opptak (utleveringspakke)", "Disclosed a recording (disclosure package)";
     A_SUBJECT_EXPORT = "Innsyn: eksporterte en kundes data", "Access request: exported a customer's data";
     A_SUBJECT_ERASE = "Slettet en kundes data", "Erased a customer's data";
