@@ -28,8 +28,8 @@ pub struct SiprecConfig {
     /// all bound at start.
     pub rtp_ports: String,
     /// Threads reading the RTP sockets (each wakes at most every 2 ms and
-    /// reads every ready socket once); one carries 1,000 calls in well
-    /// under a core.
+    /// reads every ready socket once); one reads 2,000 calls' packets in
+    /// about 0.4 cores.
     #[serde(default = "one")]
     pub rtp_threads: usize,
     /// Length of one AudioChunk.
