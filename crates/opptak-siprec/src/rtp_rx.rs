@@ -19,10 +19,18 @@
 //! (its bus is backlogged), a thread blocks, the sockets' buffers fill and
 //! the kernel drops what does not fit (`RcvbufErrors`), instead of this
 //! process growing without bound.
+//!
+//! A BYE must not overtake the RTP sent before it (the soak found calls
+//! short by their last 20–100 ms under overload). The core marks a
+//! session's ports as draining when it answers the BYE; a thread reads a
+//! draining socket until it is empty, and stamps each batch with the
+//! instant its wake began. Every thread sends a batch at least every
+//! [`HEARTBEAT`], empty or not, so once the core has a batch from every
+//! thread that began after the BYE, all that had reached the ports before
+//! the BYE is in its hands (see `Core::caught_up`).
 
 use rustix::buffer::spare_capacity;
 use rustix::event::{epoll, Timespec};
-use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -39,11 +47,33 @@ const MAX_PACKET: usize = 2048;
 /// Batches on their way to the core, per thread.
 pub(crate) const QUEUE: usize = 64;
 
+/// The longest a thread goes without sending a batch, empty or not.
+pub(crate) const HEARTBEAT: Duration = Duration::from_millis(20);
+
+/// Most packets read from one draining socket in one wake (a socket's
+/// kernel buffer holds a few hundred).
+const DRAIN_MAX: usize = 1024;
+
 /// Packets read by one thread in one wake.
-#[derive(Default)]
 pub(crate) struct Batch {
+    /// The thread that read them.
+    pub(crate) thread: usize,
+    /// When the wake began: every packet queued on a draining socket at
+    /// this instant is in this batch or an earlier one.
+    pub(crate) began: Instant,
     pub(crate) data: Vec<u8>,
     pub(crate) packets: Vec<Received>,
+}
+
+impl Batch {
+    fn new(thread: usize) -> Self {
+        Self {
+            thread,
+            began: Instant::now(),
+            data: Vec::new(),
+            packets: Vec::new(),
+        }
+    }
 }
 
 pub(crate) struct Received {
@@ -69,11 +99,13 @@ pub(crate) struct Receivers {
 
 impl Receivers {
     /// Starts `threads` threads over `sockets` (slot index, socket); socket
-    /// `i` goes to thread `i % threads`.
+    /// `i` goes to thread `i % threads`. `draining[slot]` set means: read
+    /// that slot's socket until it is empty.
     pub(crate) fn start(
         sockets: Vec<(usize, UdpSocket)>,
         threads: usize,
         tx: mpsc::Sender<Batch>,
+        draining: Arc<[AtomicBool]>,
     ) -> std::io::Result<Self> {
         let threads = threads.clamp(1, sockets.len().max(1));
         let mut shares: Vec<Vec<(usize, UdpSocket)>> = (0..threads).map(|_| Vec::new()).collect();
@@ -88,14 +120,19 @@ impl Receivers {
             for (i, (_, s)) in share.iter().enumerate() {
                 epoll::add(&ep, s, epoll::EventData::new_u64(i as u64), epoll::EventFlags::IN)?;
             }
-            let (tx, stop) = (tx.clone(), stop.clone());
+            let (tx, stop, draining) = (tx.clone(), stop.clone(), draining.clone());
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("siprec-rtp-{n}"))
-                    .spawn(move || receive(&ep, &share, &tx, &stop))?,
+                    .spawn(move || receive(n, &ep, &share, &tx, &stop, &draining))?,
             );
         }
         Ok(Self { stop, threads: handles })
+    }
+
+    /// How many threads run (the configured number, at most one per socket).
+    pub(crate) fn len(&self) -> usize {
+        self.threads.len()
     }
 }
 
@@ -108,16 +145,26 @@ impl Drop for Receivers {
     }
 }
 
-fn receive(ep: &impl std::os::fd::AsFd, sockets: &[(usize, UdpSocket)], tx: &mpsc::Sender<Batch>, stop: &AtomicBool) {
-    let mut events: Vec<epoll::Event> = Vec::with_capacity(sockets.len().clamp(1, 4096));
+fn receive(
+    thread: usize,
+    ep: &impl std::os::fd::AsFd,
+    sockets: &[(usize, UdpSocket)],
+    tx: &mpsc::Sender<Batch>,
+    stop: &AtomicBool,
+    draining: &[AtomicBool],
+) {
+    // Room for every socket: a ready one is never left for the next wake.
+    let mut events: Vec<epoll::Event> = Vec::with_capacity(sockets.len().max(1));
     let mut buf = [0u8; MAX_PACKET];
-    let mut batch = Batch::default();
     let poll = Timespec {
         tv_sec: 0,
-        tv_nsec: 100_000_000,
+        tv_nsec: HEARTBEAT.as_nanos() as i64,
     };
-    let mut woke = Instant::now();
+    let mut sent = Instant::now();
     while !stop.load(Ordering::Relaxed) && !tx.is_closed() {
+        // Stamped before the wait: a packet queued now is still queued (only
+        // this thread reads these sockets) when the wait returns it ready.
+        let mut batch = Batch::new(thread);
         events.clear();
         match epoll::wait(ep, spare_capacity(&mut events), Some(&poll)) {
             Ok(_) => {}
@@ -129,30 +176,39 @@ fn receive(ep: &impl std::os::fd::AsFd, sockets: &[(usize, UdpSocket)], tx: &mps
         }
         for ev in &events {
             let (slot, socket) = &sockets[ev.data.u64() as usize];
-            match socket.recv_from(&mut buf) {
-                Ok((n, from)) => {
-                    let start = batch.data.len();
-                    batch.data.extend_from_slice(&buf[..n]);
-                    batch.packets.push(Received {
-                        slot: *slot,
-                        start,
-                        len: n,
-                        from,
-                        at: Instant::now(),
-                    });
+            let reads = if draining[*slot].load(Ordering::SeqCst) {
+                DRAIN_MAX
+            } else {
+                1
+            };
+            for _ in 0..reads {
+                match socket.recv_from(&mut buf) {
+                    Ok((n, from)) => {
+                        let start = batch.data.len();
+                        batch.data.extend_from_slice(&buf[..n]);
+                        batch.packets.push(Received {
+                            slot: *slot,
+                            start,
+                            len: n,
+                            from,
+                            at: Instant::now(),
+                        });
+                    }
+                    // Empty, or an ICMP error queued on the socket: nothing to read.
+                    Err(_) => break,
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
-                // An ICMP error queued on the socket: nothing to read.
-                Err(_) => {}
             }
         }
-        if !batch.packets.is_empty() && tx.blocking_send(std::mem::take(&mut batch)).is_err() {
-            return;
+        let began = batch.began;
+        if !batch.packets.is_empty() || sent.elapsed() >= HEARTBEAT {
+            if tx.blocking_send(batch).is_err() {
+                return;
+            }
+            sent = Instant::now();
         }
-        let spent = woke.elapsed();
+        let spent = began.elapsed();
         if spent < WINDOW {
             std::thread::sleep(WINDOW - spent);
         }
-        woke = Instant::now();
     }
 }

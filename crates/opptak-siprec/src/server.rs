@@ -26,7 +26,7 @@ use opptak_proto::v1;
 use opptak_proto::Message as _;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -269,10 +269,13 @@ pub async fn start(config: &SiprecConfig, bus: Arc<dyn Bus>, topic: &str) -> Res
     }
     let threads = config.rtp_threads.max(1);
     let (rtp_tx, rtp_rx) = mpsc::channel(rtp_rx::QUEUE * threads);
-    let receivers = Receivers::start(sockets, threads, rtp_tx).map_err(|source| ServerError::Bind {
-        addr: format!("rtp receive threads for {}", config.rtp_ports),
-        source,
-    })?;
+    let draining: Arc<[AtomicBool]> = slots.iter().map(|_| AtomicBool::new(false)).collect();
+    let receivers =
+        Receivers::start(sockets, threads, rtp_tx, draining.clone()).map_err(|source| ServerError::Bind {
+            addr: format!("rtp receive threads for {}", config.rtp_ports),
+            source,
+        })?;
+    let passes = vec![Instant::now(); receivers.len()];
     let (pub_tx, pub_rx) = mpsc::unbounded_channel();
     let backlog = Arc::new(AtomicUsize::new(0));
     tasks.push(tokio::spawn(publisher(
@@ -311,6 +314,8 @@ pub async fn start(config: &SiprecConfig, bus: Arc<dyn Bus>, topic: &str) -> Res
             .map_or(5060, |(_, a)| a.port()),
         received_unreported: 0,
         backlogged_until_us: 0,
+        draining,
+        passes,
         tls_port: sip_addrs
             .iter()
             .find(|(t, _)| *t == Transport::Tls)
@@ -613,7 +618,9 @@ struct Sess {
     session_expires: Option<String>,
     /// Where and how a BYE of ours goes (RFC 3261 12.2.1.1).
     bye: ByeTarget,
-    /// The SRC's BYE was answered: the session ends on the first tick after this.
+    /// The SRC's BYE was answered then: the session ends on the first tick
+    /// after `ending_at_us` at which the core has caught up with it.
+    bye_at: Option<Instant>,
     ending_at_us: Option<u64>,
 }
 
@@ -647,6 +654,10 @@ struct Core {
     received_unreported: u64,
     /// The last tick at which the core was backlogged (took no RTP).
     backlogged_until_us: u64,
+    /// Per RTP slot, shared with the receive threads: read it until empty.
+    draining: Arc<[AtomicBool]>,
+    /// Per receive thread, when the wake of its latest batch began.
+    passes: Vec<Instant>,
     /// The UDP listener's port: the Contact of a dialog names the port and
     /// transport it came in on, or the SBC sends BYE and re-INVITE to 5060.
     udp_port: u16,
@@ -656,8 +667,13 @@ struct Core {
 /// session (about 5 s of 1,000 calls at 100 ms chunks; ~1.7 KB each).
 pub const BACKLOG_EVENTS: usize = 50_000;
 
-/// How long a session outlives the SRC's BYE (see the BYE handler).
+/// How long a session outlives the SRC's BYE at least, for RTP the network
+/// delivers after it (see the BYE handler).
 const BYE_GRACE_US: u64 = 100_000;
+
+/// How long a session outlives the BYE at most while the core is not
+/// backlogged, should a receive thread have stopped.
+const BYE_LIMIT_US: u64 = 10_000_000;
 
 const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE";
 const ACCEPT: &str = "application/sdp, application/rs-metadata+xml, multipart/mixed";
@@ -827,12 +843,22 @@ impl Core {
                 if self.sessions.contains_key(&call_id) {
                     let tag = self.sessions.get(&call_id).map(|s| s.local_tag.clone());
                     self.respond(&reply, &msg, 200, tag.as_deref(), &[], None);
-                    // RTP sent just before the BYE may still be queued on its
-                    // ports' reader tasks: the session ends on a tick after
-                    // BYE_GRACE_US, with those packets recorded.
+                    // RTP sent before the BYE may still wait in its ports'
+                    // kernel buffers or in batches on their way here: the
+                    // receive threads drain the ports, and the session ends
+                    // once every thread has handed over a batch read after
+                    // this instant (and BYE_GRACE_US has passed, for RTP
+                    // the network delivers late).
                     let end_at = self.now_us() + BYE_GRACE_US;
                     if let Some(s) = self.sessions.get_mut(&call_id) {
-                        s.ending_at_us.get_or_insert(end_at);
+                        if s.bye_at.is_none() {
+                            for slot in s.slots {
+                                self.draining[slot].store(true, Ordering::SeqCst);
+                            }
+                            s.rec.closing();
+                            s.bye_at = Some(Instant::now());
+                            s.ending_at_us = Some(end_at);
+                        }
                     }
                 } else {
                     self.respond(&reply, &msg, 481, None, &[], None);
@@ -1022,6 +1048,7 @@ impl Core {
                 active_since_us: self.now_us(),
                 session_expires,
                 bye,
+                bye_at: None,
                 ending_at_us: None,
             },
         );
@@ -1339,6 +1366,7 @@ impl Core {
     }
 
     fn rtp_batch(&mut self, b: &Batch) {
+        self.passes[b.thread] = b.began;
         for r in &b.packets {
             self.rtp(r.slot, b.payload(r), r.from, r.at);
         }
@@ -1440,9 +1468,16 @@ impl Core {
                     *next_us = now + *interval_us;
                 }
             }
-            if s.ending_at_us.is_some_and(|t| now >= t) {
-                self.end(&id, v1::EndReason::Unspecified);
-                continue;
+            if let (Some(bye_at), Some(end_at)) = (s.bye_at, s.ending_at_us) {
+                let caught_up = self.passes.iter().all(|p| *p > bye_at);
+                let limit = end_at.max(self.backlogged_until_us) + BYE_LIMIT_US;
+                if now >= end_at && (caught_up || now >= limit) {
+                    if !caught_up {
+                        tracing::warn!(sip_call_id = %id, "siprec session ended without every rtp receive thread caught up with its bye");
+                    }
+                    self.end(&id, v1::EndReason::Unspecified);
+                    continue;
+                }
             }
             s.rec.tick(now);
             let last = s
@@ -1526,6 +1561,7 @@ impl Core {
         for slot in s.slots {
             self.slots[slot].owner = None;
             self.slots[slot].latched = None;
+            self.draining[slot].store(false, Ordering::SeqCst);
             self.free.insert(0, slot);
         }
         self.count_slots_in_use();

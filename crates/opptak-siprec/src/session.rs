@@ -173,6 +173,8 @@ pub struct Recording {
     written_end: u64,
     pending_gap: bool,
     t0_us: Option<u64>,
+    /// The SRC said BYE: what still arrives was sent before it.
+    closing: bool,
     ended: bool,
     events: Vec<v1::TelephonyEvent>,
     notices: Vec<Notice>,
@@ -202,6 +204,7 @@ impl Recording {
             written_end: 0,
             pending_gap: false,
             t0_us: None,
+            closing: false,
             ended: false,
             events: Vec::new(),
             notices: Vec::new(),
@@ -417,7 +420,7 @@ impl Recording {
             return; // already written out: too late
         }
         // Keep the buffer bounded: write out what the lag rule allows first.
-        if end > self.done + self.lag_frames + self.chunk_frames {
+        if !self.closing && end > self.done + self.lag_frames + self.chunk_frames {
             self.advance_to(end - self.lag_frames, false);
         }
         let (skip, start) = if pos < self.done {
@@ -454,6 +457,8 @@ impl Recording {
         let lead = a.end.max(b.end);
         let target = if all {
             lead
+        } else if self.closing {
+            both
         } else {
             both.max(lead.saturating_sub(self.lag_frames))
         };
@@ -607,6 +612,15 @@ impl Recording {
     }
 
     /// The session ends: everything held is written, then `CallEnded`.
+    /// The SRC said BYE. The receive threads now drain each stream's port
+    /// to the end, one stream's whole backlog before the other's: a lead
+    /// no longer makes the other stream's missing frames silence (its
+    /// frames are on their way), and what is held is bounded by the ports'
+    /// kernel buffers. [`Recording::end`] writes it all out.
+    pub fn closing(&mut self) {
+        self.closing = true;
+    }
+
     pub fn end(&mut self, reason: v1::EndReason, ended_at: opptak_proto::Timestamp) {
         if self.ended {
             return;
@@ -827,6 +841,35 @@ mod tests {
             ]
         );
         assert_eq!(got[3].2, interleave(&frame(1, 5), &frame(2, 5)));
+    }
+
+    /// After a BYE the receive threads drain one stream's port before the
+    /// other's: 2 s of the agent, then 2 s of the customer, all read at
+    /// once. Open, the agent's lead past LAG_MS writes the customer's
+    /// frames out as silence; closing, both arrive whole.
+    #[test]
+    fn a_closing_session_waits_for_the_stream_that_is_behind() {
+        for closing in [false, true] {
+            let mut r = rec(20);
+            send(&mut r, Side::Agent, 1, 0, 0, &frame(1, 0), 0);
+            send(&mut r, Side::Customer, 2, 0, 0, &frame(2, 0), 0);
+            if closing {
+                r.closing();
+            }
+            for k in 1..100u16 {
+                send(&mut r, Side::Agent, 1, k, k as u32 * 160, &frame(1, k), 30_000);
+            }
+            for k in 1..100u16 {
+                send(&mut r, Side::Customer, 2, k, k as u32 * 160, &frame(2, k), 30_000);
+            }
+            ended(&mut r);
+            let whole = chunks(&mut r)
+                .iter()
+                .enumerate()
+                .filter(|(k, c)| c.2 == interleave(&frame(1, *k as u16), &frame(2, *k as u16)))
+                .count();
+            assert_eq!(whole == 100, closing, "{whole} whole chunks, closing {closing}");
+        }
     }
 
     #[test]

@@ -1028,6 +1028,12 @@ fn stereo(k: u16) -> Vec<u8> {
 
 /// Sends packet `k` of both streams (PCMU, 20 ms).
 async fn send_pair(agent: &UdpSocket, cust: &UdpSocket, to_agent: SocketAddr, to_cust: SocketAddr, k: u16) {
+    send_pair_now(agent, cust, to_agent, to_cust, k).await;
+    tokio::time::sleep(Duration::from_millis(2)).await;
+}
+
+/// [`send_pair`] without the pause after it.
+async fn send_pair_now(agent: &UdpSocket, cust: &UdpSocket, to_agent: SocketAddr, to_cust: SocketAddr, k: u16) {
     agent
         .send_to(
             &rtp::build(0, 100 + k, k as u32 * 160, 1, false, &audio(1, k)),
@@ -1041,7 +1047,6 @@ async fn send_pair(agent: &UdpSocket, cust: &UdpSocket, to_agent: SocketAddr, to
     )
     .await
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(2)).await;
 }
 
 #[tokio::test]
@@ -1310,5 +1315,54 @@ async fn a_metadata_update_with_a_new_agent_publishes_a_call_context() {
         .any(|e| matches!(e.event, Some(Event::AudioChunk(_)))));
     assert!(matches!(events.last().unwrap().event, Some(Event::CallEnded(_))));
     assert_eq!(chunks_of(&events).len(), 8, "the audio is unaffected");
+    srv.stop().await;
+}
+
+/// The soak's finding: a BYE overtook the last RTP of a call. Here the SRC
+/// sends a burst of packets (as an SBC flushing its buffer does) and the BYE
+/// right behind it: the burst waits in the ports' kernel buffers while the
+/// BYE is answered, and the session must not end before every packet that
+/// arrived before the BYE was read. Each packet counts: the recording is
+/// the whole burst.
+#[tokio::test]
+async fn a_bye_right_behind_a_burst_of_rtp_ends_the_call_with_the_whole_burst() {
+    let bus: Arc<dyn Bus> = Arc::new(MemoryBus::new());
+    let srv = start(4, bus.clone()).await;
+    let sip_addr = srv.sip_addr(Transport::Udp).unwrap();
+    let c = Udp::new(sip_addr).await;
+    c.send(&siprec_invite("call-burst", "UDP", &good_sdp(), &metadata()))
+        .await;
+    let ok = c.final_response().await;
+    assert_eq!(code(&ok), 200);
+    let to_tag = ok.tag("To").unwrap().to_owned();
+    c.send(&request("ACK", "call-burst", 1, Some(&to_tag), "UDP", None, b""))
+        .await;
+    let (cust_port, agent_port) = answer_ports(&ok);
+    let agent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let cust = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let (to_agent, to_cust) = (
+        SocketAddr::new(sip_addr.ip(), agent_port),
+        SocketAddr::new(sip_addr.ip(), cust_port),
+    );
+    // The first pair latches both streams and starts the call's clock.
+    send_pair(&agent, &cust, to_agent, to_cust, 0).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // 2.4 s of audio at once: more than reading one packet per port every
+    // 2 ms drains within the BYE's 100 ms grace.
+    const N: u16 = 120;
+    for k in 1..N {
+        send_pair_now(&agent, &cust, to_agent, to_cust, k).await;
+    }
+    c.send(&request("BYE", "call-burst", 2, Some(&to_tag), "UDP", None, b""))
+        .await;
+    assert_eq!(code(&c.final_response().await), 200);
+    let events = events_until_end(&bus, "t-burst").await;
+    let got = chunks_of(&events);
+    assert_eq!(got.len(), N as usize, "one chunk per packet pair of the burst");
+    assert_eq!(
+        got.iter().map(|g| g.2.clone()).collect::<Vec<_>>(),
+        (0..N).map(stereo).collect::<Vec<_>>()
+    );
+    assert_eq!(srv.counters.rtp_received.load(Ordering::Relaxed), 2 * N as u64);
     srv.stop().await;
 }
