@@ -245,6 +245,13 @@ struct CallState {
 }
 
 impl CallState {
+    /// Records the opt-out; says whether the call is already complete.
+    fn stop_ki(&mut self, opt_out: &OptOut) -> bool {
+        self.opt_out = Some(opt_out.clone());
+        self.dirty = true;
+        self.complete
+    }
+
     /// Appends released pieces to the unsealed buffer; returns the bytes added.
     fn absorb(&mut self, pieces: Vec<Piece<Source>>) -> usize {
         let before = self.buf.len();
@@ -666,14 +673,8 @@ impl Recorder {
                             requested_by: o.requested_by.clone(),
                             offset_us,
                         };
-                        call.opt_out = Some(opt_out.clone());
-                        call.dirty = true;
-                        let complete = call.complete;
-                        self.ki_purge.push((call_id.clone(), opt_out));
-                        if complete {
-                            // After the end: the KI copy's retention ends now.
-                            self.reroute.push(call_id.clone());
-                        }
+                        let complete = call.stop_ki(&opt_out);
+                        self.ki_stopped(&call_id, opt_out, complete);
                     }
                 } else {
                     // Before its CallStarted (the telephony system's producers
@@ -1227,15 +1228,19 @@ impl Recorder {
             return Ok(());
         };
         tracing::info!(call_id = %call_id, kind = %o.kind, "the customer named by a call context objected to KI before: KI stops");
-        call.opt_out = Some(opt_out.clone());
-        call.dirty = true;
-        let complete = call.complete;
+        let complete = call.stop_ki(&opt_out);
+        self.ki_stopped(call_id, opt_out, complete);
+        Ok(())
+    }
+
+    /// After [`CallState::stop_ki`]: the call's KI artifacts are purged at
+    /// the next flush; a call already complete has its KI copy's retention
+    /// end now.
+    fn ki_stopped(&mut self, call_id: &CallId, opt_out: OptOut, complete: bool) {
         self.ki_purge.push((call_id.clone(), opt_out));
         if complete {
-            // After the end: the KI copy's retention ends now.
             self.reroute.push(call_id.clone());
         }
-        Ok(())
     }
 
     /// After a rebalance, drops the state of calls whose partition moved to

@@ -154,6 +154,13 @@ impl Udp {
             }
         }
     }
+
+    /// The SRC hangs up: a BYE in the dialog, answered 200.
+    async fn bye(&self, call_id: &str, cseq: u32, to_tag: &str) {
+        self.send(&request("BYE", call_id, cseq, Some(to_tag), "UDP", None, b""))
+            .await;
+        assert_eq!(code(&self.final_response().await), 200);
+    }
 }
 
 fn code(m: &Message) -> u16 {
@@ -292,9 +299,7 @@ async fn a_siprec_call_becomes_the_contracts_events_exactly() {
         }
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
-    c.send(&request("BYE", "call-a", 2, Some(&to_tag), "UDP", None, b""))
-        .await;
-    assert_eq!(code(&c.final_response().await), 200);
+    c.bye("call-a", 2, &to_tag).await;
 
     let events = events_until_end(&bus, "t1").await;
     let Some(Event::CallStarted(started)) = &events[0].event else {
@@ -808,9 +813,7 @@ async fn l16_wideband_is_chosen_and_recorded_sample_identical_as_the_contracts_l
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
-    c.send(&request("BYE", "call-l16", 2, Some(&tag), "UDP", None, b""))
-        .await;
-    assert_eq!(code(&c.final_response().await), 200);
+    c.bye("call-l16", 2, &tag).await;
 
     let events = events_until_end(&bus, "l16").await;
     let Some(Event::CallStarted(started)) = &events[0].event else {
@@ -1141,8 +1144,7 @@ async fn re_invite_pause_is_a_gap_codec_change_is_refused_and_metadata_updates()
     .await;
     assert_eq!(code(&c.final_response().await), 400);
     tokio::time::sleep(Duration::from_millis(50)).await;
-    c.send(&request("BYE", "call-p", 7, Some(&tag), "UDP", None, b"")).await;
-    assert_eq!(code(&c.final_response().await), 200);
+    c.bye("call-p", 7, &tag).await;
 
     let got = chunks_of(&events_until_end(&bus, "t4").await);
     let seqs: Vec<u64> = got.iter().map(|g| g.0).collect();
@@ -1276,8 +1278,7 @@ async fn a_metadata_update_with_a_new_agent_publishes_a_call_context() {
         send_pair(&agent, &cust, to_agent, to_cust, k).await;
     }
     tokio::time::sleep(Duration::from_millis(50)).await;
-    c.send(&request("BYE", "call-t", 4, Some(&tag), "UDP", None, b"")).await;
-    assert_eq!(code(&c.final_response().await), 200);
+    c.bye("call-t", 4, &tag).await;
 
     let events = events_until_end(&bus, "t-cti").await;
     let Some(Event::CallStarted(s)) = &events[0].event else {
@@ -1353,9 +1354,7 @@ async fn a_bye_right_behind_a_burst_of_rtp_ends_the_call_with_the_whole_burst() 
     for k in 1..N {
         send_pair_now(&agent, &cust, to_agent, to_cust, k).await;
     }
-    c.send(&request("BYE", "call-burst", 2, Some(&to_tag), "UDP", None, b""))
-        .await;
-    assert_eq!(code(&c.final_response().await), 200);
+    c.bye("call-burst", 2, &to_tag).await;
     let events = events_until_end(&bus, "t-burst").await;
     let got = chunks_of(&events);
     assert_eq!(got.len(), N as usize, "one chunk per packet pair of the burst");
