@@ -66,12 +66,14 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
-    fn new(thread: usize) -> Self {
+    /// Sized like the last batch, so a busy thread does not grow its
+    /// buffers by doubling on every wake.
+    fn new(thread: usize, like: (usize, usize)) -> Self {
         Self {
             thread,
             began: Instant::now(),
-            data: Vec::new(),
-            packets: Vec::new(),
+            data: Vec::with_capacity(like.0),
+            packets: Vec::with_capacity(like.1),
         }
     }
 }
@@ -161,10 +163,11 @@ fn receive(
         tv_nsec: HEARTBEAT.as_nanos() as i64,
     };
     let mut sent = Instant::now();
+    let mut like = (0, 0);
     while !stop.load(Ordering::Relaxed) && !tx.is_closed() {
         // Stamped before the wait: a packet queued now is still queued (only
         // this thread reads these sockets) when the wait returns it ready.
-        let mut batch = Batch::new(thread);
+        let mut batch = Batch::new(thread, like);
         events.clear();
         match epoll::wait(ep, spare_capacity(&mut events), Some(&poll)) {
             Ok(_) => {}
@@ -200,6 +203,7 @@ fn receive(
             }
         }
         let began = batch.began;
+        like = (batch.data.len(), batch.packets.len());
         if !batch.packets.is_empty() || sent.elapsed() >= HEARTBEAT {
             if tx.blocking_send(batch).is_err() {
                 return;

@@ -1374,11 +1374,11 @@ impl Core {
 
     fn rtp(&mut self, slot: usize, data: &[u8], from: SocketAddr, at: Instant) {
         let m = opptak_telemetry::metrics();
-        let Some((call_id, side)) = self.slots[slot].owner.clone() else {
+        if self.slots[slot].owner.is_none() {
             self.counters.rtp_unknown_session.fetch_add(1, Ordering::Relaxed);
             m.siprec_packets("unknown_session", 1);
             return;
-        };
+        }
         let packet = match rtp::parse(data) {
             Ok(p) => p,
             Err(_) => {
@@ -1398,14 +1398,21 @@ impl Core {
             Some(_) => {}
         }
         let now = at.saturating_duration_since(self.clock).as_micros() as u64;
-        let Some(s) = self.sessions.get_mut(&*call_id) else {
+        let Some((call_id, side)) = &self.slots[slot].owner else {
+            return;
+        };
+        let Some(s) = self.sessions.get_mut(&**call_id) else {
             return;
         };
         // Added to the metric on each tick: a labelled lookup per packet costs.
         self.received_unreported += 1;
         self.counters.rtp_received.fetch_add(1, Ordering::Relaxed);
-        s.rec.packet(side, &packet, now);
-        self.drain(&call_id);
+        s.rec.packet(*side, &packet, now);
+        // Most packets complete no chunk: no second lookup for them.
+        if s.rec.has_output() {
+            let call_id = Arc::clone(call_id);
+            self.drain(&call_id);
+        }
     }
 
     /// Publishes a session's new events and handles its notices.

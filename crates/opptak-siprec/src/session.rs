@@ -38,6 +38,9 @@ use std::collections::VecDeque;
 pub const LAG_MS: u64 = 500;
 /// A timestamp disagreeing with arrival by more than this (1 s) re-anchors.
 pub const JUMP_MS: u64 = 1000;
+/// Payload buffers a session keeps for reuse (a jitter buffer's depth per
+/// stream is about what is in flight).
+const SPARE_BUFFERS: usize = 16;
 /// Without packets this long, held packets and audio are written out.
 pub const QUIET_US: u64 = 300_000;
 /// The recorder's bound per missing chunk (the contract's largest
@@ -181,6 +184,9 @@ pub struct Recording {
     /// The business context last sent (CallStarted or CallContext).
     context: Context,
     scratch: Vec<Out>,
+    /// Payload buffers of packets placed, for the next packets to reuse
+    /// (an allocation per packet was a measurable share of the role's CPU).
+    spare: Vec<Vec<u8>>,
     /// A payload in the contract's encoding.
     converted: Vec<u8>,
 }
@@ -210,6 +216,7 @@ impl Recording {
             notices: Vec::new(),
             context: Context::of(&started),
             scratch: Vec::new(),
+            spare: Vec::new(),
             converted: Vec::new(),
         };
         r.push_event(Event::CallStarted(started));
@@ -283,6 +290,11 @@ impl Recording {
     }
 
     /// Events ready to publish, in order.
+    /// Events or notices wait to be taken.
+    pub fn has_output(&self) -> bool {
+        !self.events.is_empty() || !self.notices.is_empty()
+    }
+
     pub fn take_events(&mut self) -> Vec<v1::TelephonyEvent> {
         std::mem::take(&mut self.events)
     }
@@ -321,12 +333,15 @@ impl Recording {
         }
         ch.last_transit = Some(transit);
         ch.last_arrival_us = now_us;
+        let mut payload = self.spare.pop().unwrap_or_default();
+        payload.clear();
+        payload.extend_from_slice(p.payload);
         let held = Held {
             sequence: p.sequence,
             timestamp: p.timestamp,
             payload_type: p.payload_type,
             marker: p.marker,
-            payload: p.payload.to_vec(),
+            payload,
             arrival_us: now_us,
         };
         let mut out = std::mem::take(&mut self.scratch);
@@ -410,6 +425,9 @@ impl Recording {
         self.codec.to_contract(&h.payload, &mut converted);
         self.write(i, pos, &converted);
         self.converted = converted;
+        if self.spare.len() < SPARE_BUFFERS {
+            self.spare.push(h.payload);
+        }
     }
 
     /// Writes whole samples (`payload` in the contract's encoding) at frame `pos`.
