@@ -251,6 +251,7 @@ pub async fn start(config: &SiprecConfig, bus: Arc<dyn Bus>, topic: &str) -> Res
                 slots.push(Slot {
                     port,
                     owner: None,
+                    session: 0,
                     latched: None,
                 });
             }
@@ -300,7 +301,7 @@ pub async fn start(config: &SiprecConfig, bus: Arc<dyn Bus>, topic: &str) -> Res
     let core = Core {
         config: config.clone(),
         advertise,
-        sessions: HashMap::new(),
+        sessions: Sessions::default(),
         slots,
         free: Vec::new(),
         pub_tx,
@@ -573,10 +574,84 @@ async fn publisher(
     }
 }
 
+/// The open sessions by SIP Call-ID, each at a fixed index while it
+/// lives (the RTP path's way in; SIP looks up by Call-ID, with SipHash
+/// because the Call-ID is the peer's choice).
+#[derive(Default)]
+struct Sessions {
+    index: HashMap<String, usize>,
+    slab: Vec<Option<Sess>>,
+    vacant: Vec<usize>,
+}
+
+impl Sessions {
+    /// Adds or replaces the session of `call_id`; returns its index.
+    fn insert(&mut self, call_id: String, s: Sess) -> usize {
+        if let Some(&i) = self.index.get(&call_id) {
+            self.slab[i] = Some(s);
+            return i;
+        }
+        let i = match self.vacant.pop() {
+            Some(i) => {
+                self.slab[i] = Some(s);
+                i
+            }
+            None => {
+                self.slab.push(Some(s));
+                self.slab.len() - 1
+            }
+        };
+        self.index.insert(call_id, i);
+        i
+    }
+
+    fn remove(&mut self, call_id: &str) -> Option<Sess> {
+        let i = self.index.remove(call_id)?;
+        self.vacant.push(i);
+        self.slab[i].take()
+    }
+
+    fn get(&self, call_id: &str) -> Option<&Sess> {
+        self.index.get(call_id).and_then(|&i| self.slab[i].as_ref())
+    }
+
+    fn get_mut(&mut self, call_id: &str) -> Option<&mut Sess> {
+        let i = *self.index.get(call_id)?;
+        self.slab[i].as_mut()
+    }
+
+    fn at_mut(&mut self, index: usize) -> Option<&mut Sess> {
+        self.slab.get_mut(index).and_then(Option::as_mut)
+    }
+
+    fn contains_key(&self, call_id: &str) -> bool {
+        self.index.contains_key(call_id)
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &String> {
+        self.index.keys()
+    }
+
+    fn len(&self) -> usize {
+        self.index.len()
+    }
+}
+
+impl std::ops::Index<&str> for Sessions {
+    type Output = Sess;
+
+    fn index(&self, call_id: &str) -> &Sess {
+        self.get(call_id).expect("a session checked to exist")
+    }
+}
+
 struct Slot {
     port: u16,
     /// (SIP Call-ID, side) using it.
     owner: Option<(Arc<str>, Side)>,
+    /// The owner's place in [`Sessions`]: a packet finds its session
+    /// without hashing the Call-ID.
+    session: usize,
     /// Symmetric RTP: the first source address of the session's stream.
     latched: Option<SocketAddr>,
 }
@@ -637,7 +712,7 @@ struct ByeTarget {
 struct Core {
     config: SiprecConfig,
     advertise: IpAddr,
-    sessions: HashMap<String, Sess>,
+    sessions: Sessions,
     slots: Vec<Slot>,
     free: Vec<usize>,
     pub_tx: mpsc::UnboundedSender<PublishJob>,
@@ -1030,7 +1105,7 @@ impl Core {
             to: msg.header("From").unwrap_or("").to_owned(),
             reply: reply.clone(),
         };
-        self.sessions.insert(
+        let index = self.sessions.insert(
             call_id.clone(),
             Sess {
                 state: State::Starting {
@@ -1052,6 +1127,9 @@ impl Core {
                 ending_at_us: None,
             },
         );
+        for slot in slots {
+            self.slots[slot].session = index;
+        }
         self.counters.sessions_started.fetch_add(1, Ordering::Relaxed);
         opptak_telemetry::metrics().siprec_sessions.inc();
         self.publish(PublishJob {
@@ -1401,7 +1479,7 @@ impl Core {
         let Some((call_id, side)) = &self.slots[slot].owner else {
             return;
         };
-        let Some(s) = self.sessions.get_mut(&**call_id) else {
+        let Some(s) = self.sessions.at_mut(self.slots[slot].session) else {
             return;
         };
         // Added to the metric on each tick: a labelled lookup per packet costs.
