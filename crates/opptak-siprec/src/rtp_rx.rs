@@ -33,7 +33,7 @@ use rustix::buffer::spare_capacity;
 use rustix::event::{epoll, Timespec};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -65,16 +65,35 @@ pub(crate) struct Batch {
     pub(crate) packets: Vec<Received>,
 }
 
-impl Batch {
-    /// Sized like the last batch, so a busy thread does not grow its
-    /// buffers by doubling on every wake.
-    fn new(thread: usize, like: (usize, usize)) -> Self {
-        Self {
+/// Batches the core has handled, for the threads to fill again: a batch
+/// allocated on one thread and freed on another on every wake was a
+/// measurable share of the role's CPU in the allocator.
+#[derive(Clone, Default)]
+pub(crate) struct Spares(Arc<Mutex<Vec<Batch>>>);
+
+impl Spares {
+    /// Hands a handled batch back.
+    pub(crate) fn give(&self, b: Batch) {
+        if let Ok(mut v) = self.0.lock() {
+            if v.len() < QUEUE {
+                v.push(b);
+            }
+        }
+    }
+
+    fn take(&self, thread: usize) -> Batch {
+        let spare = self.0.lock().ok().and_then(|mut v| v.pop());
+        let mut b = spare.unwrap_or_else(|| Batch {
             thread,
             began: Instant::now(),
-            data: Vec::with_capacity(like.0),
-            packets: Vec::with_capacity(like.1),
-        }
+            data: Vec::new(),
+            packets: Vec::new(),
+        });
+        b.thread = thread;
+        b.began = Instant::now();
+        b.data.clear();
+        b.packets.clear();
+        b
     }
 }
 
@@ -108,6 +127,7 @@ impl Receivers {
         threads: usize,
         tx: mpsc::Sender<Batch>,
         draining: Arc<[AtomicBool]>,
+        spares: Spares,
     ) -> std::io::Result<Self> {
         let threads = threads.clamp(1, sockets.len().max(1));
         let mut shares: Vec<Vec<(usize, UdpSocket)>> = (0..threads).map(|_| Vec::new()).collect();
@@ -122,11 +142,11 @@ impl Receivers {
             for (i, (_, s)) in share.iter().enumerate() {
                 epoll::add(&ep, s, epoll::EventData::new_u64(i as u64), epoll::EventFlags::IN)?;
             }
-            let (tx, stop, draining) = (tx.clone(), stop.clone(), draining.clone());
+            let (tx, stop, draining, spares) = (tx.clone(), stop.clone(), draining.clone(), spares.clone());
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("siprec-rtp-{n}"))
-                    .spawn(move || receive(n, &ep, &share, &tx, &stop, &draining))?,
+                    .spawn(move || receive(n, &ep, &share, &tx, &stop, &draining, &spares))?,
             );
         }
         Ok(Self { stop, threads: handles })
@@ -154,6 +174,7 @@ fn receive(
     tx: &mpsc::Sender<Batch>,
     stop: &AtomicBool,
     draining: &[AtomicBool],
+    spares: &Spares,
 ) {
     // Room for every socket: a ready one is never left for the next wake.
     let mut events: Vec<epoll::Event> = Vec::with_capacity(sockets.len().max(1));
@@ -163,11 +184,10 @@ fn receive(
         tv_nsec: HEARTBEAT.as_nanos() as i64,
     };
     let mut sent = Instant::now();
-    let mut like = (0, 0);
     while !stop.load(Ordering::Relaxed) && !tx.is_closed() {
         // Stamped before the wait: a packet queued now is still queued (only
         // this thread reads these sockets) when the wait returns it ready.
-        let mut batch = Batch::new(thread, like);
+        let mut batch = spares.take(thread);
         events.clear();
         match epoll::wait(ep, spare_capacity(&mut events), Some(&poll)) {
             Ok(_) => {}
@@ -203,7 +223,6 @@ fn receive(
             }
         }
         let began = batch.began;
-        like = (batch.data.len(), batch.packets.len());
         if !batch.packets.is_empty() || sent.elapsed() >= HEARTBEAT {
             if tx.blocking_send(batch).is_err() {
                 return;

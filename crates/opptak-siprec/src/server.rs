@@ -15,7 +15,7 @@
 use crate::config::{SiprecConfig, Transport, Validated};
 use crate::metadata::{self, Metadata, Sides};
 use crate::rtp;
-use crate::rtp_rx::{self, Batch, Receivers};
+use crate::rtp_rx::{self, Batch, Receivers, Spares};
 use crate::sdp::{self, Offer};
 use crate::session::{self, Notice, Recording, Side};
 use crate::sip::{self, Message, SipError, StartLine};
@@ -271,11 +271,13 @@ pub async fn start(config: &SiprecConfig, bus: Arc<dyn Bus>, topic: &str) -> Res
     let threads = config.rtp_threads.max(1);
     let (rtp_tx, rtp_rx) = mpsc::channel(rtp_rx::QUEUE * threads);
     let draining: Arc<[AtomicBool]> = slots.iter().map(|_| AtomicBool::new(false)).collect();
-    let receivers =
-        Receivers::start(sockets, threads, rtp_tx, draining.clone()).map_err(|source| ServerError::Bind {
+    let spares = Spares::default();
+    let receivers = Receivers::start(sockets, threads, rtp_tx, draining.clone(), spares.clone()).map_err(|source| {
+        ServerError::Bind {
             addr: format!("rtp receive threads for {}", config.rtp_ports),
             source,
-        })?;
+        }
+    })?;
     let passes = vec![Instant::now(); receivers.len()];
     let (pub_tx, pub_rx) = mpsc::unbounded_channel();
     let backlog = Arc::new(AtomicUsize::new(0));
@@ -317,6 +319,7 @@ pub async fn start(config: &SiprecConfig, bus: Arc<dyn Bus>, topic: &str) -> Res
         backlogged_until_us: 0,
         draining,
         passes,
+        spares,
         tls_port: sip_addrs
             .iter()
             .find(|(t, _)| *t == Transport::Tls)
@@ -733,6 +736,8 @@ struct Core {
     draining: Arc<[AtomicBool]>,
     /// Per receive thread, when the wake of its latest batch began.
     passes: Vec<Instant>,
+    /// Where handled batches go back to the receive threads.
+    spares: Spares,
     /// The UDP listener's port: the Contact of a dialog names the port and
     /// transport it came in on, or the SBC sends BYE and re-INVITE to 5060.
     udp_port: u16,
@@ -781,7 +786,10 @@ impl Core {
                 input = rx.recv() => input,
                 batch = rtp.recv(), if rtp_open && !self.backlogged() => {
                     match batch {
-                        Some(b) => self.rtp_batch(&b),
+                        Some(b) => {
+                            self.rtp_batch(&b);
+                            self.spares.give(b);
+                        }
                         None => rtp_open = false,
                     }
                     continue;

@@ -450,6 +450,15 @@ impl Recording {
         let ch = &mut self.channels[i];
         let off = (start - self.done) as usize;
         let need = (end - self.done) as usize;
+        let n = (end - start) as usize;
+        let data = &payload[skip * bps..(skip + n) * bps];
+        if off == ch.present.len() {
+            // Right after what is held (nearly every packet): append.
+            ch.samples.extend(data);
+            ch.present.resize(need, true);
+            ch.end = ch.end.max(end);
+            return;
+        }
         if ch.present.len() < need {
             let add = need - ch.present.len();
             match silence {
@@ -461,10 +470,9 @@ impl Recording {
             }
             ch.present.resize(need, false);
         }
-        let n = (end - start) as usize;
         // Slice copies: a loop per byte over a VecDeque range was the
         // role's largest single cost per packet (BENCHMARKS.md).
-        copy_into(&mut ch.samples, off * bps, &payload[skip * bps..(skip + n) * bps]);
+        copy_into(&mut ch.samples, off * bps, data);
         fill(&mut ch.present, off, n, true);
         ch.end = ch.end.max(end);
     }
