@@ -359,7 +359,7 @@ pub async fn run(edges: &Edges, spec: &SiprecLoadSpec) -> Result<SiprecLoadRepor
         spec.calls
     };
     let bus: Arc<dyn opptak_bus::Bus> = Arc::new(TimingBus::new(edges.bus.clone(), timeline.clone()));
-    let server = opptak_siprec::server::start(&config, bus, &topic).await?;
+    let server = opptak_siprec::server::start(&config, bus, &topic, edges.policy.clone()).await?;
     let target = server
         .sip_addr(spec.transport)
         .ok_or_else(|| anyhow::anyhow!("the siprec role has no listener for the transport"))?;

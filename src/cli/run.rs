@@ -94,7 +94,9 @@ pub(crate) async fn run_roles(config: Config, roles: Vec<Role>) -> Result<()> {
             }
             Role::Siprec => {
                 let topic = opptak::topics::telephony_topic(&edges.config);
-                let server = opptak_siprec::server::start(&edges.config.siprec, edges.bus.clone(), &topic).await?;
+                let server =
+                    opptak_siprec::server::start(&edges.config.siprec, edges.bus.clone(), &topic, edges.policy.clone())
+                        .await?;
                 siprec.push(server);
             }
             Role::Transcriber => transcribe = true,

@@ -1243,7 +1243,7 @@ customer_informed = false
         );
         let config: SiprecConfig = toml::from_str(&text).unwrap();
         let topic = edges.config.recorder_config().topics.telephony;
-        let handle = opptak_siprec::server::start(&config, edges.bus.clone(), &topic)
+        let handle = opptak_siprec::server::start(&config, edges.bus.clone(), &topic, edges.policy.clone())
             .await
             .unwrap();
         Self {

@@ -22,6 +22,7 @@ use crate::sip::{self, Message, SipError, StartLine};
 use bytes::Bytes;
 use opptak_bus::{Bus, Outgoing};
 use opptak_domain::model::{Desk, ServiceCategory};
+use opptak_domain::retention::Policy;
 use opptak_proto::v1;
 use opptak_proto::Message as _;
 use std::collections::HashMap;
@@ -164,8 +165,14 @@ struct PublishJob {
 }
 
 /// Binds the listeners and the RTP pool and starts serving. `topic` is the
-/// telephony topic's full name.
-pub async fn start(config: &SiprecConfig, bus: Arc<dyn Bus>, topic: &str) -> Result<ServerHandle, ServerError> {
+/// telephony topic's full name; `policy` the retention policy in force (a
+/// transfer never takes a call out of a context it archives).
+pub async fn start(
+    config: &SiprecConfig,
+    bus: Arc<dyn Bus>,
+    topic: &str,
+    policy: Arc<Policy>,
+) -> Result<ServerHandle, ServerError> {
     let v: Validated = config.validate().map_err(ServerError::Config)?;
     let (core_tx, core_rx) = mpsc::unbounded_channel();
     let counters = Arc::new(Counters::default());
@@ -320,6 +327,7 @@ pub async fn start(config: &SiprecConfig, bus: Arc<dyn Bus>, topic: &str) -> Res
         draining,
         passes,
         spares,
+        policy,
         tls_port: sip_addrs
             .iter()
             .find(|(t, _)| *t == Transport::Tls)
@@ -738,6 +746,8 @@ struct Core {
     passes: Vec<Instant>,
     /// Where handled batches go back to the receive threads.
     spares: Spares,
+    /// The retention policy in force: which contexts are archived.
+    policy: Arc<Policy>,
     /// The UDP listener's port: the Contact of a dialog names the port and
     /// transport it came in on, or the SBC sends BYE and re-INVITE to 5060.
     udp_port: u16,
@@ -1421,7 +1431,9 @@ impl Core {
         if let Some(ctx) = context {
             let s = self.sessions.get_mut(call_id).expect("checked above");
             let reason = format!("siprec metadata update (agent {})", ctx.advisor_id);
-            if s.rec.update_context(ctx, "siprec", &reason, now_timestamp()) {
+            if s.rec
+                .update_context(ctx, &self.policy, "siprec", &reason, now_timestamp())
+            {
                 tracing::info!(call_id = %s.rec.call_id(), "siprec call context changed: CallContext sent");
                 self.drain(call_id);
             }

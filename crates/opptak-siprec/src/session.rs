@@ -30,6 +30,8 @@
 
 use crate::jitter::{Held, JitterBuffer, Out};
 use crate::rtp::{self, Codec};
+use opptak_domain::retention::{ArtifactKind, Policy, RetentionFacts};
+use opptak_proto::convert;
 use opptak_proto::v1::{self, telephony_event::Event};
 use std::collections::VecDeque;
 
@@ -128,12 +130,23 @@ pub struct Context {
 }
 
 impl Context {
-    /// Archived for 5 years by the shipped policy: investment advice, or an
-    /// advisory desk. A transfer never takes a call out of it (the recording
-    /// holds the advice given before the transfer).
-    fn archived(&self) -> bool {
-        self.service_category == v1::ServiceCategory::InvestmentAdvice
-            || matches!(self.desk, v1::Desk::Markets | v1::Desk::PrivateBanking)
+    /// The retention policy in force keeps an archive copy of a call in
+    /// this context (the shipped one: investment advice, or an advisory
+    /// desk). A transfer never takes a call out of it: the recording holds
+    /// the advice given before the transfer.
+    fn archived(&self, policy: &Policy) -> bool {
+        let facts = RetentionFacts {
+            service_category: convert::service_category(self.service_category as i32),
+            desk: convert::desk(self.desk as i32),
+            ki_active: false,
+            ended_at_us: 0,
+            opt_out_at_us: None,
+            reclassified: None,
+            holds: Vec::new(),
+            extension: None,
+            conversation: None,
+        };
+        policy.decide(&facts, ArtifactKind::ArchiveCopy).kept
     }
 
     fn of(s: &v1::CallStarted) -> Self {
@@ -234,9 +247,16 @@ impl Recording {
     /// refuses them): those fields stay as they were. A call in an archived
     /// context keeps its desk and service (only the advisor changes): a
     /// transfer adds to what the recording holds, it does not undo it.
-    pub fn update_context(&mut self, mut now: Context, by: &str, reason: &str, at: opptak_proto::Timestamp) -> bool {
+    pub fn update_context(
+        &mut self,
+        mut now: Context,
+        policy: &Policy,
+        by: &str,
+        reason: &str,
+        at: opptak_proto::Timestamp,
+    ) -> bool {
         let old = &self.context;
-        if old.archived() && !now.archived() {
+        if old.archived(policy) && !now.archived(policy) {
             now.desk = old.desk;
             now.service_category = old.service_category;
         }
@@ -894,6 +914,57 @@ mod tests {
         assert_eq!(got[3].2, interleave(&frame(1, 5), &frame(2, 5)));
     }
 
+    /// Which contexts a transfer cannot leave comes from the retention
+    /// policy in force: the shipped one archives investment advice and the
+    /// advisory desks; a bank's policy that also archives `corporate` makes
+    /// that desk archived here too.
+    #[test]
+    fn archived_contexts_are_the_policys() {
+        let shipped = Policy::default_policy();
+        let text = opptak_domain::retention::DEFAULT_POLICY
+            .replace(
+                r#"desk = ["markets", "private_banking"], service_category"#,
+                r#"desk = ["markets", "private_banking", "corporate"], service_category"#,
+            )
+            .replace(
+                r#"desk = ["customer_center", "corporate", "unspecified"], service_category"#,
+                r#"desk = ["customer_center", "unspecified"], service_category"#,
+            );
+        let corporate_too = Policy::parse(&text).unwrap();
+        let desks = [
+            v1::Desk::Unspecified,
+            v1::Desk::CustomerCenter,
+            v1::Desk::Markets,
+            v1::Desk::PrivateBanking,
+            v1::Desk::Corporate,
+        ];
+        for desk in desks {
+            for category in [
+                v1::ServiceCategory::Unspecified,
+                v1::ServiceCategory::InvestmentAdvice,
+                v1::ServiceCategory::Loan,
+                v1::ServiceCategory::Savings,
+                v1::ServiceCategory::Insurance,
+                v1::ServiceCategory::Payments,
+                v1::ServiceCategory::General,
+            ] {
+                let c = Context {
+                    advisor_id: "a1".into(),
+                    desk,
+                    service_category: category,
+                };
+                let investment = category == v1::ServiceCategory::InvestmentAdvice;
+                let advisory = matches!(desk, v1::Desk::Markets | v1::Desk::PrivateBanking);
+                assert_eq!(c.archived(&shipped), investment || advisory, "{desk:?} {category:?}");
+                assert_eq!(
+                    c.archived(&corporate_too),
+                    investment || advisory || desk == v1::Desk::Corporate,
+                    "{desk:?} {category:?}"
+                );
+            }
+        }
+    }
+
     /// After a BYE the receive threads drain one stream's port before the
     /// other's: 2 s of the agent, then 2 s of the customer, all read at
     /// once. Open, the agent's lead past LAG_MS writes the customer's
@@ -1159,21 +1230,21 @@ mod tests {
             desk: v1::Desk::CustomerCenter,
             service_category: v1::ServiceCategory::General,
         };
-        assert!(!r.update_context(same.clone(), "siprec", "x", at));
+        assert!(!r.update_context(same.clone(), &Policy::default_policy(), "siprec", "x", at));
         // Unspecified or empty is no context: nothing to send.
         let blank = Context {
             advisor_id: String::new(),
             desk: v1::Desk::Unspecified,
             service_category: v1::ServiceCategory::Unspecified,
         };
-        assert!(!r.update_context(blank, "siprec", "x", at));
+        assert!(!r.update_context(blank, &Policy::default_policy(), "siprec", "x", at));
         assert!(r.take_events().is_empty());
         let moved = Context {
             advisor_id: "2002".into(),
             desk: v1::Desk::Markets,
             ..same
         };
-        assert!(r.update_context(moved.clone(), "siprec", "transfer", at));
+        assert!(r.update_context(moved.clone(), &Policy::default_policy(), "siprec", "transfer", at));
         let ev = r.take_events();
         assert_eq!(ev.len(), 1);
         let Some(Event::CallContext(c)) = &ev[0].event else {
@@ -1187,7 +1258,7 @@ mod tests {
             ("siprec", "transfer", "c1")
         );
         // Sent once: the same context again changes nothing.
-        assert!(!r.update_context(moved, "siprec", "transfer", at));
+        assert!(!r.update_context(moved, &Policy::default_policy(), "siprec", "transfer", at));
         // Out of an archived desk to a customer-center agent: the advisor
         // changes, the desk (and its 5-year archive) stays.
         let back = Context {
@@ -1195,7 +1266,7 @@ mod tests {
             desk: v1::Desk::CustomerCenter,
             service_category: v1::ServiceCategory::General,
         };
-        assert!(r.update_context(back, "siprec", "transfer", at));
+        assert!(r.update_context(back, &Policy::default_policy(), "siprec", "transfer", at));
         let ev = r.take_events();
         let Some(Event::CallContext(c)) = &ev[0].event else {
             panic!("{ev:?}")

@@ -9,6 +9,7 @@
 
 use opptak_bus::memory::MemoryBus;
 use opptak_bus::Bus;
+use opptak_domain::retention::Policy;
 use opptak_siprec::config::{SiprecConfig, Transport};
 use opptak_siprec::loadgen::{self, Churn, LoadSpec, Timeline, TimingBus};
 use opptak_siprec::rtp::G711;
@@ -46,9 +47,14 @@ async fn load(transport: Transport, calls: usize, seconds: u64, rtp_base: u16, c
     let timeline = Arc::new(Timeline::default());
     let bus: Arc<dyn Bus> = Arc::new(TimingBus::new(Arc::new(MemoryBus::new()), timeline.clone()));
     bus.create_topic(TOPIC, 4).await.unwrap();
-    let srv = server::start(&config(rtp_base, calls), bus.clone(), TOPIC)
-        .await
-        .unwrap();
+    let srv = server::start(
+        &config(rtp_base, calls),
+        bus.clone(),
+        TOPIC,
+        Arc::new(Policy::default_policy()),
+    )
+    .await
+    .unwrap();
     let spec = LoadSpec {
         calls,
         seconds,
@@ -106,9 +112,14 @@ async fn churn_turns_calls_over_and_every_call_is_complete() {
     let bus: Arc<dyn Bus> = Arc::new(TimingBus::new(Arc::new(MemoryBus::new()), timeline.clone()));
     bus.create_topic(TOPIC, 4).await.unwrap();
     // Room for a slot's next session while the role ends its last one.
-    let srv = server::start(&config(23_000, slots * 2), bus.clone(), TOPIC)
-        .await
-        .unwrap();
+    let srv = server::start(
+        &config(23_000, slots * 2),
+        bus.clone(),
+        TOPIC,
+        Arc::new(Policy::default_policy()),
+    )
+    .await
+    .unwrap();
     let churn = Churn {
         min_s: 1,
         max_s: 4,

@@ -9,6 +9,7 @@
 use async_trait::async_trait;
 use opptak_bus::memory::MemoryBus;
 use opptak_bus::{Bus, BusError, Outgoing, Subscription, TopicInfo, TopicSpec};
+use opptak_domain::retention::Policy;
 use opptak_proto::v1::{self, telephony_event::Event};
 use opptak_proto::Message as _;
 use opptak_siprec::config::{SiprecConfig, Transport};
@@ -71,7 +72,9 @@ async fn start(max_sessions: usize, bus: Arc<dyn Bus>) -> ServerHandle {
 
 async fn start_with(config: SiprecConfig, bus: Arc<dyn Bus>) -> ServerHandle {
     bus.create_topic(TOPIC, 1).await.unwrap();
-    server::start(&config, bus, TOPIC).await.unwrap()
+    server::start(&config, bus, TOPIC, Arc::new(Policy::default_policy()))
+        .await
+        .unwrap()
 }
 
 /// The SBC's metadata: the customer sends label 1, the agent (4001) label 2.
@@ -743,7 +746,14 @@ async fn a_siprec_call_over_mutual_tls_is_recorded_and_clients_without_a_valid_c
 async fn tls_files_that_do_not_fit_are_refused_at_start_naming_the_key_not_its_contents() {
     let pki = Pki::new();
     let start_err = |c: SiprecConfig| async move {
-        match server::start(&c, Arc::new(MemoryBus::new()), TOPIC).await {
+        match server::start(
+            &c,
+            Arc::new(MemoryBus::new()),
+            TOPIC,
+            Arc::new(Policy::default_policy()),
+        )
+        .await
+        {
             Ok(_) => panic!("started"),
             Err(e) => e.to_string(),
         }
