@@ -2,7 +2,8 @@
 //! creates on three brokers (replication and `min.insync.replicas`, auto
 //! and configured), and the PostgreSQL standby following its primary.
 //! Needs `eval "$(deploy/local/services.sh cluster-env)"`; skipped without
-//! it (the fault suite's cluster test runs its own three brokers).
+//! it unless `OPPTAK_REQUIRE_CLUSTER=1` (as `deploy/local/test.sh` sets).
+//! The fault suite's cluster test runs three brokers of its own.
 
 use crate::common;
 use crate::fault::broker::{admin, replication_of};
@@ -15,7 +16,9 @@ fn cluster_var(name: &str) -> Option<String> {
     match std::env::var(name) {
         Ok(v) => Some(v),
         Err(_) => {
-            eprintln!("skipping: {name} not set (deploy/local/services.sh cluster, then cluster-env)");
+            let why = format!("{name} not set (deploy/local/services.sh cluster, then cluster-env)");
+            assert_ne!(std::env::var("OPPTAK_REQUIRE_CLUSTER").as_deref(), Ok("1"), "{why}");
+            eprintln!("skipping: {why}");
             None
         }
     }

@@ -202,7 +202,7 @@ impl PrivateBroker {
                 .replace("@VOTERS@", &voters);
             std::fs::write(&conf, text).map_err(|e| e.to_string())?;
             let conf_arg = conf.display().to_string();
-            let mut args = vec!["format", "-t", &cluster, "-c", &conf_arg];
+            let mut args: Vec<&str> = vec!["format", "-t", &cluster, "-c", &conf_arg];
             if count == 1 {
                 args.push("--standalone");
             }
