@@ -365,7 +365,7 @@ impl PrivateBroker {
     pub fn leader_kills(&mut self, topic: &str, downs: [Duration; 2], note: &Sender<String>) -> Result<(), String> {
         let bootstrap = self.bootstrap();
         let admin = admin(&bootstrap)?;
-        let (partition, first) = busiest_partition(&admin, topic)?;
+        let (partition, first) = busiest_partition(&bootstrap, topic)?;
         let mut killed = Vec::new();
         for (round, down) in downs.into_iter().enumerate() {
             let victim = if round == 0 {
@@ -426,9 +426,14 @@ pub fn admin(bootstrap: &str) -> Result<AdminClient<DefaultClientContext>, Strin
 const ASK: Duration = Duration::from_secs(10);
 
 /// The partition of `topic` with the highest end offset, and its leader.
-fn busiest_partition(admin: &AdminClient<DefaultClientContext>, topic: &str) -> Result<(i32, i32), String> {
-    let md = admin
-        .inner()
+fn busiest_partition(bootstrap: &str, topic: &str) -> Result<(i32, i32), String> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    // A consumer's handle (no group): what asks for end offsets elsewhere too.
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .map_err(|e| format!("kafka consumer: {e}"))?;
+    let md = c
         .fetch_metadata(Some(topic), ASK)
         .map_err(|e| format!("metadata of {topic}: {e}"))?;
     let t = md
@@ -438,8 +443,7 @@ fn busiest_partition(admin: &AdminClient<DefaultClientContext>, topic: &str) -> 
         .ok_or_else(|| format!("no topic {topic} in the metadata"))?;
     let mut best: Option<(i64, i32, i32)> = None;
     for p in t.partitions() {
-        let (_, high) = admin
-            .inner()
+        let (_, high) = c
             .fetch_watermarks(topic, p.id(), ASK)
             .map_err(|e| format!("end offset of {topic}/{}: {e}", p.id()))?;
         if best.is_none_or(|(h, _, _)| high > h) {
