@@ -52,7 +52,7 @@
 #                 venv/, venv.stamp, wheels/, install.log
 #   producer/     the reference producer's venv (examples/python-producer): venv/,
 #                 venv.stamp, wheels/ (pip's downloads, reused offline), install.log
-##   cluster/      the local cluster: kafka-1/ kafka-2/ kafka-3/ (each conf/, data/,
+#   cluster/      the local cluster: kafka-1/ kafka-2/ kafka-3/ (each conf/, data/,
 #                 broker.log, kafka.pid; replication factor 3, min.insync.replicas 2,
 #                 every node a controller and a broker), kafka.cluster.id,
 #                 pg-primary/ and pg-standby/ (data/, run/, postgres.log; the
