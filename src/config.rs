@@ -930,10 +930,17 @@ mod tests {
             Config::load_from(None, &vars)
         };
         let c = with(&[]).unwrap();
-        assert_eq!((c.bus.replication, c.bus.min_insync_replicas), (AutoCount::Auto, AutoCount::Auto));
+        assert_eq!(
+            (c.bus.replication, c.bus.min_insync_replicas),
+            (AutoCount::Auto, AutoCount::Auto)
+        );
         let o = c.kafka_options().unwrap();
         assert_eq!((o.replication, o.min_insync_replicas), (None, None));
-        let c = with(&[("OPPTAK__BUS__REPLICATION", "3"), ("OPPTAK__BUS__MIN_INSYNC_REPLICAS", "3")]).unwrap();
+        let c = with(&[
+            ("OPPTAK__BUS__REPLICATION", "3"),
+            ("OPPTAK__BUS__MIN_INSYNC_REPLICAS", "3"),
+        ])
+        .unwrap();
         let o = c.kafka_options().unwrap();
         assert_eq!((o.replication, o.min_insync_replicas), (Some(3), Some(3)));
         assert!(c.to_masked_toml().unwrap().contains("replication = 3"));
@@ -941,7 +948,10 @@ mod tests {
         let err = |pairs: &[(&str, &str)]| format!("{:#}", with(pairs).unwrap_err());
         assert!(err(&[("OPPTAK__BUS__REPLICATION", "three")]).contains("expected \"auto\" or a whole number"));
         assert!(err(&[("OPPTAK__BUS__REPLICATION", "0")]).contains("bus.replication = 0"));
-        let e = err(&[("OPPTAK__BUS__REPLICATION", "2"), ("OPPTAK__BUS__MIN_INSYNC_REPLICAS", "3")]);
+        let e = err(&[
+            ("OPPTAK__BUS__REPLICATION", "2"),
+            ("OPPTAK__BUS__MIN_INSYNC_REPLICAS", "3"),
+        ]);
         assert!(e.contains("bus.min_insync_replicas = 3") && e.contains("1..=2"), "{e}");
         // What `opptak config` prints loads again.
         let printed = with(&[]).unwrap().to_masked_toml().unwrap();

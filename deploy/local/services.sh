@@ -144,21 +144,21 @@ CLUSTER_PG_STANDBY_PORT=${OPPTAK_CLUSTER_PG_STANDBY_PORT:-55443}
 CLUSTER_PG_SLOT=opptak_standby
 
 cluster_voters() { # controller.quorum.voters: id@host:port of every node
-  local n out=()
+  local n parts=()
   for n in "${CLUSTER_NODES[@]}"; do
-    out+=("$n@$HOST:$((CLUSTER_CONTROLLER_PORT + n - 1))")
+    parts+=("$n@$HOST:$((CLUSTER_CONTROLLER_PORT + n - 1))")
   done
   local IFS=,
-  printf '%s\n' "${out[*]}"
+  printf '%s\n' "${parts[*]}"
 }
 
 cluster_bootstrap() { # host:port,host:port,host:port
-  local n out=()
+  local n parts=()
   for n in "${CLUSTER_NODES[@]}"; do
-    out+=("$HOST:$((CLUSTER_KAFKA_PORT + n - 1))")
+    parts+=("$HOST:$((CLUSTER_KAFKA_PORT + n - 1))")
   done
   local IFS=,
-  printf '%s\n' "${out[*]}"
+  printf '%s\n' "${parts[*]}"
 }
 
 use_kafka plain

@@ -78,7 +78,10 @@ async fn topics_opptak_creates_on_three_brokers_have_three_replicas_and_two_in_s
         err.contains("replication factor 4") && err.contains("3 live brokers") && err.contains("bus.replication"),
         "{err}"
     );
-    assert!(bus.describe_topic(&specs[0].name).await.unwrap().is_none(), "created anyway");
+    assert!(
+        bus.describe_topic(&specs[0].name).await.unwrap().is_none(),
+        "created anyway"
+    );
     for t in &created {
         bus.delete_topic(t).await.unwrap();
     }
@@ -96,8 +99,18 @@ async fn the_standby_has_what_the_primary_committed() {
     let mut p = sqlx::PgConnection::connect(&primary).await.unwrap();
     let mut s = sqlx::PgConnection::connect(&standby).await.unwrap();
     let in_recovery = |row: sqlx::postgres::PgRow| row.get::<bool, _>(0);
-    assert!(!in_recovery(sqlx::query("select pg_is_in_recovery()").fetch_one(&mut p).await.unwrap()));
-    assert!(in_recovery(sqlx::query("select pg_is_in_recovery()").fetch_one(&mut s).await.unwrap()));
+    assert!(!in_recovery(
+        sqlx::query("select pg_is_in_recovery()")
+            .fetch_one(&mut p)
+            .await
+            .unwrap()
+    ));
+    assert!(in_recovery(
+        sqlx::query("select pg_is_in_recovery()")
+            .fetch_one(&mut s)
+            .await
+            .unwrap()
+    ));
     // The primary waits for this standby on every commit.
     let sync: Vec<String> = sqlx::query_scalar("select sync_state from pg_stat_replication where state = 'streaming'")
         .fetch_all(&mut p)
@@ -124,7 +137,10 @@ async fn the_standby_has_what_the_primary_committed() {
         if n == Some(1000) {
             break;
         }
-        assert!(Instant::now() < deadline, "the standby has {n:?} of 1000 rows after 30 s");
+        assert!(
+            Instant::now() < deadline,
+            "the standby has {n:?} of 1000 rows after 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let err = sqlx::query(&format!("insert into {table} values (0)"))
@@ -133,5 +149,8 @@ async fn the_standby_has_what_the_primary_committed() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("read-only transaction"), "{err}");
-    sqlx::query(&format!("drop table {table}")).execute(&mut p).await.unwrap();
+    sqlx::query(&format!("drop table {table}"))
+        .execute(&mut p)
+        .await
+        .unwrap();
 }

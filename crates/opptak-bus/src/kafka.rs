@@ -925,7 +925,10 @@ mod tests {
         assert_eq!(topic_replication(None, None, 2).ok(), Some((2, None)));
         assert_eq!(topic_replication(None, None, 3).ok(), Some((3, Some(2))));
         assert_eq!(topic_replication(None, None, 6).ok(), Some((3, Some(2))));
-        assert!(matches!(topic_replication(None, None, 0), Err(BusError::Unavailable(_))));
+        assert!(matches!(
+            topic_replication(None, None, 0),
+            Err(BusError::Unavailable(_))
+        ));
     }
 
     #[test]
@@ -942,7 +945,10 @@ mod tests {
         let Err(BusError::Config(why)) = topic_replication(Some(3), None, 1) else {
             panic!("accepted 3 replicas on 1 broker")
         };
-        assert!(why.contains("replication factor 3") && why.contains("1 live broker:"), "{why}");
+        assert!(
+            why.contains("replication factor 3") && why.contains("1 live broker:"),
+            "{why}"
+        );
         let Err(BusError::Config(why)) = topic_replication(None, Some(4), 3) else {
             panic!("accepted min.insync.replicas 4 of 3")
         };

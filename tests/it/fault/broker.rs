@@ -374,7 +374,11 @@ impl PrivateBroker {
                 let leader = leader_of(&admin, topic, partition)?;
                 if killed.contains(&leader) {
                     // The returned broker leads again: any other one.
-                    self.nodes.iter().map(|n| n.id).find(|id| !killed.contains(id)).unwrap_or(leader)
+                    self.nodes
+                        .iter()
+                        .map(|n| n.id)
+                        .find(|id| !killed.contains(id))
+                        .unwrap_or(leader)
                 } else {
                     leader
                 }
