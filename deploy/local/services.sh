@@ -842,6 +842,10 @@ pg_ensure_db() {
       if exists (select 1 from pg_roles where rolname = 'pg_checkpoint')
       then grant pg_checkpoint to $PG_ROLE; end if; end \$\$" >/dev/null
   fi
+  if [[ $PG_INSTANCE == primary ]]; then
+    # Tests read the replication state (pg_stat_replication) as this role.
+    psql_admin -qc "grant pg_monitor to $PG_ROLE" >/dev/null
+  fi
   if [[ $PG_INSTANCE == tls ]]; then
     # A SCRAM password (password_encryption), given on stdin, not the command line.
     printf "alter role %s password '%s'\n" "$PG_ROLE" "$(<"$(secret "pg-$PG_ROLE")")" | psql_admin

@@ -218,7 +218,7 @@ async fn suite(brokers: usize, calls: usize, seconds: f64) {
     sup.start_all();
 
     let calls = workload::plan(&prefix, calls_n, seconds, seed);
-    let tel = Telephony::start(edges.bus.clone(), topic, &calls, pace, Duration::from_secs(600));
+    let tel = Telephony::start(edges.bus.clone(), topic.clone(), &calls, pace, Duration::from_secs(600));
 
     // The fault schedule: kills after 20–25% more progress each; the first
     // two hit one recorder and one transcriber (in random order), the third

@@ -524,18 +524,26 @@ pub async fn replication_of(
     admin: &AdminClient<DefaultClientContext>,
     topic: &str,
 ) -> Result<(usize, usize, Option<String>), String> {
-    let md = admin
-        .inner()
-        .fetch_metadata(Some(topic), ASK)
-        .map_err(|e| format!("metadata of {topic}: {e}"))?;
-    let counts: Vec<usize> = md
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic)
-        .flat_map(|t| t.partitions().iter().map(|p| p.replicas().len()))
-        .collect();
-    let (Some(&min), Some(&max)) = (counts.iter().min(), counts.iter().max()) else {
-        return Err(format!("no partitions of {topic} in the metadata"));
+    // A topic just created reaches every broker's metadata a moment later.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (min, max) = loop {
+        let md = admin
+            .inner()
+            .fetch_metadata(Some(topic), ASK)
+            .map_err(|e| format!("metadata of {topic}: {e}"))?;
+        let counts: Vec<usize> = md
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic && t.error().is_none())
+            .flat_map(|t| t.partitions().iter().map(|p| p.replicas().len()))
+            .collect();
+        if let (Some(&min), Some(&max)) = (counts.iter().min(), counts.iter().max()) {
+            break (min, max);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no partitions of {topic} in the metadata after 30 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let opts = AdminOptions::new().request_timeout(Some(ASK));
     let configs = admin
