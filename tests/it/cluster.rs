@@ -43,7 +43,8 @@ async fn topics_opptak_creates_on_three_brokers_have_three_replicas_and_two_in_s
     let admin = admin(&bootstrap).unwrap();
     let mut created = Vec::new();
     // (overrides, replicas, min.insync.replicas set on the topic)
-    let cases: [(&[(&str, &str)], usize, Option<&str>); 3] = [
+    type Case<'a> = (&'a [(&'a str, &'a str)], usize, Option<&'a str>);
+    let cases: [Case; 3] = [
         (&[], 3, Some("2")),
         (&[("OPPTAK__BUS__REPLICATION", "2")], 2, None),
         (&[("OPPTAK__BUS__MIN_INSYNC_REPLICAS", "3")], 3, Some("3")),
