@@ -40,11 +40,81 @@ pub struct BusConfig {
     pub url: String,
     pub topic_prefix: String,
     pub partitions: i32,
-    pub replication: i32,
+    /// Replicas per topic opptak creates: `"auto"` (3, or every broker of a
+    /// smaller cluster) or a number.
+    pub replication: AutoCount,
+    /// `min.insync.replicas` of topics opptak creates: `"auto"` (2 of 3
+    /// replicas, a majority from 3 up; below 3 the broker's default) or a number.
+    pub min_insync_replicas: AutoCount,
     /// A consumer outside its group this long ends its role (crash-only restart).
     pub group_stuck_s: u64,
     pub tls: BusTls,
     pub sasl: BusSasl,
+}
+
+/// A count opptak chooses (`"auto"` in the file) or one given as a number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AutoCount {
+    Auto,
+    Fixed(i32),
+}
+
+impl AutoCount {
+    /// The given number, `None` for auto.
+    pub fn fixed(self) -> Option<i32> {
+        match self {
+            AutoCount::Auto => None,
+            AutoCount::Fixed(n) => Some(n),
+        }
+    }
+}
+
+impl std::fmt::Display for AutoCount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AutoCount::Auto => write!(f, "\"auto\""),
+            AutoCount::Fixed(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+impl Serialize for AutoCount {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            AutoCount::Auto => s.serialize_str("auto"),
+            AutoCount::Fixed(n) => s.serialize_i32(*n),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for AutoCount {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = AutoCount;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("\"auto\" or a whole number")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> std::result::Result<AutoCount, E> {
+                i32::try_from(v)
+                    .map(AutoCount::Fixed)
+                    .map_err(|_| E::custom(format!("{v} is out of range")))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> std::result::Result<AutoCount, E> {
+                i32::try_from(v)
+                    .map(AutoCount::Fixed)
+                    .map_err(|_| E::custom(format!("{v} is out of range")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<AutoCount, E> {
+                if v.trim().eq_ignore_ascii_case("auto") {
+                    Ok(AutoCount::Auto)
+                } else {
+                    Err(E::custom(format!("{v:?}: expected \"auto\" or a whole number")))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `[bus.tls]`: TLS to the brokers, with a client certificate for mutual TLS.
@@ -353,8 +423,17 @@ impl Config {
                 self.bus.group_stuck_s
             );
         }
-        if !(1..=10).contains(&self.bus.replication) {
-            bail!("bus.replication = {}: expected 1..=10", self.bus.replication);
+        if let Some(r) = self.bus.replication.fixed().filter(|r| !(1..=10).contains(r)) {
+            bail!("bus.replication = {r}: expected \"auto\" or 1..=10");
+        }
+        if let Some(m) = self.bus.min_insync_replicas.fixed() {
+            let max = self.bus.replication.fixed().unwrap_or(10);
+            if !(1..=max).contains(&m) {
+                bail!(
+                    "bus.min_insync_replicas = {m}: expected \"auto\" or 1..={max} (at most bus.replication = {})",
+                    self.bus.replication
+                );
+            }
         }
         self.check_bus_security()?;
         self.check_metadata_url()?;
@@ -659,7 +738,8 @@ impl Config {
             None => None,
         };
         Ok(opptak_bus::kafka::KafkaOptions {
-            replication: self.bus.replication,
+            replication: self.bus.replication.fixed(),
+            min_insync_replicas: self.bus.min_insync_replicas.fixed(),
             group_stuck_after: Duration::from_secs(self.bus.group_stuck_s),
             security: KafkaSecurity { tls, sasl },
             ..Default::default()
@@ -840,6 +920,42 @@ mod tests {
             ("OPPTAK__KI__MODEL_HOSTS", "whisper.internal.bank, VLLM.internal.bank"),
         ]);
         assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn replication_is_auto_or_a_number_within_bounds() {
+        use super::{AutoCount, Config};
+        let with = |pairs: &[(&str, &str)]| {
+            let vars: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            Config::load_from(None, &vars)
+        };
+        let c = with(&[]).unwrap();
+        assert_eq!(
+            (c.bus.replication, c.bus.min_insync_replicas),
+            (AutoCount::Auto, AutoCount::Auto)
+        );
+        let o = c.kafka_options().unwrap();
+        assert_eq!((o.replication, o.min_insync_replicas), (None, None));
+        let c = with(&[
+            ("OPPTAK__BUS__REPLICATION", "3"),
+            ("OPPTAK__BUS__MIN_INSYNC_REPLICAS", "3"),
+        ])
+        .unwrap();
+        let o = c.kafka_options().unwrap();
+        assert_eq!((o.replication, o.min_insync_replicas), (Some(3), Some(3)));
+        assert!(c.to_masked_toml().unwrap().contains("replication = 3"));
+        assert!(with(&[("OPPTAK__BUS__REPLICATION", "AUTO")]).is_ok());
+        let err = |pairs: &[(&str, &str)]| format!("{:#}", with(pairs).unwrap_err());
+        assert!(err(&[("OPPTAK__BUS__REPLICATION", "three")]).contains("expected \"auto\" or a whole number"));
+        assert!(err(&[("OPPTAK__BUS__REPLICATION", "0")]).contains("bus.replication = 0"));
+        let e = err(&[
+            ("OPPTAK__BUS__REPLICATION", "2"),
+            ("OPPTAK__BUS__MIN_INSYNC_REPLICAS", "3"),
+        ]);
+        assert!(e.contains("bus.min_insync_replicas = 3") && e.contains("1..=2"), "{e}");
+        // What `opptak config` prints loads again.
+        let printed = with(&[]).unwrap().to_masked_toml().unwrap();
+        assert!(printed.contains("replication = \"auto\""), "{printed}");
     }
 
     #[test]

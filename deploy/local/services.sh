@@ -14,10 +14,17 @@
 #   deploy/local/services.sh config [--dir DIR] [--database NAME]
 #                                           # writes DIR/opptak.toml (default $OPPTAK_SERVICES_DIR/run) for
 #                                           # `opptak run --config DIR/opptak.toml` against these services
-#   deploy/local/services.sh reset          # stop, delete data (keeps installed jars and binaries)
+#   deploy/local/services.sh reset          # stop (the cluster too), delete data (keeps installed jars and binaries)
 #   deploy/local/services.sh topics ARGS..  # kafka's TopicCommand, --bootstrap-server filled in
 #   deploy/local/services.sh start-speech   # the speech server only (stop-speech stops it)
 #   deploy/local/services.sh start-llm      # the language-model server only (stop-llm stops it)
+#   deploy/local/services.sh cluster        # the local cluster (below): three Kafka brokers in one
+#                                           # KRaft quorum, a PostgreSQL primary with a streaming
+#                                           # standby, and MinIO; the services above stay as they are
+#   deploy/local/services.sh cluster-stop   # stops the cluster's brokers and PostgreSQL (not MinIO)
+#   deploy/local/services.sh cluster-status # the cluster's nodes (exit 0 only if all are up)
+#   deploy/local/services.sh cluster-env    # export lines: OPPTAK_TEST_KAFKA_CLUSTER,
+#                                           # OPPTAK_TEST_POSTGRES_PRIMARY, OPPTAK_TEST_POSTGRES_STANDBY
 #
 # Everything lives in ${OPPTAK_SERVICES_DIR:-$HOME/.cache/opptak-services}
 # (outside the clone, so CI re-runs reuse the jars):
@@ -45,6 +52,11 @@
 #                 venv/, venv.stamp, wheels/, install.log
 #   producer/     the reference producer's venv (examples/python-producer): venv/,
 #                 venv.stamp, wheels/ (pip's downloads, reused offline), install.log
+#   cluster/      the local cluster: kafka-1/ kafka-2/ kafka-3/ (each conf/, data/,
+#                 broker.log, kafka.pid; replication factor 3, min.insync.replicas 2,
+#                 every node a controller and a broker), kafka.cluster.id,
+#                 pg-primary/ and pg-standby/ (data/, run/, postgres.log; the
+#                 standby cloned with pg_basebackup -R, synchronous, slot opptak_standby)
 #
 # Variables: OPPTAK_SERVICES_DIR, OPPTAK_KAFKA_PORT (19092),
 # OPPTAK_KAFKA_CONTROLLER_PORT (19093), OPPTAK_PG_PORT (55432),
@@ -55,6 +67,9 @@
 # OPPTAK_MINIO_PORT (19000), OPPTAK_MINIO_VERSION (the Go module version built).
 # OPPTAK_SPEECH_PORT (19100), OPPTAK_SPEECH_THREADS (nproc),
 # OPPTAK_SPEECH_START_TIMEOUT (120 s), OPPTAK_PYTHON (python3, 3.9+).
+# The cluster: OPPTAK_CLUSTER_KAFKA_PORT (19192: nodes on 19192-19194),
+# OPPTAK_CLUSTER_CONTROLLER_PORT (19195: 19195-19197), OPPTAK_CLUSTER_KAFKA_HEAP
+# (512m), OPPTAK_CLUSTER_PG_PORT (55442, primary), OPPTAK_CLUSTER_PG_STANDBY_PORT (55443).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -75,7 +90,8 @@ SECRETS_DIR=$CACHE/secrets
 # per role (docs/security.md has their ACLs).
 KAFKA_PRINCIPALS=(admin telephony recorder sweeper transcriber summarizer review)
 
-use_kafka() { # plain | secure: points the KAFKA_* variables at one broker instance
+use_kafka() { # plain | secure | cluster N: points the KAFKA_* variables at one broker instance
+  KAFKA_NODE=1 # node.id (the single brokers are node 1)
   case $1 in
   plain)
     KAFKA_NAME=kafka
@@ -93,6 +109,15 @@ use_kafka() { # plain | secure: points the KAFKA_* variables at one broker insta
     KAFKA_HEAP=${OPPTAK_KAFKA_SECURE_HEAP:-512m}
     KAFKA_TEMPLATE=$HERE/kafka/server-secure.properties.in
     ;;
+  cluster) # cluster N: node N (1..3) of the local cluster
+    KAFKA_NODE=$2
+    KAFKA_NAME="kafka cluster node $2"
+    KAFKA_DIR=$CLUSTER_DIR/kafka-$2
+    KAFKA_PORT=$((CLUSTER_KAFKA_PORT + $2 - 1))
+    KAFKA_CONTROLLER_PORT=$((CLUSTER_CONTROLLER_PORT + $2 - 1))
+    KAFKA_HEAP=$CLUSTER_KAFKA_HEAP
+    KAFKA_TEMPLATE=$HERE/kafka/server-cluster.properties.in
+    ;;
   esac
   KAFKA_INSTANCE=$1
   KAFKA_CONF=$KAFKA_DIR/conf
@@ -100,14 +125,49 @@ use_kafka() { # plain | secure: points the KAFKA_* variables at one broker insta
   KAFKA_PIDFILE=$KAFKA_DIR/kafka.pid
   KAFKA_LOG=$KAFKA_DIR/broker.log
   KAFKA_CLUSTER_ID_FILE=$KAFKA_DIR/cluster.id
+  if [[ $1 == cluster ]]; then
+    # One cluster id for the three nodes' storage.
+    KAFKA_CLUSTER_ID_FILE=$CLUSTER_DIR/kafka.cluster.id
+  fi
   KAFKA_BOOTSTRAP=$HOST:$KAFKA_PORT
 }
+
+# The local cluster (`cluster`): three combined KRaft nodes, a PostgreSQL
+# primary and its standby, apart from the single services above.
+CLUSTER_DIR=$CACHE/cluster
+CLUSTER_NODES=(1 2 3)
+CLUSTER_KAFKA_PORT=${OPPTAK_CLUSTER_KAFKA_PORT:-19192}
+CLUSTER_CONTROLLER_PORT=${OPPTAK_CLUSTER_CONTROLLER_PORT:-19195}
+CLUSTER_KAFKA_HEAP=${OPPTAK_CLUSTER_KAFKA_HEAP:-512m}
+CLUSTER_PG_PORT=${OPPTAK_CLUSTER_PG_PORT:-55442}
+CLUSTER_PG_STANDBY_PORT=${OPPTAK_CLUSTER_PG_STANDBY_PORT:-55443}
+CLUSTER_PG_SLOT=opptak_standby
+
+cluster_voters() { # controller.quorum.voters: id@host:port of every node
+  local n parts=()
+  for n in "${CLUSTER_NODES[@]}"; do
+    parts+=("$n@$HOST:$((CLUSTER_CONTROLLER_PORT + n - 1))")
+  done
+  local IFS=,
+  printf '%s\n' "${parts[*]}"
+}
+
+cluster_bootstrap() { # host:port,host:port,host:port
+  local n parts=()
+  for n in "${CLUSTER_NODES[@]}"; do
+    parts+=("$HOST:$((CLUSTER_KAFKA_PORT + n - 1))")
+  done
+  local IFS=,
+  printf '%s\n' "${parts[*]}"
+}
+
 use_kafka plain
 
 PG_DB=opptak
 PG_SUPERUSER=postgres
 
-use_pg() { # plain | tls: points the PG_* variables at one PostgreSQL cluster
+use_pg() { # plain | tls | primary | standby: points the PG_* variables at one PostgreSQL cluster
+  PG_SYNC= # synchronous_standby_names (the local cluster's primary only)
   case $1 in
   plain)
     PG_NAME=postgres
@@ -124,6 +184,19 @@ use_pg() { # plain | tls: points the PG_* variables at one PostgreSQL cluster
     PG_ROLE=opptak_tls
     PG_CONF_TEMPLATE=$HERE/postgres/opptak-tls.conf.in
     PG_HBA=$HERE/postgres/pg_hba-tls.conf
+    ;;
+  primary | standby)
+    PG_NAME="postgres cluster $1"
+    PG_DIR=$CLUSTER_DIR/pg-$1
+    PG_PORT=$CLUSTER_PG_PORT
+    PG_SYNC='*'
+    if [[ $1 == standby ]]; then
+      PG_PORT=$CLUSTER_PG_STANDBY_PORT
+      PG_SYNC=
+    fi
+    PG_ROLE=opptak
+    PG_CONF_TEMPLATE=$HERE/postgres/opptak-cluster.conf.in
+    PG_HBA=$HERE/postgres/pg_hba-cluster.conf
     ;;
   esac
   PG_INSTANCE=$1
@@ -343,7 +416,9 @@ kafka_ready() {
     # the ACL step after it logs in through SASL_SSL with the Java client.
     port_open "$HOST" "$KAFKA_PORT" && grep -q 'Kafka Server started' "$KAFKA_LOG" 2>/dev/null
   elif command -v kcat >/dev/null 2>&1; then
-    timeout 15 kcat -b "$KAFKA_BOOTSTRAP" -L -m 5 2>/dev/null | grep -q 'broker 1 at'
+    # A cluster node is ready once the metadata it serves lists it (a
+    # KRaft broker is listed once the quorum has unfenced it).
+    timeout 15 kcat -b "$KAFKA_BOOTSTRAP" -L -m 5 2>/dev/null | grep -q "broker ${KAFKA_NODE:-1} at"
   else
     port_open "$HOST" "$KAFKA_PORT" &&
       grep -q 'Kafka Server started' "$KAFKA_LOG" 2>/dev/null
@@ -370,11 +445,19 @@ kafka_configure() {
     for p in "${KAFKA_PRINCIPALS[@]}"; do
       format_args+=(--add-scram "SCRAM-SHA-512=[name=$p,password=$(<"$(secret "kafka-$p")")]")
     done
+  elif [[ $KAFKA_INSTANCE == cluster ]]; then
+    render "$KAFKA_TEMPLATE" "$KAFKA_CONF/server.properties" \
+      "KAFKA_PORT=$KAFKA_PORT" "CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT" "DATA_DIR=$KAFKA_DATA" \
+      "NODE_ID=$KAFKA_NODE" "VOTERS=$(cluster_voters)"
   else
     render "$KAFKA_TEMPLATE" "$KAFKA_CONF/server.properties" \
       "KAFKA_PORT=$KAFKA_PORT" "CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT" "DATA_DIR=$KAFKA_DATA"
   fi
   cp "$HERE/kafka/log4j2.properties" "$KAFKA_CONF/log4j2.properties"
+  # A single node is its quorum's only voter (a dynamic quorum of one); the
+  # cluster's nodes share a static quorum of three (controller.quorum.voters).
+  local quorum=(--standalone)
+  [[ $KAFKA_INSTANCE != cluster ]] || quorum=()
   if [[ ! -f $KAFKA_DATA/meta.properties ]]; then
     local id
     if [[ -s $KAFKA_CLUSTER_ID_FILE ]]; then
@@ -387,7 +470,7 @@ kafka_configure() {
     rm -rf "$KAFKA_DATA"
     mkdir -p "$KAFKA_DATA"
     kafka_java kafka.tools.StorageTool format -t "$id" \
-      -c "$KAFKA_CONF/server.properties" --standalone "${format_args[@]}" >&2
+      -c "$KAFKA_CONF/server.properties" "${quorum[@]}" "${format_args[@]}" >&2
     rm -f "$KAFKA_DIR/acls.stamp"
   fi
 }
@@ -410,42 +493,58 @@ start_kafka() {
     fi
     log "$KAFKA_NAME process $pid is up but not answering yet; waiting"
   else
-    rm -f "$KAFKA_PIDFILE"
-    local p
-    for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
-      if port_open "$HOST" "$p"; then
-        die "port $HOST:$p is already in use by another process (not our $KAFKA_NAME broker); free it or set OPPTAK_KAFKA_PORT / OPPTAK_KAFKA_CONTROLLER_PORT (secure: OPPTAK_KAFKA_SECURE_PORT / OPPTAK_KAFKA_SECURE_CONTROLLER_PORT)"
-      fi
-    done
-    # Tests create topics under unique prefixes: after many runs the broker
-    # spends minutes recovering thousands of partitions at start, past the
-    # readiness timeout below. They are test data only: start afresh.
-    if [[ -d $KAFKA_DATA ]] && (($(find "$KAFKA_DATA" -mindepth 1 -maxdepth 1 -type d | wc -l) > 3000)); then
-      log "$KAFKA_NAME: $KAFKA_DATA holds over 3000 partitions of earlier test runs; starting with empty storage"
-      rm -rf "$KAFKA_DATA"
-    fi
-    install_kafka
-    kafka_configure
-    [[ -f $KAFKA_LOG ]] && mv -f "$KAFKA_LOG" "$KAFKA_LOG.1"
-    log "starting $KAFKA_NAME on $KAFKA_BOOTSTRAP (log: $KAFKA_LOG)"
-    # setsid: own session, so the broker outlives the calling shell; the inner
-    # bash drops inherited fds, writes its own pid and execs java, so the pid
-    # file holds java's pid.
-    # shellcheck disable=SC2016 # expanded by the inner bash
-    setsid bash -c "$CLOSE_FDS"'; echo $$ >"$1"; shift; exec "$@"' _ "$KAFKA_PIDFILE" \
-      "$(java_bin)" -Xms"$KAFKA_HEAP" -Xmx"$KAFKA_HEAP" \
-      -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
-      -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
-      -Dlog4j2.configurationFile="$KAFKA_CONF/log4j2.properties" \
-      -cp "$KAFKA_LIB/*" kafka.Kafka "$KAFKA_CONF/server.properties" \
-      </dev/null >>"$KAFKA_LOG" 2>&1 9>&- &
-    local i
-    for ((i = 0; i < 50; i++)); do
-      pid=$(kafka_pid) && break
-      sleep 0.1
-    done
-    [[ -n ${pid:-} ]] || { kafka_log_tail; die "$KAFKA_NAME exited right after launch"; }
+    kafka_launch
   fi
+  kafka_wait
+}
+
+kafka_launch() { # starts the broker in the background (not running: checked by the caller)
+  local pid
+  rm -f "$KAFKA_PIDFILE"
+  local p
+  for p in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
+    if port_open "$HOST" "$p"; then
+      if [[ $KAFKA_INSTANCE == cluster ]]; then
+        die "port $HOST:$p is already in use by another process (not our $KAFKA_NAME); free it or set OPPTAK_CLUSTER_KAFKA_PORT / OPPTAK_CLUSTER_CONTROLLER_PORT"
+      fi
+      die "port $HOST:$p is already in use by another process (not our $KAFKA_NAME broker); free it or set OPPTAK_KAFKA_PORT / OPPTAK_KAFKA_CONTROLLER_PORT (secure: OPPTAK_KAFKA_SECURE_PORT / OPPTAK_KAFKA_SECURE_CONTROLLER_PORT)"
+    fi
+  done
+  # Tests create topics under unique prefixes: after many runs the broker
+  # spends minutes recovering thousands of partitions at start, past the
+  # readiness timeout below. They are test data only: start afresh. (Not
+  # a cluster node: emptying one node alone would not empty the cluster.)
+  if [[ $KAFKA_INSTANCE != cluster && -d $KAFKA_DATA ]] &&
+    (($(find "$KAFKA_DATA" -mindepth 1 -maxdepth 1 -type d | wc -l) > 3000)); then
+    log "$KAFKA_NAME: $KAFKA_DATA holds over 3000 partitions of earlier test runs; starting with empty storage"
+    rm -rf "$KAFKA_DATA"
+  fi
+  install_kafka
+  kafka_configure
+  [[ -f $KAFKA_LOG ]] && mv -f "$KAFKA_LOG" "$KAFKA_LOG.1"
+  log "starting $KAFKA_NAME on $KAFKA_BOOTSTRAP (log: $KAFKA_LOG)"
+  # setsid: own session, so the broker outlives the calling shell; the inner
+  # bash drops inherited fds, writes its own pid and execs java, so the pid
+  # file holds java's pid.
+  # shellcheck disable=SC2016 # expanded by the inner bash
+  setsid bash -c "$CLOSE_FDS"'; echo $$ >"$1"; shift; exec "$@"' _ "$KAFKA_PIDFILE" \
+    "$(java_bin)" -Xms"$KAFKA_HEAP" -Xmx"$KAFKA_HEAP" \
+    -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+    -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$KAFKA_CONF/log4j2.properties" \
+    -cp "$KAFKA_LIB/*" kafka.Kafka "$KAFKA_CONF/server.properties" \
+    </dev/null >>"$KAFKA_LOG" 2>&1 9>&- &
+  local i
+  for ((i = 0; i < 50; i++)); do
+    pid=$(kafka_pid) && break
+    sleep 0.1
+  done
+  [[ -n ${pid:-} ]] || { kafka_log_tail; die "$KAFKA_NAME exited right after launch"; }
+}
+
+kafka_wait() { # until the broker answers, or its start failed (then it is stopped)
+  local pid
+  pid=$(kafka_pid) || { kafka_log_tail; die "$KAFKA_NAME is not running"; }
   local deadline=$((SECONDS + KAFKA_START_TIMEOUT))
   until kafka_ready; do
     if ! kill -0 "$pid" 2>/dev/null; then
@@ -635,7 +734,11 @@ ensure_traversable() { # dir: let PG_USER reach it (e.g. through /root, mode 070
 }
 
 psql_admin() {
-  "$PSQL" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCK" -p "$PG_PORT" \
+  # The cluster's primary makes every commit wait for its synchronous
+  # standby; its set-up statements (before the standby exists) commit locally.
+  local opts=${PGOPTIONS:-}
+  [[ $PG_INSTANCE != primary ]] || opts+=" -c synchronous_commit=local"
+  PGOPTIONS=$opts "$PSQL" -X -q -v ON_ERROR_STOP=1 -h "$PG_SOCK" -p "$PG_PORT" \
     -U "$PG_SUPERUSER" -d postgres "$@"
 }
 
@@ -677,8 +780,29 @@ pg_clear_stale() {
   fi
 }
 
+pg_standby_clone() { # the standby's data dir: a base backup of the primary, set up to follow it
+  log "cloning the cluster primary ($HOST:$CLUSTER_PG_PORT) into $PG_DATA with pg_basebackup (as $PG_USER)"
+  rm -rf "$PG_DATA"
+  # -C makes the slot that keeps the primary's WAL for this standby; one
+  # left from an earlier standby (its data dir since deleted) would fail it.
+  PGOPTIONS='-c synchronous_commit=local' "$PSQL" -X -q -v ON_ERROR_STOP=1 -h "$HOST" -p "$CLUSTER_PG_PORT" \
+    -U "$PG_SUPERUSER" -d postgres -tAc "select pg_drop_replication_slot(slot_name) from pg_replication_slots
+      where slot_name = '$CLUSTER_PG_SLOT' and not active" >/dev/null ||
+    die "cannot reach the cluster primary on $HOST:$CLUSTER_PG_PORT to clone the standby"
+  # -R: standby.signal and primary_conninfo / primary_slot_name in
+  # postgresql.auto.conf; -X stream: the WAL written meanwhile comes along.
+  if ! as_pg "$PG_BIN/pg_basebackup" -D "$PG_DATA" -h "$HOST" -p "$CLUSTER_PG_PORT" -U "$PG_SUPERUSER" \
+    -X stream -R -C -S "$CLUSTER_PG_SLOT" -c fast >"$PG_DIR/basebackup.log" 2>&1; then
+    cat "$PG_DIR/basebackup.log" >&2
+    rm -rf "$PG_DATA"
+    die "pg_basebackup from $HOST:$CLUSTER_PG_PORT failed (log: $PG_DIR/basebackup.log)"
+  fi
+}
+
 pg_configure() {
-  if [[ ! -s $PG_DATA/PG_VERSION ]]; then
+  if [[ ! -s $PG_DATA/PG_VERSION && $PG_INSTANCE == standby ]]; then
+    pg_standby_clone
+  elif [[ ! -s $PG_DATA/PG_VERSION ]]; then
     log "initdb $PG_DATA (as $PG_USER)"
     rm -rf "$PG_DATA"
     as_pg "$PG_BIN/initdb" -D "$PG_DATA" -U "$PG_SUPERUSER" -A trust \
@@ -690,7 +814,7 @@ pg_configure() {
   chown "$PG_USER:" "$PG_SOCK"
   chmod 0700 "$PG_SOCK"
   render "$PG_CONF_TEMPLATE" "$PG_DATA/opptak.conf" \
-    "PG_PORT=$PG_PORT" "SOCKET_DIR=$PG_SOCK"
+    "PG_PORT=$PG_PORT" "SOCKET_DIR=$PG_SOCK" "SYNC_STANDBYS=$PG_SYNC"
   cp "$PG_HBA" "$PG_DATA/pg_hba.conf"
   local files=("$PG_DATA/opptak.conf" "$PG_DATA/pg_hba.conf")
   if [[ $PG_INSTANCE == tls ]]; then
@@ -718,6 +842,10 @@ pg_ensure_db() {
       if exists (select 1 from pg_roles where rolname = 'pg_checkpoint')
       then grant pg_checkpoint to $PG_ROLE; end if; end \$\$" >/dev/null
   fi
+  if [[ $PG_INSTANCE == primary ]]; then
+    # Tests read the replication state (pg_stat_replication) as this role.
+    psql_admin -qc "grant pg_monitor to $PG_ROLE" >/dev/null
+  fi
   if [[ $PG_INSTANCE == tls ]]; then
     # A SCRAM password (password_encryption), given on stdin, not the command line.
     printf "alter role %s password '%s'\n" "$PG_ROLE" "$(<"$(secret "pg-$PG_ROLE")")" | psql_admin
@@ -732,7 +860,11 @@ pg_ensure_db() {
 start_pg() {
   pg_prepare
   if pg_running && "$PG_BIN/pg_isready" -q -h "$HOST" -p "$PG_PORT"; then
-    pg_ensure_db
+    if [[ $PG_INSTANCE == standby ]]; then
+      pg_wait_streaming
+    else
+      pg_ensure_db
+    fi
     log "$PG_NAME already running on $HOST:$PG_PORT"
     return 0
   fi
@@ -742,7 +874,7 @@ start_pg() {
   fi
   pg_clear_stale
   if port_open "$HOST" "$PG_PORT"; then
-    die "port $HOST:$PG_PORT is already in use by another process; free it or set OPPTAK_PG_PORT (TLS: OPPTAK_PG_TLS_PORT)"
+    die "port $HOST:$PG_PORT is already in use by another process; free it or set OPPTAK_PG_PORT (TLS: OPPTAK_PG_TLS_PORT; cluster: OPPTAK_CLUSTER_PG_PORT, OPPTAK_CLUSTER_PG_STANDBY_PORT)"
   fi
   pg_configure
   log "starting $PG_NAME on $HOST:$PG_PORT (log: $PG_LOG)"
@@ -754,8 +886,25 @@ start_pg() {
     tail -n 30 "$PG_LOG" >&2
     die "$PG_NAME failed to start"
   fi
-  pg_ensure_db
+  if [[ $PG_INSTANCE == standby ]]; then
+    pg_wait_streaming # read-only: the role and database come from the primary
+  else
+    pg_ensure_db
+  fi
   log "$PG_NAME ready on $HOST:$PG_PORT"
+}
+
+pg_wait_streaming() { # the standby's WAL receiver streams from the primary
+  local deadline=$((SECONDS + 60)) st
+  while :; do
+    st=$(psql_admin -tAc "select status from pg_stat_wal_receiver" 2>/dev/null || true)
+    [[ $st != streaming ]] || return 0
+    if ((SECONDS >= deadline)); then
+      tail -n 30 "$PG_LOG" >&2
+      die "$PG_NAME is not streaming from the primary on $HOST:$CLUSTER_PG_PORT after 60 s (wal receiver: ${st:-none}; log: $PG_LOG)"
+    fi
+    sleep 0.5
+  done
 }
 
 stop_pg() {
@@ -1192,6 +1341,142 @@ cmd_stop_secure() {
   stop_pg
 }
 
+# --------------------------------------------------------------- cluster ---
+# Three Kafka nodes in one KRaft quorum and a PostgreSQL primary with a
+# synchronous streaming standby, beside (not instead of) the single broker
+# and PostgreSQL above; MinIO is the one of `start`.
+
+cmd_cluster() {
+  lock
+  install_debs
+  install_kafka
+  mkdir -p "$CLUSTER_DIR"
+  # The nodes start together: none is ready before two of the quorum's
+  # three voters are up.
+  local n pid waiting=()
+  for n in "${CLUSTER_NODES[@]}"; do
+    use_kafka cluster "$n"
+    if pid=$(kafka_pid); then
+      if kafka_ready; then
+        log "$KAFKA_NAME already running (pid $pid) on $KAFKA_BOOTSTRAP"
+        continue
+      fi
+      log "$KAFKA_NAME process $pid is up but not answering yet; waiting"
+    else
+      kafka_launch
+    fi
+    waiting+=("$n")
+  done
+  for n in "${waiting[@]}"; do
+    use_kafka cluster "$n"
+    kafka_wait
+  done
+  use_kafka plain
+  use_pg primary
+  start_pg
+  use_pg standby
+  start_pg
+  local deadline=$((SECONDS + 30))
+  until cluster_pg_replication >/dev/null; do
+    ((SECONDS < deadline)) ||
+      die "the cluster primary does not list its standby as streaming and synchronous after 30 s: $(cluster_pg_replication)"
+    sleep 0.5
+  done
+  use_pg plain
+  start_minio
+  log "cluster ready: kafka $(cluster_bootstrap), postgres primary $HOST:$CLUSTER_PG_PORT, standby $HOST:$CLUSTER_PG_STANDBY_PORT (eval \"\$($0 cluster-env)\")"
+}
+
+cluster_pg_replication() { # prints the primary's view of its standbys; 0 if one streams synchronously
+  local prev=$PG_INSTANCE rep
+  use_pg primary
+  pg_prepare
+  rep=$(psql_admin -tAc "select coalesce(string_agg(application_name || ' ' || state || ' ' || sync_state, ', '), 'no standby')
+    from pg_stat_replication" 2>/dev/null) || rep="primary not answering"
+  use_pg "$prev"
+  printf '%s\n' "$rep"
+  [[ $rep == *" streaming sync"* ]]
+}
+
+cluster_stop() {
+  # All nodes at once: stopped one by one, the last two would wait for a
+  # quorum that is gone (and be killed after KAFKA_STOP_TIMEOUT each).
+  local n pid pids=()
+  for n in "${CLUSTER_NODES[@]}"; do
+    use_kafka cluster "$n"
+    if pid=$(kafka_pid); then
+      log "stopping $KAFKA_NAME (pid $pid)"
+      kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$pid")
+    else
+      rm -f "$KAFKA_PIDFILE"
+      log "$KAFKA_NAME not running"
+    fi
+  done
+  local deadline=$((SECONDS + KAFKA_STOP_TIMEOUT))
+  for pid in "${pids[@]}"; do
+    while kill -0 "$pid" 2>/dev/null; do
+      if ((SECONDS >= deadline)); then
+        log "kafka cluster node (pid $pid) still up after ${KAFKA_STOP_TIMEOUT}s; sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        sleep 1
+        break
+      fi
+      sleep 0.5
+    done
+  done
+  for n in "${CLUSTER_NODES[@]}"; do
+    use_kafka cluster "$n"
+    kafka_pid >/dev/null || rm -f "$KAFKA_PIDFILE"
+  done
+  ((${#pids[@]} == 0)) || log "kafka cluster stopped"
+  use_kafka plain
+  use_pg standby
+  stop_pg
+  use_pg primary
+  stop_pg
+  use_pg plain
+}
+
+cmd_cluster_stop() {
+  lock
+  cluster_stop
+}
+
+cmd_cluster_status() {
+  local rc=0 n rep
+  for n in "${CLUSTER_NODES[@]}"; do
+    use_kafka cluster "$n"
+    status_kafka || rc=3
+  done
+  use_kafka plain
+  use_pg primary
+  status_pg || rc=3
+  use_pg standby
+  status_pg || rc=3
+  use_pg plain
+  if rep=$(cluster_pg_replication); then
+    echo "replication: $rep (primary -> standby)"
+  else
+    echo "replication: NOT streaming synchronously ($rep)"
+    rc=3
+  fi
+  return "$rc"
+}
+
+cmd_cluster_env() {
+  local n
+  for n in "${CLUSTER_NODES[@]}"; do
+    use_kafka cluster "$n"
+    kafka_pid >/dev/null || log "warning: $KAFKA_NAME is not running (start the cluster: $0 cluster)"
+  done
+  use_kafka plain
+  echo "export OPPTAK_TEST_KAFKA_CLUSTER=$(cluster_bootstrap)"
+  echo "export OPPTAK_TEST_POSTGRES_PRIMARY=postgres://$PG_ROLE@$HOST:$CLUSTER_PG_PORT/$PG_DB"
+  echo "export OPPTAK_TEST_POSTGRES_STANDBY=postgres://$PG_ROLE@$HOST:$CLUSTER_PG_STANDBY_PORT/$PG_DB"
+  echo "export OPPTAK_TEST_CLUSTER_DIR=$CLUSTER_DIR"
+}
+
 cmd_restart_kafka() {
   lock
   stop_kafka
@@ -1399,12 +1684,13 @@ cmd_reset() {
   stop_pg
   local tls_pg=$PG_DIR
   use_pg plain
-  log "deleting data: $KAFKA_DATA $secure_kafka $PG_DIR $tls_pg $TLS_DIR $SECRETS_DIR $MINIO_DATA"
+  cluster_stop
+  log "deleting data: $KAFKA_DATA $secure_kafka $PG_DIR $tls_pg $TLS_DIR $SECRETS_DIR $MINIO_DATA $CLUSTER_DIR"
   rm -rf "$KAFKA_DATA" "$KAFKA_CONF" "$KAFKA_CLUSTER_ID_FILE" \
     "$KAFKA_PIDFILE" "$KAFKA_LOG" "$KAFKA_LOG.1" "$PG_DIR" \
     "$secure_kafka" "$tls_pg" "$TLS_DIR" "$SECRETS_DIR" \
     "$MINIO_DATA" "$MINIO_PIDFILE" "$MINIO_LOG" "$MINIO_LOG.1" \
-    "$SPEECH_PIDFILE" "$SPEECH_LOG" "$SPEECH_LOG.1"
+    "$SPEECH_PIDFILE" "$SPEECH_LOG" "$SPEECH_LOG.1" "$CLUSTER_DIR"
 }
 
 cmd_topics() {
@@ -1434,6 +1720,10 @@ main() {
   stop-llm) lock; llm stop ;;
   status) cmd_status ;;
   env) cmd_env ;;
+  cluster) cmd_cluster ;;
+  cluster-stop) cmd_cluster_stop ;;
+  cluster-status) cmd_cluster_status ;;
+  cluster-env) cmd_cluster_env ;;
   config) cmd_config "$@" ;;
   reset) cmd_reset ;;
   topics) cmd_topics "$@" ;;

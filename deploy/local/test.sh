@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# The full test suite: starts what the tests need (Kafka, PostgreSQL) with
-# deploy/local/services.sh, then runs every test against the real services.
+# The full test suite: starts what the tests need (Kafka, PostgreSQL, and
+# the local cluster) with deploy/local/services.sh, then runs every test
+# against the real services.
 # Extra arguments go to `cargo test` (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 deploy/local/services.sh start
 eval "$(deploy/local/services.sh env)"
+# The local cluster (three brokers, a PostgreSQL primary and its standby)
+# for tests/it/cluster.rs, which then must not skip.
+deploy/local/services.sh cluster
+eval "$(deploy/local/services.sh cluster-env)"
+export OPPTAK_REQUIRE_CLUSTER=1
 # Jaeger v2, the OTLP receiver of tests/it/otel.rs (built once; ~4-5 min cold).
 deploy/local/jaeger.sh >/dev/null
 # Tests that need a service fail (instead of skipping) when it is missing.

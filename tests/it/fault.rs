@@ -18,12 +18,19 @@
 //! time; `OPPTAK_FAULT_SEED` replays a run's random choices. Full size:
 //!
 //! ```sh
-//! OPPTAK_FAULT_CALLS=200 cargo test --release --test it fault:: -- --nocapture
+//! OPPTAK_FAULT_CALLS=200 cargo test --release --test it fault::kills -- --nocapture
 //! ```
+//!
+//! On three brokers (`OPPTAK_FAULT_BROKERS=3`, and the CI-sized
+//! `leader_kills_on_three_brokers_lose_and_duplicate_nothing`: 12 calls of
+//! 60 s) the Kafka is a private three-node cluster and the broker fault is
+//! a SIGKILL of the leader of the telephony topic's busiest partition, then,
+//! once it is back in sync, of a second broker; the process kills go on
+//! meanwhile.
 
 use crate::common;
 #[allow(unreachable_pub)]
-mod broker;
+pub(crate) mod broker;
 #[allow(unreachable_pub)]
 mod check;
 #[allow(unreachable_pub)]
@@ -101,6 +108,10 @@ summarizer_group = "{prefix}-summarizer"
     path
 }
 
+/// One fault suite at a time: two at once on two cores would only measure
+/// each other.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A fault done: when, at what progress, what, and how it went.
 struct Done {
     at: Duration,
@@ -110,12 +121,28 @@ struct Done {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kills_and_a_broker_restart_lose_and_duplicate_nothing() {
+    suite(env_or("OPPTAK_FAULT_BROKERS", 1), 36, 30.0).await;
+}
+
+/// The cluster scenario at CI size (fewer, longer calls: the two broker
+/// kills, each with its restart and catch-up, fall inside the calls).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_kills_on_three_brokers_lose_and_duplicate_nothing() {
+    suite(3, 12, 60.0).await;
+}
+
+/// One run: `brokers` private brokers (1: a SIGTERM restart of the broker;
+/// 3: the leader kills), `OPPTAK_FAULT_CALLS` calls (default `calls`) of
+/// `OPPTAK_FAULT_SECONDS` (default `seconds`).
+async fn suite(brokers: usize, calls: usize, seconds: f64) {
     let Some(speech) = speech_url() else { return };
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some(postgres) = common::postgres_db("fault").await else {
         return;
     };
-    let calls_n: usize = env_or("OPPTAK_FAULT_CALLS", 36);
-    let seconds: f64 = env_or("OPPTAK_FAULT_SECONDS", 30.0);
+    let cluster = brokers > 1;
+    let calls_n: usize = env_or("OPPTAK_FAULT_CALLS", calls);
+    let seconds: f64 = env_or("OPPTAK_FAULT_SECONDS", seconds);
     let pace: f64 = env_or("OPPTAK_FAULT_PACE", 1.0);
     let seed: u64 = env_or("OPPTAK_FAULT_SEED", rand::random::<u64>() % 1_000_000);
     // Extra seconds the broker stays down at its restart: beyond the
@@ -127,13 +154,13 @@ async fn kills_and_a_broker_restart_lose_and_duplicate_nothing() {
     let dir = std::env::temp_dir().join(format!("opptak-{prefix}"));
     std::fs::create_dir_all(&dir).unwrap();
     eprintln!(
-        "[fault] {calls_n} calls of {seconds} s at {pace}x real time, seed {seed} \
+        "[fault] {calls_n} calls of {seconds} s at {pace}x real time, {brokers} broker(s), seed {seed} \
          (OPPTAK_FAULT_SEED={seed} replays the choices); files in {}",
         dir.display()
     );
 
     let broker_dir = dir.clone();
-    let broker = tokio::task::spawn_blocking(move || Broker::from_env(&broker_dir))
+    let broker = tokio::task::spawn_blocking(move || Broker::from_env(&broker_dir, brokers))
         .await
         .unwrap()
         .unwrap_or_else(|e| panic!("broker: {e}"));
@@ -146,6 +173,22 @@ async fn kills_and_a_broker_restart_lose_and_duplicate_nothing() {
     let edges = Edges::open(config.clone()).await.unwrap();
     edges.create_topics().await.unwrap();
     let topic = config.recorder_config().topics.telephony;
+    if cluster {
+        // bus.replication and bus.min_insync_replicas are "auto": what
+        // opptak created on three brokers has three replicas and needs two
+        // in sync (set on the topic, not inherited from the broker).
+        let admin = broker::admin(&broker.as_ref().unwrap().bootstrap()).unwrap();
+        let policy = config.policy().unwrap();
+        for spec in opptak::topics::specs_for_roles(&config, &policy, &["recorder"]) {
+            let (least, most, min_isr) = broker::replication_of(&admin, &spec.name).await.unwrap();
+            assert_eq!(
+                (least, most, min_isr.as_deref()),
+                (3, 3, Some("2")),
+                "{}: replicas (fewest, most) and min.insync.replicas as opptak created it",
+                spec.name
+            );
+        }
+    }
     // Each process its own metrics port, where the telemetry section exists.
     let telemetry = Config::load_from(
         Some(&config_path),
@@ -175,7 +218,7 @@ async fn kills_and_a_broker_restart_lose_and_duplicate_nothing() {
     sup.start_all();
 
     let calls = workload::plan(&prefix, calls_n, seconds, seed);
-    let tel = Telephony::start(edges.bus.clone(), topic, &calls, pace, Duration::from_secs(600));
+    let tel = Telephony::start(edges.bus.clone(), topic.clone(), &calls, pace, Duration::from_secs(600));
 
     // The fault schedule: kills after 20–25% more progress each; the first
     // two hit one recorder and one transcriber (in random order), the third
@@ -207,6 +250,12 @@ async fn kills_and_a_broker_restart_lose_and_duplicate_nothing() {
     let mut broker_at: Option<f64> = None;
     let mut broker_done = false;
     let mut restart_task: Option<tokio::task::JoinHandle<(Broker, Result<Duration, String>)>> = None;
+    // The cluster's broker kills, from the task doing them, as they happen.
+    let (notes_tx, notes) = std::sync::mpsc::channel::<String>();
+    if cluster {
+        // Early, so both kills and returns fall inside the calls.
+        broker_at = Some(0.15 + rng.gen_range(0.0..0.05));
+    }
     let mut pending_kill = kills.next();
     let mut faults: Vec<Done> = Vec::new();
     let mut failures: Vec<String> = Vec::new();
@@ -222,12 +271,24 @@ async fn kills_and_a_broker_restart_lose_and_duplicate_nothing() {
             break;
         }
         let p = tel.progress();
+        while let Ok(what) = notes.try_recv() {
+            eprintln!(
+                "[fault] {:>6.1}s progress {:>5.1}%: {what}",
+                started.elapsed().as_secs_f64(),
+                p * 100.0
+            );
+            faults.push(Done {
+                at: started.elapsed(),
+                progress: p,
+                what,
+            });
+        }
         if restart_task.as_ref().is_some_and(|t| t.is_finished()) {
             let (b, r) = restart_task.take().unwrap().await.unwrap();
             broker = Some(b);
             match r {
                 Ok(down) => eprintln!(
-                    "[fault] {:>6.1}s broker back after {:.1} s",
+                    "[fault] {:>6.1}s broker fault over after {:.1} s",
                     started.elapsed().as_secs_f64(),
                     down.as_secs_f64()
                 ),
@@ -237,7 +298,22 @@ async fn kills_and_a_broker_restart_lose_and_duplicate_nothing() {
                 }
             }
         }
-        if restart_task.is_none() && !broker_done && broker_at.is_some_and(|b| p >= b) {
+        if cluster && restart_task.is_none() && !broker_done && broker_at.is_some_and(|b| p >= b) {
+            broker_done = true;
+            // An orchestrator's restart: at once or within seconds.
+            let downs = [0, 1].map(|_| broker_down + Duration::from_millis(rng.gen_range(0..8_000)));
+            let mut b = broker.take().unwrap();
+            let (topic, tx) = (topic.clone(), notes_tx.clone());
+            restart_task = Some(tokio::task::spawn_blocking(move || {
+                let t = Instant::now();
+                let r = match &mut b {
+                    Broker::Private(c) => c.leader_kills(&topic, downs, &tx),
+                    Broker::Shared(_) => Err("the leader kills need the private cluster".into()),
+                };
+                (b, r.map(|()| t.elapsed()))
+            }));
+        }
+        if !cluster && restart_task.is_none() && !broker_done && broker_at.is_some_and(|b| p >= b) {
             broker_done = true;
             eprintln!(
                 "[fault] {:>6.1}s progress {:>5.1}%: restarting the broker",
@@ -268,7 +344,8 @@ async fn kills_and_a_broker_restart_lose_and_duplicate_nothing() {
             .copied()
             .filter(|&i| sup.procs[i].pid().is_some())
             .collect();
-        if restart_task.is_none() && p >= next_kill && !running.is_empty() {
+        // On the cluster the process kills go on while brokers are down.
+        if (cluster || restart_task.is_none()) && p >= next_kill && !running.is_empty() {
             if let Some(victim) = pending_kill.take().map(|_| running[rng.gen_range(0..running.len())]) {
                 // Restarted at once, or after the consumer groups moved its
                 // partitions to the others (session timeout 10 s), so that its
@@ -310,6 +387,19 @@ async fn kills_and_a_broker_restart_lose_and_duplicate_nothing() {
         if let Err(e) = r {
             failures.push(format!("broker restart: {e}"));
         }
+    }
+    while let Ok(what) = notes.try_recv() {
+        let p = tel.progress();
+        eprintln!(
+            "[fault] {:>6.1}s progress {:>5.1}%: {what}",
+            started.elapsed().as_secs_f64(),
+            p * 100.0
+        );
+        faults.push(Done {
+            at: started.elapsed(),
+            progress: p,
+            what,
+        });
     }
     let played = started.elapsed();
     let sent = tel.join().await;
@@ -389,10 +479,11 @@ async fn kills_and_a_broker_restart_lose_and_duplicate_nothing() {
             "{role_errors} roles ended with an error (grep the logs for 'stopped with an error')"
         ));
     }
-    let kills_done = faults.iter().filter(|f| f.what.starts_with("SIGKILL")).count();
-    if kills_done < 3 || !broker_done {
+    let broker_kills = faults.iter().filter(|f| f.what.starts_with("SIGKILL broker")).count();
+    let kills_done = faults.iter().filter(|f| f.what.starts_with("SIGKILL")).count() - broker_kills;
+    if kills_done < 3 || !broker_done || (cluster && broker_kills < 2) {
         failures.push(format!(
-            "the fault schedule did not run: {kills_done} kills, broker restarted: {broker_done}"
+            "the fault schedule did not run: {kills_done} kills, broker fault begun: {broker_done}, brokers killed: {broker_kills}"
         ));
     }
 
@@ -427,8 +518,9 @@ async fn kills_and_a_broker_restart_lose_and_duplicate_nothing() {
     use std::fmt::Write;
     let _ = writeln!(
         out,
-        "\n=== fault suite: {} calls x {seconds} s at {pace}x, 3 recorders, 2 transcribers, 1 broker, seed {seed} ===",
-        calls.len()
+        "\n=== fault suite: {} calls x {seconds} s at {pace}x, 3 recorders, 2 transcribers, {brokers} broker{}, seed {seed} ===",
+        calls.len(),
+        if cluster { "s" } else { "" }
     );
     for f in &faults {
         let _ = writeln!(
@@ -527,10 +619,10 @@ async fn kills_and_a_broker_restart_lose_and_duplicate_nothing() {
     let ok = failures.is_empty() && calls_wrong == 0 && total.lost == 0 && total.duplicate == 0 && total.unseen == 0;
     if !ok {
         eprintln!(
-            "[fault] FAILED; files kept in {}\n  config: {}\n  broker log: {:?}\n{}",
+            "[fault] FAILED; files kept in {}\n  config: {}\n  broker logs: {:?}\n{}",
             dir.display(),
             config_path.display(),
-            broker.as_ref().and_then(|b| b.log()),
+            broker.as_ref().map(|b| b.logs()),
             sup.logs()
         );
     }

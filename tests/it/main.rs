@@ -18,6 +18,7 @@ mod browser_shell;
 mod call_context;
 mod call_page;
 mod cli;
+mod cluster;
 mod conversation_ki;
 mod conversations;
 mod conversations_web;

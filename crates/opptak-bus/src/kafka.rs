@@ -36,8 +36,13 @@ const STATS_INTERVAL_MS: &str = "5000";
 
 #[derive(Clone)]
 pub struct KafkaOptions {
-    /// Replication factor for topics opptak creates (3 in production).
-    pub replication: i32,
+    /// Replication factor for topics this bus creates; `None` (auto): three,
+    /// or as many brokers as the cluster's metadata lists where fewer.
+    pub replication: Option<i32>,
+    /// `min.insync.replicas` for topics this bus creates; `None` (auto): a
+    /// majority of the replicas (2 of 3) where there are three or more,
+    /// else the broker's default.
+    pub min_insync_replicas: Option<i32>,
     /// How long a publish may wait for the broker before failing.
     pub publish_timeout: Duration,
     /// TLS and SASL for every client of the bus.
@@ -56,6 +61,7 @@ impl std::fmt::Debug for KafkaOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaOptions")
             .field("replication", &self.replication)
+            .field("min_insync_replicas", &self.min_insync_replicas)
             .field("publish_timeout", &self.publish_timeout)
             .field("security", &self.security)
             .field("extra", &self.extra.iter().map(|(k, _)| k).collect::<Vec<_>>())
@@ -67,7 +73,8 @@ impl std::fmt::Debug for KafkaOptions {
 impl Default for KafkaOptions {
     fn default() -> Self {
         Self {
-            replication: 1,
+            replication: None,
+            min_insync_replicas: None,
             publish_timeout: Duration::from_secs(30),
             security: KafkaSecurity::default(),
             extra: Vec::new(),
@@ -83,6 +90,45 @@ pub struct KafkaBus {
     /// Shared with the blocking tasks that ask it for metadata.
     admin: Arc<AdminClient<BusContext>>,
     failures: AuthFailures,
+}
+
+/// Replicas per topic where the cluster has brokers enough: a broker can
+/// be lost (or restarted) and every acknowledged write is still on two.
+pub const AUTO_REPLICATION: i32 = 3;
+
+/// The replication factor and `min.insync.replicas` (`None`: the broker's
+/// default) of a topic created on a cluster whose metadata lists `brokers`
+/// brokers. A replication above the broker count is refused here, with the
+/// numbers, rather than by the broker's terse `INVALID_REPLICATION_FACTOR`.
+pub fn topic_replication(
+    replication: Option<i32>,
+    min_insync: Option<i32>,
+    brokers: usize,
+) -> Result<(i32, Option<i32>), BusError> {
+    let brokers = i32::try_from(brokers).unwrap_or(i32::MAX);
+    if brokers == 0 {
+        return Err(BusError::Unavailable("the cluster's metadata lists no brokers".into()));
+    }
+    let r = replication.unwrap_or(AUTO_REPLICATION.min(brokers));
+    if r < 1 || r > brokers {
+        return Err(BusError::Config(format!(
+            "replication factor {r} for new topics, but the cluster's metadata lists {brokers} live broker{}: \
+             a topic cannot have more replicas than brokers (set bus.replication to at most {brokers}, or \"auto\")",
+            if brokers == 1 { "" } else { "s" }
+        )));
+    }
+    let m = match min_insync {
+        Some(m) if m < 1 || m > r => {
+            return Err(BusError::Config(format!(
+                "min.insync.replicas {m} for new topics with {r} replica{}: expected 1..={r} \
+                 (more could never be in sync and every write would fail)",
+                if r == 1 { "" } else { "s" }
+            )))
+        }
+        Some(m) => Some(m),
+        None => (r >= AUTO_REPLICATION).then_some(r / 2 + 1),
+    };
+    Ok((r, m))
 }
 
 /// An authentication or TLS failure is taken as the cause of errors for
@@ -324,6 +370,23 @@ impl KafkaBus {
         }
     }
 
+    /// How many brokers the cluster's metadata lists (the live ones: a
+    /// broker that is down is not in it). Asks about `topic` only, so the
+    /// answer stays small on clusters with many topics.
+    async fn broker_count(&self, topic: &str) -> Result<usize, BusError> {
+        let admin = self.admin.clone();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            admin
+                .inner()
+                .fetch_metadata(Some(&topic), Duration::from_secs(10))
+                .map(|md| md.brokers().len())
+        })
+        .await
+        .map_err(|e| BusError::Unavailable(e.to_string()))?
+        .map_err(|e| self.failures.error(e))
+    }
+
     fn apply_extra(c: &mut ClientConfig, options: &KafkaOptions) {
         for (k, v) in &options.extra {
             c.set(k, v);
@@ -368,11 +431,18 @@ impl Bus for KafkaBus {
         if self.topic_partitions(name, Duration::from_secs(30)).await?.is_some() {
             return Ok(());
         }
-        let mut topic = NewTopic::new(name, spec.partitions, TopicReplication::Fixed(self.options.replication));
-        let (retention, segment) = (
+        let brokers = self.broker_count(name).await?;
+        let (replication, min_insync) =
+            topic_replication(self.options.replication, self.options.min_insync_replicas, brokers)?;
+        let mut topic = NewTopic::new(name, spec.partitions, TopicReplication::Fixed(replication));
+        let (retention, segment, min_insync_text) = (
             spec.retention_ms.map(|v| v.to_string()),
             spec.segment_ms.map(|v| v.to_string()),
+            min_insync.map(|v| v.to_string()),
         );
+        if let Some(v) = &min_insync_text {
+            topic = topic.set("min.insync.replicas", v);
+        }
         if let Some(v) = &retention {
             topic = topic.set("retention.ms", v);
         }
@@ -397,6 +467,7 @@ impl Bus for KafkaBus {
                 Err((t, code)) => return Err(BusError::Config(format!("create topic {t}: {code}"))),
             }
         }
+        tracing::info!(topic = name, partitions = spec.partitions, replication, brokers, min_insync_replicas = ?min_insync, "topic created");
         // Metadata propagates asynchronously; wait until the topic is visible.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -841,5 +912,46 @@ impl Subscription for KafkaSubscription {
             Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::NoOffset) => Ok(()),
             Err(e) => Err(self.failures.error(e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_replication_is_three_or_every_broker() {
+        assert_eq!(topic_replication(None, None, 1).ok(), Some((1, None)));
+        assert_eq!(topic_replication(None, None, 2).ok(), Some((2, None)));
+        assert_eq!(topic_replication(None, None, 3).ok(), Some((3, Some(2))));
+        assert_eq!(topic_replication(None, None, 6).ok(), Some((3, Some(2))));
+        assert!(matches!(
+            topic_replication(None, None, 0),
+            Err(BusError::Unavailable(_))
+        ));
+    }
+
+    #[test]
+    fn explicit_settings_win_within_the_broker_count() {
+        assert_eq!(topic_replication(Some(1), None, 3).ok(), Some((1, None)));
+        assert_eq!(topic_replication(Some(5), None, 5).ok(), Some((5, Some(3))));
+        assert_eq!(topic_replication(Some(3), Some(3), 3).ok(), Some((3, Some(3))));
+        assert_eq!(topic_replication(None, Some(1), 3).ok(), Some((3, Some(1))));
+        assert_eq!(topic_replication(Some(2), Some(2), 3).ok(), Some((2, Some(2))));
+    }
+
+    #[test]
+    fn more_replicas_than_brokers_is_refused_with_the_numbers() {
+        let Err(BusError::Config(why)) = topic_replication(Some(3), None, 1) else {
+            panic!("accepted 3 replicas on 1 broker")
+        };
+        assert!(
+            why.contains("replication factor 3") && why.contains("1 live broker:"),
+            "{why}"
+        );
+        let Err(BusError::Config(why)) = topic_replication(None, Some(4), 3) else {
+            panic!("accepted min.insync.replicas 4 of 3")
+        };
+        assert!(why.contains("min.insync.replicas 4") && why.contains("1..=3"), "{why}");
     }
 }
