@@ -750,7 +750,7 @@ async fn recording_path_with_blobs_on_s3() {
         common::unique("hot")
     );
     for (k, v) in env.vars.iter_mut() {
-        if k == "OPPTAK__STORAGE__BLOBS" {
+        if k.as_str() == "OPPTAK__STORAGE__BLOBS" {
             *v = url.clone();
         }
     }
