@@ -818,3 +818,31 @@ async fn recording_path_with_blobs_on_s3() {
     }
     assert!(hot.list("").await.unwrap().is_empty());
 }
+
+/// opptak does not start on a hot bucket with versioning (there a delete
+/// would keep the object): the bucket here has Object Lock, which enables it.
+#[tokio::test]
+async fn a_versioned_hot_bucket_stops_the_start() {
+    let Some((endpoint, creds)) = minio() else {
+        return;
+    };
+    let url = format!(
+        "s3://opptak-hot-versioned-test/{}?endpoint={endpoint}&region=us-east-1",
+        common::unique("hot")
+    );
+    opptak_store::s3::S3ArchiveStore::open(&url, creds.clone())
+        .unwrap()
+        .create_bucket()
+        .await
+        .unwrap();
+    let env = Env::new(&Backend::Embedded, "s3versioned");
+    let hot = Arc::new(opptak_store::s3::S3BlobStore::open(&url, creds).unwrap());
+    let e = match Edges::open_with_hot(env.config.clone(), hot).await {
+        Ok(_) => panic!("a versioned hot bucket must stop the start"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        e.contains("checking the blob store") && e.contains("versioning Enabled"),
+        "{e}"
+    );
+}
