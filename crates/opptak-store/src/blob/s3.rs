@@ -124,23 +124,27 @@ fn refuse_versioned(bucket: &str, xml: &str) -> Result<(), StoreError> {
 /// absent (NotFound), or a configuration to fix (Config; 403 names the
 /// bucket and the operation, never a credential).
 fn map_error(bucket: &str, op: &str, path: &str, e: &S3Error) -> StoreError {
-    let status = e.status.as_u16();
-    match (status, e.code.as_str()) {
+    let what = if path.is_empty() {
+        op.to_owned()
+    } else {
+        format!("{op} {path}")
+    };
+    match (e.status.as_u16(), e.code.as_str()) {
         (_, "RequestTimeout" | "SlowDown" | "InternalError" | "ServiceUnavailable" | "OperationAborted") => {
-            StoreError::Unavailable(format!("s3 blob store {op} {path}: {e}"))
+            StoreError::Unavailable(format!("s3 blob store {what}: {e}"))
         }
         (404, "NoSuchBucket") => StoreError::Config(format!(
-            "s3 blob store: bucket {bucket} does not exist ({op} {path}): create it, without versioning"
+            "s3 blob store: bucket {bucket} does not exist ({what}): create it, without versioning"
         )),
         (404, _) => StoreError::NotFound(path.to_owned()),
         (401 | 403, _) => StoreError::Config(format!(
-            "s3 blob store: access to bucket {bucket} refused ({op} {path}): {e}; check OPPTAK_S3_ACCESS_KEY / \
+            "s3 blob store: access to bucket {bucket} refused ({what}): {e}; check OPPTAK_S3_ACCESS_KEY / \
              OPPTAK_S3_SECRET_KEY and the bucket policy"
         )),
         (416, _) => StoreError::Corrupt(format!("{path}: range beyond the object ({e})")),
-        (408 | 409 | 429, _) | (500..=599, _) => StoreError::Unavailable(format!("s3 blob store {op} {path}: {e}")),
+        (408 | 409 | 429, _) | (500..=599, _) => StoreError::Unavailable(format!("s3 blob store {what}: {e}")),
         // Any other answer says the request itself is wrong: no retry helps.
-        _ => StoreError::Config(format!("s3 blob store {op} {path} in bucket {bucket}: {e}")),
+        _ => StoreError::Config(format!("s3 blob store {what} in bucket {bucket}: {e}")),
     }
 }
 
