@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use opptak_store::contract::{blob_store_suite, metadata_store_suite};
 use opptak_store::s3::{S3ArchiveStore, S3BlobStore, S3Credentials};
-use opptak_store::{open_blob_store, open_metadata_store, BlobStore, StoreError};
+use opptak_store::{open_blob_store, open_metadata_store, ArchiveStore, BlobStore, StoreError};
 use std::sync::Arc;
 
 fn suffix() -> String {
