@@ -29,13 +29,24 @@ pub struct Edges {
 
 impl Edges {
     pub async fn open(config: Config) -> Result<Self> {
+        let hot = opptak_store::open_blob_store(&config.storage.blobs).context("opening the blob store")?;
+        Self::open_with_hot(config, hot).await
+    }
+
+    /// [`Edges::open`] with `hot` as the hot blob store instead of the one
+    /// `storage.blobs` names (tests: an S3 store with explicit credentials).
+    /// The store is verified first, so a bucket opptak must not use (one with
+    /// versioning) stops the start.
+    pub async fn open_with_hot(config: Config, hot: Arc<dyn BlobStore>) -> Result<Self> {
+        hot.verify()
+            .await
+            .with_context(|| format!("checking the blob store {}", hot.describe()))?;
         let bus: Arc<dyn Bus> = if let Some(brokers) = config.bus.url.strip_prefix("kafka://") {
             let opts = config.kafka_options()?;
             Arc::new(opptak_bus::kafka::KafkaBus::new(brokers.trim_end_matches('/'), opts)?)
         } else {
             opptak_bus::open(&config.bus.url)?
         };
-        let hot = opptak_store::open_blob_store(&config.storage.blobs).context("opening the blob store")?;
         let meta = opptak_store::open_metadata_store(&config.metadata_url())
             .await
             .context("opening the metadata store")?;

@@ -717,3 +717,132 @@ async fn idle_calls_are_ended_kafka_postgres() {
     };
     idle_calls_are_ended(backend, "idle").await;
 }
+
+/// MinIO's endpoint and test credentials (`deploy/local/services.sh env`).
+fn minio() -> Option<(String, opptak_store::s3::S3Credentials)> {
+    let Ok(endpoint) = std::env::var("OPPTAK_TEST_S3_ENDPOINT") else {
+        return common::skip("OPPTAK_TEST_S3_ENDPOINT not set");
+    };
+    let creds = opptak_store::s3::S3Credentials::new(
+        std::env::var("OPPTAK_TEST_S3_ACCESS_KEY").unwrap(),
+        std::env::var("OPPTAK_TEST_S3_SECRET_KEY").unwrap(),
+    );
+    Some((endpoint, creds))
+}
+
+/// The recording path over Kafka and PostgreSQL with `storage.blobs` on S3
+/// (MinIO): every call is stored complete and reads back as its source
+/// audio, whole and in playback windows (range reads of the compacted object
+/// in the bucket); every object in the bucket is sealed; nothing goes to
+/// local files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recording_path_with_blobs_on_s3() {
+    use opptak_store::BlobStore;
+    let Some(backend) = services_backend("s3hot").await else {
+        return;
+    };
+    let Some((endpoint, creds)) = minio() else {
+        return;
+    };
+    let mut env = Env::new(&backend, "s3hot");
+    let url = format!(
+        "s3://opptak-hot-test/{}?endpoint={endpoint}&region=us-east-1",
+        common::unique("hot")
+    );
+    for (k, v) in env.vars.iter_mut() {
+        if k.as_str() == "OPPTAK__STORAGE__BLOBS" {
+            *v = url.clone();
+        }
+    }
+    env.config = opptak::config::Config::load_from(None, &env.vars).unwrap();
+    assert_eq!(env.config.storage.blobs, url);
+    // The configured URL, with the test's credentials instead of the environment's.
+    let hot = Arc::new(opptak_store::s3::S3BlobStore::open(&env.config.storage.blobs, creds).unwrap());
+    hot.create_bucket().await.unwrap();
+    let edges = Edges::open_with_hot(env.config.clone(), hot.clone()).await.unwrap();
+    edges.create_topics().await.unwrap();
+    assert!(edges.blobs.describe().contains("opptak-hot-test"));
+
+    let recorder = RunningRecorder::spawn(edges.recorder());
+    let calls = common::mixed_calls(&common::unique("call"), 12);
+    play_interleaved(&edges, &calls, 11).await;
+    wait_for_recordings(&edges, calls.len(), 180).await;
+    let stats = recorder.stop().await.unwrap();
+    assert_eq!(stats.dead_letters, 0, "no dead letters for well-formed calls");
+    verify_calls(&edges, &calls).await;
+    common::verify_copies(&edges, &calls).await;
+
+    // Playback: windows at the start, the middle and the end.
+    for c in &calls {
+        let id = CallId::parse(&c.call_id).unwrap();
+        let pcm = c.expected_pcm();
+        let frames = c.frames() as u64;
+        let bpf = pcm.len() / c.frames();
+        for (first, want) in [(0, 160), (frames / 3, 400), (frames - 50, 100)] {
+            let w = edges
+                .vault()
+                .read_frames(&id, opptak_vault::Which::Recording, first, want)
+                .await
+                .unwrap_or_else(|e| panic!("{}: window at {first}: {e}", c.call_id));
+            let end = (first + want).min(frames);
+            assert_eq!((w.first_frame, w.frames), (first, end - first), "{}", c.call_id);
+            assert!(
+                w.pcm == pcm[first as usize * bpf..end as usize * bpf],
+                "{}: window at {first} differs from the source",
+                c.call_id
+            );
+        }
+    }
+
+    // The bucket holds the recordings, every object sealed; no local files.
+    let objects = hot.list("").await.unwrap();
+    let recordings = objects.iter().filter(|p| p.starts_with("recordings/")).count();
+    assert!(recordings >= calls.len(), "{recordings} recordings in {objects:?}");
+    let probes = common::probes(&calls, 200);
+    let mut control = vec![7u8; 13];
+    control.extend_from_slice(&calls[3].wire);
+    assert!(
+        common::find_probe(&control, &probes).is_some(),
+        "scanner must detect plaintext"
+    );
+    for p in &objects {
+        let bytes = hot.get(p).await.unwrap();
+        assert!(
+            common::find_probe(&bytes, &probes).is_none(),
+            "plaintext audio in the bucket: {p}"
+        );
+    }
+    assert!(!env.blob_dir().exists(), "nothing written to local blob files");
+    for p in &objects {
+        hot.delete(p).await.unwrap();
+    }
+    assert!(hot.list("").await.unwrap().is_empty());
+}
+
+/// opptak does not start on a hot bucket with versioning (there a delete
+/// would keep the object): the bucket here has Object Lock, which enables it.
+#[tokio::test]
+async fn a_versioned_hot_bucket_stops_the_start() {
+    let Some((endpoint, creds)) = minio() else {
+        return;
+    };
+    let url = format!(
+        "s3://opptak-hot-versioned-test/{}?endpoint={endpoint}&region=us-east-1",
+        common::unique("hot")
+    );
+    opptak_store::s3::S3ArchiveStore::open(&url, creds.clone())
+        .unwrap()
+        .create_bucket()
+        .await
+        .unwrap();
+    let env = Env::new(&Backend::Embedded, "s3versioned");
+    let hot = Arc::new(opptak_store::s3::S3BlobStore::open(&url, creds).unwrap());
+    let e = match Edges::open_with_hot(env.config.clone(), hot).await {
+        Ok(_) => panic!("a versioned hot bucket must stop the start"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        e.contains("checking the blob store") && e.contains("versioning Enabled"),
+        "{e}"
+    );
+}

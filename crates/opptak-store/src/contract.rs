@@ -9,7 +9,19 @@ use opptak_domain::model::{
 };
 use std::sync::Arc;
 
+/// The `BlobStore` contract, for every backend (`memory://`, `file://`,
+/// `s3://`); everything it writes lives under `prefix` and is deleted again.
 pub async fn blob_store_suite(store: Arc<dyn BlobStore>, prefix: &str) {
+    use futures::{StreamExt, TryStreamExt};
+    let not_found = |r: Result<Bytes, StoreError>, what: &str| {
+        assert!(
+            matches!(r, Err(StoreError::NotFound(_))),
+            "{what}: expected NotFound, got {r:?}"
+        );
+    };
+    store.verify().await.unwrap();
+
+    // Round trip and overwrite.
     let a = format!("{prefix}/rec/seg-00000001");
     let b = format!("{prefix}/rec/seg-00000000");
     store.put(&a, Bytes::from_static(b"one")).await.unwrap();
@@ -17,19 +29,116 @@ pub async fn blob_store_suite(store: Arc<dyn BlobStore>, prefix: &str) {
     assert_eq!(store.get(&a).await.unwrap().as_ref(), b"one");
     store.put(&a, Bytes::from_static(b"uno")).await.unwrap();
     assert_eq!(store.get(&a).await.unwrap().as_ref(), b"uno");
+    let big = Bytes::from((0..=255u8).cycle().take(300_000).collect::<Vec<_>>());
+    let c = format!("{prefix}/rec/big");
+    store.put(&c, big.clone()).await.unwrap();
+    assert_eq!(store.get(&c).await.unwrap(), big);
+    not_found(
+        store.get(&format!("{prefix}/rec/none")).await,
+        "get of a missing object",
+    );
+
+    // Ranges: inside, to the end, empty; past the end is Corrupt.
     assert_eq!(store.get_range(&a, 1..3).await.unwrap().as_ref(), b"no");
-    assert!(
-        store.get_range(&a, 2..9).await.is_err(),
-        "a range past the end is an error"
+    assert_eq!(
+        store.get_range(&c, 123_456..123_556).await.unwrap(),
+        big.slice(123_456..123_556)
     );
     assert_eq!(
-        store.list(&format!("{prefix}/rec")).await.unwrap(),
-        vec![b.clone(), a.clone()]
+        store.get_range(&c, 299_990..300_000).await.unwrap(),
+        big.slice(299_990..)
     );
-    store.delete(&a).await.unwrap();
-    assert!(matches!(store.get(&a).await, Err(StoreError::NotFound(_))));
-    assert_eq!(store.list(&format!("{prefix}/rec")).await.unwrap(), vec![b]);
+    assert!(store.get_range(&a, 1..1).await.unwrap().is_empty());
+    for past in [2..9, 3..4, 10..12] {
+        let r = store.get_range(&a, past.clone()).await;
+        assert!(
+            matches!(r, Err(StoreError::Corrupt(_))),
+            "range {past:?} of 3 bytes: {r:?}"
+        );
+    }
+    not_found(
+        store.get_range(&format!("{prefix}/rec/none"), 0..1).await,
+        "range of a missing object",
+    );
+
+    // Listing: whole segments, sorted; siblings that share a string prefix
+    // and objects elsewhere stay out.
+    store
+        .put(&format!("{prefix}/rec2/x"), Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    store
+        .put(&format!("{prefix}/recx"), Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    let mut rec = vec![a.clone(), b.clone(), c.clone()];
+    rec.sort();
+    assert_eq!(store.list(&format!("{prefix}/rec")).await.unwrap(), rec);
+    assert_eq!(store.list(&format!("{prefix}/rec/")).await.unwrap(), rec);
     assert!(store.list(&format!("{prefix}/none")).await.unwrap().is_empty());
+    assert!(store.list(&format!("{prefix}/re")).await.unwrap().is_empty());
+
+    // Paths that need encoding in a URL (and in XML listings).
+    let odd = [
+        format!("{prefix}/odd/a b"),
+        format!("{prefix}/odd/k=v+w"),
+        format!("{prefix}/odd/x&y<z>'q'"),
+        format!("{prefix}/odd/bl\u{e5}b\u{e6}r \u{f8}l"),
+        format!("{prefix}/odd/sp ace/ne=st+ed"),
+    ];
+    for (i, p) in odd.iter().enumerate() {
+        store.put(p, Bytes::from(format!("odd {i}"))).await.unwrap();
+    }
+    for (i, p) in odd.iter().enumerate() {
+        assert_eq!(store.get(p).await.unwrap(), Bytes::from(format!("odd {i}")), "{p}");
+        assert_eq!(
+            store.get_range(p, 4..5).await.unwrap(),
+            Bytes::from(i.to_string()),
+            "{p}"
+        );
+    }
+    let mut odd_sorted = odd.to_vec();
+    odd_sorted.sort();
+    assert_eq!(store.list(&format!("{prefix}/odd")).await.unwrap(), odd_sorted);
+    assert_eq!(
+        store.list(&format!("{prefix}/odd/sp ace")).await.unwrap(),
+        vec![odd[4].clone()]
+    );
+
+    // More objects than one S3 listing page (1,000).
+    let many: Vec<String> = (0..1_005).map(|i| format!("{prefix}/many/{i:05}")).collect();
+    futures::stream::iter(many.iter().map(|p| store.put(p, Bytes::from(p.clone()))))
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await
+        .unwrap();
+    assert_eq!(store.list(&format!("{prefix}/many")).await.unwrap(), many);
+    assert_eq!(store.get(&many[1_004]).await.unwrap(), Bytes::from(many[1_004].clone()));
+
+    // Delete: gone for get, range and list; deleting again is Ok or NotFound.
+    store.delete(&a).await.unwrap();
+    not_found(store.get(&a).await, "get after delete");
+    not_found(store.get_range(&a, 0..1).await, "range after delete");
+    rec.retain(|p| p != &a);
+    assert_eq!(store.list(&format!("{prefix}/rec")).await.unwrap(), rec);
+    for missing in [a.clone(), format!("{prefix}/rec/never-written")] {
+        let r = store.delete(&missing).await;
+        assert!(
+            matches!(r, Ok(()) | Err(StoreError::NotFound(_))),
+            "delete of a missing object: {r:?}"
+        );
+    }
+
+    // Clean up, deleting everything listed under the prefix.
+    let all = store.list(prefix).await.unwrap();
+    assert_eq!(all.len(), rec.len() + 2 + odd.len() + many.len());
+    futures::stream::iter(all.iter().map(|p| store.delete(p)))
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await
+        .unwrap();
+    assert!(store.list(prefix).await.unwrap().is_empty());
+    not_found(store.get(&odd[2]).await, "get after delete");
 }
 
 pub fn sample_call(id: &str) -> NewCall {

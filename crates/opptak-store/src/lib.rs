@@ -1,8 +1,8 @@
 //! Storage edges of opptak.
 //!
-//! - [`blob`]: the [`BlobStore`] trait over the object_store crate
-//!   (`memory://`, `file:///path`; the hot store on S3 is issue 20). Only
-//!   sealed data is ever written here.
+//! - [`blob`]: the [`BlobStore`] trait, the hot store (`memory://`,
+//!   `file:///path` over the object_store crate; `s3://` in an unversioned
+//!   bucket, see `docs/blob-store.md`). Only sealed data is ever written here.
 //! - [`meta`]: the [`MetadataStore`] trait and its SQL implementation (sqlx
 //!   `Any`: `postgres://` in production, `sqlite://` embedded), with
 //!   migrations per backend under `migrations/`. The two sets are the same
@@ -12,6 +12,9 @@
 //! - [`archive`]: the [`ArchiveStore`] trait, WORM storage for records kept
 //!   for years (`file:///path` enforced by opptak, [`archive::s3`] with Object Lock in
 //!   COMPLIANCE mode); see `docs/archive-store.md`.
+//! - [`s3`]: both S3 stores and their credentials in one place; the client
+//!   they share (SigV4, path-style requests, credentials from the
+//!   environment) is `s3_client`.
 //! - [`search`]: the call search of compliance and QA, saved searches and
 //!   the reasons stated for reading, per web session.
 //! - [`contract`]: the test suites every backend passes.
@@ -23,12 +26,21 @@ pub mod contract;
 pub mod meta;
 pub mod reporting;
 pub mod review;
+mod s3_client;
 pub mod search;
 pub mod users;
 
-pub use archive::{open_archive_store, s3, ArchiveStore, FsArchiveStore, Retention};
+pub use archive::{open_archive_store, ArchiveStore, FsArchiveStore, Retention};
 pub use blob::{open_blob_store, BlobStore};
 pub use meta::{open_metadata_store, MetadataStore};
+
+/// The S3 stores (archive with Object Lock, hot store without versioning)
+/// and their credentials.
+pub mod s3 {
+    pub use crate::archive::s3::{ObjectVersion, S3ArchiveStore};
+    pub use crate::blob::s3::S3BlobStore;
+    pub use crate::s3_client::S3Credentials;
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -1,5 +1,12 @@
-//! Blob storage for sealed segments, behind one trait.
+//! Blob storage for sealed data (segments, spool, compacted recordings, KI
+//! artifacts, drafts, dead letters), behind one trait, chosen by URL:
+//! `memory://` and `file:///dir` over the object_store crate
+//! ([`ObjectBlobStore`]), `s3://bucket[/prefix]?endpoint=…&region=…` over our
+//! own S3 client ([`s3::S3BlobStore`]).
 
+pub mod s3;
+
+use crate::s3_client::S3Credentials;
 use crate::StoreError;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -13,11 +20,20 @@ pub trait BlobStore: Send + Sync + 'static {
     /// Writes (or replaces) an object; durable when this returns.
     async fn put(&self, path: &str, data: Bytes) -> Result<(), StoreError>;
     async fn get(&self, path: &str) -> Result<Bytes, StoreError>;
-    /// Bytes `range` of an object; an error when the object is shorter.
+    /// Bytes `range` of an object; `Corrupt` when the object is shorter.
     async fn get_range(&self, path: &str, range: std::ops::Range<u64>) -> Result<Bytes, StoreError>;
-    /// Object paths under `prefix`, sorted.
+    /// Object paths under `prefix` by whole segments (`a/b` lists `a/b/…`,
+    /// not `a/bc`), sorted.
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    /// Removes the object for good: no copy or version of it is left.
+    /// Deleting a missing object is `Ok` or `NotFound` (both mean gone).
     async fn delete(&self, path: &str) -> Result<(), StoreError>;
+    /// Checks that the store is usable as configured (reachable, the
+    /// credentials work, an S3 bucket unversioned), so a start-up fails early;
+    /// stores that need the check also make it before their first request.
+    async fn verify(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Where the blobs live, for logs (no credentials).
     fn describe(&self) -> String;
 }
@@ -54,7 +70,27 @@ impl BlobStore for ObjectBlobStore {
 
     async fn get_range(&self, p: &str, range: std::ops::Range<u64>) -> Result<Bytes, StoreError> {
         let want = range.end.saturating_sub(range.start);
-        let got = self.inner.get_range(&path(p)?, range).await.map_err(map_err)?;
+        let loc = path(p)?;
+        if want == 0 {
+            // object_store refuses an empty range; still say whether the object exists.
+            self.inner.head(&loc).await.map_err(map_err)?;
+            return Ok(Bytes::new());
+        }
+        let got = match self.inner.get_range(&loc, range.clone()).await {
+            Ok(got) => got,
+            Err(e @ object_store::Error::NotFound { .. }) => return Err(map_err(e)),
+            // A range starting past the end is a generic error here; say
+            // what it is rather than Unavailable (which callers retry).
+            Err(e) => match self.inner.head(&loc).await {
+                Ok(meta) if range.end > meta.size => {
+                    return Err(StoreError::Corrupt(format!(
+                        "{p}: bytes {range:?} asked of a {}-byte object",
+                        meta.size
+                    )))
+                }
+                _ => return Err(map_err(e)),
+            },
+        };
         if got.len() as u64 != want {
             return Err(StoreError::Corrupt(format!(
                 "{p}: {} bytes where {want} were expected",
@@ -86,7 +122,10 @@ impl BlobStore for ObjectBlobStore {
     }
 }
 
-/// Opens the blob store named by a URL: `memory://` or `file:///absolute/dir`.
+/// Opens the blob store named by a URL: `memory://`, `file:///absolute/dir`
+/// or `s3://bucket[/prefix]?endpoint=…&region=…` (credentials from
+/// `OPPTAK_S3_ACCESS_KEY` / `OPPTAK_S3_SECRET_KEY`; the bucket is checked by
+/// [`BlobStore::verify`] or before the first request).
 pub fn open_blob_store(url: &str) -> Result<Arc<dyn BlobStore>, StoreError> {
     if url == "memory://" {
         return Ok(Arc::new(ObjectBlobStore {
@@ -108,7 +147,10 @@ pub fn open_blob_store(url: &str) -> Result<Arc<dyn BlobStore>, StoreError> {
             description: url.to_owned(),
         }));
     }
+    if url.starts_with("s3://") {
+        return Ok(Arc::new(s3::S3BlobStore::open(url, S3Credentials::from_env()?)?));
+    }
     Err(StoreError::Config(format!(
-        "unsupported blob store url {url:?}: use memory:// or file:///dir"
+        "unsupported blob store url {url:?}: use memory://, file:///dir or s3://bucket?endpoint=…&region=…"
     )))
 }
