@@ -60,9 +60,19 @@ async fn topics_opptak_creates_on_three_brokers_have_three_replicas_and_two_in_s
         opptak::topics::ensure(&bus, &specs).await.unwrap();
         for s in &specs {
             created.push(s.name.clone());
-            let (least, most, have) = replication_of(&admin, &s.name).await.unwrap();
+            // A new topic's config reaches the broker that answers a moment
+            // after its metadata (seen in CI): ask again for up to 30 s.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let got = loop {
+                let (least, most, have) = replication_of(&admin, &s.name).await.unwrap();
+                let got = (least, most, have);
+                if (got.0, got.1, got.2.as_deref()) == (replicas, replicas, min_isr) || Instant::now() > deadline {
+                    break got;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            };
             assert_eq!(
-                (least, most, have.as_deref()),
+                (got.0, got.1, got.2.as_deref()),
                 (replicas, replicas, min_isr),
                 "{} with {more:?}: replicas (fewest, most), min.insync.replicas set on the topic",
                 s.name
