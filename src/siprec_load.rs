@@ -246,11 +246,18 @@ pub struct SiprecLoadReport {
 }
 
 impl SiprecLoadReport {
-    /// The siprec role's cores while every call talked.
+    /// The siprec role's cores while every call talked: the process's CPU
+    /// but the generator thread's and the latency bookkeeping's.
     pub fn siprec_cores(&self) -> Option<f64> {
         let s = self.generator.steady?;
         self.server.as_ref()?;
-        Some(((s.process_cpu_s - s.generator_cpu_s) / s.wall_s).max(0.0))
+        Some(((s.process_cpu_s - s.generator_cpu_s - s.timing_cpu_s) / s.wall_s).max(0.0))
+    }
+
+    /// The latency bookkeeping's cores ([`Timeline::timing_cpu_s`]).
+    pub fn timing_cores(&self) -> Option<f64> {
+        let s = self.generator.steady?;
+        Some(s.timing_cpu_s / s.wall_s)
     }
 
     pub fn generator_cores(&self) -> Option<f64> {

@@ -295,10 +295,10 @@ async fn run_siprec(
         );
     }
     println!(
-        "| calls | load avg before | established | failed | packets sent | packets/s | received | lost | late | kernel drops | complete calls | chunks | p50 ms last packet | p99 ms last packet | p99 ms first packet | generator cores | siprec cores | siprec cores per 1,000 calls | calls per siprec core | max tick lag ms | sustained |"
+        "| calls | load avg before | established | failed | packets sent | packets/s | received | lost | late | kernel drops | complete calls | chunks | p50 ms last packet | p99 ms last packet | p99 ms first packet | generator cores | timing cores | siprec cores | siprec cores per 1,000 calls | calls per siprec core | max tick lag ms | sustained |"
     );
     println!(
-        "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        "|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     );
     let mut baselines = Vec::new();
     for n in sizes {
@@ -354,7 +354,7 @@ async fn run_siprec(
         };
         let cores = r.siprec_cores();
         println!(
-            "| {n} | {:.2} | {} | {failed} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} |",
+            "| {n} | {:.2} | {} | {failed} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} |",
             r.load_before,
             g.established,
             g.packets_sent,
@@ -369,6 +369,7 @@ async fn run_siprec(
             ms(s.last_packet.p99_ms),
             ms(s.first_packet.p99_ms),
             fmt(r.generator_cores(), 2),
+            fmt(r.timing_cores(), 3),
             fmt(cores, 2),
             fmt(cores.map(|c| c * 1000.0 / n as f64), 2),
             fmt(cores.map(|c| n as f64 / c.max(1e-6)), 0),

@@ -172,6 +172,8 @@ pub struct Steady {
     pub process_cpu_s: f64,
     /// The generator thread's.
     pub generator_cpu_s: f64,
+    /// [`TimingBus`]'s bookkeeping's ([`Timeline::timing_cpu_s`]).
+    pub timing_cpu_s: f64,
 }
 
 #[derive(Clone, Copy)]
@@ -179,14 +181,16 @@ struct CpuMark {
     at: Instant,
     process: f64,
     thread: f64,
+    timing: f64,
 }
 
 impl CpuMark {
-    fn now() -> Self {
+    fn now(timeline: &Timeline) -> Self {
         Self {
             at: Instant::now(),
             process: cpu_seconds("/proc/self/stat"),
             thread: thread_cpu_seconds(),
+            timing: timeline.timing_cpu_s(),
         }
     }
 }
@@ -354,6 +358,10 @@ struct TimelineInner {
 #[derive(Default)]
 pub struct Timeline {
     inner: Mutex<TimelineInner>,
+    /// CPU nanoseconds [`TimingBus`] spent on the bookkeeping above (copying
+    /// and decoding what the bus acknowledged): the measurement's cost, in
+    /// the role's threads but not the role's.
+    timing_ns: std::sync::atomic::AtomicU64,
 }
 
 /// Per call, what reached the bus (from [`Timeline::summary`]).
@@ -392,6 +400,19 @@ pub struct Latency {
 impl Timeline {
     fn lock(&self) -> std::sync::MutexGuard<'_, TimelineInner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// CPU seconds spent by [`TimingBus`] on its bookkeeping so far.
+    pub fn timing_cpu_s(&self) -> f64 {
+        self.timing_ns.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1e9
+    }
+
+    fn timed<T>(&self, f: impl FnOnce() -> T) -> T {
+        let t0 = thread_cpu_ns();
+        let out = f();
+        self.timing_ns
+            .fetch_add(thread_cpu_ns().saturating_sub(t0), std::sync::atomic::Ordering::Relaxed);
+        out
     }
 
     /// Latency from each chunk's last packet's send to its acknowledgement,
@@ -538,18 +559,24 @@ impl Bus for TimingBus {
     }
     async fn publish(&self, topic: &str, key: &[u8], payload: &[u8]) -> Result<(i32, i64), BusError> {
         let r = self.inner.publish(topic, key, payload).await?;
-        let m = Outgoing {
-            topic: topic.to_owned(),
-            key: Bytes::copy_from_slice(key),
-            payload: Bytes::copy_from_slice(payload),
-        };
-        self.timeline.acknowledged(std::slice::from_ref(&m), Instant::now());
+        let at = Instant::now();
+        self.timeline.timed(|| {
+            let m = Outgoing {
+                topic: topic.to_owned(),
+                key: Bytes::copy_from_slice(key),
+                payload: Bytes::copy_from_slice(payload),
+            };
+            self.timeline.acknowledged(std::slice::from_ref(&m), at);
+        });
         Ok(r)
     }
     async fn publish_all(&self, messages: Vec<Outgoing>) -> Result<(), BusError> {
         // Cheap clones (Bytes): the inner bus takes the vector.
-        self.inner.publish_all(messages.clone()).await?;
-        self.timeline.acknowledged(&messages, Instant::now());
+        let copy = self.timeline.timed(|| messages.clone());
+        self.inner.publish_all(copy).await?;
+        let at = Instant::now();
+        self.timeline.timed(|| self.timeline.acknowledged(&messages, at));
+        self.timeline.timed(|| drop(messages));
         Ok(())
     }
     async fn subscribe(&self, group: &str, topics: &[String]) -> Result<Box<dyn Subscription>, BusError> {
@@ -561,6 +588,13 @@ impl Bus for TimingBus {
     async fn ping(&self, topic: &str, timeout: Duration) -> Result<(), BusError> {
         self.inner.ping(topic, timeout).await
     }
+}
+
+/// CPU nanoseconds of the calling thread (`CLOCK_THREAD_CPUTIME_ID`: exact,
+/// where `/proc` counts 10 ms ticks).
+fn thread_cpu_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    (t.tv_sec.max(0) as u64) * 1_000_000_000 + t.tv_nsec.max(0) as u64
 }
 
 /// User + system CPU seconds of the calling thread (Linux
@@ -1098,7 +1132,7 @@ async fn generate(spec: LoadSpec, timeline: Arc<Timeline>) -> Result<LoadReport,
                         let now = Instant::now();
                         let again = again(now);
                         if !again && spec.churn.is_some() && first_done.is_none() {
-                            first_done = Some(CpuMark::now());
+                            first_done = Some(CpuMark::now(&timeline));
                         }
                         s.finish(i, &run, again);
                     }
@@ -1109,7 +1143,7 @@ async fn generate(spec: LoadSpec, timeline: Arc<Timeline>) -> Result<LoadReport,
                 match d {
                     Some(Done::Call(i)) => {
                         if spec.churn.is_none() && first_done.is_none() {
-                            first_done = Some(CpuMark::now());
+                            first_done = Some(CpuMark::now(&timeline));
                         }
                         let wire = src.dialog(i, s.slots[i].generation).request("BYE", 2, s.slots[i].tag.as_deref(), None);
                         out.send(&wire).await?;
@@ -1177,7 +1211,7 @@ async fn generate(spec: LoadSpec, timeline: Arc<Timeline>) -> Result<LoadReport,
                     if spec.churn.is_none() {
                         media_tx.clear();
                     }
-                    all_up = Some(CpuMark::now());
+                    all_up = Some(CpuMark::now(&timeline));
                 }
             }
         }
@@ -1188,6 +1222,7 @@ async fn generate(spec: LoadSpec, timeline: Arc<Timeline>) -> Result<LoadReport,
             wall_s: b.at.duration_since(a.at).as_secs_f64(),
             process_cpu_s: b.process - a.process,
             generator_cpu_s: b.thread - a.thread,
+            timing_cpu_s: b.timing - a.timing,
         }),
         _ => None,
     };
