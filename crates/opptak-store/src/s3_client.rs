@@ -311,6 +311,31 @@ pub(crate) async fn check(resp: reqwest::Response) -> Result<reqwest::Response, 
     })
 }
 
+/// The bytes `range` of an object from the body of a ranged GET: a server
+/// that ignores Range sends the whole object (`whole`: status 200). Fewer
+/// or more bytes than asked for are [`StoreError::Corrupt`]; `what` names
+/// the object in that error.
+pub(crate) fn ranged_body(
+    whole: bool,
+    got: Bytes,
+    range: &std::ops::Range<u64>,
+    what: &str,
+) -> Result<Bytes, StoreError> {
+    let want = range.end.saturating_sub(range.start);
+    let got = if whole && got.len() as u64 >= range.end {
+        got.slice(range.start as usize..range.end as usize)
+    } else {
+        got
+    };
+    if got.len() as u64 != want {
+        return Err(StoreError::Corrupt(format!(
+            "{what}: {} bytes where {want} were expected",
+            got.len()
+        )));
+    }
+    Ok(got)
+}
+
 pub(crate) async fn text(resp: reqwest::Response) -> Result<String, StoreError> {
     resp.text()
         .await
@@ -442,6 +467,27 @@ e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
             "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
         );
         assert_eq!(amz_date(1_369_353_600), ("20130524T000000Z".into(), "20130524".into()));
+    }
+
+    #[test]
+    fn a_ranged_body_is_the_range_whether_or_not_the_server_honoured_it() {
+        let object = Bytes::from_static(b"0123456789");
+        // 206: the server sent the range.
+        assert_eq!(
+            ranged_body(false, object.slice(2..5), &(2..5), "a").unwrap(),
+            &b"234"[..]
+        );
+        // 200: it ignored Range and sent the whole object.
+        assert_eq!(ranged_body(true, object.clone(), &(2..5), "a").unwrap(), &b"234"[..]);
+        // A short or a whole but too short object is corrupt, never padded.
+        for (whole, got) in [(false, object.slice(2..4)), (true, object.slice(0..4))] {
+            let e = ranged_body(whole, got, &(2..5), "archive a").unwrap_err();
+            assert!(
+                matches!(&e, StoreError::Corrupt(m) if m == "archive a: 2 bytes where 3 were expected")
+                    || matches!(&e, StoreError::Corrupt(m) if m == "archive a: 4 bytes where 3 were expected"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use super::{check_path, describe_retention, refuse, ArchiveStore, Retention};
 use crate::s3_client::{
-    check, content_md5, text, xml_blocks, xml_tag, xml_unescape, S3Client, S3Error, Timeouts, XMLNS,
+    check, content_md5, ranged_body, text, xml_blocks, xml_tag, xml_unescape, S3Client, S3Error, Timeouts, XMLNS,
 };
 use crate::StoreError;
 use async_trait::async_trait;
@@ -294,19 +294,7 @@ impl ArchiveStore for S3ArchiveStore {
             .bytes()
             .await
             .map_err(|e| StoreError::Unavailable(format!("s3 archive {path}: {e}")))?;
-        // A server that ignores Range sends the whole object (200).
-        let got = if whole && got.len() as u64 >= range.end {
-            got.slice(range.start as usize..range.end as usize)
-        } else {
-            got
-        };
-        if got.len() as u64 != want {
-            return Err(StoreError::Corrupt(format!(
-                "archive {path}: {} bytes where {want} were expected",
-                got.len()
-            )));
-        }
-        Ok(got)
+        ranged_body(whole, got, &range, &format!("archive {path}"))
     }
 
     async fn retention(&self, path: &str) -> Result<Retention, StoreError> {

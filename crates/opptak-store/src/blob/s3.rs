@@ -9,7 +9,7 @@
 //! ever turned on (`Enabled` or `Suspended`); see `docs/blob-store.md`.
 
 use super::BlobStore;
-use crate::s3_client::{check, content_md5, text, xml_tag, S3Client, S3Credentials, S3Error, Timeouts};
+use crate::s3_client::{check, content_md5, ranged_body, text, xml_tag, S3Client, S3Credentials, S3Error, Timeouts};
 use crate::StoreError;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -189,19 +189,7 @@ impl BlobStore for S3BlobStore {
         let resp = check(resp).await.map_err(|e| self.map("get_range", path, e))?;
         let whole = resp.status() == StatusCode::OK;
         let got = resp.bytes().await.map_err(|e| body_err(path, e))?;
-        // A server that ignores Range sends the whole object (200).
-        let got = if whole && got.len() as u64 >= range.end {
-            got.slice(range.start as usize..range.end as usize)
-        } else {
-            got
-        };
-        if got.len() as u64 != want {
-            return Err(StoreError::Corrupt(format!(
-                "{path}: {} bytes where {want} were expected",
-                got.len()
-            )));
-        }
-        Ok(got)
+        ranged_body(whole, got, &range, path)
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
