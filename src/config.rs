@@ -330,10 +330,31 @@ pub struct TelemetrySection {
     pub otlp_interval_ms: u64,
 }
 
+/// Stands for the host list of a libpq multi-host URL (`db1:5432,db2:5432`)
+/// where the url crate, which takes one host, must read the rest of it.
+const STAND_IN_HOST: &str = "opptak-host-list.invalid";
+
+/// A PostgreSQL URL naming several hosts, in three parts around its host
+/// list (see [`opptak_store::meta::split_host_list`]).
+fn multi_host(url: &str) -> Option<(&str, &str, &str)> {
+    opptak_store::meta::split_host_list(url).filter(|(_, hosts, _)| hosts.contains(','))
+}
+
+/// `url` as the url crate can read it: a multi-host URL with one stand-in host.
+fn one_host(url: &str) -> std::borrow::Cow<'_, str> {
+    match multi_host(url) {
+        Some((before, _, after)) => format!("{before}{STAND_IN_HOST}{after}").into(),
+        None => url.into(),
+    }
+}
+
 /// `url` as `opptak config` shows it: a password in its user info, or in a
 /// query parameter naming a password, secret or token (`?password=`), as
 /// [`MASK`]; any other URL exactly as written.
 pub fn mask_url(url: &str) -> String {
+    if let Some((before, hosts, after)) = multi_host(url) {
+        return mask_url(&format!("{before}{STAND_IN_HOST}{after}")).replacen(STAND_IN_HOST, hosts, 1);
+    }
     let Ok(mut u) = reqwest::Url::parse(url) else {
         return url.to_owned();
     };
@@ -667,7 +688,7 @@ impl Config {
             if url.contains(&format!("{}=", opptak_store::meta::PASSWORD_FILE_PARAM)) {
                 bail!("storage.metadata_password_file and a password_file parameter in storage.metadata: give one");
             }
-            if reqwest::Url::parse(url)
+            if reqwest::Url::parse(&one_host(url))
                 .ok()
                 .and_then(|u| u.password().map(str::to_owned))
                 .is_some()
@@ -677,7 +698,9 @@ impl Config {
             existing_file("storage.metadata_password_file", file)?;
         }
         if postgres {
-            let u = reqwest::Url::parse(url)
+            // Several hosts, target_session_attrs: what the store will accept.
+            opptak_store::meta::check_url(url).context("storage.metadata")?;
+            let u = reqwest::Url::parse(&one_host(url))
                 .with_context(|| format!("storage.metadata {}", opptak_store::meta::redact(url)))?;
             for (k, v) in u.query_pairs() {
                 if matches!(k.as_ref(), "sslrootcert" | "sslcert" | "sslkey") {
@@ -1208,13 +1231,12 @@ mod tests {
         assert_eq!(c.kafka_options().unwrap().security.protocol(), "sasl_plaintext");
     }
 
-    #[test]
-    fn the_metadata_password_comes_from_a_file_and_never_prints() {
-        let dir = tempfile::tempdir().unwrap();
-        let pw = dir.path().join("pg password");
+    /// `url` with its password in a file `name` under `dir` (written here):
+    /// loaded, the file named in the store's URL. The config and the file.
+    fn with_password_file(dir: &std::path::Path, name: &str, url: &str) -> (Config, String) {
+        let pw = dir.join(name);
         std::fs::write(&pw, "pg-secret").unwrap();
         let pw = pw.display().to_string();
-        let url = "postgres://opptak@db:5432/opptak?sslmode=verify-full";
         let c = Config::load_from(
             None,
             &vars(&[
@@ -1227,6 +1249,17 @@ mod tests {
             c.metadata_url().starts_with(&format!("{url}&password_file=/")),
             "{}",
             c.metadata_url()
+        );
+        (c, pw)
+    }
+
+    #[test]
+    fn the_metadata_password_comes_from_a_file_and_never_prints() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, pw) = with_password_file(
+            dir.path(),
+            "pg password",
+            "postgres://opptak@db:5432/opptak?sslmode=verify-full",
         );
         assert!(c.metadata_url().contains("pg%20password"), "{}", c.metadata_url());
         let inline = Config::load_from(
@@ -1257,6 +1290,55 @@ mod tests {
                     "postgres://u@db/x?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
                 )],
                 "sslrootcert",
+            ),
+        ] {
+            let e = refused(&pairs);
+            assert!(e.contains(want), "{pairs:?}: {e}");
+            assert!(!e.contains("u:p@"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_metadata_url_with_several_hosts_loads_and_never_prints_its_password() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = "postgres://opptak@db1:5432,db2:5433/opptak?sslmode=disable&target_session_attrs=read-write";
+        let (_, pw) = with_password_file(dir.path(), "pw", url);
+        // The first host with a port is what the url crate cannot read
+        // (`5432,db2` is no port): on its own it showed the URL as written.
+        for hosts in ["db1,db2:5433", "db1:5432,db2:5433"] {
+            let inline = format!("postgres://u:inline-secret@{hosts}/x?target_session_attrs=primary&token=t0k");
+            let c = Config::load_from(None, &vars(&[("OPPTAK__STORAGE__METADATA", &inline)])).unwrap();
+            let shown = format!("{c:?}");
+            assert!(
+                shown.contains(&format!(
+                    "postgres://u:*****@{hosts}/x?target_session_attrs=primary&token=*****"
+                )) && !shown.contains("inline-secret")
+                    && !shown.contains("t0k"),
+                "{shown}"
+            );
+            assert!(!mask_url(&inline).contains("inline-secret"), "{}", mask_url(&inline));
+        }
+        for (pairs, want) in [
+            (
+                vec![("OPPTAK__STORAGE__METADATA", "postgres://u:p@db1,db2/x?sslmode=disable")],
+                "target_session_attrs=read-write",
+            ),
+            (
+                vec![(
+                    "OPPTAK__STORAGE__METADATA",
+                    "postgres://u:p@db1,db2/x?target_session_attrs=prefer-standby",
+                )],
+                "only read-write or primary",
+            ),
+            (
+                vec![
+                    (
+                        "OPPTAK__STORAGE__METADATA",
+                        "postgres://u:p@db1,db2/x?target_session_attrs=read-write",
+                    ),
+                    ("OPPTAK__STORAGE__METADATA_PASSWORD_FILE", pw.as_str()),
+                ],
+                "give one",
             ),
         ] {
             let e = refused(&pairs);

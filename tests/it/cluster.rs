@@ -165,3 +165,33 @@ async fn the_standby_has_what_the_primary_committed() {
         .await
         .unwrap();
 }
+
+/// The metadata store on the local cluster's pair through a multi-host URL
+/// (`target_session_attrs=read-write`), the standby listed first: it opens
+/// on the primary and writes there. The failover itself is
+/// `pg_failover.rs`'s, on a pair of its own (this one is shared).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_opens_on_the_primary_whatever_the_order_of_the_hosts() {
+    let (Some(primary), Some(standby)) = (
+        cluster_var("OPPTAK_TEST_POSTGRES_PRIMARY"),
+        cluster_var("OPPTAK_TEST_POSTGRES_STANDBY"),
+    ) else {
+        return;
+    };
+    let (_, p, _) = opptak_store::meta::split_host_list(&primary).unwrap();
+    let (before, s, after) = opptak_store::meta::split_host_list(&standby).unwrap();
+    let url = format!("{before}{s},{p}{after}?target_session_attrs=read-write");
+    let store = opptak_store::open_metadata_store(&url).await.unwrap();
+    let id = opptak_domain::model::CallId::parse(&common::unique("cluster-store")).unwrap();
+    let o = opptak_store::meta::OptOut {
+        at_us: 1,
+        requested_by: "the cluster test".into(),
+        offset_us: 0,
+    };
+    store.keep_early_opt_out(&id, &o, 1).await.unwrap();
+    assert_eq!(
+        store.early_opt_out(&id).await.unwrap().unwrap().requested_by,
+        "the cluster test"
+    );
+    assert!(store.describe().contains(&format!("{s},{p}")), "{}", store.describe());
+}

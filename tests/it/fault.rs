@@ -27,12 +27,23 @@
 //! a SIGKILL of the leader of the telephony topic's busiest partition, then,
 //! once it is back in sync, of a second broker; the process kills go on
 //! meanwhile.
+//!
+//! `postgres_failover_loses_and_duplicates_nothing` (CI size 8 calls of
+//! 40 s) keeps the metadata in a private PostgreSQL primary with a
+//! synchronous standby (`tests/it/fault/pg.rs`), opened by every process
+//! with the multi-host URL; mid-run the primary is SIGKILLed (its whole
+//! process group: a host crash) and, `OPPTAK_FAULT_PG_DOWN_MS` later
+//! (default 1–8 s at random), the standby promoted. No process is killed
+//! and the broker stays up: every role must ride the failover out in its
+//! process, so none may exit on its own.
 
 use crate::common;
 #[allow(unreachable_pub)]
 pub(crate) mod broker;
 #[allow(unreachable_pub)]
 mod check;
+#[allow(unreachable_pub)]
+pub(crate) mod pg;
 #[allow(unreachable_pub)]
 mod procs;
 #[allow(unreachable_pub)]
@@ -119,26 +130,67 @@ struct Done {
     what: String,
 }
 
+impl Done {
+    /// `what` was done now, at `progress`: also logged as it happens.
+    fn now(started: Instant, progress: f64, what: String) -> Self {
+        let at = started.elapsed();
+        eprintln!(
+            "[fault] {:>6.1}s progress {:>5.1}%: {what}",
+            at.as_secs_f64(),
+            progress * 100.0
+        );
+        Done { at, progress, what }
+    }
+}
+
+/// What a run does to the system besides loading it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Faults {
+    /// Three process kills and a broker fault (a restart of the one broker;
+    /// the leader kills on three).
+    KillsAndBroker,
+    /// The metadata store's PostgreSQL primary SIGKILLed and its standby
+    /// promoted; nothing else.
+    PostgresFailover,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kills_and_a_broker_restart_lose_and_duplicate_nothing() {
-    suite(env_or("OPPTAK_FAULT_BROKERS", 1), 36, 30.0).await;
+    suite(env_or("OPPTAK_FAULT_BROKERS", 1), Faults::KillsAndBroker, 36, 30.0).await;
 }
 
 /// The cluster scenario at CI size (fewer, longer calls: the two broker
 /// kills, each with its restart and catch-up, fall inside the calls).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leader_kills_on_three_brokers_lose_and_duplicate_nothing() {
-    suite(3, 12, 60.0).await;
+    suite(3, Faults::KillsAndBroker, 12, 60.0).await;
 }
 
-/// One run: `brokers` private brokers (1: a SIGTERM restart of the broker;
-/// 3: the leader kills), `OPPTAK_FAULT_CALLS` calls (default `calls`) of
-/// `OPPTAK_FAULT_SECONDS` (default `seconds`).
-async fn suite(brokers: usize, calls: usize, seconds: f64) {
+/// Issue 20's "PostgreSQL primary killed and the standby promoted", at CI size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_failover_loses_and_duplicates_nothing() {
+    suite(env_or("OPPTAK_FAULT_BROKERS", 1), Faults::PostgresFailover, 8, 40.0).await;
+}
+
+/// One run: `brokers` private brokers, `faults`, `OPPTAK_FAULT_CALLS` calls
+/// (default `calls`) of `OPPTAK_FAULT_SECONDS` (default `seconds`).
+async fn suite(brokers: usize, faults_kind: Faults, calls: usize, seconds: f64) {
+    let pg_failover = faults_kind == Faults::PostgresFailover;
+    if pg_failover {
+        if let Err(why) = pg::PgPair::available() {
+            let _: Option<()> = common::skip(&why);
+            return;
+        }
+    }
     let Some(speech) = speech_url() else { return };
     let _one = ONE_AT_A_TIME.lock().await;
-    let Some(postgres) = common::postgres_db("fault").await else {
-        return;
+    let shared_db = if pg_failover {
+        None
+    } else {
+        let Some(db) = common::postgres_db("fault").await else {
+            return;
+        };
+        Some(db)
     };
     let cluster = brokers > 1;
     let calls_n: usize = env_or("OPPTAK_FAULT_CALLS", calls);
@@ -154,10 +206,34 @@ async fn suite(brokers: usize, calls: usize, seconds: f64) {
     let dir = std::env::temp_dir().join(format!("opptak-{prefix}"));
     std::fs::create_dir_all(&dir).unwrap();
     eprintln!(
-        "[fault] {calls_n} calls of {seconds} s at {pace}x real time, {brokers} broker(s), seed {seed} \
+        "[fault] {calls_n} calls of {seconds} s at {pace}x real time, {brokers} broker(s){}, seed {seed} \
          (OPPTAK_FAULT_SEED={seed} replays the choices); files in {}",
+        if pg_failover {
+            ", postgres primary and standby"
+        } else {
+            ""
+        },
         dir.display()
     );
+    // The metadata store: a database of the shared PostgreSQL, or the
+    // private pair whose primary the run kills.
+    let mut pg_pair = None;
+    let postgres = match &shared_db {
+        Some(db) => db.clone(),
+        None => {
+            use std::os::unix::fs::PermissionsExt;
+            // PostgreSQL runs as its own user below this directory.
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            let pg_dir = dir.clone();
+            let pair = tokio::task::spawn_blocking(move || pg::PgPair::start(&pg_dir))
+                .await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("postgres pair: {e}"));
+            let url = pair.url();
+            pg_pair = Some(pair);
+            url
+        }
+    };
 
     let broker_dir = dir.clone();
     let broker = tokio::task::spawn_blocking(move || Broker::from_env(&broker_dir, brokers))
@@ -245,14 +321,26 @@ async fn suite(brokers: usize, calls: usize, seconds: f64) {
             })
             .collect();
     }
+    if pg_failover {
+        victims.clear();
+    }
     let mut kills = victims.into_iter();
     let mut next_kill = 0.20 + rng.gen_range(0.0..0.05);
+    // The PostgreSQL failover: the primary's kill at 30–40% of the audio,
+    // the standby's promotion after an orchestrator's delay.
+    let pg_at = 0.30 + rng.gen_range(0.0..0.10);
+    let pg_down = match std::env::var("OPPTAK_FAULT_PG_DOWN_MS") {
+        Ok(ms) => Duration::from_millis(ms.parse().expect("OPPTAK_FAULT_PG_DOWN_MS")),
+        Err(_) => Duration::from_millis(rng.gen_range(1_000..8_000)),
+    };
+    let mut pg_killed: Option<Instant> = None;
+    let mut pg_promoted = false;
     let mut broker_at: Option<f64> = None;
     let mut broker_done = false;
     let mut restart_task: Option<tokio::task::JoinHandle<(Broker, Result<Duration, String>)>> = None;
     // The cluster's broker kills, from the task doing them, as they happen.
     let (notes_tx, notes) = std::sync::mpsc::channel::<String>();
-    if cluster {
+    if cluster && !pg_failover {
         // Early, so both kills and returns fall inside the calls.
         broker_at = Some(0.15 + rng.gen_range(0.0..0.05));
     }
@@ -272,16 +360,7 @@ async fn suite(brokers: usize, calls: usize, seconds: f64) {
         }
         let p = tel.progress();
         while let Ok(what) = notes.try_recv() {
-            eprintln!(
-                "[fault] {:>6.1}s progress {:>5.1}%: {what}",
-                started.elapsed().as_secs_f64(),
-                p * 100.0
-            );
-            faults.push(Done {
-                at: started.elapsed(),
-                progress: p,
-                what,
-            });
+            faults.push(Done::now(started, p, what));
         }
         if restart_task.as_ref().is_some_and(|t| t.is_finished()) {
             let (b, r) = restart_task.take().unwrap().await.unwrap();
@@ -338,6 +417,28 @@ async fn suite(brokers: usize, calls: usize, seconds: f64) {
                 (b, r)
             }));
         }
+        if let Some(pair) = pg_pair.as_mut() {
+            if pg_killed.is_none() && p >= pg_at {
+                let pid = pair
+                    .kill_primary()
+                    .unwrap_or_else(|e| panic!("killing the postgres primary: {e}"));
+                pg_killed = Some(Instant::now());
+                let what = format!("SIGKILL postgres primary (pid {pid} and its backends)");
+                faults.push(Done::now(started, p, what));
+            }
+            if !pg_promoted && pg_killed.is_some_and(|t| t.elapsed() >= pg_down) {
+                pg_promoted = true;
+                if let Err(e) = pair.promote_standby().await {
+                    failures.push(format!("promoting the standby: {e}"));
+                    break;
+                }
+                let what = format!(
+                    "postgres standby promoted, {:.1} s after the kill",
+                    pg_killed.map_or(0.0, |t| t.elapsed().as_secs_f64())
+                );
+                faults.push(Done::now(started, tel.progress(), what));
+            }
+        }
         let running: Vec<usize> = pending_kill
             .iter()
             .flatten()
@@ -362,16 +463,7 @@ async fn suite(brokers: usize, calls: usize, seconds: f64) {
                     pid.unwrap_or(0),
                     delay.as_secs_f64()
                 );
-                eprintln!(
-                    "[fault] {:>6.1}s progress {:>5.1}%: {what}",
-                    started.elapsed().as_secs_f64(),
-                    p * 100.0
-                );
-                faults.push(Done {
-                    at: started.elapsed(),
-                    progress: p,
-                    what,
-                });
+                faults.push(Done::now(started, p, what));
                 if broker_at.is_none() {
                     broker_at = Some(p + rng.gen_range(0.07..0.13));
                 }
@@ -390,16 +482,7 @@ async fn suite(brokers: usize, calls: usize, seconds: f64) {
     }
     while let Ok(what) = notes.try_recv() {
         let p = tel.progress();
-        eprintln!(
-            "[fault] {:>6.1}s progress {:>5.1}%: {what}",
-            started.elapsed().as_secs_f64(),
-            p * 100.0
-        );
-        faults.push(Done {
-            at: started.elapsed(),
-            progress: p,
-            what,
-        });
+        faults.push(Done::now(started, p, what));
     }
     let played = started.elapsed();
     let sent = tel.join().await;
@@ -480,11 +563,37 @@ async fn suite(brokers: usize, calls: usize, seconds: f64) {
         ));
     }
     let broker_kills = faults.iter().filter(|f| f.what.starts_with("SIGKILL broker")).count();
-    let kills_done = faults.iter().filter(|f| f.what.starts_with("SIGKILL")).count() - broker_kills;
-    if kills_done < 3 || !broker_done || (cluster && broker_kills < 2) {
-        failures.push(format!(
-            "the fault schedule did not run: {kills_done} kills, broker fault begun: {broker_done}, brokers killed: {broker_kills}"
-        ));
+    let pg_kills = faults.iter().filter(|f| f.what.starts_with("SIGKILL postgres")).count();
+    let kills_done = faults.iter().filter(|f| f.what.starts_with("SIGKILL")).count() - broker_kills - pg_kills;
+    match faults_kind {
+        Faults::KillsAndBroker => {
+            if kills_done < 3 || !broker_done || (cluster && broker_kills < 2) {
+                failures.push(format!(
+                    "the fault schedule did not run: {kills_done} kills, broker fault begun: {broker_done}, brokers killed: {broker_kills}"
+                ));
+            }
+        }
+        Faults::PostgresFailover => {
+            if pg_kills != 1 || !pg_promoted {
+                failures.push(format!(
+                    "the fault schedule did not run: postgres primary killed: {pg_kills}, standby promoted: {pg_promoted}"
+                ));
+            }
+            // Reconnecting is the roles' own work: no process may have
+            // needed its supervisor for it.
+            let exited: Vec<String> = sup
+                .procs
+                .iter()
+                .filter(|p| !p.exits.is_empty())
+                .map(|p| format!("{}: {:?}", p.name, p.exits))
+                .collect();
+            if !exited.is_empty() {
+                failures.push(format!("processes exited on their own during the failover: {exited:?}"));
+            }
+            if count("metadata store failed over") == 0 {
+                failures.push("no process logged 'metadata store failed over'".into());
+            }
+        }
     }
 
     // The report.
@@ -518,9 +627,10 @@ async fn suite(brokers: usize, calls: usize, seconds: f64) {
     use std::fmt::Write;
     let _ = writeln!(
         out,
-        "\n=== fault suite: {} calls x {seconds} s at {pace}x, 3 recorders, 2 transcribers, {brokers} broker{}, seed {seed} ===",
+        "\n=== fault suite: {} calls x {seconds} s at {pace}x, 3 recorders, 2 transcribers, {brokers} broker{}{}, seed {seed} ===",
         calls.len(),
-        if cluster { "s" } else { "" }
+        if cluster { "s" } else { "" },
+        if pg_failover { ", postgres primary + sync standby" } else { "" }
     );
     for f in &faults {
         let _ = writeln!(
@@ -608,6 +718,15 @@ async fn suite(brokers: usize, calls: usize, seconds: f64) {
         count("draft stored for review"),
         count("stopped with an error")
     );
+    if pg_failover {
+        let _ = writeln!(
+            out,
+            "  metadata store: {} failovers logged (one per store of each process), {} recorder sessions started over, {} KI attempts waiting on the store",
+            count("metadata store failed over"),
+            count("starting over from the committed offsets"),
+            count("the metadata store does not answer")
+        );
+    }
     for (c, r) in calls.iter().zip(&reports) {
         if !r.problems.is_empty() {
             let _ = writeln!(out, "  {}: {}", c.call_id(), r.problems.join("; "));
@@ -619,10 +738,11 @@ async fn suite(brokers: usize, calls: usize, seconds: f64) {
     let ok = failures.is_empty() && calls_wrong == 0 && total.lost == 0 && total.duplicate == 0 && total.unseen == 0;
     if !ok {
         eprintln!(
-            "[fault] FAILED; files kept in {}\n  config: {}\n  broker logs: {:?}\n{}",
+            "[fault] FAILED; files kept in {}\n  config: {}\n  broker logs: {:?}\n  postgres logs: {:?}\n{}",
             dir.display(),
             config_path.display(),
             broker.as_ref().map(|b| b.logs()),
+            pg_pair.as_ref().map(|p| p.logs()),
             sup.logs()
         );
     }
@@ -636,11 +756,15 @@ async fn suite(brokers: usize, calls: usize, seconds: f64) {
     assert_eq!(calls_wrong, 0, "calls with problems (listed above)");
     drop(sup);
     drop(broker);
+    drop(edges);
+    drop(pg_pair);
     if std::env::var("OPPTAK_FAULT_KEEP").as_deref() != Ok("1") {
         let _ = std::fs::remove_dir_all(&dir);
         // One database per run would pile up otherwise.
-        drop(edges);
-        if let (Ok(base), Some((_, db))) = (std::env::var("OPPTAK_TEST_POSTGRES"), postgres.rsplit_once('/')) {
+        if let (Ok(base), Some((_, db))) = (
+            std::env::var("OPPTAK_TEST_POSTGRES"),
+            shared_db.as_deref().and_then(|u| u.rsplit_once('/')),
+        ) {
             use sqlx::Connection;
             if let Ok(mut conn) = sqlx::PgConnection::connect(&base).await {
                 let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))

@@ -36,6 +36,7 @@ mod ki_pipeline;
 mod ki_show;
 mod oidc;
 mod otel;
+mod pg_failover;
 mod producer_example;
 mod qa;
 mod recording_path;

@@ -236,21 +236,15 @@ fn assert_identical(what: &str, stored: &[u8], reference: &[u8], silence: u8) ->
 /// Runs of `silence` at least a packet long in `stored[from..to]`, as
 /// (start, length): what a failed pause check shows.
 fn silent_runs(stored: &[u8], from: usize, to: usize, silence: u8) -> Vec<(usize, usize)> {
-    let (mut runs, mut start) = (Vec::new(), None);
-    for i in from..to.min(stored.len()) {
-        match (stored[i] == silence, start) {
-            (true, None) => start = Some(i),
-            (false, Some(s)) => {
-                if i - s >= 160 {
-                    runs.push((s, i - s));
-                }
-                start = None;
-            }
-            _ => {}
+    let to = to.min(stored.len());
+    let mut runs = Vec::new();
+    let mut i = from;
+    while i < to {
+        let len = stored[i..to].iter().take_while(|&&c| c == silence).count();
+        if len >= 160 {
+            runs.push((i, len));
         }
-    }
-    if let Some(s) = start.filter(|s| to.min(stored.len()) - s >= 160) {
-        runs.push((s, to.min(stored.len()) - s));
+        i += len.max(1);
     }
     runs
 }

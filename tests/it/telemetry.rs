@@ -465,8 +465,9 @@ async fn every_role_exposes_its_metrics_and_health() {
     let why = b.wait_ready(503, 60).await;
     assert!(why.starts_with("metadata store"), "{why}");
     assert_eq!(b.get("/healthz").await, Some((200, "ok\n".to_string())));
-    // The recorder's next flush fails: its role ends, and with it the
-    // process, non-zero, naming the role (a supervisor restarts it).
+    // The recorder's next flush fails; it waits a minute for the store to
+    // answer again (a failover takes seconds), then its role ends, and with
+    // it the process, non-zero, naming the role (a supervisor restarts it).
     let status = a.wait_exit(120).await;
     assert!(!status.success(), "{status}");
     let log = a.log_text();

@@ -180,6 +180,26 @@ fn acknowledge(sub: &mut dyn Subscription, r: &Record) -> Result<(), TranscribeE
     }
 }
 
+/// What a role's attempt that failed with `e` comes to: a transient error
+/// while the metadata store does not answer even a ping is an outage of the
+/// role's backend (a PostgreSQL primary failing over), waited out like a
+/// speech server that is down ([`Attempt::Pending`], not counted), so no
+/// call is left pending for it however long the failover takes. Any other
+/// error is the attempt's.
+pub(crate) async fn outage_or(
+    e: TranscribeError,
+    meta: &dyn opptak_store::MetadataStore,
+) -> Result<Attempt, TranscribeError> {
+    if e.is_transient() {
+        if let Err(down) = meta.ping().await {
+            return Ok(Attempt::Pending(format!(
+                "{e} (the metadata store does not answer: {down})"
+            )));
+        }
+    }
+    Err(e)
+}
+
 /// Tries `attempt` on a call until it settles: an unavailable backend is
 /// retried with backoff (0.5 s doubling to 30 s) for as long as it takes, a
 /// transient error ([`TranscribeError::is_transient`]) [`MAX_FAILURES`]

@@ -309,10 +309,11 @@ impl Role for Summarizing {
     }
 
     async fn attempt(&self, call_id: &CallId) -> Result<Attempt, TranscribeError> {
-        Ok(match self.0.summarize_call(call_id).await? {
-            SummaryOutcome::Pending(why) => Attempt::Pending(why.to_string()),
-            SummaryOutcome::Done { .. } => Attempt::Done,
-            _ => Attempt::Final,
+        Ok(match self.0.summarize_call(call_id).await {
+            Ok(SummaryOutcome::Pending(why)) => Attempt::Pending(why.to_string()),
+            Ok(SummaryOutcome::Done { .. }) => Attempt::Done,
+            Ok(_) => Attempt::Final,
+            Err(e) => return role::outage_or(e, self.0.meta().as_ref()).await,
         })
     }
 }

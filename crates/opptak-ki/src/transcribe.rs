@@ -413,10 +413,11 @@ impl Role for Transcribing {
     }
 
     async fn attempt(&self, call_id: &CallId) -> Result<Attempt, TranscribeError> {
-        Ok(match self.t.transcribe_call(call_id).await? {
-            Outcome::Pending(why) => Attempt::Pending(why.to_string()),
-            Outcome::Done { .. } => Attempt::Done,
-            _ => Attempt::Final,
+        Ok(match self.t.transcribe_call(call_id).await {
+            Ok(Outcome::Pending(why)) => Attempt::Pending(why.to_string()),
+            Ok(Outcome::Done { .. }) => Attempt::Done,
+            Ok(_) => Attempt::Final,
+            Err(e) => return role::outage_or(e, self.t.meta().as_ref()).await,
         })
     }
 }

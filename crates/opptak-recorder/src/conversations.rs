@@ -168,11 +168,48 @@ impl ConversationRecorder {
         self.vault.clock().now_us()
     }
 
-    /// Consumes the messages topic until `shutdown`.
+    /// Consumes the messages topic until `shutdown`. A store outage ends
+    /// one session, not the role ([`crate::outage`]).
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<ConversationStats, RecorderError> {
         let topics = [self.cfg.topic.clone()];
-        let mut sub = self.bus.subscribe(&self.cfg.group, &topics).await?;
         tracing::info!(group = %self.cfg.group, topic = %topics[0], "messages role started");
+        let mut outages = crate::outage::Outages::default();
+        loop {
+            let mut progressed = false;
+            let e = match self.session(&topics, &mut shutdown, &mut progressed).await {
+                Ok(()) => break,
+                Err(e) if e.is_store_outage() => e,
+                Err(e) => return Err(e),
+            };
+            let Some(delay) = outages.next(progressed) else {
+                return Err(e);
+            };
+            tracing::warn!(error = %e, retry_in_s = delay.as_secs(),
+                "messages role: its store is unavailable; starting over from the committed offsets once it answers");
+            // What the failed batch left in memory: its dead letters, and
+            // keys it may have made but not stored.
+            self.dead_letters.clear();
+            self.open.clear();
+            if !crate::outage::store_answers("messages", self.vault.meta().as_ref(), delay, &mut shutdown).await {
+                if *shutdown.borrow() {
+                    break;
+                }
+                return Err(e);
+            }
+        }
+        tracing::info!(stats = ?self.stats, "messages role stopped");
+        Ok(self.stats)
+    }
+
+    /// One subscription, from the committed offsets until shutdown or an
+    /// error; `progressed` once a batch or housekeeping went through.
+    async fn session(
+        &mut self,
+        topics: &[String],
+        shutdown: &mut watch::Receiver<bool>,
+        progressed: &mut bool,
+    ) -> Result<(), RecorderError> {
+        let mut sub = self.bus.subscribe(&self.cfg.group, topics).await?;
         let mut last_housekeeping: Option<Instant> = None;
         loop {
             if *shutdown.borrow() {
@@ -181,6 +218,7 @@ impl ConversationRecorder {
             if last_housekeeping.is_none_or(|t| t.elapsed() >= self.cfg.housekeeping) {
                 last_housekeeping = Some(Instant::now());
                 self.housekeeping().await?;
+                *progressed = true;
             }
             let records = tokio::select! {
                 r = sub.poll(self.cfg.max_batch, self.cfg.poll_wait) => r?,
@@ -191,10 +229,10 @@ impl ConversationRecorder {
             }
             let positions = self.handle_batch(records).await?;
             sub.commit(&positions)?;
+            *progressed = true;
         }
         sub.flush_commits().await?;
-        tracing::info!(stats = ?self.stats, "messages role stopped");
-        Ok(self.stats)
+        Ok(())
     }
 
     /// Handles one batch and makes its effects durable; returns the positions

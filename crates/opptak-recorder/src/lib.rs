@@ -23,6 +23,7 @@
 
 pub mod compact;
 pub mod conversations;
+mod outage;
 
 use bytes::Bytes;
 use opptak_bus::{Bus, BusError, Outgoing, Position, Record, Subscription};
@@ -133,6 +134,20 @@ pub enum RecorderError {
     /// A conversation's stored state contradicts itself.
     #[error("conversation: {0}")]
     Conversation(String),
+}
+
+impl RecorderError {
+    /// The metadata or blob store did not answer (a PostgreSQL primary
+    /// failing over, an object store restarting): the role starts over
+    /// from its committed offsets, as after a crash but in the same
+    /// process, once the store answers again (`outage`).
+    pub fn is_store_outage(&self) -> bool {
+        matches!(
+            self,
+            RecorderError::Store(StoreError::Unavailable(_))
+                | RecorderError::Vault(VaultError::Store(StoreError::Unavailable(_)))
+        )
+    }
 }
 
 /// Where a record came from: (topic, partition, offset).
@@ -445,7 +460,6 @@ impl Recorder {
     /// Runs until `shutdown` turns true, then flushes and commits what it has.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> Result<RecorderStats, RecorderError> {
         let topics = [self.cfg.topics.telephony.clone()];
-        let mut sub = self.bus.subscribe(&self.cfg.group, &topics).await?;
         tracing::info!(group = %self.cfg.group, topic = %topics[0], "recorder started");
         let compaction = if self.cfg.compact {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -460,6 +474,47 @@ impl Recorder {
         } else {
             None
         };
+        let mut outages = outage::Outages::default();
+        loop {
+            let flushes = self.stats.flushes;
+            let e = match self.session(&topics, &mut shutdown).await {
+                Ok(()) => break,
+                Err(e) if e.is_store_outage() => e,
+                Err(e) => return Err(e),
+            };
+            let Some(delay) = outages.next(self.stats.flushes > flushes) else {
+                return Err(e);
+            };
+            // What a crash would lose: the input not yet committed is read
+            // again, so the calls' state in memory goes (and with it any
+            // write whose fate the outage left unknown).
+            tracing::warn!(error = %e, retry_in_s = delay.as_secs(),
+                "recorder: its store is unavailable; starting over from the committed offsets once it answers");
+            self.forget_uncommitted();
+            if !outage::store_answers("recorder", self.meta.as_ref(), delay, &mut shutdown).await {
+                if *shutdown.borrow() {
+                    break;
+                }
+                return Err(e);
+            }
+        }
+        opptak_telemetry::metrics()
+            .calls_in_flight
+            .dec_by(self.in_flight_reported);
+        self.in_flight_reported = 0;
+        self.finished_tx = None;
+        if let Some(task) = compaction {
+            // Pending compactions resume at the next start (the sweep finds them).
+            let _ = task.await;
+        }
+        tracing::info!(stats = ?self.stats, "recorder stopped");
+        Ok(self.stats)
+    }
+
+    /// One subscription to the input, from the committed offsets until
+    /// shutdown (flushed and committed) or an error.
+    async fn session(&mut self, topics: &[String], shutdown: &mut watch::Receiver<bool>) -> Result<(), RecorderError> {
+        let mut sub = self.bus.subscribe(&self.cfg.group, topics).await?;
         let mut last_flush = Instant::now();
         loop {
             if *shutdown.borrow() {
@@ -497,18 +552,28 @@ impl Recorder {
             }
         }
         self.flush(sub.as_mut()).await?;
+        sub.flush_commits().await?;
+        Ok(())
+    }
+
+    /// Drops everything read since the last commit, as a crash would: the
+    /// calls' state, what waited for the next flush, the offsets seen. The
+    /// next session reads that input again (its effects are idempotent).
+    fn forget_uncommitted(&mut self) {
+        self.calls.clear();
+        self.unknown.clear();
+        self.seen.clear();
+        self.dead_letters.clear();
+        self.completed.clear();
+        self.reroute.clear();
+        self.ki_purge.clear();
+        self.reclassifications.clear();
+        self.contexts.clear();
+        self.unsealed_bytes = 0;
         opptak_telemetry::metrics()
             .calls_in_flight
             .dec_by(self.in_flight_reported);
         self.in_flight_reported = 0;
-        sub.flush_commits().await?;
-        self.finished_tx = None;
-        if let Some(task) = compaction {
-            // Pending compactions resume at the next start (the sweep finds them).
-            let _ = task.await;
-        }
-        tracing::info!(stats = ?self.stats, "recorder stopped");
-        Ok(self.stats)
     }
 
     fn dead_letter(&mut self, r: &Record, call_id: &str, refusal: Refusal) {

@@ -286,7 +286,7 @@ impl SqlAudit {
         )
         .bind(from as i64)
         .bind(i64::from(limit))
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.pool())
         .await
         .map_err(db)
     }
@@ -306,7 +306,7 @@ impl SqlAudit {
         }
         q.bind(i64::from(limit))
             .bind(offset.min(i64::MAX as u64) as i64)
-            .fetch_all(&self.store.pool)
+            .fetch_all(&self.store.pool())
             .await
             .map_err(db)
     }
@@ -347,7 +347,7 @@ impl SqlAudit {
         let rows = q
             .bind(i64::from(limit))
             .bind(0i64)
-            .fetch_all(&self.store.pool)
+            .fetch_all(&self.store.pool())
             .await
             .map_err(db)?;
         rows.iter()
@@ -363,7 +363,7 @@ impl SqlAudit {
             // gaps (a gap is a deletion `Audit::verify` reports), so the
             // newest seq is the count, without counting millions of rows.
             let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) AS s FROM audit_log")
-                .fetch_one(&self.store.pool)
+                .fetch_one(&self.store.pool())
                 .await
                 .map_err(db)?;
             return Ok(last.unwrap_or(0).max(0) as u64);
@@ -376,7 +376,7 @@ impl SqlAudit {
                 Arg::Int(i) => q.bind(*i),
             };
         }
-        let n = q.fetch_one(&self.store.pool).await.map_err(db)?;
+        let n = q.fetch_one(&self.store.pool()).await.map_err(db)?;
         Ok(n.max(0) as u64)
     }
 
@@ -389,7 +389,7 @@ impl SqlAudit {
         )
         .bind(subject)
         .bind(action)
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.pool())
         .await
         .map_err(db)
     }
@@ -397,7 +397,7 @@ impl SqlAudit {
     /// The newest entry, if any.
     pub async fn tail(&self) -> Result<Option<AuditEntry>, StoreError> {
         let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) AS s FROM audit_log")
-            .fetch_one(&self.store.pool)
+            .fetch_one(&self.store.pool())
             .await
             .map_err(db)?;
         let Some(last) = last else {
@@ -415,7 +415,7 @@ impl SqlAudit {
         .bind(k.sealed.clone())
         .bind(k.public_key.clone())
         .bind(k.created_at_us)
-        .execute(&self.store.pool)
+        .execute(&self.store.pool())
         .await
         .map_err(db)?;
         Ok(())
@@ -426,7 +426,7 @@ impl SqlAudit {
         sqlx::query_as(
             "SELECT key_id, kek_id, sealed, public_key, created_at_us FROM audit_signing_keys ORDER BY created_at_us, key_id",
         )
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.pool())
         .await
         .map_err(db)
     }
@@ -442,7 +442,7 @@ impl SqlAudit {
         .bind(c.at_us)
         .bind(c.key_id.as_str())
         .bind(c.signature.clone())
-        .execute(&self.store.pool)
+        .execute(&self.store.pool())
         .await
         .map_err(db)?;
         Ok(())
@@ -451,7 +451,7 @@ impl SqlAudit {
     /// Every checkpoint, by seq.
     pub async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
         sqlx::query_as("SELECT seq, hash, at_us, key_id, signature FROM audit_checkpoints ORDER BY seq")
-            .fetch_all(&self.store.pool)
+            .fetch_all(&self.store.pool())
             .await
             .map_err(db)
     }

@@ -599,7 +599,7 @@ impl SqlReporting {
         .bind(edit_distance.map(|d| d as i64))
         .bind(at_us)
         .bind(call_id)
-        .execute(&self.store.pool)
+        .execute(&self.store.pool())
         .await
         .map_err(db)?;
         Ok(r.rows_affected() > 0)
@@ -663,7 +663,7 @@ impl SqlReporting {
              WHERE k.call_id = $1"
         ))
         .bind(call_id)
-        .fetch_optional(&self.store.pool)
+        .fetch_optional(&self.store.pool())
         .await
         .map_err(db)?;
         row.map(IndexedCall::try_from).transpose()
@@ -675,7 +675,7 @@ impl SqlReporting {
             "SELECT k.call_id FROM qa_samples k {NOT_OPTED_OUT} WHERE k.call_id = $1"
         ))
         .bind(call_id)
-        .fetch_optional(&self.store.pool)
+        .fetch_optional(&self.store.pool())
         .await
         .map_err(db)?
         .is_some())
@@ -696,7 +696,7 @@ impl SqlReporting {
              AND d.class = {ANALYSIS_CLASS_SQL} AND d.destroyed_at_us IS NULL) \
              ORDER BY s.sampled_at_us, s.call_id, r.reviewer"
         ))
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.pool())
         .await
         .map_err(db)?;
         let mut out: Vec<QueueRow> = Vec::new();
@@ -748,7 +748,7 @@ impl SqlReporting {
         for a in advisors {
             q = q.bind(a.as_str());
         }
-        q.fetch_all(&self.store.pool).await.map_err(db)
+        q.fetch_all(&self.store.pool()).await.map_err(db)
     }
 
     /// Forgets a call's reporting rows (a data subject's erasure): its
@@ -809,7 +809,7 @@ impl SqlReporting {
              k.key_id, k.detail_sealed FROM qa_screenings k {NOT_OPTED_OUT} WHERE k.call_id = $1"
         ))
         .bind(call_id)
-        .fetch_optional(&self.store.pool)
+        .fetch_optional(&self.store.pool())
         .await
         .map_err(db)?;
         row.map(|r| {
@@ -835,7 +835,7 @@ impl SqlReporting {
              k.note_sealed FROM qa_reviews k {NOT_OPTED_OUT} WHERE k.call_id = $1 ORDER BY k.reviewer"
         ))
         .bind(call_id)
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.pool())
         .await
         .map_err(db)?;
         convert(rows)
@@ -855,7 +855,7 @@ impl SqlReporting {
         ))
         .bind(from_day)
         .bind(to_day)
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.pool())
         .await
         .map_err(db)?;
         convert(rows)
@@ -870,7 +870,7 @@ impl SqlReporting {
         ))
         .bind(from_day)
         .bind(to_day)
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.pool())
         .await
         .map_err(db)?;
         convert(rows)
@@ -889,7 +889,7 @@ impl SqlReporting {
         ))
         .bind(from_day)
         .bind(to_day)
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.pool())
         .await
         .map_err(db)?;
         // Calls whose KI data is gone count from the per-day aggregates.
@@ -897,7 +897,7 @@ impl SqlReporting {
             sqlx::query_as("SELECT day, desk, channel, topic, calls FROM topic_counts WHERE day >= $1 AND day <= $2")
                 .bind(from_day)
                 .bind(to_day)
-                .fetch_all(&self.store.pool)
+                .fetch_all(&self.store.pool())
                 .await
                 .map_err(db)?;
         for (day, desk, channel, topic, calls) in counted {
@@ -918,7 +918,7 @@ impl SqlReporting {
     /// are the sampling's own bookkeeping), by stratum.
     pub async fn strata(&self) -> Result<Vec<StratumRow>, StoreError> {
         let rows: Vec<StratumColumns> = sqlx::query_as("SELECT stratum, seen, sampled FROM qa_strata ORDER BY stratum")
-            .fetch_all(&self.store.pool)
+            .fetch_all(&self.store.pool())
             .await
             .map_err(db)?;
         convert(rows)

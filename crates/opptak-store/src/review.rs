@@ -43,7 +43,7 @@ impl SqlReview {
         .bind(v.at_us)
         .bind(v.key_id.as_str())
         .bind(v.sealed.clone())
-        .execute(&self.store.pool)
+        .execute(&self.store.pool())
         .await
         .map_err(db)?;
         if r.rows_affected() == 0 {
@@ -62,7 +62,7 @@ impl SqlReview {
         sqlx::query("DELETE FROM review_versions WHERE call_id = $1 AND version = $2")
             .bind(call_id)
             .bind(version as i64)
-            .execute(&self.store.pool)
+            .execute(&self.store.pool())
             .await
             .map_err(db)?;
         Ok(())
@@ -74,7 +74,7 @@ impl SqlReview {
              WHERE call_id = $1 ORDER BY version",
         )
         .bind(call_id)
-        .fetch_all(&self.store.pool)
+        .fetch_all(&self.store.pool())
         .await
         .map_err(db)
     }

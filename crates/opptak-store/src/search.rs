@@ -428,7 +428,11 @@ impl SqlSearch {
                 Bind::Text(v) => q.bind(v.clone()),
             };
         }
-        q.bind(limit).bind(offset).fetch_all(&self.store.pool).await.map_err(db)
+        q.bind(limit)
+            .bind(offset)
+            .fetch_all(&self.store.pool())
+            .await
+            .map_err(db)
     }
 
     /// The one count `sql` gives with `binds`.
@@ -440,7 +444,7 @@ impl SqlSearch {
                 Bind::Text(v) => q.bind(v.clone()),
             };
         }
-        let (n,) = q.fetch_one(&self.store.pool).await.map_err(db)?;
+        let (n,) = q.fetch_one(&self.store.pool()).await.map_err(db)?;
         Ok(n.max(0) as u64)
     }
 
@@ -457,7 +461,7 @@ impl SqlSearch {
         .bind(s.total as i64)
         .bind(i64::from(s.capped))
         .bind(s.created_at_us)
-        .execute(&self.store.pool)
+        .execute(&self.store.pool())
         .await
         .map_err(db)?;
         Ok(())
@@ -471,7 +475,7 @@ impl SqlSearch {
         )
         .bind(search_id)
         .bind(session_sha256)
-        .fetch_optional(&self.store.pool)
+        .fetch_optional(&self.store.pool())
         .await
         .map_err(db)?;
         Ok(row.map(|(filters, total, capped, created_at_us)| SavedSearch {
@@ -496,7 +500,7 @@ impl SqlSearch {
         .bind(r.case_ref.as_str())
         .bind(r.text.as_str())
         .bind(r.stated_at_us)
-        .execute(&self.store.pool)
+        .execute(&self.store.pool())
         .await
         .map_err(db)?;
         Ok(())
@@ -510,7 +514,7 @@ impl SqlSearch {
         )
         .bind(session_sha256)
         .bind(subject)
-        .fetch_optional(&self.store.pool)
+        .fetch_optional(&self.store.pool())
         .await
         .map_err(db)
     }
@@ -531,7 +535,7 @@ mod tests {
     }
 
     async fn exec(s: &SqlSearch, sql: &str) {
-        sqlx::query(sql).execute(&s.store.pool).await.unwrap();
+        sqlx::query(sql).execute(&s.store.pool()).await.unwrap();
     }
 
     /// A call `id` of `advisor` at `desk`, started at `at`, `secs` long;

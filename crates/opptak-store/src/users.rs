@@ -61,7 +61,7 @@ impl SqlUsers {
         .bind(u.created_by.as_str())
         .bind(u.approved_by.clone())
         .bind(u.approved_at_us)
-        .execute(&self.store.pool)
+        .execute(&self.store.pool())
         .await
         .map_err(db)?;
         if r.rows_affected() == 0 {
@@ -73,14 +73,14 @@ impl SqlUsers {
     pub async fn get(&self, user_id: &str) -> Result<Option<UserRow>, StoreError> {
         sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users u WHERE u.user_id = $1"))
             .bind(user_id)
-            .fetch_optional(&self.store.pool)
+            .fetch_optional(&self.store.pool())
             .await
             .map_err(db)
     }
 
     pub async fn list(&self) -> Result<Vec<UserRow>, StoreError> {
         sqlx::query_as(&format!("SELECT {USER_COLUMNS} FROM users u ORDER BY u.user_id"))
-            .fetch_all(&self.store.pool)
+            .fetch_all(&self.store.pool())
             .await
             .map_err(db)
     }
@@ -117,7 +117,7 @@ impl SqlUsers {
         .bind(by)
         .bind(at_us)
         .bind(user_id)
-        .execute(&self.store.pool)
+        .execute(&self.store.pool())
         .await
         .map_err(db)?;
         if r.rows_affected() == 0 {
@@ -132,7 +132,7 @@ impl SqlUsers {
     pub async fn advises_calls(&self, id: &str) -> Result<bool, StoreError> {
         let n: Option<(String,)> = sqlx::query_as("SELECT call_id FROM calls WHERE advisor_id = $1 LIMIT 1")
             .bind(id)
-            .fetch_optional(&self.store.pool)
+            .fetch_optional(&self.store.pool())
             .await
             .map_err(db)?;
         Ok(n.is_some())
@@ -172,7 +172,7 @@ impl SqlUsers {
         .bind(i64::from(needs_approval))
         .bind(by)
         .bind(user_id)
-        .execute(&self.store.pool)
+        .execute(&self.store.pool())
         .await
         .map_err(db)?;
         if r.rows_affected() == 0 {
@@ -222,7 +222,7 @@ impl SqlUsers {
     /// Every known team, by name.
     pub async fn teams(&self) -> Result<Vec<TeamRow>, StoreError> {
         sqlx::query_as("SELECT team, created_at_us, created_by FROM teams ORDER BY team")
-            .fetch_all(&self.store.pool)
+            .fetch_all(&self.store.pool())
             .await
             .map_err(db)
     }
@@ -235,7 +235,7 @@ impl SqlUsers {
         .bind(t.team.as_str())
         .bind(t.created_at_us)
         .bind(t.created_by.as_str())
-        .execute(&self.store.pool)
+        .execute(&self.store.pool())
         .await
         .map_err(db)?;
         if r.rows_affected() == 0 {
@@ -258,7 +258,7 @@ impl SqlUsers {
         .bind(user_id)
         .bind(at_us)
         .bind(expires_at_us)
-        .execute(&self.store.pool)
+        .execute(&self.store.pool())
         .await
         .map_err(db)?;
         Ok(())
@@ -273,7 +273,7 @@ impl SqlUsers {
         ))
         .bind(token_sha256)
         .bind(now_us)
-        .fetch_optional(&self.store.pool)
+        .fetch_optional(&self.store.pool())
         .await
         .map_err(db)
     }
@@ -281,7 +281,7 @@ impl SqlUsers {
     pub async fn end_session(&self, token_sha256: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM sessions WHERE token_sha256 = $1")
             .bind(token_sha256)
-            .execute(&self.store.pool)
+            .execute(&self.store.pool())
             .await
             .map_err(db)?;
         Ok(())

@@ -166,16 +166,8 @@ impl PrivateBroker {
                 .arg(format!("-Dlog4j2.configurationFile={tools_log4j}"))
                 .args(["-cp", &classpath, "kafka.tools.StorageTool"])
                 .args(args)
-                .output()
-                .map_err(|e| format!("java: {e}"))?;
-            if !out.status.success() {
-                return Err(format!(
-                    "StorageTool {args:?}: {}{}",
-                    String::from_utf8_lossy(&out.stdout),
-                    String::from_utf8_lossy(&out.stderr)
-                ));
-            }
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+                .output();
+            super::procs::succeeded(&format!("StorageTool {args:?}"), out)
         };
         let ports: Vec<(u16, u16)> = (0..count).map(|_| (free_port(), free_port())).collect();
         let voters = (1..)
@@ -249,12 +241,7 @@ impl PrivateBroker {
 
     fn launch(&mut self, i: usize) -> Result<(), String> {
         let node = &self.nodes[i];
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&node.log)
-            .map_err(|e| e.to_string())?;
-        let err = log.try_clone().map_err(|e| e.to_string())?;
+        let (log, err) = super::procs::log_pair(&node.log)?;
         let child = Command::new(&self.java)
             .args([
                 "-Xms512m",

@@ -212,3 +212,28 @@ impl Drop for Supervisor {
         }
     }
 }
+
+/// What a tool run to its end printed on stdout (trimmed), or, when it
+/// failed, `what` with everything it printed.
+pub fn succeeded(what: &str, out: std::io::Result<std::process::Output>) -> Result<String, String> {
+    let out = out.map_err(|e| format!("{what}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{what}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// A log file opened for appending, twice: a child's stdout and stderr.
+pub fn log_pair(path: &Path) -> Result<(std::fs::File, std::fs::File), String> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let err = log.try_clone().map_err(|e| e.to_string())?;
+    Ok((log, err))
+}

@@ -66,7 +66,7 @@ impl SqlStore {
              ORDER BY r.created_at_us, r.recording_id",
         )
         .bind(call_id.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pool())
         .await
         .map_err(read("recordings row"))?;
         Ok(rows.into_iter().map(ArtifactRow::from).collect())
@@ -80,7 +80,7 @@ impl SqlStore {
         )
         .bind(completed_before_us)
         .bind(limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pool())
         .await
         .map_err(read("recordings row"))?;
         parse_call_ids(&ids, "recordings")
@@ -156,7 +156,7 @@ impl SqlStore {
         .bind(object.path.as_str())
         .bind(at_us)
         .bind(object.bytes as i64)
-        .execute(&self.pool)
+        .execute(&self.pool())
         .await
         .map_err(db)?;
         Ok(())
@@ -231,7 +231,7 @@ impl SqlStore {
             for p in chunk {
                 q = q.bind(p.as_str());
             }
-            out.extend(q.fetch_all(&self.pool).await.map_err(read("segments"))?);
+            out.extend(q.fetch_all(&self.pool()).await.map_err(read("segments"))?);
         }
         Ok(out)
     }

@@ -202,7 +202,7 @@ impl SqlStore {
     pub(super) async fn load_call(&self, call_id: &CallId) -> Result<Option<CallRecord>, StoreError> {
         let row: Option<CallColumns> = sqlx::query_as(&format!("{CALL_SELECT} WHERE c.call_id = $1"))
             .bind(call_id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.pool())
             .await
             .map_err(read("calls row"))?;
         let Some(row) = row else { return Ok(None) };
@@ -221,7 +221,7 @@ impl SqlStore {
             "{CALL_SELECT} ORDER BY c.started_at_us DESC, c.call_id LIMIT $1"
         ))
         .bind(limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pool())
         .await
         .map_err(read("calls row"))?;
         rows.into_iter().map(CallRecord::try_from).collect()
@@ -233,7 +233,7 @@ impl SqlStore {
              FROM segments WHERE recording_id = $1 ORDER BY idx",
         )
         .bind(recording_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pool())
         .await
         .map_err(read("segments row"))
     }
@@ -244,7 +244,7 @@ impl SqlStore {
              WHERE recording_id = $1 ORDER BY first_missing",
         )
         .bind(recording_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pool())
         .await
         .map_err(read("gaps row"))
     }
@@ -263,7 +263,7 @@ impl SqlStore {
         )
         .bind(updated_before_us)
         .bind(limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pool())
         .await
         .map_err(read("calls row"))?;
         let (ids, times): (Vec<String>, Vec<i64>) = rows.into_iter().unzip();
@@ -275,7 +275,7 @@ impl SqlStore {
             sqlx::query_scalar("SELECT call_id FROM calls WHERE call_id > $1 ORDER BY call_id LIMIT $2")
                 .bind(after)
                 .bind(limit as i64)
-                .fetch_all(&self.pool)
+                .fetch_all(&self.pool())
                 .await
                 .map_err(read("calls row"))?;
         parse_call_ids(&ids, "calls")
@@ -286,7 +286,7 @@ impl SqlStore {
             "SELECT call_id FROM calls WHERE customer_ref = $1 AND medium = 'call' ORDER BY started_at_us, call_id",
         )
         .bind(customer_ref)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pool())
         .await
         .map_err(read("calls row"))?;
         parse_call_ids(&ids, "calls")
@@ -530,7 +530,7 @@ impl SqlStore {
              WHERE call_id = $1 ORDER BY received_at_us, digest",
         )
         .bind(call_id.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pool())
         .await
         .map_err(read("call_contexts row"))
     }
@@ -552,7 +552,7 @@ impl SqlStore {
         .bind(o.at_us)
         .bind(o.requested_by.as_str())
         .bind(received_at_us)
-        .execute(&self.pool)
+        .execute(&self.pool())
         .await
         .map_err(db)?;
         Ok(())
@@ -562,7 +562,7 @@ impl SqlStore {
         let row: Option<(i64, String)> =
             sqlx::query_as("SELECT at_us, requested_by FROM early_opt_outs WHERE call_id = $1")
                 .bind(call_id.as_str())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.pool())
                 .await
                 .map_err(read("early_opt_outs row"))?;
         Ok(row.map(|(at_us, requested_by)| OptOut {
@@ -589,7 +589,7 @@ impl SqlStore {
         .bind(n.announcement_id.as_str())
         .bind(n.by.as_str())
         .bind(received_at_us)
-        .execute(&self.pool)
+        .execute(&self.pool())
         .await
         .map_err(db)?;
         Ok(())
@@ -602,7 +602,7 @@ impl SqlStore {
              FROM early_ki_notices WHERE call_id = $1",
         )
         .bind(call_id.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.pool())
         .await
         .map_err(read("early_ki_notices row"))?;
         match row {
@@ -621,7 +621,7 @@ impl SqlStore {
         .bind(o.at_us)
         .bind(o.recorded_by.as_str())
         .bind(o.reason.as_str())
-        .execute(&self.pool)
+        .execute(&self.pool())
         .await
         .map_err(db)?;
         Ok(())
@@ -633,7 +633,7 @@ impl SqlStore {
              WHERE customer_ref = $1 ORDER BY kind",
         )
         .bind(customer_ref)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pool())
         .await
         .map_err(read("customer_objections row"))
     }

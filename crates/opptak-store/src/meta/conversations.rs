@@ -163,7 +163,7 @@ impl SqlStore {
     pub(super) async fn load_conversation(&self, id: &CallId) -> Result<Option<ConversationRecord>, StoreError> {
         let row: Option<ConversationColumns> = sqlx::query_as(&format!("{SELECT} WHERE c.call_id = $1"))
             .bind(id.as_str())
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.pool())
             .await
             .map_err(read("conversations row"))?;
         row.map(ConversationRecord::try_from).transpose()
@@ -243,7 +243,7 @@ impl SqlStore {
              WHERE call_id = $1 ORDER BY sequence",
         )
         .bind(id.as_str())
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pool())
         .await
         .map_err(read("conversation_messages row"))
     }
@@ -299,7 +299,7 @@ impl SqlStore {
         .bind(reason)
         .bind(last_sequence as i64)
         .bind(id.as_str())
-        .execute(&self.pool)
+        .execute(&self.pool())
         .await
         .map_err(db)?
         .rows_affected();
@@ -331,7 +331,7 @@ impl SqlStore {
              WHERE c.ended_at_us IS NOT NULL AND v.written_at_us IS NULL ORDER BY c.ended_at_us LIMIT $1",
         )
         .bind(limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pool())
         .await
         .map_err(read("conversations row"))?;
         parse_call_ids(&ids, "conversations")
@@ -349,7 +349,7 @@ impl SqlStore {
         )
         .bind(before_us)
         .bind(limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pool())
         .await
         .map_err(read("conversations row"))?;
         let (ids, times): (Vec<String>, Vec<i64>) = rows.into_iter().unzip();
@@ -368,7 +368,7 @@ impl SqlStore {
         ))
         .bind(customer_ref)
         .bind(since_us)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pool())
         .await
         .map_err(read("conversations row"))?;
         rows.into_iter().map(ConversationRecord::try_from).collect()
@@ -392,7 +392,7 @@ impl SqlStore {
         .bind(channel.map_or("", Channel::as_str))
         .bind(advisor_id.unwrap_or(""))
         .bind(limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pool())
         .await
         .map_err(read("conversations row"))?;
         rows.into_iter().map(ConversationRecord::try_from).collect()

@@ -39,7 +39,7 @@ impl SqlStore {
              WHERE destroyed_at_us IS NULL UNION ALL SELECT kek_id, 'deadletters' AS class FROM deadletter_keys \
              WHERE destroyed_at_us IS NULL) live GROUP BY kek_id, class ORDER BY kek_id, class",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pool())
         .await
         .map_err(read("data_keys count"))?;
         Ok(rows.into_iter().map(|(kek, class, n)| (kek, class, n as u64)).collect())
@@ -55,7 +55,7 @@ impl SqlStore {
         )
         .bind(kek_id)
         .bind(limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pool())
         .await
         .map_err(read("data_keys row"))?;
         Ok(rows
@@ -114,14 +114,17 @@ impl SqlStore {
             // truncated. A reader in the middle of a transaction can keep the
             // checkpoint from finishing (`busy`): then the next scrub finishes it.
             let (busy, _, _): (i32, i32, i32) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
-                .fetch_one(&self.pool)
+                .fetch_one(&self.pool())
                 .await
                 .map_err(db)?;
             if busy != 0 {
                 tracing::warn!("WAL checkpoint after a shredding was blocked by a reader; the next one completes it");
             }
         } else {
-            sqlx::query("VACUUM data_keys").execute(&self.pool).await.map_err(db)?;
+            sqlx::query("VACUUM data_keys")
+                .execute(&self.pool())
+                .await
+                .map_err(db)?;
         }
         Ok(())
     }
@@ -131,7 +134,7 @@ impl SqlStore {
             "{EVIDENCE_SELECT} WHERE $1 = '' OR call_id = $1 ORDER BY shredded_at_us, key_id"
         ))
         .bind(call_id.map(|c| c.as_str()).unwrap_or(""))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pool())
         .await
         .map_err(read("key_shreddings row"))
     }
@@ -141,7 +144,7 @@ impl SqlStore {
             "{EVIDENCE_SELECT} WHERE shredded_at_us >= $1 ORDER BY shredded_at_us, key_id"
         ))
         .bind(since_us)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pool())
         .await
         .map_err(read("key_shreddings row"))
     }
@@ -152,7 +155,7 @@ impl SqlStore {
         )
         .bind(call_id.as_str())
         .bind(class)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.pool())
         .await
         .map_err(read("data_keys row"))
     }
@@ -168,7 +171,7 @@ impl SqlStore {
         .bind(key.kek_id.as_str())
         .bind(key.sealed.clone())
         .bind(at_us)
-        .execute(&self.pool)
+        .execute(&self.pool())
         .await
         .map_err(db)?;
         self.class_key(call_id, &key.class)
@@ -183,7 +186,7 @@ impl SqlStore {
              FROM deadletter_keys WHERE key_id = $1",
         )
         .bind(key_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.pool())
         .await
         .map_err(read("data_keys row"))?;
         Ok(row.map(Into::into))
@@ -200,12 +203,12 @@ impl SqlStore {
         .bind(key.kek_id.as_str())
         .bind(key.sealed.clone())
         .bind(at_us)
-        .execute(&self.pool)
+        .execute(&self.pool())
         .await
         .map_err(db)?;
         sqlx::query_as("SELECT key_id, class, kek_id, sealed, destroyed_at_us FROM deadletter_keys WHERE day = $1")
             .bind(day)
-            .fetch_one(&self.pool)
+            .fetch_one(&self.pool())
             .await
             .map_err(read("deadletter_keys row"))
     }

@@ -26,11 +26,13 @@
 mod artifacts;
 mod calls;
 mod conversations;
+mod failover;
 mod keys;
 mod model;
 mod retention;
 
 pub use conversations::{ConversationRecord, MessageOutcome, MessageRow};
+pub use failover::split_host_list;
 pub use model::{
     ArtifactRow, CallEnd, CallRecord, CallUpdate, Compacted, ContextRow, DeletionRow, ExtensionRow, Flush, GapRow,
     HoldRow, KeyRow, KeyUnder, NewCall, NewCopy, Objection, OptOut, ReclassRow, RetentionRow, SegmentRow,
@@ -273,12 +275,14 @@ fn placeholders(rows: usize, cols: usize) -> String {
 }
 
 pub struct SqlStore {
-    pub(crate) pool: AnyPool,
+    /// Replaced when a PostgreSQL primary fails over (`failover`).
+    pool: Arc<failover::PoolCell>,
     description: String,
     pub(crate) sqlite: bool,
 }
 
 pub(crate) fn db(e: sqlx::Error) -> StoreError {
+    failover::note(&e);
     match e {
         sqlx::Error::Configuration(c) => StoreError::Config(c.to_string()),
         other => StoreError::Unavailable(other.to_string()),
@@ -379,27 +383,41 @@ impl SqlStore {
     /// for it instead (busy_timeout).
     pub(crate) async fn begin(&self) -> Result<Tx<'static>, StoreError> {
         if self.sqlite {
-            self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)
+            self.pool().begin_with("BEGIN IMMEDIATE").await.map_err(db)
         } else {
-            self.pool.begin().await.map_err(db)
+            self.pool().begin().await.map_err(db)
         }
+    }
+
+    /// The pool to query now: on PostgreSQL with failover, the current
+    /// primary's (a cheap clone; take it anew for every query).
+    pub(crate) fn pool(&self) -> AnyPool {
+        self.pool.get()
     }
 
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
+        let mut watch = None;
         let (pool, description) = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let pool = AnyPoolOptions::new()
-                .max_connections(8)
-                .acquire_timeout(std::time::Duration::from_secs(30))
-                .connect(&with_password_from_file(url)?)
-                .await
-                .map_err(|e| match e {
-                    // TLS and authentication refusals are not worth retrying.
-                    sqlx::Error::Tls(_) | sqlx::Error::Database(_) | sqlx::Error::Configuration(_) => {
-                        StoreError::Config(format!("connecting to {}: {e}", redact(url)))
-                    }
-                    e => db(e),
-                })?;
+            let pool = match failover::targets(url)? {
+                Some(targets) => {
+                    let (pool, host) = targets.open().await?;
+                    tracing::info!(primary = %targets.names[host], hosts = %targets.names.join(", "),
+                        "metadata store on the primary; failover watched");
+                    watch = Some((targets, host));
+                    pool
+                }
+                None => failover::pg_pool_options()
+                    .connect(&with_password_from_file(url)?)
+                    .await
+                    .map_err(|e| match e {
+                        // TLS and authentication refusals are not worth retrying.
+                        sqlx::Error::Tls(_) | sqlx::Error::Database(_) | sqlx::Error::Configuration(_) => {
+                            StoreError::Config(format!("connecting to {}: {e}", redact(url)))
+                        }
+                        e => db(e),
+                    })?,
+            };
             sqlx::migrate!("./migrations/postgres")
                 .run(&pool)
                 .await
@@ -444,6 +462,13 @@ impl SqlStore {
             )));
         };
         let sqlite = url.starts_with("sqlite://");
+        let pool = Arc::new(failover::PoolCell::new(
+            pool,
+            watch.as_ref().map_or(0, |(_, host)| *host),
+        ));
+        if let Some((targets, _)) = watch {
+            failover::spawn_watcher(&pool, targets);
+        }
         Ok(Self {
             pool,
             description,
@@ -493,6 +518,14 @@ fn with_password_from_file(url: &str) -> Result<String, StoreError> {
     u.set_password(Some(password))
         .map_err(|()| bad("this URL cannot carry a password".into()))?;
     Ok(u.to_string())
+}
+
+/// Whether the store would open `url` as far as its text goes: a
+/// PostgreSQL URL with several hosts needs `target_session_attrs`
+/// `read-write` or `primary`, and a port number for each host that names
+/// one (see `failover`). Nothing is connected to.
+pub fn check_url(url: &str) -> Result<(), StoreError> {
+    failover::targets(url).map(|_| ())
 }
 
 /// Hides a password in a database URL.
@@ -732,7 +765,11 @@ impl MetadataStore for SqlStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.map(drop).map_err(db)
+        sqlx::query("SELECT 1")
+            .execute(&self.pool())
+            .await
+            .map(drop)
+            .map_err(db)
     }
 
     async fn calls_of_customer(&self, customer_ref: &str) -> Result<Vec<CallId>, StoreError> {

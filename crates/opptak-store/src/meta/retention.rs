@@ -51,7 +51,7 @@ impl SqlStore {
     pub(super) async fn retention_of(&self, call_id: &CallId) -> Result<Vec<RetentionRow>, StoreError> {
         sqlx::query_as(&format!("{RETENTION_SELECT} WHERE call_id = $1 ORDER BY artifact_id"))
             .bind(call_id.as_str())
-            .fetch_all(&self.pool)
+            .fetch_all(&self.pool())
             .await
             .map_err(read("retention row"))
     }
@@ -64,7 +64,7 @@ impl SqlStore {
         ))
         .bind(now_us)
         .bind(limit as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pool())
         .await
         .map_err(read("retention row"))
     }
@@ -182,7 +182,7 @@ impl SqlStore {
              FROM deletions WHERE $1 = '' OR call_id = $1 ORDER BY deleted_at_us, artifact_id",
         )
         .bind(call_id.map(|c| c.as_str()).unwrap_or(""))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pool())
         .await
         .map_err(read("deletions row"))
     }
@@ -198,7 +198,7 @@ impl SqlStore {
         .bind(h.reason.as_str())
         .bind(h.placed_by.as_str())
         .bind(h.placed_at_us)
-        .execute(&self.pool)
+        .execute(&self.pool())
         .await
         .map_err(db)?;
         Ok(())
@@ -207,7 +207,7 @@ impl SqlStore {
     async fn hold(&self, hold_id: &str) -> Result<HoldRow, StoreError> {
         sqlx::query_as(&format!("{HOLD_SELECT} WHERE hold_id = $1"))
             .bind(hold_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.pool())
             .await
             .map_err(read("holds row"))?
             .ok_or_else(|| StoreError::NotFound(format!("hold {hold_id}")))
@@ -226,7 +226,7 @@ impl SqlStore {
         .bind(by)
         .bind(at_us)
         .bind(hold_id)
-        .execute(&self.pool)
+        .execute(&self.pool())
         .await
         .map_err(db)?
         .rows_affected();
@@ -265,7 +265,7 @@ impl SqlStore {
         .bind(by)
         .bind(at_us)
         .bind(hold_id)
-        .execute(&self.pool)
+        .execute(&self.pool())
         .await
         .map_err(db)?;
         self.hold(hold_id).await
@@ -278,7 +278,7 @@ impl SqlStore {
         ))
         .bind(call_id.map(|c| c.as_str()).unwrap_or(""))
         .bind(active_only as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.pool())
         .await
         .map_err(read("holds row"))
     }
@@ -296,7 +296,7 @@ impl SqlStore {
         .bind(e.case_ref.as_str())
         .bind(e.requested_by.as_str())
         .bind(e.at_us)
-        .execute(&self.pool)
+        .execute(&self.pool())
         .await
         .map_err(db)?;
         Ok(())
@@ -307,7 +307,7 @@ impl SqlStore {
             "SELECT call_id, years, authority, case_ref, requested_by, at_us FROM extensions WHERE call_id = $1",
         )
         .bind(call_id.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.pool())
         .await
         .map_err(read("extensions row"))
     }
@@ -324,7 +324,7 @@ impl SqlStore {
         .bind(r.by_officer.as_str())
         .bind(r.reason.as_str())
         .bind(r.at_us)
-        .execute(&self.pool)
+        .execute(&self.pool())
         .await
         .map_err(db)?;
         Ok(())
@@ -335,7 +335,7 @@ impl SqlStore {
             "SELECT call_id, service_category, by_officer, reason, at_us FROM reclassifications WHERE call_id = $1",
         )
         .bind(call_id.as_str())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.pool())
         .await
         .map_err(read("reclassifications row"))
     }
