@@ -447,11 +447,11 @@ kafka_configure() {
     done
   elif [[ $KAFKA_INSTANCE == cluster ]]; then
     render "$KAFKA_TEMPLATE" "$KAFKA_CONF/server.properties" \
-      "KAFKA_PORT=$KAFKA_PORT" "CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT" "DATA_DIR=$KAFKA_DATA" \
+      "HOST=$HOST" "KAFKA_PORT=$KAFKA_PORT" "CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT" "DATA_DIR=$KAFKA_DATA" \
       "NODE_ID=$KAFKA_NODE" "VOTERS=$(cluster_voters)"
   else
     render "$KAFKA_TEMPLATE" "$KAFKA_CONF/server.properties" \
-      "KAFKA_PORT=$KAFKA_PORT" "CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT" "DATA_DIR=$KAFKA_DATA"
+      "HOST=$HOST" "KAFKA_PORT=$KAFKA_PORT" "CONTROLLER_PORT=$KAFKA_CONTROLLER_PORT" "DATA_DIR=$KAFKA_DATA"
   fi
   cp "$HERE/kafka/log4j2.properties" "$KAFKA_CONF/log4j2.properties"
   # A single node is its quorum's only voter (a dynamic quorum of one); the

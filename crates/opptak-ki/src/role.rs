@@ -181,20 +181,16 @@ fn acknowledge(sub: &mut dyn Subscription, r: &Record) -> Result<(), TranscribeE
 }
 
 /// What a role's attempt that failed with `e` comes to: a transient error
-/// while the metadata store does not answer even a ping is an outage of the
-/// role's backend (a PostgreSQL primary failing over), waited out like a
-/// speech server that is down ([`Attempt::Pending`], not counted), so no
-/// call is left pending for it however long the failover takes. Any other
-/// error is the attempt's.
-pub(crate) async fn outage_or(
-    e: TranscribeError,
-    meta: &dyn opptak_store::MetadataStore,
-) -> Result<Attempt, TranscribeError> {
+/// while the stores do not answer (the metadata store a ping, the blob store
+/// a listing: [`opptak_vault::Vault::stores_answer`]) is an outage of the
+/// role's backend (a PostgreSQL primary failing over, an object store
+/// restarting), waited out like a speech server that is down
+/// ([`Attempt::Pending`], not counted), so no call is left pending for it
+/// however long the outage lasts. Any other error is the attempt's.
+pub(crate) async fn outage_or(e: TranscribeError, vault: &opptak_vault::Vault) -> Result<Attempt, TranscribeError> {
     if e.is_transient() {
-        if let Err(down) = meta.ping().await {
-            return Ok(Attempt::Pending(format!(
-                "{e} (the metadata store does not answer: {down})"
-            )));
+        if let Err(down) = vault.stores_answer().await {
+            return Ok(Attempt::Pending(format!("{e} (the stores do not answer: {down})")));
         }
     }
     Err(e)

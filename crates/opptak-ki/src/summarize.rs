@@ -313,7 +313,7 @@ impl Role for Summarizing {
             Ok(SummaryOutcome::Pending(why)) => Attempt::Pending(why.to_string()),
             Ok(SummaryOutcome::Done { .. }) => Attempt::Done,
             Ok(_) => Attempt::Final,
-            Err(e) => return role::outage_or(e, self.0.meta().as_ref()).await,
+            Err(e) => return role::outage_or(e, &self.0.vault).await,
         })
     }
 }

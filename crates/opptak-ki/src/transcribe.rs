@@ -417,7 +417,7 @@ impl Role for Transcribing {
             Ok(Outcome::Pending(why)) => Attempt::Pending(why.to_string()),
             Ok(Outcome::Done { .. }) => Attempt::Done,
             Ok(_) => Attempt::Final,
-            Err(e) => return role::outage_or(e, self.t.meta().as_ref()).await,
+            Err(e) => return role::outage_or(e, &self.t.vault).await,
         })
     }
 }

@@ -190,7 +190,7 @@ impl ConversationRecorder {
             // keys it may have made but not stored.
             self.dead_letters.clear();
             self.open.clear();
-            if !crate::outage::store_answers("messages", self.vault.meta().as_ref(), delay, &mut shutdown).await {
+            if !crate::outage::store_answers("messages", &self.vault, delay, &mut shutdown).await {
                 if *shutdown.borrow() {
                     break;
                 }

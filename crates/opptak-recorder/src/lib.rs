@@ -491,7 +491,7 @@ impl Recorder {
             tracing::warn!(error = %e, retry_in_s = delay.as_secs(),
                 "recorder: its store is unavailable; starting over from the committed offsets once it answers");
             self.forget_uncommitted();
-            if !outage::store_answers("recorder", self.meta.as_ref(), delay, &mut shutdown).await {
+            if !outage::store_answers("recorder", &self.vault, delay, &mut shutdown).await {
                 if *shutdown.borrow() {
                     break;
                 }

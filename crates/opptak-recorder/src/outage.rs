@@ -7,7 +7,7 @@
 //! stays away longer than [`WAIT`], ends the role and with it the process
 //! (crash-only: its supervisor sees it and restarts it).
 
-use opptak_store::MetadataStore;
+use opptak_vault::Vault;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -16,8 +16,9 @@ use tokio::sync::watch;
 /// (1 s doubling) about half a minute.
 const SESSIONS: u32 = 5;
 /// How long a role waits for its metadata store to answer between two
-/// sessions: a PostgreSQL failover takes seconds to tens of seconds; an
-/// outage longer than this is its supervisor's to see.
+/// sessions: a PostgreSQL failover or an object store's restart takes
+/// seconds to tens of seconds; an outage longer than this is its
+/// supervisor's to see.
 pub(crate) const WAIT: Duration = Duration::from_secs(60);
 
 /// The outages a role's sessions ended on, in a row.
@@ -39,13 +40,14 @@ impl Outages {
     }
 }
 
-/// Waits `delay`, then until `meta` answers, for at most [`WAIT`]:
+/// Waits `delay`, then until the vault's stores answer (metadata and
+/// blobs: [`Vault::stores_answer`]), for at most [`WAIT`]:
 /// rejoining the consumer group before it does would only move every
 /// member's partitions for nothing. False if it did not answer (or on
 /// shutdown).
 pub(crate) async fn store_answers(
     role: &'static str,
-    meta: &dyn MetadataStore,
+    vault: &Vault,
     delay: Duration,
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
@@ -59,10 +61,10 @@ pub(crate) async fn store_answers(
         if *shutdown.borrow() {
             return false;
         }
-        match meta.ping().await {
+        match vault.stores_answer().await {
             Ok(()) => return true,
             Err(e) if Instant::now() >= deadline => {
-                tracing::error!(role, error = %e, waited_s = WAIT.as_secs(), "the metadata store still does not answer");
+                tracing::error!(role, error = %e, waited_s = WAIT.as_secs(), "the stores still do not answer");
                 return false;
             }
             Err(_) => wait = Duration::from_secs(1),

@@ -334,6 +334,15 @@ impl Vault {
         &self.blobs
     }
 
+    /// Whether both stores answer now: the metadata store a trivial query,
+    /// the blob store a listing of a prefix nothing is stored under (a round
+    /// trip to S3; `BlobStore::verify` asks only once). For roles waiting
+    /// out an outage (a PostgreSQL failover, an object store restarting).
+    pub async fn stores_answer(&self) -> Result<(), StoreError> {
+        self.meta.ping().await?;
+        self.blobs.list("opptak-probe/").await.map(drop)
+    }
+
     pub fn keys(&self) -> &Arc<dyn KeyProvider> {
         &self.keys
     }

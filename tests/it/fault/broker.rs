@@ -13,7 +13,14 @@
 //! private Kafka is a cluster like `services.sh cluster`'s: three combined
 //! KRaft nodes in one quorum (`server-cluster.properties.in`: replication 3,
 //! `min.insync.replicas` 2), and the broker fault is [`PrivateBroker::leader_kills`].
+//!
+//! On hosts (the network scenarios, `hosts.rs`) each node runs in its own
+//! network namespace, `kafka-1` ... `kafka-3`, listening and advertised on
+//! that host's address: every client and every other node reaches it across
+//! the bridge, so a partition or a delay of its link is seen by all of them.
 
+use super::hosts::Hosts;
+use crate::common::free_port;
 use rdkafka::admin::{AdminClient, AdminOptions, ConfigSource, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -89,6 +96,10 @@ impl Broker {
 /// One KRaft node (controller and broker in one process).
 pub struct Node {
     pub id: i32,
+    /// Where it listens: 127.0.0.1, or its host's address.
+    pub host: String,
+    /// Its host's network namespace, on hosts.
+    pub netns: Option<String>,
     pub port: u16,
     conf: PathBuf,
     pub log: PathBuf,
@@ -101,13 +112,6 @@ pub struct PrivateBroker {
     lib: PathBuf,
     log4j: PathBuf,
     pub nodes: Vec<Node>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free local port")
 }
 
 /// The broker jars `services.sh install` resolved: next to the shared
@@ -147,6 +151,17 @@ impl PrivateBroker {
     /// Formats and starts `count` nodes (1: the single broker's template
     /// and a quorum of one; 3: the cluster's), returning once all are ready.
     pub fn start(dir: &Path, count: usize) -> Result<Self, String> {
+        Self::start_on(dir, count, None)
+    }
+
+    /// The host (name) of node `id` on hosts.
+    pub fn host_name(id: i32) -> String {
+        format!("kafka-{id}")
+    }
+
+    /// [`PrivateBroker::start`], on `hosts` when given: node N on host
+    /// `kafka-N` (its address, ports 9092 and 9093).
+    pub fn start_on(dir: &Path, count: usize, hosts: Option<&Hosts>) -> Result<Self, String> {
         if count != 1 && count != 3 {
             return Err(format!("{count} brokers: the suite runs 1 or 3"));
         }
@@ -169,15 +184,24 @@ impl PrivateBroker {
                 .output();
             super::procs::succeeded(&format!("StorageTool {args:?}"), out)
         };
-        let ports: Vec<(u16, u16)> = (0..count).map(|_| (free_port(), free_port())).collect();
+        // (host, broker port, controller port, namespace) per node.
+        let places: Vec<(String, u16, u16, Option<String>)> = (1..=count as i32)
+            .map(|id| match hosts {
+                Some(h) => {
+                    let name = Self::host_name(id);
+                    (h.addr(&name).to_owned(), 9092, 9093, Some(h.netns(&name)))
+                }
+                None => ("127.0.0.1".to_owned(), free_port(), free_port(), None),
+            })
+            .collect();
         let voters = (1..)
-            .zip(&ports)
-            .map(|(id, (_, controller))| format!("{id}@127.0.0.1:{controller}"))
+            .zip(&places)
+            .map(|(id, (host, _, controller, _))| format!("{id}@{host}:{controller}"))
             .collect::<Vec<_>>()
             .join(",");
         let cluster = tool(&["random-uuid"])?;
         let mut nodes = Vec::new();
-        for (id, (port, controller)) in (1..).zip(&ports) {
+        for (id, (host, port, controller, netns)) in (1..).zip(places) {
             let root = if count == 1 {
                 dir.join("kafka")
             } else {
@@ -187,6 +211,7 @@ impl PrivateBroker {
             std::fs::create_dir_all(&data).map_err(|e| e.to_string())?;
             let conf = root.join("server.properties");
             let text = template
+                .replace("@HOST@", &host)
                 .replace("@KAFKA_PORT@", &port.to_string())
                 .replace("@CONTROLLER_PORT@", &controller.to_string())
                 .replace("@DATA_DIR@", &data.display().to_string())
@@ -201,7 +226,9 @@ impl PrivateBroker {
             tool(&args)?;
             nodes.push(Node {
                 id,
-                port: *port,
+                host,
+                netns,
+                port,
                 conf,
                 log: root.join("broker.log"),
                 child: None,
@@ -227,7 +254,7 @@ impl PrivateBroker {
     pub fn bootstrap(&self) -> String {
         self.nodes
             .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
+            .map(|n| format!("{}:{}", n.host, n.port))
             .collect::<Vec<_>>()
             .join(",")
     }
@@ -242,7 +269,16 @@ impl PrivateBroker {
     fn launch(&mut self, i: usize) -> Result<(), String> {
         let node = &self.nodes[i];
         let (log, err) = super::procs::log_pair(&node.log)?;
-        let child = Command::new(&self.java)
+        let mut cmd = match &node.netns {
+            Some(ns) => {
+                // `ip netns exec` execs java: the child's pid is the broker's.
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&self.java);
+                c
+            }
+            None => Command::new(&self.java),
+        };
+        let child = cmd
             .args([
                 "-Xms512m",
                 "-Xmx512m",
@@ -268,7 +304,7 @@ impl PrivateBroker {
         let deadline = Instant::now() + limit;
         let node = &mut self.nodes[i];
         loop {
-            if starts_logged(node) > before && std::net::TcpStream::connect(("127.0.0.1", node.port)).is_ok() {
+            if starts_logged(node) > before && std::net::TcpStream::connect((node.host.as_str(), node.port)).is_ok() {
                 return Ok(());
             }
             if let Some(c) = node.child.as_mut() {
@@ -389,6 +425,54 @@ impl PrivateBroker {
                 in_sync.as_secs_f64()
             ));
         }
+        Ok(())
+    }
+}
+
+impl PrivateBroker {
+    /// The network scenario on hosts: the leader of the busiest partition of
+    /// `topic` cut off from every other host (its link down) for `cut`, then
+    /// healed; returns once it is back in the in-sync replicas of every
+    /// partition it holds. Each step goes to `note` as it happens.
+    pub fn partition_leader(
+        &self,
+        hosts: &Hosts,
+        topic: &str,
+        cut: Duration,
+        note: &Sender<String>,
+    ) -> Result<(), String> {
+        let bootstrap = self.bootstrap();
+        let admin = admin(&bootstrap)?;
+        let (partition, victim) = busiest_partition(&bootstrap, topic)?;
+        let host = Self::host_name(victim);
+        let t = Instant::now();
+        hosts.partition(&host)?;
+        let _ = note.send(format!(
+            "broker {victim} ({host}, leader of {topic} partition {partition}) cut off for {:.0} s",
+            cut.as_secs_f64()
+        ));
+        // Who leads meanwhile, as the other brokers tell it.
+        let deadline = t + cut;
+        while Instant::now() < deadline {
+            match leader_of(&admin, topic, partition) {
+                Ok(l) if l != victim => {
+                    let _ = note.send(format!(
+                        "{topic} partition {partition} led by broker {l} {:.1} s after the cut",
+                        t.elapsed().as_secs_f64()
+                    ));
+                    break;
+                }
+                _ => std::thread::sleep(Duration::from_millis(500)),
+            }
+        }
+        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+        hosts.heal(&host)?;
+        let in_sync = wait_in_sync(&admin, victim, Duration::from_secs(180))?;
+        let _ = note.send(format!(
+            "broker {victim} healed after {:.1} s, back in every in-sync replica set {:.1} s later",
+            cut.as_secs_f64(),
+            in_sync.as_secs_f64()
+        ));
         Ok(())
     }
 }

@@ -19,6 +19,7 @@
 //! group takes the postmaster and every backend at once, as a crash of its
 //! host would.
 
+use crate::common::free_port;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -122,13 +123,6 @@ fn server_user() -> Result<Option<(u32, u32)>, String> {
          run deploy/local/services.sh start once"
             .into(),
     )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free local port")
 }
 
 const HERE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/local/postgres");
@@ -394,7 +388,7 @@ impl PgPair {
     pub fn kill_primary(&mut self) -> Result<u32, String> {
         let mut child = self.primary.child.take().ok_or("the primary is not running")?;
         let pid = child.id();
-        kill_group(pid, "KILL");
+        super::procs::kill_group(pid, "KILL");
         let _ = child.wait();
         Ok(pid)
     }
@@ -433,14 +427,6 @@ impl PgPair {
     }
 }
 
-fn kill_group(pid: u32, signal: &str) {
-    let _ = Command::new("kill")
-        .args([&format!("-{signal}"), "--", &format!("-{pid}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-}
-
 /// Runs `f` to its end on a current-thread runtime of its own, on a thread
 /// of its own (the caller may be inside another runtime).
 fn block_on<T: Send + 'static>(f: impl std::future::Future<Output = T> + Send + 'static) -> T {
@@ -461,13 +447,13 @@ impl Drop for PgPair {
     fn drop(&mut self) {
         for node in [&mut self.primary, &mut self.standby] {
             if let Some(mut c) = node.child.take() {
-                kill_group(c.id(), "QUIT");
+                super::procs::kill_group(c.id(), "QUIT");
                 let deadline = Instant::now() + Duration::from_secs(10);
                 while Instant::now() < deadline && !matches!(c.try_wait(), Ok(Some(_))) {
                     std::thread::sleep(Duration::from_millis(50));
                 }
                 if !matches!(c.try_wait(), Ok(Some(_))) {
-                    kill_group(c.id(), "KILL");
+                    super::procs::kill_group(c.id(), "KILL");
                     let _ = c.wait();
                 }
             }

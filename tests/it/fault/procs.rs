@@ -6,8 +6,10 @@
 //! own (a fenced recorder, a role that gave up) is started again after a
 //! short back-off and counted; a slot restarted too often is a crash loop.
 
+use super::hosts::Hosts;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// One supervised slot: `recorder-0`, `transcriber-1`, ...
@@ -34,6 +36,8 @@ pub struct Launcher {
     /// Extra environment per start (e.g. a telemetry port).
     pub env: EnvFor,
     pub started: Instant,
+    /// On hosts, each slot runs on the host of its name.
+    pub hosts: Option<Arc<Hosts>>,
 }
 
 impl Launcher {
@@ -55,7 +59,10 @@ impl Launcher {
         // `OPPTAK_FAULT_BIN` runs another build (a release binary, or a
         // deliberately broken one to see the suite fail).
         let bin = std::env::var("OPPTAK_FAULT_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_opptak").into());
-        let mut cmd = Command::new(bin);
+        let mut cmd = match &self.hosts {
+            Some(h) => h.command(&p.name, bin),
+            None => Command::new(bin),
+        };
         // The config file is the whole configuration: no OPPTAK__ override
         // from the environment the test runs in.
         for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("OPPTAK__")) {
@@ -236,4 +243,14 @@ pub fn log_pair(path: &Path) -> Result<(std::fs::File, std::fs::File), String> {
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let err = log.try_clone().map_err(|e| e.to_string())?;
     Ok((log, err))
+}
+
+/// Sends `signal` to the process group `pid` leads (a server started with
+/// `process_group(0)`: its workers go with it, as in a crash of its host).
+pub fn kill_group(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args([&format!("-{signal}"), "--", &format!("-{pid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
