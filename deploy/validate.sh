@@ -235,7 +235,8 @@ check_compose() {
 # chart's own | the roles it enables | helm arguments. ci-values has Kafka
 # TLS (CA only) and SASL; chart-secret adds SASL over mutual TLS with one
 # shared client certificate and the passwords in the chart-made Secret;
-# kafka-mtls is mutual TLS without SASL, a certificate (principal) per role.
+# kafka-mtls is mutual TLS without SASL, a certificate (principal) per role;
+# s3-hot puts the hot store in an S3 bucket (no blobs volume).
 ALL_ROLES=recorder,transcriber,summarizer,sweeper,review
 KAFKA_SASL_MTLS="--set kafka.tls.enabled=true,kafka.tls.secret=kafka-tls,kafka.tls.clientCert=true,kafka.sasl.enabled=true --set-string secrets.values.kafkaRecorderPassword=r,secrets.values.kafkaTranscriberPassword=t,secrets.values.kafkaSweeperPassword=s,secrets.values.kafkaReviewPassword=v"
 KAFKA_ROLE_CERTS="--set kafka.tls.enabled=true,kafka.tls.secret=kafka-ca,kafka.tls.clientCert=true"
@@ -245,6 +246,7 @@ VALUE_SETS=(
   "ci-values|opptak-blobs-cephfs|$ALL_ROLES|-f $CHART/ci-values.yaml --set-file retentionPolicy=$ROOT/crates/opptak-domain/policy/default.toml"
   "chart-secret||recorder,transcriber,sweeper,review|--set secrets.create=true --set-string secrets.values.postgresPassword=x,secrets.values.s3AccessKey=x,secrets.values.s3SecretKey=x,secrets.values.keyring=k,secrets.values.telephonyKeyring=t --set telephonyKeyring.enabled=true --set roles.summarizer.enabled=false $KAFKA_SASL_MTLS"
   "kafka-mtls||$ALL_ROLES|$KAFKA_ROLE_CERTS"
+  "s3-hot||$ALL_ROLES|--set-string blobs.url=s3://opptak-hot/prod?endpoint=http://minio:9000&region=us-east-1"
 )
 
 render() { # file helm-args...: helm template into file

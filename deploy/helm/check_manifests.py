@@ -20,7 +20,9 @@ own contract:
     per role) and a password of its own, a mounted file or an env variable
     from a Secret;
   - the config volume names the rendered ConfigMap, the blobs volume a
-    rendered claim (or the one given as existingClaim);
+    rendered claim (or the one given as existingClaim); with storage.blobs
+    on S3 no pod mounts a blobs volume and no blobs claim is rendered, with
+    file:// every pod mounts one at the path the URL names;
   - every Service selects at least one Deployment's pods and its named
     target ports exist there; every role has a metrics Service;
   - every PodDisruptionBudget selects a Deployment with more than one
@@ -263,6 +265,36 @@ def check_container(c, ck, what, pod_ports):
     pod_ports.update(names)
 
 
+def check_blob_store(ck, deployments, claims):
+    """storage.blobs and the blobs volume agree: on S3 none, on file:// one."""
+    for d in deployments:
+        what = ck.name(d)
+        pod = d["spec"]["template"]["spec"]
+        has_volume = any(v["name"] == "blobs" for v in pod.get("volumes", []))
+        for c in pod.get("containers", []):
+            try:
+                blobs = effective_config(ck, d, c).get("storage", {}).get("blobs", "")
+            except ValueError as e:
+                ck.fail(what, f"container {c['name']}: its opptak.toml: {e}")
+                continue
+            mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
+            if blobs.startswith("s3://"):
+                if has_volume or "blobs" in mounts:
+                    ck.fail(what, f"container {c['name']}: storage.blobs is {blobs} yet a blobs volume is mounted")
+            elif blobs.startswith("file://"):
+                if mounts.get("blobs") != blobs[len("file://"):]:
+                    ck.fail(what, f"container {c['name']}: storage.blobs {blobs} is not where the blobs volume is mounted")
+            else:
+                ck.fail(what, f"container {c['name']}: storage.blobs {blobs!r} is neither s3:// nor file://")
+    s3 = any(
+        effective_config(ck, d, c).get("storage", {}).get("blobs", "").startswith("s3://")
+        for d in deployments
+        for c in d["spec"]["template"]["spec"].get("containers", [])
+    )
+    if s3 and any(n.endswith("-blobs") for n in claims):
+        ck.fail("PersistentVolumeClaim", "a blobs claim is rendered although storage.blobs is on S3")
+
+
 def check(docs, roles, existing_claim):
     ck = Checker(docs)
     deployments = ck.of_kind("Deployment")
@@ -318,6 +350,7 @@ def check(docs, roles, existing_claim):
             if PRIVATE_KEY.search(text or ""):
                 ck.fail(f"ConfigMap/{name}", f"{key} holds a private key")
     check_kafka_security(ck, deployments)
+    check_blob_store(ck, deployments, {d["metadata"]["name"] for d in ck.of_kind("PersistentVolumeClaim")})
 
     services = ck.of_kind("Service")
     for s in services:

@@ -141,7 +141,7 @@ release names (R13: opptak refuses any other non-loopback host).
 {{- $owned := dict
   "bus" (dict "url" (printf "kafka://%s" .Values.kafka.brokers))
   "storage" (dict
-    "blobs" (printf "file://%s" .Values.blobs.mountPath)
+    "blobs" (.Values.blobs.url | default (printf "file://%s" .Values.blobs.mountPath))
     "metadata" .Values.postgresql.url
     "archive" .Values.archive.url)
   "ki" (dict "asr_url" .Values.speech.url "llm_url" .Values.llm.url "llm_model" .Values.llm.model "model_hosts" (include "opptak.modelHosts" .))
