@@ -237,7 +237,10 @@ async fn producer_row(edges: &Edges, spec: opptak::loadgen::LoadSpec, baseline: 
     } else {
         None
     };
-    let rec = gen.map(|g| (r.cores_used() - g).max(1e-6));
+    // The recorder's own CPU is the difference of two runs; when the
+    // generator-only run cost as much (a saturated machine, or noise), it
+    // cannot be told apart: "-" rather than a quotient of nothing.
+    let rec = gen.map(|g| r.cores_used() - g).filter(|c| *c >= 0.01);
     Ok(format!(
         "| {} | {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {} | {} | {} | {} |",
         r.calls,

@@ -775,10 +775,24 @@ async fn suite(fault: Fault, brokers: usize, calls: usize, seconds: f64) {
     }
     // A KI role whose task ended with an error leaves its process running
     // without it (only the shutdown reports it): a silent loss of capacity.
-    let role_errors = count("stopped with an error") + count("task failed");
+    // The one error a role is meant to end on is the stuck-consumer guard's
+    // (librdkafka sometimes never rejoins its group after a broker restart:
+    // docs/design/pitfalls.md): its process exits and the supervisor starts
+    // it again with a fresh consumer, so it counts only if no exit followed.
+    let stuck = logs
+        .lines()
+        .filter(|l| l.contains("stopped with an error") && l.contains("bus consumer stuck"))
+        .count();
+    let exits_on_own: usize = sup.procs.iter().map(|p| p.exits.len()).sum();
+    let role_errors = count("stopped with an error") + count("task failed") - stuck;
     if role_errors > 0 {
         failures.push(format!(
             "{role_errors} roles ended with an error (grep the logs for 'stopped with an error')"
+        ));
+    }
+    if stuck > exits_on_own {
+        failures.push(format!(
+            "{stuck} roles ended on a stuck consumer, but only {exits_on_own} processes exited to restart"
         ));
     }
     let broker_kills = faults.iter().filter(|f| f.what.starts_with("SIGKILL broker")).count();
@@ -959,13 +973,14 @@ async fn suite(fault: Fault, brokers: usize, calls: usize, seconds: f64) {
     }
     let _ = writeln!(
         out,
-        "  in the logs: {} write conflicts, {} 'call state dropped', {} live transcriptions abandoned, {} transcripts stored, {} drafts stored, {} roles stopped with an error",
+        "  in the logs: {} write conflicts, {} 'call state dropped', {} live transcriptions abandoned, {} transcripts stored, {} drafts stored, {} roles stopped with an error ({} of them a stuck consumer, restarted)",
         count("write conflict"),
         count("call state dropped"),
         count("live transcription abandoned"),
         count("transcript stored"),
         count("draft stored for review"),
-        count("stopped with an error")
+        count("stopped with an error"),
+        stuck
     );
     if pg_failover {
         let _ = writeln!(

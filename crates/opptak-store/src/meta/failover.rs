@@ -11,7 +11,8 @@
 //! failed as a lost primary fails: [`note`]) whether it still is one; when
 //! it is not, the hosts are probed again and the pool on the new primary
 //! replaces the old one ([`PoolCell`]), which is closed: whatever waited on
-//! it fails at once with [`StoreError::Unavailable`] and its caller retries.
+//! it fails at once with [`StoreError::Unavailable`] and its caller retries
+//! (a caller inside sqlx's connect retries is pointed at the new primary).
 //! While no server takes writes the old pool is closed too, so queries fail
 //! at once rather than after the pool's 30 s acquire timeout.
 //!
@@ -327,6 +328,13 @@ impl Targets {
         Err((said, config))
     }
 
+    /// How to connect to host `i`, if its URL (and password file) reads.
+    fn connect_options(&self, i: usize) -> Option<sqlx::any::AnyConnectOptions> {
+        use std::str::FromStr;
+        let url = with_password_from_file(&self.urls[i]).ok()?;
+        sqlx::any::AnyConnectOptions::from_str(&url).ok()
+    }
+
     /// A pool on host `i`.
     async fn pool_on(&self, i: usize) -> Result<AnyPool, sqlx::Error> {
         let url =
@@ -397,6 +405,14 @@ async fn watch(cell: Weak<PoolCell>, targets: Targets) {
         };
         match found {
             Ok((i, new)) => {
+                // A caller that was already waiting for a connection of the
+                // old pool is not woken by its close: sqlx retries a refused
+                // connect until the acquire timeout (30 s), reading the
+                // pool's connect options anew each time. Point those retries
+                // at the new primary.
+                if let Some(opts) = targets.connect_options(i) {
+                    pool.set_connect_options(opts);
+                }
                 let old = cell.replace(new, i);
                 // Whatever still waits on the old server fails now
                 // (PoolClosed: Unavailable to its caller, who retries).
