@@ -70,13 +70,8 @@ req = urllib.request.Request(f"{endpoint}/{bucket}", method="PUT", headers={
 urllib.request.urlopen(req).read()
 EOF
 
-cpu_ticks() { # pid...: user + system clock ticks so far, summed
-  local t=0 p
-  for p in "$@"; do
-    t=$((t + $(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat")))
-  done
-  echo "$t"
-}
+# shellcheck source=benches/server-cpu.sh
+source benches/server-cpu.sh
 
 pids_of() { # pid files...: the running pids among them
   local f
@@ -97,8 +92,7 @@ run() { # name "pids" env...: one loadgen run, then the servers' CPU over it
     "$bin" loadgen --calls "$CALLS" --seconds "$SECONDS_PER_RUN" --chunk-ms "$CHUNK_MS" --baseline
   # shellcheck disable=SC2086
   t1=$(date +%s.%N) c1=$(cpu_ticks $pids)
-  awk -v c="$((c1 - c0))" -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK_TCK)" \
-    'BEGIN { printf "\nservers (brokers, and MinIO in the cluster runs): %.1f CPU s over %.1f s = %.2f cores\n", c / hz, t1 - t0, c / hz / (t1 - t0) }'
+  cores_over "servers (brokers, and MinIO in the cluster runs)" "$c0" "$c1" "$t0" "$t1"
 }
 
 single=(

@@ -39,9 +39,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cpu_ticks() { # pid: user + system clock ticks so far
-  awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
-}
+# shellcheck source=benches/server-cpu.sh
+source benches/server-cpu.sh
 
 run() { # name broker-pid-file env...: one loadgen run, then the broker's CPU over it
   local name=$1 pidfile=$2
@@ -58,8 +57,7 @@ run() { # name broker-pid-file env...: one loadgen run, then the broker's CPU ov
     "$bin" loadgen --calls "$CALLS" --seconds "$SECONDS_PER_RUN" --chunk-ms "$CHUNK_MS" --baseline
   t1=$(date +%s.%N)
   c1=$(cpu_ticks "$pid")
-  awk -v c="$((c1 - c0))" -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK_TCK)" \
-    'BEGIN { printf "\nbroker: %.1f CPU s over %.1f s = %.2f cores\n", c / hz, t1 - t0, c / hz / (t1 - t0) }'
+  cores_over broker "$c0" "$c1" "$t0" "$t1"
 }
 
 plain=(
